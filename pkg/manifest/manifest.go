@@ -1,0 +1,227 @@
+// Package manifest holds SwiftDeploy's single source of truth: the parsed,
+// defaulted and validated manifest.yaml.
+package manifest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// MaxSize bounds a manifest file: a manifest is a few hundred bytes, so
+// anything larger is a mistake or an attack and is refused before parsing.
+const MaxSize = 256 << 10
+
+// Manifest is the whole desired state of one SwiftDeploy project.
+type Manifest struct {
+	// Project names the stack; it prefixes container names and labels
+	// every owned object. Default: the manifest directory's name.
+	Project  string   `json:"project,omitempty"`
+	Services Services `json:"services"`
+	Nginx    Nginx    `json:"nginx"`
+	Network  Network  `json:"network"`
+	Metrics  Metrics  `json:"metrics,omitempty"`
+	Policy   Policy   `json:"policy,omitempty"`
+}
+
+// Services describes the application containers.
+type Services struct {
+	Image      string            `json:"image"`
+	Port       int               `json:"port"`
+	Replicas   int               `json:"replicas,omitempty"`
+	HealthPath string            `json:"health_path,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
+	Resources  Resources         `json:"resources,omitempty"`
+	Canary     *Canary           `json:"canary,omitempty"`
+}
+
+// Resources are per-container limits; zero means unlimited.
+type Resources struct {
+	// CPUs is a fraction of host CPUs, e.g. 0.5.
+	CPUs float64 `json:"cpus,omitempty"`
+	// Memory is a size such as "256m", "1g" or "512Mi".
+	Memory string `json:"memory,omitempty"`
+}
+
+// Canary is a second track running a candidate image beside the stable one.
+type Canary struct {
+	Image string `json:"image"`
+	// Weight is the percentage (0-100) of requests nginx sends to the canary.
+	Weight   int `json:"weight"`
+	Replicas int `json:"replicas,omitempty"`
+}
+
+// Nginx is the front door: the only container that publishes a host port.
+type Nginx struct {
+	Image string `json:"image"`
+	Port  int    `json:"port"`
+	// ProxyTimeout bounds connect/read/send to the upstream.
+	ProxyTimeout Duration `json:"proxy_timeout,omitempty"`
+}
+
+// Network is the project's Docker network.
+type Network struct {
+	Name       string `json:"name"`
+	DriverType string `json:"driver_type,omitempty"`
+}
+
+// Metrics controls scraping of the app's Prometheus endpoint.
+type Metrics struct {
+	Path           string   `json:"path,omitempty"`
+	ScrapeInterval Duration `json:"scrape_interval,omitempty"`
+	Window         Duration `json:"window,omitempty"`
+}
+
+// Policy holds the thresholds fed to the Rego policies as data.
+type Policy struct {
+	MinDiskGB    float64 `json:"min_disk_gb"`
+	MaxCPULoad   float64 `json:"max_cpu_load"`
+	MaxErrorRate float64 `json:"max_error_rate"`
+	MaxP99Ms     float64 `json:"max_p99_ms"`
+	MinRequests  int     `json:"min_requests"`
+	// DiskPath is the filesystem whose free space the infrastructure policy
+	// checks. Default: Docker's root directory.
+	DiskPath string `json:"disk_path,omitempty"`
+}
+
+// Defaults returns a manifest with every optional field at its default.
+// Parse decodes on top of it, so a field absent from the file keeps its
+// default while an explicit zero (e.g. max_error_rate: 0) is honoured.
+func Defaults() Manifest {
+	return Manifest{
+		Services: Services{
+			Replicas:   1,
+			HealthPath: "/healthz",
+		},
+		Nginx: Nginx{
+			ProxyTimeout: Duration(30 * time.Second),
+		},
+		Network: Network{DriverType: "bridge"},
+		Metrics: Metrics{
+			Path:           "/metrics",
+			ScrapeInterval: Duration(5 * time.Second),
+			Window:         Duration(60 * time.Second),
+		},
+		Policy: Policy{
+			MinDiskGB:    10,
+			MaxCPULoad:   2.0,
+			MaxErrorRate: 0.01,
+			MaxP99Ms:     500,
+			MinRequests:  20,
+			DiskPath:     "/var/lib/docker",
+		},
+	}
+}
+
+// DefaultCanaryReplicas is used when services.canary.replicas is absent.
+const DefaultCanaryReplicas = 1
+
+// Load reads, parses and validates the manifest at path. The project name
+// defaults to the name of the directory holding the file.
+func Load(path string) (*Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolve manifest path %s: %w", path, err)
+	}
+	return Parse(data, filepath.Base(filepath.Dir(abs)))
+}
+
+// Parse decodes and validates a manifest. defaultProject is used when the
+// manifest names no project (it is sanitized into a valid name).
+func Parse(data []byte, defaultProject string) (*Manifest, error) {
+	if len(data) > MaxSize {
+		return nil, &ValidationError{Problems: []Problem{{Field: "(file)", Msg: fmt.Sprintf("manifest is larger than %d bytes", MaxSize)}}}
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, &ValidationError{Problems: []Problem{{Field: "(file)", Msg: "manifest is empty"}}}
+	}
+	m := Defaults()
+	if err := yaml.UnmarshalStrict(data, &m); err != nil {
+		return nil, &ValidationError{Problems: []Problem{decodeProblem(err)}}
+	}
+	if m.Project == "" {
+		m.Project = SanitizeProject(defaultProject)
+	}
+	if m.Services.Canary != nil && m.Services.Canary.Replicas == 0 {
+		m.Services.Canary.Replicas = DefaultCanaryReplicas
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+var projectUnsafe = regexp.MustCompile(`[^a-z0-9_-]+`)
+
+// SanitizeProject turns a directory name into a valid project name, the
+// way docker compose does.
+func SanitizeProject(s string) string {
+	s = projectUnsafe.ReplaceAllString(strings.ToLower(s), "")
+	s = strings.TrimLeft(s, "_-")
+	if s == "" {
+		return "swiftdeploy"
+	}
+	if len(s) > 40 {
+		s = s[:40]
+	}
+	return s
+}
+
+// Hash is a stable digest of the manifest's canonical JSON form.
+func (m *Manifest) Hash() string {
+	b, _ := json.Marshal(m)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Duration is a time.Duration that reads "5s"/"1m" strings or a number of
+// seconds, and writes the string form.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case float64:
+		*d = Duration(time.Duration(x * float64(time.Second)))
+		return nil
+	case string:
+		p, err := time.ParseDuration(x)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q (use e.g. \"5s\" or \"1m\")", x)
+		}
+		*d = Duration(p)
+		return nil
+	default:
+		return errors.New("duration must be a string such as \"5s\" or a number of seconds")
+	}
+}

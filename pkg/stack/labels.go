@@ -1,0 +1,40 @@
+package stack
+
+// Labels on every object SwiftDeploy owns. Ownership is decided by
+// LabelProject alone: anything without it is never touched.
+const (
+	LabelPrefix     = "io.swiftdeploy."
+	LabelProject    = LabelPrefix + "project"
+	LabelRole       = LabelPrefix + "role"        // RoleApp or RoleNginx
+	LabelTrack      = LabelPrefix + "track"       // TrackStable or TrackCanary
+	LabelReplica    = LabelPrefix + "replica"     // 1-based replica number
+	LabelConfigHash = LabelPrefix + "config-hash" // spec digest, replicas left out
+	LabelImage      = LabelPrefix + "image"       // image reference as written in the manifest
+)
+
+// Labels returns the labels for an application container.
+func (a App) Labels(project string) map[string]string {
+	return map[string]string{
+		LabelProject:    project,
+		LabelRole:       RoleApp,
+		LabelTrack:      a.Track,
+		LabelReplica:    itoa(a.Replica),
+		LabelConfigHash: a.Hash,
+		LabelImage:      a.Image,
+	}
+}
+
+// Labels returns the labels for the nginx container.
+func (n Nginx) Labels(project string) map[string]string {
+	return map[string]string{
+		LabelProject:    project,
+		LabelRole:       RoleNginx,
+		LabelConfigHash: n.Hash,
+		LabelImage:      n.Image,
+	}
+}
+
+// NetworkLabels returns the labels for the project network.
+func NetworkLabels(project string) map[string]string {
+	return map[string]string{LabelProject: project}
+}

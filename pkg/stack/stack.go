@@ -1,0 +1,168 @@
+// Package stack derives the concrete set of containers SwiftDeploy should run
+// from a manifest. It is pure: the same inputs always give the same Stack,
+// so renderers and the reconciler agree on names and hashes.
+package stack
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+)
+
+// Tracks of application containers.
+const (
+	TrackStable = "stable"
+	TrackCanary = "canary"
+)
+
+// Roles of owned containers.
+const (
+	RoleApp   = "app"
+	RoleNginx = "nginx"
+)
+
+// ConfigDir is where the nginx container sees its configuration directory.
+// A directory (not a file) is mounted so that atomically renamed files are
+// seen by the container.
+const ConfigDir = "/etc/swiftdeploy"
+
+// Stack is the desired set of containers for one project.
+type Stack struct {
+	Project string
+	Network manifest.Network
+	// Stable and Canary hold the application containers of each track,
+	// ordered by replica number. Canary is empty when no canary runs.
+	Stable []App
+	Canary []App
+	// CanaryWeight is the percentage of traffic sent to the canary track
+	// (0 when Canary is empty).
+	CanaryWeight int
+	Nginx        Nginx
+	// ProxyTimeout and the health path are used by the nginx renderer.
+	ProxyTimeout string
+	MetricsPath  string
+}
+
+// App is one application container.
+type App struct {
+	Name       string // container name, also its DNS name on the network
+	Image      string
+	Track      string
+	Replica    int
+	Port       int
+	Env        map[string]string // includes PORT and MODE
+	CPUs       float64
+	Memory     string
+	HealthPath string
+	// Hash covers everything that requires replacing the container when it
+	// changes (image, port, env, limits, track); replica count is left out.
+	Hash string
+}
+
+// Addr is the host:port nginx uses to reach the container.
+func (a App) Addr() string { return a.Name + ":" + strconv.Itoa(a.Port) }
+
+// Nginx is the front-door container.
+type Nginx struct {
+	Name  string
+	Image string
+	Port  int // published host port, also the listen port inside
+	Hash  string
+}
+
+// Options are decisions the daemon recorded that refine the manifest.
+type Options struct {
+	// StableImage, when set, overrides services.image: a promoted canary
+	// image that the manifest has not caught up with yet.
+	StableImage string
+	// NoCanary suppresses the manifest's canary (after a rollback).
+	NoCanary bool
+}
+
+// FromManifest computes the desired stack.
+func FromManifest(m *manifest.Manifest, o Options) Stack {
+	s := Stack{
+		Project:      m.Project,
+		Network:      m.Network,
+		ProxyTimeout: fmt.Sprintf("%ds", int(m.Nginx.ProxyTimeout.D().Seconds())),
+		MetricsPath:  m.Metrics.Path,
+	}
+	stableImage := m.Services.Image
+	if o.StableImage != "" {
+		stableImage = o.StableImage
+	}
+	s.Stable = apps(m, TrackStable, stableImage, m.Services.Replicas)
+	if c := m.Services.Canary; c != nil && !o.NoCanary && c.Image != stableImage {
+		s.Canary = apps(m, TrackCanary, c.Image, c.Replicas)
+		s.CanaryWeight = c.Weight
+	}
+	s.Nginx = Nginx{
+		Name:  m.Project + "-nginx",
+		Image: m.Nginx.Image,
+		Port:  m.Nginx.Port,
+	}
+	s.Nginx.Hash = hash(struct {
+		Image string
+		Port  int
+	}{s.Nginx.Image, s.Nginx.Port})
+	return s
+}
+
+func apps(m *manifest.Manifest, track, image string, replicas int) []App {
+	env := map[string]string{}
+	for k, v := range m.Services.Env {
+		env[k] = v
+	}
+	env["PORT"] = strconv.Itoa(m.Services.Port)
+	env["MODE"] = track
+	spec := App{
+		Image:      image,
+		Track:      track,
+		Port:       m.Services.Port,
+		Env:        env,
+		CPUs:       m.Services.Resources.CPUs,
+		Memory:     m.Services.Resources.Memory,
+		HealthPath: m.Services.HealthPath,
+	}
+	spec.Hash = hash(spec)
+	out := make([]App, replicas)
+	for i := range out {
+		a := spec
+		a.Replica = i + 1
+		a.Name = fmt.Sprintf("%s-%s-%s-%d", m.Project, track, spec.Hash[:8], a.Replica)
+		out[i] = a
+	}
+	return out
+}
+
+// hash digests v's JSON form; encoding/json sorts map keys, so it is stable.
+func hash(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("stack: hash: %v", err)) // only plain data is hashed
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Apps returns every application container, stable first.
+func (s Stack) Apps() []App {
+	return append(append([]App(nil), s.Stable...), s.Canary...)
+}
+
+// SortedEnv returns env as KEY=VALUE strings in key order.
+func SortedEnv(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
