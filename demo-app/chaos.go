@@ -1,0 +1,197 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// maxSlowDelay caps chaos slow mode, so a typo cannot park requests
+	// for hours; writeTimeout is derived from it.
+	maxSlowDelay = 60 * time.Second
+	// maxChaosBody bounds POST /chaos bodies; a valid one is a few dozen bytes.
+	maxChaosBody = 4 << 10
+)
+
+// Chaos modes. chaosNone is the state; "recover" is the request that
+// returns to it.
+const (
+	chaosNone    = "none"
+	chaosSlow    = "slow"
+	chaosError   = "error"
+	chaosRecover = "recover"
+)
+
+// chaosState is one immutable chaos setting. It is swapped whole through an
+// atomic pointer so request handlers read it without locking.
+type chaosState struct {
+	Mode     string  `json:"mode"`
+	Duration float64 `json:"duration,omitempty"` // seconds of delay, slow mode
+	Rate     float64 `json:"rate,omitempty"`     // fraction answered 500, error mode
+}
+
+// level is the chaos_active gauge value: 0 none, 1 slow, 2 error.
+func (s chaosState) level() float64 {
+	switch s.Mode {
+	case chaosSlow:
+		return 1
+	case chaosError:
+		return 2
+	default:
+		return 0
+	}
+}
+
+type chaos struct {
+	state atomic.Pointer[chaosState]
+}
+
+func newChaos() *chaos {
+	c := &chaos{}
+	c.state.Store(&chaosState{Mode: chaosNone})
+	return c
+}
+
+func (c *chaos) current() chaosState  { return *c.state.Load() }
+func (c *chaos) set(s chaosState)     { c.state.Store(&s) }
+func (c *chaos) activeLevel() float64 { return c.current().level() }
+
+// middleware applies the current chaos setting to the requests of next.
+func (c *chaos) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch s := c.current(); s.Mode {
+		case chaosSlow:
+			delay := time.NewTimer(time.Duration(s.Duration * float64(time.Second)))
+			defer delay.Stop()
+			select {
+			case <-delay.C:
+			case <-r.Context().Done():
+				// The client left; free the goroutine now. 499 is nginx's
+				// "client closed request", so the abort shows in the
+				// metrics without counting as a server error.
+				w.WriteHeader(499)
+				return
+			}
+		case chaosError:
+			// rand.Float64 is in [0,1), so rate 1 fails every request.
+			if rand.Float64() < s.Rate {
+				writeError(w, http.StatusInternalServerError, "chaos: injected failure")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// chaosRequest is the POST /chaos body. Pointers tell an absent field from
+// an explicit zero.
+type chaosRequest struct {
+	Mode     string   `json:"mode"`
+	Duration *float64 `json:"duration"`
+	Rate     *float64 `json:"rate"`
+}
+
+func (s *server) handleChaos(w http.ResponseWriter, r *http.Request) {
+	state, err := decodeChaosRequest(http.MaxBytesReader(w, r.Body, maxChaosBody))
+	if err != nil {
+		status := http.StatusBadRequest
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			status = http.StatusRequestEntityTooLarge
+		}
+		writeError(w, status, err.Error())
+		return
+	}
+	s.chaos.set(state)
+	writeJSON(w, http.StatusOK, state)
+}
+
+// decodeChaosRequest parses and validates a POST /chaos body into the state
+// it asks for.
+func decodeChaosRequest(body io.Reader) (chaosState, error) {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	var req chaosRequest
+	if err := dec.Decode(&req); err != nil {
+		return chaosState{}, describeDecodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return chaosState{}, fmt.Errorf("request body too large: %w", err)
+		}
+		return chaosState{}, errors.New("request body must hold a single JSON object")
+	}
+	return req.validate()
+}
+
+func (req chaosRequest) validate() (chaosState, error) {
+	switch req.Mode {
+	case chaosSlow:
+		if req.Rate != nil {
+			return chaosState{}, errors.New(`field "rate" does not apply to mode "slow"`)
+		}
+		if req.Duration == nil {
+			return chaosState{}, fmt.Errorf(`mode "slow" needs field "duration" (seconds, 0 < duration <= %g)`, maxSlowDelay.Seconds())
+		}
+		d := *req.Duration
+		if math.IsNaN(d) || d <= 0 || d > maxSlowDelay.Seconds() {
+			return chaosState{}, fmt.Errorf(`field "duration" is %g: want seconds, 0 < duration <= %g`, d, maxSlowDelay.Seconds())
+		}
+		return chaosState{Mode: chaosSlow, Duration: d}, nil
+	case chaosError:
+		if req.Duration != nil {
+			return chaosState{}, errors.New(`field "duration" does not apply to mode "error"`)
+		}
+		if req.Rate == nil {
+			return chaosState{}, errors.New(`mode "error" needs field "rate" (fraction of failed requests, 0 < rate <= 1)`)
+		}
+		rate := *req.Rate
+		if math.IsNaN(rate) || rate <= 0 || rate > 1 {
+			return chaosState{}, fmt.Errorf(`field "rate" is %g: want 0 < rate <= 1`, rate)
+		}
+		return chaosState{Mode: chaosError, Rate: rate}, nil
+	case chaosRecover:
+		if req.Duration != nil || req.Rate != nil {
+			return chaosState{}, errors.New(`mode "recover" takes no other fields`)
+		}
+		return chaosState{Mode: chaosNone}, nil
+	case "":
+		return chaosState{}, errors.New(`field "mode" is required: one of "slow", "error", "recover"`)
+	default:
+		return chaosState{}, fmt.Errorf(`field "mode" is %q: want one of "slow", "error", "recover"`, req.Mode)
+	}
+}
+
+// describeDecodeError turns encoding/json's errors into messages that name
+// the offending field or position.
+func describeDecodeError(err error) error {
+	if errors.Is(err, io.EOF) {
+		return errors.New("request body is empty: want a JSON object such as {\"mode\":\"recover\"}")
+	}
+	if tooLarge, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return fmt.Errorf("request body is larger than %d bytes: %w", tooLarge.Limit, err)
+	}
+	if syntax, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return fmt.Errorf("malformed JSON at byte %d: %w", syntax.Offset, err)
+	}
+	if typeErr, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		if typeErr.Field == "" {
+			return fmt.Errorf("request body must be a JSON object, not %s", typeErr.Value)
+		}
+		return fmt.Errorf("field %q must be a %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("malformed JSON: body ends early")
+	}
+	if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fmt.Errorf("unknown field %s: allowed fields are \"mode\", \"duration\", \"rate\"", msg)
+	}
+	return fmt.Errorf("malformed JSON: %w", err)
+}

@@ -1,0 +1,74 @@
+// Command demo-app is the small HTTP service SwiftDeploy deploys in its
+// tests and demos. It reports its mode and version, exposes Prometheus
+// metrics and can be told to misbehave (POST /chaos) so that canary
+// policies have something to catch.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo-app: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is main without the process globals, so tests can drive it.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	flags := flag.NewFlagSet("demo-app", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	healthcheck := flags.Bool("healthcheck", false,
+		"probe http://127.0.0.1:$PORT/healthz and exit 0 if healthy (for Docker HEALTHCHECK in an image without curl)")
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", flags.Args())
+	}
+
+	cfg, err := configFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	if *healthcheck {
+		return probeHealth(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", cfg.port))
+	}
+
+	hostname, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("read hostname: %w", err)
+	}
+	app := newServer(cfg.mode, version, hostname)
+
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.port))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w", cfg.port, err)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	logger.Info("listening", "addr", ln.Addr().String(), "mode", cfg.mode, "version", version, "hostname", hostname)
+	if err := serve(ctx, ln, newHTTPServer(app.handler())); err != nil {
+		return err
+	}
+	logger.Info("stopped gracefully")
+	return nil
+}
