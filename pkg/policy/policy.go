@@ -1,0 +1,237 @@
+// Package policy evaluates SwiftDeploy's Rego policies in-process. The
+// engine is embedded in the daemon and the CLI: there is no OPA server and no
+// network port to protect.
+//
+// Every decision fails closed: an evaluation error, a missing rule, a
+// malformed result or a missing input value all deny, with a reason that says
+// which it was.
+package policy
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"sort"
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/swiftdeploy/swiftdeploy/policies"
+)
+
+// Policy names. Policy X lives in Rego package swiftdeploy.X and must define
+// a boolean `allow` and a set of strings `deny` (the reasons).
+const (
+	Infrastructure = "infrastructure"
+	CanarySafety   = "canary_safety"
+)
+
+// names lists every policy the engine prepares a query for.
+var names = []string{Infrastructure, CanarySafety}
+
+// packagePrefix is the Rego package namespace of SwiftDeploy policies.
+const packagePrefix = "swiftdeploy."
+
+// Thresholds are the user-tunable limits (manifest.yaml's policy section,
+// field for field), passed to the policies as input.thresholds so that no
+// limit is hard-coded in Rego.
+type Thresholds struct {
+	MinDiskGB    float64 `json:"min_disk_gb"`
+	MaxCPULoad   float64 `json:"max_cpu_load"`
+	MaxErrorRate float64 `json:"max_error_rate"`
+	MaxP99Ms     float64 `json:"max_p99_ms"`
+	MinRequests  int     `json:"min_requests"`
+}
+
+// InfraInput is what the infrastructure policy judges. A nil pointer means
+// the reading was unavailable, and the policy denies.
+type InfraInput struct {
+	DiskPath          string   `json:"disk_path"`
+	DiskFreeGB        *float64 `json:"disk_free_gb"`
+	CPULoad1          *float64 `json:"cpu_load"`
+	CPUCount          int      `json:"cpu_count"`
+	MemAvailableBytes *uint64  `json:"mem_available_bytes"`
+}
+
+// CanaryInput is what the canary safety policy judges, measured over the
+// metrics window. A nil pointer means no metric was available.
+type CanaryInput struct {
+	Mode      string   `json:"mode"`        // "canary"
+	Requests  *float64 `json:"requests"`    // requests in the window
+	ReqPerSec *float64 `json:"req_per_sec"` // informational
+	ErrorRate *float64 `json:"error_rate"`  // fraction, 0.01 = 1%
+	P99Ms     *float64 `json:"p99_latency"` // milliseconds
+}
+
+// Decision is the outcome of one policy evaluation.
+type Decision struct {
+	Policy  string   `json:"policy"`
+	Allowed bool     `json:"allowed"`
+	Reasons []string `json:"reasons,omitempty"`
+	// Input is exactly what the policy saw, thresholds included, so that a
+	// journal entry can explain the decision on its own.
+	Input map[string]any `json:"input"`
+}
+
+// Engine evaluates the policies. It is safe for concurrent use; Reload swaps
+// the whole policy set atomically, so an evaluation sees either the old set
+// or the new one, never a mix.
+type Engine struct {
+	set atomic.Pointer[preparedSet]
+}
+
+// New compiles every non-test .rego file in fsys (recursively). Errors name
+// the file and line.
+func New(fsys fs.FS) (*Engine, error) {
+	e := &Engine{}
+	if err := e.Reload(fsys); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// NewFromDir compiles the policies in dir; errors carry dir's path.
+func NewFromDir(dir string) (*Engine, error) {
+	e := &Engine{}
+	if err := e.ReloadDir(dir); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Default compiles the policies embedded in the binary.
+func Default() (*Engine, error) {
+	e, err := New(policies.FS)
+	if err != nil {
+		return nil, fmt.Errorf("embedded policies: %w", err)
+	}
+	return e, nil
+}
+
+// Reload compiles the policies in fsys and, only if all of them compile,
+// replaces the current set. On error the engine keeps deciding with the old,
+// working set.
+func (e *Engine) Reload(fsys fs.FS) error {
+	return e.reload(fsys, "")
+}
+
+// ReloadDir is Reload for a directory on disk; errors carry dir's path.
+func (e *Engine) ReloadDir(dir string) error {
+	return e.reload(os.DirFS(dir), dir)
+}
+
+func (e *Engine) reload(fsys fs.FS, dir string) error {
+	set, err := prepare(context.Background(), fsys, dir)
+	if err != nil {
+		return err
+	}
+	e.set.Store(set)
+	return nil
+}
+
+// Infrastructure decides whether the host may take a deploy.
+func (e *Engine) Infrastructure(ctx context.Context, in InfraInput, t Thresholds) Decision {
+	return e.decide(ctx, Infrastructure, map[string]any{
+		"disk_path":           in.DiskPath,
+		"disk_free_gb":        finite(in.DiskFreeGB),
+		"cpu_load":            finite(in.CPULoad1),
+		"cpu_count":           in.CPUCount,
+		"mem_available_bytes": optional(in.MemAvailableBytes),
+		"thresholds": map[string]any{
+			"min_disk_gb":  finiteValue(t.MinDiskGB),
+			"max_cpu_load": finiteValue(t.MaxCPULoad),
+		},
+	})
+}
+
+// CanarySafety decides whether the canary may be promoted.
+func (e *Engine) CanarySafety(ctx context.Context, in CanaryInput, t Thresholds) Decision {
+	return e.decide(ctx, CanarySafety, map[string]any{
+		"mode":        in.Mode,
+		"requests":    finite(in.Requests),
+		"req_per_sec": finite(in.ReqPerSec),
+		"error_rate":  finite(in.ErrorRate),
+		"p99_latency": finite(in.P99Ms),
+		"thresholds": map[string]any{
+			"max_error_rate": finiteValue(t.MaxErrorRate),
+			"max_p99_ms":     finiteValue(t.MaxP99Ms),
+			"min_requests":   t.MinRequests,
+		},
+	})
+}
+
+// decide evaluates policy name against input and turns every way the
+// evaluation can go wrong into a denial.
+func (e *Engine) decide(ctx context.Context, name string, input map[string]any) Decision {
+	d := Decision{Policy: name, Input: input}
+	deny := func(format string, a ...any) Decision {
+		d.Allowed = false
+		d.Reasons = append(d.Reasons, fmt.Sprintf(format, a...))
+		return d
+	}
+	set := e.set.Load()
+	if set == nil {
+		return deny("policy %s: no policies loaded", name)
+	}
+	rs, err := set.queries[name].Eval(ctx, rego.EvalInput(input))
+	if err != nil {
+		return deny("policy evaluation failed: %v", err)
+	}
+	switch len(rs) {
+	case 0:
+		return deny("policy %s returned no decision (undefined)", name)
+	case 1:
+	default:
+		return deny("policy %s returned %d conflicting decisions", name, len(rs))
+	}
+	allow, ok := rs[0].Bindings["allow"].(bool)
+	if !ok {
+		return deny("policy %s returned a non-boolean allow: %v", name, rs[0].Bindings["allow"])
+	}
+	reasons, _ := rs[0].Bindings["reasons"].([]any)
+	for _, r := range reasons {
+		if s, ok := r.(string); ok {
+			d.Reasons = append(d.Reasons, s)
+		} else {
+			d.Reasons = append(d.Reasons, fmt.Sprint(r))
+		}
+	}
+	sort.Strings(d.Reasons)
+	switch {
+	case allow && len(d.Reasons) > 0:
+		// A deny reason always wins over allow: a policy that says both
+		// is confused, and a confused policy must not let a deploy through.
+		d.Allowed = false
+	case !allow && len(d.Reasons) == 0:
+		return deny("policy %s denied without giving a reason", name)
+	default:
+		d.Allowed = allow
+	}
+	return d
+}
+
+// finite dereferences p for the policy input. Absent and non-finite readings
+// both become null: NaN cannot be encoded as JSON, and the policy must treat
+// a meaningless reading like a missing one.
+func finite(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return finiteValue(*p)
+}
+
+func finiteValue(f float64) any {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil
+	}
+	return f
+}
+
+func optional(p *uint64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
