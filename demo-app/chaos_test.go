@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestChaosAccepted(t *testing.T) {
+	tests := []struct {
+		name       string
+		body       string
+		want       chaosState
+		wantActive float64
+	}{
+		{name: "slow", body: `{"mode":"slow","duration":3}`, want: chaosState{Mode: "slow", Duration: 3}, wantActive: 1},
+		{name: "slow fractional", body: `{"mode":"slow","duration":0.25}`, want: chaosState{Mode: "slow", Duration: 0.25}, wantActive: 1},
+		{name: "slow at the cap", body: `{"mode":"slow","duration":60}`, want: chaosState{Mode: "slow", Duration: 60}, wantActive: 1},
+		{name: "error half", body: `{"mode":"error","rate":0.5}`, want: chaosState{Mode: "error", Rate: 0.5}, wantActive: 2},
+		{name: "error all", body: `{"mode":"error","rate":1}`, want: chaosState{Mode: "error", Rate: 1}, wantActive: 2},
+		{name: "recover", body: `{"mode":"recover"}`, want: chaosState{Mode: "none"}, wantActive: 0},
+		{name: "whitespace around", body: " \n{\"mode\": \"recover\"}\n ", want: chaosState{Mode: "none"}, wantActive: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, url := startApp(t, modeStable)
+			if got := postChaos(t, url, tt.body); got != tt.want {
+				t.Errorf("POST /chaos %s = %+v, want %+v", tt.body, got, tt.want)
+			}
+			if got := gauge(t, scrape(t, url), "chaos_active"); got != tt.wantActive {
+				t.Errorf("chaos_active = %v, want %v", got, tt.wantActive)
+			}
+		})
+	}
+}
+
+func TestChaosRejected(t *testing.T) {
+	tests := []struct {
+		name       string
+		method     string // default POST
+		body       string
+		wantStatus int
+		wantError  string // substring of the JSON error message
+	}{
+		{name: "empty body", body: "", wantStatus: 400, wantError: "empty"},
+		{name: "malformed JSON", body: `{"mode":`, wantStatus: 400, wantError: "malformed JSON"},
+		{name: "not JSON", body: `mode=slow`, wantStatus: 400, wantError: "malformed JSON"},
+		{name: "array", body: `[{"mode":"recover"}]`, wantStatus: 400, wantError: "JSON object"},
+		{name: "two objects", body: `{"mode":"recover"}{"mode":"recover"}`, wantStatus: 400, wantError: "single JSON object"},
+		{name: "trailing garbage", body: `{"mode":"recover"} x`, wantStatus: 400, wantError: "single JSON object"},
+		{name: "unknown field", body: `{"mode":"slow","duration":1,"target":"db"}`, wantStatus: 400, wantError: `unknown field "target"`},
+		{name: "missing mode", body: `{}`, wantStatus: 400, wantError: `"mode" is required`},
+		{name: "null mode", body: `{"mode":null}`, wantStatus: 400, wantError: `"mode" is required`},
+		{name: "mode not a string", body: `{"mode":1}`, wantStatus: 400, wantError: `field "mode" must be a string`},
+		{name: "unknown mode", body: `{"mode":"explode"}`, wantStatus: 400, wantError: `"explode"`},
+		{name: "slow without duration", body: `{"mode":"slow"}`, wantStatus: 400, wantError: `needs field "duration"`},
+		{name: "slow zero duration", body: `{"mode":"slow","duration":0}`, wantStatus: 400, wantError: `"duration" is 0`},
+		{name: "slow negative duration", body: `{"mode":"slow","duration":-3}`, wantStatus: 400, wantError: `"duration" is -3`},
+		{name: "slow over the cap", body: `{"mode":"slow","duration":61}`, wantStatus: 400, wantError: `"duration" is 61`},
+		{name: "slow overflowing duration", body: `{"mode":"slow","duration":1e400}`, wantStatus: 400, wantError: `"duration"`},
+		{name: "slow NaN duration", body: `{"mode":"slow","duration":NaN}`, wantStatus: 400, wantError: "malformed JSON"},
+		{name: "slow duration as string", body: `{"mode":"slow","duration":"3s"}`, wantStatus: 400, wantError: `field "duration" must be a float64`},
+		{name: "slow with rate", body: `{"mode":"slow","duration":1,"rate":0.5}`, wantStatus: 400, wantError: `"rate" does not apply`},
+		{name: "error without rate", body: `{"mode":"error"}`, wantStatus: 400, wantError: `needs field "rate"`},
+		{name: "error zero rate", body: `{"mode":"error","rate":0}`, wantStatus: 400, wantError: `"rate" is 0`},
+		{name: "error negative rate", body: `{"mode":"error","rate":-0.5}`, wantStatus: 400, wantError: `"rate" is -0.5`},
+		{name: "error rate above one", body: `{"mode":"error","rate":1.5}`, wantStatus: 400, wantError: `"rate" is 1.5`},
+		{name: "error with duration", body: `{"mode":"error","rate":0.5,"duration":1}`, wantStatus: 400, wantError: `"duration" does not apply`},
+		{name: "recover with rate", body: `{"mode":"recover","rate":1}`, wantStatus: 400, wantError: "takes no other fields"},
+		{name: "body too large", body: `{"mode":"recover"}` + strings.Repeat(" ", maxChaosBody), wantStatus: 413, wantError: "too large"},
+		{name: "padding inside the object", body: `{"mode":"recover",` + strings.Repeat(" ", maxChaosBody) + `"rate":1}`, wantStatus: 413, wantError: "larger than 4096 bytes"},
+		{name: "GET", method: http.MethodGet, wantStatus: 405, wantError: "method GET not allowed"},
+		{name: "PUT", method: http.MethodPut, body: `{"mode":"recover"}`, wantStatus: 405, wantError: "method PUT not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, url := startApp(t, modeStable)
+			before := chaosState{Mode: chaosError, Rate: 0.25}
+			s.chaos.set(before)
+
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			resp, body := do(t, method, url+"/chaos", tt.body)
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("%s /chaos %q: status %d, want %d (body %s)", method, tt.body, resp.StatusCode, tt.wantStatus, body)
+			}
+			msg := decodeJSON[map[string]string](t, body)["error"]
+			if !strings.Contains(msg, tt.wantError) {
+				t.Errorf("error = %q, want it to contain %q", msg, tt.wantError)
+			}
+			if got := s.chaos.current(); got != before {
+				t.Errorf("a rejected request changed chaos to %+v", got)
+			}
+		})
+	}
+}
+
+func TestChaosSlowDelaysAppRequests(t *testing.T) {
+	_, url := startApp(t, modeStable)
+	const delay = 200 * time.Millisecond
+	postChaos(t, url, `{"mode":"slow","duration":0.2}`)
+
+	for _, path := range []string{"/", "/unknown"} {
+		start := time.Now()
+		resp, _ := do(t, http.MethodGet, url+path, "")
+		if elapsed := time.Since(start); elapsed < delay {
+			t.Errorf("GET %s took %v under slow chaos, want at least %v", path, elapsed, delay)
+		}
+		if path == "/" && resp.StatusCode != http.StatusOK {
+			t.Errorf("GET / under slow chaos: status %d, want 200", resp.StatusCode)
+		}
+	}
+	families := scrape(t, url)
+	var slowest uint64 // requests above the 0.1 s bucket
+	for _, m := range families["http_request_duration_seconds"].GetMetric() {
+		h := m.GetHistogram()
+		for _, b := range h.GetBucket() {
+			if b.GetUpperBound() == 0.1 {
+				slowest += h.GetSampleCount() - b.GetCumulativeCount()
+			}
+		}
+	}
+	if slowest != 2 {
+		t.Errorf("histogram puts %d requests above 0.1 s, want the 2 slowed ones", slowest)
+	}
+}
+
+func TestChaosErrorRate(t *testing.T) {
+	tests := []struct {
+		name     string
+		rate     string
+		requests int
+		min, max int // accepted number of 500s
+	}{
+		{name: "all", rate: "1", requests: 50, min: 50, max: 50},
+		// Binomial(1000, 0.5) has a standard deviation of about 16, so
+		// ±100 is over six of them: this does not flake.
+		{name: "half", rate: "0.5", requests: 1000, min: 400, max: 600},
+		{name: "tenth", rate: "0.1", requests: 1000, min: 40, max: 160},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, url := startApp(t, modeStable)
+			postChaos(t, url, `{"mode":"error","rate":`+tt.rate+`}`)
+			failed := 0
+			for range tt.requests {
+				resp, body := do(t, http.MethodGet, url+"/", "")
+				switch resp.StatusCode {
+				case http.StatusInternalServerError:
+					failed++
+					if msg := decodeJSON[map[string]string](t, body)["error"]; msg == "" {
+						t.Fatalf("500 body %s has no error message", body)
+					}
+				case http.StatusOK:
+				default:
+					t.Fatalf("GET / under error chaos: status %d", resp.StatusCode)
+				}
+			}
+			if failed < tt.min || failed > tt.max {
+				t.Errorf("%d of %d requests failed at rate %s, want %d to %d", failed, tt.requests, tt.rate, tt.min, tt.max)
+			}
+			if got := requestCount(scrape(t, url), map[string]string{"path": "/", "status": "500"}); got != float64(failed) {
+				t.Errorf("http_requests_total{status=500} = %v, want %d", got, failed)
+			}
+		})
+	}
+}
+
+func TestChaosRecover(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+	}{
+		{name: "after error", body: `{"mode":"error","rate":1}`},
+		{name: "after slow", body: `{"mode":"slow","duration":0.05}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, url := startApp(t, modeStable)
+			postChaos(t, url, tt.body)
+			do(t, http.MethodGet, url+"/", "")
+			if got := postChaos(t, url, `{"mode":"recover"}`); got != (chaosState{Mode: chaosNone}) {
+				t.Errorf("recover answered %+v, want mode none", got)
+			}
+			for range 20 {
+				if resp, body := do(t, http.MethodGet, url+"/", ""); resp.StatusCode != http.StatusOK {
+					t.Fatalf("GET / after recover: status %d, body %s", resp.StatusCode, body)
+				}
+			}
+			if got := gauge(t, scrape(t, url), "chaos_active"); got != 0 {
+				t.Errorf("chaos_active after recover = %v, want 0", got)
+			}
+		})
+	}
+}
+
+// TestChaosSparesControlRoutes checks that probes, scrapes and the chaos
+// endpoint itself keep working while the app is sick, so the daemon can
+// still see and heal it.
+func TestChaosSparesControlRoutes(t *testing.T) {
+	tests := []struct {
+		name  string
+		chaos string
+	}{
+		{name: "error", chaos: `{"mode":"error","rate":1}`},
+		// The delay dwarfs testClient's timeout: a delayed control route
+		// fails the test instead of passing late.
+		{name: "slow", chaos: `{"mode":"slow","duration":60}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, url := startApp(t, modeStable)
+			postChaos(t, url, tt.chaos)
+			for range 10 {
+				if resp, body := do(t, http.MethodGet, url+"/healthz", ""); resp.StatusCode != http.StatusOK {
+					t.Fatalf("GET /healthz under chaos: status %d, body %s", resp.StatusCode, body)
+				}
+			}
+			families := scrape(t, url)
+			requireMetricNames(t, families)
+			// Recovering through the sick app must work too; it also lets
+			// the test server close without waiting out a delay.
+			postChaos(t, url, `{"mode":"recover"}`)
+		})
+	}
+}
+
+// TestChaosSlowReleasesAbandonedRequests checks that a client that goes away
+// does not hold a handler for the whole delay.
+func TestChaosSlowReleasesAbandonedRequests(t *testing.T) {
+	s := newServer(modeStable, "1.2.3-test", "test-host")
+	s.chaos.set(chaosState{Mode: chaosSlow, Duration: maxSlowDelay.Seconds()})
+	h := s.handler()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // the client is already gone
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil))
+
+	if rec.Code != 499 {
+		t.Errorf("abandoned slow request: status %d, want 499", rec.Code)
+	}
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	if got := requestCount(scrape(t, ts.URL), map[string]string{"path": "/", "status": "499"}); got != 1 {
+		t.Errorf("http_requests_total{status=499} = %v, want 1", got)
+	}
+}
