@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -185,7 +186,12 @@ func describeDecodeError(err error) error {
 		if typeErr.Field == "" {
 			return fmt.Errorf("request body must be a JSON object, not %s", typeErr.Value)
 		}
-		return fmt.Errorf("field %q must be a %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)
+		want := jsonTypeName(typeErr.Type)
+		if want == "number" && strings.HasPrefix(typeErr.Value, "number") {
+			// A number that does not fit, e.g. 1e400.
+			return fmt.Errorf("field %q is out of range: %s", typeErr.Field, typeErr.Value)
+		}
+		return fmt.Errorf("field %q must be a %s, not %s", typeErr.Field, want, typeErr.Value)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return errors.New("malformed JSON: body ends early")
@@ -194,4 +200,18 @@ func describeDecodeError(err error) error {
 		return fmt.Errorf("unknown field %s: allowed fields are \"mode\", \"duration\", \"rate\"", msg)
 	}
 	return fmt.Errorf("malformed JSON: %w", err)
+}
+
+// jsonTypeName names t the way a JSON author thinks of it.
+func jsonTypeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonTypeName(t.Elem())
+	case reflect.String:
+		return "string"
+	case reflect.Float32, reflect.Float64, reflect.Int, reflect.Int64:
+		return "number"
+	default:
+		return t.String()
+	}
 }

@@ -37,62 +37,57 @@ func TestChaosAccepted(t *testing.T) {
 	}
 }
 
+// badChaosRequest is a request to /chaos that must be refused.
+type badChaosRequest struct {
+	name       string
+	method     string // default POST
+	body       string
+	wantStatus int
+	wantError  string // substring of the JSON error message
+}
+
+// badChaosRequests is shared with the Docker test, which replays it
+// against the built image.
+var badChaosRequests = []badChaosRequest{
+	{name: "empty body", body: "", wantStatus: 400, wantError: "empty"},
+	{name: "malformed JSON", body: `{"mode":`, wantStatus: 400, wantError: "malformed JSON"},
+	{name: "not JSON", body: `mode=slow`, wantStatus: 400, wantError: "malformed JSON"},
+	{name: "array", body: `[{"mode":"recover"}]`, wantStatus: 400, wantError: "JSON object"},
+	{name: "two objects", body: `{"mode":"recover"}{"mode":"recover"}`, wantStatus: 400, wantError: "single JSON object"},
+	{name: "trailing garbage", body: `{"mode":"recover"} x`, wantStatus: 400, wantError: "single JSON object"},
+	{name: "unknown field", body: `{"mode":"slow","duration":1,"target":"db"}`, wantStatus: 400, wantError: `unknown field "target"`},
+	{name: "missing mode", body: `{}`, wantStatus: 400, wantError: `"mode" is required`},
+	{name: "null mode", body: `{"mode":null}`, wantStatus: 400, wantError: `"mode" is required`},
+	{name: "mode not a string", body: `{"mode":1}`, wantStatus: 400, wantError: `field "mode" must be a string`},
+	{name: "unknown mode", body: `{"mode":"explode"}`, wantStatus: 400, wantError: `"explode"`},
+	{name: "slow without duration", body: `{"mode":"slow"}`, wantStatus: 400, wantError: `needs field "duration"`},
+	{name: "slow zero duration", body: `{"mode":"slow","duration":0}`, wantStatus: 400, wantError: `"duration" is 0`},
+	{name: "slow negative duration", body: `{"mode":"slow","duration":-3}`, wantStatus: 400, wantError: `"duration" is -3`},
+	{name: "slow over the cap", body: `{"mode":"slow","duration":61}`, wantStatus: 400, wantError: `"duration" is 61`},
+	{name: "slow overflowing duration", body: `{"mode":"slow","duration":1e400}`, wantStatus: 400, wantError: `field "duration" is out of range: number 1e400`},
+	{name: "slow NaN duration", body: `{"mode":"slow","duration":NaN}`, wantStatus: 400, wantError: "malformed JSON"},
+	{name: "slow duration as string", body: `{"mode":"slow","duration":"3s"}`, wantStatus: 400, wantError: `field "duration" must be a number, not string`},
+	{name: "slow with rate", body: `{"mode":"slow","duration":1,"rate":0.5}`, wantStatus: 400, wantError: `"rate" does not apply`},
+	{name: "error without rate", body: `{"mode":"error"}`, wantStatus: 400, wantError: `needs field "rate"`},
+	{name: "error zero rate", body: `{"mode":"error","rate":0}`, wantStatus: 400, wantError: `"rate" is 0`},
+	{name: "error negative rate", body: `{"mode":"error","rate":-0.5}`, wantStatus: 400, wantError: `"rate" is -0.5`},
+	{name: "error rate above one", body: `{"mode":"error","rate":1.5}`, wantStatus: 400, wantError: `"rate" is 1.5`},
+	{name: "error with duration", body: `{"mode":"error","rate":0.5,"duration":1}`, wantStatus: 400, wantError: `"duration" does not apply`},
+	{name: "recover with rate", body: `{"mode":"recover","rate":1}`, wantStatus: 400, wantError: "takes no other fields"},
+	{name: "body too large", body: `{"mode":"recover"}` + strings.Repeat(" ", maxChaosBody), wantStatus: 413, wantError: "too large"},
+	{name: "padding inside the object", body: `{"mode":"recover",` + strings.Repeat(" ", maxChaosBody) + `"rate":1}`, wantStatus: 413, wantError: "larger than 4096 bytes"},
+	{name: "GET", method: http.MethodGet, wantStatus: 405, wantError: "method GET not allowed"},
+	{name: "PUT", method: http.MethodPut, body: `{"mode":"recover"}`, wantStatus: 405, wantError: "method PUT not allowed"},
+}
+
 func TestChaosRejected(t *testing.T) {
-	tests := []struct {
-		name       string
-		method     string // default POST
-		body       string
-		wantStatus int
-		wantError  string // substring of the JSON error message
-	}{
-		{name: "empty body", body: "", wantStatus: 400, wantError: "empty"},
-		{name: "malformed JSON", body: `{"mode":`, wantStatus: 400, wantError: "malformed JSON"},
-		{name: "not JSON", body: `mode=slow`, wantStatus: 400, wantError: "malformed JSON"},
-		{name: "array", body: `[{"mode":"recover"}]`, wantStatus: 400, wantError: "JSON object"},
-		{name: "two objects", body: `{"mode":"recover"}{"mode":"recover"}`, wantStatus: 400, wantError: "single JSON object"},
-		{name: "trailing garbage", body: `{"mode":"recover"} x`, wantStatus: 400, wantError: "single JSON object"},
-		{name: "unknown field", body: `{"mode":"slow","duration":1,"target":"db"}`, wantStatus: 400, wantError: `unknown field "target"`},
-		{name: "missing mode", body: `{}`, wantStatus: 400, wantError: `"mode" is required`},
-		{name: "null mode", body: `{"mode":null}`, wantStatus: 400, wantError: `"mode" is required`},
-		{name: "mode not a string", body: `{"mode":1}`, wantStatus: 400, wantError: `field "mode" must be a string`},
-		{name: "unknown mode", body: `{"mode":"explode"}`, wantStatus: 400, wantError: `"explode"`},
-		{name: "slow without duration", body: `{"mode":"slow"}`, wantStatus: 400, wantError: `needs field "duration"`},
-		{name: "slow zero duration", body: `{"mode":"slow","duration":0}`, wantStatus: 400, wantError: `"duration" is 0`},
-		{name: "slow negative duration", body: `{"mode":"slow","duration":-3}`, wantStatus: 400, wantError: `"duration" is -3`},
-		{name: "slow over the cap", body: `{"mode":"slow","duration":61}`, wantStatus: 400, wantError: `"duration" is 61`},
-		{name: "slow overflowing duration", body: `{"mode":"slow","duration":1e400}`, wantStatus: 400, wantError: `"duration"`},
-		{name: "slow NaN duration", body: `{"mode":"slow","duration":NaN}`, wantStatus: 400, wantError: "malformed JSON"},
-		{name: "slow duration as string", body: `{"mode":"slow","duration":"3s"}`, wantStatus: 400, wantError: `field "duration" must be a float64`},
-		{name: "slow with rate", body: `{"mode":"slow","duration":1,"rate":0.5}`, wantStatus: 400, wantError: `"rate" does not apply`},
-		{name: "error without rate", body: `{"mode":"error"}`, wantStatus: 400, wantError: `needs field "rate"`},
-		{name: "error zero rate", body: `{"mode":"error","rate":0}`, wantStatus: 400, wantError: `"rate" is 0`},
-		{name: "error negative rate", body: `{"mode":"error","rate":-0.5}`, wantStatus: 400, wantError: `"rate" is -0.5`},
-		{name: "error rate above one", body: `{"mode":"error","rate":1.5}`, wantStatus: 400, wantError: `"rate" is 1.5`},
-		{name: "error with duration", body: `{"mode":"error","rate":0.5,"duration":1}`, wantStatus: 400, wantError: `"duration" does not apply`},
-		{name: "recover with rate", body: `{"mode":"recover","rate":1}`, wantStatus: 400, wantError: "takes no other fields"},
-		{name: "body too large", body: `{"mode":"recover"}` + strings.Repeat(" ", maxChaosBody), wantStatus: 413, wantError: "too large"},
-		{name: "padding inside the object", body: `{"mode":"recover",` + strings.Repeat(" ", maxChaosBody) + `"rate":1}`, wantStatus: 413, wantError: "larger than 4096 bytes"},
-		{name: "GET", method: http.MethodGet, wantStatus: 405, wantError: "method GET not allowed"},
-		{name: "PUT", method: http.MethodPut, body: `{"mode":"recover"}`, wantStatus: 405, wantError: "method PUT not allowed"},
-	}
-	for _, tt := range tests {
+	for _, tt := range badChaosRequests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, url := startApp(t, modeStable)
 			before := chaosState{Mode: chaosError, Rate: 0.25}
 			s.chaos.set(before)
 
-			method := tt.method
-			if method == "" {
-				method = http.MethodPost
-			}
-			resp, body := do(t, method, url+"/chaos", tt.body)
-			if resp.StatusCode != tt.wantStatus {
-				t.Fatalf("%s /chaos %q: status %d, want %d (body %s)", method, tt.body, resp.StatusCode, tt.wantStatus, body)
-			}
-			msg := decodeJSON[map[string]string](t, body)["error"]
-			if !strings.Contains(msg, tt.wantError) {
-				t.Errorf("error = %q, want it to contain %q", msg, tt.wantError)
-			}
+			tt.check(t, url)
 			if got := s.chaos.current(); got != before {
 				t.Errorf("a rejected request changed chaos to %+v", got)
 			}
@@ -249,5 +244,22 @@ func TestChaosSlowReleasesAbandonedRequests(t *testing.T) {
 	defer ts.Close()
 	if got := requestCount(scrape(t, ts.URL), map[string]string{"path": "/", "status": "499"}); got != 1 {
 		t.Errorf("http_requests_total{status=499} = %v, want 1", got)
+	}
+}
+
+// check sends the request to the app at baseURL and verifies the refusal.
+func (tt badChaosRequest) check(t *testing.T, baseURL string) {
+	t.Helper()
+	method := tt.method
+	if method == "" {
+		method = http.MethodPost
+	}
+	resp, body := do(t, method, baseURL+"/chaos", tt.body)
+	if resp.StatusCode != tt.wantStatus {
+		t.Fatalf("%s /chaos %q: status %d, want %d (body %s)", method, tt.body, resp.StatusCode, tt.wantStatus, body)
+	}
+	msg := decodeJSON[map[string]string](t, body)["error"]
+	if !strings.Contains(msg, tt.wantError) {
+		t.Errorf("error = %q, want it to contain %q", msg, tt.wantError)
 	}
 }
