@@ -1,0 +1,120 @@
+// Package api holds the control API's wire types and a client for it. The
+// API is HTTP/JSON over a Unix socket (no TCP port), versioned under /v1.
+package api
+
+import "time"
+
+// Paths of the control API.
+const (
+	PathStatus   = "/v1/status"
+	PathDeploy   = "/v1/deploy"
+	PathValidate = "/v1/validate"
+	PathDiff     = "/v1/diff"
+	PathDown     = "/v1/down"
+	PathHistory  = "/v1/history"
+	PathPromote  = "/v1/promote"
+	PathRollback = "/v1/rollback"
+	PathChaos    = "/v1/chaos"
+	PathMetrics  = "/metrics"
+)
+
+// EnvSocket overrides the default socket path for both binaries.
+const EnvSocket = "SWIFTDEPLOY_SOCKET"
+
+// Status is the daemon's view of the project.
+type Status struct {
+	Project      string      `json:"project"`
+	ManifestPath string      `json:"manifest_path"`
+	Mode         string      `json:"mode"` // stable | canary
+	StableImage  string      `json:"stable_image"`
+	CanaryImage  string      `json:"canary_image,omitempty"`
+	CanaryWeight int         `json:"canary_weight,omitempty"`
+	NginxPort    int         `json:"nginx_port"`
+	Converged    bool        `json:"converged"`
+	Containers   []Container `json:"containers"`
+	// ManifestErrors lists why the manifest on disk was rejected; the last
+	// good manifest stays in force meanwhile.
+	ManifestErrors []string       `json:"manifest_errors,omitempty"`
+	LastReconcile  *ReconcileInfo `json:"last_reconcile,omitempty"`
+	EngineError    string         `json:"engine_error,omitempty"`
+	Denial         *Decision      `json:"denial,omitempty"`
+	Tracks         []TrackStats   `json:"tracks,omitempty"`
+	Policies       []Decision     `json:"policies,omitempty"`
+}
+
+// Container is one owned container.
+type Container struct {
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+	Track string `json:"track,omitempty"`
+	Image string `json:"image"`
+	State string `json:"state"`
+	IP    string `json:"ip,omitempty"`
+}
+
+// ReconcileInfo describes the last reconcile run.
+type ReconcileInfo struct {
+	Started  time.Time `json:"started"`
+	Duration string    `json:"duration"`
+	Plan     []string  `json:"plan,omitempty"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// TrackStats are one track's figures over the metrics window.
+type TrackStats struct {
+	Track     string  `json:"track"`
+	Outcome   string  `json:"outcome"` // ok | insufficient_data | no_data
+	Requests  float64 `json:"requests"`
+	ReqPerSec float64 `json:"req_per_sec"`
+	ErrorRate float64 `json:"error_rate"`
+	P99Ms     float64 `json:"p99_latency_ms"`
+	Targets   int     `json:"targets"`
+}
+
+// Decision is a policy decision as shown to users.
+type Decision struct {
+	Policy  string         `json:"policy"`
+	Allowed bool           `json:"allowed"`
+	Reasons []string       `json:"reasons,omitempty"`
+	Input   map[string]any `json:"input,omitempty"`
+}
+
+// Progress is one line of a streamed operation (NDJSON). The last line has
+// Done set, with Error and Denied describing a failure.
+type Progress struct {
+	Line   string   `json:"line,omitempty"`
+	Done   bool     `json:"done,omitempty"`
+	Error  string   `json:"error,omitempty"`
+	Denied []string `json:"denied,omitempty"`
+}
+
+// Check is one validation check.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Validation is the result of /v1/validate.
+type Validation struct {
+	Checks []Check `json:"checks"`
+}
+
+// Diff is the plan the daemon would apply now.
+type Diff struct {
+	Plan    []string `json:"plan"`
+	Blocked string   `json:"blocked,omitempty"`
+}
+
+// ChaosRequest asks the daemon to inject chaos into a track.
+type ChaosRequest struct {
+	Mode     string  `json:"mode"` // slow | error | recover
+	Duration float64 `json:"duration,omitempty"`
+	Rate     float64 `json:"rate,omitempty"`
+	Track    string  `json:"track,omitempty"`
+}
+
+// Error is the body of a non-2xx response.
+type Error struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,348 @@
+// Package engine is SwiftDeploy's narrow view of the Docker Engine: the few
+// calls the reconciler needs, expressed in SwiftDeploy's own terms, over the
+// maintained github.com/moby/moby client (API negotiated down to the engine's,
+// 1.41 on Docker 20.10).
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// Engine wraps a Docker client.
+type Engine struct {
+	cli *client.Client
+}
+
+// New connects using DOCKER_HOST and friends, negotiating the API version.
+func New() (*Engine, error) {
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Engine{cli: cli}, nil
+}
+
+// Client exposes the underlying client for callers that need more.
+func (e *Engine) Client() *client.Client { return e.cli }
+
+// Close releases the client's connections.
+func (e *Engine) Close() error { return e.cli.Close() }
+
+// Ping checks that the engine answers.
+func (e *Engine) Ping(ctx context.Context) error {
+	if _, err := e.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return fmt.Errorf("docker engine unreachable: %w", err)
+	}
+	return nil
+}
+
+// Container is an owned container as observed.
+type Container struct {
+	ID      string
+	Name    string
+	Image   string // image reference recorded in the label
+	Role    string
+	Track   string
+	Replica int
+	Hash    string
+	State   string // created, running, exited, ...
+	IP      string // address on the project network, "" if not attached
+	Created time.Time
+}
+
+// Running reports whether the container is up.
+func (c Container) Running() bool { return c.State == "running" }
+
+// Network is an observed Docker network.
+type Network struct {
+	ID     string
+	Name   string
+	Driver string
+	Owned  bool // carries this project's label
+}
+
+// ListContainers returns every container labelled with the project, in any
+// state, sorted by name.
+func (e *Engine) ListContainers(ctx context.Context, project, networkName string) ([]Container, error) {
+	res, err := e.cli.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", stack.LabelProject+"="+project),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of project %s: %w", project, err)
+	}
+	out := make([]Container, 0, len(res.Items))
+	for _, s := range res.Items {
+		c := Container{
+			ID:      s.ID,
+			Image:   s.Labels[stack.LabelImage],
+			Role:    s.Labels[stack.LabelRole],
+			Track:   s.Labels[stack.LabelTrack],
+			Hash:    s.Labels[stack.LabelConfigHash],
+			State:   string(s.State),
+			Created: time.Unix(s.Created, 0),
+		}
+		c.Replica, _ = strconv.Atoi(s.Labels[stack.LabelReplica])
+		if len(s.Names) > 0 {
+			c.Name = strings.TrimPrefix(s.Names[0], "/")
+		}
+		if s.NetworkSettings != nil {
+			if ep := s.NetworkSettings.Networks[networkName]; ep != nil && ep.IPAddress.IsValid() {
+				c.IP = ep.IPAddress.String()
+			}
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// FindNetwork returns the network with exactly this name, or nil.
+func (e *Engine) FindNetwork(ctx context.Context, name, project string) (*Network, error) {
+	res, err := e.cli.NetworkList(ctx, client.NetworkListOptions{
+		Filters: make(client.Filters).Add("name", name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list networks named %s: %w", name, err)
+	}
+	for _, n := range res.Items {
+		if n.Name == name { // the name filter matches substrings
+			return &Network{ID: n.ID, Name: n.Name, Driver: n.Driver, Owned: n.Labels[stack.LabelProject] == project}, nil
+		}
+	}
+	return nil, nil
+}
+
+// CreateNetwork creates a labelled network.
+func (e *Engine) CreateNetwork(ctx context.Context, name, driver string, labels map[string]string) error {
+	if _, err := e.cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: driver, Labels: labels}); err != nil {
+		return fmt.Errorf("create network %s: %w", name, err)
+	}
+	return nil
+}
+
+// RemoveNetwork removes a network; a missing one is not an error.
+func (e *Engine) RemoveNetwork(ctx context.Context, id string) error {
+	if _, err := e.cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{}); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove network %s: %w", id, err)
+	}
+	return nil
+}
+
+// ImageExists reports whether ref is present locally.
+func (e *Engine) ImageExists(ctx context.Context, ref string) (bool, error) {
+	_, err := e.cli.ImageInspect(ctx, ref)
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return true, nil
+}
+
+// PullImage pulls ref and waits for the pull to finish.
+func (e *Engine) PullImage(ctx context.Context, ref string) error {
+	resp, err := e.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull image %s: %w", ref, err)
+	}
+	defer resp.Close()
+	if err := resp.Wait(ctx); err != nil {
+		return fmt.Errorf("pull image %s: %w", ref, err)
+	}
+	return nil
+}
+
+// Spec describes a container to run.
+type Spec struct {
+	Name       string
+	Image      string
+	Env        []string
+	Cmd        []string
+	Labels     map[string]string
+	Network    string
+	Aliases    []string
+	HostPort   int // published on all interfaces as the same container port; 0 = none
+	Binds      []Bind
+	ExtraHosts []string
+	NanoCPUs   int64
+	Memory     int64
+	// Restart lets the engine bring the container back after a host reboot.
+	Restart bool
+}
+
+// Bind mounts a host path into the container.
+type Bind struct {
+	Source, Target string
+	ReadOnly       bool
+}
+
+// Run creates and starts a container, returning its ID. A container that
+// fails to start is removed so that no half-made object is left behind.
+func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
+	cfg := &container.Config{
+		Image:  s.Image,
+		Env:    s.Env,
+		Cmd:    s.Cmd,
+		Labels: s.Labels,
+	}
+	hc := &container.HostConfig{
+		ExtraHosts: s.ExtraHosts,
+		Resources:  container.Resources{NanoCPUs: s.NanoCPUs, Memory: s.Memory},
+		LogConfig:  container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}},
+	}
+	if s.Restart {
+		hc.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}
+	}
+	for _, b := range s.Binds {
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly})
+	}
+	if s.HostPort > 0 {
+		p, err := network.ParsePort(strconv.Itoa(s.HostPort) + "/tcp")
+		if err != nil {
+			return "", fmt.Errorf("container %s: port %d: %w", s.Name, s.HostPort, err)
+		}
+		cfg.ExposedPorts = network.PortSet{p: {}}
+		hc.PortBindings = network.PortMap{p: {{HostIP: netip.IPv4Unspecified(), HostPort: strconv.Itoa(s.HostPort)}}}
+	}
+	var nc *network.NetworkingConfig
+	if s.Network != "" {
+		hc.NetworkMode = container.NetworkMode(s.Network)
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			s.Network: {Aliases: s.Aliases},
+		}}
+	}
+	res, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Name: s.Name, Config: cfg, HostConfig: hc, NetworkingConfig: nc})
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", s.Name, err)
+	}
+	if _, err := e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+		_ = e.Remove(context.WithoutCancel(ctx), res.ID, 0)
+		return "", fmt.Errorf("start container %s: %w", s.Name, err)
+	}
+	return res.ID, nil
+}
+
+// Remove stops a container gracefully (SIGTERM, then SIGKILL after grace)
+// and removes it. A container that is already gone is not an error.
+func (e *Engine) Remove(ctx context.Context, id string, grace time.Duration) error {
+	if grace > 0 {
+		secs := int(grace.Seconds())
+		if _, err := e.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("stop container %s: %w", id, err)
+		}
+	}
+	if _, err := e.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Exec runs cmd in a running container and returns its exit code and
+// combined output.
+func (e *Engine) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
+	created, err := e.cli.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return -1, "", fmt.Errorf("exec %q in %s: %w", strings.Join(cmd, " "), id, err)
+	}
+	att, err := e.cli.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return -1, "", fmt.Errorf("exec %q in %s: attach: %w", strings.Join(cmd, " "), id, err)
+	}
+	defer att.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, att.Reader); err != nil && !errors.Is(err, io.EOF) {
+		return -1, out.String(), fmt.Errorf("exec %q in %s: read output: %w", strings.Join(cmd, " "), id, err)
+	}
+	insp, err := e.cli.ExecInspect(ctx, created.ID, client.ExecInspectOptions{})
+	if err != nil {
+		return -1, out.String(), fmt.Errorf("exec %q in %s: inspect: %w", strings.Join(cmd, " "), id, err)
+	}
+	return insp.ExitCode, out.String(), nil
+}
+
+// RunOnce runs a short-lived container to completion and returns its exit
+// code and output; the container is always removed.
+func (e *Engine) RunOnce(ctx context.Context, s Spec) (int, string, error) {
+	s.Restart = false
+	id, err := e.Run(ctx, s)
+	if err != nil {
+		return -1, "", err
+	}
+	defer e.Remove(context.WithoutCancel(ctx), id, 0)
+	wait := e.cli.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	var code int
+	select {
+	case r := <-wait.Result:
+		code = int(r.StatusCode)
+	case err := <-wait.Error:
+		return -1, "", fmt.Errorf("wait for container %s: %w", s.Name, err)
+	}
+	logs, err := e.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return code, "", fmt.Errorf("logs of container %s: %w", s.Name, err)
+	}
+	defer logs.Close()
+	var out bytes.Buffer
+	_, _ = stdcopy.StdCopy(&out, &out, logs)
+	return code, out.String(), nil
+}
+
+// Event is a lifecycle change of an owned container.
+type Event struct {
+	ContainerID string
+	Name        string
+	Action      string
+}
+
+// Watch streams container events for the project until ctx ends or the
+// stream fails; the error channel receives the failure.
+func (e *Engine) Watch(ctx context.Context, project string) (<-chan Event, <-chan error) {
+	res := e.cli.Events(ctx, client.EventsListOptions{
+		Filters: make(client.Filters).
+			Add("type", string(events.ContainerEventType)).
+			Add("label", stack.LabelProject+"="+project),
+	})
+	out := make(chan Event)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case m := <-res.Messages:
+				ev := Event{ContainerID: m.Actor.ID, Name: m.Actor.Attributes["name"], Action: string(m.Action)}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			case err := <-res.Err:
+				errc <- err
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, errc
+}
