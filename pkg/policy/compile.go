@@ -96,11 +96,6 @@ func parseModules(fsys fs.FS, dir string) (map[string]*ast.Module, error) {
 		if err != nil {
 			return fmt.Errorf("parse policy: %w", err)
 		}
-		if m == nil {
-			// The parser accepts a file of only comments; say so rather
-			// than fail later with a confusing compile error.
-			return fmt.Errorf("parse policy %s: no package declaration", name)
-		}
 		modules[name] = m
 		return nil
 	})

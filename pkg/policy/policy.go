@@ -175,6 +175,11 @@ func (e *Engine) decide(ctx context.Context, name string, input map[string]any) 
 	if set == nil {
 		return deny("policy %s: no policies loaded", name)
 	}
+	// A caller that has given up must not act on the answer; checked here
+	// because a fast evaluation can finish before OPA notices cancellation.
+	if err := ctx.Err(); err != nil {
+		return deny("policy evaluation failed: %v", err)
+	}
 	rs, err := set.queries[name].Eval(ctx, rego.EvalInput(input))
 	if err != nil {
 		return deny("policy evaluation failed: %v", err)

@@ -47,7 +47,7 @@ func TestRegoPolicyTests(t *testing.T) {
 }
 
 // parseAllRego parses every .rego file in fsys, tests included.
-func parseAllRego(t *testing.T, fsys fs.FS) map[string]*ast.Module {
+func parseAllRego(t testing.TB, fsys fs.FS) map[string]*ast.Module {
 	t.Helper()
 	names, err := fs.Glob(fsys, "*.rego")
 	if err != nil {
