@@ -147,28 +147,50 @@ func Load(path string) (*Manifest, error) {
 }
 
 // Parse decodes and validates a manifest. defaultProject is used when the
-// manifest names no project (it is sanitized into a valid name).
+// manifest names no project (it is sanitized into a valid name). Every
+// problem found is returned at once in a *ValidationError.
 func Parse(data []byte, defaultProject string) (*Manifest, error) {
 	if len(data) > MaxSize {
-		return nil, &ValidationError{Problems: []Problem{{Field: "(file)", Msg: fmt.Sprintf("manifest is larger than %d bytes", MaxSize)}}}
+		return nil, fileError(fmt.Sprintf("manifest is larger than %d bytes", MaxSize))
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, &ValidationError{Problems: []Problem{{Field: "(file)", Msg: "manifest is empty"}}}
+		return nil, fileError("manifest is empty")
+	}
+	// The node tree is checked against the schema before decoding: it keeps
+	// line numbers, lets us report every unknown or mistyped field rather
+	// than the decoder's first, and bounds alias expansion up front.
+	root, ps := parseDocument(data)
+	if len(ps) > 0 {
+		return nil, &ValidationError{Problems: ps}
 	}
 	m := Defaults()
 	if err := yaml.UnmarshalStrict(data, &m); err != nil {
-		return nil, &ValidationError{Problems: []Problem{decodeProblem(err)}}
+		return nil, &ValidationError{Problems: decodeProblems(err)}
 	}
 	if m.Project == "" {
 		m.Project = SanitizeProject(defaultProject)
 	}
-	if m.Services.Canary != nil && m.Services.Canary.Replicas == 0 {
+	// Defaulted here rather than in Defaults because the canary block is
+	// optional; an explicit replicas: 0 is kept and rejected by Validate.
+	if m.Services.Canary != nil && lookup(root, "services.canary.replicas") == nil {
 		m.Services.Canary.Replicas = DefaultCanaryReplicas
 	}
 	if err := m.Validate(); err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			for i := range ve.Problems {
+				if n := lookup(root, ve.Problems[i].Field); n != nil {
+					ve.Problems[i].Line = n.Line
+				}
+			}
+		}
 		return nil, err
 	}
 	return &m, nil
+}
+
+func fileError(msg string) *ValidationError {
+	return &ValidationError{Problems: []Problem{{Field: FileField, Msg: msg}}}
 }
 
 var projectUnsafe = regexp.MustCompile(`[^a-z0-9_-]+`)

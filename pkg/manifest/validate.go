@@ -2,16 +2,35 @@ package manifest
 
 import (
 	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/distribution/reference"
 )
+
+// FileField is the Field of a Problem about the document as a whole.
+const FileField = "(file)"
 
 // Problem is one validation failure, naming the field path and bad value.
 type Problem struct {
 	Field string `json:"field"`
 	Msg   string `json:"message"`
+	// Line is the manifest line the problem is on, 0 when unknown (for
+	// example a required field that is absent).
+	Line int `json:"line,omitempty"`
 }
 
-func (p Problem) String() string { return p.Field + ": " + p.Msg }
+func (p Problem) String() string {
+	s := p.Field + ": " + p.Msg
+	if p.Line > 0 {
+		s += " (line " + strconv.Itoa(p.Line) + ")"
+	}
+	return s
+}
 
 // ValidationError collects every problem found in a manifest.
 type ValidationError struct {
@@ -26,36 +45,253 @@ func (e *ValidationError) Error() string {
 	return "invalid manifest:\n  " + strings.Join(lines, "\n  ")
 }
 
-// decodeProblem turns a YAML/JSON decoding error into a Problem.
-// TODO(manifest): map json field errors to field paths.
-func decodeProblem(err error) Problem {
-	return Problem{Field: "(file)", Msg: err.Error()}
+// Limits of the manifest's values. They are exported for documentation
+// and for callers that build manifests programmatically.
+const (
+	MaxReplicas       = 50
+	MaxProjectLen     = 40
+	MaxNetworkNameLen = 64
+	MaxCPUs           = 64
+	// MinMemory is Docker's smallest accepted memory limit (6 MiB).
+	MinMemory = 6 << 20
+	// MaxPathLen bounds health_path and metrics.path.
+	MaxPathLen = 256
+)
+
+var (
+	projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	networkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	envName     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// reservedEnv are set by SwiftDeploy on every app container.
+var reservedEnv = map[string]string{
+	"PORT": "set from services.port",
+	"MODE": "set to the container's track (stable or canary)",
+}
+
+// driverProblems explains why Docker network drivers other than bridge
+// cannot carry a SwiftDeploy stack, which needs container DNS between nginx
+// and the app replicas and a published host port on nginx.
+var driverProblems = map[string]string{
+	"host":    "host networking has no container DNS and cannot isolate the stack",
+	"none":    "containers on a none network cannot reach each other",
+	"overlay": "overlay networks need swarm mode",
+	"macvlan": "macvlan networks cannot publish nginx.port on the host",
+	"ipvlan":  "ipvlan networks cannot publish nginx.port on the host",
+}
+
+// predefinedNetworks are created by Docker itself; using one would put the
+// stack on a shared network (the default bridge also has no container DNS).
+var predefinedNetworks = []string{"bridge", "host", "none"}
+
+// problemList collects problems in the order they are found.
+type problemList []Problem
+
+func (ps *problemList) addf(field, format string, args ...any) {
+	*ps = append(*ps, Problem{Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
 // Validate checks every field and returns a *ValidationError listing all
 // problems, or nil.
 func (m *Manifest) Validate() error {
-	var ps []Problem
-	add := func(field, format string, a ...any) {
-		ps = append(ps, Problem{Field: field, Msg: fmt.Sprintf(format, a...)})
-	}
-	if m.Services.Image == "" {
-		add("services.image", "required")
-	}
-	if m.Services.Port < 1 || m.Services.Port > 65535 {
-		add("services.port", "must be 1-65535, got %d", m.Services.Port)
-	}
-	if m.Nginx.Image == "" {
-		add("nginx.image", "required")
-	}
-	if m.Nginx.Port < 1 || m.Nginx.Port > 65535 {
-		add("nginx.port", "must be 1-65535, got %d", m.Nginx.Port)
-	}
-	if m.Network.Name == "" {
-		add("network.name", "required")
-	}
+	var ps problemList
+	ps.project(m.Project)
+	ps.services(&m.Services)
+	ps.nginx(&m.Nginx)
+	ps.network(&m.Network)
+	ps.metrics(&m.Metrics)
+	ps.policy(&m.Policy)
 	if len(ps) > 0 {
 		return &ValidationError{Problems: ps}
 	}
 	return nil
+}
+
+func (ps *problemList) project(name string) {
+	switch {
+	case name == "":
+		ps.addf("project", "required")
+	case len(name) > MaxProjectLen:
+		ps.addf("project", "must be at most %d characters, got %q (%d)", MaxProjectLen, name, len(name))
+	case !projectName.MatchString(name):
+		ps.addf("project", "must be lower-case letters, digits, '_' or '-', starting with a letter or digit, got %q", name)
+	}
+}
+
+func (ps *problemList) services(s *Services) {
+	ps.image("services.image", s.Image)
+	ps.port("services.port", s.Port)
+	ps.intRange("services.replicas", s.Replicas, 1, MaxReplicas)
+	ps.urlPath("services.health_path", s.HealthPath)
+	ps.env(s.Env)
+	ps.resources(&s.Resources)
+	if s.Canary != nil {
+		ps.canary(s.Canary, s.Image)
+	}
+}
+
+func (ps *problemList) canary(c *Canary, stableImage string) {
+	before := len(*ps)
+	ps.image("services.canary.image", c.Image)
+	if len(*ps) == before && sameImage(c.Image, stableImage) {
+		ps.addf("services.canary.image", "canary image must differ from services.image, both are %q", c.Image)
+	}
+	ps.intRange("services.canary.weight", c.Weight, 0, 100)
+	ps.intRange("services.canary.replicas", c.Replicas, 1, MaxReplicas)
+}
+
+// sameImage reports whether two references name the same image, so that
+// "nginx" and "docker.io/library/nginx:latest" compare equal.
+func sameImage(a, b string) bool {
+	na, errA := reference.ParseNormalizedNamed(a)
+	nb, errB := reference.ParseNormalizedNamed(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	return reference.TagNameOnly(na).String() == reference.TagNameOnly(nb).String()
+}
+
+func (ps *problemList) env(env map[string]string) {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // stable problem order
+	for _, k := range keys {
+		field := "services.env." + k
+		switch {
+		case !envName.MatchString(k):
+			ps.addf("services.env", "invalid variable name %q: must match [A-Za-z_][A-Za-z0-9_]*", k)
+		case reservedEnv[k] != "":
+			ps.addf(field, "reserved: SwiftDeploy sets %s (%s)", k, reservedEnv[k])
+		case strings.ContainsAny(env[k], "\x00\n\r"):
+			ps.addf(field, "value must not contain NUL or line breaks, got %q", env[k])
+		}
+	}
+}
+
+func (ps *problemList) resources(r *Resources) {
+	// Written as !(in range) so that NaN is rejected too.
+	if !(r.CPUs >= 0 && r.CPUs <= MaxCPUs) {
+		ps.addf("services.resources.cpus", "must be 0-%d (0 means no limit), got %g", MaxCPUs, r.CPUs)
+	}
+	if r.Memory == "" {
+		return
+	}
+	switch n, err := ParseMemory(r.Memory); {
+	case err != nil:
+		ps.addf("services.resources.memory", "%v", err)
+	case n < MinMemory:
+		ps.addf("services.resources.memory", "must be at least 6MiB (Docker's minimum), got %q", r.Memory)
+	}
+}
+
+func (ps *problemList) nginx(n *Nginx) {
+	ps.image("nginx.image", n.Image)
+	ps.port("nginx.port", n.Port)
+	switch d := n.ProxyTimeout.D(); {
+	case d < time.Second || d > 10*time.Minute:
+		ps.addf("nginx.proxy_timeout", "must be 1s-10m0s, got %s", d)
+	case d%time.Second != 0:
+		// The stack renders the timeout for nginx as whole seconds.
+		ps.addf("nginx.proxy_timeout", "must be a whole number of seconds, got %s", d)
+	}
+}
+
+func (ps *problemList) network(n *Network) {
+	switch {
+	case n.Name == "":
+		ps.addf("network.name", "required")
+	case len(n.Name) > MaxNetworkNameLen:
+		ps.addf("network.name", "must be at most %d characters, got %q (%d)", MaxNetworkNameLen, n.Name, len(n.Name))
+	case !networkName.MatchString(n.Name):
+		ps.addf("network.name", "must be letters, digits, '_', '.' or '-', starting with a letter or digit, got %q", n.Name)
+	case slices.Contains(predefinedNetworks, n.Name):
+		ps.addf("network.name", "%q is one of Docker's predefined networks; name a network for this stack", n.Name)
+	}
+	switch reason, known := driverProblems[n.DriverType]; {
+	case n.DriverType == "bridge":
+	case known:
+		ps.addf("network.driver_type", "must be bridge, got %q: %s", n.DriverType, reason)
+	default:
+		ps.addf("network.driver_type", "must be bridge, got %q", n.DriverType)
+	}
+}
+
+func (ps *problemList) metrics(m *Metrics) {
+	ps.urlPath("metrics.path", m.Path)
+	scrape, window := m.ScrapeInterval.D(), m.Window.D()
+	ps.durationRange("metrics.scrape_interval", scrape, time.Second, 5*time.Minute)
+	switch {
+	case window > time.Hour:
+		ps.addf("metrics.window", "must be at most 1h, got %s", window)
+	case window < 2*scrape:
+		// Rates need at least two scrapes inside the window.
+		ps.addf("metrics.window", "must be at least twice metrics.scrape_interval (%s), got %s", scrape, window)
+	}
+}
+
+func (ps *problemList) policy(p *Policy) {
+	if !(p.MinDiskGB >= 0) {
+		ps.addf("policy.min_disk_gb", "must be >= 0, got %g", p.MinDiskGB)
+	}
+	if !(p.MaxCPULoad > 0) {
+		ps.addf("policy.max_cpu_load", "must be > 0, got %g", p.MaxCPULoad)
+	}
+	if !(p.MaxErrorRate >= 0 && p.MaxErrorRate <= 1) {
+		ps.addf("policy.max_error_rate", "must be a fraction in [0, 1] (0.01 is 1%%), got %g", p.MaxErrorRate)
+	}
+	if !(p.MaxP99Ms > 0) {
+		ps.addf("policy.max_p99_ms", "must be > 0, got %g", p.MaxP99Ms)
+	}
+	if p.MinRequests < 0 {
+		ps.addf("policy.min_requests", "must be >= 0, got %d", p.MinRequests)
+	}
+	if !filepath.IsAbs(p.DiskPath) {
+		ps.addf("policy.disk_path", "must be an absolute path, got %q", p.DiskPath)
+	}
+}
+
+func (ps *problemList) image(field, ref string) {
+	if ref == "" {
+		ps.addf(field, "required")
+		return
+	}
+	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+		ps.addf(field, "invalid image reference %q: %v", ref, err)
+	}
+}
+
+func (ps *problemList) port(field string, port int) {
+	if port == 0 {
+		ps.addf(field, "required (1-65535)")
+		return
+	}
+	ps.intRange(field, port, 1, 65535)
+}
+
+func (ps *problemList) intRange(field string, v, lo, hi int) {
+	if v < lo || v > hi {
+		ps.addf(field, "must be %d-%d, got %d", lo, hi, v)
+	}
+}
+
+func (ps *problemList) durationRange(field string, d, lo, hi time.Duration) {
+	if d < lo || d > hi {
+		ps.addf(field, "must be %s-%s, got %s", lo, hi, d)
+	}
+}
+
+// urlPath checks a request path that is written into nginx configuration,
+// where whitespace, quotes, ';', '{', '}' or '#' would change its meaning.
+func (ps *problemList) urlPath(field, path string) {
+	switch {
+	case !strings.HasPrefix(path, "/"):
+		ps.addf(field, "must start with '/', got %q", path)
+	case len(path) > MaxPathLen:
+		ps.addf(field, "must be at most %d characters, got %d", MaxPathLen, len(path))
+	case strings.ContainsFunc(path, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune(`;{}"'\#`, r) }):
+		ps.addf(field, "must be printable ASCII without whitespace or any of ; { } \" ' \\ #, got %q", path)
+	}
 }
