@@ -20,6 +20,9 @@ const (
 	maxSlowDelay = 60 * time.Second
 	// maxChaosBody bounds POST /chaos bodies; a valid one is a few dozen bytes.
 	maxChaosBody = 4 << 10
+	// statusClientClosedRequest is nginx's 499: it records a request the
+	// client abandoned during a delay without counting a server error.
+	statusClientClosedRequest = 499
 )
 
 // Chaos modes. chaosNone is the state; "recover" is the request that
@@ -75,10 +78,8 @@ func (c *chaos) middleware(next http.Handler) http.Handler {
 			select {
 			case <-delay.C:
 			case <-r.Context().Done():
-				// The client left; free the goroutine now. 499 is nginx's
-				// "client closed request", so the abort shows in the
-				// metrics without counting as a server error.
-				w.WriteHeader(499)
+				// The client left; free the goroutine now.
+				w.WriteHeader(statusClientClosedRequest)
 				return
 			}
 		case chaosError:
@@ -125,7 +126,7 @@ func decodeChaosRequest(body io.Reader) (chaosState, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return chaosState{}, fmt.Errorf("request body too large: %w", err)
+			return chaosState{}, describeDecodeError(err)
 		}
 		return chaosState{}, errors.New("request body must hold a single JSON object")
 	}

@@ -74,7 +74,7 @@ var badChaosRequests = []badChaosRequest{
 	{name: "error rate above one", body: `{"mode":"error","rate":1.5}`, wantStatus: 400, wantError: `"rate" is 1.5`},
 	{name: "error with duration", body: `{"mode":"error","rate":0.5,"duration":1}`, wantStatus: 400, wantError: `"duration" does not apply`},
 	{name: "recover with rate", body: `{"mode":"recover","rate":1}`, wantStatus: 400, wantError: "takes no other fields"},
-	{name: "body too large", body: `{"mode":"recover"}` + strings.Repeat(" ", maxChaosBody), wantStatus: 413, wantError: "too large"},
+	{name: "body too large", body: `{"mode":"recover"}` + strings.Repeat(" ", maxChaosBody), wantStatus: 413, wantError: "larger than 4096 bytes"},
 	{name: "padding inside the object", body: `{"mode":"recover",` + strings.Repeat(" ", maxChaosBody) + `"rate":1}`, wantStatus: 413, wantError: "larger than 4096 bytes"},
 	{name: "GET", method: http.MethodGet, wantStatus: 405, wantError: "method GET not allowed"},
 	{name: "PUT", method: http.MethodPut, body: `{"mode":"recover"}`, wantStatus: 405, wantError: "method PUT not allowed"},
@@ -237,7 +237,7 @@ func TestChaosSlowReleasesAbandonedRequests(t *testing.T) {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil))
 
-	if rec.Code != 499 {
+	if rec.Code != statusClientClosedRequest {
 		t.Errorf("abandoned slow request: status %d, want 499", rec.Code)
 	}
 	ts := httptest.NewServer(h)
