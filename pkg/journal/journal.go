@@ -15,10 +15,10 @@ import (
 // ErrClosed is returned by every method of a closed Journal.
 var ErrClosed = errors.New("journal is closed")
 
-// maxPending bounds the buffered records waiting for a write that keeps
-// failing (disk full): beyond it AppendBuffered refuses records instead of
-// growing without limit.
-const maxPending = 4096
+// maxPending bounds the buffered records: AppendBuffered writes them out
+// synchronously when there are this many, and refuses new records if that
+// write fails (disk full) instead of growing without limit.
+const maxPending = 1024
 
 // maxReusedBuf is the largest write buffer kept between writes.
 const maxReusedBuf = 64 << 10
@@ -247,9 +247,10 @@ func (j *Journal) Append(r Record) error {
 
 // AppendBuffered queues r to be written and fsynced within FlushInterval,
 // on the next Append or Flush, or on Close, whichever comes first. Records
-// keep their order with records passed to Append. An error is either about
-// r itself (then r is not queued) or reports that an earlier timed flush
-// failed (then r is queued and the unwritten records are retried).
+// keep their order with records passed to Append. It fails when r is
+// invalid, or when the queue is full and writing it out fails; r is then not
+// queued. It also reports, once, that an earlier timed flush failed; r is
+// then queued, and the records that were not written are retried.
 func (j *Journal) AppendBuffered(r Record) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -257,8 +258,11 @@ func (j *Journal) AppendBuffered(r Record) error {
 		return err
 	}
 	if len(j.pending) >= maxPending {
-		err := fmt.Errorf("buffer %s in journal %s: %d records already wait to be written", describe(r), j.path, len(j.pending))
-		return errors.Join(err, j.takeFlushErr())
+		// A burst, or writes keep failing: write now rather than grow.
+		if err := j.flush(); err != nil {
+			j.flushErr = nil // superseded by this newer failure
+			return fmt.Errorf("buffer %s in journal %s: %w", describe(r), j.path, err)
+		}
 	}
 	l, err := encode(r, j.tip(), j.opts.Now)
 	if err != nil {

@@ -334,19 +334,7 @@ func TestOpenAfterRotationWithoutActiveFile(t *testing.T) {
 // way through a line, and checks no half line stays behind and the journal
 // works again once space is freed.
 func TestAppendOnFullDisk(t *testing.T) {
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=16k"); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (needs root): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	filler := filepath.Join(dir, "filler")
-	if err := os.WriteFile(filler, make([]byte, 8<<10), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, filler := fullDisk(t)
 	path := filepath.Join(dir, "history.jsonl")
 	j := openAt(t, path, Options{FlushInterval: time.Hour})
 
@@ -395,4 +383,72 @@ func TestAppendOnFullDisk(t *testing.T) {
 		t.Fatalf("records after recovery: got %d, want %d (last %q)", len(got), len(written), got[len(got)-1])
 	}
 	mustVerifyOK(t, path, len(written))
+}
+
+func TestTimedFlushFailureIsReported(t *testing.T) {
+	dir, filler := fullDisk(t)
+	path := filepath.Join(dir, "history.jsonl")
+	j := openAt(t, path, Options{FlushInterval: 10 * time.Millisecond})
+	// Fill the rest of the disk so the timer's write fails.
+	fill, err := os.Create(filepath.Join(dir, "rest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = fill.Write(make([]byte, 16<<10))
+	fill.Close()
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling the disk: err = %v, want ENOSPC", err)
+	}
+
+	if err := j.AppendBuffered(Record{Type: TypeSnapshot, Message: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !timedFlushFailed(j) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed flush did not run")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	err = j.AppendBuffered(Record{Type: TypeSnapshot, Message: "s2"})
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("AppendBuffered after a failed timed flush: err = %v, want ENOSPC", err)
+	}
+
+	for _, name := range []string{filler, fill.Name()} {
+		if err := os.Remove(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustClose(t, j)
+	if got, want := messages(readAll(t, path)), []string{"s1", "s2"}; !slices.Equal(got, want) {
+		t.Errorf("records %q, want %q: queued records must survive the failed flush", got, want)
+	}
+	mustVerifyOK(t, path, 2)
+}
+
+func timedFlushFailed(j *Journal) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.flushErr != nil
+}
+
+// fullDisk mounts a 16 KiB tmpfs on a temporary directory, half filled by
+// the returned filler file, and unmounts it when the test ends.
+func fullDisk(t *testing.T) (dir, filler string) {
+	t.Helper()
+	dir = t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=16k"); err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (needs root): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	filler = filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 8<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, filler
 }
