@@ -240,7 +240,7 @@ func (j *Journal) Append(r Record) error {
 	n, err := j.commit(batch)
 	j.pending = j.pending[min(n, len(j.pending)):]
 	if err != nil {
-		return fmt.Errorf("append %s to journal %s: %w", describe(r), j.path, err)
+		return fmt.Errorf("append %s: %w", describe(r), err)
 	}
 	return nil
 }
@@ -261,7 +261,7 @@ func (j *Journal) AppendBuffered(r Record) error {
 		// A burst, or writes keep failing: write now rather than grow.
 		if err := j.flush(); err != nil {
 			j.flushErr = nil // superseded by this newer failure
-			return fmt.Errorf("buffer %s in journal %s: %w", describe(r), j.path, err)
+			return fmt.Errorf("buffer %s: %w", describe(r), err)
 		}
 	}
 	l, err := encode(r, j.tip(), j.opts.Now)
@@ -373,7 +373,7 @@ func (j *Journal) flush() error {
 	n, err := j.commit(j.pending)
 	j.pending = j.pending[n:]
 	if err != nil {
-		return fmt.Errorf("flush %d buffered records to journal %s (%d written): %w", total, j.path, n, err)
+		return fmt.Errorf("flush %d buffered records (%d written): %w", total, n, err)
 	}
 	return nil
 }
@@ -420,11 +420,11 @@ func (j *Journal) write(lines []line) error {
 	}
 	_, err := j.f.Write(buf)
 	if err != nil {
-		err = fmt.Errorf("write journal %s: %w", j.path, err)
+		err = fmt.Errorf("write journal: %w", err) // err names the file
 	} else if serr := j.f.Sync(); serr != nil {
 		// After a failed fsync the written bytes may or may not reach the
 		// disk; cutting them off makes the outcome certain.
-		err = fmt.Errorf("sync journal %s: %w", j.path, serr)
+		err = fmt.Errorf("sync journal: %w", serr)
 	}
 	if err != nil {
 		if terr := j.f.Truncate(j.size); terr != nil {

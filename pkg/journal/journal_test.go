@@ -107,6 +107,39 @@ func TestOpenSetsAsideInvalidCompleteLines(t *testing.T) {
 	}
 }
 
+// TestOpenRecoversAfterLongLines makes the backward scan for line starts
+// cross several read blocks.
+func TestOpenRecoversAfterLongLines(t *testing.T) {
+	long := strings.Repeat("y", 100<<10)
+	j, path := openTemp(t, Options{Now: newClock().Now})
+	mustAppend(t, j, event("one"), event(long), event(long))
+	mustClose(t, j)
+	whole, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastStart := bytes.LastIndexByte(whole[:len(whole)-1], '\n') + 1
+	cut := lastStart + (len(whole)-lastStart)/2
+	if err := os.WriteFile(path, whole[:cut], 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	j = openAt(t, path, Options{Now: newClock().Now})
+	saved, err := os.ReadFile(j.TornFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(saved, whole[lastStart:cut]) {
+		t.Errorf("torn file holds %d bytes, want the %d after the last complete line", len(saved), cut-lastStart)
+	}
+	mustAppend(t, j, event("after"))
+	mustClose(t, j)
+	if got, want := messages(readAll(t, path)), []string{"one", long, "after"}; !slices.Equal(got, want) {
+		t.Errorf("got %d records, want %d", len(got), len(want))
+	}
+	mustVerifyOK(t, path, 3)
+}
+
 func TestOpenTwiceIsLocked(t *testing.T) {
 	j, path := openTemp(t, Options{})
 	if _, err := Open(path, Options{}); !errors.Is(err, ErrLocked) {
