@@ -1,0 +1,174 @@
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// NginxConfigFile is the name the daemon and compose use for the rendered
+// nginx configuration, inside stack.ConfigDir in the container.
+const NginxConfigFile = "nginx.conf"
+
+// The compose file is built from these types rather than a template so that
+// a YAML encoder does the quoting: env values may hold anything. Field order
+// is the output order; maps are emitted with sorted keys.
+type composeFile struct {
+	Services composeServices           `yaml:"services"`
+	Networks map[string]composeNetwork `yaml:"networks"`
+}
+
+type composeService struct {
+	Image         quoted            `yaml:"image"`
+	ContainerName quoted            `yaml:"container_name"`
+	Command       flowList          `yaml:"command,omitempty"`
+	Environment   map[string]quoted `yaml:"environment,omitempty"`
+	Labels        map[string]quoted `yaml:"labels"`
+	Ports         flowList          `yaml:"ports,omitempty"`
+	Volumes       []quoted          `yaml:"volumes,omitempty"`
+	Networks      []string          `yaml:"networks"`
+	DependsOn     []string          `yaml:"depends_on,omitempty"`
+	Restart       string            `yaml:"restart"`
+	CPUs          float64           `yaml:"cpus,omitempty"`
+	MemLimit      quoted            `yaml:"mem_limit,omitempty"`
+}
+
+type composeNetwork struct {
+	Name   quoted            `yaml:"name"`
+	Driver quoted            `yaml:"driver"`
+	Labels map[string]quoted `yaml:"labels"`
+}
+
+// composeService paired with its key, so services keep the stack's order
+// (stable, canary, nginx) instead of being sorted by name.
+type namedService struct {
+	name    string
+	service composeService
+}
+
+type composeServices []namedService
+
+func (ss composeServices) MarshalYAML() (any, error) {
+	m := &yaml.Node{Kind: yaml.MappingNode}
+	for _, s := range ss {
+		var v yaml.Node
+		if err := v.Encode(s.service); err != nil {
+			return nil, fmt.Errorf("encode service %s: %w", s.name, err)
+		}
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: s.name}, &v)
+	}
+	return m, nil
+}
+
+// quoted is a string value emitted double-quoted, with "$" doubled. Quoting
+// every value sidesteps YAML 1.1 surprises in compose v1's parser ("on" is a
+// boolean, "1:20" a number), and compose interpolates "${VAR}" in values,
+// where "$$" is a literal dollar.
+type quoted string
+
+func (q quoted) IsZero() bool { return q == "" }
+
+func (q quoted) MarshalYAML() (any, error) {
+	return &yaml.Node{
+		Kind:  yaml.ScalarNode,
+		Tag:   "!!str",
+		Style: yaml.DoubleQuotedStyle,
+		Value: strings.ReplaceAll(string(q), "$", "$$"),
+	}, nil
+}
+
+// flowList is a short list of strings written on one line: ["a", "b"].
+type flowList []string
+
+func (l flowList) MarshalYAML() (any, error) {
+	seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+	for _, s := range l {
+		item, _ := quoted(s).MarshalYAML()
+		seq.Content = append(seq.Content, item.(*yaml.Node))
+	}
+	return seq, nil
+}
+
+// Compose renders a docker-compose.yml that runs the same stack without the daemon.
+func Compose(s stack.Stack) ([]byte, error) {
+	if err := checkStack(s); err != nil {
+		return nil, fmt.Errorf("render docker-compose.yml: %w", err)
+	}
+	networkKey := s.Network.Name
+	var services composeServices
+	var appNames []string
+	for _, a := range s.Apps() {
+		svc := composeService{
+			Image:         quoted(a.Image),
+			ContainerName: quoted(a.Name),
+			Environment:   quotedMap(a.Env),
+			Labels:        quotedMap(a.Labels(s.Project)),
+			Networks:      []string{networkKey},
+			Restart:       "unless-stopped",
+			CPUs:          a.CPUs,
+		}
+		if a.Memory != "" {
+			mem, _ := memLimit(a.Memory) // checked above
+			svc.MemLimit = quoted(mem)
+		}
+		services = append(services, namedService{a.Name, svc})
+		appNames = append(appNames, a.Name)
+	}
+	port := strconv.Itoa(s.Nginx.Port)
+	services = append(services, namedService{s.Nginx.Name, composeService{
+		Image:         quoted(s.Nginx.Image),
+		ContainerName: quoted(s.Nginx.Name),
+		// The same command the daemon gives the nginx container.
+		Command: flowList{"nginx", "-c", path.Join(stack.ConfigDir, NginxConfigFile), "-g", "daemon off;"},
+		Labels:  quotedMap(s.Nginx.Labels(s.Project)),
+		// nginx is the only service with a host port, the one it listens on.
+		Ports:     flowList{port + ":" + port},
+		Volumes:   []quoted{quoted("./" + NginxConfigFile + ":" + path.Join(stack.ConfigDir, NginxConfigFile) + ":ro")},
+		Networks:  []string{networkKey},
+		DependsOn: appNames,
+		Restart:   "unless-stopped",
+	}})
+
+	file := composeFile{
+		Services: services,
+		Networks: map[string]composeNetwork{networkKey: {
+			Name:   quoted(s.Network.Name),
+			Driver: quoted(s.Network.DriverType),
+			Labels: quotedMap(stack.NetworkLabels(s.Project)),
+		}},
+	}
+
+	var buf bytes.Buffer
+	// No top-level "name:": compose v1 rejects it. The project name comes
+	// from -p instead, as the header says.
+	fmt.Fprintf(&buf, "# Generated by SwiftDeploy for project %s. Do not edit:\n", s.Project)
+	fmt.Fprintf(&buf, "# swiftdeployd rewrites this file from manifest.yaml on every change.\n")
+	fmt.Fprintf(&buf, "# Runs the stack without the daemon, with %s beside this file:\n", NginxConfigFile)
+	fmt.Fprintf(&buf, "#   docker compose -p %s up -d\n", s.Project)
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(file); err != nil {
+		return nil, fmt.Errorf("render docker-compose.yml for project %s: %w", s.Project, err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("render docker-compose.yml for project %s: %w", s.Project, err)
+	}
+	return buf.Bytes(), nil
+}
+
+func quotedMap(m map[string]string) map[string]quoted {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]quoted, len(m))
+	for k, v := range m {
+		out[k] = quoted(v)
+	}
+	return out
+}

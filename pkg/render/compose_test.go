@@ -1,0 +1,250 @@
+package render
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// trickyEnv are values that break naive YAML or compose interpolation.
+var trickyEnv = map[string]string{
+	"QUOTES":   `say "hi" and 'bye'`,
+	"COLON":    "key: value",
+	"HASH":     "a #not a comment",
+	"DOLLAR":   "cost $5, ${HOME} and $$ stay literal",
+	"BOOLISH":  "on",
+	"SEXAGES":  "1:20",
+	"NUMBER":   "3000",
+	"NEWLINE":  "line1\nline2",
+	"LEADING":  " padded ",
+	"EMPTY":    "",
+	"BRACES":   "{[*&!|>%@`]}",
+	"UNICODE":  "héllo ☃",
+	"Y":        "n",
+	"NULLWORD": "null",
+}
+
+// trickyStack is the canary20 stack with trickyEnv on every container.
+func trickyStack(t testing.TB) stack.Stack {
+	t.Helper()
+	s := loadStack(t, "canary20")
+	for _, apps := range [][]stack.App{s.Stable, s.Canary} {
+		for i := range apps {
+			for k, v := range trickyEnv {
+				apps[i].Env[k] = v
+			}
+		}
+	}
+	s.Stable[0].CPUs = 0.5
+	s.Stable[0].Memory = "256m"
+	return s
+}
+
+// writeCompose renders s into a temp dir and returns the file's path.
+func writeCompose(t *testing.T, s stack.Stack) string {
+	t.Helper()
+	out, err := Compose(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "docker-compose.yml")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestComposeLoads loads the file with compose-go, the loader of docker
+// compose v2, and checks the stack survives the round trip.
+func TestComposeLoads(t *testing.T) {
+	tests := []struct {
+		name  string
+		stack func(t testing.TB) stack.Stack
+	}{
+		{"seed", func(t testing.TB) stack.Stack { return loadStack(t, "seed") }},
+		{"replicas3", func(t testing.TB) stack.Stack { return loadStack(t, "replicas3") }},
+		{"canary with tricky env", trickyStack},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.stack(t)
+			path := writeCompose(t, s)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+				WorkingDir:  filepath.Dir(path),
+				ConfigFiles: []types.ConfigFile{{Filename: path, Content: data}},
+				Environment: types.Mapping{"HOME": "/should/not/appear"},
+			}, func(o *loader.Options) { o.SetProjectName(s.Project, true) })
+			if err != nil {
+				t.Fatalf("compose-go rejects the file: %v\n%s", err, data)
+			}
+
+			want := append(s.Apps(), stack.App{Name: s.Nginx.Name, Image: s.Nginx.Image})
+			if got, wantN := len(p.Services), len(want); got != wantN {
+				t.Fatalf("%d services, want %d: %v", got, wantN, p.ServiceNames())
+			}
+			var appNames []string
+			for _, a := range s.Apps() {
+				appNames = append(appNames, a.Name)
+				svc, ok := p.Services[a.Name]
+				if !ok {
+					t.Fatalf("no service %s", a.Name)
+				}
+				checkService(t, svc, a.Name, a.Image, s.Network.Name)
+				if len(svc.Ports) != 0 {
+					t.Errorf("%s publishes ports %v; only nginx may", a.Name, svc.Ports)
+				}
+				env := map[string]string{}
+				for k, v := range svc.Environment {
+					if v == nil {
+						t.Errorf("%s: env %s has no value", a.Name, k)
+						continue
+					}
+					env[k] = *v
+				}
+				if !reflect.DeepEqual(env, a.Env) {
+					t.Errorf("%s environment after loading:\n got %q\nwant %q", a.Name, env, a.Env)
+				}
+				if !reflect.DeepEqual(map[string]string(svc.Labels), a.Labels(s.Project)) {
+					t.Errorf("%s labels = %v, want %v", a.Name, svc.Labels, a.Labels(s.Project))
+				}
+				if float64(svc.CPUS) != a.CPUs {
+					t.Errorf("%s cpus = %v, want %v", a.Name, svc.CPUS, a.CPUs)
+				}
+				if a.Memory != "" {
+					want, _ := memLimit(a.Memory)
+					if svc.MemLimit == 0 {
+						t.Errorf("%s has no mem_limit, want %s", a.Name, want)
+					}
+				}
+			}
+
+			ngx, ok := p.Services[s.Nginx.Name]
+			if !ok {
+				t.Fatalf("no service %s", s.Nginx.Name)
+			}
+			checkService(t, ngx, s.Nginx.Name, s.Nginx.Image, s.Network.Name)
+			if len(ngx.Ports) != 1 || ngx.Ports[0].Target != uint32(s.Nginx.Port) || ngx.Ports[0].Published != strconv.Itoa(s.Nginx.Port) {
+				t.Errorf("nginx ports = %+v, want %d:%d", ngx.Ports, s.Nginx.Port, s.Nginx.Port)
+			}
+			wantCmd := []string{"nginx", "-c", "/etc/swiftdeploy/nginx.conf", "-g", "daemon off;"}
+			if !slices.Equal(ngx.Command, wantCmd) {
+				t.Errorf("nginx command = %q, want %q", ngx.Command, wantCmd)
+			}
+			if len(ngx.Volumes) != 1 || ngx.Volumes[0].Target != "/etc/swiftdeploy/nginx.conf" || !ngx.Volumes[0].ReadOnly ||
+				ngx.Volumes[0].Source != filepath.Join(filepath.Dir(path), "nginx.conf") {
+				t.Errorf("nginx volumes = %+v, want ./nginx.conf mounted read-only at /etc/swiftdeploy/nginx.conf", ngx.Volumes)
+			}
+			deps := slices.Sorted(func(yield func(string) bool) {
+				for name := range ngx.DependsOn {
+					if !yield(name) {
+						return
+					}
+				}
+			})
+			if !slices.Equal(deps, slices.Sorted(slices.Values(appNames))) {
+				t.Errorf("nginx depends_on %v, want every app %v", deps, appNames)
+			}
+
+			net, ok := p.Networks[s.Network.Name]
+			if !ok {
+				t.Fatalf("no network %s in %v", s.Network.Name, p.NetworkNames())
+			}
+			if net.Name != s.Network.Name || net.Driver != s.Network.DriverType {
+				t.Errorf("network name/driver = %q/%q, want %q/%q", net.Name, net.Driver, s.Network.Name, s.Network.DriverType)
+			}
+			if net.Labels[stack.LabelProject] != s.Project {
+				t.Errorf("network labels = %v, want %s=%s", net.Labels, stack.LabelProject, s.Project)
+			}
+		})
+	}
+}
+
+func checkService(t *testing.T, svc types.ServiceConfig, name, image, network string) {
+	t.Helper()
+	if svc.Image != image {
+		t.Errorf("%s image = %q, want %q", name, svc.Image, image)
+	}
+	if svc.ContainerName != name {
+		t.Errorf("%s container_name = %q", name, svc.ContainerName)
+	}
+	if svc.Restart != "unless-stopped" {
+		t.Errorf("%s restart = %q, want unless-stopped", name, svc.Restart)
+	}
+	if _, ok := svc.Networks[network]; !ok || len(svc.Networks) != 1 {
+		t.Errorf("%s networks = %v, want only %s", name, svc.Networks, network)
+	}
+}
+
+// TestComposeV1 runs the installed docker-compose (v1, Python) on the file:
+// its YAML 1.1 parser and schema differ from compose-go's.
+func TestComposeV1(t *testing.T) {
+	bin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("docker-compose is not installed (Debian package docker-compose)")
+		}
+		t.Skip("docker-compose (v1) not installed")
+	}
+	tests := []struct {
+		name  string
+		stack func(t testing.TB) stack.Stack
+	}{
+		{"seed", func(t testing.TB) stack.Stack { return loadStack(t, "seed") }},
+		{"canary with tricky env", trickyStack},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.stack(t)
+			path := writeCompose(t, s)
+			cmd := exec.Command(bin, "-f", path, "-p", s.Project, "config")
+			cmd.Env = append(os.Environ(), "HOME=/should/not/appear")
+			out, err := cmd.Output()
+			if err != nil {
+				var exit *exec.ExitError
+				if errors.As(err, &exit) {
+					t.Fatalf("docker-compose config: %v\n%s", err, exit.Stderr)
+				}
+				t.Fatal(err)
+			}
+			// config prints the resolved file: environment values must come
+			// back exactly as the stack has them.
+			var resolved struct {
+				Services map[string]struct {
+					Environment map[string]string `yaml:"environment"`
+				} `yaml:"services"`
+			}
+			if err := yaml.Unmarshal(out, &resolved); err != nil {
+				t.Fatalf("parse docker-compose config output: %v\n%s", err, out)
+			}
+			for _, a := range s.Apps() {
+				got := map[string]string{}
+				for k, v := range resolved.Services[a.Name].Environment {
+					// config prints a file compose could load again, so it
+					// escapes "$" back to "$$" after interpolating.
+					got[k] = strings.ReplaceAll(v, "$$", "$")
+				}
+				if !reflect.DeepEqual(got, a.Env) {
+					t.Errorf("%s environment as docker-compose v1 reads it:\n got %q\nwant %q", a.Name, got, a.Env)
+				}
+			}
+		})
+	}
+}
+

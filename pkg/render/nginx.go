@@ -1,0 +1,102 @@
+package render
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"regexp"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+//go:embed templates/nginx.conf.tmpl
+var nginxTemplateText string
+
+var nginxTemplate = template.Must(template.New("nginx.conf").Option("missingkey=error").Parse(nginxTemplateText))
+
+// Upstream group names in nginx.conf; they show up as pool= in the access log.
+const (
+	poolStable = "app_stable"
+	poolCanary = "app_canary"
+	poolSplit  = "$swiftdeploy_pool" // the split_clients variable
+)
+
+// nginxView is what the template sees: every value already checked and
+// formatted, so the template holds no logic beyond layout.
+type nginxView struct {
+	Project        string
+	Listen         int
+	Stable         []string // host:port of each stable container
+	Canary         []string
+	CanaryWeight   int
+	Split          bool   // emit split_clients
+	Pool           string // proxy_pass target: an upstream name or the split variable
+	MaxFails       int
+	FailTimeout    string
+	ConnectTimeout string
+	ProxyTimeout   string
+	MetricsPath    string
+	Blocked        []string
+	BlockedRegex   string
+}
+
+// Nginx renders the nginx.conf for the stack (container names as upstream hosts).
+func Nginx(s stack.Stack) ([]byte, error) {
+	if err := checkStack(s); err != nil {
+		return nil, fmt.Errorf("render nginx.conf: %w", err)
+	}
+	timeout, _ := proxyTimeout(s.ProxyTimeout) // checked above
+	v := nginxView{
+		Project:        s.Project,
+		Listen:         s.Nginx.Port,
+		Stable:         addrs(s.Stable),
+		MaxFails:       3,
+		FailTimeout:    "10s",
+		ConnectTimeout: seconds(min(timeout, maxConnectTimeout)),
+		ProxyTimeout:   seconds(timeout),
+		MetricsPath:    s.MetricsPath,
+		Blocked:        blockedPrefixes,
+		BlockedRegex:   blockedRegex(blockedPrefixes),
+		Pool:           poolStable,
+	}
+	if s.CanaryWeight > 0 {
+		v.Canary = addrs(s.Canary)
+		v.CanaryWeight = s.CanaryWeight
+		if s.CanaryWeight == 100 {
+			v.Pool = poolCanary
+		} else {
+			v.Split = true
+			v.Pool = poolSplit
+		}
+	}
+	var buf bytes.Buffer
+	if err := nginxTemplate.Execute(&buf, v); err != nil {
+		return nil, fmt.Errorf("render nginx.conf for project %s: %w", s.Project, err)
+	}
+	return buf.Bytes(), nil
+}
+
+func addrs(apps []stack.App) []string {
+	out := make([]string, len(apps))
+	for i, a := range apps {
+		out[i] = a.Addr()
+	}
+	return out
+}
+
+// seconds formats d in nginx's time syntax.
+func seconds(d time.Duration) string {
+	return fmt.Sprintf("%ds", int(d/time.Second))
+}
+
+// blockedRegex matches any of the prefixes at the start of the URI.
+func blockedRegex(prefixes []string) string {
+	alts := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		alts[i] = regexp.QuoteMeta(strings.TrimPrefix(p, "/"))
+	}
+	return "^/(" + strings.Join(alts, "|") + ")"
+}

@@ -1,0 +1,190 @@
+// Package render turns a stack.Stack into the files that run it: the nginx
+// configuration of the front door and a docker-compose.yml that runs the
+// same stack without the daemon. Renderers are pure and deterministic: the
+// same Stack always gives the same bytes, so a changed file means a changed
+// stack and the daemon can compare outputs instead of tracking causes.
+package render
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// blockedPrefixes are URI prefixes the front door answers with 403: the
+// app's fault injection and anything meant for operators only.
+var blockedPrefixes = []string{"/chaos", "/internal/", "/debug/", "/admin"}
+
+// BlockedPrefixes returns the URI prefixes nginx refuses with 403.
+func BlockedPrefixes() []string {
+	return append([]string(nil), blockedPrefixes...)
+}
+
+var (
+	// Docker's rule for container and network names.
+	dockerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	// What manifest.SanitizeProject produces.
+	projectRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	// Portable environment variable names; anything else would need
+	// quoting in a compose key or a shell.
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+	// A URI path that needs no quoting or escaping in nginx.conf.
+	uriPathRE = regexp.MustCompile(`^/[A-Za-z0-9._~/-]*$`)
+	// A network driver name, possibly a plugin reference.
+	driverRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.:/-]*$`)
+)
+
+// maxConnectTimeout caps proxy_connect_timeout: containers share a host
+// network, so a connect that takes longer than this is not going to succeed.
+const maxConnectTimeout = 5 * time.Second
+
+// checkStack reports every problem that would make a rendered file invalid,
+// naming the field and value. FromManifest only produces valid stacks from
+// valid manifests, but a Stack can be built by hand, and a broken nginx.conf
+// is far harder to diagnose than an error here.
+func checkStack(s stack.Stack) error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+
+	if !projectRE.MatchString(s.Project) {
+		bad("project", "must be lowercase letters, digits, '_' or '-', got %q", s.Project)
+	}
+	if !dockerNameRE.MatchString(s.Network.Name) {
+		bad("network.name", "must be letters, digits, '_', '.' or '-', got %q", s.Network.Name)
+	}
+	if !driverRE.MatchString(s.Network.DriverType) {
+		bad("network.driver_type", "invalid driver name %q", s.Network.DriverType)
+	}
+
+	if len(s.Stable) == 0 {
+		bad("stable", "no containers: the stack needs at least one stable replica")
+	}
+	names := map[string]bool{s.Nginx.Name: true}
+	checkApps := func(track string, apps []stack.App) {
+		for i, a := range apps {
+			field := fmt.Sprintf("%s[%d]", track, i)
+			if !dockerNameRE.MatchString(a.Name) {
+				bad(field+".name", "invalid container name %q", a.Name)
+			} else if names[a.Name] {
+				bad(field+".name", "container name %q is used twice", a.Name)
+			}
+			names[a.Name] = true
+			if err := checkImage(a.Image); err != nil {
+				bad(field+".image", "%v", err)
+			}
+			if a.Port < 1 || a.Port > 65535 {
+				bad(field+".port", "must be 1-65535, got %d", a.Port)
+			}
+			for k := range a.Env {
+				if !envKeyRE.MatchString(k) {
+					bad(field+".env", "invalid variable name %q", k)
+				}
+			}
+			if a.CPUs < 0 || math.IsNaN(a.CPUs) || math.IsInf(a.CPUs, 0) {
+				bad(field+".cpus", "must be a positive number of CPUs, got %v", a.CPUs)
+			}
+			if a.Memory != "" {
+				if _, err := memLimit(a.Memory); err != nil {
+					bad(field+".memory", "%v", err)
+				}
+			}
+		}
+	}
+	checkApps("stable", s.Stable)
+	checkApps("canary", s.Canary)
+
+	if s.CanaryWeight < 0 || s.CanaryWeight > 100 {
+		bad("canary_weight", "must be 0-100, got %d", s.CanaryWeight)
+	} else if s.CanaryWeight > 0 && len(s.Canary) == 0 {
+		bad("canary_weight", "is %d but no canary containers run", s.CanaryWeight)
+	}
+
+	if !dockerNameRE.MatchString(s.Nginx.Name) {
+		bad("nginx.name", "invalid container name %q", s.Nginx.Name)
+	}
+	if err := checkImage(s.Nginx.Image); err != nil {
+		bad("nginx.image", "%v", err)
+	}
+	if s.Nginx.Port < 1 || s.Nginx.Port > 65535 {
+		bad("nginx.port", "must be 1-65535, got %d", s.Nginx.Port)
+	}
+
+	if _, err := proxyTimeout(s.ProxyTimeout); err != nil {
+		bad("proxy_timeout", "%v", err)
+	}
+	if err := checkMetricsPath(s.MetricsPath); err != nil {
+		bad("metrics_path", "%v", err)
+	}
+
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid stack %q: %w", s.Project, errors.Join(errs...))
+	}
+	return nil
+}
+
+func checkImage(ref string) error {
+	if ref == "" {
+		return errors.New("required")
+	}
+	if strings.ContainsFunc(ref, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("image reference %q contains whitespace or control characters", ref)
+	}
+	return nil
+}
+
+// proxyTimeout parses Stack.ProxyTimeout ("30s"). nginx reads a bare "0"
+// as no time at all, so anything under a second is refused.
+func proxyTimeout(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	if d < time.Second {
+		return 0, fmt.Errorf("must be at least 1s, got %q", s)
+	}
+	return d.Truncate(time.Second), nil
+}
+
+func checkMetricsPath(p string) error {
+	if !uriPathRE.MatchString(p) {
+		return fmt.Errorf("must be a path such as /metrics (letters, digits, '.', '_', '~', '-', '/'), got %q", p)
+	}
+	for _, prefix := range blockedPrefixes {
+		if strings.HasPrefix(p, prefix) {
+			// An exact location would punch a hole in the 403 rule.
+			return fmt.Errorf("%q is under the blocked prefix %q", p, prefix)
+		}
+	}
+	return nil
+}
+
+// memLimit normalizes a memory size ("256m", "1g", "512Mi") into the short
+// lowercase form both compose implementations parse (compose v1 knows no
+// "Mi"). It reads sizes with manifest.ParseMemory, as the daemon does, so
+// both runtimes give a container the same limit.
+func memLimit(s string) (string, error) {
+	n, err := manifest.ParseMemory(s)
+	if err != nil {
+		return "", err
+	}
+	if n <= 0 {
+		return "", fmt.Errorf("memory size %q must be positive", s)
+	}
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}} {
+		if n%u.size == 0 {
+			return fmt.Sprintf("%d%s", n/u.size, u.suffix), nil
+		}
+	}
+	return fmt.Sprintf("%db", n), nil
+}
