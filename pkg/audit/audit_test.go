@@ -1,0 +1,340 @@
+package audit
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// start is just before midnight so that the timeline spans two dates.
+var start = time.Date(2026, 5, 6, 23, 58, 0, 0, time.UTC)
+
+// at returns start plus d seconds.
+func at(d int) time.Time { return start.Add(time.Duration(d) * time.Second) }
+
+func event(sec int, name, msg, user string) journal.Record {
+	r := journal.NewEvent(name, msg)
+	r.Timestamp, r.User = at(sec), user
+	return r
+}
+
+func snapshot(sec int, mode, track, policy string, rps, p99, errRate float64) journal.Record {
+	return journal.Record{
+		Type: journal.TypeSnapshot, Timestamp: at(sec), Mode: mode, Track: track, Policy: policy,
+		ReqPerSec: journal.Float(rps), P99Latency: journal.Float(p99), ErrorRate: journal.Float(errRate),
+	}
+}
+
+func canaryDecision(sec int, allowed bool, reasons []string, requests, p99, errRate float64) journal.Record {
+	r := journal.NewDecision("canary_safety", allowed, reasons, map[string]any{
+		"mode": "canary", "requests": requests, "req_per_sec": requests / 60, "error_rate": errRate, "p99_latency": p99,
+		"thresholds": map[string]any{"max_error_rate": 0.01, "max_p99_ms": 500.0, "min_requests": 20},
+	})
+	r.Timestamp, r.User = at(sec), "alice"
+	return r
+}
+
+func infraDecision(sec int, allowed bool, reasons []string, diskGB float64) journal.Record {
+	r := journal.NewDecision("infrastructure", allowed, reasons, map[string]any{
+		"disk_path": "/var/lib/docker", "disk_free_gb": diskGB, "cpu_load": 0.42, "cpu_count": 2,
+		"thresholds": map[string]any{"min_disk_gb": 10.0, "max_cpu_load": 2.0},
+	})
+	r.Timestamp = at(sec)
+	return r
+}
+
+// canaryIncident is the article's story: deploy, canary, chaos, a denied
+// promotion, recovery, promotion, then a denied deploy on a full disk.
+func canaryIncident() []journal.Record {
+	rs := []journal.Record{
+		event(0, journal.EventDaemonStarted, "swiftdeployd started for /srv/shop/manifest.yaml", ""),
+		event(1, journal.EventManifestApplied, "manifest loaded", ""),
+		event(2, journal.EventDeployStarted, "deploy requested", "alice"),
+		infraDecision(2, true, nil, 48.2),
+		event(3, journal.EventContainerCreated, "created shop-stable-1", ""),
+		event(9, journal.EventDeploySucceeded, "converged in 6.2s: 3 operation(s)", ""),
+		snapshot(15, "stable", "stable", journal.PolicyPass, 14.5, 42, 0),
+		snapshot(20, "stable", "stable", journal.PolicyPass, 15, 45.5, 0.001),
+		event(30, journal.EventManifestRejected, "manifest rejected: [services.port: must be 1-65535, got 0 (line 3) <b>|x|</b>]", ""),
+		event(60, journal.EventManifestApplied, "manifest loaded", ""),
+		event(70, journal.EventDeploySucceeded, "converged in 4s: 2 operation(s)", ""),
+		snapshot(75, "canary", "stable", journal.PolicyPass, 12, 40, 0),
+		snapshot(75, "canary", "canary", journal.PolicyPass, 3, 48, 0),
+		event(100, journal.EventChaosInjected, "chaos slow on canary track (shop-canary-1)", "alice"),
+		snapshot(105, "canary", "stable", journal.PolicyPass, 12, 41, 0),
+		snapshot(105, "canary", "canary", journal.PolicyFail, 3, 620, 0.03),
+		snapshot(110, "canary", "stable", journal.PolicyPass, 12, 43, 0),
+		snapshot(110, "canary", "canary", journal.PolicyFail, 3.2, 712.4, 0.045),
+		snapshot(115, "canary", "canary", journal.PolicyFail, 3.1, 650, 0.04),
+		event(120, journal.EventPromoteRequested, "promotion of shop:2.0 requested", "alice"),
+		canaryDecision(120, false, []string{"Error rate exceeds 1% threshold", "P99 latency exceeds 500ms"}, 186, 650, 0.04),
+		event(120, journal.EventPromoteDenied, "promotion of shop:2.0 denied: Error rate exceeds 1% threshold; P99 latency exceeds 500ms", "alice"),
+		event(130, journal.EventChaosRecovered, "chaos recover on canary track (shop-canary-1)", "alice"),
+		snapshot(135, "canary", "canary", journal.PolicyPass, 3, 47, 0),
+		snapshot(200, "canary", "canary", journal.PolicyFail, 3, 180, 0.02),
+		snapshot(205, "canary", "canary", journal.PolicyPass, 3, 50, 0),
+		canaryDecision(210, true, nil, 190, 50, 0),
+		event(215, journal.EventPromoted, "shop:2.0 is now stable; 100% of traffic on it", "alice"),
+		snapshot(220, "stable", "stable", journal.PolicyPass, 15, 44, 0),
+		event(230, journal.EventRollback, "canary shop:3.0 rolled back; all traffic to stable", "bob"),
+		event(240, "cache_warmed", "a newer daemon's event", ""),
+		infraDecision(250, false, []string{"Disk space below 10GB"}, 7.25),
+		event(250, journal.EventDeployDenied, "DENIED: [Disk space below 10GB]", ""),
+		event(260, "down", "removed every container and network of project shop", "alice"),
+	}
+	return rs
+}
+
+// writeJournal appends recs to a new journal in a temp dir, optionally lets
+// tamper edit the file, and returns the Input Render gets from it.
+func writeJournal(t *testing.T, recs []journal.Record, tamper func(t *testing.T, path string)) Input {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "history.jsonl")
+	j, err := journal.Open(path, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if err := j.Append(r); err != nil {
+			t.Fatalf("append %+v: %v", r, err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if tamper != nil {
+		tamper(t, path)
+	}
+	in := Input{Journal: "history.jsonl"}
+	in.Verify, err = journal.Verify(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = journal.Read(path, journal.Filter{}, func(r journal.Record) error {
+		in.Records = append(in.Records, r)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// editLine replaces old with new in line n (1-based) of the file at path.
+func editLine(n int, old, new string) func(*testing.T, string) {
+	return func(t *testing.T, path string) {
+		t.Helper()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := bytes.Split(data, []byte("\n"))
+		if !bytes.Contains(lines[n-1], []byte(old)) {
+			t.Fatalf("line %d of %s does not contain %q: %s", n, path, old, lines[n-1])
+		}
+		lines[n-1] = bytes.Replace(lines[n-1], []byte(old), []byte(new), 1)
+		if err := os.WriteFile(path, bytes.Join(lines, []byte("\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("report differs from %s (run go test -update if the change is intended):\n%s", path, got)
+	}
+}
+
+func TestRenderGolden(t *testing.T) {
+	// A long canary run: one snapshot per track every 5s for 25 minutes
+	// with a latency spike in the middle, and no decision records, so the
+	// thresholds come from the Input.
+	var long []journal.Record
+	long = append(long, event(0, journal.EventDeploySucceeded, "converged in 3s: 4 operation(s)", ""))
+	for i := range 300 {
+		sec := 5 + 5*i
+		p99, errRate, verdict := 40+float64(i%7), 0.002, journal.PolicyPass
+		if i >= 140 && i < 146 {
+			p99, errRate, verdict = 900+float64(10*i-1400), 0.25, journal.PolicyFail
+		}
+		long = append(long,
+			snapshot(sec, "canary", "stable", journal.PolicyPass, 20, 30, 0),
+			snapshot(sec, "canary", "canary", verdict, 5, p99, errRate))
+	}
+	maxErr, maxP99 := 0.01, 500.0
+
+	tests := []struct {
+		name   string
+		golden string
+		input  func(t *testing.T) Input
+	}{
+		{
+			name:   "canary incident",
+			golden: "canary_incident.md",
+			input:  func(t *testing.T) Input { return writeJournal(t, canaryIncident(), nil) },
+		},
+		{
+			name:   "broken chain",
+			golden: "broken_chain.md",
+			input: func(t *testing.T) Input {
+				// Someone hides the chaos injection by rewording it.
+				return writeJournal(t, canaryIncident(), editLine(14, "chaos slow on canary track", "routine check on canary track"))
+			},
+		},
+		{
+			name:   "empty journal",
+			golden: "empty.md",
+			input:  func(t *testing.T) Input { return writeJournal(t, nil, nil) },
+		},
+		{
+			name:   "long run downsampled",
+			golden: "long_run.md",
+			input: func(t *testing.T) Input {
+				in := writeJournal(t, long, nil)
+				in.Thresholds = Thresholds{MaxErrorRate: &maxErr, MaxP99Ms: &maxP99}
+				return in
+			},
+		},
+		{
+			name:   "unreadable journal",
+			golden: "unreadable.md",
+			input: func(*testing.T) Input {
+				return Input{
+					Journal:     "history.jsonl",
+					Records:     canaryIncident()[:3],
+					ReadError:   "history.jsonl:4: invalid record: unexpected end of JSON input",
+					VerifyError: "open journal file history.jsonl: permission denied",
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			checkGolden(t, tc.golden, Render(tc.input(t)))
+		})
+	}
+}
+
+// TestBrokenChainIsProminent checks what the golden files cannot say on
+// their own: a broken chain is announced before anything else.
+func TestBrokenChainIsProminent(t *testing.T) {
+	in := writeJournal(t, canaryIncident(), editLine(14, "chaos slow", "all quiet"))
+	if in.Verify.OK {
+		t.Fatal("Verify passed a tampered journal; the test's tampering is broken")
+	}
+	report := string(Render(in))
+	firstSection := strings.Index(report, "\n## ")
+	warning := strings.Index(report, "JOURNAL INTEGRITY CHECK FAILED")
+	if warning < 0 || warning > firstSection {
+		t.Errorf("integrity warning at %d, first section at %d; want the warning before every section:\n%s", warning, firstSection, report)
+	}
+	if !strings.Contains(report, "line 15") {
+		t.Errorf("report does not name line 15, the first line whose prev no longer matches:\n%s", report)
+	}
+}
+
+func TestDownsample(t *testing.T) {
+	series := func(n int) []point {
+		pts := make([]point, n)
+		for i := range pts {
+			pts[i] = point{at: at(i), p99: float64(i % 10), errorRate: 0}
+		}
+		return pts
+	}
+	spiked := series(1000)
+	spiked[777].p99, spiked[123].errorRate = 5000, 0.9
+
+	tests := []struct {
+		name    string
+		in      []point
+		wantLen int
+		wantPer int
+	}{
+		{"empty", nil, 0, 1},
+		{"at the limit", series(MaxChartPoints), MaxChartPoints, 1},
+		{"one over", series(MaxChartPoints + 1), 26, 2},
+		{"a thousand with spikes", spiked, 50, 20},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, per := downsample(tc.in)
+			if len(out) != tc.wantLen || per != tc.wantPer {
+				t.Fatalf("downsample: %d points of %d each, want %d of %d", len(out), per, tc.wantLen, tc.wantPer)
+			}
+			var maxP99, maxErr float64
+			for _, p := range tc.in {
+				maxP99, maxErr = max(maxP99, p.p99), max(maxErr, p.errorRate)
+			}
+			var gotP99, gotErr float64
+			for _, p := range out {
+				gotP99, gotErr = max(gotP99, p.p99), max(gotErr, p.errorRate)
+			}
+			if gotP99 != maxP99 || gotErr != maxErr {
+				t.Errorf("downsampled maxima p99 %v, error rate %v; want %v, %v (spikes must survive)", gotP99, gotErr, maxP99, maxErr)
+			}
+			if len(out) > 0 && !out[0].at.Equal(tc.in[0].at) {
+				t.Errorf("first point at %s, want %s", out[0].at, tc.in[0].at)
+			}
+		})
+	}
+}
+
+func TestMarkdownEscaping(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"plain", "deploy requested", "deploy requested"},
+		{"html", "<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"},
+		{"emphasis and code", "*bold* _it_ `code`", `\*bold\* \_it\_ \` + "`code\\`"},
+		{"link", "[x](http://evil)", `\[x\](http://evil)`},
+		{"table pipe", "a|b", `a\|b`},
+		{"newline cannot start a heading", "ok\n# Violations", `ok \# Violations`},
+		{"backslash", `C:\x`, `C:\\x`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := md(tc.in); got != tc.want {
+				t.Errorf("md(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// BenchmarkRender measures a report over a day of snapshots (two tracks
+// every 5s) plus events.
+func BenchmarkRender(b *testing.B) {
+	var recs []journal.Record
+	for i := range 17280 {
+		recs = append(recs,
+			snapshot(5*i, "canary", "stable", journal.PolicyPass, 20, 30, 0),
+			snapshot(5*i, "canary", "canary", journal.PolicyFail, 5, float64(400+i%300), 0.02))
+		if i%500 == 0 {
+			recs = append(recs, event(5*i, journal.EventChaosInjected, "chaos slow on canary track", "alice"))
+		}
+	}
+	in := Input{Journal: "history.jsonl", Records: recs, Verify: journal.VerifyReport{OK: true, Lines: len(recs)}}
+	b.ReportAllocs()
+	for b.Loop() {
+		Render(in)
+	}
+}
