@@ -4,5 +4,7 @@ FROM scratch
 COPY app /app
 USER 65534
 EXPOSE 3000
-HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["/app","-healthcheck"]
+# A short interval so deploys see "healthy" within seconds; the probe is
+# the app binary itself since the image has no shell or curl.
+HEALTHCHECK --interval=3s --timeout=2s --retries=3 CMD ["/app","-healthcheck"]
 ENTRYPOINT ["/app"]

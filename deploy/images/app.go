@@ -31,7 +31,7 @@ var versionPattern = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._+-]*$`)
 // EnsureApp builds the demo-app image FROM scratch with a static binary
 // (version baked in with -ldflags). The binary is always compiled (the Go
 // build cache makes that cheap); the image is rebuilt only when the binary
-// differs from the one inside the existing image.
+// or Dockerfile differ from those the existing image was built from.
 func EnsureApp(ctx context.Context, cli *client.Client, tag, version string, log io.Writer) error {
 	if err := checkAppArgs(tag, version); err != nil {
 		return err
@@ -66,18 +66,6 @@ func ensureApp(ctx context.Context, cli *client.Client, moduleDir, pkg, tag, ver
 	if err != nil {
 		return fmt.Errorf("ensure image %s: read binary: %w", tag, err)
 	}
-	sum := sha256.Sum256(binary)
-	digest := hex.EncodeToString(sum[:])
-
-	labels, found, err := imageLabels(ctx, cli, tag)
-	if err != nil {
-		return err
-	}
-	if found && labels[LabelBinaryDigest] == digest {
-		fmt.Fprintf(log, "%s: up to date (%s %s)\n", tag, pkg, version)
-		return nil
-	}
-
 	var buildCtx bytes.Buffer
 	cw := newContextWriter(&buildCtx)
 	if err := cw.file("Dockerfile", 0o644, appDockerfile); err != nil {
@@ -89,16 +77,45 @@ func ensureApp(ctx context.Context, cli *client.Client, moduleDir, pkg, tag, ver
 	if err := cw.close(); err != nil {
 		return err
 	}
+	// Go builds and the context tar are reproducible, so equal digests
+	// mean an equal image.
+	sum := sha256.Sum256(buildCtx.Bytes())
+	digest := hex.EncodeToString(sum[:])
+
+	old, found, err := inspectImage(ctx, cli, tag)
+	if err != nil {
+		return err
+	}
+	if found && old.labels[LabelContextDigest] == digest {
+		fmt.Fprintf(log, "%s: up to date (%s %s)\n", tag, pkg, version)
+		return nil
+	}
 	err = buildImage(ctx, cli, tag, &buildCtx, map[string]string{
-		LabelSource:       "demo-app " + version,
-		LabelVersion:      version,
-		LabelBinaryDigest: digest,
+		LabelSource:        "demo-app " + version,
+		LabelVersion:       version,
+		LabelContextDigest: digest,
 	}, log)
 	if err != nil {
 		return err
 	}
+	if found {
+		removeIfDangling(ctx, cli, old.id)
+	}
 	fmt.Fprintf(log, "%s: built from %s (version %s)\n", tag, pkg, version)
 	return nil
+}
+
+// removeIfDangling removes the image a rebuild superseded if nothing else
+// refers to it. A container still using it makes the removal fail, which
+// is fine: the image goes when the container does (or on image prune).
+func removeIfDangling(ctx context.Context, cli *client.Client, id string) {
+	img, err := cli.ImageInspect(ctx, id)
+	if err != nil || len(img.RepoTags) > 0 {
+		return
+	}
+	// PruneChildren also drops the classic builder's untagged parent
+	// images (one per Dockerfile step) that nothing else shares.
+	cli.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true})
 }
 
 func checkAppArgs(tag, version string) error {

@@ -43,9 +43,10 @@ const (
 	// LabelSource says where an image came from, e.g. "demo-app 1.0.0" or
 	// "debian-nginx 1.22.1-9+deb12u11".
 	LabelSource = stack.LabelPrefix + "image-source"
-	// LabelBinaryDigest is the sha256 of the app binary inside the image; a
-	// rebuild is skipped when it matches a fresh build.
-	LabelBinaryDigest = stack.LabelPrefix + "binary-digest"
+	// LabelContextDigest is the sha256 of the build context (Dockerfile and
+	// app binary) an app image was built from; a rebuild is skipped when a
+	// fresh context has the same digest.
+	LabelContextDigest = stack.LabelPrefix + "context-digest"
 	// LabelVersion is the standard OCI version annotation.
 	LabelVersion = "org.opencontainers.image.version"
 )
@@ -69,19 +70,26 @@ func EnsureAll(ctx context.Context, cli *client.Client, log io.Writer) error {
 	return err
 }
 
-// imageLabels returns the labels of ref, or found=false when there is no such image.
-func imageLabels(ctx context.Context, cli *client.Client, ref string) (labels map[string]string, found bool, err error) {
-	img, err := cli.ImageInspect(ctx, ref)
+// localImage is what ensuring an image needs to know about an existing one.
+type localImage struct {
+	id     string
+	labels map[string]string
+}
+
+// inspectImage looks ref up locally; found is false when there is no such image.
+func inspectImage(ctx context.Context, cli *client.Client, ref string) (img localImage, found bool, err error) {
+	resp, err := cli.ImageInspect(ctx, ref)
 	if cerrdefs.IsNotFound(err) {
-		return nil, false, nil
+		return localImage{}, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("inspect image %s: %w", ref, err)
+		return localImage{}, false, fmt.Errorf("inspect image %s: %w", ref, err)
 	}
-	if img.Config == nil {
-		return map[string]string{}, true, nil
+	img.id = resp.ID
+	if resp.Config != nil {
+		img.labels = resp.Config.Labels
 	}
-	return img.Config.Labels, true, nil
+	return img, true, nil
 }
 
 // buildImage builds tag from a tar context holding a Dockerfile at its root.

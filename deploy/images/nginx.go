@@ -53,7 +53,7 @@ func EnsureNginx(ctx context.Context, cli *client.Client, log io.Writer) (string
 
 // ensureNginx is EnsureNginx for any image reference.
 func ensureNginx(ctx context.Context, cli *client.Client, ref string, log io.Writer) (string, error) {
-	_, found, err := imageLabels(ctx, cli, ref)
+	_, found, err := inspectImage(ctx, cli, ref)
 	if err != nil {
 		return "", err
 	}
@@ -361,27 +361,35 @@ func runOnce(ctx context.Context, cli *client.Client, image string, cmd []string
 		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if _, rmErr := cli.ContainerRemove(rmCtx, created.ID, client.ContainerRemoveOptions{Force: true}); rmErr != nil && !cerrdefs.IsNotFound(rmErr) {
-			err = errors.Join(err, fmt.Errorf("remove container %s: %w", created.ID[:12], rmErr))
+			err = errors.Join(err, fmt.Errorf("remove container %s: %w", shortID(created.ID), rmErr))
 		}
 	}()
 	wait := cli.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
 	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		return "", 0, fmt.Errorf("start container %s: %w", created.ID[:12], err)
+		return "", 0, fmt.Errorf("start container %s: %w", shortID(created.ID), err)
 	}
 	select {
 	case res := <-wait.Result:
 		exitCode = res.StatusCode
 	case err := <-wait.Error:
-		return "", 0, fmt.Errorf("wait for container %s: %w", created.ID[:12], err)
+		return "", 0, fmt.Errorf("wait for container %s: %w", shortID(created.ID), err)
 	}
 	logs, err := cli.ContainerLogs(ctx, created.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
-		return "", 0, fmt.Errorf("read logs of container %s: %w", created.ID[:12], err)
+		return "", 0, fmt.Errorf("read logs of container %s: %w", shortID(created.ID), err)
 	}
 	defer logs.Close()
 	var buf bytes.Buffer
 	if _, err := stdcopy.StdCopy(&buf, &buf, logs); err != nil {
-		return "", 0, fmt.Errorf("read logs of container %s: %w", created.ID[:12], err)
+		return "", 0, fmt.Errorf("read logs of container %s: %w", shortID(created.ID), err)
 	}
 	return buf.String(), exitCode, nil
+}
+
+// shortID is the 12-character form Docker shows for an object ID.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
