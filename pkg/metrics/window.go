@@ -165,10 +165,10 @@ func (w *Window) Stats(now time.Time, minRequests int) Stats {
 		st.Requests += req
 		st.Errors += errs
 		st.Targets++
-		if t := used[0].Time; first.IsZero() || t.Before(first) {
+		if t := used[0].Time; st.Targets == 1 || t.Before(first) {
 			first = t
 		}
-		if t := used[len(used)-1].Time; t.After(last) {
+		if t := used[len(used)-1].Time; st.Targets == 1 || t.After(last) {
 			last = t
 		}
 	}
