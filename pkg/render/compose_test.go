@@ -16,6 +16,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -127,11 +128,12 @@ func TestComposeLoads(t *testing.T) {
 				if float64(svc.CPUS) != a.CPUs {
 					t.Errorf("%s cpus = %v, want %v", a.Name, svc.CPUS, a.CPUs)
 				}
-				if a.Memory != "" {
-					want, _ := memLimit(a.Memory)
-					if svc.MemLimit == 0 {
-						t.Errorf("%s has no mem_limit, want %s", a.Name, want)
-					}
+				wantMem, err := manifest.ParseMemory(a.Memory)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if int64(svc.MemLimit) != wantMem {
+					t.Errorf("%s mem_limit = %d bytes, want %d (%q)", a.Name, svc.MemLimit, wantMem, a.Memory)
 				}
 			}
 
@@ -195,13 +197,7 @@ func checkService(t *testing.T, svc types.ServiceConfig, name, image, network st
 // TestComposeV1 runs the installed docker-compose (v1, Python) on the file:
 // its YAML 1.1 parser and schema differ from compose-go's.
 func TestComposeV1(t *testing.T) {
-	bin, err := exec.LookPath("docker-compose")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("docker-compose is not installed (Debian package docker-compose)")
-		}
-		t.Skip("docker-compose (v1) not installed")
-	}
+	bin := composeV1(t)
 	tests := []struct {
 		name  string
 		stack func(t testing.TB) stack.Stack
@@ -248,3 +244,16 @@ func TestComposeV1(t *testing.T) {
 	}
 }
 
+// composeV1 returns the path of docker-compose (v1). It skips the test when
+// that is not installed, except under CI=true, where it fails.
+func composeV1(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("docker-compose is not installed (Debian package docker-compose)")
+		}
+		t.Skip("docker-compose (v1) not installed; set CI=true to fail instead")
+	}
+	return bin
+}
