@@ -312,6 +312,7 @@ func (e *Engine) RunOnce(ctx context.Context, s Spec) (int, string, error) {
 type Event struct {
 	ContainerID string
 	Name        string
+	Role        string // the container's role label
 	Action      string
 }
 
@@ -330,7 +331,7 @@ func (e *Engine) Watch(ctx context.Context, project string) (<-chan Event, <-cha
 		for {
 			select {
 			case m := <-res.Messages:
-				ev := Event{ContainerID: m.Actor.ID, Name: m.Actor.Attributes["name"], Action: string(m.Action)}
+				ev := Event{ContainerID: m.Actor.ID, Name: m.Actor.Attributes["name"], Role: m.Actor.Attributes[stack.LabelRole], Action: string(m.Action)}
 				select {
 				case out <- ev:
 				case <-ctx.Done():

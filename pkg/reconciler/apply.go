@@ -336,6 +336,8 @@ func (r *Reconciler) startNginx(ctx context.Context, desired stack.Stack, conf [
 	check := r.nginxSpec(desired)
 	check.Name = desired.Nginx.Name + "-check"
 	check.HostPort = 0
+	check.Restart = false
+	check.Labels = map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: "check"}
 	check.Cmd = []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/" + nginxCheck}
 	_ = r.Engine.Remove(ctx, check.Name, 0) // a leftover from a crash
 	code, out, err := r.Engine.RunOnce(ctx, check)

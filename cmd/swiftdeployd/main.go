@@ -1,0 +1,71 @@
+// Command swiftdeployd is SwiftDeploy's daemon: it watches manifest.yaml and
+// keeps the Docker host converged to it. See `swiftdeployd --help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/daemon"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "swiftdeployd:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("swiftdeployd", flag.ContinueOnError)
+	manifestPath := fs.String("manifest", "manifest.yaml", "path of the manifest to converge to; generated files are written beside it")
+	socket := fs.String("socket", "", "control socket path (default $"+api.EnvSocket+" or .swiftdeploy/swiftdeployd.sock beside the manifest)")
+	debug := fs.Bool("debug", false, "log at debug level")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	cfgLog := zap.NewProductionConfig()
+	if *debug {
+		cfgLog.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+	}
+	log, err := cfgLog.Build()
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	if *socket == "" {
+		abs, err := filepath.Abs(*manifestPath)
+		if err != nil {
+			return err
+		}
+		*socket = api.DefaultSocket(filepath.Dir(abs))
+	}
+	d, err := daemon.New(daemon.Config{ManifestPath: *manifestPath, Socket: *socket, Log: log})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			log.Info("SIGHUP: re-reading manifest and policies")
+			d.Reload()
+		}
+	}()
+	return d.Run(ctx)
+}

@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/swiftdeploy/swiftdeploy/deploy/images"
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+)
+
+
+// withCanary adds a canary block under services.
+func withCanary(manifest, image string, weight int) string {
+	return strings.Replace(manifest, "  replicas: 2\n", fmt.Sprintf("  replicas: 2\n  canary:\n    image: %s\n    weight: %d\n", image, weight), 1)
+}
+
+func (e *env) chaos(req api.ChaosRequest) {
+	e.t.Helper()
+	if err := e.api.Post(context.Background(), api.PathChaos, req, nil); err != nil {
+		e.t.Fatalf("chaos %+v: %v", req, err)
+	}
+}
+
+func (e *env) promote() api.Progress {
+	e.t.Helper()
+	final, err := e.api.Stream(context.Background(), api.PathPromote, nil, func(api.Progress) {})
+	if err != nil {
+		e.t.Fatalf("promote: %v", err)
+	}
+	return final
+}
+
+func canaryVerdict(s api.Status) (bool, []string, bool) {
+	for _, d := range s.Policies {
+		if d.Policy == "canary_safety" {
+			return d.Allowed, d.Reasons, true
+		}
+	}
+	return false, nil, false
+}
+
+// waitCanaryReason waits until status shows the canary-safety policy
+// failing with a reason containing want, and returns how long that took.
+func (e *env) waitCanaryReason(want string) time.Duration {
+	e.t.Helper()
+	start := time.Now()
+	e.waitFor(60*time.Second, "canary safety FAIL: "+want, func() (bool, string) {
+		allowed, reasons, ok := canaryVerdict(e.status())
+		return ok && !allowed && strings.Contains(strings.Join(reasons, ";"), want), fmt.Sprint(reasons)
+	})
+	return time.Since(start)
+}
+
+func TestCanaryChaosAndGatedPromotion(t *testing.T) {
+	e := newEnv(t)
+	base := e.manifest(images.AppImage, 2, "")
+	e.writeManifest(withCanary(base, images.AppImageV2, 50))
+	e.startDaemon()
+	e.converged(map[string]int{images.AppImage: 2, images.AppImageV2: 1})
+	if s := e.status(); s.Mode != "canary" || s.CanaryWeight != 50 {
+		t.Fatalf("status mode %q weight %d, want canary 50", s.Mode, s.CanaryWeight)
+	}
+
+	// The split nginx makes, measured over 2,000+ requests.
+	l := startLoad(e.url("/"), 5*time.Millisecond)
+	e.waitFor(60*time.Second, "2000 requests", func() (bool, string) {
+		m := l.modeShares()
+		return m["stable"]+m["canary"] >= 2000, fmt.Sprint(m)
+	})
+	shares := l.modeShares()
+	share := float64(shares["canary"]) / float64(shares["stable"]+shares["canary"])
+	t.Logf("weight 50: canary share %.3f over %d requests", share, shares["stable"]+shares["canary"])
+	if share < 0.44 || share > 0.56 {
+		t.Errorf("canary share %.3f at weight 50, want about 0.5", share)
+	}
+
+	// Slow chaos on the canary: status FAILs on latency, promote is denied.
+	e.chaos(api.ChaosRequest{Mode: "slow", Duration: 0.7})
+	took := e.waitCanaryReason("P99 latency exceeds 500ms")
+	t.Logf("chaos slow injected → status FAIL in %s", took.Round(time.Millisecond))
+	p := e.promote()
+	if !contains(strings.Join(p.Denied, ";"), "P99 latency exceeds 500ms") {
+		t.Errorf("promote under slow chaos: %+v, want DENIED: P99 latency exceeds 500ms", p)
+	}
+	e.chaos(api.ChaosRequest{Mode: "recover"})
+
+	// Error chaos at 0.5: promote is denied for the error rate.
+	e.chaos(api.ChaosRequest{Mode: "error", Rate: 0.5})
+	e.waitCanaryReason("Error rate exceeds 1% threshold")
+	p = e.promote()
+	if !contains(strings.Join(p.Denied, ";"), "Error rate exceeds 1% threshold") {
+		t.Errorf("promote under error chaos: %+v, want DENIED: Error rate exceeds 1%% threshold", p)
+	}
+	e.chaos(api.ChaosRequest{Mode: "recover"})
+	l.finish()
+
+	// Healthy again once the window has slid past the chaos.
+	l = startLoad(e.url("/"), 10*time.Millisecond)
+	e.waitFor(60*time.Second, "canary safety PASS", func() (bool, string) {
+		allowed, reasons, _ := canaryVerdict(e.status())
+		return allowed, fmt.Sprint(reasons)
+	})
+	p = e.promote()
+	if p.Error != "" || len(p.Denied) > 0 {
+		t.Fatalf("promote of a healthy canary: %+v", p)
+	}
+	e.converged(map[string]int{images.AppImageV2: 2})
+	time.Sleep(time.Second)
+	ok, failed, samples := l.finish()
+	t.Logf("requests during promotion: %d ok, %d failed", ok, failed)
+	if failed != 0 {
+		t.Errorf("%d requests failed during promotion (e.g. %v)", failed, samples)
+	}
+	if s := e.status(); s.Mode != "stable" || s.StableImage != images.AppImageV2 {
+		t.Errorf("after promote: mode %q stable %q", s.Mode, s.StableImage)
+	}
+	l = startLoad(e.url("/"), 5*time.Millisecond)
+	time.Sleep(2 * time.Second)
+	l.finish()
+	if m := l.modeShares(); m["canary"] != 0 || m["stable"] == 0 {
+		t.Errorf("after promote traffic by mode %v, want all stable (the new version)", m)
+	}
+	e.serves("2.0.0")
+}
+
+// The infrastructure policy sees a real filesystem fill up: a tmpfs just
+// over 10 GB (virtual until written) loses 2 GiB to a file, and the next
+// transition is denied.
+func TestDeployDeniedWhenDiskFills(t *testing.T) {
+	e := newEnv(t)
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mounting a tmpfs needs root")
+		}
+		t.Skip("mounting a tmpfs needs root")
+	}
+	disk := filepath.Join(t.TempDir(), "disk")
+	if err := os.Mkdir(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", disk, "tmpfs", 0, "size=11g"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(disk, unix.MNT_DETACH) })
+
+	m := strings.Replace(e.manifest(images.AppImage, 1, ""), "  min_disk_gb: 0.1\n", "  min_disk_gb: 10\n  disk_path: "+disk+"\n", 1)
+	e.writeManifest(m)
+	e.startDaemon()
+	e.converged(map[string]int{images.AppImage: 1})
+
+	f, err := os.Create(filepath.Join(disk, "fill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, 2<<30); err != nil {
+		t.Fatalf("fill tmpfs: %v", err)
+	}
+	f.Close()
+
+	e.writeManifest(strings.Replace(m, images.AppImage, images.AppImageV2, 1))
+	final, err := e.api.Stream(context.Background(), api.PathDeploy, nil, func(api.Progress) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !contains(strings.Join(final.Denied, ";"), "Disk space below 10GB") {
+		t.Fatalf("deploy on a full disk: %+v, want DENIED: Disk space below 10GB", final)
+	}
+	s := e.status()
+	if s.Denial == nil || !contains(strings.Join(s.Denial.Reasons, ";"), "Disk space below 10GB") {
+		t.Errorf("status denial = %+v", s.Denial)
+	}
+	if got := e.running(s); got[images.AppImage] != 1 || got[images.AppImageV2] != 0 {
+		t.Errorf("denied deploy changed what runs: %v", got)
+	}
+	e.serves("1.0.0")
+}

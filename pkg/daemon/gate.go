@@ -1,0 +1,72 @@
+package daemon
+
+import (
+	"time"
+
+	"context"
+
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/hostfacts"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+)
+
+func thresholds(m *manifest.Manifest) policy.Thresholds {
+	return policy.Thresholds{
+		MinDiskGB:    m.Policy.MinDiskGB,
+		MaxCPULoad:   m.Policy.MaxCPULoad,
+		MaxErrorRate: m.Policy.MaxErrorRate,
+		MaxP99Ms:     m.Policy.MaxP99Ms,
+		MinRequests:  m.Policy.MinRequests,
+	}
+}
+
+// infraDecision evaluates the infrastructure policy on fresh host facts.
+func (d *Daemon) infraDecision(ctx context.Context) policy.Decision {
+	d.mu.Lock()
+	m := d.current
+	d.mu.Unlock()
+	facts := hostfacts.Collect(m.Policy.DiskPath)
+	dec := d.policies.Infrastructure(ctx, facts.InfraInput(), thresholds(m))
+	d.metrics.observeDecision(dec)
+	return dec
+}
+
+// infraGate is the reconciler's gate: every transition that creates or
+// replaces workload passes the infrastructure policy first, and the decision
+// is journaled.
+func (d *Daemon) infraGate(ctx context.Context) reconciler.Decision {
+	dec := d.infraDecision(ctx)
+	d.decision(dec, "")
+	if !dec.Allowed {
+		d.mu.Lock()
+		d.denial = toAPIDecision(dec)
+		d.mu.Unlock()
+		d.log.Warn("transition denied by infrastructure policy", zap.Strings("reasons", dec.Reasons))
+	}
+	return reconciler.Decision{Allowed: dec.Allowed, Reasons: dec.Reasons}
+}
+
+func (d *Daemon) decision(dec policy.Decision, user string) {
+	allowed := dec.Allowed
+	err := d.jr.Append(journal.Record{
+		Type:       journal.TypeDecision,
+		Timestamp:  time.Now().UTC(),
+		PolicyName: dec.Policy,
+		Allowed:    &allowed,
+		Reasons:    dec.Reasons,
+		Input:      dec.Input,
+		User:       user,
+	})
+	if err != nil {
+		d.log.Error("journal append failed", zap.String("decision", dec.Policy), zap.Error(err))
+	}
+}
+
+func toAPIDecision(dec policy.Decision) *api.Decision {
+	return &api.Decision{Policy: dec.Policy, Allowed: dec.Allowed, Reasons: dec.Reasons, Input: dec.Input}
+}

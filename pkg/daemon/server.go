@@ -1,0 +1,282 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// listen creates the control socket, readable and writable by its owner and
+// group only (0660): the API can start containers, so it is as sensitive as
+// the Docker socket itself.
+func listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("create socket dir: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another swiftdeployd is already listening on %s", path)
+	}
+	_ = os.Remove(path) // stale socket of a dead daemon
+	old := syscall.Umask(0o117)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (a path over 107 bytes is too long for a socket: use --socket)", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+type ctxKey struct{}
+
+// peerUser names the OS user on the other end of the socket (SO_PEERCRED),
+// so that the journal says who asked.
+func peerUser(c net.Conn) string {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ""
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ""
+	}
+	var cred *syscall.Ucred
+	_ = raw.Control(func(fd uintptr) {
+		cred, _ = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
+	if cred == nil {
+		return ""
+	}
+	uid := strconv.Itoa(int(cred.Uid))
+	if u, err := user.LookupId(uid); err == nil {
+		return u.Username
+	}
+	return "uid:" + uid
+}
+
+func userOf(r *http.Request) string {
+	s, _ := r.Context().Value(ctxKey{}).(string)
+	return s
+}
+
+func (d *Daemon) server() *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+api.PathStatus, d.handleStatus)
+	mux.HandleFunc("POST "+api.PathDeploy, d.handleDeploy)
+	mux.HandleFunc("POST "+api.PathValidate, d.handleValidate)
+	mux.HandleFunc("GET "+api.PathDiff, d.handleDiff)
+	mux.HandleFunc("POST "+api.PathDown, d.handleDown)
+	mux.HandleFunc("GET "+api.PathHistory, d.handleHistory)
+	mux.HandleFunc("POST "+api.PathPromote, d.handlePromote)
+	mux.HandleFunc("POST "+api.PathRollback, d.handleRollback)
+	mux.HandleFunc("POST "+api.PathChaos, d.handleChaos)
+	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, ctxKey{}, peerUser(c))
+		},
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, api.Error{Error: err.Error()})
+}
+
+func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, d.Status(r.Context()))
+}
+
+// Status assembles the daemon's view.
+func (d *Daemon) Status(ctx context.Context) api.Status {
+	d.mu.Lock()
+	m := d.current
+	s := api.Status{
+		ManifestPath:   d.cfg.ManifestPath,
+		ManifestErrors: d.manifestErr,
+		LastReconcile:  d.last,
+		EngineError:    d.engineErr,
+		Denial:         d.denial,
+		Mode:           stack.TrackStable,
+		Converged:      d.last != nil && d.last.Error == "" && len(d.lastPlan.Ops) == 0,
+	}
+	for _, c := range d.observed {
+		s.Containers = append(s.Containers, api.Container{Name: c.Name, Role: c.Role, Track: c.Track, Image: c.Image, State: c.State, IP: c.IP})
+	}
+	d.mu.Unlock()
+	if m == nil {
+		return s
+	}
+	desired := stack.FromManifest(m, d.stackOptions(m))
+	s.Project = m.Project
+	s.NginxPort = m.Nginx.Port
+	if len(desired.Stable) > 0 {
+		s.StableImage = desired.Stable[0].Image
+	}
+	if len(desired.Canary) > 0 {
+		s.Mode = stack.TrackCanary
+		s.CanaryImage = desired.Canary[0].Image
+		s.CanaryWeight = desired.CanaryWeight
+	}
+	d.addLiveStatus(ctx, &s, m)
+	return s
+}
+
+// streamer writes NDJSON progress lines; safe to call from the reconcile
+// goroutine even after the client went away.
+type streamer struct {
+	mu     sync.Mutex
+	w      http.ResponseWriter
+	closed bool
+}
+
+func newStreamer(w http.ResponseWriter) *streamer {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	return &streamer{w: w}
+}
+
+func (s *streamer) send(p api.Progress) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	b, _ := json.Marshal(p)
+	_, _ = s.w.Write(append(b, '\n'))
+	if f, ok := s.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *streamer) line(l string) { s.send(api.Progress{Line: l}) }
+
+func (s *streamer) finish(err error) {
+	p := api.Progress{Done: true}
+	var denied *reconciler.DeniedError
+	if errors.As(err, &denied) {
+		p.Denied = denied.Reasons
+		p.Error = err.Error()
+	} else if err != nil {
+		p.Error = err.Error()
+	}
+	s.send(p)
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
+
+func (d *Daemon) handleDeploy(w http.ResponseWriter, r *http.Request) {
+	user := userOf(r)
+	d.event(journal.EventDeployStarted, "deploy requested", user, nil)
+	st := newStreamer(w)
+	err := d.wait(r.Context(), st.line)
+	if err == nil {
+		d.event(journal.EventDeploySucceeded, "deploy finished", user, nil)
+	}
+	st.finish(err)
+}
+
+func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
+	m := d.readManifest()
+	if m == nil {
+		writeErr(w, http.StatusConflict, fmt.Errorf("no valid manifest: %v", d.manifestErrors()))
+		return
+	}
+	desired := stack.FromManifest(m, d.stackOptions(m))
+	conf, err := renderNginx(desired)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err)
+		return
+	}
+	obs, err := d.rec.Observe(r.Context(), desired)
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	plan := reconciler.Compute(desired, obs, conf)
+	out := api.Diff{Blocked: plan.Blocked, Plan: []string{}}
+	for _, op := range plan.Ops {
+		out.Plan = append(out.Plan, op.String())
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (d *Daemon) handleHistory(w http.ResponseWriter, r *http.Request) {
+	var f journal.Filter
+	q := r.URL.Query()
+	if t := q.Get("type"); t != "" {
+		f.Types = []string{t}
+	}
+	if s := q.Get("since"); s != "" {
+		ts, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("since: want RFC 3339 time, got %q", s))
+			return
+		}
+		f.Since = ts
+	}
+	limit := 200
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("limit: want a positive number, got %q", l))
+			return
+		}
+		limit = n
+	}
+	_ = d.jr.Flush()
+	var recs []journal.Record
+	err := journal.Read(filepath.Join(d.dir, "history.jsonl"), f, func(rec journal.Record) error {
+		recs = append(recs, rec)
+		if len(recs) > limit {
+			recs = recs[1:]
+		}
+		return nil
+	})
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err)
+		return
+	}
+	if recs == nil {
+		recs = []journal.Record{}
+	}
+	writeJSON(w, http.StatusOK, recs)
+}
+
+func logErr(log *zap.Logger, msg string, err error) {
+	if err != nil {
+		log.Error(msg, zap.Error(err))
+	}
+}
