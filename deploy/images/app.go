@@ -66,21 +66,11 @@ func ensureApp(ctx context.Context, cli *client.Client, moduleDir, pkg, tag, ver
 	if err != nil {
 		return fmt.Errorf("ensure image %s: read binary: %w", tag, err)
 	}
-	var buildCtx bytes.Buffer
-	cw := newContextWriter(&buildCtx)
-	if err := cw.file("Dockerfile", 0o644, appDockerfile); err != nil {
-		return err
-	}
-	if err := cw.file("app", 0o755, binary); err != nil {
-		return err
-	}
-	if err := cw.close(); err != nil {
-		return err
-	}
-	// Go builds and the context tar are reproducible, so equal digests
-	// mean an equal image.
-	sum := sha256.Sum256(buildCtx.Bytes())
-	digest := hex.EncodeToString(sum[:])
+	// Go builds are reproducible, so equal digests mean an equal image.
+	h := sha256.New()
+	h.Write(appDockerfile)
+	h.Write(binary)
+	digest := hex.EncodeToString(h.Sum(nil))
 
 	old, found, err := inspectImage(ctx, cli, tag)
 	if err != nil {
@@ -90,10 +80,13 @@ func ensureApp(ctx context.Context, cli *client.Client, moduleDir, pkg, tag, ver
 		fmt.Fprintf(log, "%s: up to date (%s %s)\n", tag, pkg, version)
 		return nil
 	}
-	err = buildImage(ctx, cli, tag, &buildCtx, map[string]string{
+	labels := map[string]string{
 		LabelSource:        "demo-app " + version,
 		LabelVersion:       version,
 		LabelContextDigest: digest,
+	}
+	err = buildImage(ctx, cli, tag, appDockerfile, labels, func(cw *contextWriter) error {
+		return cw.file("app", 0o755, binary)
 	}, log)
 	if err != nil {
 		return err
@@ -101,6 +94,7 @@ func ensureApp(ctx context.Context, cli *client.Client, moduleDir, pkg, tag, ver
 	if found {
 		removeIfDangling(ctx, cli, old.id)
 	}
+	pruneSuperseded(ctx, cli)
 	fmt.Fprintf(log, "%s: built from %s (version %s)\n", tag, pkg, version)
 	return nil
 }
@@ -116,6 +110,17 @@ func removeIfDangling(ctx context.Context, cli *client.Client, id string) {
 	// PruneChildren also drops the classic builder's untagged parent
 	// images (one per Dockerfile step) that nothing else shares.
 	cli.ImageRemove(ctx, id, client.ImageRemoveOptions{PruneChildren: true})
+}
+
+// pruneSuperseded removes app images that earlier rebuilds left untagged
+// because a container still used it then. Only images older than ten
+// minutes go: a concurrent build's image is untagged for an instant.
+func pruneSuperseded(ctx context.Context, cli *client.Client) {
+	filters := make(client.Filters).
+		Add("dangling", "true").
+		Add("label", LabelContextDigest).
+		Add("until", "10m")
+	cli.ImagePrune(ctx, client.ImagePruneOptions{Filters: filters})
 }
 
 func checkAppArgs(tag, version string) error {

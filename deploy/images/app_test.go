@@ -236,8 +236,7 @@ func TestEnsureAllTagsBothAppVersions(t *testing.T) {
 func TestBuildReportsErrorsFromTheStream(t *testing.T) {
 	cli := testenv.Docker(t)
 	tag, _ := scratchImages(t, cli, "sdt-broken")
-	buildCtx := tarOf(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY missing-file /x\n"})
-	err := images.BuildImage(t.Context(), cli, tag, buildCtx, nil, io.Discard)
+	err := images.BuildImage(t.Context(), cli, tag, []byte("FROM scratch\nCOPY missing-file /x\n"), nil, nil, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "missing-file") || !strings.Contains(err.Error(), tag) {
 		t.Fatalf("build with a missing file: error = %v, want one naming %s and missing-file", err, tag)
 	}

@@ -7,13 +7,16 @@ package images
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,9 +46,9 @@ const (
 	// LabelSource says where an image came from, e.g. "demo-app 1.0.0" or
 	// "debian-nginx 1.22.1-9+deb12u11".
 	LabelSource = stack.LabelPrefix + "image-source"
-	// LabelContextDigest is the sha256 of the build context (Dockerfile and
-	// app binary) an app image was built from; a rebuild is skipped when a
-	// fresh context has the same digest.
+	// LabelContextDigest is the sha256 of the Dockerfile and app binary an
+	// app image was built from; a rebuild is skipped when a fresh build of
+	// the binary gives the same digest.
 	LabelContextDigest = stack.LabelPrefix + "context-digest"
 	// LabelVersion is the standard OCI version annotation.
 	LabelVersion = "org.opencontainers.image.version"
@@ -92,12 +95,32 @@ func inspectImage(ctx context.Context, cli *client.Client, ref string) (img loca
 	return img, true, nil
 }
 
-// buildImage builds tag from a tar context holding a Dockerfile at its root.
-func buildImage(ctx context.Context, cli *client.Client, tag string, buildContext io.Reader, labels map[string]string, log io.Writer) error {
-	resp, err := cli.ImageBuild(ctx, buildContext, client.ImageBuildOptions{
-		Tags:        []string{tag},
-		Dockerfile:  "Dockerfile",
-		Labels:      labels,
+// buildImage builds tag from dockerfile plus the files addFiles writes into
+// the context (nil for none). The labels become one LABEL instruction:
+// the classic builder commits a container per instruction, and the build
+// API's labels option would add one per label.
+func buildImage(ctx context.Context, cli *client.Client, tag string, dockerfile []byte, labels map[string]string, addFiles func(*contextWriter) error, log io.Writer) error {
+	var buildCtx bytes.Buffer
+	cw := newContextWriter(&buildCtx)
+	if err := cw.file("Dockerfile", 0o644, withLabels(dockerfile, labels)); err != nil {
+		return fmt.Errorf("build image %s: %w", tag, err)
+	}
+	if addFiles != nil {
+		if err := addFiles(cw); err != nil {
+			return fmt.Errorf("build image %s: %w", tag, err)
+		}
+	}
+	if err := cw.close(); err != nil {
+		return fmt.Errorf("build image %s: %w", tag, err)
+	}
+
+	resp, err := cli.ImageBuild(ctx, &buildCtx, client.ImageBuildOptions{
+		Tags:       []string{tag},
+		Dockerfile: "Dockerfile",
+		// Builds happen only when the image is missing or its input changed,
+		// so the cache would rarely help; without it a build never shares an
+		// image ID with another tag built from the same files.
+		NoCache:     true,
 		Remove:      true,
 		ForceRemove: true,
 		// The classic builder needs no session, and FROM scratch needs no pull.
@@ -111,6 +134,25 @@ func buildImage(ctx context.Context, cli *client.Client, tag string, buildContex
 		return fmt.Errorf("build image %s: %w", tag, err)
 	}
 	return nil
+}
+
+// withLabels appends a LABEL instruction with labels, sorted by key.
+func withLabels(dockerfile []byte, labels map[string]string) []byte {
+	if len(labels) == 0 {
+		return dockerfile
+	}
+	var b bytes.Buffer
+	b.Write(dockerfile)
+	if len(dockerfile) > 0 && dockerfile[len(dockerfile)-1] != '\n' {
+		b.WriteByte('\n')
+	}
+	b.WriteString("LABEL")
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		// Go quoting matches Dockerfile quoting for the plain values used here.
+		fmt.Fprintf(&b, " %s=%q", k, labels[k])
+	}
+	b.WriteByte('\n')
+	return b.Bytes()
 }
 
 // readBuildStream copies the builder's output to log and returns the error

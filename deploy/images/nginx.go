@@ -103,13 +103,12 @@ func buildNginx(ctx context.Context, cli *client.Client, ref string, log io.Writ
 	if err != nil {
 		return fmt.Errorf("build image %s: %w", ref, err)
 	}
-	var buildCtx bytes.Buffer
-	if err := writeNginxContext(&buildCtx, src, libs); err != nil {
-		return fmt.Errorf("build image %s: %w", ref, err)
-	}
-	err = buildImage(ctx, cli, ref, &buildCtx, map[string]string{
+	labels := map[string]string{
 		LabelSource:  "debian-nginx " + src.version,
 		LabelVersion: src.version,
+	}
+	err = buildImage(ctx, cli, ref, nginxDockerfile, labels, func(cw *contextWriter) error {
+		return addNginxRootfs(cw, src, libs)
 	}, log)
 	if err != nil {
 		return err
@@ -123,12 +122,8 @@ func buildNginx(ctx context.Context, cli *client.Client, ref string, log io.Writ
 	return nil
 }
 
-// writeNginxContext writes the Dockerfile and rootfs/ of the nginx image.
-func writeNginxContext(w io.Writer, src *nginxSource, libs []string) error {
-	cw := newContextWriter(w)
-	if err := cw.file("Dockerfile", 0o644, nginxDockerfile); err != nil {
-		return err
-	}
+// addNginxRootfs adds rootfs/, the nginx image's whole filesystem.
+func addNginxRootfs(cw *contextWriter, src *nginxSource, libs []string) error {
 	dirs := []struct {
 		name string
 		mode int64
@@ -176,7 +171,7 @@ func writeNginxContext(w io.Writer, src *nginxSource, libs []string) error {
 			return err
 		}
 	}
-	return cw.close()
+	return nil
 }
 
 // nginxSource is a Debian nginx binary and mime.types on the host.
