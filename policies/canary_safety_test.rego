@@ -84,3 +84,13 @@ test_zero_error_budget if {
 	flawed := object.union(perfect, {"error_rate": 0.001})
 	canary_safety.deny == {"Error rate exceeds 0% threshold"} with input as flawed
 }
+
+test_threshold_written_as_float if {
+	doc := object.union(healthy, {"p99_latency": 501, "thresholds": {"max_p99_ms": 500.0}})
+	canary_safety.deny == {"P99 latency exceeds 500ms"} with input as doc
+}
+
+test_non_number_metric_denied if {
+	doc := object.union(healthy, {"error_rate": "0.5"})
+	canary_safety.deny == {"Error rate unknown: no error metrics for the canary"} with input as doc
+}

@@ -75,3 +75,13 @@ test_empty_input_denied if {
 	not infrastructure.allow with input as {}
 	count(infrastructure.deny) == 4 with input as {}
 }
+
+test_threshold_written_as_float if {
+	doc := object.union(healthy, {"disk_free_gb": 1, "cpu_load": 3, "thresholds": {"min_disk_gb": 10.0, "max_cpu_load": 2}})
+	infrastructure.deny == {"Disk space below 10GB", "CPU load above 2.0"} with input as doc
+}
+
+test_non_number_reading_denied if {
+	doc := object.union(healthy, {"disk_free_gb": "lots"})
+	infrastructure.deny == {"Disk space unknown: no free-space reading for /var/lib/docker"} with input as doc
+}
