@@ -182,8 +182,8 @@ func (e *Engine) decide(ctx context.Context, name string, input map[string]any) 
 		return deny("policy evaluation failed: %v", err)
 	}
 	// Converting the input ourselves skips the JSON round trip OPA applies
-	// to raw input (a fifth of a decision's cost); the map holds only
-	// types ast.InterfaceToValue converts directly.
+	// to raw input; the map holds only types ast.InterfaceToValue converts
+	// directly.
 	parsed, err := ast.InterfaceToValue(input)
 	if err != nil {
 		return deny("policy evaluation failed: convert input: %v", err)
