@@ -95,7 +95,11 @@ func (r *Reconciler) Observe(ctx context.Context, desired stack.Stack) (Observed
 func (r *Reconciler) Apply(ctx context.Context, desired stack.Stack, conf []byte, plan Plan, progress Progress) error {
 	say := func(format string, a ...any) {
 		line := fmt.Sprintf(format, a...)
-		r.Log.Info(line)
+		if plan.Empty() {
+			r.Log.Debug(line) // a converged resync is not news
+		} else {
+			r.Log.Info(line)
+		}
 		if progress != nil {
 			progress(line)
 		}
@@ -103,7 +107,12 @@ func (r *Reconciler) Apply(ctx context.Context, desired stack.Stack, conf []byte
 	if plan.Blocked != "" {
 		return errors.New(plan.Blocked)
 	}
+	if err := r.ensureImages(ctx, desired, say); err != nil {
+		return err
+	}
 	if plan.Empty() {
+		say("Nginx config valid")
+		say("Already converged: nothing to change")
 		return nil
 	}
 	if plan.Changes() && r.Gate != nil {
@@ -111,9 +120,6 @@ func (r *Reconciler) Apply(ctx context.Context, desired stack.Stack, conf []byte
 		if !d.Allowed {
 			return &DeniedError{Reasons: d.Reasons}
 		}
-	}
-	if err := r.ensureImages(ctx, plan, desired, say); err != nil {
-		return err
 	}
 	for _, op := range plan.Ops {
 		if err := ctx.Err(); err != nil {
@@ -126,18 +132,15 @@ func (r *Reconciler) Apply(ctx context.Context, desired stack.Stack, conf []byte
 	return nil
 }
 
-func (r *Reconciler) ensureImages(ctx context.Context, plan Plan, desired stack.Stack, say func(string, ...any)) error {
+// ensureImages makes sure every image the stack runs is present, pulling
+// what is missing.
+func (r *Reconciler) ensureImages(ctx context.Context, desired stack.Stack, say func(string, ...any)) error {
+	refs := []string{desired.Nginx.Image}
+	for _, a := range desired.Apps() {
+		refs = append(refs, a.Image)
+	}
 	seen := map[string]bool{}
-	for _, op := range plan.Ops {
-		var ref string
-		switch op.Kind {
-		case OpStartApp:
-			ref = op.App.Image
-		case OpStartNginx:
-			ref = desired.Nginx.Image
-		default:
-			continue
-		}
+	for _, ref := range refs {
 		if seen[ref] {
 			continue
 		}
