@@ -271,12 +271,13 @@ func (r *report) timeline() {
 				title = "Event `" + rec.Event + "`"
 			}
 			text := title
-			if msg := rec.Message; msg != "" {
-				// Messages often restate the event ("manifest rejected:
-				// ..."); the title already says it.
-				if len(msg) > len(title) && strings.EqualFold(msg[:len(title)], title) {
-					msg = strings.TrimLeft(msg[len(title):], ": ")
-				}
+			switch msg := rec.Message; {
+			case msg == "":
+			case len(msg) > len(title) && strings.EqualFold(msg[:len(title)], title):
+				// The message restates the event ("Mode switched to
+				// canary ..."): it says it better than title + message.
+				text = title + md(msg[len(title):])
+			default:
 				text += ": " + md(msg)
 			}
 			if rec.User != "" {

@@ -170,7 +170,9 @@ func TestRenderGolden(t *testing.T) {
 	// with a latency spike in the middle, and no decision records, so the
 	// thresholds come from the Input.
 	var long []journal.Record
-	long = append(long, event(0, journal.EventDeploySucceeded, "converged in 3s: 4 operation(s)", ""))
+	long = append(long,
+		event(0, journal.EventDeploySucceeded, "converged in 3s: 4 operation(s)", ""),
+		event(0, journal.EventModeSwitched, "Mode switched to canary (shop:2.0 at 20%)", ""))
 	for i := range 300 {
 		sec := 5 + 5*i
 		p99, errRate, verdict := 40+float64(i%7), 0.002, journal.PolicyPass
