@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+)
+
+// maxSlowDelay mirrors the demo app's cap on slow mode, so that a typo is
+// caught here with a usage error rather than by every container.
+const maxSlowDelay = 60 * time.Second
+
+func (a *app) newChaosCmd() *cobra.Command {
+	var track string
+	cmd := &cobra.Command{
+		Use:   "chaos",
+		Short: "Inject failures into a track's app containers",
+		Long: `chaos makes every app container of a track misbehave, to see the metrics and
+the canary-safety policy react:
+
+  swiftctl chaos slow --duration 3s    delay every request by 3s
+  swiftctl chaos error --rate 0.5      answer half the requests with 500
+  swiftctl chaos recover               back to normal
+
+--track picks stable or canary (default: the canary while one runs).`,
+		GroupID: "test",
+		Args:    cobra.NoArgs,
+		RunE: action(func(*cobra.Command, []string) error {
+			return usageErrorf("chaos: name a mode: slow, error or recover")
+		}),
+	}
+	cmd.PersistentFlags().StringVar(&track, "track", "", "stable or canary (default: the canary while one runs, else stable)")
+
+	send := func(ctx context.Context, req api.ChaosRequest) error {
+		switch track {
+		case "", "stable", "canary":
+		default:
+			return usageErrorf("--track: want stable or canary, got %q", track)
+		}
+		req.Track = track
+		var resp struct {
+			Mode       string   `json:"mode"`
+			Track      string   `json:"track"`
+			Containers []string `json:"containers"`
+		}
+		ctx, cancel := context.WithTimeout(ctx, readTimeout)
+		defer cancel()
+		if err := a.client().Post(ctx, api.PathChaos, req, &resp); err != nil {
+			return a.daemonError(err)
+		}
+		what := map[string]string{
+			"slow":    fmt.Sprintf("slow (%s delay per request)", time.Duration(req.Duration*float64(time.Second))),
+			"error":   fmt.Sprintf("error (%s of requests fail)", percent(req.Rate)),
+			"recover": "recovered",
+		}[req.Mode]
+		fmt.Fprintf(a.stdout, "Chaos %s on the %s track: %s\n", what, resp.Track, strings.Join(resp.Containers, ", "))
+		return nil
+	}
+
+	var delay time.Duration
+	slow := &cobra.Command{
+		Use:   "slow --duration D",
+		Short: "Delay every request of the track by D (at most 60s)",
+		Args:  cobra.NoArgs,
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			if delay <= 0 || delay > maxSlowDelay {
+				return usageErrorf("--duration: want more than 0 and at most %s, got %s", maxSlowDelay, delay)
+			}
+			return send(cmd.Context(), api.ChaosRequest{Mode: "slow", Duration: delay.Seconds()})
+		}),
+	}
+	slow.Flags().DurationVar(&delay, "duration", 0, "delay added to every request, e.g. 3s")
+	_ = slow.MarkFlagRequired("duration")
+
+	var rate float64
+	errorCmd := &cobra.Command{
+		Use:   "error --rate R",
+		Short: "Answer a fraction R (0 < R <= 1) of the track's requests with 500",
+		Args:  cobra.NoArgs,
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			if math.IsNaN(rate) || rate <= 0 || rate > 1 {
+				return usageErrorf("--rate: want a fraction more than 0 and at most 1, got %v", rate)
+			}
+			return send(cmd.Context(), api.ChaosRequest{Mode: "error", Rate: rate})
+		}),
+	}
+	errorCmd.Flags().Float64Var(&rate, "rate", 0, "fraction of requests answered with 500, e.g. 0.5")
+	_ = errorCmd.MarkFlagRequired("rate")
+
+	recoverCmd := &cobra.Command{
+		Use:   "recover",
+		Short: "End any chaos on the track",
+		Args:  cobra.NoArgs,
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			return send(cmd.Context(), api.ChaosRequest{Mode: "recover"})
+		}),
+	}
+	cmd.AddCommand(slow, errorCmd, recoverCmd)
+	return cmd
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+)
+
+// operation is a daemon call that streams progress lines.
+type operation struct {
+	use, short, long, group string
+	path                    string
+}
+
+var (
+	deployOp = operation{
+		use: "deploy", short: "Converge the Docker host to the manifest", group: "deploy",
+		long: `deploy asks swiftdeployd to converge to the manifest now and prints its
+progress as it comes. The infrastructure policy gates every change: when it
+denies, each reason is printed as "DENIED: <reason>" and swiftctl exits 1.`,
+		path: api.PathDeploy,
+	}
+	downOp = operation{
+		use: "down", short: "Remove every container and network of the project", group: "deploy",
+		long: `down removes the project's containers and network. The daemon keeps them
+down until the next deploy.`,
+		path: api.PathDown,
+	}
+	promoteOp = operation{
+		use: "promote", short: "Make the canary the stable version, if the canary-safety policy allows", group: "deploy",
+		long: `promote asks the canary-safety policy whether the canary's metrics allow it to
+become stable; if so, all traffic moves to it. When the policy denies, each
+reason is printed as "DENIED: <reason>" and swiftctl exits 1.`,
+		path: api.PathPromote,
+	}
+	rollbackOp = operation{
+		use: "rollback", short: "Drop the canary and send all traffic to stable", group: "deploy",
+		long: `rollback removes the canary; it is not run again until the manifest names
+another canary image.`,
+		path: api.PathRollback,
+	}
+)
+
+func (a *app) newOperationCmd(op operation) *cobra.Command {
+	return &cobra.Command{
+		Use:     op.use,
+		Short:   op.short,
+		Long:    op.long,
+		GroupID: op.group,
+		Args:    cobra.NoArgs,
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			return a.stream(cmd.Context(), op.use, op.path)
+		}),
+	}
+}
+
+func (a *app) newDeployCmd() *cobra.Command   { return a.newOperationCmd(deployOp) }
+func (a *app) newDownCmd() *cobra.Command     { return a.newOperationCmd(downOp) }
+func (a *app) newPromoteCmd() *cobra.Command  { return a.newOperationCmd(promoteOp) }
+func (a *app) newRollbackCmd() *cobra.Command { return a.newOperationCmd(rollbackOp) }
+
+// stream runs a streamed operation, printing each progress line as it
+// arrives, and turns the final line into swiftctl's exit.
+func (a *app) stream(ctx context.Context, name, path string) error {
+	final, err := a.client().Stream(ctx, path, nil, func(p api.Progress) {
+		if p.Line != "" {
+			fmt.Fprintln(a.stdout, p.Line)
+		}
+	})
+	if err != nil {
+		return a.daemonError(err)
+	}
+	return a.finalProgress(name, final)
+}
+
+// finalProgress prints a denial's reasons, one DENIED line each, and
+// returns the exit for the operation's last progress line.
+func (a *app) finalProgress(name string, final api.Progress) error {
+	if len(final.Denied) > 0 {
+		for _, reason := range final.Denied {
+			fmt.Fprintf(a.stdout, "DENIED: %s\n", reason)
+		}
+		return failed
+	}
+	if final.Error != "" {
+		return failure(fmt.Errorf("%s failed: %s", name, final.Error))
+	}
+	return nil
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/render"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/policies"
+)
+
+// articleManifest is the example manifest SwiftDeploy started from, byte
+// for byte as in pkg/manifest/testdata/article.yaml.
+const articleManifest = `services:
+  image: swift-deploy-1-node:latest
+  port: 3000
+
+nginx:
+  image: nginx:latest
+  port: 8080
+
+network:
+  name: swiftdeploy-net
+  driver_type: bridge
+`
+
+// Names of the files a project holds beside its manifest.
+const (
+	manifestFile = "manifest.yaml"
+	policiesDir  = "policies"
+	composeFile  = "docker-compose.yml"
+	nginxFile    = "nginx.conf"
+)
+
+func (a *app) newInitCmd() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "init [DIR]",
+		Short: "Create manifest.yaml, policies/ and the generated files in DIR",
+		Long: `init writes what is missing in DIR (default: the --manifest file's directory):
+manifest.yaml (the example from the SwiftDeploy article), policies/ (the
+default Rego policies and their tests), then docker-compose.yml and
+nginx.conf rendered from the manifest. An existing file is kept unless
+--force is given. No daemon is needed.`,
+		GroupID: "project",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			dir := filepath.Dir(a.manifestPath)
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			return a.init(dir, force)
+		}),
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing files")
+	return cmd
+}
+
+func (a *app) init(dir string, force bool) error {
+	if err := os.MkdirAll(filepath.Join(dir, policiesDir), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Join(dir, policiesDir), err)
+	}
+	manifestPath := filepath.Join(dir, manifestFile)
+	if err := a.place(manifestPath, []byte(articleManifest), force); err != nil {
+		return err
+	}
+	regos, err := fs.Glob(policies.FS, "*.rego")
+	if err != nil {
+		return fmt.Errorf("list embedded policies: %w", err)
+	}
+	for _, name := range regos {
+		data, err := fs.ReadFile(policies.FS, name)
+		if err != nil {
+			return fmt.Errorf("read embedded policy %s: %w", name, err)
+		}
+		if err := a.place(filepath.Join(dir, policiesDir, name), data, force); err != nil {
+			return err
+		}
+	}
+
+	// The generated files follow whatever manifest is now in DIR, the
+	// user's if it was kept.
+	m, err := loadManifest(a.stderr, manifestPath)
+	if err != nil {
+		return err
+	}
+	rendered, err := renderFiles(m)
+	if err != nil {
+		return err
+	}
+	for _, r := range rendered {
+		if err := a.place(filepath.Join(dir, r.name), r.data, force); err != nil {
+			return err
+		}
+	}
+	next := "Next: "
+	if filepath.Clean(dir) != "." {
+		next += "cd " + dir + ", then "
+	}
+	fmt.Fprintf(a.stdout, "\n%sstart the daemon with `swiftdeployd --manifest ./%s` and run `swiftctl validate` and `swiftctl deploy`.\n", next, manifestFile)
+	return nil
+}
+
+// place writes data to path unless a file is there and force is off, and
+// says which it did.
+func (a *app) place(path string, data []byte, force bool) error {
+	old, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := createExclusive(path, data); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "wrote        %s\n", path)
+	case err != nil:
+		return fmt.Errorf("read %s: %w", path, err)
+	case bytes.Equal(old, data):
+		fmt.Fprintf(a.stdout, "unchanged    %s\n", path)
+	case !force:
+		fmt.Fprintf(a.stdout, "kept         %s (yours differs; --force overwrites it)\n", path)
+	default:
+		if err := writeFileAtomic(path, data); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "overwrote    %s\n", path)
+	}
+	return nil
+}
+
+// createExclusive creates path with data, failing if anything (a file
+// created meanwhile, a symlink) is already there: a user's file is never
+// replaced behind the check in place.
+func createExclusive(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with data by renaming a temporary file
+// over it, so that a reader (or swiftdeployd) never sees half a file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// loadManifest loads the manifest at path; when it is invalid it prints
+// every problem to stderr and returns failed.
+func loadManifest(stderr io.Writer, path string) (*manifest.Manifest, error) {
+	m, err := manifest.Load(path)
+	var ve *manifest.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		fmt.Fprintf(stderr, "swiftctl: invalid manifest %s:\n", path)
+		for _, p := range ve.Problems {
+			fmt.Fprintf(stderr, "  %s\n", p)
+		}
+		return nil, failed
+	case err != nil:
+		return nil, err
+	}
+	return m, nil
+}
+
+type renderedFile struct {
+	name string
+	data []byte
+}
+
+// renderFiles renders the generated files of m's stack, as the daemon
+// would before any promotion or rollback refines it.
+func renderFiles(m *manifest.Manifest) ([]renderedFile, error) {
+	s := stack.FromManifest(m, stack.Options{})
+	compose, err := render.Compose(s)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", composeFile, err)
+	}
+	nginx, err := render.Nginx(s)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", nginxFile, err)
+	}
+	return []renderedFile{{composeFile, compose}, {nginxFile, nginx}}, nil
+}
+
+func (a *app) newRenderCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "render",
+		Short: "Write docker-compose.yml and nginx.conf from the manifest",
+		Long: `render writes docker-compose.yml and nginx.conf generated from the manifest
+into --out (default: beside the manifest), replacing earlier versions. No
+daemon is needed. An invalid manifest is reported problem by problem.`,
+		GroupID: "project",
+		Args:    cobra.NoArgs,
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				out = filepath.Dir(a.manifestPath)
+			}
+			m, err := loadManifest(a.stderr, a.manifestPath)
+			if err != nil {
+				return err
+			}
+			files, err := renderFiles(m)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return fmt.Errorf("create %s: %w", out, err)
+			}
+			for _, f := range files {
+				p := filepath.Join(out, f.name)
+				if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, f.data) {
+					fmt.Fprintf(a.stdout, "unchanged    %s\n", p)
+					continue
+				}
+				if err := writeFileAtomic(p, f.data); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "wrote        %s\n", p)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&out, "out", "", "directory to write the files to (default: the manifest's directory)")
+	return cmd
+}
