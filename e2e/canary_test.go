@@ -85,16 +85,20 @@ func TestCanaryChaosAndGatedPromotion(t *testing.T) {
 	e.chaos(api.ChaosRequest{Mode: "slow", Duration: 0.7})
 	took := e.waitCanaryReason("P99 latency exceeds 500ms")
 	t.Logf("chaos slow injected → status FAIL in %s", took.Round(time.Millisecond))
-	p := e.promote()
-	if !contains(strings.Join(p.Denied, ";"), "P99 latency exceeds 500ms") {
-		t.Errorf("promote under slow chaos: %+v, want DENIED: P99 latency exceeds 500ms", p)
+	out, code := e.swiftctl("status")
+	if !contains(out, "Mode: canary") || !contains(out, "Canary Safety: FAIL (latency too high)") || !contains(out, "Infrastructure: PASS") {
+		t.Errorf("swiftctl status under slow chaos:\n%s", out)
+	}
+	out, code = e.swiftctl("promote")
+	if code != 1 || !contains(out, "DENIED: P99 latency exceeds 500ms") {
+		t.Errorf("swiftctl promote under slow chaos: exit %d, output:\n%s", code, out)
 	}
 	e.chaos(api.ChaosRequest{Mode: "recover"})
 
 	// Error chaos at 0.5: promote is denied for the error rate.
 	e.chaos(api.ChaosRequest{Mode: "error", Rate: 0.5})
 	e.waitCanaryReason("Error rate exceeds 1% threshold")
-	p = e.promote()
+	p := e.promote()
 	if !contains(strings.Join(p.Denied, ";"), "Error rate exceeds 1% threshold") {
 		t.Errorf("promote under error chaos: %+v, want DENIED: Error rate exceeds 1%% threshold", p)
 	}
@@ -128,6 +132,25 @@ func TestCanaryChaosAndGatedPromotion(t *testing.T) {
 		t.Errorf("after promote traffic by mode %v, want all stable (the new version)", m)
 	}
 	e.serves("2.0.0")
+
+	// The audit report tells the story from the journal.
+	report := filepath.Join(e.dir, "audit_report.md")
+	if out, code := e.swiftctl("audit", "--out", report); code != 0 {
+		t.Fatalf("swiftctl audit: exit %d\n%s", code, out)
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	for _, want := range []string{"## Timeline", "## Violations", "canary", "P99 latency exceeds 500ms", "Error rate exceeds 1% threshold"} {
+		if !contains(text, want) {
+			t.Errorf("audit report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("audit report:\n%s", text)
+	}
 }
 
 // The infrastructure policy sees a real filesystem fill up: a tmpfs just
@@ -165,12 +188,9 @@ func TestDeployDeniedWhenDiskFills(t *testing.T) {
 	f.Close()
 
 	e.writeManifest(strings.Replace(m, images.AppImage, images.AppImageV2, 1))
-	final, err := e.api.Stream(context.Background(), api.PathDeploy, nil, func(api.Progress) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !contains(strings.Join(final.Denied, ";"), "Disk space below 10GB") {
-		t.Fatalf("deploy on a full disk: %+v, want DENIED: Disk space below 10GB", final)
+	out, code := e.swiftctl("deploy")
+	if code != 1 || !contains(out, "DENIED: Disk space below 10GB") {
+		t.Fatalf("swiftctl deploy on a full disk: exit %d, output:\n%s", code, out)
 	}
 	s := e.status()
 	if s.Denial == nil || !contains(strings.Join(s.Denial.Reasons, ";"), "Disk space below 10GB") {

@@ -54,7 +54,19 @@ func TestDeployEditSelfHealAndRollout(t *testing.T) {
 	e.writeManifest(e.manifest(images.AppImage, 1, ""))
 	e.startDaemon()
 
-	// Deploy from nothing.
+	// Deploy from nothing, with the article's output.
+	out, code := e.swiftctl("deploy")
+	for _, want := range []string{"Manifest valid", "Docker image found", "Deployment successful"} {
+		if code != 0 || !contains(out, want) {
+			t.Errorf("swiftctl deploy: exit %d, lacks %q:\n%s", code, want, out)
+		}
+	}
+	out, code = e.swiftctl("validate")
+	for _, want := range []string{"Manifest valid", "Docker image found", "Nginx config valid"} {
+		if code != 0 || !contains(out, want) {
+			t.Errorf("swiftctl validate: exit %d, lacks %q:\n%s", code, want, out)
+		}
+	}
 	e.converged(map[string]int{images.AppImage: 1})
 	e.serves("1.0.0")
 	for _, path := range []string{"/chaos", "/chaos/", "/%63haos", "//chaos", "/internal/x", "/debug/pprof/"} {
