@@ -155,8 +155,9 @@ func (d *Daemon) down(ctx context.Context, m *manifest.Manifest, say func(string
 	// nginx first, so no request reaches an app container being removed.
 	for _, role := range []string{stack.RoleNginx, stack.RoleApp, ""} {
 		for _, c := range cs {
-			if (role == "" && c.Role != stack.RoleNginx && c.Role != stack.RoleApp) || (role != "" && c.Role != role) {
-				continue
+			known := c.Role == stack.RoleNginx || c.Role == stack.RoleApp
+			if (role == "" && known) || (role != "" && c.Role != role) {
+				continue // each container is removed in exactly one pass
 			}
 			if err := d.eng.Remove(ctx, c.ID, 10*time.Second); err != nil {
 				return err

@@ -201,11 +201,8 @@ func (d *Daemon) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	user := userOf(r)
 	d.event(journal.EventDeployStarted, "deploy requested", user, nil)
 	st := newStreamer(w)
-	err := d.wait(r.Context(), st.line)
-	if err == nil {
-		d.event(journal.EventDeploySucceeded, "deploy finished", user, nil)
-	}
-	st.finish(err)
+	// The reconcile journals the outcome (deploy_succeeded/failed/denied).
+	st.finish(d.wait(r.Context(), st.line))
 }
 
 func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
