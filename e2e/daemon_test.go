@@ -156,6 +156,31 @@ func TestDeployEditSelfHealAndRollout(t *testing.T) {
 	if _, _, err := get(fmt.Sprintf("http://127.0.0.1:%d/", old)); err == nil {
 		t.Errorf("old port %d still answers after the port change", old)
 	}
+
+	// down removes everything the project owns, each container once, and
+	// the daemon does not bring it back until the next deploy, not even
+	// after a restart.
+	out, code = e.swiftctl("down")
+	if code != 0 {
+		t.Fatalf("swiftctl down: exit %d\n%s", code, out)
+	}
+	for _, c := range e.status().Containers {
+		t.Errorf("after down: %s still listed", c.Name)
+	}
+	if n := strings.Count(out, "Removed "+e.project+"-nginx\n"); n != 1 {
+		t.Errorf("down reported removing nginx %d times:\n%s", n, out)
+	}
+	e.stopDaemon(syscall.SIGTERM)
+	e.startDaemon()
+	time.Sleep(3 * time.Second)
+	if got := e.running(e.status()); len(got) != 0 {
+		t.Errorf("stack came back after down and a daemon restart: %v", got)
+	}
+	if out, code := e.swiftctl("deploy"); code != 0 || !contains(out, "Deployment successful") {
+		t.Fatalf("deploy after down: exit %d\n%s", code, out)
+	}
+	e.converged(map[string]int{images.AppImageV2: 3})
+	e.serves("2.0.0")
 }
 
 func TestDaemonKilledMidRollout(t *testing.T) {

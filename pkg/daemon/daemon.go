@@ -265,6 +265,9 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
+	// The manifest is read even while down, so that status, diff and down
+	// itself know the project.
+	m := d.readManifest()
 	if len(waiters) > 0 {
 		d.mu.Lock()
 		if d.state.Down {
@@ -275,8 +278,6 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	} else if d.isDown() {
 		return nil
 	}
-
-	m := d.readManifest()
 	if m == nil {
 		if len(waiters) > 0 {
 			d.mu.Lock()

@@ -125,10 +125,10 @@ func (d *Daemon) checkNginx(ctx context.Context, desired stack.Stack) api.Check 
 func (d *Daemon) handleDown(w http.ResponseWriter, r *http.Request) {
 	user := userOf(r)
 	st := newStreamer(w)
+	m := d.readManifest()
 	d.mu.Lock()
 	d.state.Down = true
 	err := d.saveStateLocked()
-	m := d.current
 	d.mu.Unlock()
 	if err != nil {
 		st.finish(err)
