@@ -15,7 +15,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 )
 
-
 // withCanary adds a canary block under services.
 func withCanary(manifest, image string, weight int) string {
 	return strings.Replace(manifest, "  replicas: 2\n", fmt.Sprintf("  replicas: 2\n  canary:\n    image: %s\n    weight: %d\n", image, weight), 1)
