@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/audit"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -65,7 +66,7 @@ func (a *app) audit(journalPath, out string) error {
 	if m, err := manifest.Load(a.manifestPath); err == nil {
 		in.Thresholds = audit.Thresholds{MaxErrorRate: &m.Policy.MaxErrorRate, MaxP99Ms: &m.Policy.MaxP99Ms}
 	}
-	if err := writeFileAtomic(out, audit.Render(in)); err != nil {
+	if err := atomicfile.Write(out, audit.Render(in), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "Wrote %s: %d records from %s.\n", out, len(in.Records), journalPath)

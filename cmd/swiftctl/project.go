@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
@@ -126,7 +127,7 @@ func (a *app) place(path string, data []byte, force bool) error {
 	case !force:
 		fmt.Fprintf(a.stdout, "kept         %s (yours differs; --force overwrites it)\n", path)
 	default:
-		if err := writeFileAtomic(path, data); err != nil {
+		if err := atomicfile.Write(path, data, 0o644); err != nil {
 			return err
 		}
 		fmt.Fprintf(a.stdout, "overwrote    %s\n", path)
@@ -147,31 +148,6 @@ func createExclusive(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-// writeFileAtomic replaces path with data by renaming a temporary file
-// over it, so that a reader (or swiftdeployd) never sees half a file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
@@ -246,7 +222,7 @@ daemon is needed. An invalid manifest is reported problem by problem.`,
 					fmt.Fprintf(a.stdout, "unchanged    %s\n", p)
 					continue
 				}
-				if err := writeFileAtomic(p, f.data); err != nil {
+				if err := atomicfile.Write(p, f.data, 0o644); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "wrote        %s\n", p)

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -453,10 +454,10 @@ func (d *Daemon) writeArtifacts(desired stack.Stack, conf []byte) error {
 	if err != nil {
 		return err
 	}
-	if _, err := reconciler.WriteIfChanged(filepath.Join(d.dir, "docker-compose.yml"), compose, 0o644); err != nil {
+	if _, err := atomicfile.WriteIfChanged(filepath.Join(d.dir, "docker-compose.yml"), compose, 0o644); err != nil {
 		return err
 	}
-	_, err = reconciler.WriteIfChanged(filepath.Join(d.dir, "nginx.conf"), conf, 0o644)
+	_, err = atomicfile.WriteIfChanged(filepath.Join(d.dir, "nginx.conf"), conf, 0o644)
 	return err
 }
 

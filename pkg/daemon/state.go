@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
-	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -64,7 +64,7 @@ func (d *Daemon) saveStateLocked() error {
 	if err != nil {
 		return err
 	}
-	return reconciler.WriteFileAtomic(filepath.Join(d.stateDir, stateFile), b, 0o640)
+	return atomicfile.Write(filepath.Join(d.stateDir, stateFile), b, 0o640)
 }
 
 // stackOptions applies the recorded decisions that still match m.

@@ -1,7 +1,6 @@
 package reconciler
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
@@ -394,7 +394,7 @@ func (r *Reconciler) stage(conf []byte) error {
 	if err := os.MkdirAll(r.ConfigDir, 0o755); err != nil {
 		return fmt.Errorf("create nginx config dir %s: %w", r.ConfigDir, err)
 	}
-	return WriteFileAtomic(filepath.Join(r.ConfigDir, nginxCheck), conf, 0o644)
+	return atomicfile.Write(filepath.Join(r.ConfigDir, nginxCheck), conf, 0o644)
 }
 
 func (r *Reconciler) promoteStaged() error {
@@ -422,43 +422,4 @@ func (r *Reconciler) waitPort(ctx context.Context, port int) error {
 			return ctx.Err()
 		}
 	}
-}
-
-// WriteFileAtomic writes data to a temp file beside path, fsyncs it and
-// renames it into place, so readers never see a partial file.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-// WriteIfChanged writes data to path only when its bytes differ.
-func WriteIfChanged(path string, data []byte, perm os.FileMode) (bool, error) {
-	old, err := os.ReadFile(path)
-	if err == nil && bytes.Equal(old, data) {
-		return false, nil
-	}
-	return true, WriteFileAtomic(path, data, perm)
 }
