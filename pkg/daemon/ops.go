@@ -45,25 +45,10 @@ func (d *Daemon) Validate(ctx context.Context) api.Validation {
 	}
 	v.Checks = append(v.Checks, api.Check{Name: "Manifest valid", OK: true})
 	desired := stack.FromManifest(m, d.stackOptions(m))
-	var missing []string
-	images := []string{desired.Nginx.Image}
-	for _, a := range desired.Apps() {
-		images = append(images, a.Image)
-	}
-	seen := map[string]bool{}
-	for _, ref := range images {
-		if seen[ref] {
-			continue
-		}
-		seen[ref] = true
-		ok, err := d.eng.ImageExists(ctx, ref)
-		if err != nil {
-			v.Checks = append(v.Checks, api.Check{Name: "Docker image found", Detail: err.Error()})
-			return v
-		}
-		if !ok {
-			missing = append(missing, ref)
-		}
+	missing, err := d.eng.MissingImages(ctx, desired.Images())
+	if err != nil {
+		v.Checks = append(v.Checks, api.Check{Name: "Docker image found", Detail: err.Error()})
+		return v
 	}
 	if len(missing) > 0 {
 		v.Checks = append(v.Checks, api.Check{Name: "Docker image found", Detail: "not found locally: " + strings.Join(missing, ", ")})

@@ -160,6 +160,21 @@ func (e *Engine) ImageExists(ctx context.Context, ref string) (bool, error) {
 	return true, nil
 }
 
+// MissingImages returns the refs that are not present locally.
+func (e *Engine) MissingImages(ctx context.Context, refs []string) ([]string, error) {
+	var missing []string
+	for _, ref := range refs {
+		ok, err := e.ImageExists(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			missing = append(missing, ref)
+		}
+	}
+	return missing, nil
+}
+
 // PullImage pulls ref and waits for the pull to finish.
 func (e *Engine) PullImage(ctx context.Context, ref string) error {
 	resp, err := e.cli.ImagePull(ctx, ref, client.ImagePullOptions{})

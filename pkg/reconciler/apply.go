@@ -135,25 +135,14 @@ func (r *Reconciler) Apply(ctx context.Context, desired stack.Stack, conf []byte
 // ensureImages makes sure every image the stack runs is present, pulling
 // what is missing.
 func (r *Reconciler) ensureImages(ctx context.Context, desired stack.Stack, say func(string, ...any)) error {
-	refs := []string{desired.Nginx.Image}
-	for _, a := range desired.Apps() {
-		refs = append(refs, a.Image)
+	missing, err := r.Engine.MissingImages(ctx, desired.Images())
+	if err != nil {
+		return err
 	}
-	seen := map[string]bool{}
-	for _, ref := range refs {
-		if seen[ref] {
-			continue
-		}
-		seen[ref] = true
-		ok, err := r.Engine.ImageExists(ctx, ref)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			say("Pulling image %s", ref)
-			if err := r.Engine.PullImage(ctx, ref); err != nil {
-				return fmt.Errorf("docker image %s not found locally and could not be pulled: %w", ref, err)
-			}
+	for _, ref := range missing {
+		say("Pulling image %s", ref)
+		if err := r.Engine.PullImage(ctx, ref); err != nil {
+			return fmt.Errorf("docker image %s not found locally and could not be pulled: %w", ref, err)
 		}
 	}
 	say("Docker image found")

@@ -155,6 +155,20 @@ func (s Stack) Apps() []App {
 	return append(append([]App(nil), s.Stable...), s.Canary...)
 }
 
+// Images returns each image the stack runs once: nginx first, then the
+// app tracks.
+func (s Stack) Images() []string {
+	out := []string{s.Nginx.Image}
+	seen := map[string]bool{s.Nginx.Image: true}
+	for _, a := range s.Apps() {
+		if !seen[a.Image] {
+			seen[a.Image] = true
+			out = append(out, a.Image)
+		}
+	}
+	return out
+}
+
 // SortedEnv returns env as KEY=VALUE strings in key order.
 func SortedEnv(env map[string]string) []string {
 	out := make([]string, 0, len(env))

@@ -1,0 +1,106 @@
+package stack
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+)
+
+func baseManifest(mutate func(*manifest.Manifest)) *manifest.Manifest {
+	m := manifest.Defaults()
+	m.Project = "demo"
+	m.Services.Image = "app:1"
+	m.Services.Port = 3000
+	m.Nginx.Image = "nginx:latest"
+	m.Nginx.Port = 8080
+	m.Network.Name = "demo-net"
+	if mutate != nil {
+		mutate(&m)
+	}
+	return &m
+}
+
+func withCanary(image string, weight int) func(*manifest.Manifest) {
+	return func(m *manifest.Manifest) {
+		m.Services.Canary = &manifest.Canary{Image: image, Weight: weight, Replicas: 1}
+	}
+}
+
+func TestFromManifest(t *testing.T) {
+	tests := []struct {
+		name       string
+		m          *manifest.Manifest
+		o          Options
+		stable     string // image of the stable track
+		canary     string // image of the canary track, "" for none
+		weight     int
+		images     []string
+		stableRepl int
+	}{
+		{name: "stable only", m: baseManifest(nil), stable: "app:1", images: []string{"nginx:latest", "app:1"}, stableRepl: 1},
+		{name: "canary", m: baseManifest(withCanary("app:2", 20)), stable: "app:1", canary: "app:2", weight: 20, images: []string{"nginx:latest", "app:1", "app:2"}, stableRepl: 1},
+		{name: "promoted canary runs as stable, no canary", m: baseManifest(withCanary("app:2", 20)), o: Options{StableImage: "app:2"}, stable: "app:2", images: []string{"nginx:latest", "app:2"}, stableRepl: 1},
+		{name: "rolled back canary is suppressed", m: baseManifest(withCanary("app:2", 20)), o: Options{NoCanary: true}, stable: "app:1", images: []string{"nginx:latest", "app:1"}, stableRepl: 1},
+		{name: "replicas", m: baseManifest(func(m *manifest.Manifest) { m.Services.Replicas = 3 }), stable: "app:1", images: []string{"nginx:latest", "app:1"}, stableRepl: 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := FromManifest(tc.m, tc.o)
+			if len(s.Stable) != tc.stableRepl || s.Stable[0].Image != tc.stable {
+				t.Errorf("stable = %d × %s, want %d × %s", len(s.Stable), s.Stable[0].Image, tc.stableRepl, tc.stable)
+			}
+			gotCanary := ""
+			if len(s.Canary) > 0 {
+				gotCanary = s.Canary[0].Image
+			}
+			if gotCanary != tc.canary || s.CanaryWeight != tc.weight {
+				t.Errorf("canary = %q at %d%%, want %q at %d%%", gotCanary, s.CanaryWeight, tc.canary, tc.weight)
+			}
+			if !reflect.DeepEqual(s.Images(), tc.images) {
+				t.Errorf("Images() = %v, want %v", s.Images(), tc.images)
+			}
+			for i, a := range s.Apps() {
+				if a.Env["MODE"] != a.Track || a.Env["PORT"] != "3000" {
+					t.Errorf("app %d env %v", i, a.Env)
+				}
+				if !strings.HasPrefix(a.Name, "demo-"+a.Track+"-"+a.Hash[:8]+"-") {
+					t.Errorf("app name %q does not carry project, track and hash", a.Name)
+				}
+			}
+		})
+	}
+}
+
+// The config hash decides replacement: replicas are left out, everything
+// that needs a new container is in.
+func TestHashCoversSpecNotReplicas(t *testing.T) {
+	base := FromManifest(baseManifest(nil), Options{}).Stable[0].Hash
+	same := []func(*manifest.Manifest){
+		func(m *manifest.Manifest) { m.Services.Replicas = 5 },
+		func(m *manifest.Manifest) { m.Nginx.Port = 9090 },
+	}
+	differ := []func(*manifest.Manifest){
+		func(m *manifest.Manifest) { m.Services.Image = "app:2" },
+		func(m *manifest.Manifest) { m.Services.Port = 4000 },
+		func(m *manifest.Manifest) { m.Services.Env = map[string]string{"A": "1"} },
+		func(m *manifest.Manifest) { m.Services.Resources.Memory = "256m" },
+		func(m *manifest.Manifest) { m.Services.HealthPath = "/ready" },
+	}
+	for i, f := range same {
+		if h := FromManifest(baseManifest(f), Options{}).Stable[0].Hash; h != base {
+			t.Errorf("same[%d] changed the hash", i)
+		}
+	}
+	for i, f := range differ {
+		if h := FromManifest(baseManifest(f), Options{}).Stable[0].Hash; h == base {
+			t.Errorf("differ[%d] kept the hash", i)
+		}
+	}
+	a := FromManifest(baseManifest(nil), Options{})
+	b := FromManifest(baseManifest(func(m *manifest.Manifest) { m.Nginx.Port = 9090 }), Options{})
+	if a.Nginx.Hash == b.Nginx.Hash {
+		t.Error("an nginx port change kept the nginx hash")
+	}
+}
