@@ -322,25 +322,17 @@ func (r *Reconciler) probe(ctx context.Context, url string) error {
 // startNginx validates conf in a throwaway container on the project network
 // (where upstream names resolve), installs it and starts nginx.
 func (r *Reconciler) startNginx(ctx context.Context, desired stack.Stack, conf []byte) error {
-	if err := r.stage(conf); err != nil {
-		return err
-	}
 	check := r.nginxSpec(desired)
 	check.Name = desired.Nginx.Name + "-check"
 	check.HostPort = 0
 	check.Restart = false
 	check.Labels = map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: "check"}
-	check.Cmd = []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/" + nginxCheck}
-	_ = r.Engine.Remove(ctx, check.Name, 0) // a leftover from a crash
-	code, out, err := r.Engine.RunOnce(ctx, check)
+	err := r.install(conf, func(cmd []string) (int, string, error) {
+		check.Cmd = cmd
+		_ = r.Engine.Remove(ctx, check.Name, 0) // a leftover from a crash
+		return r.Engine.RunOnce(ctx, check)
+	})
 	if err != nil {
-		return fmt.Errorf("check nginx config: %w", err)
-	}
-	if code != 0 {
-		os.Remove(filepath.Join(r.ConfigDir, nginxCheck))
-		return fmt.Errorf("nginx config rejected by nginx -t: %s", strings.TrimSpace(out))
-	}
-	if err := r.promoteStaged(); err != nil {
 		return err
 	}
 	if _, err := r.Engine.Run(ctx, r.nginxSpec(desired)); err != nil {
@@ -353,23 +345,11 @@ func (r *Reconciler) startNginx(ctx context.Context, desired stack.Stack, conf [
 // swaps it in atomically and reloads gracefully. A rejected config leaves
 // the old one serving.
 func (r *Reconciler) reloadNginx(ctx context.Context, desired stack.Stack, conf []byte) error {
-	if err := r.stage(conf); err != nil {
-		return err
+	exec := func(cmd []string) (int, string, error) { return r.Engine.Exec(ctx, desired.Nginx.Name, cmd) }
+	if err := r.install(conf, exec); err != nil {
+		return fmt.Errorf("%w; keeping the old config", err)
 	}
-	id := desired.Nginx.Name
-	code, out, err := r.Engine.Exec(ctx, id, []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/" + nginxCheck})
-	if err != nil {
-		os.Remove(filepath.Join(r.ConfigDir, nginxCheck))
-		return fmt.Errorf("check nginx config: %w", err)
-	}
-	if code != 0 {
-		os.Remove(filepath.Join(r.ConfigDir, nginxCheck))
-		return fmt.Errorf("nginx config rejected by nginx -t, keeping the old one: %s", strings.TrimSpace(out))
-	}
-	if err := r.promoteStaged(); err != nil {
-		return err
-	}
-	code, out, err = r.Engine.Exec(ctx, id, []string{"nginx", "-s", "reload", "-c", stack.ConfigDir + "/" + confName})
+	code, out, err := exec([]string{"nginx", "-s", "reload", "-c", stack.ConfigDir + "/" + confName})
 	if err != nil {
 		return fmt.Errorf("reload nginx: %w", err)
 	}
@@ -379,15 +359,27 @@ func (r *Reconciler) reloadNginx(ctx context.Context, desired stack.Stack, conf 
 	return nil
 }
 
-func (r *Reconciler) stage(conf []byte) error {
+// install stages conf beside the live config, has run test it with
+// `nginx -t` where its upstream names resolve, and only then renames it
+// over the live one. A rejected config is discarded.
+func (r *Reconciler) install(conf []byte, run func(cmd []string) (int, string, error)) error {
 	if err := os.MkdirAll(r.ConfigDir, 0o755); err != nil {
 		return fmt.Errorf("create nginx config dir %s: %w", r.ConfigDir, err)
 	}
-	return atomicfile.Write(filepath.Join(r.ConfigDir, nginxCheck), conf, 0o644)
-}
-
-func (r *Reconciler) promoteStaged() error {
-	if err := os.Rename(filepath.Join(r.ConfigDir, nginxCheck), filepath.Join(r.ConfigDir, confName)); err != nil {
+	staged := filepath.Join(r.ConfigDir, nginxCheck)
+	if err := atomicfile.Write(staged, conf, 0o644); err != nil {
+		return err
+	}
+	code, out, err := run([]string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/" + nginxCheck})
+	switch {
+	case err != nil:
+		os.Remove(staged)
+		return fmt.Errorf("check nginx config: %w", err)
+	case code != 0:
+		os.Remove(staged)
+		return fmt.Errorf("nginx config rejected by nginx -t: %s", strings.TrimSpace(out))
+	}
+	if err := os.Rename(staged, filepath.Join(r.ConfigDir, confName)); err != nil {
 		return fmt.Errorf("install nginx config: %w", err)
 	}
 	return nil
