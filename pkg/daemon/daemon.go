@@ -336,11 +336,14 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 		d.switchMode(desired)
 		progress("Deployment successful")
 	}
-	if obs2, oerr := d.rec.Observe(ctx, desired); oerr == nil {
-		d.mu.Lock()
-		d.observed = obs2.Containers
-		d.mu.Unlock()
+	if !plan.Empty() { // the apply changed what runs: look again for status
+		if obs2, oerr := d.rec.Observe(ctx, desired); oerr == nil {
+			obs = obs2
+		}
 	}
+	d.mu.Lock()
+	d.observed = obs.Containers
+	d.mu.Unlock()
 	d.recordRun(start, plan, err)
 	return err
 }

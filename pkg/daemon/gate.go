@@ -26,21 +26,21 @@ func thresholds(m *manifest.Manifest) policy.Thresholds {
 }
 
 // infraDecision evaluates the infrastructure policy on fresh host facts.
-func (d *Daemon) infraDecision(ctx context.Context) policy.Decision {
-	d.mu.Lock()
-	m := d.current
-	d.mu.Unlock()
+func (d *Daemon) infraDecision(ctx context.Context, m *manifest.Manifest) policy.Decision {
 	facts := hostfacts.Collect(m.Policy.DiskPath)
-	dec := d.policies.Infrastructure(ctx, facts.InfraInput(), thresholds(m))
-	d.metrics.observeDecision(dec)
-	return dec
+	return d.policies.Infrastructure(ctx, facts.InfraInput(), thresholds(m))
 }
 
 // infraGate is the reconciler's gate: every transition that creates or
 // replaces workload passes the infrastructure policy first, and the decision
-// is journaled.
+// is journaled and counted.
 func (d *Daemon) infraGate(ctx context.Context) reconciler.Decision {
-	dec := d.infraDecision(ctx)
+	m := d.manifestNow()
+	if m == nil { // reconciles run only with a manifest; fail closed anyway
+		return reconciler.Decision{Reasons: []string{"no manifest loaded"}}
+	}
+	dec := d.infraDecision(ctx, m)
+	d.metrics.observeDecision(dec)
 	d.decision(dec, "")
 	if !dec.Allowed {
 		d.mu.Lock()

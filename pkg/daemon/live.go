@@ -176,7 +176,7 @@ func (d *Daemon) addLiveStatus(ctx context.Context, s *api.Status, m *manifest.M
 			ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, Targets: st.Targets,
 		})
 	}
-	s.Policies = append(s.Policies, *toAPIDecision(d.infraDecision(ctx)))
+	s.Policies = append(s.Policies, *toAPIDecision(d.infraDecision(ctx, m)))
 	if s.Mode == stack.TrackCanary {
 		st := d.live.window(stack.TrackCanary, size).Stats(now, m.Policy.MinRequests)
 		s.Policies = append(s.Policies, *toAPIDecision(d.policies.CanarySafety(ctx, canaryInput(stack.TrackCanary, st), thresholds(m))))
