@@ -60,24 +60,45 @@ func (e *env) waitCanaryReason(want string) time.Duration {
 func TestCanaryChaosAndGatedPromotion(t *testing.T) {
 	e := newEnv(t)
 	base := e.manifest(images.AppImage, 2, "")
-	e.writeManifest(withCanary(base, images.AppImageV2, 50))
+	e.writeManifest(withCanary(base, images.AppImageV2, 10))
 	e.startDaemon()
 	e.converged(map[string]int{images.AppImage: 2, images.AppImageV2: 1})
-	if s := e.status(); s.Mode != "canary" || s.CanaryWeight != 50 {
-		t.Fatalf("status mode %q weight %d, want canary 50", s.Mode, s.CanaryWeight)
+	if s := e.status(); s.Mode != "canary" || s.CanaryWeight != 10 {
+		t.Fatalf("status mode %q weight %d, want canary 10", s.Mode, s.CanaryWeight)
 	}
 
-	// The split nginx makes, measured over 2,000+ requests.
-	l := startLoad(e.url("/"), 5*time.Millisecond)
-	e.waitFor(60*time.Second, "2000 requests", func() (bool, string) {
-		m := l.modeShares()
-		return m["stable"]+m["canary"] >= 2000, fmt.Sprint(m)
-	})
-	shares := l.modeShares()
-	share := float64(shares["canary"]) / float64(shares["stable"]+shares["canary"])
-	t.Logf("weight 50: canary share %.3f over %d requests", share, shares["stable"]+shares["canary"])
-	if share < 0.44 || share > 0.56 {
-		t.Errorf("canary share %.3f at weight 50, want about 0.5", share)
+	// The split nginx makes, measured over 2,000+ requests per weight. A
+	// weight change only re-renders nginx: no container is replaced.
+	var l *load
+	for _, tc := range []struct {
+		weight   int
+		min, max float64 // about 5 standard deviations at 2,000 requests
+	}{{10, 0.067, 0.133}, {50, 0.44, 0.56}} {
+		if tc.weight != 10 {
+			before := names(e.status().Containers)
+			e.writeManifest(withCanary(base, images.AppImageV2, tc.weight))
+			e.waitFor(30*time.Second, "weight change applied", func() (bool, string) {
+				s := e.status()
+				return s.CanaryWeight == tc.weight && s.Converged, fmt.Sprint(s.CanaryWeight, s.LastReconcile)
+			})
+			if after := names(e.status().Containers); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("a weight change replaced containers: %v -> %v", before, after)
+			}
+		}
+		l = startLoad(e.url("/"), 5*time.Millisecond)
+		e.waitFor(60*time.Second, "2000 requests", func() (bool, string) {
+			m := l.modeShares()
+			return m["stable"]+m["canary"] >= 2000, fmt.Sprint(m)
+		})
+		shares := l.modeShares()
+		share := float64(shares["canary"]) / float64(shares["stable"]+shares["canary"])
+		t.Logf("weight %d: canary share %.3f over %d requests", tc.weight, share, shares["stable"]+shares["canary"])
+		if share < tc.min || share > tc.max {
+			t.Errorf("canary share %.3f at weight %d, want within [%.3f, %.3f]", share, tc.weight, tc.min, tc.max)
+		}
+		if tc.weight != 50 {
+			l.finish()
+		}
 	}
 
 	// Slow chaos on the canary: status FAILs on latency, promote is denied.

@@ -63,7 +63,6 @@ type Daemon struct {
 	lastBytes   []byte             // bytes of the last manifest read (good or bad)
 	manifestErr []string
 	last        *api.ReconcileInfo
-	lastPlan    reconciler.Plan
 	engineErr   string
 	denial      *api.Decision
 	observed    []engine.Container
@@ -446,7 +445,6 @@ func (d *Daemon) recordRun(start time.Time, plan reconciler.Plan, err error) {
 	}
 	d.mu.Lock()
 	d.last = info
-	d.lastPlan = plan
 	d.mu.Unlock()
 }
 

@@ -129,7 +129,8 @@ func (d *Daemon) Status(ctx context.Context) api.Status {
 		EngineError:    d.engineErr,
 		Denial:         d.denial,
 		Mode:           stack.TrackStable,
-		Converged:      d.last != nil && d.last.Error == "" && len(d.lastPlan.Ops) == 0,
+		// A run that applied its whole plan without error leaves the host converged.
+		Converged: d.last != nil && d.last.Error == "",
 	}
 	for _, c := range d.observed {
 		s.Containers = append(s.Containers, api.Container{Name: c.Name, Role: c.Role, Track: c.Track, Image: c.Image, State: c.State, IP: c.IP})
