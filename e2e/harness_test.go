@@ -60,6 +60,8 @@ type env struct {
 	api     *api.Client
 	daemon  *exec.Cmd
 	exited  chan struct{}
+	// dockerHost, when set, is the DOCKER_HOST the daemon is started with.
+	dockerHost string
 }
 
 func newEnv(t *testing.T) *env {
@@ -122,6 +124,9 @@ func (e *env) startDaemon() {
 	}
 	cmd := exec.Command(filepath.Join(binDir, "swiftdeployd"), "--manifest", filepath.Join(e.dir, "manifest.yaml"), "--socket", e.socket)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if e.dockerHost != "" {
+		cmd.Env = append(os.Environ(), "DOCKER_HOST="+e.dockerHost)
+	}
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}

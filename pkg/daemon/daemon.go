@@ -56,7 +56,8 @@ type Daemon struct {
 	live     tracks
 
 	trigger chan struct{}
-	runMu   sync.Mutex // one reconcile or down at a time
+	wake    chan struct{} // like trigger, but also cuts a retry backoff short
+	runMu   sync.Mutex    // one reconcile or down at a time
 
 	mu          sync.Mutex
 	current     *manifest.Manifest // last good manifest; nil before the first
@@ -102,6 +103,7 @@ func New(cfg Config) (*Daemon, error) {
 		dir:      filepath.Dir(abs),
 		stateDir: filepath.Join(filepath.Dir(abs), ".swiftdeploy"),
 		trigger:  make(chan struct{}, 1),
+		wake:     make(chan struct{}, 1),
 		metrics:  newDaemonMetrics(),
 	}
 	if err := os.MkdirAll(d.stateDir, 0o750); err != nil {
@@ -150,6 +152,15 @@ func (d *Daemon) loadPolicies() (*policy.Engine, error) {
 func (d *Daemon) Enqueue() {
 	select {
 	case d.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Wake asks for a reconcile now, even while backing off after a failure:
+// the cause of the failure (e.g. an unreachable engine) has gone away.
+func (d *Daemon) Wake() {
+	select {
+	case d.wake <- struct{}{}:
 	default:
 	}
 }
@@ -222,6 +233,7 @@ func (d *Daemon) loop(ctx context.Context) {
 			if retry != nil && !d.hasWaiters() {
 				continue
 			}
+		case <-d.wake:
 		case <-resync.C:
 		case <-retry:
 		}

@@ -51,57 +51,76 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 }
 
 // watchEngine enqueues a reconcile on every lifecycle event of an owned
-// container (self-heal), reconnecting with backoff when the engine goes away.
+// container (self-heal). When the engine goes away it pings with backoff
+// and, once the engine answers again, wakes the reconcile loop at once.
 func (d *Daemon) watchEngine(ctx context.Context) {
-	backoff := time.Second
+	const maxBackoff = 5 * time.Second
+	backoff := 250 * time.Millisecond
+	lost := false
+	sleep := func() bool {
+		select {
+		case <-time.After(backoff):
+			backoff = min(2*backoff, maxBackoff)
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for ctx.Err() == nil {
 		project := d.project()
 		if project == "" {
-			select {
-			case <-time.After(time.Second):
-				continue
-			case <-ctx.Done():
+			if !sleep() {
 				return
 			}
+			continue
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		evs, errc := d.eng.Watch(wctx, project)
-		connected := time.Now()
-	stream:
-		for {
-			select {
-			case ev, ok := <-evs:
-				if !ok {
-					break stream
-				}
-				if ev.Role != stack.RoleApp && ev.Role != stack.RoleNginx {
-					continue // throwaway check containers
-				}
-				switch ev.Action {
-				case "die", "destroy", "stop", "kill", "oom":
-					d.log.Info("owned container changed", zap.String("container", ev.Name), zap.String("action", ev.Action))
-					d.Enqueue()
-				}
-			case err := <-errc:
-				if ctx.Err() == nil {
-					d.log.Warn("docker event stream lost", zap.Error(err))
-					d.setEngineErr(err)
-				}
-				break stream
-			case <-ctx.Done():
-				break stream
+		if err := d.eng.Ping(ctx); err != nil {
+			if ctx.Err() == nil {
+				lost = true
+				d.setEngineErr(err)
 			}
+			if !sleep() {
+				return
+			}
+			continue
 		}
-		cancel()
-		if time.Since(connected) > time.Minute {
-			backoff = time.Second
+		if lost {
+			d.log.Info("docker engine reachable again")
+			lost = false
+			d.Wake() // level-triggered: catch up on whatever was missed
 		}
+		backoff = 250 * time.Millisecond
+		if err := d.watchEvents(ctx, project); err != nil && ctx.Err() == nil {
+			d.log.Warn("docker event stream lost", zap.Error(err))
+			d.setEngineErr(err)
+			lost = true
+		}
+	}
+}
+
+// watchEvents streams owned containers' events until the stream fails.
+func (d *Daemon) watchEvents(ctx context.Context, project string) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	evs, errc := d.eng.Watch(wctx, project)
+	for {
 		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, 30*time.Second)
-			d.Enqueue() // level-triggered: catch up on whatever was missed
+		case ev, ok := <-evs:
+			if !ok {
+				return nil
+			}
+			if ev.Role != stack.RoleApp && ev.Role != stack.RoleNginx {
+				continue // throwaway check containers
+			}
+			switch ev.Action {
+			case "die", "destroy", "stop", "kill", "oom":
+				d.log.Info("owned container changed", zap.String("container", ev.Name), zap.String("action", ev.Action))
+				d.Enqueue()
+			}
+		case err := <-errc:
+			return err
 		case <-ctx.Done():
-			return
+			return nil
 		}
 	}
 }
