@@ -44,7 +44,7 @@ func (e *DeniedError) Error() string {
 
 // Reconciler converges one project.
 type Reconciler struct {
-	Engine *engine.Engine
+	Engine Engine
 	// ConfigDir is the host directory mounted into nginx at stack.ConfigDir.
 	ConfigDir string
 	Log       *zap.Logger

@@ -1,0 +1,31 @@
+package reconciler
+
+import (
+	"context"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+)
+
+// Engine is the part of the Docker Engine the reconciler drives. The real
+// one is *engine.Engine; unit tests use the in-memory fake in
+// pkg/engine/fake to inject faults between any two calls.
+type Engine interface {
+	ListContainers(ctx context.Context, project, network string) ([]engine.Container, error)
+	FindNetwork(ctx context.Context, name, project string) (*engine.Network, error)
+	CreateNetwork(ctx context.Context, name, driver string, labels map[string]string) error
+	RemoveNetwork(ctx context.Context, id string) error
+	MissingImages(ctx context.Context, refs []string) ([]string, error)
+	PullImage(ctx context.Context, ref string) error
+	// Run creates and starts a container; one that fails to start is removed.
+	Run(ctx context.Context, s engine.Spec) (string, error)
+	// Remove stops (SIGTERM, SIGKILL after grace) and removes a container;
+	// a missing one is not an error.
+	Remove(ctx context.Context, id string, grace time.Duration) error
+	// Exec runs cmd in a running container: exit code and combined output.
+	Exec(ctx context.Context, id string, cmd []string) (int, string, error)
+	// RunOnce runs a short-lived container to completion and removes it.
+	RunOnce(ctx context.Context, s engine.Spec) (int, string, error)
+}
+
+var _ Engine = (*engine.Engine)(nil)
