@@ -25,12 +25,26 @@ const EnvSocket = "SWIFTDEPLOY_SOCKET"
 type Status struct {
 	Project      string      `json:"project"`
 	ManifestPath string      `json:"manifest_path"`
+	// Mode, StableImage, CanaryImage and CanaryWeight describe what nginx
+	// serves (its loaded configuration and the containers' labels), not
+	// what the manifest asks for. Mode is "" when nothing serves.
 	Mode         string      `json:"mode"` // stable | canary
 	StableImage  string      `json:"stable_image"`
 	CanaryImage  string      `json:"canary_image,omitempty"`
 	CanaryWeight int         `json:"canary_weight,omitempty"`
 	NginxPort    int         `json:"nginx_port"`
-	Converged    bool        `json:"converged"`
+	// Converged: what runs and what nginx has loaded match the desired
+	// state, and the last run applied its plan without error. Otherwise
+	// Pending lists the operations still to do.
+	Converged bool     `json:"converged"`
+	Pending   []string `json:"pending,omitempty"`
+	// Down: `swiftctl down` removed the stack; nothing is brought back
+	// until the next deploy.
+	Down bool `json:"down,omitempty"`
+	// Revision is the nginx configuration revision nginx reports loaded;
+	// NginxError says why it could not be read.
+	Revision   string `json:"revision,omitempty"`
+	NginxError string `json:"nginx_error,omitempty"`
 	Containers   []Container `json:"containers"`
 	// ManifestErrors lists why the manifest on disk was rejected; the last
 	// good manifest stays in force meanwhile.
@@ -86,6 +100,9 @@ type Progress struct {
 	Done   bool     `json:"done,omitempty"`
 	Error  string   `json:"error,omitempty"`
 	Denied []string `json:"denied,omitempty"`
+	// Transient: every reason of the denial may clear by itself (a busy
+	// host); `deploy --wait` retries while it is set.
+	Transient bool `json:"transient,omitempty"`
 }
 
 // Check is one validation check.
@@ -102,7 +119,10 @@ type Validation struct {
 
 // Diff is the plan the daemon would apply now.
 type Diff struct {
-	Plan    []string `json:"plan"`
+	Plan []string `json:"plan"`
+	// Gated: the plan changes what runs, so the infrastructure policy
+	// decides before its first operation.
+	Gated   bool     `json:"gated,omitempty"`
 	Blocked string   `json:"blocked,omitempty"`
 }
 

@@ -144,8 +144,7 @@ func TestStackOptions(t *testing.T) {
 			m := manifest.Defaults()
 			m.Services.Image = "app:1"
 			tc.mutate(&m)
-			d := &Daemon{state: tc.state}
-			o := d.stackOptions(&m)
+			o := tc.state.options(&m)
 			if o.StableImage != tc.wantStable || o.NoCanary != tc.noCanary {
 				t.Errorf("options %+v, want StableImage %q NoCanary %v", o, tc.wantStable, tc.noCanary)
 			}

@@ -1,9 +1,9 @@
 package daemon
 
 import (
-	"time"
-
 	"context"
+	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -27,14 +27,19 @@ func thresholds(m *manifest.Manifest) policy.Thresholds {
 
 // infraDecision evaluates the infrastructure policy on fresh host facts.
 func (d *Daemon) infraDecision(ctx context.Context, m *manifest.Manifest) policy.Decision {
-	facts := hostfacts.Collect(m.Policy.DiskPath)
-	return d.policies.Infrastructure(ctx, facts.InfraInput(), thresholds(m))
+	var in policy.InfraInput
+	if d.cfg.HostFacts != nil {
+		in = d.cfg.HostFacts(m.Policy.DiskPath)
+	} else {
+		in = hostfacts.Collect(m.Policy.DiskPath).InfraInput()
+	}
+	return d.policies.Infrastructure(ctx, in, thresholds(m))
 }
 
-// infraGate is the reconciler's gate: every transition that creates or
-// replaces workload passes the infrastructure policy first, and the decision
-// is journaled and counted.
-func (d *Daemon) infraGate(ctx context.Context) reconciler.Decision {
+// infraGate is the reconciler's gate: every plan that changes what runs
+// passes the infrastructure policy before its first operation, and the
+// decision is journaled and counted.
+func (d *Daemon) infraGate(ctx context.Context, plan reconciler.Plan) reconciler.Decision {
 	m := d.manifestNow()
 	if m == nil { // reconciles run only with a manifest; fail closed anyway
 		return reconciler.Decision{Reasons: []string{"no manifest loaded"}}
@@ -48,7 +53,26 @@ func (d *Daemon) infraGate(ctx context.Context) reconciler.Decision {
 		d.mu.Unlock()
 		d.log.Warn("transition denied by infrastructure policy", zap.Strings("reasons", dec.Reasons))
 	}
-	return reconciler.Decision{Allowed: dec.Allowed, Reasons: dec.Reasons}
+	return reconciler.Decision{Allowed: dec.Allowed, Reasons: dec.Reasons, Transient: transient(dec)}
+}
+
+// transient reports whether every reason of a denial may clear by itself.
+// TODO(policy): the policy will say so itself.
+func transient(dec policy.Decision) bool {
+	if dec.Allowed || len(dec.Reasons) == 0 {
+		return false
+	}
+	for _, r := range dec.Reasons {
+		if !strings.HasPrefix(r, "CPU load") {
+			return false
+		}
+	}
+	return true
+}
+
+// deployDenied journals a denied reconcile.
+func (d *Daemon) deployDenied(denied *reconciler.DeniedError) {
+	d.event(journal.EventDeployDenied, "DENIED: "+strings.Join(denied.Reasons, "; "), "", map[string]any{"reasons": denied.Reasons})
 }
 
 func (d *Daemon) decision(dec policy.Decision, user string) {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,3 +31,5 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 		d.log.Error("journal append failed", zap.String("event", name), zap.Error(err))
 	}
 }
+
+func (d *Daemon) journalPath() string { return filepath.Join(d.dir, "history.jsonl") }

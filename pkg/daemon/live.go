@@ -64,11 +64,6 @@ func (d *Daemon) scrapeLoop(ctx context.Context) {
 	}
 }
 
-func (d *Daemon) manifestNow() *manifest.Manifest {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.current
-}
 
 func (d *Daemon) scrapeOnce(ctx context.Context, hc *http.Client, m *manifest.Manifest) {
 	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
@@ -111,7 +106,7 @@ func (d *Daemon) scrapeOnce(ctx context.Context, hc *http.Client, m *manifest.Ma
 	}
 	d.live.mu.Unlock()
 
-	mode := d.mode(m)
+	mode := runningMode(cs)
 	now := time.Now()
 	for _, track := range []string{stack.TrackStable, stack.TrackCanary} {
 		if track == stack.TrackCanary && mode != stack.TrackCanary {
@@ -155,11 +150,21 @@ func canaryInput(track string, st metrics.Stats) policy.CanaryInput {
 	return in
 }
 
-func (d *Daemon) mode(m *manifest.Manifest) string {
-	if len(stack.FromManifest(m, d.stackOptions(m)).Canary) > 0 {
-		return stack.TrackCanary
+// runningMode is canary when a canary container runs, from the engine's
+// view (cs), not the manifest's.
+func runningMode(cs []engine.Container) string {
+	for _, c := range cs {
+		if c.Role == stack.RoleApp && c.Track == stack.TrackCanary && c.Running() {
+			return stack.TrackCanary
+		}
 	}
 	return stack.TrackStable
+}
+
+// canaryDecision judges the canary revision's figures.
+func (d *Daemon) canaryDecision(ctx context.Context, m *manifest.Manifest, revision string) policy.Decision {
+	st := d.live.window(stack.TrackCanary, m.Metrics.Window.D()).Stats(time.Now(), m.Policy.MinRequests)
+	return d.policies.CanarySafety(ctx, canaryInput(stack.TrackCanary, st), thresholds(m))
 }
 
 // addLiveStatus fills the per-track figures and current policy verdicts.
@@ -183,73 +188,6 @@ func (d *Daemon) addLiveStatus(ctx context.Context, s *api.Status, m *manifest.M
 	}
 }
 
-// handlePromote evaluates the canary-safety policy on the canary's current
-// window; if allowed, the canary version becomes stable (recorded in the
-// state file) and the daemon converges to it.
-func (d *Daemon) handlePromote(w http.ResponseWriter, r *http.Request) {
-	user := userOf(r)
-	st := newStreamer(w)
-	m := d.manifestNow()
-	if m == nil {
-		st.finish(errors.New("no manifest loaded"))
-		return
-	}
-	desired := stack.FromManifest(m, d.stackOptions(m))
-	if len(desired.Canary) == 0 {
-		st.finish(errors.New("no canary is running: declare services.canary in the manifest first"))
-		return
-	}
-	image := desired.Canary[0].Image
-	d.event(journal.EventPromoteRequested, "promotion of "+image+" requested", user, map[string]any{"image": image})
-	stats := d.live.window(stack.TrackCanary, m.Metrics.Window.D()).Stats(time.Now(), m.Policy.MinRequests)
-	dec := d.policies.CanarySafety(r.Context(), canaryInput(stack.TrackCanary, stats), thresholds(m))
-	d.metrics.observeDecision(dec)
-	d.decision(dec, user)
-	if !dec.Allowed {
-		d.event(journal.EventPromoteDenied, "promotion of "+image+" denied: "+strings.Join(dec.Reasons, "; "), user, map[string]any{"reasons": dec.Reasons})
-		st.send(api.Progress{Done: true, Error: "promotion denied by canary-safety policy", Denied: dec.Reasons})
-		return
-	}
-	st.line("Canary safety: PASS")
-	d.event(journal.EventPromoteAllowed, "promotion of "+image+" allowed", user, nil)
-	d.mu.Lock()
-	d.state.Promoted = &Promotion{ManifestStable: m.Services.Image, Image: image, At: time.Now().UTC(), User: user}
-	d.state.RolledBack = nil
-	err := d.saveStateLocked()
-	d.mu.Unlock()
-	if err == nil {
-		err = d.wait(r.Context(), st.line)
-	}
-	if err == nil {
-		d.event(journal.EventPromoted, image+" is now stable; 100% of traffic on it", user, map[string]any{"image": image})
-		st.line("Promoted " + image + " to stable")
-	}
-	st.finish(err)
-}
-
-// handleRollback drops the canary and sends all traffic to stable.
-func (d *Daemon) handleRollback(w http.ResponseWriter, r *http.Request) {
-	user := userOf(r)
-	st := newStreamer(w)
-	m := d.manifestNow()
-	if m == nil || m.Services.Canary == nil {
-		st.finish(errors.New("no canary declared in the manifest: nothing to roll back"))
-		return
-	}
-	d.mu.Lock()
-	d.state.RolledBack = &Rollback{CanaryImage: m.Services.Canary.Image, At: time.Now().UTC(), User: user}
-	err := d.saveStateLocked()
-	d.mu.Unlock()
-	if err == nil {
-		d.event(journal.EventRollback, "canary "+m.Services.Canary.Image+" rolled back; all traffic to stable", user, nil)
-		err = d.wait(r.Context(), st.line)
-	}
-	if err == nil {
-		st.line("Rolled back: all traffic on stable")
-	}
-	st.finish(err)
-}
-
 // handleChaos delivers a chaos request to every container of a track over
 // the project network (nginx refuses /chaos from outside).
 func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
@@ -263,13 +201,6 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 	m := d.manifestNow()
 	if m == nil {
 		writeErr(w, http.StatusConflict, errors.New("no manifest loaded"))
-		return
-	}
-	if req.Track == "" {
-		req.Track = d.mode(m)
-	}
-	if req.Track != stack.TrackStable && req.Track != stack.TrackCanary {
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("track: want stable or canary, got %q", req.Track))
 		return
 	}
 	body := map[string]any{"mode": req.Mode}
@@ -287,6 +218,13 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 	cs, err := d.eng.ListContainers(r.Context(), m.Project, m.Network.Name)
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	if req.Track == "" {
+		req.Track = runningMode(cs) // aimed at the canary while one runs
+	}
+	if req.Track != stack.TrackStable && req.Track != stack.TrackCanary {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("track: want stable or canary, got %q", req.Track))
 		return
 	}
 	hc := &http.Client{Timeout: 3 * time.Second}

@@ -21,7 +21,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
-	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // listen creates the control socket, readable and writable by its owner and
@@ -118,42 +117,6 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d.Status(r.Context()))
 }
 
-// Status assembles the daemon's view.
-func (d *Daemon) Status(ctx context.Context) api.Status {
-	d.mu.Lock()
-	m := d.current
-	s := api.Status{
-		ManifestPath:   d.cfg.ManifestPath,
-		ManifestErrors: d.manifestErr,
-		LastReconcile:  d.last,
-		EngineError:    d.engineErr,
-		Denial:         d.denial,
-		Mode:           stack.TrackStable,
-		// A run that applied its whole plan without error leaves the host converged.
-		Converged: d.last != nil && d.last.Error == "",
-	}
-	for _, c := range d.observed {
-		s.Containers = append(s.Containers, api.Container{Name: c.Name, Role: c.Role, Track: c.Track, Image: c.Image, State: c.State, IP: c.IP})
-	}
-	d.mu.Unlock()
-	if m == nil {
-		return s
-	}
-	desired := stack.FromManifest(m, d.stackOptions(m))
-	s.Project = m.Project
-	s.NginxPort = m.Nginx.Port
-	if len(desired.Stable) > 0 {
-		s.StableImage = desired.Stable[0].Image
-	}
-	if len(desired.Canary) > 0 {
-		s.Mode = stack.TrackCanary
-		s.CanaryImage = desired.Canary[0].Image
-		s.CanaryWeight = desired.CanaryWeight
-	}
-	d.addLiveStatus(ctx, &s, m)
-	return s
-}
-
 // streamer writes NDJSON progress lines; safe to call from the reconcile
 // goroutine even after the client went away.
 type streamer struct {
@@ -186,16 +149,39 @@ func (s *streamer) line(l string) { s.send(api.Progress{Line: l}) }
 func (s *streamer) finish(err error) {
 	p := api.Progress{Done: true}
 	var denied *reconciler.DeniedError
-	if errors.As(err, &denied) {
+	var pdenied *promoteDenied
+	switch {
+	case errors.As(err, &denied):
 		p.Denied = denied.Reasons
+		p.Transient = denied.Transient
 		p.Error = err.Error()
-	} else if err != nil {
+	case errors.As(err, &pdenied):
+		p.Denied = pdenied.reasons
+		p.Error = err.Error()
+	case err != nil:
 		p.Error = err.Error()
 	}
 	s.send(p)
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+}
+
+func (d *Daemon) handlePromote(w http.ResponseWriter, r *http.Request) {
+	st := newStreamer(w)
+	st.finish(d.promote(r.Context(), userOf(r), st.line))
+}
+
+func (d *Daemon) handleRollback(w http.ResponseWriter, r *http.Request) {
+	st := newStreamer(w)
+	st.finish(d.rollback(r.Context(), userOf(r), st.line))
+}
+
+// handleDown removes everything the project owns and pauses reconciling
+// until the next deploy.
+func (d *Daemon) handleDown(w http.ResponseWriter, r *http.Request) {
+	st := newStreamer(w)
+	st.finish(d.down(r.Context(), userOf(r), st.line))
 }
 
 func (d *Daemon) handleDeploy(w http.ResponseWriter, r *http.Request) {
@@ -212,8 +198,7 @@ func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusConflict, fmt.Errorf("no valid manifest: %v", d.manifestErrors()))
 		return
 	}
-	desired := stack.FromManifest(m, d.stackOptions(m))
-	conf, err := renderNginx(desired)
+	desired, err := d.desired(m)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, err)
 		return
@@ -223,8 +208,8 @@ func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	plan := reconciler.Compute(desired, obs, conf)
-	out := api.Diff{Blocked: plan.Blocked, Plan: []string{}}
+	plan := reconciler.Compute(desired, obs)
+	out := api.Diff{Blocked: plan.Blocked, Plan: []string{}, Gated: plan.Gated()}
 	for _, op := range plan.Ops {
 		out.Plan = append(out.Plan, op.String())
 	}

@@ -45,7 +45,7 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 			d.log.Warn("file watcher error", zap.Error(err))
 		case <-debounce:
 			debounce = nil
-			d.Enqueue()
+			d.Wake() // a fix must not wait out a retry backoff
 		}
 	}
 }

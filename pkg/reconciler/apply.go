@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,10 +26,14 @@ import (
 type Decision struct {
 	Allowed bool
 	Reasons []string
+	// Transient marks a denial whose every reason may clear by itself
+	// (a busy host), so a caller may wait and retry.
+	Transient bool
 }
 
-// Gate decides whether a transition may proceed.
-type Gate func(ctx context.Context) Decision
+// Gate decides whether a plan that changes what runs may proceed. It runs
+// once per apply, before the plan's first operation.
+type Gate func(ctx context.Context, plan Plan) Decision
 
 // Recorder journals what the reconciler did.
 type Recorder func(event, message string, details map[string]any)
@@ -35,8 +41,16 @@ type Recorder func(event, message string, details map[string]any)
 // Progress receives human-readable progress lines of one run.
 type Progress func(line string)
 
-// DeniedError is returned when the infrastructure gate denies a transition.
-type DeniedError struct{ Reasons []string }
+// Hook is called before and after each operation ("before", "after"); an
+// error stops the apply there. Tests use it to inject faults and crashes
+// between any two operations.
+type Hook func(point string, op Op) error
+
+// DeniedError is returned when the infrastructure gate denies a plan.
+type DeniedError struct {
+	Reasons   []string
+	Transient bool
+}
 
 func (e *DeniedError) Error() string {
 	return "denied by infrastructure policy: " + strings.Join(e.Reasons, "; ")
@@ -45,23 +59,37 @@ func (e *DeniedError) Error() string {
 // Reconciler converges one project.
 type Reconciler struct {
 	Engine Engine
-	// ConfigDir is the host directory mounted into nginx at stack.ConfigDir.
+	// ConfigDir is the host directory mounted read-only into nginx at
+	// stack.ConfigDir; RunDir is mounted read-write at stack.NginxRunDir
+	// and holds nginx's status socket.
 	ConfigDir string
-	Log       *zap.Logger
-	Gate      Gate
-	Record    Recorder
+	RunDir    string
+	// AppliedPath is where the last fully applied state is recorded.
+	AppliedPath string
+	Log         *zap.Logger
+	Gate        Gate
+	Record      Recorder
+	Hook        Hook
 	// HealthTimeout bounds the wait for new containers to become healthy.
 	HealthTimeout time.Duration
 	// Drain is how long obsolete containers keep serving in-flight
 	// requests after nginx stopped routing to them.
 	Drain time.Duration
-	HTTP  *http.Client
+	// Probe checks one health URL (default: HTTP GET, 2xx is healthy).
+	Probe func(ctx context.Context, url string) error
+	// NginxStatus reads back what the running nginx has loaded (default:
+	// its status socket in RunDir).
+	NginxStatus func(ctx context.Context) (*Loaded, error)
+	// LoadTimeout bounds the wait for nginx to report a new revision.
+	LoadTimeout time.Duration
+	// StartParallel bounds how many app containers start at once.
+	StartParallel int
 }
 
 const (
 	confName   = "nginx.conf"
+	stagedName = "nginx.conf.next"
 	stopGrace  = 10 * time.Second
-	nginxCheck = "nginx.conf.next"
 )
 
 func (r *Reconciler) record(event, msg string, details map[string]any) {
@@ -70,8 +98,17 @@ func (r *Reconciler) record(event, msg string, details map[string]any) {
 	}
 }
 
-// Observe reads the project's actual state.
-func (r *Reconciler) Observe(ctx context.Context, desired stack.Stack) (Observed, error) {
+func (r *Reconciler) log() *zap.Logger {
+	if r.Log == nil {
+		return zap.NewNop()
+	}
+	return r.Log
+}
+
+// Observe reads the project's actual state: containers and network from
+// the engine, the configuration nginx has loaded from nginx itself.
+func (r *Reconciler) Observe(ctx context.Context, d Desired) (Observed, error) {
+	desired := d.Stack
 	var obs Observed
 	n, err := r.Engine.FindNetwork(ctx, desired.Network.Name, desired.Project)
 	if err != nil {
@@ -82,23 +119,86 @@ func (r *Reconciler) Observe(ctx context.Context, desired stack.Stack) (Observed
 	if err != nil {
 		return obs, err
 	}
-	b, err := os.ReadFile(filepath.Join(r.ConfigDir, confName))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return obs, fmt.Errorf("read live nginx config: %w", err)
+	obs.Missing, err = r.Engine.MissingImages(ctx, desired.Images())
+	if err != nil {
+		return obs, err
 	}
-	obs.NginxConf = b
+	if obs.Nginx() != nil {
+		l, err := r.nginxStatus(ctx)
+		if err != nil {
+			obs.LoadedErr = err.Error()
+		} else {
+			obs.Loaded = l
+		}
+	}
+	obs.Applied, err = r.readApplied()
+	if err != nil {
+		return obs, err
+	}
 	return obs, nil
 }
 
-// Apply executes plan. It stops at the first failure: what already runs
-// keeps serving, and the next reconcile continues from the new state.
-func (r *Reconciler) Apply(ctx context.Context, desired stack.Stack, conf []byte, plan Plan, progress Progress) error {
+func (r *Reconciler) readApplied() (*Applied, error) {
+	if r.AppliedPath == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(r.AppliedPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read applied state: %w", err)
+	}
+	var a Applied
+	if err := json.Unmarshal(b, &a); err != nil {
+		// A damaged record only costs a gate decision: treat as unknown.
+		r.log().Warn("applied state unreadable; treating every start as a change", zap.String("path", r.AppliedPath), zap.Error(err))
+		return nil, nil
+	}
+	return &a, nil
+}
+
+func (r *Reconciler) writeApplied(a *Applied) error {
+	if r.AppliedPath == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = atomicfile.WriteIfChanged(r.AppliedPath, b, 0o640)
+	return err
+}
+
+// ForgetApplied drops the applied record (after `down`: a new deploy is a
+// change, not a heal).
+func (r *Reconciler) ForgetApplied() error {
+	if r.AppliedPath == "" {
+		return nil
+	}
+	if err := os.Remove(r.AppliedPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("forget applied state: %w", err)
+	}
+	return nil
+}
+
+// Apply executes plan. The gate runs first, before any operation (pulls
+// included), if the plan changes what runs. Apply stops at the first
+// failure: what already runs keeps serving, and the next reconcile
+// continues from the new state.
+func (r *Reconciler) Apply(ctx context.Context, d Desired, plan Plan, progress Progress) error {
+	return r.ApplyGated(ctx, d, plan, r.Gate, progress)
+}
+
+// ApplyGated is Apply with gate in place of r.Gate: a transaction passes
+// a gate that records its intent once the decision allows it.
+func (r *Reconciler) ApplyGated(ctx context.Context, d Desired, plan Plan, gate Gate, progress Progress) error {
 	say := func(format string, a ...any) {
 		line := fmt.Sprintf(format, a...)
 		if plan.Empty() {
-			r.Log.Debug(line) // a converged resync is not news
+			r.log().Debug(line) // a converged resync is not news
 		} else {
-			r.Log.Info(line)
+			r.log().Info(line)
 		}
 		if progress != nil {
 			progress(line)
@@ -107,50 +207,142 @@ func (r *Reconciler) Apply(ctx context.Context, desired stack.Stack, conf []byte
 	if plan.Blocked != "" {
 		return errors.New(plan.Blocked)
 	}
-	if err := r.ensureImages(ctx, desired, say); err != nil {
-		return err
+	if plan.Gated() {
+		if gate == nil {
+			return &DeniedError{Reasons: []string{"no infrastructure gate configured"}}
+		}
+		if dec := gate(ctx, plan); !dec.Allowed {
+			return &DeniedError{Reasons: dec.Reasons, Transient: dec.Transient}
+		}
+	}
+	if !hasKind(plan, OpPullImage) {
+		say("Docker image found")
 	}
 	if plan.Empty() {
 		say("Nginx config valid")
 		say("Already converged: nothing to change")
-		return nil
+		return r.writeApplied(AppliedFor(d))
 	}
-	if plan.Changes() && r.Gate != nil {
-		d := r.Gate(ctx)
-		if !d.Allowed {
-			return &DeniedError{Reasons: d.Reasons}
-		}
-	}
-	for _, op := range plan.Ops {
+	for i := 0; i < len(plan.Ops); {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := r.apply(ctx, desired, conf, op, say); err != nil {
+		// Consecutive container starts run in parallel: they are
+		// independent and each takes the engine a second or two.
+		j := i
+		for j < len(plan.Ops) && plan.Ops[j].Kind == OpStartApp {
+			j++
+		}
+		if j-i > 1 {
+			if err := r.startApps(ctx, d, plan.Ops[i:j], say); err != nil {
+				return err
+			}
+			i = j
+			continue
+		}
+		op := plan.Ops[i]
+		if err := r.step(ctx, d, plan, i, say); err != nil {
 			return fmt.Errorf("%s %s: %w", op.Kind, op.Target, err)
 		}
+		i++
+	}
+	return r.writeApplied(AppliedFor(d))
+}
+
+func hasKind(p Plan, k OpKind) bool {
+	for _, op := range p.Ops {
+		if op.Kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+// step runs plan.Ops[i] between its hooks.
+func (r *Reconciler) step(ctx context.Context, d Desired, plan Plan, i int, say func(string, ...any)) error {
+	op := plan.Ops[i]
+	if r.Hook != nil {
+		if err := r.Hook("before", op); err != nil {
+			return err
+		}
+	}
+	if err := r.apply(ctx, d, plan, i, say); err != nil {
+		return err
+	}
+	if r.Hook != nil {
+		return r.Hook("after", op)
 	}
 	return nil
 }
 
-// ensureImages makes sure every image the stack runs is present, pulling
-// what is missing.
-func (r *Reconciler) ensureImages(ctx context.Context, desired stack.Stack, say func(string, ...any)) error {
-	missing, err := r.Engine.MissingImages(ctx, desired.Images())
+func (r *Reconciler) startApps(ctx context.Context, d Desired, ops []Op, say func(string, ...any)) error {
+	limit := r.StartParallel
+	if limit <= 0 {
+		limit = 4
+	}
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for _, op := range ops {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := func() error {
+				if r.Hook != nil {
+					if err := r.Hook("before", op); err != nil {
+						return err
+					}
+				}
+				if err := r.startApp(ctx, d, op, say); err != nil {
+					return err
+				}
+				if r.Hook != nil {
+					return r.Hook("after", op)
+				}
+				return nil
+			}()
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s %s: %w", op.Kind, op.Target, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (r *Reconciler) startApp(ctx context.Context, d Desired, op Op, say func(string, ...any)) error {
+	spec, err := appSpec(d.Stack, *op.App)
 	if err != nil {
 		return err
 	}
-	for _, ref := range missing {
-		say("Pulling image %s", ref)
-		if err := r.Engine.PullImage(ctx, ref); err != nil {
-			return fmt.Errorf("docker image %s not found locally and could not be pulled: %w", ref, err)
-		}
+	if _, err := r.Engine.Run(ctx, spec); err != nil {
+		return err
 	}
-	say("Docker image found")
+	event := "container_created"
+	if !op.Gated {
+		event = "container_restarted"
+	}
+	r.record(event, fmt.Sprintf("started %s (%s): %s", op.Target, op.App.Image, op.Cause), map[string]any{"container": op.Target, "image": op.App.Image, "track": op.App.Track})
+	say("Services starting... %s (%s)", op.Target, op.App.Image)
 	return nil
 }
 
-func (r *Reconciler) apply(ctx context.Context, desired stack.Stack, conf []byte, op Op, say func(string, ...any)) error {
+func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say func(string, ...any)) error {
+	desired := d.Stack
+	op := plan.Ops[i]
 	switch op.Kind {
+	case OpPullImage:
+		say("Pulling image %s", op.Target)
+		if err := r.Engine.PullImage(ctx, op.Target); err != nil {
+			return fmt.Errorf("docker image %s not found locally and could not be pulled: %w", op.Target, err)
+		}
+		r.record("image_pulled", "pulled "+op.Target, map[string]any{"image": op.Target})
+		say("Docker image found")
 	case OpCreateNetwork:
 		if err := r.Engine.CreateNetwork(ctx, desired.Network.Name, desired.Network.DriverType, stack.NetworkLabels(desired.Project)); err != nil {
 			return err
@@ -162,41 +354,36 @@ func (r *Reconciler) apply(ctx context.Context, desired stack.Stack, conf []byte
 		}
 		r.record("container_removed", fmt.Sprintf("removed %s: %s", op.Target, op.Cause), map[string]any{"container": op.Target})
 	case OpStartApp:
-		spec, err := appSpec(desired, *op.App)
-		if err != nil {
-			return err
-		}
-		if _, err := r.Engine.Run(ctx, spec); err != nil {
-			return err
-		}
-		event := "container_created"
-		if op.Heal {
-			event = "container_restarted"
-		}
-		r.record(event, fmt.Sprintf("started %s (%s): %s", op.Target, op.App.Image, op.Cause), map[string]any{"container": op.Target, "image": op.App.Image, "track": op.App.Track})
-		say("Services starting... %s (%s)", op.Target, op.App.Image)
+		return r.startApp(ctx, d, op, say)
 	case OpWaitHealthy:
 		if err := r.waitHealthy(ctx, desired, op.Targets); err != nil {
 			return err
 		}
 		say("Health check passed (%d containers)", len(op.Targets))
+	case OpCheckNginx:
+		if err := r.checkNginx(ctx, d); err != nil {
+			r.record("nginx_config_rejected", err.Error(), map[string]any{"image": desired.Nginx.Image})
+			return err
+		}
+		say("Nginx config valid (image %s)", desired.Nginx.Image)
 	case OpStartNginx:
-		if err := r.startNginx(ctx, desired, conf); err != nil {
+		if err := r.startNginx(ctx, d); err != nil {
 			return err
 		}
 		say("Nginx config valid")
 		say("Nginx %s serving on port %d", desired.Nginx.Name, desired.Nginx.Port)
 	case OpReloadNginx:
-		if err := r.reloadNginx(ctx, desired, conf); err != nil {
+		if err := r.reloadNginx(ctx, d); err != nil {
 			r.record("nginx_config_rejected", err.Error(), nil)
 			return err
 		}
 		say("Nginx config valid")
 		say("Nginx reloaded: %s", op.Cause)
-		r.record("nginx_reloaded", op.Cause, nil)
+		r.record("nginx_reloaded", op.Cause, map[string]any{"revision": d.Revision})
 		// New workers route only to the new upstreams; give old workers
-		// and obsolete containers time to finish in-flight requests.
-		if r.Drain > 0 {
+		// and obsolete containers time to finish in-flight requests, but
+		// only when a container is about to be removed.
+		if r.Drain > 0 && hasLater(plan, i, OpRemoveApp) {
 			select {
 			case <-time.After(r.Drain):
 			case <-ctx.Done():
@@ -213,6 +400,15 @@ func (r *Reconciler) apply(ctx context.Context, desired stack.Stack, conf []byte
 		return fmt.Errorf("unknown operation %q", op.Kind)
 	}
 	return nil
+}
+
+func hasLater(p Plan, i int, k OpKind) bool {
+	for _, op := range p.Ops[i+1:] {
+		if op.Kind == k {
+			return true
+		}
+	}
+	return false
 }
 
 func appSpec(desired stack.Stack, a stack.App) (engine.Spec, error) {
@@ -243,19 +439,27 @@ func (r *Reconciler) nginxSpec(desired stack.Stack) engine.Spec {
 		Labels:   desired.Nginx.Labels(desired.Project),
 		Network:  desired.Network.Name,
 		HostPort: desired.Nginx.Port,
-		Binds:    []engine.Bind{{Source: r.ConfigDir, Target: stack.ConfigDir, ReadOnly: true}},
-		Restart:  true,
+		HostIP:   desired.Nginx.Bind,
+		Binds: []engine.Bind{
+			{Source: r.ConfigDir, Target: stack.ConfigDir, ReadOnly: true},
+			{Source: r.RunDir, Target: stack.NginxRunDir},
+		},
+		Restart: true,
 	}
 }
 
-// waitHealthy polls each container's health path from the host over the
-// project network until all answer 2xx.
+// waitHealthy polls each container's health path over the project network
+// until all answer 2xx.
 func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names []string) error {
 	want := map[string]stack.App{}
 	for _, a := range desired.Apps() {
 		want[a.Name] = a
 	}
-	deadline := time.Now().Add(r.HealthTimeout)
+	timeout := r.HealthTimeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	deadline := time.Now().Add(timeout)
 	pending := append([]string(nil), names...)
 	var lastErr error
 	for {
@@ -268,6 +472,8 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 			byName[c.Name] = c
 		}
 		var still []string
+		var mu sync.Mutex
+		var wg sync.WaitGroup
 		for _, n := range pending {
 			c, ok := byName[n]
 			switch {
@@ -281,34 +487,47 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 				continue
 			}
 			a := want[n]
-			if err := r.probe(ctx, "http://"+net.JoinHostPort(c.IP, strconv.Itoa(a.Port))+a.HealthPath); err != nil {
-				still = append(still, n)
-				lastErr = fmt.Errorf("container %s: %w", n, err)
-			}
+			url := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(a.Port)) + a.HealthPath
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := r.probe(ctx, url); err != nil {
+					mu.Lock()
+					still = append(still, n)
+					lastErr = fmt.Errorf("container %s: %w", n, err)
+					mu.Unlock()
+				}
+			}()
 		}
+		wg.Wait()
 		if len(still) == 0 {
 			return nil
 		}
 		pending = still
 		if time.Now().After(deadline) {
-			return fmt.Errorf("health check failed after %s: %w", r.HealthTimeout, lastErr)
+			return fmt.Errorf("health check failed after %s: %w", timeout, lastErr)
 		}
 		select {
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
 
+var probeClient = &http.Client{Timeout: 2 * time.Second}
+
 func (r *Reconciler) probe(ctx context.Context, url string) error {
+	if r.Probe != nil {
+		return r.Probe(ctx, url)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := r.HTTP.Do(req)
+	resp, err := probeClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -319,88 +538,174 @@ func (r *Reconciler) probe(ctx context.Context, url string) error {
 	return nil
 }
 
-// startNginx validates conf in a throwaway container on the project network
-// (where upstream names resolve), installs it and starts nginx.
-func (r *Reconciler) startNginx(ctx context.Context, desired stack.Stack, conf []byte) error {
-	check := r.nginxSpec(desired)
-	check.Name = desired.Nginx.Name + "-check"
-	check.HostPort = 0
-	check.Restart = false
-	check.Labels = map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: "check"}
-	err := r.install(conf, func(cmd []string) (int, string, error) {
-		check.Cmd = cmd
-		_ = r.Engine.Remove(ctx, check.Name, 0) // a leftover from a crash
-		return r.Engine.RunOnce(ctx, check)
-	})
-	if err != nil {
-		return err
+func (r *Reconciler) loadTimeout() time.Duration {
+	if r.LoadTimeout > 0 {
+		return r.LoadTimeout
 	}
-	if _, err := r.Engine.Run(ctx, r.nginxSpec(desired)); err != nil {
-		return err
-	}
-	return r.waitPort(ctx, desired.Nginx.Port)
+	return 15 * time.Second
 }
 
-// reloadNginx checks conf with the running nginx (`nginx -t` inside it),
-// swaps it in atomically and reloads gracefully. A rejected config leaves
-// the old one serving.
-func (r *Reconciler) reloadNginx(ctx context.Context, desired stack.Stack, conf []byte) error {
-	exec := func(cmd []string) (int, string, error) { return r.Engine.Exec(ctx, desired.Nginx.Name, cmd) }
-	if err := r.install(conf, exec); err != nil {
-		return fmt.Errorf("%w; keeping the old config", err)
+// stage writes conf beside the live config for `nginx -t`.
+func (r *Reconciler) stage(conf []byte) (string, error) {
+	if err := os.MkdirAll(r.ConfigDir, 0o755); err != nil {
+		return "", fmt.Errorf("create nginx config dir %s: %w", r.ConfigDir, err)
 	}
-	code, out, err := exec([]string{"nginx", "-s", "reload", "-c", stack.ConfigDir + "/" + confName})
-	if err != nil {
-		return fmt.Errorf("reload nginx: %w", err)
+	staged := filepath.Join(r.ConfigDir, stagedName)
+	if err := atomicfile.Write(staged, conf, 0o644); err != nil {
+		return "", err
 	}
-	if code != 0 {
-		return fmt.Errorf("reload nginx: %s", strings.TrimSpace(out))
+	return staged, nil
+}
+
+func checkResult(code int, out string, err error) error {
+	switch {
+	case err != nil:
+		return fmt.Errorf("check nginx config: %w", err)
+	case code != 0:
+		return fmt.Errorf("nginx config rejected by nginx -t: %s", strings.TrimSpace(out))
 	}
 	return nil
 }
 
-// install stages conf beside the live config, has run test it with
-// `nginx -t` where its upstream names resolve, and only then renames it
-// over the live one. A rejected config is discarded.
-func (r *Reconciler) install(conf []byte, run func(cmd []string) (int, string, error)) error {
+var testCmd = []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/" + stagedName}
+
+// checkNginx runs `nginx -t` on the desired config with the desired nginx
+// image in a throwaway container on the project network (where upstream
+// names resolve), while the old nginx keeps serving.
+func (r *Reconciler) checkNginx(ctx context.Context, d Desired) error {
+	staged, err := r.stage(d.Conf)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(staged)
+	check := r.nginxSpec(d.Stack)
+	check.Name = fmt.Sprintf("%s-check-%d", d.Stack.Nginx.Name, time.Now().UnixNano()%1e6)
+	check.HostPort = 0
+	check.Restart = false
+	check.Binds = check.Binds[:1] // no status socket: the serving nginx owns it
+	check.Labels = map[string]string{stack.LabelProject: d.Stack.Project, stack.LabelRole: "check"}
+	check.Cmd = testCmd
+	return checkResult(r.Engine.RunOnce(ctx, check))
+}
+
+// startNginx installs conf and starts nginx, then waits until nginx itself
+// reports the desired revision loaded. A first start needs no separate
+// check: if nginx rejects the config it exits, and nothing served before.
+func (r *Reconciler) startNginx(ctx context.Context, d Desired) error {
+	if err := os.MkdirAll(r.RunDir, 0o755); err != nil {
+		return fmt.Errorf("create nginx run dir %s: %w", r.RunDir, err)
+	}
+	// A socket left by a previous nginx would make the new one fail to bind.
+	_ = os.Remove(filepath.Join(r.RunDir, stack.NginxStatusSocket))
 	if err := os.MkdirAll(r.ConfigDir, 0o755); err != nil {
 		return fmt.Errorf("create nginx config dir %s: %w", r.ConfigDir, err)
 	}
-	staged := filepath.Join(r.ConfigDir, nginxCheck)
-	if err := atomicfile.Write(staged, conf, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(r.ConfigDir, confName), d.Conf, 0o644); err != nil {
 		return err
 	}
-	code, out, err := run([]string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/" + nginxCheck})
-	switch {
-	case err != nil:
-		os.Remove(staged)
-		return fmt.Errorf("check nginx config: %w", err)
-	case code != 0:
-		os.Remove(staged)
-		return fmt.Errorf("nginx config rejected by nginx -t: %s", strings.TrimSpace(out))
+	id, err := r.Engine.Run(ctx, r.nginxSpec(d.Stack))
+	if err != nil {
+		return err
 	}
-	if err := os.Rename(staged, filepath.Join(r.ConfigDir, confName)); err != nil {
-		return fmt.Errorf("install nginx config: %w", err)
+	if err := r.waitLoaded(ctx, d, id); err != nil {
+		// Leave nothing half-made behind: a crash-looping nginx helps no one.
+		_ = r.Engine.Remove(context.WithoutCancel(ctx), id, 0)
+		return err
 	}
 	return nil
 }
 
-func (r *Reconciler) waitPort(ctx context.Context, port int) error {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(15 * time.Second)
+// reloadNginx checks conf with the running nginx (`nginx -t` inside it),
+// installs it, reloads gracefully and reads back the loaded revision. If
+// nginx rejects or does not load it, the previous file is restored: the
+// old config keeps serving, and the next reconcile retries.
+func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
+	name := d.Stack.Nginx.Name
+	staged, err := r.stage(d.Conf)
+	if err != nil {
+		return err
+	}
+	if err := checkResult(r.Engine.Exec(ctx, name, testCmd)); err != nil {
+		os.Remove(staged)
+		return fmt.Errorf("%w; keeping the old config", err)
+	}
+	live := filepath.Join(r.ConfigDir, confName)
+	prev, prevErr := os.ReadFile(live)
+	restore := func() {
+		if prevErr == nil {
+			if err := atomicfile.Write(live, prev, 0o644); err != nil {
+				r.log().Error("restore previous nginx config", zap.Error(err))
+			}
+		}
+	}
+	if err := os.Rename(staged, live); err != nil {
+		return fmt.Errorf("install nginx config: %w", err)
+	}
+	code, out, err := r.Engine.Exec(ctx, name, []string{"nginx", "-s", "reload", "-c", stack.ConfigDir + "/" + confName})
+	switch {
+	case err != nil:
+		restore()
+		return fmt.Errorf("reload nginx: %w; previous config restored", err)
+	case code != 0:
+		restore()
+		return fmt.Errorf("reload nginx: %s; previous config restored", strings.TrimSpace(out))
+	}
+	if err := r.waitLoaded(ctx, d, ""); err != nil {
+		restore()
+		return fmt.Errorf("%w; previous config file restored", err)
+	}
+	return nil
+}
+
+// waitLoaded polls nginx's status until it reports d.Revision. id, when
+// set, is the nginx container just started: if it exits, stop waiting.
+func (r *Reconciler) waitLoaded(ctx context.Context, d Desired, id string) error {
+	deadline := time.Now().Add(r.loadTimeout())
+	delay := 20 * time.Millisecond
+	var last string
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
+		l, err := r.nginxStatus(ctx)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case l.Revision == d.Revision:
 			return nil
+		default:
+			last = "serving revision " + l.Revision
+		}
+		if id != "" {
+			if exited, state := r.exited(ctx, d.Stack, id); exited {
+				return fmt.Errorf("nginx exited at start (%s): check the config and the image %s", state, d.Stack.Nginx.Image)
+			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nginx does not accept connections on %s: %w", addr, err)
+			return fmt.Errorf("nginx did not load revision %s within %s (%s)", d.Revision, r.loadTimeout(), last)
 		}
 		select {
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(delay):
+			delay = min(2*delay, 250*time.Millisecond)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+func (r *Reconciler) exited(ctx context.Context, s stack.Stack, id string) (bool, string) {
+	cs, err := r.Engine.ListContainers(ctx, s.Project, s.Network.Name)
+	if err != nil {
+		return false, ""
+	}
+	for _, c := range cs {
+		if c.ID == id {
+			return c.State == "exited" || c.State == "dead", c.State
+		}
+	}
+	return true, "gone"
+}
+
+func (r *Reconciler) nginxStatus(ctx context.Context) (*Loaded, error) {
+	if r.NginxStatus != nil {
+		return r.NginxStatus(ctx)
+	}
+	return ReadNginxStatus(ctx, filepath.Join(r.RunDir, stack.NginxStatusSocket))
 }

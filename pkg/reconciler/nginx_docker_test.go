@@ -3,12 +3,14 @@ package reconciler
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,8 +25,8 @@ import (
 )
 
 // nginxConf is a minimal config in the rendered one's shape that answers
-// body on every request.
-func nginxConf(port int, body string) []byte {
+// body on every request and reports revision rev on its status socket.
+func nginxConf(port int, body, rev string) []byte {
 	return []byte(fmt.Sprintf(`user nobody nogroup;
 pid /tmp/nginx.pid;
 error_log stderr warn;
@@ -37,13 +39,34 @@ http {
     scgi_temp_path /tmp/scgi;
     access_log off;
     server { listen %d; location / { return 200 "%s"; } }
+    server {
+        listen unix:%s/%s;
+        location = %s { return 200 "revision %s\nweight 0\nstable -\ncanary -\n"; }
+    }
 }
-`, port, body))
+`, port, body, stack.NginxRunDir, stack.NginxStatusSocket, StatusPath, rev))
 }
 
-// A config that fails `nginx -t` never replaces the one that serves, and a
-// good one is swapped in by a graceful reload, in the real nginx image.
-func TestNginxInstallAndReload(t *testing.T) {
+// failingReload makes `nginx -s reload` fail, as when the daemon's exec is
+// cut off after the new file was renamed into place.
+type failingReload struct {
+	Engine
+	fail bool
+}
+
+func (f *failingReload) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
+	if f.fail && slices.Contains(cmd, "reload") {
+		return -1, "", errors.New("injected: exec cut off")
+	}
+	return f.Engine.Exec(ctx, id, cmd)
+}
+
+// With the real nginx image: a config that fails `nginx -t` never replaces
+// the one that serves; a good one is loaded by a graceful reload and read
+// back from nginx itself; a reload that fails after the rename restores the
+// old file, and the loaded revision (not the file) tells the planner that
+// nginx still serves the old one.
+func TestNginxInstallReloadAndReadBack(t *testing.T) {
 	cli := testenv.Docker(t)
 	testenv.Images(t, cli)
 	project := testenv.Project(t, cli)
@@ -60,49 +83,86 @@ func TestNginxInstallAndReload(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	desired := stack.Stack{
+	st := stack.Stack{
 		Project: project,
 		Network: manifest.Network{Name: project + "-net", DriverType: "bridge"},
+		Stable:  []stack.App{},
 		Nginx:   stack.Nginx{Name: project + "-nginx", Image: images.NginxImage, Port: port},
 	}
-	if err := eng.CreateNetwork(ctx, desired.Network.Name, "bridge", stack.NetworkLabels(project)); err != nil {
+	if err := eng.CreateNetwork(ctx, st.Network.Name, "bridge", stack.NetworkLabels(project)); err != nil {
 		t.Fatal(err)
 	}
-	r := &Reconciler{Engine: eng, ConfigDir: t.TempDir(), Log: zap.NewNop()}
+	fe := &failingReload{Engine: eng}
+	r := &Reconciler{Engine: fe, ConfigDir: t.TempDir(), RunDir: t.TempDir(), Log: zap.NewNop(), LoadTimeout: 10 * time.Second}
 	live := filepath.Join(r.ConfigDir, confName)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	d1 := Desired{Stack: st, Conf: nginxConf(port, "v1", "r1"), Revision: "r1"}
+	d2 := Desired{Stack: st, Conf: nginxConf(port, "v2", "r2"), Revision: "r2"}
 
-	if err := r.startNginx(ctx, desired, nginxConf(port, "v1")); err != nil {
+	if err := r.startNginx(ctx, d1); err != nil {
 		t.Fatalf("start nginx: %v", err)
 	}
 	waitBody(t, url, "v1")
+	if l, err := r.nginxStatus(ctx); err != nil || l.Revision != "r1" {
+		t.Fatalf("loaded after start: %+v, %v", l, err)
+	}
 
-	broken := append(nginxConf(port, "v2"), []byte("bogus_directive on;\n")...)
-	err = r.reloadNginx(ctx, desired, broken)
+	broken := Desired{Stack: st, Conf: append(nginxConf(port, "v2", "rb"), []byte("bogus_directive on;\n")...), Revision: "rb"}
+	err = r.reloadNginx(ctx, broken)
 	if err == nil || !strings.Contains(err.Error(), "rejected by nginx -t") || !strings.Contains(err.Error(), "bogus_directive") {
 		t.Fatalf("reload of a broken config: err = %v, want a rejection naming the directive", err)
 	}
-	if b, _ := os.ReadFile(live); !bytes.Equal(b, nginxConf(port, "v1")) {
+	if b, _ := os.ReadFile(live); !bytes.Equal(b, d1.Conf) {
 		t.Errorf("a rejected config replaced the live one:\n%s", b)
 	}
-	if _, err := os.Stat(filepath.Join(r.ConfigDir, nginxCheck)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(r.ConfigDir, stagedName)); !os.IsNotExist(err) {
 		t.Errorf("rejected config left staged: %v", err)
 	}
 	waitBody(t, url, "v1")
 
-	if err := r.reloadNginx(ctx, desired, nginxConf(port, "v2")); err != nil {
+	// The reload is cut off after the rename: the old file comes back, and
+	// nginx keeps reporting r1, so a plan for r2 still reloads.
+	fe.fail = true
+	if err := r.reloadNginx(ctx, d2); err == nil || !strings.Contains(err.Error(), "previous config restored") {
+		t.Fatalf("reload cut off: err = %v", err)
+	}
+	fe.fail = false
+	if b, _ := os.ReadFile(live); !bytes.Equal(b, d1.Conf) {
+		t.Errorf("failed reload left the new file live:\n%s", b)
+	}
+	obs, err := r.Observe(ctx, d2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obs.Loaded == nil || obs.Loaded.Revision != "r1" {
+		t.Fatalf("observed loaded %+v (%s), want r1", obs.Loaded, obs.LoadedErr)
+	}
+	// Even a daemon that died between the rename and the reload (file new,
+	// nginx old) is caught: the loaded revision is read from nginx.
+	if err := os.WriteFile(live, d2.Conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if obs, _ = r.Observe(ctx, d2); obs.Loaded == nil || obs.Loaded.Revision != "r1" {
+		t.Fatalf("file renamed, not reloaded: observed %+v, want r1", obs.Loaded)
+	}
+
+	if err := r.reloadNginx(ctx, d2); err != nil {
 		t.Fatalf("reload of a good config: %v", err)
 	}
 	waitBody(t, url, "v2")
+	if l, err := r.nginxStatus(ctx); err != nil || l.Revision != "r2" {
+		t.Fatalf("loaded after reload: %+v, %v", l, err)
+	}
 
-	// A fresh start with a broken config starts nothing.
-	if err := eng.Remove(ctx, desired.Nginx.Name, 0); err != nil {
+	// A fresh start with a broken config leaves nothing behind.
+	if err := eng.Remove(ctx, st.Nginx.Name, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.startNginx(ctx, desired, broken); err == nil {
+	r.LoadTimeout = 5 * time.Second
+	if err := r.startNginx(ctx, broken); err == nil {
 		t.Fatal("start with a broken config succeeded")
 	}
-	cs, err := eng.ListContainers(ctx, project, desired.Network.Name)
+	cs, err := eng.ListContainers(ctx, project, st.Network.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,8 @@
 package reconciler
 
 import (
-	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -13,12 +13,73 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
+// Desired is what a reconcile converges to: the stack and the nginx
+// configuration rendered for it.
+type Desired struct {
+	Stack stack.Stack
+	Conf  []byte
+	// Revision identifies Conf; nginx reports the revision it has loaded.
+	Revision string
+}
+
+// Loaded is what the running nginx reports it has loaded, read back from
+// nginx itself (not from the file the daemon wrote): the revision of its
+// configuration, the canary weight and the upstream containers per track.
+type Loaded struct {
+	Revision string
+	Weight   int
+	Stable   []string
+	Canary   []string
+}
+
+// Applied records the last desired state whose plan was applied in full.
+// It tells a heal (restoring what was deployed) from a change.
+type Applied struct {
+	Apps     []string `json:"apps"`     // container names (they encode spec hash and replica)
+	Nginx    string   `json:"nginx"`    // nginx spec hash
+	Revision string   `json:"revision"` // nginx config revision
+	Weight   int      `json:"weight"`
+	Stable   []string `json:"stable,omitempty"`
+	Canary   []string `json:"canary,omitempty"`
+}
+
+// AppliedFor is the record Apply writes once desired has been applied.
+func AppliedFor(d Desired) *Applied {
+	a := &Applied{Nginx: d.Stack.Nginx.Hash, Revision: d.Revision, Weight: d.Stack.CanaryWeight}
+	for _, app := range d.Stack.Stable {
+		a.Apps = append(a.Apps, app.Name)
+		a.Stable = append(a.Stable, app.Name)
+	}
+	for _, app := range d.Stack.Canary {
+		a.Apps = append(a.Apps, app.Name)
+		a.Canary = append(a.Canary, app.Name)
+	}
+	return a
+}
+
 // Observed is the actual state of one project.
 type Observed struct {
 	Network    *engine.Network
 	Containers []engine.Container
-	// NginxConf is the configuration nginx currently serves (nil if none).
-	NginxConf []byte
+	// Missing lists the desired images not present locally.
+	Missing []string
+	// Loaded is what the running nginx has loaded; nil when no nginx
+	// answers (none runs, or its status socket cannot be read).
+	Loaded *Loaded
+	// LoadedErr says why Loaded is nil while an nginx container runs.
+	LoadedErr string
+	// Applied is the last state applied in full; nil before the first.
+	Applied *Applied
+}
+
+// Nginx returns the running nginx container, if any.
+func (o Observed) Nginx() *engine.Container {
+	for i, c := range o.Containers {
+		if c.Role == stack.RoleNginx && c.Running() {
+			return &o.Containers[i]
+		}
+	}
+	return nil
 }
 
 // OpKind names an operation.
@@ -26,20 +87,22 @@ type OpKind string
 
 // Operations, in the order a plan runs them.
 const (
-	OpCreateNetwork OpKind = "create-network"
-	OpRemoveDead    OpKind = "remove-dead"  // exited/dead owned container
-	OpStartApp      OpKind = "start-app"    // create and start an app container
-	OpWaitHealthy   OpKind = "wait-healthy" // HTTP health check of app containers
-	OpStartNginx    OpKind = "start-nginx"  // (re)create nginx with the new config
-	OpReloadNginx   OpKind = "reload-nginx" // nginx -t, then graceful reload
-	OpRemoveNginx   OpKind = "remove-nginx" // replaced or duplicate nginx
-	OpRemoveApp     OpKind = "remove-app"   // drain then stop an obsolete app container
+	OpPullImage     OpKind = "pull-image"     // fetch a missing image
+	OpCreateNetwork OpKind = "create-network" //
+	OpRemoveDead    OpKind = "remove-dead"    // exited/dead owned container
+	OpStartApp      OpKind = "start-app"      // create and start an app container
+	OpWaitHealthy   OpKind = "wait-healthy"   // HTTP health check of app containers
+	OpCheckNginx    OpKind = "check-nginx"    // nginx -t of the config with a new nginx image
+	OpRemoveNginx   OpKind = "remove-nginx"   // replaced or duplicate nginx
+	OpStartNginx    OpKind = "start-nginx"    // (re)create nginx with the new config
+	OpReloadNginx   OpKind = "reload-nginx"   // nginx -t, then graceful reload, then read back
+	OpRemoveApp     OpKind = "remove-app"     // drain then stop an obsolete app container
 )
 
 // Op is one step of a plan, with its cause.
 type Op struct {
 	Kind   OpKind
-	Target string // container or network name
+	Target string // container, network or image name
 	Cause  string
 	// App is the container to start (OpStartApp).
 	App *stack.App
@@ -47,13 +110,18 @@ type Op struct {
 	ID string
 	// Targets lists the containers to health-check (OpWaitHealthy).
 	Targets []string
-	// Heal marks an operation that restores an already-deployed spec (a
-	// crashed or removed container) rather than changing what runs.
-	Heal bool
+	// Gated marks an operation that changes what runs (or uses disk for a
+	// pull): the plan passes the infrastructure gate before any operation
+	// runs. Restoring what was already deployed is never gated.
+	Gated bool
 }
 
 func (o Op) String() string {
-	return fmt.Sprintf("%-14s %-40s %s", o.Kind, o.Target, o.Cause)
+	s := fmt.Sprintf("%-14s %-40s %s", o.Kind, o.Target, o.Cause)
+	if o.Gated {
+		s += " [gated]"
+	}
+	return s
 }
 
 // Plan is an ordered list of operations. An empty plan means converged.
@@ -79,35 +147,62 @@ func (p Plan) String() string {
 	return b.String()
 }
 
+// Lines returns one line per operation (or the blocking reason).
+func (p Plan) Lines() []string {
+	if p.Blocked != "" {
+		return []string{"blocked: " + p.Blocked}
+	}
+	out := make([]string, 0, len(p.Ops))
+	for _, op := range p.Ops {
+		out = append(out, op.String())
+	}
+	return out
+}
+
 // Empty reports whether nothing needs doing.
 func (p Plan) Empty() bool { return len(p.Ops) == 0 && p.Blocked == "" }
 
-// Changes reports whether the plan changes what runs (as opposed to only
-// healing crashed containers); such plans pass the infrastructure gate.
-func (p Plan) Changes() bool {
+// Gated reports whether the plan changes what runs, so that the
+// infrastructure gate must allow it before its first operation.
+func (p Plan) Gated() bool {
 	for _, op := range p.Ops {
-		if (op.Kind == OpStartApp || op.Kind == OpStartNginx) && !op.Heal {
+		if op.Gated {
 			return true
 		}
 	}
 	return false
 }
 
-// Compute plans the operations that take observed to desired. conf is the
-// nginx configuration rendered for desired. It is a pure function.
-func Compute(desired stack.Stack, obs Observed, conf []byte) Plan {
+// Compute plans the operations that take observed to desired. It is a
+// pure function.
+func Compute(d Desired, obs Observed) Plan {
+	desired := d.Stack
 	var p Plan
 	add := func(op Op) { p.Ops = append(p.Ops, op) }
 
 	switch n := obs.Network; {
 	case n == nil:
-		add(Op{Kind: OpCreateNetwork, Target: desired.Network.Name, Cause: "network missing"})
 	case !n.Owned:
 		p.Blocked = fmt.Sprintf("network %s exists but is not owned by project %s: remove it or choose another network.name", n.Name, desired.Project)
 		return p
 	case n.Driver != desired.Network.DriverType:
 		p.Blocked = fmt.Sprintf("network %s uses driver %s but the manifest asks for %s: run `swiftctl down` to recreate it", n.Name, n.Driver, desired.Network.DriverType)
 		return p
+	}
+
+	// Pulls come first and are gated: they fill the disk the gate protects.
+	for _, ref := range obs.Missing {
+		add(Op{Kind: OpPullImage, Target: ref, Cause: "image not present locally", Gated: true})
+	}
+	if obs.Network == nil {
+		add(Op{Kind: OpCreateNetwork, Target: desired.Network.Name, Cause: "network missing", Gated: obs.Applied == nil})
+	}
+
+	applied := map[string]bool{}
+	if obs.Applied != nil {
+		for _, n := range obs.Applied.Apps {
+			applied[n] = true
+		}
 	}
 
 	var apps, nginxes []engine.Container
@@ -127,21 +222,25 @@ func Compute(desired stack.Stack, obs Observed, conf []byte) Plan {
 	}
 	wanted := map[string]bool{}
 	var started, healthTargets []string
-	for _, d := range desired.Apps() {
-		d := d
-		wanted[d.Name] = true
-		healthTargets = append(healthTargets, d.Name)
-		c, ok := byName[d.Name]
+	for _, a := range desired.Apps() {
+		a := a
+		wanted[a.Name] = true
+		healthTargets = append(healthTargets, a.Name)
+		c, ok := byName[a.Name]
 		switch {
-		case ok && c.Running() && c.Hash == d.Hash:
+		case ok && c.Running() && c.Hash == a.Hash:
 			continue
 		case ok:
-			add(Op{Kind: OpRemoveDead, Target: c.Name, ID: c.ID, Cause: "container " + c.State + ", recreating", Heal: true})
-			add(Op{Kind: OpStartApp, Target: d.Name, App: &d, Cause: "recreate " + c.State + " container", Heal: true})
+			// The name encodes spec hash and replica: this container was
+			// deployed and has crashed or stopped.
+			add(Op{Kind: OpRemoveDead, Target: c.Name, ID: c.ID, Cause: "container " + c.State + ", recreating"})
+			add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: "recreate " + c.State + " container"})
+		case applied[a.Name]:
+			add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: "restore removed container"})
 		default:
-			add(Op{Kind: OpStartApp, Target: d.Name, App: &d, Cause: startCause(d, apps), Heal: wasDeployed(d, apps)})
+			add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: startCause(a, apps), Gated: true})
 		}
-		started = append(started, d.Name)
+		started = append(started, a.Name)
 	}
 	var obsolete []engine.Container
 	for _, c := range apps {
@@ -155,39 +254,62 @@ func Compute(desired stack.Stack, obs Observed, conf []byte) Plan {
 		obsolete = append(obsolete, c)
 	}
 
-	// nginx: one container with the desired hash, serving conf.
+	// nginx: one running container with the desired spec hash, whose loaded
+	// configuration is the desired revision.
 	var keep *engine.Container
-	var nginxOps []Op
+	var replaced []engine.Container
 	for i, c := range nginxes {
-		switch {
-		case keep == nil && c.Name == desired.Nginx.Name && c.Running() && c.Hash == desired.Nginx.Hash:
+		if keep == nil && c.Name == desired.Nginx.Name && c.Running() && c.Hash == desired.Nginx.Hash {
 			keep = &nginxes[i]
-		default:
-			nginxOps = append(nginxOps, Op{Kind: OpRemoveNginx, Target: c.Name, ID: c.ID, Cause: nginxRemoveCause(c, desired.Nginx)})
+			continue
 		}
+		replaced = append(replaced, c)
 	}
 	appsChanged := len(started) > 0 || len(obsolete) > 0
 	needNginx := keep == nil
-	needReload := !needNginx && (appsChanged || !bytes.Equal(obs.NginxConf, conf))
+	loadedRev := ""
+	if obs.Loaded != nil {
+		loadedRev = obs.Loaded.Revision
+	}
+	needReload := !needNginx && (appsChanged || loadedRev != d.Revision)
 	if len(started) > 0 || needNginx || needReload {
 		add(Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d app container(s)", len(healthTargets)), Targets: healthTargets, Cause: "only healthy containers receive traffic"})
 	}
-	// An nginx being replaced (e.g. a port change) must free its name and
-	// port before the new one starts.
-	p.Ops = append(p.Ops, nginxOps...)
+	restoring := obs.Applied != nil && obs.Applied.Nginx == desired.Nginx.Hash && obs.Applied.Revision == d.Revision
+	var live *engine.Container // an nginx that serves and is being replaced
+	for i, c := range replaced {
+		if c.Running() && c.Name == desired.Nginx.Name {
+			live = &replaced[i]
+		}
+	}
+	if needNginx && live != nil {
+		// Keep the old nginx serving until the new image has checked the
+		// configuration.
+		add(Op{Kind: OpCheckNginx, Target: desired.Nginx.Image, Cause: "new nginx spec (" + nginxRemoveCause(*live, desired.Nginx) + "): nginx -t before the old one stops", Gated: !restoring})
+	}
+	// An nginx being replaced must free its name and port before the new
+	// one starts.
+	for _, c := range replaced {
+		add(Op{Kind: OpRemoveNginx, Target: c.Name, ID: c.ID, Cause: nginxRemoveCause(c, desired.Nginx)})
+	}
 	switch {
 	case needNginx:
 		cause := "nginx missing"
-		if len(nginxes) > 0 {
-			cause = "replace nginx (" + nginxRemoveCause(nginxes[0], desired.Nginx) + ")"
+		if len(replaced) > 0 {
+			cause = "replace nginx (" + nginxRemoveCause(replaced[0], desired.Nginx) + ")"
 		}
-		add(Op{Kind: OpStartNginx, Target: desired.Nginx.Name, Cause: cause, Heal: len(nginxes) > 0 && nginxes[0].Hash == desired.Nginx.Hash})
+		add(Op{Kind: OpStartNginx, Target: desired.Nginx.Name, Cause: cause, Gated: !restoring})
 	case needReload:
 		cause := "configuration changed"
-		if appsChanged {
+		switch {
+		case loadedRev == "" && obs.LoadedErr != "":
+			cause = "loaded configuration unknown (" + obs.LoadedErr + ")"
+		case loadedRev == d.Revision:
 			cause = "upstream containers changed"
+		case loadedRev != "" && obs.Applied != nil && loadedRev != obs.Applied.Revision:
+			cause = "nginx serves revision " + loadedRev + ", not " + d.Revision
 		}
-		add(Op{Kind: OpReloadNginx, Target: keep.Name, Cause: cause})
+		add(Op{Kind: OpReloadNginx, Target: keep.Name, Cause: cause, Gated: reloadGated(d, obs)})
 	}
 
 	// Obsolete app containers go last, after nginx stopped sending to them.
@@ -196,6 +318,30 @@ func Compute(desired stack.Stack, obs Observed, conf []byte) Plan {
 		add(Op{Kind: OpRemoveApp, Target: c.Name, ID: c.ID, Cause: removeCause(c, desired)})
 	}
 	return p
+}
+
+// reloadGated: a reload that restores the applied configuration, or only
+// withdraws traffic (fewer upstreams, a lower canary weight: a rollback or
+// a scale-down), is never gated; one that sends traffic somewhere new is.
+func reloadGated(d Desired, obs Observed) bool {
+	a := obs.Applied
+	if a == nil {
+		return true
+	}
+	if a.Revision == d.Revision {
+		return false
+	}
+	for _, app := range d.Stack.Stable {
+		if !slices.Contains(a.Stable, app.Name) {
+			return true
+		}
+	}
+	for _, app := range d.Stack.Canary {
+		if !slices.Contains(a.Canary, app.Name) {
+			return true
+		}
+	}
+	return d.Stack.CanaryWeight > a.Weight
 }
 
 func startCause(d stack.App, observed []engine.Container) string {
@@ -220,17 +366,6 @@ func startCause(d stack.App, observed []engine.Container) string {
 		return "canary " + d.Image + " declared"
 	}
 	return "replica " + fmt.Sprint(d.Replica) + " missing"
-}
-
-// wasDeployed reports whether the same spec already runs in other replicas,
-// i.e. starting d heals rather than changes the deployment.
-func wasDeployed(d stack.App, observed []engine.Container) bool {
-	for _, c := range observed {
-		if c.Hash == d.Hash && c.Running() {
-			return true
-		}
-	}
-	return false
 }
 
 func removeCause(c engine.Container, desired stack.Stack) string {

@@ -35,6 +35,19 @@ func running(s stack.Stack) []engine.Container {
 	return out
 }
 
+// desiredOf wraps s with a config whose revision is rev.
+func desiredOf(s stack.Stack, rev string) Desired {
+	return Desired{Stack: s, Conf: []byte("conf " + rev), Revision: rev}
+}
+
+// serving is the observation of s fully deployed, nginx having loaded rev.
+func serving(s stack.Stack, rev string) Observed {
+	d := desiredOf(s, rev)
+	a := AppliedFor(d)
+	return Observed{Network: ownedNet(s), Containers: running(s), Applied: a,
+		Loaded: &Loaded{Revision: rev, Weight: s.CanaryWeight, Stable: a.Stable, Canary: a.Canary}}
+}
+
 func ownedNet(s stack.Stack) *engine.Network {
 	return &engine.Network{ID: "net", Name: s.Network.Name, Driver: "bridge", Owned: true}
 }
@@ -42,152 +55,231 @@ func ownedNet(s stack.Stack) *engine.Network {
 func TestCompute(t *testing.T) {
 	v1 := testStack(t, "app:1", 1, nil)
 	v1x3 := testStack(t, "app:1", 3, nil)
+	v1x5 := testStack(t, "app:1", 5, nil)
 	v2 := testStack(t, "app:2", 1, nil)
 	port := testStack(t, "app:1", 1, func(m *manifest.Manifest) { m.Nginx.Port = 9090 })
+	newNginx := testStack(t, "app:1", 1, func(m *manifest.Manifest) { m.Nginx.Image = "nginx:next" })
 	canary := testStack(t, "app:1", 1, func(m *manifest.Manifest) {
 		m.Services.Canary = &manifest.Canary{Image: "app:2", Weight: 20, Replicas: 1}
 	})
-	conf := []byte("conf")
+	canary50 := testStack(t, "app:1", 1, func(m *manifest.Manifest) {
+		m.Services.Canary = &manifest.Canary{Image: "app:2", Weight: 50, Replicas: 1}
+	})
+	canary10 := testStack(t, "app:1", 1, func(m *manifest.Manifest) {
+		m.Services.Canary = &manifest.Canary{Image: "app:2", Weight: 10, Replicas: 1}
+	})
 
-	withState := func(cs []engine.Container, name, state string) []engine.Container {
-		out := append([]engine.Container(nil), cs...)
-		for i := range out {
-			if out[i].Name == name {
-				out[i].State = state
+	withState := func(o Observed, name, state string) Observed {
+		o.Containers = append([]engine.Container(nil), o.Containers...)
+		for i := range o.Containers {
+			if o.Containers[i].Name == name {
+				o.Containers[i].State = state
 			}
 		}
-		return out
+		return o
 	}
-	without := func(cs []engine.Container, name string) []engine.Container {
+	without := func(o Observed, name string) Observed {
 		var out []engine.Container
-		for _, c := range cs {
+		for _, c := range o.Containers {
 			if c.Name != name {
 				out = append(out, c)
 			}
 		}
-		return out
+		o.Containers = out
+		if name == v1.Nginx.Name {
+			o.Loaded = nil
+		}
+		return o
 	}
+	loaded := func(o Observed, rev string) Observed {
+		l := *o.Loaded
+		l.Revision = rev
+		o.Loaded = &l
+		return o
+	}
+	missing := func(o Observed, refs ...string) Observed { o.Missing = refs; return o }
 
 	tests := []struct {
 		name    string
-		desired stack.Stack
+		desired Desired
 		obs     Observed
 		want    []OpKind
 		blocked string
-		changes bool
+		gated   bool
 		causes  []string // substrings expected in the plan text
 	}{
 		{
 			name:    "fresh deploy",
-			desired: v1,
+			desired: desiredOf(v1, "r1"),
 			obs:     Observed{},
 			want:    []OpKind{OpCreateNetwork, OpStartApp, OpWaitHealthy, OpStartNginx},
-			changes: true,
+			gated:   true,
 			causes:  []string{"network missing", "replica 1 missing", "nginx missing"},
 		},
 		{
+			name:    "fresh deploy pulls first, gated",
+			desired: desiredOf(v1, "r1"),
+			obs:     Observed{Missing: []string{"app:1"}},
+			want:    []OpKind{OpPullImage, OpCreateNetwork, OpStartApp, OpWaitHealthy, OpStartNginx},
+			gated:   true,
+			causes:  []string{"image not present locally"},
+		},
+		{
 			name:    "converged is a no-op",
-			desired: v1,
-			obs:     Observed{Network: ownedNet(v1), Containers: running(v1), NginxConf: conf},
-			want:    nil,
+			desired: desiredOf(v1, "r1"),
+			obs:     serving(v1, "r1"),
 		},
 		{
-			name:    "config drift only reloads nginx",
-			desired: v1,
-			obs:     Observed{Network: ownedNet(v1), Containers: running(v1), NginxConf: []byte("old")},
+			name:    "nginx serving another revision is reloaded, though the file may say otherwise",
+			desired: desiredOf(v1, "r2"),
+			obs:     loaded(serving(v1, "r2"), "r1"),
 			want:    []OpKind{OpWaitHealthy, OpReloadNginx},
-			causes:  []string{"configuration changed"},
+			causes:  []string{"nginx serves revision r1, not r2"},
 		},
 		{
-			name:    "scale up",
-			desired: v1x3,
-			obs:     Observed{Network: ownedNet(v1), Containers: running(v1), NginxConf: conf},
-			want:    []OpKind{OpStartApp, OpStartApp, OpWaitHealthy, OpReloadNginx},
-			causes:  []string{"scale stable up: replica 2 missing", "upstream containers changed"},
+			name:    "unreadable nginx status is reloaded (restoring the applied config is not gated)",
+			desired: desiredOf(v1, "r1"),
+			obs: func() Observed {
+				o := serving(v1, "r1")
+				o.Loaded, o.LoadedErr = nil, "connection refused"
+				return o
+			}(),
+			want:   []OpKind{OpWaitHealthy, OpReloadNginx},
+			causes: []string{"loaded configuration unknown (connection refused)"},
 		},
 		{
-			name:    "scale down drains after reload",
-			desired: v1,
-			obs:     Observed{Network: ownedNet(v1x3), Containers: running(v1x3), NginxConf: conf},
+			name:    "scale up is gated",
+			desired: desiredOf(v1x5, "r5"),
+			obs:     serving(v1, "r1"),
+			want:    []OpKind{OpStartApp, OpStartApp, OpStartApp, OpStartApp, OpWaitHealthy, OpReloadNginx},
+			gated:   true,
+			causes:  []string{"scale stable up: replica 2 missing", "configuration changed"},
+		},
+		{
+			name:    "scale down is not gated and drains after reload",
+			desired: desiredOf(v1, "r1"),
+			obs:     serving(v1x3, "r3"),
 			want:    []OpKind{OpWaitHealthy, OpReloadNginx, OpRemoveApp, OpRemoveApp},
 			causes:  []string{"scale stable down to 1"},
 		},
 		{
 			name:    "image change starts new before removing old",
-			desired: v2,
-			obs:     Observed{Network: ownedNet(v1), Containers: running(v1), NginxConf: conf},
+			desired: desiredOf(v2, "r2"),
+			obs:     serving(v1, "r1"),
 			want:    []OpKind{OpStartApp, OpWaitHealthy, OpReloadNginx, OpRemoveApp},
-			changes: true,
+			gated:   true,
 			causes:  []string{"image app:1 -> app:2", "superseded by"},
 		},
 		{
+			name:    "image change whose image is missing pulls it, gated, before anything",
+			desired: desiredOf(v2, "r2"),
+			obs:     missing(serving(v1, "r1"), "app:2"),
+			want:    []OpKind{OpPullImage, OpStartApp, OpWaitHealthy, OpReloadNginx, OpRemoveApp},
+			gated:   true,
+		},
+		{
 			name:    "nginx port change replaces nginx",
-			desired: port,
-			obs:     Observed{Network: ownedNet(v1), Containers: running(v1), NginxConf: conf},
-			want:    []OpKind{OpWaitHealthy, OpRemoveNginx, OpStartNginx},
-			changes: true,
+			desired: desiredOf(port, "rp"),
+			obs:     serving(v1, "r1"),
+			want:    []OpKind{OpWaitHealthy, OpCheckNginx, OpRemoveNginx, OpStartNginx},
+			gated:   true,
 			causes:  []string{"port or spec changed"},
 		},
 		{
+			name:    "nginx image change checks the config with the new image before the old nginx stops",
+			desired: desiredOf(newNginx, "rn"),
+			obs:     serving(v1, "r1"),
+			want:    []OpKind{OpWaitHealthy, OpCheckNginx, OpRemoveNginx, OpStartNginx},
+			gated:   true,
+			causes:  []string{"image nginx:latest -> nginx:next"},
+		},
+		{
 			name:    "exited container is recreated as a heal",
-			desired: v1,
-			obs:     Observed{Network: ownedNet(v1), Containers: withState(running(v1), v1.Stable[0].Name, "exited"), NginxConf: conf},
+			desired: desiredOf(v1, "r1"),
+			obs:     withState(serving(v1, "r1"), v1.Stable[0].Name, "exited"),
 			want:    []OpKind{OpRemoveDead, OpStartApp, OpWaitHealthy, OpReloadNginx},
-			changes: false,
 			causes:  []string{"recreate exited container"},
 		},
 		{
 			name:    "removed replica is restored as a heal",
-			desired: v1x3,
-			obs:     Observed{Network: ownedNet(v1x3), Containers: without(running(v1x3), v1x3.Stable[1].Name), NginxConf: conf},
+			desired: desiredOf(v1x3, "r3"),
+			obs:     without(serving(v1x3, "r3"), v1x3.Stable[1].Name),
 			want:    []OpKind{OpStartApp, OpWaitHealthy, OpReloadNginx},
-			changes: false,
+			causes:  []string{"restore removed container"},
 		},
 		{
-			name:    "missing nginx is started",
-			desired: v1,
-			obs:     Observed{Network: ownedNet(v1), Containers: without(running(v1), v1.Nginx.Name), NginxConf: conf},
+			name:    "removed nginx is restored, never gated",
+			desired: desiredOf(v1, "r1"),
+			obs:     without(serving(v1, "r1"), v1.Nginx.Name),
 			want:    []OpKind{OpWaitHealthy, OpStartNginx},
-			changes: true,
+		},
+		{
+			name:    "removed nginx with a changed config is gated",
+			desired: desiredOf(canary, "rc"),
+			obs: func() Observed {
+				o := without(serving(v1, "r1"), v1.Nginx.Name)
+				o.Containers = append(o.Containers, running(canary)[1])
+				return o
+			}(),
+			want:  []OpKind{OpWaitHealthy, OpStartNginx},
+			gated: true,
 		},
 		{
 			name:    "half-finished rollout: new running, old running, nginx on old config",
-			desired: v2,
-			obs:     Observed{Network: ownedNet(v1), Containers: append(running(v1), running(v2)[0]), NginxConf: []byte("old")},
-			want:    []OpKind{OpWaitHealthy, OpReloadNginx, OpRemoveApp},
-			causes:  []string{"superseded by"},
+			desired: desiredOf(v2, "r2"),
+			obs: func() Observed {
+				o := serving(v1, "r1")
+				o.Containers = append(o.Containers, running(v2)[0])
+				return o
+			}(),
+			want:   []OpKind{OpWaitHealthy, OpReloadNginx, OpRemoveApp},
+			gated:  true, // sends traffic to containers the applied state never routed to
+			causes: []string{"superseded by"},
 		},
 		{
-			name:    "canary declared",
-			desired: canary,
-			obs:     Observed{Network: ownedNet(v1), Containers: running(v1), NginxConf: conf},
+			name:    "canary declared is gated",
+			desired: desiredOf(canary, "rc"),
+			obs:     serving(v1, "r1"),
 			want:    []OpKind{OpStartApp, OpWaitHealthy, OpReloadNginx},
-			changes: true,
+			gated:   true,
 			causes:  []string{"canary app:2 declared"},
 		},
 		{
-			name:    "canary dropped",
-			desired: v1,
-			obs:     Observed{Network: ownedNet(canary), Containers: running(canary), NginxConf: conf},
+			name:    "canary weight raised is gated (reload only)",
+			desired: desiredOf(canary50, "rc50"),
+			obs:     serving(canary, "rc"),
+			want:    []OpKind{OpWaitHealthy, OpReloadNginx},
+			gated:   true,
+		},
+		{
+			name:    "canary weight lowered only withdraws traffic",
+			desired: desiredOf(canary10, "rc10"),
+			obs:     serving(canary, "rc"),
+			want:    []OpKind{OpWaitHealthy, OpReloadNginx},
+		},
+		{
+			name:    "canary dropped (rollback) is never gated",
+			desired: desiredOf(v1, "r1"),
+			obs:     serving(canary, "rc"),
 			want:    []OpKind{OpWaitHealthy, OpReloadNginx, OpRemoveApp},
 			causes:  []string{"canary no longer wanted"},
 		},
 		{
 			name:    "foreign network with our name blocks",
-			desired: v1,
+			desired: desiredOf(v1, "r1"),
 			obs:     Observed{Network: &engine.Network{Name: "demo-net", Driver: "bridge", Owned: false}},
 			blocked: "not owned by project demo",
 		},
 		{
 			name:    "driver change blocks",
-			desired: v1,
+			desired: desiredOf(v1, "r1"),
 			obs:     Observed{Network: &engine.Network{Name: "demo-net", Driver: "macvlan", Owned: true}},
 			blocked: "uses driver macvlan",
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := Compute(tc.desired, tc.obs, conf)
+			p := Compute(tc.desired, tc.obs)
 			if tc.blocked != "" {
 				if !strings.Contains(p.Blocked, tc.blocked) {
 					t.Fatalf("Blocked = %q, want it to contain %q", p.Blocked, tc.blocked)
@@ -201,8 +293,8 @@ func TestCompute(t *testing.T) {
 			if strings.Join(kinds(got), ",") != strings.Join(kinds(tc.want), ",") {
 				t.Fatalf("ops:\n got %v\nwant %v\nplan:\n%s", got, tc.want, p)
 			}
-			if p.Changes() != tc.changes {
-				t.Errorf("Changes() = %v, want %v\n%s", p.Changes(), tc.changes, p)
+			if p.Gated() != tc.gated {
+				t.Errorf("Gated() = %v, want %v\n%s", p.Gated(), tc.gated, p)
 			}
 			text := p.String()
 			for _, c := range tc.causes {
@@ -229,8 +321,7 @@ func kinds(ks []OpKind) []string {
 // idempotent on its own result.
 func TestComputeIdempotent(t *testing.T) {
 	for _, s := range []stack.Stack{testStack(t, "app:1", 1, nil), testStack(t, "app:1", 4, nil)} {
-		p := Compute(s, Observed{Network: ownedNet(s), Containers: running(s), NginxConf: []byte("c")}, []byte("c"))
-		if !p.Empty() {
+		if p := Compute(desiredOf(s, "r"), serving(s, "r")); !p.Empty() {
 			t.Errorf("converged stack planned:\n%s", p)
 		}
 	}
@@ -240,8 +331,9 @@ func TestComputeIdempotent(t *testing.T) {
 // lists by label. Containers of another role are ignored, never removed.
 func TestComputeIgnoresUnknownRoles(t *testing.T) {
 	s := testStack(t, "app:1", 1, nil)
-	obs := Observed{Network: ownedNet(s), Containers: append(running(s), engine.Container{ID: "x", Name: "demo-nginx-validate", Role: "validate", State: "running"}), NginxConf: []byte("c")}
-	if p := Compute(s, obs, []byte("c")); !p.Empty() {
+	obs := serving(s, "r")
+	obs.Containers = append(obs.Containers, engine.Container{ID: "x", Name: "demo-nginx-validate", Role: "validate", State: "running"})
+	if p := Compute(desiredOf(s, "r"), obs); !p.Empty() {
 		t.Errorf("unknown role planned:\n%s", p)
 	}
 }

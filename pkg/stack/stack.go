@@ -31,6 +31,14 @@ const (
 // seen by the container.
 const ConfigDir = "/etc/swiftdeploy"
 
+// NginxRunDir is where nginx sees its run directory (mounted read-write);
+// NginxStatusSocket, in it, is the Unix socket of nginx's status server,
+// which reports the configuration nginx has loaded. No TCP port.
+const (
+	NginxRunDir       = "/run/swiftdeploy"
+	NginxStatusSocket = "nginx.sock"
+)
+
 // Stack is the desired set of containers for one project.
 type Stack struct {
 	Project string
@@ -72,7 +80,9 @@ type Nginx struct {
 	Name  string
 	Image string
 	Port  int // published host port, also the listen port inside
-	Hash  string
+	// Bind is the host address the port is published on ("" = all).
+	Bind string
+	Hash string
 }
 
 // Options are decisions the daemon recorded that refine the manifest.

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,9 +15,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
-
-// eventDown journals `swiftctl down`.
-const eventDown = "down"
 
 func renderNginx(s stack.Stack) ([]byte, error) {
 	b, err := render.Nginx(s)
@@ -38,13 +34,20 @@ func (d *Daemon) handleValidate(w http.ResponseWriter, r *http.Request) {
 // Validate checks the manifest on disk without changing anything.
 func (d *Daemon) Validate(ctx context.Context) api.Validation {
 	var v api.Validation
-	m, err := manifest.Load(d.cfg.ManifestPath)
+	data, err := os.ReadFile(d.cfg.ManifestPath)
+	var m *manifest.Manifest
+	if err == nil {
+		m, err = accept(data, filepath.Base(d.dir))
+	}
 	if err != nil {
 		v.Checks = append(v.Checks, api.Check{Name: "Manifest valid", Detail: err.Error()})
 		return v
 	}
 	v.Checks = append(v.Checks, api.Check{Name: "Manifest valid", OK: true})
-	desired := stack.FromManifest(m, d.stackOptions(m))
+	d.mu.Lock()
+	opts := d.state.options(m)
+	d.mu.Unlock()
+	desired := stack.FromManifest(m, opts)
 	missing, err := d.eng.MissingImages(ctx, desired.Images())
 	if err != nil {
 		v.Checks = append(v.Checks, api.Check{Name: "Docker image found", Detail: err.Error()})
@@ -86,11 +89,14 @@ func (d *Daemon) checkNginx(ctx context.Context, desired stack.Stack) api.Check 
 	for _, a := range desired.Apps() {
 		hosts = append(hosts, a.Name+":127.0.0.1")
 	}
+	// A unique name: two validates may run at once, and a leftover of a
+	// crashed one must not block the next.
+	d.removeStaleValidators(ctx, desired.Project)
 	code, out, err := d.eng.RunOnce(ctx, engine.Spec{
-		Name:       desired.Project + "-nginx-validate",
+		Name:       desired.Project + "-nginx-validate-" + newID(),
 		Image:      desired.Nginx.Image,
 		Cmd:        []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/nginx.conf"},
-		Labels:     map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: "validate"},
+		Labels:     map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: roleValidate},
 		Binds:      []engine.Bind{{Source: dir, Target: stack.ConfigDir, ReadOnly: true}},
 		ExtraHosts: hosts,
 	})
@@ -105,63 +111,21 @@ func (d *Daemon) checkNginx(ctx context.Context, desired stack.Stack) api.Check 
 	return c
 }
 
-// handleDown removes everything the project owns and pauses reconciling
-// until the next deploy.
-func (d *Daemon) handleDown(w http.ResponseWriter, r *http.Request) {
-	user := userOf(r)
-	st := newStreamer(w)
-	m := d.readManifest()
-	d.mu.Lock()
-	d.state.Down = true
-	err := d.saveStateLocked()
-	d.mu.Unlock()
+
+// staleValidator is how long a validate container may live before a later
+// validate removes it as a leftover (a validate takes a second or two).
+const staleValidator = 2 * time.Minute
+
+func (d *Daemon) removeStaleValidators(ctx context.Context, project string) {
+	cs, err := d.eng.ListContainers(ctx, project, "")
 	if err != nil {
-		st.finish(err)
 		return
 	}
-	if m == nil {
-		st.finish(errors.New("no manifest loaded: nothing to remove"))
-		return
+	for _, c := range cs {
+		if c.Role == roleValidate && (!c.Running() || time.Since(c.Created) > staleValidator) {
+			_ = d.eng.Remove(ctx, c.ID, 0)
+		}
 	}
-	err = d.down(r.Context(), m, st.line)
-	if err == nil {
-		d.event(eventDown, "removed every container and network of project "+m.Project, user, nil)
-	}
-	st.finish(err)
 }
 
-func (d *Daemon) down(ctx context.Context, m *manifest.Manifest, say func(string)) error {
-	d.runMu.Lock()
-	defer d.runMu.Unlock()
-	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
-	if err != nil {
-		return err
-	}
-	// nginx first, so no request reaches an app container being removed.
-	for _, role := range []string{stack.RoleNginx, stack.RoleApp, ""} {
-		for _, c := range cs {
-			known := c.Role == stack.RoleNginx || c.Role == stack.RoleApp
-			if (role == "" && known) || (role != "" && c.Role != role) {
-				continue // each container is removed in exactly one pass
-			}
-			if err := d.eng.Remove(ctx, c.ID, 10*time.Second); err != nil {
-				return err
-			}
-			say("Removed " + c.Name)
-		}
-	}
-	n, err := d.eng.FindNetwork(ctx, m.Network.Name, m.Project)
-	if err != nil {
-		return err
-	}
-	if n != nil && n.Owned {
-		if err := d.eng.RemoveNetwork(ctx, n.ID); err != nil {
-			return err
-		}
-		say("Removed network " + n.Name)
-	}
-	d.mu.Lock()
-	d.observed = nil
-	d.mu.Unlock()
-	return nil
-}
+const roleValidate = "validate"

@@ -1,0 +1,487 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// Transition events, journaled when the change has taken effect (nginx
+// serves it), exactly once per transaction.
+const (
+	eventRolledBack      = "rolled_back"
+	eventPromoteFailed   = "promote_failed"
+	eventRollbackFailed  = "rollback_failed"
+	eventTransitionAbort = "transition_aborted"
+	eventDown            = "down"
+)
+
+// State records the decisions that refine the manifest, the way Argo
+// Rollouts keeps the stable revision in status: the manifest says which
+// versions are wanted, the daemon remembers which one was promoted to
+// stable (or which canary was rolled back) until the manifest catches up.
+// A decision is recorded only once it has taken effect.
+type State struct {
+	Promoted   *Promotion `json:"promoted,omitempty"`
+	RolledBack *Rollback  `json:"rolled_back,omitempty"`
+	// Down is set by `swiftctl down` and cleared by the next deploy: until
+	// then the daemon does not bring the stack back.
+	Down bool `json:"down,omitempty"`
+	// Pending is a promotion or rollback whose gate allowed it and whose
+	// change is under way. A daemon that finds one at start settles it from
+	// what nginx serves: the new state if it took effect, else the old.
+	Pending *Transition `json:"pending,omitempty"`
+}
+
+// Promotion: the canary image became stable while the manifest still named
+// ManifestStable as services.image.
+type Promotion struct {
+	ManifestStable string    `json:"manifest_stable"`
+	Image          string    `json:"image"`
+	At             time.Time `json:"at"`
+	User           string    `json:"user,omitempty"`
+}
+
+// Rollback: the canary image was dropped; it is not run again until the
+// manifest names another canary image.
+type Rollback struct {
+	CanaryImage string    `json:"canary_image"`
+	At          time.Time `json:"at"`
+	User        string    `json:"user,omitempty"`
+}
+
+// Transition is a promotion or rollback in flight.
+type Transition struct {
+	ID         string     `json:"id"`
+	Kind       string     `json:"kind"` // promote | rollback
+	Promoted   *Promotion `json:"promoted,omitempty"`
+	RolledBack *Rollback  `json:"rolled_back,omitempty"`
+	// Revision is the nginx configuration that makes it take effect.
+	Revision string    `json:"revision"`
+	Started  time.Time `json:"started"`
+	User     string    `json:"user,omitempty"`
+}
+
+const (
+	kindPromote  = "promote"
+	kindRollback = "rollback"
+	stateFile    = "state.json"
+)
+
+func loadState(dir string) (State, error) {
+	var s State
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("read state: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("parse state %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	return s, nil
+}
+
+func (d *Daemon) saveStateLocked() error {
+	b, err := json.MarshalIndent(d.state, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(d.stateDir, stateFile), b, 0o640)
+}
+
+// options applies the recorded decisions that still match m.
+func (s State) options(m *manifest.Manifest) stack.Options {
+	var o stack.Options
+	if p := s.Promoted; p != nil && p.ManifestStable == m.Services.Image && p.Image != m.Services.Image {
+		o.StableImage = p.Image
+	}
+	if r := s.RolledBack; r != nil && m.Services.Canary != nil && m.Services.Canary.Image == r.CanaryImage {
+		o.NoCanary = true
+	}
+	return o
+}
+
+// with returns s with t's decision recorded (and no pending transition).
+func (s State) with(t *Transition) State {
+	s.Pending = nil
+	switch t.Kind {
+	case kindPromote:
+		s.Promoted, s.RolledBack = t.Promoted, nil
+	case kindRollback:
+		s.RolledBack = t.RolledBack
+	}
+	return s
+}
+
+func newID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// errDown refuses transitions while the project is down.
+var errDown = errors.New("the project is down (swiftctl down): run `swiftctl deploy` first")
+
+// transact applies t: the change and its decisions are one step. The
+// infrastructure gate runs when the change is applied, just before its
+// first operation; only if it allows is t recorded as pending (write-ahead)
+// and applied. Once nginx serves t's revision, t is committed: journaled
+// (exactly once) and recorded. If it did not take effect, nothing is
+// recorded and the old state stays in force. Callers hold d.runMu.
+func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transition, progress reconciler.Progress) error {
+	d.mu.Lock()
+	next := d.state.with(t)
+	d.mu.Unlock()
+	desired, err := desiredFor(m, next)
+	if err != nil {
+		return err
+	}
+	t.Revision = desired.Revision
+	obs, err := d.rec.Observe(ctx, desired)
+	if err != nil {
+		d.setEngineErr(err)
+		return err
+	}
+	plan := reconciler.Compute(desired, obs)
+	if plan.Blocked != "" {
+		return errors.New(plan.Blocked)
+	}
+	writeAhead := func() error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.state.Pending = t
+		if err := d.saveStateLocked(); err != nil {
+			d.state.Pending = nil
+			return fmt.Errorf("record pending %s: %w", t.Kind, err)
+		}
+		return nil
+	}
+	var gateErr error
+	gate := func(ctx context.Context, p reconciler.Plan) reconciler.Decision {
+		dec := d.infraGate(ctx, p)
+		if dec.Allowed {
+			if gateErr = writeAhead(); gateErr != nil {
+				return reconciler.Decision{Reasons: []string{gateErr.Error()}}
+			}
+		}
+		return dec
+	}
+	if !plan.Gated() {
+		if err := writeAhead(); err != nil {
+			return err
+		}
+	}
+	applyErr := d.rec.ApplyGated(ctx, desired, plan, gate, progress)
+	var denied *reconciler.DeniedError
+	if errors.As(applyErr, &denied) && gateErr == nil {
+		return applyErr // nothing was recorded, nothing changed
+	}
+	if applyErr == nil {
+		d.clearDenial()
+		if err := d.writeArtifacts(desired); err != nil {
+			d.log.Error("write generated files", zap.Error(err))
+		}
+	}
+	// Settle from what nginx serves now, not from what the apply returned:
+	// the commit point is nginx loading the new configuration.
+	after, oerr := d.rec.Observe(context.WithoutCancel(ctx), desired)
+	if oerr == nil {
+		d.noteServing(after)
+	}
+	took := oerr == nil && after.Loaded != nil && after.Loaded.Revision == t.Revision
+	if took {
+		d.commit(t)
+		if applyErr != nil {
+			// It took effect; cleanup of old containers continues in the
+			// next reconcile.
+			d.log.Warn(t.Kind+" took effect but its cleanup failed; the next reconcile finishes it", zap.Error(applyErr))
+			d.Wake()
+		}
+		return nil
+	}
+	d.abort(t, applyErr)
+	d.Wake() // converge back to the old state (removes what was started)
+	if applyErr == nil {
+		applyErr = fmt.Errorf("%s did not take effect: nginx does not serve revision %s", t.Kind, t.Revision)
+	}
+	return applyErr
+}
+
+// commit records t as in force and journals it exactly once.
+func (d *Daemon) commit(t *Transition) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.journaledTxn(t.ID) {
+		switch t.Kind {
+		case kindPromote:
+			d.eventLocked(journal.EventPromoted, t.Promoted.Image+" is now stable; 100% of traffic on it", t.User,
+				map[string]any{"image": t.Promoted.Image, "txn": t.ID})
+		case kindRollback:
+			d.eventLocked(eventRolledBack, "canary "+t.RolledBack.CanaryImage+" rolled back; all traffic on stable", t.User,
+				map[string]any{"image": t.RolledBack.CanaryImage, "txn": t.ID})
+		}
+	}
+	d.state = d.state.with(t)
+	logErr(d.log, "save state", d.saveStateLocked())
+}
+
+// abort drops t: the old state stays in force.
+func (d *Daemon) abort(t *Transition, cause error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state.Pending != nil && d.state.Pending.ID == t.ID {
+		d.state.Pending = nil
+		logErr(d.log, "save state", d.saveStateLocked())
+	}
+	msg := t.Kind + " did not take effect"
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
+	event := eventPromoteFailed
+	if t.Kind == kindRollback {
+		event = eventRollbackFailed
+	}
+	d.eventLocked(event, msg, t.User, map[string]any{"txn": t.ID})
+}
+
+// journaledTxn reports whether the transition's effect is already in the
+// journal (a daemon that died between journaling and recording it).
+func (d *Daemon) journaledTxn(id string) bool {
+	found := false
+	_ = d.jr.Flush()
+	_ = journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}}, func(r journal.Record) error {
+		if r.Event == journal.EventPromoted || r.Event == eventRolledBack {
+			if r.Details["txn"] == id {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+// resolvePending settles a transition left by a daemon that stopped in the
+// middle of it: committed if nginx serves its revision, else dropped.
+// Callers hold d.runMu, so no transaction of this process is in flight.
+func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error {
+	d.mu.Lock()
+	t := d.state.Pending
+	next := d.state
+	d.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	next = next.with(t)
+	desired, err := desiredFor(m, next)
+	if err != nil {
+		return err
+	}
+	obs, err := d.rec.Observe(ctx, desired)
+	if err != nil {
+		d.setEngineErr(err)
+		return err
+	}
+	if obs.Loaded != nil && obs.Loaded.Revision == t.Revision {
+		d.log.Info("settling an interrupted "+t.Kind+": it took effect", zap.String("txn", t.ID))
+		d.commit(t)
+		return nil
+	}
+	d.log.Info("settling an interrupted "+t.Kind+": it did not take effect", zap.String("txn", t.ID))
+	d.mu.Lock()
+	d.state.Pending = nil
+	logErr(d.log, "save state", d.saveStateLocked())
+	d.eventLocked(eventTransitionAbort, "interrupted "+t.Kind+" did not take effect; the previous state stays in force", t.User, map[string]any{"txn": t.ID})
+	d.mu.Unlock()
+	return nil
+}
+
+// promote makes the serving canary stable, gated by the canary-safety
+// policy on the canary revision's own figures and by the infrastructure
+// policy when the change is applied.
+func (d *Daemon) promote(ctx context.Context, user string, progress reconciler.Progress) error {
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	if d.isDown() {
+		return errDown
+	}
+	m := d.readManifest()
+	if m == nil {
+		return errors.New("no manifest loaded")
+	}
+	if err := d.resolvePending(ctx, m); err != nil {
+		return err
+	}
+	cur, err := d.desired(m)
+	if err != nil {
+		return err
+	}
+	obs, err := d.rec.Observe(ctx, cur)
+	if err != nil {
+		d.setEngineErr(err)
+		return err
+	}
+	canary, ok := servingCanary(obs)
+	if !ok {
+		return errors.New("no canary is serving traffic: declare services.canary in the manifest and wait for it to converge")
+	}
+	image := canary.Image
+	d.event(journal.EventPromoteRequested, "promotion of "+image+" requested", user, map[string]any{"image": image})
+	dec := d.canaryDecision(ctx, m, canary.Hash)
+	d.metrics.observeDecision(dec)
+	d.decision(dec, user)
+	if !dec.Allowed {
+		d.event(journal.EventPromoteDenied, "promotion of "+image+" denied: "+strings.Join(dec.Reasons, "; "), user, map[string]any{"reasons": dec.Reasons, "policy": dec.Policy})
+		return &promoteDenied{reasons: dec.Reasons}
+	}
+	progress("Canary safety: PASS")
+	d.event(journal.EventPromoteAllowed, "promotion of "+image+" allowed by canary safety", user, nil)
+	t := &Transition{ID: newID(), Kind: kindPromote, Started: time.Now().UTC(), User: user,
+		Promoted: &Promotion{ManifestStable: m.Services.Image, Image: image, At: time.Now().UTC(), User: user}}
+	err = d.transact(ctx, m, t, progress)
+	var denied *reconciler.DeniedError
+	if errors.As(err, &denied) {
+		d.event(journal.EventPromoteDenied, "promotion of "+image+" denied: "+strings.Join(denied.Reasons, "; "), user, map[string]any{"reasons": denied.Reasons, "policy": "infrastructure"})
+		return err
+	}
+	if err == nil {
+		progress("Promoted " + image + " to stable")
+	}
+	return err
+}
+
+// promoteDenied is a canary-safety denial.
+type promoteDenied struct{ reasons []string }
+
+func (e *promoteDenied) Error() string {
+	return "promotion denied by canary-safety policy: " + strings.Join(e.reasons, "; ")
+}
+
+// rollback drops the serving canary: all traffic to stable. It only
+// withdraws traffic, so the infrastructure gate does not stand in its way.
+func (d *Daemon) rollback(ctx context.Context, user string, progress reconciler.Progress) error {
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	if d.isDown() {
+		return errDown
+	}
+	m := d.readManifest()
+	if m == nil {
+		return errors.New("no manifest loaded")
+	}
+	if err := d.resolvePending(ctx, m); err != nil {
+		return err
+	}
+	if m.Services.Canary == nil {
+		return errors.New("no canary declared in the manifest: nothing to roll back")
+	}
+	cur, err := d.desired(m)
+	if err != nil {
+		return err
+	}
+	obs, err := d.rec.Observe(ctx, cur)
+	if err != nil {
+		d.setEngineErr(err)
+		return err
+	}
+	image := m.Services.Canary.Image
+	if c, ok := servingCanary(obs); ok {
+		image = c.Image
+	} else if len(cur.Stack.Canary) == 0 {
+		return errors.New("no canary is running: nothing to roll back")
+	}
+	d.event(journal.EventRollback, "rollback of canary "+image+" requested", user, map[string]any{"image": image})
+	t := &Transition{ID: newID(), Kind: kindRollback, Started: time.Now().UTC(), User: user,
+		RolledBack: &Rollback{CanaryImage: image, At: time.Now().UTC(), User: user}}
+	if err := d.transact(ctx, m, t, progress); err != nil {
+		return err
+	}
+	progress("Rolled back: all traffic on stable")
+	return nil
+}
+
+// servingCanary is a canary container nginx routes traffic to.
+func servingCanary(obs reconciler.Observed) (c struct{ Image, Hash string }, ok bool) {
+	if servingMode(obs) != stack.TrackCanary {
+		return c, false
+	}
+	for _, n := range obs.Loaded.Canary {
+		for _, oc := range obs.Containers {
+			if oc.Name == n && oc.Running() {
+				c.Image, c.Hash = oc.Image, oc.Hash
+				return c, true
+			}
+		}
+	}
+	return c, false
+}
+
+// down removes everything the project owns and stays down until the next
+// deploy.
+func (d *Daemon) down(ctx context.Context, user string, say func(string)) error {
+	d.mu.Lock()
+	d.state.Down = true
+	d.state.Pending = nil
+	err := d.saveStateLocked()
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	m := d.readManifest()
+	if m == nil {
+		return errors.New("no manifest loaded: nothing to remove")
+	}
+	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
+	if err != nil {
+		return err
+	}
+	// nginx first, so no request reaches an app container being removed.
+	for _, role := range []string{stack.RoleNginx, stack.RoleApp, ""} {
+		for _, c := range cs {
+			known := c.Role == stack.RoleNginx || c.Role == stack.RoleApp
+			if (role == "" && known) || (role != "" && c.Role != role) {
+				continue // each container is removed in exactly one pass
+			}
+			if err := d.eng.Remove(ctx, c.ID, 10*time.Second); err != nil {
+				return err
+			}
+			say("Removed " + c.Name)
+		}
+	}
+	n, err := d.eng.FindNetwork(ctx, m.Network.Name, m.Project)
+	if err != nil {
+		return err
+	}
+	if n != nil && n.Owned {
+		if err := d.eng.RemoveNetwork(ctx, n.ID); err != nil {
+			return err
+		}
+		say("Removed network " + n.Name)
+	}
+	if err := d.rec.ForgetApplied(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.lastMode = stack.TrackStable // nothing serves; a later canary is a switch
+	d.mu.Unlock()
+	d.event(eventDown, "removed every container and network of project "+m.Project, user, nil)
+	return nil
+}
