@@ -23,16 +23,16 @@ const EnvSocket = "SWIFTDEPLOY_SOCKET"
 
 // Status is the daemon's view of the project.
 type Status struct {
-	Project      string      `json:"project"`
-	ManifestPath string      `json:"manifest_path"`
+	Project      string `json:"project"`
+	ManifestPath string `json:"manifest_path"`
 	// Mode, StableImage, CanaryImage and CanaryWeight describe what nginx
 	// serves (its loaded configuration and the containers' labels), not
 	// what the manifest asks for. Mode is "" when nothing serves.
-	Mode         string      `json:"mode"` // stable | canary
-	StableImage  string      `json:"stable_image"`
-	CanaryImage  string      `json:"canary_image,omitempty"`
-	CanaryWeight int         `json:"canary_weight,omitempty"`
-	NginxPort    int         `json:"nginx_port"`
+	Mode         string `json:"mode"` // stable | canary
+	StableImage  string `json:"stable_image"`
+	CanaryImage  string `json:"canary_image,omitempty"`
+	CanaryWeight int    `json:"canary_weight,omitempty"`
+	NginxPort    int    `json:"nginx_port"`
 	// Converged: what runs and what nginx has loaded match the desired
 	// state, and the last run applied its plan without error. Otherwise
 	// Pending lists the operations still to do.
@@ -43,9 +43,9 @@ type Status struct {
 	Down bool `json:"down,omitempty"`
 	// Revision is the nginx configuration revision nginx reports loaded;
 	// NginxError says why it could not be read.
-	Revision   string `json:"revision,omitempty"`
-	NginxError string `json:"nginx_error,omitempty"`
-	Containers   []Container `json:"containers"`
+	Revision   string      `json:"revision,omitempty"`
+	NginxError string      `json:"nginx_error,omitempty"`
+	Containers []Container `json:"containers"`
 	// ManifestErrors lists why the manifest on disk was rejected; the last
 	// good manifest stays in force meanwhile.
 	ManifestErrors []string       `json:"manifest_errors,omitempty"`
@@ -122,8 +122,8 @@ type Diff struct {
 	Plan []string `json:"plan"`
 	// Gated: the plan changes what runs, so the infrastructure policy
 	// decides before its first operation.
-	Gated   bool     `json:"gated,omitempty"`
-	Blocked string   `json:"blocked,omitempty"`
+	Gated   bool   `json:"gated,omitempty"`
+	Blocked string `json:"blocked,omitempty"`
 }
 
 // ChaosRequest asks the daemon to inject chaos into a track.

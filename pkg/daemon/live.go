@@ -64,7 +64,6 @@ func (d *Daemon) scrapeLoop(ctx context.Context) {
 	}
 }
 
-
 func (d *Daemon) scrapeOnce(ctx context.Context, hc *http.Client, m *manifest.Manifest) {
 	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {

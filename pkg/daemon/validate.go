@@ -111,7 +111,6 @@ func (d *Daemon) checkNginx(ctx context.Context, desired stack.Stack) api.Check 
 	return c
 }
 
-
 // staleValidator is how long a validate container may live before a later
 // validate removes it as a leftover (a validate takes a second or two).
 const staleValidator = 2 * time.Minute
