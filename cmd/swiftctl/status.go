@@ -145,13 +145,22 @@ func writeDashboard(w io.Writer, s api.Status) error {
 
 func writeProject(b *strings.Builder, s api.Status) {
 	state := "converging"
-	if s.Converged {
+	switch {
+	case s.Down:
+		state = "down until the next deploy"
+	case s.Converged:
 		state = "converged"
 	}
 	fmt.Fprintf(b, "Project: %s (nginx on port %d, %s)\n", dash(s.Project), s.NginxPort, state)
 	fmt.Fprintf(b, "Stable: %s\n", dash(s.StableImage))
 	if s.CanaryImage != "" {
 		fmt.Fprintf(b, "Canary: %s (%d%% of traffic)\n", s.CanaryImage, s.CanaryWeight)
+	}
+	if !s.Converged && !s.Down && len(s.Pending) > 0 {
+		b.WriteString("Pending:\n")
+		for _, p := range s.Pending {
+			fmt.Fprintf(b, "  %s\n", strings.Join(strings.Fields(p), " "))
+		}
 	}
 }
 
@@ -165,6 +174,9 @@ func writeProblems(b *strings.Builder, s api.Status) {
 	}
 	if r := s.LastReconcile; r != nil && r.Error != "" {
 		fmt.Fprintf(b, "\nLast reconcile failed (started %s, took %s): %s\n", r.Started.UTC().Format("2006-01-02 15:04:05 UTC"), r.Duration, r.Error)
+	}
+	if s.NginxError != "" {
+		fmt.Fprintf(b, "\nnginx status unreadable: %s\n", s.NginxError)
 	}
 	if s.EngineError != "" {
 		fmt.Fprintf(b, "\nDocker engine unreachable: %s\n", s.EngineError)

@@ -63,6 +63,8 @@ type Config struct {
 	NginxStatus func(ctx context.Context) (*reconciler.Loaded, error)
 	// Hook is called around every apply operation (fault injection).
 	Hook reconciler.Hook
+	// Timeouts bound every Docker Engine call.
+	Timeouts Timeouts
 	// HostFacts, when set, replaces the host readings of the
 	// infrastructure policy (tests).
 	HostFacts func(diskPath string) policy.InfraInput
@@ -147,6 +149,7 @@ func New(cfg Config) (*Daemon, error) {
 		}
 		d.eng = e
 	}
+	d.eng = withTimeouts(d.eng, cfg.Timeouts)
 	if d.jr, err = journal.Open(filepath.Join(d.dir, "history.jsonl"), journal.Options{}); err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}

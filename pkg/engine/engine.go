@@ -27,21 +27,10 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
-// Engine wraps a Docker client. Every call is bounded by a timeout, so a
-// hung engine cannot wedge the reconcile loop that holds the run lock.
+// Engine wraps a Docker client.
 type Engine struct {
 	cli *client.Client
-	// Timeout bounds one ordinary call (list, inspect, create, exec...).
-	Timeout time.Duration
-	// PullTimeout bounds an image pull.
-	PullTimeout time.Duration
 }
-
-// Default call timeouts.
-const (
-	DefaultTimeout     = 30 * time.Second
-	DefaultPullTimeout = 10 * time.Minute
-)
 
 // New connects using DOCKER_HOST and friends, negotiating the API version.
 func New() (*Engine, error) {
@@ -49,17 +38,7 @@ func New() (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Engine{cli: cli, Timeout: DefaultTimeout, PullTimeout: DefaultPullTimeout}, nil
-}
-
-// bound derives a context for one call of at most d (the default timeout
-// if d is zero) beyond extra.
-func (e *Engine) bound(ctx context.Context, extra time.Duration) (context.Context, context.CancelFunc) {
-	d := e.Timeout
-	if d <= 0 {
-		d = DefaultTimeout
-	}
-	return context.WithTimeout(ctx, d+extra)
+	return &Engine{cli: cli}, nil
 }
 
 // Client exposes the underlying client for callers that need more.
@@ -70,8 +49,6 @@ func (e *Engine) Close() error { return e.cli.Close() }
 
 // Ping checks that the engine answers.
 func (e *Engine) Ping(ctx context.Context) error {
-	ctx, cancel := e.bound(ctx, 0)
-	defer cancel()
 	if _, err := e.cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		return fmt.Errorf("docker engine unreachable: %w", err)
 	}
@@ -106,8 +83,6 @@ type Network struct {
 // ListContainers returns every container labelled with the project, in any
 // state, sorted by name.
 func (e *Engine) ListContainers(ctx context.Context, project, networkName string) ([]Container, error) {
-	ctx, cancel := e.bound(ctx, 0)
-	defer cancel()
 	res, err := e.cli.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
 		Filters: make(client.Filters).Add("label", stack.LabelProject+"="+project),
@@ -143,8 +118,6 @@ func (e *Engine) ListContainers(ctx context.Context, project, networkName string
 
 // FindNetwork returns the network with exactly this name, or nil.
 func (e *Engine) FindNetwork(ctx context.Context, name, project string) (*Network, error) {
-	ctx, cancel := e.bound(ctx, 0)
-	defer cancel()
 	res, err := e.cli.NetworkList(ctx, client.NetworkListOptions{
 		Filters: make(client.Filters).Add("name", name),
 	})
@@ -161,8 +134,6 @@ func (e *Engine) FindNetwork(ctx context.Context, name, project string) (*Networ
 
 // CreateNetwork creates a labelled network.
 func (e *Engine) CreateNetwork(ctx context.Context, name, driver string, labels map[string]string) error {
-	ctx, cancel := e.bound(ctx, 0)
-	defer cancel()
 	if _, err := e.cli.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: driver, Labels: labels}); err != nil {
 		return fmt.Errorf("create network %s: %w", name, err)
 	}
@@ -171,8 +142,6 @@ func (e *Engine) CreateNetwork(ctx context.Context, name, driver string, labels 
 
 // RemoveNetwork removes a network; a missing one is not an error.
 func (e *Engine) RemoveNetwork(ctx context.Context, id string) error {
-	ctx, cancel := e.bound(ctx, 0)
-	defer cancel()
 	if _, err := e.cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{}); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove network %s: %w", id, err)
 	}
@@ -181,8 +150,6 @@ func (e *Engine) RemoveNetwork(ctx context.Context, id string) error {
 
 // ImageExists reports whether ref is present locally.
 func (e *Engine) ImageExists(ctx context.Context, ref string) (bool, error) {
-	ctx, cancel := e.bound(ctx, 0)
-	defer cancel()
 	_, err := e.cli.ImageInspect(ctx, ref)
 	if errdefs.IsNotFound(err) {
 		return false, nil
@@ -210,12 +177,6 @@ func (e *Engine) MissingImages(ctx context.Context, refs []string) ([]string, er
 
 // PullImage pulls ref and waits for the pull to finish.
 func (e *Engine) PullImage(ctx context.Context, ref string) error {
-	pt := e.PullTimeout
-	if pt <= 0 {
-		pt = DefaultPullTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, pt)
-	defer cancel()
 	resp, err := e.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
 	if err != nil {
 		return fmt.Errorf("pull image %s: %w", ref, err)
@@ -255,8 +216,6 @@ type Bind struct {
 // Run creates and starts a container, returning its ID. A container that
 // fails to start is removed so that no half-made object is left behind.
 func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
-	ctx, cancel := e.bound(ctx, 0)
-	defer cancel()
 	cfg := &container.Config{
 		Image:  s.Image,
 		Env:    s.Env,
@@ -309,8 +268,6 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 // Remove stops a container gracefully (SIGTERM, then SIGKILL after grace)
 // and removes it. A container that is already gone is not an error.
 func (e *Engine) Remove(ctx context.Context, id string, grace time.Duration) error {
-	ctx, cancel := e.bound(ctx, grace)
-	defer cancel()
 	if grace > 0 {
 		secs := int(grace.Seconds())
 		if _, err := e.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil && !errdefs.IsNotFound(err) {
@@ -326,8 +283,6 @@ func (e *Engine) Remove(ctx context.Context, id string, grace time.Duration) err
 // Exec runs cmd in a running container and returns its exit code and
 // combined output.
 func (e *Engine) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
-	ctx, cancel := e.bound(ctx, 0)
-	defer cancel()
 	created, err := e.cli.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
 	if err != nil {
 		return -1, "", fmt.Errorf("exec %q in %s: %w", strings.Join(cmd, " "), id, err)
@@ -351,8 +306,6 @@ func (e *Engine) Exec(ctx context.Context, id string, cmd []string) (int, string
 // RunOnce runs a short-lived container to completion and returns its exit
 // code and output; the container is always removed.
 func (e *Engine) RunOnce(ctx context.Context, s Spec) (int, string, error) {
-	ctx, cancel := e.bound(ctx, 0)
-	defer cancel()
 	s.Restart = false
 	id, err := e.Run(ctx, s)
 	if err != nil {
