@@ -164,8 +164,18 @@ func TestDeployEditSelfHealAndRollout(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("swiftctl down: exit %d\n%s", code, out)
 	}
-	for _, c := range e.status().Containers {
-		t.Errorf("after down: %s still listed", c.Name)
+	// Ask Docker, not the daemon: what runs is the truth.
+	for _, c := range e.dockerContainers() {
+		t.Errorf("after down: %s still exists", c)
+	}
+	if s := e.status(); !s.Down || s.Mode != "" || len(s.Containers) != 0 {
+		t.Errorf("status after down: down=%v mode=%q containers=%v", s.Down, s.Mode, names(s.Containers))
+	}
+	// promote and rollback do not undo down.
+	for _, cmd := range []string{"promote", "rollback"} {
+		if out, code := e.swiftctl(cmd); code == 0 {
+			t.Errorf("swiftctl %s after down: exit 0\n%s", cmd, out)
+		}
 	}
 	if n := strings.Count(out, "Removed "+e.project+"-nginx\n"); n != 1 {
 		t.Errorf("down reported removing nginx %d times:\n%s", n, out)
@@ -173,8 +183,8 @@ func TestDeployEditSelfHealAndRollout(t *testing.T) {
 	e.stopDaemon(syscall.SIGTERM)
 	e.startDaemon()
 	time.Sleep(3 * time.Second)
-	if got := e.running(e.status()); len(got) != 0 {
-		t.Errorf("stack came back after down and a daemon restart: %v", got)
+	if got := e.dockerContainers(); len(got) != 0 {
+		t.Errorf("stack came back after down, promote/rollback and a daemon restart: %v", got)
 	}
 	if out, code := e.swiftctl("deploy"); code != 0 || !contains(out, "Deployment successful") {
 		t.Fatalf("deploy after down: exit %d\n%s", code, out)
@@ -183,31 +193,60 @@ func TestDeployEditSelfHealAndRollout(t *testing.T) {
 	e.serves("2.0.0")
 }
 
+// The daemon is killed with SIGKILL while the engine is creating the
+// first new container of an image change (not after the rollout): the old
+// version keeps serving, and the restarted daemon finishes the rollout
+// with exactly the wanted containers: no duplicate, orphan or half-made
+// one.
 func TestDaemonKilledMidRollout(t *testing.T) {
 	e := newEnv(t)
 	e.writeManifest(e.manifest(images.AppImage, 2, ""))
 	e.startDaemon()
 	e.converged(map[string]int{images.AppImage: 2})
 
-	e.writeManifest(e.manifest(images.AppImageV2, 2, ""))
-	e.waitFor(30*time.Second, "a v2 container to start", func() (bool, string) {
-		s := e.status()
-		return e.running(s)[images.AppImageV2] > 0, fmt.Sprint(e.running(s))
+	l := startLoad(e.url("/"), 20*time.Millisecond)
+	killed := make(chan time.Time, 1)
+	stop := e.onCreate(images.AppImageV2, func() {
+		_ = e.daemon.Process.Signal(syscall.SIGKILL)
+		killed <- time.Now()
 	})
-	e.stopDaemon(syscall.SIGKILL)
+	e.writeManifest(e.manifest(images.AppImageV2, 2, ""))
+	select {
+	case <-killed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no v2 container was created within 30s")
+	}
+	stop()
+	<-e.exited
+	e.daemon = nil
+	// Mid-rollout, nginx still serves v1.
+	e.serves("1.0.0")
 
 	e.startDaemon()
 	e.converged(map[string]int{images.AppImageV2: 2})
 	e.serves("2.0.0")
-	s := e.status()
-	nginx := 0
-	for _, c := range s.Containers {
-		if c.Role == "nginx" {
+	ok, failed, samples := l.finish()
+	t.Logf("requests across the kill and the resumed rollout: %d ok, %d failed", ok, failed)
+	if failed != 0 {
+		t.Errorf("%d requests failed (e.g. %v)", failed, samples)
+	}
+	all := e.dockerContainers()
+	nginx, apps := 0, 0
+	for _, c := range all {
+		switch {
+		case strings.HasPrefix(c, e.project+"-nginx/"):
 			nginx++
+		case strings.Contains(c, "-stable-"):
+			apps++
 		}
 	}
-	if nginx != 1 || len(s.Containers) != 3 {
-		t.Errorf("after restart: %d containers (%d nginx), want 2 apps + 1 nginx: %v", len(s.Containers), nginx, names(s.Containers))
+	if nginx != 1 || apps != 2 || len(all) != 3 {
+		t.Errorf("after restart: %v, want 2 apps + 1 nginx, all running", all)
+	}
+	for _, c := range all {
+		if !strings.HasSuffix(c, "/running") {
+			t.Errorf("container %s is not running", c)
+		}
 	}
 	// SIGTERM stops the daemon and leaves the workload running.
 	e.stopDaemon(syscall.SIGTERM)

@@ -318,3 +318,46 @@ func (l *load) finish() (ok, failed int64, samples []string) {
 }
 
 func contains(s, sub string) bool { return bytes.Contains([]byte(s), []byte(sub)) }
+
+// dockerContainers lists the project's containers as Docker sees them,
+// bypassing the daemon (whose status is not refreshed while down).
+func (e *env) dockerContainers() []string {
+	e.t.Helper()
+	res, err := e.cli.ContainerList(context.Background(), client.ContainerListOptions{
+		All: true, Filters: make(client.Filters).Add("label", "io.swiftdeploy.project="+e.project),
+	})
+	if err != nil {
+		e.t.Fatalf("list containers: %v", err)
+	}
+	var out []string
+	for _, c := range res.Items {
+		name := c.ID[:12]
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		out = append(out, name+"/"+string(c.State))
+	}
+	return out
+}
+
+// onCreate calls fn once, on the first container the engine creates for
+// this project with the given image label, while the engine is still
+// working on it.
+func (e *env) onCreate(image string, fn func()) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	res := e.cli.Events(ctx, client.EventsListOptions{Filters: make(client.Filters).
+		Add("type", "container").Add("event", "create").
+		Add("label", "io.swiftdeploy.project="+e.project).
+		Add("label", "io.swiftdeploy.image="+image)})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-res.Messages:
+			fn()
+		case <-res.Err:
+		case <-ctx.Done():
+		}
+	}()
+	return func() { cancel(); <-done }
+}
