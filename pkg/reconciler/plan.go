@@ -231,10 +231,10 @@ func Compute(d Desired, obs Observed) Plan {
 		case ok && c.Running() && c.Hash == a.Hash:
 			continue
 		case ok:
-			// The name encodes spec hash and replica: this container was
-			// deployed and has crashed or stopped.
+			// Crashed or stopped, or left half-made by a daemon that died:
+			// a heal only if it was part of the applied state.
 			add(Op{Kind: OpRemoveDead, Target: c.Name, ID: c.ID, Cause: "container " + c.State + ", recreating"})
-			add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: "recreate " + c.State + " container"})
+			add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: "recreate " + c.State + " container", Gated: !applied[a.Name]})
 		case applied[a.Name]:
 			add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: "restore removed container"})
 		default:

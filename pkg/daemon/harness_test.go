@@ -1,0 +1,235 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/render"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// fakeEngine adapts the fake to the daemon's Engine (Close returns an error).
+type fakeEngine struct{ *fake.Engine }
+
+func (f fakeEngine) Close() error { f.Engine.Close(); return nil }
+
+// harness is a daemon over the in-memory engine, driven one reconcile at a
+// time, with host load under the test's control.
+type harness struct {
+	t   *testing.T
+	dir string
+	fe  *fake.Engine
+	d   *Daemon
+
+	mu   sync.Mutex
+	load float64 // 1-minute load average on 2 CPUs
+}
+
+const (
+	idle = 0.1
+	busy = 7.8
+)
+
+func fakeManifest(image string, replicas int, extra string) string {
+	return fmt.Sprintf(`project: demo
+services:
+  image: %s
+  port: 3000
+  replicas: %d
+%s
+nginx:
+  image: nginx:latest
+  port: 8080
+network:
+  name: demo-net
+metrics:
+  scrape_interval: 1s
+  window: 10s
+`, image, replicas, extra)
+}
+
+func newHarness(t *testing.T, manifest string) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), fe: fake.New(fake.WithSeed(1)), load: idle}
+	h.fe.AddImage("app:1", "app:2", "app:3", "nginx:latest")
+	h.write(manifest)
+	h.d = h.newDaemon()
+	return h
+}
+
+// newDaemon starts a daemon on the harness's directory and engine: a
+// second one after a "crash" sees what the first left behind.
+func (h *harness) newDaemon() *Daemon {
+	h.t.Helper()
+	d, err := New(Config{
+		ManifestPath:  filepath.Join(h.dir, "manifest.yaml"),
+		Socket:        filepath.Join(h.dir, "sd.sock"),
+		Log:           zap.NewNop(),
+		Engine:        fakeEngine{h.fe},
+		Probe:         h.fe.Probe,
+		NginxStatus:   h.nginxStatus,
+		HostFacts:     h.facts,
+		Drain:         time.Millisecond,
+		HealthTimeout: time.Second,
+		Timeouts:      Timeouts{Call: 2 * time.Second},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { d.jr.Close() })
+	return d
+}
+
+func (h *harness) write(manifest string) {
+	h.t.Helper()
+	if err := os.WriteFile(filepath.Join(h.dir, "manifest.yaml"), []byte(manifest), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) setLoad(l float64) {
+	h.mu.Lock()
+	h.load = l
+	h.mu.Unlock()
+}
+
+func (h *harness) facts(string) policy.InfraInput {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	load, disk := h.load, 100.0
+	return policy.InfraInput{DiskPath: "/", DiskFreeGB: &disk, CPULoad1: &load, CPUCount: 2}
+}
+
+var statusBody = regexp.MustCompile(`return 200 "(revision [^"]*)"`)
+
+// nginxStatus answers as the real nginx's status socket would, from the
+// configuration the fake nginx has loaded.
+func (h *harness) nginxStatus(context.Context) (*reconciler.Loaded, error) {
+	conf := h.fe.Loaded("demo-nginx")
+	if conf == nil {
+		return nil, errors.New("connect: connection refused")
+	}
+	if m := statusBody.FindSubmatch(conf); m != nil {
+		return reconciler.ParseLoaded([]byte(strings.ReplaceAll(string(m[1]), `\n`, "\n")))
+	}
+	rev, err := render.NginxRevision(conf)
+	if err != nil {
+		return nil, err
+	}
+	return &reconciler.Loaded{Revision: rev}, nil
+}
+
+// reconcile runs one reconcile as the loop would.
+func (h *harness) reconcile() error {
+	h.t.Helper()
+	return h.d.reconcileOnce(context.Background())
+}
+
+// deploy runs a reconcile the way `swiftctl deploy` waits for one.
+func (h *harness) deploy() error {
+	h.t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- h.d.wait(context.Background(), nil) }()
+	for !h.d.hasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+	if err := h.d.reconcileOnce(context.Background()); err != nil {
+		<-errc
+		return err
+	}
+	return <-errc
+}
+
+func (h *harness) mustConverge() {
+	h.t.Helper()
+	if err := h.reconcile(); err != nil {
+		h.t.Fatalf("reconcile: %v", err)
+	}
+	s := h.status()
+	if !s.Converged {
+		h.t.Fatalf("not converged after a successful reconcile; pending %v", s.Pending)
+	}
+}
+
+func (h *harness) status() api.Status { return h.d.Status(context.Background()) }
+
+// running lists running app containers as image×count, e.g. "app:1×2".
+func (h *harness) running() string {
+	n := map[string]int{}
+	var order []string
+	for _, c := range h.fe.ByRole(stack.RoleApp) {
+		if !c.Running() {
+			continue
+		}
+		key := c.Track + ":" + c.Image
+		if n[key] == 0 {
+			order = append(order, key)
+		}
+		n[key]++
+	}
+	var parts []string
+	for _, k := range order {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, n[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// events returns the journaled event names, in order.
+func (h *harness) events() []string {
+	h.t.Helper()
+	var out []string
+	for _, r := range h.records(journal.TypeEvent) {
+		out = append(out, r.Event)
+	}
+	return out
+}
+
+func (h *harness) records(typ string) []journal.Record {
+	h.t.Helper()
+	if err := h.d.jr.Flush(); err != nil {
+		h.t.Fatal(err)
+	}
+	var out []journal.Record
+	err := journal.Read(filepath.Join(h.dir, "history.jsonl"), journal.Filter{Types: []string{typ}}, func(r journal.Record) error {
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+func count(events []string, name string) int {
+	n := 0
+	for _, e := range events {
+		if e == name {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *harness) state() State {
+	h.t.Helper()
+	s, err := loadState(filepath.Join(h.dir, ".swiftdeploy"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
