@@ -269,3 +269,47 @@ func TestReconcilerTimesOutAHungEngine(t *testing.T) {
 		t.Fatalf("converge: %v", err)
 	}
 }
+
+// Observe takes the live nginx.conf on disk for what nginx serves, but
+// install renames the new file into place before the reload: when the
+// reload fails, or the daemon dies between the rename and the reload, the
+// next run sees "config unchanged", plans nothing and reports converged
+// while nginx still serves the old config. Unskip once the reconciler
+// records what nginx actually loaded (or rolls the file back on failure).
+func TestReconcilerStaleNginxAfterAFailedReload(t *testing.T) {
+	t.Skip("known reconciler issue: a failed or interrupted reload leaves nginx on the old config while the plan is empty")
+	const w50 = "  canary: {image: swift-deploy-1-node:v2, weight: 50}" // a config-only change
+	for _, tc := range []struct {
+		name   string
+		inject func(h *harness, cancel context.CancelFunc)
+	}{
+		{"reload refused", func(h *harness, _ context.CancelFunc) { h.f.FailReload(errors.New("signal failed")) }},
+		{"crash before the reload", func(h *harness, cancel context.CancelFunc) {
+			var execs int
+			h.f.BeforeCall(func(op, target string) {
+				if op == fake.OpExec {
+					if execs++; execs == 2 { // after nginx -t and the rename
+						cancel()
+					}
+				}
+			})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.mustConverge(canary)
+			ctx, cancel := context.WithCancel(bg)
+			defer cancel()
+			tc.inject(h, cancel)
+			if _, err := h.converge(ctx, w50); err == nil {
+				t.Fatal("the injected failure did not fail the run")
+			}
+			h.f.Clear()
+			h.f.BeforeCall(nil)
+			h.mustConverge(w50)
+			if _, conf := h.desired(w50); !bytes.Equal(h.f.Loaded("demo-nginx"), conf) {
+				t.Error("converged, but nginx serves the old config")
+			}
+		})
+	}
+}
