@@ -49,6 +49,20 @@
 //     aimed at that very call, or cancel the caller's context between steps.
 //   - Calls records every call, in order, with its target and result.
 //
+// # With the reconciler
+//
+//	f := fake.New(fake.WithHostPorts()) // startNginx dials the published port
+//	f.AddImage(appImage, nginxImage)
+//	r := &reconciler.Reconciler{
+//		Engine:    f,
+//		ConfigDir: t.TempDir(), // the nginx bind source: the fake reads it
+//		HTTP:      &http.Client{Transport: f.Transport()}, // health checks
+//		...
+//	}
+//
+// The nginx port must be free on the host (pick one with net.Listen on
+// port 0). See reconciler_test.go in this package for whole runs.
+//
 // # What it does not model
 //
 // Restart policies (a killed container stays exited), image contents and

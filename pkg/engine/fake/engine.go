@@ -26,8 +26,8 @@ type Engine struct {
 	images     map[string]bool       // normalised refs present locally
 	pullable   map[string]bool       // normalised refs a pull can fetch
 
-	health      map[string]bool // name or normalised image -> healthy
-	exitOnStart map[string]bool // name or normalised image
+	health      marks // healthy or not
+	exitOnStart marks
 	validator   Validator
 	failReload  error
 
@@ -75,8 +75,8 @@ func New(opts ...Option) *Engine {
 		networks:    map[string]*network{},
 		images:      map[string]bool{},
 		pullable:    map[string]bool{},
-		health:      map[string]bool{},
-		exitOnStart: map[string]bool{},
+		health:      newMarks(),
+		exitOnStart: newMarks(),
 		failNext:    map[string][]error{},
 		failAlways:  map[string]error{},
 		hangs:       map[string]chan struct{}{},

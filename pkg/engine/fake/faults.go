@@ -182,7 +182,7 @@ func (e *Engine) Clear() {
 	}
 	e.hangs = map[string]chan struct{}{}
 	e.failReload = nil
-	e.exitOnStart = map[string]bool{}
+	e.exitOnStart = newMarks()
 }
 
 // Down makes the engine unreachable, as if its socket refused connections:

@@ -10,22 +10,32 @@ import (
 	"strings"
 )
 
-// keyLocked looks key up for c in marks keyed by container name or image:
-// the name wins over the image.
-func (e *Engine) keyLocked(marks map[string]bool, c *container) (v, ok bool) {
-	if v, ok := marks[c.name]; ok {
-		return v, true
-	}
-	for k, v := range marks {
-		if n, err := normalize(k); err == nil && n == c.image {
-			return v, true
-		}
-	}
-	return false, false
+// marks are flags set on container names or images. A key is recorded
+// both as a name and, normalised, as an image: a container matches by its
+// name first, then by its image.
+type marks struct {
+	names, images map[string]bool
 }
 
-func (e *Engine) matchesLocked(marks map[string]bool, c *container) bool {
-	v, ok := e.keyLocked(marks, c)
+func newMarks() marks { return marks{names: map[string]bool{}, images: map[string]bool{}} }
+
+func (m marks) set(key string, v bool) {
+	m.names[key] = v
+	if n, err := normalize(key); err == nil {
+		m.images[n] = v
+	}
+}
+
+func (m marks) lookup(c *container) (v, ok bool) {
+	if v, ok := m.names[c.name]; ok {
+		return v, true
+	}
+	v, ok = m.images[c.image]
+	return v, ok
+}
+
+func (e *Engine) matchesLocked(m marks, c *container) bool {
+	v, ok := m.lookup(c)
 	return ok && v
 }
 
@@ -34,7 +44,7 @@ func (e *Engine) healthyLocked(c *container) bool {
 	if c.state != StateRunning {
 		return false
 	}
-	if v, ok := e.keyLocked(e.health, c); ok {
+	if v, ok := e.health.lookup(c); ok {
 		return v
 	}
 	return true
@@ -47,7 +57,7 @@ func (e *Engine) healthyLocked(c *container) bool {
 func (e *Engine) SetHealthy(nameOrImage string, healthy bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.health[nameOrImage] = healthy
+	e.health.set(nameOrImage, healthy)
 }
 
 // ExitOnStart makes containers with this name or image exit (code 1, a die
@@ -55,7 +65,7 @@ func (e *Engine) SetHealthy(nameOrImage string, healthy bool) {
 func (e *Engine) ExitOnStart(nameOrImage string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.exitOnStart[nameOrImage] = true
+	e.exitOnStart.set(nameOrImage, true)
 }
 
 // probe answers a GET of rawURL: the status a container at the URL's host

@@ -1,0 +1,315 @@
+package fake_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/render"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// These tests drive the real reconciler against the fake: they check that
+// the fake honours the contract the reconciler relies on, end to end.
+
+type harness struct {
+	t    *testing.T
+	f    *fake.Engine
+	r    *reconciler.Reconciler
+	port int
+}
+
+func newHarness(t *testing.T) *harness {
+	f := newFake(t, fake.WithHostPorts()) // startNginx dials the published port
+	f.AddImage("swift-deploy-1-node:v2")
+	r := &reconciler.Reconciler{
+		Engine:        f,
+		ConfigDir:     t.TempDir(),
+		Log:           zap.NewNop(),
+		HealthTimeout: 300 * time.Millisecond,
+		HTTP:          &http.Client{Transport: f.Transport()},
+	}
+	return &harness{t: t, f: f, r: r, port: freePort(t)}
+}
+
+func (h *harness) desired(extra string) (stack.Stack, []byte) {
+	h.t.Helper()
+	y := fmt.Sprintf(`project: demo
+services:
+  image: swift-deploy-1-node:v1
+  port: 3000
+  replicas: 2
+%s
+nginx:
+  image: nginx:1.27
+  port: %d
+network:
+  name: demo-net
+`, extra, h.port)
+	m, err := manifest.Parse([]byte(y), "demo")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	s := stack.FromManifest(m, stack.Options{})
+	conf, err := render.Nginx(s)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s, conf
+}
+
+// converge runs observe, plan, apply once.
+func (h *harness) converge(ctx context.Context, extra string) (reconciler.Plan, error) {
+	h.t.Helper()
+	desired, conf := h.desired(extra)
+	obs, err := h.r.Observe(ctx, desired)
+	if err != nil {
+		return reconciler.Plan{}, err
+	}
+	plan := reconciler.Compute(desired, obs, conf)
+	return plan, h.r.Apply(ctx, desired, conf, plan, nil)
+}
+
+func (h *harness) plan(extra string) reconciler.Plan {
+	h.t.Helper()
+	desired, conf := h.desired(extra)
+	obs, err := h.r.Observe(bg, desired)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return reconciler.Compute(desired, obs, conf)
+}
+
+func (h *harness) mustConverge(extra string) {
+	h.t.Helper()
+	if _, err := h.converge(bg, extra); err != nil {
+		h.t.Fatalf("converge: %v", err)
+	}
+	if p := h.plan(extra); !p.Empty() {
+		h.t.Fatalf("not converged, plan:\n%s", p)
+	}
+}
+
+const canary = "  canary: {image: swift-deploy-1-node:v2, weight: 20}"
+
+func TestReconcilerDeploysOntoTheFake(t *testing.T) {
+	h := newHarness(t)
+	h.mustConverge("")
+	if got := len(h.f.ByTrack(stack.TrackStable)); got != 2 {
+		t.Errorf("%d stable containers, want 2", got)
+	}
+	_, conf := h.desired("")
+	if !bytes.Equal(h.f.Loaded("demo-nginx"), conf) {
+		t.Error("nginx does not serve the rendered config")
+	}
+	// The throwaway check container is gone.
+	if got := fake.Names(h.f.Snapshot()); len(got) != 3 {
+		t.Errorf("containers %v", got)
+	}
+
+	// A canary: nginx is reloaded with the new upstreams, nothing else is
+	// replaced.
+	stable := fake.Names(h.f.ByTrack(stack.TrackStable))
+	h.f.ResetCalls()
+	h.mustConverge(canary)
+	if got := fake.Names(h.f.ByTrack(stack.TrackStable)); !equal(got, stable) {
+		t.Errorf("stable replaced: %v -> %v", stable, got)
+	}
+	_, conf = h.desired(canary)
+	if !bytes.Equal(h.f.Loaded("demo-nginx"), conf) {
+		t.Error("nginx not reloaded with the canary's config")
+	}
+	var reloads int
+	for _, c := range h.f.CallsTo(fake.OpExec) {
+		if strings.Contains(c.Detail, "-s reload") {
+			reloads++
+		}
+	}
+	if reloads != 1 {
+		t.Errorf("%d reloads, want 1", reloads)
+	}
+}
+
+func TestReconcilerHealsACrash(t *testing.T) {
+	h := newHarness(t)
+	h.mustConverge("")
+	victim := h.f.ByTrack(stack.TrackStable)[0].Name
+	if err := h.f.Kill(victim); err != nil {
+		t.Fatal(err)
+	}
+	h.mustConverge("")
+	if c := mustGet(t, h.f, victim); !c.Running() {
+		t.Errorf("%s not healed: %s", victim, c.State)
+	}
+}
+
+func TestReconcilerKeepsServingWhenTheCanaryIsUnhealthy(t *testing.T) {
+	h := newHarness(t)
+	h.mustConverge("")
+	before := h.f.Loaded("demo-nginx")
+	h.f.SetHealthy("swift-deploy-1-node:v2", false)
+	_, err := h.converge(bg, canary)
+	if err == nil || !strings.Contains(err.Error(), "health check failed") || !strings.Contains(err.Error(), "status 503") {
+		t.Fatalf("converge: %v", err)
+	}
+	if !bytes.Equal(h.f.Loaded("demo-nginx"), before) {
+		t.Error("nginx was reloaded towards an unhealthy canary")
+	}
+	h.f.SetHealthy("swift-deploy-1-node:v2", true)
+	h.mustConverge(canary)
+}
+
+func TestReconcilerNginxRejection(t *testing.T) {
+	h := newHarness(t)
+	h.mustConverge("")
+	before := h.f.Loaded("demo-nginx")
+	h.f.SetValidator(func(path string, conf []byte) error {
+		if bytes.Contains(conf, []byte("canary")) {
+			return errors.New(`unknown directive "canary"`)
+		}
+		return nil
+	})
+	_, err := h.converge(bg, canary)
+	if err == nil || !strings.Contains(err.Error(), "rejected by nginx -t") || !strings.Contains(err.Error(), `unknown directive "canary"`) {
+		t.Fatalf("converge: %v", err)
+	}
+	if !bytes.Equal(h.f.Loaded("demo-nginx"), before) {
+		t.Error("a rejected config is served")
+	}
+	h.f.SetValidator(nil)
+	h.f.FailReload(errors.New("signal failed"))
+	if _, err := h.converge(bg, canary); err == nil || !strings.Contains(err.Error(), "signal failed") {
+		t.Fatalf("converge with a failing reload: %v", err)
+	}
+	h.f.Clear()
+	h.mustConverge(canary)
+}
+
+func TestReconcilerDeniedGateMutatesNothing(t *testing.T) {
+	h := newHarness(t)
+	h.r.Gate = func(context.Context) reconciler.Decision {
+		return reconciler.Decision{Reasons: []string{"CPU load above 2.0"}}
+	}
+	_, err := h.converge(bg, "")
+	var denied *reconciler.DeniedError
+	if !errors.As(err, &denied) {
+		t.Fatalf("converge: %v", err)
+	}
+	if m := h.f.Mutations(); len(m) != 0 {
+		t.Errorf("mutations despite the denial: %v", m)
+	}
+}
+
+func TestReconcilerPullsMissingImagesFirst(t *testing.T) {
+	h := newHarness(t)
+	h.f.RemoveImage("swift-deploy-1-node:v1")
+	_, err := h.converge(bg, "")
+	if err == nil || !strings.Contains(err.Error(), "could not be pulled") {
+		t.Fatalf("converge without the image: %v", err)
+	}
+	if m := h.f.Mutations(); len(m) != 1 || m[0].Op != fake.OpPullImage {
+		t.Errorf("mutations %v, want only the failed pull", m)
+	}
+	h.f.SetPullable("swift-deploy-1-node:v1", true)
+	h.f.ResetCalls()
+	h.mustConverge("")
+	if m := h.f.Mutations(); len(m) == 0 || m[0].Op != fake.OpPullImage {
+		t.Errorf("first mutation %v, want the pull", m)
+	}
+}
+
+func TestReconcilerRecoversFromACrashBetweenSteps(t *testing.T) {
+	for _, tc := range []struct {
+		op  string
+		nth int // the daemon dies before this call of op
+	}{
+		{fake.OpRun, 2},            // between the two replicas
+		{fake.OpRunOnce, 1},        // apps started, nginx config not checked yet
+		{fake.OpRun, 3},            // nginx checked and its config installed, not started
+		{fake.OpListContainers, 2}, // while waiting for health
+	} {
+		t.Run(fmt.Sprintf("%s#%d", tc.op, tc.nth), func(t *testing.T) {
+			h := newHarness(t)
+			ctx, cancel := context.WithCancel(bg)
+			defer cancel()
+			var runs int
+			h.f.BeforeCall(func(op, target string) {
+				if op == tc.op {
+					runs++
+					if runs == tc.nth {
+						cancel() // the daemon dies here
+					}
+				}
+			})
+			if _, err := h.converge(ctx, ""); !errors.Is(err, context.Canceled) {
+				t.Fatalf("converge: %v", err)
+			}
+			h.f.BeforeCall(nil)
+			h.mustConverge("")
+		})
+	}
+}
+
+func TestReconcilerTimesOutAHungEngine(t *testing.T) {
+	h := newHarness(t)
+	h.f.Hang(fake.OpListContainers)
+	ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+	defer cancel()
+	if _, err := h.converge(ctx, ""); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("converge: %v", err)
+	}
+}
+
+// Observe takes the live nginx.conf on disk for what nginx serves, but
+// install renames the new file into place before the reload: when the
+// reload fails, or the daemon dies between the rename and the reload, the
+// next run sees "config unchanged", plans nothing and reports converged
+// while nginx still serves the old config. Unskip once the reconciler
+// records what nginx actually loaded (or rolls the file back on failure).
+func TestReconcilerStaleNginxAfterAFailedReload(t *testing.T) {
+	t.Skip("known reconciler issue: a failed or interrupted reload leaves nginx on the old config while the plan is empty")
+	const w50 = "  canary: {image: swift-deploy-1-node:v2, weight: 50}" // a config-only change
+	for _, tc := range []struct {
+		name   string
+		inject func(h *harness, cancel context.CancelFunc)
+	}{
+		{"reload refused", func(h *harness, _ context.CancelFunc) { h.f.FailReload(errors.New("signal failed")) }},
+		{"crash before the reload", func(h *harness, cancel context.CancelFunc) {
+			var execs int
+			h.f.BeforeCall(func(op, target string) {
+				if op == fake.OpExec {
+					if execs++; execs == 2 { // after nginx -t and the rename
+						cancel()
+					}
+				}
+			})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.mustConverge(canary)
+			ctx, cancel := context.WithCancel(bg)
+			defer cancel()
+			tc.inject(h, cancel)
+			if _, err := h.converge(ctx, w50); err == nil {
+				t.Fatal("the injected failure did not fail the run")
+			}
+			h.f.Clear()
+			h.f.BeforeCall(nil)
+			h.mustConverge(w50)
+			if _, conf := h.desired(w50); !bytes.Equal(h.f.Loaded("demo-nginx"), conf) {
+				t.Error("converged, but nginx serves the old config")
+			}
+		})
+	}
+}
