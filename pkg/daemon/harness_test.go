@@ -2,11 +2,9 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -18,8 +16,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
-	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
-	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -82,7 +78,7 @@ func (h *harness) newDaemon() *Daemon {
 		Log:           zap.NewNop(),
 		Engine:        fakeEngine{h.fe},
 		Probe:         h.fe.Probe,
-		NginxStatus:   h.nginxStatus,
+		NginxStatus:   h.fe.NginxStatus("demo-nginx"),
 		HostFacts:     h.facts,
 		Drain:         time.Millisecond,
 		HealthTimeout: time.Second,
@@ -113,25 +109,6 @@ func (h *harness) facts(string) policy.InfraInput {
 	defer h.mu.Unlock()
 	load, disk := h.load, 100.0
 	return policy.InfraInput{DiskPath: "/", DiskFreeGB: &disk, CPULoad1: &load, CPUCount: 2}
-}
-
-var statusBody = regexp.MustCompile(`return 200 "(revision [^"]*)"`)
-
-// nginxStatus answers as the real nginx's status socket would, from the
-// configuration the fake nginx has loaded.
-func (h *harness) nginxStatus(context.Context) (*reconciler.Loaded, error) {
-	conf := h.fe.Loaded("demo-nginx")
-	if conf == nil {
-		return nil, errors.New("connect: connection refused")
-	}
-	if m := statusBody.FindSubmatch(conf); m != nil {
-		return reconciler.ParseLoaded([]byte(strings.ReplaceAll(string(m[1]), `\n`, "\n")))
-	}
-	rev, err := render.NginxRevision(conf)
-	if err != nil {
-		return nil, err
-	}
-	return &reconciler.Loaded{Revision: rev}, nil
 }
 
 // reconcile runs one reconcile as the loop would.
