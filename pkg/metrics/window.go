@@ -18,12 +18,19 @@ const (
 	// InsufficientData means the window holds too little to judge; a policy
 	// must treat it as "not yet", never as a pass.
 	InsufficientData Outcome = "insufficient_data"
+	// MissingData means a target that should have contributed did not: its
+	// last scrape failed or its newest sample is too old. A Window cannot
+	// tell (it only sees the scrapes that succeeded); pkg/observe, which
+	// knows the targets, returns it. Like InsufficientData it is never a
+	// pass, but it is kept apart because it calls for a look at the
+	// target, not for more traffic or patience.
+	MissingData Outcome = "missing_data"
 )
 
 // Stats are the figures of one track over the window.
 type Stats struct {
 	Outcome Outcome
-	// Reason explains an InsufficientData outcome; empty when OK.
+	// Reason explains an outcome other than OK; empty when OK.
 	Reason    string
 	Requests  float64 // requests counted in the window
 	Errors    float64 // of which answered 5xx
@@ -136,6 +143,16 @@ func (w *Window) Latest(target string) (Scrape, bool) {
 // nothing. Unlike PromQL's increase, nothing is extrapolated to the window
 // edges.
 func (w *Window) Stats(now time.Time, minRequests int) Stats {
+	return w.StatsExcluding(now, minRequests, nil)
+}
+
+// StatsExcluding is Stats computed as if the targets for which exclude
+// returns true had never been observed; a nil exclude excludes nothing. The
+// samples stay in the window: a target whose scrape failed once is excluded
+// while it fails, and its history counts again as soon as it recovers
+// (counters are cumulative, so the increase across the gap is still right).
+// exclude is called with the window locked and must not call back into it.
+func (w *Window) StatsExcluding(now time.Time, minRequests int, exclude func(target string) bool) Stats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 
@@ -143,6 +160,9 @@ func (w *Window) Stats(now time.Time, minRequests int) Stats {
 	// Sorted so that float sums are the same from call to call.
 	names := make([]string, 0, len(w.targets))
 	for name := range w.targets {
+		if exclude != nil && exclude(name) {
+			continue
+		}
 		names = append(names, name)
 	}
 	slices.Sort(names)

@@ -268,6 +268,43 @@ func TestWindowForgetAndLatest(t *testing.T) {
 	}
 }
 
+func TestWindowStatsExcluding(t *testing.T) {
+	w := NewWindow(time.Minute)
+	w.Observe("a", fast(0, 0, 0))
+	w.Observe("a", fast(60, 100, 0))
+	w.Observe("b", fast(0, 0, 0))
+	w.Observe("b", fast(60, 50, 50)) // all errors: must vanish with b
+	tests := []struct {
+		name    string
+		exclude func(string) bool
+		want    Stats
+	}{
+		{
+			name: "nil excludes nothing",
+			want: Stats{Outcome: OK, Requests: 150, Errors: 50, ReqPerSec: 150.0 / 60, ErrorRate: 50.0 / 150,
+				P99Ms: 99, Span: 60 * time.Second, Targets: 2},
+		},
+		{
+			name:    "excluded target's samples do not count",
+			exclude: func(target string) bool { return target == "b" },
+			want: Stats{Outcome: OK, Requests: 100, ReqPerSec: 100.0 / 60, P99Ms: 99,
+				Span: 60 * time.Second, Targets: 1},
+		},
+		{
+			name:    "everything excluded",
+			exclude: func(string) bool { return true },
+			want:    Stats{Outcome: InsufficientData, Reason: "no target has two scrapes"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkStats(t, w.StatsExcluding(at(60), 20, tt.exclude), tt.want)
+		})
+	}
+	// Excluding is a view: the samples are still there for the next call.
+	checkStats(t, w.Stats(at(60), 20), tests[0].want)
+}
+
 func TestWindowConcurrent(t *testing.T) {
 	// Run with -race: scrapers observing while status reads Stats.
 	w := NewWindow(time.Minute)
