@@ -76,8 +76,13 @@ type ReconcileInfo struct {
 
 // TrackStats are one track's figures over the metrics window.
 type TrackStats struct {
-	Track     string  `json:"track"`
-	Outcome   string  `json:"outcome"` // ok | insufficient_data | no_data
+	Track string `json:"track"`
+	// Revision is the config hash whose figures these are: windows are
+	// per revision, so a new canary starts from none.
+	Revision string `json:"revision,omitempty"`
+	Outcome  string `json:"outcome"` // ok | insufficient_data | missing_data
+	// Reason says why the outcome is not ok (e.g. a failed scrape).
+	Reason    string  `json:"reason,omitempty"`
 	Requests  float64 `json:"requests"`
 	ReqPerSec float64 `json:"req_per_sec"`
 	ErrorRate float64 `json:"error_rate"`

@@ -28,6 +28,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 )
@@ -63,6 +64,8 @@ type Config struct {
 	NginxStatus func(ctx context.Context) (*reconciler.Loaded, error)
 	// Hook is called around every apply operation (fault injection).
 	Hook reconciler.Hook
+	// Fetcher, when set, replaces HTTP for scraping the app's metrics.
+	Fetcher observe.Fetcher
 	// Timeouts bound every Docker Engine call.
 	Timeouts Timeouts
 	// HostFacts, when set, replaces the host readings of the
@@ -81,7 +84,7 @@ type Daemon struct {
 	jr       *journal.Journal
 	policies *policy.Engine
 	metrics  *daemonMetrics
-	live     tracks
+	obs      *observe.Observer
 
 	trigger chan struct{}
 	wake    chan struct{} // like trigger, but also cuts a retry backoff short
@@ -160,6 +163,11 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.lastMode = d.journaledMode()
+	fetcher := cfg.Fetcher
+	if fetcher == nil {
+		fetcher = observe.HTTPFetcher{Client: &http.Client{Timeout: 2 * time.Second}}
+	}
+	d.obs = observe.New(fetcher, observe.Options{})
 	d.rec = &reconciler.Reconciler{
 		Engine:        d.eng,
 		ConfigDir:     filepath.Join(d.stateDir, "nginx"),

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -31,6 +33,7 @@ type harness struct {
 	dir string
 	fe  *fake.Engine
 	d   *Daemon
+	app *appMetrics
 
 	mu   sync.Mutex
 	load float64 // 1-minute load average on 2 CPUs
@@ -56,12 +59,15 @@ network:
 metrics:
   scrape_interval: 1s
   window: 10s
+policy:
+  min_requests: 10
 `, image, replicas, extra)
 }
 
 func newHarness(t *testing.T, manifest string) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), fe: fake.New(fake.WithSeed(1)), load: idle}
+	h.app = newAppMetrics(h.fe)
 	h.fe.AddImage("app:1", "app:2", "app:3", "nginx:latest")
 	h.write(manifest)
 	h.d = h.newDaemon()
@@ -80,6 +86,7 @@ func (h *harness) newDaemon() *Daemon {
 		Probe:         h.fe.Probe,
 		NginxStatus:   h.fe.NginxStatus("demo-nginx"),
 		HostFacts:     h.facts,
+		Fetcher:       h.app,
 		Drain:         time.Millisecond,
 		HealthTimeout: time.Second,
 		Timeouts:      Timeouts{Call: 2 * time.Second},
@@ -209,4 +216,78 @@ func (h *harness) state() State {
 		h.t.Fatal(err)
 	}
 	return s
+}
+
+// appMetrics stands in for the app's /metrics on the project network: each
+// scrape of a container reports 100 more requests, with the track's error
+// rate and latency; a track can be made to fail its scrapes.
+type appMetrics struct {
+	fe *fake.Engine
+	mu sync.Mutex
+	n  map[string]int
+	// per track
+	errRate map[string]float64
+	slow    map[string]bool
+	fail    map[string]error
+}
+
+func newAppMetrics(fe *fake.Engine) *appMetrics {
+	return &appMetrics{fe: fe, n: map[string]int{}, errRate: map[string]float64{}, slow: map[string]bool{}, fail: map[string]error{}}
+}
+
+func (a *appMetrics) set(f func(a *appMetrics)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f(a)
+}
+
+func (a *appMetrics) Fetch(ctx context.Context, rawURL string) (metrics.Scrape, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return metrics.Scrape{}, err
+	}
+	var c *fake.ContainerInfo
+	for _, ci := range a.fe.Snapshot() {
+		if ci.IP == u.Hostname() && ci.Running() {
+			c = &ci
+			break
+		}
+	}
+	if c == nil {
+		return metrics.Scrape{}, fmt.Errorf("dial tcp %s: no route to host", u.Host)
+	}
+	a.mu.Lock()
+	if err := a.fail[c.Track]; err != nil {
+		a.mu.Unlock()
+		return metrics.Scrape{}, err
+	}
+	a.n[c.Name]++
+	k, rate, slow := a.n[c.Name], a.errRate[c.Track], a.slow[c.Track]
+	a.mu.Unlock()
+	total := 100 * k
+	errs := int(float64(total) * rate)
+	fast, late := total, 0
+	if slow {
+		fast, late = 0, total
+	}
+	text := fmt.Sprintf(`http_requests_total{method="GET",path="/",status="200"} %d
+http_requests_total{method="GET",path="/",status="500"} %d
+http_request_duration_seconds_bucket{method="GET",path="/",le="0.05"} %d
+http_request_duration_seconds_bucket{method="GET",path="/",le="1"} %d
+http_request_duration_seconds_bucket{method="GET",path="/",le="+Inf"} %d
+http_request_duration_seconds_sum{method="GET",path="/"} %d
+http_request_duration_seconds_count{method="GET",path="/"} %d
+`, total-errs, errs, fast, fast+late, total, late, total)
+	return metrics.Parse(strings.NewReader(text), time.Now())
+}
+
+// scrape runs n scrapes, spaced so the window covers a span.
+func (h *harness) scrape(n int) {
+	h.t.Helper()
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			time.Sleep(60 * time.Millisecond)
+		}
+		h.d.scrapeOnce(context.Background(), h.d.manifestNow())
+	}
 }

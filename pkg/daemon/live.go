@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -20,41 +19,21 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
+	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
-// tracks holds one sliding metrics window per track.
-type tracks struct {
-	mu      sync.Mutex
-	size    time.Duration
-	windows map[string]*metrics.Window
-	targets map[string]string // target → track
-}
-
-func (t *tracks) window(track string, size time.Duration) *metrics.Window {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.windows == nil || t.size != size {
-		t.windows, t.targets, t.size = map[string]*metrics.Window{}, map[string]string{}, size
-	}
-	w := t.windows[track]
-	if w == nil {
-		w = metrics.NewWindow(size)
-		t.windows[track] = w
-	}
-	return w
-}
-
-// scrapeLoop scrapes every app container's /metrics directly on the project
-// network each scrape interval and journals one snapshot per track.
+// scrapeLoop scrapes every running app container's metrics directly on the
+// project network each scrape interval, journals each target's failure
+// once, and journals one snapshot per track.
 func (d *Daemon) scrapeLoop(ctx context.Context) {
-	hc := &http.Client{Timeout: 2 * time.Second}
 	for {
 		interval := 5 * time.Second
-		if m := d.manifestNow(); m != nil {
+		if m := d.manifestNow(); m != nil && !d.isDown() {
 			interval = m.Metrics.ScrapeInterval.D()
-			d.scrapeOnce(ctx, hc, m)
+			d.scrapeOnce(ctx, m)
 		}
 		select {
 		case <-time.After(interval):
@@ -64,46 +43,35 @@ func (d *Daemon) scrapeLoop(ctx context.Context) {
 	}
 }
 
-func (d *Daemon) scrapeOnce(ctx context.Context, hc *http.Client, m *manifest.Manifest) {
+func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {
 		return // the reconcile loop reports engine trouble
 	}
-	size := m.Metrics.Window.D()
-	seen := map[string]bool{}
-	var wg sync.WaitGroup
+	d.obs.SetTiming(m.Metrics.Window.D(), m.Metrics.ScrapeInterval.D())
+	var targets []observe.Target
 	for _, c := range cs {
 		if c.Role != stack.RoleApp || !c.Running() || c.IP == "" {
 			continue
 		}
-		seen[c.Name] = true
-		w := d.live.window(c.Track, size)
-		d.live.mu.Lock()
-		d.live.targets[c.Name] = c.Track
-		d.live.mu.Unlock()
-		wg.Add(1)
-		go func(c engine.Container) {
-			defer wg.Done()
-			url := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(m.Services.Port)) + m.Metrics.Path
-			s, err := metrics.Fetch(ctx, hc, url)
-			if err != nil {
-				d.log.Debug("scrape failed", zap.String("container", c.Name), zap.Error(err))
-				return
-			}
-			w.Observe(c.Name, s)
-		}(c)
+		targets = append(targets, observe.Target{
+			Name: c.Name, Track: c.Track, Revision: c.Hash,
+			URL: "http://" + net.JoinHostPort(c.IP, strconv.Itoa(m.Services.Port)) + m.Metrics.Path,
+		})
 	}
-	wg.Wait()
-	d.live.mu.Lock()
-	for target, track := range d.live.targets {
-		if !seen[target] {
-			if w := d.live.windows[track]; w != nil {
-				w.Forget(target)
-			}
-			delete(d.live.targets, target)
+	for _, ch := range d.obs.Scrape(ctx, targets) {
+		details := map[string]any{"container": ch.Target.Name, "track": ch.Target.Track, "revision": ch.Target.Revision}
+		switch ch.Kind {
+		case observe.Failing:
+			d.log.Warn("metrics scrape failing; its data counts as missing", zap.String("container", ch.Target.Name), zap.Error(ch.Err))
+			details["error"] = ch.Err.Error()
+			d.event(eventScrapeFailed, fmt.Sprintf("metrics of %s cannot be scraped: %v", ch.Target.Name, ch.Err), "", details)
+		case observe.Recovered:
+			d.log.Info("metrics scrape recovered", zap.String("container", ch.Target.Name), zap.Int("failures", ch.Failures))
+			details["failures"] = ch.Failures
+			d.event(eventScrapeRecovered, fmt.Sprintf("metrics of %s scraped again after %d failed scrape(s)", ch.Target.Name, ch.Failures), "", details)
 		}
 	}
-	d.live.mu.Unlock()
 
 	mode := runningMode(cs)
 	now := time.Now()
@@ -111,7 +79,7 @@ func (d *Daemon) scrapeOnce(ctx context.Context, hc *http.Client, m *manifest.Ma
 		if track == stack.TrackCanary && mode != stack.TrackCanary {
 			continue
 		}
-		st := d.live.window(track, size).Stats(now, m.Policy.MinRequests)
+		st := d.obs.Stats(track, latestRevision(cs, track), m.Policy.MinRequests)
 		dec := d.policies.CanarySafety(ctx, canaryInput(track, st), thresholds(m))
 		verdict := "PASS"
 		switch {
@@ -133,12 +101,50 @@ func (d *Daemon) scrapeOnce(ctx context.Context, hc *http.Client, m *manifest.Ma
 	}
 }
 
+// Scrape health events, each journaled once per failure streak.
+const (
+	eventScrapeFailed    = "scrape_failed"
+	eventScrapeRecovered = "scrape_recovered"
+)
+
+// latestRevision is the config hash of the newest running container of a
+// track: during a rollout, the revision being rolled out.
+func latestRevision(cs []engine.Container, track string) string {
+	var best engine.Container
+	for _, c := range cs {
+		if c.Role == stack.RoleApp && c.Track == track && c.Running() && (best.Name == "" || c.Created.After(best.Created)) {
+			best = c
+		}
+	}
+	return best.Hash
+}
+
+// servedRevision is the config hash of the containers nginx routes a
+// track's traffic to (falling back to the newest running one).
+func servedRevision(obs reconciler.Observed, track string) string {
+	if obs.Loaded != nil {
+		names := obs.Loaded.Stable
+		if track == stack.TrackCanary {
+			names = obs.Loaded.Canary
+		}
+		for _, n := range names {
+			for _, c := range obs.Containers {
+				if c.Name == n {
+					return c.Hash
+				}
+			}
+		}
+	}
+	return latestRevision(obs.Containers, track)
+}
+
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 func round4(f float64) float64 { return float64(int64(f*10000+0.5)) / 10000 }
 
-// canaryInput turns a track's window into the canary-safety policy input;
-// missing figures stay nil so the policy denies (fail closed).
-func canaryInput(track string, st metrics.Stats) policy.CanaryInput {
+// canaryInput turns a revision's figures into the canary-safety policy
+// input; unless the outcome is OK (fresh data from every target, enough
+// requests) the figures stay nil so the policy denies (fail closed).
+func canaryInput(track string, st observe.Stats) policy.CanaryInput {
 	in := policy.CanaryInput{Mode: track}
 	req := st.Requests
 	in.Requests = &req
@@ -160,30 +166,34 @@ func runningMode(cs []engine.Container) string {
 	return stack.TrackStable
 }
 
-// canaryDecision judges the canary revision's figures.
+// canaryDecision judges the canary revision's own figures; why data is
+// missing (a failed or stale scrape) is added to the policy's reasons.
 func (d *Daemon) canaryDecision(ctx context.Context, m *manifest.Manifest, revision string) policy.Decision {
-	st := d.live.window(stack.TrackCanary, m.Metrics.Window.D()).Stats(time.Now(), m.Policy.MinRequests)
-	return d.policies.CanarySafety(ctx, canaryInput(stack.TrackCanary, st), thresholds(m))
+	st := d.obs.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
+	dec := d.policies.CanarySafety(ctx, canaryInput(stack.TrackCanary, st), thresholds(m))
+	if !dec.Allowed && st.Outcome != metrics.OK && st.Reason != "" {
+		dec.Reasons = append(dec.Reasons, st.Reason)
+	}
+	return dec
 }
 
-// addLiveStatus fills the per-track figures and current policy verdicts.
-func (d *Daemon) addLiveStatus(ctx context.Context, s *api.Status, m *manifest.Manifest) {
-	size := m.Metrics.Window.D()
-	now := time.Now()
+// addLiveStatus fills the per-track figures (of the revision nginx serves)
+// and the current policy verdicts.
+func (d *Daemon) addLiveStatus(ctx context.Context, s *api.Status, m *manifest.Manifest, obs reconciler.Observed) {
 	for _, track := range []string{stack.TrackStable, stack.TrackCanary} {
 		if track == stack.TrackCanary && s.Mode != stack.TrackCanary {
 			continue
 		}
-		st := d.live.window(track, size).Stats(now, m.Policy.MinRequests)
+		rev := servedRevision(obs, track)
+		st := d.obs.Stats(track, rev, m.Policy.MinRequests)
 		s.Tracks = append(s.Tracks, api.TrackStats{
-			Track: track, Outcome: string(st.Outcome), Requests: st.Requests, ReqPerSec: st.ReqPerSec,
+			Track: track, Revision: rev, Outcome: string(st.Outcome), Reason: st.Reason, Requests: st.Requests, ReqPerSec: st.ReqPerSec,
 			ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, Targets: st.Targets,
 		})
 	}
 	s.Policies = append(s.Policies, *toAPIDecision(d.infraDecision(ctx, m)))
 	if s.Mode == stack.TrackCanary {
-		st := d.live.window(stack.TrackCanary, size).Stats(now, m.Policy.MinRequests)
-		s.Policies = append(s.Policies, *toAPIDecision(d.policies.CanarySafety(ctx, canaryInput(stack.TrackCanary, st), thresholds(m))))
+		s.Policies = append(s.Policies, *toAPIDecision(d.canaryDecision(ctx, m, servedRevision(obs, stack.TrackCanary))))
 	}
 }
 

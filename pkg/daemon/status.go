@@ -55,7 +55,7 @@ func (d *Daemon) Status(ctx context.Context) api.Status {
 		s.Pending = plan.Lines()
 		s.Converged = plan.Empty() && s.LastReconcile != nil && s.LastReconcile.Error == ""
 	}
-	d.addLiveStatus(ctx, &s, m)
+	d.addLiveStatus(ctx, &s, m, obs)
 	return s
 }
 
