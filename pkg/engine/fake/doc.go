@@ -49,28 +49,35 @@
 //     aimed at that very call, or cancel the caller's context between steps.
 //   - Calls records every call, in order, with its target and result.
 //
-// # With the reconciler
+// # With the reconciler and the daemon
 //
-//	f := fake.New(fake.WithHostPorts()) // startNginx dials the published port
+//	f := fake.New(fake.WithSeed(1))
 //	f.AddImage(appImage, nginxImage)
 //	r := &reconciler.Reconciler{
 //		Engine:    f,
 //		ConfigDir: t.TempDir(), // the nginx bind source: the fake reads it
-//		HTTP:      &http.Client{Transport: f.Transport()}, // health checks
+//		Probe:     f.Probe,     // health checks by container IP
+//		// what nginx serves, from the fake's Loaded (the status socket
+//		// itself is not modelled):
+//		NginxStatus: f.NginxStatus("demo-nginx"),
 //		...
 //	}
 //
-// The nginx port must be free on the host (pick one with net.Listen on
-// port 0). See reconciler_test.go in this package for whole runs.
+// Code that probes through an *http.Client can use
+// &http.Client{Transport: f.Transport()} instead of Probe; code that dials
+// a published host port needs WithHostPorts. *Engine also has the daemon's
+// Ping, Watch and Close.
 //
 // # What it does not model
 //
 // Restart policies (a killed container stays exited), image contents and
-// the image's default command, DNS and network aliases, extra hosts,
-// resource limits, pause/restart states, the time anything takes (stop
-// grace, pull duration, nginx start-up: everything happens within the call),
-// nginx's real config grammar (the Validator decides), and any command other
-// than the nginx ones above (Exec answers 127). Events are delivered from an
+// the image's default command, DNS and network aliases, extra hosts, the
+// host IP a port is published on (engine.Spec.HostIP: two containers on
+// one port conflict whatever their IPs), nginx's status socket, resource
+// limits, pause/restart states, the time anything takes (stop grace, pull
+// duration, nginx start-up: everything happens within the call), nginx's
+// real config grammar (the Validator decides), and any command other than
+// the nginx ones above (Exec answers 127). Events are delivered from an
 // unbounded queue per Watch, subscribed before Watch returns, so no event
 // after Watch returns is missed (the real stream subscribes asynchronously).
 // Probes ignore the port and path of the URL. The engine's connection

@@ -94,7 +94,8 @@ func New(opts ...Option) *Engine {
 
 // Close ends every Watch (closing its event channel without an error) and
 // releases host-port listeners. The engine stays usable for assertions.
-func (e *Engine) Close() {
+// It never fails; the error is there to match engine.Engine.Close.
+func (e *Engine) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.closed = true
@@ -105,6 +106,7 @@ func (e *Engine) Close() {
 	for _, c := range e.containers {
 		c.closeListener()
 	}
+	return nil
 }
 
 // Ping checks that the engine answers: it fails only while Down or when a

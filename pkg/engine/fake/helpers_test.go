@@ -27,6 +27,7 @@ var (
 type daemonEngine interface {
 	Ping(ctx context.Context) error
 	Watch(ctx context.Context, project string) (<-chan engine.Event, <-chan error)
+	Close() error
 }
 
 const (
@@ -48,7 +49,7 @@ var epoch = time.Date(2025, 3, 1, 12, 0, 0, 500_000_000, time.UTC)
 func newFake(t *testing.T, opts ...fake.Option) *fake.Engine {
 	t.Helper()
 	f := fake.New(append([]fake.Option{fake.WithClock(func() time.Time { return epoch })}, opts...)...)
-	t.Cleanup(f.Close)
+	t.Cleanup(func() { f.Close() })
 	f.AddImage(appImage, nginxImage)
 	if err := f.CreateNetwork(bg, netName, "bridge", stack.NetworkLabels(project)); err != nil {
 		t.Fatal(err)
