@@ -227,7 +227,7 @@ func TestNginxImageChangeChecksBeforeStoppingTheOld(t *testing.T) {
 func TestHungEngineIsReported(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 1, ""))
 	h.mustConverge()
-	h.d.eng = withTimeouts(fakeEngine{h.fe}, Timeouts{Call: 100 * time.Millisecond})
+	h.d.eng = withTimeouts(h.fe, Timeouts{Call: 100 * time.Millisecond})
 	h.d.rec.Engine = h.d.eng
 	h.fe.Hang(fake.OpListContainers)
 	start := time.Now()

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -14,17 +15,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
-
-// fakeEngine adapts the fake to the daemon's Engine (Close returns an error).
-type fakeEngine struct{ *fake.Engine }
-
-func (f fakeEngine) Close() error { f.Engine.Close(); return nil }
 
 // harness is a daemon over the in-memory engine, driven one reconcile at a
 // time, with host load under the test's control.
@@ -82,7 +79,7 @@ func (h *harness) newDaemon() *Daemon {
 		ManifestPath:  filepath.Join(h.dir, "manifest.yaml"),
 		Socket:        filepath.Join(h.dir, "sd.sock"),
 		Log:           zap.NewNop(),
-		Engine:        fakeEngine{h.fe},
+		Engine:        h.fe,
 		Probe:         h.fe.Probe,
 		NginxStatus:   h.fe.NginxStatus("demo-nginx"),
 		HostFacts:     h.facts,
@@ -166,6 +163,9 @@ func (h *harness) running() string {
 		}
 		n[key]++
 	}
+	sort.SliceStable(order, func(i, j int) bool { // stable first
+		return strings.HasPrefix(order[i], stack.TrackStable) && !strings.HasPrefix(order[j], stack.TrackStable)
+	})
 	var parts []string
 	for _, k := range order {
 		parts = append(parts, fmt.Sprintf("%s×%d", k, n[k]))
@@ -290,4 +290,8 @@ func (h *harness) scrape(n int) {
 		}
 		h.d.scrapeOnce(context.Background(), h.d.manifestNow())
 	}
+}
+
+func engineSpec(name, image, project, role string) engine.Spec {
+	return engine.Spec{Name: name, Image: image, Labels: map[string]string{stack.LabelProject: project, stack.LabelRole: role}}
 }

@@ -28,15 +28,24 @@ import (
 // scrapeLoop scrapes every running app container's metrics directly on the
 // project network each scrape interval, journals each target's failure
 // once, and journals one snapshot per track.
+//
+// It runs on a ticker, not a sleep after each scrape: a healthy target's
+// samples must stay well inside the two-interval staleness limit however
+// long the container listing takes.
 func (d *Daemon) scrapeLoop(ctx context.Context) {
+	interval := 5 * time.Second
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	for {
-		interval := 5 * time.Second
 		if m := d.manifestNow(); m != nil && !d.isDown() {
-			interval = m.Metrics.ScrapeInterval.D()
+			if iv := m.Metrics.ScrapeInterval.D(); iv > 0 && iv != interval {
+				interval = iv
+				tick.Reset(interval)
+			}
 			d.scrapeOnce(ctx, m)
 		}
 		select {
-		case <-time.After(interval):
+		case <-tick.C:
 		case <-ctx.Done():
 			return
 		}

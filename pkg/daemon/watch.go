@@ -107,7 +107,13 @@ func (d *Daemon) watchEvents(ctx context.Context, project string) error {
 		select {
 		case ev, ok := <-evs:
 			if !ok {
-				return nil
+				// The stream sends its error, then closes: do not lose it.
+				select {
+				case err := <-errc:
+					return err
+				default:
+					return nil
+				}
 			}
 			if ev.Role != stack.RoleApp && ev.Role != stack.RoleNginx {
 				continue // throwaway check containers
