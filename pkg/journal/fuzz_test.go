@@ -27,23 +27,27 @@ func FuzzRead(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(golden, []byte(nil))
+	// One directory per fuzzing process, rewritten for every input (inputs
+	// run one at a time in a process).
+	dir := f.TempDir()
+	path := filepath.Join(dir, "history.jsonl")
+	rotatedPath := filepath.Join(dir, "history.1.jsonl")
 	f.Fuzz(func(t *testing.T, active, rotated []byte) {
 		// A hang crashes the worker, which records the input.
 		watchdog := time.AfterFunc(20*time.Second, func() { panic("journal Read/Verify did not return within 20s") })
 		defer watchdog.Stop()
 
-		dir := t.TempDir()
-		path := filepath.Join(dir, "history.jsonl")
 		if err := os.WriteFile(path, active, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		files := []string{path}
 		if len(rotated) > 0 {
-			r := filepath.Join(dir, "history.1.jsonl")
-			if err := os.WriteFile(r, rotated, 0o644); err != nil {
+			if err := os.WriteFile(rotatedPath, rotated, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			files = []string{r, path}
+			files = []string{rotatedPath, path}
+		} else if err := os.Remove(rotatedPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
 		}
 
 		rep, err := Verify(path)
