@@ -328,6 +328,12 @@ func TestPeerOfRejectsNonUnix(t *testing.T) {
 	if _, err := PeerOf(nil); err == nil {
 		t.Error("PeerOf(nil) succeeded")
 	}
+	a, b := net.Pipe() // no socket, no address
+	defer a.Close()
+	defer b.Close()
+	if p, err := PeerOf(a); err == nil || p.UID != -1 {
+		t.Errorf("PeerOf(pipe) = %+v, %v; want an error", p, err)
+	}
 }
 
 func TestParseConfig(t *testing.T) {

@@ -42,8 +42,8 @@ func PeerOf(conn net.Conn) (Peer, error) {
 	if conn == nil {
 		return unknownPeer, errors.New("peer credentials: no connection")
 	}
-	if n := conn.LocalAddr().Network(); n != "unix" && n != "unixpacket" {
-		return unknownPeer, fmt.Errorf("peer credentials: a %s connection has none (only Unix sockets do)", n)
+	if la := conn.LocalAddr(); la == nil || (la.Network() != "unix" && la.Network() != "unixpacket") {
+		return unknownPeer, fmt.Errorf("peer credentials: a %s connection has none (only Unix sockets do)", network(la))
 	}
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
@@ -183,4 +183,11 @@ func parseID(s string) (int, error) {
 		return 0, fmt.Errorf("%q is not an id", s)
 	}
 	return int(n), nil
+}
+
+func network(a net.Addr) string {
+	if a == nil {
+		return "non-socket"
+	}
+	return a.Network()
 }
