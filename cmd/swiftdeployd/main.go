@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/daemon"
 )
 
@@ -30,6 +31,7 @@ func run() error {
 	manifestPath := fs.String("manifest", "manifest.yaml", "path of the manifest to converge to; generated files are written beside it")
 	socket := fs.String("socket", "", "control socket path (default $"+api.EnvSocket+" or .swiftdeploy/swiftdeployd.sock beside the manifest)")
 	debug := fs.Bool("debug", false, "log at debug level")
+	authzConfig := authz.RegisterFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -46,6 +48,15 @@ func run() error {
 	}
 	defer log.Sync()
 
+	az, err := authzConfig()
+	if err != nil {
+		return err
+	}
+	if az.IsDefault() {
+		log.Info("control socket roles: defaults (root and the daemon's user: admin; the daemon's group: read)")
+	} else {
+		log.Info("control socket roles", zap.Strings("read_groups", az.ReadGroups), zap.Strings("operate_groups", az.OperateGroups), zap.Strings("admin_groups", az.AdminGroups))
+	}
 	if *socket == "" {
 		abs, err := filepath.Abs(*manifestPath)
 		if err != nil {
@@ -53,7 +64,7 @@ func run() error {
 		}
 		*socket = api.DefaultSocket(filepath.Dir(abs))
 	}
-	d, err := daemon.New(daemon.Config{ManifestPath: *manifestPath, Socket: *socket, Log: log})
+	d, err := daemon.New(daemon.Config{ManifestPath: *manifestPath, Socket: *socket, Log: log, Authz: az})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -66,6 +67,8 @@ type Config struct {
 	Hook reconciler.Hook
 	// Fetcher, when set, replaces HTTP for scraping the app's metrics.
 	Fetcher observe.Fetcher
+	// Authz maps Unix groups to roles on the control socket.
+	Authz authz.Config
 	// Timeouts bound every Docker Engine call.
 	Timeouts Timeouts
 	// HostFacts, when set, replaces the host readings of the

@@ -210,10 +210,8 @@ func (d *Daemon) addLiveStatus(ctx context.Context, s *api.Status, m *manifest.M
 // the project network (nginx refuses /chaos from outside).
 func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 	var req api.ChaosRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("chaos request: %w", err))
+	if err := api.DecodeBody(w, r, &req); err != nil {
+		writeRequestErr(w, err)
 		return
 	}
 	m := d.manifestNow()

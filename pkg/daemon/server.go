@@ -1,16 +1,13 @@
 package daemon
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -19,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 )
@@ -48,36 +46,37 @@ func listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-type ctxKey struct{}
-
-// peerUser names the OS user on the other end of the socket (SO_PEERCRED),
-// so that the journal says who asked.
-func peerUser(c net.Conn) string {
-	uc, ok := c.(*net.UnixConn)
+// userOf names the OS user on the other end of the socket (from its peer
+// credentials), so that the journal says who asked.
+func userOf(r *http.Request) string {
+	p, ok := authz.PeerFrom(r.Context())
 	if !ok {
 		return ""
 	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return ""
-	}
-	var cred *syscall.Ucred
-	_ = raw.Control(func(fd uintptr) {
-		cred, _ = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	})
-	if cred == nil {
-		return ""
-	}
-	uid := strconv.Itoa(int(cred.Uid))
-	if u, err := user.LookupId(uid); err == nil {
-		return u.Username
-	}
-	return "uid:" + uid
+	return p.Name()
 }
 
-func userOf(r *http.Request) string {
-	s, _ := r.Context().Value(ctxKey{}).(string)
-	return s
+// eventAccessDenied journals a call refused for want of a role.
+const eventAccessDenied = "access_denied"
+
+func (d *Daemon) onDeny(p authz.Peer, need authz.Role, r *http.Request) {
+	den := authz.DenialOf(r)
+	msg := need.String() + " needed for " + r.Method + " " + r.URL.Path
+	have := ""
+	if den != nil {
+		msg, have = den.Error(), den.Have.String()
+	}
+	d.event(eventAccessDenied, msg, p.Name(), map[string]any{"method": r.Method, "path": r.URL.Path,
+		"need": need.String(), "have": have, "uid": p.UID, "gid": p.GID, "pid": p.PID})
+}
+
+func writeRequestErr(w http.ResponseWriter, err error) {
+	var re *api.RequestError
+	if errors.As(err, &re) {
+		writeErr(w, re.Status, re)
+		return
+	}
+	writeErr(w, http.StatusBadRequest, err)
 }
 
 func (d *Daemon) server() *http.Server {
@@ -93,11 +92,9 @@ func (d *Daemon) server() *http.Server {
 	mux.HandleFunc("POST "+api.PathChaos, d.handleChaos)
 	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	return &http.Server{
-		Handler:           mux,
+		Handler:           authz.Middleware(d.cfg.Authz, mux, d.onDeny),
 		ReadHeaderTimeout: 5 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, ctxKey{}, peerUser(c))
-		},
+		ConnContext:       authz.ConnContext,
 	}
 }
 
@@ -230,18 +227,14 @@ func (d *Daemon) handleHistory(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Since = ts
 	}
-	limit := 200
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 {
-			writeErr(w, http.StatusBadRequest, fmt.Errorf("limit: want a positive number, got %q", l))
-			return
-		}
-		limit = n
+	limit, err := api.ParseLimit(q.Get("limit"), api.DefaultHistoryLimit, api.MaxHistoryLimit)
+	if err != nil {
+		writeRequestErr(w, err)
+		return
 	}
 	_ = d.jr.Flush()
 	var recs []journal.Record
-	err := journal.Read(filepath.Join(d.dir, "history.jsonl"), f, func(rec journal.Record) error {
+	err = journal.Read(filepath.Join(d.dir, "history.jsonl"), f, func(rec journal.Record) error {
 		recs = append(recs, rec)
 		if len(recs) > limit {
 			recs = recs[1:]
