@@ -331,3 +331,51 @@ func BenchmarkParseFull(b *testing.B) {
 		}
 	}
 }
+
+// TestYAMLRoundTrip checks that YAML writes text that parses back to the
+// same manifest, env values that YAML could misread included.
+func TestYAMLRoundTrip(t *testing.T) {
+	tricky := map[string]string{
+		"FLOAT": "1.10", "HEX": "0x1F", "ON": "on", "YES": "yes", "OCTAL": "010", "EXP": "1e3",
+		"DOT": ".5", "TILDE": "~", "NULL": "null", "EMPTY": "", "TIME": "2001-12-14 21:59:43.10 -5",
+		"SEXAGESIMAL": "1:20", "MULTI": "line one\n  indented\nline three\n", "CRLF": "a\r\nb",
+		"PADDED": "  both ends  ", "TRAILING_NL": "x\n\n", "QUOTES": `"double" and 'single'`,
+		"COMMENT": "a #b", "FLOW": "{[a, b]}", "ANCHOR": "&a *b", "DOLLAR": "${HOME}", "TAB": "\tx\t",
+		"UNICODE": "héllo ☃ \u2028 \ufeff", "CONTROL": "\x1b[0m", "LONG": strings.Repeat("word ", 40),
+	}
+	tests := []struct {
+		name string
+		m    func(t *testing.T) *Manifest
+	}{
+		{"article", func(t *testing.T) *Manifest { return mustParse(t, string(readTestdata(t, "article.yaml"))) }},
+		{"full", func(t *testing.T) *Manifest { return mustParse(t, string(readTestdata(t, "full.yaml"))) }},
+		{"tricky env", func(t *testing.T) *Manifest {
+			m := mustParse(t, minimal+"policy: {max_error_rate: 0, max_p99_ms: 1e21}")
+			m.Services.Env = tricky
+			return m
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := tt.m(t)
+			out, err := m.YAML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := Parse(out, "other")
+			if err != nil {
+				t.Fatalf("Parse(YAML()): %v\n%s", err, out)
+			}
+			if !reflect.DeepEqual(back, m) {
+				t.Errorf("Parse(YAML()) differs:\n got %+v\nwant %+v\ntext:\n%s", back, m, out)
+			}
+		})
+	}
+	t.Run("invalid manifest", func(t *testing.T) {
+		m := mustParse(t, minimal)
+		m.Services.Port = 0
+		if out, err := m.YAML(); err == nil || !strings.Contains(err.Error(), "services.port") {
+			t.Errorf("YAML() of an invalid manifest = %q, %v; want an error naming services.port", out, err)
+		}
+	})
+}

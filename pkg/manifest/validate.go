@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/distribution/reference"
 )
@@ -165,8 +166,14 @@ func (ps *problemList) env(env map[string]string) {
 			ps.addf("services.env", "invalid variable name %q: must match [A-Za-z_][A-Za-z0-9_]*", k)
 		case reservedEnv[k] != "":
 			ps.addf(field, "reserved: SwiftDeploy sets %s (%s)", k, reservedEnv[k])
-		case strings.ContainsAny(env[k], "\x00\n\r"):
-			ps.addf(field, "value must not contain NUL or line breaks, got %q", env[k])
+		// Docker passes env to the process as C strings, which end at NUL,
+		// and carries them as JSON, which would replace invalid UTF-8 with
+		// U+FFFD: either would change the value on its way in. Line breaks
+		// are fine (a block scalar writes a multi-line value).
+		case strings.ContainsRune(env[k], 0):
+			ps.addf(field, "value must not contain NUL, got %q", env[k])
+		case !utf8.ValidString(env[k]):
+			ps.addf(field, "value must be valid UTF-8, got %q", env[k])
 		}
 	}
 }

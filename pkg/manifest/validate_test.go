@@ -139,7 +139,6 @@ func TestParseInvalid(t *testing.T) {
 		{"env reserved MODE", "services: {env: {MODE: canary}}", []string{"services.env.MODE"}, "reserved"},
 		{"env bad name", "services: {env: {1BAD: x}}", []string{"services.env"}, `invalid variable name "1BAD"`},
 		{"env name with dash", "services: {env: {MY-VAR: x}}", []string{"services.env"}, `"MY-VAR"`},
-		{"env value newline", "services: {env: {A: \"x\\ny\"}}", []string{"services.env.A"}, "line breaks"},
 		{"env value NUL", "services: {env: {A: \"x\\0y\"}}", []string{"services.env.A"}, "NUL"},
 
 		// Resources.
@@ -220,6 +219,9 @@ func TestValidateProgrammatic(t *testing.T) {
 		{"infinite p99", func(m *Manifest) { m.Policy.MaxP99Ms = math.Inf(-1) }, []string{"policy.max_p99_ms"}},
 		{"empty driver", func(m *Manifest) { m.Network.DriverType = "" }, []string{"network.driver_type"}},
 		{"env key with equals", func(m *Manifest) { m.Services.Env = map[string]string{"A=B": "x"} }, []string{"services.env"}},
+		// A YAML file cannot hold invalid UTF-8 (the parser refuses it).
+		{"env value invalid UTF-8", func(m *Manifest) { m.Services.Env = map[string]string{"A": "x\xffy"} }, []string{"services.env.A"}},
+		{"env value multi-line", func(m *Manifest) { m.Services.Env = map[string]string{"A": "x\r\ny\n"} }, nil},
 		{"health path non-ASCII", func(m *Manifest) { m.Services.HealthPath = "/gesundheit✓" }, []string{"services.health_path"}},
 		{"health path too long", func(m *Manifest) { m.Services.HealthPath = "/" + strings.Repeat("a", MaxPathLen) }, []string{"services.health_path"}},
 	}
