@@ -227,7 +227,11 @@ func (ps *problemList) network(n *Network) {
 }
 
 func (ps *problemList) metrics(m *Metrics) {
-	ps.urlPath("metrics.path", m.Path)
+	// Unlike health_path, which the daemon requests from each container
+	// directly, metrics.path is also an exact location in nginx.conf.
+	if err := CheckFrontDoorPath(m.Path); err != nil {
+		ps.addf("metrics.path", "%v", err)
+	}
 	scrape, window := m.ScrapeInterval.D(), m.Window.D()
 	ps.durationRange("metrics.scrape_interval", scrape, time.Second, 5*time.Minute)
 	switch {

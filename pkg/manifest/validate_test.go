@@ -182,6 +182,77 @@ func TestParseInvalid(t *testing.T) {
 	}
 }
 
+// TestMetricsPath covers metrics.path, which nginx.conf routes with an
+// exact location: only a safe charset, nothing nginx would normalize, and
+// nothing the front door refuses, in any letter case.
+func TestMetricsPath(t *testing.T) {
+	tests := []struct {
+		path string
+		want string // "" if valid, else part of the message
+	}{
+		{"/metrics", ""},
+		{"/metrics/", ""},
+		{"/prom/metrics-v2.txt", ""},
+		{"/_status/Metrics_1", ""},
+		{"/", ""},
+		{"/internals", ""}, // not under /internal/: only the segment is refused
+		{"/debugger/metrics", ""},
+		{"/chao", ""},
+
+		{"/chaos", `"/chaos" is refused by the front door: it lies under /chaos`},
+		{"/chaos/", "lies under /chaos"},
+		{"/chaos/metrics", "lies under /chaos"},
+		{"/chaosmonkey", "lies under /chaos"},
+		{"/Chaos", `"/Chaos" is refused by the front door: it lies under /chaos (compared without regard to case)`},
+		{"/CHAOS/x", "lies under /chaos"},
+		{"/internal", "lies under /internal"},
+		{"/internal/", "lies under /internal"},
+		{"/Internal/metrics", "lies under /internal"},
+		{"/debug", "lies under /debug"},
+		{"/DEBUG/", "lies under /debug"},
+		{"/debug/vars", "lies under /debug"},
+		{"/admin", "lies under /admin"},
+		{"/Administrator", "lies under /admin"},
+
+		{"/metrics$x", `got "/metrics$x" ('$' at byte 8)`},
+		{"/metrics?x=1", `('?' at byte 8)`},
+		{"/metrics#x", `('#' at byte 8)`},
+		{"/me trics", `(' ' at byte 3)`},
+		{"/m\"x", `('"' at byte 2)`},
+		{"/m'x", `('\'' at byte 2)`},
+		{"/m{x}", `('{' at byte 2)`},
+		{"/m;x", `(';' at byte 2)`},
+		{"/m%41", `('%' at byte 2)`},
+		{"/m~x", `('~' at byte 2)`},
+		{"/m\\x", `('\\' at byte 2)`},
+		{"/métrics", `('é' at byte 2)`},
+		{"/a/../metrics", `must not contain a ".." segment`},
+		{"/..", `must not contain a ".." segment`},
+		{"/a/./metrics", `must not contain a "." segment`},
+		{"//metrics", `must not contain "//"`},
+		{"/a//b", `must not contain "//"`},
+		{"metrics", `must be an absolute path starting with '/', got "metrics"`},
+		{"/" + strings.Repeat("m", MaxPathLen), "at most 256 characters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			m := mustParse(t, minimal)
+			m.Metrics.Path = tt.path
+			err := m.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("metrics.path %q: %v, want valid", tt.path, err)
+				}
+				return
+			}
+			ps := assertProblems(t, err, "metrics.path")
+			if len(ps) == 1 && !strings.Contains(ps[0].Msg, tt.want) {
+				t.Errorf("message %q does not contain %q", ps[0].Msg, tt.want)
+			}
+		})
+	}
+}
+
 // TestValidateProblemsHaveLines checks that problems found after decoding
 // are located on the line of the offending value.
 func TestValidateProblemsHaveLines(t *testing.T) {

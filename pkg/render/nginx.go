@@ -9,6 +9,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -39,7 +40,7 @@ type nginxView struct {
 	ConnectTimeout string
 	ProxyTimeout   string
 	MetricsPath    string
-	Blocked        []string
+	Blocked        []string // location arguments ("^~ /chaos", "= /debug") refused with 403
 	BlockedRegex   string
 }
 
@@ -58,8 +59,8 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		ConnectTimeout: seconds(min(timeout, maxConnectTimeout)),
 		ProxyTimeout:   seconds(timeout),
 		MetricsPath:    s.MetricsPath,
-		Blocked:        blockedPrefixes,
-		BlockedRegex:   blockedRegex(blockedPrefixes),
+		Blocked:        blockedLocations(manifest.BlockedPrefixes()),
+		BlockedRegex:   blockedRegex(manifest.BlockedPrefixes()),
 		Pool:           poolStable,
 	}
 	if s.CanaryWeight > 0 {
@@ -92,11 +93,31 @@ func seconds(d time.Duration) string {
 	return fmt.Sprintf("%ds", int(d/time.Second))
 }
 
-// blockedRegex matches any of the prefixes at the start of the URI.
+// blockedLocations turns the refused prefixes into location arguments. A
+// prefix ending in "/" refuses a path segment, which takes two locations:
+// the segment itself (= /debug) and everything under it (^~ /debug/).
+func blockedLocations(prefixes []string) []string {
+	var out []string
+	for _, p := range prefixes {
+		if segment, ok := strings.CutSuffix(p, "/"); ok {
+			out = append(out, "= "+segment)
+		}
+		out = append(out, "^~ "+p)
+	}
+	return out
+}
+
+// blockedRegex matches any of the prefixes at the start of the URI, in any
+// letter case once used with ~*: "/chaos" as a plain prefix, "/debug/" as
+// the segment /debug alone or followed by a slash.
 func blockedRegex(prefixes []string) string {
 	alts := make([]string, len(prefixes))
 	for i, p := range prefixes {
-		alts[i] = regexp.QuoteMeta(strings.TrimPrefix(p, "/"))
+		if segment, ok := strings.CutSuffix(p, "/"); ok {
+			alts[i] = regexp.QuoteMeta(strings.TrimPrefix(segment, "/")) + "(/|$)"
+		} else {
+			alts[i] = regexp.QuoteMeta(strings.TrimPrefix(p, "/"))
+		}
 	}
 	return "^/(" + strings.Join(alts, "|") + ")"
 }

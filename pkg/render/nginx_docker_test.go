@@ -296,11 +296,27 @@ network: {name: shop-net}
 		{"/./chaos", 403, ""},
 		{"/CHAOS", 403, ""},
 		{"/Chaos/x", 403, ""},
+		{"/chaos/", 403, ""},
+		{"/internal", 403, ""},
+		{"/internal/", 403, ""},
 		{"/internal/state", 403, ""},
+		{"/INTERNAL", 403, ""},
+		{"/Internal/state", 403, ""},
+		{"/internal?x=1", 403, ""},
 		{"/%69nternal/state", 403, ""},
+		{"/debug", 403, ""},
+		{"/debug/", 403, ""},
+		{"/debug/x", 403, ""},
 		{"/debug/pprof/", 403, ""},
+		{"/Debug/", 403, ""},
+		{"/DEBUG", 403, ""},
+		{"/x/../Debug", 403, ""},
 		{"/admin", 403, ""},
 		{"/admin/users", 403, ""},
+		// Only the /internal and /debug segments are refused, not every
+		// path that starts with the same letters.
+		{"/internals", 200, "stable /internals "},
+		{"/debugger/x", 200, "stable /debugger/x "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.target, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -228,8 +229,13 @@ func TestInvalidStack(t *testing.T) {
 		{"nginx image", func(s *stack.Stack) { s.Nginx.Image = "" }, "nginx.image: required"},
 		{"timeout garbage", func(s *stack.Stack) { s.ProxyTimeout = "soon" }, `proxy_timeout: invalid duration "soon"`},
 		{"timeout under a second", func(s *stack.Stack) { s.ProxyTimeout = "0s" }, `proxy_timeout: must be at least 1s, got "0s"`},
-		{"metrics path injects config", func(s *stack.Stack) { s.MetricsPath = "/m { return 200; }" }, `metrics_path: must be a path such as /metrics`},
-		{"metrics path under chaos", func(s *stack.Stack) { s.MetricsPath = "/chaos/metrics" }, `metrics_path: "/chaos/metrics" is under the blocked prefix "/chaos"`},
+		{"metrics path injects config", func(s *stack.Stack) { s.MetricsPath = "/m { return 200; }" }, `metrics_path: must contain only letters, digits and / _ . -, got "/m { return 200; }"`},
+		{"metrics path with query", func(s *stack.Stack) { s.MetricsPath = "/metrics?x=1" }, `metrics_path: must contain only letters, digits and / _ . -, got "/metrics?x=1"`},
+		{"metrics path with variable", func(s *stack.Stack) { s.MetricsPath = "/metrics$x" }, `metrics_path: must contain only letters, digits and / _ . -, got "/metrics$x"`},
+		{"metrics path under chaos", func(s *stack.Stack) { s.MetricsPath = "/chaos/metrics" }, `metrics_path: "/chaos/metrics" is refused by the front door: it lies under /chaos`},
+		{"metrics path is chaos in upper case", func(s *stack.Stack) { s.MetricsPath = "/Chaos" }, `metrics_path: "/Chaos" is refused by the front door`},
+		{"metrics path is internal", func(s *stack.Stack) { s.MetricsPath = "/internal" }, `metrics_path: "/internal" is refused by the front door`},
+		{"metrics path is debug with slash", func(s *stack.Stack) { s.MetricsPath = "/Debug/" }, `metrics_path: "/Debug/" is refused by the front door`},
 	}
 	for _, tt := range tests {
 		for _, r := range renderers {
@@ -285,6 +291,25 @@ func BenchmarkCompose(b *testing.B) {
 	for b.Loop() {
 		if _, err := Compose(s); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestBlockedRuleAgrees checks that the case-insensitive regex location in
+// nginx.conf refuses exactly the paths manifest.IsBlockedPath calls
+// refused, the rule metrics.path is validated against.
+func TestBlockedRuleAgrees(t *testing.T) {
+	re := regexp.MustCompile("(?i)" + blockedRegex(manifest.BlockedPrefixes()))
+	paths := []string{
+		"/", "/chaos", "/chaos/", "/CHAOS", "/chaosmonkey", "/chao", "/x/chaos",
+		"/internal", "/internal/", "/Internal/x", "/internals", "/internal.json",
+		"/debug", "/debug/", "/Debug/", "/debug/x", "/debugger", "/debu",
+		"/admin", "/ADMIN/users", "/administrator", "/metrics", "/healthz",
+	}
+	for _, p := range paths {
+		_, want := manifest.IsBlockedPath(p)
+		if got := re.MatchString(p); got != want {
+			t.Errorf("%s: nginx regex refuses = %v, manifest.IsBlockedPath = %v", p, got, want)
 		}
 	}
 }
