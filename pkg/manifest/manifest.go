@@ -66,6 +66,10 @@ type Canary struct {
 type Nginx struct {
 	Image string `json:"image"`
 	Port  int    `json:"port"`
+	// Bind is the host address the published port listens on: an IPv4 or
+	// IPv6 literal. Default: DefaultNginxBind, every IPv4 address, as a
+	// front door is expected to be reachable.
+	Bind string `json:"bind,omitempty"`
 	// ProxyTimeout bounds connect/read/send to the upstream.
 	ProxyTimeout Duration `json:"proxy_timeout,omitempty"`
 }
@@ -105,6 +109,7 @@ func Defaults() Manifest {
 			HealthPath: "/healthz",
 		},
 		Nginx: Nginx{
+			Bind:         DefaultNginxBind,
 			ProxyTimeout: Duration(30 * time.Second),
 		},
 		Network: Network{DriverType: "bridge"},
@@ -123,6 +128,10 @@ func Defaults() Manifest {
 		},
 	}
 }
+
+// DefaultNginxBind is nginx.bind when the manifest sets none: all IPv4
+// addresses, what the daemon published on before nginx.bind existed.
+const DefaultNginxBind = "0.0.0.0"
 
 // DefaultCanaryReplicas is used when services.canary.replicas is absent.
 const DefaultCanaryReplicas = 1

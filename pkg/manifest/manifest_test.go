@@ -48,6 +48,7 @@ func TestParseArticleManifest(t *testing.T) {
 		Nginx: Nginx{
 			Image:        "nginx:latest",
 			Port:         8080,
+			Bind:         "0.0.0.0",
 			ProxyTimeout: Duration(30 * time.Second),
 		},
 		Network: Network{Name: "swiftdeploy-net", DriverType: "bridge"},
@@ -87,7 +88,7 @@ func TestParseFullManifest(t *testing.T) {
 			Resources: Resources{CPUs: 0.5, Memory: "256m"},
 			Canary:    &Canary{Image: "shop-api:1.5.0-rc1", Weight: 10, Replicas: 1},
 		},
-		Nginx:   Nginx{Image: "nginx:1.27-alpine", Port: 8080, ProxyTimeout: Duration(15 * time.Second)},
+		Nginx:   Nginx{Image: "nginx:1.27-alpine", Port: 8080, Bind: "127.0.0.1", ProxyTimeout: Duration(15 * time.Second)},
 		Network: Network{Name: "shop-net", DriverType: "bridge"},
 		Metrics: Metrics{Path: "/metrics", ScrapeInterval: Duration(5 * time.Second), Window: Duration(2 * time.Minute)},
 		Policy: Policy{
@@ -150,6 +151,11 @@ func TestExplicitZerosHonoured(t *testing.T) {
 		{"canary replicas absent", withCanary("{image: app:2, weight: 5}"), func(m *Manifest) any { return m.Services.Canary.Replicas }, 1},
 		{"canary replicas set", withCanary("{image: app:2, replicas: 3}"), func(m *Manifest) any { return m.Services.Canary.Replicas }, 3},
 		{"no canary block", minimal, func(m *Manifest) any { return m.Services.Canary == nil }, true},
+		{"nginx.bind absent", minimal, func(m *Manifest) any { return m.Nginx.Bind }, "0.0.0.0"},
+		{"nginx.bind null", strings.Replace(minimal, "port: 8080}", "port: 8080, bind: null}", 1), func(m *Manifest) any { return m.Nginx.Bind }, "0.0.0.0"},
+		{"nginx.bind loopback", strings.Replace(minimal, "port: 8080}", "port: 8080, bind: 127.0.0.1}", 1), func(m *Manifest) any { return m.Nginx.Bind }, "127.0.0.1"},
+		{"nginx.bind IPv6", strings.Replace(minimal, "port: 8080}", "port: 8080, bind: '::1'}", 1), func(m *Manifest) any { return m.Nginx.Bind }, "::1"},
+		{"nginx.bind IPv6 any", strings.Replace(minimal, "port: 8080}", "port: 8080, bind: '::'}", 1), func(m *Manifest) any { return m.Nginx.Bind }, "::"},
 		{"duration as seconds", strings.Replace(minimal, "port: 8080}", "port: 8080, proxy_timeout: 45}", 1),
 			func(m *Manifest) any { return m.Nginx.ProxyTimeout.D() }, 45 * time.Second},
 	}

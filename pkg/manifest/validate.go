@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -197,12 +198,29 @@ func (ps *problemList) resources(r *Resources) {
 func (ps *problemList) nginx(n *Nginx) {
 	ps.image("nginx.image", n.Image)
 	ps.port("nginx.port", n.Port)
+	ps.bind("nginx.bind", n.Bind)
 	switch d := n.ProxyTimeout.D(); {
 	case d < time.Second || d > 10*time.Minute:
 		ps.addf("nginx.proxy_timeout", "must be 1s-10m0s, got %s", d)
 	case d%time.Second != 0:
 		// The stack renders the timeout for nginx as whole seconds.
 		ps.addf("nginx.proxy_timeout", "must be a whole number of seconds, got %s", d)
+	}
+}
+
+// bind checks an address to publish a port on. Only a literal is taken:
+// a host name would be resolved once, when the container is created, and
+// silently go stale.
+func (ps *problemList) bind(field, addr string) {
+	ip, err := netip.ParseAddr(addr)
+	switch {
+	case err != nil:
+		ps.addf(field, "must be an IPv4 or IPv6 address such as 127.0.0.1 or ::1, got %q", addr)
+	case ip.Zone() != "":
+		// Docker's port bindings take no zone.
+		ps.addf(field, "must not name a zone, got %q", addr)
+	case ip.IsMulticast():
+		ps.addf(field, "must be an address the host can listen on, got the multicast address %q", addr)
 	}
 }
 

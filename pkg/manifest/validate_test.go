@@ -128,6 +128,17 @@ func TestParseInvalid(t *testing.T) {
 		{"network driver none", "network: {driver_type: none}", []string{"network.driver_type"}, `got "none"`},
 		{"network driver unknown", "network: {driver_type: weave}", []string{"network.driver_type"}, `must be bridge, got "weave"`},
 
+		// nginx.bind.
+		{"nginx.bind hostname", "nginx: {bind: localhost}", []string{"nginx.bind"}, `must be an IPv4 or IPv6 address such as 127.0.0.1 or ::1, got "localhost"`},
+		{"nginx.bind empty", "nginx: {bind: ''}", []string{"nginx.bind"}, `got ""`},
+		{"nginx.bind with port", "nginx: {bind: '127.0.0.1:8080'}", []string{"nginx.bind"}, `got "127.0.0.1:8080"`},
+		{"nginx.bind bracketed IPv6", "nginx: {bind: '[::1]'}", []string{"nginx.bind"}, `got "[::1]"`},
+		{"nginx.bind CIDR", "nginx: {bind: 10.0.0.0/8}", []string{"nginx.bind"}, `got "10.0.0.0/8"`},
+		{"nginx.bind leading zeros", "nginx: {bind: 127.000.000.001}", []string{"nginx.bind"}, `got "127.000.000.001"`},
+		{"nginx.bind zone", "nginx: {bind: 'fe80::1%eth0'}", []string{"nginx.bind"}, `must not name a zone, got "fe80::1%eth0"`},
+		{"nginx.bind multicast", "nginx: {bind: 224.0.0.1}", []string{"nginx.bind"}, `multicast`},
+		{"nginx.bind number", "nginx: {bind: 3}", []string{"nginx.bind"}, `got "3"`},
+
 		// Paths that end up in nginx configuration.
 		{"health_path relative", "services: {health_path: healthz}", []string{"services.health_path"}, "must start with '/'"},
 		{"health_path with space", "services: {health_path: '/health z'}", []string{"services.health_path"}, "without whitespace"},

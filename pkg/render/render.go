@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -110,6 +111,11 @@ func checkStack(s stack.Stack) error {
 	}
 	if s.Nginx.Port < 1 || s.Nginx.Port > 65535 {
 		bad("nginx.port", "must be 1-65535, got %d", s.Nginx.Port)
+	}
+	if s.Nginx.Bind != "" {
+		if ip, err := netip.ParseAddr(s.Nginx.Bind); err != nil || ip.Zone() != "" {
+			bad("nginx.bind", "must be an IP address, got %q", s.Nginx.Bind)
+		}
 	}
 
 	if _, err := proxyTimeout(s.ProxyTimeout); err != nil {

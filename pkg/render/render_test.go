@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // goldenCases are the directories under testdata/ holding a manifest.yaml
 // and the expected renderings of it.
-var goldenCases = []string{"seed", "replicas3", "canary20"}
+var goldenCases = []string{"seed", "replicas3", "canary20", "bind6"}
 
 // loadStack derives the stack of testdata/<name>/manifest.yaml.
 func loadStack(t testing.TB, name string) stack.Stack {
@@ -227,6 +227,8 @@ func TestInvalidStack(t *testing.T) {
 		{"weight without canary", func(s *stack.Stack) { s.CanaryWeight = 20 }, "canary_weight: is 20 but no canary containers run"},
 		{"nginx port", func(s *stack.Stack) { s.Nginx.Port = 70000 }, "nginx.port: must be 1-65535, got 70000"},
 		{"nginx image", func(s *stack.Stack) { s.Nginx.Image = "" }, "nginx.image: required"},
+		{"nginx bind host name", func(s *stack.Stack) { s.Nginx.Bind = "localhost" }, `nginx.bind: must be an IP address, got "localhost"`},
+		{"nginx bind with port", func(s *stack.Stack) { s.Nginx.Bind = "127.0.0.1:80" }, `nginx.bind: must be an IP address, got "127.0.0.1:80"`},
 		{"timeout garbage", func(s *stack.Stack) { s.ProxyTimeout = "soon" }, `proxy_timeout: invalid duration "soon"`},
 		{"timeout under a second", func(s *stack.Stack) { s.ProxyTimeout = "0s" }, `proxy_timeout: must be at least 1s, got "0s"`},
 		{"metrics path injects config", func(s *stack.Stack) { s.MetricsPath = "/m { return 200; }" }, `metrics_path: must contain only letters, digits and / _ . -, got "/m { return 200; }"`},

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strconv"
 
@@ -72,7 +73,10 @@ type Nginx struct {
 	Name  string
 	Image string
 	Port  int // published host port, also the listen port inside
-	Hash  string
+	// Bind is the host address Port is published on, in canonical form
+	// (manifest.DefaultNginxBind, "127.0.0.1", "::1").
+	Bind string
+	Hash string
 }
 
 // Options are decisions the daemon recorded that refine the manifest.
@@ -105,11 +109,31 @@ func FromManifest(m *manifest.Manifest, o Options) Stack {
 		Name:  m.Project + "-nginx",
 		Image: m.Nginx.Image,
 		Port:  m.Nginx.Port,
+		Bind:  canonicalAddr(m.Nginx.Bind),
 	}
-	s.Nginx.Hash = hash(struct {
+	// A published address is fixed when the container is created, so a
+	// bind change must replace nginx: it is in the hash. At the default it
+	// is left out, so that the hash, and the running nginx, of a stack from
+	// before nginx.bind existed stay the same.
+	spec := struct {
 		Image string
 		Port  int
-	}{s.Nginx.Image, s.Nginx.Port})
+		Bind  string `json:",omitempty"`
+	}{s.Nginx.Image, s.Nginx.Port, s.Nginx.Bind}
+	if spec.Bind == manifest.DefaultNginxBind {
+		spec.Bind = ""
+	}
+	s.Nginx.Hash = hash(spec)
+	return s
+}
+
+// canonicalAddr writes an IP literal the one way netip does ("::1" for
+// "0:0:0:0:0:0:0:1"), so spellings of one address give one hash. Anything
+// else is returned as is, for the renderer to refuse.
+func canonicalAddr(s string) string {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return ip.String()
+	}
 	return s
 }
 

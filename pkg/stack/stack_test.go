@@ -154,3 +154,44 @@ func TestEnvKeepsManifestText(t *testing.T) {
 		})
 	}
 }
+
+func TestNginxBind(t *testing.T) {
+	// What Nginx.Hash digested before nginx.bind existed: a default bind
+	// must keep it, or upgrading would replace every running nginx.
+	legacy := hash(struct {
+		Image string
+		Port  int
+	}{"nginx:latest", 8080})
+	def := FromManifest(baseManifest(nil), Options{}).Nginx
+	tests := []struct {
+		name     string
+		bind     string
+		wantBind string
+		sameHash bool // as the default bind's
+	}{
+		{"default", manifest.DefaultNginxBind, "0.0.0.0", true},
+		{"loopback", "127.0.0.1", "127.0.0.1", false},
+		{"IPv6 loopback", "::1", "::1", false},
+		{"IPv6 written long", "0:0:0:0:0:0:0:1", "::1", false},
+		{"IPv6 any", "::", "::", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := FromManifest(baseManifest(func(m *manifest.Manifest) { m.Nginx.Bind = tt.bind }), Options{}).Nginx
+			if n.Bind != tt.wantBind {
+				t.Errorf("Bind = %q, want %q", n.Bind, tt.wantBind)
+			}
+			if got := n.Hash == def.Hash; got != tt.sameHash {
+				t.Errorf("hash same as the default bind's = %v, want %v", got, tt.sameHash)
+			}
+		})
+	}
+	if def.Hash != legacy {
+		t.Errorf("default bind changed the nginx hash: %s, was %s", def.Hash, legacy)
+	}
+	long := FromManifest(baseManifest(func(m *manifest.Manifest) { m.Nginx.Bind = "0:0:0:0:0:0:0:1" }), Options{}).Nginx
+	short := FromManifest(baseManifest(func(m *manifest.Manifest) { m.Nginx.Bind = "::1" }), Options{}).Nginx
+	if long.Hash != short.Hash {
+		t.Error("two spellings of ::1 give different nginx hashes")
+	}
+}
