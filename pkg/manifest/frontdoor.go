@@ -6,13 +6,15 @@ import (
 )
 
 // blockedPrefixes are the request paths the nginx front door refuses: the
-// app's fault injection, operator endpoints and SwiftDeploy's own. A
+// app's fault injection, operator endpoints and SwiftDeploy's own (nginx's
+// status location answers on a Unix socket only; refusing /swiftdeploy on
+// the public port says so instead of handing the path to the app). A
 // prefix ending in "/" blocks a path segment: the path without the slash
 // and everything under it ("/debug", "/debug/", "/debug/pprof", but not
 // "/debugger"). Any other prefix blocks every path that starts with it
 // ("/chaos" also blocks "/chaosmonkey"). nginx compares them without
 // regard to letter case, because the app's router may not care either.
-var blockedPrefixes = []string{"/chaos", "/internal/", "/debug/", "/admin"}
+var blockedPrefixes = []string{"/chaos", "/internal/", "/debug/", "/admin", "/swiftdeploy/"}
 
 // BlockedPrefixes returns the request path prefixes the front door
 // refuses (see IsBlockedPath for how one is matched).

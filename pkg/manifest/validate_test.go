@@ -224,6 +224,8 @@ func TestMetricsPath(t *testing.T) {
 		{"/debug/vars", "lies under /debug"},
 		{"/admin", "lies under /admin"},
 		{"/Administrator", "lies under /admin"},
+		{"/swiftdeploy", "lies under /swiftdeploy"},
+		{"/SwiftDeploy/config", "lies under /swiftdeploy"},
 
 		{"/metrics$x", `got "/metrics$x" ('$' at byte 8)`},
 		{"/metrics?x=1", `('?' at byte 8)`},

@@ -34,6 +34,7 @@ type composeService struct {
 	Labels        map[string]quoted `yaml:"labels"`
 	Ports         flowList          `yaml:"ports,omitempty"`
 	Volumes       []quoted          `yaml:"volumes,omitempty"`
+	Tmpfs         []quoted          `yaml:"tmpfs,omitempty"`
 	Networks      []string          `yaml:"networks"`
 	DependsOn     []string          `yaml:"depends_on,omitempty"`
 	Restart       string            `yaml:"restart"`
@@ -138,8 +139,14 @@ func Compose(s stack.Stack) ([]byte, error) {
 		Command: flowList{"nginx", "-c", path.Join(stack.ConfigDir, NginxConfigFile), "-g", "daemon off;"},
 		Labels:  quotedMap(s.Nginx.Labels(s.Project)),
 		// nginx is the only service with a host port, the one it listens on.
-		Ports:     flowList{published},
-		Volumes:   []quoted{quoted("./" + NginxConfigFile + ":" + path.Join(stack.ConfigDir, NginxConfigFile) + ":ro")},
+		Ports:   flowList{published},
+		Volumes: []quoted{quoted("./" + NginxConfigFile + ":" + path.Join(stack.ConfigDir, NginxConfigFile) + ":ro")},
+		// nginx creates its status socket in stack.NginxRunDir and does not
+		// start without the directory. Nothing reads the socket without the
+		// daemon, so a tmpfs will do: fresh on every start, it never holds a
+		// stale socket from a killed nginx, which would stop the next one
+		// binding.
+		Tmpfs:     []quoted{stack.NginxRunDir},
 		Networks:  []string{networkKey},
 		DependsOn: appNames,
 		Restart:   "unless-stopped",

@@ -166,6 +166,9 @@ func TestComposeLoads(t *testing.T) {
 				ngx.Volumes[0].Source != filepath.Join(filepath.Dir(path), "nginx.conf") {
 				t.Errorf("nginx volumes = %+v, want ./nginx.conf mounted read-only at /etc/swiftdeploy/nginx.conf", ngx.Volumes)
 			}
+			if !slices.Equal(ngx.Tmpfs, []string{stack.NginxRunDir}) {
+				t.Errorf("nginx tmpfs = %q, want [%s] for its status socket", ngx.Tmpfs, stack.NginxRunDir)
+			}
 			deps := slices.Sorted(func(yield func(string) bool) {
 				for name := range ngx.DependsOn {
 					if !yield(name) {

@@ -1,9 +1,9 @@
 package render
 
 import (
-	"bytes"
 	_ "embed"
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 	"text/template"
@@ -42,6 +42,11 @@ type nginxView struct {
 	MetricsPath    string
 	Blocked        []string // location arguments ("^~ /chaos", "= /debug") refused with 403
 	BlockedRegex   string
+	StatusListen   string // unix:<socket path>
+	StatusPath     string
+	Status         LoadedConfig // what the status socket reports
+	StatusBody     string       // Status as the nginx string it returns
+	StatusSets     []statusSet  // the variables StatusBody refers to
 }
 
 // Nginx renders the nginx.conf for the stack (container names as upstream hosts).
@@ -62,10 +67,14 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		Blocked:        blockedLocations(manifest.BlockedPrefixes()),
 		BlockedRegex:   blockedRegex(manifest.BlockedPrefixes()),
 		Pool:           poolStable,
+		StatusListen:   "unix:" + path.Join(stack.NginxRunDir, stack.NginxStatusSocket),
+		StatusPath:     stack.NginxStatusPath,
+		Status:         LoadedConfig{Weight: s.CanaryWeight, Stable: containerNames(s.Stable)},
 	}
 	if s.CanaryWeight > 0 {
 		v.Canary = addrs(s.Canary)
 		v.CanaryWeight = s.CanaryWeight
+		v.Status.Canary = containerNames(s.Canary)
 		if s.CanaryWeight == 100 {
 			v.Pool = poolCanary
 		} else {
@@ -73,11 +82,19 @@ func Nginx(s stack.Stack) ([]byte, error) {
 			v.Pool = poolSplit
 		}
 	}
-	var buf bytes.Buffer
-	if err := nginxTemplate.Execute(&buf, v); err != nil {
+	out, err := renderWithRevision(v)
+	if err != nil {
 		return nil, fmt.Errorf("render nginx.conf for project %s: %w", s.Project, err)
 	}
-	return buf.Bytes(), nil
+	return out, nil
+}
+
+func containerNames(apps []stack.App) []string {
+	out := make([]string, len(apps))
+	for i, a := range apps {
+		out[i] = a.Name
+	}
+	return out
 }
 
 func addrs(apps []stack.App) []string {

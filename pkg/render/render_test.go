@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,6 +37,23 @@ func parseStack(t testing.TB, manifestYAML string) stack.Stack {
 		t.Fatalf("parse manifest: %v", err)
 	}
 	return stack.FromManifest(m, stack.Options{})
+}
+
+// largestStack is the stack with the most and longest container names a
+// manifest allows: a 40-character project, 50 stable and 50 canary
+// replicas, the canary taking traffic.
+func largestStack(t testing.TB) stack.Stack {
+	t.Helper()
+	return parseStack(t, fmt.Sprintf(`
+project: %s
+services:
+  image: "app:1"
+  port: 3000
+  replicas: %[2]d
+  canary: {image: "app:2", weight: 50, replicas: %[2]d}
+nginx: {image: "nginx:latest", port: 8080}
+network: {name: big-net}
+`, strings.Repeat("p", manifest.MaxProjectLen), manifest.MaxReplicas))
 }
 
 // checkGolden compares got with the golden file, or rewrites it under -update.
@@ -307,6 +325,7 @@ func TestBlockedRuleAgrees(t *testing.T) {
 		"/internal", "/internal/", "/Internal/x", "/internals", "/internal.json",
 		"/debug", "/debug/", "/Debug/", "/debug/x", "/debugger", "/debu",
 		"/admin", "/ADMIN/users", "/administrator", "/metrics", "/healthz",
+		"/swiftdeploy", "/swiftdeploy/config", "/SWIFTDEPLOY/", "/swiftdeployer",
 	}
 	for _, p := range paths {
 		_, want := manifest.IsBlockedPath(p)

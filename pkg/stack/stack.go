@@ -32,6 +32,18 @@ const (
 // seen by the container.
 const ConfigDir = "/etc/swiftdeploy"
 
+// nginx reports the configuration its workers have loaded (not the file on
+// disk, which may be newer) on a Unix socket: NginxStatusSocket in
+// NginxRunDir inside the nginx container, answering GET NginxStatusPath.
+// The container needs NginxRunDir to exist and be writable, or nginx (and
+// nginx -t) refuses to start; the daemon bind-mounts a host directory
+// there to reach the socket.
+const (
+	NginxRunDir       = "/run/swiftdeploy"
+	NginxStatusSocket = "nginx.sock"
+	NginxStatusPath   = "/swiftdeploy/config"
+)
+
 // Stack is the desired set of containers for one project.
 type Stack struct {
 	Project string
