@@ -17,6 +17,9 @@ const statusObserveTimeout = 5 * time.Second
 // differs from the desired state, Converged is false and Pending lists
 // what the next apply would do.
 func (d *Daemon) Status(ctx context.Context) api.Status {
+	if d.manifestNow() == nil {
+		d.readManifest() // before the first reconcile, status still knows the project
+	}
 	d.mu.Lock()
 	m := d.current
 	s := api.Status{

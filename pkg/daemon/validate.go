@@ -85,6 +85,11 @@ func (d *Daemon) checkNginx(ctx context.Context, desired stack.Stack) api.Check 
 		c.Detail = err.Error()
 		return c
 	}
+	run := filepath.Join(dir, "run")
+	if err := os.Mkdir(run, 0o755); err != nil {
+		c.Detail = err.Error()
+		return c
+	}
 	var hosts []string
 	for _, a := range desired.Apps() {
 		hosts = append(hosts, a.Name+":127.0.0.1")
@@ -97,7 +102,10 @@ func (d *Daemon) checkNginx(ctx context.Context, desired stack.Stack) api.Check 
 		Image:      desired.Nginx.Image,
 		Cmd:        []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/nginx.conf"},
 		Labels:     map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: roleValidate},
-		Binds:      []engine.Bind{{Source: dir, Target: stack.ConfigDir, ReadOnly: true}},
+		Binds: []engine.Bind{
+			{Source: dir, Target: stack.ConfigDir, ReadOnly: true},
+			{Source: run, Target: stack.NginxRunDir}, // nginx -t needs its run directory
+		},
 		ExtraHosts: hosts,
 	})
 	switch {

@@ -2,7 +2,6 @@ package manifest
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,23 +21,26 @@ import (
 const maxNodes = 10000
 
 // parseDocument parses data into a node tree without expanding aliases and
-// checks it against the Manifest schema, returning the root mapping and
-// every problem found.
-func parseDocument(data []byte) (*yaml3.Node, []Problem) {
+// decodes it onto m, returning the root mapping and every problem found.
+// It is the only YAML decoding a manifest goes through: the node tree is
+// checked and assigned in one walk, so what is validated is exactly what
+// is used, and string values (env above all) keep the text written in the
+// file instead of a number or boolean printed back.
+func parseDocument(data []byte, m *Manifest) (*yaml3.Node, []Problem) {
 	dec := yaml3.NewDecoder(bytes.NewReader(data))
 	var doc yaml3.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, []Problem{{Field: FileField, Msg: "manifest is empty"}}
 		}
-		return nil, decodeProblems(err)
+		return nil, syntaxProblems(err)
 	}
 	var next yaml3.Node
 	switch err := dec.Decode(&next); {
 	case err == nil:
 		return nil, []Problem{{Field: FileField, Line: next.Line, Msg: "manifest must be a single YAML document, found a second one"}}
 	case !errors.Is(err, io.EOF):
-		return nil, decodeProblems(err)
+		return nil, syntaxProblems(err)
 	}
 
 	root := &doc
@@ -51,9 +53,9 @@ func parseDocument(data []byte) (*yaml3.Node, []Problem) {
 	if p, ok := checkExpansion(root); !ok {
 		return nil, []Problem{p}
 	}
-	var c schemaChecker
-	c.value("", root, reflect.TypeFor[Manifest]())
-	return root, c.problems
+	var d decoder
+	d.value("", root, reflect.ValueOf(m).Elem())
+	return root, d.problems
 }
 
 // checkExpansion counts the nodes root stands for with aliases expanded,
@@ -96,108 +98,157 @@ func checkExpansion(root *yaml3.Node) (Problem, bool) {
 
 var durationType = reflect.TypeFor[Duration]()
 
-// schemaChecker walks a node tree beside the Go type it will be decoded
-// into, collecting a Problem for every unknown key, duplicate key and value
-// of the wrong kind. Absent and null values are fine: they keep defaults.
-type schemaChecker struct {
+// decoder walks a node tree beside the Go value it fills (field names are
+// the json tags, the same names Hash and YAML write), collecting a Problem
+// for every unknown key, duplicate key and value of the wrong kind instead
+// of stopping at the first. Absent and null values keep the defaults
+// already in the value, except env values, which have no default.
+type decoder struct {
 	problems []Problem
 }
 
-func (c *schemaChecker) add(field string, n *yaml3.Node, format string, args ...any) {
+func (d *decoder) add(field string, n *yaml3.Node, format string, args ...any) {
 	if field == "" {
 		field = FileField
 	}
-	c.problems = append(c.problems, Problem{Field: field, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
+	d.problems = append(d.problems, Problem{Field: field, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (c *schemaChecker) value(field string, n *yaml3.Node, t reflect.Type) {
+func (d *decoder) value(field string, n *yaml3.Node, v reflect.Value) {
 	n = resolve(n)
 	if isNull(n) {
 		return
 	}
+	t := v.Type()
 	switch {
 	case t == durationType:
-		c.duration(field, n)
+		if dur, ok := d.duration(field, n); ok {
+			v.SetInt(int64(dur))
+		}
 	case t.Kind() == reflect.Pointer:
-		c.value(field, n, t.Elem())
+		if v.IsNil() {
+			v.Set(reflect.New(t.Elem()))
+		}
+		d.value(field, n, v.Elem())
 	case t.Kind() == reflect.Struct:
-		c.structFields(field, n, t)
-	case t.Kind() == reflect.Map:
-		c.stringMap(field, n)
+		d.structFields(field, n, v)
+	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String && t.Elem().Kind() == reflect.String:
+		d.stringMap(field, n, v)
 	case t.Kind() == reflect.String:
-		// Numbers and booleans are accepted: the decoder turns them into
-		// their text (so env: {WORKERS: 4} works).
-		if n.Kind != yaml3.ScalarNode {
-			c.add(field, n, "must be a string, got %s", describe(n))
+		if s, ok := d.text(field, n); ok {
+			v.SetString(s)
 		}
 	case t.Kind() == reflect.Int:
-		c.integer(field, n)
+		if i, ok := d.integer(field, n); ok {
+			v.SetInt(i)
+		}
 	case t.Kind() == reflect.Float64:
-		c.float(field, n)
+		if f, ok := d.float(field, n); ok {
+			v.SetFloat(f)
+		}
 	default:
 		// Only reachable if a field of a new kind is added to Manifest.
-		c.add(field, n, "unsupported field type %s", t)
+		d.add(field, n, "unsupported field type %s", t)
 	}
 }
 
-// jsonFields maps the JSON names of t's fields to their types.
-func jsonFields(t reflect.Type) map[string]reflect.Type {
-	fields := make(map[string]reflect.Type, t.NumField())
-	for f := range t.Fields() {
+// jsonFields maps the JSON names of struct type t's fields to their indexes.
+func jsonFields(t reflect.Type) map[string]int {
+	fields := make(map[string]int, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if f.IsExported() && name != "" && name != "-" {
-			fields[name] = f.Type
+			fields[name] = i
 		}
 	}
 	return fields
 }
 
-func (c *schemaChecker) structFields(field string, n *yaml3.Node, t reflect.Type) {
+func (d *decoder) structFields(field string, n *yaml3.Node, v reflect.Value) {
 	if n.Kind != yaml3.MappingNode {
-		c.add(field, n, "must be a mapping of fields, got %s", describe(n))
+		d.add(field, n, "must be a mapping of fields, got %s", describe(n))
 		return
 	}
-	fields := jsonFields(t)
-	c.pairs(field, n, func(key string, keyNode, val *yaml3.Node) {
+	fields := jsonFields(v.Type())
+	d.pairs(field, n, func(key string, keyNode, val *yaml3.Node) {
 		path := join(field, key)
-		ft, ok := fields[key]
+		i, ok := fields[key]
 		if !ok {
-			c.add(path, keyNode, "unknown field%s", suggest(key, fields))
+			d.add(path, keyNode, "unknown field%s", suggest(key, fields))
 			return
 		}
-		c.value(path, val, ft)
+		d.value(path, val, v.Field(i))
 	})
 }
 
-func (c *schemaChecker) stringMap(field string, n *yaml3.Node) {
+// stringMap decodes services.env. Unlike other fields, a null value is an
+// error: "KEY:" or "KEY: ~" most likely lost its value by mistake, and a
+// silent empty string would hide that. An empty string is written "".
+func (d *decoder) stringMap(field string, n *yaml3.Node, v reflect.Value) {
 	if n.Kind != yaml3.MappingNode {
-		c.add(field, n, "must be a mapping of names to strings, got %s", describe(n))
+		d.add(field, n, "must be a mapping of names to strings, got %s", describe(n))
 		return
 	}
-	c.pairs(field, n, func(key string, _, val *yaml3.Node) {
-		if val = resolve(val); val.Kind != yaml3.ScalarNode {
-			c.add(join(field, key), val, "must be a string, got %s", describe(val))
+	d.pairs(field, n, func(key string, keyNode, val *yaml3.Node) {
+		path := join(field, key)
+		switch val = resolve(val); {
+		case isNull(val):
+			msg := fmt.Sprintf(`has no value (write %s: "" for an empty string)`, key)
+			if val.Value != "" {
+				msg = fmt.Sprintf(`has no value: %s is YAML's null (write %s: %q for the text, %[2]s: "" for an empty string)`, val.Value, key, val.Value)
+			}
+			d.problems = append(d.problems, Problem{Field: path, Line: keyNode.Line, Msg: msg})
+			return
+		case val.Kind != yaml3.ScalarNode:
+			d.add(path, val, "must be a string, got %s", describe(val))
+			return
 		}
+		s, ok := d.text(path, val)
+		if !ok {
+			return
+		}
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(v.Type()))
+		}
+		v.SetMapIndex(reflect.ValueOf(key), reflect.ValueOf(s))
 	})
+}
+
+// text returns a scalar's text exactly as written (after YAML's own
+// quoting and escapes), whatever type YAML would resolve it to: 1.10 stays
+// "1.10" and on stays "on". An explicit tag other than !!str is refused
+// rather than half-honoured: !!binary would otherwise mean decoded bytes
+// in one tool and base64 text in another.
+func (d *decoder) text(field string, n *yaml3.Node) (string, bool) {
+	if n.Kind != yaml3.ScalarNode {
+		d.add(field, n, "must be a string, got %s", describe(n))
+		return "", false
+	}
+	if n.Style&yaml3.TaggedStyle != 0 && n.Tag != "!!str" {
+		d.add(field, n, "must be plain text, got a value tagged %s (remove the tag; quote the text if needed)", n.Tag)
+		return "", false
+	}
+	return n.Value, true
 }
 
 // pairs calls fn for each key of mapping n, reporting non-scalar, merge and
 // duplicate keys instead.
-func (c *schemaChecker) pairs(field string, n *yaml3.Node, fn func(key string, keyNode, val *yaml3.Node)) {
+func (d *decoder) pairs(field string, n *yaml3.Node, fn func(key string, keyNode, val *yaml3.Node)) {
 	firstLine := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		keyNode, val := resolve(n.Content[i]), n.Content[i+1]
 		switch {
 		case keyNode.Kind != yaml3.ScalarNode:
-			c.add(field, keyNode, "keys must be plain names, got %s", describe(keyNode))
+			d.add(field, keyNode, "keys must be plain names, got %s", describe(keyNode))
 			continue
 		case keyNode.Tag == "!!merge":
-			c.add(join(field, keyNode.Value), keyNode, "merge keys are not supported")
+			d.add(join(field, keyNode.Value), keyNode, "merge keys are not supported")
 			continue
 		}
 		key := keyNode.Value
 		if line, dup := firstLine[key]; dup {
-			c.add(join(field, key), keyNode, "duplicate key (first set on line %d)", line)
+			d.add(join(field, key), keyNode, "duplicate key (first set on line %d)", line)
 			continue
 		}
 		firstLine[key] = keyNode.Line
@@ -205,53 +256,68 @@ func (c *schemaChecker) pairs(field string, n *yaml3.Node, fn func(key string, k
 	}
 }
 
-func (c *schemaChecker) integer(field string, n *yaml3.Node) {
+func (d *decoder) integer(field string, n *yaml3.Node) (int64, bool) {
 	if n.Kind == yaml3.ScalarNode {
 		switch n.Tag {
 		case "!!int":
 			var i int64
 			if err := n.Decode(&i); err == nil {
-				return
+				return i, true
 			}
-			c.add(field, n, "must be a whole number, got %s (out of range)", describe(n))
-			return
+			d.add(field, n, "must be a whole number, got %s (out of range)", describe(n))
+			return 0, false
 		case "!!float":
+			// 3000.0 is a whole number; 3.5 is not.
 			var f float64
-			// JSON decoding accepts 3000.0 for an int but not 3.5.
 			if err := n.Decode(&f); err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-				return
+				return int64(f), true
 			}
 		}
 	}
-	c.add(field, n, "must be a whole number, got %s", describe(n))
+	d.add(field, n, "must be a whole number, got %s", describe(n))
+	return 0, false
 }
 
-func (c *schemaChecker) float(field string, n *yaml3.Node) {
+func (d *decoder) float(field string, n *yaml3.Node) (float64, bool) {
 	if n.Kind == yaml3.ScalarNode && (n.Tag == "!!int" || n.Tag == "!!float") {
 		var f float64
 		if err := n.Decode(&f); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
-			return
+			return f, true
 		}
-		c.add(field, n, "must be a finite number, got %s", describe(n))
-		return
+		d.add(field, n, "must be a finite number, got %s", describe(n))
+		return 0, false
 	}
-	c.add(field, n, "must be a number, got %s", describe(n))
+	d.add(field, n, "must be a number, got %s", describe(n))
+	return 0, false
 }
 
-func (c *schemaChecker) duration(field string, n *yaml3.Node) {
+// maxDurationSeconds is the longest duration time.Duration holds, in seconds.
+const maxDurationSeconds = float64(math.MaxInt64 / int64(time.Second))
+
+func (d *decoder) duration(field string, n *yaml3.Node) (time.Duration, bool) {
 	if n.Kind == yaml3.ScalarNode {
 		switch n.Tag {
 		case "!!str":
-			if _, err := time.ParseDuration(n.Value); err != nil {
-				c.add(field, n, "invalid duration %q (use e.g. \"5s\" or \"1m\")", n.Value)
+			dur, err := time.ParseDuration(n.Value)
+			if err != nil {
+				d.add(field, n, "invalid duration %q (use e.g. \"5s\" or \"1m\")", n.Value)
+				return 0, false
 			}
-			return
-		case "!!int", "!!float":
-			c.float(field, n) // a number of seconds
-			return
+			return dur, true
+		case "!!int", "!!float": // a number of seconds
+			secs, ok := d.float(field, n)
+			if !ok {
+				return 0, false
+			}
+			if math.Abs(secs) > maxDurationSeconds {
+				d.add(field, n, "must be a duration such as \"5s\" or a number of seconds, got %s (out of range)", describe(n))
+				return 0, false
+			}
+			return time.Duration(secs * float64(time.Second)), true
 		}
 	}
-	c.add(field, n, "must be a duration such as \"5s\" or a number of seconds, got %s", describe(n))
+	d.add(field, n, "must be a duration such as \"5s\" or a number of seconds, got %s", describe(n))
+	return 0, false
 }
 
 // describe names a node's kind and value for a problem message.
@@ -276,7 +342,7 @@ func describe(n *yaml3.Node) string {
 }
 
 // suggest returns a "did you mean" hint for a misspelt field name.
-func suggest(key string, fields map[string]reflect.Type) string {
+func suggest(key string, fields map[string]int) string {
 	best, bestDist := "", 3 // more than two edits is not a typo
 	for name := range fields {
 		if strings.EqualFold(name, key) {
@@ -361,76 +427,15 @@ func lookup(root *yaml3.Node, field string) *yaml3.Node {
 // yamlLine matches the position prefix of YAML parser errors.
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
-// yamlDuplicate matches the strict decoder's duplicate-key error.
-var yamlDuplicate = regexp.MustCompile(`^key (".*") already set in map$`)
-
-// jsonUnknownField matches encoding/json's DisallowUnknownFields error.
-var jsonUnknownField = regexp.MustCompile(`^json: unknown field "(.*)"$`)
-
-// decodeProblems turns a YAML or JSON decoding error from
-// sigs.k8s.io/yaml or go.yaml.in/yaml/v3 into Problems, with a field path
-// or a line where the error carries one.
-func decodeProblems(err error) []Problem {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
-		field := typeErr.Field
-		if field == "" {
-			field = FileField
-		}
-		return []Problem{{Field: field, Msg: fmt.Sprintf("must be %s, got %s", jsonKind(typeErr.Type), typeErr.Value)}}
-	}
-	var syntaxErr *json.SyntaxError
-	if errors.As(err, &syntaxErr) {
-		return []Problem{{Field: FileField, Msg: "malformed document: " + syntaxErr.Error()}}
-	}
-
+// syntaxProblems turns a go.yaml.in/yaml/v3 parse error (decoding into a
+// node tree reports nothing else) into a Problem, with the line where the
+// error carries one.
+func syntaxProblems(err error) []Problem {
 	msg := err.Error()
-	// sigs.k8s.io/yaml wraps errors in these prefixes; they say nothing to
-	// someone editing a YAML file.
-	for _, prefix := range []string{"error converting YAML to JSON: ", "error unmarshaling JSON: ", "while decoding JSON: "} {
-		msg = strings.TrimPrefix(msg, prefix)
-	}
-	if m := jsonUnknownField.FindStringSubmatch(msg); m != nil {
-		// encoding/json does not say where the field was; the schema check
-		// normally reports it with its full path before decoding.
-		return []Problem{{Field: m[1], Msg: "unknown field"}}
-	}
-	// "yaml: unmarshal errors:" is followed by one "line N: ..." per error.
-	if rest, ok := strings.CutPrefix(msg, "yaml: unmarshal errors:\n"); ok {
-		var ps []Problem
-		for line := range strings.SplitSeq(rest, "\n") {
-			ps = append(ps, yamlProblem(strings.TrimSpace(line)))
-		}
-		return ps
-	}
-	return []Problem{yamlProblem(msg)}
-}
-
-func yamlProblem(msg string) Problem {
 	p := Problem{Field: FileField, Msg: strings.TrimPrefix(msg, "yaml: ")}
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		p.Line, _ = strconv.Atoi(m[1])
 		p.Msg = m[2]
 	}
-	if m := yamlDuplicate.FindStringSubmatch(p.Msg); m != nil {
-		p.Msg = "duplicate key " + m[1]
-	}
-	return p
-}
-
-// jsonKind names the kind of value a Go type accepts.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Int, reflect.Int64:
-		return "a whole number"
-	case reflect.Float64:
-		return "a number"
-	case reflect.String:
-		return "a string"
-	case reflect.Map:
-		return "a mapping of names to strings"
-	case reflect.Struct, reflect.Pointer:
-		return "a mapping of fields"
-	}
-	return t.String()
+	return []Problem{p}
 }

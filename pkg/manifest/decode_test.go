@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"sigs.k8s.io/yaml"
+	yaml3 "go.yaml.in/yaml/v3"
 )
 
 // TestParseDecodeProblems covers documents that fail before validation:
@@ -33,6 +33,16 @@ func TestParseDecodeProblems(t *testing.T) {
 		{"mapping for string", "services:\n  image: {name: app}\n", "services.image", 2, "must be a string, got a mapping"},
 		{"env as list", "services:\n  env:\n    - A=1\n", "services.env", 3, "must be a mapping of names to strings, got a list"},
 		{"env value mapping", "services:\n  env:\n    A: {b: 1}\n", "services.env.A", 3, "must be a string, got a mapping"},
+		{"env value list", "services:\n  env:\n    A:\n      - 1\n", "services.env.A", 4, "must be a string, got a list"},
+		{"env value absent", "services:\n  env:\n    A:\n", "services.env.A", 3, `has no value (write A: "" for an empty string)`},
+		{"env value tilde", "services:\n  env:\n    A: ~\n", "services.env.A", 3, `~ is YAML's null (write A: "~" for the text`},
+		{"env value null", "services:\n  env:\n    A: null\n", "services.env.A", 3, `null is YAML's null (write A: "null" for the text`},
+		{"env value tagged null", "services:\n  env:\n    A: !!null\n", "services.env.A", 3, "has no value"},
+		{"env value binary tag", "services:\n  env:\n    A: !!binary aGk=\n", "services.env.A", 3, "must be plain text, got a value tagged !!binary"},
+		{"env value int tag", "services:\n  env:\n    A: !!int 10\n", "services.env.A", 3, "tagged !!int"},
+		{"env value local tag", "services:\n  env:\n    A: !secret x\n", "services.env.A", 3, "tagged !secret"},
+		{"string field tagged", "services:\n  image: !!float 1\n", "services.image", 2, "tagged !!float"},
+		{"duration out of range", "nginx:\n  proxy_timeout: 1e300\n", "nginx.proxy_timeout", 2, "(out of range)"},
 		{"bogus duration", "nginx:\n  proxy_timeout: bogus\n", "nginx.proxy_timeout", 2, `invalid duration "bogus"`},
 		{"unitless duration string", "metrics:\n  window: \"60\"\n", "metrics.window", 2, `invalid duration "60"`},
 		{"boolean duration", "metrics:\n  window: true\n", "metrics.window", 2, `must be a duration such as "5s"`},
@@ -107,43 +117,38 @@ func TestParseAcceptedForms(t *testing.T) {
 	}
 }
 
-// TestDecodeProblems maps the errors sigs.k8s.io/yaml really returns. The
-// schema check usually catches these first, so decodeProblems is the
-// fallback when the two YAML parsers disagree.
-func TestDecodeProblems(t *testing.T) {
+// TestSyntaxProblems maps the errors go.yaml.in/yaml/v3 really returns
+// for broken documents to a line and a message free of the library's
+// prefix.
+func TestSyntaxProblems(t *testing.T) {
 	tests := []struct {
-		name  string
-		doc   string
-		field string
-		line  int
-		msg   string
+		name string
+		doc  string
+		line int
+		msg  string
 	}{
-		{"unknown field", "services:\n  imagee: x\n", "imagee", 0, "unknown field"},
-		{"type mismatch", "services:\n  port: abc\n", "services.port", 0, "must be a whole number, got string"},
-		{"type mismatch in map", "services:\n  env: {A: [1]}\n", "services.env", 0, "must be a string, got array"},
-		{"top-level list", "- a\n", FileField, 0, "must be a mapping of fields, got array"},
-		{"duplicate key", "a: 1\na: 2\n", FileField, 2, `duplicate key "a"`},
-		{"syntax error", "services: [\n", FileField, 1, "did not find expected node content"},
-		{"bad duration", "nginx:\n  proxy_timeout: bogus\n", FileField, 0, `invalid duration "bogus"`},
+		{"unclosed flow sequence", "services: [\n", 1, "did not find expected node content"},
+		{"tab indentation", "a:\n\tb: 1\n", 2, "found character that cannot start any token"},
+		{"bad indentation", "a:\n  b: 1\n c: 2\n", 2, "did not find expected key"},
+		{"unknown anchor", "a: *nope\n", 0, "unknown anchor 'nope' referenced"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := Defaults()
-			err := yaml.UnmarshalStrict([]byte(tt.doc), &m)
+			var n yaml3.Node
+			err := yaml3.Unmarshal([]byte(tt.doc), &n)
 			if err == nil {
-				t.Fatalf("UnmarshalStrict(%q) succeeded", tt.doc)
+				t.Fatalf("Unmarshal(%q) succeeded", tt.doc)
 			}
-			ps := decodeProblems(err)
+			ps := syntaxProblems(err)
 			if len(ps) != 1 {
-				t.Fatalf("decodeProblems(%v) = %v, want one problem", err, ps)
+				t.Fatalf("syntaxProblems(%v) = %v, want one problem", err, ps)
 			}
 			p := ps[0]
-			if p.Field != tt.field || p.Line != tt.line || !strings.Contains(p.Msg, tt.msg) {
-				t.Errorf("decodeProblems(%q) = %+v, want field %q, line %d, message containing %q", err, p, tt.field, tt.line, tt.msg)
+			if p.Field != FileField || p.Line != tt.line || !strings.Contains(p.Msg, tt.msg) {
+				t.Errorf("syntaxProblems(%q) = %+v, want line %d, message containing %q", err, p, tt.line, tt.msg)
 			}
-			// The library's wrapping must not leak into the message.
-			if strings.Contains(p.Msg, "JSON") || strings.HasPrefix(p.Msg, "yaml:") {
-				t.Errorf("message %q leaks decoder internals", p.Msg)
+			if strings.HasPrefix(p.Msg, "yaml:") || strings.HasPrefix(p.Msg, "line ") {
+				t.Errorf("message %q keeps the parser's prefix", p.Msg)
 			}
 		})
 	}

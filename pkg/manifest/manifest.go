@@ -66,6 +66,10 @@ type Canary struct {
 type Nginx struct {
 	Image string `json:"image"`
 	Port  int    `json:"port"`
+	// Bind is the host address the published port listens on: an IPv4 or
+	// IPv6 literal. Default: DefaultNginxBind, every IPv4 address, as a
+	// front door is expected to be reachable.
+	Bind string `json:"bind,omitempty"`
 	// ProxyTimeout bounds connect/read/send to the upstream.
 	ProxyTimeout Duration `json:"proxy_timeout,omitempty"`
 }
@@ -105,6 +109,7 @@ func Defaults() Manifest {
 			HealthPath: "/healthz",
 		},
 		Nginx: Nginx{
+			Bind:         DefaultNginxBind,
 			ProxyTimeout: Duration(30 * time.Second),
 		},
 		Network: Network{DriverType: "bridge"},
@@ -123,6 +128,10 @@ func Defaults() Manifest {
 		},
 	}
 }
+
+// DefaultNginxBind is nginx.bind when the manifest sets none: all IPv4
+// addresses, what the daemon published on before nginx.bind existed.
+const DefaultNginxBind = "0.0.0.0"
 
 // DefaultCanaryReplicas is used when services.canary.replicas is absent.
 const DefaultCanaryReplicas = 1
@@ -156,16 +165,14 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, fileError("manifest is empty")
 	}
-	// The node tree is checked against the schema before decoding: it keeps
-	// line numbers, lets us report every unknown or mistyped field rather
-	// than the decoder's first, and bounds alias expansion up front.
-	root, ps := parseDocument(data)
+	// One walk of the node tree checks and decodes: it keeps line numbers,
+	// reports every unknown or mistyped field rather than the first, bounds
+	// alias expansion up front and keeps string values as written. Fields
+	// the file leaves out keep their defaults.
+	m := Defaults()
+	root, ps := parseDocument(data, &m)
 	if len(ps) > 0 {
 		return nil, &ValidationError{Problems: ps}
-	}
-	m := Defaults()
-	if err := yaml.UnmarshalStrict(data, &m); err != nil {
-		return nil, &ValidationError{Problems: decodeProblems(err)}
 	}
 	if m.Project == "" {
 		m.Project = SanitizeProject(defaultProject)
@@ -214,6 +221,32 @@ func (m *Manifest) Hash() string {
 	b, _ := json.Marshal(m)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// YAML writes m as manifest.yaml text with every field spelled out,
+// defaults included: the manifest the daemon actually runs, for a person
+// to read or to start a new manifest from. Parsing the text gives m back
+// (the same Hash); YAML checks that instead of assuming it and returns an
+// error, never text that would read back differently. An invalid m is an
+// error too.
+//
+// The text comes from sigs.k8s.io/yaml, which goes through the JSON form
+// that Hash digests, so the two cannot disagree on field names, and whose
+// YAML 1.1 emitter quotes every string a YAML 1.1 or 1.2 reader could take
+// for something else ("on", "010", "1e3", "~").
+func (m *Manifest) YAML() ([]byte, error) {
+	out, err := yaml.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("write manifest %s as YAML: %w", m.Project, err)
+	}
+	back, err := Parse(out, m.Project)
+	if err != nil {
+		return nil, fmt.Errorf("write manifest %s as YAML: the text does not read back: %w", m.Project, err)
+	}
+	if back.Hash() != m.Hash() {
+		return nil, fmt.Errorf("write manifest %s as YAML: the text reads back as a different manifest", m.Project)
+	}
+	return out, nil
 }
 
 // Duration is a time.Duration that reads "5s"/"1m" strings or a number of

@@ -48,6 +48,7 @@ func TestParseArticleManifest(t *testing.T) {
 		Nginx: Nginx{
 			Image:        "nginx:latest",
 			Port:         8080,
+			Bind:         "0.0.0.0",
 			ProxyTimeout: Duration(30 * time.Second),
 		},
 		Network: Network{Name: "swiftdeploy-net", DriverType: "bridge"},
@@ -87,7 +88,7 @@ func TestParseFullManifest(t *testing.T) {
 			Resources: Resources{CPUs: 0.5, Memory: "256m"},
 			Canary:    &Canary{Image: "shop-api:1.5.0-rc1", Weight: 10, Replicas: 1},
 		},
-		Nginx:   Nginx{Image: "nginx:1.27-alpine", Port: 8080, ProxyTimeout: Duration(15 * time.Second)},
+		Nginx:   Nginx{Image: "nginx:1.27-alpine", Port: 8080, Bind: "127.0.0.1", ProxyTimeout: Duration(15 * time.Second)},
 		Network: Network{Name: "shop-net", DriverType: "bridge"},
 		Metrics: Metrics{Path: "/metrics", ScrapeInterval: Duration(5 * time.Second), Window: Duration(2 * time.Minute)},
 		Policy: Policy{
@@ -150,6 +151,11 @@ func TestExplicitZerosHonoured(t *testing.T) {
 		{"canary replicas absent", withCanary("{image: app:2, weight: 5}"), func(m *Manifest) any { return m.Services.Canary.Replicas }, 1},
 		{"canary replicas set", withCanary("{image: app:2, replicas: 3}"), func(m *Manifest) any { return m.Services.Canary.Replicas }, 3},
 		{"no canary block", minimal, func(m *Manifest) any { return m.Services.Canary == nil }, true},
+		{"nginx.bind absent", minimal, func(m *Manifest) any { return m.Nginx.Bind }, "0.0.0.0"},
+		{"nginx.bind null", strings.Replace(minimal, "port: 8080}", "port: 8080, bind: null}", 1), func(m *Manifest) any { return m.Nginx.Bind }, "0.0.0.0"},
+		{"nginx.bind loopback", strings.Replace(minimal, "port: 8080}", "port: 8080, bind: 127.0.0.1}", 1), func(m *Manifest) any { return m.Nginx.Bind }, "127.0.0.1"},
+		{"nginx.bind IPv6", strings.Replace(minimal, "port: 8080}", "port: 8080, bind: '::1'}", 1), func(m *Manifest) any { return m.Nginx.Bind }, "::1"},
+		{"nginx.bind IPv6 any", strings.Replace(minimal, "port: 8080}", "port: 8080, bind: '::'}", 1), func(m *Manifest) any { return m.Nginx.Bind }, "::"},
 		{"duration as seconds", strings.Replace(minimal, "port: 8080}", "port: 8080, proxy_timeout: 45}", 1),
 			func(m *Manifest) any { return m.Nginx.ProxyTimeout.D() }, 45 * time.Second},
 	}
@@ -330,4 +336,52 @@ func BenchmarkParseFull(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestYAMLRoundTrip checks that YAML writes text that parses back to the
+// same manifest, env values that YAML could misread included.
+func TestYAMLRoundTrip(t *testing.T) {
+	tricky := map[string]string{
+		"FLOAT": "1.10", "HEX": "0x1F", "ON": "on", "YES": "yes", "OCTAL": "010", "EXP": "1e3",
+		"DOT": ".5", "TILDE": "~", "NULL": "null", "EMPTY": "", "TIME": "2001-12-14 21:59:43.10 -5",
+		"SEXAGESIMAL": "1:20", "MULTI": "line one\n  indented\nline three\n", "CRLF": "a\r\nb",
+		"PADDED": "  both ends  ", "TRAILING_NL": "x\n\n", "QUOTES": `"double" and 'single'`,
+		"COMMENT": "a #b", "FLOW": "{[a, b]}", "ANCHOR": "&a *b", "DOLLAR": "${HOME}", "TAB": "\tx\t",
+		"UNICODE": "héllo ☃ \u2028 \ufeff", "CONTROL": "\x1b[0m", "LONG": strings.Repeat("word ", 40),
+	}
+	tests := []struct {
+		name string
+		m    func(t *testing.T) *Manifest
+	}{
+		{"article", func(t *testing.T) *Manifest { return mustParse(t, string(readTestdata(t, "article.yaml"))) }},
+		{"full", func(t *testing.T) *Manifest { return mustParse(t, string(readTestdata(t, "full.yaml"))) }},
+		{"tricky env", func(t *testing.T) *Manifest {
+			m := mustParse(t, minimal+"policy: {max_error_rate: 0, max_p99_ms: 1e21}")
+			m.Services.Env = tricky
+			return m
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := tt.m(t)
+			out, err := m.YAML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := Parse(out, "other")
+			if err != nil {
+				t.Fatalf("Parse(YAML()): %v\n%s", err, out)
+			}
+			if !reflect.DeepEqual(back, m) {
+				t.Errorf("Parse(YAML()) differs:\n got %+v\nwant %+v\ntext:\n%s", back, m, out)
+			}
+		})
+	}
+	t.Run("invalid manifest", func(t *testing.T) {
+		m := mustParse(t, minimal)
+		m.Services.Port = 0
+		if out, err := m.YAML(); err == nil || !strings.Contains(err.Error(), "services.port") {
+			t.Errorf("YAML() of an invalid manifest = %q, %v; want an error naming services.port", out, err)
+		}
+	})
 }

@@ -2,12 +2,14 @@ package manifest
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/distribution/reference"
 )
@@ -165,8 +167,14 @@ func (ps *problemList) env(env map[string]string) {
 			ps.addf("services.env", "invalid variable name %q: must match [A-Za-z_][A-Za-z0-9_]*", k)
 		case reservedEnv[k] != "":
 			ps.addf(field, "reserved: SwiftDeploy sets %s (%s)", k, reservedEnv[k])
-		case strings.ContainsAny(env[k], "\x00\n\r"):
-			ps.addf(field, "value must not contain NUL or line breaks, got %q", env[k])
+		// Docker passes env to the process as C strings, which end at NUL,
+		// and carries them as JSON, which would replace invalid UTF-8 with
+		// U+FFFD: either would change the value on its way in. Line breaks
+		// are fine (a block scalar writes a multi-line value).
+		case strings.ContainsRune(env[k], 0):
+			ps.addf(field, "value must not contain NUL, got %q", env[k])
+		case !utf8.ValidString(env[k]):
+			ps.addf(field, "value must be valid UTF-8, got %q", env[k])
 		}
 	}
 }
@@ -190,12 +198,29 @@ func (ps *problemList) resources(r *Resources) {
 func (ps *problemList) nginx(n *Nginx) {
 	ps.image("nginx.image", n.Image)
 	ps.port("nginx.port", n.Port)
+	ps.bind("nginx.bind", n.Bind)
 	switch d := n.ProxyTimeout.D(); {
 	case d < time.Second || d > 10*time.Minute:
 		ps.addf("nginx.proxy_timeout", "must be 1s-10m0s, got %s", d)
 	case d%time.Second != 0:
 		// The stack renders the timeout for nginx as whole seconds.
 		ps.addf("nginx.proxy_timeout", "must be a whole number of seconds, got %s", d)
+	}
+}
+
+// bind checks an address to publish a port on. Only a literal is taken:
+// a host name would be resolved once, when the container is created, and
+// silently go stale.
+func (ps *problemList) bind(field, addr string) {
+	ip, err := netip.ParseAddr(addr)
+	switch {
+	case err != nil:
+		ps.addf(field, "must be an IPv4 or IPv6 address such as 127.0.0.1 or ::1, got %q", addr)
+	case ip.Zone() != "":
+		// Docker's port bindings take no zone.
+		ps.addf(field, "must not name a zone, got %q", addr)
+	case ip.IsMulticast():
+		ps.addf(field, "must be an address the host can listen on, got the multicast address %q", addr)
 	}
 }
 
@@ -220,7 +245,11 @@ func (ps *problemList) network(n *Network) {
 }
 
 func (ps *problemList) metrics(m *Metrics) {
-	ps.urlPath("metrics.path", m.Path)
+	// Unlike health_path, which the daemon requests from each container
+	// directly, metrics.path is also an exact location in nginx.conf.
+	if err := CheckFrontDoorPath(m.Path); err != nil {
+		ps.addf("metrics.path", "%v", err)
+	}
 	scrape, window := m.ScrapeInterval.D(), m.Window.D()
 	ps.durationRange("metrics.scrape_interval", scrape, time.Second, 5*time.Minute)
 	switch {

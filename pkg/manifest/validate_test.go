@@ -128,6 +128,17 @@ func TestParseInvalid(t *testing.T) {
 		{"network driver none", "network: {driver_type: none}", []string{"network.driver_type"}, `got "none"`},
 		{"network driver unknown", "network: {driver_type: weave}", []string{"network.driver_type"}, `must be bridge, got "weave"`},
 
+		// nginx.bind.
+		{"nginx.bind hostname", "nginx: {bind: localhost}", []string{"nginx.bind"}, `must be an IPv4 or IPv6 address such as 127.0.0.1 or ::1, got "localhost"`},
+		{"nginx.bind empty", "nginx: {bind: ''}", []string{"nginx.bind"}, `got ""`},
+		{"nginx.bind with port", "nginx: {bind: '127.0.0.1:8080'}", []string{"nginx.bind"}, `got "127.0.0.1:8080"`},
+		{"nginx.bind bracketed IPv6", "nginx: {bind: '[::1]'}", []string{"nginx.bind"}, `got "[::1]"`},
+		{"nginx.bind CIDR", "nginx: {bind: 10.0.0.0/8}", []string{"nginx.bind"}, `got "10.0.0.0/8"`},
+		{"nginx.bind leading zeros", "nginx: {bind: 127.000.000.001}", []string{"nginx.bind"}, `got "127.000.000.001"`},
+		{"nginx.bind zone", "nginx: {bind: 'fe80::1%eth0'}", []string{"nginx.bind"}, `must not name a zone, got "fe80::1%eth0"`},
+		{"nginx.bind multicast", "nginx: {bind: 224.0.0.1}", []string{"nginx.bind"}, `multicast`},
+		{"nginx.bind number", "nginx: {bind: 3}", []string{"nginx.bind"}, `got "3"`},
+
 		// Paths that end up in nginx configuration.
 		{"health_path relative", "services: {health_path: healthz}", []string{"services.health_path"}, "must start with '/'"},
 		{"health_path with space", "services: {health_path: '/health z'}", []string{"services.health_path"}, "without whitespace"},
@@ -139,7 +150,6 @@ func TestParseInvalid(t *testing.T) {
 		{"env reserved MODE", "services: {env: {MODE: canary}}", []string{"services.env.MODE"}, "reserved"},
 		{"env bad name", "services: {env: {1BAD: x}}", []string{"services.env"}, `invalid variable name "1BAD"`},
 		{"env name with dash", "services: {env: {MY-VAR: x}}", []string{"services.env"}, `"MY-VAR"`},
-		{"env value newline", "services: {env: {A: \"x\\ny\"}}", []string{"services.env.A"}, "line breaks"},
 		{"env value NUL", "services: {env: {A: \"x\\0y\"}}", []string{"services.env.A"}, "NUL"},
 
 		// Resources.
@@ -183,6 +193,79 @@ func TestParseInvalid(t *testing.T) {
 	}
 }
 
+// TestMetricsPath covers metrics.path, which nginx.conf routes with an
+// exact location: only a safe charset, nothing nginx would normalize, and
+// nothing the front door refuses, in any letter case.
+func TestMetricsPath(t *testing.T) {
+	tests := []struct {
+		path string
+		want string // "" if valid, else part of the message
+	}{
+		{"/metrics", ""},
+		{"/metrics/", ""},
+		{"/prom/metrics-v2.txt", ""},
+		{"/_status/Metrics_1", ""},
+		{"/", ""},
+		{"/internals", ""}, // not under /internal/: only the segment is refused
+		{"/debugger/metrics", ""},
+		{"/chao", ""},
+
+		{"/chaos", `"/chaos" is refused by the front door: it lies under /chaos`},
+		{"/chaos/", "lies under /chaos"},
+		{"/chaos/metrics", "lies under /chaos"},
+		{"/chaosmonkey", "lies under /chaos"},
+		{"/Chaos", `"/Chaos" is refused by the front door: it lies under /chaos (compared without regard to case)`},
+		{"/CHAOS/x", "lies under /chaos"},
+		{"/internal", "lies under /internal"},
+		{"/internal/", "lies under /internal"},
+		{"/Internal/metrics", "lies under /internal"},
+		{"/debug", "lies under /debug"},
+		{"/DEBUG/", "lies under /debug"},
+		{"/debug/vars", "lies under /debug"},
+		{"/admin", "lies under /admin"},
+		{"/Administrator", "lies under /admin"},
+		{"/swiftdeploy", "lies under /swiftdeploy"},
+		{"/SwiftDeploy/config", "lies under /swiftdeploy"},
+
+		{"/metrics$x", `got "/metrics$x" ('$' at byte 8)`},
+		{"/metrics?x=1", `('?' at byte 8)`},
+		{"/metrics#x", `('#' at byte 8)`},
+		{"/me trics", `(' ' at byte 3)`},
+		{"/m\"x", `('"' at byte 2)`},
+		{"/m'x", `('\'' at byte 2)`},
+		{"/m{x}", `('{' at byte 2)`},
+		{"/m;x", `(';' at byte 2)`},
+		{"/m%41", `('%' at byte 2)`},
+		{"/m~x", `('~' at byte 2)`},
+		{"/m\\x", `('\\' at byte 2)`},
+		{"/métrics", `('é' at byte 2)`},
+		{"/a/../metrics", `must not contain a ".." segment`},
+		{"/..", `must not contain a ".." segment`},
+		{"/a/./metrics", `must not contain a "." segment`},
+		{"//metrics", `must not contain "//"`},
+		{"/a//b", `must not contain "//"`},
+		{"metrics", `must be an absolute path starting with '/', got "metrics"`},
+		{"/" + strings.Repeat("m", MaxPathLen), "at most 256 characters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			m := mustParse(t, minimal)
+			m.Metrics.Path = tt.path
+			err := m.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("metrics.path %q: %v, want valid", tt.path, err)
+				}
+				return
+			}
+			ps := assertProblems(t, err, "metrics.path")
+			if len(ps) == 1 && !strings.Contains(ps[0].Msg, tt.want) {
+				t.Errorf("message %q does not contain %q", ps[0].Msg, tt.want)
+			}
+		})
+	}
+}
+
 // TestValidateProblemsHaveLines checks that problems found after decoding
 // are located on the line of the offending value.
 func TestValidateProblemsHaveLines(t *testing.T) {
@@ -220,6 +303,9 @@ func TestValidateProgrammatic(t *testing.T) {
 		{"infinite p99", func(m *Manifest) { m.Policy.MaxP99Ms = math.Inf(-1) }, []string{"policy.max_p99_ms"}},
 		{"empty driver", func(m *Manifest) { m.Network.DriverType = "" }, []string{"network.driver_type"}},
 		{"env key with equals", func(m *Manifest) { m.Services.Env = map[string]string{"A=B": "x"} }, []string{"services.env"}},
+		// A YAML file cannot hold invalid UTF-8 (the parser refuses it).
+		{"env value invalid UTF-8", func(m *Manifest) { m.Services.Env = map[string]string{"A": "x\xffy"} }, []string{"services.env.A"}},
+		{"env value multi-line", func(m *Manifest) { m.Services.Env = map[string]string{"A": "x\r\ny\n"} }, nil},
 		{"health path non-ASCII", func(m *Manifest) { m.Services.HealthPath = "/gesundheit✓" }, []string{"services.health_path"}},
 		{"health path too long", func(m *Manifest) { m.Services.HealthPath = "/" + strings.Repeat("a", MaxPathLen) }, []string{"services.health_path"}},
 	}

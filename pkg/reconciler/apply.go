@@ -582,7 +582,17 @@ func (r *Reconciler) checkNginx(ctx context.Context, d Desired) error {
 	check.Name = fmt.Sprintf("%s-check-%d", d.Stack.Nginx.Name, time.Now().UnixNano()%1e6)
 	check.HostPort = 0
 	check.Restart = false
-	check.Binds = check.Binds[:1] // no status socket: the serving nginx owns it
+	// A run directory of its own: nginx -t needs one, and the socket in the
+	// real one belongs to the nginx that serves.
+	run, err := os.MkdirTemp(filepath.Dir(r.RunDir), "nginx-check-")
+	if err != nil {
+		return fmt.Errorf("nginx check run dir: %w", err)
+	}
+	defer os.RemoveAll(run)
+	if err := os.Chmod(run, 0o755); err != nil {
+		return err
+	}
+	check.Binds[1].Source = run
 	check.Labels = map[string]string{stack.LabelProject: d.Stack.Project, stack.LabelRole: "check"}
 	check.Cmd = testCmd
 	return checkResult(r.Engine.RunOnce(ctx, check))

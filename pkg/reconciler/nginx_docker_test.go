@@ -41,7 +41,7 @@ http {
     server { listen %d; location / { return 200 "%s"; } }
     server {
         listen unix:%s/%s;
-        location = %s { return 200 "revision %s\nweight 0\nstable -\ncanary -\n"; }
+        location = %s { return 200 "revision %s\nweight 0\nstable app-1\ncanary -\n"; }
     }
 }
 `, port, body, stack.NginxRunDir, stack.NginxStatusSocket, StatusPath, rev))
@@ -96,18 +96,19 @@ func TestNginxInstallReloadAndReadBack(t *testing.T) {
 	r := &Reconciler{Engine: fe, ConfigDir: t.TempDir(), RunDir: t.TempDir(), Log: zap.NewNop(), LoadTimeout: 10 * time.Second}
 	live := filepath.Join(r.ConfigDir, confName)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	d1 := Desired{Stack: st, Conf: nginxConf(port, "v1", "r1"), Revision: "r1"}
-	d2 := Desired{Stack: st, Conf: nginxConf(port, "v2", "r2"), Revision: "r2"}
+	const r1, r2, rb = "1111111111111111", "2222222222222222", "bbbbbbbbbbbbbbbb"
+	d1 := Desired{Stack: st, Conf: nginxConf(port, "v1", r1), Revision: r1}
+	d2 := Desired{Stack: st, Conf: nginxConf(port, "v2", r2), Revision: r2}
 
 	if err := r.startNginx(ctx, d1); err != nil {
 		t.Fatalf("start nginx: %v", err)
 	}
 	waitBody(t, url, "v1")
-	if l, err := r.nginxStatus(ctx); err != nil || l.Revision != "r1" {
+	if l, err := r.nginxStatus(ctx); err != nil || l.Revision != r1 {
 		t.Fatalf("loaded after start: %+v, %v", l, err)
 	}
 
-	broken := Desired{Stack: st, Conf: append(nginxConf(port, "v2", "rb"), []byte("bogus_directive on;\n")...), Revision: "rb"}
+	broken := Desired{Stack: st, Conf: append(nginxConf(port, "v2", rb), []byte("bogus_directive on;\n")...), Revision: rb}
 	err = r.reloadNginx(ctx, broken)
 	if err == nil || !strings.Contains(err.Error(), "rejected by nginx -t") || !strings.Contains(err.Error(), "bogus_directive") {
 		t.Fatalf("reload of a broken config: err = %v, want a rejection naming the directive", err)
@@ -134,7 +135,7 @@ func TestNginxInstallReloadAndReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if obs.Loaded == nil || obs.Loaded.Revision != "r1" {
+	if obs.Loaded == nil || obs.Loaded.Revision != r1 {
 		t.Fatalf("observed loaded %+v (%s), want r1", obs.Loaded, obs.LoadedErr)
 	}
 	// Even a daemon that died between the rename and the reload (file new,
@@ -142,7 +143,7 @@ func TestNginxInstallReloadAndReadBack(t *testing.T) {
 	if err := os.WriteFile(live, d2.Conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if obs, _ = r.Observe(ctx, d2); obs.Loaded == nil || obs.Loaded.Revision != "r1" {
+	if obs, _ = r.Observe(ctx, d2); obs.Loaded == nil || obs.Loaded.Revision != r1 {
 		t.Fatalf("file renamed, not reloaded: observed %+v, want r1", obs.Loaded)
 	}
 
@@ -150,7 +151,7 @@ func TestNginxInstallReloadAndReadBack(t *testing.T) {
 		t.Fatalf("reload of a good config: %v", err)
 	}
 	waitBody(t, url, "v2")
-	if l, err := r.nginxStatus(ctx); err != nil || l.Revision != "r2" {
+	if l, err := r.nginxStatus(ctx); err != nil || l.Revision != r2 {
 		t.Fatalf("loaded after reload: %+v, %v", l, err)
 	}
 

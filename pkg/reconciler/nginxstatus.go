@@ -6,14 +6,15 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/render"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // StatusPath is where nginx's status server (listening only on a Unix
 // socket in the run directory) reports the configuration it has loaded.
-const StatusPath = "/swiftdeploy/config"
+const StatusPath = stack.NginxStatusPath
 
 // ReadNginxStatus asks the nginx listening on socket which configuration
 // its workers have loaded. Only a worker of the current generation can
@@ -48,39 +49,11 @@ func ReadNginxStatus(ctx context.Context, socket string) (*Loaded, error) {
 	return ParseLoaded(body)
 }
 
-// ParseLoaded parses the status body: lines "revision R", "weight N",
-// "stable a,b", "canary -".
+// ParseLoaded parses the status body (see render.ParseLoadedConfig).
 func ParseLoaded(body []byte) (*Loaded, error) {
-	var l Loaded
-	seen := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(string(body)), "\n") {
-		key, val, _ := strings.Cut(strings.TrimSpace(line), " ")
-		seen[key] = true
-		switch key {
-		case "revision":
-			l.Revision = val
-		case "weight":
-			w, err := strconv.Atoi(val)
-			if err != nil {
-				return nil, fmt.Errorf("nginx status: weight %q: %w", val, err)
-			}
-			l.Weight = w
-		case "stable":
-			l.Stable = names(val)
-		case "canary":
-			l.Canary = names(val)
-		}
+	c, err := render.ParseLoadedConfig(body)
+	if err != nil {
+		return nil, fmt.Errorf("read nginx status: %w", err)
 	}
-	if !seen["revision"] || l.Revision == "" {
-		return nil, fmt.Errorf("nginx status: no revision in %q", body)
-	}
-	return &l, nil
-}
-
-func names(v string) []string {
-	v = strings.TrimSpace(v)
-	if v == "" || v == "-" {
-		return nil
-	}
-	return strings.Split(v, ",")
+	return &Loaded{Revision: c.Revision, Weight: c.Weight, Stable: c.Stable, Canary: c.Canary}, nil
 }

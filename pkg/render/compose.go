@@ -3,12 +3,14 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"path"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -32,6 +34,7 @@ type composeService struct {
 	Labels        map[string]quoted `yaml:"labels"`
 	Ports         flowList          `yaml:"ports,omitempty"`
 	Volumes       []quoted          `yaml:"volumes,omitempty"`
+	Tmpfs         []quoted          `yaml:"tmpfs,omitempty"`
 	Networks      []string          `yaml:"networks"`
 	DependsOn     []string          `yaml:"depends_on,omitempty"`
 	Restart       string            `yaml:"restart"`
@@ -121,6 +124,14 @@ func Compose(s stack.Stack) ([]byte, error) {
 		appNames = append(appNames, a.Name)
 	}
 	port := strconv.Itoa(s.Nginx.Port)
+	published := port + ":" + port
+	// Without an address compose publishes on every one, which is what the
+	// default bind means (and what an empty Bind in a hand-built stack
+	// means). An IPv6 address is written in brackets, as compose and
+	// docker run take it: "[::1]:8080:8080".
+	if b := s.Nginx.Bind; b != "" && b != manifest.DefaultNginxBind {
+		published = net.JoinHostPort(b, port) + ":" + port
+	}
 	services = append(services, namedService{s.Nginx.Name, composeService{
 		Image:         quoted(s.Nginx.Image),
 		ContainerName: quoted(s.Nginx.Name),
@@ -128,8 +139,14 @@ func Compose(s stack.Stack) ([]byte, error) {
 		Command: flowList{"nginx", "-c", path.Join(stack.ConfigDir, NginxConfigFile), "-g", "daemon off;"},
 		Labels:  quotedMap(s.Nginx.Labels(s.Project)),
 		// nginx is the only service with a host port, the one it listens on.
-		Ports:     flowList{port + ":" + port},
-		Volumes:   []quoted{quoted("./" + NginxConfigFile + ":" + path.Join(stack.ConfigDir, NginxConfigFile) + ":ro")},
+		Ports:   flowList{published},
+		Volumes: []quoted{quoted("./" + NginxConfigFile + ":" + path.Join(stack.ConfigDir, NginxConfigFile) + ":ro")},
+		// nginx creates its status socket in stack.NginxRunDir and does not
+		// start without the directory. Nothing reads the socket without the
+		// daemon, so a tmpfs will do: fresh on every start, it never holds a
+		// stale socket from a killed nginx, which would stop the next one
+		// binding.
+		Tmpfs:     []quoted{stack.NginxRunDir},
 		Networks:  []string{networkKey},
 		DependsOn: appNames,
 		Restart:   "unless-stopped",

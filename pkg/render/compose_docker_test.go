@@ -25,6 +25,10 @@ func TestComposeUp(t *testing.T) {
 	testenv.Images(t, cli)
 	project := testenv.Project(t, cli) // its cleanup removes what compose leaves
 	port := freePort(t)
+	// Published on one loopback address only, so that the test can see the
+	// bind work: the rest of 127.0.0.0/8 reaches the host too, but must
+	// find nothing on the port.
+	const bindAddr, otherAddr = "127.0.0.2", "127.0.0.1"
 
 	s := parseStack(t, fmt.Sprintf(`
 project: %[1]s
@@ -33,9 +37,9 @@ services:
   port: 3000
   replicas: 2
   canary: {image: %[3]q, weight: 50}
-nginx: {image: %[4]q, port: %[5]d}
+nginx: {image: %[4]q, port: %[5]d, bind: %[6]s}
 network: {name: %[1]s-net}
-`, project, images.AppImage, images.AppImageV2, images.NginxImage, port))
+`, project, images.AppImage, images.AppImageV2, images.NginxImage, port, bindAddr))
 
 	dir := t.TempDir()
 	for name, render := range map[string]func() ([]byte, error){
@@ -65,7 +69,7 @@ network: {name: %[1]s-net}
 		t.Fatalf("docker-compose up: %v\n%s", err, out)
 	}
 
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	base := fmt.Sprintf("http://%s:%d", bindAddr, port)
 	httpClient := &http.Client{Timeout: 5 * time.Second}
 	get := func(path string) (int, string, error) {
 		resp, err := httpClient.Get(base + path)
@@ -111,6 +115,14 @@ network: {name: %[1]s-net}
 			}
 		})
 	}
+
+	t.Run("published on nginx.bind only", func(t *testing.T) {
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort(otherAddr, fmt.Sprint(port)), 2*time.Second)
+		if err == nil {
+			conn.Close()
+			t.Errorf("nginx.bind is %s, yet %s:%d accepts connections", bindAddr, otherAddr, port)
+		}
+	})
 
 	t.Run("both tracks serve", func(t *testing.T) {
 		// At weight 50, 100 requests all landing on one track has odds of 2^-99.

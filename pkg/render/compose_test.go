@@ -3,6 +3,7 @@ package render
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +79,9 @@ func TestComposeLoads(t *testing.T) {
 		{"seed", func(t testing.TB) stack.Stack { return loadStack(t, "seed") }},
 		{"replicas3", func(t testing.TB) stack.Stack { return loadStack(t, "replicas3") }},
 		{"canary with tricky env", trickyStack},
+		{"bind IPv4 loopback", bindStack("127.0.0.1")},
+		{"bind IPv6", func(t testing.TB) stack.Stack { return loadStack(t, "bind6") }},
+		{"bind hand-built empty", bindStack("")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +149,15 @@ func TestComposeLoads(t *testing.T) {
 			if len(ngx.Ports) != 1 || ngx.Ports[0].Target != uint32(s.Nginx.Port) || ngx.Ports[0].Published != strconv.Itoa(s.Nginx.Port) {
 				t.Errorf("nginx ports = %+v, want %d:%d", ngx.Ports, s.Nginx.Port, s.Nginx.Port)
 			}
+			// The default bind publishes on every address, as compose does
+			// without one.
+			wantHostIP := s.Nginx.Bind
+			if wantHostIP == manifest.DefaultNginxBind {
+				wantHostIP = ""
+			}
+			if len(ngx.Ports) == 1 && ngx.Ports[0].HostIP != wantHostIP {
+				t.Errorf("nginx port host_ip = %q, want %q", ngx.Ports[0].HostIP, wantHostIP)
+			}
 			wantCmd := []string{"nginx", "-c", "/etc/swiftdeploy/nginx.conf", "-g", "daemon off;"}
 			if !slices.Equal(ngx.Command, wantCmd) {
 				t.Errorf("nginx command = %q, want %q", ngx.Command, wantCmd)
@@ -152,6 +165,9 @@ func TestComposeLoads(t *testing.T) {
 			if len(ngx.Volumes) != 1 || ngx.Volumes[0].Target != "/etc/swiftdeploy/nginx.conf" || !ngx.Volumes[0].ReadOnly ||
 				ngx.Volumes[0].Source != filepath.Join(filepath.Dir(path), "nginx.conf") {
 				t.Errorf("nginx volumes = %+v, want ./nginx.conf mounted read-only at /etc/swiftdeploy/nginx.conf", ngx.Volumes)
+			}
+			if !slices.Equal(ngx.Tmpfs, []string{stack.NginxRunDir}) {
+				t.Errorf("nginx tmpfs = %q, want [%s] for its status socket", ngx.Tmpfs, stack.NginxRunDir)
 			}
 			deps := slices.Sorted(func(yield func(string) bool) {
 				for name := range ngx.DependsOn {
@@ -194,6 +210,15 @@ func checkService(t *testing.T, svc types.ServiceConfig, name, image, network st
 	}
 }
 
+// bindStack is the seed stack with nginx published on addr.
+func bindStack(addr string) func(t testing.TB) stack.Stack {
+	return func(t testing.TB) stack.Stack {
+		s := loadStack(t, "seed")
+		s.Nginx.Bind = addr
+		return s
+	}
+}
+
 // TestComposeV1 runs the installed docker-compose (v1, Python) on the file:
 // its YAML 1.1 parser and schema differ from compose-go's.
 func TestComposeV1(t *testing.T) {
@@ -204,6 +229,8 @@ func TestComposeV1(t *testing.T) {
 	}{
 		{"seed", func(t testing.TB) stack.Stack { return loadStack(t, "seed") }},
 		{"canary with tricky env", trickyStack},
+		{"bind IPv4 loopback", bindStack("127.0.0.1")},
+		{"bind IPv6", func(t testing.TB) stack.Stack { return loadStack(t, "bind6") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,6 +251,9 @@ func TestComposeV1(t *testing.T) {
 			var resolved struct {
 				Services map[string]struct {
 					Environment map[string]string `yaml:"environment"`
+					// Long syntax, or "IP:PUBLISHED:TARGET/tcp" when bound
+					// to an address.
+					Ports []yaml.Node `yaml:"ports"`
 				} `yaml:"services"`
 			}
 			if err := yaml.Unmarshal(out, &resolved); err != nil {
@@ -240,8 +270,44 @@ func TestComposeV1(t *testing.T) {
 					t.Errorf("%s environment as docker-compose v1 reads it:\n got %q\nwant %q", a.Name, got, a.Env)
 				}
 			}
+			wantHostIP := s.Nginx.Bind
+			if wantHostIP == manifest.DefaultNginxBind {
+				wantHostIP = ""
+			}
+			want := fmt.Sprintf("%s %d:%d", wantHostIP, s.Nginx.Port, s.Nginx.Port)
+			var got []string
+			for _, n := range resolved.Services[s.Nginx.Name].Ports {
+				got = append(got, v1Port(t, n))
+			}
+			if len(got) != 1 || got[0] != want {
+				t.Errorf("nginx ports as docker-compose v1 reads them = %q, want [%q]", got, want)
+			}
 		})
 	}
+}
+
+// v1Port reads one port of docker-compose v1's config output, written in
+// the long syntax or as "IP:PUBLISHED:TARGET/tcp", as "IP PUBLISHED:TARGET".
+func v1Port(t *testing.T, n yaml.Node) string {
+	t.Helper()
+	if n.Kind == yaml.ScalarNode {
+		spec := strings.TrimSuffix(n.Value, "/tcp")
+		i := strings.LastIndexByte(spec, ':')
+		j := strings.LastIndexByte(spec[:max(i, 0)], ':')
+		if j < 0 {
+			t.Fatalf("port %q: want IP:PUBLISHED:TARGET", n.Value)
+		}
+		return strings.Trim(spec[:j], "[]") + " " + spec[j+1:]
+	}
+	var long struct {
+		HostIP    string `yaml:"host_ip"`
+		Published int    `yaml:"published"`
+		Target    int    `yaml:"target"`
+	}
+	if err := n.Decode(&long); err != nil {
+		t.Fatalf("port: %v", err)
+	}
+	return fmt.Sprintf("%s %d:%d", long.HostIP, long.Published, long.Target)
 }
 
 // composeV1 returns the path of docker-compose (v1). It skips the test when

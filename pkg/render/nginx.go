@@ -1,14 +1,15 @@
 package render
 
 import (
-	"bytes"
 	_ "embed"
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 	"text/template"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -39,8 +40,13 @@ type nginxView struct {
 	ConnectTimeout string
 	ProxyTimeout   string
 	MetricsPath    string
-	Blocked        []string
+	Blocked        []string // location arguments ("^~ /chaos", "= /debug") refused with 403
 	BlockedRegex   string
+	StatusListen   string // unix:<socket path>
+	StatusPath     string
+	Status         LoadedConfig // what the status socket reports
+	StatusBody     string       // Status as the nginx string it returns
+	StatusSets     []statusSet  // the variables StatusBody refers to
 }
 
 // Nginx renders the nginx.conf for the stack (container names as upstream hosts).
@@ -58,13 +64,17 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		ConnectTimeout: seconds(min(timeout, maxConnectTimeout)),
 		ProxyTimeout:   seconds(timeout),
 		MetricsPath:    s.MetricsPath,
-		Blocked:        blockedPrefixes,
-		BlockedRegex:   blockedRegex(blockedPrefixes),
+		Blocked:        blockedLocations(manifest.BlockedPrefixes()),
+		BlockedRegex:   blockedRegex(manifest.BlockedPrefixes()),
 		Pool:           poolStable,
+		StatusListen:   "unix:" + path.Join(stack.NginxRunDir, stack.NginxStatusSocket),
+		StatusPath:     stack.NginxStatusPath,
+		Status:         LoadedConfig{Weight: s.CanaryWeight, Stable: containerNames(s.Stable)},
 	}
 	if s.CanaryWeight > 0 {
 		v.Canary = addrs(s.Canary)
 		v.CanaryWeight = s.CanaryWeight
+		v.Status.Canary = containerNames(s.Canary)
 		if s.CanaryWeight == 100 {
 			v.Pool = poolCanary
 		} else {
@@ -72,11 +82,19 @@ func Nginx(s stack.Stack) ([]byte, error) {
 			v.Pool = poolSplit
 		}
 	}
-	var buf bytes.Buffer
-	if err := nginxTemplate.Execute(&buf, v); err != nil {
+	out, err := renderWithRevision(v)
+	if err != nil {
 		return nil, fmt.Errorf("render nginx.conf for project %s: %w", s.Project, err)
 	}
-	return buf.Bytes(), nil
+	return out, nil
+}
+
+func containerNames(apps []stack.App) []string {
+	out := make([]string, len(apps))
+	for i, a := range apps {
+		out[i] = a.Name
+	}
+	return out
 }
 
 func addrs(apps []stack.App) []string {
@@ -92,11 +110,31 @@ func seconds(d time.Duration) string {
 	return fmt.Sprintf("%ds", int(d/time.Second))
 }
 
-// blockedRegex matches any of the prefixes at the start of the URI.
+// blockedLocations turns the refused prefixes into location arguments. A
+// prefix ending in "/" refuses a path segment, which takes two locations:
+// the segment itself (= /debug) and everything under it (^~ /debug/).
+func blockedLocations(prefixes []string) []string {
+	var out []string
+	for _, p := range prefixes {
+		if segment, ok := strings.CutSuffix(p, "/"); ok {
+			out = append(out, "= "+segment)
+		}
+		out = append(out, "^~ "+p)
+	}
+	return out
+}
+
+// blockedRegex matches any of the prefixes at the start of the URI, in any
+// letter case once used with ~*: "/chaos" as a plain prefix, "/debug/" as
+// the segment /debug alone or followed by a slash.
 func blockedRegex(prefixes []string) string {
 	alts := make([]string, len(prefixes))
 	for i, p := range prefixes {
-		alts[i] = regexp.QuoteMeta(strings.TrimPrefix(p, "/"))
+		if segment, ok := strings.CutSuffix(p, "/"); ok {
+			alts[i] = regexp.QuoteMeta(strings.TrimPrefix(segment, "/")) + "(/|$)"
+		} else {
+			alts[i] = regexp.QuoteMeta(strings.TrimPrefix(p, "/"))
+		}
 	}
 	return "^/(" + strings.Join(alts, "|") + ")"
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,9 @@ func TestNginxConfigAccepted(t *testing.T) {
 	full.CanaryWeight = 100
 	tests = append(tests,
 		testCase{name: "canary at 100%", stack: full, wantOK: true, wantOutput: "test is successful"},
+		// The longest container names and the most of them: nginx refuses
+		// any one parameter longer than its 4 KiB parse buffer.
+		testCase{name: "largest stack", stack: largestStack(t), wantOK: true, wantOutput: "test is successful"},
 		// Proves the check can fail: a misspelt directive must be rejected.
 		testCase{
 			name:  "broken directive",
@@ -86,7 +90,7 @@ func TestNginxConfigAccepted(t *testing.T) {
 func runNginx(t *testing.T, cli *client.Client, project string, conf []byte, hosts map[string]string, cmd ...string) (int64, string) {
 	t.Helper()
 	ctx := context.Background()
-	id := startNginx(t, cli, project, conf, hosts, cmd...)
+	id := startNginx(t, cli, project, conf, hosts, cmd...).id
 	wait := cli.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	var code int64
 	select {
@@ -100,12 +104,22 @@ func runNginx(t *testing.T, cli *client.Client, project string, conf []byte, hos
 	return code, containerOutput(t, cli, id)
 }
 
+// nginxContainer is a started nginx test container and the host
+// directories mounted into it.
+type nginxContainer struct {
+	id      string
+	confDir string // at stack.ConfigDir, read-only
+	runDir  string // at stack.NginxRunDir, read-write: holds the status socket
+}
+
 // startNginx starts an nginx container labelled with the test project and
-// removes it when the test ends.
-func startNginx(t *testing.T, cli *client.Client, project string, conf []byte, hosts map[string]string, cmd ...string) string {
+// removes it when the test ends. Like the daemon's, it has a host
+// directory at stack.NginxRunDir, without which nginx cannot create its
+// status socket and refuses to start.
+func startNginx(t *testing.T, cli *client.Client, project string, conf []byte, hosts map[string]string, cmd ...string) nginxContainer {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir, runDir := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, NginxConfigFile), conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +136,7 @@ func startNginx(t *testing.T, cli *client.Client, project string, conf []byte, h
 			Tty: true,
 		},
 		HostConfig: &container.HostConfig{
-			Binds:      []string{dir + ":" + stack.ConfigDir + ":ro"},
+			Binds:      []string{dir + ":" + stack.ConfigDir + ":ro", runDir + ":" + stack.NginxRunDir + ":rw"},
 			ExtraHosts: extraHosts,
 		},
 	})
@@ -137,7 +151,7 @@ func startNginx(t *testing.T, cli *client.Client, project string, conf []byte, h
 	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatalf("start nginx container: %v", err)
 	}
-	return created.ID
+	return nginxContainer{id: created.ID, confDir: dir, runDir: runDir}
 }
 
 func containerOutput(t *testing.T, cli *client.Client, id string) string {
@@ -175,19 +189,29 @@ const (
 	deadAddr   = "127.0.0.3" // nothing listens there
 )
 
+// withBackends inserts testBackends into a rendered config, before the
+// brace closing the http block.
+func withBackends(conf []byte, port int) []byte {
+	end := bytes.LastIndexByte(conf, '}')
+	return append(conf[:end:end], append([]byte(fmt.Sprintf(testBackends, port)), conf[end:]...)...)
+}
+
+// servedNginx is a running front door under test.
+type servedNginx struct {
+	nginxContainer
+	addr string // the front door's host:port
+}
+
 // serveNginx runs the rendered config for s with testBackends and returns
-// the front door's address.
-func serveNginx(t *testing.T, cli *client.Client, project string, s stack.Stack, hosts map[string]string) string {
+// the container once the front door listens.
+func serveNginx(t *testing.T, cli *client.Client, project string, s stack.Stack, hosts map[string]string) servedNginx {
 	t.Helper()
 	conf, err := Nginx(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Insert the backends before the brace closing the http block.
-	end := bytes.LastIndexByte(conf, '}')
-	conf = append(conf[:end:end], append([]byte(fmt.Sprintf(testBackends, s.Stable[0].Port)), conf[end:]...)...)
-
-	id := startNginx(t, cli, project, conf, hosts, "nginx", "-c", stack.ConfigDir+"/"+NginxConfigFile, "-g", "daemon off;")
+	c := startNginx(t, cli, project, withBackends(conf, s.Stable[0].Port), hosts, "nginx", "-c", stack.ConfigDir+"/"+NginxConfigFile, "-g", "daemon off;")
+	id := c.id
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("nginx output (last lines):\n%s", lastLines(containerOutput(t, cli, id), 40))
@@ -211,7 +235,7 @@ func serveNginx(t *testing.T, cli *client.Client, project string, s stack.Stack,
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			conn.Close()
-			return addr
+			return servedNginx{nginxContainer: c, addr: addr}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("nginx never listened on %s: %v", addr, err)
@@ -276,7 +300,7 @@ network: {name: shop-net}
 	hosts := resolveTracks(s)
 	// The first replica is gone: its requests must fail over to the second.
 	hosts[s.Stable[0].Name] = deadAddr
-	addr := serveNginx(t, cli, project, s, hosts)
+	addr := serveNginx(t, cli, project, s, hosts).addr
 
 	tests := []struct {
 		target     string
@@ -296,11 +320,31 @@ network: {name: shop-net}
 		{"/./chaos", 403, ""},
 		{"/CHAOS", 403, ""},
 		{"/Chaos/x", 403, ""},
+		{"/chaos/", 403, ""},
+		{"/internal", 403, ""},
+		{"/internal/", 403, ""},
 		{"/internal/state", 403, ""},
+		{"/INTERNAL", 403, ""},
+		{"/Internal/state", 403, ""},
+		{"/internal?x=1", 403, ""},
 		{"/%69nternal/state", 403, ""},
+		{"/debug", 403, ""},
+		{"/debug/", 403, ""},
+		{"/debug/x", 403, ""},
 		{"/debug/pprof/", 403, ""},
+		{"/Debug/", 403, ""},
+		{"/DEBUG", 403, ""},
+		{"/x/../Debug", 403, ""},
 		{"/admin", 403, ""},
 		{"/admin/users", 403, ""},
+		// The status location lives on the Unix socket only.
+		{"/swiftdeploy/config", 403, ""},
+		{"/swiftdeploy", 403, ""},
+		{"/SwiftDeploy/config", 403, ""},
+		// Only the /internal and /debug segments are refused, not every
+		// path that starts with the same letters.
+		{"/internals", 200, "stable /internals "},
+		{"/debugger/x", 200, "stable /debugger/x "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.target, func(t *testing.T) {
@@ -367,7 +411,7 @@ services:
 nginx: {image: "nginx:latest", port: 8080}
 network: {name: shop-net}
 `, tt.weight))
-			addr := serveNginx(t, cli, project, s, resolveTracks(s))
+			addr := serveNginx(t, cli, project, s, resolveTracks(s)).addr
 			canary := 0
 			for range requests {
 				status, body := get(t, addr, "/")
@@ -386,6 +430,160 @@ network: {name: shop-net}
 			}
 		})
 	}
+}
+
+// unixGet sends GET path to the HTTP server on the Unix socket sock.
+func unixGet(t *testing.T, sock, path string) (int, http.Header, string) {
+	t.Helper()
+	c := &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}},
+	}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://nginx" + path)
+	if err != nil {
+		t.Fatalf("GET %s on %s: %v", path, sock, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s on %s: read body: %v", path, sock, err)
+	}
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+// TestNginxStatusSocket reads what nginx has loaded over its status
+// socket, from the host through the bind-mounted run directory as the
+// daemon does, and checks that it reports the running config, not the
+// file on disk, until nginx reloads.
+func TestNginxStatusSocket(t *testing.T) {
+	cli := testenv.Docker(t)
+	testenv.Images(t, cli)
+	project := testenv.Project(t, cli)
+
+	const doc = `
+project: shop
+services:
+  image: "app:1"
+  port: 3000
+  replicas: 2
+  canary: {image: "app:2", weight: %d}
+nginx: {image: "nginx:latest", port: 8080}
+network: {name: shop-net}
+`
+	s := parseStack(t, fmt.Sprintf(doc, 20))
+	ngx := serveNginx(t, cli, project, s, resolveTracks(s))
+	sock := filepath.Join(ngx.runDir, stack.NginxStatusSocket)
+
+	// loaded reads and parses the status body.
+	loaded := func() (LoadedConfig, string) {
+		t.Helper()
+		status, header, body := unixGet(t, sock, stack.NginxStatusPath)
+		if status != 200 {
+			t.Fatalf("GET %s on the status socket = %d %q", stack.NginxStatusPath, status, body)
+		}
+		if ct := header.Get("Content-Type"); ct != "text/plain" {
+			t.Errorf("Content-Type = %q, want text/plain", ct)
+		}
+		c, err := ParseLoadedConfig([]byte(body))
+		if err != nil {
+			t.Fatalf("status body %q: %v", body, err)
+		}
+		return c, body
+	}
+	revisionOf := func(s stack.Stack) string {
+		t.Helper()
+		conf, err := Nginx(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev, err := NginxRevision(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+
+	rev := revisionOf(s)
+	t.Run("reports the loaded config", func(t *testing.T) {
+		got, body := loaded()
+		want := fmt.Sprintf("revision %s\nweight 20\nstable %s,%s\ncanary %s\n", rev, s.Stable[0].Name, s.Stable[1].Name, s.Canary[0].Name)
+		if body != want {
+			t.Errorf("status body = %q, want %q", body, want)
+		}
+		if got.Revision != rev || got.Weight != 20 {
+			t.Errorf("loaded revision %s weight %d, want %s weight 20", got.Revision, got.Weight, rev)
+		}
+	})
+	t.Run("nothing else on the socket", func(t *testing.T) {
+		if status, _, body := unixGet(t, sock, "/"); status != 404 {
+			t.Errorf("GET / on the status socket = %d %q, want 404", status, body)
+		}
+	})
+	t.Run("not on the public port", func(t *testing.T) {
+		if status, body := get(t, ngx.addr, stack.NginxStatusPath); status != 403 {
+			t.Errorf("GET %s on the front door = %d %q, want 403", stack.NginxStatusPath, status, body)
+		}
+	})
+
+	t.Run("largest stack", func(t *testing.T) {
+		// Its lists are assembled over several set directives.
+		big := largestStack(t)
+		sock := filepath.Join(serveNginx(t, cli, project, big, resolveTracks(big)).runDir, stack.NginxStatusSocket)
+		status, _, body := unixGet(t, sock, stack.NginxStatusPath)
+		if status != 200 {
+			t.Fatalf("GET %s on the status socket = %d %q", stack.NginxStatusPath, status, body)
+		}
+		got, err := ParseLoadedConfig([]byte(body))
+		if err != nil {
+			t.Fatalf("status body %q: %v", body, err)
+		}
+		want := LoadedConfig{Revision: revisionOf(big), Weight: 50, Stable: containerNames(big.Stable), Canary: containerNames(big.Canary)}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("status of the largest stack = %+v\nwant %+v", got, want)
+		}
+	})
+
+	t.Run("the file on disk is not what runs until a reload", func(t *testing.T) {
+		next := parseStack(t, fmt.Sprintf(doc, 50))
+		nextRev := revisionOf(next)
+		conf, err := Nginx(next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Renamed into place, as the daemon installs a config.
+		tmp := filepath.Join(ngx.confDir, NginxConfigFile+".new")
+		if err := os.WriteFile(tmp, withBackends(conf, next.Stable[0].Port), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(ngx.confDir, NginxConfigFile)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := loaded(); got.Revision != rev {
+			t.Fatalf("before the reload nginx reports revision %s, want the loaded %s", got.Revision, rev)
+		}
+		if _, err := cli.ContainerKill(context.Background(), ngx.id, client.ContainerKillOptions{Signal: "HUP"}); err != nil {
+			t.Fatalf("signal nginx to reload: %v", err)
+		}
+		// Readiness, not a timing assertion: new workers take a moment.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got, _ := loaded()
+			if got.Revision == nextRev {
+				if got.Weight != 50 {
+					t.Errorf("after the reload weight = %d, want 50", got.Weight)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("nginx still reports revision %s after a reload, want %s", got.Revision, nextRev)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 }
 
 // lastLines returns the last n lines of s.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -17,13 +18,10 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
-// blockedPrefixes are URI prefixes the front door answers with 403: the
-// app's fault injection and anything meant for operators only.
-var blockedPrefixes = []string{"/chaos", "/internal/", "/debug/", "/admin"}
-
-// BlockedPrefixes returns the URI prefixes nginx refuses with 403.
+// BlockedPrefixes returns the URI prefixes nginx refuses with 403 (see
+// manifest.IsBlockedPath for how each one matches).
 func BlockedPrefixes() []string {
-	return append([]string(nil), blockedPrefixes...)
+	return manifest.BlockedPrefixes()
 }
 
 var (
@@ -34,8 +32,6 @@ var (
 	// Portable environment variable names; anything else would need
 	// quoting in a compose key or a shell.
 	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
-	// A URI path that needs no quoting or escaping in nginx.conf.
-	uriPathRE = regexp.MustCompile(`^/[A-Za-z0-9._~/-]*$`)
 	// A network driver name, possibly a plugin reference.
 	driverRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.:/-]*$`)
 )
@@ -116,11 +112,18 @@ func checkStack(s stack.Stack) error {
 	if s.Nginx.Port < 1 || s.Nginx.Port > 65535 {
 		bad("nginx.port", "must be 1-65535, got %d", s.Nginx.Port)
 	}
+	if s.Nginx.Bind != "" {
+		if ip, err := netip.ParseAddr(s.Nginx.Bind); err != nil || ip.Zone() != "" {
+			bad("nginx.bind", "must be an IP address, got %q", s.Nginx.Bind)
+		}
+	}
 
 	if _, err := proxyTimeout(s.ProxyTimeout); err != nil {
 		bad("proxy_timeout", "%v", err)
 	}
-	if err := checkMetricsPath(s.MetricsPath); err != nil {
+	// The same rule as manifest validation: the path is an unquoted exact
+	// location, which must not reopen a refused prefix in another case.
+	if err := manifest.CheckFrontDoorPath(s.MetricsPath); err != nil {
 		bad("metrics_path", "%v", err)
 	}
 
@@ -151,19 +154,6 @@ func proxyTimeout(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("must be at least 1s, got %q", s)
 	}
 	return d.Truncate(time.Second), nil
-}
-
-func checkMetricsPath(p string) error {
-	if !uriPathRE.MatchString(p) {
-		return fmt.Errorf("must be a path such as /metrics (letters, digits, '.', '_', '~', '-', '/'), got %q", p)
-	}
-	for _, prefix := range blockedPrefixes {
-		if strings.HasPrefix(p, prefix) {
-			// An exact location would punch a hole in the 403 rule.
-			return fmt.Errorf("%q is under the blocked prefix %q", p, prefix)
-		}
-	}
-	return nil
 }
 
 // memLimit normalizes a memory size ("256m", "1g", "512Mi") into the short

@@ -3,8 +3,10 @@ package render
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -16,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // goldenCases are the directories under testdata/ holding a manifest.yaml
 // and the expected renderings of it.
-var goldenCases = []string{"seed", "replicas3", "canary20"}
+var goldenCases = []string{"seed", "replicas3", "canary20", "bind6"}
 
 // loadStack derives the stack of testdata/<name>/manifest.yaml.
 func loadStack(t testing.TB, name string) stack.Stack {
@@ -35,6 +37,23 @@ func parseStack(t testing.TB, manifestYAML string) stack.Stack {
 		t.Fatalf("parse manifest: %v", err)
 	}
 	return stack.FromManifest(m, stack.Options{})
+}
+
+// largestStack is the stack with the most and longest container names a
+// manifest allows: a 40-character project, 50 stable and 50 canary
+// replicas, the canary taking traffic.
+func largestStack(t testing.TB) stack.Stack {
+	t.Helper()
+	return parseStack(t, fmt.Sprintf(`
+project: %s
+services:
+  image: "app:1"
+  port: 3000
+  replicas: %[2]d
+  canary: {image: "app:2", weight: 50, replicas: %[2]d}
+nginx: {image: "nginx:latest", port: 8080}
+network: {name: big-net}
+`, strings.Repeat("p", manifest.MaxProjectLen), manifest.MaxReplicas))
 }
 
 // checkGolden compares got with the golden file, or rewrites it under -update.
@@ -226,10 +245,17 @@ func TestInvalidStack(t *testing.T) {
 		{"weight without canary", func(s *stack.Stack) { s.CanaryWeight = 20 }, "canary_weight: is 20 but no canary containers run"},
 		{"nginx port", func(s *stack.Stack) { s.Nginx.Port = 70000 }, "nginx.port: must be 1-65535, got 70000"},
 		{"nginx image", func(s *stack.Stack) { s.Nginx.Image = "" }, "nginx.image: required"},
+		{"nginx bind host name", func(s *stack.Stack) { s.Nginx.Bind = "localhost" }, `nginx.bind: must be an IP address, got "localhost"`},
+		{"nginx bind with port", func(s *stack.Stack) { s.Nginx.Bind = "127.0.0.1:80" }, `nginx.bind: must be an IP address, got "127.0.0.1:80"`},
 		{"timeout garbage", func(s *stack.Stack) { s.ProxyTimeout = "soon" }, `proxy_timeout: invalid duration "soon"`},
 		{"timeout under a second", func(s *stack.Stack) { s.ProxyTimeout = "0s" }, `proxy_timeout: must be at least 1s, got "0s"`},
-		{"metrics path injects config", func(s *stack.Stack) { s.MetricsPath = "/m { return 200; }" }, `metrics_path: must be a path such as /metrics`},
-		{"metrics path under chaos", func(s *stack.Stack) { s.MetricsPath = "/chaos/metrics" }, `metrics_path: "/chaos/metrics" is under the blocked prefix "/chaos"`},
+		{"metrics path injects config", func(s *stack.Stack) { s.MetricsPath = "/m { return 200; }" }, `metrics_path: must contain only letters, digits and / _ . -, got "/m { return 200; }"`},
+		{"metrics path with query", func(s *stack.Stack) { s.MetricsPath = "/metrics?x=1" }, `metrics_path: must contain only letters, digits and / _ . -, got "/metrics?x=1"`},
+		{"metrics path with variable", func(s *stack.Stack) { s.MetricsPath = "/metrics$x" }, `metrics_path: must contain only letters, digits and / _ . -, got "/metrics$x"`},
+		{"metrics path under chaos", func(s *stack.Stack) { s.MetricsPath = "/chaos/metrics" }, `metrics_path: "/chaos/metrics" is refused by the front door: it lies under /chaos`},
+		{"metrics path is chaos in upper case", func(s *stack.Stack) { s.MetricsPath = "/Chaos" }, `metrics_path: "/Chaos" is refused by the front door`},
+		{"metrics path is internal", func(s *stack.Stack) { s.MetricsPath = "/internal" }, `metrics_path: "/internal" is refused by the front door`},
+		{"metrics path is debug with slash", func(s *stack.Stack) { s.MetricsPath = "/Debug/" }, `metrics_path: "/Debug/" is refused by the front door`},
 	}
 	for _, tt := range tests {
 		for _, r := range renderers {
@@ -285,6 +311,26 @@ func BenchmarkCompose(b *testing.B) {
 	for b.Loop() {
 		if _, err := Compose(s); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestBlockedRuleAgrees checks that the case-insensitive regex location in
+// nginx.conf refuses exactly the paths manifest.IsBlockedPath calls
+// refused, the rule metrics.path is validated against.
+func TestBlockedRuleAgrees(t *testing.T) {
+	re := regexp.MustCompile("(?i)" + blockedRegex(manifest.BlockedPrefixes()))
+	paths := []string{
+		"/", "/chaos", "/chaos/", "/CHAOS", "/chaosmonkey", "/chao", "/x/chaos",
+		"/internal", "/internal/", "/Internal/x", "/internals", "/internal.json",
+		"/debug", "/debug/", "/Debug/", "/debug/x", "/debugger", "/debu",
+		"/admin", "/ADMIN/users", "/administrator", "/metrics", "/healthz",
+		"/swiftdeploy", "/swiftdeploy/config", "/SWIFTDEPLOY/", "/swiftdeployer",
+	}
+	for _, p := range paths {
+		_, want := manifest.IsBlockedPath(p)
+		if got := re.MatchString(p); got != want {
+			t.Errorf("%s: nginx regex refuses = %v, manifest.IsBlockedPath = %v", p, got, want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strconv"
 
@@ -31,12 +32,16 @@ const (
 // seen by the container.
 const ConfigDir = "/etc/swiftdeploy"
 
-// NginxRunDir is where nginx sees its run directory (mounted read-write);
-// NginxStatusSocket, in it, is the Unix socket of nginx's status server,
-// which reports the configuration nginx has loaded. No TCP port.
+// nginx reports the configuration its workers have loaded (not the file on
+// disk, which may be newer) on a Unix socket: NginxStatusSocket in
+// NginxRunDir inside the nginx container, answering GET NginxStatusPath.
+// The container needs NginxRunDir to exist and be writable, or nginx (and
+// nginx -t) refuses to start; the daemon bind-mounts a host directory
+// there to reach the socket.
 const (
 	NginxRunDir       = "/run/swiftdeploy"
 	NginxStatusSocket = "nginx.sock"
+	NginxStatusPath   = "/swiftdeploy/config"
 )
 
 // Stack is the desired set of containers for one project.
@@ -80,7 +85,8 @@ type Nginx struct {
 	Name  string
 	Image string
 	Port  int // published host port, also the listen port inside
-	// Bind is the host address the port is published on ("" = all).
+	// Bind is the host address Port is published on, in canonical form
+	// (manifest.DefaultNginxBind, "127.0.0.1", "::1").
 	Bind string
 	Hash string
 }
@@ -115,11 +121,31 @@ func FromManifest(m *manifest.Manifest, o Options) Stack {
 		Name:  m.Project + "-nginx",
 		Image: m.Nginx.Image,
 		Port:  m.Nginx.Port,
+		Bind:  canonicalAddr(m.Nginx.Bind),
 	}
-	s.Nginx.Hash = hash(struct {
+	// A published address is fixed when the container is created, so a
+	// bind change must replace nginx: it is in the hash. At the default it
+	// is left out, so that the hash, and the running nginx, of a stack from
+	// before nginx.bind existed stay the same.
+	spec := struct {
 		Image string
 		Port  int
-	}{s.Nginx.Image, s.Nginx.Port})
+		Bind  string `json:",omitempty"`
+	}{s.Nginx.Image, s.Nginx.Port, s.Nginx.Bind}
+	if spec.Bind == manifest.DefaultNginxBind {
+		spec.Bind = ""
+	}
+	s.Nginx.Hash = hash(spec)
+	return s
+}
+
+// canonicalAddr writes an IP literal the one way netip does ("::1" for
+// "0:0:0:0:0:0:0:1"), so spellings of one address give one hash. Anything
+// else is returned as is, for the renderer to refuse.
+func canonicalAddr(s string) string {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return ip.String()
+	}
 	return s
 }
 

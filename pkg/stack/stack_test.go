@@ -104,3 +104,94 @@ func TestHashCoversSpecNotReplicas(t *testing.T) {
 		t.Error("an nginx port change kept the nginx hash")
 	}
 }
+
+// TestEnvKeepsManifestText checks that an env value reaches the containers
+// exactly as written in manifest.yaml: YAML would read many of these as
+// numbers, booleans, nulls or timestamps and print them back differently.
+func TestEnvKeepsManifestText(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string // the value as written after "V: "
+		want string
+	}{
+		{"trailing zero", "1.10", "1.10"},
+		{"hex", "0x1F", "0x1F"},
+		{"YAML 1.1 boolean", "on", "on"},
+		{"yes", "yes", "yes"},
+		{"upper-case boolean", "TRUE", "TRUE"},
+		{"leading zero", "010", "010"},
+		{"exponent", "1e3", "1e3"},
+		{"leading dot", ".5", ".5"},
+		{"sexagesimal", "1:20", "1:20"},
+		{"timestamp", "2001-12-14t21:59:43.10-05:00", "2001-12-14t21:59:43.10-05:00"},
+		{"date", "2024-01-02", "2024-01-02"},
+		{"infinity", ".inf", ".inf"},
+		{"plus sign", "+12", "+12"},
+		{"double quoted", `"quoted"`, "quoted"},
+		{"single quoted", `'single'`, "single"},
+		{"quoted null word", `"null"`, "null"},
+		{"quoted empty", `""`, ""},
+		{"double-quoted escapes", `"tab\there"`, "tab\there"},
+		{"literal block", "|\n      line one\n        indented\n      line three", "line one\n  indented\nline three\n"},
+		{"folded block, stripped", ">-\n      folded\n      text", "folded text"},
+		{"str tag", "!!str 010", "010"},
+		{"non-specific tag", "! 1.10", "1.10"},
+		{"anchored", "&v 0x1F", "0x1F"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := "project: demo\nservices:\n  image: app:1\n  port: 3000\n  env:\n    V: " + tt.yaml + "\n" +
+				"nginx: {image: nginx, port: 8080}\nnetwork: {name: net}\n"
+			m, err := manifest.Parse([]byte(doc), "demo")
+			if err != nil {
+				t.Fatalf("Parse: %v\n%s", err, doc)
+			}
+			for _, a := range FromManifest(m, Options{}).Apps() {
+				if got := a.Env["V"]; got != tt.want {
+					t.Errorf("%s: Env[V] = %q, want %q (written %s)", a.Name, got, tt.want, tt.yaml)
+				}
+			}
+		})
+	}
+}
+
+func TestNginxBind(t *testing.T) {
+	// What Nginx.Hash digested before nginx.bind existed: a default bind
+	// must keep it, or upgrading would replace every running nginx.
+	legacy := hash(struct {
+		Image string
+		Port  int
+	}{"nginx:latest", 8080})
+	def := FromManifest(baseManifest(nil), Options{}).Nginx
+	tests := []struct {
+		name     string
+		bind     string
+		wantBind string
+		sameHash bool // as the default bind's
+	}{
+		{"default", manifest.DefaultNginxBind, "0.0.0.0", true},
+		{"loopback", "127.0.0.1", "127.0.0.1", false},
+		{"IPv6 loopback", "::1", "::1", false},
+		{"IPv6 written long", "0:0:0:0:0:0:0:1", "::1", false},
+		{"IPv6 any", "::", "::", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := FromManifest(baseManifest(func(m *manifest.Manifest) { m.Nginx.Bind = tt.bind }), Options{}).Nginx
+			if n.Bind != tt.wantBind {
+				t.Errorf("Bind = %q, want %q", n.Bind, tt.wantBind)
+			}
+			if got := n.Hash == def.Hash; got != tt.sameHash {
+				t.Errorf("hash same as the default bind's = %v, want %v", got, tt.sameHash)
+			}
+		})
+	}
+	if def.Hash != legacy {
+		t.Errorf("default bind changed the nginx hash: %s, was %s", def.Hash, legacy)
+	}
+	long := FromManifest(baseManifest(func(m *manifest.Manifest) { m.Nginx.Bind = "0:0:0:0:0:0:0:1" }), Options{}).Nginx
+	short := FromManifest(baseManifest(func(m *manifest.Manifest) { m.Nginx.Bind = "::1" }), Options{}).Nginx
+	if long.Hash != short.Hash {
+		t.Error("two spellings of ::1 give different nginx hashes")
+	}
+}

@@ -1,0 +1,199 @@
+package render
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// revisionLen is how many hex digits of the SHA-256 make a revision: 64
+// bits, plenty to tell the configs of one project apart.
+const revisionLen = 16
+
+// revisionRE finds the revision in the status location's return line of a
+// rendered nginx.conf. The config holds "\n" escapes, not line breaks.
+var revisionRE = regexp.MustCompile(`return 200 "revision ([0-9a-f]{16})\\n`)
+
+// revision is the revision of a config rendered with an empty one: a pure
+// function of everything else in the file.
+func revision(blank []byte) string {
+	sum := sha256.Sum256(blank)
+	return hex.EncodeToString(sum[:])[:revisionLen]
+}
+
+// NginxRevision returns the revision written into a rendered nginx.conf:
+// what its status socket will report once nginx has loaded it. Comparing it
+// with LoadedConfig.Revision tells whether nginx runs the file on disk.
+func NginxRevision(conf []byte) (string, error) {
+	m := revisionRE.FindAllSubmatch(conf, -1)
+	switch len(m) {
+	case 0:
+		return "", errors.New("nginx.conf has no SwiftDeploy revision (not rendered by SwiftDeploy, or by an older version)")
+	case 1:
+		return string(m[0][1]), nil
+	default:
+		return "", fmt.Errorf("nginx.conf has %d SwiftDeploy revisions, want 1", len(m))
+	}
+}
+
+// LoadedConfig is what nginx's status socket reports: the configuration
+// its workers are running.
+type LoadedConfig struct {
+	// Revision is NginxRevision of the config nginx loaded.
+	Revision string
+	// Weight is the percentage of requests sent to the canary (0 when no
+	// canary runs).
+	Weight int
+	// Stable and Canary are the container names in the app_stable and
+	// app_canary upstreams. Canary is empty when nginx sends the canary no
+	// traffic (no canary, or weight 0).
+	Stable, Canary []string
+}
+
+// Variables the status location assembles its container lists in.
+const (
+	statusStableVar = "swiftdeploy_stable"
+	statusCanaryVar = "swiftdeploy_canary"
+)
+
+// maxSetValue bounds the text of one set directive. nginx refuses any
+// parameter longer than its 4 KiB parse buffer, and 50 + 50 replicas of a
+// 40-character project make lists of about 3 KiB each, so the lists are
+// assembled a chunk at a time.
+const maxSetValue = 1024
+
+// statusSet is one "set $Var "Value";" directive of the status location.
+type statusSet struct{ Var, Value string }
+
+// statusSets spells c's container lists as set directives, each appending
+// at most maxSetValue bytes of names to its variable.
+func statusSets(c LoadedConfig) []statusSet {
+	var sets []statusSet
+	add := func(v string, names []string) {
+		if len(names) == 0 {
+			sets = append(sets, statusSet{v, "-"})
+			return
+		}
+		chunk := ""
+		flush := func() {
+			if len(sets) > 0 && sets[len(sets)-1].Var == v {
+				chunk = "$" + v + "," + chunk
+			}
+			sets = append(sets, statusSet{v, chunk})
+			chunk = ""
+		}
+		for _, n := range names {
+			if chunk != "" && len(chunk)+1+len(n) > maxSetValue {
+				flush()
+			}
+			if chunk != "" {
+				chunk += ","
+			}
+			chunk += n
+		}
+		flush()
+	}
+	add(statusStableVar, c.Stable)
+	add(statusCanaryVar, c.Canary)
+	return sets
+}
+
+// statusBody is the text of the status location's return: the body with
+// line breaks written as nginx's "\n" escapes and the container lists as
+// the variables statusSets fills.
+func statusBody(c LoadedConfig) string {
+	return fmt.Sprintf(`revision %s\nweight %d\nstable $%s\ncanary $%s\n`, c.Revision, c.Weight, statusStableVar, statusCanaryVar)
+}
+
+// ParseLoadedConfig reads the body nginx returns on its status socket for
+// GET stack.NginxStatusPath. Each of revision, weight, stable and canary
+// must be there exactly once, in any order; anything else is an error
+// naming the field and the bad value, so a mismatch between the daemon
+// and the nginx it talks to shows instead of reading as zero values.
+func ParseLoadedConfig(body []byte) (LoadedConfig, error) {
+	var c LoadedConfig
+	seen := map[string]bool{}
+	lines := strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")
+	if len(body) == 0 {
+		lines = nil
+	}
+	for i, line := range lines {
+		key, value, ok := strings.Cut(line, " ")
+		if !ok {
+			return LoadedConfig{}, fmt.Errorf("loaded config: line %d: want \"FIELD VALUE\", got %q", i+1, line)
+		}
+		if seen[key] {
+			return LoadedConfig{}, fmt.Errorf("loaded config: %s: given twice", key)
+		}
+		seen[key] = true
+		var err error
+		switch key {
+		case "revision":
+			if len(value) != revisionLen || strings.Trim(value, "0123456789abcdef") != "" {
+				err = fmt.Errorf("must be %d lower-case hex digits, got %q", revisionLen, value)
+			}
+			c.Revision = value
+		case "weight":
+			c.Weight, err = strconv.Atoi(value)
+			if err != nil || c.Weight < 0 || c.Weight > 100 {
+				err = fmt.Errorf("must be 0-100, got %q", value)
+			}
+		case "stable":
+			c.Stable, err = containerList(value)
+			if err == nil && len(c.Stable) == 0 {
+				err = errors.New("no containers: nginx always has a stable upstream")
+			}
+		case "canary":
+			c.Canary, err = containerList(value)
+		default:
+			return LoadedConfig{}, fmt.Errorf("loaded config: line %d: unknown field %q", i+1, key)
+		}
+		if err != nil {
+			return LoadedConfig{}, fmt.Errorf("loaded config: %s: %w", key, err)
+		}
+	}
+	for _, key := range []string{"revision", "weight", "stable", "canary"} {
+		if !seen[key] {
+			return LoadedConfig{}, fmt.Errorf("loaded config: %s: missing", key)
+		}
+	}
+	return c, nil
+}
+
+// containerList reads "a,b" (or "-" for none) into container names.
+func containerList(s string) ([]string, error) {
+	if s == "-" {
+		return nil, nil
+	}
+	names := strings.Split(s, ",")
+	for _, n := range names {
+		if !dockerNameRE.MatchString(n) {
+			return nil, fmt.Errorf("invalid container name %q in %q", n, s)
+		}
+	}
+	return names, nil
+}
+
+// renderWithRevision executes the nginx template twice: with an empty
+// revision, whose digest is the revision, then with it.
+func renderWithRevision(v nginxView) ([]byte, error) {
+	v.Status.Revision = ""
+	v.StatusBody = statusBody(v.Status)
+	v.StatusSets = statusSets(v.Status)
+	var blank bytes.Buffer
+	if err := nginxTemplate.Execute(&blank, v); err != nil {
+		return nil, err
+	}
+	v.Status.Revision = revision(blank.Bytes())
+	v.StatusBody = statusBody(v.Status)
+	var out bytes.Buffer
+	if err := nginxTemplate.Execute(&out, v); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
