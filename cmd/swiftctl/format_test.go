@@ -179,7 +179,10 @@ func TestShortReason(t *testing.T) {
 		{"P99 latency exceeds 500ms", "latency too high"},
 		{"Error rate exceeds 1% threshold", "error rate too high"},
 		{"Disk space below 10GB", "disk space low"},
-		{"CPU load above 2.0", "CPU load high"},
+		{"CPU load 3.9 per core (7.8 on 2 CPUs) above 2.0", "CPU load high"},
+		{"CPU load above 2.0", "CPU load high"}, // a daemon before per-core load
+		{"CPU load unknown: no load average reading", "insufficient data"},
+		{"CPU count unknown: no CPU count reading", "insufficient data"},
 		{"Insufficient data: 3 requests in window, need at least 20", "insufficient data"},
 		{"Disk space unknown: no free-space reading for /var/lib/docker", "insufficient data"},
 		{"policy canary_safety returned no decision (undefined)", "policy canary_safety returned no decision (undefined)"},
