@@ -261,7 +261,7 @@ func TestDaemonNotRunning(t *testing.T) {
 	ln.Close()
 
 	commands := [][]string{
-		{"status"}, {"status", "-o", "json"}, {"deploy"}, {"validate"}, {"diff"}, {"down"},
+		{"status"}, {"status", "-o", "json"}, {"deploy"}, {"deploy", "--wait", "10m"}, {"validate"}, {"diff"}, {"down"},
 		{"history"}, {"promote"}, {"rollback"}, {"chaos", "recover"}, {"chaos", "error", "--rate", "0.5"},
 	}
 	for _, args := range commands {
@@ -311,6 +311,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"load rps too high", []string{"load", "--rps", "20000", "--duration", "1s", "--url", "http://localhost:1/"}, "rps: at most 10000"},
 		{"load bad url", []string{"load", "--rps", "1", "--duration", "1s", "--url", "ftp://x/"}, "must start with http://"},
 		{"init with two dirs", []string{"init", "a", "b"}, "accepts at most 1 arg"},
+		{"negative wait", []string{"deploy", "--wait", "-1s"}, "--wait: want a duration of 0 or more, got -1s"},
+		{"wait on promote", []string{"promote", "--wait", "1m"}, "unknown flag: --wait"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
