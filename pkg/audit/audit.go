@@ -271,7 +271,7 @@ func (r *report) timeline() {
 				title = "Event `" + rec.Event + "`"
 			}
 			text := title
-			switch msg := rec.Message; {
+			switch msg := eventText(rec); {
 			case msg == "":
 			case len(msg) > len(title) && strings.EqualFold(msg[:len(title)], title):
 				// The message restates the event ("Mode switched to
@@ -288,6 +288,46 @@ func (r *report) timeline() {
 	}
 	r.printf("## Timeline\n\n")
 	r.writeEntries(entries, "Nothing happened in this period.")
+}
+
+// denialEvents are the events that say a policy denied; their messages
+// repeat "DENIED: ", which the timeline's title already says.
+var denialEvents = map[string]bool{journal.EventDeployDenied: true, journal.EventPromoteDenied: true}
+
+// eventText is an event's message as text for the timeline. Daemons have
+// written a denial's reasons with fmt.Sprint ("DENIED: [a b]"), which reads
+// as a Go slice: the reasons in the event's details, joined by "; ",
+// replace it, or without details the brackets are dropped.
+func eventText(rec journal.Record) string {
+	msg := rec.Message
+	if denialEvents[rec.Event] {
+		msg = strings.TrimPrefix(msg, "DENIED: ")
+	}
+	reasons := detailReasons(rec.Details)
+	switch {
+	case msg == "":
+		return strings.Join(reasons, "; ")
+	case len(reasons) > 0:
+		return strings.Replace(msg, fmt.Sprint(reasons), strings.Join(reasons, "; "), 1)
+	case denialEvents[rec.Event] && len(msg) >= 2 && msg[0] == '[' && msg[len(msg)-1] == ']':
+		return msg[1 : len(msg)-1]
+	}
+	return msg
+}
+
+// detailReasons reads details.reasons, a list of strings, as the daemon
+// writes it for denials; nil for anything else.
+func detailReasons(details map[string]any) []string {
+	list, _ := details["reasons"].([]any)
+	var reasons []string
+	for _, v := range list {
+		s, ok := v.(string)
+		if !ok {
+			return nil
+		}
+		reasons = append(reasons, s)
+	}
+	return reasons
 }
 
 func (r *report) violations() {

@@ -26,6 +26,16 @@ func event(sec int, name, msg, user string) journal.Record {
 	return r
 }
 
+// withReasons adds the reasons to an event's details, as the daemon does.
+func withReasons(r journal.Record, reasons ...string) journal.Record {
+	l := make([]any, len(reasons))
+	for i, s := range reasons {
+		l[i] = s
+	}
+	r.Details = map[string]any{"reasons": l}
+	return r
+}
+
 func snapshot(sec int, mode, track, policy string, rps, p99, errRate float64) journal.Record {
 	return journal.Record{
 		Type: journal.TypeSnapshot, Timestamp: at(sec), Mode: mode, Track: track, Policy: policy,
@@ -88,6 +98,7 @@ func canaryIncident() []journal.Record {
 		event(240, "cache_warmed", "a newer daemon's event", ""),
 		infraDecision(250, false, []string{"Disk space below 10GB"}, 7.25),
 		event(250, journal.EventDeployDenied, "DENIED: [Disk space below 10GB]", ""),
+		withReasons(event(255, journal.EventDeployDenied, "DENIED: [CPU load above 2.0 Disk space below 10GB]", ""), "CPU load above 2.0", "Disk space below 10GB"),
 		event(260, "down", "removed every container and network of project shop", "alice"),
 	}
 	return rs
@@ -296,6 +307,47 @@ func TestDownsample(t *testing.T) {
 			}
 			if len(out) > 0 && !out[0].at.Equal(tc.in[0].at) {
 				t.Errorf("first point at %s, want %s", out[0].at, tc.in[0].at)
+			}
+		})
+	}
+}
+
+// TestEventText checks that reasons are written as text whatever shape an
+// older daemon gave its message: fmt.Sprint of a []string ("[a b]") reads
+// as a Go slice, not as reasons.
+func TestEventText(t *testing.T) {
+	reasons := func(rs ...string) map[string]any {
+		l := make([]any, len(rs))
+		for i, r := range rs {
+			l[i] = r
+		}
+		return map[string]any{"reasons": l}
+	}
+	tests := []struct {
+		name    string
+		event   string
+		msg     string
+		details map[string]any
+		want    string
+	}{
+		{"plain message", journal.EventDeploySucceeded, "converged in 4s", nil, "converged in 4s"},
+		{"denial prefix dropped", journal.EventDeployDenied, "DENIED: Disk space below 10GB", nil, "Disk space below 10GB"},
+		{"Go slice of one", journal.EventDeployDenied, "DENIED: [CPU load above 2.0]", nil, "CPU load above 2.0"},
+		{"Go slice of two, reasons in details", journal.EventDeployDenied, "DENIED: [CPU load above 2.0 Disk space below 10GB]",
+			reasons("CPU load above 2.0", "Disk space below 10GB"), "CPU load above 2.0; Disk space below 10GB"},
+		{"Go slice inside a sentence", journal.EventPromoteDenied, "promotion of shop:2.0 denied: [Error rate exceeds 1% threshold P99 latency exceeds 500ms]",
+			reasons("Error rate exceeds 1% threshold", "P99 latency exceeds 500ms"), "promotion of shop:2.0 denied: Error rate exceeds 1% threshold; P99 latency exceeds 500ms"},
+		{"reasons in details, no message", journal.EventDeployDenied, "", reasons("Disk space below 10GB"), "Disk space below 10GB"},
+		{"joined reasons stay", journal.EventDeployDenied, "DENIED: a; b", reasons("a", "b"), "a; b"},
+		{"brackets that are not a slice of the reasons", journal.EventManifestRejected, "manifest rejected: [services.port: must be 1-65535]", nil, "manifest rejected: [services.port: must be 1-65535]"},
+		{"details that are not reasons", journal.EventDeployDenied, "DENIED: [x]", map[string]any{"reasons": "x"}, "x"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := journal.NewEvent(tc.event, tc.msg)
+			rec.Details = tc.details
+			if got := eventText(rec); got != tc.want {
+				t.Errorf("eventText(%q, %v) = %q, want %q", tc.msg, tc.details, got, tc.want)
 			}
 		})
 	}
