@@ -4,11 +4,13 @@
 // latency and error rate, and the result of the journal's integrity check.
 //
 // Render is a pure function of its Input, so a report can be regenerated
-// byte for byte from the same journal.
+// byte for byte from the same journal. It can stream the journal (Input.Read):
+// its memory then grows with the report, not with the journal.
 package audit
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -36,8 +38,17 @@ const MaxChartPoints = 50
 type Input struct {
 	// Journal names the journal in the report, e.g. "history.jsonl".
 	Journal string
-	// Records are the journal's records, oldest first.
+	// Records are the journal's records, oldest first. Ignored when Read
+	// is set.
 	Records []journal.Record
+	// Read, when set, streams the journal's records instead: it calls fn
+	// for each, oldest first, and returns why it stopped early, if it did
+	// (that error is the report's ReadError). Render calls it twice, as
+	// the charts need the number of points before drawing the first; the
+	// second pass stops at the records the first one saw, so a journal
+	// that grows meanwhile does not change the report. An error fn returns
+	// must end Read and be returned.
+	Read func(fn func(journal.Record) error) error
 	// ReadError says why reading stopped before the end of the journal;
 	// empty when every record was read.
 	ReadError string
@@ -60,20 +71,123 @@ type Thresholds struct {
 }
 
 // Render writes the Markdown report.
-func Render(in Input) []byte {
-	r := &report{in: in}
-	r.header()
-	r.summary()
-	r.timeline()
-	r.violations()
-	r.charts()
-	r.integrity()
-	return r.buf.Bytes()
+func Render(in Input) []byte { return Build(in).Markdown }
+
+// Report is a rendered report and what its making found.
+type Report struct {
+	Markdown []byte
+	// Records is the number of records the report covers.
+	Records int
+	// ReadError is Input.ReadError, or why Input.Read stopped early.
+	ReadError string
 }
 
+// Build renders the report, like Render, and says what it covered.
+func Build(in Input) Report {
+	read := in.Read
+	if read == nil {
+		read = func(fn func(journal.Record) error) error {
+			for _, rec := range in.Records {
+				if err := fn(rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	r := &report{in: in, readError: in.ReadError}
+	// First pass: what the sections need to know before their first line.
+	if err := read(func(rec journal.Record) error { r.scan(rec); return nil }); err != nil && r.readError == "" {
+		r.readError = err.Error()
+	}
+	// Second pass: the sections' content, over the same records.
+	r.start()
+	seen := 0
+	err := read(func(rec journal.Record) error {
+		if seen == r.records {
+			return errEnough
+		}
+		seen++
+		r.add(rec)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) && r.readError == "" {
+		r.readError = err.Error()
+	}
+	r.finish()
+
+	r.header()
+	r.summary()
+	r.writeTimeline()
+	r.writeViolations()
+	r.charts()
+	r.integrity()
+	return Report{Markdown: r.buf.Bytes(), Records: r.records, ReadError: r.readError}
+}
+
+// errEnough ends the second pass at the records the first one saw.
+var errEnough = errors.New("audit: read enough")
+
+// report is one report in the making: the first pass fills the scan
+// fields, the second the sections, and only then is anything written.
 type report struct {
-	in  Input
-	buf bytes.Buffer
+	in        Input
+	readError string
+	buf       bytes.Buffer
+
+	// First pass.
+	records          int
+	first, last      time.Time
+	explicitSwitches bool // the journal records mode switches itself
+	points           int  // chart points
+
+	// Second pass.
+	counts     counts
+	timeline   []entry
+	violations []entry
+	mode       string     // the last snapshot's mode, to derive switches
+	limits     Thresholds // in force for failing snapshots
+	limitsFrom string
+	run        *failRun
+	chart      downsampler
+}
+
+// scan takes one record of the first pass.
+func (r *report) scan(rec journal.Record) {
+	if r.records == 0 {
+		r.first = rec.Timestamp
+	}
+	r.records++
+	r.last = rec.Timestamp
+	if rec.Type == journal.TypeEvent && rec.Event == journal.EventModeSwitched {
+		// Journals from daemons that do not record mode switches get
+		// them derived from the mode of consecutive snapshots.
+		r.explicitSwitches = true
+	}
+	if _, ok := chartPoint(rec); ok {
+		r.points++
+	}
+}
+
+// start prepares the second pass.
+func (r *report) start() {
+	r.limits, r.limitsFrom = r.in.Thresholds, "current manifest"
+	r.chart = newDownsampler(r.points)
+}
+
+// add takes one record of the second pass.
+func (r *report) add(rec journal.Record) {
+	r.counts.add(rec)
+	r.addTimeline(rec)
+	r.addViolation(rec)
+	if p, ok := chartPoint(rec); ok {
+		r.chart.add(p)
+	}
+}
+
+// finish ends the second pass.
+func (r *report) finish() {
+	r.endRun()
 }
 
 func (r *report) printf(format string, a ...any) { fmt.Fprintf(&r.buf, format, a...) }
@@ -87,16 +201,15 @@ func (r *report) header() {
 		// Said first, before any figure the reader might otherwise trust.
 		r.printf("> **⚠️ JOURNAL INTEGRITY CHECK FAILED.** %s The records below may have been altered; see [Journal integrity](#journal-integrity).\n\n", r.integrityProblem())
 	}
-	if r.in.ReadError != "" {
-		r.printf("> **⚠️ Reading stopped early:** %s. This report covers the %d records before that point.\n\n", md(r.in.ReadError), len(r.in.Records))
+	if r.readError != "" {
+		r.printf("> **⚠️ Reading stopped early:** %s. This report covers the %d records before that point.\n\n", md(r.readError), r.records)
 	}
-	recs := r.in.Records
-	r.printf("- Journal: `%s` (%d records)\n", r.in.Journal, len(recs))
-	if len(recs) == 0 {
+	r.printf("- Journal: `%s` (%d records)\n", r.in.Journal, r.records)
+	if r.records == 0 {
 		r.printf("- Period: no records\n\n")
 		return
 	}
-	first, last := recs[0].Timestamp.UTC(), recs[len(recs)-1].Timestamp.UTC()
+	first, last := r.first.UTC(), r.last.UTC()
 	r.printf("- Period: %s to %s (%s)\n\n", first.Format(dateTime), last.Format(dateTime), last.Sub(first).Round(time.Second))
 }
 
@@ -114,46 +227,50 @@ func (r *report) integrityProblem() string {
 	return "The hash chain did not verify."
 }
 
-func (r *report) summary() {
-	var c struct {
-		deployOK, deployFailed, deployDenied, promoted, promoteDenied int
-		decisionsDenied, chaos, recovered, rollbacks, rejected        int
-		snapshots, snapshotsFailed                                    int
-	}
-	for _, rec := range r.in.Records {
-		switch rec.Type {
-		case journal.TypeEvent:
-			switch rec.Event {
-			case journal.EventDeploySucceeded:
-				c.deployOK++
-			case journal.EventDeployFailed:
-				c.deployFailed++
-			case journal.EventDeployDenied:
-				c.deployDenied++
-			case journal.EventPromoted:
-				c.promoted++
-			case journal.EventPromoteDenied:
-				c.promoteDenied++
-			case journal.EventChaosInjected:
-				c.chaos++
-			case journal.EventChaosRecovered:
-				c.recovered++
-			case journal.EventRollback:
-				c.rollbacks++
-			case journal.EventManifestRejected:
-				c.rejected++
-			}
-		case journal.TypeDecision:
-			if rec.Allowed != nil && !*rec.Allowed {
-				c.decisionsDenied++
-			}
-		case journal.TypeSnapshot:
-			c.snapshots++
-			if rec.Policy == journal.PolicyFail {
-				c.snapshotsFailed++
-			}
+// counts are the summary's figures.
+type counts struct {
+	deployOK, deployFailed, deployDenied, promoted, promoteDenied int
+	decisionsDenied, chaos, recovered, rollbacks, rejected        int
+	snapshots, snapshotsFailed                                    int
+}
+
+func (c *counts) add(rec journal.Record) {
+	switch rec.Type {
+	case journal.TypeEvent:
+		switch rec.Event {
+		case journal.EventDeploySucceeded:
+			c.deployOK++
+		case journal.EventDeployFailed:
+			c.deployFailed++
+		case journal.EventDeployDenied:
+			c.deployDenied++
+		case journal.EventPromoted:
+			c.promoted++
+		case journal.EventPromoteDenied:
+			c.promoteDenied++
+		case journal.EventChaosInjected:
+			c.chaos++
+		case journal.EventChaosRecovered:
+			c.recovered++
+		case journal.EventRollback:
+			c.rollbacks++
+		case journal.EventManifestRejected:
+			c.rejected++
+		}
+	case journal.TypeDecision:
+		if rec.Allowed != nil && !*rec.Allowed {
+			c.decisionsDenied++
+		}
+	case journal.TypeSnapshot:
+		c.snapshots++
+		if rec.Policy == journal.PolicyFail {
+			c.snapshotsFailed++
 		}
 	}
+}
+
+func (r *report) summary() {
+	c := r.counts
 	r.printf("## Summary\n\n")
 	r.printf("| | Count |\n|---|---:|\n")
 	rows := []struct {
@@ -241,53 +358,43 @@ var routineEvents = map[string]bool{
 	journal.EventNginxReloaded:      true,
 }
 
-func (r *report) timeline() {
-	// Journals from daemons that do not record mode switches get them
-	// derived from the mode of consecutive snapshots.
-	explicitSwitches := false
-	for _, rec := range r.in.Records {
-		if rec.Type == journal.TypeEvent && rec.Event == journal.EventModeSwitched {
-			explicitSwitches = true
-			break
+func (r *report) addTimeline(rec journal.Record) {
+	switch rec.Type {
+	case journal.TypeSnapshot:
+		if !r.explicitSwitches && rec.Mode != "" {
+			if r.mode != "" && rec.Mode != r.mode {
+				r.timeline = append(r.timeline, entry{rec.Timestamp, "Mode switched to " + md(rec.Mode) + " (seen in metric snapshots)"})
+			}
+			r.mode = rec.Mode
 		}
-	}
-	var entries []entry
-	mode := ""
-	for _, rec := range r.in.Records {
-		switch rec.Type {
-		case journal.TypeSnapshot:
-			if !explicitSwitches && rec.Mode != "" {
-				if mode != "" && rec.Mode != mode {
-					entries = append(entries, entry{rec.Timestamp, "Mode switched to " + md(rec.Mode) + " (seen in metric snapshots)"})
-				}
-				mode = rec.Mode
-			}
-		case journal.TypeEvent:
-			if routineEvents[rec.Event] {
-				continue
-			}
-			title, ok := timelineTitles[rec.Event]
-			if !ok {
-				title = "Event `" + rec.Event + "`"
-			}
-			text := title
-			switch msg := eventText(rec); {
-			case msg == "":
-			case len(msg) > len(title) && strings.EqualFold(msg[:len(title)], title):
-				// The message restates the event ("Mode switched to
-				// canary ..."): it says it better than title + message.
-				text = title + md(msg[len(title):])
-			default:
-				text += ": " + md(msg)
-			}
-			if rec.User != "" {
-				text += " (by " + md(rec.User) + ")"
-			}
-			entries = append(entries, entry{rec.Timestamp, text})
+	case journal.TypeEvent:
+		if routineEvents[rec.Event] {
+			return
 		}
+		title, ok := timelineTitles[rec.Event]
+		if !ok {
+			title = "Event `" + rec.Event + "`"
+		}
+		text := title
+		switch msg := eventText(rec); {
+		case msg == "":
+		case len(msg) > len(title) && strings.EqualFold(msg[:len(title)], title):
+			// The message restates the event ("Mode switched to
+			// canary ..."): it says it better than title + message.
+			text = title + md(msg[len(title):])
+		default:
+			text += ": " + md(msg)
+		}
+		if rec.User != "" {
+			text += " (by " + md(rec.User) + ")"
+		}
+		r.timeline = append(r.timeline, entry{rec.Timestamp, text})
 	}
+}
+
+func (r *report) writeTimeline() {
 	r.printf("## Timeline\n\n")
-	r.writeEntries(entries, "Nothing happened in this period.")
+	r.writeEntries(r.timeline, "Nothing happened in this period.")
 }
 
 // denialEvents are the events that say a policy denied; their messages
@@ -330,48 +437,46 @@ func detailReasons(details map[string]any) []string {
 	return reasons
 }
 
-func (r *report) violations() {
-	var entries []entry
-	limits := r.in.Thresholds
-	limitsSource := "current manifest"
-	var run *failRun
-	flush := func() {
-		if run != nil {
-			entries = append(entries, run.entry())
-			run = nil
+func (r *report) addViolation(rec journal.Record) {
+	switch rec.Type {
+	case journal.TypeDecision:
+		if t, ok := decisionThresholds(rec); ok {
+			r.limits, r.limitsFrom = t, "policy decision of "+rec.Timestamp.UTC().Format(time.TimeOnly)
 		}
-	}
-	for _, rec := range r.in.Records {
-		switch rec.Type {
-		case journal.TypeDecision:
-			if t, ok := decisionThresholds(rec); ok {
-				limits, limitsSource = t, "policy decision of "+rec.Timestamp.UTC().Format(time.TimeOnly)
-			}
-			if rec.Allowed != nil && !*rec.Allowed {
-				flush()
-				entries = append(entries, entry{rec.Timestamp, deniedDecision(rec)})
-			}
-		case journal.TypeSnapshot:
-			if rec.Policy != journal.PolicyFail {
-				// Only a failing snapshot of the same track ends a run:
-				// snapshots of the other track interleave.
-				if run != nil && rec.Track == run.track {
-					flush()
-				}
-				continue
-			}
-			if run != nil && rec.Track != run.track {
-				flush()
-			}
-			if run == nil {
-				run = &failRun{track: rec.Track, mode: rec.Mode, first: rec.Timestamp, limits: limits, limitsSource: limitsSource}
-			}
-			run.add(rec)
+		if rec.Allowed != nil && !*rec.Allowed {
+			r.endRun()
+			r.violations = append(r.violations, entry{rec.Timestamp, deniedDecision(rec)})
 		}
+	case journal.TypeSnapshot:
+		if rec.Policy != journal.PolicyFail {
+			// Only a passing snapshot of the same track ends a run:
+			// snapshots of the other track interleave.
+			if r.run != nil && rec.Track == r.run.track {
+				r.endRun()
+			}
+			return
+		}
+		if r.run != nil && rec.Track != r.run.track {
+			r.endRun()
+		}
+		if r.run == nil {
+			r.run = &failRun{track: rec.Track, mode: rec.Mode, first: rec.Timestamp, limits: r.limits, limitsSource: r.limitsFrom}
+		}
+		r.run.add(rec)
 	}
-	flush()
+}
+
+// endRun ends a run of failing snapshots as one violation.
+func (r *report) endRun() {
+	if r.run != nil {
+		r.violations = append(r.violations, r.run.entry())
+		r.run = nil
+	}
+}
+
+func (r *report) writeViolations() {
 	r.printf("## Violations\n\n")
-	r.writeEntries(entries, "No policy violation in this period.")
+	r.writeEntries(r.violations, "No policy violation in this period.")
 }
 
 // failRun is a series of consecutive failing snapshots of one track,
