@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -150,7 +151,22 @@ type report struct {
 	limitsFrom string
 	run        *failRun
 	chart      downsampler
+	// firsts are recent records that may begin a streak whose summary
+	// comes later, by streakKind; a few each, so memory stays bounded.
+	firsts map[string][]first
 }
+
+// first is a record that may be the first of a streak, and where its
+// lines went (-1: it has none) so that the summary can take them over.
+type first struct {
+	at                  time.Time
+	timeline, violation int
+}
+
+// maxFirsts bounds the records remembered per kind. Repeats ends a streak
+// before writing another record under its key, so the first of a streak
+// is normally the latest record of its kind.
+const maxFirsts = 8
 
 // scan takes one record of the first pass.
 func (r *report) scan(rec journal.Record) {
@@ -176,13 +192,76 @@ func (r *report) start() {
 }
 
 // add takes one record of the second pass.
+//
+// A streak (see journal.Repeats) is two records: its first occurrence and,
+// later, a summary with Count, FirstSeen and LastSeen. The summary's lines
+// replace those of the first, so a streak is one line, and it counts
+// Count-1 more occurrences; all Count if its first line is not there.
 func (r *report) add(rec journal.Record) {
-	r.counts.add(rec)
-	r.addTimeline(rec)
-	r.addViolation(rec)
+	weight, of := 1, (*first)(nil)
+	if rec.Count > 1 {
+		weight, of = rec.Count, r.takeFirst(rec)
+		if of != nil {
+			weight--
+		}
+	}
+	r.counts.add(rec, weight)
+	tl := r.addTimeline(rec, of)
+	vi := r.addViolation(rec, weight, of)
+	if rec.Count <= 1 {
+		r.noteFirst(rec, tl, vi)
+	}
 	if p, ok := chartPoint(rec); ok {
 		r.chart.add(p)
 	}
+}
+
+// streakKind is what a streak's first record and its summary share besides
+// the time: Repeats compares these, so they are equal.
+func streakKind(rec journal.Record) string {
+	return strings.Join([]string{rec.Type, rec.Event, rec.PolicyName, rec.User}, "\x00")
+}
+
+func (r *report) noteFirst(rec journal.Record, timeline, violation int) {
+	if r.firsts == nil {
+		r.firsts = map[string][]first{}
+	}
+	k := streakKind(rec)
+	l := append(r.firsts[k], first{at: rec.Timestamp, timeline: timeline, violation: violation})
+	r.firsts[k] = l[max(0, len(l)-maxFirsts):]
+}
+
+// takeFirst finds and forgets the first record of the streak rec sums up.
+func (r *report) takeFirst(rec journal.Record) *first {
+	k := streakKind(rec)
+	l := r.firsts[k]
+	for i := len(l) - 1; i >= 0; i-- {
+		if l[i].at.Equal(rec.FirstSeen) {
+			f := l[i]
+			r.firsts[k] = slices.Delete(l, i, i+1)
+			return &f
+		}
+	}
+	return nil
+}
+
+// streak says how often and when a summary's record occurred:
+// "32 times from 19:06:00 to 19:16:40".
+func streak(rec journal.Record) string {
+	return fmt.Sprintf("%d times from %s to %s", rec.Count,
+		rec.FirstSeen.UTC().Format(time.TimeOnly), rec.LastSeen.UTC().Format(time.TimeOnly))
+}
+
+// place adds text at rec's time to entries, or, for a summary whose first
+// record has a line there (index of), rewrites that line: the streak is
+// shown where it began. It returns the index of an added line, else -1.
+func place(entries *[]entry, rec journal.Record, text string, of int) int {
+	if of >= 0 {
+		(*entries)[of].text = text
+		return -1
+	}
+	*entries = append(*entries, entry{rec.Timestamp, text})
+	return len(*entries) - 1
 }
 
 // finish ends the second pass.
@@ -234,37 +313,38 @@ type counts struct {
 	snapshots, snapshotsFailed                                    int
 }
 
-func (c *counts) add(rec journal.Record) {
+// add counts rec as n occurrences (more than one for a streak).
+func (c *counts) add(rec journal.Record, n int) {
 	switch rec.Type {
 	case journal.TypeEvent:
 		switch rec.Event {
 		case journal.EventDeploySucceeded:
-			c.deployOK++
+			c.deployOK += n
 		case journal.EventDeployFailed:
-			c.deployFailed++
+			c.deployFailed += n
 		case journal.EventDeployDenied:
-			c.deployDenied++
+			c.deployDenied += n
 		case journal.EventPromoted:
-			c.promoted++
+			c.promoted += n
 		case journal.EventPromoteDenied:
-			c.promoteDenied++
+			c.promoteDenied += n
 		case journal.EventChaosInjected:
-			c.chaos++
+			c.chaos += n
 		case journal.EventChaosRecovered:
-			c.recovered++
+			c.recovered += n
 		case journal.EventRollback:
-			c.rollbacks++
+			c.rollbacks += n
 		case journal.EventManifestRejected:
-			c.rejected++
+			c.rejected += n
 		}
 	case journal.TypeDecision:
 		if rec.Allowed != nil && !*rec.Allowed {
-			c.decisionsDenied++
+			c.decisionsDenied += n
 		}
 	case journal.TypeSnapshot:
-		c.snapshots++
+		c.snapshots += n
 		if rec.Policy == journal.PolicyFail {
-			c.snapshotsFailed++
+			c.snapshotsFailed += n
 		}
 	}
 }
@@ -358,7 +438,9 @@ var routineEvents = map[string]bool{
 	journal.EventNginxReloaded:      true,
 }
 
-func (r *report) addTimeline(rec journal.Record) {
+// addTimeline adds rec's timeline line, if it has one, and returns its
+// index, or -1; of is the first record of the streak rec sums up, if any.
+func (r *report) addTimeline(rec journal.Record, of *first) int {
 	switch rec.Type {
 	case journal.TypeSnapshot:
 		if !r.explicitSwitches && rec.Mode != "" {
@@ -369,7 +451,7 @@ func (r *report) addTimeline(rec journal.Record) {
 		}
 	case journal.TypeEvent:
 		if routineEvents[rec.Event] {
-			return
+			return -1
 		}
 		title, ok := timelineTitles[rec.Event]
 		if !ok {
@@ -377,6 +459,11 @@ func (r *report) addTimeline(rec journal.Record) {
 		}
 		text := title
 		switch msg := eventText(rec); {
+		case rec.Count > 1:
+			text += " " + streak(rec)
+			if msg != "" {
+				text += ": " + md(msg)
+			}
 		case msg == "":
 		case len(msg) > len(title) && strings.EqualFold(msg[:len(title)], title):
 			// The message restates the event ("Mode switched to
@@ -388,8 +475,13 @@ func (r *report) addTimeline(rec journal.Record) {
 		if rec.User != "" {
 			text += " (by " + md(rec.User) + ")"
 		}
-		r.timeline = append(r.timeline, entry{rec.Timestamp, text})
+		at := -1
+		if of != nil {
+			at = of.timeline
+		}
+		return place(&r.timeline, rec, text, at)
 	}
+	return -1
 }
 
 func (r *report) writeTimeline() {
@@ -437,15 +529,21 @@ func detailReasons(details map[string]any) []string {
 	return reasons
 }
 
-func (r *report) addViolation(rec journal.Record) {
+// addViolation adds rec's violation, if it is one, as weight occurrences,
+// and returns its index, or -1 (see addTimeline).
+func (r *report) addViolation(rec journal.Record, weight int, of *first) int {
 	switch rec.Type {
 	case journal.TypeDecision:
 		if t, ok := decisionThresholds(rec); ok {
 			r.limits, r.limitsFrom = t, "policy decision of "+rec.Timestamp.UTC().Format(time.TimeOnly)
 		}
 		if rec.Allowed != nil && !*rec.Allowed {
+			if of != nil && of.violation >= 0 {
+				return place(&r.violations, rec, deniedDecision(rec), of.violation)
+			}
+			// A run of failing snapshots that began earlier comes first.
 			r.endRun()
-			r.violations = append(r.violations, entry{rec.Timestamp, deniedDecision(rec)})
+			return place(&r.violations, rec, deniedDecision(rec), -1)
 		}
 	case journal.TypeSnapshot:
 		if rec.Policy != journal.PolicyFail {
@@ -454,7 +552,7 @@ func (r *report) addViolation(rec journal.Record) {
 			if r.run != nil && rec.Track == r.run.track {
 				r.endRun()
 			}
-			return
+			return -1
 		}
 		if r.run != nil && rec.Track != r.run.track {
 			r.endRun()
@@ -462,8 +560,9 @@ func (r *report) addViolation(rec journal.Record) {
 		if r.run == nil {
 			r.run = &failRun{track: rec.Track, mode: rec.Mode, first: rec.Timestamp, limits: r.limits, limitsSource: r.limitsFrom}
 		}
-		r.run.add(rec)
+		r.run.add(rec, weight)
 	}
+	return -1
 }
 
 // endRun ends a run of failing snapshots as one violation.
@@ -491,8 +590,8 @@ type failRun struct {
 	limitsSource string
 }
 
-func (f *failRun) add(rec journal.Record) {
-	f.n++
+func (f *failRun) add(rec journal.Record, n int) {
+	f.n += n
 	f.last = rec.Timestamp
 	f.worstP99 = maxPtr(f.worstP99, rec.P99Latency)
 	f.worstErr = maxPtr(f.worstErr, rec.ErrorRate)
@@ -591,6 +690,9 @@ func deniedDecision(rec journal.Record) string {
 	default:
 		fmt.Fprintf(&b, "Denied by policy %s", md(rec.PolicyName))
 	}
+	if rec.Count > 1 {
+		b.WriteString(" " + streak(rec))
+	}
 	if rec.User != "" {
 		fmt.Fprintf(&b, ", asked by %s", md(rec.User))
 	}
@@ -605,6 +707,10 @@ func deniedDecision(rec journal.Record) string {
 	var observed []string
 	for _, c := range comparisons[rec.PolicyName] {
 		if _, present := rec.Input[c.value]; !present {
+			continue
+		}
+		if c.value == "cpu_load" && perCore(rec) {
+			observed = append(observed, cpuPerCore(rec.Input, number(th[c.threshold])))
 			continue
 		}
 		v, limit := number(rec.Input[c.value]), number(th[c.threshold])
@@ -623,10 +729,43 @@ func deniedDecision(rec journal.Record) string {
 		}
 		observed = append(observed, s)
 	}
-	if len(observed) > 0 {
+	switch {
+	case len(observed) > 0 && rec.Count > 1:
+		// A summary carries the figures of the streak's last denial.
+		b.WriteString(". Last observed: " + strings.Join(observed, ", "))
+	case len(observed) > 0:
 		b.WriteString(". Observed: " + strings.Join(observed, ", "))
 	}
 	return b.String()
+}
+
+// perCore reports whether rec was judged by the per-core CPU limit: the
+// input looks the same before and after max_cpu_load became per core, but
+// policies of that kind give codes, and their CPU reason says "per core".
+func perCore(rec journal.Record) bool {
+	if len(rec.Codes) > 0 {
+		return true
+	}
+	return slices.ContainsFunc(rec.Reasons, func(s string) bool { return strings.Contains(s, " per core") })
+}
+
+// cpuPerCore writes the observed load per core and its limit:
+// "CPU load 2.4 per core, 4.8 on 2 CPUs (max 2 per core)".
+func cpuPerCore(input map[string]any, limit *float64) string {
+	load, cpus := number(input["cpu_load"]), number(input["cpu_count"])
+	var s string
+	switch {
+	case load == nil:
+		s = "CPU load unknown"
+	case cpus == nil || *cpus <= 0:
+		s = "CPU load " + plain(*load) + " on an unknown number of CPUs"
+	default:
+		s = fmt.Sprintf("CPU load %s per core, %s on %s CPUs", plain(*load / *cpus), plain(*load), count(*cpus))
+	}
+	if limit != nil {
+		s += " (max " + plain(*limit) + " per core)"
+	}
+	return s
 }
 
 // number reads a JSON number; nil for null, absent or anything else.

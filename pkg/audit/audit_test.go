@@ -219,6 +219,11 @@ func TestRenderGolden(t *testing.T) {
 			},
 		},
 		{
+			name:   "denial streak",
+			golden: "denial_streak.md",
+			input:  func(t *testing.T) Input { return busyHost(t) },
+		},
+		{
 			name:   "empty journal",
 			golden: "empty.md",
 			input:  func(t *testing.T) Input { return writeJournal(t, nil, nil) },
@@ -259,6 +264,9 @@ func TestRenderGolden(t *testing.T) {
 // journal: the records are never all in memory. A ReadError becomes the
 // error Read returns after the records.
 func streamed(in Input) Input {
+	if in.Read != nil {
+		return in
+	}
 	recs, readErr := in.Records, in.ReadError
 	in.Records, in.ReadError = nil, ""
 	in.Read = func(fn func(journal.Record) error) error {
@@ -362,6 +370,107 @@ func TestRenderStreamsInBoundedMemory(t *testing.T) {
 	t.Logf("live heap: %d bytes before, at most %d while rendering", base, peak)
 	if grew := peak - min(base, peak); grew > bound {
 		t.Errorf("live heap grew by %d bytes while rendering %d records, want at most %d", grew, snapshots, bound)
+	}
+}
+
+// busyHost is a deploy retried every 20s for ten minutes on a busy host,
+// journaled through journal.Repeats as the daemon does, after a denial
+// journaled the way older daemons did.
+func busyHost(t *testing.T) Input {
+	t.Helper()
+	at := time.Date(2026, 5, 6, 19, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "history.jsonl")
+	now := at
+	clock := func() time.Time { return now }
+	j, err := journal.Open(path, journal.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &journal.Repeats{Now: clock}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	input := func(load float64) map[string]any {
+		return map[string]any{"disk_path": "/var/lib/docker", "disk_free_gb": 48.2, "cpu_load": load, "cpu_count": 2,
+			"thresholds": map[string]any{"min_disk_gb": 10.0, "max_cpu_load": 2.0}}
+	}
+	// An older daemon: raw load, no codes, the reasons as a Go slice.
+	must(j.Append(journal.NewDecision("infrastructure", false, []string{"CPU load above 2.0"}, input(3.1))))
+	must(j.Append(journal.NewEvent(journal.EventDeployDenied, "DENIED: [CPU load above 2.0]")))
+	loads := []struct {
+		load    float64
+		figures string
+	}{{4.8, "2.4 per core (4.8 on 2 CPUs)"}, {4.9, "2.45 per core (4.9 on 2 CPUs)"}, {5.2, "2.6 per core (5.2 on 2 CPUs)"}}
+	for i := range 30 {
+		now = at.Add(6*time.Minute + time.Duration(i)*20*time.Second)
+		load := loads[i%len(loads)]
+		reason := "CPU load " + load.figures + " above 2.0"
+		dec := journal.NewDecision("infrastructure", false, []string{reason}, input(load.load))
+		dec.Codes = []string{"cpu_load_high"}
+		must(rep.Append(j, "decision/infrastructure", dec))
+		ev := withReasons(journal.NewEvent(journal.EventDeployDenied, "DENIED: "+reason), reason)
+		ev.Codes = dec.Codes
+		must(rep.Append(j, "event/deploy_denied", ev))
+	}
+	now = at.Add(16*time.Minute + 20*time.Second)
+	must(rep.Append(j, "decision/infrastructure", journal.NewDecision("infrastructure", true, nil, input(3.2))))
+	must(rep.End(j, "event/deploy_denied"))
+	must(j.Append(journal.NewEvent(journal.EventDeploySucceeded, "converged in 9s: 4 operation(s)")))
+	must(rep.Flush(j))
+	must(j.Close())
+
+	in := Input{Journal: "history.jsonl"}
+	if in.Verify, err = journal.Verify(path); err != nil {
+		t.Fatal(err)
+	}
+	in.Read = func(fn func(journal.Record) error) error { return journal.Read(path, journal.Filter{}, fn) }
+	return in
+}
+
+// TestStreakCounts: a streak's summary counts all its records, once: the
+// first is a line of its own, so a summary adds count-1, unless that
+// first line is not in the journal.
+func TestStreakCounts(t *testing.T) {
+	first := event(0, journal.EventDeployDenied, "DENIED: busy", "")
+	summary := func(count int, firstSec, lastSec int) journal.Record {
+		r := event(lastSec+1, journal.EventDeployDenied, "DENIED: busy", "")
+		r.Count, r.FirstSeen, r.LastSeen = count, at(firstSec), at(lastSec)
+		return r
+	}
+	tests := []struct {
+		name  string
+		recs  []journal.Record
+		count int
+		lines []string
+	}{
+		{"one denial", []journal.Record{first}, 1, []string{"— Deploy denied: busy"}},
+		{"a streak", []journal.Record{first, summary(32, 0, 600)}, 32,
+			[]string{"- 23:58:00 — Deploy denied 32 times from 23:58:00 to 00:08:00: busy"}},
+		{"a streak whose first line is missing", []journal.Record{summary(5, 0, 80)}, 5,
+			[]string{"- 23:59:21 — Deploy denied 5 times from 23:58:00 to 23:59:20: busy"}},
+		{"two streaks", []journal.Record{first, summary(3, 0, 40), event(50, journal.EventDeployDenied, "DENIED: busy", ""), summary(4, 50, 110)}, 7,
+			[]string{"- 23:58:00 — Deploy denied 3 times from 23:58:00 to 23:58:40: busy", "- 23:58:50 — Deploy denied 4 times from 23:58:50 to 23:59:50: busy"}},
+		{"a summary of another event", []journal.Record{event(0, journal.EventDeployFailed, "boom", ""), summary(2, 0, 10)}, 2,
+			[]string{"Deploy failed: boom", "Deploy denied 2 times"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			report := string(Render(Input{Journal: "history.jsonl", Records: tc.recs}))
+			if want := fmt.Sprintf("| Deploys denied by policy | %d |", tc.count); !strings.Contains(report, want) {
+				t.Errorf("report lacks %q", want)
+			}
+			for _, l := range tc.lines {
+				if !strings.Contains(report, l) {
+					t.Errorf("report lacks %q", l)
+				}
+			}
+			if n := strings.Count(report, "— Deploy denied"); n != len(tc.lines) && tc.name != "a summary of another event" {
+				t.Errorf("%d timeline lines for denials, want %d:\n%s", n, len(tc.lines), report)
+			}
+		})
 	}
 }
 
