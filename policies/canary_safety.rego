@@ -5,21 +5,28 @@
 #   mode, requests, req_per_sec, error_rate (fraction), p99_latency (ms),
 #   thresholds.max_error_rate, thresholds.max_p99_ms, thresholds.min_requests
 # Missing metrics arrive as null and deny: no data is not good data.
+#
+# Each deny entry is an object {code, reason, transient} (see
+# infrastructure.rego). None is transient: a promotion is judged on the
+# canary's figures when it is asked for, and nothing retries it.
 package swiftdeploy.canary_safety
 
 allow := count(deny) == 0
 
-deny contains "Threshold max_error_rate is missing" if missing(["thresholds", "max_error_rate"])
+# reasons are the deny reasons as text, for tests and readers.
+reasons := {d.reason | some d in deny}
 
-deny contains "Threshold max_p99_ms is missing" if missing(["thresholds", "max_p99_ms"])
+deny contains lasting("max_error_rate_missing", "Threshold max_error_rate is missing") if missing(["thresholds", "max_error_rate"])
 
-deny contains "Threshold min_requests is missing" if missing(["thresholds", "min_requests"])
+deny contains lasting("max_p99_ms_missing", "Threshold max_p99_ms is missing") if missing(["thresholds", "max_p99_ms"])
 
-deny contains "Insufficient data: no request count for the canary" if missing("requests")
+deny contains lasting("min_requests_missing", "Threshold min_requests is missing") if missing(["thresholds", "min_requests"])
+
+deny contains lasting("requests_unknown", "Insufficient data: no request count for the canary") if missing("requests")
 
 # Comparisons check both sides are numbers first: Rego orders null below
 # every number, so `null < 20` is true.
-deny contains msg if {
+deny contains lasting("requests_low", msg) if {
 	is_number(input.requests)
 	is_number(input.thresholds.min_requests)
 	input.requests < input.thresholds.min_requests
@@ -29,9 +36,9 @@ deny contains msg if {
 	)
 }
 
-deny contains "Error rate unknown: no error metrics for the canary" if missing("error_rate")
+deny contains lasting("error_rate_unknown", "Error rate unknown: no error metrics for the canary") if missing("error_rate")
 
-deny contains msg if {
+deny contains lasting("error_rate_high", msg) if {
 	is_number(input.error_rate)
 	is_number(input.thresholds.max_error_rate)
 	input.error_rate > input.thresholds.max_error_rate
@@ -41,14 +48,16 @@ deny contains msg if {
 	msg := sprintf("Error rate exceeds %v%% threshold", [percent])
 }
 
-deny contains "P99 latency unknown: no latency metrics for the canary" if missing("p99_latency")
+deny contains lasting("p99_latency_unknown", "P99 latency unknown: no latency metrics for the canary") if missing("p99_latency")
 
-deny contains msg if {
+deny contains lasting("p99_latency_high", msg) if {
 	is_number(input.p99_latency)
 	is_number(input.thresholds.max_p99_ms)
 	input.p99_latency > input.thresholds.max_p99_ms
 	msg := sprintf("P99 latency exceeds %vms", [input.thresholds.max_p99_ms])
 }
+
+lasting(code, reason) := {"code": code, "reason": reason, "transient": false}
 
 # missing holds when the value at path is absent, null or not a number.
 # (`not is_number(input.x)` would not do: it is undefined, not true, when

@@ -21,17 +21,17 @@ test_healthy_canary_allowed if {
 test_article_example_denied if {
 	doc := object.union(healthy, {"error_rate": 0.04, "p99_latency": 600})
 	not canary_safety.allow with input as doc
-	canary_safety.deny == {"Error rate exceeds 1% threshold", "P99 latency exceeds 500ms"} with input as doc
+	canary_safety.reasons == {"Error rate exceeds 1% threshold", "P99 latency exceeds 500ms"} with input as doc
 }
 
 test_high_error_rate_denied if {
 	doc := object.union(healthy, {"error_rate": 0.0101})
-	canary_safety.deny == {"Error rate exceeds 1% threshold"} with input as doc
+	canary_safety.reasons == {"Error rate exceeds 1% threshold"} with input as doc
 }
 
 test_high_latency_denied if {
 	doc := object.union(healthy, {"p99_latency": 500.5})
-	canary_safety.deny == {"P99 latency exceeds 500ms"} with input as doc
+	canary_safety.reasons == {"P99 latency exceeds 500ms"} with input as doc
 }
 
 test_exact_thresholds_pass if {
@@ -41,12 +41,12 @@ test_exact_thresholds_pass if {
 
 test_insufficient_data_denied if {
 	doc := object.union(healthy, {"requests": 3, "error_rate": 0, "p99_latency": 10})
-	canary_safety.deny == {"Insufficient data: 3 requests in window, need at least 20"} with input as doc
+	canary_safety.reasons == {"Insufficient data: 3 requests in window, need at least 20"} with input as doc
 }
 
 test_fractional_request_count_rounds_down if {
 	doc := object.union(healthy, {"requests": 19.6})
-	canary_safety.deny == {"Insufficient data: 19 requests in window, need at least 20"} with input as doc
+	canary_safety.reasons == {"Insufficient data: 19 requests in window, need at least 20"} with input as doc
 }
 
 test_thresholds_shape_the_message if {
@@ -55,18 +55,18 @@ test_thresholds_shape_the_message if {
 		"p99_latency": 300,
 		"thresholds": {"max_error_rate": 0.005, "max_p99_ms": 250, "min_requests": 20},
 	})
-	canary_safety.deny == {"Error rate exceeds 0.5% threshold", "P99 latency exceeds 250ms"} with input as doc
+	canary_safety.reasons == {"Error rate exceeds 0.5% threshold", "P99 latency exceeds 250ms"} with input as doc
 }
 
 test_percentage_has_no_float_noise if {
 	doc := object.union(healthy, {"error_rate": 0.5, "thresholds": object.union(thresholds, {"max_error_rate": 0.07})})
-	canary_safety.deny == {"Error rate exceeds 7% threshold"} with input as doc
+	canary_safety.reasons == {"Error rate exceeds 7% threshold"} with input as doc
 }
 
 test_no_metrics_denied if {
 	doc := object.union(healthy, {"requests": null, "error_rate": null, "p99_latency": null})
 	not canary_safety.allow with input as doc
-	canary_safety.deny == {
+	canary_safety.reasons == {
 		"Insufficient data: no request count for the canary",
 		"Error rate unknown: no error metrics for the canary",
 		"P99 latency unknown: no latency metrics for the canary",
@@ -75,22 +75,45 @@ test_no_metrics_denied if {
 
 test_missing_threshold_denied if {
 	doc := json.remove(healthy, ["thresholds/max_p99_ms"])
-	canary_safety.deny == {"Threshold max_p99_ms is missing"} with input as doc
+	canary_safety.reasons == {"Threshold max_p99_ms is missing"} with input as doc
 }
 
 test_zero_error_budget if {
 	perfect := object.union(healthy, {"error_rate": 0, "thresholds": {"max_error_rate": 0}})
 	canary_safety.allow with input as perfect
 	flawed := object.union(perfect, {"error_rate": 0.001})
-	canary_safety.deny == {"Error rate exceeds 0% threshold"} with input as flawed
+	canary_safety.reasons == {"Error rate exceeds 0% threshold"} with input as flawed
 }
 
 test_threshold_written_as_float if {
 	doc := object.union(healthy, {"p99_latency": 501, "thresholds": {"max_p99_ms": 500.0}})
-	canary_safety.deny == {"P99 latency exceeds 500ms"} with input as doc
+	canary_safety.reasons == {"P99 latency exceeds 500ms"} with input as doc
 }
 
 test_non_number_metric_denied if {
 	doc := object.union(healthy, {"error_rate": "0.5"})
-	canary_safety.deny == {"Error rate unknown: no error metrics for the canary"} with input as doc
+	canary_safety.reasons == {"Error rate unknown: no error metrics for the canary"} with input as doc
+}
+
+# A canary's figures are judged at the moment of promotion; none of its
+# reasons is transient, so nothing retries a promotion by itself.
+test_no_reason_is_transient if {
+	doc := object.union(healthy, {"requests": 3, "error_rate": 0.5, "p99_latency": 900})
+	denials := canary_safety.deny with input as doc
+	count(denials) == 3
+	every d in denials {
+		d.transient == false
+	}
+}
+
+test_every_reason_has_a_distinct_code if {
+	doc := {"thresholds": {}}
+	codes := {d.code | some d in canary_safety.deny} with input as doc
+	codes == {
+		"max_error_rate_missing", "max_p99_ms_missing", "min_requests_missing",
+		"requests_unknown", "error_rate_unknown", "p99_latency_unknown",
+	}
+	high := object.union(healthy, {"requests": 3, "error_rate": 0.5, "p99_latency": 900})
+	high_codes := {d.code | some d in canary_safety.deny} with input as high
+	high_codes == {"requests_low", "error_rate_high", "p99_latency_high"}
 }

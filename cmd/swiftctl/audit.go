@@ -52,31 +52,29 @@ func (a *app) audit(journalPath, out string) error {
 		in.VerifyError = err.Error()
 	}
 	in.Verify = report
-	// Read keeps going past a broken chain (Verify reports that); it stops
-	// only at a line it cannot decode, and the report says where.
-	err = journal.Read(journalPath, journal.Filter{}, func(r journal.Record) error {
-		in.Records = append(in.Records, r)
-		return nil
-	})
-	if err != nil {
-		in.ReadError = err.Error()
+	// Streamed, so that a long journal is never all in memory. Read keeps
+	// going past a broken chain (Verify reports that); it stops only at a
+	// line it cannot decode, and the report says where.
+	in.Read = func(fn func(journal.Record) error) error {
+		return journal.Read(journalPath, journal.Filter{}, fn)
 	}
 	// The current manifest's limits explain failing snapshots older than
 	// any decision record; a broken manifest just leaves them unknown.
 	if m, err := manifest.Load(a.manifestPath); err == nil {
 		in.Thresholds = audit.Thresholds{MaxErrorRate: &m.Policy.MaxErrorRate, MaxP99Ms: &m.Policy.MaxP99Ms}
 	}
-	if err := atomicfile.Write(out, audit.Render(in), 0o644); err != nil {
+	built := audit.Build(in)
+	if err := atomicfile.Write(out, built.Markdown, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "Wrote %s: %d records from %s.\n", out, len(in.Records), journalPath)
+	fmt.Fprintf(a.stdout, "Wrote %s: %d records from %s.\n", out, built.Records, journalPath)
 	switch {
 	case in.VerifyError != "":
 		return failure(fmt.Errorf("journal integrity NOT VERIFIED: %s", in.VerifyError))
 	case !report.OK:
 		return failure(fmt.Errorf("journal integrity check FAILED: %s", report.First))
-	case in.ReadError != "":
-		return failure(fmt.Errorf("journal only partly read: %s", in.ReadError))
+	case built.ReadError != "":
+		return failure(fmt.Errorf("journal only partly read: %s", built.ReadError))
 	}
 	fmt.Fprintf(a.stdout, "Journal chain intact: %d lines verified.\n", report.Lines)
 	return nil

@@ -179,7 +179,10 @@ func TestShortReason(t *testing.T) {
 		{"P99 latency exceeds 500ms", "latency too high"},
 		{"Error rate exceeds 1% threshold", "error rate too high"},
 		{"Disk space below 10GB", "disk space low"},
-		{"CPU load above 2.0", "CPU load high"},
+		{"CPU load 3.9 per core (7.8 on 2 CPUs) above 2.0", "CPU load high"},
+		{"CPU load above 2.0", "CPU load high"}, // a daemon before per-core load
+		{"CPU load unknown: no load average reading", "insufficient data"},
+		{"CPU count unknown: no CPU count reading", "insufficient data"},
 		{"Insufficient data: 3 requests in window, need at least 20", "insufficient data"},
 		{"Disk space unknown: no free-space reading for /var/lib/docker", "insufficient data"},
 		{"policy canary_safety returned no decision (undefined)", "policy canary_safety returned no decision (undefined)"},
@@ -302,6 +305,8 @@ func TestWriteHistory(t *testing.T) {
 	denied.Timestamp, denied.User = at.Add(3*time.Second), "alice"
 	allowed := journal.NewDecision("infrastructure", true, nil, nil)
 	allowed.Timestamp = at.Add(4 * time.Second)
+	streak := journal.NewEvent(journal.EventDeployDenied, "DENIED: CPU load 2.4 per core (4.8 on 2 CPUs) above 2.0")
+	streak.Timestamp, streak.Count, streak.FirstSeen, streak.LastSeen = at.Add(10*time.Minute), 32, at.Add(5*time.Second), at.Add(9*time.Minute)
 	recs := []journal.Record{
 		{Type: journal.TypeEvent, Timestamp: at, Event: "deploy_started", Message: "deploy\nrequested", User: "alice"},
 		{Type: journal.TypeSnapshot, Timestamp: at.Add(time.Second), Mode: "canary", Track: "canary", Policy: "FAIL",
@@ -309,12 +314,14 @@ func TestWriteHistory(t *testing.T) {
 		{Type: journal.TypeSnapshot, Timestamp: at.Add(2 * time.Second), Mode: "canary", Track: "stable", Policy: "NO_DATA"},
 		denied,
 		allowed,
+		streak,
 	}
 	want := `2026-05-06 12:00:00Z  event     deploy_started        deploy requested (by alice)
 2026-05-06 12:00:01Z  snapshot  canary                15 req/s, p99 620ms, errors 3%, policy FAIL
 2026-05-06 12:00:02Z  snapshot  stable (mode canary)  n/a req/s, p99 n/a, errors n/a, policy NO_DATA
 2026-05-06 12:00:03Z  decision  canary_safety         DENIED: Error rate exceeds 1% threshold; DENIED: P99 latency exceeds 500ms (by alice)
 2026-05-06 12:00:04Z  decision  infrastructure        allowed
+2026-05-06 12:10:00Z  event     deploy_denied         DENIED: CPU load 2.4 per core (4.8 on 2 CPUs) above 2.0 (32 times from 12:00:05 to 12:09:00)
 `
 	var b strings.Builder
 	if err := writeHistory(&b, recs); err != nil {

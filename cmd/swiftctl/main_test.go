@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
@@ -261,7 +262,7 @@ func TestDaemonNotRunning(t *testing.T) {
 	ln.Close()
 
 	commands := [][]string{
-		{"status"}, {"status", "-o", "json"}, {"deploy"}, {"validate"}, {"diff"}, {"down"},
+		{"status"}, {"status", "-o", "json"}, {"deploy"}, {"deploy", "--wait", "10m"}, {"validate"}, {"diff"}, {"down"},
 		{"history"}, {"promote"}, {"rollback"}, {"chaos", "recover"}, {"chaos", "error", "--rate", "0.5"},
 	}
 	for _, args := range commands {
@@ -311,6 +312,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"load rps too high", []string{"load", "--rps", "20000", "--duration", "1s", "--url", "http://localhost:1/"}, "rps: at most 10000"},
 		{"load bad url", []string{"load", "--rps", "1", "--duration", "1s", "--url", "ftp://x/"}, "must start with http://"},
 		{"init with two dirs", []string{"init", "a", "b"}, "accepts at most 1 arg"},
+		{"negative wait", []string{"deploy", "--wait", "-1s"}, "--wait: want a duration of 0 or more, got -1s"},
+		{"wait on promote", []string{"promote", "--wait", "1m"}, "unknown flag: --wait"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -414,9 +417,12 @@ func TestAuditCommand(t *testing.T) {
 				os.MkdirAll(filepath.Dir(report), 0o755)
 				args = append(args, "--out", report)
 			}
-			_, stderr, code := runCLI(t, args...)
+			stdout, stderr, code := runCLI(t, args...)
 			if code != tc.wantCode || !strings.Contains(stderr, tc.wantStderr) {
 				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, stderr, tc.wantCode, tc.wantStderr)
+			}
+			if want := "Wrote " + report + ": 3 records from "; tc.wantCode == exitOK && !strings.HasPrefix(stdout, want) {
+				t.Errorf("stdout %q, want it to start with %q", stdout, want)
 			}
 			if len(tc.wantReport) == 0 {
 				return
@@ -428,6 +434,37 @@ func TestAuditCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAuditReadsRotatedFiles: the report covers every file of the chain,
+// oldest first, not just history.jsonl.
+func TestAuditReadsRotatedFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, manifestFile), articleManifest)
+	j, err := journal.Open(filepath.Join(dir, journalFile), journal.Options{MaxBytes: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		if err := j.Append(journal.NewEvent(journal.EventChaosInjected, fmt.Sprintf("chaos number %02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "history.2.jsonl")); err != nil {
+		t.Fatalf("the journal did not rotate twice: %v", err)
+	}
+	stdout, stderr, code := runCLI(t, "audit", "--manifest", filepath.Join(dir, manifestFile))
+	if code != exitOK || !strings.Contains(stdout, ": 12 records from ") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 12 records", code, stdout, stderr)
+	}
+	report := string(readFile(t, filepath.Join(dir, "audit_report.md")))
+	first, last := strings.Index(report, "chaos number 00"), strings.Index(report, "chaos number 11")
+	if first < 0 || last < first || !strings.Contains(report, "| Chaos injected | 12 |") || !strings.Contains(report, "`history.1.jsonl`, `history.2.jsonl`") {
+		t.Errorf("report does not cover the rotated files in order:\n%s", report)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,7 +21,13 @@ var (
 		use: "deploy", short: "Converge the Docker host to the manifest", group: "deploy",
 		long: `deploy asks swiftdeployd to converge to the manifest now and prints its
 progress as it comes. The infrastructure policy gates every change: when it
-denies, each reason is printed as "DENIED: <reason>" and swiftctl exits 1.`,
+denies, each reason is printed as "DENIED: <reason>" and swiftctl exits 1.
+
+With --wait DURATION, a denial that may settle by itself (CPU load) is
+retried every few seconds for up to DURATION, showing one line that says
+why and how long is left; a lasting denial (a full disk, a missing
+reading) or any other failure still ends it at once. When the time is up
+it prints the reasons and exits 1, as for any denial.`,
 		path: api.PathDeploy,
 	}
 	downOp = operation{
@@ -57,7 +64,22 @@ func (a *app) newOperationCmd(op operation) *cobra.Command {
 	}
 }
 
-func (a *app) newDeployCmd() *cobra.Command   { return a.newOperationCmd(deployOp) }
+func (a *app) newDeployCmd() *cobra.Command {
+	cmd := a.newOperationCmd(deployOp)
+	var wait time.Duration
+	cmd.Flags().DurationVar(&wait, "wait", 0, "while the denial is transient (CPU load), retry for up to this long, e.g. 10m")
+	cmd.RunE = action(func(cmd *cobra.Command, args []string) error {
+		switch {
+		case wait < 0:
+			return usageErrorf("--wait: want a duration of 0 or more, got %s", wait)
+		case wait == 0:
+			return a.stream(cmd.Context(), deployOp.use, deployOp.path)
+		}
+		return a.deployWaiting(cmd.Context(), wait)
+	})
+	return cmd
+}
+
 func (a *app) newDownCmd() *cobra.Command     { return a.newOperationCmd(downOp) }
 func (a *app) newPromoteCmd() *cobra.Command  { return a.newOperationCmd(promoteOp) }
 func (a *app) newRollbackCmd() *cobra.Command { return a.newOperationCmd(rollbackOp) }

@@ -244,6 +244,12 @@ func historyText(r journal.Record) string {
 	if r.User != "" {
 		text += " (by " + r.User + ")"
 	}
+	if r.Count > 1 {
+		// A streak's summary (journal.Repeats): the first occurrence is
+		// an earlier line of its own.
+		text += fmt.Sprintf(" (%d times from %s to %s)", r.Count,
+			r.FirstSeen.UTC().Format(time.TimeOnly), r.LastSeen.UTC().Format(time.TimeOnly))
+	}
 	// A message spanning lines would break the one-line-per-record layout.
 	return strings.Join(strings.Fields(text), " ")
 }

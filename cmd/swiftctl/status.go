@@ -221,19 +221,22 @@ func policyStatus(decisions []api.Decision, name string) string {
 }
 
 // shortReasons map the start of a policy's deny reason to the dashboard's
-// few words. A missing reading is reported as insufficient data: the
+// few words, first match wins. A missing reading is reported as insufficient data: the
 // policy denies because nothing can be judged, not because a limit was
 // crossed.
 var shortReasons = []struct{ prefix, short string }{
 	{"P99 latency exceeds", "latency too high"},
 	{"Error rate exceeds", "error rate too high"},
 	{"Disk space below", "disk space low"},
-	{"CPU load above", "CPU load high"},
 	{"Insufficient data", "insufficient data"},
 	{"P99 latency unknown", "insufficient data"},
 	{"Error rate unknown", "insufficient data"},
 	{"Disk space unknown", "insufficient data"},
 	{"CPU load unknown", "insufficient data"},
+	{"CPU count unknown", "insufficient data"},
+	// After the unknowns: "CPU load 3.9 per core (...) above 2.0", or
+	// "CPU load above 2.0" from a daemon older than per-core load.
+	{"CPU load ", "CPU load high"},
 }
 
 func shortReason(reason string) string {

@@ -96,15 +96,25 @@ const sparkWidth = 60
 // latest value take about 30 columns), so that no line wraps and breaks
 // the in-place redraw.
 func chartWidth(w io.Writer) int {
+	cols := termColumns(w)
+	if cols == 0 {
+		return sparkWidth
+	}
+	return min(sparkWidth, max(cols-30, 10))
+}
+
+// termColumns is the width of the terminal w writes to, 0 when w is not a
+// terminal or does not say.
+func termColumns(w io.Writer) int {
 	f, ok := w.(*os.File)
 	if !ok {
-		return sparkWidth
+		return 0
 	}
 	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
-	if err != nil || ws.Col == 0 {
-		return sparkWidth
+	if err != nil {
+		return 0
 	}
-	return min(sparkWidth, max(int(ws.Col)-30, 10))
+	return int(ws.Col)
 }
 
 func writeCharts(w io.Writer, h *history, interval time.Duration, width int) {

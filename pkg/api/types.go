@@ -92,10 +92,13 @@ type TrackStats struct {
 
 // Decision is a policy decision as shown to users.
 type Decision struct {
-	Policy  string         `json:"policy"`
-	Allowed bool           `json:"allowed"`
-	Reasons []string       `json:"reasons,omitempty"`
-	Input   map[string]any `json:"input,omitempty"`
+	Policy  string   `json:"policy"`
+	Allowed bool     `json:"allowed"`
+	Reasons []string `json:"reasons,omitempty"`
+	// Transient is policy.Decision.Transient: denied, and every reason may
+	// settle by itself (CPU load), so retrying later may succeed.
+	Transient bool           `json:"transient,omitempty"`
+	Input     map[string]any `json:"input,omitempty"`
 }
 
 // Progress is one line of a streamed operation (NDJSON). The last line has
@@ -105,8 +108,9 @@ type Progress struct {
 	Done   bool     `json:"done,omitempty"`
 	Error  string   `json:"error,omitempty"`
 	Denied []string `json:"denied,omitempty"`
-	// Transient: every reason of the denial may clear by itself (a busy
-	// host); `deploy --wait` retries while it is set.
+	// Transient, with Denied, says the denial may settle by itself:
+	// `swiftctl deploy --wait` retries only such denials. False from a
+	// daemon that does not know it, which makes every denial final.
 	Transient bool `json:"transient,omitempty"`
 }
 

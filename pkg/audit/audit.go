@@ -4,14 +4,17 @@
 // latency and error rate, and the result of the journal's integrity check.
 //
 // Render is a pure function of its Input, so a report can be regenerated
-// byte for byte from the same journal.
+// byte for byte from the same journal. It can stream the journal (Input.Read):
+// its memory then grows with the report, not with the journal.
 package audit
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,8 +39,17 @@ const MaxChartPoints = 50
 type Input struct {
 	// Journal names the journal in the report, e.g. "history.jsonl".
 	Journal string
-	// Records are the journal's records, oldest first.
+	// Records are the journal's records, oldest first. Ignored when Read
+	// is set.
 	Records []journal.Record
+	// Read, when set, streams the journal's records instead: it calls fn
+	// for each, oldest first, and returns why it stopped early, if it did
+	// (that error is the report's ReadError). Render calls it twice, as
+	// the charts need the number of points before drawing the first; the
+	// second pass stops at the records the first one saw, so a journal
+	// that grows meanwhile does not change the report. An error fn returns
+	// must end Read and be returned.
+	Read func(fn func(journal.Record) error) error
 	// ReadError says why reading stopped before the end of the journal;
 	// empty when every record was read.
 	ReadError string
@@ -60,20 +72,201 @@ type Thresholds struct {
 }
 
 // Render writes the Markdown report.
-func Render(in Input) []byte {
-	r := &report{in: in}
-	r.header()
-	r.summary()
-	r.timeline()
-	r.violations()
-	r.charts()
-	r.integrity()
-	return r.buf.Bytes()
+func Render(in Input) []byte { return Build(in).Markdown }
+
+// Report is a rendered report and what its making found.
+type Report struct {
+	Markdown []byte
+	// Records is the number of records the report covers.
+	Records int
+	// ReadError is Input.ReadError, or why Input.Read stopped early.
+	ReadError string
 }
 
+// Build renders the report, like Render, and says what it covered.
+func Build(in Input) Report {
+	read := in.Read
+	if read == nil {
+		read = func(fn func(journal.Record) error) error {
+			for _, rec := range in.Records {
+				if err := fn(rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	r := &report{in: in, readError: in.ReadError}
+	// First pass: what the sections need to know before their first line.
+	if err := read(func(rec journal.Record) error { r.scan(rec); return nil }); err != nil && r.readError == "" {
+		r.readError = err.Error()
+	}
+	// Second pass: the sections' content, over the same records.
+	r.start()
+	seen := 0
+	err := read(func(rec journal.Record) error {
+		if seen == r.records {
+			return errEnough
+		}
+		seen++
+		r.add(rec)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) && r.readError == "" {
+		r.readError = err.Error()
+	}
+	r.finish()
+
+	r.header()
+	r.summary()
+	r.writeTimeline()
+	r.writeViolations()
+	r.charts()
+	r.integrity()
+	return Report{Markdown: r.buf.Bytes(), Records: r.records, ReadError: r.readError}
+}
+
+// errEnough ends the second pass at the records the first one saw.
+var errEnough = errors.New("audit: read enough")
+
+// report is one report in the making: the first pass fills the scan
+// fields, the second the sections, and only then is anything written.
 type report struct {
-	in  Input
-	buf bytes.Buffer
+	in        Input
+	readError string
+	buf       bytes.Buffer
+
+	// First pass.
+	records          int
+	first, last      time.Time
+	explicitSwitches bool // the journal records mode switches itself
+	points           int  // chart points
+
+	// Second pass.
+	counts     counts
+	timeline   []entry
+	violations []entry
+	mode       string     // the last snapshot's mode, to derive switches
+	limits     Thresholds // in force for failing snapshots
+	limitsFrom string
+	run        *failRun
+	chart      downsampler
+	// firsts are recent records that may begin a streak whose summary
+	// comes later, by streakKind; a few each, so memory stays bounded.
+	firsts map[string][]first
+}
+
+// first is a record that may be the first of a streak, and where its
+// lines went (-1: it has none) so that the summary can take them over.
+type first struct {
+	at                  time.Time
+	timeline, violation int
+}
+
+// maxFirsts bounds the records remembered per kind. Repeats ends a streak
+// before writing another record under its key, so the first of a streak
+// is normally the latest record of its kind.
+const maxFirsts = 8
+
+// scan takes one record of the first pass.
+func (r *report) scan(rec journal.Record) {
+	if r.records == 0 {
+		r.first = rec.Timestamp
+	}
+	r.records++
+	r.last = rec.Timestamp
+	if rec.Type == journal.TypeEvent && rec.Event == journal.EventModeSwitched {
+		// Journals from daemons that do not record mode switches get
+		// them derived from the mode of consecutive snapshots.
+		r.explicitSwitches = true
+	}
+	if _, ok := chartPoint(rec); ok {
+		r.points++
+	}
+}
+
+// start prepares the second pass.
+func (r *report) start() {
+	r.limits, r.limitsFrom = r.in.Thresholds, "current manifest"
+	r.chart = newDownsampler(r.points)
+}
+
+// add takes one record of the second pass.
+//
+// A streak (see journal.Repeats) is two records: its first occurrence and,
+// later, a summary with Count, FirstSeen and LastSeen. The summary's lines
+// replace those of the first, so a streak is one line, and it counts
+// Count-1 more occurrences; all Count if its first line is not there.
+func (r *report) add(rec journal.Record) {
+	weight, of := 1, (*first)(nil)
+	if rec.Count > 1 {
+		weight, of = rec.Count, r.takeFirst(rec)
+		if of != nil {
+			weight--
+		}
+	}
+	r.counts.add(rec, weight)
+	tl := r.addTimeline(rec, of)
+	vi := r.addViolation(rec, weight, of)
+	if rec.Count <= 1 {
+		r.noteFirst(rec, tl, vi)
+	}
+	if p, ok := chartPoint(rec); ok {
+		r.chart.add(p)
+	}
+}
+
+// streakKind is what a streak's first record and its summary share besides
+// the time: Repeats compares these, so they are equal.
+func streakKind(rec journal.Record) string {
+	return strings.Join([]string{rec.Type, rec.Event, rec.PolicyName, rec.User}, "\x00")
+}
+
+func (r *report) noteFirst(rec journal.Record, timeline, violation int) {
+	if r.firsts == nil {
+		r.firsts = map[string][]first{}
+	}
+	k := streakKind(rec)
+	l := append(r.firsts[k], first{at: rec.Timestamp, timeline: timeline, violation: violation})
+	r.firsts[k] = l[max(0, len(l)-maxFirsts):]
+}
+
+// takeFirst finds and forgets the first record of the streak rec sums up.
+func (r *report) takeFirst(rec journal.Record) *first {
+	k := streakKind(rec)
+	l := r.firsts[k]
+	for i := len(l) - 1; i >= 0; i-- {
+		if l[i].at.Equal(rec.FirstSeen) {
+			f := l[i]
+			r.firsts[k] = slices.Delete(l, i, i+1)
+			return &f
+		}
+	}
+	return nil
+}
+
+// streak says how often and when a summary's record occurred:
+// "32 times from 19:06:00 to 19:16:40".
+func streak(rec journal.Record) string {
+	return fmt.Sprintf("%d times from %s to %s", rec.Count,
+		rec.FirstSeen.UTC().Format(time.TimeOnly), rec.LastSeen.UTC().Format(time.TimeOnly))
+}
+
+// place adds text at rec's time to entries, or, for a summary whose first
+// record has a line there (index of), rewrites that line: the streak is
+// shown where it began. It returns the index of an added line, else -1.
+func place(entries *[]entry, rec journal.Record, text string, of int) int {
+	if of >= 0 {
+		(*entries)[of].text = text
+		return -1
+	}
+	*entries = append(*entries, entry{rec.Timestamp, text})
+	return len(*entries) - 1
+}
+
+// finish ends the second pass.
+func (r *report) finish() {
+	r.endRun()
 }
 
 func (r *report) printf(format string, a ...any) { fmt.Fprintf(&r.buf, format, a...) }
@@ -87,16 +280,15 @@ func (r *report) header() {
 		// Said first, before any figure the reader might otherwise trust.
 		r.printf("> **⚠️ JOURNAL INTEGRITY CHECK FAILED.** %s The records below may have been altered; see [Journal integrity](#journal-integrity).\n\n", r.integrityProblem())
 	}
-	if r.in.ReadError != "" {
-		r.printf("> **⚠️ Reading stopped early:** %s. This report covers the %d records before that point.\n\n", md(r.in.ReadError), len(r.in.Records))
+	if r.readError != "" {
+		r.printf("> **⚠️ Reading stopped early:** %s. This report covers the %d records before that point.\n\n", md(r.readError), r.records)
 	}
-	recs := r.in.Records
-	r.printf("- Journal: `%s` (%d records)\n", r.in.Journal, len(recs))
-	if len(recs) == 0 {
+	r.printf("- Journal: `%s` (%d records)\n", r.in.Journal, r.records)
+	if r.records == 0 {
 		r.printf("- Period: no records\n\n")
 		return
 	}
-	first, last := recs[0].Timestamp.UTC(), recs[len(recs)-1].Timestamp.UTC()
+	first, last := r.first.UTC(), r.last.UTC()
 	r.printf("- Period: %s to %s (%s)\n\n", first.Format(dateTime), last.Format(dateTime), last.Sub(first).Round(time.Second))
 }
 
@@ -114,46 +306,51 @@ func (r *report) integrityProblem() string {
 	return "The hash chain did not verify."
 }
 
-func (r *report) summary() {
-	var c struct {
-		deployOK, deployFailed, deployDenied, promoted, promoteDenied int
-		decisionsDenied, chaos, recovered, rollbacks, rejected        int
-		snapshots, snapshotsFailed                                    int
-	}
-	for _, rec := range r.in.Records {
-		switch rec.Type {
-		case journal.TypeEvent:
-			switch rec.Event {
-			case journal.EventDeploySucceeded:
-				c.deployOK++
-			case journal.EventDeployFailed:
-				c.deployFailed++
-			case journal.EventDeployDenied:
-				c.deployDenied++
-			case journal.EventPromoted:
-				c.promoted++
-			case journal.EventPromoteDenied:
-				c.promoteDenied++
-			case journal.EventChaosInjected:
-				c.chaos++
-			case journal.EventChaosRecovered:
-				c.recovered++
-			case journal.EventRollback:
-				c.rollbacks++
-			case journal.EventManifestRejected:
-				c.rejected++
-			}
-		case journal.TypeDecision:
-			if rec.Allowed != nil && !*rec.Allowed {
-				c.decisionsDenied++
-			}
-		case journal.TypeSnapshot:
-			c.snapshots++
-			if rec.Policy == journal.PolicyFail {
-				c.snapshotsFailed++
-			}
+// counts are the summary's figures.
+type counts struct {
+	deployOK, deployFailed, deployDenied, promoted, promoteDenied int
+	decisionsDenied, chaos, recovered, rollbacks, rejected        int
+	snapshots, snapshotsFailed                                    int
+}
+
+// add counts rec as n occurrences (more than one for a streak).
+func (c *counts) add(rec journal.Record, n int) {
+	switch rec.Type {
+	case journal.TypeEvent:
+		switch rec.Event {
+		case journal.EventDeploySucceeded:
+			c.deployOK += n
+		case journal.EventDeployFailed:
+			c.deployFailed += n
+		case journal.EventDeployDenied:
+			c.deployDenied += n
+		case journal.EventPromoted:
+			c.promoted += n
+		case journal.EventPromoteDenied:
+			c.promoteDenied += n
+		case journal.EventChaosInjected:
+			c.chaos += n
+		case journal.EventChaosRecovered:
+			c.recovered += n
+		case journal.EventRolledBack, journal.EventRollback:
+			c.rollbacks += n
+		case journal.EventManifestRejected:
+			c.rejected += n
+		}
+	case journal.TypeDecision:
+		if rec.Allowed != nil && !*rec.Allowed {
+			c.decisionsDenied += n
+		}
+	case journal.TypeSnapshot:
+		c.snapshots += n
+		if rec.Policy == journal.PolicyFail {
+			c.snapshotsFailed += n
 		}
 	}
+}
+
+func (r *report) summary() {
+	c := r.counts
 	r.printf("## Summary\n\n")
 	r.printf("| | Count |\n|---|---:|\n")
 	rows := []struct {
@@ -219,6 +416,13 @@ var timelineTitles = map[string]string{
 	journal.EventPromoteDenied:       "Promotion denied",
 	journal.EventPromoted:            "Promoted",
 	journal.EventRollback:            "Rolled back",
+	journal.EventRolledBack:          "Rolled back",
+	journal.EventPromoteFailed:       "Promotion did not take effect",
+	journal.EventRollbackFailed:      "Rollback did not take effect",
+	journal.EventTransitionAborted:   "Interrupted transition settled",
+	journal.EventScrapeFailed:        "Metrics scrape failing",
+	journal.EventScrapeRecovered:     "Metrics scrape recovered",
+	journal.EventAccessDenied:        "Access denied",
 	journal.EventManifestApplied:     "Manifest applied",
 	journal.EventManifestRejected:    "Manifest rejected",
 	journal.EventNginxConfigRejected: "Nginx config rejected",
@@ -235,103 +439,152 @@ var routineEvents = map[string]bool{
 	journal.EventDeployStarted:      true, // the outcome is what matters
 	journal.EventPromoteRequested:   true,
 	journal.EventPromoteAllowed:     true,
+	journal.EventRollbackRequested:  true,
+	journal.EventImagePulled:        true,
 	journal.EventContainerCreated:   true,
 	journal.EventContainerRemoved:   true,
 	journal.EventContainerRestarted: true,
 	journal.EventNginxReloaded:      true,
 }
 
-func (r *report) timeline() {
-	// Journals from daemons that do not record mode switches get them
-	// derived from the mode of consecutive snapshots.
-	explicitSwitches := false
-	for _, rec := range r.in.Records {
-		if rec.Type == journal.TypeEvent && rec.Event == journal.EventModeSwitched {
-			explicitSwitches = true
-			break
+// addTimeline adds rec's timeline line, if it has one, and returns its
+// index, or -1; of is the first record of the streak rec sums up, if any.
+func (r *report) addTimeline(rec journal.Record, of *first) int {
+	switch rec.Type {
+	case journal.TypeSnapshot:
+		if !r.explicitSwitches && rec.Mode != "" {
+			if r.mode != "" && rec.Mode != r.mode {
+				r.timeline = append(r.timeline, entry{rec.Timestamp, "Mode switched to " + md(rec.Mode) + " (seen in metric snapshots)"})
+			}
+			r.mode = rec.Mode
 		}
-	}
-	var entries []entry
-	mode := ""
-	for _, rec := range r.in.Records {
-		switch rec.Type {
-		case journal.TypeSnapshot:
-			if !explicitSwitches && rec.Mode != "" {
-				if mode != "" && rec.Mode != mode {
-					entries = append(entries, entry{rec.Timestamp, "Mode switched to " + md(rec.Mode) + " (seen in metric snapshots)"})
-				}
-				mode = rec.Mode
-			}
-		case journal.TypeEvent:
-			if routineEvents[rec.Event] {
-				continue
-			}
-			title, ok := timelineTitles[rec.Event]
-			if !ok {
-				title = "Event `" + rec.Event + "`"
-			}
-			text := title
-			switch msg := rec.Message; {
-			case msg == "":
-			case len(msg) > len(title) && strings.EqualFold(msg[:len(title)], title):
-				// The message restates the event ("Mode switched to
-				// canary ..."): it says it better than title + message.
-				text = title + md(msg[len(title):])
-			default:
+	case journal.TypeEvent:
+		if routineEvents[rec.Event] {
+			return -1
+		}
+		title, ok := timelineTitles[rec.Event]
+		if !ok {
+			title = "Event `" + rec.Event + "`"
+		}
+		text := title
+		switch msg := eventText(rec); {
+		case rec.Count > 1:
+			text += " " + streak(rec)
+			if msg != "" {
 				text += ": " + md(msg)
 			}
-			if rec.User != "" {
-				text += " (by " + md(rec.User) + ")"
-			}
-			entries = append(entries, entry{rec.Timestamp, text})
+		case msg == "":
+		case len(msg) > len(title) && strings.EqualFold(msg[:len(title)], title):
+			// The message restates the event ("Mode switched to
+			// canary ..."): it says it better than title + message.
+			text = title + md(msg[len(title):])
+		default:
+			text += ": " + md(msg)
 		}
+		if rec.User != "" {
+			text += " (by " + md(rec.User) + ")"
+		}
+		at := -1
+		if of != nil {
+			at = of.timeline
+		}
+		return place(&r.timeline, rec, text, at)
 	}
-	r.printf("## Timeline\n\n")
-	r.writeEntries(entries, "Nothing happened in this period.")
+	return -1
 }
 
-func (r *report) violations() {
-	var entries []entry
-	limits := r.in.Thresholds
-	limitsSource := "current manifest"
-	var run *failRun
-	flush := func() {
-		if run != nil {
-			entries = append(entries, run.entry())
-			run = nil
-		}
+func (r *report) writeTimeline() {
+	r.printf("## Timeline\n\n")
+	r.writeEntries(r.timeline, "Nothing happened in this period.")
+}
+
+// denialEvents are the events that say a policy denied; their messages
+// repeat "DENIED: ", which the timeline's title already says.
+var denialEvents = map[string]bool{journal.EventDeployDenied: true, journal.EventPromoteDenied: true}
+
+// eventText is an event's message as text for the timeline. Daemons have
+// written a denial's reasons with fmt.Sprint ("DENIED: [a b]"), which reads
+// as a Go slice: the reasons in the event's details, joined by "; ",
+// replace it, or without details the brackets are dropped.
+func eventText(rec journal.Record) string {
+	msg := rec.Message
+	if denialEvents[rec.Event] {
+		msg = strings.TrimPrefix(msg, "DENIED: ")
 	}
-	for _, rec := range r.in.Records {
-		switch rec.Type {
-		case journal.TypeDecision:
-			if t, ok := decisionThresholds(rec); ok {
-				limits, limitsSource = t, "policy decision of "+rec.Timestamp.UTC().Format(time.TimeOnly)
-			}
-			if rec.Allowed != nil && !*rec.Allowed {
-				flush()
-				entries = append(entries, entry{rec.Timestamp, deniedDecision(rec)})
-			}
-		case journal.TypeSnapshot:
-			if rec.Policy != journal.PolicyFail {
-				// Only a failing snapshot of the same track ends a run:
-				// snapshots of the other track interleave.
-				if run != nil && rec.Track == run.track {
-					flush()
-				}
-				continue
-			}
-			if run != nil && rec.Track != run.track {
-				flush()
-			}
-			if run == nil {
-				run = &failRun{track: rec.Track, mode: rec.Mode, first: rec.Timestamp, limits: limits, limitsSource: limitsSource}
-			}
-			run.add(rec)
-		}
+	reasons := detailReasons(rec.Details)
+	switch {
+	case msg == "":
+		return strings.Join(reasons, "; ")
+	case len(reasons) > 0:
+		return strings.Replace(msg, fmt.Sprint(reasons), strings.Join(reasons, "; "), 1)
+	case denialEvents[rec.Event] && len(msg) >= 2 && msg[0] == '[' && msg[len(msg)-1] == ']':
+		return msg[1 : len(msg)-1]
 	}
-	flush()
+	return msg
+}
+
+// detailReasons reads details.reasons, a list of strings, as the daemon
+// writes it for denials; nil for anything else.
+func detailReasons(details map[string]any) []string {
+	list, _ := details["reasons"].([]any)
+	var reasons []string
+	for _, v := range list {
+		s, ok := v.(string)
+		if !ok {
+			return nil
+		}
+		reasons = append(reasons, s)
+	}
+	return reasons
+}
+
+// addViolation adds rec's violation, if it is one, as weight occurrences,
+// and returns its index, or -1 (see addTimeline).
+func (r *report) addViolation(rec journal.Record, weight int, of *first) int {
+	switch rec.Type {
+	case journal.TypeDecision:
+		if t, ok := decisionThresholds(rec); ok {
+			r.limits, r.limitsFrom = t, "policy decision of "+rec.Timestamp.UTC().Format(time.TimeOnly)
+		}
+		if rec.Allowed != nil && !*rec.Allowed {
+			if of != nil && of.violation >= 0 {
+				return place(&r.violations, rec, deniedDecision(rec), of.violation)
+			}
+			// A run of failing snapshots that began earlier comes first.
+			r.endRun()
+			return place(&r.violations, rec, deniedDecision(rec), -1)
+		}
+	case journal.TypeSnapshot:
+		if rec.Policy != journal.PolicyFail {
+			// Only a passing snapshot of the same track ends a run:
+			// snapshots of the other track interleave.
+			if r.run != nil && rec.Track == r.run.track {
+				r.endRun()
+			}
+			return -1
+		}
+		if r.run != nil && rec.Track != r.run.track {
+			r.endRun()
+		}
+		if r.run == nil {
+			r.run = &failRun{track: rec.Track, mode: rec.Mode, first: rec.Timestamp, limits: r.limits, limitsSource: r.limitsFrom}
+		}
+		r.run.add(rec, weight)
+	}
+	return -1
+}
+
+// endRun ends a run of failing snapshots as one violation.
+func (r *report) endRun() {
+	if r.run != nil {
+		r.violations = append(r.violations, r.run.entry())
+		r.run = nil
+	}
+}
+
+func (r *report) writeViolations() {
 	r.printf("## Violations\n\n")
-	r.writeEntries(entries, "No policy violation in this period.")
+	r.writeEntries(r.violations, "No policy violation in this period.")
 }
 
 // failRun is a series of consecutive failing snapshots of one track,
@@ -346,8 +599,8 @@ type failRun struct {
 	limitsSource string
 }
 
-func (f *failRun) add(rec journal.Record) {
-	f.n++
+func (f *failRun) add(rec journal.Record, n int) {
+	f.n += n
 	f.last = rec.Timestamp
 	f.worstP99 = maxPtr(f.worstP99, rec.P99Latency)
 	f.worstErr = maxPtr(f.worstErr, rec.ErrorRate)
@@ -446,6 +699,9 @@ func deniedDecision(rec journal.Record) string {
 	default:
 		fmt.Fprintf(&b, "Denied by policy %s", md(rec.PolicyName))
 	}
+	if rec.Count > 1 {
+		b.WriteString(" " + streak(rec))
+	}
 	if rec.User != "" {
 		fmt.Fprintf(&b, ", asked by %s", md(rec.User))
 	}
@@ -460,6 +716,10 @@ func deniedDecision(rec journal.Record) string {
 	var observed []string
 	for _, c := range comparisons[rec.PolicyName] {
 		if _, present := rec.Input[c.value]; !present {
+			continue
+		}
+		if c.value == "cpu_load" && perCore(rec) {
+			observed = append(observed, cpuPerCore(rec.Input, number(th[c.threshold])))
 			continue
 		}
 		v, limit := number(rec.Input[c.value]), number(th[c.threshold])
@@ -478,10 +738,43 @@ func deniedDecision(rec journal.Record) string {
 		}
 		observed = append(observed, s)
 	}
-	if len(observed) > 0 {
+	switch {
+	case len(observed) > 0 && rec.Count > 1:
+		// A summary carries the figures of the streak's last denial.
+		b.WriteString(". Last observed: " + strings.Join(observed, ", "))
+	case len(observed) > 0:
 		b.WriteString(". Observed: " + strings.Join(observed, ", "))
 	}
 	return b.String()
+}
+
+// perCore reports whether rec was judged by the per-core CPU limit: the
+// input looks the same before and after max_cpu_load became per core, but
+// policies of that kind give codes, and their CPU reason says "per core".
+func perCore(rec journal.Record) bool {
+	if len(rec.Codes) > 0 {
+		return true
+	}
+	return slices.ContainsFunc(rec.Reasons, func(s string) bool { return strings.Contains(s, " per core") })
+}
+
+// cpuPerCore writes the observed load per core and its limit:
+// "CPU load 2.4 per core, 4.8 on 2 CPUs (max 2 per core)".
+func cpuPerCore(input map[string]any, limit *float64) string {
+	load, cpus := number(input["cpu_load"]), number(input["cpu_count"])
+	var s string
+	switch {
+	case load == nil:
+		s = "CPU load unknown"
+	case cpus == nil || *cpus <= 0:
+		s = "CPU load " + plain(*load) + " on an unknown number of CPUs"
+	default:
+		s = fmt.Sprintf("CPU load %s per core, %s on %s CPUs", plain(*load / *cpus), plain(*load), count(*cpus))
+	}
+	if limit != nil {
+		s += " (max " + plain(*limit) + " per core)"
+	}
+	return s
 }
 
 // number reads a JSON number; nil for null, absent or anything else.

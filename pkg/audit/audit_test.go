@@ -2,9 +2,13 @@ package audit
 
 import (
 	"bytes"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +27,16 @@ func at(d int) time.Time { return start.Add(time.Duration(d) * time.Second) }
 func event(sec int, name, msg, user string) journal.Record {
 	r := journal.NewEvent(name, msg)
 	r.Timestamp, r.User = at(sec), user
+	return r
+}
+
+// withReasons adds the reasons to an event's details, as the daemon does.
+func withReasons(r journal.Record, reasons ...string) journal.Record {
+	l := make([]any, len(reasons))
+	for i, s := range reasons {
+		l[i] = s
+	}
+	r.Details = map[string]any{"reasons": l}
 	return r
 }
 
@@ -88,6 +102,7 @@ func canaryIncident() []journal.Record {
 		event(240, "cache_warmed", "a newer daemon's event", ""),
 		infraDecision(250, false, []string{"Disk space below 10GB"}, 7.25),
 		event(250, journal.EventDeployDenied, "DENIED: [Disk space below 10GB]", ""),
+		withReasons(event(255, journal.EventDeployDenied, "DENIED: [CPU load above 2.0 Disk space below 10GB]", ""), "CPU load above 2.0", "Disk space below 10GB"),
 		event(260, "down", "removed every container and network of project shop", "alice"),
 	}
 	return rs
@@ -204,6 +219,11 @@ func TestRenderGolden(t *testing.T) {
 			},
 		},
 		{
+			name:   "denial streak",
+			golden: "denial_streak.md",
+			input:  func(t *testing.T) Input { return busyHost(t) },
+		},
+		{
 			name:   "empty journal",
 			golden: "empty.md",
 			input:  func(t *testing.T) Input { return writeJournal(t, nil, nil) },
@@ -232,7 +252,224 @@ func TestRenderGolden(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			checkGolden(t, tc.golden, Render(tc.input(t)))
+			in := tc.input(t)
+			checkGolden(t, tc.golden, Render(in))
+			// Streamed, the report is the same byte for byte.
+			checkGolden(t, tc.golden, Render(streamed(in)))
+		})
+	}
+}
+
+// streamed turns in.Records into in.Read, as swiftctl audit reads a
+// journal: the records are never all in memory. A ReadError becomes the
+// error Read returns after the records.
+func streamed(in Input) Input {
+	if in.Read != nil {
+		return in
+	}
+	recs, readErr := in.Records, in.ReadError
+	in.Records, in.ReadError = nil, ""
+	in.Read = func(fn func(journal.Record) error) error {
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if readErr != "" {
+			return errors.New(readErr)
+		}
+		return nil
+	}
+	return in
+}
+
+// TestRenderReadsWhatTheFirstPassSaw: the daemon appends to the journal
+// while the report is made, so the second pass may see more records than
+// the first. The report covers the first pass's records and no more.
+func TestRenderReadsWhatTheFirstPassSaw(t *testing.T) {
+	in := writeJournal(t, canaryIncident(), nil)
+	want := Render(in)
+	passes := 0
+	grown := append(slices.Clone(in.Records), event(300, journal.EventDeploySucceeded, "appended meanwhile", ""))
+	in.Records = nil
+	in.Read = func(fn func(journal.Record) error) error {
+		passes++
+		recs := grown[:len(grown)-1]
+		if passes > 1 {
+			recs = grown
+		}
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if got := Render(in); !bytes.Equal(got, want) {
+		t.Errorf("report differs when the journal grows between passes:\n%s", got)
+	}
+}
+
+// TestRenderStreamsInBoundedMemory renders a large journal (a week of
+// snapshots) streamed from disk and checks that the live heap stays far
+// below what holding its records would take.
+func TestRenderStreamsInBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes a large journal")
+	}
+	path := filepath.Join(t.TempDir(), "history.jsonl")
+	j, err := journal.Open(path, journal.Options{MaxBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const snapshots = 120_000
+	for i := range snapshots {
+		rec := snapshot(5*i, "canary", "canary", journal.PolicyPass, 5, float64(40+i%13), 0.001)
+		if i%1000 == 500 {
+			rec.Policy, rec.P99Latency = journal.PolicyFail, journal.Float(900)
+		}
+		if err := j.AppendBuffered(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+		t.Fatalf("journal not written: %v", err)
+	}
+
+	var peak uint64
+	sample := func() {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapAlloc)
+	}
+	sample()
+	base := peak
+	n := 0
+	in := Input{Journal: "history.jsonl", Verify: journal.VerifyReport{OK: true}, Read: func(fn func(journal.Record) error) error {
+		return journal.Read(path, journal.Filter{}, func(r journal.Record) error {
+			if n++; n%20_000 == 0 {
+				sample()
+			}
+			return fn(r)
+		})
+	}}
+	report := Render(in)
+	if n != 2*snapshots {
+		t.Fatalf("Render read %d records, want two passes of %d", n, snapshots)
+	}
+	if !bytes.Contains(report, []byte(fmt.Sprintf("(%d records)", snapshots))) {
+		t.Fatalf("report does not cover the %d records:\n%.600s", snapshots, report)
+	}
+	// Holding the records would take about 300 bytes each (36 MB here);
+	// the report itself (120 violations, a 50-point chart) a few hundred KB.
+	const bound = 4 << 20
+	t.Logf("live heap: %d bytes before, at most %d while rendering", base, peak)
+	if grew := peak - min(base, peak); grew > bound {
+		t.Errorf("live heap grew by %d bytes while rendering %d records, want at most %d", grew, snapshots, bound)
+	}
+}
+
+// busyHost is a deploy retried every 20s for ten minutes on a busy host,
+// journaled through journal.Repeats as the daemon does, after a denial
+// journaled the way older daemons did.
+func busyHost(t *testing.T) Input {
+	t.Helper()
+	at := time.Date(2026, 5, 6, 19, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "history.jsonl")
+	now := at
+	clock := func() time.Time { return now }
+	j, err := journal.Open(path, journal.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &journal.Repeats{Now: clock}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	input := func(load float64) map[string]any {
+		return map[string]any{"disk_path": "/var/lib/docker", "disk_free_gb": 48.2, "cpu_load": load, "cpu_count": 2,
+			"thresholds": map[string]any{"min_disk_gb": 10.0, "max_cpu_load": 2.0}}
+	}
+	// An older daemon: raw load, no codes, the reasons as a Go slice.
+	must(j.Append(journal.NewDecision("infrastructure", false, []string{"CPU load above 2.0"}, input(3.1))))
+	must(j.Append(journal.NewEvent(journal.EventDeployDenied, "DENIED: [CPU load above 2.0]")))
+	loads := []struct {
+		load    float64
+		figures string
+	}{{4.8, "2.4 per core (4.8 on 2 CPUs)"}, {4.9, "2.45 per core (4.9 on 2 CPUs)"}, {5.2, "2.6 per core (5.2 on 2 CPUs)"}}
+	for i := range 30 {
+		now = at.Add(6*time.Minute + time.Duration(i)*20*time.Second)
+		load := loads[i%len(loads)]
+		reason := "CPU load " + load.figures + " above 2.0"
+		dec := journal.NewDecision("infrastructure", false, []string{reason}, input(load.load))
+		dec.Codes = []string{"cpu_load_high"}
+		must(rep.Append(j, "decision/infrastructure", dec))
+		ev := withReasons(journal.NewEvent(journal.EventDeployDenied, "DENIED: "+reason), reason)
+		ev.Codes = dec.Codes
+		must(rep.Append(j, "event/deploy_denied", ev))
+	}
+	now = at.Add(16*time.Minute + 20*time.Second)
+	must(rep.Append(j, "decision/infrastructure", journal.NewDecision("infrastructure", true, nil, input(3.2))))
+	must(rep.End(j, "event/deploy_denied"))
+	must(j.Append(journal.NewEvent(journal.EventDeploySucceeded, "converged in 9s: 4 operation(s)")))
+	must(rep.Flush(j))
+	must(j.Close())
+
+	in := Input{Journal: "history.jsonl"}
+	if in.Verify, err = journal.Verify(path); err != nil {
+		t.Fatal(err)
+	}
+	in.Read = func(fn func(journal.Record) error) error { return journal.Read(path, journal.Filter{}, fn) }
+	return in
+}
+
+// TestStreakCounts: a streak's summary counts all its records, once: the
+// first is a line of its own, so a summary adds count-1, unless that
+// first line is not in the journal.
+func TestStreakCounts(t *testing.T) {
+	first := event(0, journal.EventDeployDenied, "DENIED: busy", "")
+	summary := func(count int, firstSec, lastSec int) journal.Record {
+		r := event(lastSec+1, journal.EventDeployDenied, "DENIED: busy", "")
+		r.Count, r.FirstSeen, r.LastSeen = count, at(firstSec), at(lastSec)
+		return r
+	}
+	tests := []struct {
+		name  string
+		recs  []journal.Record
+		count int
+		lines []string
+	}{
+		{"one denial", []journal.Record{first}, 1, []string{"— Deploy denied: busy"}},
+		{"a streak", []journal.Record{first, summary(32, 0, 600)}, 32,
+			[]string{"- 23:58:00 — Deploy denied 32 times from 23:58:00 to 00:08:00: busy"}},
+		{"a streak whose first line is missing", []journal.Record{summary(5, 0, 80)}, 5,
+			[]string{"- 23:59:21 — Deploy denied 5 times from 23:58:00 to 23:59:20: busy"}},
+		{"two streaks", []journal.Record{first, summary(3, 0, 40), event(50, journal.EventDeployDenied, "DENIED: busy", ""), summary(4, 50, 110)}, 7,
+			[]string{"- 23:58:00 — Deploy denied 3 times from 23:58:00 to 23:58:40: busy", "- 23:58:50 — Deploy denied 4 times from 23:58:50 to 23:59:50: busy"}},
+		{"a summary of another event", []journal.Record{event(0, journal.EventDeployFailed, "boom", ""), summary(2, 0, 10)}, 2,
+			[]string{"Deploy failed: boom", "Deploy denied 2 times"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			report := string(Render(Input{Journal: "history.jsonl", Records: tc.recs}))
+			if want := fmt.Sprintf("| Deploys denied by policy | %d |", tc.count); !strings.Contains(report, want) {
+				t.Errorf("report lacks %q", want)
+			}
+			for _, l := range tc.lines {
+				if !strings.Contains(report, l) {
+					t.Errorf("report lacks %q", l)
+				}
+			}
+			if n := strings.Count(report, "— Deploy denied"); n != len(tc.lines) && tc.name != "a summary of another event" {
+				t.Errorf("%d timeline lines for denials, want %d:\n%s", n, len(tc.lines), report)
+			}
 		})
 	}
 }
@@ -296,6 +533,47 @@ func TestDownsample(t *testing.T) {
 			}
 			if len(out) > 0 && !out[0].at.Equal(tc.in[0].at) {
 				t.Errorf("first point at %s, want %s", out[0].at, tc.in[0].at)
+			}
+		})
+	}
+}
+
+// TestEventText checks that reasons are written as text whatever shape an
+// older daemon gave its message: fmt.Sprint of a []string ("[a b]") reads
+// as a Go slice, not as reasons.
+func TestEventText(t *testing.T) {
+	reasons := func(rs ...string) map[string]any {
+		l := make([]any, len(rs))
+		for i, r := range rs {
+			l[i] = r
+		}
+		return map[string]any{"reasons": l}
+	}
+	tests := []struct {
+		name    string
+		event   string
+		msg     string
+		details map[string]any
+		want    string
+	}{
+		{"plain message", journal.EventDeploySucceeded, "converged in 4s", nil, "converged in 4s"},
+		{"denial prefix dropped", journal.EventDeployDenied, "DENIED: Disk space below 10GB", nil, "Disk space below 10GB"},
+		{"Go slice of one", journal.EventDeployDenied, "DENIED: [CPU load above 2.0]", nil, "CPU load above 2.0"},
+		{"Go slice of two, reasons in details", journal.EventDeployDenied, "DENIED: [CPU load above 2.0 Disk space below 10GB]",
+			reasons("CPU load above 2.0", "Disk space below 10GB"), "CPU load above 2.0; Disk space below 10GB"},
+		{"Go slice inside a sentence", journal.EventPromoteDenied, "promotion of shop:2.0 denied: [Error rate exceeds 1% threshold P99 latency exceeds 500ms]",
+			reasons("Error rate exceeds 1% threshold", "P99 latency exceeds 500ms"), "promotion of shop:2.0 denied: Error rate exceeds 1% threshold; P99 latency exceeds 500ms"},
+		{"reasons in details, no message", journal.EventDeployDenied, "", reasons("Disk space below 10GB"), "Disk space below 10GB"},
+		{"joined reasons stay", journal.EventDeployDenied, "DENIED: a; b", reasons("a", "b"), "a; b"},
+		{"brackets that are not a slice of the reasons", journal.EventManifestRejected, "manifest rejected: [services.port: must be 1-65535]", nil, "manifest rejected: [services.port: must be 1-65535]"},
+		{"details that are not reasons", journal.EventDeployDenied, "DENIED: [x]", map[string]any{"reasons": "x"}, "x"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := journal.NewEvent(tc.event, tc.msg)
+			rec.Details = tc.details
+			if got := eventText(rec); got != tc.want {
+				t.Errorf("eventText(%q, %v) = %q, want %q", tc.msg, tc.details, got, tc.want)
 			}
 		})
 	}

@@ -15,45 +15,60 @@ type point struct {
 	errorRate float64
 }
 
-// snapshotPoints picks the snapshots of the track in effect (the canary's
-// while a canary runs, else stable's, like `swiftctl status`) that carry
-// figures.
-func snapshotPoints(recs []journal.Record) []point {
-	var pts []point
-	for _, rec := range recs {
-		if rec.Type != journal.TypeSnapshot || rec.P99Latency == nil || rec.ErrorRate == nil {
-			continue
-		}
-		if rec.Track != "" && rec.Mode != "" && rec.Track != rec.Mode {
-			continue
-		}
-		pts = append(pts, point{at: rec.Timestamp, p99: *rec.P99Latency, errorRate: *rec.ErrorRate})
+// chartPoint is the chart point of a snapshot of the track in effect (the
+// canary's while a canary runs, else stable's, like `swiftctl status`) that
+// carries figures.
+func chartPoint(rec journal.Record) (point, bool) {
+	if rec.Type != journal.TypeSnapshot || rec.P99Latency == nil || rec.ErrorRate == nil {
+		return point{}, false
 	}
-	return pts
+	if rec.Track != "" && rec.Mode != "" && rec.Track != rec.Mode {
+		return point{}, false
+	}
+	return point{at: rec.Timestamp, p99: *rec.P99Latency, errorRate: *rec.ErrorRate}, true
 }
 
-// downsample merges runs of per consecutive points so that at most
-// MaxChartPoints remain. A merged point keeps the maximum of each figure so
-// that a spike never vanishes from the chart.
+// downsampler merges runs of per consecutive points so that at most
+// MaxChartPoints remain, one point at a time: it is told the number of
+// points first, so it never holds more than the chart. A merged point
+// keeps the maximum of each figure so that a spike never vanishes from the
+// chart.
+type downsampler struct {
+	per int
+	n   int // points added
+	out []point
+}
+
+func newDownsampler(total int) downsampler {
+	per := 1
+	if total > MaxChartPoints {
+		per = (total + MaxChartPoints - 1) / MaxChartPoints
+	}
+	return downsampler{per: per}
+}
+
+func (d *downsampler) add(p point) {
+	if d.n%d.per == 0 {
+		d.out = append(d.out, p)
+	} else {
+		q := &d.out[len(d.out)-1]
+		q.p99 = max(q.p99, p.p99)
+		q.errorRate = max(q.errorRate, p.errorRate)
+	}
+	d.n++
+}
+
+// downsample is the downsampler over a whole series.
 func downsample(pts []point) (out []point, per int) {
-	if len(pts) <= MaxChartPoints {
-		return pts, 1
+	d := newDownsampler(len(pts))
+	for _, p := range pts {
+		d.add(p)
 	}
-	per = (len(pts) + MaxChartPoints - 1) / MaxChartPoints
-	out = make([]point, 0, MaxChartPoints)
-	for i := 0; i < len(pts); i += per {
-		p := pts[i]
-		for _, q := range pts[i+1 : min(i+per, len(pts))] {
-			p.p99 = max(p.p99, q.p99)
-			p.errorRate = max(p.errorRate, q.errorRate)
-		}
-		out = append(out, p)
-	}
-	return out, per
+	return d.out, d.per
 }
 
 func (r *report) charts() {
-	pts, per := downsample(snapshotPoints(r.in.Records))
+	pts, per := r.chart.out, r.chart.per
 	r.printf("## Latency and error rate\n\n")
 	if len(pts) == 0 {
 		r.printf("No metric snapshot with figures in this period.\n\n")

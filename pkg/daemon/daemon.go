@@ -85,6 +85,7 @@ type Daemon struct {
 	eng      Engine
 	rec      *reconciler.Reconciler
 	jr       *journal.Journal
+	repeats  journal.Repeats // coalesces identical repeated records
 	policies *policy.Engine
 	metrics  *daemonMetrics
 	obs      *observe.Observer
@@ -249,6 +250,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	_ = srv.Shutdown(shutdown)
 	wg.Wait()
 	d.failWaiters(errors.New("daemon stopping"))
+	if err := d.repeats.Flush(d.jr); err != nil {
+		d.log.Error("journal: flush repeat summaries", zap.Error(err))
+	}
 	d.event(journal.EventDaemonStopped, "swiftdeployd stopped; the workload keeps running", "", nil)
 	d.log.Info("swiftdeployd stopped")
 	_ = d.jr.Close()

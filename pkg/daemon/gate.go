@@ -53,36 +53,45 @@ func (d *Daemon) infraGate(ctx context.Context, plan reconciler.Plan) reconciler
 		d.mu.Unlock()
 		d.log.Warn("transition denied by infrastructure policy", zap.Strings("reasons", dec.Reasons))
 	}
-	return reconciler.Decision{Allowed: dec.Allowed, Reasons: dec.Reasons, Transient: transient(dec)}
+	return reconciler.Decision{Allowed: dec.Allowed, Reasons: dec.Reasons, Transient: dec.Transient, Codes: dec.Codes}
 }
 
-// transient reports whether every reason of a denial may clear by itself.
-// TODO(policy): the policy will say so itself.
-func transient(dec policy.Decision) bool {
-	if dec.Allowed || len(dec.Reasons) == 0 {
-		return false
-	}
-	for _, r := range dec.Reasons {
-		if !strings.HasPrefix(r, "CPU load") {
-			return false
-		}
-	}
-	return true
-}
-
-// deployDenied journals a denied reconcile.
+// deployDenied journals a denied reconcile. A retry denied for the same
+// reasons (by code: the figures in the text move) is counted, not written:
+// the streak becomes one summary record when it ends.
 func (d *Daemon) deployDenied(denied *reconciler.DeniedError) {
-	d.event(journal.EventDeployDenied, "DENIED: "+strings.Join(denied.Reasons, "; "), "", map[string]any{"reasons": denied.Reasons})
+	err := d.repeats.Append(d.jr, repeatDeployDenied, journal.Record{
+		Type: journal.TypeEvent, Timestamp: time.Now().UTC(), Event: journal.EventDeployDenied,
+		Message: "DENIED: " + strings.Join(denied.Reasons, "; "),
+		Details: map[string]any{"reasons": denied.Reasons}, Codes: denied.Codes,
+	})
+	if err != nil {
+		d.log.Error("journal append failed", zap.String("event", journal.EventDeployDenied), zap.Error(err))
+	}
+}
+
+// Keys of the journal's repeat streaks.
+const (
+	repeatDeployDenied = "event/" + journal.EventDeployDenied
+	repeatDecision     = "decision/"
+)
+
+// endDenials closes a streak of denied deploys: the denial is over.
+func (d *Daemon) endDenials() {
+	if err := d.repeats.End(d.jr, repeatDeployDenied); err != nil {
+		d.log.Error("journal append failed", zap.Error(err))
+	}
 }
 
 func (d *Daemon) decision(dec policy.Decision, user string) {
 	allowed := dec.Allowed
-	err := d.jr.Append(journal.Record{
+	err := d.repeats.Append(d.jr, repeatDecision+dec.Policy, journal.Record{
 		Type:       journal.TypeDecision,
 		Timestamp:  time.Now().UTC(),
 		PolicyName: dec.Policy,
 		Allowed:    &allowed,
 		Reasons:    dec.Reasons,
+		Codes:      dec.Codes,
 		Input:      dec.Input,
 		User:       user,
 	})
@@ -92,5 +101,5 @@ func (d *Daemon) decision(dec policy.Decision, user string) {
 }
 
 func toAPIDecision(dec policy.Decision) *api.Decision {
-	return &api.Decision{Policy: dec.Policy, Allowed: dec.Allowed, Reasons: dec.Reasons, Input: dec.Input}
+	return &api.Decision{Policy: dec.Policy, Allowed: dec.Allowed, Reasons: dec.Reasons, Input: dec.Input, Transient: dec.Transient}
 }

@@ -74,11 +74,11 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 		case observe.Failing:
 			d.log.Warn("metrics scrape failing; its data counts as missing", zap.String("container", ch.Target.Name), zap.Error(ch.Err))
 			details["error"] = ch.Err.Error()
-			d.event(eventScrapeFailed, fmt.Sprintf("metrics of %s cannot be scraped: %v", ch.Target.Name, ch.Err), "", details)
+			d.event(journal.EventScrapeFailed, fmt.Sprintf("metrics of %s cannot be scraped: %v", ch.Target.Name, ch.Err), "", details)
 		case observe.Recovered:
 			d.log.Info("metrics scrape recovered", zap.String("container", ch.Target.Name), zap.Int("failures", ch.Failures))
 			details["failures"] = ch.Failures
-			d.event(eventScrapeRecovered, fmt.Sprintf("metrics of %s scraped again after %d failed scrape(s)", ch.Target.Name, ch.Failures), "", details)
+			d.event(journal.EventScrapeRecovered, fmt.Sprintf("metrics of %s scraped again after %d failed scrape(s)", ch.Target.Name, ch.Failures), "", details)
 		}
 	}
 
@@ -110,11 +110,6 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 	}
 }
 
-// Scrape health events, each journaled once per failure streak.
-const (
-	eventScrapeFailed    = "scrape_failed"
-	eventScrapeRecovered = "scrape_recovered"
-)
 
 // latestRevision is the config hash of the newest running container of a
 // track: during a rollout, the revision being rolled out.

@@ -41,6 +41,8 @@ func (d *Daemon) loop(ctx context.Context) {
 			}
 		case <-d.wake:
 		case <-resync.C:
+			// A streak whose retries stopped is still summarised.
+			logErr(d.log, "journal: sweep repeat summaries", d.repeats.Sweep(d.jr))
 		case <-retry:
 		}
 		err := d.reconcileOnce(ctx)
@@ -154,8 +156,10 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	case errors.As(err, &denied):
 		d.deployDenied(denied)
 	case err != nil && !plan.Empty():
+		d.endDenials()
 		d.event(journal.EventDeployFailed, err.Error(), "", nil)
 	case err == nil:
+		d.endDenials()
 		d.clearDenial()
 		if err := d.writeArtifacts(desired); err != nil {
 			d.log.Error("write generated files", zap.Error(err))

@@ -21,15 +21,8 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
-// Transition events, journaled when the change has taken effect (nginx
-// serves it), exactly once per transaction.
-const (
-	eventRolledBack      = "rolled_back"
-	eventPromoteFailed   = "promote_failed"
-	eventRollbackFailed  = "rollback_failed"
-	eventTransitionAbort = "transition_aborted"
-	eventDown            = "down"
-)
+// eventDown journals `swiftctl down`.
+const eventDown = "down"
 
 // State records the decisions that refine the manifest, the way Argo
 // Rollouts keeps the stable revision in status: the manifest says which
@@ -234,7 +227,7 @@ func (d *Daemon) commit(t *Transition) {
 			d.eventLocked(journal.EventPromoted, t.Promoted.Image+" is now stable; 100% of traffic on it", t.User,
 				map[string]any{"image": t.Promoted.Image, "txn": t.ID})
 		case kindRollback:
-			d.eventLocked(eventRolledBack, "canary "+t.RolledBack.CanaryImage+" rolled back; all traffic on stable", t.User,
+			d.eventLocked(journal.EventRolledBack, "canary "+t.RolledBack.CanaryImage+" rolled back; all traffic on stable", t.User,
 				map[string]any{"image": t.RolledBack.CanaryImage, "txn": t.ID})
 		}
 	}
@@ -254,9 +247,9 @@ func (d *Daemon) abort(t *Transition, cause error) {
 	if cause != nil {
 		msg += ": " + cause.Error()
 	}
-	event := eventPromoteFailed
+	event := journal.EventPromoteFailed
 	if t.Kind == kindRollback {
-		event = eventRollbackFailed
+		event = journal.EventRollbackFailed
 	}
 	d.eventLocked(event, msg, t.User, map[string]any{"txn": t.ID})
 }
@@ -267,7 +260,7 @@ func (d *Daemon) journaledTxn(id string) bool {
 	found := false
 	_ = d.jr.Flush()
 	_ = journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}}, func(r journal.Record) error {
-		if r.Event == journal.EventPromoted || r.Event == eventRolledBack {
+		if r.Event == journal.EventPromoted || r.Event == journal.EventRolledBack {
 			if r.Details["txn"] == id {
 				found = true
 			}
@@ -307,7 +300,7 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 	d.mu.Lock()
 	d.state.Pending = nil
 	logErr(d.log, "save state", d.saveStateLocked())
-	d.eventLocked(eventTransitionAbort, "interrupted "+t.Kind+" did not take effect; the previous state stays in force", t.User, map[string]any{"txn": t.ID})
+	d.eventLocked(journal.EventTransitionAborted, "interrupted "+t.Kind+" did not take effect; the previous state stays in force", t.User, map[string]any{"txn": t.ID})
 	d.mu.Unlock()
 	return nil
 }
@@ -406,7 +399,7 @@ func (d *Daemon) rollback(ctx context.Context, user string, progress reconciler.
 	} else if len(cur.Stack.Canary) == 0 {
 		return errors.New("no canary is running: nothing to roll back")
 	}
-	d.event(journal.EventRollback, "rollback of canary "+image+" requested", user, map[string]any{"image": image})
+	d.event(journal.EventRollbackRequested, "rollback of canary "+image+" requested", user, map[string]any{"image": image})
 	t := &Transition{ID: newID(), Kind: kindRollback, Started: time.Now().UTC(), User: user,
 		RolledBack: &Rollback{CanaryImage: image, At: time.Now().UTC(), User: user}}
 	if err := d.transact(ctx, m, t, progress); err != nil {

@@ -101,11 +101,11 @@ func TestPromotionDeniedOnMissingData(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "scrape failed") {
 		t.Fatalf("promote with a hung canary: %v", err)
 	}
-	if n := count(h.events(), eventScrapeFailed); n != 1 {
+	if n := count(h.events(), journal.EventScrapeFailed); n != 1 {
 		t.Errorf("scrape_failed journaled %d times, want once", n)
 	}
 	h.scrape(3)
-	if n := count(h.events(), eventScrapeFailed); n != 1 {
+	if n := count(h.events(), journal.EventScrapeFailed); n != 1 {
 		t.Errorf("scrape_failed journaled %d times after more failures, want once", n)
 	}
 	if s := h.status(); len(s.Tracks) != 2 || s.Tracks[1].Outcome != "missing_data" || !strings.Contains(s.Tracks[1].Reason, "scrape failed") {
@@ -197,7 +197,7 @@ func TestRollbackIsNotGatedAndJournaledOnce(t *testing.T) {
 		t.Errorf("after rollback: running %s", got)
 	}
 	h.mustConverge()
-	if n := count(h.events(), eventRolledBack); n != 1 {
+	if n := count(h.events(), journal.EventRolledBack); n != 1 {
 		t.Errorf("rolled_back journaled %d times, want once", n)
 	}
 	if s := h.status(); s.Mode != stack.TrackStable || s.CanaryImage != "" {

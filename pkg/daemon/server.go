@@ -56,8 +56,6 @@ func userOf(r *http.Request) string {
 	return p.Name()
 }
 
-// eventAccessDenied journals a call refused for want of a role.
-const eventAccessDenied = "access_denied"
 
 func (d *Daemon) onDeny(p authz.Peer, need authz.Role, r *http.Request) {
 	den := authz.DenialOf(r)
@@ -66,7 +64,7 @@ func (d *Daemon) onDeny(p authz.Peer, need authz.Role, r *http.Request) {
 	if den != nil {
 		msg, have = den.Error(), den.Have.String()
 	}
-	d.event(eventAccessDenied, msg, p.Name(), map[string]any{"method": r.Method, "path": r.URL.Path,
+	d.event(journal.EventAccessDenied, msg, p.Name(), map[string]any{"method": r.Method, "path": r.URL.Path,
 		"need": need.String(), "have": have, "uid": p.UID, "gid": p.GID, "pid": p.PID})
 }
 

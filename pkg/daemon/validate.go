@@ -98,10 +98,10 @@ func (d *Daemon) checkNginx(ctx context.Context, desired stack.Stack) api.Check 
 	// crashed one must not block the next.
 	d.removeStaleValidators(ctx, desired.Project)
 	code, out, err := d.eng.RunOnce(ctx, engine.Spec{
-		Name:       desired.Project + "-nginx-validate-" + newID(),
-		Image:      desired.Nginx.Image,
-		Cmd:        []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/nginx.conf"},
-		Labels:     map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: roleValidate},
+		Name:   desired.Project + "-nginx-validate-" + newID(),
+		Image:  desired.Nginx.Image,
+		Cmd:    []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/nginx.conf"},
+		Labels: map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: roleValidate},
 		Binds: []engine.Bind{
 			{Source: dir, Target: stack.ConfigDir, ReadOnly: true},
 			{Source: run, Target: stack.NginxRunDir}, // nginx -t needs its run directory

@@ -13,7 +13,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
@@ -27,9 +26,11 @@ const BytesPerGB = 1 << 30
 // Facts is one reading of the host. Nil fields were unavailable; Errors says
 // why, one entry per failed reading.
 type Facts struct {
-	DiskPath          string   `json:"disk_path"`
-	DiskFreeBytes     *uint64  `json:"disk_free_bytes"`
-	Load1             *float64 `json:"load1"`
+	DiskPath      string   `json:"disk_path"`
+	DiskFreeBytes *uint64  `json:"disk_free_bytes"`
+	Load1         *float64 `json:"load1"`
+	// CPUCount is the number of online CPUs of the host, 0 when it could
+	// not be read.
 	CPUCount          int      `json:"cpu_count"`
 	MemAvailableBytes *uint64  `json:"mem_available_bytes"`
 	Errors            []string `json:"errors,omitempty"`
@@ -44,7 +45,7 @@ func Collect(diskPath string) Facts {
 // collect reads from procDir instead of /proc so tests can feed it broken
 // files.
 func collect(diskPath, procDir string) Facts {
-	f := Facts{DiskPath: diskPath, CPUCount: runtime.NumCPU()}
+	f := Facts{DiskPath: diskPath}
 	record := func(err error) { f.Errors = append(f.Errors, err.Error()) }
 
 	if free, err := diskFree(diskPath); err != nil {
@@ -56,6 +57,14 @@ func collect(diskPath, procDir string) Facts {
 		record(fmt.Errorf("CPU load: %w", err))
 	} else {
 		f.Load1 = &load
+	}
+	// Not runtime.NumCPU: that counts the CPUs this process may run on
+	// (taskset, cpuset), while the load average counts runnable tasks on
+	// every CPU of the host, and the policy divides one by the other.
+	if n, err := readCPUCount(filepath.Join(procDir, "stat")); err != nil {
+		record(fmt.Errorf("CPU count: %w", err))
+	} else {
+		f.CPUCount = n
 	}
 	if mem, err := readMemAvailable(filepath.Join(procDir, "meminfo")); err != nil {
 		record(fmt.Errorf("available memory: %w", err))
@@ -119,6 +128,38 @@ func parseLoad1(data []byte) (float64, error) {
 		return 0, fmt.Errorf("1-minute load %q is out of range", fields[0])
 	}
 	return load, nil
+}
+
+func readCPUCount(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	n, err := parseCPUCount(data)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return n, nil
+}
+
+// parseCPUCount counts the online CPUs in /proc/stat: one "cpuN ..." line
+// each, after the "cpu ..." line of totals.
+func parseCPUCount(data []byte) (int, error) {
+	n := 0
+	for line := range bytes.Lines(data) {
+		name, _, _ := bytes.Cut(line, []byte(" "))
+		digits, ok := bytes.CutPrefix(name, []byte("cpu"))
+		if !ok || len(digits) == 0 {
+			continue
+		}
+		if _, err := strconv.ParseUint(string(digits), 10, 32); err == nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, errors.New(`no "cpuN" line`)
+	}
+	return n, nil
 }
 
 func readMemAvailable(path string) (uint64, error) {

@@ -27,8 +27,13 @@ func TestCollectRealHost(t *testing.T) {
 	if f.DiskFreeBytes == nil || *f.DiskFreeBytes == 0 {
 		t.Errorf("DiskFreeBytes = %v, want > 0 for a writable temp dir", f.DiskFreeBytes)
 	}
-	if f.CPUCount != runtime.NumCPU() {
-		t.Errorf("CPUCount = %d, want %d", f.CPUCount, runtime.NumCPU())
+	// The load average counts every CPU of the host, and so must its
+	// divisor, even when this process may run on fewer (taskset, cpuset).
+	if want := onlineCPUs(t); f.CPUCount != want {
+		t.Errorf("CPUCount = %d, want %d (from /sys/devices/system/cpu/online)", f.CPUCount, want)
+	}
+	if f.CPUCount < runtime.NumCPU() {
+		t.Errorf("CPUCount = %d is less than the %d CPUs this process may use", f.CPUCount, runtime.NumCPU())
 	}
 
 	// sysinfo(2) is an independent source for load and memory.
@@ -52,6 +57,31 @@ func TestCollectRealHost(t *testing.T) {
 	if *f.MemAvailableBytes == 0 || *f.MemAvailableBytes > total {
 		t.Errorf("MemAvailableBytes = %d, want between 1 and total RAM %d", *f.MemAvailableBytes, total)
 	}
+}
+
+// onlineCPUs counts the CPUs in /sys/devices/system/cpu/online ("0-3,6"),
+// a source independent of /proc/stat.
+func onlineCPUs(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		t.Skipf("no online CPU list: %v", err)
+	}
+	n := 0
+	for _, part := range strings.Split(strings.TrimSpace(string(b)), ",") {
+		lo, hi, found := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		z := a
+		var err2 error
+		if found {
+			z, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || z < a {
+			t.Fatalf("cannot parse online CPU list %q", b)
+		}
+		n += z - a + 1
+	}
+	return n
 }
 
 func TestCollectDiskErrors(t *testing.T) {
@@ -88,12 +118,16 @@ func TestCollectBrokenProc(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(proc, "loadavg"), []byte("busy busy busy\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(proc, "stat"), []byte("cpu  1 2 3 4\nintr 5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	f := collect(t.TempDir(), proc)
-	if f.Load1 != nil || f.MemAvailableBytes != nil {
-		t.Errorf("got load=%v mem=%v from broken files, want nil", f.Load1, f.MemAvailableBytes)
+	if f.Load1 != nil || f.MemAvailableBytes != nil || f.CPUCount != 0 {
+		t.Errorf("got load=%v mem=%v cpus=%d from broken files, want nil, nil, 0", f.Load1, f.MemAvailableBytes, f.CPUCount)
 	}
 	want := []string{
 		`CPU load: parse ` + filepath.Join(proc, "loadavg") + `: 1-minute load "busy" is not a number`,
+		`CPU count: parse ` + filepath.Join(proc, "stat") + `: no "cpuN" line`,
 		`available memory: open ` + filepath.Join(proc, "meminfo") + `: no such file or directory`,
 	}
 	if !slices.Equal(f.Errors, want) {
@@ -120,6 +154,30 @@ func TestParseLoad1(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseLoad1([]byte(tc.in))
 			checkParse(t, got, err, tc.want, tc.wantErr)
+		})
+	}
+}
+
+func TestParseCPUCount(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    int
+		wantErr string
+	}{
+		{name: "two CPUs", in: "cpu  10 0 5 100 0 0 0 0 0 0\ncpu0 5 0 2 50 0 0 0 0 0 0\ncpu1 5 0 3 50 0 0 0 0 0 0\nintr 1\nctxt 2\n", want: 2},
+		// An offline CPU has no line: the kernel counts only online ones
+		// in the load average's divisor too.
+		{name: "gaps in the numbering", in: "cpu  1\ncpu0 1\ncpu2 1\ncpu3 1\n", want: 3},
+		{name: "no trailing newline", in: "cpu 1\ncpu0 1", want: 1},
+		{name: "only the total", in: "cpu  1 2 3\nintr 1\n", wantErr: `no "cpuN" line`},
+		{name: "empty", in: "", wantErr: `no "cpuN" line`},
+		{name: "not a cpu line", in: "cpufreq 1\ncpux 2\n", wantErr: `no "cpuN" line`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseCPUCount([]byte(tc.in))
+			checkParse(t, float64(got), err, float64(tc.want), tc.wantErr)
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -35,18 +36,30 @@ const (
 // Event names. Readers must tolerate names not listed here: newer daemons
 // may add events.
 const (
-	EventDeployStarted       = "deploy_started"
-	EventDeploySucceeded     = "deploy_succeeded"
-	EventDeployFailed        = "deploy_failed"
-	EventDeployDenied        = "deploy_denied"
-	EventModeSwitched        = "mode_switched"
-	EventChaosInjected       = "chaos_injected"
-	EventChaosRecovered      = "chaos_recovered"
-	EventPromoteRequested    = "promote_requested"
-	EventPromoteAllowed      = "promote_allowed"
-	EventPromoteDenied       = "promote_denied"
-	EventPromoted            = "promoted"
+	EventDeployStarted    = "deploy_started"
+	EventDeploySucceeded  = "deploy_succeeded"
+	EventDeployFailed     = "deploy_failed"
+	EventDeployDenied     = "deploy_denied"
+	EventModeSwitched     = "mode_switched"
+	EventChaosInjected    = "chaos_injected"
+	EventChaosRecovered   = "chaos_recovered"
+	EventPromoteRequested = "promote_requested"
+	EventPromoteAllowed   = "promote_allowed"
+	EventPromoteDenied    = "promote_denied"
+	EventPromoted         = "promoted"
+	// EventRollback is what daemons before transactional rollbacks wrote
+	// when a rollback was recorded; newer ones write EventRolledBack when
+	// it has taken effect.
 	EventRollback            = "rollback"
+	EventRollbackRequested   = "rollback_requested"
+	EventRolledBack          = "rolled_back"
+	EventPromoteFailed       = "promote_failed"
+	EventRollbackFailed      = "rollback_failed"
+	EventTransitionAborted   = "transition_aborted"
+	EventScrapeFailed        = "scrape_failed"
+	EventScrapeRecovered     = "scrape_recovered"
+	EventAccessDenied        = "access_denied"
+	EventImagePulled         = "image_pulled"
 	EventManifestApplied     = "manifest_applied"
 	EventManifestRejected    = "manifest_rejected"
 	EventContainerCreated    = "container_created"
@@ -92,6 +105,19 @@ type Record struct {
 	Allowed    *bool          `json:"allowed,omitempty"`
 	Reasons    []string       `json:"reasons,omitempty"`
 	Input      map[string]any `json:"input,omitempty"`
+	// Codes are the policy's stable codes for Reasons, one each in the
+	// same order ("" for a reason without one). Reasons may carry the
+	// figures of one reading; codes do not, so Repeats compares them
+	// instead. Events about a decision (deploy_denied) may carry them too.
+	Codes []string `json:"codes,omitempty"`
+
+	// Streak fields, set only on the summary Repeats writes at the end of
+	// a streak: the record occurred Count times (the first of them written
+	// on its own, earlier) from FirstSeen to LastSeen. The summary's other
+	// fields are those of the streak's last record.
+	Count     int       `json:"count,omitempty"`
+	FirstSeen time.Time `json:"first_seen,omitzero"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
 
 	// Prev is the hex SHA-256 of the previous line's bytes (without its
 	// newline), or "" for the very first line. Append sets it; any value
@@ -147,6 +173,27 @@ func (r *Record) validate() error {
 	default:
 		return fmt.Errorf("record field type: %q is not %s, %s or %s", r.Type, TypeSnapshot, TypeEvent, TypeDecision)
 	}
+	return r.validateStreak()
+}
+
+// validateStreak checks the streak fields: all of them or none.
+func (r *Record) validateStreak() error {
+	switch {
+	case r.Count == 0 && !r.FirstSeen.IsZero():
+		return errors.New("record field first_seen: only a streak summary (count >= 2) has one")
+	case r.Count == 0 && !r.LastSeen.IsZero():
+		return errors.New("record field last_seen: only a streak summary (count >= 2) has one")
+	case r.Count == 0:
+		return nil
+	case r.Count < 2:
+		return fmt.Errorf("record field count: %d; a streak summary counts at least 2 records", r.Count)
+	case r.FirstSeen.IsZero():
+		return errors.New("record field first_seen: required with count")
+	case r.LastSeen.IsZero():
+		return errors.New("record field last_seen: required with count")
+	case r.LastSeen.Before(r.FirstSeen):
+		return fmt.Errorf("record field last_seen: %s is before first_seen %s", r.LastSeen.Format(time.RFC3339Nano), r.FirstSeen.Format(time.RFC3339Nano))
+	}
 	return nil
 }
 
@@ -181,6 +228,9 @@ func encode(r Record, prev string, now func() time.Time) (line, error) {
 		r.Timestamp = now()
 	}
 	r.Timestamp = r.Timestamp.UTC()
+	if r.Count > 0 {
+		r.FirstSeen, r.LastSeen = r.FirstSeen.UTC(), r.LastSeen.UTC()
+	}
 	r.Prev = prev
 	b, err := json.Marshal(r)
 	if err != nil {

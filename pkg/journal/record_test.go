@@ -102,6 +102,12 @@ func TestAppendRejectsBadRecords(t *testing.T) {
 		{"unencodable details", Record{Type: TypeEvent, Event: EventRollback, Details: map[string]any{"f": func() {}}}, "encode event record"},
 		{"timestamp beyond year 9999", Record{Type: TypeEvent, Event: EventRollback, Timestamp: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, "encode event record"},
 		{"line too long", Record{Type: TypeEvent, Event: EventRollback, Message: strings.Repeat("x", MaxLineBytes)}, "line limit"},
+		{"count of one", Record{Type: TypeEvent, Event: EventRollback, Count: 1, FirstSeen: time.Now(), LastSeen: time.Now()}, "count"},
+		{"negative count", Record{Type: TypeEvent, Event: EventRollback, Count: -3}, "count"},
+		{"count without first_seen", Record{Type: TypeEvent, Event: EventRollback, Count: 2, LastSeen: time.Now()}, "first_seen"},
+		{"count without last_seen", Record{Type: TypeEvent, Event: EventRollback, Count: 2, FirstSeen: time.Now()}, "last_seen"},
+		{"last_seen before first_seen", Record{Type: TypeEvent, Event: EventRollback, Count: 2, FirstSeen: time.Now(), LastSeen: time.Now().Add(-time.Hour)}, "last_seen"},
+		{"first_seen without count", Record{Type: TypeEvent, Event: EventRollback, FirstSeen: time.Now()}, "first_seen"},
 	}
 	j, path := openTemp(t, Options{})
 	for _, tt := range tests {

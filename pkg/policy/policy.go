@@ -9,11 +9,14 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
-	"sort"
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -23,7 +26,8 @@ import (
 )
 
 // Policy names. Policy X lives in Rego package swiftdeploy.X and must define
-// a boolean `allow` and a set of strings `deny` (the reasons).
+// a boolean `allow` and a set `deny` of reasons: objects {reason, code,
+// transient}, or plain strings (lasting reasons without a code).
 const (
 	Infrastructure = "infrastructure"
 	CanarySafety   = "canary_safety"
@@ -46,14 +50,15 @@ type Thresholds struct {
 	MinRequests  int     `json:"min_requests"`
 }
 
-// InfraInput is what the infrastructure policy judges. A nil pointer means
-// the reading was unavailable, and the policy denies.
+// InfraInput is what the infrastructure policy judges. A nil pointer (or a
+// zero CPUCount) means the reading was unavailable, and the policy denies.
 type InfraInput struct {
-	DiskPath          string   `json:"disk_path"`
-	DiskFreeGB        *float64 `json:"disk_free_gb"`
-	CPULoad1          *float64 `json:"cpu_load"`
-	CPUCount          int      `json:"cpu_count"`
-	MemAvailableBytes *uint64  `json:"mem_available_bytes"`
+	DiskPath   string   `json:"disk_path"`
+	DiskFreeGB *float64 `json:"disk_free_gb"`
+	CPULoad1   *float64 `json:"cpu_load"` // 1-minute load average, host-wide
+	// CPUCount divides CPULoad1: the policy's max_cpu_load is per core.
+	CPUCount          int     `json:"cpu_count"`
+	MemAvailableBytes *uint64 `json:"mem_available_bytes"`
 }
 
 // CanaryInput is what the canary safety policy judges, measured over the
@@ -70,7 +75,17 @@ type CanaryInput struct {
 type Decision struct {
 	Policy  string   `json:"policy"`
 	Allowed bool     `json:"allowed"`
-	Reasons []string `json:"reasons,omitempty"`
+	Reasons []string `json:"reasons,omitempty"` // sorted
+	// Codes[i] is the policy's stable code for Reasons[i] ("" when it gave
+	// none); nil when no reason has a code. Reasons may carry the figures
+	// of one reading ("CPU load 3.9 per core ..."); codes do not, so they
+	// tell a repeated denial from a different one.
+	Codes []string `json:"codes,omitempty"`
+	// Transient is true when the decision denies and every reason is a
+	// reading that may settle by itself (CPU load), so that retrying later
+	// may succeed. A policy that could not be evaluated, a missing reading
+	// or a full disk is never transient.
+	Transient bool `json:"transient,omitempty"`
 	// Input is exactly what the policy saw, thresholds included, so that a
 	// journal entry can explain the decision on its own.
 	Input map[string]any `json:"input"`
@@ -138,7 +153,7 @@ func (e *Engine) Infrastructure(ctx context.Context, in InfraInput, t Thresholds
 		"disk_path":           in.DiskPath,
 		"disk_free_gb":        finite(in.DiskFreeGB),
 		"cpu_load":            finite(in.CPULoad1),
-		"cpu_count":           in.CPUCount,
+		"cpu_count":           count(in.CPUCount),
 		"mem_available_bytes": optional(in.MemAvailableBytes),
 		"thresholds": map[string]any{
 			"min_disk_gb":  finiteValue(t.MinDiskGB),
@@ -203,26 +218,107 @@ func (e *Engine) decide(ctx context.Context, name string, input map[string]any) 
 	if !ok {
 		return deny("policy %s returned a non-boolean allow: %v", name, rs[0].Bindings["allow"])
 	}
-	reasons, _ := rs[0].Bindings["reasons"].([]any)
-	for _, r := range reasons {
-		if s, ok := r.(string); ok {
-			d.Reasons = append(d.Reasons, s)
-		} else {
-			d.Reasons = append(d.Reasons, fmt.Sprint(r))
-		}
+	entries, _ := rs[0].Bindings["reasons"].([]any)
+	reasons := make([]reason, 0, len(entries))
+	for _, v := range entries {
+		reasons = append(reasons, parseEntry(name, v)...)
 	}
-	sort.Strings(d.Reasons)
 	switch {
-	case allow && len(d.Reasons) > 0:
+	case allow && len(reasons) > 0:
 		// A deny reason always wins over allow: a policy that says both
 		// is confused, and a confused policy must not let a deploy through.
 		d.Allowed = false
-	case !allow && len(d.Reasons) == 0:
+	case !allow && len(reasons) == 0:
 		return deny("policy %s denied without giving a reason", name)
 	default:
 		d.Allowed = allow
 	}
+	slices.SortStableFunc(reasons, func(a, b reason) int { return strings.Compare(a.text, b.text) })
+	d.Transient = !d.Allowed
+	hasCode := false
+	for _, r := range reasons {
+		d.Reasons = append(d.Reasons, r.text)
+		d.Transient = d.Transient && r.transient
+		hasCode = hasCode || r.code != ""
+	}
+	if hasCode {
+		for _, r := range reasons {
+			d.Codes = append(d.Codes, r.code)
+		}
+	}
 	return d
+}
+
+// reason is one deny entry as the engine reads it.
+type reason struct {
+	text, code string
+	transient  bool
+}
+
+// parseEntry reads one deny entry: a string (a lasting reason without a
+// code) or an object {reason, code, transient}. A malformed entry yields a
+// reason of its own that says what is wrong, and is never transient: the
+// decision still denies, but nothing retries on a policy's typo.
+func parseEntry(policy string, v any) []reason {
+	malformed := func(format string, a ...any) reason {
+		return reason{text: fmt.Sprintf("policy "+policy+format, a...)}
+	}
+	switch e := v.(type) {
+	case string:
+		if e == "" {
+			return []reason{malformed(" returned a deny entry without a reason: %s", jsonText(e))}
+		}
+		return []reason{{text: e}}
+	case map[string]any:
+		text, _ := e["reason"].(string)
+		if text == "" {
+			return []reason{malformed(" returned a deny entry without a reason: %s", jsonText(e))}
+		}
+		r := reason{text: text}
+		var problems []reason
+		for _, k := range slices.Sorted(maps.Keys(e)) {
+			switch val := e[k]; k {
+			case "reason":
+			case "code":
+				if s, ok := val.(string); ok {
+					r.code = s
+				} else {
+					problems = append(problems, malformed(": deny entry %q: code must be a string, got %s", text, jsonText(val)))
+				}
+			case "transient":
+				if b, ok := val.(bool); ok {
+					r.transient = b
+				} else {
+					problems = append(problems, malformed(": deny entry %q: transient must be a boolean, got %s", text, jsonText(val)))
+				}
+			default:
+				problems = append(problems, malformed(": deny entry %q: unknown key %q (want reason, code, transient)", text, k))
+			}
+		}
+		// The entry still denies with its own words; a problem with it
+		// makes the decision lasting, through the problem's own reason.
+		return append([]reason{r}, problems...)
+	}
+	return []reason{malformed(" returned a deny entry that is neither a string nor an object: %s", jsonText(v))}
+}
+
+// jsonText renders a value from the policy as JSON, as the policy author
+// wrote it, for error messages.
+func jsonText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// count is a CPU count for the policy input: zero is what a failed reading
+// leaves, and becomes null like every other missing reading.
+func count(n int) any {
+	if n == 0 {
+		return nil
+	}
+	return n
 }
 
 // finite dereferences p for the policy input. Absent and non-finite readings

@@ -43,45 +43,63 @@ func TestInfrastructure(t *testing.T) {
 		return in
 	}
 	tests := []struct {
-		name    string
-		in      InfraInput
-		t       Thresholds
-		allowed bool
-		reasons []string
+		name      string
+		in        InfraInput
+		t         Thresholds
+		allowed   bool
+		reasons   []string
+		transient bool
 	}{
 		{name: "healthy host", in: healthy, t: defaults, allowed: true},
 		{name: "low disk", in: with(func(in *InfraInput) { in.DiskFreeGB = ptr(9.5) }), t: defaults,
 			reasons: []string{"Disk space below 10GB"}},
-		{name: "high cpu", in: with(func(in *InfraInput) { in.CPULoad1 = ptr(2.01) }), t: defaults,
-			reasons: []string{"CPU load above 2.0"}},
-		{name: "both", in: with(func(in *InfraInput) { in.DiskFreeGB, in.CPULoad1 = ptr(0.0), ptr(7.0) }), t: defaults,
-			reasons: []string{"CPU load above 2.0", "Disk space below 10GB"}},
-		{name: "exactly at thresholds passes", in: with(func(in *InfraInput) { in.DiskFreeGB, in.CPULoad1 = ptr(10.0), ptr(2.0) }), t: defaults,
+		{name: "high cpu", in: with(func(in *InfraInput) { in.CPULoad1 = ptr(4.02) }), t: defaults,
+			reasons: []string{"CPU load 2.01 per core (4.02 on 2 CPUs) above 2.0"}, transient: true},
+		{name: "load is judged per core", in: with(func(in *InfraInput) { in.CPULoad1, in.CPUCount = ptr(7.8), 4 }), t: defaults,
 			allowed: true},
-		{name: "custom thresholds change the message", in: with(func(in *InfraInput) { in.DiskFreeGB, in.CPULoad1 = ptr(15.0), ptr(4.5) }),
+		{name: "the same load on fewer cores", in: with(func(in *InfraInput) { in.CPULoad1, in.CPUCount = ptr(7.8), 2 }), t: defaults,
+			reasons: []string{"CPU load 3.9 per core (7.8 on 2 CPUs) above 2.0"}, transient: true},
+		{name: "one CPU", in: with(func(in *InfraInput) { in.CPULoad1, in.CPUCount = ptr(2.5), 1 }), t: defaults,
+			reasons: []string{"CPU load 2.5 per core (2.5 on 1 CPU) above 2.0"}, transient: true},
+		// A lasting reason makes the whole denial lasting: waiting for the
+		// load to settle would not free the disk.
+		{name: "both", in: with(func(in *InfraInput) { in.DiskFreeGB, in.CPULoad1 = ptr(0.0), ptr(7.0) }), t: defaults,
+			reasons: []string{"CPU load 3.5 per core (7.0 on 2 CPUs) above 2.0", "Disk space below 10GB"}},
+		{name: "exactly at thresholds passes", in: with(func(in *InfraInput) { in.DiskFreeGB, in.CPULoad1 = ptr(10.0), ptr(4.0) }), t: defaults,
+			allowed: true},
+		{name: "custom thresholds change the message", in: with(func(in *InfraInput) { in.DiskFreeGB, in.CPULoad1 = ptr(15.0), ptr(9.0) }),
 			t:       Thresholds{MinDiskGB: 20, MaxCPULoad: 4},
-			reasons: []string{"CPU load above 4.0", "Disk space below 20GB"}},
-		{name: "fractional thresholds", in: with(func(in *InfraInput) { in.DiskFreeGB, in.CPULoad1 = ptr(0.2), ptr(1.0) }),
+			reasons: []string{"CPU load 4.5 per core (9.0 on 2 CPUs) above 4.0", "Disk space below 20GB"}},
+		{name: "fractional thresholds", in: with(func(in *InfraInput) { in.DiskFreeGB, in.CPULoad1 = ptr(0.2), ptr(2.0) }),
 			t:       Thresholds{MinDiskGB: 0.5, MaxCPULoad: 0.75},
-			reasons: []string{"CPU load above 0.75", "Disk space below 0.5GB"}},
-		{name: "custom thresholds let a busy host pass", in: with(func(in *InfraInput) { in.DiskFreeGB, in.CPULoad1 = ptr(15.0), ptr(3.0) }),
+			reasons: []string{"CPU load 1.0 per core (2.0 on 2 CPUs) above 0.75", "Disk space below 0.5GB"}},
+		{name: "custom thresholds let a busy host pass", in: with(func(in *InfraInput) { in.DiskFreeGB, in.CPULoad1 = ptr(15.0), ptr(6.0) }),
 			t: Thresholds{MinDiskGB: 5, MaxCPULoad: 4}, allowed: true},
 		{name: "no disk reading", in: with(func(in *InfraInput) { in.DiskFreeGB = nil }), t: defaults,
 			reasons: []string{"Disk space unknown: no free-space reading for /var/lib/docker"}},
 		{name: "no cpu reading", in: with(func(in *InfraInput) { in.CPULoad1 = nil }), t: defaults,
 			reasons: []string{"CPU load unknown: no load average reading"}},
+		{name: "no cpu count", in: with(func(in *InfraInput) { in.CPUCount = 0 }), t: defaults,
+			reasons: []string{"CPU count unknown: no CPU count reading"}},
+		{name: "no cpu count with a high load", in: with(func(in *InfraInput) { in.CPULoad1, in.CPUCount = ptr(50.0), 0 }), t: defaults,
+			reasons: []string{"CPU count unknown: no CPU count reading"}},
+		{name: "negative cpu count", in: with(func(in *InfraInput) { in.CPUCount = -2 }), t: defaults,
+			reasons: []string{"CPU count unknown: -2 is not a usable CPU count"}},
 		{name: "NaN reading counts as missing", in: with(func(in *InfraInput) { in.CPULoad1 = ptr(math.NaN()) }), t: defaults,
 			reasons: []string{"CPU load unknown: no load average reading"}},
 		{name: "infinite threshold counts as missing", in: healthy, t: Thresholds{MinDiskGB: 10, MaxCPULoad: math.Inf(1)},
 			reasons: []string{"Threshold max_cpu_load is missing"}},
 		{name: "no readings at all", in: InfraInput{}, t: defaults,
-			reasons: []string{"CPU load unknown: no load average reading", "Disk space unknown: no free-space reading for the deploy disk"}},
+			reasons: []string{"CPU count unknown: no CPU count reading", "CPU load unknown: no load average reading", "Disk space unknown: no free-space reading for the deploy disk"}},
 		{name: "memory is informational", in: with(func(in *InfraInput) { in.MemAvailableBytes = nil }), t: defaults, allowed: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d := e.Infrastructure(context.Background(), tc.in, tc.t)
 			assertDecision(t, d, Infrastructure, tc.allowed, tc.reasons)
+			if d.Transient != tc.transient {
+				t.Errorf("Transient = %v, want %v (reasons %q)", d.Transient, tc.transient, d.Reasons)
+			}
 		})
 	}
 }
@@ -133,6 +151,9 @@ func TestCanarySafety(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := e.CanarySafety(context.Background(), tc.in, tc.t)
 			assertDecision(t, d, CanarySafety, tc.allowed, tc.reasons)
+			if d.Transient {
+				t.Errorf("a canary-safety decision is never transient: %+v", d)
+			}
 		})
 	}
 }
@@ -158,6 +179,9 @@ func TestDecisionJSON(t *testing.T) {
 	}{
 		{"infrastructure_deny", func() Decision {
 			return e.Infrastructure(context.Background(), InfraInput{DiskPath: "/var/lib/docker", DiskFreeGB: ptr(4.25), CPUCount: 2, MemAvailableBytes: ptr(uint64(123456789))}, defaults)
+		}},
+		{"infrastructure_transient", func() Decision {
+			return e.Infrastructure(context.Background(), InfraInput{DiskPath: "/var/lib/docker", DiskFreeGB: ptr(48.5), CPULoad1: ptr(7.8), CPUCount: 2, MemAvailableBytes: ptr(uint64(123456789))}, defaults)
 		}},
 		{"canary_safety_deny", func() Decision {
 			return e.CanarySafety(context.Background(), CanaryInput{Mode: "canary", Requests: ptr(125.0), ReqPerSec: ptr(15.0), ErrorRate: ptr(0.04), P99Ms: ptr(620.0)}, defaults)
@@ -262,7 +286,7 @@ func TestReloadKeepsWorkingSetOnError(t *testing.T) {
 				}
 			}
 			// The default set still decides: a full disk is still denied.
-			d := e.Infrastructure(context.Background(), InfraInput{DiskFreeGB: ptr(1.0), CPULoad1: ptr(0.1)}, defaults)
+			d := e.Infrastructure(context.Background(), InfraInput{DiskFreeGB: ptr(1.0), CPULoad1: ptr(0.1), CPUCount: 2}, defaults)
 			assertDecision(t, d, Infrastructure, false, []string{"Disk space below 10GB"})
 		})
 	}
@@ -270,7 +294,7 @@ func TestReloadKeepsWorkingSetOnError(t *testing.T) {
 
 func TestReloadSwapsSet(t *testing.T) {
 	e := defaultEngine(t)
-	full := InfraInput{DiskFreeGB: ptr(1.0), CPULoad1: ptr(0.1)}
+	full := InfraInput{DiskFreeGB: ptr(1.0), CPULoad1: ptr(0.1), CPUCount: 2}
 	if d := e.Infrastructure(context.Background(), full, defaults); d.Allowed {
 		t.Fatalf("default policy allowed a full disk: %+v", d)
 	}
@@ -354,6 +378,12 @@ func TestFailClosed(t *testing.T) {
 			reason: "policy evaluation failed: ",
 		},
 		{
+			name:   "non-boolean allow beside transient reasons",
+			infra:  "package swiftdeploy.infrastructure\n\nallow := \"no\"\n\ndeny contains {\"reason\": \"busy\", \"transient\": true}\n",
+			reason: `policy infrastructure returned a non-boolean allow: no`,
+		},
+		{
+			// The input is a transient denial for the default policy.
 			name:   "cancelled context",
 			infra:  string(mustRead(t, "infrastructure.rego")),
 			ctx:    cancelled,
@@ -370,14 +400,87 @@ func TestFailClosed(t *testing.T) {
 			if tc.ctx != nil {
 				ctx = tc.ctx()
 			}
-			d := e.Infrastructure(ctx, InfraInput{DiskPath: "/x", DiskFreeGB: ptr(50.0), CPULoad1: ptr(1.5)}, defaults)
+			d := e.Infrastructure(ctx, InfraInput{DiskPath: "/x", DiskFreeGB: ptr(50.0), CPULoad1: ptr(5.0), CPUCount: 2}, defaults)
 			if d.Allowed || len(d.Reasons) != 1 || !strings.HasPrefix(d.Reasons[0], tc.reason) {
 				t.Errorf("got allowed=%v reasons=%q, want a denial with reason starting %q", d.Allowed, d.Reasons, tc.reason)
+			}
+			// A policy that cannot be evaluated says nothing about the
+			// host: waiting would not make it decide.
+			if d.Transient {
+				t.Errorf("a failed evaluation is transient: %+v", d)
 			}
 			if d.Input["thresholds"] == nil {
 				t.Errorf("a failed decision lost its input: %+v", d.Input)
 			}
 		})
+	}
+}
+
+// TestDenyEntries covers the shapes a deny entry may take: a string (a
+// lasting reason without a code, as older custom policies write them) or an
+// object {reason, code, transient}. A malformed entry denies, says why and
+// is never transient.
+func TestDenyEntries(t *testing.T) {
+	const head = "package swiftdeploy.infrastructure\n\nallow := count(deny) == 0\n\n"
+	tests := []struct {
+		name      string
+		deny      string // the deny rules
+		reasons   []string
+		codes     []string
+		transient bool
+	}{
+		{name: "string", deny: `deny contains "busy"`,
+			reasons: []string{"busy"}},
+		{name: "transient object", deny: `deny contains {"reason": "busy", "code": "load", "transient": true}`,
+			reasons: []string{"busy"}, codes: []string{"load"}, transient: true},
+		{name: "lasting object", deny: `deny contains {"reason": "full", "code": "disk", "transient": false}`,
+			reasons: []string{"full"}, codes: []string{"disk"}},
+		{name: "object without code or transient", deny: `deny contains {"reason": "full"}`,
+			reasons: []string{"full"}},
+		{name: "every reason transient", deny: "deny contains {\"reason\": \"b\", \"code\": \"x\", \"transient\": true}\ndeny contains {\"reason\": \"a\", \"transient\": true}",
+			reasons: []string{"a", "b"}, codes: []string{"", "x"}, transient: true},
+		{name: "one lasting reason makes it lasting", deny: "deny contains {\"reason\": \"busy\", \"code\": \"load\", \"transient\": true}\ndeny contains \"disk full\"",
+			reasons: []string{"busy", "disk full"}, codes: []string{"load", ""}},
+		{name: "transient not a boolean", deny: `deny contains {"reason": "busy", "transient": "yes"}`,
+			reasons: []string{"busy", `policy infrastructure: deny entry "busy": transient must be a boolean, got "yes"`}},
+		{name: "code not a string", deny: `deny contains {"reason": "busy", "code": 7, "transient": true}`,
+			reasons: []string{"busy", `policy infrastructure: deny entry "busy": code must be a string, got 7`}},
+		{name: "unknown key", deny: `deny contains {"reason": "busy", "transiant": true}`,
+			reasons: []string{"busy", `policy infrastructure: deny entry "busy": unknown key "transiant" (want reason, code, transient)`}},
+		{name: "no reason", deny: `deny contains {"code": "load", "transient": true}`,
+			reasons: []string{`policy infrastructure returned a deny entry without a reason: {"code":"load","transient":true}`}},
+		{name: "empty reason", deny: `deny contains ""`,
+			reasons: []string{`policy infrastructure returned a deny entry without a reason: ""`}},
+		{name: "neither string nor object", deny: `deny contains 42`,
+			reasons: []string{"policy infrastructure returned a deny entry that is neither a string nor an object: 42"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := New(fstest.MapFS{"infrastructure.rego": {Data: []byte(head + tc.deny + "\n")}})
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			d := e.Infrastructure(context.Background(), InfraInput{}, defaults)
+			assertDecision(t, d, Infrastructure, false, tc.reasons)
+			if !slices.Equal(d.Codes, tc.codes) || d.Transient != tc.transient {
+				t.Errorf("codes %q, transient %v; want %q, %v", d.Codes, d.Transient, tc.codes, tc.transient)
+			}
+		})
+	}
+}
+
+// TestDefaultCodes pins the codes the default policies give: they are what
+// tells one denial from the next when the figures in the reasons change.
+func TestDefaultCodes(t *testing.T) {
+	e := defaultEngine(t)
+	busy := InfraInput{DiskPath: "/d", DiskFreeGB: ptr(1.0), CPULoad1: ptr(7.8), CPUCount: 2}
+	d := e.Infrastructure(context.Background(), busy, defaults)
+	if want := []string{"cpu_load_high", "disk_low"}; !slices.Equal(d.Codes, want) {
+		t.Errorf("infrastructure codes %q for reasons %q, want %q", d.Codes, d.Reasons, want)
+	}
+	c := e.CanarySafety(context.Background(), CanaryInput{Requests: ptr(3.0), ErrorRate: ptr(0.5), P99Ms: ptr(900.0)}, defaults)
+	if want := []string{"error_rate_high", "requests_low", "p99_latency_high"}; !slices.Equal(c.Codes, want) {
+		t.Errorf("canary codes %q for reasons %q, want %q", c.Codes, c.Reasons, want)
 	}
 }
 
@@ -400,7 +503,7 @@ func TestZeroEngineDenies(t *testing.T) {
 // reloaded; run with -race. Each decision must come whole from one set.
 func TestConcurrentEval(t *testing.T) {
 	e := defaultEngine(t)
-	full := InfraInput{DiskFreeGB: ptr(1.0), CPULoad1: ptr(0.1)}
+	full := InfraInput{DiskFreeGB: ptr(1.0), CPULoad1: ptr(0.1), CPUCount: 2}
 	var wg sync.WaitGroup
 	errs := make(chan string, 100)
 	for g := range 8 {
@@ -456,7 +559,7 @@ func cancelled() context.Context {
 
 func BenchmarkInfrastructureDecision(b *testing.B) {
 	e := defaultEngine(b)
-	in := InfraInput{DiskPath: "/var/lib/docker", DiskFreeGB: ptr(8.0), CPULoad1: ptr(2.5), CPUCount: 2, MemAvailableBytes: ptr(uint64(1 << 30))}
+	in := InfraInput{DiskPath: "/var/lib/docker", DiskFreeGB: ptr(8.0), CPULoad1: ptr(5.0), CPUCount: 2, MemAvailableBytes: ptr(uint64(1 << 30))}
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

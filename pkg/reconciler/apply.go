@@ -29,6 +29,8 @@ type Decision struct {
 	// Transient marks a denial whose every reason may clear by itself
 	// (a busy host), so a caller may wait and retry.
 	Transient bool
+	// Codes are the reasons' stable codes (Codes[i] for Reasons[i]).
+	Codes []string
 }
 
 // Gate decides whether a plan that changes what runs may proceed. It runs
@@ -50,6 +52,7 @@ type Hook func(point string, op Op) error
 type DeniedError struct {
 	Reasons   []string
 	Transient bool
+	Codes     []string
 }
 
 func (e *DeniedError) Error() string {
@@ -212,7 +215,7 @@ func (r *Reconciler) ApplyGated(ctx context.Context, d Desired, plan Plan, gate 
 			return &DeniedError{Reasons: []string{"no infrastructure gate configured"}}
 		}
 		if dec := gate(ctx, plan); !dec.Allowed {
-			return &DeniedError{Reasons: dec.Reasons, Transient: dec.Transient}
+			return &DeniedError{Reasons: dec.Reasons, Transient: dec.Transient, Codes: dec.Codes}
 		}
 	}
 	if !hasKind(plan, OpPullImage) {
