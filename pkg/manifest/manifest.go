@@ -230,12 +230,16 @@ func (m *Manifest) Hash() string {
 // error, never text that would read back differently. An invalid m is an
 // error too.
 //
-// The text comes from sigs.k8s.io/yaml, which goes through the JSON form
+// The text comes from sigs.k8s.io/yaml's JSONToYAML, fed the JSON form
 // that Hash digests, so the two cannot disagree on field names, and whose
 // YAML 1.1 emitter quotes every string a YAML 1.1 or 1.2 reader could take
 // for something else ("on", "010", "1e3", "~").
 func (m *Manifest) YAML() ([]byte, error) {
-	out, err := yaml.Marshal(m)
+	j, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("write manifest %s as YAML: %w", m.Project, err)
+	}
+	out, err := yaml.JSONToYAML(escapeForYAML11(j))
 	if err != nil {
 		return nil, fmt.Errorf("write manifest %s as YAML: %w", m.Project, err)
 	}
@@ -247,6 +251,24 @@ func (m *Manifest) YAML() ([]byte, error) {
 		return nil, fmt.Errorf("write manifest %s as YAML: the text reads back as a different manifest", m.Project)
 	}
 	return out, nil
+}
+
+// escapeForYAML11 escapes, as \uXXXX, the characters that encoding/json
+// writes raw but a YAML 1.1 reader does not read back as themselves:
+// JSONToYAML parses the JSON as YAML 1.1, where NEL (U+0085) is a line
+// break (folded into a space inside quotes) and DEL, the other C1 controls
+// and U+FFFE/U+FFFF may not appear raw at all. They can only be inside JSON
+// strings, the rest of JSON being printable ASCII.
+func escapeForYAML11(j []byte) []byte {
+	var b bytes.Buffer
+	for _, r := range string(j) {
+		if r == 0x7f || r >= 0x80 && r <= 0x9f || r == 0xfffe || r == 0xffff {
+			fmt.Fprintf(&b, `\u%04x`, r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.Bytes()
 }
 
 // Duration is a time.Duration that reads "5s"/"1m" strings or a number of

@@ -348,6 +348,12 @@ func TestYAMLRoundTrip(t *testing.T) {
 		"PADDED": "  both ends  ", "TRAILING_NL": "x\n\n", "QUOTES": `"double" and 'single'`,
 		"COMMENT": "a #b", "FLOW": "{[a, b]}", "ANCHOR": "&a *b", "DOLLAR": "${HOME}", "TAB": "\tx\t",
 		"UNICODE": "héllo ☃ \u2028 \ufeff", "CONTROL": "\x1b[0m", "LONG": strings.Repeat("word ", 40),
+		"INDICATORS": "- x", "QMARK": "? x", "COLON": ": x", "AT": "@x", "BACKTICK": "`x", "PERCENT": "%x",
+		"BANG": "!x", "STAR": "*x", "PIPE": "|", "GT": ">", "SPACE": " ", "DOCSTART": "---", "DOCEND": "...",
+		"LEADING_NL": "\nx", "ONLY_NL": "\n", "BACKSLASH": `C:\dir\n`, "LS_PS": "a\u2028b\u2029c",
+		// Characters YAML 1.1 reads as line breaks (NEL) or refuses to read
+		// raw (DEL, C1 controls, U+FFFE, U+FFFF).
+		"NEL": "a\u0085b", "NEL_END": "x\u0085", "DEL": "a\x7fb", "C1": "a\u0080b\u009fc", "NONCHAR": "a\ufffeb\uffffc",
 	}
 	tests := []struct {
 		name string
