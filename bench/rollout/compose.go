@@ -115,8 +115,8 @@ func (c *composeEnv) down(ctx context.Context) {
 	// A fresh context: teardown runs after a cancelled phase too.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if out, err := c.compose(ctx, time.Minute, "down", "-v", "--remove-orphans", "-t", "2"); err != nil {
-		c.b.logf("compose down %s: %v\n%s", c.project, err, out)
+	if _, err := c.compose(ctx, time.Minute, "down", "-v", "--remove-orphans", "-t", "2"); err != nil {
+		c.b.logf("compose down %s: %v", c.project, err)
 	}
 }
 
@@ -163,6 +163,7 @@ func (b *bench) runCompose(ctx context.Context, n int) (outcome, error) {
 		l.finish()
 		return res, err
 	}
+	watch := watchEngine(ctx, b.cli, labelComposeProj+"="+c.project, "com.docker.compose.service=app")
 	b.logf("compose N=%d: image tag edited to %s; docker-compose up -d", n, images.AppImageV2)
 	t0 := time.Now()
 	out, upErr := c.up(ctx)
@@ -170,6 +171,7 @@ func (b *bench) runCompose(ctx context.Context, n int) (outcome, error) {
 	b.debugf("%s", out)
 	if upErr != nil {
 		l.finish()
+		watch.stop(t0)
 		return res, upErr
 	}
 	res.Done = done
@@ -177,8 +179,8 @@ func (b *bench) runCompose(ctx context.Context, n int) (outcome, error) {
 	waitErr := waitSettled(ctx, rec, b.tail, t0, b.phaseTimeout)
 	sum, lerr := l.finish()
 	res.fill(rec, sum, t0)
-	if res.Engine, err = engineEvents(ctx, b.cli, t0, time.Now(), labelComposeProj+"="+c.project, "com.docker.compose.service=app"); err != nil {
-		b.logf("%v", err)
+	if res.Engine, err = watch.stop(t0); err != nil {
+		b.logf("engine events: %v", err)
 	}
 	if waitErr != nil {
 		return res, fmt.Errorf("compose N=%d: %w", n, waitErr)

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/events"
@@ -24,49 +22,69 @@ type engineMilestone struct {
 // lifecycle are the container events the milestones show, in lifecycle order.
 var lifecycle = []string{"create", "start", "health_status: healthy", "kill", "die", "destroy"}
 
-// engineEvents reads, from the engine's event log, the lifecycle events of
-// containers carrying every one of labels between t0 and until, condensed
-// per action and image.
-func engineEvents(ctx context.Context, cli *client.Client, t0, until time.Time, labels ...string) ([]engineMilestone, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
+// engineWatch collects the lifecycle events of containers carrying every
+// one of its labels while it runs. It subscribes live: the engine keeps only
+// its last 256 events for later queries, which a busy host overwrites
+// within a phase.
+type engineWatch struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	seen   []events.Message
+	err    error
+}
+
+func watchEngine(ctx context.Context, cli *client.Client, labels ...string) *engineWatch {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w := &engineWatch{cancel: cancel, done: make(chan struct{})}
 	res := cli.Events(ctx, client.EventsListOptions{
-		Since:   unixArg(t0.Add(-time.Second)),
-		Until:   unixArg(until),
 		Filters: make(client.Filters).Add("type", string(events.ContainerEventType)).Add("label", labels...),
 	})
-	byKey := map[[2]string]*engineMilestone{}
-	for {
-		select {
-		case m := <-res.Messages:
-			at := time.Unix(0, m.TimeNano)
-			if at.Before(t0) || !slices.Contains(lifecycle, string(m.Action)) {
-				continue
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case m := <-res.Messages:
+				if slices.Contains(lifecycle, string(m.Action)) {
+					w.mu.Lock()
+					w.seen = append(w.seen, m)
+					w.mu.Unlock()
+				}
+			case err := <-res.Err:
+				if ctx.Err() == nil {
+					w.mu.Lock()
+					w.err = err
+					w.mu.Unlock()
+				}
+				return
 			}
-			k := [2]string{string(m.Action), m.Actor.Attributes["image"]}
-			ms := byKey[k]
-			if ms == nil {
-				ms = &engineMilestone{Action: k[0], Image: k[1], First: at.Sub(t0)}
-				byKey[k] = ms
-			}
-			ms.Count++
-			ms.Last = at.Sub(t0)
-		case err := <-res.Err:
-			// The stream ends with io.EOF once until has passed.
-			if err != nil && !errors.Is(err, io.EOF) {
-				return condense(byKey), fmt.Errorf("engine events: %w", err)
-			}
-			return condense(byKey), nil
 		}
+	}()
+	return w
+}
+
+// stop ends the watch and condenses the events from t0 on, per action and
+// image, in order of their first occurrence.
+func (w *engineWatch) stop(t0 time.Time) ([]engineMilestone, error) {
+	w.cancel()
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	byKey := map[[2]string]*engineMilestone{}
+	for _, m := range w.seen {
+		at := time.Unix(0, m.TimeNano)
+		if at.Before(t0) {
+			continue
+		}
+		k := [2]string{string(m.Action), m.Actor.Attributes["image"]}
+		ms := byKey[k]
+		if ms == nil {
+			ms = &engineMilestone{Action: k[0], Image: k[1], First: at.Sub(t0)}
+			byKey[k] = ms
+		}
+		ms.Count++
+		ms.Last = at.Sub(t0)
 	}
-}
-
-// unixArg formats t as the engine's "seconds.nanoseconds" timestamp.
-func unixArg(t time.Time) string {
-	return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())
-}
-
-func condense(byKey map[[2]string]*engineMilestone) []engineMilestone {
 	var out []engineMilestone
 	for _, m := range byKey {
 		out = append(out, *m)
@@ -77,5 +95,5 @@ func condense(byKey map[[2]string]*engineMilestone) []engineMilestone {
 		}
 		return slices.Index(lifecycle, a.Action) - slices.Index(lifecycle, b.Action)
 	})
-	return out
+	return out, w.err
 }

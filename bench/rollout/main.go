@@ -74,6 +74,7 @@ type bench struct {
 	binDir       string
 	verbose      bool
 	skip         map[string]bool
+	failed       int // phases that failed
 	floorReps    int
 	logsDir      string
 
@@ -106,7 +107,7 @@ func run() error {
 	flag.StringVar(&b.out, "out", "", "also write the results as Markdown to this file")
 	flag.DurationVar(&b.warmup, "change-after", 5*time.Second, "load time before the change")
 	flag.DurationVar(&b.tail, "tail", 3*time.Second, "how long every answer must have been the new version before a phase ends")
-	flag.DurationVar(&b.phaseTimeout, "phase-timeout", 2*time.Minute, "bound on each wait of a phase (stack up, change settled, promotion allowed)")
+	flag.DurationVar(&b.phaseTimeout, "phase-timeout", 3*time.Minute, "bound on each wait of a phase (stack up, change settled, promotion allowed)")
 	flag.StringVar(&b.binDir, "bin", defaultBinDir, "where swiftdeployd and swiftctl are built (relative to the module root)")
 	flag.BoolVar(&b.verbose, "v", false, "log command output and every promote attempt")
 	flag.IntVar(&b.floorReps, "floor-reps", 3, "floor measurements per run (the median is reported)")
@@ -214,6 +215,9 @@ func run() error {
 		}
 		b.logf("Markdown written to %s", b.out)
 	}
+	if b.failed > 0 {
+		return fmt.Errorf("%d phase(s) failed; see the table", b.failed)
+	}
 	return nil
 }
 
@@ -317,20 +321,22 @@ func (b *bench) measure(ctx context.Context, n, r int) ([]outcome, error) {
 		res, err := p.fn(ctx, n)
 		res.Run = r
 		if err != nil {
-			return append(out, res), err
-		}
-		if p.key == "floor" {
-			// runFloor returns the one-container floor; the N-container
-			// figure rides along in its Extra.
-			out = append(out, res)
-			if res.extra != nil {
-				res.extra.Run = r
-				out = append(out, *res.extra)
+			if ctx.Err() != nil {
+				return append(out, res), err
 			}
+			// One phase failing (a timeout on an overloaded host, say)
+			// does not void the others: it is reported in the table.
+			b.logf("    FAILED: %v", err)
+			res.Err = err.Error()
+			b.failed++
 		} else {
-			out = append(out, res)
+			b.logf("    %s", res.summary())
 		}
-		b.logf("    %s", res.summary())
+		out = append(out, res)
+		if res.extra != nil {
+			res.extra.Run = r
+			out = append(out, *res.extra)
+		}
 		// Let the engine settle between phases.
 		if err := sleep(ctx, 2*time.Second); err != nil {
 			return out, err

@@ -116,7 +116,7 @@ func sweep(ctx context.Context, cli *client.Client, runID string, own bool) erro
 		if !match(runOf(n.Labels)) && !match(n.Name) {
 			continue
 		}
-		if _, err := cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		if err := removeNetwork(ctx, cli, n.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
 		}
 	}
@@ -129,6 +129,22 @@ func sweep(ctx context.Context, cli *client.Client, runID string, own bool) erro
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeNetwork removes a network, retrying for a few seconds: the engine
+// may report "active endpoints" for a moment after the last container went.
+func removeNetwork(ctx context.Context, cli *client.Client, id string) error {
+	var err error
+	for range 10 {
+		_, err = cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if sleep(ctx, time.Second) != nil {
+			break
+		}
+	}
+	return err
 }
 
 // freePort returns a loopback port nothing listens on, checked free on all

@@ -27,6 +27,7 @@ type outcome struct {
 	Steps                  []step
 	Engine                 []engineMilestone
 	Notes                  []string
+	Err                    string // why the phase failed
 
 	extra *outcome // the floor's N-container figure
 }
@@ -126,15 +127,28 @@ func printReport(w io.Writer, b *bench, machine string, all []outcome, heading b
 			}
 			var failed, totals []int
 			var first, allNew, done []time.Duration
+			errs := 0
 			for _, o := range rs {
+				if o.Err != "" {
+					errs++
+					continue
+				}
 				failed = append(failed, o.Failed)
 				totals = append(totals, o.Total)
 				first = append(first, o.FirstNew)
 				allNew = append(allNew, o.AllNew)
 				done = append(done, o.Done)
 			}
-			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", n, m,
-				failedCell(medianInt(failed), medianInt(totals)), fmtDur(median(first)), fmtDur(median(allNew)), fmtDur(median(done)))
+			label := m
+			if errs > 0 {
+				label = fmt.Sprintf("%s (**%d of %d run(s) failed**, see below)", m, errs, len(rs))
+			}
+			fc := "—"
+			if len(failed) > 0 {
+				fc = failedCell(medianInt(failed), medianInt(totals))
+			}
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", n, label,
+				fc, fmtDur(median(first)), fmtDur(median(allNew)), fmtDur(median(done)))
 		}
 	}
 
@@ -147,6 +161,9 @@ func printReport(w io.Writer, b *bench, machine string, all []outcome, heading b
 			d, okD := find(all, methodDaemon, n, r)
 			c, okC := find(all, methodCompose, n, r)
 			f, okF := find(all, methodFloor, n, r)
+			okD = okD && d.Err == ""
+			okC = okC && c.Err == ""
+			okF = okF && f.Err == ""
 			if okD && okC {
 				cf, ca = appendRatio(cf, d.FirstNew, c.FirstNew), appendRatio(ca, d.AllNew, c.AllNew)
 				cd = appendRatio(cd, d.Done, c.Done)
@@ -164,6 +181,10 @@ func printReport(w io.Writer, b *bench, machine string, all []outcome, heading b
 	fmt.Fprintln(w, "|---:|---:|---|---:|---|---:|---:|---:|---:|")
 	for _, o := range all {
 		kinds, p99 := "—", "—"
+		if o.Err != "" {
+			fmt.Fprintf(w, "| %d | %d | %s | **failed** (see below) | | | | | |\n", o.Run, o.N, o.Method)
+			continue
+		}
 		if o.Failed >= 0 {
 			kinds = failureKinds(o.Kinds)
 			p99 = fmt.Sprintf("%d ms", o.P99.Milliseconds())
@@ -173,10 +194,13 @@ func printReport(w io.Writer, b *bench, machine string, all []outcome, heading b
 	}
 
 	for _, o := range all {
-		if len(o.Steps) == 0 && len(o.Notes) == 0 && len(o.Engine) == 0 {
+		if len(o.Steps) == 0 && len(o.Notes) == 0 && len(o.Engine) == 0 && o.Err == "" {
 			continue
 		}
 		fmt.Fprintf(w, "\n**Run %d, N=%d, %s**\n\n", o.Run, o.N, o.Method)
+		if o.Err != "" {
+			fmt.Fprintf(w, "- **failed**: %s\n", strings.ReplaceAll(strings.TrimSpace(o.Err), "\n", " ⏎ "))
+		}
 		for _, n := range o.Notes {
 			fmt.Fprintf(w, "- %s\n", n)
 		}

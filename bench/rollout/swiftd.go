@@ -221,11 +221,16 @@ func (b *bench) newDaemonEnv(ctx context.Context, kind string, n int) (*daemonEn
 	return d, teardown, nil
 }
 
-// engineEvents condenses the app containers' engine events since t0.
-func (d *daemonEnv) engineEvents(ctx context.Context, t0 time.Time) []engineMilestone {
-	ms, err := engineEvents(ctx, d.b.cli, t0, time.Now(), stack.LabelProject+"="+d.project, stack.LabelRole+"="+stack.RoleApp)
+// watchApps starts collecting the app containers' engine events.
+func (d *daemonEnv) watchApps(ctx context.Context) *engineWatch {
+	return watchEngine(ctx, d.b.cli, stack.LabelProject+"="+d.project, stack.LabelRole+"="+stack.RoleApp)
+}
+
+// milestones ends w and condenses its events since t0.
+func (d *daemonEnv) milestones(w *engineWatch, t0 time.Time) []engineMilestone {
+	ms, err := w.stop(t0)
 	if err != nil {
-		d.b.logf("%v", err)
+		d.b.logf("engine events: %v", err)
 	}
 	return ms
 }
@@ -260,10 +265,12 @@ func (b *bench) runDaemon(ctx context.Context, n int) (outcome, error) {
 		l.finish()
 		return res, err
 	}
+	watch := d.watchApps(ctx)
 	b.logf("swiftdeployd N=%d: manifest edited to %s", n, images.AppImageV2)
 	t0, err := d.writeManifest(d.manifest(images.AppImageV2, false))
 	if err != nil {
 		l.finish()
+		watch.stop(t0)
 		return res, err
 	}
 	convErr := d.converged(ctx, map[string]int{images.AppImageV2: n}, b.phaseTimeout)
@@ -272,7 +279,7 @@ func (b *bench) runDaemon(ctx context.Context, n int) (outcome, error) {
 	sum, _ := l.finish()
 	res.fill(rec, sum, t0)
 	res.Steps = daemonSteps(d.logPath, t0)
-	res.Engine = d.engineEvents(ctx, t0)
+	res.Engine = d.milestones(watch, t0)
 	res.Notes = append(res.Notes, fmt.Sprintf("daemon reported converged (status + empty diff, polled every 100 ms) after %s", fmtDur(res.Done)))
 	if err := errors.Join(convErr, waitErr); err != nil {
 		return res, fmt.Errorf("swiftdeployd N=%d: %w", n, err)
@@ -310,6 +317,12 @@ func (b *bench) runCanary(ctx context.Context, n int) (outcome, error) {
 		return fail(fmt.Errorf("canary N=%d: %w", n, err))
 	}
 	res.Notes = append(res.Notes, fmt.Sprintf("canary declared and converged in %s", fmtDur(time.Since(declared))))
+	watch := d.watchApps(ctx)
+	defer func() {
+		if watch != nil {
+			watch.stop(time.Now())
+		}
+	}()
 
 	// Promote, retrying while the policy denies (e.g. too few canary
 	// requests in the window yet).
@@ -323,6 +336,9 @@ func (b *bench) runCanary(ctx context.Context, n int) (outcome, error) {
 		at := time.Now()
 		out, code, err := d.swiftctl(ctx, b.phaseTimeout, "promote")
 		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("canary N=%d: swiftctl promote did not return within %s (-phase-timeout); output so far: %q", n, b.phaseTimeout, out)
+			}
 			return fail(err)
 		}
 		if code == 0 {
@@ -356,7 +372,8 @@ func (b *bench) runCanary(ctx context.Context, n int) (outcome, error) {
 	// Before the promotion the canary already answered 20% of requests.
 	res.FirstNew = -1
 	res.Steps = daemonSteps(d.logPath, t0)
-	res.Engine = d.engineEvents(ctx, t0)
+	res.Engine = d.milestones(watch, t0)
+	watch = nil
 	pre := 0
 	for _, s := range rec.snapshot() {
 		if s.failed && s.sent.Before(t0) {
