@@ -200,8 +200,11 @@ func run() error {
 			got, err := b.measure(ctx, n, r)
 			all = append(all, got...)
 			if err != nil {
-				// Print what was measured before failing.
+				// Print what was measured before stopping.
 				printReport(os.Stdout, b, machine, all, false)
+				if ctx.Err() != nil {
+					return errors.New("interrupted (everything created was removed)")
+				}
 				return err
 			}
 		}
