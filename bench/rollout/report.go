@@ -1,0 +1,261 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/deploy/images"
+	"github.com/swiftdeploy/swiftdeploy/pkg/loadgen"
+)
+
+// outcome is one measured phase.
+type outcome struct {
+	Method string
+	N      int
+	Run    int
+	// Failed of Total requests; Failed -1 when the phase sends no load.
+	Failed, Total int
+	Kinds         map[string]int
+	// FirstNew, AllNew: see timeline. Done is the change to the tool
+	// saying it is done. -1 when not applicable.
+	FirstNew, AllNew, Done time.Duration
+	P99                    time.Duration
+	Steps                  []step
+	Engine                 []engineMilestone
+	Notes                  []string
+	Err                    string // why the phase failed
+
+	extra *outcome // the floor's N-container figure
+}
+
+// fill sets the load figures from the recorder and loadgen's summary.
+func (o *outcome) fill(rec *recorder, sum loadgen.Result, t0 time.Time) {
+	samples := rec.snapshot()
+	tl := analyse(samples, rec.newVersion, t0, sum.Failures[loadgen.FailureSkipped])
+	o.Failed, o.Total = tl.Failed, tl.Total
+	o.FirstNew, o.AllNew, o.P99 = tl.FirstNew, tl.AllNew, tl.P99
+	o.Kinds = sum.Failures
+	if sum.Total != tl.Total {
+		o.Notes = append(o.Notes, fmt.Sprintf("loadgen accounted for %d requests, the recording transport for %d", sum.Total, tl.Total))
+	}
+}
+
+func (o outcome) summary() string {
+	s := fmt.Sprintf("%s N=%d: ", o.Method, o.N)
+	if o.Failed >= 0 {
+		s += fmt.Sprintf("failed %s, ", failedCell(o.Failed, o.Total))
+	}
+	s += fmt.Sprintf("first new %s, all new %s, done %s", fmtDur(o.FirstNew), fmtDur(o.AllNew), fmtDur(o.Done))
+	if o.Failed > 0 {
+		s += " (" + failureKinds(o.Kinds) + ")"
+	}
+	return s
+}
+
+func fmtDur(d time.Duration) string {
+	if d < 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func failedCell(failed, total int) string {
+	if failed < 0 {
+		return "—"
+	}
+	if total == 0 {
+		return "0 / 0"
+	}
+	return fmt.Sprintf("%d / %d (%.1f%%)", failed, total, 100*float64(failed)/float64(total))
+}
+
+// median of the values that are not -1; -1 if none.
+func median(ds []time.Duration) time.Duration {
+	var v []time.Duration
+	for _, d := range ds {
+		if d >= 0 {
+			v = append(v, d)
+		}
+	}
+	if len(v) == 0 {
+		return -1
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func medianInt(xs []int) int {
+	if len(xs) == 0 {
+		return -1
+	}
+	v := slices.Clone(xs)
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+var methodOrder = []string{methodCompose, methodDaemon, methodFloor, methodFloorN, methodCanary}
+
+// printReport writes the results as Markdown: per N the medians over runs,
+// then the same-run ratios, then the swiftdeployd step breakdowns.
+func printReport(w io.Writer, b *bench, machine string, all []outcome, heading bool) {
+	if heading {
+		fmt.Fprintf(w, "# Rollout benchmark results\n\n")
+	}
+	fmt.Fprintf(w, "\nImage change %s (%s) → %s (%s) under %d req/s open-loop load, made %s into the load; %d run(s), medians shown.\n",
+		images.AppImage, images.AppVersion, images.AppImageV2, images.AppV2Version, b.rps, b.warmup, b.runs)
+	fmt.Fprintf(w, "Measured %s UTC. Machine: %s; load average at the end %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04"), machine, loadAvg())
+
+	fmt.Fprintln(w, "| N | method | failed / total | first new | all new | tool done |")
+	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|")
+	for _, n := range b.ns {
+		for _, m := range methodOrder {
+			var rs []outcome
+			for _, o := range all {
+				if o.N == n && o.Method == m {
+					rs = append(rs, o)
+				}
+			}
+			if len(rs) == 0 {
+				continue
+			}
+			var failed, totals []int
+			var first, allNew, done []time.Duration
+			errs := 0
+			for _, o := range rs {
+				if o.Err != "" {
+					errs++
+					continue
+				}
+				failed = append(failed, o.Failed)
+				totals = append(totals, o.Total)
+				first = append(first, o.FirstNew)
+				allNew = append(allNew, o.AllNew)
+				done = append(done, o.Done)
+			}
+			label := m
+			if errs > 0 {
+				label = fmt.Sprintf("%s (**%d of %d run(s) failed**, see below)", m, errs, len(rs))
+			}
+			fc := "—"
+			if len(failed) > 0 {
+				fc = failedCell(medianInt(failed), medianInt(totals))
+			}
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", n, label,
+				fc, fmtDur(median(first)), fmtDur(median(allNew)), fmtDur(median(done)))
+		}
+	}
+
+	fmt.Fprintln(w, "\nRatios (computed within each run, then the median over runs):")
+	fmt.Fprintln(w, "\n| N | swiftdeployd / compose, first new | swiftdeployd / compose, all new | swiftdeployd / compose, tool done | swiftdeployd / floor, first new | swiftdeployd / floor, all new |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|")
+	for _, n := range b.ns {
+		var cf, ca, cd, ff, fa []float64
+		for r := 1; r <= b.runs; r++ {
+			d, okD := find(all, methodDaemon, n, r)
+			c, okC := find(all, methodCompose, n, r)
+			f, okF := find(all, methodFloor, n, r)
+			okD = okD && d.Err == ""
+			okC = okC && c.Err == ""
+			okF = okF && f.Err == ""
+			if okD && okC {
+				cf, ca = appendRatio(cf, d.FirstNew, c.FirstNew), appendRatio(ca, d.AllNew, c.AllNew)
+				cd = appendRatio(cd, d.Done, c.Done)
+			}
+			if okD && okF {
+				ff, fa = appendRatio(ff, d.FirstNew, f.AllNew), appendRatio(fa, d.AllNew, f.AllNew)
+			}
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", n, medianRatio(cf), medianRatio(ca), medianRatio(cd), medianRatio(ff), medianRatio(fa))
+	}
+
+	fmt.Fprintln(w, "\nPer run:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| run | N | method | failed / total | failures by kind | first new | all new | tool done | p99 latency |")
+	fmt.Fprintln(w, "|---:|---:|---|---:|---|---:|---:|---:|---:|")
+	for _, o := range all {
+		kinds, p99 := "—", "—"
+		if o.Err != "" {
+			fmt.Fprintf(w, "| %d | %d | %s | **failed** (see below) | | | | | |\n", o.Run, o.N, o.Method)
+			continue
+		}
+		if o.Failed >= 0 {
+			kinds = failureKinds(o.Kinds)
+			p99 = fmt.Sprintf("%d ms", o.P99.Milliseconds())
+		}
+		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %s | %s | %s | %s |\n", o.Run, o.N, o.Method,
+			failedCell(o.Failed, o.Total), kinds, fmtDur(o.FirstNew), fmtDur(o.AllNew), fmtDur(o.Done), p99)
+	}
+
+	for _, o := range all {
+		if len(o.Steps) == 0 && len(o.Notes) == 0 && len(o.Engine) == 0 && o.Err == "" {
+			continue
+		}
+		fmt.Fprintf(w, "\n**Run %d, N=%d, %s**\n\n", o.Run, o.N, o.Method)
+		if o.Err != "" {
+			fmt.Fprintf(w, "- **failed**: %s\n", strings.ReplaceAll(strings.TrimSpace(o.Err), "\n", " ⏎ "))
+		}
+		for _, n := range o.Notes {
+			fmt.Fprintf(w, "- %s\n", n)
+		}
+		if len(o.Steps) > 0 {
+			fmt.Fprintln(w, "\n| step (from the daemon's log) | from | to | took |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|")
+			for _, s := range o.Steps {
+				fmt.Fprintf(w, "| %s | %s | %s | %s |\n", s.Name, fmtDur(s.From), fmtDur(s.To), fmtDur(s.To-s.From))
+			}
+		}
+		if len(o.Engine) > 0 {
+			fmt.Fprintln(w, "\n| app container event (engine) | image | count | first | last |")
+			fmt.Fprintln(w, "|---|---|---:|---:|---:|")
+			for _, m := range o.Engine {
+				fmt.Fprintf(w, "| %s | %s | %d | %s | %s |\n", m.Action, m.Image, m.Count, fmtDur(m.First), fmtDur(m.Last))
+			}
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages, or "?".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
+func find(all []outcome, method string, n, run int) (outcome, bool) {
+	for _, o := range all {
+		if o.Method == method && o.N == n && o.Run == run {
+			return o, true
+		}
+	}
+	return outcome{}, false
+}
+
+func appendRatio(rs []float64, a, b time.Duration) []float64 {
+	if a < 0 || b <= 0 {
+		return rs
+	}
+	return append(rs, a.Seconds()/b.Seconds())
+}
+
+func medianRatio(rs []float64) string {
+	if len(rs) == 0 {
+		return "—"
+	}
+	v := slices.Clone(rs)
+	slices.Sort(v)
+	m := v[len(v)/2]
+	if len(v)%2 == 0 {
+		m = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return fmt.Sprintf("%.1f×", m)
+}
