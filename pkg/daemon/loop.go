@@ -228,23 +228,10 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 	return m
 }
 
-// accept parses a manifest and proves it can be deployed: the stack derives
-// and both files render, for the plain manifest and for its canary.
+// accept parses a manifest and proves it can be deployed: the stack
+// derives and both files render (render.Accept).
 func accept(data []byte, defaultProject string) (*manifest.Manifest, error) {
-	m, err := manifest.Parse(data, defaultProject)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range []stack.Options{{}, {NoCanary: true}} {
-		s := stack.FromManifest(m, o)
-		if _, err := render.Nginx(s); err != nil {
-			return nil, fmt.Errorf("manifest cannot be rendered to nginx.conf: %w", err)
-		}
-		if _, err := render.Compose(s); err != nil {
-			return nil, fmt.Errorf("manifest cannot be rendered to docker-compose.yml: %w", err)
-		}
-	}
-	return m, nil
+	return render.Accept(data, defaultProject)
 }
 
 func (d *Daemon) hasWaiters() bool {

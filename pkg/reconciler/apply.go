@@ -605,7 +605,9 @@ func (r *Reconciler) checkNginx(ctx context.Context, d Desired) error {
 // reports the desired revision loaded. A first start needs no separate
 // check: if nginx rejects the config it exits, and nothing served before.
 func (r *Reconciler) startNginx(ctx context.Context, d Desired) error {
-	if err := os.MkdirAll(r.RunDir, 0o755); err != nil {
+	// nginx creates its status socket world-writable: the directory keeps
+	// it to the daemon's user and group.
+	if err := os.MkdirAll(r.RunDir, 0o750); err != nil {
 		return fmt.Errorf("create nginx run dir %s: %w", r.RunDir, err)
 	}
 	// A socket left by a previous nginx would make the new one fail to bind.
