@@ -230,14 +230,14 @@ func (r *Reconciler) ApplyGated(ctx context.Context, d Desired, plan Plan, gate 
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// Consecutive container starts run in parallel: they are
-		// independent and each takes the engine a second or two.
+		// Consecutive container starts, and removals, run in parallel:
+		// they are independent and each takes the engine a second or two.
 		j := i
-		for j < len(plan.Ops) && plan.Ops[j].Kind == OpStartApp {
+		for j < len(plan.Ops) && plan.Ops[j].Kind == plan.Ops[i].Kind && (plan.Ops[i].Kind == OpStartApp || plan.Ops[i].Kind == OpRemoveApp) {
 			j++
 		}
 		if j-i > 1 {
-			if err := r.startApps(ctx, d, plan.Ops[i:j], say); err != nil {
+			if err := r.parallel(ctx, d, plan, i, j, say); err != nil {
 				return err
 			}
 			i = j
@@ -278,7 +278,9 @@ func (r *Reconciler) step(ctx context.Context, d Desired, plan Plan, i int, say 
 	return nil
 }
 
-func (r *Reconciler) startApps(ctx context.Context, d Desired, ops []Op, say func(string, ...any)) error {
+// parallel runs plan.Ops[i:j] (all starts or all removals) at most
+// StartParallel at a time, each between its hooks.
+func (r *Reconciler) parallel(ctx context.Context, d Desired, plan Plan, i, j int, say func(string, ...any)) error {
 	limit := r.StartParallel
 	if limit <= 0 {
 		limit = 4
@@ -287,27 +289,14 @@ func (r *Reconciler) startApps(ctx context.Context, d Desired, ops []Op, say fun
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	for _, op := range ops {
+	for k := i; k < j; k++ {
+		op := plan.Ops[k]
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			err := func() error {
-				if r.Hook != nil {
-					if err := r.Hook("before", op); err != nil {
-						return err
-					}
-				}
-				if err := r.startApp(ctx, d, op, say); err != nil {
-					return err
-				}
-				if r.Hook != nil {
-					return r.Hook("after", op)
-				}
-				return nil
-			}()
-			if err != nil {
+			if err := r.step(ctx, d, plan, k, say); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("%s %s: %w", op.Kind, op.Target, err))
 				mu.Unlock()

@@ -221,11 +221,10 @@ func Compute(d Desired, obs Observed) Plan {
 		byName[c.Name] = c
 	}
 	wanted := map[string]bool{}
-	var started, healthTargets []string
+	var started []string
 	for _, a := range desired.Apps() {
 		a := a
 		wanted[a.Name] = true
-		healthTargets = append(healthTargets, a.Name)
 		c, ok := byName[a.Name]
 		switch {
 		case ok && c.Running() && c.Hash == a.Hash:
@@ -272,8 +271,30 @@ func Compute(d Desired, obs Observed) Plan {
 		loadedRev = obs.Loaded.Revision
 	}
 	needReload := !needNginx && (appsChanged || loadedRev != d.Revision)
+	// Health-check what is about to receive traffic it does not receive
+	// now: what this plan starts and what nginx does not route to yet (a
+	// container a crashed run left behind). What already serves is left
+	// alone: a flaky one must not block an unrelated change.
+	routed := map[string]bool{}
+	if obs.Loaded != nil {
+		for _, n := range append(append([]string(nil), obs.Loaded.Stable...), obs.Loaded.Canary...) {
+			routed[n] = true
+		}
+	}
+	var check []string
+	isStarted := map[string]bool{}
+	for _, n := range started {
+		isStarted[n] = true
+	}
 	if len(started) > 0 || needNginx || needReload {
-		add(Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d app container(s)", len(healthTargets)), Targets: healthTargets, Cause: "only healthy containers receive traffic"})
+		for _, a := range desired.Apps() {
+			if isStarted[a.Name] || !routed[a.Name] {
+				check = append(check, a.Name)
+			}
+		}
+	}
+	if len(check) > 0 {
+		add(Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d app container(s)", len(check)), Targets: check, Cause: "only healthy containers receive traffic"})
 	}
 	restoring := obs.Applied != nil && obs.Applied.Nginx == desired.Nginx.Hash && obs.Applied.Revision == d.Revision
 	var live *engine.Container // an nginx that serves and is being replaced
