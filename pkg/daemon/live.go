@@ -110,7 +110,6 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 	}
 }
 
-
 // latestRevision is the config hash of the newest running container of a
 // track: during a rollout, the revision being rolled out.
 func latestRevision(cs []engine.Container, track string) string {

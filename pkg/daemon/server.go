@@ -56,7 +56,6 @@ func userOf(r *http.Request) string {
 	return p.Name()
 }
 
-
 func (d *Daemon) onDeny(p authz.Peer, need authz.Role, r *http.Request) {
 	den := authz.DenialOf(r)
 	msg := need.String() + " needed for " + r.Method + " " + r.URL.Path
