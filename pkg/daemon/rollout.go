@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
+	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
@@ -164,6 +165,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 			d.state.Pending = nil
 			return fmt.Errorf("record pending %s: %w", t.Kind, err)
 		}
+		failpoint.Hit(transitionPoint(t.Kind, "pending"))
 		return nil
 	}
 	var gateErr error
@@ -182,6 +184,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 		}
 	}
 	applyErr := d.rec.ApplyGated(ctx, desired, plan, gate, progress)
+	failpoint.Hit(transitionPoint(t.Kind, "applied"))
 	var denied *reconciler.DeniedError
 	if errors.As(applyErr, &denied) && gateErr == nil {
 		return applyErr // nothing was recorded, nothing changed
@@ -230,6 +233,7 @@ func (d *Daemon) commit(t *Transition) {
 			d.eventLocked(journal.EventRolledBack, "canary "+t.RolledBack.CanaryImage+" rolled back; all traffic on stable", t.User,
 				map[string]any{"image": t.RolledBack.CanaryImage, "txn": t.ID})
 		}
+		failpoint.Hit(transitionPoint(t.Kind, "journaled"))
 	}
 	d.state = d.state.with(t)
 	logErr(d.log, "save state", d.saveStateLocked())
@@ -436,6 +440,7 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 	if err != nil {
 		return err
 	}
+	failpoint.Hit(failpoint.DownSaved)
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	m := d.readManifest()
@@ -457,6 +462,9 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 				return err
 			}
 			say("Removed " + c.Name)
+		}
+		if role == stack.RoleNginx {
+			failpoint.Hit(failpoint.DownRemoved)
 		}
 	}
 	n, err := d.eng.FindNetwork(ctx, m.Network.Name, m.Project)

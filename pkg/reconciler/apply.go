@@ -18,6 +18,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -645,6 +646,7 @@ func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
 	if err := os.Rename(staged, live); err != nil {
 		return fmt.Errorf("install nginx config: %w", err)
 	}
+	failpoint.Hit(failpoint.NginxWritten)
 	code, out, err := r.Engine.Exec(ctx, name, []string{"nginx", "-s", "reload", "-c", stack.ConfigDir + "/" + confName})
 	switch {
 	case err != nil:
