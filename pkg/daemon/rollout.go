@@ -447,10 +447,21 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 	if m == nil {
 		return errors.New("no manifest loaded: nothing to remove")
 	}
-	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
-	if err != nil {
+	if _, err := d.removeAll(ctx, m, say); err != nil {
 		return err
 	}
+	d.event(eventDown, "removed every container and network of project "+m.Project, user, nil)
+	return nil
+}
+
+// removeAll removes every container and the owned network of m's project
+// and reports whether there was anything to remove. Callers hold d.runMu.
+func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(string)) (bool, error) {
+	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
+	if err != nil {
+		return false, err
+	}
+	removed := false
 	// nginx first, so no request reaches an app container being removed.
 	for _, role := range []string{stack.RoleNginx, stack.RoleApp, ""} {
 		for _, c := range cs {
@@ -459,8 +470,9 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 				continue // each container is removed in exactly one pass
 			}
 			if err := d.eng.Remove(ctx, c.ID, 10*time.Second); err != nil {
-				return err
+				return removed, err
 			}
+			removed = true
 			say("Removed " + c.Name)
 		}
 		if role == stack.RoleNginx {
@@ -469,20 +481,38 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 	}
 	n, err := d.eng.FindNetwork(ctx, m.Network.Name, m.Project)
 	if err != nil {
-		return err
+		return removed, err
 	}
 	if n != nil && n.Owned {
 		if err := d.eng.RemoveNetwork(ctx, n.ID); err != nil {
-			return err
+			return removed, err
 		}
+		removed = true
 		say("Removed network " + n.Name)
 	}
 	if err := d.rec.ForgetApplied(); err != nil {
-		return err
+		return removed, err
 	}
 	d.mu.Lock()
 	d.lastMode = stack.TrackStable // nothing serves; a later canary is a switch
 	d.mu.Unlock()
-	d.event(eventDown, "removed every container and network of project "+m.Project, user, nil)
+	return removed, nil
+}
+
+// finishDown completes a down that a crash interrupted: the state says
+// down, yet containers remain. Callers hold d.runMu.
+func (d *Daemon) finishDown(ctx context.Context, m *manifest.Manifest) error {
+	if m == nil {
+		return nil
+	}
+	var said []string
+	removed, err := d.removeAll(ctx, m, func(line string) { said = append(said, line) })
+	if err != nil {
+		return fmt.Errorf("finish interrupted down of %s: %w", m.Project, err)
+	}
+	if removed {
+		d.log.Info("finished an interrupted down", zap.Strings("removed", said))
+		d.event(eventDown, "finished an interrupted down: removed every container and network of project "+m.Project, "", map[string]any{"removed": said})
+	}
 	return nil
 }
