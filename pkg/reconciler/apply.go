@@ -613,6 +613,11 @@ func (r *Reconciler) startNginx(ctx context.Context, d Desired) error {
 		return err
 	}
 	if err := r.waitLoaded(ctx, d, id); err != nil {
+		if ctx.Err() != nil {
+			// The daemon is stopping, nginx is not failing: removing it
+			// would take the front door down; the next run observes it.
+			return err
+		}
 		// Leave nothing half-made behind: a crash-looping nginx helps no one.
 		_ = r.Engine.Remove(context.WithoutCancel(ctx), id, 0)
 		return err
