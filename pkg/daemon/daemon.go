@@ -180,7 +180,7 @@ func New(cfg Config) (*Daemon, error) {
 		Log:           d.log,
 		Gate:          d.infraGate,
 		Record:        func(ev, msg string, det map[string]any) { d.event(ev, msg, "", det) },
-		Hook:          cfg.Hook,
+		Hook:          withFailpoints(cfg.Hook),
 		HealthTimeout: cfg.HealthTimeout,
 		Drain:         cfg.Drain,
 		Probe:         cfg.Probe,

@@ -117,7 +117,8 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 		}
 		d.mu.Unlock()
 	} else if d.isDown() {
-		return nil
+		// A down interrupted by a crash left containers: finish it.
+		return d.finishDown(ctx, m)
 	}
 	if m == nil {
 		if len(waiters) > 0 {

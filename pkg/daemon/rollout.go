@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
+	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
@@ -164,6 +165,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 			d.state.Pending = nil
 			return fmt.Errorf("record pending %s: %w", t.Kind, err)
 		}
+		failpoint.Hit(transitionPoint(t.Kind, "pending"))
 		return nil
 	}
 	var gateErr error
@@ -182,6 +184,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 		}
 	}
 	applyErr := d.rec.ApplyGated(ctx, desired, plan, gate, progress)
+	failpoint.Hit(transitionPoint(t.Kind, "applied"))
 	var denied *reconciler.DeniedError
 	if errors.As(applyErr, &denied) && gateErr == nil {
 		return applyErr // nothing was recorded, nothing changed
@@ -230,6 +233,7 @@ func (d *Daemon) commit(t *Transition) {
 			d.eventLocked(journal.EventRolledBack, "canary "+t.RolledBack.CanaryImage+" rolled back; all traffic on stable", t.User,
 				map[string]any{"image": t.RolledBack.CanaryImage, "txn": t.ID})
 		}
+		failpoint.Hit(transitionPoint(t.Kind, "journaled"))
 	}
 	d.state = d.state.with(t)
 	logErr(d.log, "save state", d.saveStateLocked())
@@ -436,16 +440,28 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 	if err != nil {
 		return err
 	}
+	failpoint.Hit(failpoint.DownSaved)
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	m := d.readManifest()
 	if m == nil {
 		return errors.New("no manifest loaded: nothing to remove")
 	}
-	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
-	if err != nil {
+	if _, err := d.removeAll(ctx, m, say); err != nil {
 		return err
 	}
+	d.event(eventDown, "removed every container and network of project "+m.Project, user, nil)
+	return nil
+}
+
+// removeAll removes every container and the owned network of m's project
+// and reports whether there was anything to remove. Callers hold d.runMu.
+func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(string)) (bool, error) {
+	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
+	if err != nil {
+		return false, err
+	}
+	removed := false
 	// nginx first, so no request reaches an app container being removed.
 	for _, role := range []string{stack.RoleNginx, stack.RoleApp, ""} {
 		for _, c := range cs {
@@ -454,27 +470,49 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 				continue // each container is removed in exactly one pass
 			}
 			if err := d.eng.Remove(ctx, c.ID, 10*time.Second); err != nil {
-				return err
+				return removed, err
 			}
+			removed = true
 			say("Removed " + c.Name)
+		}
+		if role == stack.RoleNginx {
+			failpoint.Hit(failpoint.DownRemoved)
 		}
 	}
 	n, err := d.eng.FindNetwork(ctx, m.Network.Name, m.Project)
 	if err != nil {
-		return err
+		return removed, err
 	}
 	if n != nil && n.Owned {
 		if err := d.eng.RemoveNetwork(ctx, n.ID); err != nil {
-			return err
+			return removed, err
 		}
+		removed = true
 		say("Removed network " + n.Name)
 	}
 	if err := d.rec.ForgetApplied(); err != nil {
-		return err
+		return removed, err
 	}
 	d.mu.Lock()
 	d.lastMode = stack.TrackStable // nothing serves; a later canary is a switch
 	d.mu.Unlock()
-	d.event(eventDown, "removed every container and network of project "+m.Project, user, nil)
+	return removed, nil
+}
+
+// finishDown completes a down that a crash interrupted: the state says
+// down, yet containers remain. Callers hold d.runMu.
+func (d *Daemon) finishDown(ctx context.Context, m *manifest.Manifest) error {
+	if m == nil {
+		return nil
+	}
+	var said []string
+	removed, err := d.removeAll(ctx, m, func(line string) { said = append(said, line) })
+	if err != nil {
+		return fmt.Errorf("finish interrupted down of %s: %w", m.Project, err)
+	}
+	if removed {
+		d.log.Info("finished an interrupted down", zap.Strings("removed", said))
+		d.event(eventDown, "finished an interrupted down: removed every container and network of project "+m.Project, "", map[string]any{"removed": said})
+	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 )
 
 // ErrClosed is returned by every method of a closed Journal.
@@ -418,7 +420,7 @@ func (j *Journal) write(lines []line) error {
 	if cap(buf) <= maxReusedBuf {
 		j.buf = buf
 	}
-	_, err := j.f.Write(buf)
+	_, err := j.writeBuf(buf)
 	if err != nil {
 		err = fmt.Errorf("write journal: %w", err) // err names the file
 	} else if serr := j.f.Sync(); serr != nil {
@@ -436,6 +438,22 @@ func (j *Journal) write(lines []line) error {
 	j.size += int64(len(buf))
 	j.head = lines[len(lines)-1].hash
 	return nil
+}
+
+// writeBuf writes buf to the active file. With failpoints armed it writes
+// the first half, hits failpoint.JournalAppend (which may kill the process,
+// leaving a torn line for the next Open to set aside), then the rest.
+func (j *Journal) writeBuf(buf []byte) (int, error) {
+	if !failpoint.Armed() || len(buf) < 2 {
+		return j.f.Write(buf)
+	}
+	n, err := j.f.Write(buf[:len(buf)/2])
+	if err != nil {
+		return n, err
+	}
+	failpoint.Hit(failpoint.JournalAppend)
+	m, err := j.f.Write(buf[len(buf)/2:])
+	return n + m, err
 }
 
 // rotate renames the active file to the next rotated name and starts a new,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -612,6 +613,11 @@ func (r *Reconciler) startNginx(ctx context.Context, d Desired) error {
 		return err
 	}
 	if err := r.waitLoaded(ctx, d, id); err != nil {
+		if ctx.Err() != nil {
+			// The daemon is stopping, nginx is not failing: removing it
+			// would take the front door down; the next run observes it.
+			return err
+		}
 		// Leave nothing half-made behind: a crash-looping nginx helps no one.
 		_ = r.Engine.Remove(context.WithoutCancel(ctx), id, 0)
 		return err
@@ -645,6 +651,7 @@ func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
 	if err := os.Rename(staged, live); err != nil {
 		return fmt.Errorf("install nginx config: %w", err)
 	}
+	failpoint.Hit(failpoint.NginxWritten)
 	code, out, err := r.Engine.Exec(ctx, name, []string{"nginx", "-s", "reload", "-c", stack.ConfigDir + "/" + confName})
 	switch {
 	case err != nil:
