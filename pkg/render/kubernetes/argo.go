@@ -283,5 +283,3 @@ func analysisTemplate(name string, o Options, m *manifest.Manifest, window strin
 		},
 	}
 }
-
-
