@@ -30,7 +30,7 @@ import (
 
 // ArgoRolloutsVersion is the Argo Rollouts release whose CRDs the mirror
 // follows and the harness installs.
-const ArgoRolloutsVersion = "v1.10.2"
+const ArgoRolloutsVersion = "v1.10.1"
 
 // ArgoGatewayPlugin is the Argo Rollouts traffic router plugin for the
 // Gateway API; the Rollout names the HTTPRoute it moves weights on.
