@@ -17,7 +17,7 @@ func TestStepChangesOnlyTheWeight(t *testing.T) {
 	m.Services.Image, m.Services.Port, m.Services.Replicas = "app:1", 3000, 2
 	m.Nginx.Image, m.Nginx.Port = "nginx:latest", 8080
 	m.Services.Canary = &manifest.Canary{Image: "app:2", Replicas: 1,
-		Steps: []manifest.Step{{Weight: 10, Pause: manifest.Duration(time.Minute)}, {Weight: 25, Pause: manifest.Duration(time.Minute)}},
+		Steps:    []manifest.Step{{Weight: 10, Pause: manifest.Duration(time.Minute)}, {Weight: 25, Pause: manifest.Duration(time.Minute)}},
 		Analysis: &manifest.Analysis{Interval: manifest.Duration(15 * time.Second), FailureLimit: 3}}
 	step1 := stack.FromManifest(&m, stack.Options{})
 	step2 := stack.FromManifest(&m, stack.Options{CanaryWeight: 25})
