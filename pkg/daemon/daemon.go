@@ -106,6 +106,7 @@ type Daemon struct {
 	waiters     []*waiter
 	state       State
 	lastMode    string // the mode last journaled (from what nginx serves)
+	an          analysisMem
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -238,7 +239,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket))
 
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); d.analysisLoop(ctx) }()
 	go func() { defer wg.Done(); d.watchManifest(ctx) }()
 	go func() { defer wg.Done(); d.watchEngine(ctx) }()
 	go func() { defer wg.Done(); d.scrapeLoop(ctx) }()
