@@ -367,7 +367,7 @@ func (d *Daemon) judge(ctx context.Context, m *manifest.Manifest, revision strin
 
 // statsView is the part of a window's figures a check reports.
 type statsView struct {
-	Outcome                              metrics.Outcome
+	Outcome                               metrics.Outcome
 	Requests, ErrorRate, P99Ms, ReqPerSec float64
 }
 
