@@ -17,6 +17,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/verdict"
 )
 
 // Progressive delivery: a canary with services.canary.steps walks its
@@ -306,6 +307,9 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 		outcome = outcomeFail
 	}
 	figures := map[string]any{"requests": st.Requests}
+	if st.Relative != nil {
+		figures["relative"] = st.Relative
+	}
 	if st.Outcome == metrics.OK {
 		figures["error_rate"], figures["p99_latency_ms"], figures["req_per_sec"] = round4(st.ErrorRate), round2(st.P99Ms), round2(st.ReqPerSec)
 	}
@@ -358,17 +362,26 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 // why data is missing added to the reasons.
 func (d *Daemon) judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, statsView) {
 	st := d.obs.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
-	dec := d.policies.CanarySafety(ctx, canaryInput(stack.TrackCanary, st), thresholds(m))
+	in := canaryInput(stack.TrackCanary, st)
+	rel := d.withRelative(&in, m, st)
+	dec := d.policies.CanarySafety(ctx, in, thresholds(m))
 	if !dec.Allowed && st.Outcome != metrics.OK && st.Reason != "" {
 		dec.Reasons = append(dec.Reasons, st.Reason)
 	}
-	return dec, statsView{Outcome: st.Outcome, Requests: st.Requests, ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, ReqPerSec: st.ReqPerSec}
+	outcome := st.Outcome
+	if rel == verdict.InsufficientData && outcome == metrics.OK {
+		// Too few requests to compare with stable is no data, not a
+		// failure of the canary (and never a pass).
+		outcome = metrics.InsufficientData
+	}
+	return dec, statsView{Outcome: outcome, Relative: in.Relative, Requests: st.Requests, ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, ReqPerSec: st.ReqPerSec}
 }
 
 // statsView is the part of a window's figures a check reports.
 type statsView struct {
 	Outcome                               metrics.Outcome
 	Requests, ErrorRate, P99Ms, ReqPerSec float64
+	Relative                              map[string]any // the verdict's input, if any
 }
 
 // autoAbort rolls the canary back for its failed checks.

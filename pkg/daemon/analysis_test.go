@@ -346,3 +346,46 @@ func TestNoStepsNoAnalysis(t *testing.T) {
 		t.Errorf("the analysis acted on a canary without steps: %+v", s.Rollout)
 	}
 }
+
+// The relative verdict fails a canary at 3% errors against stable's 0%
+// even with the absolute threshold raised to 5%; the statistic and the
+// sample sizes are in the decision's input and the check's figures.
+func TestRelativeVerdictFailsCanary(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, steppedCanary("app:2", 1, true))+
+		"  max_error_rate: 0.05\n  relative: {confidence: 0.95, min_requests: 100}\n")
+	h.mustConverge()
+	h.analyze(time.Now())
+	h.app.set(func(a *appMetrics) { a.errRate[stack.TrackCanary] = 0.03 })
+	h.scrape(4)
+	h.analyze(h.after(time.Second))
+	if got := h.running(); got != "stable:app:1×2" {
+		t.Fatalf("a canary 3%% worse than stable was not aborted: %s; events %v", got, h.events())
+	}
+	var dec journal.Record
+	for _, r := range h.records(journal.TypeDecision) {
+		if r.PolicyName == "canary_safety" {
+			dec = r
+		}
+	}
+	rel, _ := dec.Input["relative"].(map[string]any)
+	if rel == nil || rel["verdict"] != "fail" || rel["z"].(float64) < 1.645 || rel["canary_requests"].(float64) < 100 || rel["stable_requests"].(float64) < 100 {
+		t.Fatalf("decision input lacks the relative verdict: %v", dec.Input)
+	}
+	if !strings.Contains(strings.Join(dec.Reasons, ";"), "significantly higher than stable's 0.00%") || strings.Contains(strings.Join(dec.Reasons, ";"), "exceeds 5%") {
+		t.Errorf("reasons %v: want the relative verdict's and not the absolute threshold's", dec.Reasons)
+	}
+	t.Logf("relative verdict: z %.2f over %v canary and %v stable requests", rel["z"], rel["canary_requests"], rel["stable_requests"])
+}
+
+// Without policy.relative the same canary passes the raised threshold.
+func TestRelativeVerdictOffByDefault(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, steppedCanary("app:2", 1, true))+"  max_error_rate: 0.05\n")
+	h.mustConverge()
+	h.analyze(time.Now())
+	h.app.set(func(a *appMetrics) { a.errRate[stack.TrackCanary] = 0.03 })
+	h.scrape(4)
+	h.analyze(h.after(time.Second))
+	if r := h.rollout(); r.Failures != 0 || r.Last.Outcome != outcomePass {
+		t.Errorf("without a relative verdict 3%% under a 5%% threshold: %+v", r.Last)
+	}
+}

@@ -135,7 +135,29 @@ type Policy struct {
 	// DiskPath is the filesystem whose free space the infrastructure policy
 	// checks. Default: Docker's root directory.
 	DiskPath string `json:"disk_path,omitempty"`
+	// Relative, when present, also judges the canary against stable over
+	// the same window (pkg/verdict). Absent fields take the defaults.
+	Relative *Relative `json:"relative,omitempty"`
 }
+
+// Relative configures the canary-vs-stable verdict.
+type Relative struct {
+	// Confidence of the one-sided two-proportion test on error rates.
+	Confidence float64 `json:"confidence"`
+	// MinRequests each track needs in the window for the test to judge;
+	// below it the verdict is insufficient data, which denies.
+	MinRequests int `json:"min_requests"`
+	// MaxP99Factor fails a canary whose p99 is more than this times
+	// stable's; 0 turns the latency comparison off.
+	MaxP99Factor float64 `json:"max_p99_factor"`
+}
+
+// Defaults of policy.relative.
+const (
+	DefaultRelativeConfidence  = 0.95
+	DefaultRelativeMinRequests = 100
+	DefaultRelativeP99Factor   = 2.0
+)
 
 // Defaults returns a manifest with every optional field at its default.
 // Parse decodes on top of it, so a field absent from the file keeps its
@@ -221,6 +243,18 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 		m.Services.Canary.Replicas = DefaultCanaryReplicas
 	}
 	defaultAnalysis(root, m.Services.Canary)
+	if r := m.Policy.Relative; r != nil {
+		const at = "policy.relative."
+		if lookup(root, at+"confidence") == nil {
+			r.Confidence = DefaultRelativeConfidence
+		}
+		if lookup(root, at+"min_requests") == nil {
+			r.MinRequests = DefaultRelativeMinRequests
+		}
+		if lookup(root, at+"max_p99_factor") == nil {
+			r.MaxP99Factor = DefaultRelativeP99Factor
+		}
+	}
 	if err := m.Validate(); err != nil {
 		var ve *ValidationError
 		if errors.As(err, &ve) {

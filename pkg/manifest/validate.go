@@ -339,6 +339,15 @@ func (ps *problemList) policy(p *Policy) {
 	if !filepath.IsAbs(p.DiskPath) {
 		ps.addf("policy.disk_path", "must be an absolute path, got %q", p.DiskPath)
 	}
+	if r := p.Relative; r != nil {
+		if !(r.Confidence >= 0.5 && r.Confidence <= 0.9999) {
+			ps.addf("policy.relative.confidence", "must be 0.5-0.9999 (0.95 is 95%%), got %g", r.Confidence)
+		}
+		ps.intRange("policy.relative.min_requests", r.MinRequests, 1, 1000000)
+		if !(r.MaxP99Factor == 0 || r.MaxP99Factor >= 1 && r.MaxP99Factor <= 100) {
+			ps.addf("policy.relative.max_p99_factor", "must be 0 (off) or 1-100, got %g", r.MaxP99Factor)
+		}
+	}
 }
 
 func (ps *problemList) image(field, ref string) {
