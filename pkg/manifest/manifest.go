@@ -34,7 +34,23 @@ type Manifest struct {
 	Network  Network  `json:"network"`
 	Metrics  Metrics  `json:"metrics,omitempty"`
 	Policy   Policy   `json:"policy,omitempty"`
+	// Notify lists webhooks told about a rollout's steps, failed checks,
+	// aborts, promotions and denials.
+	Notify []Webhook `json:"notify,omitempty"`
 }
+
+// Webhook is one notification receiver.
+type Webhook struct {
+	URL string `json:"url"`
+	// Events it wants, of NotifyEvents; all of them when absent.
+	Events []string `json:"events,omitempty"`
+}
+
+// NotifyEvents are the events a webhook may ask for.
+var NotifyEvents = []string{"step", "check_failed", "aborted", "promoted", "denied"}
+
+// MaxWebhooks bounds notify.
+const MaxWebhooks = 10
 
 // Services describes the application containers.
 type Services struct {

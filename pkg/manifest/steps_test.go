@@ -147,3 +147,20 @@ func TestStepProblemLine(t *testing.T) {
 		t.Errorf("line = %d, want 9 (the second step)", ps[0].Line)
 	}
 }
+
+func TestNotify(t *testing.T) {
+	doc := stepped + "notify:\n  - url: https://hooks.example/T1\n    events: [step, aborted]\n  - url: http://127.0.0.1:9/all\n"
+	m, err := Parse([]byte(doc), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Notify) != 2 || m.Notify[0].Events[1] != "aborted" || m.Notify[1].Events != nil {
+		t.Errorf("notify = %+v", m.Notify)
+	}
+	bad := stepped + "notify:\n  - url: ftp://x/y\n    events: [stepp]\n  - events: [step]\n"
+	_, err = Parse([]byte(bad), "x")
+	ps := assertProblems(t, err, "notify[0].url", "notify[0].events[0]", "notify[1].url")
+	if len(ps) == 3 && (ps[0].Line != 21 || !strings.Contains(ps[1].Msg, `must be one of step, check_failed, aborted, promoted, denied, got "stepp"`)) {
+		t.Errorf("problems %v", ps)
+	}
+}

@@ -3,6 +3,7 @@ package manifest
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -114,6 +115,7 @@ func (m *Manifest) Validate() error {
 	if m.Services.Canary != nil {
 		ps.steps(m.Services.Canary, m.Metrics.ScrapeInterval.D())
 	}
+	ps.notify(m.Notify)
 	if len(ps) > 0 {
 		return &ValidationError{Problems: ps}
 	}
@@ -198,6 +200,28 @@ func (ps *problemList) steps(c *Canary, scrapeInterval time.Duration) {
 			ps.addf(field+".pause", "must be at most %s, got %s", MaxStepPause, p)
 		case p < interval:
 			ps.addf(field+".pause", "must be at least services.canary.analysis.interval (%s) so the step is judged, got %s", interval, p)
+		}
+	}
+}
+
+// notify checks the webhooks: absolute http(s) URLs, known events.
+func (ps *problemList) notify(hooks []Webhook) {
+	if len(hooks) > MaxWebhooks {
+		ps.addf("notify", "must list at most %d webhooks, got %d", MaxWebhooks, len(hooks))
+	}
+	for i, h := range hooks {
+		field := fmt.Sprintf("notify[%d]", i)
+		u, err := url.Parse(h.URL)
+		switch {
+		case h.URL == "":
+			ps.addf(field+".url", "required")
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			ps.addf(field+".url", "must be an absolute http:// or https:// URL, got %q", h.URL)
+		}
+		for j, e := range h.Events {
+			if !slices.Contains(NotifyEvents, e) {
+				ps.addf(fmt.Sprintf("%s.events[%d]", field, j), "must be one of %s, got %q", strings.Join(NotifyEvents, ", "), e)
+			}
 		}
 	}
 }
