@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/deploy/images"
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 )
 
@@ -27,6 +28,7 @@ type timedLoad struct {
 	mu       sync.Mutex
 	answers  []answer
 	failures []string
+	lastFail time.Time
 	stop     chan struct{}
 	done     chan struct{}
 }
@@ -65,6 +67,7 @@ func startTimedLoad(url string, every time.Duration) *timedLoad {
 					defer l.mu.Unlock()
 					if err != nil {
 						l.failures = append(l.failures, err.Error())
+						l.lastFail = time.Now()
 						return
 					}
 					l.answers = append(l.answers, answer{time.Now(), resp.Header.Get("X-App-Mode")})
@@ -178,5 +181,82 @@ func TestStepsWalkToPromotion(t *testing.T) {
 	out, _ := e.swiftctl("status")
 	if contains(out, "Step ") {
 		t.Errorf("status after the promotion still shows a step:\n%s", out)
+	}
+}
+
+// Error chaos on the canary at step 1: the daemon aborts it by itself
+// within failure_limit × interval plus one interval (plus the time the
+// rollback takes), stable serves everything afterwards, and the failures
+// clients saw are bounded by the canary's share of traffic.
+func TestStepsChaosAbort(t *testing.T) {
+	e := newEnv(t)
+	steps := "      - {weight: 10, pause: 60s}\n      - {weight: 50, pause: 60s}\n"
+	base := e.manifest(images.AppImage, 2, "")
+	e.writeManifest(withSteps(base, images.AppImageV2, steps, "{interval: 1s, failure_limit: 3, auto_promote: true}"))
+	e.startDaemon()
+	e.converged(map[string]int{images.AppImage: 2, images.AppImageV2: 1})
+	l := startTimedLoad(e.url("/"), 5*time.Millisecond)
+	e.waitFor(30*time.Second, "step 1 under way with a passing check", func() (bool, string) {
+		s := e.status()
+		return s.Rollout != nil && s.Rollout.StepPasses > 0, fmt.Sprintf("%+v", s.Rollout)
+	})
+	e.chaos(api.ChaosRequest{Mode: "error", Rate: 1})
+	chaosAt := time.Now()
+	e.waitFor(30*time.Second, "aborted", func() (bool, string) {
+		s := e.status()
+		return s.Rollout != nil && s.Rollout.Phase == "aborted" && s.Mode == "stable", fmt.Sprintf("%s %+v", s.Mode, s.Rollout)
+	})
+	abortedEv := e.events(journal.EventAborted)
+	if len(abortedEv) != 1 {
+		t.Fatalf("aborted journaled %d times", len(abortedEv))
+	}
+	took := abortedEv[0].Timestamp.Sub(chaosAt)
+	time.Sleep(2 * time.Second)
+	answers, failures := l.finish()
+	var after, afterCanary, during int
+	for _, a := range answers {
+		if a.at.After(abortedEv[0].Timestamp.Add(300 * time.Millisecond)) {
+			after++
+			if a.mode == "canary" {
+				afterCanary++
+			}
+		} else if a.at.After(chaosAt) {
+			during++
+		}
+	}
+	share := float64(len(failures)) / float64(len(failures)+during)
+	t.Logf("last failed request %s after chaos (traffic withdrawn from the canary); aborted journaled %s after chaos (after the drain and removal)",
+		l.lastFail.Sub(chaosAt).Round(10*time.Millisecond), took.Round(10*time.Millisecond))
+	for _, r := range e.events(journal.EventCheckFailed, journal.EventRollbackRequested, journal.EventAborted) {
+		t.Logf("  %s %s %s", r.Timestamp.Sub(chaosAt).Round(10*time.Millisecond), r.Event, r.Message)
+	}
+	t.Logf("chaos → aborted in %s (limit 3 × 1s + 1s = 4s); %d failed of %d requests between chaos and abort (%.1f%%, canary weight 10%%); %d answers after, %d from the canary",
+		took.Round(10*time.Millisecond), len(failures), len(failures)+during, 100*share, after, afterCanary)
+	// Clients stop seeing failures within 3 failed checks 1s apart plus
+	// one interval (with a margin for a loaded host); the journal says
+	// aborted when the rollback's apply ends, after the 2s drain.
+	if d := l.lastFail.Sub(chaosAt); d > 4*time.Second+2*time.Second {
+		t.Errorf("clients still saw failures %s after chaos", d)
+	}
+	if took > 4*time.Second+2*time.Second+5*time.Second {
+		t.Errorf("abort journaled %s after chaos", took)
+	}
+	if afterCanary != 0 || after == 0 {
+		t.Errorf("after the abort %d of %d answers came from the canary", afterCanary, after)
+	}
+	if share > 0.10+0.05 {
+		t.Errorf("clients saw %.1f%% failures while the canary had 10%% of traffic", 100*share)
+	}
+	if n := len(e.dockerContainers()); n == 0 {
+		t.Log("no containers listed")
+	}
+	for _, c := range e.status().Containers {
+		if c.Track == "canary" {
+			t.Errorf("canary container %s still there after the abort", c.Name)
+		}
+	}
+	out, _ := e.swiftctl("status")
+	if !contains(out, "ABORTED") || !contains(out, "3 of 3 allowed failed checks") {
+		t.Errorf("status after the abort:\n%s", out)
 	}
 }
