@@ -30,6 +30,7 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 	if err != nil {
 		d.log.Error("journal append failed", zap.String("event", name), zap.Error(err))
 	}
+	d.notifyLocked(name, msg, details)
 }
 
 func (d *Daemon) journalPath() string { return filepath.Join(d.dir, "history.jsonl") }
