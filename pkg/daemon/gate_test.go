@@ -247,3 +247,43 @@ func TestHungEngineIsReported(t *testing.T) {
 		t.Errorf("engine error not cleared: %q", s.EngineError)
 	}
 }
+
+// While a change is denied, what was applied is still restored: a canary
+// waiting for a busy host to settle does not keep a crashed replica or a
+// removed nginx down.
+func TestHealWhileAChangeIsDenied(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, ""))
+	h.mustConverge()
+	h.setLoad(busy)
+	h.write(fakeManifest("app:1", 2, withCanary))
+	apps := fake.Names(h.fe.ByRole(stack.RoleApp))
+	if err := h.fe.Remove(context.Background(), "demo-nginx", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.fe.Kill(apps[0]); err != nil {
+		t.Fatal(err)
+	}
+	var denied *reconciler.DeniedError
+	if err := h.reconcile(); !errors.As(err, &denied) {
+		t.Fatalf("canary on a busy host: %v, want a denial", err)
+	}
+	if got := h.running(); got != "stable:app:1×2" {
+		t.Errorf("running %s while the canary is denied, want both stable replicas restored", got)
+	}
+	if h.fe.Loaded("demo-nginx") == nil {
+		t.Error("nginx not restored while the canary is denied")
+	}
+	if s := h.status(); s.Mode != stack.TrackStable || s.CanaryImage != "" || s.Converged {
+		t.Errorf("status: mode %q canary %q converged %v", s.Mode, s.CanaryImage, s.Converged)
+	}
+	// The restore recorded nothing new: the canary is still a gated change.
+	h.fe.ResetCalls()
+	if err := h.reconcile(); !errors.As(err, &denied) {
+		t.Fatalf("second reconcile: %v, want the canary still denied", err)
+	}
+	h.setLoad(idle)
+	h.mustConverge()
+	if got := h.running(); got != "stable:app:1×2 canary:app:2×1" {
+		t.Errorf("after the host settled: %s", got)
+	}
+}

@@ -156,6 +156,7 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	switch {
 	case errors.As(err, &denied):
 		d.deployDenied(denied)
+		d.healWhileDenied(ctx, desired, obs, progress)
 	case err != nil && !plan.Empty():
 		d.endDenials()
 		d.event(journal.EventDeployFailed, err.Error(), "", nil)
@@ -389,12 +390,30 @@ func (d *Daemon) journaledMode() string {
 	mode := stack.TrackStable
 	_ = d.jr.Flush()
 	_ = journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}}, func(r journal.Record) error {
-		if r.Event == journal.EventModeSwitched {
+		switch r.Event {
+		case journal.EventModeSwitched:
 			if m, ok := r.Details["mode"].(string); ok {
 				mode = m
 			}
+		case eventDown: // nothing serves after down: a later canary is a switch
+			mode = stack.TrackStable
 		}
 		return nil
 	})
 	return mode
+}
+
+// healWhileDenied restores what was applied while the change the manifest
+// asks for is denied: a busy host must not keep a crashed replica or a
+// removed front door down just because a change is waiting.
+func (d *Daemon) healWhileDenied(ctx context.Context, desired reconciler.Desired, obs reconciler.Observed, progress reconciler.Progress) {
+	heal := reconciler.HealPlan(desired, obs, d.rec.LiveConfig())
+	if heal.Empty() || heal.Blocked != "" {
+		return
+	}
+	d.log.Info("change denied; restoring what was applied", zap.String("ops", heal.String()))
+	restore := reconciler.Desired{Stack: desired.Stack, Conf: d.rec.LiveConfig(), Revision: obs.Applied.Revision}
+	if err := d.rec.ApplyGated(ctx, restore, heal, nil, progress); err != nil {
+		d.log.Warn("restoring what was applied failed", zap.Error(err))
+	}
 }

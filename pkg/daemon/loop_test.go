@@ -96,9 +96,10 @@ func TestManifestEditWakesTheLoopDuringBackoff(t *testing.T) {
 	go h.d.watchManifest(ctx)
 	defer func() { cancel(); <-done }()
 	h.d.Enqueue()
-	// Two failures: the next retry is 2s after the second.
-	waitUntil(t, 5*time.Second, "two failed reconciles", func() bool {
-		return h.d.metrics.failures() >= 2
+	// Three failures: the next retry is 4s after the third, well past the
+	// deadline below even on a loaded host.
+	waitUntil(t, 8*time.Second, "three failed reconciles", func() bool {
+		return h.d.metrics.failures() >= 3
 	})
 	h.fe.Up()
 	h.d.Enqueue() // an engine event: must not cut the backoff short
@@ -108,7 +109,7 @@ func TestManifestEditWakesTheLoopDuringBackoff(t *testing.T) {
 	}
 	start := time.Now()
 	h.write(fakeManifest("app:1", 1, "")) // a fix, saved again
-	waitUntil(t, 1500*time.Millisecond, "the reconcile the edit wakes", func() bool { return h.running() == "stable:app:1×1" })
+	waitUntil(t, 2500*time.Millisecond, "the reconcile the edit wakes", func() bool { return h.running() == "stable:app:1×1" })
 	t.Logf("manifest edit during backoff → converged in %s", time.Since(start).Round(time.Millisecond))
 }
 

@@ -212,7 +212,15 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	if oerr == nil {
 		d.noteServing(after)
 	}
-	took := oerr == nil && after.Loaded != nil && after.Loaded.Revision == t.Revision
+	// A successful apply already saw nginx load t's revision (waitLoaded):
+	// it took effect even if this second look fails on a busy host.
+	took := applyErr == nil || (oerr == nil && after.Loaded != nil && after.Loaded.Revision == t.Revision)
+	if !took && (oerr != nil || (after.Loaded == nil && after.LoadedErr != "")) {
+		// What nginx serves is unknown: keep the transition pending, and
+		// let resolvePending settle it once nginx can be read.
+		d.Wake()
+		return fmt.Errorf("%s: cannot tell whether it took effect (%v); it stays pending and is settled from what nginx serves", t.Kind, applyErr)
+	}
 	if took {
 		d.commit(t)
 		if applyErr != nil {
@@ -316,6 +324,11 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 	if err != nil {
 		d.setEngineErr(err)
 		return err
+	}
+	if obs.Loaded == nil && obs.LoadedErr != "" {
+		// nginx runs but cannot be read: settling now could undo a
+		// transition that took effect. Retry later.
+		return fmt.Errorf("settle interrupted %s: nginx status unreadable: %s", t.Kind, obs.LoadedErr)
 	}
 	if obs.Loaded != nil && obs.Loaded.Revision == t.Revision {
 		d.log.Info("settling an interrupted "+t.Kind+": it took effect", zap.String("txn", t.ID))
@@ -433,7 +446,10 @@ func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []s
 	}
 	d.event(journal.EventRollbackRequested, "rollback of canary "+image+" requested", user, map[string]any{"image": image, "reasons": abortReasons})
 	t := &Transition{ID: newID(), Kind: kindRollback, Started: time.Now().UTC(), User: user,
-		RolledBack: &Rollback{CanaryImage: image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
+		// The record names the manifest's canary image: that is what the
+		// options compare, so whatever canary the manifest names (even one
+		// other than the image serving now) stays suppressed.
+		RolledBack: &Rollback{CanaryImage: m.Services.Canary.Image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
 	if err := d.transact(ctx, m, t, progress); err != nil {
 		return err
 	}
@@ -460,6 +476,18 @@ func servingCanary(obs reconciler.Observed) (c struct{ Image, Hash string }, ok 
 // down removes everything the project owns and stays down until the next
 // deploy.
 func (d *Daemon) down(ctx context.Context, user string, say func(string)) error {
+	// Under the run lock, so a deploy already under way cannot clear Down
+	// behind our back; the applied record goes first, so whatever is left
+	// after a crash is never restored as a heal.
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	m := d.readManifest()
+	if m == nil {
+		return errors.New("no manifest loaded: nothing to remove")
+	}
+	if err := d.rec.ForgetApplied(); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	d.state.Down = true
 	d.state.Pending = nil
@@ -469,12 +497,6 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 		return err
 	}
 	failpoint.Hit(failpoint.DownSaved)
-	d.runMu.Lock()
-	defer d.runMu.Unlock()
-	m := d.readManifest()
-	if m == nil {
-		return errors.New("no manifest loaded: nothing to remove")
-	}
 	if _, err := d.removeAll(ctx, m, say); err != nil {
 		return err
 	}

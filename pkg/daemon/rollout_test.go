@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -149,12 +151,10 @@ func TestPromotionInterruptedSettlesOnRestart(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := canaryHarness(t)
 			ctx, crash := context.WithCancel(context.Background())
-			calls := 0
+			var calls atomic.Int32 // starts run in parallel
 			h.fe.BeforeCall(func(op, target string) {
-				if op == tc.op {
-					if calls++; calls == tc.nth {
-						crash()
-					}
+				if op == tc.op && calls.Add(1) == int32(tc.nth) {
+					crash()
 				}
 			})
 			_ = h.d.promote(ctx, "alice", func(string) {})
@@ -284,5 +284,45 @@ func TestValidateUniqueAndCleansUp(t *testing.T) {
 		if c.Role == roleValidate {
 			t.Errorf("validate container %s left behind", c.Name)
 		}
+	}
+}
+
+// A transition a dead daemon left pending (written by hand here, as a
+// SIGKILL after the write-ahead leaves it) is settled at the next start from
+// what nginx serves: not taken effect, so dropped and journaled once, and
+// nothing of it applied.
+func TestPendingLeftByADeadDaemonIsSettled(t *testing.T) {
+	h := canaryHarness(t)
+	m := h.d.manifestNow()
+	tr := &Transition{ID: "deadbeef", Kind: kindPromote, Started: time.Now().UTC(), User: "alice",
+		Promoted: &Promotion{ManifestStable: "app:1", Image: "app:2"}}
+	next, err := desiredFor(m, h.d.state.with(tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Revision = next.Revision
+	h.d.mu.Lock()
+	h.d.state.Pending = tr
+	if err := h.d.saveStateLocked(); err != nil {
+		t.Fatal(err)
+	}
+	h.d.mu.Unlock()
+	h.d.jr.Close()
+
+	h.d = h.newDaemon()
+	h.mustConverge()
+	if got := h.running(); got != "stable:app:1×2 canary:app:2×1" {
+		t.Errorf("after settling: running %s, want the old state", got)
+	}
+	if st := h.state(); st.Pending != nil || st.Promoted != nil {
+		t.Errorf("state after settling: %+v", st)
+	}
+	ev := h.events()
+	if count(ev, journal.EventTransitionAborted) != 1 || count(ev, journal.EventPromoted) != 0 {
+		t.Errorf("journal after settling: %v", ev)
+	}
+	h.mustConverge()
+	if n := count(h.events(), journal.EventTransitionAborted); n != 1 {
+		t.Errorf("transition_aborted journaled %d times, want once", n)
 	}
 }

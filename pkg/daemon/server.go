@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,19 +174,20 @@ func (d *Daemon) handlePromote(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	st := newStreamer(w)
-	st.finish(d.promoteRequest(r.Context(), userOf(r), req.Full, st.line))
+	st.finish(d.promoteRequest(context.WithoutCancel(r.Context()), userOf(r), req.Full, st.line))
 }
 
 func (d *Daemon) handleRollback(w http.ResponseWriter, r *http.Request) {
 	st := newStreamer(w)
-	st.finish(d.rollback(r.Context(), userOf(r), st.line))
+	st.finish(d.rollback(context.WithoutCancel(r.Context()), userOf(r), st.line))
 }
 
 // handleDown removes everything the project owns and pauses reconciling
 // until the next deploy.
 func (d *Daemon) handleDown(w http.ResponseWriter, r *http.Request) {
 	st := newStreamer(w)
-	st.finish(d.down(r.Context(), userOf(r), st.line))
+	// A client that goes away must not cut a transaction short.
+	st.finish(d.down(context.WithoutCancel(r.Context()), userOf(r), st.line))
 }
 
 func (d *Daemon) handleDeploy(w http.ResponseWriter, r *http.Request) {

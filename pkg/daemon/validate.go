@@ -129,7 +129,9 @@ func (d *Daemon) removeStaleValidators(ctx context.Context, project string) {
 		return
 	}
 	for _, c := range cs {
-		if c.Role == roleValidate && (!c.Running() || time.Since(c.Created) > staleValidator) {
+		// Finished ones, or old ones: one just created or running may be
+		// another validate's, under way.
+		if c.Role == roleValidate && (c.State == "exited" || c.State == "dead" || time.Since(c.Created) > staleValidator) {
 			_ = d.eng.Remove(ctx, c.ID, 0)
 		}
 	}

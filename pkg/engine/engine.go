@@ -259,7 +259,9 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 		return "", fmt.Errorf("create container %s: %w", s.Name, err)
 	}
 	if _, err := e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
-		_ = e.Remove(context.WithoutCancel(ctx), res.ID, 0)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		_ = e.Remove(cctx, res.ID, 0)
+		cancel()
 		return "", fmt.Errorf("start container %s: %w", s.Name, err)
 	}
 	return res.ID, nil
@@ -311,7 +313,11 @@ func (e *Engine) RunOnce(ctx context.Context, s Spec) (int, string, error) {
 	if err != nil {
 		return -1, "", err
 	}
-	defer e.Remove(context.WithoutCancel(ctx), id, 0)
+	defer func() { // cleanup outlives a cancelled caller, but not a hung engine
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = e.Remove(cctx, id, 0)
+	}()
 	wait := e.cli.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	var code int
 	select {

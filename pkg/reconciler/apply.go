@@ -225,6 +225,9 @@ func (r *Reconciler) ApplyGated(ctx context.Context, d Desired, plan Plan, gate 
 	if plan.Empty() {
 		say("Nginx config valid")
 		say("Already converged: nothing to change")
+		if plan.Partial {
+			return nil
+		}
 		return r.writeApplied(AppliedFor(d))
 	}
 	for i := 0; i < len(plan.Ops); {
@@ -249,6 +252,9 @@ func (r *Reconciler) ApplyGated(ctx context.Context, d Desired, plan Plan, gate 
 			return fmt.Errorf("%s %s: %w", op.Kind, op.Target, err)
 		}
 		i++
+	}
+	if plan.Partial {
+		return nil
 	}
 	return r.writeApplied(AppliedFor(d))
 }
@@ -465,8 +471,6 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 			byName[c.Name] = c
 		}
 		var still []string
-		var mu sync.Mutex
-		var wg sync.WaitGroup
 		for _, n := range pending {
 			c, ok := byName[n]
 			switch {
@@ -474,9 +478,17 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 				return fmt.Errorf("container %s disappeared while starting", n)
 			case c.State == "exited" || c.State == "dead":
 				return fmt.Errorf("container %s exited while starting", n)
-			case c.IP == "":
+			}
+		}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, n := range pending {
+			c := byName[n]
+			if c.IP == "" {
+				mu.Lock()
 				still = append(still, n)
 				lastErr = fmt.Errorf("container %s has no address yet", n)
+				mu.Unlock()
 				continue
 			}
 			a := want[n]
@@ -662,6 +674,11 @@ func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
 		return fmt.Errorf("reload nginx: %s; previous config restored", strings.TrimSpace(out))
 	}
 	if err := r.waitLoaded(ctx, d, ""); err != nil {
+		// nginx accepted the signal; if it did load the new config after
+		// all (a slow host, a cancelled caller), the file must stay.
+		if l, serr := r.nginxStatus(context.WithoutCancel(ctx)); serr == nil && l.Revision == d.Revision {
+			return nil
+		}
 		restore()
 		return fmt.Errorf("%w; previous config file restored", err)
 	}
@@ -719,4 +736,14 @@ func (r *Reconciler) nginxStatus(ctx context.Context) (*Loaded, error) {
 		return r.NginxStatus(ctx)
 	}
 	return ReadNginxStatus(ctx, filepath.Join(r.RunDir, stack.NginxStatusSocket))
+}
+
+// LiveConfig is the nginx configuration last installed (what nginx loaded
+// at its last successful start or reload; restored after a failed one).
+func (r *Reconciler) LiveConfig() []byte {
+	b, err := os.ReadFile(filepath.Join(r.ConfigDir, confName))
+	if err != nil {
+		return nil
+	}
+	return b
 }

@@ -129,6 +129,9 @@ type Plan struct {
 	Ops []Op
 	// Blocked, when set, explains why the plan cannot proceed at all.
 	Blocked string
+	// Partial marks a plan that restores only part of what was applied
+	// (HealPlan): applying it must not record a new applied state.
+	Partial bool
 }
 
 // String prints one line per operation.
@@ -424,4 +427,61 @@ func short(h string) string {
 		return h[:8]
 	}
 	return h
+}
+
+// HealPlan is what may run while the gate denies the change desired asks
+// for: restoring what was applied, and nothing else. It plans against the
+// configuration nginx last loaded (live, whose revision is the applied
+// one) and keeps only the operations that are not gated: crashed or
+// removed containers of the applied state, a removed nginx with its last
+// config, the reload that lets nginx see restarted containers. It is empty
+// when there is nothing applied to restore.
+func HealPlan(d Desired, obs Observed, live []byte) Plan {
+	a := obs.Applied
+	if a == nil || live == nil || d.Stack.Nginx.Hash != a.Nginx {
+		return Plan{Partial: true}
+	}
+	restore := Desired{Stack: d.Stack, Conf: live, Revision: a.Revision}
+	full := Compute(restore, obs)
+	p := Plan{Partial: true, Blocked: full.Blocked}
+	var started []string
+	var reload *Op
+	lost := obs.Loaded == nil || obs.Loaded.Revision != a.Revision
+	for _, op := range full.Ops {
+		if op.Gated {
+			continue
+		}
+		switch op.Kind {
+		case OpRemoveDead, OpStartNginx:
+			p.Ops = append(p.Ops, op)
+		case OpReloadNginx:
+			op := op
+			reload = &op
+		case OpStartApp:
+			p.Ops = append(p.Ops, op)
+			started = append(started, op.Target)
+		}
+	}
+	// Reload only for a restored container (nginx resolves names at
+	// reload) or a config nginx lost, never for the denied change.
+	if reload != nil && (len(started) > 0 || lost) {
+		p.Ops = append(p.Ops, *reload)
+	}
+	if len(p.Ops) == 0 {
+		return p
+	}
+	// Health-check only what is restored, before nginx sees it.
+	var out []Op
+	for _, op := range p.Ops {
+		if len(started) > 0 && (op.Kind == OpStartNginx || op.Kind == OpReloadNginx) {
+			out = append(out, Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d app container(s)", len(started)), Targets: started, Cause: "restored containers must answer before nginx routes to them"})
+			started = nil
+		}
+		out = append(out, op)
+	}
+	if len(started) > 0 {
+		out = append(out, Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d app container(s)", len(started)), Targets: started, Cause: "restored containers must answer"})
+	}
+	p.Ops = out
+	return p
 }
