@@ -255,3 +255,74 @@ func TestIdleSnapshotsAreThinned(t *testing.T) {
 		t.Errorf("after the streak ends: %d snapshot records (last count %d), want the first and a summary of 10", len(snaps), snaps[len(snaps)-1].Count)
 	}
 }
+
+// Faults of the engine and the workload during an image change: each is
+// detected by the first reconcile (which fails without a crash), status
+// says why, the old version keeps serving, and once the fault ends the
+// next reconcile converges by itself.
+func TestFaultsDetectedAndRecovered(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		image  string
+		inject func(fe *fake.Engine)
+		heal   func(fe *fake.Engine)
+		why    string // in status.last_reconcile.error
+	}{
+		{"image cannot be pulled", "app:9",
+			func(fe *fake.Engine) {},
+			func(fe *fake.Engine) { fe.SetPullable("app:9", true) },
+			"pull access denied"},
+		{"container exits at start", "app:2",
+			func(fe *fake.Engine) { fe.ExitOnStart("app:2") },
+			func(fe *fake.Engine) { fe.Clear() },
+			"exited"},
+		{"health check never passes", "app:2",
+			func(fe *fake.Engine) { fe.SetHealthy("app:2", false) },
+			func(fe *fake.Engine) { fe.SetHealthy("app:2", true) },
+			"health"},
+		{"engine refuses connections", "app:2",
+			func(fe *fake.Engine) { fe.Down() },
+			func(fe *fake.Engine) { fe.Up() },
+			"engine"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, fakeManifest("app:1", 2, ""))
+			h.mustConverge()
+			rev := h.status().Revision
+			tc.inject(h.fe)
+			h.write(fakeManifest(tc.image, 2, ""))
+			for i := 0; i < 2; i++ { // the retry meets the same fault
+				if err := h.reconcile(); err == nil {
+					t.Fatalf("reconcile %d with the fault succeeded", i+1)
+				}
+			}
+			if tc.name == "engine refuses connections" {
+				if s := h.status(); s.EngineError == "" {
+					t.Errorf("status with the engine refusing: no engine error")
+				}
+				tc.heal(h.fe)
+			} else {
+				s := h.status()
+				if s.LastReconcile == nil || !strings.Contains(strings.ToLower(s.LastReconcile.Error), tc.why) {
+					t.Errorf("status.last_reconcile %+v, want an error naming %q", s.LastReconcile, tc.why)
+				}
+				if s.Converged || s.StableImage != "app:1" || s.Revision != rev {
+					t.Errorf("during the fault: converged=%v stable=%s revision=%s (was %s), want the old version serving", s.Converged, s.StableImage, s.Revision, rev)
+				}
+				// Unhealthy new containers may stay up (nginx does not route to
+				// them; the retry checks them again); the old ones must.
+				if got := h.running(); !strings.Contains(got, "stable:app:1×2") {
+					t.Errorf("during the fault: running %s, want the old stable×2 still up", got)
+				}
+				tc.heal(h.fe)
+			}
+			h.mustConverge()
+			if got, want := h.running(), "stable:"+tc.image+"×2"; got != want {
+				t.Errorf("after the fault ended: running %s, want %s", got, want)
+			}
+			if all := h.fe.Snapshot(); len(all) != 3 {
+				t.Errorf("after recovery: %v, want 2 apps + nginx and nothing left over", fake.Names(all))
+			}
+		})
+	}
+}
