@@ -326,3 +326,46 @@ func TestFaultsDetectedAndRecovered(t *testing.T) {
 		})
 	}
 }
+
+// The manifest's directory is removed and recreated (a redeploy of the
+// configuration, a restored backup): the watch, dropped by the kernel with
+// the directory, is re-established, and the manifest that comes back is
+// acted on without waiting for the resync.
+func TestManifestDirRemovedAndRecreated(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.mustConverge()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.d.watchManifest(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(100 * time.Millisecond) // the watch is set up
+	drain := func() {
+		for {
+			select {
+			case <-h.d.wake:
+			default:
+				return
+			}
+		}
+	}
+	if err := os.RemoveAll(h.dir); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	drain()
+	if err := os.MkdirAll(h.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * watchRetry) // re-watched: the next edit must be seen
+	drain()
+	h.write(fakeManifest("app:1", 2, ""))
+	select {
+	case <-h.d.wake:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reconcile woken by a manifest written into the recreated directory")
+	}
+	h.mustConverge()
+	if got := h.running(); got != "stable:app:1×2" {
+		t.Errorf("after the directory came back: running %s", got)
+	}
+}
