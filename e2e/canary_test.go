@@ -131,6 +131,45 @@ func TestCanaryChaosAndGatedPromotion(t *testing.T) {
 		allowed, reasons, _ := canaryVerdict(e.status())
 		return allowed, fmt.Sprint(reasons)
 	})
+	// The seed's latch: canary safety allows, the infrastructure policy
+	// denies the change when it is applied. Nothing may be recorded, and
+	// nothing applied later without a fresh decision.
+	strict := strings.Replace(withCanary(base, images.AppImageV2, 50), "max_cpu_load: 1000", "max_cpu_load: 0.000001", 1)
+	e.writeManifest(strict)
+	e.waitFor(20*time.Second, "strict thresholds in force", func() (bool, string) {
+		for _, d := range e.status().Policies {
+			if d.Policy == "infrastructure" {
+				return !d.Allowed, fmt.Sprint(d.Reasons)
+			}
+		}
+		return false, "no infrastructure decision"
+	})
+	p = e.promote()
+	if !contains(strings.Join(p.Denied, ";"), "CPU load") {
+		t.Fatalf("promote under an infrastructure denial: %+v, want DENIED: CPU load", p)
+	}
+	if b, err := os.ReadFile(filepath.Join(e.dir, ".swiftdeploy", "state.json")); err == nil && contains(string(b), "promoted") {
+		t.Errorf("a denied promotion was recorded:\n%s", b)
+	}
+	e.writeManifest(withCanary(base, images.AppImageV2, 50))
+	e.waitFor(20*time.Second, "thresholds relaxed", func() (bool, string) {
+		for _, d := range e.status().Policies {
+			if d.Policy == "infrastructure" {
+				return d.Allowed, fmt.Sprint(d.Reasons)
+			}
+		}
+		return false, "no infrastructure decision"
+	})
+	if _, code := e.swiftctl("deploy"); code != 0 {
+		t.Errorf("deploy after relaxing the thresholds failed")
+	}
+	if s := e.status(); s.Mode != "canary" || s.StableImage != images.AppImage || s.CanaryImage != images.AppImageV2 {
+		t.Errorf("after a denied promotion and a reconcile: mode %q stable %q canary %q; the promotion latched", s.Mode, s.StableImage, s.CanaryImage)
+	}
+	if got := e.running(e.status()); got[images.AppImage] != 2 || got[images.AppImageV2] != 1 {
+		t.Errorf("running %v after the denied promotion, want 2 stable + 1 canary", got)
+	}
+
 	p = e.promote()
 	if p.Error != "" || len(p.Denied) > 0 {
 		t.Fatalf("promote of a healthy canary: %+v", p)
@@ -163,7 +202,7 @@ func TestCanaryChaosAndGatedPromotion(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(b)
-	for _, want := range []string{"## Timeline", "## Violations", "canary", "P99 latency exceeds 500ms", "Error rate exceeds 1% threshold"} {
+	for _, want := range []string{"## Timeline", "## Violations", "canary", "P99 latency exceeds 500ms", "Error rate exceeds 1% threshold", "| Promotions | 1 |"} {
 		if !contains(text, want) {
 			t.Errorf("audit report lacks %q", want)
 		}

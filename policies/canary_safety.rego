@@ -57,6 +57,21 @@ deny contains lasting("p99_latency_high", msg) if {
 	msg := sprintf("P99 latency exceeds %vms", [input.thresholds.max_p99_ms])
 }
 
+# The optional canary-vs-stable verdict (manifest policy.relative): the
+# daemon runs the two-proportion test and the p99 comparison
+# (pkg/verdict) and passes the verdict, its statistic and sample sizes as
+# input.relative; a failing verdict, or too few requests to judge, denies
+# with the verdict's own reasons.
+deny contains lasting("relative_fail", reason) if {
+	input.relative.verdict == "fail"
+	some reason in input.relative.reasons
+}
+
+deny contains lasting("relative_insufficient_data", reason) if {
+	input.relative.verdict == "insufficient_data"
+	some reason in input.relative.reasons
+}
+
 lasting(code, reason) := {"code": code, "reason": reason, "transient": false}
 
 # missing holds when the value at path is absent, null or not a number.

@@ -117,3 +117,27 @@ test_every_reason_has_a_distinct_code if {
 	high_codes := {d.code | some d in canary_safety.deny} with input as high
 	high_codes == {"requests_low", "error_rate_high", "p99_latency_high"}
 }
+
+# The relative verdict: 3% against stable's 0% fails even when the
+# absolute threshold (raised to 5%) allows it.
+relative_fail := {
+	"verdict": "fail", "z": 9.0, "z_critical": 1.6449, "canary_requests": 300, "stable_requests": 2700,
+	"canary_error_rate": 0.03, "stable_error_rate": 0,
+	"reasons": ["Relative verdict: canary error rate 3.00% is significantly higher than stable's 0.00%"],
+}
+
+test_relative_fail_denied_despite_absolute_pass if {
+	doc := object.union(healthy, {"error_rate": 0.03, "thresholds": {"max_error_rate": 0.05, "max_p99_ms": 500, "min_requests": 20}, "relative": relative_fail})
+	not canary_safety.allow with input as doc
+	canary_safety.reasons == {"Relative verdict: canary error rate 3.00% is significantly higher than stable's 0.00%"} with input as doc
+}
+
+test_relative_pass_allowed if {
+	doc := object.union(healthy, {"relative": {"verdict": "pass", "reasons": []}})
+	canary_safety.allow with input as doc
+}
+
+test_relative_insufficient_denied if {
+	doc := object.union(healthy, {"relative": {"verdict": "insufficient_data", "reasons": ["Relative verdict: insufficient data"]}})
+	canary_safety.reasons == {"Relative verdict: insufficient data"} with input as doc
+}

@@ -40,7 +40,11 @@ down until the next deploy.`,
 		use: "promote", short: "Make the canary the stable version, if the canary-safety policy allows", group: "deploy",
 		long: `promote asks the canary-safety policy whether the canary's metrics allow it to
 become stable; if so, all traffic moves to it. When the policy denies, each
-reason is printed as "DENIED: <reason>" and swiftctl exits 1.`,
+reason is printed as "DENIED: <reason>" and swiftctl exits 1.
+
+For a canary with steps (services.canary.steps), promote moves it to the
+next step, still judged by the canary-safety policy; --full skips the
+remaining steps and promotes it (gated just the same).`,
 		path: api.PathPromote,
 	}
 	rollbackOp = operation{
@@ -81,8 +85,20 @@ func (a *app) newDeployCmd() *cobra.Command {
 }
 
 func (a *app) newDownCmd() *cobra.Command     { return a.newOperationCmd(downOp) }
-func (a *app) newPromoteCmd() *cobra.Command  { return a.newOperationCmd(promoteOp) }
 func (a *app) newRollbackCmd() *cobra.Command { return a.newOperationCmd(rollbackOp) }
+
+// streamBody is stream with a request body.
+func (a *app) streamBody(ctx context.Context, name, path string, body any) error {
+	final, err := a.client().Stream(ctx, path, body, func(p api.Progress) {
+		if p.Line != "" {
+			fmt.Fprintln(a.stdout, p.Line)
+		}
+	})
+	if err != nil {
+		return a.daemonError(err)
+	}
+	return a.finalProgress(name, final)
+}
 
 // stream runs a streamed operation, printing each progress line as it
 // arrives, and turns the final line into swiftctl's exit.

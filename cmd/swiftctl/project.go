@@ -193,12 +193,18 @@ func renderFiles(m *manifest.Manifest) ([]renderedFile, error) {
 
 func (a *app) newRenderCmd() *cobra.Command {
 	var out string
+	var target renderTarget
 	cmd := &cobra.Command{
 		Use:   "render",
-		Short: "Write docker-compose.yml and nginx.conf from the manifest",
+		Short: "Write docker-compose.yml and nginx.conf (or Kubernetes objects) from the manifest",
 		Long: `render writes docker-compose.yml and nginx.conf generated from the manifest
 into --out (default: beside the manifest), replacing earlier versions. No
-daemon is needed. An invalid manifest is reported problem by problem.`,
+daemon is needed. An invalid manifest is reported problem by problem.
+
+--target kubernetes writes kubernetes.yaml (Deployments, Services, an
+HTTPRoute and the daemon's RBAC); --target argo-rollouts writes
+argo-rollouts.yaml (a Rollout, Services, an HTTPRoute, an AnalysisTemplate
+and the RBAC). See docs/kubernetes.md.`,
 		GroupID: "project",
 		Args:    cobra.NoArgs,
 		RunE: action(func(cmd *cobra.Command, args []string) error {
@@ -209,7 +215,7 @@ daemon is needed. An invalid manifest is reported problem by problem.`,
 			if err != nil {
 				return err
 			}
-			files, err := renderFiles(m)
+			files, err := target.files(m)
 			if err != nil {
 				return err
 			}
@@ -231,5 +237,6 @@ daemon is needed. An invalid manifest is reported problem by problem.`,
 		}),
 	}
 	cmd.Flags().StringVar(&out, "out", "", "directory to write the files to (default: the manifest's directory)")
+	target.flags(cmd)
 	return cmd
 }

@@ -175,6 +175,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newInitCmd(), a.newRenderCmd(), a.newAuditCmd(),
 		a.newValidateCmd(), a.newDeployCmd(), a.newDiffCmd(), a.newDownCmd(),
 		a.newPromoteCmd(), a.newRollbackCmd(),
+		a.newAbortCmd(), a.newPauseCmd(), a.newResumeCmd(),
 		a.newStatusCmd(), a.newHistoryCmd(),
 		a.newChaosCmd(), a.newLoadCmd(),
 	)

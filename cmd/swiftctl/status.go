@@ -156,6 +156,7 @@ func writeProject(b *strings.Builder, s api.Status) {
 	if s.CanaryImage != "" {
 		fmt.Fprintf(b, "Canary: %s (%d%% of traffic)\n", s.CanaryImage, s.CanaryWeight)
 	}
+	writeRollout(b, s.Rollout)
 	if !s.Converged && !s.Down && len(s.Pending) > 0 {
 		b.WriteString("Pending:\n")
 		for _, p := range s.Pending {

@@ -15,6 +15,9 @@ const (
 	PathPromote  = "/v1/promote"
 	PathRollback = "/v1/rollback"
 	PathChaos    = "/v1/chaos"
+	PathAbort    = "/v1/abort"
+	PathPause    = "/v1/pause"
+	PathResume   = "/v1/resume"
 	PathMetrics  = "/metrics"
 )
 
@@ -58,6 +61,70 @@ type Status struct {
 	Journal  *JournalStatus `json:"journal,omitempty"`
 	Tracks   []TrackStats   `json:"tracks,omitempty"`
 	Policies []Decision     `json:"policies,omitempty"`
+	// Rollout is the progress of a stepped canary (services.canary.steps),
+	// or of its abort; nil without steps.
+	Rollout *Rollout `json:"rollout,omitempty"`
+}
+
+// Rollout phases.
+const (
+	PhaseStarting    = "starting"    // waiting for nginx to serve the first step
+	PhaseProgressing = "progressing" // a step holds; checks run
+	PhasePaused      = "paused"      // swiftctl pause: no checks, no steps
+	PhaseCompleted   = "completed"   // last step passed; waiting for swiftctl promote (auto_promote: false) or promoting
+	PhaseAborted     = "aborted"     // rolled back for its checks or by swiftctl abort
+)
+
+// Rollout is a stepped canary's progress.
+type Rollout struct {
+	Image string `json:"image"`
+	Phase string `json:"phase"`
+	// Step is 1-based: step Step of Steps holds Weight percent of traffic.
+	Step   int `json:"step"`
+	Steps  int `json:"steps"`
+	Weight int `json:"weight"`
+	// NextAt is when the next weight (or the promotion, after the last
+	// step) is due, if the step keeps passing; NextIn the same from now.
+	NextAt *time.Time `json:"next_at,omitempty"`
+	NextIn string     `json:"next_in,omitempty"`
+	// StepPasses counts this step's passing checks: a step needs one.
+	StepPasses   int            `json:"step_passes"`
+	Failures     int            `json:"failed_checks"`
+	FailureLimit int            `json:"failure_limit"`
+	Interval     string         `json:"interval"`
+	AutoPromote  bool           `json:"auto_promote"`
+	LastCheck    *AnalysisCheck `json:"last_check,omitempty"`
+	// Aborted says why and by whom the canary was aborted; it stays until
+	// the manifest names another canary image.
+	Aborted *Abort `json:"aborted,omitempty"`
+}
+
+// Abort is a canary rolled back for its checks (By "") or by a person.
+type Abort struct {
+	At      time.Time `json:"at"`
+	By      string    `json:"by,omitempty"`
+	Reasons []string  `json:"reasons"`
+}
+
+// AnalysisCheck is one analysis verdict: Outcome pass, fail, no_data or
+// grace (no data during the first interval, which does not count).
+type AnalysisCheck struct {
+	At      time.Time      `json:"at"`
+	Outcome string         `json:"outcome"`
+	Reasons []string       `json:"reasons,omitempty"`
+	Figures map[string]any `json:"figures,omitempty"`
+}
+
+// PromoteRequest is the optional body of POST /v1/promote. Full skips the
+// remaining steps of a stepped canary; without it promote advances one
+// step (and after the last one, promotes). Both are gated.
+type PromoteRequest struct {
+	Full bool `json:"full,omitempty"`
+}
+
+// AbortRequest is the body of POST /v1/abort.
+type AbortRequest struct {
+	Reason string `json:"reason,omitempty"`
 }
 
 // JournalStatus is the journal's health when it needs attention.

@@ -311,6 +311,9 @@ type counts struct {
 	deployOK, deployFailed, deployDenied, promoted, promoteDenied int
 	decisionsDenied, chaos, recovered, rollbacks, rejected        int
 	snapshots, snapshotsFailed                                    int
+	// Progressive delivery; their rows are shown only when not 0, so a
+	// report of a journal without steps reads as before.
+	steps, checksFailed, aborts int
 }
 
 // add counts rec as n occurrences (more than one for a streak).
@@ -336,6 +339,12 @@ func (c *counts) add(rec journal.Record, n int) {
 			c.rollbacks += n
 		case journal.EventManifestRejected:
 			c.rejected += n
+		case journal.EventCanaryStep:
+			c.steps += n
+		case journal.EventCheckFailed:
+			c.checksFailed += n
+		case journal.EventAborted:
+			c.aborts += n
 		}
 	case journal.TypeDecision:
 		if rec.Allowed != nil && !*rec.Allowed {
@@ -369,6 +378,14 @@ func (r *report) summary() {
 		{"Manifest rejections", c.rejected},
 		{"Metric snapshots", c.snapshots},
 		{"Snapshots with policy FAIL", c.snapshotsFailed},
+	}
+	for _, row := range []struct {
+		name string
+		n    int
+	}{{"Canary steps", c.steps}, {"Failed canary checks", c.checksFailed}, {"Canaries aborted", c.aborts}} {
+		if row.n > 0 {
+			rows = append(rows, row)
+		}
 	}
 	for _, row := range rows {
 		r.printf("| %s | %d |\n", row.name, row.n)
@@ -431,6 +448,15 @@ var timelineTitles = map[string]string{
 	journal.EventDaemonStarted:       "Daemon started",
 	journal.EventDaemonStopped:       "Daemon stopped",
 	eventDown:                        "Stack removed (down)",
+	journal.EventCanaryStep:          "Canary step",
+	journal.EventCheckPassed:         "Canary check passed",
+	journal.EventCheckFailed:         "Canary check failed",
+	journal.EventCheckGrace:          "Canary check without data (grace, not counted)",
+	journal.EventStepsCompleted:      "Canary steps completed",
+	journal.EventAborted:             "Canary aborted",
+	journal.EventRolloutPaused:       "Rollout paused",
+	journal.EventRolloutResumed:      "Rollout resumed",
+	journal.EventNotifyFailed:        "Notification not delivered",
 }
 
 // routineEvents are left out of the timeline; any event not listed here
@@ -542,6 +568,24 @@ func detailReasons(details map[string]any) []string {
 // and returns its index, or -1 (see addTimeline).
 func (r *report) addViolation(rec journal.Record, weight int, of *first) int {
 	switch rec.Type {
+	case journal.TypeEvent:
+		// A failed canary check and an abort are violations in their own
+		// right: the analysis acted on them.
+		if title, ok := violationEvents[rec.Event]; ok {
+			text := title
+			if msg := eventText(rec); msg != "" {
+				text += ": " + md(msg)
+			}
+			if rec.User != "" {
+				text += " (by " + md(rec.User) + ")"
+			}
+			r.endRun()
+			at := -1
+			if of != nil {
+				at = of.violation
+			}
+			return place(&r.violations, rec, text, at)
+		}
 	case journal.TypeDecision:
 		if t, ok := decisionThresholds(rec); ok {
 			r.limits, r.limitsFrom = t, "policy decision of "+rec.Timestamp.UTC().Format(time.TimeOnly)
@@ -572,6 +616,12 @@ func (r *report) addViolation(rec journal.Record, weight int, of *first) int {
 		r.run.add(rec, weight)
 	}
 	return -1
+}
+
+// violationEvents are the events the Violations list shows, by title.
+var violationEvents = map[string]string{
+	journal.EventCheckFailed: "Canary check failed",
+	journal.EventAborted:     "Canary aborted",
 }
 
 // endRun ends a run of failing snapshots as one violation.

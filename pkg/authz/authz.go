@@ -127,14 +127,6 @@ type Route struct {
 	Role   Role
 }
 
-// Paths of operations the daemon is getting that pkg/api does not name yet.
-// When pkg/api gains constants for them, use those here.
-const (
-	pathAbort  = "/v1/abort"
-	pathPause  = "/v1/pause"
-	pathResume = "/v1/resume"
-)
-
 // routes is the table behind Required, in the order docs/security.md lists
 // them.
 var routes = []Route{
@@ -146,9 +138,9 @@ var routes = []Route{
 	{http.MethodPost, api.PathDeploy, RoleOperate},
 	{http.MethodPost, api.PathPromote, RoleOperate},
 	{http.MethodPost, api.PathRollback, RoleOperate},
-	{http.MethodPost, pathAbort, RoleOperate},
-	{http.MethodPost, pathPause, RoleOperate},
-	{http.MethodPost, pathResume, RoleOperate},
+	{http.MethodPost, api.PathAbort, RoleOperate},
+	{http.MethodPost, api.PathPause, RoleOperate},
+	{http.MethodPost, api.PathResume, RoleOperate},
 	{http.MethodPost, api.PathChaos, RoleAdmin},
 	{http.MethodPost, api.PathDown, RoleAdmin},
 }

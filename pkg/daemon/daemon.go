@@ -29,6 +29,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/notify"
 	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
@@ -79,6 +80,8 @@ type Config struct {
 	// HostFacts, when set, replaces the host readings of the
 	// infrastructure policy (tests).
 	HostFacts func(diskPath string) policy.InfraInput
+	// Notify tunes webhook delivery (tests shorten its timeouts).
+	Notify notify.Options
 }
 
 // Daemon is one running swiftdeployd.
@@ -111,6 +114,8 @@ type Daemon struct {
 	waiters     []*waiter
 	state       State
 	lastMode    string // the mode last journaled (from what nginx serves)
+	an          analysisMem
+	notifier    *notify.Notifier
 	journal     journalHealth
 }
 
@@ -183,6 +188,9 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.lastMode = d.journaledMode()
+	nopts := cfg.Notify
+	nopts.OnFail = d.notifyFailed
+	d.notifier = notify.New(nopts)
 	fetcher := cfg.Fetcher
 	if fetcher == nil {
 		fetcher = observe.HTTPFetcher{Client: &http.Client{Timeout: 2 * time.Second}}
@@ -254,7 +262,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket))
 
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); d.analysisLoop(ctx) }()
 	go func() { defer wg.Done(); d.watchManifest(ctx) }()
 	go func() { defer wg.Done(); d.watchEngine(ctx) }()
 	go func() { defer wg.Done(); d.scrapeLoop(ctx) }()
@@ -271,6 +280,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.event(journal.EventDaemonStopped, "swiftdeployd stopped; the workload keeps running", "", nil)
 	d.log.Info("swiftdeployd stopped")
+	d.notifier.Close()
 	_ = d.jr.Close()
 	_ = d.eng.Close()
 	return nil

@@ -30,6 +30,7 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 		d.log.Error("journal append failed", zap.String("event", name), zap.Error(err))
 	}
 	d.noteJournalLocked("event "+name, err)
+	d.notifyLocked(name, msg, details)
 }
 
 func (d *Daemon) journalPath() string { return d.cfg.JournalPath }

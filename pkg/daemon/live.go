@@ -171,7 +171,9 @@ func runningMode(cs []engine.Container) string {
 // missing (a failed or stale scrape) is added to the policy's reasons.
 func (d *Daemon) canaryDecision(ctx context.Context, m *manifest.Manifest, revision string) policy.Decision {
 	st := d.obs.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
-	dec := d.policies.CanarySafety(ctx, canaryInput(stack.TrackCanary, st), thresholds(m))
+	in := canaryInput(stack.TrackCanary, st)
+	d.withRelative(&in, m, st)
+	dec := d.policies.CanarySafety(ctx, in, thresholds(m))
 	if !dec.Allowed && st.Outcome != metrics.OK && st.Reason != "" {
 		dec.Reasons = append(dec.Reasons, st.Reason)
 	}

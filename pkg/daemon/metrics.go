@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +16,10 @@ type daemonMetrics struct {
 	reconciles *prometheus.CounterVec
 	duration   prometheus.Histogram
 	decisions  *prometheus.CounterVec
+	failed     atomic.Int64 // failed reconciles, for tests
 }
+
+func (m *daemonMetrics) failures() int64 { return m.failed.Load() }
 
 func newDaemonMetrics() *daemonMetrics {
 	m := &daemonMetrics{
@@ -39,6 +43,7 @@ func (m *daemonMetrics) observeReconcile(d time.Duration, err error) {
 	result := "ok"
 	if err != nil {
 		result = "error"
+		m.failed.Add(1)
 	}
 	m.reconciles.WithLabelValues(result).Inc()
 	m.duration.Observe(d.Seconds())

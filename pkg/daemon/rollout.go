@@ -40,6 +40,8 @@ type State struct {
 	// change is under way. A daemon that finds one at start settles it from
 	// what nginx serves: the new state if it took effect, else the old.
 	Pending *Transition `json:"pending,omitempty"`
+	// Rollout is the progress of a stepped canary (analysis.go).
+	Rollout *Rollout `json:"rollout,omitempty"`
 }
 
 // Promotion: the canary image became stable while the manifest still named
@@ -57,6 +59,10 @@ type Rollback struct {
 	CanaryImage string    `json:"canary_image"`
 	At          time.Time `json:"at"`
 	User        string    `json:"user,omitempty"`
+	// Aborted: the rollback is an abort (by the analysis, or `swiftctl
+	// abort`), journaled as such with Reasons.
+	Aborted bool     `json:"aborted,omitempty"`
+	Reasons []string `json:"reasons,omitempty"`
 }
 
 // Transition is a promotion or rollback in flight.
@@ -65,6 +71,7 @@ type Transition struct {
 	Kind       string     `json:"kind"` // promote | rollback
 	Promoted   *Promotion `json:"promoted,omitempty"`
 	RolledBack *Rollback  `json:"rolled_back,omitempty"`
+	Step       *StepMove  `json:"step,omitempty"`
 	// Revision is the nginx configuration that makes it take effect.
 	Revision string    `json:"revision"`
 	Started  time.Time `json:"started"`
@@ -74,6 +81,7 @@ type Transition struct {
 const (
 	kindPromote  = "promote"
 	kindRollback = "rollback"
+	kindStep     = "step"
 	stateFile    = "state.json"
 )
 
@@ -109,6 +117,7 @@ func (s State) options(m *manifest.Manifest) stack.Options {
 	if r := s.RolledBack; r != nil && m.Services.Canary != nil && m.Services.Canary.Image == r.CanaryImage {
 		o.NoCanary = true
 	}
+	o.CanaryWeight = s.Rollout.weight(m)
 	return o
 }
 
@@ -117,9 +126,11 @@ func (s State) with(t *Transition) State {
 	s.Pending = nil
 	switch t.Kind {
 	case kindPromote:
-		s.Promoted, s.RolledBack = t.Promoted, nil
+		s.Promoted, s.RolledBack, s.Rollout = t.Promoted, nil, nil
 	case kindRollback:
 		s.RolledBack = t.RolledBack
+	case kindStep:
+		s.Rollout = s.Rollout.at(t.Step)
 	}
 	return s
 }
@@ -230,12 +241,22 @@ func (d *Daemon) commit(t *Transition) {
 			d.eventLocked(journal.EventPromoted, t.Promoted.Image+" is now stable; 100% of traffic on it", t.User,
 				map[string]any{"image": t.Promoted.Image, "txn": t.ID})
 		case kindRollback:
-			d.eventLocked(journal.EventRolledBack, "canary "+t.RolledBack.CanaryImage+" rolled back; all traffic on stable", t.User,
-				map[string]any{"image": t.RolledBack.CanaryImage, "txn": t.ID})
+			if rb := t.RolledBack; rb.Aborted {
+				d.eventLocked(journal.EventAborted, "canary "+rb.CanaryImage+" aborted: "+strings.Join(rb.Reasons, "; ")+"; all traffic on stable", t.User,
+					map[string]any{"image": rb.CanaryImage, "txn": t.ID, "reasons": rb.Reasons})
+			} else {
+				d.eventLocked(journal.EventRolledBack, "canary "+rb.CanaryImage+" rolled back; all traffic on stable", t.User,
+					map[string]any{"image": rb.CanaryImage, "txn": t.ID})
+			}
+		case kindStep:
+			d.eventLocked(journal.EventCanaryStep, stepText(t.Step), t.User, stepDetails(t.Step, t.ID))
 		}
 		failpoint.Hit(transitionPoint(t.Kind, "journaled"))
 	}
 	d.state = d.state.with(t)
+	if t.Kind == kindStep {
+		d.stepStartedLocked(time.Now())
+	}
 	logErr(d.log, "save state", d.saveStateLocked())
 }
 
@@ -264,7 +285,8 @@ func (d *Daemon) journaledTxn(id string) bool {
 	found := false
 	_ = d.jr.Flush()
 	_ = journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}}, func(r journal.Record) error {
-		if r.Event == journal.EventPromoted || r.Event == journal.EventRolledBack {
+		switch r.Event {
+		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep:
 			if r.Details["txn"] == id {
 				found = true
 			}
@@ -373,6 +395,12 @@ func (e *promoteDenied) Error() string {
 // rollback drops the serving canary: all traffic to stable. It only
 // withdraws traffic, so the infrastructure gate does not stand in its way.
 func (d *Daemon) rollback(ctx context.Context, user string, progress reconciler.Progress) error {
+	return d.rollbackWith(ctx, user, nil, progress)
+}
+
+// rollbackWith is rollback; with reasons it is an abort, journaled as
+// `aborted` with them.
+func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []string, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	if d.isDown() {
@@ -403,9 +431,9 @@ func (d *Daemon) rollback(ctx context.Context, user string, progress reconciler.
 	} else if len(cur.Stack.Canary) == 0 {
 		return errors.New("no canary is running: nothing to roll back")
 	}
-	d.event(journal.EventRollbackRequested, "rollback of canary "+image+" requested", user, map[string]any{"image": image})
+	d.event(journal.EventRollbackRequested, "rollback of canary "+image+" requested", user, map[string]any{"image": image, "reasons": abortReasons})
 	t := &Transition{ID: newID(), Kind: kindRollback, Started: time.Now().UTC(), User: user,
-		RolledBack: &Rollback{CanaryImage: image, At: time.Now().UTC(), User: user}}
+		RolledBack: &Rollback{CanaryImage: image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
 	if err := d.transact(ctx, m, t, progress); err != nil {
 		return err
 	}

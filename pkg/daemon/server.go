@@ -87,6 +87,9 @@ func (d *Daemon) server() *http.Server {
 	mux.HandleFunc("POST "+api.PathPromote, d.handlePromote)
 	mux.HandleFunc("POST "+api.PathRollback, d.handleRollback)
 	mux.HandleFunc("POST "+api.PathChaos, d.handleChaos)
+	mux.HandleFunc("POST "+api.PathAbort, d.handleAbort)
+	mux.HandleFunc("POST "+api.PathPause, d.handlePause)
+	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
 	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	return &http.Server{
 		Handler:           authz.Middleware(d.cfg.Authz, mux, d.onDeny),
@@ -162,8 +165,15 @@ func (s *streamer) finish(err error) {
 }
 
 func (d *Daemon) handlePromote(w http.ResponseWriter, r *http.Request) {
+	var req api.PromoteRequest
+	if r.ContentLength != 0 { // older clients send no body
+		if err := api.DecodeBody(w, r, &req); err != nil {
+			writeRequestErr(w, err)
+			return
+		}
+	}
 	st := newStreamer(w)
-	st.finish(d.promote(r.Context(), userOf(r), st.line))
+	st.finish(d.promoteRequest(r.Context(), userOf(r), req.Full, st.line))
 }
 
 func (d *Daemon) handleRollback(w http.ResponseWriter, r *http.Request) {

@@ -60,6 +60,7 @@ func (d *Daemon) Status(ctx context.Context) api.Status {
 		s.Converged = plan.Empty() && s.LastReconcile != nil && s.LastReconcile.Error == ""
 	}
 	d.addLiveStatus(ctx, &s, m, obs)
+	s.Rollout = d.rolloutStatus(m, time.Now())
 	return s
 }
 

@@ -71,6 +71,27 @@ const (
 	EventEngineReconnected   = "engine_reconnected"
 	EventDaemonStarted       = "daemon_started"
 	EventDaemonStopped       = "daemon_stopped"
+
+	// Progressive delivery (services.canary.steps). EventCanaryStep: a
+	// step's weight took effect (nginx serves it). EventCheckPassed and
+	// EventCheckFailed: one analysis check each, with the verdict, the
+	// reasons and the failed-check count. EventStepsCompleted: the last
+	// step's pause passed and auto_promote is off. EventAborted: the
+	// canary was rolled back because of its checks (by the daemon) or by
+	// `swiftctl abort`, with the reasons; it took effect.
+	EventCanaryStep  = "canary_step"
+	EventCheckPassed = "check_passed"
+	EventCheckFailed = "check_failed"
+	// EventCheckGrace: the first check of a rollout (or of a restarted
+	// daemon) found no data; it does not count either way.
+	EventCheckGrace     = "check_grace"
+	EventStepsCompleted = "steps_completed"
+	EventAborted        = "aborted"
+	EventRolloutPaused  = "rollout_paused"
+	EventRolloutResumed = "rollout_resumed"
+	// EventNotifyFailed: a webhook notification could not be delivered
+	// after its retries.
+	EventNotifyFailed = "notify_failed"
 )
 
 // MaxLineBytes bounds one encoded record. A record is normally a few hundred

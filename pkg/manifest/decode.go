@@ -146,6 +146,12 @@ func (d *decoder) value(field string, n *yaml3.Node, v reflect.Value) {
 		if f, ok := d.float(field, n); ok {
 			v.SetFloat(f)
 		}
+	case t.Kind() == reflect.Bool:
+		if b, ok := d.boolean(field, n); ok {
+			v.SetBool(b)
+		}
+	case t.Kind() == reflect.Slice:
+		d.list(field, n, v)
 	default:
 		// Only reachable if a field of a new kind is added to Manifest.
 		d.add(field, n, "unsupported field type %s", t)
@@ -255,6 +261,40 @@ func (d *decoder) pairs(field string, n *yaml3.Node, fn func(key string, keyNode
 		fn(key, keyNode, val)
 	}
 }
+
+// boolean takes only YAML 1.2's true and false: yes, on and the like are
+// text, and a quoted "true" is a string, not a boolean.
+func (d *decoder) boolean(field string, n *yaml3.Node) (bool, bool) {
+	if n.Kind == yaml3.ScalarNode && n.Tag == "!!bool" {
+		switch strings.ToLower(n.Value) {
+		case "true":
+			return true, true
+		case "false":
+			return false, true
+		}
+	}
+	d.add(field, n, "must be true or false, got %s", describe(n))
+	return false, false
+}
+
+// list decodes a sequence; element i's problems name field[i].
+func (d *decoder) list(field string, n *yaml3.Node, v reflect.Value) {
+	if n.Kind != yaml3.SequenceNode {
+		d.add(field, n, "must be a list, got %s", describe(n))
+		return
+	}
+	out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, el := range n.Content {
+		if isNull(resolve(el)) {
+			d.add(indexed(field, i), el, "must not be empty")
+			continue
+		}
+		d.value(indexed(field, i), el, out.Index(i))
+	}
+	v.Set(out)
+}
+
+func indexed(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }
 
 func (d *decoder) integer(field string, n *yaml3.Node) (int64, bool) {
 	if n.Kind == yaml3.ScalarNode {
@@ -398,10 +438,12 @@ func join(field, key string) string {
 }
 
 // lookup returns the value node at a dotted field path such as
-// "services.canary.image", or nil if the manifest does not set it.
+// "services.canary.image" or "services.canary.steps[1].weight", or nil if
+// the manifest does not set it.
 func lookup(root *yaml3.Node, field string) *yaml3.Node {
 	n := root
 	for key := range strings.SplitSeq(field, ".") {
+		key, index := splitIndex(key)
 		if n == nil {
 			return nil
 		}
@@ -416,12 +458,32 @@ func lookup(root *yaml3.Node, field string) *yaml3.Node {
 				break
 			}
 		}
+		if next != nil && index >= 0 {
+			if next = resolve(next); next.Kind != yaml3.SequenceNode || index >= len(next.Content) {
+				return nil
+			}
+			next = next.Content[index]
+		}
 		n = next
 	}
 	if n == nil || isNull(resolve(n)) {
 		return nil
 	}
 	return n
+}
+
+// splitIndex splits "steps[1]" into "steps" and 1; a key without an
+// index gives -1.
+func splitIndex(key string) (string, int) {
+	name, rest, ok := strings.Cut(key, "[")
+	if !ok || !strings.HasSuffix(rest, "]") {
+		return key, -1
+	}
+	i, err := strconv.Atoi(strings.TrimSuffix(rest, "]"))
+	if err != nil || i < 0 {
+		return key, -1
+	}
+	return name, i
 }
 
 // yamlLine matches the position prefix of YAML parser errors.

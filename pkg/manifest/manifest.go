@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	yaml3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 )
 
@@ -33,7 +34,23 @@ type Manifest struct {
 	Network  Network  `json:"network"`
 	Metrics  Metrics  `json:"metrics,omitempty"`
 	Policy   Policy   `json:"policy,omitempty"`
+	// Notify lists webhooks told about a rollout's steps, failed checks,
+	// aborts, promotions and denials.
+	Notify []Webhook `json:"notify,omitempty"`
 }
+
+// Webhook is one notification receiver.
+type Webhook struct {
+	URL string `json:"url"`
+	// Events it wants, of NotifyEvents; all of them when absent.
+	Events []string `json:"events,omitempty"`
+}
+
+// NotifyEvents are the events a webhook may ask for.
+var NotifyEvents = []string{"step", "check_failed", "aborted", "promoted", "denied"}
+
+// MaxWebhooks bounds notify.
+const MaxWebhooks = 10
 
 // Services describes the application containers.
 type Services struct {
@@ -58,9 +75,46 @@ type Resources struct {
 type Canary struct {
 	Image string `json:"image"`
 	// Weight is the percentage (0-100) of requests nginx sends to the canary.
+	// With Steps it must be left out: the current step sets the weight.
 	Weight   int `json:"weight"`
 	Replicas int `json:"replicas,omitempty"`
+	// Steps, when present, walk the canary's weight up by itself: each
+	// step's weight holds for its pause while the analysis judges the
+	// canary every Analysis.Interval. Without steps the canary holds
+	// Weight until a person promotes or rolls it back, as before.
+	Steps []Step `json:"steps,omitempty"`
+	// Analysis is how the steps are judged. Parse fills it with defaults
+	// when steps are present and it is absent; it needs steps.
+	Analysis *Analysis `json:"analysis,omitempty"`
 }
+
+// Step is one weight of a progressive rollout.
+type Step struct {
+	// Weight is the canary's share of traffic during the step, 1-99.
+	Weight int `json:"weight"`
+	// Pause is how long the step lasts before the next weight applies (at
+	// least one analysis interval, so every step is judged).
+	Pause Duration `json:"pause"`
+}
+
+// Analysis configures the automatic judging of a stepped canary.
+type Analysis struct {
+	// Interval is how often the canary-safety policy judges the canary.
+	Interval Duration `json:"interval"`
+	// FailureLimit is the number of failed checks (not necessarily
+	// consecutive) at which the daemon aborts the canary by itself.
+	FailureLimit int `json:"failure_limit"`
+	// AutoPromote promotes the canary after the last step; false waits
+	// at the last step for `swiftctl promote`.
+	AutoPromote bool `json:"auto_promote"`
+}
+
+// Defaults of services.canary.analysis, applied field by field.
+const (
+	DefaultAnalysisInterval = 15 * time.Second
+	DefaultFailureLimit     = 3
+	DefaultAutoPromote      = true
+)
 
 // Nginx is the front door: the only container that publishes a host port.
 type Nginx struct {
@@ -97,7 +151,29 @@ type Policy struct {
 	// DiskPath is the filesystem whose free space the infrastructure policy
 	// checks. Default: Docker's root directory.
 	DiskPath string `json:"disk_path,omitempty"`
+	// Relative, when present, also judges the canary against stable over
+	// the same window (pkg/verdict). Absent fields take the defaults.
+	Relative *Relative `json:"relative,omitempty"`
 }
+
+// Relative configures the canary-vs-stable verdict.
+type Relative struct {
+	// Confidence of the one-sided two-proportion test on error rates.
+	Confidence float64 `json:"confidence"`
+	// MinRequests each track needs in the window for the test to judge;
+	// below it the verdict is insufficient data, which denies.
+	MinRequests int `json:"min_requests"`
+	// MaxP99Factor fails a canary whose p99 is more than this times
+	// stable's; 0 turns the latency comparison off.
+	MaxP99Factor float64 `json:"max_p99_factor"`
+}
+
+// Defaults of policy.relative.
+const (
+	DefaultRelativeConfidence  = 0.95
+	DefaultRelativeMinRequests = 100
+	DefaultRelativeP99Factor   = 2.0
+)
 
 // Defaults returns a manifest with every optional field at its default.
 // Parse decodes on top of it, so a field absent from the file keeps its
@@ -182,6 +258,19 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 	if m.Services.Canary != nil && lookup(root, "services.canary.replicas") == nil {
 		m.Services.Canary.Replicas = DefaultCanaryReplicas
 	}
+	defaultAnalysis(root, m.Services.Canary)
+	if r := m.Policy.Relative; r != nil {
+		const at = "policy.relative."
+		if lookup(root, at+"confidence") == nil {
+			r.Confidence = DefaultRelativeConfidence
+		}
+		if lookup(root, at+"min_requests") == nil {
+			r.MinRequests = DefaultRelativeMinRequests
+		}
+		if lookup(root, at+"max_p99_factor") == nil {
+			r.MaxP99Factor = DefaultRelativeP99Factor
+		}
+	}
 	if err := m.Validate(); err != nil {
 		var ve *ValidationError
 		if errors.As(err, &ve) {
@@ -194,6 +283,27 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// defaultAnalysis fills the analysis of a stepped canary: absent fields
+// take their defaults, an explicit zero is kept for Validate to reject.
+func defaultAnalysis(root *yaml3.Node, c *Canary) {
+	if c == nil || len(c.Steps) == 0 {
+		return
+	}
+	if c.Analysis == nil {
+		c.Analysis = &Analysis{}
+	}
+	const at = "services.canary.analysis."
+	if lookup(root, at+"interval") == nil {
+		c.Analysis.Interval = Duration(DefaultAnalysisInterval)
+	}
+	if lookup(root, at+"failure_limit") == nil {
+		c.Analysis.FailureLimit = DefaultFailureLimit
+	}
+	if lookup(root, at+"auto_promote") == nil {
+		c.Analysis.AutoPromote = DefaultAutoPromote
+	}
 }
 
 func fileError(msg string) *ValidationError {

@@ -3,6 +3,7 @@ package manifest
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -58,6 +59,13 @@ const (
 	MinMemory = 6 << 20
 	// MaxPathLen bounds health_path and metrics.path.
 	MaxPathLen = 256
+	// MaxSteps bounds services.canary.steps.
+	MaxSteps = 20
+	// MaxStepPause bounds one step's pause and the analysis interval's
+	// upper end: a rollout that waits longer is better done by hand.
+	MaxStepPause = 24 * time.Hour
+	// MaxFailureLimit bounds services.canary.analysis.failure_limit.
+	MaxFailureLimit = 100
 )
 
 var (
@@ -104,6 +112,10 @@ func (m *Manifest) Validate() error {
 	ps.network(&m.Network)
 	ps.metrics(&m.Metrics)
 	ps.policy(&m.Policy)
+	if m.Services.Canary != nil {
+		ps.steps(m.Services.Canary, m.Metrics.ScrapeInterval.D())
+	}
+	ps.notify(m.Notify)
 	if len(ps) > 0 {
 		return &ValidationError{Problems: ps}
 	}
@@ -141,6 +153,77 @@ func (ps *problemList) canary(c *Canary, stableImage string) {
 	}
 	ps.intRange("services.canary.weight", c.Weight, 0, 100)
 	ps.intRange("services.canary.replicas", c.Replicas, 1, MaxReplicas)
+}
+
+// steps checks a progressive rollout: weights rising within 1-99, every
+// pause long enough for at least one analysis, limits a rollout can reach.
+func (ps *problemList) steps(c *Canary, scrapeInterval time.Duration) {
+	const at = "services.canary."
+	if len(c.Steps) == 0 {
+		if c.Analysis != nil {
+			ps.addf(at+"analysis", "needs services.canary.steps: the analysis judges the steps")
+		}
+		return
+	}
+	if c.Weight != 0 {
+		ps.addf(at+"weight", "must be left out when steps are declared (the current step sets the weight), got %d", c.Weight)
+	}
+	if len(c.Steps) > MaxSteps {
+		ps.addf(at+"steps", "must have at most %d steps, got %d", MaxSteps, len(c.Steps))
+	}
+	a := c.Analysis
+	if a == nil { // only a programmatic manifest; Parse fills the defaults
+		ps.addf(at+"analysis", "required with steps")
+		return
+	}
+	interval := a.Interval.D()
+	switch {
+	case interval < time.Second || interval > time.Hour:
+		ps.addf(at+"analysis.interval", "must be 1s-1h0m0s, got %s", interval)
+	case interval < scrapeInterval:
+		// A check between two scrapes would judge the same figures twice.
+		ps.addf(at+"analysis.interval", "must be at least metrics.scrape_interval (%s), got %s", scrapeInterval, interval)
+	}
+	ps.intRange(at+"analysis.failure_limit", a.FailureLimit, 1, MaxFailureLimit)
+	prev := 0
+	for i, st := range c.Steps {
+		field := fmt.Sprintf("%ssteps[%d]", at, i)
+		switch {
+		case st.Weight < 1 || st.Weight > 99:
+			ps.addf(field+".weight", "must be 1-99 (100 is a promotion), got %d", st.Weight)
+		case st.Weight <= prev:
+			ps.addf(field+".weight", "must be greater than the previous step's weight (%d), got %d: weights rise", prev, st.Weight)
+		}
+		prev = max(prev, st.Weight)
+		switch p := st.Pause.D(); {
+		case p > MaxStepPause:
+			ps.addf(field+".pause", "must be at most %s, got %s", MaxStepPause, p)
+		case p < interval:
+			ps.addf(field+".pause", "must be at least services.canary.analysis.interval (%s) so the step is judged, got %s", interval, p)
+		}
+	}
+}
+
+// notify checks the webhooks: absolute http(s) URLs, known events.
+func (ps *problemList) notify(hooks []Webhook) {
+	if len(hooks) > MaxWebhooks {
+		ps.addf("notify", "must list at most %d webhooks, got %d", MaxWebhooks, len(hooks))
+	}
+	for i, h := range hooks {
+		field := fmt.Sprintf("notify[%d]", i)
+		u, err := url.Parse(h.URL)
+		switch {
+		case h.URL == "":
+			ps.addf(field+".url", "required")
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			ps.addf(field+".url", "must be an absolute http:// or https:// URL, got %q", h.URL)
+		}
+		for j, e := range h.Events {
+			if !slices.Contains(NotifyEvents, e) {
+				ps.addf(fmt.Sprintf("%s.events[%d]", field, j), "must be one of %s, got %q", strings.Join(NotifyEvents, ", "), e)
+			}
+		}
+	}
 }
 
 // sameImage reports whether two references name the same image, so that
@@ -279,6 +362,15 @@ func (ps *problemList) policy(p *Policy) {
 	}
 	if !filepath.IsAbs(p.DiskPath) {
 		ps.addf("policy.disk_path", "must be an absolute path, got %q", p.DiskPath)
+	}
+	if r := p.Relative; r != nil {
+		if !(r.Confidence >= 0.5 && r.Confidence <= 0.9999) {
+			ps.addf("policy.relative.confidence", "must be 0.5-0.9999 (0.95 is 95%%), got %g", r.Confidence)
+		}
+		ps.intRange("policy.relative.min_requests", r.MinRequests, 1, 1000000)
+		if !(r.MaxP99Factor == 0 || r.MaxP99Factor >= 1 && r.MaxP99Factor <= 100) {
+			ps.addf("policy.relative.max_p99_factor", "must be 0 (off) or 1-100, got %g", r.MaxP99Factor)
+		}
 	}
 }
 

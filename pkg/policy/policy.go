@@ -69,6 +69,9 @@ type CanaryInput struct {
 	ReqPerSec *float64 `json:"req_per_sec"` // informational
 	ErrorRate *float64 `json:"error_rate"`  // fraction, 0.01 = 1%
 	P99Ms     *float64 `json:"p99_latency"` // milliseconds
+	// Relative is the canary-vs-stable verdict (verdict.Verdict.Input),
+	// nil when the manifest asks for none.
+	Relative map[string]any `json:"relative,omitempty"`
 }
 
 // Decision is the outcome of one policy evaluation.
@@ -164,7 +167,7 @@ func (e *Engine) Infrastructure(ctx context.Context, in InfraInput, t Thresholds
 
 // CanarySafety decides whether the canary may be promoted.
 func (e *Engine) CanarySafety(ctx context.Context, in CanaryInput, t Thresholds) Decision {
-	return e.decide(ctx, CanarySafety, map[string]any{
+	input := map[string]any{
 		"mode":        in.Mode,
 		"requests":    finite(in.Requests),
 		"req_per_sec": finite(in.ReqPerSec),
@@ -175,7 +178,11 @@ func (e *Engine) CanarySafety(ctx context.Context, in CanaryInput, t Thresholds)
 			"max_p99_ms":     finiteValue(t.MaxP99Ms),
 			"min_requests":   t.MinRequests,
 		},
-	})
+	}
+	if in.Relative != nil {
+		input["relative"] = in.Relative
+	}
+	return e.decide(ctx, CanarySafety, input)
 }
 
 // decide evaluates policy name against input and turns every way the

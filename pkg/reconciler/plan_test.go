@@ -337,3 +337,43 @@ func TestComputeIgnoresUnknownRoles(t *testing.T) {
 		t.Errorf("unknown role planned:\n%s", p)
 	}
 }
+
+// Each operation carries its own gate flag, so diff shows which ones the
+// gate decides: new replicas are gated even when their spec already runs
+// (scale-up used to pass as a heal), restored ones are not.
+func TestOpGating(t *testing.T) {
+	v1 := testStack(t, "app:1", 1, nil)
+	v1x3 := testStack(t, "app:1", 3, nil)
+	for _, tc := range []struct {
+		name    string
+		desired stack.Stack
+		obs     Observed
+		gated   bool
+	}{
+		{"scale-up replica", v1x3, serving(v1, "r1"), true},
+		{"restored replica", v1x3, func() Observed {
+			o := serving(v1x3, "r3")
+			o.Containers = o.Containers[1:]
+			return o
+		}(), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Compute(desiredOf(tc.desired, "r3"), tc.obs)
+			n := 0
+			for _, op := range p.Ops {
+				if op.Kind == OpStartApp {
+					n++
+					if op.Gated != tc.gated {
+						t.Errorf("%s: Gated = %v, want %v", op, op.Gated, tc.gated)
+					}
+					if tc.gated && !strings.Contains(op.String(), "[gated]") {
+						t.Errorf("diff line %q does not mark the gated op", op)
+					}
+				}
+			}
+			if n == 0 {
+				t.Fatalf("no start-app op:\n%s", p)
+			}
+		})
+	}
+}

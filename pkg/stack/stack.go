@@ -98,6 +98,10 @@ type Options struct {
 	StableImage string
 	// NoCanary suppresses the manifest's canary (after a rollback).
 	NoCanary bool
+	// CanaryWeight, when not 0, is the weight of the rollout step in
+	// force (services.canary.steps). It only changes nginx's split, never
+	// a container: weights are not in any container's hash.
+	CanaryWeight int
 }
 
 // FromManifest computes the desired stack.
@@ -116,6 +120,12 @@ func FromManifest(m *manifest.Manifest, o Options) Stack {
 	if c := m.Services.Canary; c != nil && !o.NoCanary && c.Image != stableImage {
 		s.Canary = apps(m, TrackCanary, c.Image, c.Replicas)
 		s.CanaryWeight = c.Weight
+		if len(c.Steps) > 0 { // a stepped canary starts at its first step
+			s.CanaryWeight = c.Steps[0].Weight
+		}
+		if o.CanaryWeight > 0 {
+			s.CanaryWeight = o.CanaryWeight
+		}
 	}
 	s.Nginx = Nginx{
 		Name:  m.Project + "-nginx",

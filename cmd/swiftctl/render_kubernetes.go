@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
+)
+
+// Targets of swiftctl render.
+const (
+	targetDocker       = "docker"
+	targetKubernetes   = "kubernetes"
+	targetArgoRollouts = "argo-rollouts"
+)
+
+// renderTarget holds render's --target and the options of the Kubernetes
+// targets.
+type renderTarget struct {
+	name string
+	k8s  k8srender.Options
+}
+
+func (r *renderTarget) flags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&r.name, "target", targetDocker, "what to render: docker (docker-compose.yml and nginx.conf), kubernetes (kubernetes.yaml) or argo-rollouts (argo-rollouts.yaml)")
+	f.StringVar(&r.k8s.Namespace, "namespace", k8srender.DefaultNamespace, "kubernetes, argo-rollouts: namespace of the objects")
+	f.StringVar(&r.k8s.Gateway, "gateway", "", "kubernetes, argo-rollouts: Gateway the HTTPRoute attaches to (none: add parentRefs yourself)")
+	f.StringVar(&r.k8s.PrometheusURL, "prometheus", "", "argo-rollouts: URL of the Prometheus the AnalysisTemplate queries (required)")
+}
+
+// files renders m for the target.
+func (r *renderTarget) files(m *manifest.Manifest) ([]renderedFile, error) {
+	var (
+		render func(*manifest.Manifest, k8srender.Options) ([]k8srender.Object, error)
+		name   string
+	)
+	switch r.name {
+	case targetDocker:
+		return renderFiles(m)
+	case targetKubernetes:
+		render, name = k8srender.Kubernetes, "kubernetes.yaml"
+	case targetArgoRollouts:
+		render, name = k8srender.ArgoRollouts, "argo-rollouts.yaml"
+	default:
+		return nil, fmt.Errorf("--target %q: want %s, %s or %s", r.name, targetDocker, targetKubernetes, targetArgoRollouts)
+	}
+	objs, err := render(m, r.k8s)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", name, err)
+	}
+	data, err := k8srender.YAML(objs)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", name, err)
+	}
+	return []renderedFile{{name, data}}, nil
+}

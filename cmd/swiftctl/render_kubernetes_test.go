@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
+)
+
+func TestRenderKubernetesTargets(t *testing.T) {
+	// A project named after its directory must suit Kubernetes names:
+	// t.TempDir's "001" does not (a Service name starts with a letter).
+	dir := filepath.Join(t.TempDir(), "shop")
+	path := filepath.Join(dir, manifestFile)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, articleManifest)
+	m, err := manifest.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := k8srender.Options{Namespace: "apps", Gateway: "public", PrometheusURL: "http://prom:9090"}
+	for _, c := range []struct {
+		target, file string
+		render       func(*manifest.Manifest, k8srender.Options) ([]k8srender.Object, error)
+	}{
+		{"kubernetes", "kubernetes.yaml", k8srender.Kubernetes},
+		{"argo-rollouts", "argo-rollouts.yaml", k8srender.ArgoRollouts},
+	} {
+		out := filepath.Join(dir, c.target)
+		stdout, stderr, code := runCLI(t, "render", "--manifest", path, "--out", out, "--target", c.target,
+			"--namespace", o.Namespace, "--gateway", o.Gateway, "--prometheus", o.PrometheusURL)
+		if code != exitOK {
+			t.Fatalf("render --target %s exited %d: %s", c.target, code, stderr)
+		}
+		objs, err := c.render(m, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := k8srender.YAML(objs)
+		if got := readFile(t, filepath.Join(out, c.file)); !bytes.Equal(got, want) {
+			t.Errorf("%s is not the renderer's output:\n%s", c.file, got)
+		}
+		if !strings.Contains(stdout, "wrote        "+filepath.Join(out, c.file)) {
+			t.Errorf("output:\n%s", stdout)
+		}
+		entries, _ := os.ReadDir(out)
+		if len(entries) != 1 {
+			t.Errorf("--target %s wrote %d files, want only %s", c.target, len(entries), c.file)
+		}
+	}
+}
+
+func TestRenderKubernetesRefusals(t *testing.T) {
+	// A project named after its directory must suit Kubernetes names:
+	// t.TempDir's "001" does not (a Service name starts with a letter).
+	dir := filepath.Join(t.TempDir(), "shop")
+	path := filepath.Join(dir, manifestFile)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, articleManifest)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--target", "nomad"}, `--target "nomad"`},
+		{[]string{"--target", "argo-rollouts"}, "Prometheus"},
+		{[]string{"--target", "kubernetes", "--namespace", "Bad_NS"}, `namespace "Bad_NS"`},
+	} {
+		out := filepath.Join(dir, "out")
+		_, stderr, code := runCLI(t, append([]string{"render", "--manifest", path, "--out", out}, c.args...)...)
+		if code != exitFailure || !strings.Contains(stderr, c.want) {
+			t.Errorf("render %v: exit %d, stderr %q; want %d naming %s", c.args, code, stderr, exitFailure, c.want)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("render %v created %s", c.args, out)
+		}
+	}
+}

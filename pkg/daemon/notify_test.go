@@ -1,0 +1,100 @@
+package daemon
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/notify"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// A webhook receiver (a real HTTP server) is told about the steps and the
+// abort, once each, with the documented body.
+func TestWebhookGetsStepsAndAbort(t *testing.T) {
+	var mu sync.Mutex
+	var got []notify.Message
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m notify.Message
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			t.Errorf("body: %v", err)
+		}
+		mu.Lock()
+		got = append(got, m)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	h := newHarness(t, fakeManifest("app:1", 2, steppedCanary("app:2", 1, true))+
+		"notify:\n  - url: "+srv.URL+"/hook\n    events: [step, aborted, promoted]\n")
+	h.mustConverge()
+	h.analyze(time.Now())
+	h.scrape(3)
+	h.analyze(h.after(time.Second))
+	h.analyze(h.after(2 * time.Second)) // step 2
+	h.app.set(func(a *appMetrics) { a.errRate[stack.TrackCanary] = 0.5 })
+	h.scrape(3)
+	h.analyze(h.after(time.Second)) // fails 1/1: aborted
+	if r := h.running(); r != "stable:app:1×2" {
+		t.Fatalf("not aborted: %s", r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // nothing more arrives
+	mu.Lock()
+	defer mu.Unlock()
+	var events []string
+	for _, m := range got {
+		events = append(events, m.Event)
+	}
+	if len(got) != 3 || events[0] != "step" || events[1] != "step" || events[2] != "aborted" {
+		t.Fatalf("received %v, want step, step, aborted (check_failed not asked for)", events)
+	}
+	if m := got[1]; m.Project != "demo" || m.Image != "app:2" || m.Weight == nil || *m.Weight != 25 || m.Text == "" || m.Time.IsZero() {
+		t.Errorf("step body %+v", m)
+	}
+	if m := got[2]; len(m.Reasons) < 2 || m.Image != "app:2" {
+		t.Errorf("aborted body %+v, want the reasons", m)
+	}
+}
+
+// A receiver that accepts connections and never answers does not delay
+// the steps: the analysis hands notifications over and goes on.
+func TestDownReceiverDoesNotDelaySteps(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	h := newHarness(t, fakeManifest("app:1", 2, steppedCanary("app:2", 1, true))+
+		"notify:\n  - url: http://"+ln.Addr().String()+"/hook\n")
+	h.mustConverge()
+	h.analyze(time.Now())
+	h.scrape(3)
+	start := time.Now()
+	for i := 0; i < 2; i++ {
+		h.analyze(h.after(time.Second))
+		h.analyze(h.after(2 * time.Second))
+		h.scrape(1)
+	}
+	took := time.Since(start)
+	if w := h.weight(); w != 50 {
+		t.Fatalf("steps did not advance with a receiver down: %d%%", w)
+	}
+	// Each delivery may take 3 × 5s; the two steps took far less.
+	if took > 3*time.Second {
+		t.Errorf("two steps took %s with a receiver down", took)
+	}
+	t.Logf("two steps with a down receiver: %s", took.Round(time.Millisecond))
+}

@@ -1,0 +1,308 @@
+// Package kubernetes renders a manifest as Kubernetes objects: for the
+// plain target, a Deployment and a Service per track and a Gateway API
+// HTTPRoute splitting traffic between them; for the argo-rollouts target,
+// an Argo Rollouts Rollout with its Services and an AnalysisTemplate. Both
+// come with the ServiceAccount, Role and RoleBinding swiftdeployd needs.
+//
+// Every object is built from typed Go structs (k8s.io/api, the Gateway
+// API's apis/v1, and this package's mirror of the Argo Rollouts CRDs), not
+// from text templates, so a misspelt field cannot compile and a value is
+// never spliced into YAML by hand. The renderer is pure: the same manifest
+// and Options give the same bytes.
+package kubernetes
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// Object is what the renderer returns: a typed API object with its
+// apiVersion and kind set, ready to encode or to send to an API server.
+type Object interface {
+	metav1.Object
+	GetObjectKind() schema.ObjectKind
+}
+
+// DefaultNamespace is Options.Namespace when none is given.
+const DefaultNamespace = "default"
+
+// Options are what the manifest cannot say about a cluster.
+type Options struct {
+	// Namespace of every object; the RoleBinding's subject needs it.
+	// Default: DefaultNamespace.
+	Namespace string
+	// Gateway, when set, is the name of the Gateway (in Namespace) the
+	// HTTPRoute attaches to. Without it the route has no parentRefs and
+	// routes nothing until one is added: the manifest names no Gateway.
+	Gateway string
+	// PrometheusURL is the Prometheus the argo-rollouts AnalysisTemplate
+	// queries. Required for that target, unused by the other.
+	PrometheusURL string
+	// Stack refines the manifest as the daemon does (a promoted image, a
+	// rolled-back canary).
+	Stack stack.Options
+}
+
+// httpPort names the app's container and Service port; probes and the
+// Service's targetPort refer to it by name, so the number lives in one place.
+const httpPort = "http"
+
+// appContainer is the name of the app's container in every pod.
+const appContainer = "app"
+
+// Kubernetes renders m for a plain cluster with the Gateway API: a stable
+// Deployment and Service, with a canary a canary Deployment and Service,
+// an HTTPRoute whose backendRefs carry the stable and canary weights, and
+// the daemon's RBAC. An error names the manifest field that cannot be
+// expressed on Kubernetes.
+func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
+	o, err := o.withDefaults(m)
+	if err != nil {
+		return nil, err
+	}
+	s := stack.FromManifest(m, o.Stack)
+	var objs []Object
+	tracks := []struct {
+		apps   []stack.App
+		weight int32
+	}{{s.Stable, int32(100 - s.CanaryWeight)}, {s.Canary, int32(s.CanaryWeight)}}
+	var refs []gatewayv1.HTTPBackendRef
+	for _, t := range tracks {
+		if len(t.apps) == 0 {
+			continue
+		}
+		a := t.apps[0]
+		tmpl, err := podTemplate(s.Project, a, false)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs,
+			deployment(s.Project, o.Namespace, a, int32(len(t.apps)), tmpl),
+			service(s.Project, o.Namespace, a.Track, a.Port, selectorLabels(s.Project, a.Track)))
+		refs = append(refs, backendRef(trackName(s.Project, a.Track), a.Port, t.weight))
+	}
+	objs = append(objs, httpRoute(s.Project, o, refs))
+	objs = append(objs, rbac(s.Project, o.Namespace, false)...)
+	return objs, nil
+}
+
+func (o Options) withDefaults(m *manifest.Manifest) (Options, error) {
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if errs := validation.IsDNS1123Label(o.Namespace); len(errs) > 0 {
+		return o, fmt.Errorf("namespace %q is not a valid Kubernetes namespace: %s", o.Namespace, strings.Join(errs, "; "))
+	}
+	if o.Gateway != "" {
+		if errs := validation.IsDNS1123Subdomain(o.Gateway); len(errs) > 0 {
+			return o, fmt.Errorf("gateway %q is not a valid Gateway name: %s", o.Gateway, strings.Join(errs, "; "))
+		}
+	}
+	// Services take DNS-1035 labels (a letter first, no '_'), stricter
+	// than a project name. The name is refused rather than rewritten:
+	// "my_app" and "my-app" must not become the same objects.
+	longest := trackName(m.Project, stack.TrackCanary)
+	if errs := validation.IsDNS1035Label(longest); len(errs) > 0 {
+		return o, fmt.Errorf("project: %q cannot name Kubernetes objects (%q: %s); use lower-case letters, digits and '-', starting with a letter", m.Project, longest, strings.Join(errs, "; "))
+	}
+	return o, nil
+}
+
+// trackName names a track's Deployment (or Rollout) and Service.
+func trackName(project, track string) string { return project + "-" + track }
+
+func meta(name, namespace string, labels map[string]string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels}
+}
+
+func deployment(project, namespace string, a stack.App, replicas int32, tmpl corev1.PodTemplateSpec) *appsv1.Deployment {
+	d := &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: meta(trackName(project, a.Track), namespace, objectLabels(project, stack.RoleApp, a.Track)),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(project, a.Track)},
+			Template: tmpl,
+			// As on Docker, what runs is never taken away before its
+			// replacement is ready: one extra pod at a time, none missing.
+			Strategy: appsv1.DeploymentStrategy{
+				Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{
+					MaxUnavailable: ptr(intstr.FromInt32(0)),
+					MaxSurge:       ptr(intstr.FromInt32(1)),
+				},
+			},
+		},
+	}
+	d.Annotations = map[string]string{AnnotationImage: a.Image}
+	return d
+}
+
+// podTemplate is a track's pod: the app container with its image, port,
+// env byte for byte as the manifest holds it, probes on the health path
+// and the manifest's limits. For a Rollout (modeFromLabel) one template
+// serves both tracks, so MODE comes from the pod's track label, which the
+// Rollout's stable/canary metadata sets.
+func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTemplateSpec, error) {
+	res, err := resources(a)
+	if err != nil {
+		return corev1.PodTemplateSpec{}, err
+	}
+	probe := func(period, failures int32) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: a.HealthPath, Port: intstr.FromString(httpPort), Scheme: corev1.URISchemeHTTP,
+			}},
+			PeriodSeconds:    period,
+			TimeoutSeconds:   2,
+			FailureThreshold: failures,
+		}
+	}
+	labels := selectorLabels(project, a.Track)
+	annotations := map[string]string{AnnotationConfigHash: a.Hash, AnnotationImage: a.Image}
+	if modeFromLabel {
+		// The track is the Rollout's business, and so is the config hash:
+		// stack's hash covers the track, so promoting the canary in the
+		// manifest would change the template and start a rollout of the
+		// very image that was just promoted.
+		labels = map[string]string{LabelProject: project, LabelRole: stack.RoleApp}
+		delete(annotations, AnnotationConfigHash)
+	}
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{
+				Name:      appContainer,
+				Image:     a.Image,
+				Ports:     []corev1.ContainerPort{{Name: httpPort, ContainerPort: int32(a.Port), Protocol: corev1.ProtocolTCP}},
+				Env:       env(a.Env, modeFromLabel),
+				Resources: res,
+				// Readiness decides traffic, as the Docker target's health
+				// check does; liveness restarts a hung app, later and
+				// more patiently, so that a slow start is not a crash loop.
+				ReadinessProbe: probe(2, 3),
+				LivenessProbe:  probe(10, 6),
+			}},
+		},
+	}, nil
+}
+
+// env lists the container's variables in name order (a stable rendering);
+// the values are stack.App.Env's, which are the manifest's bytes as written.
+func env(vars map[string]string, modeFromLabel bool) []corev1.EnvVar {
+	names := make([]string, 0, len(vars))
+	for k := range vars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := make([]corev1.EnvVar, 0, len(names))
+	for _, k := range names {
+		if k == "MODE" && modeFromLabel {
+			out = append(out, corev1.EnvVar{Name: k, ValueFrom: &corev1.EnvVarSource{
+				FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['" + LabelTrack + "']"},
+			}})
+			continue
+		}
+		out = append(out, corev1.EnvVar{Name: k, Value: vars[k]})
+	}
+	return out
+}
+
+// resources turns the manifest's per-container limits into limits and
+// equal requests. Requests are written, not left for the API server to
+// default from the limits, so that the scheduler and a reader see the
+// same figures, and so the pod is Guaranteed: on Docker a limit is all
+// there is.
+func resources(a stack.App) (corev1.ResourceRequirements, error) {
+	list := corev1.ResourceList{}
+	if a.CPUs > 0 {
+		milli := int64(math.Round(a.CPUs * 1000))
+		if milli < 1 {
+			return corev1.ResourceRequirements{}, fmt.Errorf("services.resources.cpus: %v is below Kubernetes' smallest CPU quantity, 0.001", a.CPUs)
+		}
+		list[corev1.ResourceCPU] = *resource.NewMilliQuantity(milli, resource.DecimalSI)
+	}
+	if a.Memory != "" {
+		b, err := manifest.ParseMemory(a.Memory)
+		if err != nil {
+			return corev1.ResourceRequirements{}, fmt.Errorf("services.resources.memory: %w", err)
+		}
+		list[corev1.ResourceMemory] = *resource.NewQuantity(b, resource.BinarySI)
+	}
+	if len(list) == 0 {
+		return corev1.ResourceRequirements{}, nil
+	}
+	return corev1.ResourceRequirements{Limits: list, Requests: list.DeepCopy()}, nil
+}
+
+func service(project, namespace, track string, port int, selector map[string]string) *corev1.Service {
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: meta(trackName(project, track), namespace, objectLabels(project, stack.RoleApp, track)),
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceTypeClusterIP,
+			Selector: selector,
+			Ports: []corev1.ServicePort{{
+				Name: httpPort, Port: int32(port), TargetPort: intstr.FromString(httpPort), Protocol: corev1.ProtocolTCP,
+			}},
+		},
+	}
+}
+
+func backendRef(service string, port int, weight int32) gatewayv1.HTTPBackendRef {
+	return gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{
+		BackendObjectReference: gatewayv1.BackendObjectReference{
+			Name: gatewayv1.ObjectName(service),
+			Port: ptr(gatewayv1.PortNumber(port)),
+		},
+		Weight: &weight,
+	}}
+}
+
+// httpRoute is the front door: every path goes to the tracks by weight,
+// except the paths the Docker target's nginx refuses. Each of those gets a
+// rule without backends, which the Gateway API requires implementations
+// to answer with a 500. Gateway API path prefixes match whole path
+// segments and letter case (nginx matches neither way): see
+// docs/kubernetes.md.
+func httpRoute(project string, o Options, refs []gatewayv1.HTTPBackendRef) *gatewayv1.HTTPRoute {
+	r := &gatewayv1.HTTPRoute{
+		TypeMeta:   metav1.TypeMeta{APIVersion: gatewayv1.GroupVersion.String(), Kind: "HTTPRoute"},
+		ObjectMeta: meta(project, o.Namespace, objectLabels(project, RoleFrontDoor, "")),
+	}
+	if o.Gateway != "" {
+		r.Spec.ParentRefs = []gatewayv1.ParentReference{{Name: gatewayv1.ObjectName(o.Gateway)}}
+	}
+	var refused []gatewayv1.HTTPRouteMatch
+	for _, p := range manifest.BlockedPrefixes() {
+		refused = append(refused, gatewayv1.HTTPRouteMatch{Path: &gatewayv1.HTTPPathMatch{
+			Type:  ptr(gatewayv1.PathMatchPathPrefix),
+			Value: ptr(strings.TrimSuffix(p, "/")),
+		}})
+	}
+	r.Spec.Rules = []gatewayv1.HTTPRouteRule{
+		{Name: ptr(gatewayv1.SectionName("refused")), Matches: refused},
+		{
+			Name:        ptr(gatewayv1.SectionName("app")),
+			Matches:     []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr(gatewayv1.PathMatchPathPrefix), Value: ptr("/")}}},
+			BackendRefs: refs,
+		},
+	}
+	return r
+}
+
+func ptr[T any](v T) *T { return &v }

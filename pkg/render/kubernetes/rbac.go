@@ -1,0 +1,57 @@
+package kubernetes
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DaemonName names swiftdeployd's ServiceAccount, Role and RoleBinding
+// (prefixed with the project).
+const DaemonName = "swiftdeployd"
+
+// rbac is what swiftdeployd needs to converge one project in one
+// namespace: the objects it renders, read and written by server-side
+// apply (get, list and watch to observe them, patch to apply, delete to
+// remove a canary), and pods and events read-only, for status. It is a
+// Role, not a ClusterRole: the daemon never needs another namespace.
+// Reading nodes (the infrastructure policy's cluster facts) is
+// cluster-scoped and will need a ClusterRole of its own when the daemon's
+// Kubernetes target exists; nothing rendered here grants it.
+func rbac(project, namespace string, argo bool) []Object {
+	name := project + "-" + DaemonName
+	labels := objectLabels(project, RoleDaemon, "")
+	write := []string{"get", "list", "watch", "create", "patch", "update", "delete"}
+	read := []string{"get", "list", "watch"}
+	rules := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: write},
+		{APIGroups: []string{""}, Resources: []string{"pods", "events"}, Verbs: read},
+	}
+	if argo {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"argoproj.io"}, Resources: []string{"rollouts", "analysistemplates"}, Verbs: write},
+			rbacv1.PolicyRule{APIGroups: []string{"argoproj.io"}, Resources: []string{"analysisruns"}, Verbs: read})
+	} else {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: write},
+			rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: read})
+	}
+	// The daemon applies the HTTPRoute on both targets (on argo-rollouts
+	// the plugin then moves its weights).
+	rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes"}, Verbs: write})
+	return []Object{
+		&corev1.ServiceAccount{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+			ObjectMeta: meta(name, namespace, labels),
+		},
+		&rbacv1.Role{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+			ObjectMeta: meta(name, namespace, labels),
+			Rules:      rules,
+		},
+		&rbacv1.RoleBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+			ObjectMeta: meta(name, namespace, labels),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: namespace}},
+		},
+	}
+}
