@@ -731,6 +731,7 @@ func (c *chaosStack) prepareNext(outcome string) {
 type nginxStops struct {
 	mu      sync.Mutex
 	windows [][2]time.Time
+	open    time.Time // stopped and not started again (yet): down
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -752,11 +753,15 @@ func watchNginxStops(e *env) *nginxStops {
 				case "die", "kill", "stop", "destroy":
 					if down.IsZero() {
 						down = at
+						n.mu.Lock()
+						n.open = at
+						n.mu.Unlock()
 					}
 				case "start":
 					if !down.IsZero() {
 						n.mu.Lock()
 						n.windows = append(n.windows, [2]time.Time{down, at})
+						n.open = time.Time{}
 						n.mu.Unlock()
 						down = time.Time{}
 					}
@@ -778,9 +783,13 @@ func (n *nginxStops) stop() { n.cancel(); <-n.done }
 func (n *nginxStops) countDuring(ts []time.Time) int64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	windows := n.windows
+	if !n.open.IsZero() { // still stopped when the load ended (down)
+		windows = append(windows, [2]time.Time{n.open, time.Now().Add(time.Hour)})
+	}
 	var c int64
 	for _, t := range ts {
-		for _, w := range n.windows {
+		for _, w := range windows {
 			if t.After(w[0].Add(-time.Second)) && t.Before(w[1].Add(time.Second)) {
 				c++
 				break

@@ -179,6 +179,12 @@ func writeProblems(b *strings.Builder, s api.Status) {
 	if s.NginxError != "" {
 		fmt.Fprintf(b, "\nnginx status unreadable: %s\n", s.NginxError)
 	}
+	if j := s.Journal; j != nil && j.Error != "" {
+		fmt.Fprintf(b, "\nJournal failing since %s (%d record(s) not written; the daemon keeps converging): %s\n", j.FailingSince.Format(time.RFC3339), j.LostRecords, j.Error)
+	}
+	if j := s.Journal; j != nil && j.TornTail != "" {
+		fmt.Fprintf(b, "\nJournal had a torn tail at start (a write cut by a crash), set aside in %s\n", j.TornTail)
+	}
 	if s.EngineError != "" {
 		fmt.Fprintf(b, "\nDocker engine unreachable: %s\n", s.EngineError)
 	}

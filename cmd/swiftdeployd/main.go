@@ -31,6 +31,7 @@ func run() error {
 	manifestPath := fs.String("manifest", "manifest.yaml", "path of the manifest to converge to; generated files are written beside it")
 	socket := fs.String("socket", "", "control socket path (default $"+api.EnvSocket+" or .swiftdeploy/swiftdeployd.sock beside the manifest)")
 	debug := fs.Bool("debug", false, "log at debug level")
+	journalMax := fs.Int64("journal-max-bytes", daemon.DefaultJournalMaxBytes, "rotate the journal (history.jsonl → history.N.jsonl, the hash chain continuing) when it would grow past this many bytes; negative never rotates")
 	authzConfig := authz.RegisterFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -64,7 +65,7 @@ func run() error {
 		}
 		*socket = api.DefaultSocket(filepath.Dir(abs))
 	}
-	d, err := daemon.New(daemon.Config{ManifestPath: *manifestPath, Socket: *socket, Log: log, Authz: az})
+	d, err := daemon.New(daemon.Config{ManifestPath: *manifestPath, Socket: *socket, Log: log, Authz: az, JournalMaxBytes: *journalMax})
 	if err != nil {
 		return err
 	}

@@ -55,8 +55,12 @@ type Status struct {
 	LastReconcile  *ReconcileInfo `json:"last_reconcile,omitempty"`
 	EngineError    string         `json:"engine_error,omitempty"`
 	Denial         *Decision      `json:"denial,omitempty"`
-	Tracks         []TrackStats   `json:"tracks,omitempty"`
-	Policies       []Decision     `json:"policies,omitempty"`
+	// Journal is set when the journal is failing (e.g. the disk is full:
+	// the daemon keeps converging, but what happens is not recorded) or
+	// had a torn tail at start.
+	Journal  *JournalStatus `json:"journal,omitempty"`
+	Tracks   []TrackStats   `json:"tracks,omitempty"`
+	Policies []Decision     `json:"policies,omitempty"`
 	// Rollout is the progress of a stepped canary (services.canary.steps),
 	// or of its abort; nil without steps.
 	Rollout *Rollout `json:"rollout,omitempty"`
@@ -121,6 +125,18 @@ type PromoteRequest struct {
 // AbortRequest is the body of POST /v1/abort.
 type AbortRequest struct {
 	Reason string `json:"reason,omitempty"`
+}
+
+// JournalStatus is the journal's health when it needs attention.
+type JournalStatus struct {
+	// Error is the last append failure; "" once appends succeed again.
+	Error        string    `json:"error,omitempty"`
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	// LostRecords counts records that could not be written since then.
+	LostRecords int `json:"lost_records,omitempty"`
+	// TornTail names the file where a torn tail found at start (a write
+	// cut by a crash) was set aside.
+	TornTail string `json:"torn_tail,omitempty"`
 }
 
 // Container is one owned container.

@@ -72,6 +72,11 @@ type Config struct {
 	Authz authz.Config
 	// Timeouts bound every Docker Engine call.
 	Timeouts Timeouts
+	// JournalPath is the journal's active file (default history.jsonl
+	// beside the manifest); JournalMaxBytes rotates it at that size
+	// (default DefaultJournalMaxBytes; negative never rotates).
+	JournalPath     string
+	JournalMaxBytes int64
 	// HostFacts, when set, replaces the host readings of the
 	// infrastructure policy (tests).
 	HostFacts func(diskPath string) policy.InfraInput
@@ -111,6 +116,7 @@ type Daemon struct {
 	lastMode    string // the mode last journaled (from what nginx serves)
 	an          analysisMem
 	notifier    *notify.Notifier
+	journal     journalHealth
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -141,6 +147,15 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("manifest path %s: %w", cfg.ManifestPath, err)
 	}
 	cfg.ManifestPath = abs
+	if cfg.JournalPath == "" {
+		cfg.JournalPath = filepath.Join(filepath.Dir(abs), "history.jsonl")
+	}
+	switch {
+	case cfg.JournalMaxBytes == 0:
+		cfg.JournalMaxBytes = DefaultJournalMaxBytes
+	case cfg.JournalMaxBytes < 0:
+		cfg.JournalMaxBytes = 0
+	}
 	d := &Daemon{
 		cfg:      cfg,
 		log:      cfg.Log,
@@ -162,9 +177,10 @@ func New(cfg Config) (*Daemon, error) {
 		d.eng = e
 	}
 	d.eng = withTimeouts(d.eng, cfg.Timeouts)
-	if d.jr, err = journal.Open(filepath.Join(d.dir, "history.jsonl"), journal.Options{}); err != nil {
+	if d.jr, err = journal.Open(cfg.JournalPath, journal.Options{MaxBytes: cfg.JournalMaxBytes}); err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
+	d.noteTornTail()
 	if d.policies, err = d.loadPolicies(); err != nil {
 		return nil, err
 	}

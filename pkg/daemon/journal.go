@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,7 +29,8 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 	if err != nil {
 		d.log.Error("journal append failed", zap.String("event", name), zap.Error(err))
 	}
+	d.noteJournalLocked("event "+name, err)
 	d.notifyLocked(name, msg, details)
 }
 
-func (d *Daemon) journalPath() string { return filepath.Join(d.dir, "history.jsonl") }
+func (d *Daemon) journalPath() string { return d.cfg.JournalPath }

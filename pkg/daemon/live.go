@@ -104,9 +104,7 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 			rps, p99, er := round2(st.ReqPerSec), round2(st.P99Ms), round4(st.ErrorRate)
 			rec.ReqPerSec, rec.P99Latency, rec.ErrorRate = &rps, &p99, &er
 		}
-		if err := d.jr.AppendBuffered(rec); err != nil {
-			d.log.Error("journal snapshot failed", zap.Error(err))
-		}
+		d.snapshot(rec)
 	}
 }
 

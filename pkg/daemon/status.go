@@ -29,6 +29,7 @@ func (d *Daemon) Status(ctx context.Context) api.Status {
 		EngineError:    d.engineErr,
 		Denial:         d.denial,
 		Down:           d.state.Down,
+		Journal:        d.journalStatusLocked(),
 	}
 	d.mu.Unlock()
 	if m == nil {

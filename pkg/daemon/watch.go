@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -13,7 +14,10 @@ import (
 
 // watchManifest watches the manifest's directory (editors replace files by
 // rename, which a watch on the file itself would miss) and enqueues a
-// reconcile after a burst of events settles.
+// reconcile after a burst of events settles. If the directory itself is
+// removed (or cannot be watched yet), the watch is re-established as soon
+// as the directory exists again, and a reconcile is woken then: the
+// manifest may have come back changed.
 func (d *Daemon) watchManifest(ctx context.Context) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -21,10 +25,45 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 		return
 	}
 	defer w.Close()
-	if err := w.Add(d.dir); err != nil {
-		d.log.Error("cannot watch manifest directory; relying on periodic resync", zap.String("dir", d.dir), zap.Error(err))
-		return
+	// The kernel does not always say that the directory went (no
+	// IN_DELETE_SELF while anything pins its inode), so the watch also
+	// checks, every watchRetry, that the directory is still the one it
+	// watches: a cheap stat, and the only way to notice a recreated one.
+	var watched os.FileInfo // the directory being watched; nil when none
+	lost := false
+	tryWatch := func() {
+		fi, err := os.Stat(d.dir)
+		if err == nil && watched != nil && os.SameFile(fi, watched) {
+			return
+		}
+		if watched != nil {
+			_ = w.Remove(d.dir) // the old directory's watch, if still listed
+			watched = nil
+			if !lost {
+				d.log.Warn("manifest directory removed or replaced; the last good manifest stays in force", zap.String("dir", d.dir))
+			}
+			lost = true
+		}
+		if err == nil {
+			err = w.Add(d.dir)
+		}
+		if err != nil {
+			if !lost {
+				d.log.Warn("cannot watch manifest directory; retrying until it exists", zap.String("dir", d.dir), zap.Error(err))
+			}
+			lost = true
+			return
+		}
+		watched = fi
+		if lost {
+			d.log.Info("watching the manifest directory again", zap.String("dir", d.dir))
+			lost = false
+			d.Wake() // the manifest may have come back changed
+		}
 	}
+	tryWatch()
+	check := time.NewTicker(watchRetry)
+	defer check.Stop()
 	name := filepath.Base(d.cfg.ManifestPath)
 	var debounce <-chan time.Time
 	for {
@@ -43,12 +82,17 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 				return
 			}
 			d.log.Warn("file watcher error", zap.Error(err))
+		case <-check.C:
+			tryWatch()
 		case <-debounce:
 			debounce = nil
 			d.Wake() // a fix must not wait out a retry backoff
 		}
 	}
 }
+
+// watchRetry is how often a lost watch of the manifest directory is retried.
+const watchRetry = 500 * time.Millisecond
 
 // watchEngine enqueues a reconcile on every lifecycle event of an owned
 // container (self-heal). When the engine goes away it pings with backoff

@@ -13,6 +13,10 @@ import (
 // testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// A hang crashes the worker, which records the input (a worker that
+		// only hangs is killed at -fuzztime without saving what hung it).
+		watchdog := time.AfterFunc(10*time.Second, func() { panic("metrics Parse/Window did not return within 10s") })
+		defer watchdog.Stop()
 		s, err := Parse(bytes.NewReader(data), t0)
 		if err != nil {
 			return
