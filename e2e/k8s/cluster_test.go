@@ -224,4 +224,3 @@ func isAPIError(err error, code int) bool {
 	e, ok := err.(*apiError)
 	return ok && e.code == code
 }
-

@@ -3,12 +3,12 @@ package k8s
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
@@ -103,6 +103,29 @@ func TestDryRunRefusesUnknownFields(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "replica") {
 				t.Errorf("%s: %s with a misspelt field: err %v, want a strict-validation error naming it", target, o.GetObjectKind().GroupVersionKind().Kind, err)
 			}
+		}
+	}
+}
+
+// TestRefusedProjectNamesAreRefusedByTheServer: a project the renderer
+// refuses to name objects after is one the API server refuses too (the
+// renderer says so up front, naming the manifest field, instead of
+// failing half-way through an apply).
+func TestRefusedProjectNamesAreRefusedByTheServer(t *testing.T) {
+	c := connect(t)
+	ns := c.namespace(t, "names")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, project := range []string{"my_app", "1shop"} {
+		m := *testManifests(t)["minimal"]
+		m.Project = project
+		if _, err := k8srender.Kubernetes(&m, k8srender.Options{Namespace: ns}); err == nil || !strings.Contains(err.Error(), "project:") {
+			t.Errorf("project %q: renderer error %v, want one naming project", project, err)
+		}
+		svc := fmt.Sprintf(`{"apiVersion":"v1","kind":"Service","metadata":{"name":%q},"spec":{"ports":[{"port":3000}]}}`, project+"-stable")
+		_, _, err := c.do(ctx, http.MethodPost, "/api/v1/namespaces/"+ns+"/services?dryRun=All&fieldValidation=Strict", []byte(svc), "application/json")
+		if !isAPIError(err, http.StatusUnprocessableEntity) {
+			t.Errorf("Service %s-stable: server said %v, want 422 Invalid", project, err)
 		}
 	}
 }
