@@ -198,6 +198,10 @@ func up(args []string) (err error) {
 		"--service-account-signing-key-file="+filepath.Join(d, "sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--enable-priority-and-fairness=false", "--profiling=false",
+		// TaintNodesByCondition taints every new node not-ready; the node
+		// lifecycle controller lifts the taint once the node reports
+		// Ready, and it does not run here (see the controller manager).
+		"--disable-admission-plugins=TaintNodesByCondition",
 	); err != nil {
 		return err
 	}
@@ -216,7 +220,12 @@ func up(args []string) (err error) {
 		"--controllers=*,-node-lifecycle-controller",
 		"--service-account-private-key-file="+filepath.Join(d, "sa.key"),
 		"--root-ca-file="+filepath.Join(d, "ca.crt"),
-		"--use-service-account-credentials=false",
+		// Each controller acts as its own service account, with the
+		// bootstrap RBAC roles for it (system:controller:*), as kubeadm
+		// runs it; system:kube-controller-manager itself may only mint
+		// their tokens, so without this the namespace, replica set and
+		// other controllers are forbidden everything.
+		"--use-service-account-credentials=true",
 	); err != nil {
 		return err
 	}
