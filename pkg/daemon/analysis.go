@@ -403,14 +403,8 @@ func (d *Daemon) autoAbort(ctx context.Context, m *manifest.Manifest, cur Rollou
 func (d *Daemon) advance(ctx context.Context, user string, to int, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
-	if d.isDown() {
-		return errDown
-	}
-	m := d.readManifest()
-	if m == nil {
-		return errors.New("no manifest loaded")
-	}
-	if err := d.resolvePending(ctx, m); err != nil {
+	m, err := d.transitionStart(ctx)
+	if err != nil {
 		return err
 	}
 	c := m.Services.Canary

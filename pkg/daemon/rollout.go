@@ -241,9 +241,13 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 
 // commit records t as in force and journals it exactly once.
 func (d *Daemon) commit(t *Transition) {
+	// The journal scan runs before taking d.mu: status and the scrape
+	// loop must not wait on reading the whole journal. Only this process
+	// commits t (callers hold d.runMu), so nothing can journal it meanwhile.
+	journaled := d.journaledTxn(t.ID)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.journaledTxn(t.ID) {
+	if !journaled {
 		switch t.Kind {
 		case kindPromote:
 			d.eventLocked(journal.EventPromoted, t.Promoted.Image+" is now stable; 100% of traffic on it", t.User,
@@ -344,29 +348,48 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 	return nil
 }
 
+// transitionStart is how every promotion, rollback and step begins: not
+// while down, with a manifest, after settling what a dead daemon left
+// pending. Callers hold d.runMu.
+func (d *Daemon) transitionStart(ctx context.Context) (*manifest.Manifest, error) {
+	if d.isDown() {
+		return nil, errDown
+	}
+	m := d.readManifest()
+	if m == nil {
+		return nil, errors.New("no manifest loaded")
+	}
+	if err := d.resolvePending(ctx, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// observeNow looks at what runs for m as it is in force now.
+func (d *Daemon) observeNow(ctx context.Context, m *manifest.Manifest) (reconciler.Observed, error) {
+	cur, err := d.desired(m)
+	if err != nil {
+		return reconciler.Observed{}, err
+	}
+	obs, err := d.rec.Observe(ctx, cur)
+	if err != nil {
+		d.setEngineErr(err)
+	}
+	return obs, err
+}
+
 // promote makes the serving canary stable, gated by the canary-safety
 // policy on the canary revision's own figures and by the infrastructure
 // policy when the change is applied.
 func (d *Daemon) promote(ctx context.Context, user string, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
-	if d.isDown() {
-		return errDown
-	}
-	m := d.readManifest()
-	if m == nil {
-		return errors.New("no manifest loaded")
-	}
-	if err := d.resolvePending(ctx, m); err != nil {
-		return err
-	}
-	cur, err := d.desired(m)
+	m, err := d.transitionStart(ctx)
 	if err != nil {
 		return err
 	}
-	obs, err := d.rec.Observe(ctx, cur)
+	obs, err := d.observeNow(ctx, m)
 	if err != nil {
-		d.setEngineErr(err)
 		return err
 	}
 	canary, ok := servingCanary(obs)
@@ -416,32 +439,21 @@ func (d *Daemon) rollback(ctx context.Context, user string, progress reconciler.
 func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []string, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
-	if d.isDown() {
-		return errDown
-	}
-	m := d.readManifest()
-	if m == nil {
-		return errors.New("no manifest loaded")
-	}
-	if err := d.resolvePending(ctx, m); err != nil {
+	m, err := d.transitionStart(ctx)
+	if err != nil {
 		return err
 	}
 	if m.Services.Canary == nil {
 		return errors.New("no canary declared in the manifest: nothing to roll back")
 	}
-	cur, err := d.desired(m)
+	obs, err := d.observeNow(ctx, m)
 	if err != nil {
-		return err
-	}
-	obs, err := d.rec.Observe(ctx, cur)
-	if err != nil {
-		d.setEngineErr(err)
 		return err
 	}
 	image := m.Services.Canary.Image
 	if c, ok := servingCanary(obs); ok {
 		image = c.Image
-	} else if len(cur.Stack.Canary) == 0 {
+	} else if cur, err := d.desired(m); err != nil || len(cur.Stack.Canary) == 0 {
 		return errors.New("no canary is running: nothing to roll back")
 	}
 	d.event(journal.EventRollbackRequested, "rollback of canary "+image+" requested", user, map[string]any{"image": image, "reasons": abortReasons})
