@@ -3,9 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -818,53 +816,27 @@ type chaosLoad struct {
 	mu       sync.Mutex
 	failedAt []time.Time
 	samples  []string
-	stopc    chan struct{}
-	done     chan struct{}
+	stop     func()
 }
 
 func startChaosLoad(url string, every time.Duration) *chaosLoad {
-	l := &chaosLoad{stopc: make(chan struct{}), done: make(chan struct{})}
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	go func() {
-		defer close(l.done)
-		var wg sync.WaitGroup
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-l.stopc:
-				wg.Wait()
-				return
-			case <-tick.C:
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					sent := time.Now()
-					resp, err := c.Get(url)
-					if err == nil {
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode == http.StatusOK {
-							return
-						}
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-					l.mu.Lock()
-					l.failedAt = append(l.failedAt, sent)
-					if len(l.samples) < 5 {
-						l.samples = append(l.samples, err.Error())
-					}
-					l.mu.Unlock()
-				}()
-			}
+	l := &chaosLoad{}
+	l.stop = openLoop(url, every, func(sent time.Time, _ string, err error) {
+		if err == nil {
+			return
 		}
-	}()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.failedAt = append(l.failedAt, sent)
+		if len(l.samples) < 5 {
+			l.samples = append(l.samples, err.Error())
+		}
+	})
 	return l
 }
 
 func (l *chaosLoad) finish() (failed int64, at []time.Time, samples []string) {
-	close(l.stopc)
-	<-l.done
+	l.stop()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return int64(len(l.failedAt)), l.failedAt, l.samples

@@ -253,50 +253,65 @@ type load struct {
 	mu         sync.Mutex
 	failures   []string
 	modes      map[string]int // responses per X-App-Mode
-	stop       chan struct{}
-	done       chan struct{}
+	stop       func()
 }
 
-func startLoad(url string, every time.Duration) *load {
-	l := &load{stop: make(chan struct{}), done: make(chan struct{}), modes: map[string]int{}}
+// openLoop sends a GET to url every period, whether or not earlier ones
+// answered, and reports each result to fn (sent time, X-App-Mode of a 200,
+// or the error). The returned stop waits for requests in flight.
+func openLoop(url string, every time.Duration, fn func(sent time.Time, mode string, err error)) (stop func()) {
+	stopc, done := make(chan struct{}), make(chan struct{})
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	go func() {
-		defer close(l.done)
+		defer close(done)
 		var wg sync.WaitGroup
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {
-			case <-l.stop:
+			case <-stopc:
 				wg.Wait()
 				return
 			case <-tick.C:
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					sent := time.Now()
 					resp, err := c.Get(url)
+					mode := ""
 					if err == nil {
 						io.Copy(io.Discard, resp.Body)
 						resp.Body.Close()
-						if resp.StatusCode == http.StatusOK {
-							l.ok.Add(1)
-							l.mu.Lock()
-							l.modes[resp.Header.Get("X-App-Mode")]++
-							l.mu.Unlock()
-							return
+						mode = resp.Header.Get("X-App-Mode")
+						if resp.StatusCode != http.StatusOK {
+							err = fmt.Errorf("status %d", resp.StatusCode)
 						}
-						err = fmt.Errorf("status %d", resp.StatusCode)
 					}
-					l.failed.Add(1)
-					l.mu.Lock()
-					if len(l.failures) < 20 {
-						l.failures = append(l.failures, err.Error())
-					}
-					l.mu.Unlock()
+					fn(sent, mode, err)
 				}()
 			}
 		}
 	}()
+	return func() { close(stopc); <-done }
+}
+
+func startLoad(url string, every time.Duration) *load {
+	l := &load{modes: map[string]int{}}
+	l.stop = openLoop(url, every, func(_ time.Time, mode string, err error) {
+		if err == nil {
+			l.ok.Add(1)
+			l.mu.Lock()
+			l.modes[mode]++
+			l.mu.Unlock()
+			return
+		}
+		l.failed.Add(1)
+		l.mu.Lock()
+		if len(l.failures) < 20 {
+			l.failures = append(l.failures, err.Error())
+		}
+		l.mu.Unlock()
+	})
 	return l
 }
 
@@ -312,8 +327,7 @@ func (l *load) modeShares() map[string]int {
 }
 
 func (l *load) finish() (ok, failed int64, samples []string) {
-	close(l.stop)
-	<-l.done
+	l.stop()
 	return l.ok.Load(), l.failed.Load(), l.failures
 }
 

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -29,8 +27,7 @@ type timedLoad struct {
 	answers  []answer
 	failures []string
 	lastFail time.Time
-	stop     chan struct{}
-	done     chan struct{}
+	stop     func()
 }
 
 type answer struct {
@@ -39,48 +36,22 @@ type answer struct {
 }
 
 func startTimedLoad(url string, every time.Duration) *timedLoad {
-	l := &timedLoad{stop: make(chan struct{}), done: make(chan struct{})}
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	go func() {
-		defer close(l.done)
-		var wg sync.WaitGroup
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-l.stop:
-				wg.Wait()
-				return
-			case <-tick.C:
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					resp, err := c.Get(url)
-					if err == nil {
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode != http.StatusOK {
-							err = fmt.Errorf("status %d", resp.StatusCode)
-						}
-					}
-					l.mu.Lock()
-					defer l.mu.Unlock()
-					if err != nil {
-						l.failures = append(l.failures, err.Error())
-						l.lastFail = time.Now()
-						return
-					}
-					l.answers = append(l.answers, answer{time.Now(), resp.Header.Get("X-App-Mode")})
-				}()
-			}
+	l := &timedLoad{}
+	l.stop = openLoop(url, every, func(_ time.Time, mode string, err error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if err != nil {
+			l.failures = append(l.failures, err.Error())
+			l.lastFail = time.Now()
+			return
 		}
-	}()
+		l.answers = append(l.answers, answer{time.Now(), mode})
+	})
 	return l
 }
 
 func (l *timedLoad) finish() ([]answer, []string) {
-	close(l.stop)
-	<-l.done
+	l.stop()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.answers, l.failures

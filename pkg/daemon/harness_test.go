@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
@@ -73,27 +71,7 @@ func newHarness(t *testing.T, manifest string) *harness {
 
 // newDaemon starts a daemon on the harness's directory and engine: a
 // second one after a "crash" sees what the first left behind.
-func (h *harness) newDaemon() *Daemon {
-	h.t.Helper()
-	d, err := New(Config{
-		ManifestPath:  filepath.Join(h.dir, "manifest.yaml"),
-		Socket:        filepath.Join(h.dir, "sd.sock"),
-		Log:           zap.NewNop(),
-		Engine:        h.fe,
-		Probe:         h.fe.Probe,
-		NginxStatus:   h.fe.NginxStatus("demo-nginx"),
-		HostFacts:     h.facts,
-		Fetcher:       h.app,
-		Drain:         time.Millisecond,
-		HealthTimeout: time.Second,
-		Timeouts:      Timeouts{Call: 2 * time.Second},
-	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(func() { d.jr.Close() })
-	return d
-}
+func (h *harness) newDaemon() *Daemon { return h.newDaemonWith(func(*Config) {}) }
 
 func (h *harness) write(manifest string) {
 	h.t.Helper()
