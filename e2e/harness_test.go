@@ -62,6 +62,10 @@ type env struct {
 	exited  chan struct{}
 	// dockerHost, when set, is the DOCKER_HOST the daemon is started with.
 	dockerHost string
+	// daemonArgs are added to the daemon's command line; daemonCred, when
+	// set, is the credential it runs with (its gid owns the socket).
+	daemonArgs []string
+	daemonCred *syscall.Credential
 }
 
 func newEnv(t *testing.T) *env {
@@ -122,8 +126,12 @@ func (e *env) startDaemon() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, "swiftdeployd"), "--manifest", filepath.Join(e.dir, "manifest.yaml"), "--socket", e.socket)
+	args := append([]string{"--manifest", filepath.Join(e.dir, "manifest.yaml"), "--socket", e.socket}, e.daemonArgs...)
+	cmd := exec.Command(filepath.Join(binDir, "swiftdeployd"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if e.daemonCred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.daemonCred}
+	}
 	if e.dockerHost != "" {
 		cmd.Env = append(os.Environ(), "DOCKER_HOST="+e.dockerHost)
 	}
