@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,6 +62,22 @@ type Journal struct {
 	// end in a partial line, so nothing more may be appended to it.
 	broken error
 	closed bool
+	// reopened is set when the path stopped naming the open file and the
+	// journal reopened it (see follow); TakeReopened reports it once.
+	reopened *Reopened
+}
+
+// Reopened says that the journal's file was removed or replaced under it
+// (its directory deleted and recreated, a backup restored) and the journal
+// reopened the path instead of writing on into an unlinked file.
+type Reopened struct {
+	// PrevHead is the hash of the last line written to the old file: the
+	// chain in the new file does not continue from it (Verify reports the
+	// break), and a record saying so lets a reader tie the two together.
+	PrevHead string
+	// Head is what the reopened file's chain continues from ("" for a new,
+	// empty file).
+	Head string
 }
 
 // Open opens the journal at path for appending, creating it if needed. It
@@ -234,6 +251,9 @@ func (j *Journal) Append(r Record) error {
 	if err := j.usable(); err != nil {
 		return err
 	}
+	if err := j.follow(); err != nil {
+		return fmt.Errorf("append %s: %w", describe(r), err)
+	}
 	l, err := encode(r, j.tip(), j.opts.Now)
 	if err != nil {
 		return fmt.Errorf("append to journal %s: %w", j.path, err)
@@ -371,6 +391,9 @@ func (j *Journal) flush() error {
 	if len(j.pending) == 0 {
 		return nil
 	}
+	if err := j.follow(); err != nil {
+		return fmt.Errorf("flush %d buffered records: %w", len(j.pending), err)
+	}
 	total := len(j.pending)
 	n, err := j.commit(j.pending)
 	j.pending = j.pending[n:]
@@ -454,6 +477,100 @@ func (j *Journal) writeBuf(buf []byte) (int, error) {
 	failpoint.Hit(failpoint.JournalAppend)
 	m, err := j.f.Write(buf[len(buf)/2:])
 	return n + m, err
+}
+
+// follow makes sure the path still names the open file before a write.
+// Without it, a journal whose file (or directory) was removed would keep
+// "succeeding" into an unlinked inode that no reader will ever see. If the
+// path names another file, or none while its directory exists, the journal
+// reopens it as Open would (lock, torn-tail repair, rotated files), and the
+// lines being written are re-chained to the new head. If the directory is
+// gone, the write fails: the journal does not recreate directories.
+func (j *Journal) follow() error {
+	cur, err := j.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat journal %s: %w", j.path, err)
+	}
+	on, err := os.Stat(j.path)
+	if err == nil && os.SameFile(cur, on) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("stat journal %s: %w", j.path, err)
+	}
+	if _, derr := os.Stat(filepath.Dir(j.path)); derr != nil {
+		return fmt.Errorf("journal %s was removed with its directory: %w", j.path, derr)
+	}
+	// The lock file may have survived (only the journal was replaced): it
+	// is still ours, and a second flock on it would conflict with our own.
+	lock := j.lock
+	held, _ := j.lock.Stat()
+	if now, err := os.Stat(j.path + lockSuffix); err != nil || held == nil || !os.SameFile(held, now) {
+		if lock, err = lockJournal(j.path); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		if lock != j.lock {
+			lock.Close()
+		}
+		return fmt.Errorf("reopen journal %s: %w", j.path, err)
+	}
+	prev := j.head
+	oldF, oldLock, oldSize, oldRotated, oldTorn := j.f, j.lock, j.size, j.rotated, j.torn
+	j.f, j.lock, j.head, j.size, j.rotated, j.torn = f, lock, "", 0, 0, ""
+	if err := j.recover(); err != nil {
+		f.Close()
+		if lock != oldLock {
+			lock.Close()
+		}
+		j.f, j.lock, j.head, j.size, j.rotated, j.torn = oldF, oldLock, prev, oldSize, oldRotated, oldTorn
+		return fmt.Errorf("reopen journal %s: %w", j.path, err)
+	}
+	oldF.Close()
+	if lock != oldLock {
+		oldLock.Close()
+	}
+	if err := syncDir(filepath.Dir(j.path)); err != nil {
+		return fmt.Errorf("reopen journal %s: %w", j.path, err)
+	}
+	j.reopened = &Reopened{PrevHead: prev, Head: j.head}
+	// The buffered lines were chained to the old head: chain them anew.
+	return j.rechainPending()
+}
+
+// rechainPending re-chains the buffered lines to the current head. The
+// records are decoded with their numbers kept as written, so only Prev
+// changes.
+func (j *Journal) rechainPending() error {
+	prev := j.head
+	for i, l := range j.pending {
+		dec := json.NewDecoder(bytes.NewReader(l.bytes))
+		dec.UseNumber()
+		var r Record
+		if err := dec.Decode(&r); err != nil {
+			return fmt.Errorf("re-chain buffered record in %s: %w", j.path, err)
+		}
+		r.Prev = prev
+		b, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("re-chain buffered record in %s: %w", j.path, err)
+		}
+		j.pending[i] = line{bytes: b, hash: hashLine(b)}
+		prev = j.pending[i].hash
+	}
+	return nil
+}
+
+// TakeReopened reports, once, that the journal reopened its path because
+// the file it had open was removed or replaced.
+func (j *Journal) TakeReopened() *Reopened {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r := j.reopened
+	j.reopened = nil
+	return r
 }
 
 // rotate renames the active file to the next rotated name and starts a new,
