@@ -64,6 +64,7 @@ type Container struct {
 	Track   string
 	Replica int
 	Hash    string
+	Mounts  string // nginx: identity of its bind-mounted host directories (stack.LabelMounts)
 	State   string // created, running, exited, ...
 	IP      string // address on the project network, "" if not attached
 	Created time.Time
@@ -98,6 +99,7 @@ func (e *Engine) ListContainers(ctx context.Context, project, networkName string
 			Role:    s.Labels[stack.LabelRole],
 			Track:   s.Labels[stack.LabelTrack],
 			Hash:    s.Labels[stack.LabelConfigHash],
+			Mounts:  s.Labels[stack.LabelMounts],
 			State:   string(s.State),
 			Created: time.Unix(s.Created, 0),
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -88,6 +89,10 @@ type Reconciler struct {
 	LoadTimeout time.Duration
 	// StartParallel bounds how many app containers start at once.
 	StartParallel int
+
+	// applied is the state this process last recorded at AppliedPath.
+	appliedMu sync.Mutex
+	applied   *Applied
 }
 
 const (
@@ -139,7 +144,27 @@ func (r *Reconciler) Observe(ctx context.Context, d Desired) (Observed, error) {
 	if err != nil {
 		return obs, err
 	}
+	obs.Mounts = r.mounts()
 	return obs, nil
+}
+
+// mounts identifies the host directories nginx bind-mounts: device and
+// inode of each, "-" for one that does not exist (stack.LabelMounts).
+func (r *Reconciler) mounts() string {
+	if r.ConfigDir == "" && r.RunDir == "" {
+		return ""
+	}
+	var ids []string
+	for _, dir := range []string{r.ConfigDir, r.RunDir} {
+		id := "-"
+		if fi, err := os.Stat(dir); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				id = fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+			}
+		}
+		ids = append(ids, id)
+	}
+	return strings.Join(ids, ",")
 }
 
 func (r *Reconciler) readApplied() (*Applied, error) {
@@ -148,7 +173,20 @@ func (r *Reconciler) readApplied() (*Applied, error) {
 	}
 	b, err := os.ReadFile(r.AppliedPath)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		r.appliedMu.Lock()
+		a := r.applied
+		r.appliedMu.Unlock()
+		if a == nil {
+			return nil, nil
+		}
+		// The record was removed under a running daemon (its directory
+		// deleted and recreated): what this process applied is still
+		// known, so restoring it stays a heal rather than a gated change.
+		r.log().Warn("applied state file missing; using the state this daemon applied", zap.String("path", r.AppliedPath))
+		if werr := r.writeApplied(a); werr != nil {
+			r.log().Warn("applied state not rewritten", zap.String("path", r.AppliedPath), zap.Error(werr))
+		}
+		return a, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read applied state: %w", err)
@@ -159,6 +197,9 @@ func (r *Reconciler) readApplied() (*Applied, error) {
 		r.log().Warn("applied state unreadable; treating every start as a change", zap.String("path", r.AppliedPath), zap.Error(err))
 		return nil, nil
 	}
+	r.appliedMu.Lock()
+	r.applied = &a
+	r.appliedMu.Unlock()
 	return &a, nil
 }
 
@@ -166,6 +207,9 @@ func (r *Reconciler) writeApplied(a *Applied) error {
 	if r.AppliedPath == "" {
 		return nil
 	}
+	r.appliedMu.Lock()
+	r.applied = a
+	r.appliedMu.Unlock()
 	b, err := json.MarshalIndent(a, "", "  ")
 	if err != nil {
 		return err
@@ -180,6 +224,9 @@ func (r *Reconciler) ForgetApplied() error {
 	if r.AppliedPath == "" {
 		return nil
 	}
+	r.appliedMu.Lock()
+	r.applied = nil
+	r.appliedMu.Unlock()
 	if err := os.Remove(r.AppliedPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("forget applied state: %w", err)
 	}
@@ -431,11 +478,15 @@ func appSpec(desired stack.Stack, a stack.App) (engine.Spec, error) {
 }
 
 func (r *Reconciler) nginxSpec(desired stack.Stack) engine.Spec {
+	labels := desired.Nginx.Labels(desired.Project)
+	if m := r.mounts(); m != "" {
+		labels[stack.LabelMounts] = m
+	}
 	return engine.Spec{
 		Name:     desired.Nginx.Name,
 		Image:    desired.Nginx.Image,
 		Cmd:      []string{"nginx", "-c", stack.ConfigDir + "/" + confName, "-g", "daemon off;"},
-		Labels:   desired.Nginx.Labels(desired.Project),
+		Labels:   labels,
 		Network:  desired.Network.Name,
 		HostPort: desired.Nginx.Port,
 		HostIP:   desired.Nginx.Bind,

@@ -70,6 +70,9 @@ type Observed struct {
 	LoadedErr string
 	// Applied is the last state applied in full; nil before the first.
 	Applied *Applied
+	// Mounts identifies the host directories nginx must have mounted now
+	// (see stack.LabelMounts); "" when unknown.
+	Mounts string
 }
 
 // Nginx returns the running nginx container, if any.
@@ -261,7 +264,7 @@ func Compute(d Desired, obs Observed) Plan {
 	var keep *engine.Container
 	var replaced []engine.Container
 	for i, c := range nginxes {
-		if keep == nil && c.Name == desired.Nginx.Name && c.Running() && c.Hash == desired.Nginx.Hash {
+		if keep == nil && c.Name == desired.Nginx.Name && c.Running() && c.Hash == desired.Nginx.Hash && !staleMounts(c, obs) {
 			keep = &nginxes[i]
 			continue
 		}
@@ -309,18 +312,18 @@ func Compute(d Desired, obs Observed) Plan {
 	if needNginx && live != nil {
 		// Keep the old nginx serving until the new image has checked the
 		// configuration.
-		add(Op{Kind: OpCheckNginx, Target: desired.Nginx.Image, Cause: "new nginx spec (" + nginxRemoveCause(*live, desired.Nginx) + "): nginx -t before the old one stops", Gated: !restoring})
+		add(Op{Kind: OpCheckNginx, Target: desired.Nginx.Image, Cause: "new nginx spec (" + nginxRemoveCause(*live, desired.Nginx, obs) + "): nginx -t before the old one stops", Gated: !restoring})
 	}
 	// An nginx being replaced must free its name and port before the new
 	// one starts.
 	for _, c := range replaced {
-		add(Op{Kind: OpRemoveNginx, Target: c.Name, ID: c.ID, Cause: nginxRemoveCause(c, desired.Nginx)})
+		add(Op{Kind: OpRemoveNginx, Target: c.Name, ID: c.ID, Cause: nginxRemoveCause(c, desired.Nginx, obs)})
 	}
 	switch {
 	case needNginx:
 		cause := "nginx missing"
 		if len(replaced) > 0 {
-			cause = "replace nginx (" + nginxRemoveCause(replaced[0], desired.Nginx) + ")"
+			cause = "replace nginx (" + nginxRemoveCause(replaced[0], desired.Nginx, obs) + ")"
 		}
 		add(Op{Kind: OpStartNginx, Target: desired.Nginx.Name, Cause: cause, Gated: !restoring})
 	case needReload:
@@ -408,10 +411,19 @@ func removeCause(c engine.Container, desired stack.Stack) string {
 	return fmt.Sprintf("scale %s down to %d", c.Track, len(track))
 }
 
-func nginxRemoveCause(c engine.Container, d stack.Nginx) string {
+// staleMounts reports whether nginx mounts host directories that are no
+// longer the ones at their paths (removed and recreated). A container
+// without the label (made before it existed) is taken as current.
+func staleMounts(c engine.Container, obs Observed) bool {
+	return c.Mounts != "" && obs.Mounts != "" && c.Mounts != obs.Mounts
+}
+
+func nginxRemoveCause(c engine.Container, d stack.Nginx, obs Observed) string {
 	switch {
 	case c.Name != d.Name:
 		return "unexpected nginx container"
+	case c.Hash == d.Hash && c.Running() && staleMounts(c, obs):
+		return "its config and status directories were removed or replaced on the host"
 	case c.Hash != d.Hash:
 		if c.Image != d.Image {
 			return fmt.Sprintf("image %s -> %s", c.Image, d.Image)

@@ -1,6 +1,8 @@
 package reconciler
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -98,6 +100,18 @@ func TestCompute(t *testing.T) {
 		return o
 	}
 	missing := func(o Observed, refs ...string) Observed { o.Missing = refs; return o }
+	// mounts sets the identity of the directories nginx has mounted (its
+	// label) and of the directories at those paths now.
+	mounts := func(o Observed, label, now string) Observed {
+		o.Containers = append([]engine.Container(nil), o.Containers...)
+		for i := range o.Containers {
+			if o.Containers[i].Role == stack.RoleNginx {
+				o.Containers[i].Mounts = label
+			}
+		}
+		o.Mounts = now
+		return o
+	}
 
 	tests := []struct {
 		name    string
@@ -128,6 +142,30 @@ func TestCompute(t *testing.T) {
 			name:    "converged is a no-op",
 			desired: desiredOf(v1, "r1"),
 			obs:     serving(v1, "r1"),
+		},
+		{
+			name:    "nginx mounting the directories at its paths is kept",
+			desired: desiredOf(v1, "r1"),
+			obs:     mounts(serving(v1, "r1"), "1:10,1:11", "1:10,1:11"),
+		},
+		{
+			name:    "nginx without the mounts label (made before it) is kept",
+			desired: desiredOf(v1, "r1"),
+			obs:     mounts(serving(v1, "r1"), "", "1:10,1:11"),
+		},
+		{
+			name:    "nginx whose mounted directories were removed and recreated is replaced, checked first, not gated",
+			desired: desiredOf(v1, "r1"),
+			obs:     mounts(serving(v1, "r1"), "1:10,1:11", "1:20,1:21"),
+			want:    []OpKind{OpCheckNginx, OpRemoveNginx, OpStartNginx},
+			causes:  []string{"its config and status directories were removed or replaced on the host"},
+		},
+		{
+			name:    "with the applied record lost too, that replacement is gated",
+			desired: desiredOf(v1, "r1"),
+			obs:     func() Observed { o := mounts(serving(v1, "r1"), "1:10,1:11", "-,-"); o.Applied = nil; return o }(),
+			want:    []OpKind{OpCheckNginx, OpRemoveNginx, OpStartNginx},
+			gated:   true,
 		},
 		{
 			name:    "nginx serving another revision is reloaded, though the file may say otherwise",
@@ -375,5 +413,33 @@ func TestOpGating(t *testing.T) {
 				t.Fatalf("no start-app op:\n%s", p)
 			}
 		})
+	}
+}
+
+// The applied record removed under a running daemon (its directory
+// deleted and recreated) is restored from what this process recorded, so
+// restoring it stays a heal; after ForgetApplied (down) nothing comes back.
+func TestAppliedRecordSurvivesItsFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "applied.json")
+	r := &Reconciler{AppliedPath: path}
+	a := AppliedFor(desiredOf(testStack(t, "app:1", 2, nil), "r1"))
+	if err := r.writeApplied(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.readApplied()
+	if err != nil || got == nil || got.Revision != "r1" || len(got.Apps) != 2 {
+		t.Fatalf("readApplied after its file was removed: %+v, %v; want the recorded state", got, err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("applied record not rewritten: %v", err)
+	}
+	if err := r.ForgetApplied(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.readApplied(); err != nil || got != nil {
+		t.Errorf("readApplied after ForgetApplied: %+v, %v; want nothing", got, err)
 	}
 }

@@ -10,6 +10,12 @@ const (
 	LabelReplica    = LabelPrefix + "replica"     // 1-based replica number
 	LabelConfigHash = LabelPrefix + "config-hash" // spec digest, replicas left out
 	LabelImage      = LabelPrefix + "image"       // image reference as written in the manifest
+	// LabelMounts (nginx only) identifies the host directories bind-mounted
+	// into the container (device and inode of each). A bind mount pins the
+	// directory it was made from: once that directory is removed and
+	// recreated, nginx can no longer see new configs or reach its status
+	// socket, and only a new container mounts the new directory.
+	LabelMounts = LabelPrefix + "mounts"
 )
 
 // Labels returns the labels for an application container.

@@ -72,6 +72,7 @@ func (c *container) toEngine(networkName string) engine.Container {
 		Role:    l[stack.LabelRole],
 		Track:   l[stack.LabelTrack],
 		Hash:    l[stack.LabelConfigHash],
+		Mounts:  l[stack.LabelMounts],
 		State:   c.state,
 		Created: time.Unix(c.created.Unix(), 0),
 	}
