@@ -185,6 +185,9 @@ func writeProblems(b *strings.Builder, s api.Status) {
 	if j := s.Journal; j != nil && j.TornTail != "" {
 		fmt.Fprintf(b, "\nJournal had a torn tail at start (a write cut by a crash), set aside in %s\n", j.TornTail)
 	}
+	if j := s.Journal; j != nil && j.Reopened != nil {
+		fmt.Fprintf(b, "\nJournal file was removed or replaced at %s (its directory deleted?); the daemon writes to the file now at its path, the records before went with the old one\n", j.Reopened.UTC().Format(time.RFC3339))
+	}
 	if s.EngineError != "" {
 		fmt.Fprintf(b, "\nDocker engine unreachable: %s\n", s.EngineError)
 	}

@@ -137,6 +137,10 @@ type JournalStatus struct {
 	// TornTail names the file where a torn tail found at start (a write
 	// cut by a crash) was set aside.
 	TornTail string `json:"torn_tail,omitempty"`
+	// Reopened is when the journal's file was last found removed or
+	// replaced under the daemon (its directory deleted and recreated); the
+	// records before it went with the old file.
+	Reopened *time.Time `json:"reopened,omitempty"`
 }
 
 // Container is one owned container.

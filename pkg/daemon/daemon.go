@@ -253,16 +253,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	srv := d.server()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("control API stopped", zap.Error(err))
-		}
-	}()
+	d.serve(srv, ln)
 	d.event(journal.EventDaemonStarted, "swiftdeployd started for "+d.cfg.ManifestPath, "", nil)
 	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket))
 
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
+	go func() { defer wg.Done(); d.guardSocket(ctx, srv, ln) }()
 	go func() { defer wg.Done(); d.analysisLoop(ctx) }()
 	go func() { defer wg.Done(); d.watchManifest(ctx) }()
 	go func() { defer wg.Done(); d.watchEngine(ctx) }()

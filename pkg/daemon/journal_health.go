@@ -19,6 +19,12 @@ const DefaultJournalMaxBytes = 8 << 20
 const (
 	eventJournalTornTail  = "journal_torn_tail"
 	eventJournalRecovered = "journal_recovered"
+	// eventJournalReopened: the journal's file was removed or replaced
+	// under the daemon, which now writes to the file at the path.
+	eventJournalReopened = "journal_reopened"
+	// eventSocketRecreated: the control socket was removed (its directory
+	// deleted) and the daemon listens on its path again.
+	eventSocketRecreated = "control_socket_recreated"
 )
 
 // journalHealth is what status says of the journal. A failing journal
@@ -29,6 +35,7 @@ type journalHealth struct {
 	since    time.Time // first failure of the current run of failures
 	lost     int       // records not written since
 	tornFile string    // where Open set aside a torn tail found at start
+	reopened time.Time // when the journal last reopened its removed or replaced file
 }
 
 // noteJournalLocked records the outcome of an append. Once the journal
@@ -36,6 +43,11 @@ type journalHealth struct {
 // many records it lost, so the gap in the history is explained.
 func (d *Daemon) noteJournalLocked(what string, err error) {
 	h := &d.journal
+	if err == nil {
+		if r := d.jr.TakeReopened(); r != nil {
+			d.journalReopenedLocked(r)
+		}
+	}
 	if err != nil {
 		if h.err == "" {
 			h.since = time.Now().UTC()
@@ -62,6 +74,21 @@ func (d *Daemon) noteJournalLocked(what string, err error) {
 	}
 }
 
+// journalReopenedLocked journals that the journal's file was removed or
+// replaced and the daemon now writes to the file at the path. The new
+// file's chain does not continue from the old one's head; this record
+// names that head, so the two histories can be tied together if the old
+// file turns up (a backup).
+func (d *Daemon) journalReopenedLocked(r *journal.Reopened) {
+	d.journal.reopened = time.Now().UTC()
+	d.log.Warn("journal file was removed or replaced; writing to the file now at its path", zap.String("path", d.cfg.JournalPath), zap.String("previous_head", r.PrevHead))
+	msg := "journal " + d.cfg.JournalPath + " was removed or replaced while the daemon ran (its directory deleted and recreated, or a backup restored); records before this one went with the old file"
+	details := map[string]any{"previous_head": r.PrevHead, "continues_from": r.Head}
+	if err := d.jr.Append(journal.Record{Type: journal.TypeEvent, Timestamp: time.Now().UTC(), Event: eventJournalReopened, Message: msg, Details: details}); err != nil {
+		d.log.Error("journal append failed", zap.String("event", eventJournalReopened), zap.Error(err))
+	}
+}
+
 func (d *Daemon) noteJournal(what string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -71,12 +98,16 @@ func (d *Daemon) noteJournal(what string, err error) {
 // journalStatusLocked is the journal's part of status; nil when healthy.
 func (d *Daemon) journalStatusLocked() *api.JournalStatus {
 	h := d.journal
-	if h.err == "" && h.tornFile == "" {
+	if h.err == "" && h.tornFile == "" && h.reopened.IsZero() {
 		return nil
 	}
 	s := &api.JournalStatus{Error: h.err, LostRecords: h.lost, TornTail: h.tornFile}
 	if !h.since.IsZero() {
 		s.FailingSince = h.since
+	}
+	if !h.reopened.IsZero() {
+		t := h.reopened
+		s.Reopened = &t
 	}
 	return s
 }

@@ -109,6 +109,10 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	// The manifest is read even while down, so that status, diff and down
 	// itself know the project.
 	m := d.readManifest()
+	if err := d.checkManifestDir(); err != nil {
+		d.recordRun(time.Now(), reconciler.Plan{}, err)
+		return err
+	}
 	if len(waiters) > 0 { // only deploy waits on a reconcile: it ends down
 		d.mu.Lock()
 		if d.state.Down {
@@ -179,6 +183,26 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	d.noteServing(obs)
 	d.recordRun(start, plan, err)
 	return err
+}
+
+// checkManifestDir refuses to change anything while the manifest's
+// directory is gone: the configuration, the state and nginx's mounted
+// directories live there, and someone is replacing it (a redeploy of the
+// configuration, a restored backup). What runs keeps running untouched;
+// recreating the directory ourselves would also get in their way. When it
+// is back, the state directory is made again and the reconcile goes on
+// (nginx, whose mounts still pin the old directory, is replaced).
+func (d *Daemon) checkManifestDir() error {
+	if _, err := os.Stat(d.dir); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("manifest directory %s is missing: what runs is left as it is until the directory is back", d.dir)
+		}
+		return fmt.Errorf("manifest directory %s: %w", d.dir, err)
+	}
+	if err := os.MkdirAll(d.stateDir, 0o750); err != nil {
+		return fmt.Errorf("state directory %s: %w", d.stateDir, err)
+	}
+	return nil
 }
 
 // readManifest reads the manifest file. A new version is accepted only if

@@ -47,6 +47,80 @@ func listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
+// serve serves the control API on ln until the server shuts down or ln is
+// closed (replaced by guardSocket).
+func (d *Daemon) serve(srv *http.Server, ln net.Listener) {
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			d.log.Error("control API stopped", zap.Error(err))
+		}
+	}()
+}
+
+// guardSocket keeps the control socket reachable at its path. Removing the
+// directory it lives in (by default the manifest's) unlinks it, and the
+// daemon would go on listening on a socket no one can connect to: every
+// swiftctl command would fail until a restart. When the path no longer
+// names our socket and the directory above the socket's can be used, the
+// socket is made again and served by the same server.
+func (d *Daemon) guardSocket(ctx context.Context, srv *http.Server, ln net.Listener) {
+	path := d.cfg.Socket
+	ours, _ := os.Stat(path)
+	t := time.NewTicker(watchRetry)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fi, err := os.Stat(path)
+		if err == nil && ours != nil && os.SameFile(fi, ours) {
+			continue
+		}
+		if perr := d.socketDirBack(path); perr != nil {
+			if !warned {
+				d.log.Warn("control socket removed with its directory; it is made again once the directory is back", zap.String("socket", path), zap.Error(perr))
+				warned = true
+			}
+			continue
+		}
+		nl, err := listen(path)
+		if err != nil {
+			if !warned {
+				d.log.Warn("control socket removed or replaced; cannot make it again yet", zap.String("socket", path), zap.Error(err))
+				warned = true
+			}
+			continue
+		}
+		// Closing the old listener must not unlink the path: it names the
+		// new socket now.
+		if ul, ok := ln.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false)
+		}
+		_ = ln.Close()
+		ln, warned = nl, false
+		ours, _ = os.Stat(path)
+		d.serve(srv, nl)
+		d.log.Warn("control socket was removed or replaced; listening again", zap.String("socket", path))
+		d.event(eventSocketRecreated, "control socket "+path+" was removed or replaced (its directory deleted?); listening on it again", "", map[string]any{"socket": path})
+	}
+}
+
+// socketDirBack reports whether the socket's directory may be used again:
+// it exists, or it is the daemon's state directory and the manifest's
+// directory is back. No other directory is recreated: a removed manifest
+// directory must not come back by the daemon's hand.
+func (d *Daemon) socketDirBack(path string) error {
+	dir := filepath.Dir(path)
+	_, err := os.Stat(dir)
+	if err != nil && dir == d.stateDir {
+		_, err = os.Stat(d.dir)
+	}
+	return err
+}
+
 // userOf names the OS user on the other end of the socket (from its peer
 // credentials), so that the journal says who asked.
 func userOf(r *http.Request) string {
