@@ -66,6 +66,8 @@ type env struct {
 	// set, is the credential it runs with (its gid owns the socket).
 	daemonArgs []string
 	daemonCred *syscall.Credential
+	// logPath is the daemon's log (default daemon.log in dir).
+	logPath string
 }
 
 func newEnv(t *testing.T) *env {
@@ -122,7 +124,10 @@ func (e *env) writeManifest(content string) {
 
 func (e *env) startDaemon() {
 	e.t.Helper()
-	logf, err := os.OpenFile(filepath.Join(e.dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if e.logPath == "" {
+		e.logPath = filepath.Join(e.dir, "daemon.log")
+	}
+	logf, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -162,7 +167,7 @@ func (e *env) stopDaemon(sig syscall.Signal) {
 	}
 	e.daemon = nil
 	if e.t.Failed() {
-		b, _ := os.ReadFile(filepath.Join(e.dir, "daemon.log"))
+		b, _ := os.ReadFile(e.logPath)
 		e.t.Logf("daemon log:\n%s", lastLines(string(b), 60))
 	}
 }
@@ -228,8 +233,9 @@ func (e *env) running(s api.Status) map[string]int {
 func (e *env) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", e.port, path) }
 
 type appInfo struct {
-	Mode    string `json:"mode"`
-	Version string `json:"version"`
+	Mode     string `json:"mode"`
+	Version  string `json:"version"`
+	Hostname string `json:"hostname"`
 }
 
 func get(url string) (int, appInfo, error) {
