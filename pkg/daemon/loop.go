@@ -140,6 +140,7 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 		d.recordRun(start, reconciler.Plan{}, err)
 		return err
 	}
+	d.spendDecisions(m)
 	desired, err := d.desired(m)
 	if err != nil {
 		return err

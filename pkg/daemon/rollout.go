@@ -121,6 +121,41 @@ func (s State) options(m *manifest.Manifest) stack.Options {
 	return o
 }
 
+// spent drops the decisions the manifest has moved past: a promotion once
+// services.image no longer names the image it was promoted over (the
+// manifest caught up, or names another), a rollback once the manifest no
+// longer names its canary image. Kept, they would apply again the moment
+// the manifest returned to that image, overriding a deliberate edit.
+func (s State) spent(m *manifest.Manifest) (State, bool) {
+	changed := false
+	if p := s.Promoted; p != nil && m.Services.Image != p.ManifestStable {
+		s.Promoted, changed = nil, true
+	}
+	if r := s.RolledBack; r != nil && (m.Services.Canary == nil || m.Services.Canary.Image != r.CanaryImage) {
+		s.RolledBack, changed = nil, true
+	}
+	return s, changed
+}
+
+// spendDecisions drops the recorded decisions m has moved past (spent).
+func (d *Daemon) spendDecisions(m *manifest.Manifest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state.Pending != nil {
+		return
+	}
+	s, changed := d.state.spent(m)
+	if !changed {
+		return
+	}
+	was := d.state
+	d.state = s
+	if err := d.saveStateLocked(); err != nil {
+		d.state = was // the next reconcile tries again
+		d.log.Error("save state", zap.Error(err))
+	}
+}
+
 // with returns s with t's decision recorded (and no pending transition).
 func (s State) with(t *Transition) State {
 	s.Pending = nil

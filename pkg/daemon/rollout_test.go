@@ -326,3 +326,48 @@ func TestPendingLeftByADeadDaemonIsSettled(t *testing.T) {
 		t.Errorf("transition_aborted journaled %d times, want once", n)
 	}
 }
+
+// A promotion record refines the manifest only until the manifest catches
+// up. Once it names the promoted image, the record is spent: a later edit
+// back to the old stable image is a deliberate rollback of stable and must
+// run that image, not be overridden by the old promotion. Likewise a
+// rollback suppresses its canary only until the manifest names another.
+func TestSpentDecisionsNeverReapply(t *testing.T) {
+	h := canaryHarness(t)
+	if err := h.promote(); err != nil {
+		t.Fatal(err)
+	}
+	h.write(fakeManifest("app:2", 2, "")) // the manifest catches up
+	h.mustConverge()
+	if st := h.state(); st.Promoted != nil {
+		t.Errorf("promotion record kept after the manifest caught up: %+v", st.Promoted)
+	}
+	h.write(fakeManifest("app:1", 2, "")) // back to the old stable image, on purpose
+	h.mustConverge()
+	if got := h.running(); got != "stable:app:1×2" {
+		t.Errorf("after editing stable back to app:1: running %s, want app:1 (the spent promotion reapplied)", got)
+	}
+
+	// Rollback: app:3 is dropped and stays dropped while named; once the
+	// manifest names another canary the record is spent, and naming app:3
+	// again later is a new decision that runs it.
+	h.write(fakeManifest("app:1", 2, "  canary: {image: app:3, weight: 20}"))
+	h.mustConverge()
+	if err := h.rollback(); err != nil {
+		t.Fatal(err)
+	}
+	h.mustConverge()
+	if got := h.running(); got != "stable:app:1×2" {
+		t.Fatalf("after rollback: running %s", got)
+	}
+	h.write(fakeManifest("app:1", 2, "  canary: {image: app:2, weight: 20}"))
+	h.mustConverge()
+	if st := h.state(); st.RolledBack != nil {
+		t.Errorf("rollback record kept after the manifest named another canary: %+v", st.RolledBack)
+	}
+	h.write(fakeManifest("app:1", 2, "  canary: {image: app:3, weight: 20}"))
+	h.mustConverge()
+	if got := h.running(); got != "stable:app:1×2 canary:app:3×1" {
+		t.Errorf("app:3 named again after another canary: running %s, want it run", got)
+	}
+}
