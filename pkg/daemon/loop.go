@@ -239,8 +239,17 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 		d.manifestErr = msgs
 		return d.current
 	}
-	if d.current != nil && m.Project != d.current.Project && !d.state.Down {
-		msgs := []string{fmt.Sprintf("project: cannot change from %q to %q while deployed; run `swiftctl down` first", d.current.Project, m.Project)}
+	var deployed string
+	if d.current != nil {
+		deployed = d.current.Project
+	} else {
+		deployed = d.rec.AppliedProject() // after a restart
+	}
+	if deployed != "" && m.Project != deployed && !d.state.Down {
+		msgs := []string{fmt.Sprintf("project: cannot change from %q to %q while deployed; run `swiftctl down` first", deployed, m.Project)}
+		if d.current == nil {
+			msgs[0] = fmt.Sprintf("project: cannot change from %q to %q while deployed; set project back to %q and run `swiftctl down` first", deployed, m.Project, deployed)
+		}
 		if strings.Join(msgs, "\n") != strings.Join(d.manifestErr, "\n") {
 			d.eventLocked(journal.EventManifestRejected, "manifest rejected: "+msgs[0], "", map[string]any{"problems": msgs})
 		}

@@ -254,6 +254,33 @@ func TestRenameRefusedWhileDeployed(t *testing.T) {
 	}
 }
 
+// The same, across a restart: the new daemon has no last good manifest to
+// compare with, so the project comes from the applied record. Without it,
+// the renamed project would be deployed beside the old one, orphaning it
+// (and fighting it for nginx's port).
+func TestRenameRefusedAfterRestart(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.mustConverge()
+	h.d.jr.Close()
+	h.write(strings.Replace(fakeManifest("app:1", 1, ""), "project: demo", "project: demo2", 1))
+	h.d = h.newDaemon()
+	if err := h.reconcile(); err != nil {
+		t.Logf("reconcile: %v", err)
+	}
+	if errs := strings.Join(h.d.manifestErrors(), ";"); !strings.Contains(errs, `"demo"`) || !strings.Contains(errs, "swiftctl down") {
+		t.Errorf("rename across a restart: manifest errors %q, want the rename refused", errs)
+	}
+	if all := fake.Names(h.fe.Snapshot()); len(all) != 2 || !strings.HasPrefix(all[0], "demo-") || strings.Contains(strings.Join(all, " "), "demo2") {
+		t.Errorf("containers after a refused rename: %v, want demo's app and nginx only", all)
+	}
+	// Named back, it is the deployed project again.
+	h.write(fakeManifest("app:1", 1, ""))
+	h.mustConverge()
+	if errs := h.d.manifestErrors(); len(errs) != 0 {
+		t.Errorf("manifest errors after naming the project back: %v", errs)
+	}
+}
+
 // validate uses a unique container name and removes what a crashed
 // validate left behind; two validates at once both work.
 func TestValidateUniqueAndCleansUp(t *testing.T) {

@@ -203,6 +203,16 @@ func (r *Reconciler) readApplied() (*Applied, error) {
 	return &a, nil
 }
 
+// AppliedProject is the project of the applied record ("" when there is
+// none, or it predates the field).
+func (r *Reconciler) AppliedProject() string {
+	a, err := r.readApplied()
+	if err != nil || a == nil {
+		return ""
+	}
+	return a.Project
+}
+
 func (r *Reconciler) writeApplied(a *Applied) error {
 	if r.AppliedPath == "" {
 		return nil

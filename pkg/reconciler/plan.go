@@ -35,6 +35,9 @@ type Loaded struct {
 // Applied records the last desired state whose plan was applied in full.
 // It tells a heal (restoring what was deployed) from a change.
 type Applied struct {
+	// Project is the project applied: a daemon restarted on a manifest
+	// that renames it must refuse, not deploy a second stack beside it.
+	Project  string   `json:"project,omitempty"`
 	Apps     []string `json:"apps"`     // container names (they encode spec hash and replica)
 	Nginx    string   `json:"nginx"`    // nginx spec hash
 	Revision string   `json:"revision"` // nginx config revision
@@ -45,7 +48,7 @@ type Applied struct {
 
 // AppliedFor is the record Apply writes once desired has been applied.
 func AppliedFor(d Desired) *Applied {
-	a := &Applied{Nginx: d.Stack.Nginx.Hash, Revision: d.Revision, Weight: d.Stack.CanaryWeight}
+	a := &Applied{Project: d.Stack.Project, Nginx: d.Stack.Nginx.Hash, Revision: d.Revision, Weight: d.Stack.CanaryWeight}
 	for _, app := range d.Stack.Stable {
 		a.Apps = append(a.Apps, app.Name)
 		a.Stable = append(a.Stable, app.Name)
