@@ -206,6 +206,9 @@ func (r *Reconciler) readApplied() (*Applied, error) {
 // AppliedProject is the project of the applied record ("" when there is
 // none, or it predates the field).
 func (r *Reconciler) AppliedProject() string {
+	if r == nil {
+		return ""
+	}
 	a, err := r.readApplied()
 	if err != nil || a == nil {
 		return ""
