@@ -421,20 +421,19 @@ func imageOf(obs reconciler.Observed, names []string) string {
 // restarted daemon journals a switch exactly once. Without one, the mode
 // is stable: a first canary is a switch.
 func (d *Daemon) journaledMode() string {
-	mode := stack.TrackStable
 	_ = d.jr.Flush()
-	_ = journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}}, func(r journal.Record) error {
-		switch r.Event {
-		case journal.EventModeSwitched:
-			if m, ok := r.Details["mode"].(string); ok {
-				mode = m
-			}
-		case eventDown: // nothing serves after down: a later canary is a switch
-			mode = stack.TrackStable
+	// The newest mode switch or down decides; read back from the newest
+	// file, not the whole history.
+	r, ok, err := journal.Latest(d.journalPath(), journal.Filter{Events: []string{journal.EventModeSwitched, eventDown}})
+	if err != nil {
+		d.log.Warn("journal: last mode switch not read; assuming stable", zap.Error(err))
+	}
+	if ok && r.Event == journal.EventModeSwitched {
+		if m, ok := r.Details["mode"].(string); ok {
+			return m
 		}
-		return nil
-	})
-	return mode
+	}
+	return stack.TrackStable // nothing serves after down: a later canary is a switch
 }
 
 // healWhileDenied restores what was applied while the change the manifest

@@ -279,7 +279,7 @@ func (d *Daemon) commit(t *Transition) {
 	// The journal scan runs before taking d.mu: status and the scrape
 	// loop must not wait on reading the whole journal. Only this process
 	// commits t (callers hold d.runMu), so nothing can journal it meanwhile.
-	journaled := d.journaledTxn(t.ID)
+	journaled := d.journaledTxn(t)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !journaled {
@@ -328,10 +328,14 @@ func (d *Daemon) abort(t *Transition, cause error) {
 
 // journaledTxn reports whether the transition's effect is already in the
 // journal (a daemon that died between journaling and recording it).
-func (d *Daemon) journaledTxn(id string) bool {
+func (d *Daemon) journaledTxn(t *Transition) bool {
+	id := t.ID
 	found := false
 	_ = d.jr.Flush()
-	_ = journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}}, func(r journal.Record) error {
+	// Its record can only be younger than the transition: skip the files
+	// that end before it started (an hour's margin for a clock stepped back).
+	since := t.Started.Add(-time.Hour)
+	_ = journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}, Since: since}, func(r journal.Record) error {
 		switch r.Event {
 		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep:
 			if r.Details["txn"] == id {

@@ -69,6 +69,14 @@ func Read(path string, f Filter, fn func(Record) error) error {
 	}
 	for _, name := range files {
 		active := name == path
+		if !active && !f.Since.IsZero() {
+			// Records are appended in time order: a rotated file whose
+			// last record is older than Since has nothing to give, and
+			// skipping it keeps a recent query from reading all history.
+			if last, ok := lastTimestamp(name); ok && last.Before(f.Since) {
+				continue
+			}
+		}
 		err := scanLines(name, func(l rawLine) error {
 			switch {
 			case !l.complete && active:
@@ -92,6 +100,59 @@ func Read(path string, f Filter, fn func(Record) error) error {
 		}
 	}
 	return nil
+}
+
+// lastTimestamp is the timestamp of a file's last complete record.
+func lastTimestamp(name string) (time.Time, bool) {
+	b, err := lastLine(name)
+	if err != nil || b == nil {
+		return time.Time{}, false
+	}
+	var r struct {
+		Timestamp time.Time `json:"timestamp"`
+	}
+	if json.Unmarshal(b, &r) != nil || r.Timestamp.IsZero() {
+		return time.Time{}, false
+	}
+	return r.Timestamp, true
+}
+
+// Latest returns the newest record that matches f, reading the files from
+// the newest back and stopping at the first that has one: the cost is the
+// newest files', not the whole history's.
+func Latest(path string, f Filter) (Record, bool, error) {
+	if err := f.validate(); err != nil {
+		return Record{}, false, err
+	}
+	files, err := journalFiles(path)
+	if err != nil {
+		return Record{}, false, err
+	}
+	for i := len(files) - 1; i >= 0; i-- {
+		name := files[i]
+		var last Record
+		found := false
+		err := scanLines(name, func(l rawLine) error {
+			if !l.complete || l.tooLong {
+				return nil // as Read does for the active file; others fail Verify
+			}
+			var r Record
+			if err := json.Unmarshal(l.bytes, &r); err != nil {
+				return fmt.Errorf("%s:%d: invalid record: %w", name, l.no, err)
+			}
+			if f.match(r) {
+				last, found = r, true
+			}
+			return nil
+		})
+		if err != nil {
+			return Record{}, false, err
+		}
+		if found {
+			return last, true, nil
+		}
+	}
+	return Record{}, false, nil
 }
 
 // Break is the first place where the chain does not hold.

@@ -279,3 +279,60 @@ func TestVerifyAcrossRotatedFiles(t *testing.T) {
 		}
 	})
 }
+
+// A query for recent records reads only the files that can hold them, and
+// Latest reads from the newest file back: neither costs the whole history.
+// Proved by damaging a line in the middle of the oldest file, which a full
+// read trips over.
+func TestRecentQueriesSkipOldFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.jsonl")
+	clock := newClock()
+	j := openAt(t, path, Options{MaxBytes: 600, Now: clock.Now})
+	for i := range 20 {
+		r := event(fmt.Sprintf("event %02d", i)) // 12:00:01 + i seconds
+		if i == 3 {
+			r = Record{Type: TypeEvent, Event: EventPromoted, Message: "old promotion"}
+		}
+		mustAppend(t, j, r)
+	}
+	mustClose(t, j)
+	files, err := journalFiles(path)
+	if err != nil || len(files) < 4 {
+		t.Fatalf("files %v, %v: want several", files, err)
+	}
+	oldest := files[0]
+	orig, err := os.ReadFile(oldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := fileLines(t, oldest)
+	lines[0] = []byte(`{"damaged":`)
+	if err := os.WriteFile(oldest, append(bytes.Join(lines, []byte("\n")), '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Read(path, Filter{}, func(Record) error { return nil }); err == nil {
+		t.Fatal("a full read passed over the damaged line: the test proves nothing")
+	}
+
+	since := time.Date(2026, 5, 6, 12, 0, 18, 0, time.UTC)
+	var got []string
+	if err := Read(path, Filter{Since: since}, func(r Record) error { got = append(got, r.Message); return nil }); err != nil {
+		t.Fatalf("Read since %s read the oldest file: %v", since.Format(time.TimeOnly), err)
+	}
+	if want := []string{"event 17", "event 18", "event 19"}; !slices.Equal(got, want) {
+		t.Errorf("Read since: %q, want %q", got, want)
+	}
+
+	r, ok, err := Latest(path, Filter{Types: []string{TypeEvent}})
+	if err != nil || !ok || r.Message != "event 19" {
+		t.Errorf("Latest event: %q %v %v, want event 19", r.Message, ok, err)
+	}
+	// A match only in an older file is found there, reading back.
+	if err := os.WriteFile(oldest, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, ok, err = Latest(path, Filter{Events: []string{EventPromoted}})
+	if err != nil || !ok || r.Message != "old promotion" {
+		t.Errorf("Latest promoted: %q %v %v, want the old promotion", r.Message, ok, err)
+	}
+}
