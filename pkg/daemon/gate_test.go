@@ -287,3 +287,31 @@ func TestHealWhileAChangeIsDenied(t *testing.T) {
 		t.Errorf("after the host settled: %s", got)
 	}
 }
+
+// The same while an image change is denied: the restored replica is the
+// applied one (app:1), not the denied change's. Planned against the new
+// manifest alone, the crashed app:1 replica is "no longer wanted" and its
+// app:2 successor is gated, so the stack stayed a replica short for as
+// long as the host was busy.
+func TestHealRestoresTheAppliedImageWhileAnImageChangeIsDenied(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, ""))
+	h.mustConverge()
+	h.setLoad(busy)
+	h.write(fakeManifest("app:2", 2, ""))
+	apps := fake.Names(h.fe.ByRole(stack.RoleApp))
+	if err := h.fe.Kill(apps[0]); err != nil {
+		t.Fatal(err)
+	}
+	var denied *reconciler.DeniedError
+	if err := h.reconcile(); !errors.As(err, &denied) {
+		t.Fatalf("image change on a busy host: %v, want a denial", err)
+	}
+	if got := h.running(); got != "stable:app:1×2" {
+		t.Errorf("running %s while the image change is denied, want both app:1 replicas restored", got)
+	}
+	h.setLoad(idle)
+	h.mustConverge()
+	if got := h.running(); got != "stable:app:2×2" {
+		t.Errorf("after the host settled: %s", got)
+	}
+}

@@ -440,12 +440,11 @@ func (d *Daemon) journaledMode() string {
 // asks for is denied: a busy host must not keep a crashed replica or a
 // removed front door down just because a change is waiting.
 func (d *Daemon) healWhileDenied(ctx context.Context, desired reconciler.Desired, obs reconciler.Observed, progress reconciler.Progress) {
-	heal := reconciler.HealPlan(desired, obs, d.rec.LiveConfig())
+	restore, heal := reconciler.HealPlan(desired, obs, d.rec.LiveConfig())
 	if heal.Empty() || heal.Blocked != "" {
 		return
 	}
 	d.log.Info("change denied; restoring what was applied", zap.String("ops", heal.String()))
-	restore := reconciler.Desired{Stack: desired.Stack, Conf: d.rec.LiveConfig(), Revision: obs.Applied.Revision}
 	if err := d.rec.ApplyGated(ctx, restore, heal, nil, progress); err != nil {
 		d.log.Warn("restoring what was applied failed", zap.Error(err))
 	}

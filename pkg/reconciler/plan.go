@@ -44,11 +44,16 @@ type Applied struct {
 	Weight   int      `json:"weight"`
 	Stable   []string `json:"stable,omitempty"`
 	Canary   []string `json:"canary,omitempty"`
+	// Stack is the stack applied, so that a heal while a change is denied
+	// restores the applied containers (their image, env, limits), not the
+	// denied change's. Absent in records written before it existed.
+	Stack *stack.Stack `json:"stack,omitempty"`
 }
 
 // AppliedFor is the record Apply writes once desired has been applied.
 func AppliedFor(d Desired) *Applied {
-	a := &Applied{Project: d.Stack.Project, Nginx: d.Stack.Nginx.Hash, Revision: d.Revision, Weight: d.Stack.CanaryWeight}
+	st := d.Stack
+	a := &Applied{Project: d.Stack.Project, Nginx: d.Stack.Nginx.Hash, Revision: d.Revision, Weight: d.Stack.CanaryWeight, Stack: &st}
 	for _, app := range d.Stack.Stable {
 		a.Apps = append(a.Apps, app.Name)
 		a.Stable = append(a.Stable, app.Name)
@@ -450,13 +455,18 @@ func short(h string) string {
 // one) and keeps only the operations that are not gated: crashed or
 // removed containers of the applied state, a removed nginx with its last
 // config, the reload that lets nginx see restarted containers. It is empty
-// when there is nothing applied to restore.
-func HealPlan(d Desired, obs Observed, live []byte) Plan {
+// when there is nothing applied to restore. It returns the plan with the
+// state it restores: the applied stack where the record has it.
+func HealPlan(d Desired, obs Observed, live []byte) (Desired, Plan) {
 	a := obs.Applied
-	if a == nil || live == nil || d.Stack.Nginx.Hash != a.Nginx {
-		return Plan{Partial: true}
+	st := d.Stack
+	if a != nil && a.Stack != nil {
+		st = *a.Stack
 	}
-	restore := Desired{Stack: d.Stack, Conf: live, Revision: a.Revision}
+	if a == nil || live == nil || st.Nginx.Hash != a.Nginx {
+		return Desired{}, Plan{Partial: true}
+	}
+	restore := Desired{Stack: st, Conf: live, Revision: a.Revision}
 	full := Compute(restore, obs)
 	p := Plan{Partial: true, Blocked: full.Blocked}
 	var started []string
@@ -483,7 +493,7 @@ func HealPlan(d Desired, obs Observed, live []byte) Plan {
 		p.Ops = append(p.Ops, *reload)
 	}
 	if len(p.Ops) == 0 {
-		return p
+		return restore, p
 	}
 	// Health-check only what is restored, before nginx sees it.
 	var out []Op
@@ -498,5 +508,5 @@ func HealPlan(d Desired, obs Observed, live []byte) Plan {
 		out = append(out, Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d app container(s)", len(started)), Targets: started, Cause: "restored containers must answer"})
 	}
 	p.Ops = out
-	return p
+	return restore, p
 }
