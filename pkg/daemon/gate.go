@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,8 +72,53 @@ func (d *Daemon) deployDenied(denied *reconciler.DeniedError) {
 	}
 }
 
+// deployFailed journals a failed reconcile. Retries failing at the same
+// operations (by code: nginx's message carries its timestamp and pid, an
+// engine error its request) are counted, not written, as denials are: a
+// failure that lasts an hour is two records, not one per retry.
+func (d *Daemon) deployFailed(err error) {
+	rec := journal.Record{Type: journal.TypeEvent, Timestamp: time.Now().UTC(), Event: journal.EventDeployFailed, Message: err.Error()}
+	rec.Codes = opCodes(err)
+	if len(rec.Codes) > 0 {
+		rec.Details = map[string]any{"operations": rec.Codes}
+	}
+	if jerr := d.repeats.Append(d.jr, repeatDeployFailed, rec); jerr != nil {
+		d.log.Error("journal append failed", zap.String("event", journal.EventDeployFailed), zap.Error(jerr))
+	}
+}
+
+// endFailures closes a streak of failed reconciles.
+func (d *Daemon) endFailures() {
+	if err := d.repeats.End(d.jr, repeatDeployFailed); err != nil {
+		d.log.Error("journal append failed", zap.Error(err))
+	}
+}
+
+// opCodes names the failed operations in err (reconciler.OpError), sorted.
+func opCodes(err error) []string {
+	var codes []string
+	var walk func(error)
+	walk = func(err error) {
+		var oe *reconciler.OpError
+		switch e := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		default:
+			if errors.As(err, &oe) && !slices.Contains(codes, oe.Code()) {
+				codes = append(codes, oe.Code())
+			}
+		}
+	}
+	walk(err)
+	slices.Sort(codes)
+	return codes
+}
+
 // Keys of the journal's repeat streaks.
 const (
+	repeatDeployFailed = "event/" + journal.EventDeployFailed
 	repeatDeployDenied = "event/" + journal.EventDeployDenied
 	repeatDecision     = "decision/"
 )

@@ -3,11 +3,14 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -313,5 +316,39 @@ func TestHealRestoresTheAppliedImageWhileAnImageChangeIsDenied(t *testing.T) {
 	h.mustConverge()
 	if got := h.running(); got != "stable:app:2×2" {
 		t.Errorf("after the host settled: %s", got)
+	}
+}
+
+// Retries failing at the same operation are one failure: the first is
+// journaled at once, the rest counted into one summary when the failure
+// ends, though each retry's message differs (nginx's message carries its
+// timestamp and pid).
+func TestRepeatedFailuresAreCoalesced(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, "  canary: {image: app:2, weight: 20}"))
+	h.mustConverge()
+	h.write(fakeManifest("app:1", 1, "  canary: {image: app:2, weight: 50}"))
+	for i := range 5 {
+		h.fe.FailReload(fmt.Errorf("2026/12/02 00:41:%02d [emerg] %d#%d: bind() failed", i, 10+i, 10+i))
+		if err := h.reconcile(); err == nil {
+			t.Fatal("reconcile with a failing reload succeeded")
+		}
+	}
+	failed := func() []journal.Record {
+		var out []journal.Record
+		for _, r := range h.records(journal.TypeEvent) {
+			if r.Event == journal.EventDeployFailed {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	if got := failed(); len(got) != 1 || !slices.Equal(got[0].Codes, []string{"reload-nginx demo-nginx"}) {
+		t.Fatalf("deploy_failed records during 5 failing retries: %+v, want 1 naming the operation", got)
+	}
+	h.fe.FailReload(nil)
+	h.mustConverge()
+	got := failed()
+	if len(got) != 2 || got[1].Count != 5 || !strings.Contains(got[1].Message, "00:41:04") {
+		t.Errorf("after the failure ended: %+v, want the first record and a summary of 5 ending with the last message", got)
 	}
 }

@@ -160,13 +160,15 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	var denied *reconciler.DeniedError
 	switch {
 	case errors.As(err, &denied):
+		d.endFailures()
 		d.deployDenied(denied)
 		d.healWhileDenied(ctx, desired, obs, progress)
 	case err != nil && !plan.Empty():
 		d.endDenials()
-		d.event(journal.EventDeployFailed, err.Error(), "", nil)
+		d.deployFailed(err)
 	case err == nil:
 		d.endDenials()
+		d.endFailures()
 		d.clearDenial()
 		if err := d.writeArtifacts(desired); err != nil {
 			d.log.Error("write generated files", zap.Error(err))

@@ -57,6 +57,20 @@ type DeniedError struct {
 	Codes     []string
 }
 
+// OpError is the failure of one operation of a plan.
+type OpError struct {
+	Op  Op
+	Err error
+}
+
+func (e *OpError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op.Kind, e.Op.Target, e.Err) }
+func (e *OpError) Unwrap() error { return e.Err }
+
+// Code names the failing operation stably ("reload-nginx demo-nginx"):
+// retries failing at the same operation are the same failure, whatever the
+// details of the message (nginx's timestamps and pids, say).
+func (e *OpError) Code() string { return string(e.Op.Kind) + " " + e.Op.Target }
+
 func (e *DeniedError) Error() string {
 	return "denied by infrastructure policy: " + strings.Join(e.Reasons, "; ")
 }
@@ -309,7 +323,7 @@ func (r *Reconciler) ApplyGated(ctx context.Context, d Desired, plan Plan, gate 
 		}
 		op := plan.Ops[i]
 		if err := r.step(ctx, d, plan, i, say); err != nil {
-			return fmt.Errorf("%s %s: %w", op.Kind, op.Target, err)
+			return &OpError{Op: op, Err: err}
 		}
 		i++
 	}
@@ -365,7 +379,7 @@ func (r *Reconciler) parallel(ctx context.Context, d Desired, plan Plan, i, j in
 			defer func() { <-sem }()
 			if err := r.step(ctx, d, plan, k, say); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s %s: %w", op.Kind, op.Target, err))
+				errs = append(errs, &OpError{Op: op, Err: err})
 				mu.Unlock()
 			}
 		}()
