@@ -1,7 +1,10 @@
 package reconciler
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -162,8 +164,10 @@ func (r *Reconciler) Observe(ctx context.Context, d Desired) (Observed, error) {
 	return obs, nil
 }
 
-// mounts identifies the host directories nginx bind-mounts: device and
-// inode of each, "-" for one that does not exist (stack.LabelMounts).
+// mounts identifies the host directories nginx bind-mounts by the random
+// id each holds in its idFile (stack.LabelMounts), "-" for one without.
+// An id, not the inode: a directory removed and recreated may get its old
+// inode number back, and device numbers can change across a reboot.
 func (r *Reconciler) mounts() string {
 	if r.ConfigDir == "" && r.RunDir == "" {
 		return ""
@@ -171,14 +175,44 @@ func (r *Reconciler) mounts() string {
 	var ids []string
 	for _, dir := range []string{r.ConfigDir, r.RunDir} {
 		id := "-"
-		if fi, err := os.Stat(dir); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				id = fmt.Sprintf("%d:%d", st.Dev, st.Ino)
-			}
+		if b, err := os.ReadFile(filepath.Join(dir, idFile)); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			id = string(bytes.TrimSpace(b))
 		}
 		ids = append(ids, id)
 	}
 	return strings.Join(ids, ",")
+}
+
+// idFile holds a directory's random id (see mounts).
+const idFile = ".swiftdeploy-id"
+
+// EnsureDirs creates the directories nginx mounts, each with its id, if
+// they are missing. The daemon calls it only while the manifest's
+// directory exists: it never brings back a directory someone removed.
+func (r *Reconciler) EnsureDirs() error {
+	for _, d := range []struct {
+		dir  string
+		mode os.FileMode
+	}{{r.ConfigDir, 0o755}, {r.RunDir, 0o750}} { // RunDir keeps nginx's world-writable socket to us
+		if d.dir == "" {
+			continue
+		}
+		if err := os.MkdirAll(d.dir, d.mode); err != nil {
+			return fmt.Errorf("create nginx directory %s: %w", d.dir, err)
+		}
+		name := filepath.Join(d.dir, idFile)
+		if _, err := os.Stat(name); err == nil {
+			continue
+		}
+		b := make([]byte, 8)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		if err := atomicfile.Write(name, []byte(hex.EncodeToString(b)+"\n"), 0o644); err != nil {
+			return fmt.Errorf("write directory id %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func (r *Reconciler) readApplied() (*Applied, error) {
@@ -686,15 +720,13 @@ func (r *Reconciler) checkNginx(ctx context.Context, d Desired) error {
 // check: if nginx rejects the config it exits, and nothing served before.
 func (r *Reconciler) startNginx(ctx context.Context, d Desired) error {
 	// nginx creates its status socket world-writable: the directory keeps
-	// it to the daemon's user and group.
-	if err := os.MkdirAll(r.RunDir, 0o750); err != nil {
-		return fmt.Errorf("create nginx run dir %s: %w", r.RunDir, err)
+	// it to the daemon's user and group. Each gets its id, which the new
+	// container's label records.
+	if err := r.EnsureDirs(); err != nil {
+		return err
 	}
 	// A socket left by a previous nginx would make the new one fail to bind.
 	_ = os.Remove(filepath.Join(r.RunDir, stack.NginxStatusSocket))
-	if err := os.MkdirAll(r.ConfigDir, 0o755); err != nil {
-		return fmt.Errorf("create nginx config dir %s: %w", r.ConfigDir, err)
-	}
 	if err := atomicfile.Write(filepath.Join(r.ConfigDir, confName), d.Conf, 0o644); err != nil {
 		return err
 	}

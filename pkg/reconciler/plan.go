@@ -421,9 +421,11 @@ func removeCause(c engine.Container, desired stack.Stack) string {
 
 // staleMounts reports whether nginx mounts host directories that are no
 // longer the ones at their paths (removed and recreated). A container
-// without the label (made before it existed) is taken as current.
+// without the label (made before it existed) is taken as current, and so
+// is one whose directories are not all there (unknown: a "-"): replacing
+// it would only recreate what someone removed.
 func staleMounts(c engine.Container, obs Observed) bool {
-	return c.Mounts != "" && obs.Mounts != "" && c.Mounts != obs.Mounts
+	return c.Mounts != "" && obs.Mounts != "" && !strings.Contains(obs.Mounts, "-") && c.Mounts != obs.Mounts
 }
 
 func nginxRemoveCause(c engine.Container, d stack.Nginx, obs Observed) string {
@@ -477,7 +479,9 @@ func HealPlan(d Desired, obs Observed, live []byte) (Desired, Plan) {
 			continue
 		}
 		switch op.Kind {
-		case OpRemoveDead, OpStartNginx:
+		case OpRemoveDead, OpCheckNginx, OpRemoveNginx, OpStartNginx:
+			// A crashed nginx (or one whose mounts went) is removed before
+			// its replacement starts under the same name and port.
 			p.Ops = append(p.Ops, op)
 		case OpReloadNginx:
 			op := op

@@ -161,9 +161,14 @@ func TestCompute(t *testing.T) {
 			causes:  []string{"its config and status directories were removed or replaced on the host"},
 		},
 		{
+			name:    "nginx whose directories are not all there is kept (replacing it would only recreate them)",
+			desired: desiredOf(v1, "r1"),
+			obs:     mounts(serving(v1, "r1"), "1:10,1:11", "1:20,-"),
+		},
+		{
 			name:    "with the applied record lost too, that replacement is gated",
 			desired: desiredOf(v1, "r1"),
-			obs:     func() Observed { o := mounts(serving(v1, "r1"), "1:10,1:11", "-,-"); o.Applied = nil; return o }(),
+			obs:     func() Observed { o := mounts(serving(v1, "r1"), "1:10,1:11", "1:20,1:21"); o.Applied = nil; return o }(),
 			want:    []OpKind{OpCheckNginx, OpRemoveNginx, OpStartNginx},
 			gated:   true,
 		},
