@@ -65,15 +65,22 @@ type Journal struct {
 	// reopened is set when the path stopped naming the open file and the
 	// journal reopened it (see follow); TakeReopened reports it once.
 	reopened *Reopened
+	// marker is the EventJournalReopened record still to be written first
+	// into the reopened file (a write that failed is retried).
+	marker *Reopened
 }
 
 // Reopened says that the journal's file was removed or replaced under it
 // (its directory deleted and recreated, a backup restored) and the journal
 // reopened the path instead of writing on into an unlinked file.
 type Reopened struct {
-	// PrevHead is the hash of the last line written to the old file: the
-	// chain in the new file does not continue from it (Verify reports the
-	// break), and a record saying so lets a reader tie the two together.
+	// PrevHead is the hash of the last line written to the old file. The
+	// chain in the reopened file does not continue from it: a new file
+	// starts a chain of its own, a restored one (or, if only the active
+	// file went, the newest rotated one) continues its own last line, so
+	// Verify may well pass. The journal_reopened record the journal writes
+	// first into the reopened file names PrevHead, so a reader can tie the
+	// two histories together and see that the records between are gone.
 	PrevHead string
 	// Head is what the reopened file's chain continues from ("" for a new,
 	// empty file).
@@ -127,7 +134,11 @@ func Open(path string, o Options) (*Journal, error) {
 
 // TornFile names the file where Open set aside a torn tail, or "" if the
 // journal was intact. The daemon may want to record that it happened.
-func (j *Journal) TornFile() string { return j.torn }
+func (j *Journal) TornFile() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.torn
+}
 
 // recover finds the last valid line of the active file, sets aside anything
 // after it, and picks up the chain and rotation state.
@@ -493,6 +504,12 @@ func (j *Journal) follow() error {
 	}
 	on, err := os.Stat(j.path)
 	if err == nil && os.SameFile(cur, on) {
+		if j.marker != nil {
+			if err := j.writeMarker(); err != nil {
+				return err
+			}
+			return j.rechainPending()
+		}
 		return nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -536,8 +553,45 @@ func (j *Journal) follow() error {
 		return fmt.Errorf("reopen journal %s: %w", j.path, err)
 	}
 	j.reopened = &Reopened{PrevHead: prev, Head: j.head}
+	j.marker = j.reopened
+	if err := j.writeMarker(); err != nil {
+		return err
+	}
 	// The buffered lines were chained to the old head: chain them anew.
 	return j.rechainPending()
+}
+
+// writeMarker writes the pending journal_reopened record, first in the
+// reopened file (before the record whose write found the file gone).
+func (j *Journal) writeMarker() error {
+	r := j.marker
+	if r == nil {
+		return nil
+	}
+	l, err := encode(Record{
+		Type:    TypeEvent,
+		Event:   EventJournalReopened,
+		Message: "journal file was removed or replaced while open (its directory deleted and recreated, or a backup restored); the records written after " + shortHash(r.PrevHead) + " and before this one are not in it",
+		Details: map[string]any{"previous_head": r.PrevHead, "continues_from": r.Head},
+	}, j.head, j.opts.Now)
+	if err != nil {
+		return fmt.Errorf("journal %s: reopen marker: %w", j.path, err)
+	}
+	if err := j.write([]line{l}); err != nil {
+		return err
+	}
+	j.marker = nil
+	return nil
+}
+
+func shortHash(h string) string {
+	if h == "" {
+		return "the start"
+	}
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
 }
 
 // rechainPending re-chains the buffered lines to the current head. The

@@ -59,6 +59,9 @@ const (
 	EventScrapeFailed        = "scrape_failed"
 	EventScrapeRecovered     = "scrape_recovered"
 	EventAccessDenied        = "access_denied"
+	// EventJournalReopened is written by the journal itself as the first
+	// record after it reopened a file removed or replaced under it.
+	EventJournalReopened = "journal_reopened"
 	EventImagePulled         = "image_pulled"
 	EventManifestApplied     = "manifest_applied"
 	EventManifestRejected    = "manifest_rejected"

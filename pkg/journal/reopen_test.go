@@ -85,11 +85,19 @@ func TestJournalFollowsItsPath(t *testing.T) {
 			if again := j.TakeReopened(); again != nil {
 				t.Errorf("TakeReopened reported twice: %+v", again)
 			}
-			want := append(before, "buffered", "after")
-			if got := messages(readAll(t, path)); !slices.Equal(got, want) {
-				t.Errorf("file at path holds %q, want %q", got, want)
+			// First in the reopened file: the marker naming the old head.
+			recs := readAll(t, path)
+			if len(recs) != len(before)+3 {
+				t.Fatalf("file at path holds %q, want %q, the reopen marker, buffered, after", messages(recs), before)
 			}
-			mustVerifyOK(t, path, len(want))
+			if m := recs[len(before)]; m.Event != EventJournalReopened || m.Details["previous_head"] != oldHead {
+				t.Errorf("record after the reopen: %+v, want %s naming previous head %s", m, EventJournalReopened, oldHead)
+			}
+			got := messages(append(recs[:len(before):len(before)], recs[len(before)+1:]...))
+			if want := append(before, "buffered", "after"); !slices.Equal(got, want) {
+				t.Errorf("file at path holds %q (marker aside), want %q", got, want)
+			}
+			mustVerifyOK(t, path, len(recs))
 			// Still locked: a second writer is refused.
 			if _, err := Open(path, Options{}); !errors.Is(err, ErrLocked) {
 				t.Errorf("second Open after the reopen: %v, want ErrLocked", err)
@@ -123,8 +131,9 @@ func TestJournalWithoutItsDirectoryFailsThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustAppend(t, j, event("back"))
-	if got := messages(readAll(t, path)); !slices.Equal(got, []string{"back"}) {
-		t.Errorf("after the directory came back: %q", got)
+	recs := readAll(t, path)
+	if len(recs) != 2 || recs[0].Event != EventJournalReopened || recs[1].Message != "back" {
+		t.Errorf("after the directory came back: %q, want the reopen marker and back", messages(recs))
 	}
 	if j.TakeReopened() == nil {
 		t.Error("no reopen reported")
