@@ -70,6 +70,7 @@ func (d *Daemon) deployDenied(denied *reconciler.DeniedError) {
 	if err != nil {
 		d.log.Error("journal append failed", zap.String("event", journal.EventDeployDenied), zap.Error(err))
 	}
+	d.noteJournal("event "+journal.EventDeployDenied, err)
 }
 
 // deployFailed journals a failed reconcile. Retries failing at the same
@@ -82,9 +83,11 @@ func (d *Daemon) deployFailed(err error) {
 	if len(rec.Codes) > 0 {
 		rec.Details = map[string]any{"operations": rec.Codes}
 	}
-	if jerr := d.repeats.Append(d.jr, repeatDeployFailed, rec); jerr != nil {
+	jerr := d.repeats.Append(d.jr, repeatDeployFailed, rec)
+	if jerr != nil {
 		d.log.Error("journal append failed", zap.String("event", journal.EventDeployFailed), zap.Error(jerr))
 	}
+	d.noteJournal("event "+journal.EventDeployFailed, jerr)
 }
 
 // endFailures closes a streak of failed reconciles.

@@ -352,3 +352,23 @@ func TestRepeatedFailuresAreCoalesced(t *testing.T) {
 		t.Errorf("after the failure ended: %+v, want the first record and a summary of 5 ending with the last message", got)
 	}
 }
+
+// An nginx that crashed while a change is denied is restored too: the
+// heal removes the dead container before starting its replacement under
+// the same name and port (the start alone failed on the name).
+func TestCrashedNginxIsHealedWhileAChangeIsDenied(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, ""))
+	h.mustConverge()
+	h.setLoad(busy)
+	h.write(fakeManifest("app:1", 2, withCanary))
+	if err := h.fe.Kill("demo-nginx"); err != nil {
+		t.Fatal(err)
+	}
+	var denied *reconciler.DeniedError
+	if err := h.reconcile(); !errors.As(err, &denied) {
+		t.Fatalf("canary on a busy host: %v, want a denial", err)
+	}
+	if h.fe.Loaded("demo-nginx") == nil {
+		t.Errorf("nginx not restored while the canary is denied: %v", fake.Names(h.fe.Snapshot()))
+	}
+}

@@ -19,9 +19,6 @@ const DefaultJournalMaxBytes = 8 << 20
 const (
 	eventJournalTornTail  = "journal_torn_tail"
 	eventJournalRecovered = "journal_recovered"
-	// eventJournalReopened: the journal's file was removed or replaced
-	// under the daemon, which now writes to the file at the path.
-	eventJournalReopened = "journal_reopened"
 	// eventSocketRecreated: the control socket was removed (its directory
 	// deleted) and the daemon listens on its path again.
 	eventSocketRecreated = "control_socket_recreated"
@@ -74,19 +71,13 @@ func (d *Daemon) noteJournalLocked(what string, err error) {
 	}
 }
 
-// journalReopenedLocked journals that the journal's file was removed or
-// replaced and the daemon now writes to the file at the path. The new
-// file's chain does not continue from the old one's head; this record
-// names that head, so the two histories can be tied together if the old
-// file turns up (a backup).
+// journalReopenedLocked notes that the journal's file was removed or
+// replaced and the daemon now writes to the file at its path; the journal
+// itself wrote journal_reopened first into it. Status says so until the
+// daemon restarts.
 func (d *Daemon) journalReopenedLocked(r *journal.Reopened) {
 	d.journal.reopened = time.Now().UTC()
 	d.log.Warn("journal file was removed or replaced; writing to the file now at its path", zap.String("path", d.cfg.JournalPath), zap.String("previous_head", r.PrevHead))
-	msg := "journal " + d.cfg.JournalPath + " was removed or replaced while the daemon ran (its directory deleted and recreated, or a backup restored); records before this one went with the old file"
-	details := map[string]any{"previous_head": r.PrevHead, "continues_from": r.Head}
-	if err := d.jr.Append(journal.Record{Type: journal.TypeEvent, Timestamp: time.Now().UTC(), Event: eventJournalReopened, Message: msg, Details: details}); err != nil {
-		d.log.Error("journal append failed", zap.String("event", eventJournalReopened), zap.Error(err))
-	}
 }
 
 func (d *Daemon) noteJournal(what string, err error) {

@@ -189,12 +189,14 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 }
 
 // checkManifestDir refuses to change anything while the manifest's
-// directory is gone: the configuration, the state and nginx's mounted
-// directories live there, and someone is replacing it (a redeploy of the
-// configuration, a restored backup). What runs keeps running untouched;
-// recreating the directory ourselves would also get in their way. When it
-// is back, the state directory is made again and the reconcile goes on
-// (nginx, whose mounts still pin the old directory, is replaced).
+// directory, or the manifest in it, is gone: the configuration, the state
+// and nginx's mounted directories live there, and someone is replacing it
+// (a redeploy of the configuration, a restored backup, an editor between
+// removing and writing). What runs keeps running untouched; recreating
+// the directory or its state ourselves would get in their way. Once the
+// manifest is back, the state directories are made again and the
+// reconcile goes on (nginx, whose mounts still pin the old directories, is
+// replaced).
 func (d *Daemon) checkManifestDir() error {
 	if _, err := os.Stat(d.dir); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -202,8 +204,17 @@ func (d *Daemon) checkManifestDir() error {
 		}
 		return fmt.Errorf("manifest directory %s: %w", d.dir, err)
 	}
+	if _, err := os.Stat(d.cfg.ManifestPath); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("manifest %s is missing: what runs is left as it is until it is back", d.cfg.ManifestPath)
+		}
+		return fmt.Errorf("manifest %s: %w", d.cfg.ManifestPath, err)
+	}
 	if err := os.MkdirAll(d.stateDir, 0o750); err != nil {
 		return fmt.Errorf("state directory %s: %w", d.stateDir, err)
+	}
+	if d.rec != nil {
+		return d.rec.EnsureDirs()
 	}
 	return nil
 }

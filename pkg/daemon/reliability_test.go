@@ -372,3 +372,52 @@ func TestManifestDirRemovedAndRecreated(t *testing.T) {
 		t.Errorf("after the directory came back: running %s", got)
 	}
 }
+
+// While the manifest's directory is gone, and after it is back but before
+// the manifest is, nothing is changed: no engine mutation, no file or
+// directory made in it, no promotion. Once the manifest is back, nginx
+// (whose mounted directories were recreated) is replaced and the manifest
+// converged.
+func TestNothingChangesUntilTheManifestIsBack(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, "  canary: {image: app:2, weight: 20}"))
+	h.mustConverge()
+	h.scrape(4)
+	nginx := h.fe.ByRole(stack.RoleNginx)
+	if len(nginx) != 1 {
+		t.Fatalf("%d nginx containers", len(nginx))
+	}
+	if err := os.RemoveAll(h.dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.fe.Kill(fake.Names(h.fe.ByRole(stack.RoleApp))[0]); err != nil { // a heal would be wanted
+		t.Fatal(err)
+	}
+	h.fe.ResetCalls()
+	if err := h.reconcile(); err == nil || !strings.Contains(err.Error(), "manifest directory") {
+		t.Errorf("reconcile without the directory: %v, want it refused naming the directory", err)
+	}
+	if err := h.promote(); err == nil {
+		t.Error("promote without the directory succeeded")
+	}
+	if err := os.Mkdir(h.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.reconcile(); err == nil || !strings.Contains(err.Error(), "manifest.yaml is missing") {
+		t.Errorf("reconcile with the directory back but no manifest: %v, want it refused", err)
+	}
+	if m := h.fe.Mutations(); len(m) != 0 {
+		t.Errorf("engine mutations while the manifest was gone: %v", m)
+	}
+	if entries, _ := os.ReadDir(h.dir); len(entries) != 0 {
+		t.Errorf("the daemon made %d entries in the directory before the manifest was back: %v", len(entries), entries)
+	}
+	h.write(fakeManifest("app:1", 2, "  canary: {image: app:2, weight: 20}"))
+	h.mustConverge()
+	after := h.fe.ByRole(stack.RoleNginx)
+	if len(after) != 1 || after[0].ID == nginx[0].ID {
+		t.Errorf("nginx after the directory came back: %v (was %s), want it replaced", after, nginx[0].ID)
+	}
+	if got := h.running(); got != "stable:app:1×2 canary:app:2×1" {
+		t.Errorf("after the manifest came back: running %s", got)
+	}
+}

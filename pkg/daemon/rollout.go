@@ -398,6 +398,9 @@ func (d *Daemon) transitionStart(ctx context.Context) (*manifest.Manifest, error
 	if m == nil {
 		return nil, errors.New("no manifest loaded")
 	}
+	if err := d.checkManifestDir(); err != nil {
+		return nil, err
+	}
 	if err := d.resolvePending(ctx, m); err != nil {
 		return nil, err
 	}
@@ -535,6 +538,9 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 	m := d.readManifest()
 	if m == nil {
 		return errors.New("no manifest loaded: nothing to remove")
+	}
+	if err := d.checkManifestDir(); err != nil {
+		return err
 	}
 	if err := d.rec.ForgetApplied(); err != nil {
 		return err
