@@ -50,18 +50,18 @@ const (
 	// EventRollback is what daemons before transactional rollbacks wrote
 	// when a rollback was recorded; newer ones write EventRolledBack when
 	// it has taken effect.
-	EventRollback            = "rollback"
-	EventRollbackRequested   = "rollback_requested"
-	EventRolledBack          = "rolled_back"
-	EventPromoteFailed       = "promote_failed"
-	EventRollbackFailed      = "rollback_failed"
-	EventTransitionAborted   = "transition_aborted"
-	EventScrapeFailed        = "scrape_failed"
-	EventScrapeRecovered     = "scrape_recovered"
-	EventAccessDenied        = "access_denied"
+	EventRollback          = "rollback"
+	EventRollbackRequested = "rollback_requested"
+	EventRolledBack        = "rolled_back"
+	EventPromoteFailed     = "promote_failed"
+	EventRollbackFailed    = "rollback_failed"
+	EventTransitionAborted = "transition_aborted"
+	EventScrapeFailed      = "scrape_failed"
+	EventScrapeRecovered   = "scrape_recovered"
+	EventAccessDenied      = "access_denied"
 	// EventJournalReopened is written by the journal itself as the first
 	// record after it reopened a file removed or replaced under it.
-	EventJournalReopened = "journal_reopened"
+	EventJournalReopened     = "journal_reopened"
 	EventImagePulled         = "image_pulled"
 	EventManifestApplied     = "manifest_applied"
 	EventManifestRejected    = "manifest_rejected"
