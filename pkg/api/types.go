@@ -235,7 +235,7 @@ type Diff struct {
 
 // ChaosRequest asks the daemon to inject chaos into a track.
 type ChaosRequest struct {
-	Mode     string  `json:"mode"` // slow | error | recover
+	Mode     string  `json:"mode"` // slow | error | hang | recover
 	Duration float64 `json:"duration,omitempty"`
 	Rate     float64 `json:"rate,omitempty"`
 	Track    string  `json:"track,omitempty"`

@@ -216,9 +216,9 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 		body["duration"] = req.Duration
 	case "error":
 		body["rate"] = req.Rate
-	case "recover":
+	case "hang", "recover":
 	default:
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("mode: want slow, error or recover, got %q", req.Mode))
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("mode: want slow, error, hang or recover, got %q", req.Mode))
 		return
 	}
 	payload, _ := json.Marshal(body)
