@@ -105,6 +105,10 @@ type Daemon struct {
 
 	trigger chan struct{}
 	wake    chan struct{} // like trigger, but also cuts a retry backoff short
+	logWake chan struct{} // an nginx container started: follow its log now
+	// logRetry, when set, is every wait of the access-log follower
+	// (tests).
+	logRetry time.Duration
 	// runMu serialises everything that mutates what runs: reconciles,
 	// promotions, rollbacks, down.
 	runMu sync.Mutex
@@ -168,6 +172,7 @@ func New(cfg Config) (*Daemon, error) {
 		stateDir: filepath.Join(filepath.Dir(abs), ".swiftdeploy"),
 		trigger:  make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
+		logWake:  make(chan struct{}, 1),
 		metrics:  newDaemonMetrics(),
 	}
 	if err := os.MkdirAll(d.stateDir, 0o750); err != nil {

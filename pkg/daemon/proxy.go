@@ -41,7 +41,11 @@ const (
 // again whenever the stream ends: nginx recreated or stopped, the engine
 // connection broken, or the watchdog finding another nginx.
 func (d *Daemon) accessLogLoop(ctx context.Context) {
-	delay := accessLogRetry
+	minDelay, maxDelay := accessLogRetry, accessLogRetryMax
+	if d.logRetry > 0 {
+		minDelay, maxDelay = d.logRetry, d.logRetry
+	}
+	delay := minDelay
 	for ctx.Err() == nil {
 		followed, err := d.followAccessLog(ctx)
 		if ctx.Err() != nil {
@@ -51,14 +55,26 @@ func (d *Daemon) accessLogLoop(ctx context.Context) {
 			d.log.Warn("nginx access log not followed; the proxy figures are missing data until it is", zap.Error(err))
 		}
 		if followed {
-			delay = accessLogRetry
+			delay = minDelay
 		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-d.logWake:
+			delay = minDelay
+			continue
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, accessLogRetryMax)
+		delay = min(2*delay, maxDelay)
+	}
+}
+
+// wakeAccessLog cuts the follower's wait short: an nginx container
+// started, and its log should be followed from its first lines.
+func (d *Daemon) wakeAccessLog() {
+	select {
+	case d.logWake <- struct{}{}:
+	default:
 	}
 }
 

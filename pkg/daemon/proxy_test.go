@@ -418,3 +418,32 @@ func TestTimedFollowLogsPassesThrough(t *testing.T) {
 		t.Errorf("followers after Close: %s", got)
 	}
 }
+
+// The follower does not wait out its backoff when nginx starts: the
+// container's start event wakes it, so nginx's first lines are read.
+func TestFollowerWokenByNginxStart(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.d.logRetry = time.Hour // without the wake it would not look again
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	// The manifest is read as the loop would, so that the follower and
+	// the event watcher know the project before nginx exists.
+	if h.d.readManifest() == nil {
+		t.Fatal("manifest not read")
+	}
+	wg.Go(func() { h.d.accessLogLoop(ctx) })
+	wg.Go(func() { h.d.watchEngine(ctx) })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, lost := h.d.proxy.State(); lost != nil {
+			break // it looked, found no nginx, and waits
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the follower did not look for nginx")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.mustConverge()
+	h.waitFollowing()
+}
