@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -221,5 +223,47 @@ func TestProxyCanaryHangs(t *testing.T) {
 	ab := e.afterAbort(l, hungAt, "canary hung")
 	if !strings.Contains(ab.Message, "Proxy P99 latency exceeds") && !strings.Contains(ab.Message, "Proxy error rate exceeds") {
 		t.Errorf("aborted %q: want nginx's latency or error rate", ab.Message)
+	}
+}
+
+// nginx killed and restored by the daemon: the log stream of the old
+// container ended, and the daemon follows the new one (nginx's figures
+// come back, from requests the new nginx served).
+func TestProxyFollowsRecreatedNginx(t *testing.T) {
+	e := newEnv(t)
+	e.writeManifest(e.manifest(images.AppImage, 2, ""))
+	e.startDaemon()
+	e.converged(map[string]int{images.AppImage: 2})
+	l := startSentLoad(e.url("/"), 10*time.Millisecond)
+	defer l.finish()
+	proxyOK := func() (bool, string) {
+		st := trackOf(e.status(), "stable")
+		return st != nil && st.Proxy != nil && st.Proxy.Outcome == "ok", fmt.Sprintf("%+v", st)
+	}
+	e.waitFor(60*time.Second, "nginx's figures for stable", proxyOK)
+	var nginx string
+	for _, c := range e.status().Containers {
+		if c.Role == "nginx" {
+			nginx = c.Name
+		}
+	}
+	killed := time.Now()
+	if _, err := e.cli.ContainerKill(context.Background(), nginx, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
+		t.Fatalf("kill %s: %v", nginx, err)
+	}
+	sawMissing := false
+	e.waitFor(60*time.Second, "nginx restored and its log followed", func() (bool, string) {
+		s := e.status()
+		st := trackOf(s, "stable")
+		if st != nil && st.Proxy != nil && st.Proxy.Outcome == "missing_data" {
+			sawMissing = true
+		}
+		ok, detail := proxyOK()
+		return ok && time.Since(killed) > time.Second, detail
+	})
+	t.Logf("nginx killed → its log followed again and nginx's figures ok after %s (missing data seen in between: %v)", time.Since(killed).Round(100*time.Millisecond), sawMissing)
+	b, _ := os.ReadFile(filepath.Join(e.dir, "daemon.log"))
+	if n := strings.Count(string(b), "following nginx's access log"); n < 2 {
+		t.Errorf("the daemon followed nginx's log %d times, want again after the kill:\n%s", n, lastLines(string(b), 30))
 	}
 }

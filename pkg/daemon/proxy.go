@@ -103,9 +103,7 @@ func (d *Daemon) followAccessLog(ctx context.Context) (followed bool, err error)
 		return false, err
 	}
 	defer rc.Close()
-	if _, lost := d.proxy.State(); lost != nil {
-		d.log.Info("following nginx's access log again", zap.String("container", nginx.Name))
-	}
+	d.log.Info("following nginx's access log; the proxy figures start afresh", zap.String("container", nginx.Name), zap.String("id", nginx.ID[:min(12, len(nginx.ID))]))
 	d.proxy.Following("nginx container " + nginx.Name)
 	go d.watchNginx(sctx, cancel, m, nginx)
 

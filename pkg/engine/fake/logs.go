@@ -18,10 +18,13 @@ type logStream struct {
 	buf    []byte
 	err    error // once set, Read returns it when buf is drained
 	wake   chan struct{}
-	closed bool // by the reader
+	closed bool          // by the reader
+	done   chan struct{} // closed by Close
 }
 
-func newLogStream() *logStream { return &logStream{wake: make(chan struct{}, 1)} }
+func newLogStream() *logStream {
+	return &logStream{wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
 
 func (s *logStream) signal() {
 	select {
@@ -73,7 +76,10 @@ func (s *logStream) Read(p []byte) (int, error) {
 
 func (s *logStream) Close() error {
 	s.mu.Lock()
-	s.closed, s.buf = true, nil
+	if !s.closed {
+		s.closed, s.buf = true, nil
+		close(s.done)
+	}
 	s.mu.Unlock()
 	s.signal()
 	return nil
@@ -110,6 +116,7 @@ func (e *Engine) FollowLogs(ctx context.Context, id string, since time.Time) (rc
 		case <-ctx.Done():
 			s.end(ctx.Err())
 		case <-ct.exited:
+		case <-s.done:
 		}
 	}()
 	return s, nil
