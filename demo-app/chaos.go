@@ -31,6 +31,7 @@ const (
 	chaosNone    = "none"
 	chaosSlow    = "slow"
 	chaosError   = "error"
+	chaosHang    = "hang"
 	chaosRecover = "recover"
 )
 
@@ -40,15 +41,21 @@ type chaosState struct {
 	Mode     string  `json:"mode"`
 	Duration float64 `json:"duration,omitempty"` // seconds of delay, slow mode
 	Rate     float64 `json:"rate,omitempty"`     // fraction answered 500, error mode
+	// release is closed when a hang ends (the state is replaced), letting
+	// the hung requests go on.
+	release chan struct{}
 }
 
-// level is the chaos_active gauge value: 0 none, 1 slow, 2 error.
+// level is the chaos_active gauge value: 0 none, 1 slow, 2 error, 3 hang
+// (which nobody can scrape while it lasts).
 func (s chaosState) level() float64 {
 	switch s.Mode {
 	case chaosSlow:
 		return 1
 	case chaosError:
 		return 2
+	case chaosHang:
+		return 3
 	default:
 		return 0
 	}
@@ -65,8 +72,38 @@ func newChaos() *chaos {
 }
 
 func (c *chaos) current() chaosState  { return *c.state.Load() }
-func (c *chaos) set(s chaosState)     { c.state.Store(&s) }
 func (c *chaos) activeLevel() float64 { return c.current().level() }
+
+// set replaces the chaos state; requests hung by the old one go on.
+func (c *chaos) set(s chaosState) {
+	if s.Mode == chaosHang {
+		s.release = make(chan struct{})
+	}
+	if old := c.state.Swap(&s); old.release != nil {
+		close(old.release)
+	}
+}
+
+// hang makes every request but POST /chaos wait, unanswered and
+// uncounted, until the client gives up or the hang ends: a process that
+// is stuck (a deadlock, a full GC pause, a wedged dependency) answers
+// nothing, its /metrics and /healthz included, so the daemon's scrapes
+// time out and only nginx sees what clients get (timeouts, 504s). It
+// wraps the instrumented handler, so a hung request is never recorded;
+// one released by "recover" is served and counted as usual. /chaos keeps
+// answering so the hang can be ended.
+func (c *chaos) hang(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s := c.current(); s.Mode == chaosHang && r.URL.Path != "/chaos" {
+			select {
+			case <-r.Context().Done():
+				return // the client left; nothing was written or counted
+			case <-s.release:
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // middleware applies the current chaos setting to the requests of next.
 func (c *chaos) middleware(next http.Handler) http.Handler {
@@ -159,15 +196,20 @@ func (req chaosRequest) validate() (chaosState, error) {
 			return chaosState{}, fmt.Errorf(`field "rate" is %g: want 0 < rate <= 1`, rate)
 		}
 		return chaosState{Mode: chaosError, Rate: rate}, nil
+	case chaosHang:
+		if req.Duration != nil || req.Rate != nil {
+			return chaosState{}, errors.New(`mode "hang" takes no other fields`)
+		}
+		return chaosState{Mode: chaosHang}, nil
 	case chaosRecover:
 		if req.Duration != nil || req.Rate != nil {
 			return chaosState{}, errors.New(`mode "recover" takes no other fields`)
 		}
 		return chaosState{Mode: chaosNone}, nil
 	case "":
-		return chaosState{}, errors.New(`field "mode" is required: one of "slow", "error", "recover"`)
+		return chaosState{}, errors.New(`field "mode" is required: one of "slow", "error", "hang", "recover"`)
 	default:
-		return chaosState{}, fmt.Errorf(`field "mode" is %q: want one of "slow", "error", "recover"`, req.Mode)
+		return chaosState{}, fmt.Errorf(`field "mode" is %q: want one of "slow", "error", "hang", "recover"`, req.Mode)
 	}
 }
 

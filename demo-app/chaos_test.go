@@ -74,6 +74,7 @@ var badChaosRequests = []badChaosRequest{
 	{name: "error rate above one", body: `{"mode":"error","rate":1.5}`, wantStatus: 400, wantError: `"rate" is 1.5`},
 	{name: "error with duration", body: `{"mode":"error","rate":0.5,"duration":1}`, wantStatus: 400, wantError: `"duration" does not apply`},
 	{name: "recover with rate", body: `{"mode":"recover","rate":1}`, wantStatus: 400, wantError: "takes no other fields"},
+	{name: "hang with duration", body: `{"mode":"hang","duration":5}`, wantStatus: 400, wantError: `mode "hang" takes no other fields`},
 	{name: "body too large", body: `{"mode":"recover"}` + strings.Repeat(" ", maxChaosBody), wantStatus: 413, wantError: "larger than 4096 bytes"},
 	{name: "padding inside the object", body: `{"mode":"recover",` + strings.Repeat(" ", maxChaosBody) + `"rate":1}`, wantStatus: 413, wantError: "larger than 4096 bytes"},
 	{name: "GET", method: http.MethodGet, wantStatus: 405, wantError: "method GET not allowed"},
@@ -92,6 +93,69 @@ func TestChaosRejected(t *testing.T) {
 				t.Errorf("a rejected request changed chaos to %+v", got)
 			}
 		})
+	}
+}
+
+// Hang chaos is a stuck process: nothing but /chaos answers, /metrics and
+// /healthz included, a request the client gives up on is never counted,
+// and recover lets the waiting requests go on (they are then served and
+// counted).
+func TestChaosHang(t *testing.T) {
+	_, url := startApp(t, modeCanary)
+	do(t, http.MethodGet, url+"/", "") // one request counted before the hang
+	if got := postChaos(t, url, `{"mode":"hang"}`); got.Mode != chaosHang {
+		t.Fatalf("POST /chaos hang = %+v", got)
+	}
+	impatient := &http.Client{Timeout: 150 * time.Millisecond}
+	for _, path := range []string{"/", "/metrics", "/healthz", "/unknown"} {
+		start := time.Now()
+		resp, err := impatient.Get(url + path)
+		if err == nil {
+			resp.Body.Close()
+			t.Errorf("GET %s answered %d during a hang", path, resp.StatusCode)
+		} else if took := time.Since(start); took < 150*time.Millisecond {
+			t.Errorf("GET %s failed after %v, before the client's timeout: %v", path, took, err)
+		}
+	}
+	// A patient request waits; recover releases it.
+	answered := make(chan int, 1)
+	go func() {
+		resp, err := testClient.Get(url + "/")
+		if err != nil {
+			answered <- -1
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	select {
+	case code := <-answered:
+		t.Fatalf("a request was answered (%d) during the hang", code)
+	case <-time.After(200 * time.Millisecond):
+	}
+	postChaos(t, url, `{"mode":"recover"}`)
+	select {
+	case code := <-answered:
+		if code != http.StatusOK {
+			t.Errorf("the released request got %d, want 200", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("recover did not release the hung request")
+	}
+	families := scrape(t, url)
+	var total float64 // of the app's routes; POST /chaos is counted apart
+	for _, m := range families["http_requests_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "path" && l.GetValue() != pathChaos {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if total != 2 { // the one before and the released one; the abandoned ones not
+		t.Errorf("http_requests_total (without /chaos) = %v, want 2", total)
+	}
+	if got := gauge(t, families, "chaos_active"); got != 0 {
+		t.Errorf("chaos_active after recover = %v", got)
 	}
 }
 

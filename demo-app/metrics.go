@@ -58,7 +58,7 @@ func newMetrics(mode float64, uptime, chaosLevel func() float64) *metrics {
 		}, func() float64 { return mode }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "chaos_active",
-			Help: "Chaos currently injected: 0 none, 1 slow, 2 error.",
+			Help: "Chaos currently injected: 0 none, 1 slow, 2 error, 3 hang (never scraped while it lasts).",
 		}, chaosLevel),
 	)
 	return m

@@ -55,16 +55,17 @@ func (s *server) uptimeSeconds() float64 {
 	return s.now().Sub(s.started).Seconds()
 }
 
-// handler routes requests. Chaos wraps the app routes only: /healthz,
-// /metrics and /chaos must keep answering so the daemon can probe, scrape
-// and recover a sick canary.
+// handler routes requests. Slow and error chaos wrap the app routes only:
+// /healthz, /metrics and /chaos keep answering so the daemon can probe,
+// scrape and recover a sick canary. Hang chaos stands for a stuck process
+// and holds everything but /chaos, outside the instrumentation.
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", s.handleHealthz)
 	mux.Handle("/metrics", allowMethods(s.metrics.handler(), http.MethodGet, http.MethodHead))
 	mux.Handle("/chaos", allowMethods(http.HandlerFunc(s.handleChaos), http.MethodPost))
 	mux.Handle("/", s.chaos.middleware(http.HandlerFunc(s.handleRoot)))
-	return s.metrics.instrument(mux)
+	return s.chaos.hang(s.metrics.instrument(mux))
 }
 
 type rootResponse struct {

@@ -1,8 +1,12 @@
 # Canary safety policy: may the canary be promoted to stable?
 #
-# Input (built by swiftdeployd from the canary's scraped metrics over the
-# metrics window, see docs/policy.md):
-#   mode, requests, req_per_sec, error_rate (fraction), p99_latency (ms),
+# Input (built by swiftdeployd over the metrics window, see docs/policy.md):
+#   mode, requests, req_per_sec, error_rate (fraction), p99_latency (ms):
+#     the canary's own figures, scraped from its /metrics;
+#   proxy_requests, proxy_error_rate, proxy_p99_latency: nginx's figures
+#     for the canary, from its access log (5xx it sent, its own 502/504
+#     included, and request times), which a crashed or hung canary cannot
+#     hide;
 #   thresholds.max_error_rate, thresholds.max_p99_ms, thresholds.min_requests
 # Missing metrics arrive as null and deny: no data is not good data.
 #
@@ -55,6 +59,39 @@ deny contains lasting("p99_latency_high", msg) if {
 	is_number(input.thresholds.max_p99_ms)
 	input.p99_latency > input.thresholds.max_p99_ms
 	msg := sprintf("P99 latency exceeds %vms", [input.thresholds.max_p99_ms])
+}
+
+# nginx's view, against the same thresholds. The reasons say "Proxy" so
+# that a reader knows which view failed.
+deny contains lasting("proxy_requests_unknown", "Insufficient data: no request count from nginx for the canary") if missing("proxy_requests")
+
+deny contains lasting("proxy_requests_low", msg) if {
+	is_number(input.proxy_requests)
+	is_number(input.thresholds.min_requests)
+	input.proxy_requests < input.thresholds.min_requests
+	msg := sprintf(
+		"Insufficient data: nginx routed %d requests to the canary in window, need at least %d",
+		[floor(input.proxy_requests), ceil(input.thresholds.min_requests)],
+	)
+}
+
+deny contains lasting("proxy_error_rate_unknown", "Proxy error rate unknown: no access-log figures for the canary") if missing("proxy_error_rate")
+
+deny contains lasting("proxy_error_rate_high", msg) if {
+	is_number(input.proxy_error_rate)
+	is_number(input.thresholds.max_error_rate)
+	input.proxy_error_rate > input.thresholds.max_error_rate
+	percent := round(input.thresholds.max_error_rate * 10000) / 100
+	msg := sprintf("Proxy error rate exceeds %v%% threshold", [percent])
+}
+
+deny contains lasting("proxy_p99_latency_unknown", "Proxy P99 latency unknown: no access-log figures for the canary") if missing("proxy_p99_latency")
+
+deny contains lasting("proxy_p99_latency_high", msg) if {
+	is_number(input.proxy_p99_latency)
+	is_number(input.thresholds.max_p99_ms)
+	input.proxy_p99_latency > input.thresholds.max_p99_ms
+	msg := sprintf("Proxy P99 latency exceeds %vms", [input.thresholds.max_p99_ms])
 }
 
 # The optional canary-vs-stable verdict (manifest policy.relative): the

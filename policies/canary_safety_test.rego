@@ -10,6 +10,9 @@ healthy := {
 	"req_per_sec": 15,
 	"error_rate": 0.001,
 	"p99_latency": 120,
+	"proxy_requests": 905,
+	"proxy_error_rate": 0.002,
+	"proxy_p99_latency": 125,
 	"thresholds": thresholds,
 }
 
@@ -64,12 +67,58 @@ test_percentage_has_no_float_noise if {
 }
 
 test_no_metrics_denied if {
-	doc := object.union(healthy, {"requests": null, "error_rate": null, "p99_latency": null})
+	doc := object.union(healthy, {"requests": null, "error_rate": null, "p99_latency": null, "proxy_requests": null, "proxy_error_rate": null, "proxy_p99_latency": null})
 	not canary_safety.allow with input as doc
 	canary_safety.reasons == {
 		"Insufficient data: no request count for the canary",
 		"Error rate unknown: no error metrics for the canary",
 		"P99 latency unknown: no latency metrics for the canary",
+		"Insufficient data: no request count from nginx for the canary",
+		"Proxy error rate unknown: no access-log figures for the canary",
+		"Proxy P99 latency unknown: no access-log figures for the canary",
+	} with input as doc
+}
+
+# A canary whose process died: its own metrics fell silent, nginx saw
+# 502s. The proxy's reason names nginx's view.
+test_dead_canary_denied_by_proxy if {
+	doc := object.union(healthy, {"error_rate": null, "p99_latency": null, "proxy_error_rate": 0.3, "proxy_p99_latency": 40})
+	canary_safety.reasons == {
+		"Error rate unknown: no error metrics for the canary",
+		"P99 latency unknown: no latency metrics for the canary",
+		"Proxy error rate exceeds 1% threshold",
+	} with input as doc
+}
+
+# A hung canary: nginx waited for it until its timeout.
+test_hung_canary_denied_by_proxy if {
+	doc := object.union(healthy, {"proxy_error_rate": 0.09, "proxy_p99_latency": 1000})
+	canary_safety.reasons == {"Proxy error rate exceeds 1% threshold", "Proxy P99 latency exceeds 500ms"} with input as doc
+}
+
+# Either view over the threshold denies, with the reason naming which.
+test_either_view_denies if {
+	app := object.union(healthy, {"error_rate": 0.02})
+	canary_safety.reasons == {"Error rate exceeds 1% threshold"} with input as app
+	proxy := object.union(healthy, {"proxy_p99_latency": 501})
+	canary_safety.reasons == {"Proxy P99 latency exceeds 500ms"} with input as proxy
+	exact := object.union(healthy, {"proxy_error_rate": 0.01, "proxy_p99_latency": 500, "proxy_requests": 20})
+	canary_safety.allow with input as exact
+}
+
+test_few_proxy_requests_denied if {
+	doc := object.union(healthy, {"proxy_requests": 7})
+	canary_safety.reasons == {"Insufficient data: nginx routed 7 requests to the canary in window, need at least 20"} with input as doc
+}
+
+# A policy written before the proxy figures existed sees them absent:
+# absent denies like null.
+test_absent_proxy_figures_denied if {
+	doc := json.remove(healthy, ["proxy_requests", "proxy_error_rate", "proxy_p99_latency"])
+	canary_safety.reasons == {
+		"Insufficient data: no request count from nginx for the canary",
+		"Proxy error rate unknown: no access-log figures for the canary",
+		"Proxy P99 latency unknown: no access-log figures for the canary",
 	} with input as doc
 }
 
@@ -79,7 +128,7 @@ test_missing_threshold_denied if {
 }
 
 test_zero_error_budget if {
-	perfect := object.union(healthy, {"error_rate": 0, "thresholds": {"max_error_rate": 0}})
+	perfect := object.union(healthy, {"error_rate": 0, "proxy_error_rate": 0, "thresholds": {"max_error_rate": 0}})
 	canary_safety.allow with input as perfect
 	flawed := object.union(perfect, {"error_rate": 0.001})
 	canary_safety.reasons == {"Error rate exceeds 0% threshold"} with input as flawed
@@ -112,10 +161,11 @@ test_every_reason_has_a_distinct_code if {
 	codes == {
 		"max_error_rate_missing", "max_p99_ms_missing", "min_requests_missing",
 		"requests_unknown", "error_rate_unknown", "p99_latency_unknown",
+		"proxy_requests_unknown", "proxy_error_rate_unknown", "proxy_p99_latency_unknown",
 	}
-	high := object.union(healthy, {"requests": 3, "error_rate": 0.5, "p99_latency": 900})
+	high := object.union(healthy, {"requests": 3, "error_rate": 0.5, "p99_latency": 900, "proxy_requests": 3, "proxy_error_rate": 0.5, "proxy_p99_latency": 900})
 	high_codes := {d.code | some d in canary_safety.deny} with input as high
-	high_codes == {"requests_low", "error_rate_high", "p99_latency_high"}
+	high_codes == {"requests_low", "error_rate_high", "p99_latency_high", "proxy_requests_low", "proxy_error_rate_high", "proxy_p99_latency_high"}
 }
 
 # The relative verdict: 3% against stable's 0% fails even when the

@@ -26,13 +26,15 @@ the canary-safety policy react:
 
   swiftctl chaos slow --duration 3s    delay every request by 3s
   swiftctl chaos error --rate 0.5      answer half the requests with 500
+  swiftctl chaos hang                  answer nothing, /metrics included, like a
+                                       stuck process: only nginx's figures see it
   swiftctl chaos recover               back to normal
 
 --track picks stable or canary (default: the canary while one runs).`,
 		GroupID: "test",
 		Args:    cobra.NoArgs,
 		RunE: action(func(*cobra.Command, []string) error {
-			return usageErrorf("chaos: name a mode: slow, error or recover")
+			return usageErrorf("chaos: name a mode: slow, error, hang or recover")
 		}),
 	}
 	cmd.PersistentFlags().StringVar(&track, "track", "", "stable or canary (default: the canary while one runs, else stable)")
@@ -57,6 +59,7 @@ the canary-safety policy react:
 		what := map[string]string{
 			"slow":    fmt.Sprintf("slow (%s delay per request)", time.Duration(req.Duration*float64(time.Second))),
 			"error":   fmt.Sprintf("error (%s of requests fail)", percent(req.Rate)),
+			"hang":    "hang (no request answered until recover)",
 			"recover": "recovered",
 		}[req.Mode]
 		fmt.Fprintf(a.stdout, "Chaos %s on the %s track: %s\n", what, resp.Track, strings.Join(resp.Containers, ", "))
@@ -93,6 +96,15 @@ the canary-safety policy react:
 	errorCmd.Flags().Float64Var(&rate, "rate", 0, "fraction of requests answered with 500, e.g. 0.5")
 	_ = errorCmd.MarkFlagRequired("rate")
 
+	hang := &cobra.Command{
+		Use:   "hang",
+		Short: "Make the track's containers answer nothing, /metrics and /healthz included, until recover",
+		Args:  cobra.NoArgs,
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			return send(cmd.Context(), api.ChaosRequest{Mode: "hang"})
+		}),
+	}
+
 	recoverCmd := &cobra.Command{
 		Use:   "recover",
 		Short: "End any chaos on the track",
@@ -101,6 +113,6 @@ the canary-safety policy react:
 			return send(cmd.Context(), api.ChaosRequest{Mode: "recover"})
 		}),
 	}
-	cmd.AddCommand(slow, errorCmd, recoverCmd)
+	cmd.AddCommand(slow, errorCmd, hang, recoverCmd)
 	return cmd
 }

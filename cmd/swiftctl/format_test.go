@@ -120,6 +120,88 @@ Containers:
 `,
 		},
 		{
+			name: "a hung canary: its metrics silent, nginx's view failing",
+			status: api.Status{
+				Project: "shop", Mode: "canary", StableImage: "shop:1.0", CanaryImage: "shop:2.0", CanaryWeight: 10, NginxPort: 8080, Converged: true,
+				Tracks: []api.TrackStats{
+					{Track: "stable", Outcome: "ok", Requests: 1800, ReqPerSec: 30, P99Ms: 12, Targets: 2,
+						Proxy: &api.ProxyStats{Outcome: "ok", Requests: 1802, ReqPerSec: 30, P99Ms: 14}},
+					{Track: "canary", Outcome: "missing_data", Reason: "canary target shop-canary-5e6f7a8b-1: scrape failed: context deadline exceeded", Requests: 0,
+						Proxy: &api.ProxyStats{Outcome: "ok", Requests: 200, ReqPerSec: 3.3, ErrorRate: 0.085, P99Ms: 1000}},
+				},
+				Policies: []api.Decision{infraPass, {Policy: "canary_safety", Reasons: []string{
+					"Error rate unknown: no error metrics for the canary",
+					"P99 latency unknown: no latency metrics for the canary",
+					"Proxy P99 latency exceeds 500ms",
+					"Proxy error rate exceeds 1% threshold",
+					"canary target shop-canary-5e6f7a8b-1: scrape failed: context deadline exceeded",
+				}}},
+			},
+			want: `Mode: canary
+Requests/sec: 0
+P99 latency: n/a (insufficient data)
+Error rate: n/a (insufficient data)
+Proxy P99 latency: 1000ms
+Proxy error rate: 8.5%
+
+Policy Status:
+  • Infrastructure: PASS
+  • Canary Safety: FAIL (insufficient data, proxy latency too high, proxy error rate too high, canary target shop-canary-5e6f7a8b-1: scrape failed: context deadline exceeded)
+
+Project: shop (nginx on port 8080, converged)
+Stable: shop:1.0
+Canary: shop:2.0 (10% of traffic)
+
+Tracks:
+  TRACK   REQ/S  P99   ERROR RATE  REQUESTS  TARGETS  DATA
+  stable  30     12ms  0%          1800      2        ok
+  canary  0      n/a   n/a         0         0        missing data
+
+Proxy (nginx's access log):
+  TRACK   REQ/S  P99     ERROR RATE  REQUESTS  DATA
+  stable  30     14ms    0%          1802      ok
+  canary  3.3    1000ms  8.5%        200       ok
+
+Containers:
+  none
+`,
+		},
+		{
+			name: "nginx's log not followed",
+			status: api.Status{
+				Project: "shop", Mode: "stable", StableImage: "shop:1.0", NginxPort: 8080, Converged: true,
+				Tracks: []api.TrackStats{{Track: "stable", Outcome: "ok", Requests: 750, ReqPerSec: 12.5, P99Ms: 7, Targets: 1,
+					Proxy: &api.ProxyStats{Outcome: "missing_data", Reason: "stable proxy figures: nginx's access log not followed for 3s: unexpected EOF"}}},
+				Policies: []api.Decision{infraPass},
+			},
+			want: `Mode: stable
+Requests/sec: 12.5
+P99 latency: 7ms
+Error rate: 0%
+Proxy P99 latency: n/a (missing data)
+Proxy error rate: n/a (missing data)
+
+Policy Status:
+  • Infrastructure: PASS
+  • Canary Safety: n/a
+
+Project: shop (nginx on port 8080, converged)
+Stable: shop:1.0
+
+Tracks:
+  TRACK   REQ/S  P99  ERROR RATE  REQUESTS  TARGETS  DATA
+  stable  12.5   7ms  0%          750       1        ok
+
+Proxy (nginx's access log):
+  TRACK   REQ/S  P99  ERROR RATE  REQUESTS  DATA
+  stable  0      n/a  n/a         0         missing data
+  stable proxy figures: nginx's access log not followed for 3s: unexpected EOF
+
+Containers:
+  none
+`,
+		},
+		{
 			name: "nothing known yet, with every problem",
 			status: api.Status{
 				ManifestErrors: []string{"services.port: must be between 1 and 65535, got 0 (line 3)", "nginx.image: required"},
@@ -178,6 +260,10 @@ func TestShortReason(t *testing.T) {
 	tests := []struct{ reason, want string }{
 		{"P99 latency exceeds 500ms", "latency too high"},
 		{"Error rate exceeds 1% threshold", "error rate too high"},
+		{"Proxy P99 latency exceeds 500ms", "proxy latency too high"},
+		{"Proxy error rate exceeds 1% threshold", "proxy error rate too high"},
+		{"Proxy error rate unknown: no access-log figures for the canary", "insufficient data"},
+		{"Insufficient data: nginx routed 3 requests to the canary in window, need at least 20", "insufficient data"},
 		{"Disk space below 10GB", "disk space low"},
 		{"CPU load 3.9 per core (7.8 on 2 CPUs) above 2.0", "CPU load high"},
 		{"CPU load above 2.0", "CPU load high"}, // a daemon before per-core load

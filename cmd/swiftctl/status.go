@@ -107,6 +107,16 @@ func writeDashboard(w io.Writer, s api.Status) error {
 	default:
 		fmt.Fprintf(&b, "Requests/sec: %s\nP99 latency: %s\nError rate: %s\n", number(t.ReqPerSec), millis(t.P99Ms), percent(t.ErrorRate))
 	}
+	if p := t.Proxy; ok && p != nil {
+		// nginx's view: what clients got, which the app cannot report
+		// for a crashed or hung container.
+		if p.Outcome != "ok" {
+			why := "(" + strings.ReplaceAll(p.Outcome, "_", " ") + ")"
+			fmt.Fprintf(&b, "Proxy P99 latency: n/a %s\nProxy error rate: n/a %s\n", why, why)
+		} else {
+			fmt.Fprintf(&b, "Proxy P99 latency: %s\nProxy error rate: %s\n", millis(p.P99Ms), percent(p.ErrorRate))
+		}
+	}
 	b.WriteString("\nPolicy Status:\n")
 	fmt.Fprintf(&b, "  • Infrastructure: %s\n", policyStatus(s.Policies, policyInfrastructure))
 	fmt.Fprintf(&b, "  • Canary Safety: %s\n", policyStatus(s.Policies, policyCanarySafety))
@@ -126,6 +136,7 @@ func writeDashboard(w io.Writer, s api.Status) error {
 				strconv.FormatFloat(t.Requests, 'f', 0, 64), t.Targets, strings.ReplaceAll(t.Outcome, "_", " "))
 		}
 		tw.Flush()
+		writeProxyTracks(&b, s.Tracks)
 	}
 	b.WriteString("\nContainers:\n")
 	if len(s.Containers) == 0 {
@@ -141,6 +152,35 @@ func writeDashboard(w io.Writer, s api.Status) error {
 	writeProblems(&b, s)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeProxyTracks is nginx's view of each track, from its access log;
+// nothing from a daemon that does not report it.
+func writeProxyTracks(b *strings.Builder, tracks []api.TrackStats) {
+	if !slices.ContainsFunc(tracks, func(t api.TrackStats) bool { return t.Proxy != nil }) {
+		return
+	}
+	b.WriteString("\nProxy (nginx's access log):\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TRACK\tREQ/S\tP99\tERROR RATE\tREQUESTS\tDATA")
+	for _, t := range tracks {
+		p := t.Proxy
+		if p == nil {
+			continue
+		}
+		p99, errRate := millis(p.P99Ms), percent(p.ErrorRate)
+		if p.Outcome != "ok" {
+			p99, errRate = "n/a", "n/a"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", t.Track, number(p.ReqPerSec), p99, errRate,
+			strconv.FormatFloat(p.Requests, 'f', 0, 64), strings.ReplaceAll(p.Outcome, "_", " "))
+	}
+	tw.Flush()
+	for _, t := range tracks {
+		if p := t.Proxy; p != nil && p.Outcome != "ok" && p.Reason != "" {
+			fmt.Fprintf(b, "  %s\n", p.Reason)
+		}
+	}
 }
 
 func writeProject(b *strings.Builder, s api.Status) {
@@ -237,6 +277,10 @@ func policyStatus(decisions []api.Decision, name string) string {
 var shortReasons = []struct{ prefix, short string }{
 	{"P99 latency exceeds", "latency too high"},
 	{"Error rate exceeds", "error rate too high"},
+	{"Proxy P99 latency exceeds", "proxy latency too high"},
+	{"Proxy error rate exceeds", "proxy error rate too high"},
+	{"Proxy P99 latency unknown", "insufficient data"},
+	{"Proxy error rate unknown", "insufficient data"},
 	{"Disk space below", "disk space low"},
 	{"Insufficient data", "insufficient data"},
 	{"P99 latency unknown", "insufficient data"},

@@ -175,6 +175,21 @@ type TrackStats struct {
 	ErrorRate float64 `json:"error_rate"`
 	P99Ms     float64 `json:"p99_latency_ms"`
 	Targets   int     `json:"targets"`
+	// Proxy is nginx's view of the same track and revision, from its
+	// access log: what clients got, 502s and 504s for a crashed or hung
+	// container included. Nil from a daemon without it.
+	Proxy *ProxyStats `json:"proxy,omitempty"`
+}
+
+// ProxyStats are nginx's figures for one track's revision over the
+// metrics window.
+type ProxyStats struct {
+	Outcome   string  `json:"outcome"` // ok | insufficient_data | missing_data
+	Reason    string  `json:"reason,omitempty"`
+	Requests  float64 `json:"requests"` // routed to the track's revision
+	ReqPerSec float64 `json:"req_per_sec"`
+	ErrorRate float64 `json:"error_rate"` // 5xx sent to clients, nginx's own included
+	P99Ms     float64 `json:"p99_latency_ms"`
 }
 
 // Decision is a policy decision as shown to users.
@@ -224,7 +239,7 @@ type Diff struct {
 
 // ChaosRequest asks the daemon to inject chaos into a track.
 type ChaosRequest struct {
-	Mode     string  `json:"mode"` // slow | error | recover
+	Mode     string  `json:"mode"` // slow | error | hang | recover
 	Duration float64 `json:"duration,omitempty"`
 	Rate     float64 `json:"rate,omitempty"`
 	Track    string  `json:"track,omitempty"`

@@ -732,6 +732,10 @@ var comparisons = map[string][]comparison{
 		{label: "error rate", value: "error_rate", threshold: "max_error_rate", format: pct},
 		{label: "p99 latency", value: "p99_latency", threshold: "max_p99_ms", format: ms},
 		{label: "requests", value: "requests", threshold: "min_requests", format: count, min: true},
+		// nginx's view, from its access log (absent from older records).
+		{label: "proxy error rate", value: "proxy_error_rate", threshold: "max_error_rate", format: pct},
+		{label: "proxy p99 latency", value: "proxy_p99_latency", threshold: "max_p99_ms", format: ms},
+		{label: "proxy requests", value: "proxy_requests", threshold: "min_requests", format: count, min: true},
 	},
 	policyInfrastructure: {
 		{label: "free disk", value: "disk_free_gb", threshold: "min_disk_gb", format: gb, min: true},

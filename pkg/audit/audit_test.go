@@ -618,3 +618,23 @@ func BenchmarkRender(b *testing.B) {
 		Render(in)
 	}
 }
+
+// A denial on nginx's figures lists them beside the app's; a decision
+// recorded before they existed lists only the app's.
+func TestDeniedDecisionShowsProxyFigures(t *testing.T) {
+	r := journal.NewDecision("canary_safety", false, []string{"Error rate unknown: no error metrics for the canary", "Proxy error rate exceeds 1% threshold"}, map[string]any{
+		"mode": "canary", "requests": 0.0, "error_rate": nil, "p99_latency": nil,
+		"proxy_requests": 200.0, "proxy_error_rate": 0.3, "proxy_p99_latency": 40.0,
+		"thresholds": map[string]any{"max_error_rate": 0.01, "max_p99_ms": 500.0, "min_requests": 20},
+	})
+	got := deniedDecision(r)
+	for _, want := range []string{"error rate unknown", "proxy error rate 30% (max 1%)", "proxy p99 latency 40ms (max 500ms)", "proxy requests 200 (min 20)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+	old := canaryDecision(0, false, []string{"Error rate exceeds 1% threshold"}, 186, 650, 0.04)
+	if got := deniedDecision(old); strings.Contains(got, "proxy") {
+		t.Errorf("an old record shows proxy figures: %q", got)
+	}
+}

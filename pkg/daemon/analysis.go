@@ -299,19 +299,16 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 	dec, st := d.judge(ctx, m, rev)
 	d.metrics.observeDecision(dec)
 	d.decision(dec, "")
-	outcome := outcomePass
-	switch {
-	case st.Outcome != metrics.OK:
-		outcome = outcomeNoData
-	case !dec.Allowed:
-		outcome = outcomeFail
-	}
-	figures := map[string]any{"requests": st.Requests}
+	outcome := checkOutcome(dec, st.Outcome, st.Proxy.Outcome)
+	figures := map[string]any{"requests": st.Requests, "proxy_requests": st.Proxy.Requests}
 	if st.Relative != nil {
 		figures["relative"] = st.Relative
 	}
 	if st.Outcome == metrics.OK {
 		figures["error_rate"], figures["p99_latency_ms"], figures["req_per_sec"] = round4(st.ErrorRate), round2(st.P99Ms), round2(st.ReqPerSec)
+	}
+	if st.Proxy.Outcome == metrics.OK {
+		figures["proxy_error_rate"], figures["proxy_p99_latency_ms"] = round4(st.Proxy.ErrorRate), round2(st.Proxy.P99Ms)
 	}
 	a := m.Services.Canary.Analysis
 	d.mu.Lock()
@@ -358,15 +355,19 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 	return *r, true
 }
 
-// judge is the canary-safety decision on the revision's own window, with
-// why data is missing added to the reasons.
+// judge is the canary-safety decision on the revision's own windows, the
+// app's and nginx's, with why data is missing added to the reasons.
 func (d *Daemon) judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, statsView) {
 	st := d.obs.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
-	in := canaryInput(stack.TrackCanary, st)
+	px := d.proxy.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
+	in := canaryInput(stack.TrackCanary, st, px)
 	rel := d.withRelative(&in, m, st)
 	dec := d.policies.CanarySafety(ctx, in, thresholds(m))
 	if !dec.Allowed && st.Outcome != metrics.OK && st.Reason != "" {
 		dec.Reasons = append(dec.Reasons, st.Reason)
+	}
+	if !dec.Allowed && px.Outcome != metrics.OK && px.Reason != "" {
+		dec.Reasons = append(dec.Reasons, px.Reason)
 	}
 	outcome := st.Outcome
 	if rel == verdict.InsufficientData && outcome == metrics.OK {
@@ -374,7 +375,7 @@ func (d *Daemon) judge(ctx context.Context, m *manifest.Manifest, revision strin
 		// failure of the canary (and never a pass).
 		outcome = metrics.InsufficientData
 	}
-	return dec, statsView{Outcome: outcome, Relative: in.Relative, Requests: st.Requests, ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, ReqPerSec: st.ReqPerSec}
+	return dec, statsView{Outcome: outcome, Relative: in.Relative, Requests: st.Requests, ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, ReqPerSec: st.ReqPerSec, Proxy: px}
 }
 
 // statsView is the part of a window's figures a check reports.
@@ -382,6 +383,7 @@ type statsView struct {
 	Outcome                               metrics.Outcome
 	Requests, ErrorRate, P99Ms, ReqPerSec float64
 	Relative                              map[string]any // the verdict's input, if any
+	Proxy                                 metrics.Stats  // nginx's figures
 }
 
 // autoAbort rolls the canary back for its failed checks.

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,6 +42,9 @@ type Engine interface {
 	reconciler.Engine
 	Ping(ctx context.Context) error
 	Watch(ctx context.Context, project string) (<-chan engine.Event, <-chan error)
+	// FollowLogs streams a container's standard output from since on
+	// (nginx's access log); see engine.Engine.FollowLogs.
+	FollowLogs(ctx context.Context, id string, since time.Time) (io.ReadCloser, error)
 	Close() error
 }
 
@@ -97,9 +101,14 @@ type Daemon struct {
 	policies *policy.Engine
 	metrics  *daemonMetrics
 	obs      *observe.Observer
+	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
 
 	trigger chan struct{}
 	wake    chan struct{} // like trigger, but also cuts a retry backoff short
+	logWake chan struct{} // an nginx container started: follow its log now
+	// logRetry, when set, is every wait of the access-log follower
+	// (tests).
+	logRetry time.Duration
 	// runMu serialises everything that mutates what runs: reconciles,
 	// promotions, rollbacks, down.
 	runMu sync.Mutex
@@ -163,6 +172,7 @@ func New(cfg Config) (*Daemon, error) {
 		stateDir: filepath.Join(filepath.Dir(abs), ".swiftdeploy"),
 		trigger:  make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
+		logWake:  make(chan struct{}, 1),
 		metrics:  newDaemonMetrics(),
 	}
 	if err := os.MkdirAll(d.stateDir, 0o750); err != nil {
@@ -196,6 +206,7 @@ func New(cfg Config) (*Daemon, error) {
 		fetcher = observe.HTTPFetcher{Client: &http.Client{Timeout: 2 * time.Second}}
 	}
 	d.obs = observe.New(fetcher, observe.Options{})
+	d.proxy = observe.NewProxy(observe.Options{})
 	d.rec = &reconciler.Reconciler{
 		Engine:        d.eng,
 		ConfigDir:     filepath.Join(d.stateDir, "nginx"),
@@ -258,9 +269,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket))
 
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
 	go func() { defer wg.Done(); d.guardSocket(ctx, srv, ln) }()
 	go func() { defer wg.Done(); d.analysisLoop(ctx) }()
+	go func() { defer wg.Done(); d.accessLogLoop(ctx) }()
 	go func() { defer wg.Done(); d.watchManifest(ctx) }()
 	go func() { defer wg.Done(); d.watchEngine(ctx) }()
 	go func() { defer wg.Done(); d.scrapeLoop(ctx) }()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/accesslog"
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
@@ -207,10 +208,17 @@ type appMetrics struct {
 	errRate map[string]float64
 	slow    map[string]bool
 	fail    map[string]error
+	// nginx's view, per track: by default what the app reports (its
+	// error rate, its slowness); proxyErrRate overrides the error rate,
+	// proxySlow the latency, and proxyOff sends no access-log lines.
+	proxyErrRate map[string]float64
+	proxySlow    map[string]bool
+	proxyOff     map[string]bool
 }
 
 func newAppMetrics(fe *fake.Engine) *appMetrics {
-	return &appMetrics{fe: fe, n: map[string]int{}, errRate: map[string]float64{}, slow: map[string]bool{}, fail: map[string]error{}}
+	return &appMetrics{fe: fe, n: map[string]int{}, errRate: map[string]float64{}, slow: map[string]bool{}, fail: map[string]error{},
+		proxyErrRate: map[string]float64{}, proxySlow: map[string]bool{}, proxyOff: map[string]bool{}}
 }
 
 func (a *appMetrics) set(f func(a *appMetrics)) {
@@ -259,15 +267,61 @@ http_request_duration_seconds_count{method="GET",path="/"} %d
 	return metrics.Parse(strings.NewReader(text), time.Now())
 }
 
-// scrape runs n scrapes, spaced so the window covers a span.
+// scrape runs n scrapes, spaced so the window covers a span; before each,
+// nginx logs 100 requests per running app container (accessLog).
 func (h *harness) scrape(n int) {
 	h.t.Helper()
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			time.Sleep(60 * time.Millisecond)
 		}
+		for _, l := range h.app.accessLog() {
+			h.d.proxyLine(new(accesslog.Entry), l, "demo-nginx", new(bool))
+		}
 		h.d.scrapeOnce(context.Background(), h.d.manifestNow())
 	}
+}
+
+// accessLog is what nginx logs while each running app container serves
+// 100 requests: 5xx at the track's proxy error rate, 20 ms each or 800 ms
+// when slow, attributed to the container's revision as nginx.conf's map
+// does.
+func (a *appMetrics) accessLog() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var lines []string
+	for _, c := range a.fe.ByRole(stack.RoleApp) {
+		if !c.Running() || a.proxyOff[c.Track] {
+			continue
+		}
+		rate, ok := a.proxyErrRate[c.Track]
+		if !ok {
+			rate = a.errRate[c.Track]
+		}
+		slow, ok := a.proxySlow[c.Track]
+		if !ok {
+			slow = a.slow[c.Track]
+		}
+		pool := accesslog.PoolStable
+		if c.Track == stack.TrackCanary {
+			pool = accesslog.PoolCanary
+		}
+		rt := 20 * time.Millisecond
+		if slow {
+			rt = 800 * time.Millisecond
+		}
+		errs := int(100 * rate)
+		for i := range 100 {
+			status := 200
+			if i < errs {
+				status = 502
+			}
+			e := accesslog.Entry{RemoteAddr: "10.0.0.1", Time: time.Now(), Request: "GET / HTTP/1.1", Status: status, BodyBytes: 90, RequestTime: rt,
+				Tries: []accesslog.Try{{Addr: c.IP + ":3000", Status: status, Time: rt}}, Pool: pool, Revision: c.Hash, ID: "x"}
+			lines = append(lines, e.String())
+		}
+	}
+	return lines
 }
 
 func engineSpec(name, image, project, role string) engine.Spec {

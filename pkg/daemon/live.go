@@ -58,6 +58,8 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 		return // the reconcile loop reports engine trouble
 	}
 	d.obs.SetTiming(m.Metrics.Window.D(), m.Metrics.ScrapeInterval.D())
+	d.proxy.SetTiming(m.Metrics.Window.D(), m.Metrics.ScrapeInterval.D())
+	d.proxy.Sample()
 	var targets []observe.Target
 	for _, c := range cs {
 		if c.Role != stack.RoleApp || !c.Running() || c.IP == "" {
@@ -88,15 +90,11 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 		if track == stack.TrackCanary && mode != stack.TrackCanary {
 			continue
 		}
-		st := d.obs.Stats(track, latestRevision(cs, track), m.Policy.MinRequests)
-		dec := d.policies.CanarySafety(ctx, canaryInput(track, st), thresholds(m))
-		verdict := "PASS"
-		switch {
-		case st.Outcome != metrics.OK:
-			verdict = "NO_DATA"
-		case !dec.Allowed:
-			verdict = "FAIL"
-		}
+		rev := latestRevision(cs, track)
+		st := d.obs.Stats(track, rev, m.Policy.MinRequests)
+		px := d.proxy.Stats(track, rev, m.Policy.MinRequests)
+		dec := d.policies.CanarySafety(ctx, canaryInput(track, st, px), thresholds(m))
+		verdict := map[string]string{outcomePass: "PASS", outcomeFail: "FAIL", outcomeNoData: "NO_DATA"}[checkOutcome(dec, st.Outcome, px.Outcome)]
 		rec := journal.Record{
 			Type: journal.TypeSnapshot, Timestamp: now.UTC(), Mode: mode, Track: track, Policy: verdict,
 		}
@@ -142,10 +140,11 @@ func servedRevision(obs reconciler.Observed, track string) string {
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 func round4(f float64) float64 { return float64(int64(f*10000+0.5)) / 10000 }
 
-// canaryInput turns a revision's figures into the canary-safety policy
-// input; unless the outcome is OK (fresh data from every target, enough
-// requests) the figures stay nil so the policy denies (fail closed).
-func canaryInput(track string, st observe.Stats) policy.CanaryInput {
+// canaryInput turns a revision's figures, the app's (st) and nginx's
+// (px), into the canary-safety policy input; unless a view's outcome is OK
+// (fresh data, enough requests) its figures stay nil so the policy denies
+// (fail closed).
+func canaryInput(track string, st observe.Stats, px metrics.Stats) policy.CanaryInput {
 	in := policy.CanaryInput{Mode: track}
 	req := st.Requests
 	in.Requests = &req
@@ -153,6 +152,7 @@ func canaryInput(track string, st observe.Stats) policy.CanaryInput {
 		rps, er, p99 := st.ReqPerSec, st.ErrorRate, st.P99Ms
 		in.ReqPerSec, in.ErrorRate, in.P99Ms = &rps, &er, &p99
 	}
+	withProxy(&in, px)
 	return in
 }
 
@@ -167,16 +167,10 @@ func runningMode(cs []engine.Container) string {
 	return stack.TrackStable
 }
 
-// canaryDecision judges the canary revision's own figures; why data is
-// missing (a failed or stale scrape) is added to the policy's reasons.
+// canaryDecision judges the canary revision's own figures, the app's and
+// nginx's (judge).
 func (d *Daemon) canaryDecision(ctx context.Context, m *manifest.Manifest, revision string) policy.Decision {
-	st := d.obs.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
-	in := canaryInput(stack.TrackCanary, st)
-	d.withRelative(&in, m, st)
-	dec := d.policies.CanarySafety(ctx, in, thresholds(m))
-	if !dec.Allowed && st.Outcome != metrics.OK && st.Reason != "" {
-		dec.Reasons = append(dec.Reasons, st.Reason)
-	}
+	dec, _ := d.judge(ctx, m, revision)
 	return dec
 }
 
@@ -189,9 +183,12 @@ func (d *Daemon) addLiveStatus(ctx context.Context, s *api.Status, m *manifest.M
 		}
 		rev := servedRevision(obs, track)
 		st := d.obs.Stats(track, rev, m.Policy.MinRequests)
+		px := d.proxy.Stats(track, rev, m.Policy.MinRequests)
 		s.Tracks = append(s.Tracks, api.TrackStats{
 			Track: track, Revision: rev, Outcome: string(st.Outcome), Reason: st.Reason, Requests: st.Requests, ReqPerSec: st.ReqPerSec,
 			ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, Targets: st.Targets,
+			Proxy: &api.ProxyStats{Outcome: string(px.Outcome), Reason: px.Reason, Requests: px.Requests, ReqPerSec: px.ReqPerSec,
+				ErrorRate: px.ErrorRate, P99Ms: px.P99Ms},
 		})
 	}
 	s.Policies = append(s.Policies, *toAPIDecision(d.infraDecision(ctx, m)))
@@ -219,9 +216,9 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 		body["duration"] = req.Duration
 	case "error":
 		body["rate"] = req.Rate
-	case "recover":
+	case "hang", "recover":
 	default:
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("mode: want slow, error or recover, got %q", req.Mode))
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("mode: want slow, error, hang or recover, got %q", req.Mode))
 		return
 	}
 	payload, _ := json.Marshal(body)

@@ -76,6 +76,9 @@ func (h *harness) newDaemonWith(mod func(*Config)) *Daemon {
 		h.t.Fatal(err)
 	}
 	h.t.Cleanup(func() { d.jr.Close() })
+	// The harness feeds nginx's access-log lines itself (scrape); tests of
+	// the follower over the fake's log stream start accessLogLoop.
+	d.proxy.Following("harness")
 	return d
 }
 

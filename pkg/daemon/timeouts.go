@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
@@ -122,4 +123,37 @@ func (e *timed) RunOnce(ctx context.Context, s engine.Spec) (int, string, error)
 	defer cancel()
 	code, out, err := e.Engine.RunOnce(c, s)
 	return code, out, e.wrap(c, "run "+s.Name, e.t.Once, err)
+}
+
+// FollowLogs bounds opening the stream, not the stream itself, which
+// lasts as long as nginx runs: if the engine has not answered within the
+// call timeout, the call is cancelled.
+func (e *timed) FollowLogs(ctx context.Context, id string, since time.Time) (io.ReadCloser, error) {
+	c, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(e.t.Call, cancel)
+	rc, err := e.Engine.FollowLogs(c, id, since)
+	if !timer.Stop() {
+		if err == nil {
+			rc.Close()
+		}
+		cancel()
+		return nil, fmt.Errorf("docker engine did not answer follow logs of %s within %s: %w", id, e.t.Call, context.DeadlineExceeded)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &cancelOnClose{ReadCloser: rc, cancel: cancel}, nil
+}
+
+// cancelOnClose releases the stream's context when it is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }

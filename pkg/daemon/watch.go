@@ -162,6 +162,9 @@ func (d *Daemon) watchEvents(ctx context.Context, project string) error {
 			if ev.Role != stack.RoleApp && ev.Role != stack.RoleNginx {
 				continue // throwaway check containers
 			}
+			if ev.Role == stack.RoleNginx && ev.Action == "start" {
+				d.wakeAccessLog() // follow the new nginx's log from its first line
+			}
 			switch ev.Action {
 			case "die", "destroy", "stop", "kill", "oom":
 				d.log.Info("owned container changed", zap.String("container", ev.Name), zap.String("action", ev.Action))

@@ -69,6 +69,13 @@ type CanaryInput struct {
 	ReqPerSec *float64 `json:"req_per_sec"` // informational
 	ErrorRate *float64 `json:"error_rate"`  // fraction, 0.01 = 1%
 	P99Ms     *float64 `json:"p99_latency"` // milliseconds
+	// The same figures from nginx's side (its access log): the requests
+	// it routed to the canary's revision, the part it answered 5xx
+	// (the app's, or its own 502/504 for a canary that is gone or hung),
+	// and their p99 request time in milliseconds.
+	ProxyRequests  *float64 `json:"proxy_requests"`
+	ProxyErrorRate *float64 `json:"proxy_error_rate"`
+	ProxyP99Ms     *float64 `json:"proxy_p99_latency"`
 	// Relative is the canary-vs-stable verdict (verdict.Verdict.Input),
 	// nil when the manifest asks for none.
 	Relative map[string]any `json:"relative,omitempty"`
@@ -168,11 +175,14 @@ func (e *Engine) Infrastructure(ctx context.Context, in InfraInput, t Thresholds
 // CanarySafety decides whether the canary may be promoted.
 func (e *Engine) CanarySafety(ctx context.Context, in CanaryInput, t Thresholds) Decision {
 	input := map[string]any{
-		"mode":        in.Mode,
-		"requests":    finite(in.Requests),
-		"req_per_sec": finite(in.ReqPerSec),
-		"error_rate":  finite(in.ErrorRate),
-		"p99_latency": finite(in.P99Ms),
+		"mode":              in.Mode,
+		"requests":          finite(in.Requests),
+		"req_per_sec":       finite(in.ReqPerSec),
+		"error_rate":        finite(in.ErrorRate),
+		"p99_latency":       finite(in.P99Ms),
+		"proxy_requests":    finite(in.ProxyRequests),
+		"proxy_error_rate":  finite(in.ProxyErrorRate),
+		"proxy_p99_latency": finite(in.ProxyP99Ms),
 		"thresholds": map[string]any{
 			"max_error_rate": finiteValue(t.MaxErrorRate),
 			"max_p99_ms":     finiteValue(t.MaxP99Ms),

@@ -106,7 +106,8 @@ func TestInfrastructure(t *testing.T) {
 
 func TestCanarySafety(t *testing.T) {
 	e := defaultEngine(t)
-	healthy := CanaryInput{Mode: "canary", Requests: ptr(900.0), ReqPerSec: ptr(15.0), ErrorRate: ptr(0.002), P99Ms: ptr(120.0)}
+	healthy := CanaryInput{Mode: "canary", Requests: ptr(900.0), ReqPerSec: ptr(15.0), ErrorRate: ptr(0.002), P99Ms: ptr(120.0),
+		ProxyRequests: ptr(910.0), ProxyErrorRate: ptr(0.002), ProxyP99Ms: ptr(125.0)}
 	with := func(f func(*CanaryInput)) CanaryInput {
 		in := healthy
 		f(&in)
@@ -126,8 +127,20 @@ func TestCanarySafety(t *testing.T) {
 			reasons: []string{"P99 latency exceeds 500ms"}},
 		{name: "both", in: with(func(in *CanaryInput) { in.ErrorRate, in.P99Ms = ptr(0.04), ptr(600.0) }), t: defaults,
 			reasons: []string{"Error rate exceeds 1% threshold", "P99 latency exceeds 500ms"}},
-		{name: "exactly at thresholds passes", in: with(func(in *CanaryInput) { in.Requests, in.ErrorRate, in.P99Ms = ptr(20.0), ptr(0.01), ptr(500.0) }),
-			t: defaults, allowed: true},
+		{name: "exactly at thresholds passes", in: with(func(in *CanaryInput) {
+			in.Requests, in.ErrorRate, in.P99Ms = ptr(20.0), ptr(0.01), ptr(500.0)
+			in.ProxyRequests, in.ProxyErrorRate, in.ProxyP99Ms = ptr(20.0), ptr(0.01), ptr(500.0)
+		}), t: defaults, allowed: true},
+		{name: "nginx saw errors the app did not count", in: with(func(in *CanaryInput) { in.ProxyErrorRate = ptr(0.25) }), t: defaults,
+			reasons: []string{"Proxy error rate exceeds 1% threshold"}},
+		{name: "nginx waited on a hung canary", in: with(func(in *CanaryInput) { in.ProxyErrorRate, in.ProxyP99Ms = ptr(0.08), ptr(1000.0) }), t: defaults,
+			reasons: []string{"Proxy P99 latency exceeds 500ms", "Proxy error rate exceeds 1% threshold"}},
+		{name: "a dead canary: app figures gone, nginx's 502s", in: with(func(in *CanaryInput) { in.ErrorRate, in.P99Ms, in.ProxyErrorRate = nil, nil, ptr(0.5) }), t: defaults,
+			reasons: []string{"Error rate unknown: no error metrics for the canary", "P99 latency unknown: no latency metrics for the canary", "Proxy error rate exceeds 1% threshold"}},
+		{name: "no access-log figures", in: with(func(in *CanaryInput) { in.ProxyRequests, in.ProxyErrorRate, in.ProxyP99Ms = nil, nil, nil }), t: defaults,
+			reasons: []string{"Insufficient data: no request count from nginx for the canary", "Proxy P99 latency unknown: no access-log figures for the canary", "Proxy error rate unknown: no access-log figures for the canary"}},
+		{name: "few requests through nginx", in: with(func(in *CanaryInput) { in.ProxyRequests, in.ProxyErrorRate, in.ProxyP99Ms = ptr(4.0), nil, nil }), t: defaults,
+			reasons: []string{"Insufficient data: nginx routed 4 requests to the canary in window, need at least 20", "Proxy P99 latency unknown: no access-log figures for the canary", "Proxy error rate unknown: no access-log figures for the canary"}},
 		{name: "just over the error threshold", in: with(func(in *CanaryInput) { in.ErrorRate = ptr(0.010001) }), t: defaults,
 			reasons: []string{"Error rate exceeds 1% threshold"}},
 		{name: "insufficient data", in: with(func(in *CanaryInput) { in.Requests, in.ErrorRate = ptr(3.0), ptr(0.0) }), t: defaults,
@@ -135,13 +148,16 @@ func TestCanarySafety(t *testing.T) {
 		{name: "custom thresholds change the message", in: with(func(in *CanaryInput) { in.Requests, in.ErrorRate, in.P99Ms = ptr(40.0), ptr(0.01), ptr(300.0) }),
 			t:       Thresholds{MaxErrorRate: 0.005, MaxP99Ms: 250, MinRequests: 50},
 			reasons: []string{"Error rate exceeds 0.5% threshold", "Insufficient data: 40 requests in window, need at least 50", "P99 latency exceeds 250ms"}},
-		{name: "zero error budget", in: with(func(in *CanaryInput) { in.ErrorRate = ptr(0.0) }),
+		{name: "zero error budget", in: with(func(in *CanaryInput) { in.ErrorRate, in.ProxyErrorRate = ptr(0.0), ptr(0.0) }),
 			t: Thresholds{MaxErrorRate: 0, MaxP99Ms: 500, MinRequests: 20}, allowed: true},
 		{name: "no metrics", in: CanaryInput{Mode: "canary"}, t: defaults,
 			reasons: []string{
 				"Error rate unknown: no error metrics for the canary",
 				"Insufficient data: no request count for the canary",
+				"Insufficient data: no request count from nginx for the canary",
 				"P99 latency unknown: no latency metrics for the canary",
+				"Proxy P99 latency unknown: no access-log figures for the canary",
+				"Proxy error rate unknown: no access-log figures for the canary",
 			}},
 		{name: "NaN error rate counts as missing", in: with(func(in *CanaryInput) { in.ErrorRate = ptr(math.NaN()) }), t: defaults,
 			reasons: []string{"Error rate unknown: no error metrics for the canary"}},
@@ -184,10 +200,12 @@ func TestDecisionJSON(t *testing.T) {
 			return e.Infrastructure(context.Background(), InfraInput{DiskPath: "/var/lib/docker", DiskFreeGB: ptr(48.5), CPULoad1: ptr(7.8), CPUCount: 2, MemAvailableBytes: ptr(uint64(123456789))}, defaults)
 		}},
 		{"canary_safety_deny", func() Decision {
-			return e.CanarySafety(context.Background(), CanaryInput{Mode: "canary", Requests: ptr(125.0), ReqPerSec: ptr(15.0), ErrorRate: ptr(0.04), P99Ms: ptr(620.0)}, defaults)
+			return e.CanarySafety(context.Background(), CanaryInput{Mode: "canary", Requests: ptr(125.0), ReqPerSec: ptr(15.0), ErrorRate: ptr(0.04), P99Ms: ptr(620.0),
+				ProxyRequests: ptr(131.0), ProxyErrorRate: ptr(0.0840), ProxyP99Ms: ptr(1000.0)}, defaults)
 		}},
 		{"canary_safety_allow", func() Decision {
-			return e.CanarySafety(context.Background(), CanaryInput{Mode: "canary", Requests: ptr(125.0), ReqPerSec: ptr(2.08), ErrorRate: ptr(0.0), P99Ms: ptr(87.5)}, defaults)
+			return e.CanarySafety(context.Background(), CanaryInput{Mode: "canary", Requests: ptr(125.0), ReqPerSec: ptr(2.08), ErrorRate: ptr(0.0), P99Ms: ptr(87.5),
+				ProxyRequests: ptr(126.0), ProxyErrorRate: ptr(0.0), ProxyP99Ms: ptr(90.0)}, defaults)
 		}},
 	}
 	for _, tc := range tests {
@@ -478,8 +496,9 @@ func TestDefaultCodes(t *testing.T) {
 	if want := []string{"cpu_load_high", "disk_low"}; !slices.Equal(d.Codes, want) {
 		t.Errorf("infrastructure codes %q for reasons %q, want %q", d.Codes, d.Reasons, want)
 	}
-	c := e.CanarySafety(context.Background(), CanaryInput{Requests: ptr(3.0), ErrorRate: ptr(0.5), P99Ms: ptr(900.0)}, defaults)
-	if want := []string{"error_rate_high", "requests_low", "p99_latency_high"}; !slices.Equal(c.Codes, want) {
+	c := e.CanarySafety(context.Background(), CanaryInput{Requests: ptr(3.0), ErrorRate: ptr(0.5), P99Ms: ptr(900.0),
+		ProxyRequests: ptr(3.0), ProxyErrorRate: ptr(0.5), ProxyP99Ms: ptr(900.0)}, defaults)
+	if want := []string{"error_rate_high", "requests_low", "proxy_requests_low", "p99_latency_high", "proxy_p99_latency_high", "proxy_error_rate_high"}; !slices.Equal(c.Codes, want) {
 		t.Errorf("canary codes %q for reasons %q, want %q", c.Codes, c.Reasons, want)
 	}
 }
@@ -571,7 +590,8 @@ func BenchmarkInfrastructureDecision(b *testing.B) {
 
 func BenchmarkCanaryDecision(b *testing.B) {
 	e := defaultEngine(b)
-	in := CanaryInput{Mode: "canary", Requests: ptr(125.0), ReqPerSec: ptr(15.0), ErrorRate: ptr(0.04), P99Ms: ptr(620.0)}
+	in := CanaryInput{Mode: "canary", Requests: ptr(125.0), ReqPerSec: ptr(15.0), ErrorRate: ptr(0.04), P99Ms: ptr(620.0),
+		ProxyRequests: ptr(125.0), ProxyErrorRate: ptr(0.0), ProxyP99Ms: ptr(90.0)}
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -583,7 +603,8 @@ func BenchmarkCanaryDecision(b *testing.B) {
 
 func BenchmarkCanaryDecisionParallel(b *testing.B) {
 	e := defaultEngine(b)
-	in := CanaryInput{Mode: "canary", Requests: ptr(125.0), ReqPerSec: ptr(15.0), ErrorRate: ptr(0.002), P99Ms: ptr(120.0)}
+	in := CanaryInput{Mode: "canary", Requests: ptr(125.0), ReqPerSec: ptr(15.0), ErrorRate: ptr(0.002), P99Ms: ptr(120.0),
+		ProxyRequests: ptr(125.0), ProxyErrorRate: ptr(0.0), ProxyP99Ms: ptr(90.0)}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()

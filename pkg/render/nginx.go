@@ -9,6 +9,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/accesslog"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -18,10 +19,11 @@ var nginxTemplateText string
 
 var nginxTemplate = template.Must(template.New("nginx.conf").Option("missingkey=error").Parse(nginxTemplateText))
 
-// Upstream group names in nginx.conf; they show up as pool= in the access log.
+// Upstream group names in nginx.conf; they show up as pool= in the access
+// log, whose format pkg/accesslog owns.
 const (
-	poolStable = "app_stable"
-	poolCanary = "app_canary"
+	poolStable = accesslog.PoolStable
+	poolCanary = accesslog.PoolCanary
 	poolSplit  = "$swiftdeploy_pool" // the split_clients variable
 )
 
@@ -35,6 +37,10 @@ type nginxView struct {
 	CanaryWeight   int
 	Split          bool   // emit split_clients
 	Pool           string // proxy_pass target: an upstream name or the split variable
+	LogFormat      string // accesslog.Format
+	RevisionVar    string // accesslog.RevisionVar
+	StableRevision string // config hash of the stable containers, for the access log
+	CanaryRevision string
 	MaxFails       int
 	FailTimeout    string
 	ConnectTimeout string
@@ -67,12 +73,16 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		Blocked:        blockedLocations(manifest.BlockedPrefixes()),
 		BlockedRegex:   blockedRegex(manifest.BlockedPrefixes()),
 		Pool:           poolStable,
+		LogFormat:      accesslog.Format,
+		RevisionVar:    accesslog.RevisionVar,
+		StableRevision: trackRevision(s.Stable),
 		StatusListen:   "unix:" + path.Join(stack.NginxRunDir, stack.NginxStatusSocket),
 		StatusPath:     stack.NginxStatusPath,
 		Status:         LoadedConfig{Weight: s.CanaryWeight, Stable: containerNames(s.Stable)},
 	}
 	if s.CanaryWeight > 0 {
 		v.Canary = addrs(s.Canary)
+		v.CanaryRevision = trackRevision(s.Canary)
 		v.CanaryWeight = s.CanaryWeight
 		v.Status.Canary = containerNames(s.Canary)
 		if s.CanaryWeight == 100 {
@@ -87,6 +97,15 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		return nil, fmt.Errorf("render nginx.conf for project %s: %w", s.Project, err)
 	}
 	return out, nil
+}
+
+// trackRevision is the config hash of a track's containers: every
+// container of a track is derived from one spec, so they share it.
+func trackRevision(apps []stack.App) string {
+	if len(apps) == 0 {
+		return ""
+	}
+	return apps[0].Hash
 }
 
 func containerNames(apps []stack.App) []string {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/accesslog"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -332,5 +333,42 @@ func TestBlockedRuleAgrees(t *testing.T) {
 		if got := re.MatchString(p); got != want {
 			t.Errorf("%s: nginx regex refuses = %v, manifest.IsBlockedPath = %v", p, got, want)
 		}
+	}
+}
+
+// The access log names the revision behind the pool that routed a
+// request: the map from pool to config hash carries each track's hash,
+// and the canary's only while it takes traffic.
+func TestNginxLogsRevisions(t *testing.T) {
+	for _, c := range []struct {
+		name, canary string
+		want         bool
+	}{
+		{"no canary", "", false},
+		{"canary at weight 0", `  canary: {image: "app:2", weight: 0}`, false},
+		{"canary at 20%", `  canary: {image: "app:2", weight: 20}`, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := parseStack(t, "project: shop\nservices:\n  image: app:1\n  port: 3000\n  replicas: 2\n"+c.canary+"\nnginx: {image: \"nginx:latest\", port: 8080}\nnetwork: {name: shop-net}\n")
+			out, err := Nginx(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conf := string(out)
+			if !strings.Contains(conf, "log_format swiftdeploy '"+accesslog.Format+"';") {
+				t.Errorf("log_format is not accesslog.Format")
+			}
+			if !strings.Contains(conf, "map $proxy_host $"+accesslog.RevisionVar+" {") {
+				t.Fatalf("no revision map in:\n%s", conf)
+			}
+			if want := "app_stable " + s.Stable[0].Hash + ";"; !strings.Contains(conf, want) {
+				t.Errorf("missing %q", want)
+			}
+			if len(s.Canary) > 0 {
+				if got := strings.Contains(conf, "app_canary "+s.Canary[0].Hash+";"); got != c.want {
+					t.Errorf("canary revision mapped = %v, want %v", got, c.want)
+				}
+			}
+		})
 	}
 }

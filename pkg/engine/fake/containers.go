@@ -52,6 +52,8 @@ type container struct {
 	confPath string
 	loaded   []byte
 	listener net.Listener
+	// followers are the FollowLogs streams of its standard output.
+	followers []*logStream
 }
 
 func (c *container) closeListener() {
@@ -213,6 +215,7 @@ func (e *Engine) exitLocked(c *container, code int) {
 	c.ip = ""
 	c.confPath, c.loaded = "", nil
 	c.closeListener()
+	c.endFollowersLocked()
 	close(c.exited)
 	e.emitLocked(c, "die")
 }

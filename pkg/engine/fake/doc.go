@@ -41,12 +41,18 @@
 //   - Health: every running container answers health probes (Probe, or an
 //     http.Client using Transport) unless SetHealthy marked its name or image
 //     unhealthy.
+//   - Logs: Log writes lines to a running container's standard output;
+//     FollowLogs streams them to every follower from the call on, ending
+//     with io.EOF when the container stops or is removed, with ctx's error
+//     when ctx ends, or with the error given to BreakLogs (a cut
+//     connection). Followers counts the open streams.
 //   - Events: create, start, kill, die, stop, destroy and exec_* container
 //     events with the role label, on every Watch of the container's project.
 //   - Faults: FailNext, FailAlways, Hang, Down/Up, FailReload, ExitOnStart,
-//     Kill, and the BeforeCall hook, which runs before every call (without
-//     the fake's lock held) so a test can change the world, inject a fault
-//     aimed at that very call, or cancel the caller's context between steps.
+//     Kill, BreakLogs, and the BeforeCall hook, which runs before every call
+//     (without the fake's lock held) so a test can change the world, inject
+//     a fault aimed at that very call, or cancel the caller's context
+//     between steps.
 //   - Calls records every call, in order, with its target and result.
 //
 // # With the reconciler and the daemon
@@ -66,7 +72,7 @@
 // Code that probes through an *http.Client can use
 // &http.Client{Transport: f.Transport()} instead of Probe; code that dials
 // a published host port needs WithHostPorts. *Engine also has the daemon's
-// Ping, Watch and Close.
+// Ping, Watch, FollowLogs and Close.
 //
 // # What it does not model
 //
@@ -74,8 +80,10 @@
 // the image's default command, DNS and network aliases, extra hosts, the
 // host IP a port is published on (engine.Spec.HostIP: two containers on
 // one port conflict whatever their IPs), nginx's status socket, resource
-// limits, pause/restart states, the time anything takes (stop grace, pull
-// duration, nginx start-up: everything happens within the call), nginx's
+// limits, FollowLogs' since (a stream sees only what is written after it
+// began), what nginx would log (a test writes the lines), pause/restart
+// states, the time anything takes (stop grace, pull duration, nginx
+// start-up: everything happens within the call), nginx's
 // real config grammar (the Validator decides), and any command other than
 // the nginx ones above (Exec answers 127). Events are delivered from an
 // unbounded queue per Watch, subscribed before Watch returns, so no event

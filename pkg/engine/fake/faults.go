@@ -21,6 +21,7 @@ const (
 	OpRemove         = "Remove"
 	OpExec           = "Exec"
 	OpRunOnce        = "RunOnce"
+	OpFollowLogs     = "FollowLogs"
 	// OpProbe is a health probe (Probe or Transport). It does not go
 	// through the engine's socket, so Down does not fail it.
 	OpProbe = "Probe"
@@ -30,7 +31,7 @@ var knownOps = map[string]bool{
 	OpPing: true, OpWatch: true, OpListContainers: true, OpFindNetwork: true,
 	OpCreateNetwork: true, OpRemoveNetwork: true, OpMissingImages: true,
 	OpPullImage: true, OpRun: true, OpRemove: true, OpExec: true,
-	OpRunOnce: true, OpProbe: true,
+	OpRunOnce: true, OpProbe: true, OpFollowLogs: true,
 }
 
 func mustOp(op string) {

@@ -2,6 +2,7 @@ package fake_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -27,6 +28,7 @@ var (
 type daemonEngine interface {
 	Ping(ctx context.Context) error
 	Watch(ctx context.Context, project string) (<-chan engine.Event, <-chan error)
+	FollowLogs(ctx context.Context, id string, since time.Time) (io.ReadCloser, error)
 	Close() error
 }
 
