@@ -196,7 +196,7 @@ func TestStepsChaosAbort(t *testing.T) {
 		}
 	}
 	share := float64(len(failures)) / float64(len(failures)+during)
-	t.Logf("last failed request %s after chaos (traffic withdrawn from the canary); aborted journaled %s after chaos (after the drain and removal)",
+	t.Logf("last failed request %s after chaos (traffic withdrawn from the canary); aborted journaled %s after chaos (when nginx stopped routing to the canary)",
 		l.lastFail.Sub(chaosAt).Round(10*time.Millisecond), took.Round(10*time.Millisecond))
 	for _, r := range e.events(journal.EventCheckFailed, journal.EventRollbackRequested, journal.EventAborted) {
 		t.Logf("  %s %s %s", r.Timestamp.Sub(chaosAt).Round(10*time.Millisecond), r.Event, r.Message)
@@ -205,7 +205,8 @@ func TestStepsChaosAbort(t *testing.T) {
 		took.Round(10*time.Millisecond), len(failures), len(failures)+during, 100*share, after, afterCanary)
 	// Clients stop seeing failures within 3 failed checks 1s apart plus
 	// one interval (with a margin for a loaded host); the journal says
-	// aborted when the rollback's apply ends, after the 2s drain.
+	// aborted when nginx serves the config without the canary, before the
+	// drain and the canary's removal.
 	if d := l.lastFail.Sub(chaosAt); d > 4*time.Second+2*time.Second {
 		t.Errorf("clients still saw failures %s after chaos", d)
 	}

@@ -194,7 +194,18 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 			return err
 		}
 	}
-	applyErr := d.rec.ApplyGated(ctx, desired, plan, gate, progress)
+	// t takes effect the moment nginx serves its revision, before the
+	// drain and the removal of what it no longer routes to: it is
+	// committed (journaled, recorded) then. A crash after that leaves t
+	// in force, and the next reconcile removes the leftovers. served runs
+	// only after the write-ahead (the gate allowed, or nothing is gated).
+	committed := false
+	served := func() {
+		// t was made by this call: nothing can have journaled it yet.
+		d.commitTxn(t, false)
+		committed = true
+	}
+	applyErr := d.rec.ApplyServed(ctx, desired, plan, gate, served, progress)
 	failpoint.Hit(transitionPoint(t.Kind, "applied"))
 	var denied *reconciler.DeniedError
 	if errors.As(applyErr, &denied) && gateErr == nil {
@@ -214,7 +225,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	// A successful apply already saw nginx load t's revision (waitLoaded):
 	// it took effect even if this second look fails on a busy host.
-	took := applyErr == nil || (oerr == nil && after.Loaded != nil && after.Loaded.Revision == t.Revision)
+	took := committed || applyErr == nil || (oerr == nil && after.Loaded != nil && after.Loaded.Revision == t.Revision)
 	if !took && (oerr != nil || (after.Loaded == nil && after.LoadedErr != "")) {
 		// What nginx serves is unknown: keep the transition pending, and
 		// let resolvePending settle it once nginx can be read.
@@ -222,7 +233,9 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 		return fmt.Errorf("%s: cannot tell whether it took effect (%v); it stays pending and is settled from what nginx serves", t.Kind, applyErr)
 	}
 	if took {
-		d.commit(t)
+		if !committed {
+			d.commit(t) // no operation reloaded nginx (or it failed after loading t)
+		}
 		if applyErr != nil {
 			// It took effect; cleanup of old containers continues in the
 			// next reconcile.
@@ -244,7 +257,12 @@ func (d *Daemon) commit(t *Transition) {
 	// The journal scan runs before taking d.mu: status and the scrape
 	// loop must not wait on reading the whole journal. Only this process
 	// commits t (callers hold d.runMu), so nothing can journal it meanwhile.
-	journaled := d.journaledTxn(t.ID)
+	d.commitTxn(t, d.journaledTxn(t.ID))
+}
+
+// commitTxn is commit once it is known whether t is journaled already (a
+// daemon that died between journaling and recording it).
+func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !journaled {
