@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/notify"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -64,8 +65,20 @@ func TestWebhookGetsStepsAndAbort(t *testing.T) {
 	if m := got[1]; m.Project != "demo" || m.Image != "app:2" || m.Weight == nil || *m.Weight != 25 || m.Text == "" || m.Time.IsZero() {
 		t.Errorf("step body %+v", m)
 	}
-	if m := got[2]; len(m.Reasons) < 2 || m.Image != "app:2" {
-		t.Errorf("aborted body %+v, want the reasons", m)
+	if m := got[2]; len(m.Reasons) < 2 || m.Image != "app:2" || m.Weight == nil || *m.Weight != 0 || !(number(m.Figures["error_rate"]) > 0.01) {
+		t.Errorf("aborted body %+v, want the reasons, weight 0 and the failed check's figures", m)
+	}
+	// Each message carries the time its event was journaled.
+	var journaled []time.Time
+	for _, r := range h.records(journal.TypeEvent) {
+		if r.Event == journal.EventCanaryStep || r.Event == journal.EventAborted {
+			journaled = append(journaled, r.Timestamp)
+		}
+	}
+	for i, m := range got {
+		if i >= len(journaled) || !m.Time.Equal(journaled[i]) {
+			t.Errorf("%s message time %s, want its journal record's %v", m.Event, m.Time, journaled)
+		}
 	}
 }
 
@@ -97,4 +110,9 @@ func TestDownReceiverDoesNotDelaySteps(t *testing.T) {
 		t.Errorf("two steps took %s with a receiver down", took)
 	}
 	t.Logf("two steps with a down receiver: %s", took.Round(time.Millisecond))
+}
+
+func number(v any) float64 {
+	f, _ := v.(float64)
+	return f
 }

@@ -268,12 +268,17 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 	if !journaled {
 		switch t.Kind {
 		case kindPromote:
+			// weight: the image's share of traffic after the event.
 			d.eventLocked(journal.EventPromoted, t.Promoted.Image+" is now stable; 100% of traffic on it", t.User,
-				map[string]any{"image": t.Promoted.Image, "txn": t.ID})
+				map[string]any{"image": t.Promoted.Image, "txn": t.ID, "weight": 100})
 		case kindRollback:
 			if rb := t.RolledBack; rb.Aborted {
-				d.eventLocked(journal.EventAborted, "canary "+rb.CanaryImage+" aborted: "+strings.Join(rb.Reasons, "; ")+"; all traffic on stable", t.User,
-					map[string]any{"image": rb.CanaryImage, "txn": t.ID, "reasons": rb.Reasons})
+				det := map[string]any{"image": rb.CanaryImage, "txn": t.ID, "reasons": rb.Reasons, "weight": 0}
+				// The figures the analysis last judged: why it aborted.
+				if r := d.state.Rollout; r != nil && r.CanaryImage == rb.CanaryImage && r.Last != nil && len(r.Last.Figures) > 0 {
+					det["figures"] = r.Last.Figures
+				}
+				d.eventLocked(journal.EventAborted, "canary "+rb.CanaryImage+" aborted: "+strings.Join(rb.Reasons, "; ")+"; all traffic on stable", t.User, det)
 			} else {
 				d.eventLocked(journal.EventRolledBack, "canary "+rb.CanaryImage+" rolled back; all traffic on stable", t.User,
 					map[string]any{"image": rb.CanaryImage, "txn": t.ID})
