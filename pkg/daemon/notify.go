@@ -51,8 +51,11 @@ func (d *Daemon) notifyLocked(name, msg string, details map[string]any, at time.
 
 // notifyFailed journals a notification given up on; never fatal.
 func (d *Daemon) notifyFailed(url string, m notify.Message, err error) {
-	d.event(journal.EventNotifyFailed, fmt.Sprintf("%s notification to %s not delivered: %v", m.Event, redact(url), err), "",
-		map[string]any{"url": redact(url), "event": m.Event, "error": err.Error()})
+	// The HTTP client's errors quote the whole URL: its path stays out of
+	// the journal there too.
+	why := strings.ReplaceAll(err.Error(), url, redact(url))
+	d.event(journal.EventNotifyFailed, fmt.Sprintf("%s notification to %s not delivered: %s", m.Event, redact(url), why), "",
+		map[string]any{"url": redact(url), "event": m.Event, "error": why})
 }
 
 // redact keeps a webhook's scheme and host: its path is often a secret
