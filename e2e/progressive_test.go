@@ -225,7 +225,8 @@ func TestWebhooksOnTheRealEngine(t *testing.T) {
 	// after its attempts time out.
 	failedFor := func(host string) int {
 		n := 0
-		for _, r := range e.events(journal.EventNotifyFailed) {
+		e.saveJournal()
+	for _, r := range e.events(journal.EventNotifyFailed) {
 			if r.Details["url"] == "http://"+host+"/…" && !strings.Contains(r.Message, "/down") && !strings.Contains(r.Message, "/hangs") {
 				n++
 			}
@@ -235,6 +236,7 @@ func TestWebhooksOnTheRealEngine(t *testing.T) {
 	e.waitFor(notifyAttempts*notifyTimeout+30*time.Second, "notify_failed for the dead and the hung receiver", func() (bool, string) {
 		return failedFor(dead) == len(wants) && failedFor(hung) >= 1, fmt.Sprintf("dead %d, hung %d", failedFor(dead), failedFor(hung))
 	})
+	e.saveJournal()
 	for _, r := range e.events(journal.EventNotifyFailed) {
 		t.Logf("  %s %s", r.Timestamp.Format("15:04:05.000"), r.Message)
 	}
@@ -362,17 +364,7 @@ func TestRelativeVerdictAbortsCanaryOnTheRealEngine(t *testing.T) {
 	}
 
 	// Replays of the journal just recorded.
-	if dst := os.Getenv("SWIFTDEPLOY_E2E_SAVE_JOURNAL"); dst != "" {
-		// For the offline replay test's recorded journal
-		// (cmd/swiftctl/testdata/replay).
-		b, err := os.ReadFile(filepath.Join(e.dir, "history.jsonl"))
-		if err == nil {
-			err = os.WriteFile(dst, b, 0o644)
-		}
-		if err != nil {
-			t.Errorf("save the journal: %v", err)
-		}
-	}
+	e.saveJournal()
 	out, code := e.swiftctl("policy", "replay")
 	if code != 0 || !contains(out, " would flip (0 ALLOWED → DENIED, 0 DENIED → ALLOWED), 0 undefined, 0 errors") {
 		t.Errorf("replay with the policies that decided: exit %d\n%s", code, out)
@@ -421,4 +413,21 @@ func rolloutText(s api.Status) string {
 		out += fmt.Sprintf("; aborted: %v", a.Reasons)
 	}
 	return out
+}
+
+// saveJournal copies the test's journal to $SWIFTDEPLOY_E2E_SAVE_JOURNAL/
+// <test>.jsonl when that is set: how cmd/swiftctl/testdata/replay's
+// recorded journals were made.
+func (e *env) saveJournal() {
+	dir := os.Getenv("SWIFTDEPLOY_E2E_SAVE_JOURNAL")
+	if dir == "" {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(e.dir, "history.jsonl"))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, e.t.Name()+".jsonl"), b, 0o644)
+	}
+	if err != nil {
+		e.t.Errorf("save the journal: %v", err)
+	}
 }

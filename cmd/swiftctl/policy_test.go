@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +180,67 @@ func TestPolicyReplayJSON(t *testing.T) {
 		if c.To != replay.Undefined || len(c.Reasons) != 1 || c.Reasons[0] != "policy canary_safety returned no decision (undefined)" {
 			t.Errorf("change %+v: want UNDEFINED with the engine's reason", c)
 		}
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// golden compares got with testdata/<name>, rewriting it under -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("output differs from %s (go test -update if intended):\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+// Replays of journals recorded by swiftdeployd on the real engine (the
+// e2e tests TestWebhooksOnTheRealEngine and
+// TestRelativeVerdictAbortsCanaryOnTheRealEngine, saved with
+// SWIFTDEPLOY_E2E_SAVE_JOURNAL): a stricter threshold lists the checks it
+// would have failed, a candidate without the relative verdict the
+// decisions it would have let through.
+func TestPolicyReplayRecordedJournals(t *testing.T) {
+	// The default canary policy without its relative-verdict rules.
+	src, err := policies.FS.ReadFile("canary_safety.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(src)
+	cut, end := strings.Index(text, "deny contains lasting(\"relative_fail\""), strings.Index(text, "lasting(code, reason) :=")
+	if cut < 0 || end < cut {
+		t.Fatal("canary_safety.rego: the relative rules moved")
+	}
+	noRelative := candidateDir(t, text[:cut]+text[end:])
+	tests := []struct {
+		name, journal, golden string
+		args                  []string
+		code                  int
+	}{
+		{"a stricter min_requests fails the first checks", "webhooks.jsonl", "webhooks_min_requests_50.txt", []string{"--threshold", "min_requests=50"}, exitFailure},
+		{"the policies that decided flip nothing", "webhooks.jsonl", "webhooks_unchanged.txt", nil, exitOK},
+		{"without the relative verdict the 3% canary passes", "relative.jsonl", "relative_without_relative_rules.txt", []string{"--policies", noRelative}, exitFailure},
+		{"a stricter error threshold changes nothing the relative verdict did not", "relative.jsonl", "relative_max_error_rate_0.005.txt", []string{"--threshold", "max_error_rate=0.005"}, exitOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			journalPath := filepath.Join("testdata", "replay", tc.journal)
+			args := append([]string{"policy", "replay", "--manifest", filepath.Join(t.TempDir(), manifestFile), "--journal", journalPath}, tc.args...)
+			stdout, stderr, code := runCLI(t, args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stdout:\n%s\nstderr:\n%s", code, tc.code, stdout, stderr)
+			}
+			stdout = strings.ReplaceAll(stdout, noRelative, "CANDIDATE")
+			golden(t, filepath.Join("replay", tc.golden), []byte(stdout))
+		})
 	}
 }
