@@ -226,7 +226,7 @@ func TestWebhooksOnTheRealEngine(t *testing.T) {
 	failedFor := func(host string) int {
 		n := 0
 		e.saveJournal()
-	for _, r := range e.events(journal.EventNotifyFailed) {
+		for _, r := range e.events(journal.EventNotifyFailed) {
 			if r.Details["url"] == "http://"+host+"/…" && !strings.Contains(r.Message, "/down") && !strings.Contains(r.Message, "/hangs") {
 				n++
 			}
