@@ -225,7 +225,6 @@ func TestWebhooksOnTheRealEngine(t *testing.T) {
 	// after its attempts time out.
 	failedFor := func(host string) int {
 		n := 0
-		e.saveJournal()
 		for _, r := range e.events(journal.EventNotifyFailed) {
 			if r.Details["url"] == "http://"+host+"/…" && !strings.Contains(r.Message, "/down") && !strings.Contains(r.Message, "/hangs") {
 				n++
@@ -236,6 +235,7 @@ func TestWebhooksOnTheRealEngine(t *testing.T) {
 	e.waitFor(notifyAttempts*notifyTimeout+30*time.Second, "notify_failed for the dead and the hung receiver", func() (bool, string) {
 		return failedFor(dead) == len(wants) && failedFor(hung) >= 1, fmt.Sprintf("dead %d, hung %d", failedFor(dead), failedFor(hung))
 	})
+	e.saveJournal()
 	e.saveJournal()
 	for _, r := range e.events(journal.EventNotifyFailed) {
 		t.Logf("  %s %s", r.Timestamp.Format("15:04:05.000"), r.Message)
