@@ -456,3 +456,37 @@ func TestFinalProgress(t *testing.T) {
 		})
 	}
 }
+
+// The --watch charts of a stepped canary walking 10 → 25 → 50 → promoted,
+// with a refresh that could not reach the daemon: the canary-weight row
+// draws the weight nginx had loaded at each refresh on a 0-100% scale.
+func TestWatchChartsGolden(t *testing.T) {
+	status := func(mode string, weight int, rps, p99, errRate float64) api.Status {
+		track := "stable"
+		if mode == "canary" {
+			track = "canary"
+		}
+		return api.Status{Mode: mode, CanaryWeight: weight,
+			Tracks: []api.TrackStats{{Track: track, Outcome: "ok", ReqPerSec: rps, P99Ms: p99, ErrorRate: errRate}}}
+	}
+	h := newHistory(5 * time.Second) // 60 marks in chartSpan
+	add := func(n int, s api.Status) {
+		for range n {
+			h.add(sampleOf(s))
+		}
+	}
+	add(3, status("stable", 0, 200, 4.9, 0))
+	add(4, status("canary", 10, 20, 5.1, 0))
+	h.add(unknown) // the daemon did not answer
+	add(4, status("canary", 25, 50, 5.3, 0.001))
+	add(4, status("canary", 50, 100, 5.2, 0))
+	add(2, status("", 0, 0, 0, 0)) // nothing serves: no weight to show
+	add(3, status("stable", 0, 200, 4.8, 0))
+	var b strings.Builder
+	writeCharts(&b, h, 5*time.Second, 40)
+	golden(t, "watch_charts.txt", []byte(b.String()))
+	weights := h.series(func(s sample) float64 { return s.weight })
+	if got := sparklineTo(weights, 40, 100); got != "▁▁▁▂▂▂▂ ▃▃▃▃▅▅▅▅  ▁▁▁" {
+		t.Errorf("weight chart %q", got)
+	}
+}

@@ -19,9 +19,15 @@ import (
 const chartSpan = 5 * time.Minute
 
 // sample is one refresh's headline figures; NaN marks a missing figure.
+// weight is the canary's share of traffic in the configuration nginx has
+// loaded (status's canary_weight, 0 when only stable serves), not the
+// step the manifest asks for.
 type sample struct {
-	rps, p99, errorRate float64
+	rps, p99, errorRate, weight float64
 }
+
+// unknown is a refresh that saw nothing.
+var unknown = sample{math.NaN(), math.NaN(), math.NaN(), math.NaN()}
 
 // history keeps the samples of the last chartSpan, client-side: the daemon
 // only knows its current window.
@@ -50,14 +56,20 @@ func (h *history) series(field func(sample) float64) []float64 {
 }
 
 func sampleOf(s api.Status) sample {
+	out := unknown
+	if s.Mode != "" { // nginx serves: the weight it loaded
+		out.weight = float64(s.CanaryWeight)
+	}
 	t, ok := primaryTrack(s)
 	switch {
 	case !ok:
-		return sample{math.NaN(), math.NaN(), math.NaN()}
+		return out
 	case t.Outcome != "ok":
-		return sample{t.ReqPerSec, math.NaN(), math.NaN()}
+		out.rps = t.ReqPerSec
+		return out
 	}
-	return sample{t.ReqPerSec, t.P99Ms, t.ErrorRate}
+	out.rps, out.p99, out.errorRate = t.ReqPerSec, t.P99Ms, t.ErrorRate
+	return out
 }
 
 var sparkTicks = []rune("▁▂▃▄▅▆▇█")
@@ -73,6 +85,15 @@ func sparkline(values []float64, width int) string {
 		if !math.IsNaN(v) {
 			top = max(top, v)
 		}
+	}
+	return sparklineTo(values, width, top)
+}
+
+// sparklineTo draws the last width values scaled from 0 to top (values
+// above it draw full).
+func sparklineTo(values []float64, width int, top float64) string {
+	if len(values) > width {
+		values = values[len(values)-width:]
 	}
 	var b strings.Builder
 	for _, v := range values {
@@ -129,14 +150,21 @@ func writeCharts(w io.Writer, h *history, interval time.Duration, width int) {
 		label  string
 		field  func(sample) float64
 		format func(float64) string
+		top    float64 // the scale's top; 0: the values' maximum
 	}{
-		{"req/s     ", func(s sample) float64 { return s.rps }, number},
-		{"p99       ", func(s sample) float64 { return s.p99 }, millis},
-		{"error rate", func(s sample) float64 { return s.errorRate }, percent},
+		{"req/s     ", func(s sample) float64 { return s.rps }, number, 0},
+		{"p99       ", func(s sample) float64 { return s.p99 }, millis, 0},
+		{"error rate", func(s sample) float64 { return s.errorRate }, percent, 0},
+		// On a fixed 0-100% scale, so that 10% looks like 10% and each
+		// step up is a step up the chart.
+		{"canary wt ", func(s sample) float64 { return s.weight }, weightText, 100},
 	}
 	for _, r := range rows {
 		values := h.series(r.field)
 		line := sparkline(values, width)
+		if r.top > 0 {
+			line = sparklineTo(values, width, r.top)
+		}
 		pad := strings.Repeat(" ", width-utf8.RuneCountInString(line))
 		fmt.Fprintf(w, "  %s  %s%s  %s\n", r.label, line, pad, last(values, r.format))
 	}
@@ -171,7 +199,7 @@ func (a *app) watch(ctx context.Context, interval time.Duration) error {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
-			h.add(sample{math.NaN(), math.NaN(), math.NaN()})
+			h.add(unknown)
 			fmt.Fprintf(&frame, "⚠ %s\n  retrying every %s\n\n", unreachable(a, err), interval)
 			if last != nil {
 				fmt.Fprintf(&frame, "Last known status, from %s:\n\n", lastAt.Format(time.TimeOnly))
@@ -260,4 +288,12 @@ func keyboardQuits(quit func()) (restore func(), err error) {
 		}
 	}()
 	return func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
+}
+
+// weightText is the canary's weight as the chart's latest value.
+func weightText(w float64) string {
+	if w == 0 {
+		return "0% (stable only)"
+	}
+	return fmt.Sprintf("%.0f%%", w)
 }

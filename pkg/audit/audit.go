@@ -150,10 +150,64 @@ type report struct {
 	limits     Thresholds // in force for failing snapshots
 	limitsFrom string
 	run        *failRun
+	denials    *denialRun
 	chart      downsampler
 	// firsts are recent records that may begin a streak whose summary
 	// comes later, by streakKind; a few each, so memory stays bounded.
 	firsts map[string][]first
+}
+
+// denialRun is consecutive denied decisions of one policy for the same
+// reasons (by code; the figures in the text move), shown as one violation
+// like a streak: a daemon journals every decision with its own input, so
+// a busy host retrying a deploy writes one denied decision per retry.
+type denialRun struct {
+	key   string
+	index int // its line in violations
+	first time.Time
+	count int
+}
+
+// denialKey is what consecutive denials share to be one run.
+func denialKey(rec journal.Record) string {
+	reasons := rec.Codes
+	if len(reasons) == 0 {
+		reasons = rec.Reasons
+	}
+	return strings.Join(append([]string{rec.PolicyName, rec.User}, reasons...), "\x00")
+}
+
+// addDenial adds a denied decision (n occurrences) to violations: a new
+// line, or the line of the run it continues, rewritten with the count and
+// the latest reasons and figures. It returns the index of an added line,
+// else -1. of is the streak's first record when rec is its summary.
+func (r *report) addDenial(rec journal.Record, n int, of *first) int {
+	key := denialKey(rec)
+	d := r.denials
+	continues := d != nil && d.key == key && d.index == len(r.violations)-1 && (of == nil || of.violation == d.index)
+	if !continues {
+		if of != nil && of.violation >= 0 {
+			return place(&r.violations, rec, deniedDecision(rec), of.violation)
+		}
+		// A run of failing snapshots that began earlier comes first.
+		r.endRun()
+		i := place(&r.violations, rec, deniedDecision(rec), -1)
+		start := rec.Timestamp
+		if rec.Count > 1 {
+			start = rec.FirstSeen
+		}
+		r.denials = &denialRun{key: key, index: i, first: start, count: n}
+		return i
+	}
+	d.count += n
+	sum := rec
+	last := rec.Timestamp
+	if rec.Count > 1 {
+		last = rec.LastSeen
+	}
+	sum.Count, sum.FirstSeen, sum.LastSeen = d.count, d.first, last
+	r.violations[d.index].text = deniedDecision(sum)
+	return -1
 }
 
 // first is a record that may be the first of a streak, and where its
@@ -591,12 +645,10 @@ func (r *report) addViolation(rec journal.Record, weight int, of *first) int {
 			r.limits, r.limitsFrom = t, "policy decision of "+rec.Timestamp.UTC().Format(time.TimeOnly)
 		}
 		if rec.Allowed != nil && !*rec.Allowed {
-			if of != nil && of.violation >= 0 {
-				return place(&r.violations, rec, deniedDecision(rec), of.violation)
-			}
-			// A run of failing snapshots that began earlier comes first.
-			r.endRun()
-			return place(&r.violations, rec, deniedDecision(rec), -1)
+			return r.addDenial(rec, weight, of)
+		}
+		if d := r.denials; d != nil && strings.HasPrefix(d.key, rec.PolicyName+"\x00") {
+			r.denials = nil // the policy allowed: its run of denials ended
 		}
 	case journal.TypeSnapshot:
 		if rec.Policy != journal.PolicyFail {

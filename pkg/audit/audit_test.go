@@ -638,3 +638,55 @@ func TestDeniedDecisionShowsProxyFigures(t *testing.T) {
 		t.Errorf("an old record shows proxy figures: %q", got)
 	}
 }
+
+// Consecutive denied decisions of one policy for the same reasons (by
+// code) are one violation, as a streak is, since the daemon journals each
+// decision with its own input; an allowed decision, other reasons or
+// another violation start a new one.
+func TestDenialRuns(t *testing.T) {
+	busy := func(sec int, load float64) journal.Record {
+		r := infraDecision(sec, false, []string{fmt.Sprintf("CPU load %.1f per core above 2.0", load/2)}, 48)
+		r.Input["cpu_load"], r.Codes = load, []string{"cpu_load_high"}
+		return r
+	}
+	full := func(sec int) journal.Record {
+		r := infraDecision(sec, false, []string{"Disk space below 10GB"}, 2)
+		r.Codes = []string{"disk_low"}
+		return r
+	}
+	tests := []struct {
+		name  string
+		recs  []journal.Record
+		lines []string
+	}{
+		{"drifting figures are one run, with the latest", []journal.Record{busy(0, 4.8), busy(20, 5.0), busy(40, 4.6)},
+			[]string{"- 23:58:00 — Deploy denied (infrastructure) 3 times from 23:58:00 to 23:58:40: CPU load 2.3 per core above 2.0. Last observed: free disk 48GB (min 10GB), CPU load 2.3 per core, 4.6 on 2 CPUs (max 2 per core)"}},
+		{"an allowed decision ends the run", []journal.Record{busy(0, 4.8), infraDecision(10, true, nil, 48), busy(20, 5.0)},
+			[]string{"- 23:58:00 — Deploy denied (infrastructure): CPU load 2.4 per core", "- 23:58:20 — Deploy denied (infrastructure): CPU load 2.5 per core"}},
+		{"other reasons are another run", []journal.Record{busy(0, 4.8), full(10), busy(20, 5.0)},
+			[]string{"- 23:58:00 — Deploy denied (infrastructure): CPU load 2.4", "- 23:58:10 — Deploy denied (infrastructure): Disk space", "- 23:58:20 — Deploy denied (infrastructure): CPU load 2.5"}},
+		{"another policy's violation between", []journal.Record{busy(0, 4.8), canaryDecision(10, false, []string{"P99 latency exceeds 500ms"}, 100, 900, 0), busy(20, 5.0)},
+			[]string{"- 23:58:00 — Deploy denied (infrastructure): CPU load 2.4", "- 23:58:10 — Promotion denied", "- 23:58:20 — Deploy denied (infrastructure): CPU load 2.5"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			report := string(Render(Input{Journal: "history.jsonl", Records: tc.recs}))
+			v := report[strings.Index(report, "## Violations"):]
+			v = v[:strings.Index(v, "## Latency")]
+			var got []string
+			for _, l := range strings.Split(v, "\n") {
+				if strings.HasPrefix(l, "- ") {
+					got = append(got, l)
+				}
+			}
+			if len(got) != len(tc.lines) {
+				t.Fatalf("violations:\n%s\nwant %d lines starting:\n%s", strings.Join(got, "\n"), len(tc.lines), strings.Join(tc.lines, "\n"))
+			}
+			for i, l := range tc.lines {
+				if !strings.HasPrefix(got[i], l) {
+					t.Errorf("violation %d:\n%s\nwant it to start:\n%s", i, got[i], l)
+				}
+			}
+		})
+	}
+}

@@ -389,3 +389,39 @@ func TestRelativeVerdictOffByDefault(t *testing.T) {
 		t.Errorf("without a relative verdict 3%% under a 5%% threshold: %+v", r.Last)
 	}
 }
+
+// Every check's canary-safety decision is journaled with the input it was
+// made on, also when the outcome repeats (passing checks on figures that
+// drift): a replay of the journal re-judges each one.
+func TestEveryCheckDecisionKeepsItsInput(t *testing.T) {
+	h := steppedHarness(t, 3, false)
+	base := h.after(0)
+	for i := 1; i <= 4; i++ {
+		h.scrape(2)
+		h.analyze(base.Add(time.Duration(i) * time.Second))
+	}
+	checks := 0
+	for _, e := range h.events() {
+		switch e {
+		case journal.EventCheckPassed, journal.EventCheckFailed, journal.EventCheckGrace:
+			checks++
+		}
+	}
+	var inputs []string
+	for _, r := range h.records(journal.TypeDecision) {
+		if r.PolicyName != "canary_safety" {
+			continue
+		}
+		if r.Input == nil || r.Count > 0 {
+			t.Errorf("decision %+v: want its own input and no streak summary", r)
+		}
+		inputs = append(inputs, fmt.Sprint(r.Input))
+	}
+	if checks < 4 || len(inputs) != checks {
+		t.Fatalf("%d check events, %d canary_safety decisions with an input: want one per check (at least 4)", checks, len(inputs))
+	}
+	slices.Sort(inputs)
+	if len(slices.Compact(inputs)) != checks {
+		t.Errorf("decision inputs repeat: the figures drifted between checks: %v", inputs)
+	}
+}

@@ -18,9 +18,10 @@ func (d *Daemon) event(name, msg, user string, details map[string]any) {
 // eventLocked is event for callers holding d.mu (the journal has its own
 // lock; d.mu only keeps the order of events consistent with state changes).
 func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
+	now := time.Now().UTC()
 	err := d.jr.Append(journal.Record{
 		Type:      journal.TypeEvent,
-		Timestamp: time.Now().UTC(),
+		Timestamp: now,
 		Event:     name,
 		Message:   msg,
 		User:      user,
@@ -30,7 +31,7 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 		d.log.Error("journal append failed", zap.String("event", name), zap.Error(err))
 	}
 	d.noteJournalLocked("event "+name, err)
-	d.notifyLocked(name, msg, details)
+	d.notifyLocked(name, msg, details, now)
 }
 
 func (d *Daemon) journalPath() string { return d.cfg.JournalPath }

@@ -67,6 +67,17 @@ func TestRepeatedDenialsAreOneStreak(t *testing.T) {
 	if n := count(h.events(), journal.EventDeployDenied); n != 1 {
 		t.Errorf("%d deploy_denied records for 12 denied retries, want 1 until the streak ends", n)
 	}
+	// The decisions are not coalesced: each was made on its own reading,
+	// and keeps it for a replay.
+	var loads []any
+	for _, r := range h.records(journal.TypeDecision) {
+		if r.PolicyName == "infrastructure" && r.Allowed != nil && !*r.Allowed {
+			loads = append(loads, r.Input["cpu_load"])
+		}
+	}
+	if len(loads) != 12 {
+		t.Errorf("%d denied infrastructure decisions journaled for 12 retries on drifting loads, want 12 with their loads: %v", len(loads), loads)
+	}
 	h.setLoad(idle)
 	h.mustConverge()
 	var summary *journal.Record

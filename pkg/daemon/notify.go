@@ -19,9 +19,10 @@ var notifyOf = map[string]string{
 	journal.EventPromoteDenied: "denied",
 }
 
-// notifyLocked hands a journaled event to the webhooks that want it. It
-// only enqueues: it never waits for a receiver. Callers hold d.mu.
-func (d *Daemon) notifyLocked(name, msg string, details map[string]any) {
+// notifyLocked hands a journaled event to the webhooks that want it, with
+// the time it was journaled. It only enqueues: it never waits for a
+// receiver. Callers hold d.mu.
+func (d *Daemon) notifyLocked(name, msg string, details map[string]any, at time.Time) {
 	ev, ok := notifyOf[name]
 	if !ok || d.current == nil || len(d.current.Notify) == 0 || d.notifier == nil {
 		return
@@ -30,7 +31,7 @@ func (d *Daemon) notifyLocked(name, msg string, details map[string]any) {
 	for i, h := range d.current.Notify {
 		hooks[i] = notify.Hook{URL: h.URL, Events: h.Events}
 	}
-	m := notify.Message{Project: d.current.Project, Event: ev, Time: time.Now().UTC(),
+	m := notify.Message{Project: d.current.Project, Event: ev, Time: at,
 		Text: fmt.Sprintf("[%s] %s", d.current.Project, msg)}
 	if img, ok := details["image"].(string); ok {
 		m.Image = img
@@ -50,8 +51,11 @@ func (d *Daemon) notifyLocked(name, msg string, details map[string]any) {
 
 // notifyFailed journals a notification given up on; never fatal.
 func (d *Daemon) notifyFailed(url string, m notify.Message, err error) {
-	d.event(journal.EventNotifyFailed, fmt.Sprintf("%s notification to %s not delivered: %v", m.Event, redact(url), err), "",
-		map[string]any{"url": redact(url), "event": m.Event, "error": err.Error()})
+	// The HTTP client's errors quote the whole URL: its path stays out of
+	// the journal there too.
+	why := strings.ReplaceAll(err.Error(), url, redact(url))
+	d.event(journal.EventNotifyFailed, fmt.Sprintf("%s notification to %s not delivered: %s", m.Event, redact(url), why), "",
+		map[string]any{"url": redact(url), "event": m.Event, "error": why})
 }
 
 // redact keeps a webhook's scheme and host: its path is often a secret

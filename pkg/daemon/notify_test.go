@@ -5,10 +5,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/notify"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -64,8 +66,20 @@ func TestWebhookGetsStepsAndAbort(t *testing.T) {
 	if m := got[1]; m.Project != "demo" || m.Image != "app:2" || m.Weight == nil || *m.Weight != 25 || m.Text == "" || m.Time.IsZero() {
 		t.Errorf("step body %+v", m)
 	}
-	if m := got[2]; len(m.Reasons) < 2 || m.Image != "app:2" {
-		t.Errorf("aborted body %+v, want the reasons", m)
+	if m := got[2]; len(m.Reasons) < 2 || m.Image != "app:2" || m.Weight == nil || *m.Weight != 0 || !(number(m.Figures["error_rate"]) > 0.01) {
+		t.Errorf("aborted body %+v, want the reasons, weight 0 and the failed check's figures", m)
+	}
+	// Each message carries the time its event was journaled.
+	var journaled []time.Time
+	for _, r := range h.records(journal.TypeEvent) {
+		if r.Event == journal.EventCanaryStep || r.Event == journal.EventAborted {
+			journaled = append(journaled, r.Timestamp)
+		}
+	}
+	for i, m := range got {
+		if i >= len(journaled) || !m.Time.Equal(journaled[i]) {
+			t.Errorf("%s message time %s, want its journal record's %v", m.Event, m.Time, journaled)
+		}
 	}
 }
 
@@ -97,4 +111,46 @@ func TestDownReceiverDoesNotDelaySteps(t *testing.T) {
 		t.Errorf("two steps took %s with a receiver down", took)
 	}
 	t.Logf("two steps with a down receiver: %s", took.Round(time.Millisecond))
+}
+
+func number(v any) float64 {
+	f, _ := v.(float64)
+	return f
+}
+
+// A delivery that fails is journaled as notify_failed, and the webhook's
+// path (often a secret token) appears nowhere in it, not even in the
+// HTTP client's error, which quotes the whole URL.
+func TestNotifyFailedKeepsThePathSecret(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: refused
+	h := newHarness(t, fakeManifest("app:1", 2, steppedCanary("app:2", 1, true))+
+		"notify:\n  - url: http://"+addr+"/services/T000/SECRET\n")
+	h.d.jr.Close()
+	h.d = h.newDaemonWith(func(c *Config) { c.Notify = notify.Options{Attempts: 1, Timeout: time.Second} })
+	h.mustConverge()
+	h.analyze(time.Now()) // step 1: notified
+	var failed []journal.Record
+	deadline := time.Now().Add(5 * time.Second)
+	for len(failed) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		failed = nil
+		for _, r := range h.records(journal.TypeEvent) {
+			if r.Event == journal.EventNotifyFailed {
+				failed = append(failed, r)
+			}
+		}
+	}
+	if len(failed) != 1 {
+		t.Fatalf("%d notify_failed records, want 1", len(failed))
+	}
+	r := failed[0]
+	b, _ := json.Marshal(r)
+	if strings.Contains(string(b), "SECRET") || r.Details["url"] != "http://"+addr+"/…" || !strings.Contains(r.Message, "refused") {
+		t.Errorf("notify_failed %s: want the URL without its path and the cause", b)
+	}
 }

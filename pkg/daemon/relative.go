@@ -19,9 +19,15 @@ func (d *Daemon) withRelative(in *policy.CanaryInput, m *manifest.Manifest, cana
 		return ""
 	}
 	cfg := verdict.Config{Confidence: r.Confidence, MinRequests: float64(r.MinRequests), MaxP99Factor: r.MaxP99Factor}
+	// Stable's revision is the desired stack's; deriving the stack alone
+	// (not rendering nginx.conf, as d.desired does) keeps an analysis
+	// check cheap.
+	d.mu.Lock()
+	state := d.state
+	d.mu.Unlock()
 	var stable observe.Stats
-	if desired, err := d.desired(m); err == nil && len(desired.Stack.Stable) > 0 {
-		stable = d.obs.Stats(stack.TrackStable, desired.Stack.Stable[0].Hash, r.MinRequests)
+	if st := stack.FromManifest(m, state.options(m)); len(st.Stable) > 0 {
+		stable = d.obs.Stats(stack.TrackStable, st.Stable[0].Hash, r.MinRequests)
 	}
 	v := verdict.Compare(sample(canary), sample(stable), cfg)
 	in.Relative = v.Input()

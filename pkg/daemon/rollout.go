@@ -229,7 +229,18 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 			return err
 		}
 	}
-	applyErr := d.rec.ApplyGated(ctx, desired, plan, gate, progress)
+	// t takes effect the moment nginx serves its revision, before the
+	// drain and the removal of what it no longer routes to: it is
+	// committed (journaled, recorded) then. A crash after that leaves t
+	// in force, and the next reconcile removes the leftovers. served runs
+	// only after the write-ahead (the gate allowed, or nothing is gated).
+	committed := false
+	served := func() {
+		// t was made by this call: nothing can have journaled it yet.
+		d.commitTxn(t, false)
+		committed = true
+	}
+	applyErr := d.rec.ApplyServed(ctx, desired, plan, gate, served, progress)
 	failpoint.Hit(transitionPoint(t.Kind, "applied"))
 	var denied *reconciler.DeniedError
 	if errors.As(applyErr, &denied) && gateErr == nil {
@@ -249,7 +260,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	// A successful apply already saw nginx load t's revision (waitLoaded):
 	// it took effect even if this second look fails on a busy host.
-	took := applyErr == nil || (oerr == nil && after.Loaded != nil && after.Loaded.Revision == t.Revision)
+	took := committed || applyErr == nil || (oerr == nil && after.Loaded != nil && after.Loaded.Revision == t.Revision)
 	if !took && (oerr != nil || (after.Loaded == nil && after.LoadedErr != "")) {
 		// What nginx serves is unknown: keep the transition pending, and
 		// let resolvePending settle it once nginx can be read.
@@ -257,7 +268,9 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 		return fmt.Errorf("%s: cannot tell whether it took effect (%v); it stays pending and is settled from what nginx serves", t.Kind, applyErr)
 	}
 	if took {
-		d.commit(t)
+		if !committed {
+			d.commit(t) // no operation reloaded nginx (or it failed after loading t)
+		}
 		if applyErr != nil {
 			// It took effect; cleanup of old containers continues in the
 			// next reconcile.
@@ -279,18 +292,28 @@ func (d *Daemon) commit(t *Transition) {
 	// The journal scan runs before taking d.mu: status and the scrape
 	// loop must not wait on reading the whole journal. Only this process
 	// commits t (callers hold d.runMu), so nothing can journal it meanwhile.
-	journaled := d.journaledTxn(t)
+	d.commitTxn(t, d.journaledTxn(t))
+}
+
+// commitTxn is commit once it is known whether t is journaled already (a
+// daemon that died between journaling and recording it).
+func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !journaled {
 		switch t.Kind {
 		case kindPromote:
+			// weight: the image's share of traffic after the event.
 			d.eventLocked(journal.EventPromoted, t.Promoted.Image+" is now stable; 100% of traffic on it", t.User,
-				map[string]any{"image": t.Promoted.Image, "txn": t.ID})
+				map[string]any{"image": t.Promoted.Image, "txn": t.ID, "weight": 100})
 		case kindRollback:
 			if rb := t.RolledBack; rb.Aborted {
-				d.eventLocked(journal.EventAborted, "canary "+rb.CanaryImage+" aborted: "+strings.Join(rb.Reasons, "; ")+"; all traffic on stable", t.User,
-					map[string]any{"image": rb.CanaryImage, "txn": t.ID, "reasons": rb.Reasons})
+				det := map[string]any{"image": rb.CanaryImage, "txn": t.ID, "reasons": rb.Reasons, "weight": 0}
+				// The figures the analysis last judged: why it aborted.
+				if r := d.state.Rollout; r != nil && r.CanaryImage == rb.CanaryImage && r.Last != nil && len(r.Last.Figures) > 0 {
+					det["figures"] = r.Last.Figures
+				}
+				d.eventLocked(journal.EventAborted, "canary "+rb.CanaryImage+" aborted: "+strings.Join(rb.Reasons, "; ")+"; all traffic on stable", t.User, det)
 			} else {
 				d.eventLocked(journal.EventRolledBack, "canary "+rb.CanaryImage+" rolled back; all traffic on stable", t.User,
 					map[string]any{"image": rb.CanaryImage, "txn": t.ID})

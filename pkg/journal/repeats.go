@@ -30,12 +30,14 @@ const DefaultMaxInterval = 10 * time.Minute
 // Counted repeats live in memory until their summary is written: a crash
 // loses at most MaxInterval of them, never the first record of a streak.
 //
-// A record repeats the streak's when it is the same but for its time and
-// its evidence: Timestamp and Prev never count, nor Input (the readings a
-// decision was made on, which drift from one retry to the next even when
-// the outcome does not). When the record has Codes, they stand for its
-// Reasons, Message and Details, whose figures may change between readings.
-// Everything else, User included, must be equal.
+// A record repeats the streak's when it is the same but for its time:
+// Timestamp and Prev never count. When the record has Codes, they stand
+// for its Reasons, Message and Details, whose figures may change between
+// readings. Everything else, User and a decision's Input included, must be
+// equal: a decision on other readings is another decision, written with
+// its own input, so that every decision can be re-evaluated from the
+// journal (swiftctl policy replay) and a summary's input is that of every
+// occurrence it counts.
 //
 // The zero value is ready to use. Repeats is safe for concurrent use.
 type Repeats struct {
@@ -179,9 +181,9 @@ func (r *Repeats) maxInterval() time.Duration {
 }
 
 // sameness is what a record must have in common with another to repeat
-// it: the record without its time and evidence (see Repeats).
+// it: the record without its time (see Repeats).
 func sameness(r Record) (string, error) {
-	r.Timestamp, r.Prev, r.Input = time.Time{}, "", nil
+	r.Timestamp, r.Prev = time.Time{}, ""
 	if len(r.Codes) > 0 {
 		r.Reasons, r.Message, r.Details = nil, "", nil
 	}

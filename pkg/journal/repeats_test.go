@@ -137,14 +137,16 @@ func TestRepeats(t *testing.T) {
 		},
 		{
 			// A decision's input is the evidence (free memory, load...):
-			// it changes on every reading.
-			name: "a different input is the same decision",
+			// a decision on other readings is written with them, so that
+			// every decision can be replayed from its own input.
+			name: "a different input is another decision",
 			steps: []step{
 				add(0, "d", NewDecision("infrastructure", false, []string{"full"}, map[string]any{"mem": 1.0})),
 				add(time.Second, "d", NewDecision("infrastructure", false, []string{"full"}, map[string]any{"mem": 2.0})),
-				{at: 2 * time.Second, flush: true},
+				add(2*time.Second, "d", NewDecision("infrastructure", false, []string{"full"}, map[string]any{"mem": 2.0})),
+				{at: 3 * time.Second, flush: true},
 			},
-			want: []string{"full@0s", "full@2s ×2 0s..1s"},
+			want: []string{"full@0s", "full@1s", "full@3s ×2 1s..2s"},
 		},
 		{
 			name: "an allowed decision ends a denied streak",
@@ -270,7 +272,9 @@ func TestRepeatsGolden(t *testing.T) {
 		rec.Codes = []string{"cpu_load_high"}
 		return rec
 	}
-	for i, load := range []float64{4.8, 4.6, 5.0} {
+	// Two denials on the same reading are a streak; the third, on another
+	// reading, is a decision of its own.
+	for i, load := range []float64{4.8, 4.8, 5.0} {
 		now = t0.Add(time.Duration(i) * 20 * time.Second)
 		if err := r.Append(j, "decision/infrastructure", dec(load)); err != nil {
 			t.Fatal(err)

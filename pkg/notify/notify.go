@@ -1,7 +1,8 @@
 // Package notify delivers webhook notifications (manifest `notify:`)
 // asynchronously: Send only enqueues, so the daemon's loops are never
-// blocked or slowed by a receiver; a bounded number of workers post each
-// message with a timeout and a bounded number of retries, and a delivery
+// blocked or slowed by a receiver; each receiver has its own bounded queue
+// and worker, which posts each message with a timeout and a bounded number
+// of retries, so a receiver that is down delays no other, and a delivery
 // that still fails is reported to OnFail (the daemon journals it).
 package notify
 
@@ -55,32 +56,43 @@ type Options struct {
 	Timeout  time.Duration // per attempt, default 5s
 	Attempts int           // default 3
 	Backoff  time.Duration // before the 2nd attempt, doubling; default 1s
-	Queue    int           // pending deliveries kept, default 256
-	Workers  int           // default 2
+	Queue    int           // pending deliveries kept per receiver, default 256
+	// Workers is how many deliveries to one receiver may be in flight at
+	// once; default 1, which delivers a receiver's messages in order.
+	Workers int
+	// Idle is how long a receiver's workers wait for work before they
+	// stop (a new message starts them again); default 1 minute.
+	Idle time.Duration
 	// OnFail is called (from a worker) when a delivery is given up, or
 	// dropped because the queue is full.
 	OnFail func(url string, m Message, err error)
 }
 
-// Notifier delivers messages in the background until Close.
+// Notifier delivers messages in the background until Close. Each receiver
+// (URL) has its own queue and workers: a receiver that is down or hangs
+// only ever delays its own messages, never another receiver's.
 type Notifier struct {
 	opts   Options
-	queue  chan job
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	receivers map[string]*receiver
 }
 
-type job struct {
-	url string
-	msg Message
+// receiver is one URL's queue and the number of its running workers.
+type receiver struct {
+	queue   chan Message
+	workers int
 }
 
-// ErrQueueFull is reported when a message is dropped because receivers
-// are too slow to keep up.
+// ErrQueueFull is reported when a message is dropped because a receiver
+// is too slow to keep up.
 var ErrQueueFull = errors.New("notification queue full: message dropped")
 
-// New starts a Notifier's workers.
+// New returns a Notifier; workers start with the first message for each
+// receiver.
 func New(o Options) *Notifier {
 	if o.Client == nil {
 		o.Client = &http.Client{}
@@ -98,14 +110,13 @@ func New(o Options) *Notifier {
 		o.Queue = 256
 	}
 	if o.Workers <= 0 {
-		o.Workers = 2
+		o.Workers = 1
 	}
-	n := &Notifier{opts: o, queue: make(chan job, o.Queue)}
+	if o.Idle <= 0 {
+		o.Idle = time.Minute
+	}
+	n := &Notifier{opts: o, receivers: map[string]*receiver{}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	for range o.Workers {
-		n.wg.Add(1)
-		go n.work()
-	}
 	return n
 }
 
@@ -115,40 +126,83 @@ func (n *Notifier) Send(hooks []Hook, m Message) {
 		if !h.Wants(m.Event) {
 			continue
 		}
-		select {
-		case n.queue <- job{h.URL, m}:
-		default:
-			if n.opts.OnFail != nil {
-				go n.opts.OnFail(h.URL, m, ErrQueueFull)
-			}
+		if !n.enqueue(h.URL, m) && n.opts.OnFail != nil {
+			go n.opts.OnFail(h.URL, m, ErrQueueFull)
 		}
 	}
+}
+
+// enqueue queues m for url, starting a worker if it has fewer than
+// Workers; false if its queue is full or the Notifier is closed.
+func (n *Notifier) enqueue(url string, m Message) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ctx.Err() != nil {
+		return false
+	}
+	r := n.receivers[url]
+	if r == nil {
+		r = &receiver{queue: make(chan Message, n.opts.Queue)}
+		n.receivers[url] = r
+	}
+	select {
+	case r.queue <- m:
+	default:
+		return false
+	}
+	if r.workers < n.opts.Workers {
+		r.workers++
+		n.wg.Add(1)
+		go n.work(url, r)
+	}
+	return true
 }
 
 // Close stops the workers; pending deliveries are abandoned.
 func (n *Notifier) Close() {
+	n.mu.Lock()
 	n.cancel()
+	n.mu.Unlock()
 	n.wg.Wait()
 }
 
-func (n *Notifier) work() {
+// work delivers url's messages until the Notifier closes or none came for
+// Idle. It stops under n.mu with the queue empty, so a message enqueued
+// meanwhile always finds a worker (or starts one).
+func (n *Notifier) work(url string, r *receiver) {
 	defer n.wg.Done()
+	idle := time.NewTimer(n.opts.Idle)
+	defer idle.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
-		case j := <-n.queue:
-			if err := n.deliver(j); err != nil && n.opts.OnFail != nil && n.ctx.Err() == nil {
-				n.opts.OnFail(j.url, j.msg, err)
+		case m := <-r.queue:
+			if err := n.deliver(url, m); err != nil && n.opts.OnFail != nil && n.ctx.Err() == nil {
+				n.opts.OnFail(url, m, err)
 			}
+			idle.Reset(n.opts.Idle)
+		case <-idle.C:
+			n.mu.Lock()
+			if len(r.queue) > 0 {
+				n.mu.Unlock()
+				idle.Reset(n.opts.Idle)
+				continue
+			}
+			r.workers--
+			if r.workers == 0 {
+				delete(n.receivers, url)
+			}
+			n.mu.Unlock()
+			return
 		}
 	}
 }
 
-// deliver posts j, retrying a failed attempt (network error or a non-2xx
-// answer) up to Attempts times with a doubling backoff.
-func (n *Notifier) deliver(j job) error {
-	body, err := json.Marshal(j.msg)
+// deliver posts m to url, retrying a failed attempt (network error or a
+// non-2xx answer) up to Attempts times with a doubling backoff.
+func (n *Notifier) deliver(url string, m Message) error {
+	body, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
@@ -163,7 +217,7 @@ func (n *Notifier) deliver(j job) error {
 			}
 			wait *= 2
 		}
-		if last = n.post(j.url, body); last == nil {
+		if last = n.post(url, body); last == nil {
 			return nil
 		}
 	}

@@ -95,3 +95,81 @@ func TestHookWants(t *testing.T) {
 		t.Error("Wants")
 	}
 }
+
+// A receiver that hangs delays no other receiver: each has its own queue
+// and worker, so the healthy one gets every message at once, in order,
+// while deliveries to the hung one wait out their timeout.
+func TestHungReceiverDelaysNoOther(t *testing.T) {
+	stop := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	defer hung.Close()
+	defer close(stop)
+	got := make(chan string, 16)
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m Message
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		got <- m.Text
+	}))
+	defer good.Close()
+	const timeout = 3 * time.Second
+	n := New(Options{Timeout: timeout, Attempts: 1})
+	defer n.Close()
+	start := time.Now()
+	hooks := []Hook{{URL: hung.URL + "/a"}, {URL: hung.URL + "/b"}, {URL: good.URL}}
+	for i := range 4 {
+		n.Send(hooks, Message{Event: "step", Text: strings.Repeat("x", i+1)})
+	}
+	for i := range 4 {
+		select {
+		case text := <-got:
+			if text != strings.Repeat("x", i+1) {
+				t.Errorf("message %d: %q, out of order", i, text)
+			}
+		case <-time.After(timeout):
+			t.Fatalf("the healthy receiver got %d of 4 messages within the hung one's timeout %s", i, timeout)
+		}
+	}
+	t.Logf("4 messages to the healthy receiver in %s beside two hung ones", time.Since(start).Round(time.Millisecond))
+}
+
+// A receiver's worker stops when idle and starts again with its next
+// message: webhooks dropped from the manifest leave nothing running.
+func TestIdleWorkersStopAndRestart(t *testing.T) {
+	got := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m Message
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		got <- m.Text
+	}))
+	defer srv.Close()
+	n := New(Options{Idle: 20 * time.Millisecond})
+	defer n.Close()
+	receivers := func() int {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return len(n.receivers)
+	}
+	for _, text := range []string{"first", "second"} {
+		n.Send([]Hook{{URL: srv.URL}}, Message{Event: "step", Text: text})
+		select {
+		case g := <-got:
+			if g != text {
+				t.Errorf("got %q, want %q", g, text)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s message not delivered", text)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for receivers() != 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if r := receivers(); r != 0 {
+			t.Fatalf("%d receivers still running after their idle time", r)
+		}
+	}
+}

@@ -99,7 +99,21 @@ type Decision struct {
 	// Input is exactly what the policy saw, thresholds included, so that a
 	// journal entry can explain the decision on its own.
 	Input map[string]any `json:"input"`
+	// Failure is set when the decision denies because the policy could not
+	// decide (FailureUndefined, FailureError) rather than by its own deny
+	// reasons; Reasons then says what went wrong.
+	Failure string `json:"failure,omitempty"`
 }
+
+// Failures of a decision the policy did not make itself.
+const (
+	// FailureUndefined: the policy gave no allow for this input.
+	FailureUndefined = "undefined"
+	// FailureError: the evaluation failed, or its result was malformed
+	// (conflicting decisions, a non-boolean allow), or no policies are
+	// loaded.
+	FailureError = "error"
+)
 
 // Engine evaluates the policies. It is safe for concurrent use; Reload swaps
 // the whole policy set atomically, so an evaluation sees either the old set
@@ -195,6 +209,13 @@ func (e *Engine) CanarySafety(ctx context.Context, in CanaryInput, t Thresholds)
 	return e.decide(ctx, CanarySafety, input)
 }
 
+// Evaluate decides policy name on input as it was recorded (a journaled
+// decision's input, decoded from JSON): what `swiftctl policy replay`
+// re-judges. A name the engine has no policy for fails (FailureError).
+func (e *Engine) Evaluate(ctx context.Context, name string, input map[string]any) Decision {
+	return e.decide(ctx, name, input)
+}
+
 // decide evaluates policy name against input and turns every way the
 // evaluation can go wrong into a denial.
 func (e *Engine) decide(ctx context.Context, name string, input map[string]any) Decision {
@@ -204,36 +225,44 @@ func (e *Engine) decide(ctx context.Context, name string, input map[string]any) 
 		d.Reasons = append(d.Reasons, fmt.Sprintf(format, a...))
 		return d
 	}
+	fail := func(failure, format string, a ...any) Decision {
+		d.Failure = failure
+		return deny(format, a...)
+	}
 	set := e.set.Load()
 	if set == nil {
-		return deny("policy %s: no policies loaded", name)
+		return fail(FailureError, "policy %s: no policies loaded", name)
+	}
+	q, ok := set.queries[name]
+	if !ok {
+		return fail(FailureError, "policy %s: not a policy the engine evaluates (want %s)", name, strings.Join(names, " or "))
 	}
 	// A caller that has given up must not act on the answer; checked here
 	// because a fast evaluation can finish before OPA notices cancellation.
 	if err := ctx.Err(); err != nil {
-		return deny("policy evaluation failed: %v", err)
+		return fail(FailureError, "policy evaluation failed: %v", err)
 	}
 	// Converting the input ourselves skips the JSON round trip OPA applies
 	// to raw input; the map holds only types ast.InterfaceToValue converts
 	// directly.
 	parsed, err := ast.InterfaceToValue(input)
 	if err != nil {
-		return deny("policy evaluation failed: convert input: %v", err)
+		return fail(FailureError, "policy evaluation failed: convert input: %v", err)
 	}
-	rs, err := set.queries[name].Eval(ctx, rego.EvalParsedInput(parsed))
+	rs, err := q.Eval(ctx, rego.EvalParsedInput(parsed))
 	if err != nil {
-		return deny("policy evaluation failed: %v", err)
+		return fail(FailureError, "policy evaluation failed: %v", err)
 	}
 	switch len(rs) {
 	case 0:
-		return deny("policy %s returned no decision (undefined)", name)
+		return fail(FailureUndefined, "policy %s returned no decision (undefined)", name)
 	case 1:
 	default:
-		return deny("policy %s returned %d conflicting decisions", name, len(rs))
+		return fail(FailureError, "policy %s returned %d conflicting decisions", name, len(rs))
 	}
 	allow, ok := rs[0].Bindings["allow"].(bool)
 	if !ok {
-		return deny("policy %s returned a non-boolean allow: %v", name, rs[0].Bindings["allow"])
+		return fail(FailureError, "policy %s returned a non-boolean allow: %v", name, rs[0].Bindings["allow"])
 	}
 	entries, _ := rs[0].Bindings["reasons"].([]any)
 	reasons := make([]reason, 0, len(entries))

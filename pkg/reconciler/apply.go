@@ -305,6 +305,15 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired, plan Plan, progress P
 // ApplyGated is Apply with gate in place of r.Gate: a transaction passes
 // a gate that records its intent once the decision allows it.
 func (r *Reconciler) ApplyGated(ctx context.Context, d Desired, plan Plan, gate Gate, progress Progress) error {
+	return r.ApplyServed(ctx, d, plan, gate, nil, progress)
+}
+
+// ApplyServed is ApplyGated that also calls served, once, the moment
+// nginx reports d.Revision loaded by an operation of the plan (a reload or
+// a start), before the operations after it (the drain, removing what the
+// new configuration no longer routes to): a transaction takes effect, and
+// is committed, then. It is not called if no operation loads nginx.
+func (r *Reconciler) ApplyServed(ctx context.Context, d Desired, plan Plan, gate Gate, served func(), progress Progress) error {
 	say := func(format string, a ...any) {
 		line := fmt.Sprintf(format, a...)
 		if plan.Empty() {
@@ -356,7 +365,7 @@ func (r *Reconciler) ApplyGated(ctx context.Context, d Desired, plan Plan, gate 
 			continue
 		}
 		op := plan.Ops[i]
-		if err := r.step(ctx, d, plan, i, say); err != nil {
+		if err := r.step(ctx, d, plan, i, say, served); err != nil {
 			return &OpError{Op: op, Err: err}
 		}
 		i++
@@ -377,14 +386,14 @@ func hasKind(p Plan, k OpKind) bool {
 }
 
 // step runs plan.Ops[i] between its hooks.
-func (r *Reconciler) step(ctx context.Context, d Desired, plan Plan, i int, say func(string, ...any)) error {
+func (r *Reconciler) step(ctx context.Context, d Desired, plan Plan, i int, say func(string, ...any), served func()) error {
 	op := plan.Ops[i]
 	if r.Hook != nil {
 		if err := r.Hook("before", op); err != nil {
 			return err
 		}
 	}
-	if err := r.apply(ctx, d, plan, i, say); err != nil {
+	if err := r.apply(ctx, d, plan, i, say, served); err != nil {
 		return err
 	}
 	if r.Hook != nil {
@@ -411,7 +420,8 @@ func (r *Reconciler) parallel(ctx context.Context, d Desired, plan Plan, i, j in
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := r.step(ctx, d, plan, k, say); err != nil {
+			// Starts and removals never load nginx: nothing to serve.
+			if err := r.step(ctx, d, plan, k, say, nil); err != nil {
 				mu.Lock()
 				errs = append(errs, &OpError{Op: op, Err: err})
 				mu.Unlock()
@@ -439,7 +449,7 @@ func (r *Reconciler) startApp(ctx context.Context, d Desired, op Op, say func(st
 	return nil
 }
 
-func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say func(string, ...any)) error {
+func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say func(string, ...any), served func()) error {
 	desired := d.Stack
 	op := plan.Ops[i]
 	switch op.Kind {
@@ -479,6 +489,9 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		}
 		say("Nginx config valid")
 		say("Nginx %s serving on port %d", desired.Nginx.Name, desired.Nginx.Port)
+		if served != nil {
+			served()
+		}
 	case OpReloadNginx:
 		if err := r.reloadNginx(ctx, d); err != nil {
 			r.record("nginx_config_rejected", err.Error(), nil)
@@ -487,6 +500,9 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		say("Nginx config valid")
 		say("Nginx reloaded: %s", op.Cause)
 		r.record("nginx_reloaded", op.Cause, map[string]any{"revision": d.Revision})
+		if served != nil {
+			served()
+		}
 		// New workers route only to the new upstreams; give old workers
 		// and obsolete containers time to finish in-flight requests, but
 		// only when a container is about to be removed.
