@@ -34,7 +34,9 @@ func replayProject(t *testing.T) string {
 	t0 := time.Date(2026, 5, 6, 23, 55, 0, 0, time.UTC)
 	for i := range 10 {
 		er, req, p99, rps := float64(i)*0.002, 600.0, 80.0, 10.0
-		d := e.CanarySafety(context.Background(), policy.CanaryInput{Mode: "canary", Requests: &req, ErrorRate: &er, P99Ms: &p99, ReqPerSec: &rps},
+		// nginx saw what the app counted.
+		d := e.CanarySafety(context.Background(), policy.CanaryInput{Mode: "canary", Requests: &req, ErrorRate: &er, P99Ms: &p99, ReqPerSec: &rps,
+			ProxyRequests: &req, ProxyErrorRate: &er, ProxyP99Ms: &p99},
 			policy.Thresholds{MaxErrorRate: 0.01, MaxP99Ms: 500, MinRequests: 20})
 		rec := journal.NewDecision(d.Policy, d.Allowed, d.Reasons, d.Input)
 		rec.Timestamp, rec.Codes = t0.Add(time.Duration(i)*time.Minute), d.Codes
@@ -95,11 +97,14 @@ func TestPolicyReplay(t *testing.T) {
 2026-05-06
 23:58:00 canary_safety ALLOWED → DENIED
     Error rate exceeds 0.5% threshold
+    Proxy error rate exceeds 0.5% threshold
 23:59:00 canary_safety ALLOWED → DENIED
     Error rate exceeds 0.5% threshold
+    Proxy error rate exceeds 0.5% threshold
 2026-05-07
 00:00:00 canary_safety ALLOWED → DENIED
     Error rate exceeds 0.5% threshold
+    Proxy error rate exceeds 0.5% threshold
 10 decisions replayed: 3 would flip (3 ALLOWED → DENIED, 0 DENIED → ALLOWED), 0 undefined, 0 errors, 7 unchanged.
 `,
 		},
@@ -111,8 +116,10 @@ func TestPolicyReplay(t *testing.T) {
 2026-05-07
 00:01:00 canary_safety DENIED → ALLOWED
     was: Error rate exceeds 1% threshold
+    was: Proxy error rate exceeds 1% threshold
 00:02:00 canary_safety DENIED → ALLOWED
     was: Error rate exceeds 1% threshold
+    was: Proxy error rate exceeds 1% threshold
 10 decisions replayed: 2 would flip (0 ALLOWED → DENIED, 2 DENIED → ALLOWED), 0 undefined, 0 errors, 8 unchanged.
 `,
 		},
