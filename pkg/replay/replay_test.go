@@ -21,6 +21,7 @@ func at(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 
 func canaryInput(errRate float64) map[string]any {
 	return map[string]any{"mode": "canary", "requests": 900.0, "req_per_sec": 15.0, "error_rate": errRate, "p99_latency": 120.0,
+		"proxy_requests": 900.0, "proxy_error_rate": errRate, "proxy_p99_latency": 125.0, // nginx saw the same
 		"thresholds": map[string]any{"max_error_rate": 0.01, "max_p99_ms": 500.0, "min_requests": 20.0}}
 }
 
@@ -110,7 +111,7 @@ func TestRun(t *testing.T) {
 			name:    "a stricter threshold denies the healthy canary",
 			engine:  defaults,
 			opts:    Options{Thresholds: map[string]float64{"max_error_rate": 0.001}},
-			want:    []string{"19:18:10 canary_safety ALLOWED → DENIED|Error rate exceeds 0.1% threshold"},
+			want:    []string{"19:18:10 canary_safety ALLOWED → DENIED|Error rate exceeds 0.1% threshold; Proxy error rate exceeds 0.1% threshold"},
 			summary: "6 decisions replayed: 1 would flip (1 ALLOWED → DENIED, 0 DENIED → ALLOWED), 0 undefined, 0 errors, 5 unchanged; 1 not replayable (no input recorded).",
 		},
 		{
