@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,9 +26,13 @@ type outcome struct {
 	FirstNew, AllNew, Done time.Duration
 	P99                    time.Duration
 	Steps                  []step
-	Engine                 []engineMilestone
-	Notes                  []string
-	Err                    string // why the phase failed
+	// Reconcile and CPU: how long the daemon's reconcile of the change
+	// took by its own trace, and the CPU time the daemon used meanwhile;
+	// -1 when unknown.
+	Reconcile, CPU time.Duration
+	Engine         []engineMilestone
+	Notes          []string
+	Err            string // why the phase failed
 
 	extra *outcome // the floor's N-container figure
 }
@@ -44,6 +49,27 @@ func (o *outcome) fill(rec *recorder, sum loadgen.Result, t0 time.Time) {
 	}
 }
 
+// trace fills the breakdown from the daemon's trace of the reconcile the
+// change caused (trigger "manifest" or "promote").
+func (o *outcome) trace(logPath string, t0 time.Time, trigger string) {
+	o.Reconcile, o.CPU = -1, -1
+	tr := firstTrace(logPath, t0, trigger)
+	if tr == nil {
+		o.Notes = append(o.Notes, "no reconcile trace found in the daemon's log")
+		return
+	}
+	o.Steps = breakdown(tr, t0, o.FirstNew, o.AllNew)
+	o.Reconcile, o.CPU = tr.Took, tr.CPU
+	o.Notes = append(o.Notes, fmt.Sprintf("the daemon's reconcile of the change took %s and %s of its CPU (getrusage around the reconcile, the whole process)", fmtDur(tr.Took), fmtMs(tr.CPU)))
+}
+
+func fmtMs(d time.Duration) string {
+	if d < 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%d ms", d.Milliseconds())
+}
+
 func (o outcome) summary() string {
 	s := fmt.Sprintf("%s N=%d: ", o.Method, o.N)
 	if o.Failed >= 0 {
@@ -55,6 +81,9 @@ func (o outcome) summary() string {
 	}
 	return s
 }
+
+// fmtSec is an offset with millisecond precision.
+func fmtSec(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
 
 func fmtDur(d time.Duration) string {
 	if d < 0 {
@@ -205,10 +234,17 @@ func printReport(w io.Writer, b *bench, machine string, all []outcome, heading b
 			fmt.Fprintf(w, "- %s\n", n)
 		}
 		if len(o.Steps) > 0 {
-			fmt.Fprintln(w, "\n| step (from the daemon's log) | from | to | took |")
-			fmt.Fprintln(w, "|---|---:|---:|---:|")
+			fmt.Fprintln(w, "\n| step (the daemon's reconcile trace; offsets from the change) | from | to | took | count | each (median) | note |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---|")
 			for _, s := range o.Steps {
-				fmt.Fprintf(w, "| %s | %s | %s | %s |\n", s.Name, fmtDur(s.From), fmtDur(s.To), fmtDur(s.To-s.From))
+				name, each, count := s.Name, "", ""
+				if s.Child {
+					name = "↳ " + name
+				}
+				if s.Count > 1 {
+					count, each = strconv.Itoa(s.Count), fmtMs(s.Each)
+				}
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", name, fmtSec(s.From), fmtSec(s.To), fmtMs(s.To-s.From), count, each, s.Note)
 			}
 		}
 		if len(o.Engine) > 0 {

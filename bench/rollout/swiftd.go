@@ -278,7 +278,7 @@ func (b *bench) runDaemon(ctx context.Context, n int) (outcome, error) {
 	waitErr := waitSettled(ctx, rec, b.tail, t0, b.phaseTimeout)
 	sum, _ := l.finish()
 	res.fill(rec, sum, t0)
-	res.Steps = daemonSteps(d.logPath, t0)
+	res.trace(d.logPath, t0, "manifest")
 	res.Engine = d.milestones(watch, t0)
 	res.Notes = append(res.Notes, fmt.Sprintf("daemon reported converged (status + empty diff, polled every 100 ms) after %s", fmtDur(res.Done)))
 	if err := errors.Join(convErr, waitErr); err != nil {
@@ -371,7 +371,7 @@ func (b *bench) runCanary(ctx context.Context, n int) (outcome, error) {
 	res.fill(rec, sum, t0)
 	// Before the promotion the canary already answered 20% of requests.
 	res.FirstNew = -1
-	res.Steps = daemonSteps(d.logPath, t0)
+	res.trace(d.logPath, t0, "promote")
 	res.Engine = d.milestones(watch, t0)
 	watch = nil
 	pre := 0

@@ -117,6 +117,9 @@ type Daemon struct {
 	an          analysisMem
 	notifier    *notify.Notifier
 	journal     journalHealth
+	// manifestEvent times the file event that asked for the next
+	// reconcile, for its trace.
+	manifestEvent manifestEvent
 }
 
 // waiter is an API call waiting for the next complete reconcile.

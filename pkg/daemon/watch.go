@@ -66,6 +66,7 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 	defer check.Stop()
 	name := filepath.Base(d.cfg.ManifestPath)
 	var debounce <-chan time.Time
+	var burst time.Time // first event of the burst being debounced
 	for {
 		select {
 		case <-ctx.Done():
@@ -75,6 +76,9 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 				return
 			}
 			if filepath.Base(ev.Name) == name {
+				if burst.IsZero() {
+					burst = time.Now()
+				}
 				debounce = time.After(d.cfg.Debounce)
 			}
 		case err, ok := <-w.Errors:
@@ -86,6 +90,8 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 			tryWatch()
 		case <-debounce:
 			debounce = nil
+			d.noteManifestEvent(burst, time.Now())
+			burst = time.Time{}
 			d.Wake() // a fix must not wait out a retry backoff
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
 // Engine wraps a Docker client.
@@ -254,11 +255,16 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 			s.Network: {Aliases: s.Aliases},
 		}}
 	}
+	end := trace.Begin(ctx, "create", s.Name)
 	res, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Name: s.Name, Config: cfg, HostConfig: hc, NetworkingConfig: nc})
+	end()
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", s.Name, err)
 	}
-	if _, err := e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+	end = trace.Begin(ctx, "start", s.Name)
+	_, err = e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})
+	end()
+	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		_ = e.Remove(cctx, res.ID, 0)
 		cancel()
@@ -272,11 +278,17 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 func (e *Engine) Remove(ctx context.Context, id string, grace time.Duration) error {
 	if grace > 0 {
 		secs := int(grace.Seconds())
-		if _, err := e.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil && !errdefs.IsNotFound(err) {
+		end := trace.Begin(ctx, "stop", id)
+		_, err := e.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs})
+		end()
+		if err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("stop container %s: %w", id, err)
 		}
 	}
-	if _, err := e.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
+	end := trace.Begin(ctx, "remove", id)
+	_, err := e.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	end()
+	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
 	return nil

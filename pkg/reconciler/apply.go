@@ -21,6 +21,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
 // Decision is the outcome of a policy gate.
@@ -96,9 +97,11 @@ const (
 	stopGrace  = 10 * time.Second
 )
 
-func (r *Reconciler) record(event, msg string, details map[string]any) {
+func (r *Reconciler) record(ctx context.Context, event, msg string, details map[string]any) {
 	if r.Record != nil {
+		end := trace.Begin(ctx, "journal", event)
 		r.Record(event, msg, details)
+		end()
 	}
 }
 
@@ -114,21 +117,29 @@ func (r *Reconciler) log() *zap.Logger {
 func (r *Reconciler) Observe(ctx context.Context, d Desired) (Observed, error) {
 	desired := d.Stack
 	var obs Observed
+	end := trace.Begin(ctx, "observe: network", desired.Network.Name)
 	n, err := r.Engine.FindNetwork(ctx, desired.Network.Name, desired.Project)
+	end()
 	if err != nil {
 		return obs, err
 	}
 	obs.Network = n
+	end = trace.Begin(ctx, "observe: containers", desired.Project)
 	obs.Containers, err = r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
+	end()
 	if err != nil {
 		return obs, err
 	}
+	end = trace.Begin(ctx, "observe: images", "")
 	obs.Missing, err = r.Engine.MissingImages(ctx, desired.Images())
+	end()
 	if err != nil {
 		return obs, err
 	}
 	if obs.Nginx() != nil {
+		end = trace.Begin(ctx, "observe: nginx status", "")
 		l, err := r.nginxStatus(ctx)
+		end()
 		if err != nil {
 			obs.LoadedErr = err.Error()
 		} else {
@@ -162,10 +173,11 @@ func (r *Reconciler) readApplied() (*Applied, error) {
 	return &a, nil
 }
 
-func (r *Reconciler) writeApplied(a *Applied) error {
+func (r *Reconciler) writeApplied(ctx context.Context, a *Applied) error {
 	if r.AppliedPath == "" {
 		return nil
 	}
+	defer trace.Begin(ctx, "write applied", "")()
 	b, err := json.MarshalIndent(a, "", "  ")
 	if err != nil {
 		return err
@@ -215,7 +227,10 @@ func (r *Reconciler) ApplyGated(ctx context.Context, d Desired, plan Plan, gate 
 		if gate == nil {
 			return &DeniedError{Reasons: []string{"no infrastructure gate configured"}}
 		}
-		if dec := gate(ctx, plan); !dec.Allowed {
+		end := trace.Begin(ctx, "gate", "")
+		dec := gate(ctx, plan)
+		end()
+		if !dec.Allowed {
 			return &DeniedError{Reasons: dec.Reasons, Transient: dec.Transient, Codes: dec.Codes}
 		}
 	}
@@ -228,7 +243,7 @@ func (r *Reconciler) ApplyGated(ctx context.Context, d Desired, plan Plan, gate 
 		if plan.Partial {
 			return nil
 		}
-		return r.writeApplied(AppliedFor(d))
+		return r.writeApplied(ctx, AppliedFor(d))
 	}
 	for i := 0; i < len(plan.Ops); {
 		if err := ctx.Err(); err != nil {
@@ -256,7 +271,7 @@ func (r *Reconciler) ApplyGated(ctx context.Context, d Desired, plan Plan, gate 
 	if plan.Partial {
 		return nil
 	}
-	return r.writeApplied(AppliedFor(d))
+	return r.writeApplied(ctx, AppliedFor(d))
 }
 
 func hasKind(p Plan, k OpKind) bool {
@@ -276,7 +291,10 @@ func (r *Reconciler) step(ctx context.Context, d Desired, plan Plan, i int, say 
 			return err
 		}
 	}
-	if err := r.apply(ctx, d, plan, i, say); err != nil {
+	end := trace.Begin(ctx, string(op.Kind), op.Target)
+	err := r.apply(ctx, d, plan, i, say)
+	end()
+	if err != nil {
 		return err
 	}
 	if r.Hook != nil {
@@ -326,7 +344,7 @@ func (r *Reconciler) startApp(ctx context.Context, d Desired, op Op, say func(st
 	if !op.Gated {
 		event = "container_restarted"
 	}
-	r.record(event, fmt.Sprintf("started %s (%s): %s", op.Target, op.App.Image, op.Cause), map[string]any{"container": op.Target, "image": op.App.Image, "track": op.App.Track})
+	r.record(ctx, event, fmt.Sprintf("started %s (%s): %s", op.Target, op.App.Image, op.Cause), map[string]any{"container": op.Target, "image": op.App.Image, "track": op.App.Track})
 	say("Services starting... %s (%s)", op.Target, op.App.Image)
 	return nil
 }
@@ -340,7 +358,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		if err := r.Engine.PullImage(ctx, op.Target); err != nil {
 			return fmt.Errorf("docker image %s not found locally and could not be pulled: %w", op.Target, err)
 		}
-		r.record("image_pulled", "pulled "+op.Target, map[string]any{"image": op.Target})
+		r.record(ctx, "image_pulled", "pulled "+op.Target, map[string]any{"image": op.Target})
 		say("Docker image found")
 	case OpCreateNetwork:
 		if err := r.Engine.CreateNetwork(ctx, desired.Network.Name, desired.Network.DriverType, stack.NetworkLabels(desired.Project)); err != nil {
@@ -351,7 +369,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		if err := r.Engine.Remove(ctx, op.ID, 0); err != nil {
 			return err
 		}
-		r.record("container_removed", fmt.Sprintf("removed %s: %s", op.Target, op.Cause), map[string]any{"container": op.Target})
+		r.record(ctx, "container_removed", fmt.Sprintf("removed %s: %s", op.Target, op.Cause), map[string]any{"container": op.Target})
 	case OpStartApp:
 		return r.startApp(ctx, d, op, say)
 	case OpWaitHealthy:
@@ -361,7 +379,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		say("Health check passed (%d containers)", len(op.Targets))
 	case OpCheckNginx:
 		if err := r.checkNginx(ctx, d); err != nil {
-			r.record("nginx_config_rejected", err.Error(), map[string]any{"image": desired.Nginx.Image})
+			r.record(ctx, "nginx_config_rejected", err.Error(), map[string]any{"image": desired.Nginx.Image})
 			return err
 		}
 		say("Nginx config valid (image %s)", desired.Nginx.Image)
@@ -373,19 +391,22 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		say("Nginx %s serving on port %d", desired.Nginx.Name, desired.Nginx.Port)
 	case OpReloadNginx:
 		if err := r.reloadNginx(ctx, d); err != nil {
-			r.record("nginx_config_rejected", err.Error(), nil)
+			r.record(ctx, "nginx_config_rejected", err.Error(), nil)
 			return err
 		}
 		say("Nginx config valid")
 		say("Nginx reloaded: %s", op.Cause)
-		r.record("nginx_reloaded", op.Cause, map[string]any{"revision": d.Revision})
+		r.record(ctx, "nginx_reloaded", op.Cause, map[string]any{"revision": d.Revision})
 		// New workers route only to the new upstreams; give old workers
 		// and obsolete containers time to finish in-flight requests, but
 		// only when a container is about to be removed.
 		if r.Drain > 0 && hasLater(plan, i, OpRemoveApp) {
+			end := trace.Begin(ctx, "drain", "")
 			select {
 			case <-time.After(r.Drain):
+				end()
 			case <-ctx.Done():
+				end(ctx.Err().Error())
 				return ctx.Err()
 			}
 		}
@@ -393,7 +414,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		if err := r.Engine.Remove(ctx, op.ID, stopGrace); err != nil {
 			return err
 		}
-		r.record("container_removed", fmt.Sprintf("removed %s: %s", op.Target, op.Cause), map[string]any{"container": op.Target})
+		r.record(ctx, "container_removed", fmt.Sprintf("removed %s: %s", op.Target, op.Cause), map[string]any{"container": op.Target})
 		say("Removed %s (%s)", op.Target, op.Cause)
 	default:
 		return fmt.Errorf("unknown operation %q", op.Kind)
@@ -461,7 +482,11 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 	deadline := time.Now().Add(timeout)
 	pending := append([]string(nil), names...)
 	var lastErr error
+	rounds := 0
+	end := trace.Begin(ctx, "health checks", strconv.Itoa(len(names))+" containers")
+	defer func() { end(strconv.Itoa(rounds) + " rounds") }()
 	for {
+		rounds++
 		cs, err := r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
 		if err != nil {
 			return err
@@ -501,7 +526,9 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 					still = append(still, n)
 					lastErr = fmt.Errorf("container %s: %w", n, err)
 					mu.Unlock()
+					return
 				}
+				trace.Mark(ctx, "healthy", n)
 			}()
 		}
 		wg.Wait()
@@ -647,7 +674,10 @@ func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
 	if err != nil {
 		return err
 	}
-	if err := checkResult(r.Engine.Exec(ctx, name, testCmd)); err != nil {
+	end := trace.Begin(ctx, "nginx -t", name)
+	code, out, err := r.Engine.Exec(ctx, name, testCmd)
+	end()
+	if err := checkResult(code, out, err); err != nil {
 		os.Remove(staged)
 		return fmt.Errorf("%w; keeping the old config", err)
 	}
@@ -660,11 +690,16 @@ func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
 			}
 		}
 	}
-	if err := os.Rename(staged, live); err != nil {
+	end = trace.Begin(ctx, "install config", live)
+	err = os.Rename(staged, live)
+	end()
+	if err != nil {
 		return fmt.Errorf("install nginx config: %w", err)
 	}
 	failpoint.Hit(failpoint.NginxWritten)
-	code, out, err := r.Engine.Exec(ctx, name, []string{"nginx", "-s", "reload", "-c", stack.ConfigDir + "/" + confName})
+	end = trace.Begin(ctx, "nginx -s reload", name)
+	code, out, err = r.Engine.Exec(ctx, name, []string{"nginx", "-s", "reload", "-c", stack.ConfigDir + "/" + confName})
+	end()
 	switch {
 	case err != nil:
 		restore()
@@ -691,7 +726,11 @@ func (r *Reconciler) waitLoaded(ctx context.Context, d Desired, id string) error
 	deadline := time.Now().Add(r.loadTimeout())
 	delay := 20 * time.Millisecond
 	var last string
+	polls := 0
+	end := trace.Begin(ctx, "nginx reports revision", d.Revision)
+	defer func() { end(strconv.Itoa(polls) + " polls") }()
 	for {
+		polls++
 		l, err := r.nginxStatus(ctx)
 		switch {
 		case err != nil:

@@ -22,10 +22,11 @@ import (
 // the fake honours the contract the reconciler relies on, end to end.
 
 type harness struct {
-	t    *testing.T
-	f    *fake.Engine
-	r    *reconciler.Reconciler
-	port int
+	t     *testing.T
+	f     *fake.Engine
+	r     *reconciler.Reconciler
+	port  int
+	image string // services.image; swift-deploy-1-node:v1 if empty
 }
 
 func newHarness(t *testing.T) *harness {
@@ -48,9 +49,13 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) desired(extra string) reconciler.Desired {
 	h.t.Helper()
+	image := h.image
+	if image == "" {
+		image = "swift-deploy-1-node:v1"
+	}
 	y := fmt.Sprintf(`project: demo
 services:
-  image: swift-deploy-1-node:v1
+  image: %s
   port: 3000
   replicas: 2
 %s
@@ -59,7 +64,7 @@ nginx:
   port: %d
 network:
   name: demo-net
-`, extra, h.port)
+`, image, extra, h.port)
 	m, err := manifest.Parse([]byte(y), "demo")
 	if err != nil {
 		h.t.Fatal(err)
