@@ -188,3 +188,23 @@ func TestLeftover(t *testing.T) {
 		t.Error("a dead process's run not taken for a leftover")
 	}
 }
+
+func TestProcParsers(t *testing.T) {
+	// A command name with spaces and parentheses, utime 250 and stime 50
+	// ticks.
+	stat := []byte("4242 (swift deployd) (x)) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 50 0 0 20 0 9 0 123 456 789\n")
+	if got, err := parseStatCPU(stat); err != nil || got != 3*time.Second {
+		t.Errorf("parseStatCPU = %v, %v; want 3s", got, err)
+	}
+	if _, err := parseStatCPU([]byte("4242 (x) S 1")); err == nil {
+		t.Error("a short stat line parsed")
+	}
+	status := []byte("Name:\tswiftdeployd\nVmHWM:\t   30000 kB\nVmRSS:\t   20480 kB\nThreads:\t9\n")
+	rss, peak, err := parseStatusMem(status)
+	if err != nil || rss != 20480<<10 || peak != 30000<<10 {
+		t.Errorf("parseStatusMem = %d, %d, %v", rss, peak, err)
+	}
+	if _, _, err := parseStatusMem([]byte("Name:\tx\n")); err == nil {
+		t.Error("a status without VmRSS parsed")
+	}
+}

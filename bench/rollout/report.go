@@ -30,9 +30,11 @@ type outcome struct {
 	// took by its own trace, and the CPU time the daemon used meanwhile;
 	// -1 when unknown.
 	Reconcile, CPU time.Duration
-	Engine         []engineMilestone
-	Notes          []string
-	Err            string // why the phase failed
+	// RSS and PeakRSS: the idle daemon's VmRSS and VmHWM, in bytes.
+	RSS, PeakRSS int64
+	Engine       []engineMilestone
+	Notes        []string
+	Err          string // why the phase failed
 
 	extra *outcome // the floor's N-container figure
 }
@@ -131,6 +133,73 @@ func medianInt(xs []int) int {
 
 var methodOrder = []string{methodCompose, methodDaemon, methodFloor, methodFloorN, methodCanary}
 
+// printCost writes what a rollout costs per replica, and what an idle
+// daemon costs: medians over runs.
+func printCost(w io.Writer, b *bench, all []outcome) {
+	pick := func(method string, n int) []outcome {
+		var rs []outcome
+		for _, o := range all {
+			if o.Method == method && o.N == n && o.Err == "" {
+				rs = append(rs, o)
+			}
+		}
+		return rs
+	}
+	med := func(rs []outcome, f func(outcome) time.Duration) time.Duration {
+		var ds []time.Duration
+		for _, o := range rs {
+			ds = append(ds, f(o))
+		}
+		return median(ds)
+	}
+	per := func(d time.Duration, n int) time.Duration {
+		if d < 0 {
+			return -1
+		}
+		return d / time.Duration(n)
+	}
+	header := false
+	for _, n := range b.ns {
+		rs := pick(methodDaemon, n)
+		if len(rs) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nCost of a full image change per replica (swiftdeployd, medians over runs; the daemon's CPU is getrusage of the whole process around the reconcile):")
+			fmt.Fprintln(w, "\n| N | all new | per replica | tool done | per replica | engine, N at once | per replica | daemon reconcile | daemon CPU | CPU per replica |")
+			fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+			header = true
+		}
+		allNew, done := med(rs, func(o outcome) time.Duration { return o.AllNew }), med(rs, func(o outcome) time.Duration { return o.Done })
+		rec, cpu := med(rs, func(o outcome) time.Duration { return o.Reconcile }), med(rs, func(o outcome) time.Duration { return o.CPU })
+		floorN := med(pick(methodFloorN, n), func(o outcome) time.Duration { return o.AllNew })
+		if n == 1 {
+			floorN = med(pick(methodFloor, n), func(o outcome) time.Duration { return o.AllNew })
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, fmtDur(allNew), fmtMs(per(allNew, n)), fmtDur(done), fmtMs(per(done, n)),
+			fmtDur(floorN), fmtMs(per(floorN, n)), fmtDur(rec), fmtMs(cpu), fmtMs(per(cpu, n)))
+	}
+	header = false
+	for _, n := range b.ns {
+		rs := pick(methodIdle, n)
+		if len(rs) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nIdle daemon (converged, no requests; medians over runs):")
+			fmt.Fprintln(w, "\n| N | watched | CPU used | share of one core | VmRSS | VmHWM (peak) |")
+			fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|")
+			header = true
+		}
+		cpu, took := med(rs, func(o outcome) time.Duration { return o.CPU }), med(rs, func(o outcome) time.Duration { return o.Done })
+		var rss, peak []int
+		for _, o := range rs {
+			rss, peak = append(rss, int(o.RSS)), append(peak, int(o.PeakRSS))
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %.2f%% | %s | %s |\n", n, fmtDur(took), fmtMs(cpu), 100*cpu.Seconds()/took.Seconds(), mib(int64(medianInt(rss))), mib(int64(medianInt(peak))))
+	}
+}
+
 // printReport writes the results as Markdown: per N the medians over runs,
 // then the same-run ratios, then the swiftdeployd step breakdowns.
 func printReport(w io.Writer, b *bench, machine string, all []outcome, heading bool) {
@@ -204,6 +273,8 @@ func printReport(w io.Writer, b *bench, machine string, all []outcome, heading b
 		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", n, medianRatio(cf), medianRatio(ca), medianRatio(cd), medianRatio(ff), medianRatio(fa))
 	}
 
+	printCost(w, b, all)
+
 	fmt.Fprintln(w, "\nPer run:")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| run | N | method | failed / total | failures by kind | first new | all new | tool done | p99 latency |")
@@ -213,6 +284,9 @@ func printReport(w io.Writer, b *bench, machine string, all []outcome, heading b
 		if o.Err != "" {
 			fmt.Fprintf(w, "| %d | %d | %s | **failed** (see below) | | | | | |\n", o.Run, o.N, o.Method)
 			continue
+		}
+		if o.Method == methodIdle {
+			continue // its own table
 		}
 		if o.Failed >= 0 {
 			kinds = failureKinds(o.Kinds)
