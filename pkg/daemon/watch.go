@@ -14,7 +14,11 @@ import (
 
 // watchManifest watches the manifest's directory (editors replace files by
 // rename, which a watch on the file itself would miss) and enqueues a
-// reconcile after a burst of events settles. If the directory itself is
+// reconcile after a burst of events settles. A burst that only put a new
+// file under the name (a rename over it, the atomic way to replace a file)
+// settles after renameSettle: the file is complete the moment it appears.
+// A burst that wrote to the file in place, or took it away, settles only
+// after the full debounce: a writer may still be at it. If the directory itself is
 // removed (or cannot be watched yet), the watch is re-established as soon
 // as the directory exists again, and a reconcile is woken then: the
 // manifest may have come back changed.
@@ -67,6 +71,7 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 	name := filepath.Base(d.cfg.ManifestPath)
 	var debounce <-chan time.Time
 	var burst time.Time // first event of the burst being debounced
+	unsettled := false  // the burst wrote in place, or removed or renamed the file
 	for {
 		select {
 		case <-ctx.Done():
@@ -79,7 +84,14 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 				if burst.IsZero() {
 					burst = time.Now()
 				}
-				debounce = time.After(d.cfg.Debounce)
+				if ev.Has(fsnotify.Write) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+					unsettled = true
+				}
+				wait := d.cfg.Debounce
+				if !unsettled {
+					wait = min(wait, renameSettle)
+				}
+				debounce = time.After(wait)
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
@@ -89,9 +101,18 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 		case <-check.C:
 			tryWatch()
 		case <-debounce:
+			if !unsettled {
+				// A file created empty is being written in place (the
+				// writer's first write is late): wait for it to finish.
+				if fi, err := os.Stat(d.cfg.ManifestPath); err == nil && fi.Size() == 0 {
+					unsettled = true
+					debounce = time.After(d.cfg.Debounce)
+					continue
+				}
+			}
 			debounce = nil
 			d.noteManifestEvent(burst, time.Now())
-			burst = time.Time{}
+			burst, unsettled = time.Time{}, false
 			d.Wake() // a fix must not wait out a retry backoff
 		}
 	}
@@ -99,6 +120,12 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 
 // watchRetry is how often a lost watch of the manifest directory is retried.
 const watchRetry = 500 * time.Millisecond
+
+// renameSettle is the debounce of a burst that only created the file
+// (renamed a complete one over it): long enough to catch the write that
+// follows when a writer creates the file in place instead, which turns the
+// burst into one that waits the full debounce.
+const renameSettle = 20 * time.Millisecond
 
 // watchEngine enqueues a reconcile on every lifecycle event of an owned
 // container (self-heal). When the engine goes away it pings with backoff
