@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -113,42 +114,51 @@ func (r *Reconciler) log() *zap.Logger {
 }
 
 // Observe reads the project's actual state: containers and network from
-// the engine, the configuration nginx has loaded from nginx itself.
+// the engine, the configuration nginx has loaded from nginx itself. The
+// reads are independent and run at once: observing costs the slowest of
+// them, not their sum. nginx's status is read alongside; it counts only if
+// an nginx container runs.
 func (r *Reconciler) Observe(ctx context.Context, d Desired) (Observed, error) {
 	desired := d.Stack
 	var obs Observed
-	end := trace.Begin(ctx, "observe: network", desired.Network.Name)
-	n, err := r.Engine.FindNetwork(ctx, desired.Network.Name, desired.Project)
-	end()
-	if err != nil {
-		return obs, err
+	var netErr, listErr, imgErr, loadErr error
+	var loaded *Loaded
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		end := trace.Begin(ctx, "observe: network", desired.Network.Name)
+		obs.Network, netErr = r.Engine.FindNetwork(ctx, desired.Network.Name, desired.Project)
+		end()
+	})
+	wg.Go(func() {
+		end := trace.Begin(ctx, "observe: containers", desired.Project)
+		obs.Containers, listErr = r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
+		end()
+	})
+	wg.Go(func() {
+		end := trace.Begin(ctx, "observe: images", "")
+		obs.Missing, imgErr = r.Engine.MissingImages(ctx, desired.Images())
+		end()
+	})
+	wg.Go(func() {
+		end := trace.Begin(ctx, "observe: nginx status", "")
+		loaded, loadErr = r.nginxStatus(ctx)
+		end()
+	})
+	var err error
+	obs.Applied, err = r.readApplied()
+	wg.Wait()
+	if err := cmp.Or(netErr, listErr, imgErr); err != nil {
+		return Observed{}, err
 	}
-	obs.Network = n
-	end = trace.Begin(ctx, "observe: containers", desired.Project)
-	obs.Containers, err = r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
-	end()
 	if err != nil {
-		return obs, err
-	}
-	end = trace.Begin(ctx, "observe: images", "")
-	obs.Missing, err = r.Engine.MissingImages(ctx, desired.Images())
-	end()
-	if err != nil {
-		return obs, err
+		return Observed{}, err
 	}
 	if obs.Nginx() != nil {
-		end = trace.Begin(ctx, "observe: nginx status", "")
-		l, err := r.nginxStatus(ctx)
-		end()
-		if err != nil {
-			obs.LoadedErr = err.Error()
+		if loadErr != nil {
+			obs.LoadedErr = loadErr.Error()
 		} else {
-			obs.Loaded = l
+			obs.Loaded = loaded
 		}
-	}
-	obs.Applied, err = r.readApplied()
-	if err != nil {
-		return obs, err
 	}
 	return obs, nil
 }
