@@ -118,6 +118,9 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 	}
 }
 
+// sighup is SIGHUP's number, as a kill event reports it.
+const sighup = "1"
+
 // watchRetry is how often a lost watch of the manifest directory is retried.
 const watchRetry = 500 * time.Millisecond
 
@@ -194,6 +197,9 @@ func (d *Daemon) watchEvents(ctx context.Context, project string) error {
 			}
 			if ev.Role != stack.RoleApp && ev.Role != stack.RoleNginx {
 				continue // throwaway check containers
+			}
+			if ev.Action == "kill" && ev.Signal == sighup {
+				continue // the reconciler's own nginx reload
 			}
 			switch ev.Action {
 			case "die", "destroy", "stop", "kill", "oom":

@@ -110,3 +110,36 @@ func TestManifestCreatedEmptyWaitsForItsContent(t *testing.T) {
 		t.Fatal("not woken once the manifest was written")
 	}
 }
+
+// The SIGHUP that reloads nginx shows up as a kill event of the nginx
+// container: it does not ask for a reconcile. A container that dies does.
+func TestNginxReloadSignalDoesNotEnqueue(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.mustConverge()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.d.watchEvents(ctx, "demo") }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(50 * time.Millisecond) // subscribed
+	select {
+	case <-h.d.trigger:
+	default:
+	}
+	if err := h.fe.Signal(ctx, "demo-nginx", "HUP"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.d.trigger:
+		t.Fatal("the reload's SIGHUP enqueued a reconcile")
+	case <-time.After(200 * time.Millisecond):
+	}
+	app := h.fe.ByRole("app")[0].Name
+	if err := h.fe.Kill(app); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.d.trigger:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a crashed container did not enqueue a reconcile")
+	}
+}

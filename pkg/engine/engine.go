@@ -294,6 +294,15 @@ func (e *Engine) Remove(ctx context.Context, id string, grace time.Duration) err
 	return nil
 }
 
+// Signal sends a signal ("HUP", "TERM"...) to a running container's main
+// process. It is one API call, without the process an exec starts.
+func (e *Engine) Signal(ctx context.Context, id, signal string) error {
+	if _, err := e.cli.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: signal}); err != nil {
+		return fmt.Errorf("signal %s to container %s: %w", signal, id, err)
+	}
+	return nil
+}
+
 // Exec runs cmd in a running container and returns its exit code and
 // combined output.
 func (e *Engine) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
@@ -354,6 +363,9 @@ type Event struct {
 	Name        string
 	Role        string // the container's role label
 	Action      string
+	// Signal is the number of the signal a "kill" event sent ("1" for
+	// SIGHUP), "" for other events.
+	Signal string
 }
 
 // Watch streams container events for the project until ctx ends or the
@@ -371,7 +383,7 @@ func (e *Engine) Watch(ctx context.Context, project string) (<-chan Event, <-cha
 		for {
 			select {
 			case m := <-res.Messages:
-				ev := Event{ContainerID: m.Actor.ID, Name: m.Actor.Attributes["name"], Role: m.Actor.Attributes[stack.LabelRole], Action: string(m.Action)}
+				ev := Event{ContainerID: m.Actor.ID, Name: m.Actor.Attributes["name"], Role: m.Actor.Attributes[stack.LabelRole], Action: string(m.Action), Signal: m.Actor.Attributes["signal"]}
 				select {
 				case out <- ev:
 				case <-ctx.Done():

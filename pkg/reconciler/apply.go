@@ -661,7 +661,7 @@ func (r *Reconciler) startNginx(ctx context.Context, d Desired) error {
 	if err != nil {
 		return err
 	}
-	if err := r.waitLoaded(ctx, d, id); err != nil {
+	if err := r.waitLoaded(ctx, d, id, r.loadTimeout()); err != nil {
 		if ctx.Err() != nil {
 			// The daemon is stopping, nginx is not failing: removing it
 			// would take the front door down; the next run observes it.
@@ -675,9 +675,18 @@ func (r *Reconciler) startNginx(ctx context.Context, d Desired) error {
 }
 
 // reloadNginx checks conf with the running nginx (`nginx -t` inside it),
-// installs it, reloads gracefully and reads back the loaded revision. If
+// installs it, makes nginx load it and reads back the loaded revision. If
 // nginx rejects or does not load it, the previous file is restored: the
-// old config keeps serving, and the next reconcile retries.
+// old config keeps serving, and the next reconcile retries. The live file
+// only ever holds a configuration nginx -t accepted.
+//
+// The reload is a SIGHUP to the container's main process, one engine call.
+// `nginx -s reload`, a second exec, starts a process that parses the whole
+// file again (resolving every upstream name) only to send that same signal
+// to the master. It remains the fallback when nginx does not report the
+// new revision within hupWait: the image may run nginx under a process
+// that ignores SIGHUP, or the master failed to load the file, which
+// `nginx -s reload` reports.
 func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
 	name := d.Stack.Nginx.Name
 	staged, err := r.stage(d.Conf)
@@ -693,12 +702,19 @@ func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
 	}
 	live := filepath.Join(r.ConfigDir, confName)
 	prev, prevErr := os.ReadFile(live)
-	restore := func() {
+	// restore puts the previous file back, unless nginx did load the new
+	// one after all (a slow host, a cancelled caller): a reload that took
+	// effect is never restored away. It reports whether it restored.
+	restore := func() bool {
+		if l, serr := r.nginxStatus(context.WithoutCancel(ctx)); serr == nil && l.Revision == d.Revision {
+			return false
+		}
 		if prevErr == nil {
 			if err := atomicfile.Write(live, prev, 0o644); err != nil {
 				r.log().Error("restore previous nginx config", zap.Error(err))
 			}
 		}
+		return true
 	}
 	end = trace.Begin(ctx, "install config", live)
 	err = os.Rename(staged, live)
@@ -707,33 +723,64 @@ func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
 		return fmt.Errorf("install nginx config: %w", err)
 	}
 	failpoint.Hit(failpoint.NginxWritten)
+	end = trace.Begin(ctx, "nginx SIGHUP", name)
+	sigErr := r.Engine.Signal(ctx, name, "HUP")
+	end()
+	if sigErr == nil {
+		err := r.waitLoaded(ctx, d, "", min(hupWait, r.loadTimeout()))
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			if !restore() {
+				return nil
+			}
+			return fmt.Errorf("%w; previous config file restored", err)
+		}
+		r.log().Warn("nginx did not load the new config after SIGHUP; reloading with nginx -s reload", zap.String("container", name), zap.Duration("waited", hupWait), zap.Error(err))
+	} else {
+		if ctx.Err() != nil {
+			if !restore() {
+				return nil
+			}
+			return fmt.Errorf("reload nginx: %w; previous config restored", sigErr)
+		}
+		r.log().Warn("could not signal nginx; reloading with nginx -s reload", zap.String("container", name), zap.Error(sigErr))
+	}
 	end = trace.Begin(ctx, "nginx -s reload", name)
 	code, out, err = r.Engine.Exec(ctx, name, []string{"nginx", "-s", "reload", "-c", stack.ConfigDir + "/" + confName})
 	end()
 	switch {
 	case err != nil:
-		restore()
-		return fmt.Errorf("reload nginx: %w; previous config restored", err)
-	case code != 0:
-		restore()
-		return fmt.Errorf("reload nginx: %s; previous config restored", strings.TrimSpace(out))
-	}
-	if err := r.waitLoaded(ctx, d, ""); err != nil {
-		// nginx accepted the signal; if it did load the new config after
-		// all (a slow host, a cancelled caller), the file must stay.
-		if l, serr := r.nginxStatus(context.WithoutCancel(ctx)); serr == nil && l.Revision == d.Revision {
+		if !restore() {
 			return nil
 		}
-		restore()
+		return fmt.Errorf("reload nginx: %w; previous config restored", err)
+	case code != 0:
+		if !restore() {
+			return nil
+		}
+		return fmt.Errorf("reload nginx: %s; previous config restored", strings.TrimSpace(out))
+	}
+	if err := r.waitLoaded(ctx, d, "", r.loadTimeout()); err != nil {
+		if !restore() {
+			return nil
+		}
 		return fmt.Errorf("%w; previous config file restored", err)
 	}
 	return nil
 }
 
-// waitLoaded polls nginx's status until it reports d.Revision. id, when
-// set, is the nginx container just started: if it exits, stop waiting.
-func (r *Reconciler) waitLoaded(ctx context.Context, d Desired, id string) error {
-	deadline := time.Now().Add(r.loadTimeout())
+// hupWait bounds the wait for nginx to load a new config after SIGHUP
+// before falling back to `nginx -s reload`. A master that handles the
+// signal loads a config in milliseconds, tens of them on a busy host.
+const hupWait = 2 * time.Second
+
+// waitLoaded polls nginx's status until it reports d.Revision, for at most
+// timeout. id, when set, is the nginx container just started: if it exits,
+// stop waiting.
+func (r *Reconciler) waitLoaded(ctx context.Context, d Desired, id string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	delay := 20 * time.Millisecond
 	var last string
 	polls := 0
@@ -756,7 +803,7 @@ func (r *Reconciler) waitLoaded(ctx context.Context, d Desired, id string) error
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nginx did not load revision %s within %s (%s)", d.Revision, r.loadTimeout(), last)
+			return fmt.Errorf("nginx did not load revision %s within %s (%s)", d.Revision, timeout, last)
 		}
 		select {
 		case <-time.After(delay):

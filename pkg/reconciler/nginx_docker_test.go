@@ -47,18 +47,31 @@ http {
 `, port, body, stack.NginxRunDir, stack.NginxStatusSocket, StatusPath, rev))
 }
 
-// failingReload makes `nginx -s reload` fail, as when the daemon's exec is
-// cut off after the new file was renamed into place.
+// failingReload makes the reload fail (the SIGHUP and `nginx -s reload`),
+// as when the daemon's calls are cut off after the new file was renamed
+// into place. It counts the signals and the reload execs.
 type failingReload struct {
 	Engine
-	fail bool
+	fail             bool
+	signals, reloads int
 }
 
 func (f *failingReload) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
-	if f.fail && slices.Contains(cmd, "reload") {
-		return -1, "", errors.New("injected: exec cut off")
+	if slices.Contains(cmd, "reload") {
+		f.reloads++
+		if f.fail {
+			return -1, "", errors.New("injected: exec cut off")
+		}
 	}
 	return f.Engine.Exec(ctx, id, cmd)
+}
+
+func (f *failingReload) Signal(ctx context.Context, id, signal string) error {
+	f.signals++
+	if f.fail {
+		return errors.New("injected: signal cut off")
+	}
+	return f.Engine.Signal(ctx, id, signal)
 }
 
 // With the real nginx image: a config that fails `nginx -t` never replaces
@@ -119,6 +132,9 @@ func TestNginxInstallReloadAndReadBack(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r.ConfigDir, stagedName)); !os.IsNotExist(err) {
 		t.Errorf("rejected config left staged: %v", err)
 	}
+	if fe.signals != 0 || fe.reloads != 0 {
+		t.Errorf("a config nginx -t rejected was signalled %d times and reloaded %d times", fe.signals, fe.reloads)
+	}
 	waitBody(t, url, "v1")
 
 	// The reload is cut off after the rename: the old file comes back, and
@@ -147,8 +163,14 @@ func TestNginxInstallReloadAndReadBack(t *testing.T) {
 		t.Fatalf("file renamed, not reloaded: observed %+v, want r1", obs.Loaded)
 	}
 
+	fe.signals, fe.reloads = 0, 0
 	if err := r.reloadNginx(ctx, d2); err != nil {
 		t.Fatalf("reload of a good config: %v", err)
+	}
+	// The image runs nginx as the container's main process: SIGHUP
+	// reloads it, no `nginx -s reload` is needed.
+	if fe.signals != 1 || fe.reloads != 0 {
+		t.Errorf("good reload: %d signals and %d nginx -s reload, want 1 and 0", fe.signals, fe.reloads)
 	}
 	waitBody(t, url, "v2")
 	if l, err := r.nginxStatus(ctx); err != nil || l.Revision != r2 {

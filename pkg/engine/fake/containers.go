@@ -374,6 +374,54 @@ func (e *Engine) Exec(ctx context.Context, id string, cmd []string) (code int, o
 	return code, out, nil
 }
 
+// Signal sends a signal to a running container's main process, as Docker's
+// kill endpoint does, emitting a kill event. Only SIGHUP is modelled: an
+// nginx master re-reads the file it was started with and loads it if it
+// validates (else it keeps serving the old one and logs why); any other
+// process ignores it. A container marked with IgnoreHUP ignores it too
+// (an image whose main process is not nginx).
+func (e *Engine) Signal(ctx context.Context, id, signal string) (err error) {
+	c := e.begin(OpSignal, id, signal)
+	defer c.end(&err)
+	if ferr := e.admit(ctx, c); ferr != nil {
+		return fmt.Errorf("signal %s to container %s: %w", signal, id, ferr)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ct := e.resolve(id)
+	switch {
+	case ct == nil:
+		return fmt.Errorf("signal %s to container %s: %w", signal, id, daemonErr(errdefs.ErrNotFound, "No such container: %s", id))
+	case ct.state != StateRunning:
+		return fmt.Errorf("signal %s to container %s: %w", signal, id, daemonErr(errdefs.ErrConflict, "Container %s is not running", ct.id))
+	case signal != "HUP" && signal != "SIGHUP" && signal != "1":
+		return fmt.Errorf("signal %s to container %s: fake engine: only SIGHUP is modelled", signal, id)
+	}
+	e.emitSignalLocked(ct, "kill", "1")
+	if ct.confPath == "" || e.matchesLocked(e.ignoreHUP, ct) {
+		return nil
+	}
+	if e.failReload != nil {
+		ct.logs.WriteString(emerg(e.failReload))
+		return nil
+	}
+	conf, cerr := e.checkLocked(ct, ct.confPath)
+	if cerr != nil {
+		ct.logs.WriteString(emerg(cerr))
+		return nil
+	}
+	ct.loaded = conf
+	return nil
+}
+
+// IgnoreHUP makes containers with this name or image ignore SIGHUP (their
+// main process is not nginx), until Clear.
+func (e *Engine) IgnoreHUP(nameOrImage string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ignoreHUP.set(nameOrImage, true)
+}
+
 // Kill simulates a crash of a running container: it exits with code 137
 // and a die event is emitted. The container stays (restart policies are not
 // modelled), as an exited one the reconciler must heal.

@@ -28,6 +28,7 @@ type Engine struct {
 
 	health      marks // healthy or not
 	exitOnStart marks
+	ignoreHUP   marks
 	validator   Validator
 	failReload  error
 
@@ -77,6 +78,7 @@ func New(opts ...Option) *Engine {
 		pullable:    map[string]bool{},
 		health:      newMarks(),
 		exitOnStart: newMarks(),
+		ignoreHUP:   newMarks(),
 		failNext:    map[string][]error{},
 		failAlways:  map[string]error{},
 		hangs:       map[string]chan struct{}{},

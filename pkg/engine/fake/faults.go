@@ -20,6 +20,7 @@ const (
 	OpRun            = "Run"
 	OpRemove         = "Remove"
 	OpExec           = "Exec"
+	OpSignal         = "Signal"
 	OpRunOnce        = "RunOnce"
 	// OpProbe is a health probe (Probe or Transport). It does not go
 	// through the engine's socket, so Down does not fail it.
@@ -29,7 +30,7 @@ const (
 var knownOps = map[string]bool{
 	OpPing: true, OpWatch: true, OpListContainers: true, OpFindNetwork: true,
 	OpCreateNetwork: true, OpRemoveNetwork: true, OpMissingImages: true,
-	OpPullImage: true, OpRun: true, OpRemove: true, OpExec: true,
+	OpPullImage: true, OpRun: true, OpRemove: true, OpExec: true, OpSignal: true,
 	OpRunOnce: true, OpProbe: true,
 }
 
@@ -170,7 +171,7 @@ func (e *Engine) Hang(op string) {
 }
 
 // Clear removes every injected fault: FailNext, FailAlways, Hang (hung
-// calls proceed), FailReload and ExitOnStart. It leaves Down, health marks,
+// calls proceed), FailReload, ExitOnStart and IgnoreHUP. It leaves Down, health marks,
 // the validator and the hooks alone.
 func (e *Engine) Clear() {
 	e.mu.Lock()
@@ -183,6 +184,7 @@ func (e *Engine) Clear() {
 	e.hangs = map[string]chan struct{}{}
 	e.failReload = nil
 	e.exitOnStart = newMarks()
+	e.ignoreHUP = newMarks()
 }
 
 // Down makes the engine unreachable, as if its socket refused connections:

@@ -37,9 +37,9 @@ func (e *Engine) SetValidator(v Validator) {
 	e.validator = v
 }
 
-// FailReload makes every `nginx -s reload` fail (exit 1, err as nginx's
-// message, the loaded config kept) even with a valid file, until
-// FailReload(nil) or Clear.
+// FailReload makes every reload fail even with a valid file, until
+// FailReload(nil) or Clear: `nginx -s reload` exits 1 with err as nginx's
+// message, and a master sent SIGHUP logs it and keeps the loaded config.
 func (e *Engine) FailReload(err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

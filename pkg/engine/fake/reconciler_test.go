@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -140,14 +142,22 @@ func TestReconcilerDeploysOntoTheFake(t *testing.T) {
 	if !bytes.Equal(h.f.Loaded("demo-nginx"), h.desired(canary).Conf) {
 		t.Error("nginx not reloaded with the canary's config")
 	}
-	var reloads int
+	// One exec (nginx -t) and one SIGHUP: no second process parses the
+	// config only to send the signal.
+	if n := len(h.f.CallsTo(fake.OpSignal)); n != 1 {
+		t.Errorf("%d signals, want 1 SIGHUP", n)
+	}
+	var tests int
 	for _, c := range h.f.CallsTo(fake.OpExec) {
 		if strings.Contains(c.Detail, "-s reload") {
-			reloads++
+			t.Errorf("reloaded with an exec of %q", c.Detail)
+		}
+		if strings.Contains(c.Detail, "nginx -t") {
+			tests++
 		}
 	}
-	if reloads != 1 {
-		t.Errorf("%d reloads, want 1", reloads)
+	if tests != 1 {
+		t.Errorf("%d nginx -t, want 1", tests)
 	}
 }
 
@@ -190,9 +200,16 @@ func TestReconcilerNginxRejection(t *testing.T) {
 		}
 		return nil
 	})
+	h.f.ResetCalls()
 	_, err := h.converge(bg, canary)
 	if err == nil || !strings.Contains(err.Error(), "rejected by nginx -t") || !strings.Contains(err.Error(), `unknown directive "canary"`) {
 		t.Fatalf("converge: %v", err)
+	}
+	if n := len(h.f.CallsTo(fake.OpSignal)); n != 0 {
+		t.Errorf("nginx was signalled %d times for a config nginx -t rejected", n)
+	}
+	if live, _ := os.ReadFile(filepath.Join(h.r.ConfigDir, "nginx.conf")); !bytes.Equal(live, before) {
+		t.Error("a rejected config was installed")
 	}
 	if !bytes.Equal(h.f.Loaded("demo-nginx"), before) {
 		t.Error("a rejected config is served")
@@ -292,12 +309,9 @@ func TestReconcilerStaleNginxAfterAFailedReload(t *testing.T) {
 	}{
 		{"reload refused", func(h *harness, _ context.CancelFunc) { h.f.FailReload(errors.New("signal failed")) }},
 		{"crash before the reload", func(h *harness, cancel context.CancelFunc) {
-			var execs int
 			h.f.BeforeCall(func(op, target string) {
-				if op == fake.OpExec {
-					if execs++; execs == 2 { // after nginx -t and the rename
-						cancel()
-					}
+				if op == fake.OpSignal { // after nginx -t and the rename
+					cancel()
 				}
 			})
 		}},
@@ -318,5 +332,48 @@ func TestReconcilerStaleNginxAfterAFailedReload(t *testing.T) {
 				t.Error("converged, but nginx serves the old config")
 			}
 		})
+	}
+}
+
+// An nginx whose main process ignores SIGHUP (an image that runs nginx
+// under a process that does not pass it on) is still reloaded: when nginx
+// does not report the new revision in time, `nginx -s reload` does it. A
+// master that fails to load the file after SIGHUP is reported the same
+// way, with the previous file restored.
+func TestReloadFallsBackToNginxSReload(t *testing.T) {
+	h := newHarness(t)
+	h.r.LoadTimeout = 300 * time.Millisecond // bounds the wait for the SIGHUP too
+	h.mustConverge("")
+	h.f.IgnoreHUP("nginx:1.27")
+	h.f.ResetCalls()
+	h.mustConverge(canary)
+	if !bytes.Equal(h.f.Loaded("demo-nginx"), h.desired(canary).Conf) {
+		t.Fatal("nginx ignoring SIGHUP does not serve the new config")
+	}
+	var reloads int
+	for _, c := range h.f.CallsTo(fake.OpExec) {
+		if strings.Contains(c.Detail, "-s reload") {
+			reloads++
+		}
+	}
+	if n := len(h.f.CallsTo(fake.OpSignal)); n != 1 || reloads != 1 {
+		t.Errorf("%d signals and %d nginx -s reload, want one of each", n, reloads)
+	}
+	h.f.Clear()
+
+	// The master rejects the reload (FailReload): after SIGHUP and the
+	// fallback, the error names nginx's message and the old file is back.
+	live := filepath.Join(h.r.ConfigDir, "nginx.conf")
+	before, _ := os.ReadFile(live)
+	h.f.FailReload(errors.New("bind() to 0.0.0.0:8080 failed (98: Address already in use)"))
+	const w50 = "  canary: {image: swift-deploy-1-node:v2, weight: 50}"
+	if _, err := h.converge(bg, w50); err == nil || !strings.Contains(err.Error(), "bind()") || !strings.Contains(err.Error(), "previous config restored") {
+		t.Fatalf("converge with a master that cannot reload: %v", err)
+	}
+	if now, _ := os.ReadFile(live); !bytes.Equal(now, before) {
+		t.Error("the file nginx failed to load was left in place")
+	}
+	if !bytes.Equal(h.f.Loaded("demo-nginx"), before) {
+		t.Error("nginx does not serve the old config")
 	}
 }

@@ -46,12 +46,12 @@ func TestApplyTracesAnImageChange(t *testing.T) {
 		}
 		return n
 	}
-	for step, want := range map[string]int{"start-app": 2, "healthy": 2, "remove-app": 2, "journal": 5, "nginx -t": 1, "nginx -s reload": 1} {
+	for step, want := range map[string]int{"start-app": 2, "healthy": 2, "remove-app": 2, "journal": 5, "nginx -t": 1, "nginx SIGHUP": 1, "nginx -s reload": 0} {
 		if got := count(step); got != want {
 			t.Errorf("%d %q steps, want %d: %v", got, step, want, steps(spans))
 		}
 	}
-	order := []string{"observe: containers", "gate", "start-app", "wait-healthy", "healthy", "reload-nginx", "nginx -t", "install config", "nginx -s reload", "nginx reports revision", "drain", "remove-app", "write applied"}
+	order := []string{"observe: containers", "gate", "start-app", "wait-healthy", "healthy", "reload-nginx", "nginx -t", "install config", "nginx SIGHUP", "nginx reports revision", "drain", "remove-app", "write applied"}
 	for i := 1; i < len(order); i++ {
 		a, b := first(order[i-1]), first(order[i])
 		if b.Start.Before(a.Start) {
@@ -59,7 +59,7 @@ func TestApplyTracesAnImageChange(t *testing.T) {
 		}
 	}
 	// Sequential parts end before the next begins.
-	for _, p := range [][2]string{{"gate", "start-app"}, {"nginx -t", "install config"}, {"install config", "nginx -s reload"}, {"nginx -s reload", "nginx reports revision"}, {"nginx reports revision", "drain"}, {"drain", "remove-app"}} {
+	for _, p := range [][2]string{{"gate", "start-app"}, {"nginx -t", "install config"}, {"install config", "nginx SIGHUP"}, {"nginx SIGHUP", "nginx reports revision"}, {"nginx reports revision", "drain"}, {"drain", "remove-app"}} {
 		if a, b := first(p[0]), first(p[1]); b.Start.Before(a.End) {
 			t.Errorf("%q began before %q ended", p[1], p[0])
 		}
