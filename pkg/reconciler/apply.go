@@ -779,10 +779,15 @@ const hupWait = 2 * time.Second
 // waitLoaded polls nginx's status until it reports d.Revision, for at most
 // timeout. id, when set, is the nginx container just started: if it exits,
 // stop waiting.
+//
+// The status socket is polled every loadPoll: a read is one request over a
+// Unix socket to nginx, and the sooner the new revision is seen, the sooner
+// the rollout moves on. Whether a starting nginx exited is an engine call,
+// asked only every exitPoll.
 func (r *Reconciler) waitLoaded(ctx context.Context, d Desired, id string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	delay := 20 * time.Millisecond
 	var last string
+	var lastExitCheck time.Time
 	polls := 0
 	end := trace.Begin(ctx, "nginx reports revision", d.Revision)
 	defer func() { end(strconv.Itoa(polls) + " polls") }()
@@ -797,7 +802,8 @@ func (r *Reconciler) waitLoaded(ctx context.Context, d Desired, id string, timeo
 		default:
 			last = "serving revision " + l.Revision
 		}
-		if id != "" {
+		if id != "" && time.Since(lastExitCheck) >= exitPoll {
+			lastExitCheck = time.Now()
 			if exited, state := r.exited(ctx, d.Stack, id); exited {
 				return fmt.Errorf("nginx exited at start (%s): check the config and the image %s", state, d.Stack.Nginx.Image)
 			}
@@ -806,13 +812,19 @@ func (r *Reconciler) waitLoaded(ctx context.Context, d Desired, id string, timeo
 			return fmt.Errorf("nginx did not load revision %s within %s (%s)", d.Revision, timeout, last)
 		}
 		select {
-		case <-time.After(delay):
-			delay = min(2*delay, 250*time.Millisecond)
+		case <-time.After(loadPoll):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
+
+// How often waitLoaded reads nginx's status, and asks the engine whether a
+// starting nginx exited.
+const (
+	loadPoll = 10 * time.Millisecond
+	exitPoll = 200 * time.Millisecond
+)
 
 func (r *Reconciler) exited(ctx context.Context, s stack.Stack, id string) (bool, string) {
 	cs, err := r.Engine.ListContainers(ctx, s.Project, s.Network.Name)

@@ -4,9 +4,12 @@ import (
 	"context"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
@@ -78,4 +81,51 @@ func steps(spans []trace.Span) []string {
 		out = append(out, s.Step)
 	}
 	return slices.Compact(out)
+}
+
+// The wait for nginx to report the new revision polls often enough that
+// the rollout moves on within a few polls of nginx loading it, not after
+// a backoff has grown: here nginx takes 310 ms to load the new config.
+func TestNewRevisionIsSeenPromptly(t *testing.T) {
+	h := newHarness(t)
+	h.mustConverge("")
+	const loadTakes = 310 * time.Millisecond
+	var mu sync.Mutex
+	var signalled time.Time
+	h.f.BeforeCall(func(op, _ string) {
+		if op == fake.OpSignal {
+			mu.Lock()
+			signalled = time.Now()
+			mu.Unlock()
+		}
+	})
+	status := h.r.NginxStatus
+	h.r.NginxStatus = func(ctx context.Context) (*reconciler.Loaded, error) {
+		l, err := status(ctx)
+		mu.Lock()
+		loading := !signalled.IsZero() && time.Since(signalled) < loadTakes
+		mu.Unlock()
+		if err == nil && loading {
+			old := *l
+			old.Revision = "still the old one"
+			return &old, nil
+		}
+		return l, err
+	}
+	tr := trace.New()
+	if _, err := h.converge(trace.With(context.Background(), tr), canary); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range tr.Spans() {
+		if s.Step == "nginx reports revision" {
+			mu.Lock()
+			late := s.End.Sub(signalled.Add(loadTakes))
+			mu.Unlock()
+			if late > 120*time.Millisecond {
+				t.Errorf("the new revision was seen %s after nginx loaded it (%s)", late, s.Note)
+			}
+			return
+		}
+	}
+	t.Fatal("no wait for the revision in the trace")
 }
