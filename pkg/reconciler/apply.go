@@ -479,7 +479,12 @@ func (r *Reconciler) nginxSpec(desired stack.Stack) engine.Spec {
 }
 
 // waitHealthy polls each container's health path over the project network
-// until all answer 2xx.
+// until all answer 2xx. Probes start healthPollMin apart and back off to
+// healthPollMax: a container that just started usually answers within
+// milliseconds, and one that is slow is not probed in a tight loop. The
+// engine is asked for the containers' addresses and states on the first
+// round, then at most every healthListEvery (to notice one that exited),
+// or when one has no address yet.
 func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names []string) error {
 	want := map[string]stack.App{}
 	for _, a := range desired.Apps() {
@@ -492,29 +497,42 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 	deadline := time.Now().Add(timeout)
 	pending := append([]string(nil), names...)
 	var lastErr error
-	rounds := 0
+	rounds, lists := 0, 0
 	end := trace.Begin(ctx, "health checks", strconv.Itoa(len(names))+" containers")
-	defer func() { end(strconv.Itoa(rounds) + " rounds") }()
+	defer func() { end(fmt.Sprintf("%d rounds, %d container lists", rounds, lists)) }()
+	byName := map[string]engine.Container{}
+	var listed time.Time
+	delay := healthPollMin
 	for {
 		rounds++
-		cs, err := r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
-		if err != nil {
-			return err
-		}
-		byName := map[string]engine.Container{}
-		for _, c := range cs {
-			byName[c.Name] = c
-		}
-		var still []string
+		needList := listed.IsZero() || time.Since(listed) >= healthListEvery
 		for _, n := range pending {
-			c, ok := byName[n]
-			switch {
-			case !ok:
-				return fmt.Errorf("container %s disappeared while starting", n)
-			case c.State == "exited" || c.State == "dead":
-				return fmt.Errorf("container %s exited while starting", n)
+			if byName[n].IP == "" {
+				needList = true
 			}
 		}
+		if needList {
+			cs, err := r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
+			if err != nil {
+				return err
+			}
+			listed = time.Now()
+			lists++
+			byName = map[string]engine.Container{}
+			for _, c := range cs {
+				byName[c.Name] = c
+			}
+			for _, n := range pending {
+				c, ok := byName[n]
+				switch {
+				case !ok:
+					return fmt.Errorf("container %s disappeared while starting", n)
+				case c.State == "exited" || c.State == "dead":
+					return fmt.Errorf("container %s exited while starting", n)
+				}
+			}
+		}
+		var still []string
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, n := range pending {
@@ -550,12 +568,22 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 			return fmt.Errorf("health check failed after %s: %w", timeout, lastErr)
 		}
 		select {
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(delay):
+			delay = min(2*delay, healthPollMax)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
+
+// Health probing: the first retry after healthPollMin, backing off to
+// healthPollMax; the container list is refreshed at most every
+// healthListEvery.
+const (
+	healthPollMin   = 10 * time.Millisecond
+	healthPollMax   = 50 * time.Millisecond
+	healthListEvery = 250 * time.Millisecond
+)
 
 var probeClient = &http.Client{Timeout: 2 * time.Second}
 
