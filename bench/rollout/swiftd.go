@@ -139,7 +139,20 @@ func (d *daemonEnv) waitFor(ctx context.Context, timeout time.Duration, what str
 // converged waits until the daemon runs exactly want (running app
 // containers per image) and its plan is empty, as the e2e tests do.
 func (d *daemonEnv) converged(ctx context.Context, want map[string]int, timeout time.Duration) error {
+	return d.convergedOnce(ctx, want, timeout, nil)
+}
+
+// convergedOnce is converged asking the daemon every 100 ms only once
+// ready says it may be done, and every second before: each status is a
+// full look at the engine, and ten a second during a rollout would load
+// the daemon and the engine the rollout is measured on.
+func (d *daemonEnv) convergedOnce(ctx context.Context, want map[string]int, timeout time.Duration, ready func() bool) error {
+	var asked time.Time
 	return d.waitFor(ctx, timeout, fmt.Sprintf("converged with %v", want), func() (bool, string) {
+		if ready != nil && !ready() && time.Since(asked) < time.Second {
+			return false, "not ready yet"
+		}
+		asked = time.Now()
 		var s api.Status
 		if err := d.api.Get(ctx, api.PathStatus, &s); err != nil {
 			return false, err.Error()
@@ -273,14 +286,16 @@ func (b *bench) runDaemon(ctx context.Context, n int) (outcome, error) {
 		watch.stop(t0)
 		return res, err
 	}
-	convErr := d.converged(ctx, map[string]int{images.AppImageV2: n}, b.phaseTimeout)
+	// It cannot be done before the engine destroyed the n old containers.
+	oldGone := func() bool { return watch.count("destroy", images.AppImage, t0) >= n }
+	convErr := d.convergedOnce(ctx, map[string]int{images.AppImageV2: n}, b.phaseTimeout, oldGone)
 	res.Done = time.Since(t0)
 	waitErr := waitSettled(ctx, rec, b.tail, t0, b.phaseTimeout)
 	sum, _ := l.finish()
 	res.fill(rec, sum, t0)
 	res.trace(d.logPath, t0, "manifest")
 	res.Engine = d.milestones(watch, t0)
-	res.Notes = append(res.Notes, fmt.Sprintf("daemon reported converged (status + empty diff, polled every 100 ms) after %s", fmtDur(res.Done)))
+	res.Notes = append(res.Notes, fmt.Sprintf("daemon reported converged (status + empty diff, polled every 100 ms once the engine destroyed the old containers, every second before) after %s", fmtDur(res.Done)))
 	if err := errors.Join(convErr, waitErr); err != nil {
 		return res, fmt.Errorf("swiftdeployd N=%d: %w", n, err)
 	}
