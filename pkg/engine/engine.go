@@ -206,6 +206,9 @@ type Spec struct {
 	Memory     int64
 	// Restart lets the engine bring the container back after a host reboot.
 	Restart bool
+	// NoHealthcheck turns off the image's HEALTHCHECK: the engine then runs
+	// no periodic exec in the container.
+	NoHealthcheck bool
 }
 
 // Bind mounts a host path into the container.
@@ -222,6 +225,9 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 		Env:    s.Env,
 		Cmd:    s.Cmd,
 		Labels: s.Labels,
+	}
+	if s.NoHealthcheck {
+		cfg.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}}
 	}
 	hc := &container.HostConfig{
 		ExtraHosts: s.ExtraHosts,

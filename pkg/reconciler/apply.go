@@ -441,15 +441,22 @@ func hasLater(p Plan, i int, k OpKind) bool {
 	return false
 }
 
+// appSpec is the container of app a. The image's own HEALTHCHECK is
+// turned off: the reconciler probes the health path itself before nginx
+// routes to a container, and nothing reads Docker's health status, while
+// the engine would run the check as an exec in every replica every few
+// seconds (the demo image: every 3 s), a load that grows with the
+// replicas and slows every other container start on a small host.
 func appSpec(desired stack.Stack, a stack.App) (engine.Spec, error) {
 	s := engine.Spec{
-		Name:     a.Name,
-		Image:    a.Image,
-		Env:      stack.SortedEnv(a.Env),
-		Labels:   a.Labels(desired.Project),
-		Network:  desired.Network.Name,
-		NanoCPUs: int64(a.CPUs * 1e9),
-		Restart:  true,
+		Name:          a.Name,
+		Image:         a.Image,
+		Env:           stack.SortedEnv(a.Env),
+		Labels:        a.Labels(desired.Project),
+		Network:       desired.Network.Name,
+		NanoCPUs:      int64(a.CPUs * 1e9),
+		Restart:       true,
+		NoHealthcheck: true,
 	}
 	if a.Memory != "" {
 		m, err := manifest.ParseMemory(a.Memory)

@@ -126,6 +126,13 @@ func TestReconcilerDeploysOntoTheFake(t *testing.T) {
 	if !bytes.Equal(h.f.Loaded("demo-nginx"), h.desired("").Conf) {
 		t.Error("nginx does not serve the rendered config")
 	}
+	// The daemon probes health itself: app containers run without the
+	// image's HEALTHCHECK, nginx as its image says.
+	for _, c := range h.f.Snapshot() {
+		if want := c.Role == stack.RoleApp; c.Spec.NoHealthcheck != want {
+			t.Errorf("%s (%s): NoHealthcheck %v, want %v", c.Name, c.Role, c.Spec.NoHealthcheck, want)
+		}
+	}
 	// No throwaway check container is left.
 	if got := fake.Names(h.f.Snapshot()); len(got) != 3 {
 		t.Errorf("containers %v", got)
