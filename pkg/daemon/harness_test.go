@@ -24,7 +24,7 @@ import (
 // harness is a daemon over the in-memory engine, driven one reconcile at a
 // time, with host load under the test's control.
 type harness struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	fe  *fake.Engine
 	d   *Daemon
@@ -59,7 +59,7 @@ policy:
 `, image, replicas, extra)
 }
 
-func newHarness(t *testing.T, manifest string) *harness {
+func newHarness(t testing.TB, manifest string) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), fe: fake.New(fake.WithSeed(1)), load: idle}
 	h.app = newAppMetrics(h.fe)
