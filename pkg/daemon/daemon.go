@@ -55,7 +55,8 @@ type Config struct {
 	Debounce time.Duration
 	// HealthTimeout bounds how long new containers may take to get healthy.
 	HealthTimeout time.Duration
-	// Drain is how long replaced containers keep serving in-flight requests.
+	// Drain bounds how long replaced containers keep serving the requests
+	// in flight through the old nginx workers (they go once those exit).
 	Drain time.Duration
 
 	// Engine, when set, replaces the Docker Engine (tests use the fake).

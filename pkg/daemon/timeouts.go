@@ -110,6 +110,13 @@ func (e *timed) Remove(ctx context.Context, id string, grace time.Duration) erro
 	return e.wrap(c, "remove "+id, d, e.Engine.Remove(c, id, grace))
 }
 
+func (e *timed) Top(ctx context.Context, id string) ([]engine.Process, error) {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	ps, err := e.Engine.Top(c, id)
+	return ps, e.wrap(c, "list processes of "+id, e.t.Call, err)
+}
+
 func (e *timed) Signal(ctx context.Context, id, signal string) error {
 	c, cancel := e.ctx(ctx, e.t.Call)
 	defer cancel()

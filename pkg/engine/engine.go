@@ -300,6 +300,50 @@ func (e *Engine) Remove(ctx context.Context, id string, grace time.Duration) err
 	return nil
 }
 
+// Process is one process of a container, as `docker top` lists it.
+type Process struct {
+	PID int    // on the host
+	Cmd string // the command line, or the title the process set (nginx's "nginx: worker process")
+}
+
+// Top lists a running container's processes (`docker top`: the engine runs
+// ps on the host).
+func (e *Engine) Top(ctx context.Context, id string) ([]Process, error) {
+	res, err := e.cli.ContainerTop(ctx, id, client.ContainerTopOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list processes of container %s: %w", id, err)
+	}
+	return parseTop(res.Titles, res.Processes)
+}
+
+// parseTop reads ps's PID and command columns, whatever the ps arguments.
+func parseTop(titles []string, rows [][]string) ([]Process, error) {
+	pid, cmd := -1, -1
+	for i, t := range titles {
+		switch t {
+		case "PID":
+			pid = i
+		case "CMD", "COMMAND", "ARGS":
+			cmd = i
+		}
+	}
+	if pid < 0 || cmd < 0 {
+		return nil, fmt.Errorf("unexpected process list columns %q", titles)
+	}
+	out := make([]Process, 0, len(rows))
+	for _, r := range rows {
+		if len(r) <= max(pid, cmd) {
+			return nil, fmt.Errorf("unexpected process list row %q", r)
+		}
+		n, err := strconv.Atoi(r[pid])
+		if err != nil {
+			return nil, fmt.Errorf("unexpected PID %q in process list: %w", r[pid], err)
+		}
+		out = append(out, Process{PID: n, Cmd: r[cmd]})
+	}
+	return out, nil
+}
+
 // Signal sends a signal ("HUP", "TERM"...) to a running container's main
 // process. It is one API call, without the process an exec starts.
 func (e *Engine) Signal(ctx context.Context, id, signal string) error {

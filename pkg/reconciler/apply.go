@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,8 +79,9 @@ type Reconciler struct {
 	Hook        Hook
 	// HealthTimeout bounds the wait for new containers to become healthy.
 	HealthTimeout time.Duration
-	// Drain is how long obsolete containers keep serving in-flight
-	// requests after nginx stopped routing to them.
+	// Drain bounds how long obsolete containers wait, after nginx
+	// stopped routing to them, for the nginx workers that served before the
+	// reload to finish their requests and exit.
 	Drain time.Duration
 	// Probe checks one health URL (default: HTTP GET, 2xx is healthy).
 	Probe func(ctx context.Context, url string) error
@@ -400,24 +402,20 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		say("Nginx config valid")
 		say("Nginx %s serving on port %d", desired.Nginx.Name, desired.Nginx.Port)
 	case OpReloadNginx:
-		if err := r.reloadNginx(ctx, d); err != nil {
+		old, err := r.reloadNginx(ctx, d)
+		if err != nil {
 			r.record(ctx, "nginx_config_rejected", err.Error(), nil)
 			return err
 		}
 		say("Nginx config valid")
 		say("Nginx reloaded: %s", op.Cause)
 		r.record(ctx, "nginx_reloaded", op.Cause, map[string]any{"revision": d.Revision})
-		// New workers route only to the new upstreams; give old workers
-		// and obsolete containers time to finish in-flight requests, but
-		// only when a container is about to be removed.
+		// New workers route only to the new upstreams; the old ones finish
+		// their in-flight requests, then exit. Wait for that before a
+		// container is removed.
 		if r.Drain > 0 && hasLater(plan, i, OpRemoveApp) {
-			end := trace.Begin(ctx, "drain", "")
-			select {
-			case <-time.After(r.Drain):
-				end()
-			case <-ctx.Done():
-				end(ctx.Err().Error())
-				return ctx.Err()
+			if err := r.drain(ctx, d.Stack.Nginx.Name, old); err != nil {
+				return err
 			}
 		}
 	case OpRemoveApp:
@@ -722,19 +720,22 @@ func (r *Reconciler) startNginx(ctx context.Context, d Desired) error {
 // new revision within hupWait: the image may run nginx under a process
 // that ignores SIGHUP, or the master failed to load the file, which
 // `nginx -s reload` reports.
-func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
+func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) (oldWorkers []int, err error) {
 	name := d.Stack.Nginx.Name
 	staged, err := r.stage(d.Conf)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	end := trace.Begin(ctx, "nginx -t", name)
 	code, out, err := r.Engine.Exec(ctx, name, testCmd)
 	end()
 	if err := checkResult(code, out, err); err != nil {
 		os.Remove(staged)
-		return fmt.Errorf("%w; keeping the old config", err)
+		return nil, fmt.Errorf("%w; keeping the old config", err)
 	}
+	// The workers that serve now: once they have exited, nothing routes by
+	// the old config any more (drain).
+	oldWorkers = r.nginxWorkers(ctx, name)
 	live := filepath.Join(r.ConfigDir, confName)
 	prev, prevErr := os.ReadFile(live)
 	// restore puts the previous file back, unless nginx did load the new
@@ -755,7 +756,7 @@ func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
 	err = os.Rename(staged, live)
 	end()
 	if err != nil {
-		return fmt.Errorf("install nginx config: %w", err)
+		return nil, fmt.Errorf("install nginx config: %w", err)
 	}
 	failpoint.Hit(failpoint.NginxWritten)
 	end = trace.Begin(ctx, "nginx SIGHUP", name)
@@ -764,21 +765,21 @@ func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
 	if sigErr == nil {
 		err := r.waitLoaded(ctx, d, "", min(hupWait, r.loadTimeout()))
 		if err == nil {
-			return nil
+			return oldWorkers, nil
 		}
 		if ctx.Err() != nil {
 			if !restore() {
-				return nil
+				return oldWorkers, nil
 			}
-			return fmt.Errorf("%w; previous config file restored", err)
+			return nil, fmt.Errorf("%w; previous config file restored", err)
 		}
 		r.log().Warn("nginx did not load the new config after SIGHUP; reloading with nginx -s reload", zap.String("container", name), zap.Duration("waited", hupWait), zap.Error(err))
 	} else {
 		if ctx.Err() != nil {
 			if !restore() {
-				return nil
+				return oldWorkers, nil
 			}
-			return fmt.Errorf("reload nginx: %w; previous config restored", sigErr)
+			return nil, fmt.Errorf("reload nginx: %w; previous config restored", sigErr)
 		}
 		r.log().Warn("could not signal nginx; reloading with nginx -s reload", zap.String("container", name), zap.Error(sigErr))
 	}
@@ -788,22 +789,100 @@ func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
 	switch {
 	case err != nil:
 		if !restore() {
-			return nil
+			return oldWorkers, nil
 		}
-		return fmt.Errorf("reload nginx: %w; previous config restored", err)
+		return nil, fmt.Errorf("reload nginx: %w; previous config restored", err)
 	case code != 0:
 		if !restore() {
-			return nil
+			return oldWorkers, nil
 		}
-		return fmt.Errorf("reload nginx: %s; previous config restored", strings.TrimSpace(out))
+		return nil, fmt.Errorf("reload nginx: %s; previous config restored", strings.TrimSpace(out))
 	}
 	if err := r.waitLoaded(ctx, d, "", r.loadTimeout()); err != nil {
 		if !restore() {
+			return oldWorkers, nil
+		}
+		return nil, fmt.Errorf("%w; previous config file restored", err)
+	}
+	return oldWorkers, nil
+}
+
+// nginxWorkers returns the PIDs of the nginx container's worker processes,
+// or nil if they cannot be listed or none is found (the drain then waits
+// its full bound: no list is never taken for "no old workers").
+func (r *Reconciler) nginxWorkers(ctx context.Context, name string) []int {
+	end := trace.Begin(ctx, "list nginx workers", name)
+	ps, err := r.Engine.Top(ctx, name)
+	var pids []int
+	for _, p := range ps {
+		if strings.HasPrefix(p.Cmd, nginxWorkerTitle) {
+			pids = append(pids, p.PID)
+		}
+	}
+	if err != nil {
+		end(err.Error())
+		return nil
+	}
+	end(strconv.Itoa(len(pids)) + " workers")
+	return pids
+}
+
+// nginxWorkerTitle starts the title nginx gives its worker processes
+// ("nginx: worker process", "... is shutting down" while it drains).
+const nginxWorkerTitle = "nginx: worker process"
+
+// drain waits until the nginx workers that served before the reload have
+// exited, or r.Drain passed. A worker that received the reload stops
+// accepting, finishes the requests it is serving (to the old containers)
+// and exits: once none is left, no request can reach an obsolete container
+// through nginx. Without a list of the old workers (the engine could not
+// list them, or listed none) it waits the whole of r.Drain, as it would
+// for workers that never finish.
+func (r *Reconciler) drain(ctx context.Context, name string, old []int) error {
+	end := trace.Begin(ctx, "drain", name)
+	deadline := time.Now().Add(r.Drain)
+	note := fmt.Sprintf("no list of the old workers: the full %s", r.Drain)
+	defer func() { end(note) }()
+	polls := 0
+	for len(old) > 0 && time.Now().Before(deadline) {
+		polls++
+		ps, err := r.Engine.Top(ctx, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			note = "cannot list nginx's processes (" + err.Error() + "): the rest of " + r.Drain.String()
+			break
+		}
+		if !anyOf(ps, old) {
+			note = fmt.Sprintf("%d old workers exited (%d polls)", len(old), polls)
 			return nil
 		}
-		return fmt.Errorf("%w; previous config file restored", err)
+		note = fmt.Sprintf("old workers still serving after %s", r.Drain)
+		select {
+		case <-time.After(drainPoll):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	return nil
+	select {
+	case <-time.After(time.Until(deadline)):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drainPoll is how often drain lists nginx's processes.
+const drainPoll = 25 * time.Millisecond
+
+func anyOf(ps []engine.Process, pids []int) bool {
+	for _, p := range ps {
+		if slices.Contains(pids, p.PID) {
+			return true
+		}
+	}
+	return false
 }
 
 // hupWait bounds the wait for nginx to load a new config after SIGHUP

@@ -29,6 +29,7 @@ type Engine struct {
 	health      marks // healthy or not
 	exitOnStart marks
 	ignoreHUP   marks
+	holdWorkers marks
 	validator   Validator
 	failReload  error
 
@@ -79,6 +80,7 @@ func New(opts ...Option) *Engine {
 		health:      newMarks(),
 		exitOnStart: newMarks(),
 		ignoreHUP:   newMarks(),
+		holdWorkers: newMarks(),
 		failNext:    map[string][]error{},
 		failAlways:  map[string]error{},
 		hangs:       map[string]chan struct{}{},

@@ -21,6 +21,7 @@ const (
 	OpRemove         = "Remove"
 	OpExec           = "Exec"
 	OpSignal         = "Signal"
+	OpTop            = "Top"
 	OpRunOnce        = "RunOnce"
 	// OpProbe is a health probe (Probe or Transport). It does not go
 	// through the engine's socket, so Down does not fail it.
@@ -30,7 +31,7 @@ const (
 var knownOps = map[string]bool{
 	OpPing: true, OpWatch: true, OpListContainers: true, OpFindNetwork: true,
 	OpCreateNetwork: true, OpRemoveNetwork: true, OpMissingImages: true,
-	OpPullImage: true, OpRun: true, OpRemove: true, OpExec: true, OpSignal: true,
+	OpPullImage: true, OpRun: true, OpRemove: true, OpExec: true, OpSignal: true, OpTop: true,
 	OpRunOnce: true, OpProbe: true,
 }
 
@@ -171,7 +172,8 @@ func (e *Engine) Hang(op string) {
 }
 
 // Clear removes every injected fault: FailNext, FailAlways, Hang (hung
-// calls proceed), FailReload, ExitOnStart and IgnoreHUP. It leaves Down, health marks,
+// calls proceed), FailReload, ExitOnStart, IgnoreHUP and HoldOldWorkers
+// (draining workers exit). It leaves Down, health marks,
 // the validator and the hooks alone.
 func (e *Engine) Clear() {
 	e.mu.Lock()
@@ -185,6 +187,7 @@ func (e *Engine) Clear() {
 	e.failReload = nil
 	e.exitOnStart = newMarks()
 	e.ignoreHUP = newMarks()
+	e.releaseWorkersLocked()
 }
 
 // Down makes the engine unreachable, as if its socket refused connections:

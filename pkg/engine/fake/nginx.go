@@ -183,7 +183,8 @@ func (e *Engine) nginxMainLocked(c *container, a nginxArgs) {
 			code, out = 1, emerg(err)
 			break
 		}
-		c.confPath, c.loaded = a.conf, conf
+		c.confPath = a.conf
+		e.loadLocked(c, conf)
 		return // the master keeps running
 	}
 	c.logs.WriteString(out)
@@ -226,7 +227,7 @@ func (e *Engine) nginxExecLocked(c *container, cmd []string) (code int, out stri
 			c.logs.WriteString(emerg(err))
 			return 0, notice, nil
 		}
-		c.loaded = conf
+		e.loadLocked(c, conf)
 		return 0, notice, nil
 	case "reopen":
 		return 0, notice, nil
