@@ -726,16 +726,19 @@ func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) (oldWorkers []i
 	if err != nil {
 		return nil, err
 	}
+	// The workers that serve now: once they have exited, nothing routes by
+	// the old config any more (drain). Listed while nginx -t runs, off the
+	// way to the reload.
+	workers := make(chan []int, 1)
+	go func() { workers <- r.nginxWorkers(ctx, name) }()
 	end := trace.Begin(ctx, "nginx -t", name)
 	code, out, err := r.Engine.Exec(ctx, name, testCmd)
 	end()
+	oldWorkers = <-workers
 	if err := checkResult(code, out, err); err != nil {
 		os.Remove(staged)
 		return nil, fmt.Errorf("%w; keeping the old config", err)
 	}
-	// The workers that serve now: once they have exited, nothing routes by
-	// the old config any more (drain).
-	oldWorkers = r.nginxWorkers(ctx, name)
 	live := filepath.Join(r.ConfigDir, confName)
 	prev, prevErr := os.ReadFile(live)
 	// restore puts the previous file back, unless nginx did load the new
@@ -832,12 +835,14 @@ func (r *Reconciler) nginxWorkers(ctx context.Context, name string) []int {
 const nginxWorkerTitle = "nginx: worker process"
 
 // drain waits until the nginx workers that served before the reload have
-// exited, or r.Drain passed. A worker that received the reload stops
-// accepting, finishes the requests it is serving (to the old containers)
-// and exits: once none is left, no request can reach an obsolete container
-// through nginx. Without a list of the old workers (the engine could not
-// list them, or listed none) it waits the whole of r.Drain, as it would
-// for workers that never finish.
+// exited, and no worker is still shutting down, or r.Drain passed. A worker
+// that received the reload stops accepting, finishes the requests it is
+// serving (to the old containers) and exits: once none is left, no request
+// can reach an obsolete container through nginx. (The second condition
+// covers a worker the master respawned with the old config after the list
+// was taken.) Without a list of the old workers (the engine could not list
+// them, or listed none) it waits the whole of r.Drain, as it would for
+// workers that never finish.
 func (r *Reconciler) drain(ctx context.Context, name string, old []int) error {
 	end := trace.Begin(ctx, "drain", name)
 	deadline := time.Now().Add(r.Drain)
@@ -854,7 +859,7 @@ func (r *Reconciler) drain(ctx context.Context, name string, old []int) error {
 			note = "cannot list nginx's processes (" + err.Error() + "): the rest of " + r.Drain.String()
 			break
 		}
-		if !anyOf(ps, old) {
+		if !anyOf(ps, old) && !shuttingDown(ps) {
 			note = fmt.Sprintf("%d old workers exited (%d polls)", len(old), polls)
 			return nil
 		}
@@ -875,6 +880,17 @@ func (r *Reconciler) drain(ctx context.Context, name string, old []int) error {
 
 // drainPoll is how often drain lists nginx's processes.
 const drainPoll = 25 * time.Millisecond
+
+// shuttingDown reports whether a worker is finishing its requests after a
+// reload (nginx titles it "nginx: worker process is shutting down").
+func shuttingDown(ps []engine.Process) bool {
+	for _, p := range ps {
+		if strings.HasPrefix(p.Cmd, nginxWorkerTitle) && strings.HasSuffix(p.Cmd, "is shutting down") {
+			return true
+		}
+	}
+	return false
+}
 
 func anyOf(ps []engine.Process, pids []int) bool {
 	for _, p := range ps {
