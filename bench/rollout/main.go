@@ -51,6 +51,7 @@ const (
 	methodFloorN    = "engine, N containers at once"
 	methodCanary    = "swiftdeployd canary promote"
 	methodIdle      = "swiftdeployd idle"
+	methodCompare   = "swiftdeployd, the -compare build"
 	defaultBinDir   = "bin"
 	imagesTimeout   = 10 * time.Minute
 	settleCheckTick = 50 * time.Millisecond
@@ -79,6 +80,7 @@ type bench struct {
 	floorReps    int
 	logsDir      string
 	idle         time.Duration
+	compare      string // another swiftdeployd binary, measured beside this build's
 
 	cli          *client.Client
 	runID        string
@@ -115,6 +117,7 @@ func run() error {
 	flag.IntVar(&b.floorReps, "floor-reps", 3, "floor measurements per run (the median is reported)")
 	flag.StringVar(&b.logsDir, "logs", "", "keep each daemon's log in this directory")
 	flag.DurationVar(&b.idle, "idle", time.Minute, "how long the idle phase watches a converged daemon's CPU and memory")
+	flag.StringVar(&b.compare, "compare", "", "another swiftdeployd binary (e.g. an older build) whose manifest-edit rollout is measured in every run beside this build's, in alternating order")
 	skip := flag.String("skip", "", "comma-separated phases to leave out: compose, daemon, floor, canary, idle")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -154,6 +157,16 @@ func run() error {
 		if err := os.MkdirAll(b.logsDir, 0o755); err != nil {
 			return err
 		}
+	}
+	if b.compare != "" {
+		abs, err := filepath.Abs(b.compare)
+		if err != nil {
+			return err
+		}
+		if fi, err := os.Stat(abs); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("-compare: %s is not an executable file", b.compare)
+		}
+		b.compare = abs
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -318,6 +331,16 @@ func (b *bench) measure(ctx context.Context, n, r int) ([]outcome, error) {
 		{"daemon", b.runDaemon},
 		{"canary", b.runCanary},
 		{"idle", b.runIdle},
+	}
+	if b.compare != "" {
+		// Beside this build's rollout; every other run first, so that
+		// neither always runs on the host the other left behind.
+		cmp := phase{"compare", b.runCompare}
+		if r%2 == 1 {
+			phases = slices.Insert(phases, 3, cmp)
+		} else {
+			phases = slices.Insert(phases, 2, cmp)
+		}
 	}
 	for _, p := range phases {
 		if b.skip[p.key] {

@@ -131,7 +131,7 @@ func medianInt(xs []int) int {
 	return v[len(v)/2]
 }
 
-var methodOrder = []string{methodCompose, methodDaemon, methodFloor, methodFloorN, methodCanary}
+var methodOrder = []string{methodCompose, methodDaemon, methodCompare, methodFloor, methodFloorN, methodCanary}
 
 // printCost writes what a rollout costs per replica, and what an idle
 // daemon costs: medians over runs.
@@ -273,6 +273,23 @@ func printReport(w io.Writer, b *bench, machine string, all []outcome, heading b
 		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", n, medianRatio(cf), medianRatio(ca), medianRatio(cd), medianRatio(ff), medianRatio(fa))
 	}
 
+	if b.compare != "" {
+		fmt.Fprintf(w, "\nThis build against the -compare build (%s), both measured in each run (computed within each run, then the median over runs):\n", b.compare)
+		fmt.Fprintln(w, "\n| N | this / compare, all new | this / compare, tool done | this / compare, daemon CPU |")
+		fmt.Fprintln(w, "|---:|---:|---:|---:|")
+		for _, n := range b.ns {
+			var ra, rd, rc []float64
+			for r := 1; r <= b.runs; r++ {
+				d, okD := find(all, methodDaemon, n, r)
+				c, okC := find(all, methodCompare, n, r)
+				if okD && okC && d.Err == "" && c.Err == "" {
+					ra, rd, rc = appendRatio(ra, d.AllNew, c.AllNew), appendRatio(rd, d.Done, c.Done), appendRatio(rc, d.CPU, c.CPU)
+				}
+			}
+			fmt.Fprintf(w, "| %d | %s | %s | %s |\n", n, medianRatio(ra), medianRatio(rd), medianRatio(rc))
+		}
+	}
+
 	printCost(w, b, all)
 
 	fmt.Fprintln(w, "\nPer run:")
@@ -367,5 +384,5 @@ func medianRatio(rs []float64) string {
 	if len(v)%2 == 0 {
 		m = (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
-	return fmt.Sprintf("%.1f×", m)
+	return fmt.Sprintf("%.2f×", m)
 }

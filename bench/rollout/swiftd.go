@@ -23,6 +23,7 @@ const canaryWeight = 20
 // daemonEnv is one swiftdeployd on a manifest in its own directory.
 type daemonEnv struct {
 	b       *bench
+	bin     string // the swiftdeployd binary
 	project string
 	dir     string
 	port    int
@@ -79,7 +80,7 @@ func (d *daemonEnv) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(d.b.swiftdeployd, "--manifest", filepath.Join(d.dir, "manifest.yaml"), "--socket", d.socket)
+	cmd := exec.Command(d.bin, "--manifest", filepath.Join(d.dir, "manifest.yaml"), "--socket", d.socket)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the benchmark dies, so does its daemon.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -194,6 +195,11 @@ func (d *daemonEnv) swiftctl(ctx context.Context, timeout time.Duration, args ..
 // newDaemonEnv prepares a directory, a port and a stable v1 stack with n
 // replicas, converged, and returns it with its teardown.
 func (b *bench) newDaemonEnv(ctx context.Context, kind string, n int) (*daemonEnv, func(), error) {
+	return b.newDaemonEnvWith(ctx, kind, n, b.swiftdeployd)
+}
+
+// newDaemonEnvWith is newDaemonEnv running the swiftdeployd binary bin.
+func (b *bench) newDaemonEnvWith(ctx context.Context, kind string, n int, bin string) (*daemonEnv, func(), error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, func() {}, err
@@ -203,7 +209,7 @@ func (b *bench) newDaemonEnv(ctx context.Context, kind string, n int) (*daemonEn
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, func() {}, err
 	}
-	d := &daemonEnv{b: b, project: project, dir: dir, port: port, n: n,
+	d := &daemonEnv{b: b, bin: bin, project: project, dir: dir, port: port, n: n,
 		socket: filepath.Join(dir, "sd.sock"), logPath: filepath.Join(dir, "daemon.log")}
 	d.api = api.NewClient(d.socket)
 	teardown := func() {
@@ -266,8 +272,17 @@ func (d *daemonEnv) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", d.
 
 // runDaemon measures (b): swiftdeployd converging a manifest image edit.
 func (b *bench) runDaemon(ctx context.Context, n int) (outcome, error) {
-	res := outcome{Method: methodDaemon, N: n}
-	d, teardown, err := b.newDaemonEnv(ctx, "d", n)
+	return b.runDaemonBuild(ctx, n, methodDaemon, "d", b.swiftdeployd)
+}
+
+// runCompare measures the same with the -compare build.
+func (b *bench) runCompare(ctx context.Context, n int) (outcome, error) {
+	return b.runDaemonBuild(ctx, n, methodCompare, "b", b.compare)
+}
+
+func (b *bench) runDaemonBuild(ctx context.Context, n int, method, kind, bin string) (outcome, error) {
+	res := outcome{Method: method, N: n}
+	d, teardown, err := b.newDaemonEnvWith(ctx, kind, n, bin)
 	defer teardown()
 	if err != nil {
 		return res, err
