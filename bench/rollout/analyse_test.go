@@ -3,6 +3,8 @@ package main
 import (
 	"testing"
 	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
 func TestAnalyse(t *testing.T) {
@@ -86,37 +88,77 @@ func TestRecorderSettled(t *testing.T) {
 	}
 }
 
-func TestStepsFrom(t *testing.T) {
+func TestBreakdown(t *testing.T) {
 	t0 := time.Unix(2000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	lines := []logLine{
-		{at(-500), "plan"}, // an earlier run
-		{at(-400), "Removed x-app-9 (old)"},
-		{at(210), "plan"},
-		{at(215), "Docker image found"},
-		{at(900), "Services starting... p-app-1 (img:v2)"},
-		{at(1700), "Services starting... p-app-2 (img:v2)"},
-		{at(2000), "Health check passed (2 containers)"},
-		{at(2300), "Nginx config valid"},
-		{at(2310), "Nginx reloaded: upstream containers changed"},
-		{at(4600), "Removed p-app-1-old (replaced)"},
-		{at(5000), "Removed p-app-2-old (replaced)"},
-		{at(8000), "plan"}, // the next run
-		{at(8100), "Removed p-app-3 (scaled down)"},
+	span := func(step, target string, from, to int) trace.Span {
+		return trace.Span{Step: step, Target: target, Start: at(from), End: at(to)}
 	}
-	steps := stepsFrom(lines, t0)
-	want := []struct {
+	tr := &reconcileTrace{Trigger: "manifest", Spans: []trace.Span{
+		span("manifest event", "", 5, 5),
+		span("debounce", "", 5, 205),
+		span("observe", "", 210, 240),
+		span("observe: containers", "p", 212, 230),
+		span("start-app", "p-app-1", 250, 1300),
+		span("create", "p-app-1", 250, 300),
+		span("start-app", "p-app-2", 251, 1400),
+		span("create", "p-app-2", 251, 320),
+		span("start", "p-app-1", 300, 1290),
+		span("start", "p-app-2", 320, 1390),
+		span("journal", "container_created", 1290, 1300),
+		span("journal", "container_created", 1390, 1400),
+		span("wait-healthy", "2 app container(s)", 1400, 1450),
+		span("healthy", "p-app-1", 1420, 1420),
+		span("reload-nginx", "p-nginx", 1450, 1700),
+		span("nginx -t", "p-nginx", 1450, 1550),
+		span("nginx reports revision", "r2", 1650, 1700),
+		span("journal", "deploy_succeeded", 4000, 4010), // outside every op
+		span("observe after apply", "", 4020, 4030),
+		span("observe: containers", "p", 4022, 4028), // a row of its own, not the first observe's
+	}}
+	tr.Spans[16].Note = "2 polls"
+	got := breakdown(tr, t0, 1680*time.Millisecond, 1690*time.Millisecond)
+	type row struct {
+		name     string
 		from, to int
 		count    int
-	}{{0, 210, 0}, {210, 215, 0}, {215, 900, 1}, {900, 1700, 1}, {1700, 2000, 0}, {2000, 2310, 0}, {2310, 4600, 1}, {4600, 5000, 1}}
-	if len(steps) != len(want) {
-		t.Fatalf("got %d steps, want %d: %+v", len(steps), len(want), steps)
+		child    bool
 	}
+	want := []row{
+		{"rename → file event received", 0, 5, 1, false},
+		{"debounce", 5, 205, 1, false},
+		{"observe", 210, 240, 1, false},
+		{"observe: containers", 212, 230, 1, true},
+		{"start-app", 250, 1400, 2, false},
+		{"create", 250, 320, 2, true},
+		{"start", 300, 1390, 2, true},
+		{"journal container_created", 1290, 1400, 2, true},
+		{"wait-healthy", 1400, 1450, 1, false},
+		{"healthy p-app-1", 1420, 1420, 1, true},
+		{"reload-nginx", 1450, 1700, 1, false},
+		{"nginx -t", 1450, 1550, 1, true},
+		{"nginx reports revision", 1650, 1700, 1, true},
+		{"first response from the new version (load)", 1680, 1680, 0, false},
+		{"every response new from here (load)", 1690, 1690, 0, false},
+		{"journal deploy_succeeded", 4000, 4010, 1, false},
+		{"observe after apply", 4020, 4030, 1, false},
+		{"observe: containers", 4022, 4028, 1, true},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d rows, want %d:\n%+v", len(got), len(want), got)
+	}
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	for i, w := range want {
-		s := steps[i]
-		if s.From != time.Duration(w.from)*time.Millisecond || s.To != time.Duration(w.to)*time.Millisecond || s.Count != w.count {
-			t.Errorf("step %d %q = %v..%v ×%d, want %dms..%dms ×%d", i, s.Name, s.From, s.To, s.Count, w.from, w.to, w.count)
+		g := got[i]
+		if g.Name != w.name || g.From != ms(w.from) || g.To != ms(w.to) || g.Count != w.count || g.Child != w.child {
+			t.Errorf("row %d = %+v, want %+v", i, g, w)
 		}
+	}
+	if got[5].Each != 59500*time.Microsecond {
+		t.Errorf("median create = %s, want 59.5ms", got[5].Each)
+	}
+	if got[12].Note != "2 polls" {
+		t.Errorf("note = %q", got[12].Note)
 	}
 }
 
@@ -144,5 +186,25 @@ func TestLeftover(t *testing.T) {
 	}
 	if !leftover("sdbench-4194303-abcd-c2") {
 		t.Error("a dead process's run not taken for a leftover")
+	}
+}
+
+func TestProcParsers(t *testing.T) {
+	// A command name with spaces and parentheses, utime 250 and stime 50
+	// ticks.
+	stat := []byte("4242 (swift deployd) (x)) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 50 0 0 20 0 9 0 123 456 789\n")
+	if got, err := parseStatCPU(stat); err != nil || got != 3*time.Second {
+		t.Errorf("parseStatCPU = %v, %v; want 3s", got, err)
+	}
+	if _, err := parseStatCPU([]byte("4242 (x) S 1")); err == nil {
+		t.Error("a short stat line parsed")
+	}
+	status := []byte("Name:\tswiftdeployd\nVmHWM:\t   30000 kB\nVmRSS:\t   20480 kB\nThreads:\t9\n")
+	rss, peak, err := parseStatusMem(status)
+	if err != nil || rss != 20480<<10 || peak != 30000<<10 {
+		t.Errorf("parseStatusMem = %d, %d, %v", rss, peak, err)
+	}
+	if _, _, err := parseStatusMem([]byte("Name:\tx\n")); err == nil {
+		t.Error("a status without VmRSS parsed")
 	}
 }

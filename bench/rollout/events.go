@@ -63,6 +63,20 @@ func watchEngine(ctx context.Context, cli *client.Client, labels ...string) *eng
 	return w
 }
 
+// count is how many action events of containers of image the watch has
+// seen since t0.
+func (w *engineWatch) count(action, image string, t0 time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, m := range w.seen {
+		if string(m.Action) == action && m.Actor.Attributes["image"] == image && !time.Unix(0, m.TimeNano).Before(t0) {
+			n++
+		}
+	}
+	return n
+}
+
 // stop ends the watch and condenses the events from t0 on, per action and
 // image, in order of their first occurrence.
 func (w *engineWatch) stop(t0 time.Time) ([]engineMilestone, error) {

@@ -50,6 +50,8 @@ const (
 	methodFloor     = "floor: engine, 1 container"
 	methodFloorN    = "engine, N containers at once"
 	methodCanary    = "swiftdeployd canary promote"
+	methodIdle      = "swiftdeployd idle"
+	methodCompare   = "swiftdeployd, the -compare build"
 	defaultBinDir   = "bin"
 	imagesTimeout   = 10 * time.Minute
 	settleCheckTick = 50 * time.Millisecond
@@ -77,6 +79,8 @@ type bench struct {
 	failed       int // phases that failed
 	floorReps    int
 	logsDir      string
+	idle         time.Duration
+	compare      string // another swiftdeployd binary, measured beside this build's
 
 	cli          *client.Client
 	runID        string
@@ -112,7 +116,9 @@ func run() error {
 	flag.BoolVar(&b.verbose, "v", false, "log command output and every promote attempt")
 	flag.IntVar(&b.floorReps, "floor-reps", 3, "floor measurements per run (the median is reported)")
 	flag.StringVar(&b.logsDir, "logs", "", "keep each daemon's log in this directory")
-	skip := flag.String("skip", "", "comma-separated phases to leave out: compose, daemon, floor, canary")
+	flag.DurationVar(&b.idle, "idle", time.Minute, "how long the idle phase watches a converged daemon's CPU and memory")
+	flag.StringVar(&b.compare, "compare", "", "another swiftdeployd binary (e.g. an older build) whose manifest-edit rollout is measured in every run beside this build's, in alternating order")
+	skip := flag.String("skip", "", "comma-separated phases to leave out: compose, daemon, floor, canary, idle")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(flag.Args(), " "))
@@ -125,10 +131,10 @@ func run() error {
 	for _, s := range strings.Split(*skip, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "":
-		case "compose", "daemon", "floor", "canary":
+		case "compose", "daemon", "floor", "canary", "idle":
 			b.skip[s] = true
 		default:
-			return fmt.Errorf("-skip: unknown phase %q (want compose, daemon, floor or canary)", s)
+			return fmt.Errorf("-skip: unknown phase %q (want compose, daemon, floor, canary or idle)", s)
 		}
 	}
 	switch {
@@ -144,11 +150,23 @@ func run() error {
 		return fmt.Errorf("-phase-timeout: at least 10s, got %s", b.phaseTimeout)
 	case b.floorReps < 1 || b.floorReps > 20:
 		return fmt.Errorf("-floor-reps: must be 1-20, got %d", b.floorReps)
+	case b.idle < 10*time.Second:
+		return fmt.Errorf("-idle: at least 10s, got %s", b.idle)
 	}
 	if b.logsDir != "" {
 		if err := os.MkdirAll(b.logsDir, 0o755); err != nil {
 			return err
 		}
+	}
+	if b.compare != "" {
+		abs, err := filepath.Abs(b.compare)
+		if err != nil {
+			return err
+		}
+		if fi, err := os.Stat(abs); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("-compare: %s is not an executable file", b.compare)
+		}
+		b.compare = abs
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -312,6 +330,17 @@ func (b *bench) measure(ctx context.Context, n, r int) ([]outcome, error) {
 		{"compose", b.runCompose},
 		{"daemon", b.runDaemon},
 		{"canary", b.runCanary},
+		{"idle", b.runIdle},
+	}
+	if b.compare != "" {
+		// Beside this build's rollout; every other run first, so that
+		// neither always runs on the host the other left behind.
+		cmp := phase{"compare", b.runCompare}
+		if r%2 == 1 {
+			phases = slices.Insert(phases, 3, cmp)
+		} else {
+			phases = slices.Insert(phases, 2, cmp)
+		}
 	}
 	for _, p := range phases {
 		if b.skip[p.key] {

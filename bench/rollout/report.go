@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,9 +26,15 @@ type outcome struct {
 	FirstNew, AllNew, Done time.Duration
 	P99                    time.Duration
 	Steps                  []step
-	Engine                 []engineMilestone
-	Notes                  []string
-	Err                    string // why the phase failed
+	// Reconcile and CPU: how long the daemon's reconcile of the change
+	// took by its own trace, and the CPU time the daemon used meanwhile;
+	// -1 when unknown.
+	Reconcile, CPU time.Duration
+	// RSS and PeakRSS: the idle daemon's VmRSS and VmHWM, in bytes.
+	RSS, PeakRSS int64
+	Engine       []engineMilestone
+	Notes        []string
+	Err          string // why the phase failed
 
 	extra *outcome // the floor's N-container figure
 }
@@ -44,6 +51,27 @@ func (o *outcome) fill(rec *recorder, sum loadgen.Result, t0 time.Time) {
 	}
 }
 
+// trace fills the breakdown from the daemon's trace of the reconcile the
+// change caused (trigger "manifest" or "promote").
+func (o *outcome) trace(logPath string, t0 time.Time, trigger string) {
+	o.Reconcile, o.CPU = -1, -1
+	tr := firstTrace(logPath, t0, trigger)
+	if tr == nil {
+		o.Notes = append(o.Notes, "no reconcile trace found in the daemon's log")
+		return
+	}
+	o.Steps = breakdown(tr, t0, o.FirstNew, o.AllNew)
+	o.Reconcile, o.CPU = tr.Took, tr.CPU
+	o.Notes = append(o.Notes, fmt.Sprintf("the daemon's reconcile of the change took %s and %s of its CPU (getrusage around the reconcile, the whole process)", fmtDur(tr.Took), fmtMs(tr.CPU)))
+}
+
+func fmtMs(d time.Duration) string {
+	if d < 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%d ms", d.Milliseconds())
+}
+
 func (o outcome) summary() string {
 	s := fmt.Sprintf("%s N=%d: ", o.Method, o.N)
 	if o.Failed >= 0 {
@@ -55,6 +83,9 @@ func (o outcome) summary() string {
 	}
 	return s
 }
+
+// fmtSec is an offset with millisecond precision.
+func fmtSec(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
 
 func fmtDur(d time.Duration) string {
 	if d < 0 {
@@ -100,7 +131,74 @@ func medianInt(xs []int) int {
 	return v[len(v)/2]
 }
 
-var methodOrder = []string{methodCompose, methodDaemon, methodFloor, methodFloorN, methodCanary}
+var methodOrder = []string{methodCompose, methodDaemon, methodCompare, methodFloor, methodFloorN, methodCanary}
+
+// printCost writes what a rollout costs per replica, and what an idle
+// daemon costs: medians over runs.
+func printCost(w io.Writer, b *bench, all []outcome) {
+	pick := func(method string, n int) []outcome {
+		var rs []outcome
+		for _, o := range all {
+			if o.Method == method && o.N == n && o.Err == "" {
+				rs = append(rs, o)
+			}
+		}
+		return rs
+	}
+	med := func(rs []outcome, f func(outcome) time.Duration) time.Duration {
+		var ds []time.Duration
+		for _, o := range rs {
+			ds = append(ds, f(o))
+		}
+		return median(ds)
+	}
+	per := func(d time.Duration, n int) time.Duration {
+		if d < 0 {
+			return -1
+		}
+		return d / time.Duration(n)
+	}
+	header := false
+	for _, n := range b.ns {
+		rs := pick(methodDaemon, n)
+		if len(rs) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nCost of a full image change per replica (swiftdeployd, medians over runs; the daemon's CPU is getrusage of the whole process around the reconcile):")
+			fmt.Fprintln(w, "\n| N | all new | per replica | tool done | per replica | engine, N at once | per replica | daemon reconcile | daemon CPU | CPU per replica |")
+			fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+			header = true
+		}
+		allNew, done := med(rs, func(o outcome) time.Duration { return o.AllNew }), med(rs, func(o outcome) time.Duration { return o.Done })
+		rec, cpu := med(rs, func(o outcome) time.Duration { return o.Reconcile }), med(rs, func(o outcome) time.Duration { return o.CPU })
+		floorN := med(pick(methodFloorN, n), func(o outcome) time.Duration { return o.AllNew })
+		if n == 1 {
+			floorN = med(pick(methodFloor, n), func(o outcome) time.Duration { return o.AllNew })
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, fmtDur(allNew), fmtMs(per(allNew, n)), fmtDur(done), fmtMs(per(done, n)),
+			fmtDur(floorN), fmtMs(per(floorN, n)), fmtDur(rec), fmtMs(cpu), fmtMs(per(cpu, n)))
+	}
+	header = false
+	for _, n := range b.ns {
+		rs := pick(methodIdle, n)
+		if len(rs) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nIdle daemon (converged, no requests; medians over runs):")
+			fmt.Fprintln(w, "\n| N | watched | CPU used | share of one core | VmRSS | VmHWM (peak) |")
+			fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|")
+			header = true
+		}
+		cpu, took := med(rs, func(o outcome) time.Duration { return o.CPU }), med(rs, func(o outcome) time.Duration { return o.Done })
+		var rss, peak []int
+		for _, o := range rs {
+			rss, peak = append(rss, int(o.RSS)), append(peak, int(o.PeakRSS))
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %.2f%% | %s | %s |\n", n, fmtDur(took), fmtMs(cpu), 100*cpu.Seconds()/took.Seconds(), mib(int64(medianInt(rss))), mib(int64(medianInt(peak))))
+	}
+}
 
 // printReport writes the results as Markdown: per N the medians over runs,
 // then the same-run ratios, then the swiftdeployd step breakdowns.
@@ -175,6 +273,25 @@ func printReport(w io.Writer, b *bench, machine string, all []outcome, heading b
 		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", n, medianRatio(cf), medianRatio(ca), medianRatio(cd), medianRatio(ff), medianRatio(fa))
 	}
 
+	if b.compare != "" {
+		fmt.Fprintf(w, "\nThis build against the -compare build (%s), both measured in each run (computed within each run, then the median over runs):\n", b.compare)
+		fmt.Fprintln(w, "\n| N | this / compare, all new | this / compare, tool done | this / compare, daemon CPU |")
+		fmt.Fprintln(w, "|---:|---:|---:|---:|")
+		for _, n := range b.ns {
+			var ra, rd, rc []float64
+			for r := 1; r <= b.runs; r++ {
+				d, okD := find(all, methodDaemon, n, r)
+				c, okC := find(all, methodCompare, n, r)
+				if okD && okC && d.Err == "" && c.Err == "" {
+					ra, rd, rc = appendRatio(ra, d.AllNew, c.AllNew), appendRatio(rd, d.Done, c.Done), appendRatio(rc, d.CPU, c.CPU)
+				}
+			}
+			fmt.Fprintf(w, "| %d | %s | %s | %s |\n", n, medianRatio(ra), medianRatio(rd), medianRatio(rc))
+		}
+	}
+
+	printCost(w, b, all)
+
 	fmt.Fprintln(w, "\nPer run:")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| run | N | method | failed / total | failures by kind | first new | all new | tool done | p99 latency |")
@@ -184,6 +301,9 @@ func printReport(w io.Writer, b *bench, machine string, all []outcome, heading b
 		if o.Err != "" {
 			fmt.Fprintf(w, "| %d | %d | %s | **failed** (see below) | | | | | |\n", o.Run, o.N, o.Method)
 			continue
+		}
+		if o.Method == methodIdle {
+			continue // its own table
 		}
 		if o.Failed >= 0 {
 			kinds = failureKinds(o.Kinds)
@@ -205,10 +325,17 @@ func printReport(w io.Writer, b *bench, machine string, all []outcome, heading b
 			fmt.Fprintf(w, "- %s\n", n)
 		}
 		if len(o.Steps) > 0 {
-			fmt.Fprintln(w, "\n| step (from the daemon's log) | from | to | took |")
-			fmt.Fprintln(w, "|---|---:|---:|---:|")
+			fmt.Fprintln(w, "\n| step (the daemon's reconcile trace; offsets from the change) | from | to | took | count | each (median) | note |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---|")
 			for _, s := range o.Steps {
-				fmt.Fprintf(w, "| %s | %s | %s | %s |\n", s.Name, fmtDur(s.From), fmtDur(s.To), fmtDur(s.To-s.From))
+				name, each, count := s.Name, "", ""
+				if s.Child {
+					name = "↳ " + name
+				}
+				if s.Count > 1 {
+					count, each = strconv.Itoa(s.Count), fmtMs(s.Each)
+				}
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", name, fmtSec(s.From), fmtSec(s.To), fmtMs(s.To-s.From), count, each, s.Note)
 			}
 		}
 		if len(o.Engine) > 0 {
@@ -257,5 +384,5 @@ func medianRatio(rs []float64) string {
 	if len(v)%2 == 0 {
 		m = (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
-	return fmt.Sprintf("%.1f×", m)
+	return fmt.Sprintf("%.2f×", m)
 }

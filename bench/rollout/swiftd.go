@@ -23,6 +23,7 @@ const canaryWeight = 20
 // daemonEnv is one swiftdeployd on a manifest in its own directory.
 type daemonEnv struct {
 	b       *bench
+	bin     string // the swiftdeployd binary
 	project string
 	dir     string
 	port    int
@@ -79,7 +80,7 @@ func (d *daemonEnv) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(d.b.swiftdeployd, "--manifest", filepath.Join(d.dir, "manifest.yaml"), "--socket", d.socket)
+	cmd := exec.Command(d.bin, "--manifest", filepath.Join(d.dir, "manifest.yaml"), "--socket", d.socket)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the benchmark dies, so does its daemon.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -139,7 +140,20 @@ func (d *daemonEnv) waitFor(ctx context.Context, timeout time.Duration, what str
 // converged waits until the daemon runs exactly want (running app
 // containers per image) and its plan is empty, as the e2e tests do.
 func (d *daemonEnv) converged(ctx context.Context, want map[string]int, timeout time.Duration) error {
+	return d.convergedOnce(ctx, want, timeout, nil)
+}
+
+// convergedOnce is converged asking the daemon every 100 ms only once
+// ready says it may be done, and every second before: each status is a
+// full look at the engine, and ten a second during a rollout would load
+// the daemon and the engine the rollout is measured on.
+func (d *daemonEnv) convergedOnce(ctx context.Context, want map[string]int, timeout time.Duration, ready func() bool) error {
+	var asked time.Time
 	return d.waitFor(ctx, timeout, fmt.Sprintf("converged with %v", want), func() (bool, string) {
+		if ready != nil && !ready() && time.Since(asked) < time.Second {
+			return false, "not ready yet"
+		}
+		asked = time.Now()
 		var s api.Status
 		if err := d.api.Get(ctx, api.PathStatus, &s); err != nil {
 			return false, err.Error()
@@ -181,6 +195,11 @@ func (d *daemonEnv) swiftctl(ctx context.Context, timeout time.Duration, args ..
 // newDaemonEnv prepares a directory, a port and a stable v1 stack with n
 // replicas, converged, and returns it with its teardown.
 func (b *bench) newDaemonEnv(ctx context.Context, kind string, n int) (*daemonEnv, func(), error) {
+	return b.newDaemonEnvWith(ctx, kind, n, b.swiftdeployd)
+}
+
+// newDaemonEnvWith is newDaemonEnv running the swiftdeployd binary bin.
+func (b *bench) newDaemonEnvWith(ctx context.Context, kind string, n int, bin string) (*daemonEnv, func(), error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, func() {}, err
@@ -190,7 +209,7 @@ func (b *bench) newDaemonEnv(ctx context.Context, kind string, n int) (*daemonEn
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, func() {}, err
 	}
-	d := &daemonEnv{b: b, project: project, dir: dir, port: port, n: n,
+	d := &daemonEnv{b: b, bin: bin, project: project, dir: dir, port: port, n: n,
 		socket: filepath.Join(dir, "sd.sock"), logPath: filepath.Join(dir, "daemon.log")}
 	d.api = api.NewClient(d.socket)
 	teardown := func() {
@@ -253,8 +272,17 @@ func (d *daemonEnv) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", d.
 
 // runDaemon measures (b): swiftdeployd converging a manifest image edit.
 func (b *bench) runDaemon(ctx context.Context, n int) (outcome, error) {
-	res := outcome{Method: methodDaemon, N: n}
-	d, teardown, err := b.newDaemonEnv(ctx, "d", n)
+	return b.runDaemonBuild(ctx, n, methodDaemon, "d", b.swiftdeployd)
+}
+
+// runCompare measures the same with the -compare build.
+func (b *bench) runCompare(ctx context.Context, n int) (outcome, error) {
+	return b.runDaemonBuild(ctx, n, methodCompare, "b", b.compare)
+}
+
+func (b *bench) runDaemonBuild(ctx context.Context, n int, method, kind, bin string) (outcome, error) {
+	res := outcome{Method: method, N: n}
+	d, teardown, err := b.newDaemonEnvWith(ctx, kind, n, bin)
 	defer teardown()
 	if err != nil {
 		return res, err
@@ -273,14 +301,16 @@ func (b *bench) runDaemon(ctx context.Context, n int) (outcome, error) {
 		watch.stop(t0)
 		return res, err
 	}
-	convErr := d.converged(ctx, map[string]int{images.AppImageV2: n}, b.phaseTimeout)
+	// It cannot be done before the engine destroyed the n old containers.
+	oldGone := func() bool { return watch.count("destroy", images.AppImage, t0) >= n }
+	convErr := d.convergedOnce(ctx, map[string]int{images.AppImageV2: n}, b.phaseTimeout, oldGone)
 	res.Done = time.Since(t0)
 	waitErr := waitSettled(ctx, rec, b.tail, t0, b.phaseTimeout)
 	sum, _ := l.finish()
 	res.fill(rec, sum, t0)
-	res.Steps = daemonSteps(d.logPath, t0)
+	res.trace(d.logPath, t0, "manifest")
 	res.Engine = d.milestones(watch, t0)
-	res.Notes = append(res.Notes, fmt.Sprintf("daemon reported converged (status + empty diff, polled every 100 ms) after %s", fmtDur(res.Done)))
+	res.Notes = append(res.Notes, fmt.Sprintf("daemon reported converged (status + empty diff, polled every 100 ms once the engine destroyed the old containers, every second before) after %s", fmtDur(res.Done)))
 	if err := errors.Join(convErr, waitErr); err != nil {
 		return res, fmt.Errorf("swiftdeployd N=%d: %w", n, err)
 	}
@@ -371,7 +401,7 @@ func (b *bench) runCanary(ctx context.Context, n int) (outcome, error) {
 	res.fill(rec, sum, t0)
 	// Before the promotion the canary already answered 20% of requests.
 	res.FirstNew = -1
-	res.Steps = daemonSteps(d.logPath, t0)
+	res.trace(d.logPath, t0, "promote")
 	res.Engine = d.milestones(watch, t0)
 	watch = nil
 	pre := 0

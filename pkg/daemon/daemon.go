@@ -59,7 +59,8 @@ type Config struct {
 	Debounce time.Duration
 	// HealthTimeout bounds how long new containers may take to get healthy.
 	HealthTimeout time.Duration
-	// Drain is how long replaced containers keep serving in-flight requests.
+	// Drain bounds how long replaced containers keep serving the requests
+	// in flight through the old nginx workers (they go once those exit).
 	Drain time.Duration
 
 	// Engine, when set, replaces the Docker Engine (tests use the fake).
@@ -126,6 +127,9 @@ type Daemon struct {
 	an          analysisMem
 	notifier    *notify.Notifier
 	journal     journalHealth
+	// manifestEvent times the file event that asked for the next
+	// reconcile, for its trace.
+	manifestEvent manifestEvent
 }
 
 // waiter is an API call waiting for the next complete reconcile.

@@ -15,6 +15,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
 func thresholds(m *manifest.Manifest) policy.Thresholds {
@@ -30,11 +31,15 @@ func thresholds(m *manifest.Manifest) policy.Thresholds {
 // infraDecision evaluates the infrastructure policy on fresh host facts.
 func (d *Daemon) infraDecision(ctx context.Context, m *manifest.Manifest) policy.Decision {
 	var in policy.InfraInput
+	end := trace.Begin(ctx, "gate: host facts", m.Policy.DiskPath)
 	if d.cfg.HostFacts != nil {
 		in = d.cfg.HostFacts(m.Policy.DiskPath)
 	} else {
 		in = hostfacts.Collect(m.Policy.DiskPath).InfraInput()
 	}
+	end()
+	end = trace.Begin(ctx, "gate: policy", "infrastructure")
+	defer end()
 	return d.policies.Infrastructure(ctx, in, thresholds(m))
 }
 
@@ -48,7 +53,9 @@ func (d *Daemon) infraGate(ctx context.Context, plan reconciler.Plan) reconciler
 	}
 	dec := d.infraDecision(ctx, m)
 	d.metrics.observeDecision(dec)
+	end := trace.Begin(ctx, "journal", "decision")
 	d.decision(dec, "")
+	end()
 	if !dec.Allowed {
 		d.mu.Lock()
 		d.denial = toAPIDecision(dec)

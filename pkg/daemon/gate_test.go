@@ -177,12 +177,9 @@ func TestCrashBetweenRenameAndReload(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 1, "  canary: {image: app:2, weight: 20}"))
 	h.mustConverge()
 	ctx, crash := context.WithCancel(context.Background())
-	execs := 0
 	h.fe.BeforeCall(func(op, target string) {
-		if op == fake.OpExec {
-			if execs++; execs == 2 { // nginx -t passed; the reload is next
-				crash()
-			}
+		if op == fake.OpSignal { // nginx -t passed, the file is in place; the reload is next
+			crash()
 		}
 	})
 	h.write(fakeManifest("app:1", 1, "  canary: {image: app:2, weight: 50}"))

@@ -19,6 +19,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
 // loop runs reconciles one at a time, backing off after failures.
@@ -83,10 +84,22 @@ func (d *Daemon) desired(m *manifest.Manifest) (reconciler.Desired, error) {
 // reconcileOnce reads the manifest and converges, reporting to every API
 // call that was waiting when it started. It never panics.
 func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
+	tr := trace.New()
+	ctx = trace.With(ctx, tr)
+	began := time.Now()
 	d.mu.Lock()
 	waiters := d.waiters
 	d.waiters = nil
+	ev := d.manifestEvent
+	d.manifestEvent = manifestEvent{}
 	d.mu.Unlock()
+	trigger := "other"
+	if !ev.first.IsZero() {
+		trigger = "manifest"
+		tr.Add(trace.Span{Step: "manifest event", Start: ev.first, End: ev.first})
+		tr.Add(trace.Span{Step: "debounce", Start: ev.first, End: ev.fired})
+		tr.Add(trace.Span{Step: "queued", Start: ev.fired, End: began})
+	}
 	progress := func(line string) {
 		for _, w := range waiters {
 			if w.progress != nil {
@@ -104,11 +117,16 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 		}
 	}()
 
+	endLock := tr.Begin("wait run lock", "")
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
+	endLock()
+	cpu0 := cpuTime()
 	// The manifest is read even while down, so that status, diff and down
 	// itself know the project.
+	endRead := tr.Begin("read manifest", "")
 	m := d.readManifest()
+	endRead()
 	if err := d.checkManifestDir(); err != nil {
 		d.recordRun(time.Now(), reconciler.Plan{}, err)
 		return err
@@ -136,25 +154,41 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	progress("Manifest valid")
 
 	start := time.Now()
-	if err := d.resolvePending(ctx, m); err != nil {
+	endStep := tr.Begin("resolve pending", "")
+	err = d.resolvePending(ctx, m)
+	endStep()
+	if err != nil {
 		d.recordRun(start, reconciler.Plan{}, err)
 		return err
 	}
 	d.spendDecisions(m)
+	endStep = tr.Begin("render", "")
 	desired, err := d.desired(m)
+	endStep()
 	if err != nil {
 		return err
 	}
+	endStep = tr.Begin("observe", "")
 	obs, err := d.rec.Observe(ctx, desired)
+	endStep()
 	if err != nil {
 		d.setEngineErr(err)
 		d.recordRun(start, reconciler.Plan{}, err)
 		return err
 	}
 	d.setEngineErr(nil)
+	endStep = tr.Begin("plan", "")
 	plan := reconciler.Compute(desired, obs)
+	endStep(fmt.Sprintf("%d ops", len(plan.Ops)))
 	if !plan.Empty() {
 		d.log.Info("plan", zap.String("ops", plan.String()))
+		// One line with every step's timing, for operators and the
+		// rollout benchmark; a converged resync is not news.
+		defer func() {
+			d.log.Info("reconcile trace", zap.String("trigger", trigger), zap.Int("ops", len(plan.Ops)),
+				zap.Duration("took", time.Since(began)), zap.Duration("cpu", cpuTime()-cpu0),
+				zap.Bool("ok", err == nil), zap.Any("spans", tr.Spans()))
+		}()
 	}
 	err = d.rec.Apply(ctx, desired, plan, progress)
 	var denied *reconciler.DeniedError
@@ -170,18 +204,24 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 		d.endDenials()
 		d.endFailures()
 		d.clearDenial()
+		endStep = tr.Begin("write artifacts", "")
 		if err := d.writeArtifacts(desired); err != nil {
 			d.log.Error("write generated files", zap.Error(err))
 		}
+		endStep()
 		if plan.Gated() {
+			endStep = tr.Begin("journal", journal.EventDeploySucceeded)
 			d.event(journal.EventDeploySucceeded, fmt.Sprintf("converged in %s: %d operation(s)", time.Since(start).Round(time.Millisecond), len(plan.Ops)), "", nil)
+			endStep()
 		}
 		progress("Deployment successful")
 	}
 	if !plan.Empty() { // the apply changed what runs: look again
+		endStep = tr.Begin("observe after apply", "")
 		if obs2, oerr := d.rec.Observe(ctx, desired); oerr == nil {
 			obs = obs2
 		}
+		endStep()
 	}
 	d.noteServing(obs)
 	d.recordRun(start, plan, err)
@@ -217,6 +257,19 @@ func (d *Daemon) checkManifestDir() error {
 		return d.rec.EnsureDirs()
 	}
 	return nil
+}
+
+// manifestEvent is the file-event burst that triggered a reconcile: the
+// first event received and when its debounce fired.
+type manifestEvent struct{ first, fired time.Time }
+
+// noteManifestEvent hands a burst's timing to the next reconcile's trace.
+func (d *Daemon) noteManifestEvent(first, fired time.Time) {
+	d.mu.Lock()
+	if d.manifestEvent.first.IsZero() {
+		d.manifestEvent = manifestEvent{first: first, fired: fired}
+	}
+	d.mu.Unlock()
 }
 
 // readManifest reads the manifest file. A new version is accepted only if

@@ -20,6 +20,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
 // eventDown journals `swiftctl down`.
@@ -185,21 +186,34 @@ var errDown = errors.New("the project is down (swiftctl down): run `swiftctl dep
 // and applied. Once nginx serves t's revision, t is committed: journaled
 // (exactly once) and recorded. If it did not take effect, nothing is
 // recorded and the old state stays in force. Callers hold d.runMu.
-func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transition, progress reconciler.Progress) error {
+func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transition, progress reconciler.Progress) (err error) {
+	tr := trace.New()
+	ctx = trace.With(ctx, tr)
+	began, cpu0 := time.Now(), cpuTime()
+	defer func() {
+		d.log.Info("reconcile trace", zap.String("trigger", t.Kind), zap.Duration("took", time.Since(began)),
+			zap.Duration("cpu", cpuTime()-cpu0), zap.Bool("ok", err == nil), zap.Any("spans", tr.Spans()))
+	}()
 	d.mu.Lock()
 	next := d.state.with(t)
 	d.mu.Unlock()
+	end := tr.Begin("render", "")
 	desired, err := desiredFor(m, next)
+	end()
 	if err != nil {
 		return err
 	}
 	t.Revision = desired.Revision
+	end = tr.Begin("observe", "")
 	obs, err := d.rec.Observe(ctx, desired)
+	end()
 	if err != nil {
 		d.setEngineErr(err)
 		return err
 	}
+	end = tr.Begin("plan", "")
 	plan := reconciler.Compute(desired, obs)
+	end(fmt.Sprintf("%d ops", len(plan.Ops)))
 	if plan.Blocked != "" {
 		return errors.New(plan.Blocked)
 	}
@@ -254,7 +268,9 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	// Settle from what nginx serves now, not from what the apply returned:
 	// the commit point is nginx loading the new configuration.
+	end = tr.Begin("observe after apply", "")
 	after, oerr := d.rec.Observe(context.WithoutCancel(ctx), desired)
+	end()
 	if oerr == nil {
 		d.noteServing(after)
 	}
@@ -269,7 +285,9 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	if took {
 		if !committed {
+			end = tr.Begin("commit", t.Kind)
 			d.commit(t) // no operation reloaded nginx (or it failed after loading t)
+			end()
 		}
 		if applyErr != nil {
 			// It took effect; cleanup of old containers continues in the

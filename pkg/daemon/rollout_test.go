@@ -145,7 +145,7 @@ func TestPromotionInterruptedSettlesOnRestart(t *testing.T) {
 	}{
 		{"before the new stable starts", fake.OpRun, 1, false},
 		{"between the new stable replicas", fake.OpRun, 2, false},
-		{"before the reload", fake.OpExec, 2, false},
+		{"before the reload", fake.OpSignal, 1, false},
 		{"after the reload, before the old ones go", fake.OpRemove, 1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -111,6 +111,19 @@ func (e *timed) Remove(ctx context.Context, id string, grace time.Duration) erro
 	return e.wrap(c, "remove "+id, d, e.Engine.Remove(c, id, grace))
 }
 
+func (e *timed) Top(ctx context.Context, id string) ([]engine.Process, error) {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	ps, err := e.Engine.Top(c, id)
+	return ps, e.wrap(c, "list processes of "+id, e.t.Call, err)
+}
+
+func (e *timed) Signal(ctx context.Context, id, signal string) error {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	return e.wrap(c, "signal "+id, e.t.Call, e.Engine.Signal(c, id, signal))
+}
+
 func (e *timed) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
 	c, cancel := e.ctx(ctx, e.t.Call)
 	defer cancel()

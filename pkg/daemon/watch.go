@@ -14,7 +14,11 @@ import (
 
 // watchManifest watches the manifest's directory (editors replace files by
 // rename, which a watch on the file itself would miss) and enqueues a
-// reconcile after a burst of events settles. If the directory itself is
+// reconcile after a burst of events settles. A burst that only put a new
+// file under the name (a rename over it, the atomic way to replace a file)
+// settles after renameSettle: the file is complete the moment it appears.
+// A burst that wrote to the file in place, or took it away, settles only
+// after the full debounce: a writer may still be at it. If the directory itself is
 // removed (or cannot be watched yet), the watch is re-established as soon
 // as the directory exists again, and a reconcile is woken then: the
 // manifest may have come back changed.
@@ -66,6 +70,8 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 	defer check.Stop()
 	name := filepath.Base(d.cfg.ManifestPath)
 	var debounce <-chan time.Time
+	var burst time.Time // first event of the burst being debounced
+	unsettled := false  // the burst wrote in place, or removed or renamed the file
 	for {
 		select {
 		case <-ctx.Done():
@@ -75,7 +81,17 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 				return
 			}
 			if filepath.Base(ev.Name) == name {
-				debounce = time.After(d.cfg.Debounce)
+				if burst.IsZero() {
+					burst = time.Now()
+				}
+				if ev.Has(fsnotify.Write) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+					unsettled = true
+				}
+				wait := d.cfg.Debounce
+				if !unsettled {
+					wait = min(wait, renameSettle)
+				}
+				debounce = time.After(wait)
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
@@ -85,14 +101,34 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 		case <-check.C:
 			tryWatch()
 		case <-debounce:
+			if !unsettled {
+				// A file created empty is being written in place (the
+				// writer's first write is late): wait for it to finish.
+				if fi, err := os.Stat(d.cfg.ManifestPath); err == nil && fi.Size() == 0 {
+					unsettled = true
+					debounce = time.After(d.cfg.Debounce)
+					continue
+				}
+			}
 			debounce = nil
+			d.noteManifestEvent(burst, time.Now())
+			burst, unsettled = time.Time{}, false
 			d.Wake() // a fix must not wait out a retry backoff
 		}
 	}
 }
 
+// sighup is SIGHUP's number, as a kill event reports it.
+const sighup = "1"
+
 // watchRetry is how often a lost watch of the manifest directory is retried.
 const watchRetry = 500 * time.Millisecond
+
+// renameSettle is the debounce of a burst that only created the file
+// (renamed a complete one over it): long enough to catch the write that
+// follows when a writer creates the file in place instead, which turns the
+// burst into one that waits the full debounce.
+const renameSettle = 20 * time.Millisecond
 
 // watchEngine enqueues a reconcile on every lifecycle event of an owned
 // container (self-heal). When the engine goes away it pings with backoff
@@ -161,6 +197,9 @@ func (d *Daemon) watchEvents(ctx context.Context, project string) error {
 			}
 			if ev.Role != stack.RoleApp && ev.Role != stack.RoleNginx {
 				continue // throwaway check containers
+			}
+			if ev.Action == "kill" && ev.Signal == sighup {
+				continue // the reconciler's own nginx reload
 			}
 			if ev.Role == stack.RoleNginx && ev.Action == "start" {
 				d.wakeAccessLog() // follow the new nginx's log from its first line

@@ -25,6 +25,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
 // Engine wraps a Docker client.
@@ -207,6 +208,9 @@ type Spec struct {
 	Memory     int64
 	// Restart lets the engine bring the container back after a host reboot.
 	Restart bool
+	// NoHealthcheck turns off the image's HEALTHCHECK: the engine then runs
+	// no periodic exec in the container.
+	NoHealthcheck bool
 }
 
 // Bind mounts a host path into the container.
@@ -223,6 +227,9 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 		Env:    s.Env,
 		Cmd:    s.Cmd,
 		Labels: s.Labels,
+	}
+	if s.NoHealthcheck {
+		cfg.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}}
 	}
 	hc := &container.HostConfig{
 		ExtraHosts: s.ExtraHosts,
@@ -256,11 +263,16 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 			s.Network: {Aliases: s.Aliases},
 		}}
 	}
+	end := trace.Begin(ctx, "create", s.Name)
 	res, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Name: s.Name, Config: cfg, HostConfig: hc, NetworkingConfig: nc})
+	end()
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", s.Name, err)
 	}
-	if _, err := e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+	end = trace.Begin(ctx, "start", s.Name)
+	_, err = e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})
+	end()
+	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		_ = e.Remove(cctx, res.ID, 0)
 		cancel()
@@ -274,12 +286,71 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 func (e *Engine) Remove(ctx context.Context, id string, grace time.Duration) error {
 	if grace > 0 {
 		secs := int(grace.Seconds())
-		if _, err := e.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil && !errdefs.IsNotFound(err) {
+		end := trace.Begin(ctx, "stop", id)
+		_, err := e.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs})
+		end()
+		if err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("stop container %s: %w", id, err)
 		}
 	}
-	if _, err := e.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !errdefs.IsNotFound(err) {
+	end := trace.Begin(ctx, "remove", id)
+	_, err := e.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	end()
+	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Process is one process of a container, as `docker top` lists it.
+type Process struct {
+	PID int    // on the host
+	Cmd string // the command line, or the title the process set (nginx's "nginx: worker process")
+}
+
+// Top lists a running container's processes (`docker top`: the engine runs
+// ps on the host).
+func (e *Engine) Top(ctx context.Context, id string) ([]Process, error) {
+	res, err := e.cli.ContainerTop(ctx, id, client.ContainerTopOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list processes of container %s: %w", id, err)
+	}
+	return parseTop(res.Titles, res.Processes)
+}
+
+// parseTop reads ps's PID and command columns, whatever the ps arguments.
+func parseTop(titles []string, rows [][]string) ([]Process, error) {
+	pid, cmd := -1, -1
+	for i, t := range titles {
+		switch t {
+		case "PID":
+			pid = i
+		case "CMD", "COMMAND", "ARGS":
+			cmd = i
+		}
+	}
+	if pid < 0 || cmd < 0 {
+		return nil, fmt.Errorf("unexpected process list columns %q", titles)
+	}
+	out := make([]Process, 0, len(rows))
+	for _, r := range rows {
+		if len(r) <= max(pid, cmd) {
+			return nil, fmt.Errorf("unexpected process list row %q", r)
+		}
+		n, err := strconv.Atoi(r[pid])
+		if err != nil {
+			return nil, fmt.Errorf("unexpected PID %q in process list: %w", r[pid], err)
+		}
+		out = append(out, Process{PID: n, Cmd: r[cmd]})
+	}
+	return out, nil
+}
+
+// Signal sends a signal ("HUP", "TERM"...) to a running container's main
+// process. It is one API call, without the process an exec starts.
+func (e *Engine) Signal(ctx context.Context, id, signal string) error {
+	if _, err := e.cli.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: signal}); err != nil {
+		return fmt.Errorf("signal %s to container %s: %w", signal, id, err)
 	}
 	return nil
 }
@@ -344,6 +415,9 @@ type Event struct {
 	Name        string
 	Role        string // the container's role label
 	Action      string
+	// Signal is the number of the signal a "kill" event sent ("1" for
+	// SIGHUP), "" for other events.
+	Signal string
 }
 
 // Watch streams container events for the project until ctx ends or the
@@ -361,7 +435,7 @@ func (e *Engine) Watch(ctx context.Context, project string) (<-chan Event, <-cha
 		for {
 			select {
 			case m := <-res.Messages:
-				ev := Event{ContainerID: m.Actor.ID, Name: m.Actor.Attributes["name"], Role: m.Actor.Attributes[stack.LabelRole], Action: string(m.Action)}
+				ev := Event{ContainerID: m.Actor.ID, Name: m.Actor.Attributes["name"], Role: m.Actor.Attributes[stack.LabelRole], Action: string(m.Action), Signal: m.Actor.Attributes["signal"]}
 				select {
 				case out <- ev:
 				case <-ctx.Done():

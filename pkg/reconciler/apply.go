@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
 // Decision is the outcome of a policy gate.
@@ -93,8 +96,9 @@ type Reconciler struct {
 	Hook        Hook
 	// HealthTimeout bounds the wait for new containers to become healthy.
 	HealthTimeout time.Duration
-	// Drain is how long obsolete containers keep serving in-flight
-	// requests after nginx stopped routing to them.
+	// Drain bounds how long obsolete containers wait, after nginx
+	// stopped routing to them, for the nginx workers that served before the
+	// reload to finish their requests and exit.
 	Drain time.Duration
 	// Probe checks one health URL (default: HTTP GET, 2xx is healthy).
 	Probe func(ctx context.Context, url string) error
@@ -117,9 +121,11 @@ const (
 	stopGrace  = 10 * time.Second
 )
 
-func (r *Reconciler) record(event, msg string, details map[string]any) {
+func (r *Reconciler) record(ctx context.Context, event, msg string, details map[string]any) {
 	if r.Record != nil {
+		end := trace.Begin(ctx, "journal", event)
 		r.Record(event, msg, details)
+		end()
 	}
 }
 
@@ -131,34 +137,51 @@ func (r *Reconciler) log() *zap.Logger {
 }
 
 // Observe reads the project's actual state: containers and network from
-// the engine, the configuration nginx has loaded from nginx itself.
+// the engine, the configuration nginx has loaded from nginx itself. The
+// reads are independent and run at once: observing costs the slowest of
+// them, not their sum. nginx's status is read alongside; it counts only if
+// an nginx container runs.
 func (r *Reconciler) Observe(ctx context.Context, d Desired) (Observed, error) {
 	desired := d.Stack
 	var obs Observed
-	n, err := r.Engine.FindNetwork(ctx, desired.Network.Name, desired.Project)
-	if err != nil {
-		return obs, err
+	var netErr, listErr, imgErr, loadErr error
+	var loaded *Loaded
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		end := trace.Begin(ctx, "observe: network", desired.Network.Name)
+		obs.Network, netErr = r.Engine.FindNetwork(ctx, desired.Network.Name, desired.Project)
+		end()
+	})
+	wg.Go(func() {
+		end := trace.Begin(ctx, "observe: containers", desired.Project)
+		obs.Containers, listErr = r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
+		end()
+	})
+	wg.Go(func() {
+		end := trace.Begin(ctx, "observe: images", "")
+		obs.Missing, imgErr = r.Engine.MissingImages(ctx, desired.Images())
+		end()
+	})
+	wg.Go(func() {
+		end := trace.Begin(ctx, "observe: nginx status", "")
+		loaded, loadErr = r.nginxStatus(ctx)
+		end()
+	})
+	var err error
+	obs.Applied, err = r.readApplied()
+	wg.Wait()
+	if err := cmp.Or(netErr, listErr, imgErr); err != nil {
+		return Observed{}, err
 	}
-	obs.Network = n
-	obs.Containers, err = r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
 	if err != nil {
-		return obs, err
-	}
-	obs.Missing, err = r.Engine.MissingImages(ctx, desired.Images())
-	if err != nil {
-		return obs, err
+		return Observed{}, err
 	}
 	if obs.Nginx() != nil {
-		l, err := r.nginxStatus(ctx)
-		if err != nil {
-			obs.LoadedErr = err.Error()
+		if loadErr != nil {
+			obs.LoadedErr = loadErr.Error()
 		} else {
-			obs.Loaded = l
+			obs.Loaded = loaded
 		}
-	}
-	obs.Applied, err = r.readApplied()
-	if err != nil {
-		return obs, err
 	}
 	obs.Mounts = r.mounts()
 	return obs, nil
@@ -231,7 +254,7 @@ func (r *Reconciler) readApplied() (*Applied, error) {
 		// deleted and recreated): what this process applied is still
 		// known, so restoring it stays a heal rather than a gated change.
 		r.log().Warn("applied state file missing; using the state this daemon applied", zap.String("path", r.AppliedPath))
-		if werr := r.writeApplied(a); werr != nil {
+		if werr := r.writeApplied(context.Background(), a); werr != nil {
 			r.log().Warn("applied state not rewritten", zap.String("path", r.AppliedPath), zap.Error(werr))
 		}
 		return a, nil
@@ -264,10 +287,11 @@ func (r *Reconciler) AppliedProject() string {
 	return a.Project
 }
 
-func (r *Reconciler) writeApplied(a *Applied) error {
+func (r *Reconciler) writeApplied(ctx context.Context, a *Applied) error {
 	if r.AppliedPath == "" {
 		return nil
 	}
+	defer trace.Begin(ctx, "write applied", "")()
 	r.appliedMu.Lock()
 	r.applied = a
 	r.appliedMu.Unlock()
@@ -332,7 +356,10 @@ func (r *Reconciler) ApplyServed(ctx context.Context, d Desired, plan Plan, gate
 		if gate == nil {
 			return &DeniedError{Reasons: []string{"no infrastructure gate configured"}}
 		}
-		if dec := gate(ctx, plan); !dec.Allowed {
+		end := trace.Begin(ctx, "gate", "")
+		dec := gate(ctx, plan)
+		end()
+		if !dec.Allowed {
 			return &DeniedError{Reasons: dec.Reasons, Transient: dec.Transient, Codes: dec.Codes}
 		}
 	}
@@ -345,7 +372,7 @@ func (r *Reconciler) ApplyServed(ctx context.Context, d Desired, plan Plan, gate
 		if plan.Partial {
 			return nil
 		}
-		return r.writeApplied(AppliedFor(d))
+		return r.writeApplied(ctx, AppliedFor(d))
 	}
 	for i := 0; i < len(plan.Ops); {
 		if err := ctx.Err(); err != nil {
@@ -373,7 +400,7 @@ func (r *Reconciler) ApplyServed(ctx context.Context, d Desired, plan Plan, gate
 	if plan.Partial {
 		return nil
 	}
-	return r.writeApplied(AppliedFor(d))
+	return r.writeApplied(ctx, AppliedFor(d))
 }
 
 func hasKind(p Plan, k OpKind) bool {
@@ -393,7 +420,10 @@ func (r *Reconciler) step(ctx context.Context, d Desired, plan Plan, i int, say 
 			return err
 		}
 	}
-	if err := r.apply(ctx, d, plan, i, say, served); err != nil {
+	end := trace.Begin(ctx, string(op.Kind), op.Target)
+	err := r.apply(ctx, d, plan, i, say, served)
+	end()
+	if err != nil {
 		return err
 	}
 	if r.Hook != nil {
@@ -444,7 +474,7 @@ func (r *Reconciler) startApp(ctx context.Context, d Desired, op Op, say func(st
 	if !op.Gated {
 		event = "container_restarted"
 	}
-	r.record(event, fmt.Sprintf("started %s (%s): %s", op.Target, op.App.Image, op.Cause), map[string]any{"container": op.Target, "image": op.App.Image, "track": op.App.Track})
+	r.record(ctx, event, fmt.Sprintf("started %s (%s): %s", op.Target, op.App.Image, op.Cause), map[string]any{"container": op.Target, "image": op.App.Image, "track": op.App.Track})
 	say("Services starting... %s (%s)", op.Target, op.App.Image)
 	return nil
 }
@@ -458,7 +488,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		if err := r.Engine.PullImage(ctx, op.Target); err != nil {
 			return fmt.Errorf("docker image %s not found locally and could not be pulled: %w", op.Target, err)
 		}
-		r.record("image_pulled", "pulled "+op.Target, map[string]any{"image": op.Target})
+		r.record(ctx, "image_pulled", "pulled "+op.Target, map[string]any{"image": op.Target})
 		say("Docker image found")
 	case OpCreateNetwork:
 		if err := r.Engine.CreateNetwork(ctx, desired.Network.Name, desired.Network.DriverType, stack.NetworkLabels(desired.Project)); err != nil {
@@ -469,7 +499,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		if err := r.Engine.Remove(ctx, op.ID, 0); err != nil {
 			return err
 		}
-		r.record("container_removed", fmt.Sprintf("removed %s: %s", op.Target, op.Cause), map[string]any{"container": op.Target})
+		r.record(ctx, "container_removed", fmt.Sprintf("removed %s: %s", op.Target, op.Cause), map[string]any{"container": op.Target})
 	case OpStartApp:
 		return r.startApp(ctx, d, op, say)
 	case OpWaitHealthy:
@@ -479,7 +509,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		say("Health check passed (%d containers)", len(op.Targets))
 	case OpCheckNginx:
 		if err := r.checkNginx(ctx, d); err != nil {
-			r.record("nginx_config_rejected", err.Error(), map[string]any{"image": desired.Nginx.Image})
+			r.record(ctx, "nginx_config_rejected", err.Error(), map[string]any{"image": desired.Nginx.Image})
 			return err
 		}
 		say("Nginx config valid (image %s)", desired.Nginx.Image)
@@ -493,31 +523,30 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 			served()
 		}
 	case OpReloadNginx:
-		if err := r.reloadNginx(ctx, d); err != nil {
-			r.record("nginx_config_rejected", err.Error(), nil)
+		old, err := r.reloadNginx(ctx, d)
+		if err != nil {
+			r.record(ctx, "nginx_config_rejected", err.Error(), nil)
 			return err
 		}
 		say("Nginx config valid")
 		say("Nginx reloaded: %s", op.Cause)
-		r.record("nginx_reloaded", op.Cause, map[string]any{"revision": d.Revision})
+		r.record(ctx, "nginx_reloaded", op.Cause, map[string]any{"revision": d.Revision})
 		if served != nil {
 			served()
 		}
-		// New workers route only to the new upstreams; give old workers
-		// and obsolete containers time to finish in-flight requests, but
-		// only when a container is about to be removed.
+		// New workers route only to the new upstreams; the old ones finish
+		// their in-flight requests, then exit. Wait for that before a
+		// container is removed.
 		if r.Drain > 0 && hasLater(plan, i, OpRemoveApp) {
-			select {
-			case <-time.After(r.Drain):
-			case <-ctx.Done():
-				return ctx.Err()
+			if err := r.drain(ctx, d.Stack.Nginx.Name, old); err != nil {
+				return err
 			}
 		}
 	case OpRemoveApp:
 		if err := r.Engine.Remove(ctx, op.ID, stopGrace); err != nil {
 			return err
 		}
-		r.record("container_removed", fmt.Sprintf("removed %s: %s", op.Target, op.Cause), map[string]any{"container": op.Target})
+		r.record(ctx, "container_removed", fmt.Sprintf("removed %s: %s", op.Target, op.Cause), map[string]any{"container": op.Target})
 		say("Removed %s (%s)", op.Target, op.Cause)
 	default:
 		return fmt.Errorf("unknown operation %q", op.Kind)
@@ -534,15 +563,22 @@ func hasLater(p Plan, i int, k OpKind) bool {
 	return false
 }
 
+// appSpec is the container of app a. The image's own HEALTHCHECK is
+// turned off: the reconciler probes the health path itself before nginx
+// routes to a container, and nothing reads Docker's health status, while
+// the engine would run the check as an exec in every replica every few
+// seconds (the demo image: every 3 s), a load that grows with the
+// replicas and slows every other container start on a small host.
 func appSpec(desired stack.Stack, a stack.App) (engine.Spec, error) {
 	s := engine.Spec{
-		Name:     a.Name,
-		Image:    a.Image,
-		Env:      stack.SortedEnv(a.Env),
-		Labels:   a.Labels(desired.Project),
-		Network:  desired.Network.Name,
-		NanoCPUs: int64(a.CPUs * 1e9),
-		Restart:  true,
+		Name:          a.Name,
+		Image:         a.Image,
+		Env:           stack.SortedEnv(a.Env),
+		Labels:        a.Labels(desired.Project),
+		Network:       desired.Network.Name,
+		NanoCPUs:      int64(a.CPUs * 1e9),
+		Restart:       true,
+		NoHealthcheck: true,
 	}
 	if a.Memory != "" {
 		m, err := manifest.ParseMemory(a.Memory)
@@ -576,7 +612,12 @@ func (r *Reconciler) nginxSpec(desired stack.Stack) engine.Spec {
 }
 
 // waitHealthy polls each container's health path over the project network
-// until all answer 2xx.
+// until all answer 2xx. Probes start healthPollMin apart and back off to
+// healthPollMax: a container that just started usually answers within
+// milliseconds, and one that is slow is not probed in a tight loop. The
+// engine is asked for the containers' addresses and states on the first
+// round, then at most every healthListEvery (to notice one that exited),
+// or when one has no address yet.
 func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names []string) error {
 	want := map[string]stack.App{}
 	for _, a := range desired.Apps() {
@@ -589,25 +630,42 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 	deadline := time.Now().Add(timeout)
 	pending := append([]string(nil), names...)
 	var lastErr error
+	rounds, lists := 0, 0
+	end := trace.Begin(ctx, "health checks", strconv.Itoa(len(names))+" containers")
+	defer func() { end(fmt.Sprintf("%d rounds, %d container lists", rounds, lists)) }()
+	byName := map[string]engine.Container{}
+	var listed time.Time
+	delay := healthPollMin
 	for {
-		cs, err := r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
-		if err != nil {
-			return err
-		}
-		byName := map[string]engine.Container{}
-		for _, c := range cs {
-			byName[c.Name] = c
-		}
-		var still []string
+		rounds++
+		needList := listed.IsZero() || time.Since(listed) >= healthListEvery
 		for _, n := range pending {
-			c, ok := byName[n]
-			switch {
-			case !ok:
-				return fmt.Errorf("container %s disappeared while starting", n)
-			case c.State == "exited" || c.State == "dead":
-				return fmt.Errorf("container %s exited while starting", n)
+			if byName[n].IP == "" {
+				needList = true
 			}
 		}
+		if needList {
+			cs, err := r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
+			if err != nil {
+				return err
+			}
+			listed = time.Now()
+			lists++
+			byName = map[string]engine.Container{}
+			for _, c := range cs {
+				byName[c.Name] = c
+			}
+			for _, n := range pending {
+				c, ok := byName[n]
+				switch {
+				case !ok:
+					return fmt.Errorf("container %s disappeared while starting", n)
+				case c.State == "exited" || c.State == "dead":
+					return fmt.Errorf("container %s exited while starting", n)
+				}
+			}
+		}
+		var still []string
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, n := range pending {
@@ -629,7 +687,9 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 					still = append(still, n)
 					lastErr = fmt.Errorf("container %s: %w", n, err)
 					mu.Unlock()
+					return
 				}
+				trace.Mark(ctx, "healthy", n)
 			}()
 		}
 		wg.Wait()
@@ -641,12 +701,22 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 			return fmt.Errorf("health check failed after %s: %w", timeout, lastErr)
 		}
 		select {
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(delay):
+			delay = min(2*delay, healthPollMax)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
+
+// Health probing: the first retry after healthPollMin, backing off to
+// healthPollMax; the container list is refreshed at most every
+// healthListEvery.
+const (
+	healthPollMin   = 10 * time.Millisecond
+	healthPollMax   = 50 * time.Millisecond
+	healthListEvery = 250 * time.Millisecond
+)
 
 var probeClient = &http.Client{Timeout: 2 * time.Second}
 
@@ -750,7 +820,7 @@ func (r *Reconciler) startNginx(ctx context.Context, d Desired) error {
 	if err != nil {
 		return err
 	}
-	if err := r.waitLoaded(ctx, d, id); err != nil {
+	if err := r.waitLoaded(ctx, d, id, r.loadTimeout()); err != nil {
 		if ctx.Err() != nil {
 			// The daemon is stopping, nginx is not failing: removing it
 			// would take the front door down; the next run observes it.
@@ -764,60 +834,221 @@ func (r *Reconciler) startNginx(ctx context.Context, d Desired) error {
 }
 
 // reloadNginx checks conf with the running nginx (`nginx -t` inside it),
-// installs it, reloads gracefully and reads back the loaded revision. If
+// installs it, makes nginx load it and reads back the loaded revision. If
 // nginx rejects or does not load it, the previous file is restored: the
-// old config keeps serving, and the next reconcile retries.
-func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) error {
+// old config keeps serving, and the next reconcile retries. The live file
+// only ever holds a configuration nginx -t accepted.
+//
+// The reload is a SIGHUP to the container's main process, one engine call.
+// `nginx -s reload`, a second exec, starts a process that parses the whole
+// file again (resolving every upstream name) only to send that same signal
+// to the master. It remains the fallback when nginx does not report the
+// new revision within hupWait: the image may run nginx under a process
+// that ignores SIGHUP, or the master failed to load the file, which
+// `nginx -s reload` reports.
+func (r *Reconciler) reloadNginx(ctx context.Context, d Desired) (oldWorkers []int, err error) {
 	name := d.Stack.Nginx.Name
 	staged, err := r.stage(d.Conf)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := checkResult(r.Engine.Exec(ctx, name, testCmd)); err != nil {
+	// The workers that serve now: once they have exited, nothing routes by
+	// the old config any more (drain). Listed while nginx -t runs, off the
+	// way to the reload.
+	workers := make(chan []int, 1)
+	go func() { workers <- r.nginxWorkers(ctx, name) }()
+	end := trace.Begin(ctx, "nginx -t", name)
+	code, out, err := r.Engine.Exec(ctx, name, testCmd)
+	end()
+	oldWorkers = <-workers
+	if err := checkResult(code, out, err); err != nil {
 		os.Remove(staged)
-		return fmt.Errorf("%w; keeping the old config", err)
+		return nil, fmt.Errorf("%w; keeping the old config", err)
 	}
 	live := filepath.Join(r.ConfigDir, confName)
 	prev, prevErr := os.ReadFile(live)
-	restore := func() {
+	// restore puts the previous file back, unless nginx did load the new
+	// one after all (a slow host, a cancelled caller): a reload that took
+	// effect is never restored away. It reports whether it restored.
+	restore := func() bool {
+		if l, serr := r.nginxStatus(context.WithoutCancel(ctx)); serr == nil && l.Revision == d.Revision {
+			return false
+		}
 		if prevErr == nil {
 			if err := atomicfile.Write(live, prev, 0o644); err != nil {
 				r.log().Error("restore previous nginx config", zap.Error(err))
 			}
 		}
+		return true
 	}
-	if err := os.Rename(staged, live); err != nil {
-		return fmt.Errorf("install nginx config: %w", err)
+	end = trace.Begin(ctx, "install config", live)
+	err = os.Rename(staged, live)
+	end()
+	if err != nil {
+		return nil, fmt.Errorf("install nginx config: %w", err)
 	}
 	failpoint.Hit(failpoint.NginxWritten)
-	code, out, err := r.Engine.Exec(ctx, name, []string{"nginx", "-s", "reload", "-c", stack.ConfigDir + "/" + confName})
+	end = trace.Begin(ctx, "nginx SIGHUP", name)
+	sigErr := r.Engine.Signal(ctx, name, "HUP")
+	end()
+	if sigErr == nil {
+		err := r.waitLoaded(ctx, d, "", min(hupWait, r.loadTimeout()))
+		if err == nil {
+			return oldWorkers, nil
+		}
+		if ctx.Err() != nil {
+			if !restore() {
+				return oldWorkers, nil
+			}
+			return nil, fmt.Errorf("%w; previous config file restored", err)
+		}
+		r.log().Warn("nginx did not load the new config after SIGHUP; reloading with nginx -s reload", zap.String("container", name), zap.Duration("waited", hupWait), zap.Error(err))
+	} else {
+		if ctx.Err() != nil {
+			if !restore() {
+				return oldWorkers, nil
+			}
+			return nil, fmt.Errorf("reload nginx: %w; previous config restored", sigErr)
+		}
+		r.log().Warn("could not signal nginx; reloading with nginx -s reload", zap.String("container", name), zap.Error(sigErr))
+	}
+	end = trace.Begin(ctx, "nginx -s reload", name)
+	code, out, err = r.Engine.Exec(ctx, name, []string{"nginx", "-s", "reload", "-c", stack.ConfigDir + "/" + confName})
+	end()
 	switch {
 	case err != nil:
-		restore()
-		return fmt.Errorf("reload nginx: %w; previous config restored", err)
-	case code != 0:
-		restore()
-		return fmt.Errorf("reload nginx: %s; previous config restored", strings.TrimSpace(out))
-	}
-	if err := r.waitLoaded(ctx, d, ""); err != nil {
-		// nginx accepted the signal; if it did load the new config after
-		// all (a slow host, a cancelled caller), the file must stay.
-		if l, serr := r.nginxStatus(context.WithoutCancel(ctx)); serr == nil && l.Revision == d.Revision {
-			return nil
+		if !restore() {
+			return oldWorkers, nil
 		}
-		restore()
-		return fmt.Errorf("%w; previous config file restored", err)
+		return nil, fmt.Errorf("reload nginx: %w; previous config restored", err)
+	case code != 0:
+		if !restore() {
+			return oldWorkers, nil
+		}
+		return nil, fmt.Errorf("reload nginx: %s; previous config restored", strings.TrimSpace(out))
 	}
-	return nil
+	if err := r.waitLoaded(ctx, d, "", r.loadTimeout()); err != nil {
+		if !restore() {
+			return oldWorkers, nil
+		}
+		return nil, fmt.Errorf("%w; previous config file restored", err)
+	}
+	return oldWorkers, nil
 }
 
-// waitLoaded polls nginx's status until it reports d.Revision. id, when
-// set, is the nginx container just started: if it exits, stop waiting.
-func (r *Reconciler) waitLoaded(ctx context.Context, d Desired, id string) error {
-	deadline := time.Now().Add(r.loadTimeout())
-	delay := 20 * time.Millisecond
+// nginxWorkers returns the PIDs of the nginx container's worker processes,
+// or nil if they cannot be listed or none is found (the drain then waits
+// its full bound: no list is never taken for "no old workers").
+func (r *Reconciler) nginxWorkers(ctx context.Context, name string) []int {
+	end := trace.Begin(ctx, "list nginx workers", name)
+	ps, err := r.Engine.Top(ctx, name)
+	var pids []int
+	for _, p := range ps {
+		if strings.HasPrefix(p.Cmd, nginxWorkerTitle) {
+			pids = append(pids, p.PID)
+		}
+	}
+	if err != nil {
+		end(err.Error())
+		return nil
+	}
+	end(strconv.Itoa(len(pids)) + " workers")
+	return pids
+}
+
+// nginxWorkerTitle starts the title nginx gives its worker processes
+// ("nginx: worker process", "... is shutting down" while it drains).
+const nginxWorkerTitle = "nginx: worker process"
+
+// drain waits until the nginx workers that served before the reload have
+// exited, and no worker is still shutting down, or r.Drain passed. A worker
+// that received the reload stops accepting, finishes the requests it is
+// serving (to the old containers) and exits: once none is left, no request
+// can reach an obsolete container through nginx. (The second condition
+// covers a worker the master respawned with the old config after the list
+// was taken.) Without a list of the old workers (the engine could not list
+// them, or listed none) it waits the whole of r.Drain, as it would for
+// workers that never finish.
+func (r *Reconciler) drain(ctx context.Context, name string, old []int) error {
+	end := trace.Begin(ctx, "drain", name)
+	deadline := time.Now().Add(r.Drain)
+	note := fmt.Sprintf("no list of the old workers: the full %s", r.Drain)
+	defer func() { end(note) }()
+	polls := 0
+	for len(old) > 0 && time.Now().Before(deadline) {
+		polls++
+		ps, err := r.Engine.Top(ctx, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			note = "cannot list nginx's processes (" + err.Error() + "): the rest of " + r.Drain.String()
+			break
+		}
+		if !anyOf(ps, old) && !shuttingDown(ps) {
+			note = fmt.Sprintf("%d old workers exited (%d polls)", len(old), polls)
+			return nil
+		}
+		note = fmt.Sprintf("old workers still serving after %s", r.Drain)
+		select {
+		case <-time.After(drainPoll):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	select {
+	case <-time.After(time.Until(deadline)):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drainPoll is how often drain lists nginx's processes.
+const drainPoll = 25 * time.Millisecond
+
+// shuttingDown reports whether a worker is finishing its requests after a
+// reload (nginx titles it "nginx: worker process is shutting down").
+func shuttingDown(ps []engine.Process) bool {
+	for _, p := range ps {
+		if strings.HasPrefix(p.Cmd, nginxWorkerTitle) && strings.HasSuffix(p.Cmd, "is shutting down") {
+			return true
+		}
+	}
+	return false
+}
+
+func anyOf(ps []engine.Process, pids []int) bool {
+	for _, p := range ps {
+		if slices.Contains(pids, p.PID) {
+			return true
+		}
+	}
+	return false
+}
+
+// hupWait bounds the wait for nginx to load a new config after SIGHUP
+// before falling back to `nginx -s reload`. A master that handles the
+// signal loads a config in milliseconds, tens of them on a busy host.
+const hupWait = 2 * time.Second
+
+// waitLoaded polls nginx's status until it reports d.Revision, for at most
+// timeout. id, when set, is the nginx container just started: if it exits,
+// stop waiting.
+//
+// The status socket is polled every loadPoll: a read is one request over a
+// Unix socket to nginx, and the sooner the new revision is seen, the sooner
+// the rollout moves on. Whether a starting nginx exited is an engine call,
+// asked only every exitPoll.
+func (r *Reconciler) waitLoaded(ctx context.Context, d Desired, id string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	var last string
+	var lastExitCheck time.Time
+	polls := 0
+	end := trace.Begin(ctx, "nginx reports revision", d.Revision)
+	defer func() { end(strconv.Itoa(polls) + " polls") }()
 	for {
+		polls++
 		l, err := r.nginxStatus(ctx)
 		switch {
 		case err != nil:
@@ -827,22 +1058,29 @@ func (r *Reconciler) waitLoaded(ctx context.Context, d Desired, id string) error
 		default:
 			last = "serving revision " + l.Revision
 		}
-		if id != "" {
+		if id != "" && time.Since(lastExitCheck) >= exitPoll {
+			lastExitCheck = time.Now()
 			if exited, state := r.exited(ctx, d.Stack, id); exited {
 				return fmt.Errorf("nginx exited at start (%s): check the config and the image %s", state, d.Stack.Nginx.Image)
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nginx did not load revision %s within %s (%s)", d.Revision, r.loadTimeout(), last)
+			return fmt.Errorf("nginx did not load revision %s within %s (%s)", d.Revision, timeout, last)
 		}
 		select {
-		case <-time.After(delay):
-			delay = min(2*delay, 250*time.Millisecond)
+		case <-time.After(loadPoll):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
+
+// How often waitLoaded reads nginx's status, and asks the engine whether a
+// starting nginx exited.
+const (
+	loadPoll = 10 * time.Millisecond
+	exitPoll = 200 * time.Millisecond
+)
 
 func (r *Reconciler) exited(ctx context.Context, s stack.Stack, id string) (bool, string) {
 	cs, err := r.Engine.ListContainers(ctx, s.Project, s.Network.Name)

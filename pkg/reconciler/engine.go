@@ -22,6 +22,10 @@ type Engine interface {
 	// Remove stops (SIGTERM, SIGKILL after grace) and removes a container;
 	// a missing one is not an error.
 	Remove(ctx context.Context, id string, grace time.Duration) error
+	// Top lists a running container's processes.
+	Top(ctx context.Context, id string) ([]engine.Process, error)
+	// Signal sends a signal ("HUP") to a running container's main process.
+	Signal(ctx context.Context, id, signal string) error
 	// Exec runs cmd in a running container: exit code and combined output.
 	Exec(ctx context.Context, id string, cmd []string) (int, string, error)
 	// RunOnce runs a short-lived container to completion and removes it.

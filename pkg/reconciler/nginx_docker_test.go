@@ -47,18 +47,31 @@ http {
 `, port, body, stack.NginxRunDir, stack.NginxStatusSocket, StatusPath, rev))
 }
 
-// failingReload makes `nginx -s reload` fail, as when the daemon's exec is
-// cut off after the new file was renamed into place.
+// failingReload makes the reload fail (the SIGHUP and `nginx -s reload`),
+// as when the daemon's calls are cut off after the new file was renamed
+// into place. It counts the signals and the reload execs.
 type failingReload struct {
 	Engine
-	fail bool
+	fail             bool
+	signals, reloads int
 }
 
 func (f *failingReload) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
-	if f.fail && slices.Contains(cmd, "reload") {
-		return -1, "", errors.New("injected: exec cut off")
+	if slices.Contains(cmd, "reload") {
+		f.reloads++
+		if f.fail {
+			return -1, "", errors.New("injected: exec cut off")
+		}
 	}
 	return f.Engine.Exec(ctx, id, cmd)
+}
+
+func (f *failingReload) Signal(ctx context.Context, id, signal string) error {
+	f.signals++
+	if f.fail {
+		return errors.New("injected: signal cut off")
+	}
+	return f.Engine.Signal(ctx, id, signal)
 }
 
 // With the real nginx image: a config that fails `nginx -t` never replaces
@@ -109,7 +122,7 @@ func TestNginxInstallReloadAndReadBack(t *testing.T) {
 	}
 
 	broken := Desired{Stack: st, Conf: append(nginxConf(port, "v2", rb), []byte("bogus_directive on;\n")...), Revision: rb}
-	err = r.reloadNginx(ctx, broken)
+	_, err = r.reloadNginx(ctx, broken)
 	if err == nil || !strings.Contains(err.Error(), "rejected by nginx -t") || !strings.Contains(err.Error(), "bogus_directive") {
 		t.Fatalf("reload of a broken config: err = %v, want a rejection naming the directive", err)
 	}
@@ -119,12 +132,15 @@ func TestNginxInstallReloadAndReadBack(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r.ConfigDir, stagedName)); !os.IsNotExist(err) {
 		t.Errorf("rejected config left staged: %v", err)
 	}
+	if fe.signals != 0 || fe.reloads != 0 {
+		t.Errorf("a config nginx -t rejected was signalled %d times and reloaded %d times", fe.signals, fe.reloads)
+	}
 	waitBody(t, url, "v1")
 
 	// The reload is cut off after the rename: the old file comes back, and
 	// nginx keeps reporting r1, so a plan for r2 still reloads.
 	fe.fail = true
-	if err := r.reloadNginx(ctx, d2); err == nil || !strings.Contains(err.Error(), "previous config restored") {
+	if _, err := r.reloadNginx(ctx, d2); err == nil || !strings.Contains(err.Error(), "previous config restored") {
 		t.Fatalf("reload cut off: err = %v", err)
 	}
 	fe.fail = false
@@ -147,8 +163,37 @@ func TestNginxInstallReloadAndReadBack(t *testing.T) {
 		t.Fatalf("file renamed, not reloaded: observed %+v, want r1", obs.Loaded)
 	}
 
-	if err := r.reloadNginx(ctx, d2); err != nil {
+	fe.signals, fe.reloads = 0, 0
+	old, err := r.reloadNginx(ctx, d2)
+	if err != nil {
 		t.Fatalf("reload of a good config: %v", err)
+	}
+	// The image runs nginx as the container's main process: SIGHUP
+	// reloads it, no `nginx -s reload` is needed.
+	if fe.signals != 1 || fe.reloads != 0 {
+		t.Errorf("good reload: %d signals and %d nginx -s reload, want 1 and 0", fe.signals, fe.reloads)
+	}
+	// The workers that served before the reload were listed, and exit once
+	// they have no request left: the drain ends then, not at its bound.
+	if len(old) == 0 {
+		t.Fatal("no nginx workers listed before the reload")
+	}
+	r.Drain = 20 * time.Second
+	start := time.Now()
+	if err := r.drain(ctx, st.Nginx.Name, old); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the drain of an idle nginx took %s: the old workers were not seen to exit", took)
+	}
+	ps, err := eng.Top(ctx, st.Nginx.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if slices.Contains(old, p.PID) {
+			t.Errorf("old worker %d (%s) still runs after the drain", p.PID, p.Cmd)
+		}
 	}
 	waitBody(t, url, "v2")
 	if l, err := r.nginxStatus(ctx); err != nil || l.Revision != r2 {

@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -428,7 +429,7 @@ func TestAppliedRecordSurvivesItsFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "applied.json")
 	r := &Reconciler{AppliedPath: path}
 	a := AppliedFor(desiredOf(testStack(t, "app:1", 2, nil), "r1"))
-	if err := r.writeApplied(a); err != nil {
+	if err := r.writeApplied(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(path); err != nil {

@@ -36,7 +36,12 @@
 //     a file containing "invalid"); the master process (`nginx -c F -g ...`)
 //     loads F at start, or exits at once if F does not validate;
 //     `nginx -s reload -c F` re-validates and swaps the loaded config, or
-//     exits 1 and keeps the old one. Loaded reports what a running nginx
+//     exits 1 and keeps the old one; Signal(HUP) makes the master re-read
+//     the file it started with and load it if it validates (IgnoreHUP: the
+//     main process ignores it). Every load starts a new generation of two
+//     workers; Top lists the master and its workers, and the previous
+//     generation exits at once unless HoldOldWorkers keeps it draining
+//     ("nginx: worker process is shutting down") until ReleaseOldWorkers. Loaded reports what a running nginx
 //     serves. Output imitates nginx's own messages.
 //   - Health: every running container answers health probes (Probe, or an
 //     http.Client using Transport) unless SetHealthy marked its name or image
@@ -49,10 +54,10 @@
 //   - Events: create, start, kill, die, stop, destroy and exec_* container
 //     events with the role label, on every Watch of the container's project.
 //   - Faults: FailNext, FailAlways, Hang, Down/Up, FailReload, ExitOnStart,
-//     Kill, BreakLogs, and the BeforeCall hook, which runs before every call
-//     (without the fake's lock held) so a test can change the world, inject
-//     a fault aimed at that very call, or cancel the caller's context
-//     between steps.
+//     IgnoreHUP, HoldOldWorkers, Kill, BreakLogs, and the BeforeCall hook,
+//     which runs before every call (without the fake's lock held) so a test
+//     can change the world, inject a fault aimed at that very call, or
+//     cancel the caller's context between steps.
 //   - Calls records every call, in order, with its target and result.
 //
 // # With the reconciler and the daemon

@@ -28,6 +28,8 @@ type Engine struct {
 
 	health      marks // healthy or not
 	exitOnStart marks
+	ignoreHUP   marks
+	holdWorkers marks
 	validator   Validator
 	failReload  error
 
@@ -77,6 +79,8 @@ func New(opts ...Option) *Engine {
 		pullable:    map[string]bool{},
 		health:      newMarks(),
 		exitOnStart: newMarks(),
+		ignoreHUP:   newMarks(),
+		holdWorkers: newMarks(),
 		failNext:    map[string][]error{},
 		failAlways:  map[string]error{},
 		hangs:       map[string]chan struct{}{},

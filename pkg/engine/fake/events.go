@@ -72,12 +72,16 @@ func (w *watcher) requeue(ev engine.Event) {
 }
 
 // emitLocked sends a container event to the watchers of its project.
-func (e *Engine) emitLocked(c *container, action string) {
+func (e *Engine) emitLocked(c *container, action string) { e.emitSignalLocked(c, action, "") }
+
+// emitSignalLocked is emitLocked for a kill event that carries the signal's
+// number, as Docker's do.
+func (e *Engine) emitSignalLocked(c *container, action, signal string) {
 	project, ok := c.spec.Labels[stack.LabelProject]
 	if !ok {
 		return
 	}
-	ev := engine.Event{ContainerID: c.id, Name: c.name, Role: c.spec.Labels[stack.LabelRole], Action: action}
+	ev := engine.Event{ContainerID: c.id, Name: c.name, Role: c.spec.Labels[stack.LabelRole], Action: action, Signal: signal}
 	for w := range e.watchers {
 		if w.project == project {
 			w.push(ev)

@@ -20,6 +20,8 @@ const (
 	OpRun            = "Run"
 	OpRemove         = "Remove"
 	OpExec           = "Exec"
+	OpSignal         = "Signal"
+	OpTop            = "Top"
 	OpRunOnce        = "RunOnce"
 	OpFollowLogs     = "FollowLogs"
 	// OpProbe is a health probe (Probe or Transport). It does not go
@@ -30,7 +32,7 @@ const (
 var knownOps = map[string]bool{
 	OpPing: true, OpWatch: true, OpListContainers: true, OpFindNetwork: true,
 	OpCreateNetwork: true, OpRemoveNetwork: true, OpMissingImages: true,
-	OpPullImage: true, OpRun: true, OpRemove: true, OpExec: true,
+	OpPullImage: true, OpRun: true, OpRemove: true, OpExec: true, OpSignal: true, OpTop: true,
 	OpRunOnce: true, OpProbe: true, OpFollowLogs: true,
 }
 
@@ -171,7 +173,8 @@ func (e *Engine) Hang(op string) {
 }
 
 // Clear removes every injected fault: FailNext, FailAlways, Hang (hung
-// calls proceed), FailReload and ExitOnStart. It leaves Down, health marks,
+// calls proceed), FailReload, ExitOnStart, IgnoreHUP and HoldOldWorkers
+// (draining workers exit). It leaves Down, health marks,
 // the validator and the hooks alone.
 func (e *Engine) Clear() {
 	e.mu.Lock()
@@ -184,6 +187,8 @@ func (e *Engine) Clear() {
 	e.hangs = map[string]chan struct{}{}
 	e.failReload = nil
 	e.exitOnStart = newMarks()
+	e.ignoreHUP = newMarks()
+	e.releaseWorkersLocked()
 }
 
 // Down makes the engine unreachable, as if its socket refused connections:

@@ -37,9 +37,9 @@ func (e *Engine) SetValidator(v Validator) {
 	e.validator = v
 }
 
-// FailReload makes every `nginx -s reload` fail (exit 1, err as nginx's
-// message, the loaded config kept) even with a valid file, until
-// FailReload(nil) or Clear.
+// FailReload makes every reload fail even with a valid file, until
+// FailReload(nil) or Clear: `nginx -s reload` exits 1 with err as nginx's
+// message, and a master sent SIGHUP logs it and keeps the loaded config.
 func (e *Engine) FailReload(err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -183,7 +183,8 @@ func (e *Engine) nginxMainLocked(c *container, a nginxArgs) {
 			code, out = 1, emerg(err)
 			break
 		}
-		c.confPath, c.loaded = a.conf, conf
+		c.confPath = a.conf
+		e.loadLocked(c, conf)
 		return // the master keeps running
 	}
 	c.logs.WriteString(out)
@@ -226,7 +227,7 @@ func (e *Engine) nginxExecLocked(c *container, cmd []string) (code int, out stri
 			c.logs.WriteString(emerg(err))
 			return 0, notice, nil
 		}
-		c.loaded = conf
+		e.loadLocked(c, conf)
 		return 0, notice, nil
 	case "reopen":
 		return 0, notice, nil

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,10 +24,11 @@ import (
 // the fake honours the contract the reconciler relies on, end to end.
 
 type harness struct {
-	t    *testing.T
-	f    *fake.Engine
-	r    *reconciler.Reconciler
-	port int
+	t     *testing.T
+	f     *fake.Engine
+	r     *reconciler.Reconciler
+	port  int
+	image string // services.image; swift-deploy-1-node:v1 if empty
 }
 
 func newHarness(t *testing.T) *harness {
@@ -48,9 +51,13 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) desired(extra string) reconciler.Desired {
 	h.t.Helper()
+	image := h.image
+	if image == "" {
+		image = "swift-deploy-1-node:v1"
+	}
 	y := fmt.Sprintf(`project: demo
 services:
-  image: swift-deploy-1-node:v1
+  image: %s
   port: 3000
   replicas: 2
 %s
@@ -59,7 +66,7 @@ nginx:
   port: %d
 network:
   name: demo-net
-`, extra, h.port)
+`, image, extra, h.port)
 	m, err := manifest.Parse([]byte(y), "demo")
 	if err != nil {
 		h.t.Fatal(err)
@@ -119,6 +126,13 @@ func TestReconcilerDeploysOntoTheFake(t *testing.T) {
 	if !bytes.Equal(h.f.Loaded("demo-nginx"), h.desired("").Conf) {
 		t.Error("nginx does not serve the rendered config")
 	}
+	// The daemon probes health itself: app containers run without the
+	// image's HEALTHCHECK, nginx as its image says.
+	for _, c := range h.f.Snapshot() {
+		if want := c.Role == stack.RoleApp; c.Spec.NoHealthcheck != want {
+			t.Errorf("%s (%s): NoHealthcheck %v, want %v", c.Name, c.Role, c.Spec.NoHealthcheck, want)
+		}
+	}
 	// No throwaway check container is left.
 	if got := fake.Names(h.f.Snapshot()); len(got) != 3 {
 		t.Errorf("containers %v", got)
@@ -135,14 +149,22 @@ func TestReconcilerDeploysOntoTheFake(t *testing.T) {
 	if !bytes.Equal(h.f.Loaded("demo-nginx"), h.desired(canary).Conf) {
 		t.Error("nginx not reloaded with the canary's config")
 	}
-	var reloads int
+	// One exec (nginx -t) and one SIGHUP: no second process parses the
+	// config only to send the signal.
+	if n := len(h.f.CallsTo(fake.OpSignal)); n != 1 {
+		t.Errorf("%d signals, want 1 SIGHUP", n)
+	}
+	var tests int
 	for _, c := range h.f.CallsTo(fake.OpExec) {
 		if strings.Contains(c.Detail, "-s reload") {
-			reloads++
+			t.Errorf("reloaded with an exec of %q", c.Detail)
+		}
+		if strings.Contains(c.Detail, "nginx -t") {
+			tests++
 		}
 	}
-	if reloads != 1 {
-		t.Errorf("%d reloads, want 1", reloads)
+	if tests != 1 {
+		t.Errorf("%d nginx -t, want 1", tests)
 	}
 }
 
@@ -185,9 +207,16 @@ func TestReconcilerNginxRejection(t *testing.T) {
 		}
 		return nil
 	})
+	h.f.ResetCalls()
 	_, err := h.converge(bg, canary)
 	if err == nil || !strings.Contains(err.Error(), "rejected by nginx -t") || !strings.Contains(err.Error(), `unknown directive "canary"`) {
 		t.Fatalf("converge: %v", err)
+	}
+	if n := len(h.f.CallsTo(fake.OpSignal)); n != 0 {
+		t.Errorf("nginx was signalled %d times for a config nginx -t rejected", n)
+	}
+	if live, _ := os.ReadFile(filepath.Join(h.r.ConfigDir, "nginx.conf")); !bytes.Equal(live, before) {
+		t.Error("a rejected config was installed")
 	}
 	if !bytes.Equal(h.f.Loaded("demo-nginx"), before) {
 		t.Error("a rejected config is served")
@@ -287,12 +316,9 @@ func TestReconcilerStaleNginxAfterAFailedReload(t *testing.T) {
 	}{
 		{"reload refused", func(h *harness, _ context.CancelFunc) { h.f.FailReload(errors.New("signal failed")) }},
 		{"crash before the reload", func(h *harness, cancel context.CancelFunc) {
-			var execs int
 			h.f.BeforeCall(func(op, target string) {
-				if op == fake.OpExec {
-					if execs++; execs == 2 { // after nginx -t and the rename
-						cancel()
-					}
+				if op == fake.OpSignal { // after nginx -t and the rename
+					cancel()
 				}
 			})
 		}},
@@ -313,5 +339,48 @@ func TestReconcilerStaleNginxAfterAFailedReload(t *testing.T) {
 				t.Error("converged, but nginx serves the old config")
 			}
 		})
+	}
+}
+
+// An nginx whose main process ignores SIGHUP (an image that runs nginx
+// under a process that does not pass it on) is still reloaded: when nginx
+// does not report the new revision in time, `nginx -s reload` does it. A
+// master that fails to load the file after SIGHUP is reported the same
+// way, with the previous file restored.
+func TestReloadFallsBackToNginxSReload(t *testing.T) {
+	h := newHarness(t)
+	h.r.LoadTimeout = 300 * time.Millisecond // bounds the wait for the SIGHUP too
+	h.mustConverge("")
+	h.f.IgnoreHUP("nginx:1.27")
+	h.f.ResetCalls()
+	h.mustConverge(canary)
+	if !bytes.Equal(h.f.Loaded("demo-nginx"), h.desired(canary).Conf) {
+		t.Fatal("nginx ignoring SIGHUP does not serve the new config")
+	}
+	var reloads int
+	for _, c := range h.f.CallsTo(fake.OpExec) {
+		if strings.Contains(c.Detail, "-s reload") {
+			reloads++
+		}
+	}
+	if n := len(h.f.CallsTo(fake.OpSignal)); n != 1 || reloads != 1 {
+		t.Errorf("%d signals and %d nginx -s reload, want one of each", n, reloads)
+	}
+	h.f.Clear()
+
+	// The master rejects the reload (FailReload): after SIGHUP and the
+	// fallback, the error names nginx's message and the old file is back.
+	live := filepath.Join(h.r.ConfigDir, "nginx.conf")
+	before, _ := os.ReadFile(live)
+	h.f.FailReload(errors.New("bind() to 0.0.0.0:8080 failed (98: Address already in use)"))
+	const w50 = "  canary: {image: swift-deploy-1-node:v2, weight: 50}"
+	if _, err := h.converge(bg, w50); err == nil || !strings.Contains(err.Error(), "bind()") || !strings.Contains(err.Error(), "previous config restored") {
+		t.Fatalf("converge with a master that cannot reload: %v", err)
+	}
+	if now, _ := os.ReadFile(live); !bytes.Equal(now, before) {
+		t.Error("the file nginx failed to load was left in place")
+	}
+	if !bytes.Equal(h.f.Loaded("demo-nginx"), before) {
+		t.Error("nginx does not serve the old config")
 	}
 }
