@@ -129,7 +129,7 @@ func (p Prometheus) TrackStats(ctx context.Context, q Queries) (Stats, error) {
 	st := Stats{Queries: q}
 	for _, it := range []struct {
 		name, q string
-		into **float64
+		into    **float64
 	}{
 		{"requests", q.Requests, &st.Requests},
 		{"req_per_sec", q.ReqPerSec, &st.ReqPerSec},
