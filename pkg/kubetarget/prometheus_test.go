@@ -68,7 +68,7 @@ func TestClusterFacts(t *testing.T) {
 	f := newFake()
 	f.objs["Node/a"] = map[string]any{"metadata": map[string]any{"name": "a"}, "status": map[string]any{
 		"allocatable": map[string]any{"cpu": "4", "memory": "8Gi"},
-		"conditions": []any{map[string]any{"type": "Ready", "status": "True"}, map[string]any{"type": "DiskPressure", "status": "True"}, map[string]any{"type": "PIDPressure", "status": "False"}},
+		"conditions":  []any{map[string]any{"type": "Ready", "status": "True"}, map[string]any{"type": "DiskPressure", "status": "True"}, map[string]any{"type": "PIDPressure", "status": "False"}},
 	}}
 	pod := func(name, ns, project, cpu string) map[string]any {
 		return map[string]any{"metadata": map[string]any{"name": name, "namespace": ns, "labels": map[string]any{"io.swiftdeploy.project": project}},
