@@ -260,11 +260,11 @@ func (d *Daemon) kubeReconcileOnce(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	lines, err := d.kubeStep(ctx, m, desired, progress)
+	lines, err := d.kubeStep(ctx, m, desired, progress, nil, true)
 	if err == nil && len(waiters) > 0 {
 		// A deploy waits for what it asked for to roll out.
 		var more []string
-		more, err = d.kubeAwait(ctx, m, desired, progress)
+		more, err = d.kubeAwait(ctx, m, desired, progress, nil, true)
 		lines = append(lines, more...)
 	}
 	var denied *reconciler.DeniedError
@@ -293,8 +293,12 @@ func (d *Daemon) kubeReconcileOnce(ctx context.Context) (err error) {
 }
 
 // kubeStep observes, plans, gates and applies once: what can be done now.
-// It returns the ops it applied.
-func (d *Daemon) kubeStep(ctx context.Context, m *manifest.Manifest, desired kubetarget.Desired, progress reconciler.Progress) ([]string, error) {
+// before, when set, runs after the gate allowed and before the first op
+// (a transaction's write-ahead record). A deploy's gated change is
+// tracked until its rollout is journaled (kubeNoteRollout); a
+// transaction's is journaled by its commit instead. It returns the ops it
+// applied.
+func (d *Daemon) kubeStep(ctx context.Context, m *manifest.Manifest, desired kubetarget.Desired, progress reconciler.Progress, before func() error, deploy bool) ([]string, error) {
 	obs, err := d.kubeObserve(ctx, m.Project)
 	if err != nil {
 		return nil, err
@@ -312,6 +316,11 @@ func (d *Daemon) kubeStep(ctx context.Context, m *manifest.Manifest, desired kub
 			return nil, &reconciler.DeniedError{Reasons: dec.Reasons, Transient: dec.Transient, Codes: dec.Codes}
 		}
 	}
+	if before != nil {
+		if err := before(); err != nil {
+			return nil, err
+		}
+	}
 	err = kubetarget.Apply(ctx, d.kt.api, plan, func(line string) {
 		if progress != nil {
 			progress(line)
@@ -323,7 +332,7 @@ func (d *Daemon) kubeStep(ctx context.Context, m *manifest.Manifest, desired kub
 			d.event(eventDriftReverted, op.String(), "", map[string]any{"object": op.Ref.String()})
 		}
 	}
-	if plan.Gated() {
+	if plan.Gated() && deploy {
 		d.kt.mu.Lock()
 		if d.kt.rollout == nil {
 			d.kt.rollout = &kubeRollout{started: time.Now()}
@@ -335,8 +344,8 @@ func (d *Daemon) kubeStep(ctx context.Context, m *manifest.Manifest, desired kub
 }
 
 // kubeAwait converges until desired has rolled out, its progress deadline
-// passed or ctx ends.
-func (d *Daemon) kubeAwait(ctx context.Context, m *manifest.Manifest, desired kubetarget.Desired, progress reconciler.Progress) ([]string, error) {
+// passed or ctx ends; before is kubeStep's, run once.
+func (d *Daemon) kubeAwait(ctx context.Context, m *manifest.Manifest, desired kubetarget.Desired, progress reconciler.Progress, before func() error, deploy bool) ([]string, error) {
 	deadline := time.Now().Add(d.kt.cfg.ProgressDeadline + 10*time.Second)
 	var applied []string
 	said := ""
@@ -360,7 +369,8 @@ func (d *Daemon) kubeAwait(ctx context.Context, m *manifest.Manifest, desired ku
 			return applied, fmt.Errorf("not rolled out within %s: %s", d.kt.cfg.ProgressDeadline, why)
 		}
 		if !plan.Empty() {
-			lines, err := d.kubeStep(ctx, m, desired, progress)
+			lines, err := d.kubeStep(ctx, m, desired, progress, before, deploy)
+			before = nil
 			applied = append(applied, lines...)
 			if err != nil {
 				return applied, err

@@ -32,34 +32,32 @@ func (d *Daemon) kubeTransact(ctx context.Context, m *manifest.Manifest, t *Tran
 	if err != nil {
 		return err
 	}
-	obs, err := d.kubeObserve(ctx, m.Project)
-	if err != nil {
-		return err
-	}
-	plan, err := kubetarget.Compute(ctx, d.kt.api, desired, obs)
-	if err != nil {
-		return err
-	}
-	if plan.Gated() {
-		if dec := d.kubeGate(ctx, m, desired); !dec.Allowed {
-			return &reconciler.DeniedError{Reasons: dec.Reasons, Transient: dec.Transient, Codes: dec.Codes}
+	wrote := false
+	writeAhead := func() error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.state.Pending = t
+		if err := d.saveStateLocked(); err != nil {
+			d.state.Pending = nil
+			return fmt.Errorf("record pending %s: %w", t.Kind, err)
 		}
+		wrote = true
+		return nil
 	}
-	d.mu.Lock()
-	d.state.Pending = t
-	if err := d.saveStateLocked(); err != nil {
-		d.state.Pending = nil
-		d.mu.Unlock()
-		return fmt.Errorf("record pending %s: %w", t.Kind, err)
+	_, err = d.kubeAwait(ctx, m, desired, progress, writeAhead, false)
+	var denied *reconciler.DeniedError
+	if err != nil && !wrote {
+		return err // denied (or failed) before its first op: nothing changed
 	}
-	d.mu.Unlock()
-	_, err = d.kubeAwait(ctx, m, desired, progress)
 	if after, oerr := d.kubeObserve(context.WithoutCancel(ctx), m.Project); oerr == nil {
 		d.kubeNoteServing(after)
 	}
 	if err != nil {
 		d.abort(t, err)
-		d.Wake() // converge back to the old state
+		d.Wake() // converge back to the old state, which kept serving
+		if errors.As(err, &denied) {
+			return err
+		}
 		return fmt.Errorf("%s did not take effect: %w", t.Kind, err)
 	}
 	d.commit(t)
