@@ -373,8 +373,13 @@ func RolledOut(d appsv1.Deployment) (bool, string) {
 }
 
 // ProgressFailed is the message of a Deployment whose rollout exceeded
-// its progress deadline ("" when it has not).
+// its progress deadline ("" when it has not). The condition counts only
+// once the controller has seen the current spec: right after an apply,
+// the condition of the previous, failed rollout is still there.
 func ProgressFailed(d appsv1.Deployment) string {
+	if d.Status.ObservedGeneration < d.Generation {
+		return ""
+	}
 	for _, c := range d.Status.Conditions {
 		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
 			return "progress deadline exceeded: " + c.Message
