@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 )
 
 // kubeRoutes serves, on the Kubernetes target, the API calls whose work
@@ -62,9 +67,50 @@ func (d *Daemon) kubeRoutes(next *http.ServeMux) http.Handler {
 	mux.HandleFunc("POST "+api.PathChaos, notHere("chaos"))
 	mux.HandleFunc("POST "+api.PathPause, notHere("pause (stepped canaries)"))
 	mux.HandleFunc("POST "+api.PathResume, notHere("resume (stepped canaries)"))
-	mux.HandleFunc("POST "+api.PathValidate, notHere("validate (use swiftctl render and a server-side dry-run)"))
+	mux.HandleFunc("POST "+api.PathValidate, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.kubeValidate(r.Context()))
+	})
 	mux.Handle("/", next)
 	return mux
+}
+
+// kubeValidate checks the manifest on disk without changing anything: it
+// parses and renders, and the API server accepts every object it renders
+// (a strict server-side dry-run apply, which also runs admission).
+func (d *Daemon) kubeValidate(ctx context.Context) api.Validation {
+	var v api.Validation
+	data, err := os.ReadFile(d.cfg.ManifestPath)
+	var m *manifest.Manifest
+	if err == nil {
+		m, err = accept(data, filepath.Base(d.dir))
+	}
+	if err != nil {
+		v.Checks = append(v.Checks, api.Check{Name: "Manifest valid", Detail: err.Error()})
+		return v
+	}
+	v.Checks = append(v.Checks, api.Check{Name: "Manifest valid", OK: true})
+	d.mu.Lock()
+	st := d.state
+	d.mu.Unlock()
+	desired, err := d.kubeDesired(m, st)
+	if err != nil {
+		v.Checks = append(v.Checks, api.Check{Name: "Kubernetes objects render", Detail: err.Error()})
+		return v
+	}
+	v.Checks = append(v.Checks, api.Check{Name: "Kubernetes objects render", OK: true})
+	check := api.Check{Name: "API server accepts every object (dry run)", OK: true}
+	for _, obj := range desired.Objects {
+		body, err := k8srender.JSON(obj)
+		if err == nil {
+			_, err = d.kt.api.Apply(ctx, kubetarget.RefOf(obj), body, kube.ApplyOptions{DryRun: true})
+		}
+		if err != nil {
+			check.OK, check.Detail = false, err.Error()
+			break
+		}
+	}
+	v.Checks = append(v.Checks, check)
+	return v
 }
 
 func (d *Daemon) handleKubeDiff(w http.ResponseWriter, r *http.Request) {
