@@ -239,6 +239,12 @@ func Compute(ctx context.Context, c API, desired Desired, obs Observed) (Plan, e
 			if err != nil {
 				return plan, err
 			}
+			// The live object went through the typed structs (Observe);
+			// so must the server's answer, or their encodings differ
+			// where the structs add empty fields.
+			if dry, err = roundTrip(ref.Resource.Kind, dry); err != nil {
+				return plan, fmt.Errorf("decode dry run of %s: %w", ref, err)
+			}
 			same, err := sameObject(live, dry)
 			if err != nil {
 				return plan, fmt.Errorf("compare %s: %w", ref, err)
@@ -415,6 +421,25 @@ func liveJSON(obs Observed, ref kube.Ref) ([]byte, bool) {
 	}
 	b, err := json.Marshal(v)
 	return b, err == nil
+}
+
+// roundTrip decodes raw into kind's typed struct and encodes it again.
+func roundTrip(kind string, raw []byte) ([]byte, error) {
+	var v any
+	switch kind {
+	case "Deployment":
+		v = &appsv1.Deployment{}
+	case "Service":
+		v = &corev1.Service{}
+	case "HTTPRoute":
+		v = &gatewayv1.HTTPRoute{}
+	default:
+		return raw, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
 }
 
 // sameObject compares what an apply would change: labels, annotations
