@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
@@ -133,25 +135,8 @@ func TestPrometheusGatesPromotion(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	canary := &fakeCanary{}
+	canary, host := startFakeCanary(t)
 	canary.errPermille.Store(500)
-	srv := httptest.NewServer(canary)
-	defer srv.Close()
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		tk := time.NewTicker(100 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tk.C:
-				canary.tick()
-			}
-		}
-	}()
-
 	extra := fmt.Sprintf("metrics:\n  prometheus: %s\n  scrape_interval: 1s\n  window: 5s\npolicy:\n  max_error_rate: 0.01\n  max_p99_ms: 500\n  min_requests: 20\n", promURL)
 	k := startDaemon(t, c, ns, manifestYAML("app:1", 2, "0.1", canaryYAML("app:2", 25, 1), extra), daemonOpts{})
 	c.waitRolledOut(ctx, t, ns, "shop-canary", 1, "app:2")
@@ -169,15 +154,7 @@ func TestPrometheusGatesPromotion(t *testing.T) {
 
 	// The target, labelled as the canary's current pods.
 	hash := c.podTemplateHash(ctx, t, ns, "shop-canary")
-	host := strings.TrimPrefix(srv.URL, "http://")
-	sd, _ := json.Marshal([]map[string]any{{"targets": []string{host}, "labels": map[string]string{
-		"namespace": ns, "io_swiftdeploy_project": "shop", "io_swiftdeploy_track": "canary", "pod_template_hash": hash}}})
-	if err := os.WriteFile(targets+".tmp", sd, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(targets+".tmp", targets); err != nil {
-		t.Fatal(err)
-	}
+	writeTargets(t, targets, host, ns, hash)
 	prom := kubetarget.Prometheus{URL: promURL}
 	q := kubetarget.QueriesFor(kubetarget.TrackSelector(ns, "shop", "canary", hash), 5*time.Second)
 	waitErrorRate := func(want func(float64) bool, what string) {
@@ -229,5 +206,124 @@ func TestPrometheusGatesPromotion(t *testing.T) {
 	}
 	if s := k.status(ctx); s.Mode != "stable" || s.StableImage != "app:2" || !s.Converged {
 		t.Fatalf("after promotion: mode %q stable %q converged %v pending %q", s.Mode, s.StableImage, s.Converged, s.Pending)
+	}
+}
+
+// startFakeCanary serves a canary's metrics on loopback, its counters
+// moving by themselves until the test ends; host is its address.
+func startFakeCanary(t *testing.T) (*fakeCanary, string) {
+	t.Helper()
+	canary := &fakeCanary{}
+	srv := httptest.NewServer(canary)
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop); srv.Close() })
+	go func() {
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				canary.tick()
+			}
+		}
+	}()
+	return canary, strings.TrimPrefix(srv.URL, "http://")
+}
+
+// writeTargets points Prometheus's file discovery at host, labelled as
+// Kubernetes pod discovery labels the canary's current pods.
+func writeTargets(t *testing.T, targets, host, ns, hash string) {
+	t.Helper()
+	sd, _ := json.Marshal([]map[string]any{{"targets": []string{host}, "labels": map[string]string{
+		"namespace": ns, "io_swiftdeploy_project": "shop", "io_swiftdeploy_track": "canary", "pod_template_hash": hash}}})
+	if err := os.WriteFile(targets+".tmp", sd, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(targets+".tmp", targets); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitCanaryData waits until Prometheus has the canary's figures over
+// window with an error rate want accepts.
+func waitCanaryData(ctx context.Context, t *testing.T, promURL, ns, hash string, window time.Duration, want func(float64) bool, what string) {
+	t.Helper()
+	prom := kubetarget.Prometheus{URL: promURL}
+	q := kubetarget.QueriesFor(kubetarget.TrackSelector(ns, "shop", "canary", hash), window)
+	eventually(ctx, t, what, func() (bool, string) {
+		v, ok, why, err := prom.Query(ctx, q.ErrorRate)
+		n, nok, _, _ := prom.Query(ctx, q.Requests)
+		return err == nil && ok && nok && n >= 20 && want(v), fmt.Sprintf("error rate %v ok %v (%s) requests %v err %v", v, ok, why, n, err)
+	})
+}
+
+// TestPromotionThatCannotRollOutIsAborted: the canary passes canary
+// safety and the cluster gate allows the promotion, but every node is
+// then tainted NoSchedule (the cluster policy does not judge taints), so
+// the promoted stable pod is never scheduled and never available. At the
+// progress deadline the transaction is dropped (promote_failed, never
+// promoted), the loop puts stable's image back, and the canary split
+// kept serving throughout.
+func TestPromotionThatCannotRollOutIsAborted(t *testing.T) {
+	c := connect(t)
+	promURL, targets := startPrometheus(t)
+	ns := c.namespace(t, "abortpromo")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	canary, host := startFakeCanary(t)
+	canary.errPermille.Store(0)
+	extra := fmt.Sprintf("metrics:\n  prometheus: %s\n  scrape_interval: 1s\n  window: 5s\n", promURL)
+	k := startDaemon(t, c, ns, manifestYAML("app:1", 1, "0.1", canaryYAML("app:2", 25, 1), extra), daemonOpts{deadline: 5 * time.Second})
+	c.waitRolledOut(ctx, t, ns, "shop-canary", 1, "app:2")
+	eventually(ctx, t, "canary routed", func() (bool, string) {
+		w := c.routeWeights(ctx, t, ns, "shop")
+		return w == "shop-canary=25 shop-stable=75", w
+	})
+	hash := c.podTemplateHash(ctx, t, ns, "shop-canary")
+	writeTargets(t, targets, host, ns, hash)
+	waitCanaryData(ctx, t, promURL, ns, hash, 5*time.Second, func(v float64) bool { return v == 0 }, "Prometheus sees the healthy canary")
+
+	var nl corev1.NodeList
+	if err := c.get(ctx, "/api/v1/nodes", &nl); err != nil {
+		t.Fatal(err)
+	}
+	untaint := func() {
+		for _, n := range nl.Items {
+			_, _, _ = c.do(context.Background(), http.MethodPatch, "/api/v1/nodes/"+n.Name, []byte(`{"spec":{"taints":null}}`), "application/merge-patch+json")
+		}
+	}
+	t.Cleanup(untaint)
+	for _, n := range nl.Items {
+		if len(n.Spec.Taints) > 0 {
+			t.Fatalf("node %s already has taints %v: the test would remove them", n.Name, n.Spec.Taints)
+		}
+		if _, _, err := c.do(ctx, http.MethodPatch, "/api/v1/nodes/"+n.Name, []byte(`{"spec":{"taints":[{"key":"e2e-block","effect":"NoSchedule"}]}}`), "application/merge-patch+json"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	p := k.call(ctx, api.PathPromote, nil)
+	if p.Error == "" || !strings.Contains(p.Error, "did not take effect") || !strings.Contains(p.Error, "progress deadline exceeded") {
+		t.Fatalf("promotion that cannot roll out: %+v, want it aborted at the progress deadline", p)
+	}
+	if n := len(k.events(journal.EventPromoteFailed)); n != 1 {
+		t.Fatalf("%d promote_failed, want 1", n)
+	}
+	// The old state comes back (its pods were never taken away): stable's
+	// image, the canary and its share.
+	c.waitRolledOut(ctx, t, ns, "shop-stable", 1, "app:1")
+	if w := c.routeWeights(ctx, t, ns, "shop"); w != "shop-canary=25 shop-stable=75" {
+		t.Fatalf("after the aborted promotion the route is %s", w)
+	}
+	c.waitRolledOut(ctx, t, ns, "shop-canary", 1, "app:2")
+	untaint()
+	time.Sleep(k.resync + time.Second)
+	if n := len(k.events(journal.EventPromoted)); n != 0 {
+		t.Fatalf("%d promoted events for a promotion that never took effect", n)
+	}
+	if s := k.status(ctx); s.StableImage != "app:1" || s.Mode != "canary" {
+		t.Fatalf("status after the aborted promotion: stable %q mode %q", s.StableImage, s.Mode)
 	}
 }
