@@ -28,7 +28,7 @@ func (r *renderTarget) flags(cmd *cobra.Command) {
 	f.StringVar(&r.name, "target", targetDocker, "what to render: docker (docker-compose.yml and nginx.conf), kubernetes (kubernetes.yaml) or argo-rollouts (argo-rollouts.yaml)")
 	f.StringVar(&r.k8s.Namespace, "namespace", k8srender.DefaultNamespace, "kubernetes, argo-rollouts: namespace of the objects")
 	f.StringVar(&r.k8s.Gateway, "gateway", "", "kubernetes, argo-rollouts: Gateway the HTTPRoute attaches to (none: add parentRefs yourself)")
-	f.StringVar(&r.k8s.PrometheusURL, "prometheus", "", "argo-rollouts: URL of the Prometheus the AnalysisTemplate queries (required)")
+	f.StringVar(&r.k8s.PrometheusURL, "prometheus", "", "argo-rollouts: URL of the Prometheus the AnalysisTemplate queries (default: the manifest's metrics.prometheus; one of them is required)")
 }
 
 // files renders m for the target.
@@ -47,7 +47,11 @@ func (r *renderTarget) files(m *manifest.Manifest) ([]renderedFile, error) {
 	default:
 		return nil, fmt.Errorf("--target %q: want %s, %s or %s", r.name, targetDocker, targetKubernetes, targetArgoRollouts)
 	}
-	objs, err := render(m, r.k8s)
+	o := r.k8s
+	if o.PrometheusURL == "" {
+		o.PrometheusURL = m.Metrics.Prometheus // the manifest's, unless the flag says otherwise
+	}
+	objs, err := render(m, o)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", name, err)
 	}

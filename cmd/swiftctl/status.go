@@ -118,7 +118,7 @@ func writeDashboard(w io.Writer, s api.Status) error {
 		}
 	}
 	b.WriteString("\nPolicy Status:\n")
-	fmt.Fprintf(&b, "  • Infrastructure: %s\n", policyStatus(s.Policies, policyInfrastructure))
+	fmt.Fprintf(&b, "  • Infrastructure: %s\n", policyStatus(s.Policies, infraPolicy(s)))
 	fmt.Fprintf(&b, "  • Canary Safety: %s\n", policyStatus(s.Policies, policyCanarySafety))
 
 	b.WriteString("\n")
@@ -149,6 +149,7 @@ func writeDashboard(w io.Writer, s api.Status) error {
 		}
 		tw.Flush()
 	}
+	writeKube(&b, s.Kubernetes)
 	writeProblems(&b, s)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -191,7 +192,11 @@ func writeProject(b *strings.Builder, s api.Status) {
 	case s.Converged:
 		state = "converged"
 	}
-	fmt.Fprintf(b, "Project: %s (nginx on port %d, %s)\n", dash(s.Project), s.NginxPort, state)
+	if s.Kubernetes != nil {
+		fmt.Fprintf(b, "Project: %s (Kubernetes namespace %s, %s)\n", dash(s.Project), s.Kubernetes.Namespace, state)
+	} else {
+		fmt.Fprintf(b, "Project: %s (nginx on port %d, %s)\n", dash(s.Project), s.NginxPort, state)
+	}
 	fmt.Fprintf(b, "Stable: %s\n", dash(s.StableImage))
 	if s.CanaryImage != "" {
 		fmt.Fprintf(b, "Canary: %s (%d%% of traffic)\n", s.CanaryImage, s.CanaryWeight)

@@ -32,6 +32,11 @@ func run() error {
 	socket := fs.String("socket", "", "control socket path (default $"+api.EnvSocket+" or .swiftdeploy/swiftdeployd.sock beside the manifest)")
 	debug := fs.Bool("debug", false, "log at debug level")
 	journalMax := fs.Int64("journal-max-bytes", daemon.DefaultJournalMaxBytes, "rotate the journal (history.jsonl → history.N.jsonl, the hash chain continuing) when it would grow past this many bytes; negative never rotates")
+	target := fs.String("target", "docker", "what to converge: docker (this host's Docker Engine) or kubernetes (a namespace, by server-side apply)")
+	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "with --target kubernetes: the kubeconfig naming the API server and the daemon's credentials (default $KUBECONFIG)")
+	namespace := fs.String("namespace", "", "with --target kubernetes: the namespace to converge (it must exist)")
+	gateway := fs.String("gateway", "", "with --target kubernetes: the Gateway the HTTPRoute attaches to (none by default)")
+	deadline := fs.Duration("progress-deadline", 0, "with --target kubernetes: each Deployment's progressDeadlineSeconds; a rollout without progress this long is reported failed and a promotion aborted (default 2m)")
 	authzConfig := authz.RegisterFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -65,7 +70,18 @@ func run() error {
 		}
 		*socket = api.DefaultSocket(filepath.Dir(abs))
 	}
-	d, err := daemon.New(daemon.Config{ManifestPath: *manifestPath, Socket: *socket, Log: log, Authz: az, JournalMaxBytes: *journalMax})
+	cfg := daemon.Config{ManifestPath: *manifestPath, Socket: *socket, Log: log, Authz: az, JournalMaxBytes: *journalMax}
+	switch *target {
+	case "docker":
+		if *namespace != "" || *gateway != "" {
+			return errors.New("--namespace and --gateway need --target kubernetes")
+		}
+	case "kubernetes":
+		cfg.Kube = &daemon.KubeConfig{Kubeconfig: *kubeconfig, Namespace: *namespace, Gateway: *gateway, ProgressDeadline: *deadline}
+	default:
+		return fmt.Errorf("--target: want docker or kubernetes, got %q", *target)
+	}
+	d, err := daemon.New(cfg)
 	if err != nil {
 		return err
 	}

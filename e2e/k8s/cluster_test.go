@@ -26,6 +26,8 @@ import (
 type cluster struct {
 	server, token string
 	http          *http.Client
+	// kubeconfig is the file the cluster was read from, for the daemon.
+	kubeconfig string
 }
 
 // defaultKubeconfig is where `task k8s:up` writes the admin kubeconfig.
@@ -46,6 +48,9 @@ func connect(t *testing.T) *cluster {
 	c, err := fromKubeconfig(path)
 	if err != nil {
 		t.Fatalf("the Kubernetes harness is not available (task k8s:up starts it): %v", err)
+	}
+	if c.kubeconfig, err = filepath.Abs(path); err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -145,14 +150,17 @@ func (c *cluster) do(ctx context.Context, method, path string, body []byte, cont
 
 // resources maps a rendered kind to its API path and plural name.
 var resources = map[string]struct{ prefix, plural string }{
-	"Deployment":       {"/apis/apps/v1", "deployments"},
-	"Service":          {"/api/v1", "services"},
-	"ServiceAccount":   {"/api/v1", "serviceaccounts"},
-	"Role":             {"/apis/rbac.authorization.k8s.io/v1", "roles"},
-	"RoleBinding":      {"/apis/rbac.authorization.k8s.io/v1", "rolebindings"},
-	"HTTPRoute":        {"/apis/gateway.networking.k8s.io/v1", "httproutes"},
-	"Rollout":          {"/apis/argoproj.io/v1alpha1", "rollouts"},
-	"AnalysisTemplate": {"/apis/argoproj.io/v1alpha1", "analysistemplates"},
+	"Deployment":     {"/apis/apps/v1", "deployments"},
+	"Service":        {"/api/v1", "services"},
+	"ServiceAccount": {"/api/v1", "serviceaccounts"},
+	"Role":           {"/apis/rbac.authorization.k8s.io/v1", "roles"},
+	"RoleBinding":    {"/apis/rbac.authorization.k8s.io/v1", "rolebindings"},
+	// Cluster-scoped: no namespace in their paths.
+	"ClusterRole":        {"/apis/rbac.authorization.k8s.io/v1", "clusterroles"},
+	"ClusterRoleBinding": {"/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"},
+	"HTTPRoute":          {"/apis/gateway.networking.k8s.io/v1", "httproutes"},
+	"Rollout":            {"/apis/argoproj.io/v1alpha1", "rollouts"},
+	"AnalysisTemplate":   {"/apis/argoproj.io/v1alpha1", "analysistemplates"},
 }
 
 func objectPath(t *testing.T, o k8srender.Object) string {
@@ -161,6 +169,9 @@ func objectPath(t *testing.T, o k8srender.Object) string {
 	r, ok := resources[kind]
 	if !ok {
 		t.Fatalf("no API path for kind %s: add it to resources", kind)
+	}
+	if o.GetNamespace() == "" {
+		return fmt.Sprintf("%s/%s/%s", r.prefix, r.plural, o.GetName())
 	}
 	return fmt.Sprintf("%s/namespaces/%s/%s/%s", r.prefix, o.GetNamespace(), r.plural, o.GetName())
 }

@@ -68,7 +68,7 @@ func TestRenderedObjectsPassServerDryRun(t *testing.T) {
 			}
 		}
 	}
-	for _, kind := range []string{"Deployment", "Service", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "Rollout", "AnalysisTemplate"} {
+	for _, kind := range []string{"Deployment", "Service", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Rollout", "AnalysisTemplate"} {
 		if checked[kind] == 0 {
 			t.Errorf("no %s was checked", kind)
 		}

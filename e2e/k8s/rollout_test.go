@@ -3,6 +3,7 @@ package k8s
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -76,7 +77,13 @@ func (c *cluster) waitRolledOut(ctx context.Context, t *testing.T, ns, name stri
 			t.Fatalf("Deployment %s not rolled out: %s", name, last)
 		}
 		var d appsv1.Deployment
-		if err := c.get(ctx, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+name, &d); err != nil {
+		err := c.get(ctx, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+name, &d)
+		if isAPIError(err, http.StatusNotFound) { // the daemon has not created it yet
+			last = "not created yet"
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		s := d.Status

@@ -64,6 +64,35 @@ type Status struct {
 	// Rollout is the progress of a stepped canary (services.canary.steps),
 	// or of its abort; nil without steps.
 	Rollout *Rollout `json:"rollout,omitempty"`
+	// Kubernetes is set on the Kubernetes target: what the API server
+	// reports of the project's Deployments and HTTPRoute.
+	Kubernetes *KubeStatus `json:"kubernetes,omitempty"`
+}
+
+// KubeStatus is the Kubernetes target's observed state, from the API.
+type KubeStatus struct {
+	Namespace   string           `json:"namespace"`
+	Deployments []KubeDeployment `json:"deployments"`
+	// Route is the HTTPRoute's name and its backends' weights by Service.
+	Route        string         `json:"route,omitempty"`
+	RouteWeights map[string]int `json:"route_weights,omitempty"`
+}
+
+// KubeDeployment is one Deployment as its controller reports it.
+type KubeDeployment struct {
+	Name               string `json:"name"`
+	Track              string `json:"track"`
+	Image              string `json:"image"`
+	Generation         int64  `json:"generation"`
+	ObservedGeneration int64  `json:"observed_generation"`
+	Replicas           int32  `json:"replicas"`
+	Updated            int32  `json:"updated"`
+	Ready              int32  `json:"ready"`
+	Available          int32  `json:"available"`
+	RolledOut          bool   `json:"rolled_out"`
+	// Problem says why it has not rolled out (a progress deadline
+	// exceeded, replicas not yet available).
+	Problem string `json:"problem,omitempty"`
 }
 
 // Rollout phases.

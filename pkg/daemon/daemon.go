@@ -87,6 +87,9 @@ type Config struct {
 	HostFacts func(diskPath string) policy.InfraInput
 	// Notify tunes webhook delivery (tests shorten its timeouts).
 	Notify notify.Options
+	// Kube, when set, converges a Kubernetes namespace instead of the
+	// Docker host (kube.go); Engine is then unused.
+	Kube *KubeConfig
 }
 
 // Daemon is one running swiftdeployd.
@@ -130,6 +133,7 @@ type Daemon struct {
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
+	kt          *kubeTarget // the Kubernetes target; nil on Docker
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -183,14 +187,20 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
 	}
 	d.eng = cfg.Engine
-	if d.eng == nil {
+	if cfg.Kube != nil {
+		if d.kt, err = newKubeTarget(*cfg.Kube); err != nil {
+			return nil, err
+		}
+	} else if d.eng == nil {
 		e, err := engine.New()
 		if err != nil {
 			return nil, err
 		}
 		d.eng = e
 	}
-	d.eng = withTimeouts(d.eng, cfg.Timeouts)
+	if d.eng != nil {
+		d.eng = withTimeouts(d.eng, cfg.Timeouts)
+	}
 	if d.jr, err = journal.Open(cfg.JournalPath, journal.Options{MaxBytes: cfg.JournalMaxBytes}); err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
@@ -263,6 +273,9 @@ func (d *Daemon) Wake() {
 // Run serves until ctx is cancelled. The workload keeps running after it
 // returns: stopping the daemon never stops the service.
 func (d *Daemon) Run(ctx context.Context) error {
+	if d.kt != nil {
+		return d.runKube(ctx)
+	}
 	ln, err := listen(d.cfg.Socket)
 	if err != nil {
 		return err

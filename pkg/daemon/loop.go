@@ -84,6 +84,9 @@ func (d *Daemon) desired(m *manifest.Manifest) (reconciler.Desired, error) {
 // reconcileOnce reads the manifest and converges, reporting to every API
 // call that was waiting when it started. It never panics.
 func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
+	if d.kt != nil {
+		return d.kubeReconcileOnce(ctx)
+	}
 	tr := trace.New()
 	ctx = trace.With(ctx, tr)
 	began := time.Now()

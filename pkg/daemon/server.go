@@ -166,8 +166,12 @@ func (d *Daemon) server() *http.Server {
 	mux.HandleFunc("POST "+api.PathPause, d.handlePause)
 	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
 	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	var h http.Handler = mux
+	if d.kt != nil {
+		h = d.kubeRoutes(mux)
+	}
 	return &http.Server{
-		Handler:           authz.Middleware(d.cfg.Authz, mux, d.onDeny),
+		Handler:           authz.Middleware(d.cfg.Authz, h, d.onDeny),
 		ReadHeaderTimeout: 5 * time.Second,
 		ConnContext:       authz.ConnContext,
 	}

@@ -139,6 +139,10 @@ type Metrics struct {
 	Path           string   `json:"path,omitempty"`
 	ScrapeInterval Duration `json:"scrape_interval,omitempty"`
 	Window         Duration `json:"window,omitempty"`
+	// Prometheus is the base URL of the Prometheus the Kubernetes target's
+	// canary-safety gate queries (http or https, no query or fragment).
+	// The Docker target scrapes the containers itself and does not use it.
+	Prometheus string `json:"prometheus,omitempty"`
 }
 
 // Policy holds the thresholds fed to the Rego policies as data.

@@ -342,6 +342,11 @@ func (ps *problemList) metrics(m *Metrics) {
 		// Rates need at least two scrapes inside the window.
 		ps.addf("metrics.window", "must be at least twice metrics.scrape_interval (%s), got %s", scrape, window)
 	}
+	if m.Prometheus != "" {
+		if err := checkPrometheusURL(m.Prometheus); err != nil {
+			ps.addf("metrics.prometheus", "%v", err)
+		}
+	}
 }
 
 func (ps *problemList) policy(p *Policy) {

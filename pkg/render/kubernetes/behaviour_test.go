@@ -48,7 +48,12 @@ func render(t *testing.T, m *manifest.Manifest) (deps map[string]*appsv1.Deploym
 		case *gatewayv1.HTTPRoute:
 			route = x
 		}
-		if o.GetNamespace() != DefaultNamespace {
+		kind := o.GetObjectKind().GroupVersionKind().Kind
+		clusterScoped := kind == "ClusterRole" || kind == "ClusterRoleBinding"
+		if clusterScoped && o.GetNamespace() != "" {
+			t.Errorf("%s %s in namespace %q: it is cluster-scoped", kind, o.GetName(), o.GetNamespace())
+		}
+		if !clusterScoped && o.GetNamespace() != DefaultNamespace {
 			t.Errorf("%s %s in namespace %q, want %q", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), o.GetNamespace(), DefaultNamespace)
 		}
 	}

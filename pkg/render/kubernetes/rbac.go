@@ -15,9 +15,9 @@ const DaemonName = "swiftdeployd"
 // apply (get, list and watch to observe them, patch to apply, delete to
 // remove a canary), and pods and events read-only, for status. It is a
 // Role, not a ClusterRole: the daemon never needs another namespace.
-// Reading nodes (the infrastructure policy's cluster facts) is
-// cluster-scoped and will need a ClusterRole of its own when the daemon's
-// Kubernetes target exists; nothing rendered here grants it.
+// The cluster policy's facts are cluster-scoped, so the plain target also
+// gets a ClusterRole, read-only: nodes (readiness, pressure, allocatable)
+// and pods in every namespace (the requests already placed on each node).
 func rbac(project, namespace string, argo bool) []Object {
 	name := project + "-" + DaemonName
 	labels := objectLabels(project, RoleDaemon, "")
@@ -37,7 +37,7 @@ func rbac(project, namespace string, argo bool) []Object {
 	// The daemon applies the HTTPRoute on both targets (on argo-rollouts
 	// the plugin then moves its weights).
 	rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes"}, Verbs: write})
-	return []Object{
+	objs := []Object{
 		&corev1.ServiceAccount{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
 			ObjectMeta: meta(name, namespace, labels),
@@ -54,4 +54,25 @@ func rbac(project, namespace string, argo bool) []Object {
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: namespace}},
 		},
 	}
+	if argo {
+		return objs
+	}
+	// Cluster-scoped names are shared by every namespace: the namespace is
+	// part of the name.
+	cname := namespace + "-" + name
+	return append(objs,
+		&rbacv1.ClusterRole{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
+			ObjectMeta: metav1.ObjectMeta{Name: cname, Labels: labels},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: read},
+				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
+			},
+		},
+		&rbacv1.ClusterRoleBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRoleBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: cname, Labels: labels},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: cname},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: namespace}},
+		})
 }
