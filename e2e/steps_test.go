@@ -82,7 +82,11 @@ func TestStepsWalkToPromotion(t *testing.T) {
 	e := newEnv(t)
 	const pause = 12 * time.Second // ~2,400 answers per step at 200/s
 	steps := fmt.Sprintf("      - {weight: 10, pause: %s}\n      - {weight: 25, pause: %[1]s}\n      - {weight: 50, pause: %[1]s}\n", pause)
-	base := e.manifest(images.AppImage, 2, "")
+	// At 10% of 200 requests/s the canary gets 20 a second: the first
+	// check after the grace can see fewer than the default min_requests
+	// (20) on a loaded host, a failed check by design ("insufficient
+	// data"). This test is about the walk, so it asks for 10.
+	base := strings.Replace(e.manifest(images.AppImage, 2, ""), "  min_disk_gb: 0.1\n", "  min_disk_gb: 0.1\n  min_requests: 10\n", 1)
 	e.writeManifest(base)
 	e.startDaemon()
 	e.converged(map[string]int{images.AppImage: 2})
