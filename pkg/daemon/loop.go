@@ -370,7 +370,11 @@ func (d *Daemon) setEngineErr(err error) {
 	if err == nil {
 		d.engineErr = ""
 		if was != "" {
-			d.eventLocked(journal.EventEngineReconnected, "docker engine reachable again", "", nil)
+			msg := "docker engine reachable again"
+			if d.kt != nil {
+				msg = "Kubernetes API server reachable again"
+			}
+			d.eventLocked(journal.EventEngineReconnected, msg, "", nil)
 		}
 		return
 	}
