@@ -62,8 +62,16 @@ deny contains lasting("p99_latency_high", msg) if {
 }
 
 # nginx's view, against the same thresholds. The reasons say "Proxy" so
-# that a reader knows which view failed.
-deny contains lasting("proxy_requests_unknown", "Insufficient data: no request count from nginx for the canary") if missing("proxy_requests")
+# that a reader knows which view failed. Absent figures deny (fail closed)
+# unless the input says the target has no proxy of its own to read
+# (proxy_view: false, the Kubernetes target: its Gateway's figures are not
+# scraped); then only the app's view is judged.
+proxy_judged if not input.proxy_view == false
+
+deny contains lasting("proxy_requests_unknown", "Insufficient data: no request count from nginx for the canary") if {
+	proxy_judged
+	missing("proxy_requests")
+}
 
 deny contains lasting("proxy_requests_low", msg) if {
 	is_number(input.proxy_requests)
@@ -75,7 +83,10 @@ deny contains lasting("proxy_requests_low", msg) if {
 	)
 }
 
-deny contains lasting("proxy_error_rate_unknown", "Proxy error rate unknown: no access-log figures for the canary") if missing("proxy_error_rate")
+deny contains lasting("proxy_error_rate_unknown", "Proxy error rate unknown: no access-log figures for the canary") if {
+	proxy_judged
+	missing("proxy_error_rate")
+}
 
 deny contains lasting("proxy_error_rate_high", msg) if {
 	is_number(input.proxy_error_rate)
@@ -85,7 +96,10 @@ deny contains lasting("proxy_error_rate_high", msg) if {
 	msg := sprintf("Proxy error rate exceeds %v%% threshold", [percent])
 }
 
-deny contains lasting("proxy_p99_latency_unknown", "Proxy P99 latency unknown: no access-log figures for the canary") if missing("proxy_p99_latency")
+deny contains lasting("proxy_p99_latency_unknown", "Proxy P99 latency unknown: no access-log figures for the canary") if {
+	proxy_judged
+	missing("proxy_p99_latency")
+}
 
 deny contains lasting("proxy_p99_latency_high", msg) if {
 	is_number(input.proxy_p99_latency)

@@ -191,3 +191,18 @@ test_relative_insufficient_denied if {
 	doc := object.union(healthy, {"relative": {"verdict": "insufficient_data", "reasons": ["Relative verdict: insufficient data"]}})
 	canary_safety.reasons == {"Relative verdict: insufficient data"} with input as doc
 }
+
+# A target without a proxy view (Kubernetes) says so: only the app's
+# figures are judged, and they still deny on their own.
+test_no_proxy_view_judges_the_app_alone if {
+	doc := object.union(json.remove(healthy, ["proxy_requests", "proxy_error_rate", "proxy_p99_latency"]), {"proxy_view": false})
+	canary_safety.allow with input as doc
+	bad := object.union(doc, {"error_rate": 0.05})
+	canary_safety.reasons == {"Error rate exceeds 1% threshold"} with input as bad
+}
+
+# Only an explicit false turns it off: anything else is judged.
+test_proxy_view_other_values_still_judged if {
+	doc := object.union(json.remove(healthy, ["proxy_requests", "proxy_error_rate", "proxy_p99_latency"]), {"proxy_view": "no"})
+	not canary_safety.allow with input as doc
+}

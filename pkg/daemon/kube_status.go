@@ -188,7 +188,8 @@ func (d *Daemon) currentPodTemplateHash(ctx context.Context, project string, dep
 // without data: each leaves the figures nil with its reason, so the
 // policy denies.
 func (d *Daemon) kubeTrackStats(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed, track string) (kubeTrack, error) {
-	out := kubeTrack{api: api.TrackStats{Track: track, Outcome: string(metrics.MissingData)}, in: policy.CanaryInput{Mode: track}}
+	noProxy := false // no nginx here: the Gateway's figures are not read, only the app's are judged
+	out := kubeTrack{api: api.TrackStats{Track: track, Outcome: string(metrics.MissingData)}, in: policy.CanaryInput{Mode: track, ProxyView: &noProxy}}
 	fail := func(why string) (kubeTrack, error) {
 		out.why = append(out.why, why)
 		out.api.Reason = why

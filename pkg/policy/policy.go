@@ -76,6 +76,10 @@ type CanaryInput struct {
 	ProxyRequests  *float64 `json:"proxy_requests"`
 	ProxyErrorRate *float64 `json:"proxy_error_rate"`
 	ProxyP99Ms     *float64 `json:"proxy_p99_latency"`
+	// ProxyView, when false, says the target has no proxy view to judge
+	// (the Kubernetes target); absent (nil) it is judged, and missing
+	// proxy figures deny.
+	ProxyView *bool `json:"proxy_view,omitempty"`
 	// Relative is the canary-vs-stable verdict (verdict.Verdict.Input),
 	// nil when the manifest asks for none.
 	Relative map[string]any `json:"relative,omitempty"`
