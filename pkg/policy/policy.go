@@ -210,6 +210,9 @@ func (e *Engine) CanarySafety(ctx context.Context, in CanaryInput, t Thresholds)
 	if in.Relative != nil {
 		input["relative"] = in.Relative
 	}
+	if in.ProxyView != nil {
+		input["proxy_view"] = *in.ProxyView
+	}
 	return e.decide(ctx, CanarySafety, input)
 }
 

@@ -615,3 +615,22 @@ func BenchmarkCanaryDecisionParallel(b *testing.B) {
 		}
 	})
 }
+
+// The Kubernetes target has no proxy view: with ProxyView false the
+// healthy app figures alone allow; left unset, the same input is denied
+// for the missing proxy figures.
+func TestCanarySafetyWithoutAProxyView(t *testing.T) {
+	e := defaultEngine(t)
+	req, er, p99 := 500.0, 0.001, 80.0
+	in := CanaryInput{Mode: "canary", Requests: &req, ErrorRate: &er, P99Ms: &p99}
+	th := Thresholds{MaxErrorRate: 0.01, MaxP99Ms: 500, MinRequests: 20}
+	if d := e.CanarySafety(context.Background(), in, th); d.Allowed {
+		t.Fatalf("no proxy figures and no word on the view: allowed, want denied")
+	}
+	no := false
+	in.ProxyView = &no
+	d := e.CanarySafety(context.Background(), in, th)
+	if !d.Allowed || d.Input["proxy_view"] != false {
+		t.Errorf("ProxyView false: allowed=%v reasons=%v input=%v, want allowed on the app's figures", d.Allowed, d.Reasons, d.Input["proxy_view"])
+	}
+}
