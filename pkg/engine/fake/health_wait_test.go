@@ -59,3 +59,42 @@ func TestHealthWaitRetriesSoonWithoutListingEveryRound(t *testing.T) {
 		t.Errorf("the containers were listed %d times while %s of probing ran", lists, unhealthyFor)
 	}
 }
+
+// New containers start all at once up to the limit (16 by default), and
+// never more than StartParallel when it is set; old ones are removed 4 at
+// a time.
+func TestStartsRunInParallelUpToTheLimit(t *testing.T) {
+	for _, tc := range []struct {
+		limit, replicas, want int
+	}{{0, 10, 10}, {3, 10, 3}, {0, 20, 16}} {
+		h := newHarness(t)
+		h.replicas = tc.replicas
+		h.r.StartParallel = tc.limit
+		var mu sync.Mutex
+		running, most := map[string]int{}, map[string]int{}
+		h.f.BeforeCall(func(op, _ string) {
+			if op != fake.OpRun && op != fake.OpRemove {
+				return
+			}
+			mu.Lock()
+			running[op]++
+			most[op] = max(most[op], running[op])
+			mu.Unlock()
+			time.Sleep(50 * time.Millisecond)
+			mu.Lock()
+			running[op]--
+			mu.Unlock()
+		})
+		h.mustConverge("")
+		h.image = "swift-deploy-1-node:v2"
+		h.mustConverge("")
+		h.f.BeforeCall(nil)
+		// The first start of nginx is a Run too, but never beside the apps.
+		if most[fake.OpRun] != tc.want {
+			t.Errorf("StartParallel %d, %d replicas: at most %d starts at once, want %d", tc.limit, tc.replicas, most[fake.OpRun], tc.want)
+		}
+		if want := min(4, tc.replicas); most[fake.OpRemove] != want {
+			t.Errorf("%d replicas: at most %d removals at once, want %d", tc.replicas, most[fake.OpRemove], want)
+		}
+	}
+}

@@ -24,11 +24,12 @@ import (
 // the fake honours the contract the reconciler relies on, end to end.
 
 type harness struct {
-	t     *testing.T
-	f     *fake.Engine
-	r     *reconciler.Reconciler
-	port  int
-	image string // services.image; swift-deploy-1-node:v1 if empty
+	t        *testing.T
+	f        *fake.Engine
+	r        *reconciler.Reconciler
+	port     int
+	image    string // services.image; swift-deploy-1-node:v1 if empty
+	replicas int    // services.replicas; 2 if 0
 }
 
 func newHarness(t *testing.T) *harness {
@@ -55,18 +56,22 @@ func (h *harness) desired(extra string) reconciler.Desired {
 	if image == "" {
 		image = "swift-deploy-1-node:v1"
 	}
+	replicas := h.replicas
+	if replicas == 0 {
+		replicas = 2
+	}
 	y := fmt.Sprintf(`project: demo
 services:
   image: %s
   port: 3000
-  replicas: 2
+  replicas: %d
 %s
 nginx:
   image: nginx:1.27
   port: %d
 network:
   name: demo-net
-`, image, extra, h.port)
+`, image, replicas, extra, h.port)
 	m, err := manifest.Parse([]byte(y), "demo")
 	if err != nil {
 		h.t.Fatal(err)
