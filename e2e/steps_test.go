@@ -173,7 +173,10 @@ func TestStepsWalkToPromotion(t *testing.T) {
 func TestStepsChaosAbort(t *testing.T) {
 	e := newEnv(t)
 	steps := "      - {weight: 10, pause: 60s}\n      - {weight: 50, pause: 60s}\n"
-	base := e.manifest(images.AppImage, 2, "")
+	// As in the walk: on a loaded host the healthy canary must not fail
+	// its first checks on sampling or nginx's request times before the
+	// chaos; the chaos is errors, judged at the default 1%.
+	base := strings.Replace(e.manifest(images.AppImage, 2, ""), "  min_disk_gb: 0.1\n", "  min_disk_gb: 0.1\n  min_requests: 10\n  max_p99_ms: 3000\n", 1)
 	e.writeManifest(withSteps(base, images.AppImageV2, steps, "{interval: 1s, failure_limit: 3, auto_promote: true}"))
 	e.startDaemon()
 	e.converged(map[string]int{images.AppImage: 2, images.AppImageV2: 1})
