@@ -18,9 +18,9 @@ import (
 // file under the name (a rename over it, the atomic way to replace a file)
 // settles after renameSettle: the file is complete the moment it appears.
 // A burst that wrote to the file in place, or took it away, settles only
-// after the full debounce: a writer may still be at it. If the directory itself is
-// removed (or cannot be watched yet), the watch is re-established as soon
-// as the directory exists again, and a reconcile is woken then: the
+// after the full debounce: a writer may still be at it. If the directory
+// itself is removed (or cannot be watched yet), the watch is re-established
+// as soon as the directory exists again, and a reconcile is woken then: the
 // manifest may have come back changed.
 func (d *Daemon) watchManifest(ctx context.Context) {
 	w, err := fsnotify.NewWatcher()
