@@ -90,6 +90,9 @@ type Config struct {
 	// Kube, when set, converges a Kubernetes namespace instead of the
 	// Docker host (kube.go); Engine is then unused.
 	Kube *KubeConfig
+	// Metrics receives the daemon's own metrics (default: a fresh
+	// selfmetrics.Recorder, served on the socket's /metrics).
+	Metrics Recorder
 }
 
 // Daemon is one running swiftdeployd.
@@ -133,7 +136,7 @@ type Daemon struct {
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
-	kt          *kubeTarget // the Kubernetes target; nil on Docker
+	kt            *kubeTarget // the Kubernetes target; nil on Docker
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -181,7 +184,7 @@ func New(cfg Config) (*Daemon, error) {
 		trigger:  make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
 		logWake:  make(chan struct{}, 1),
-		metrics:  newDaemonMetrics(),
+		metrics:  newDaemonMetrics(cfg.Metrics),
 	}
 	if err := os.MkdirAll(d.stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
@@ -214,6 +217,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.lastMode = d.journaledMode()
 	nopts := cfg.Notify
 	nopts.OnFail = d.notifyFailed
+	nopts.OnDelivered = d.metrics.WebhookDelivered
 	d.notifier = notify.New(nopts)
 	fetcher := cfg.Fetcher
 	if fetcher == nil {

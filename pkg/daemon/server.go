@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -165,7 +164,7 @@ func (d *Daemon) server() *http.Server {
 	mux.HandleFunc("POST "+api.PathAbort, d.handleAbort)
 	mux.HandleFunc("POST "+api.PathPause, d.handlePause)
 	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
-	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET "+api.PathMetrics, d.metrics.Handler())
 	var h http.Handler = mux
 	if d.kt != nil {
 		h = d.kubeRoutes(mux)
