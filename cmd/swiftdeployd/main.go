@@ -46,6 +46,11 @@ func run() error {
 		}
 		return err
 	}
+	if *metricsListen != "" {
+		if err := selfmetrics.CheckAddr(context.Background(), *metricsListen); err != nil {
+			return err
+		}
+	}
 	cfgLog := zap.NewProductionConfig()
 	if *debug {
 		cfgLog.Level = zap.NewAtomicLevelAt(zap.DebugLevel)

@@ -251,11 +251,11 @@ func TestExpositionLintClean(t *testing.T) {
 	}
 }
 
-// promtoolPath is where `task prometheus:promtool` builds promtool.
+// promtoolPath is where `task prometheus:build` builds promtool.
 const promtoolPath = "../../.cache/prometheus/bin/promtool"
 
 // `promtool check metrics` on the listener's output is clean. promtool
-// is built by `task prometheus:promtool` (.ci/run does); under CI a
+// is built by `task prometheus:build` (.ci/run does); under CI a
 // missing promtool fails this test.
 func TestPromtoolCheckMetrics(t *testing.T) {
 	bin, err := filepath.Abs(promtoolPath)
@@ -264,9 +264,9 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	}
 	if _, err := os.Stat(bin); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("promtool missing (%v): run `task prometheus:promtool`", err)
+			t.Fatalf("promtool missing (%v): run `task prometheus:build`", err)
 		}
-		t.Skipf("promtool missing (%v): run `task prometheus:promtool`", err)
+		t.Skipf("promtool missing (%v): run `task prometheus:build`", err)
 	}
 	cmd := exec.Command(bin, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(exposition(t))
