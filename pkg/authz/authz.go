@@ -135,6 +135,7 @@ var routes = []Route{
 	{http.MethodGet, api.PathDiff, RoleRead},
 	{http.MethodPost, api.PathValidate, RoleRead},
 	{http.MethodGet, api.PathMetrics, RoleRead},
+	{http.MethodGet, api.PathWhoami, RoleRead},
 	{http.MethodPost, api.PathDeploy, RoleOperate},
 	{http.MethodPost, api.PathPromote, RoleOperate},
 	{http.MethodPost, api.PathRollback, RoleOperate},

@@ -130,6 +130,12 @@ func userOf(r *http.Request) string {
 	return p.Name()
 }
 
+// handleWhoami says who the caller is and which role it has.
+func (d *Daemon) handleWhoami(w http.ResponseWriter, r *http.Request) {
+	p, _ := authz.PeerFrom(r.Context())
+	writeJSON(w, http.StatusOK, api.Whoami{User: p.Name(), Role: d.cfg.Authz.RoleOf(p).String()})
+}
+
 func (d *Daemon) onDeny(p authz.Peer, need authz.Role, r *http.Request) {
 	den := authz.DenialOf(r)
 	msg := need.String() + " needed for " + r.Method + " " + r.URL.Path
@@ -165,6 +171,7 @@ func (d *Daemon) server() *http.Server {
 	mux.HandleFunc("POST "+api.PathPause, d.handlePause)
 	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
 	mux.Handle("GET "+api.PathMetrics, d.metrics.Handler())
+	mux.HandleFunc("GET "+api.PathWhoami, d.handleWhoami)
 	var h http.Handler = mux
 	if d.kt != nil {
 		h = d.kubeRoutes(mux)
