@@ -5,7 +5,7 @@
 
 const token = new URLSearchParams(location.search).get("token") || "";
 const SVG = "http://www.w3.org/2000/svg";
-const W = 800, H = 220, L = 48, R = 12, T = 12, B = 24; // chart box
+const W = 800, H = 180, L = 48, R = 12, T = 12, B = 24; // chart box
 const SPAN = 10 * 60 * 1000; // the charts show the last ten minutes
 
 const state = { status: null, whoami: null, points: [], weights: [], events: [], chain: null, now: Date.now() };
@@ -173,7 +173,15 @@ function renderWeight() {
   const node = document.getElementById("weight-chart");
   const [t0, t1] = range();
   const { x, y } = axes(node, t0, t1, 100, (v) => v + "%");
-  const ws = state.weights.filter((w) => w.t >= t0);
+  // The polled weights, and the journal's moments a weight took effect
+  // (a step, an abort, a rollback, a promotion): the chart changes where
+  // nginx started serving it, not at the next poll.
+  const fromEvents = state.events.filter((e) => e.t >= t0).flatMap((e) => {
+    if (e.event === "canary_step" && e.details && typeof e.details.weight === "number") return [{ t: e.t, weight: e.details.weight }];
+    if (["aborted", "rolled_back", "promoted"].includes(e.event)) return [{ t: e.t, weight: 0 }];
+    return [];
+  });
+  const ws = state.weights.filter((w) => w.t >= t0).concat(fromEvents).sort((a, b) => a.t - b.t);
   if (ws.length) {
     // A step line: the weight holds until the next reading.
     let d = "";
@@ -205,7 +213,8 @@ function renderWeight() {
       g.append(svg("circle", { cx: x(e.t), cy: H - B - 6, r: e.event === "check_failed" ? 5 : 3 }));
     } else {
       g.append(svg("line", { x1: x(e.t), x2: x(e.t), y1: T, y2: H - B }));
-      g.append(svg("text", { x: x(e.t) + 3, y: T + 10 + 12 * (row++ % 3) }, markerLabel[e.event] +
+      const right = x(e.t) > W - 90; // keep the label inside the chart
+      g.append(svg("text", { x: x(e.t) + (right ? -3 : 3), y: T + 10 + 12 * (row++ % 3), "text-anchor": right ? "end" : "start" }, markerLabel[e.event] +
         (e.event === "canary_step" && e.details ? " " + e.details.weight + "%" : "")));
     }
     g.append(svg("title", {}, hhmmss(e.t) + " " + e.message));
