@@ -222,8 +222,18 @@ func TestTornTailReportedAndJournaled(t *testing.T) {
 // Rotation is on by default, and the chain continues across files.
 func TestJournalRotatesAndChainContinues(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 1, ""))
-	if h.d.cfg.JournalMaxBytes != DefaultJournalMaxBytes {
-		t.Errorf("default JournalMaxBytes %d, want %d", h.d.cfg.JournalMaxBytes, DefaultJournalMaxBytes)
+	// A daemon configured with no size rotates by itself at the default:
+	// fill its journal past DefaultJournalMaxBytes with large events.
+	path := filepath.Join(h.dir, "history.jsonl")
+	big := strings.Repeat("x", 256<<10)
+	for i := 0; int64(i)*int64(len(big)) <= DefaultJournalMaxBytes+int64(len(big)); i++ {
+		h.d.event("test_filler", "filler", "", map[string]any{"pad": big})
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, "history.1.jsonl")); err != nil {
+		t.Fatalf("after %d bytes of events with the default configuration: %v, want the journal rotated", DefaultJournalMaxBytes, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() > DefaultJournalMaxBytes {
+		t.Fatalf("active journal after rotation: %v %v, want at most %d bytes", fi, err, DefaultJournalMaxBytes)
 	}
 	h.d.jr.Close()
 	h.d = h.newDaemonWith(func(c *Config) { c.JournalMaxBytes = 1500 })
@@ -231,7 +241,6 @@ func TestJournalRotatesAndChainContinues(t *testing.T) {
 		h.write(fakeManifest("app:1", 1+i%2, ""))
 		h.mustConverge()
 	}
-	path := filepath.Join(h.dir, "history.jsonl")
 	rep, err := journal.Verify(path)
 	if err != nil || !rep.OK {
 		t.Fatalf("chain across rotated files: %v %+v", err, rep.First)
