@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -198,5 +199,61 @@ func TestTransitionNotCommittedWhenTheReloadFails(t *testing.T) {
 	h.mustConverge()
 	if got := h.running(); got != "stable:app:1×2 canary:app:2×1" {
 		t.Errorf("after the failed promotion: running %s, want the old state", got)
+	}
+}
+
+// A daemon died after journaling a promotion and before recording it
+// (failpoint promote/journaled): state.json still holds it pending. The
+// restarted daemon settles it, and must know whether it is journaled; if
+// the journal cannot be read, guessing "not journaled" journals the
+// promotion a second time. The read error stops the settling instead, and
+// once the journal reads again the promotion is committed, journaled once.
+func TestSettlingDoesNotJournalTwiceWhenTheJournalCannotBeRead(t *testing.T) {
+	h := canaryHarness(t)
+	if err := h.promote(); err != nil {
+		t.Fatal(err)
+	}
+	recs := readEvents(t, h)
+	txn, _ := recs[lastIndex(recs, journal.EventPromoted)].Details["txn"].(string)
+	st := h.state()
+	rev := h.status().Revision
+	if txn == "" || st.Promoted == nil || rev == "" {
+		t.Fatalf("after the promotion: txn %q, state %+v, revision %q", txn, st, rev)
+	}
+	// What the crash at promote/journaled leaves: journaled, still pending.
+	st.Pending = &Transition{ID: txn, Kind: kindPromote, Promoted: st.Promoted, Revision: rev, Started: time.Now().UTC()}
+	st.Promoted = nil
+	h.d.mu.Lock()
+	h.d.state = st
+	if err := h.d.saveStateLocked(); err != nil {
+		t.Fatal(err)
+	}
+	h.d.mu.Unlock()
+	h.d.jr.Close()
+
+	// A rotated file that cannot be read (a bad sector, a botched restore).
+	bad := filepath.Join(h.dir, "history.1.jsonl")
+	if err := os.WriteFile(bad, []byte("not a record\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.d = h.newDaemon()
+	if err := h.reconcile(); err == nil {
+		t.Errorf("settling with an unreadable journal succeeded; it cannot know whether the promotion is journaled")
+	}
+	if err := os.Remove(bad); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRecs(readEvents(t, h), journal.EventPromoted); n != 1 {
+		t.Errorf("with the journal unreadable, %s journaled %d times, want once", journal.EventPromoted, n)
+	}
+	if st := h.state(); st.Pending == nil {
+		t.Errorf("with the journal unreadable the promotion was settled: %+v, want it still pending", st)
+	}
+	h.mustConverge()
+	if n := countRecs(readEvents(t, h), journal.EventPromoted); n != 1 {
+		t.Errorf("once the journal reads again: %s journaled %d times, want once", journal.EventPromoted, n)
+	}
+	if st := h.state(); st.Pending != nil || st.Promoted == nil {
+		t.Errorf("once the journal reads again: state %+v, want the promotion committed", st)
 	}
 }
