@@ -257,3 +257,37 @@ func TestSettlingDoesNotJournalTwiceWhenTheJournalCannotBeRead(t *testing.T) {
 		t.Errorf("once the journal reads again: state %+v, want the promotion committed", st)
 	}
 }
+
+// Each failure is journaled under its own name: a canary step whose new
+// weight nginx refused is step_failed (not promote_failed: nothing was
+// promoted), and policies that did not reload are policy_reload_failed
+// (not manifest_rejected: the manifest is fine).
+func TestFailuresJournaledUnderTheirOwnNames(t *testing.T) {
+	t.Run("step", func(t *testing.T) {
+		h := steppedHarness(t, 3, false)
+		h.fe.FailReload(errors.New("nginx: [emerg] reload refused"))
+		if err := h.d.advance(context.Background(), "", 1, func(string) {}); err == nil {
+			t.Fatal("a step whose reload failed succeeded")
+		}
+		ev := h.events()
+		if count(ev, journal.EventStepFailed) != 1 || count(ev, journal.EventPromoteFailed) != 0 {
+			t.Errorf("after a failed step: %v, want one %s and no %s", ev, journal.EventStepFailed, journal.EventPromoteFailed)
+		}
+	})
+	t.Run("policy reload", func(t *testing.T) {
+		h := newHarness(t, fakeManifest("app:1", 1, ""))
+		h.mustConverge()
+		dir := filepath.Join(h.dir, "policies")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "broken.rego"), []byte("package swiftdeploy.broken\n\nthis is not rego {\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.d.Reload()
+		ev := h.events()
+		if count(ev, journal.EventPolicyReloadFailed) != 1 || count(ev, journal.EventManifestRejected) != 0 {
+			t.Errorf("after a failed policy reload: %v, want one %s and no %s", ev, journal.EventPolicyReloadFailed, journal.EventManifestRejected)
+		}
+	})
+}

@@ -85,6 +85,9 @@ type Config struct {
 	// HostFacts, when set, replaces the host readings of the
 	// infrastructure policy (tests).
 	HostFacts func(diskPath string) policy.InfraInput
+	// ChaosPost, when set, replaces the HTTP POST that delivers a chaos
+	// request to an app container (tests inject failures).
+	ChaosPost func(ctx context.Context, url string, payload []byte) (code int, msg string, err error)
 	// Notify tunes webhook delivery (tests shorten its timeouts).
 	Notify notify.Options
 	// Kube, when set, converges a Kubernetes namespace instead of the
@@ -319,7 +322,7 @@ func (d *Daemon) Reload() {
 	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
 		if err := d.policies.ReloadDir(dir); err != nil {
 			d.log.Error("policies not reloaded; keeping the previous set", zap.Error(err))
-			d.event(journal.EventManifestRejected, "policy reload failed: "+err.Error(), "", nil)
+			d.event(journal.EventPolicyReloadFailed, "policy reload failed; the previous policies stay in force: "+err.Error(), "", map[string]any{"dir": dir})
 		} else {
 			d.log.Info("policies reloaded", zap.String("dir", dir))
 		}

@@ -373,8 +373,11 @@ func (d *Daemon) abort(t *Transition, cause error) {
 		msg += ": " + cause.Error()
 	}
 	event := journal.EventPromoteFailed
-	if t.Kind == kindRollback {
+	switch t.Kind {
+	case kindRollback:
 		event = journal.EventRollbackFailed
+	case kindStep:
+		event = journal.EventStepFailed
 	}
 	d.eventLocked(event, msg, t.User, map[string]any{"txn": t.ID})
 }
