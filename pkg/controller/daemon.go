@@ -82,6 +82,11 @@ type Config struct {
 	// (default DefaultJournalMaxBytes; negative never rotates).
 	JournalPath     string
 	JournalMaxBytes int64
+	// JournalRetainBytes and JournalRetainAge bound the rotated files kept
+	// (defaults DefaultJournalRetainBytes, DefaultJournalRetainAge;
+	// negative keeps them by that measure).
+	JournalRetainBytes int64
+	JournalRetainAge   time.Duration
 	// HostFacts, when set, replaces the host readings of the
 	// infrastructure policy (tests).
 	HostFacts func(diskPath string) policy.InfraInput
@@ -136,7 +141,7 @@ type Daemon struct {
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
-	kt          *kubeTarget // the Kubernetes target; nil on Docker
+	kt            *kubeTarget // the Kubernetes target; nil on Docker
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -176,6 +181,18 @@ func New(cfg Config) (*Daemon, error) {
 	case cfg.JournalMaxBytes < 0:
 		cfg.JournalMaxBytes = 0
 	}
+	switch {
+	case cfg.JournalRetainBytes == 0:
+		cfg.JournalRetainBytes = DefaultJournalRetainBytes
+	case cfg.JournalRetainBytes < 0:
+		cfg.JournalRetainBytes = 0
+	}
+	switch {
+	case cfg.JournalRetainAge == 0:
+		cfg.JournalRetainAge = DefaultJournalRetainAge
+	case cfg.JournalRetainAge < 0:
+		cfg.JournalRetainAge = 0
+	}
 	d := &Daemon{
 		cfg:      cfg,
 		log:      cfg.Log,
@@ -204,7 +221,8 @@ func New(cfg Config) (*Daemon, error) {
 	if d.eng != nil {
 		d.eng = withTimeouts(d.eng, cfg.Timeouts)
 	}
-	if d.jr, err = journal.Open(cfg.JournalPath, journal.Options{MaxBytes: cfg.JournalMaxBytes}); err != nil {
+	if d.jr, err = journal.Open(cfg.JournalPath, journal.Options{MaxBytes: cfg.JournalMaxBytes,
+		RetainBytes: cfg.JournalRetainBytes, RetainAge: cfg.JournalRetainAge}); err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	d.noteTornTail()

@@ -343,14 +343,9 @@ func (d *Daemon) handleHistory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = d.jr.Flush()
-	var recs []journal.Record
-	err = journal.Read(filepath.Join(d.dir, "history.jsonl"), f, func(rec journal.Record) error {
-		recs = append(recs, rec)
-		if len(recs) > limit {
-			recs = recs[1:]
-		}
-		return nil
-	})
+	// Only the newest files that hold the last limit records are read,
+	// not every rotated file on each call.
+	recs, err := journal.Tail(d.journalPath(), f, limit)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, err)
 		return
