@@ -288,6 +288,19 @@ func (r *Reconciler) AppliedProject() string {
 	return a.Project
 }
 
+// AppliedStack is the stack of the applied record: what a deploy last
+// applied in full, through the gates (nil when there is none).
+func (r *Reconciler) AppliedStack() *stack.Stack {
+	if r == nil {
+		return nil
+	}
+	a, err := r.readApplied()
+	if err != nil || a == nil {
+		return nil
+	}
+	return a.Stack
+}
+
 func (r *Reconciler) writeApplied(ctx context.Context, a *Applied) error {
 	if r.AppliedPath == "" {
 		return nil
