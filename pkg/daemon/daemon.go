@@ -34,6 +34,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 )
 
 // Engine is what the daemon needs of the Docker Engine: the reconciler's
@@ -133,7 +134,10 @@ type Daemon struct {
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
-	kt          *kubeTarget // the Kubernetes target; nil on Docker
+	kt            *kubeTarget // the Kubernetes target; nil on Docker
+	// scrub removes the current manifest's secret values from journaled
+	// text (redact.Scrubber); under mu.
+	scrub *redact.Scrubber
 }
 
 // waiter is an API call waiting for the next complete reconcile.

@@ -17,6 +17,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
@@ -327,6 +328,7 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 	}
 	d.manifestErr = nil
 	if d.current == nil || d.current.Hash() != m.Hash() {
+		d.scrub = redact.NewScrubber(secretsOf(m)...)
 		d.eventLocked(journal.EventManifestApplied, "manifest loaded", "", map[string]any{"stable_image": m.Services.Image})
 	}
 	d.current = m
