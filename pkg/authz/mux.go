@@ -8,7 +8,7 @@ import (
 // Mux is an http.ServeMux that remembers every pattern registered on it,
 // so that the route table can be checked against what the server really
 // serves: a route registered here without an entry in the table is found
-// by a test (pkg/daemon's route walk) instead of being silently admin-only
+// by a test (pkg/controller's route walk) instead of being silently admin-only
 // or, worse, silently open.
 type Mux struct {
 	*http.ServeMux

@@ -107,7 +107,7 @@ func withPeer(ctx context.Context, p Peer) context.Context { return WithPeer(ctx
 
 // WithPeer returns ctx carrying p as the caller, as ConnContext records it
 // for a connection. It is for in-process callers and tests that drive the
-// real handler stack without a socket (pkg/daemon's route walk and fuzz
+// real handler stack without a socket (pkg/controller's route walk and fuzz
 // target); nothing a client sends reaches it.
 func WithPeer(ctx context.Context, p Peer) context.Context {
 	return context.WithValue(ctx, peerKey{}, peerInfo{peer: p})
