@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -187,7 +188,7 @@ func New(cfg Config) (*Daemon, error) {
 		logWake:  make(chan struct{}, 1),
 		metrics:  newDaemonMetrics(),
 	}
-	if err := os.MkdirAll(d.stateDir, 0o750); err != nil {
+	if err := atomicfile.MkdirAll(d.stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
 	}
 	d.eng = cfg.Engine

@@ -88,7 +88,8 @@ func (r *Reconciler) writeApplied(ctx context.Context, a *Applied) error {
 	if err != nil {
 		return err
 	}
-	_, err = atomicfile.WriteIfChanged(r.AppliedPath, b, 0o640)
+	// The applied stack holds every env value: owner only.
+	_, err = atomicfile.WriteIfChanged(r.AppliedPath, b, 0o600)
 	return err
 }
 
