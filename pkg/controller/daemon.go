@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -34,6 +35,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 )
 
 // Engine is what the daemon needs of the Docker Engine: the reconciler's
@@ -145,6 +147,9 @@ type Daemon struct {
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
 	kt            *kubeTarget // the Kubernetes target; nil on Docker
+	// scrub removes the current manifest's secret values from journaled
+	// text (redact.Scrubber); under mu.
+	scrub *redact.Scrubber
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -206,7 +211,7 @@ func New(cfg Config) (*Daemon, error) {
 		logWake:  make(chan struct{}, 1),
 		metrics:  newDaemonMetrics(cfg.Metrics),
 	}
-	if err := os.MkdirAll(d.stateDir, 0o750); err != nil {
+	if err := atomicfile.MkdirAll(d.stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
 	}
 	d.eng = cfg.Engine

@@ -179,8 +179,11 @@ func writeRequestErr(w http.ResponseWriter, err error) {
 	writeErr(w, http.StatusBadRequest, err)
 }
 
-func (d *Daemon) server() *http.Server {
-	mux := http.NewServeMux()
+// routes registers every control API route. The returned Mux knows its
+// patterns, so a test walks every route the server serves with every role
+// (route_walk_test.go) and fails on one missing from authz's table.
+func (d *Daemon) routes() *authz.Mux {
+	mux := authz.NewMux()
 	mux.HandleFunc("GET "+api.PathStatus, d.handleStatus)
 	mux.HandleFunc("POST "+api.PathDeploy, d.handleDeploy)
 	mux.HandleFunc("POST "+api.PathValidate, d.handleValidate)
@@ -195,12 +198,15 @@ func (d *Daemon) server() *http.Server {
 	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
 	mux.Handle("GET "+api.PathMetrics, d.metrics.Handler())
 	mux.HandleFunc("GET "+api.PathWhoami, d.handleWhoami)
-	var h http.Handler = mux
 	if d.kt != nil {
-		h = d.kubeRoutes(mux)
+		return d.kubeRoutes(mux)
 	}
+	return mux
+}
+
+func (d *Daemon) server() *http.Server {
 	return &http.Server{
-		Handler:           authz.Middleware(d.cfg.Authz, h, d.onDeny),
+		Handler:           authz.Middleware(d.cfg.Authz, d.routes(), d.onDeny),
 		ReadHeaderTimeout: 5 * time.Second,
 		ConnContext:       authz.ConnContext,
 	}
