@@ -82,7 +82,9 @@ const (
 // chart or per page) and fans the result out to the pages' streams.
 type hub struct {
 	d        Daemon
-	interval time.Duration
+	interval time.Duration // while something moves
+	idle     time.Duration // while nothing does
+	wake     chan struct{}
 	journal  string // the journal's path, for the chain check; "" until known
 
 	mu      sync.Mutex
@@ -97,33 +99,70 @@ type hub struct {
 	subs    map[chan Update]struct{}
 }
 
-func newHub(d Daemon, interval time.Duration) *hub {
-	return &hub{d: d, interval: interval, subs: map[chan Update]struct{}{}}
+func newHub(d Daemon, interval, idle time.Duration) *hub {
+	return &hub{d: d, interval: interval, idle: idle, wake: make(chan struct{}, 1), subs: map[chan Update]struct{}{}}
 }
 
 // run polls until ctx ends.
+//
+// A status costs the daemon a look at the engine and nginx, so the hub
+// asks every interval only while something moves (a stepped rollout, a
+// deploy converging, events arriving, a page just opened or an action
+// taken) and every idle interval otherwise: the figures are windows of
+// the daemon's metrics.window (60s by default), which a slower look at a
+// settled service loses little of.
 func (h *hub) run(ctx context.Context) {
-	h.poll(ctx, true)
-	tick := time.NewTicker(h.interval)
-	defer tick.Stop()
-	n := 0
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	lastVerify := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-			n++
-			// The chain check reads the whole journal: every 10 polls.
-			h.poll(ctx, n%10 == 0)
+		case <-timer.C:
+		case <-h.wake:
 		}
+		// The chain check reads the whole journal: every 20s at most.
+		verify := time.Since(lastVerify) >= 20*time.Second
+		if verify {
+			lastVerify = time.Now()
+		}
+		next := h.idle
+		if h.poll(ctx, verify) {
+			next = h.interval
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(next)
 	}
+}
+
+// poke asks for a poll now (a page opened, an action was taken).
+func (h *hub) poke() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// moving: what this poll saw is still changing.
+func moving(up Update) bool {
+	if up.Status == nil || len(up.Events) > 0 || !up.Status.Converged {
+		return true
+	}
+	r := up.Status.Rollout
+	return r != nil && r.Phase != api.PhaseAborted
 }
 
 func f(v float64) *float64 { return &v }
 
 // poll asks the daemon for its status and the events since the last poll,
 // keeps them, and sends what is new to every page.
-func (h *hub) poll(ctx context.Context, verify bool) {
+func (h *hub) poll(ctx context.Context, verify bool) (busy bool) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	now := time.Now().UTC()
@@ -217,6 +256,7 @@ func (h *hub) poll(ctx context.Context, verify bool) {
 		default: // a page that does not keep up misses an update, never blocks the rest
 		}
 	}
+	return moving(up)
 }
 
 // subscribe returns the whole state held so far and a channel of what

@@ -37,8 +37,9 @@ var assets embed.FS
 
 // Options configure a Server.
 type Options struct {
-	// Interval is how often the daemon is asked (default 2s).
-	Interval time.Duration
+	// Interval is how often the daemon is asked while something moves
+	// (default 2s); Idle while nothing does (default 15s).
+	Interval, Idle time.Duration
 }
 
 // Server is one dashboard.
@@ -71,11 +72,14 @@ func New(d Daemon, ln net.Listener, opts Options) (*Server, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = 2 * time.Second
 	}
+	if opts.Idle < opts.Interval {
+		opts.Idle = max(15*time.Second, opts.Interval)
+	}
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	return &Server{hub: newHub(d, opts.Interval), token: hex.EncodeToString(b), host: ln.Addr().String(), ln: ln}, nil
+	return &Server{hub: newHub(d, opts.Interval, opts.Idle), token: hex.EncodeToString(b), host: ln.Addr().String(), ln: ln}, nil
 }
 
 // URL is the page's address, token included.
@@ -144,6 +148,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	init, ch := s.hub.subscribe()
 	defer s.hub.unsubscribe(ch)
+	s.hub.poke()
 	send := func(u Update) bool {
 		b, err := json.Marshal(u)
 		if err != nil {
@@ -234,6 +239,7 @@ func (s *Server) handleAction(w http.ResponseWriter, r *http.Request) {
 		res.OK = true
 	}
 	res.Error = strings.TrimSpace(res.Error)
+	s.hub.poke() // show what the action changed now
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(res)
 }

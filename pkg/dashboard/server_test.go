@@ -220,3 +220,36 @@ func next(t *testing.T, r *bufio.Reader) Update {
 		}
 	}
 }
+
+// While nothing moves (converged, no rollout, no new event) the daemon is
+// asked every idle interval, not every interval; while a deploy
+// converges, every interval.
+func TestIdlePollsLess(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		converged bool
+		min, max  int
+	}{
+		{"settled", true, 1, 3},
+		{"converging", false, 8, 1000},
+	} {
+		f := &fakeDaemon{role: "read", calls: map[string]int{}, status: api.Status{Project: "shop", Mode: "stable", Converged: c.converged}}
+		ln, err := Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := New(f, ln, Options{Interval: 50 * time.Millisecond, Idle: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = s.Serve(ctx); close(done) }()
+		time.Sleep(time.Second)
+		cancel()
+		<-done
+		if n := f.count(api.PathStatus); n < c.min || n > c.max {
+			t.Errorf("%s: %d status calls in 1s (interval 50ms, idle 10s), want %d to %d", c.name, n, c.min, c.max)
+		}
+	}
+}
