@@ -32,6 +32,10 @@ func startPrometheus(t *testing.T, target string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As in e2e/k8s: $SWIFTDEPLOY_PROMETHEUS names another build.
+	if env := os.Getenv("SWIFTDEPLOY_PROMETHEUS"); env != "" {
+		bin = env
+	}
 	if _, err := os.Stat(bin); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("no Prometheus server at %s (task prometheus:build builds it): %v", bin, err)
