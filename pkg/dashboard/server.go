@@ -38,7 +38,7 @@ var assets embed.FS
 // Options configure a Server.
 type Options struct {
 	// Interval is how often the daemon is asked while something moves
-	// (default 2s); Idle while nothing does (default 15s).
+	// (default 2s); Idle while nothing does (default 30s).
 	Interval, Idle time.Duration
 }
 
@@ -73,7 +73,7 @@ func New(d Daemon, ln net.Listener, opts Options) (*Server, error) {
 		opts.Interval = 2 * time.Second
 	}
 	if opts.Idle < opts.Interval {
-		opts.Idle = max(15*time.Second, opts.Interval)
+		opts.Idle = max(30*time.Second, opts.Interval)
 	}
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
