@@ -260,4 +260,3 @@ func screenshot(t *testing.T, tab context.Context, name string) {
 		t.Logf("screenshot: %s (%d bytes)", p, len(png))
 	}
 }
-
