@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -96,7 +97,11 @@ type hub struct {
 	events  []Event
 	chain   *Chain
 	since   time.Time // the last event's time, for the next history query
-	subs    map[chan Update]struct{}
+	// lastFP is the status fingerprint when history was last read, at
+	// lastHistory.
+	lastFP      string
+	lastHistory time.Time
+	subs        map[chan Update]struct{}
 }
 
 func newHub(d Daemon, interval, idle time.Duration) *hub {
@@ -147,6 +152,26 @@ func (h *hub) poke() {
 	case h.wake <- struct{}{}:
 	default:
 	}
+}
+
+// fingerprint is what of a status an event changes (not the figures,
+// which move every scrape); "" without a status.
+func fingerprint(s *api.Status) string {
+	if s == nil {
+		return ""
+	}
+	c := *s
+	c.Tracks, c.Policies = nil, nil
+	if l := c.LastReconcile; l != nil { // a resync every 30s is no event
+		c.LastReconcile = &api.ReconcileInfo{Plan: l.Plan, Error: l.Error}
+	}
+	if c.Rollout != nil {
+		r := *c.Rollout
+		r.NextAt, r.NextIn = nil, ""
+		c.Rollout = &r
+	}
+	b, _ := json.Marshal(c)
+	return string(b)
 }
 
 // moving: what this poll saw is still changing.
@@ -205,10 +230,23 @@ func (h *hub) poll(ctx context.Context, verify bool) (busy bool) {
 	if !since.IsZero() {
 		path += "&since=" + since.Format(time.RFC3339)
 	}
+	// Reading the journal costs the daemon more than a status: ask for
+	// events when the status moved (almost every event moves it), and
+	// once a minute for the few that do not.
+	fp := fingerprint(up.Status)
+	h.mu.Lock()
+	askHistory := fp == "" || fp != h.lastFP || time.Since(h.lastHistory) >= time.Minute
+	h.mu.Unlock()
 	var recs []journal.Record
-	if err := h.d.Get(ctx, path, &recs); err != nil {
-		if up.Error == "" {
-			up.Error = "history: " + err.Error()
+	if askHistory {
+		if err := h.d.Get(ctx, path, &recs); err != nil {
+			if up.Error == "" {
+				up.Error = "history: " + err.Error()
+			}
+		} else {
+			h.mu.Lock()
+			h.lastFP, h.lastHistory = fp, time.Now()
+			h.mu.Unlock()
 		}
 	}
 	for _, r := range recs {

@@ -253,3 +253,44 @@ func TestIdlePollsLess(t *testing.T) {
 		}
 	}
 }
+
+// The journal is read when the status moved, not on every poll: figures
+// that change every scrape and a resync's times do not count.
+func TestHistoryOnlyWhenStatusMoves(t *testing.T) {
+	f := &fakeDaemon{role: "read", calls: map[string]int{}, status: api.Status{Project: "shop", Mode: "canary", LastReconcile: &api.ReconcileInfo{Started: time.Now()}}}
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(f, ln, Options{Interval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Serve(ctx); close(done) }()
+	for i := range 10 {
+		time.Sleep(60 * time.Millisecond)
+		f.mu.Lock()
+		f.status.Tracks = []api.TrackStats{{Track: "canary", ReqPerSec: float64(i)}}
+		f.status.LastReconcile = &api.ReconcileInfo{Started: time.Now()}
+		f.mu.Unlock()
+	}
+	if n := f.count(api.PathHistory); n != 1 {
+		t.Errorf("%d history reads while only figures and resync times moved, want 1", n)
+	}
+	f.mu.Lock()
+	f.status.Mode = "stable"
+	f.mu.Unlock()
+	for deadline := time.Now().Add(5 * time.Second); f.count(api.PathHistory) < 2 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := f.count(api.PathHistory); n != 2 {
+		t.Errorf("%d history reads after the mode changed, want 2", n)
+	}
+	if n := f.count(api.PathStatus); n < 8 {
+		t.Errorf("only %d status calls: not polling every interval while converging", n)
+	}
+}
