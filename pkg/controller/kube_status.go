@@ -63,10 +63,10 @@ func (d *Daemon) kubeStatus(ctx context.Context) api.Status {
 		ks.Route, ks.RouteWeights = r.Name, kubetarget.Weights(r)
 	}
 	s.Kubernetes = ks
-	if sv, ok := servingOf(m.Project, obs); ok {
-		s.Mode, s.StableImage = sv.mode, sv.stableImage
-		if sv.mode == stack.TrackCanary {
-			s.CanaryImage, s.CanaryWeight = sv.canaryImage, sv.canaryWeight
+	if sv := kubeServing(m.Project, obs); sv.Mode != "" {
+		s.Mode, s.StableImage = sv.Mode, sv.StableImage
+		if sv.Mode == stack.TrackCanary {
+			s.CanaryImage, s.CanaryWeight = sv.CanaryImage, sv.CanaryWeight
 		}
 		s.Revision = obs.Routes[m.Project].ResourceVersion
 	}
@@ -75,12 +75,12 @@ func (d *Daemon) kubeStatus(ctx context.Context) api.Status {
 			Image: podImage(p), State: podState(p), IP: p.Status.PodIP})
 	}
 	if !s.Down {
-		desired, err := d.kubeDesired(m, st)
+		desired, err := d.kt.desired(m, st)
 		if err != nil {
 			s.EngineError = err.Error()
 			return s
 		}
-		plan, err := kubetarget.Compute(ctx, d.kt.api, desired, obs)
+		plan, err := d.kt.plan(ctx, desired, revisionOf(desired), obs)
 		if err != nil {
 			s.EngineError = err.Error()
 		} else {

@@ -282,21 +282,16 @@ func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusConflict, fmt.Errorf("no valid manifest: %v", d.manifestErrors()))
 		return
 	}
-	desired, err := d.desired(m)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, err)
-		return
-	}
-	obs, err := d.rec.Observe(r.Context(), desired)
+	d.mu.Lock()
+	s := d.state
+	d.mu.Unlock()
+	ch, err := d.target.Change(r.Context(), m, s)
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	plan := reconciler.Compute(desired, obs)
-	out := api.Diff{Blocked: plan.Blocked, Plan: []string{}, Gated: plan.Gated()}
-	for _, op := range plan.Ops {
-		out.Plan = append(out.Plan, op.String())
-	}
+	out := api.Diff{Blocked: ch.Blocked(), Plan: []string{}, Gated: ch.Gated()}
+	out.Plan = append(out.Plan, ch.Lines()...)
 	writeJSON(w, http.StatusOK, out)
 }
 
