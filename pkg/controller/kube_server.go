@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -19,8 +20,8 @@ import (
 // to the Docker target's mux, which the same loop and journal back. What
 // the Kubernetes target cannot do is refused, saying so, never half done.
 // It sits behind the same authz middleware as every call.
-func (d *Daemon) kubeRoutes(next *http.ServeMux) http.Handler {
-	mux := http.NewServeMux()
+func (d *Daemon) kubeRoutes(next *authz.Mux) *authz.Mux {
+	mux := authz.NewMux()
 	mux.HandleFunc("GET "+api.PathStatus, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.kubeStatus(r.Context()))
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
@@ -356,7 +357,7 @@ func (d *Daemon) checkManifestDir() error {
 		}
 		return fmt.Errorf("manifest %s: %w", d.cfg.ManifestPath, err)
 	}
-	if err := os.MkdirAll(d.stateDir, 0o750); err != nil {
+	if err := atomicfile.MkdirAll(d.stateDir, 0o750); err != nil {
 		return fmt.Errorf("state directory %s: %w", d.stateDir, err)
 	}
 	if d.rec != nil {
@@ -430,6 +431,7 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 	}
 	d.manifestErr = nil
 	if d.current == nil || d.current.Hash() != m.Hash() {
+		d.scrub = redact.NewScrubber(secretsOf(m)...)
 		d.eventLocked(journal.EventManifestApplied, "manifest loaded", "", map[string]any{"stable_image": m.Services.Image})
 	}
 	d.current = m
@@ -513,10 +515,13 @@ func (d *Daemon) writeArtifacts(desired reconciler.Desired) error {
 	if err != nil {
 		return err
 	}
-	if _, err := atomicfile.WriteIfChanged(filepath.Join(d.dir, "docker-compose.yml"), compose, 0o644); err != nil {
+	// docker-compose.yml holds every env value: owner only. nginx.conf
+	// holds none, but it is derived from the manifest and no one else
+	// needs it: owner and the daemon's group.
+	if _, err := atomicfile.WriteIfChanged(filepath.Join(d.dir, "docker-compose.yml"), compose, 0o600); err != nil {
 		return err
 	}
-	_, err = atomicfile.WriteIfChanged(filepath.Join(d.dir, "nginx.conf"), desired.Conf, 0o644)
+	_, err = atomicfile.WriteIfChanged(filepath.Join(d.dir, "nginx.conf"), desired.Conf, 0o640)
 	return err
 }
 
