@@ -561,7 +561,7 @@ func (t *kubeTarget) Judge(ctx context.Context, m *manifest.Manifest, _ string) 
 	if err != nil {
 		return policy.Decision{Reasons: []string{err.Error()}}, statsView{Outcome: metrics.MissingData, NoProxy: true}
 	}
-	dec, ts := t.d.kubeCanaryDecision(ctx, m, obs)
+	dec, ts := t.canaryDecision(ctx, m, obs)
 	v := statsView{Outcome: metrics.Outcome(ts.api.Outcome), NoProxy: true, Requests: ts.api.Requests,
 		ErrorRate: ts.api.ErrorRate, P99Ms: ts.api.P99Ms, ReqPerSec: ts.api.ReqPerSec}
 	return dec, v

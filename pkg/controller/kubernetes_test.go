@@ -282,12 +282,12 @@ func TestKubeStatusAndDiffDoNotDryRunEachCall(t *testing.T) {
 	if err := h.deploy(); err != nil {
 		t.Fatal(err)
 	}
-	_ = h.d.kubeStatus(context.Background())
+	_ = h.d.Status(context.Background())
 	fk.mu.Lock()
 	before := fk.dryRuns
 	fk.mu.Unlock()
 	for range 5 {
-		_ = h.d.kubeStatus(context.Background())
+		_ = h.d.Status(context.Background())
 		if _, err := h.d.target.Change(context.Background(), h.d.readManifest(), h.state()); err != nil {
 			t.Fatal(err)
 		}

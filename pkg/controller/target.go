@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
@@ -56,6 +57,11 @@ type Target interface {
 	// Await is how often, and how long at most, a deploy looks at its
 	// rollout.
 	Await() (poll, deadline time.Duration)
+	// Report fills the target's part of status from a fresh look: what
+	// runs, what serves, what is pending, the live figures and policies.
+	Report(ctx context.Context, m *manifest.Manifest, s State, out *api.Status)
+	// Check is the target's part of validate: it changes nothing.
+	Check(ctx context.Context, m *manifest.Manifest, s State) []api.Check
 	// Watch runs until ctx ends, calling kick (a coalesced hint that
 	// carries no state) when something the project owns changed.
 	Watch(ctx context.Context, kick func())
