@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
@@ -64,6 +68,19 @@ func (f *fakeKube) Apply(_ context.Context, ref kube.Ref, body []byte, o kube.Ap
 		if f.conflict[k] && !o.Force {
 			return nil, &kube.Error{Code: 409, Reason: "Conflict", Message: "conflict with \"kubectl-edit\"", What: "apply " + k}
 		}
+		if live, ok := f.objs[k]; ok && ref.Resource.Kind == "Deployment" {
+			// The server keeps the annotation the Deployment controller set.
+			var l, d appsv1.Deployment
+			_ = json.Unmarshal(live, &l)
+			_ = json.Unmarshal(body, &d)
+			if rev, ok := l.Annotations["deployment.kubernetes.io/revision"]; ok {
+				if d.Annotations == nil {
+					d.Annotations = map[string]string{}
+				}
+				d.Annotations["deployment.kubernetes.io/revision"] = rev
+			}
+			return json.Marshal(d)
+		}
 		return body, nil
 	}
 	if err := f.failApply[k]; err != nil {
@@ -88,6 +105,11 @@ func (f *fakeKube) Apply(_ context.Context, ref kube.Ref, body []byte, o kube.Ap
 	}
 	d.Generation, d.ResourceVersion = f.gen[k], fmt.Sprint(f.rv)
 	d.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: kube.FieldManager, Operation: "Apply"}}
+	d.UID = types.UID("uid-" + d.Name)
+	if d.Annotations == nil {
+		d.Annotations = map[string]string{}
+	}
+	d.Annotations["deployment.kubernetes.io/revision"] = fmt.Sprint(f.gen[k])
 	want := int32(1)
 	if d.Spec.Replicas != nil {
 		want = *d.Spec.Replicas
@@ -148,6 +170,22 @@ func (f *fakeKube) List(_ context.Context, r kube.Resource, _, _ string, v any) 
 				b, _ := json.Marshal(p)
 				items = append(items, b)
 			}
+		}
+	case "ReplicaSet":
+		// One ReplicaSet per Deployment, at its revision.
+		for k, b := range f.objs {
+			if len(k) < 11 || k[:11] != "Deployment/" {
+				continue
+			}
+			var d appsv1.Deployment
+			_ = json.Unmarshal(b, &d)
+			rev := d.Annotations["deployment.kubernetes.io/revision"]
+			rs := appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: d.Name + "-" + rev,
+				Labels:          map[string]string{"pod-template-hash": "h" + rev, k8srender.LabelTrack: d.Spec.Template.Labels[k8srender.LabelTrack]},
+				Annotations:     map[string]string{"deployment.kubernetes.io/revision": rev},
+				OwnerReferences: []metav1.OwnerReference{{UID: d.UID, Name: d.Name, Kind: "Deployment"}}}}
+			rb, _ := json.Marshal(rs)
+			items = append(items, rb)
 		}
 	case "Node":
 		ready := corev1.ConditionTrue
@@ -228,4 +266,43 @@ func (f *fakeKube) drift(dep, image string) {
 	d.ResourceVersion = fmt.Sprint(f.rv)
 	f.objs[k], _ = json.Marshal(d)
 	f.conflict[k] = true
+}
+
+// fakeProm answers canary-safety queries: 100 requests at 5/s, p99 50 ms,
+// the error rate errRate.
+type fakeProm struct {
+	mu      sync.Mutex
+	errRate float64
+	queries int
+}
+
+func (p *fakeProm) set(errRate float64) {
+	p.mu.Lock()
+	p.errRate = errRate
+	p.mu.Unlock()
+}
+
+func (p *fakeProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.queries++
+	q := r.URL.Query().Get("query")
+	v := 5.0
+	switch {
+	case strings.Contains(q, `status=~`):
+		v = p.errRate
+	case strings.HasPrefix(q, "histogram_quantile"):
+		v = 50
+	case strings.Contains(q, "increase("):
+		v = 100
+	}
+	fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[0,"%g"]}]}}`, v)
+}
+
+// withProm names a fake Prometheus in a manifest.
+func withProm(t *testing.T, manifest string) (string, *fakeProm) {
+	p := &fakeProm{}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return strings.Replace(manifest, "metrics:\n", "metrics:\n  prometheus: "+srv.URL+"\n", 1), p
 }

@@ -310,3 +310,63 @@ func promoteTxn(h *harness) error {
 		Promoted: &Promotion{ManifestStable: m.Services.Image, Image: m.Services.Canary.Image, At: time.Now().UTC()}}
 	return h.d.transact(context.Background(), m, t, func(string) {})
 }
+
+// On Kubernetes, through the shared analysis walk and judged on
+// Prometheus's figures, a healthy stepped canary walks 10 → 25 → 50 and
+// promotes itself; a failing one is aborted by itself.
+func TestKubeStepsWalkToPromotion(t *testing.T) {
+	m, _ := withProm(t, fakeManifest("app:1", 2, steppedCanary("app:2", 2, true)))
+	h, fk := kubeHarness(t, m)
+	if err := h.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	h.analyze(time.Now())
+	if r := h.rollout(); r == nil || r.StepStarted.IsZero() || r.Step != 0 {
+		t.Fatalf("the first step did not start: %+v; events %v", r, h.events())
+	}
+	for i, want := range []int{25, 50} {
+		if w := fk.weights("demo")["demo-canary"]; w != []int{10, 25}[i] {
+			t.Fatalf("step %d: canary weight %d", i+1, w)
+		}
+		h.analyze(h.after(time.Second))
+		h.analyze(h.after(2 * time.Second))
+		if w := fk.weights("demo")["demo-canary"]; w != want {
+			t.Fatalf("step %d: canary weight %d, want %d; events %v", i+2, w, want, h.events())
+		}
+		if s := h.status(); s.Rollout == nil || s.Rollout.Weight != want {
+			t.Fatalf("status rollout %+v", s.Rollout)
+		}
+	}
+	h.analyze(h.after(time.Second))
+	h.analyze(h.after(2 * time.Second))
+	if fk.image("demo-stable") != "app:2" || fk.has("Deployment/demo-canary") || fk.weights("demo")["demo-stable"] != 100 {
+		t.Fatalf("after the last step: stable %s, canary left %v, route %v; events %v", fk.image("demo-stable"), fk.has("Deployment/demo-canary"), fk.weights("demo"), h.events())
+	}
+	ev := h.events()
+	if count(ev, journal.EventCanaryStep) != 3 || count(ev, journal.EventPromoted) != 1 {
+		t.Fatalf("events %v: want 3 canary steps and one promotion", ev)
+	}
+}
+
+func TestKubeFailingCanaryAbortsItself(t *testing.T) {
+	m, prom := withProm(t, fakeManifest("app:1", 2, steppedCanary("app:2", 2, true)))
+	h, fk := kubeHarness(t, m)
+	if err := h.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	h.analyze(time.Now())
+	prom.set(0.5) // half the canary's requests fail
+	for i := 1; i <= 3 && fk.has("Deployment/demo-canary"); i++ {
+		h.analyze(h.after(time.Duration(i) * time.Second))
+	}
+	if fk.has("Deployment/demo-canary") || fk.weights("demo")["demo-stable"] != 100 {
+		t.Fatalf("failing canary not aborted: route %v; events %v", fk.weights("demo"), h.events())
+	}
+	ev := h.events()
+	if count(ev, journal.EventAborted) != 1 || count(ev, journal.EventPromoted) != 0 {
+		t.Fatalf("events %v: want one abort, no promotion", ev)
+	}
+	if fk.image("demo-stable") != "app:1" {
+		t.Fatalf("stable image %s, want app:1", fk.image("demo-stable"))
+	}
+}
