@@ -104,6 +104,9 @@ type Daemon struct {
 	rec      *reconciler.Reconciler
 	jr       *journal.Journal
 	repeats  journal.Repeats // coalesces identical repeated records
+	// refusals coalesces refused calls per (uid, route, reason): a first
+	// record, then one summary a refusalWindow at most (server.go onDeny).
+	refusals journal.Repeats
 	policies *policy.Engine
 	metrics  *daemonMetrics
 	obs      *observe.Observer
@@ -185,6 +188,7 @@ func New(cfg Config) (*Daemon, error) {
 		stateDir: filepath.Join(filepath.Dir(abs), ".swiftdeploy"),
 		trigger:  make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
+		refusals: journal.Repeats{MaxInterval: refusalWindow},
 		logWake:  make(chan struct{}, 1),
 		metrics:  newDaemonMetrics(),
 	}
@@ -275,6 +279,11 @@ func (d *Daemon) Wake() {
 	}
 }
 
+// refusalWindow is the longest a refusal streak runs before its summary
+// is written: per (uid, route, reason), at most a first record and a
+// summary reach the journal per window.
+const refusalWindow = time.Minute
+
 // Run serves until ctx is cancelled. The workload keeps running after it
 // returns: stopping the daemon never stops the service.
 func (d *Daemon) Run(ctx context.Context) error {
@@ -291,8 +300,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket))
 
 	var wg sync.WaitGroup
-	wg.Add(6)
+	wg.Add(7)
 	go func() { defer wg.Done(); d.guardSocket(ctx, srv, ln) }()
+	go func() { defer wg.Done(); d.refusalSweep(ctx) }()
 	go func() { defer wg.Done(); d.analysisLoop(ctx) }()
 	go func() { defer wg.Done(); d.accessLogLoop(ctx) }()
 	go func() { defer wg.Done(); d.watchManifest(ctx) }()
@@ -309,6 +319,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.repeats.Flush(d.jr); err != nil {
 		d.log.Error("journal: flush repeat summaries", zap.Error(err))
 	}
+	logErr(d.log, "journal: flush refusal summaries", d.refusals.Flush(d.jr))
 	d.event(journal.EventDaemonStopped, "swiftdeployd stopped; the workload keeps running", "", nil)
 	d.log.Info("swiftdeployd stopped")
 	d.notifier.Close()

@@ -106,7 +106,8 @@ func (d *Daemon) runKube(ctx context.Context) error {
 	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket),
 		zap.String("target", "kubernetes"), zap.String("namespace", d.kt.cfg.Namespace))
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); d.refusalSweep(ctx) }()
 	go func() { defer wg.Done(); d.watchManifest(ctx) }()
 	go func() { defer wg.Done(); d.watchKube(ctx) }()
 	d.Enqueue()
@@ -120,6 +121,7 @@ func (d *Daemon) runKube(ctx context.Context) error {
 	if err := d.repeats.Flush(d.jr); err != nil {
 		d.log.Error("journal: flush repeat summaries", zap.Error(err))
 	}
+	logErr(d.log, "journal: flush refusal summaries", d.refusals.Flush(d.jr))
 	d.event(journal.EventDaemonStopped, "swiftdeployd stopped; the workload keeps running", "", nil)
 	d.notifier.Close()
 	_ = d.jr.Close()
