@@ -204,7 +204,12 @@ func (d *Daemon) server() *http.Server {
 	return &http.Server{
 		Handler:           authz.Middleware(d.cfg.Authz, d.routes(), d.onDeny),
 		ReadHeaderTimeout: 5 * time.Second,
-		ConnContext:       authz.ConnContext,
+		// An idle keep-alive connection is closed: a caller cannot hold
+		// connections (and their goroutines) open for ever. Bodies have
+		// their own deadline (api.DecodeBody); there is no ReadTimeout,
+		// which would cut the streamed answers of deploy and promote.
+		IdleTimeout: 2 * time.Minute,
+		ConnContext: authz.ConnContext,
 	}
 }
 
