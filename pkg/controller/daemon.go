@@ -84,9 +84,17 @@ type Config struct {
 	// (default DefaultJournalMaxBytes; negative never rotates).
 	JournalPath     string
 	JournalMaxBytes int64
+	// JournalRetainBytes and JournalRetainAge bound the rotated files kept
+	// (defaults DefaultJournalRetainBytes, DefaultJournalRetainAge;
+	// negative keeps them by that measure).
+	JournalRetainBytes int64
+	JournalRetainAge   time.Duration
 	// HostFacts, when set, replaces the host readings of the
 	// infrastructure policy (tests).
 	HostFacts func(diskPath string) policy.InfraInput
+	// ChaosPost, when set, replaces the HTTP POST that delivers a chaos
+	// request to an app container (tests inject failures).
+	ChaosPost func(ctx context.Context, url string, payload []byte) (code int, msg string, err error)
 	// Notify tunes webhook delivery (tests shorten its timeouts).
 	Notify notify.Options
 	// Kube, when set, converges a Kubernetes namespace instead of the
@@ -181,6 +189,18 @@ func New(cfg Config) (*Daemon, error) {
 	case cfg.JournalMaxBytes < 0:
 		cfg.JournalMaxBytes = 0
 	}
+	switch {
+	case cfg.JournalRetainBytes == 0:
+		cfg.JournalRetainBytes = DefaultJournalRetainBytes
+	case cfg.JournalRetainBytes < 0:
+		cfg.JournalRetainBytes = 0
+	}
+	switch {
+	case cfg.JournalRetainAge == 0:
+		cfg.JournalRetainAge = DefaultJournalRetainAge
+	case cfg.JournalRetainAge < 0:
+		cfg.JournalRetainAge = 0
+	}
 	d := &Daemon{
 		cfg:      cfg,
 		log:      cfg.Log,
@@ -210,7 +230,8 @@ func New(cfg Config) (*Daemon, error) {
 	if d.eng != nil {
 		d.eng = withTimeouts(d.eng, cfg.Timeouts)
 	}
-	if d.jr, err = journal.Open(cfg.JournalPath, journal.Options{MaxBytes: cfg.JournalMaxBytes}); err != nil {
+	if d.jr, err = journal.Open(cfg.JournalPath, journal.Options{MaxBytes: cfg.JournalMaxBytes,
+		RetainBytes: cfg.JournalRetainBytes, RetainAge: cfg.JournalRetainAge}); err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	d.noteTornTail()
@@ -335,7 +356,7 @@ func (d *Daemon) Reload() {
 	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
 		if err := d.policies.ReloadDir(dir); err != nil {
 			d.log.Error("policies not reloaded; keeping the previous set", zap.Error(err))
-			d.event(journal.EventManifestRejected, "policy reload failed: "+err.Error(), "", nil)
+			d.event(journal.EventPolicyReloadFailed, "policy reload failed; the previous policies stay in force: "+err.Error(), "", map[string]any{"dir": dir})
 		} else {
 			d.log.Info("policies reloaded", zap.String("dir", dir))
 		}

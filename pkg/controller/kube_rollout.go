@@ -60,7 +60,10 @@ func (d *Daemon) kubeTransact(ctx context.Context, m *manifest.Manifest, t *Tran
 		}
 		return fmt.Errorf("%s did not take effect: %w", t.Kind, err)
 	}
-	d.commit(t)
+	if err := d.commit(t); err != nil {
+		d.Wake() // kubeResolvePending commits it once the journal reads
+		return fmt.Errorf("%s took effect but is not committed yet: %w; it stays pending", t.Kind, err)
+	}
 	return nil
 }
 
@@ -90,7 +93,9 @@ func (d *Daemon) kubeResolvePending(ctx context.Context, m *manifest.Manifest) e
 	}
 	if done, _ := kubetarget.Converged(desired, obs, plan); done {
 		d.log.Info("settling an interrupted "+t.Kind+": it took effect", zap.String("txn", t.ID))
-		d.commit(t)
+		if err := d.commit(t); err != nil {
+			return fmt.Errorf("settle interrupted %s: %w", t.Kind, err)
+		}
 		return nil
 	}
 	d.log.Info("settling an interrupted "+t.Kind+": it did not take effect", zap.String("txn", t.ID))

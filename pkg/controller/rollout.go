@@ -286,8 +286,12 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	if took {
 		if !committed {
 			end = tr.Begin("commit", t.Kind)
-			d.commit(t) // no operation reloaded nginx (or it failed after loading t)
+			cerr := d.commit(t) // no operation reloaded nginx (or it failed after loading t)
 			end()
+			if cerr != nil {
+				d.Wake() // resolvePending commits it once the journal reads
+				return fmt.Errorf("%s took effect but is not committed yet: %w; it stays pending", t.Kind, cerr)
+			}
 		}
 		if applyErr != nil {
 			// It took effect; cleanup of old containers continues in the
@@ -305,12 +309,20 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	return applyErr
 }
 
-// commit records t as in force and journals it exactly once.
-func (d *Daemon) commit(t *Transition) {
+// commit records t as in force and journals it exactly once. If the
+// journal cannot be read, whether t is journaled already is unknown: t
+// stays pending (the next reconcile's resolvePending tries again) rather
+// than risk journaling it twice.
+func (d *Daemon) commit(t *Transition) error {
 	// The journal scan runs before taking d.mu: status and the scrape
 	// loop must not wait on reading the whole journal. Only this process
 	// commits t (callers hold d.runMu), so nothing can journal it meanwhile.
-	d.commitTxn(t, d.journaledTxn(t))
+	journaled, err := d.journaledTxn(t)
+	if err != nil {
+		return err
+	}
+	d.commitTxn(t, journaled)
+	return nil
 }
 
 // commitTxn is commit once it is known whether t is journaled already (a
@@ -361,22 +373,25 @@ func (d *Daemon) abort(t *Transition, cause error) {
 		msg += ": " + cause.Error()
 	}
 	event := journal.EventPromoteFailed
-	if t.Kind == kindRollback {
+	switch t.Kind {
+	case kindRollback:
 		event = journal.EventRollbackFailed
+	case kindStep:
+		event = journal.EventStepFailed
 	}
 	d.eventLocked(event, msg, t.User, map[string]any{"txn": t.ID})
 }
 
 // journaledTxn reports whether the transition's effect is already in the
 // journal (a daemon that died between journaling and recording it).
-func (d *Daemon) journaledTxn(t *Transition) bool {
+func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
 	id := t.ID
 	found := false
 	_ = d.jr.Flush()
 	// Its record can only be younger than the transition: skip the files
 	// that end before it started (an hour's margin for a clock stepped back).
 	since := t.Started.Add(-time.Hour)
-	_ = journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}, Since: since}, func(r journal.Record) error {
+	err := journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}, Since: since}, func(r journal.Record) error {
 		switch r.Event {
 		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep:
 			if r.Details["txn"] == id {
@@ -385,7 +400,10 @@ func (d *Daemon) journaledTxn(t *Transition) bool {
 		}
 		return nil
 	})
-	return found
+	if err != nil {
+		return false, fmt.Errorf("cannot tell whether %s %s is journaled already: %w", t.Kind, t.ID, err)
+	}
+	return found, nil
 }
 
 // resolvePending settles a transition left by a daemon that stopped in the
@@ -416,7 +434,9 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 	}
 	if obs.Loaded != nil && obs.Loaded.Revision == t.Revision {
 		d.log.Info("settling an interrupted "+t.Kind+": it took effect", zap.String("txn", t.ID))
-		d.commit(t)
+		if err := d.commit(t); err != nil {
+			return fmt.Errorf("settle interrupted %s: %w", t.Kind, err)
+		}
 		return nil
 	}
 	d.log.Info("settling an interrupted "+t.Kind+": it did not take effect", zap.String("txn", t.ID))

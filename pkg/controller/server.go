@@ -34,9 +34,28 @@ func listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("another swiftdeployd is already listening on %s", path)
 	}
 	_ = os.Remove(path) // stale socket of a dead daemon
-	old := syscall.Umask(0o117)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	// The socket file must never be reachable by others, not even between
+	// bind and chmod. Setting the process's umask around bind would do it,
+	// but the umask is process-wide: a directory made meanwhile by another
+	// goroutine (the manifest's directory restored, its state directories
+	// made again) would get the socket's mode, 0640 with no search bit.
+	// Instead the socket's own mode is set before bind: Linux creates the
+	// file with the socket inode's mode less the umask, so it is born 0660
+	// at most; the chmod after makes it exactly 0660.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var cerr error
+		if err := c.Control(func(fd uintptr) { cerr = syscall.Fchmod(int(fd), 0o660) }); err != nil {
+			return err
+		}
+		if cerr != nil {
+			return fmt.Errorf("set the socket's mode before bind: %w", cerr)
+		}
+		return nil
+	}}
+	ln, err := lc.Listen(context.Background(), "unix", path)
+	if err == nil && afterBind != nil {
+		afterBind(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w (a path over 107 bytes is too long for a socket: use --socket)", path, err)
 	}
@@ -46,6 +65,10 @@ func listen(path string) (net.Listener, error) {
 	}
 	return ln, nil
 }
+
+// afterBind, when set, runs between bind and chmod (tests look at the
+// socket's mode there).
+var afterBind func(path string)
 
 // serve serves the control API on ln until the server shuts down or ln is
 // closed (replaced by guardSocket).
@@ -356,14 +379,9 @@ func (d *Daemon) handleHistory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = d.jr.Flush()
-	var recs []journal.Record
-	err = journal.Read(filepath.Join(d.dir, "history.jsonl"), f, func(rec journal.Record) error {
-		recs = append(recs, rec)
-		if len(recs) > limit {
-			recs = recs[1:]
-		}
-		return nil
-	})
+	// Only the newest files that hold the last limit records are read,
+	// not every rotated file on each call.
+	recs, err := journal.Tail(d.journalPath(), f, limit)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, err)
 		return

@@ -61,6 +61,8 @@ const (
 	MinMemory = 6 << 20
 	// MaxPathLen bounds health_path and metrics.path.
 	MaxPathLen = 256
+	// MaxDrainTimeout bounds nginx.drain_timeout.
+	MaxDrainTimeout = 10 * time.Minute
 	// MaxSteps bounds services.canary.steps.
 	MaxSteps = 20
 	// MaxStepPause bounds one step's pause and the analysis interval's
@@ -111,6 +113,7 @@ func (m *Manifest) Validate() error {
 	ps.project(m.Project)
 	ps.services(&m.Services)
 	ps.nginx(&m.Nginx)
+	ps.frontDoor(&m.Nginx, m.Services.HealthPath, m.Metrics.Path)
 	ps.network(&m.Network)
 	ps.metrics(&m.Metrics)
 	ps.policy(&m.Policy)
@@ -155,6 +158,9 @@ func (ps *problemList) canary(c *Canary, stableImage string) {
 	}
 	ps.intRange("services.canary.weight", c.Weight, 0, 100)
 	ps.intRange("services.canary.replicas", c.Replicas, 1, MaxReplicas)
+	if c.Match != nil {
+		ps.match(c.Match)
+	}
 }
 
 // steps checks a progressive rollout: weights rising within 1-99, every
