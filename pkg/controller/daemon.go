@@ -112,6 +112,9 @@ type Daemon struct {
 	rec      *reconciler.Reconciler
 	jr       *journal.Journal
 	repeats  journal.Repeats // coalesces identical repeated records
+	// refusals coalesces refused calls per (uid, route, reason): a first
+	// record, then one summary a refusalWindow at most (server.go onDeny).
+	refusals journal.Repeats
 	policies *policy.Engine
 	metrics  *daemonMetrics
 	obs      *observe.Observer
@@ -209,6 +212,7 @@ func New(cfg Config) (*Daemon, error) {
 		stateDir: filepath.Join(filepath.Dir(abs), ".swiftdeploy"),
 		trigger:  make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
+		refusals: journal.Repeats{MaxInterval: refusalWindow},
 		logWake:  make(chan struct{}, 1),
 		metrics:  newDaemonMetrics(),
 	}
@@ -304,6 +308,11 @@ func (d *Daemon) Wake() {
 	}
 }
 
+// refusalWindow is the longest a refusal streak runs before its summary
+// is written: per (uid, route, reason), at most a first record and a
+// summary reach the journal per window.
+const refusalWindow = time.Minute
+
 // Run serves until ctx is cancelled. The workload keeps running after it
 // returns: stopping the daemon never stops the service.
 func (d *Daemon) Run(ctx context.Context) error {
@@ -327,6 +336,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	run(func(ctx context.Context) { d.guardSocket(ctx, srv, ln) })
+	run(d.refusalSweep)
 	run(d.analysisLoop)
 	run(d.watchManifest)
 	run(func(ctx context.Context) { d.target.Watch(ctx, d.Enqueue) })
@@ -347,6 +357,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.repeats.Flush(d.jr); err != nil {
 		d.log.Error("journal: flush repeat summaries", zap.Error(err))
 	}
+	logErr(d.log, "journal: flush refusal summaries", d.refusals.Flush(d.jr))
 	d.event(journal.EventDaemonStopped, "swiftdeployd stopped; the workload keeps running", "", nil)
 	d.log.Info("swiftdeployd stopped")
 	d.notifier.Close()
