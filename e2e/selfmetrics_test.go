@@ -18,6 +18,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/deploy/images"
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 )
 
 // prometheusBin is the server `task prometheus:build` (and k8s:build)
@@ -157,9 +158,11 @@ func TestPrometheusScrapesTheDaemon(t *testing.T) {
 	})
 	e.converged(map[string]int{images.AppImageV2: 2})
 
-	// The second rollout: v2 is stable, v1 the canary, failing at step 1.
+	// The second rollout: v2 is stable, v1 the canary, failing at step 1
+	// (whose pause outlasts the test).
 	base2 := strings.Replace(base, "  image: "+images.AppImage+"\n", "  image: "+images.AppImageV2+"\n", 1)
-	e.writeManifest(withSteps(base2, images.AppImage, steps, "{interval: 1s, failure_limit: 3, auto_promote: true}"))
+	steps2 := "      - {weight: 10, pause: 10m}\n      - {weight: 50, pause: 5s}\n"
+	e.writeManifest(withSteps(base2, images.AppImage, steps2, "{interval: 1s, failure_limit: 3, auto_promote: true}"))
 	e.waitFor(90*time.Second, "step 1 of the second canary", func() (bool, string) {
 		s := e.status()
 		return s.Rollout != nil && s.Rollout.StepPasses > 0, fmt.Sprintf("%+v", s.Rollout)
@@ -170,6 +173,9 @@ func TestPrometheusScrapesTheDaemon(t *testing.T) {
 		return s.Rollout != nil && s.Rollout.Phase == "aborted" && s.Mode == "stable", fmt.Sprintf("%s %+v", s.Mode, s.Rollout)
 	})
 
+	if n := len(e.events(journal.EventCanaryStep)); n != 3 {
+		t.Fatalf("%d canary_step events journaled, want 3", n)
+	}
 	svc := fmt.Sprintf("{service=%q}", e.project)
 	eq := func(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
 	atLeast := func(min float64) func(float64) bool { return func(v float64) bool { return v >= min } }
