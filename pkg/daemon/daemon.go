@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/certs"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -69,6 +70,9 @@ type Config struct {
 	// health probe and nginx status reader (for the fake engine).
 	Probe       func(ctx context.Context, url string) error
 	NginxStatus func(ctx context.Context) (*reconciler.Loaded, error)
+	// ACMEMinBackoff and ACMEMaxBackoff bound the wait after a failed
+	// ACME order (default certs.DefaultMinBackoff, DefaultMaxBackoff).
+	ACMEMinBackoff, ACMEMaxBackoff time.Duration
 	// Hook is called around every apply operation (fault injection).
 	Hook reconciler.Hook
 	// Fetcher, when set, replaces HTTP for scraping the app's metrics.
@@ -106,6 +110,7 @@ type Daemon struct {
 	metrics  *daemonMetrics
 	obs      *observe.Observer
 	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
+	certs    *certs.Manager // nginx.tls's certificate (certs.go)
 
 	trigger chan struct{}
 	wake    chan struct{} // like trigger, but also cuts a retry backoff short
@@ -235,6 +240,7 @@ func New(cfg Config) (*Daemon, error) {
 		Probe:         cfg.Probe,
 		NginxStatus:   cfg.NginxStatus,
 	}
+	d.certs = d.newCertManager(d.rec.ConfigDir)
 	return d, nil
 }
 
@@ -286,7 +292,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket))
 
 	var wg sync.WaitGroup
-	wg.Add(6)
+	wg.Add(7)
+	go func() { defer wg.Done(); d.certs.Run(ctx) }()
 	go func() { defer wg.Done(); d.guardSocket(ctx, srv, ln) }()
 	go func() { defer wg.Done(); d.analysisLoop(ctx) }()
 	go func() { defer wg.Done(); d.accessLogLoop(ctx) }()

@@ -165,6 +165,13 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 		return err
 	}
 	d.spendDecisions(m)
+	endStep = tr.Begin("certificates", "")
+	err = d.syncCerts(m)
+	endStep()
+	if err != nil {
+		d.recordRun(start, reconciler.Plan{}, err)
+		return err
+	}
 	endStep = tr.Begin("render", "")
 	desired, err := d.desired(m)
 	endStep()

@@ -54,6 +54,11 @@ func (d *Daemon) Status(ctx context.Context) api.Status {
 	}
 	s.NginxError = obs.LoadedErr
 	fillServing(&s, obs)
+	served := ""
+	if obs.Loaded != nil {
+		served = obs.Loaded.Cert
+	}
+	s.TLS = d.tlsStatus(served)
 	if !s.Down {
 		plan := reconciler.Compute(desired, obs)
 		s.Pending = plan.Lines()

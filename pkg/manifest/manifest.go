@@ -126,6 +126,8 @@ type Nginx struct {
 	Bind string `json:"bind,omitempty"`
 	// ProxyTimeout bounds connect/read/send to the upstream.
 	ProxyTimeout Duration `json:"proxy_timeout,omitempty"`
+	// TLS serves HTTPS (see tls.go); nil serves plain HTTP only.
+	TLS *TLS `json:"tls,omitempty"`
 }
 
 // Network is the project's Docker network.
@@ -263,6 +265,7 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 		m.Services.Canary.Replicas = DefaultCanaryReplicas
 	}
 	defaultAnalysis(root, m.Services.Canary)
+	defaultTLS(root, m.Nginx.TLS)
 	if r := m.Policy.Relative; r != nil {
 		const at = "policy.relative."
 		if lookup(root, at+"confidence") == nil {

@@ -109,6 +109,7 @@ func (m *Manifest) Validate() error {
 	ps.project(m.Project)
 	ps.services(&m.Services)
 	ps.nginx(&m.Nginx)
+	ps.tls(m.Nginx.TLS, m.Nginx.Port)
 	ps.network(&m.Network)
 	ps.metrics(&m.Metrics)
 	ps.policy(&m.Policy)

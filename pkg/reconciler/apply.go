@@ -547,7 +547,11 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		}
 		say("Nginx config valid")
 		say("Nginx reloaded: %s", op.Cause)
-		r.record(ctx, "nginx_reloaded", op.Cause, map[string]any{"revision": d.Revision})
+		details := map[string]any{"revision": d.Revision}
+		if t := d.Stack.Nginx.TLS; t != nil && t.Cert != "" {
+			details["cert"] = t.Cert
+		}
+		r.record(ctx, "nginx_reloaded", op.Cause, details)
 		if served != nil {
 			served()
 		}
@@ -620,6 +624,12 @@ func (r *Reconciler) nginxSpec(desired stack.Stack) engine.Spec {
 		Network:  desired.Network.Name,
 		HostPort: desired.Nginx.Port,
 		HostIP:   desired.Nginx.Bind,
+		ExtraPorts: func() []int {
+			if t := desired.Nginx.TLS; t != nil {
+				return []int{t.Port}
+			}
+			return nil
+		}(),
 		Binds: []engine.Bind{
 			{Source: r.ConfigDir, Target: stack.ConfigDir, ReadOnly: true},
 			{Source: r.RunDir, Target: stack.NginxRunDir},
@@ -801,6 +811,7 @@ func (r *Reconciler) checkNginx(ctx context.Context, d Desired) error {
 	check := r.nginxSpec(d.Stack)
 	check.Name = fmt.Sprintf("%s-check-%d", d.Stack.Nginx.Name, time.Now().UnixNano()%1e6)
 	check.HostPort = 0
+	check.ExtraPorts = nil
 	check.Restart = false
 	// A run directory of its own: nginx -t needs one, and the socket in the
 	// real one belongs to the nginx that serves.
@@ -1117,6 +1128,11 @@ func (r *Reconciler) nginxStatus(ctx context.Context) (*Loaded, error) {
 		return r.NginxStatus(ctx)
 	}
 	return ReadNginxStatus(ctx, filepath.Join(r.RunDir, stack.NginxStatusSocket))
+}
+
+// Loaded reads back what the running nginx has loaded.
+func (r *Reconciler) Loaded(ctx context.Context) (*Loaded, error) {
+	return r.nginxStatus(ctx)
 }
 
 // LiveConfig is the nginx configuration last installed (what nginx loaded

@@ -17,6 +17,8 @@ const revisionLen = 16
 
 // revisionRE finds the revision in the status location's return line of a
 // rendered nginx.conf. The config holds "\n" escapes, not line breaks.
+var certIDRE = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
+
 var revisionRE = regexp.MustCompile(`return 200 "revision ([0-9a-f]{16})\\n`)
 
 // revision is the revision of a config rendered with an empty one: a pure
@@ -53,6 +55,9 @@ type LoadedConfig struct {
 	// app_canary upstreams. Canary is empty when nginx sends the canary no
 	// traffic (no canary, or weight 0).
 	Stable, Canary []string
+	// Cert is the id of the certificate nginx serves on its HTTPS port;
+	// "" without one (the line is absent).
+	Cert string
 }
 
 // Variables the status location assembles its container lists in.
@@ -107,7 +112,11 @@ func statusSets(c LoadedConfig) []statusSet {
 // line breaks written as nginx's "\n" escapes and the container lists as
 // the variables statusSets fills.
 func statusBody(c LoadedConfig) string {
-	return fmt.Sprintf(`revision %s\nweight %d\nstable $%s\ncanary $%s\n`, c.Revision, c.Weight, statusStableVar, statusCanaryVar)
+	body := fmt.Sprintf(`revision %s\nweight %d\nstable $%s\ncanary $%s\n`, c.Revision, c.Weight, statusStableVar, statusCanaryVar)
+	if c.Cert != "" {
+		body += fmt.Sprintf(`cert %s\n`, c.Cert)
+	}
+	return body
 }
 
 // ParseLoadedConfig reads the body nginx returns on its status socket for
@@ -150,6 +159,11 @@ func ParseLoadedConfig(body []byte) (LoadedConfig, error) {
 			}
 		case "canary":
 			c.Canary, err = containerList(value)
+		case "cert": // optional: only with a certificate
+			if !certIDRE.MatchString(value) {
+				err = fmt.Errorf("must be a certificate id (hex), got %q", value)
+			}
+			c.Cert = value
 		default:
 			return LoadedConfig{}, fmt.Errorf("loaded config: line %d: unknown field %q", i+1, key)
 		}
