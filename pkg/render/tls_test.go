@@ -58,8 +58,8 @@ func TestNginxTLS(t *testing.T) {
 		servers  [][]string
 		excludes [][]string
 	}{{
-		name: "acme before the first certificate: plain HTTP serves the app and the challenges",
-		servers: [][]string{{"listen 80;", "location ^~ /.well-known/acme-challenge/", "root /etc/swiftdeploy/acme;", "proxy_pass http://app_stable;"}},
+		name:     "acme before the first certificate: plain HTTP serves the app and the challenges",
+		servers:  [][]string{{"listen 80;", "location ^~ /.well-known/acme-challenge/", "root /etc/swiftdeploy/acme;", "proxy_pass http://app_stable;"}},
 		excludes: [][]string{{"ssl", "return 301"}},
 	}, {
 		name: "acme with a certificate: plain HTTP redirects, HTTPS serves the app",
@@ -70,10 +70,10 @@ func TestNginxTLS(t *testing.T) {
 		},
 		excludes: [][]string{{"proxy_pass", "ssl_certificate"}, {"listen 80;", "acme-challenge", "TLSv1 ", "TLSv1.1"}},
 	}, {
-		name: "redirect off: one server on both ports",
-		cert: testCertID,
-		edit: noRedirect,
-		servers: [][]string{{"listen 80;", "listen 443 ssl http2;", "acme-challenge", "proxy_pass http://app_stable;"}},
+		name:     "redirect off: one server on both ports",
+		cert:     testCertID,
+		edit:     noRedirect,
+		servers:  [][]string{{"listen 80;", "listen 443 ssl http2;", "acme-challenge", "proxy_pass http://app_stable;"}},
 		excludes: [][]string{{"return 301"}},
 	}, {
 		name: "certificate files on another port: the redirect names it, no challenge location",
