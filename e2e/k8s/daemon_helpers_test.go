@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
-	"github.com/swiftdeploy/swiftdeploy/pkg/daemon"
+	"github.com/swiftdeploy/swiftdeploy/pkg/controller"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
 )
@@ -62,10 +62,10 @@ func startDaemon(t *testing.T, c *cluster, ns, manifest string, o daemonOpts) *k
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "d.sock")
-	d, err := daemon.New(daemon.Config{
+	d, err := controller.New(controller.Config{
 		ManifestPath: k.manifest, Socket: sock, Log: log,
 		Resync: k.resync, Debounce: 100 * time.Millisecond,
-		Kube: &daemon.KubeConfig{Kubeconfig: c.kubeconfig, Namespace: ns, ProgressDeadline: o.deadline, Poll: 100 * time.Millisecond},
+		Kube: &controller.KubeConfig{Kubeconfig: c.kubeconfig, Namespace: ns, ProgressDeadline: o.deadline, Poll: 100 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -490,6 +490,8 @@ var timelineTitles = map[string]string{
 	journal.EventRolledBack:          "Rolled back",
 	journal.EventPromoteFailed:       "Promotion did not take effect",
 	journal.EventRollbackFailed:      "Rollback did not take effect",
+	journal.EventStepFailed:          "Canary step did not take effect",
+	journal.EventPolicyReloadFailed:  "Policy reload failed",
 	journal.EventTransitionAborted:   "Interrupted transition settled",
 	journal.EventScrapeFailed:        "Metrics scrape failing",
 	journal.EventScrapeRecovered:     "Metrics scrape recovered",

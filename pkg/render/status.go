@@ -9,6 +9,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // revisionLen is how many hex digits of the SHA-256 make a revision: 64
@@ -58,6 +61,9 @@ type LoadedConfig struct {
 	// Cert is the id of the certificate nginx serves on its HTTPS port;
 	// "" without one (the line is absent).
 	Cert string
+	// Traffic is the operator's hold on traffic nginx applies (swiftctl
+	// traffic); the zero value passes requests on.
+	Traffic stack.Traffic
 }
 
 // Variables the status location assembles its container lists in.
@@ -116,7 +122,32 @@ func statusBody(c LoadedConfig) string {
 	if c.Cert != "" {
 		body += fmt.Sprintf(`cert %s\n`, c.Cert)
 	}
+	// Only a held front door says so, so the status of one that passes
+	// traffic reads as before this field existed.
+	switch c.Traffic.Mode {
+	case stack.TrafficPause:
+		body += fmt.Sprintf(`traffic pause %s\n`, seconds(max(c.Traffic.Max, time.Second)))
+	case stack.TrafficStop:
+		body += `traffic stop ` + c.Traffic.Message + `\n`
+	}
 	return body
+}
+
+// parseTraffic reads the value of the status body's traffic line.
+func parseTraffic(value string) (stack.Traffic, error) {
+	mode, arg, _ := strings.Cut(value, " ")
+	switch mode {
+	case stack.TrafficPause:
+		d, err := time.ParseDuration(arg)
+		if err != nil || d < time.Second {
+			return stack.Traffic{}, fmt.Errorf("pause: want a bound such as 30s, got %q", arg)
+		}
+		return stack.Traffic{Mode: stack.TrafficPause, Max: d}, nil
+	case stack.TrafficStop:
+		return stack.Traffic{Mode: stack.TrafficStop, Message: arg}, nil
+	default:
+		return stack.Traffic{}, fmt.Errorf("want pause or stop, got %q", value)
+	}
 }
 
 // ParseLoadedConfig reads the body nginx returns on its status socket for
@@ -164,6 +195,8 @@ func ParseLoadedConfig(body []byte) (LoadedConfig, error) {
 				err = fmt.Errorf("must be a certificate id (hex), got %q", value)
 			}
 			c.Cert = value
+		case "traffic":
+			c.Traffic, err = parseTraffic(value)
 		default:
 			return LoadedConfig{}, fmt.Errorf("loaded config: line %d: unknown field %q", i+1, key)
 		}

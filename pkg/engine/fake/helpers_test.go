@@ -24,7 +24,7 @@ var (
 	_ daemonEngine      = (*engine.Engine)(nil)
 )
 
-// daemonEngine is what pkg/daemon calls besides reconciler.Engine.
+// daemonEngine is what pkg/controller calls besides reconciler.Engine.
 type daemonEngine interface {
 	Ping(ctx context.Context) error
 	Watch(ctx context.Context, project string) (<-chan engine.Event, <-chan error)

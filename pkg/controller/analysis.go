@@ -1,0 +1,571 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/verdict"
+)
+
+// Progressive delivery: a canary with services.canary.steps walks its
+// weight up by itself. The analysis loop judges the canary revision's own
+// window every analysis.interval with the canary-safety policy; a step's
+// next weight is a transaction (kindStep) like a promotion, the promotion
+// after the last step is d.promote itself, and an abort is d.rollbackWith,
+// so every change of what runs is a plan behind the gate, journaled once
+// when nginx serves it. The progress is State.Rollout, saved in
+// state.json, so a restarted daemon carries on.
+
+// Rollout is a stepped canary's progress. It is changed only under d.mu,
+// in place on d.state.Rollout; State.with copies it (at) before a step.
+type Rollout struct {
+	CanaryImage string `json:"canary_image"`
+	// Revision is the config hash of the canary being judged, from the
+	// containers nginx routes the canary's share to.
+	Revision string `json:"revision,omitempty"`
+	// Step indexes services.canary.steps: the step in force.
+	Step int `json:"step"`
+	// StepStarted is when nginx began serving the step's weight; zero
+	// until it does. The pause counts from here.
+	StepStarted time.Time `json:"step_started,omitzero"`
+	LastCheck   time.Time `json:"last_check,omitzero"`
+	Checks      int       `json:"checks"`      // over the rollout
+	StepPasses  int       `json:"step_passes"` // in the step in force
+	Failures    int       `json:"failures"`    // over the rollout
+	Paused      bool      `json:"paused,omitempty"`
+	PausedAt    time.Time `json:"paused_at,omitzero"`
+	// Completed: the last step's pause passed with its checks.
+	Completed bool               `json:"completed,omitempty"`
+	Last      *api.AnalysisCheck `json:"last,omitempty"`
+}
+
+// StepMove is a step transition: the canary goes to steps[Step].
+type StepMove struct {
+	Image  string `json:"image"`
+	Step   int    `json:"step"` // index
+	Steps  int    `json:"steps"`
+	Weight int    `json:"weight"`
+}
+
+// analysisMem is what the analysis keeps in memory only: how many checks
+// this process made of the rollout (the first may find no data without
+// failing: the grace), and when a failed step or promotion may be retried.
+type analysisMem struct {
+	image   string
+	checks  int
+	retryAt time.Time
+}
+
+// weight is the step's weight in force for m, 0 when the rollout is not
+// m's (another canary image, no steps). Nil-safe.
+func (r *Rollout) weight(m *manifest.Manifest) int {
+	c := m.Services.Canary
+	if r == nil || c == nil || len(c.Steps) == 0 || r.CanaryImage != c.Image || r.Step < 0 || r.Step >= len(c.Steps) {
+		return 0
+	}
+	return c.Steps[r.Step].Weight
+}
+
+// at returns a copy of r moved to mv's step, not started yet.
+func (r *Rollout) at(mv *StepMove) *Rollout {
+	n := Rollout{CanaryImage: mv.Image}
+	if r != nil && r.CanaryImage == mv.Image {
+		n = *r
+	}
+	n.Step, n.StepStarted, n.StepPasses, n.Completed = mv.Step, time.Time{}, 0, false
+	return &n
+}
+
+func stepText(mv *StepMove) string {
+	return fmt.Sprintf("Step %d/%d: %d%% of traffic on canary %s", mv.Step+1, mv.Steps, mv.Weight, mv.Image)
+}
+
+func stepDetails(mv *StepMove, txn string) map[string]any {
+	det := map[string]any{"image": mv.Image, "step": mv.Step + 1, "steps": mv.Steps, "weight": mv.Weight}
+	if txn != "" {
+		det["txn"] = txn
+	}
+	return det
+}
+
+// stepStartedLocked starts the pause of the step nginx now serves.
+func (d *Daemon) stepStartedLocked(now time.Time) {
+	if r := d.state.Rollout; r != nil {
+		r.StepStarted, r.LastCheck = now.UTC(), now.UTC()
+	}
+}
+
+// analysisTick is how often the analysis loop looks: a fraction of the
+// interval, so a check or a step is at most that late.
+func analysisTick(interval time.Duration) time.Duration {
+	return min(max(interval/10, 50*time.Millisecond), time.Second)
+}
+
+// analysisLoop runs analyze until ctx ends. Only a stepped canary makes
+// it do anything; otherwise a tick costs a manifest lookup.
+func (d *Daemon) analysisLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	period := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if m := d.manifestNow(); m != nil && m.Services.Canary != nil && m.Services.Canary.Analysis != nil {
+				if p := analysisTick(m.Services.Canary.Analysis.Interval.D()); p != period {
+					period = p
+					tick.Reset(p)
+				}
+			}
+			d.analyze(ctx, now)
+		}
+	}
+}
+
+// activeRolloutLocked is the rollout of m's stepped canary, started if
+// need be, or nil when none is under way: no steps, down, rolled back or
+// aborted, promoted, or a transition in flight.
+func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *Rollout {
+	c := m.Services.Canary
+	s := d.state
+	switch {
+	case c == nil || len(c.Steps) == 0 || c.Analysis == nil || s.Down || s.Pending != nil:
+		return nil
+	case s.RolledBack != nil && s.RolledBack.CanaryImage == c.Image:
+		return nil
+	case s.Promoted != nil && s.Promoted.Image == c.Image && s.Promoted.ManifestStable == m.Services.Image:
+		return nil
+	case c.Image == m.Services.Image:
+		return nil
+	}
+	if s.Rollout == nil || s.Rollout.CanaryImage != c.Image {
+		d.state.Rollout = &Rollout{CanaryImage: c.Image}
+		logErr(d.log, "save state", d.saveStateLocked())
+	}
+	if d.an.image != c.Image {
+		d.an = analysisMem{image: c.Image}
+	}
+	return d.state.Rollout
+}
+
+// analyze is one look of the analysis at time now: start the step nginx
+// serves, make the check that is due, abort at the failure limit, move to
+// the next step or promote when the step's pause has passed. Tests call it
+// with a clock of their own.
+func (d *Daemon) analyze(ctx context.Context, now time.Time) {
+	defer func() {
+		if p := recover(); p != nil { // the daemon never crashes
+			d.log.Error("analysis panicked", zap.Any("panic", p), zap.Stack("stack"))
+		}
+	}()
+	m := d.manifestNow()
+	if m == nil {
+		return
+	}
+	d.mu.Lock()
+	r := d.activeRolloutLocked(m)
+	if r == nil || r.Paused {
+		d.mu.Unlock()
+		return
+	}
+	cur := *r
+	d.mu.Unlock()
+	c, a := m.Services.Canary, m.Services.Canary.Analysis
+	if cur.Step >= len(c.Steps) { // the manifest lost steps meanwhile
+		cur.Step = len(c.Steps) - 1
+	}
+	if cur.StepStarted.IsZero() {
+		d.startStep(ctx, m, cur, now)
+		return
+	}
+	interval := a.Interval.D()
+	if now.Sub(cur.LastCheck) >= interval {
+		var ok bool
+		if cur, ok = d.check(ctx, m, cur, now); !ok {
+			return
+		}
+	}
+	if cur.Failures >= a.FailureLimit {
+		if now.After(d.retryAt()) {
+			d.autoAbort(ctx, m, cur, now)
+		}
+		return
+	}
+	if now.Sub(cur.StepStarted) < c.Steps[cur.Step].Pause.D() || cur.StepPasses == 0 || !now.After(d.retryAt()) {
+		return
+	}
+	if cur.Step+1 < len(c.Steps) {
+		if err := d.advance(ctx, "", cur.Step+1, func(string) {}); err != nil {
+			d.log.Warn("next canary step not applied; retrying after an interval", zap.Error(err))
+			d.setRetry(now.Add(interval))
+		}
+		return
+	}
+	if !a.AutoPromote {
+		d.mu.Lock()
+		if r := d.state.Rollout; r != nil && r.CanaryImage == cur.CanaryImage && !r.Completed {
+			r.Completed = true
+			logErr(d.log, "save state", d.saveStateLocked())
+			d.eventLocked(journal.EventStepsCompleted, fmt.Sprintf("all %d steps of canary %s passed; waiting for swiftctl promote", len(c.Steps), c.Image), "",
+				map[string]any{"image": c.Image, "steps": len(c.Steps)})
+		}
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Lock()
+	if r := d.state.Rollout; r != nil {
+		r.Completed = true
+	}
+	d.mu.Unlock()
+	// The same gated transaction as `swiftctl promote`, canary safety
+	// included; a denial is journaled there and retried an interval on.
+	if err := d.promote(ctx, "", func(string) {}); err != nil {
+		d.log.Warn("automatic promotion not applied; retrying after an interval", zap.Error(err))
+		d.setRetry(now.Add(interval))
+	}
+}
+
+func (d *Daemon) retryAt() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.an.retryAt
+}
+
+func (d *Daemon) setRetry(t time.Time) {
+	d.mu.Lock()
+	d.an.retryAt = t
+	d.mu.Unlock()
+}
+
+// startStep starts the step's pause once nginx serves its weight to the
+// rollout's canary. The first step is journaled here (it took effect
+// through a reconcile); later ones by their transaction's commit.
+func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) {
+	desired, err := d.desired(m)
+	if err != nil {
+		return
+	}
+	obs, err := d.rec.Observe(ctx, desired)
+	if err != nil {
+		return
+	}
+	c := m.Services.Canary
+	want := c.Steps[cur.Step].Weight
+	served, ok := servingCanary(obs)
+	if !ok || served.Image != c.Image || obs.Loaded.Weight != want {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.state.Rollout
+	if r == nil || r.CanaryImage != cur.CanaryImage || !r.StepStarted.IsZero() || r.Step != cur.Step {
+		return // something moved it meanwhile
+	}
+	r.Revision = served.Hash
+	d.stepStartedLocked(now)
+	if r.Step == 0 {
+		mv := &StepMove{Image: c.Image, Step: 0, Steps: len(c.Steps), Weight: want}
+		d.eventLocked(journal.EventCanaryStep, stepText(mv), "", stepDetails(mv, ""))
+	}
+	logErr(d.log, "save state", d.saveStateLocked())
+}
+
+// Check outcomes.
+const (
+	outcomePass   = "pass"
+	outcomeFail   = "fail"
+	outcomeNoData = "no_data"
+	outcomeGrace  = "grace"
+)
+
+// check judges the canary revision's window once, records and journals
+// the verdict, and returns the rollout after it.
+func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) (Rollout, bool) {
+	rev := cur.Revision
+	dec, st := d.judge(ctx, m, rev)
+	d.metrics.observeDecision(dec)
+	d.decision(dec, "")
+	outcome := checkOutcome(dec, st.Outcome, st.Proxy.Outcome)
+	figures := map[string]any{"requests": st.Requests, "proxy_requests": st.Proxy.Requests}
+	if st.Relative != nil {
+		figures["relative"] = st.Relative
+	}
+	if st.Outcome == metrics.OK {
+		figures["error_rate"], figures["p99_latency_ms"], figures["req_per_sec"] = round4(st.ErrorRate), round2(st.P99Ms), round2(st.ReqPerSec)
+	}
+	if st.Proxy.Outcome == metrics.OK {
+		figures["proxy_error_rate"], figures["proxy_p99_latency_ms"] = round4(st.Proxy.ErrorRate), round2(st.Proxy.P99Ms)
+	}
+	a := m.Services.Canary.Analysis
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.state.Rollout
+	if r == nil || r.CanaryImage != cur.CanaryImage || r.Step != cur.Step || r.Paused || d.state.Pending != nil {
+		return Rollout{}, false // it moved on while the policy judged
+	}
+	if outcome == outcomeNoData && d.an.checks == 0 {
+		// The first check of a rollout, or of this daemon (its windows
+		// start empty), may find no data: one interval of grace.
+		outcome = outcomeGrace
+	}
+	d.an.checks++
+	r.Checks++
+	r.LastCheck = now.UTC()
+	switch outcome {
+	case outcomePass:
+		r.StepPasses++
+	case outcomeFail, outcomeNoData:
+		r.Failures++
+	}
+	var reasons []string
+	if outcome != outcomePass {
+		reasons = dec.Reasons
+	}
+	r.Last = &api.AnalysisCheck{At: now.UTC(), Outcome: outcome, Reasons: reasons, Figures: figures}
+	logErr(d.log, "save state", d.saveStateLocked())
+	c := m.Services.Canary
+	weight := c.Steps[r.Step].Weight
+	details := map[string]any{"image": r.CanaryImage, "revision": rev, "step": r.Step + 1, "steps": len(c.Steps), "weight": weight,
+		"outcome": outcome, "failed_checks": r.Failures, "failure_limit": a.FailureLimit, "figures": figures}
+	where := fmt.Sprintf("step %d/%d at %d%%", r.Step+1, len(c.Steps), weight)
+	switch outcome {
+	case outcomePass:
+		d.eventLocked(journal.EventCheckPassed, "canary check passed ("+where+")", "", details)
+	case outcomeGrace:
+		details["reasons"] = reasons
+		d.eventLocked(journal.EventCheckGrace, "canary check found no data during its grace interval, not counted ("+where+"): "+strings.Join(reasons, "; "), "", details)
+	default:
+		details["reasons"] = reasons
+		d.eventLocked(journal.EventCheckFailed, fmt.Sprintf("canary check failed %d/%d (%s): %s", r.Failures, a.FailureLimit, where, strings.Join(reasons, "; ")), "", details)
+	}
+	return *r, true
+}
+
+// judge is the canary-safety decision on the revision's own windows, the
+// app's and nginx's, with why data is missing added to the reasons.
+func (d *Daemon) judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, statsView) {
+	st := d.obs.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
+	px := d.proxy.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
+	in := canaryInput(stack.TrackCanary, st, px)
+	rel := d.withRelative(&in, m, st)
+	dec := d.policies.CanarySafety(ctx, in, thresholds(m))
+	if !dec.Allowed && st.Outcome != metrics.OK && st.Reason != "" {
+		dec.Reasons = append(dec.Reasons, st.Reason)
+	}
+	if !dec.Allowed && px.Outcome != metrics.OK && px.Reason != "" {
+		dec.Reasons = append(dec.Reasons, px.Reason)
+	}
+	outcome := st.Outcome
+	if rel == verdict.InsufficientData && outcome == metrics.OK {
+		// Too few requests to compare with stable is no data, not a
+		// failure of the canary (and never a pass).
+		outcome = metrics.InsufficientData
+	}
+	return dec, statsView{Outcome: outcome, Relative: in.Relative, Requests: st.Requests, ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, ReqPerSec: st.ReqPerSec, Proxy: px}
+}
+
+// statsView is the part of a window's figures a check reports.
+type statsView struct {
+	Outcome                               metrics.Outcome
+	Requests, ErrorRate, P99Ms, ReqPerSec float64
+	Relative                              map[string]any // the verdict's input, if any
+	Proxy                                 metrics.Stats  // nginx's figures
+}
+
+// autoAbort rolls the canary back for its failed checks.
+func (d *Daemon) autoAbort(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) {
+	a := m.Services.Canary.Analysis
+	reasons := []string{fmt.Sprintf("%d of %d allowed failed checks reached", cur.Failures, a.FailureLimit)}
+	if cur.Last != nil {
+		reasons = append(reasons, cur.Last.Reasons...)
+	}
+	if err := d.rollbackWith(ctx, "", reasons, func(string) {}); err != nil {
+		d.log.Error("automatic abort not applied; retrying after an interval", zap.Error(err))
+		d.setRetry(now.Add(a.Interval.D()))
+	}
+}
+
+// advance moves the canary to steps[to] through a transaction: gated (it
+// sends the canary more traffic), committed and journaled once nginx
+// serves the new weight.
+func (d *Daemon) advance(ctx context.Context, user string, to int, progress reconciler.Progress) error {
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	m, err := d.transitionStart(ctx)
+	if err != nil {
+		return err
+	}
+	c := m.Services.Canary
+	d.mu.Lock()
+	r := d.activeRolloutLocked(m)
+	ok := r != nil && !r.StepStarted.IsZero() && r.Step+1 == to && to < len(c.Steps)
+	d.mu.Unlock()
+	if !ok {
+		return errors.New("no canary step to move to: the rollout moved on")
+	}
+	mv := &StepMove{Image: c.Image, Step: to, Steps: len(c.Steps), Weight: c.Steps[to].Weight}
+	t := &Transition{ID: newID(), Kind: kindStep, Started: time.Now().UTC(), User: user, Step: mv}
+	if err := d.transact(ctx, m, t, progress); err != nil {
+		return err
+	}
+	progress(stepText(mv))
+	return nil
+}
+
+// promoteRequest is `swiftctl promote [--full]`. Without steps, or with
+// full, or at the last step, it is the promotion; otherwise it moves the
+// canary one step on, gated by the canary-safety policy as a promotion is.
+func (d *Daemon) promoteRequest(ctx context.Context, user string, full bool, progress reconciler.Progress) error {
+	m := d.readManifest()
+	if m == nil {
+		return errors.New("no manifest loaded")
+	}
+	d.mu.Lock()
+	r := d.activeRolloutLocked(m)
+	var cur Rollout
+	if r != nil {
+		cur = *r
+	}
+	d.mu.Unlock()
+	if full || r == nil || cur.Step+1 >= len(m.Services.Canary.Steps) {
+		return d.promote(ctx, user, progress)
+	}
+	if cur.StepStarted.IsZero() {
+		return errors.New("the canary's current step has not taken effect yet")
+	}
+	dec, _ := d.judge(ctx, m, cur.Revision)
+	d.metrics.observeDecision(dec)
+	d.decision(dec, user)
+	if !dec.Allowed {
+		d.event(journal.EventPromoteDenied, "next step of "+cur.CanaryImage+" denied: "+strings.Join(dec.Reasons, "; "), user, map[string]any{"reasons": dec.Reasons, "policy": dec.Policy})
+		return &promoteDenied{reasons: dec.Reasons}
+	}
+	progress("Canary safety: PASS")
+	return d.advance(ctx, user, cur.Step+1, progress)
+}
+
+// abortCanary is `swiftctl abort`: roll the canary back now, journaled as
+// aborted with the operator's reason.
+func (d *Daemon) abortCanary(ctx context.Context, user, reason string, progress reconciler.Progress) error {
+	if reason == "" {
+		reason = "aborted by an operator"
+	}
+	return d.rollbackWith(ctx, user, []string{reason}, progress)
+}
+
+// setPaused is `swiftctl pause` / `resume`. A paused rollout holds its
+// weight: no checks, no steps, and the pause of the step does not run.
+func (d *Daemon) setPaused(user string, paused bool) error {
+	m := d.readManifest()
+	if m == nil {
+		return errors.New("no manifest loaded")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.activeRolloutLocked(m)
+	switch {
+	case r == nil:
+		return errors.New("no stepped canary is rolling out (services.canary.steps)")
+	case r.Paused == paused && paused:
+		return errors.New("the rollout is already paused")
+	case r.Paused == paused:
+		return errors.New("the rollout is not paused")
+	}
+	now := time.Now().UTC()
+	event, msg := journal.EventRolloutPaused, "rollout of canary "+r.CanaryImage+" paused: its weight holds, no checks run"
+	if paused {
+		r.Paused, r.PausedAt = true, now
+	} else {
+		if !r.StepStarted.IsZero() { // the paused time does not count
+			r.StepStarted = r.StepStarted.Add(now.Sub(r.PausedAt))
+		}
+		r.Paused, r.PausedAt, r.LastCheck = false, time.Time{}, now
+		event, msg = journal.EventRolloutResumed, "rollout of canary "+r.CanaryImage+" resumed"
+	}
+	if err := d.saveStateLocked(); err != nil {
+		return err
+	}
+	d.eventLocked(event, msg, user, map[string]any{"image": r.CanaryImage, "step": r.Step + 1})
+	return nil
+}
+
+// rolloutStatus describes a stepped canary's progress, or its abort.
+func (d *Daemon) rolloutStatus(m *manifest.Manifest, now time.Time) *api.Rollout {
+	c := m.Services.Canary
+	if c == nil || len(c.Steps) == 0 || c.Analysis == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a := c.Analysis
+	out := &api.Rollout{Image: c.Image, Steps: len(c.Steps), FailureLimit: a.FailureLimit, Interval: a.Interval.D().String(), AutoPromote: a.AutoPromote}
+	s := d.state
+	if rb := s.RolledBack; rb != nil && rb.CanaryImage == c.Image {
+		out.Phase = api.PhaseAborted
+		out.Aborted = &api.Abort{At: rb.At, By: rb.User, Reasons: rb.Reasons}
+		if !rb.Aborted {
+			out.Aborted.Reasons = []string{"rolled back"}
+		}
+		if r := s.Rollout; r != nil && r.CanaryImage == c.Image {
+			out.Step, out.Failures, out.LastCheck = r.Step+1, r.Failures, r.Last
+		}
+		return out
+	}
+	r := s.Rollout
+	if r == nil || r.CanaryImage != c.Image || (s.Promoted != nil && s.Promoted.Image == c.Image) {
+		return nil
+	}
+	step := min(r.Step, len(c.Steps)-1)
+	out.Step, out.Weight, out.StepPasses, out.Failures, out.LastCheck = step+1, c.Steps[step].Weight, r.StepPasses, r.Failures, r.Last
+	switch {
+	case r.Paused:
+		out.Phase = api.PhasePaused
+	case r.StepStarted.IsZero():
+		out.Phase = api.PhaseStarting
+	case r.Completed:
+		out.Phase = api.PhaseCompleted
+	default:
+		out.Phase = api.PhaseProgressing
+		next := r.StepStarted.Add(c.Steps[step].Pause.D())
+		out.NextAt = &next
+		out.NextIn = max(next.Sub(now), 0).Round(time.Second).String()
+	}
+	return out
+}
+
+func (d *Daemon) handleAbort(w http.ResponseWriter, r *http.Request) {
+	var req api.AbortRequest
+	if r.ContentLength != 0 {
+		if err := api.DecodeBody(w, r, &req); err != nil {
+			writeRequestErr(w, err)
+			return
+		}
+	}
+	st := newStreamer(w)
+	st.finish(d.abortCanary(r.Context(), userOf(r), req.Reason, st.line))
+}
+
+func (d *Daemon) handlePause(w http.ResponseWriter, r *http.Request)  { d.handleSetPaused(w, r, true) }
+func (d *Daemon) handleResume(w http.ResponseWriter, r *http.Request) { d.handleSetPaused(w, r, false) }
+
+func (d *Daemon) handleSetPaused(w http.ResponseWriter, r *http.Request, paused bool) {
+	if err := d.setPaused(userOf(r), paused); err != nil {
+		writeErr(w, http.StatusConflict, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"paused": paused})
+}

@@ -1,0 +1,361 @@
+// Package controller is swiftdeployd's control plane. Its parts:
+//
+//   - daemon.go: configuration, construction, the goroutines of Run;
+//   - loop.go: the control loop (triggers only enqueue; one reconcile at a
+//     time: read the manifest, observe, plan, gate, apply);
+//   - rollout.go: promotion, rollback and down as transactions over the
+//     recorded state (.swiftdeploy/state.json);
+//   - status.go: status from what runs (container labels, the config nginx
+//     has loaded), never from what was intended;
+//   - live.go: scraping the app's metrics and the canary-safety inputs;
+//   - server.go, validate.go: the control API on the Unix socket;
+//   - gate.go, journal.go: policy decisions and the journal.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/certs"
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
+	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/notify"
+	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
+)
+
+// Engine is what the daemon needs of the Docker Engine: the reconciler's
+// calls plus a ping and the container event stream.
+type Engine interface {
+	reconciler.Engine
+	Ping(ctx context.Context) error
+	Watch(ctx context.Context, project string) (<-chan engine.Event, <-chan error)
+	// FollowLogs streams a container's standard output from since on
+	// (nginx's access log); see engine.Engine.FollowLogs.
+	FollowLogs(ctx context.Context, id string, since time.Time) (io.ReadCloser, error)
+	Close() error
+}
+
+// Config configures a daemon.
+type Config struct {
+	ManifestPath string
+	Socket       string
+	Log          *zap.Logger
+	// Resync is the period of the level-triggered safety-net reconcile.
+	Resync time.Duration
+	// Debounce collapses bursts of file events (editors write several).
+	Debounce time.Duration
+	// HealthTimeout bounds how long new containers may take to get healthy.
+	HealthTimeout time.Duration
+	// Drain bounds how long replaced containers keep serving the requests
+	// in flight through the old nginx workers (they go once those exit).
+	Drain time.Duration
+
+	// Engine, when set, replaces the Docker Engine (tests use the fake).
+	Engine Engine
+	// Probe and NginxStatus, when set, replace the reconciler's HTTP
+	// health probe and nginx status reader (for the fake engine).
+	Probe       func(ctx context.Context, url string) error
+	NginxStatus func(ctx context.Context) (*reconciler.Loaded, error)
+	// ACMEMinBackoff and ACMEMaxBackoff bound the wait after a failed
+	// ACME order (default certs.DefaultMinBackoff, DefaultMaxBackoff).
+	ACMEMinBackoff, ACMEMaxBackoff time.Duration
+	// Hook is called around every apply operation (fault injection).
+	Hook reconciler.Hook
+	// Fetcher, when set, replaces HTTP for scraping the app's metrics.
+	Fetcher observe.Fetcher
+	// Authz maps Unix groups to roles on the control socket.
+	Authz authz.Config
+	// Timeouts bound every Docker Engine call.
+	Timeouts Timeouts
+	// JournalPath is the journal's active file (default history.jsonl
+	// beside the manifest); JournalMaxBytes rotates it at that size
+	// (default DefaultJournalMaxBytes; negative never rotates).
+	JournalPath     string
+	JournalMaxBytes int64
+	// JournalRetainBytes and JournalRetainAge bound the rotated files kept
+	// (defaults DefaultJournalRetainBytes, DefaultJournalRetainAge;
+	// negative keeps them by that measure).
+	JournalRetainBytes int64
+	JournalRetainAge   time.Duration
+	// HostFacts, when set, replaces the host readings of the
+	// infrastructure policy (tests).
+	HostFacts func(diskPath string) policy.InfraInput
+	// ChaosPost, when set, replaces the HTTP POST that delivers a chaos
+	// request to an app container (tests inject failures).
+	ChaosPost func(ctx context.Context, url string, payload []byte) (code int, msg string, err error)
+	// Notify tunes webhook delivery (tests shorten its timeouts).
+	Notify notify.Options
+	// Kube, when set, converges a Kubernetes namespace instead of the
+	// Docker host (kube.go); Engine is then unused.
+	Kube *KubeConfig
+}
+
+// Daemon is one running swiftdeployd.
+type Daemon struct {
+	cfg      Config
+	log      *zap.Logger
+	dir      string // the manifest's directory; generated files go here
+	stateDir string // <dir>/.swiftdeploy
+	eng      Engine
+	rec      *reconciler.Reconciler
+	jr       *journal.Journal
+	repeats  journal.Repeats // coalesces identical repeated records
+	policies *policy.Engine
+	metrics  *daemonMetrics
+	obs      *observe.Observer
+	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
+	certs    *certs.Manager // nginx.tls's certificate (certs.go)
+
+	trigger chan struct{}
+	wake    chan struct{} // like trigger, but also cuts a retry backoff short
+	logWake chan struct{} // an nginx container started: follow its log now
+	// logRetry, when set, is every wait of the access-log follower
+	// (tests).
+	logRetry time.Duration
+	// runMu serialises everything that mutates what runs: reconciles,
+	// promotions, rollbacks, down.
+	runMu sync.Mutex
+
+	mu          sync.Mutex
+	current     *manifest.Manifest // last good manifest; nil before the first
+	lastBytes   []byte             // bytes of the last manifest read (good or bad)
+	manifestErr []string
+	last        *api.ReconcileInfo
+	engineErr   string
+	denial      *api.Decision
+	waiters     []*waiter
+	state       State
+	lastMode    string // the mode last journaled (from what nginx serves)
+	an          analysisMem
+	notifier    *notify.Notifier
+	journal     journalHealth
+	// manifestEvent times the file event that asked for the next
+	// reconcile, for its trace.
+	manifestEvent manifestEvent
+	kt            *kubeTarget // the Kubernetes target; nil on Docker
+	// scrub removes the current manifest's secret values from journaled
+	// text (redact.Scrubber); under mu.
+	scrub *redact.Scrubber
+}
+
+// waiter is an API call waiting for the next complete reconcile.
+type waiter struct {
+	progress reconciler.Progress
+	done     chan error
+}
+
+// New prepares a daemon; Run starts it.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Resync == 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	if cfg.Debounce == 0 {
+		cfg.Debounce = 200 * time.Millisecond
+	}
+	if cfg.HealthTimeout == 0 {
+		cfg.HealthTimeout = 60 * time.Second
+	}
+	if cfg.Drain == 0 {
+		cfg.Drain = 2 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	abs, err := filepath.Abs(cfg.ManifestPath)
+	if err != nil {
+		return nil, fmt.Errorf("manifest path %s: %w", cfg.ManifestPath, err)
+	}
+	cfg.ManifestPath = abs
+	if cfg.JournalPath == "" {
+		cfg.JournalPath = filepath.Join(filepath.Dir(abs), "history.jsonl")
+	}
+	switch {
+	case cfg.JournalMaxBytes == 0:
+		cfg.JournalMaxBytes = DefaultJournalMaxBytes
+	case cfg.JournalMaxBytes < 0:
+		cfg.JournalMaxBytes = 0
+	}
+	switch {
+	case cfg.JournalRetainBytes == 0:
+		cfg.JournalRetainBytes = DefaultJournalRetainBytes
+	case cfg.JournalRetainBytes < 0:
+		cfg.JournalRetainBytes = 0
+	}
+	switch {
+	case cfg.JournalRetainAge == 0:
+		cfg.JournalRetainAge = DefaultJournalRetainAge
+	case cfg.JournalRetainAge < 0:
+		cfg.JournalRetainAge = 0
+	}
+	d := &Daemon{
+		cfg:      cfg,
+		log:      cfg.Log,
+		dir:      filepath.Dir(abs),
+		stateDir: filepath.Join(filepath.Dir(abs), ".swiftdeploy"),
+		trigger:  make(chan struct{}, 1),
+		wake:     make(chan struct{}, 1),
+		logWake:  make(chan struct{}, 1),
+		metrics:  newDaemonMetrics(),
+	}
+	if err := atomicfile.MkdirAll(d.stateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
+	}
+	d.eng = cfg.Engine
+	if cfg.Kube != nil {
+		if d.kt, err = newKubeTarget(*cfg.Kube); err != nil {
+			return nil, err
+		}
+	} else if d.eng == nil {
+		e, err := engine.New()
+		if err != nil {
+			return nil, err
+		}
+		d.eng = e
+	}
+	if d.eng != nil {
+		d.eng = withTimeouts(d.eng, cfg.Timeouts)
+	}
+	if d.jr, err = journal.Open(cfg.JournalPath, journal.Options{MaxBytes: cfg.JournalMaxBytes,
+		RetainBytes: cfg.JournalRetainBytes, RetainAge: cfg.JournalRetainAge}); err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	d.noteTornTail()
+	if d.policies, err = d.loadPolicies(); err != nil {
+		return nil, err
+	}
+	if d.state, err = loadState(d.stateDir); err != nil {
+		return nil, err
+	}
+	d.lastMode = d.journaledMode()
+	nopts := cfg.Notify
+	nopts.OnFail = d.notifyFailed
+	d.notifier = notify.New(nopts)
+	fetcher := cfg.Fetcher
+	if fetcher == nil {
+		fetcher = observe.HTTPFetcher{Client: &http.Client{Timeout: 2 * time.Second}}
+	}
+	d.obs = observe.New(fetcher, observe.Options{})
+	d.proxy = observe.NewProxy(observe.Options{})
+	d.rec = &reconciler.Reconciler{
+		Engine:        d.eng,
+		ConfigDir:     filepath.Join(d.stateDir, "nginx"),
+		RunDir:        filepath.Join(d.stateDir, "nginx-run"),
+		AppliedPath:   filepath.Join(d.stateDir, "applied.json"),
+		Log:           d.log,
+		Gate:          d.infraGate,
+		Record:        func(ev, msg string, det map[string]any) { d.event(ev, msg, "", det) },
+		Hook:          withFailpoints(cfg.Hook),
+		HealthTimeout: cfg.HealthTimeout,
+		Drain:         cfg.Drain,
+		Probe:         cfg.Probe,
+		NginxStatus:   cfg.NginxStatus,
+	}
+	d.certs = d.newCertManager(d.rec.ConfigDir)
+	return d, nil
+}
+
+// loadPolicies uses a policies/ directory beside the manifest if there is
+// one, else the embedded defaults.
+func (d *Daemon) loadPolicies() (*policy.Engine, error) {
+	dir := filepath.Join(d.dir, "policies")
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		e, err := policy.NewFromDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("load policies from %s: %w", dir, err)
+		}
+		return e, nil
+	}
+	return policy.Default()
+}
+
+// Enqueue asks for a reconcile; many calls before it starts collapse into one.
+func (d *Daemon) Enqueue() {
+	select {
+	case d.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Wake asks for a reconcile now, even while backing off after a failure:
+// something that may fix the failure happened (the manifest changed, the
+// engine came back).
+func (d *Daemon) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run serves until ctx is cancelled. The workload keeps running after it
+// returns: stopping the daemon never stops the service.
+func (d *Daemon) Run(ctx context.Context) error {
+	if d.kt != nil {
+		return d.runKube(ctx)
+	}
+	ln, err := listen(d.cfg.Socket)
+	if err != nil {
+		return err
+	}
+	srv := d.server()
+	d.serve(srv, ln)
+	d.event(journal.EventDaemonStarted, "swiftdeployd started for "+d.cfg.ManifestPath, "", nil)
+	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket))
+
+	var wg sync.WaitGroup
+	wg.Add(7)
+	go func() { defer wg.Done(); d.certs.Run(ctx) }()
+	go func() { defer wg.Done(); d.guardSocket(ctx, srv, ln) }()
+	go func() { defer wg.Done(); d.analysisLoop(ctx) }()
+	go func() { defer wg.Done(); d.accessLogLoop(ctx) }()
+	go func() { defer wg.Done(); d.watchManifest(ctx) }()
+	go func() { defer wg.Done(); d.watchEngine(ctx) }()
+	go func() { defer wg.Done(); d.scrapeLoop(ctx) }()
+	d.Enqueue()
+	d.loop(ctx)
+
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdown)
+	wg.Wait()
+	d.failWaiters(errors.New("daemon stopping"))
+	if err := d.repeats.Flush(d.jr); err != nil {
+		d.log.Error("journal: flush repeat summaries", zap.Error(err))
+	}
+	d.event(journal.EventDaemonStopped, "swiftdeployd stopped; the workload keeps running", "", nil)
+	d.log.Info("swiftdeployd stopped")
+	d.notifier.Close()
+	_ = d.jr.Close()
+	_ = d.eng.Close()
+	return nil
+}
+
+// Reload re-reads the policies (SIGHUP) and enqueues a reconcile, which
+// re-reads the manifest.
+func (d *Daemon) Reload() {
+	dir := filepath.Join(d.dir, "policies")
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		if err := d.policies.ReloadDir(dir); err != nil {
+			d.log.Error("policies not reloaded; keeping the previous set", zap.Error(err))
+			d.event(journal.EventPolicyReloadFailed, "policy reload failed; the previous policies stay in force: "+err.Error(), "", map[string]any{"dir": dir})
+		} else {
+			d.log.Info("policies reloaded", zap.String("dir", dir))
+		}
+	}
+	d.Wake()
+}

@@ -1,0 +1,162 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/hostfacts"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
+)
+
+func thresholds(m *manifest.Manifest) policy.Thresholds {
+	return policy.Thresholds{
+		MinDiskGB:    m.Policy.MinDiskGB,
+		MaxCPULoad:   m.Policy.MaxCPULoad,
+		MaxErrorRate: m.Policy.MaxErrorRate,
+		MaxP99Ms:     m.Policy.MaxP99Ms,
+		MinRequests:  m.Policy.MinRequests,
+	}
+}
+
+// infraDecision evaluates the infrastructure policy on fresh host facts.
+func (d *Daemon) infraDecision(ctx context.Context, m *manifest.Manifest) policy.Decision {
+	var in policy.InfraInput
+	end := trace.Begin(ctx, "gate: host facts", m.Policy.DiskPath)
+	if d.cfg.HostFacts != nil {
+		in = d.cfg.HostFacts(m.Policy.DiskPath)
+	} else {
+		in = hostfacts.Collect(m.Policy.DiskPath).InfraInput()
+	}
+	end()
+	end = trace.Begin(ctx, "gate: policy", "infrastructure")
+	defer end()
+	return d.policies.Infrastructure(ctx, in, thresholds(m))
+}
+
+// infraGate is the reconciler's gate: every plan that changes what runs
+// passes the infrastructure policy before its first operation, and the
+// decision is journaled and counted.
+func (d *Daemon) infraGate(ctx context.Context, plan reconciler.Plan) reconciler.Decision {
+	m := d.manifestNow()
+	if m == nil { // reconciles run only with a manifest; fail closed anyway
+		return reconciler.Decision{Reasons: []string{"no manifest loaded"}}
+	}
+	dec := d.infraDecision(ctx, m)
+	d.metrics.observeDecision(dec)
+	end := trace.Begin(ctx, "journal", "decision")
+	d.decision(dec, "")
+	end()
+	if !dec.Allowed {
+		d.mu.Lock()
+		d.denial = toAPIDecision(dec)
+		d.mu.Unlock()
+		d.log.Warn("transition denied by infrastructure policy", zap.Strings("reasons", dec.Reasons))
+	}
+	return reconciler.Decision{Allowed: dec.Allowed, Reasons: dec.Reasons, Transient: dec.Transient, Codes: dec.Codes}
+}
+
+// deployDenied journals a denied reconcile. A retry denied for the same
+// reasons (by code: the figures in the text move) is counted, not written:
+// the streak becomes one summary record when it ends.
+func (d *Daemon) deployDenied(denied *reconciler.DeniedError) {
+	err := d.repeats.Append(d.jr, repeatDeployDenied, journal.Record{
+		Type: journal.TypeEvent, Timestamp: time.Now().UTC(), Event: journal.EventDeployDenied,
+		Message: "DENIED: " + strings.Join(denied.Reasons, "; "),
+		Details: map[string]any{"reasons": denied.Reasons}, Codes: denied.Codes,
+	})
+	if err != nil {
+		d.log.Error("journal append failed", zap.String("event", journal.EventDeployDenied), zap.Error(err))
+	}
+	d.noteJournal("event "+journal.EventDeployDenied, err)
+}
+
+// deployFailed journals a failed reconcile. Retries failing at the same
+// operations (by code: nginx's message carries its timestamp and pid, an
+// engine error its request) are counted, not written, as denials are: a
+// failure that lasts an hour is two records, not one per retry.
+func (d *Daemon) deployFailed(err error) {
+	rec := journal.Record{Type: journal.TypeEvent, Timestamp: time.Now().UTC(), Event: journal.EventDeployFailed, Message: err.Error()}
+	rec.Codes = opCodes(err)
+	if len(rec.Codes) > 0 {
+		rec.Details = map[string]any{"operations": rec.Codes}
+	}
+	jerr := d.repeats.Append(d.jr, repeatDeployFailed, rec)
+	if jerr != nil {
+		d.log.Error("journal append failed", zap.String("event", journal.EventDeployFailed), zap.Error(jerr))
+	}
+	d.noteJournal("event "+journal.EventDeployFailed, jerr)
+}
+
+// endFailures closes a streak of failed reconciles.
+func (d *Daemon) endFailures() {
+	if err := d.repeats.End(d.jr, repeatDeployFailed); err != nil {
+		d.log.Error("journal append failed", zap.Error(err))
+	}
+}
+
+// opCodes names the failed operations in err (reconciler.OpError), sorted.
+func opCodes(err error) []string {
+	var codes []string
+	var walk func(error)
+	walk = func(err error) {
+		var oe *reconciler.OpError
+		switch e := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		default:
+			if errors.As(err, &oe) && !slices.Contains(codes, oe.Code()) {
+				codes = append(codes, oe.Code())
+			}
+		}
+	}
+	walk(err)
+	slices.Sort(codes)
+	return codes
+}
+
+// Keys of the journal's repeat streaks.
+const (
+	repeatDeployFailed = "event/" + journal.EventDeployFailed
+	repeatDeployDenied = "event/" + journal.EventDeployDenied
+	repeatDecision     = "decision/"
+)
+
+// endDenials closes a streak of denied deploys: the denial is over.
+func (d *Daemon) endDenials() {
+	if err := d.repeats.End(d.jr, repeatDeployDenied); err != nil {
+		d.log.Error("journal append failed", zap.Error(err))
+	}
+}
+
+func (d *Daemon) decision(dec policy.Decision, user string) {
+	allowed := dec.Allowed
+	err := d.repeats.Append(d.jr, repeatDecision+dec.Policy, journal.Record{
+		Type:       journal.TypeDecision,
+		Timestamp:  time.Now().UTC(),
+		PolicyName: dec.Policy,
+		Allowed:    &allowed,
+		Reasons:    dec.Reasons,
+		Codes:      dec.Codes,
+		Input:      dec.Input,
+		User:       user,
+	})
+	if err != nil {
+		d.log.Error("journal append failed", zap.String("decision", dec.Policy), zap.Error(err))
+	}
+}
+
+func toAPIDecision(dec policy.Decision) *api.Decision {
+	return &api.Decision{Policy: dec.Policy, Allowed: dec.Allowed, Reasons: dec.Reasons, Input: dec.Input, Transient: dec.Transient}
+}

@@ -1,0 +1,248 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
+	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// kubeStatus is Status on the Kubernetes target: everything from a fresh
+// read of the API (Deployments' generation, observedGeneration and
+// replica counts, the HTTPRoute's weights, the pods), the figures from
+// Prometheus, never from what was applied.
+func (d *Daemon) kubeStatus(ctx context.Context) api.Status {
+	if d.manifestNow() == nil {
+		d.readManifest()
+	}
+	d.mu.Lock()
+	m := d.current
+	s := api.Status{
+		ManifestPath:   d.cfg.ManifestPath,
+		ManifestErrors: d.manifestErr,
+		LastReconcile:  d.last,
+		EngineError:    d.engineErr,
+		Denial:         d.denial,
+		Down:           d.state.Down,
+		Journal:        d.journalStatusLocked(),
+	}
+	st := d.state
+	d.mu.Unlock()
+	if m == nil {
+		return s
+	}
+	s.Project = m.Project
+	ctx, cancel := context.WithTimeout(ctx, statusObserveTimeout)
+	defer cancel()
+	obs, err := kubetarget.Observe(ctx, d.kt.api, d.kt.cfg.Namespace, m.Project)
+	if err != nil {
+		s.EngineError = err.Error()
+		return s
+	}
+	ks := &api.KubeStatus{Namespace: d.kt.cfg.Namespace, Deployments: []api.KubeDeployment{}}
+	for _, track := range []string{stack.TrackStable, stack.TrackCanary} {
+		dep, ok := obs.Deployments[m.Project+"-"+track]
+		if !ok {
+			continue
+		}
+		ks.Deployments = append(ks.Deployments, kubeDeploymentStatus(dep, track))
+	}
+	if r, ok := obs.Routes[m.Project]; ok {
+		ks.Route, ks.RouteWeights = r.Name, kubetarget.Weights(r)
+	}
+	s.Kubernetes = ks
+	if sv, ok := servingOf(m.Project, obs); ok {
+		s.Mode, s.StableImage = sv.mode, sv.stableImage
+		if sv.mode == stack.TrackCanary {
+			s.CanaryImage, s.CanaryWeight = sv.canaryImage, sv.canaryWeight
+		}
+		s.Revision = obs.Routes[m.Project].ResourceVersion
+	}
+	for _, p := range obs.Pods {
+		s.Containers = append(s.Containers, api.Container{Name: p.Name, Role: stack.RoleApp, Track: p.Labels[k8srender.LabelTrack],
+			Image: podImage(p), State: podState(p), IP: p.Status.PodIP})
+	}
+	if !s.Down {
+		desired, err := d.kubeDesired(m, st)
+		if err != nil {
+			s.EngineError = err.Error()
+			return s
+		}
+		plan, err := kubetarget.Compute(ctx, d.kt.api, desired, obs)
+		if err != nil {
+			s.EngineError = err.Error()
+		} else {
+			s.Pending = plan.Lines()
+			done, _ := kubetarget.Converged(desired, obs, plan)
+			s.Converged = done && s.LastReconcile != nil && s.LastReconcile.Error == ""
+			// What has not rolled out is pending too: the route waits.
+			for _, dep := range ks.Deployments {
+				if !dep.RolledOut && len(plan.Ops) == 0 {
+					s.Pending = append(s.Pending, "rollout: Deployment "+dep.Name+": "+dep.Problem)
+				}
+			}
+		}
+		s.Policies = append(s.Policies, *toAPIDecision(d.policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, d.kt.api, desired))))
+	}
+	tracks := []string{stack.TrackStable}
+	if s.Mode == stack.TrackCanary {
+		tracks = append(tracks, stack.TrackCanary)
+	}
+	for _, track := range tracks {
+		ts, _ := d.kubeTrackStats(ctx, m, obs, track)
+		s.Tracks = append(s.Tracks, ts.api)
+	}
+	if s.Mode == stack.TrackCanary {
+		dec, _ := d.kubeCanaryDecision(ctx, m, obs)
+		s.Policies = append(s.Policies, *toAPIDecision(dec))
+	}
+	return s
+}
+
+func kubeDeploymentStatus(dep appsv1.Deployment, track string) api.KubeDeployment {
+	done, why := kubetarget.RolledOut(dep)
+	k := api.KubeDeployment{
+		Name: dep.Name, Track: track, Image: kubetarget.ImageOf(dep),
+		Generation: dep.Generation, ObservedGeneration: dep.Status.ObservedGeneration,
+		Updated: dep.Status.UpdatedReplicas, Ready: dep.Status.ReadyReplicas, Available: dep.Status.AvailableReplicas,
+		RolledOut: done, Problem: why,
+	}
+	if dep.Spec.Replicas != nil {
+		k.Replicas = *dep.Spec.Replicas
+	}
+	return k
+}
+
+func podImage(p corev1.Pod) string {
+	for _, c := range p.Spec.Containers {
+		if c.Name == "app" {
+			return c.Image
+		}
+	}
+	return ""
+}
+
+// podState is the pod's phase, and whether it is Ready (what a Service
+// sends traffic to).
+func podState(p corev1.Pod) string {
+	state := strings.ToLower(string(p.Status.Phase))
+	if p.DeletionTimestamp != nil {
+		return "terminating"
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			if c.Status == corev1.ConditionTrue {
+				return state + ", ready"
+			}
+			return state + ", not ready"
+		}
+	}
+	return state
+}
+
+// kubeTrack is one track's figures from Prometheus, for status and for
+// the canary-safety policy.
+type kubeTrack struct {
+	api api.TrackStats
+	in  policy.CanaryInput
+	why []string // why figures are missing
+}
+
+// currentPodTemplateHash is the pod-template-hash of a Deployment's
+// current ReplicaSet (the one at the Deployment's revision): Prometheus's
+// figures of that revision's pods only, as on Docker a new canary starts
+// from no data.
+func (d *Daemon) currentPodTemplateHash(ctx context.Context, project string, dep appsv1.Deployment, track string) (string, error) {
+	var rl appsv1.ReplicaSetList
+	sel := k8srender.LabelProject + "=" + project + "," + k8srender.LabelTrack + "=" + track
+	if err := d.kt.api.List(ctx, kube.ReplicaSets, d.kt.cfg.Namespace, sel, &rl); err != nil {
+		return "", err
+	}
+	rev := dep.Annotations["deployment.kubernetes.io/revision"]
+	for _, rs := range rl.Items {
+		owned := false
+		for _, o := range rs.OwnerReferences {
+			owned = owned || o.UID == dep.UID
+		}
+		if owned && rev != "" && rs.Annotations["deployment.kubernetes.io/revision"] == rev {
+			return rs.Labels["pod-template-hash"], nil
+		}
+	}
+	return "", fmt.Errorf("no ReplicaSet of Deployment %s at revision %q yet", dep.Name, rev)
+}
+
+// kubeTrackStats asks Prometheus for a track's figures over
+// metrics.window. No Prometheus named, no current ReplicaSet, a query
+// without data: each leaves the figures nil with its reason, so the
+// policy denies.
+func (d *Daemon) kubeTrackStats(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed, track string) (kubeTrack, error) {
+	noProxy := false // no nginx here: the Gateway's figures are not read, only the app's are judged
+	out := kubeTrack{api: api.TrackStats{Track: track, Outcome: string(metrics.MissingData)}, in: policy.CanaryInput{Mode: track, ProxyView: &noProxy}}
+	fail := func(why string) (kubeTrack, error) {
+		out.why = append(out.why, why)
+		out.api.Reason = why
+		return out, nil
+	}
+	if m.Metrics.Prometheus == "" {
+		return fail("metrics.prometheus is not set: the Kubernetes target reads the canary's figures from Prometheus")
+	}
+	dep, ok := obs.Deployments[m.Project+"-"+track]
+	if !ok {
+		return fail("no Deployment for the " + track + " track")
+	}
+	hash, err := d.currentPodTemplateHash(ctx, m.Project, dep, track)
+	if err != nil {
+		return fail(err.Error())
+	}
+	out.api.Revision = hash
+	q := kubetarget.QueriesFor(kubetarget.TrackSelector(d.kt.cfg.Namespace, m.Project, track, hash), m.Metrics.Window.D())
+	p := kubetarget.Prometheus{URL: m.Metrics.Prometheus}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := p.TrackStats(qctx, q)
+	if err != nil {
+		return fail(err.Error())
+	}
+	out.in.Requests, out.in.ReqPerSec, out.in.ErrorRate, out.in.P99Ms = st.Requests, st.ReqPerSec, st.ErrorRate, st.P99Ms
+	val := func(f *float64) float64 {
+		if f == nil {
+			return 0
+		}
+		return *f
+	}
+	out.api.Requests, out.api.ReqPerSec = round2(val(st.Requests)), round2(val(st.ReqPerSec))
+	out.api.ErrorRate, out.api.P99Ms = round4(val(st.ErrorRate)), round2(val(st.P99Ms))
+	switch {
+	case len(st.Missing) > 0:
+		out.why = append(out.why, "Prometheus has no data for "+strings.Join(st.Missing, "; "))
+		out.api.Reason = out.why[0]
+	case val(st.Requests) < float64(m.Policy.MinRequests):
+		out.api.Outcome = string(metrics.InsufficientData)
+	default:
+		out.api.Outcome = string(metrics.OK)
+	}
+	return out, nil
+}
+
+// kubeCanaryDecision is canary safety on Kubernetes, from Prometheus;
+// why figures are missing is added to the policy's reasons.
+func (d *Daemon) kubeCanaryDecision(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed) (policy.Decision, kubeTrack) {
+	ts, _ := d.kubeTrackStats(ctx, m, obs, stack.TrackCanary)
+	dec := d.policies.CanarySafety(ctx, ts.in, thresholds(m))
+	if !dec.Allowed {
+		dec.Reasons = append(dec.Reasons, ts.why...)
+	}
+	return dec, ts
+}

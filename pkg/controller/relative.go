@@ -1,0 +1,44 @@
+package controller
+
+import (
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
+	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/verdict"
+)
+
+// withRelative adds the canary-vs-stable verdict to a canary-safety input
+// when the manifest asks for one (policy.relative): the canary's window
+// against the stable revision's over the same span. It returns the
+// verdict's outcome ("" without one).
+func (d *Daemon) withRelative(in *policy.CanaryInput, m *manifest.Manifest, canary observe.Stats) verdict.Outcome {
+	r := m.Policy.Relative
+	if r == nil {
+		return ""
+	}
+	cfg := verdict.Config{Confidence: r.Confidence, MinRequests: float64(r.MinRequests), MaxP99Factor: r.MaxP99Factor}
+	// Stable's revision is the desired stack's; deriving the stack alone
+	// (not rendering nginx.conf, as d.desired does) keeps an analysis
+	// check cheap.
+	d.mu.Lock()
+	state := d.state
+	d.mu.Unlock()
+	var stable observe.Stats
+	if st := stack.FromManifest(m, state.options(m)); len(st.Stable) > 0 {
+		stable = d.obs.Stats(stack.TrackStable, st.Stable[0].Hash, r.MinRequests)
+	}
+	v := verdict.Compare(sample(canary), sample(stable), cfg)
+	in.Relative = v.Input()
+	return v.Outcome
+}
+
+// sample is a window's figures for the verdict; figures that are not
+// current (missing data) count as no requests.
+func sample(st observe.Stats) verdict.Sample {
+	if st.Outcome != metrics.OK && st.Outcome != metrics.InsufficientData {
+		return verdict.Sample{}
+	}
+	return verdict.Sample{Requests: st.Requests, Errors: st.ErrorRate * st.Requests, P99Ms: st.P99Ms}
+}

@@ -1,0 +1,690 @@
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
+	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
+)
+
+// eventDown journals `swiftctl down`.
+const eventDown = "down"
+
+// State records the decisions that refine the manifest, the way Argo
+// Rollouts keeps the stable revision in status: the manifest says which
+// versions are wanted, the daemon remembers which one was promoted to
+// stable (or which canary was rolled back) until the manifest catches up.
+// A decision is recorded only once it has taken effect.
+type State struct {
+	Promoted   *Promotion `json:"promoted,omitempty"`
+	RolledBack *Rollback  `json:"rolled_back,omitempty"`
+	// Down is set by `swiftctl down` and cleared by the next deploy: until
+	// then the daemon does not bring the stack back.
+	Down bool `json:"down,omitempty"`
+	// Pending is a promotion or rollback whose gate allowed it and whose
+	// change is under way. A daemon that finds one at start settles it from
+	// what nginx serves: the new state if it took effect, else the old.
+	Pending *Transition `json:"pending,omitempty"`
+	// Rollout is the progress of a stepped canary (analysis.go).
+	Rollout *Rollout `json:"rollout,omitempty"`
+	// TLSCert is the certificate nginx.tls serves, as the certificate
+	// store names it (certs.go); the store keeps it, not this file.
+	TLSCert string `json:"-"`
+}
+
+// Promotion: the canary image became stable while the manifest still named
+// ManifestStable as services.image.
+type Promotion struct {
+	ManifestStable string    `json:"manifest_stable"`
+	Image          string    `json:"image"`
+	At             time.Time `json:"at"`
+	User           string    `json:"user,omitempty"`
+}
+
+// Rollback: the canary image was dropped; it is not run again until the
+// manifest names another canary image.
+type Rollback struct {
+	CanaryImage string    `json:"canary_image"`
+	At          time.Time `json:"at"`
+	User        string    `json:"user,omitempty"`
+	// Aborted: the rollback is an abort (by the analysis, or `swiftctl
+	// abort`), journaled as such with Reasons.
+	Aborted bool     `json:"aborted,omitempty"`
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+// Transition is a promotion or rollback in flight.
+type Transition struct {
+	ID         string     `json:"id"`
+	Kind       string     `json:"kind"` // promote | rollback
+	Promoted   *Promotion `json:"promoted,omitempty"`
+	RolledBack *Rollback  `json:"rolled_back,omitempty"`
+	Step       *StepMove  `json:"step,omitempty"`
+	// Revision is the nginx configuration that makes it take effect.
+	Revision string    `json:"revision"`
+	Started  time.Time `json:"started"`
+	User     string    `json:"user,omitempty"`
+}
+
+const (
+	kindPromote  = "promote"
+	kindRollback = "rollback"
+	kindStep     = "step"
+	stateFile    = "state.json"
+)
+
+func loadState(dir string) (State, error) {
+	var s State
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("read state: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("parse state %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	return s, nil
+}
+
+func (d *Daemon) saveStateLocked() error {
+	b, err := json.MarshalIndent(d.state, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(d.stateDir, stateFile), b, 0o640)
+}
+
+// options applies the recorded decisions that still match m.
+func (s State) options(m *manifest.Manifest) stack.Options {
+	var o stack.Options
+	if p := s.Promoted; p != nil && p.ManifestStable == m.Services.Image && p.Image != m.Services.Image {
+		o.StableImage = p.Image
+	}
+	if r := s.RolledBack; r != nil && m.Services.Canary != nil && m.Services.Canary.Image == r.CanaryImage {
+		o.NoCanary = true
+	}
+	o.CanaryWeight = s.Rollout.weight(m)
+	o.TLSCert = s.TLSCert
+	return o
+}
+
+// spent drops the decisions the manifest has moved past: a promotion once
+// services.image no longer names the image it was promoted over (the
+// manifest caught up, or names another), a rollback once the manifest no
+// longer names its canary image. Kept, they would apply again the moment
+// the manifest returned to that image, overriding a deliberate edit.
+func (s State) spent(m *manifest.Manifest) (State, bool) {
+	changed := false
+	if p := s.Promoted; p != nil && m.Services.Image != p.ManifestStable {
+		s.Promoted, changed = nil, true
+	}
+	if r := s.RolledBack; r != nil && (m.Services.Canary == nil || m.Services.Canary.Image != r.CanaryImage) {
+		s.RolledBack, changed = nil, true
+	}
+	return s, changed
+}
+
+// spendDecisions drops the recorded decisions m has moved past (spent).
+func (d *Daemon) spendDecisions(m *manifest.Manifest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state.Pending != nil {
+		return
+	}
+	s, changed := d.state.spent(m)
+	if !changed {
+		return
+	}
+	was := d.state
+	d.state = s
+	if err := d.saveStateLocked(); err != nil {
+		d.state = was // the next reconcile tries again
+		d.log.Error("save state", zap.Error(err))
+	}
+}
+
+// with returns s with t's decision recorded (and no pending transition).
+func (s State) with(t *Transition) State {
+	s.Pending = nil
+	switch t.Kind {
+	case kindPromote:
+		s.Promoted, s.RolledBack, s.Rollout = t.Promoted, nil, nil
+	case kindRollback:
+		s.RolledBack = t.RolledBack
+	case kindStep:
+		s.Rollout = s.Rollout.at(t.Step)
+	}
+	return s
+}
+
+func newID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// errDown refuses transitions while the project is down.
+var errDown = errors.New("the project is down (swiftctl down): run `swiftctl deploy` first")
+
+// transact applies t: the change and its decisions are one step. The
+// infrastructure gate runs when the change is applied, just before its
+// first operation; only if it allows is t recorded as pending (write-ahead)
+// and applied. Once nginx serves t's revision, t is committed: journaled
+// (exactly once) and recorded. If it did not take effect, nothing is
+// recorded and the old state stays in force. Callers hold d.runMu.
+func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transition, progress reconciler.Progress) (err error) {
+	tr := trace.New()
+	ctx = trace.With(ctx, tr)
+	began, cpu0 := time.Now(), cpuTime()
+	defer func() {
+		d.log.Info("reconcile trace", zap.String("trigger", t.Kind), zap.Duration("took", time.Since(began)),
+			zap.Duration("cpu", cpuTime()-cpu0), zap.Bool("ok", err == nil), zap.Any("spans", tr.Spans()))
+	}()
+	d.mu.Lock()
+	next := d.state.with(t)
+	d.mu.Unlock()
+	end := tr.Begin("render", "")
+	desired, err := desiredFor(m, next)
+	end()
+	if err != nil {
+		return err
+	}
+	t.Revision = desired.Revision
+	end = tr.Begin("observe", "")
+	obs, err := d.rec.Observe(ctx, desired)
+	end()
+	if err != nil {
+		d.setEngineErr(err)
+		return err
+	}
+	end = tr.Begin("plan", "")
+	plan := reconciler.Compute(desired, obs)
+	end(fmt.Sprintf("%d ops", len(plan.Ops)))
+	if plan.Blocked != "" {
+		return errors.New(plan.Blocked)
+	}
+	writeAhead := func() error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.state.Pending = t
+		if err := d.saveStateLocked(); err != nil {
+			d.state.Pending = nil
+			return fmt.Errorf("record pending %s: %w", t.Kind, err)
+		}
+		failpoint.Hit(transitionPoint(t.Kind, "pending"))
+		return nil
+	}
+	var gateErr error
+	gate := func(ctx context.Context, p reconciler.Plan) reconciler.Decision {
+		dec := d.infraGate(ctx, p)
+		if dec.Allowed {
+			if gateErr = writeAhead(); gateErr != nil {
+				return reconciler.Decision{Reasons: []string{gateErr.Error()}}
+			}
+		}
+		return dec
+	}
+	if !plan.Gated() {
+		if err := writeAhead(); err != nil {
+			return err
+		}
+	}
+	// t takes effect the moment nginx serves its revision, before the
+	// drain and the removal of what it no longer routes to: it is
+	// committed (journaled, recorded) then. A crash after that leaves t
+	// in force, and the next reconcile removes the leftovers. served runs
+	// only after the write-ahead (the gate allowed, or nothing is gated).
+	committed := false
+	served := func() {
+		// t was made by this call: nothing can have journaled it yet.
+		d.commitTxn(t, false)
+		committed = true
+	}
+	applyErr := d.rec.ApplyServed(ctx, desired, plan, gate, served, progress)
+	failpoint.Hit(transitionPoint(t.Kind, "applied"))
+	var denied *reconciler.DeniedError
+	if errors.As(applyErr, &denied) && gateErr == nil {
+		return applyErr // nothing was recorded, nothing changed
+	}
+	if applyErr == nil {
+		d.clearDenial()
+		if err := d.writeArtifacts(desired); err != nil {
+			d.log.Error("write generated files", zap.Error(err))
+		}
+	}
+	// Settle from what nginx serves now, not from what the apply returned:
+	// the commit point is nginx loading the new configuration.
+	end = tr.Begin("observe after apply", "")
+	after, oerr := d.rec.Observe(context.WithoutCancel(ctx), desired)
+	end()
+	if oerr == nil {
+		d.noteServing(after)
+	}
+	// A successful apply already saw nginx load t's revision (waitLoaded):
+	// it took effect even if this second look fails on a busy host.
+	took := committed || applyErr == nil || (oerr == nil && after.Loaded != nil && after.Loaded.Revision == t.Revision)
+	if !took && (oerr != nil || (after.Loaded == nil && after.LoadedErr != "")) {
+		// What nginx serves is unknown: keep the transition pending, and
+		// let resolvePending settle it once nginx can be read.
+		d.Wake()
+		return fmt.Errorf("%s: cannot tell whether it took effect (%v); it stays pending and is settled from what nginx serves", t.Kind, applyErr)
+	}
+	if took {
+		if !committed {
+			end = tr.Begin("commit", t.Kind)
+			cerr := d.commit(t) // no operation reloaded nginx (or it failed after loading t)
+			end()
+			if cerr != nil {
+				d.Wake() // resolvePending commits it once the journal reads
+				return fmt.Errorf("%s took effect but is not committed yet: %w; it stays pending", t.Kind, cerr)
+			}
+		}
+		if applyErr != nil {
+			// It took effect; cleanup of old containers continues in the
+			// next reconcile.
+			d.log.Warn(t.Kind+" took effect but its cleanup failed; the next reconcile finishes it", zap.Error(applyErr))
+			d.Wake()
+		}
+		return nil
+	}
+	d.abort(t, applyErr)
+	d.Wake() // converge back to the old state (removes what was started)
+	if applyErr == nil {
+		applyErr = fmt.Errorf("%s did not take effect: nginx does not serve revision %s", t.Kind, t.Revision)
+	}
+	return applyErr
+}
+
+// commit records t as in force and journals it exactly once. If the
+// journal cannot be read, whether t is journaled already is unknown: t
+// stays pending (the next reconcile's resolvePending tries again) rather
+// than risk journaling it twice.
+func (d *Daemon) commit(t *Transition) error {
+	// The journal scan runs before taking d.mu: status and the scrape
+	// loop must not wait on reading the whole journal. Only this process
+	// commits t (callers hold d.runMu), so nothing can journal it meanwhile.
+	journaled, err := d.journaledTxn(t)
+	if err != nil {
+		return err
+	}
+	d.commitTxn(t, journaled)
+	return nil
+}
+
+// commitTxn is commit once it is known whether t is journaled already (a
+// daemon that died between journaling and recording it).
+func (d *Daemon) commitTxn(t *Transition, journaled bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !journaled {
+		switch t.Kind {
+		case kindPromote:
+			// weight: the image's share of traffic after the event.
+			d.eventLocked(journal.EventPromoted, t.Promoted.Image+" is now stable; 100% of traffic on it", t.User,
+				map[string]any{"image": t.Promoted.Image, "txn": t.ID, "weight": 100})
+		case kindRollback:
+			if rb := t.RolledBack; rb.Aborted {
+				det := map[string]any{"image": rb.CanaryImage, "txn": t.ID, "reasons": rb.Reasons, "weight": 0}
+				// The figures the analysis last judged: why it aborted.
+				if r := d.state.Rollout; r != nil && r.CanaryImage == rb.CanaryImage && r.Last != nil && len(r.Last.Figures) > 0 {
+					det["figures"] = r.Last.Figures
+				}
+				d.eventLocked(journal.EventAborted, "canary "+rb.CanaryImage+" aborted: "+strings.Join(rb.Reasons, "; ")+"; all traffic on stable", t.User, det)
+			} else {
+				d.eventLocked(journal.EventRolledBack, "canary "+rb.CanaryImage+" rolled back; all traffic on stable", t.User,
+					map[string]any{"image": rb.CanaryImage, "txn": t.ID})
+			}
+		case kindStep:
+			d.eventLocked(journal.EventCanaryStep, stepText(t.Step), t.User, stepDetails(t.Step, t.ID))
+		}
+		failpoint.Hit(transitionPoint(t.Kind, "journaled"))
+	}
+	d.state = d.state.with(t)
+	if t.Kind == kindStep {
+		d.stepStartedLocked(time.Now())
+	}
+	logErr(d.log, "save state", d.saveStateLocked())
+}
+
+// abort drops t: the old state stays in force.
+func (d *Daemon) abort(t *Transition, cause error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state.Pending != nil && d.state.Pending.ID == t.ID {
+		d.state.Pending = nil
+		logErr(d.log, "save state", d.saveStateLocked())
+	}
+	msg := t.Kind + " did not take effect"
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
+	event := journal.EventPromoteFailed
+	switch t.Kind {
+	case kindRollback:
+		event = journal.EventRollbackFailed
+	case kindStep:
+		event = journal.EventStepFailed
+	}
+	d.eventLocked(event, msg, t.User, map[string]any{"txn": t.ID})
+}
+
+// journaledTxn reports whether the transition's effect is already in the
+// journal (a daemon that died between journaling and recording it).
+func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
+	id := t.ID
+	found := false
+	_ = d.jr.Flush()
+	// Its record can only be younger than the transition: skip the files
+	// that end before it started (an hour's margin for a clock stepped back).
+	since := t.Started.Add(-time.Hour)
+	err := journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}, Since: since}, func(r journal.Record) error {
+		switch r.Event {
+		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep:
+			if r.Details["txn"] == id {
+				found = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("cannot tell whether %s %s is journaled already: %w", t.Kind, t.ID, err)
+	}
+	return found, nil
+}
+
+// resolvePending settles a transition left by a daemon that stopped in the
+// middle of it: committed if nginx serves its revision, else dropped.
+// Callers hold d.runMu, so no transaction of this process is in flight.
+func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error {
+	d.mu.Lock()
+	t := d.state.Pending
+	next := d.state
+	d.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	next = next.with(t)
+	desired, err := desiredFor(m, next)
+	if err != nil {
+		return err
+	}
+	obs, err := d.rec.Observe(ctx, desired)
+	if err != nil {
+		d.setEngineErr(err)
+		return err
+	}
+	if obs.Loaded == nil && obs.LoadedErr != "" {
+		// nginx runs but cannot be read: settling now could undo a
+		// transition that took effect. Retry later.
+		return fmt.Errorf("settle interrupted %s: nginx status unreadable: %s", t.Kind, obs.LoadedErr)
+	}
+	if obs.Loaded != nil && obs.Loaded.Revision == t.Revision {
+		d.log.Info("settling an interrupted "+t.Kind+": it took effect", zap.String("txn", t.ID))
+		if err := d.commit(t); err != nil {
+			return fmt.Errorf("settle interrupted %s: %w", t.Kind, err)
+		}
+		return nil
+	}
+	d.log.Info("settling an interrupted "+t.Kind+": it did not take effect", zap.String("txn", t.ID))
+	d.mu.Lock()
+	d.state.Pending = nil
+	logErr(d.log, "save state", d.saveStateLocked())
+	d.eventLocked(journal.EventTransitionAborted, "interrupted "+t.Kind+" did not take effect; the previous state stays in force", t.User, map[string]any{"txn": t.ID})
+	d.mu.Unlock()
+	return nil
+}
+
+// transitionStart is how every promotion, rollback and step begins: not
+// while down, with a manifest, after settling what a dead daemon left
+// pending. Callers hold d.runMu.
+func (d *Daemon) transitionStart(ctx context.Context) (*manifest.Manifest, error) {
+	if d.isDown() {
+		return nil, errDown
+	}
+	m := d.readManifest()
+	if m == nil {
+		return nil, errors.New("no manifest loaded")
+	}
+	if err := d.checkManifestDir(); err != nil {
+		return nil, err
+	}
+	if err := d.resolvePending(ctx, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// observeNow looks at what runs for m as it is in force now.
+func (d *Daemon) observeNow(ctx context.Context, m *manifest.Manifest) (reconciler.Observed, error) {
+	cur, err := d.desired(m)
+	if err != nil {
+		return reconciler.Observed{}, err
+	}
+	obs, err := d.rec.Observe(ctx, cur)
+	if err != nil {
+		d.setEngineErr(err)
+	}
+	return obs, err
+}
+
+// promote makes the serving canary stable, gated by the canary-safety
+// policy on the canary revision's own figures and by the infrastructure
+// policy when the change is applied.
+func (d *Daemon) promote(ctx context.Context, user string, progress reconciler.Progress) error {
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	m, err := d.transitionStart(ctx)
+	if err != nil {
+		return err
+	}
+	obs, err := d.observeNow(ctx, m)
+	if err != nil {
+		return err
+	}
+	canary, ok := servingCanary(obs)
+	if !ok {
+		return errors.New("no canary is serving traffic: declare services.canary in the manifest and wait for it to converge")
+	}
+	image := canary.Image
+	d.event(journal.EventPromoteRequested, "promotion of "+image+" requested", user, map[string]any{"image": image})
+	dec := d.canaryDecision(ctx, m, canary.Hash)
+	d.metrics.observeDecision(dec)
+	d.decision(dec, user)
+	if !dec.Allowed {
+		d.event(journal.EventPromoteDenied, "promotion of "+image+" denied: "+strings.Join(dec.Reasons, "; "), user, map[string]any{"reasons": dec.Reasons, "policy": dec.Policy})
+		return &promoteDenied{reasons: dec.Reasons}
+	}
+	progress("Canary safety: PASS")
+	d.event(journal.EventPromoteAllowed, "promotion of "+image+" allowed by canary safety", user, nil)
+	t := &Transition{ID: newID(), Kind: kindPromote, Started: time.Now().UTC(), User: user,
+		Promoted: &Promotion{ManifestStable: m.Services.Image, Image: image, At: time.Now().UTC(), User: user}}
+	err = d.transact(ctx, m, t, progress)
+	var denied *reconciler.DeniedError
+	if errors.As(err, &denied) {
+		d.event(journal.EventPromoteDenied, "promotion of "+image+" denied: "+strings.Join(denied.Reasons, "; "), user, map[string]any{"reasons": denied.Reasons, "policy": "infrastructure"})
+		return err
+	}
+	if err == nil {
+		progress("Promoted " + image + " to stable")
+	}
+	return err
+}
+
+// promoteDenied is a canary-safety denial.
+type promoteDenied struct{ reasons []string }
+
+func (e *promoteDenied) Error() string {
+	return "promotion denied by canary-safety policy: " + strings.Join(e.reasons, "; ")
+}
+
+// rollback drops the serving canary: all traffic to stable. It only
+// withdraws traffic, so the infrastructure gate does not stand in its way.
+func (d *Daemon) rollback(ctx context.Context, user string, progress reconciler.Progress) error {
+	return d.rollbackWith(ctx, user, nil, progress)
+}
+
+// rollbackWith is rollback; with reasons it is an abort, journaled as
+// `aborted` with them.
+func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []string, progress reconciler.Progress) error {
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	m, err := d.transitionStart(ctx)
+	if err != nil {
+		return err
+	}
+	if m.Services.Canary == nil {
+		return errors.New("no canary declared in the manifest: nothing to roll back")
+	}
+	obs, err := d.observeNow(ctx, m)
+	if err != nil {
+		return err
+	}
+	image := m.Services.Canary.Image
+	if c, ok := servingCanary(obs); ok {
+		image = c.Image
+	} else if cur, err := d.desired(m); err != nil || len(cur.Stack.Canary) == 0 {
+		return errors.New("no canary is running: nothing to roll back")
+	}
+	d.event(journal.EventRollbackRequested, "rollback of canary "+image+" requested", user, map[string]any{"image": image, "reasons": abortReasons})
+	t := &Transition{ID: newID(), Kind: kindRollback, Started: time.Now().UTC(), User: user,
+		// The record names the manifest's canary image: that is what the
+		// options compare, so whatever canary the manifest names (even one
+		// other than the image serving now) stays suppressed.
+		RolledBack: &Rollback{CanaryImage: m.Services.Canary.Image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
+	if err := d.transact(ctx, m, t, progress); err != nil {
+		return err
+	}
+	progress("Rolled back: all traffic on stable")
+	return nil
+}
+
+// servingCanary is a canary container nginx routes traffic to.
+func servingCanary(obs reconciler.Observed) (c struct{ Image, Hash string }, ok bool) {
+	if servingMode(obs) != stack.TrackCanary {
+		return c, false
+	}
+	for _, n := range obs.Loaded.Canary {
+		for _, oc := range obs.Containers {
+			if oc.Name == n && oc.Running() {
+				c.Image, c.Hash = oc.Image, oc.Hash
+				return c, true
+			}
+		}
+	}
+	return c, false
+}
+
+// down removes everything the project owns and stays down until the next
+// deploy.
+func (d *Daemon) down(ctx context.Context, user string, say func(string)) error {
+	// Under the run lock, so a deploy already under way cannot clear Down
+	// behind our back; the applied record goes first, so whatever is left
+	// after a crash is never restored as a heal.
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	m := d.readManifest()
+	if m == nil {
+		return errors.New("no manifest loaded: nothing to remove")
+	}
+	if err := d.checkManifestDir(); err != nil {
+		return err
+	}
+	if err := d.rec.ForgetApplied(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.state.Down = true
+	d.state.Pending = nil
+	err := d.saveStateLocked()
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	failpoint.Hit(failpoint.DownSaved)
+	if _, err := d.removeAll(ctx, m, say); err != nil {
+		return err
+	}
+	d.event(eventDown, "removed every container and network of project "+m.Project, user, nil)
+	return nil
+}
+
+// removeAll removes every container and the owned network of m's project
+// and reports whether there was anything to remove. Callers hold d.runMu.
+func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(string)) (bool, error) {
+	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
+	if err != nil {
+		return false, err
+	}
+	removed := false
+	// nginx first, so no request reaches an app container being removed.
+	for _, role := range []string{stack.RoleNginx, stack.RoleApp, ""} {
+		for _, c := range cs {
+			known := c.Role == stack.RoleNginx || c.Role == stack.RoleApp
+			if (role == "" && known) || (role != "" && c.Role != role) {
+				continue // each container is removed in exactly one pass
+			}
+			if err := d.eng.Remove(ctx, c.ID, 10*time.Second); err != nil {
+				return removed, err
+			}
+			removed = true
+			say("Removed " + c.Name)
+		}
+		if role == stack.RoleNginx {
+			failpoint.Hit(failpoint.DownRemoved)
+		}
+	}
+	n, err := d.eng.FindNetwork(ctx, m.Network.Name, m.Project)
+	if err != nil {
+		return removed, err
+	}
+	if n != nil && n.Owned {
+		if err := d.eng.RemoveNetwork(ctx, n.ID); err != nil {
+			return removed, err
+		}
+		removed = true
+		say("Removed network " + n.Name)
+	}
+	if err := d.rec.ForgetApplied(); err != nil {
+		return removed, err
+	}
+	d.mu.Lock()
+	d.lastMode = stack.TrackStable // nothing serves; a later canary is a switch
+	d.mu.Unlock()
+	return removed, nil
+}
+
+// finishDown completes a down that a crash interrupted: the state says
+// down, yet containers remain. Callers hold d.runMu.
+func (d *Daemon) finishDown(ctx context.Context, m *manifest.Manifest) error {
+	if m == nil {
+		return nil
+	}
+	var said []string
+	removed, err := d.removeAll(ctx, m, func(line string) { said = append(said, line) })
+	if err != nil {
+		return fmt.Errorf("finish interrupted down of %s: %w", m.Project, err)
+	}
+	if removed {
+		d.log.Info("finished an interrupted down", zap.Strings("removed", said))
+		d.event(eventDown, "finished an interrupted down: removed every container and network of project "+m.Project, "", map[string]any{"removed": said})
+	}
+	return nil
+}

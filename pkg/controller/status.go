@@ -1,0 +1,85 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// statusObserveTimeout bounds the fresh look status takes at the engine.
+const statusObserveTimeout = 5 * time.Second
+
+// Status assembles the daemon's view from what runs: a fresh observation
+// of the engine and of the configuration nginx has loaded. While that
+// differs from the desired state, Converged is false and Pending lists
+// what the next apply would do.
+func (d *Daemon) Status(ctx context.Context) api.Status {
+	if d.manifestNow() == nil {
+		d.readManifest() // before the first reconcile, status still knows the project
+	}
+	d.mu.Lock()
+	m := d.current
+	s := api.Status{
+		ManifestPath:   d.cfg.ManifestPath,
+		ManifestErrors: d.manifestErr,
+		LastReconcile:  d.last,
+		EngineError:    d.engineErr,
+		Denial:         d.denial,
+		Down:           d.state.Down,
+		Journal:        d.journalStatusLocked(),
+	}
+	d.mu.Unlock()
+	if m == nil {
+		return s
+	}
+	s.Project = m.Project
+	s.NginxPort = m.Nginx.Port
+	desired, err := d.desired(m)
+	if err != nil {
+		s.EngineError = err.Error()
+		return s
+	}
+	octx, cancel := context.WithTimeout(ctx, statusObserveTimeout)
+	obs, err := d.rec.Observe(octx, desired)
+	cancel()
+	if err != nil {
+		s.EngineError = err.Error()
+		return s
+	}
+	for _, c := range obs.Containers {
+		s.Containers = append(s.Containers, api.Container{Name: c.Name, Role: c.Role, Track: c.Track, Image: c.Image, State: c.State, IP: c.IP})
+	}
+	s.NginxError = obs.LoadedErr
+	fillServing(&s, obs)
+	served := ""
+	if obs.Loaded != nil {
+		served = obs.Loaded.Cert
+	}
+	s.TLS = d.tlsStatus(served)
+	if !s.Down {
+		plan := reconciler.Compute(desired, obs)
+		s.Pending = plan.Lines()
+		s.Converged = plan.Empty() && s.LastReconcile != nil && s.LastReconcile.Error == ""
+	}
+	d.addLiveStatus(ctx, &s, m, obs)
+	s.Rollout = d.rolloutStatus(m, time.Now())
+	return s
+}
+
+// fillServing sets mode, images and weight from nginx's loaded
+// configuration and the labels of the containers it routes to.
+func fillServing(s *api.Status, obs reconciler.Observed) {
+	if obs.Loaded == nil {
+		return
+	}
+	s.Revision = obs.Loaded.Revision
+	s.Mode = servingMode(obs)
+	s.StableImage = imageOf(obs, obs.Loaded.Stable)
+	if s.Mode == stack.TrackCanary {
+		s.CanaryImage = imageOf(obs, obs.Loaded.Canary)
+		s.CanaryWeight = obs.Loaded.Weight
+	}
+}

@@ -1,0 +1,172 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+)
+
+// Timeouts bound each Docker Engine call, so that a hung engine (one that
+// accepts connections and never answers) cannot wedge the control loop
+// while it holds the run lock; the error reaches status instead.
+type Timeouts struct {
+	Call time.Duration // list, inspect, create, exec, remove...
+	Pull time.Duration // an image pull
+	Once time.Duration // a throwaway container run to completion (nginx -t)
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	if t.Call <= 0 {
+		t.Call = 30 * time.Second
+	}
+	if t.Pull <= 0 {
+		t.Pull = 10 * time.Minute
+	}
+	if t.Once <= 0 {
+		t.Once = 2 * t.Call
+	}
+	return t
+}
+
+// timed is an Engine whose every call carries a deadline.
+type timed struct {
+	Engine
+	t Timeouts
+}
+
+func withTimeouts(e Engine, t Timeouts) Engine { return &timed{Engine: e, t: t.withDefaults()} }
+
+func (e *timed) ctx(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
+
+// wrap names the deadline in the error: "context deadline exceeded" alone
+// does not tell a user that the engine hung.
+func (e *timed) wrap(ctx context.Context, op string, d time.Duration, err error) error {
+	if err != nil && ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("docker engine did not answer %s within %s: %w", op, d, err)
+	}
+	return err
+}
+
+func (e *timed) Ping(ctx context.Context) error {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	return e.wrap(c, "ping", e.t.Call, e.Engine.Ping(c))
+}
+
+func (e *timed) ListContainers(ctx context.Context, project, network string) ([]engine.Container, error) {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	cs, err := e.Engine.ListContainers(c, project, network)
+	return cs, e.wrap(c, "list containers", e.t.Call, err)
+}
+
+func (e *timed) FindNetwork(ctx context.Context, name, project string) (*engine.Network, error) {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	n, err := e.Engine.FindNetwork(c, name, project)
+	return n, e.wrap(c, "find network "+name, e.t.Call, err)
+}
+
+func (e *timed) CreateNetwork(ctx context.Context, name, driver string, labels map[string]string) error {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	return e.wrap(c, "create network "+name, e.t.Call, e.Engine.CreateNetwork(c, name, driver, labels))
+}
+
+func (e *timed) RemoveNetwork(ctx context.Context, id string) error {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	return e.wrap(c, "remove network "+id, e.t.Call, e.Engine.RemoveNetwork(c, id))
+}
+
+func (e *timed) MissingImages(ctx context.Context, refs []string) ([]string, error) {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	m, err := e.Engine.MissingImages(c, refs)
+	return m, e.wrap(c, "inspect images", e.t.Call, err)
+}
+
+func (e *timed) PullImage(ctx context.Context, ref string) error {
+	c, cancel := e.ctx(ctx, e.t.Pull)
+	defer cancel()
+	return e.wrap(c, "pull "+ref, e.t.Pull, e.Engine.PullImage(c, ref))
+}
+
+func (e *timed) Run(ctx context.Context, s engine.Spec) (string, error) {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	id, err := e.Engine.Run(c, s)
+	return id, e.wrap(c, "run "+s.Name, e.t.Call, err)
+}
+
+func (e *timed) Remove(ctx context.Context, id string, grace time.Duration) error {
+	d := e.t.Call + grace
+	c, cancel := e.ctx(ctx, d)
+	defer cancel()
+	return e.wrap(c, "remove "+id, d, e.Engine.Remove(c, id, grace))
+}
+
+func (e *timed) Top(ctx context.Context, id string) ([]engine.Process, error) {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	ps, err := e.Engine.Top(c, id)
+	return ps, e.wrap(c, "list processes of "+id, e.t.Call, err)
+}
+
+func (e *timed) Signal(ctx context.Context, id, signal string) error {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	return e.wrap(c, "signal "+id, e.t.Call, e.Engine.Signal(c, id, signal))
+}
+
+func (e *timed) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	code, out, err := e.Engine.Exec(c, id, cmd)
+	return code, out, e.wrap(c, "exec in "+id, e.t.Call, err)
+}
+
+func (e *timed) RunOnce(ctx context.Context, s engine.Spec) (int, string, error) {
+	c, cancel := e.ctx(ctx, e.t.Once)
+	defer cancel()
+	code, out, err := e.Engine.RunOnce(c, s)
+	return code, out, e.wrap(c, "run "+s.Name, e.t.Once, err)
+}
+
+// FollowLogs bounds opening the stream, not the stream itself, which
+// lasts as long as nginx runs: if the engine has not answered within the
+// call timeout, the call is cancelled.
+func (e *timed) FollowLogs(ctx context.Context, id string, since time.Time) (io.ReadCloser, error) {
+	c, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(e.t.Call, cancel)
+	rc, err := e.Engine.FollowLogs(c, id, since)
+	if !timer.Stop() {
+		if err == nil {
+			rc.Close()
+		}
+		cancel()
+		return nil, fmt.Errorf("docker engine did not answer follow logs of %s within %s: %w", id, e.t.Call, context.DeadlineExceeded)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &cancelOnClose{ReadCloser: rc, cancel: cancel}, nil
+}
+
+// cancelOnClose releases the stream's context when it is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}

@@ -1,0 +1,145 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
+)
+
+// waitHealthy polls each container's health path over the project network
+// until all answer 2xx. Probes start healthPollMin apart and back off to
+// healthPollMax: a container that just started usually answers within
+// milliseconds, and one that is slow is not probed in a tight loop. The
+// engine is asked for the containers' addresses and states on the first
+// round, then at most every healthListEvery (to notice one that exited),
+// or when one has no address yet.
+func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names []string) error {
+	want := map[string]stack.App{}
+	for _, a := range desired.Apps() {
+		want[a.Name] = a
+	}
+	timeout := r.HealthTimeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	pending := append([]string(nil), names...)
+	var lastErr error
+	rounds, lists := 0, 0
+	end := trace.Begin(ctx, "health checks", strconv.Itoa(len(names))+" containers")
+	defer func() { end(fmt.Sprintf("%d rounds, %d container lists", rounds, lists)) }()
+	byName := map[string]engine.Container{}
+	var listed time.Time
+	delay := healthPollMin
+	for {
+		rounds++
+		needList := listed.IsZero() || time.Since(listed) >= healthListEvery
+		for _, n := range pending {
+			if byName[n].IP == "" {
+				needList = true
+			}
+		}
+		if needList {
+			cs, err := r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
+			if err != nil {
+				return err
+			}
+			listed = time.Now()
+			lists++
+			byName = map[string]engine.Container{}
+			for _, c := range cs {
+				byName[c.Name] = c
+			}
+			for _, n := range pending {
+				c, ok := byName[n]
+				switch {
+				case !ok:
+					return fmt.Errorf("container %s disappeared while starting", n)
+				case c.State == "exited" || c.State == "dead":
+					return fmt.Errorf("container %s exited while starting", n)
+				}
+			}
+		}
+		var still []string
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, n := range pending {
+			c := byName[n]
+			if c.IP == "" {
+				mu.Lock()
+				still = append(still, n)
+				lastErr = fmt.Errorf("container %s has no address yet", n)
+				mu.Unlock()
+				continue
+			}
+			a := want[n]
+			url := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(a.Port)) + a.HealthPath
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := r.probe(ctx, url); err != nil {
+					mu.Lock()
+					still = append(still, n)
+					lastErr = fmt.Errorf("container %s: %w", n, err)
+					mu.Unlock()
+					return
+				}
+				trace.Mark(ctx, "healthy", n)
+			}()
+		}
+		wg.Wait()
+		if len(still) == 0 {
+			return nil
+		}
+		pending = still
+		if time.Now().After(deadline) {
+			return fmt.Errorf("health check failed after %s: %w", timeout, lastErr)
+		}
+		select {
+		case <-time.After(delay):
+			delay = min(2*delay, healthPollMax)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Health probing: the first retry after healthPollMin, backing off to
+// healthPollMax; the container list is refreshed at most every
+// healthListEvery.
+const (
+	healthPollMin   = 10 * time.Millisecond
+	healthPollMax   = 50 * time.Millisecond
+	healthListEvery = 250 * time.Millisecond
+)
+
+var probeClient = &http.Client{Timeout: 2 * time.Second}
+
+func (r *Reconciler) probe(ctx context.Context, url string) error {
+	if r.Probe != nil {
+		return r.Probe(ctx, url)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := probeClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	return nil
+}
