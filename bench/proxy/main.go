@@ -40,6 +40,14 @@ import (
 // host is the name every target is asked for (SNI and Host).
 const host = "bench.swiftdeploy.test"
 
+// keepAliveConns is the connection pool of keep-alive cells; maxInFlight
+// bounds the requests of a cell in flight (loadgen counts one more as
+// skipped).
+const (
+	keepAliveConns = 32
+	maxInFlight    = 512
+)
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/proxy:", err)
@@ -112,11 +120,11 @@ func run() error {
 					if round == 1 {
 						order = append(order, k)
 					}
-					r, err := loadgen.Run(ctx, loadgen.Config{URL: url, RPS: rps, Duration: o.duration, Client: st.client(keep), MaxInFlight: 512})
+					r, err := loadgen.Run(ctx, loadgen.Config{URL: url, RPS: rps, Duration: o.duration, Client: st.client(keep), MaxInFlight: maxInFlight})
 					if err != nil {
 						return fmt.Errorf("%s %s %s: %w", t.name, scheme, conns, err)
 					}
-					fmt.Fprintf(os.Stderr, "round %d %-20s %-5s %-10s %7.0f req/s ok, p50 %v p99 %v, %d failed\n", round, t.name, scheme, conns, float64(r.Success)/r.Elapsed.Seconds(), r.P50, r.P99, r.Failed())
+					fmt.Fprintf(os.Stderr, "round %d %-20s %-5s %-10s %7.0f req/s ok, p50 %v p99 %v, failed %v\n", round, t.name, scheme, conns, float64(r.Success)/r.Elapsed.Seconds(), r.P50, r.P99, r.Failures)
 					results[k] = append(results[k], r)
 				}
 			}
@@ -124,7 +132,7 @@ func run() error {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "Offered: %.0f req/s keep-alive, %.0f req/s new connections; %s per cell, %d rounds interleaved, medians. Ratios are to the same cell of the front door in the same run (throughput: other/front door; latency: front door/other... see docs/benchmarks.md).\n\n", o.rps, o.connRPS, o.duration, o.rounds)
+	fmt.Fprintf(&b, "Offered: %.0f req/s keep-alive, %.0f req/s new connections; %s per cell, %d rounds interleaved, medians. The two ratio columns divide the row's req/s and p99 by the front door's for the same scheme and connections in this run (req/s above 1: more than the front door; p99 above 1: slower). \"failed\" counts requests not answered, the load generator's skips (%d in flight) included.\n\n", o.rps, o.connRPS, o.duration, o.rounds, maxInFlight)
 	b.WriteString("| target | scheme | connections | ok req/s | p50 | p99 | failed | req/s vs front door | p99 vs front door |\n|---|---|---|---|---|---|---|---|---|\n")
 	med := func(k cellKey) (rps float64, p50, p99 time.Duration, failed int) {
 		rs := results[k]
@@ -179,8 +187,15 @@ func (s *stack) client(keepAlive bool) *http.Client {
 		},
 		TLSClientConfig:     &tls.Config{RootCAs: s.ca.pool(), ClientSessionCache: tls.NewLRUClientSessionCache(64)},
 		DisableKeepAlives:   !keepAlive,
-		MaxIdleConnsPerHost: 512,
-		MaxIdleConns:        512,
+		MaxIdleConnsPerHost: keepAliveConns,
+		MaxIdleConns:        keepAliveConns,
+	}
+	if keepAlive {
+		// A fixed pool of connections, as a browser fleet or a load
+		// balancer keeps: without the bound, every request sent while all
+		// connections are busy opens one more, and a keep-alive cell turns
+		// into hundreds of simultaneous TLS handshakes.
+		tr.MaxConnsPerHost = keepAliveConns
 	}
 	if !keepAlive {
 		// A new connection is a new TLS session too: resumption is what
