@@ -28,6 +28,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/hold"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/notify"
@@ -100,6 +101,8 @@ type Daemon struct {
 	stateDir string // <dir>/.swiftdeploy
 	eng      Engine
 	rec      *reconciler.Reconciler
+	// hold parks the requests of a paused front door (traffic.go).
+	hold     hold.Hold
 	jr       *journal.Journal
 	repeats  journal.Repeats // coalesces identical repeated records
 	policies *policy.Engine
@@ -127,13 +130,15 @@ type Daemon struct {
 	waiters     []*waiter
 	state       State
 	lastMode    string // the mode last journaled (from what nginx serves)
-	an          analysisMem
-	notifier    *notify.Notifier
-	journal     journalHealth
+	// trafficAdopted: nginx's traffic hold was read once since start (runMu).
+	trafficAdopted bool
+	an             analysisMem
+	notifier       *notify.Notifier
+	journal        journalHealth
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
-	kt          *kubeTarget // the Kubernetes target; nil on Docker
+	kt            *kubeTarget // the Kubernetes target; nil on Docker
 }
 
 // waiter is an API call waiting for the next complete reconcile.

@@ -165,6 +165,13 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 		return err
 	}
 	d.spendDecisions(m)
+	if !d.trafficAdopted {
+		// Once per daemon: nginx's loaded hold on traffic is the truth.
+		if obs, err := d.observeNow(ctx, m); err == nil && obs.Loaded != nil {
+			d.adoptTraffic(obs)
+			d.trafficAdopted = true
+		}
+	}
 	endStep = tr.Begin("render", "")
 	desired, err := d.desired(m)
 	endStep()
@@ -227,6 +234,7 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 		endStep()
 	}
 	d.noteServing(obs)
+	d.syncHold(obs)
 	d.recordRun(start, plan, err)
 	return err
 }

@@ -43,6 +43,9 @@ type State struct {
 	Pending *Transition `json:"pending,omitempty"`
 	// Rollout is the progress of a stepped canary (analysis.go).
 	Rollout *Rollout `json:"rollout,omitempty"`
+	// Traffic is the operator's hold on traffic in force (swiftctl
+	// traffic, traffic.go); nil while traffic passes.
+	Traffic *stack.Traffic `json:"traffic,omitempty"`
 }
 
 // Promotion: the canary image became stable while the manifest still named
@@ -73,6 +76,8 @@ type Transition struct {
 	Promoted   *Promotion `json:"promoted,omitempty"`
 	RolledBack *Rollback  `json:"rolled_back,omitempty"`
 	Step       *StepMove  `json:"step,omitempty"`
+	// Traffic is the hold a traffic transition puts in force (nil: resume).
+	Traffic *stack.Traffic `json:"traffic,omitempty"`
 	// Revision is the nginx configuration that makes it take effect.
 	Revision string    `json:"revision"`
 	Started  time.Time `json:"started"`
@@ -83,6 +88,7 @@ const (
 	kindPromote  = "promote"
 	kindRollback = "rollback"
 	kindStep     = "step"
+	kindTraffic  = "traffic"
 	stateFile    = "state.json"
 )
 
@@ -119,6 +125,9 @@ func (s State) options(m *manifest.Manifest) stack.Options {
 		o.NoCanary = true
 	}
 	o.CanaryWeight = s.Rollout.weight(m)
+	if s.Traffic != nil {
+		o.Traffic = *s.Traffic
+	}
 	return o
 }
 
@@ -167,6 +176,8 @@ func (s State) with(t *Transition) State {
 		s.RolledBack = t.RolledBack
 	case kindStep:
 		s.Rollout = s.Rollout.at(t.Step)
+	case kindTraffic:
+		s.Traffic = t.Traffic
 	}
 	return s
 }
@@ -338,6 +349,10 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 			}
 		case kindStep:
 			d.eventLocked(journal.EventCanaryStep, stepText(t.Step), t.User, stepDetails(t.Step, t.ID))
+		case kindTraffic:
+			event, msg, det := trafficEvent(t.Traffic)
+			det["txn"] = t.ID
+			d.eventLocked(event, msg, t.User, det)
 		}
 		failpoint.Hit(transitionPoint(t.Kind, "journaled"))
 	}
@@ -361,8 +376,11 @@ func (d *Daemon) abort(t *Transition, cause error) {
 		msg += ": " + cause.Error()
 	}
 	event := journal.EventPromoteFailed
-	if t.Kind == kindRollback {
+	switch t.Kind {
+	case kindRollback:
 		event = journal.EventRollbackFailed
+	case kindTraffic:
+		event = journal.EventTrafficFailed
 	}
 	d.eventLocked(event, msg, t.User, map[string]any{"txn": t.ID})
 }
@@ -378,7 +396,8 @@ func (d *Daemon) journaledTxn(t *Transition) bool {
 	since := t.Started.Add(-time.Hour)
 	_ = journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}, Since: since}, func(r journal.Record) error {
 		switch r.Event {
-		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep:
+		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep,
+			journal.EventTrafficPaused, journal.EventTrafficStopped, journal.EventTrafficResumed:
 			if r.Details["txn"] == id {
 				found = true
 			}

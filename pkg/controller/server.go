@@ -165,6 +165,7 @@ func (d *Daemon) server() *http.Server {
 	mux.HandleFunc("POST "+api.PathAbort, d.handleAbort)
 	mux.HandleFunc("POST "+api.PathPause, d.handlePause)
 	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
+	mux.HandleFunc("POST "+api.PathTraffic, d.handleTraffic)
 	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	var h http.Handler = mux
 	if d.kt != nil {

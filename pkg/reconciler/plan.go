@@ -30,6 +30,8 @@ type Loaded struct {
 	Weight   int
 	Stable   []string
 	Canary   []string
+	// Traffic is the hold on traffic nginx applies (swiftctl traffic).
+	Traffic stack.Traffic
 }
 
 // Applied records the last desired state whose plan was applied in full.
