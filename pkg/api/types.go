@@ -37,8 +37,8 @@ type Status struct {
 	CanaryImage  string `json:"canary_image,omitempty"`
 	CanaryWeight int    `json:"canary_weight,omitempty"`
 	// Traffic is set while nginx holds or refuses traffic (swiftctl traffic).
-	Traffic *Traffic `json:"traffic,omitempty"`
-	NginxPort    int    `json:"nginx_port"`
+	Traffic   *Traffic `json:"traffic,omitempty"`
+	NginxPort int      `json:"nginx_port"`
 	// Converged: what runs and what nginx has loaded match the desired
 	// state, and the last run applied its plan without error. Otherwise
 	// Pending lists the operations still to do.
