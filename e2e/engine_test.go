@@ -14,6 +14,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/swiftdeploy/swiftdeploy/deploy/images"
+	"github.com/swiftdeploy/swiftdeploy/internal/citest"
 )
 
 // engineProxy stands between the daemon and the real Docker socket, so a
@@ -32,7 +33,7 @@ func newEngineProxy(t *testing.T) *engineProxy {
 	backend := "/var/run/docker.sock"
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
 		if !strings.HasPrefix(h, "unix://") {
-			t.Skipf("DOCKER_HOST %s is not a Unix socket", h)
+			citest.Unavailable(t, "DOCKER_HOST %s is not a Unix socket: the engine proxy needs one", h)
 		}
 		backend = strings.TrimPrefix(h, "unix://")
 	}

@@ -32,6 +32,8 @@ func run() error {
 	socket := fs.String("socket", "", "control socket path (default $"+api.EnvSocket+" or .swiftdeploy/swiftdeployd.sock beside the manifest)")
 	debug := fs.Bool("debug", false, "log at debug level")
 	journalMax := fs.Int64("journal-max-bytes", controller.DefaultJournalMaxBytes, "rotate the journal (history.jsonl → history.N.jsonl, the hash chain continuing) when it would grow past this many bytes; negative never rotates")
+	journalRetain := fs.Int64("journal-retain-bytes", controller.DefaultJournalRetainBytes, "delete the oldest rotated journal files while they together exceed this many bytes (a journal_pruned record keeps the chain verifiable); negative keeps them")
+	journalRetainAge := fs.Duration("journal-retain-age", controller.DefaultJournalRetainAge, "delete rotated journal files whose last record is older than this; negative keeps them")
 	target := fs.String("target", "docker", "what to converge: docker (this host's Docker Engine) or kubernetes (a namespace, by server-side apply)")
 	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "with --target kubernetes: the kubeconfig naming the API server and the daemon's credentials (default $KUBECONFIG)")
 	namespace := fs.String("namespace", "", "with --target kubernetes: the namespace to converge (it must exist)")
@@ -70,7 +72,8 @@ func run() error {
 		}
 		*socket = api.DefaultSocket(filepath.Dir(abs))
 	}
-	cfg := controller.Config{ManifestPath: *manifestPath, Socket: *socket, Log: log, Authz: az, JournalMaxBytes: *journalMax}
+	cfg := controller.Config{ManifestPath: *manifestPath, Socket: *socket, Log: log, Authz: az, JournalMaxBytes: *journalMax,
+		JournalRetainBytes: *journalRetain, JournalRetainAge: *journalRetainAge}
 	switch *target {
 	case "docker":
 		if *namespace != "" || *gateway != "" {

@@ -22,6 +22,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/swiftdeploy/swiftdeploy/deploy/images"
+	"github.com/swiftdeploy/swiftdeploy/internal/citest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -52,10 +53,7 @@ func Docker(t testing.TB) *client.Client {
 // elsewhere.
 func unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format+" (set CI=true to fail instead)", args...)
+	citest.Unavailable(t, format, args...)
 }
 
 var (

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -199,4 +200,94 @@ func TestTransitionNotCommittedWhenTheReloadFails(t *testing.T) {
 	if got := h.running(); got != "stable:app:1×2 canary:app:2×1" {
 		t.Errorf("after the failed promotion: running %s, want the old state", got)
 	}
+}
+
+// A daemon died after journaling a promotion and before recording it
+// (failpoint promote/journaled): state.json still holds it pending. The
+// restarted daemon settles it, and must know whether it is journaled; if
+// the journal cannot be read, guessing "not journaled" journals the
+// promotion a second time. The read error stops the settling instead, and
+// once the journal reads again the promotion is committed, journaled once.
+func TestSettlingDoesNotJournalTwiceWhenTheJournalCannotBeRead(t *testing.T) {
+	h := canaryHarness(t)
+	if err := h.promote(); err != nil {
+		t.Fatal(err)
+	}
+	recs := readEvents(t, h)
+	txn, _ := recs[lastIndex(recs, journal.EventPromoted)].Details["txn"].(string)
+	st := h.state()
+	rev := h.status().Revision
+	if txn == "" || st.Promoted == nil || rev == "" {
+		t.Fatalf("after the promotion: txn %q, state %+v, revision %q", txn, st, rev)
+	}
+	// What the crash at promote/journaled leaves: journaled, still pending.
+	st.Pending = &Transition{ID: txn, Kind: kindPromote, Promoted: st.Promoted, Revision: rev, Started: time.Now().UTC()}
+	st.Promoted = nil
+	h.d.mu.Lock()
+	h.d.state = st
+	if err := h.d.saveStateLocked(); err != nil {
+		t.Fatal(err)
+	}
+	h.d.mu.Unlock()
+	h.d.jr.Close()
+
+	// A rotated file that cannot be read (a bad sector, a botched restore).
+	bad := filepath.Join(h.dir, "history.1.jsonl")
+	if err := os.WriteFile(bad, []byte("not a record\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.d = h.newDaemon()
+	if err := h.reconcile(); err == nil {
+		t.Errorf("settling with an unreadable journal succeeded; it cannot know whether the promotion is journaled")
+	}
+	if err := os.Remove(bad); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRecs(readEvents(t, h), journal.EventPromoted); n != 1 {
+		t.Errorf("with the journal unreadable, %s journaled %d times, want once", journal.EventPromoted, n)
+	}
+	if st := h.state(); st.Pending == nil {
+		t.Errorf("with the journal unreadable the promotion was settled: %+v, want it still pending", st)
+	}
+	h.mustConverge()
+	if n := countRecs(readEvents(t, h), journal.EventPromoted); n != 1 {
+		t.Errorf("once the journal reads again: %s journaled %d times, want once", journal.EventPromoted, n)
+	}
+	if st := h.state(); st.Pending != nil || st.Promoted == nil {
+		t.Errorf("once the journal reads again: state %+v, want the promotion committed", st)
+	}
+}
+
+// Each failure is journaled under its own name: a canary step whose new
+// weight nginx refused is step_failed (not promote_failed: nothing was
+// promoted), and policies that did not reload are policy_reload_failed
+// (not manifest_rejected: the manifest is fine).
+func TestFailuresJournaledUnderTheirOwnNames(t *testing.T) {
+	t.Run("step", func(t *testing.T) {
+		h := steppedHarness(t, 3, false)
+		h.fe.FailReload(errors.New("nginx: [emerg] reload refused"))
+		if err := h.d.advance(context.Background(), "", 1, func(string) {}); err == nil {
+			t.Fatal("a step whose reload failed succeeded")
+		}
+		ev := h.events()
+		if count(ev, journal.EventStepFailed) != 1 || count(ev, journal.EventPromoteFailed) != 0 {
+			t.Errorf("after a failed step: %v, want one %s and no %s", ev, journal.EventStepFailed, journal.EventPromoteFailed)
+		}
+	})
+	t.Run("policy reload", func(t *testing.T) {
+		h := newHarness(t, fakeManifest("app:1", 1, ""))
+		h.mustConverge()
+		dir := filepath.Join(h.dir, "policies")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "broken.rego"), []byte("package swiftdeploy.broken\n\nthis is not rego {\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.d.Reload()
+		ev := h.events()
+		if count(ev, journal.EventPolicyReloadFailed) != 1 || count(ev, journal.EventManifestRejected) != 0 {
+			t.Errorf("after a failed policy reload: %v, want one %s and no %s", ev, journal.EventPolicyReloadFailed, journal.EventManifestRejected)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 )
 
 // event journals an event durably; a journal failure is logged, never fatal.
@@ -19,6 +20,13 @@ func (d *Daemon) event(name, msg, user string, details map[string]any) {
 // lock; d.mu only keeps the order of events consistent with state changes).
 func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 	now := time.Now().UTC()
+	// The last line of the redaction rule: no message quotes a secret by
+	// design, and the scrubber removes one quoted by a path nobody foresaw
+	// before it reaches the append-only journal or a webhook body.
+	if !d.scrub.Empty() {
+		msg = d.scrub.String(msg)
+		details, _ = d.scrub.Any(details).(map[string]any)
+	}
 	err := d.jr.Append(journal.Record{
 		Type:      journal.TypeEvent,
 		Timestamp: now,
@@ -35,3 +43,17 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 }
 
 func (d *Daemon) journalPath() string { return d.cfg.JournalPath }
+
+// secretsOf lists the values of m that may be secret: every env value and
+// every webhook URL. Other secret sources (env files, secret files,
+// registry credentials, TLS keys) add theirs here.
+func secretsOf(m *manifest.Manifest) []string {
+	var out []string
+	for _, v := range m.Services.Env {
+		out = append(out, v)
+	}
+	for _, h := range m.Notify {
+		out = append(out, h.URL)
+	}
+	return out
+}

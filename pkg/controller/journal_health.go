@@ -15,6 +15,16 @@ import (
 // continues into the new file. 8 MiB is some weeks of an active project.
 const DefaultJournalMaxBytes = 8 << 20
 
+// The journal's retention of rotated files (journal.Options.RetainBytes,
+// RetainAge): the oldest rotated files go once they together pass 64 MiB
+// (about a month of an idle project at 2 MB a day, eight rotations) or
+// once their last record is 90 days old, with a journal_pruned record
+// that keeps the chain verifiable.
+const (
+	DefaultJournalRetainBytes = 64 << 20
+	DefaultJournalRetainAge   = 90 * 24 * time.Hour
+)
+
 // Journal events of the daemon's own health.
 const (
 	eventJournalTornTail  = "journal_torn_tail"

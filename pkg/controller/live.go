@@ -234,36 +234,74 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, fmt.Errorf("track: want stable or canary, got %q", req.Track))
 		return
 	}
-	hc := &http.Client{Timeout: 3 * time.Second}
+	// Every container hit is journaled, also when a later one fails: the
+	// ones already hit run the chaos whatever happens to the rest.
 	var hit []string
+	var failErr error
+	status := http.StatusOK
 	for _, c := range cs {
 		if c.Role != stack.RoleApp || c.Track != req.Track || !c.Running() || c.IP == "" {
 			continue
 		}
 		url := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(m.Services.Port)) + "/chaos"
-		resp, err := hc.Post(url, "application/json", bytes.NewReader(payload))
-		if err != nil {
-			writeErr(w, http.StatusBadGateway, fmt.Errorf("chaos to %s: %w", c.Name, err))
-			return
+		code, msg, err := d.chaosPost(r.Context(), url, payload)
+		switch {
+		case err != nil:
+			status, failErr = http.StatusBadGateway, fmt.Errorf("chaos to %s: %w", c.Name, err)
+		case code != http.StatusOK:
+			status, failErr = http.StatusBadRequest, fmt.Errorf("chaos to %s: %s", c.Name, msg)
+		default:
+			hit = append(hit, c.Name)
+			continue
 		}
-		msg, _ := readSmall(resp)
-		if resp.StatusCode != http.StatusOK {
-			writeErr(w, http.StatusBadRequest, fmt.Errorf("chaos to %s: %s", c.Name, msg))
-			return
+		break
+	}
+	if len(hit) > 0 {
+		event := journal.EventChaosInjected
+		if req.Mode == "recover" {
+			event = journal.EventChaosRecovered
 		}
-		hit = append(hit, c.Name)
+		msg := fmt.Sprintf("chaos %s on %s track (%s)", req.Mode, req.Track, strings.Join(hit, ", "))
+		details := map[string]any{"mode": req.Mode, "track": req.Track, "duration": req.Duration, "rate": req.Rate, "containers": hit}
+		if failErr != nil {
+			msg += "; stopped at: " + failErr.Error()
+			details["error"] = failErr.Error()
+		}
+		d.event(event, msg, userOf(r), details)
+	}
+	if failErr != nil {
+		if len(hit) > 0 {
+			failErr = fmt.Errorf("%w (already applied to %s)", failErr, strings.Join(hit, ", "))
+		}
+		writeErr(w, status, failErr)
+		return
 	}
 	if len(hit) == 0 {
 		writeErr(w, http.StatusConflict, fmt.Errorf("no running %s containers", req.Track))
 		return
 	}
-	event := journal.EventChaosInjected
-	if req.Mode == "recover" {
-		event = journal.EventChaosRecovered
-	}
-	d.event(event, fmt.Sprintf("chaos %s on %s track (%s)", req.Mode, req.Track, strings.Join(hit, ", ")), userOf(r),
-		map[string]any{"mode": req.Mode, "track": req.Track, "duration": req.Duration, "rate": req.Rate, "containers": hit})
 	writeJSON(w, http.StatusOK, map[string]any{"mode": req.Mode, "track": req.Track, "containers": hit})
+}
+
+// chaosPost delivers one chaos request to an app container and returns its
+// status and (short) answer. Config.ChaosPost replaces it in tests.
+func (d *Daemon) chaosPost(ctx context.Context, url string, payload []byte) (int, string, error) {
+	if d.cfg.ChaosPost != nil {
+		return d.cfg.ChaosPost(ctx, url, payload)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	msg, _ := readSmall(resp)
+	return resp.StatusCode, msg, nil
 }
 
 func readSmall(resp *http.Response) (string, error) {

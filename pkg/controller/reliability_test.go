@@ -2,7 +2,10 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,8 +225,18 @@ func TestTornTailReportedAndJournaled(t *testing.T) {
 // Rotation is on by default, and the chain continues across files.
 func TestJournalRotatesAndChainContinues(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 1, ""))
-	if h.d.cfg.JournalMaxBytes != DefaultJournalMaxBytes {
-		t.Errorf("default JournalMaxBytes %d, want %d", h.d.cfg.JournalMaxBytes, DefaultJournalMaxBytes)
+	// A daemon configured with no size rotates by itself at the default:
+	// fill its journal past DefaultJournalMaxBytes with large events.
+	path := filepath.Join(h.dir, "history.jsonl")
+	big := strings.Repeat("x", 256<<10)
+	for i := 0; int64(i)*int64(len(big)) <= DefaultJournalMaxBytes+int64(len(big)); i++ {
+		h.d.event("test_filler", "filler", "", map[string]any{"pad": big})
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, "history.1.jsonl")); err != nil {
+		t.Fatalf("after %d bytes of events with the default configuration: %v, want the journal rotated", DefaultJournalMaxBytes, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() > DefaultJournalMaxBytes {
+		t.Fatalf("active journal after rotation: %v %v, want at most %d bytes", fi, err, DefaultJournalMaxBytes)
 	}
 	h.d.jr.Close()
 	h.d = h.newDaemonWith(func(c *Config) { c.JournalMaxBytes = 1500 })
@@ -231,7 +244,6 @@ func TestJournalRotatesAndChainContinues(t *testing.T) {
 		h.write(fakeManifest("app:1", 1+i%2, ""))
 		h.mustConverge()
 	}
-	path := filepath.Join(h.dir, "history.jsonl")
 	rep, err := journal.Verify(path)
 	if err != nil || !rep.OK {
 		t.Fatalf("chain across rotated files: %v %+v", err, rep.First)
@@ -422,5 +434,49 @@ func TestNothingChangesUntilTheManifestIsBack(t *testing.T) {
 	}
 	if got := h.running(); got != "stable:app:1×2 canary:app:2×1" {
 		t.Errorf("after the manifest came back: running %s", got)
+	}
+}
+
+// /v1/history reads the newest journal files only: the last few records
+// are answered without opening an old rotated file (here, one that
+// cannot be read at all).
+func TestHistoryReadsOnlyTheNewestFiles(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.d.jr.Close()
+	h.d = h.newDaemonWith(func(c *Config) { c.JournalMaxBytes = 1500 })
+	for i := 0; i < 6; i++ {
+		h.write(fakeManifest("app:1", 1+i%2, ""))
+		h.mustConverge()
+	}
+	if err := os.WriteFile(filepath.Join(h.dir, "history.1.jsonl"), []byte("garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.d.handleHistory(rec, httptest.NewRequest(http.MethodGet, "/v1/history?limit=3", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("history?limit=3 with an unreadable old file: %d %s, want the last 3 records", rec.Code, rec.Body)
+	}
+	var got []journal.Record
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || len(got) != 3 {
+		t.Fatalf("history?limit=3: %v, %d records, want 3", err, len(got))
+	}
+}
+
+// The daemon's journal keeps its rotated files within the retention, and
+// what is left still verifies.
+func TestJournalRetentionKeepsTheChain(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.d.jr.Close()
+	h.d = h.newDaemonWith(func(c *Config) { c.JournalMaxBytes, c.JournalRetainBytes = 1500, 3000 })
+	for i := 0; i < 12; i++ {
+		h.write(fakeManifest("app:1", 1+i%2, ""))
+		h.mustConverge()
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, "history.1.jsonl")); err == nil {
+		t.Errorf("history.1.jsonl is still there: the retention pruned nothing")
+	}
+	rep, err := journal.Verify(filepath.Join(h.dir, "history.jsonl"))
+	if err != nil || !rep.OK || rep.Pruned == "" {
+		t.Fatalf("Verify after retention: %v OK=%v pruned=%q first=%v", err, rep.OK, rep.Pruned, rep.First)
 	}
 }

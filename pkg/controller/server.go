@@ -34,9 +34,28 @@ func listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("another swiftdeployd is already listening on %s", path)
 	}
 	_ = os.Remove(path) // stale socket of a dead daemon
-	old := syscall.Umask(0o117)
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	// The socket file must never be reachable by others, not even between
+	// bind and chmod. Setting the process's umask around bind would do it,
+	// but the umask is process-wide: a directory made meanwhile by another
+	// goroutine (the manifest's directory restored, its state directories
+	// made again) would get the socket's mode, 0640 with no search bit.
+	// Instead the socket's own mode is set before bind: Linux creates the
+	// file with the socket inode's mode less the umask, so it is born 0660
+	// at most; the chmod after makes it exactly 0660.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var cerr error
+		if err := c.Control(func(fd uintptr) { cerr = syscall.Fchmod(int(fd), 0o660) }); err != nil {
+			return err
+		}
+		if cerr != nil {
+			return fmt.Errorf("set the socket's mode before bind: %w", cerr)
+		}
+		return nil
+	}}
+	ln, err := lc.Listen(context.Background(), "unix", path)
+	if err == nil && afterBind != nil {
+		afterBind(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w (a path over 107 bytes is too long for a socket: use --socket)", path, err)
 	}
@@ -46,6 +65,10 @@ func listen(path string) (net.Listener, error) {
 	}
 	return ln, nil
 }
+
+// afterBind, when set, runs between bind and chmod (tests look at the
+// socket's mode there).
+var afterBind func(path string)
 
 // serve serves the control API on ln until the server shuts down or ln is
 // closed (replaced by guardSocket).
@@ -131,15 +154,40 @@ func userOf(r *http.Request) string {
 	return p.Name()
 }
 
+// onDeny journals a refusal. Refusals are counted, not journaled one by
+// one: the first of each (uid, route, reason) is written at once, its
+// repeats are summed into one record with a count and first and last
+// times when the streak ends (a minute at most, see refusalSweep), so a
+// caller with no role cannot grow the journal without bound.
 func (d *Daemon) onDeny(p authz.Peer, need authz.Role, r *http.Request) {
 	den := authz.DenialOf(r)
-	msg := need.String() + " needed for " + r.Method + " " + r.URL.Path
-	have := ""
-	if den != nil {
-		msg, have = den.Error(), den.Have.String()
+	if den == nil { // Middleware always sets it; be safe
+		den = &authz.DeniedError{Peer: p, Method: r.Method, Path: r.URL.Path, Need: need}
 	}
-	d.event(journal.EventAccessDenied, msg, p.Name(), map[string]any{"method": r.Method, "path": r.URL.Path,
-		"need": need.String(), "have": have, "uid": p.UID, "gid": p.GID, "pid": p.PID})
+	path := r.URL.Path
+	if len(path) > authz.MaxPathInMessage {
+		path = path[:authz.MaxPathInMessage] + "…"
+	}
+	rec := journal.Record{Type: journal.TypeEvent, Event: journal.EventAccessDenied, Message: den.Error(), User: p.Name(),
+		Codes: []string{authz.RefusalCode(den)},
+		Details: map[string]any{"method": r.Method, "path": path,
+			"need": need.String(), "have": den.Have.String(), "uid": p.UID, "gid": p.GID, "pid": p.PID}}
+	d.noteJournal("refusal", d.refusals.Append(d.jr, authz.RefusalKey(den), rec))
+}
+
+// refusalSweep writes the summaries of refusal streaks that stopped, so a
+// count is in the journal within a minute of its last refusal.
+func (d *Daemon) refusalSweep(ctx context.Context) {
+	t := time.NewTicker(refusalWindow / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			logErr(d.log, "journal: sweep refusal summaries", d.refusals.Sweep(d.jr))
+		}
+	}
 }
 
 func writeRequestErr(w http.ResponseWriter, err error) {
@@ -151,8 +199,11 @@ func writeRequestErr(w http.ResponseWriter, err error) {
 	writeErr(w, http.StatusBadRequest, err)
 }
 
-func (d *Daemon) server() *http.Server {
-	mux := http.NewServeMux()
+// routes registers every control API route. The returned Mux knows its
+// patterns, so a test walks every route the server serves with every role
+// (route_walk_test.go) and fails on one missing from authz's table.
+func (d *Daemon) routes() *authz.Mux {
+	mux := authz.NewMux()
 	mux.HandleFunc("GET "+api.PathStatus, d.handleStatus)
 	mux.HandleFunc("POST "+api.PathDeploy, d.handleDeploy)
 	mux.HandleFunc("POST "+api.PathValidate, d.handleValidate)
@@ -167,14 +218,22 @@ func (d *Daemon) server() *http.Server {
 	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
 	mux.HandleFunc("POST "+api.PathTraffic, d.handleTraffic)
 	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
-	var h http.Handler = mux
 	if d.kt != nil {
-		h = d.kubeRoutes(mux)
+		return d.kubeRoutes(mux)
 	}
+	return mux
+}
+
+func (d *Daemon) server() *http.Server {
 	return &http.Server{
-		Handler:           authz.Middleware(d.cfg.Authz, h, d.onDeny),
+		Handler:           authz.Middleware(d.cfg.Authz, d.routes(), d.onDeny),
 		ReadHeaderTimeout: 5 * time.Second,
-		ConnContext:       authz.ConnContext,
+		// An idle keep-alive connection is closed: a caller cannot hold
+		// connections (and their goroutines) open for ever. Bodies have
+		// their own deadline (api.DecodeBody); there is no ReadTimeout,
+		// which would cut the streamed answers of deploy and promote.
+		IdleTimeout: 2 * time.Minute,
+		ConnContext: authz.ConnContext,
 	}
 }
 
@@ -283,21 +342,16 @@ func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusConflict, fmt.Errorf("no valid manifest: %v", d.manifestErrors()))
 		return
 	}
-	desired, err := d.desired(m)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, err)
-		return
-	}
-	obs, err := d.rec.Observe(r.Context(), desired)
+	d.mu.Lock()
+	s := d.state
+	d.mu.Unlock()
+	ch, err := d.target.Change(r.Context(), m, s)
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	plan := reconciler.Compute(desired, obs)
-	out := api.Diff{Blocked: plan.Blocked, Plan: []string{}, Gated: plan.Gated()}
-	for _, op := range plan.Ops {
-		out.Plan = append(out.Plan, op.String())
-	}
+	out := api.Diff{Blocked: ch.Blocked(), Plan: []string{}, Gated: ch.Gated()}
+	out.Plan = append(out.Plan, ch.Lines()...)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -321,14 +375,9 @@ func (d *Daemon) handleHistory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = d.jr.Flush()
-	var recs []journal.Record
-	err = journal.Read(filepath.Join(d.dir, "history.jsonl"), f, func(rec journal.Record) error {
-		recs = append(recs, rec)
-		if len(recs) > limit {
-			recs = recs[1:]
-		}
-		return nil
-	})
+	// Only the newest files that hold the last limit records are read,
+	// not every rotated file on each call.
+	recs, err := journal.Tail(d.journalPath(), f, limit)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, err)
 		return

@@ -103,7 +103,7 @@ func (d *Daemon) handleTraffic(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) setTraffic(ctx context.Context, user string, target *stack.Traffic, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
-	if d.kt != nil {
+	if d.target.Name() != "docker" {
 		return errors.New("swiftctl traffic is not implemented for the Kubernetes target")
 	}
 	m, err := d.transitionStart(ctx)
@@ -117,8 +117,8 @@ func (d *Daemon) setTraffic(ctx context.Context, user string, target *stack.Traf
 	}
 	t := &Transition{ID: newID(), Kind: kindTraffic, Started: time.Now().UTC(), User: user, Traffic: target}
 	err = d.transact(ctx, m, t, progress)
-	if obs, oerr := d.observeNow(context.WithoutCancel(ctx), m); oerr == nil {
-		d.syncHold(obs)
+	if sv, oerr := d.target.Serving(context.WithoutCancel(ctx), m); oerr == nil {
+		d.syncHold(sv)
 	}
 	if err != nil {
 		return err
@@ -131,12 +131,12 @@ func (d *Daemon) setTraffic(ctx context.Context, user string, target *stack.Traf
 // syncHold keeps the hold socket open exactly while nginx's loaded
 // configuration pauses: a restarted daemon reopens it, a resume closes it
 // (sending every held request on to the app).
-func (d *Daemon) syncHold(obs reconciler.Observed) {
-	if obs.Loaded == nil {
+func (d *Daemon) syncHold(sv Serving) {
+	if sv.Mode == "" { // nothing serves, or nginx cannot be read
 		return
 	}
 	var err error
-	if obs.Loaded.Traffic.Mode == stack.TrafficPause {
+	if sv.Traffic.Mode == stack.TrafficPause {
 		err = d.hold.Open(d.rec.ConfigDir)
 	} else {
 		err = d.hold.Release()
@@ -148,11 +148,8 @@ func (d *Daemon) syncHold(obs reconciler.Observed) {
 // state disagrees and no transition is pending (a state file lost or
 // restored from before the hold): the front door keeps doing what it does
 // instead of a reconcile silently resuming or stopping traffic.
-func (d *Daemon) adoptTraffic(obs reconciler.Observed) {
-	if obs.Loaded == nil {
-		return
-	}
-	loaded := obs.Loaded.Traffic
+func (d *Daemon) adoptTraffic(sv Serving) {
+	loaded := sv.Traffic
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.state.Pending != nil {

@@ -13,12 +13,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/swiftdeploy/swiftdeploy/internal/citest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 )
 
 func TestCollectRealHost(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("reads /proc")
+		citest.Unavailable(t, "reads /proc: Linux only")
 	}
 	f := Collect(t.TempDir())
 	if len(f.Errors) > 0 {
@@ -65,7 +66,7 @@ func onlineCPUs(t *testing.T) int {
 	t.Helper()
 	b, err := os.ReadFile("/sys/devices/system/cpu/online")
 	if err != nil {
-		t.Skipf("no online CPU list: %v", err)
+		citest.Unavailable(t, "no online CPU list: %v", err)
 	}
 	n := 0
 	for _, part := range strings.Split(strings.TrimSpace(string(b)), ",") {
@@ -227,11 +228,11 @@ func checkParse(t *testing.T, got float64, err error, want float64, wantErr stri
 func mountTmpfs(t *testing.T, size int) string {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		t.Skip("tmpfs is Linux-only")
+		citest.Unavailable(t, "tmpfs is Linux-only")
 	}
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.Itoa(size)); err != nil {
-		t.Skipf("cannot mount tmpfs (needs root and CAP_SYS_ADMIN): %v", err)
+		citest.Unavailable(t, "cannot mount tmpfs (needs root and CAP_SYS_ADMIN): %v", err)
 	}
 	t.Cleanup(func() {
 		if err := unix.Unmount(dir, 0); err != nil {

@@ -37,6 +37,15 @@ type Options struct {
 	FlushInterval time.Duration
 	// Now stamps records whose Timestamp is zero. Default time.Now.
 	Now func() time.Time
+	// RetainBytes and RetainAge are the retention of rotated files,
+	// applied after each rotation: the oldest rotated files are deleted
+	// while the rotated files together exceed RetainBytes, or while the
+	// oldest one's last record is older than RetainAge. 0 keeps them (by
+	// that measure). Before deleting, the journal writes a journal_pruned
+	// record carrying the hashes of the deleted files' last lines, so
+	// Verify still passes (see EventJournalPruned).
+	RetainBytes int64
+	RetainAge   time.Duration
 }
 
 // Journal is the writer of one journal. It is safe for concurrent use; only
@@ -68,6 +77,9 @@ type Journal struct {
 	// marker is the EventJournalReopened record still to be written first
 	// into the reopened file (a write that failed is retried).
 	marker *Reopened
+	// rotatedNow is set by a rotation; the retention runs once the lines
+	// being written are durable (retain).
+	rotatedNow bool
 }
 
 // Reopened says that the journal's file was removed or replaced under it
@@ -98,6 +110,9 @@ func Open(path string, o Options) (*Journal, error) {
 	}
 	if o.MaxBytes < 0 {
 		return nil, fmt.Errorf("open journal %s: option MaxBytes: %d is negative", path, o.MaxBytes)
+	}
+	if o.RetainBytes < 0 || o.RetainAge < 0 {
+		return nil, fmt.Errorf("open journal %s: options RetainBytes %d, RetainAge %v: negative", path, o.RetainBytes, o.RetainAge)
 	}
 	if o.FlushInterval < 0 {
 		return nil, fmt.Errorf("open journal %s: option FlushInterval: %v is negative", path, o.FlushInterval)
@@ -275,7 +290,22 @@ func (j *Journal) Append(r Record) error {
 	if err != nil {
 		return fmt.Errorf("append %s: %w", describe(r), err)
 	}
+	j.retain()
 	return nil
+}
+
+// retain applies the retention after a rotation, once nothing buffered is
+// chained past the head. r is durable already: a failure is reported once
+// by the next AppendBuffered, Flush or Close, and retried at the next
+// rotation.
+func (j *Journal) retain() {
+	if !j.rotatedNow || len(j.pending) > 0 {
+		return
+	}
+	j.rotatedNow = false
+	if err := j.prune(); err != nil && j.flushErr == nil {
+		j.flushErr = err
+	}
 }
 
 // AppendBuffered queues r to be written and fsynced within FlushInterval,
@@ -411,6 +441,7 @@ func (j *Journal) flush() error {
 	if err != nil {
 		return fmt.Errorf("flush %d buffered records (%d written): %w", total, n, err)
 	}
+	j.retain()
 	return nil
 }
 
@@ -651,6 +682,7 @@ func (j *Journal) rotate() error {
 	// cannot lose data, so its error is not interesting.
 	j.f.Close()
 	j.f, j.size, j.rotated = f, 0, next
+	j.rotatedNow = true
 	return syncDir(filepath.Dir(j.path))
 }
 

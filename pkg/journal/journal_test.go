@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/internal/citest"
 )
 
 func TestOpenRecoversTornLastLineAtEveryOffset(t *testing.T) {
@@ -472,7 +474,7 @@ func fullDisk(t *testing.T) (dir, filler string) {
 	t.Helper()
 	dir = t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=16k"); err != nil {
-		t.Skipf("cannot mount a tmpfs to fill (needs root): %v", err)
+		citest.Unavailable(t, "cannot mount a tmpfs to fill (needs root): %v", err)
 	}
 	t.Cleanup(func() {
 		if err := syscall.Unmount(dir, 0); err != nil {

@@ -174,6 +174,11 @@ type VerifyReport struct {
 	// the one after it, so the last line (and truncation of the tail) is
 	// protected only by recording Head somewhere else and comparing later.
 	Head string
+	// Pruned is the hash the first line chains to when older files were
+	// deleted by the retention: a journal_pruned record later in the chain
+	// names it among the heads it deleted. "" for a journal that starts at
+	// its first line.
+	Pruned string
 }
 
 // Verify walks every file of the journal at path in chain order and checks
@@ -188,6 +193,11 @@ func Verify(path string) (VerifyReport, error) {
 	rep := VerifyReport{Files: files}
 	var prev string
 	prevFile := ""
+	// The first line may chain to a line deleted by the retention: that
+	// gap is a break unless a journal_pruned record further on vouches
+	// for exactly that head.
+	var gap *Break
+	gapHead := ""
 	for _, name := range files {
 		active := name == path
 		err := scanLines(name, func(l rawLine) error {
@@ -205,8 +215,13 @@ func Verify(path string) (VerifyReport, error) {
 				var r Record
 				if err := json.Unmarshal(l.bytes, &r); err != nil {
 					reason = "not a valid record: " + err.Error()
+				} else if rep.Lines == 1 && r.Prev != "" {
+					gap = &Break{File: name, Line: l.no, Reason: chainReason(rep.Lines, l.no, prevFile)}
+					gapHead = r.Prev
 				} else if r.Prev != prev {
 					reason = chainReason(rep.Lines, l.no, prevFile)
+				} else if gap != nil && slices.Contains(prunedHeads(r), gapHead) {
+					gap, rep.Pruned = nil, gapHead
 				}
 			}
 			if reason != "" && rep.First == nil {
@@ -222,6 +237,9 @@ func Verify(path string) (VerifyReport, error) {
 		}
 		prevFile = name
 	}
+	if gap != nil {
+		rep.First = gap // it comes before any other break
+	}
 	rep.OK = rep.First == nil
 	rep.Head = prev
 	return rep, nil
@@ -230,7 +248,7 @@ func Verify(path string) (VerifyReport, error) {
 func chainReason(overall, no int, prevFile string) string {
 	switch {
 	case overall == 1:
-		return "prev is set but this is the first line of the journal (were earlier lines or files removed?)"
+		return "prev is set but this is the first line of the journal, and no journal_pruned record vouches for it (were earlier lines or files removed by hand?)"
 	case no == 1:
 		return fmt.Sprintf("prev does not match the last line of %s (was that line edited, or a file removed?)", prevFile)
 	}
@@ -289,4 +307,59 @@ func scanLines(name string, fn func(rawLine) error) error {
 		}
 		acc, l.tooLong = acc[:0], false
 	}
+}
+
+// Tail returns the newest n records that match f, oldest first. It reads
+// the files from the newest back and stops at the first file that
+// completes the n (or whose records all come before f.Since): a history
+// query costs the newest files', not the whole history's. An incomplete
+// last line of the active file is skipped, as by Read.
+func Tail(path string, f Filter, n int) ([]Record, error) {
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, fmt.Errorf("journal tail: n %d is not positive", n)
+	}
+	files, err := journalFiles(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []Record // newest file's records last
+	for i := len(files) - 1; i >= 0 && len(out) < n; i-- {
+		name := files[i]
+		active := name == path
+		if !active && !f.Since.IsZero() {
+			if last, ok := lastTimestamp(name); ok && last.Before(f.Since) {
+				break // this file and every older one end before Since
+			}
+		}
+		var got []Record
+		err := scanLines(name, func(l rawLine) error {
+			switch {
+			case !l.complete && active:
+				return nil
+			case !l.complete:
+				return fmt.Errorf("%s:%d: incomplete line (no trailing newline)", name, l.no)
+			case l.tooLong:
+				return fmt.Errorf("%s:%d: line longer than %d bytes", name, l.no, MaxLineBytes)
+			}
+			var r Record
+			if err := json.Unmarshal(l.bytes, &r); err != nil {
+				return fmt.Errorf("%s:%d: invalid record: %w", name, l.no, err)
+			}
+			if f.match(r) {
+				got = append(got, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(got, out...)
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out, nil
 }

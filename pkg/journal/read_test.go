@@ -336,3 +336,35 @@ func TestRecentQueriesSkipOldFiles(t *testing.T) {
 		t.Errorf("Latest promoted: %q %v %v, want the old promotion", r.Message, ok, err)
 	}
 }
+
+// Tail reads the newest files only: with enough records in the newest
+// files, an older file is never opened (here, one that cannot be read).
+func TestTailReadsOnlyTheNewestFiles(t *testing.T) {
+	j, path := openTemp(t, Options{MaxBytes: 400, Now: newClock().Now})
+	for i := 0; i < 40; i++ {
+		mustAppend(t, j, event(fmt.Sprintf("record %02d", i)))
+	}
+	mustClose(t, j)
+	nums, _ := rotatedNumbers(path)
+	if len(nums) < 3 {
+		t.Fatalf("%d rotated files, want several", len(nums))
+	}
+	// The oldest file cannot be read: Read fails, Tail never needs it.
+	if err := os.WriteFile(rotatedName(path, nums[0]), []byte("garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Read(path, Filter{}, func(Record) error { return nil }); err == nil {
+		t.Fatal("Read of a journal with a garbage file succeeded; the test proves nothing")
+	}
+	got, err := Tail(path, Filter{}, 5)
+	if err != nil {
+		t.Fatalf("Tail(5): %v", err)
+	}
+	if want := []string{"record 35", "record 36", "record 37", "record 38", "record 39"}; !slices.Equal(messages(got), want) {
+		t.Errorf("Tail(5) = %v, want %v", messages(got), want)
+	}
+	// Asking for more than the readable files hold reaches the bad file.
+	if _, err := Tail(path, Filter{}, 1000); err == nil {
+		t.Errorf("Tail(1000) read past the garbage file without an error")
+	}
+}

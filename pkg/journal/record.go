@@ -55,16 +55,22 @@ const (
 	EventRolledBack        = "rolled_back"
 	EventPromoteFailed     = "promote_failed"
 	EventRollbackFailed    = "rollback_failed"
+	// EventStepFailed: a canary step's new weight did not take effect
+	// (nginx kept serving the previous weight).
+	EventStepFailed        = "step_failed"
 	EventTransitionAborted = "transition_aborted"
 	EventScrapeFailed      = "scrape_failed"
 	EventScrapeRecovered   = "scrape_recovered"
 	EventAccessDenied      = "access_denied"
 	// EventJournalReopened is written by the journal itself as the first
 	// record after it reopened a file removed or replaced under it.
-	EventJournalReopened     = "journal_reopened"
-	EventImagePulled         = "image_pulled"
-	EventManifestApplied     = "manifest_applied"
-	EventManifestRejected    = "manifest_rejected"
+	EventJournalReopened  = "journal_reopened"
+	EventImagePulled      = "image_pulled"
+	EventManifestApplied  = "manifest_applied"
+	EventManifestRejected = "manifest_rejected"
+	// EventPolicyReloadFailed: a SIGHUP's policies did not load; the
+	// previous set stays in force.
+	EventPolicyReloadFailed  = "policy_reload_failed"
 	EventContainerCreated    = "container_created"
 	EventContainerRemoved    = "container_removed"
 	EventContainerRestarted  = "container_restarted"

@@ -44,6 +44,10 @@ type Webhook struct {
 	URL string `json:"url"`
 	// Events it wants, of NotifyEvents; all of them when absent.
 	Events []string `json:"events,omitempty"`
+	// AllowPrivate false refuses to post to a loopback, link-local
+	// (cloud metadata), private or shared address, checked after DNS
+	// resolution as the connection is made. Absent means true.
+	AllowPrivate *bool `json:"allow_private,omitempty"`
 }
 
 // NotifyEvents are the events a webhook may ask for.
