@@ -98,6 +98,14 @@ func writeDashboard(w io.Writer, s api.Status) error {
 		mode = "n/a"
 	}
 	fmt.Fprintf(&b, "Mode: %s\n", mode)
+	if tr := s.Traffic; tr != nil {
+		switch tr.Mode {
+		case api.TrafficPause:
+			fmt.Fprintf(&b, "Traffic: PAUSED (requests held up to %s; swiftctl traffic resume)\n", tr.Max)
+		default:
+			fmt.Fprintf(&b, "Traffic: STOPPED (503 %q; swiftctl traffic resume)\n", tr.Message)
+		}
+	}
 	t, ok := primaryTrack(s)
 	switch {
 	case !ok:

@@ -18,6 +18,7 @@ const (
 	PathAbort    = "/v1/abort"
 	PathPause    = "/v1/pause"
 	PathResume   = "/v1/resume"
+	PathTraffic  = "/v1/traffic"
 	PathMetrics  = "/metrics"
 	PathWhoami   = "/v1/whoami"
 )
@@ -36,7 +37,9 @@ type Status struct {
 	StableImage  string `json:"stable_image"`
 	CanaryImage  string `json:"canary_image,omitempty"`
 	CanaryWeight int    `json:"canary_weight,omitempty"`
-	NginxPort    int    `json:"nginx_port"`
+	// Traffic is set while nginx holds or refuses traffic (swiftctl traffic).
+	Traffic   *Traffic `json:"traffic,omitempty"`
+	NginxPort int      `json:"nginx_port"`
 	// Converged: what runs and what nginx has loaded match the desired
 	// state, and the last run applied its plan without error. Otherwise
 	// Pending lists the operations still to do.
@@ -310,4 +313,28 @@ type Whoami struct {
 // Error is the body of a non-2xx response.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// Actions of PathTraffic (swiftctl traffic).
+const (
+	TrafficPause  = "pause"
+	TrafficStop   = "stop"
+	TrafficResume = "resume"
+)
+
+// TrafficRequest is the body of POST PathTraffic.
+type TrafficRequest struct {
+	Action string `json:"action"` // TrafficPause, TrafficStop or TrafficResume
+	// Message is the body of the 503 a stopped front door answers.
+	Message string `json:"message,omitempty"`
+	// Max bounds how long a paused front door holds a request ("30s").
+	Max string `json:"max,omitempty"`
+}
+
+// Traffic is the operator's hold on traffic that nginx applies (its
+// loaded configuration), absent while traffic passes.
+type Traffic struct {
+	Mode    string `json:"mode"` // pause | stop
+	Message string `json:"message,omitempty"`
+	Max     string `json:"max,omitempty"`
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/hold"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/notify"
@@ -155,6 +156,11 @@ type Daemon struct {
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
 	kt            *kubeTarget // the Kubernetes target; nil on Docker
+	// hold parks the requests of a paused front door (traffic.go).
+	hold hold.Hold
+	// trafficAdopted: nginx's traffic hold was read once since start
+	// (guarded by runMu).
+	trafficAdopted bool
 	// target is what the control plane converges: Docker or kt.
 	target Target
 	// rollout is a deploy's change awaited (guarded by runMu).

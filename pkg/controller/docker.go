@@ -133,6 +133,7 @@ func dockerServing(obs reconciler.Observed, cur reconciler.Desired) Serving {
 	}
 	if obs.Loaded != nil {
 		s.StableImage = imageOf(obs, obs.Loaded.Stable)
+		s.Traffic = obs.Loaded.Traffic
 	}
 	return s
 }

@@ -191,6 +191,13 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 			return nil, err
 		}
 	}
+	if !d.trafficAdopted {
+		// Once per daemon: nginx's loaded hold on traffic is the truth.
+		if sv, err := d.target.Serving(ctx, m); err == nil && sv.Mode != "" {
+			d.adoptTraffic(sv)
+			d.trafficAdopted = true
+		}
+	}
 	d.mu.Lock()
 	s := d.state
 	d.mu.Unlock()
@@ -244,6 +251,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		endStep()
 	}
 	d.noteServing(sv)
+	d.syncHold(sv)
 	d.recordRun(start, lines, err)
 	return m, err
 }

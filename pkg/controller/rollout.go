@@ -46,6 +46,9 @@ type State struct {
 	// TLSCert is the certificate nginx.tls serves, as the certificate
 	// store names it (certs.go); the store keeps it, not this file.
 	TLSCert string `json:"-"`
+	// Traffic is the operator's hold on traffic in force (swiftctl
+	// traffic, traffic.go); nil while traffic passes.
+	Traffic *stack.Traffic `json:"traffic,omitempty"`
 }
 
 // Promotion: the canary image became stable while the manifest still named
@@ -76,6 +79,8 @@ type Transition struct {
 	Promoted   *Promotion `json:"promoted,omitempty"`
 	RolledBack *Rollback  `json:"rolled_back,omitempty"`
 	Step       *StepMove  `json:"step,omitempty"`
+	// Traffic is the hold a traffic transition puts in force (nil: resume).
+	Traffic *stack.Traffic `json:"traffic,omitempty"`
 	// Revision is the nginx configuration that makes it take effect.
 	Revision string    `json:"revision"`
 	Started  time.Time `json:"started"`
@@ -86,6 +91,7 @@ const (
 	kindPromote  = "promote"
 	kindRollback = "rollback"
 	kindStep     = "step"
+	kindTraffic  = "traffic"
 	stateFile    = "state.json"
 )
 
@@ -123,6 +129,9 @@ func (s State) options(m *manifest.Manifest) stack.Options {
 	}
 	o.CanaryWeight = s.Rollout.weight(m)
 	o.TLSCert = s.TLSCert
+	if s.Traffic != nil {
+		o.Traffic = *s.Traffic
+	}
 	return o
 }
 
@@ -171,6 +180,8 @@ func (s State) with(t *Transition) State {
 		s.RolledBack = t.RolledBack
 	case kindStep:
 		s.Rollout = s.Rollout.at(t.Step)
+	case kindTraffic:
+		s.Traffic = t.Traffic
 	}
 	return s
 }
@@ -345,6 +356,10 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 			}
 		case kindStep:
 			d.eventLocked(journal.EventCanaryStep, stepText(t.Step), t.User, stepDetails(t.Step, t.ID))
+		case kindTraffic:
+			event, msg, det := trafficEvent(t.Traffic)
+			det["txn"] = t.ID
+			d.eventLocked(event, msg, t.User, det)
 		}
 		failpoint.Hit(transitionPoint(t.Kind, "journaled"))
 	}
@@ -371,6 +386,8 @@ func (d *Daemon) abort(t *Transition, cause error) {
 	switch t.Kind {
 	case kindRollback:
 		event = journal.EventRollbackFailed
+	case kindTraffic:
+		event = journal.EventTrafficFailed
 	case kindStep:
 		event = journal.EventStepFailed
 	}
@@ -388,7 +405,8 @@ func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
 	since := t.Started.Add(-time.Hour)
 	err := journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}, Since: since}, func(r journal.Record) error {
 		switch r.Event {
-		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep:
+		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep,
+			journal.EventTrafficPaused, journal.EventTrafficStopped, journal.EventTrafficResumed:
 			if r.Details["txn"] == id {
 				found = true
 			}

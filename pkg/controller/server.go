@@ -221,6 +221,7 @@ func (d *Daemon) routes() *authz.Mux {
 	mux.HandleFunc("POST "+api.PathAbort, d.handleAbort)
 	mux.HandleFunc("POST "+api.PathPause, d.handlePause)
 	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
+	mux.HandleFunc("POST "+api.PathTraffic, d.handleTraffic)
 	mux.Handle("GET "+api.PathMetrics, d.metrics.Handler())
 	mux.HandleFunc("GET "+api.PathWhoami, d.handleWhoami)
 	if d.kt != nil {

@@ -87,6 +87,7 @@ func fillServing(s *api.Status, obs reconciler.Observed) {
 	s.Revision = obs.Loaded.Revision
 	s.Mode = servingMode(obs)
 	s.StableImage = imageOf(obs, obs.Loaded.Stable)
+	s.Traffic = trafficStatus(obs.Loaded)
 	if s.Mode == stack.TrackCanary {
 		s.CanaryImage = imageOf(obs, obs.Loaded.Canary)
 		s.CanaryWeight = obs.Loaded.Weight

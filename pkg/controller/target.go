@@ -8,6 +8,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // Target is one platform the controller converges: the Docker host
@@ -124,4 +125,7 @@ type Serving struct {
 	CanaryLive bool
 	// CanaryRunning: a canary workload exists, routed or not.
 	CanaryRunning bool
+	// Traffic is the operator's hold on traffic the route applies
+	// (swiftctl traffic; Docker only).
+	Traffic stack.Traffic
 }

@@ -98,6 +98,13 @@ const (
 	EventAborted        = "aborted"
 	EventRolloutPaused  = "rollout_paused"
 	EventRolloutResumed = "rollout_resumed"
+	// swiftctl traffic: the front door began holding requests (paused),
+	// refusing them with a message (stopped), or passing them again
+	// (resumed). Each is journaled once, when nginx serves it.
+	EventTrafficPaused  = "traffic_paused"
+	EventTrafficStopped = "traffic_stopped"
+	EventTrafficResumed = "traffic_resumed"
+	EventTrafficFailed  = "traffic_failed"
 	// EventNotifyFailed: a webhook notification could not be delivered
 	// after its retries.
 	EventNotifyFailed = "notify_failed"

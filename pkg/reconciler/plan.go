@@ -33,6 +33,8 @@ type Loaded struct {
 	// Cert is the id of the certificate nginx serves on its HTTPS port
 	// ("" without one).
 	Cert string
+	// Traffic is the hold on traffic nginx applies (swiftctl traffic).
+	Traffic stack.Traffic
 }
 
 // Applied records the last desired state whose plan was applied in full.
