@@ -141,7 +141,11 @@ type Daemon struct {
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
-	kt            *kubeTarget // the Kubernetes target; nil on Docker
+	// appliedManifest is the hash of the manifest last journaled as
+	// applied (manifestTookEffect); Known once read back from the journal.
+	appliedManifest      string
+	appliedManifestKnown bool
+	kt                   *kubeTarget // the Kubernetes target; nil on Docker
 }
 
 // waiter is an API call waiting for the next complete reconcile.

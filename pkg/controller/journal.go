@@ -6,6 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 )
 
 // event journals an event durably; a journal failure is logged, never fatal.
@@ -35,3 +36,36 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 }
 
 func (d *Daemon) journalPath() string { return d.cfg.JournalPath }
+
+// manifestTookEffect journals manifest_applied once per manifest, when a
+// reconcile has made it what runs (its plan applied, or nothing to do):
+// not when the file is parsed, read by status or diff, or denied. The
+// hash last journaled is read back from the journal once, so a restart
+// does not journal the same manifest again. Called from the reconcile
+// only (callers hold d.runMu), so the read and the write cannot race.
+func (d *Daemon) manifestTookEffect(m *manifest.Manifest) {
+	h := m.Hash()
+	d.mu.Lock()
+	last, known := d.appliedManifest, d.appliedManifestKnown
+	d.mu.Unlock()
+	if !known {
+		_ = d.jr.Flush()
+		r, ok, err := journal.Latest(d.journalPath(), journal.Filter{Events: []string{journal.EventManifestApplied}})
+		if err != nil {
+			// Unknown whether it is journaled: try again next reconcile
+			// rather than journal it twice.
+			d.log.Warn("journal: last applied manifest not read", zap.Error(err))
+			return
+		}
+		if ok {
+			last, _ = r.Details["manifest_hash"].(string)
+		}
+	}
+	if last != h {
+		d.event(journal.EventManifestApplied, "manifest applied: what runs follows it", "",
+			map[string]any{"stable_image": m.Services.Image, "manifest_hash": h})
+	}
+	d.mu.Lock()
+	d.appliedManifest, d.appliedManifestKnown = h, true
+	d.mu.Unlock()
+}

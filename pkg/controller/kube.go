@@ -277,6 +277,7 @@ func (d *Daemon) kubeReconcileOnce(ctx context.Context) (err error) {
 	default:
 		d.endDenials()
 		d.clearDenial()
+		d.manifestTookEffect(m)
 		d.kt.mu.Lock()
 		d.kt.planErr = ""
 		d.kt.mu.Unlock()

@@ -207,6 +207,7 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 		d.endDenials()
 		d.endFailures()
 		d.clearDenial()
+		d.manifestTookEffect(m)
 		endStep = tr.Begin("write artifacts", "")
 		if err := d.writeArtifacts(desired); err != nil {
 			d.log.Error("write generated files", zap.Error(err))
@@ -326,9 +327,9 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 		return d.current
 	}
 	d.manifestErr = nil
-	if d.current == nil || d.current.Hash() != m.Hash() {
-		d.eventLocked(journal.EventManifestApplied, "manifest loaded", "", map[string]any{"stable_image": m.Services.Image})
-	}
+	// Parsing is not applying: manifest_applied is journaled by the
+	// reconcile that makes the change take effect (manifestTookEffect),
+	// not by this read, which status and diff do too.
 	d.current = m
 	return m
 }
