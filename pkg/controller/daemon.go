@@ -87,6 +87,9 @@ type Config struct {
 	// negative keeps them by that measure).
 	JournalRetainBytes int64
 	JournalRetainAge   time.Duration
+	// JournalSync, when set, replaces the journal's fsync (tests: a slow
+	// disk).
+	JournalSync func(f *os.File) error
 	// HostFacts, when set, replaces the host readings of the
 	// infrastructure policy (tests).
 	HostFacts func(diskPath string) policy.InfraInput
@@ -145,7 +148,14 @@ type Daemon struct {
 	// applied (manifestTookEffect); Known once read back from the journal.
 	appliedManifest      string
 	appliedManifestKnown bool
-	kt                   *kubeTarget // the Kubernetes target; nil on Docker
+	// outbox holds events journaled under mu (eventLocked), in order,
+	// until drainJournal writes them with mu released: a slow fsync must
+	// not stall status, scraping and manifest reads, which take mu.
+	outbox []journal.Record
+	queued uint64 // events ever queued in outbox
+	// jmu keeps drained events in outbox order across goroutines.
+	jmu sync.Mutex
+	kt  *kubeTarget // the Kubernetes target; nil on Docker
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -226,7 +236,7 @@ func New(cfg Config) (*Daemon, error) {
 		d.eng = withTimeouts(d.eng, cfg.Timeouts)
 	}
 	if d.jr, err = journal.Open(cfg.JournalPath, journal.Options{MaxBytes: cfg.JournalMaxBytes,
-		RetainBytes: cfg.JournalRetainBytes, RetainAge: cfg.JournalRetainAge}); err != nil {
+		RetainBytes: cfg.JournalRetainBytes, RetainAge: cfg.JournalRetainAge, Sync: cfg.JournalSync}); err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	d.noteTornTail()

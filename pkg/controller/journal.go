@@ -9,18 +9,24 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 )
 
-// event journals an event durably; a journal failure is logged, never fatal.
+// event journals an event durably; a journal failure is logged, never
+// fatal. It returns once the event (and any queued before it) is written.
 func (d *Daemon) event(name, msg, user string, details map[string]any) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.eventLocked(name, msg, user, details)
+	d.mu.Unlock()
+	d.drainJournal()
 }
 
-// eventLocked is event for callers holding d.mu (the journal has its own
-// lock; d.mu only keeps the order of events consistent with state changes).
+// eventLocked is event for callers holding d.mu: it queues the event in
+// d.outbox, keeping its order with the state changes made under d.mu, and
+// the caller calls drainJournal once it has released d.mu. The write and
+// its fsync never run under d.mu: a slow disk would stall status, the
+// scrape loop and manifest reads.
 func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 	now := time.Now().UTC()
-	err := d.jr.Append(journal.Record{
+	d.queued++
+	d.outbox = append(d.outbox, journal.Record{
 		Type:      journal.TypeEvent,
 		Timestamp: now,
 		Event:     name,
@@ -28,11 +34,46 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 		User:      user,
 		Details:   details,
 	})
-	if err != nil {
-		d.log.Error("journal append failed", zap.String("event", name), zap.Error(err))
-	}
-	d.noteJournalLocked("event "+name, err)
 	d.notifyLocked(name, msg, details, now)
+}
+
+// journalMark is how many events have been queued so far; a function that
+// may queue events defers drainJournalAfter(d.journalMark()).
+func (d *Daemon) journalMark() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.queued
+}
+
+// drainJournalAfter is drainJournal if any event was queued since mark:
+// a function that queued nothing does not wait for another goroutine's
+// write (a status or manifest read behind a slow fsync).
+func (d *Daemon) drainJournalAfter(mark uint64) {
+	d.mu.Lock()
+	none := d.queued == mark
+	d.mu.Unlock()
+	if !none {
+		d.drainJournal()
+	}
+}
+
+// drainJournal writes the events queued by eventLocked, in order, and
+// fsyncs them; callers must not hold d.mu. When it returns, every event
+// queued before the call is durable (or its failure noted).
+func (d *Daemon) drainJournal() {
+	d.jmu.Lock()
+	defer d.jmu.Unlock()
+	d.mu.Lock()
+	recs := d.outbox
+	d.outbox = nil
+	d.mu.Unlock()
+	for _, rec := range recs {
+		err := d.jr.Append(rec)
+		if err != nil {
+			d.log.Error("journal append failed", zap.String("event", rec.Event), zap.Error(err))
+		}
+		d.noteJournal("event "+rec.Event, err)
+	}
 }
 
 func (d *Daemon) journalPath() string { return d.cfg.JournalPath }

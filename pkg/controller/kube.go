@@ -477,6 +477,7 @@ func servingOf(project string, obs kubetarget.Observed) (kubeServing, bool) {
 // kubeNoteServing journals a change of the mode the route serves, once,
 // when the API shows it.
 func (d *Daemon) kubeNoteServing(obs kubetarget.Observed) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	project := d.project()
 	s, ok := servingOf(project, obs)
 	if !ok {

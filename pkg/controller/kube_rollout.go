@@ -71,6 +71,7 @@ func (d *Daemon) kubeTransact(ctx context.Context, m *manifest.Manifest, t *Tran
 // if the API shows its state rolled out, else dropped (the loop then
 // converges back to the state before it).
 func (d *Daemon) kubeResolvePending(ctx context.Context, m *manifest.Manifest) error {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	t := d.state.Pending
 	next := d.state

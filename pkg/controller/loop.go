@@ -280,6 +280,7 @@ func (d *Daemon) noteManifestEvent(first, fired time.Time) {
 // it parses, derives a stack and renders; otherwise it is reported and the
 // last good one stays in force.
 func (d *Daemon) readManifest() *manifest.Manifest {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	data, rerr := os.ReadFile(d.cfg.ManifestPath)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -365,6 +366,7 @@ func (d *Daemon) manifestNow() *manifest.Manifest {
 }
 
 func (d *Daemon) setEngineErr(err error) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	was := d.engineErr
@@ -459,6 +461,7 @@ func servingMode(obs reconciler.Observed) string {
 // noteServing journals a change of the mode nginx serves, once, when it
 // has taken effect.
 func (d *Daemon) noteServing(obs reconciler.Observed) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	mode := servingMode(obs)
 	if mode == "" {
 		return

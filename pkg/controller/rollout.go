@@ -328,9 +328,8 @@ func (d *Daemon) commit(t *Transition) error {
 // commitTxn is commit once it is known whether t is journaled already (a
 // daemon that died between journaling and recording it).
 func (d *Daemon) commitTxn(t *Transition, journaled bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if !journaled {
+		d.mu.Lock()
 		switch t.Kind {
 		case kindPromote:
 			// weight: the image's share of traffic after the event.
@@ -351,8 +350,14 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 		case kindStep:
 			d.eventLocked(journal.EventCanaryStep, stepText(t.Step), t.User, stepDetails(t.Step, t.ID))
 		}
+		d.mu.Unlock()
+		// Durable before the state records it (callers hold d.runMu, so
+		// nothing else commits meanwhile), and written with d.mu released.
+		d.drainJournal()
 		failpoint.Hit(transitionPoint(t.Kind, "journaled"))
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.state = d.state.with(t)
 	if t.Kind == kindStep {
 		d.stepStartedLocked(time.Now())
@@ -362,6 +367,7 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 
 // abort drops t: the old state stays in force.
 func (d *Daemon) abort(t *Transition, cause error) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.state.Pending != nil && d.state.Pending.ID == t.ID {
@@ -410,6 +416,7 @@ func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
 // middle of it: committed if nginx serves its revision, else dropped.
 // Callers hold d.runMu, so no transaction of this process is in flight.
 func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	t := d.state.Pending
 	next := d.state
