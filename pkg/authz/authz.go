@@ -5,8 +5,8 @@
 //
 // Every route needs one of three roles, admin ⊇ operate ⊇ read:
 //
-//	read     status, history, diff, validate, metrics
-//	operate  deploy, promote, rollback, abort, pause, resume
+//	read     status, history, diff, metrics
+//	operate  validate, deploy, promote, rollback, abort, pause, resume
 //	admin    chaos, down, and any route not in the table
 //
 // Root and the daemon's own uid are always admin. Other callers get a role
@@ -30,8 +30,8 @@ type Role int
 // The roles, lowest first.
 const (
 	RoleNone    Role = iota // may call nothing
-	RoleRead                // may look: status, history, diff, validate, metrics
-	RoleOperate             // may change what runs: deploy, promote, rollback, abort, pause, resume
+	RoleRead                // may look: status, history, diff, metrics
+	RoleOperate             // may start containers or change what runs: validate, deploy, promote, rollback, abort, pause, resume
 	RoleAdmin               // may break or remove it: chaos, down
 )
 
@@ -133,8 +133,10 @@ var routes = []Route{
 	{http.MethodGet, api.PathStatus, RoleRead},
 	{http.MethodGet, api.PathHistory, RoleRead},
 	{http.MethodGet, api.PathDiff, RoleRead},
-	{http.MethodPost, api.PathValidate, RoleRead},
 	{http.MethodGet, api.PathMetrics, RoleRead},
+	// validate runs `nginx -t` in a throwaway container: whatever can
+	// start a container is operate at least.
+	{http.MethodPost, api.PathValidate, RoleOperate},
 	{http.MethodPost, api.PathDeploy, RoleOperate},
 	{http.MethodPost, api.PathPromote, RoleOperate},
 	{http.MethodPost, api.PathRollback, RoleOperate},

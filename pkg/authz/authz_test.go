@@ -60,7 +60,7 @@ func TestRequired(t *testing.T) {
 		{"HEAD", api.PathStatus, RoleRead, true},
 		{"GET", api.PathHistory, RoleRead, true},
 		{"GET", api.PathDiff, RoleRead, true},
-		{"POST", api.PathValidate, RoleRead, true},
+		{"POST", api.PathValidate, RoleOperate, true},
 		{"GET", api.PathMetrics, RoleRead, true},
 		{"POST", api.PathDeploy, RoleOperate, true},
 		{"POST", api.PathPromote, RoleOperate, true},

@@ -103,6 +103,12 @@ func peerErr(ctx context.Context) error {
 }
 
 // withPeer records p for the request context ctx, as ConnContext would.
-func withPeer(ctx context.Context, p Peer) context.Context {
+func withPeer(ctx context.Context, p Peer) context.Context { return WithPeer(ctx, p) }
+
+// WithPeer returns ctx carrying p as the caller, as ConnContext records it
+// for a connection. It is for in-process callers and tests that drive the
+// real handler stack without a socket (pkg/controller's route walk and fuzz
+// target); nothing a client sends reaches it.
+func WithPeer(ctx context.Context, p Peer) context.Context {
 	return context.WithValue(ctx, peerKey{}, peerInfo{peer: p})
 }

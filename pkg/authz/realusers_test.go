@@ -341,7 +341,7 @@ func TestRealUsers(t *testing.T) {
 			{"GET", api.PathStatus, 200, ""},
 			{"GET", api.PathHistory + "?limit=5", 200, ""},
 			{"GET", api.PathMetrics, 200, ""},
-			{"POST", api.PathValidate, 200, ""},
+			{"POST", api.PathValidate, 403, "validate needs role operate; " + who(reader) + " has read"},
 			{"POST", api.PathPromote, 403, "promote needs role operate; " + who(reader) + " has read"},
 			{"POST", api.PathDeploy, 403, "deploy needs role operate; " + who(reader) + " has read"},
 			{"POST", api.PathChaos, 403, "chaos needs role admin; " + who(reader) + " has read"},

@@ -257,18 +257,13 @@ func (d *Daemon) setRetry(t time.Time) {
 // through a reconcile); later ones by their transaction's commit.
 func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
-	desired, err := d.desired(m)
-	if err != nil {
-		return
-	}
-	obs, err := d.rec.Observe(ctx, desired)
+	sv, err := d.target.Serving(ctx, m)
 	if err != nil {
 		return
 	}
 	c := m.Services.Canary
 	want := c.Steps[cur.Step].Weight
-	served, ok := servingCanary(obs)
-	if !ok || served.Image != c.Image || obs.Loaded.Weight != want {
+	if !sv.CanaryLive || sv.CanaryImage != c.Image || sv.CanaryWeight != want {
 		return
 	}
 	d.mu.Lock()
@@ -277,7 +272,7 @@ func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur Rollou
 	if r == nil || r.CanaryImage != cur.CanaryImage || !r.StepStarted.IsZero() || r.Step != cur.Step {
 		return // something moved it meanwhile
 	}
-	r.Revision = served.Hash
+	r.Revision = sv.CanaryRevision
 	d.stepStartedLocked(now)
 	if r.Step == 0 {
 		mv := &StepMove{Image: c.Image, Step: 0, Steps: len(c.Steps), Weight: want}
@@ -299,18 +294,25 @@ const (
 func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) (Rollout, bool) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	rev := cur.Revision
-	dec, st := d.judge(ctx, m, rev)
+	dec, st := d.target.Judge(ctx, m, rev)
 	d.metrics.observeDecision(dec)
 	d.decision(dec, "")
-	outcome := checkOutcome(dec, st.Outcome, st.Proxy.Outcome)
-	figures := map[string]any{"requests": st.Requests, "proxy_requests": st.Proxy.Requests}
+	proxyOutcome := st.Proxy.Outcome
+	if st.NoProxy {
+		proxyOutcome = metrics.OK // no proxy view on this target: the app's figures decide
+	}
+	outcome := checkOutcome(dec, st.Outcome, proxyOutcome)
+	figures := map[string]any{"requests": st.Requests}
+	if !st.NoProxy {
+		figures["proxy_requests"] = st.Proxy.Requests
+	}
 	if st.Relative != nil {
 		figures["relative"] = st.Relative
 	}
 	if st.Outcome == metrics.OK {
 		figures["error_rate"], figures["p99_latency_ms"], figures["req_per_sec"] = round4(st.ErrorRate), round2(st.P99Ms), round2(st.ReqPerSec)
 	}
-	if st.Proxy.Outcome == metrics.OK {
+	if !st.NoProxy && st.Proxy.Outcome == metrics.OK {
 		figures["proxy_error_rate"], figures["proxy_p99_latency_ms"] = round4(st.Proxy.ErrorRate), round2(st.Proxy.P99Ms)
 	}
 	a := m.Services.Canary.Analysis
@@ -387,6 +389,9 @@ type statsView struct {
 	Requests, ErrorRate, P99Ms, ReqPerSec float64
 	Relative                              map[string]any // the verdict's input, if any
 	Proxy                                 metrics.Stats  // nginx's figures
+	// NoProxy: the target has no proxy view (Kubernetes: Prometheus's
+	// figures of the app only).
+	NoProxy bool
 }
 
 // autoAbort rolls the canary back for its failed checks.
@@ -450,7 +455,7 @@ func (d *Daemon) promoteRequest(ctx context.Context, user string, full bool, pro
 	if cur.StepStarted.IsZero() {
 		return errors.New("the canary's current step has not taken effect yet")
 	}
-	dec, _ := d.judge(ctx, m, cur.Revision)
+	dec, _ := d.target.Judge(ctx, m, cur.Revision)
 	d.metrics.observeDecision(dec)
 	d.decision(dec, user)
 	if !dec.Allowed {

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -34,6 +35,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 )
 
 // Engine is what the daemon needs of the Docker Engine: the reconciler's
@@ -113,6 +115,9 @@ type Daemon struct {
 	rec      *reconciler.Reconciler
 	jr       *journal.Journal
 	repeats  journal.Repeats // coalesces identical repeated records
+	// refusals coalesces refused calls per (uid, route, reason): a first
+	// record, then one summary a refusalWindow at most (server.go onDeny).
+	refusals journal.Repeats
 	policies *policy.Engine
 	metrics  *daemonMetrics
 	obs      *observe.Observer
@@ -156,6 +161,13 @@ type Daemon struct {
 	// jmu keeps drained events in outbox order across goroutines.
 	jmu sync.Mutex
 	kt  *kubeTarget // the Kubernetes target; nil on Docker
+	// target is what the control plane converges: Docker or kt.
+	target Target
+	// rollout is a deploy's change awaited (guarded by runMu).
+	rollout *rolloutWatch
+	// scrub removes the current manifest's secret values from journaled
+	// text (redact.Scrubber); under mu.
+	scrub *redact.Scrubber
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -214,10 +226,11 @@ func New(cfg Config) (*Daemon, error) {
 		stateDir: filepath.Join(filepath.Dir(abs), ".swiftdeploy"),
 		trigger:  make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
+		refusals: journal.Repeats{MaxInterval: refusalWindow},
 		logWake:  make(chan struct{}, 1),
 		metrics:  newDaemonMetrics(),
 	}
-	if err := os.MkdirAll(d.stateDir, 0o750); err != nil {
+	if err := atomicfile.MkdirAll(d.stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
 	}
 	d.eng = cfg.Engine
@@ -262,13 +275,17 @@ func New(cfg Config) (*Daemon, error) {
 		RunDir:        filepath.Join(d.stateDir, "nginx-run"),
 		AppliedPath:   filepath.Join(d.stateDir, "applied.json"),
 		Log:           d.log,
-		Gate:          d.infraGate,
 		Record:        func(ev, msg string, det map[string]any) { d.event(ev, msg, "", det) },
 		Hook:          withFailpoints(cfg.Hook),
 		HealthTimeout: cfg.HealthTimeout,
 		Drain:         cfg.Drain,
 		Probe:         cfg.Probe,
 		NginxStatus:   cfg.NginxStatus,
+	}
+	d.target = dockerTarget{d}
+	if d.kt != nil {
+		d.kt.d = d
+		d.target = d.kt
 	}
 	return d, nil
 }
@@ -305,29 +322,44 @@ func (d *Daemon) Wake() {
 	}
 }
 
+// refusalWindow is the longest a refusal streak runs before its summary
+// is written: per (uid, route, reason), at most a first record and a
+// summary reach the journal per window.
+const refusalWindow = time.Minute
+
 // Run serves until ctx is cancelled. The workload keeps running after it
 // returns: stopping the daemon never stops the service.
 func (d *Daemon) Run(ctx context.Context) error {
-	if d.kt != nil {
-		return d.runKube(ctx)
-	}
 	ln, err := listen(d.cfg.Socket)
 	if err != nil {
 		return err
 	}
 	srv := d.server()
 	d.serve(srv, ln)
-	d.event(journal.EventDaemonStarted, "swiftdeployd started for "+d.cfg.ManifestPath, "", nil)
-	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket))
+	started := "swiftdeployd started for " + d.cfg.ManifestPath
+	if d.kt != nil {
+		started += fmt.Sprintf(" (kubernetes namespace %s at %s)", d.kt.cfg.Namespace, d.kt.server)
+	}
+	d.event(journal.EventDaemonStarted, started, "", nil)
+	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket),
+		zap.String("target", d.target.Name()))
 
 	var wg sync.WaitGroup
-	wg.Add(6)
-	go func() { defer wg.Done(); d.guardSocket(ctx, srv, ln) }()
-	go func() { defer wg.Done(); d.analysisLoop(ctx) }()
-	go func() { defer wg.Done(); d.accessLogLoop(ctx) }()
-	go func() { defer wg.Done(); d.watchManifest(ctx) }()
-	go func() { defer wg.Done(); d.watchEngine(ctx) }()
-	go func() { defer wg.Done(); d.scrapeLoop(ctx) }()
+	run := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	run(func(ctx context.Context) { d.guardSocket(ctx, srv, ln) })
+	run(d.refusalSweep)
+	run(d.analysisLoop)
+	run(d.watchManifest)
+	run(func(ctx context.Context) { d.target.Watch(ctx, d.Enqueue) })
+	if d.kt == nil {
+		// nginx's access log and the app's /metrics scrape are the
+		// Docker target's figures; Kubernetes reads Prometheus.
+		run(d.accessLogLoop)
+		run(d.scrapeLoop)
+	}
 	d.Enqueue()
 	d.loop(ctx)
 
@@ -339,11 +371,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.repeats.Flush(d.jr); err != nil {
 		d.log.Error("journal: flush repeat summaries", zap.Error(err))
 	}
+	logErr(d.log, "journal: flush refusal summaries", d.refusals.Flush(d.jr))
 	d.event(journal.EventDaemonStopped, "swiftdeployd stopped; the workload keeps running", "", nil)
 	d.log.Info("swiftdeployd stopped")
 	d.notifier.Close()
 	_ = d.jr.Close()
-	_ = d.eng.Close()
+	if d.eng != nil {
+		_ = d.eng.Close()
+	}
 	return nil
 }
 

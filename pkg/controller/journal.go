@@ -25,6 +25,13 @@ func (d *Daemon) event(name, msg, user string, details map[string]any) {
 // scrape loop and manifest reads.
 func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 	now := time.Now().UTC()
+	// The last line of the redaction rule: no message quotes a secret by
+	// design, and the scrubber removes one quoted by a path nobody foresaw
+	// before it reaches the append-only journal or a webhook body.
+	if !d.scrub.Empty() {
+		msg = d.scrub.String(msg)
+		details, _ = d.scrub.Any(details).(map[string]any)
+	}
 	d.queued++
 	d.outbox = append(d.outbox, journal.Record{
 		Type:      journal.TypeEvent,
@@ -109,4 +116,18 @@ func (d *Daemon) manifestTookEffect(m *manifest.Manifest) {
 	d.mu.Lock()
 	d.appliedManifest, d.appliedManifestKnown = h, true
 	d.mu.Unlock()
+}
+
+// secretsOf lists the values of m that may be secret: every env value and
+// every webhook URL. Other secret sources (env files, secret files,
+// registry credentials, TLS keys) add theirs here.
+func secretsOf(m *manifest.Manifest) []string {
+	var out []string
+	for _, v := range m.Services.Env {
+		out = append(out, v)
+	}
+	for _, h := range m.Notify {
+		out = append(out, h.URL)
+	}
+	return out
 }

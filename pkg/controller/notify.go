@@ -2,11 +2,11 @@ package controller
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/notify"
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 )
 
 // notifyOf maps journal events to the notify events webhooks ask for. A
@@ -29,7 +29,7 @@ func (d *Daemon) notifyLocked(name, msg string, details map[string]any, at time.
 	}
 	hooks := make([]notify.Hook, len(d.current.Notify))
 	for i, h := range d.current.Notify {
-		hooks[i] = notify.Hook{URL: h.URL, Events: h.Events}
+		hooks[i] = notify.Hook{URL: h.URL, Events: h.Events, Public: h.AllowPrivate != nil && !*h.AllowPrivate}
 	}
 	m := notify.Message{Project: d.current.Project, Event: ev, Time: at,
 		Text: fmt.Sprintf("[%s] %s", d.current.Project, msg)}
@@ -49,22 +49,11 @@ func (d *Daemon) notifyLocked(name, msg string, details map[string]any, at time.
 	d.notifier.Send(hooks, m)
 }
 
-// notifyFailed journals a notification given up on; never fatal.
+// notifyFailed journals a notification given up on; never fatal. The
+// receiver is named by scheme and host only (redact.URL), and notify's
+// errors never quote the URL; the scrubber in event is the last line.
 func (d *Daemon) notifyFailed(url string, m notify.Message, err error) {
-	// The HTTP client's errors quote the whole URL: its path stays out of
-	// the journal there too.
-	why := strings.ReplaceAll(err.Error(), url, redact(url))
-	d.event(journal.EventNotifyFailed, fmt.Sprintf("%s notification to %s not delivered: %s", m.Event, redact(url), why), "",
-		map[string]any{"url": redact(url), "event": m.Event, "error": why})
-}
-
-// redact keeps a webhook's scheme and host: its path is often a secret
-// (Slack's is).
-func redact(url string) string {
-	scheme, rest, ok := strings.Cut(url, "://")
-	if !ok {
-		return "(webhook)"
-	}
-	host, _, _ := strings.Cut(rest, "/")
-	return scheme + "://" + host + "/…"
+	why := redact.Error(err)
+	d.event(journal.EventNotifyFailed, fmt.Sprintf("%s notification to %s not delivered: %s", m.Event, redact.URL(url), why), "",
+		map[string]any{"url": redact.URL(url), "event": m.Event, "error": why})
 }

@@ -45,21 +45,49 @@ func (d *Daemon) Validate(ctx context.Context) api.Validation {
 	}
 	v.Checks = append(v.Checks, api.Check{Name: "Manifest valid", OK: true})
 	d.mu.Lock()
-	opts := d.state.options(m)
+	st := d.state
 	d.mu.Unlock()
-	desired := stack.FromManifest(m, opts)
-	missing, err := d.eng.MissingImages(ctx, desired.Images())
-	if err != nil {
-		v.Checks = append(v.Checks, api.Check{Name: "Docker image found", Detail: err.Error()})
-		return v
-	}
-	if len(missing) > 0 {
-		v.Checks = append(v.Checks, api.Check{Name: "Docker image found", Detail: "not found locally: " + strings.Join(missing, ", ")})
-	} else {
-		v.Checks = append(v.Checks, api.Check{Name: "Docker image found", OK: true})
-	}
-	v.Checks = append(v.Checks, d.checkNginx(ctx, desired))
+	v.Checks = append(v.Checks, d.target.Check(ctx, m, st)...)
 	return v
+}
+
+// Check is validate on the Docker host: the images exist locally and
+// nginx accepts the configuration the manifest renders.
+func (t dockerTarget) Check(ctx context.Context, m *manifest.Manifest, st State) []api.Check {
+	desired := stack.FromManifest(m, st.options(m))
+	missing, err := t.d.eng.MissingImages(ctx, desired.Images())
+	if err != nil {
+		return []api.Check{{Name: "Docker image found", Detail: err.Error()}}
+	}
+	var out []api.Check
+	if len(missing) > 0 {
+		out = append(out, api.Check{Name: "Docker image found", Detail: "not found locally: " + strings.Join(missing, ", ")})
+	} else {
+		out = append(out, api.Check{Name: "Docker image found", OK: true})
+	}
+	return append(out, t.d.checkNginxAccepted(ctx, desired))
+}
+
+// checkNginxAccepted runs checkNginx in the nginx image of the stack a
+// deploy last applied, never in an image only named on disk: the file has
+// been through no gate, and validate must not be a way to make the daemon
+// run any local image. With nothing applied yet, nginx -t is not run.
+func (d *Daemon) checkNginxAccepted(ctx context.Context, desired stack.Stack) api.Check {
+	applied := d.rec.AppliedStack()
+	if applied == nil || applied.Nginx.Image == "" {
+		return api.Check{Name: "Nginx config valid", Detail: "not checked: no deploy has been applied yet, and nginx -t runs only in the nginx image of an applied deploy (deploy, then validate)"}
+	}
+	named := desired.Nginx.Image
+	desired.Nginx.Image = applied.Nginx.Image
+	c := d.checkNginx(ctx, desired)
+	if named != applied.Nginx.Image {
+		note := fmt.Sprintf("checked with the applied nginx image %s, not with %s, which runs only once a deploy accepts it", applied.Nginx.Image, named)
+		if c.Detail != "" {
+			note = c.Detail + " (" + note + ")"
+		}
+		c.Detail = note
+	}
+	return c
 }
 
 // checkNginx runs `nginx -t` on the rendered config in a throwaway

@@ -44,6 +44,10 @@ type Webhook struct {
 	URL string `json:"url"`
 	// Events it wants, of NotifyEvents; all of them when absent.
 	Events []string `json:"events,omitempty"`
+	// AllowPrivate false refuses to post to a loopback, link-local
+	// (cloud metadata), private or shared address, checked after DNS
+	// resolution as the connection is made. Absent means true.
+	AllowPrivate *bool `json:"allow_private,omitempty"`
 }
 
 // NotifyEvents are the events a webhook may ask for.
@@ -86,6 +90,17 @@ type Canary struct {
 	// Analysis is how the steps are judged. Parse fills it with defaults
 	// when steps are present and it is absent; it needs steps.
 	Analysis *Analysis `json:"analysis,omitempty"`
+	// Match sends every request carrying a header or cookie value to the
+	// canary whatever its weight (testers, A/B): Flagger's header match.
+	Match *Match `json:"match,omitempty"`
+}
+
+// Match selects requests by one header or one cookie with an exact value.
+// Exactly one of Header and Cookie is set.
+type Match struct {
+	Header string `json:"header,omitempty"`
+	Cookie string `json:"cookie,omitempty"`
+	Value  string `json:"value"`
 }
 
 // Step is one weight of a progressive rollout.
@@ -126,7 +141,55 @@ type Nginx struct {
 	Bind string `json:"bind,omitempty"`
 	// ProxyTimeout bounds connect/read/send to the upstream.
 	ProxyTimeout Duration `json:"proxy_timeout,omitempty"`
+
+	// The front door's behaviour for real web apps (docs/manifest.md).
+
+	// ClientMaxBodySize is the largest request body nginx accepts (413
+	// above it), in nginx's size syntax: "100m", "512k", "1g"; "0" lifts
+	// the limit. Default: DefaultClientMaxBodySize.
+	ClientMaxBodySize string `json:"client_max_body_size,omitempty"`
+	// RequestBuffering reads a whole request body before passing it on
+	// (nginx's default, shields the app from slow clients); false streams
+	// it, as uploads with progress or long polls want. Default true.
+	RequestBuffering bool `json:"request_buffering"`
+	// ResponseBuffering reads the app's response as fast as it comes;
+	// false passes it to the client as it arrives (server-sent events,
+	// streaming). Default true.
+	ResponseBuffering bool `json:"response_buffering"`
+	// DrainTimeout bounds how long a replaced container is left running
+	// for its open connections (WebSockets) to close by themselves.
+	// Default: DefaultDrainTimeout.
+	DrainTimeout Duration `json:"drain_timeout,omitempty"`
+	// DenyPaths are request path prefixes the front door refuses with 403
+	// besides AlwaysDenied. A prefix ending in "/" refuses a path segment.
+	// Default: DefaultDenyPaths; [] refuses only AlwaysDenied.
+	DenyPaths []string `json:"deny_paths"`
+	// StickyCookie names the cookie nginx sets (when absent) to keep a
+	// client on one track of a canary split. Default: DefaultStickyCookie.
+	StickyCookie string `json:"sticky_cookie,omitempty"`
+	// TrustedProxies are the CIDRs of load balancers in front of nginx:
+	// only a peer in one of them may name the client (X-Forwarded-For, or
+	// the PROXY protocol header with ProxyProtocol).
+	TrustedProxies []string `json:"trusted_proxies,omitempty"`
+	// ProxyProtocol makes nginx.port expect the PROXY protocol (v1 or v2)
+	// on every connection; it needs TrustedProxies.
+	ProxyProtocol bool `json:"proxy_protocol,omitempty"`
 }
+
+// Defaults of the front-door fields.
+const (
+	DefaultClientMaxBodySize = "100m"
+	DefaultDrainTimeout      = 30 * time.Second
+	DefaultStickyCookie      = "swiftdeploy_client"
+	// MaxDenyPaths bounds nginx.deny_paths.
+	MaxDenyPaths = 32
+	// MaxTrustedProxies bounds nginx.trusted_proxies.
+	MaxTrustedProxies = 64
+)
+
+// DefaultDenyPaths are nginx.deny_paths when the manifest sets none:
+// debugging and internal endpoints, which an app rarely means to publish.
+var DefaultDenyPaths = []string{"/debug/", "/internal/"}
 
 // Network is the project's Docker network.
 type Network struct {
@@ -189,8 +252,14 @@ func Defaults() Manifest {
 			HealthPath: "/healthz",
 		},
 		Nginx: Nginx{
-			Bind:         DefaultNginxBind,
-			ProxyTimeout: Duration(30 * time.Second),
+			Bind:              DefaultNginxBind,
+			ProxyTimeout:      Duration(30 * time.Second),
+			ClientMaxBodySize: DefaultClientMaxBodySize,
+			RequestBuffering:  true,
+			ResponseBuffering: true,
+			DrainTimeout:      Duration(DefaultDrainTimeout),
+			DenyPaths:         append([]string(nil), DefaultDenyPaths...),
+			StickyCookie:      DefaultStickyCookie,
 		},
 		Network: Network{DriverType: "bridge"},
 		Metrics: Metrics{

@@ -45,11 +45,19 @@ func TestParseArticleManifest(t *testing.T) {
 			Replicas:   1,
 			HealthPath: "/healthz",
 		},
+		// The front door's documented defaults (docs/manifest.md): the
+		// seed's manifest keeps /debug/ and /internal/ refused.
 		Nginx: Nginx{
-			Image:        "nginx:latest",
-			Port:         8080,
-			Bind:         "0.0.0.0",
-			ProxyTimeout: Duration(30 * time.Second),
+			Image:             "nginx:latest",
+			Port:              8080,
+			Bind:              "0.0.0.0",
+			ProxyTimeout:      Duration(30 * time.Second),
+			ClientMaxBodySize: "100m",
+			RequestBuffering:  true,
+			ResponseBuffering: true,
+			DrainTimeout:      Duration(30 * time.Second),
+			DenyPaths:         []string{"/debug/", "/internal/"},
+			StickyCookie:      "swiftdeploy_client",
 		},
 		Network: Network{Name: "swiftdeploy-net", DriverType: "bridge"},
 		Metrics: Metrics{
@@ -88,7 +96,9 @@ func TestParseFullManifest(t *testing.T) {
 			Resources: Resources{CPUs: 0.5, Memory: "256m"},
 			Canary:    &Canary{Image: "shop-api:1.5.0-rc1", Weight: 10, Replicas: 1},
 		},
-		Nginx:   Nginx{Image: "nginx:1.27-alpine", Port: 8080, Bind: "127.0.0.1", ProxyTimeout: Duration(15 * time.Second)},
+		Nginx: Nginx{Image: "nginx:1.27-alpine", Port: 8080, Bind: "127.0.0.1", ProxyTimeout: Duration(15 * time.Second),
+			ClientMaxBodySize: "100m", RequestBuffering: true, ResponseBuffering: true, DrainTimeout: Duration(30 * time.Second),
+			DenyPaths: []string{"/debug/", "/internal/"}, StickyCookie: "swiftdeploy_client"},
 		Network: Network{Name: "shop-net", DriverType: "bridge"},
 		Metrics: Metrics{Path: "/metrics", ScrapeInterval: Duration(5 * time.Second), Window: Duration(2 * time.Minute)},
 		Policy: Policy{

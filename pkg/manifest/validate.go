@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/distribution/reference"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 )
 
 // FileField is the Field of a Problem about the document as a whole.
@@ -59,6 +61,8 @@ const (
 	MinMemory = 6 << 20
 	// MaxPathLen bounds health_path and metrics.path.
 	MaxPathLen = 256
+	// MaxDrainTimeout bounds nginx.drain_timeout.
+	MaxDrainTimeout = 10 * time.Minute
 	// MaxSteps bounds services.canary.steps.
 	MaxSteps = 20
 	// MaxStepPause bounds one step's pause and the analysis interval's
@@ -109,6 +113,7 @@ func (m *Manifest) Validate() error {
 	ps.project(m.Project)
 	ps.services(&m.Services)
 	ps.nginx(&m.Nginx)
+	ps.frontDoor(&m.Nginx, m.Services.HealthPath, m.Metrics.Path)
 	ps.network(&m.Network)
 	ps.metrics(&m.Metrics)
 	ps.policy(&m.Policy)
@@ -153,6 +158,9 @@ func (ps *problemList) canary(c *Canary, stableImage string) {
 	}
 	ps.intRange("services.canary.weight", c.Weight, 0, 100)
 	ps.intRange("services.canary.replicas", c.Replicas, 1, MaxReplicas)
+	if c.Match != nil {
+		ps.match(c.Match)
+	}
 }
 
 // steps checks a progressive rollout: weights rising within 1-99, every
@@ -211,12 +219,20 @@ func (ps *problemList) notify(hooks []Webhook) {
 	}
 	for i, h := range hooks {
 		field := fmt.Sprintf("notify[%d]", i)
+		// The URL is never quoted: its userinfo, path and query are often
+		// the secret (redact), and problems reach the journal.
 		u, err := url.Parse(h.URL)
 		switch {
 		case h.URL == "":
 			ps.addf(field+".url", "required")
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			ps.addf(field+".url", "must be an absolute http:// or https:// URL, got %q", h.URL)
+		case err != nil:
+			ps.addf(field+".url", "must be an absolute http:// or https:// URL; it does not parse: %s (the URL is not shown: it may hold a secret)", redact.ParseError(h.URL))
+		case u.Scheme != "http" && u.Scheme != "https":
+			ps.addf(field+".url", "must be an absolute http:// or https:// URL, got scheme %q (the URL is not shown: it may hold a secret)", u.Scheme)
+		case u.Host == "" || u.Hostname() == "":
+			ps.addf(field+".url", "must be an absolute http:// or https:// URL, got one without a host (the URL is not shown: it may hold a secret)")
+		case !validPort(u.Port()):
+			ps.addf(field+".url", "must be an absolute http:// or https:// URL, got port %q on host %s (the rest is not shown: it may hold a secret)", u.Port(), u.Hostname())
 		}
 		for j, e := range h.Events {
 			if !slices.Contains(NotifyEvents, e) {
@@ -237,6 +253,28 @@ func sameImage(a, b string) bool {
 	return reference.TagNameOnly(na).String() == reference.TagNameOnly(nb).String()
 }
 
+// validPort reports whether p is empty or a TCP port, 1-65535.
+func validPort(p string) bool {
+	if p == "" {
+		return true
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+// invalidUTF8At is the offset of the first byte of s that is not valid
+// UTF-8.
+func invalidUTF8At(s string) int {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
 func (ps *problemList) env(env map[string]string) {
 	keys := make([]string, 0, len(env))
 	for k := range env {
@@ -254,10 +292,12 @@ func (ps *problemList) env(env map[string]string) {
 		// and carries them as JSON, which would replace invalid UTF-8 with
 		// U+FFFD: either would change the value on its way in. Line breaks
 		// are fine (a block scalar writes a multi-line value).
+		// The value is never quoted (it may be a secret, and problems
+		// reach the journal): the message says where the bad byte is.
 		case strings.ContainsRune(env[k], 0):
-			ps.addf(field, "value must not contain NUL, got %q", env[k])
+			ps.addf(field, "value must not contain NUL, found at byte %d of %d (the value is not shown: it may be a secret)", strings.IndexByte(env[k], 0), len(env[k]))
 		case !utf8.ValidString(env[k]):
-			ps.addf(field, "value must be valid UTF-8, got %q", env[k])
+			ps.addf(field, "value must be valid UTF-8, found an invalid byte at %d of %d (the value is not shown: it may be a secret)", invalidUTF8At(env[k]), len(env[k]))
 		}
 	}
 }

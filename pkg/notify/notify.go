@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 )
 
 // Message is the documented JSON body of a notification. Text is a
@@ -35,6 +37,11 @@ type Message struct {
 type Hook struct {
 	URL    string
 	Events []string
+	// Public refuses to deliver when the receiver's address, after DNS
+	// resolution, is loopback, link-local (cloud metadata's
+	// 169.254.169.254), private or otherwise not public: manifest
+	// `allow_private: false`.
+	Public bool
 }
 
 // Wants reports whether h takes event.
@@ -52,7 +59,9 @@ func (h Hook) Wants(event string) bool {
 
 // Options configure a Notifier; zero values take the defaults noted.
 type Options struct {
-	Client   *http.Client  // default: a client without a timeout of its own
+	// Client posts to receivers; default: NewClient(false). Hooks with
+	// Public are always posted to by NewClient(true).
+	Client   *http.Client
 	Timeout  time.Duration // per attempt, default 5s
 	Attempts int           // default 3
 	Backoff  time.Duration // before the 2nd attempt, doubling; default 1s
@@ -77,8 +86,17 @@ type Notifier struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	restricted *http.Client // for hooks with Public
+
 	mu        sync.Mutex
-	receivers map[string]*receiver
+	receivers map[receiverKey]*receiver
+}
+
+// receiverKey names a receiver's queue: the same URL with and without
+// allow_private is two receivers, delivered through different clients.
+type receiverKey struct {
+	url    string
+	public bool
 }
 
 // receiver is one URL's queue and the number of its running workers.
@@ -95,7 +113,7 @@ var ErrQueueFull = errors.New("notification queue full: message dropped")
 // receiver.
 func New(o Options) *Notifier {
 	if o.Client == nil {
-		o.Client = &http.Client{}
+		o.Client = NewClient(false)
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
@@ -115,7 +133,7 @@ func New(o Options) *Notifier {
 	if o.Idle <= 0 {
 		o.Idle = time.Minute
 	}
-	n := &Notifier{opts: o, receivers: map[string]*receiver{}}
+	n := &Notifier{opts: o, receivers: map[receiverKey]*receiver{}, restricted: NewClient(true)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n
 }
@@ -126,7 +144,7 @@ func (n *Notifier) Send(hooks []Hook, m Message) {
 		if !h.Wants(m.Event) {
 			continue
 		}
-		if !n.enqueue(h.URL, m) && n.opts.OnFail != nil {
+		if !n.enqueue(receiverKey{h.URL, h.Public}, m) && n.opts.OnFail != nil {
 			go n.opts.OnFail(h.URL, m, ErrQueueFull)
 		}
 	}
@@ -134,16 +152,16 @@ func (n *Notifier) Send(hooks []Hook, m Message) {
 
 // enqueue queues m for url, starting a worker if it has fewer than
 // Workers; false if its queue is full or the Notifier is closed.
-func (n *Notifier) enqueue(url string, m Message) bool {
+func (n *Notifier) enqueue(k receiverKey, m Message) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.ctx.Err() != nil {
 		return false
 	}
-	r := n.receivers[url]
+	r := n.receivers[k]
 	if r == nil {
 		r = &receiver{queue: make(chan Message, n.opts.Queue)}
-		n.receivers[url] = r
+		n.receivers[k] = r
 	}
 	select {
 	case r.queue <- m:
@@ -153,7 +171,7 @@ func (n *Notifier) enqueue(url string, m Message) bool {
 	if r.workers < n.opts.Workers {
 		r.workers++
 		n.wg.Add(1)
-		go n.work(url, r)
+		go n.work(k, r)
 	}
 	return true
 }
@@ -169,7 +187,7 @@ func (n *Notifier) Close() {
 // work delivers url's messages until the Notifier closes or none came for
 // Idle. It stops under n.mu with the queue empty, so a message enqueued
 // meanwhile always finds a worker (or starts one).
-func (n *Notifier) work(url string, r *receiver) {
+func (n *Notifier) work(k receiverKey, r *receiver) {
 	defer n.wg.Done()
 	idle := time.NewTimer(n.opts.Idle)
 	defer idle.Stop()
@@ -178,8 +196,8 @@ func (n *Notifier) work(url string, r *receiver) {
 		case <-n.ctx.Done():
 			return
 		case m := <-r.queue:
-			if err := n.deliver(url, m); err != nil && n.opts.OnFail != nil && n.ctx.Err() == nil {
-				n.opts.OnFail(url, m, err)
+			if err := n.deliver(k, m); err != nil && n.opts.OnFail != nil && n.ctx.Err() == nil {
+				n.opts.OnFail(k.url, m, err)
 			}
 			idle.Reset(n.opts.Idle)
 		case <-idle.C:
@@ -191,7 +209,7 @@ func (n *Notifier) work(url string, r *receiver) {
 			}
 			r.workers--
 			if r.workers == 0 {
-				delete(n.receivers, url)
+				delete(n.receivers, k)
 			}
 			n.mu.Unlock()
 			return
@@ -201,7 +219,7 @@ func (n *Notifier) work(url string, r *receiver) {
 
 // deliver posts m to url, retrying a failed attempt (network error or a
 // non-2xx answer) up to Attempts times with a doubling backoff.
-func (n *Notifier) deliver(url string, m Message) error {
+func (n *Notifier) deliver(k receiverKey, m Message) error {
 	body, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -217,30 +235,42 @@ func (n *Notifier) deliver(url string, m Message) error {
 			}
 			wait *= 2
 		}
-		if last = n.post(url, body); last == nil {
+		if last = n.post(k, body); last == nil {
 			return nil
 		}
 	}
 	return fmt.Errorf("after %d attempts: %w", n.opts.Attempts, last)
 }
 
-func (n *Notifier) post(url string, body []byte) error {
+// post makes one attempt. Its errors never quote the URL: they name the
+// receiver by scheme and host only (redact.URL), since the path, query
+// and userinfo of a webhook are often its secret.
+func (n *Notifier) post(k receiverKey, body []byte) error {
 	ctx, cancel := context.WithTimeout(n.ctx, n.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, k.url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return fmt.Errorf("webhook URL %s: %s", redact.URL(k.url), redact.ParseError(k.url))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "swiftdeployd")
-	resp, err := n.opts.Client.Do(req)
+	client := n.opts.Client
+	if k.public {
+		client = n.restricted
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return errors.New(redact.Error(err))
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("%s answered %s", url, resp.Status)
+	// Read a little of the answer (so the connection can be reused) and
+	// discard it: nothing a receiver says is kept or shown.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxResponseBody))
+	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return fmt.Errorf("%s answered %s: redirects are not followed", redact.URL(k.url), resp.Status)
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return fmt.Errorf("%s answered %s", redact.URL(k.url), resp.Status)
 	}
 	return nil
 }

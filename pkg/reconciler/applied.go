@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
@@ -62,6 +63,19 @@ func (r *Reconciler) AppliedProject() string {
 	return a.Project
 }
 
+// AppliedStack is the stack of the applied record: what a deploy last
+// applied in full, through the gates (nil when there is none).
+func (r *Reconciler) AppliedStack() *stack.Stack {
+	if r == nil {
+		return nil
+	}
+	a, err := r.readApplied()
+	if err != nil || a == nil {
+		return nil
+	}
+	return a.Stack
+}
+
 func (r *Reconciler) writeApplied(ctx context.Context, a *Applied) error {
 	if r.AppliedPath == "" {
 		return nil
@@ -74,7 +88,8 @@ func (r *Reconciler) writeApplied(ctx context.Context, a *Applied) error {
 	if err != nil {
 		return err
 	}
-	_, err = atomicfile.WriteIfChanged(r.AppliedPath, b, 0o640)
+	// The applied stack holds every env value: owner only.
+	_, err = atomicfile.WriteIfChanged(r.AppliedPath, b, 0o600)
 	return err
 }
 

@@ -248,7 +248,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		// their in-flight requests, then exit. Wait for that before a
 		// container is removed.
 		if r.Drain > 0 && hasLater(plan, i, OpRemoveApp) {
-			if err := r.drain(ctx, d.Stack.Nginx.Name, old); err != nil {
+			if err := r.drain(ctx, d.Stack.Nginx.Name, old, max(r.Drain, d.Stack.FrontDoor.DrainTimeout)); err != nil {
 				return err
 			}
 		}

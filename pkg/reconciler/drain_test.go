@@ -45,30 +45,45 @@ func TestDrainWaitsForEveryOldWorker(t *testing.T) {
 		lists     [][]engine.Process
 		err       error
 		old       []int
-		wantCalls int  // Top calls until the drain ends
-		full      bool // waits the whole bound
+		wantCalls int           // Top calls until the drain ends
+		full      bool          // waits the whole bound
+		bound     time.Duration // nginx.drain_timeout; 0: r.Drain
 	}{
-		{"old workers exit", [][]engine.Process{{master, down(7), down(8), w(9)}, {master, down(8), w(9)}, {master, w(9)}}, nil, []int{7, 8}, 3, false},
+		{"old workers exit", [][]engine.Process{{master, down(7), down(8), w(9)}, {master, down(8), w(9)}, {master, w(9)}}, nil, []int{7, 8}, 3, false, 0},
 		// The master respawned a worker with the old config after the list
 		// was taken: it is shutting down too, and is waited for.
-		{"respawned old worker", [][]engine.Process{{master, w(9), down(12)}, {master, w(9), down(12)}, {master, w(9)}}, nil, []int{7, 8}, 3, false},
-		{"workers that never finish", [][]engine.Process{{master, down(7), w(9)}}, nil, []int{7}, 0, true},
-		{"no process list", nil, errors.New("injected"), []int{7}, 1, true},
-		{"no old workers listed", [][]engine.Process{{master}}, nil, nil, 0, true},
+		{"respawned old worker", [][]engine.Process{{master, w(9), down(12)}, {master, w(9), down(12)}, {master, w(9)}}, nil, []int{7, 8}, 3, false, 0},
+		{"workers that never finish", [][]engine.Process{{master, down(7), w(9)}}, nil, []int{7}, 0, true, 0},
+		{"no process list", nil, errors.New("injected"), []int{7}, 1, true, 0},
+		{"no old workers listed", [][]engine.Process{{master}}, nil, nil, 0, true, 0},
+		// A WebSocket keeps an old worker shutting down: it is waited for
+		// up to nginx.drain_timeout, longer than r.Drain.
+		{"open WebSocket waited for up to drain_timeout", [][]engine.Process{{master, down(7), w(9)}}, nil, []int{7}, 0, true, 900 * time.Millisecond},
+		{"open WebSocket closes before drain_timeout", [][]engine.Process{{master, down(7), w(9)}, {master, down(7), w(9)}, {master, w(9)}}, nil, []int{7}, 3, false, 900 * time.Millisecond},
+		// Without a list nothing says a worker still serves: r.Drain only.
+		{"no process list ignores drain_timeout", nil, errors.New("injected"), []int{7}, 1, true, 5 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &scriptedTop{lists: tc.lists, err: tc.err}
 			r := &Reconciler{Engine: e, Drain: 300 * time.Millisecond}
+			bound := max(r.Drain, tc.bound)
+			want := bound
+			if tc.err != nil || len(tc.old) == 0 {
+				want = r.Drain
+			}
 			start := time.Now()
-			if err := r.drain(context.Background(), "nginx", tc.old); err != nil {
+			if err := r.drain(context.Background(), "nginx", tc.old, bound); err != nil {
 				t.Fatal(err)
 			}
 			took := time.Since(start)
-			if tc.full && took < r.Drain {
-				t.Errorf("drain ended after %s, want the whole %s", took, r.Drain)
+			if tc.full && took < want {
+				t.Errorf("drain ended after %s, want the whole %s", took, want)
+			}
+			if tc.full && want < bound && took >= bound {
+				t.Errorf("drain waited %s, the whole drain_timeout %s, without a list of old workers", took, bound)
 			}
 			if !tc.full {
-				if took >= r.Drain {
+				if took >= bound {
 					t.Errorf("drain took its whole bound (%s)", took)
 				}
 				if e.calls != tc.wantCalls {

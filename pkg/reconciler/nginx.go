@@ -247,9 +247,19 @@ const nginxWorkerTitle = "nginx: worker process"
 // was taken.) Without a list of the old workers (the engine could not list
 // them, or listed none) it waits the whole of r.Drain, as it would for
 // workers that never finish.
-func (r *Reconciler) drain(ctx context.Context, name string, old []int) error {
+//
+// bound (nginx.drain_timeout, at least r.Drain) is how long old workers
+// that are seen still serving are waited for: a WebSocket keeps its worker
+// until it closes, so an open one on a replaced container is left to
+// close by itself that long (nginx's worker_shutdown_timeout, set to the
+// same bound, then closes it). Without a list only r.Drain is waited.
+func (r *Reconciler) drain(ctx context.Context, name string, old []int, bound time.Duration) error {
 	end := trace.Begin(ctx, "drain", name)
-	deadline := time.Now().Add(r.Drain)
+	start := time.Now()
+	deadline := start.Add(r.Drain)
+	if len(old) > 0 {
+		deadline = start.Add(bound)
+	}
 	note := fmt.Sprintf("no list of the old workers: the full %s", r.Drain)
 	defer func() { end(note) }()
 	polls := 0
@@ -261,13 +271,14 @@ func (r *Reconciler) drain(ctx context.Context, name string, old []int) error {
 				return ctx.Err()
 			}
 			note = "cannot list nginx's processes (" + err.Error() + "): the rest of " + r.Drain.String()
+			deadline = start.Add(r.Drain)
 			break
 		}
 		if !anyOf(ps, old) && !shuttingDown(ps) {
 			note = fmt.Sprintf("%d old workers exited (%d polls)", len(old), polls)
 			return nil
 		}
-		note = fmt.Sprintf("old workers still serving after %s", r.Drain)
+		note = fmt.Sprintf("old workers still serving after %s", bound)
 		select {
 		case <-time.After(drainPoll):
 		case <-ctx.Done():

@@ -180,7 +180,7 @@ func TestNginxInstallReloadAndReadBack(t *testing.T) {
 	}
 	r.Drain = 20 * time.Second
 	start := time.Now()
-	if err := r.drain(ctx, st.Nginx.Name, old); err != nil {
+	if err := r.drain(ctx, st.Nginx.Name, old, r.Drain); err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took > 10*time.Second {

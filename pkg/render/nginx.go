@@ -24,7 +24,8 @@ var nginxTemplate = template.Must(template.New("nginx.conf").Option("missingkey=
 const (
 	poolStable = accesslog.PoolStable
 	poolCanary = accesslog.PoolCanary
-	poolSplit  = "$swiftdeploy_pool" // the split_clients variable
+	poolSplit  = "$swiftdeploy_split" // the split_clients variable
+	poolMatch  = "$swiftdeploy_pool"  // the services.canary.match map
 )
 
 // nginxView is what the template sees: every value already checked and
@@ -48,11 +49,31 @@ type nginxView struct {
 	MetricsPath    string
 	Blocked        []string // location arguments ("^~ /chaos", "= /debug") refused with 403
 	BlockedRegex   string
-	StatusListen   string // unix:<socket path>
-	StatusPath     string
-	Status         LoadedConfig // what the status socket reports
-	StatusBody     string       // Status as the nginx string it returns
-	StatusSets     []statusSet  // the variables StatusBody refers to
+
+	// The front door (stack.FrontDoor), formatted for nginx.
+	BodySize          string
+	RequestBuffering  string // on or off
+	ResponseBuffering string
+	StickyCookie      string
+	MatchVar          string // the variable services.canary.match reads ("" for none)
+	MatchWhat         string // for the comment: "header X-Canary"
+	MatchValue        string
+	BasePool          string // where the match map sends everything else
+	TrustedProxies    []string
+	ProxyProtocol     bool
+	RealIPHeader      string
+	XFF, XFP          string // X-Forwarded-For and -Proto sent to the app
+	Traffic           string // stack.TrafficPause, TrafficStop or ""
+	StopMessage       string
+	RetryAfter        int    // seconds, on a 503 from stop or an expired hold
+	HoldMax           string // nginx time
+	HoldSocket        string // path of the socket a paused request waits on
+	DrainTimeout      string // worker_shutdown_timeout; "" for none
+	StatusListen      string // unix:<socket path>
+	StatusPath        string
+	Status            LoadedConfig // what the status socket reports
+	StatusBody        string       // Status as the nginx string it returns
+	StatusSets        []statusSet  // the variables StatusBody refers to
 }
 
 // Nginx renders the nginx.conf for the stack (container names as upstream hosts).
@@ -70,27 +91,46 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		ConnectTimeout: seconds(min(timeout, maxConnectTimeout)),
 		ProxyTimeout:   seconds(timeout),
 		MetricsPath:    s.MetricsPath,
-		Blocked:        blockedLocations(manifest.BlockedPrefixes()),
-		BlockedRegex:   blockedRegex(manifest.BlockedPrefixes()),
+		Blocked:        blockedLocations(manifest.RefusedPrefixes(s.FrontDoor.Refused)),
+		BlockedRegex:   blockedRegex(manifest.RefusedPrefixes(s.FrontDoor.Refused)),
 		Pool:           poolStable,
 		LogFormat:      accesslog.Format,
 		RevisionVar:    accesslog.RevisionVar,
 		StableRevision: trackRevision(s.Stable),
 		StatusListen:   "unix:" + path.Join(stack.NginxRunDir, stack.NginxStatusSocket),
 		StatusPath:     stack.NginxStatusPath,
-		Status:         LoadedConfig{Weight: s.CanaryWeight, Stable: containerNames(s.Stable)},
+		Status:         LoadedConfig{Weight: s.CanaryWeight, Stable: containerNames(s.Stable), Traffic: s.FrontDoor.Traffic},
 	}
-	if s.CanaryWeight > 0 {
+	frontDoorView(&v, s.FrontDoor)
+	// A canary with a match serves matching requests at any weight, 0
+	// included, so its upstream is there whenever its containers are.
+	match := s.FrontDoor.Match != nil && len(s.Canary) > 0
+	if s.CanaryWeight > 0 || match {
 		v.Canary = addrs(s.Canary)
 		v.CanaryRevision = trackRevision(s.Canary)
 		v.CanaryWeight = s.CanaryWeight
 		v.Status.Canary = containerNames(s.Canary)
-		if s.CanaryWeight == 100 {
+		switch s.CanaryWeight {
+		case 0:
+		case 100:
 			v.Pool = poolCanary
-		} else {
+		default:
 			v.Split = true
 			v.Pool = poolSplit
 		}
+	}
+	if match {
+		m := s.FrontDoor.Match
+		if m.Header != "" {
+			v.MatchVar = "http_" + strings.ReplaceAll(strings.ToLower(m.Header), "-", "_")
+			v.MatchWhat = "header " + m.Header
+		} else {
+			v.MatchVar = "cookie_" + m.Cookie
+			v.MatchWhat = "cookie " + m.Cookie
+		}
+		v.MatchValue = m.Value
+		v.BasePool = v.Pool
+		v.Pool = poolMatch
 	}
 	out, err := renderWithRevision(v)
 	if err != nil {
@@ -157,3 +197,54 @@ func blockedRegex(prefixes []string) string {
 	}
 	return "^/(" + strings.Join(alts, "|") + ")"
 }
+
+// frontDoorView formats the request handling of the front door.
+func frontDoorView(v *nginxView, f stack.FrontDoor) {
+	onOff := func(b bool) string {
+		if b {
+			return "on"
+		}
+		return "off"
+	}
+	v.BodySize = f.ClientMaxBodySize
+	if v.BodySize == "" {
+		v.BodySize = "1m" // nginx's own default, for a hand-built stack
+	}
+	v.RequestBuffering = onOff(f.RequestBuffering)
+	v.ResponseBuffering = onOff(f.ResponseBuffering)
+	v.StickyCookie = f.StickyCookie
+	if v.StickyCookie == "" {
+		v.StickyCookie = manifest.DefaultStickyCookie
+	}
+	v.XFF, v.XFP = "$remote_addr", "$scheme"
+	if len(f.TrustedProxies) > 0 {
+		v.TrustedProxies = f.TrustedProxies
+		v.ProxyProtocol = f.ProxyProtocol
+		v.RealIPHeader = "X-Forwarded-For"
+		if f.ProxyProtocol {
+			// The PROXY header names the client; nothing else does.
+			v.RealIPHeader = "proxy_protocol"
+		} else {
+			v.XFF, v.XFP = "$swiftdeploy_xff", "$swiftdeploy_xfp"
+		}
+	}
+	v.Traffic = f.Traffic.Mode
+	v.StopMessage = f.Traffic.Message
+	if v.StopMessage == "" {
+		v.StopMessage = DefaultStopMessage
+	}
+	v.RetryAfter = RetryAfterSeconds
+	v.HoldMax = seconds(max(f.Traffic.Max, time.Second))
+	v.HoldSocket = path.Join(stack.ConfigDir, stack.NginxHoldSocket)
+	if f.DrainTimeout >= time.Second {
+		v.DrainTimeout = seconds(f.DrainTimeout)
+	}
+}
+
+// DefaultStopMessage is the body of a stopped front door's 503 when
+// swiftctl traffic stop is given no message.
+const DefaultStopMessage = "Service temporarily unavailable"
+
+// RetryAfterSeconds is the Retry-After a stopped or over-held request is
+// answered with.
+const RetryAfterSeconds = 30

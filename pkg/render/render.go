@@ -18,12 +18,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
-// BlockedPrefixes returns the URI prefixes nginx refuses with 403 (see
-// manifest.IsBlockedPath for how each one matches).
-func BlockedPrefixes() []string {
-	return manifest.BlockedPrefixes()
-}
-
 var (
 	// Docker's rule for container and network names.
 	dockerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
@@ -125,13 +119,85 @@ func checkStack(s stack.Stack) error {
 	// location, which must not reopen a refused prefix in another case.
 	if err := manifest.CheckFrontDoorPath(s.MetricsPath); err != nil {
 		bad("metrics_path", "%v", err)
+	} else if prefix, refused := manifest.IsRefusedPath(s.FrontDoor.Refused, s.MetricsPath); refused {
+		bad("metrics_path", "%q is refused by the front door: it lies under the refused %s (compared without regard to case)", s.MetricsPath, prefix)
 	}
+
+	checkFrontDoor(s.FrontDoor, bad)
 
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid stack %q: %w", s.Project, errors.Join(errs...))
 	}
 	return nil
 }
+
+// stopMessageRE is what swiftctl traffic stop's message may hold: it is
+// written into a quoted nginx string and a status line, where '"', '\\',
+// '$', ';', braces and line breaks would change the meaning.
+var stopMessageRE = regexp.MustCompile(`^[^"\\$;{}\x00-\x1f\x7f]{0,200}$`)
+
+// CheckStopMessage checks a swiftctl traffic stop message.
+func CheckStopMessage(msg string) error {
+	if !stopMessageRE.MatchString(msg) || strings.TrimSpace(msg) != msg {
+		return fmt.Errorf("message must be at most 200 printable characters without \" \\ $ ; { } or leading/trailing spaces, got %q", msg)
+	}
+	return nil
+}
+
+// checkFrontDoor re-checks what manifest validation checks for the
+// front-door fields, for a hand-built Stack.
+func checkFrontDoor(f stack.FrontDoor, bad func(field, format string, a ...any)) {
+	var n manifest.Nginx
+	n.ClientMaxBodySize = f.ClientMaxBodySize
+	if n.ClientMaxBodySize == "" {
+		n.ClientMaxBodySize = "1m"
+	}
+	for i, p := range f.Refused {
+		if err := manifest.CheckDenyPath(p); err != nil {
+			bad(fmt.Sprintf("front_door.refused[%d]", i), "%v", err)
+		}
+	}
+	if f.StickyCookie != "" && !cookieRE.MatchString(f.StickyCookie) {
+		bad("front_door.sticky_cookie", "must be letters, digits or '_', got %q", f.StickyCookie)
+	}
+	if !bodySizeRE.MatchString(n.ClientMaxBodySize) {
+		bad("front_door.client_max_body_size", "invalid size %q", f.ClientMaxBodySize)
+	}
+	for i, c := range f.TrustedProxies {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			bad(fmt.Sprintf("front_door.trusted_proxies[%d]", i), "must be a CIDR, got %q", c)
+		}
+	}
+	if m := f.Match; m != nil {
+		switch {
+		case (m.Header == "") == (m.Cookie == ""):
+			bad("front_door.match", "needs exactly one of header and cookie")
+		case m.Header != "" && !headerRE.MatchString(m.Header):
+			bad("front_door.match.header", "invalid header name %q", m.Header)
+		case m.Cookie != "" && !cookieRE.MatchString(m.Cookie):
+			bad("front_door.match.cookie", "invalid cookie name %q", m.Cookie)
+		}
+		if !matchValueRE.MatchString(m.Value) {
+			bad("front_door.match.value", "invalid value %q", m.Value)
+		}
+	}
+	switch f.Traffic.Mode {
+	case stack.TrafficRun, stack.TrafficPause:
+	case stack.TrafficStop:
+		if err := CheckStopMessage(f.Traffic.Message); err != nil {
+			bad("front_door.traffic", "%v", err)
+		}
+	default:
+		bad("front_door.traffic", "unknown mode %q", f.Traffic.Mode)
+	}
+}
+
+var (
+	cookieRE     = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
+	headerRE     = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+	bodySizeRE   = regexp.MustCompile(`^[0-9]{1,9}[kKmMgG]?$`)
+	matchValueRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+)
 
 func checkImage(ref string) error {
 	if ref == "" {

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/accesslog"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -19,7 +20,13 @@ var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // goldenCases are the directories under testdata/ holding a manifest.yaml
 // and the expected renderings of it.
-var goldenCases = []string{"seed", "replicas3", "canary20", "bind6"}
+var goldenCases = []string{"seed", "replicas3", "canary20", "bind6", "frontdoor", "proxyprotocol", "paused", "stopped"}
+
+// goldenTraffic is the swiftctl traffic hold in force for a golden case.
+var goldenTraffic = map[string]stack.Traffic{
+	"paused":  {Mode: stack.TrafficPause, Max: 45 * time.Second},
+	"stopped": {Mode: stack.TrafficStop, Message: "Back at 14:00 UTC: database migration"},
+}
 
 // loadStack derives the stack of testdata/<name>/manifest.yaml.
 func loadStack(t testing.TB, name string) stack.Stack {
@@ -28,7 +35,9 @@ func loadStack(t testing.TB, name string) stack.Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return parseStack(t, string(data))
+	s := parseStack(t, string(data))
+	s.FrontDoor.Traffic = goldenTraffic[name]
+	return s
 }
 
 func parseStack(t testing.TB, manifestYAML string) stack.Stack {
@@ -159,8 +168,8 @@ network: {name: shop-net}
 	}{
 		{"no canary", "", "", "app_stable", false},
 		{"canary at weight 0", "  canary: {image: \"app:2\", weight: 0}", "", "app_stable", false},
-		{"canary at 20%", "  canary: {image: \"app:2\", weight: 20}", "20% app_canary;", "$swiftdeploy_pool", true},
-		{"canary at 1%", "  canary: {image: \"app:2\", weight: 1}", "1% app_canary;", "$swiftdeploy_pool", true},
+		{"canary at 20%", "  canary: {image: \"app:2\", weight: 20}", "20% app_canary;", "$swiftdeploy_split", true},
+		{"canary at 1%", "  canary: {image: \"app:2\", weight: 1}", "1% app_canary;", "$swiftdeploy_split", true},
 		{"canary at 100%", "  canary: {image: \"app:2\", weight: 100}", "", "app_canary", true},
 	}
 	for _, tt := range tests {
@@ -317,10 +326,11 @@ func BenchmarkCompose(b *testing.B) {
 }
 
 // TestBlockedRuleAgrees checks that the case-insensitive regex location in
-// nginx.conf refuses exactly the paths manifest.IsBlockedPath calls
-// refused, the rule metrics.path is validated against.
+// nginx.conf refuses exactly the paths manifest.IsRefusedPath calls
+// refused, the rule metrics.path and deny_paths are validated against.
 func TestBlockedRuleAgrees(t *testing.T) {
-	re := regexp.MustCompile("(?i)" + blockedRegex(manifest.BlockedPrefixes()))
+	prefixes := manifest.RefusedPrefixes([]string{"/debug/", "/internal/", "/admin"})
+	re := regexp.MustCompile("(?i)" + blockedRegex(prefixes))
 	paths := []string{
 		"/", "/chaos", "/chaos/", "/CHAOS", "/chaosmonkey", "/chao", "/x/chaos",
 		"/internal", "/internal/", "/Internal/x", "/internals", "/internal.json",
@@ -329,7 +339,7 @@ func TestBlockedRuleAgrees(t *testing.T) {
 		"/swiftdeploy", "/swiftdeploy/config", "/SWIFTDEPLOY/", "/swiftdeployer",
 	}
 	for _, p := range paths {
-		_, want := manifest.IsBlockedPath(p)
+		_, want := manifest.IsRefusedPath(prefixes, p)
 		if got := re.MatchString(p); got != want {
 			t.Errorf("%s: nginx regex refuses = %v, manifest.IsBlockedPath = %v", p, got, want)
 		}

@@ -9,6 +9,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // revisionLen is how many hex digits of the SHA-256 make a revision: 64
@@ -53,6 +56,9 @@ type LoadedConfig struct {
 	// app_canary upstreams. Canary is empty when nginx sends the canary no
 	// traffic (no canary, or weight 0).
 	Stable, Canary []string
+	// Traffic is the operator's hold on traffic nginx applies (swiftctl
+	// traffic); the zero value passes requests on.
+	Traffic stack.Traffic
 }
 
 // Variables the status location assembles its container lists in.
@@ -107,7 +113,33 @@ func statusSets(c LoadedConfig) []statusSet {
 // line breaks written as nginx's "\n" escapes and the container lists as
 // the variables statusSets fills.
 func statusBody(c LoadedConfig) string {
-	return fmt.Sprintf(`revision %s\nweight %d\nstable $%s\ncanary $%s\n`, c.Revision, c.Weight, statusStableVar, statusCanaryVar)
+	body := fmt.Sprintf(`revision %s\nweight %d\nstable $%s\ncanary $%s\n`, c.Revision, c.Weight, statusStableVar, statusCanaryVar)
+	// Only a held front door says so, so the status of one that passes
+	// traffic reads as before this field existed.
+	switch c.Traffic.Mode {
+	case stack.TrafficPause:
+		body += fmt.Sprintf(`traffic pause %s\n`, seconds(max(c.Traffic.Max, time.Second)))
+	case stack.TrafficStop:
+		body += `traffic stop ` + c.Traffic.Message + `\n`
+	}
+	return body
+}
+
+// parseTraffic reads the value of the status body's traffic line.
+func parseTraffic(value string) (stack.Traffic, error) {
+	mode, arg, _ := strings.Cut(value, " ")
+	switch mode {
+	case stack.TrafficPause:
+		d, err := time.ParseDuration(arg)
+		if err != nil || d < time.Second {
+			return stack.Traffic{}, fmt.Errorf("pause: want a bound such as 30s, got %q", arg)
+		}
+		return stack.Traffic{Mode: stack.TrafficPause, Max: d}, nil
+	case stack.TrafficStop:
+		return stack.Traffic{Mode: stack.TrafficStop, Message: arg}, nil
+	default:
+		return stack.Traffic{}, fmt.Errorf("want pause or stop, got %q", value)
+	}
 }
 
 // ParseLoadedConfig reads the body nginx returns on its status socket for
@@ -150,6 +182,8 @@ func ParseLoadedConfig(body []byte) (LoadedConfig, error) {
 			}
 		case "canary":
 			c.Canary, err = containerList(value)
+		case "traffic":
+			c.Traffic, err = parseTraffic(value)
 		default:
 			return LoadedConfig{}, fmt.Errorf("loaded config: line %d: unknown field %q", i+1, key)
 		}

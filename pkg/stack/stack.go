@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 )
@@ -42,6 +43,12 @@ const (
 	NginxRunDir       = "/run/swiftdeploy"
 	NginxStatusSocket = "nginx.sock"
 	NginxStatusPath   = "/swiftdeploy/config"
+	// NginxHoldSocket, in ConfigDir, is where a paused front door parks
+	// requests: swiftdeployd listens on it and never accepts. ConfigDir,
+	// not NginxRunDir: nginx's workers (nobody) must reach it, and the run
+	// directory is closed to other users. A read-only mount does not stop
+	// a connect to a socket.
+	NginxHoldSocket = "hold.sock"
 )
 
 // Stack is the desired set of containers for one project.
@@ -59,6 +66,46 @@ type Stack struct {
 	// ProxyTimeout and the health path are used by the nginx renderer.
 	ProxyTimeout string
 	MetricsPath  string
+	// FrontDoor is how nginx treats requests (nginx.conf only: no
+	// container changes with it).
+	FrontDoor FrontDoor
+}
+
+// FrontDoor is the request handling of the nginx front door.
+type FrontDoor struct {
+	ClientMaxBodySize string // nginx size syntax; "" renders nginx's default
+	RequestBuffering  bool
+	ResponseBuffering bool
+	// Refused are the path prefixes answered 403 (manifest.RefusedPrefixes).
+	// The renderer refuses manifest.AlwaysDenied whatever this holds.
+	Refused []string
+	// StickyCookie names the cookie a canary split hashes.
+	StickyCookie string
+	// TrustedProxies are masked CIDRs of peers believed about the client.
+	TrustedProxies []string
+	ProxyProtocol  bool
+	// Match sends matching requests to the canary whatever the weight.
+	Match *manifest.Match
+	// Traffic is the operator's hold on traffic (swiftctl traffic).
+	Traffic Traffic
+	// DrainTimeout bounds how long a replaced container is kept for the
+	// connections still open on it (WebSockets) to close by themselves.
+	DrainTimeout time.Duration
+}
+
+// Traffic modes: TrafficRun passes requests to the app; TrafficPause
+// holds them until resumed (up to Traffic.Max); TrafficStop answers 503.
+const (
+	TrafficRun   = ""
+	TrafficPause = "pause"
+	TrafficStop  = "stop"
+)
+
+// Traffic is what the front door does with requests for the app.
+type Traffic struct {
+	Mode    string
+	Message string        // TrafficStop: the 503's body
+	Max     time.Duration // TrafficPause: how long a request is held
 }
 
 // App is one application container.
@@ -102,6 +149,8 @@ type Options struct {
 	// force (services.canary.steps). It only changes nginx's split, never
 	// a container: weights are not in any container's hash.
 	CanaryWeight int
+	// Traffic is the operator's hold on traffic in force.
+	Traffic Traffic
 }
 
 // FromManifest computes the desired stack.
@@ -111,6 +160,11 @@ func FromManifest(m *manifest.Manifest, o Options) Stack {
 		Network:      m.Network,
 		ProxyTimeout: fmt.Sprintf("%ds", int(m.Nginx.ProxyTimeout.D().Seconds())),
 		MetricsPath:  m.Metrics.Path,
+		FrontDoor:    frontDoor(&m.Nginx, o.Traffic),
+	}
+	if c := m.Services.Canary; c != nil && c.Match != nil {
+		match := *c.Match
+		s.FrontDoor.Match = &match
 	}
 	stableImage := m.Services.Image
 	if o.StableImage != "" {
@@ -147,6 +201,25 @@ func FromManifest(m *manifest.Manifest, o Options) Stack {
 	}
 	s.Nginx.Hash = hash(spec)
 	return s
+}
+
+func frontDoor(n *manifest.Nginx, t Traffic) FrontDoor {
+	f := FrontDoor{
+		ClientMaxBodySize: n.ClientMaxBodySize,
+		RequestBuffering:  n.RequestBuffering,
+		ResponseBuffering: n.ResponseBuffering,
+		Refused:           n.RefusedPrefixes(),
+		StickyCookie:      n.StickyCookie,
+		ProxyProtocol:     n.ProxyProtocol,
+		Traffic:           t,
+		DrainTimeout:      n.DrainTimeout.D(),
+	}
+	for _, c := range n.TrustedProxies {
+		if p, err := manifest.ParseTrustedProxy(c); err == nil { // validated
+			f.TrustedProxies = append(f.TrustedProxies, p.String())
+		}
+	}
+	return f
 }
 
 // canonicalAddr writes an IP literal the one way netip does ("::1" for

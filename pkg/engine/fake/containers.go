@@ -339,7 +339,7 @@ func (e *Engine) Remove(ctx context.Context, id string, grace time.Duration) (er
 // container whose process does not exit by itself (anything but the nginx
 // commands) runs until ctx ends, Kill or Remove.
 func (e *Engine) RunOnce(ctx context.Context, s engine.Spec) (code int, out string, err error) {
-	c := e.begin(OpRunOnce, s.Name, strings.Join(s.Cmd, " "))
+	c := e.beginImage(OpRunOnce, s.Name, strings.Join(s.Cmd, " "), s.Image)
 	defer c.end(&err)
 	if ferr := e.admit(ctx, c); ferr != nil {
 		return -1, "", fmt.Errorf("create container %s: %w", s.Name, ferr)

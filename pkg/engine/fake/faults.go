@@ -50,7 +50,10 @@ type Call struct {
 	// grace of a Remove, the driver of a CreateNetwork, the network of a
 	// ListContainers.
 	Detail string
-	Err    error // the call's result; nil also while the call is in flight
+	// Image is the image a RunOnce runs (Run's is its Detail), so that a
+	// test can say which images a throwaway container used.
+	Image string
+	Err   error // the call's result; nil also while the call is in flight
 }
 
 func (c Call) String() string {
@@ -221,8 +224,13 @@ type callRef struct {
 
 // begin records a call and runs the BeforeCall hook.
 func (e *Engine) begin(op, target, detail string) *callRef {
+	return e.beginImage(op, target, detail, "")
+}
+
+// beginImage is begin for a call that runs image.
+func (e *Engine) beginImage(op, target, detail, image string) *callRef {
 	e.mu.Lock()
-	c := &Call{Op: op, Target: target, Detail: detail}
+	c := &Call{Op: op, Target: target, Detail: detail, Image: image}
 	e.calls = append(e.calls, c)
 	hook := e.beforeCall
 	e.mu.Unlock()

@@ -233,7 +233,7 @@ func ArgoRollouts(m *manifest.Manifest, o Options) ([]Object, error) {
 		service(s.Project, o.Namespace, stack.TrackStable, a.Port, sel),
 		service(s.Project, o.Namespace, stack.TrackCanary, a.Port, sel),
 		// The plugin owns the weights; it starts with everything on stable.
-		httpRoute(s.Project, o, []gatewayv1.HTTPBackendRef{
+		httpRoute(s, o, []gatewayv1.HTTPBackendRef{
 			backendRef(trackName(s.Project, stack.TrackStable), a.Port, 100),
 			backendRef(trackName(s.Project, stack.TrackCanary), a.Port, 0),
 		}),

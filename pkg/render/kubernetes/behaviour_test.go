@@ -150,7 +150,7 @@ func TestRefusedPaths(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range manifest.BlockedPrefixes() {
+	for _, p := range manifest.RefusedPrefixes(manifest.DefaultDenyPaths) {
 		found := false
 		for _, r := range refused {
 			found = found || r == strings.TrimSuffix(p, "/")

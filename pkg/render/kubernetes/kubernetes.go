@@ -95,7 +95,7 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 			service(s.Project, o.Namespace, a.Track, a.Port, selectorLabels(s.Project, a.Track)))
 		refs = append(refs, backendRef(trackName(s.Project, a.Track), a.Port, t.weight))
 	}
-	objs = append(objs, httpRoute(s.Project, o, refs))
+	objs = append(objs, httpRoute(s, o, refs))
 	objs = append(objs, rbac(s.Project, o.Namespace, false)...)
 	return objs, nil
 }
@@ -279,7 +279,8 @@ func backendRef(service string, port int, weight int32) gatewayv1.HTTPBackendRef
 // to answer with a 500. Gateway API path prefixes match whole path
 // segments and letter case (nginx matches neither way): see
 // docs/kubernetes.md.
-func httpRoute(project string, o Options, refs []gatewayv1.HTTPBackendRef) *gatewayv1.HTTPRoute {
+func httpRoute(s stack.Stack, o Options, refs []gatewayv1.HTTPBackendRef) *gatewayv1.HTTPRoute {
+	project := s.Project
 	r := &gatewayv1.HTTPRoute{
 		TypeMeta:   metav1.TypeMeta{APIVersion: gatewayv1.GroupVersion.String(), Kind: "HTTPRoute"},
 		ObjectMeta: meta(project, o.Namespace, objectLabels(project, RoleFrontDoor, "")),
@@ -288,7 +289,7 @@ func httpRoute(project string, o Options, refs []gatewayv1.HTTPBackendRef) *gate
 		r.Spec.ParentRefs = []gatewayv1.ParentReference{{Name: gatewayv1.ObjectName(o.Gateway)}}
 	}
 	var refused []gatewayv1.HTTPRouteMatch
-	for _, p := range manifest.BlockedPrefixes() {
+	for _, p := range manifest.RefusedPrefixes(s.FrontDoor.Refused) {
 		refused = append(refused, gatewayv1.HTTPRouteMatch{Path: &gatewayv1.HTTPPathMatch{
 			Type:  ptr(gatewayv1.PathMatchPathPrefix),
 			Value: ptr(strings.TrimSuffix(p, "/")),
