@@ -609,9 +609,26 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 // target tracked of it (the applied record, a rollout awaited). Callers
 // hold d.runMu.
 func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(string)) ([]string, error) {
-	removed, err := d.target.RemoveAll(ctx, m, say)
+	plan, err := d.target.Teardown(ctx, m)
 	if err != nil {
-		return removed, err
+		return nil, err
+	}
+	// The plan runs operation by operation, each journaled as it runs:
+	// what a crash leaves is in the journal up to the last one that ran,
+	// and the restarted daemon plans (and journals) the rest.
+	var removed []string
+	for _, r := range plan {
+		if err := r.run(ctx); err != nil {
+			return removed, fmt.Errorf("%s %s: %w", r.Op, r.Target, err)
+		}
+		removed = append(removed, r.Target)
+		d.event(r.Event, fmt.Sprintf("removed %s (%s)", r.Target, r.Op), "", map[string]any{"op": r.Op, "target": r.Target})
+		if say != nil {
+			say("Removed " + r.Target)
+		}
+		if r.After != "" {
+			failpoint.Hit(r.After)
+		}
 	}
 	if err := d.target.Forget(); err != nil {
 		return removed, err
