@@ -103,6 +103,9 @@ type Config struct {
 	// Kube, when set, converges a Kubernetes namespace instead of the
 	// Docker host (kube.go); Engine is then unused.
 	Kube *KubeConfig
+	// Metrics receives the daemon's own metrics (default: a fresh
+	// selfmetrics.Recorder, served on the socket's /metrics).
+	Metrics Recorder
 }
 
 // Daemon is one running swiftdeployd.
@@ -228,7 +231,7 @@ func New(cfg Config) (*Daemon, error) {
 		wake:     make(chan struct{}, 1),
 		refusals: journal.Repeats{MaxInterval: refusalWindow},
 		logWake:  make(chan struct{}, 1),
-		metrics:  newDaemonMetrics(),
+		metrics:  newDaemonMetrics(cfg.Metrics),
 	}
 	if err := atomicfile.MkdirAll(d.stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
@@ -262,6 +265,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.lastMode = d.journaledMode()
 	nopts := cfg.Notify
 	nopts.OnFail = d.notifyFailed
+	nopts.OnDelivered = d.metrics.WebhookDelivered
 	d.notifier = notify.New(nopts)
 	fetcher := cfg.Fetcher
 	if fetcher == nil {

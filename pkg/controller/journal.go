@@ -41,6 +41,11 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 		User:      user,
 		Details:   details,
 	})
+	project := ""
+	if d.current != nil {
+		project = d.current.Project
+	}
+	d.metrics.Event(project, name, user, details)
 	d.notifyLocked(name, msg, details, now)
 }
 

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -154,6 +153,12 @@ func userOf(r *http.Request) string {
 	return p.Name()
 }
 
+// handleWhoami says who the caller is and which role it has.
+func (d *Daemon) handleWhoami(w http.ResponseWriter, r *http.Request) {
+	p, _ := authz.PeerFrom(r.Context())
+	writeJSON(w, http.StatusOK, api.Whoami{User: p.Name(), Role: d.cfg.Authz.RoleOf(p).String()})
+}
+
 // onDeny journals a refusal. Refusals are counted, not journaled one by
 // one: the first of each (uid, route, reason) is written at once, its
 // repeats are summed into one record with a count and first and last
@@ -216,7 +221,8 @@ func (d *Daemon) routes() *authz.Mux {
 	mux.HandleFunc("POST "+api.PathAbort, d.handleAbort)
 	mux.HandleFunc("POST "+api.PathPause, d.handlePause)
 	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
-	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET "+api.PathMetrics, d.metrics.Handler())
+	mux.HandleFunc("GET "+api.PathWhoami, d.handleWhoami)
 	if d.kt != nil {
 		return d.kubeRoutes(mux)
 	}
