@@ -292,6 +292,9 @@ type Diff struct {
 	// decides before its first operation.
 	Gated   bool   `json:"gated,omitempty"`
 	Blocked string `json:"blocked,omitempty"`
+	// Teardown: the plan is down's (asked with ?down=true, or the project
+	// is down and the next reconcile finishes removing what is left).
+	Teardown bool `json:"teardown,omitempty"`
 }
 
 // ChaosRequest asks the daemon to inject chaos into a track.

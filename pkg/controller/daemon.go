@@ -26,9 +26,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
-	"github.com/swiftdeploy/swiftdeploy/pkg/certs"
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
+	"github.com/swiftdeploy/swiftdeploy/pkg/certs"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/hold"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -94,6 +94,9 @@ type Config struct {
 	// negative keeps them by that measure).
 	JournalRetainBytes int64
 	JournalRetainAge   time.Duration
+	// JournalSync, when set, replaces the journal's fsync (tests: a slow
+	// disk).
+	JournalSync func(f *os.File) error
 	// HostFacts, when set, replaces the host readings of the
 	// infrastructure policy (tests).
 	HostFacts func(diskPath string) policy.InfraInput
@@ -155,7 +158,18 @@ type Daemon struct {
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
-	kt            *kubeTarget // the Kubernetes target; nil on Docker
+	// appliedManifest is the hash of the manifest last journaled as
+	// applied (manifestTookEffect); Known once read back from the journal.
+	appliedManifest      string
+	appliedManifestKnown bool
+	// outbox holds events journaled under mu (eventLocked), in order,
+	// until drainJournal writes them with mu released: a slow fsync must
+	// not stall status, scraping and manifest reads, which take mu.
+	outbox []journal.Record
+	queued uint64 // events ever queued in outbox
+	// jmu keeps drained events in outbox order across goroutines.
+	jmu sync.Mutex
+	kt  *kubeTarget // the Kubernetes target; nil on Docker
 	// hold parks the requests of a paused front door (traffic.go).
 	hold hold.Hold
 	// trafficAdopted: nginx's traffic hold was read once since start
@@ -249,7 +263,7 @@ func New(cfg Config) (*Daemon, error) {
 		d.eng = withTimeouts(d.eng, cfg.Timeouts)
 	}
 	if d.jr, err = journal.Open(cfg.JournalPath, journal.Options{MaxBytes: cfg.JournalMaxBytes,
-		RetainBytes: cfg.JournalRetainBytes, RetainAge: cfg.JournalRetainAge}); err != nil {
+		RetainBytes: cfg.JournalRetainBytes, RetainAge: cfg.JournalRetainAge, Sync: cfg.JournalSync}); err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	d.noteTornTail()

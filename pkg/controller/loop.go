@@ -232,6 +232,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	case err == nil:
 		d.endDenials()
 		d.clearDenial()
+		d.manifestTookEffect(m)
 		if ch.Gated() && len(lines) > 0 && d.rollout == nil {
 			d.rollout = &rolloutWatch{started: start}
 		}
@@ -403,6 +404,7 @@ func (d *Daemon) noteManifestEvent(first, fired time.Time) {
 // it parses, derives a stack and renders; otherwise it is reported and the
 // last good one stays in force.
 func (d *Daemon) readManifest() *manifest.Manifest {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	data, rerr := os.ReadFile(d.cfg.ManifestPath)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -452,8 +454,10 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 	d.manifestErr = nil
 	if d.current == nil || d.current.Hash() != m.Hash() {
 		d.scrub = redact.NewScrubber(secretsOf(m)...)
-		d.eventLocked(journal.EventManifestApplied, "manifest loaded", "", map[string]any{"stable_image": m.Services.Image})
 	}
+	// Parsing is not applying: manifest_applied is journaled by the
+	// reconcile that makes the change take effect (manifestTookEffect),
+	// not by this read, which status and diff do too.
 	d.current = m
 	return m
 }
@@ -489,6 +493,7 @@ func (d *Daemon) manifestNow() *manifest.Manifest {
 }
 
 func (d *Daemon) setEngineErr(err error) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	was := d.engineErr
@@ -586,6 +591,7 @@ func servingMode(obs reconciler.Observed) string {
 // noteServing journals a change of the mode the route serves, once, when
 // it has taken effect.
 func (d *Daemon) noteServing(sv Serving) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	if sv.Mode == "" {
 		return
 	}

@@ -334,9 +334,8 @@ func (d *Daemon) commit(t *Transition) error {
 // commitTxn is commit once it is known whether t is journaled already (a
 // daemon that died between journaling and recording it).
 func (d *Daemon) commitTxn(t *Transition, journaled bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if !journaled {
+		d.mu.Lock()
 		switch t.Kind {
 		case kindPromote:
 			// weight: the image's share of traffic after the event.
@@ -361,8 +360,14 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 			det["txn"] = t.ID
 			d.eventLocked(event, msg, t.User, det)
 		}
+		d.mu.Unlock()
+		// Durable before the state records it (callers hold d.runMu, so
+		// nothing else commits meanwhile), and written with d.mu released.
+		d.drainJournal()
 		failpoint.Hit(transitionPoint(t.Kind, "journaled"))
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.state = d.state.with(t)
 	if t.Kind == kindStep {
 		d.stepStartedLocked(time.Now())
@@ -372,6 +377,7 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 
 // abort drops t: the old state stays in force.
 func (d *Daemon) abort(t *Transition, cause error) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.state.Pending != nil && d.state.Pending.ID == t.ID {
@@ -424,6 +430,7 @@ func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
 // (the loop then converges back to the state before it). Callers hold
 // d.runMu, so no transaction of this process is in flight.
 func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	t := d.state.Pending
 	next := d.state
@@ -624,9 +631,26 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 // target tracked of it (the applied record, a rollout awaited). Callers
 // hold d.runMu.
 func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(string)) ([]string, error) {
-	removed, err := d.target.RemoveAll(ctx, m, say)
+	plan, err := d.target.Teardown(ctx, m)
 	if err != nil {
-		return removed, err
+		return nil, err
+	}
+	// The plan runs operation by operation, each journaled as it runs:
+	// what a crash leaves is in the journal up to the last one that ran,
+	// and the restarted daemon plans (and journals) the rest.
+	var removed []string
+	for _, r := range plan {
+		if err := r.run(ctx); err != nil {
+			return removed, fmt.Errorf("%s %s: %w", r.Op, r.Target, err)
+		}
+		removed = append(removed, r.Target)
+		d.event(r.Event, fmt.Sprintf("removed %s (%s)", r.Target, r.Op), "", map[string]any{"op": r.Op, "target": r.Target})
+		if say != nil {
+			say("Removed " + r.Target)
+		}
+		if r.After != "" {
+			failpoint.Hit(r.After)
+		}
 	}
 	if err := d.target.Forget(); err != nil {
 		return removed, err

@@ -70,9 +70,13 @@ const (
 	EventManifestRejected = "manifest_rejected"
 	// EventPolicyReloadFailed: a SIGHUP's policies did not load; the
 	// previous set stays in force.
-	EventPolicyReloadFailed  = "policy_reload_failed"
-	EventContainerCreated    = "container_created"
-	EventContainerRemoved    = "container_removed"
+	EventPolicyReloadFailed = "policy_reload_failed"
+	EventContainerCreated   = "container_created"
+	EventContainerRemoved   = "container_removed"
+	// EventNetworkRemoved and EventObjectDeleted: an operation of down's
+	// teardown plan ran (the project's network; a Kubernetes object).
+	EventNetworkRemoved      = "network_removed"
+	EventObjectDeleted       = "object_deleted"
 	EventContainerRestarted  = "container_restarted"
 	EventNginxReloaded       = "nginx_reloaded"
 	EventNginxConfigRejected = "nginx_config_rejected"
