@@ -144,6 +144,7 @@ var routes = []Route{
 	{http.MethodPost, api.PathAbort, RoleOperate},
 	{http.MethodPost, api.PathPause, RoleOperate},
 	{http.MethodPost, api.PathResume, RoleOperate},
+	{http.MethodPost, api.PathTraffic, RoleOperate},
 	{http.MethodPost, api.PathChaos, RoleAdmin},
 	{http.MethodPost, api.PathDown, RoleAdmin},
 }

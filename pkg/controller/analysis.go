@@ -167,6 +167,7 @@ func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *Rollout {
 // the next step or promote when the step's pause has passed. Tests call it
 // with a clock of their own.
 func (d *Daemon) analyze(ctx context.Context, now time.Time) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	defer func() {
 		if p := recover(); p != nil { // the daemon never crashes
 			d.log.Error("analysis panicked", zap.Any("panic", p), zap.Stack("stack"))
@@ -255,6 +256,7 @@ func (d *Daemon) setRetry(t time.Time) {
 // rollout's canary. The first step is journaled here (it took effect
 // through a reconcile); later ones by their transaction's commit.
 func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	sv, err := d.target.Serving(ctx, m)
 	if err != nil {
 		return
@@ -290,6 +292,7 @@ const (
 // check judges the canary revision's window once, records and journals
 // the verdict, and returns the rollout after it.
 func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) (Rollout, bool) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	rev := cur.Revision
 	dec, st := d.target.Judge(ctx, m, rev)
 	d.metrics.observeDecision(dec)
@@ -475,6 +478,7 @@ func (d *Daemon) abortCanary(ctx context.Context, user, reason string, progress 
 // setPaused is `swiftctl pause` / `resume`. A paused rollout holds its
 // weight: no checks, no steps, and the pause of the step does not run.
 func (d *Daemon) setPaused(user string, paused bool) error {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	m := d.readManifest()
 	if m == nil {
 		return errors.New("no manifest loaded")

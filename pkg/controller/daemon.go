@@ -28,7 +28,9 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
+	"github.com/swiftdeploy/swiftdeploy/pkg/certs"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/hold"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/notify"
@@ -71,6 +73,9 @@ type Config struct {
 	// health probe and nginx status reader (for the fake engine).
 	Probe       func(ctx context.Context, url string) error
 	NginxStatus func(ctx context.Context) (*reconciler.Loaded, error)
+	// ACMEMinBackoff and ACMEMaxBackoff bound the wait after a failed
+	// ACME order (default certs.DefaultMinBackoff, DefaultMaxBackoff).
+	ACMEMinBackoff, ACMEMaxBackoff time.Duration
 	// Hook is called around every apply operation (fault injection).
 	Hook reconciler.Hook
 	// Fetcher, when set, replaces HTTP for scraping the app's metrics.
@@ -89,6 +94,9 @@ type Config struct {
 	// negative keeps them by that measure).
 	JournalRetainBytes int64
 	JournalRetainAge   time.Duration
+	// JournalSync, when set, replaces the journal's fsync (tests: a slow
+	// disk).
+	JournalSync func(f *os.File) error
 	// HostFacts, when set, replaces the host readings of the
 	// infrastructure policy (tests).
 	HostFacts func(diskPath string) policy.InfraInput
@@ -122,6 +130,7 @@ type Daemon struct {
 	metrics  *daemonMetrics
 	obs      *observe.Observer
 	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
+	certs    *certs.Manager // nginx.tls's certificate (certs.go)
 
 	trigger chan struct{}
 	wake    chan struct{} // like trigger, but also cuts a retry backoff short
@@ -149,7 +158,23 @@ type Daemon struct {
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
-	kt            *kubeTarget // the Kubernetes target; nil on Docker
+	// appliedManifest is the hash of the manifest last journaled as
+	// applied (manifestTookEffect); Known once read back from the journal.
+	appliedManifest      string
+	appliedManifestKnown bool
+	// outbox holds events journaled under mu (eventLocked), in order,
+	// until drainJournal writes them with mu released: a slow fsync must
+	// not stall status, scraping and manifest reads, which take mu.
+	outbox []journal.Record
+	queued uint64 // events ever queued in outbox
+	// jmu keeps drained events in outbox order across goroutines.
+	jmu sync.Mutex
+	kt  *kubeTarget // the Kubernetes target; nil on Docker
+	// hold parks the requests of a paused front door (traffic.go).
+	hold hold.Hold
+	// trafficAdopted: nginx's traffic hold was read once since start
+	// (guarded by runMu).
+	trafficAdopted bool
 	// target is what the control plane converges: Docker or kt.
 	target Target
 	// rollout is a deploy's change awaited (guarded by runMu).
@@ -238,7 +263,7 @@ func New(cfg Config) (*Daemon, error) {
 		d.eng = withTimeouts(d.eng, cfg.Timeouts)
 	}
 	if d.jr, err = journal.Open(cfg.JournalPath, journal.Options{MaxBytes: cfg.JournalMaxBytes,
-		RetainBytes: cfg.JournalRetainBytes, RetainAge: cfg.JournalRetainAge}); err != nil {
+		RetainBytes: cfg.JournalRetainBytes, RetainAge: cfg.JournalRetainAge, Sync: cfg.JournalSync}); err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	d.noteTornTail()
@@ -272,6 +297,7 @@ func New(cfg Config) (*Daemon, error) {
 		Probe:         cfg.Probe,
 		NginxStatus:   cfg.NginxStatus,
 	}
+	d.certs = d.newCertManager(d.rec.ConfigDir)
 	d.target = dockerTarget{d}
 	if d.kt != nil {
 		d.kt.d = d
@@ -349,6 +375,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		// Docker target's figures; Kubernetes reads Prometheus.
 		run(d.accessLogLoop)
 		run(d.scrapeLoop)
+		// nginx.tls's certificates: the Docker target's front door.
+		run(d.certs.Run)
 	}
 	d.Enqueue()
 	d.loop(ctx)

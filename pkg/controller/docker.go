@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
@@ -133,6 +134,7 @@ func dockerServing(obs reconciler.Observed, cur reconciler.Desired) Serving {
 	}
 	if obs.Loaded != nil {
 		s.StableImage = imageOf(obs, obs.Loaded.Stable)
+		s.Traffic = obs.Loaded.Traffic
 	}
 	return s
 }
@@ -147,44 +149,46 @@ func (t dockerTarget) Judge(ctx context.Context, m *manifest.Manifest, revision 
 
 func (t dockerTarget) Watch(ctx context.Context, _ func()) { t.d.watchEngine(ctx) }
 
-// RemoveAll removes every container and the owned network of m's project,
-// nginx first so that no request reaches an app container being removed,
-// then forgets the applied record.
-func (t dockerTarget) RemoveAll(ctx context.Context, m *manifest.Manifest, say func(string)) ([]string, error) {
+// Teardown plans the removal of every container and the owned network of
+// m's project: nginx first so that no request reaches an app container
+// being removed, then the apps, then anything else labelled with the
+// project, then the network.
+func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Removal, error) {
 	eng := t.d.eng
 	cs, err := eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {
 		return nil, err
 	}
-	var removed []string
+	var plan []Removal
 	for _, role := range []string{stack.RoleNginx, stack.RoleApp, ""} {
+		op := "remove-" + role
+		if role == "" {
+			op = "remove-other"
+		}
 		for _, c := range cs {
 			known := c.Role == stack.RoleNginx || c.Role == stack.RoleApp
 			if (role == "" && known) || (role != "" && c.Role != role) {
 				continue // each container is removed in exactly one pass
 			}
-			if err := eng.Remove(ctx, c.ID, 10*time.Second); err != nil {
-				return removed, err
+			id := c.ID
+			r := Removal{Op: op, Target: c.Name, Event: journal.EventContainerRemoved,
+				run: func(ctx context.Context) error { return eng.Remove(ctx, id, 10*time.Second) }}
+			if role == stack.RoleNginx {
+				r.After = failpoint.DownRemoved
 			}
-			removed = append(removed, c.Name)
-			say("Removed " + c.Name)
-		}
-		if role == stack.RoleNginx {
-			failpoint.Hit(failpoint.DownRemoved)
+			plan = append(plan, r)
 		}
 	}
 	n, err := eng.FindNetwork(ctx, m.Network.Name, m.Project)
 	if err != nil {
-		return removed, err
+		return plan, err
 	}
 	if n != nil && n.Owned {
-		if err := eng.RemoveNetwork(ctx, n.ID); err != nil {
-			return removed, err
-		}
-		removed = append(removed, "network "+n.Name)
-		say("Removed network " + n.Name)
+		id := n.ID
+		plan = append(plan, Removal{Op: "remove-network", Target: n.Name, Event: journal.EventNetworkRemoved,
+			run: func(ctx context.Context) error { return eng.RemoveNetwork(ctx, id) }})
 	}
-	return removed, nil
+	return plan, nil
 }
 
 func (t dockerTarget) Forget() error { return t.d.rec.ForgetApplied() }

@@ -26,6 +26,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -573,9 +574,9 @@ func (t *kubeTarget) Forget() error { return nil }
 // change leaves the live objects as they are.
 func (t *kubeTarget) Heal(context.Context, Change, reconciler.Progress) {}
 
-// RemoveAll deletes every object the project owns: the route first, so
-// that nothing is sent to a Service being deleted.
-func (t *kubeTarget) RemoveAll(ctx context.Context, m *manifest.Manifest, say func(string)) ([]string, error) {
+// Teardown plans the deletion of every object the project owns: the
+// route first, so that nothing is sent to a Service being deleted.
+func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Removal, error) {
 	obs, err := t.observe(ctx, m.Project)
 	if err != nil {
 		return nil, err
@@ -591,15 +592,11 @@ func (t *kubeTarget) RemoveAll(ctx context.Context, m *manifest.Manifest, say fu
 	for n := range obs.Deployments {
 		refs = append(refs, kube.Ref{Resource: kube.Deployments, Namespace: ns, Name: n})
 	}
-	var removed []string
+	plan := make([]Removal, 0, len(refs))
 	for _, ref := range refs {
-		if err := t.api.Delete(ctx, ref); err != nil {
-			return removed, err
-		}
-		removed = append(removed, ref.String())
-		if say != nil {
-			say("Deleted " + ref.String())
-		}
+		ref := ref
+		plan = append(plan, Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
+			run: func(ctx context.Context) error { return t.api.Delete(ctx, ref) }})
 	}
-	return removed, nil
+	return plan, nil
 }

@@ -180,6 +180,24 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		return nil, err
 	}
 	d.spendDecisions(m)
+	if d.kt == nil {
+		// nginx.tls's certificate for the Docker target's front door
+		// (files are read at every apply).
+		endStep = tr.Begin("certificates", "")
+		err = d.syncCerts(m)
+		endStep()
+		if err != nil {
+			d.recordRun(start, nil, err)
+			return nil, err
+		}
+	}
+	if !d.trafficAdopted {
+		// Once per daemon: nginx's loaded hold on traffic is the truth.
+		if sv, err := d.target.Serving(ctx, m); err == nil && sv.Mode != "" {
+			d.adoptTraffic(sv)
+			d.trafficAdopted = true
+		}
+	}
 	d.mu.Lock()
 	s := d.state
 	d.mu.Unlock()
@@ -214,6 +232,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	case err == nil:
 		d.endDenials()
 		d.clearDenial()
+		d.manifestTookEffect(m)
 		if ch.Gated() && len(lines) > 0 && d.rollout == nil {
 			d.rollout = &rolloutWatch{started: start}
 		}
@@ -233,6 +252,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		endStep()
 	}
 	d.noteServing(sv)
+	d.syncHold(sv)
 	d.recordRun(start, lines, err)
 	return m, err
 }
@@ -384,6 +404,7 @@ func (d *Daemon) noteManifestEvent(first, fired time.Time) {
 // it parses, derives a stack and renders; otherwise it is reported and the
 // last good one stays in force.
 func (d *Daemon) readManifest() *manifest.Manifest {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	data, rerr := os.ReadFile(d.cfg.ManifestPath)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -433,8 +454,10 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 	d.manifestErr = nil
 	if d.current == nil || d.current.Hash() != m.Hash() {
 		d.scrub = redact.NewScrubber(secretsOf(m)...)
-		d.eventLocked(journal.EventManifestApplied, "manifest loaded", "", map[string]any{"stable_image": m.Services.Image})
 	}
+	// Parsing is not applying: manifest_applied is journaled by the
+	// reconcile that makes the change take effect (manifestTookEffect),
+	// not by this read, which status and diff do too.
 	d.current = m
 	return m
 }
@@ -470,6 +493,7 @@ func (d *Daemon) manifestNow() *manifest.Manifest {
 }
 
 func (d *Daemon) setEngineErr(err error) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	was := d.engineErr
@@ -567,6 +591,7 @@ func servingMode(obs reconciler.Observed) string {
 // noteServing journals a change of the mode the route serves, once, when
 // it has taken effect.
 func (d *Daemon) noteServing(sv Serving) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	if sv.Mode == "" {
 		return
 	}

@@ -43,6 +43,12 @@ type State struct {
 	Pending *Transition `json:"pending,omitempty"`
 	// Rollout is the progress of a stepped canary (analysis.go).
 	Rollout *Rollout `json:"rollout,omitempty"`
+	// TLSCert is the certificate nginx.tls serves, as the certificate
+	// store names it (certs.go); the store keeps it, not this file.
+	TLSCert string `json:"-"`
+	// Traffic is the operator's hold on traffic in force (swiftctl
+	// traffic, traffic.go); nil while traffic passes.
+	Traffic *stack.Traffic `json:"traffic,omitempty"`
 }
 
 // Promotion: the canary image became stable while the manifest still named
@@ -73,6 +79,8 @@ type Transition struct {
 	Promoted   *Promotion `json:"promoted,omitempty"`
 	RolledBack *Rollback  `json:"rolled_back,omitempty"`
 	Step       *StepMove  `json:"step,omitempty"`
+	// Traffic is the hold a traffic transition puts in force (nil: resume).
+	Traffic *stack.Traffic `json:"traffic,omitempty"`
 	// Revision is the nginx configuration that makes it take effect.
 	Revision string    `json:"revision"`
 	Started  time.Time `json:"started"`
@@ -83,6 +91,7 @@ const (
 	kindPromote  = "promote"
 	kindRollback = "rollback"
 	kindStep     = "step"
+	kindTraffic  = "traffic"
 	stateFile    = "state.json"
 )
 
@@ -119,6 +128,10 @@ func (s State) options(m *manifest.Manifest) stack.Options {
 		o.NoCanary = true
 	}
 	o.CanaryWeight = s.Rollout.weight(m)
+	o.TLSCert = s.TLSCert
+	if s.Traffic != nil {
+		o.Traffic = *s.Traffic
+	}
 	return o
 }
 
@@ -167,6 +180,8 @@ func (s State) with(t *Transition) State {
 		s.RolledBack = t.RolledBack
 	case kindStep:
 		s.Rollout = s.Rollout.at(t.Step)
+	case kindTraffic:
+		s.Traffic = t.Traffic
 	}
 	return s
 }
@@ -319,9 +334,8 @@ func (d *Daemon) commit(t *Transition) error {
 // commitTxn is commit once it is known whether t is journaled already (a
 // daemon that died between journaling and recording it).
 func (d *Daemon) commitTxn(t *Transition, journaled bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if !journaled {
+		d.mu.Lock()
 		switch t.Kind {
 		case kindPromote:
 			// weight: the image's share of traffic after the event.
@@ -341,9 +355,19 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 			}
 		case kindStep:
 			d.eventLocked(journal.EventCanaryStep, stepText(t.Step), t.User, stepDetails(t.Step, t.ID))
+		case kindTraffic:
+			event, msg, det := trafficEvent(t.Traffic)
+			det["txn"] = t.ID
+			d.eventLocked(event, msg, t.User, det)
 		}
+		d.mu.Unlock()
+		// Durable before the state records it (callers hold d.runMu, so
+		// nothing else commits meanwhile), and written with d.mu released.
+		d.drainJournal()
 		failpoint.Hit(transitionPoint(t.Kind, "journaled"))
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.state = d.state.with(t)
 	if t.Kind == kindStep {
 		d.stepStartedLocked(time.Now())
@@ -353,6 +377,7 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 
 // abort drops t: the old state stays in force.
 func (d *Daemon) abort(t *Transition, cause error) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.state.Pending != nil && d.state.Pending.ID == t.ID {
@@ -367,6 +392,8 @@ func (d *Daemon) abort(t *Transition, cause error) {
 	switch t.Kind {
 	case kindRollback:
 		event = journal.EventRollbackFailed
+	case kindTraffic:
+		event = journal.EventTrafficFailed
 	case kindStep:
 		event = journal.EventStepFailed
 	}
@@ -384,7 +411,8 @@ func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
 	since := t.Started.Add(-time.Hour)
 	err := journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}, Since: since}, func(r journal.Record) error {
 		switch r.Event {
-		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep:
+		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep,
+			journal.EventTrafficPaused, journal.EventTrafficStopped, journal.EventTrafficResumed:
 			if r.Details["txn"] == id {
 				found = true
 			}
@@ -402,6 +430,7 @@ func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
 // (the loop then converges back to the state before it). Callers hold
 // d.runMu, so no transaction of this process is in flight.
 func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	t := d.state.Pending
 	next := d.state
@@ -602,9 +631,26 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 // target tracked of it (the applied record, a rollout awaited). Callers
 // hold d.runMu.
 func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(string)) ([]string, error) {
-	removed, err := d.target.RemoveAll(ctx, m, say)
+	plan, err := d.target.Teardown(ctx, m)
 	if err != nil {
-		return removed, err
+		return nil, err
+	}
+	// The plan runs operation by operation, each journaled as it runs:
+	// what a crash leaves is in the journal up to the last one that ran,
+	// and the restarted daemon plans (and journals) the rest.
+	var removed []string
+	for _, r := range plan {
+		if err := r.run(ctx); err != nil {
+			return removed, fmt.Errorf("%s %s: %w", r.Op, r.Target, err)
+		}
+		removed = append(removed, r.Target)
+		d.event(r.Event, fmt.Sprintf("removed %s (%s)", r.Target, r.Op), "", map[string]any{"op": r.Op, "target": r.Target})
+		if say != nil {
+			say("Removed " + r.Target)
+		}
+		if r.After != "" {
+			failpoint.Hit(r.After)
+		}
 	}
 	if err := d.target.Forget(); err != nil {
 		return removed, err

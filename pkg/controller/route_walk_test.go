@@ -34,6 +34,7 @@ var routeRoles = map[string]authz.Role{
 	"POST /v1/abort":    authz.RoleOperate,
 	"POST /v1/pause":    authz.RoleOperate,
 	"POST /v1/resume":   authz.RoleOperate,
+	"POST /v1/traffic":  authz.RoleOperate,
 	"POST /v1/chaos":    authz.RoleAdmin,
 	"POST /v1/down":     authz.RoleAdmin,
 }

@@ -221,6 +221,7 @@ func (d *Daemon) routes() *authz.Mux {
 	mux.HandleFunc("POST "+api.PathAbort, d.handleAbort)
 	mux.HandleFunc("POST "+api.PathPause, d.handlePause)
 	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
+	mux.HandleFunc("POST "+api.PathTraffic, d.handleTraffic)
 	mux.Handle("GET "+api.PathMetrics, d.metrics.Handler())
 	mux.HandleFunc("GET "+api.PathWhoami, d.handleWhoami)
 	if d.kt != nil {
@@ -350,6 +351,21 @@ func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	s := d.state
 	d.mu.Unlock()
+	if r.URL.Query().Get("down") == "true" || s.Down {
+		// What `swiftctl down` would remove, or, while down, what the
+		// next reconcile removes of what is left.
+		plan, err := d.target.Teardown(r.Context(), m)
+		if err != nil {
+			writeErr(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		out := api.Diff{Plan: []string{}, Teardown: true}
+		for _, op := range plan {
+			out.Plan = append(out.Plan, op.String())
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
 	ch, err := d.target.Change(r.Context(), m, s)
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, err)

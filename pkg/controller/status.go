@@ -65,6 +65,11 @@ func (t dockerTarget) Report(ctx context.Context, m *manifest.Manifest, _ State,
 	}
 	s.NginxError = obs.LoadedErr
 	fillServing(s, obs)
+	served := ""
+	if obs.Loaded != nil {
+		served = obs.Loaded.Cert
+	}
+	s.TLS = d.tlsStatus(served)
 	if !s.Down {
 		plan := reconciler.Compute(desired, obs)
 		s.Pending = plan.Lines()
@@ -82,6 +87,7 @@ func fillServing(s *api.Status, obs reconciler.Observed) {
 	s.Revision = obs.Loaded.Revision
 	s.Mode = servingMode(obs)
 	s.StableImage = imageOf(obs, obs.Loaded.Stable)
+	s.Traffic = trafficStatus(obs.Loaded)
 	if s.Mode == stack.TrackCanary {
 		s.CanaryImage = imageOf(obs, obs.Loaded.Canary)
 		s.CanaryWeight = obs.Loaded.Weight

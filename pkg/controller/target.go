@@ -2,12 +2,14 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // Target is one platform the controller converges: the Docker host
@@ -41,9 +43,11 @@ type Target interface {
 	// Judge is canary safety on the figures of the canary revision, from
 	// the app's and nginx's windows (Docker) or Prometheus (Kubernetes).
 	Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, statsView)
-	// RemoveAll removes everything the project owns, the route first, and
-	// returns what it removed.
-	RemoveAll(ctx context.Context, m *manifest.Manifest, say func(string)) ([]string, error)
+	// Teardown is the plan that removes everything the project owns, the
+	// route first, in the order it runs. It changes nothing: down runs it
+	// operation by operation, journaling each as it runs, and diff shows
+	// it (`swiftctl diff --down`, or while a down is unfinished).
+	Teardown(ctx context.Context, m *manifest.Manifest) ([]Removal, error)
 	// Forget drops what the target tracks of what it applied (Docker's
 	// applied record, a Kubernetes rollout awaited): after down, nothing
 	// is restored and no outcome is journaled for what was removed.
@@ -124,4 +128,22 @@ type Serving struct {
 	CanaryLive bool
 	// CanaryRunning: a canary workload exists, routed or not.
 	CanaryRunning bool
+	// Traffic is the operator's hold on traffic the route applies
+	// (swiftctl traffic; Docker only).
+	Traffic stack.Traffic
 }
+
+// Removal is one operation of a teardown plan.
+type Removal struct {
+	Op     string // e.g. remove-nginx, remove-app, remove-network, delete
+	Target string // the container, network or object it removes
+	// Event is what the journal records once it ran (container_removed,
+	// network_removed, object_deleted).
+	Event string
+	// After is the failpoint hit once it ran, if any (the crash suite's
+	// down/removed: nginx gone, apps still there).
+	After string
+	run   func(ctx context.Context) error
+}
+
+func (r Removal) String() string { return fmt.Sprintf("%-14s %s", r.Op, r.Target) }
