@@ -62,7 +62,7 @@ func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State,
 			s.EngineError = err.Error()
 			return
 		}
-		plan, err := t.plan(ctx, desired, revisionOf(desired), obs)
+		plan, err := t.plan(ctx, desired, kubetarget.Revision(desired), obs)
 		if err != nil {
 			s.EngineError = err.Error()
 		} else {
