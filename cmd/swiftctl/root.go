@@ -176,7 +176,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newValidateCmd(), a.newDeployCmd(), a.newDiffCmd(), a.newDownCmd(),
 		a.newPromoteCmd(), a.newRollbackCmd(),
 		a.newAbortCmd(), a.newPauseCmd(), a.newResumeCmd(),
-		a.newStatusCmd(), a.newHistoryCmd(),
+		a.newStatusCmd(), a.newHistoryCmd(), a.newDashboardCmd(),
 		a.newChaosCmd(), a.newLoadCmd(),
 	)
 	return root

@@ -13,12 +13,20 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
 // MaxBodyBytes bounds the body of a control API request. The largest body
 // today is a ChaosRequest of a few dozen bytes.
 const MaxBodyBytes = 64 << 10
+
+// BodyTimeout bounds how long reading a request body may take: a client
+// that sends its body a byte at a time would otherwise hold the handler
+// (and its goroutine) for as long as it likes. The server has no
+// ReadTimeout, which would also cut the streamed answers of deploy and
+// promote; the deadline is set for the body only. A variable for tests.
+var BodyTimeout = 10 * time.Second
 
 // maxDepth bounds how deeply a request body may nest objects and arrays.
 const maxDepth = 32
@@ -59,7 +67,17 @@ func DecodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if r.Body == nil {
 		return badRequest("%s: empty request body: want a JSON object", name)
 	}
+	// Not every ResponseWriter supports deadlines (httptest's does not);
+	// the server's do.
+	// The deadline is lifted once the body is read, for the streamed
+	// answer; after a failed read it stays, so that the server's own
+	// draining of the rest cannot wait on the client either.
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(BodyTimeout)) == nil
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err == nil && deadline {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

@@ -19,6 +19,7 @@ const (
 	PathPause    = "/v1/pause"
 	PathResume   = "/v1/resume"
 	PathMetrics  = "/metrics"
+	PathWhoami   = "/v1/whoami"
 )
 
 // EnvSocket overrides the default socket path for both binaries.
@@ -272,6 +273,14 @@ type ChaosRequest struct {
 	Duration float64 `json:"duration,omitempty"`
 	Rate     float64 `json:"rate,omitempty"`
 	Track    string  `json:"track,omitempty"`
+}
+
+// Whoami is GET /v1/whoami: the caller as the daemon sees it (from the
+// socket's peer credentials) and the role it has, so that a client (the
+// dashboard) offers only what the caller may do.
+type Whoami struct {
+	User string `json:"user"`
+	Role string `json:"role"` // none | read | operate | admin
 }
 
 // Error is the body of a non-2xx response.

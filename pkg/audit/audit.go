@@ -368,6 +368,9 @@ type counts struct {
 	// Progressive delivery; their rows are shown only when not 0, so a
 	// report of a journal without steps reads as before.
 	steps, checksFailed, aborts int
+	// refused counts refused control API calls (access_denied, whose
+	// repeats are journaled as counted summaries).
+	refused int
 }
 
 // add counts rec as n occurrences (more than one for a streak).
@@ -399,6 +402,8 @@ func (c *counts) add(rec journal.Record, n int) {
 			c.checksFailed += n
 		case journal.EventAborted:
 			c.aborts += n
+		case journal.EventAccessDenied:
+			c.refused += n
 		}
 	case journal.TypeDecision:
 		if rec.Allowed != nil && !*rec.Allowed {
@@ -436,7 +441,7 @@ func (r *report) summary() {
 	for _, row := range []struct {
 		name string
 		n    int
-	}{{"Canary steps", c.steps}, {"Failed canary checks", c.checksFailed}, {"Canaries aborted", c.aborts}} {
+	}{{"Canary steps", c.steps}, {"Failed canary checks", c.checksFailed}, {"Canaries aborted", c.aborts}, {"Refused calls", c.refused}} {
 		if row.n > 0 {
 			rows = append(rows, row)
 		}

@@ -25,7 +25,7 @@ type DeniedError struct {
 func (e *DeniedError) Error() string {
 	op := operation(e.Path)
 	if !e.Known {
-		op = e.Method + " " + e.Path + " is not a control API route: it"
+		op = shortPath(e.Method) + " " + shortPath(e.Path) + " is not a control API route: it"
 	}
 	msg := op + " needs role " + e.Need.String() + "; "
 	switch {

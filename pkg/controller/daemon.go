@@ -105,6 +105,9 @@ type Config struct {
 	// Kube, when set, converges a Kubernetes namespace instead of the
 	// Docker host (kube.go); Engine is then unused.
 	Kube *KubeConfig
+	// Metrics receives the daemon's own metrics (default: a fresh
+	// selfmetrics.Recorder, served on the socket's /metrics).
+	Metrics Recorder
 }
 
 // Daemon is one running swiftdeployd.
@@ -117,6 +120,9 @@ type Daemon struct {
 	rec      *reconciler.Reconciler
 	jr       *journal.Journal
 	repeats  journal.Repeats // coalesces identical repeated records
+	// refusals coalesces refused calls per (uid, route, reason): a first
+	// record, then one summary a refusalWindow at most (server.go onDeny).
+	refusals journal.Repeats
 	policies *policy.Engine
 	metrics  *daemonMetrics
 	obs      *observe.Observer
@@ -214,8 +220,9 @@ func New(cfg Config) (*Daemon, error) {
 		stateDir: filepath.Join(filepath.Dir(abs), ".swiftdeploy"),
 		trigger:  make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
+		refusals: journal.Repeats{MaxInterval: refusalWindow},
 		logWake:  make(chan struct{}, 1),
-		metrics:  newDaemonMetrics(),
+		metrics:  newDaemonMetrics(cfg.Metrics),
 	}
 	if err := atomicfile.MkdirAll(d.stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
@@ -249,6 +256,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.lastMode = d.journaledMode()
 	nopts := cfg.Notify
 	nopts.OnFail = d.notifyFailed
+	nopts.OnDelivered = d.metrics.WebhookDelivered
 	d.notifier = notify.New(nopts)
 	fetcher := cfg.Fetcher
 	if fetcher == nil {
@@ -309,6 +317,11 @@ func (d *Daemon) Wake() {
 	}
 }
 
+// refusalWindow is the longest a refusal streak runs before its summary
+// is written: per (uid, route, reason), at most a first record and a
+// summary reach the journal per window.
+const refusalWindow = time.Minute
+
 // Run serves until ctx is cancelled. The workload keeps running after it
 // returns: stopping the daemon never stops the service.
 func (d *Daemon) Run(ctx context.Context) error {
@@ -332,6 +345,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	run(func(ctx context.Context) { d.guardSocket(ctx, srv, ln) })
+	run(d.refusalSweep)
 	run(d.analysisLoop)
 	run(d.watchManifest)
 	run(func(ctx context.Context) { d.target.Watch(ctx, d.Enqueue) })
@@ -352,6 +366,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.repeats.Flush(d.jr); err != nil {
 		d.log.Error("journal: flush repeat summaries", zap.Error(err))
 	}
+	logErr(d.log, "journal: flush refusal summaries", d.refusals.Flush(d.jr))
 	d.event(journal.EventDaemonStopped, "swiftdeployd stopped; the workload keeps running", "", nil)
 	d.log.Info("swiftdeployd stopped")
 	d.notifier.Close()

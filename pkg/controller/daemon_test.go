@@ -103,7 +103,7 @@ func testDaemon(t *testing.T) *Daemon {
 	t.Cleanup(func() { jr.Close() })
 	return &Daemon{
 		cfg: Config{ManifestPath: filepath.Join(dir, "manifest.yaml")},
-		log: zap.NewNop(), dir: dir, jr: jr,
+		log: zap.NewNop(), dir: dir, jr: jr, metrics: newDaemonMetrics(nil),
 	}
 }
 

@@ -39,6 +39,11 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 		d.log.Error("journal append failed", zap.String("event", name), zap.Error(err))
 	}
 	d.noteJournalLocked("event "+name, err)
+	project := ""
+	if d.current != nil {
+		project = d.current.Project
+	}
+	d.metrics.Event(project, name, user, details)
 	d.notifyLocked(name, msg, details, now)
 }
 

@@ -69,6 +69,7 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	ev := d.manifestEvent
 	d.manifestEvent = manifestEvent{}
 	d.mu.Unlock()
+	d.metrics.ManifestEdited(ev.first)
 	trigger := "other"
 	if !ev.first.IsZero() {
 		trigger = "manifest"

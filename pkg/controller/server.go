@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -154,15 +153,46 @@ func userOf(r *http.Request) string {
 	return p.Name()
 }
 
+// handleWhoami says who the caller is and which role it has.
+func (d *Daemon) handleWhoami(w http.ResponseWriter, r *http.Request) {
+	p, _ := authz.PeerFrom(r.Context())
+	writeJSON(w, http.StatusOK, api.Whoami{User: p.Name(), Role: d.cfg.Authz.RoleOf(p).String()})
+}
+
+// onDeny journals a refusal. Refusals are counted, not journaled one by
+// one: the first of each (uid, route, reason) is written at once, its
+// repeats are summed into one record with a count and first and last
+// times when the streak ends (a minute at most, see refusalSweep), so a
+// caller with no role cannot grow the journal without bound.
 func (d *Daemon) onDeny(p authz.Peer, need authz.Role, r *http.Request) {
 	den := authz.DenialOf(r)
-	msg := need.String() + " needed for " + r.Method + " " + r.URL.Path
-	have := ""
-	if den != nil {
-		msg, have = den.Error(), den.Have.String()
+	if den == nil { // Middleware always sets it; be safe
+		den = &authz.DeniedError{Peer: p, Method: r.Method, Path: r.URL.Path, Need: need}
 	}
-	d.event(journal.EventAccessDenied, msg, p.Name(), map[string]any{"method": r.Method, "path": r.URL.Path,
-		"need": need.String(), "have": have, "uid": p.UID, "gid": p.GID, "pid": p.PID})
+	path := r.URL.Path
+	if len(path) > authz.MaxPathInMessage {
+		path = path[:authz.MaxPathInMessage] + "…"
+	}
+	rec := journal.Record{Type: journal.TypeEvent, Event: journal.EventAccessDenied, Message: den.Error(), User: p.Name(),
+		Codes: []string{authz.RefusalCode(den)},
+		Details: map[string]any{"method": r.Method, "path": path,
+			"need": need.String(), "have": den.Have.String(), "uid": p.UID, "gid": p.GID, "pid": p.PID}}
+	d.noteJournal("refusal", d.refusals.Append(d.jr, authz.RefusalKey(den), rec))
+}
+
+// refusalSweep writes the summaries of refusal streaks that stopped, so a
+// count is in the journal within a minute of its last refusal.
+func (d *Daemon) refusalSweep(ctx context.Context) {
+	t := time.NewTicker(refusalWindow / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			logErr(d.log, "journal: sweep refusal summaries", d.refusals.Sweep(d.jr))
+		}
+	}
 }
 
 func writeRequestErr(w http.ResponseWriter, err error) {
@@ -191,7 +221,8 @@ func (d *Daemon) routes() *authz.Mux {
 	mux.HandleFunc("POST "+api.PathAbort, d.handleAbort)
 	mux.HandleFunc("POST "+api.PathPause, d.handlePause)
 	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
-	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET "+api.PathMetrics, d.metrics.Handler())
+	mux.HandleFunc("GET "+api.PathWhoami, d.handleWhoami)
 	if d.kt != nil {
 		return d.kubeRoutes(mux)
 	}
@@ -202,7 +233,12 @@ func (d *Daemon) server() *http.Server {
 	return &http.Server{
 		Handler:           authz.Middleware(d.cfg.Authz, d.routes(), d.onDeny),
 		ReadHeaderTimeout: 5 * time.Second,
-		ConnContext:       authz.ConnContext,
+		// An idle keep-alive connection is closed: a caller cannot hold
+		// connections (and their goroutines) open for ever. Bodies have
+		// their own deadline (api.DecodeBody); there is no ReadTimeout,
+		// which would cut the streamed answers of deploy and promote.
+		IdleTimeout: 2 * time.Minute,
+		ConnContext: authz.ConnContext,
 	}
 }
 

@@ -1,0 +1,291 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/swiftdeploy/swiftdeploy/deploy/images"
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// secretSource is one place a user can put a secret. TestSecretsNeverLeak
+// puts a fresh canary into each, drives the daemon through deploy,
+// failure, denial, webhook failure and audit, then greps every byte the
+// project wrote for every canary.
+//
+// This list is where each new secret source registers: env files, secret
+// files, registry credentials and TLS keys add an entry here when they land
+// (its services/top fragments and any files it writes), and the test then
+// proves they stay out of the journal, the logs, the state, the rendered
+// files and the API's answers.
+type secretSource struct {
+	name string
+	// place returns the manifest fragments that put the secrets in (under
+	// services:, indented four spaces for its keys; at the top level), and
+	// the canaries that must appear nowhere but in holders.
+	place func(t *testing.T, w *secretWorld) (services, top string, canaries []string)
+}
+
+// secretWorld is what sources may use: the test's directory and its
+// webhook receiver.
+type secretWorld struct {
+	dir     string
+	hookURL func(user, pass, path, query string) string
+}
+
+var secretSources = []secretSource{
+	{"env values", func(t *testing.T, w *secretWorld) (string, string, []string) {
+		tok, pw := canary("ENVTOKEN"), canary("ENVPW")
+		return fmt.Sprintf("  env:\n    API_TOKEN: %q\n    DB_PASSWORD: %q\n", tok, pw), "", []string{tok, pw}
+	}},
+	{"webhook URLs", func(t *testing.T, w *secretWorld) (string, string, []string) {
+		user, pass, path, tok := canary("HOOKUSER"), canary("HOOKPASS"), canary("HOOKPATH"), canary("HOOKTOKEN")
+		u := w.hookURL(user, pass, "/services/"+path, "token="+tok)
+		return "", fmt.Sprintf("notify:\n  - url: %q\n", u), []string{user, pass, path, tok}
+	}},
+}
+
+// secretHolders are the files allowed to hold secrets, beside the user's
+// manifest: they must be 0600.
+var secretHolders = map[string]bool{
+	"docker-compose.yml":         true, // the stack's env, for `docker compose`
+	".swiftdeploy/applied.json": true, // the applied stack, for heals
+}
+
+func canary(kind string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "SDCANARY-" + kind + "-" + hex.EncodeToString(b)
+}
+
+// TestSecretsNeverLeak: secrets placed in every source (secretSources) are
+// found nowhere in what the project wrote or answered: the journal, the
+// daemon's log, the state directory, the rendered files (but the 0600
+// holders), status, history, diff, validate, metrics, the audit report,
+// webhook bodies and the containers' labels, after a deploy, a promotion
+// denied by policy, a webhook that fails, manifests rejected for a NUL in
+// an env value and a malformed webhook URL (both quoting a canary before
+// the fix), a deploy denied by the infrastructure policy, a failed deploy
+// and an audit.
+func TestSecretsNeverLeak(t *testing.T) {
+	// The webhook receiver fails every delivery (so notify_failed is
+	// journaled) and keeps what it was sent.
+	var mu sync.Mutex
+	var bodies []string
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		// The body and the headers but Authorization: the receiver is
+		// sent its own URL's path, query and user:password (as Basic
+		// auth) by design.
+		r.Header.Del("Authorization")
+		bodies = append(bodies, fmt.Sprint(r.Header)+" "+string(b))
+		mu.Unlock()
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+	}))
+	defer rcv.Close()
+	host := rcv.Listener.Addr().String()
+
+	e := newEnv(t)
+	w := &secretWorld{dir: e.dir, hookURL: func(user, pass, path, query string) string {
+		return "http://" + user + ":" + pass + "@" + host + path + "?" + query
+	}}
+	var services, top string
+	var canaries []string
+	for _, src := range secretSources {
+		s, tp, c := src.place(t, w)
+		if len(c) == 0 {
+			t.Fatalf("source %s placed no canary", src.name)
+		}
+		services, top, canaries = services+s, top+tp, append(canaries, c...)
+	}
+	// Canaries only a refused manifest carries.
+	nulCanary, urlCanary := canary("NULENV"), canary("BADURL")
+	canaries = append(canaries, nulCanary, urlCanary)
+
+	withSecrets := func(m string) string {
+		return strings.Replace(m, "  replicas: 2\n", "  replicas: 2\n"+services, 1) + top
+	}
+	good := withSecrets(withCanary(e.manifest(images.AppImage, 2, ""), images.AppImageV2, 20))
+	e.writeManifest(good)
+	e.startDaemon()
+
+	// Deploy.
+	if out, code := e.swiftctl("deploy"); code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", code, out)
+	}
+	e.converged(map[string]int{images.AppImage: 2, images.AppImageV2: 1})
+
+	// A promotion denied by canary safety (no traffic yet): the denied
+	// webhook fails, and notify_failed is journaled.
+	if out, code := e.swiftctl("promote"); code == 0 {
+		t.Fatalf("promote without traffic was allowed:\n%s", out)
+	}
+	e.waitFor(30*time.Second, "notify_failed journaled", func() (bool, string) {
+		return len(e.events(journal.EventNotifyFailed)) > 0, "no notify_failed yet"
+	})
+
+	// Refused manifests: a NUL in an env value, a malformed webhook URL.
+	rejected := len(e.events(journal.EventManifestRejected))
+	for _, bad := range []string{
+		strings.Replace(good, "  env:\n", "  env:\n    BROKEN: \""+nulCanary+"\\0tail\"\n", 1),
+		good + "  - url: \"http://u:" + urlCanary + "@bad host/" + urlCanary + "\"\n",
+	} {
+		if bad == good {
+			t.Fatal("the manifest has no env map to add the NUL value to")
+		}
+		e.writeManifest(bad)
+		rejected++
+		want := rejected
+		e.waitFor(30*time.Second, "manifest rejected", func() (bool, string) {
+			n := len(e.events(journal.EventManifestRejected))
+			return n >= want, fmt.Sprintf("%d rejections", n)
+		})
+		e.swiftctl("status")
+		e.swiftctl("validate")
+	}
+
+	// A deploy denied by the infrastructure policy (free disk).
+	denied := strings.Replace(withSecrets(e.manifest(images.AppImageV2, 2, "")), "min_disk_gb: 0.1", "min_disk_gb: 1000000", 1)
+	e.writeManifest(denied)
+	if out, code := e.swiftctl("deploy"); code == 0 {
+		t.Fatalf("deploy with min_disk_gb 1000000 was not denied:\n%s", out)
+	}
+	// A failed deploy: an image that does not exist.
+	e.writeManifest(withSecrets(e.manifest("swiftdeploy-no-such-image:1", 2, "")))
+	e.swiftctl("deploy")
+	e.swiftctl("validate")
+	e.writeManifest(good)
+	if out, code := e.swiftctl("deploy"); code != 0 {
+		t.Fatalf("deploy back: exit %d\n%s", code, out)
+	}
+
+	// Every answer the API and the CLI give.
+	var answers []string
+	for _, args := range [][]string{
+		{"status"}, {"status", "-o", "json"}, {"history", "-o", "json", "--limit", "10000"}, {"history"},
+		{"diff"}, {"diff", "-o", "json"}, {"validate", "-o", "json"}, {"audit"},
+	} {
+		out, _ := e.swiftctl(args...)
+		answers = append(answers, strings.Join(args, " ")+": "+out)
+	}
+	for _, p := range []string{api.PathStatus, api.PathHistory + "?limit=10000", api.PathDiff, api.PathMetrics} {
+		var raw any
+		if err := e.api.Get(context.Background(), p, &raw); err != nil && p != api.PathMetrics {
+			t.Errorf("GET %s: %v", p, err)
+		}
+		answers = append(answers, fmt.Sprintf("GET %s: %v", p, raw))
+	}
+	answers = append(answers, rawGet(t, e.socket, api.PathMetrics))
+
+	// The containers' labels (what `docker inspect` shows to anyone with
+	// Docker) carry no env value.
+	res, err := e.cli.ContainerList(context.Background(), client.ContainerListOptions{
+		All: true, Filters: make(client.Filters).Add("label", stack.LabelProject+"="+e.project),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Items) == 0 {
+		t.Error("no container of the project listed: the labels were not checked")
+	}
+	for _, c := range res.Items {
+		answers = append(answers, fmt.Sprintf("labels of %s: %v", c.Names, c.Labels))
+	}
+	e.stopDaemon(syscall.SIGTERM)
+
+	mu.Lock()
+	answers = append(answers, bodies...)
+	got := len(bodies)
+	mu.Unlock()
+	if got == 0 {
+		t.Error("the webhook receiver got nothing: the webhook source was not exercised")
+	}
+
+	// Grep.
+	for i, a := range answers {
+		for _, c := range canaries {
+			if strings.Contains(a, c) {
+				t.Errorf("answer %d holds the secret %s:\n%s", i, c, excerpt(a, c))
+			}
+		}
+	}
+	var scanned, holders int
+	err = filepath.WalkDir(e.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !d.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(e.dir, p)
+		if rel == "manifest.yaml" || rel == ".manifest.yaml.swp" {
+			return nil // the user's own file
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		scanned++
+		if secretHolders[rel] {
+			holders++
+			if fi, _ := d.Info(); fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s holds secrets and is %v, want -rw-------", rel, fi.Mode())
+			}
+			return nil
+		}
+		for _, c := range canaries {
+			if strings.Contains(string(b), c) {
+				t.Errorf("%s holds the secret %s:\n%s", rel, c, excerpt(string(b), c))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, must := range []string{"history.jsonl", "daemon.log", "audit_report.md", "nginx.conf"} {
+		if _, err := os.Stat(filepath.Join(e.dir, must)); err != nil {
+			t.Errorf("%s was not written: the grep did not cover it (%v)", must, err)
+		}
+	}
+	if holders != len(secretHolders) {
+		t.Errorf("found %d of the %d secret holders", holders, len(secretHolders))
+	}
+	t.Logf("%d canaries from %d sources; %d files and %d answers scanned", len(canaries), len(secretSources), scanned, len(answers))
+}
+
+// rawGet returns the raw answer to GET path on the socket.
+func rawGet(t *testing.T, socket, path string) string {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}, Timeout: 10 * time.Second}
+	resp, err := c.Get("http://swiftdeployd" + path)
+	if err != nil {
+		return "GET " + path + ": " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return "GET " + path + ": " + string(b)
+}
+
+func excerpt(s, sub string) string {
+	i := strings.Index(s, sub)
+	return s[max(0, i-200):min(len(s), i+len(sub)+200)]
+}
