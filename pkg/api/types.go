@@ -68,6 +68,30 @@ type Status struct {
 	// Kubernetes is set on the Kubernetes target: what the API server
 	// reports of the project's Deployments and HTTPRoute.
 	Kubernetes *KubeStatus `json:"kubernetes,omitempty"`
+	// TLS is the front door's certificate (nginx.tls); nil without it.
+	TLS *TLSStatus `json:"tls,omitempty"`
+}
+
+// TLSStatus is the certificate nginx.tls serves and its renewal.
+type TLSStatus struct {
+	Hosts []string `json:"hosts"`
+	// Served is the id of the certificate nginx's loaded configuration
+	// serves ("" none yet); Cert the store's current one, which nginx
+	// serves once the reload that installs it has taken effect.
+	Served   string    `json:"served,omitempty"`
+	Cert     string    `json:"cert,omitempty"`
+	Source   string    `json:"source,omitempty"` // file | acme
+	Issuer   string    `json:"issuer,omitempty"`
+	NotAfter time.Time `json:"not_after,omitzero"`
+	DaysLeft int       `json:"days_left"`
+	// RenewAt is when an ACME certificate is due; Ordering: an order is
+	// under way. LastError, Failures and NextRetry describe failed orders
+	// since the last success.
+	RenewAt   time.Time `json:"renew_at,omitzero"`
+	Ordering  bool      `json:"ordering,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	Failures  int       `json:"failures,omitempty"`
+	NextRetry time.Time `json:"next_retry,omitzero"`
 }
 
 // KubeStatus is the Kubernetes target's observed state, from the API.

@@ -31,6 +31,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/certs"
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
@@ -76,6 +77,9 @@ type Config struct {
 	// health probe and nginx status reader (for the fake engine).
 	Probe       func(ctx context.Context, url string) error
 	NginxStatus func(ctx context.Context) (*reconciler.Loaded, error)
+	// ACMEMinBackoff and ACMEMaxBackoff bound the wait after a failed
+	// ACME order (default certs.DefaultMinBackoff, DefaultMaxBackoff).
+	ACMEMinBackoff, ACMEMaxBackoff time.Duration
 	// Hook is called around every apply operation (fault injection).
 	Hook reconciler.Hook
 	// Fetcher, when set, replaces HTTP for scraping the app's metrics.
@@ -127,6 +131,7 @@ type Daemon struct {
 	metrics  *daemonMetrics
 	obs      *observe.Observer
 	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
+	certs    *certs.Manager // nginx.tls's certificate (certs.go)
 
 	trigger chan struct{}
 	wake    chan struct{} // like trigger, but also cuts a retry backoff short
@@ -277,6 +282,7 @@ func New(cfg Config) (*Daemon, error) {
 		Probe:         cfg.Probe,
 		NginxStatus:   cfg.NginxStatus,
 	}
+	d.certs = d.newCertManager(d.rec.ConfigDir)
 	d.target = dockerTarget{d}
 	if d.kt != nil {
 		d.kt.d = d
@@ -354,6 +360,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		// Docker target's figures; Kubernetes reads Prometheus.
 		run(d.accessLogLoop)
 		run(d.scrapeLoop)
+		// nginx.tls's certificates: the Docker target's front door.
+		run(d.certs.Run)
 	}
 	d.Enqueue()
 	d.loop(ctx)

@@ -153,6 +153,17 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		return nil, err
 	}
 	d.spendDecisions(m)
+	if d.kt == nil {
+		// nginx.tls's certificate for the Docker target's front door
+		// (files are read at every apply).
+		endStep = tr.Begin("certificates", "")
+		err = d.syncCerts(m)
+		endStep()
+		if err != nil {
+			d.recordRun(start, nil, err)
+			return nil, err
+		}
+	}
 	d.mu.Lock()
 	s := d.state
 	d.mu.Unlock()

@@ -40,6 +40,9 @@ type State struct {
 	Pending *Transition `json:"pending,omitempty"`
 	// Rollout is the progress of a stepped canary (analysis.go).
 	Rollout *Rollout `json:"rollout,omitempty"`
+	// TLSCert is the certificate nginx.tls serves, as the certificate
+	// store names it (certs.go); the store keeps it, not this file.
+	TLSCert string `json:"-"`
 }
 
 // Promotion: the canary image became stable while the manifest still named
@@ -116,6 +119,7 @@ func (s State) options(m *manifest.Manifest) stack.Options {
 		o.NoCanary = true
 	}
 	o.CanaryWeight = s.Rollout.weight(m)
+	o.TLSCert = s.TLSCert
 	return o
 }
 

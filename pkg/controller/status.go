@@ -65,6 +65,11 @@ func (t dockerTarget) Report(ctx context.Context, m *manifest.Manifest, _ State,
 	}
 	s.NginxError = obs.LoadedErr
 	fillServing(s, obs)
+	served := ""
+	if obs.Loaded != nil {
+		served = obs.Loaded.Cert
+	}
+	s.TLS = d.tlsStatus(served)
 	if !s.Down {
 		plan := reconciler.Compute(desired, obs)
 		s.Pending = plan.Lines()

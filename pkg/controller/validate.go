@@ -125,15 +125,21 @@ func (d *Daemon) checkNginx(ctx context.Context, desired stack.Stack) api.Check 
 	// A unique name: two validates may run at once, and a leftover of a
 	// crashed one must not block the next.
 	d.removeStaleValidators(ctx, desired.Project)
+	binds := []engine.Bind{
+		{Source: dir, Target: stack.ConfigDir, ReadOnly: true},
+		{Source: run, Target: stack.NginxRunDir}, // nginx -t needs its run directory
+	}
+	if t := desired.Nginx.TLS; t != nil && t.Cert != "" {
+		// The certificate the config names, from the store, where nginx
+		// reads it.
+		binds = append(binds, engine.Bind{Source: d.certs.Store.Dir, Target: stack.ConfigDir + "/" + stack.TLSDir, ReadOnly: true})
+	}
 	code, out, err := d.eng.RunOnce(ctx, engine.Spec{
-		Name:   desired.Project + "-nginx-validate-" + newID(),
-		Image:  desired.Nginx.Image,
-		Cmd:    []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/nginx.conf"},
-		Labels: map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: roleValidate},
-		Binds: []engine.Bind{
-			{Source: dir, Target: stack.ConfigDir, ReadOnly: true},
-			{Source: run, Target: stack.NginxRunDir}, // nginx -t needs its run directory
-		},
+		Name:       desired.Project + "-nginx-validate-" + newID(),
+		Image:      desired.Nginx.Image,
+		Cmd:        []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/nginx.conf"},
+		Labels:     map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: roleValidate},
+		Binds:      binds,
 		ExtraHosts: hosts,
 	})
 	switch {
