@@ -1,15 +1,20 @@
-// Package controller is swiftdeployd's control plane. Its parts:
+// Package controller is swiftdeployd's control plane, written once over
+// the Target interface (target.go). Its parts:
 //
 //   - daemon.go: configuration, construction, the goroutines of Run;
 //   - loop.go: the control loop (triggers only enqueue; one reconcile at a
-//     time: read the manifest, observe, plan, gate, apply);
+//     time: read the manifest, settle, plan, gate, apply; a deploy waits
+//     for its rollout outside the run lock);
 //   - rollout.go: promotion, rollback and down as transactions over the
-//     recorded state (.swiftdeploy/state.json);
-//   - status.go: status from what runs (container labels, the config nginx
-//     has loaded), never from what was intended;
-//   - live.go: scraping the app's metrics and the canary-safety inputs;
-//   - server.go, validate.go: the control API on the Unix socket;
-//   - gate.go, journal.go: policy decisions and the journal.
+//     recorded state (.swiftdeploy/state.json), committed when the target
+//     says the route serves the new revision;
+//   - analysis.go: the stepped canary's walk (checks, pause, abort,
+//     auto-promotion);
+//   - status.go, validate.go, server.go: status, validate and the control
+//     API on the Unix socket;
+//   - gate.go, journal.go: policy decisions and the journal;
+//   - docker.go (with live.go, proxy.go, watch.go): the Docker target;
+//   - kubernetes*.go: the Kubernetes target.
 package controller
 
 import (

@@ -3,15 +3,18 @@ package controller
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
@@ -192,3 +195,96 @@ func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Rem
 }
 
 func (t dockerTarget) Forget() error { return t.d.rec.ForgetApplied() }
+
+// desired computes what to converge to from m and the recorded state s.
+func desiredFor(m *manifest.Manifest, s State) (reconciler.Desired, error) {
+	st := stack.FromManifest(m, s.options(m))
+	conf, err := render.Nginx(st)
+	if err != nil {
+		return reconciler.Desired{}, fmt.Errorf("render nginx config: %w", err)
+	}
+	rev, err := render.NginxRevision(conf)
+	if err != nil {
+		return reconciler.Desired{}, err
+	}
+	return reconciler.Desired{Stack: st, Conf: conf, Revision: rev}, nil
+}
+
+func (d *Daemon) desired(m *manifest.Manifest) (reconciler.Desired, error) {
+	d.mu.Lock()
+	s := d.state
+	d.mu.Unlock()
+	return desiredFor(m, s)
+}
+
+// writeArtifacts writes docker-compose.yml and nginx.conf beside the
+// manifest, only when their bytes changed. It runs after a successful
+// apply, so nginx.conf there is what nginx has loaded.
+func (d *Daemon) writeArtifacts(desired reconciler.Desired) error {
+	compose, err := render.Compose(desired.Stack)
+	if err != nil {
+		return err
+	}
+	// docker-compose.yml holds every env value: owner only. nginx.conf
+	// holds none, but it is derived from the manifest and no one else
+	// needs it: owner and the daemon's group.
+	if _, err := atomicfile.WriteIfChanged(filepath.Join(d.dir, "docker-compose.yml"), compose, 0o600); err != nil {
+		return err
+	}
+	_, err = atomicfile.WriteIfChanged(filepath.Join(d.dir, "nginx.conf"), desired.Conf, 0o640)
+	return err
+}
+
+// servingMode is the mode nginx actually serves: canary when its loaded
+// configuration sends a share of traffic to canary containers.
+func servingMode(obs reconciler.Observed) string {
+	if obs.Loaded == nil {
+		return ""
+	}
+	if obs.Loaded.Weight > 0 && len(obs.Loaded.Canary) > 0 {
+		return stack.TrackCanary
+	}
+	return stack.TrackStable
+}
+
+// imageOf is the image label of the first observed container named in names.
+func imageOf(obs reconciler.Observed, names []string) string {
+	for _, n := range names {
+		for _, c := range obs.Containers {
+			if c.Name == n {
+				return c.Image
+			}
+		}
+	}
+	return ""
+}
+
+// healWhileDenied restores what was applied while the change the manifest
+// asks for is denied: a busy host must not keep a crashed replica or a
+// removed front door down just because a change is waiting.
+func (d *Daemon) healWhileDenied(ctx context.Context, desired reconciler.Desired, obs reconciler.Observed, progress reconciler.Progress) {
+	restore, heal := reconciler.HealPlan(desired, obs, d.rec.LiveConfig())
+	if heal.Empty() || heal.Blocked != "" {
+		return
+	}
+	d.log.Info("change denied; restoring what was applied", zap.String("ops", heal.String()))
+	if err := d.rec.ApplyGated(ctx, restore, heal, nil, progress); err != nil {
+		d.log.Warn("restoring what was applied failed", zap.Error(err))
+	}
+}
+
+// servingCanary is a canary container nginx routes traffic to.
+func servingCanary(obs reconciler.Observed) (c struct{ Image, Hash string }, ok bool) {
+	if servingMode(obs) != stack.TrackCanary {
+		return c, false
+	}
+	for _, n := range obs.Loaded.Canary {
+		for _, oc := range obs.Containers {
+			if oc.Name == n && oc.Running() {
+				c.Image, c.Hash = oc.Image, oc.Hash
+				return c, true
+			}
+		}
+	}
+	return c, false
+}

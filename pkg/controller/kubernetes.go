@@ -9,22 +9,13 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
-	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
-
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
-
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
@@ -199,7 +190,7 @@ func (t *kubeTarget) Change(ctx context.Context, m *manifest.Manifest, s State) 
 	if err != nil {
 		return nil, err
 	}
-	c := &kubeChange{m: m, desired: desired, rev: revisionOf(desired)}
+	c := &kubeChange{m: m, desired: desired, rev: kubetarget.Revision(desired)}
 	return c, t.replan(ctx, c)
 }
 
@@ -223,7 +214,7 @@ func (t *kubeTarget) replan(ctx context.Context, c *kubeChange) error {
 // resourceVersion) changed, so status, diff and a converged resync cost
 // lists, not a dry run per object per call.
 func (t *kubeTarget) plan(ctx context.Context, desired kubetarget.Desired, rev string, obs kubetarget.Observed) (kubetarget.Plan, error) {
-	key := rev + "|" + observedKey(obs)
+	key := rev + "|" + kubetarget.ObservedKey(obs)
 	t.mu.Lock()
 	if key == t.planKey {
 		p := t.lastPlan
@@ -235,110 +226,11 @@ func (t *kubeTarget) plan(ctx context.Context, desired kubetarget.Desired, rev s
 	if err != nil {
 		return plan, err
 	}
-	plan = regate(plan, desired, obs)
+	plan = kubetarget.Regate(plan, desired, obs)
 	t.mu.Lock()
 	t.planKey, t.lastPlan = key, plan
 	t.mu.Unlock()
 	return plan, nil
-}
-
-// observedKey names every observed object at its resourceVersion.
-func observedKey(obs kubetarget.Observed) string {
-	var parts []string
-	for n, o := range obs.Deployments {
-		parts = append(parts, "d/"+n+"@"+o.ResourceVersion)
-	}
-	for n, o := range obs.Services {
-		parts = append(parts, "s/"+n+"@"+o.ResourceVersion)
-	}
-	for n, o := range obs.Routes {
-		parts = append(parts, "r/"+n+"@"+o.ResourceVersion)
-	}
-	for _, p := range obs.Pods {
-		parts = append(parts, "p/"+p.Name+"@"+p.ResourceVersion)
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
-}
-
-// revisionOf identifies the desired objects (what serves once in force).
-func revisionOf(desired kubetarget.Desired) string {
-	h := sha256.New()
-	for _, o := range desired.Objects {
-		b, _ := k8srender.JSON(o)
-		h.Write(b)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:12]
-}
-
-// regate sets which ops the cluster policy gates: those that add capacity
-// or traffic. Creating a Deployment, raising its replicas or rolling a
-// new image is gated; rolling a Deployment back to the image its Ready
-// pods run now (restoring what was serving, after an aborted promotion)
-// is not: the capacity is there, and the policy's "CPU insufficient" is
-// often why the rollout stalled. Raising the canary's weight on the route
-// is gated, as on Docker; lowering it is not.
-func regate(plan kubetarget.Plan, desired kubetarget.Desired, obs kubetarget.Observed) kubetarget.Plan {
-	want := map[string]k8srender.Object{}
-	for _, o := range desired.Objects {
-		want[kubetarget.RefOf(o).String()] = o
-	}
-	ops := make([]kubetarget.Op, len(plan.Ops))
-	for i, op := range plan.Ops {
-		if op.Kind == kubetarget.OpApply {
-			switch v := want[op.Ref.String()].(type) {
-			case *appsv1.Deployment:
-				op.Gated = !restores(v, obs)
-			case *gatewayv1.HTTPRoute:
-				op.Gated = raisesCanary(v, obs)
-			}
-		}
-		ops[i] = op
-	}
-	plan.Ops = ops
-	return plan
-}
-
-// restores: the live Deployment has at least as many replicas as wanted,
-// and as many Ready pods of its track run the wanted image.
-func restores(want *appsv1.Deployment, obs kubetarget.Observed) bool {
-	live, ok := obs.Deployments[want.Name]
-	if !ok || want.Spec.Replicas == nil || live.Spec.Replicas == nil || *want.Spec.Replicas > *live.Spec.Replicas {
-		return false
-	}
-	image, track := kubetarget.ImageOf(*want), want.Spec.Template.Labels[k8srender.LabelTrack]
-	ready := int32(0)
-	for _, p := range obs.Pods {
-		if p.Labels[k8srender.LabelTrack] == track && podImage(p) == image && podReady(p) {
-			ready++
-		}
-	}
-	return ready >= *want.Spec.Replicas
-}
-
-func podReady(p corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-// raisesCanary: the route gives a backend other than stable's more weight
-// than the live route does.
-func raisesCanary(want *gatewayv1.HTTPRoute, obs kubetarget.Observed) bool {
-	live, ok := obs.Routes[want.Name]
-	var was map[string]int
-	if ok {
-		was = kubetarget.Weights(live)
-	}
-	for name, w := range kubetarget.Weights(*want) {
-		if !strings.HasSuffix(name, "-"+stack.TrackStable) && w > was[name] {
-			return true
-		}
-	}
-	return false
 }
 
 // Apply applies c's plan; with h.Wait it converges until c has rolled out,
@@ -352,7 +244,7 @@ func (t *kubeTarget) Apply(ctx context.Context, ch Change, h Hooks) ([]string, e
 	var applied []string
 	said, served := "", false
 	for {
-		if !served && h.Served != nil && servesNow(c.desired, c.obs) {
+		if !served && h.Served != nil && kubetarget.Serves(c.desired, c.obs) {
 			h.Served()
 			served = true
 		}
@@ -413,46 +305,6 @@ func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h Hooks) ([]string
 	return ran, nil
 }
 
-// servesNow is the commit predicate on one observation: the live route
-// has the desired weights, and every Deployment it sends traffic to has
-// rolled out the desired image.
-func servesNow(desired kubetarget.Desired, obs kubetarget.Observed) bool {
-	deps := map[string]*appsv1.Deployment{}
-	var route *gatewayv1.HTTPRoute
-	for _, o := range desired.Objects {
-		switch v := o.(type) {
-		case *appsv1.Deployment:
-			deps[v.Name] = v
-		case *gatewayv1.HTTPRoute:
-			route = v
-		}
-	}
-	if route == nil {
-		return false
-	}
-	live, ok := obs.Routes[route.Name]
-	if !ok {
-		return false
-	}
-	want := kubetarget.Weights(*route)
-	if kubetarget.WeightsText(want) != kubetarget.WeightsText(kubetarget.Weights(live)) {
-		return false
-	}
-	for name, w := range want {
-		if w == 0 {
-			continue
-		}
-		dep, ok := obs.Deployments[name]
-		if !ok || deps[name] == nil || kubetarget.ImageOf(dep) != kubetarget.ImageOf(*deps[name]) {
-			return false
-		}
-		if done, _ := kubetarget.RolledOut(dep); !done {
-			return false
-		}
-	}
-	return true
-}
-
 func (t *kubeTarget) Serves(ctx context.Context, ch Change) (Verdict, Serving, error) {
 	c := ch.(*kubeChange)
 	obs, err := t.observe(ctx, c.m.Project)
@@ -460,7 +312,7 @@ func (t *kubeTarget) Serves(ctx context.Context, ch Change) (Verdict, Serving, e
 		return ServesUnknown, Serving{}, err
 	}
 	sv := kubeServing(c.m.Project, obs)
-	if servesNow(c.desired, obs) {
+	if kubetarget.Serves(c.desired, obs) {
 		return ServesYes, sv, nil
 	}
 	return ServesNo, sv, nil
@@ -527,7 +379,7 @@ func (t *kubeTarget) Rolled(ctx context.Context, m *manifest.Manifest, s State) 
 			}
 		}
 	}
-	if !servesNow(desired, obs) {
+	if !kubetarget.Serves(desired, obs) {
 		return RolloutStatus{Waiting: "the route does not serve the desired weights yet"}, nil
 	}
 	return RolloutStatus{Done: true}, nil

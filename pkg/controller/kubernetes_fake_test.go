@@ -268,12 +268,13 @@ func (f *fakeKube) drift(dep, image string) {
 	f.conflict[k] = true
 }
 
-// fakeProm answers canary-safety queries: 100 requests at 5/s, p99 50 ms,
+// fakeProm answers canary-safety queries: 1000 requests at 5/s, p99 50 ms,
 // the error rate errRate.
 type fakeProm struct {
-	mu      sync.Mutex
-	errRate float64
-	queries int
+	mu        sync.Mutex
+	errRate   float64 // the canary's
+	stableErr float64
+	queries   int
 }
 
 func (p *fakeProm) set(errRate float64) {
@@ -289,12 +290,14 @@ func (p *fakeProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query().Get("query")
 	v := 5.0
 	switch {
+	case strings.Contains(q, `status=~`) && strings.Contains(q, `io_swiftdeploy_track="stable"`):
+		v = p.stableErr
 	case strings.Contains(q, `status=~`):
 		v = p.errRate
 	case strings.HasPrefix(q, "histogram_quantile"):
 		v = 50
 	case strings.Contains(q, "increase("):
-		v = 100
+		v = 1000
 	}
 	fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[0,"%g"]}]}}`, v)
 }

@@ -370,3 +370,27 @@ func TestKubeFailingCanaryAbortsItself(t *testing.T) {
 		t.Fatalf("stable image %s, want app:1", fk.image("demo-stable"))
 	}
 }
+
+// The relative verdict on Kubernetes: a canary failing 3% of requests
+// while stable fails none is aborted, though 3% is under the absolute
+// limit; without policy.relative the same canary walks on.
+func TestKubeRelativeVerdictFailsCanary(t *testing.T) {
+	for _, relative := range []bool{true, false} {
+		extra := "  max_error_rate: 0.05\n"
+		if relative {
+			extra += "  relative: {confidence: 0.95, min_requests: 100}\n"
+		}
+		m, prom := withProm(t, fakeManifest("app:1", 2, steppedCanary("app:2", 1, true))+extra)
+		h, fk := kubeHarness(t, m)
+		if err := h.deploy(); err != nil {
+			t.Fatal(err)
+		}
+		h.analyze(time.Now())
+		prom.set(0.03)
+		h.analyze(h.after(time.Second))
+		aborted := count(h.events(), journal.EventAborted) == 1
+		if aborted != relative || fk.has("Deployment/demo-canary") == relative {
+			t.Fatalf("relative=%v: aborted=%v canary left=%v; events %v", relative, aborted, fk.has("Deployment/demo-canary"), h.events())
+		}
+	}
+}

@@ -1,24 +1,18 @@
 package controller
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
-	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
-	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
-	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
@@ -59,27 +53,6 @@ func (d *Daemon) loop(ctx context.Context) {
 			d.log.Warn("reconcile failed; will retry", zap.Error(err), zap.Duration("in", backoff))
 		}
 	}
-}
-
-// desired computes what to converge to from m and the recorded state s.
-func desiredFor(m *manifest.Manifest, s State) (reconciler.Desired, error) {
-	st := stack.FromManifest(m, s.options(m))
-	conf, err := render.Nginx(st)
-	if err != nil {
-		return reconciler.Desired{}, fmt.Errorf("render nginx config: %w", err)
-	}
-	rev, err := render.NginxRevision(conf)
-	if err != nil {
-		return reconciler.Desired{}, err
-	}
-	return reconciler.Desired{Stack: st, Conf: conf, Revision: rev}, nil
-}
-
-func (d *Daemon) desired(m *manifest.Manifest) (reconciler.Desired, error) {
-	d.mu.Lock()
-	s := d.state
-	d.mu.Unlock()
-	return desiredFor(m, s)
 }
 
 // reconcileOnce reads the manifest and converges, on any target,
@@ -257,217 +230,6 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	return m, err
 }
 
-// rolloutWatch is a deploy's gated change applied and not yet observed
-// rolled out; its outcome (deploy_succeeded or deploy_failed) is journaled
-// once, when observed. Guarded by d.runMu.
-type rolloutWatch struct {
-	started time.Time
-	ops     []string
-}
-
-// noteRollout journals the outcome of the deploy's change once, when the
-// target shows it: rolled out, or stopped by its progress deadline.
-// Callers hold d.runMu.
-func (d *Daemon) noteRollout(ctx context.Context, m *manifest.Manifest, s State) RolloutStatus {
-	st, err := d.target.Rolled(ctx, m, s)
-	if err != nil || d.rollout == nil {
-		if d.rollout == nil && err == nil && st.Failed == "" {
-			d.endFailures()
-		}
-		return st
-	}
-	r := d.rollout
-	switch {
-	case st.Failed != "":
-		d.rollout = nil
-		d.deployFailed(errors.New(st.Failed))
-	case st.Done:
-		d.rollout = nil
-		d.endFailures()
-		d.event(journal.EventDeploySucceeded, fmt.Sprintf("converged in %s: %d operation(s)", time.Since(r.started).Round(time.Millisecond), len(r.ops)), "",
-			map[string]any{"ops": r.ops})
-	}
-	return st
-}
-
-// awaitRollout waits, taking the run lock only to look and apply, until
-// the deploy's change has rolled out (or failed, or its deadline passed).
-func (d *Daemon) awaitRollout(ctx context.Context, m *manifest.Manifest, progress reconciler.Progress) error {
-	poll, deadline := d.target.Await()
-	until := time.Now().Add(deadline)
-	said := ""
-	for {
-		d.runMu.Lock()
-		d.mu.Lock()
-		s := d.state
-		d.mu.Unlock()
-		var st RolloutStatus
-		ch, err := d.target.Change(ctx, m, s)
-		if err == nil && !ch.Empty() && ch.Blocked() == "" {
-			var lines []string
-			lines, err = d.target.Apply(ctx, ch, Hooks{Gate: func(ctx context.Context) reconciler.Decision { return d.gate(ctx, ch) }, Progress: progress, Deploy: true})
-			if d.rollout != nil {
-				d.rollout.ops = append(d.rollout.ops, lines...)
-			}
-		}
-		if err == nil {
-			st = d.noteRollout(ctx, m, s)
-			if _, sv, oerr := d.target.Serves(ctx, ch); oerr == nil {
-				d.noteServing(sv)
-			}
-		}
-		d.runMu.Unlock()
-		switch {
-		case err != nil:
-			return err
-		case st.Failed != "":
-			return errors.New(st.Failed)
-		case st.Done:
-			return nil
-		case time.Now().After(until):
-			return fmt.Errorf("not rolled out within %s: %s", deadline, st.Waiting)
-		}
-		if st.Waiting != said {
-			progress("Waiting: " + st.Waiting)
-			said = st.Waiting
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(poll):
-		}
-	}
-}
-
-// planError is a change that could not be planned (the API server refused
-// a dry run): a failed deploy, unlike a target that cannot be reached
-// (setEngineErr journals that).
-type planError struct{ err error }
-
-func (e *planError) Error() string { return e.err.Error() }
-func (e *planError) Unwrap() error { return e.err }
-
-// planFailed journals a reconcile that could not plan, coalesced with the
-// retries that fail the same way.
-func (d *Daemon) planFailed(err error) {
-	var pe *planError
-	if errors.As(err, &pe) {
-		d.deployFailed(err)
-	}
-}
-
-// checkManifestDir refuses to change anything while the manifest's
-// directory, or the manifest in it, is gone: the configuration, the state
-// and nginx's mounted directories live there, and someone is replacing it
-// (a redeploy of the configuration, a restored backup, an editor between
-// removing and writing). What runs keeps running untouched; recreating
-// the directory or its state ourselves would get in their way. Once the
-// manifest is back, the state directories are made again and the
-// reconcile goes on (nginx, whose mounts still pin the old directories, is
-// replaced).
-func (d *Daemon) checkManifestDir() error {
-	if _, err := os.Stat(d.dir); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("manifest directory %s is missing: what runs is left as it is until the directory is back", d.dir)
-		}
-		return fmt.Errorf("manifest directory %s: %w", d.dir, err)
-	}
-	if _, err := os.Stat(d.cfg.ManifestPath); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("manifest %s is missing: what runs is left as it is until it is back", d.cfg.ManifestPath)
-		}
-		return fmt.Errorf("manifest %s: %w", d.cfg.ManifestPath, err)
-	}
-	if err := atomicfile.MkdirAll(d.stateDir, 0o750); err != nil {
-		return fmt.Errorf("state directory %s: %w", d.stateDir, err)
-	}
-	if d.rec != nil {
-		return d.rec.EnsureDirs()
-	}
-	return nil
-}
-
-// manifestEvent is the file-event burst that triggered a reconcile: the
-// first event received and when its debounce fired.
-type manifestEvent struct{ first, fired time.Time }
-
-// noteManifestEvent hands a burst's timing to the next reconcile's trace.
-func (d *Daemon) noteManifestEvent(first, fired time.Time) {
-	d.mu.Lock()
-	if d.manifestEvent.first.IsZero() {
-		d.manifestEvent = manifestEvent{first: first, fired: fired}
-	}
-	d.mu.Unlock()
-}
-
-// readManifest reads the manifest file. A new version is accepted only if
-// it parses, derives a stack and renders; otherwise it is reported and the
-// last good one stays in force.
-func (d *Daemon) readManifest() *manifest.Manifest {
-	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
-	data, rerr := os.ReadFile(d.cfg.ManifestPath)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if rerr == nil && bytes.Equal(data, d.lastBytes) && d.current != nil {
-		return d.current
-	}
-	var m *manifest.Manifest
-	err := rerr
-	if err == nil {
-		d.lastBytes = data
-		m, err = accept(data, filepath.Base(d.dir))
-	}
-	if err != nil {
-		var ve *manifest.ValidationError
-		var msgs []string
-		if errors.As(err, &ve) {
-			for _, p := range ve.Problems {
-				msgs = append(msgs, p.String())
-			}
-		} else {
-			msgs = []string{err.Error()}
-		}
-		if strings.Join(msgs, "\n") != strings.Join(d.manifestErr, "\n") {
-			d.log.Error("manifest rejected; keeping the last good one", zap.Strings("problems", msgs))
-			d.eventLocked(journal.EventManifestRejected, "manifest rejected: "+strings.Join(msgs, "; "), "", map[string]any{"problems": msgs})
-		}
-		d.manifestErr = msgs
-		return d.current
-	}
-	var deployed string
-	if d.current != nil {
-		deployed = d.current.Project
-	} else {
-		deployed = d.rec.AppliedProject() // after a restart
-	}
-	if deployed != "" && m.Project != deployed && !d.state.Down {
-		msgs := []string{fmt.Sprintf("project: cannot change from %q to %q while deployed; run `swiftctl down` first", deployed, m.Project)}
-		if d.current == nil {
-			msgs[0] = fmt.Sprintf("project: cannot change from %q to %q while deployed; set project back to %q and run `swiftctl down` first", deployed, m.Project, deployed)
-		}
-		if strings.Join(msgs, "\n") != strings.Join(d.manifestErr, "\n") {
-			d.eventLocked(journal.EventManifestRejected, "manifest rejected: "+msgs[0], "", map[string]any{"problems": msgs})
-		}
-		d.manifestErr = msgs
-		return d.current
-	}
-	d.manifestErr = nil
-	if d.current == nil || d.current.Hash() != m.Hash() {
-		d.scrub = redact.NewScrubber(secretsOf(m)...)
-	}
-	// Parsing is not applying: manifest_applied is journaled by the
-	// reconcile that makes the change take effect (manifestTookEffect),
-	// not by this read, which status and diff do too.
-	d.current = m
-	return m
-}
-
-// accept parses a manifest and proves it can be deployed: the stack
-// derives and both files render (render.Accept).
-func accept(data []byte, defaultProject string) (*manifest.Manifest, error) {
-	return render.Accept(data, defaultProject)
-}
-
 func (d *Daemon) hasWaiters() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -478,18 +240,6 @@ func (d *Daemon) isDown() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.state.Down
-}
-
-func (d *Daemon) manifestErrors() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.manifestErr
-}
-
-func (d *Daemon) manifestNow() *manifest.Manifest {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.current
 }
 
 func (d *Daemon) setEngineErr(err error) {
@@ -532,24 +282,6 @@ func (d *Daemon) recordRun(start time.Time, lines []string, err error) {
 	d.mu.Unlock()
 }
 
-// writeArtifacts writes docker-compose.yml and nginx.conf beside the
-// manifest, only when their bytes changed. It runs after a successful
-// apply, so nginx.conf there is what nginx has loaded.
-func (d *Daemon) writeArtifacts(desired reconciler.Desired) error {
-	compose, err := render.Compose(desired.Stack)
-	if err != nil {
-		return err
-	}
-	// docker-compose.yml holds every env value: owner only. nginx.conf
-	// holds none, but it is derived from the manifest and no one else
-	// needs it: owner and the daemon's group.
-	if _, err := atomicfile.WriteIfChanged(filepath.Join(d.dir, "docker-compose.yml"), compose, 0o600); err != nil {
-		return err
-	}
-	_, err = atomicfile.WriteIfChanged(filepath.Join(d.dir, "nginx.conf"), desired.Conf, 0o640)
-	return err
-}
-
 // wait enqueues a reconcile and blocks until one that started after this
 // call finishes.
 func (d *Daemon) wait(ctx context.Context, progress reconciler.Progress) error {
@@ -576,18 +308,6 @@ func (d *Daemon) failWaiters(err error) {
 	}
 }
 
-// servingMode is the mode nginx actually serves: canary when its loaded
-// configuration sends a share of traffic to canary containers.
-func servingMode(obs reconciler.Observed) string {
-	if obs.Loaded == nil {
-		return ""
-	}
-	if obs.Loaded.Weight > 0 && len(obs.Loaded.Canary) > 0 {
-		return stack.TrackCanary
-	}
-	return stack.TrackStable
-}
-
 // noteServing journals a change of the mode the route serves, once, when
 // it has taken effect.
 func (d *Daemon) noteServing(sv Serving) {
@@ -610,18 +330,6 @@ func (d *Daemon) noteServing(sv Serving) {
 	d.lastMode = sv.Mode
 }
 
-// imageOf is the image label of the first observed container named in names.
-func imageOf(obs reconciler.Observed, names []string) string {
-	for _, n := range names {
-		for _, c := range obs.Containers {
-			if c.Name == n {
-				return c.Image
-			}
-		}
-	}
-	return ""
-}
-
 // journaledMode is the mode of the last mode_switched event, so that a
 // restarted daemon journals a switch exactly once. Without one, the mode
 // is stable: a first canary is a switch.
@@ -639,18 +347,4 @@ func (d *Daemon) journaledMode() string {
 		}
 	}
 	return stack.TrackStable // nothing serves after down: a later canary is a switch
-}
-
-// healWhileDenied restores what was applied while the change the manifest
-// asks for is denied: a busy host must not keep a crashed replica or a
-// removed front door down just because a change is waiting.
-func (d *Daemon) healWhileDenied(ctx context.Context, desired reconciler.Desired, obs reconciler.Observed, progress reconciler.Progress) {
-	restore, heal := reconciler.HealPlan(desired, obs, d.rec.LiveConfig())
-	if heal.Empty() || heal.Blocked != "" {
-		return
-	}
-	d.log.Info("change denied; restoring what was applied", zap.String("ops", heal.String()))
-	if err := d.rec.ApplyGated(ctx, restore, heal, nil, progress); err != nil {
-		d.log.Warn("restoring what was applied failed", zap.Error(err))
-	}
 }

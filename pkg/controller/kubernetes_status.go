@@ -17,6 +17,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/verdict"
 )
 
 // Report is status on the Kubernetes target: everything from a fresh
@@ -62,7 +63,7 @@ func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State,
 			s.EngineError = err.Error()
 			return
 		}
-		plan, err := t.plan(ctx, desired, revisionOf(desired), obs)
+		plan, err := t.plan(ctx, desired, kubetarget.Revision(desired), obs)
 		if err != nil {
 			s.EngineError = err.Error()
 		} else {
@@ -222,9 +223,32 @@ func (t *kubeTarget) trackStats(ctx context.Context, m *manifest.Manifest, obs k
 // why figures are missing is added to the policy's reasons.
 func (t *kubeTarget) canaryDecision(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed) (policy.Decision, kubeTrack) {
 	ts, _ := t.trackStats(ctx, m, obs, stack.TrackCanary)
+	if r := m.Policy.Relative; r != nil {
+		// The canary-vs-stable verdict, on both tracks' figures from
+		// Prometheus over the same window (as Docker's withRelative).
+		st, _ := t.trackStats(ctx, m, obs, stack.TrackStable)
+		cfg := verdict.Config{Confidence: r.Confidence, MinRequests: float64(r.MinRequests), MaxP99Factor: r.MaxP99Factor}
+		ts.in.Relative = verdict.Compare(promSample(ts), promSample(st), cfg).Input()
+	}
 	dec := t.d.policies.CanarySafety(ctx, ts.in, thresholds(m))
 	if !dec.Allowed {
 		dec.Reasons = append(dec.Reasons, ts.why...)
 	}
 	return dec, ts
+}
+
+// promSample is a track's figures for the verdict; a track without data
+// counts as no requests (the verdict then says insufficient data).
+func promSample(ts kubeTrack) verdict.Sample {
+	val := func(f *float64) float64 {
+		if f == nil {
+			return 0
+		}
+		return *f
+	}
+	if ts.in.Requests == nil || ts.in.ErrorRate == nil {
+		return verdict.Sample{}
+	}
+	req := val(ts.in.Requests)
+	return verdict.Sample{Requests: req, Errors: val(ts.in.ErrorRate) * req, P99Ms: val(ts.in.P99Ms)}
 }

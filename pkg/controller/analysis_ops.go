@@ -1,0 +1,162 @@
+package controller
+
+// The operator's side of a stepped canary: promote [--full], abort,
+// pause and resume, and the rollout as status reports it.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+)
+
+// promoteRequest is `swiftctl promote [--full]`. Without steps, or with
+// full, or at the last step, it is the promotion; otherwise it moves the
+// canary one step on, gated by the canary-safety policy as a promotion is.
+func (d *Daemon) promoteRequest(ctx context.Context, user string, full bool, progress reconciler.Progress) error {
+	m := d.readManifest()
+	if m == nil {
+		return errors.New("no manifest loaded")
+	}
+	d.mu.Lock()
+	r := d.activeRolloutLocked(m)
+	var cur Rollout
+	if r != nil {
+		cur = *r
+	}
+	d.mu.Unlock()
+	if full || r == nil || cur.Step+1 >= len(m.Services.Canary.Steps) {
+		return d.promote(ctx, user, progress)
+	}
+	if cur.StepStarted.IsZero() {
+		return errors.New("the canary's current step has not taken effect yet")
+	}
+	dec, _ := d.target.Judge(ctx, m, cur.Revision)
+	d.metrics.observeDecision(dec)
+	d.decision(dec, user)
+	if !dec.Allowed {
+		d.event(journal.EventPromoteDenied, "next step of "+cur.CanaryImage+" denied: "+strings.Join(dec.Reasons, "; "), user, map[string]any{"reasons": dec.Reasons, "policy": dec.Policy})
+		return &promoteDenied{reasons: dec.Reasons}
+	}
+	progress("Canary safety: PASS")
+	return d.advance(ctx, user, cur.Step+1, progress)
+}
+
+// abortCanary is `swiftctl abort`: roll the canary back now, journaled as
+// aborted with the operator's reason.
+func (d *Daemon) abortCanary(ctx context.Context, user, reason string, progress reconciler.Progress) error {
+	if reason == "" {
+		reason = "aborted by an operator"
+	}
+	return d.rollbackWith(ctx, user, []string{reason}, progress)
+}
+
+// setPaused is `swiftctl pause` / `resume`. A paused rollout holds its
+// weight: no checks, no steps, and the pause of the step does not run.
+func (d *Daemon) setPaused(user string, paused bool) error {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
+	m := d.readManifest()
+	if m == nil {
+		return errors.New("no manifest loaded")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.activeRolloutLocked(m)
+	switch {
+	case r == nil:
+		return errors.New("no stepped canary is rolling out (services.canary.steps)")
+	case r.Paused == paused && paused:
+		return errors.New("the rollout is already paused")
+	case r.Paused == paused:
+		return errors.New("the rollout is not paused")
+	}
+	now := time.Now().UTC()
+	event, msg := journal.EventRolloutPaused, "rollout of canary "+r.CanaryImage+" paused: its weight holds, no checks run"
+	if paused {
+		r.Paused, r.PausedAt = true, now
+	} else {
+		if !r.StepStarted.IsZero() { // the paused time does not count
+			r.StepStarted = r.StepStarted.Add(now.Sub(r.PausedAt))
+		}
+		r.Paused, r.PausedAt, r.LastCheck = false, time.Time{}, now
+		event, msg = journal.EventRolloutResumed, "rollout of canary "+r.CanaryImage+" resumed"
+	}
+	if err := d.saveStateLocked(); err != nil {
+		return err
+	}
+	d.eventLocked(event, msg, user, map[string]any{"image": r.CanaryImage, "step": r.Step + 1})
+	return nil
+}
+
+// rolloutStatus describes a stepped canary's progress, or its abort.
+func (d *Daemon) rolloutStatus(m *manifest.Manifest, now time.Time) *api.Rollout {
+	c := m.Services.Canary
+	if c == nil || len(c.Steps) == 0 || c.Analysis == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a := c.Analysis
+	out := &api.Rollout{Image: c.Image, Steps: len(c.Steps), FailureLimit: a.FailureLimit, Interval: a.Interval.D().String(), AutoPromote: a.AutoPromote}
+	s := d.state
+	if rb := s.RolledBack; rb != nil && rb.CanaryImage == c.Image {
+		out.Phase = api.PhaseAborted
+		out.Aborted = &api.Abort{At: rb.At, By: rb.User, Reasons: rb.Reasons}
+		if !rb.Aborted {
+			out.Aborted.Reasons = []string{"rolled back"}
+		}
+		if r := s.Rollout; r != nil && r.CanaryImage == c.Image {
+			out.Step, out.Failures, out.LastCheck = r.Step+1, r.Failures, r.Last
+		}
+		return out
+	}
+	r := s.Rollout
+	if r == nil || r.CanaryImage != c.Image || (s.Promoted != nil && s.Promoted.Image == c.Image) {
+		return nil
+	}
+	step := min(r.Step, len(c.Steps)-1)
+	out.Step, out.Weight, out.StepPasses, out.Failures, out.LastCheck = step+1, c.Steps[step].Weight, r.StepPasses, r.Failures, r.Last
+	switch {
+	case r.Paused:
+		out.Phase = api.PhasePaused
+	case r.StepStarted.IsZero():
+		out.Phase = api.PhaseStarting
+	case r.Completed:
+		out.Phase = api.PhaseCompleted
+	default:
+		out.Phase = api.PhaseProgressing
+		next := r.StepStarted.Add(c.Steps[step].Pause.D())
+		out.NextAt = &next
+		out.NextIn = max(next.Sub(now), 0).Round(time.Second).String()
+	}
+	return out
+}
+
+func (d *Daemon) handleAbort(w http.ResponseWriter, r *http.Request) {
+	var req api.AbortRequest
+	if r.ContentLength != 0 {
+		if err := api.DecodeBody(w, r, &req); err != nil {
+			writeRequestErr(w, err)
+			return
+		}
+	}
+	st := newStreamer(w)
+	st.finish(d.abortCanary(r.Context(), userOf(r), req.Reason, st.line))
+}
+
+func (d *Daemon) handlePause(w http.ResponseWriter, r *http.Request)  { d.handleSetPaused(w, r, true) }
+func (d *Daemon) handleResume(w http.ResponseWriter, r *http.Request) { d.handleSetPaused(w, r, false) }
+
+func (d *Daemon) handleSetPaused(w http.ResponseWriter, r *http.Request, paused bool) {
+	if err := d.setPaused(userOf(r), paused); err != nil {
+		writeErr(w, http.StatusConflict, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"paused": paused})
+}

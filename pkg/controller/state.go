@@ -1,0 +1,190 @@
+package controller
+
+// The recorded state: the decisions (a promotion, a rollback, the step
+// of a canary) that refine the manifest, and the transition in flight.
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// eventDown journals `swiftctl down`.
+const eventDown = "down"
+
+// State records the decisions that refine the manifest, the way Argo
+// Rollouts keeps the stable revision in status: the manifest says which
+// versions are wanted, the daemon remembers which one was promoted to
+// stable (or which canary was rolled back) until the manifest catches up.
+// A decision is recorded only once it has taken effect.
+type State struct {
+	Promoted   *Promotion `json:"promoted,omitempty"`
+	RolledBack *Rollback  `json:"rolled_back,omitempty"`
+	// Down is set by `swiftctl down` and cleared by the next deploy: until
+	// then the daemon does not bring the stack back.
+	Down bool `json:"down,omitempty"`
+	// Pending is a promotion or rollback whose gate allowed it and whose
+	// change is under way. A daemon that finds one at start settles it from
+	// what nginx serves: the new state if it took effect, else the old.
+	Pending *Transition `json:"pending,omitempty"`
+	// Rollout is the progress of a stepped canary (analysis.go).
+	Rollout *Rollout `json:"rollout,omitempty"`
+	// TLSCert is the certificate nginx.tls serves, as the certificate
+	// store names it (certs.go); the store keeps it, not this file.
+	TLSCert string `json:"-"`
+	// Traffic is the operator's hold on traffic in force (swiftctl
+	// traffic, traffic.go); nil while traffic passes.
+	Traffic *stack.Traffic `json:"traffic,omitempty"`
+}
+
+// Promotion: the canary image became stable while the manifest still named
+// ManifestStable as services.image.
+type Promotion struct {
+	ManifestStable string    `json:"manifest_stable"`
+	Image          string    `json:"image"`
+	At             time.Time `json:"at"`
+	User           string    `json:"user,omitempty"`
+}
+
+// Rollback: the canary image was dropped; it is not run again until the
+// manifest names another canary image.
+type Rollback struct {
+	CanaryImage string    `json:"canary_image"`
+	At          time.Time `json:"at"`
+	User        string    `json:"user,omitempty"`
+	// Aborted: the rollback is an abort (by the analysis, or `swiftctl
+	// abort`), journaled as such with Reasons.
+	Aborted bool     `json:"aborted,omitempty"`
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+// Transition is a promotion or rollback in flight.
+type Transition struct {
+	ID         string     `json:"id"`
+	Kind       string     `json:"kind"` // promote | rollback
+	Promoted   *Promotion `json:"promoted,omitempty"`
+	RolledBack *Rollback  `json:"rolled_back,omitempty"`
+	Step       *StepMove  `json:"step,omitempty"`
+	// Traffic is the hold a traffic transition puts in force (nil: resume).
+	Traffic *stack.Traffic `json:"traffic,omitempty"`
+	// Revision is the nginx configuration that makes it take effect.
+	Revision string    `json:"revision"`
+	Started  time.Time `json:"started"`
+	User     string    `json:"user,omitempty"`
+}
+
+const (
+	kindPromote  = "promote"
+	kindRollback = "rollback"
+	kindStep     = "step"
+	kindTraffic  = "traffic"
+	stateFile    = "state.json"
+)
+
+func loadState(dir string) (State, error) {
+	var s State
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("read state: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("parse state %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	return s, nil
+}
+
+func (d *Daemon) saveStateLocked() error {
+	b, err := json.MarshalIndent(d.state, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(d.stateDir, stateFile), b, 0o640)
+}
+
+// options applies the recorded decisions that still match m.
+func (s State) options(m *manifest.Manifest) stack.Options {
+	var o stack.Options
+	if p := s.Promoted; p != nil && p.ManifestStable == m.Services.Image && p.Image != m.Services.Image {
+		o.StableImage = p.Image
+	}
+	if r := s.RolledBack; r != nil && m.Services.Canary != nil && m.Services.Canary.Image == r.CanaryImage {
+		o.NoCanary = true
+	}
+	o.CanaryWeight = s.Rollout.weight(m)
+	o.TLSCert = s.TLSCert
+	if s.Traffic != nil {
+		o.Traffic = *s.Traffic
+	}
+	return o
+}
+
+// spent drops the decisions the manifest has moved past: a promotion once
+// services.image no longer names the image it was promoted over (the
+// manifest caught up, or names another), a rollback once the manifest no
+// longer names its canary image. Kept, they would apply again the moment
+// the manifest returned to that image, overriding a deliberate edit.
+func (s State) spent(m *manifest.Manifest) (State, bool) {
+	changed := false
+	if p := s.Promoted; p != nil && m.Services.Image != p.ManifestStable {
+		s.Promoted, changed = nil, true
+	}
+	if r := s.RolledBack; r != nil && (m.Services.Canary == nil || m.Services.Canary.Image != r.CanaryImage) {
+		s.RolledBack, changed = nil, true
+	}
+	return s, changed
+}
+
+// spendDecisions drops the recorded decisions m has moved past (spent).
+func (d *Daemon) spendDecisions(m *manifest.Manifest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state.Pending != nil {
+		return
+	}
+	s, changed := d.state.spent(m)
+	if !changed {
+		return
+	}
+	was := d.state
+	d.state = s
+	if err := d.saveStateLocked(); err != nil {
+		d.state = was // the next reconcile tries again
+		d.log.Error("save state", zap.Error(err))
+	}
+}
+
+// with returns s with t's decision recorded (and no pending transition).
+func (s State) with(t *Transition) State {
+	s.Pending = nil
+	switch t.Kind {
+	case kindPromote:
+		s.Promoted, s.RolledBack, s.Rollout = t.Promoted, nil, nil
+	case kindRollback:
+		s.RolledBack = t.RolledBack
+	case kindStep:
+		s.Rollout = s.Rollout.at(t.Step)
+	case kindTraffic:
+		s.Traffic = t.Traffic
+	}
+	return s
+}
+
+func newID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

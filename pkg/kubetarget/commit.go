@@ -1,0 +1,82 @@
+package kubetarget
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
+)
+
+// Serves is the commit predicate on one observation: the live route
+// has the desired weights, and every Deployment it sends traffic to has
+// rolled out the desired image.
+func Serves(desired Desired, obs Observed) bool {
+	deps := map[string]*appsv1.Deployment{}
+	var route *gatewayv1.HTTPRoute
+	for _, o := range desired.Objects {
+		switch v := o.(type) {
+		case *appsv1.Deployment:
+			deps[v.Name] = v
+		case *gatewayv1.HTTPRoute:
+			route = v
+		}
+	}
+	if route == nil {
+		return false
+	}
+	live, ok := obs.Routes[route.Name]
+	if !ok {
+		return false
+	}
+	want := Weights(*route)
+	if WeightsText(want) != WeightsText(Weights(live)) {
+		return false
+	}
+	for name, w := range want {
+		if w == 0 {
+			continue
+		}
+		dep, ok := obs.Deployments[name]
+		if !ok || deps[name] == nil || ImageOf(dep) != ImageOf(*deps[name]) {
+			return false
+		}
+		if done, _ := RolledOut(dep); !done {
+			return false
+		}
+	}
+	return true
+}
+
+// Revision identifies the desired objects (what serves once in force).
+func Revision(desired Desired) string {
+	h := sha256.New()
+	for _, o := range desired.Objects {
+		b, _ := k8srender.JSON(o)
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// ObservedKey names every observed object at its resourceVersion.
+func ObservedKey(obs Observed) string {
+	var parts []string
+	for n, o := range obs.Deployments {
+		parts = append(parts, "d/"+n+"@"+o.ResourceVersion)
+	}
+	for n, o := range obs.Services {
+		parts = append(parts, "s/"+n+"@"+o.ResourceVersion)
+	}
+	for n, o := range obs.Routes {
+		parts = append(parts, "r/"+n+"@"+o.ResourceVersion)
+	}
+	for _, p := range obs.Pods {
+		parts = append(parts, "p/"+p.Name+"@"+p.ResourceVersion)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,95 @@
+package kubetarget
+
+import (
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// Regate sets which ops the cluster policy gates: those that add capacity
+// or traffic. Creating a Deployment, raising its replicas or rolling a
+// new image is gated; rolling a Deployment back to the image its Ready
+// pods run now (restoring what was serving, after an aborted promotion)
+// is not: the capacity is there, and the policy's "CPU insufficient" is
+// often why the rollout stalled. Raising the canary's weight on the route
+// is gated, as on Docker; lowering it is not.
+func Regate(plan Plan, desired Desired, obs Observed) Plan {
+	want := map[string]k8srender.Object{}
+	for _, o := range desired.Objects {
+		want[RefOf(o).String()] = o
+	}
+	ops := make([]Op, len(plan.Ops))
+	for i, op := range plan.Ops {
+		if op.Kind == OpApply {
+			switch v := want[op.Ref.String()].(type) {
+			case *appsv1.Deployment:
+				op.Gated = !restores(v, obs)
+			case *gatewayv1.HTTPRoute:
+				op.Gated = raisesCanary(v, obs)
+			}
+		}
+		ops[i] = op
+	}
+	plan.Ops = ops
+	return plan
+}
+
+// restores: the live Deployment has at least as many replicas as wanted,
+// and as many Ready pods of its track run the wanted image.
+func restores(want *appsv1.Deployment, obs Observed) bool {
+	live, ok := obs.Deployments[want.Name]
+	if !ok || want.Spec.Replicas == nil || live.Spec.Replicas == nil || *want.Spec.Replicas > *live.Spec.Replicas {
+		return false
+	}
+	image, track := ImageOf(*want), want.Spec.Template.Labels[k8srender.LabelTrack]
+	ready := int32(0)
+	for _, p := range obs.Pods {
+		if p.Labels[k8srender.LabelTrack] == track && appImage(p) == image && podReady(p) {
+			ready++
+		}
+	}
+	return ready >= *want.Spec.Replicas
+}
+
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// raisesCanary: the route gives a backend other than stable's more weight
+// than the live route does.
+func raisesCanary(want *gatewayv1.HTTPRoute, obs Observed) bool {
+	live, ok := obs.Routes[want.Name]
+	var was map[string]int
+	if ok {
+		was = Weights(live)
+	}
+	for name, w := range Weights(*want) {
+		if !strings.HasSuffix(name, "-"+stack.TrackStable) && w > was[name] {
+			return true
+		}
+	}
+	return false
+}
+
+// appImage is the image of a pod's app container.
+func appImage(p corev1.Pod) string {
+	for _, c := range p.Spec.Containers {
+		if c.Name == "app" {
+			return c.Image
+		}
+	}
+	if len(p.Spec.Containers) > 0 {
+		return p.Spec.Containers[0].Image
+	}
+	return ""
+}
