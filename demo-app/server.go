@@ -64,6 +64,8 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("/healthz", s.handleHealthz)
 	mux.Handle("/metrics", allowMethods(s.metrics.handler(), http.MethodGet, http.MethodHead))
 	mux.Handle("/chaos", allowMethods(http.HandlerFunc(s.handleChaos), http.MethodPost))
+	mux.Handle("/upload", allowMethods(s.chaos.middleware(http.HandlerFunc(s.handleUpload)), http.MethodPost, http.MethodPut))
+	mux.Handle("/ws", s.websocket())
 	mux.Handle("/", s.chaos.middleware(http.HandlerFunc(s.handleRoot)))
 	return s.chaos.hang(s.metrics.instrument(mux))
 }

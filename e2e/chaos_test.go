@@ -80,20 +80,23 @@ var scenarioPoints = map[scenario][]string{
 
 var scenarioOrder = []scenario{scRollout, scPromote, scRollback, scScale, scDown}
 
-// trial is one crash: a failpoint spec, or (point "") a random kill after
-// delay from the moment the scenario is set going.
+// trial is one crash: a failpoint spec, or (point "") a random kill at
+// frac of the action's measured duration after the action is set going.
+// Rollouts got fast: a delay drawn from a fixed range (0–6 s) fell after
+// the action in most trials and restarted an idle daemon, so the moment is
+// drawn within the duration the action took on this stack (calibrate).
 type trial struct {
 	n        int
 	scenario scenario
 	point    string
-	delay    time.Duration
+	frac     float64
 }
 
 func (t trial) String() string {
 	if t.point != "" {
 		return fmt.Sprintf("#%d %s @ %s", t.n, t.scenario, t.point)
 	}
-	return fmt.Sprintf("#%d %s @ random %s", t.n, t.scenario, t.delay)
+	return fmt.Sprintf("#%d %s @ random %.0f%% of the action", t.n, t.scenario, 100*t.frac)
 }
 
 func (t trial) label() string {
@@ -126,13 +129,28 @@ func chaosTrials(seed uint64, n int) []trial {
 			}
 		}
 		rng.Shuffle(len(some), func(i, j int) { some[i], some[j] = some[j], some[i] })
-		all = some[:min(n, len(some))]
+		// A quarter (at least one) are random moments within the action,
+		// in a scenario of the two that has them (down has none).
+		var randomIn []scenario
+		for _, sc := range []scenario{scenarioOrder[first], scenarioOrder[second]} {
+			if sc != scDown {
+				randomIn = append(randomIn, sc)
+			}
+		}
+		k := 0
+		if len(randomIn) > 0 && n >= 2 {
+			k = max(1, n/4)
+		}
+		all = some[:min(n-k, len(some))]
+		for i := 0; i < k; i++ {
+			all = append(all, trial{scenario: randomIn[i%len(randomIn)], frac: rng.Float64()})
+		}
 		// One scenario after another: each keeps its stack between trials.
 		sort.SliceStable(all, func(i, j int) bool { return scIndex(all[i].scenario) < scIndex(all[j].scenario) })
 	}
 	for len(all) < n {
 		sc := scenarioOrder[rng.IntN(len(scenarioOrder)-1)] // down has no random moments: it is fast
-		all = append(all, trial{scenario: sc, delay: time.Duration(rng.IntN(6000)) * time.Millisecond})
+		all = append(all, trial{scenario: sc, frac: rng.Float64()})
 	}
 	if n >= len(all) {
 		sort.SliceStable(all, func(i, j int) bool { return scIndex(all[i].scenario) < scIndex(all[j].scenario) })
@@ -156,6 +174,8 @@ func scIndex(s scenario) int {
 type result struct {
 	trial
 	fired         bool // the daemon died of the failpoint (or the random kill)
+	during        bool // the kill came while the action was under way
+	delay         time.Duration
 	converged     bool
 	dupOrphans    int
 	failed        int64
@@ -202,14 +222,20 @@ func TestCrashSuite(t *testing.T) {
 			status = "FAIL: " + strings.Join(r.problems, "; ")
 			c.broken = true
 		}
-		t.Logf("%s: fired=%v outcome=%s converged=%v in %s dup/orphans=%d failed=%d (nginx stopped: %d) %s",
-			tr, r.fired, r.outcome, r.converged, r.convergeAfter.Round(time.Millisecond), r.dupOrphans, r.failed, r.failedNginx, status)
+		t.Logf("%s: fired=%v during=%v (%s) outcome=%s converged=%v in %s dup/orphans=%d failed=%d (nginx stopped: %d) %s",
+			tr, r.fired, r.during, r.delay.Round(time.Millisecond), r.outcome, r.converged, r.convergeAfter.Round(time.Millisecond), r.dupOrphans, r.failed, r.failedNginx, status)
 	}
 	if c != nil {
 		c.close()
 	}
 	table := figuresTable(results)
-	t.Logf("crash suite figures (seed %d):\n%s", seed, table)
+	during := 0
+	for _, r := range results {
+		if r.during {
+			during++
+		}
+	}
+	t.Logf("crash suite figures (seed %d): %d of %d trials killed during the action\n%s", seed, during, len(results), table)
 	if out := os.Getenv("SWIFTDEPLOY_CHAOS_OUT"); out != "" {
 		_ = os.WriteFile(out, []byte(table), 0o644)
 	}
@@ -223,8 +249,8 @@ func TestCrashSuite(t *testing.T) {
 // figuresTable is the Markdown table of docs/reliability.md.
 func figuresTable(rs []result) string {
 	type row struct {
-		trials, fired, converged, dup int
-		failed, nginx                 int64
+		trials, fired, during, converged, dup int
+		failed, nginx                         int64
 	}
 	rows := map[string]*row{}
 	var keys []string
@@ -239,6 +265,9 @@ func figuresTable(rs []result) string {
 		if r.fired {
 			w.fired++
 		}
+		if r.during {
+			w.during++
+		}
 		if r.converged {
 			w.converged++
 		}
@@ -247,20 +276,21 @@ func figuresTable(rs []result) string {
 		w.nginx += r.failedNginx
 	}
 	var b strings.Builder
-	b.WriteString("| scenario | crash point | trials | killed there | converged | duplicates/orphans | requests failed (while nginx stopped) |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | crash point | trials | killed there | killed during the action | converged | duplicates/orphans | requests failed (while nginx stopped) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	var tot row
 	for _, k := range keys {
 		w := rows[k]
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d (%d) |\n", k, w.trials, w.fired, w.converged, w.dup, w.failed, w.nginx)
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d (%d) |\n", k, w.trials, w.fired, w.during, w.converged, w.dup, w.failed, w.nginx)
 		tot.trials += w.trials
 		tot.fired += w.fired
+		tot.during += w.during
 		tot.converged += w.converged
 		tot.dup += w.dup
 		tot.failed += w.failed
 		tot.nginx += w.nginx
 	}
-	fmt.Fprintf(&b, "| **all** | | **%d** | **%d** | **%d** | **%d** | **%d (%d)** |\n", tot.trials, tot.fired, tot.converged, tot.dup, tot.failed, tot.nginx)
+	fmt.Fprintf(&b, "| **all** | | **%d** | **%d** | **%d** | **%d** | **%d** | **%d (%d)** |\n", tot.trials, tot.fired, tot.during, tot.converged, tot.dup, tot.failed, tot.nginx)
 	return b.String()
 }
 
@@ -273,6 +303,9 @@ type chaosStack struct {
 	scenario scenario
 	flip     bool // which of the two states the stack is in
 	broken   bool
+	// actionTook is how long the scenario's action took here, start to
+	// complete, with no crash (calibrate); random moments fall within it.
+	actionTook time.Duration
 }
 
 var appVersions = map[string]string{images.AppImage: images.AppVersion, images.AppImageV2: images.AppV2Version}
@@ -408,6 +441,11 @@ func killedBySIGKILL(cmd *exec.Cmd) bool {
 func (c *chaosStack) run(tr trial) (r result) {
 	r.trial = tr
 	e := c.e
+	if tr.point == "" && c.actionTook == 0 {
+		// Before the trial's clock starts: its journal check counts the
+		// transitions journaled since then, and calibrating makes one.
+		c.calibrate()
+	}
 	start := time.Now()
 	stopped := watchNginxStops(e)
 	l := startChaosLoad(e.url("/"), 25*time.Millisecond)
@@ -415,34 +453,19 @@ func (c *chaosStack) run(tr trial) (r result) {
 	c.startArmed(tr.point)
 	proc := e.daemon
 	exited := e.exited
-	// The action, in the background: a CLI call fails when the daemon dies.
-	triggered := make(chan struct{})
-	actionDone := make(chan struct{})
-	go func() {
-		defer close(actionDone)
-		if c.scenario == scPromote {
-			c.waitPromotable(exited)
-		}
-		close(triggered)
-		switch c.scenario {
-		case scRollout, scScale:
-			e.writeManifest(c.manifestFor(!c.flip))
-		case scPromote:
-			runCLI(e, "promote")
-		case scRollback:
-			runCLI(e, "rollback")
-		case scDown:
-			runCLI(e, "down")
-		}
-	}()
+	triggered, actionDone := c.startAction(exited)
 	var random <-chan time.Time
+	var triggeredAt time.Time
 	if tr.point == "" {
 		<-triggered
-		random = time.After(tr.delay)
+		triggeredAt = time.Now()
+		r.delay = time.Duration(tr.frac * float64(c.actionTook))
+		random = time.After(r.delay)
 	}
 	// Wait for the daemon to die. A point not on this run's path (or a
 	// random moment after the end) becomes a kill once the action is
-	// complete: still a crash to recover from.
+	// complete: still a crash to recover from, but the trial of a point
+	// fails (it did not test what it names).
 	deadline := time.After(90 * time.Second)
 	poll := time.NewTicker(300 * time.Millisecond)
 	killedByUs := false // after the action was complete: not a kill at the point
@@ -452,6 +475,9 @@ wait:
 		case <-exited:
 			break wait
 		case <-random:
+			// Killed during the action if it is not complete yet.
+			r.during = !c.actionComplete(actionDone)
+			r.delay = time.Since(triggeredAt)
 			_ = proc.Process.Signal(syscall.SIGKILL)
 		case <-deadline:
 			killedByUs = true
@@ -465,6 +491,9 @@ wait:
 	}
 	poll.Stop()
 	r.fired = killedBySIGKILL(proc) && !killedByUs
+	if tr.point != "" {
+		r.during = r.fired // a failpoint is on the action's path
+	}
 	<-actionDone
 	e.daemon = nil
 
@@ -489,6 +518,11 @@ wait:
 		r.problems = c.checkServes(r.outcome, r.problems)
 	}
 	r.problems = c.checkJournal(start, r.outcome, r.problems)
+	if tr.point != "" && !r.fired {
+		// A trial whose failpoint never fired tested a crash at some
+		// other moment (after the action), not the one it names.
+		r.problems = append(r.problems, fmt.Sprintf("failpoint %s never fired: the daemon was not killed there", tr.point))
+	}
 	if unexplained := r.failed - r.failedNginx; unexplained > 0 {
 		r.problems = append(r.problems, fmt.Sprintf("%d requests failed while nginx was running (e.g. %v)", unexplained, samples))
 	}
@@ -500,6 +534,59 @@ wait:
 	c.prepareNext(r.outcome)
 	e.stopDaemon(syscall.SIGTERM)
 	return r
+}
+
+// startAction sets the scenario's action going in the background (a CLI
+// call fails when the daemon dies); triggered closes when it starts (after
+// a promotion became allowed), actionDone when its call returned.
+func (c *chaosStack) startAction(exited <-chan struct{}) (triggered, actionDone chan struct{}) {
+	e := c.e
+	triggered, actionDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(actionDone)
+		if c.scenario == scPromote {
+			c.waitPromotable(exited)
+		}
+		close(triggered)
+		switch c.scenario {
+		case scRollout, scScale:
+			e.writeManifest(c.manifestFor(!c.flip))
+		case scPromote:
+			runCLI(e, "promote")
+		case scRollback:
+			runCLI(e, "rollback")
+		case scDown:
+			runCLI(e, "down")
+		}
+	}()
+	return triggered, actionDone
+}
+
+// calibrate runs the scenario's action once with no crash and measures how
+// long it takes from start to complete, so that random moments fall
+// within it; the stack is then moved on as after any trial.
+func (c *chaosStack) calibrate() {
+	l := startChaosLoad(c.e.url("/"), 25*time.Millisecond)
+	defer l.finish()
+	c.startArmed("")
+	triggered, actionDone := c.startAction(c.e.exited)
+	<-triggered
+	began := time.Now()
+	deadline := time.Now().Add(90 * time.Second)
+	for !c.actionComplete(actionDone) {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("calibrating %s: the action did not complete within 90s", c.scenario)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.actionTook = time.Since(began)
+	c.t.Logf("calibrated %s: the action takes %s here; random moments fall within it", c.scenario, c.actionTook.Round(time.Millisecond))
+	outcome := "after"
+	if c.scenario == scDown {
+		outcome = "down"
+	}
+	c.prepareNext(outcome)
+	c.e.stopDaemon(syscall.SIGTERM)
 }
 
 // actionComplete: the CLI call returned, or the manifest edit has
@@ -707,6 +794,11 @@ func (c *chaosStack) prepareNext(outcome string) {
 	case outcome == "down" || c.scenario == scDown:
 		runCLI(e, "deploy")
 		c.waitConverged(c.want(c.flip))
+	case outcome == "after" && c.scenario == scScale:
+		// Scale always goes 2→3: scaling down starts nothing, so the
+		// points before start-app and after wait-healthy would never fire.
+		e.writeManifest(c.manifestFor(false))
+		c.waitConverged(c.want(false))
 	case outcome == "after":
 		c.flip = !c.flip
 		if c.scenario == scPromote || c.scenario == scRollback {

@@ -68,6 +68,8 @@ type env struct {
 	daemonCred *syscall.Credential
 	// logPath is the daemon's log (default daemon.log in dir).
 	logPath string
+	// daemonEnv is added to the daemon's environment.
+	daemonEnv []string
 }
 
 func newEnv(t *testing.T) *env {
@@ -139,6 +141,12 @@ func (e *env) startDaemon() {
 	}
 	if e.dockerHost != "" {
 		cmd.Env = append(os.Environ(), "DOCKER_HOST="+e.dockerHost)
+	}
+	if len(e.daemonEnv) > 0 {
+		if cmd.Env == nil {
+			cmd.Env = os.Environ()
+		}
+		cmd.Env = append(cmd.Env, e.daemonEnv...)
 	}
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)

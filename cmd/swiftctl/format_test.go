@@ -490,3 +490,19 @@ func TestWatchChartsGolden(t *testing.T) {
 		t.Errorf("weight chart %q", got)
 	}
 }
+
+func TestWriteTLS(t *testing.T) {
+	now := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	writeTLS(&b, &api.TLSStatus{
+		Hosts: []string{"shop.example.com"}, Served: "aaaa", Cert: "aaaa", Source: "acme",
+		NotAfter: now.Add(12 * 24 * time.Hour), DaysLeft: 12,
+		LastError: "acme order for shop.example.com: connection refused", Failures: 3, NextRetry: now.Add(2 * time.Minute),
+	}, now)
+	want := `HTTPS: shop.example.com (acme certificate, 12 days left, until 2026-12-19 03:00 UTC)
+  Certificate renewal failing (3 attempt(s), next try in 2m0s): acme order for shop.example.com: connection refused
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}

@@ -82,6 +82,7 @@ the manifest now, one per line, without applying them.`,
 		Args:    cobra.NoArgs,
 	}
 	format := outputFlag(cmd)
+	down := cmd.Flags().Bool("down", false, "show what `swiftctl down` would remove, in the order it removes it")
 	cmd.RunE = action(func(cmd *cobra.Command, args []string) error {
 		f, err := format()
 		if err != nil {
@@ -90,7 +91,11 @@ the manifest now, one per line, without applying them.`,
 		ctx, cancel := context.WithTimeout(cmd.Context(), readTimeout)
 		defer cancel()
 		var d api.Diff
-		if err := a.client().Get(ctx, api.PathDiff, &d); err != nil {
+		path := api.PathDiff
+		if *down {
+			path += "?down=true"
+		}
+		if err := a.client().Get(ctx, path, &d); err != nil {
 			return a.daemonError(err)
 		}
 		if f == formatJSON {
@@ -106,8 +111,13 @@ func writeDiff(w io.Writer, d api.Diff) error {
 	if d.Blocked != "" {
 		fmt.Fprintf(&b, "Blocked: %s\n", d.Blocked)
 	}
-	if len(d.Plan) == 0 {
+	switch {
+	case len(d.Plan) == 0 && d.Teardown:
+		b.WriteString("Nothing to remove: the project owns nothing now.\n")
+	case len(d.Plan) == 0:
 		b.WriteString("No changes: the running stack matches the manifest.\n")
+	case d.Teardown:
+		b.WriteString("Down removes, in this order:\n")
 	}
 	for _, op := range d.Plan {
 		fmt.Fprintln(&b, op)

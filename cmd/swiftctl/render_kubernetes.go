@@ -55,6 +55,13 @@ func (r *renderTarget) files(m *manifest.Manifest) ([]renderedFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", name, err)
 	}
+	// The front door's NetworkPolicy is written for the cluster's admin
+	// to apply; the daemon's target does not apply it (yet).
+	np, err := k8srender.NetworkPolicy(m, o)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", name, err)
+	}
+	objs = append(objs, np)
 	data, err := k8srender.YAML(objs)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", name, err)

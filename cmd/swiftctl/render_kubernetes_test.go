@@ -42,7 +42,12 @@ func TestRenderKubernetesTargets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, _ := k8srender.YAML(objs)
+		// The front door's NetworkPolicy follows the target's objects.
+		np, err := k8srender.NetworkPolicy(m, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := k8srender.YAML(append(objs, np))
 		if got := readFile(t, filepath.Join(out, c.file)); !bytes.Equal(got, want) {
 			t.Errorf("%s is not the renderer's output:\n%s", c.file, got)
 		}

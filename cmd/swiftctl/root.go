@@ -175,8 +175,8 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newInitCmd(), a.newRenderCmd(), a.newAuditCmd(), a.newPolicyCmd(),
 		a.newValidateCmd(), a.newDeployCmd(), a.newDiffCmd(), a.newDownCmd(),
 		a.newPromoteCmd(), a.newRollbackCmd(),
-		a.newAbortCmd(), a.newPauseCmd(), a.newResumeCmd(),
-		a.newStatusCmd(), a.newHistoryCmd(),
+		a.newAbortCmd(), a.newPauseCmd(), a.newResumeCmd(), a.newTrafficCmd(),
+		a.newStatusCmd(), a.newHistoryCmd(), a.newDashboardCmd(),
 		a.newChaosCmd(), a.newLoadCmd(),
 	)
 	return root

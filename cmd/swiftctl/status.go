@@ -98,6 +98,14 @@ func writeDashboard(w io.Writer, s api.Status) error {
 		mode = "n/a"
 	}
 	fmt.Fprintf(&b, "Mode: %s\n", mode)
+	if tr := s.Traffic; tr != nil {
+		switch tr.Mode {
+		case api.TrafficPause:
+			fmt.Fprintf(&b, "Traffic: PAUSED (requests held up to %s; swiftctl traffic resume)\n", tr.Max)
+		default:
+			fmt.Fprintf(&b, "Traffic: STOPPED (503 %q; swiftctl traffic resume)\n", tr.Message)
+		}
+	}
 	t, ok := primaryTrack(s)
 	switch {
 	case !ok:
@@ -202,6 +210,7 @@ func writeProject(b *strings.Builder, s api.Status) {
 		fmt.Fprintf(b, "Canary: %s (%d%% of traffic)\n", s.CanaryImage, s.CanaryWeight)
 	}
 	writeRollout(b, s.Rollout)
+	writeTLS(b, s.TLS, time.Now())
 	if !s.Converged && !s.Down && len(s.Pending) > 0 {
 		b.WriteString("Pending:\n")
 		for _, p := range s.Pending {
@@ -335,4 +344,34 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// writeTLS shows the certificate: which one nginx serves and for how long,
+// and a renewal that is failing.
+func writeTLS(b *strings.Builder, t *api.TLSStatus, now time.Time) {
+	if t == nil {
+		return
+	}
+	hosts := strings.Join(t.Hosts, ", ")
+	switch {
+	case t.Cert == "":
+		state := "no certificate yet"
+		if t.Ordering {
+			state += ", ordering"
+		}
+		fmt.Fprintf(b, "HTTPS: %s (%s)\n", hosts, state)
+	default:
+		served := ""
+		if t.Served != t.Cert {
+			served = ", not served yet (nginx serves " + dash(t.Served) + ")"
+		}
+		fmt.Fprintf(b, "HTTPS: %s (%s certificate, %d days left, until %s%s)\n", hosts, t.Source, t.DaysLeft, t.NotAfter.UTC().Format("2006-01-02 15:04 UTC"), served)
+	}
+	if t.LastError != "" {
+		retry := ""
+		if !t.NextRetry.IsZero() {
+			retry = fmt.Sprintf(", next try in %s", t.NextRetry.Sub(now).Round(time.Second))
+		}
+		fmt.Fprintf(b, "  Certificate renewal failing (%d attempt(s)%s): %s\n", t.Failures, retry, t.LastError)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/controller"
+	"github.com/swiftdeploy/swiftdeploy/pkg/selfmetrics"
 )
 
 func main() {
@@ -39,12 +40,18 @@ func run() error {
 	namespace := fs.String("namespace", "", "with --target kubernetes: the namespace to converge (it must exist)")
 	gateway := fs.String("gateway", "", "with --target kubernetes: the Gateway the HTTPRoute attaches to (none by default)")
 	deadline := fs.Duration("progress-deadline", 0, "with --target kubernetes: each Deployment's progressDeadlineSeconds; a rollout without progress this long is reported failed and a promotion aborted (default 2m)")
+	metricsListen := fs.String("metrics-listen", "", "serve the daemon's own Prometheus metrics (swiftdeploy_*) at http://ADDR/metrics; off by default; ADDR must be a loopback or private address (e.g. 127.0.0.1:9464)")
 	authzConfig := authz.RegisterFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
+	}
+	if *metricsListen != "" {
+		if err := selfmetrics.CheckAddr(context.Background(), *metricsListen); err != nil {
+			return err
+		}
 	}
 	cfgLog := zap.NewProductionConfig()
 	if *debug {
@@ -72,8 +79,9 @@ func run() error {
 		}
 		*socket = api.DefaultSocket(filepath.Dir(abs))
 	}
+	rec := selfmetrics.New()
 	cfg := controller.Config{ManifestPath: *manifestPath, Socket: *socket, Log: log, Authz: az, JournalMaxBytes: *journalMax,
-		JournalRetainBytes: *journalRetain, JournalRetainAge: *journalRetainAge}
+		JournalRetainBytes: *journalRetain, JournalRetainAge: *journalRetainAge, Metrics: rec}
 	switch *target {
 	case "docker":
 		if *namespace != "" || *gateway != "" {
@@ -90,6 +98,18 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if *metricsListen != "" {
+		addr, served, err := selfmetrics.Serve(ctx, *metricsListen, rec.Handler())
+		if err != nil {
+			return err
+		}
+		log.Info("metrics listener", zap.String("url", "http://"+addr.String()+"/metrics"))
+		go func() {
+			if err := <-served; err != nil {
+				log.Error("metrics listener stopped", zap.Error(err))
+			}
+		}()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {

@@ -35,6 +35,11 @@ func testManifests(t *testing.T) map[string]*manifest.Manifest {
 var targets = map[string]func(*manifest.Manifest, k8srender.Options) ([]k8srender.Object, error){
 	"kubernetes":    k8srender.Kubernetes,
 	"argo-rollouts": k8srender.ArgoRollouts,
+	// What swiftctl render writes besides: the front door's NetworkPolicy.
+	"networkpolicy": func(m *manifest.Manifest, o k8srender.Options) ([]k8srender.Object, error) {
+		np, err := k8srender.NetworkPolicy(m, o)
+		return []k8srender.Object{np}, err
+	},
 }
 
 // TestRenderedObjectsPassServerDryRun sends every object both targets
@@ -68,7 +73,7 @@ func TestRenderedObjectsPassServerDryRun(t *testing.T) {
 			}
 		}
 	}
-	for _, kind := range []string{"Deployment", "Service", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Rollout", "AnalysisTemplate"} {
+	for _, kind := range []string{"Deployment", "Service", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Rollout", "AnalysisTemplate", "NetworkPolicy"} {
 		if checked[kind] == 0 {
 			t.Errorf("no %s was checked", kind)
 		}

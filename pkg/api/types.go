@@ -18,7 +18,9 @@ const (
 	PathAbort    = "/v1/abort"
 	PathPause    = "/v1/pause"
 	PathResume   = "/v1/resume"
+	PathTraffic  = "/v1/traffic"
 	PathMetrics  = "/metrics"
+	PathWhoami   = "/v1/whoami"
 )
 
 // EnvSocket overrides the default socket path for both binaries.
@@ -35,7 +37,9 @@ type Status struct {
 	StableImage  string `json:"stable_image"`
 	CanaryImage  string `json:"canary_image,omitempty"`
 	CanaryWeight int    `json:"canary_weight,omitempty"`
-	NginxPort    int    `json:"nginx_port"`
+	// Traffic is set while nginx holds or refuses traffic (swiftctl traffic).
+	Traffic   *Traffic `json:"traffic,omitempty"`
+	NginxPort int      `json:"nginx_port"`
 	// Converged: what runs and what nginx has loaded match the desired
 	// state, and the last run applied its plan without error. Otherwise
 	// Pending lists the operations still to do.
@@ -67,6 +71,30 @@ type Status struct {
 	// Kubernetes is set on the Kubernetes target: what the API server
 	// reports of the project's Deployments and HTTPRoute.
 	Kubernetes *KubeStatus `json:"kubernetes,omitempty"`
+	// TLS is the front door's certificate (nginx.tls); nil without it.
+	TLS *TLSStatus `json:"tls,omitempty"`
+}
+
+// TLSStatus is the certificate nginx.tls serves and its renewal.
+type TLSStatus struct {
+	Hosts []string `json:"hosts"`
+	// Served is the id of the certificate nginx's loaded configuration
+	// serves ("" none yet); Cert the store's current one, which nginx
+	// serves once the reload that installs it has taken effect.
+	Served   string    `json:"served,omitempty"`
+	Cert     string    `json:"cert,omitempty"`
+	Source   string    `json:"source,omitempty"` // file | acme
+	Issuer   string    `json:"issuer,omitempty"`
+	NotAfter time.Time `json:"not_after,omitzero"`
+	DaysLeft int       `json:"days_left"`
+	// RenewAt is when an ACME certificate is due; Ordering: an order is
+	// under way. LastError, Failures and NextRetry describe failed orders
+	// since the last success.
+	RenewAt   time.Time `json:"renew_at,omitzero"`
+	Ordering  bool      `json:"ordering,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	Failures  int       `json:"failures,omitempty"`
+	NextRetry time.Time `json:"next_retry,omitzero"`
 }
 
 // KubeStatus is the Kubernetes target's observed state, from the API.
@@ -264,6 +292,9 @@ type Diff struct {
 	// decides before its first operation.
 	Gated   bool   `json:"gated,omitempty"`
 	Blocked string `json:"blocked,omitempty"`
+	// Teardown: the plan is down's (asked with ?down=true, or the project
+	// is down and the next reconcile finishes removing what is left).
+	Teardown bool `json:"teardown,omitempty"`
 }
 
 // ChaosRequest asks the daemon to inject chaos into a track.
@@ -274,7 +305,39 @@ type ChaosRequest struct {
 	Track    string  `json:"track,omitempty"`
 }
 
+// Whoami is GET /v1/whoami: the caller as the daemon sees it (from the
+// socket's peer credentials) and the role it has, so that a client (the
+// dashboard) offers only what the caller may do.
+type Whoami struct {
+	User string `json:"user"`
+	Role string `json:"role"` // none | read | operate | admin
+}
+
 // Error is the body of a non-2xx response.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// Actions of PathTraffic (swiftctl traffic).
+const (
+	TrafficPause  = "pause"
+	TrafficStop   = "stop"
+	TrafficResume = "resume"
+)
+
+// TrafficRequest is the body of POST PathTraffic.
+type TrafficRequest struct {
+	Action string `json:"action"` // TrafficPause, TrafficStop or TrafficResume
+	// Message is the body of the 503 a stopped front door answers.
+	Message string `json:"message,omitempty"`
+	// Max bounds how long a paused front door holds a request ("30s").
+	Max string `json:"max,omitempty"`
+}
+
+// Traffic is the operator's hold on traffic that nginx applies (its
+// loaded configuration), absent while traffic passes.
+type Traffic struct {
+	Mode    string `json:"mode"` // pause | stop
+	Message string `json:"message,omitempty"`
+	Max     string `json:"max,omitempty"`
 }

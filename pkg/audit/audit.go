@@ -497,6 +497,7 @@ var timelineTitles = map[string]string{
 	journal.EventRollbackFailed:      "Rollback did not take effect",
 	journal.EventStepFailed:          "Canary step did not take effect",
 	journal.EventPolicyReloadFailed:  "Policy reload failed",
+	journal.EventJournalPruned:       "Journal pruned (retention; the chain resumes at the checkpoint)",
 	journal.EventTransitionAborted:   "Interrupted transition settled",
 	journal.EventScrapeFailed:        "Metrics scrape failing",
 	journal.EventScrapeRecovered:     "Metrics scrape recovered",

@@ -134,6 +134,7 @@ var routes = []Route{
 	{http.MethodGet, api.PathHistory, RoleRead},
 	{http.MethodGet, api.PathDiff, RoleRead},
 	{http.MethodGet, api.PathMetrics, RoleRead},
+	{http.MethodGet, api.PathWhoami, RoleRead},
 	// validate runs `nginx -t` in a throwaway container: whatever can
 	// start a container is operate at least.
 	{http.MethodPost, api.PathValidate, RoleOperate},
@@ -143,6 +144,7 @@ var routes = []Route{
 	{http.MethodPost, api.PathAbort, RoleOperate},
 	{http.MethodPost, api.PathPause, RoleOperate},
 	{http.MethodPost, api.PathResume, RoleOperate},
+	{http.MethodPost, api.PathTraffic, RoleOperate},
 	{http.MethodPost, api.PathChaos, RoleAdmin},
 	{http.MethodPost, api.PathDown, RoleAdmin},
 }

@@ -167,6 +167,7 @@ func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *Rollout {
 // the next step or promote when the step's pause has passed. Tests call it
 // with a clock of their own.
 func (d *Daemon) analyze(ctx context.Context, now time.Time) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	defer func() {
 		if p := recover(); p != nil { // the daemon never crashes
 			d.log.Error("analysis panicked", zap.Any("panic", p), zap.Stack("stack"))
@@ -255,18 +256,14 @@ func (d *Daemon) setRetry(t time.Time) {
 // rollout's canary. The first step is journaled here (it took effect
 // through a reconcile); later ones by their transaction's commit.
 func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) {
-	desired, err := d.desired(m)
-	if err != nil {
-		return
-	}
-	obs, err := d.rec.Observe(ctx, desired)
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
+	sv, err := d.target.Serving(ctx, m)
 	if err != nil {
 		return
 	}
 	c := m.Services.Canary
 	want := c.Steps[cur.Step].Weight
-	served, ok := servingCanary(obs)
-	if !ok || served.Image != c.Image || obs.Loaded.Weight != want {
+	if !sv.CanaryLive || sv.CanaryImage != c.Image || sv.CanaryWeight != want {
 		return
 	}
 	d.mu.Lock()
@@ -275,7 +272,7 @@ func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur Rollou
 	if r == nil || r.CanaryImage != cur.CanaryImage || !r.StepStarted.IsZero() || r.Step != cur.Step {
 		return // something moved it meanwhile
 	}
-	r.Revision = served.Hash
+	r.Revision = sv.CanaryRevision
 	d.stepStartedLocked(now)
 	if r.Step == 0 {
 		mv := &StepMove{Image: c.Image, Step: 0, Steps: len(c.Steps), Weight: want}
@@ -295,19 +292,27 @@ const (
 // check judges the canary revision's window once, records and journals
 // the verdict, and returns the rollout after it.
 func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) (Rollout, bool) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	rev := cur.Revision
-	dec, st := d.judge(ctx, m, rev)
+	dec, st := d.target.Judge(ctx, m, rev)
 	d.metrics.observeDecision(dec)
 	d.decision(dec, "")
-	outcome := checkOutcome(dec, st.Outcome, st.Proxy.Outcome)
-	figures := map[string]any{"requests": st.Requests, "proxy_requests": st.Proxy.Requests}
+	proxyOutcome := st.Proxy.Outcome
+	if st.NoProxy {
+		proxyOutcome = metrics.OK // no proxy view on this target: the app's figures decide
+	}
+	outcome := checkOutcome(dec, st.Outcome, proxyOutcome)
+	figures := map[string]any{"requests": st.Requests}
+	if !st.NoProxy {
+		figures["proxy_requests"] = st.Proxy.Requests
+	}
 	if st.Relative != nil {
 		figures["relative"] = st.Relative
 	}
 	if st.Outcome == metrics.OK {
 		figures["error_rate"], figures["p99_latency_ms"], figures["req_per_sec"] = round4(st.ErrorRate), round2(st.P99Ms), round2(st.ReqPerSec)
 	}
-	if st.Proxy.Outcome == metrics.OK {
+	if !st.NoProxy && st.Proxy.Outcome == metrics.OK {
 		figures["proxy_error_rate"], figures["proxy_p99_latency_ms"] = round4(st.Proxy.ErrorRate), round2(st.Proxy.P99Ms)
 	}
 	a := m.Services.Canary.Analysis
@@ -384,6 +389,9 @@ type statsView struct {
 	Requests, ErrorRate, P99Ms, ReqPerSec float64
 	Relative                              map[string]any // the verdict's input, if any
 	Proxy                                 metrics.Stats  // nginx's figures
+	// NoProxy: the target has no proxy view (Kubernetes: Prometheus's
+	// figures of the app only).
+	NoProxy bool
 }
 
 // autoAbort rolls the canary back for its failed checks.
@@ -447,7 +455,7 @@ func (d *Daemon) promoteRequest(ctx context.Context, user string, full bool, pro
 	if cur.StepStarted.IsZero() {
 		return errors.New("the canary's current step has not taken effect yet")
 	}
-	dec, _ := d.judge(ctx, m, cur.Revision)
+	dec, _ := d.target.Judge(ctx, m, cur.Revision)
 	d.metrics.observeDecision(dec)
 	d.decision(dec, user)
 	if !dec.Allowed {
@@ -470,6 +478,7 @@ func (d *Daemon) abortCanary(ctx context.Context, user, reason string, progress 
 // setPaused is `swiftctl pause` / `resume`. A paused rollout holds its
 // weight: no checks, no steps, and the pause of the step does not run.
 func (d *Daemon) setPaused(user string, paused bool) error {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	m := d.readManifest()
 	if m == nil {
 		return errors.New("no manifest loaded")

@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -290,4 +292,42 @@ func TestFailuresJournaledUnderTheirOwnNames(t *testing.T) {
 			t.Errorf("after a failed policy reload: %v, want one %s and no %s", ev, journal.EventPolicyReloadFailed, journal.EventManifestRejected)
 		}
 	})
+}
+
+// manifest_applied is journaled once, when the manifest's change takes
+// effect: not when status or diff read the file, not for a change the
+// infrastructure policy denies, not again after a restart.
+func TestManifestAppliedJournaledWhenItTakesEffect(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.mustConverge()
+	applied := func() int { return count(h.events(), journal.EventManifestApplied) }
+	if n := applied(); n != 1 {
+		t.Fatalf("after the first deploy: %d manifest_applied, want 1", n)
+	}
+	h.write(fakeManifest("app:2", 1, ""))
+	h.status()
+	h.d.handleDiff(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/diff", nil))
+	if n := applied(); n != 1 {
+		t.Errorf("after status and diff read the edited manifest: %d manifest_applied, want still 1", n)
+	}
+	h.setLoad(busy)
+	var denied *reconciler.DeniedError
+	if err := h.reconcile(); !errors.As(err, &denied) {
+		t.Fatalf("reconcile on a busy host: %v, want denied", err)
+	}
+	if n := applied(); n != 1 {
+		t.Errorf("after the change was denied: %d manifest_applied, want still 1", n)
+	}
+	h.setLoad(idle)
+	h.mustConverge()
+	if n := applied(); n != 2 {
+		t.Errorf("after the change took effect: %d manifest_applied, want 2", n)
+	}
+	h.mustConverge()
+	h.d.jr.Close()
+	h.d = h.newDaemon()
+	h.mustConverge()
+	if n := applied(); n != 2 {
+		t.Errorf("after a resync and a restart: %d manifest_applied, want still 2", n)
+	}
 }

@@ -28,7 +28,9 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
+	"github.com/swiftdeploy/swiftdeploy/pkg/certs"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/hold"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/notify"
@@ -71,6 +73,9 @@ type Config struct {
 	// health probe and nginx status reader (for the fake engine).
 	Probe       func(ctx context.Context, url string) error
 	NginxStatus func(ctx context.Context) (*reconciler.Loaded, error)
+	// ACMEMinBackoff and ACMEMaxBackoff bound the wait after a failed
+	// ACME order (default certs.DefaultMinBackoff, DefaultMaxBackoff).
+	ACMEMinBackoff, ACMEMaxBackoff time.Duration
 	// Hook is called around every apply operation (fault injection).
 	Hook reconciler.Hook
 	// Fetcher, when set, replaces HTTP for scraping the app's metrics.
@@ -89,6 +94,9 @@ type Config struct {
 	// negative keeps them by that measure).
 	JournalRetainBytes int64
 	JournalRetainAge   time.Duration
+	// JournalSync, when set, replaces the journal's fsync (tests: a slow
+	// disk).
+	JournalSync func(f *os.File) error
 	// HostFacts, when set, replaces the host readings of the
 	// infrastructure policy (tests).
 	HostFacts func(diskPath string) policy.InfraInput
@@ -100,6 +108,9 @@ type Config struct {
 	// Kube, when set, converges a Kubernetes namespace instead of the
 	// Docker host (kube.go); Engine is then unused.
 	Kube *KubeConfig
+	// Metrics receives the daemon's own metrics (default: a fresh
+	// selfmetrics.Recorder, served on the socket's /metrics).
+	Metrics Recorder
 }
 
 // Daemon is one running swiftdeployd.
@@ -119,6 +130,7 @@ type Daemon struct {
 	metrics  *daemonMetrics
 	obs      *observe.Observer
 	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
+	certs    *certs.Manager // nginx.tls's certificate (certs.go)
 
 	trigger chan struct{}
 	wake    chan struct{} // like trigger, but also cuts a retry backoff short
@@ -146,7 +158,27 @@ type Daemon struct {
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
-	kt            *kubeTarget // the Kubernetes target; nil on Docker
+	// appliedManifest is the hash of the manifest last journaled as
+	// applied (manifestTookEffect); Known once read back from the journal.
+	appliedManifest      string
+	appliedManifestKnown bool
+	// outbox holds events journaled under mu (eventLocked), in order,
+	// until drainJournal writes them with mu released: a slow fsync must
+	// not stall status, scraping and manifest reads, which take mu.
+	outbox []journal.Record
+	queued uint64 // events ever queued in outbox
+	// jmu keeps drained events in outbox order across goroutines.
+	jmu sync.Mutex
+	kt  *kubeTarget // the Kubernetes target; nil on Docker
+	// hold parks the requests of a paused front door (traffic.go).
+	hold hold.Hold
+	// trafficAdopted: nginx's traffic hold was read once since start
+	// (guarded by runMu).
+	trafficAdopted bool
+	// target is what the control plane converges: Docker or kt.
+	target Target
+	// rollout is a deploy's change awaited (guarded by runMu).
+	rollout *rolloutWatch
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
@@ -210,7 +242,7 @@ func New(cfg Config) (*Daemon, error) {
 		wake:     make(chan struct{}, 1),
 		refusals: journal.Repeats{MaxInterval: refusalWindow},
 		logWake:  make(chan struct{}, 1),
-		metrics:  newDaemonMetrics(),
+		metrics:  newDaemonMetrics(cfg.Metrics),
 	}
 	if err := atomicfile.MkdirAll(d.stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
@@ -231,7 +263,7 @@ func New(cfg Config) (*Daemon, error) {
 		d.eng = withTimeouts(d.eng, cfg.Timeouts)
 	}
 	if d.jr, err = journal.Open(cfg.JournalPath, journal.Options{MaxBytes: cfg.JournalMaxBytes,
-		RetainBytes: cfg.JournalRetainBytes, RetainAge: cfg.JournalRetainAge}); err != nil {
+		RetainBytes: cfg.JournalRetainBytes, RetainAge: cfg.JournalRetainAge, Sync: cfg.JournalSync}); err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	d.noteTornTail()
@@ -244,6 +276,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.lastMode = d.journaledMode()
 	nopts := cfg.Notify
 	nopts.OnFail = d.notifyFailed
+	nopts.OnDelivered = d.metrics.WebhookDelivered
 	d.notifier = notify.New(nopts)
 	fetcher := cfg.Fetcher
 	if fetcher == nil {
@@ -257,13 +290,18 @@ func New(cfg Config) (*Daemon, error) {
 		RunDir:        filepath.Join(d.stateDir, "nginx-run"),
 		AppliedPath:   filepath.Join(d.stateDir, "applied.json"),
 		Log:           d.log,
-		Gate:          d.infraGate,
 		Record:        func(ev, msg string, det map[string]any) { d.event(ev, msg, "", det) },
 		Hook:          withFailpoints(cfg.Hook),
 		HealthTimeout: cfg.HealthTimeout,
 		Drain:         cfg.Drain,
 		Probe:         cfg.Probe,
 		NginxStatus:   cfg.NginxStatus,
+	}
+	d.certs = d.newCertManager(d.rec.ConfigDir)
+	d.target = dockerTarget{d}
+	if d.kt != nil {
+		d.kt.d = d
+		d.target = d.kt
 	}
 	return d, nil
 }
@@ -308,27 +346,38 @@ const refusalWindow = time.Minute
 // Run serves until ctx is cancelled. The workload keeps running after it
 // returns: stopping the daemon never stops the service.
 func (d *Daemon) Run(ctx context.Context) error {
-	if d.kt != nil {
-		return d.runKube(ctx)
-	}
 	ln, err := listen(d.cfg.Socket)
 	if err != nil {
 		return err
 	}
 	srv := d.server()
 	d.serve(srv, ln)
-	d.event(journal.EventDaemonStarted, "swiftdeployd started for "+d.cfg.ManifestPath, "", nil)
-	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket))
+	started := "swiftdeployd started for " + d.cfg.ManifestPath
+	if d.kt != nil {
+		started += fmt.Sprintf(" (kubernetes namespace %s at %s)", d.kt.cfg.Namespace, d.kt.server)
+	}
+	d.event(journal.EventDaemonStarted, started, "", nil)
+	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket),
+		zap.String("target", d.target.Name()))
 
 	var wg sync.WaitGroup
-	wg.Add(7)
-	go func() { defer wg.Done(); d.guardSocket(ctx, srv, ln) }()
-	go func() { defer wg.Done(); d.refusalSweep(ctx) }()
-	go func() { defer wg.Done(); d.analysisLoop(ctx) }()
-	go func() { defer wg.Done(); d.accessLogLoop(ctx) }()
-	go func() { defer wg.Done(); d.watchManifest(ctx) }()
-	go func() { defer wg.Done(); d.watchEngine(ctx) }()
-	go func() { defer wg.Done(); d.scrapeLoop(ctx) }()
+	run := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	run(func(ctx context.Context) { d.guardSocket(ctx, srv, ln) })
+	run(d.refusalSweep)
+	run(d.analysisLoop)
+	run(d.watchManifest)
+	run(func(ctx context.Context) { d.target.Watch(ctx, d.Enqueue) })
+	if d.kt == nil {
+		// nginx's access log and the app's /metrics scrape are the
+		// Docker target's figures; Kubernetes reads Prometheus.
+		run(d.accessLogLoop)
+		run(d.scrapeLoop)
+		// nginx.tls's certificates: the Docker target's front door.
+		run(d.certs.Run)
+	}
 	d.Enqueue()
 	d.loop(ctx)
 
@@ -345,7 +394,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("swiftdeployd stopped")
 	d.notifier.Close()
 	_ = d.jr.Close()
-	_ = d.eng.Close()
+	if d.eng != nil {
+		_ = d.eng.Close()
+	}
 	return nil
 }
 

@@ -43,15 +43,12 @@ func (d *Daemon) infraDecision(ctx context.Context, m *manifest.Manifest) policy
 	return d.policies.Infrastructure(ctx, in, thresholds(m))
 }
 
-// infraGate is the reconciler's gate: every plan that changes what runs
-// passes the infrastructure policy before its first operation, and the
-// decision is journaled and counted.
-func (d *Daemon) infraGate(ctx context.Context, plan reconciler.Plan) reconciler.Decision {
-	m := d.manifestNow()
-	if m == nil { // reconciles run only with a manifest; fail closed anyway
-		return reconciler.Decision{Reasons: []string{"no manifest loaded"}}
-	}
-	dec := d.infraDecision(ctx, m)
+// gate is the gate of every apply, on any target: the infrastructure
+// (Docker) or cluster (Kubernetes) policy on fresh facts before the first
+// operation that adds capacity or traffic; the decision is journaled and
+// counted, and a denial is shown in status.
+func (d *Daemon) gate(ctx context.Context, ch Change) reconciler.Decision {
+	dec := d.target.Decide(ctx, ch)
 	d.metrics.observeDecision(dec)
 	end := trace.Begin(ctx, "journal", "decision")
 	d.decision(dec, "")
@@ -60,9 +57,17 @@ func (d *Daemon) infraGate(ctx context.Context, plan reconciler.Plan) reconciler
 		d.mu.Lock()
 		d.denial = toAPIDecision(dec)
 		d.mu.Unlock()
-		d.log.Warn("transition denied by infrastructure policy", zap.Strings("reasons", dec.Reasons))
+		d.log.Warn("change denied by "+d.gatePolicy()+" policy", zap.Strings("reasons", dec.Reasons))
 	}
 	return reconciler.Decision{Allowed: dec.Allowed, Reasons: dec.Reasons, Transient: dec.Transient, Codes: dec.Codes}
+}
+
+// gatePolicy names the gate's policy in the journal.
+func (d *Daemon) gatePolicy() string {
+	if d.target.Name() == "kubernetes" {
+		return "cluster"
+	}
+	return "infrastructure"
 }
 
 // deployDenied journals a denied reconcile. A retry denied for the same

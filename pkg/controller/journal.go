@@ -9,15 +9,20 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 )
 
-// event journals an event durably; a journal failure is logged, never fatal.
+// event journals an event durably; a journal failure is logged, never
+// fatal. It returns once the event (and any queued before it) is written.
 func (d *Daemon) event(name, msg, user string, details map[string]any) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.eventLocked(name, msg, user, details)
+	d.mu.Unlock()
+	d.drainJournal()
 }
 
-// eventLocked is event for callers holding d.mu (the journal has its own
-// lock; d.mu only keeps the order of events consistent with state changes).
+// eventLocked is event for callers holding d.mu: it queues the event in
+// d.outbox, keeping its order with the state changes made under d.mu, and
+// the caller calls drainJournal once it has released d.mu. The write and
+// its fsync never run under d.mu: a slow disk would stall status, the
+// scrape loop and manifest reads.
 func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 	now := time.Now().UTC()
 	// The last line of the redaction rule: no message quotes a secret by
@@ -27,7 +32,8 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 		msg = d.scrub.String(msg)
 		details, _ = d.scrub.Any(details).(map[string]any)
 	}
-	err := d.jr.Append(journal.Record{
+	d.queued++
+	d.outbox = append(d.outbox, journal.Record{
 		Type:      journal.TypeEvent,
 		Timestamp: now,
 		Event:     name,
@@ -35,14 +41,87 @@ func (d *Daemon) eventLocked(name, msg, user string, details map[string]any) {
 		User:      user,
 		Details:   details,
 	})
-	if err != nil {
-		d.log.Error("journal append failed", zap.String("event", name), zap.Error(err))
+	project := ""
+	if d.current != nil {
+		project = d.current.Project
 	}
-	d.noteJournalLocked("event "+name, err)
+	d.metrics.Event(project, name, user, details)
 	d.notifyLocked(name, msg, details, now)
 }
 
+// journalMark is how many events have been queued so far; a function that
+// may queue events defers drainJournalAfter(d.journalMark()).
+func (d *Daemon) journalMark() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.queued
+}
+
+// drainJournalAfter is drainJournal if any event was queued since mark:
+// a function that queued nothing does not wait for another goroutine's
+// write (a status or manifest read behind a slow fsync).
+func (d *Daemon) drainJournalAfter(mark uint64) {
+	d.mu.Lock()
+	none := d.queued == mark
+	d.mu.Unlock()
+	if !none {
+		d.drainJournal()
+	}
+}
+
+// drainJournal writes the events queued by eventLocked, in order, and
+// fsyncs them; callers must not hold d.mu. When it returns, every event
+// queued before the call is durable (or its failure noted).
+func (d *Daemon) drainJournal() {
+	d.jmu.Lock()
+	defer d.jmu.Unlock()
+	d.mu.Lock()
+	recs := d.outbox
+	d.outbox = nil
+	d.mu.Unlock()
+	for _, rec := range recs {
+		err := d.jr.Append(rec)
+		if err != nil {
+			d.log.Error("journal append failed", zap.String("event", rec.Event), zap.Error(err))
+		}
+		d.noteJournal("event "+rec.Event, err)
+	}
+}
+
 func (d *Daemon) journalPath() string { return d.cfg.JournalPath }
+
+// manifestTookEffect journals manifest_applied once per manifest, when a
+// reconcile has made it what runs (its plan applied, or nothing to do):
+// not when the file is parsed, read by status or diff, or denied. The
+// hash last journaled is read back from the journal once, so a restart
+// does not journal the same manifest again. Called from the reconcile
+// only (callers hold d.runMu), so the read and the write cannot race.
+func (d *Daemon) manifestTookEffect(m *manifest.Manifest) {
+	h := m.Hash()
+	d.mu.Lock()
+	last, known := d.appliedManifest, d.appliedManifestKnown
+	d.mu.Unlock()
+	if !known {
+		_ = d.jr.Flush()
+		r, ok, err := journal.Latest(d.journalPath(), journal.Filter{Events: []string{journal.EventManifestApplied}})
+		if err != nil {
+			// Unknown whether it is journaled: try again next reconcile
+			// rather than journal it twice.
+			d.log.Warn("journal: last applied manifest not read", zap.Error(err))
+			return
+		}
+		if ok {
+			last, _ = r.Details["manifest_hash"].(string)
+		}
+	}
+	if last != h {
+		d.event(journal.EventManifestApplied, "manifest applied: what runs follows it", "",
+			map[string]any{"stable_image": m.Services.Image, "manifest_hash": h})
+	}
+	d.mu.Lock()
+	d.appliedManifest, d.appliedManifestKnown = h, true
+	d.mu.Unlock()
+}
 
 // secretsOf lists the values of m that may be secret: every env value and
 // every webhook URL. Other secret sources (env files, secret files,

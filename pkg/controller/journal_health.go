@@ -49,6 +49,7 @@ type journalHealth struct {
 // works again after failing, the failure itself is journaled with how
 // many records it lost, so the gap in the history is explained.
 func (d *Daemon) noteJournalLocked(what string, err error) {
+	d.metrics.JournalAppend(err)
 	h := &d.journal
 	if err == nil {
 		if r := d.jr.TakeReopened(); r != nil {

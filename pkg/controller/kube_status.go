@@ -19,39 +19,21 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
-// kubeStatus is Status on the Kubernetes target: everything from a fresh
+// Report is status on the Kubernetes target: everything from a fresh
 // read of the API (Deployments' generation, observedGeneration and
 // replica counts, the HTTPRoute's weights, the pods), the figures from
-// Prometheus, never from what was applied.
-func (d *Daemon) kubeStatus(ctx context.Context) api.Status {
-	if d.manifestNow() == nil {
-		d.readManifest()
-	}
-	d.mu.Lock()
-	m := d.current
-	s := api.Status{
-		ManifestPath:   d.cfg.ManifestPath,
-		ManifestErrors: d.manifestErr,
-		LastReconcile:  d.last,
-		EngineError:    d.engineErr,
-		Denial:         d.denial,
-		Down:           d.state.Down,
-		Journal:        d.journalStatusLocked(),
-	}
-	st := d.state
-	d.mu.Unlock()
-	if m == nil {
-		return s
-	}
-	s.Project = m.Project
+// Prometheus, never from what was applied. The plan is the cached one
+// while nothing changed (plan): no dry run per call.
+func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State, s *api.Status) {
+	d := t.d
 	ctx, cancel := context.WithTimeout(ctx, statusObserveTimeout)
 	defer cancel()
-	obs, err := kubetarget.Observe(ctx, d.kt.api, d.kt.cfg.Namespace, m.Project)
+	obs, err := kubetarget.Observe(ctx, t.api, t.cfg.Namespace, m.Project)
 	if err != nil {
 		s.EngineError = err.Error()
-		return s
+		return
 	}
-	ks := &api.KubeStatus{Namespace: d.kt.cfg.Namespace, Deployments: []api.KubeDeployment{}}
+	ks := &api.KubeStatus{Namespace: t.cfg.Namespace, Deployments: []api.KubeDeployment{}}
 	for _, track := range []string{stack.TrackStable, stack.TrackCanary} {
 		dep, ok := obs.Deployments[m.Project+"-"+track]
 		if !ok {
@@ -63,10 +45,10 @@ func (d *Daemon) kubeStatus(ctx context.Context) api.Status {
 		ks.Route, ks.RouteWeights = r.Name, kubetarget.Weights(r)
 	}
 	s.Kubernetes = ks
-	if sv, ok := servingOf(m.Project, obs); ok {
-		s.Mode, s.StableImage = sv.mode, sv.stableImage
-		if sv.mode == stack.TrackCanary {
-			s.CanaryImage, s.CanaryWeight = sv.canaryImage, sv.canaryWeight
+	if sv := kubeServing(m.Project, obs); sv.Mode != "" {
+		s.Mode, s.StableImage = sv.Mode, sv.StableImage
+		if sv.Mode == stack.TrackCanary {
+			s.CanaryImage, s.CanaryWeight = sv.CanaryImage, sv.CanaryWeight
 		}
 		s.Revision = obs.Routes[m.Project].ResourceVersion
 	}
@@ -75,12 +57,12 @@ func (d *Daemon) kubeStatus(ctx context.Context) api.Status {
 			Image: podImage(p), State: podState(p), IP: p.Status.PodIP})
 	}
 	if !s.Down {
-		desired, err := d.kubeDesired(m, st)
+		desired, err := t.desired(m, st)
 		if err != nil {
 			s.EngineError = err.Error()
-			return s
+			return
 		}
-		plan, err := kubetarget.Compute(ctx, d.kt.api, desired, obs)
+		plan, err := t.plan(ctx, desired, revisionOf(desired), obs)
 		if err != nil {
 			s.EngineError = err.Error()
 		} else {
@@ -94,21 +76,21 @@ func (d *Daemon) kubeStatus(ctx context.Context) api.Status {
 				}
 			}
 		}
-		s.Policies = append(s.Policies, *toAPIDecision(d.policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, d.kt.api, desired))))
+		s.Policies = append(s.Policies, *toAPIDecision(d.policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, desired))))
 	}
 	tracks := []string{stack.TrackStable}
 	if s.Mode == stack.TrackCanary {
 		tracks = append(tracks, stack.TrackCanary)
 	}
 	for _, track := range tracks {
-		ts, _ := d.kubeTrackStats(ctx, m, obs, track)
+		ts, _ := t.trackStats(ctx, m, obs, track)
 		s.Tracks = append(s.Tracks, ts.api)
 	}
 	if s.Mode == stack.TrackCanary {
-		dec, _ := d.kubeCanaryDecision(ctx, m, obs)
+		dec, _ := t.canaryDecision(ctx, m, obs)
 		s.Policies = append(s.Policies, *toAPIDecision(dec))
 	}
-	return s
+	return
 }
 
 func kubeDeploymentStatus(dep appsv1.Deployment, track string) api.KubeDeployment {
@@ -164,10 +146,10 @@ type kubeTrack struct {
 // current ReplicaSet (the one at the Deployment's revision): Prometheus's
 // figures of that revision's pods only, as on Docker a new canary starts
 // from no data.
-func (d *Daemon) currentPodTemplateHash(ctx context.Context, project string, dep appsv1.Deployment, track string) (string, error) {
+func (t *kubeTarget) currentPodTemplateHash(ctx context.Context, project string, dep appsv1.Deployment, track string) (string, error) {
 	var rl appsv1.ReplicaSetList
 	sel := k8srender.LabelProject + "=" + project + "," + k8srender.LabelTrack + "=" + track
-	if err := d.kt.api.List(ctx, kube.ReplicaSets, d.kt.cfg.Namespace, sel, &rl); err != nil {
+	if err := t.api.List(ctx, kube.ReplicaSets, t.cfg.Namespace, sel, &rl); err != nil {
 		return "", err
 	}
 	rev := dep.Annotations["deployment.kubernetes.io/revision"]
@@ -187,7 +169,7 @@ func (d *Daemon) currentPodTemplateHash(ctx context.Context, project string, dep
 // metrics.window. No Prometheus named, no current ReplicaSet, a query
 // without data: each leaves the figures nil with its reason, so the
 // policy denies.
-func (d *Daemon) kubeTrackStats(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed, track string) (kubeTrack, error) {
+func (t *kubeTarget) trackStats(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed, track string) (kubeTrack, error) {
 	noProxy := false // no nginx here: the Gateway's figures are not read, only the app's are judged
 	out := kubeTrack{api: api.TrackStats{Track: track, Outcome: string(metrics.MissingData)}, in: policy.CanaryInput{Mode: track, ProxyView: &noProxy}}
 	fail := func(why string) (kubeTrack, error) {
@@ -202,12 +184,12 @@ func (d *Daemon) kubeTrackStats(ctx context.Context, m *manifest.Manifest, obs k
 	if !ok {
 		return fail("no Deployment for the " + track + " track")
 	}
-	hash, err := d.currentPodTemplateHash(ctx, m.Project, dep, track)
+	hash, err := t.currentPodTemplateHash(ctx, m.Project, dep, track)
 	if err != nil {
 		return fail(err.Error())
 	}
 	out.api.Revision = hash
-	q := kubetarget.QueriesFor(kubetarget.TrackSelector(d.kt.cfg.Namespace, m.Project, track, hash), m.Metrics.Window.D())
+	q := kubetarget.QueriesFor(kubetarget.TrackSelector(t.cfg.Namespace, m.Project, track, hash), m.Metrics.Window.D())
 	p := kubetarget.Prometheus{URL: m.Metrics.Prometheus}
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -238,9 +220,9 @@ func (d *Daemon) kubeTrackStats(ctx context.Context, m *manifest.Manifest, obs k
 
 // kubeCanaryDecision is canary safety on Kubernetes, from Prometheus;
 // why figures are missing is added to the policy's reasons.
-func (d *Daemon) kubeCanaryDecision(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed) (policy.Decision, kubeTrack) {
-	ts, _ := d.kubeTrackStats(ctx, m, obs, stack.TrackCanary)
-	dec := d.policies.CanarySafety(ctx, ts.in, thresholds(m))
+func (t *kubeTarget) canaryDecision(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed) (policy.Decision, kubeTrack) {
+	ts, _ := t.trackStats(ctx, m, obs, stack.TrackCanary)
+	dec := t.d.policies.CanarySafety(ctx, ts.in, thresholds(m))
 	if !dec.Allowed {
 		dec.Reasons = append(dec.Reasons, ts.why...)
 	}

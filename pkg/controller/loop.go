@@ -82,12 +82,11 @@ func (d *Daemon) desired(m *manifest.Manifest) (reconciler.Desired, error) {
 	return desiredFor(m, s)
 }
 
-// reconcileOnce reads the manifest and converges, reporting to every API
-// call that was waiting when it started. It never panics.
+// reconcileOnce reads the manifest and converges, on any target,
+// reporting to every API call that was waiting when it started. It never
+// panics. A deploy waits for its change to roll out, but not under the run
+// lock: a rollback or abort meanwhile does not wait for the rollout.
 func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
-	if d.kt != nil {
-		return d.kubeReconcileOnce(ctx)
-	}
 	tr := trace.New()
 	ctx = trace.With(ctx, tr)
 	began := time.Now()
@@ -97,6 +96,7 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	ev := d.manifestEvent
 	d.manifestEvent = manifestEvent{}
 	d.mu.Unlock()
+	d.metrics.ManifestEdited(ev.first)
 	trigger := "other"
 	if !ev.first.IsZero() {
 		trigger = "manifest"
@@ -120,7 +120,21 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 			w.done <- err
 		}
 	}()
+	m, err := d.reconcileLocked(ctx, tr, trigger, began, len(waiters) > 0, progress)
+	if err != nil || m == nil || len(waiters) == 0 {
+		return err
+	}
+	// A deploy waits for what it asked for to roll out.
+	if err := d.awaitRollout(ctx, m, progress); err != nil {
+		return err
+	}
+	progress("Deployment successful")
+	return nil
+}
 
+// reconcileLocked is one pass under the run lock: read the manifest,
+// settle a transition a dead daemon left, observe, plan, gate, apply.
+func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger string, began time.Time, deploy bool, progress reconciler.Progress) (m *manifest.Manifest, err error) {
 	endLock := tr.Begin("wait run lock", "")
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
@@ -129,13 +143,13 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	// The manifest is read even while down, so that status, diff and down
 	// itself know the project.
 	endRead := tr.Begin("read manifest", "")
-	m := d.readManifest()
+	m = d.readManifest()
 	endRead()
 	if err := d.checkManifestDir(); err != nil {
-		d.recordRun(time.Now(), reconciler.Plan{}, err)
-		return err
+		d.recordRun(time.Now(), nil, err)
+		return nil, err
 	}
-	if len(waiters) > 0 { // only deploy waits on a reconcile: it ends down
+	if deploy { // only deploy waits on a reconcile: it ends down
 		d.mu.Lock()
 		if d.state.Down {
 			d.state.Down = false
@@ -143,17 +157,17 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 		}
 		d.mu.Unlock()
 	} else if d.isDown() {
-		// A down interrupted by a crash left containers: finish it.
-		return d.finishDown(ctx, m)
+		// A down interrupted by a crash left something: finish it.
+		return nil, d.finishDown(ctx, m)
 	}
 	if m == nil {
-		if len(waiters) > 0 {
-			return fmt.Errorf("no valid manifest: %s", strings.Join(d.manifestErrors(), "; "))
+		if deploy {
+			return nil, fmt.Errorf("no valid manifest: %s", strings.Join(d.manifestErrors(), "; "))
 		}
-		return nil
+		return nil, nil
 	}
-	if errs := d.manifestErrors(); len(errs) > 0 && len(waiters) > 0 {
-		return fmt.Errorf("manifest rejected, last good manifest stays in force: %s", strings.Join(errs, "; "))
+	if errs := d.manifestErrors(); len(errs) > 0 && deploy {
+		return nil, fmt.Errorf("manifest rejected, last good manifest stays in force: %s", strings.Join(errs, "; "))
 	}
 	progress("Manifest valid")
 
@@ -162,74 +176,184 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	err = d.resolvePending(ctx, m)
 	endStep()
 	if err != nil {
-		d.recordRun(start, reconciler.Plan{}, err)
-		return err
+		d.recordRun(start, nil, err)
+		return nil, err
 	}
 	d.spendDecisions(m)
-	endStep = tr.Begin("render", "")
-	desired, err := d.desired(m)
-	endStep()
-	if err != nil {
-		return err
+	if d.kt == nil {
+		// nginx.tls's certificate for the Docker target's front door
+		// (files are read at every apply).
+		endStep = tr.Begin("certificates", "")
+		err = d.syncCerts(m)
+		endStep()
+		if err != nil {
+			d.recordRun(start, nil, err)
+			return nil, err
+		}
 	}
-	endStep = tr.Begin("observe", "")
-	obs, err := d.rec.Observe(ctx, desired)
-	endStep()
+	if !d.trafficAdopted {
+		// Once per daemon: nginx's loaded hold on traffic is the truth.
+		if sv, err := d.target.Serving(ctx, m); err == nil && sv.Mode != "" {
+			d.adoptTraffic(sv)
+			d.trafficAdopted = true
+		}
+	}
+	d.mu.Lock()
+	s := d.state
+	d.mu.Unlock()
+	ch, err := d.target.Change(ctx, m, s) // traces "observe" and "plan"
 	if err != nil {
-		d.setEngineErr(err)
-		d.recordRun(start, reconciler.Plan{}, err)
-		return err
+		d.planFailed(err)
+		d.recordRun(start, nil, err)
+		return nil, err
 	}
 	d.setEngineErr(nil)
-	endStep = tr.Begin("plan", "")
-	plan := reconciler.Compute(desired, obs)
-	endStep(fmt.Sprintf("%d ops", len(plan.Ops)))
-	if !plan.Empty() {
-		d.log.Info("plan", zap.String("ops", plan.String()))
+	if !ch.Empty() {
+		d.log.Info("plan", zap.Strings("ops", ch.Lines()))
 		// One line with every step's timing, for operators and the
 		// rollout benchmark; a converged resync is not news.
 		defer func() {
-			d.log.Info("reconcile trace", zap.String("trigger", trigger), zap.Int("ops", len(plan.Ops)),
+			d.log.Info("reconcile trace", zap.String("trigger", trigger), zap.Int("ops", len(ch.Lines())),
 				zap.Duration("took", time.Since(began)), zap.Duration("cpu", cpuTime()-cpu0),
 				zap.Bool("ok", err == nil), zap.Any("spans", tr.Spans()))
 		}()
 	}
-	err = d.rec.Apply(ctx, desired, plan, progress)
+	lines, err := d.target.Apply(ctx, ch, Hooks{Gate: func(ctx context.Context) reconciler.Decision { return d.gate(ctx, ch) }, Progress: progress, Deploy: true})
 	var denied *reconciler.DeniedError
 	switch {
 	case errors.As(err, &denied):
 		d.endFailures()
 		d.deployDenied(denied)
-		d.healWhileDenied(ctx, desired, obs, progress)
-	case err != nil && !plan.Empty():
+		d.target.Heal(ctx, ch, progress)
+	case err != nil && !ch.Empty():
 		d.endDenials()
+		d.rollout = nil // its outcome is this failure, journaled once here
 		d.deployFailed(err)
 	case err == nil:
 		d.endDenials()
-		d.endFailures()
 		d.clearDenial()
-		endStep = tr.Begin("write artifacts", "")
-		if err := d.writeArtifacts(desired); err != nil {
-			d.log.Error("write generated files", zap.Error(err))
+		d.manifestTookEffect(m)
+		if ch.Gated() && len(lines) > 0 && d.rollout == nil {
+			d.rollout = &rolloutWatch{started: start}
 		}
-		endStep()
-		if plan.Gated() {
-			endStep = tr.Begin("journal", journal.EventDeploySucceeded)
-			d.event(journal.EventDeploySucceeded, fmt.Sprintf("converged in %s: %d operation(s)", time.Since(start).Round(time.Millisecond), len(plan.Ops)), "", nil)
-			endStep()
+		if d.rollout != nil {
+			d.rollout.ops = append(d.rollout.ops, lines...)
 		}
-		progress("Deployment successful")
 	}
-	if !plan.Empty() { // the apply changed what runs: look again
+	if err == nil {
+		d.noteRollout(ctx, m, s)
+	}
+	sv := ch.Serving()
+	if !ch.Empty() { // the apply changed what runs: look again
 		endStep = tr.Begin("observe after apply", "")
-		if obs2, oerr := d.rec.Observe(ctx, desired); oerr == nil {
-			obs = obs2
+		if _, after, oerr := d.target.Serves(ctx, ch); oerr == nil {
+			sv = after
 		}
 		endStep()
 	}
-	d.noteServing(obs)
-	d.recordRun(start, plan, err)
-	return err
+	d.noteServing(sv)
+	d.syncHold(sv)
+	d.recordRun(start, lines, err)
+	return m, err
+}
+
+// rolloutWatch is a deploy's gated change applied and not yet observed
+// rolled out; its outcome (deploy_succeeded or deploy_failed) is journaled
+// once, when observed. Guarded by d.runMu.
+type rolloutWatch struct {
+	started time.Time
+	ops     []string
+}
+
+// noteRollout journals the outcome of the deploy's change once, when the
+// target shows it: rolled out, or stopped by its progress deadline.
+// Callers hold d.runMu.
+func (d *Daemon) noteRollout(ctx context.Context, m *manifest.Manifest, s State) RolloutStatus {
+	st, err := d.target.Rolled(ctx, m, s)
+	if err != nil || d.rollout == nil {
+		if d.rollout == nil && err == nil && st.Failed == "" {
+			d.endFailures()
+		}
+		return st
+	}
+	r := d.rollout
+	switch {
+	case st.Failed != "":
+		d.rollout = nil
+		d.deployFailed(errors.New(st.Failed))
+	case st.Done:
+		d.rollout = nil
+		d.endFailures()
+		d.event(journal.EventDeploySucceeded, fmt.Sprintf("converged in %s: %d operation(s)", time.Since(r.started).Round(time.Millisecond), len(r.ops)), "",
+			map[string]any{"ops": r.ops})
+	}
+	return st
+}
+
+// awaitRollout waits, taking the run lock only to look and apply, until
+// the deploy's change has rolled out (or failed, or its deadline passed).
+func (d *Daemon) awaitRollout(ctx context.Context, m *manifest.Manifest, progress reconciler.Progress) error {
+	poll, deadline := d.target.Await()
+	until := time.Now().Add(deadline)
+	said := ""
+	for {
+		d.runMu.Lock()
+		d.mu.Lock()
+		s := d.state
+		d.mu.Unlock()
+		var st RolloutStatus
+		ch, err := d.target.Change(ctx, m, s)
+		if err == nil && !ch.Empty() && ch.Blocked() == "" {
+			var lines []string
+			lines, err = d.target.Apply(ctx, ch, Hooks{Gate: func(ctx context.Context) reconciler.Decision { return d.gate(ctx, ch) }, Progress: progress, Deploy: true})
+			if d.rollout != nil {
+				d.rollout.ops = append(d.rollout.ops, lines...)
+			}
+		}
+		if err == nil {
+			st = d.noteRollout(ctx, m, s)
+			if _, sv, oerr := d.target.Serves(ctx, ch); oerr == nil {
+				d.noteServing(sv)
+			}
+		}
+		d.runMu.Unlock()
+		switch {
+		case err != nil:
+			return err
+		case st.Failed != "":
+			return errors.New(st.Failed)
+		case st.Done:
+			return nil
+		case time.Now().After(until):
+			return fmt.Errorf("not rolled out within %s: %s", deadline, st.Waiting)
+		}
+		if st.Waiting != said {
+			progress("Waiting: " + st.Waiting)
+			said = st.Waiting
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+// planError is a change that could not be planned (the API server refused
+// a dry run): a failed deploy, unlike a target that cannot be reached
+// (setEngineErr journals that).
+type planError struct{ err error }
+
+func (e *planError) Error() string { return e.err.Error() }
+func (e *planError) Unwrap() error { return e.err }
+
+// planFailed journals a reconcile that could not plan, coalesced with the
+// retries that fail the same way.
+func (d *Daemon) planFailed(err error) {
+	var pe *planError
+	if errors.As(err, &pe) {
+		d.deployFailed(err)
+	}
 }
 
 // checkManifestDir refuses to change anything while the manifest's
@@ -280,6 +404,7 @@ func (d *Daemon) noteManifestEvent(first, fired time.Time) {
 // it parses, derives a stack and renders; otherwise it is reported and the
 // last good one stays in force.
 func (d *Daemon) readManifest() *manifest.Manifest {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	data, rerr := os.ReadFile(d.cfg.ManifestPath)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -329,8 +454,10 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 	d.manifestErr = nil
 	if d.current == nil || d.current.Hash() != m.Hash() {
 		d.scrub = redact.NewScrubber(secretsOf(m)...)
-		d.eventLocked(journal.EventManifestApplied, "manifest loaded", "", map[string]any{"stable_image": m.Services.Image})
 	}
+	// Parsing is not applying: manifest_applied is journaled by the
+	// reconcile that makes the change take effect (manifestTookEffect),
+	// not by this read, which status and diff do too.
 	d.current = m
 	return m
 }
@@ -366,6 +493,7 @@ func (d *Daemon) manifestNow() *manifest.Manifest {
 }
 
 func (d *Daemon) setEngineErr(err error) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	was := d.engineErr
@@ -392,10 +520,10 @@ func (d *Daemon) clearDenial() {
 	d.mu.Unlock()
 }
 
-func (d *Daemon) recordRun(start time.Time, plan reconciler.Plan, err error) {
+func (d *Daemon) recordRun(start time.Time, lines []string, err error) {
 	dur := time.Since(start)
 	d.metrics.observeReconcile(dur, err)
-	info := &api.ReconcileInfo{Started: start.UTC(), Duration: dur.Round(time.Millisecond).String(), Plan: plan.Lines()}
+	info := &api.ReconcileInfo{Started: start.UTC(), Duration: dur.Round(time.Millisecond).String(), Plan: lines}
 	if err != nil {
 		info.Error = err.Error()
 	}
@@ -460,27 +588,26 @@ func servingMode(obs reconciler.Observed) string {
 	return stack.TrackStable
 }
 
-// noteServing journals a change of the mode nginx serves, once, when it
-// has taken effect.
-func (d *Daemon) noteServing(obs reconciler.Observed) {
-	mode := servingMode(obs)
-	if mode == "" {
+// noteServing journals a change of the mode the route serves, once, when
+// it has taken effect.
+func (d *Daemon) noteServing(sv Serving) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
+	if sv.Mode == "" {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if mode == d.lastMode {
+	if sv.Mode == d.lastMode {
 		return
 	}
-	msg := "Mode switched to " + mode
-	details := map[string]any{"mode": mode}
-	if mode == stack.TrackCanary {
-		image := imageOf(obs, obs.Loaded.Canary)
-		msg = fmt.Sprintf("Mode switched to canary (%s at %d%%)", image, obs.Loaded.Weight)
-		details["image"], details["weight"] = image, obs.Loaded.Weight
+	msg := "Mode switched to " + sv.Mode
+	details := map[string]any{"mode": sv.Mode}
+	if sv.Mode == stack.TrackCanary {
+		msg = fmt.Sprintf("Mode switched to canary (%s at %d%%)", sv.CanaryImage, sv.CanaryWeight)
+		details["image"], details["weight"] = sv.CanaryImage, sv.CanaryWeight
 	}
 	d.eventLocked(journal.EventModeSwitched, msg, "", details)
-	d.lastMode = mode
+	d.lastMode = sv.Mode
 }
 
 // imageOf is the image label of the first observed container named in names.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/selfmetrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -110,7 +111,7 @@ func TestManifestEditWakesTheLoopDuringBackoff(t *testing.T) {
 	// Three failures: the next retry is 4s after the third, well past the
 	// deadline below even on a loaded host.
 	waitUntil(t, 8*time.Second, "three failed reconciles", func() bool {
-		return h.d.metrics.failures() >= 3
+		return h.d.metrics.Recorder.(*selfmetrics.Recorder).ReconcileFailures() >= 3
 	})
 	h.fe.Up()
 	h.d.Enqueue() // an engine event: must not cut the backoff short

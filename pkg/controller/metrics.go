@@ -1,58 +1,39 @@
 package controller
 
 import (
-	"sync/atomic"
+	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/selfmetrics"
 )
 
-// daemonMetrics are swiftdeployd's own Prometheus metrics, served on the
-// control socket at /metrics.
-type daemonMetrics struct {
-	reg        *prometheus.Registry
-	reconciles *prometheus.CounterVec
-	duration   prometheus.Histogram
-	decisions  *prometheus.CounterVec
-	failed     atomic.Int64 // failed reconciles, for tests
+// Recorder is what the daemon tells its own metrics (pkg/selfmetrics):
+// one call at each point that already journals or decides, so the
+// metrics say what the journal says.
+type Recorder interface {
+	// Event is every journaled event, of the project named service.
+	Event(service, name, user string, details map[string]any)
+	JournalAppend(err error)
+	ManifestEdited(at time.Time)
+	Reconciled(d time.Duration, err error)
+	Decision(policy string, allowed bool)
+	WebhookDelivered()
+	Handler() http.Handler
 }
 
-func (m *daemonMetrics) failures() int64 { return m.failed.Load() }
+var _ Recorder = (*selfmetrics.Recorder)(nil)
 
-func newDaemonMetrics() *daemonMetrics {
-	m := &daemonMetrics{
-		reg: prometheus.NewRegistry(),
-		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "swiftdeploy_reconciles_total", Help: "Reconcile runs by result.",
-		}, []string{"result"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "swiftdeploy_reconcile_duration_seconds", Help: "Duration of reconcile runs.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
-		}),
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "swiftdeploy_policy_decisions_total", Help: "Policy gate decisions.",
-		}, []string{"policy", "allowed"}),
+// daemonMetrics adapts the daemon's call sites to its Recorder.
+type daemonMetrics struct{ Recorder }
+
+func newDaemonMetrics(r Recorder) *daemonMetrics {
+	if r == nil {
+		r = selfmetrics.New()
 	}
-	m.reg.MustRegister(m.reconciles, m.duration, m.decisions, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	return m
+	return &daemonMetrics{r}
 }
 
-func (m *daemonMetrics) observeReconcile(d time.Duration, err error) {
-	result := "ok"
-	if err != nil {
-		result = "error"
-		m.failed.Add(1)
-	}
-	m.reconciles.WithLabelValues(result).Inc()
-	m.duration.Observe(d.Seconds())
-}
+func (m *daemonMetrics) observeReconcile(d time.Duration, err error) { m.Reconciled(d, err) }
 
-func (m *daemonMetrics) observeDecision(d policy.Decision) {
-	allowed := "false"
-	if d.Allowed {
-		allowed = "true"
-	}
-	m.decisions.WithLabelValues(d.Policy, allowed).Inc()
-}
+func (m *daemonMetrics) observeDecision(d policy.Decision) { m.Decision(d.Policy, d.Allowed) }

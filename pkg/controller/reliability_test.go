@@ -9,12 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
@@ -478,5 +480,65 @@ func TestJournalRetentionKeepsTheChain(t *testing.T) {
 	rep, err := journal.Verify(filepath.Join(h.dir, "history.jsonl"))
 	if err != nil || !rep.OK || rep.Pruned == "" {
 		t.Fatalf("Verify after retention: %v OK=%v pruned=%q first=%v", err, rep.OK, rep.Pruned, rep.First)
+	}
+}
+
+// A slow disk stalls the journal's fsync, not the daemon: while an event
+// waits on it, status answers and the manifest is read (both take the
+// daemon's main mutex, under which events used to be written).
+func TestSlowJournalDiskDoesNotStallStatus(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.mustConverge()
+	h.d.jr.Close()
+	var slow atomic.Bool
+	stalled, release := make(chan struct{}, 1), make(chan struct{})
+	h.d = h.newDaemonWith(func(c *Config) {
+		c.JournalSync = func(f *os.File) error {
+			if slow.Load() {
+				select {
+				case stalled <- struct{}{}:
+				default:
+				}
+				<-release
+			}
+			return f.Sync()
+		}
+	})
+	h.mustConverge()
+	slow.Store(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// A mode switch is journaled under the main mutex (noteServing).
+		h.d.setEngineErr(errors.New("engine gone"))
+	}()
+	select {
+	case <-stalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event never reached the journal's fsync")
+	}
+	answered := make(chan api.Status, 1)
+	go func() {
+		h.d.readManifest()
+		answered <- h.status()
+	}()
+	stalledToo := false
+	select {
+	case s := <-answered:
+		if s.EngineError == "" {
+			t.Errorf("status during the slow fsync: no engine error, want the state already changed")
+		}
+	case <-time.After(10 * time.Second):
+		stalledToo = true
+		t.Errorf("status and the manifest read waited on the journal's fsync (a slow disk stalls the daemon)")
+	}
+	slow.Store(false)
+	close(release)
+	<-done
+	if stalledToo {
+		<-answered
+	}
+	if n := count(h.events(), journal.EventEngineUnreachable); n != 1 {
+		t.Errorf("%s journaled %d times after the disk caught up, want 1", journal.EventEngineUnreachable, n)
 	}
 }

@@ -43,6 +43,12 @@ type State struct {
 	Pending *Transition `json:"pending,omitempty"`
 	// Rollout is the progress of a stepped canary (analysis.go).
 	Rollout *Rollout `json:"rollout,omitempty"`
+	// TLSCert is the certificate nginx.tls serves, as the certificate
+	// store names it (certs.go); the store keeps it, not this file.
+	TLSCert string `json:"-"`
+	// Traffic is the operator's hold on traffic in force (swiftctl
+	// traffic, traffic.go); nil while traffic passes.
+	Traffic *stack.Traffic `json:"traffic,omitempty"`
 }
 
 // Promotion: the canary image became stable while the manifest still named
@@ -73,6 +79,8 @@ type Transition struct {
 	Promoted   *Promotion `json:"promoted,omitempty"`
 	RolledBack *Rollback  `json:"rolled_back,omitempty"`
 	Step       *StepMove  `json:"step,omitempty"`
+	// Traffic is the hold a traffic transition puts in force (nil: resume).
+	Traffic *stack.Traffic `json:"traffic,omitempty"`
 	// Revision is the nginx configuration that makes it take effect.
 	Revision string    `json:"revision"`
 	Started  time.Time `json:"started"`
@@ -83,6 +91,7 @@ const (
 	kindPromote  = "promote"
 	kindRollback = "rollback"
 	kindStep     = "step"
+	kindTraffic  = "traffic"
 	stateFile    = "state.json"
 )
 
@@ -119,6 +128,10 @@ func (s State) options(m *manifest.Manifest) stack.Options {
 		o.NoCanary = true
 	}
 	o.CanaryWeight = s.Rollout.weight(m)
+	o.TLSCert = s.TLSCert
+	if s.Traffic != nil {
+		o.Traffic = *s.Traffic
+	}
 	return o
 }
 
@@ -167,6 +180,8 @@ func (s State) with(t *Transition) State {
 		s.RolledBack = t.RolledBack
 	case kindStep:
 		s.Rollout = s.Rollout.at(t.Step)
+	case kindTraffic:
+		s.Traffic = t.Traffic
 	}
 	return s
 }
@@ -180,12 +195,15 @@ func newID() string {
 // errDown refuses transitions while the project is down.
 var errDown = errors.New("the project is down (swiftctl down): run `swiftctl deploy` first")
 
-// transact applies t: the change and its decisions are one step. The
-// infrastructure gate runs when the change is applied, just before its
-// first operation; only if it allows is t recorded as pending (write-ahead)
-// and applied. Once nginx serves t's revision, t is committed: journaled
-// (exactly once) and recorded. If it did not take effect, nothing is
-// recorded and the old state stays in force. Callers hold d.runMu.
+// transact applies t: the change and its decisions are one step, on any
+// target. The gate runs when the change is applied, just before its first
+// operation that adds capacity or traffic; only if it allows is t recorded
+// as pending (write-ahead) and applied. t is committed (journaled exactly
+// once, recorded) the moment the route serves its revision: a failure
+// after that (removing what no longer serves) is a cleanup failure the
+// next reconcile finishes, not a failed transition. If it did not take
+// effect, nothing is recorded and the old state stays in force. Callers
+// hold d.runMu.
 func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transition, progress reconciler.Progress) (err error) {
 	tr := trace.New()
 	ctx = trace.With(ctx, tr)
@@ -197,27 +215,21 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	d.mu.Lock()
 	next := d.state.with(t)
 	d.mu.Unlock()
-	end := tr.Begin("render", "")
-	desired, err := desiredFor(m, next)
+	end := tr.Begin("plan", "")
+	ch, err := d.target.Change(ctx, m, next)
 	end()
 	if err != nil {
 		return err
 	}
-	t.Revision = desired.Revision
-	end = tr.Begin("observe", "")
-	obs, err := d.rec.Observe(ctx, desired)
-	end()
-	if err != nil {
-		d.setEngineErr(err)
-		return err
+	t.Revision = ch.Revision()
+	if ch.Blocked() != "" {
+		return errors.New(ch.Blocked())
 	}
-	end = tr.Begin("plan", "")
-	plan := reconciler.Compute(desired, obs)
-	end(fmt.Sprintf("%d ops", len(plan.Ops)))
-	if plan.Blocked != "" {
-		return errors.New(plan.Blocked)
-	}
+	wrote := false
 	writeAhead := func() error {
+		if wrote {
+			return nil
+		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.state.Pending = t
@@ -225,12 +237,13 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 			d.state.Pending = nil
 			return fmt.Errorf("record pending %s: %w", t.Kind, err)
 		}
+		wrote = true
 		failpoint.Hit(transitionPoint(t.Kind, "pending"))
 		return nil
 	}
 	var gateErr error
-	gate := func(ctx context.Context, p reconciler.Plan) reconciler.Decision {
-		dec := d.infraGate(ctx, p)
+	gate := func(ctx context.Context) reconciler.Decision {
+		dec := d.gate(ctx, ch)
 		if dec.Allowed {
 			if gateErr = writeAhead(); gateErr != nil {
 				return reconciler.Decision{Reasons: []string{gateErr.Error()}}
@@ -238,55 +251,47 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 		}
 		return dec
 	}
-	if !plan.Gated() {
+	if !ch.Gated() {
 		if err := writeAhead(); err != nil {
 			return err
 		}
 	}
-	// t takes effect the moment nginx serves its revision, before the
-	// drain and the removal of what it no longer routes to: it is
-	// committed (journaled, recorded) then. A crash after that leaves t
-	// in force, and the next reconcile removes the leftovers. served runs
-	// only after the write-ahead (the gate allowed, or nothing is gated).
 	committed := false
 	served := func() {
 		// t was made by this call: nothing can have journaled it yet.
 		d.commitTxn(t, false)
 		committed = true
 	}
-	applyErr := d.rec.ApplyServed(ctx, desired, plan, gate, served, progress)
+	_, applyErr := d.target.Apply(ctx, ch, Hooks{Gate: gate, Served: served, Progress: progress, Wait: true})
 	failpoint.Hit(transitionPoint(t.Kind, "applied"))
 	var denied *reconciler.DeniedError
-	if errors.As(applyErr, &denied) && gateErr == nil {
+	if errors.As(applyErr, &denied) && gateErr == nil && !wrote {
 		return applyErr // nothing was recorded, nothing changed
 	}
 	if applyErr == nil {
 		d.clearDenial()
-		if err := d.writeArtifacts(desired); err != nil {
-			d.log.Error("write generated files", zap.Error(err))
-		}
 	}
-	// Settle from what nginx serves now, not from what the apply returned:
-	// the commit point is nginx loading the new configuration.
+	// Settle from what the route serves now, not from what the apply
+	// returned: the commit point is the route serving the new revision.
 	end = tr.Begin("observe after apply", "")
-	after, oerr := d.rec.Observe(context.WithoutCancel(ctx), desired)
+	verdict, after, oerr := d.target.Serves(context.WithoutCancel(ctx), ch)
 	end()
 	if oerr == nil {
 		d.noteServing(after)
 	}
-	// A successful apply already saw nginx load t's revision (waitLoaded):
-	// it took effect even if this second look fails on a busy host.
-	took := committed || applyErr == nil || (oerr == nil && after.Loaded != nil && after.Loaded.Revision == t.Revision)
-	if !took && (oerr != nil || (after.Loaded == nil && after.LoadedErr != "")) {
-		// What nginx serves is unknown: keep the transition pending, and
-		// let resolvePending settle it once nginx can be read.
+	// A successful apply already saw the route serve t's revision: it
+	// took effect even if this second look fails on a busy host.
+	took := committed || applyErr == nil || verdict == ServesYes
+	if !took && verdict == ServesUnknown {
+		// What serves is unknown: keep the transition pending, and let
+		// resolvePending settle it once the route can be read.
 		d.Wake()
-		return fmt.Errorf("%s: cannot tell whether it took effect (%v); it stays pending and is settled from what nginx serves", t.Kind, applyErr)
+		return fmt.Errorf("%s: cannot tell whether it took effect (%v); it stays pending and is settled from what serves", t.Kind, applyErr)
 	}
 	if took {
 		if !committed {
 			end = tr.Begin("commit", t.Kind)
-			cerr := d.commit(t) // no operation reloaded nginx (or it failed after loading t)
+			cerr := d.commit(t) // no operation switched the route (or it failed after switching)
 			end()
 			if cerr != nil {
 				d.Wake() // resolvePending commits it once the journal reads
@@ -294,8 +299,6 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 			}
 		}
 		if applyErr != nil {
-			// It took effect; cleanup of old containers continues in the
-			// next reconcile.
 			d.log.Warn(t.Kind+" took effect but its cleanup failed; the next reconcile finishes it", zap.Error(applyErr))
 			d.Wake()
 		}
@@ -303,10 +306,13 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	d.abort(t, applyErr)
 	d.Wake() // converge back to the old state (removes what was started)
-	if applyErr == nil {
-		applyErr = fmt.Errorf("%s did not take effect: nginx does not serve revision %s", t.Kind, t.Revision)
+	if errors.As(applyErr, &denied) {
+		return applyErr
 	}
-	return applyErr
+	if applyErr == nil {
+		return fmt.Errorf("%s did not take effect: the route does not serve revision %s", t.Kind, t.Revision)
+	}
+	return fmt.Errorf("%s did not take effect: %w", t.Kind, applyErr)
 }
 
 // commit records t as in force and journals it exactly once. If the
@@ -328,9 +334,8 @@ func (d *Daemon) commit(t *Transition) error {
 // commitTxn is commit once it is known whether t is journaled already (a
 // daemon that died between journaling and recording it).
 func (d *Daemon) commitTxn(t *Transition, journaled bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if !journaled {
+		d.mu.Lock()
 		switch t.Kind {
 		case kindPromote:
 			// weight: the image's share of traffic after the event.
@@ -350,9 +355,19 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 			}
 		case kindStep:
 			d.eventLocked(journal.EventCanaryStep, stepText(t.Step), t.User, stepDetails(t.Step, t.ID))
+		case kindTraffic:
+			event, msg, det := trafficEvent(t.Traffic)
+			det["txn"] = t.ID
+			d.eventLocked(event, msg, t.User, det)
 		}
+		d.mu.Unlock()
+		// Durable before the state records it (callers hold d.runMu, so
+		// nothing else commits meanwhile), and written with d.mu released.
+		d.drainJournal()
 		failpoint.Hit(transitionPoint(t.Kind, "journaled"))
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.state = d.state.with(t)
 	if t.Kind == kindStep {
 		d.stepStartedLocked(time.Now())
@@ -362,6 +377,7 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 
 // abort drops t: the old state stays in force.
 func (d *Daemon) abort(t *Transition, cause error) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.state.Pending != nil && d.state.Pending.ID == t.ID {
@@ -376,6 +392,8 @@ func (d *Daemon) abort(t *Transition, cause error) {
 	switch t.Kind {
 	case kindRollback:
 		event = journal.EventRollbackFailed
+	case kindTraffic:
+		event = journal.EventTrafficFailed
 	case kindStep:
 		event = journal.EventStepFailed
 	}
@@ -393,7 +411,8 @@ func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
 	since := t.Started.Add(-time.Hour)
 	err := journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent}, Since: since}, func(r journal.Record) error {
 		switch r.Event {
-		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep:
+		case journal.EventPromoted, journal.EventRolledBack, journal.EventAborted, journal.EventCanaryStep,
+			journal.EventTrafficPaused, journal.EventTrafficStopped, journal.EventTrafficResumed:
 			if r.Details["txn"] == id {
 				found = true
 			}
@@ -407,9 +426,11 @@ func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
 }
 
 // resolvePending settles a transition left by a daemon that stopped in the
-// middle of it: committed if nginx serves its revision, else dropped.
-// Callers hold d.runMu, so no transaction of this process is in flight.
+// middle of it: committed if the route serves its revision, else dropped
+// (the loop then converges back to the state before it). Callers hold
+// d.runMu, so no transaction of this process is in flight.
 func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	t := d.state.Pending
 	next := d.state
@@ -417,22 +438,19 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 	if t == nil {
 		return nil
 	}
-	next = next.with(t)
-	desired, err := desiredFor(m, next)
+	ch, err := d.target.Change(ctx, m, next.with(t))
 	if err != nil {
 		return err
 	}
-	obs, err := d.rec.Observe(ctx, desired)
-	if err != nil {
-		d.setEngineErr(err)
+	verdict, _, err := d.target.Serves(ctx, ch)
+	switch {
+	case err != nil:
 		return err
-	}
-	if obs.Loaded == nil && obs.LoadedErr != "" {
-		// nginx runs but cannot be read: settling now could undo a
-		// transition that took effect. Retry later.
-		return fmt.Errorf("settle interrupted %s: nginx status unreadable: %s", t.Kind, obs.LoadedErr)
-	}
-	if obs.Loaded != nil && obs.Loaded.Revision == t.Revision {
+	case verdict == ServesUnknown:
+		// The route cannot be read: settling now could undo a transition
+		// that took effect. Retry later.
+		return fmt.Errorf("settle interrupted %s: what serves cannot be read", t.Kind)
+	case verdict == ServesYes:
 		d.log.Info("settling an interrupted "+t.Kind+": it took effect", zap.String("txn", t.ID))
 		if err := d.commit(t); err != nil {
 			return fmt.Errorf("settle interrupted %s: %w", t.Kind, err)
@@ -468,22 +486,9 @@ func (d *Daemon) transitionStart(ctx context.Context) (*manifest.Manifest, error
 	return m, nil
 }
 
-// observeNow looks at what runs for m as it is in force now.
-func (d *Daemon) observeNow(ctx context.Context, m *manifest.Manifest) (reconciler.Observed, error) {
-	cur, err := d.desired(m)
-	if err != nil {
-		return reconciler.Observed{}, err
-	}
-	obs, err := d.rec.Observe(ctx, cur)
-	if err != nil {
-		d.setEngineErr(err)
-	}
-	return obs, err
-}
-
 // promote makes the serving canary stable, gated by the canary-safety
 // policy on the canary revision's own figures and by the infrastructure
-// policy when the change is applied.
+// (cluster) policy when the change is applied.
 func (d *Daemon) promote(ctx context.Context, user string, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
@@ -491,17 +496,16 @@ func (d *Daemon) promote(ctx context.Context, user string, progress reconciler.P
 	if err != nil {
 		return err
 	}
-	obs, err := d.observeNow(ctx, m)
+	sv, err := d.target.Serving(ctx, m)
 	if err != nil {
 		return err
 	}
-	canary, ok := servingCanary(obs)
-	if !ok {
+	if !sv.CanaryLive {
 		return errors.New("no canary is serving traffic: declare services.canary in the manifest and wait for it to converge")
 	}
-	image := canary.Image
+	image := sv.CanaryImage
 	d.event(journal.EventPromoteRequested, "promotion of "+image+" requested", user, map[string]any{"image": image})
-	dec := d.canaryDecision(ctx, m, canary.Hash)
+	dec, _ := d.target.Judge(ctx, m, sv.CanaryRevision)
 	d.metrics.observeDecision(dec)
 	d.decision(dec, user)
 	if !dec.Allowed {
@@ -515,7 +519,7 @@ func (d *Daemon) promote(ctx context.Context, user string, progress reconciler.P
 	err = d.transact(ctx, m, t, progress)
 	var denied *reconciler.DeniedError
 	if errors.As(err, &denied) {
-		d.event(journal.EventPromoteDenied, "promotion of "+image+" denied: "+strings.Join(denied.Reasons, "; "), user, map[string]any{"reasons": denied.Reasons, "policy": "infrastructure"})
+		d.event(journal.EventPromoteDenied, "promotion of "+image+" denied: "+strings.Join(denied.Reasons, "; "), user, map[string]any{"reasons": denied.Reasons, "policy": d.gatePolicy()})
 		return err
 	}
 	if err == nil {
@@ -549,14 +553,14 @@ func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []s
 	if m.Services.Canary == nil {
 		return errors.New("no canary declared in the manifest: nothing to roll back")
 	}
-	obs, err := d.observeNow(ctx, m)
+	sv, err := d.target.Serving(ctx, m)
 	if err != nil {
 		return err
 	}
 	image := m.Services.Canary.Image
-	if c, ok := servingCanary(obs); ok {
-		image = c.Image
-	} else if cur, err := d.desired(m); err != nil || len(cur.Stack.Canary) == 0 {
+	if sv.CanaryLive {
+		image = sv.CanaryImage
+	} else if !sv.CanaryRunning {
 		return errors.New("no canary is running: nothing to roll back")
 	}
 	d.event(journal.EventRollbackRequested, "rollback of canary "+image+" requested", user, map[string]any{"image": image, "reasons": abortReasons})
@@ -592,7 +596,7 @@ func servingCanary(obs reconciler.Observed) (c struct{ Image, Hash string }, ok 
 // deploy.
 func (d *Daemon) down(ctx context.Context, user string, say func(string)) error {
 	// Under the run lock, so a deploy already under way cannot clear Down
-	// behind our back; the applied record goes first, so whatever is left
+	// behind our back; the down is recorded first, so whatever is left
 	// after a crash is never restored as a heal.
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
@@ -603,7 +607,7 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 	if err := d.checkManifestDir(); err != nil {
 		return err
 	}
-	if err := d.rec.ForgetApplied(); err != nil {
+	if err := d.target.Forget(); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -615,52 +619,43 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 		return err
 	}
 	failpoint.Hit(failpoint.DownSaved)
-	if _, err := d.removeAll(ctx, m, say); err != nil {
+	removed, err := d.removeAll(ctx, m, say)
+	if err != nil {
 		return err
 	}
-	d.event(eventDown, "removed every container and network of project "+m.Project, user, nil)
+	d.event(eventDown, "removed everything project "+m.Project+" owns ("+d.target.Name()+")", user, map[string]any{"removed": removed})
 	return nil
 }
 
-// removeAll removes every container and the owned network of m's project
-// and reports whether there was anything to remove. Callers hold d.runMu.
-func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(string)) (bool, error) {
-	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
+// removeAll removes everything m's project owns and forgets what the
+// target tracked of it (the applied record, a rollout awaited). Callers
+// hold d.runMu.
+func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(string)) ([]string, error) {
+	plan, err := d.target.Teardown(ctx, m)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	removed := false
-	// nginx first, so no request reaches an app container being removed.
-	for _, role := range []string{stack.RoleNginx, stack.RoleApp, ""} {
-		for _, c := range cs {
-			known := c.Role == stack.RoleNginx || c.Role == stack.RoleApp
-			if (role == "" && known) || (role != "" && c.Role != role) {
-				continue // each container is removed in exactly one pass
-			}
-			if err := d.eng.Remove(ctx, c.ID, 10*time.Second); err != nil {
-				return removed, err
-			}
-			removed = true
-			say("Removed " + c.Name)
+	// The plan runs operation by operation, each journaled as it runs:
+	// what a crash leaves is in the journal up to the last one that ran,
+	// and the restarted daemon plans (and journals) the rest.
+	var removed []string
+	for _, r := range plan {
+		if err := r.run(ctx); err != nil {
+			return removed, fmt.Errorf("%s %s: %w", r.Op, r.Target, err)
 		}
-		if role == stack.RoleNginx {
-			failpoint.Hit(failpoint.DownRemoved)
+		removed = append(removed, r.Target)
+		d.event(r.Event, fmt.Sprintf("removed %s (%s)", r.Target, r.Op), "", map[string]any{"op": r.Op, "target": r.Target})
+		if say != nil {
+			say("Removed " + r.Target)
+		}
+		if r.After != "" {
+			failpoint.Hit(r.After)
 		}
 	}
-	n, err := d.eng.FindNetwork(ctx, m.Network.Name, m.Project)
-	if err != nil {
+	if err := d.target.Forget(); err != nil {
 		return removed, err
 	}
-	if n != nil && n.Owned {
-		if err := d.eng.RemoveNetwork(ctx, n.ID); err != nil {
-			return removed, err
-		}
-		removed = true
-		say("Removed network " + n.Name)
-	}
-	if err := d.rec.ForgetApplied(); err != nil {
-		return removed, err
-	}
+	d.rollout = nil // nothing is left to roll out: no outcome to journal
 	d.mu.Lock()
 	d.lastMode = stack.TrackStable // nothing serves; a later canary is a switch
 	d.mu.Unlock()
@@ -668,7 +663,7 @@ func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(s
 }
 
 // finishDown completes a down that a crash interrupted: the state says
-// down, yet containers remain. Callers hold d.runMu.
+// down, yet something remains. Callers hold d.runMu.
 func (d *Daemon) finishDown(ctx context.Context, m *manifest.Manifest) error {
 	if m == nil {
 		return nil
@@ -678,9 +673,9 @@ func (d *Daemon) finishDown(ctx context.Context, m *manifest.Manifest) error {
 	if err != nil {
 		return fmt.Errorf("finish interrupted down of %s: %w", m.Project, err)
 	}
-	if removed {
-		d.log.Info("finished an interrupted down", zap.Strings("removed", said))
-		d.event(eventDown, "finished an interrupted down: removed every container and network of project "+m.Project, "", map[string]any{"removed": said})
+	if len(removed) > 0 {
+		d.log.Info("finished an interrupted down", zap.Strings("removed", removed))
+		d.event(eventDown, "finished an interrupted down: removed everything project "+m.Project+" owns", "", map[string]any{"removed": said})
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ var routeRoles = map[string]authz.Role{
 	"GET /v1/history":   authz.RoleRead,
 	"GET /v1/diff":      authz.RoleRead,
 	"GET /metrics":      authz.RoleRead,
+	"GET /v1/whoami":    authz.RoleRead,    // the caller's own role, for the dashboard
 	"POST /v1/validate": authz.RoleOperate, // runs a throwaway container
 	"POST /v1/deploy":   authz.RoleOperate,
 	"POST /v1/promote":  authz.RoleOperate,
@@ -33,6 +34,7 @@ var routeRoles = map[string]authz.Role{
 	"POST /v1/abort":    authz.RoleOperate,
 	"POST /v1/pause":    authz.RoleOperate,
 	"POST /v1/resume":   authz.RoleOperate,
+	"POST /v1/traffic":  authz.RoleOperate,
 	"POST /v1/chaos":    authz.RoleAdmin,
 	"POST /v1/down":     authz.RoleAdmin,
 }

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -154,6 +153,12 @@ func userOf(r *http.Request) string {
 	return p.Name()
 }
 
+// handleWhoami says who the caller is and which role it has.
+func (d *Daemon) handleWhoami(w http.ResponseWriter, r *http.Request) {
+	p, _ := authz.PeerFrom(r.Context())
+	writeJSON(w, http.StatusOK, api.Whoami{User: p.Name(), Role: d.cfg.Authz.RoleOf(p).String()})
+}
+
 // onDeny journals a refusal. Refusals are counted, not journaled one by
 // one: the first of each (uid, route, reason) is written at once, its
 // repeats are summed into one record with a count and first and last
@@ -216,7 +221,9 @@ func (d *Daemon) routes() *authz.Mux {
 	mux.HandleFunc("POST "+api.PathAbort, d.handleAbort)
 	mux.HandleFunc("POST "+api.PathPause, d.handlePause)
 	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
-	mux.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST "+api.PathTraffic, d.handleTraffic)
+	mux.Handle("GET "+api.PathMetrics, d.metrics.Handler())
+	mux.HandleFunc("GET "+api.PathWhoami, d.handleWhoami)
 	if d.kt != nil {
 		return d.kubeRoutes(mux)
 	}
@@ -341,21 +348,31 @@ func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusConflict, fmt.Errorf("no valid manifest: %v", d.manifestErrors()))
 		return
 	}
-	desired, err := d.desired(m)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, err)
+	d.mu.Lock()
+	s := d.state
+	d.mu.Unlock()
+	if r.URL.Query().Get("down") == "true" || s.Down {
+		// What `swiftctl down` would remove, or, while down, what the
+		// next reconcile removes of what is left.
+		plan, err := d.target.Teardown(r.Context(), m)
+		if err != nil {
+			writeErr(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		out := api.Diff{Plan: []string{}, Teardown: true}
+		for _, op := range plan {
+			out.Plan = append(out.Plan, op.String())
+		}
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
-	obs, err := d.rec.Observe(r.Context(), desired)
+	ch, err := d.target.Change(r.Context(), m, s)
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	plan := reconciler.Compute(desired, obs)
-	out := api.Diff{Blocked: plan.Blocked, Plan: []string{}, Gated: plan.Gated()}
-	for _, op := range plan.Ops {
-		out.Plan = append(out.Plan, op.String())
-	}
+	out := api.Diff{Blocked: ch.Blocked(), Plan: []string{}, Gated: ch.Gated()}
+	out.Plan = append(out.Plan, ch.Lines()...)
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -31,37 +32,50 @@ func (d *Daemon) Status(ctx context.Context) api.Status {
 		Down:           d.state.Down,
 		Journal:        d.journalStatusLocked(),
 	}
+	st := d.state
 	d.mu.Unlock()
 	if m == nil {
 		return s
 	}
 	s.Project = m.Project
+	d.target.Report(ctx, m, st, &s)
+	s.Rollout = d.rolloutStatus(m, time.Now())
+	return s
+}
+
+// Report fills status from a fresh look at the engine and at the
+// configuration nginx has loaded, and the live figures.
+func (t dockerTarget) Report(ctx context.Context, m *manifest.Manifest, _ State, s *api.Status) {
+	d := t.d
 	s.NginxPort = m.Nginx.Port
 	desired, err := d.desired(m)
 	if err != nil {
 		s.EngineError = err.Error()
-		return s
+		return
 	}
 	octx, cancel := context.WithTimeout(ctx, statusObserveTimeout)
 	obs, err := d.rec.Observe(octx, desired)
 	cancel()
 	if err != nil {
 		s.EngineError = err.Error()
-		return s
+		return
 	}
 	for _, c := range obs.Containers {
 		s.Containers = append(s.Containers, api.Container{Name: c.Name, Role: c.Role, Track: c.Track, Image: c.Image, State: c.State, IP: c.IP})
 	}
 	s.NginxError = obs.LoadedErr
-	fillServing(&s, obs)
+	fillServing(s, obs)
+	served := ""
+	if obs.Loaded != nil {
+		served = obs.Loaded.Cert
+	}
+	s.TLS = d.tlsStatus(served)
 	if !s.Down {
 		plan := reconciler.Compute(desired, obs)
 		s.Pending = plan.Lines()
 		s.Converged = plan.Empty() && s.LastReconcile != nil && s.LastReconcile.Error == ""
 	}
-	d.addLiveStatus(ctx, &s, m, obs)
-	s.Rollout = d.rolloutStatus(m, time.Now())
-	return s
+	d.addLiveStatus(ctx, s, m, obs)
 }
 
 // fillServing sets mode, images and weight from nginx's loaded
@@ -73,6 +87,7 @@ func fillServing(s *api.Status, obs reconciler.Observed) {
 	s.Revision = obs.Loaded.Revision
 	s.Mode = servingMode(obs)
 	s.StableImage = imageOf(obs, obs.Loaded.Stable)
+	s.Traffic = trafficStatus(obs.Loaded)
 	if s.Mode == stack.TrackCanary {
 		s.CanaryImage = imageOf(obs, obs.Loaded.Canary)
 		s.CanaryWeight = obs.Loaded.Weight

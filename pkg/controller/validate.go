@@ -45,21 +45,27 @@ func (d *Daemon) Validate(ctx context.Context) api.Validation {
 	}
 	v.Checks = append(v.Checks, api.Check{Name: "Manifest valid", OK: true})
 	d.mu.Lock()
-	opts := d.state.options(m)
+	st := d.state
 	d.mu.Unlock()
-	desired := stack.FromManifest(m, opts)
-	missing, err := d.eng.MissingImages(ctx, desired.Images())
-	if err != nil {
-		v.Checks = append(v.Checks, api.Check{Name: "Docker image found", Detail: err.Error()})
-		return v
-	}
-	if len(missing) > 0 {
-		v.Checks = append(v.Checks, api.Check{Name: "Docker image found", Detail: "not found locally: " + strings.Join(missing, ", ")})
-	} else {
-		v.Checks = append(v.Checks, api.Check{Name: "Docker image found", OK: true})
-	}
-	v.Checks = append(v.Checks, d.checkNginxAccepted(ctx, desired))
+	v.Checks = append(v.Checks, d.target.Check(ctx, m, st)...)
 	return v
+}
+
+// Check is validate on the Docker host: the images exist locally and
+// nginx accepts the configuration the manifest renders.
+func (t dockerTarget) Check(ctx context.Context, m *manifest.Manifest, st State) []api.Check {
+	desired := stack.FromManifest(m, st.options(m))
+	missing, err := t.d.eng.MissingImages(ctx, desired.Images())
+	if err != nil {
+		return []api.Check{{Name: "Docker image found", Detail: err.Error()}}
+	}
+	var out []api.Check
+	if len(missing) > 0 {
+		out = append(out, api.Check{Name: "Docker image found", Detail: "not found locally: " + strings.Join(missing, ", ")})
+	} else {
+		out = append(out, api.Check{Name: "Docker image found", OK: true})
+	}
+	return append(out, t.d.checkNginxAccepted(ctx, desired))
 }
 
 // checkNginxAccepted runs checkNginx in the nginx image of the stack a
@@ -119,15 +125,21 @@ func (d *Daemon) checkNginx(ctx context.Context, desired stack.Stack) api.Check 
 	// A unique name: two validates may run at once, and a leftover of a
 	// crashed one must not block the next.
 	d.removeStaleValidators(ctx, desired.Project)
+	binds := []engine.Bind{
+		{Source: dir, Target: stack.ConfigDir, ReadOnly: true},
+		{Source: run, Target: stack.NginxRunDir}, // nginx -t needs its run directory
+	}
+	if t := desired.Nginx.TLS; t != nil && t.Cert != "" {
+		// The certificate the config names, from the store, where nginx
+		// reads it.
+		binds = append(binds, engine.Bind{Source: d.certs.Store.Dir, Target: stack.ConfigDir + "/" + stack.TLSDir, ReadOnly: true})
+	}
 	code, out, err := d.eng.RunOnce(ctx, engine.Spec{
-		Name:   desired.Project + "-nginx-validate-" + newID(),
-		Image:  desired.Nginx.Image,
-		Cmd:    []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/nginx.conf"},
-		Labels: map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: roleValidate},
-		Binds: []engine.Bind{
-			{Source: dir, Target: stack.ConfigDir, ReadOnly: true},
-			{Source: run, Target: stack.NginxRunDir}, // nginx -t needs its run directory
-		},
+		Name:       desired.Project + "-nginx-validate-" + newID(),
+		Image:      desired.Nginx.Image,
+		Cmd:        []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/nginx.conf"},
+		Labels:     map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: roleValidate},
+		Binds:      binds,
 		ExtraHosts: hosts,
 	})
 	switch {

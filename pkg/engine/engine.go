@@ -193,15 +193,18 @@ func (e *Engine) PullImage(ctx context.Context, ref string) error {
 
 // Spec describes a container to run.
 type Spec struct {
-	Name       string
-	Image      string
-	Env        []string
-	Cmd        []string
-	Labels     map[string]string
-	Network    string
-	Aliases    []string
-	HostPort   int    // published as the same container port; 0 = none
-	HostIP     string // host address the port binds to; "" = all IPv4 addresses
+	Name     string
+	Image    string
+	Env      []string
+	Cmd      []string
+	Labels   map[string]string
+	Network  string
+	Aliases  []string
+	HostPort int    // published as the same container port; 0 = none
+	HostIP   string // host address the port binds to; "" = all IPv4 addresses
+	// ExtraPorts are published like HostPort, on the same address (nginx's
+	// HTTPS port); only with HostPort.
+	ExtraPorts []int
 	Binds      []Bind
 	ExtraHosts []string
 	NanoCPUs   int64
@@ -243,18 +246,23 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly})
 	}
 	if s.HostPort > 0 {
-		p, err := network.ParsePort(strconv.Itoa(s.HostPort) + "/tcp")
-		if err != nil {
-			return "", fmt.Errorf("container %s: port %d: %w", s.Name, s.HostPort, err)
-		}
-		cfg.ExposedPorts = network.PortSet{p: {}}
 		ip := netip.IPv4Unspecified()
 		if s.HostIP != "" {
+			var err error
 			if ip, err = netip.ParseAddr(s.HostIP); err != nil {
 				return "", fmt.Errorf("container %s: bind address %q: %w", s.Name, s.HostIP, err)
 			}
 		}
-		hc.PortBindings = network.PortMap{p: {{HostIP: ip, HostPort: strconv.Itoa(s.HostPort)}}}
+		cfg.ExposedPorts = network.PortSet{}
+		hc.PortBindings = network.PortMap{}
+		for _, port := range append([]int{s.HostPort}, s.ExtraPorts...) {
+			p, err := network.ParsePort(strconv.Itoa(port) + "/tcp")
+			if err != nil {
+				return "", fmt.Errorf("container %s: port %d: %w", s.Name, port, err)
+			}
+			cfg.ExposedPorts[p] = struct{}{}
+			hc.PortBindings[p] = []network.PortBinding{{HostIP: ip, HostPort: strconv.Itoa(port)}}
+		}
 	}
 	var nc *network.NetworkingConfig
 	if s.Network != "" {

@@ -46,6 +46,9 @@ type Options struct {
 	// Verify still passes (see EventJournalPruned).
 	RetainBytes int64
 	RetainAge   time.Duration
+	// Sync makes a write of the active file durable. Default (*os.File).
+	// Sync; tests put a slow or failing disk here.
+	Sync func(f *os.File) error
 }
 
 // Journal is the writer of one journal. It is safe for concurrent use; only
@@ -488,7 +491,7 @@ func (j *Journal) write(lines []line) error {
 	_, err := j.writeBuf(buf)
 	if err != nil {
 		err = fmt.Errorf("write journal: %w", err) // err names the file
-	} else if serr := j.f.Sync(); serr != nil {
+	} else if serr := j.sync(); serr != nil {
 		// After a failed fsync the written bytes may or may not reach the
 		// disk; cutting them off makes the outcome certain.
 		err = fmt.Errorf("sync journal: %w", serr)
@@ -503,6 +506,13 @@ func (j *Journal) write(lines []line) error {
 	j.size += int64(len(buf))
 	j.head = lines[len(lines)-1].hash
 	return nil
+}
+
+func (j *Journal) sync() error {
+	if j.opts.Sync != nil {
+		return j.opts.Sync(j.f)
+	}
+	return j.f.Sync()
 }
 
 // writeBuf writes buf to the active file. With failpoints armed it writes

@@ -70,9 +70,13 @@ const (
 	EventManifestRejected = "manifest_rejected"
 	// EventPolicyReloadFailed: a SIGHUP's policies did not load; the
 	// previous set stays in force.
-	EventPolicyReloadFailed  = "policy_reload_failed"
-	EventContainerCreated    = "container_created"
-	EventContainerRemoved    = "container_removed"
+	EventPolicyReloadFailed = "policy_reload_failed"
+	EventContainerCreated   = "container_created"
+	EventContainerRemoved   = "container_removed"
+	// EventNetworkRemoved and EventObjectDeleted: an operation of down's
+	// teardown plan ran (the project's network; a Kubernetes object).
+	EventNetworkRemoved      = "network_removed"
+	EventObjectDeleted       = "object_deleted"
 	EventContainerRestarted  = "container_restarted"
 	EventNginxReloaded       = "nginx_reloaded"
 	EventNginxConfigRejected = "nginx_config_rejected"
@@ -98,6 +102,13 @@ const (
 	EventAborted        = "aborted"
 	EventRolloutPaused  = "rollout_paused"
 	EventRolloutResumed = "rollout_resumed"
+	// swiftctl traffic: the front door began holding requests (paused),
+	// refusing them with a message (stopped), or passing them again
+	// (resumed). Each is journaled once, when nginx serves it.
+	EventTrafficPaused  = "traffic_paused"
+	EventTrafficStopped = "traffic_stopped"
+	EventTrafficResumed = "traffic_resumed"
+	EventTrafficFailed  = "traffic_failed"
 	// EventNotifyFailed: a webhook notification could not be delivered
 	// after its retries.
 	EventNotifyFailed = "notify_failed"

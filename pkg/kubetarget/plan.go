@@ -535,6 +535,9 @@ func ImageOf(d appsv1.Deployment) string {
 func Weights(r gatewayv1.HTTPRoute) map[string]int {
 	w := map[string]int{}
 	for _, rule := range r.Spec.Rules {
+		if rule.Name != nil && *rule.Name == k8srender.MatchRule {
+			continue // matching requests only, not a share of the split
+		}
 		for _, b := range rule.BackendRefs {
 			n := 1 // the Gateway API's default weight
 			if b.Weight != nil {

@@ -22,7 +22,7 @@ func TestParseDecodeProblems(t *testing.T) {
 		{"unknown nested field", "services:\n  imagee: app:1\n", "services.imagee", 2, `unknown field (did you mean "image"?)`},
 		{"wrong case field", "services:\n  Image: app:1\n", "services.Image", 2, `did you mean "image"? field names are lower case`},
 		{"unknown top-level field", "servies:\n  image: app:1\n", "servies", 1, `did you mean "services"?`},
-		{"unknown field without suggestion", "nginx:\n  tls: true\n", "nginx.tls", 2, "unknown field"},
+		{"unknown field without suggestion", "nginx:\n  quic: true\n", "nginx.quic", 2, "unknown field"},
 		{"string for port", "services:\n  port: abc\n", "services.port", 2, `must be a whole number, got string "abc"`},
 		{"quoted number for port", "services:\n  port: \"3000\"\n", "services.port", 2, `got string "3000"`},
 		{"fraction for replicas", "services:\n  replicas: 2.5\n", "services.replicas", 2, "must be a whole number, got number 2.5"},

@@ -141,6 +141,8 @@ type Nginx struct {
 	Bind string `json:"bind,omitempty"`
 	// ProxyTimeout bounds connect/read/send to the upstream.
 	ProxyTimeout Duration `json:"proxy_timeout,omitempty"`
+	// TLS serves HTTPS (see tls.go); nil serves plain HTTP only.
+	TLS *TLS `json:"tls,omitempty"`
 
 	// The front door's behaviour for real web apps (docs/manifest.md).
 
@@ -332,6 +334,7 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 		m.Services.Canary.Replicas = DefaultCanaryReplicas
 	}
 	defaultAnalysis(root, m.Services.Canary)
+	defaultTLS(root, m.Nginx.TLS)
 	if r := m.Policy.Relative; r != nil {
 		const at = "policy.relative."
 		if lookup(root, at+"confidence") == nil {

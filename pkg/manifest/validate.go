@@ -113,6 +113,7 @@ func (m *Manifest) Validate() error {
 	ps.project(m.Project)
 	ps.services(&m.Services)
 	ps.nginx(&m.Nginx)
+	ps.tls(m.Nginx.TLS, m.Nginx.Port)
 	ps.frontDoor(&m.Nginx, m.Services.HealthPath, m.Metrics.Path)
 	ps.network(&m.Network)
 	ps.metrics(&m.Metrics)

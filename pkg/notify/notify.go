@@ -75,6 +75,9 @@ type Options struct {
 	// OnFail is called (from a worker) when a delivery is given up, or
 	// dropped because the queue is full.
 	OnFail func(url string, m Message, err error)
+	// OnDelivered, when set, is called (from a worker) for each message
+	// a receiver accepted (the daemon's metrics count them).
+	OnDelivered func()
 }
 
 // Notifier delivers messages in the background until Close. Each receiver
@@ -196,8 +199,12 @@ func (n *Notifier) work(k receiverKey, r *receiver) {
 		case <-n.ctx.Done():
 			return
 		case m := <-r.queue:
-			if err := n.deliver(k, m); err != nil && n.opts.OnFail != nil && n.ctx.Err() == nil {
+			err := n.deliver(k, m)
+			switch {
+			case err != nil && n.opts.OnFail != nil && n.ctx.Err() == nil:
 				n.opts.OnFail(k.url, m, err)
+			case err == nil && n.opts.OnDelivered != nil:
+				n.opts.OnDelivered()
 			}
 			idle.Reset(n.opts.Idle)
 		case <-idle.C:

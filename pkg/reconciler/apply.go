@@ -240,7 +240,11 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 		}
 		say("Nginx config valid")
 		say("Nginx reloaded: %s", op.Cause)
-		r.record(ctx, "nginx_reloaded", op.Cause, map[string]any{"revision": d.Revision})
+		details := map[string]any{"revision": d.Revision}
+		if t := d.Stack.Nginx.TLS; t != nil && t.Cert != "" {
+			details["cert"] = t.Cert
+		}
+		r.record(ctx, "nginx_reloaded", op.Cause, details)
 		if served != nil {
 			served()
 		}
@@ -313,6 +317,12 @@ func (r *Reconciler) nginxSpec(desired stack.Stack) engine.Spec {
 		Network:  desired.Network.Name,
 		HostPort: desired.Nginx.Port,
 		HostIP:   desired.Nginx.Bind,
+		ExtraPorts: func() []int {
+			if t := desired.Nginx.TLS; t != nil {
+				return []int{t.Port}
+			}
+			return nil
+		}(),
 		Binds: []engine.Bind{
 			{Source: r.ConfigDir, Target: stack.ConfigDir, ReadOnly: true},
 			{Source: r.RunDir, Target: stack.NginxRunDir},

@@ -62,6 +62,7 @@ func (r *Reconciler) checkNginx(ctx context.Context, d Desired) error {
 	check := r.nginxSpec(d.Stack)
 	check.Name = fmt.Sprintf("%s-check-%d", d.Stack.Nginx.Name, time.Now().UnixNano()%1e6)
 	check.HostPort = 0
+	check.ExtraPorts = nil
 	check.Restart = false
 	// A run directory of its own: nginx -t needs one, and the socket in the
 	// real one belongs to the nginx that serves.
@@ -389,6 +390,11 @@ func (r *Reconciler) nginxStatus(ctx context.Context) (*Loaded, error) {
 		return r.NginxStatus(ctx)
 	}
 	return ReadNginxStatus(ctx, filepath.Join(r.RunDir, stack.NginxStatusSocket))
+}
+
+// Loaded reads back what the running nginx has loaded.
+func (r *Reconciler) Loaded(ctx context.Context) (*Loaded, error) {
+	return r.nginxStatus(ctx)
 }
 
 // LiveConfig is the nginx configuration last installed (what nginx loaded

@@ -30,6 +30,11 @@ type Loaded struct {
 	Weight   int
 	Stable   []string
 	Canary   []string
+	// Cert is the id of the certificate nginx serves on its HTTPS port
+	// ("" without one).
+	Cert string
+	// Traffic is the hold on traffic nginx applies (swiftctl traffic).
+	Traffic stack.Traffic
 }
 
 // Applied records the last desired state whose plan was applied in full.
@@ -341,6 +346,8 @@ func Compute(d Desired, obs Observed) Plan {
 			cause = "loaded configuration unknown (" + obs.LoadedErr + ")"
 		case loadedRev == d.Revision:
 			cause = "upstream containers changed"
+		case certChanged(d, obs):
+			cause = "serve certificate " + d.Stack.Nginx.TLS.Cert
 		case loadedRev != "" && obs.Applied != nil && loadedRev != obs.Applied.Revision:
 			cause = "nginx serves revision " + loadedRev + ", not " + d.Revision
 		}
@@ -355,6 +362,26 @@ func Compute(d Desired, obs Observed) Plan {
 	return p
 }
 
+// certChanged: the desired configuration serves another certificate than
+// the one nginx serves (or, nginx's view unknown, the one applied).
+func certChanged(d Desired, obs Observed) bool {
+	want := ""
+	if t := d.Stack.Nginx.TLS; t != nil {
+		want = t.Cert
+	}
+	if obs.Loaded != nil {
+		return obs.Loaded.Cert != want
+	}
+	if a := obs.Applied; a != nil && a.Stack != nil {
+		have := ""
+		if t := a.Stack.Nginx.TLS; t != nil {
+			have = t.Cert
+		}
+		return have != want
+	}
+	return want != ""
+}
+
 // reloadGated: a reload that restores the applied configuration, or only
 // withdraws traffic (fewer upstreams, a lower canary weight: a rollback or
 // a scale-down), is never gated; one that sends traffic somewhere new is.
@@ -365,6 +392,10 @@ func reloadGated(d Desired, obs Observed) bool {
 	}
 	if a.Revision == d.Revision {
 		return false
+	}
+	// A new certificate is a change of what clients get, like any other.
+	if certChanged(d, obs) {
+		return true
 	}
 	for _, app := range d.Stack.Stable {
 		if !slices.Contains(a.Stable, app.Name) {

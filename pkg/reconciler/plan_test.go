@@ -47,8 +47,12 @@ func desiredOf(s stack.Stack, rev string) Desired {
 func serving(s stack.Stack, rev string) Observed {
 	d := desiredOf(s, rev)
 	a := AppliedFor(d)
-	return Observed{Network: ownedNet(s), Containers: running(s), Applied: a,
+	o := Observed{Network: ownedNet(s), Containers: running(s), Applied: a,
 		Loaded: &Loaded{Revision: rev, Weight: s.CanaryWeight, Stable: a.Stable, Canary: a.Canary}}
+	if t := s.Nginx.TLS; t != nil {
+		o.Loaded.Cert = t.Cert
+	}
+	return o
 }
 
 func ownedNet(s stack.Stack) *engine.Network {

@@ -132,6 +132,21 @@ func Compose(s stack.Stack) ([]byte, error) {
 	if b := s.Nginx.Bind; b != "" && b != manifest.DefaultNginxBind {
 		published = net.JoinHostPort(b, port) + ":" + port
 	}
+	ports := flowList{published}
+	volumes := []quoted{quoted("./" + NginxConfigFile + ":" + path.Join(stack.ConfigDir, NginxConfigFile) + ":ro")}
+	if t := s.Nginx.TLS; t != nil {
+		tlsPort := strconv.Itoa(t.Port)
+		if b := s.Nginx.Bind; b != "" && b != manifest.DefaultNginxBind {
+			ports = append(ports, net.JoinHostPort(b, tlsPort)+":"+tlsPort)
+		} else {
+			ports = append(ports, tlsPort+":"+tlsPort)
+		}
+		// The daemon's certificate store and ACME webroot, where nginx.conf
+		// expects them (read-only: without the daemon nothing renews).
+		for _, dir := range []string{stack.TLSDir, stack.TLSWebroot} {
+			volumes = append(volumes, quoted("./.swiftdeploy/nginx/"+dir+":"+path.Join(stack.ConfigDir, dir)+":ro"))
+		}
+	}
 	services = append(services, namedService{s.Nginx.Name, composeService{
 		Image:         quoted(s.Nginx.Image),
 		ContainerName: quoted(s.Nginx.Name),
@@ -139,8 +154,8 @@ func Compose(s stack.Stack) ([]byte, error) {
 		Command: flowList{"nginx", "-c", path.Join(stack.ConfigDir, NginxConfigFile), "-g", "daemon off;"},
 		Labels:  quotedMap(s.Nginx.Labels(s.Project)),
 		// nginx is the only service with a host port, the one it listens on.
-		Ports:   flowList{published},
-		Volumes: []quoted{quoted("./" + NginxConfigFile + ":" + path.Join(stack.ConfigDir, NginxConfigFile) + ":ro")},
+		Ports:   ports,
+		Volumes: volumes,
 		// nginx creates its status socket in stack.NginxRunDir and does not
 		// start without the directory. Nothing reads the socket without the
 		// daemon, so a tmpfs will do: fresh on every start, it never holds a

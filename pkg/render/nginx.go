@@ -74,6 +74,54 @@ type nginxView struct {
 	Status            LoadedConfig // what the status socket reports
 	StatusBody        string       // Status as the nginx string it returns
 	StatusSets        []statusSet  // the variables StatusBody refers to
+	TLS               *tlsView     // nil without nginx.tls
+}
+
+// tlsView is the HTTPS side of the template (nginx.tls).
+type tlsView struct {
+	Port int
+	// Cert and Key are the paths nginx reads (inside its config mount);
+	// empty while no certificate is there: no TLS listener yet.
+	Cert, Key string
+	Ciphers   string
+	// RedirectServer: plain HTTP gets a server of its own that redirects.
+	RedirectServer bool
+	RedirectPort   string // ":8443", or "" for 443
+	ACME           bool
+	Webroot        string
+}
+
+// TLSCiphers are the TLS 1.2 suites offered: the ECDHE suites of Mozilla's
+// "intermediate" server-side TLS configuration (forward secrecy, AEAD
+// only). TLS 1.3 suites are all strong and are not restricted.
+const TLSCiphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" +
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" +
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+// CertPaths are where nginx reads certificate id's chain and key.
+func CertPaths(id string) (cert, key string) {
+	dir := path.Join(stack.ConfigDir, stack.TLSDir)
+	return path.Join(dir, id+".crt"), path.Join(dir, id+".key")
+}
+
+func tlsFor(t *stack.TLS) *tlsView {
+	if t == nil {
+		return nil
+	}
+	v := &tlsView{
+		Port:    t.Port,
+		Ciphers: TLSCiphers,
+		ACME:    t.ACME,
+		Webroot: path.Join(stack.ConfigDir, stack.TLSWebroot),
+	}
+	if t.Cert != "" {
+		v.Cert, v.Key = CertPaths(t.Cert)
+		v.RedirectServer = t.Redirect
+	}
+	if t.Port != 443 {
+		v.RedirectPort = fmt.Sprintf(":%d", t.Port)
+	}
+	return v
 }
 
 // Nginx renders the nginx.conf for the stack (container names as upstream hosts).
@@ -100,6 +148,10 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		StatusListen:   "unix:" + path.Join(stack.NginxRunDir, stack.NginxStatusSocket),
 		StatusPath:     stack.NginxStatusPath,
 		Status:         LoadedConfig{Weight: s.CanaryWeight, Stable: containerNames(s.Stable), Traffic: s.FrontDoor.Traffic},
+		TLS:            tlsFor(s.Nginx.TLS),
+	}
+	if t := s.Nginx.TLS; t != nil {
+		v.Status.Cert = t.Cert
 	}
 	frontDoorView(&v, s.FrontDoor)
 	// A canary with a match serves matching requests at any weight, 0

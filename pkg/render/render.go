@@ -112,6 +112,14 @@ func checkStack(s stack.Stack) error {
 		}
 	}
 
+	if t := s.Nginx.TLS; t != nil {
+		if t.Port < 1 || t.Port > 65535 || t.Port == s.Nginx.Port {
+			bad("nginx.tls.port", "must be 1-65535 and differ from nginx.port, got %d", t.Port)
+		}
+		if t.Cert != "" && !certIDRE.MatchString(t.Cert) {
+			bad("nginx.tls.cert", "must be a certificate id (hex), got %q", t.Cert)
+		}
+	}
 	if _, err := proxyTimeout(s.ProxyTimeout); err != nil {
 		bad("proxy_timeout", "%v", err)
 	}

@@ -20,6 +20,8 @@ const revisionLen = 16
 
 // revisionRE finds the revision in the status location's return line of a
 // rendered nginx.conf. The config holds "\n" escapes, not line breaks.
+var certIDRE = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
+
 var revisionRE = regexp.MustCompile(`return 200 "revision ([0-9a-f]{16})\\n`)
 
 // revision is the revision of a config rendered with an empty one: a pure
@@ -56,6 +58,9 @@ type LoadedConfig struct {
 	// app_canary upstreams. Canary is empty when nginx sends the canary no
 	// traffic (no canary, or weight 0).
 	Stable, Canary []string
+	// Cert is the id of the certificate nginx serves on its HTTPS port;
+	// "" without one (the line is absent).
+	Cert string
 	// Traffic is the operator's hold on traffic nginx applies (swiftctl
 	// traffic); the zero value passes requests on.
 	Traffic stack.Traffic
@@ -114,6 +119,9 @@ func statusSets(c LoadedConfig) []statusSet {
 // the variables statusSets fills.
 func statusBody(c LoadedConfig) string {
 	body := fmt.Sprintf(`revision %s\nweight %d\nstable $%s\ncanary $%s\n`, c.Revision, c.Weight, statusStableVar, statusCanaryVar)
+	if c.Cert != "" {
+		body += fmt.Sprintf(`cert %s\n`, c.Cert)
+	}
 	// Only a held front door says so, so the status of one that passes
 	// traffic reads as before this field existed.
 	switch c.Traffic.Mode {
@@ -182,6 +190,11 @@ func ParseLoadedConfig(body []byte) (LoadedConfig, error) {
 			}
 		case "canary":
 			c.Canary, err = containerList(value)
+		case "cert": // optional: only with a certificate
+			if !certIDRE.MatchString(value) {
+				err = fmt.Errorf("must be a certificate id (hex), got %q", value)
+			}
+			c.Cert = value
 		case "traffic":
 			c.Traffic, err = parseTraffic(value)
 		default:

@@ -135,8 +135,34 @@ type Nginx struct {
 	// Bind is the host address Port is published on, in canonical form
 	// (manifest.DefaultNginxBind, "127.0.0.1", "::1").
 	Bind string
+	// TLS is the HTTPS side of the front door; nil without nginx.tls.
+	TLS  *TLS
 	Hash string
 }
+
+// TLS is what nginx needs to serve HTTPS (manifest nginx.tls, and the
+// certificate the daemon's store holds for it).
+type TLS struct {
+	Port  int // published HTTPS port, also the listen port inside
+	Hosts []string
+	// Redirect sends plain HTTP to HTTPS once Cert is set.
+	Redirect bool
+	// ACME answers HTTP-01 challenges on the plain port from the webroot
+	// the daemon writes (ConfigDir/TLSWebroot).
+	ACME bool
+	// Cert is the id of the certificate in the store (ConfigDir/TLSDir);
+	// "" while none is there yet (ACME before its first issuance): nginx
+	// then serves plain HTTP and answers the challenges only.
+	Cert string
+}
+
+// Where, under ConfigDir, the certificate store and the ACME webroot live:
+// inside nginx's configuration mount, so that a new certificate or a
+// challenge answer is seen by the running nginx without a new container.
+const (
+	TLSDir     = "tls"
+	TLSWebroot = "acme"
+)
 
 // Options are decisions the daemon recorded that refine the manifest.
 type Options struct {
@@ -149,6 +175,9 @@ type Options struct {
 	// force (services.canary.steps). It only changes nginx's split, never
 	// a container: weights are not in any container's hash.
 	CanaryWeight int
+	// TLSCert is the id of the certificate nginx.tls serves, from the
+	// daemon's certificate store ("" while there is none).
+	TLSCert string
 	// Traffic is the operator's hold on traffic in force.
 	Traffic Traffic
 }
@@ -187,15 +216,30 @@ func FromManifest(m *manifest.Manifest, o Options) Stack {
 		Port:  m.Nginx.Port,
 		Bind:  canonicalAddr(m.Nginx.Bind),
 	}
+	if t := m.Nginx.TLS; t != nil {
+		s.Nginx.TLS = &TLS{
+			Port:     t.Port,
+			Hosts:    append([]string(nil), t.Hosts...),
+			Redirect: t.RedirectHTTP,
+			ACME:     t.ACME != nil,
+			Cert:     o.TLSCert,
+		}
+	}
 	// A published address is fixed when the container is created, so a
 	// bind change must replace nginx: it is in the hash. At the default it
 	// is left out, so that the hash, and the running nginx, of a stack from
-	// before nginx.bind existed stay the same.
+	// before nginx.bind existed stay the same. So is the HTTPS port, the
+	// other published port; the certificate is not: a new one is loaded by
+	// a reload.
 	spec := struct {
-		Image string
-		Port  int
-		Bind  string `json:",omitempty"`
-	}{s.Nginx.Image, s.Nginx.Port, s.Nginx.Bind}
+		Image   string
+		Port    int
+		Bind    string `json:",omitempty"`
+		TLSPort int    `json:",omitempty"`
+	}{Image: s.Nginx.Image, Port: s.Nginx.Port, Bind: s.Nginx.Bind}
+	if s.Nginx.TLS != nil {
+		spec.TLSPort = s.Nginx.TLS.Port
+	}
 	if spec.Bind == manifest.DefaultNginxBind {
 		spec.Bind = ""
 	}

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -261,5 +262,72 @@ func TestAnalysisThresholds(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("metrics missing: %v", want)
+	}
+}
+
+// TestRefusedAnyCase: the HTTPRoute's regular expression refuses exactly
+// what the nginx front door refuses (manifest.IsRefusedPath), in any
+// letter case, whether an implementation matches it against part of the
+// path or all of it.
+func TestRefusedAnyCase(t *testing.T) {
+	prefixes := manifest.RefusedPrefixes([]string{"/debug/", "/internal/", "/admin"})
+	re := regexp.MustCompile(RefusedPathRegex(prefixes))
+	for _, p := range []string{
+		"/", "/chaos", "/CHAOS", "/Chaos/x", "/chaosmonkey", "/x/chaos", "/chao",
+		"/swiftdeploy", "/SwiftDeploy/config", "/swiftdeployer",
+		"/debug", "/DEBUG/", "/debug/pprof", "/debugger",
+		"/internal", "/Internal/x", "/internals", "/admin", "/ADMINISTRATOR", "/metrics",
+	} {
+		_, want := manifest.IsRefusedPath(prefixes, p)
+		if got := re.MatchString(p); got != want {
+			t.Errorf("%s: HTTPRoute regex refuses = %v, nginx's rule = %v", p, got, want)
+		}
+	}
+}
+
+// TestCanaryMatchRule: services.canary.match is a header match sending
+// matching requests to the canary alone, outside the weighted split.
+func TestCanaryMatchRule(t *testing.T) {
+	for _, c := range []struct {
+		match, name, value string
+	}{
+		{"{header: X-Canary, value: always}", "X-Canary", "always"},
+		{"{cookie: beta, value: \"yes\"}", "Cookie", `(^|.*;\s*)beta=yes(;.*|$)`},
+	} {
+		_, _, route := render(t, parse(t, withServices("  canary: {image: \"app:2\", weight: 0, match: "+c.match+"}")))
+		var rule *gatewayv1.HTTPRouteRule
+		for i, r := range route.Spec.Rules {
+			if r.Name != nil && *r.Name == MatchRule {
+				rule = &route.Spec.Rules[i]
+			}
+		}
+		if rule == nil {
+			t.Fatalf("%s: no %s rule", c.match, MatchRule)
+		}
+		h := rule.Matches[0].Headers[0]
+		if string(h.Name) != c.name || h.Value != c.value || len(rule.BackendRefs) != 1 || !strings.HasSuffix(string(rule.BackendRefs[0].Name), "-canary") {
+			t.Errorf("%s: rule %+v, want header %s = %s to the canary", c.match, rule, c.name, c.value)
+		}
+	}
+}
+
+// TestNetworkPolicy: only pods of the project's own namespace reach the
+// app's pods (its one port serves /chaos and the metrics path).
+func TestNetworkPolicy(t *testing.T) {
+	m := parse(t, withServices(""))
+	np, err := NetworkPolicy(m, Options{Namespace: "apps"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := np.Spec.PodSelector.MatchLabels
+	if np.Namespace != "apps" || sel[LabelProject] != m.Project || sel[LabelRole] != "app" {
+		t.Errorf("policy %s/%s selects %v, want the project's app pods in apps", np.Namespace, np.Name, sel)
+	}
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 1 {
+		t.Fatalf("ingress %+v, want one rule with one peer", np.Spec.Ingress)
+	}
+	peer := np.Spec.Ingress[0].From[0]
+	if peer.NamespaceSelector != nil || peer.IPBlock != nil || peer.PodSelector == nil || len(peer.PodSelector.MatchLabels)+len(peer.PodSelector.MatchExpressions) != 0 {
+		t.Errorf("peer %+v, want every pod of the policy's namespace and nothing else", peer)
 	}
 }

@@ -14,6 +14,7 @@ package kubernetes
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -276,9 +277,12 @@ func backendRef(service string, port int, weight int32) gatewayv1.HTTPBackendRef
 // httpRoute is the front door: every path goes to the tracks by weight,
 // except the paths the Docker target's nginx refuses. Each of those gets a
 // rule without backends, which the Gateway API requires implementations
-// to answer with a 500. Gateway API path prefixes match whole path
-// segments and letter case (nginx matches neither way): see
-// docs/kubernetes.md.
+// to answer with a 500: one rule with the exact prefixes (core support,
+// matching whole segments and letter case) and one with a case-insensitive
+// regular expression (implementation-specific support; /CHAOS, /Debug/).
+// services.canary.match becomes a rule with a header match that sends
+// matching requests to the canary alone. See docs/kubernetes.md for what
+// differs from nginx (matching, stickiness).
 func httpRoute(s stack.Stack, o Options, refs []gatewayv1.HTTPBackendRef) *gatewayv1.HTTPRoute {
 	project := s.Project
 	r := &gatewayv1.HTTPRoute{
@@ -288,8 +292,9 @@ func httpRoute(s stack.Stack, o Options, refs []gatewayv1.HTTPBackendRef) *gatew
 	if o.Gateway != "" {
 		r.Spec.ParentRefs = []gatewayv1.ParentReference{{Name: gatewayv1.ObjectName(o.Gateway)}}
 	}
+	prefixes := manifest.RefusedPrefixes(s.FrontDoor.Refused)
 	var refused []gatewayv1.HTTPRouteMatch
-	for _, p := range manifest.RefusedPrefixes(s.FrontDoor.Refused) {
+	for _, p := range prefixes {
 		refused = append(refused, gatewayv1.HTTPRouteMatch{Path: &gatewayv1.HTTPPathMatch{
 			Type:  ptr(gatewayv1.PathMatchPathPrefix),
 			Value: ptr(strings.TrimSuffix(p, "/")),
@@ -297,13 +302,55 @@ func httpRoute(s stack.Stack, o Options, refs []gatewayv1.HTTPBackendRef) *gatew
 	}
 	r.Spec.Rules = []gatewayv1.HTTPRouteRule{
 		{Name: ptr(gatewayv1.SectionName("refused")), Matches: refused},
-		{
-			Name:        ptr(gatewayv1.SectionName("app")),
-			Matches:     []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr(gatewayv1.PathMatchPathPrefix), Value: ptr("/")}}},
-			BackendRefs: refs,
-		},
+		{Name: ptr(gatewayv1.SectionName("refused-any-case")), Matches: []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{
+			Type:  ptr(gatewayv1.PathMatchRegularExpression),
+			Value: ptr(RefusedPathRegex(prefixes)),
+		}}}},
 	}
+	if m := s.FrontDoor.Match; m != nil && len(s.Canary) > 0 {
+		header := gatewayv1.HTTPHeaderMatch{Type: ptr(gatewayv1.HeaderMatchExact), Name: gatewayv1.HTTPHeaderName(m.Header), Value: m.Value}
+		if m.Cookie != "" {
+			// The Gateway API has no cookie match: the Cookie header, by a
+			// regular expression (implementation-specific support).
+			header = gatewayv1.HTTPHeaderMatch{Type: ptr(gatewayv1.HeaderMatchRegularExpression), Name: "Cookie",
+				Value: `(^|.*;\s*)` + regexp.QuoteMeta(m.Cookie+"="+m.Value) + `(;.*|$)`}
+		}
+		r.Spec.Rules = append(r.Spec.Rules, gatewayv1.HTTPRouteRule{
+			Name: ptr(gatewayv1.SectionName(MatchRule)),
+			Matches: []gatewayv1.HTTPRouteMatch{{
+				Path:    &gatewayv1.HTTPPathMatch{Type: ptr(gatewayv1.PathMatchPathPrefix), Value: ptr("/")},
+				Headers: []gatewayv1.HTTPHeaderMatch{header},
+			}},
+			BackendRefs: []gatewayv1.HTTPBackendRef{backendRef(trackName(project, stack.TrackCanary), s.Canary[0].Port, 1)},
+		})
+	}
+	r.Spec.Rules = append(r.Spec.Rules, gatewayv1.HTTPRouteRule{
+		Name:        ptr(gatewayv1.SectionName("app")),
+		Matches:     []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr(gatewayv1.PathMatchPathPrefix), Value: ptr("/")}}},
+		BackendRefs: refs,
+	})
 	return r
+}
+
+// MatchRule names the HTTPRoute rule of services.canary.match; its
+// backend is not part of the weighted split.
+const MatchRule = "canary-match"
+
+// RefusedPathRegex matches, in any letter case, every path one of the
+// prefixes refuses (manifest.IsRefusedPath), as a whole-path expression:
+// anchored, so implementations that match a part and those that match the
+// whole path agree.
+func RefusedPathRegex(prefixes []string) string {
+	alts := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		p = strings.ToLower(strings.TrimPrefix(p, "/"))
+		if segment, ok := strings.CutSuffix(p, "/"); ok {
+			alts[i] = regexp.QuoteMeta(segment) + "(/.*)?"
+		} else {
+			alts[i] = regexp.QuoteMeta(p) + ".*"
+		}
+	}
+	return "^(?i:/(" + strings.Join(alts, "|") + "))$"
 }
 
 func ptr[T any](v T) *T { return &v }

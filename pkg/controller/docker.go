@@ -1,0 +1,194 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
+)
+
+// dockerTarget is the Docker host: app containers behind one nginx, whose
+// loaded configuration is the route (its revision is what serves).
+type dockerTarget struct{ d *Daemon }
+
+// dockerChange is a plan of the reconciler.
+type dockerChange struct {
+	m       *manifest.Manifest
+	desired reconciler.Desired
+	obs     reconciler.Observed
+	plan    reconciler.Plan
+}
+
+func (c *dockerChange) Revision() string { return c.desired.Revision }
+func (c *dockerChange) Blocked() string  { return c.plan.Blocked }
+func (c *dockerChange) Gated() bool      { return c.plan.Gated() }
+func (c *dockerChange) Empty() bool      { return c.plan.Empty() }
+func (c *dockerChange) Lines() []string {
+	out := make([]string, 0, len(c.plan.Ops))
+	for _, op := range c.plan.Ops {
+		out = append(out, op.String())
+	}
+	return out
+}
+
+func (c *dockerChange) Serving() Serving { return dockerServing(c.obs, c.desired) }
+
+func (t dockerTarget) Name() string { return "docker" }
+
+// Heal restores the applied record's containers and nginx config.
+func (t dockerTarget) Heal(ctx context.Context, ch Change, progress reconciler.Progress) {
+	c := ch.(*dockerChange)
+	t.d.healWhileDenied(ctx, c.desired, c.obs, progress)
+}
+
+// Rolled: the reconciler's apply waits for health and for nginx to load
+// the revision, so what it applied has rolled out when it returns.
+func (t dockerTarget) Rolled(context.Context, *manifest.Manifest, State) (RolloutStatus, error) {
+	return RolloutStatus{Done: true}, nil
+}
+
+func (t dockerTarget) Await() (poll, deadline time.Duration) {
+	return time.Second, t.d.cfg.HealthTimeout
+}
+
+func (t dockerTarget) Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error) {
+	desired, err := desiredFor(m, s)
+	if err != nil {
+		return nil, err
+	}
+	end := trace.Begin(ctx, "observe", "")
+	obs, err := t.d.rec.Observe(ctx, desired)
+	end()
+	if err != nil {
+		t.d.setEngineErr(err)
+		return nil, err
+	}
+	end = trace.Begin(ctx, "plan", "")
+	plan := reconciler.Compute(desired, obs)
+	end(fmt.Sprintf("%d ops", len(plan.Ops)))
+	return &dockerChange{m: m, desired: desired, obs: obs, plan: plan}, nil
+}
+
+// Apply runs the reconciler's plan; it always waits for health (h.Wait is
+// what it does anyway) and calls h.Served when nginx loads the revision.
+func (t dockerTarget) Apply(ctx context.Context, ch Change, h Hooks) ([]string, error) {
+	c := ch.(*dockerChange)
+	gate := func(ctx context.Context, _ reconciler.Plan) reconciler.Decision { return h.Gate(ctx) }
+	err := t.d.rec.ApplyServed(ctx, c.desired, c.plan, gate, h.Served, h.Progress)
+	if err == nil {
+		if werr := t.d.writeArtifacts(c.desired); werr != nil {
+			t.d.log.Error("write generated files", zap.Error(werr))
+		}
+	}
+	return c.Lines(), err
+}
+
+// Serves: nginx has loaded the change's configuration revision.
+func (t dockerTarget) Serves(ctx context.Context, ch Change) (Verdict, Serving, error) {
+	c := ch.(*dockerChange)
+	after, err := t.d.rec.Observe(ctx, c.desired)
+	if err != nil {
+		t.d.setEngineErr(err)
+		return ServesUnknown, Serving{}, err
+	}
+	sv := dockerServing(after, c.desired)
+	switch {
+	case after.Loaded != nil && after.Loaded.Revision == c.desired.Revision:
+		return ServesYes, sv, nil
+	case after.Loaded == nil && after.LoadedErr != "":
+		return ServesUnknown, sv, nil
+	}
+	return ServesNo, sv, nil
+}
+
+func (t dockerTarget) Serving(ctx context.Context, m *manifest.Manifest) (Serving, error) {
+	cur, err := t.d.desired(m)
+	if err != nil {
+		return Serving{}, err
+	}
+	obs, err := t.d.rec.Observe(ctx, cur)
+	if err != nil {
+		t.d.setEngineErr(err)
+		return Serving{}, err
+	}
+	return dockerServing(obs, cur), nil
+}
+
+// dockerServing reads the route from the configuration nginx has loaded.
+func dockerServing(obs reconciler.Observed, cur reconciler.Desired) Serving {
+	s := Serving{Mode: servingMode(obs), CanaryRunning: len(cur.Stack.Canary) > 0}
+	if s.Mode == stack.TrackCanary {
+		s.CanaryImage, s.CanaryWeight = imageOf(obs, obs.Loaded.Canary), obs.Loaded.Weight
+	}
+	if c, ok := servingCanary(obs); ok {
+		s.CanaryImage, s.CanaryRevision, s.CanaryLive = c.Image, c.Hash, true
+	}
+	if obs.Loaded != nil {
+		s.StableImage = imageOf(obs, obs.Loaded.Stable)
+		s.Traffic = obs.Loaded.Traffic
+	}
+	return s
+}
+
+func (t dockerTarget) Decide(ctx context.Context, ch Change) policy.Decision {
+	return t.d.infraDecision(ctx, ch.(*dockerChange).m)
+}
+
+func (t dockerTarget) Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, statsView) {
+	return t.d.judge(ctx, m, revision)
+}
+
+func (t dockerTarget) Watch(ctx context.Context, _ func()) { t.d.watchEngine(ctx) }
+
+// Teardown plans the removal of every container and the owned network of
+// m's project: nginx first so that no request reaches an app container
+// being removed, then the apps, then anything else labelled with the
+// project, then the network.
+func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Removal, error) {
+	eng := t.d.eng
+	cs, err := eng.ListContainers(ctx, m.Project, m.Network.Name)
+	if err != nil {
+		return nil, err
+	}
+	var plan []Removal
+	for _, role := range []string{stack.RoleNginx, stack.RoleApp, ""} {
+		op := "remove-" + role
+		if role == "" {
+			op = "remove-other"
+		}
+		for _, c := range cs {
+			known := c.Role == stack.RoleNginx || c.Role == stack.RoleApp
+			if (role == "" && known) || (role != "" && c.Role != role) {
+				continue // each container is removed in exactly one pass
+			}
+			id := c.ID
+			r := Removal{Op: op, Target: c.Name, Event: journal.EventContainerRemoved,
+				run: func(ctx context.Context) error { return eng.Remove(ctx, id, 10*time.Second) }}
+			if role == stack.RoleNginx {
+				r.After = failpoint.DownRemoved
+			}
+			plan = append(plan, r)
+		}
+	}
+	n, err := eng.FindNetwork(ctx, m.Network.Name, m.Project)
+	if err != nil {
+		return plan, err
+	}
+	if n != nil && n.Owned {
+		id := n.ID
+		plan = append(plan, Removal{Op: "remove-network", Target: n.Name, Event: journal.EventNetworkRemoved,
+			run: func(ctx context.Context) error { return eng.RemoveNetwork(ctx, id) }})
+	}
+	return plan, nil
+}
+
+func (t dockerTarget) Forget() error { return t.d.rec.ForgetApplied() }

@@ -1,0 +1,602 @@
+package controller
+
+// The Kubernetes target (swiftdeployd --target kubernetes): the same
+// control loop, journal, policies, state and control socket as on Docker,
+// converging a namespace by server-side apply instead of containers and
+// nginx. pkg/kubetarget plans; this file runs the plans; kube_status.go
+// reports what the API says; kube_rollout.go makes promotion and
+// rollback transactions.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
+
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
+	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// KubeConfig selects the Kubernetes target.
+type KubeConfig struct {
+	// Kubeconfig is the file with the API server, its CA and the
+	// daemon's credentials.
+	Kubeconfig string
+	// Namespace the project lives in (it must exist).
+	Namespace string
+	// Gateway, when set, is the Gateway the HTTPRoute attaches to.
+	Gateway string
+	// ProgressDeadline is each Deployment's progressDeadlineSeconds
+	// (default kubetarget.DefaultProgressDeadline): a rollout without
+	// progress for that long is reported failed, and a promotion that
+	// does not roll out within it is aborted.
+	ProgressDeadline time.Duration
+	// Poll is how often a transaction or a deploy looks at a rollout in
+	// progress (default 250ms).
+	Poll time.Duration
+}
+
+// eventDriftReverted journals an apply that took back fields someone else
+// changed on an object swiftdeploy applied.
+const eventDriftReverted = "drift_reverted"
+
+// kubeTarget is the Kubernetes target: Deployments per track behind an
+// HTTPRoute whose weights are the route.
+type kubeTarget struct {
+	d      *Daemon
+	cfg    KubeConfig
+	api    kubeAPI
+	server string // the API server's address, for the journal
+
+	mu       sync.Mutex
+	planKey  string // what lastPlan was computed for (plan)
+	lastPlan kubetarget.Plan
+}
+
+func newKubeTarget(cfg KubeConfig) (*kubeTarget, error) {
+	if cfg.Namespace == "" {
+		return nil, errors.New("--namespace is required with --target kubernetes")
+	}
+	if cfg.Kubeconfig == "" {
+		return nil, errors.New("--kubeconfig is required with --target kubernetes")
+	}
+	c, err := kube.FromKubeconfig(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ProgressDeadline <= 0 {
+		cfg.ProgressDeadline = kubetarget.DefaultProgressDeadline
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 250 * time.Millisecond
+	}
+	return &kubeTarget{cfg: cfg, api: c, server: c.Server}, nil
+}
+
+// watchKube watches what the daemon owns (Deployments, Services,
+// HTTPRoutes with the project's swiftdeploy labels) and enqueues a
+// reconcile after a burst of events settles: a deleted canary Service or
+// an edited image is reverted, a rollout's progress is noticed.
+func (t *kubeTarget) Watch(ctx context.Context, kick func()) {
+	d := t.d
+	events := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	for _, r := range []kube.Resource{kube.Deployments, kube.Services, kube.HTTPRoutes} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			backoff := 250 * time.Millisecond
+			for ctx.Err() == nil {
+				project := d.project()
+				if project == "" {
+					sleepCtx(ctx, backoff)
+					continue
+				}
+				err := t.api.Watch(ctx, r, t.cfg.Namespace, kubetarget.Selector(project), "", func(ev kube.WatchEvent) error {
+					if ev.Type != "BOOKMARK" {
+						select {
+						case events <- struct{}{}:
+						default:
+						}
+					}
+					backoff = 250 * time.Millisecond
+					return nil
+				})
+				if ctx.Err() != nil {
+					return
+				}
+				if err != nil {
+					d.log.Warn("kubernetes watch ended", zap.String("resource", r.Plural), zap.Error(err))
+					sleepCtx(ctx, backoff)
+					backoff = min(2*backoff, 5*time.Second)
+				}
+				// A watch that ends (the server's timeout) restarts; its
+				// first events list what exists, and enqueue a reconcile:
+				// whatever was missed meanwhile is caught up.
+			}
+		}()
+	}
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-events:
+			if debounce == nil {
+				debounce = time.After(d.cfg.Debounce)
+			}
+		case <-debounce:
+			debounce = nil
+			kick()
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// kubeAPI is what the target needs of the API server (pkg/kube's client;
+// tests use a fake).
+type kubeAPI interface {
+	kubetarget.API
+	Watch(ctx context.Context, r kube.Resource, ns, selector, rv string, fn func(kube.WatchEvent) error) error
+}
+
+// kubeChange is a plan of pkg/kubetarget.
+type kubeChange struct {
+	m       *manifest.Manifest
+	desired kubetarget.Desired
+	obs     kubetarget.Observed
+	plan    kubetarget.Plan
+	rev     string
+}
+
+func (c *kubeChange) Revision() string { return c.rev }
+func (c *kubeChange) Blocked() string  { return "" }
+func (c *kubeChange) Gated() bool      { return c.plan.Gated() }
+func (c *kubeChange) Empty() bool      { return c.plan.Empty() }
+func (c *kubeChange) Lines() []string  { return c.plan.Lines() }
+func (c *kubeChange) Serving() Serving { return kubeServing(c.m.Project, c.obs) }
+
+func (t *kubeTarget) Name() string { return "kubernetes" }
+
+func (t *kubeTarget) desired(m *manifest.Manifest, s State) (kubetarget.Desired, error) {
+	return kubetarget.DesiredFor(m, s.options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline)
+}
+
+func (t *kubeTarget) observe(ctx context.Context, project string) (kubetarget.Observed, error) {
+	obs, err := kubetarget.Observe(ctx, t.api, t.cfg.Namespace, project)
+	t.d.setEngineErr(err)
+	return obs, err
+}
+
+func (t *kubeTarget) Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error) {
+	desired, err := t.desired(m, s)
+	if err != nil {
+		return nil, err
+	}
+	c := &kubeChange{m: m, desired: desired, rev: revisionOf(desired)}
+	return c, t.replan(ctx, c)
+}
+
+// replan observes and plans c again.
+func (t *kubeTarget) replan(ctx context.Context, c *kubeChange) error {
+	obs, err := t.observe(ctx, c.m.Project)
+	if err != nil {
+		return err
+	}
+	plan, err := t.plan(ctx, c.desired, c.rev, obs)
+	if err != nil {
+		return &planError{err}
+	}
+	c.obs, c.plan = obs, plan
+	return nil
+}
+
+// plan computes the plan from obs to desired. Computing asks the API
+// server for one dry-run apply per object; the plan is kept and reused
+// while neither what is desired (rev) nor any observed object (its
+// resourceVersion) changed, so status, diff and a converged resync cost
+// lists, not a dry run per object per call.
+func (t *kubeTarget) plan(ctx context.Context, desired kubetarget.Desired, rev string, obs kubetarget.Observed) (kubetarget.Plan, error) {
+	key := rev + "|" + observedKey(obs)
+	t.mu.Lock()
+	if key == t.planKey {
+		p := t.lastPlan
+		t.mu.Unlock()
+		return p, nil
+	}
+	t.mu.Unlock()
+	plan, err := kubetarget.Compute(ctx, t.api, desired, obs)
+	if err != nil {
+		return plan, err
+	}
+	plan = regate(plan, desired, obs)
+	t.mu.Lock()
+	t.planKey, t.lastPlan = key, plan
+	t.mu.Unlock()
+	return plan, nil
+}
+
+// observedKey names every observed object at its resourceVersion.
+func observedKey(obs kubetarget.Observed) string {
+	var parts []string
+	for n, o := range obs.Deployments {
+		parts = append(parts, "d/"+n+"@"+o.ResourceVersion)
+	}
+	for n, o := range obs.Services {
+		parts = append(parts, "s/"+n+"@"+o.ResourceVersion)
+	}
+	for n, o := range obs.Routes {
+		parts = append(parts, "r/"+n+"@"+o.ResourceVersion)
+	}
+	for _, p := range obs.Pods {
+		parts = append(parts, "p/"+p.Name+"@"+p.ResourceVersion)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// revisionOf identifies the desired objects (what serves once in force).
+func revisionOf(desired kubetarget.Desired) string {
+	h := sha256.New()
+	for _, o := range desired.Objects {
+		b, _ := k8srender.JSON(o)
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// regate sets which ops the cluster policy gates: those that add capacity
+// or traffic. Creating a Deployment, raising its replicas or rolling a
+// new image is gated; rolling a Deployment back to the image its Ready
+// pods run now (restoring what was serving, after an aborted promotion)
+// is not: the capacity is there, and the policy's "CPU insufficient" is
+// often why the rollout stalled. Raising the canary's weight on the route
+// is gated, as on Docker; lowering it is not.
+func regate(plan kubetarget.Plan, desired kubetarget.Desired, obs kubetarget.Observed) kubetarget.Plan {
+	want := map[string]k8srender.Object{}
+	for _, o := range desired.Objects {
+		want[kubetarget.RefOf(o).String()] = o
+	}
+	ops := make([]kubetarget.Op, len(plan.Ops))
+	for i, op := range plan.Ops {
+		if op.Kind == kubetarget.OpApply {
+			switch v := want[op.Ref.String()].(type) {
+			case *appsv1.Deployment:
+				op.Gated = !restores(v, obs)
+			case *gatewayv1.HTTPRoute:
+				op.Gated = raisesCanary(v, obs)
+			}
+		}
+		ops[i] = op
+	}
+	plan.Ops = ops
+	return plan
+}
+
+// restores: the live Deployment has at least as many replicas as wanted,
+// and as many Ready pods of its track run the wanted image.
+func restores(want *appsv1.Deployment, obs kubetarget.Observed) bool {
+	live, ok := obs.Deployments[want.Name]
+	if !ok || want.Spec.Replicas == nil || live.Spec.Replicas == nil || *want.Spec.Replicas > *live.Spec.Replicas {
+		return false
+	}
+	image, track := kubetarget.ImageOf(*want), want.Spec.Template.Labels[k8srender.LabelTrack]
+	ready := int32(0)
+	for _, p := range obs.Pods {
+		if p.Labels[k8srender.LabelTrack] == track && podImage(p) == image && podReady(p) {
+			ready++
+		}
+	}
+	return ready >= *want.Spec.Replicas
+}
+
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// raisesCanary: the route gives a backend other than stable's more weight
+// than the live route does.
+func raisesCanary(want *gatewayv1.HTTPRoute, obs kubetarget.Observed) bool {
+	live, ok := obs.Routes[want.Name]
+	var was map[string]int
+	if ok {
+		was = kubetarget.Weights(live)
+	}
+	for name, w := range kubetarget.Weights(*want) {
+		if !strings.HasSuffix(name, "-"+stack.TrackStable) && w > was[name] {
+			return true
+		}
+	}
+	return false
+}
+
+// Apply applies c's plan; with h.Wait it converges until c has rolled out,
+// calling h.Served the moment the route serves c (the commit point).
+func (t *kubeTarget) Apply(ctx context.Context, ch Change, h Hooks) ([]string, error) {
+	c := ch.(*kubeChange)
+	if !h.Wait {
+		return t.step(ctx, c, h)
+	}
+	deadline := time.Now().Add(t.cfg.ProgressDeadline + 10*time.Second)
+	var applied []string
+	said, served := "", false
+	for {
+		if !served && h.Served != nil && servesNow(c.desired, c.obs) {
+			h.Served()
+			served = true
+		}
+		done, why := kubetarget.Converged(c.desired, c.obs, c.plan)
+		if done {
+			return applied, nil
+		}
+		if f := progressFailed(c.desired, c.obs); f != "" {
+			return applied, errors.New(f)
+		}
+		if time.Now().After(deadline) {
+			return applied, fmt.Errorf("not rolled out within %s: %s", t.cfg.ProgressDeadline, why)
+		}
+		if !c.plan.Empty() {
+			lines, err := t.step(ctx, c, h)
+			applied = append(applied, lines...)
+			if err != nil {
+				return applied, err
+			}
+		} else {
+			if why != said && h.Progress != nil {
+				h.Progress("Waiting: " + why)
+				said = why
+			}
+			select {
+			case <-ctx.Done():
+				return applied, ctx.Err()
+			case <-time.After(t.cfg.Poll):
+			}
+		}
+		if err := t.replan(ctx, c); err != nil {
+			return applied, err
+		}
+	}
+}
+
+// step gates and applies c's plan once, op by op, and returns the ops that
+// ran: a drift revert is journaled only once its op has run.
+func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h Hooks) ([]string, error) {
+	if c.plan.Empty() {
+		return nil, nil
+	}
+	if c.plan.Gated() {
+		if dec := h.Gate(ctx); !dec.Allowed {
+			return nil, &reconciler.DeniedError{Reasons: dec.Reasons, Transient: dec.Transient, Codes: dec.Codes}
+		}
+	}
+	var ran []string
+	for _, op := range c.plan.Ops {
+		if err := kubetarget.Apply(ctx, t.api, kubetarget.Plan{Ops: []kubetarget.Op{op}}, h.Progress); err != nil {
+			return ran, err
+		}
+		ran = append(ran, op.String())
+		if op.Force {
+			t.d.event(eventDriftReverted, op.String(), "", map[string]any{"object": op.Ref.String()})
+		}
+	}
+	return ran, nil
+}
+
+// servesNow is the commit predicate on one observation: the live route
+// has the desired weights, and every Deployment it sends traffic to has
+// rolled out the desired image.
+func servesNow(desired kubetarget.Desired, obs kubetarget.Observed) bool {
+	deps := map[string]*appsv1.Deployment{}
+	var route *gatewayv1.HTTPRoute
+	for _, o := range desired.Objects {
+		switch v := o.(type) {
+		case *appsv1.Deployment:
+			deps[v.Name] = v
+		case *gatewayv1.HTTPRoute:
+			route = v
+		}
+	}
+	if route == nil {
+		return false
+	}
+	live, ok := obs.Routes[route.Name]
+	if !ok {
+		return false
+	}
+	want := kubetarget.Weights(*route)
+	if kubetarget.WeightsText(want) != kubetarget.WeightsText(kubetarget.Weights(live)) {
+		return false
+	}
+	for name, w := range want {
+		if w == 0 {
+			continue
+		}
+		dep, ok := obs.Deployments[name]
+		if !ok || deps[name] == nil || kubetarget.ImageOf(dep) != kubetarget.ImageOf(*deps[name]) {
+			return false
+		}
+		if done, _ := kubetarget.RolledOut(dep); !done {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *kubeTarget) Serves(ctx context.Context, ch Change) (Verdict, Serving, error) {
+	c := ch.(*kubeChange)
+	obs, err := t.observe(ctx, c.m.Project)
+	if err != nil {
+		return ServesUnknown, Serving{}, err
+	}
+	sv := kubeServing(c.m.Project, obs)
+	if servesNow(c.desired, obs) {
+		return ServesYes, sv, nil
+	}
+	return ServesNo, sv, nil
+}
+
+func (t *kubeTarget) Serving(ctx context.Context, m *manifest.Manifest) (Serving, error) {
+	obs, err := t.observe(ctx, m.Project)
+	if err != nil {
+		return Serving{}, err
+	}
+	return kubeServing(m.Project, obs), nil
+}
+
+// kubeServing reads the mode from the live route's weights and the images
+// from the live Deployments.
+func kubeServing(project string, obs kubetarget.Observed) Serving {
+	r, ok := obs.Routes[project]
+	if !ok {
+		return Serving{}
+	}
+	w := kubetarget.Weights(r)
+	stableName, canaryName := project+"-"+stack.TrackStable, project+"-"+stack.TrackCanary
+	s := Serving{Mode: stack.TrackStable}
+	if dep, ok := obs.Deployments[stableName]; ok {
+		s.StableImage = kubetarget.ImageOf(dep)
+	}
+	dep, ok := obs.Deployments[canaryName]
+	s.CanaryRunning = ok
+	if ok && w[canaryName] > 0 {
+		s.Mode = stack.TrackCanary
+		s.CanaryImage = kubetarget.ImageOf(dep)
+		s.CanaryWeight = w[canaryName]
+		s.CanaryLive, _ = kubetarget.RolledOut(dep)
+	}
+	return s
+}
+
+// Rolled looks at the rollout of m under s without a dry run: every
+// desired Deployment rolled out with its image, the route's weights in
+// force, or the reason it is not yet.
+func (t *kubeTarget) Rolled(ctx context.Context, m *manifest.Manifest, s State) (RolloutStatus, error) {
+	desired, err := t.desired(m, s)
+	if err != nil {
+		return RolloutStatus{}, err
+	}
+	obs, err := t.observe(ctx, m.Project)
+	if err != nil {
+		return RolloutStatus{}, err
+	}
+	if f := progressFailed(desired, obs); f != "" {
+		return RolloutStatus{Failed: f}, nil
+	}
+	for _, o := range desired.Objects {
+		if v, ok := o.(*appsv1.Deployment); ok {
+			live, ok := obs.Deployments[v.Name]
+			if !ok {
+				return RolloutStatus{Waiting: "Deployment " + v.Name + " missing"}, nil
+			}
+			if kubetarget.ImageOf(live) != kubetarget.ImageOf(*v) {
+				return RolloutStatus{Waiting: "Deployment " + v.Name + " not yet at " + kubetarget.ImageOf(*v)}, nil
+			}
+			if done, why := kubetarget.RolledOut(live); !done {
+				return RolloutStatus{Waiting: "Deployment " + v.Name + ": " + why}, nil
+			}
+		}
+	}
+	if !servesNow(desired, obs) {
+		return RolloutStatus{Waiting: "the route does not serve the desired weights yet"}, nil
+	}
+	return RolloutStatus{Done: true}, nil
+}
+
+func (t *kubeTarget) Await() (poll, deadline time.Duration) {
+	return t.cfg.Poll, t.cfg.ProgressDeadline + 10*time.Second
+}
+
+// progressFailed names a desired Deployment whose rollout exceeded its
+// progress deadline.
+func progressFailed(desired kubetarget.Desired, obs kubetarget.Observed) string {
+	for _, obj := range desired.Objects {
+		if live, ok := obs.Deployments[obj.GetName()]; ok {
+			if f := kubetarget.ProgressFailed(live); f != "" {
+				return "Deployment " + live.Name + ": " + f + "; the previous pods keep serving"
+			}
+		}
+	}
+	return ""
+}
+
+// Decide is the cluster policy on the cluster's facts.
+func (t *kubeTarget) Decide(ctx context.Context, ch Change) policy.Decision {
+	return t.d.policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, ch.(*kubeChange).desired))
+}
+
+// Judge is canary safety from Prometheus's figures of the canary's
+// current pods (the revision is the pod-template hash it finds).
+func (t *kubeTarget) Judge(ctx context.Context, m *manifest.Manifest, _ string) (policy.Decision, statsView) {
+	obs, err := t.observe(ctx, m.Project)
+	if err != nil {
+		return policy.Decision{Reasons: []string{err.Error()}}, statsView{Outcome: metrics.MissingData, NoProxy: true}
+	}
+	dec, ts := t.canaryDecision(ctx, m, obs)
+	v := statsView{Outcome: metrics.Outcome(ts.api.Outcome), NoProxy: true, Requests: ts.api.Requests,
+		ErrorRate: ts.api.ErrorRate, P99Ms: ts.api.P99Ms, ReqPerSec: ts.api.ReqPerSec}
+	return dec, v
+}
+
+func (t *kubeTarget) Forget() error { return nil }
+
+// Heal: the cluster's own controllers restore crashed pods; a denied
+// change leaves the live objects as they are.
+func (t *kubeTarget) Heal(context.Context, Change, reconciler.Progress) {}
+
+// Teardown plans the deletion of every object the project owns: the
+// route first, so that nothing is sent to a Service being deleted.
+func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Removal, error) {
+	obs, err := t.observe(ctx, m.Project)
+	if err != nil {
+		return nil, err
+	}
+	var refs []kube.Ref
+	ns := t.cfg.Namespace
+	for n := range obs.Routes {
+		refs = append(refs, kube.Ref{Resource: kube.HTTPRoutes, Namespace: ns, Name: n})
+	}
+	for n := range obs.Services {
+		refs = append(refs, kube.Ref{Resource: kube.Services, Namespace: ns, Name: n})
+	}
+	for n := range obs.Deployments {
+		refs = append(refs, kube.Ref{Resource: kube.Deployments, Namespace: ns, Name: n})
+	}
+	plan := make([]Removal, 0, len(refs))
+	for _, ref := range refs {
+		ref := ref
+		plan = append(plan, Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
+			run: func(ctx context.Context) error { return t.api.Delete(ctx, ref) }})
+	}
+	return plan, nil
+}

@@ -1,0 +1,149 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// Target is one platform the controller converges: the Docker host
+// (containers behind nginx, docker.go) or a Kubernetes namespace
+// (Deployments behind an HTTPRoute, kubernetes.go). The control plane
+// (the loop, the transactions, the analysis walk) is written once over it;
+// a target only observes, plans, applies, says what serves now (the commit
+// predicate) and removes everything.
+type Target interface {
+	// Name is "docker" or "kubernetes", for logs.
+	Name() string
+	// Change is what would run for m under the recorded decisions s, and
+	// the plan from what runs now to it. It changes nothing.
+	Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error)
+	// Apply runs ch's plan. h.Gate runs before the first operation that
+	// adds capacity or traffic (never before one that restores what was
+	// serving); h.Served runs once, the moment the route serves ch's
+	// revision. With h.Wait it converges until ch has rolled out (or its
+	// progress deadline passed); without, it applies what can be applied
+	// now. It returns the operations that ran, even on error.
+	Apply(ctx context.Context, ch Change, h Hooks) ([]string, error)
+	// Serves is the commit predicate: does the route in force serve ch's
+	// revision? Unknown when the route cannot be read. It also returns
+	// what serves now.
+	Serves(ctx context.Context, ch Change) (Verdict, Serving, error)
+	// Serving is what the route in force sends traffic to now.
+	Serving(ctx context.Context, m *manifest.Manifest) (Serving, error)
+	// Decide is the infrastructure (Docker) or cluster (Kubernetes)
+	// policy on the target's facts for ch, evaluated fresh.
+	Decide(ctx context.Context, ch Change) policy.Decision
+	// Judge is canary safety on the figures of the canary revision, from
+	// the app's and nginx's windows (Docker) or Prometheus (Kubernetes).
+	Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, statsView)
+	// Teardown is the plan that removes everything the project owns, the
+	// route first, in the order it runs. It changes nothing: down runs it
+	// operation by operation, journaling each as it runs, and diff shows
+	// it (`swiftctl diff --down`, or while a down is unfinished).
+	Teardown(ctx context.Context, m *manifest.Manifest) ([]Removal, error)
+	// Forget drops what the target tracks of what it applied (Docker's
+	// applied record, a Kubernetes rollout awaited): after down, nothing
+	// is restored and no outcome is journaled for what was removed.
+	Forget() error
+	// Heal restores what was applied while ch is denied (a crashed replica
+	// must not stay down because a change waits); never gated.
+	Heal(ctx context.Context, ch Change, progress reconciler.Progress)
+	// Rolled is the rollout of what m under s asks for: done, failed (its
+	// progress deadline passed), or still rolling and why.
+	Rolled(ctx context.Context, m *manifest.Manifest, s State) (RolloutStatus, error)
+	// Await is how often, and how long at most, a deploy looks at its
+	// rollout.
+	Await() (poll, deadline time.Duration)
+	// Report fills the target's part of status from a fresh look: what
+	// runs, what serves, what is pending, the live figures and policies.
+	Report(ctx context.Context, m *manifest.Manifest, s State, out *api.Status)
+	// Check is the target's part of validate: it changes nothing.
+	Check(ctx context.Context, m *manifest.Manifest, s State) []api.Check
+	// Watch runs until ctx ends, calling kick (a coalesced hint that
+	// carries no state) when something the project owns changed.
+	Watch(ctx context.Context, kick func())
+}
+
+// Change is a computed plan: the revision it serves and its operations.
+type Change interface {
+	// Revision identifies what serves once the change is in force (the
+	// nginx configuration's revision; the route's and Deployments' spec).
+	Revision() string
+	// Blocked, when not empty, says why the change cannot be applied.
+	Blocked() string
+	Gated() bool
+	Empty() bool
+	Lines() []string
+	// Serving is what served when the change was computed.
+	Serving() Serving
+}
+
+// RolloutStatus is one look at a rollout (three outcomes, as Flagger's
+// readiness: done, failed, or waiting for a reason).
+type RolloutStatus struct {
+	Done    bool
+	Failed  string
+	Waiting string
+}
+
+// Hooks are the controller's part in an apply.
+type Hooks struct {
+	Gate     func(ctx context.Context) reconciler.Decision
+	Served   func()
+	Progress reconciler.Progress
+	// Wait: converge until the change has rolled out.
+	Wait bool
+	// Deploy: a reconcile of the manifest (not a transaction), whose
+	// rollout outcome the target reports once it is observed.
+	Deploy bool
+}
+
+// Verdict is the commit predicate's answer.
+type Verdict int
+
+const (
+	ServesNo Verdict = iota
+	ServesYes
+	ServesUnknown
+)
+
+// Serving is what the route in force sends traffic to.
+type Serving struct {
+	// Mode is stable or canary; "" when nothing serves (or it cannot be
+	// read).
+	Mode           string
+	StableImage    string
+	CanaryImage    string
+	CanaryRevision string // the canary's revision id (its config hash)
+	CanaryWeight   int
+	// CanaryLive: the route sends traffic to a canary that runs (rolled
+	// out): one that can be promoted.
+	CanaryLive bool
+	// CanaryRunning: a canary workload exists, routed or not.
+	CanaryRunning bool
+	// Traffic is the operator's hold on traffic the route applies
+	// (swiftctl traffic; Docker only).
+	Traffic stack.Traffic
+}
+
+// Removal is one operation of a teardown plan.
+type Removal struct {
+	Op     string // e.g. remove-nginx, remove-app, remove-network, delete
+	Target string // the container, network or object it removes
+	// Event is what the journal records once it ran (container_removed,
+	// network_removed, object_deleted).
+	Event string
+	// After is the failpoint hit once it ran, if any (the crash suite's
+	// down/removed: nginx gone, apps still there).
+	After string
+	run   func(ctx context.Context) error
+}
+
+func (r Removal) String() string { return fmt.Sprintf("%-14s %s", r.Op, r.Target) }
