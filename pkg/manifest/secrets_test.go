@@ -49,3 +49,19 @@ func TestProblemsNeverQuoteSecrets(t *testing.T) {
 		t.Errorf("invalid UTF-8: %v, want a problem naming services.env.TOKEN without the value", err)
 	}
 }
+
+func TestAllowPrivateParses(t *testing.T) {
+	m, err := Parse([]byte(validBase+"notify:\n  - url: https://hooks.example.com/x\n    allow_private: false\n  - url: https://hooks.example.com/y\n"), "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m.Notify[0].AllowPrivate; p == nil || *p {
+		t.Errorf("notify[0].allow_private = %v, want false", p)
+	}
+	if m.Notify[1].AllowPrivate != nil {
+		t.Errorf("notify[1].allow_private = %v, want absent", *m.Notify[1].AllowPrivate)
+	}
+	if _, err := Parse([]byte(validBase+"notify:\n  - url: https://hooks.example.com/x\n    allow_private: nope\n"), "p"); err == nil || !strings.Contains(err.Error(), "notify[0].allow_private") {
+		t.Errorf("allow_private: nope: %v, want a problem naming the field", err)
+	}
+}
