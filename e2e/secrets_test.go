@@ -66,7 +66,7 @@ var secretSources = []secretSource{
 // secretHolders are the files allowed to hold secrets, beside the user's
 // manifest: they must be 0600.
 var secretHolders = map[string]bool{
-	"docker-compose.yml":         true, // the stack's env, for `docker compose`
+	"docker-compose.yml":        true, // the stack's env, for `docker compose`
 	".swiftdeploy/applied.json": true, // the applied stack, for heals
 }
 
