@@ -161,6 +161,7 @@ var resources = map[string]struct{ prefix, plural string }{
 	"HTTPRoute":          {"/apis/gateway.networking.k8s.io/v1", "httproutes"},
 	"Rollout":            {"/apis/argoproj.io/v1alpha1", "rollouts"},
 	"AnalysisTemplate":   {"/apis/argoproj.io/v1alpha1", "analysistemplates"},
+	"NetworkPolicy":      {"/apis/networking.k8s.io/v1", "networkpolicies"},
 }
 
 func objectPath(t *testing.T, o k8srender.Object) string {
