@@ -159,7 +159,7 @@ func TestDashboardInChromium(t *testing.T) {
 	// hand (auto_promote false); enough allowed failures that the
 	// operator can ask for a promotion while the checks fail.
 	steps := "      - {weight: 10, pause: 6s}\n      - {weight: 50, pause: 10m}\n"
-	e.writeManifest(withSteps(base, images.AppImageV2, steps, "{interval: 1s, failure_limit: 12, auto_promote: false}"))
+	e.writeManifest(withSteps(base, images.AppImageV2, steps, "{interval: 1s, failure_limit: 40, auto_promote: false}"))
 	e.waitFor(120*time.Second, "step 2 at 50% with a passing check", func() (bool, string) {
 		s := e.status()
 		return s.Rollout != nil && s.Rollout.Step == 2 && s.Rollout.StepPasses > 0, fmt.Sprintf("%+v", s.Rollout)

@@ -96,6 +96,7 @@ func TestDryRunRefusesUnknownFields(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	m := testManifests(t)["canary"]
+	tried := 0
 	for target, render := range targets {
 		objs, err := render(m, k8srender.Options{Namespace: ns, PrometheusURL: "http://prometheus:9090"})
 		if err != nil {
@@ -103,12 +104,19 @@ func TestDryRunRefusesUnknownFields(t *testing.T) {
 		}
 		for _, o := range objs[:1] { // the Deployment, the Rollout
 			body, _ := k8srender.JSON(o)
+			if !strings.Contains(string(body), `"replicas":`) {
+				continue // a target without a workload (the NetworkPolicy)
+			}
+			tried++
 			bad := strings.Replace(string(body), `"replicas":`, `"replica":`, 1)
 			_, _, err := c.do(ctx, http.MethodPatch, objectPath(t, o)+"?fieldManager=swiftdeploy&fieldValidation=Strict&dryRun=All", []byte(bad), "application/apply-patch+yaml")
 			if err == nil || !strings.Contains(err.Error(), "replica") {
 				t.Errorf("%s: %s with a misspelt field: err %v, want a strict-validation error naming it", target, o.GetObjectKind().GroupVersionKind().Kind, err)
 			}
 		}
+	}
+	if tried < 2 { // the Deployment and the Rollout at least
+		t.Errorf("misspelt a field in %d workloads, want the Deployment and the Rollout", tried)
 	}
 }
 
