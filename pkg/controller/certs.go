@@ -72,7 +72,27 @@ func (d *Daemon) syncCerts(m *manifest.Manifest) error {
 	d.mu.Lock()
 	d.state.TLSCert = id
 	d.mu.Unlock()
+	d.recordCertExpiry(time.Now())
 	return nil
+}
+
+// recordCertExpiry sets the certificate metric for every host served, and
+// drops the hosts no longer served. It runs at every reconcile (at least
+// every resync), so the time left is at most a resync old.
+func (d *Daemon) recordCertExpiry(now time.Time) {
+	served := map[string]bool{}
+	if st, ok := d.certs.Status(); ok && st.Present {
+		for _, h := range st.Hosts {
+			served[h] = true
+			d.metrics.TLSCertificateExpiresIn(h, st.Current.NotAfter.Sub(now))
+		}
+	}
+	for h := range d.certHosts {
+		if !served[h] {
+			d.metrics.ForgetTLSCertificate(h)
+		}
+	}
+	d.certHosts = served
 }
 
 // tlsStatus is the certificate part of status: what nginx serves (from its

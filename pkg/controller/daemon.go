@@ -136,6 +136,9 @@ type Daemon struct {
 	obs      *observe.Observer
 	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
 	certs    *certs.Manager // nginx.tls's certificate (certs.go)
+	// certHosts are the hosts the certificate metric was last set for
+	// (recordCertExpiry; reconciles only).
+	certHosts map[string]bool
 
 	trigger chan struct{}
 	wake    chan struct{} // like trigger, but also cuts a retry backoff short

@@ -19,6 +19,11 @@ type Recorder interface {
 	Reconciled(d time.Duration, err error)
 	Decision(policy string, allowed bool)
 	WebhookDelivered()
+	// TLSCertificateExpiresIn is the time left on the certificate served
+	// for host (a name from nginx.tls.hosts); ForgetTLSCertificate drops
+	// a host no longer served.
+	TLSCertificateExpiresIn(host string, left time.Duration)
+	ForgetTLSCertificate(host string)
 	Handler() http.Handler
 }
 
