@@ -78,17 +78,9 @@ func Read(path string, f Filter, fn func(Record) error) error {
 			}
 		}
 		err := scanLines(name, func(l rawLine) error {
-			switch {
-			case !l.complete && active:
-				return nil
-			case !l.complete:
-				return fmt.Errorf("%s:%d: incomplete line (no trailing newline)", name, l.no)
-			case l.tooLong:
-				return fmt.Errorf("%s:%d: line longer than %d bytes", name, l.no, MaxLineBytes)
-			}
-			var r Record
-			if err := json.Unmarshal(l.bytes, &r); err != nil {
-				return fmt.Errorf("%s:%d: invalid record: %w", name, l.no, err)
+			r, ok, err := decodeLine(name, active, l)
+			if !ok {
+				return err
 			}
 			if !f.match(r) {
 				return nil
@@ -336,17 +328,9 @@ func Tail(path string, f Filter, n int) ([]Record, error) {
 		}
 		var got []Record
 		err := scanLines(name, func(l rawLine) error {
-			switch {
-			case !l.complete && active:
-				return nil
-			case !l.complete:
-				return fmt.Errorf("%s:%d: incomplete line (no trailing newline)", name, l.no)
-			case l.tooLong:
-				return fmt.Errorf("%s:%d: line longer than %d bytes", name, l.no, MaxLineBytes)
-			}
-			var r Record
-			if err := json.Unmarshal(l.bytes, &r); err != nil {
-				return fmt.Errorf("%s:%d: invalid record: %w", name, l.no, err)
+			r, ok, err := decodeLine(name, active, l)
+			if !ok {
+				return err
 			}
 			if f.match(r) {
 				got = append(got, r)
@@ -362,4 +346,22 @@ func Tail(path string, f Filter, n int) ([]Record, error) {
 		out = out[len(out)-n:]
 	}
 	return out, nil
+}
+
+// decodeLine is one line of a journal file as a record. ok is false for a
+// line to skip (the active file's unfinished last line, err nil) or one
+// that is not a record (err says which line of which file).
+func decodeLine(name string, active bool, l rawLine) (r Record, ok bool, err error) {
+	switch {
+	case !l.complete && active:
+		return r, false, nil
+	case !l.complete:
+		return r, false, fmt.Errorf("%s:%d: incomplete line (no trailing newline)", name, l.no)
+	case l.tooLong:
+		return r, false, fmt.Errorf("%s:%d: line longer than %d bytes", name, l.no, MaxLineBytes)
+	}
+	if err := json.Unmarshal(l.bytes, &r); err != nil {
+		return r, false, fmt.Errorf("%s:%d: invalid record: %w", name, l.no, err)
+	}
+	return r, true, nil
 }
