@@ -294,6 +294,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.proxy = observe.NewProxy(observe.Options{})
 	d.rec = &reconciler.Reconciler{
 		Engine:        d.eng,
+		Dir:           d.dir,
 		ConfigDir:     filepath.Join(d.stateDir, "nginx"),
 		RunDir:        filepath.Join(d.stateDir, "nginx-run"),
 		AppliedPath:   filepath.Join(d.stateDir, "applied.json"),

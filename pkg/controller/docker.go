@@ -15,6 +15,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
+	"github.com/swiftdeploy/swiftdeploy/pkg/secretfiles"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
@@ -64,6 +65,10 @@ func (t dockerTarget) Await() (poll, deadline time.Duration) {
 }
 
 func (t dockerTarget) Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error) {
+	m, err := t.d.withFiles(m)
+	if err != nil {
+		return nil, err
+	}
 	desired, err := desiredFor(m, s)
 	if err != nil {
 		return nil, err
@@ -214,7 +219,33 @@ func (d *Daemon) desired(m *manifest.Manifest) (reconciler.Desired, error) {
 	d.mu.Lock()
 	s := d.state
 	d.mu.Unlock()
+	m, err := d.withFiles(m)
+	if err != nil {
+		return reconciler.Desired{}, err
+	}
 	return desiredFor(m, s)
+}
+
+// withFiles returns m with each service's FilesDigest set from what its
+// env files and secrets hold now (m itself is shared, and left alone): a
+// changed secret file is a changed service. The digest's key lives in the
+// state directory, 0600.
+func (d *Daemon) withFiles(m *manifest.Manifest) (*manifest.Manifest, error) {
+	s := &m.Services
+	if len(s.EnvFile) == 0 && len(s.Secrets) == 0 {
+		return m, nil
+	}
+	key, err := secretfiles.Key(d.stateDir)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := secretfiles.Digest("services", d.dir, key, s)
+	if err != nil {
+		return nil, err
+	}
+	c := *m
+	c.Services.FilesDigest = digest
+	return &c, nil
 }
 
 // writeArtifacts writes docker-compose.yml and nginx.conf beside the

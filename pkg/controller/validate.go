@@ -54,6 +54,11 @@ func (d *Daemon) Validate(ctx context.Context) api.Validation {
 // Check is validate on the Docker host: the images exist locally and
 // nginx accepts the configuration the manifest renders.
 func (t dockerTarget) Check(ctx context.Context, m *manifest.Manifest, st State) []api.Check {
+	if withFiles, err := t.d.withFiles(m); err != nil {
+		return []api.Check{{Name: "Env files and secrets readable", Detail: err.Error()}}
+	} else {
+		m = withFiles
+	}
 	desired := stack.FromManifest(m, st.options(m))
 	missing, err := t.d.eng.MissingImages(ctx, desired.Images())
 	if err != nil {

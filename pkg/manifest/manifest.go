@@ -84,6 +84,11 @@ type Services struct {
 	// it starts a container; their content is never in the manifest.
 	EnvFile StringList `json:"env_file,omitempty"`
 	Secrets Secrets    `json:"secrets,omitempty"`
+	// FilesDigest is the keyed digest of what EnvFile and Secrets hold
+	// (pkg/secretfiles.Digest), set by the daemon when it reads them: not
+	// part of the manifest's text, it makes a change of a file a change
+	// of the service's containers.
+	FilesDigest string `json:"-"`
 }
 
 // Resources are per-container limits; zero means unlimited.
