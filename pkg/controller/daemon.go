@@ -49,6 +49,9 @@ import (
 // calls plus a ping and the container event stream.
 type Engine interface {
 	reconciler.Engine
+	// ListVolumes and RemoveVolume serve `down --volumes`.
+	ListVolumes(ctx context.Context, project string) ([]engine.Volume, error)
+	RemoveVolume(ctx context.Context, name string) error
 	Ping(ctx context.Context) error
 	Watch(ctx context.Context, project string) (<-chan engine.Event, <-chan error)
 	// FollowLogs streams a container's standard output from since on

@@ -161,7 +161,7 @@ func (t dockerTarget) Watch(ctx context.Context, _ func()) { t.d.watchEngine(ctx
 // m's project: nginx first so that no request reaches an app container
 // being removed, then the apps, then anything else labelled with the
 // project, then the network.
-func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Removal, error) {
+func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]Removal, error) {
 	eng := t.d.eng
 	cs, err := eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {
@@ -195,6 +195,20 @@ func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Rem
 		id := n.ID
 		plan = append(plan, Removal{Op: "remove-network", Target: n.Name, Event: journal.EventNetworkRemoved,
 			run: func(ctx context.Context) error { return eng.RemoveNetwork(ctx, id) }})
+	}
+	if !volumes {
+		return plan, nil
+	}
+	// Every volume labelled with the project, not only those the manifest
+	// names now: one a former version used holds data just the same.
+	vs, err := eng.ListVolumes(ctx, m.Project)
+	if err != nil {
+		return plan, err
+	}
+	for _, v := range vs {
+		name := v.Name
+		plan = append(plan, Removal{Op: "remove-volume", Target: name, Event: journal.EventVolumeRemoved,
+			run: func(ctx context.Context) error { return eng.RemoveVolume(ctx, name) }})
 	}
 	return plan, nil
 }

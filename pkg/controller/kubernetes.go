@@ -428,7 +428,9 @@ func (t *kubeTarget) Heal(context.Context, Change, reconciler.Progress) {}
 
 // Teardown plans the deletion of every object the project owns: the
 // route first, so that nothing is sent to a Service being deleted.
-func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Removal, error) {
+// Named volumes are not rendered for Kubernetes yet: volumes changes
+// nothing.
+func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]Removal, error) {
 	obs, err := t.observe(ctx, m.Project)
 	if err != nil {
 		return nil, err
