@@ -119,8 +119,10 @@ func (e *Engine) copyFiles(ctx context.Context, id, user string, files []File) e
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	// CopyUIDGID keeps the tar's owners instead of mapping them to root.
-	_, err = e.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: &buf, CopyUIDGID: true})
+	// Without CopyUIDGID the engine keeps the owners the tar's headers
+	// give (with it, it would chown to the container's user, looking the
+	// user up in an /etc/passwd a FROM scratch image does not have).
+	_, err = e.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: &buf})
 	if err != nil {
 		return fmt.Errorf("copy %d files into container %s: %w", len(files), id, err)
 	}
