@@ -56,6 +56,23 @@ var secretSources = []secretSource{
 		tok, pw := canary("ENVTOKEN"), canary("ENVPW")
 		return fmt.Sprintf("  env:\n    API_TOKEN: %q\n    DB_PASSWORD: %q\n", tok, pw), "", []string{tok, pw}
 	}},
+	{"env files and secret files", func(t *testing.T, w *secretWorld) (string, string, []string) {
+		fromFile, file, asEnv := canary("ENVFILE"), canary("SECRETFILE"), canary("SECRETENV")
+		for rel, content := range map[string]string{
+			userEnvFile:         "# settings\nFROM_ENV_FILE=" + fromFile + "\n",
+			userSecretFile:      file,
+			userSecretAsEnvFile: asEnv,
+		} {
+			p := filepath.Join(w.dir, rel)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return fmt.Sprintf("  env_file: ./%s\n  secrets:\n    db_password: {file: ./%s}\n    api_key: {file: ./%s, env: SECRET_API_KEY}\n", userEnvFile, userSecretFile, userSecretAsEnvFile), "", []string{fromFile, file, asEnv}
+	}},
 	{"webhook URLs", func(t *testing.T, w *secretWorld) (string, string, []string) {
 		user, pass, path, tok := canary("HOOKUSER"), canary("HOOKPASS"), canary("HOOKPATH"), canary("HOOKTOKEN")
 		u := w.hookURL(user, pass, "/services/"+path, "token="+tok)
@@ -63,11 +80,23 @@ var secretSources = []secretSource{
 	}},
 }
 
+// The user's own env file and secret files ("env files and secret
+// files"): the project only refers to them.
+const (
+	userEnvFile         = "app-secrets.env"
+	userSecretFile      = "secrets/db_password"
+	userSecretAsEnvFile = "secrets/api_key"
+)
+
 // secretHolders are the files allowed to hold secrets, beside the user's
 // manifest: they must be 0600.
 var secretHolders = map[string]bool{
 	"docker-compose.yml":        true, // the stack's env, for `docker compose`
 	".swiftdeploy/applied.json": true, // the applied stack, for heals
+	// The user's own files, which the daemon reads and never copies.
+	userEnvFile:         true,
+	userSecretFile:      true,
+	userSecretAsEnvFile: true,
 }
 
 func canary(kind string) string {

@@ -134,6 +134,10 @@ func TestSecretsReachTheContainerOnly(t *testing.T) {
 		}
 	}
 	hash := apps[0].Hash
+	// The digest's key is private to the daemon's user.
+	if fi, err := os.Stat(filepath.Join(h.dir, ".swiftdeploy", "secrets.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("secrets.key: %v %v, want -rw-------", fi.Mode(), err)
+	}
 	for k, v := range apps[0].Labels {
 		for _, c := range []string{pw, tok, fromFile} {
 			if strings.Contains(v, c) {
