@@ -179,3 +179,20 @@ func writeFile(t *testing.T, p, content string) {
 		t.Fatal(err)
 	}
 }
+
+// services.health.start_period is how long a new container has to get
+// healthy: an unhealthy one fails the rollout after it, not after the
+// daemon's own minute, and what ran keeps running.
+func TestHealthStartPeriodBoundsTheWait(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.mustConverge()
+	h.fe.SetHealthy("app:2", false)
+	h.write(fakeManifest("app:2", 1, "  health:\n    start_period: 1s\n"))
+	err := h.deploy()
+	if err == nil || !strings.Contains(err.Error(), "health check failed after 1s") {
+		t.Fatalf("deploy of an unhealthy image with start_period 1s: %v, want the health check failed after 1s", err)
+	}
+	if apps := h.fe.Filter(func(c fake.ContainerInfo) bool { return c.Role == stack.RoleApp && c.Running() && c.Image == "app:1" }); len(apps) != 1 {
+		t.Errorf("what ran stopped: %v", fake.Names(apps))
+	}
+}
