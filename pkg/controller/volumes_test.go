@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -194,5 +195,38 @@ func TestHealthStartPeriodBoundsTheWait(t *testing.T) {
 	}
 	if apps := h.fe.Filter(func(c fake.ContainerInfo) bool { return c.Role == stack.RoleApp && c.Running() && c.Image == "app:1" }); len(apps) != 1 {
 		t.Errorf("what ran stopped: %v", fake.Names(apps))
+	}
+}
+
+// A down --volumes that stops part way (the engine fails the volume's
+// removal, as a crash would stop it) is finished, volume included, by the
+// next reconcile: the request to remove the data is recorded before
+// anything is removed.
+func TestInterruptedDownVolumesIsFinished(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, volumeService))
+	h.mustConverge()
+	h.fe.FailNext(fake.OpRemoveVolume, errors.New("engine stopped answering"))
+	if err := h.d.down(context.Background(), "alice", true, func(string) {}); err == nil {
+		t.Fatal("down --volumes with a failing volume removal succeeded")
+	}
+	if got := h.fe.Volumes(); len(got) != 1 {
+		t.Fatalf("volumes after the interrupted down: %v", got)
+	}
+	h.d.jr.Close()
+	h.d = h.newDaemon() // a restart reads the state
+	if err := h.reconcile(); err != nil {
+		t.Fatalf("the reconcile finishing the down: %v", err)
+	}
+	if got := h.fe.Volumes(); len(got) != 0 {
+		t.Errorf("volumes after the down was finished: %v, want none", got)
+	}
+	if err := h.deploy(); err != nil { // deploy ends down, and its volumes request
+		t.Fatal(err)
+	}
+	if err := h.d.down(context.Background(), "alice", false, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.fe.Volumes(); len(got) != 1 {
+		t.Errorf("a plain down after a finished down --volumes removed the volume: %v", got)
 	}
 }
