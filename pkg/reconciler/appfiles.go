@@ -44,8 +44,9 @@ func (r *Reconciler) appFiles(a stack.App) (map[string]string, []engine.File, er
 }
 
 // stopGraceOf is the stop grace period of the app container name: its
-// service's (the desired stack's), or the default for one it no longer
-// lists.
+// service's (the desired stack's); for one the stack no longer lists, its
+// service's period now (TODO(multi): the removed container's own service,
+// which a single-service stack cannot get wrong).
 func stopGraceOf(s stack.Stack, name string) time.Duration {
 	for _, a := range s.Apps() {
 		if a.Name == name {
