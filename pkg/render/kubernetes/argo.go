@@ -239,7 +239,7 @@ func ArgoRollouts(m *manifest.Manifest, o Options) ([]Object, error) {
 		}),
 		analysisTemplate(analysis, o, m, window),
 	}
-	return append(objs, rbac(s.Project, o.Namespace, true)...), nil
+	return append(objs, rbac(s.Project, o.Namespace, true, usesSecrets(s))...), nil
 }
 
 // analysisTemplate holds the canary safety policy's figures as PromQL over

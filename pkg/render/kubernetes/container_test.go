@@ -14,8 +14,6 @@ func TestContainerFieldsKubernetesCannotTake(t *testing.T) {
 	for _, tc := range []struct{ fragment, field string }{
 		{"  user: app\n", "services.user"},
 		{"  volumes: [data:/data]\n", "services.volumes"},
-		{"  env_file: ./app.env\n", "services.env_file"},
-		{"  secrets: {db: ./db}\n", "services.secrets"},
 	} {
 		m, err := manifest.Parse([]byte(strings.Replace(base, "%s", tc.fragment, 1)), "p")
 		if err != nil {

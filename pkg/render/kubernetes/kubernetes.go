@@ -97,7 +97,7 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 		refs = append(refs, backendRef(trackName(s.Project, a.Track), a.Port, t.weight))
 	}
 	objs = append(objs, httpRoute(s, o, refs))
-	objs = append(objs, rbac(s.Project, o.Namespace, false)...)
+	objs = append(objs, rbac(s.Project, o.Namespace, false, usesSecrets(s))...)
 	return objs, nil
 }
 
@@ -192,6 +192,7 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 	c.Name, c.Image = appContainer, a.Image
 	c.Ports = []corev1.ContainerPort{{Name: httpPort, ContainerPort: int32(a.Port), Protocol: corev1.ProtocolTCP}}
 	c.Env = env(a.Env, modeFromLabel)
+	secretVolume := secretRefs(project, a, &c)
 	c.Resources = res
 	// Readiness decides traffic, as the Docker target's health check
 	// does; liveness restarts a hung app, later and more patiently (five
@@ -206,6 +207,17 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 		c.StartupProbe = probe(interval, int32(math.Ceil(h.StartPeriod.D().Seconds()/float64(interval))))
 	}
 	spec := corev1.PodSpec{Containers: []corev1.Container{c}}
+	if secretVolume != nil {
+		spec.Volumes = []corev1.Volume{*secretVolume}
+		// The kubelet makes a secret volume's files root's, group-readable
+		// by fsGroup: the service's group (or its user's id) reads them.
+		if uid, gid, ok := manifest.NumericUser(a.User); ok && uid != 0 {
+			if gid < 0 {
+				gid = uid
+			}
+			spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: &gid}
+		}
+	}
 	if a.StopGrace != 0 {
 		spec.TerminationGracePeriodSeconds = ptr(int64(a.StopGrace.D().Seconds()))
 	}
@@ -218,9 +230,9 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 // containerFields renders what the app's container needs: entrypoint and
 // command as command and args (as on Docker, an entrypoint given drops
 // the image's command unless one is given too), the working directory and
-// the user, which Kubernetes takes as numbers only. Volumes, env files and
-// secrets are not rendered for Kubernetes yet: an error names the field
-// rather than a pod that silently lacks them.
+// the user, which Kubernetes takes as numbers only. Volumes are not
+// rendered for Kubernetes yet: an error names the field rather than a pod
+// that silently lacks them.
 func containerFields(a stack.App) (corev1.Container, error) {
 	c := corev1.Container{Command: a.Entrypoint, Args: a.Command, WorkingDir: a.WorkingDir}
 	if a.User != "" {
@@ -233,13 +245,8 @@ func containerFields(a stack.App) (corev1.Container, error) {
 			c.SecurityContext.RunAsGroup = &gid
 		}
 	}
-	switch {
-	case len(a.Volumes) > 0:
+	if len(a.Volumes) > 0 {
 		return c, fmt.Errorf("services.volumes: not rendered for Kubernetes yet (persistent volume claims are to come)")
-	case len(a.EnvFiles) > 0:
-		return c, fmt.Errorf("services.env_file: not rendered for Kubernetes yet (Secret objects are to come)")
-	case len(a.Secrets) > 0:
-		return c, fmt.Errorf("services.secrets: not rendered for Kubernetes yet (Secret objects are to come)")
 	}
 	return c, nil
 }
