@@ -262,6 +262,25 @@ func (d *Daemon) withFiles(m *manifest.Manifest) (*manifest.Manifest, error) {
 	return &c, nil
 }
 
+// readSecrets reads m's secret files (by name) and env files (merged) for
+// the Kubernetes target's Secrets. Errors name the field, never content.
+func (d *Daemon) readSecrets(m *manifest.Manifest) (map[string][]byte, map[string]string, error) {
+	s := &m.Services
+	env, err := secretfiles.EnvFiles("services", d.dir, s.EnvFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	files := map[string][]byte{}
+	for _, sec := range s.Secrets {
+		b, err := secretfiles.Read("services.secrets."+sec.Name, d.dir, sec.File)
+		if err != nil {
+			return nil, nil, err
+		}
+		files[sec.Name] = b
+	}
+	return files, env, nil
+}
+
 // writeArtifacts writes docker-compose.yml and nginx.conf beside the
 // manifest, only when their bytes changed. It runs after a successful
 // apply, so nginx.conf there is what nginx has loaded.

@@ -53,6 +53,11 @@ type Desired struct {
 	// order. The RBAC the renderer also writes is not applied by the
 	// daemon: it cannot grant itself permissions.
 	Objects []k8srender.Object
+	// Secrets are the project's Secrets with their content (secrets.go),
+	// applied before the objects and kept out of Revision: their content
+	// reaches the pods' template only as the keyed digest in the config
+	// hash.
+	Secrets []*corev1.Secret
 }
 
 // DesiredFor renders m refined by o (a promotion, a rollback) for ns.
@@ -98,6 +103,9 @@ type Observed struct {
 	Services    map[string]corev1.Service
 	Routes      map[string]gatewayv1.HTTPRoute
 	Pods        []corev1.Pod
+	// Secrets are listed only when the project has some (Observe's
+	// withSecrets): the daemon's Role grants secrets only then.
+	Secrets map[string]corev1.Secret
 }
 
 // API is what the target needs of the API server.
@@ -109,8 +117,23 @@ type API interface {
 
 // Observe lists the project's objects in ns.
 func Observe(ctx context.Context, c API, ns, project string) (Observed, error) {
+	return ObserveWith(ctx, c, ns, project, false)
+}
+
+// ObserveWith is Observe that also lists the project's Secrets when
+// withSecrets.
+func ObserveWith(ctx context.Context, c API, ns, project string, withSecrets bool) (Observed, error) {
 	sel := Selector(project)
-	o := Observed{Deployments: map[string]appsv1.Deployment{}, Services: map[string]corev1.Service{}, Routes: map[string]gatewayv1.HTTPRoute{}}
+	o := Observed{Deployments: map[string]appsv1.Deployment{}, Services: map[string]corev1.Service{}, Routes: map[string]gatewayv1.HTTPRoute{}, Secrets: map[string]corev1.Secret{}}
+	if withSecrets {
+		var sl corev1.SecretList
+		if err := c.List(ctx, kube.Secrets, ns, sel, &sl); err != nil {
+			return o, err
+		}
+		for _, s := range sl.Items {
+			o.Secrets[s.Name] = s
+		}
+	}
 	var dl appsv1.DeploymentList
 	if err := c.List(ctx, kube.Deployments, ns, sel, &dl); err != nil {
 		return o, err
@@ -210,6 +233,7 @@ func (p Plan) Lines() []string {
 // where that differs from what is live.
 func Compute(ctx context.Context, c API, desired Desired, obs Observed) (Plan, error) {
 	var plan Plan
+	plan.Ops = secretOps(desired, obs)
 	want := map[string]bool{}
 	pendingDeploy := map[string]bool{} // Deployments this plan changes
 	var routeOps []Op
@@ -308,6 +332,7 @@ func Compute(ctx context.Context, c API, desired Desired, obs Observed) (Plan, e
 	}
 	sort.Slice(dels, func(i, j int) bool { return dels[i].String() < dels[j].String() })
 	plan.Ops = append(plan.Ops, dels...)
+	plan.Ops = append(plan.Ops, secretDeletes(desired, obs)...)
 	return plan, nil
 }
 

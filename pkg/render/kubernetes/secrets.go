@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
@@ -69,4 +70,37 @@ func usesSecrets(s stack.Stack) bool {
 		}
 	}
 	return false
+}
+
+// SecretObjects are the project's Secrets with their content: files
+// (services.secrets, by name) in SecretName, env (the env files'
+// variables) in EnvSecretName; each only when it has something. The daemon
+// applies them and never prints them: status, diff and the journal name a
+// Secret, never its data.
+func SecretObjects(project, namespace string, files map[string][]byte, env map[string]string) []*corev1.Secret {
+	var out []*corev1.Secret
+	mk := func(name string) *corev1.Secret {
+		return &corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: meta(name, namespace, objectLabels(project, stack.RoleApp, "")),
+			Type:       corev1.SecretTypeOpaque,
+		}
+	}
+	if len(files) > 0 {
+		s := mk(SecretName(project))
+		s.Data = map[string][]byte{}
+		for k, v := range files {
+			s.Data[k] = append([]byte(nil), v...)
+		}
+		out = append(out, s)
+	}
+	if len(env) > 0 {
+		s := mk(EnvSecretName(project))
+		s.Data = map[string][]byte{}
+		for k, v := range env {
+			s.Data[k] = []byte(v)
+		}
+		out = append(out, s)
+	}
+	return out
 }
