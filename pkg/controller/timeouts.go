@@ -91,6 +91,13 @@ func (e *timed) MissingImages(ctx context.Context, refs []string) ([]string, err
 	return m, e.wrap(c, "inspect images", e.t.Call, err)
 }
 
+func (e *timed) InspectImage(ctx context.Context, ref string) (engine.Image, error) {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	img, err := e.Engine.InspectImage(c, ref)
+	return img, e.wrap(c, "inspect image "+ref, e.t.Call, err)
+}
+
 func (e *timed) PullImage(ctx context.Context, ref string) error {
 	c, cancel := e.ctx(ctx, e.t.Pull)
 	defer cancel()

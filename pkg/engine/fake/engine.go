@@ -25,6 +25,7 @@ type Engine struct {
 	netSeq     int                   // second octet of the next network's subnet
 	images     map[string]bool       // normalised refs present locally
 	pullable   map[string]bool       // normalised refs a pull can fetch
+	builds     map[string]int        // how many times AddImage made each ref (its ID)
 
 	health      marks // healthy or not
 	exitOnStart marks
@@ -77,6 +78,7 @@ func New(opts ...Option) *Engine {
 		networks:    map[string]*network{},
 		images:      map[string]bool{},
 		pullable:    map[string]bool{},
+		builds:      map[string]int{},
 		health:      newMarks(),
 		exitOnStart: newMarks(),
 		ignoreHUP:   newMarks(),

@@ -2,12 +2,16 @@ package fake
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 )
 
 // normalize returns ref as Docker stores it (nginx:1.27 is
@@ -34,7 +38,9 @@ func (e *Engine) AddImage(refs ...string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, r := range refs {
-		e.images[mustNormalize(r)] = true
+		n := mustNormalize(r)
+		e.images[n] = true
+		e.builds[n]++
 	}
 }
 
@@ -71,6 +77,29 @@ func (e *Engine) HasImage(ref string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.images[mustNormalize(ref)]
+}
+
+// InspectImage returns a present image's ID: the SHA-256 of its normalised
+// reference and of how many times it was added (AddImage again is a
+// rebuild under the same tag: a new ID). An image built here has no repo
+// digests.
+func (e *Engine) InspectImage(ctx context.Context, ref string) (img engine.Image, err error) {
+	c := e.begin(OpInspectImage, ref, "")
+	defer c.end(&err)
+	if ferr := e.admit(ctx, c); ferr != nil {
+		return img, fmt.Errorf("inspect image %s: %w", ref, ferr)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n, err := normalize(ref)
+	if err != nil {
+		return img, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	if !e.images[n] {
+		return img, fmt.Errorf("inspect image %s: %w", ref, daemonErr(errdefs.ErrNotFound, "No such image: %s", ref))
+	}
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s#%d", n, e.builds[n])))
+	return engine.Image{Ref: ref, ID: "sha256:" + hex.EncodeToString(sum[:])}, nil
 }
 
 // MissingImages returns the refs that are not present locally, in order.
