@@ -53,6 +53,10 @@ type Engine interface {
 	// InspectImage is a local image's ID and repo digests (a release
 	// records them; a rollback checks the image is still there).
 	InspectImage(ctx context.Context, ref string) (engine.Image, error)
+	// TagImage and UntagImage hold (and let go of) the name that keeps a
+	// listed release's image on the host (releases.go).
+	TagImage(ctx context.Context, source, target string) error
+	UntagImage(ctx context.Context, ref string) error
 	Watch(ctx context.Context, project string) (<-chan engine.Event, <-chan error)
 	// FollowLogs streams a container's standard output from since on
 	// (nginx's access log); see engine.Engine.FollowLogs.

@@ -19,6 +19,8 @@ import (
 	"sort"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -98,8 +100,9 @@ func (b *releaseBook) service(name string) *serviceBook {
 }
 
 // add records r (idempotent: a revision already known is kept as is) and
-// makes it current.
-func (s *serviceBook) add(r api.Release, keep int) {
+// makes it current. It returns the releases that fell out of the last
+// keep.
+func (s *serviceBook) add(r api.Release, keep int) []api.Release {
 	r.Current, r.Local = false, nil
 	known := false
 	for _, have := range s.Releases {
@@ -117,7 +120,7 @@ func (s *serviceBook) add(r api.Release, keep int) {
 	if r.Rev >= s.Current {
 		s.Current, s.Image, s.SpecHash = r.Rev, r.Image, r.SpecHash
 	}
-	s.trim(keep)
+	return s.trim(keep)
 }
 
 // restored makes rev current again, with what now runs.
@@ -125,10 +128,12 @@ func (s *serviceBook) restored(rev int, image, specHash string) {
 	s.Current, s.Image, s.SpecHash = rev, image, specHash
 }
 
-func (s *serviceBook) trim(keep int) {
+func (s *serviceBook) trim(keep int) (dropped []api.Release) {
 	if keep > 0 && len(s.Releases) > keep {
+		dropped = append(dropped, s.Releases[:len(s.Releases)-keep]...)
 		s.Releases = append([]api.Release(nil), s.Releases[len(s.Releases)-keep:]...)
 	}
+	return dropped
 }
 
 func (s *serviceBook) find(rev int) (api.Release, bool) {
@@ -170,23 +175,30 @@ func releaseOfDetails(v any) (api.Release, bool) {
 	return r, true
 }
 
-// replay applies one journal record to b.
-func (b *releaseBook) replay(rec journal.Record, keep int) {
+// replay applies one journal record to b. It returns the releases that
+// fell out of the list.
+func (b *releaseBook) replay(rec journal.Record, keep int) (dropped []api.Release) {
 	switch rec.Event {
 	case journal.EventManifestApplied, journal.EventPromoted:
 		if r, ok := releaseOfDetails(rec.Details["release"]); ok {
-			b.service(r.Service).add(r, keep)
+			return b.service(r.Service).add(r, keep)
 		}
 	case journal.EventRolledBack:
 		svc, _ := rec.Details["service"].(string)
 		to := intOf(rec.Details["to_rev"])
 		if svc == "" || to <= 0 {
-			return // a canary's rollback
+			return nil // a canary's rollback
 		}
+		// What runs: the release's image, or the name that kept it when
+		// its tag has moved on.
 		image, _ := rec.Details["image"].(string)
+		if run, _ := rec.Details["run"].(string); run != "" {
+			image = run
+		}
 		spec, _ := rec.Details["spec_hash"].(string)
 		b.service(svc).restored(to, image, spec)
 	}
+	return nil
 }
 
 // intOf reads a number of a record's details: an int as journaled, a
@@ -242,7 +254,57 @@ func (d *Daemon) loadReleases() (*releaseBook, error) {
 	}
 	d.releases = b
 	logErr(d.log, "save releases", d.saveReleasesLocked())
+	// Every listed release's image keeps its name (once per daemon: a
+	// name removed by hand since is made again).
+	for svc, sb := range b.Services {
+		for _, r := range sb.Releases {
+			d.keepImage(context.Background(), svc, r)
+		}
+	}
 	return b, nil
+}
+
+// keepRef is the name that keeps release rev of service on the host while
+// it is listed, swiftdeploy-release/PROJECT/SERVICE:REV: a named image is
+// never dangling, so no prune of dangling images removes it, and it
+// survives its own tag moving on (a rebuild). Callers do not hold d.mu.
+func (d *Daemon) keepRef(service string, rev int) string {
+	project := service
+	if m := d.manifestNow(); m != nil {
+		project = m.Project
+	}
+	return fmt.Sprintf("%s/%s/%s:%d", KeepRepository, project, service, rev)
+}
+
+// KeepRepository is the repository of the names that keep the images of
+// listed releases (keepRef).
+const KeepRepository = "swiftdeploy-release"
+
+// keepImage names r's image with keepRef. Best effort: a release whose
+// image was not inspected (no ID) or cannot be named is still listed; a
+// rollback to it then needs its own tag to still name it.
+func (d *Daemon) keepImage(ctx context.Context, service string, r api.Release) {
+	if d.eng == nil || r.ImageID == "" {
+		return
+	}
+	ref := d.keepRef(service, r.Rev)
+	if img, err := d.eng.InspectImage(ctx, ref); err == nil && img.ID == r.ImageID {
+		return
+	}
+	if err := d.eng.TagImage(ctx, r.ImageID, ref); err != nil {
+		d.log.Warn("release image not kept", zap.String("image", r.Image), zap.Int("rev", r.Rev), zap.Error(err))
+	}
+}
+
+// dropImage lets go of the name that kept a release no longer listed: its
+// image goes if nothing else names or runs it.
+func (d *Daemon) dropImage(ctx context.Context, service string, r api.Release) {
+	if d.eng == nil {
+		return
+	}
+	if err := d.eng.UntagImage(ctx, d.keepRef(service, r.Rev)); err != nil {
+		d.log.Warn("name of a release no longer listed not removed", zap.Int("rev", r.Rev), zap.Error(err))
+	}
 }
 
 // saveReleasesLocked writes releases.json; callers hold d.relMu.
@@ -265,9 +327,15 @@ func (d *Daemon) noteReleased(rec journal.Record) {
 		return
 	}
 	d.relMu.Lock()
-	defer d.relMu.Unlock()
-	d.releases.replay(rec, d.keepReleases())
+	dropped := d.releases.replay(rec, d.keepReleases())
 	logErr(d.log, "save releases", d.saveReleasesLocked())
+	d.relMu.Unlock()
+	if r, ok := releaseOfDetails(rec.Details["release"]); ok {
+		d.keepImage(context.Background(), r.Service, r)
+		for _, old := range dropped {
+			d.dropImage(context.Background(), r.Service, old)
+		}
+	}
 }
 
 // stableSpec is the stable image and its spec hash m runs under s.
@@ -323,7 +391,8 @@ func (d *Daemon) releasesOf(ctx context.Context, service string) (api.Releases, 
 		r := list[i]
 		r.Current = r.Rev == cur
 		if d.eng != nil {
-			local := d.imageIs(ctx, r) == nil
+			_, err := d.runRef(ctx, service, r)
+			local := err == nil
 			r.Local = &local
 		}
 		out.Releases = append(out.Releases, r)
@@ -331,16 +400,23 @@ func (d *Daemon) releasesOf(ctx context.Context, service string) (api.Releases, 
 	return out, nil
 }
 
-// imageIs checks that r's image is on the host and is the image r ran:
-// a rollback needs no pull, and must not run another image under the same
-// tag. The error names the image.
-func (d *Daemon) imageIs(ctx context.Context, r api.Release) error {
+// runRef is the name a rollback to r runs: r's own image while its tag
+// still names the image r ran, else the name that kept it (keepRef) when
+// that still does. Never a pull: an image on neither name is an error
+// naming it.
+func (d *Daemon) runRef(ctx context.Context, service string, r api.Release) (string, error) {
 	img, err := d.eng.InspectImage(ctx, r.Image)
-	if err != nil {
-		return fmt.Errorf("image %s of release %d is not on this host (%v): a rollback does not pull; pull or build it and retry", r.Image, r.Rev, err)
+	if err == nil && (r.ImageID == "" || img.ID == r.ImageID) {
+		return r.Image, nil
 	}
-	if r.ImageID != "" && img.ID != r.ImageID {
-		return fmt.Errorf("image %s now names %s, not %s that release %d ran (rebuilt or retagged): rolling back would run another image", r.Image, img.ID, r.ImageID, r.Rev)
+	if r.ImageID != "" {
+		ref := d.keepRef(service, r.Rev)
+		if kept, kerr := d.eng.InspectImage(ctx, ref); kerr == nil && kept.ID == r.ImageID {
+			return ref, nil
+		}
 	}
-	return nil
+	if err == nil {
+		return "", fmt.Errorf("image %s now names %s, not %s that release %d ran (rebuilt or retagged), and that image is no longer on this host: a rollback does not pull", r.Image, img.ID, r.ImageID, r.Rev)
+	}
+	return "", fmt.Errorf("image %s of release %d is not on this host (%v): a rollback does not pull; pull or build it and retry", r.Image, r.Rev, err)
 }

@@ -197,8 +197,12 @@ func TestRollbackToRefusals(t *testing.T) {
 		to    string
 		want  string
 	}{
-		{name: "image gone", setup: func(h *harness) { h.fe.RemoveImage("app:1") }, to: "1", want: "image app:1 of release 1 is not on this host"},
-		{name: "retagged", setup: func(h *harness) { h.fe.AddImage("app:2") }, to: "previous", want: "image app:2 now names"},
+		{name: "image gone", setup: func(h *harness) { h.fe.RemoveImageID(h.fe.ImageID("app:1")) }, to: "1", want: "image app:1 of release 1 is not on this host"},
+		{name: "retagged and gone", setup: func(h *harness) {
+			old := h.fe.ImageID("app:2")
+			h.fe.AddImage("app:2") // rebuilt: the tag names another image
+			h.fe.RemoveImageID(old)
+		}, to: "previous", want: "image app:2 now names"},
 		{name: "unknown", to: "9", want: "no release 9"},
 		{name: "current", to: "3", want: "is the current one"},
 		{name: "bad", to: "latest", want: `want "previous" or a release number`},
@@ -228,6 +232,52 @@ func TestRollbackToRefusals(t *testing.T) {
 				t.Errorf("state %+v", st)
 			}
 		})
+	}
+}
+
+// Each listed release's image has a name of its own
+// (swiftdeploy-release/SERVICE:REV), so no prune of dangling images
+// removes it and a rebuild under its tag does not lose it: a rollback then
+// runs the release's own image under that name, not the rebuilt one. The
+// name goes when the release falls out of the list.
+func TestReleaseImagesKept(t *testing.T) {
+	h := threeReleases(t, func(c *Config) { c.KeepReleases = 2 })
+	rs := h.releases()
+	for _, r := range rs.Releases {
+		if got := h.fe.ImageID("swiftdeploy-release/demo/demo:" + strconv.Itoa(r.Rev)); got != r.ImageID {
+			t.Errorf("release %d (%s): kept name names %q", r.Rev, r.ImageID, got)
+		}
+	}
+	if got := h.fe.ImageID("swiftdeploy-release/demo/demo:1"); got != "" {
+		t.Errorf("release 1 is no longer listed, its name still names %s", got)
+	}
+	// app:2 rebuilt: the tag names another image now.
+	ran := h.fe.ImageID("app:2")
+	h.fe.AddImage("app:2")
+	if err := h.rollbackTo(api.RollbackPrevious); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.running(); got != "stable:swiftdeploy-release/demo/demo:2×2" {
+		t.Fatalf("running %s, want release 2's own image under its kept name", got)
+	}
+	for _, c := range h.fe.ByTrack("stable") {
+		if c.Running() && h.fe.ImageID(c.Image) != ran {
+			t.Errorf("%s runs %s, not %s that release 2 ran", c.Name, h.fe.ImageID(c.Image), ran)
+		}
+	}
+	if got := revs(h.releases()); got != "3:app:3 2*:app:2" {
+		t.Errorf("releases %q", got)
+	}
+	// A deploy of the manifest's image again is a new release, and the
+	// oldest name goes.
+	h.fe.AddImage("app:5")
+	h.write(fakeManifest("app:5", 2, ""))
+	h.mustConverge()
+	if got := revs(h.releases()); got != "4*:app:5 3:app:3" {
+		t.Fatalf("releases %q", got)
+	}
+	if got := h.fe.ImageID("swiftdeploy-release/demo/demo:2"); got != "" {
+		t.Errorf("release 2 is no longer listed, its name still names %s", got)
 	}
 }
 

@@ -73,17 +73,21 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	}
 	// No pull: the image must be on the host, and still be the image the
 	// release ran. Checked before anything is journaled or changed.
+	run := rel.Image
 	if d.eng != nil {
-		if err := d.imageIs(ctx, rel); err != nil {
+		if run, err = d.runRef(ctx, svc, rel); err != nil {
 			return err
+		}
+		if run != rel.Image {
+			progress(fmt.Sprintf("%s now names another image: running release %d's own image, kept as %s", rel.Image, rel.Rev, run))
 		}
 	}
 	d.event(journal.EventRollbackRequested, fmt.Sprintf("rollback of %s to release %d (%s) requested", svc, rel.Rev, rel.Image), user,
 		map[string]any{"service": svc, "from_rev": sb.Current, "to_rev": rel.Rev, "image": rel.Image})
 	now := time.Now().UTC()
 	t := &Transition{ID: newID(), Kind: kindRestore, Started: now, User: user,
-		Restored: &Restore{Service: svc, Rev: rel.Rev, FromRev: sb.Current, Image: rel.Image, ImageID: rel.ImageID, Digest: rel.Digest,
-			ManifestStable: m.Services.Image, At: now, User: user}}
+		Restored: &Restore{Service: svc, Rev: rel.Rev, FromRev: sb.Current, Image: run, ImageID: rel.ImageID, Digest: rel.Digest,
+			ReleaseImage: rel.Image, ManifestStable: m.Services.Image, At: now, User: user}}
 	d.mu.Lock()
 	_, spec := stableSpec(m, d.state.with(t))
 	d.mu.Unlock()
@@ -106,12 +110,16 @@ func short(h string) string {
 }
 
 // restoreEvent is the rolled_back record of a committed rollback to a
-// release.
+// release: image is the release's, run the name it runs under (the kept
+// name when the image's own tag has moved on).
 func restoreEvent(t *Transition) journal.Record {
 	r := t.Restored
+	det := map[string]any{"service": r.Service, "from_rev": r.FromRev, "to_rev": r.Rev, "image": r.ReleaseImage,
+		"digest": r.Digest, "spec_hash": r.SpecHash, "txn": t.ID}
+	if r.Image != r.ReleaseImage {
+		det["run"] = r.Image
+	}
 	return journal.Record{Event: journal.EventRolledBack,
-		Message: fmt.Sprintf("%s rolled back from release %d to release %d (%s); all traffic on it", r.Service, r.FromRev, r.Rev, r.Image),
-		User:    t.User,
-		Details: map[string]any{"service": r.Service, "from_rev": r.FromRev, "to_rev": r.Rev, "image": r.Image,
-			"digest": r.Digest, "spec_hash": r.SpecHash, "txn": t.ID}}
+		Message: fmt.Sprintf("%s rolled back from release %d to release %d (%s); all traffic on it", r.Service, r.FromRev, r.Rev, r.ReleaseImage),
+		User:    t.User, Details: det}
 }

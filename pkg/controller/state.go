@@ -78,10 +78,13 @@ type Rollback struct {
 // the rest of the spec is the manifest's) while the manifest named
 // ManifestStable as services.image.
 type Restore struct {
-	Service        string `json:"service"`
-	Rev            int    `json:"rev"`
-	FromRev        int    `json:"from_rev"`
+	Service string `json:"service"`
+	Rev     int    `json:"rev"`
+	FromRev int    `json:"from_rev"`
+	// Image is what runs: ReleaseImage, or the name that kept it when
+	// ReleaseImage's tag has moved on (releases.go keepRef).
 	Image          string `json:"image"`
+	ReleaseImage   string `json:"release_image"`
 	ImageID        string `json:"image_id,omitempty"`
 	Digest         string `json:"digest,omitempty"`
 	ManifestStable string `json:"manifest_stable"`

@@ -192,6 +192,25 @@ func (e *Engine) InspectImage(ctx context.Context, ref string) (Image, error) {
 	return Image{Ref: ref, ID: res.ID, RepoDigests: res.RepoDigests}, nil
 }
 
+// TagImage makes target name the image source names (a tag or an ID).
+func (e *Engine) TagImage(ctx context.Context, source, target string) error {
+	if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: source, Target: target}); err != nil {
+		return fmt.Errorf("tag image %s as %s: %w", source, target, err)
+	}
+	return nil
+}
+
+// UntagImage removes the reference ref (`docker rmi ref` without force):
+// the image itself goes only if ref was its last name and no container
+// uses it. A reference that is not there is not an error.
+func (e *Engine) UntagImage(ctx context.Context, ref string) error {
+	_, err := e.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{})
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("untag image %s: %w", ref, err)
+	}
+	return nil
+}
+
 // MissingImages returns the refs that are not present locally.
 func (e *Engine) MissingImages(ctx context.Context, refs []string) ([]string, error) {
 	var missing []string
