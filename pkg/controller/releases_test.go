@@ -235,6 +235,35 @@ func TestRollbackToRefusals(t *testing.T) {
 	}
 }
 
+// The README's walk: v1 deployed, a v2 canary promoted (two releases),
+// then rollback --to previous: v1 runs as stable and the canary the
+// manifest still declares does not start again beside it.
+func TestRollbackToBeforeAPromotion(t *testing.T) {
+	h := canaryHarness(t)
+	if err := h.promote(); err != nil {
+		t.Fatal(err)
+	}
+	if got := revs(h.releases()); got != "2*:app:2 1:app:1" {
+		t.Fatalf("releases %q", got)
+	}
+	if err := h.rollbackTo(api.RollbackPrevious); err != nil {
+		t.Fatal(err)
+	}
+	h.mustConverge()
+	if got := h.running(); got != "stable:app:1×2" {
+		t.Fatalf("running %s, want stable:app:1×2 and no canary", got)
+	}
+	if got := revs(h.releases()); got != "2:app:2 1*:app:1" {
+		t.Fatalf("releases %q", got)
+	}
+	// Naming another canary image runs it again.
+	h.write(fakeManifest("app:1", 2, "  canary: {image: app:3, weight: 20}"))
+	h.mustConverge()
+	if got := h.running(); got != "stable:app:1×2 canary:app:3×1" {
+		t.Errorf("running %s after a new canary", got)
+	}
+}
+
 // Each listed release's image has a name of its own
 // (swiftdeploy-release/SERVICE:REV), so no prune of dangling images
 // removes it and a rebuild under its tag does not lose it: a rollback then

@@ -88,6 +88,12 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	t := &Transition{ID: newID(), Kind: kindRestore, Started: now, User: user,
 		Restored: &Restore{Service: svc, Rev: rel.Rev, FromRev: sb.Current, Image: run, ImageID: rel.ImageID, Digest: rel.Digest,
 			ReleaseImage: rel.Image, ManifestStable: m.Services.Image, At: now, User: user}}
+	if c := m.Services.Canary; c != nil {
+		// The canary the manifest still declares (promoted, or dropped)
+		// must not start again beside the release brought back: it stays
+		// dropped until the manifest names another canary image.
+		t.RolledBack = &Rollback{CanaryImage: c.Image, At: now, User: user}
+	}
 	d.mu.Lock()
 	_, spec := stableSpec(m, d.state.with(t))
 	d.mu.Unlock()

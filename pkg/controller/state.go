@@ -211,6 +211,9 @@ func (s State) with(t *Transition) State {
 		s.Promoted, s.RolledBack, s.Rollout, s.Restored = t.Promoted, nil, nil, nil
 	case kindRestore:
 		s.Restored, s.Promoted, s.Rollout = t.Restored, nil, nil
+		if t.RolledBack != nil { // the manifest's canary stays dropped
+			s.RolledBack = t.RolledBack
+		}
 	case kindRollback:
 		s.RolledBack = t.RolledBack
 	case kindStep:
