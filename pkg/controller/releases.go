@@ -264,6 +264,11 @@ func (d *Daemon) loadReleases() (*releaseBook, error) {
 	return b, nil
 }
 
+// localImages: the target runs images of this host's Docker Engine, so a
+// release has an image ID, its image is kept, and a rollback checks it is
+// there. On Kubernetes the nodes pull: none of that applies.
+func (d *Daemon) localImages() bool { return d.kt == nil && d.eng != nil }
+
 // keepRef is the name that keeps release rev of service on the host while
 // it is listed, swiftdeploy-release/PROJECT/SERVICE:REV: a named image is
 // never dangling, so no prune of dangling images removes it, and it
@@ -284,7 +289,7 @@ const KeepRepository = "swiftdeploy-release"
 // image was not inspected (no ID) or cannot be named is still listed; a
 // rollback to it then needs its own tag to still name it.
 func (d *Daemon) keepImage(ctx context.Context, service string, r api.Release) {
-	if d.eng == nil || r.ImageID == "" {
+	if !d.localImages() || r.ImageID == "" {
 		return
 	}
 	ref := d.keepRef(service, r.Rev)
@@ -299,7 +304,7 @@ func (d *Daemon) keepImage(ctx context.Context, service string, r api.Release) {
 // dropImage lets go of the name that kept a release no longer listed: its
 // image goes if nothing else names or runs it.
 func (d *Daemon) dropImage(ctx context.Context, service string, r api.Release) {
-	if d.eng == nil {
+	if !d.localImages() {
 		return
 	}
 	if err := d.eng.UntagImage(ctx, d.keepRef(service, r.Rev)); err != nil {
@@ -366,7 +371,7 @@ func (d *Daemon) newRelease(ctx context.Context, service, image, specHash, user,
 		return api.Release{}, false
 	}
 	r := api.Release{Rev: rev, Service: service, Image: image, SpecHash: specHash, At: time.Now().UTC(), User: user, Cause: cause}
-	if d.eng != nil {
+	if d.localImages() {
 		if img, err := d.eng.InspectImage(ctx, image); err == nil {
 			r.ImageID, r.Digest = img.ID, img.Digest()
 		}
@@ -390,7 +395,7 @@ func (d *Daemon) releasesOf(ctx context.Context, service string) (api.Releases, 
 	for i := len(list) - 1; i >= 0; i-- {
 		r := list[i]
 		r.Current = r.Rev == cur
-		if d.eng != nil {
+		if d.localImages() {
 			_, err := d.runRef(ctx, service, r)
 			local := err == nil
 			r.Local = &local

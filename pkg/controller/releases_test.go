@@ -417,3 +417,38 @@ func TestReleasesFileRebuiltAndTrimmed(t *testing.T) {
 		t.Fatalf("rebuilt from the journal: %q", got)
 	}
 }
+
+// On Kubernetes the same control plane records releases (no image ID: the
+// nodes pull) and rolls back through the route: the stable Deployment runs
+// release 2's image again, journaled once.
+func TestKubeRollbackToPrevious(t *testing.T) {
+	h, fk := kubeHarness(t, fakeManifest("app:1", 2, ""))
+	for _, img := range []string{"app:1", "app:2", "app:3"} {
+		h.write(fakeManifest(img, 2, ""))
+		if err := h.deploy(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := h.releases()
+	if got := revs(rs); got != "3*:app:3 2:app:2 1:app:1" {
+		t.Fatalf("releases %q", got)
+	}
+	if r := rs.Releases[0]; r.ImageID != "" || r.Local != nil {
+		t.Errorf("a Kubernetes release with a local image: %+v", r)
+	}
+	if err := h.rollbackTo(api.RollbackPrevious); err != nil {
+		t.Fatal(err)
+	}
+	if got := fk.image("demo-stable"); got != "app:2" {
+		t.Fatalf("stable Deployment runs %s, want app:2", got)
+	}
+	if w := fk.weights("demo"); w["demo-stable"] != 100 {
+		t.Errorf("route %v", w)
+	}
+	if n := count(h.events(), journal.EventRolledBack); n != 1 {
+		t.Errorf("rolled_back journaled %d times", n)
+	}
+	if got := revs(h.releases()); got != "3:app:3 2*:app:2 1:app:1" {
+		t.Errorf("releases %q", got)
+	}
+}

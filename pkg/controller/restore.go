@@ -74,7 +74,7 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	// No pull: the image must be on the host, and still be the image the
 	// release ran. Checked before anything is journaled or changed.
 	run := rel.Image
-	if d.eng != nil {
+	if d.localImages() {
 		if run, err = d.runRef(ctx, svc, rel); err != nil {
 			return err
 		}
