@@ -389,6 +389,52 @@ func TestRollbackToInterrupted(t *testing.T) {
 	}
 }
 
+// A daemon that died after journaling the rollback and before recording
+// it (failpoint restore/journaled): state.json holds it pending and
+// releases.json still says release 3. The restarted daemon commits it
+// without journaling it again, and the release list catches up from the
+// journal.
+func TestRollbackToJournaledNotRecorded(t *testing.T) {
+	h := threeReleases(t, nil)
+	relPath := filepath.Join(h.dir, ".swiftdeploy", releasesFile)
+	before, err := os.ReadFile(relPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.rollbackTo(api.RollbackPrevious); err != nil {
+		t.Fatal(err)
+	}
+	recs := readEvents(t, h)
+	txn, _ := recs[lastIndex(recs, journal.EventRolledBack)].Details["txn"].(string)
+	st := h.state()
+	if txn == "" || st.Restored == nil {
+		t.Fatalf("after the rollback: txn %q, state %+v", txn, st)
+	}
+	st.Pending = &Transition{ID: txn, Kind: kindRestore, Restored: st.Restored, Revision: h.status().Revision, Started: time.Now().UTC()}
+	st.Restored = nil
+	h.d.mu.Lock()
+	h.d.state = st
+	if err := h.d.saveStateLocked(); err != nil {
+		t.Fatal(err)
+	}
+	h.d.mu.Unlock()
+	h.d.jr.Close()
+	if err := os.WriteFile(relPath, before, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.d = h.newDaemon()
+	h.mustConverge()
+	if n := countRecs(readEvents(t, h), journal.EventRolledBack); n != 1 {
+		t.Errorf("rolled_back journaled %d times, want once", n)
+	}
+	if st := h.state(); st.Pending != nil || st.Restored == nil || st.Restored.Rev != 2 {
+		t.Errorf("state %+v, want the rollback to 2 committed", st)
+	}
+	if got, run := revs(h.releases()), h.running(); got != "3:app:3 2*:app:2 1:app:1" || run != "stable:app:2×2" {
+		t.Errorf("releases %q, running %s", got, run)
+	}
+}
+
 // releases.json is a cache of the journal: deleted, it is rebuilt; it
 // keeps the last KeepReleases, 0600; a rollback to one no longer listed
 // is refused.
