@@ -310,6 +310,37 @@ func TestReleaseImagesKept(t *testing.T) {
 	}
 }
 
+// rollback --to is gated like a promotion: the infrastructure policy
+// denies it on a busy host before anything is recorded or started; the
+// denial is journaled once, and nothing changes.
+func TestRollbackToGated(t *testing.T) {
+	h := threeReleases(t, nil)
+	h.setLoad(busy)
+	before := len(h.events())
+	err := h.rollbackTo(api.RollbackPrevious)
+	var denied *reconciler.DeniedError
+	if !errors.As(err, &denied) {
+		t.Fatalf("rollback --to on a busy host: %v, want an infrastructure denial", err)
+	}
+	if got := h.running(); got != "stable:app:3×2" {
+		t.Errorf("running %s after a denial", got)
+	}
+	if st := h.state(); st.Restored != nil || st.Pending != nil {
+		t.Errorf("a denied rollback was recorded: %+v", st)
+	}
+	ev := h.events()[before:]
+	if count(ev, journal.EventRollbackFailed) != 1 || count(ev, journal.EventRolledBack) != 0 {
+		t.Errorf("events %v: want one rollback_failed, no rolled_back", ev)
+	}
+	if got := revs(h.releases()); got != "3*:app:3 2:app:2 1:app:1" {
+		t.Errorf("releases %q", got)
+	}
+	h.setLoad(idle)
+	if err := h.rollbackTo(api.RollbackPrevious); err != nil {
+		t.Fatalf("once the host is idle: %v", err)
+	}
+}
+
 // A daemon that dies between the write-ahead and nginx serving the
 // release settles it at start: not in force, journaled as
 // transition_aborted, never as rolled_back; one that dies after nginx

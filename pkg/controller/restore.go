@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -101,7 +102,16 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	if spec != rel.SpecHash {
 		progress(fmt.Sprintf("Note: release %d's image runs with the manifest's env, port and resources (spec %s, the release had %s)", rel.Rev, short(spec), short(rel.SpecHash)))
 	}
-	if err := d.transact(ctx, m, t, progress); err != nil {
+	err = d.transact(ctx, m, t, progress)
+	var denied *reconciler.DeniedError
+	var nr notRecorded
+	if errors.As(err, &nr) && errors.As(err, &denied) {
+		// Denied before anything was recorded: nothing changed; say so
+		// once (a failure after the write-ahead is journaled by abort).
+		d.event(journal.EventRollbackFailed, fmt.Sprintf("rollback of %s to release %d denied: %s", svc, rel.Rev, strings.Join(denied.Reasons, "; ")), user,
+			map[string]any{"service": svc, "to_rev": rel.Rev, "reasons": denied.Reasons, "policy": d.gatePolicy()})
+	}
+	if err != nil {
 		return err
 	}
 	progress(fmt.Sprintf("Rolled back %s to release %d (%s): all traffic on it", svc, rel.Rev, rel.Image))

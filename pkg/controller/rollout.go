@@ -92,7 +92,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	failpoint.Hit(transitionPoint(t.Kind, "applied"))
 	var denied *reconciler.DeniedError
 	if errors.As(applyErr, &denied) && gateErr == nil && !wrote {
-		return applyErr // nothing was recorded, nothing changed
+		return notRecorded{applyErr} // nothing was recorded, nothing changed
 	}
 	if applyErr == nil {
 		d.clearDenial()
@@ -140,6 +140,12 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	return fmt.Errorf("%s did not take effect: %w", t.Kind, applyErr)
 }
+
+// notRecorded is a transition's gate denial that came before anything was
+// recorded: nothing changed, and no abort journaled it.
+type notRecorded struct{ error }
+
+func (e notRecorded) Unwrap() error { return e.error }
 
 // commit records t as in force and journals it exactly once. If the
 // journal cannot be read, whether t is journaled already is unknown: t
