@@ -175,6 +175,14 @@ func TestRollbackToPrevious(t *testing.T) {
 	if got, run := revs(h.releases()), h.running(); got != "3:app:3 2:app:2 1*:app:1" || run != "stable:app:1×2" {
 		t.Fatalf("after a restart: releases %q, running %s", got, run)
 	}
+	// Forward again to release 3, the manifest's own image: no new release.
+	if err := h.rollbackTo("3"); err != nil {
+		t.Fatal(err)
+	}
+	h.mustConverge()
+	if got, run := revs(h.releases()), h.running(); got != "3*:app:3 2:app:2 1:app:1" || run != "stable:app:3×2" {
+		t.Fatalf("after rollback --to 3: releases %q, running %s", got, run)
+	}
 	// An edit of services.image spends it: a new release, current.
 	h.fe.AddImage("app:5")
 	h.write(fakeManifest("app:5", 2, ""))
