@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -106,8 +107,10 @@ SERVICE may be left out while the manifest holds one service.`,
 			if len(args) == 1 {
 				req.Service = args[0]
 			}
-			if cmd.Flags().Changed("to") && to == "" {
-				return usageErrorf("--to: want %q or a release number", api.RollbackPrevious)
+			if cmd.Flags().Changed("to") && to != api.RollbackPrevious {
+				if n, err := strconv.Atoi(to); err != nil || n <= 0 {
+					return usageErrorf("--to: want %q or a release number, got %q", api.RollbackPrevious, to)
+				}
 			}
 			req.To = to
 			var body any
