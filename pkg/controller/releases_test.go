@@ -200,11 +200,13 @@ func TestRollbackToPrevious(t *testing.T) {
 // another image, a canary running, an unknown release.
 func TestRollbackToRefusals(t *testing.T) {
 	tests := []struct {
-		name  string
-		setup func(h *harness)
-		to    string
-		want  string
+		name    string
+		setup   func(h *harness)
+		service string
+		to      string
+		want    string
 	}{
+		{name: "another service", service: "web", to: "previous", want: `no service "web" in the manifest: its services are [demo]`},
 		{name: "image gone", setup: func(h *harness) { h.fe.RemoveImageID(h.fe.ImageID("app:1")) }, to: "1", want: "image app:1 of release 1 is not on this host"},
 		{name: "retagged and gone", setup: func(h *harness) {
 			old := h.fe.ImageID("app:2")
@@ -226,7 +228,7 @@ func TestRollbackToRefusals(t *testing.T) {
 				tc.setup(h)
 			}
 			events, running, rels := len(h.events()), h.running(), revs(h.releases())
-			err := h.rollbackTo(tc.to)
+			err := h.d.rollbackTo(context.Background(), "bob", tc.service, tc.to, func(string) {})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("rollback --to %s: %v, want an error with %q", tc.to, err, tc.want)
 			}
@@ -535,5 +537,33 @@ func TestKubeRollbackToPrevious(t *testing.T) {
 	}
 	if got := revs(h.releases()); got != "3:app:3 2*:app:2 1:app:1" {
 		t.Errorf("releases %q", got)
+	}
+}
+
+// A rollback restores the release's image; the rest of the spec is the
+// manifest's, and the progress says so when it differs from the
+// release's (and only then).
+func TestRollbackToNotesASpecChange(t *testing.T) {
+	for _, tc := range []struct {
+		name, env string
+		note      bool
+	}{
+		{name: "same spec", env: "", note: false},
+		{name: "env changed since", env: "  env: {FEATURE: \"on\"}", note: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, fakeManifest("app:1", 2, ""))
+			h.mustConverge()
+			h.write(fakeManifest("app:2", 2, tc.env))
+			h.mustConverge()
+			var lines []string
+			if err := h.d.rollbackTo(context.Background(), "bob", "demo", api.RollbackPrevious, func(l string) { lines = append(lines, l) }); err != nil {
+				t.Fatal(err)
+			}
+			noted := strings.Contains(strings.Join(lines, "\n"), "Note: release 1's image runs with the manifest's env")
+			if noted != tc.note {
+				t.Errorf("noted %v, want %v: %q", noted, tc.note, lines)
+			}
+		})
 	}
 }

@@ -95,12 +95,19 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 		// dropped until the manifest names another canary image.
 		t.RolledBack = &Rollback{CanaryImage: c.Image, At: now, User: user}
 	}
+	// The spec in force once it takes effect; and whether the manifest's
+	// env, port and resources differ from the release's (judged under the
+	// release's own image name, not the kept one).
+	asRelease := *t
+	asRelease.Restored = &Restore{ManifestStable: m.Services.Image, Image: rel.Image}
 	d.mu.Lock()
 	_, spec := stableSpec(m, d.state.with(t))
+	_, specAsRelease := stableSpec(m, d.state.with(&asRelease))
 	d.mu.Unlock()
 	t.Restored.SpecHash = spec
-	if spec != rel.SpecHash {
-		progress(fmt.Sprintf("Note: release %d's image runs with the manifest's env, port and resources (spec %s, the release had %s)", rel.Rev, short(spec), short(rel.SpecHash)))
+	if specAsRelease != rel.SpecHash {
+		progress(fmt.Sprintf("Note: release %d's image runs with the manifest's env, port and resources, which differ from the release's (spec %s, the release had %s)",
+			rel.Rev, short(specAsRelease), short(rel.SpecHash)))
 	}
 	err = d.transact(ctx, m, t, progress)
 	var denied *reconciler.DeniedError
