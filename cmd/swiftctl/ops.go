@@ -49,12 +49,6 @@ next step, still judged by the canary-safety policy; --full skips the
 remaining steps and promotes it (gated just the same).`,
 		path: api.PathPromote,
 	}
-	rollbackOp = operation{
-		use: "rollback", short: "Drop the canary and send all traffic to stable", group: "deploy",
-		long: `rollback removes the canary; it is not run again until the manifest names
-another canary image.`,
-		path: api.PathRollback,
-	}
 )
 
 func (a *app) newOperationCmd(op operation) *cobra.Command {
@@ -98,7 +92,6 @@ func (a *app) newDownCmd() *cobra.Command {
 	})
 	return cmd
 }
-func (a *app) newRollbackCmd() *cobra.Command { return a.newOperationCmd(rollbackOp) }
 
 // streamBody is stream with a request body.
 func (a *app) streamBody(ctx context.Context, name, path string, body any) error {
