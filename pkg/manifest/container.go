@@ -38,7 +38,15 @@ type Volume struct {
 	// Target is the absolute path inside the container.
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"read_only,omitempty"`
+	// Size is what a named volume's claim requests on Kubernetes (the
+	// long form only; a size such as "10g" or "512Mi"); Docker's local
+	// volumes have none. Default: DefaultVolumeSize.
+	Size string `json:"size,omitempty"`
 }
+
+// DefaultVolumeSize is a named volume's claim on Kubernetes when the
+// manifest gives no size.
+const DefaultVolumeSize = "1Gi"
 
 // Volume types.
 const (
@@ -285,6 +293,16 @@ func (ps *problemList) container(field string, s *Services) {
 			}
 		default:
 			ps.addf(at+".type", "must be %s or %s, got %q", VolumeNamed, VolumeBind, v.Type)
+		}
+		if v.Size != "" {
+			switch n, err := ParseMemory(v.Size); {
+			case v.Type != VolumeNamed:
+				ps.addf(at+".size", "only a named volume has a size")
+			case err != nil:
+				ps.addf(at+".size", "%v", err)
+			case n <= 0:
+				ps.addf(at+".size", "must be more than 0, got %q", v.Size)
+			}
 		}
 		if v.Target == "" {
 			ps.addf(at+".target", "required: the absolute path in the container")

@@ -13,7 +13,8 @@ func TestContainerFieldsKubernetesCannotTake(t *testing.T) {
 	const base = "services:\n  image: app:1\n  port: 3000\n%snginx:\n  image: nginx:latest\n  port: 8080\nnetwork:\n  name: net\n"
 	for _, tc := range []struct{ fragment, field string }{
 		{"  user: app\n", "services.user"},
-		{"  volumes: [data:/data]\n", "services.volumes"},
+		{"  volumes: [./data:/data]\n", "services.volumes[0]"},
+		{"  volumes: [ok:/ok, Data_1:/data]\n", "services.volumes[1].source"},
 	} {
 		m, err := manifest.Parse([]byte(strings.Replace(base, "%s", tc.fragment, 1)), "p")
 		if err != nil {

@@ -97,7 +97,12 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 		refs = append(refs, backendRef(trackName(s.Project, a.Track), a.Port, t.weight))
 	}
 	objs = append(objs, httpRoute(s, o, refs))
-	objs = append(objs, rbac(s.Project, o.Namespace, false, usesSecrets(s))...)
+	claims, err := volumeClaims(s, o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	objs = append(objs, claims...)
+	objs = append(objs, rbac(s.Project, o.Namespace, false, usesSecrets(s), len(claims) > 0)...)
 	return objs, nil
 }
 
@@ -179,6 +184,10 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 	if err != nil {
 		return corev1.PodTemplateSpec{}, err
 	}
+	podVolumes, err := volumeMounts(project, a, &c)
+	if err != nil {
+		return corev1.PodTemplateSpec{}, err
+	}
 	labels := selectorLabels(project, a.Track)
 	annotations := map[string]string{AnnotationConfigHash: a.Hash, AnnotationImage: a.Image}
 	if modeFromLabel {
@@ -206,9 +215,9 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 		// which the other probes wait.
 		c.StartupProbe = probe(interval, int32(math.Ceil(h.StartPeriod.D().Seconds()/float64(interval))))
 	}
-	spec := corev1.PodSpec{Containers: []corev1.Container{c}}
+	spec := corev1.PodSpec{Containers: []corev1.Container{c}, Volumes: podVolumes}
 	if secretVolume != nil {
-		spec.Volumes = []corev1.Volume{*secretVolume}
+		spec.Volumes = append(spec.Volumes, *secretVolume)
 		// The kubelet makes a secret volume's files root's, group-readable
 		// by fsGroup: the service's group (or its user's id) reads them.
 		if uid, gid, ok := manifest.NumericUser(a.User); ok && uid != 0 {
@@ -230,9 +239,7 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 // containerFields renders what the app's container needs: entrypoint and
 // command as command and args (as on Docker, an entrypoint given drops
 // the image's command unless one is given too), the working directory and
-// the user, which Kubernetes takes as numbers only. Volumes are not
-// rendered for Kubernetes yet: an error names the field rather than a pod
-// that silently lacks them.
+// the user, which Kubernetes takes as numbers only.
 func containerFields(a stack.App) (corev1.Container, error) {
 	c := corev1.Container{Command: a.Entrypoint, Args: a.Command, WorkingDir: a.WorkingDir}
 	if a.User != "" {
@@ -244,9 +251,6 @@ func containerFields(a stack.App) (corev1.Container, error) {
 		if gid >= 0 {
 			c.SecurityContext.RunAsGroup = &gid
 		}
-	}
-	if len(a.Volumes) > 0 {
-		return c, fmt.Errorf("services.volumes: not rendered for Kubernetes yet (persistent volume claims are to come)")
 	}
 	return c, nil
 }

@@ -22,7 +22,10 @@ const DaemonName = "swiftdeployd"
 // With secrets (services.secrets, services.env_file), the daemon also
 // writes the project's Secret objects: the Role then grants secrets too,
 // and only then, as RBAC cannot narrow a grant to some Secrets by label.
-func rbac(project, namespace string, argo, secrets bool) []Object {
+//
+// With named volumes, the daemon applies their claims: the Role grants
+// persistentvolumeclaims then.
+func rbac(project, namespace string, argo, secrets, claims bool) []Object {
 	name := project + "-" + DaemonName
 	labels := objectLabels(project, RoleDaemon, "")
 	write := []string{"get", "list", "watch", "create", "patch", "update", "delete"}
@@ -40,6 +43,9 @@ func rbac(project, namespace string, argo, secrets bool) []Object {
 	}
 	if secrets {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: write})
+	}
+	if claims {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: write})
 	}
 	// The daemon applies the HTTPRoute on both targets (on argo-rollouts
 	// the plugin then moves its weights).
