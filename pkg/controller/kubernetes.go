@@ -199,10 +199,20 @@ func hasSecrets(m *manifest.Manifest) bool {
 	return len(m.Services.EnvFile) > 0 || len(m.Services.Secrets) > 0
 }
 
-// observe lists what the project owns; its Secrets only when the
-// manifest has some (the daemon's Role grants secrets only then).
+// hasClaims: the manifest's services have named volumes.
+func hasClaims(m *manifest.Manifest) bool {
+	for _, v := range m.Services.Volumes {
+		if v.Type == manifest.VolumeNamed {
+			return true
+		}
+	}
+	return false
+}
+
+// observe lists what the project owns; its Secrets and volume claims only
+// when the manifest has some (the daemon's Role grants them only then).
 func (t *kubeTarget) observe(ctx context.Context, m *manifest.Manifest) (kubetarget.Observed, error) {
-	obs, err := kubetarget.ObserveWith(ctx, t.api, t.cfg.Namespace, m.Project, hasSecrets(m))
+	obs, err := kubetarget.ObserveAll(ctx, t.api, t.cfg.Namespace, m.Project, hasSecrets(m), hasClaims(m))
 	t.d.setEngineErr(err)
 	return obs, err
 }
@@ -450,8 +460,8 @@ func (t *kubeTarget) Heal(context.Context, Change, reconciler.Progress) {}
 
 // Teardown plans the deletion of every object the project owns: the
 // route first, so that nothing is sent to a Service being deleted.
-// Named volumes are not rendered for Kubernetes yet: volumes changes
-// nothing. The project's Secrets go last.
+// The project's Secrets go last; its volume claims, with the data, only
+// with volumes (`down --volumes`), after everything else.
 func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]Removal, error) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
@@ -470,6 +480,11 @@ func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes
 	}
 	for n := range obs.Secrets {
 		refs = append(refs, kube.Ref{Resource: kube.Secrets, Namespace: ns, Name: n})
+	}
+	if volumes { // the data goes only when asked for
+		for n := range obs.Claims {
+			refs = append(refs, kube.Ref{Resource: kube.Claims, Namespace: ns, Name: n})
+		}
 	}
 	plan := make([]Removal, 0, len(refs))
 	for _, ref := range refs {
