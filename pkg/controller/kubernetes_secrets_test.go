@@ -90,3 +90,36 @@ func (f *fakeKube) configHash(dep string) string {
 	_ = json.Unmarshal(f.objs["Deployment/"+dep], &d)
 	return d.Spec.Template.Annotations[k8srender.AnnotationConfigHash]
 }
+
+// On Kubernetes a named volume is a claim the pods mount: down keeps it,
+// down --volumes deletes it.
+func TestKubeVolumeClaimKeptUntilDownVolumes(t *testing.T) {
+	h, fk := kubeHarness(t, fakeManifest("app:1", 1, volumeService))
+	if err := h.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	if !fk.has("PersistentVolumeClaim/demo-data") {
+		t.Fatal("no claim for the named volume")
+	}
+	if d := h.diff("?down=true"); strings.Contains(strings.Join(d.Plan, "\n"), "demo-data") {
+		t.Errorf("diff --down deletes the claim: %v", d.Plan)
+	}
+	if err := h.d.down(context.Background(), "alice", false, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	if !fk.has("PersistentVolumeClaim/demo-data") {
+		t.Fatal("down deleted the claim")
+	}
+	if err := h.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	if d := h.diff("?down=true&volumes=true"); !strings.Contains(strings.Join(d.Plan, "\n"), "PersistentVolumeClaim") {
+		t.Errorf("diff --down --volumes does not delete the claim: %v", d.Plan)
+	}
+	if err := h.d.down(context.Background(), "alice", true, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	if fk.has("PersistentVolumeClaim/demo-data") {
+		t.Error("down --volumes left the claim")
+	}
+}

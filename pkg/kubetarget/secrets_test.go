@@ -78,3 +78,43 @@ func TestSecretsAppliedFirstAndNeverShown(t *testing.T) {
 		t.Errorf("plan without secrets %v: want the Secrets deleted last", ops)
 	}
 }
+
+// A named volume's claim is applied before the Deployment that mounts it,
+// gated when new (it takes storage), and a plan never deletes it: not when
+// the manifest drops the volume either (only down --volumes does).
+func TestClaimsAppliedFirstAndNeverDeletedByAPlan(t *testing.T) {
+	f := newFake()
+	ctx := context.Background()
+	withVolume := testManifest(t, "  volumes: [data:/data]\n")
+	d, err := DesiredFor(withVolume, stack.Options{}, "ns", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := ObserveAll(ctx, f, "ns", "shop", false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compute(ctx, f, d, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(kinds(p), ","); !strings.HasPrefix(got, "apply PersistentVolumeClaim/shop-data,apply Deployment/shop-stable") {
+		t.Fatalf("first plan %s: want the claim first", got)
+	}
+	if !p.Ops[0].Gated {
+		t.Error("creating a claim is not gated")
+	}
+	if err := Apply(ctx, f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	without := testManifest(t, "")
+	d, _ = DesiredFor(without, stack.Options{}, "ns", "", 0)
+	obs, _ = ObserveAll(ctx, f, "ns", "shop", false, true)
+	p, err = Compute(ctx, f, d, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(kinds(p), ","); strings.Contains(got, "PersistentVolumeClaim") {
+		t.Errorf("plan after the volume left the manifest: %s, want the claim kept", got)
+	}
+}
