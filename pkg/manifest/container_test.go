@@ -123,6 +123,8 @@ func TestContainerFieldsInvalid(t *testing.T) {
 				"services.volumes[8].target: required",
 				"services.volumes[9].target: must not be /",
 			}},
+		{"volume sizes", "  volumes:\n    - {source: a, target: /a, size: lots}\n    - {type: bind, source: /b, target: /b, size: 1g}\n    - {source: c, target: /c, size: 5g}\n",
+			[]string{"services.volumes[0].size: ", "services.volumes[1].size: only a named volume has a size"}},
 		{"health timings", "  health:\n    interval: 0s\n    timeout: 1.5s\n    start_period: 2h\n    retries: 0\n",
 			[]string{"services.health.interval: must be 1s-1h0m0s", "services.health.timeout: must be a whole number of seconds", "services.health.start_period: must be 1s-1h0m0s", "services.health.retries: must be 1-100"}},
 		{"both health paths", "  health_path: /a\n  health:\n    path: /b\n", []string{"services.health.path: set either health_path or health.path"}},
