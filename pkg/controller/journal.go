@@ -127,10 +127,7 @@ func (d *Daemon) manifestTookEffect(m *manifest.Manifest) {
 // every webhook URL. Other secret sources (env files, secret files,
 // registry credentials, TLS keys) add theirs here.
 func secretsOf(m *manifest.Manifest) []string {
-	var out []string
-	for _, v := range m.Services.Env {
-		out = append(out, v)
-	}
+	out := m.AllEnv() // every service's, in both forms
 	for _, h := range m.Notify {
 		out = append(out, h.URL)
 	}

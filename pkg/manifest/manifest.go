@@ -29,8 +29,14 @@ type Manifest struct {
 	// Project names the stack; it prefixes container names and labels
 	// every owned object. Default: the manifest directory's name.
 	Project  string   `json:"project,omitempty"`
+	// Services is the seed's single service (`services: {image, port}`).
+	// In the named form it is empty and Named holds the services.
 	Services Services `json:"services"`
-	Nginx    Nginx    `json:"nginx"`
+	// Named holds the services of the named form (`services: {web: {...},
+	// db: {...}}`), by name; nil in the seed form. MarshalJSON writes it
+	// as services.
+	Named map[string]*Services `json:"-"`
+	Nginx Nginx `json:"nginx"`
 	Network  Network  `json:"network"`
 	Metrics  Metrics  `json:"metrics,omitempty"`
 	Policy   Policy   `json:"policy,omitempty"`
@@ -65,6 +71,10 @@ type Services struct {
 	Env        map[string]string `json:"env,omitempty"`
 	Resources  Resources         `json:"resources,omitempty"`
 	Canary     *Canary           `json:"canary,omitempty"`
+	// Kind, Route and DependsOn belong to the named form (services.go).
+	Kind      string   `json:"kind,omitempty"`
+	Route     *Route   `json:"route,omitempty"`
+	DependsOn []string `json:"depends_on,omitempty"`
 }
 
 // Resources are per-container limits; zero means unlimited.
@@ -334,6 +344,7 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 		m.Services.Canary.Replicas = DefaultCanaryReplicas
 	}
 	defaultAnalysis(root, m.Services.Canary)
+	defaultNamed(root, &m)
 	defaultTLS(root, m.Nginx.TLS)
 	if r := m.Policy.Relative; r != nil {
 		const at = "policy.relative."

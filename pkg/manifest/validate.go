@@ -111,7 +111,11 @@ func (ps *problemList) addf(field, format string, args ...any) {
 func (m *Manifest) Validate() error {
 	var ps problemList
 	ps.project(m.Project)
-	ps.services(&m.Services)
+	if m.IsNamed() {
+		ps.namedServices(m, m.Nginx.RefusedPrefixes())
+	} else {
+		ps.services(&m.Services)
+	}
 	ps.nginx(&m.Nginx)
 	ps.tls(m.Nginx.TLS, m.Nginx.Port)
 	ps.frontDoor(&m.Nginx, m.Services.HealthPath, m.Metrics.Path)
@@ -148,6 +152,15 @@ func (ps *problemList) services(s *Services) {
 	ps.resources(&s.Resources)
 	if s.Canary != nil {
 		ps.canary(s.Canary, s.Image)
+	}
+	for _, f := range []struct {
+		field string
+		set   bool
+	}{{"kind", s.Kind != ""}, {"route", s.Route != nil}, {"depends_on", len(s.DependsOn) > 0}} {
+		if f.set {
+			field := f.field
+			ps.addf("services."+field, "belongs to the named form (services: {web: {image: ..., %s: ...}}); the single service is a web service routed everything", field)
+		}
 	}
 }
 
@@ -277,18 +290,24 @@ func invalidUTF8At(s string) int {
 }
 
 func (ps *problemList) env(env map[string]string) {
+	ps.envAt("services.env", env, reservedEnv)
+}
+
+// envAt checks the env of the service at (services.env, services.web.env)
+// against the names SwiftDeploy sets on it.
+func (ps *problemList) envAt(at string, env map[string]string, reserved map[string]string) {
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys) // stable problem order
 	for _, k := range keys {
-		field := "services.env." + k
+		field := at + "." + k
 		switch {
 		case !envName.MatchString(k):
-			ps.addf("services.env", "invalid variable name %q: must match [A-Za-z_][A-Za-z0-9_]*", k)
-		case reservedEnv[k] != "":
-			ps.addf(field, "reserved: SwiftDeploy sets %s (%s)", k, reservedEnv[k])
+			ps.addf(at, "invalid variable name %q: must match [A-Za-z_][A-Za-z0-9_]*", k)
+		case reserved[k] != "":
+			ps.addf(field, "reserved: SwiftDeploy sets %s (%s)", k, reserved[k])
 		// Docker passes env to the process as C strings, which end at NUL,
 		// and carries them as JSON, which would replace invalid UTF-8 with
 		// U+FFFD: either would change the value on its way in. Line breaks
@@ -303,19 +322,21 @@ func (ps *problemList) env(env map[string]string) {
 	}
 }
 
-func (ps *problemList) resources(r *Resources) {
+func (ps *problemList) resources(r *Resources) { ps.resourcesAt("services.resources", r) }
+
+func (ps *problemList) resourcesAt(at string, r *Resources) {
 	// Written as !(in range) so that NaN is rejected too.
 	if !(r.CPUs >= 0 && r.CPUs <= MaxCPUs) {
-		ps.addf("services.resources.cpus", "must be 0-%d (0 means no limit), got %g", MaxCPUs, r.CPUs)
+		ps.addf(at+".cpus", "must be 0-%d (0 means no limit), got %g", MaxCPUs, r.CPUs)
 	}
 	if r.Memory == "" {
 		return
 	}
 	switch n, err := ParseMemory(r.Memory); {
 	case err != nil:
-		ps.addf("services.resources.memory", "%v", err)
+		ps.addf(at+".memory", "%v", err)
 	case n < MinMemory:
-		ps.addf("services.resources.memory", "must be at least 6MiB (Docker's minimum), got %q", r.Memory)
+		ps.addf(at+".memory", "must be at least 6MiB (Docker's minimum), got %q", r.Memory)
 	}
 }
 
