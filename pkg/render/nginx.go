@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"sort"
 	"strings"
 	"text/template"
 	"time"
@@ -75,6 +76,39 @@ type nginxView struct {
 	StatusBody        string       // Status as the nginx string it returns
 	StatusSets        []statusSet  // the variables StatusBody refers to
 	TLS               *tlsView     // nil without nginx.tls
+
+	// The named form (several services): an upstream per web service and
+	// a server per route host; nil in the seed form, whose single server
+	// routes everything to Pool.
+	Upstreams []upstreamView
+	Servers   []serverView
+}
+
+// upstreamView is one web service's upstream group (named form).
+type upstreamView struct {
+	Name, Service, Track, Revision string
+	Servers                        []string
+}
+
+// serverView is one server block: the seed's catch-all, or, in the named
+// form, one per route host (and the catch-all "_" for the rest).
+type serverView struct {
+	*nginxView
+	ServerName string
+	Named      bool
+	Routes     []routeView
+	NoRoot     bool // no route serves "/": answer 404 there
+}
+
+// routeView is one web service's route inside a server.
+type routeView struct {
+	Service   string
+	What      string // for the comment
+	Name      string // the named location a paused request resumes at
+	Pool      string
+	Strip     bool
+	Rewrite   string   // regex and replacement that strip the prefix
+	Locations []string // location arguments
 }
 
 // tlsView is the HTTPS side of the template (nginx.tls).
@@ -154,6 +188,14 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		v.Status.Cert = t.Cert
 	}
 	frontDoorView(&v, s.FrontDoor)
+	if len(s.Services) > 0 {
+		namedView(&v, s)
+		out, err := renderWithRevision(v)
+		if err != nil {
+			return nil, fmt.Errorf("render nginx.conf for project %s: %w", s.Project, err)
+		}
+		return out, nil
+	}
 	// A canary with a match serves matching requests at any weight, 0
 	// included, so its upstream is there whenever its containers are.
 	match := s.FrontDoor.Match != nil && len(s.Canary) > 0
@@ -189,6 +231,76 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		return nil, fmt.Errorf("render nginx.conf for project %s: %w", s.Project, err)
 	}
 	return out, nil
+}
+
+// namedView routes each web service of the named form: an upstream
+// each, and its locations in the server of its host. A route without a
+// host is served on every host, unless that host routes the same prefix
+// itself: a route with a host wins over one without, and nginx picks the
+// longest prefix.
+func namedView(v *nginxView, s stack.Stack) {
+	var anyHost []routeView
+	byHost := map[string][]routeView{}
+	prefixes := map[string]map[string]bool{}
+	for _, svc := range s.Services {
+		if !svc.Routed() {
+			continue
+		}
+		pool := accesslog.PoolFor(svc.Name, stack.TrackStable)
+		v.Upstreams = append(v.Upstreams, upstreamView{Name: pool, Service: svc.Name, Track: stack.TrackStable, Revision: trackRevision(svc.Stable), Servers: addrs(svc.Stable)})
+		r := routeView{Service: svc.Name, Name: "route_" + strings.ReplaceAll(svc.Name, "-", "_"), Pool: pool, Strip: svc.Route.Strip}
+		host := svc.Route.Host
+		what := "every host"
+		if host != "" {
+			what = "host " + host
+		}
+		if p := svc.Route.Prefix; p == "/" {
+			r.Locations = []string{"/"}
+			r.What = what + ", every path"
+		} else {
+			r.Locations = []string{"= " + p, p + "/"}
+			r.What = what + ", " + p + " and under it"
+			if svc.Route.Strip {
+				r.What += " (the prefix stripped)"
+				r.Rewrite = "^" + regexp.QuoteMeta(p) + "/?(.*)$ /$1"
+			}
+		}
+		if host == "" {
+			anyHost = append(anyHost, r)
+		} else {
+			byHost[host] = append(byHost[host], r)
+		}
+		if prefixes[host] == nil {
+			prefixes[host] = map[string]bool{}
+		}
+		prefixes[host][svc.Route.Prefix] = true
+	}
+	hosts := make([]string, 0, len(byHost))
+	for h := range byHost {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	server := func(name string, routes []routeView) serverView {
+		sort.Slice(routes, func(i, j int) bool { return routes[i].Locations[0] < routes[j].Locations[0] })
+		srv := serverView{nginxView: v, ServerName: name, Named: true, Routes: routes, NoRoot: true}
+		for _, r := range routes {
+			if r.Locations[0] == "/" {
+				srv.NoRoot = false
+			}
+		}
+		return srv
+	}
+	// The catch-all comes first: nginx's default server for the port.
+	v.Servers = append(v.Servers, server("_", append([]routeView(nil), anyHost...)))
+	for _, h := range hosts {
+		routes := append([]routeView(nil), byHost[h]...)
+		for _, r := range anyHost {
+			if p := strings.TrimPrefix(r.Locations[0], "= "); !prefixes[h][p] {
+				routes = append(routes, r)
+			}
+		}
+		v.Servers = append(v.Servers, server(h, routes))
+	}
 }
 
 // trackRevision is the config hash of a track's containers: every
