@@ -294,6 +294,10 @@ func appSpec(desired stack.Stack, a stack.App) (engine.Spec, error) {
 		Restart:       true,
 		NoHealthcheck: true,
 	}
+	if a.Service != "" {
+		// The other services reach this one by its name.
+		s.Aliases = []string{a.Service}
+	}
 	if a.Memory != "" {
 		m, err := manifest.ParseMemory(a.Memory)
 		if err != nil {

@@ -1,0 +1,215 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/swiftdeploy/swiftdeploy/deploy/images"
+)
+
+// namedManifest is a named-form manifest for this test's project: web
+// routed by host, api by path prefix (stripped), a worker, and an
+// accessory db both web and the worker depend on.
+func (e *env) namedManifest(web, api, worker, db string) string {
+	return fmt.Sprintf(`project: %s
+services:
+  web:
+    image: %s
+    port: 3000
+    route: {host: web.test}
+    depends_on: [db]
+  api:
+    image: %s
+    port: 3000
+    replicas: 2
+    route: {path_prefix: /v2, strip_prefix: true}
+  worker:
+    image: %s
+    depends_on: [db]
+  db:
+    kind: accessory
+    image: %s
+    port: 3000
+nginx:
+  image: %s
+  port: %d
+network:
+  name: %s
+metrics:
+  scrape_interval: 1s
+  window: 10s
+policy:
+  max_cpu_load: 1000
+  min_disk_gb: 0.1
+`, e.project, web, api, worker, db, images.NginxImage, e.port, e.network)
+}
+
+// serviceIDs maps each service to the IDs of its running containers, as
+// Docker sees them.
+func (e *env) serviceIDs() map[string][]string {
+	e.t.Helper()
+	res, err := e.cli.ContainerList(context.Background(), client.ContainerListOptions{
+		Filters: make(client.Filters).Add("label", "io.swiftdeploy.project="+e.project).Add("label", "io.swiftdeploy.role=app"),
+	})
+	if err != nil {
+		e.t.Fatalf("list containers: %v", err)
+	}
+	out := map[string][]string{}
+	for _, c := range res.Items {
+		svc := c.Labels["io.swiftdeploy.service"]
+		out[svc] = append(out[svc], c.ID)
+	}
+	for _, ids := range out {
+		slices.Sort(ids)
+	}
+	return out
+}
+
+// getHost is GET path through nginx with the Host header host ("" for
+// 127.0.0.1).
+func (e *env) getHost(host, path string) (int, appInfo, error) {
+	req, err := http.NewRequest(http.MethodGet, e.url(path), nil)
+	if err != nil {
+		return 0, appInfo{}, err
+	}
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, appInfo{}, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var info appInfo
+	_ = json.Unmarshal(b, &info)
+	return resp.StatusCode, info, nil
+}
+
+// routes checks what nginx answers for each host and path: the version
+// of the service routed there, or the status when none is.
+func (e *env) routes(want []routeWant) {
+	e.t.Helper()
+	e.waitFor(30*time.Second, fmt.Sprintf("routes %v", want), func() (bool, string) {
+		for _, w := range want {
+			code, info, err := e.getHost(w.host, w.path)
+			if err != nil {
+				return false, err.Error()
+			}
+			if code != w.code || w.version != "" && info.Version != w.version {
+				return false, fmt.Sprintf("%s%s: status %d version %q, want %d %q", w.host, w.path, code, info.Version, w.code, w.version)
+			}
+		}
+		return true, ""
+	})
+}
+
+type routeWant struct {
+	host, path string
+	code       int
+	version    string
+}
+
+// TestSeveralServices runs a web service, a second web service, a worker
+// and an accessory from one manifest on the real engine and nginx: each
+// web service routed by host or by path prefix, a change of one service
+// never restarting another (container IDs compared), the accessory
+// replaced stop-first and reachable by its service name.
+func TestSeveralServices(t *testing.T) {
+	e := newEnv(t)
+	v1, v2 := images.AppImage, images.AppImageV2
+	e.writeManifest(e.namedManifest(v1, v2, v1, v1))
+	e.startDaemon()
+	if out, code := e.swiftctl("deploy"); code != 0 || !contains(out, "Deployment successful") {
+		t.Fatalf("swiftctl deploy: exit %d:\n%s", code, out)
+	}
+	e.converged(map[string]int{v1: 3, v2: 2})
+	routed := []routeWant{
+		{"web.test", "/", 200, "1.0.0"},    // web, by host
+		{"", "/v2/", 200, "2.0.0"},         // api, by prefix, stripped to /
+		{"", "/v2", 200, "2.0.0"},          // the prefix itself
+		{"web.test", "/v2/", 200, "2.0.0"}, // a host-less route serves every host
+		{"", "/", 404, ""},                 // nothing routes / without the host
+		{"", "/v2x", 404, ""},              // a prefix is a path segment
+		{"web.test", "/debug/x", 403, ""},  // the front door's refusals hold on every server
+	}
+	e.routes(routed)
+	before := e.serviceIDs()
+	for svc, n := range map[string]int{"web": 1, "api": 2, "worker": 1, "db": 1} {
+		if len(before[svc]) != n {
+			t.Fatalf("service %s runs %d containers, want %d: %v", svc, len(before[svc]), n, before)
+		}
+	}
+
+	// The accessory is reachable by its service name: a network alias.
+	ctx := context.Background()
+	ins, err := e.cli.ContainerInspect(ctx, before["db"][0], client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep := ins.Container.NetworkSettings.Networks[e.network]; ep == nil || !slices.Contains(ep.Aliases, "db") {
+		t.Errorf("db container is not reachable as db on %s: %+v", e.network, ep)
+	}
+
+	// A change of api under load: zero failed requests, and web, the
+	// worker and db keep their containers.
+	l := startLoad(e.url("/v2/"), 20*time.Millisecond)
+	e.writeManifest(e.namedManifest(v1, v1, v1, v1))
+	e.routes([]routeWant{{"", "/v2/", 200, "1.0.0"}})
+	e.converged(map[string]int{v1: 5})
+	ok, failed, samples := l.finish()
+	t.Logf("api image change under load: %d ok, %d failed", ok, failed)
+	if failed > 0 || ok == 0 {
+		t.Errorf("api image change: %d ok, %d failed requests: %v", ok, failed, samples)
+	}
+	after := e.serviceIDs()
+	for _, svc := range []string{"web", "worker", "db"} {
+		if !slices.Equal(before[svc], after[svc]) {
+			t.Errorf("a change of api restarted %s: containers %v -> %v", svc, before[svc], after[svc])
+		}
+	}
+	if slices.Equal(before["api"], after["api"]) {
+		t.Errorf("api's containers did not change with its image")
+	}
+	e.routes([]routeWant{{"web.test", "/", 200, "1.0.0"}})
+
+	// A change of the accessory replaces it (stop-first) and nothing else.
+	before = after
+	e.writeManifest(e.namedManifest(v1, v1, v1, v2))
+	e.converged(map[string]int{v1: 4, v2: 1})
+	after = e.serviceIDs()
+	for _, svc := range []string{"web", "api", "worker"} {
+		if !slices.Equal(before[svc], after[svc]) {
+			t.Errorf("a change of db restarted %s: containers %v -> %v", svc, before[svc], after[svc])
+		}
+	}
+	if slices.Equal(before["db"], after["db"]) || len(after["db"]) != 1 {
+		t.Errorf("db's containers %v -> %v: want one new container", before["db"], after["db"])
+	}
+	// The journal names the stop-first replacement.
+	hist, code := e.swiftctl("history", "--limit", "500")
+	if code != 0 || !strings.Contains(hist, "accessory db replaced stop-first") {
+		t.Errorf("swiftctl history (exit %d) lacks the db's stop-first replacement:\n%s", code, hist)
+	}
+
+	// A worker change: the web services keep serving from their containers.
+	before = after
+	e.writeManifest(e.namedManifest(v1, v1, v2, v2))
+	e.converged(map[string]int{v1: 3, v2: 2})
+	after = e.serviceIDs()
+	for _, svc := range []string{"web", "api", "db"} {
+		if !slices.Equal(before[svc], after[svc]) {
+			t.Errorf("a change of worker restarted %s: containers %v -> %v", svc, before[svc], after[svc])
+		}
+	}
+	e.routes([]routeWant{{"web.test", "/", 200, "1.0.0"}, {"", "/v2/", 200, "1.0.0"}})
+}
