@@ -213,3 +213,93 @@ func TestSeveralServices(t *testing.T) {
 	}
 	e.routes([]routeWant{{"web.test", "/", 200, "1.0.0"}, {"", "/v2/", 200, "1.0.0"}})
 }
+
+// TestServiceCanary runs a canary of one named web service (api, routed
+// by path prefix) beside the other services: nginx splits api's requests
+// only, its canary is judged on its own figures and promoted, and web,
+// the worker and db keep their containers throughout.
+func TestServiceCanary(t *testing.T) {
+	e := newEnv(t)
+	v1, v2 := images.AppImage, images.AppImageV2
+	base := e.namedManifest(v1, v1, v1, v1)
+	withAPICanary := strings.Replace(base, "    route: {path_prefix: /v2, strip_prefix: true}\n",
+		fmt.Sprintf("    route: {path_prefix: /v2, strip_prefix: true}\n    canary: {image: %s, weight: 50}\n", v2), 1)
+	if withAPICanary == base {
+		t.Fatal("the api canary was not written into the manifest")
+	}
+	e.writeManifest(base)
+	e.startDaemon()
+	if out, code := e.swiftctl("deploy"); code != 0 {
+		t.Fatalf("swiftctl deploy: exit %d:\n%s", code, out)
+	}
+	e.converged(map[string]int{v1: 5})
+	before := e.serviceIDs()
+
+	e.writeManifest(withAPICanary)
+	e.converged(map[string]int{v1: 5, v2: 1})
+	if s := e.status(); s.Mode != "canary" || s.CanaryWeight != 50 || s.StableImage != v1 || s.CanaryImage != v2 {
+		t.Errorf("status mode %q weight %d stable %q canary %q, want canary 50 of api", s.Mode, s.CanaryWeight, s.StableImage, s.CanaryImage)
+	}
+
+	// api's requests are split; web's are not.
+	api := startLoad(e.url("/v2/"), 10*time.Millisecond)
+	var webCanary, webOK int
+	for range 100 {
+		req, _ := http.NewRequest(http.MethodGet, e.url("/"), nil)
+		req.Host = "web.test"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			webOK++
+		}
+		if resp.Header.Get("X-App-Mode") == "canary" {
+			webCanary++
+		}
+	}
+	if webOK != 100 || webCanary != 0 {
+		t.Errorf("web (not canaried): %d/100 ok, %d answered by a canary", webOK, webCanary)
+	}
+	e.waitFor(90*time.Second, "api's canary judged safe on its own figures", func() (bool, string) {
+		allowed, reasons, _ := canaryVerdict(e.status())
+		return allowed, fmt.Sprint(reasons)
+	})
+	shares := api.modeShares()
+	t.Logf("api requests by track at weight 50: %v", shares)
+	if shares["canary"] == 0 || shares["stable"] == 0 {
+		t.Errorf("api's requests by track %v: want both tracks served", shares)
+	}
+	if s := e.status(); len(s.Tracks) == 0 {
+		t.Errorf("status has no per-track figures for api")
+	} else {
+		for _, tr := range s.Tracks {
+			if tr.Track == "canary" && (tr.Proxy == nil || tr.Proxy.Requests == 0) {
+				t.Errorf("api's canary has no figures of nginx's: %+v", tr)
+			}
+		}
+	}
+
+	p := e.promote()
+	if p.Error != "" || len(p.Denied) > 0 {
+		t.Fatalf("promote of api's healthy canary: %+v", p)
+	}
+	e.converged(map[string]int{v1: 3, v2: 2})
+	ok, failed, samples := api.finish()
+	t.Logf("api requests across the canary and its promotion: %d ok, %d failed", ok, failed)
+	if failed != 0 {
+		t.Errorf("%d of api's requests failed (e.g. %v)", failed, samples)
+	}
+	if s := e.status(); s.Mode != "stable" || s.StableImage != v2 {
+		t.Errorf("after promote: mode %q stable %q, want stable %s", s.Mode, s.StableImage, v2)
+	}
+	e.routes([]routeWant{{"", "/v2/", 200, "2.0.0"}, {"web.test", "/", 200, "1.0.0"}})
+	after := e.serviceIDs()
+	for _, svc := range []string{"web", "worker", "db"} {
+		if !slices.Equal(before[svc], after[svc]) {
+			t.Errorf("api's canary and promotion restarted %s: containers %v -> %v", svc, before[svc], after[svc])
+		}
+	}
+}

@@ -205,9 +205,12 @@ type Container struct {
 	Name  string `json:"name"`
 	Role  string `json:"role"`
 	Track string `json:"track,omitempty"`
-	Image string `json:"image"`
-	State string `json:"state"`
-	IP    string `json:"ip,omitempty"`
+	// Service is the named service (the named form of services); absent
+	// for the single service.
+	Service string `json:"service,omitempty"`
+	Image   string `json:"image"`
+	State   string `json:"state"`
+	IP      string `json:"ip,omitempty"`
 }
 
 // ReconcileInfo describes the last reconcile run.

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -128,6 +129,7 @@ func (t dockerTarget) Serving(ctx context.Context, m *manifest.Manifest) (Servin
 
 // dockerServing reads the route from the configuration nginx has loaded.
 func dockerServing(obs reconciler.Observed, cur reconciler.Desired) Serving {
+	obs = primaryObserved(obs, cur.Stack.Primary)
 	s := Serving{Mode: servingMode(obs), CanaryRunning: len(cur.Stack.Canary) > 0}
 	if s.Mode == stack.TrackCanary {
 		s.CanaryImage, s.CanaryWeight = imageOf(obs, obs.Loaded.Canary), obs.Loaded.Weight
@@ -245,6 +247,41 @@ func servingMode(obs reconciler.Observed) string {
 		return stack.TrackCanary
 	}
 	return stack.TrackStable
+}
+
+// primaryObserved is obs narrowed to the primary named service's app
+// containers (and nginx), what nginx routes of it included: the one
+// service the daemon's serving mode, images, canary and figures are
+// about. The seed form ("") is returned as it is.
+func primaryObserved(obs reconciler.Observed, service string) reconciler.Observed {
+	if service == "" {
+		return obs
+	}
+	keep := map[string]bool{}
+	var cs []engine.Container
+	for _, c := range obs.Containers {
+		if c.Role != stack.RoleApp || c.Service == service {
+			cs = append(cs, c)
+			keep[c.Name] = true
+		}
+	}
+	obs.Containers = cs
+	if l := obs.Loaded; l != nil {
+		narrowed := *l
+		narrowed.Stable, narrowed.Canary = nil, nil
+		for _, n := range l.Stable {
+			if keep[n] {
+				narrowed.Stable = append(narrowed.Stable, n)
+			}
+		}
+		for _, n := range l.Canary {
+			if keep[n] {
+				narrowed.Canary = append(narrowed.Canary, n)
+			}
+		}
+		obs.Loaded = &narrowed
+	}
+	return obs
 }
 
 // imageOf is the image label of the first observed container named in names.

@@ -116,7 +116,7 @@ func (d *Daemon) manifestTookEffect(m *manifest.Manifest) {
 	}
 	if last != h {
 		d.event(journal.EventManifestApplied, "manifest applied: what runs follows it", "",
-			map[string]any{"stable_image": m.Services.Image, "manifest_hash": h})
+			map[string]any{"stable_image": m.Main().Image, "manifest_hash": h})
 	}
 	d.mu.Lock()
 	d.appliedManifest, d.appliedManifestKnown = h, true

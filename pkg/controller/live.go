@@ -85,6 +85,16 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 		}
 	}
 
+	if primary, _ := m.Primary(); primary != "" {
+		// The snapshots are the primary service's tracks.
+		var own []engine.Container
+		for _, c := range cs {
+			if c.Service == primary {
+				own = append(own, c)
+			}
+		}
+		cs = own
+	}
 	mode := runningMode(cs)
 	now := time.Now()
 	for _, track := range []string{stack.TrackStable, stack.TrackCanary} {

@@ -61,10 +61,13 @@ func (t dockerTarget) Report(ctx context.Context, m *manifest.Manifest, _ State,
 		return
 	}
 	for _, c := range obs.Containers {
-		s.Containers = append(s.Containers, api.Container{Name: c.Name, Role: c.Role, Track: c.Track, Image: c.Image, State: c.State, IP: c.IP})
+		s.Containers = append(s.Containers, api.Container{Name: c.Name, Role: c.Role, Track: c.Track, Service: c.Service, Image: c.Image, State: c.State, IP: c.IP})
 	}
 	s.NginxError = obs.LoadedErr
-	fillServing(s, obs)
+	// Mode, images and figures are the primary service's (the one a
+	// canary runs for), as the single service's are.
+	pobs := primaryObserved(obs, desired.Stack.Primary)
+	fillServing(s, pobs)
 	served := ""
 	if obs.Loaded != nil {
 		served = obs.Loaded.Cert
@@ -75,7 +78,7 @@ func (t dockerTarget) Report(ctx context.Context, m *manifest.Manifest, _ State,
 		s.Pending = plan.Lines()
 		s.Converged = plan.Empty() && s.LastReconcile != nil && s.LastReconcile.Error == ""
 	}
-	d.addLiveStatus(ctx, s, m, obs)
+	d.addLiveStatus(ctx, s, m, pobs)
 }
 
 // fillServing sets mode, images and weight from nginx's loaded

@@ -338,12 +338,7 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 	if m.Project == "" {
 		m.Project = SanitizeProject(defaultProject)
 	}
-	// Defaulted here rather than in Defaults because the canary block is
-	// optional; an explicit replicas: 0 is kept and rejected by Validate.
-	if m.Services.Canary != nil && lookup(root, "services.canary.replicas") == nil {
-		m.Services.Canary.Replicas = DefaultCanaryReplicas
-	}
-	defaultAnalysis(root, m.Services.Canary)
+	defaultCanary(root, "services", m.Services.Canary)
 	defaultNamed(root, &m)
 	defaultTLS(root, m.Nginx.TLS)
 	if r := m.Policy.Relative; r != nil {
@@ -372,16 +367,30 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 	return &m, nil
 }
 
+// defaultCanary fills the canary of the service at svc ("services",
+// "services.web"): absent replicas and analysis fields take defaults.
+func defaultCanary(root *yaml3.Node, svc string, c *Canary) {
+	if c == nil {
+		return
+	}
+	// Defaulted here rather than in Defaults because the canary block is
+	// optional; an explicit replicas: 0 is kept and rejected by Validate.
+	if lookup(root, svc+".canary.replicas") == nil {
+		c.Replicas = DefaultCanaryReplicas
+	}
+	defaultAnalysis(root, svc, c)
+}
+
 // defaultAnalysis fills the analysis of a stepped canary: absent fields
 // take their defaults, an explicit zero is kept for Validate to reject.
-func defaultAnalysis(root *yaml3.Node, c *Canary) {
+func defaultAnalysis(root *yaml3.Node, svc string, c *Canary) {
 	if c == nil || len(c.Steps) == 0 {
 		return
 	}
 	if c.Analysis == nil {
 		c.Analysis = &Analysis{}
 	}
-	const at = "services.canary.analysis."
+	at := svc + ".canary.analysis."
 	if lookup(root, at+"interval") == nil {
 		c.Analysis.Interval = Duration(DefaultAnalysisInterval)
 	}

@@ -80,6 +80,43 @@ func (s *Services) EffectiveKind() string {
 	}
 }
 
+// Primary is the service the controller's canary, promotion and rollback
+// act on: the single service of the seed form; in the named form the web
+// service with a canary (at most one has one), or else the first web
+// service by name. Its name is "" in the seed form. It is nil only for a
+// named form without a web service, which is invalid.
+func (m *Manifest) Primary() (string, *Services) {
+	if !m.IsNamed() {
+		return "", &m.Services
+	}
+	first := ""
+	for _, n := range m.ServiceNames() {
+		s := m.Named[n]
+		if s.EffectiveKind() != KindWeb {
+			continue
+		}
+		if s.Canary != nil {
+			return n, s
+		}
+		if first == "" {
+			first = n
+		}
+	}
+	if first == "" {
+		return "", nil
+	}
+	return first, m.Named[first]
+}
+
+// Main is Primary's service (see there); an empty one when there is none,
+// so that readers of its fields need no nil check.
+func (m *Manifest) Main() *Services {
+	if _, s := m.Primary(); s != nil {
+		return s
+	}
+	return &Services{}
+}
+
 // IsNamed reports whether the manifest uses the named form (several
 // services) rather than the seed's single `services: {image, port}`.
 func (m *Manifest) IsNamed() bool { return len(m.Named) > 0 }
@@ -168,6 +205,7 @@ const DefaultHealthPath = "/healthz"
 // default health path of a service that has no port to probe.
 func defaultNamed(root *yaml3.Node, m *Manifest) {
 	for name, s := range m.Named {
+		defaultCanary(root, "services."+name, s.Canary)
 		if s.EffectiveKind() != KindWeb && lookup(root, "services."+name+".health_path") == nil {
 			s.HealthPath = ""
 		}
@@ -186,6 +224,7 @@ func (ps *problemList) namedServices(m *Manifest, deny []string) {
 	names := m.ServiceNames()
 	routes := map[string]string{} // host + prefix -> the service routed there
 	webs := 0
+	var canaried []string
 	for _, name := range names {
 		s := m.Named[name]
 		at := "services." + name
@@ -233,12 +272,17 @@ func (ps *problemList) namedServices(m *Manifest, deny []string) {
 			}
 		}
 		if s.Canary != nil {
-			if s.EffectiveKind() == KindAccessory {
+			switch s.EffectiveKind() {
+			case KindAccessory:
 				ps.addf(at+".canary", "an accessory is never canaried: it is replaced stop-first")
-			} else {
-				// Canaries run on the seed form only, until the controller
-				// judges them per service.
-				ps.addf(at+".canary", "canaries of named services are not supported yet; deploy the new image, or use the single-service form")
+			case KindWorker:
+				// A worker has no route to split and no figures of its own
+				// yet to judge a canary on.
+				ps.addf(at+".canary", "a worker is not canaried (it has no route to split); deploy the new image")
+			default:
+				canaried = append(canaried, name)
+				ps.canaryAt(at, s.Canary, s.Image)
+				ps.stepsAt(at+".canary", s.Canary, m.Metrics.ScrapeInterval.D())
 			}
 		}
 		for i, dep := range s.DependsOn {
@@ -254,6 +298,10 @@ func (ps *problemList) namedServices(m *Manifest, deny []string) {
 				ps.addf(f, "names %q twice", dep)
 			}
 		}
+	}
+	if len(canaried) > 1 {
+		// The controller walks, judges and promotes one canary at a time.
+		ps.addf("services."+canaried[1]+".canary", "only one service may run a canary at a time, services.%s has one; promote or remove it first", canaried[0])
 	}
 	if webs == 0 && len(m.Named) > 0 {
 		ps.addf("services", "needs at least one web service (one with a port): nginx has nothing to route to")

@@ -61,6 +61,9 @@ func TestNamedFormParses(t *testing.T) {
 	if got := m.StartOrder(); got[0] != "db" {
 		t.Errorf("start order %v: db must start first", got)
 	}
+	if name, p := m.Primary(); name != "web" || p != m.Named["web"] {
+		t.Errorf("primary %q, want web", name)
+	}
 	if !slices.Contains(m.AllEnv(), "s3cret") {
 		t.Errorf("AllEnv misses the db's env value")
 	}
@@ -130,9 +133,16 @@ func TestNamedFormProblems(t *testing.T) {
   web: {image: a:1, port: 80, depends_on: [db]}
   db: {image: c:1, kind: accessory, depends_on: [cache]}
   cache: {image: c:1, kind: accessory, depends_on: [db]}`, []string{"services.cache.depends_on"}},
-		{"canary of an accessory and of a web service", `
+		{"canary of an accessory and of a worker", `
   web: {image: a:1, port: 80, canary: {image: a:2, weight: 10}}
-  db: {image: c:1, kind: accessory, canary: {image: c:2, weight: 10}}`, []string{"services.web.canary", "services.db.canary"}},
+  jobs: {image: b:1, canary: {image: b:2, weight: 10}}
+  db: {image: c:1, kind: accessory, canary: {image: c:2, weight: 10}}`, []string{"services.jobs.canary", "services.db.canary"}},
+		{"two canaries at once", `
+  a: {image: a:1, port: 80, route: {host: a.example}, canary: {image: a:2, weight: 10}}
+  b: {image: b:1, port: 80, canary: {image: b:2, weight: 10}}`, []string{"services.b.canary"}},
+		{"canary fields named by service", `
+  web: {image: a:1, port: 80, canary: {image: a:1, weight: 101, match: {header: "a b", value: x}, steps: [{weight: 50, pause: 1s}], analysis: {interval: 1s}}}`,
+			[]string{"services.web.canary.image", "services.web.canary.weight", "services.web.canary.match.header", "services.web.canary.weight", "services.web.canary.analysis.interval"}},
 		{"per-service fields named", `
   web: {image: "", port: 70000, replicas: 0, env: {PORT: "1"}, resources: {cpus: -1}}
   db: {image: c:1, kind: accessory, env: {PORT: "5432"}}`, []string{"services.web.image", "services.web.port", "services.web.replicas", "services.web.env.PORT", "services.web.resources.cpus"}},
@@ -195,5 +205,27 @@ func TestSeedFormRefusesNamedFields(t *testing.T) {
 				t.Errorf("problems at %v, want %v:\n%v", got, tt.want, err)
 			}
 		})
+	}
+}
+
+// TestNamedCanaryDefaults: a named service's canary takes the same
+// defaults as the single service's, and makes it the primary.
+func TestNamedCanaryDefaults(t *testing.T) {
+	m, err := Parse([]byte(`
+services:
+  api: {image: a:1, port: 80, route: {path_prefix: /api}}
+  web: {image: w:1, port: 80, canary: {image: w:2, steps: [{weight: 10, pause: 30s}]}}
+nginx: {image: nginx:latest, port: 8080}
+network: {name: net}
+`), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.Named["web"].Canary
+	if c.Replicas != DefaultCanaryReplicas || c.Analysis == nil || c.Analysis.FailureLimit != DefaultFailureLimit || c.Analysis.Interval.D() != DefaultAnalysisInterval {
+		t.Errorf("canary defaults: %+v %+v", c, c.Analysis)
+	}
+	if name, _ := m.Primary(); name != "web" {
+		t.Errorf("primary %q, want web (the canaried service)", name)
 	}
 }

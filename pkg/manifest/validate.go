@@ -165,25 +165,38 @@ func (ps *problemList) services(s *Services) {
 }
 
 func (ps *problemList) canary(c *Canary, stableImage string) {
+	ps.canaryAt("services", c, stableImage)
+}
+
+// canaryAt checks the canary of the service at ("services" for the single
+// service, "services.web" in the named form).
+func (ps *problemList) canaryAt(svc string, c *Canary, stableImage string) {
+	at := svc + ".canary"
 	before := len(*ps)
-	ps.image("services.canary.image", c.Image)
+	ps.image(at+".image", c.Image)
 	if len(*ps) == before && sameImage(c.Image, stableImage) {
-		ps.addf("services.canary.image", "canary image must differ from services.image, both are %q", c.Image)
+		ps.addf(at+".image", "canary image must differ from %s.image, both are %q", svc, c.Image)
 	}
-	ps.intRange("services.canary.weight", c.Weight, 0, 100)
-	ps.intRange("services.canary.replicas", c.Replicas, 1, MaxReplicas)
+	ps.intRange(at+".weight", c.Weight, 0, 100)
+	ps.intRange(at+".replicas", c.Replicas, 1, MaxReplicas)
 	if c.Match != nil {
-		ps.match(c.Match)
+		ps.matchAt(at+".match", c.Match)
 	}
 }
 
 // steps checks a progressive rollout: weights rising within 1-99, every
 // pause long enough for at least one analysis, limits a rollout can reach.
 func (ps *problemList) steps(c *Canary, scrapeInterval time.Duration) {
-	const at = "services.canary."
+	ps.stepsAt("services.canary", c, scrapeInterval)
+}
+
+// stepsAt checks the steps of the canary at (services.canary,
+// services.web.canary).
+func (ps *problemList) stepsAt(canary string, c *Canary, scrapeInterval time.Duration) {
+	at := canary + "."
 	if len(c.Steps) == 0 {
 		if c.Analysis != nil {
-			ps.addf(at+"analysis", "needs services.canary.steps: the analysis judges the steps")
+			ps.addf(at+"analysis", "needs %ssteps: the analysis judges the steps", at)
 		}
 		return
 	}
@@ -221,7 +234,7 @@ func (ps *problemList) steps(c *Canary, scrapeInterval time.Duration) {
 		case p > MaxStepPause:
 			ps.addf(field+".pause", "must be at most %s, got %s", MaxStepPause, p)
 		case p < interval:
-			ps.addf(field+".pause", "must be at least services.canary.analysis.interval (%s) so the step is judged, got %s", interval, p)
+			ps.addf(field+".pause", "must be at least %sanalysis.interval (%s) so the step is judged, got %s", at, interval, p)
 		}
 	}
 }

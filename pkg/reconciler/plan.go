@@ -298,6 +298,8 @@ func Compute(d Desired, obs Observed) Plan {
 	}
 	if desired.Services == nil {
 		others = desired.Apps()
+	} else {
+		others = append(others, desired.Canary...) // a web service's
 	}
 	var accessoryStarted []string
 	accessoryStarted, started = started, append(started, startOps(others)...)
@@ -503,6 +505,10 @@ func startCause(d stack.App, observed []engine.Container) string {
 func removeCause(c engine.Container, desired stack.Stack) string {
 	var track []stack.App
 	switch {
+	case c.Service != "" && c.Track == stack.TrackCanary:
+		if c.Service == desired.CanaryService {
+			track = desired.Canary
+		}
 	case c.Service != "":
 		svc := desired.Service(c.Service)
 		if svc == nil {

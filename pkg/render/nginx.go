@@ -38,6 +38,8 @@ type nginxView struct {
 	Canary         []string
 	CanaryWeight   int
 	Split          bool   // emit split_clients
+	StablePool     string // the upstreams split_clients and the match map choose from
+	CanaryPool     string
 	Pool           string // proxy_pass target: an upstream name or the split variable
 	LogFormat      string // accesslog.Format
 	RevisionVar    string // accesslog.RevisionVar
@@ -108,6 +110,7 @@ type routeView struct {
 	Pool      string
 	Strip     bool
 	Rewrite   string   // regex and replacement that strip the prefix
+	SetCookie bool     // the route splits by the sticky cookie
 	Locations []string // location arguments
 }
 
@@ -176,6 +179,8 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		Blocked:        blockedLocations(manifest.RefusedPrefixes(s.FrontDoor.Refused)),
 		BlockedRegex:   blockedRegex(manifest.RefusedPrefixes(s.FrontDoor.Refused)),
 		Pool:           poolStable,
+		StablePool:     poolStable,
+		CanaryPool:     poolCanary,
 		LogFormat:      accesslog.Format,
 		RevisionVar:    accesslog.RevisionVar,
 		StableRevision: trackRevision(s.Stable),
@@ -249,6 +254,9 @@ func namedView(v *nginxView, s stack.Stack) {
 		pool := accesslog.PoolFor(svc.Name, stack.TrackStable)
 		v.Upstreams = append(v.Upstreams, upstreamView{Name: pool, Service: svc.Name, Track: stack.TrackStable, Revision: trackRevision(svc.Stable), Servers: addrs(svc.Stable)})
 		r := routeView{Service: svc.Name, Name: "route_" + strings.ReplaceAll(svc.Name, "-", "_"), Pool: pool, Strip: svc.Route.Strip}
+		if svc.Name == s.CanaryService && len(s.Canary) > 0 {
+			r.Pool, r.SetCookie = canaryView(v, s, svc.Name), v.Split
+		}
 		host := svc.Route.Host
 		what := "every host"
 		if host != "" {
@@ -301,6 +309,44 @@ func namedView(v *nginxView, s stack.Stack) {
 		}
 		v.Servers = append(v.Servers, server(h, routes))
 	}
+}
+
+// canaryView routes the canary of named service svc (one at a time): its
+// upstream, the split at the stack's weight and the match, as the seed's
+// single service has them. It returns what the service's route passes to.
+func canaryView(v *nginxView, s stack.Stack, svc string) string {
+	stable, canary := accesslog.PoolFor(svc, stack.TrackStable), accesslog.PoolFor(svc, stack.TrackCanary)
+	v.StablePool, v.CanaryPool = stable, canary
+	pool := stable
+	match := s.FrontDoor.Match != nil
+	if s.CanaryWeight == 0 && !match {
+		return pool // the canary runs, unrouted
+	}
+	v.Upstreams = append(v.Upstreams, upstreamView{Name: canary, Service: svc, Track: stack.TrackCanary, Revision: trackRevision(s.Canary), Servers: addrs(s.Canary)})
+	v.CanaryWeight = s.CanaryWeight
+	v.Status.Canary = containerNames(s.Canary)
+	switch s.CanaryWeight {
+	case 0:
+	case 100:
+		pool = canary
+	default:
+		v.Split = true
+		pool = poolSplit
+	}
+	if match {
+		m := s.FrontDoor.Match
+		if m.Header != "" {
+			v.MatchVar = "http_" + strings.ReplaceAll(strings.ToLower(m.Header), "-", "_")
+			v.MatchWhat = "header " + m.Header
+		} else {
+			v.MatchVar = "cookie_" + m.Cookie
+			v.MatchWhat = "cookie " + m.Cookie
+		}
+		v.MatchValue = m.Value
+		v.BasePool = pool
+		pool = poolMatch
+	}
+	return pool
 }
 
 // trackRevision is the config hash of a track's containers: every

@@ -75,6 +75,21 @@ type Stack struct {
 	// so what does not care about services (names, ownership, the plan's
 	// starts and removals) sees every container.
 	Services []Service `json:",omitempty"`
+	// CanaryService is the named service Canary belongs to ("" in the
+	// seed form): one service runs a canary at a time.
+	CanaryService string `json:",omitempty"`
+	// Primary is the named service the daemon's canary, promotion and
+	// live figures are about (manifest.Primary); "" in the seed form.
+	Primary string `json:",omitempty"`
+}
+
+// MainStable is the stable containers of the primary service: the seed's
+// Stable, or the primary named service's.
+func (s Stack) MainStable() []App {
+	if svc := s.Service(s.Primary); s.Primary != "" && svc != nil {
+		return svc.Stable
+	}
+	return s.Stable
 }
 
 // Service is one service of the named form and its containers.
@@ -232,12 +247,8 @@ func FromManifest(m *manifest.Manifest, o Options) Stack {
 		MetricsPath:  m.Metrics.Path,
 		FrontDoor:    frontDoor(&m.Nginx, o.Traffic),
 	}
-	if c := m.Services.Canary; c != nil && c.Match != nil {
-		match := *c.Match
-		s.FrontDoor.Match = &match
-	}
 	if m.IsNamed() {
-		named(&s, m)
+		named(&s, m, o)
 	} else {
 		seed(&s, m, o)
 	}
@@ -280,13 +291,25 @@ func FromManifest(m *manifest.Manifest, o Options) Stack {
 
 // seed fills the stack of the seed's single service.
 func seed(s *Stack, m *manifest.Manifest, o Options) {
-	stableImage := m.Services.Image
+	s.Stable = tracks(s, m.Project, "", &m.Services, o)
+}
+
+// tracks returns the stable containers of the service that the options
+// refine (the primary, manifest.Primary), and sets the stack's canary
+// when it runs one.
+func tracks(s *Stack, project, name string, svc *manifest.Services, o Options) []App {
+	if c := svc.Canary; c != nil && c.Match != nil {
+		match := *c.Match
+		s.FrontDoor.Match = &match
+	}
+	stableImage := svc.Image
 	if o.StableImage != "" {
 		stableImage = o.StableImage
 	}
-	s.Stable = apps(m.Project, "", &m.Services, TrackStable, stableImage, m.Services.Replicas)
-	if c := m.Services.Canary; c != nil && !o.NoCanary && c.Image != stableImage {
-		s.Canary = apps(m.Project, "", &m.Services, TrackCanary, c.Image, c.Replicas)
+	stable := apps(project, name, svc, TrackStable, stableImage, svc.Replicas)
+	if c := svc.Canary; c != nil && !o.NoCanary && c.Image != stableImage {
+		s.CanaryService = name
+		s.Canary = apps(project, name, svc, TrackCanary, c.Image, c.Replicas)
 		s.CanaryWeight = c.Weight
 		if len(c.Steps) > 0 { // a stepped canary starts at its first step
 			s.CanaryWeight = c.Steps[0].Weight
@@ -295,18 +318,26 @@ func seed(s *Stack, m *manifest.Manifest, o Options) {
 			s.CanaryWeight = o.CanaryWeight
 		}
 	}
+	return stable
 }
 
 // named fills the stack of a named-form manifest: every service's stable
-// containers, in start order. Canaries are the seed form's only.
-func named(s *Stack, m *manifest.Manifest) {
+// containers, in start order. The primary service (the one with a canary)
+// takes the options, as the seed's single service does.
+func named(s *Stack, m *manifest.Manifest, o Options) {
+	primary, _ := m.Primary()
+	s.Primary = primary
 	for _, name := range m.StartOrder() {
 		spec := m.Named[name]
 		svc := Service{Name: name, Kind: spec.EffectiveKind(), DependsOn: append([]string(nil), spec.DependsOn...)}
 		if svc.Routed() {
 			svc.Route = Route{Host: spec.Route.HostName(), Prefix: spec.Route.Prefix(), Strip: spec.Route != nil && spec.Route.StripPrefix}
 		}
-		svc.Stable = apps(m.Project, name, spec, TrackStable, spec.Image, spec.Replicas)
+		if name == primary {
+			svc.Stable = tracks(s, m.Project, name, spec, o)
+		} else {
+			svc.Stable = apps(m.Project, name, spec, TrackStable, spec.Image, spec.Replicas)
+		}
 		s.Services = append(s.Services, svc)
 		s.Stable = append(s.Stable, svc.Stable...)
 	}
