@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -127,7 +129,14 @@ type routeWant struct {
 func TestSeveralServices(t *testing.T) {
 	e := newEnv(t)
 	v1, v2 := images.AppImage, images.AppImageV2
-	e.writeManifest(e.namedManifest(v1, v2, v1, v1))
+	// db's env holds a secret: every service's env values are kept out of
+	// the journal, the log and the answers, as the single service's are.
+	secret := canary("DBPW")
+	manifest := func(web, api, worker, db string) string {
+		return strings.Replace(e.namedManifest(web, api, worker, db), "    kind: accessory\n",
+			fmt.Sprintf("    kind: accessory\n    env: {DB_PASSWORD: %q}\n", secret), 1)
+	}
+	e.writeManifest(manifest(v1, v2, v1, v1))
 	e.startDaemon()
 	if out, code := e.swiftctl("deploy"); code != 0 || !contains(out, "Deployment successful") {
 		t.Fatalf("swiftctl deploy: exit %d:\n%s", code, out)
@@ -163,7 +172,7 @@ func TestSeveralServices(t *testing.T) {
 	// A change of api under load: zero failed requests, and web, the
 	// worker and db keep their containers.
 	l := startLoad(e.url("/v2/"), 20*time.Millisecond)
-	e.writeManifest(e.namedManifest(v1, v1, v1, v1))
+	e.writeManifest(manifest(v1, v1, v1, v1))
 	e.routes([]routeWant{{"", "/v2/", 200, "1.0.0"}})
 	e.converged(map[string]int{v1: 5})
 	ok, failed, samples := l.finish()
@@ -184,7 +193,7 @@ func TestSeveralServices(t *testing.T) {
 
 	// A change of the accessory replaces it (stop-first) and nothing else.
 	before = after
-	e.writeManifest(e.namedManifest(v1, v1, v1, v2))
+	e.writeManifest(manifest(v1, v1, v1, v2))
 	e.converged(map[string]int{v1: 4, v2: 1})
 	after = e.serviceIDs()
 	for _, svc := range []string{"web", "api", "worker"} {
@@ -203,7 +212,7 @@ func TestSeveralServices(t *testing.T) {
 
 	// A worker change: the web services keep serving from their containers.
 	before = after
-	e.writeManifest(e.namedManifest(v1, v1, v2, v2))
+	e.writeManifest(manifest(v1, v1, v2, v2))
 	e.converged(map[string]int{v1: 3, v2: 2})
 	after = e.serviceIDs()
 	for _, svc := range []string{"web", "api", "db"} {
@@ -212,6 +221,32 @@ func TestSeveralServices(t *testing.T) {
 		}
 	}
 	e.routes([]routeWant{{"web.test", "/", 200, "1.0.0"}, {"", "/v2/", 200, "1.0.0"}})
+
+	// An invalid edit naming db's env is refused without quoting it, and
+	// nothing the daemon wrote or answered holds the secret.
+	e.writeManifest(strings.Replace(manifest(v1, v1, v2, v2), "DB_PASSWORD", "DB PASSWORD", 1))
+	e.waitFor(20*time.Second, "manifest error in status", func() (bool, string) {
+		s := e.status()
+		return strings.Contains(strings.Join(s.ManifestErrors, ";"), "services.db.env"), fmt.Sprint(s.ManifestErrors)
+	})
+	var outputs []string
+	for _, args := range [][]string{{"status", "-o", "json"}, {"history", "--limit", "1000"}, {"diff"}, {"validate"}} {
+		out, _ := e.swiftctl(args...)
+		outputs = append(outputs, strings.Join(args, " ")+": "+out)
+	}
+	for _, f := range []string{"history.jsonl", "daemon.log"} {
+		b, err := os.ReadFile(filepath.Join(e.dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		outputs = append(outputs, f+": "+string(b))
+	}
+	for _, out := range outputs {
+		if strings.Contains(out, secret) {
+			name, _, _ := strings.Cut(out, ":")
+			t.Errorf("db's env secret leaked into %s", name)
+		}
+	}
 }
 
 // TestServiceCanary runs a canary of one named web service (api, routed
