@@ -317,6 +317,23 @@ func TestServiceCanary(t *testing.T) {
 		}
 	}
 
+	// nginx's view per service and revision: api's two tracks and web's
+	// stable each have their own requests.
+	e.waitFor(30*time.Second, "per-service figures in status", func() (bool, string) {
+		got := map[string]float64{}
+		for _, svc := range e.status().Services {
+			for _, r := range svc.Revisions {
+				if r.Proxy != nil {
+					got[svc.Name+"/"+r.Track] = r.Proxy.Requests
+				}
+			}
+		}
+		return got["api/stable"] > 0 && got["api/canary"] > 0 && got["web/stable"] > 0, fmt.Sprint(got)
+	})
+	if out, _ := e.swiftctl("status"); !strings.Contains(out, "Services:") {
+		t.Errorf("swiftctl status lacks the services:\n%s", out)
+	}
+
 	p := e.promote()
 	if p.Error != "" || len(p.Denied) > 0 {
 		t.Fatalf("promote of api's healthy canary: %+v", p)
