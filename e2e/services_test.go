@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -222,6 +223,16 @@ func TestSeveralServices(t *testing.T) {
 	}
 	e.routes([]routeWant{{"web.test", "/", 200, "1.0.0"}, {"", "/v2/", 200, "1.0.0"}})
 
+	// kill -9 of the daemon: the one restarted finds every service as it
+	// left it and restarts none.
+	before = after
+	e.stopDaemon(syscall.SIGKILL)
+	e.startDaemon()
+	e.converged(map[string]int{v1: 3, v2: 2})
+	if after = e.serviceIDs(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("a daemon restart changed containers: %v -> %v", before, after)
+	}
+
 	// An invalid edit naming db's env is refused without quoting it, and
 	// nothing the daemon wrote or answered holds the secret.
 	e.writeManifest(strings.Replace(manifest(v1, v1, v2, v2), "DB_PASSWORD", "DB PASSWORD", 1))
@@ -354,4 +365,37 @@ func TestServiceCanary(t *testing.T) {
 			t.Errorf("api's canary and promotion restarted %s: containers %v -> %v", svc, before[svc], after[svc])
 		}
 	}
+}
+
+// TestSeedToServices moves a running single-service project to the named
+// form under load: the seed's containers are replaced by web's, start-
+// first, with no failed request, and the project then runs a worker too.
+func TestSeedToServices(t *testing.T) {
+	e := newEnv(t)
+	v1 := images.AppImage
+	e.writeManifest(e.manifest(v1, 2, ""))
+	e.startDaemon()
+	if out, code := e.swiftctl("deploy"); code != 0 {
+		t.Fatalf("swiftctl deploy: exit %d:\n%s", code, out)
+	}
+	e.converged(map[string]int{v1: 2})
+	l := startLoad(e.url("/"), 20*time.Millisecond)
+	named := strings.Replace(e.manifest(v1, 2, ""), "services:\n  image: "+v1+"\n  port: 3000\n  replicas: 2\n",
+		"services:\n  web:\n    image: "+v1+"\n    port: 3000\n    replicas: 2\n  worker:\n    image: "+v1+"\n", 1)
+	if !strings.Contains(named, "  web:\n") {
+		t.Fatal("the named form was not written")
+	}
+	e.writeManifest(named)
+	e.converged(map[string]int{v1: 3})
+	time.Sleep(time.Second)
+	ok, failed, samples := l.finish()
+	t.Logf("requests across the move to the named form: %d ok, %d failed", ok, failed)
+	if failed != 0 || ok == 0 {
+		t.Errorf("move to the named form: %d ok, %d failed (e.g. %v)", ok, failed, samples)
+	}
+	ids := e.serviceIDs()
+	if len(ids[""]) != 0 || len(ids["web"]) != 2 || len(ids["worker"]) != 1 {
+		t.Errorf("containers by service after the move: %v, want web 2, worker 1 and no seed container", ids)
+	}
+	e.serves("1.0.0")
 }
