@@ -399,3 +399,60 @@ func TestSeedToServices(t *testing.T) {
 	}
 	e.serves("1.0.0")
 }
+
+// TestServicesTraffic holds and stops the traffic of every route of the
+// named form: a held request to api's stripped prefix and one to web's
+// host are answered by their own service after resume; a stop answers 503
+// on both.
+func TestServicesTraffic(t *testing.T) {
+	e := newEnv(t)
+	v1, v2 := images.AppImage, images.AppImageV2
+	e.writeManifest(e.namedManifest(v1, v2, v1, v1))
+	e.startDaemon()
+	if out, code := e.swiftctl("deploy"); code != 0 {
+		t.Fatalf("swiftctl deploy: exit %d:\n%s", code, out)
+	}
+	e.converged(map[string]int{v1: 3, v2: 2})
+	if out, code := e.swiftctl("traffic", "pause", "--max", "60s"); code != 0 {
+		t.Fatalf("swiftctl traffic pause: exit %d\n%s", code, out)
+	}
+	type result struct {
+		route   string
+		code    int
+		version string
+		err     error
+	}
+	held := make(chan result, 2)
+	for _, r := range []struct{ host, path, want string }{{"web.test", "/", "1.0.0"}, {"", "/v2/", "2.0.0"}} {
+		go func() {
+			code, info, err := e.getHost(r.host, r.path)
+			held <- result{r.host + r.path + " wants " + r.want, code, info.Version, err}
+		}()
+	}
+	select {
+	case r := <-held:
+		t.Fatalf("a request was answered while paused: %+v", r)
+	case <-time.After(2 * time.Second):
+	}
+	if out, code := e.swiftctl("traffic", "resume"); code != 0 {
+		t.Fatalf("swiftctl traffic resume: exit %d\n%s", code, out)
+	}
+	for range 2 {
+		select {
+		case r := <-held:
+			if r.err != nil || r.code != 200 || !strings.HasSuffix(r.route, r.version) {
+				t.Errorf("a held request after resume: %+v", r)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a held request was never answered after resume")
+		}
+	}
+	if out, code := e.swiftctl("traffic", "stop"); code != 0 {
+		t.Fatalf("swiftctl traffic stop: exit %d\n%s", code, out)
+	}
+	e.routes([]routeWant{{"web.test", "/", 503, ""}, {"", "/v2/", 503, ""}})
+	if out, code := e.swiftctl("traffic", "resume"); code != 0 {
+		t.Fatalf("swiftctl traffic resume: exit %d\n%s", code, out)
+	}
+	e.routes([]routeWant{{"web.test", "/", 200, "1.0.0"}, {"", "/v2/", 200, "2.0.0"}})
+}
