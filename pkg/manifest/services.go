@@ -203,13 +203,18 @@ const DefaultHealthPath = "/healthz"
 
 // defaultNamed clears what does not apply to a service's kind: the
 // default health path of a service that has no port to probe.
-func defaultNamed(root *yaml3.Node, m *Manifest) {
-	for name, s := range m.Named {
-		defaultCanary(root, "services."+name, s.Canary)
-		if s.EffectiveKind() != KindWeb && lookup(root, "services."+name+".health_path") == nil {
+func defaultNamed(root *yaml3.Node, m *Manifest) []Problem {
+	var ps []Problem
+	for _, name := range m.ServiceNames() {
+		s := m.Named[name]
+		at := "services." + name
+		defaultCanary(root, at, s.Canary)
+		if s.EffectiveKind() != KindWeb && lookup(root, at+".health_path") == nil {
 			s.HealthPath = ""
 		}
+		ps = append(ps, defaultHealth(root, at, s)...)
 	}
+	return ps
 }
 
 // namedServices validates the named form: each service for its kind, the
@@ -242,6 +247,8 @@ func (ps *problemList) namedServices(m *Manifest, deny []string) {
 		ps.intRange(at+".replicas", s.Replicas, 1, MaxReplicas)
 		ps.envAt(at+".env", s.Env, reservedFor(s.EffectiveKind()))
 		ps.resourcesAt(at+".resources", &s.Resources)
+		ps.container(at, s)
+		ps.secrets(at, s)
 		switch kind := s.EffectiveKind(); kind {
 		case KindWeb:
 			webs++

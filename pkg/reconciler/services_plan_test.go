@@ -129,7 +129,7 @@ func TestNamedContainers(t *testing.T) {
 	if !strings.HasPrefix(db.Name, "shop-db-stable-") || db.Labels("shop")[stack.LabelService] != "db" {
 		t.Errorf("db container %s labels %v", db.Name, db.Labels("shop"))
 	}
-	spec, err := appSpec(s, db)
+	spec, err := (&Reconciler{}).appSpec(s, db)
 	if err != nil || !slices.Equal(spec.Aliases, []string{"db"}) {
 		t.Errorf("db spec aliases %v (%v)", spec.Aliases, err)
 	}
@@ -140,7 +140,7 @@ func TestNamedContainers(t *testing.T) {
 	if _, ok := seed.Labels("demo")[stack.LabelService]; ok || strings.Count(seed.Name, "-") != 3 {
 		t.Errorf("seed container changed: %s %v", seed.Name, seed.Labels("demo"))
 	}
-	spec, _ = appSpec(testStack(t, "app:1", 1, nil), seed)
+	spec, _ = (&Reconciler{}).appSpec(testStack(t, "app:1", 1, nil), seed)
 	if spec.Aliases != nil {
 		t.Errorf("seed container got aliases %v", spec.Aliases)
 	}
