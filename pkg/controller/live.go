@@ -62,12 +62,13 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 	d.proxy.Sample()
 	var targets []observe.Target
 	for _, c := range cs {
-		if c.Role != stack.RoleApp || !c.Running() || c.IP == "" {
+		port := appPort(m, c)
+		if c.Role != stack.RoleApp || !c.Running() || c.IP == "" || port == 0 {
 			continue
 		}
 		targets = append(targets, observe.Target{
 			Name: c.Name, Track: c.Track, Revision: c.Hash,
-			URL: "http://" + net.JoinHostPort(c.IP, strconv.Itoa(m.Services.Port)) + m.Metrics.Path,
+			URL: "http://" + net.JoinHostPort(c.IP, strconv.Itoa(port)) + m.Metrics.Path,
 		})
 	}
 	for _, ch := range d.obs.Scrape(ctx, targets) {
@@ -84,6 +85,16 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 		}
 	}
 
+	if primary, _ := m.Primary(); primary != "" {
+		// The snapshots are the primary service's tracks.
+		var own []engine.Container
+		for _, c := range cs {
+			if c.Service == primary {
+				own = append(own, c)
+			}
+		}
+		cs = own
+	}
 	mode := runningMode(cs)
 	now := time.Now()
 	for _, track := range []string{stack.TrackStable, stack.TrackCanary} {
@@ -240,10 +251,11 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 	var failErr error
 	status := http.StatusOK
 	for _, c := range cs {
-		if c.Role != stack.RoleApp || c.Track != req.Track || !c.Running() || c.IP == "" {
+		port := appPort(m, c)
+		if c.Role != stack.RoleApp || c.Track != req.Track || !c.Running() || c.IP == "" || port == 0 {
 			continue
 		}
-		url := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(m.Services.Port)) + "/chaos"
+		url := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(port)) + "/chaos"
 		code, msg, err := d.chaosPost(r.Context(), url, payload)
 		switch {
 		case err != nil:
@@ -309,4 +321,17 @@ func readSmall(resp *http.Response) (string, error) {
 	var b bytes.Buffer
 	_, err := b.ReadFrom(http.MaxBytesReader(nil, resp.Body, 64<<10))
 	return strings.TrimSpace(b.String()), err
+}
+
+// appPort is the HTTP port of app container c: the single service's, or,
+// in the named form, its web service's; 0 for a worker or an accessory
+// (no HTTP endpoint to scrape or to send chaos to).
+func appPort(m *manifest.Manifest, c engine.Container) int {
+	if !m.IsNamed() {
+		return m.Services.Port
+	}
+	if s := m.Named[c.Service]; s != nil && s.EffectiveKind() == manifest.KindWeb {
+		return s.Port
+	}
+	return 0
 }
