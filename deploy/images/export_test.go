@@ -9,3 +9,5 @@ var (
 	ReadBuildStream = readBuildStream
 	BuildImage      = buildImage
 )
+
+var EnsureRedisAs = ensureRedis

@@ -84,6 +84,33 @@ func Images(t testing.TB, cli *client.Client) {
 	}
 }
 
+var (
+	redisOnce sync.Once
+	redisErr  error
+)
+
+// Redis ensures images.RedisImage (the several-service tests' accessory,
+// built from Debian's redis package) once per test process, failing t on
+// error. It is apart from Images: only the tests with an accessory need it.
+func Redis(t testing.TB, cli *client.Client) {
+	t.Helper()
+	redisOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), imagesTimeout)
+		defer cancel()
+		var log bytes.Buffer
+		redisErr = withModuleLock(func() error {
+			_, err := images.EnsureRedis(ctx, cli, &log)
+			return err
+		})
+		if redisErr != nil {
+			redisErr = fmt.Errorf("%w\nbuild log:\n%s", redisErr, log.Bytes())
+		}
+	})
+	if redisErr != nil {
+		t.Fatalf("ensure image %s: %v", images.RedisImage, redisErr)
+	}
+}
+
 // withModuleLock runs fn holding an exclusive flock on the module's root
 // directory. `go test ./...` runs the test binaries of several packages at
 // once; without the lock each would build the missing images and leave the
