@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 )
 
@@ -17,6 +18,9 @@ const defaultPort = 3000
 type config struct {
 	port int
 	mode string
+	// redisAddr (REDIS_ADDR, host:port) is the Redis /kv and the worker
+	// use; empty for none.
+	redisAddr string
 }
 
 // configFromEnv reads PORT and MODE; a bad value stops startup rather than
@@ -35,6 +39,12 @@ func configFromEnv(getenv func(string) string) (config, error) {
 			return config{}, fmt.Errorf("invalid MODE %q: want %q or %q", v, modeStable, modeCanary)
 		}
 		cfg.mode = v
+	}
+	if v := getenv("REDIS_ADDR"); v != "" {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return config{}, fmt.Errorf("invalid REDIS_ADDR %q: want host:port", v)
+		}
+		cfg.redisAddr = v
 	}
 	return cfg, nil
 }

@@ -21,6 +21,8 @@ func TestConfigFromEnv(t *testing.T) {
 		{name: "port too high", env: map[string]string{"PORT": "65536"}, wantErr: `PORT "65536"`},
 		{name: "negative port", env: map[string]string{"PORT": "-1"}, wantErr: `PORT "-1"`},
 		{name: "unknown mode", env: map[string]string{"MODE": "blue"}, wantErr: `MODE "blue"`},
+		{name: "redis address", env: map[string]string{"REDIS_ADDR": "db:6379"}, want: config{port: 3000, mode: "stable", redisAddr: "db:6379"}},
+		{name: "redis address without port", env: map[string]string{"REDIS_ADDR": "db"}, wantErr: `REDIS_ADDR "db"`},
 		{name: "mode is case sensitive", env: map[string]string{"MODE": "Canary"}, wantErr: `MODE "Canary"`},
 	}
 	for _, tt := range tests {

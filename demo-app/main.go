@@ -42,6 +42,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	flags.SetOutput(stderr)
 	healthcheck := flags.Bool("healthcheck", false,
 		"probe http://127.0.0.1:$PORT/healthz and exit 0 if healthy (for Docker HEALTHCHECK in an image without curl)")
+	worker := flags.Bool("worker", false,
+		"also increment the key "+workerKey+" in the Redis at REDIS_ADDR every second (a background worker; it serves /healthz as usual)")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -65,12 +67,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("read hostname: %w", err)
 	}
 	app := newServer(cfg.mode, version, hostname)
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	if cfg.redisAddr != "" {
+		app.redis = &redisClient{addr: cfg.redisAddr}
+	}
+	if *worker {
+		if app.redis == nil {
+			return errors.New("-worker needs REDIS_ADDR (host:port of the Redis it counts in)")
+		}
+		go runWorker(ctx, app.redis, workerPeriod, logger)
+	}
 
 	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.port))
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", cfg.port, err)
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	logger.Info("listening", "addr", ln.Addr().String(), "mode", cfg.mode, "version", version, "hostname", hostname)
 	srv := newHTTPServer(app.handler())
 	// Shutdown neither waits for nor closes hijacked connections: say

@@ -208,6 +208,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{name: "bad mode with healthcheck", args: []string{"-healthcheck"}, env: map[string]string{"MODE": "beta"}, wantErr: `MODE "beta"`},
 		{name: "unknown flag", args: []string{"-verbose"}, wantErr: "-verbose"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: `unexpected arguments ["serve"]`},
+		{name: "worker without redis", args: []string{"-worker"}, wantErr: "-worker needs REDIS_ADDR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
