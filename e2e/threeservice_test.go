@@ -272,6 +272,7 @@ func TestThreeServiceAppKeepsItsData(t *testing.T) {
 
 	// The accessory killed: the daemon brings it back, its data with it,
 	// and the worker counts on.
+	killedAt := time.Now()
 	if _, err := e.cli.ContainerKill(context.Background(), ids["db"][0], client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
 		t.Fatalf("kill db: %v", err)
 	}
@@ -280,9 +281,10 @@ func TestThreeServiceAppKeepsItsData(t *testing.T) {
 		return err != nil || !ins.Container.State.Running, "running"
 	})
 	e.converged(map[string]int{v2: 2, v1: 1, redis: 1})
+	backIn := time.Since(killedAt)
 	e.keeps("after db was killed", key, value)
 	e.workerCounts("after db was killed")
-	t.Logf("db after its kill: %v (was %v)", e.serviceIDs()["db"], ids["db"])
+	t.Logf("db killed: running again (converged) %s later, container %.12s replaced by %.12s", backIn.Round(100*time.Millisecond), ids["db"][0], e.serviceIDs()["db"][0])
 
 	// down keeps the volume; deploy mounts it again.
 	if out, code := e.swiftctl("down"); code != 0 {

@@ -1,8 +1,9 @@
 // Command swiftdeploy-images makes the images SwiftDeploy needs available on
 // the local Docker engine without a registry: the demo app (1.0.0 and 2.0.0)
-// and nginx. It is what `task images` runs:
+// and nginx, and with -redis the Redis accessory image (from Debian's
+// package). It is what `task images` runs:
 //
-//	go run ./deploy/images/cmd/swiftdeploy-images [-v]
+//	go run ./deploy/images/cmd/swiftdeploy-images [-v] [-redis]
 //
 // It prints one line per image saying what it did, e.g.
 // "nginx:latest: built from Debian nginx package".
@@ -34,6 +35,7 @@ func main() {
 
 func run() error {
 	verbose := flag.Bool("v", false, "show build output")
+	redis := flag.Bool("redis", false, "also ensure "+images.RedisImage+" (Redis from Debian's package, for an accessory)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -57,9 +59,17 @@ func run() error {
 	var log io.Writer = os.Stdout
 	if !*verbose {
 		// Summary lines start with the image reference; build output does not.
-		log = &prefixFilter{w: os.Stdout, prefixes: []string{images.AppImage, images.AppImageV2, images.NginxImage}}
+		log = &prefixFilter{w: os.Stdout, prefixes: []string{images.AppImage, images.AppImageV2, images.NginxImage, images.RedisImage}}
 	}
-	return images.EnsureAll(ctx, cli, log)
+	if err := images.EnsureAll(ctx, cli, log); err != nil {
+		return err
+	}
+	if *redis {
+		if _, err := images.EnsureRedis(ctx, cli, log); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prefixFilter passes through only the lines starting with one of prefixes.
