@@ -42,6 +42,7 @@ services:
     kind: accessory
     image: %s
     port: 3000
+    volumes: ["dbdata:/data"]
 nginx:
   image: %s
   port: %d
@@ -204,6 +205,20 @@ func TestSeveralServices(t *testing.T) {
 	}
 	if slices.Equal(before["db"], after["db"]) || len(after["db"]) != 1 {
 		t.Errorf("db's containers %v -> %v: want one new container", before["db"], after["db"])
+	}
+	// The new db mounts the named volume the old one had: data stays.
+	if len(after["db"]) == 1 {
+		ins, err := e.cli.ContainerInspect(ctx, after["db"][0], client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mounted := false
+		for _, mp := range ins.Container.Mounts {
+			mounted = mounted || mp.Name == e.project+"_dbdata" && mp.Destination == "/data"
+		}
+		if !mounted {
+			t.Errorf("the new db container does not mount %s_dbdata at /data: %+v", e.project, ins.Container.Mounts)
+		}
 	}
 	// The journal names the stop-first replacement.
 	hist, code := e.swiftctl("history", "--limit", "500")
