@@ -130,6 +130,10 @@ type Op struct {
 	ID string
 	// Targets lists the containers to health-check (OpWaitHealthy).
 	Targets []string
+	// Accessory marks the health check of an accessory's new containers,
+	// which what depends on it waits for (the named form): a heal keeps
+	// it in its place.
+	Accessory bool
 	// Gated marks an operation that changes what runs (or uses disk for a
 	// pull): the plan passes the infrastructure gate before any operation
 	// runs. Restoring what was already deployed is never gated.
@@ -311,7 +315,7 @@ func Compute(d Desired, obs Observed) Plan {
 			}
 		}
 		if s := startOps(svc.Stable); len(s) > 0 {
-			add(Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d %s container(s)", len(s), svc.Name), Targets: s, Cause: "accessory " + svc.Name + " runs before what depends on it starts"})
+			add(Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d %s container(s)", len(s), svc.Name), Targets: s, Cause: "accessory " + svc.Name + " runs before what depends on it starts", Accessory: true})
 			started = append(started, s...)
 		}
 	}
@@ -618,6 +622,24 @@ func HealPlan(d Desired, obs Observed, live []byte) (Desired, Plan) {
 		case OpStartApp:
 			p.Ops = append(p.Ops, op)
 			started = append(started, op.Target)
+		case OpWaitHealthy:
+			// An accessory restored runs before what depends on it is
+			// restored, as in a full plan; the rest are checked together
+			// below.
+			if !op.Accessory {
+				continue
+			}
+			var restored []string
+			for _, n := range op.Targets {
+				if slices.Contains(started, n) {
+					restored = append(restored, n)
+				}
+			}
+			if len(restored) > 0 {
+				op.Targets, op.Target = restored, fmt.Sprintf("%d %s", len(restored), strings.SplitN(op.Target, " ", 2)[1])
+				p.Ops = append(p.Ops, op)
+				started = slices.DeleteFunc(started, func(n string) bool { return slices.Contains(restored, n) })
+			}
 		}
 	}
 	// Reload only for a restored container (nginx resolves names at
