@@ -202,6 +202,9 @@ type Daemon struct {
 	// relMu, never taken with mu held.
 	relMu    sync.Mutex
 	releases *releaseBook
+	// relSettled: releases.json written and the kept names made, once
+	// per daemon by the reconcile (settleReleases); under relMu.
+	relSettled bool
 	// deployUser is who asked for the deploy a reconcile serves, for the
 	// release it makes (under mu; consumed by manifestTookEffect).
 	deployUser string

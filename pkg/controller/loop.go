@@ -153,6 +153,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		return nil, err
 	}
 	d.spendDecisions(m)
+	d.settleReleases(ctx)
 	if d.kt == nil {
 		// nginx.tls's certificate for the Docker target's front door
 		// (files are read at every apply).

@@ -223,6 +223,9 @@ func (d *Daemon) keepReleases() int {
 // loadReleases reads releases.json and brings it up to date with the
 // journal: a release journaled by a daemon that died before writing the
 // file, or a file deleted, is rebuilt from the records. Once per daemon.
+// It changes nothing on disk or on the engine: a reader (swiftctl
+// releases, role read) may be the first to call it; settleReleases, from
+// the reconcile, writes what it rebuilt.
 func (d *Daemon) loadReleases() (*releaseBook, error) {
 	d.relMu.Lock()
 	defer d.relMu.Unlock()
@@ -253,15 +256,40 @@ func (d *Daemon) loadReleases() (*releaseBook, error) {
 		return nil, fmt.Errorf("read releases from the journal: %w", err)
 	}
 	d.releases = b
+	return b, nil
+}
+
+// settleReleases, once per daemon and from the reconcile (callers hold
+// d.runMu), writes releases.json as loaded (rebuilt from the journal when
+// it was missing or behind) and names every listed release's image again
+// (a name removed by hand since is made again).
+func (d *Daemon) settleReleases(ctx context.Context) {
+	b, err := d.loadReleases()
+	if err != nil {
+		d.log.Warn("releases not loaded; they are rebuilt from the journal at the next look", zap.Error(err))
+		return
+	}
+	type listed struct {
+		service string
+		r       api.Release
+	}
+	var keep []listed
+	d.relMu.Lock()
+	if d.relSettled {
+		d.relMu.Unlock()
+		return
+	}
+	d.relSettled = true
 	logErr(d.log, "save releases", d.saveReleasesLocked())
-	// Every listed release's image keeps its name (once per daemon: a
-	// name removed by hand since is made again).
 	for svc, sb := range b.Services {
 		for _, r := range sb.Releases {
-			d.keepImage(context.Background(), svc, r)
+			keep = append(keep, listed{svc, r})
 		}
 	}
-	return b, nil
+	d.relMu.Unlock()
+	for _, k := range keep {
+		d.keepImage(ctx, k.service, k.r)
+	}
 }
 
 // localImages: the target runs images of this host's Docker Engine, so a

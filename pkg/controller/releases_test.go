@@ -2,7 +2,10 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 )
@@ -565,5 +569,50 @@ func TestRollbackToNotesASpecChange(t *testing.T) {
 				t.Errorf("noted %v, want %v: %q", noted, tc.note, lines)
 			}
 		})
+	}
+}
+
+// swiftctl releases is role read: it changes nothing, neither a file nor
+// the engine's images, even as the first look at the releases of a
+// restarted daemon whose releases.json is gone and one of whose kept names
+// was removed by hand. Rebuilding the file and naming the image again is
+// the reconcile's job (the run lock held), not a reader's.
+func TestReleasesReadChangesNothing(t *testing.T) {
+	h := threeReleases(t, nil)
+	h.d.jr.Close()
+	relPath := filepath.Join(h.dir, ".swiftdeploy", releasesFile)
+	if err := os.Remove(relPath); err != nil {
+		t.Fatal(err)
+	}
+	kept := "swiftdeploy-release/demo/demo:2"
+	want := h.fe.ImageID(kept)
+	h.fe.RemoveImage(kept)
+	h.d = h.newDaemonWith(func(c *Config) { c.Authz = walkAuthz })
+	// The restarted daemon's first reconcile: the manifest is the one in
+	// force, nothing to apply.
+	h.mustConverge()
+	if _, err := os.Stat(relPath); err != nil {
+		t.Errorf("the reconcile did not write releases.json again: %v", err)
+	}
+	if got := h.fe.ImageID(kept); got != want {
+		t.Errorf("the reconcile did not name release 2's image again: %s names %q, want %s", kept, got, want)
+	}
+
+	h.fe.RemoveImage(kept) // removed by hand once more: a reader does not restore it
+	h.fe.ResetCalls()
+	before := snapshotDir(t, h.dir)
+	req := httptest.NewRequest(http.MethodGet, api.PathReleases, nil).
+		WithContext(authz.WithPeer(context.Background(), walkPeers[authz.RoleRead]))
+	rec := httptest.NewRecorder()
+	h.d.server().Handler.ServeHTTP(rec, req)
+	var rs api.Releases
+	if err := json.Unmarshal(rec.Body.Bytes(), &rs); rec.Code != http.StatusOK || err != nil || revs(rs) != "3*:app:3 2:app:2 1:app:1" {
+		t.Fatalf("GET %s as reader: %d %v %q", api.PathReleases, rec.Code, err, revs(rs))
+	}
+	if m := h.fe.Mutations(); len(m) > 0 {
+		t.Errorf("GET %s as reader made the engine do %v", api.PathReleases, m)
+	}
+	if after := snapshotDir(t, h.dir); !sameFiles(before, after) {
+		t.Errorf("GET %s as reader changed files beside the manifest", api.PathReleases)
 	}
 }
