@@ -205,9 +205,6 @@ type Daemon struct {
 	// relSettled: releases.json written and the kept names made, once
 	// per daemon by the reconcile (settleReleases); under relMu.
 	relSettled bool
-	// deployUser is who asked for the deploy a reconcile serves, for the
-	// release it makes (under mu; consumed by manifestTookEffect).
-	deployUser string
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
@@ -217,6 +214,8 @@ type Daemon struct {
 type waiter struct {
 	progress reconciler.Progress
 	done     chan error
+	// user asked for the deploy (the release it makes names them).
+	user string
 }
 
 // New prepares a daemon; Run starts it.

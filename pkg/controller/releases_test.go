@@ -30,12 +30,29 @@ func threeReleases(t *testing.T, mod func(*Config)) *harness {
 	}
 	for _, img := range []string{"app:1", "app:2", "app:3"} {
 		h.write(fakeManifest(img, 2, ""))
-		h.d.mu.Lock()
-		h.d.deployUser = "alice"
-		h.d.mu.Unlock()
-		h.mustConverge()
+		h.deployBy("alice")
 	}
 	return h
+}
+
+// deployBy is a deploy asked for by user: the reconcile it waits for.
+func (h *harness) deployBy(user string) {
+	h.t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- h.d.waitAs(context.Background(), user, nil) }()
+	for !h.d.hasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+	err := h.d.reconcileOnce(context.Background())
+	if werr := <-errc; err == nil {
+		err = werr
+	}
+	if err != nil {
+		h.t.Fatalf("deploy by %s: %v", user, err)
+	}
+	if s := h.status(); !s.Converged {
+		h.t.Fatalf("not converged after a deploy by %s; pending %v", user, s.Pending)
+	}
 }
 
 func (h *harness) releases() api.Releases {
@@ -614,5 +631,66 @@ func TestReleasesReadChangesNothing(t *testing.T) {
 	}
 	if after := snapshotDir(t, h.dir); !sameFiles(before, after) {
 		t.Errorf("GET %s as reader changed files beside the manifest", api.PathReleases)
+	}
+}
+
+// deployAs is `swiftctl deploy` by the caller of role through the control
+// socket's handler: the request waits for the reconcile run here.
+func (h *harness) deployAs(role authz.Role) {
+	h.t.Helper()
+	srv := h.d.server()
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		req := httptest.NewRequest(http.MethodPost, api.PathDeploy, nil).
+			WithContext(authz.WithPeer(context.Background(), walkPeers[role]))
+		rec := httptest.NewRecorder()
+		srv.Handler.ServeHTTP(rec, req)
+		done <- rec
+	}()
+	for !h.d.hasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+	if err := h.d.reconcileOnce(context.Background()); err != nil {
+		h.t.Fatalf("deploy as %s: %v", role, err)
+	}
+	if rec := <-done; rec.Code != http.StatusOK {
+		h.t.Fatalf("deploy as %s: %d %s", role, rec.Code, rec.Body.String())
+	}
+}
+
+// A release (and its manifest_applied) names who asked for the deploy
+// that applied it, and nobody when the manifest watcher applied an edit
+// (docs/journal.md): a deploy that changed nothing does not lend its
+// caller to the next edit.
+func TestReleaseNamesWhoDeployedIt(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, ""))
+	h.d.jr.Close()
+	h.d = h.newDaemonWith(func(c *Config) { c.Authz = walkAuthz })
+	h.deployAs(authz.RoleOperate) // release 1
+	h.deployAs(authz.RoleAdmin)   // nothing to apply: no release
+	h.write(fakeManifest("app:2", 2, ""))
+	h.mustConverge() // the watcher's reconcile: release 2, nobody's
+	rs := h.releases()
+	if got := revs(rs); got != "2*:app:2 1:app:1" {
+		t.Fatalf("releases %q", got)
+	}
+	if u := rs.Releases[1].User; u != walkPeers[authz.RoleOperate].User {
+		t.Errorf("release 1 names %q, want %q who deployed it", u, walkPeers[authz.RoleOperate].User)
+	}
+	if u := rs.Releases[0].User; u != "" {
+		t.Errorf("release 2, applied by the manifest watcher, names %q", u)
+	}
+	var applied []journal.Record
+	for _, r := range h.records(journal.TypeEvent) {
+		if r.Event == journal.EventManifestApplied {
+			applied = append(applied, r)
+		}
+	}
+	var users []string
+	for _, r := range applied {
+		users = append(users, strconv.Quote(r.User))
+	}
+	if got, want := strings.Join(users, " "), `"operator" ""`; got != want {
+		t.Errorf("manifest_applied by %s, want %s", got, want)
 	}
 }
