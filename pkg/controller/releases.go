@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -329,14 +330,27 @@ func (d *Daemon) keepImage(ctx context.Context, service string, r api.Release) {
 	}
 }
 
-// dropImage lets go of the name that kept a release no longer listed: its
-// image goes if nothing else names or runs it.
-func (d *Daemon) dropImage(ctx context.Context, service string, r api.Release) {
+// dropImage lets go of the names that kept a release no longer listed
+// (its own, and the kept name it ran under when it was made while a
+// rollback ran one): its image goes if nothing else names or runs it. A
+// name inUse (what a listed release, or the stable in force, runs under)
+// stays: the stable containers run under it, and a heal or a replica more
+// needs it.
+func (d *Daemon) dropImage(ctx context.Context, service string, r api.Release, inUse map[string]bool) {
 	if !d.localImages() {
 		return
 	}
-	if err := d.eng.UntagImage(ctx, d.keepRef(service, r.Rev)); err != nil {
-		d.log.Warn("name of a release no longer listed not removed", zap.Int("rev", r.Rev), zap.Error(err))
+	names := []string{d.keepRef(service, r.Rev)}
+	if strings.HasPrefix(r.Image, KeepRepository+"/") && r.Image != names[0] {
+		names = append(names, r.Image)
+	}
+	for _, ref := range names {
+		if inUse[ref] {
+			continue
+		}
+		if err := d.eng.UntagImage(ctx, ref); err != nil {
+			d.log.Warn("name of a release no longer listed not removed", zap.Int("rev", r.Rev), zap.String("name", ref), zap.Error(err))
+		}
 	}
 }
 
@@ -362,11 +376,20 @@ func (d *Daemon) noteReleased(rec journal.Record) {
 	d.relMu.Lock()
 	dropped := d.releases.replay(rec, d.keepReleases())
 	logErr(d.log, "save releases", d.saveReleasesLocked())
+	r, isRelease := releaseOfDetails(rec.Details["release"])
+	inUse := map[string]bool{}
+	if isRelease {
+		sb := d.releases.service(r.Service)
+		inUse[sb.Image] = true
+		for _, listed := range sb.Releases {
+			inUse[listed.Image] = true
+		}
+	}
 	d.relMu.Unlock()
-	if r, ok := releaseOfDetails(rec.Details["release"]); ok {
+	if isRelease {
 		d.keepImage(context.Background(), r.Service, r)
 		for _, old := range dropped {
-			d.dropImage(context.Background(), r.Service, old)
+			d.dropImage(context.Background(), r.Service, old, inUse)
 		}
 	}
 }

@@ -694,3 +694,53 @@ func TestReleaseNamesWhoDeployedIt(t *testing.T) {
 		t.Errorf("manifest_applied by %s, want %s", got, want)
 	}
 }
+
+// A release brought back under its kept name (its tag rebuilt) keeps
+// running under that name through later edits of other fields: each is a
+// new release of that image, and release 2 falling out of the list must
+// not remove the name the stable containers run (a heal then had no image
+// to start, and tried to pull it). The name goes once no listed release
+// runs under it.
+func TestKeptNameInUseNotRemoved(t *testing.T) {
+	h := threeReleases(t, func(c *Config) { c.KeepReleases = 2 })
+	kept := "swiftdeploy-release/demo/demo:2"
+	ran := h.fe.ImageID("app:2")
+	h.fe.AddImage("app:2") // rebuilt: the tag names another image
+	if err := h.rollbackTo(api.RollbackPrevious); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.running(); got != "stable:"+kept+"×2" {
+		t.Fatalf("running %s, want release 2 under %s", got, kept)
+	}
+	// An env edit: a new release of the same image, and release 2 falls
+	// out of the last two.
+	h.write(fakeManifest("app:3", 2, "  env: {FEATURE: \"on\"}"))
+	h.mustConverge()
+	if got := revs(h.releases()); got != "4*:"+kept+" 3:app:3" {
+		t.Fatalf("releases %q", got)
+	}
+	if got := h.fe.ImageID(kept); got != ran {
+		t.Fatalf("%s names %q after release 2 fell out of the list, want %s: the stable containers run under it", kept, got, ran)
+	}
+	// A heal starts that image again.
+	h.fe.Kill(h.fe.ByTrack("stable")[0].Name)
+	h.mustConverge()
+	if got := h.running(); got != "stable:"+kept+"×2" {
+		t.Fatalf("after a heal: running %s", got)
+	}
+	// Once the manifest names another image, and releases 4 falls out, the
+	// name goes.
+	h.fe.AddImage("app:5", "app:6")
+	for _, img := range []string{"app:5", "app:6"} {
+		h.write(fakeManifest(img, 2, "  env: {FEATURE: \"on\"}"))
+		h.mustConverge()
+	}
+	if got := revs(h.releases()); got != "6*:app:6 5:app:5" {
+		t.Fatalf("releases %q", got)
+	}
+	for _, name := range []string{kept, "swiftdeploy-release/demo/demo:3", "swiftdeploy-release/demo/demo:4"} {
+		if got := h.fe.ImageID(name); got != "" {
+			t.Errorf("%s still names %s: no listed release runs under it", name, got)
+		}
+	}
+}
