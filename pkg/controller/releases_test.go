@@ -11,11 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 )
@@ -742,5 +744,41 @@ func TestKeptNameInUseNotRemoved(t *testing.T) {
 		if got := h.fe.ImageID(name); got != "" {
 			t.Errorf("%s still names %s: no listed release runs under it", name, got)
 		}
+	}
+}
+
+// A rollback --to that fails before anything is recorded (the engine
+// stops answering while it plans) changes nothing, and its request does
+// not stay open in the journal: rollback_requested is followed by one
+// rollback_failed naming the error (docs/journal.md).
+func TestRollbackToFailingBeforeTheWriteAheadIsJournaled(t *testing.T) {
+	h := threeReleases(t, nil)
+	before := len(h.events())
+	var checked atomic.Bool
+	h.fe.BeforeCall(func(op, target string) {
+		switch {
+		case op == fake.OpInspectImage:
+			checked.Store(true) // the image check is done: rollback_requested comes next
+		case op == fake.OpListContainers && checked.Load():
+			h.fe.FailNext(op, errors.New("engine stopped answering"))
+		}
+	})
+	err := h.rollbackTo(api.RollbackPrevious)
+	h.fe.BeforeCall(nil)
+	if err == nil || !strings.Contains(err.Error(), "engine stopped answering") {
+		t.Fatalf("rollback --to with the engine failing: %v", err)
+	}
+	if got := h.running(); got != "stable:app:3×2" {
+		t.Errorf("running %s", got)
+	}
+	if st := h.state(); st.Restored != nil || st.Pending != nil {
+		t.Errorf("state %+v", st)
+	}
+	recs := h.records(journal.TypeEvent)[before:]
+	if countRecs(recs, journal.EventRollbackRequested) != 1 || countRecs(recs, journal.EventRollbackFailed) != 1 || countRecs(recs, journal.EventRolledBack) != 0 {
+		t.Fatalf("events %v: want rollback_requested, then one rollback_failed", names(recs))
+	}
+	if failed := recs[lastIndex(recs, journal.EventRollbackFailed)]; !strings.Contains(failed.Message, "engine stopped answering") {
+		t.Errorf("rollback_failed %q does not say why", failed.Message)
 	}
 }

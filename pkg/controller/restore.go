@@ -112,11 +112,17 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	err = d.transact(ctx, m, t, progress)
 	var denied *reconciler.DeniedError
 	var nr notRecorded
-	if errors.As(err, &nr) && errors.As(err, &denied) {
+	switch {
+	case errors.As(err, &nr) && errors.As(err, &denied):
 		// Denied before anything was recorded: nothing changed; say so
 		// once (a failure after the write-ahead is journaled by abort).
 		d.event(journal.EventRollbackFailed, fmt.Sprintf("rollback of %s to release %d denied: %s", svc, rel.Rev, strings.Join(denied.Reasons, "; ")), user,
 			map[string]any{"service": svc, "to_rev": rel.Rev, "reasons": denied.Reasons, "policy": d.gatePolicy()})
+	case errors.As(err, &nr):
+		// Failed before anything was recorded (no plan, blocked, no
+		// write-ahead): nothing changed; the request ends here, once.
+		d.event(journal.EventRollbackFailed, fmt.Sprintf("rollback of %s to release %d did not take effect: %v", svc, rel.Rev, err), user,
+			map[string]any{"service": svc, "to_rev": rel.Rev})
 	}
 	if err != nil {
 		return err
