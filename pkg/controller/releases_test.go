@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -780,5 +781,40 @@ func TestRollbackToFailingBeforeTheWriteAheadIsJournaled(t *testing.T) {
 	}
 	if failed := recs[lastIndex(recs, journal.EventRollbackFailed)]; !strings.Contains(failed.Message, "engine stopped answering") {
 		t.Errorf("rollback_failed %q does not say why", failed.Message)
+	}
+}
+
+// A rollback --to restores a release's image, not the rest of its spec.
+// When that image is what runs already (two releases of one image, the
+// env edited in between), nothing would change: it is refused before
+// anything is journaled, rather than journaled as rolled_back with the
+// current marker moved while the very same containers serve.
+func TestRollbackToSameImageChangesNothing(t *testing.T) {
+	h := threeReleases(t, nil)
+	h.write(fakeManifest("app:3", 2, "  env: {FEATURE: \"on\"}"))
+	h.deployBy("alice")
+	if got := revs(h.releases()); got != "4*:app:3 3:app:3 2:app:2 1:app:1" {
+		t.Fatalf("releases %q", got)
+	}
+	events, running, ids := len(h.events()), h.running(), h.appIDs()
+	err := h.rollbackTo("3")
+	if err == nil || !strings.Contains(err.Error(), "nothing would change") {
+		t.Fatalf("rollback --to 3 (the image that runs): %v, want a refusal", err)
+	}
+	if got := h.events(); len(got) != events {
+		t.Errorf("journaled %v", got[events:])
+	}
+	if got := revs(h.releases()); got != "4*:app:3 3:app:3 2:app:2 1:app:1" {
+		t.Errorf("releases %q after a refused rollback", got)
+	}
+	if h.running() != running || !slices.Equal(h.appIDs(), ids) {
+		t.Errorf("containers changed: %s %v (were %s %v)", h.running(), h.appIDs(), running, ids)
+	}
+	if st := h.state(); st.Restored != nil || st.Pending != nil {
+		t.Errorf("state %+v", st)
+	}
+	// Release 2, another image, still comes back.
+	if err := h.rollbackTo("2"); err != nil {
+		t.Fatal(err)
 	}
 }
