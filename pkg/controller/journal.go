@@ -121,6 +121,17 @@ func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, u
 		// it rides in this record, journaled once with it.
 		d.mu.Lock()
 		s := d.state
+		if user == "" {
+			// A deploy that arrived while this reconcile applied the
+			// manifest asked for what it applied (its own reconcile
+			// will find nothing to do).
+			for _, w := range d.waiters {
+				if w.user != "" {
+					user = w.user
+					break
+				}
+			}
+		}
 		d.mu.Unlock()
 		image, spec := stableSpec(m, s)
 		rel, isNew := d.newRelease(ctx, serviceName(m), image, spec, user, causeDeploy)

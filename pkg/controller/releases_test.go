@@ -818,3 +818,40 @@ func TestRollbackToSameImageChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A deploy asked for while the manifest watcher's reconcile is applying
+// the edit asked for what that reconcile applies: the release names its
+// caller (its own reconcile then finds nothing to do).
+func TestReleaseNamesADeployAskedForDuringTheApply(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, ""))
+	h.mustConverge()
+	h.write(fakeManifest("app:2", 2, ""))
+	var once sync.Once
+	errc := make(chan error, 1)
+	h.fe.BeforeCall(func(op, target string) {
+		if op != fake.OpRun {
+			return
+		}
+		once.Do(func() {
+			go func() { errc <- h.d.waitAs(context.Background(), "carol", nil) }()
+			for !h.d.hasWaiters() {
+				time.Sleep(time.Millisecond)
+			}
+		})
+	})
+	h.mustConverge() // the watcher's reconcile; carol's deploy arrives during it
+	h.fe.BeforeCall(nil)
+	if err := h.reconcile(); err != nil { // the reconcile carol waits for
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	rs := h.releases()
+	if got := revs(rs); got != "2*:app:2 1:app:1" {
+		t.Fatalf("releases %q", got)
+	}
+	if u := rs.Releases[0].User; u != "carol" {
+		t.Errorf("release 2 names %q, want carol, whose deploy arrived while it was applied", u)
+	}
+}
