@@ -205,9 +205,9 @@ type Daemon struct {
 	// relMu, never taken with mu held.
 	relMu    sync.Mutex
 	releases *releaseBook
-	// deployUser is who asked for the deploy a reconcile serves, for the
-	// release it makes (under mu; consumed by manifestTookEffect).
-	deployUser string
+	// relSettled: releases.json written and the kept names made, once
+	// per daemon by the reconcile (settleReleases); under relMu.
+	relSettled bool
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
@@ -217,6 +217,8 @@ type Daemon struct {
 type waiter struct {
 	progress reconciler.Progress
 	done     chan error
+	// user asked for the deploy (the release it makes names them).
+	user string
 }
 
 // New prepares a daemon; Run starts it.
