@@ -148,8 +148,12 @@ type Daemon struct {
 	policies *policy.Engine
 	metrics  *daemonMetrics
 	obs      *observe.Observer
-	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
-	certs    *certs.Manager // nginx.tls's certificate (certs.go)
+	// validating names the validate containers this process is running
+	// (validate.go): a concurrent validate must not remove one as a
+	// leftover before its logs are read.
+	validating sync.Map
+	proxy      *observe.Proxy // nginx's view, from its access log (proxy.go)
+	certs      *certs.Manager // nginx.tls's certificate (certs.go)
 	// certHosts are the hosts the certificate metric was last set for
 	// (recordCertExpiry; reconciles only).
 	certHosts map[string]bool
