@@ -91,10 +91,10 @@ func (e *timed) MissingImages(ctx context.Context, refs []string) ([]string, err
 	return m, e.wrap(c, "inspect images", e.t.Call, err)
 }
 
-func (e *timed) PullImage(ctx context.Context, ref string) error {
+func (e *timed) PullImage(ctx context.Context, ref, auth string) error {
 	c, cancel := e.ctx(ctx, e.t.Pull)
 	defer cancel()
-	return e.wrap(c, "pull "+ref, e.t.Pull, e.Engine.PullImage(c, ref))
+	return e.wrap(c, "pull "+ref, e.t.Pull, e.Engine.PullImage(c, ref, auth))
 }
 
 func (e *timed) Run(ctx context.Context, s engine.Spec) (string, error) {

@@ -25,6 +25,7 @@ type Engine struct {
 	netSeq     int                   // second octet of the next network's subnet
 	images     map[string]bool       // normalised refs present locally
 	pullable   map[string]bool       // normalised refs a pull can fetch
+	pullAuth   map[string]string     // normalised refs a pull needs these credentials for
 
 	health      marks // healthy or not
 	exitOnStart marks
@@ -77,6 +78,7 @@ func New(opts ...Option) *Engine {
 		networks:    map[string]*network{},
 		images:      map[string]bool{},
 		pullable:    map[string]bool{},
+		pullAuth:    map[string]string{},
 		health:      newMarks(),
 		exitOnStart: newMarks(),
 		ignoreHUP:   newMarks(),
