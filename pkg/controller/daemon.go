@@ -113,6 +113,10 @@ type Config struct {
 	// Kube, when set, converges a Kubernetes namespace instead of the
 	// Docker host (kube.go); Engine is then unused.
 	Kube *KubeConfig
+	// DockerConfig is the Docker client configuration directory whose
+	// config.json holds the registries' pull credentials (default:
+	// DOCKER_CONFIG, else ~/.docker of the daemon's user, as docker pull).
+	DockerConfig string
 	// Metrics receives the daemon's own metrics (default: a fresh
 	// selfmetrics.Recorder, served on the socket's /metrics).
 	Metrics Recorder

@@ -68,6 +68,7 @@ func (t dockerTarget) Change(ctx context.Context, m *manifest.Manifest, s State)
 	if err != nil {
 		return nil, err
 	}
+	desired.Registries, desired.Spec = t.d.registrySource(m), m.Hash()
 	end := trace.Begin(ctx, "observe", "")
 	obs, err := t.d.rec.Observe(ctx, desired)
 	end()

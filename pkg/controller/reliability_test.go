@@ -74,6 +74,7 @@ func (h *harness) newDaemonWith(mod func(*Config)) *Daemon {
 		Drain:         time.Millisecond,
 		HealthTimeout: time.Second,
 		Timeouts:      Timeouts{Call: 2 * time.Second},
+		DockerConfig:  h.t.TempDir(), // pull credentials: none, never the host's
 	}
 	mod(&cfg)
 	d, err := New(cfg)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -20,6 +21,11 @@ type Desired struct {
 	Conf  []byte
 	// Revision identifies Conf; nginx reports the revision it has loaded.
 	Revision string
+	// Registries says where each registry's pull credentials are.
+	Registries registryauth.Source
+	// Spec is the manifest's hash: a registry's denial of a pull lasts
+	// until it (or the credentials) change.
+	Spec string
 }
 
 // Loaded is what the running nginx reports it has loaded, read back from

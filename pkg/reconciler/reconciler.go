@@ -94,6 +94,10 @@ type Reconciler struct {
 	// defaultParallel. Removals run removeParallel at a time.
 	StartParallel int
 
+	// pullDenied remembers the pulls a registry refused (pull.go).
+	pullMu     sync.Mutex
+	pullDenied map[pullKey]*PullDeniedError
+
 	// applied is the state this process last recorded at AppliedPath.
 	appliedMu sync.Mutex
 	applied   *Applied

@@ -1,0 +1,72 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+)
+
+// PullDeniedError is a pull the registry refused (401/403). It lasts: the
+// same pull with the same credentials is not tried again, by this
+// reconciler, until the manifest or the credentials change (pullKey).
+type PullDeniedError struct {
+	Image    string
+	Registry string
+	// Auth names where the credentials came from (never what they are).
+	Auth string
+	Err  error
+}
+
+func (e *PullDeniedError) Error() string {
+	return fmt.Sprintf("registry %s denied the pull of %s (%s): %v; not retried until the manifest or the credentials change",
+		e.Registry, e.Image, e.Auth, e.Err)
+}
+
+func (e *PullDeniedError) Unwrap() error { return e.Err }
+
+// Code is stable across retries (the registry's message is not).
+func (e *PullDeniedError) Code() string { return "registry-denied " + e.Registry }
+
+// pullKey identifies one pull attempt: the image, the manifest it was
+// asked for, and the credentials sent (by fingerprint, kept in memory).
+type pullKey struct {
+	image, spec string
+	auth        [32]byte
+}
+
+// pull fetches op.Target with its registry's credentials. A denial is
+// remembered: the next reconciles answer it without asking the registry.
+func (r *Reconciler) pull(ctx context.Context, d Desired, ref string) error {
+	auth, err := d.Registries.For(ref)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", ref, err)
+	}
+	key := pullKey{image: ref, spec: d.Spec, auth: auth.Fingerprint()}
+	r.pullMu.Lock()
+	prev := r.pullDenied[key]
+	r.pullMu.Unlock()
+	if prev != nil {
+		return prev
+	}
+	err = r.Engine.PullImage(ctx, ref, auth.Header())
+	if err == nil {
+		return nil
+	}
+	if !engine.PullDenied(err) {
+		return fmt.Errorf("docker image %s not found locally and could not be pulled: %w", ref, err)
+	}
+	denied := &PullDeniedError{Image: ref, Registry: auth.Registry, Auth: auth.String(), Err: err}
+	r.pullMu.Lock()
+	if r.pullDenied == nil {
+		r.pullDenied = map[pullKey]*PullDeniedError{}
+	}
+	for k := range r.pullDenied { // one entry per image: the latest attempt's
+		if k.image == ref {
+			delete(r.pullDenied, k)
+		}
+	}
+	r.pullDenied[key] = denied
+	r.pullMu.Unlock()
+	return denied
+}
