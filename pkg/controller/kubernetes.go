@@ -176,7 +176,11 @@ func (c *kubeChange) Serving() Serving { return kubeServing(c.m.Project, c.obs) 
 func (t *kubeTarget) Name() string { return "kubernetes" }
 
 func (t *kubeTarget) desired(m *manifest.Manifest, s State) (kubetarget.Desired, error) {
-	return kubetarget.DesiredFor(m, s.options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline)
+	pull, err := t.d.pullSecret(m, s)
+	if err != nil {
+		return kubetarget.Desired{}, err
+	}
+	return kubetarget.DesiredFor(m, s.options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline, pull)
 }
 
 func (t *kubeTarget) observe(ctx context.Context, project string) (kubetarget.Observed, error) {

@@ -2,12 +2,14 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // policyRegistry names a registry's refusal in status's denial: not a
@@ -34,6 +36,25 @@ func (d *Daemon) registrySource(m *manifest.Manifest) registryauth.Source {
 		s.Files[host] = p
 	}
 	return s
+}
+
+// pullSecret is the Kubernetes target's image pull Secret payload: the
+// credentials, from the same Docker configuration a pull on the Docker
+// target reads, of the registries m's images are on (nil when none has
+// any). An unreadable configuration fails the reconcile, naming the file.
+func (d *Daemon) pullSecret(m *manifest.Manifest, s State) ([]byte, error) {
+	st := stack.FromManifest(m, s.options(m))
+	var refs []string
+	for _, apps := range [][]stack.App{st.Stable, st.Canary} {
+		for _, a := range apps {
+			refs = append(refs, a.Image)
+		}
+	}
+	b, err := d.registrySource(m).DockerConfigJSON(refs)
+	if err != nil {
+		return nil, fmt.Errorf("image pull secret: %w", err)
+	}
+	return b, nil
 }
 
 // pullDenied is the registry's lasting refusal in err, if any.
