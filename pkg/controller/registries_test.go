@@ -1,0 +1,85 @@
+package controller
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
+)
+
+// A registry refusing the credentials of a registries entry is a lasting
+// denial: shown in status, journaled once, the registry not asked again
+// by later reconciles; new credentials in the file clear it, and what ran
+// kept running throughout.
+func TestPullDeniedLastsUntilTheCredentialsChange(t *testing.T) {
+	const ref = "registry.example.com:5000/shop/app:9"
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.mustConverge()
+
+	cfg := filepath.Join(t.TempDir(), "docker-config.json")
+	writeCfg := func(pass string) string {
+		body := fmt.Sprintf(`{"auths":{"registry.example.com:5000":{"auth":%q}}}`, base64.StdEncoding.EncodeToString([]byte("deployer:"+pass)))
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a, err := registryauth.Source{Files: map[string]string{"registry.example.com:5000": cfg}}.For(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Header()
+	}
+	right := writeCfg("right-password-1f2e")
+	writeCfg("wrong-password-9c8d")
+	h.fe.SetPullable(ref, true)
+	h.fe.SetPullAuth(ref, right)
+	h.write(fakeManifest(ref, 1, "") + "registries:\n  - host: registry.example.com:5000\n    config: " + cfg + "\n")
+	h.fe.ResetCalls()
+
+	for i := 0; i < 3; i++ {
+		err := h.reconcile()
+		if pd := pullDenied(err); pd == nil || pd.Registry != "registry.example.com:5000" || pd.Image != ref {
+			t.Fatalf("reconcile %d: %v, want the registry's lasting denial", i+1, err)
+		}
+	}
+	if pulls := h.fe.CallsTo(fake.OpPullImage); len(pulls) != 1 {
+		t.Fatalf("the registry was asked %d times, want once", len(pulls))
+	}
+	s := h.status()
+	if s.Denial == nil || s.Denial.Policy != policyRegistry || !strings.Contains(s.Denial.Reasons[0], "registry registry.example.com:5000 denied the pull of "+ref) {
+		t.Fatalf("status denial = %+v", s.Denial)
+	}
+	if got := h.running(); got != "stable:app:1×1" {
+		t.Errorf("running %s, want app:1 untouched", got)
+	}
+	failed := 0
+	for _, r := range h.records(journal.TypeEvent) {
+		if r.Event == journal.EventDeployFailed {
+			failed++
+		}
+		for _, secret := range []string{"right-password-1f2e", "wrong-password-9c8d", right} {
+			if strings.Contains(fmt.Sprint(r), secret) {
+				t.Errorf("journal record holds the credentials: %v", r)
+			}
+		}
+	}
+	if failed != 1 {
+		t.Errorf("deploy_failed journaled %d times, want once", failed)
+	}
+
+	writeCfg("right-password-1f2e")
+	if err := h.reconcile(); err != nil {
+		t.Fatalf("reconcile with the right password: %v", err)
+	}
+	if got := h.running(); got != "stable:"+ref+"×1" {
+		t.Errorf("running %s, want the private image", got)
+	}
+	if s := h.status(); s.Denial != nil {
+		t.Errorf("the denial outlived the good pull: %+v", s.Denial)
+	}
+}
