@@ -64,11 +64,10 @@ func (t dockerTarget) Await() (poll, deadline time.Duration) {
 }
 
 func (t dockerTarget) Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error) {
-	desired, err := desiredFor(m, s)
+	desired, err := t.d.desiredWith(m, s)
 	if err != nil {
 		return nil, err
 	}
-	desired.Registries, desired.Spec = t.d.registrySource(m), m.Hash()
 	end := trace.Begin(ctx, "observe", "")
 	obs, err := t.d.rec.Observe(ctx, desired)
 	end()
@@ -215,7 +214,17 @@ func (d *Daemon) desired(m *manifest.Manifest) (reconciler.Desired, error) {
 	d.mu.Lock()
 	s := d.state
 	d.mu.Unlock()
-	return desiredFor(m, s)
+	return d.desiredWith(m, s)
+}
+
+// desiredWith is desiredFor with where the pulls' credentials are.
+func (d *Daemon) desiredWith(m *manifest.Manifest, s State) (reconciler.Desired, error) {
+	desired, err := desiredFor(m, s)
+	if err != nil {
+		return desired, err
+	}
+	desired.Registries, desired.Spec = d.registrySource(m), m.Hash()
+	return desired, nil
 }
 
 // writeArtifacts writes docker-compose.yml and nginx.conf beside the

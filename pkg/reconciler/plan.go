@@ -505,7 +505,9 @@ func HealPlan(d Desired, obs Observed, live []byte) (Desired, Plan) {
 	if a == nil || live == nil || st.Nginx.Hash != a.Nginx {
 		return Desired{}, Plan{Partial: true}
 	}
-	restore := Desired{Stack: st, Conf: live, Revision: a.Revision}
+	// The pull credentials are the current manifest's: the applied
+	// images are on the same registries.
+	restore := Desired{Stack: st, Conf: live, Revision: a.Revision, Registries: d.Registries, Spec: d.Spec}
 	full := Compute(restore, obs)
 	p := Plan{Partial: true, Blocked: full.Blocked}
 	var started []string
