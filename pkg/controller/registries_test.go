@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -81,5 +82,45 @@ func TestPullDeniedLastsUntilTheCredentialsChange(t *testing.T) {
 	}
 	if s := h.status(); s.Denial != nil {
 		t.Errorf("the denial outlived the good pull: %+v", s.Denial)
+	}
+}
+
+// validate reads the credentials a pull would send: a registries file
+// that is missing or malformed fails the check, naming the file and never
+// quoting it; a readable one says where the credentials come from.
+func TestValidateReadsPullCredentials(t *testing.T) {
+	const ref = "registry.example.com:5000/shop/app:9"
+	cfg := filepath.Join(t.TempDir(), "docker-config.json")
+	h := newHarness(t, fakeManifest(ref, 1, "")+"registries:\n  - host: registry.example.com:5000\n    config: "+cfg+"\n")
+	check := func() (ok bool, detail string) {
+		t.Helper()
+		for _, c := range h.d.Validate(context.Background()).Checks {
+			if c.Name == "Registry credentials readable" {
+				return c.OK, c.Detail
+			}
+		}
+		t.Fatal("no registry credentials check")
+		return false, ""
+	}
+	if ok, detail := check(); ok || !strings.Contains(detail, cfg) {
+		t.Errorf("missing file: ok=%v %q, want a failure naming %s", ok, detail, cfg)
+	}
+	const secret = "pw-5e6f7a8b9c"
+	if err := os.WriteFile(cfg, []byte(`{"auths":{"registry.example.com:5000":{"auth":"`+base64.StdEncoding.EncodeToString([]byte("u:"+secret))+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ok, detail := check(); ok || !strings.Contains(detail, "parse Docker config "+cfg) || strings.Contains(detail, secret) {
+		t.Errorf("malformed file: ok=%v %q", ok, detail)
+	}
+	writeFile(t, cfg, `{"auths":{"registry.example.com:5000":{"auth":"`+base64.StdEncoding.EncodeToString([]byte("u:"+secret))+`"}}}`)
+	if ok, detail := check(); !ok || detail != "credentials for registry.example.com:5000 from "+cfg {
+		t.Errorf("readable file: ok=%v %q", ok, detail)
+	}
+}
+
+func writeFile(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

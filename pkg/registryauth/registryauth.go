@@ -105,26 +105,29 @@ func NormalizeHost(host string) (string, error) {
 	return host, nil
 }
 
-// file is the configuration file for registry host.
-func (s Source) file(host string) string {
+// file is the configuration file for registry host, and whether it was
+// named for it (a registries entry) rather than the default.
+func (s Source) file(host string) (string, bool) {
 	if f, ok := s.Files[host]; ok {
-		return f
+		return f, true
 	}
 	dir := s.Dir
 	if dir == "" {
 		dir = config.Dir()
 	}
-	return filepath.Join(dir, config.ConfigFileName)
+	return filepath.Join(dir, config.ConfigFileName), false
 }
 
 // load reads a Docker client configuration file as the Docker CLI does:
-// a missing file is no credentials; without credentials in it, the
-// platform's default credential store applies (as LoadDefaultConfigFile).
-func load(path string) (*configfile.ConfigFile, error) {
+// a missing default file is no credentials (named is false), a missing
+// file named by a registries entry an error; without credentials in it,
+// the platform's default credential store applies (as
+// LoadDefaultConfigFile).
+func load(path string, named bool) (*configfile.ConfigFile, error) {
 	cf := configfile.New(path)
 	data, err := os.ReadFile(path)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, os.ErrNotExist) && !named:
 		return cf, nil
 	case err != nil:
 		return nil, fmt.Errorf("read Docker config %s: %w", path, err)
@@ -142,8 +145,8 @@ func load(path string) (*configfile.ConfigFile, error) {
 // lookup is the registry's entry in its file, through credHelpers and
 // credsStore as `docker pull` reads it.
 func (s Source) lookup(host string) (string, types.AuthConfig, error) {
-	path := s.file(host)
-	cf, err := load(path)
+	path, named := s.file(host)
+	cf, err := load(path, named)
 	if err != nil {
 		return path, types.AuthConfig{}, err
 	}

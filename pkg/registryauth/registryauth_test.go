@@ -161,6 +161,14 @@ func TestForFilesAndFingerprint(t *testing.T) {
 	if c.Fingerprint() != b.Fingerprint() {
 		t.Fatal("two images of one registry with the same credentials differ")
 	}
+	// A file the manifest names must be there; the default need not.
+	gone := Source{Dir: t.TempDir(), Files: map[string]string{"127.0.0.1:5000": filepath.Join(own, "nope.json")}}
+	if _, err := gone.For("127.0.0.1:5000/app:v1"); err == nil || !strings.Contains(err.Error(), "nope.json") {
+		t.Fatalf("missing registries file: %v, want an error naming it", err)
+	}
+	if a, err := gone.For("other.example.com/app:v1"); err != nil || !a.Empty() {
+		t.Fatalf("missing default config: %v, %v; want no credentials", a, err)
+	}
 }
 
 func TestNormalizeHost(t *testing.T) {
