@@ -25,9 +25,6 @@ func (e *PullDeniedError) Error() string {
 
 func (e *PullDeniedError) Unwrap() error { return e.Err }
 
-// Code is stable across retries (the registry's message is not).
-func (e *PullDeniedError) Code() string { return "registry-denied " + e.Registry }
-
 // pullKey identifies one pull attempt: the image, the manifest it was
 // asked for, and the credentials sent (by fingerprint, kept in memory).
 type pullKey struct {
@@ -35,7 +32,7 @@ type pullKey struct {
 	auth        [32]byte
 }
 
-// pull fetches op.Target with its registry's credentials. A denial is
+// pull fetches ref with its registry's credentials. A denial is
 // remembered: the next reconciles answer it without asking the registry.
 func (r *Reconciler) pull(ctx context.Context, d Desired, ref string) error {
 	auth, err := d.Registries.For(ref)
@@ -50,23 +47,26 @@ func (r *Reconciler) pull(ctx context.Context, d Desired, ref string) error {
 		return prev
 	}
 	err = r.Engine.PullImage(ctx, ref, auth.Header())
-	if err == nil {
-		return nil
-	}
-	if !engine.PullDenied(err) {
+	var denied *PullDeniedError
+	switch {
+	case err != nil && !engine.PullDenied(err):
 		return fmt.Errorf("docker image %s not found locally and could not be pulled: %w", ref, err)
+	case err != nil:
+		denied = &PullDeniedError{Image: ref, Registry: auth.Registry, Auth: auth.String(), Err: err}
 	}
-	denied := &PullDeniedError{Image: ref, Registry: auth.Registry, Auth: auth.String(), Err: err}
 	r.pullMu.Lock()
-	if r.pullDenied == nil {
-		r.pullDenied = map[pullKey]*PullDeniedError{}
-	}
-	for k := range r.pullDenied { // one entry per image: the latest attempt's
+	defer r.pullMu.Unlock()
+	for k := range r.pullDenied { // at most one entry per image: the latest denial
 		if k.image == ref {
 			delete(r.pullDenied, k)
 		}
 	}
+	if denied == nil {
+		return nil
+	}
+	if r.pullDenied == nil {
+		r.pullDenied = map[pullKey]*PullDeniedError{}
+	}
 	r.pullDenied[key] = denied
-	r.pullMu.Unlock()
 	return denied
 }
