@@ -194,6 +194,9 @@ type Daemon struct {
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
+	// pullSecrets are the secret values of the registry credentials the
+	// pulls have sent (registries.go), scrubbed too; under mu.
+	pullSecrets []string
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -303,6 +306,7 @@ func New(cfg Config) (*Daemon, error) {
 		AppliedPath:   filepath.Join(d.stateDir, "applied.json"),
 		Log:           d.log,
 		Record:        func(ev, msg string, det map[string]any) { d.event(ev, msg, "", det) },
+		Secrets:       d.notePullSecrets,
 		Hook:          withFailpoints(cfg.Hook),
 		HealthTimeout: cfg.HealthTimeout,
 		Drain:         cfg.Drain,

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -80,6 +82,40 @@ func (d *Daemon) checkPullCredentials(m *manifest.Manifest, missing []string) ap
 	}
 	c.Detail = strings.Join(notes, "; ")
 	return c
+}
+
+// notePullSecrets adds the secret values of credentials a pull sends to
+// the journal's scrubber (the last line: no message quotes them by
+// design; a registry's error text is not ours). The list only grows, a
+// few values per registry and password the daemon has used.
+func (d *Daemon) notePullSecrets(values []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	added := false
+	for _, v := range values {
+		if !slices.Contains(d.pullSecrets, v) {
+			d.pullSecrets = append(d.pullSecrets, v)
+			added = true
+		}
+	}
+	if !added {
+		return
+	}
+	var base []string
+	if d.current != nil {
+		base = secretsOf(d.current)
+	}
+	d.scrub = redact.NewScrubber(append(base, d.pullSecrets...)...)
+}
+
+// scrubText is s without any secret value the scrubber knows.
+func (d *Daemon) scrubText(s string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.scrub.Empty() {
+		return s
+	}
+	return d.scrub.String(s)
 }
 
 // pullDenied is the registry's lasting refusal in err, if any.

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -122,5 +123,38 @@ func writeFile(t *testing.T, path, body string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Should a registry's answer ever quote the credentials sent, they reach
+// neither the journal, status, nor the error a deploy returns.
+func TestPullErrorNeverQuotesTheCredentials(t *testing.T) {
+	const ref = "registry.example.com:5000/shop/app:9"
+	const pass = "echoed-password-4d3c2b"
+	cfg := filepath.Join(t.TempDir(), "docker-config.json")
+	writeFile(t, cfg, `{"auths":{"registry.example.com:5000":{"auth":"`+base64.StdEncoding.EncodeToString([]byte("deployer:"+pass))+`"}}}`)
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.mustConverge()
+	h.fe.SetPullable(ref, true)
+	basic := base64.StdEncoding.EncodeToString([]byte("deployer:" + pass))
+	h.fe.FailNext(fake.OpPullImage, fmt.Errorf("Error response from daemon: unauthorized: user deployer password %s (Basic %s) refused", pass, basic))
+	h.write(fakeManifest(ref, 1, "") + "registries:\n  - host: registry.example.com:5000\n    config: " + cfg + "\n")
+	err := h.reconcile()
+	if pullDenied(err) == nil {
+		t.Fatalf("reconcile: %v, want the registry's denial", err)
+	}
+	var texts []string
+	st, _ := json.Marshal(h.status())
+	texts = append(texts, err.Error(), string(st))
+	for _, r := range h.records(journal.TypeEvent) {
+		texts = append(texts, fmt.Sprint(r))
+	}
+	for _, text := range texts {
+		if strings.Contains(text, pass) || strings.Contains(text, basic) {
+			t.Errorf("the credentials were quoted: %s", text)
+		}
+	}
+	if !strings.Contains(err.Error(), "[redacted]") {
+		t.Errorf("error %q: the registry's text was not kept, redacted", err)
 	}
 }

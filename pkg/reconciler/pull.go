@@ -2,9 +2,12 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
+	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 )
 
 // PullDeniedError is a pull the registry refused (401/403). It lasts: the
@@ -39,6 +42,9 @@ func (r *Reconciler) pull(ctx context.Context, d Desired, ref string) error {
 	if err != nil {
 		return fmt.Errorf("image %s: %w", ref, err)
 	}
+	if r.Secrets != nil && !auth.Empty() {
+		r.Secrets(auth.Secrets())
+	}
 	key := pullKey{image: ref, spec: d.Spec, auth: auth.Fingerprint()}
 	r.pullMu.Lock()
 	prev := r.pullDenied[key]
@@ -47,9 +53,11 @@ func (r *Reconciler) pull(ctx context.Context, d Desired, ref string) error {
 		return prev
 	}
 	err = r.Engine.PullImage(ctx, ref, auth.Header())
+	refused := engine.PullDenied(err)
+	err = scrubbed(err, auth)
 	var denied *PullDeniedError
 	switch {
-	case err != nil && !engine.PullDenied(err):
+	case err != nil && !refused:
 		return fmt.Errorf("docker image %s not found locally and could not be pulled: %w", ref, err)
 	case err != nil:
 		denied = &PullDeniedError{Image: ref, Registry: auth.Registry, Auth: auth.String(), Err: err}
@@ -69,4 +77,19 @@ func (r *Reconciler) pull(ctx context.Context, d Desired, ref string) error {
 	}
 	r.pullDenied[key] = denied
 	return denied
+}
+
+// scrubbed is err without the credentials' secret values: the engine's
+// text is the registry's, and should it ever echo what it was sent, the
+// error carries it no further (status, logs, the deploy's answer, the
+// journal). Only the text is kept then; classify err before.
+func scrubbed(err error, auth registryauth.Auth) error {
+	if err == nil || auth.Empty() {
+		return err
+	}
+	text := redact.NewScrubber(auth.Secrets()...).String(err.Error())
+	if text == err.Error() {
+		return err
+	}
+	return errors.New(text)
 }

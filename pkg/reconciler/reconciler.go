@@ -76,7 +76,10 @@ type Reconciler struct {
 	Log         *zap.Logger
 	Gate        Gate
 	Record      Recorder
-	Hook        Hook
+	// Secrets, when set, is told the secret values of the credentials a
+	// pull sends (registryauth.Auth.Secrets), for the journal's scrubber.
+	Secrets func(values []string)
+	Hook    Hook
 	// HealthTimeout bounds the wait for new containers to become healthy.
 	HealthTimeout time.Duration
 	// Drain bounds how long obsolete containers wait, after nginx

@@ -52,7 +52,15 @@ type Auth struct {
 	File string
 	// header is the X-Registry-Auth value (base64url JSON); "" for none.
 	header string
+	// secrets are the values to scrub from any text (Secrets).
+	secrets []string
 }
+
+// Secrets are the values that must never be shown: the password and
+// tokens, user:password in base64 (the config's "auth" and a Basic
+// header) and the header itself; for a scrubber, the last line of
+// defence against a message quoting one.
+func (a Auth) Secrets() []string { return a.secrets }
 
 // Header is the engine's RegistryAuth value; "" when there are none.
 func (a Auth) Header() string { return a.header }
@@ -181,6 +189,14 @@ func (s Source) For(ref string) (Auth, error) {
 		return Auth{Registry: host, File: path}, fmt.Errorf("encode credentials for %s", host)
 	}
 	a.header = base64.URLEncoding.EncodeToString(buf)
+	for _, v := range []string{ac.Password, ac.IdentityToken, ac.RegistryToken, a.header} {
+		if v != "" {
+			a.secrets = append(a.secrets, v)
+		}
+	}
+	if ac.Password != "" {
+		a.secrets = append(a.secrets, base64.StdEncoding.EncodeToString([]byte(ac.Username+":"+ac.Password)))
+	}
 	return a, nil
 }
 

@@ -125,6 +125,9 @@ func TestFor(t *testing.T) {
 			if ac.Username != c.wantUser || ac.Password != secret {
 				t.Fatalf("header carries %q/%q, want %q and the password", ac.Username, ac.Password, c.wantUser)
 			}
+			if sec := strings.Join(a.Secrets(), " "); !strings.Contains(sec, secret) || !strings.Contains(sec, basic(c.wantUser, secret)) || !strings.Contains(sec, a.Header()) {
+				t.Errorf("Secrets() lacks the password, user:password in base64 or the header")
+			}
 			for _, s := range []string{a.String(), fmt.Sprintf("%v %+v %#v", a, a, a)} {
 				if strings.Contains(s, secret) || strings.Contains(s, a.Header()) {
 					t.Fatalf("printing an Auth shows the credentials: %s", s)
