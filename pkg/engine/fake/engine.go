@@ -26,6 +26,8 @@ type Engine struct {
 	images     map[string]bool       // normalised refs present locally
 	pullable   map[string]bool       // normalised refs a pull can fetch
 	pullAuth   map[string]string     // normalised refs a pull needs these credentials for
+	builds     map[string]int        // how many times AddImage made each ref (its ID)
+	tagID      map[string]string     // normalised ref -> the image ID it names
 
 	health      marks // healthy or not
 	exitOnStart marks
@@ -79,6 +81,8 @@ func New(opts ...Option) *Engine {
 		images:      map[string]bool{},
 		pullable:    map[string]bool{},
 		pullAuth:    map[string]string{},
+		builds:      map[string]int{},
+		tagID:       map[string]string{},
 		health:      newMarks(),
 		exitOnStart: newMarks(),
 		ignoreHUP:   newMarks(),
