@@ -152,6 +152,7 @@ func (c *cluster) do(ctx context.Context, method, path string, body []byte, cont
 var resources = map[string]struct{ prefix, plural string }{
 	"Deployment":     {"/apis/apps/v1", "deployments"},
 	"Service":        {"/api/v1", "services"},
+	"Secret":         {"/api/v1", "secrets"},
 	"ServiceAccount": {"/api/v1", "serviceaccounts"},
 	"Role":           {"/apis/rbac.authorization.k8s.io/v1", "roles"},
 	"RoleBinding":    {"/apis/rbac.authorization.k8s.io/v1", "rolebindings"},
