@@ -25,6 +25,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/deploy/images"
 	"github.com/swiftdeploy/swiftdeploy/internal/citest"
+	"github.com/swiftdeploy/swiftdeploy/internal/testenv"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 )
 
@@ -171,10 +172,6 @@ func pushTestImage(t *testing.T, cli *client.Client, r *testRegistry, ref string
 	if strings.Contains(out.String(), `"error"`) {
 		t.Fatalf("build %s: %s", ref, out.String())
 	}
-	removeImage := func() {
-		_, _ = cli.ImageRemove(context.Background(), ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
-	}
-	t.Cleanup(removeImage)
 	push, err := cli.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: encodedAuth(t, registry.AuthConfig{Username: r.user, Password: r.pass, ServerAddress: r.host})})
 	if err != nil {
 		t.Fatalf("push %s: %v", ref, err)
@@ -184,10 +181,14 @@ func pushTestImage(t *testing.T, cli *client.Client, r *testRegistry, ref string
 	if err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
-	removeImage()
+	removeImage(cli, ref)
 	if _, err := cli.ImageInspect(ctx, ref); err == nil {
 		t.Fatalf("%s still present locally after its removal", ref)
 	}
+}
+
+func removeImage(cli *client.Client, ref string) {
+	_, _ = cli.ImageRemove(context.Background(), ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 }
 
 // writeDockerConfig writes the Docker client's config.json in dir, the
@@ -210,10 +211,19 @@ func writeDockerConfig(t *testing.T, dir, host, user, pass string) {
 // journal, status, history, diff or the daemon's log.
 func TestPrivateRegistryPull(t *testing.T) {
 	bin := registryBin(t)
+	// Registered first, so it runs last: once the project's containers
+	// are gone, the pulled image goes whole (not left dangling).
+	var ref string
+	cli := testenv.Docker(t)
+	t.Cleanup(func() {
+		if ref != "" {
+			removeImage(cli, ref)
+		}
+	})
 	e := newEnv(t)
 	reg := startRegistry(t, bin)
 	repo := e.project + "/app"
-	ref := reg.host + "/" + repo + ":v1"
+	ref = reg.host + "/" + repo + ":v1"
 	pushTestImage(t, e.cli, reg, ref)
 	_, before := reg.manifestRequests(t, repo, "v1")
 
