@@ -49,6 +49,9 @@ import (
 // calls plus a ping and the container event stream.
 type Engine interface {
 	reconciler.Engine
+	// ListVolumes and RemoveVolume serve `down --volumes`.
+	ListVolumes(ctx context.Context, project string) ([]engine.Volume, error)
+	RemoveVolume(ctx context.Context, name string) error
 	Ping(ctx context.Context) error
 	// InspectImage is a local image's ID and repo digests (a release
 	// records them; a rollback checks the image is still there).
@@ -319,6 +322,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.proxy = observe.NewProxy(observe.Options{})
 	d.rec = &reconciler.Reconciler{
 		Engine:        d.eng,
+		Dir:           d.dir,
 		ConfigDir:     filepath.Join(d.stateDir, "nginx"),
 		RunDir:        filepath.Join(d.stateDir, "nginx-run"),
 		AppliedPath:   filepath.Join(d.stateDir, "applied.json"),

@@ -135,7 +135,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	if deploy { // only deploy waits on a reconcile: it ends down
 		d.mu.Lock()
 		if d.state.Down {
-			d.state.Down = false
+			d.state.Down, d.state.DownVolumes = false, false
 			logErr(d.log, "save state", d.saveStateLocked())
 		}
 		d.mu.Unlock()

@@ -119,13 +119,6 @@ func TestValidateReadsPullCredentials(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, path, body string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Should a registry's answer ever quote the credentials sent, they reach
 // neither the journal, status, nor the error a deploy returns.
 func TestPullErrorNeverQuotesTheCredentials(t *testing.T) {

@@ -434,7 +434,7 @@ func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []s
 
 // down removes everything the project owns and stays down until the next
 // deploy.
-func (d *Daemon) down(ctx context.Context, user string, say func(string)) error {
+func (d *Daemon) down(ctx context.Context, user string, volumes bool, say func(string)) error {
 	// Under the run lock, so a deploy already under way cannot clear Down
 	// behind our back; the down is recorded first, so whatever is left
 	// after a crash is never restored as a heal.
@@ -452,6 +452,7 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 	}
 	d.mu.Lock()
 	d.state.Down = true
+	d.state.DownVolumes = d.state.DownVolumes || volumes
 	d.state.Pending = nil
 	err := d.saveStateLocked()
 	d.mu.Unlock()
@@ -471,7 +472,10 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 // target tracked of it (the applied record, a rollout awaited). Callers
 // hold d.runMu.
 func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(string)) ([]string, error) {
-	plan, err := d.target.Teardown(ctx, m)
+	d.mu.Lock()
+	volumes := d.state.DownVolumes
+	d.mu.Unlock()
+	plan, err := d.target.Teardown(ctx, m, volumes)
 	if err != nil {
 		return nil, err
 	}

@@ -374,7 +374,8 @@ func (d *Daemon) handleReleases(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) handleDown(w http.ResponseWriter, r *http.Request) {
 	st := newStreamer(w)
 	// A client that goes away must not cut a transaction short.
-	st.finish(d.down(context.WithoutCancel(r.Context()), userOf(r), st.line))
+	volumes := r.URL.Query().Get("volumes") == "true"
+	st.finish(d.down(context.WithoutCancel(r.Context()), userOf(r), volumes, st.line))
 }
 
 func (d *Daemon) handleDeploy(w http.ResponseWriter, r *http.Request) {
@@ -400,7 +401,7 @@ func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("down") == "true" || s.Down {
 		// What `swiftctl down` would remove, or, while down, what the
 		// next reconcile removes of what is left.
-		plan, err := d.target.Teardown(r.Context(), m)
+		plan, err := d.target.Teardown(r.Context(), m, r.URL.Query().Get("volumes") == "true" || s.DownVolumes)
 		if err != nil {
 			writeErr(w, http.StatusServiceUnavailable, err)
 			return

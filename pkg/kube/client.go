@@ -324,10 +324,11 @@ var (
 	Deployments = Resource{Prefix: "/apis/apps/v1", Plural: "deployments", Kind: "Deployment"}
 	ReplicaSets = Resource{Prefix: "/apis/apps/v1", Plural: "replicasets", Kind: "ReplicaSet"}
 	Services    = Resource{Prefix: "/api/v1", Plural: "services", Kind: "Service"}
-	Secrets     = Resource{Prefix: "/api/v1", Plural: "secrets", Kind: "Secret"}
 	Pods        = Resource{Prefix: "/api/v1", Plural: "pods", Kind: "Pod"}
 	Nodes       = Resource{Prefix: "/api/v1", Plural: "nodes", Kind: "Node", Cluster: true}
 	HTTPRoutes  = Resource{Prefix: "/apis/gateway.networking.k8s.io/v1", Plural: "httproutes", Kind: "HTTPRoute"}
+	Secrets     = Resource{Prefix: "/api/v1", Plural: "secrets", Kind: "Secret"}
+	Claims      = Resource{Prefix: "/api/v1", Plural: "persistentvolumeclaims", Kind: "PersistentVolumeClaim"}
 )
 
 // ApplyOptions tune a server-side apply.

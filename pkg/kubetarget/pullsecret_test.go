@@ -80,3 +80,38 @@ func TestPullSecretPlan(t *testing.T) {
 		t.Fatal("the Secret is still there")
 	}
 }
+
+// With services' Secrets too (listed, and deleted when the manifest drops
+// them), the pull Secret is left to its own op: converged, nothing is
+// applied or deleted again.
+func TestPullSecretBesideServiceSecrets(t *testing.T) {
+	f := getFake{newFake()}
+	ctx := context.Background()
+	m := testManifest(t, "")
+	d, err := DesiredFor(m, stack.Options{}, "ns", "", 0, []byte(`{"auths":{"registry.example.com":{"username":"u","password":"p"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Secrets = SecretsFor(m.Project, "ns", map[string][]byte{"db_password": []byte("pw")}, nil)
+	for i := 0; i < 2; i++ {
+		obs, err := ObserveWith(ctx, f, "ns", m.Project, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := Compute(ctx, f, d, obs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(kinds(p), ",")
+		if i == 1 && strings.Contains(got, "Secret") {
+			t.Fatalf("converged plan touches a Secret: %s", got)
+		}
+		if err := Apply(ctx, f, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		f.rollOut("shop-stable")
+	}
+	if _, ok := f.objs["Secret/shop-registry"]; !ok {
+		t.Fatal("the pull Secret was deleted")
+	}
+}

@@ -245,7 +245,12 @@ func ArgoRollouts(m *manifest.Manifest, o Options) ([]Object, error) {
 	if o.PullSecret != nil {
 		objs = append([]Object{pullSecret(s.Project, o.Namespace, o.PullSecret)}, objs...)
 	}
-	return append(objs, rbac(s.Project, o.Namespace, true)...), nil
+	claims, err := volumeClaims(s, o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	objs = append(objs, claims...)
+	return append(objs, rbac(s.Project, o.Namespace, true, usesSecrets(s), len(claims) > 0)...), nil
 }
 
 // analysisTemplate holds the canary safety policy's figures as PromQL over
