@@ -152,7 +152,6 @@ func (c *cluster) do(ctx context.Context, method, path string, body []byte, cont
 var resources = map[string]struct{ prefix, plural string }{
 	"Deployment":     {"/apis/apps/v1", "deployments"},
 	"Service":        {"/api/v1", "services"},
-	"Secret":         {"/api/v1", "secrets"},
 	"ServiceAccount": {"/api/v1", "serviceaccounts"},
 	"Role":           {"/apis/rbac.authorization.k8s.io/v1", "roles"},
 	"RoleBinding":    {"/apis/rbac.authorization.k8s.io/v1", "rolebindings"},
@@ -163,6 +162,9 @@ var resources = map[string]struct{ prefix, plural string }{
 	"Rollout":            {"/apis/argoproj.io/v1alpha1", "rollouts"},
 	"AnalysisTemplate":   {"/apis/argoproj.io/v1alpha1", "analysistemplates"},
 	"NetworkPolicy":      {"/apis/networking.k8s.io/v1", "networkpolicies"},
+	// With services.volumes and secrets (env_file, secrets).
+	"PersistentVolumeClaim": {"/api/v1", "persistentvolumeclaims"},
+	"Secret":                {"/api/v1", "secrets"},
 }
 
 func objectPath(t *testing.T, o k8srender.Object) string {

@@ -357,6 +357,14 @@ func httpRoute(s stack.Stack, o Options, refs []gatewayv1.HTTPBackendRef) *gatew
 	if o.Gateway != "" {
 		r.Spec.ParentRefs = []gatewayv1.ParentReference{{Name: gatewayv1.ObjectName(o.Gateway)}}
 	}
+	// nginx.tls.hosts: the names the route serves. Without a sectionName
+	// the route attaches to every listener of the Gateway whose hostname
+	// matches, its HTTPS listener (which holds the certificate) included.
+	if s.Nginx.TLS != nil {
+		for _, h := range s.Nginx.TLS.Hosts {
+			r.Spec.Hostnames = append(r.Spec.Hostnames, gatewayv1.Hostname(h))
+		}
+	}
 	prefixes := manifest.RefusedPrefixes(s.FrontDoor.Refused)
 	var refused []gatewayv1.HTTPRouteMatch
 	for _, p := range prefixes {
