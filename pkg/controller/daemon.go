@@ -123,6 +123,10 @@ type Config struct {
 	// Kube, when set, converges a Kubernetes namespace instead of the
 	// Docker host (kube.go); Engine is then unused.
 	Kube *KubeConfig
+	// DockerConfig is the Docker client configuration directory whose
+	// config.json holds the registries' pull credentials (default:
+	// DOCKER_CONFIG, else ~/.docker of the daemon's user, as docker pull).
+	DockerConfig string
 	// KeepReleases is how many releases of each service are listed, kept
 	// for rollback and their images never removed (default
 	// DefaultKeepReleases).
@@ -215,6 +219,9 @@ type Daemon struct {
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
+	// pullSecrets are the secret values of the registry credentials the
+	// pulls have sent (registries.go), scrubbed too; under mu.
+	pullSecrets []string
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -327,6 +334,7 @@ func New(cfg Config) (*Daemon, error) {
 		AppliedPath:   filepath.Join(d.stateDir, "applied.json"),
 		Log:           d.log,
 		Record:        func(ev, msg string, det map[string]any) { d.event(ev, msg, "", det) },
+		Secrets:       d.notePullSecrets,
 		Hook:          withFailpoints(cfg.Hook),
 		HealthTimeout: cfg.HealthTimeout,
 		Drain:         cfg.Drain,

@@ -72,7 +72,8 @@ func (t dockerTarget) Check(ctx context.Context, m *manifest.Manifest, st State)
 		return append(out, api.Check{Name: "Docker image found", Detail: err.Error()})
 	}
 	if len(missing) > 0 {
-		out = append(out, api.Check{Name: "Docker image found", Detail: "not found locally: " + strings.Join(missing, ", ")})
+		out = append(out, api.Check{Name: "Docker image found", Detail: "not found locally: " + strings.Join(missing, ", ")},
+			t.d.checkPullCredentials(m, missing))
 	} else {
 		out = append(out, api.Check{Name: "Docker image found", OK: true})
 	}
