@@ -431,6 +431,23 @@ func TestServicesTraffic(t *testing.T) {
 	if out, code := e.swiftctl("traffic", "pause", "--max", "60s"); code != 0 {
 		t.Fatalf("swiftctl traffic pause: exit %d\n%s", code, out)
 	}
+	// nginx's old workers may take one more connection in the moment
+	// after the reload (seen once: a request answered right after pause
+	// returned); wait until a probe is held on each route.
+	for _, r := range []struct{ host, path string }{{"web.test", "/"}, {"", "/v2/"}} {
+		e.waitFor(30*time.Second, "the pause holding "+r.host+r.path, func() (bool, string) {
+			req, _ := http.NewRequest(http.MethodGet, e.url(r.path), nil)
+			if r.host != "" {
+				req.Host = r.host
+			}
+			resp, err := (&http.Client{Timeout: time.Second}).Do(req)
+			if err != nil {
+				return true, "" // held until the client gave up
+			}
+			resp.Body.Close()
+			return false, fmt.Sprintf("answered %d", resp.StatusCode)
+		})
+	}
 	type result struct {
 		route   string
 		code    int
