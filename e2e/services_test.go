@@ -144,6 +144,9 @@ func TestSeveralServices(t *testing.T) {
 		t.Fatalf("swiftctl deploy: exit %d:\n%s", code, out)
 	}
 	e.converged(map[string]int{v1: 3, v2: 2})
+	if out, code := e.swiftctl("validate"); code != 0 || !contains(out, "Nginx config valid") {
+		t.Errorf("swiftctl validate of the named form: exit %d:\n%s", code, out)
+	}
 	routed := []routeWant{
 		{"web.test", "/", 200, "1.0.0"},    // web, by host
 		{"", "/v2/", 200, "2.0.0"},         // api, by prefix, stripped to /
