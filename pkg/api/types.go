@@ -63,13 +63,13 @@ type Status struct {
 	// Journal is set when the journal is failing (e.g. the disk is full:
 	// the daemon keeps converging, but what happens is not recorded) or
 	// had a torn tail at start.
-	Journal  *JournalStatus `json:"journal,omitempty"`
-	Tracks   []TrackStats   `json:"tracks,omitempty"`
+	Journal *JournalStatus `json:"journal,omitempty"`
+	Tracks  []TrackStats   `json:"tracks,omitempty"`
 	// Services is the named form's services (absent for the single
 	// service): each one's kind, route, running containers and, for a web
 	// service, nginx's figures of each revision it routes to.
 	Services []ServiceStatus `json:"services,omitempty"`
-	Policies []Decision     `json:"policies,omitempty"`
+	Policies []Decision      `json:"policies,omitempty"`
 	// Rollout is the progress of a stepped canary (services.canary.steps),
 	// or of its abort; nil without steps.
 	Rollout *Rollout `json:"rollout,omitempty"`

@@ -85,16 +85,7 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 		}
 	}
 
-	if primary, _ := m.Primary(); primary != "" {
-		// The snapshots are the primary service's tracks.
-		var own []engine.Container
-		for _, c := range cs {
-			if c.Service == primary {
-				own = append(own, c)
-			}
-		}
-		cs = own
-	}
+	cs = primaryContainers(m, cs) // the snapshots are its tracks
 	mode := runningMode(cs)
 	now := time.Now()
 	for _, track := range []string{stack.TrackStable, stack.TrackCanary} {
@@ -238,6 +229,7 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, err)
 		return
 	}
+	cs = primaryContainers(m, cs) // the service a canary is judged for
 	if req.Track == "" {
 		req.Track = runningMode(cs) // aimed at the canary while one runs
 	}
@@ -334,4 +326,21 @@ func appPort(m *manifest.Manifest, c engine.Container) int {
 		return s.Port
 	}
 	return 0
+}
+
+// primaryContainers narrows cs to the primary service's app containers in
+// the named form (manifest.Primary): the service whose tracks the
+// snapshots and chaos are about. The seed form's are returned as they are.
+func primaryContainers(m *manifest.Manifest, cs []engine.Container) []engine.Container {
+	primary, _ := m.Primary()
+	if primary == "" {
+		return cs
+	}
+	var own []engine.Container
+	for _, c := range cs {
+		if c.Role == stack.RoleApp && c.Service == primary {
+			own = append(own, c)
+		}
+	}
+	return own
 }

@@ -45,11 +45,11 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	ch, err := d.target.Change(ctx, m, next)
 	end()
 	if err != nil {
-		return err
+		return notRecorded{err}
 	}
 	t.Revision = ch.Revision()
 	if ch.Blocked() != "" {
-		return errors.New(ch.Blocked())
+		return notRecorded{errors.New(ch.Blocked())}
 	}
 	wrote := false
 	writeAhead := func() error {
@@ -79,7 +79,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	if !ch.Gated() {
 		if err := writeAhead(); err != nil {
-			return err
+			return notRecorded{err}
 		}
 	}
 	committed := false
@@ -141,8 +141,10 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	return fmt.Errorf("%s did not take effect: %w", t.Kind, applyErr)
 }
 
-// notRecorded is a transition's gate denial that came before anything was
-// recorded: nothing changed, and no abort journaled it.
+// notRecorded is a transition's failure (a plan that could not be made or
+// is blocked, a write-ahead that failed, a gate denial) that came before
+// anything was recorded: nothing changed, and no abort journaled it, so
+// the caller that journaled the request journals its end.
 type notRecorded struct{ error }
 
 func (e notRecorded) Unwrap() error { return e.error }

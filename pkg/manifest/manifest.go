@@ -28,21 +28,24 @@ const MaxSize = 256 << 10
 type Manifest struct {
 	// Project names the stack; it prefixes container names and labels
 	// every owned object. Default: the manifest directory's name.
-	Project  string   `json:"project,omitempty"`
+	Project string `json:"project,omitempty"`
 	// Services is the seed's single service (`services: {image, port}`).
 	// In the named form it is empty and Named holds the services.
 	Services Services `json:"services"`
 	// Named holds the services of the named form (`services: {web: {...},
 	// db: {...}}`), by name; nil in the seed form. MarshalJSON writes it
 	// as services.
-	Named map[string]*Services `json:"-"`
-	Nginx Nginx `json:"nginx"`
-	Network  Network  `json:"network"`
-	Metrics  Metrics  `json:"metrics,omitempty"`
-	Policy   Policy   `json:"policy,omitempty"`
+	Named   map[string]*Services `json:"-"`
+	Nginx   Nginx                `json:"nginx"`
+	Network Network              `json:"network"`
+	Metrics Metrics              `json:"metrics,omitempty"`
+	Policy  Policy               `json:"policy,omitempty"`
 	// Notify lists webhooks told about a rollout's steps, failed checks,
 	// aborts, promotions and denials.
 	Notify []Webhook `json:"notify,omitempty"`
+	// Registries names the Docker client configuration holding the
+	// credentials of a private registry (registries.go).
+	Registries []Registry `json:"registries,omitempty"`
 }
 
 // Webhook is one notification receiver.

@@ -229,3 +229,49 @@ network: {name: net}
 		t.Errorf("primary %q, want web (the canaried service)", name)
 	}
 }
+
+// TestNamedContainerFields: a named service takes what a container needs
+// (main's container fields), defaulted and validated under its own name.
+func TestNamedContainerFields(t *testing.T) {
+	const tail = "nginx: {image: nginx:latest, port: 8080}\nnetwork: {name: net}\n"
+	m, err := Parse([]byte(`
+services:
+  web: {image: a:1, port: 80}
+  worker: {image: b:1, command: "run --queue q", stop_grace_period: 30s}
+  db:
+    kind: accessory
+    image: c:1
+    port: 5432
+    volumes: ["data:/var/lib/db"]
+    health: {start_period: 20s}
+`+tail), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := m.Named["worker"]; len(w.Command) != 3 || w.StopGracePeriod.D().Seconds() != 30 {
+		t.Errorf("worker command %q grace %s", w.Command, w.StopGracePeriod.D())
+	}
+	db := m.Named["db"]
+	if len(db.Volumes) != 1 || db.Health == nil || db.Health.Interval.D() != DefaultHealthInterval || db.Health.StartPeriod.D().Seconds() != 20 {
+		t.Errorf("db volumes %+v health %+v: want one volume and the health defaults beside start_period", db.Volumes, db.Health)
+	}
+	_, err = Parse([]byte(`
+services:
+  web: {image: a:1, port: 80, health: {interval: 0s}}
+  worker: {image: b:1, working_dir: rel}
+  db: {image: c:1, kind: accessory, volumes: ["data:relative"], secrets: {nofile: {env: A}}}
+`+tail), "x")
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want a validation error, got %v", err)
+	}
+	var got []string
+	for _, p := range ve.Problems {
+		got = append(got, p.Field)
+	}
+	for _, f := range []string{"services.web.health.interval", "services.worker.working_dir", "services.db.volumes[0].target", "services.db.secrets.nofile.file"} {
+		if !slices.Contains(got, f) {
+			t.Errorf("no problem at %s; got:\n%v", f, err)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -21,6 +22,11 @@ type Desired struct {
 	Conf  []byte
 	// Revision identifies Conf; nginx reports the revision it has loaded.
 	Revision string
+	// Registries says where each registry's pull credentials are.
+	Registries registryauth.Source
+	// Spec is the manifest's hash: a registry's denial of a pull lasts
+	// until it (or the credentials) change.
+	Spec string
 }
 
 // Loaded is what the running nginx reports it has loaded, read back from
@@ -130,6 +136,10 @@ type Op struct {
 	ID string
 	// Targets lists the containers to health-check (OpWaitHealthy).
 	Targets []string
+	// Accessory marks the health check of an accessory's new containers,
+	// which what depends on it waits for (the named form): a heal keeps
+	// it in its place.
+	Accessory bool
 	// Gated marks an operation that changes what runs (or uses disk for a
 	// pull): the plan passes the infrastructure gate before any operation
 	// runs. Restoring what was already deployed is never gated.
@@ -311,7 +321,7 @@ func Compute(d Desired, obs Observed) Plan {
 			}
 		}
 		if s := startOps(svc.Stable); len(s) > 0 {
-			add(Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d %s container(s)", len(s), svc.Name), Targets: s, Cause: "accessory " + svc.Name + " runs before what depends on it starts"})
+			add(Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d %s container(s)", len(s), svc.Name), Targets: s, Cause: "accessory " + svc.Name + " runs before what depends on it starts", Accessory: true})
 			started = append(started, s...)
 		}
 	}
@@ -597,7 +607,9 @@ func HealPlan(d Desired, obs Observed, live []byte) (Desired, Plan) {
 	if a == nil || live == nil || st.Nginx.Hash != a.Nginx {
 		return Desired{}, Plan{Partial: true}
 	}
-	restore := Desired{Stack: st, Conf: live, Revision: a.Revision}
+	// The pull credentials are the current manifest's: the applied
+	// images are on the same registries.
+	restore := Desired{Stack: st, Conf: live, Revision: a.Revision, Registries: d.Registries, Spec: d.Spec}
 	full := Compute(restore, obs)
 	p := Plan{Partial: true, Blocked: full.Blocked}
 	var started []string
@@ -618,6 +630,24 @@ func HealPlan(d Desired, obs Observed, live []byte) (Desired, Plan) {
 		case OpStartApp:
 			p.Ops = append(p.Ops, op)
 			started = append(started, op.Target)
+		case OpWaitHealthy:
+			// An accessory restored runs before what depends on it is
+			// restored, as in a full plan; the rest are checked together
+			// below.
+			if !op.Accessory {
+				continue
+			}
+			var restored []string
+			for _, n := range op.Targets {
+				if slices.Contains(started, n) {
+					restored = append(restored, n)
+				}
+			}
+			if len(restored) > 0 {
+				op.Targets, op.Target = restored, fmt.Sprintf("%d %s", len(restored), strings.SplitN(op.Target, " ", 2)[1])
+				p.Ops = append(p.Ops, op)
+				started = slices.DeleteFunc(started, func(n string) bool { return slices.Contains(restored, n) })
+			}
 		}
 	}
 	// Reload only for a restored container (nginx resolves names at

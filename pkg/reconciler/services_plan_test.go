@@ -146,3 +146,30 @@ func TestNamedContainers(t *testing.T) {
 	}
 	_ = engine.Container{}
 }
+
+// TestHealPlanNamedServices: while a change is denied, a heal restores a
+// removed accessory and a removed web container in dependency order: the
+// accessory runs before what depends on it starts, as in a full plan.
+func TestHealPlanNamedServices(t *testing.T) {
+	v1 := namedStack(t, "web:1", "worker:1", "db:1")
+	obs := servingNamed(v1, "r1")
+	var kept []engine.Container
+	for _, c := range obs.Containers {
+		if strings.HasPrefix(c.Name, "shop-db-") || strings.HasSuffix(c.Name, "-2") && strings.HasPrefix(c.Name, "shop-web-") {
+			continue // removed by hand
+		}
+		kept = append(kept, c)
+	}
+	obs.Containers = kept
+	denied := desiredOf(namedStack(t, "web:2", "worker:1", "db:1"), "r2")
+	_, heal := HealPlan(denied, obs, []byte("conf r1"))
+	want := []string{"start-app shop-db", "wait-healthy 1 db container(s)", "start-app shop-web", "wait-healthy 1 app container(s)", "reload-nginx shop-nginx"}
+	if got := opLines(heal); !slices.Equal(got, want) {
+		t.Errorf("heal plan:\n%s\nwant ops %q", heal, want)
+	}
+	for _, op := range heal.Ops {
+		if op.Gated || op.App != nil && op.App.Image != "web:1" && op.App.Image != "db:1" {
+			t.Errorf("heal op %s restores something else than what was applied", op)
+		}
+	}
+}
