@@ -179,6 +179,9 @@ func TestThreeServiceAppKeepsItsData(t *testing.T) {
 	}
 
 	e.writeManifest(e.threeServiceManifest(v1, "", v1))
+	// No safety-net resync within the test: what heals the killed db
+	// is the engine's events.
+	e.daemonArgs = []string{"--resync", "1h"}
 	e.startDaemon()
 	start := time.Now()
 	deploy("first deploy")

@@ -121,6 +121,13 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 // sighup is SIGHUP's number, as a kill event reports it.
 const sighup = "1"
 
+// eventSettle is how long after an owned container's last event the
+// daemon reconciles once more. Docker (20.10) sends "die" before its
+// container list shows the container exited: the reconcile the event
+// starts at once can still see it running and plan nothing, and the
+// container stayed dead until the next resync (30 s).
+const eventSettle = time.Second
+
 // watchRetry is how often a lost watch of the manifest directory is retried.
 const watchRetry = 500 * time.Millisecond
 
@@ -183,6 +190,10 @@ func (d *Daemon) watchEvents(ctx context.Context, project string) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	evs, errc := d.eng.Watch(wctx, project)
+	// A second reconcile eventSettle after the last event (see there).
+	settle := time.AfterFunc(time.Hour, d.Enqueue)
+	settle.Stop()
+	defer settle.Stop()
 	for {
 		select {
 		case ev, ok := <-evs:
@@ -208,6 +219,7 @@ func (d *Daemon) watchEvents(ctx context.Context, project string) error {
 			case "die", "destroy", "stop", "kill", "oom":
 				d.log.Info("owned container changed", zap.String("container", ev.Name), zap.String("action", ev.Action))
 				d.Enqueue()
+				settle.Reset(eventSettle)
 			}
 		case err := <-errc:
 			return err
