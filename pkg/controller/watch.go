@@ -191,8 +191,10 @@ func (d *Daemon) watchEvents(ctx context.Context, project string) error {
 	defer cancel()
 	evs, errc := d.eng.Watch(wctx, project)
 	// A second reconcile eventSettle after the last event (see there).
-	settle := time.AfterFunc(time.Hour, d.Enqueue)
-	settle.Stop()
+	// It is armed at once too: what happened before the stream was open
+	// (a container killed while the daemon was starting) sent no event
+	// this stream will deliver.
+	settle := time.AfterFunc(eventSettle, d.Enqueue)
 	defer settle.Stop()
 	for {
 		select {
