@@ -155,7 +155,8 @@ func (e *env) workerCounts(what string) {
 // written through nginx survives an image change of web (0 failed
 // requests under load), a canary of web walked to its second step and
 // aborted (0 failed), a kill -9 of the daemon, a kill of the accessory
-// (brought back by the daemon), and down + deploy; it is gone after down
+// (brought back by the daemon, from its events alone: the resync is an
+// hour), a docker restart of it, and down + deploy; it is gone after down
 // --volumes. No change of web restarts db (container IDs compared).
 func TestThreeServiceAppKeepsItsData(t *testing.T) {
 	// Before newEnv: the images go after the project's containers.
@@ -288,6 +289,17 @@ func TestThreeServiceAppKeepsItsData(t *testing.T) {
 	e.keeps("after db was killed", key, value)
 	e.workerCounts("after db was killed")
 	t.Logf("db killed: running again (converged) %s later, container %.12s replaced by %.12s", backIn.Round(100*time.Millisecond), ids["db"][0], e.serviceIDs()["db"][0])
+
+	// docker restart of db (SIGTERM, then the same container again): the
+	// data stays, whether the daemon saw it down for a moment or not.
+	restarted := e.serviceIDs()["db"][0]
+	if _, err := e.cli.ContainerRestart(context.Background(), restarted, client.ContainerRestartOptions{}); err != nil {
+		t.Fatalf("docker restart db: %v", err)
+	}
+	e.converged(map[string]int{v2: 2, v1: 1, redis: 1})
+	e.keeps("after docker restart of db", key, value)
+	e.workerCounts("after docker restart of db")
+	t.Logf("db after docker restart: container %.12s, was %.12s", e.serviceIDs()["db"][0], restarted)
 
 	// down keeps the volume; deploy mounts it again.
 	if out, code := e.swiftctl("down"); code != 0 {
