@@ -58,7 +58,13 @@ func TestRenderedObjectsPassServerDryRun(t *testing.T) {
 		for target, render := range targets {
 			// With pull credentials: the Secret and the pods' imagePullSecrets.
 			objs, err := render(m, k8srender.Options{Namespace: ns, Gateway: "public", PrometheusURL: "http://prometheus.monitoring:9090",
-				PullSecret: []byte(`{"auths":{"registry.example.com:5000":{"username":"u","password":"p","auth":"dTpw"}}}`)})
+				PullSecret: []byte(`{"auths":{"registry.example.com:5000":{"username":"u","password":"p","auth":"dTpw"}}}`), NamedForm: true})
+			if m.IsNamed() && target == "argo-rollouts" {
+				if err == nil {
+					t.Errorf("%s/%s: the named form rendered, want it refused", name, target)
+				}
+				continue
+			}
 			if err != nil {
 				t.Fatalf("%s/%s: %v", name, target, err)
 			}
@@ -75,7 +81,7 @@ func TestRenderedObjectsPassServerDryRun(t *testing.T) {
 			}
 		}
 	}
-	for _, kind := range []string{"Deployment", "Service", "Secret", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Rollout", "AnalysisTemplate", "NetworkPolicy", "PersistentVolumeClaim"} {
+	for _, kind := range []string{"Deployment", "Service", "Secret", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Rollout", "AnalysisTemplate", "NetworkPolicy", "PersistentVolumeClaim", "StatefulSet"} {
 		if checked[kind] == 0 {
 			t.Errorf("no %s was checked", kind)
 		}
