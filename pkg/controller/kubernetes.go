@@ -11,10 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
-	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -44,6 +42,17 @@ type KubeConfig struct {
 	// Poll is how often a transaction or a deploy looks at a rollout in
 	// progress (default 250ms).
 	Poll time.Duration
+	// NoLeaderElection: act without holding the namespace's Lease (one
+	// daemon known to be alone). By default daemons of one project in
+	// one namespace elect a leader, which alone applies (leader.go).
+	NoLeaderElection bool
+	// Identity names this daemon in the Lease (default: the host name
+	// and the manifest's directory, stable across restarts, so a
+	// restarted leader takes its lease back at once).
+	Identity string
+	// LeaseDuration: a leader that stops renewing (killed) is replaced
+	// within this (default 15s).
+	LeaseDuration time.Duration
 }
 
 // eventDriftReverted journals an apply that took back fields someone else
@@ -57,18 +66,14 @@ type kubeTarget struct {
 	cfg    KubeConfig
 	api    kubeAPI
 	server string // the API server's address, for the journal
-
-	mu       sync.Mutex
-	planKey  string // what lastPlan was computed for (plan)
-	lastPlan kubetarget.Plan
+	// elect runs the leader election (nil: this daemon always acts).
+	elect func(ctx context.Context, e kube.Election, lead func(context.Context), lost func()) error
+	lead  leadership
 }
 
 func newKubeTarget(cfg KubeConfig) (*kubeTarget, error) {
 	if cfg.Namespace == "" {
 		return nil, errors.New("--namespace is required with --target kubernetes")
-	}
-	if cfg.Kubeconfig == "" {
-		return nil, errors.New("--kubeconfig is required with --target kubernetes")
 	}
 	c, err := kube.FromKubeconfig(cfg.Kubeconfig)
 	if err != nil {
@@ -80,57 +85,37 @@ func newKubeTarget(cfg KubeConfig) (*kubeTarget, error) {
 	if cfg.Poll <= 0 {
 		cfg.Poll = 250 * time.Millisecond
 	}
-	return &kubeTarget{cfg: cfg, api: c, server: c.Server}, nil
+	t := &kubeTarget{cfg: cfg, api: kubetarget.NewLive(c, cfg.Namespace), server: c.Server}
+	if !cfg.NoLeaderElection {
+		t.elect = c.Elect
+	}
+	return t, nil
 }
 
-// watchKube watches what the daemon owns (Deployments, Services,
-// HTTPRoutes with the project's swiftdeploy labels) and enqueues a
-// reconcile after a burst of events settles: a deleted canary Service or
-// an edited image is reverted, a rollout's progress is noticed.
+// Watch runs the informers' events into reconciles (a deleted canary
+// Service or an edited image is reverted, a rollout's progress is
+// noticed): a burst of events settles for the debounce, then one
+// reconcile is enqueued. It also runs the leader election.
 func (t *kubeTarget) Watch(ctx context.Context, kick func()) {
 	d := t.d
 	events := make(chan struct{}, 1)
-	var wg sync.WaitGroup
-	for _, r := range []kube.Resource{kube.Deployments, kube.Services, kube.HTTPRoutes} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			backoff := 250 * time.Millisecond
-			for ctx.Err() == nil {
-				project := d.project()
-				if project == "" {
-					sleepCtx(ctx, backoff)
-					continue
-				}
-				err := t.api.Watch(ctx, r, t.cfg.Namespace, kubetarget.Selector(project), "", func(ev kube.WatchEvent) error {
-					if ev.Type != "BOOKMARK" {
-						select {
-						case events <- struct{}{}:
-						default:
-						}
-					}
-					backoff = 250 * time.Millisecond
-					return nil
-				})
-				if ctx.Err() != nil {
-					return
-				}
-				if err != nil {
-					d.log.Warn("kubernetes watch ended", zap.String("resource", r.Plural), zap.Error(err))
-					sleepCtx(ctx, backoff)
-					backoff = min(2*backoff, 5*time.Second)
-				}
-				// A watch that ends (the server's timeout) restarts; its
-				// first events list what exists, and enqueue a reconcile:
-				// whatever was missed meanwhile is caught up.
-			}
-		}()
-	}
+	t.api.OnChange(func() {
+		select {
+		case events <- struct{}{}:
+		default:
+		}
+	})
+	defer t.api.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t.runElection(ctx)
+	}()
+	defer func() { <-done }()
 	var debounce <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
 			return
 		case <-events:
 			if debounce == nil {
@@ -150,11 +135,14 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// kubeAPI is what the target needs of the API server (pkg/kube's client;
-// tests use a fake).
+// kubeAPI is what the target needs of the API server: writes, the
+// cluster policy's lists, and the project's objects from the informers'
+// cache (kubetarget.Live; tests use a fake).
 type kubeAPI interface {
 	kubetarget.API
-	Watch(ctx context.Context, r kube.Resource, ns, selector, rv string, fn func(kube.WatchEvent) error) error
+	Observe(ctx context.Context, project string) (kubetarget.Observed, error)
+	OnChange(func())
+	Close()
 }
 
 // kubeChange is a plan of pkg/kubetarget.
@@ -180,7 +168,7 @@ func (t *kubeTarget) desired(m *manifest.Manifest, s State) (kubetarget.Desired,
 }
 
 func (t *kubeTarget) observe(ctx context.Context, project string) (kubetarget.Observed, error) {
-	obs, err := kubetarget.Observe(ctx, t.api, t.cfg.Namespace, project)
+	obs, err := t.api.Observe(ctx, project)
 	t.d.setEngineErr(err)
 	return obs, err
 }
@@ -208,29 +196,15 @@ func (t *kubeTarget) replan(ctx context.Context, c *kubeChange) error {
 	return nil
 }
 
-// plan computes the plan from obs to desired. Computing asks the API
-// server for one dry-run apply per object; the plan is kept and reused
-// while neither what is desired (rev) nor any observed object (its
-// resourceVersion) changed, so status, diff and a converged resync cost
-// lists, not a dry run per object per call.
-func (t *kubeTarget) plan(ctx context.Context, desired kubetarget.Desired, rev string, obs kubetarget.Observed) (kubetarget.Plan, error) {
-	key := rev + "|" + kubetarget.ObservedKey(obs)
-	t.mu.Lock()
-	if key == t.planKey {
-		p := t.lastPlan
-		t.mu.Unlock()
-		return p, nil
-	}
-	t.mu.Unlock()
-	plan, err := kubetarget.Compute(ctx, t.api, desired, obs)
+// plan computes the plan from obs to desired: from the informers' cache
+// alone, no call to the API server, so status and diff may plan on every
+// call.
+func (t *kubeTarget) plan(_ context.Context, desired kubetarget.Desired, _ string, obs kubetarget.Observed) (kubetarget.Plan, error) {
+	plan, err := kubetarget.Compute(desired, obs)
 	if err != nil {
 		return plan, err
 	}
-	plan = kubetarget.Regate(plan, desired, obs)
-	t.mu.Lock()
-	t.planKey, t.lastPlan = key, plan
-	t.mu.Unlock()
-	return plan, nil
+	return kubetarget.Regate(plan, desired, obs), nil
 }
 
 // Apply applies c's plan; with h.Wait it converges until c has rolled out,
@@ -286,6 +260,9 @@ func (t *kubeTarget) Apply(ctx context.Context, ch Change, h Hooks) ([]string, e
 func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h Hooks) ([]string, error) {
 	if c.plan.Empty() {
 		return nil, nil
+	}
+	if err := t.acting(); err != nil {
+		return nil, err
 	}
 	if c.plan.Gated() {
 		if dec := h.Gate(ctx); !dec.Allowed {
@@ -448,7 +425,12 @@ func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Remo
 	for _, ref := range refs {
 		ref := ref
 		plan = append(plan, Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
-			run: func(ctx context.Context) error { return t.api.Delete(ctx, ref) }})
+			run: func(ctx context.Context) error {
+				if err := t.acting(); err != nil {
+					return err
+				}
+				return t.api.Delete(ctx, ref)
+			}})
 	}
 	return plan, nil
 }

@@ -112,6 +112,16 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	endLock()
+	if d.kt != nil {
+		// Another daemon leads the namespace: it applies, this one only
+		// observes (status reads the informers' cache).
+		if err := d.kt.acting(); err != nil {
+			if deploy {
+				return nil, err
+			}
+			return nil, nil
+		}
+	}
 	cpu0 := cpuTime()
 	// The manifest is read even while down, so that status, diff and down
 	// itself know the project.

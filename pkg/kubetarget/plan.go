@@ -2,9 +2,12 @@
 // desired objects come from pkg/render/kubernetes, what exists is read
 // from the API (only objects carrying the project's swiftdeploy labels),
 // and the plan is a list of server-side applies and deletes, each shown
-// before it runs. Whether an object differs is the API server's own
-// answer: a dry-run apply of the desired object is compared with the live
-// one, so defaulted fields never look like drift and a hand edit of a
+// before it runs. Whether an object differs is read from the informers'
+// cache, never asked of the server per call: the hash of what was last
+// applied (an annotation) says whether the manifest changed it, and the
+// fields the desired object sets, compared with the live ones, say
+// whether someone changed them (compare.go). Fields the server defaults
+// are never compared, so they never look like drift; a hand edit of a
 // field swiftdeploy sets always does.
 //
 // Order matters as it does on Docker: a Deployment rolls out before the
@@ -13,10 +16,7 @@
 package kubetarget
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -53,6 +53,10 @@ type Desired struct {
 	// order. The RBAC the renderer also writes is not applied by the
 	// daemon: it cannot grant itself permissions.
 	Objects []k8srender.Object
+	// Keep names objects ("Kind/name") left as they are for now: not
+	// applied, not deleted (a promotion's stable Deployment while its
+	// traffic moves to the canary; see stage.go).
+	Keep map[string]bool
 }
 
 // DesiredFor renders m refined by o (a promotion, a rollback) for ns.
@@ -75,6 +79,9 @@ func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadl
 			d.Objects = append(d.Objects, v)
 		}
 	}
+	for _, o := range d.Objects {
+		seal(o)
+	}
 	return d, nil
 }
 
@@ -90,57 +97,6 @@ func RefOf(o k8srender.Object) kube.Ref {
 		r = kube.HTTPRoutes
 	}
 	return kube.Ref{Resource: r, Namespace: o.GetNamespace(), Name: o.GetName()}
-}
-
-// Observed is what the namespace holds of the project, by name.
-type Observed struct {
-	Deployments map[string]appsv1.Deployment
-	Services    map[string]corev1.Service
-	Routes      map[string]gatewayv1.HTTPRoute
-	Pods        []corev1.Pod
-}
-
-// API is what the target needs of the API server.
-type API interface {
-	Apply(ctx context.Context, ref kube.Ref, body []byte, o kube.ApplyOptions) ([]byte, error)
-	Delete(ctx context.Context, ref kube.Ref) error
-	List(ctx context.Context, r kube.Resource, ns, selector string, v any) error
-}
-
-// Observe lists the project's objects in ns.
-func Observe(ctx context.Context, c API, ns, project string) (Observed, error) {
-	sel := Selector(project)
-	o := Observed{Deployments: map[string]appsv1.Deployment{}, Services: map[string]corev1.Service{}, Routes: map[string]gatewayv1.HTTPRoute{}}
-	var dl appsv1.DeploymentList
-	if err := c.List(ctx, kube.Deployments, ns, sel, &dl); err != nil {
-		return o, err
-	}
-	for _, d := range dl.Items {
-		o.Deployments[d.Name] = d
-	}
-	var sl corev1.ServiceList
-	if err := c.List(ctx, kube.Services, ns, sel, &sl); err != nil {
-		return o, err
-	}
-	for _, s := range sl.Items {
-		o.Services[s.Name] = s
-	}
-	var rl gatewayv1.HTTPRouteList
-	if err := c.List(ctx, kube.HTTPRoutes, ns, sel, &rl); err != nil {
-		return o, err
-	}
-	for _, r := range rl.Items {
-		o.Routes[r.Name] = r
-	}
-	// Pods carry only the selector labels (no managed-by): they are the
-	// Deployments' doing, selected by project and role.
-	var pl corev1.PodList
-	if err := c.List(ctx, kube.Pods, ns, k8srender.LabelProject+"="+project+","+k8srender.LabelRole+"="+stack.RoleApp, &pl); err != nil {
-		return o, err
-	}
-	o.Pods = pl.Items
-	sort.Slice(o.Pods, func(i, j int) bool { return o.Pods[i].Name < o.Pods[j].Name })
-	return o, nil
 }
 
 // Op kinds.
@@ -205,57 +161,53 @@ func (p Plan) Lines() []string {
 	return out
 }
 
-// Compute plans the converge of obs to desired. It asks the server (dry
-// run) what each desired object would become and plans an apply only
-// where that differs from what is live.
-func Compute(ctx context.Context, c API, desired Desired, obs Observed) (Plan, error) {
+// Compute plans the converge of obs to desired, from what is observed
+// alone (no call to the API server: status and diff plan on every call).
+// An object is applied when the hash of what swiftdeploy would apply
+// differs from the one it last applied (AnnotationApplied), or when a
+// field swiftdeploy sets no longer holds the value it set (drift: reverted
+// by a forced apply this op names). Fields the server defaults or others
+// add are not compared: only what the desired object sets is.
+func Compute(desired Desired, obs Observed) (Plan, error) {
 	var plan Plan
+	desired = ForObserved(desired, obs)
 	want := map[string]bool{}
 	pendingDeploy := map[string]bool{} // Deployments this plan changes
 	var routeOps []Op
 	for _, obj := range desired.Objects {
 		ref := RefOf(obj)
 		want[ref.Resource.Kind+"/"+ref.Name] = true
+		if desired.Keep[ref.Resource.Kind+"/"+ref.Name] {
+			continue
+		}
 		body, err := k8srender.JSON(obj)
 		if err != nil {
 			return plan, fmt.Errorf("encode %s: %w", ref, err)
 		}
-		live, exists := liveJSON(obs, ref)
 		why, force := "create", false
-		if exists {
-			dry, err := c.Apply(ctx, ref, body, kube.ApplyOptions{DryRun: true})
-			if kube.IsConflict(err) {
-				// Someone changed a field swiftdeploy sets (an edit is an
-				// update: it takes the field's ownership). On an object
-				// swiftdeploy applied, that is drift, reverted by a forced
-				// apply that this op names; anything else is refused.
-				if !appliedBySwiftdeploy(live) {
-					return plan, fmt.Errorf("%w; %s was not applied by swiftdeploy, so it is not taken over", err, ref)
-				}
-				force = true
-				why = "revert drift: " + conflictText(err)
-				dry, err = c.Apply(ctx, ref, body, kube.ApplyOptions{DryRun: true, Force: true})
+		if live, exists := liveObject(obs, ref); exists {
+			if !appliedBySwiftdeploy(live) {
+				return plan, fmt.Errorf("%s exists and was not applied by swiftdeploy (field managers: %s), so it is not taken over", ref, strings.Join(managers(live, false), ", "))
 			}
-			if err != nil {
-				return plan, err
-			}
-			// The live object went through the typed structs (Observe);
-			// so must the server's answer, or their encodings differ
-			// where the structs add empty fields.
-			if dry, err = roundTrip(ref.Resource.Kind, dry); err != nil {
-				return plan, fmt.Errorf("decode dry run of %s: %w", ref, err)
-			}
-			same, err := sameObject(live, dry)
+			path, drifted, err := drift(obj, live)
 			if err != nil {
 				return plan, fmt.Errorf("compare %s: %w", ref, err)
 			}
-			if same {
+			changed := liveAnnotation(live, AnnotationApplied) != obj.GetAnnotations()[AnnotationApplied]
+			if !changed && !drifted {
 				continue
 			}
-			if !force {
-				why = describeChange(obs, obj)
-			} else {
-				why = describeChange(obs, obj) + "; " + why
+			why = describeChange(obs, obj)
+			if drifted {
+				// Someone changed a field swiftdeploy sets (an edit is an
+				// update: it takes the field's ownership, so a plain apply
+				// would conflict): reverted by a forced apply.
+				force = true
+				by := managers(live, true)
+				if len(by) == 0 {
+					by = []string{"unknown field manager"}
+				}
+				why += "; revert drift: " + path + " changed by " + strings.Join(by, ", ")
 			}
 		}
 		op := Op{Kind: OpApply, Ref: ref, Body: body, Why: why, Force: force}
@@ -394,96 +346,6 @@ func ProgressFailed(d appsv1.Deployment) string {
 	return ""
 }
 
-// liveJSON is the live object named by ref, as JSON.
-func liveJSON(obs Observed, ref kube.Ref) ([]byte, bool) {
-	var v any
-	switch ref.Resource.Kind {
-	case "Deployment":
-		d, ok := obs.Deployments[ref.Name]
-		if !ok {
-			return nil, false
-		}
-		v = d
-	case "Service":
-		s, ok := obs.Services[ref.Name]
-		if !ok {
-			return nil, false
-		}
-		v = s
-	case "HTTPRoute":
-		r, ok := obs.Routes[ref.Name]
-		if !ok {
-			return nil, false
-		}
-		v = r
-	default:
-		return nil, false
-	}
-	b, err := json.Marshal(v)
-	return b, err == nil
-}
-
-// roundTrip decodes raw into kind's typed struct and encodes it again.
-func roundTrip(kind string, raw []byte) ([]byte, error) {
-	var v any
-	switch kind {
-	case "Deployment":
-		v = &appsv1.Deployment{}
-	case "Service":
-		v = &corev1.Service{}
-	case "HTTPRoute":
-		v = &gatewayv1.HTTPRoute{}
-	default:
-		return raw, nil
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return nil, err
-	}
-	return json.Marshal(v)
-}
-
-// sameObject compares what an apply would change: labels, annotations
-// and spec of the live object and of the dry-run result.
-func sameObject(live, dry []byte) (bool, error) {
-	type shape struct {
-		Metadata struct {
-			Labels      map[string]string `json:"labels"`
-			Annotations map[string]string `json:"annotations"`
-		} `json:"metadata"`
-		Spec json.RawMessage `json:"spec"`
-	}
-	var a, b shape
-	if err := json.Unmarshal(live, &a); err != nil {
-		return false, err
-	}
-	if err := json.Unmarshal(dry, &b); err != nil {
-		return false, err
-	}
-	la, _ := json.Marshal(a.Metadata)
-	lb, _ := json.Marshal(b.Metadata)
-	if !bytes.Equal(la, lb) {
-		return false, nil
-	}
-	return jsonEqual(a.Spec, b.Spec)
-}
-
-func jsonEqual(a, b json.RawMessage) (bool, error) {
-	var x, y any
-	if len(a) > 0 {
-		if err := json.Unmarshal(a, &x); err != nil {
-			return false, err
-		}
-	}
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &y); err != nil {
-			return false, err
-		}
-	}
-	xb, _ := json.Marshal(x) // maps marshal with sorted keys
-	yb, _ := json.Marshal(y)
-	return bytes.Equal(xb, yb), nil
-}
-
 // describeChange says, for people, what an apply of obj changes.
 func describeChange(obs Observed, obj k8srender.Object) string {
 	switch v := obj.(type) {
@@ -493,7 +355,7 @@ func describeChange(obs Observed, obj k8srender.Object) string {
 		if li, di := ImageOf(live), ImageOf(*v); li != di {
 			parts = append(parts, "image "+li+" → "+di)
 		}
-		if lr, dr := replicas(live), replicas(*v); lr != dr {
+		if lr, dr := replicas(live), replicas(*v); v.Spec.Replicas != nil && lr != dr {
 			parts = append(parts, fmt.Sprintf("replicas %d → %d", lr, dr))
 		}
 		if len(parts) == 0 {
@@ -592,6 +454,7 @@ func Apply(ctx context.Context, c API, plan Plan, progress func(string)) error {
 // Converged reports whether obs is desired, rolled out: the plan is
 // empty, nothing waits, and every desired Deployment has rolled out.
 func Converged(desired Desired, obs Observed, plan Plan) (bool, string) {
+	desired = ForObserved(desired, obs)
 	if !plan.Empty() {
 		return false, plan.Ops[0].String()
 	}
@@ -610,40 +473,4 @@ func Converged(desired Desired, obs Observed, plan Plan) (bool, string) {
 		}
 	}
 	return true, ""
-}
-
-// appliedBySwiftdeploy reports whether swiftdeploy's field manager has
-// applied the live object.
-func appliedBySwiftdeploy(live []byte) bool {
-	var v struct {
-		Metadata struct {
-			ManagedFields []struct {
-				Manager   string `json:"manager"`
-				Operation string `json:"operation"`
-			} `json:"managedFields"`
-		} `json:"metadata"`
-	}
-	if json.Unmarshal(live, &v) != nil {
-		return false
-	}
-	for _, f := range v.Metadata.ManagedFields {
-		if f.Manager == kube.FieldManager && f.Operation == "Apply" {
-			return true
-		}
-	}
-	return false
-}
-
-// conflictText names the fields of a conflict and their managers.
-func conflictText(err error) string {
-	var e *kube.Error
-	if !errors.As(err, &e) || len(e.Causes) == 0 {
-		return err.Error()
-	}
-	var parts []string
-	for _, c := range e.Causes {
-		parts = append(parts, c.Field+" "+c.Message)
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ", ")
 }

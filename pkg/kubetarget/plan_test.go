@@ -3,7 +3,6 @@ package kubetarget
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -31,7 +30,7 @@ func newFake() *fakeAPI {
 func (f *fakeAPI) Apply(_ context.Context, ref kube.Ref, body []byte, o kube.ApplyOptions) ([]byte, error) {
 	key := ref.Resource.Kind + "/" + ref.Name
 	if f.conflicts[key] && !o.Force {
-		return nil, &kube.Error{Code: http.StatusConflict, Reason: "Conflict", What: "apply " + ref.String(),
+		return nil, &kube.Error{Code: 409, Reason: "Conflict", What: "apply " + ref.String(),
 			Causes: []kube.Cause{{Reason: "FieldManagerConflict", Message: `conflict with "kubectl-edit"`, Field: ".spec.template.spec.containers[name=\"app\"].image"}}}
 	}
 	if o.DryRun {
@@ -109,11 +108,11 @@ func plan(t *testing.T, f *fakeAPI, m *manifest.Manifest, o stack.Options) (Desi
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs, err := Observe(context.Background(), f, "ns", m.Project)
+	obs, err := ListObserve(context.Background(), f, "ns", m.Project)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Compute(context.Background(), f, d, obs)
+	p, err := Compute(d, obs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +162,7 @@ func TestRouteWaitsForItsDeploymentsThenDeletesWaitForTheRoute(t *testing.T) {
 	if err := Apply(ctx, f, p, nil); err != nil {
 		t.Fatal(err)
 	}
-	obs, _ := Observe(ctx, f, "ns", "shop")
+	obs, _ := ListObserve(ctx, f, "ns", "shop")
 	_, p = plan(t, f, m, stack.Options{})
 	if done, why := Converged(d, obs, p); !done {
 		t.Fatalf("not converged: %s", why)
@@ -196,27 +195,72 @@ func TestRouteWaitsForItsDeploymentsThenDeletesWaitForTheRoute(t *testing.T) {
 	}
 }
 
-func TestConflictOnAnObjectSwiftdeployDidNotApplyIsAnError(t *testing.T) {
+func TestDriftIsRevertedAndObjectsOthersAppliedAreRefused(t *testing.T) {
 	f := newFake()
 	m := testManifest(t, "")
 	_, p := plan(t, f, m, stack.Options{})
 	if err := Apply(context.Background(), f, p, nil); err != nil {
 		t.Fatal(err)
 	}
-	// Drift on an object swiftdeploy applied: a forced apply, named.
-	f.conflicts["Deployment/shop-stable"] = true
-	f.objs["Deployment/shop-stable"]["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["image"] = "evil:1"
-	_, p = plan(t, f, m, stack.Options{})
-	if len(p.Ops) != 1 || !p.Ops[0].Force || !strings.Contains(p.Ops[0].Why, "revert drift") || !strings.Contains(p.Ops[0].Why, "kubectl-edit") || !strings.Contains(p.Ops[0].Why, "image evil:1 → app:1") {
-		t.Fatalf("drift plan = %q, want one forced apply naming the field manager and the image", p.Lines())
+	f.rollOut("shop-stable")
+	if _, p = plan(t, f, m, stack.Options{}); len(p.Ops) != 1 || p.Ops[0].Ref.Resource.Kind != "HTTPRoute" {
+		t.Fatalf("plan after the Deployment rolled out = %q, want the route alone", p.Lines())
 	}
-	// The same conflict on an object someone else applied: refused.
+	// What the server adds (defaults, the controller's annotation, a
+	// status) is not drift: nothing to apply.
+	dep := f.objs["Deployment/shop-stable"]
+	dep["metadata"].(map[string]any)["annotations"].(map[string]any)["deployment.kubernetes.io/revision"] = "1"
+	dep["spec"].(map[string]any)["revisionHistoryLimit"] = 10.0
+	ct := dep["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+	ct["terminationMessagePath"] = "/dev/termination-log"
+	ct["readinessProbe"].(map[string]any)["successThreshold"] = 1.0
+	// Another manager's env var beside swiftdeploy's is theirs: not drift.
+	ct["env"] = append(ct["env"].([]any), map[string]any{"name": "SIDECAR", "value": "x"})
+	svc := f.objs["Service/shop-stable"]
+	svc["spec"].(map[string]any)["clusterIP"] = "10.0.0.7"
+	svc["spec"].(map[string]any)["ports"].([]any)[0].(map[string]any)["targetPort"] = "http"
+	if err := Apply(context.Background(), f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.objs["HTTPRoute/shop"]["spec"].(map[string]any)["rules"].([]any)[2].(map[string]any)["backendRefs"].([]any)[0].(map[string]any)["kind"] = "Service"
+	if _, p = plan(t, f, m, stack.Options{}); !p.Empty() {
+		t.Fatalf("server defaults planned as changes: %q", p.Lines())
+	}
+	// Drift on an object swiftdeploy applied: a forced apply, named.
+	ct["image"] = "evil:1"
+	f.objs["Deployment/shop-stable"]["metadata"].(map[string]any)["managedFields"] = []any{
+		map[string]any{"manager": "swiftdeploy", "operation": "Apply"},
+		map[string]any{"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": map[string]any{"f:metadata": map[string]any{"f:annotations": map[string]any{"f:deployment.kubernetes.io/revision": map[string]any{}}}}},
+		map[string]any{"manager": "kubectl-edit", "operation": "Update", "fieldsV1": map[string]any{"f:spec": map[string]any{}}},
+	}
+	_, p = plan(t, f, m, stack.Options{})
+	if len(p.Ops) != 1 || !p.Ops[0].Force || !strings.Contains(p.Ops[0].Why, "revert drift") || !strings.Contains(p.Ops[0].Why, "changed by kubectl-edit;") && !strings.HasSuffix(p.Ops[0].Why, "changed by kubectl-edit") || !strings.Contains(p.Ops[0].Why, "image evil:1 → app:1") {
+		t.Fatalf("drift plan = %q, want one forced apply naming the field manager (not the Deployment controller) and the image", p.Lines())
+	}
+	// An object someone else applied: refused, whatever it holds.
 	f.objs["Deployment/shop-stable"]["metadata"].(map[string]any)["managedFields"] = []any{map[string]any{"manager": "helm", "operation": "Apply"}}
-	obs, _ := Observe(context.Background(), f, "ns", "shop")
+	obs, _ := ListObserve(context.Background(), f, "ns", "shop")
 	d, _ := DesiredFor(m, stack.Options{}, "ns", "", 0)
-	_, err := Compute(context.Background(), f, d, obs)
-	if err == nil || !kube.IsConflict(err) || !strings.Contains(err.Error(), "not applied by swiftdeploy") || !strings.Contains(err.Error(), "Deployment ns/shop-stable") {
-		t.Fatalf("err = %v, want a conflict naming the object, not taken over", err)
+	_, err := Compute(d, obs)
+	if err == nil || !strings.Contains(err.Error(), "not applied by swiftdeploy") || !strings.Contains(err.Error(), "Deployment ns/shop-stable") || !strings.Contains(err.Error(), "helm") {
+		t.Fatalf("err = %v, want the object and its manager named, not taken over", err)
+	}
+}
+
+// A manifest edit is a change even where the server's copy would pass
+// the drift comparison (a removed env var): the applied hash says so.
+func TestRemovedFieldIsAChange(t *testing.T) {
+	f := newFake()
+	m := testManifest(t, "")
+	m.Services.Env = map[string]string{"A": "1", "B": "2"}
+	_, p := plan(t, f, m, stack.Options{})
+	if err := Apply(context.Background(), f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	delete(m.Services.Env, "B")
+	_, p = plan(t, f, m, stack.Options{})
+	if got := strings.Join(kinds(p), ","); got != "apply Deployment/shop-stable" {
+		t.Fatalf("plan after removing an env var = %s, want the Deployment applied", got)
 	}
 }
 
