@@ -87,7 +87,8 @@ func newKubeTarget(cfg KubeConfig) (*kubeTarget, error) {
 	}
 	t := &kubeTarget{cfg: cfg, api: kubetarget.NewLive(c, cfg.Namespace), server: c.Server}
 	if !cfg.NoLeaderElection {
-		t.elect = c.Elect
+		// Not acting until elected, from the first reconcile on.
+		t.elect, t.lead.elected = c.Elect, true
 	}
 	return t, nil
 }
@@ -342,7 +343,7 @@ func (t *kubeTarget) Rolled(ctx context.Context, m *manifest.Manifest, s State) 
 	if f := progressFailed(desired, obs); f != "" {
 		return RolloutStatus{Failed: f}, nil
 	}
-	for _, o := range desired.Objects {
+	for _, o := range kubetarget.ForObserved(desired, obs).Objects {
 		if v, ok := o.(*appsv1.Deployment); ok {
 			live, ok := obs.Deployments[v.Name]
 			if !ok {
@@ -369,7 +370,7 @@ func (t *kubeTarget) Await() (poll, deadline time.Duration) {
 // progressFailed names a desired Deployment whose rollout exceeded its
 // progress deadline.
 func progressFailed(desired kubetarget.Desired, obs kubetarget.Observed) string {
-	for _, obj := range desired.Objects {
+	for _, obj := range kubetarget.ForObserved(desired, obs).Objects {
 		if live, ok := obs.Deployments[obj.GetName()]; ok {
 			if f := kubetarget.ProgressFailed(live); f != "" {
 				return "Deployment " + live.Name + ": " + f + "; the previous pods keep serving"

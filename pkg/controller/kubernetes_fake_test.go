@@ -231,6 +231,17 @@ func (f *fakeKube) image(dep string) string {
 	return kubetarget.ImageOf(d)
 }
 
+func (f *fakeKube) replicas(dep string) int32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var d appsv1.Deployment
+	_ = json.Unmarshal(f.objs["Deployment/"+dep], &d)
+	if d.Spec.Replicas == nil {
+		return 0
+	}
+	return *d.Spec.Replicas
+}
+
 func (f *fakeKube) weights(route string) map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -41,7 +41,7 @@ func (t *kubeTarget) acting() error {
 	}
 	holder := l.holder
 	if holder == "" {
-		holder = "no one yet"
+		holder = "no one yet (the election has not decided)"
 	}
 	return fmt.Errorf("this daemon (%s) is not the leader of namespace %s: the Lease %s is held by %s; it serves status only",
 		l.identity, t.cfg.Namespace, l.lease, holder)
@@ -81,7 +81,7 @@ func (t *kubeTarget) runElection(ctx context.Context) {
 	d := t.d
 	l := &t.lead
 	l.mu.Lock()
-	l.elected, l.identity = true, t.identity()
+	l.identity = t.identity()
 	l.mu.Unlock()
 	project := d.project()
 	for project == "" && ctx.Err() == nil {

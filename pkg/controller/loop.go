@@ -112,16 +112,6 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	endLock()
-	if d.kt != nil {
-		// Another daemon leads the namespace: it applies, this one only
-		// observes (status reads the informers' cache).
-		if err := d.kt.acting(); err != nil {
-			if deploy {
-				return nil, err
-			}
-			return nil, nil
-		}
-	}
 	cpu0 := cpuTime()
 	// The manifest is read even while down, so that status, diff and down
 	// itself know the project.
@@ -131,6 +121,17 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	if err := d.checkManifestDir(); err != nil {
 		d.recordRun(time.Now(), nil, err)
 		return nil, err
+	}
+	if d.kt != nil {
+		// Another daemon leads the namespace: it applies, this one only
+		// observes; it has read the manifest, whose project names the
+		// Lease (status reads the informers' cache).
+		if err := d.kt.acting(); err != nil {
+			if deploy {
+				return nil, err
+			}
+			return nil, nil
+		}
 	}
 	if deploy { // only deploy waits on a reconcile: it ends down
 		d.mu.Lock()

@@ -14,6 +14,9 @@ import (
 // has the desired weights, and every Deployment it sends traffic to has
 // rolled out the desired image.
 func Serves(desired Desired, obs Observed) bool {
+	if servesBridge(desired, obs) {
+		return true // a promotion's traffic is all on the promoted image
+	}
 	desired = ForObserved(desired, obs)
 	deps := map[string]*appsv1.Deployment{}
 	var route *gatewayv1.HTTPRoute

@@ -57,10 +57,34 @@ type Desired struct {
 	// applied, not deleted (a promotion's stable Deployment while its
 	// traffic moves to the canary; see stage.go).
 	Keep map[string]bool
+	// Bridge, for a promotion of the manifest's canary, is the stage that
+	// moves every request to the canary at the stable's size first.
+	Bridge *Bridge
 }
 
 // DesiredFor renders m refined by o (a promotion, a rollback) for ns.
 func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration) (Desired, error) {
+	d, err := render(m, o, ns, gateway, deadline)
+	if err != nil {
+		return d, err
+	}
+	if c := m.Services.Canary; c != nil && o.StableImage != "" && c.Image == o.StableImage {
+		// A promotion of the manifest's canary: its traffic moves to the
+		// canary at full size before the stable Deployment rolls
+		// (stage.go). The bridge is the pre-promotion stack with every
+		// request on the canary.
+		bo := o
+		bo.StableImage, bo.NoCanary, bo.CanaryWeight = "", false, 100
+		b, err := render(m, bo, ns, gateway, deadline)
+		if err != nil {
+			return d, err
+		}
+		d.Bridge = bridgeOf(b, d)
+	}
+	return d, nil
+}
+
+func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration) (Desired, error) {
 	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o})
 	if err != nil {
 		return Desired{}, err
@@ -172,14 +196,14 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 	var plan Plan
 	desired = ForObserved(desired, obs)
 	want := map[string]bool{}
+	for k := range desired.Keep {
+		want[k] = true // not deleted either
+	}
 	pendingDeploy := map[string]bool{} // Deployments this plan changes
 	var routeOps []Op
 	for _, obj := range desired.Objects {
 		ref := RefOf(obj)
 		want[ref.Resource.Kind+"/"+ref.Name] = true
-		if desired.Keep[ref.Resource.Kind+"/"+ref.Name] {
-			continue
-		}
 		body, err := k8srender.JSON(obj)
 		if err != nil {
 			return plan, fmt.Errorf("encode %s: %w", ref, err)

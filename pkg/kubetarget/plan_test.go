@@ -181,17 +181,67 @@ func TestRouteWaitsForItsDeploymentsThenDeletesWaitForTheRoute(t *testing.T) {
 		t.Fatal("a rollback only withdraws traffic: it must not be gated")
 	}
 
-	// Promotion: stable takes the canary's image; until it has rolled out
-	// the route keeps the split and the canary is not deleted.
-	_, p = plan(t, f, m, stack.Options{StableImage: "app:2", NoCanary: true})
-	if got, want := strings.Join(kinds(p), ","), "apply Deployment/shop-stable"; got != want {
-		t.Fatalf("promotion plan = %s, want %s (route and deletes waiting)", got, want)
+}
+
+// A promotion of the canary never puts a pod of the promoted image in
+// the stable Service while the route sends it traffic: the canary scales
+// to the stable's size, takes every request (the commit), and only then
+// does the stable Deployment roll; the route returns to it, the canary
+// goes.
+func TestPromotionMovesTrafficToTheFullCanaryBeforeStableRolls(t *testing.T) {
+	f := newFake()
+	ctx := context.Background()
+	m := testManifest(t, withCanary)
+	for range 3 { // deploy the canary: Deployments, roll out, route
+		_, p := plan(t, f, m, stack.Options{})
+		if err := Apply(ctx, f, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		f.rollOut("shop-stable")
+		f.rollOut("shop-canary")
 	}
-	if !strings.Contains(p.Ops[0].Why, "image app:1 → app:2") {
-		t.Fatalf("why = %q", p.Ops[0].Why)
+	promo := stack.Options{StableImage: "app:2", NoCanary: true}
+	step := func(want string) (Desired, Plan) {
+		t.Helper()
+		d, p := plan(t, f, m, promo)
+		if got := strings.Join(kinds(p), ","); got != want {
+			t.Fatalf("plan = %s (%q), want %s", got, p.Lines(), want)
+		}
+		if err := Apply(ctx, f, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		return d, p
 	}
-	if len(p.Waiting) != 3 {
-		t.Fatalf("waiting = %q, want the route and both canary deletes", p.Waiting)
+	stableImage := func() string {
+		return f.objs["Deployment/shop-stable"]["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["image"].(string)
+	}
+	d, p := step("apply Deployment/shop-canary")
+	if !strings.Contains(p.Ops[0].Why, "replicas 1 → 2") || len(p.Waiting) != 1 || !p.Gated() {
+		t.Fatalf("first stage: %q waiting %q gated %v, want the canary scaled to 2, gated, the route waiting", p.Lines(), p.Waiting, p.Gated())
+	}
+	obs, _ := ListObserve(ctx, f, "ns", "shop")
+	if Serves(d, obs) {
+		t.Fatal("served before any request moved")
+	}
+	f.rollOut("shop-canary")
+	step("apply HTTPRoute/shop")
+	obs, _ = ListObserve(ctx, f, "ns", "shop")
+	if w := WeightsText(Weights(obs.Routes["shop"])); w != "shop-canary=100 shop-stable=0" || stableImage() != "app:1" {
+		t.Fatalf("after the switch: weights %s stable %s, want every request on the canary, stable untouched", w, stableImage())
+	}
+	if !Serves(d, obs) {
+		t.Fatal("the route serves the promoted image: that is the commit")
+	}
+	_, p = step("apply Deployment/shop-stable")
+	if !strings.Contains(p.Ops[0].Why, "image app:1 → app:2") || len(p.Waiting) != 3 {
+		t.Fatalf("third stage %q waiting %q: want the stable rolled, the route and the canary's deletes waiting", p.Lines(), p.Waiting)
+	}
+	f.rollOut("shop-stable")
+	step("apply HTTPRoute/shop,delete Deployment/shop-canary,delete Service/shop-canary")
+	d, p = plan(t, f, m, promo)
+	obs, _ = ListObserve(ctx, f, "ns", "shop")
+	if done, why := Converged(d, obs, p); !done || WeightsText(Weights(obs.Routes["shop"])) != "shop-stable=100" {
+		t.Fatalf("not converged: %s", why)
 	}
 }
 
