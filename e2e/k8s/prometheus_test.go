@@ -180,12 +180,35 @@ func TestPrometheusGatesPromotion(t *testing.T) {
 
 	canary.errPermille.Store(0)
 	waitErrorRate(func(v float64) bool { return v == 0 }, "Prometheus sees the healthy canary")
+	// Every change of the stable Service's endpoints is recorded: until
+	// the route switches to the promoted image, they hold app:1 alone.
+	eps := watchStableEndpoints(ctx, t, c, ns, "shop-stable", "shop", "app:1")
 	start := time.Now()
+	committedAt := make(chan time.Time, 1)
+	go func() {
+		for ctx.Err() == nil {
+			if w := c.routeWeightsOf(ctx, ns, "shop"); w != nil && w["shop-stable"] == 0 {
+				committedAt <- time.Now()
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 	p = k.call(ctx, api.PathPromote, nil)
 	if p.Error != "" {
 		t.Fatalf("promotion of a healthy canary: %+v", p)
 	}
-	t.Logf("promotion, from the request to committed (stable rolled out on the canary's image, canary deleted): %.2fs", time.Since(start).Seconds())
+	t.Logf("promotion, from the request to converged (stable rolled out on the canary's image, canary deleted): %.2fs", time.Since(start).Seconds())
+	select {
+	case at := <-committedAt:
+		t.Logf("promotion, from the request to committed (the route sends every request to the promoted image): %.2fs", at.Sub(start).Seconds())
+	default:
+	}
+	changes, violations, switched := eps.stop()
+	if len(violations) > 0 || !switched {
+		t.Fatalf("stable Service endpoints over %d changes: switched %v, pods of the unpromoted image serving stable traffic before the switch: %q", changes, switched, violations)
+	}
+	t.Logf("stable Service's EndpointSlices: %d changes watched, every Ready endpoint app:1 until the switch", changes)
 	// Committed means observed: all of it is true when the call returns.
 	if d, _ := c.deployment(ctx, t, ns, "shop-stable"); d.Spec.Template.Spec.Containers[0].Image != "app:2" {
 		t.Fatalf("promoted, but stable runs %s", d.Spec.Template.Spec.Containers[0].Image)

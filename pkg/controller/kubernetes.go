@@ -272,8 +272,12 @@ func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h Hooks) ([]string
 	}
 	var ran []string
 	for _, op := range c.plan.Ops {
-		if err := kubetarget.Apply(ctx, t.api, kubetarget.Plan{Ops: []kubetarget.Op{op}}, h.Progress); err != nil {
+		op, err := kubetarget.RunOp(ctx, t.api, op)
+		if err != nil {
 			return ran, err
+		}
+		if h.Progress != nil {
+			h.Progress(op.String())
 		}
 		ran = append(ran, op.String())
 		if op.Force {

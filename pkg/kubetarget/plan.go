@@ -17,6 +17,7 @@ package kubetarget
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -213,11 +214,18 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 			if !appliedBySwiftdeploy(live) {
 				return plan, fmt.Errorf("%s exists and was not applied by swiftdeploy (field managers: %s), so it is not taken over", ref, strings.Join(managers(live, false), ", "))
 			}
-			path, drifted, err := drift(obj, live)
-			if err != nil {
-				return plan, fmt.Errorf("compare %s: %w", ref, err)
-			}
+			// A manifest change applies the new values (a field someone
+			// else took meanwhile conflicts: ForceAfterConflict). Without
+			// one, a field swiftdeploy set that no longer holds its value
+			// is drift.
 			changed := liveAnnotation(live, AnnotationApplied) != obj.GetAnnotations()[AnnotationApplied]
+			path, drifted := "", false
+			if !changed {
+				var err error
+				if path, drifted, err = drift(obj, live); err != nil {
+					return plan, fmt.Errorf("compare %s: %w", ref, err)
+				}
+			}
 			if !changed && !drifted {
 				continue
 			}
@@ -452,27 +460,68 @@ func WeightsText(w map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
+// ForceAfterConflict: an apply of a changed object that conflicts (someone
+// else took a field swiftdeploy sets, since its last apply) becomes a
+// forced apply, the drift it reverts named from the conflict: the fields
+// and who changed them. Any other error stays.
+func ForceAfterConflict(op Op, err error) (Op, bool) {
+	if op.Kind != OpApply || op.Force || !kube.IsConflict(err) {
+		return op, false
+	}
+	op.Force = true
+	op.Why += "; revert drift: " + conflictText(err)
+	return op, true
+}
+
+// conflictText names the fields of a conflict and their managers.
+func conflictText(err error) string {
+	var e *kube.Error
+	if !errors.As(err, &e) || len(e.Causes) == 0 {
+		return err.Error()
+	}
+	var parts []string
+	for _, c := range e.Causes {
+		parts = append(parts, c.Field+" "+c.Message)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
 // Apply runs the plan's ops in order; the first error stops it, naming
 // the op.
 func Apply(ctx context.Context, c API, plan Plan, progress func(string)) error {
 	for _, op := range plan.Ops {
-		var err error
-		switch op.Kind {
-		case OpApply:
-			_, err = c.Apply(ctx, op.Ref, op.Body, kube.ApplyOptions{Force: op.Force})
-		case OpDelete:
-			err = c.Delete(ctx, op.Ref)
-		default:
-			err = fmt.Errorf("unknown op %q", op.Kind)
-		}
+		op, err := RunOp(ctx, c, op)
 		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+			return err
 		}
 		if progress != nil {
 			progress(op.String())
 		}
 	}
 	return nil
+}
+
+// RunOp runs one op and returns it as it ran: an apply that conflicted
+// and was forced (ForceAfterConflict) says so. An error names the op.
+func RunOp(ctx context.Context, c API, op Op) (Op, error) {
+	var err error
+	switch op.Kind {
+	case OpApply:
+		_, err = c.Apply(ctx, op.Ref, op.Body, kube.ApplyOptions{Force: op.Force})
+		if forced, ok := ForceAfterConflict(op, err); ok {
+			op = forced
+			_, err = c.Apply(ctx, op.Ref, op.Body, kube.ApplyOptions{Force: true})
+		}
+	case OpDelete:
+		err = c.Delete(ctx, op.Ref)
+	default:
+		err = fmt.Errorf("unknown op %q", op.Kind)
+	}
+	if err != nil {
+		return op, fmt.Errorf("%s: %w", op, err)
+	}
+	return op, nil
 }
 
 // Converged reports whether obs is desired, rolled out: the plan is

@@ -344,3 +344,25 @@ func TestRolledOut(t *testing.T) {
 		}
 	}
 }
+
+// A manifest change is applied as a change, not called drift; if someone
+// took a field it sets meanwhile, the apply conflicts and is forced,
+// naming the field and the manager from the conflict.
+func TestChangedObjectThatConflictsIsForcedAndNamed(t *testing.T) {
+	f := newFake()
+	m := testManifest(t, "")
+	_, p := plan(t, f, m, stack.Options{})
+	if err := Apply(context.Background(), f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Services.Replicas = 3
+	_, p = plan(t, f, m, stack.Options{})
+	if len(p.Ops) != 1 || p.Ops[0].Force || strings.Contains(p.Ops[0].Why, "drift") {
+		t.Fatalf("plan %q: want a plain apply of the change", p.Lines())
+	}
+	f.conflicts["Deployment/shop-stable"] = true
+	op, err := RunOp(context.Background(), f, p.Ops[0])
+	if err != nil || !op.Force || !strings.Contains(op.Why, `revert drift: .spec.template.spec.containers[name="app"].image conflict with "kubectl-edit"`) {
+		t.Fatalf("ran %+v err %v, want forced naming the conflict", op, err)
+	}
+}
