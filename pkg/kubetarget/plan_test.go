@@ -366,3 +366,56 @@ func TestChangedObjectThatConflictsIsForcedAndNamed(t *testing.T) {
 		t.Fatalf("ran %+v err %v, want forced naming the conflict", op, err)
 	}
 }
+
+// A Deployment an HPA targets keeps the HPA's replicas: no drift revert,
+// no apply once it converged; before the HPA owns the field, it is
+// applied at the live count (dropping it would reset it to 1).
+func TestHPAOwnsReplicas(t *testing.T) {
+	f := newFake()
+	m := testManifest(t, "")
+	_, p := plan(t, f, m, stack.Options{})
+	if err := Apply(context.Background(), f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.rollOut("shop-stable")
+	_, p = plan(t, f, m, stack.Options{})
+	if err := Apply(context.Background(), f, p, nil); err != nil { // the route
+		t.Fatal(err)
+	}
+	d, _ := DesiredFor(m, stack.Options{}, "ns", "", 0)
+	observe := func() Observed {
+		obs, _ := ListObserve(context.Background(), f, "ns", "shop")
+		obs.Scaled["shop-stable"] = "web"
+		return obs
+	}
+	spec := func() map[string]any { return f.objs["Deployment/shop-stable"]["spec"].(map[string]any) }
+	// The HPA exists and has not scaled yet: replicas stay at the live 2,
+	// whatever the manifest says now (nothing to apply).
+	m.Services.Replicas = 4
+	d, _ = DesiredFor(m, stack.Options{}, "ns", "", 0)
+	if p, err := Compute(d, observe()); err != nil || !p.Empty() {
+		t.Fatalf("plan %q err %v: want nothing, the replicas are the HPA's", p.Lines(), err)
+	}
+	// The HPA scales to 5 through the scale subresource: its field now.
+	hpaScales := func() {
+		spec()["replicas"] = 5.0
+		md := f.objs["Deployment/shop-stable"]["metadata"].(map[string]any)
+		md["managedFields"] = append(md["managedFields"].([]any), map[string]any{"manager": "horizontal-pod-autoscaler", "operation": "Update", "subresource": "scale",
+			"fieldsV1": map[string]any{"f:spec": map[string]any{"f:replicas": map[string]any{}}}})
+	}
+	hpaScales()
+	p, err := Compute(d, observe())
+	if err != nil || len(p.Ops) != 1 || p.Ops[0].Force || strings.Contains(p.Ops[0].Why, "drift") {
+		t.Fatalf("plan %q err %v: want one plain apply without replicas, never a drift revert", p.Lines(), err)
+	}
+	if err := Apply(context.Background(), f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, set := spec()["replicas"]; set {
+		t.Fatalf("applied replicas %v: the HPA owns them", spec()["replicas"])
+	}
+	hpaScales() // the server keeps the HPA's value and its ownership
+	if p, _ = Compute(d, observe()); !p.Empty() {
+		t.Fatalf("plan %q after the hand-over: want nothing", p.Lines())
+	}
+}

@@ -1,10 +1,13 @@
 package kubetarget
 
 import (
+	"strings"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -90,8 +93,9 @@ func bridging(d Desired, obs Observed) bool {
 //   - during a promotion's bridge stage (bridging), the canary at full
 //     size and the route on it, the stable Deployment kept as it is;
 //   - a Deployment a HorizontalPodAutoscaler targets is applied without
-//     spec.replicas, so the HPA's count stands (setting it would take the
-//     field back at every resync and journal drift_reverted each time).
+//     spec.replicas (leaveReplicas), so the HPA's count stands (setting it
+//     would take the field back at every resync and journal
+//     drift_reverted each time).
 func ForObserved(d Desired, obs Observed) Desired {
 	out := d
 	if bridging(d, obs) {
@@ -109,14 +113,48 @@ func ForObserved(d Desired, obs Observed) Desired {
 	out.Objects = make([]k8srender.Object, 0, len(d.Objects))
 	for _, o := range d.Objects {
 		if dep, ok := o.(*appsv1.Deployment); ok && obs.Scaled[dep.Name] != "" && dep.Spec.Replicas != nil {
-			c := dep.DeepCopy()
-			c.Spec.Replicas = nil
-			seal(c)
-			o = c
+			o = leaveReplicas(dep, obs)
 		}
 		out.Objects = append(out.Objects, o)
 	}
 	return out
+}
+
+// leaveReplicas is dep with its replicas left to the HPA that targets it.
+// Once the HPA has scaled it (its manager owns spec.replicas), the field
+// is not applied at all. Until then it is applied at the live count:
+// dropping a field swiftdeploy alone owns would reset it to 1 before the
+// HPA acts.
+func leaveReplicas(dep *appsv1.Deployment, obs Observed) *appsv1.Deployment {
+	c := dep.DeepCopy()
+	live, ok := obs.Deployments[dep.Name]
+	switch {
+	case !ok:
+		// Created at the manifest's count; the HPA takes it from there.
+		return dep
+	case replicasOwnedByOthers(live):
+		c.Spec.Replicas = nil
+	default:
+		r := replicas(live)
+		c.Spec.Replicas = &r
+	}
+	seal(c)
+	return c
+}
+
+// replicasOwnedByOthers: a field manager other than swiftdeploy (an HPA
+// through the scale subresource, or anyone's update) owns spec.replicas.
+func replicasOwnedByOthers(d appsv1.Deployment) bool {
+	for _, f := range d.ManagedFields {
+		if f.Manager == kube.FieldManager || f.Subresource == "status" || f.FieldsV1 == nil {
+			continue
+		}
+		raw := string(f.FieldsV1.Raw)
+		if strings.Contains(raw, `"f:replicas"`) && (f.Subresource == "scale" || strings.Contains(raw, `"f:spec"`)) {
+			return true
+		}
+	}
+	return false
 }
 
 // servesBridge: the live route sends every request to the canary at the
