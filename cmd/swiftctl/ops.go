@@ -33,7 +33,9 @@ it prints the reasons and exits 1, as for any denial.`,
 	downOp = operation{
 		use: "down", short: "Remove every container and network of the project", group: "deploy",
 		long: `down removes the project's containers and network. The daemon keeps them
-down until the next deploy.`,
+down until the next deploy. The project's named volumes (services.volumes)
+are kept, data and all, for the next deploy to mount again; --volumes
+removes them too.`,
 		path: api.PathDown,
 	}
 	promoteOp = operation{
@@ -46,12 +48,6 @@ For a canary with steps (services.canary.steps), promote moves it to the
 next step, still judged by the canary-safety policy; --full skips the
 remaining steps and promotes it (gated just the same).`,
 		path: api.PathPromote,
-	}
-	rollbackOp = operation{
-		use: "rollback", short: "Drop the canary and send all traffic to stable", group: "deploy",
-		long: `rollback removes the canary; it is not run again until the manifest names
-another canary image.`,
-		path: api.PathRollback,
 	}
 )
 
@@ -84,8 +80,18 @@ func (a *app) newDeployCmd() *cobra.Command {
 	return cmd
 }
 
-func (a *app) newDownCmd() *cobra.Command     { return a.newOperationCmd(downOp) }
-func (a *app) newRollbackCmd() *cobra.Command { return a.newOperationCmd(rollbackOp) }
+func (a *app) newDownCmd() *cobra.Command {
+	cmd := a.newOperationCmd(downOp)
+	volumes := cmd.Flags().Bool("volumes", false, "also remove the project's named volumes and the data in them")
+	cmd.RunE = action(func(cmd *cobra.Command, args []string) error {
+		path := downOp.path
+		if *volumes {
+			path += "?volumes=true"
+		}
+		return a.stream(cmd.Context(), downOp.use, path)
+	})
+	return cmd
+}
 
 // streamBody is stream with a request body.
 func (a *app) streamBody(ctx context.Context, name, path string, body any) error {

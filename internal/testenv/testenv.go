@@ -145,8 +145,8 @@ func Project(t testing.TB, cli *client.Client) string {
 	return project
 }
 
-// RemoveProject force-removes containers (with their anonymous volumes) and
-// then networks carrying the project label. It carries on past failures
+// RemoveProject force-removes containers (with their anonymous volumes),
+// then networks, then named volumes carrying the project label. It carries on past failures
 // and returns them all.
 func RemoveProject(ctx context.Context, cli *client.Client, project string) error {
 	if project == "" {
@@ -166,6 +166,23 @@ func RemoveProject(ctx context.Context, cli *client.Client, project string) erro
 		}
 	}
 
+	// The names that kept the images of the project's releases
+	// (swiftdeploy-release/PROJECT/SERVICE:REV): only the names go.
+	kept, err := cli.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", "swiftdeploy-release/"+project+"/*")})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list kept release images of project %s: %w", project, err))
+	}
+	for _, img := range kept.Items {
+		for _, tag := range img.RepoTags {
+			if !strings.HasPrefix(tag, "swiftdeploy-release/"+project+"/") {
+				continue
+			}
+			if _, err := cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("remove image name %s: %w", tag, err))
+			}
+		}
+	}
+
 	// Networks go last: a network with containers attached cannot be removed.
 	networks, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: filter})
 	if err != nil {
@@ -175,6 +192,17 @@ func RemoveProject(ctx context.Context, cli *client.Client, project string) erro
 		_, err := cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{})
 		if err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
+		}
+	}
+	// Volumes last of all: a volume a container mounts cannot be removed.
+	volumes, err := cli.VolumeList(ctx, client.VolumeListOptions{Filters: filter})
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list volumes of project %s: %w", project, err))...)
+	}
+	for _, v := range volumes.Items {
+		_, err := cli.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove volume %s: %w", v.Name, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -135,6 +135,7 @@ var routes = []Route{
 	{http.MethodGet, api.PathDiff, RoleRead},
 	{http.MethodGet, api.PathMetrics, RoleRead},
 	{http.MethodGet, api.PathWhoami, RoleRead},
+	{http.MethodGet, api.PathReleases, RoleRead},
 	// validate runs `nginx -t` in a throwaway container: whatever can
 	// start a container is operate at least.
 	{http.MethodPost, api.PathValidate, RoleOperate},

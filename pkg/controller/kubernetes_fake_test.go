@@ -209,8 +209,8 @@ func (f *fakeKube) List(_ context.Context, r kube.Resource, _, _ string, v any) 
 }
 
 // Observe lists, as the informers' cache would hold it.
-func (f *fakeKube) Observe(ctx context.Context, project string) (kubetarget.Observed, error) {
-	return kubetarget.ListObserve(ctx, f, "ns", project)
+func (f *fakeKube) Observe(ctx context.Context, project string, x kubetarget.Extras) (kubetarget.Observed, error) {
+	return kubetarget.ObserveAll(ctx, f, "ns", project, x.Secrets, x.Claims)
 }
 
 func (f *fakeKube) OnChange(func()) {}

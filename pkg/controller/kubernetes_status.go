@@ -28,7 +28,7 @@ func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State,
 	d := t.d
 	ctx, cancel := context.WithTimeout(ctx, statusObserveTimeout)
 	defer cancel()
-	obs, err := t.api.Observe(ctx, m.Project)
+	obs, err := t.api.Observe(ctx, m.Project, extras(m))
 	if err != nil {
 		s.EngineError = err.Error()
 		return

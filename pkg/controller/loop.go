@@ -136,7 +136,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	if deploy { // only deploy waits on a reconcile: it ends down
 		d.mu.Lock()
 		if d.state.Down {
-			d.state.Down = false
+			d.state.Down, d.state.DownVolumes = false, false
 			logErr(d.log, "save state", d.saveStateLocked())
 		}
 		d.mu.Unlock()
@@ -216,7 +216,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	case err == nil:
 		d.endDenials()
 		d.clearDenial()
-		d.manifestTookEffect(m)
+		d.manifestTookEffect(ctx, m)
 		if ch.Gated() && len(lines) > 0 && d.rollout == nil {
 			d.rollout = &rolloutWatch{started: start}
 		}

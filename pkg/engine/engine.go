@@ -163,6 +163,54 @@ func (e *Engine) ImageExists(ctx context.Context, ref string) (bool, error) {
 	return true, nil
 }
 
+// Image is what the engine knows of a local image: its ID (the digest of
+// its configuration, what a container runs) and its RepoDigests (the
+// registry manifests it was pulled as or pushed to; none for an image
+// built here and never pushed).
+type Image struct {
+	Ref         string
+	ID          string
+	RepoDigests []string
+}
+
+// Digest is the image's content address as a release records it: its
+// first repo digest, else its ID.
+func (i Image) Digest() string {
+	if len(i.RepoDigests) > 0 {
+		return i.RepoDigests[0]
+	}
+	return i.ID
+}
+
+// InspectImage looks up ref locally. An image that is not present is an
+// error for which errdefs.IsNotFound holds.
+func (e *Engine) InspectImage(ctx context.Context, ref string) (Image, error) {
+	res, err := e.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		return Image{}, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return Image{Ref: ref, ID: res.ID, RepoDigests: res.RepoDigests}, nil
+}
+
+// TagImage makes target name the image source names (a tag or an ID).
+func (e *Engine) TagImage(ctx context.Context, source, target string) error {
+	if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: source, Target: target}); err != nil {
+		return fmt.Errorf("tag image %s as %s: %w", source, target, err)
+	}
+	return nil
+}
+
+// UntagImage removes the reference ref (`docker rmi ref` without force):
+// the image itself goes only if ref was its last name and no container
+// uses it. A reference that is not there is not an error.
+func (e *Engine) UntagImage(ctx context.Context, ref string) error {
+	_, err := e.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{})
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("untag image %s: %w", ref, err)
+	}
+	return nil
+}
+
 // MissingImages returns the refs that are not present locally.
 func (e *Engine) MissingImages(ctx context.Context, refs []string) ([]string, error) {
 	var missing []string
@@ -214,6 +262,26 @@ type Spec struct {
 	// NoHealthcheck turns off the image's HEALTHCHECK: the engine then runs
 	// no periodic exec in the container.
 	NoHealthcheck bool
+
+	// What an app container needs (manifest services fields): nil or ""
+	// keeps the image's own.
+	Entrypoint []string
+	User       string
+	WorkingDir string
+	// Volumes mounts named volumes (which must exist: a plan op creates
+	// them).
+	Volumes []VolumeMount
+	// StopTimeout is the grace `docker stop` gives the container; 0 keeps
+	// Docker's.
+	StopTimeout time.Duration
+	// Files are written into the container before it starts (secrets).
+	Files []File
+}
+
+// VolumeMount mounts a named volume.
+type VolumeMount struct {
+	Name, Target string
+	ReadOnly     bool
 }
 
 // Bind mounts a host path into the container.
@@ -226,10 +294,17 @@ type Bind struct {
 // fails to start is removed so that no half-made object is left behind.
 func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 	cfg := &container.Config{
-		Image:  s.Image,
-		Env:    s.Env,
-		Cmd:    s.Cmd,
-		Labels: s.Labels,
+		Image:      s.Image,
+		Env:        s.Env,
+		Cmd:        s.Cmd,
+		Entrypoint: s.Entrypoint,
+		User:       s.User,
+		WorkingDir: s.WorkingDir,
+		Labels:     s.Labels,
+	}
+	if s.StopTimeout > 0 {
+		secs := int(s.StopTimeout.Seconds())
+		cfg.StopTimeout = &secs
 	}
 	if s.NoHealthcheck {
 		cfg.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}}
@@ -244,6 +319,9 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 	}
 	for _, b := range s.Binds {
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly})
+	}
+	for _, v := range s.Volumes {
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Source: v.Name, Target: v.Target, ReadOnly: v.ReadOnly})
 	}
 	if s.HostPort > 0 {
 		ip := netip.IPv4Unspecified()
@@ -277,9 +355,17 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", s.Name, err)
 	}
-	end = trace.Begin(ctx, "start", s.Name)
-	_, err = e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})
-	end()
+	if len(s.Files) > 0 {
+		if err = e.copyFiles(ctx, res.ID, s.User, s.Files); err == nil {
+			end = trace.Begin(ctx, "start", s.Name)
+			_, err = e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})
+			end()
+		}
+	} else {
+		end = trace.Begin(ctx, "start", s.Name)
+		_, err = e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})
+		end()
+	}
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		_ = e.Remove(cctx, res.ID, 0)

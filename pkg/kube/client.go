@@ -200,6 +200,8 @@ var (
 	Pods        = Resource{Version: "v1", Plural: "pods", Kind: "Pod"}
 	Nodes       = Resource{Version: "v1", Plural: "nodes", Kind: "Node", Cluster: true}
 	HTTPRoutes  = Resource{Group: "gateway.networking.k8s.io", Version: "v1", Plural: "httproutes", Kind: "HTTPRoute"}
+	Secrets     = Resource{Version: "v1", Plural: "secrets", Kind: "Secret"}
+	Claims      = Resource{Version: "v1", Plural: "persistentvolumeclaims", Kind: "PersistentVolumeClaim"}
 )
 
 func (c *Client) resource(r Resource, ns string) dynamic.ResourceInterface {

@@ -80,13 +80,19 @@ func (l *Live) Cache(project string) (*kube.Cache, error) {
 	return k, nil
 }
 
-// Observe reads the project's objects from the cache.
-func (l *Live) Observe(_ context.Context, project string) (Observed, error) {
+// Observe reads the project's objects from the cache; its Secrets and
+// volume claims, when x asks, from the API (the Role grants them only
+// when the manifest has some, so no informer can count on them).
+func (l *Live) Observe(ctx context.Context, project string, x Extras) (Observed, error) {
 	k, err := l.Cache(project)
 	if err != nil {
 		return emptyObserved(), err
 	}
-	return FromCache(k)
+	o, err := FromCache(k)
+	if err != nil {
+		return o, err
+	}
+	return o, listExtras(ctx, l.Client, l.ns, project, x, &o)
 }
 
 // Apply applies, then waits until the cache holds the answer.

@@ -41,7 +41,7 @@ func TestLiveObservesFromTheInformersCache(t *testing.T) {
 	defer l.Close()
 	changed := make(chan struct{}, 16)
 	l.OnChange(func() { changed <- struct{}{} })
-	obs, err := l.Observe(context.Background(), "shop")
+	obs, err := l.Observe(context.Background(), "shop", Extras{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestLiveObservesFromTheInformersCache(t *testing.T) {
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		<-changed
-		obs, _ = l.Observe(context.Background(), "shop")
+		obs, _ = l.Observe(context.Background(), "shop", Extras{})
 		if len(obs.Services) == 2 {
 			break
 		}

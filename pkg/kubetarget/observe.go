@@ -27,6 +27,43 @@ type Observed struct {
 	// Scaled names, by Deployment, the HorizontalPodAutoscaler that
 	// targets it: its replicas are the HPA's, not the manifest's.
 	Scaled map[string]string
+	// Secrets are listed only when the project has some (the daemon's
+	// Role grants secrets only then); they are not in the informers'
+	// cache: read from the API when asked (Live.Observe).
+	Secrets map[string]corev1.Secret
+	// Claims are the named volumes' claims, listed only when the project
+	// has named volumes (the Role grants them only then), likewise.
+	Claims map[string]corev1.PersistentVolumeClaim
+}
+
+// Extras are the kinds the daemon's Role grants only when the manifest
+// needs them: observed by list, when asked, beside the cache.
+type Extras struct {
+	Secrets, Claims bool
+}
+
+// listExtras lists the project's Secrets and claims when asked.
+func listExtras(ctx context.Context, c API, ns, project string, x Extras, o *Observed) error {
+	sel := Selector(project)
+	if x.Claims {
+		var cl corev1.PersistentVolumeClaimList
+		if err := c.List(ctx, kube.Claims, ns, sel, &cl); err != nil {
+			return err
+		}
+		for _, pvc := range cl.Items {
+			o.Claims[pvc.Name] = pvc
+		}
+	}
+	if x.Secrets {
+		var sl corev1.SecretList
+		if err := c.List(ctx, kube.Secrets, ns, sel, &sl); err != nil {
+			return err
+		}
+		for _, s := range sl.Items {
+			o.Secrets[s.Name] = s
+		}
+	}
+	return nil
 }
 
 // API is what the target needs of the API server beyond the informers.
@@ -102,7 +139,8 @@ func FromCache(c *kube.Cache) (Observed, error) {
 
 func emptyObserved() Observed {
 	return Observed{Deployments: map[string]appsv1.Deployment{}, Services: map[string]corev1.Service{},
-		Routes: map[string]gatewayv1.HTTPRoute{}, Scaled: map[string]string{}}
+		Routes: map[string]gatewayv1.HTTPRoute{}, Scaled: map[string]string{},
+		Secrets: map[string]corev1.Secret{}, Claims: map[string]corev1.PersistentVolumeClaim{}}
 }
 
 func (o *Observed) sort() {
@@ -113,8 +151,23 @@ func (o *Observed) sort() {
 // ListObserve lists the project's objects in ns, one list per kind (for
 // API fakes without informers; the daemon reads FromCache).
 func ListObserve(ctx context.Context, c API, ns, project string) (Observed, error) {
+	return ObserveAll(ctx, c, ns, project, false, false)
+}
+
+// ObserveWith is ListObserve that also lists the project's Secrets when
+// withSecrets.
+func ObserveWith(ctx context.Context, c API, ns, project string, withSecrets bool) (Observed, error) {
+	return ObserveAll(ctx, c, ns, project, withSecrets, false)
+}
+
+// ObserveAll is ListObserve that also lists the project's Secrets and its
+// volume claims when asked.
+func ObserveAll(ctx context.Context, c API, ns, project string, withSecrets, withClaims bool) (Observed, error) {
 	sel := Selector(project)
 	o := emptyObserved()
+	if err := listExtras(ctx, c, ns, project, Extras{Secrets: withSecrets, Claims: withClaims}, &o); err != nil {
+		return o, err
+	}
 	var dl appsv1.DeploymentList
 	if err := c.List(ctx, kube.Deployments, ns, sel, &dl); err != nil {
 		return o, err
@@ -161,6 +214,8 @@ func liveObject(obs Observed, ref kube.Ref) (map[string]any, bool) {
 		v, ok = obs.Services[ref.Name]
 	case "HTTPRoute":
 		v, ok = obs.Routes[ref.Name]
+	case "PersistentVolumeClaim":
+		v, ok = obs.Claims[ref.Name]
 	}
 	if !ok {
 		return nil, false

@@ -61,6 +61,11 @@ type Desired struct {
 	// Bridge, for a promotion of the manifest's canary, is the stage that
 	// moves every request to the canary at the stable's size first.
 	Bridge *Bridge
+	// Secrets are the project's Secrets with their content (secrets.go),
+	// applied before the objects and kept out of Revision: their content
+	// reaches the pods' template only as the keyed digest in the config
+	// hash.
+	Secrets []*corev1.Secret
 }
 
 // DesiredFor renders m refined by o (a promotion, a rollback) for ns.
@@ -94,6 +99,12 @@ func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline 
 		deadline = DefaultProgressDeadline
 	}
 	d := Desired{Project: m.Project, Namespace: ns, Stack: stack.FromManifest(m, o)}
+	// Claims first: the pods a Deployment starts mount them.
+	for _, obj := range objs {
+		if v, ok := obj.(*corev1.PersistentVolumeClaim); ok {
+			d.Objects = append(d.Objects, v)
+		}
+	}
 	for _, obj := range objs {
 		switch v := obj.(type) {
 		case *appsv1.Deployment:
@@ -120,6 +131,8 @@ func RefOf(o k8srender.Object) kube.Ref {
 		r = kube.Services
 	case *gatewayv1.HTTPRoute:
 		r = kube.HTTPRoutes
+	case *corev1.PersistentVolumeClaim:
+		r = kube.Claims
 	}
 	return kube.Ref{Resource: r, Namespace: o.GetNamespace(), Name: o.GetName()}
 }
@@ -196,6 +209,7 @@ func (p Plan) Lines() []string {
 func Compute(desired Desired, obs Observed) (Plan, error) {
 	var plan Plan
 	desired = ForObserved(desired, obs)
+	plan.Ops = secretOps(desired, obs)
 	want := map[string]bool{}
 	for k := range desired.Keep {
 		want[k] = true // not deleted either
@@ -210,7 +224,8 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 			return plan, fmt.Errorf("encode %s: %w", ref, err)
 		}
 		why, force := "create", false
-		if live, exists := liveObject(obs, ref); exists {
+		live, exists := liveObject(obs, ref)
+		if exists {
 			if !appliedBySwiftdeploy(live) {
 				return plan, fmt.Errorf("%s exists and was not applied by swiftdeploy (field managers: %s), so it is not taken over", ref, strings.Join(managers(live, false), ", "))
 			}
@@ -247,6 +262,11 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 		case *appsv1.Deployment:
 			op.Gated = true
 			pendingDeploy[v.Name] = true
+			plan.Ops = append(plan.Ops, op)
+		case *corev1.PersistentVolumeClaim:
+			// A new claim takes storage: gated, as a Docker volume is.
+			// Claims are never deleted by a plan (only down --volumes).
+			op.Gated = !exists
 			plan.Ops = append(plan.Ops, op)
 		case *gatewayv1.HTTPRoute:
 			if w := routeBlockers(v, desired, obs, pendingDeploy); len(w) > 0 {
@@ -292,6 +312,7 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 	}
 	sort.Slice(dels, func(i, j int) bool { return dels[i].String() < dels[j].String() })
 	plan.Ops = append(plan.Ops, dels...)
+	plan.Ops = append(plan.Ops, secretDeletes(desired, obs)...)
 	return plan, nil
 }
 

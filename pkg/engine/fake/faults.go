@@ -15,8 +15,15 @@ const (
 	OpFindNetwork    = "FindNetwork"
 	OpCreateNetwork  = "CreateNetwork"
 	OpRemoveNetwork  = "RemoveNetwork"
+	OpFindVolumes    = "FindVolumes"
+	OpListVolumes    = "ListVolumes"
+	OpCreateVolume   = "CreateVolume"
+	OpRemoveVolume   = "RemoveVolume"
 	OpMissingImages  = "MissingImages"
 	OpPullImage      = "PullImage"
+	OpInspectImage   = "InspectImage"
+	OpTagImage       = "TagImage"
+	OpUntagImage     = "UntagImage"
 	OpRun            = "Run"
 	OpRemove         = "Remove"
 	OpExec           = "Exec"
@@ -32,8 +39,9 @@ const (
 var knownOps = map[string]bool{
 	OpPing: true, OpWatch: true, OpListContainers: true, OpFindNetwork: true,
 	OpCreateNetwork: true, OpRemoveNetwork: true, OpMissingImages: true,
-	OpPullImage: true, OpRun: true, OpRemove: true, OpExec: true, OpSignal: true, OpTop: true,
+	OpPullImage: true, OpInspectImage: true, OpTagImage: true, OpUntagImage: true, OpRun: true, OpRemove: true, OpExec: true, OpSignal: true, OpTop: true,
 	OpRunOnce: true, OpProbe: true, OpFollowLogs: true,
+	OpFindVolumes: true, OpListVolumes: true, OpCreateVolume: true, OpRemoveVolume: true,
 }
 
 func mustOp(op string) {
@@ -75,7 +83,7 @@ func (c Call) String() string {
 // creates a container) and any Exec other than `nginx -t`.
 func (c Call) Mutating() bool {
 	switch c.Op {
-	case OpCreateNetwork, OpRemoveNetwork, OpPullImage, OpRun, OpRemove, OpRunOnce:
+	case OpCreateNetwork, OpRemoveNetwork, OpCreateVolume, OpRemoveVolume, OpPullImage, OpRun, OpRemove, OpRunOnce:
 		return true
 	case OpExec:
 		return !isNginxTest(strings.Fields(c.Detail))
