@@ -3,6 +3,7 @@ package kubetarget
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -22,12 +23,13 @@ type Live struct {
 	// SyncTimeout bounds the informers' first list (default 30s).
 	SyncTimeout time.Duration
 
-	mu      sync.Mutex
-	project string
-	cache   *kube.Cache
-	changed func()
-	base    context.Context
-	stop    context.CancelFunc
+	mu       sync.Mutex
+	project  string
+	starting *start
+	cache    *kube.Cache
+	changed  func()
+	base     context.Context
+	stop     context.CancelFunc
 }
 
 // NewLive is Live over c for namespace ns.
@@ -57,34 +59,64 @@ func (l *Live) notify() {
 func (l *Live) Close() {
 	l.stop()
 	l.mu.Lock()
-	l.cache = nil
+	l.cache, l.starting = nil, nil
 	l.mu.Unlock()
 }
 
-// Cache is the informers' cache of project, started on first use.
-func (l *Live) Cache(project string) (*kube.Cache, error) {
+// Cache is the informers' cache of project, started on first use. The
+// informers start (and sync, for at most SyncTimeout) in the background:
+// a caller waits only as long as its ctx allows, so status answers in
+// its own time while the API server is slow or away; a start that fails
+// is tried again by the next call.
+func (l *Live) Cache(ctx context.Context, project string) (*kube.Cache, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cache != nil && l.project == project {
-		return l.cache, nil
+	if l.project != project || l.starting == nil {
+		if l.cache != nil {
+			l.cache.Stop()
+			l.cache = nil
+		}
+		l.project = project
+		st := &start{done: make(chan struct{})}
+		l.starting = st
+		go func() {
+			k, err := l.StartCache(l.base, l.ns, CacheSelectors(project), l.SyncTimeout, func() { go l.notify() })
+			l.mu.Lock()
+			if l.starting == st {
+				if err != nil {
+					l.starting = nil // the next call starts again
+				} else {
+					l.cache = k
+				}
+			} else if k != nil {
+				k.Stop() // another project's meanwhile
+			}
+			l.mu.Unlock()
+			st.k, st.err = k, err
+			close(st.done)
+		}()
 	}
-	if l.cache != nil {
-		l.cache.Stop()
-		l.cache = nil
+	st := l.starting
+	l.mu.Unlock()
+	select {
+	case <-st.done:
+		return st.k, st.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("the informers of namespace %s have not listed yet: %w", l.ns, ctx.Err())
 	}
-	k, err := l.StartCache(l.base, l.ns, CacheSelectors(project), l.SyncTimeout, func() { go l.notify() })
-	if err != nil {
-		return nil, err
-	}
-	l.cache, l.project = k, project
-	return k, nil
+}
+
+// start is one start of the informers.
+type start struct {
+	done chan struct{}
+	k    *kube.Cache
+	err  error
 }
 
 // Observe reads the project's objects from the cache; its Secrets and
 // volume claims, when x asks, from the API (the Role grants them only
 // when the manifest has some, so no informer can count on them).
 func (l *Live) Observe(ctx context.Context, project string, x Extras) (Observed, error) {
-	k, err := l.Cache(project)
+	k, err := l.Cache(ctx, project)
 	if err != nil {
 		return emptyObserved(), err
 	}

@@ -2,6 +2,7 @@ package kubetarget
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gatewayfake "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/fake"
 
@@ -86,5 +88,23 @@ func drain(c chan struct{}) {
 		default:
 			return
 		}
+	}
+}
+
+// An API server that does not answer leaves the informers unsynced: an
+// Observe returns when its ctx ends, naming why, instead of waiting for
+// the informers' own timeout.
+func TestLiveObserveReturnsWithItsContextWhileTheServerIsAway(t *testing.T) {
+	c, err := kube.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLive(c, "ns")
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = l.Observe(ctx, "shop", Extras{})
+	if err == nil || !strings.Contains(err.Error(), "have not listed yet") {
+		t.Fatalf("err = %v, want the informers not listed yet", err)
 	}
 }
