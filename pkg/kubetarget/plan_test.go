@@ -419,3 +419,27 @@ func TestHPAOwnsReplicas(t *testing.T) {
 		t.Fatalf("plan %q after the hand-over: want nothing", p.Lines())
 	}
 }
+
+// Under an HPA, a promotion's canary takes the stable's live count (what
+// carries its traffic now), not the manifest's.
+func TestPromotionCanaryFollowsTheHPAsCount(t *testing.T) {
+	f := newFake()
+	ctx := context.Background()
+	m := testManifest(t, withCanary)
+	for range 3 {
+		_, p := plan(t, f, m, stack.Options{})
+		if err := Apply(ctx, f, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		f.rollOut("shop-stable")
+		f.rollOut("shop-canary")
+	}
+	f.objs["Deployment/shop-stable"]["spec"].(map[string]any)["replicas"] = 4.0
+	d, _ := DesiredFor(m, stack.Options{StableImage: "app:2", NoCanary: true}, "ns", "", 0)
+	obs, _ := ListObserve(ctx, f, "ns", "shop")
+	obs.Scaled["shop-stable"] = "web"
+	p, err := Compute(d, obs)
+	if err != nil || len(p.Ops) != 1 || !strings.Contains(p.Ops[0].Why, "replicas 1 → 4") {
+		t.Fatalf("plan %q err %v: want the canary scaled to the HPA's 4", p.Lines(), err)
+	}
+}

@@ -106,7 +106,16 @@ func ForObserved(d Desired, obs Observed) Desired {
 				out.Objects = append(out.Objects, o)
 			}
 		}
-		out.Objects = append(out.Objects, d.Bridge.Canary, d.Bridge.Service, d.Bridge.Route)
+		canary := d.Bridge.Canary
+		if live, ok := obs.Deployments[d.Project+"-"+stack.TrackStable]; ok && obs.Scaled[live.Name] != "" {
+			// The HPA's count, not the manifest's, is what carries the
+			// stable's traffic now.
+			canary = canary.DeepCopy()
+			r := replicas(live)
+			canary.Spec.Replicas = &r
+			seal(canary)
+		}
+		out.Objects = append(out.Objects, canary, d.Bridge.Service, d.Bridge.Route)
 		out.Bridge = nil
 		d = out
 	}
