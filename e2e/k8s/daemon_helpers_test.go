@@ -41,6 +41,9 @@ type daemonOpts struct {
 	// its lease duration (defaults: the daemon's own, 15s).
 	identity string
 	lease    time.Duration
+	// dockerConfig is the daemon's Docker client configuration
+	// directory (pull credentials); default: an empty one.
+	dockerConfig string
 }
 
 // startDaemon starts the daemon on ns with manifest (YAML) and stops it
@@ -66,9 +69,12 @@ func startDaemon(t *testing.T, c *cluster, ns, manifest string, o daemonOpts) *k
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "d.sock")
+	if o.dockerConfig == "" {
+		o.dockerConfig = t.TempDir() // never the host's own credentials
+	}
 	d, err := controller.New(controller.Config{
 		ManifestPath: k.manifest, Socket: sock, Log: log,
-		Resync: k.resync, Debounce: 100 * time.Millisecond,
+		Resync: k.resync, Debounce: 100 * time.Millisecond, DockerConfig: o.dockerConfig,
 		Kube: &controller.KubeConfig{Kubeconfig: c.kubeconfig, Namespace: ns, ProgressDeadline: o.deadline, Poll: 100 * time.Millisecond,
 			Identity: o.identity, LeaseDuration: o.lease},
 	})

@@ -125,6 +125,10 @@ type Config struct {
 	// Kube, when set, converges a Kubernetes namespace instead of the
 	// Docker host (kube.go); Engine is then unused.
 	Kube *KubeConfig
+	// DockerConfig is the Docker client configuration directory whose
+	// config.json holds the registries' pull credentials (default:
+	// DOCKER_CONFIG, else ~/.docker of the daemon's user, as docker pull).
+	DockerConfig string
 	// KeepReleases is how many releases of each service are listed, kept
 	// for rollback and their images never removed (default
 	// DefaultKeepReleases).
@@ -150,8 +154,12 @@ type Daemon struct {
 	policies *policy.Engine
 	metrics  *daemonMetrics
 	obs      *observe.Observer
-	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
-	certs    *certs.Manager // nginx.tls's certificate (certs.go)
+	// validating names the validate containers this process is running
+	// (validate.go): a concurrent validate must not remove one as a
+	// leftover before its logs are read.
+	validating sync.Map
+	proxy      *observe.Proxy // nginx's view, from its access log (proxy.go)
+	certs      *certs.Manager // nginx.tls's certificate (certs.go)
 	// certHosts are the hosts the certificate metric was last set for
 	// (recordCertExpiry; reconciles only).
 	certHosts map[string]bool
@@ -207,18 +215,23 @@ type Daemon struct {
 	// relMu, never taken with mu held.
 	relMu    sync.Mutex
 	releases *releaseBook
-	// deployUser is who asked for the deploy a reconcile serves, for the
-	// release it makes (under mu; consumed by manifestTookEffect).
-	deployUser string
+	// relSettled: releases.json written and the kept names made, once
+	// per daemon by the reconcile (settleReleases); under relMu.
+	relSettled bool
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
+	// pullSecrets are the secret values of the registry credentials the
+	// pulls have sent (registries.go), scrubbed too; under mu.
+	pullSecrets []string
 }
 
 // waiter is an API call waiting for the next complete reconcile.
 type waiter struct {
 	progress reconciler.Progress
 	done     chan error
+	// user asked for the deploy (the release it makes names them).
+	user string
 }
 
 // New prepares a daemon; Run starts it.
@@ -323,6 +336,7 @@ func New(cfg Config) (*Daemon, error) {
 		AppliedPath:   filepath.Join(d.stateDir, "applied.json"),
 		Log:           d.log,
 		Record:        func(ev, msg string, det map[string]any) { d.event(ev, msg, "", det) },
+		Secrets:       d.notePullSecrets,
 		Hook:          withFailpoints(cfg.Hook),
 		HealthTimeout: cfg.HealthTimeout,
 		Drain:         cfg.Drain,

@@ -165,13 +165,17 @@ func (c *kubeChange) Serving() Serving { return kubeServing(c.m.Project, c.obs) 
 func (t *kubeTarget) Name() string { return "kubernetes" }
 
 func (t *kubeTarget) desired(m *manifest.Manifest, s State) (kubetarget.Desired, error) {
-	// The files' keyed digest goes into the pods' config hash (a changed
-	// secret rolls them); their content into the Secrets only.
-	m, err := t.d.withFiles(m)
+	pull, err := t.d.pullSecret(m, s)
 	if err != nil {
 		return kubetarget.Desired{}, err
 	}
-	d, err := kubetarget.DesiredFor(m, s.options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline)
+	// The files' keyed digest goes into the pods' config hash (a changed
+	// secret rolls them); their content into the Secrets only.
+	m, err = t.d.withFiles(m)
+	if err != nil {
+		return kubetarget.Desired{}, err
+	}
+	d, err := kubetarget.DesiredFor(m, s.options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline, pull)
 	if err != nil || !hasSecrets(m) {
 		return d, err
 	}
@@ -213,6 +217,10 @@ func (t *kubeTarget) observe(ctx context.Context, m *manifest.Manifest) (kubetar
 }
 
 func (t *kubeTarget) Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error) {
+	if m.IsNamed() {
+		// Refused before anything is rendered: what runs keeps running.
+		return nil, fmt.Errorf("project %s: several services (the named form of services) run on the Docker target only so far; the Kubernetes target renders the single-service form", m.Project)
+	}
 	desired, err := t.desired(m, s)
 	if err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ func (d *Daemon) loop(ctx context.Context) {
 	defer resync.Stop()
 	backoff := time.Duration(0)
 	var retry <-chan time.Time
+	lasting := "" // the lasting failure last logged
 	for {
 		select {
 		case <-ctx.Done():
@@ -44,9 +45,18 @@ func (d *Daemon) loop(ctx context.Context) {
 		err := d.reconcileOnce(ctx)
 		switch {
 		case err == nil:
-			backoff, retry = 0, nil
+			backoff, retry, lasting = 0, nil, ""
 		case ctx.Err() != nil:
 			return
+		case pullDenied(err) != nil:
+			// A registry's refusal does not change by retrying: no
+			// backoff loop. A manifest edit, a deploy or the resync
+			// (which sees changed credentials) tries again.
+			backoff, retry = 0, nil
+			if msg := err.Error(); msg != lasting {
+				lasting = msg
+				d.log.Warn("reconcile failed: pull denied by the registry; not retried until the manifest or the credentials change", zap.Error(err))
+			}
 		default:
 			backoff = min(max(2*backoff, time.Second), 2*time.Minute)
 			retry = time.After(backoff)
@@ -93,7 +103,14 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 			w.done <- err
 		}
 	}()
-	m, err := d.reconcileLocked(ctx, tr, trigger, began, len(waiters) > 0, progress)
+	user := "" // who asked for this reconcile: the first deploy waiting that names someone
+	for _, w := range waiters {
+		if w.user != "" {
+			user = w.user
+			break
+		}
+	}
+	m, err := d.reconcileLocked(ctx, tr, trigger, began, len(waiters) > 0, user, progress)
 	if err != nil || m == nil || len(waiters) == 0 {
 		return err
 	}
@@ -107,7 +124,7 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 
 // reconcileLocked is one pass under the run lock: read the manifest,
 // settle a transition a dead daemon left, observe, plan, gate, apply.
-func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger string, began time.Time, deploy bool, progress reconciler.Progress) (m *manifest.Manifest, err error) {
+func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger string, began time.Time, deploy bool, user string, progress reconciler.Progress) (m *manifest.Manifest, err error) {
 	endLock := tr.Begin("wait run lock", "")
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
@@ -164,6 +181,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		return nil, err
 	}
 	d.spendDecisions(m)
+	d.settleReleases(ctx)
 	if d.kt == nil {
 		// nginx.tls's certificate for the Docker target's front door
 		// (files are read at every apply).
@@ -213,10 +231,13 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		d.endDenials()
 		d.rollout = nil // its outcome is this failure, journaled once here
 		d.deployFailed(err)
+		if pd := pullDenied(err); pd != nil {
+			d.notePullDenied(pd)
+		}
 	case err == nil:
 		d.endDenials()
 		d.clearDenial()
-		d.manifestTookEffect(ctx, m)
+		d.manifestTookEffect(ctx, m, user)
 		if ch.Gated() && len(lines) > 0 && d.rollout == nil {
 			d.rollout = &rolloutWatch{started: start}
 		}
@@ -296,7 +317,14 @@ func (d *Daemon) recordRun(start time.Time, lines []string, err error) {
 // wait enqueues a reconcile and blocks until one that started after this
 // call finishes.
 func (d *Daemon) wait(ctx context.Context, progress reconciler.Progress) error {
-	w := &waiter{progress: progress, done: make(chan error, 1)}
+	return d.waitAs(ctx, "", progress)
+}
+
+// waitAs is wait for a deploy asked for by user: the release the
+// reconcile makes, if any, names them. The user rides with the request,
+// so a deploy that changes nothing lends it to no later reconcile.
+func (d *Daemon) waitAs(ctx context.Context, user string, progress reconciler.Progress) error {
+	w := &waiter{progress: progress, done: make(chan error, 1), user: user}
 	d.mu.Lock()
 	d.waiters = append(d.waiters, w)
 	d.mu.Unlock()

@@ -45,11 +45,11 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	ch, err := d.target.Change(ctx, m, next)
 	end()
 	if err != nil {
-		return err
+		return notRecorded{err}
 	}
 	t.Revision = ch.Revision()
 	if ch.Blocked() != "" {
-		return errors.New(ch.Blocked())
+		return notRecorded{errors.New(ch.Blocked())}
 	}
 	wrote := false
 	writeAhead := func() error {
@@ -79,7 +79,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	if !ch.Gated() {
 		if err := writeAhead(); err != nil {
-			return err
+			return notRecorded{err}
 		}
 	}
 	committed := false
@@ -141,8 +141,10 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	return fmt.Errorf("%s did not take effect: %w", t.Kind, applyErr)
 }
 
-// notRecorded is a transition's gate denial that came before anything was
-// recorded: nothing changed, and no abort journaled it.
+// notRecorded is a transition's failure (a plan that could not be made or
+// is blocked, a write-ahead that failed, a gate denial) that came before
+// anything was recorded: nothing changed, and no abort journaled it, so
+// the caller that journaled the request journals its end.
 type notRecorded struct{ error }
 
 func (e notRecorded) Unwrap() error { return e.error }
@@ -367,7 +369,7 @@ func (d *Daemon) promote(ctx context.Context, user string, progress reconciler.P
 	progress("Canary safety: PASS")
 	d.event(journal.EventPromoteAllowed, "promotion of "+image+" allowed by canary safety", user, nil)
 	t := &Transition{ID: newID(), Kind: kindPromote, Started: time.Now().UTC(), User: user,
-		Promoted: &Promotion{ManifestStable: m.Services.Image, Image: image, At: time.Now().UTC(), User: user}}
+		Promoted: &Promotion{ManifestStable: m.Main().Image, Image: image, At: time.Now().UTC(), User: user}}
 	d.mu.Lock()
 	relImage, relSpec := stableSpec(m, d.state.with(t))
 	d.mu.Unlock()
@@ -406,14 +408,14 @@ func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []s
 	if err != nil {
 		return err
 	}
-	if m.Services.Canary == nil {
+	if m.Main().Canary == nil {
 		return errors.New("no canary declared in the manifest: nothing to roll back")
 	}
 	sv, err := d.target.Serving(ctx, m)
 	if err != nil {
 		return err
 	}
-	image := m.Services.Canary.Image
+	image := m.Main().Canary.Image
 	if sv.CanaryLive {
 		image = sv.CanaryImage
 	} else if !sv.CanaryRunning {
@@ -424,7 +426,7 @@ func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []s
 		// The record names the manifest's canary image: that is what the
 		// options compare, so whatever canary the manifest names (even one
 		// other than the image serving now) stays suppressed.
-		RolledBack: &Rollback{CanaryImage: m.Services.Canary.Image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
+		RolledBack: &Rollback{CanaryImage: m.Main().Canary.Image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
 	if err := d.transact(ctx, m, t, progress); err != nil {
 		return err
 	}

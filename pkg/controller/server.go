@@ -381,12 +381,9 @@ func (d *Daemon) handleDown(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	user := userOf(r)
 	d.event(journal.EventDeployStarted, "deploy requested", user, nil)
-	d.mu.Lock()
-	d.deployUser = user // the release this deploy makes names them
-	d.mu.Unlock()
 	st := newStreamer(w)
 	// The reconcile journals the outcome (deploy_succeeded/failed/denied).
-	st.finish(d.wait(r.Context(), st.line))
+	st.finish(d.waitAs(r.Context(), user, st.line))
 }
 
 func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
@@ -58,6 +59,11 @@ func Serves(desired Desired, obs Observed) bool {
 func Revision(desired Desired) string {
 	h := sha256.New()
 	for _, o := range desired.Objects {
+		if _, ok := o.(*corev1.Secret); ok {
+			// The pull credentials do not change what serves, and the
+			// revision is journaled: not even a hash of them goes there.
+			continue
+		}
 		b, _ := k8srender.JSON(o)
 		h.Write(b)
 	}

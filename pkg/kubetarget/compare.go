@@ -35,7 +35,8 @@ func seal(o k8srender.Object) {
 	var v map[string]any
 	_ = json.Unmarshal(b, &v)
 	md, _ := v["metadata"].(map[string]any)
-	managed, _ := json.Marshal(map[string]any{"labels": md["labels"], "annotations": md["annotations"], "spec": v["spec"]})
+	managed, _ := json.Marshal(map[string]any{"labels": md["labels"], "annotations": md["annotations"], "spec": v["spec"],
+		"type": v["type"], "data": v["data"]}) // a Secret has no spec
 	sum := sha256.Sum256(managed)
 	a[AnnotationApplied] = hex.EncodeToString(sum[:])[:16]
 	o.SetAnnotations(a)
@@ -67,6 +68,8 @@ func drift(obj k8srender.Object, live map[string]any) (path string, drifted bool
 		{".metadata.labels", wmd["labels"], lmd["labels"]},
 		{".metadata.annotations", wmd["annotations"], lmd["annotations"]},
 		{".spec", want["spec"], live["spec"]},
+		{".type", want["type"], live["type"]},
+		{".data", want["data"], live["data"]},
 	} {
 		if p, ok := subset(f.path, f.want, f.l); !ok {
 			return p, true, nil

@@ -34,6 +34,10 @@ type Observed struct {
 	// Claims are the named volumes' claims, listed only when the project
 	// has named volumes (the Role grants them only then), likewise.
 	Claims map[string]corev1.PersistentVolumeClaim
+	// PullSecret is the project's image pull Secret (read by name: without
+	// services.secrets the daemon may not list the namespace's Secrets);
+	// nil when absent.
+	PullSecret *corev1.Secret
 }
 
 // Extras are the kinds the daemon's Role grants only when the manifest
@@ -63,7 +67,24 @@ func listExtras(ctx context.Context, c API, ns, project string, x Extras, o *Obs
 			o.Secrets[s.Name] = s
 		}
 	}
+	if g, ok := c.(getter); ok {
+		var sec corev1.Secret
+		err := g.Get(ctx, kube.Ref{Resource: kube.Secrets, Namespace: ns, Name: k8srender.PullSecretName(project)}, &sec)
+		switch {
+		case kube.IsNotFound(err):
+		case err != nil:
+			return err
+		case sec.Labels[k8srender.LabelManagedBy] == k8srender.ManagedBy && sec.Labels[k8srender.LabelProject] == project:
+			o.PullSecret = &sec // someone else's Secret of that name is never touched
+		}
+	}
 	return nil
+}
+
+// getter reads one object by name (kube.Client); an API without it
+// observes no pull Secret.
+type getter interface {
+	Get(ctx context.Context, ref kube.Ref, v any) error
 }
 
 // API is what the target needs of the API server beyond the informers.
@@ -148,6 +169,11 @@ func (o *Observed) sort() {
 	sort.Slice(o.ReplicaSets, func(i, j int) bool { return o.ReplicaSets[i].Name < o.ReplicaSets[j].Name })
 }
 
+// Observe is ListObserve (the name the API fakes' tests use).
+func Observe(ctx context.Context, c API, ns, project string) (Observed, error) {
+	return ListObserve(ctx, c, ns, project)
+}
+
 // ListObserve lists the project's objects in ns, one list per kind (for
 // API fakes without informers; the daemon reads FromCache).
 func ListObserve(ctx context.Context, c API, ns, project string) (Observed, error) {
@@ -216,6 +242,10 @@ func liveObject(obs Observed, ref kube.Ref) (map[string]any, bool) {
 		v, ok = obs.Routes[ref.Name]
 	case "PersistentVolumeClaim":
 		v, ok = obs.Claims[ref.Name]
+	case "Secret":
+		if obs.PullSecret != nil && obs.PullSecret.Name == ref.Name {
+			v, ok = obs.PullSecret, true
+		}
 	}
 	if !ok {
 		return nil, false

@@ -68,9 +68,11 @@ type Desired struct {
 	Secrets []*corev1.Secret
 }
 
-// DesiredFor renders m refined by o (a promotion, a rollback) for ns.
-func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration) (Desired, error) {
-	d, err := render(m, o, ns, gateway, deadline)
+// DesiredFor renders m refined by o (a promotion, a rollback) for ns;
+// pullSecret, when set, is the .dockerconfigjson of the image pull Secret
+// (k8srender.Options.PullSecret).
+func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
+	d, err := render(m, o, ns, gateway, deadline, pullSecret)
 	if err != nil {
 		return d, err
 	}
@@ -81,7 +83,7 @@ func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadl
 		// request on the canary.
 		bo := o
 		bo.StableImage, bo.NoCanary, bo.CanaryWeight = "", false, 100
-		b, err := render(m, bo, ns, gateway, deadline)
+		b, err := render(m, bo, ns, gateway, deadline, pullSecret)
 		if err != nil {
 			return d, err
 		}
@@ -90,8 +92,8 @@ func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadl
 	return d, nil
 }
 
-func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration) (Desired, error) {
-	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o})
+func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
+	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o, PullSecret: pullSecret})
 	if err != nil {
 		return Desired{}, err
 	}
@@ -111,7 +113,7 @@ func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline 
 			secs := int32(deadline / time.Second)
 			v.Spec.ProgressDeadlineSeconds = &secs
 			d.Objects = append(d.Objects, v)
-		case *corev1.Service, *gatewayv1.HTTPRoute:
+		case *corev1.Service, *gatewayv1.HTTPRoute, *corev1.Secret:
 			d.Objects = append(d.Objects, v)
 		}
 	}
@@ -131,6 +133,8 @@ func RefOf(o k8srender.Object) kube.Ref {
 		r = kube.Services
 	case *gatewayv1.HTTPRoute:
 		r = kube.HTTPRoutes
+	case *corev1.Secret:
+		r = kube.Secrets
 	case *corev1.PersistentVolumeClaim:
 		r = kube.Claims
 	}
@@ -310,6 +314,9 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 		}
 		dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.Deployments, Namespace: desired.Namespace, Name: name}, Why: "not in the manifest"})
 	}
+	if s := obs.PullSecret; s != nil && !want["Secret/"+s.Name] {
+		dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.Secrets, Namespace: desired.Namespace, Name: s.Name}, Why: "no registry credentials in use"})
+	}
 	sort.Slice(dels, func(i, j int) bool { return dels[i].String() < dels[j].String() })
 	plan.Ops = append(plan.Ops, dels...)
 	plan.Ops = append(plan.Ops, secretDeletes(desired, obs)...)
@@ -421,6 +428,10 @@ func describeChange(obs Observed, obj k8srender.Object) string {
 		if lw != dw {
 			return "weights " + lw + " → " + dw
 		}
+	case *corev1.Secret:
+		// Never what the credentials are: the plan is shown by diff and
+		// status and journaled.
+		return "registry credentials changed"
 	}
 	return "spec differs from the manifest"
 }

@@ -104,7 +104,7 @@ const withCanary = "  canary:\n    image: app:2\n    weight: 10\n    replicas: 1
 
 func plan(t *testing.T, f *fakeAPI, m *manifest.Manifest, o stack.Options) (Desired, Plan) {
 	t.Helper()
-	d, err := DesiredFor(m, o, "ns", "", 0)
+	d, err := DesiredFor(m, o, "ns", "", 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestDriftIsRevertedAndObjectsOthersAppliedAreRefused(t *testing.T) {
 	// An object someone else applied: refused, whatever it holds.
 	f.objs["Deployment/shop-stable"]["metadata"].(map[string]any)["managedFields"] = []any{map[string]any{"manager": "helm", "operation": "Apply"}}
 	obs, _ := ListObserve(context.Background(), f, "ns", "shop")
-	d, _ := DesiredFor(m, stack.Options{}, "ns", "", 0)
+	d, _ := DesiredFor(m, stack.Options{}, "ns", "", 0, nil)
 	_, err := Compute(d, obs)
 	if err == nil || !strings.Contains(err.Error(), "not applied by swiftdeploy") || !strings.Contains(err.Error(), "Deployment ns/shop-stable") || !strings.Contains(err.Error(), "helm") {
 		t.Fatalf("err = %v, want the object and its manager named, not taken over", err)
@@ -382,7 +382,7 @@ func TestHPAOwnsReplicas(t *testing.T) {
 	if err := Apply(context.Background(), f, p, nil); err != nil { // the route
 		t.Fatal(err)
 	}
-	d, _ := DesiredFor(m, stack.Options{}, "ns", "", 0)
+	d, _ := DesiredFor(m, stack.Options{}, "ns", "", 0, nil)
 	observe := func() Observed {
 		obs, _ := ListObserve(context.Background(), f, "ns", "shop")
 		obs.Scaled["shop-stable"] = "web"
@@ -392,7 +392,7 @@ func TestHPAOwnsReplicas(t *testing.T) {
 	// The HPA exists and has not scaled yet: replicas stay at the live 2,
 	// whatever the manifest says now (nothing to apply).
 	m.Services.Replicas = 4
-	d, _ = DesiredFor(m, stack.Options{}, "ns", "", 0)
+	d, _ = DesiredFor(m, stack.Options{}, "ns", "", 0, nil)
 	if p, err := Compute(d, observe()); err != nil || !p.Empty() {
 		t.Fatalf("plan %q err %v: want nothing, the replicas are the HPA's", p.Lines(), err)
 	}
@@ -435,7 +435,7 @@ func TestPromotionCanaryFollowsTheHPAsCount(t *testing.T) {
 		f.rollOut("shop-canary")
 	}
 	f.objs["Deployment/shop-stable"]["spec"].(map[string]any)["replicas"] = 4.0
-	d, _ := DesiredFor(m, stack.Options{StableImage: "app:2", NoCanary: true}, "ns", "", 0)
+	d, _ := DesiredFor(m, stack.Options{StableImage: "app:2", NoCanary: true}, "ns", "", 0, nil)
 	obs, _ := ListObserve(ctx, f, "ns", "shop")
 	obs.Scaled["shop-stable"] = "web"
 	p, err := Compute(d, obs)

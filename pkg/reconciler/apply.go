@@ -196,8 +196,8 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 	switch op.Kind {
 	case OpPullImage:
 		say("Pulling image %s", op.Target)
-		if err := r.Engine.PullImage(ctx, op.Target); err != nil {
-			return fmt.Errorf("docker image %s not found locally and could not be pulled: %w", op.Target, err)
+		if err := r.pull(ctx, d, op.Target); err != nil {
+			return err
 		}
 		r.record(ctx, "image_pulled", "pulled "+op.Target, map[string]any{"image": op.Target})
 		say("Docker image found")
@@ -318,6 +318,10 @@ func (r *Reconciler) appSpec(desired stack.Stack, a stack.App) (engine.Spec, err
 		case manifest.VolumeBind:
 			s.Binds = append(s.Binds, engine.Bind{Source: secretfiles.Path(r.Dir, v.Source), Target: v.Target, ReadOnly: v.ReadOnly})
 		}
+	}
+	if a.Service != "" {
+		// The other services reach this one by its name.
+		s.Aliases = []string{a.Service}
 	}
 	if a.Memory != "" {
 		m, err := manifest.ParseMemory(a.Memory)

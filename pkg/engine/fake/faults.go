@@ -79,11 +79,12 @@ func (c Call) String() string {
 }
 
 // Mutating reports whether the call (attempted to) change the engine's
-// state: CreateNetwork, RemoveNetwork, PullImage, Run, Remove, RunOnce (it
-// creates a container) and any Exec other than `nginx -t`.
+// state: CreateNetwork, RemoveNetwork, CreateVolume, RemoveVolume,
+// PullImage, TagImage, UntagImage, Run, Remove, RunOnce (it creates a
+// container) and any Exec other than `nginx -t`.
 func (c Call) Mutating() bool {
 	switch c.Op {
-	case OpCreateNetwork, OpRemoveNetwork, OpCreateVolume, OpRemoveVolume, OpPullImage, OpRun, OpRemove, OpRunOnce:
+	case OpCreateNetwork, OpRemoveNetwork, OpCreateVolume, OpRemoveVolume, OpPullImage, OpTagImage, OpUntagImage, OpRun, OpRemove, OpRunOnce:
 		return true
 	case OpExec:
 		return !isNginxTest(strings.Fields(c.Detail))

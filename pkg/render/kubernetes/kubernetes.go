@@ -56,6 +56,12 @@ type Options struct {
 	// Stack refines the manifest as the daemon does (a promoted image, a
 	// rolled-back canary).
 	Stack stack.Options
+	// PullSecret, when set, is the .dockerconfigjson of the registries
+	// the images are pulled from: rendered as a Secret of type
+	// kubernetes.io/dockerconfigjson that every pod names in
+	// imagePullSecrets. The daemon reads it from the same Docker config
+	// as a pull on the Docker target; it is secret (never printed).
+	PullSecret []byte
 }
 
 // httpPort names the app's container and Service port; probes and the
@@ -77,6 +83,9 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 	}
 	s := stack.FromManifest(m, o.Stack)
 	var objs []Object
+	if o.PullSecret != nil {
+		objs = append(objs, pullSecret(s.Project, o.Namespace, o.PullSecret))
+	}
 	tracks := []struct {
 		apps   []stack.App
 		weight int32
@@ -90,6 +99,9 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 		tmpl, err := podTemplate(s.Project, a, false)
 		if err != nil {
 			return nil, err
+		}
+		if o.PullSecret != nil {
+			withPullSecret(&tmpl, s.Project)
 		}
 		objs = append(objs,
 			deployment(s.Project, o.Namespace, a, int32(len(t.apps)), tmpl),
@@ -107,6 +119,11 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 }
 
 func (o Options) withDefaults(m *manifest.Manifest) (Options, error) {
+	if m.IsNamed() {
+		// Rendering the first service's containers as the app would be
+		// a silently wrong cluster.
+		return o, fmt.Errorf("services: several services (the named form: %s) are rendered for the Docker target only so far; Kubernetes takes the single-service form", strings.Join(m.ServiceNames(), ", "))
+	}
 	if o.Namespace == "" {
 		o.Namespace = DefaultNamespace
 	}
@@ -344,6 +361,14 @@ func httpRoute(s stack.Stack, o Options, refs []gatewayv1.HTTPBackendRef) *gatew
 	}
 	if o.Gateway != "" {
 		r.Spec.ParentRefs = []gatewayv1.ParentReference{{Name: gatewayv1.ObjectName(o.Gateway)}}
+	}
+	// nginx.tls.hosts: the names the route serves. Without a sectionName
+	// the route attaches to every listener of the Gateway whose hostname
+	// matches, its HTTPS listener (which holds the certificate) included.
+	if s.Nginx.TLS != nil {
+		for _, h := range s.Nginx.TLS.Hosts {
+			r.Spec.Hostnames = append(r.Spec.Hostnames, gatewayv1.Hostname(h))
+		}
 	}
 	prefixes := manifest.RefusedPrefixes(s.FrontDoor.Refused)
 	var refused []gatewayv1.HTTPRouteMatch
