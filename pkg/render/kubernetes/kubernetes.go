@@ -93,8 +93,9 @@ const appContainer = "app"
 // Kubernetes renders m for a plain cluster with the Gateway API: a stable
 // Deployment and Service, with a canary a canary Deployment and Service,
 // an HTTPRoute whose backendRefs carry the stable and canary weights, and
-// the daemon's RBAC. An error names the manifest field that cannot be
-// expressed on Kubernetes.
+// the daemon's RBAC. The named form (several services, with
+// Options.NamedForm) is rendered by namedObjects (named.go). An error
+// names the manifest field that cannot be expressed on Kubernetes.
 func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 	o, err := o.withDefaults(m)
 	if err != nil {
