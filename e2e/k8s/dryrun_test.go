@@ -126,6 +126,30 @@ func TestDryRunRefusesUnknownFields(t *testing.T) {
 	if tried < 2 { // the Deployment and the Rollout at least
 		t.Errorf("misspelt a field in %d workloads, want the Deployment and the Rollout", tried)
 	}
+	// The named form's StatefulSet, in its claim templates.
+	objs, err := k8srender.Kubernetes(testManifests(t)["services"], k8srender.Options{Namespace: ns, NamedForm: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts := 0
+	for _, o := range objs {
+		if o.GetObjectKind().GroupVersionKind().Kind != "StatefulSet" {
+			continue
+		}
+		body, _ := k8srender.JSON(o)
+		if !strings.Contains(string(body), `"accessModes":`) {
+			continue // an accessory without a volume
+		}
+		sts++
+		bad := strings.Replace(string(body), `"accessModes":`, `"accessMode":`, 1)
+		_, _, err := c.do(ctx, http.MethodPatch, objectPath(t, o)+"?fieldManager=swiftdeploy&fieldValidation=Strict&dryRun=All", []byte(bad), "application/apply-patch+yaml")
+		if err == nil || !strings.Contains(err.Error(), "accessMode") {
+			t.Errorf("StatefulSet %s with a misspelt claim template field: err %v, want a strict-validation error naming it", o.GetName(), err)
+		}
+	}
+	if sts == 0 {
+		t.Errorf("no StatefulSet with a claim template in the services case")
+	}
 }
 
 // TestRefusedProjectNamesAreRefusedByTheServer: a project the renderer
