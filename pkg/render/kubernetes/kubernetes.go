@@ -310,7 +310,7 @@ func containerFields(a stack.App) (corev1.Container, error) {
 	if a.User != "" {
 		uid, gid, ok := manifest.NumericUser(a.User)
 		if !ok {
-			return c, fmt.Errorf("services.user: Kubernetes takes a numeric user (runAsUser), got %q: write UID or UID:GID", a.User)
+			return c, fmt.Errorf("%s: Kubernetes takes a numeric user (runAsUser), got %q: write UID or UID:GID", field(a, "user"), a.User)
 		}
 		c.SecurityContext = &corev1.SecurityContext{RunAsUser: &uid}
 		if gid >= 0 {
@@ -351,14 +351,14 @@ func resources(a stack.App) (corev1.ResourceRequirements, error) {
 	if a.CPUs > 0 {
 		milli := int64(math.Round(a.CPUs * 1000))
 		if milli < 1 {
-			return corev1.ResourceRequirements{}, fmt.Errorf("services.resources.cpus: %v is below Kubernetes' smallest CPU quantity, 0.001", a.CPUs)
+			return corev1.ResourceRequirements{}, fmt.Errorf("%s: %v is below Kubernetes' smallest CPU quantity, 0.001", field(a, "resources.cpus"), a.CPUs)
 		}
 		list[corev1.ResourceCPU] = *resource.NewMilliQuantity(milli, resource.DecimalSI)
 	}
 	if a.Memory != "" {
 		b, err := manifest.ParseMemory(a.Memory)
 		if err != nil {
-			return corev1.ResourceRequirements{}, fmt.Errorf("services.resources.memory: %w", err)
+			return corev1.ResourceRequirements{}, fmt.Errorf("%s: %w", field(a, "resources.memory"), err)
 		}
 		list[corev1.ResourceMemory] = *resource.NewQuantity(b, resource.BinarySI)
 	}
@@ -490,3 +490,12 @@ func RefusedPathRegex(prefixes []string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// field names a manifest field of app a's service: services.NAME.rest in
+// the named form, services.rest in the single-service form.
+func field(a stack.App, rest string) string {
+	if a.Service != "" {
+		return "services." + a.Service + "." + rest
+	}
+	return "services." + rest
+}

@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -134,7 +135,7 @@ func namedObjects(s stack.Stack, o Options) ([]Object, error) {
 			a := apps[0]
 			tmpl, err := podTemplate(s.Project, a, false)
 			if err != nil {
-				return nil, fmt.Errorf("services.%s: %w", svc.Name, err)
+				return nil, err
 			}
 			if o.PullSecret != nil {
 				withPullSecret(&tmpl, s.Project)
@@ -144,7 +145,7 @@ func namedObjects(s stack.Stack, o Options) ([]Object, error) {
 			case svc.Kind == manifest.KindAccessory:
 				sts, err := statefulSet(s.Project, o.Namespace, a, replicas, tmpl)
 				if err != nil {
-					return nil, fmt.Errorf("services.%s: %w", svc.Name, err)
+					return nil, err
 				}
 				templates = templates || len(sts.Spec.VolumeClaimTemplates) > 0
 				objs = append(objs, sts, namedService(svc.Name, s.Project, o.Namespace, a, true))
@@ -270,7 +271,7 @@ func statefulSet(project, namespace string, a stack.App, replicas int32, tmpl co
 		}
 		n, err := manifest.ParseMemory(size)
 		if err != nil {
-			return nil, fmt.Errorf("volumes[%d].size: %w", i, err)
+			return nil, fmt.Errorf("%s: %w", field(a, "volumes["+strconv.Itoa(i)+"].size"), err)
 		}
 		sts.Spec.VolumeClaimTemplates = append(sts.Spec.VolumeClaimTemplates, corev1.PersistentVolumeClaim{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},

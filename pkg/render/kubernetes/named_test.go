@@ -280,6 +280,12 @@ func TestNamedRefusals(t *testing.T) {
 		{"names meet", `
   web: {image: web:1, port: 3000, canary: {image: web:2}}
   web-canary: {image: wc:1, port: 3001, route: {path_prefix: /wc}}`, "two services render the Deployment shop-web-canary"},
+		{"bind mount", `
+  web: {image: web:1, port: 3000}
+  worker: {image: w:1, volumes: ["./data:/data"]}`, "services.worker.volumes[0]: a bind mount"},
+		{"user by name", `
+  web: {image: web:1, port: 3000}
+  db: {image: pg:16, kind: accessory, user: postgres}`, "services.db.user: Kubernetes takes a numeric user"},
 		{"too long", `
   web: {image: web:1, port: 3000}
   a-very-long-accessory-name-xx: {image: pg:16, kind: accessory}`, "services.a-very-long-accessory-name-xx: project and service name together are too long"},
