@@ -28,7 +28,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
+	"k8s.io/klog/v2"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
@@ -345,6 +347,9 @@ func New(cfg Config) (*Daemon, error) {
 	d.target = dockerTarget{d}
 	if d.kt != nil {
 		d.kt.d = d
+		// client-go logs through klog (the informers' retries, the leader
+		// election): into the daemon's log, in its format.
+		klog.SetLogger(zapr.NewLogger(d.log.Named("client-go")))
 		d.target = d.kt
 	}
 	return d, nil

@@ -6,6 +6,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// rbacNeeds are what the rendered objects need the daemon to write
+// beyond Deployments (or Rollouts), Services and HTTPRoutes.
+type rbacNeeds struct {
+	argo, secrets, claims, statefulSets bool
+}
+
 // DaemonName names swiftdeployd's ServiceAccount, Role and RoleBinding
 // (prefixed with the project).
 const DaemonName = "swiftdeployd"
@@ -13,7 +19,8 @@ const DaemonName = "swiftdeployd"
 // rbac is what swiftdeployd needs to converge one project in one
 // namespace: the objects it renders, read and written by server-side
 // apply (get, list and watch to observe them, patch to apply, delete to
-// remove a canary), and pods and events read-only, for status. It is a
+// remove a canary), pods and events read-only, for status, its Lease
+// and the namespace's HorizontalPodAutoscalers (read). It is a
 // Role, not a ClusterRole: the daemon never needs another namespace.
 // The cluster policy's facts are cluster-scoped, so the plain target also
 // gets a ClusterRole, read-only: nodes (readiness, pressure, allocatable)
@@ -25,7 +32,13 @@ const DaemonName = "swiftdeployd"
 //
 // With named volumes, the daemon applies their claims: the Role grants
 // persistentvolumeclaims then.
-func rbac(project, namespace string, argo, secrets, claims bool) []Object {
+//
+// With accessories (the named form), the daemon applies their
+// StatefulSets: the Role grants statefulsets then, and
+// persistentvolumeclaims when they have claim templates (`down
+// --volumes` deletes the claims the StatefulSet controller made).
+func rbacFor(project, namespace string, n rbacNeeds) []Object {
+	argo, secrets, claims := n.argo, n.secrets, n.claims
 	name := project + "-" + DaemonName
 	labels := objectLabels(project, RoleDaemon, "")
 	write := []string{"get", "list", "watch", "create", "patch", "update", "delete"}
@@ -49,12 +62,24 @@ func rbac(project, namespace string, argo, secrets, claims bool) []Object {
 	if secrets {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: write})
 	}
+	if n.statefulSets {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: write})
+	}
 	if claims {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: write})
 	}
 	// The daemon applies the HTTPRoute on both targets (on argo-rollouts
 	// the plugin then moves its weights).
 	rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes"}, Verbs: write})
+	if !argo {
+		// Leader election: daemons of the project on this namespace hold
+		// one Lease, and only its holder applies. An HPA that targets a
+		// Deployment owns its replicas: the daemon reads them to leave
+		// them alone.
+		rules = append(rules,
+			rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+			rbacv1.PolicyRule{APIGroups: []string{"autoscaling"}, Resources: []string{"horizontalpodautoscalers"}, Verbs: read})
+	}
 	objs := []Object{
 		&corev1.ServiceAccount{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
