@@ -176,7 +176,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newValidateCmd(), a.newDeployCmd(), a.newDiffCmd(), a.newDownCmd(),
 		a.newPromoteCmd(), a.newRollbackCmd(),
 		a.newAbortCmd(), a.newPauseCmd(), a.newResumeCmd(), a.newTrafficCmd(),
-		a.newStatusCmd(), a.newHistoryCmd(), a.newDashboardCmd(),
+		a.newStatusCmd(), a.newHistoryCmd(), a.newLogsCmd(), a.newDashboardCmd(),
 		a.newChaosCmd(), a.newLoadCmd(),
 	)
 	return root

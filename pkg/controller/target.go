@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
@@ -147,3 +148,19 @@ type Removal struct {
 }
 
 func (r Removal) String() string { return fmt.Sprintf("%-14s %s", r.Op, r.Target) }
+
+// LogReader is a target that reads its replicas' logs (swiftctl logs):
+// it finds the replicas of q's service and track and opens each one's
+// log from q.Since (q.Tail lines back), following it with q.Follow. The
+// control plane merges them (logs.go), so a target only opens streams.
+// Both targets are LogReaders; it is its own interface so that a target
+// (or a test's) need not be.
+type LogReader interface {
+	Logs(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]LogSource, error)
+}
+
+// LogSource is one replica's log, opened.
+type LogSource struct {
+	Name   string // the container (Docker) or pod (Kubernetes)
+	Stream engine.LogStream
+}

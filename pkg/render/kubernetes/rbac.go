@@ -13,7 +13,8 @@ const DaemonName = "swiftdeployd"
 // rbac is what swiftdeployd needs to converge one project in one
 // namespace: the objects it renders, read and written by server-side
 // apply (get, list and watch to observe them, patch to apply, delete to
-// remove a canary), and pods and events read-only, for status. It is a
+// remove a canary), pods and events read-only, for status, and pods' logs
+// read-only, for swiftctl logs. It is a
 // Role, not a ClusterRole: the daemon never needs another namespace.
 // The cluster policy's facts are cluster-scoped, so the plain target also
 // gets a ClusterRole, read-only: nodes (readiness, pressure, allocatable)
@@ -26,6 +27,7 @@ func rbac(project, namespace string, argo bool) []Object {
 	rules := []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: write},
 		{APIGroups: []string{""}, Resources: []string{"pods", "events"}, Verbs: read},
+		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 	}
 	if argo {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"argoproj.io"}, Resources: []string{"rollouts", "analysistemplates"}, Verbs: write},
