@@ -1,0 +1,219 @@
+package composeimport
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// importString loads compose (and files beside it) from a temporary
+// directory named shop and converts it.
+func importString(t *testing.T, compose string, o Options, files map[string]string) (*Result, error) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "shop")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files["docker-compose.yml"] = compose
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, notes, err := Load(context.Background(), filepath.Join(dir, "docker-compose.yml"))
+	if err != nil {
+		return nil, err
+	}
+	r, err := Convert(p, o)
+	if r != nil {
+		r.NotExpressed = append(notes, r.NotExpressed...)
+	}
+	return r, err
+}
+
+func noteStrings(ns []Note) []string {
+	out := []string{}
+	for _, n := range ns {
+		out = append(out, n.String())
+	}
+	return out
+}
+
+// The mapping, attribute by attribute: what lands in the manifest and
+// what is listed, by path, as not expressed.
+func TestConvertMapping(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		compose string
+		opts    Options
+		files   map[string]string
+		want    Manifest // only the fields a case sets are compared, see below
+		notes   []string // each must be listed (a substring of one note)
+		nonotes bool     // nothing may be listed
+	}{
+		{
+			name:    "published port: the service's port and the front door's",
+			compose: "services:\n  web:\n    image: a:1\n    ports: [\"127.0.0.1:8081:3000\"]\n",
+			want:    Manifest{Services: Service{Image: "a:1", Port: 3000}, Nginx: Nginx{Port: 8081, Bind: "127.0.0.1"}},
+			nonotes: true,
+		},
+		{
+			name:    "an exposed port only: the front door on its default",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [\"4000\"]\n",
+			want:    Manifest{Services: Service{Image: "a:1", Port: 4000}, Nginx: Nginx{Port: DefaultNginxPort}},
+			nonotes: true,
+		},
+		{
+			name:    "a second port, a UDP port",
+			compose: "services:\n  web:\n    image: a:1\n    ports: [\"80:3000\", \"443:3443\", \"53:53/udp\"]\n",
+			want:    Manifest{Services: Service{Port: 3000}, Nginx: Nginx{Port: 80}},
+			notes:   []string{"services.web.ports[1]: 443:3443 (SwiftDeploy routes to one port per service, 3000)", "services.web.ports[2]: 53:53/udp (SwiftDeploy routes HTTP over TCP only)"},
+		},
+		{
+			name:    "environment: values kept, reserved and shell-taken listed without their values",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    environment:\n      GREETING: hi\n      PORT: \"9\"\n      FROM_SHELL:\n",
+			want:    Manifest{Services: Service{Env: map[string]string{"GREETING": "hi"}}},
+			notes:   []string{"services.web.environment.PORT: SwiftDeploy sets PORT itself (the value is not shown)", "services.web.environment.FROM_SHELL: no value"},
+		},
+		{
+			name:    "interpolation from .env only; an unset variable is listed",
+			compose: "services:\n  web:\n    image: a:${TAG}\n    expose: [3000]\n    environment:\n      LEVEL: ${LEVEL:-info}\n      TOKEN: ${TOKEN}\n",
+			files:   map[string]string{".env": "TAG=7\n"},
+			want:    Manifest{Services: Service{Image: "a:7", Env: map[string]string{"LEVEL": "info", "TOKEN": ""}}},
+			notes:   []string{"${TOKEN}: not set in the .env", "${LEVEL}: not set"},
+		},
+		{
+			name:    "an HTTP health check gives health_path; its timings are listed",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    healthcheck:\n      test: curl -f http://localhost:3000/health/live || exit 1\n      interval: 5s\n      retries: 2\n",
+			want:    Manifest{Services: Service{HealthPath: "/health/live"}},
+			notes:   []string{"services.web.healthcheck.interval: 5s (the manifest has no health timings yet)", "services.web.healthcheck.retries: 2"},
+		},
+		{
+			name:    "a command health check is listed",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    healthcheck:\n      test: [\"CMD\", \"pg_isready\"]\n",
+			notes:   []string{`services.web.healthcheck.test: ["CMD", "pg_isready"] (SwiftDeploy checks health by an HTTP GET`},
+		},
+		{
+			name:    "deploy: replicas and limits; reservations listed",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    deploy:\n      replicas: 4\n      resources:\n        limits: {cpus: \"1.5\", memory: 1G}\n        reservations: {cpus: \"0.25\"}\n",
+			want:    Manifest{Services: Service{Replicas: 4, Resources: &Resources{CPUs: 1.5, Memory: "1g"}}},
+			notes:   []string{"services.web.deploy.resources.reservations: {cpus} (no such setting in the manifest)"},
+		},
+		{
+			name:    "scale, cpus, mem_limit (the older spellings)",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    scale: 2\n    cpus: 0.3\n    mem_limit: 300m\n",
+			want:    Manifest{Services: Service{Replicas: 2, Resources: &Resources{CPUs: 0.3, Memory: "300m"}}},
+			nonotes: true,
+		},
+		{
+			name:    "replicas out of the manifest's range are listed, not clamped",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    deploy: {replicas: 0}\n",
+			notes:   []string{"services.web.deploy.replicas: 0 (services.replicas is 1-50)"},
+		},
+		{
+			name:    "build only: compose's default image name, listed",
+			compose: "services:\n  web:\n    build: ./src\n    expose: [3000]\n",
+			want:    Manifest{Services: Service{Image: "shop-web"}},
+			notes:   []string{`services.web.build: build context ./src (SwiftDeploy deploys images, it does not build them: build and push one, then set services.image; set to compose's default name "shop-web" for now)`},
+		},
+		{
+			name:    "volumes, each kind named precisely",
+			compose: "services:\n  db:\n    image: postgres:16\n    expose: [5432]\n    volumes: [\"pgdata:/var/lib/postgresql/data\", \"./init.sql:/docker-entrypoint-initdb.d/init.sql:ro\", \"/scratch\"]\nvolumes:\n  pgdata: {}\n",
+			notes: []string{`services.db.volumes[0]: named volume "pgdata" at /var/lib/postgresql/data (the manifest has no volumes yet)`,
+				"services.db.volumes[1]: bind mount ./init.sql at /docker-entrypoint-initdb.d/init.sql, read-only (the manifest has no volumes yet)",
+				"services.db.volumes[2]: anonymous volume at /scratch", "volumes.pgdata: a named volume (the manifest has no volumes yet)"},
+		},
+		{
+			name:    "command, entrypoint, user, working_dir, env_file, secrets, depends_on: not yet",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    command: serve --fast\n    entrypoint: [/init]\n    user: \"1000:1000\"\n    working_dir: /app\n    env_file: [web.env]\n    secrets: [pw]\n    depends_on: [cache]\n  cache:\n    image: redis:7\nsecrets:\n  pw: {file: pw.txt}\n",
+			files:   map[string]string{"web.env": "A=1\n"},
+			notes: []string{`services.web.command: ["serve", "--fast"] (the manifest has no command yet)`, `services.web.entrypoint: ["/init"]`,
+				`services.web.user: "1000:1000" (the manifest has no user yet)`, `services.web.working_dir: "/app"`,
+				"services.web.env_file[0]: web.env (the manifest has no env_file yet; its variables are not copied into services.env)",
+				`services.web.secrets[0]: secret "pw"`, "services.web.depends_on.cache: service_started (the manifest holds one service today)",
+				`services.cache: a second service, image "redis:7": not imported`, "secrets.pw: a secret"},
+		},
+		{
+			name:    "anything else is listed by the walk, extensions too",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    cap_add: [NET_ADMIN]\n    restart: on-failure\n    x-owner: me\nnetworks:\n  edge: {}\nx-common: {a: 1}\n",
+			notes: []string{`services.web.cap_add: ["NET_ADMIN"] (no such setting in the manifest)`, `services.web.restart: "on-failure"`,
+				"services.web.x-owner: an extension, not carried over", "networks.edge: a network", "x-common: an extension, not carried over"},
+		},
+		{
+			name:    "--service picks another one",
+			compose: "services:\n  web:\n    image: a:1\n    ports: [\"80:3000\"]\n  admin:\n    image: b:1\n    expose: [\"9000\"]\n",
+			opts:    Options{Service: "admin"},
+			want:    Manifest{Services: Service{Image: "b:1", Port: 9000}},
+			notes:   []string{`services.web: a second service, image "a:1": not imported (the manifest holds one service today; admin is the one imported, --service web imports this one instead)`},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.files == nil {
+				tc.files = map[string]string{}
+			}
+			r, err := importString(t, tc.compose, tc.opts, tc.files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := r.Manifest
+			if w := tc.want.Services; w.Image != "" && got.Services.Image != w.Image ||
+				w.Port != 0 && got.Services.Port != w.Port ||
+				w.Replicas != 0 && got.Services.Replicas != w.Replicas ||
+				w.HealthPath != "" && got.Services.HealthPath != w.HealthPath ||
+				w.Env != nil && !reflect.DeepEqual(got.Services.Env, w.Env) ||
+				w.Resources != nil && !reflect.DeepEqual(got.Services.Resources, w.Resources) {
+				t.Errorf("services %+v (resources %+v), want %+v", got.Services, got.Services.Resources, w)
+			}
+			if w := tc.want.Nginx; w.Port != 0 && got.Nginx.Port != w.Port || w.Bind != got.Nginx.Bind && w.Port != 0 {
+				t.Errorf("nginx %+v, want %+v", got.Nginx, w)
+			}
+			all := strings.Join(noteStrings(r.NotExpressed), "\n")
+			for _, n := range tc.notes {
+				if !strings.Contains(all, n) {
+					t.Errorf("not listed: %q; the notes:\n%s", n, all)
+				}
+			}
+			if tc.nonotes && len(r.NotExpressed) > 0 {
+				t.Errorf("want nothing listed, got:\n%s", all)
+			}
+			// Whatever was left out, the manifest validates.
+			if _, err := r.YAML("docker-compose.yml"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// Values of the environment never reach a note: they may be secrets.
+func TestNotesNeverShowEnvironmentValues(t *testing.T) {
+	const secret = "s3cr3t-value-42"
+	r, err := importString(t, "services:\n  web:\n    image: a:1\n    expose: [3000]\n    environment:\n      PORT: "+secret+"\n      bad-name: "+secret+"\n    build:\n      context: .\n      args: {TOKEN: "+secret+"}\n  other:\n    image: b:1\n    environment: {PASSWORD: "+secret+"}\n", Options{}, map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range r.NotExpressed {
+		if strings.Contains(n.String(), secret) {
+			t.Errorf("a note shows an environment value: %s", n)
+		}
+	}
+}
+
+// What cannot be imported at all is an error naming why.
+func TestConvertErrors(t *testing.T) {
+	for _, tc := range []struct{ name, compose, service, want string }{
+		{"no port anywhere", "services:\n  a:\n    image: a:1\n  b:\n    image: b:1\n", "", "no service publishes or exposes a port: name the one to import with --service (one of a, b)"},
+		{"the one service has no port", "services:\n  worker:\n    image: a:1\n", "", "services.worker: no port"},
+		{"--service names none", "services:\n  web:\n    image: a:1\n    expose: [3000]\n", "api", `--service: the compose file has no service "api"; it has web`},
+		{"not compose", "services: [1, 2]\n", "", "compose file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := importString(t, tc.compose, Options{Service: tc.service}, map[string]string{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

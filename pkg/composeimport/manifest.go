@@ -1,0 +1,100 @@
+package composeimport
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+)
+
+// Manifest is the part of manifest.yaml an import writes, field for field
+// with pkg/manifest's (which it must not import for writing: that type
+// carries every default, and a written manifest should hold only what the
+// compose file said).
+type Manifest struct {
+	Project  string  `yaml:"project,omitempty"`
+	Services Service `yaml:"services"`
+	Nginx    Nginx   `yaml:"nginx"`
+	Network  Network `yaml:"network"`
+}
+
+// Service is the manifest's one service.
+type Service struct {
+	Image      string            `yaml:"image"`
+	Port       int               `yaml:"port"`
+	Replicas   int               `yaml:"replicas,omitempty"`
+	HealthPath string            `yaml:"health_path,omitempty"`
+	Env        map[string]string `yaml:"env,omitempty"`
+	Resources  *Resources        `yaml:"resources,omitempty"`
+}
+
+// Resources are per-container limits.
+type Resources struct {
+	CPUs   float64 `yaml:"cpus,omitempty"`
+	Memory string  `yaml:"memory,omitempty"`
+}
+
+// Nginx is the front door: the port the compose file published.
+type Nginx struct {
+	Image string `yaml:"image"`
+	Port  int    `yaml:"port"`
+	Bind  string `yaml:"bind,omitempty"`
+}
+
+// Network is the project's network.
+type Network struct {
+	Name string `yaml:"name"`
+}
+
+// Defaults of what a compose file does not say.
+const (
+	DefaultNginxImage = "nginx:latest"
+	DefaultNginxPort  = 8080
+)
+
+// Note is one thing of the compose file the manifest does not express,
+// by its path there.
+type Note struct {
+	Path string
+	Msg  string
+}
+
+func (n Note) String() string { return n.Path + ": " + n.Msg }
+
+// Result is an import: the manifest, and what it leaves out.
+type Result struct {
+	Manifest Manifest
+	// Service is the compose service the manifest's service came from.
+	Service string
+	// NotExpressed is every attribute left out, by path, sorted.
+	NotExpressed []Note
+}
+
+// YAML is the manifest file: a header naming the source and what it
+// leaves out, then the manifest. It is checked with pkg/manifest: an
+// import never writes a manifest the daemon would refuse.
+func (r *Result) YAML(source string) ([]byte, error) {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Imported from %s by swiftctl import (service %q).\n", source, r.Service)
+	if len(r.NotExpressed) > 0 {
+		b.WriteString("# Not expressed in this manifest:\n")
+		for _, n := range r.NotExpressed {
+			b.WriteString("#   " + strings.ReplaceAll(n.String(), "\n", " ") + "\n")
+		}
+	}
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(r.Manifest); err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	if _, err := manifest.Parse(b.Bytes(), r.Manifest.Project); err != nil {
+		return nil, fmt.Errorf("the imported manifest does not validate: %w", err)
+	}
+	return b.Bytes(), nil
+}
