@@ -32,6 +32,7 @@ const (
 	chaosSlow    = "slow"
 	chaosError   = "error"
 	chaosHang    = "hang"
+	chaosCrash   = "crash"
 	chaosRecover = "recover"
 )
 
@@ -40,14 +41,14 @@ const (
 type chaosState struct {
 	Mode     string  `json:"mode"`
 	Duration float64 `json:"duration,omitempty"` // seconds of delay, slow mode
-	Rate     float64 `json:"rate,omitempty"`     // fraction answered 500, error mode
+	Rate     float64 `json:"rate,omitempty"`     // fraction answered 500 (error) or dropped (crash)
 	// release is closed when a hang ends (the state is replaced), letting
 	// the hung requests go on.
 	release chan struct{}
 }
 
 // level is the chaos_active gauge value: 0 none, 1 slow, 2 error, 3 hang
-// (which nobody can scrape while it lasts).
+// (which nobody can scrape while it lasts), 4 crash.
 func (s chaosState) level() float64 {
 	switch s.Mode {
 	case chaosSlow:
@@ -56,6 +57,8 @@ func (s chaosState) level() float64 {
 		return 2
 	case chaosHang:
 		return 3
+	case chaosCrash:
+		return 4
 	default:
 		return 0
 	}
@@ -125,6 +128,14 @@ func (c *chaos) middleware(next http.Handler) http.Handler {
 				writeError(w, http.StatusInternalServerError, "chaos: injected failure")
 				return
 			}
+		case chaosCrash:
+			// The request's handler dies: net/http drops the connection
+			// with no response, and the panic unwinds past the metrics
+			// middleware, so the app's own figures never count it. Only
+			// the proxy sees it (a 502): a crash the app cannot report.
+			if rand.Float64() < s.Rate {
+				panic(http.ErrAbortHandler)
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -184,18 +195,18 @@ func (req chaosRequest) validate() (chaosState, error) {
 			return chaosState{}, fmt.Errorf(`field "duration" is %g: want seconds, 0 < duration <= %g`, d, maxSlowDelay.Seconds())
 		}
 		return chaosState{Mode: chaosSlow, Duration: d}, nil
-	case chaosError:
+	case chaosError, chaosCrash:
 		if req.Duration != nil {
-			return chaosState{}, errors.New(`field "duration" does not apply to mode "error"`)
+			return chaosState{}, fmt.Errorf(`field "duration" does not apply to mode %q`, req.Mode)
 		}
 		if req.Rate == nil {
-			return chaosState{}, errors.New(`mode "error" needs field "rate" (fraction of failed requests, 0 < rate <= 1)`)
+			return chaosState{}, fmt.Errorf(`mode %q needs field "rate" (fraction of failed requests, 0 < rate <= 1)`, req.Mode)
 		}
 		rate := *req.Rate
 		if math.IsNaN(rate) || rate <= 0 || rate > 1 {
 			return chaosState{}, fmt.Errorf(`field "rate" is %g: want 0 < rate <= 1`, rate)
 		}
-		return chaosState{Mode: chaosError, Rate: rate}, nil
+		return chaosState{Mode: req.Mode, Rate: rate}, nil
 	case chaosHang:
 		if req.Duration != nil || req.Rate != nil {
 			return chaosState{}, errors.New(`mode "hang" takes no other fields`)
@@ -207,9 +218,9 @@ func (req chaosRequest) validate() (chaosState, error) {
 		}
 		return chaosState{Mode: chaosNone}, nil
 	case "":
-		return chaosState{}, errors.New(`field "mode" is required: one of "slow", "error", "hang", "recover"`)
+		return chaosState{}, errors.New(`field "mode" is required: one of "slow", "error", "crash", "hang", "recover"`)
 	default:
-		return chaosState{}, fmt.Errorf(`field "mode" is %q: want one of "slow", "error", "hang", "recover"`, req.Mode)
+		return chaosState{}, fmt.Errorf(`field "mode" is %q: want one of "slow", "error", "crash", "hang", "recover"`, req.Mode)
 	}
 }
 

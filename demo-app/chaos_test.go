@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -325,5 +326,39 @@ func (tt badChaosRequest) check(t *testing.T, baseURL string) {
 	msg := decodeJSON[map[string]string](t, body)["error"]
 	if !strings.Contains(msg, tt.wantError) {
 		t.Errorf("error = %q, want it to contain %q", msg, tt.wantError)
+	}
+}
+
+// Crash chaos drops the connection with no response, and the app's own
+// metrics count only the requests it answered: the crash is visible to a
+// proxy (or client) alone.
+func TestChaosCrashUnseenByMetrics(t *testing.T) {
+	_, url := startApp(t, modeStable)
+	postChaos(t, url, `{"mode":"crash","rate":0.5}`)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	const requests = 400
+	dropped := 0
+	for range requests {
+		resp, err := c.Get(url + "/")
+		if err != nil {
+			dropped++
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET / under crash chaos: status %d, want 200 or a dropped connection", resp.StatusCode)
+		}
+	}
+	// Binomial(400, 0.5): standard deviation 10; ±80 is eight of them.
+	if dropped < 120 || dropped > 280 {
+		t.Errorf("%d of %d requests dropped at rate 0.5, want 120 to 280", dropped, requests)
+	}
+	got := requestCount(scrape(t, url), map[string]string{"path": "/", "status": "200"})
+	if got != float64(requests-dropped) {
+		t.Errorf("http_requests_total{status=200} = %v, want %d (the answered ones only)", got, requests-dropped)
+	}
+	if n := requestCount(scrape(t, url), map[string]string{"path": "/", "status": "500"}); n != 0 {
+		t.Errorf("http_requests_total{status=500} = %v: a crash was counted as an error", n)
 	}
 }

@@ -34,6 +34,8 @@ func (s *server) handleUpload(w http.ResponseWriter, r *http.Request) {
 // Handler: it does not insist on an Origin header.
 func (s *server) websocket() http.Handler {
 	return websocket.Server{Handler: func(ws *websocket.Conn) {
+		s.sockets.add(ws)
+		defer s.sockets.remove(ws)
 		defer ws.Close()
 		// The HTTP server's read and write timeouts were set on the
 		// connection for the handshake request; a WebSocket lives longer.

@@ -72,7 +72,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	logger.Info("listening", "addr", ln.Addr().String(), "mode", cfg.mode, "version", version, "hostname", hostname)
-	if err := serve(ctx, ln, newHTTPServer(app.handler())); err != nil {
+	srv := newHTTPServer(app.handler())
+	// Shutdown neither waits for nor closes hijacked connections: say
+	// goodbye on every open WebSocket so its client reconnects (to the
+	// new version) instead of seeing the connection drop.
+	srv.RegisterOnShutdown(app.sockets.closeAll)
+	if err := serve(ctx, ln, srv); err != nil {
 		return err
 	}
 	logger.Info("stopped gracefully")

@@ -32,6 +32,7 @@ type server struct {
 	now      func() time.Time // replaced in tests for a deterministic uptime
 	chaos    *chaos
 	metrics  *metrics
+	sockets  sockets // open WebSockets, closed with a close frame at shutdown
 }
 
 func newServer(mode, version, hostname string) *server {
@@ -66,6 +67,7 @@ func (s *server) handler() http.Handler {
 	mux.Handle("/chaos", allowMethods(http.HandlerFunc(s.handleChaos), http.MethodPost))
 	mux.Handle("/upload", allowMethods(s.chaos.middleware(http.HandlerFunc(s.handleUpload)), http.MethodPost, http.MethodPut))
 	mux.Handle("/ws", s.websocket())
+	mux.Handle("/live", allowMethods(http.HandlerFunc(handleLive), http.MethodGet, http.MethodHead))
 	mux.Handle("/", s.chaos.middleware(http.HandlerFunc(s.handleRoot)))
 	return s.chaos.hang(s.metrics.instrument(mux))
 }

@@ -204,6 +204,35 @@ func TestProxyCanaryDies(t *testing.T) {
 	e.afterAbort(l, killedAt, "canary killed")
 }
 
+// A canary that crashes on half its requests: the handler dies and the
+// connection drops with no answer, which the app's own metrics never count
+// (they see only the requests it answered, all 200). Only nginx's access
+// log sees the failures (its 502s), so the abort must come from nginx's
+// view alone: the access-log path on its own, with the app's figures
+// saying all is well.
+func TestProxyCanaryCrashesUnseenByItsMetrics(t *testing.T) {
+	e, l := proxyCanary(t, "")
+	crashedAt := time.Now()
+	e.chaos(api.ChaosRequest{Mode: "crash", Rate: 0.5, Track: "canary"})
+	e.waitFor(60*time.Second, "aborted", func() (bool, string) {
+		s := e.status()
+		return s.Rollout != nil && s.Rollout.Phase == api.PhaseAborted && s.Mode == "stable", fmt.Sprintf("%s %+v", s.Mode, s.Rollout)
+	})
+	ab := e.afterAbort(l, crashedAt, "canary crashing on half its requests")
+	if !strings.Contains(ab.Message, "Proxy error rate exceeds") {
+		t.Errorf("aborted %q: want nginx's error rate", ab.Message)
+	}
+	// The app's view passed: no app-side reason in any failed check.
+	for _, r := range e.events(journal.EventCheckFailed) {
+		if r.Timestamp.Before(crashedAt) {
+			continue
+		}
+		if strings.Contains(r.Message, "Error rate exceeds") || strings.Contains(r.Message, "no error metrics") || strings.Contains(r.Message, "Insufficient data") {
+			t.Errorf("a failed check had an app-side reason: %q (the app's metrics must not see the crashes)", r.Message)
+		}
+	}
+}
+
 // A canary that hangs: it answers nothing, its /metrics included, so the
 // app side has no data, and nginx gives up on it after proxy_timeout with
 // 504s. nginx's error rate and p99 fail the checks and the analysis aborts

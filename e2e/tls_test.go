@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -629,4 +630,60 @@ acme:
 	}
 	_ = api.PathStatus
 	_ = errors.New
+}
+
+// TestHTTPSBehindProxyProtocol: with nginx.proxy_protocol, the HTTPS port
+// expects the PROXY header before the TLS handshake too (a TCP load
+// balancer in front of 443), and the access log records the client it
+// names; without the header the handshake fails.
+func TestHTTPSBehindProxyProtocol(t *testing.T) {
+	e := newEnv(t)
+	tlsPort := freePort(t)
+	ca := newTestCA(t)
+	certPEM, keyPEM := ca.issue(t, 48*time.Hour, testHost)
+	writeFile(t, filepath.Join(e.dir, "cert.pem"), certPEM)
+	writeFile(t, filepath.Join(e.dir, "key.pem"), keyPEM)
+	e.writeManifest(withTLS(withNginx(e.manifest(images.AppImage, 1, ""), "trusted_proxies: [0.0.0.0/0]", "proxy_protocol: true"), fmt.Sprintf(`
+port: %d
+hosts: [%s]
+cert_file: cert.pem
+key_file: key.pem
+`, tlsPort, testHost)))
+	e.startDaemon()
+	e.converged(map[string]int{images.AppImage: 1})
+
+	const client = "198.51.100.23"
+	viaLB := httpsClient(ca.pool(), tlsPort)
+	viaLB.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", tlsPort))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := fmt.Fprintf(c, "PROXY TCP4 %s 10.0.0.1 40000 443\r\n", client); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	url := fmt.Sprintf("https://%s:%d/?via=lb", testHost, tlsPort)
+	resp, err := viaLB.Get(url)
+	if err != nil {
+		t.Fatalf("HTTPS after a PROXY header: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("HTTPS after a PROXY header = %d, want 200", resp.StatusCode)
+	}
+	if _, err := httpsClient(ca.pool(), tlsPort).Get(url); err == nil {
+		t.Error("a TLS handshake without the PROXY header was served: the HTTPS port does not expect it")
+	}
+	e.waitFor(20*time.Second, "the access log names the PROXY header's client", func() (bool, string) {
+		out, _ := exec.Command("docker", "logs", "--tail", "50", e.project+"-nginx").CombinedOutput()
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "via=lb") && strings.HasPrefix(l, client+" ") {
+				return true, ""
+			}
+		}
+		return false, string(out)
+	})
 }

@@ -34,7 +34,7 @@ the canary-safety policy react:
 		GroupID: "test",
 		Args:    cobra.NoArgs,
 		RunE: action(func(*cobra.Command, []string) error {
-			return usageErrorf("chaos: name a mode: slow, error, hang or recover")
+			return usageErrorf("chaos: name a mode: slow, error, crash, hang or recover")
 		}),
 	}
 	cmd.PersistentFlags().StringVar(&track, "track", "", "stable or canary (default: the canary while one runs, else stable)")
@@ -59,6 +59,7 @@ the canary-safety policy react:
 		what := map[string]string{
 			"slow":    fmt.Sprintf("slow (%s delay per request)", time.Duration(req.Duration*float64(time.Second))),
 			"error":   fmt.Sprintf("error (%s of requests fail)", percent(req.Rate)),
+			"crash":   fmt.Sprintf("crash (%s of requests dropped, unseen by the app's metrics)", percent(req.Rate)),
 			"hang":    "hang (no request answered until recover)",
 			"recover": "recovered",
 		}[req.Mode]
@@ -96,6 +97,21 @@ the canary-safety policy react:
 	errorCmd.Flags().Float64Var(&rate, "rate", 0, "fraction of requests answered with 500, e.g. 0.5")
 	_ = errorCmd.MarkFlagRequired("rate")
 
+	var crashRate float64
+	crash := &cobra.Command{
+		Use:   "crash --rate R",
+		Short: "Drop a fraction R (0 < R <= 1) of the track's requests mid-request (a handler crash its own metrics never count)",
+		Args:  cobra.NoArgs,
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			if math.IsNaN(crashRate) || crashRate <= 0 || crashRate > 1 {
+				return usageErrorf("--rate: want a fraction more than 0 and at most 1, got %v", crashRate)
+			}
+			return send(cmd.Context(), api.ChaosRequest{Mode: "crash", Rate: crashRate})
+		}),
+	}
+	crash.Flags().Float64Var(&crashRate, "rate", 0, "fraction of requests dropped, e.g. 0.5")
+	_ = crash.MarkFlagRequired("rate")
+
 	hang := &cobra.Command{
 		Use:   "hang",
 		Short: "Make the track's containers answer nothing, /metrics and /healthz included, until recover",
@@ -113,6 +129,6 @@ the canary-safety policy react:
 			return send(cmd.Context(), api.ChaosRequest{Mode: "recover"})
 		}),
 	}
-	cmd.AddCommand(slow, errorCmd, hang, recoverCmd)
+	cmd.AddCommand(slow, errorCmd, crash, hang, recoverCmd)
 	return cmd
 }

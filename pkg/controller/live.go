@@ -214,11 +214,11 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 	switch req.Mode {
 	case "slow":
 		body["duration"] = req.Duration
-	case "error":
+	case "error", "crash":
 		body["rate"] = req.Rate
 	case "hang", "recover":
 	default:
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("mode: want slow, error, hang or recover, got %q", req.Mode))
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("mode: want slow, error, crash, hang or recover, got %q", req.Mode))
 		return
 	}
 	payload, _ := json.Marshal(body)

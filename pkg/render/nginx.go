@@ -289,9 +289,18 @@ func frontDoorView(v *nginxView, f stack.FrontDoor) {
 	v.HoldMax = seconds(max(f.Traffic.Max, time.Second))
 	v.HoldSocket = path.Join(stack.ConfigDir, stack.NginxHoldSocket)
 	if f.DrainTimeout >= time.Second {
-		v.DrainTimeout = seconds(f.DrainTimeout)
+		v.DrainTimeout = seconds(f.DrainTimeout + ShutdownSlack)
 	}
 }
+
+// ShutdownSlack is how long after nginx.drain_timeout an old nginx worker
+// still holds the connections it serves. At the drain bound swiftdeployd
+// stops the replaced container (SIGTERM, then its stop grace period of
+// 10 s): an app that says goodbye on its WebSockets (a close frame) is
+// relayed to its clients, which see a clean close and reconnect to the new
+// version. Cutting them at the bound itself would give every such client
+// an abnormal close (1006). nginx closes what is still open after it.
+const ShutdownSlack = 15 * time.Second
 
 // DefaultStopMessage is the body of a stopped front door's 503 when
 // swiftctl traffic stop is given no message.

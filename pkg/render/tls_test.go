@@ -84,6 +84,17 @@ func TestNginxTLS(t *testing.T) {
 			{"listen 8443 ssl http2;", "ssl_certificate /etc/swiftdeploy/tls/" + testCertID + ".crt;"},
 		},
 		excludes: [][]string{{"acme-challenge", "proxy_pass"}, {"acme-challenge"}},
+	}, {
+		name: "proxy protocol: the TLS listener expects the PROXY header too",
+		cert: testCertID,
+		edit: func(m *manifest.Manifest) {
+			m.Nginx.TrustedProxies, m.Nginx.ProxyProtocol = []string{"10.0.0.0/8"}, true
+		},
+		servers: [][]string{
+			{"listen 80 proxy_protocol;", "return 301 https://$host$request_uri;"},
+			{"listen 443 ssl http2 proxy_protocol;", "proxy_pass http://app_stable;"},
+		},
+		excludes: [][]string{{"proxy_pass"}, {"listen 443 ssl http2;"}},
 	}} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := tlsStack(t, tt.cert, tt.edit)
