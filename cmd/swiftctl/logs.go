@@ -73,8 +73,13 @@ RFC 3339 time; --tail N starts each replica at its last N lines.`,
 			defer cancel()
 		}
 		print := func(l api.LogLine) error {
-			if f == formatJSON {
+			switch {
+			case f == formatJSON:
 				return writeJSONLine(a.stdout, l)
+			case l.Error != "":
+				// One replica's log broke; the others go on.
+				_, err := fmt.Fprintf(a.stderr, "swiftctl: logs of %s: %s\n", l.Container, l.Error)
+				return err
 			}
 			return printLogLine(a.stdout, l, timestamps)
 		}

@@ -30,9 +30,9 @@ type LogQuery struct {
 	// Tail, when 0 or more, starts each replica at its last Tail lines;
 	// below 0 at its first.
 	Tail int
-	// Follow streams new lines until the client goes away or the daemon
-	// stops; without it the lines are merged in time order and the
-	// answer ends.
+	// Follow streams new lines, of the replicas that exist and of those
+	// that appear, until the client goes away or the daemon stops;
+	// without it the lines are merged in time order and the answer ends.
 	Follow bool
 }
 
@@ -98,8 +98,9 @@ func ParseLogQuery(v url.Values) (LogQuery, error) {
 }
 
 // LogLine is one record of GET /v1/logs's answer, NDJSON: a line a
-// replica wrote, or the last record (Done), which says why the answer
-// ended when it did not end by itself.
+// replica wrote; while following, a replica whose log broke (Container
+// and Error, the others go on); or the last record (Done), which says why
+// the answer ended when it did not end by itself.
 type LogLine struct {
 	Time time.Time `json:"time,omitzero"`
 	// Container is the replica's container (Docker) or pod (Kubernetes).

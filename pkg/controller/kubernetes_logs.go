@@ -24,15 +24,10 @@ type podLogs interface {
 	PodLogs(ctx context.Context, ns, pod string, o kube.PodLogOptions) (io.ReadCloser, error)
 }
 
-// Logs opens the app container's log of every pod of the project on q's
-// track (the pods carry the Deployments' selector labels). A pod whose
-// container has not started yet has no log and is left out, as is one
-// deleted between the list and the call.
-func (t *kubeTarget) Logs(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]LogSource, error) {
-	pl, ok := t.api.(podLogs)
-	if !ok {
-		return nil, errors.New("this Kubernetes client cannot read pods' logs")
-	}
+// LogReplicas are the project's app pods on q's track (the pods carry
+// the Deployments' selector labels) that have started: a pending pod's
+// container has no log yet.
+func (t *kubeTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]Replica, error) {
 	sel := k8srender.LabelProject + "=" + m.Project + "," + k8srender.LabelRole + "=" + stack.RoleApp
 	if q.Track != "" {
 		sel += "," + k8srender.LabelTrack + "=" + q.Track
@@ -42,22 +37,30 @@ func (t *kubeTarget) Logs(ctx context.Context, m *manifest.Manifest, q api.LogQu
 		return nil, err
 	}
 	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
-	var out []LogSource
+	var out []Replica
 	for _, p := range pods.Items {
 		if p.Status.Phase == corev1.PodPending {
 			continue
 		}
-		rc, err := pl.PodLogs(ctx, t.cfg.Namespace, p.Name, kube.PodLogOptions{
-			Container: k8srender.AppContainer, Since: q.Since, Tail: q.Tail, Follow: q.Follow})
-		if kube.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			closeSources(out)
-			return nil, fmt.Errorf("pod %s: %w", p.Name, err)
-		}
-		// The API server merges stdout and stderr into plain lines.
-		out = append(out, LogSource{Name: p.Name, Stream: engine.NewLogStream("pod "+p.Name, rc, false)})
+		out = append(out, Replica{ID: string(p.UID), Name: p.Name, Running: p.Status.Phase == corev1.PodRunning})
 	}
 	return out, nil
+}
+
+// OpenLog opens the app container's log of a pod through the API server;
+// it merges stdout and stderr into plain lines.
+func (t *kubeTarget) OpenLog(ctx context.Context, _ *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error) {
+	pl, ok := t.api.(podLogs)
+	if !ok {
+		return nil, errors.New("this Kubernetes client cannot read pods' logs")
+	}
+	rc, err := pl.PodLogs(ctx, t.cfg.Namespace, r.Name, kube.PodLogOptions{
+		Container: k8srender.AppContainer, Since: o.Since, Tail: o.Tail, Follow: o.Follow})
+	if kube.IsNotFound(err) {
+		return nil, fmt.Errorf("%w: %v", errReplicaGone, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return engine.NewLogStream("pod "+r.Name, rc, false), nil
 }

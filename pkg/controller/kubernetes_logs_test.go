@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 )
@@ -53,12 +54,16 @@ func TestKubeLogsReadThePodsOfTheTrack(t *testing.T) {
 	kt := &kubeTarget{cfg: KubeConfig{Namespace: "apps"}, api: kube.New(srv.URL, "token", srv.Client().Transport)}
 	m := &manifest.Manifest{Project: "shop"}
 	since := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
-	srcs, err := kt.Logs(context.Background(), m, api.LogQuery{Track: "stable", Since: since, Tail: 20})
+	reps, err := kt.LogReplicas(context.Background(), m, api.LogQuery{Track: "stable"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs, err := openLogs(context.Background(), kt, m, reps, engine.LogOptions{Since: since, Tail: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	if err := mergeLogs(context.Background(), srcs, false, func(l api.LogLine) error {
+	if err := mergeLogs(context.Background(), sourcesOf(srcs), func(l api.LogLine) error {
 		got = append(got, l.Container+" | "+l.Line)
 		return nil
 	}); err != nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -76,7 +75,12 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	defer context.AfterFunc(d.stopping, cancel)()
-	srcs, err := lr.Logs(ctx, m, q)
+	reps, err := lr.LogReplicas(ctx, m, q)
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	srcs, err := openLogs(ctx, lr, m, reps, engine.LogOptions{Since: q.Since, Tail: q.Tail, Follow: q.Follow})
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, err)
 		return
@@ -109,7 +113,12 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	}
-	err = mergeLogs(ctx, srcs, q.Follow, write)
+	if q.Follow {
+		f := newFollower(lr, m, q)
+		err = f.run(ctx, srcs, write)
+	} else {
+		err = mergeLogs(ctx, sourcesOf(srcs), write)
+	}
 	last := api.LogLine{Done: true}
 	switch {
 	case r.Context().Err() != nil:
@@ -123,21 +132,53 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 	_ = rc.Flush()
 }
 
-// mergeLogs writes the sources' lines through emit and closes them. Not
-// following, it merges them by time (each source is in time order: a
-// k-way merge holds one line per source, whatever the logs' size);
-// following, it writes each line as it comes, until ctx ends or every
-// source has ended. A source that fails is named in the error, after the
-// others' lines.
-func mergeLogs(ctx context.Context, srcs []LogSource, follow bool, emit func(api.LogLine) error) error {
-	closeAll := func() { closeSources(srcs) }
-	defer closeAll()
+// errReplicaGone: a replica listed no longer exists (a deploy replaced
+// it between the list and the open).
+var errReplicaGone = errors.New("replica gone")
+
+// opened is a replica whose log is open.
+type opened struct {
+	Replica
+	stream engine.LogStream
+}
+
+func sourcesOf(os []opened) []LogSource {
+	out := make([]LogSource, len(os))
+	for i, o := range os {
+		out[i] = LogSource{Name: o.Name, Stream: o.stream}
+	}
+	return out
+}
+
+// openLogs opens every replica's log; one that is gone is left out; any
+// other failure closes what was opened and names the replica.
+func openLogs(ctx context.Context, lr LogReader, m *manifest.Manifest, reps []Replica, o engine.LogOptions) ([]opened, error) {
+	var out []opened
+	for _, r := range reps {
+		s, err := lr.OpenLog(ctx, m, r, o)
+		if errors.Is(err, errReplicaGone) {
+			continue
+		}
+		if err != nil {
+			for _, o := range out {
+				o.stream.Close()
+			}
+			return nil, fmt.Errorf("%s: %w", r.Name, err)
+		}
+		out = append(out, opened{Replica: r, stream: s})
+	}
+	return out, nil
+}
+
+// mergeLogs writes the sources' lines through emit in time order and
+// closes them. Each source is in time order, so a k-way merge holds one
+// line per source whatever the logs' size. A source that fails is named
+// in the error, after the others' lines.
+func mergeLogs(ctx context.Context, srcs []LogSource, emit func(api.LogLine) error) error {
+	defer closeSources(srcs)
 	// Closing unblocks a Next waiting on a stream whose engine call does
 	// not watch ctx.
-	defer context.AfterFunc(ctx, closeAll)()
-	if follow {
-		return fanIn(ctx, srcs, emit)
-	}
+	defer context.AfterFunc(ctx, func() { closeSources(srcs) })()
 	return mergeByTime(ctx, srcs, emit)
 }
 
@@ -199,59 +240,6 @@ func mergeByTime(ctx context.Context, srcs []LogSource, emit func(api.LogLine) e
 	return errors.Join(errs...)
 }
 
-func fanIn(ctx context.Context, srcs []LogSource, emit func(api.LogLine) error) error {
-	type item struct {
-		line api.LogLine
-		end  bool
-		err  error
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	ch := make(chan item)
-	var wg sync.WaitGroup
-	// Cancelled and closed, every reader returns: none outlives the call.
-	defer func() { cancel(); closeSources(srcs); wg.Wait() }()
-	for _, s := range srcs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				l, err := s.Stream.Next()
-				it := item{line: toAPI(s.Name, l)}
-				if err != nil {
-					it = item{end: true, err: sourceErr(ctx, s.Name, err)}
-				}
-				select {
-				case ch <- it:
-				case <-ctx.Done():
-					return
-				}
-				if it.end {
-					return
-				}
-			}
-		}()
-	}
-	var errs []error
-	for open := len(srcs); open > 0; {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case it := <-ch:
-			if it.end {
-				open--
-				if it.err != nil {
-					errs = append(errs, it.err)
-				}
-				continue
-			}
-			if err := emit(it.line); err != nil {
-				return err
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // closeSources closes what was opened before a later source failed.
 func closeSources(srcs []LogSource) {
 	for _, s := range srcs {
@@ -259,33 +247,31 @@ func closeSources(srcs []LogSource) {
 	}
 }
 
-// Logs opens the log of every app container of the project on q's track,
-// stopped ones too (their last lines are often the point). A container
-// removed between the list and the call (a deploy replacing it) is left
-// out.
-func (t dockerTarget) Logs(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]LogSource, error) {
-	le, ok := t.d.eng.(logsEngine)
-	if !ok {
-		return nil, errors.New("this engine cannot read logs")
-	}
+// LogReplicas are the project's app containers on q's track, stopped
+// ones too (their last lines are often the point).
+func (t dockerTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]Replica, error) {
 	cs, err := t.d.eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {
 		return nil, err
 	}
-	var out []LogSource
+	var out []Replica
 	for _, c := range cs {
-		if c.Role != stack.RoleApp || (q.Track != "" && c.Track != q.Track) {
-			continue
+		if c.Role == stack.RoleApp && (q.Track == "" || c.Track == q.Track) {
+			out = append(out, Replica{ID: c.ID, Name: c.Name, Running: c.Running()})
 		}
-		s, err := le.Logs(ctx, c.ID, engine.LogOptions{Since: q.Since, Tail: q.Tail, Follow: q.Follow})
-		if errdefs.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			closeSources(out)
-			return nil, fmt.Errorf("container %s: %w", c.Name, err)
-		}
-		out = append(out, LogSource{Name: c.Name, Stream: s})
 	}
 	return out, nil
+}
+
+// OpenLog opens a container's log through the timed engine.
+func (t dockerTarget) OpenLog(ctx context.Context, _ *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error) {
+	le, ok := t.d.eng.(logsEngine)
+	if !ok {
+		return nil, errors.New("this engine cannot read logs")
+	}
+	s, err := le.Logs(ctx, r.ID, o)
+	if errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("%w: %v", errReplicaGone, err)
+	}
+	return s, err
 }

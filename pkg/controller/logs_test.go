@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -108,7 +110,7 @@ func TestMergeLogsByTime(t *testing.T) {
 				srcs = append(srcs, LogSource{Name: n, Stream: tc.srcs[n]})
 			}
 			var got []string
-			err := mergeLogs(context.Background(), srcs, false, func(l api.LogLine) error {
+			err := mergeLogs(context.Background(), srcs, func(l api.LogLine) error {
 				got = append(got, l.Container+"|"+l.Line)
 				return nil
 			})
@@ -127,26 +129,61 @@ func TestMergeLogsByTime(t *testing.T) {
 	}
 }
 
-// logsTarget is the fake engine's target with logs: the sources a test
-// hands it.
+// logsTarget is the fake engine's target with logs: the replicas and
+// streams a test hands it, changed as the test goes.
 type logsTarget struct {
 	Target
-	mu   sync.Mutex
-	q    api.LogQuery
-	srcs []LogSource
+	mu      sync.Mutex
+	q       api.LogQuery
+	reps    []Replica
+	streams map[string]engine.LogStream // by replica ID; taken when opened
+	opens   []engine.LogOptions
 }
 
-func (t *logsTarget) Logs(_ context.Context, _ *manifest.Manifest, q api.LogQuery) ([]LogSource, error) {
+func (t *logsTarget) LogReplicas(_ context.Context, _ *manifest.Manifest, q api.LogQuery) ([]Replica, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.q = q
-	return t.srcs, nil
+	return slices.Clone(t.reps), nil
 }
 
-// pipeSource is a followed replica: lines written to w come out.
-func pipeSource(name string) (LogSource, *io.PipeWriter) {
+func (t *logsTarget) OpenLog(_ context.Context, _ *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.streams[r.ID]
+	if !ok {
+		return nil, fmt.Errorf("%w: no stream for %s", errReplicaGone, r.ID)
+	}
+	delete(t.streams, r.ID)
+	t.opens = append(t.opens, o)
+	return s, nil
+}
+
+// add makes a replica appear with a stream.
+func (t *logsTarget) add(r Replica, s engine.LogStream) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.streams == nil {
+		t.streams = map[string]engine.LogStream{}
+	}
+	if i := slices.IndexFunc(t.reps, func(x Replica) bool { return x.ID == r.ID }); i >= 0 {
+		t.reps[i] = r
+	} else {
+		t.reps = append(t.reps, r)
+	}
+	t.streams[r.ID] = s
+}
+
+func (t *logsTarget) lastOpen() engine.LogOptions {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.opens[len(t.opens)-1]
+}
+
+// pipeStream is a followed replica: lines written to w come out.
+func pipeStream(name string) (engine.LogStream, *io.PipeWriter) {
 	pr, pw := io.Pipe()
-	return LogSource{Name: name, Stream: engine.NewLogStream(name, pr, false)}, pw
+	return engine.NewLogStream(name, pr, false), pw
 }
 
 // serveLogs runs GET /v1/logs?query on d's handler and returns the
@@ -219,7 +256,9 @@ func TestHandleLogsMerged(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 2, ""))
 	a := &sliceStream{lines: []engine.LogLine{at(1, "a1"), at(3, "a3")}, err: io.EOF}
 	b := &sliceStream{lines: []engine.LogLine{at(2, "b2")}, err: io.EOF}
-	lt := &logsTarget{Target: h.d.target, srcs: []LogSource{{"p-stable-1", a}, {"p-stable-2", b}}}
+	lt := &logsTarget{Target: h.d.target}
+	lt.add(Replica{ID: "1", Name: "p-stable-1"}, a)
+	lt.add(Replica{ID: "2", Name: "p-stable-2"}, b)
 	h.d.target = lt
 	lines, _, _ := serveLogs(t, h.d, "service=app&track=stable&tail=10&since=2026-12-07T05:00:00Z")
 	var got []string
@@ -267,9 +306,12 @@ func TestHandleLogsRefusals(t *testing.T) {
 // stops (saying so) and every replica's stream is closed.
 func TestHandleLogsFollowEndsWhenTheDaemonStops(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 2, ""))
-	s1, w1 := pipeSource("r1")
-	s2, w2 := pipeSource("r2")
-	h.d.target = &logsTarget{Target: h.d.target, srcs: []LogSource{s1, s2}}
+	s1, w1 := pipeStream("r1")
+	s2, w2 := pipeStream("r2")
+	lt := &logsTarget{Target: h.d.target}
+	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	lt.add(Replica{ID: "2", Name: "r2", Running: true}, s2)
+	h.d.target = lt
 	lines, _, _ := serveLogs(t, h.d, "follow=true")
 	go w2.Write([]byte("2026-12-07T05:00:09Z from r2\n"))
 	if l := next(t, lines); l.Container != "r2" || l.Line != "from r2" {
@@ -293,8 +335,10 @@ func TestHandleLogsFollowEndsWhenTheDaemonStops(t *testing.T) {
 // -f: a client that goes away ends the answer and closes the streams.
 func TestHandleLogsFollowEndsWhenTheClientLeaves(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 1, ""))
-	s1, w1 := pipeSource("r1")
-	h.d.target = &logsTarget{Target: h.d.target, srcs: []LogSource{s1}}
+	s1, w1 := pipeStream("r1")
+	lt := &logsTarget{Target: h.d.target}
+	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	h.d.target = lt
 	lines, code, cancel := serveLogs(t, h.d, "follow=true")
 	go w1.Write([]byte("line\n"))
 	next(t, lines)
@@ -304,5 +348,56 @@ func TestHandleLogsFollowEndsWhenTheClientLeaves(t *testing.T) {
 	}
 	if _, err := w1.Write([]byte("more\n")); err == nil {
 		t.Error("the replica's stream is still open after the client left")
+	}
+}
+
+// -f picks up what a deploy brings: a new replica's lines (from its
+// start), and a replica whose stream ended and that runs again, from
+// just after its last line; a replica whose log breaks is named without
+// ending the others.
+func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
+	defer func(d time.Duration) { logRescan = d }(logRescan)
+	logRescan = 10 * time.Millisecond // how often to look, not a margin
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	s1, w1 := pipeStream("r1")
+	lt := &logsTarget{Target: h.d.target}
+	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	h.d.target = lt
+	lines, _, _ := serveLogs(t, h.d, "follow=true&since=2026-12-07T05:00:00Z&tail=5")
+	go w1.Write([]byte("2026-12-07T05:00:01Z first\n"))
+	next(t, lines)
+
+	// A new replica: opened from the request's since, all of it.
+	s2, w2 := pipeStream("r2")
+	lt.add(Replica{ID: "2", Name: "r2", Running: true}, s2)
+	go w2.Write([]byte("2026-12-07T05:00:02Z new replica\n"))
+	if l := next(t, lines); l.Container != "r2" || l.Line != "new replica" {
+		t.Fatalf("got %+v, want the new replica's line", l)
+	}
+	if o := lt.lastOpen(); !o.Follow || o.Tail != -1 || !o.Since.Equal(time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)) {
+		t.Errorf("the new replica was opened with %+v", o)
+	}
+
+	// r1's stream ends (the container stopped); it runs again (restarted
+	// under the same ID): opened again from just after its last line.
+	w1.Close()
+	s1b, w1b := pipeStream("r1")
+	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1b)
+	go w1b.Write([]byte("2026-12-07T05:00:03Z back\n"))
+	if l := next(t, lines); l.Container != "r1" || l.Line != "back" {
+		t.Fatalf("got %+v, want r1's line after its restart", l)
+	}
+	if o := lt.lastOpen(); !o.Since.Equal(time.Date(2026, 12, 7, 5, 0, 1, 1, time.UTC)) {
+		t.Errorf("r1 reopened from %s, want just after its last line", o.Since)
+	}
+
+	// r2's log breaks: named, the follow goes on.
+	w2.CloseWithError(errors.New("connection reset"))
+	if l := next(t, lines); l.Done || l.Container != "r2" || !strings.Contains(l.Error, "connection reset") {
+		t.Fatalf("got %+v, want r2's failure named", l)
+	}
+	go w1b.Write([]byte("2026-12-07T05:00:04Z still here\n"))
+	if l := next(t, lines); l.Line != "still here" {
+		t.Fatalf("got %+v, want the follow to go on", l)
 	}
 }
