@@ -92,6 +92,11 @@ func TestConvertMapping(t *testing.T) {
 			notes:   []string{"services.web.healthcheck.interval: 5s (the manifest has no health timings yet)", "services.web.healthcheck.retries: 2"},
 		},
 		{
+			name:    "an HTTP health check on another port is listed",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    healthcheck:\n      test: [\"CMD\", \"curl\", \"http://localhost:9000/admin/health\"]\n",
+			notes:   []string{`services.web.healthcheck.test: ["CMD", "curl", "http://localhost:9000/admin/health"] (an HTTP check on port 9000; SwiftDeploy checks health_path on the service's port, 3000)`},
+		},
+		{
 			name:    "a command health check is listed",
 			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    healthcheck:\n      test: [\"CMD\", \"pg_isready\"]\n",
 			notes:   []string{`services.web.healthcheck.test: ["CMD", "pg_isready"] (SwiftDeploy checks health by an HTTP GET`},

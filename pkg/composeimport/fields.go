@@ -201,7 +201,7 @@ func environment(c *conv) {
 
 // healthURL finds the URL an HTTP health check asks for (curl, wget or
 // anything else naming one on the service's own host).
-var healthURL = regexp.MustCompile(`https?://(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(?::[0-9]+)?(/[^\s'"|;&]*)?`)
+var healthURL = regexp.MustCompile(`https?://(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(?::([0-9]+))?(/[^\s'"|;&]*)?`)
 
 func healthcheck(c *conv) {
 	h := c.svc.HealthCheck
@@ -218,8 +218,10 @@ func healthcheck(c *conv) {
 		switch {
 		case h.Test[0] == "NONE":
 			c.notef(at+".test", "NONE (SwiftDeploy always checks health: an HTTP GET of health_path, default /healthz)")
+		case m != nil && m[1] != "" && m[1] != strconv.Itoa(c.out.Port):
+			c.notef(at+".test", "%s (an HTTP check on port %s; SwiftDeploy checks health_path on the service's port, %d)", summaryList(h.Test), m[1], c.out.Port)
 		case m != nil:
-			path := m[1]
+			path := m[2]
 			if path == "" {
 				path = "/"
 			}

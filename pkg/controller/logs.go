@@ -240,7 +240,7 @@ func mergeByTime(ctx context.Context, srcs []LogSource, emit func(api.LogLine) e
 	return errors.Join(errs...)
 }
 
-// closeSources closes what was opened before a later source failed.
+// closeSources closes every source (Close may be called more than once).
 func closeSources(srcs []LogSource) {
 	for _, s := range srcs {
 		s.Stream.Close()
