@@ -165,9 +165,33 @@ func openLogs(ctx context.Context, lr LogReader, m *manifest.Manifest, reps []Re
 			}
 			return nil, fmt.Errorf("%s: %w", r.Name, err)
 		}
-		out = append(out, opened{Replica: r, stream: s})
+		out = append(out, opened{Replica: r, stream: since(s, o.Since)})
 	}
 	return out, nil
+}
+
+// since drops the lines a stream yields from before t: the Kubernetes API
+// takes sinceTime in whole seconds, so a follow reopened just after its
+// last line would repeat that second's lines without it.
+func since(s engine.LogStream, t time.Time) engine.LogStream {
+	if t.IsZero() {
+		return s
+	}
+	return &sinceStream{LogStream: s, t: t}
+}
+
+type sinceStream struct {
+	engine.LogStream
+	t time.Time
+}
+
+func (s *sinceStream) Next() (engine.LogLine, error) {
+	for {
+		l, err := s.LogStream.Next()
+		if err != nil || l.Time.IsZero() || !l.Time.Before(s.t) {
+			return l, err
+		}
+	}
 }
 
 // mergeLogs writes the sources' lines through emit in time order and

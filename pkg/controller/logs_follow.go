@@ -149,6 +149,6 @@ func (f *follower) rescan(ctx context.Context) {
 		if known {
 			now = st.last
 		}
-		f.start(ctx, opened{Replica: r, stream: s}, now)
+		f.start(ctx, opened{Replica: r, stream: since(s, o.Since)}, now)
 	}
 }

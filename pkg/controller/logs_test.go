@@ -379,11 +379,14 @@ func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
 	}
 
 	// r1's stream ends (the container stopped); it runs again (restarted
-	// under the same ID): opened again from just after its last line.
+	// under the same ID): opened again from just after its last line, and
+	// nothing from before it is shown again.
 	w1.Close()
 	s1b, w1b := pipeStream("r1")
 	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1b)
-	go w1b.Write([]byte("2026-12-07T05:00:03Z back\n"))
+	// (The Kubernetes API reads sinceTime in whole seconds: a line
+	// already shown comes again and must be dropped.)
+	go w1b.Write([]byte("2026-12-07T05:00:01Z first\n2026-12-07T05:00:03Z back\n"))
 	if l := next(t, lines); l.Container != "r1" || l.Line != "back" {
 		t.Fatalf("got %+v, want r1's line after its restart", l)
 	}
