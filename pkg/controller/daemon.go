@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -195,6 +196,8 @@ type Daemon struct {
 	// shutdown would wait for them.
 	stopping    context.Context
 	stopStreams context.CancelFunc
+	// logReaders counts the logs answers being served (maxLogReaders).
+	logReaders atomic.Int32
 }
 
 // waiter is an API call waiting for the next complete reconcile.

@@ -36,6 +36,11 @@ func checkService(m *manifest.Manifest, name string) error {
 	return fmt.Errorf("service: no service %q; the manifest has %q", name, names)
 }
 
+// maxLogReaders bounds the logs answers served at once: each holds an
+// engine connection per replica (and, following, for as long as its
+// client likes), and the read role may ask for them. A variable for tests.
+var maxLogReaders int32 = 16
+
 // logWriteTimeout bounds one write of a logs answer: a client that stops
 // reading without going away does not hold the streams open for ever.
 const logWriteTimeout = 30 * time.Second
@@ -70,6 +75,12 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotImplemented, fmt.Errorf("the %s target cannot read logs", d.target.Name()))
 		return
 	}
+	if d.logReaders.Add(1) > maxLogReaders {
+		d.logReaders.Add(-1)
+		writeErr(w, http.StatusTooManyRequests, fmt.Errorf("%d logs readers already (the most the daemon serves at once); try again when one ends", maxLogReaders))
+		return
+	}
+	defer d.logReaders.Add(-1)
 	// The streams end with the request (the client went away) or with
 	// the daemon.
 	ctx, cancel := context.WithCancel(r.Context())

@@ -404,3 +404,33 @@ func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
 		t.Fatalf("got %+v, want the follow to go on", l)
 	}
 }
+
+// The logs answers served at once are bounded: one more is refused with
+// 429, saying why, and the bound frees up as answers end.
+func TestHandleLogsBoundsReaders(t *testing.T) {
+	defer func(n int32) { maxLogReaders = n }(maxLogReaders)
+	maxLogReaders = 1
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	s1, w1 := pipeStream("r1")
+	lt := &logsTarget{Target: h.d.target}
+	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	h.d.target = lt
+	lines, code, cancel := serveLogs(t, h.d, "follow=true")
+	go w1.Write([]byte("line\n"))
+	next(t, lines)
+
+	rec := httptest.NewRecorder()
+	h.d.handleLogs(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "1 logs readers already") {
+		t.Fatalf("a second reader: %d %s, want 429", rec.Code, rec.Body.String())
+	}
+	cancel()
+	code()
+	s2 := &sliceStream{lines: []engine.LogLine{at(1, "again")}, err: io.EOF}
+	lt.add(Replica{ID: "1", Name: "r1"}, s2)
+	rec = httptest.NewRecorder()
+	h.d.handleLogs(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "again") {
+		t.Errorf("once the first ended: %d %s", rec.Code, rec.Body.String())
+	}
+}
