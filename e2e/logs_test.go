@@ -158,12 +158,19 @@ func TestLogsMergedAcrossReplicas(t *testing.T) {
 	}
 	// No canary runs: nothing to show, said so.
 	out, code = e.swiftctl("logs", "--track", "canary")
-	if code != 1 || !contains(out, "no replica of service app on track canary") {
+	if code != 1 || !contains(out, "no replica of service "+e.project+" on track canary") {
 		t.Errorf("swiftctl logs --track canary without a canary: exit %d, output:\n%s", code, out)
 	}
-	// A service the manifest does not have is named.
+	// A service the manifest does not have is refused, naming the one it
+	// has (the single service is named after the project, as in
+	// swiftctl releases); naming it is the same as naming none.
+	n := len(appNames(e.status()))
+	out, code = e.swiftctl("logs", e.project, "--tail", "1")
+	if code != 0 || strings.Count(strings.TrimSpace(out), "\n") != n-1 {
+		t.Errorf("swiftctl logs %s --tail 1: exit %d, want one line per replica (%d), output:\n%s", e.project, code, n, out)
+	}
 	out, code = e.swiftctl("logs", "worker")
-	if code != 1 || !contains(out, `no service "worker"`) {
+	if code != 1 || !contains(out, `no service "worker" in the manifest: its services are [`+e.project+`]`) {
 		t.Errorf("swiftctl logs worker: exit %d, output:\n%s", code, out)
 	}
 }

@@ -263,7 +263,8 @@ func TestDaemonNotRunning(t *testing.T) {
 
 	commands := [][]string{
 		{"status"}, {"status", "-o", "json"}, {"deploy"}, {"deploy", "--wait", "10m"}, {"validate"}, {"diff"}, {"down"},
-		{"history"}, {"promote"}, {"rollback"}, {"chaos", "recover"}, {"chaos", "error", "--rate", "0.5"},
+		{"history"}, {"promote"}, {"rollback"}, {"rollback", "--to", "previous"}, {"rollback", "web", "--to", "2"},
+		{"releases"}, {"releases", "-o", "json"}, {"chaos", "recover"}, {"chaos", "error", "--rate", "0.5"},
 	}
 	for _, args := range commands {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
@@ -314,6 +315,12 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"init with two dirs", []string{"init", "a", "b"}, "accepts at most 1 arg"},
 		{"negative wait", []string{"deploy", "--wait", "-1s"}, "--wait: want a duration of 0 or more, got -1s"},
 		{"wait on promote", []string{"promote", "--wait", "1m"}, "unknown flag: --wait"},
+		{"rollback to nothing", []string{"rollback", "--to", ""}, `--to: want "previous" or a release number, got ""`},
+		{"rollback to a name", []string{"rollback", "--to", "latest"}, `--to: want "previous" or a release number, got "latest"`},
+		{"rollback to zero", []string{"rollback", "--to", "0"}, `--to: want "previous" or a release number, got "0"`},
+		{"rollback two services", []string{"rollback", "web", "db", "--to", "1"}, "accepts at most 1 arg"},
+		{"releases two services", []string{"releases", "web", "db"}, "accepts at most 1 arg"},
+		{"releases as yaml", []string{"releases", "-o", "yaml"}, `--output: want text or json, got "yaml"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -47,12 +47,6 @@ next step, still judged by the canary-safety policy; --full skips the
 remaining steps and promotes it (gated just the same).`,
 		path: api.PathPromote,
 	}
-	rollbackOp = operation{
-		use: "rollback", short: "Drop the canary and send all traffic to stable", group: "deploy",
-		long: `rollback removes the canary; it is not run again until the manifest names
-another canary image.`,
-		path: api.PathRollback,
-	}
 )
 
 func (a *app) newOperationCmd(op operation) *cobra.Command {
@@ -84,8 +78,7 @@ func (a *app) newDeployCmd() *cobra.Command {
 	return cmd
 }
 
-func (a *app) newDownCmd() *cobra.Command     { return a.newOperationCmd(downOp) }
-func (a *app) newRollbackCmd() *cobra.Command { return a.newOperationCmd(rollbackOp) }
+func (a *app) newDownCmd() *cobra.Command { return a.newOperationCmd(downOp) }
 
 // streamBody is stream with a request body.
 func (a *app) streamBody(ctx context.Context, name, path string, body any) error {

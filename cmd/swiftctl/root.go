@@ -174,7 +174,7 @@ func (a *app) newRootCmd() *cobra.Command {
 	root.AddCommand(
 		a.newInitCmd(), a.newImportCmd(), a.newRenderCmd(), a.newAuditCmd(), a.newPolicyCmd(),
 		a.newValidateCmd(), a.newDeployCmd(), a.newDiffCmd(), a.newDownCmd(),
-		a.newPromoteCmd(), a.newRollbackCmd(),
+		a.newPromoteCmd(), a.newRollbackCmd(), a.newReleasesCmd(),
 		a.newAbortCmd(), a.newPauseCmd(), a.newResumeCmd(), a.newTrafficCmd(),
 		a.newStatusCmd(), a.newHistoryCmd(), a.newLogsCmd(), a.newDashboardCmd(),
 		a.newChaosCmd(), a.newLoadCmd(),

@@ -34,6 +34,7 @@ func run() error {
 	debug := fs.Bool("debug", false, "log at debug level")
 	journalMax := fs.Int64("journal-max-bytes", controller.DefaultJournalMaxBytes, "rotate the journal (history.jsonl → history.N.jsonl, the hash chain continuing) when it would grow past this many bytes; negative never rotates")
 	journalRetain := fs.Int64("journal-retain-bytes", controller.DefaultJournalRetainBytes, "delete the oldest rotated journal files while they together exceed this many bytes (a journal_pruned record keeps the chain verifiable); negative keeps them")
+	keepReleases := fs.Int("keep-releases", controller.DefaultKeepReleases, "how many stable releases of each service are listed for swiftctl rollback --to; their images are never removed")
 	journalRetainAge := fs.Duration("journal-retain-age", controller.DefaultJournalRetainAge, "delete rotated journal files whose last record is older than this; negative keeps them")
 	target := fs.String("target", "docker", "what to converge: docker (this host's Docker Engine) or kubernetes (a namespace, by server-side apply)")
 	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "with --target kubernetes: the kubeconfig naming the API server and the daemon's credentials (default $KUBECONFIG)")
@@ -81,7 +82,8 @@ func run() error {
 	}
 	rec := selfmetrics.New()
 	cfg := controller.Config{ManifestPath: *manifestPath, Socket: *socket, Log: log, Authz: az, JournalMaxBytes: *journalMax,
-		JournalRetainBytes: *journalRetain, JournalRetainAge: *journalRetainAge, Metrics: rec}
+		JournalRetainBytes: *journalRetain, JournalRetainAge: *journalRetainAge, Metrics: rec,
+		KeepReleases: *keepReleases}
 	switch *target {
 	case "docker":
 		if *namespace != "" || *gateway != "" {

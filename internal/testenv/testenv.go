@@ -166,6 +166,23 @@ func RemoveProject(ctx context.Context, cli *client.Client, project string) erro
 		}
 	}
 
+	// The names that kept the images of the project's releases
+	// (swiftdeploy-release/PROJECT/SERVICE:REV): only the names go.
+	kept, err := cli.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", "swiftdeploy-release/"+project+"/*")})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list kept release images of project %s: %w", project, err))
+	}
+	for _, img := range kept.Items {
+		for _, tag := range img.RepoTags {
+			if !strings.HasPrefix(tag, "swiftdeploy-release/"+project+"/") {
+				continue
+			}
+			if _, err := cli.ImageRemove(ctx, tag, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("remove image name %s: %w", tag, err))
+			}
+		}
+	}
+
 	// Networks go last: a network with containers attached cannot be removed.
 	networks, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: filter})
 	if err != nil {

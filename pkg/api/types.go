@@ -22,6 +22,7 @@ const (
 	PathMetrics  = "/metrics"
 	PathWhoami   = "/v1/whoami"
 	PathLogs     = "/v1/logs"
+	PathReleases = "/v1/releases"
 )
 
 // EnvSocket overrides the default socket path for both binaries.
@@ -178,6 +179,50 @@ type AnalysisCheck struct {
 // step (and after the last one, promotes). Both are gated.
 type PromoteRequest struct {
 	Full bool `json:"full,omitempty"`
+}
+
+// RollbackRequest is the optional body of POST /v1/rollback. Without To
+// (or without a body: older clients) rollback drops the canary. With To
+// ("previous" or a release's revision number) it brings that release of
+// Service back as stable. Service is optional while the manifest holds one
+// service; when given it must name it.
+type RollbackRequest struct {
+	Service string `json:"service,omitempty"`
+	To      string `json:"to,omitempty"`
+}
+
+// RollbackPrevious is RollbackRequest.To for the release before the
+// current one.
+const RollbackPrevious = "previous"
+
+// Release is one stable release that took effect (GET /v1/releases).
+type Release struct {
+	Rev     int    `json:"rev"`
+	Service string `json:"service"`
+	Image   string `json:"image"`
+	// Digest is the image's first repo digest, else its ID, when the
+	// release took effect; ImageID is its ID (what a rollback checks).
+	Digest   string    `json:"digest,omitempty"`
+	ImageID  string    `json:"image_id,omitempty"`
+	SpecHash string    `json:"spec_hash"`
+	At       time.Time `json:"at"`
+	User     string    `json:"user,omitempty"`
+	// Cause is what made it take effect: deploy or promote.
+	Cause string `json:"cause"`
+	// Current: the release that serves now (the newest, or the one a
+	// rollback --to brought back).
+	Current bool `json:"current,omitempty"`
+	// Local: the image is present on the Docker host (a rollback to it
+	// needs no pull); nil when unknown (Kubernetes, or the engine did not
+	// answer).
+	Local *bool `json:"local,omitempty"`
+}
+
+// Releases is the answer of GET /v1/releases: newest first, the last Keep.
+type Releases struct {
+	Service  string    `json:"service"`
+	Keep     int       `json:"keep"`
+	Releases []Release `json:"releases"`
 }
 
 // AbortRequest is the body of POST /v1/abort.

@@ -138,6 +138,7 @@ var routes = []Route{
 	// The app's own output: what a person may read of it is what status
 	// shows them anyway, so read.
 	{http.MethodGet, api.PathLogs, RoleRead},
+	{http.MethodGet, api.PathReleases, RoleRead},
 	// validate runs `nginx -t` in a throwaway container: whatever can
 	// start a container is operate at least.
 	{http.MethodPost, api.PathValidate, RoleOperate},

@@ -51,6 +51,13 @@ import (
 type Engine interface {
 	reconciler.Engine
 	Ping(ctx context.Context) error
+	// InspectImage is a local image's ID and repo digests (a release
+	// records them; a rollback checks the image is still there).
+	InspectImage(ctx context.Context, ref string) (engine.Image, error)
+	// TagImage and UntagImage hold (and let go of) the name that keeps a
+	// listed release's image on the host (releases.go).
+	TagImage(ctx context.Context, source, target string) error
+	UntagImage(ctx context.Context, ref string) error
 	Watch(ctx context.Context, project string) (<-chan engine.Event, <-chan error)
 	// FollowLogs streams a container's standard output from since on
 	// (nginx's access log); see engine.Engine.FollowLogs.
@@ -114,6 +121,10 @@ type Config struct {
 	// Kube, when set, converges a Kubernetes namespace instead of the
 	// Docker host (kube.go); Engine is then unused.
 	Kube *KubeConfig
+	// KeepReleases is how many releases of each service are listed, kept
+	// for rollback and their images never removed (default
+	// DefaultKeepReleases).
+	KeepReleases int
 	// Metrics receives the daemon's own metrics (default: a fresh
 	// selfmetrics.Recorder, served on the socket's /metrics).
 	Metrics Recorder
@@ -188,6 +199,13 @@ type Daemon struct {
 	target Target
 	// rollout is a deploy's change awaited (guarded by runMu).
 	rollout *rolloutWatch
+	// releases is the release book (releases.go), loaded once; under
+	// relMu, never taken with mu held.
+	relMu    sync.Mutex
+	releases *releaseBook
+	// deployUser is who asked for the deploy a reconcile serves, for the
+	// release it makes (under mu; consumed by manifestTookEffect).
+	deployUser string
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber

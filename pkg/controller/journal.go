@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"time"
 
 	"go.uber.org/zap"
@@ -96,7 +97,7 @@ func (d *Daemon) journalPath() string { return d.cfg.JournalPath }
 // hash last journaled is read back from the journal once, so a restart
 // does not journal the same manifest again. Called from the reconcile
 // only (callers hold d.runMu), so the read and the write cannot race.
-func (d *Daemon) manifestTookEffect(m *manifest.Manifest) {
+func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest) {
 	h := m.Hash()
 	d.mu.Lock()
 	last, known := d.appliedManifest, d.appliedManifestKnown
@@ -115,8 +116,22 @@ func (d *Daemon) manifestTookEffect(m *manifest.Manifest) {
 		}
 	}
 	if last != h {
-		d.event(journal.EventManifestApplied, "manifest applied: what runs follows it", "",
-			map[string]any{"stable_image": m.Services.Image, "manifest_hash": h})
+		det := map[string]any{"stable_image": m.Services.Image, "manifest_hash": h}
+		// A stable that differs from the one in force is a new release:
+		// it rides in this record, journaled once with it.
+		d.mu.Lock()
+		s, user := d.state, d.deployUser
+		d.deployUser = ""
+		d.mu.Unlock()
+		image, spec := stableSpec(m, s)
+		rel, isNew := d.newRelease(ctx, serviceName(m), image, spec, user, causeDeploy)
+		if isNew {
+			det["release"] = releaseDetails(rel)
+		}
+		d.event(journal.EventManifestApplied, "manifest applied: what runs follows it", user, det)
+		if isNew {
+			d.noteReleased(journal.Record{Event: journal.EventManifestApplied, Details: map[string]any{"release": releaseDetails(rel)}})
+		}
 	}
 	d.mu.Lock()
 	d.appliedManifest, d.appliedManifestKnown = h, true

@@ -45,10 +45,39 @@ type journalHealth struct {
 	reopened time.Time // when the journal last reopened its removed or replaced file
 }
 
-// noteJournalLocked records the outcome of an append. Once the journal
-// works again after failing, the failure itself is journaled with how
-// many records it lost, so the gap in the history is explained.
-func (d *Daemon) noteJournalLocked(what string, err error) {
+// noteJournal records the outcome of an append. Once the journal works
+// again after failing, the failure itself is journaled with how many
+// records it lost, so the gap in the history is explained. That record is
+// written (and fsynced) after d.mu is released: a slow disk must not stall
+// status, the scrape loop and manifest reads.
+func (d *Daemon) noteJournal(what string, err error) {
+	d.mu.Lock()
+	rec, was := d.noteJournalLocked(what, err)
+	d.mu.Unlock()
+	if rec == nil {
+		return
+	}
+	rerr := d.jr.Append(*rec)
+	if rerr == nil {
+		return
+	}
+	// Still failing: the gap goes on, from when it started.
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h := &d.journal
+	if h.err == "" {
+		h.since, h.lost = was.since, was.lost
+	} else {
+		// Failures noted meanwhile started a run of their own: one gap.
+		h.since, h.lost = was.since, h.lost+was.lost
+	}
+	h.err = rerr.Error()
+}
+
+// noteJournalLocked updates the journal's health with an append's outcome
+// and returns the journal_recovered record to write, if the journal just
+// recovered, with the health as it was before.
+func (d *Daemon) noteJournalLocked(what string, err error) (*journal.Record, journalHealth) {
 	d.metrics.JournalAppend(err)
 	h := &d.journal
 	if err == nil {
@@ -63,23 +92,19 @@ func (d *Daemon) noteJournalLocked(what string, err error) {
 		}
 		h.err = err.Error()
 		h.lost++
-		return
+		return nil, journalHealth{}
 	}
 	if h.err == "" {
-		return
+		return nil, journalHealth{}
 	}
 	was := *h
 	h.err, h.lost, h.since = "", 0, time.Time{}
 	d.log.Info("journal writable again", zap.Int("lost", was.lost))
-	rerr := d.jr.Append(journal.Record{
+	return &journal.Record{
 		Type: journal.TypeEvent, Timestamp: time.Now().UTC(), Event: eventJournalRecovered,
 		Message: fmt.Sprintf("journal writable again; %d record(s) could not be written since %s: %s", was.lost, was.since.Format(time.RFC3339), was.err),
 		Details: map[string]any{"lost": was.lost, "since": was.since.Format(time.RFC3339Nano), "error": was.err},
-	})
-	if rerr != nil {
-		*h = was
-		h.err = rerr.Error()
-	}
+	}, was
 }
 
 // journalReopenedLocked notes that the journal's file was removed or
@@ -89,12 +114,6 @@ func (d *Daemon) noteJournalLocked(what string, err error) {
 func (d *Daemon) journalReopenedLocked(r *journal.Reopened) {
 	d.journal.reopened = time.Now().UTC()
 	d.log.Warn("journal file was removed or replaced; writing to the file now at its path", zap.String("path", d.cfg.JournalPath), zap.String("previous_head", r.PrevHead))
-}
-
-func (d *Daemon) noteJournal(what string, err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.noteJournalLocked(what, err)
 }
 
 // journalStatusLocked is the journal's part of status; nil when healthy.

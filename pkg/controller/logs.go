@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -18,22 +19,15 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
-// defaultService is how the command line names the manifest's one
-// service (its containers' role). Named services (several per manifest)
-// replace serviceNames; everything below takes the name already.
-const defaultService = stack.RoleApp
-
-// serviceNames are the services of m a request may name.
-func serviceNames(*manifest.Manifest) []string { return []string{defaultService} }
-
-// checkService says which services there are when name is none of them;
-// "" is the manifest's only service.
+// checkService: "" is every service; anything else must name one of m's
+// (serviceNames, releases.go: the single service is named after the
+// project).
 func checkService(m *manifest.Manifest, name string) error {
-	names := serviceNames(m)
-	if name == "" || slices.Contains(names, name) {
+	if name == "" {
 		return nil
 	}
-	return fmt.Errorf("service: no service %q; the manifest has %q", name, names)
+	_, err := resolveService(m, name)
+	return err
 }
 
 // maxLogReaders bounds the logs answers served at once: each holds an
@@ -97,7 +91,7 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(srcs) == 0 {
-		what := "service " + defaultService
+		what := "service " + strings.Join(serviceNames(m), ", ")
 		if q.Service != "" {
 			what = "service " + q.Service
 		}

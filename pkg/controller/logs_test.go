@@ -260,7 +260,7 @@ func TestHandleLogsMerged(t *testing.T) {
 	lt.add(Replica{ID: "1", Name: "p-stable-1"}, a)
 	lt.add(Replica{ID: "2", Name: "p-stable-2"}, b)
 	h.d.target = lt
-	lines, _, _ := serveLogs(t, h.d, "service=app&track=stable&tail=10&since=2026-12-07T05:00:00Z")
+	lines, _, _ := serveLogs(t, h.d, "service=demo&track=stable&tail=10&since=2026-12-07T05:00:00Z")
 	var got []string
 	for l := range lines {
 		if l.Done {
@@ -274,7 +274,7 @@ func TestHandleLogsMerged(t *testing.T) {
 	if want := "p-stable-1 a1,p-stable-2 b2,p-stable-1 a3"; strings.Join(got, ",") != want {
 		t.Errorf("lines %q, want %q", strings.Join(got, ","), want)
 	}
-	if q := lt.q; q.Service != "app" || q.Track != "stable" || q.Tail != 10 || q.Follow || !q.Since.Equal(time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)) {
+	if q := lt.q; q.Service != "demo" || q.Track != "stable" || q.Tail != 10 || q.Follow || !q.Since.Equal(time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)) {
 		t.Errorf("the target got %+v", q)
 	}
 }
@@ -286,11 +286,11 @@ func TestHandleLogsRefusals(t *testing.T) {
 	lt := &logsTarget{Target: h.d.target}
 	h.d.target = lt
 	for _, tc := range []struct{ query, want string }{
-		{"service=worker", `service: no service "worker"`},
+		{"service=worker", `no service "worker" in the manifest: its services are [demo]`},
 		{"track=blue", "track: want stable or canary"},
 		{"tail=-3&since=yesterday", "tail: want a whole number"},
 		{"follow=maybe", "follow: want true or false"},
-		{"", "no replica of service app exists"},
+		{"", "no replica of service demo exists"},
 	} {
 		rec := httptest.NewRecorder()
 		h.d.handleLogs(rec, httptest.NewRequest(http.MethodGet, api.PathLogs+"?"+tc.query, nil))

@@ -205,7 +205,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	case err == nil:
 		d.endDenials()
 		d.clearDenial()
-		d.manifestTookEffect(m)
+		d.manifestTookEffect(ctx, m)
 		if ch.Gated() && len(lines) > 0 && d.rollout == nil {
 			d.rollout = &rolloutWatch{started: start}
 		}

@@ -542,3 +542,63 @@ func TestSlowJournalDiskDoesNotStallStatus(t *testing.T) {
 		t.Errorf("%s journaled %d times after the disk caught up, want 1", journal.EventEngineUnreachable, n)
 	}
 }
+
+// Once the journal works again after failing, journal_recovered is
+// written and fsynced off the main mutex: status answers while that fsync
+// is slow (before, the record was appended under d.mu).
+func TestJournalRecoveredIsNotWrittenUnderTheMutex(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.mustConverge()
+	h.d.jr.Close()
+	var failing, recovering atomic.Bool
+	var syncs atomic.Int32
+	stalled, release := make(chan struct{}, 1), make(chan struct{})
+	h.d = h.newDaemonWith(func(c *Config) {
+		c.JournalSync = func(f *os.File) error {
+			if failing.Load() {
+				return errors.New("injected: disk unwritable")
+			}
+			// The first sync after the disk came back is the event that
+			// found it writable; the second is journal_recovered.
+			if recovering.Load() && syncs.Add(1) == 2 {
+				stalled <- struct{}{}
+				<-release
+			}
+			return f.Sync()
+		}
+	})
+	h.mustConverge()
+	failing.Store(true)
+	h.d.event("test_lost", "written while the disk fails", "", nil)
+	if s := h.status(); s.Journal == nil || s.Journal.LostRecords == 0 {
+		t.Fatalf("status.journal after a failed append: %+v", s.Journal)
+	}
+	failing.Store(false)
+	recovering.Store(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.d.event("test_after", "the disk has room again", "", nil)
+	}()
+	select {
+	case <-stalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("journal_recovered never reached the journal's fsync")
+	}
+	answered := make(chan api.Status, 1)
+	go func() { answered <- h.status() }()
+	select {
+	case s := <-answered:
+		if s.Journal != nil && s.Journal.Error != "" {
+			t.Errorf("status during journal_recovered's fsync still says failing: %+v", s.Journal)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("status waited on journal_recovered's fsync (a slow disk stalls the daemon)")
+		defer func() { <-answered }()
+	}
+	close(release)
+	<-done
+	if n := count(h.events(), eventJournalRecovered); n != 1 {
+		t.Errorf("journal_recovered journaled %d times, want 1", n)
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -91,7 +92,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	failpoint.Hit(transitionPoint(t.Kind, "applied"))
 	var denied *reconciler.DeniedError
 	if errors.As(applyErr, &denied) && gateErr == nil && !wrote {
-		return applyErr // nothing was recorded, nothing changed
+		return notRecorded{applyErr} // nothing was recorded, nothing changed
 	}
 	if applyErr == nil {
 		d.clearDenial()
@@ -140,6 +141,12 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	return fmt.Errorf("%s did not take effect: %w", t.Kind, applyErr)
 }
 
+// notRecorded is a transition's gate denial that came before anything was
+// recorded: nothing changed, and no abort journaled it.
+type notRecorded struct{ error }
+
+func (e notRecorded) Unwrap() error { return e.error }
+
 // commit records t as in force and journals it exactly once. If the
 // journal cannot be read, whether t is journaled already is unknown: t
 // stays pending (the next reconcile's resolvePending tries again) rather
@@ -159,13 +166,30 @@ func (d *Daemon) commit(t *Transition) error {
 // commitTxn is commit once it is known whether t is journaled already (a
 // daemon that died between journaling and recording it).
 func (d *Daemon) commitTxn(t *Transition, journaled bool) {
+	var released *journal.Record // a release made or restored, for the book once journaled
 	if !journaled {
+		// A promotion's release gets its revision now; it rides in the
+		// promoted record, so it is journaled exactly when that is.
+		var rel *api.Release
+		if t.Kind == kindPromote && t.Release != nil {
+			if r, ok := d.newRelease(context.Background(), t.Release.Service, t.Release.Image, t.Release.SpecHash, t.User, causePromote); ok {
+				rel = &r
+			}
+		}
 		d.mu.Lock()
 		switch t.Kind {
 		case kindPromote:
 			// weight: the image's share of traffic after the event.
-			d.eventLocked(journal.EventPromoted, t.Promoted.Image+" is now stable; 100% of traffic on it", t.User,
-				map[string]any{"image": t.Promoted.Image, "txn": t.ID, "weight": 100})
+			det := map[string]any{"image": t.Promoted.Image, "txn": t.ID, "weight": 100}
+			if rel != nil {
+				det["release"] = releaseDetails(*rel)
+				released = &journal.Record{Event: journal.EventPromoted, Details: map[string]any{"release": releaseDetails(*rel)}}
+			}
+			d.eventLocked(journal.EventPromoted, t.Promoted.Image+" is now stable; 100% of traffic on it", t.User, det)
+		case kindRestore:
+			rec := restoreEvent(t)
+			d.eventLocked(rec.Event, rec.Message, rec.User, rec.Details)
+			released = &rec
 		case kindRollback:
 			if rb := t.RolledBack; rb.Aborted {
 				det := map[string]any{"image": rb.CanaryImage, "txn": t.ID, "reasons": rb.Reasons, "weight": 0}
@@ -190,6 +214,9 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 		// nothing else commits meanwhile), and written with d.mu released.
 		d.drainJournal()
 		failpoint.Hit(transitionPoint(t.Kind, "journaled"))
+		if released != nil {
+			d.noteReleased(*released)
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -215,7 +242,7 @@ func (d *Daemon) abort(t *Transition, cause error) {
 	}
 	event := journal.EventPromoteFailed
 	switch t.Kind {
-	case kindRollback:
+	case kindRollback, kindRestore:
 		event = journal.EventRollbackFailed
 	case kindTraffic:
 		event = journal.EventTrafficFailed
@@ -341,6 +368,10 @@ func (d *Daemon) promote(ctx context.Context, user string, progress reconciler.P
 	d.event(journal.EventPromoteAllowed, "promotion of "+image+" allowed by canary safety", user, nil)
 	t := &Transition{ID: newID(), Kind: kindPromote, Started: time.Now().UTC(), User: user,
 		Promoted: &Promotion{ManifestStable: m.Services.Image, Image: image, At: time.Now().UTC(), User: user}}
+	d.mu.Lock()
+	relImage, relSpec := stableSpec(m, d.state.with(t))
+	d.mu.Unlock()
+	t.Release = &api.Release{Service: serviceName(m), Image: relImage, SpecHash: relSpec}
 	err = d.transact(ctx, m, t, progress)
 	var denied *reconciler.DeniedError
 	if errors.As(err, &denied) {

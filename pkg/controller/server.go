@@ -225,6 +225,7 @@ func (d *Daemon) routes() *authz.Mux {
 	mux.Handle("GET "+api.PathMetrics, d.metrics.Handler())
 	mux.HandleFunc("GET "+api.PathWhoami, d.handleWhoami)
 	mux.HandleFunc("GET "+api.PathLogs, d.handleLogs)
+	mux.HandleFunc("GET "+api.PathReleases, d.handleReleases)
 	if d.kt != nil {
 		return d.kubeRoutes(mux)
 	}
@@ -322,9 +323,51 @@ func (d *Daemon) handlePromote(w http.ResponseWriter, r *http.Request) {
 	st.finish(d.promoteRequest(context.WithoutCancel(r.Context()), userOf(r), req.Full, st.line))
 }
 
+// handleRollback drops the canary, or with a body naming a release
+// (RollbackRequest.To) brings that release back (restore.go).
 func (d *Daemon) handleRollback(w http.ResponseWriter, r *http.Request) {
+	var req api.RollbackRequest
+	if r.ContentLength != 0 { // older clients send no body
+		if err := api.DecodeBody(w, r, &req); err != nil {
+			writeRequestErr(w, err)
+			return
+		}
+	}
 	st := newStreamer(w)
-	st.finish(d.rollback(context.WithoutCancel(r.Context()), userOf(r), st.line))
+	ctx := context.WithoutCancel(r.Context())
+	if req.To == "" {
+		if req.Service != "" {
+			if m := d.readManifest(); m != nil {
+				if _, err := resolveService(m, req.Service); err != nil {
+					st.finish(err)
+					return
+				}
+			}
+		}
+		st.finish(d.rollback(ctx, userOf(r), st.line))
+		return
+	}
+	st.finish(d.rollbackTo(ctx, userOf(r), req.Service, req.To, st.line))
+}
+
+// handleReleases lists a service's releases, newest first.
+func (d *Daemon) handleReleases(w http.ResponseWriter, r *http.Request) {
+	m := d.readManifest()
+	if m == nil {
+		writeErr(w, http.StatusConflict, fmt.Errorf("no valid manifest: %v", d.manifestErrors()))
+		return
+	}
+	svc, err := resolveService(m, r.URL.Query().Get("service"))
+	if err != nil {
+		writeErr(w, http.StatusNotFound, err)
+		return
+	}
+	out, err := d.releasesOf(r.Context(), svc)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // handleDown removes everything the project owns and pauses reconciling
@@ -338,6 +381,9 @@ func (d *Daemon) handleDown(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	user := userOf(r)
 	d.event(journal.EventDeployStarted, "deploy requested", user, nil)
+	d.mu.Lock()
+	d.deployUser = user // the release this deploy makes names them
+	d.mu.Unlock()
 	st := newStreamer(w)
 	// The reconcile journals the outcome (deploy_succeeded/failed/denied).
 	st.finish(d.wait(r.Context(), st.line))

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
@@ -31,6 +32,10 @@ const eventDown = "down"
 type State struct {
 	Promoted   *Promotion `json:"promoted,omitempty"`
 	RolledBack *Rollback  `json:"rolled_back,omitempty"`
+	// Restored is a rollback to an earlier release (swiftctl rollback
+	// --to): its image runs as stable while the manifest still names
+	// ManifestStable as services.image.
+	Restored *Restore `json:"restored,omitempty"`
 	// Down is set by `swiftctl down` and cleared by the next deploy: until
 	// then the daemon does not bring the stack back.
 	Down bool `json:"down,omitempty"`
@@ -69,13 +74,37 @@ type Rollback struct {
 	Reasons []string `json:"reasons,omitempty"`
 }
 
+// Restore: release Rev of Service was brought back as stable (its image;
+// the rest of the spec is the manifest's) while the manifest named
+// ManifestStable as services.image.
+type Restore struct {
+	Service string `json:"service"`
+	Rev     int    `json:"rev"`
+	FromRev int    `json:"from_rev"`
+	// Image is what runs: ReleaseImage, or the name that kept it when
+	// ReleaseImage's tag has moved on (releases.go keepRef).
+	Image          string `json:"image"`
+	ReleaseImage   string `json:"release_image"`
+	ImageID        string `json:"image_id,omitempty"`
+	Digest         string `json:"digest,omitempty"`
+	ManifestStable string `json:"manifest_stable"`
+	// SpecHash is the stable spec in force once it took effect.
+	SpecHash string    `json:"spec_hash,omitempty"`
+	At       time.Time `json:"at"`
+	User     string    `json:"user,omitempty"`
+}
+
 // Transition is a promotion or rollback in flight.
 type Transition struct {
 	ID         string     `json:"id"`
 	Kind       string     `json:"kind"` // promote | rollback
 	Promoted   *Promotion `json:"promoted,omitempty"`
 	RolledBack *Rollback  `json:"rolled_back,omitempty"`
-	Step       *StepMove  `json:"step,omitempty"`
+	Restored   *Restore   `json:"restored,omitempty"`
+	// Release is the release a promotion makes, its revision given when
+	// it is committed.
+	Release *api.Release `json:"release,omitempty"`
+	Step    *StepMove    `json:"step,omitempty"`
 	// Traffic is the hold a traffic transition puts in force (nil: resume).
 	Traffic *stack.Traffic `json:"traffic,omitempty"`
 	// Revision is the nginx configuration that makes it take effect.
@@ -89,6 +118,7 @@ const (
 	kindRollback = "rollback"
 	kindStep     = "step"
 	kindTraffic  = "traffic"
+	kindRestore  = "restore"
 	stateFile    = "state.json"
 )
 
@@ -121,6 +151,9 @@ func (s State) options(m *manifest.Manifest) stack.Options {
 	if p := s.Promoted; p != nil && p.ManifestStable == m.Services.Image && p.Image != m.Services.Image {
 		o.StableImage = p.Image
 	}
+	if r := s.Restored; r != nil && r.ManifestStable == m.Services.Image && r.Image != m.Services.Image {
+		o.StableImage = r.Image
+	}
 	if r := s.RolledBack; r != nil && m.Services.Canary != nil && m.Services.Canary.Image == r.CanaryImage {
 		o.NoCanary = true
 	}
@@ -132,15 +165,18 @@ func (s State) options(m *manifest.Manifest) stack.Options {
 	return o
 }
 
-// spent drops the decisions the manifest has moved past: a promotion once
-// services.image no longer names the image it was promoted over (the
-// manifest caught up, or names another), a rollback once the manifest no
+// spent drops the decisions the manifest has moved past: a promotion or a
+// restored release once services.image no longer names the image it was
+// made over (the manifest caught up, or names another), a rollback once the manifest no
 // longer names its canary image. Kept, they would apply again the moment
 // the manifest returned to that image, overriding a deliberate edit.
 func (s State) spent(m *manifest.Manifest) (State, bool) {
 	changed := false
 	if p := s.Promoted; p != nil && m.Services.Image != p.ManifestStable {
 		s.Promoted, changed = nil, true
+	}
+	if r := s.Restored; r != nil && m.Services.Image != r.ManifestStable {
+		s.Restored, changed = nil, true
 	}
 	if r := s.RolledBack; r != nil && (m.Services.Canary == nil || m.Services.Canary.Image != r.CanaryImage) {
 		s.RolledBack, changed = nil, true
@@ -172,7 +208,12 @@ func (s State) with(t *Transition) State {
 	s.Pending = nil
 	switch t.Kind {
 	case kindPromote:
-		s.Promoted, s.RolledBack, s.Rollout = t.Promoted, nil, nil
+		s.Promoted, s.RolledBack, s.Rollout, s.Restored = t.Promoted, nil, nil, nil
+	case kindRestore:
+		s.Restored, s.Promoted, s.Rollout = t.Restored, nil, nil
+		if t.RolledBack != nil { // the manifest's canary stays dropped
+			s.RolledBack = t.RolledBack
+		}
 	case kindRollback:
 		s.RolledBack = t.RolledBack
 	case kindStep:

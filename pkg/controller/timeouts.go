@@ -98,6 +98,25 @@ func (e *timed) MissingImages(ctx context.Context, refs []string) ([]string, err
 	return m, e.wrap(c, "inspect images", e.t.Call, err)
 }
 
+func (e *timed) InspectImage(ctx context.Context, ref string) (engine.Image, error) {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	img, err := e.Engine.InspectImage(c, ref)
+	return img, e.wrap(c, "inspect image "+ref, e.t.Call, err)
+}
+
+func (e *timed) TagImage(ctx context.Context, source, target string) error {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	return e.wrap(c, "tag image "+source, e.t.Call, e.Engine.TagImage(c, source, target))
+}
+
+func (e *timed) UntagImage(ctx context.Context, ref string) error {
+	c, cancel := e.ctx(ctx, e.t.Call)
+	defer cancel()
+	return e.wrap(c, "untag image "+ref, e.t.Call, e.Engine.UntagImage(c, ref))
+}
+
 func (e *timed) PullImage(ctx context.Context, ref string) error {
 	c, cancel := e.ctx(ctx, e.t.Pull)
 	defer cancel()

@@ -39,6 +39,11 @@ const (
 	RollbackApplied   = "rollback/applied"
 	RollbackJournaled = "rollback/journaled"
 
+	// A rollback to an earlier release (swiftctl rollback --to).
+	RestorePending   = "restore/pending"
+	RestoreApplied   = "restore/applied"
+	RestoreJournaled = "restore/journaled"
+
 	DownSaved   = "down/saved"   // down recorded, nothing removed
 	DownRemoved = "down/removed" // nginx removed, apps still there
 

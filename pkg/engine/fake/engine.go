@@ -25,6 +25,8 @@ type Engine struct {
 	netSeq     int                   // second octet of the next network's subnet
 	images     map[string]bool       // normalised refs present locally
 	pullable   map[string]bool       // normalised refs a pull can fetch
+	builds     map[string]int        // how many times AddImage made each ref (its ID)
+	tagID      map[string]string     // normalised ref -> the image ID it names
 
 	health      marks // healthy or not
 	exitOnStart marks
@@ -77,6 +79,8 @@ func New(opts ...Option) *Engine {
 		networks:    map[string]*network{},
 		images:      map[string]bool{},
 		pullable:    map[string]bool{},
+		builds:      map[string]int{},
+		tagID:       map[string]string{},
 		health:      newMarks(),
 		exitOnStart: newMarks(),
 		ignoreHUP:   newMarks(),

@@ -17,6 +17,9 @@ const (
 	OpRemoveNetwork  = "RemoveNetwork"
 	OpMissingImages  = "MissingImages"
 	OpPullImage      = "PullImage"
+	OpInspectImage   = "InspectImage"
+	OpTagImage       = "TagImage"
+	OpUntagImage     = "UntagImage"
 	OpRun            = "Run"
 	OpRemove         = "Remove"
 	OpExec           = "Exec"
@@ -32,7 +35,7 @@ const (
 var knownOps = map[string]bool{
 	OpPing: true, OpWatch: true, OpListContainers: true, OpFindNetwork: true,
 	OpCreateNetwork: true, OpRemoveNetwork: true, OpMissingImages: true,
-	OpPullImage: true, OpRun: true, OpRemove: true, OpExec: true, OpSignal: true, OpTop: true,
+	OpPullImage: true, OpInspectImage: true, OpTagImage: true, OpUntagImage: true, OpRun: true, OpRemove: true, OpExec: true, OpSignal: true, OpTop: true,
 	OpRunOnce: true, OpProbe: true, OpFollowLogs: true,
 }
 

@@ -2,12 +2,16 @@ package fake
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 )
 
 // normalize returns ref as Docker stores it (nginx:1.27 is
@@ -34,16 +38,68 @@ func (e *Engine) AddImage(refs ...string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, r := range refs {
-		e.images[mustNormalize(r)] = true
+		n := mustNormalize(r)
+		e.builds[n]++
+		e.addLocked(n)
 	}
 }
 
-// RemoveImage deletes a local image (containers using it keep running, as
-// with `docker rmi -f`).
+// addLocked makes the normalised ref n name a new image: its ID is the
+// SHA-256 of n and of how many times AddImage made it (AddImage again is a
+// rebuild under the same tag: a new ID; the old image stays under any
+// other name it has).
+func (e *Engine) addLocked(n string) {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s#%d", n, e.builds[n])))
+	e.images[n] = true
+	e.tagID[n] = "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// RemoveImage deletes a local image's name ref (containers using it keep
+// running, as with `docker rmi -f`); other names of the image stay.
 func (e *Engine) RemoveImage(ref string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	delete(e.images, mustNormalize(ref))
+	n := mustNormalize(ref)
+	delete(e.images, n)
+	delete(e.tagID, n)
+}
+
+// RemoveImageID deletes the image id under every name it has, as
+// `docker rmi -f ID` does.
+func (e *Engine) RemoveImageID(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for n, have := range e.tagID {
+		if have == id {
+			delete(e.images, n)
+			delete(e.tagID, n)
+		}
+	}
+}
+
+// ImageID is the ID ref names ("" when it names nothing).
+func (e *Engine) ImageID(ref string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.tagID[mustNormalize(ref)]
+}
+
+// lookupLocked is the normalised name of the image ref names: ref itself
+// (a tag), or any name of the image when ref is an ID.
+func (e *Engine) lookupLocked(ref string) (string, bool) {
+	if strings.HasPrefix(ref, "sha256:") {
+		for n, id := range e.tagID {
+			if id == ref && e.images[n] {
+				return n, true
+			}
+		}
+		return "", false
+	}
+	n, err := normalize(ref)
+	if err != nil {
+		return "", false
+	}
+	return n, e.images[n]
 }
 
 // SetPullable says whether PullImage can fetch ref from a registry; by
@@ -71,6 +127,60 @@ func (e *Engine) HasImage(ref string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.images[mustNormalize(ref)]
+}
+
+// InspectImage returns a present image's ID (see addLocked). An image
+// built here has no repo digests.
+func (e *Engine) InspectImage(ctx context.Context, ref string) (img engine.Image, err error) {
+	c := e.begin(OpInspectImage, ref, "")
+	defer c.end(&err)
+	if ferr := e.admit(ctx, c); ferr != nil {
+		return img, fmt.Errorf("inspect image %s: %w", ref, ferr)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n, ok := e.lookupLocked(ref)
+	if !ok {
+		return img, fmt.Errorf("inspect image %s: %w", ref, daemonErr(errdefs.ErrNotFound, "No such image: %s", ref))
+	}
+	return engine.Image{Ref: ref, ID: e.tagID[n]}, nil
+}
+
+// TagImage makes target name the image source names (a tag or an ID).
+func (e *Engine) TagImage(ctx context.Context, source, target string) (err error) {
+	c := e.begin(OpTagImage, source, target)
+	defer c.end(&err)
+	if ferr := e.admit(ctx, c); ferr != nil {
+		return fmt.Errorf("tag image %s as %s: %w", source, target, ferr)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n, ok := e.lookupLocked(source)
+	if !ok {
+		return fmt.Errorf("tag image %s as %s: %w", source, target, daemonErr(errdefs.ErrNotFound, "No such image: %s", source))
+	}
+	t, err := normalize(target)
+	if err != nil {
+		return fmt.Errorf("tag image %s as %s: %w", source, target, err)
+	}
+	e.images[t], e.tagID[t] = true, e.tagID[n]
+	return nil
+}
+
+// UntagImage removes the name ref; one that is not there is not an error.
+func (e *Engine) UntagImage(ctx context.Context, ref string) (err error) {
+	c := e.begin(OpUntagImage, ref, "")
+	defer c.end(&err)
+	if ferr := e.admit(ctx, c); ferr != nil {
+		return fmt.Errorf("untag image %s: %w", ref, ferr)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if n, err := normalize(ref); err == nil {
+		delete(e.images, n)
+		delete(e.tagID, n)
+	}
+	return nil
 }
 
 // MissingImages returns the refs that are not present locally, in order.
@@ -118,6 +228,6 @@ func (e *Engine) PullImage(ctx context.Context, ref string) (err error) {
 			"pull access denied for %s, repository does not exist or may require 'docker login': denied: requested access to the resource is denied",
 			reference.FamiliarName(named)))
 	}
-	e.images[n] = true
+	e.addLocked(n)
 	return nil
 }

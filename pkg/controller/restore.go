@@ -1,0 +1,148 @@
+package controller
+
+// Rollback to an earlier release (swiftctl rollback --to previous|REV):
+// the release's image becomes stable again through the transaction a
+// promotion uses (transact): gated by the infrastructure policy when it is
+// applied, written ahead once allowed, committed and journaled once
+// (rolled_back with from_rev and to_rev) the moment nginx serves it. The
+// new stable containers start and pass their health check before nginx
+// switches to them and the old ones drain, so no request fails; the image
+// is on the host already (checked first), so nothing is pulled.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+)
+
+// rollbackTo brings release `to` ("previous" or a revision) of service
+// back as stable.
+func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progress reconciler.Progress) error {
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	m, err := d.transitionStart(ctx)
+	if err != nil {
+		return err
+	}
+	svc, err := resolveService(m, service)
+	if err != nil {
+		return err
+	}
+	b, err := d.loadReleases()
+	if err != nil {
+		return err
+	}
+	d.relMu.Lock()
+	sb := *b.service(svc)
+	d.relMu.Unlock()
+	if sb.Current == 0 {
+		return fmt.Errorf("service %s has no release recorded yet: nothing to roll back to", svc)
+	}
+	var rel api.Release
+	switch to {
+	case api.RollbackPrevious:
+		var ok bool
+		if rel, ok = sb.previous(); !ok {
+			return fmt.Errorf("service %s has no release before the current one (%d): nothing to roll back to", svc, sb.Current)
+		}
+	default:
+		rev, err := strconv.Atoi(to)
+		if err != nil || rev <= 0 {
+			return fmt.Errorf("--to: want %q or a release number, got %q", api.RollbackPrevious, to)
+		}
+		var ok bool
+		if rel, ok = sb.find(rev); !ok {
+			return fmt.Errorf("--to: service %s has no release %d listed (the last %d are kept: swiftctl releases)", svc, rev, d.keepReleases())
+		}
+		if rev == sb.Current {
+			return fmt.Errorf("--to: release %d of %s is the current one already", rev, svc)
+		}
+	}
+	sv, err := d.target.Serving(ctx, m)
+	if err != nil {
+		return err
+	}
+	if sv.CanaryRunning || sv.CanaryLive {
+		return errors.New("a canary is running: promote it or drop it (swiftctl rollback) before rolling back to an earlier release")
+	}
+	// No pull: the image must be on the host, and still be the image the
+	// release ran. Checked before anything is journaled or changed.
+	run := rel.Image
+	if d.localImages() {
+		if run, err = d.runRef(ctx, svc, rel); err != nil {
+			return err
+		}
+		if run != rel.Image {
+			progress(fmt.Sprintf("%s now names another image: running release %d's own image, kept as %s", rel.Image, rel.Rev, run))
+		}
+	}
+	d.event(journal.EventRollbackRequested, fmt.Sprintf("rollback of %s to release %d (%s) requested", svc, rel.Rev, rel.Image), user,
+		map[string]any{"service": svc, "from_rev": sb.Current, "to_rev": rel.Rev, "image": rel.Image})
+	now := time.Now().UTC()
+	t := &Transition{ID: newID(), Kind: kindRestore, Started: now, User: user,
+		Restored: &Restore{Service: svc, Rev: rel.Rev, FromRev: sb.Current, Image: run, ImageID: rel.ImageID, Digest: rel.Digest,
+			ReleaseImage: rel.Image, ManifestStable: m.Services.Image, At: now, User: user}}
+	if c := m.Services.Canary; c != nil {
+		// The canary the manifest still declares (promoted, or dropped)
+		// must not start again beside the release brought back: it stays
+		// dropped until the manifest names another canary image.
+		t.RolledBack = &Rollback{CanaryImage: c.Image, At: now, User: user}
+	}
+	// The spec in force once it takes effect; and whether the manifest's
+	// env, port and resources differ from the release's (judged under the
+	// release's own image name, not the kept one).
+	asRelease := *t
+	asRelease.Restored = &Restore{ManifestStable: m.Services.Image, Image: rel.Image}
+	d.mu.Lock()
+	_, spec := stableSpec(m, d.state.with(t))
+	_, specAsRelease := stableSpec(m, d.state.with(&asRelease))
+	d.mu.Unlock()
+	t.Restored.SpecHash = spec
+	if specAsRelease != rel.SpecHash {
+		progress(fmt.Sprintf("Note: release %d's image runs with the manifest's env, port and resources, which differ from the release's (spec %s, the release had %s)",
+			rel.Rev, short(specAsRelease), short(rel.SpecHash)))
+	}
+	err = d.transact(ctx, m, t, progress)
+	var denied *reconciler.DeniedError
+	var nr notRecorded
+	if errors.As(err, &nr) && errors.As(err, &denied) {
+		// Denied before anything was recorded: nothing changed; say so
+		// once (a failure after the write-ahead is journaled by abort).
+		d.event(journal.EventRollbackFailed, fmt.Sprintf("rollback of %s to release %d denied: %s", svc, rel.Rev, strings.Join(denied.Reasons, "; ")), user,
+			map[string]any{"service": svc, "to_rev": rel.Rev, "reasons": denied.Reasons, "policy": d.gatePolicy()})
+	}
+	if err != nil {
+		return err
+	}
+	progress(fmt.Sprintf("Rolled back %s to release %d (%s): all traffic on it", svc, rel.Rev, rel.Image))
+	return nil
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// restoreEvent is the rolled_back record of a committed rollback to a
+// release: image is the release's, run the name it runs under (the kept
+// name when the image's own tag has moved on).
+func restoreEvent(t *Transition) journal.Record {
+	r := t.Restored
+	det := map[string]any{"service": r.Service, "from_rev": r.FromRev, "to_rev": r.Rev, "image": r.ReleaseImage,
+		"digest": r.Digest, "spec_hash": r.SpecHash, "txn": t.ID}
+	if r.Image != r.ReleaseImage {
+		det["run"] = r.Image
+	}
+	return journal.Record{Event: journal.EventRolledBack,
+		Message: fmt.Sprintf("%s rolled back from release %d to release %d (%s); all traffic on it", r.Service, r.FromRev, r.Rev, r.ReleaseImage),
+		User:    t.User, Details: det}
+}
