@@ -28,15 +28,17 @@ func (a *app) newLogsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logs [SERVICE]",
 		Short: "Show the output of a service's replicas, merged",
-		Long: `logs prints what the replicas of SERVICE (default: the manifest's only
-service) wrote on stdout and stderr, each line prefixed with its container
-(Docker) or pod (Kubernetes). It reads through swiftdeployd, so the read
-role is enough: no access to the Docker socket or the cluster is needed.
+		Long: `logs prints what the replicas of SERVICE (default: every service; the
+single service is named after the project, as in releases) wrote on stdout
+and stderr, each line prefixed with its container (Docker) or pod
+(Kubernetes). It reads through swiftdeployd, so the read role is enough: no
+access to the Docker socket or the cluster is needed.
 
 Without -f the lines of every replica are merged in time order and logs
-ends; with -f new lines are printed as they come until Ctrl-C (or the
-daemon stops). --since takes a duration back from now (10m, 1h30m) or an
-RFC 3339 time; --tail N starts each replica at its last N lines.`,
+ends; with -f new lines are printed as they come, from the replicas that
+run and those that appear (a deploy, a scale-up, a restart), until Ctrl-C
+(or the daemon stops). --since takes a duration back from now (10m, 1h30m)
+or an RFC 3339 time; --tail N starts each replica at its last N lines.`,
 		GroupID: "observe",
 		Args:    cobra.MaximumNArgs(1),
 	}
