@@ -193,3 +193,32 @@ func hasPrefixOf(l string, names []string) bool {
 	}
 	return false
 }
+
+// --track on the real engine: a canary's lines only, or stable's only,
+// told by the containers' track (the demo app logs its mode when it
+// starts).
+func TestLogsByTrack(t *testing.T) {
+	e := newEnv(t)
+	e.writeManifest(withCanary(e.manifest(images.AppImage, 2, ""), images.AppImageV2, 20))
+	e.startDaemon()
+	e.converged(map[string]int{images.AppImage: 2, images.AppImageV2: 1})
+	for _, tc := range []struct {
+		track      string
+		want, omit string
+		lines      int
+	}{
+		{"canary", "mode=canary", "mode=stable", 1},
+		{"stable", "mode=stable", "mode=canary", 2},
+	} {
+		out, code := e.swiftctl("logs", "--track", tc.track)
+		n := 0
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "msg=listening") {
+				n++
+			}
+		}
+		if code != 0 || n != tc.lines || !contains(out, tc.want) || contains(out, tc.omit) {
+			t.Errorf("swiftctl logs --track %s: exit %d, %d start lines (want %d, %s and no %s), output:\n%s", tc.track, code, n, tc.lines, tc.want, tc.omit, out)
+		}
+	}
+}
