@@ -221,4 +221,28 @@ func TestLogsByTrack(t *testing.T) {
 			t.Errorf("swiftctl logs --track %s: exit %d, %d start lines (want %d, %s and no %s), output:\n%s", tc.track, code, n, tc.lines, tc.want, tc.omit, out)
 		}
 	}
+
+	// A follow ends cleanly when the daemon stops: the last record says
+	// so (exit 0), the stream is not cut.
+	cmd := exec.Command(filepath.Join(binDir, "swiftctl"), "--manifest", filepath.Join(e.dir, "manifest.yaml"), "--socket", e.socket, "logs", "-f", "--track", "canary")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() || !strings.Contains(sc.Text(), "mode=canary") {
+		t.Fatalf("logs -f: first line %q, want the canary's start line; stderr: %s", sc.Text(), stderr.String())
+	}
+	e.stopDaemon(syscall.SIGTERM)
+	for sc.Scan() {
+	}
+	if err := cmd.Wait(); err != nil || !strings.Contains(stderr.String(), "swiftdeployd is stopping; the logs end here") {
+		t.Errorf("logs -f when the daemon stopped: %v, stderr %q; want exit 0 and the daemon's last record", err, stderr.String())
+	}
 }
