@@ -12,13 +12,20 @@ import (
 // close frame (a clean close, which a browser reconnects after) rather
 // than drop the TCP connection under it.
 type sockets struct {
-	mu   sync.Mutex
-	open map[*websocket.Conn]struct{}
+	mu     sync.Mutex
+	open   map[*websocket.Conn]struct{}
+	closed bool // closeAll ran: a socket opened since is closed at once
 }
 
 func (s *sockets) add(ws *websocket.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		// Opened while the server shuts down (its handshake was under
+		// way): it gets its close frame too.
+		_ = ws.Close()
+		return
+	}
 	if s.open == nil {
 		s.open = make(map[*websocket.Conn]struct{})
 	}
@@ -31,15 +38,19 @@ func (s *sockets) remove(ws *websocket.Conn) {
 	delete(s.open, ws)
 }
 
-// closeAll sends a close frame on every open WebSocket and closes it.
+// closeAll sends a close frame on every open WebSocket and closes it. It
+// returns once every frame is written, also when another closeAll (the
+// server's shutdown hook, which runs in a goroutine of its own that
+// Shutdown does not wait for) is writing them: the process may exit right
+// after.
 func (s *sockets) closeAll() {
 	s.mu.Lock()
-	open := s.open
-	s.open = nil
-	s.mu.Unlock()
-	for ws := range open {
+	defer s.mu.Unlock()
+	s.closed = true
+	for ws := range s.open {
 		_ = ws.Close() // writes the close frame (1000), then closes
 	}
+	s.open = nil
 }
 
 //go:embed live.html

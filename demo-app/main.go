@@ -77,7 +77,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// goodbye on every open WebSocket so its client reconnects (to the
 	// new version) instead of seeing the connection drop.
 	srv.RegisterOnShutdown(app.sockets.closeAll)
-	if err := serve(ctx, ln, srv); err != nil {
+	err = serve(ctx, ln, srv)
+	// Shutdown runs that hook in a goroutine it does not wait for: the
+	// process must not exit before the close frames are written (its
+	// clients would see the connection drop, 1006).
+	app.sockets.closeAll()
+	if err != nil {
 		return err
 	}
 	logger.Info("stopped gracefully")

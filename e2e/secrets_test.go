@@ -80,6 +80,29 @@ var secretSources = []secretSource{
 			},
 		}
 	}},
+	{"env files and secret files", func(t *testing.T, w *secretWorld) placement {
+		// The user's env file and secret files, which the daemon reads
+		// when it starts a container and never copies anywhere.
+		fromFile, file, asEnv := canary("ENVFILE"), canary("SECRETFILE"), canary("SECRETENV")
+		files := map[string]string{
+			"app-secrets.env":     "# settings\nFROM_ENV_FILE=" + fromFile + "\n",
+			"secrets/db_password": file,
+			"secrets/api_key":     asEnv,
+		}
+		var own []string
+		for rel, content := range files {
+			if err := os.MkdirAll(filepath.Join(w.dir, "secrets"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(w.dir, rel), []byte(content))
+			own = append(own, rel)
+		}
+		return placement{
+			services: "  env_file: ./app-secrets.env\n  secrets:\n    db_password: {file: ./secrets/db_password}\n    api_key: {file: ./secrets/api_key, env: SECRET_API_KEY}\n",
+			canaries: []string{fromFile, file, asEnv},
+			own:      own,
+		}
+	}},
 	{"webhook URLs", func(t *testing.T, w *secretWorld) placement {
 		user, pass, path, tok := canary("HOOKUSER"), canary("HOOKPASS"), canary("HOOKPATH"), canary("HOOKTOKEN")
 		u := w.hookURL(user, pass, "/services/"+path, "token="+tok)

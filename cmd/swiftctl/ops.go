@@ -33,7 +33,9 @@ it prints the reasons and exits 1, as for any denial.`,
 	downOp = operation{
 		use: "down", short: "Remove every container and network of the project", group: "deploy",
 		long: `down removes the project's containers and network. The daemon keeps them
-down until the next deploy.`,
+down until the next deploy. The project's named volumes (services.volumes)
+are kept, data and all, for the next deploy to mount again; --volumes
+removes them too.`,
 		path: api.PathDown,
 	}
 	promoteOp = operation{
@@ -78,7 +80,18 @@ func (a *app) newDeployCmd() *cobra.Command {
 	return cmd
 }
 
-func (a *app) newDownCmd() *cobra.Command { return a.newOperationCmd(downOp) }
+func (a *app) newDownCmd() *cobra.Command {
+	cmd := a.newOperationCmd(downOp)
+	volumes := cmd.Flags().Bool("volumes", false, "also remove the project's named volumes and the data in them")
+	cmd.RunE = action(func(cmd *cobra.Command, args []string) error {
+		path := downOp.path
+		if *volumes {
+			path += "?volumes=true"
+		}
+		return a.stream(cmd.Context(), downOp.use, path)
+	})
+	return cmd
+}
 
 // streamBody is stream with a request body.
 func (a *app) streamBody(ctx context.Context, name, path string, body any) error {

@@ -83,6 +83,7 @@ the manifest now, one per line, without applying them.`,
 	}
 	format := outputFlag(cmd)
 	down := cmd.Flags().Bool("down", false, "show what `swiftctl down` would remove, in the order it removes it")
+	volumes := cmd.Flags().Bool("volumes", false, "with --down: what `swiftctl down --volumes` would remove")
 	cmd.RunE = action(func(cmd *cobra.Command, args []string) error {
 		f, err := format()
 		if err != nil {
@@ -92,7 +93,12 @@ the manifest now, one per line, without applying them.`,
 		defer cancel()
 		var d api.Diff
 		path := api.PathDiff
-		if *down {
+		switch {
+		case *volumes && !*down:
+			return usageErrorf("--volumes: only with --down")
+		case *volumes:
+			path += "?down=true&volumes=true"
+		case *down:
 			path += "?down=true"
 		}
 		if err := a.client().Get(ctx, path, &d); err != nil {

@@ -162,6 +162,9 @@ var resources = map[string]struct{ prefix, plural string }{
 	"Rollout":            {"/apis/argoproj.io/v1alpha1", "rollouts"},
 	"AnalysisTemplate":   {"/apis/argoproj.io/v1alpha1", "analysistemplates"},
 	"NetworkPolicy":      {"/apis/networking.k8s.io/v1", "networkpolicies"},
+	// With services.volumes and secrets (env_file, secrets).
+	"PersistentVolumeClaim": {"/api/v1", "persistentvolumeclaims"},
+	"Secret":                {"/api/v1", "secrets"},
 }
 
 func objectPath(t *testing.T, o k8srender.Object) string {

@@ -73,7 +73,7 @@ func TestRenderedObjectsPassServerDryRun(t *testing.T) {
 			}
 		}
 	}
-	for _, kind := range []string{"Deployment", "Service", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Rollout", "AnalysisTemplate", "NetworkPolicy"} {
+	for _, kind := range []string{"Deployment", "Service", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Rollout", "AnalysisTemplate", "NetworkPolicy", "PersistentVolumeClaim"} {
 		if checked[kind] == 0 {
 			t.Errorf("no %s was checked", kind)
 		}

@@ -145,8 +145,8 @@ func Project(t testing.TB, cli *client.Client) string {
 	return project
 }
 
-// RemoveProject force-removes containers (with their anonymous volumes) and
-// then networks carrying the project label. It carries on past failures
+// RemoveProject force-removes containers (with their anonymous volumes),
+// then networks, then named volumes carrying the project label. It carries on past failures
 // and returns them all.
 func RemoveProject(ctx context.Context, cli *client.Client, project string) error {
 	if project == "" {
@@ -192,6 +192,17 @@ func RemoveProject(ctx context.Context, cli *client.Client, project string) erro
 		_, err := cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{})
 		if err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
+		}
+	}
+	// Volumes last of all: a volume a container mounts cannot be removed.
+	volumes, err := cli.VolumeList(ctx, client.VolumeListOptions{Filters: filter})
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list volumes of project %s: %w", project, err))...)
+	}
+	for _, v := range volumes.Items {
+		_, err := cli.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove volume %s: %w", v.Name, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -50,6 +50,9 @@ import (
 // calls plus a ping and the container event stream.
 type Engine interface {
 	reconciler.Engine
+	// ListVolumes and RemoveVolume serve `down --volumes`.
+	ListVolumes(ctx context.Context, project string) ([]engine.Volume, error)
+	RemoveVolume(ctx context.Context, name string) error
 	Ping(ctx context.Context) error
 	// InspectImage is a local image's ID and repo digests (a release
 	// records them; a rollback checks the image is still there).
@@ -203,9 +206,9 @@ type Daemon struct {
 	// relMu, never taken with mu held.
 	relMu    sync.Mutex
 	releases *releaseBook
-	// deployUser is who asked for the deploy a reconcile serves, for the
-	// release it makes (under mu; consumed by manifestTookEffect).
-	deployUser string
+	// relSettled: releases.json written and the kept names made, once
+	// per daemon by the reconcile (settleReleases); under relMu.
+	relSettled bool
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
@@ -222,6 +225,8 @@ type Daemon struct {
 type waiter struct {
 	progress reconciler.Progress
 	done     chan error
+	// user asked for the deploy (the release it makes names them).
+	user string
 }
 
 // New prepares a daemon; Run starts it.
@@ -321,6 +326,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.proxy = observe.NewProxy(observe.Options{})
 	d.rec = &reconciler.Reconciler{
 		Engine:        d.eng,
+		Dir:           d.dir,
 		ConfigDir:     filepath.Join(d.stateDir, "nginx"),
 		RunDir:        filepath.Join(d.stateDir, "nginx-run"),
 		AppliedPath:   filepath.Join(d.stateDir, "applied.json"),

@@ -15,6 +15,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
+	"github.com/swiftdeploy/swiftdeploy/pkg/secretfiles"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
@@ -64,6 +65,10 @@ func (t dockerTarget) Await() (poll, deadline time.Duration) {
 }
 
 func (t dockerTarget) Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error) {
+	m, err := t.d.withFiles(m)
+	if err != nil {
+		return nil, err
+	}
 	desired, err := desiredFor(m, s)
 	if err != nil {
 		return nil, err
@@ -156,7 +161,7 @@ func (t dockerTarget) Watch(ctx context.Context, _ func()) { t.d.watchEngine(ctx
 // m's project: nginx first so that no request reaches an app container
 // being removed, then the apps, then anything else labelled with the
 // project, then the network.
-func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Removal, error) {
+func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]Removal, error) {
 	eng := t.d.eng
 	cs, err := eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {
@@ -191,6 +196,20 @@ func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Rem
 		plan = append(plan, Removal{Op: "remove-network", Target: n.Name, Event: journal.EventNetworkRemoved,
 			run: func(ctx context.Context) error { return eng.RemoveNetwork(ctx, id) }})
 	}
+	if !volumes {
+		return plan, nil
+	}
+	// Every volume labelled with the project, not only those the manifest
+	// names now: one a former version used holds data just the same.
+	vs, err := eng.ListVolumes(ctx, m.Project)
+	if err != nil {
+		return plan, err
+	}
+	for _, v := range vs {
+		name := v.Name
+		plan = append(plan, Removal{Op: "remove-volume", Target: name, Event: journal.EventVolumeRemoved,
+			run: func(ctx context.Context) error { return eng.RemoveVolume(ctx, name) }})
+	}
 	return plan, nil
 }
 
@@ -214,7 +233,52 @@ func (d *Daemon) desired(m *manifest.Manifest) (reconciler.Desired, error) {
 	d.mu.Lock()
 	s := d.state
 	d.mu.Unlock()
+	m, err := d.withFiles(m)
+	if err != nil {
+		return reconciler.Desired{}, err
+	}
 	return desiredFor(m, s)
+}
+
+// withFiles returns m with each service's FilesDigest set from what its
+// env files and secrets hold now (m itself is shared, and left alone): a
+// changed secret file is a changed service. The digest's key lives in the
+// state directory, 0600.
+func (d *Daemon) withFiles(m *manifest.Manifest) (*manifest.Manifest, error) {
+	s := &m.Services
+	if len(s.EnvFile) == 0 && len(s.Secrets) == 0 {
+		return m, nil
+	}
+	key, err := secretfiles.Key(d.stateDir)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := secretfiles.Digest("services", d.dir, key, s)
+	if err != nil {
+		return nil, err
+	}
+	c := *m
+	c.Services.FilesDigest = digest
+	return &c, nil
+}
+
+// readSecrets reads m's secret files (by name) and env files (merged) for
+// the Kubernetes target's Secrets. Errors name the field, never content.
+func (d *Daemon) readSecrets(m *manifest.Manifest) (map[string][]byte, map[string]string, error) {
+	s := &m.Services
+	env, err := secretfiles.EnvFiles("services", d.dir, s.EnvFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	files := map[string][]byte{}
+	for _, sec := range s.Secrets {
+		b, err := secretfiles.Read("services.secrets."+sec.Name, d.dir, sec.File)
+		if err != nil {
+			return nil, nil, err
+		}
+		files[sec.Name] = b
+	}
+	return files, env, nil
 }
 
 // writeArtifacts writes docker-compose.yml and nginx.conf beside the

@@ -106,7 +106,7 @@ func TestFileModesAfterEveryApply(t *testing.T) {
 	h.mustConverge()
 	checkModes(t, h.dir, "a rollback")
 
-	if err := h.d.down(context.Background(), "alice", func(string) {}); err != nil {
+	if err := h.d.down(context.Background(), "alice", false, func(string) {}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.deploy(); err != nil {

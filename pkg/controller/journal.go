@@ -97,7 +97,7 @@ func (d *Daemon) journalPath() string { return d.cfg.JournalPath }
 // hash last journaled is read back from the journal once, so a restart
 // does not journal the same manifest again. Called from the reconcile
 // only (callers hold d.runMu), so the read and the write cannot race.
-func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest) {
+func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, user string) {
 	h := m.Hash()
 	d.mu.Lock()
 	last, known := d.appliedManifest, d.appliedManifestKnown
@@ -120,8 +120,18 @@ func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest) {
 		// A stable that differs from the one in force is a new release:
 		// it rides in this record, journaled once with it.
 		d.mu.Lock()
-		s, user := d.state, d.deployUser
-		d.deployUser = ""
+		s := d.state
+		if user == "" {
+			// A deploy that arrived while this reconcile applied the
+			// manifest asked for what it applied (its own reconcile
+			// will find nothing to do).
+			for _, w := range d.waiters {
+				if w.user != "" {
+					user = w.user
+					break
+				}
+			}
+		}
 		d.mu.Unlock()
 		image, spec := stableSpec(m, s)
 		rel, isNew := d.newRelease(ctx, serviceName(m), image, spec, user, causeDeploy)

@@ -176,11 +176,43 @@ func (c *kubeChange) Serving() Serving { return kubeServing(c.m.Project, c.obs) 
 func (t *kubeTarget) Name() string { return "kubernetes" }
 
 func (t *kubeTarget) desired(m *manifest.Manifest, s State) (kubetarget.Desired, error) {
-	return kubetarget.DesiredFor(m, s.options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline)
+	// The files' keyed digest goes into the pods' config hash (a changed
+	// secret rolls them); their content into the Secrets only.
+	m, err := t.d.withFiles(m)
+	if err != nil {
+		return kubetarget.Desired{}, err
+	}
+	d, err := kubetarget.DesiredFor(m, s.options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline)
+	if err != nil || !hasSecrets(m) {
+		return d, err
+	}
+	files, env, err := t.d.readSecrets(m)
+	if err != nil {
+		return kubetarget.Desired{}, err
+	}
+	d.Secrets = kubetarget.SecretsFor(m.Project, t.cfg.Namespace, files, env)
+	return d, nil
 }
 
-func (t *kubeTarget) observe(ctx context.Context, project string) (kubetarget.Observed, error) {
-	obs, err := kubetarget.Observe(ctx, t.api, t.cfg.Namespace, project)
+// hasSecrets: the manifest's services have env files or secrets.
+func hasSecrets(m *manifest.Manifest) bool {
+	return len(m.Services.EnvFile) > 0 || len(m.Services.Secrets) > 0
+}
+
+// hasClaims: the manifest's services have named volumes.
+func hasClaims(m *manifest.Manifest) bool {
+	for _, v := range m.Services.Volumes {
+		if v.Type == manifest.VolumeNamed {
+			return true
+		}
+	}
+	return false
+}
+
+// observe lists what the project owns; its Secrets and volume claims only
+// when the manifest has some (the daemon's Role grants them only then).
+func (t *kubeTarget) observe(ctx context.Context, m *manifest.Manifest) (kubetarget.Observed, error) {
+	obs, err := kubetarget.ObserveAll(ctx, t.api, t.cfg.Namespace, m.Project, hasSecrets(m), hasClaims(m))
 	t.d.setEngineErr(err)
 	return obs, err
 }
@@ -196,7 +228,7 @@ func (t *kubeTarget) Change(ctx context.Context, m *manifest.Manifest, s State) 
 
 // replan observes and plans c again.
 func (t *kubeTarget) replan(ctx context.Context, c *kubeChange) error {
-	obs, err := t.observe(ctx, c.m.Project)
+	obs, err := t.observe(ctx, c.m)
 	if err != nil {
 		return err
 	}
@@ -307,7 +339,7 @@ func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h Hooks) ([]string
 
 func (t *kubeTarget) Serves(ctx context.Context, ch Change) (Verdict, Serving, error) {
 	c := ch.(*kubeChange)
-	obs, err := t.observe(ctx, c.m.Project)
+	obs, err := t.observe(ctx, c.m)
 	if err != nil {
 		return ServesUnknown, Serving{}, err
 	}
@@ -319,7 +351,7 @@ func (t *kubeTarget) Serves(ctx context.Context, ch Change) (Verdict, Serving, e
 }
 
 func (t *kubeTarget) Serving(ctx context.Context, m *manifest.Manifest) (Serving, error) {
-	obs, err := t.observe(ctx, m.Project)
+	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return Serving{}, err
 	}
@@ -358,7 +390,7 @@ func (t *kubeTarget) Rolled(ctx context.Context, m *manifest.Manifest, s State) 
 	if err != nil {
 		return RolloutStatus{}, err
 	}
-	obs, err := t.observe(ctx, m.Project)
+	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return RolloutStatus{}, err
 	}
@@ -410,7 +442,7 @@ func (t *kubeTarget) Decide(ctx context.Context, ch Change) policy.Decision {
 // Judge is canary safety from Prometheus's figures of the canary's
 // current pods (the revision is the pod-template hash it finds).
 func (t *kubeTarget) Judge(ctx context.Context, m *manifest.Manifest, _ string) (policy.Decision, statsView) {
-	obs, err := t.observe(ctx, m.Project)
+	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return policy.Decision{Reasons: []string{err.Error()}}, statsView{Outcome: metrics.MissingData, NoProxy: true}
 	}
@@ -428,8 +460,10 @@ func (t *kubeTarget) Heal(context.Context, Change, reconciler.Progress) {}
 
 // Teardown plans the deletion of every object the project owns: the
 // route first, so that nothing is sent to a Service being deleted.
-func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Removal, error) {
-	obs, err := t.observe(ctx, m.Project)
+// The project's Secrets go last; its volume claims, with the data, only
+// with volumes (`down --volumes`), after everything else.
+func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]Removal, error) {
+	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return nil, err
 	}
@@ -443,6 +477,14 @@ func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest) ([]Remo
 	}
 	for n := range obs.Deployments {
 		refs = append(refs, kube.Ref{Resource: kube.Deployments, Namespace: ns, Name: n})
+	}
+	for n := range obs.Secrets {
+		refs = append(refs, kube.Ref{Resource: kube.Secrets, Namespace: ns, Name: n})
+	}
+	if volumes { // the data goes only when asked for
+		for n := range obs.Claims {
+			refs = append(refs, kube.Ref{Resource: kube.Claims, Namespace: ns, Name: n})
+		}
 	}
 	plan := make([]Removal, 0, len(refs))
 	for _, ref := range refs {

@@ -29,7 +29,7 @@ func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State,
 	d := t.d
 	ctx, cancel := context.WithTimeout(ctx, statusObserveTimeout)
 	defer cancel()
-	obs, err := kubetarget.Observe(ctx, t.api, t.cfg.Namespace, m.Project)
+	obs, err := kubetarget.ObserveAll(ctx, t.api, t.cfg.Namespace, m.Project, hasSecrets(m), hasClaims(m))
 	if err != nil {
 		s.EngineError = err.Error()
 		return

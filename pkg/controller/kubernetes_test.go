@@ -242,7 +242,7 @@ func TestKubeDownClearsRolloutTracking(t *testing.T) {
 	if h.d.rollout == nil {
 		t.Fatal("the applied change is not awaited")
 	}
-	if err := h.d.down(context.Background(), "alice", func(string) {}); err != nil {
+	if err := h.d.down(context.Background(), "alice", false, func(string) {}); err != nil {
 		t.Fatal(err)
 	}
 	if h.d.rollout != nil {

@@ -93,7 +93,14 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 			w.done <- err
 		}
 	}()
-	m, err := d.reconcileLocked(ctx, tr, trigger, began, len(waiters) > 0, progress)
+	user := "" // who asked for this reconcile: the first deploy waiting that names someone
+	for _, w := range waiters {
+		if w.user != "" {
+			user = w.user
+			break
+		}
+	}
+	m, err := d.reconcileLocked(ctx, tr, trigger, began, len(waiters) > 0, user, progress)
 	if err != nil || m == nil || len(waiters) == 0 {
 		return err
 	}
@@ -107,7 +114,7 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 
 // reconcileLocked is one pass under the run lock: read the manifest,
 // settle a transition a dead daemon left, observe, plan, gate, apply.
-func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger string, began time.Time, deploy bool, progress reconciler.Progress) (m *manifest.Manifest, err error) {
+func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger string, began time.Time, deploy bool, user string, progress reconciler.Progress) (m *manifest.Manifest, err error) {
 	endLock := tr.Begin("wait run lock", "")
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
@@ -125,7 +132,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	if deploy { // only deploy waits on a reconcile: it ends down
 		d.mu.Lock()
 		if d.state.Down {
-			d.state.Down = false
+			d.state.Down, d.state.DownVolumes = false, false
 			logErr(d.log, "save state", d.saveStateLocked())
 		}
 		d.mu.Unlock()
@@ -153,6 +160,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		return nil, err
 	}
 	d.spendDecisions(m)
+	d.settleReleases(ctx)
 	if d.kt == nil {
 		// nginx.tls's certificate for the Docker target's front door
 		// (files are read at every apply).
@@ -205,7 +213,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 	case err == nil:
 		d.endDenials()
 		d.clearDenial()
-		d.manifestTookEffect(ctx, m)
+		d.manifestTookEffect(ctx, m, user)
 		if ch.Gated() && len(lines) > 0 && d.rollout == nil {
 			d.rollout = &rolloutWatch{started: start}
 		}
@@ -285,7 +293,14 @@ func (d *Daemon) recordRun(start time.Time, lines []string, err error) {
 // wait enqueues a reconcile and blocks until one that started after this
 // call finishes.
 func (d *Daemon) wait(ctx context.Context, progress reconciler.Progress) error {
-	w := &waiter{progress: progress, done: make(chan error, 1)}
+	return d.waitAs(ctx, "", progress)
+}
+
+// waitAs is wait for a deploy asked for by user: the release the
+// reconcile makes, if any, names them. The user rides with the request,
+// so a deploy that changes nothing lends it to no later reconcile.
+func (d *Daemon) waitAs(ctx context.Context, user string, progress reconciler.Progress) error {
+	w := &waiter{progress: progress, done: make(chan error, 1), user: user}
 	d.mu.Lock()
 	d.waiters = append(d.waiters, w)
 	d.mu.Unlock()

@@ -26,6 +26,9 @@ func (d *Daemon) withRelative(in *policy.CanaryInput, m *manifest.Manifest, cana
 	state := d.state
 	d.mu.Unlock()
 	var stable observe.Stats
+	if withFiles, err := d.withFiles(m); err == nil {
+		m = withFiles
+	}
 	if st := stack.FromManifest(m, state.options(m)); len(st.Stable) > 0 {
 		stable = d.obs.Stats(stack.TrackStable, st.Stable[0].Hash, r.MinRequests)
 	}

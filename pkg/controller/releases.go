@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -223,6 +224,9 @@ func (d *Daemon) keepReleases() int {
 // loadReleases reads releases.json and brings it up to date with the
 // journal: a release journaled by a daemon that died before writing the
 // file, or a file deleted, is rebuilt from the records. Once per daemon.
+// It changes nothing on disk or on the engine: a reader (swiftctl
+// releases, role read) may be the first to call it; settleReleases, from
+// the reconcile, writes what it rebuilt.
 func (d *Daemon) loadReleases() (*releaseBook, error) {
 	d.relMu.Lock()
 	defer d.relMu.Unlock()
@@ -253,15 +257,40 @@ func (d *Daemon) loadReleases() (*releaseBook, error) {
 		return nil, fmt.Errorf("read releases from the journal: %w", err)
 	}
 	d.releases = b
+	return b, nil
+}
+
+// settleReleases, once per daemon and from the reconcile (callers hold
+// d.runMu), writes releases.json as loaded (rebuilt from the journal when
+// it was missing or behind) and names every listed release's image again
+// (a name removed by hand since is made again).
+func (d *Daemon) settleReleases(ctx context.Context) {
+	b, err := d.loadReleases()
+	if err != nil {
+		d.log.Warn("releases not loaded; they are rebuilt from the journal at the next look", zap.Error(err))
+		return
+	}
+	type listed struct {
+		service string
+		r       api.Release
+	}
+	var keep []listed
+	d.relMu.Lock()
+	if d.relSettled {
+		d.relMu.Unlock()
+		return
+	}
+	d.relSettled = true
 	logErr(d.log, "save releases", d.saveReleasesLocked())
-	// Every listed release's image keeps its name (once per daemon: a
-	// name removed by hand since is made again).
 	for svc, sb := range b.Services {
 		for _, r := range sb.Releases {
-			d.keepImage(context.Background(), svc, r)
+			keep = append(keep, listed{svc, r})
 		}
 	}
-	return b, nil
+	d.relMu.Unlock()
+	for _, k := range keep {
+		d.keepImage(ctx, k.service, k.r)
+	}
 }
 
 // localImages: the target runs images of this host's Docker Engine, so a
@@ -301,14 +330,27 @@ func (d *Daemon) keepImage(ctx context.Context, service string, r api.Release) {
 	}
 }
 
-// dropImage lets go of the name that kept a release no longer listed: its
-// image goes if nothing else names or runs it.
-func (d *Daemon) dropImage(ctx context.Context, service string, r api.Release) {
+// dropImage lets go of the names that kept a release no longer listed
+// (its own, and the kept name it ran under when it was made while a
+// rollback ran one): its image goes if nothing else names or runs it. A
+// name inUse (what a listed release, or the stable in force, runs under)
+// stays: the stable containers run under it, and a heal or a replica more
+// needs it.
+func (d *Daemon) dropImage(ctx context.Context, service string, r api.Release, inUse map[string]bool) {
 	if !d.localImages() {
 		return
 	}
-	if err := d.eng.UntagImage(ctx, d.keepRef(service, r.Rev)); err != nil {
-		d.log.Warn("name of a release no longer listed not removed", zap.Int("rev", r.Rev), zap.Error(err))
+	names := []string{d.keepRef(service, r.Rev)}
+	if strings.HasPrefix(r.Image, KeepRepository+"/") && r.Image != names[0] {
+		names = append(names, r.Image)
+	}
+	for _, ref := range names {
+		if inUse[ref] {
+			continue
+		}
+		if err := d.eng.UntagImage(ctx, ref); err != nil {
+			d.log.Warn("name of a release no longer listed not removed", zap.Int("rev", r.Rev), zap.String("name", ref), zap.Error(err))
+		}
 	}
 }
 
@@ -334,11 +376,20 @@ func (d *Daemon) noteReleased(rec journal.Record) {
 	d.relMu.Lock()
 	dropped := d.releases.replay(rec, d.keepReleases())
 	logErr(d.log, "save releases", d.saveReleasesLocked())
+	r, isRelease := releaseOfDetails(rec.Details["release"])
+	inUse := map[string]bool{}
+	if isRelease {
+		sb := d.releases.service(r.Service)
+		inUse[sb.Image] = true
+		for _, listed := range sb.Releases {
+			inUse[listed.Image] = true
+		}
+	}
 	d.relMu.Unlock()
-	if r, ok := releaseOfDetails(rec.Details["release"]); ok {
+	if isRelease {
 		d.keepImage(context.Background(), r.Service, r)
 		for _, old := range dropped {
-			d.dropImage(context.Background(), r.Service, old)
+			d.dropImage(context.Background(), r.Service, old, inUse)
 		}
 	}
 }

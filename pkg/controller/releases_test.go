@@ -2,16 +2,23 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 )
@@ -26,12 +33,29 @@ func threeReleases(t *testing.T, mod func(*Config)) *harness {
 	}
 	for _, img := range []string{"app:1", "app:2", "app:3"} {
 		h.write(fakeManifest(img, 2, ""))
-		h.d.mu.Lock()
-		h.d.deployUser = "alice"
-		h.d.mu.Unlock()
-		h.mustConverge()
+		h.deployBy("alice")
 	}
 	return h
+}
+
+// deployBy is a deploy asked for by user: the reconcile it waits for.
+func (h *harness) deployBy(user string) {
+	h.t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- h.d.waitAs(context.Background(), user, nil) }()
+	for !h.d.hasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+	err := h.d.reconcileOnce(context.Background())
+	if werr := <-errc; err == nil {
+		err = werr
+	}
+	if err != nil {
+		h.t.Fatalf("deploy by %s: %v", user, err)
+	}
+	if s := h.status(); !s.Converged {
+		h.t.Fatalf("not converged after a deploy by %s; pending %v", user, s.Pending)
+	}
 }
 
 func (h *harness) releases() api.Releases {
@@ -565,5 +589,269 @@ func TestRollbackToNotesASpecChange(t *testing.T) {
 				t.Errorf("noted %v, want %v: %q", noted, tc.note, lines)
 			}
 		})
+	}
+}
+
+// swiftctl releases is role read: it changes nothing, neither a file nor
+// the engine's images, even as the first look at the releases of a
+// restarted daemon whose releases.json is gone and one of whose kept names
+// was removed by hand. Rebuilding the file and naming the image again is
+// the reconcile's job (the run lock held), not a reader's.
+func TestReleasesReadChangesNothing(t *testing.T) {
+	h := threeReleases(t, nil)
+	h.d.jr.Close()
+	relPath := filepath.Join(h.dir, ".swiftdeploy", releasesFile)
+	if err := os.Remove(relPath); err != nil {
+		t.Fatal(err)
+	}
+	kept := "swiftdeploy-release/demo/demo:2"
+	want := h.fe.ImageID(kept)
+	h.fe.RemoveImage(kept)
+	h.d = h.newDaemonWith(func(c *Config) { c.Authz = walkAuthz })
+	// The restarted daemon's first reconcile: the manifest is the one in
+	// force, nothing to apply.
+	h.mustConverge()
+	if _, err := os.Stat(relPath); err != nil {
+		t.Errorf("the reconcile did not write releases.json again: %v", err)
+	}
+	if got := h.fe.ImageID(kept); got != want {
+		t.Errorf("the reconcile did not name release 2's image again: %s names %q, want %s", kept, got, want)
+	}
+
+	h.fe.RemoveImage(kept) // removed by hand once more: a reader does not restore it
+	h.fe.ResetCalls()
+	before := snapshotDir(t, h.dir)
+	req := httptest.NewRequest(http.MethodGet, api.PathReleases, nil).
+		WithContext(authz.WithPeer(context.Background(), walkPeers[authz.RoleRead]))
+	rec := httptest.NewRecorder()
+	h.d.server().Handler.ServeHTTP(rec, req)
+	var rs api.Releases
+	if err := json.Unmarshal(rec.Body.Bytes(), &rs); rec.Code != http.StatusOK || err != nil || revs(rs) != "3*:app:3 2:app:2 1:app:1" {
+		t.Fatalf("GET %s as reader: %d %v %q", api.PathReleases, rec.Code, err, revs(rs))
+	}
+	if m := h.fe.Mutations(); len(m) > 0 {
+		t.Errorf("GET %s as reader made the engine do %v", api.PathReleases, m)
+	}
+	if after := snapshotDir(t, h.dir); !sameFiles(before, after) {
+		t.Errorf("GET %s as reader changed files beside the manifest", api.PathReleases)
+	}
+}
+
+// deployAs is `swiftctl deploy` by the caller of role through the control
+// socket's handler: the request waits for the reconcile run here.
+func (h *harness) deployAs(role authz.Role) {
+	h.t.Helper()
+	srv := h.d.server()
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		req := httptest.NewRequest(http.MethodPost, api.PathDeploy, nil).
+			WithContext(authz.WithPeer(context.Background(), walkPeers[role]))
+		rec := httptest.NewRecorder()
+		srv.Handler.ServeHTTP(rec, req)
+		done <- rec
+	}()
+	for !h.d.hasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+	if err := h.d.reconcileOnce(context.Background()); err != nil {
+		h.t.Fatalf("deploy as %s: %v", role, err)
+	}
+	if rec := <-done; rec.Code != http.StatusOK {
+		h.t.Fatalf("deploy as %s: %d %s", role, rec.Code, rec.Body.String())
+	}
+}
+
+// A release (and its manifest_applied) names who asked for the deploy
+// that applied it, and nobody when the manifest watcher applied an edit
+// (docs/journal.md): a deploy that changed nothing does not lend its
+// caller to the next edit.
+func TestReleaseNamesWhoDeployedIt(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, ""))
+	h.d.jr.Close()
+	h.d = h.newDaemonWith(func(c *Config) { c.Authz = walkAuthz })
+	h.deployAs(authz.RoleOperate) // release 1
+	h.deployAs(authz.RoleAdmin)   // nothing to apply: no release
+	h.write(fakeManifest("app:2", 2, ""))
+	h.mustConverge() // the watcher's reconcile: release 2, nobody's
+	rs := h.releases()
+	if got := revs(rs); got != "2*:app:2 1:app:1" {
+		t.Fatalf("releases %q", got)
+	}
+	if u := rs.Releases[1].User; u != walkPeers[authz.RoleOperate].User {
+		t.Errorf("release 1 names %q, want %q who deployed it", u, walkPeers[authz.RoleOperate].User)
+	}
+	if u := rs.Releases[0].User; u != "" {
+		t.Errorf("release 2, applied by the manifest watcher, names %q", u)
+	}
+	var applied []journal.Record
+	for _, r := range h.records(journal.TypeEvent) {
+		if r.Event == journal.EventManifestApplied {
+			applied = append(applied, r)
+		}
+	}
+	var users []string
+	for _, r := range applied {
+		users = append(users, strconv.Quote(r.User))
+	}
+	if got, want := strings.Join(users, " "), `"operator" ""`; got != want {
+		t.Errorf("manifest_applied by %s, want %s", got, want)
+	}
+}
+
+// A release brought back under its kept name (its tag rebuilt) keeps
+// running under that name through later edits of other fields: each is a
+// new release of that image, and release 2 falling out of the list must
+// not remove the name the stable containers run (a heal then had no image
+// to start, and tried to pull it). The name goes once no listed release
+// runs under it.
+func TestKeptNameInUseNotRemoved(t *testing.T) {
+	h := threeReleases(t, func(c *Config) { c.KeepReleases = 2 })
+	kept := "swiftdeploy-release/demo/demo:2"
+	ran := h.fe.ImageID("app:2")
+	h.fe.AddImage("app:2") // rebuilt: the tag names another image
+	if err := h.rollbackTo(api.RollbackPrevious); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.running(); got != "stable:"+kept+"×2" {
+		t.Fatalf("running %s, want release 2 under %s", got, kept)
+	}
+	// An env edit: a new release of the same image, and release 2 falls
+	// out of the last two.
+	h.write(fakeManifest("app:3", 2, "  env: {FEATURE: \"on\"}"))
+	h.mustConverge()
+	if got := revs(h.releases()); got != "4*:"+kept+" 3:app:3" {
+		t.Fatalf("releases %q", got)
+	}
+	if got := h.fe.ImageID(kept); got != ran {
+		t.Fatalf("%s names %q after release 2 fell out of the list, want %s: the stable containers run under it", kept, got, ran)
+	}
+	// A heal starts that image again.
+	h.fe.Kill(h.fe.ByTrack("stable")[0].Name)
+	h.mustConverge()
+	if got := h.running(); got != "stable:"+kept+"×2" {
+		t.Fatalf("after a heal: running %s", got)
+	}
+	// Once the manifest names another image, and releases 4 falls out, the
+	// name goes.
+	h.fe.AddImage("app:5", "app:6")
+	for _, img := range []string{"app:5", "app:6"} {
+		h.write(fakeManifest(img, 2, "  env: {FEATURE: \"on\"}"))
+		h.mustConverge()
+	}
+	if got := revs(h.releases()); got != "6*:app:6 5:app:5" {
+		t.Fatalf("releases %q", got)
+	}
+	for _, name := range []string{kept, "swiftdeploy-release/demo/demo:3", "swiftdeploy-release/demo/demo:4"} {
+		if got := h.fe.ImageID(name); got != "" {
+			t.Errorf("%s still names %s: no listed release runs under it", name, got)
+		}
+	}
+}
+
+// A rollback --to that fails before anything is recorded (the engine
+// stops answering while it plans) changes nothing, and its request does
+// not stay open in the journal: rollback_requested is followed by one
+// rollback_failed naming the error (docs/journal.md).
+func TestRollbackToFailingBeforeTheWriteAheadIsJournaled(t *testing.T) {
+	h := threeReleases(t, nil)
+	before := len(h.events())
+	var checked atomic.Bool
+	h.fe.BeforeCall(func(op, target string) {
+		switch {
+		case op == fake.OpInspectImage:
+			checked.Store(true) // the image check is done: rollback_requested comes next
+		case op == fake.OpListContainers && checked.Load():
+			h.fe.FailNext(op, errors.New("engine stopped answering"))
+		}
+	})
+	err := h.rollbackTo(api.RollbackPrevious)
+	h.fe.BeforeCall(nil)
+	if err == nil || !strings.Contains(err.Error(), "engine stopped answering") {
+		t.Fatalf("rollback --to with the engine failing: %v", err)
+	}
+	if got := h.running(); got != "stable:app:3×2" {
+		t.Errorf("running %s", got)
+	}
+	if st := h.state(); st.Restored != nil || st.Pending != nil {
+		t.Errorf("state %+v", st)
+	}
+	recs := h.records(journal.TypeEvent)[before:]
+	if countRecs(recs, journal.EventRollbackRequested) != 1 || countRecs(recs, journal.EventRollbackFailed) != 1 || countRecs(recs, journal.EventRolledBack) != 0 {
+		t.Fatalf("events %v: want rollback_requested, then one rollback_failed", names(recs))
+	}
+	if failed := recs[lastIndex(recs, journal.EventRollbackFailed)]; !strings.Contains(failed.Message, "engine stopped answering") {
+		t.Errorf("rollback_failed %q does not say why", failed.Message)
+	}
+}
+
+// A rollback --to restores a release's image, not the rest of its spec.
+// When that image is what runs already (two releases of one image, the
+// env edited in between), nothing would change: it is refused before
+// anything is journaled, rather than journaled as rolled_back with the
+// current marker moved while the very same containers serve.
+func TestRollbackToSameImageChangesNothing(t *testing.T) {
+	h := threeReleases(t, nil)
+	h.write(fakeManifest("app:3", 2, "  env: {FEATURE: \"on\"}"))
+	h.deployBy("alice")
+	if got := revs(h.releases()); got != "4*:app:3 3:app:3 2:app:2 1:app:1" {
+		t.Fatalf("releases %q", got)
+	}
+	events, running, ids := len(h.events()), h.running(), h.appIDs()
+	err := h.rollbackTo("3")
+	if err == nil || !strings.Contains(err.Error(), "nothing would change") {
+		t.Fatalf("rollback --to 3 (the image that runs): %v, want a refusal", err)
+	}
+	if got := h.events(); len(got) != events {
+		t.Errorf("journaled %v", got[events:])
+	}
+	if got := revs(h.releases()); got != "4*:app:3 3:app:3 2:app:2 1:app:1" {
+		t.Errorf("releases %q after a refused rollback", got)
+	}
+	if h.running() != running || !slices.Equal(h.appIDs(), ids) {
+		t.Errorf("containers changed: %s %v (were %s %v)", h.running(), h.appIDs(), running, ids)
+	}
+	if st := h.state(); st.Restored != nil || st.Pending != nil {
+		t.Errorf("state %+v", st)
+	}
+	// Release 2, another image, still comes back.
+	if err := h.rollbackTo("2"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A deploy asked for while the manifest watcher's reconcile is applying
+// the edit asked for what that reconcile applies: the release names its
+// caller (its own reconcile then finds nothing to do).
+func TestReleaseNamesADeployAskedForDuringTheApply(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, ""))
+	h.mustConverge()
+	h.write(fakeManifest("app:2", 2, ""))
+	var once sync.Once
+	errc := make(chan error, 1)
+	h.fe.BeforeCall(func(op, target string) {
+		if op != fake.OpRun {
+			return
+		}
+		once.Do(func() {
+			go func() { errc <- h.d.waitAs(context.Background(), "carol", nil) }()
+			for !h.d.hasWaiters() {
+				time.Sleep(time.Millisecond)
+			}
+		})
+	})
+	h.mustConverge() // the watcher's reconcile; carol's deploy arrives during it
+	h.fe.BeforeCall(nil)
+	if err := h.reconcile(); err != nil { // the reconcile carol waits for
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	rs := h.releases()
+	if got := revs(rs); got != "2*:app:2 1:app:1" {
+		t.Fatalf("releases %q", got)
+	}
+	if u := rs.Releases[0].User; u != "carol" {
+		t.Errorf("release 2 names %q, want carol, whose deploy arrived while it was applied", u)
 	}
 }

@@ -34,7 +34,7 @@ func TestInterruptedDownIsFinishedOnRestart(t *testing.T) {
 			crash()
 		}
 	})
-	_ = h.d.down(ctx, "alice", func(string) {})
+	_ = h.d.down(ctx, "alice", false, func(string) {})
 	h.fe.BeforeCall(nil)
 	if len(h.fe.ByRole("app")) == 0 {
 		t.Fatal("the crash came too late: every app container is already gone")

@@ -83,8 +83,6 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 			progress(fmt.Sprintf("%s now names another image: running release %d's own image, kept as %s", rel.Image, rel.Rev, run))
 		}
 	}
-	d.event(journal.EventRollbackRequested, fmt.Sprintf("rollback of %s to release %d (%s) requested", svc, rel.Rev, rel.Image), user,
-		map[string]any{"service": svc, "from_rev": sb.Current, "to_rev": rel.Rev, "image": rel.Image})
 	now := time.Now().UTC()
 	t := &Transition{ID: newID(), Kind: kindRestore, Started: now, User: user,
 		Restored: &Restore{Service: svc, Rev: rel.Rev, FromRev: sb.Current, Image: run, ImageID: rel.ImageID, Digest: rel.Digest,
@@ -103,20 +101,34 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	d.mu.Lock()
 	_, spec := stableSpec(m, d.state.with(t))
 	_, specAsRelease := stableSpec(m, d.state.with(&asRelease))
+	_, specNow := stableSpec(m, d.state)
 	d.mu.Unlock()
+	if spec == specNow {
+		// Only the image comes back, and it is what runs: journaling a
+		// rollback would report a change that never happened.
+		return fmt.Errorf("--to: release %d's image %s runs as stable already, with the manifest's env, port and resources (a rollback brings back the image only): nothing would change", rel.Rev, rel.Image)
+	}
 	t.Restored.SpecHash = spec
 	if specAsRelease != rel.SpecHash {
 		progress(fmt.Sprintf("Note: release %d's image runs with the manifest's env, port and resources, which differ from the release's (spec %s, the release had %s)",
 			rel.Rev, short(specAsRelease), short(rel.SpecHash)))
 	}
+	d.event(journal.EventRollbackRequested, fmt.Sprintf("rollback of %s to release %d (%s) requested", svc, rel.Rev, rel.Image), user,
+		map[string]any{"service": svc, "from_rev": sb.Current, "to_rev": rel.Rev, "image": rel.Image})
 	err = d.transact(ctx, m, t, progress)
 	var denied *reconciler.DeniedError
 	var nr notRecorded
-	if errors.As(err, &nr) && errors.As(err, &denied) {
+	switch {
+	case errors.As(err, &nr) && errors.As(err, &denied):
 		// Denied before anything was recorded: nothing changed; say so
 		// once (a failure after the write-ahead is journaled by abort).
 		d.event(journal.EventRollbackFailed, fmt.Sprintf("rollback of %s to release %d denied: %s", svc, rel.Rev, strings.Join(denied.Reasons, "; ")), user,
 			map[string]any{"service": svc, "to_rev": rel.Rev, "reasons": denied.Reasons, "policy": d.gatePolicy()})
+	case errors.As(err, &nr):
+		// Failed before anything was recorded (no plan, blocked, no
+		// write-ahead): nothing changed; the request ends here, once.
+		d.event(journal.EventRollbackFailed, fmt.Sprintf("rollback of %s to release %d did not take effect: %v", svc, rel.Rev, err), user,
+			map[string]any{"service": svc, "to_rev": rel.Rev})
 	}
 	if err != nil {
 		return err

@@ -45,11 +45,11 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	ch, err := d.target.Change(ctx, m, next)
 	end()
 	if err != nil {
-		return err
+		return notRecorded{err}
 	}
 	t.Revision = ch.Revision()
 	if ch.Blocked() != "" {
-		return errors.New(ch.Blocked())
+		return notRecorded{errors.New(ch.Blocked())}
 	}
 	wrote := false
 	writeAhead := func() error {
@@ -79,7 +79,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	if !ch.Gated() {
 		if err := writeAhead(); err != nil {
-			return err
+			return notRecorded{err}
 		}
 	}
 	committed := false
@@ -141,8 +141,10 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	return fmt.Errorf("%s did not take effect: %w", t.Kind, applyErr)
 }
 
-// notRecorded is a transition's gate denial that came before anything was
-// recorded: nothing changed, and no abort journaled it.
+// notRecorded is a transition's failure (a plan that could not be made or
+// is blocked, a write-ahead that failed, a gate denial) that came before
+// anything was recorded: nothing changed, and no abort journaled it, so
+// the caller that journaled the request journals its end.
 type notRecorded struct{ error }
 
 func (e notRecorded) Unwrap() error { return e.error }
@@ -434,7 +436,7 @@ func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []s
 
 // down removes everything the project owns and stays down until the next
 // deploy.
-func (d *Daemon) down(ctx context.Context, user string, say func(string)) error {
+func (d *Daemon) down(ctx context.Context, user string, volumes bool, say func(string)) error {
 	// Under the run lock, so a deploy already under way cannot clear Down
 	// behind our back; the down is recorded first, so whatever is left
 	// after a crash is never restored as a heal.
@@ -452,6 +454,7 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 	}
 	d.mu.Lock()
 	d.state.Down = true
+	d.state.DownVolumes = d.state.DownVolumes || volumes
 	d.state.Pending = nil
 	err := d.saveStateLocked()
 	d.mu.Unlock()
@@ -471,7 +474,10 @@ func (d *Daemon) down(ctx context.Context, user string, say func(string)) error 
 // target tracked of it (the applied record, a rollout awaited). Callers
 // hold d.runMu.
 func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(string)) ([]string, error) {
-	plan, err := d.target.Teardown(ctx, m)
+	d.mu.Lock()
+	volumes := d.state.DownVolumes
+	d.mu.Unlock()
+	plan, err := d.target.Teardown(ctx, m, volumes)
 	if err != nil {
 		return nil, err
 	}

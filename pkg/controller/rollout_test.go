@@ -209,7 +209,7 @@ func TestRollbackIsNotGatedAndJournaledOnce(t *testing.T) {
 // back, and only deploy ends it.
 func TestDownStaysDownUntilDeploy(t *testing.T) {
 	h := canaryHarness(t)
-	if err := h.d.down(context.Background(), "alice", func(string) {}); err != nil {
+	if err := h.d.down(context.Background(), "alice", false, func(string) {}); err != nil {
 		t.Fatal(err)
 	}
 	if all := h.fe.Snapshot(); len(all) != 0 {

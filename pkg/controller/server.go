@@ -375,18 +375,16 @@ func (d *Daemon) handleReleases(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) handleDown(w http.ResponseWriter, r *http.Request) {
 	st := newStreamer(w)
 	// A client that goes away must not cut a transaction short.
-	st.finish(d.down(context.WithoutCancel(r.Context()), userOf(r), st.line))
+	volumes := r.URL.Query().Get("volumes") == "true"
+	st.finish(d.down(context.WithoutCancel(r.Context()), userOf(r), volumes, st.line))
 }
 
 func (d *Daemon) handleDeploy(w http.ResponseWriter, r *http.Request) {
 	user := userOf(r)
 	d.event(journal.EventDeployStarted, "deploy requested", user, nil)
-	d.mu.Lock()
-	d.deployUser = user // the release this deploy makes names them
-	d.mu.Unlock()
 	st := newStreamer(w)
 	// The reconcile journals the outcome (deploy_succeeded/failed/denied).
-	st.finish(d.wait(r.Context(), st.line))
+	st.finish(d.waitAs(r.Context(), user, st.line))
 }
 
 func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
@@ -401,7 +399,7 @@ func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("down") == "true" || s.Down {
 		// What `swiftctl down` would remove, or, while down, what the
 		// next reconcile removes of what is left.
-		plan, err := d.target.Teardown(r.Context(), m)
+		plan, err := d.target.Teardown(r.Context(), m, r.URL.Query().Get("volumes") == "true" || s.DownVolumes)
 		if err != nil {
 			writeErr(w, http.StatusServiceUnavailable, err)
 			return

@@ -39,6 +39,9 @@ type State struct {
 	// Down is set by `swiftctl down` and cleared by the next deploy: until
 	// then the daemon does not bring the stack back.
 	Down bool `json:"down,omitempty"`
+	// DownVolumes is set by `swiftctl down --volumes`: a down that a crash
+	// interrupted removes the volumes too when it is finished.
+	DownVolumes bool `json:"down_volumes,omitempty"`
 	// Pending is a promotion or rollback whose gate allowed it and whose
 	// change is under way. A daemon that finds one at start settles it from
 	// what nginx serves: the new state if it took effect, else the old.

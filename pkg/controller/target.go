@@ -48,7 +48,9 @@ type Target interface {
 	// route first, in the order it runs. It changes nothing: down runs it
 	// operation by operation, journaling each as it runs, and diff shows
 	// it (`swiftctl diff --down`, or while a down is unfinished).
-	Teardown(ctx context.Context, m *manifest.Manifest) ([]Removal, error)
+	// With volumes it also removes the project's named volumes (`down
+	// --volumes`), last: without it they are kept, data and all.
+	Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]Removal, error)
 	// Forget drops what the target tracks of what it applied (Docker's
 	// applied record, a Kubernetes rollout awaited): after down, nothing
 	// is restored and no outcome is journaled for what was removed.

@@ -54,7 +54,7 @@ func TestDownIsAPlanJournaledAsItRuns(t *testing.T) {
 			}
 		}
 	})
-	if err := h.d.down(context.Background(), "alice", func(string) {}); err == nil {
+	if err := h.d.down(context.Background(), "alice", false, func(string) {}); err == nil {
 		t.Fatal("down with a failing removal succeeded")
 	}
 	h.fe.BeforeCall(nil)

@@ -54,12 +54,23 @@ func (d *Daemon) Validate(ctx context.Context) api.Validation {
 // Check is validate on the Docker host: the images exist locally and
 // nginx accepts the configuration the manifest renders.
 func (t dockerTarget) Check(ctx context.Context, m *manifest.Manifest, st State) []api.Check {
+	var out []api.Check
+	if s := &m.Services; len(s.EnvFile) > 0 || len(s.Secrets) > 0 {
+		// Read as a deploy reads them; the check names the field and the
+		// file, never the content.
+		withFiles, err := t.d.withFiles(m)
+		if err != nil {
+			out = append(out, api.Check{Name: "Env files and secrets readable", Detail: err.Error()})
+		} else {
+			m = withFiles
+			out = append(out, api.Check{Name: "Env files and secrets readable", OK: true})
+		}
+	}
 	desired := stack.FromManifest(m, st.options(m))
 	missing, err := t.d.eng.MissingImages(ctx, desired.Images())
 	if err != nil {
-		return []api.Check{{Name: "Docker image found", Detail: err.Error()}}
+		return append(out, api.Check{Name: "Docker image found", Detail: err.Error()})
 	}
-	var out []api.Check
 	if len(missing) > 0 {
 		out = append(out, api.Check{Name: "Docker image found", Detail: "not found locally: " + strings.Join(missing, ", ")})
 	} else {

@@ -262,6 +262,26 @@ type Spec struct {
 	// NoHealthcheck turns off the image's HEALTHCHECK: the engine then runs
 	// no periodic exec in the container.
 	NoHealthcheck bool
+
+	// What an app container needs (manifest services fields): nil or ""
+	// keeps the image's own.
+	Entrypoint []string
+	User       string
+	WorkingDir string
+	// Volumes mounts named volumes (which must exist: a plan op creates
+	// them).
+	Volumes []VolumeMount
+	// StopTimeout is the grace `docker stop` gives the container; 0 keeps
+	// Docker's.
+	StopTimeout time.Duration
+	// Files are written into the container before it starts (secrets).
+	Files []File
+}
+
+// VolumeMount mounts a named volume.
+type VolumeMount struct {
+	Name, Target string
+	ReadOnly     bool
 }
 
 // Bind mounts a host path into the container.
@@ -274,10 +294,17 @@ type Bind struct {
 // fails to start is removed so that no half-made object is left behind.
 func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 	cfg := &container.Config{
-		Image:  s.Image,
-		Env:    s.Env,
-		Cmd:    s.Cmd,
-		Labels: s.Labels,
+		Image:      s.Image,
+		Env:        s.Env,
+		Cmd:        s.Cmd,
+		Entrypoint: s.Entrypoint,
+		User:       s.User,
+		WorkingDir: s.WorkingDir,
+		Labels:     s.Labels,
+	}
+	if s.StopTimeout > 0 {
+		secs := int(s.StopTimeout.Seconds())
+		cfg.StopTimeout = &secs
 	}
 	if s.NoHealthcheck {
 		cfg.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}}
@@ -292,6 +319,9 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 	}
 	for _, b := range s.Binds {
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly})
+	}
+	for _, v := range s.Volumes {
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Source: v.Name, Target: v.Target, ReadOnly: v.ReadOnly})
 	}
 	if s.HostPort > 0 {
 		ip := netip.IPv4Unspecified()
@@ -325,9 +355,17 @@ func (e *Engine) Run(ctx context.Context, s Spec) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", s.Name, err)
 	}
-	end = trace.Begin(ctx, "start", s.Name)
-	_, err = e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})
-	end()
+	if len(s.Files) > 0 {
+		if err = e.copyFiles(ctx, res.ID, s.User, s.Files); err == nil {
+			end = trace.Begin(ctx, "start", s.Name)
+			_, err = e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})
+			end()
+		}
+	} else {
+		end = trace.Begin(ctx, "start", s.Name)
+		_, err = e.cli.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})
+		end()
+	}
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		_ = e.Remove(cctx, res.ID, 0)

@@ -75,8 +75,12 @@ const (
 	EventContainerRemoved   = "container_removed"
 	// EventNetworkRemoved and EventObjectDeleted: an operation of down's
 	// teardown plan ran (the project's network; a Kubernetes object).
-	EventNetworkRemoved      = "network_removed"
-	EventObjectDeleted       = "object_deleted"
+	EventNetworkRemoved = "network_removed"
+	EventObjectDeleted  = "object_deleted"
+	// EventVolumeCreated: a plan made a named volume of the project;
+	// EventVolumeRemoved: `down --volumes` removed one, data and all.
+	EventVolumeCreated       = "volume_created"
+	EventVolumeRemoved       = "volume_removed"
 	EventContainerRestarted  = "container_restarted"
 	EventNginxReloaded       = "nginx_reloaded"
 	EventNginxConfigRejected = "nginx_config_rejected"

@@ -327,6 +327,8 @@ var (
 	Pods        = Resource{Prefix: "/api/v1", Plural: "pods", Kind: "Pod"}
 	Nodes       = Resource{Prefix: "/api/v1", Plural: "nodes", Kind: "Node", Cluster: true}
 	HTTPRoutes  = Resource{Prefix: "/apis/gateway.networking.k8s.io/v1", Plural: "httproutes", Kind: "HTTPRoute"}
+	Secrets     = Resource{Prefix: "/api/v1", Plural: "secrets", Kind: "Secret"}
+	Claims      = Resource{Prefix: "/api/v1", Plural: "persistentvolumeclaims", Kind: "PersistentVolumeClaim"}
 )
 
 // ApplyOptions tune a server-side apply.

@@ -74,6 +74,12 @@ func ObservedKey(obs Observed) string {
 	for n, o := range obs.Routes {
 		parts = append(parts, "r/"+n+"@"+o.ResourceVersion)
 	}
+	for n, o := range obs.Claims {
+		parts = append(parts, "c/"+n+"@"+o.ResourceVersion)
+	}
+	for n, o := range obs.Secrets {
+		parts = append(parts, "x/"+n+"@"+o.ResourceVersion)
+	}
 	for _, p := range obs.Pods {
 		parts = append(parts, "p/"+p.Name+"@"+p.ResourceVersion)
 	}

@@ -53,6 +53,11 @@ type Desired struct {
 	// order. The RBAC the renderer also writes is not applied by the
 	// daemon: it cannot grant itself permissions.
 	Objects []k8srender.Object
+	// Secrets are the project's Secrets with their content (secrets.go),
+	// applied before the objects and kept out of Revision: their content
+	// reaches the pods' template only as the keyed digest in the config
+	// hash.
+	Secrets []*corev1.Secret
 }
 
 // DesiredFor renders m refined by o (a promotion, a rollback) for ns.
@@ -65,6 +70,12 @@ func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadl
 		deadline = DefaultProgressDeadline
 	}
 	d := Desired{Project: m.Project, Namespace: ns, Stack: stack.FromManifest(m, o)}
+	// Claims first: the pods a Deployment starts mount them.
+	for _, obj := range objs {
+		if v, ok := obj.(*corev1.PersistentVolumeClaim); ok {
+			d.Objects = append(d.Objects, v)
+		}
+	}
 	for _, obj := range objs {
 		switch v := obj.(type) {
 		case *appsv1.Deployment:
@@ -88,6 +99,8 @@ func RefOf(o k8srender.Object) kube.Ref {
 		r = kube.Services
 	case *gatewayv1.HTTPRoute:
 		r = kube.HTTPRoutes
+	case *corev1.PersistentVolumeClaim:
+		r = kube.Claims
 	}
 	return kube.Ref{Resource: r, Namespace: o.GetNamespace(), Name: o.GetName()}
 }
@@ -98,6 +111,12 @@ type Observed struct {
 	Services    map[string]corev1.Service
 	Routes      map[string]gatewayv1.HTTPRoute
 	Pods        []corev1.Pod
+	// Secrets are listed only when the project has some (Observe's
+	// withSecrets): the daemon's Role grants secrets only then.
+	Secrets map[string]corev1.Secret
+	// Claims are the named volumes' claims, listed only when the project
+	// has named volumes (ObserveAll): the Role grants them only then.
+	Claims map[string]corev1.PersistentVolumeClaim
 }
 
 // API is what the target needs of the API server.
@@ -109,8 +128,38 @@ type API interface {
 
 // Observe lists the project's objects in ns.
 func Observe(ctx context.Context, c API, ns, project string) (Observed, error) {
+	return ObserveWith(ctx, c, ns, project, false)
+}
+
+// ObserveWith is Observe that also lists the project's Secrets when
+// withSecrets.
+func ObserveWith(ctx context.Context, c API, ns, project string, withSecrets bool) (Observed, error) {
+	return ObserveAll(ctx, c, ns, project, withSecrets, false)
+}
+
+// ObserveAll is Observe that also lists the project's Secrets and its
+// volume claims when asked.
+func ObserveAll(ctx context.Context, c API, ns, project string, withSecrets, withClaims bool) (Observed, error) {
 	sel := Selector(project)
-	o := Observed{Deployments: map[string]appsv1.Deployment{}, Services: map[string]corev1.Service{}, Routes: map[string]gatewayv1.HTTPRoute{}}
+	o := Observed{Deployments: map[string]appsv1.Deployment{}, Services: map[string]corev1.Service{}, Routes: map[string]gatewayv1.HTTPRoute{}, Secrets: map[string]corev1.Secret{}, Claims: map[string]corev1.PersistentVolumeClaim{}}
+	if withClaims {
+		var cl corev1.PersistentVolumeClaimList
+		if err := c.List(ctx, kube.Claims, ns, sel, &cl); err != nil {
+			return o, err
+		}
+		for _, pvc := range cl.Items {
+			o.Claims[pvc.Name] = pvc
+		}
+	}
+	if withSecrets {
+		var sl corev1.SecretList
+		if err := c.List(ctx, kube.Secrets, ns, sel, &sl); err != nil {
+			return o, err
+		}
+		for _, s := range sl.Items {
+			o.Secrets[s.Name] = s
+		}
+	}
 	var dl appsv1.DeploymentList
 	if err := c.List(ctx, kube.Deployments, ns, sel, &dl); err != nil {
 		return o, err
@@ -210,6 +259,7 @@ func (p Plan) Lines() []string {
 // where that differs from what is live.
 func Compute(ctx context.Context, c API, desired Desired, obs Observed) (Plan, error) {
 	var plan Plan
+	plan.Ops = secretOps(desired, obs)
 	want := map[string]bool{}
 	pendingDeploy := map[string]bool{} // Deployments this plan changes
 	var routeOps []Op
@@ -264,6 +314,11 @@ func Compute(ctx context.Context, c API, desired Desired, obs Observed) (Plan, e
 			op.Gated = true
 			pendingDeploy[v.Name] = true
 			plan.Ops = append(plan.Ops, op)
+		case *corev1.PersistentVolumeClaim:
+			// A new claim takes storage: gated, as a Docker volume is.
+			// Claims are never deleted by a plan (only down --volumes).
+			op.Gated = !exists
+			plan.Ops = append(plan.Ops, op)
 		case *gatewayv1.HTTPRoute:
 			if w := routeBlockers(v, desired, obs, pendingDeploy); len(w) > 0 {
 				plan.Waiting = append(plan.Waiting, w...)
@@ -308,6 +363,7 @@ func Compute(ctx context.Context, c API, desired Desired, obs Observed) (Plan, e
 	}
 	sort.Slice(dels, func(i, j int) bool { return dels[i].String() < dels[j].String() })
 	plan.Ops = append(plan.Ops, dels...)
+	plan.Ops = append(plan.Ops, secretDeletes(desired, obs)...)
 	return plan, nil
 }
 
@@ -416,6 +472,12 @@ func liveJSON(obs Observed, ref kube.Ref) ([]byte, bool) {
 			return nil, false
 		}
 		v = r
+	case "PersistentVolumeClaim":
+		c, ok := obs.Claims[ref.Name]
+		if !ok {
+			return nil, false
+		}
+		v = c
 	default:
 		return nil, false
 	}
@@ -433,6 +495,8 @@ func roundTrip(kind string, raw []byte) ([]byte, error) {
 		v = &corev1.Service{}
 	case "HTTPRoute":
 		v = &gatewayv1.HTTPRoute{}
+	case "PersistentVolumeClaim":
+		v = &corev1.PersistentVolumeClaim{}
 	default:
 		return raw, nil
 	}

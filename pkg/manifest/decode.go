@@ -120,6 +120,12 @@ func (d *decoder) value(field string, n *yaml3.Node, v reflect.Value) {
 		return
 	}
 	t := v.Type()
+	if v.CanAddr() {
+		if nd, ok := v.Addr().Interface().(nodeDecoder); ok {
+			nd.decodeNode(d, field, n)
+			return
+		}
+	}
 	switch {
 	case t == durationType:
 		if dur, ok := d.duration(field, n); ok {

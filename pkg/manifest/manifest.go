@@ -65,6 +65,30 @@ type Services struct {
 	Env        map[string]string `json:"env,omitempty"`
 	Resources  Resources         `json:"resources,omitempty"`
 	Canary     *Canary           `json:"canary,omitempty"`
+
+	// What the container needs (container.go). Absent fields keep the
+	// image's own (command, entrypoint, user, working directory).
+	Command    Command  `json:"command,omitempty"`
+	Entrypoint Command  `json:"entrypoint,omitempty"`
+	User       string   `json:"user,omitempty"`
+	WorkingDir string   `json:"working_dir,omitempty"`
+	Volumes    []Volume `json:"volumes,omitempty"`
+	// Health is health_path's long form, with the timings; nil keeps the
+	// defaults (HealthTimings).
+	Health *Health `json:"health,omitempty"`
+	// StopGracePeriod is how long a stopped container has between SIGTERM
+	// and SIGKILL; 0 means DefaultStopGracePeriod.
+	StopGracePeriod Duration `json:"stop_grace_period,omitempty"`
+
+	// Secrets and env files (secretfiles.go): files the daemon reads when
+	// it starts a container; their content is never in the manifest.
+	EnvFile StringList `json:"env_file,omitempty"`
+	Secrets Secrets    `json:"secrets,omitempty"`
+	// FilesDigest is the keyed digest of what EnvFile and Secrets hold
+	// (pkg/secretfiles.Digest), set by the daemon when it reads them: not
+	// part of the manifest's text, it makes a change of a file a change
+	// of the service's containers.
+	FilesDigest string `json:"-"`
 }
 
 // Resources are per-container limits; zero means unlimited.
@@ -334,6 +358,9 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 		m.Services.Canary.Replicas = DefaultCanaryReplicas
 	}
 	defaultAnalysis(root, m.Services.Canary)
+	if ps := defaultHealth(root, "services", &m.Services); len(ps) > 0 {
+		return nil, &ValidationError{Problems: ps}
+	}
 	defaultTLS(root, m.Nginx.TLS)
 	if r := m.Policy.Relative; r != nil {
 		const at = "policy.relative."

@@ -146,6 +146,8 @@ func (ps *problemList) services(s *Services) {
 	ps.urlPath("services.health_path", s.HealthPath)
 	ps.env(s.Env)
 	ps.resources(&s.Resources)
+	ps.container("services", s)
+	ps.secrets("services", s)
 	if s.Canary != nil {
 		ps.canary(s.Canary, s.Image)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/secretfiles"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
@@ -173,7 +174,7 @@ func (r *Reconciler) parallel(ctx context.Context, d Desired, plan Plan, i, j in
 }
 
 func (r *Reconciler) startApp(ctx context.Context, d Desired, op Op, say func(string, ...any)) error {
-	spec, err := appSpec(d.Stack, *op.App)
+	spec, err := r.appSpec(d.Stack, *op.App)
 	if err != nil {
 		return err
 	}
@@ -205,6 +206,12 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 			return err
 		}
 		say("Network %s created", desired.Network.Name)
+	case OpCreateVolume:
+		if err := r.Engine.CreateVolume(ctx, op.Target, stack.NetworkLabels(desired.Project)); err != nil {
+			return err
+		}
+		r.record(ctx, "volume_created", "created volume "+op.Target, map[string]any{"volume": op.Target})
+		say("Volume %s created", op.Target)
 	case OpRemoveDead, OpRemoveNginx:
 		if err := r.Engine.Remove(ctx, op.ID, 0); err != nil {
 			return err
@@ -257,7 +264,7 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 			}
 		}
 	case OpRemoveApp:
-		if err := r.Engine.Remove(ctx, op.ID, stopGrace); err != nil {
+		if err := r.Engine.Remove(ctx, op.ID, stopGraceOf(desired, op.Target)); err != nil {
 			return err
 		}
 		r.record(ctx, "container_removed", fmt.Sprintf("removed %s: %s", op.Target, op.Cause), map[string]any{"container": op.Target})
@@ -283,16 +290,34 @@ func hasLater(p Plan, i int, k OpKind) bool {
 // the engine would run the check as an exec in every replica every few
 // seconds (the demo image: every 3 s), a load that grows with the
 // replicas and slows every other container start on a small host.
-func appSpec(desired stack.Stack, a stack.App) (engine.Spec, error) {
+func (r *Reconciler) appSpec(desired stack.Stack, a stack.App) (engine.Spec, error) {
+	env, files, err := r.appFiles(a)
+	if err != nil {
+		return engine.Spec{}, err
+	}
 	s := engine.Spec{
 		Name:          a.Name,
 		Image:         a.Image,
-		Env:           stack.SortedEnv(a.Env),
+		Env:           stack.SortedEnv(env),
 		Labels:        a.Labels(desired.Project),
 		Network:       desired.Network.Name,
 		NanoCPUs:      int64(a.CPUs * 1e9),
 		Restart:       true,
 		NoHealthcheck: true,
+		Cmd:           a.Command,
+		Entrypoint:    a.Entrypoint,
+		User:          a.User,
+		WorkingDir:    a.WorkingDir,
+		StopTimeout:   a.Grace(),
+		Files:         files,
+	}
+	for _, v := range a.Volumes {
+		switch v.Type {
+		case manifest.VolumeNamed:
+			s.Volumes = append(s.Volumes, engine.VolumeMount{Name: stack.VolumeName(desired.Project, v.Source), Target: v.Target, ReadOnly: v.ReadOnly})
+		case manifest.VolumeBind:
+			s.Binds = append(s.Binds, engine.Bind{Source: secretfiles.Path(r.Dir, v.Source), Target: v.Target, ReadOnly: v.ReadOnly})
+		}
 	}
 	if a.Memory != "" {
 		m, err := manifest.ParseMemory(a.Memory)

@@ -15,6 +15,9 @@ type Engine interface {
 	FindNetwork(ctx context.Context, name, project string) (*engine.Network, error)
 	CreateNetwork(ctx context.Context, name, driver string, labels map[string]string) error
 	RemoveNetwork(ctx context.Context, id string) error
+	// FindVolumes returns those of the named volumes that exist.
+	FindVolumes(ctx context.Context, names []string, project string) ([]engine.Volume, error)
+	CreateVolume(ctx context.Context, name string, labels map[string]string) error
 	MissingImages(ctx context.Context, refs []string) ([]string, error)
 	PullImage(ctx context.Context, ref string) error
 	// Run creates and starts a container; one that fails to start is removed.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
@@ -26,9 +27,21 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 	for _, a := range desired.Apps() {
 		want[a.Name] = a
 	}
+	// The wait is the longest start period of the containers checked: a
+	// service's health.start_period when the manifest writes one, the
+	// daemon's configured timeout (default the same minute) otherwise.
 	timeout := r.HealthTimeout
 	if timeout <= 0 {
-		timeout = time.Minute
+		timeout = manifest.DefaultHealthStartPeriod
+	}
+	var written time.Duration
+	for _, n := range names {
+		if a, ok := want[n]; ok && a.Health != nil {
+			written = max(written, a.Health.StartPeriod.D())
+		}
+	}
+	if written > 0 {
+		timeout = written
 	}
 	deadline := time.Now().Add(timeout)
 	pending := append([]string(nil), names...)
@@ -85,7 +98,7 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := r.probe(ctx, url); err != nil {
+				if err := r.probe(ctx, url, a.Timings().Timeout.D()); err != nil {
 					mu.Lock()
 					still = append(still, n)
 					lastErr = fmt.Errorf("container %s: %w", n, err)
@@ -121,14 +134,15 @@ const (
 	healthListEvery = 250 * time.Millisecond
 )
 
-var probeClient = &http.Client{Timeout: 2 * time.Second}
+var probeClient = &http.Client{}
 
-func (r *Reconciler) probe(ctx context.Context, url string) error {
+// probe GETs url once, within timeout (services.health.timeout).
+func (r *Reconciler) probe(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	if r.Probe != nil {
 		return r.Probe(ctx, url)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

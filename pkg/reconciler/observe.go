@@ -24,7 +24,7 @@ import (
 func (r *Reconciler) Observe(ctx context.Context, d Desired) (Observed, error) {
 	desired := d.Stack
 	var obs Observed
-	var netErr, listErr, imgErr, loadErr error
+	var netErr, listErr, imgErr, loadErr, volErr error
 	var loaded *Loaded
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -37,6 +37,13 @@ func (r *Reconciler) Observe(ctx context.Context, d Desired) (Observed, error) {
 		obs.Containers, listErr = r.Engine.ListContainers(ctx, desired.Project, desired.Network.Name)
 		end()
 	})
+	if names := desired.Volumes(); len(names) > 0 {
+		wg.Go(func() {
+			end := trace.Begin(ctx, "observe: volumes", "")
+			obs.Volumes, volErr = r.Engine.FindVolumes(ctx, names, desired.Project)
+			end()
+		})
+	}
 	wg.Go(func() {
 		end := trace.Begin(ctx, "observe: images", "")
 		obs.Missing, imgErr = r.Engine.MissingImages(ctx, desired.Images())
@@ -50,7 +57,7 @@ func (r *Reconciler) Observe(ctx context.Context, d Desired) (Observed, error) {
 	var err error
 	obs.Applied, err = r.readApplied()
 	wg.Wait()
-	if err := cmp.Or(netErr, listErr, imgErr); err != nil {
+	if err := cmp.Or(netErr, listErr, imgErr, volErr); err != nil {
 		return Observed{}, err
 	}
 	if err != nil {

@@ -74,6 +74,8 @@ func AppliedFor(d Desired) *Applied {
 type Observed struct {
 	Network    *engine.Network
 	Containers []engine.Container
+	// Volumes are the desired named volumes that exist.
+	Volumes []engine.Volume
 	// Missing lists the desired images not present locally.
 	Missing []string
 	// Loaded is what the running nginx has loaded; nil when no nginx
@@ -105,6 +107,7 @@ type OpKind string
 const (
 	OpPullImage     OpKind = "pull-image"     // fetch a missing image
 	OpCreateNetwork OpKind = "create-network" //
+	OpCreateVolume  OpKind = "create-volume"  // a named volume of the project (kept until down --volumes)
 	OpRemoveDead    OpKind = "remove-dead"    // exited/dead owned container
 	OpStartApp      OpKind = "start-app"      // create and start an app container
 	OpWaitHealthy   OpKind = "wait-healthy"   // HTTP health check of app containers
@@ -215,6 +218,22 @@ func Compute(d Desired, obs Observed) Plan {
 	}
 	if obs.Network == nil {
 		add(Op{Kind: OpCreateNetwork, Target: desired.Network.Name, Cause: "network missing", Gated: obs.Applied == nil})
+	}
+	// Named volumes: created once, then only used. One of the same name
+	// that the project does not own is someone else's data: never mounted.
+	have := map[string]bool{}
+	for _, v := range obs.Volumes {
+		if !v.Owned {
+			p.Ops = nil
+			p.Blocked = fmt.Sprintf("volume %s exists but is not owned by project %s: rename the volume in the manifest or remove it", v.Name, desired.Project)
+			return p
+		}
+		have[v.Name] = true
+	}
+	for _, name := range desired.Volumes() {
+		if !have[name] {
+			add(Op{Kind: OpCreateVolume, Target: name, Cause: "volume missing", Gated: true})
+		}
 	}
 
 	applied := map[string]bool{}

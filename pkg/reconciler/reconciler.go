@@ -71,6 +71,9 @@ type Reconciler struct {
 	// and holds nginx's status socket.
 	ConfigDir string
 	RunDir    string
+	// Dir is the manifest's directory: relative env files, secret files
+	// and bind mounts are relative to it.
+	Dir string
 	// AppliedPath is where the last fully applied state is recorded.
 	AppliedPath string
 	Log         *zap.Logger

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,22 +25,57 @@ const NginxConfigFile = "nginx.conf"
 type composeFile struct {
 	Services composeServices           `yaml:"services"`
 	Networks map[string]composeNetwork `yaml:"networks"`
+	Volumes  map[string]composeVolume  `yaml:"volumes,omitempty"`
+	Secrets  map[string]composeSecret  `yaml:"secrets,omitempty"`
+}
+
+// composeVolume is a named volume, under the name the daemon gives it.
+type composeVolume struct {
+	Name   quoted            `yaml:"name"`
+	Labels map[string]quoted `yaml:"labels"`
+}
+
+// composeSecret refers to the secret's file; its content is never here.
+type composeSecret struct {
+	File quoted `yaml:"file"`
+}
+
+// composeServiceSecret mounts a secret at /run/secrets/<target>.
+type composeServiceSecret struct {
+	Source quoted `yaml:"source"`
+	Target quoted `yaml:"target"`
+	UID    quoted `yaml:"uid,omitempty"`
+	GID    quoted `yaml:"gid,omitempty"`
+	Mode   octal  `yaml:"mode"`
+}
+
+// octal is a file mode written as YAML 1.1's 0400.
+type octal int
+
+func (o octal) MarshalYAML() (any, error) {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: fmt.Sprintf("0%o", int(o))}, nil
 }
 
 type composeService struct {
-	Image         quoted            `yaml:"image"`
-	ContainerName quoted            `yaml:"container_name"`
-	Command       flowList          `yaml:"command,omitempty"`
-	Environment   map[string]quoted `yaml:"environment,omitempty"`
-	Labels        map[string]quoted `yaml:"labels"`
-	Ports         flowList          `yaml:"ports,omitempty"`
-	Volumes       []quoted          `yaml:"volumes,omitempty"`
-	Tmpfs         []quoted          `yaml:"tmpfs,omitempty"`
-	Networks      []string          `yaml:"networks"`
-	DependsOn     []string          `yaml:"depends_on,omitempty"`
-	Restart       string            `yaml:"restart"`
-	CPUs          float64           `yaml:"cpus,omitempty"`
-	MemLimit      quoted            `yaml:"mem_limit,omitempty"`
+	Image         quoted                 `yaml:"image"`
+	ContainerName quoted                 `yaml:"container_name"`
+	Entrypoint    flowList               `yaml:"entrypoint,omitempty"`
+	Command       flowList               `yaml:"command,omitempty"`
+	User          quoted                 `yaml:"user,omitempty"`
+	WorkingDir    quoted                 `yaml:"working_dir,omitempty"`
+	EnvFile       []quoted               `yaml:"env_file,omitempty"`
+	Environment   map[string]quoted      `yaml:"environment,omitempty"`
+	Secrets       []composeServiceSecret `yaml:"secrets,omitempty"`
+	Labels        map[string]quoted      `yaml:"labels"`
+	Ports         flowList               `yaml:"ports,omitempty"`
+	Volumes       []quoted               `yaml:"volumes,omitempty"`
+	Tmpfs         []quoted               `yaml:"tmpfs,omitempty"`
+	Networks      []string               `yaml:"networks"`
+	DependsOn     []string               `yaml:"depends_on,omitempty"`
+	Restart       string                 `yaml:"restart"`
+	StopGrace     quoted                 `yaml:"stop_grace_period,omitempty"`
+	CPUs          float64                `yaml:"cpus,omitempty"`
+	MemLimit      quoted                 `yaml:"mem_limit,omitempty"`
 }
 
 type composeNetwork struct {
@@ -106,6 +142,9 @@ func Compose(s stack.Stack) ([]byte, error) {
 	networkKey := s.Network.Name
 	var services composeServices
 	var appNames []string
+	namedVolumes := map[string]composeVolume{}
+	secrets := map[string]composeSecret{}
+	var notes []string
 	for _, a := range s.Apps() {
 		svc := composeService{
 			Image:         quoted(a.Image),
@@ -116,6 +155,7 @@ func Compose(s stack.Stack) ([]byte, error) {
 			Restart:       "unless-stopped",
 			CPUs:          a.CPUs,
 		}
+		notes = append(notes, containerFields(s.Project, a, &svc, namedVolumes, secrets)...)
 		if a.Memory != "" {
 			mem, _ := memLimit(a.Memory) // checked above
 			svc.MemLimit = quoted(mem)
@@ -169,6 +209,8 @@ func Compose(s stack.Stack) ([]byte, error) {
 
 	file := composeFile{
 		Services: services,
+		Volumes:  namedVolumes,
+		Secrets:  secrets,
 		Networks: map[string]composeNetwork{networkKey: {
 			Name:   quoted(s.Network.Name),
 			Driver: quoted(s.Network.DriverType),
@@ -183,6 +225,9 @@ func Compose(s stack.Stack) ([]byte, error) {
 	fmt.Fprintf(&buf, "# swiftdeployd rewrites this file from manifest.yaml on every change.\n")
 	fmt.Fprintf(&buf, "# Runs the stack without the daemon, with %s beside this file:\n", NginxConfigFile)
 	fmt.Fprintf(&buf, "#   docker compose -p %s up -d\n", s.Project)
+	for _, n := range slices.Compact(notes) {
+		fmt.Fprintf(&buf, "# %s\n", n)
+	}
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
 	if err := enc.Encode(file); err != nil {
@@ -203,4 +248,49 @@ func quotedMap(m map[string]string) map[string]quoted {
 		out[k] = quoted(v)
 	}
 	return out
+}
+
+// containerFields renders what app a's container needs into svc: named
+// volumes (declared in volumes under the daemon's name for them), bind
+// mounts, env files and secrets as references to their files, never their
+// content. It returns notes for the header about what compose does
+// differently.
+func containerFields(project string, a stack.App, svc *composeService, volumes map[string]composeVolume, secrets map[string]composeSecret) []string {
+	var notes []string
+	svc.Entrypoint = flowList(a.Entrypoint)
+	svc.Command = flowList(a.Command)
+	svc.User = quoted(a.User)
+	svc.WorkingDir = quoted(a.WorkingDir)
+	for _, f := range a.EnvFiles {
+		svc.EnvFile = append(svc.EnvFile, quoted(f))
+	}
+	for _, v := range a.Volumes {
+		src := v.Source
+		if v.Type == manifest.VolumeNamed {
+			volumes[v.Source] = composeVolume{Name: quoted(stack.VolumeName(project, v.Source)), Labels: quotedMap(stack.NetworkLabels(project))}
+		}
+		spec := src + ":" + v.Target
+		if v.ReadOnly {
+			spec += ":ro"
+		}
+		svc.Volumes = append(svc.Volumes, quoted(spec))
+	}
+	uid, gid := "", ""
+	if n, g, ok := manifest.NumericUser(a.User); ok {
+		uid = strconv.FormatInt(n, 10)
+		if g >= 0 {
+			gid = strconv.FormatInt(g, 10)
+		}
+	}
+	for _, sec := range a.Secrets {
+		secrets[sec.Name] = composeSecret{File: quoted(sec.File)}
+		svc.Secrets = append(svc.Secrets, composeServiceSecret{Source: quoted(sec.Name), Target: quoted(sec.Name), UID: quoted(uid), GID: quoted(gid), Mode: 0o400})
+		if sec.Env != "" {
+			notes = append(notes, fmt.Sprintf("Secret %s: swiftdeployd gives it as the variable %s; compose mounts it at %s/%s.", sec.Name, sec.Env, manifest.SecretsDir, sec.Name))
+		}
+	}
+	if g := a.StopGrace; g != 0 {
+		svc.StopGrace = quoted(g.D().String())
+	}
+	return notes
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -322,4 +323,54 @@ func composeV1(t *testing.T) string {
 		t.Skip("docker-compose (v1) not installed; set CI=true to fail instead")
 	}
 	return bin
+}
+
+// TestComposeContainerFieldsLoad: what a container needs, env files and
+// secrets load in compose-go as the daemon runs them, the secrets and the
+// env file as references to the files beside the compose file.
+func TestComposeContainerFieldsLoad(t *testing.T) {
+	s := loadStack(t, "container")
+	path := writeCompose(t, s)
+	dir := filepath.Dir(path)
+	if err := os.WriteFile(filepath.Join(dir, "shop.env"), []byte("FROM_FILE=x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  dir,
+		ConfigFiles: []types.ConfigFile{{Filename: path, Content: data}},
+	}, func(o *loader.Options) { o.SetProjectName(s.Project, true) })
+	if err != nil {
+		t.Fatalf("compose-go rejects the file: %v\n%s", err, data)
+	}
+	a := s.Stable[0]
+	svc := p.Services[a.Name]
+	if !reflect.DeepEqual([]string(svc.Entrypoint), a.Entrypoint) || !reflect.DeepEqual([]string(svc.Command), a.Command) || svc.User != a.User || svc.WorkingDir != a.WorkingDir {
+		t.Errorf("entrypoint %q command %q user %q working_dir %q", svc.Entrypoint, svc.Command, svc.User, svc.WorkingDir)
+	}
+	if v := svc.Environment["FROM_FILE"]; v == nil || *v != "x" {
+		t.Errorf("the env file was not read: %v", svc.Environment)
+	}
+	if svc.StopGracePeriod == nil || time.Duration(*svc.StopGracePeriod) != 30*time.Second {
+		t.Errorf("stop_grace_period %v, want 30s", svc.StopGracePeriod)
+	}
+	var mounts []string
+	for _, v := range svc.Volumes {
+		mounts = append(mounts, fmt.Sprintf("%s %s %s %v", v.Type, v.Source, v.Target, v.ReadOnly))
+	}
+	if want := []string{"volume data /var/lib/shop false", "bind " + filepath.Join(dir, "config") + " /etc/shop true", "volume cache /cache false"}; !reflect.DeepEqual(mounts, want) {
+		t.Errorf("volumes %q, want %q", mounts, want)
+	}
+	if p.Volumes["data"].Name != "shop_data" {
+		t.Errorf("volume data is named %q, want shop_data (the daemon's name)", p.Volumes["data"].Name)
+	}
+	if len(svc.Secrets) != 2 || svc.Secrets[1].Source != "db_password" || svc.Secrets[1].Mode == nil || *svc.Secrets[1].Mode != 0o400 || svc.Secrets[1].UID != "1000" {
+		t.Errorf("secrets %+v, want db_password 0400 uid 1000", svc.Secrets)
+	}
+	if f := p.Secrets["db_password"].File; f != filepath.Join(dir, "secrets", "db_password") {
+		t.Errorf("secret db_password refers to %q", f)
+	}
 }

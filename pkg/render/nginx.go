@@ -154,6 +154,9 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		v.Status.Cert = t.Cert
 	}
 	frontDoorView(&v, s.FrontDoor)
+	if s.FrontDoor.DrainTimeout >= time.Second {
+		v.DrainTimeout = seconds(s.FrontDoor.DrainTimeout + shutdownSlack(s.Apps()))
+	}
 	// A canary with a match serves matching requests at any weight, 0
 	// included, so its upstream is there whenever its containers are.
 	match := s.FrontDoor.Match != nil && len(s.Canary) > 0
@@ -288,15 +291,24 @@ func frontDoorView(v *nginxView, f stack.FrontDoor) {
 	v.RetryAfter = RetryAfterSeconds
 	v.HoldMax = seconds(max(f.Traffic.Max, time.Second))
 	v.HoldSocket = path.Join(stack.ConfigDir, stack.NginxHoldSocket)
-	if f.DrainTimeout >= time.Second {
-		v.DrainTimeout = seconds(f.DrainTimeout + ShutdownSlack)
+}
+
+// shutdownSlack is ShutdownSlack, or longer when a service's
+// stop_grace_period is longer than the default's 10 s: the app's goodbye
+// may come at any time in its grace.
+func shutdownSlack(apps []stack.App) time.Duration {
+	slack := ShutdownSlack
+	for _, a := range apps {
+		slack = max(slack, a.Grace()+ShutdownSlack-manifest.DefaultStopGracePeriod)
 	}
+	return slack
 }
 
 // ShutdownSlack is how long after nginx.drain_timeout an old nginx worker
 // still holds the connections it serves. At the drain bound swiftdeployd
-// stops the replaced container (SIGTERM, then its stop grace period of
-// 10 s): an app that says goodbye on its WebSockets (a close frame) is
+// stops the replaced container (SIGTERM, then its stop grace period,
+// 10 s by default; a longer services.stop_grace_period lengthens the slack
+// as much, see shutdownSlack): an app that says goodbye on its WebSockets (a close frame) is
 // relayed to its clients, which see a clean close and reconnect to the new
 // version. Cutting them at the bound itself would give every such client
 // an abnormal close (1006). nginx closes what is still open after it.

@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // goldenCases are the directories under testdata/ holding a manifest.yaml
 // and the expected renderings of it.
-var goldenCases = []string{"seed", "replicas3", "canary20", "bind6", "frontdoor", "proxyprotocol", "paused", "stopped"}
+var goldenCases = []string{"seed", "replicas3", "canary20", "bind6", "frontdoor", "proxyprotocol", "paused", "stopped", "container"}
 
 // goldenTraffic is the swiftctl traffic hold in force for a golden case.
 var goldenTraffic = map[string]stack.Traffic{

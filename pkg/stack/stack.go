@@ -119,6 +119,27 @@ type App struct {
 	CPUs       float64
 	Memory     string
 	HealthPath string
+
+	// What the container needs (manifest container.go). New fields are
+	// omitted from the hash while empty, so that containers of a manifest
+	// without them keep the hash they had before the fields existed.
+	Command    []string          `json:",omitempty"`
+	Entrypoint []string          `json:",omitempty"`
+	User       string            `json:",omitempty"`
+	WorkingDir string            `json:",omitempty"`
+	Volumes    []manifest.Volume `json:",omitempty"`
+	// Health holds the timings as the manifest writes them; nil is the
+	// defaults (see Timings).
+	Health    *manifest.Health  `json:",omitempty"`
+	StopGrace manifest.Duration `json:",omitempty"`
+	// EnvFiles and Secrets are the manifest's paths, relative to its
+	// directory or absolute; FilesDigest is the keyed digest of their
+	// content, so a changed file gives a new hash without its content
+	// being anywhere in the stack.
+	EnvFiles    []string          `json:",omitempty"`
+	Secrets     []manifest.Secret `json:",omitempty"`
+	FilesDigest string            `json:",omitempty"`
+
 	// Hash covers everything that requires replacing the container when it
 	// changes (image, port, env, limits, track); replica count is left out.
 	Hash string
@@ -292,6 +313,7 @@ func apps(m *manifest.Manifest, track, image string, replicas int) []App {
 		Memory:     m.Services.Resources.Memory,
 		HealthPath: m.Services.HealthPath,
 	}
+	withContainer(&spec, &m.Services)
 	spec.Hash = hash(spec)
 	out := make([]App, replicas)
 	for i := range out {
@@ -343,3 +365,52 @@ func SortedEnv(env map[string]string) []string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// withContainer copies what the container needs from service s.
+func withContainer(a *App, s *manifest.Services) {
+	a.Command = append([]string(nil), s.Command...)
+	a.Entrypoint = append([]string(nil), s.Entrypoint...)
+	a.User, a.WorkingDir = s.User, s.WorkingDir
+	a.Volumes = append([]manifest.Volume(nil), s.Volumes...)
+	if s.Health != nil {
+		h := *s.Health
+		a.Health = &h
+	}
+	a.StopGrace = s.StopGracePeriod
+	a.EnvFiles = append([]string(nil), s.EnvFile...)
+	a.Secrets = append([]manifest.Secret(nil), s.Secrets...)
+	a.FilesDigest = s.FilesDigest
+}
+
+// Timings are the app's health timings with the defaults applied.
+func (a App) Timings() manifest.Health {
+	s := manifest.Services{HealthPath: a.HealthPath, Health: a.Health}
+	return s.HealthTimings()
+}
+
+// Grace is how long the app's container has between SIGTERM and SIGKILL.
+func (a App) Grace() time.Duration {
+	s := manifest.Services{StopGracePeriod: a.StopGrace}
+	return s.StopGrace()
+}
+
+// VolumeName is the Docker volume of a service's named volume: prefixed
+// with the project as compose prefixes it, so that `docker compose -p
+// PROJECT` over the rendered file finds the same volume.
+func VolumeName(project, name string) string { return project + "_" + name }
+
+// Volumes returns the names (VolumeName) of the named volumes the stack's
+// apps mount, each once, in order.
+func (s Stack) Volumes() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, a := range s.Apps() {
+		for _, v := range a.Volumes {
+			if n := VolumeName(s.Project, v.Source); v.Type == manifest.VolumeNamed && !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}

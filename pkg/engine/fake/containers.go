@@ -270,6 +270,13 @@ func (e *Engine) runLocked(s engine.Spec) (*container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create container %s: %w", s.Name, err)
 	}
+	// As Docker does, a named volume that does not exist is made, without
+	// labels: the reconciler must create (and label) it first.
+	for _, v := range s.Volumes {
+		if _, ok := e.volumes[v.Name]; !ok {
+			e.volumes[v.Name] = map[string]string{}
+		}
+	}
 	if err := e.startLocked(c); err != nil {
 		e.removeLocked(c, 0)
 		return nil, fmt.Errorf("start container %s: %w", s.Name, err)

@@ -20,13 +20,14 @@ type Engine struct {
 	// hostPorts makes published ports real listeners on 127.0.0.1.
 	hostPorts bool
 
-	containers map[string]*container // by ID
-	networks   map[string]*network   // by ID
-	netSeq     int                   // second octet of the next network's subnet
-	images     map[string]bool       // normalised refs present locally
-	pullable   map[string]bool       // normalised refs a pull can fetch
-	builds     map[string]int        // how many times AddImage made each ref (its ID)
-	tagID      map[string]string     // normalised ref -> the image ID it names
+	containers map[string]*container        // by ID
+	networks   map[string]*network          // by ID
+	volumes    map[string]map[string]string // labels by name
+	netSeq     int                          // second octet of the next network's subnet
+	images     map[string]bool              // normalised refs present locally
+	pullable   map[string]bool              // normalised refs a pull can fetch
+	builds     map[string]int               // how many times AddImage made each ref (its ID)
+	tagID      map[string]string            // normalised ref -> the image ID it names
 
 	health      marks // healthy or not
 	exitOnStart marks
@@ -77,6 +78,7 @@ func New(opts ...Option) *Engine {
 		now:         time.Now,
 		containers:  map[string]*container{},
 		networks:    map[string]*network{},
+		volumes:     map[string]map[string]string{},
 		images:      map[string]bool{},
 		pullable:    map[string]bool{},
 		builds:      map[string]int{},

@@ -15,6 +15,10 @@ const (
 	OpFindNetwork    = "FindNetwork"
 	OpCreateNetwork  = "CreateNetwork"
 	OpRemoveNetwork  = "RemoveNetwork"
+	OpFindVolumes    = "FindVolumes"
+	OpListVolumes    = "ListVolumes"
+	OpCreateVolume   = "CreateVolume"
+	OpRemoveVolume   = "RemoveVolume"
 	OpMissingImages  = "MissingImages"
 	OpPullImage      = "PullImage"
 	OpInspectImage   = "InspectImage"
@@ -37,6 +41,7 @@ var knownOps = map[string]bool{
 	OpCreateNetwork: true, OpRemoveNetwork: true, OpMissingImages: true,
 	OpPullImage: true, OpInspectImage: true, OpTagImage: true, OpUntagImage: true, OpRun: true, OpRemove: true, OpExec: true, OpSignal: true, OpTop: true,
 	OpRunOnce: true, OpProbe: true, OpFollowLogs: true,
+	OpFindVolumes: true, OpListVolumes: true, OpCreateVolume: true, OpRemoveVolume: true,
 }
 
 func mustOp(op string) {
@@ -74,11 +79,12 @@ func (c Call) String() string {
 }
 
 // Mutating reports whether the call (attempted to) change the engine's
-// state: CreateNetwork, RemoveNetwork, PullImage, Run, Remove, RunOnce (it
-// creates a container) and any Exec other than `nginx -t`.
+// state: CreateNetwork, RemoveNetwork, CreateVolume, RemoveVolume,
+// PullImage, TagImage, UntagImage, Run, Remove, RunOnce (it creates a
+// container) and any Exec other than `nginx -t`.
 func (c Call) Mutating() bool {
 	switch c.Op {
-	case OpCreateNetwork, OpRemoveNetwork, OpPullImage, OpRun, OpRemove, OpRunOnce:
+	case OpCreateNetwork, OpRemoveNetwork, OpCreateVolume, OpRemoveVolume, OpPullImage, OpTagImage, OpUntagImage, OpRun, OpRemove, OpRunOnce:
 		return true
 	case OpExec:
 		return !isNginxTest(strings.Fields(c.Detail))

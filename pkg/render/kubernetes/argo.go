@@ -239,7 +239,12 @@ func ArgoRollouts(m *manifest.Manifest, o Options) ([]Object, error) {
 		}),
 		analysisTemplate(analysis, o, m, window),
 	}
-	return append(objs, rbac(s.Project, o.Namespace, true)...), nil
+	claims, err := volumeClaims(s, o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	objs = append(objs, claims...)
+	return append(objs, rbac(s.Project, o.Namespace, true, usesSecrets(s), len(claims) > 0)...), nil
 }
 
 // analysisTemplate holds the canary safety policy's figures as PromQL over

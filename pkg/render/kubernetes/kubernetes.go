@@ -100,7 +100,12 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 		refs = append(refs, backendRef(trackName(s.Project, a.Track), a.Port, t.weight))
 	}
 	objs = append(objs, httpRoute(s, o, refs))
-	objs = append(objs, rbac(s.Project, o.Namespace, false)...)
+	claims, err := volumeClaims(s, o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	objs = append(objs, claims...)
+	objs = append(objs, rbac(s.Project, o.Namespace, false, usesSecrets(s), len(claims) > 0)...)
 	return objs, nil
 }
 
@@ -166,15 +171,25 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 	if err != nil {
 		return corev1.PodTemplateSpec{}, err
 	}
+	h := a.Timings()
+	interval, retries := int32(h.Interval.D().Seconds()), int32(h.Retries)
 	probe := func(period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 				Path: a.HealthPath, Port: intstr.FromString(httpPort), Scheme: corev1.URISchemeHTTP,
 			}},
 			PeriodSeconds:    period,
-			TimeoutSeconds:   2,
+			TimeoutSeconds:   int32(h.Timeout.D().Seconds()),
 			FailureThreshold: failures,
 		}
+	}
+	c, err := containerFields(a)
+	if err != nil {
+		return corev1.PodTemplateSpec{}, err
+	}
+	podVolumes, err := volumeMounts(project, a, &c)
+	if err != nil {
+		return corev1.PodTemplateSpec{}, err
 	}
 	labels := selectorLabels(project, a.Track)
 	annotations := map[string]string{AnnotationConfigHash: a.Hash, AnnotationImage: a.Image}
@@ -186,23 +201,61 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 		labels = map[string]string{LabelProject: project, LabelRole: stack.RoleApp}
 		delete(annotations, AnnotationConfigHash)
 	}
+	c.Name, c.Image = appContainer, a.Image
+	c.Ports = []corev1.ContainerPort{{Name: httpPort, ContainerPort: int32(a.Port), Protocol: corev1.ProtocolTCP}}
+	c.Env = env(a.Env, modeFromLabel)
+	secretVolume := secretRefs(project, a, &c)
+	c.Resources = res
+	// Readiness decides traffic, as the Docker target's health check
+	// does; liveness restarts a hung app, later and more patiently (five
+	// intervals, twice the retries), so that a slow start is not a crash
+	// loop. The defaults (2 s, 3 retries, 2 s timeout) give the probes
+	// rendered before services.health existed.
+	c.ReadinessProbe = probe(interval, retries)
+	c.LivenessProbe = probe(5*interval, 2*retries)
+	if a.Health != nil {
+		// A written start period is the startup probe's budget, during
+		// which the other probes wait.
+		c.StartupProbe = probe(interval, int32(math.Ceil(h.StartPeriod.D().Seconds()/float64(interval))))
+	}
+	spec := corev1.PodSpec{Containers: []corev1.Container{c}, Volumes: podVolumes}
+	if secretVolume != nil {
+		spec.Volumes = append(spec.Volumes, *secretVolume)
+		// The kubelet makes a secret volume's files root's, group-readable
+		// by fsGroup: the service's group (or its user's id) reads them.
+		if uid, gid, ok := manifest.NumericUser(a.User); ok && uid != 0 {
+			if gid < 0 {
+				gid = uid
+			}
+			spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: &gid}
+		}
+	}
+	if a.StopGrace != 0 {
+		spec.TerminationGracePeriodSeconds = ptr(int64(a.StopGrace.D().Seconds()))
+	}
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
-		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{
-				Name:      appContainer,
-				Image:     a.Image,
-				Ports:     []corev1.ContainerPort{{Name: httpPort, ContainerPort: int32(a.Port), Protocol: corev1.ProtocolTCP}},
-				Env:       env(a.Env, modeFromLabel),
-				Resources: res,
-				// Readiness decides traffic, as the Docker target's health
-				// check does; liveness restarts a hung app, later and
-				// more patiently, so that a slow start is not a crash loop.
-				ReadinessProbe: probe(2, 3),
-				LivenessProbe:  probe(10, 6),
-			}},
-		},
+		Spec:       spec,
 	}, nil
+}
+
+// containerFields renders what the app's container needs: entrypoint and
+// command as command and args (as on Docker, an entrypoint given drops
+// the image's command unless one is given too), the working directory and
+// the user, which Kubernetes takes as numbers only.
+func containerFields(a stack.App) (corev1.Container, error) {
+	c := corev1.Container{Command: a.Entrypoint, Args: a.Command, WorkingDir: a.WorkingDir}
+	if a.User != "" {
+		uid, gid, ok := manifest.NumericUser(a.User)
+		if !ok {
+			return c, fmt.Errorf("services.user: Kubernetes takes a numeric user (runAsUser), got %q: write UID or UID:GID", a.User)
+		}
+		c.SecurityContext = &corev1.SecurityContext{RunAsUser: &uid}
+		if gid >= 0 {
+			c.SecurityContext.RunAsGroup = &gid
+		}
+	}
+	return c, nil
 }
 
 // env lists the container's variables in name order (a stable rendering);
@@ -294,6 +347,14 @@ func httpRoute(s stack.Stack, o Options, refs []gatewayv1.HTTPBackendRef) *gatew
 	}
 	if o.Gateway != "" {
 		r.Spec.ParentRefs = []gatewayv1.ParentReference{{Name: gatewayv1.ObjectName(o.Gateway)}}
+	}
+	// nginx.tls.hosts: the names the route serves. Without a sectionName
+	// the route attaches to every listener of the Gateway whose hostname
+	// matches, its HTTPS listener (which holds the certificate) included.
+	if s.Nginx.TLS != nil {
+		for _, h := range s.Nginx.TLS.Hosts {
+			r.Spec.Hostnames = append(r.Spec.Hostnames, gatewayv1.Hostname(h))
+		}
 	}
 	prefixes := manifest.RefusedPrefixes(s.FrontDoor.Refused)
 	var refused []gatewayv1.HTTPRouteMatch

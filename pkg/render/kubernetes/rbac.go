@@ -19,7 +19,14 @@ const DaemonName = "swiftdeployd"
 // The cluster policy's facts are cluster-scoped, so the plain target also
 // gets a ClusterRole, read-only: nodes (readiness, pressure, allocatable)
 // and pods in every namespace (the requests already placed on each node).
-func rbac(project, namespace string, argo bool) []Object {
+//
+// With secrets (services.secrets, services.env_file), the daemon also
+// writes the project's Secret objects: the Role then grants secrets too,
+// and only then, as RBAC cannot narrow a grant to some Secrets by label.
+//
+// With named volumes, the daemon applies their claims: the Role grants
+// persistentvolumeclaims then.
+func rbac(project, namespace string, argo, secrets, claims bool) []Object {
 	name := project + "-" + DaemonName
 	labels := objectLabels(project, RoleDaemon, "")
 	write := []string{"get", "list", "watch", "create", "patch", "update", "delete"}
@@ -35,6 +42,12 @@ func rbac(project, namespace string, argo bool) []Object {
 	} else {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: write},
 			rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: read})
+	}
+	if secrets {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: write})
+	}
+	if claims {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: write})
 	}
 	// The daemon applies the HTTPRoute on both targets (on argo-rollouts
 	// the plugin then moves its weights).
