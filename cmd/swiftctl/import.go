@@ -25,8 +25,10 @@ func (a *app) newImportCmd() *cobra.Command {
 		Short: "Write a manifest from a Docker Compose file",
 		Long: `import reads a Docker Compose file (as docker compose does, with compose-go)
 and writes the manifest that runs the same service on SwiftDeploy: image,
-ports (the published one becomes nginx.port), environment, health check
-(an HTTP check's path becomes health_path), replicas and resource limits.
+ports (the published one becomes nginx.port), environment, env files,
+secret files, volumes, command, entrypoint, user, working directory, stop
+grace period, health check (an HTTP check's path and its timings), replicas
+and resource limits.
 
 Everything the manifest cannot express is listed on stderr, and at the top
 of the manifest, by its path in the compose file: nothing is dropped
@@ -35,7 +37,8 @@ is imported (--service picks another); the others are listed.
 
 Variables are taken from the .env file beside the compose file only, not
 from your shell (a password in your environment must not land in the
-manifest); env_file is not inlined. The manifest is written 0600 (its env
+manifest); env files and secrets stay in their files (paths as written,
+relative to the compose file: write the manifest beside it). The manifest is written 0600 (its env
 may hold secrets), never over an existing file unless --force; -o - writes
 it to stdout. With --strict nothing is written and the exit code is 1 when
 anything was not expressed.`,

@@ -47,11 +47,15 @@ func Convert(p *types.Project, o Options) (*Result, error) {
 		Network: Network{Name: project + "-net"},
 	}}
 	services, _ := model["services"].(map[string]any)
+	// The top-level volumes and secrets the imported service expresses.
+	used := map[string]map[string]bool{"volumes": {}, "secrets": {}}
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
 		svc := p.Services[name]
-		c := &conv{project: p.Name, name: name, at: "services." + name, svc: &svc, consumed: map[string]bool{}}
+		c := &conv{project: p.Name, name: name, at: "services." + name, svc: &svc, consumed: map[string]bool{},
+			projectSecrets: p.Secrets, volumes: map[string]bool{}, secrets: map[string]bool{}}
 		if name == primary {
 			c.out, c.nginx = &r.Manifest.Services, &r.Manifest.Nginx
+			c.volumes, c.secrets = used["volumes"], used["secrets"]
 		} else {
 			c.out, c.nginx = &Service{}, &Nginx{}
 			c.notef(c.at, "a second service, image %q: not imported (the manifest holds one service today; %s is the one imported, --service %s imports this one instead)", svc.Image, primary, name)
@@ -75,7 +79,7 @@ func Convert(p *types.Project, o Options) (*Result, error) {
 		case "name", "services":
 			continue
 		}
-		r.NotExpressed = append(r.NotExpressed, topLevel(key, model[key])...)
+		r.NotExpressed = append(r.NotExpressed, topLevel(key, model[key], used[key])...)
 	}
 	sort.SliceStable(r.NotExpressed, func(i, j int) bool { return r.NotExpressed[i].Path < r.NotExpressed[j].Path })
 	return r, nil
@@ -135,6 +139,10 @@ type conv struct {
 	// note; the walk lists what is left.
 	consumed map[string]bool
 	notes    []Note
+	// projectSecrets are the compose file's top-level secrets; volumes
+	// and secrets collect the top-level ones the service expresses.
+	projectSecrets   types.Secrets
+	volumes, secrets map[string]bool
 }
 
 // done marks path as expressed in the manifest.
@@ -154,6 +162,9 @@ func (c *conv) leftovers(v any, path string) {
 		return
 	}
 	if !c.consumedUnder(path) {
+		if m, ok := v.(map[string]any); (ok && len(m) == 0 || v == nil) && c.consumedUnder(parentOf(path)) {
+			return // compose's empty "volume: {}" beside what was expressed
+		}
 		c.notes = append(c.notes, Note{Path: path, Msg: genericMsg(path, v)})
 		return
 	}
@@ -217,12 +228,14 @@ func cut(s string) string {
 }
 
 // topLevel lists a top-level section of the compose file, one note per
-// item where it is a map of named items.
-func topLevel(key string, v any) []Note {
+// item where it is a map of named items. An item the imported service
+// expresses (used) is left out when it says nothing more: a volume with a
+// driver or external is listed.
+func topLevel(key string, v any, used map[string]bool) []Note {
 	what := map[string]string{
-		"volumes":  "a named volume (the manifest has no volumes yet)",
+		"volumes":  "a named volume the imported service does not use",
 		"networks": "a network (SwiftDeploy puts the stack on one network of its own, network.name)",
-		"secrets":  "a secret (the manifest has no secrets yet)",
+		"secrets":  "a secret the imported service does not use as a file",
 		"configs":  "a config (no such thing in the manifest)",
 		"models":   "a model (no such thing in the manifest)",
 	}[key]
@@ -235,7 +248,24 @@ func topLevel(key string, v any) []Note {
 	}
 	var out []Note
 	for _, name := range slices.Sorted(maps.Keys(items)) {
-		out = append(out, Note{Path: key + "." + name, Msg: what})
+		item, _ := items[name].(map[string]any)
+		msg := what
+		switch {
+		case used[name] && key == "volumes" && len(item) == 0:
+			continue
+		case used[name] && key == "volumes":
+			msg = summary(item) + " (the manifest's named volumes are the project's own, on the default driver)"
+		case used[name] && key == "secrets":
+			continue
+		}
+		out = append(out, Note{Path: key + "." + name, Msg: msg})
 	}
 	return out
+}
+
+func parentOf(path string) string {
+	if i := strings.LastIndexAny(path, ".["); i > 0 {
+		return path[:i]
+	}
+	return ""
 }

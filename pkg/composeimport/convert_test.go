@@ -53,6 +53,7 @@ func TestConvertMapping(t *testing.T) {
 		want    Manifest // only the fields a case sets are compared, see below
 		notes   []string // each must be listed (a substring of one note)
 		nonotes bool     // nothing may be listed
+		check   func(Service) bool
 	}{
 		{
 			name:    "published port: the service's port and the front door's",
@@ -86,10 +87,18 @@ func TestConvertMapping(t *testing.T) {
 			notes:   []string{"${TOKEN}: not set in the .env", "${LEVEL}: not set"},
 		},
 		{
-			name:    "an HTTP health check gives health_path; its timings are listed",
-			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    healthcheck:\n      test: curl -f http://localhost:3000/health/live || exit 1\n      interval: 5s\n      retries: 2\n",
+			name:    "an HTTP health check gives health_path",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    healthcheck:\n      test: curl -f http://localhost:3000/health/live || exit 1\n",
 			want:    Manifest{Services: Service{HealthPath: "/health/live"}},
-			notes:   []string{"services.web.healthcheck.interval: 5s (the manifest has no health timings yet)", "services.web.healthcheck.retries: 2"},
+			nonotes: true,
+		},
+		{
+			name:    "with timings, services.health holds the path and them; what it cannot hold is listed",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    healthcheck:\n      test: curl -f http://localhost:3000/health/live || exit 1\n      interval: 5s\n      timeout: 1500ms\n      start_period: 1m\n      retries: 2\n      start_interval: 1s\n",
+			check: func(s Service) bool {
+				return s.HealthPath == "" && s.Health != nil && *s.Health == Health{Path: "/health/live", Interval: "5s", StartPeriod: "1m0s", Retries: 2}
+			},
+			notes: []string{"services.web.healthcheck.timeout: 1.5s (services.health.timeout is whole seconds from 1s to 5m0s)", "services.web.healthcheck.start_interval: 1s"},
 		},
 		{
 			name:    "an HTTP health check on another port is listed",
@@ -127,19 +136,33 @@ func TestConvertMapping(t *testing.T) {
 		{
 			name:    "volumes, each kind named precisely",
 			compose: "services:\n  db:\n    image: postgres:16\n    expose: [5432]\n    volumes: [\"pgdata:/var/lib/postgresql/data\", \"./init.sql:/docker-entrypoint-initdb.d/init.sql:ro\", \"/scratch\"]\nvolumes:\n  pgdata: {}\n",
-			notes: []string{`services.db.volumes[0]: named volume "pgdata" at /var/lib/postgresql/data (the manifest has no volumes yet)`,
-				"services.db.volumes[1]: bind mount ./init.sql at /docker-entrypoint-initdb.d/init.sql, read-only (the manifest has no volumes yet)",
-				"services.db.volumes[2]: anonymous volume at /scratch", "volumes.pgdata: a named volume (the manifest has no volumes yet)"},
+			check: func(s Service) bool {
+				return reflect.DeepEqual(s.Volumes, []string{"pgdata:/var/lib/postgresql/data", "./init.sql:/docker-entrypoint-initdb.d/init.sql:ro"})
+			},
+			notes: []string{"services.db.volumes[2]: anonymous volume at /scratch (it would be lost on every change: give it a name)"},
 		},
 		{
-			name:    "command, entrypoint, user, working_dir, env_file, secrets, depends_on: not yet",
+			name:    "a named volume with options is listed",
+			compose: "services:\n  db:\n    image: postgres:16\n    expose: [5432]\n    volumes: [\"pgdata:/data\"]\nvolumes:\n  pgdata: {external: true}\n",
+			notes:   []string{"volumes.pgdata: {external} (the manifest's named volumes are the project's own, on the default driver)"},
+		},
+		{
+			name:    "command, entrypoint, user, working_dir, env_file, secrets; depends_on not yet",
 			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    command: serve --fast\n    entrypoint: [/init]\n    user: \"1000:1000\"\n    working_dir: /app\n    env_file: [web.env]\n    secrets: [pw]\n    depends_on: [cache]\n  cache:\n    image: redis:7\nsecrets:\n  pw: {file: pw.txt}\n",
 			files:   map[string]string{"web.env": "A=1\n"},
-			notes: []string{`services.web.command: ["serve", "--fast"] (the manifest has no command yet)`, `services.web.entrypoint: ["/init"]`,
-				`services.web.user: "1000:1000" (the manifest has no user yet)`, `services.web.working_dir: "/app"`,
-				"services.web.env_file[0]: web.env (the manifest has no env_file yet; its variables are not copied into services.env)",
-				`services.web.secrets[0]: secret "pw"`, "services.web.depends_on.cache: service_started (the manifest holds one service today)",
-				`services.cache: a second service, image "redis:7": not imported`, "secrets.pw: a secret"},
+			check: func(s Service) bool {
+				return reflect.DeepEqual(s.Command, []string{"serve", "--fast"}) && reflect.DeepEqual(s.Entrypoint, []string{"/init"}) &&
+					s.User == "1000:1000" && s.WorkingDir == "/app" && reflect.DeepEqual(s.EnvFile, []string{"web.env"}) &&
+					reflect.DeepEqual(s.Secrets, map[string]Secret{"pw": {File: "pw.txt"}})
+			},
+			notes: []string{"services.web.depends_on.cache: service_started (the manifest holds one service today)",
+				`services.cache: a second service, image "redis:7": not imported`},
+		},
+		{
+			name:    "secrets it cannot hold are listed",
+			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    secrets: [{source: pw, target: /etc/pw}, tok]\nsecrets:\n  pw: {file: pw.txt}\n  tok: {environment: TOKEN}\n",
+			notes: []string{`services.web.secrets[0]: secret "pw" at /etc/pw (the manifest mounts it at /run/secrets/pw)`,
+				`services.web.secrets[1]: secret "tok" (not a file: the manifest's secrets are files)`, "secrets.pw: a secret the imported service does not use as a file"},
 		},
 		{
 			name:    "anything else is listed by the walk, extensions too",
@@ -174,6 +197,9 @@ func TestConvertMapping(t *testing.T) {
 			}
 			if w := tc.want.Nginx; w.Port != 0 && got.Nginx.Port != w.Port || w.Bind != got.Nginx.Bind && w.Port != 0 {
 				t.Errorf("nginx %+v, want %+v", got.Nginx, w)
+			}
+			if tc.check != nil && !tc.check(got.Services) {
+				t.Errorf("services %+v (health %+v)", got.Services, got.Services.Health)
 			}
 			all := strings.Join(noteStrings(r.NotExpressed), "\n")
 			for _, n := range tc.notes {

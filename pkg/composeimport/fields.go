@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 
@@ -35,15 +36,16 @@ var serviceFields = []field{
 	{"mem_limit", memLimit},
 	{"restart", restart},
 
-	// Not in the manifest on main yet (issue 18 adds them).
-	{"command", notYet("command", "command")},
-	{"entrypoint", notYet("entrypoint", "entrypoint")},
-	{"user", notYet("user", "user")},
-	{"working_dir", notYet("working_dir", "working_dir")},
-	{"stop_grace_period", notYet("stop_grace_period", "stop_grace_period")},
+	{"command", func(c *conv) { c.out.Command = c.svc.Command; c.done(c.at + ".command") }},
+	{"entrypoint", func(c *conv) { c.out.Entrypoint = c.svc.Entrypoint; c.done(c.at + ".entrypoint") }},
+	{"user", func(c *conv) { c.out.User = c.svc.User; c.done(c.at + ".user") }},
+	{"working_dir", workingDir},
+	{"stop_grace_period", stopGrace},
 	{"env_file", envFile},
 	{"volumes", volumes},
 	{"secrets", secrets},
+
+	// Not in the manifest on main yet (issue 18 adds it).
 	{"depends_on", dependsOn},
 }
 
@@ -51,33 +53,6 @@ var serviceFields = []field{
 type field struct {
 	key string
 	set func(*conv)
-}
-
-// notYet lists a whole attribute the manifest has no field for yet.
-func notYet(key, field string) func(*conv) {
-	return func(c *conv) {
-		c.notef(c.at+"."+key, "%s (the manifest has no %s yet)", valueOf(c, key), field)
-	}
-}
-
-// valueOf renders a scalar or list attribute of the service for a note.
-func valueOf(c *conv, key string) string {
-	s := c.svc
-	switch key {
-	case "command":
-		return summaryList(s.Command)
-	case "entrypoint":
-		return summaryList(s.Entrypoint)
-	case "user":
-		return strconv.Quote(s.User)
-	case "working_dir":
-		return strconv.Quote(s.WorkingDir)
-	case "stop_grace_period":
-		if s.StopGracePeriod != nil {
-			return s.StopGracePeriod.String()
-		}
-	}
-	return key
 }
 
 func summaryList(l []string) string {
@@ -234,20 +209,44 @@ func healthcheck(c *conv) {
 			c.notef(at+".test", "%s (SwiftDeploy checks health by an HTTP GET of health_path, default /healthz; a command is not expressed)", summaryList(h.Test))
 		}
 	}
+	// The timings: services.health, which then holds the path too.
+	var hl Health
+	timed := false
 	for _, d := range []struct {
 		key string
-		set bool
-		val string
+		v   *types.Duration
+		max time.Duration
+		dst *string
 	}{
-		{"interval", h.Interval != nil, durString(h.Interval)},
-		{"timeout", h.Timeout != nil, durString(h.Timeout)},
-		{"start_period", h.StartPeriod != nil, durString(h.StartPeriod)},
-		{"start_interval", h.StartInterval != nil, durString(h.StartInterval)},
-		{"retries", h.Retries != nil, retries(h.Retries)},
+		{"interval", h.Interval, time.Hour, &hl.Interval},
+		{"timeout", h.Timeout, 5 * time.Minute, &hl.Timeout},
+		{"start_period", h.StartPeriod, time.Hour, &hl.StartPeriod},
 	} {
-		if d.set {
-			c.notef(at+"."+d.key, "%s (the manifest has no health timings yet)", d.val)
+		if d.v == nil {
+			continue
 		}
+		v := time.Duration(*d.v)
+		if v < time.Second || v > d.max || v%time.Second != 0 {
+			c.notef(at+"."+d.key, "%s (services.health.%s is whole seconds from 1s to %s)", v, d.key, d.max)
+			continue
+		}
+		*d.dst, timed = v.String(), true
+		c.done(at + "." + d.key)
+	}
+	if h.Retries != nil {
+		if r := *h.Retries; r >= 1 && r <= 100 {
+			hl.Retries, timed = int(r), true
+			c.done(at + ".retries")
+		} else {
+			c.notef(at+".retries", "%d (services.health.retries is 1-100)", r)
+		}
+	}
+	if h.StartInterval != nil {
+		c.notef(at+".start_interval", "%s (a starting container is probed every few milliseconds anyway)", durString(h.StartInterval))
+	}
+	if timed {
+		hl.Path, c.out.HealthPath = c.out.HealthPath, ""
+		c.out.Health = &hl
 	}
 }
 
@@ -356,37 +355,111 @@ func restart(c *conv) {
 	}
 }
 
+func workingDir(c *conv) {
+	at := c.at + ".working_dir"
+	if !strings.HasPrefix(c.svc.WorkingDir, "/") || strings.Contains(c.svc.WorkingDir, ":") {
+		c.notef(at, "%q (services.working_dir is an absolute path)", c.svc.WorkingDir)
+		return
+	}
+	c.out.WorkingDir = c.svc.WorkingDir
+	c.done(at)
+}
+
+func stopGrace(c *conv) {
+	at := c.at + ".stop_grace_period"
+	d := time.Duration(*c.svc.StopGracePeriod)
+	if d < time.Second || d > manifest.MaxStopGrace || d%time.Second != 0 {
+		c.notef(at, "%s (services.stop_grace_period is whole seconds from 1s to %s)", d, manifest.MaxStopGrace)
+		return
+	}
+	c.out.StopGracePeriod = d.String()
+	c.done(at)
+}
+
+// envFile: the files as written, relative to the compose file (so to the
+// manifest when it is written beside it). The daemon reads them at each
+// start; their variables are never copied into the manifest.
 func envFile(c *conv) {
 	for i, f := range c.svc.EnvFiles {
-		c.notef(fmt.Sprintf("%s.env_file[%d]", c.at, i), "%s (the manifest has no env_file yet; its variables are not copied into services.env)", f.Path)
+		at := fmt.Sprintf("%s.env_file[%d]", c.at, i)
+		switch {
+		case !bool(f.Required):
+			c.notef(at, "%s, required: false (the manifest's env files must exist)", f.Path)
+		case f.Format != "":
+			c.notef(at, "%s, format %q (the manifest reads compose's KEY=VALUE format only)", f.Path, f.Format)
+		default:
+			c.out.EnvFile = append(c.out.EnvFile, f.Path)
+			c.done(at)
+		}
 	}
 }
 
+var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// volumes: named volumes (the project's own, kept across changes and
+// down) and bind mounts, in compose's short form; a volume's own options
+// are listed by the walk.
 func volumes(c *conv) {
 	for i, v := range c.svc.Volumes {
 		at := fmt.Sprintf("%s.volumes[%d]", c.at, i)
-		ro := ""
+		mode := ""
 		if v.ReadOnly {
-			ro = ", read-only"
+			mode = ":ro"
 		}
 		switch {
-		case v.Type == types.VolumeTypeVolume && v.Source != "":
-			c.notef(at, "named volume %q at %s%s (the manifest has no volumes yet)", v.Source, v.Target, ro)
+		case v.Type == types.VolumeTypeVolume && v.Source == "":
+			c.notef(at, "anonymous volume at %s (it would be lost on every change: give it a name)", v.Target)
+			continue
+		case v.Type == types.VolumeTypeVolume && !volumeName.MatchString(v.Source):
+			c.notef(at, "named volume %q (not a valid volume name)", v.Source)
+			continue
 		case v.Type == types.VolumeTypeVolume:
-			c.notef(at, "anonymous volume at %s (the manifest has no volumes yet)", v.Target)
+			c.volumes[v.Source] = true
+		case v.Type == types.VolumeTypeBind && (strings.HasPrefix(v.Source, "/") || strings.HasPrefix(v.Source, ".")):
 		case v.Type == types.VolumeTypeBind:
-			c.notef(at, "bind mount %s at %s%s (the manifest has no volumes yet)", v.Source, v.Target, ro)
+			c.notef(at, "bind mount %s at %s (the manifest's bind sources are absolute or start with .)", v.Source, v.Target)
+			continue
 		default:
-			c.notef(at, "%s at %s (the manifest has no volumes yet)", v.Type, v.Target)
+			c.notef(at, "%s at %s (the manifest has named volumes and bind mounts only)", v.Type, v.Target)
+			continue
+		}
+		c.out.Volumes = append(c.out.Volumes, v.Source+":"+v.Target+mode)
+		for _, k := range []string{"type", "source", "target", "read_only"} {
+			c.done(at + "." + k)
 		}
 	}
 }
 
+// secrets: each file secret the service uses, by its name; the content
+// stays in its file.
 func secrets(c *conv) {
 	for i, s := range c.svc.Secrets {
-		c.notef(fmt.Sprintf("%s.secrets[%d]", c.at, i), "secret %q (the manifest has no secrets yet)", s.Source)
+		at := fmt.Sprintf("%s.secrets[%d]", c.at, i)
+		top, ok := c.projectSecrets[s.Source]
+		switch {
+		case !ok || top.File == "":
+			c.notef(at, "secret %q (not a file: the manifest's secrets are files)", s.Source)
+			continue
+		case !secretName.MatchString(s.Source):
+			c.notef(at, "secret %q (not a valid secret name)", s.Source)
+			continue
+		case s.Target != "" && s.Target != s.Source && s.Target != "/run/secrets/"+s.Source:
+			c.notef(at, "secret %q at %s (the manifest mounts it at /run/secrets/%s)", s.Source, s.Target, s.Source)
+			continue
+		case s.UID != "" || s.GID != "" || s.Mode != nil:
+			c.notef(at, "secret %q with its own owner or mode (the manifest's are 0400, owned by services.user)", s.Source)
+			continue
+		}
+		if c.out.Secrets == nil {
+			c.out.Secrets = map[string]Secret{}
+		}
+		c.out.Secrets[s.Source] = Secret{File: top.File}
+		c.secrets[s.Source] = true
+		c.done(at)
 	}
 }
+
+var secretName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 func dependsOn(c *conv) {
 	for _, n := range slices.Sorted(maps.Keys(c.svc.DependsOn)) {

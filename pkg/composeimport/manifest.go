@@ -29,6 +29,31 @@ type Service struct {
 	HealthPath string            `yaml:"health_path,omitempty"`
 	Env        map[string]string `yaml:"env,omitempty"`
 	Resources  *Resources        `yaml:"resources,omitempty"`
+
+	Command         []string          `yaml:"command,omitempty,flow"`
+	Entrypoint      []string          `yaml:"entrypoint,omitempty,flow"`
+	User            string            `yaml:"user,omitempty"`
+	WorkingDir      string            `yaml:"working_dir,omitempty"`
+	Volumes         []string          `yaml:"volumes,omitempty"`
+	Health          *Health           `yaml:"health,omitempty"`
+	StopGracePeriod string            `yaml:"stop_grace_period,omitempty"`
+	EnvFile         []string          `yaml:"env_file,omitempty"`
+	Secrets         map[string]Secret `yaml:"secrets,omitempty"`
+}
+
+// Health is services.health: the path and the timings.
+type Health struct {
+	Path        string `yaml:"path,omitempty"`
+	Interval    string `yaml:"interval,omitempty"`
+	Timeout     string `yaml:"timeout,omitempty"`
+	StartPeriod string `yaml:"start_period,omitempty"`
+	Retries     int    `yaml:"retries,omitempty"`
+}
+
+// Secret is one of services.secrets: a file (relative to the manifest's
+// directory), mounted at /run/secrets/NAME.
+type Secret struct {
+	File string `yaml:"file"`
 }
 
 // Resources are per-container limits.
