@@ -31,7 +31,8 @@ import (
 //     land in a manifest because a compose file names it); one that is
 //     not set is returned as a Note, not silently made blank;
 //   - env_file is not read into environment (the manifest must not
-//     inline what the user kept in a file); it is listed as not expressed;
+//     inline what the user kept in a file): it becomes services.env_file,
+//     which the daemon reads;
 //   - every service is read, whatever its profiles (listed as not
 //     expressed);
 //   - paths stay as written (relative to the compose file), and nothing
