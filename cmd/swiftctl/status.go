@@ -246,7 +246,11 @@ func writeProblems(b *strings.Builder, s api.Status) {
 		fmt.Fprintf(b, "\nDocker engine unreachable: %s\n", s.EngineError)
 	}
 	if d := s.Denial; d != nil {
-		fmt.Fprintf(b, "\nLast change denied by the %s policy:\n", policyTitle(d.Policy))
+		if d.Policy == "registry" { // a registry refused a pull (401/403)
+			fmt.Fprintf(b, "\nLast change denied by the image's registry:\n")
+		} else {
+			fmt.Fprintf(b, "\nLast change denied by the %s policy:\n", policyTitle(d.Policy))
+		}
 		for _, r := range d.Reasons {
 			fmt.Fprintf(b, "  DENIED: %s\n", r)
 		}

@@ -37,6 +37,9 @@ type kubeDaemon struct {
 type daemonOpts struct {
 	deadline time.Duration
 	resync   time.Duration
+	// dockerConfig is the daemon's Docker client configuration
+	// directory (pull credentials); default: an empty one.
+	dockerConfig string
 }
 
 // startDaemon starts the daemon on ns with manifest (YAML) and stops it
@@ -62,9 +65,12 @@ func startDaemon(t *testing.T, c *cluster, ns, manifest string, o daemonOpts) *k
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "d.sock")
+	if o.dockerConfig == "" {
+		o.dockerConfig = t.TempDir() // never the host's own credentials
+	}
 	d, err := controller.New(controller.Config{
 		ManifestPath: k.manifest, Socket: sock, Log: log,
-		Resync: k.resync, Debounce: 100 * time.Millisecond,
+		Resync: k.resync, Debounce: 100 * time.Millisecond, DockerConfig: o.dockerConfig,
 		Kube: &controller.KubeConfig{Kubeconfig: c.kubeconfig, Namespace: ns, ProgressDeadline: o.deadline, Poll: 100 * time.Millisecond},
 	})
 	if err != nil {

@@ -277,6 +277,31 @@ func TestDaemonRunsWithTheRenderedRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sa := c.asServiceAccount(ctx, t, ns, m)
+	k := startDaemon(t, sa, ns, text, daemonOpts{})
+	c.waitRolledOut(ctx, t, ns, "shop-canary", 1, "app:2")
+	eventually(ctx, t, "converged as the ServiceAccount", func() (bool, string) {
+		s := k.status(ctx)
+		infra := ""
+		for _, p := range s.Policies {
+			if p.Policy == "cluster" && p.Allowed {
+				infra = "allowed"
+			}
+		}
+		return s.Converged && s.Mode == "canary" && infra == "allowed", fmt.Sprintf("converged %v mode %q policies %+v error %q last %+v", s.Converged, s.Mode, s.Policies, s.EngineError, s.LastReconcile)
+	})
+	if p := k.call(ctx, api.PathRollback, nil); p.Error != "" {
+		t.Fatalf("rollback as the ServiceAccount: %s", p.Error)
+	}
+	if c.exists(ctx, t, "/apis/apps/v1/namespaces/"+ns+"/deployments/shop-canary") {
+		t.Fatal("the canary is still there")
+	}
+}
+
+// asServiceAccount applies the RBAC rendered for m in ns as the admin and
+// returns the cluster as seen with a token of the daemon's ServiceAccount.
+func (c *cluster) asServiceAccount(ctx context.Context, t *testing.T, ns string, m *manifest.Manifest) *cluster {
+	t.Helper()
 	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
@@ -327,22 +352,5 @@ func TestDaemonRunsWithTheRenderedRBAC(t *testing.T) {
 	}
 	sa := *c
 	sa.kubeconfig = saConfig
-	k := startDaemon(t, &sa, ns, text, daemonOpts{})
-	c.waitRolledOut(ctx, t, ns, "shop-canary", 1, "app:2")
-	eventually(ctx, t, "converged as the ServiceAccount", func() (bool, string) {
-		s := k.status(ctx)
-		infra := ""
-		for _, p := range s.Policies {
-			if p.Policy == "cluster" && p.Allowed {
-				infra = "allowed"
-			}
-		}
-		return s.Converged && s.Mode == "canary" && infra == "allowed", fmt.Sprintf("converged %v mode %q policies %+v error %q last %+v", s.Converged, s.Mode, s.Policies, s.EngineError, s.LastReconcile)
-	})
-	if p := k.call(ctx, api.PathRollback, nil); p.Error != "" {
-		t.Fatalf("rollback as the ServiceAccount: %s", p.Error)
-	}
-	if c.exists(ctx, t, "/apis/apps/v1/namespaces/"+ns+"/deployments/shop-canary") {
-		t.Fatal("the canary is still there")
-	}
+	return &sa
 }

@@ -56,7 +56,9 @@ func TestRenderedObjectsPassServerDryRun(t *testing.T) {
 	checked := map[string]int{}
 	for name, m := range testManifests(t) {
 		for target, render := range targets {
-			objs, err := render(m, k8srender.Options{Namespace: ns, Gateway: "public", PrometheusURL: "http://prometheus.monitoring:9090"})
+			// With pull credentials: the Secret and the pods' imagePullSecrets.
+			objs, err := render(m, k8srender.Options{Namespace: ns, Gateway: "public", PrometheusURL: "http://prometheus.monitoring:9090",
+				PullSecret: []byte(`{"auths":{"registry.example.com:5000":{"username":"u","password":"p","auth":"dTpw"}}}`)})
 			if err != nil {
 				t.Fatalf("%s/%s: %v", name, target, err)
 			}
@@ -73,7 +75,7 @@ func TestRenderedObjectsPassServerDryRun(t *testing.T) {
 			}
 		}
 	}
-	for _, kind := range []string{"Deployment", "Service", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Rollout", "AnalysisTemplate", "NetworkPolicy", "PersistentVolumeClaim"} {
+	for _, kind := range []string{"Deployment", "Service", "Secret", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Rollout", "AnalysisTemplate", "NetworkPolicy", "PersistentVolumeClaim"} {
 		if checked[kind] == 0 {
 			t.Errorf("no %s was checked", kind)
 		}

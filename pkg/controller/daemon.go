@@ -124,6 +124,10 @@ type Config struct {
 	// Kube, when set, converges a Kubernetes namespace instead of the
 	// Docker host (kube.go); Engine is then unused.
 	Kube *KubeConfig
+	// DockerConfig is the Docker client configuration directory whose
+	// config.json holds the registries' pull credentials (default:
+	// DOCKER_CONFIG, else ~/.docker of the daemon's user, as docker pull).
+	DockerConfig string
 	// KeepReleases is how many releases of each service are listed, kept
 	// for rollback and their images never removed (default
 	// DefaultKeepReleases).
@@ -149,8 +153,12 @@ type Daemon struct {
 	policies *policy.Engine
 	metrics  *daemonMetrics
 	obs      *observe.Observer
-	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
-	certs    *certs.Manager // nginx.tls's certificate (certs.go)
+	// validating names the validate containers this process is running
+	// (validate.go): a concurrent validate must not remove one as a
+	// leftover before its logs are read.
+	validating sync.Map
+	proxy      *observe.Proxy // nginx's view, from its access log (proxy.go)
+	certs      *certs.Manager // nginx.tls's certificate (certs.go)
 	// certHosts are the hosts the certificate metric was last set for
 	// (recordCertExpiry; reconciles only).
 	certHosts map[string]bool
@@ -219,6 +227,9 @@ type Daemon struct {
 	stopStreams context.CancelFunc
 	// logReaders counts the logs answers being served (maxLogReaders).
 	logReaders atomic.Int32
+	// pullSecrets are the secret values of the registry credentials the
+	// pulls have sent (registries.go), scrubbed too; under mu.
+	pullSecrets []string
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -332,6 +343,7 @@ func New(cfg Config) (*Daemon, error) {
 		AppliedPath:   filepath.Join(d.stateDir, "applied.json"),
 		Log:           d.log,
 		Record:        func(ev, msg string, det map[string]any) { d.event(ev, msg, "", det) },
+		Secrets:       d.notePullSecrets,
 		Hook:          withFailpoints(cfg.Hook),
 		HealthTimeout: cfg.HealthTimeout,
 		Drain:         cfg.Drain,

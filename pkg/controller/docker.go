@@ -65,11 +65,7 @@ func (t dockerTarget) Await() (poll, deadline time.Duration) {
 }
 
 func (t dockerTarget) Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error) {
-	m, err := t.d.withFiles(m)
-	if err != nil {
-		return nil, err
-	}
-	desired, err := desiredFor(m, s)
+	desired, err := t.d.desiredWith(m, s)
 	if err != nil {
 		return nil, err
 	}
@@ -233,11 +229,22 @@ func (d *Daemon) desired(m *manifest.Manifest) (reconciler.Desired, error) {
 	d.mu.Lock()
 	s := d.state
 	d.mu.Unlock()
+	return d.desiredWith(m, s)
+}
+
+// desiredWith is desiredFor of m with its files' digest (withFiles), and
+// where the pulls' credentials are.
+func (d *Daemon) desiredWith(m *manifest.Manifest, s State) (reconciler.Desired, error) {
 	m, err := d.withFiles(m)
 	if err != nil {
 		return reconciler.Desired{}, err
 	}
-	return desiredFor(m, s)
+	desired, err := desiredFor(m, s)
+	if err != nil {
+		return desired, err
+	}
+	desired.Registries, desired.Spec = d.registrySource(m), m.Hash()
+	return desired, nil
 }
 
 // withFiles returns m with each service's FilesDigest set from what its

@@ -90,7 +90,9 @@ func (d *Daemon) deployDenied(denied *reconciler.DeniedError) {
 // engine error its request) are counted, not written, as denials are: a
 // failure that lasts an hour is two records, not one per retry.
 func (d *Daemon) deployFailed(err error) {
-	rec := journal.Record{Type: journal.TypeEvent, Timestamp: time.Now().UTC(), Event: journal.EventDeployFailed, Message: err.Error()}
+	// Through the scrubber, as every event: the error may quote an
+	// engine's or a registry's text.
+	rec := journal.Record{Type: journal.TypeEvent, Timestamp: time.Now().UTC(), Event: journal.EventDeployFailed, Message: d.scrubText(err.Error())}
 	rec.Codes = opCodes(err)
 	if len(rec.Codes) > 0 {
 		rec.Details = map[string]any{"operations": rec.Codes}

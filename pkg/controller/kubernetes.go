@@ -176,13 +176,17 @@ func (c *kubeChange) Serving() Serving { return kubeServing(c.m.Project, c.obs) 
 func (t *kubeTarget) Name() string { return "kubernetes" }
 
 func (t *kubeTarget) desired(m *manifest.Manifest, s State) (kubetarget.Desired, error) {
-	// The files' keyed digest goes into the pods' config hash (a changed
-	// secret rolls them); their content into the Secrets only.
-	m, err := t.d.withFiles(m)
+	pull, err := t.d.pullSecret(m, s)
 	if err != nil {
 		return kubetarget.Desired{}, err
 	}
-	d, err := kubetarget.DesiredFor(m, s.options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline)
+	// The files' keyed digest goes into the pods' config hash (a changed
+	// secret rolls them); their content into the Secrets only.
+	m, err = t.d.withFiles(m)
+	if err != nil {
+		return kubetarget.Desired{}, err
+	}
+	d, err := kubetarget.DesiredFor(m, s.options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline, pull)
 	if err != nil || !hasSecrets(m) {
 		return d, err
 	}

@@ -23,6 +23,7 @@ func (d *Daemon) loop(ctx context.Context) {
 	defer resync.Stop()
 	backoff := time.Duration(0)
 	var retry <-chan time.Time
+	lasting := "" // the lasting failure last logged
 	for {
 		select {
 		case <-ctx.Done():
@@ -44,9 +45,18 @@ func (d *Daemon) loop(ctx context.Context) {
 		err := d.reconcileOnce(ctx)
 		switch {
 		case err == nil:
-			backoff, retry = 0, nil
+			backoff, retry, lasting = 0, nil, ""
 		case ctx.Err() != nil:
 			return
+		case pullDenied(err) != nil:
+			// A registry's refusal does not change by retrying: no
+			// backoff loop. A manifest edit, a deploy or the resync
+			// (which sees changed credentials) tries again.
+			backoff, retry = 0, nil
+			if msg := err.Error(); msg != lasting {
+				lasting = msg
+				d.log.Warn("reconcile failed: pull denied by the registry; not retried until the manifest or the credentials change", zap.Error(err))
+			}
 		default:
 			backoff = min(max(2*backoff, time.Second), 2*time.Minute)
 			retry = time.After(backoff)
@@ -210,6 +220,9 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		d.endDenials()
 		d.rollout = nil // its outcome is this failure, journaled once here
 		d.deployFailed(err)
+		if pd := pullDenied(err); pd != nil {
+			d.notePullDenied(pd)
+		}
 	case err == nil:
 		d.endDenials()
 		d.clearDenial()

@@ -74,6 +74,7 @@ func (h *harness) newDaemonWith(mod func(*Config)) *Daemon {
 		Drain:         time.Millisecond,
 		HealthTimeout: time.Second,
 		Timeouts:      Timeouts{Call: 2 * time.Second},
+		DockerConfig:  h.t.TempDir(), // pull credentials: none, never the host's
 	}
 	mod(&cfg)
 	d, err := New(cfg)
@@ -288,10 +289,15 @@ func TestFaultsDetectedAndRecovered(t *testing.T) {
 		heal   func(fe *fake.Engine)
 		why    string // in status.last_reconcile.error
 	}{
+		// A registry that cannot be reached; one that refuses the pull is
+		// a lasting denial instead (TestPullDeniedLastsUntilTheCredentialsChange).
 		{"image cannot be pulled", "app:9",
-			func(fe *fake.Engine) {},
-			func(fe *fake.Engine) { fe.SetPullable("app:9", true) },
-			"pull access denied"},
+			func(fe *fake.Engine) {
+				fe.SetPullable("app:9", true)
+				fe.FailAlways(fake.OpPullImage, errors.New("Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host"))
+			},
+			func(fe *fake.Engine) { fe.Clear() },
+			"could not be pulled"},
 		{"container exits at start", "app:2",
 			func(fe *fake.Engine) { fe.ExitOnStart("app:2") },
 			func(fe *fake.Engine) { fe.Clear() },

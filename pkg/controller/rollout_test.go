@@ -398,3 +398,28 @@ func TestSpentDecisionsNeverReapply(t *testing.T) {
 		t.Errorf("app:3 named again after another canary: running %s, want it run", got)
 	}
 }
+
+// A validate removes exited validate containers as leftovers, but not one
+// of a validate of this process still under way: it may have exited and
+// not yet had its output read (seen once as "No such container" when two
+// validates ran at once).
+func TestStaleValidatorsSpareOnesUnderWay(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	h.mustConverge()
+	for _, name := range []string{"demo-nginx-validate-underway", "demo-nginx-validate-leftover"} {
+		if _, err := h.fe.AddContainer(engineSpec(name, "nginx:latest", "demo", roleValidate), fake.StateExited); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.d.validating.Store("demo-nginx-validate-underway", true)
+	h.d.removeStaleValidators(context.Background(), "demo")
+	left := map[string]bool{}
+	for _, c := range h.fe.Snapshot() {
+		if c.Role == roleValidate {
+			left[c.Name] = true
+		}
+	}
+	if !left["demo-nginx-validate-underway"] || left["demo-nginx-validate-leftover"] {
+		t.Errorf("validate containers left: %v; want the one under way kept and the leftover removed", left)
+	}
+}

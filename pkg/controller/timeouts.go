@@ -117,10 +117,10 @@ func (e *timed) UntagImage(ctx context.Context, ref string) error {
 	return e.wrap(c, "untag image "+ref, e.t.Call, e.Engine.UntagImage(c, ref))
 }
 
-func (e *timed) PullImage(ctx context.Context, ref string) error {
+func (e *timed) PullImage(ctx context.Context, ref, auth string) error {
 	c, cancel := e.ctx(ctx, e.t.Pull)
 	defer cancel()
-	return e.wrap(c, "pull "+ref, e.t.Pull, e.Engine.PullImage(c, ref))
+	return e.wrap(c, "pull "+ref, e.t.Pull, e.Engine.PullImage(c, ref, auth))
 }
 
 func (e *timed) Run(ctx context.Context, s engine.Spec) (string, error) {

@@ -72,7 +72,8 @@ func (t dockerTarget) Check(ctx context.Context, m *manifest.Manifest, st State)
 		return append(out, api.Check{Name: "Docker image found", Detail: err.Error()})
 	}
 	if len(missing) > 0 {
-		out = append(out, api.Check{Name: "Docker image found", Detail: "not found locally: " + strings.Join(missing, ", ")})
+		out = append(out, api.Check{Name: "Docker image found", Detail: "not found locally: " + strings.Join(missing, ", ")},
+			t.d.checkPullCredentials(m, missing))
 	} else {
 		out = append(out, api.Check{Name: "Docker image found", OK: true})
 	}
@@ -145,8 +146,11 @@ func (d *Daemon) checkNginx(ctx context.Context, desired stack.Stack) api.Check 
 		// reads it.
 		binds = append(binds, engine.Bind{Source: d.certs.Store.Dir, Target: stack.ConfigDir + "/" + stack.TLSDir, ReadOnly: true})
 	}
+	name := desired.Project + "-nginx-validate-" + newID()
+	d.validating.Store(name, true)
+	defer d.validating.Delete(name)
 	code, out, err := d.eng.RunOnce(ctx, engine.Spec{
-		Name:       desired.Project + "-nginx-validate-" + newID(),
+		Name:       name,
 		Image:      desired.Nginx.Image,
 		Cmd:        []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/nginx.conf"},
 		Labels:     map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: roleValidate},
@@ -174,8 +178,12 @@ func (d *Daemon) removeStaleValidators(ctx context.Context, project string) {
 		return
 	}
 	for _, c := range cs {
-		// Finished ones, or old ones: one just created or running may be
-		// another validate's, under way.
+		// Finished ones, or old ones, but none of a validate of this
+		// process still under way: one that has exited may not have had
+		// its output read yet (seen: "No such container" reading it).
+		if _, busy := d.validating.Load(c.Name); busy {
+			continue
+		}
 		if c.Role == roleValidate && (c.State == "exited" || c.State == "dead" || time.Since(c.Created) > staleValidator) {
 			_ = d.eng.Remove(ctx, c.ID, 0)
 		}

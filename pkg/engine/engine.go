@@ -226,9 +226,11 @@ func (e *Engine) MissingImages(ctx context.Context, refs []string) ([]string, er
 	return missing, nil
 }
 
-// PullImage pulls ref and waits for the pull to finish.
-func (e *Engine) PullImage(ctx context.Context, ref string) error {
-	resp, err := e.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
+// PullImage pulls ref and waits for the pull to finish. auth is the
+// engine's X-Registry-Auth value for ref's registry (registryauth), ""
+// for an anonymous pull; it is secret and appears in no error.
+func (e *Engine) PullImage(ctx context.Context, ref, auth string) error {
+	resp, err := e.cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
 	if err != nil {
 		return fmt.Errorf("pull image %s: %w", ref, err)
 	}
@@ -237,6 +239,28 @@ func (e *Engine) PullImage(ctx context.Context, ref string) error {
 		return fmt.Errorf("pull image %s: %w", ref, err)
 	}
 	return nil
+}
+
+// PullDenied reports whether a pull failed because the registry refused
+// the credentials or the access (401/403: "unauthorized", "denied", no
+// credentials where some are required): an answer that will not change
+// until the credentials or the image do, unlike a network error.
+func PullDenied(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errdefs.IsUnauthorized(err) || errdefs.IsPermissionDenied(err) {
+		return true
+	}
+	// Engines before the typed errors (20.10 among them) answer a denied
+	// pull with a 500 whose text is the registry's error code.
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"unauthorized", "access denied", "denied: ", "authentication required", "no basic auth credentials", "access to the resource is denied"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Spec describes a container to run.

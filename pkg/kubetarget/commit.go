@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
@@ -56,6 +57,11 @@ func Serves(desired Desired, obs Observed) bool {
 func Revision(desired Desired) string {
 	h := sha256.New()
 	for _, o := range desired.Objects {
+		if _, ok := o.(*corev1.Secret); ok {
+			// The pull credentials do not change what serves, and the
+			// revision is journaled: not even a hash of them goes there.
+			continue
+		}
 		b, _ := k8srender.JSON(o)
 		h.Write(b)
 	}
@@ -82,6 +88,9 @@ func ObservedKey(obs Observed) string {
 	}
 	for _, p := range obs.Pods {
 		parts = append(parts, "p/"+p.Name+"@"+p.ResourceVersion)
+	}
+	if s := obs.PullSecret; s != nil {
+		parts = append(parts, "sec/"+s.Name+"@"+s.ResourceVersion)
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ",")

@@ -60,9 +60,11 @@ type Desired struct {
 	Secrets []*corev1.Secret
 }
 
-// DesiredFor renders m refined by o (a promotion, a rollback) for ns.
-func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration) (Desired, error) {
-	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o})
+// DesiredFor renders m refined by o (a promotion, a rollback) for ns;
+// pullSecret, when set, is the .dockerconfigjson of the image pull Secret
+// (k8srender.Options.PullSecret).
+func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
+	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o, PullSecret: pullSecret})
 	if err != nil {
 		return Desired{}, err
 	}
@@ -82,7 +84,7 @@ func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadl
 			secs := int32(deadline / time.Second)
 			v.Spec.ProgressDeadlineSeconds = &secs
 			d.Objects = append(d.Objects, v)
-		case *corev1.Service, *gatewayv1.HTTPRoute:
+		case *corev1.Service, *gatewayv1.HTTPRoute, *corev1.Secret:
 			d.Objects = append(d.Objects, v)
 		}
 	}
@@ -99,6 +101,8 @@ func RefOf(o k8srender.Object) kube.Ref {
 		r = kube.Services
 	case *gatewayv1.HTTPRoute:
 		r = kube.HTTPRoutes
+	case *corev1.Secret:
+		r = kube.Secrets
 	case *corev1.PersistentVolumeClaim:
 		r = kube.Claims
 	}
@@ -111,8 +115,13 @@ type Observed struct {
 	Services    map[string]corev1.Service
 	Routes      map[string]gatewayv1.HTTPRoute
 	Pods        []corev1.Pod
+	// PullSecret is the project's image pull Secret (read by name: without
+	// services.secrets the daemon may not list the namespace's Secrets);
+	// nil when absent.
+	PullSecret *corev1.Secret
 	// Secrets are listed only when the project has some (Observe's
-	// withSecrets): the daemon's Role grants secrets only then.
+	// withSecrets): the daemon's Role grants secrets only then. The pull
+	// Secret is among them then, and is not theirs to delete.
 	Secrets map[string]corev1.Secret
 	// Claims are the named volumes' claims, listed only when the project
 	// has named volumes (ObserveAll): the Role grants them only then.
@@ -189,7 +198,24 @@ func ObserveAll(ctx context.Context, c API, ns, project string, withSecrets, wit
 	}
 	o.Pods = pl.Items
 	sort.Slice(o.Pods, func(i, j int) bool { return o.Pods[i].Name < o.Pods[j].Name })
+	if g, ok := c.(getter); ok {
+		var sec corev1.Secret
+		err := g.Get(ctx, kube.Ref{Resource: kube.Secrets, Namespace: ns, Name: k8srender.PullSecretName(project)}, &sec)
+		switch {
+		case kube.IsNotFound(err):
+		case err != nil:
+			return o, err
+		case sec.Labels[k8srender.LabelManagedBy] == k8srender.ManagedBy && sec.Labels[k8srender.LabelProject] == project:
+			o.PullSecret = &sec // someone else's Secret of that name is never touched
+		}
+	}
 	return o, nil
+}
+
+// getter reads one object by name (kube.Client); an API without it
+// observes no pull Secret.
+type getter interface {
+	Get(ctx context.Context, ref kube.Ref, v any) error
 }
 
 // Op kinds.
@@ -361,6 +387,9 @@ func Compute(ctx context.Context, c API, desired Desired, obs Observed) (Plan, e
 		}
 		dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.Deployments, Namespace: desired.Namespace, Name: name}, Why: "not in the manifest"})
 	}
+	if s := obs.PullSecret; s != nil && !want["Secret/"+s.Name] {
+		dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.Secrets, Namespace: desired.Namespace, Name: s.Name}, Why: "no registry credentials in use"})
+	}
 	sort.Slice(dels, func(i, j int) bool { return dels[i].String() < dels[j].String() })
 	plan.Ops = append(plan.Ops, dels...)
 	plan.Ops = append(plan.Ops, secretDeletes(desired, obs)...)
@@ -472,6 +501,11 @@ func liveJSON(obs Observed, ref kube.Ref) ([]byte, bool) {
 			return nil, false
 		}
 		v = r
+	case "Secret":
+		if obs.PullSecret == nil || obs.PullSecret.Name != ref.Name {
+			return nil, false
+		}
+		v = obs.PullSecret
 	case "PersistentVolumeClaim":
 		c, ok := obs.Claims[ref.Name]
 		if !ok {
@@ -495,6 +529,8 @@ func roundTrip(kind string, raw []byte) ([]byte, error) {
 		v = &corev1.Service{}
 	case "HTTPRoute":
 		v = &gatewayv1.HTTPRoute{}
+	case "Secret":
+		v = &corev1.Secret{}
 	case "PersistentVolumeClaim":
 		v = &corev1.PersistentVolumeClaim{}
 	default:
@@ -507,7 +543,8 @@ func roundTrip(kind string, raw []byte) ([]byte, error) {
 }
 
 // sameObject compares what an apply would change: labels, annotations
-// and spec of the live object and of the dry-run result.
+// and spec (a Secret's type and data) of the live object and of the
+// dry-run result.
 func sameObject(live, dry []byte) (bool, error) {
 	type shape struct {
 		Metadata struct {
@@ -515,6 +552,8 @@ func sameObject(live, dry []byte) (bool, error) {
 			Annotations map[string]string `json:"annotations"`
 		} `json:"metadata"`
 		Spec json.RawMessage `json:"spec"`
+		Type string          `json:"type"`
+		Data json.RawMessage `json:"data"`
 	}
 	var a, b shape
 	if err := json.Unmarshal(live, &a); err != nil {
@@ -525,8 +564,11 @@ func sameObject(live, dry []byte) (bool, error) {
 	}
 	la, _ := json.Marshal(a.Metadata)
 	lb, _ := json.Marshal(b.Metadata)
-	if !bytes.Equal(la, lb) {
+	if !bytes.Equal(la, lb) || a.Type != b.Type {
 		return false, nil
+	}
+	if same, err := jsonEqual(a.Data, b.Data); err != nil || !same {
+		return false, err
 	}
 	return jsonEqual(a.Spec, b.Spec)
 }
@@ -570,6 +612,10 @@ func describeChange(obs Observed, obj k8srender.Object) string {
 		if lw != dw {
 			return "weights " + lw + " → " + dw
 		}
+	case *corev1.Secret:
+		// Never what the credentials are: the plan is shown by diff and
+		// status and journaled.
+		return "registry credentials changed"
 	}
 	return "spec differs from the manifest"
 }

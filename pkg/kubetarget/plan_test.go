@@ -105,7 +105,7 @@ const withCanary = "  canary:\n    image: app:2\n    weight: 10\n    replicas: 1
 
 func plan(t *testing.T, f *fakeAPI, m *manifest.Manifest, o stack.Options) (Desired, Plan) {
 	t.Helper()
-	d, err := DesiredFor(m, o, "ns", "", 0)
+	d, err := DesiredFor(m, o, "ns", "", 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestConflictOnAnObjectSwiftdeployDidNotApplyIsAnError(t *testing.T) {
 	// The same conflict on an object someone else applied: refused.
 	f.objs["Deployment/shop-stable"]["metadata"].(map[string]any)["managedFields"] = []any{map[string]any{"manager": "helm", "operation": "Apply"}}
 	obs, _ := Observe(context.Background(), f, "ns", "shop")
-	d, _ := DesiredFor(m, stack.Options{}, "ns", "", 0)
+	d, _ := DesiredFor(m, stack.Options{}, "ns", "", 0, nil)
 	_, err := Compute(context.Background(), f, d, obs)
 	if err == nil || !kube.IsConflict(err) || !strings.Contains(err.Error(), "not applied by swiftdeploy") || !strings.Contains(err.Error(), "Deployment ns/shop-stable") {
 		t.Fatalf("err = %v, want a conflict naming the object, not taken over", err)

@@ -78,7 +78,7 @@ func TestClusterFacts(t *testing.T) {
 	f.objs["Pod/other"] = pod("other", "ns", "other", "1")
 	f.objs["Pod/own"] = pod("own", "ns", "shop", "2")
 	f.objs["Pod/same-name-other-ns"] = pod("x", "elsewhere", "shop", "500m")
-	d, err := DesiredFor(testManifest(t, withCanary), stack.Options{}, "ns", "", 0)
+	d, err := DesiredFor(testManifest(t, withCanary), stack.Options{}, "ns", "", 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

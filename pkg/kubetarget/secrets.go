@@ -45,6 +45,8 @@ func secretDeletes(desired Desired, obs Observed) []Op {
 	for _, s := range desired.Secrets {
 		want[s.Name] = true
 	}
+	// The image pull Secret is an object of the plan's own (Compute).
+	want[k8srender.PullSecretName(desired.Project)] = true
 	var ops []Op
 	for name := range obs.Secrets {
 		if !want[name] {

@@ -25,7 +25,7 @@ func TestSecretsAppliedFirstAndNeverShown(t *testing.T) {
 		return obs
 	}
 	desired := func(secret string) Desired {
-		d, err := DesiredFor(m, stack.Options{}, "ns", "", 0)
+		d, err := DesiredFor(m, stack.Options{}, "ns", "", 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +86,7 @@ func TestClaimsAppliedFirstAndNeverDeletedByAPlan(t *testing.T) {
 	f := newFake()
 	ctx := context.Background()
 	withVolume := testManifest(t, "  volumes: [data:/data]\n")
-	d, err := DesiredFor(withVolume, stack.Options{}, "ns", "", 0)
+	d, err := DesiredFor(withVolume, stack.Options{}, "ns", "", 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestClaimsAppliedFirstAndNeverDeletedByAPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	without := testManifest(t, "")
-	d, _ = DesiredFor(without, stack.Options{}, "ns", "", 0)
+	d, _ = DesiredFor(without, stack.Options{}, "ns", "", 0, nil)
 	obs, _ = ObserveAll(ctx, f, "ns", "shop", false, true)
 	p, err = Compute(ctx, f, d, obs)
 	if err != nil {

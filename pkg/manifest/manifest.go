@@ -37,6 +37,9 @@ type Manifest struct {
 	// Notify lists webhooks told about a rollout's steps, failed checks,
 	// aborts, promotions and denials.
 	Notify []Webhook `json:"notify,omitempty"`
+	// Registries names the Docker client configuration holding the
+	// credentials of a private registry (registries.go).
+	Registries []Registry `json:"registries,omitempty"`
 }
 
 // Webhook is one notification receiver.

@@ -122,6 +122,7 @@ func (m *Manifest) Validate() error {
 		ps.steps(m.Services.Canary, m.Metrics.ScrapeInterval.D())
 	}
 	ps.notify(m.Notify)
+	ps.registries(m.Registries)
 	if len(ps) > 0 {
 		return &ValidationError{Problems: ps}
 	}

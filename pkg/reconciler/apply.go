@@ -196,8 +196,8 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 	switch op.Kind {
 	case OpPullImage:
 		say("Pulling image %s", op.Target)
-		if err := r.Engine.PullImage(ctx, op.Target); err != nil {
-			return fmt.Errorf("docker image %s not found locally and could not be pulled: %w", op.Target, err)
+		if err := r.pull(ctx, d, op.Target); err != nil {
+			return err
 		}
 		r.record(ctx, "image_pulled", "pulled "+op.Target, map[string]any{"image": op.Target})
 		say("Docker image found")

@@ -19,7 +19,9 @@ type Engine interface {
 	FindVolumes(ctx context.Context, names []string, project string) ([]engine.Volume, error)
 	CreateVolume(ctx context.Context, name string, labels map[string]string) error
 	MissingImages(ctx context.Context, refs []string) ([]string, error)
-	PullImage(ctx context.Context, ref string) error
+	// PullImage pulls ref with auth, the X-Registry-Auth value of its
+	// registry ("" for an anonymous pull).
+	PullImage(ctx context.Context, ref, auth string) error
 	// Run creates and starts a container; one that fails to start is removed.
 	Run(ctx context.Context, s engine.Spec) (string, error)
 	// Remove stops (SIGTERM, SIGKILL after grace) and removes a container;

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -20,6 +21,11 @@ type Desired struct {
 	Conf  []byte
 	// Revision identifies Conf; nginx reports the revision it has loaded.
 	Revision string
+	// Registries says where each registry's pull credentials are.
+	Registries registryauth.Source
+	// Spec is the manifest's hash: a registry's denial of a pull lasts
+	// until it (or the credentials) change.
+	Spec string
 }
 
 // Loaded is what the running nginx reports it has loaded, read back from
@@ -518,7 +524,9 @@ func HealPlan(d Desired, obs Observed, live []byte) (Desired, Plan) {
 	if a == nil || live == nil || st.Nginx.Hash != a.Nginx {
 		return Desired{}, Plan{Partial: true}
 	}
-	restore := Desired{Stack: st, Conf: live, Revision: a.Revision}
+	// The pull credentials are the current manifest's: the applied
+	// images are on the same registries.
+	restore := Desired{Stack: st, Conf: live, Revision: a.Revision, Registries: d.Registries, Spec: d.Spec}
 	full := Compute(restore, obs)
 	p := Plan{Partial: true, Blocked: full.Blocked}
 	var started []string

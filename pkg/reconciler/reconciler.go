@@ -79,7 +79,10 @@ type Reconciler struct {
 	Log         *zap.Logger
 	Gate        Gate
 	Record      Recorder
-	Hook        Hook
+	// Secrets, when set, is told the secret values of the credentials a
+	// pull sends (registryauth.Auth.Secrets), for the journal's scrubber.
+	Secrets func(values []string)
+	Hook    Hook
 	// HealthTimeout bounds the wait for new containers to become healthy.
 	HealthTimeout time.Duration
 	// Drain bounds how long obsolete containers wait, after nginx
@@ -96,6 +99,10 @@ type Reconciler struct {
 	// StartParallel bounds how many app containers start at once; default
 	// defaultParallel. Removals run removeParallel at a time.
 	StartParallel int
+
+	// pullDenied remembers the pulls a registry refused (pull.go).
+	pullMu     sync.Mutex
+	pullDenied map[pullKey]*PullDeniedError
 
 	// applied is the state this process last recorded at AppliedPath.
 	appliedMu sync.Mutex

@@ -26,6 +26,7 @@ type Engine struct {
 	netSeq     int                          // second octet of the next network's subnet
 	images     map[string]bool              // normalised refs present locally
 	pullable   map[string]bool              // normalised refs a pull can fetch
+	pullAuth   map[string]string            // normalised refs a pull needs these credentials for
 	builds     map[string]int               // how many times AddImage made each ref (its ID)
 	tagID      map[string]string            // normalised ref -> the image ID it names
 
@@ -81,6 +82,7 @@ func New(opts ...Option) *Engine {
 		volumes:     map[string]map[string]string{},
 		images:      map[string]bool{},
 		pullable:    map[string]bool{},
+		pullAuth:    map[string]string{},
 		builds:      map[string]int{},
 		tagID:       map[string]string{},
 		health:      newMarks(),

@@ -79,7 +79,7 @@ func (w *world) call(ctx context.Context, op string) error {
 		_, err := f.MissingImages(ctx, []string{appImage})
 		return err
 	case fake.OpPullImage:
-		return f.PullImage(ctx, appImage)
+		return f.PullImage(ctx, appImage, "")
 	case fake.OpRun:
 		_, err := f.Run(ctx, appSpec(uniq, stack.TrackStable, 9))
 		return err
@@ -338,7 +338,7 @@ func TestCalls(t *testing.T) {
 	f := w.f
 	_, _ = f.ListContainers(bg, project, netName)
 	_, _ = f.MissingImages(bg, []string{appImage, "nope:1"})
-	_ = f.PullImage(bg, "nope:1")
+	_ = f.PullImage(bg, "nope:1", "")
 	_, _, _ = f.Exec(bg, "demo-nginx", testStaged)
 	_, _, _ = f.Exec(bg, "demo-nginx", reload)
 	_ = f.Remove(bg, "demo-stable-1", 10*time.Second)

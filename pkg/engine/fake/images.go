@@ -210,7 +210,7 @@ func (e *Engine) MissingImages(ctx context.Context, refs []string) (missing []st
 
 // PullImage fetches ref if it is pullable (SetPullable) and fails as
 // Docker does for a repository it cannot access otherwise.
-func (e *Engine) PullImage(ctx context.Context, ref string) (err error) {
+func (e *Engine) PullImage(ctx context.Context, ref, auth string) (err error) {
 	c := e.begin(OpPullImage, ref, "")
 	defer c.end(&err)
 	if ferr := e.admit(ctx, c); ferr != nil {
@@ -228,6 +228,34 @@ func (e *Engine) PullImage(ctx context.Context, ref string) (err error) {
 			"pull access denied for %s, repository does not exist or may require 'docker login': denied: requested access to the resource is denied",
 			reference.FamiliarName(named)))
 	}
+	if want, ok := e.pullAuth[n]; ok && auth != want {
+		// What Engine 20.10 answers when the registry refuses the
+		// credentials (a 500 carrying the registry's 401).
+		named, _ := reference.ParseNormalizedNamed(ref)
+		return fmt.Errorf("pull image %s: %w", ref, daemonErr(errdefs.ErrUnknown,
+			"Head \"https://%s/v2/%s/manifests/%s\": unauthorized: authentication required",
+			reference.Domain(named), reference.Path(named), tagOf(named)))
+	}
 	e.addLocked(n)
 	return nil
+}
+
+// SetPullAuth makes a pull of ref succeed only with the X-Registry-Auth
+// value auth, as a registry with authentication does (SetPullable still
+// applies); "" forgets the requirement.
+func (e *Engine) SetPullAuth(ref, auth string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if auth == "" {
+		delete(e.pullAuth, mustNormalize(ref))
+		return
+	}
+	e.pullAuth[mustNormalize(ref)] = auth
+}
+
+func tagOf(n reference.Named) string {
+	if t, ok := n.(reference.Tagged); ok {
+		return t.Tag()
+	}
+	return "latest"
 }

@@ -41,7 +41,7 @@ func TestMissingImagesNormalises(t *testing.T) {
 func TestPullImage(t *testing.T) {
 	f := fake.New()
 	defer f.Close()
-	err := f.PullImage(bg, "nginx:1.27")
+	err := f.PullImage(bg, "nginx:1.27", "")
 	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "pull access denied for nginx") || !strings.HasPrefix(err.Error(), "pull image nginx:1.27: ") {
 		t.Errorf("unpullable: %v", err)
 	}
@@ -49,17 +49,17 @@ func TestPullImage(t *testing.T) {
 		t.Error("a failed pull added the image")
 	}
 	f.SetPullable("docker.io/library/nginx:1.27", true)
-	if err := f.PullImage(bg, "nginx:1.27"); err != nil {
+	if err := f.PullImage(bg, "nginx:1.27", ""); err != nil {
 		t.Fatal(err)
 	}
 	if m, _ := f.MissingImages(bg, []string{"nginx:1.27"}); len(m) != 0 || !f.HasImage("nginx:1.27") {
 		t.Errorf("after the pull, missing %v", m)
 	}
 	f.SetPullable("nginx:1.27", false)
-	if err := f.PullImage(bg, "nginx:1.27"); err == nil {
+	if err := f.PullImage(bg, "nginx:1.27", ""); err == nil {
 		t.Error("a pull that the registry refuses succeeded because the image is local")
 	}
-	if err := f.PullImage(bg, "NGINX"); !errdefs.IsInvalidArgument(err) {
+	if err := f.PullImage(bg, "NGINX", ""); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("invalid ref: %v", err)
 	}
 	f.RemoveImage("nginx:1.27")

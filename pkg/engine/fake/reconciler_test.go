@@ -3,6 +3,7 @@ package fake_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -30,6 +32,9 @@ type harness struct {
 	port     int
 	image    string // services.image; swift-deploy-1-node:v1 if empty
 	replicas int    // services.replicas; 2 if 0
+	// dockerDir is the Docker client configuration directory the pulls'
+	// credentials come from (empty: none, never the host's own).
+	dockerDir string
 }
 
 func newHarness(t *testing.T) *harness {
@@ -47,7 +52,7 @@ func newHarness(t *testing.T) *harness {
 		// Allow every plan; a reconciler without a gate denies (fail closed).
 		Gate: func(context.Context, reconciler.Plan) reconciler.Decision { return reconciler.Decision{Allowed: true} },
 	}
-	return &harness{t: t, f: f, r: r, port: freePort(t)}
+	return &harness{t: t, f: f, r: r, port: freePort(t), dockerDir: t.TempDir()}
 }
 
 func (h *harness) desired(extra string) reconciler.Desired {
@@ -85,7 +90,7 @@ network:
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return reconciler.Desired{Stack: s, Conf: conf, Revision: rev}
+	return reconciler.Desired{Stack: s, Conf: conf, Revision: rev, Registries: registryauth.Source{Dir: h.dockerDir}, Spec: m.Hash()}
 }
 
 // converge runs observe, plan, apply once.
@@ -254,13 +259,65 @@ func TestReconcilerPullsMissingImagesFirst(t *testing.T) {
 	h := newHarness(t)
 	h.f.RemoveImage("swift-deploy-1-node:v1")
 	_, err := h.converge(bg, "")
-	if err == nil || !strings.Contains(err.Error(), "could not be pulled") {
-		t.Fatalf("converge without the image: %v", err)
+	// Docker Hub's "pull access denied" is a registry's denial.
+	var pd *reconciler.PullDeniedError
+	if !errors.As(err, &pd) || pd.Registry != "docker.io" {
+		t.Fatalf("converge without the image: %v, want the registry's denial", err)
 	}
 	if m := h.f.Mutations(); len(m) != 1 || m[0].Op != fake.OpPullImage {
 		t.Errorf("mutations %v, want only the failed pull", m)
 	}
 	h.f.SetPullable("swift-deploy-1-node:v1", true)
+	h.f.ResetCalls()
+	// A change of the manifest asks the registry again.
+	h.mustConverge("  env: {EDITED: \"1\"}")
+	if m := h.f.Mutations(); len(m) == 0 || m[0].Op != fake.OpPullImage {
+		t.Errorf("first mutation %v, want the pull", m)
+	}
+}
+
+// The pull sends the credentials of the image's registry from the Docker
+// config; a refusal lasts (the registry is not asked again with the same
+// credentials for the same manifest) until the credentials file changes.
+func TestReconcilerPullsWithRegistryCredentials(t *testing.T) {
+	const ref = "registry.example.com:5000/team/app:v1"
+	h := newHarness(t)
+	h.image = ref
+	writeCfg := func(pass string) string {
+		body := fmt.Sprintf(`{"auths":{"registry.example.com:5000":{"auth":%q}}}`, base64.StdEncoding.EncodeToString([]byte("deployer:"+pass)))
+		if err := os.WriteFile(filepath.Join(h.dockerDir, "config.json"), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a, err := registryauth.Source{Dir: h.dockerDir}.For(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Header()
+	}
+	right := writeCfg("right-password")
+	writeCfg("wrong-password")
+	h.f.SetPullable(ref, true)
+	h.f.SetPullAuth(ref, right)
+
+	for attempt := 1; attempt <= 3; attempt++ {
+		h.f.ResetCalls()
+		_, err := h.converge(bg, "")
+		var pd *reconciler.PullDeniedError
+		if !errors.As(err, &pd) || pd.Registry != "registry.example.com:5000" || pd.Image != ref {
+			t.Fatalf("attempt %d with the wrong password: %v, want the registry's denial", attempt, err)
+		}
+		if strings.Contains(err.Error(), "wrong-password") || strings.Contains(err.Error(), right) {
+			t.Fatalf("the denial shows the credentials: %v", err)
+		}
+		want := 0
+		if attempt == 1 {
+			want = 1
+		}
+		if n := len(h.f.Mutations()); n != want {
+			t.Fatalf("attempt %d asked the engine to pull %d times, want %d (a denial lasts)", attempt, n, want)
+		}
+	}
+	writeCfg("right-password")
 	h.f.ResetCalls()
 	h.mustConverge("")
 	if m := h.f.Mutations(); len(m) == 0 || m[0].Op != fake.OpPullImage {

@@ -188,6 +188,9 @@ func ArgoRollouts(m *manifest.Manifest, o Options) ([]Object, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.PullSecret != nil {
+		withPullSecret(&tmpl, s.Project)
+	}
 	name := trackName(s.Project, "rollout")
 	analysis := s.Project + "-canary-safety"
 	window := fmt.Sprintf("%ds", int(m.Metrics.Window.D().Seconds()))
@@ -238,6 +241,9 @@ func ArgoRollouts(m *manifest.Manifest, o Options) ([]Object, error) {
 			backendRef(trackName(s.Project, stack.TrackCanary), a.Port, 0),
 		}),
 		analysisTemplate(analysis, o, m, window),
+	}
+	if o.PullSecret != nil {
+		objs = append([]Object{pullSecret(s.Project, o.Namespace, o.PullSecret)}, objs...)
 	}
 	claims, err := volumeClaims(s, o.Namespace)
 	if err != nil {

@@ -56,6 +56,12 @@ type Options struct {
 	// Stack refines the manifest as the daemon does (a promoted image, a
 	// rolled-back canary).
 	Stack stack.Options
+	// PullSecret, when set, is the .dockerconfigjson of the registries
+	// the images are pulled from: rendered as a Secret of type
+	// kubernetes.io/dockerconfigjson that every pod names in
+	// imagePullSecrets. The daemon reads it from the same Docker config
+	// as a pull on the Docker target; it is secret (never printed).
+	PullSecret []byte
 }
 
 // httpPort names the app's container and Service port; probes and the
@@ -80,6 +86,9 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 	}
 	s := stack.FromManifest(m, o.Stack)
 	var objs []Object
+	if o.PullSecret != nil {
+		objs = append(objs, pullSecret(s.Project, o.Namespace, o.PullSecret))
+	}
 	tracks := []struct {
 		apps   []stack.App
 		weight int32
@@ -93,6 +102,9 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 		tmpl, err := podTemplate(s.Project, a, false)
 		if err != nil {
 			return nil, err
+		}
+		if o.PullSecret != nil {
+			withPullSecret(&tmpl, s.Project)
 		}
 		objs = append(objs,
 			deployment(s.Project, o.Namespace, a, int32(len(t.apps)), tmpl),

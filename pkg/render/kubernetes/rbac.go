@@ -35,6 +35,11 @@ func rbac(project, namespace string, argo, secrets, claims bool) []Object {
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: write},
 		{APIGroups: []string{""}, Resources: []string{"pods", "events"}, Verbs: read},
 		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+		// The image pull Secret, and no other: the daemon reads it by
+		// name (never lists the namespace's Secrets). create cannot be
+		// limited to a name (the object does not exist yet).
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{PullSecretName(project)}, Verbs: []string{"get", "patch", "update", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
 	}
 	if argo {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"argoproj.io"}, Resources: []string{"rollouts", "analysistemplates"}, Verbs: write},

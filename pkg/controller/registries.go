@@ -1,0 +1,137 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
+	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// policyRegistry names a registry's refusal in status's denial: not a
+// policy of SwiftDeploy's, but a "no" that lasts as one does.
+const policyRegistry = "registry"
+
+// registrySource is where m's images' pull credentials are: the
+// registries entries' files (relative to the manifest's directory), and
+// the daemon user's Docker configuration for every other registry.
+func (d *Daemon) registrySource(m *manifest.Manifest) registryauth.Source {
+	s := registryauth.Source{Dir: d.cfg.DockerConfig}
+	for _, r := range m.Registries {
+		host, err := registryauth.NormalizeHost(r.Host)
+		if err != nil {
+			continue // Validate refused such a manifest
+		}
+		p := r.Config
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(d.dir, p)
+		}
+		if s.Files == nil {
+			s.Files = map[string]string{}
+		}
+		s.Files[host] = p
+	}
+	return s
+}
+
+// pullSecret is the Kubernetes target's image pull Secret payload: the
+// credentials, from the same Docker configuration a pull on the Docker
+// target reads, of the registries m's images are on (nil when none has
+// any). An unreadable configuration fails the reconcile, naming the file.
+func (d *Daemon) pullSecret(m *manifest.Manifest, s State) ([]byte, error) {
+	st := stack.FromManifest(m, s.options(m))
+	var refs []string
+	for _, apps := range [][]stack.App{st.Stable, st.Canary} {
+		for _, a := range apps {
+			refs = append(refs, a.Image)
+		}
+	}
+	b, err := d.registrySource(m).DockerConfigJSON(refs)
+	if err != nil {
+		return nil, fmt.Errorf("image pull secret: %w", err)
+	}
+	return b, nil
+}
+
+// checkPullCredentials reads, for validate, the credentials the pulls of
+// the missing images would send: where they come from, or why they cannot
+// be read (a missing registries file, a malformed config.json, a failing
+// credential helper). It never says what they are.
+func (d *Daemon) checkPullCredentials(m *manifest.Manifest, missing []string) api.Check {
+	c := api.Check{Name: "Registry credentials readable", OK: true}
+	src := d.registrySource(m)
+	var notes []string
+	seen := map[string]bool{}
+	for _, ref := range missing {
+		a, err := src.For(ref)
+		if err != nil {
+			c.OK, c.Detail = false, err.Error()
+			return c
+		}
+		if note := a.String(); !seen[note] {
+			seen[note] = true
+			notes = append(notes, note)
+		}
+	}
+	c.Detail = strings.Join(notes, "; ")
+	return c
+}
+
+// notePullSecrets adds the secret values of credentials a pull sends to
+// the journal's scrubber (the last line: no message quotes them by
+// design; a registry's error text is not ours). The list only grows, a
+// few values per registry and password the daemon has used.
+func (d *Daemon) notePullSecrets(values []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	added := false
+	for _, v := range values {
+		if !slices.Contains(d.pullSecrets, v) {
+			d.pullSecrets = append(d.pullSecrets, v)
+			added = true
+		}
+	}
+	if !added {
+		return
+	}
+	var base []string
+	if d.current != nil {
+		base = secretsOf(d.current)
+	}
+	d.scrub = redact.NewScrubber(append(base, d.pullSecrets...)...)
+}
+
+// scrubText is s without any secret value the scrubber knows.
+func (d *Daemon) scrubText(s string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.scrub.Empty() {
+		return s
+	}
+	return d.scrub.String(s)
+}
+
+// pullDenied is the registry's lasting refusal in err, if any.
+func pullDenied(err error) *reconciler.PullDeniedError {
+	var pd *reconciler.PullDeniedError
+	if errors.As(err, &pd) {
+		return pd
+	}
+	return nil
+}
+
+// notePullDenied shows a registry's refusal in status until a reconcile
+// succeeds (clearDenial).
+func (d *Daemon) notePullDenied(pd *reconciler.PullDeniedError) {
+	d.mu.Lock()
+	d.denial = &api.Decision{Policy: policyRegistry, Reasons: []string{pd.Error()},
+		Input: map[string]any{"registry": pd.Registry, "image": pd.Image}}
+	d.mu.Unlock()
+}
