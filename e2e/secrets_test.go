@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -61,11 +63,13 @@ type placement struct {
 	holders []string
 }
 
-// secretWorld is what sources may use: the test's directory and its
-// webhook receiver.
+// secretWorld is what sources may use: the test's directory, its webhook
+// receiver and its registry (host:port, answering 401 to everything: the
+// failed deploy pulls its image from there with the credentials).
 type secretWorld struct {
-	dir     string
-	hookURL func(user, pass, path, query string) string
+	dir      string
+	hookURL  func(user, pass, path, query string) string
+	registry string
 }
 
 var secretSources = []secretSource{
@@ -107,6 +111,24 @@ var secretSources = []secretSource{
 		user, pass, path, tok := canary("HOOKUSER"), canary("HOOKPASS"), canary("HOOKPATH"), canary("HOOKTOKEN")
 		u := w.hookURL(user, pass, "/services/"+path, "token="+tok)
 		return placement{top: fmt.Sprintf("notify:\n  - url: %q\n", u), canaries: []string{user, pass, path, tok}}
+	}},
+	{"registry credentials", func(t *testing.T, w *secretWorld) placement {
+		// A Docker client config.json named by registries[]: its user,
+		// password and their base64 form are the secret.
+		user, pass := canary("REGUSER"), canary("REGPASS")
+		auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
+		cfg := fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, w.registry, auth)
+		if err := os.MkdirAll(filepath.Join(w.dir, "regcfg"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(w.dir, "regcfg", "config.json"), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return placement{
+			top:      fmt.Sprintf("registries:\n  - host: %q\n    config: regcfg/config.json\n", w.registry),
+			canaries: []string{user, pass, auth},
+			own:      []string{filepath.Join("regcfg", "config.json")},
+		}
 	}},
 	{"TLS keys", func(t *testing.T, w *secretWorld) placement {
 		// A key file named by nginx.tls: its PEM body is the secret. The
@@ -166,10 +188,23 @@ func TestSecretsNeverLeak(t *testing.T) {
 	defer rcv.Close()
 	host := rcv.Listener.Addr().String()
 
+	// A registry that refuses every credential: the failed deploy's pull
+	// sends it the registry source's user and password.
+	var pulls, authed atomic.Int64
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pulls.Add(1)
+		if strings.HasPrefix(r.Header.Get("Authorization"), "Basic ") {
+			authed.Add(1)
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="secrets-test"`)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+	}))
+	defer reg.Close()
+
 	e := newEnv(t)
 	w := &secretWorld{dir: e.dir, hookURL: func(user, pass, path, query string) string {
 		return "http://" + user + ":" + pass + "@" + host + path + "?" + query
-	}}
+	}, registry: reg.Listener.Addr().String()}
 	var services, nginx, top string
 	var canaries, holders []string
 	placed := make([]placement, 0, len(secretSources))
@@ -244,9 +279,12 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Fatalf("deploy with min_disk_gb 1000000 was not denied:\n%s", out)
 	}
 	// A failed deploy: an image that does not exist.
-	e.writeManifest(withSecrets(e.manifest("swiftdeploy-no-such-image:1", 2, "")))
+	e.writeManifest(withSecrets(e.manifest(w.registry+"/swiftdeploy-no-such-image:1", 2, "")))
 	e.swiftctl("deploy")
 	e.swiftctl("validate")
+	if pulls.Load() == 0 || authed.Load() == 0 {
+		t.Errorf("the registry was asked %d times, %d with credentials: the registry credentials were not exercised", pulls.Load(), authed.Load())
+	}
 	e.writeManifest(good)
 	if out, code := e.swiftctl("deploy"); code != 0 {
 		t.Fatalf("deploy back: exit %d\n%s", code, out)

@@ -146,6 +146,7 @@ func writeDashboard(w io.Writer, s api.Status) error {
 		tw.Flush()
 		writeProxyTracks(&b, s.Tracks)
 	}
+	writeServices(&b, s.Services)
 	b.WriteString("\nContainers:\n")
 	if len(s.Containers) == 0 {
 		b.WriteString("  none\n")
@@ -378,4 +379,40 @@ func writeTLS(b *strings.Builder, t *api.TLSStatus, now time.Time) {
 		}
 		fmt.Fprintf(b, "  Certificate renewal failing (%d attempt(s)%s): %s\n", t.Failures, retry, t.LastError)
 	}
+}
+
+// writeServices lists the named form's services with nginx's figures of
+// each web service's revisions (nothing for the single service).
+func writeServices(b *strings.Builder, services []api.ServiceStatus) {
+	if len(services) == 0 {
+		return
+	}
+	b.WriteString("\nServices:\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  SERVICE\tKIND\tROUTE\tRUNNING\tIMAGE\tTRACK\tREVISION\tREQ/S\tERROR RATE\tP99")
+	for _, svc := range services {
+		row := fmt.Sprintf("  %s\t%s\t%s\t%d/%d\t%s", svc.Name, svc.Kind, dash(svc.Route), svc.Running, svc.Desired, svc.Image)
+		if len(svc.Revisions) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\n", row)
+			continue
+		}
+		for i, r := range svc.Revisions {
+			if i > 0 {
+				row = "  \t\t\t\t"
+			}
+			rate, errRate, p99 := "n/a", "n/a", "n/a"
+			if p := r.Proxy; p != nil && p.Outcome == "ok" {
+				rate, errRate, p99 = number(p.ReqPerSec), percent(p.ErrorRate), millis(p.P99Ms)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", row, r.Track, shortRev(r.Revision), rate, errRate, p99)
+		}
+	}
+	tw.Flush()
+}
+
+func shortRev(r string) string {
+	if len(r) > 8 {
+		return r[:8]
+	}
+	return r
 }

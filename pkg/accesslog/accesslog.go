@@ -54,6 +54,13 @@ const (
 	PoolCanary = "app_canary"
 )
 
+// PoolFor is the upstream group of one track of a named service
+// ("app_stable_web"); the seed's single service has PoolStable and
+// PoolCanary. Service names hold no '_', so the name splits back.
+func PoolFor(service, track string) string {
+	return "app_" + track + "_" + service
+}
+
 // Entry is one parsed line.
 type Entry struct {
 	RemoteAddr string
@@ -94,11 +101,22 @@ type Try struct {
 // stack.TrackCanary), "" when nginx answered by itself or the pool is not
 // one of SwiftDeploy's.
 func (e *Entry) Track() string {
-	switch e.Pool {
-	case PoolStable:
+	switch {
+	case e.Pool == PoolStable || strings.HasPrefix(e.Pool, PoolStable+"_"):
 		return stack.TrackStable
-	case PoolCanary:
+	case e.Pool == PoolCanary || strings.HasPrefix(e.Pool, PoolCanary+"_"):
 		return stack.TrackCanary
+	}
+	return ""
+}
+
+// Service is the named service whose pool routed the request (PoolFor),
+// "" for the seed's single service or a request nginx answered itself.
+func (e *Entry) Service() string {
+	for _, p := range []string{PoolStable + "_", PoolCanary + "_"} {
+		if svc, ok := strings.CutPrefix(e.Pool, p); ok {
+			return svc
+		}
 	}
 	return ""
 }

@@ -281,3 +281,24 @@ func TestFormatIsOneQuotableString(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolServiceAndTrack: a named service's pool gives back its service
+// and track; the seed's pools have no service.
+func TestPoolServiceAndTrack(t *testing.T) {
+	tests := []struct {
+		pool, service, track string
+	}{
+		{PoolStable, "", "stable"},
+		{PoolCanary, "", "canary"},
+		{PoolFor("web", "stable"), "web", "stable"},
+		{PoolFor("admin-api", "canary"), "admin-api", "canary"},
+		{"", "", ""},
+		{"other_pool", "", ""},
+	}
+	for _, tt := range tests {
+		e := Entry{Pool: tt.pool}
+		if e.Service() != tt.service || e.Track() != tt.track {
+			t.Errorf("pool %q: service %q track %q, want %q %q", tt.pool, e.Service(), e.Track(), tt.service, tt.track)
+		}
+	}
+}

@@ -64,9 +64,13 @@ type Status struct {
 	// Journal is set when the journal is failing (e.g. the disk is full:
 	// the daemon keeps converging, but what happens is not recorded) or
 	// had a torn tail at start.
-	Journal  *JournalStatus `json:"journal,omitempty"`
-	Tracks   []TrackStats   `json:"tracks,omitempty"`
-	Policies []Decision     `json:"policies,omitempty"`
+	Journal *JournalStatus `json:"journal,omitempty"`
+	Tracks  []TrackStats   `json:"tracks,omitempty"`
+	// Services is the named form's services (absent for the single
+	// service): each one's kind, route, running containers and, for a web
+	// service, nginx's figures of each revision it routes to.
+	Services []ServiceStatus `json:"services,omitempty"`
+	Policies []Decision      `json:"policies,omitempty"`
 	// Rollout is the progress of a stepped canary (services.canary.steps),
 	// or of its abort; nil without steps.
 	Rollout *Rollout `json:"rollout,omitempty"`
@@ -251,9 +255,12 @@ type Container struct {
 	Name  string `json:"name"`
 	Role  string `json:"role"`
 	Track string `json:"track,omitempty"`
-	Image string `json:"image"`
-	State string `json:"state"`
-	IP    string `json:"ip,omitempty"`
+	// Service is the named service (the named form of services); absent
+	// for the single service.
+	Service string `json:"service,omitempty"`
+	Image   string `json:"image"`
+	State   string `json:"state"`
+	IP      string `json:"ip,omitempty"`
 }
 
 // ReconcileInfo describes the last reconcile run.
@@ -293,6 +300,25 @@ type ProxyStats struct {
 	ReqPerSec float64 `json:"req_per_sec"`
 	ErrorRate float64 `json:"error_rate"` // 5xx sent to clients, nginx's own included
 	P99Ms     float64 `json:"p99_latency_ms"`
+}
+
+// ServiceStatus is one service of the named form.
+type ServiceStatus struct {
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	Route   string `json:"route,omitempty"` // "host/prefix" ("*" for any host), web only
+	Image   string `json:"image"`           // the stable image desired
+	Running int    `json:"running"`         // running containers, every track
+	Desired int    `json:"desired"`
+	// Revisions are nginx's figures per track and revision routed (web).
+	Revisions []ServiceRevision `json:"revisions,omitempty"`
+}
+
+// ServiceRevision is nginx's view of one revision of a web service.
+type ServiceRevision struct {
+	Track    string      `json:"track"`
+	Revision string      `json:"revision"`
+	Proxy    *ProxyStats `json:"proxy,omitempty"`
 }
 
 // Decision is a policy decision as shown to users.

@@ -71,7 +71,7 @@ type analysisMem struct {
 // weight is the step's weight in force for m, 0 when the rollout is not
 // m's (another canary image, no steps). Nil-safe.
 func (r *Rollout) weight(m *manifest.Manifest) int {
-	c := m.Services.Canary
+	c := m.Main().Canary
 	if r == nil || c == nil || len(c.Steps) == 0 || r.CanaryImage != c.Image || r.Step < 0 || r.Step >= len(c.Steps) {
 		return 0
 	}
@@ -124,8 +124,8 @@ func (d *Daemon) analysisLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			if m := d.manifestNow(); m != nil && m.Services.Canary != nil && m.Services.Canary.Analysis != nil {
-				if p := analysisTick(m.Services.Canary.Analysis.Interval.D()); p != period {
+			if m := d.manifestNow(); m != nil && m.Main().Canary != nil && m.Main().Canary.Analysis != nil {
+				if p := analysisTick(m.Main().Canary.Analysis.Interval.D()); p != period {
 					period = p
 					tick.Reset(p)
 				}
@@ -139,16 +139,16 @@ func (d *Daemon) analysisLoop(ctx context.Context) {
 // need be, or nil when none is under way: no steps, down, rolled back or
 // aborted, promoted, or a transition in flight.
 func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *Rollout {
-	c := m.Services.Canary
+	c := m.Main().Canary
 	s := d.state
 	switch {
 	case c == nil || len(c.Steps) == 0 || c.Analysis == nil || s.Down || s.Pending != nil:
 		return nil
 	case s.RolledBack != nil && s.RolledBack.CanaryImage == c.Image:
 		return nil
-	case s.Promoted != nil && s.Promoted.Image == c.Image && s.Promoted.ManifestStable == m.Services.Image:
+	case s.Promoted != nil && s.Promoted.Image == c.Image && s.Promoted.ManifestStable == m.Main().Image:
 		return nil
-	case c.Image == m.Services.Image:
+	case c.Image == m.Main().Image:
 		return nil
 	}
 	if s.Rollout == nil || s.Rollout.CanaryImage != c.Image {
@@ -184,7 +184,7 @@ func (d *Daemon) analyze(ctx context.Context, now time.Time) {
 	}
 	cur := *r
 	d.mu.Unlock()
-	c, a := m.Services.Canary, m.Services.Canary.Analysis
+	c, a := m.Main().Canary, m.Main().Canary.Analysis
 	if cur.Step >= len(c.Steps) { // the manifest lost steps meanwhile
 		cur.Step = len(c.Steps) - 1
 	}
@@ -260,7 +260,7 @@ func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur Rollou
 	if err != nil {
 		return
 	}
-	c := m.Services.Canary
+	c := m.Main().Canary
 	want := c.Steps[cur.Step].Weight
 	if !sv.CanaryLive || sv.CanaryImage != c.Image || sv.CanaryWeight != want {
 		return
@@ -314,7 +314,7 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 	if !st.NoProxy && st.Proxy.Outcome == metrics.OK {
 		figures["proxy_error_rate"], figures["proxy_p99_latency_ms"] = round4(st.Proxy.ErrorRate), round2(st.Proxy.P99Ms)
 	}
-	a := m.Services.Canary.Analysis
+	a := m.Main().Canary.Analysis
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r := d.state.Rollout
@@ -341,7 +341,7 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 	}
 	r.Last = &api.AnalysisCheck{At: now.UTC(), Outcome: outcome, Reasons: reasons, Figures: figures}
 	logErr(d.log, "save state", d.saveStateLocked())
-	c := m.Services.Canary
+	c := m.Main().Canary
 	weight := c.Steps[r.Step].Weight
 	details := map[string]any{"image": r.CanaryImage, "revision": rev, "step": r.Step + 1, "steps": len(c.Steps), "weight": weight,
 		"outcome": outcome, "failed_checks": r.Failures, "failure_limit": a.FailureLimit, "figures": figures}
@@ -395,7 +395,7 @@ type statsView struct {
 
 // autoAbort rolls the canary back for its failed checks.
 func (d *Daemon) autoAbort(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) {
-	a := m.Services.Canary.Analysis
+	a := m.Main().Canary.Analysis
 	reasons := []string{fmt.Sprintf("%d of %d allowed failed checks reached", cur.Failures, a.FailureLimit)}
 	if cur.Last != nil {
 		reasons = append(reasons, cur.Last.Reasons...)
@@ -416,7 +416,7 @@ func (d *Daemon) advance(ctx context.Context, user string, to int, progress reco
 	if err != nil {
 		return err
 	}
-	c := m.Services.Canary
+	c := m.Main().Canary
 	d.mu.Lock()
 	r := d.activeRolloutLocked(m)
 	ok := r != nil && !r.StepStarted.IsZero() && r.Step+1 == to && to < len(c.Steps)

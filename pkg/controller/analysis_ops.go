@@ -31,7 +31,7 @@ func (d *Daemon) promoteRequest(ctx context.Context, user string, full bool, pro
 		cur = *r
 	}
 	d.mu.Unlock()
-	if full || r == nil || cur.Step+1 >= len(m.Services.Canary.Steps) {
+	if full || r == nil || cur.Step+1 >= len(m.Main().Canary.Steps) {
 		return d.promote(ctx, user, progress)
 	}
 	if cur.StepStarted.IsZero() {
@@ -96,7 +96,7 @@ func (d *Daemon) setPaused(user string, paused bool) error {
 
 // rolloutStatus describes a stepped canary's progress, or its abort.
 func (d *Daemon) rolloutStatus(m *manifest.Manifest, now time.Time) *api.Rollout {
-	c := m.Services.Canary
+	c := m.Main().Canary
 	if c == nil || len(c.Steps) == 0 || c.Analysis == nil {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -129,6 +130,7 @@ func (t dockerTarget) Serving(ctx context.Context, m *manifest.Manifest) (Servin
 
 // dockerServing reads the route from the configuration nginx has loaded.
 func dockerServing(obs reconciler.Observed, cur reconciler.Desired) Serving {
+	obs = primaryObserved(obs, cur.Stack.Primary)
 	s := Serving{Mode: servingMode(obs), CanaryRunning: len(cur.Stack.Canary) > 0}
 	if s.Mode == stack.TrackCanary {
 		s.CanaryImage, s.CanaryWeight = imageOf(obs, obs.Loaded.Canary), obs.Loaded.Weight
@@ -252,20 +254,37 @@ func (d *Daemon) desiredWith(m *manifest.Manifest, s State) (reconciler.Desired,
 // changed secret file is a changed service. The digest's key lives in the
 // state directory, 0600.
 func (d *Daemon) withFiles(m *manifest.Manifest) (*manifest.Manifest, error) {
-	s := &m.Services
-	if len(s.EnvFile) == 0 && len(s.Secrets) == 0 {
+	uses := func(s *manifest.Services) bool { return len(s.EnvFile) > 0 || len(s.Secrets) > 0 }
+	any := uses(&m.Services)
+	for _, s := range m.Named {
+		any = any || uses(s)
+	}
+	if !any {
 		return m, nil
 	}
 	key, err := secretfiles.Key(d.stateDir)
 	if err != nil {
 		return nil, err
 	}
-	digest, err := secretfiles.Digest("services", d.dir, key, s)
-	if err != nil {
-		return nil, err
-	}
 	c := *m
-	c.Services.FilesDigest = digest
+	if uses(&m.Services) {
+		if c.Services.FilesDigest, err = secretfiles.Digest("services", d.dir, key, &m.Services); err != nil {
+			return nil, err
+		}
+	}
+	if m.IsNamed() {
+		// Each service's own files, on copies: m is shared.
+		c.Named = make(map[string]*manifest.Services, len(m.Named))
+		for name, s := range m.Named {
+			cp := *s
+			if uses(s) {
+				if cp.FilesDigest, err = secretfiles.Digest("services."+name, d.dir, key, s); err != nil {
+					return nil, err
+				}
+			}
+			c.Named[name] = &cp
+		}
+	}
 	return &c, nil
 }
 
@@ -316,6 +335,41 @@ func servingMode(obs reconciler.Observed) string {
 		return stack.TrackCanary
 	}
 	return stack.TrackStable
+}
+
+// primaryObserved is obs narrowed to the primary named service's app
+// containers (and nginx), what nginx routes of it included: the one
+// service the daemon's serving mode, images, canary and figures are
+// about. The seed form ("") is returned as it is.
+func primaryObserved(obs reconciler.Observed, service string) reconciler.Observed {
+	if service == "" {
+		return obs
+	}
+	keep := map[string]bool{}
+	var cs []engine.Container
+	for _, c := range obs.Containers {
+		if c.Role != stack.RoleApp || c.Service == service {
+			cs = append(cs, c)
+			keep[c.Name] = true
+		}
+	}
+	obs.Containers = cs
+	if l := obs.Loaded; l != nil {
+		narrowed := *l
+		narrowed.Stable, narrowed.Canary = nil, nil
+		for _, n := range l.Stable {
+			if keep[n] {
+				narrowed.Stable = append(narrowed.Stable, n)
+			}
+		}
+		for _, n := range l.Canary {
+			if keep[n] {
+				narrowed.Canary = append(narrowed.Canary, n)
+			}
+		}
+		obs.Loaded = &narrowed
+	}
+	return obs
 }
 
 // imageOf is the image label of the first observed container named in names.

@@ -116,7 +116,7 @@ func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, u
 		}
 	}
 	if last != h {
-		det := map[string]any{"stable_image": m.Services.Image, "manifest_hash": h}
+		det := map[string]any{"stable_image": m.Main().Image, "manifest_hash": h}
 		// A stable that differs from the one in force is a new release:
 		// it rides in this record, journaled once with it.
 		d.mu.Lock()
@@ -152,10 +152,7 @@ func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, u
 // every webhook URL. Other secret sources (env files, secret files,
 // registry credentials, TLS keys) add theirs here.
 func secretsOf(m *manifest.Manifest) []string {
-	var out []string
-	for _, v := range m.Services.Env {
-		out = append(out, v)
-	}
+	out := m.AllEnv() // every service's, in both forms
 	for _, h := range m.Notify {
 		out = append(out, h.URL)
 	}

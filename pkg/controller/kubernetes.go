@@ -222,6 +222,10 @@ func (t *kubeTarget) observe(ctx context.Context, m *manifest.Manifest) (kubetar
 }
 
 func (t *kubeTarget) Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error) {
+	if m.IsNamed() {
+		// Refused before anything is rendered: what runs keeps running.
+		return nil, fmt.Errorf("project %s: several services (the named form of services) run on the Docker target only so far; the Kubernetes target renders the single-service form", m.Project)
+	}
 	desired, err := t.desired(m, s)
 	if err != nil {
 		return nil, err

@@ -62,12 +62,13 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 	d.proxy.Sample()
 	var targets []observe.Target
 	for _, c := range cs {
-		if c.Role != stack.RoleApp || !c.Running() || c.IP == "" {
+		port := appPort(m, c)
+		if c.Role != stack.RoleApp || !c.Running() || c.IP == "" || port == 0 {
 			continue
 		}
 		targets = append(targets, observe.Target{
 			Name: c.Name, Track: c.Track, Revision: c.Hash,
-			URL: "http://" + net.JoinHostPort(c.IP, strconv.Itoa(m.Services.Port)) + m.Metrics.Path,
+			URL: "http://" + net.JoinHostPort(c.IP, strconv.Itoa(port)) + m.Metrics.Path,
 		})
 	}
 	for _, ch := range d.obs.Scrape(ctx, targets) {
@@ -84,6 +85,7 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 		}
 	}
 
+	cs = primaryContainers(m, cs) // the snapshots are its tracks
 	mode := runningMode(cs)
 	now := time.Now()
 	for _, track := range []string{stack.TrackStable, stack.TrackCanary} {
@@ -227,6 +229,7 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, err)
 		return
 	}
+	cs = primaryContainers(m, cs) // the service a canary is judged for
 	if req.Track == "" {
 		req.Track = runningMode(cs) // aimed at the canary while one runs
 	}
@@ -240,10 +243,11 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 	var failErr error
 	status := http.StatusOK
 	for _, c := range cs {
-		if c.Role != stack.RoleApp || c.Track != req.Track || !c.Running() || c.IP == "" {
+		port := appPort(m, c)
+		if c.Role != stack.RoleApp || c.Track != req.Track || !c.Running() || c.IP == "" || port == 0 {
 			continue
 		}
-		url := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(m.Services.Port)) + "/chaos"
+		url := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(port)) + "/chaos"
 		code, msg, err := d.chaosPost(r.Context(), url, payload)
 		switch {
 		case err != nil:
@@ -309,4 +313,34 @@ func readSmall(resp *http.Response) (string, error) {
 	var b bytes.Buffer
 	_, err := b.ReadFrom(http.MaxBytesReader(nil, resp.Body, 64<<10))
 	return strings.TrimSpace(b.String()), err
+}
+
+// appPort is the HTTP port of app container c: the single service's, or,
+// in the named form, its web service's; 0 for a worker or an accessory
+// (no HTTP endpoint to scrape or to send chaos to).
+func appPort(m *manifest.Manifest, c engine.Container) int {
+	if !m.IsNamed() {
+		return m.Services.Port
+	}
+	if s := m.Named[c.Service]; s != nil && s.EffectiveKind() == manifest.KindWeb {
+		return s.Port
+	}
+	return 0
+}
+
+// primaryContainers narrows cs to the primary service's app containers in
+// the named form (manifest.Primary): the service whose tracks the
+// snapshots and chaos are about. The seed form's are returned as they are.
+func primaryContainers(m *manifest.Manifest, cs []engine.Container) []engine.Container {
+	primary, _ := m.Primary()
+	if primary == "" {
+		return cs
+	}
+	var own []engine.Container
+	for _, c := range cs {
+		if c.Role == stack.RoleApp && c.Service == primary {
+			own = append(own, c)
+		}
+	}
+	return own
 }

@@ -396,11 +396,13 @@ func (d *Daemon) noteReleased(rec journal.Record) {
 
 // stableSpec is the stable image and its spec hash m runs under s.
 func stableSpec(m *manifest.Manifest, s State) (image, specHash string) {
-	st := stack.FromManifest(m, s.options(m))
-	if len(st.Stable) == 0 {
+	// The primary service's: in the named form, the one a promotion or a
+	// rollback acts on.
+	st := stack.FromManifest(m, s.options(m)).MainStable()
+	if len(st) == 0 {
 		return "", ""
 	}
-	return st.Stable[0].Image, st.Stable[0].Hash
+	return st[0].Image, st[0].Hash
 }
 
 // newRelease is the next release of service if image under specHash is

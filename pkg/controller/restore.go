@@ -86,8 +86,8 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	now := time.Now().UTC()
 	t := &Transition{ID: newID(), Kind: kindRestore, Started: now, User: user,
 		Restored: &Restore{Service: svc, Rev: rel.Rev, FromRev: sb.Current, Image: run, ImageID: rel.ImageID, Digest: rel.Digest,
-			ReleaseImage: rel.Image, ManifestStable: m.Services.Image, At: now, User: user}}
-	if c := m.Services.Canary; c != nil {
+			ReleaseImage: rel.Image, ManifestStable: m.Main().Image, At: now, User: user}}
+	if c := m.Main().Canary; c != nil {
 		// The canary the manifest still declares (promoted, or dropped)
 		// must not start again beside the release brought back: it stays
 		// dropped until the manifest names another canary image.
@@ -97,7 +97,7 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	// env, port and resources differ from the release's (judged under the
 	// release's own image name, not the kept one).
 	asRelease := *t
-	asRelease.Restored = &Restore{ManifestStable: m.Services.Image, Image: rel.Image}
+	asRelease.Restored = &Restore{ManifestStable: m.Main().Image, Image: rel.Image}
 	d.mu.Lock()
 	_, spec := stableSpec(m, d.state.with(t))
 	_, specAsRelease := stableSpec(m, d.state.with(&asRelease))

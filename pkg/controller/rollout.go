@@ -369,7 +369,7 @@ func (d *Daemon) promote(ctx context.Context, user string, progress reconciler.P
 	progress("Canary safety: PASS")
 	d.event(journal.EventPromoteAllowed, "promotion of "+image+" allowed by canary safety", user, nil)
 	t := &Transition{ID: newID(), Kind: kindPromote, Started: time.Now().UTC(), User: user,
-		Promoted: &Promotion{ManifestStable: m.Services.Image, Image: image, At: time.Now().UTC(), User: user}}
+		Promoted: &Promotion{ManifestStable: m.Main().Image, Image: image, At: time.Now().UTC(), User: user}}
 	d.mu.Lock()
 	relImage, relSpec := stableSpec(m, d.state.with(t))
 	d.mu.Unlock()
@@ -408,14 +408,14 @@ func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []s
 	if err != nil {
 		return err
 	}
-	if m.Services.Canary == nil {
+	if m.Main().Canary == nil {
 		return errors.New("no canary declared in the manifest: nothing to roll back")
 	}
 	sv, err := d.target.Serving(ctx, m)
 	if err != nil {
 		return err
 	}
-	image := m.Services.Canary.Image
+	image := m.Main().Canary.Image
 	if sv.CanaryLive {
 		image = sv.CanaryImage
 	} else if !sv.CanaryRunning {
@@ -426,7 +426,7 @@ func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []s
 		// The record names the manifest's canary image: that is what the
 		// options compare, so whatever canary the manifest names (even one
 		// other than the image serving now) stays suppressed.
-		RolledBack: &Rollback{CanaryImage: m.Services.Canary.Image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
+		RolledBack: &Rollback{CanaryImage: m.Main().Canary.Image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
 	if err := d.transact(ctx, m, t, progress); err != nil {
 		return err
 	}

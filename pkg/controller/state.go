@@ -151,13 +151,13 @@ func (d *Daemon) saveStateLocked() error {
 // options applies the recorded decisions that still match m.
 func (s State) options(m *manifest.Manifest) stack.Options {
 	var o stack.Options
-	if p := s.Promoted; p != nil && p.ManifestStable == m.Services.Image && p.Image != m.Services.Image {
+	if p := s.Promoted; p != nil && p.ManifestStable == m.Main().Image && p.Image != m.Main().Image {
 		o.StableImage = p.Image
 	}
-	if r := s.Restored; r != nil && r.ManifestStable == m.Services.Image && r.Image != m.Services.Image {
+	if r := s.Restored; r != nil && r.ManifestStable == m.Main().Image && r.Image != m.Main().Image {
 		o.StableImage = r.Image
 	}
-	if r := s.RolledBack; r != nil && m.Services.Canary != nil && m.Services.Canary.Image == r.CanaryImage {
+	if r := s.RolledBack; r != nil && m.Main().Canary != nil && m.Main().Canary.Image == r.CanaryImage {
 		o.NoCanary = true
 	}
 	o.CanaryWeight = s.Rollout.weight(m)
@@ -175,13 +175,13 @@ func (s State) options(m *manifest.Manifest) stack.Options {
 // the manifest returned to that image, overriding a deliberate edit.
 func (s State) spent(m *manifest.Manifest) (State, bool) {
 	changed := false
-	if p := s.Promoted; p != nil && m.Services.Image != p.ManifestStable {
+	if p := s.Promoted; p != nil && m.Main().Image != p.ManifestStable {
 		s.Promoted, changed = nil, true
 	}
-	if r := s.Restored; r != nil && m.Services.Image != r.ManifestStable {
+	if r := s.Restored; r != nil && m.Main().Image != r.ManifestStable {
 		s.Restored, changed = nil, true
 	}
-	if r := s.RolledBack; r != nil && (m.Services.Canary == nil || m.Services.Canary.Image != r.CanaryImage) {
+	if r := s.RolledBack; r != nil && (m.Main().Canary == nil || m.Main().Canary.Image != r.CanaryImage) {
 		s.RolledBack, changed = nil, true
 	}
 	return s, changed

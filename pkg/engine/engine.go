@@ -63,6 +63,7 @@ type Container struct {
 	Image   string // image reference recorded in the label
 	Role    string
 	Track   string
+	Service string // the named service (stack.LabelService), "" in the seed form
 	Replica int
 	Hash    string
 	Mounts  string // nginx: identity of its bind-mounted host directories (stack.LabelMounts)
@@ -99,6 +100,7 @@ func (e *Engine) ListContainers(ctx context.Context, project, networkName string
 			Image:   s.Labels[stack.LabelImage],
 			Role:    s.Labels[stack.LabelRole],
 			Track:   s.Labels[stack.LabelTrack],
+			Service: s.Labels[stack.LabelService],
 			Hash:    s.Labels[stack.LabelConfigHash],
 			Mounts:  s.Labels[stack.LabelMounts],
 			State:   string(s.State),

@@ -96,7 +96,12 @@ func checkExpansion(root *yaml3.Node) (Problem, bool) {
 	return Problem{}, true
 }
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType = reflect.TypeFor[Duration]()
+	manifestType = reflect.TypeFor[Manifest]()
+)
+
+func valueOf(ptr any) reflect.Value { return reflect.ValueOf(ptr).Elem() }
 
 // decoder walks a node tree beside the Go value it fills (field names are
 // the json tags, the same names Hash and YAML write), collecting a Problem
@@ -185,6 +190,10 @@ func (d *decoder) structFields(field string, n *yaml3.Node, v reflect.Value) {
 	fields := jsonFields(v.Type())
 	d.pairs(field, n, func(key string, keyNode, val *yaml3.Node) {
 		path := join(field, key)
+		if v.Type() == manifestType && key == "services" && namedForm(val) {
+			d.namedServices(path, val, v.Addr().Interface().(*Manifest))
+			return
+		}
 		i, ok := fields[key]
 		if !ok {
 			d.add(path, keyNode, "unknown field%s", suggest(key, fields))

@@ -194,8 +194,9 @@ func ParseTrustedProxy(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-func (ps *problemList) match(m *Match) {
-	const at = "services.canary.match"
+func (ps *problemList) match(m *Match) { ps.matchAt("services.canary.match", m) }
+
+func (ps *problemList) matchAt(at string, m *Match) {
 	switch {
 	case m.Header == "" && m.Cookie == "":
 		ps.addf(at, "needs header or cookie")

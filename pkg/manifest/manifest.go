@@ -28,12 +28,18 @@ const MaxSize = 256 << 10
 type Manifest struct {
 	// Project names the stack; it prefixes container names and labels
 	// every owned object. Default: the manifest directory's name.
-	Project  string   `json:"project,omitempty"`
+	Project string `json:"project,omitempty"`
+	// Services is the seed's single service (`services: {image, port}`).
+	// In the named form it is empty and Named holds the services.
 	Services Services `json:"services"`
-	Nginx    Nginx    `json:"nginx"`
-	Network  Network  `json:"network"`
-	Metrics  Metrics  `json:"metrics,omitempty"`
-	Policy   Policy   `json:"policy,omitempty"`
+	// Named holds the services of the named form (`services: {web: {...},
+	// db: {...}}`), by name; nil in the seed form. MarshalJSON writes it
+	// as services.
+	Named   map[string]*Services `json:"-"`
+	Nginx   Nginx                `json:"nginx"`
+	Network Network              `json:"network"`
+	Metrics Metrics              `json:"metrics,omitempty"`
+	Policy  Policy               `json:"policy,omitempty"`
 	// Notify lists webhooks told about a rollout's steps, failed checks,
 	// aborts, promotions and denials.
 	Notify []Webhook `json:"notify,omitempty"`
@@ -92,6 +98,10 @@ type Services struct {
 	// part of the manifest's text, it makes a change of a file a change
 	// of the service's containers.
 	FilesDigest string `json:"-"`
+	// Kind, Route and DependsOn belong to the named form (services.go).
+	Kind      string   `json:"kind,omitempty"`
+	Route     *Route   `json:"route,omitempty"`
+	DependsOn []string `json:"depends_on,omitempty"`
 }
 
 // Resources are per-container limits; zero means unlimited.
@@ -355,13 +365,11 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 	if m.Project == "" {
 		m.Project = SanitizeProject(defaultProject)
 	}
-	// Defaulted here rather than in Defaults because the canary block is
-	// optional; an explicit replicas: 0 is kept and rejected by Validate.
-	if m.Services.Canary != nil && lookup(root, "services.canary.replicas") == nil {
-		m.Services.Canary.Replicas = DefaultCanaryReplicas
-	}
-	defaultAnalysis(root, m.Services.Canary)
+	defaultCanary(root, "services", m.Services.Canary)
 	if ps := defaultHealth(root, "services", &m.Services); len(ps) > 0 {
+		return nil, &ValidationError{Problems: ps}
+	}
+	if ps := defaultNamed(root, &m); len(ps) > 0 {
 		return nil, &ValidationError{Problems: ps}
 	}
 	defaultTLS(root, m.Nginx.TLS)
@@ -391,16 +399,30 @@ func Parse(data []byte, defaultProject string) (*Manifest, error) {
 	return &m, nil
 }
 
+// defaultCanary fills the canary of the service at svc ("services",
+// "services.web"): absent replicas and analysis fields take defaults.
+func defaultCanary(root *yaml3.Node, svc string, c *Canary) {
+	if c == nil {
+		return
+	}
+	// Defaulted here rather than in Defaults because the canary block is
+	// optional; an explicit replicas: 0 is kept and rejected by Validate.
+	if lookup(root, svc+".canary.replicas") == nil {
+		c.Replicas = DefaultCanaryReplicas
+	}
+	defaultAnalysis(root, svc, c)
+}
+
 // defaultAnalysis fills the analysis of a stepped canary: absent fields
 // take their defaults, an explicit zero is kept for Validate to reject.
-func defaultAnalysis(root *yaml3.Node, c *Canary) {
+func defaultAnalysis(root *yaml3.Node, svc string, c *Canary) {
 	if c == nil || len(c.Steps) == 0 {
 		return
 	}
 	if c.Analysis == nil {
 		c.Analysis = &Analysis{}
 	}
-	const at = "services.canary.analysis."
+	at := svc + ".canary.analysis."
 	if lookup(root, at+"interval") == nil {
 		c.Analysis.Interval = Duration(DefaultAnalysisInterval)
 	}

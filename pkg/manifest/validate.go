@@ -111,7 +111,11 @@ func (ps *problemList) addf(field, format string, args ...any) {
 func (m *Manifest) Validate() error {
 	var ps problemList
 	ps.project(m.Project)
-	ps.services(&m.Services)
+	if m.IsNamed() {
+		ps.namedServices(m, m.Nginx.RefusedPrefixes())
+	} else {
+		ps.services(&m.Services)
+	}
 	ps.nginx(&m.Nginx)
 	ps.tls(m.Nginx.TLS, m.Nginx.Port)
 	ps.frontDoor(&m.Nginx, m.Services.HealthPath, m.Metrics.Path)
@@ -152,28 +156,50 @@ func (ps *problemList) services(s *Services) {
 	if s.Canary != nil {
 		ps.canary(s.Canary, s.Image)
 	}
+	for _, f := range []struct {
+		field string
+		set   bool
+	}{{"kind", s.Kind != ""}, {"route", s.Route != nil}, {"depends_on", len(s.DependsOn) > 0}} {
+		if f.set {
+			field := f.field
+			ps.addf("services."+field, "belongs to the named form (services: {web: {image: ..., %s: ...}}); the single service is a web service routed everything", field)
+		}
+	}
 }
 
 func (ps *problemList) canary(c *Canary, stableImage string) {
+	ps.canaryAt("services", c, stableImage)
+}
+
+// canaryAt checks the canary of the service at ("services" for the single
+// service, "services.web" in the named form).
+func (ps *problemList) canaryAt(svc string, c *Canary, stableImage string) {
+	at := svc + ".canary"
 	before := len(*ps)
-	ps.image("services.canary.image", c.Image)
+	ps.image(at+".image", c.Image)
 	if len(*ps) == before && sameImage(c.Image, stableImage) {
-		ps.addf("services.canary.image", "canary image must differ from services.image, both are %q", c.Image)
+		ps.addf(at+".image", "canary image must differ from %s.image, both are %q", svc, c.Image)
 	}
-	ps.intRange("services.canary.weight", c.Weight, 0, 100)
-	ps.intRange("services.canary.replicas", c.Replicas, 1, MaxReplicas)
+	ps.intRange(at+".weight", c.Weight, 0, 100)
+	ps.intRange(at+".replicas", c.Replicas, 1, MaxReplicas)
 	if c.Match != nil {
-		ps.match(c.Match)
+		ps.matchAt(at+".match", c.Match)
 	}
 }
 
 // steps checks a progressive rollout: weights rising within 1-99, every
 // pause long enough for at least one analysis, limits a rollout can reach.
 func (ps *problemList) steps(c *Canary, scrapeInterval time.Duration) {
-	const at = "services.canary."
+	ps.stepsAt("services.canary", c, scrapeInterval)
+}
+
+// stepsAt checks the steps of the canary at (services.canary,
+// services.web.canary).
+func (ps *problemList) stepsAt(canary string, c *Canary, scrapeInterval time.Duration) {
+	at := canary + "."
 	if len(c.Steps) == 0 {
 		if c.Analysis != nil {
-			ps.addf(at+"analysis", "needs services.canary.steps: the analysis judges the steps")
+			ps.addf(at+"analysis", "needs %ssteps: the analysis judges the steps", at)
 		}
 		return
 	}
@@ -211,7 +237,7 @@ func (ps *problemList) steps(c *Canary, scrapeInterval time.Duration) {
 		case p > MaxStepPause:
 			ps.addf(field+".pause", "must be at most %s, got %s", MaxStepPause, p)
 		case p < interval:
-			ps.addf(field+".pause", "must be at least services.canary.analysis.interval (%s) so the step is judged, got %s", interval, p)
+			ps.addf(field+".pause", "must be at least %sanalysis.interval (%s) so the step is judged, got %s", at, interval, p)
 		}
 	}
 }
@@ -280,18 +306,24 @@ func invalidUTF8At(s string) int {
 }
 
 func (ps *problemList) env(env map[string]string) {
+	ps.envAt("services.env", env, reservedEnv)
+}
+
+// envAt checks the env of the service at (services.env, services.web.env)
+// against the names SwiftDeploy sets on it.
+func (ps *problemList) envAt(at string, env map[string]string, reserved map[string]string) {
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys) // stable problem order
 	for _, k := range keys {
-		field := "services.env." + k
+		field := at + "." + k
 		switch {
 		case !envName.MatchString(k):
-			ps.addf("services.env", "invalid variable name %q: must match [A-Za-z_][A-Za-z0-9_]*", k)
-		case reservedEnv[k] != "":
-			ps.addf(field, "reserved: SwiftDeploy sets %s (%s)", k, reservedEnv[k])
+			ps.addf(at, "invalid variable name %q: must match [A-Za-z_][A-Za-z0-9_]*", k)
+		case reserved[k] != "":
+			ps.addf(field, "reserved: SwiftDeploy sets %s (%s)", k, reserved[k])
 		// Docker passes env to the process as C strings, which end at NUL,
 		// and carries them as JSON, which would replace invalid UTF-8 with
 		// U+FFFD: either would change the value on its way in. Line breaks
@@ -306,19 +338,21 @@ func (ps *problemList) env(env map[string]string) {
 	}
 }
 
-func (ps *problemList) resources(r *Resources) {
+func (ps *problemList) resources(r *Resources) { ps.resourcesAt("services.resources", r) }
+
+func (ps *problemList) resourcesAt(at string, r *Resources) {
 	// Written as !(in range) so that NaN is rejected too.
 	if !(r.CPUs >= 0 && r.CPUs <= MaxCPUs) {
-		ps.addf("services.resources.cpus", "must be 0-%d (0 means no limit), got %g", MaxCPUs, r.CPUs)
+		ps.addf(at+".cpus", "must be 0-%d (0 means no limit), got %g", MaxCPUs, r.CPUs)
 	}
 	if r.Memory == "" {
 		return
 	}
 	switch n, err := ParseMemory(r.Memory); {
 	case err != nil:
-		ps.addf("services.resources.memory", "%v", err)
+		ps.addf(at+".memory", "%v", err)
 	case n < MinMemory:
-		ps.addf("services.resources.memory", "must be at least 6MiB (Docker's minimum), got %q", r.Memory)
+		ps.addf(at+".memory", "must be at least 6MiB (Docker's minimum), got %q", r.Memory)
 	}
 }
 

@@ -319,6 +319,10 @@ func (r *Reconciler) appSpec(desired stack.Stack, a stack.App) (engine.Spec, err
 			s.Binds = append(s.Binds, engine.Bind{Source: secretfiles.Path(r.Dir, v.Source), Target: v.Target, ReadOnly: v.ReadOnly})
 		}
 	}
+	if a.Service != "" {
+		// The other services reach this one by its name.
+		s.Aliases = []string{a.Service}
+	}
 	if a.Memory != "" {
 		m, err := manifest.ParseMemory(a.Memory)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,7 +95,23 @@ func (r *Reconciler) waitHealthy(ctx context.Context, desired stack.Stack, names
 				continue
 			}
 			a := want[n]
-			url := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(a.Port)) + a.HealthPath
+			var url string
+			switch {
+			case a.HealthPath != "":
+				url = "http://" + net.JoinHostPort(c.IP, strconv.Itoa(a.Port)) + a.HealthPath
+			case a.Port > 0:
+				// An accessory (a database) speaks its own protocol: it is
+				// ready once it accepts a connection on its port.
+				url = "tcp://" + net.JoinHostPort(c.IP, strconv.Itoa(a.Port))
+			case c.Running():
+				// A worker is judged healthy by running.
+				trace.Mark(ctx, "healthy", n)
+				continue
+			default:
+				still = append(still, n)
+				lastErr = fmt.Errorf("container %s is %s", n, c.State)
+				continue
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -142,6 +159,14 @@ func (r *Reconciler) probe(ctx context.Context, url string, timeout time.Duratio
 	defer cancel()
 	if r.Probe != nil {
 		return r.Probe(ctx, url)
+	}
+	if addr, ok := strings.CutPrefix(url, "tcp://"); ok {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

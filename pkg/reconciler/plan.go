@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -135,6 +136,10 @@ type Op struct {
 	ID string
 	// Targets lists the containers to health-check (OpWaitHealthy).
 	Targets []string
+	// Accessory marks the health check of an accessory's new containers,
+	// which what depends on it waits for (the named form): a heal keeps
+	// it in its place.
+	Accessory bool
 	// Gated marks an operation that changes what runs (or uses disk for a
 	// pull): the plan passes the infrastructure gate before any operation
 	// runs. Restoring what was already deployed is never gated.
@@ -265,29 +270,71 @@ func Compute(d Desired, obs Observed) Plan {
 		byName[c.Name] = c
 	}
 	wanted := map[string]bool{}
-	var started []string
 	for _, a := range desired.Apps() {
-		a := a
 		wanted[a.Name] = true
-		c, ok := byName[a.Name]
-		switch {
-		case ok && c.Running() && c.Hash == a.Hash:
-			continue
-		case ok:
-			// Crashed or stopped, or left half-made by a daemon that died:
-			// a heal only if it was part of the applied state.
-			add(Op{Kind: OpRemoveDead, Target: c.Name, ID: c.ID, Cause: "container " + c.State + ", recreating"})
-			add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: "recreate " + c.State + " container", Gated: !applied[a.Name]})
-		case applied[a.Name]:
-			add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: "restore removed container"})
-		default:
-			add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: startCause(a, apps), Gated: true})
-		}
-		started = append(started, a.Name)
 	}
+	var started []string
+	// startOps adds the operations that start what is missing of as.
+	startOps := func(as []stack.App) (out []string) {
+		for _, a := range as {
+			a := a
+			c, ok := byName[a.Name]
+			switch {
+			case ok && c.Running() && c.Hash == a.Hash:
+				continue
+			case ok:
+				// Crashed or stopped, or left half-made by a daemon that died:
+				// a heal only if it was part of the applied state.
+				add(Op{Kind: OpRemoveDead, Target: c.Name, ID: c.ID, Cause: "container " + c.State + ", recreating"})
+				add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: "recreate " + c.State + " container", Gated: !applied[a.Name]})
+			case applied[a.Name]:
+				add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: "restore removed container"})
+			default:
+				add(Op{Kind: OpStartApp, Target: a.Name, App: &a, Cause: startCause(a, apps), Gated: true})
+			}
+			out = append(out, a.Name)
+		}
+		return out
+	}
+	// Accessories (the named form) go first, one service after the other
+	// in start order, each stop-first: the old containers of a replaced
+	// accessory stop before the new ones start (two databases must not
+	// share a data directory), and the new ones run, and listen, before
+	// anything that depends on them starts.
+	removed := map[string]bool{}
+	var others []stack.App
+	for _, svc := range desired.Services {
+		if svc.Kind != manifest.KindAccessory {
+			others = append(others, svc.Stable...)
+			continue
+		}
+		var replaced []engine.Container
+		for _, c := range apps {
+			if c.Service == svc.Name && !wanted[c.Name] && c.Running() && !sameSpec(c, svc.Stable) {
+				replaced = append(replaced, c)
+			}
+		}
+		if missing(svc.Stable, byName) {
+			for _, c := range replaced {
+				add(Op{Kind: OpRemoveApp, Target: c.Name, ID: c.ID, Cause: "accessory " + svc.Name + " replaced stop-first: " + removeCause(c, desired)})
+				removed[c.Name] = true
+			}
+		}
+		if s := startOps(svc.Stable); len(s) > 0 {
+			add(Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d %s container(s)", len(s), svc.Name), Targets: s, Cause: "accessory " + svc.Name + " runs before what depends on it starts", Accessory: true})
+			started = append(started, s...)
+		}
+	}
+	if desired.Services == nil {
+		others = desired.Apps()
+	} else {
+		others = append(others, desired.Canary...) // a web service's
+	}
+	var accessoryStarted []string
+	accessoryStarted, started = started, append(started, startOps(others)...)
 	var obsolete []engine.Container
 	for _, c := range apps {
-		if wanted[c.Name] {
+		if wanted[c.Name] || removed[c.Name] {
 			continue
 		}
 		if !c.Running() {
@@ -330,9 +377,13 @@ func Compute(d Desired, obs Observed) Plan {
 	for _, n := range started {
 		isStarted[n] = true
 	}
+	checked := map[string]bool{} // accessories, checked as they started
+	for _, n := range accessoryStarted {
+		checked[n] = true
+	}
 	if len(started) > 0 || needNginx || needReload {
 		for _, a := range desired.Apps() {
-			if isStarted[a.Name] || !routed[a.Name] {
+			if !checked[a.Name] && (isStarted[a.Name] || !routed[a.Name]) {
 				check = append(check, a.Name)
 			}
 		}
@@ -435,10 +486,31 @@ func reloadGated(d Desired, obs Observed) bool {
 	return d.Stack.CanaryWeight > a.Weight
 }
 
+// sameSpec: a container with c's spec hash is wanted (c is only a replica
+// too many, left for the scale-down at the end).
+func sameSpec(c engine.Container, want []stack.App) bool {
+	for _, a := range want {
+		if a.Hash == c.Hash {
+			return true
+		}
+	}
+	return false
+}
+
+// missing reports whether a container of as does not run with its spec.
+func missing(as []stack.App, byName map[string]engine.Container) bool {
+	for _, a := range as {
+		if c, ok := byName[a.Name]; !ok || !c.Running() || c.Hash != a.Hash {
+			return true
+		}
+	}
+	return false
+}
+
 func startCause(d stack.App, observed []engine.Container) string {
 	var sameTrack []engine.Container
 	for _, c := range observed {
-		if c.Track == d.Track && c.Running() {
+		if c.Track == d.Track && c.Service == d.Service && c.Running() {
 			sameTrack = append(sameTrack, c)
 		}
 	}
@@ -461,9 +533,20 @@ func startCause(d stack.App, observed []engine.Container) string {
 
 func removeCause(c engine.Container, desired stack.Stack) string {
 	var track []stack.App
-	if c.Track == stack.TrackCanary {
+	switch {
+	case c.Service != "" && c.Track == stack.TrackCanary:
+		if c.Service == desired.CanaryService {
+			track = desired.Canary
+		}
+	case c.Service != "":
+		svc := desired.Service(c.Service)
+		if svc == nil {
+			return "service " + c.Service + " no longer in the manifest"
+		}
+		track = svc.Stable
+	case c.Track == stack.TrackCanary:
 		track = desired.Canary
-	} else {
+	default:
 		track = desired.Stable
 	}
 	if len(track) == 0 {
@@ -547,6 +630,24 @@ func HealPlan(d Desired, obs Observed, live []byte) (Desired, Plan) {
 		case OpStartApp:
 			p.Ops = append(p.Ops, op)
 			started = append(started, op.Target)
+		case OpWaitHealthy:
+			// An accessory restored runs before what depends on it is
+			// restored, as in a full plan; the rest are checked together
+			// below.
+			if !op.Accessory {
+				continue
+			}
+			var restored []string
+			for _, n := range op.Targets {
+				if slices.Contains(started, n) {
+					restored = append(restored, n)
+				}
+			}
+			if len(restored) > 0 {
+				op.Targets, op.Target = restored, fmt.Sprintf("%d %s", len(restored), strings.SplitN(op.Target, " ", 2)[1])
+				p.Ops = append(p.Ops, op)
+				started = slices.DeleteFunc(started, func(n string) bool { return slices.Contains(restored, n) })
+			}
 		}
 	}
 	// Reload only for a restored container (nginx resolves names at

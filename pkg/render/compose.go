@@ -70,7 +70,7 @@ type composeService struct {
 	Ports         flowList               `yaml:"ports,omitempty"`
 	Volumes       []quoted               `yaml:"volumes,omitempty"`
 	Tmpfs         []quoted               `yaml:"tmpfs,omitempty"`
-	Networks      []string               `yaml:"networks"`
+	Networks      composeNetworks        `yaml:"networks"`
 	DependsOn     []string               `yaml:"depends_on,omitempty"`
 	Restart       string                 `yaml:"restart"`
 	StopGrace     quoted                 `yaml:"stop_grace_period,omitempty"`
@@ -82,6 +82,28 @@ type composeNetwork struct {
 	Name   quoted            `yaml:"name"`
 	Driver quoted            `yaml:"driver"`
 	Labels map[string]quoted `yaml:"labels"`
+}
+
+// composeNetworks is a service's networks: a list of names, or, for a
+// container other services reach by its service's name (the named form),
+// a mapping that gives it that alias, as the daemon does.
+type composeNetworks struct {
+	names   []string
+	aliases []string
+}
+
+func (n composeNetworks) MarshalYAML() (any, error) {
+	if len(n.aliases) == 0 {
+		return n.names, nil
+	}
+	type endpoint struct {
+		Aliases []string `yaml:"aliases"`
+	}
+	out := map[string]endpoint{}
+	for _, name := range n.names {
+		out[name] = endpoint{Aliases: n.aliases}
+	}
+	return out, nil
 }
 
 // composeService paired with its key, so services keep the stack's order
@@ -151,11 +173,23 @@ func Compose(s stack.Stack) ([]byte, error) {
 			ContainerName: quoted(a.Name),
 			Environment:   quotedMap(a.Env),
 			Labels:        quotedMap(a.Labels(s.Project)),
-			Networks:      []string{networkKey},
+			Networks:      composeNetworks{names: []string{networkKey}},
 			Restart:       "unless-stopped",
 			CPUs:          a.CPUs,
 		}
 		notes = append(notes, containerFields(s.Project, a, &svc, namedVolumes, secrets)...)
+		if a.Service != "" {
+			svc.Networks.aliases = []string{a.Service}
+			// Compose starts an accessory's containers first, as the
+			// daemon does (it also waits for them to run and listen).
+			if named := s.Service(a.Service); named != nil {
+				for _, dep := range named.DependsOn {
+					if d := s.Service(dep); d != nil {
+						svc.DependsOn = append(svc.DependsOn, containerNames(d.Stable)...)
+					}
+				}
+			}
+		}
 		if a.Memory != "" {
 			mem, _ := memLimit(a.Memory) // checked above
 			svc.MemLimit = quoted(mem)
@@ -202,7 +236,7 @@ func Compose(s stack.Stack) ([]byte, error) {
 		// stale socket from a killed nginx, which would stop the next one
 		// binding.
 		Tmpfs:     []quoted{stack.NginxRunDir},
-		Networks:  []string{networkKey},
+		Networks:  composeNetworks{names: []string{networkKey}},
 		DependsOn: appNames,
 		Restart:   "unless-stopped",
 	}})

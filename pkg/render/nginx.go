@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"sort"
 	"strings"
 	"text/template"
 	"time"
@@ -37,6 +38,8 @@ type nginxView struct {
 	Canary         []string
 	CanaryWeight   int
 	Split          bool   // emit split_clients
+	StablePool     string // the upstreams split_clients and the match map choose from
+	CanaryPool     string
 	Pool           string // proxy_pass target: an upstream name or the split variable
 	LogFormat      string // accesslog.Format
 	RevisionVar    string // accesslog.RevisionVar
@@ -75,6 +78,40 @@ type nginxView struct {
 	StatusBody        string       // Status as the nginx string it returns
 	StatusSets        []statusSet  // the variables StatusBody refers to
 	TLS               *tlsView     // nil without nginx.tls
+
+	// The named form (several services): an upstream per web service and
+	// a server per route host; nil in the seed form, whose single server
+	// routes everything to Pool.
+	Upstreams []upstreamView
+	Servers   []serverView
+}
+
+// upstreamView is one web service's upstream group (named form).
+type upstreamView struct {
+	Name, Service, Track, Revision string
+	Servers                        []string
+}
+
+// serverView is one server block: the seed's catch-all, or, in the named
+// form, one per route host (and the catch-all "_" for the rest).
+type serverView struct {
+	*nginxView
+	ServerName string
+	Named      bool
+	Routes     []routeView
+	NoRoot     bool // no route serves "/": answer 404 there
+}
+
+// routeView is one web service's route inside a server.
+type routeView struct {
+	Service   string
+	What      string // for the comment
+	Name      string // the named location a paused request resumes at
+	Pool      string
+	Strip     bool
+	Rewrite   string   // regex and replacement that strip the prefix
+	SetCookie bool     // the route splits by the sticky cookie
+	Locations []string // location arguments
 }
 
 // tlsView is the HTTPS side of the template (nginx.tls).
@@ -142,6 +179,8 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		Blocked:        blockedLocations(manifest.RefusedPrefixes(s.FrontDoor.Refused)),
 		BlockedRegex:   blockedRegex(manifest.RefusedPrefixes(s.FrontDoor.Refused)),
 		Pool:           poolStable,
+		StablePool:     poolStable,
+		CanaryPool:     poolCanary,
 		LogFormat:      accesslog.Format,
 		RevisionVar:    accesslog.RevisionVar,
 		StableRevision: trackRevision(s.Stable),
@@ -156,6 +195,14 @@ func Nginx(s stack.Stack) ([]byte, error) {
 	frontDoorView(&v, s.FrontDoor)
 	if s.FrontDoor.DrainTimeout >= time.Second {
 		v.DrainTimeout = seconds(s.FrontDoor.DrainTimeout + shutdownSlack(s.Apps()))
+	}
+	if len(s.Services) > 0 {
+		namedView(&v, s)
+		out, err := renderWithRevision(v)
+		if err != nil {
+			return nil, fmt.Errorf("render nginx.conf for project %s: %w", s.Project, err)
+		}
+		return out, nil
 	}
 	// A canary with a match serves matching requests at any weight, 0
 	// included, so its upstream is there whenever its containers are.
@@ -192,6 +239,117 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		return nil, fmt.Errorf("render nginx.conf for project %s: %w", s.Project, err)
 	}
 	return out, nil
+}
+
+// namedView routes each web service of the named form: an upstream
+// each, and its locations in the server of its host. A route without a
+// host is served on every host, unless that host routes the same prefix
+// itself: a route with a host wins over one without, and nginx picks the
+// longest prefix.
+func namedView(v *nginxView, s stack.Stack) {
+	var anyHost []routeView
+	byHost := map[string][]routeView{}
+	prefixes := map[string]map[string]bool{}
+	for _, svc := range s.Services {
+		if !svc.Routed() {
+			continue
+		}
+		pool := accesslog.PoolFor(svc.Name, stack.TrackStable)
+		v.Upstreams = append(v.Upstreams, upstreamView{Name: pool, Service: svc.Name, Track: stack.TrackStable, Revision: trackRevision(svc.Stable), Servers: addrs(svc.Stable)})
+		r := routeView{Service: svc.Name, Name: "route_" + strings.ReplaceAll(svc.Name, "-", "_"), Pool: pool, Strip: svc.Route.Strip}
+		if svc.Name == s.CanaryService && len(s.Canary) > 0 {
+			r.Pool, r.SetCookie = canaryView(v, s, svc.Name), v.Split
+		}
+		host := svc.Route.Host
+		what := "every host"
+		if host != "" {
+			what = "host " + host
+		}
+		if p := svc.Route.Prefix; p == "/" {
+			r.Locations = []string{"/"}
+			r.What = what + ", every path"
+		} else {
+			r.Locations = []string{"= " + p, p + "/"}
+			r.What = what + ", " + p + " and under it"
+			if svc.Route.Strip {
+				r.What += " (the prefix stripped)"
+				r.Rewrite = "^" + regexp.QuoteMeta(p) + "/?(.*)$ /$1"
+			}
+		}
+		if host == "" {
+			anyHost = append(anyHost, r)
+		} else {
+			byHost[host] = append(byHost[host], r)
+		}
+		if prefixes[host] == nil {
+			prefixes[host] = map[string]bool{}
+		}
+		prefixes[host][svc.Route.Prefix] = true
+	}
+	hosts := make([]string, 0, len(byHost))
+	for h := range byHost {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	server := func(name string, routes []routeView) serverView {
+		sort.Slice(routes, func(i, j int) bool { return routes[i].Locations[0] < routes[j].Locations[0] })
+		srv := serverView{nginxView: v, ServerName: name, Named: true, Routes: routes, NoRoot: true}
+		for _, r := range routes {
+			if r.Locations[0] == "/" {
+				srv.NoRoot = false
+			}
+		}
+		return srv
+	}
+	// The catch-all comes first: nginx's default server for the port.
+	v.Servers = append(v.Servers, server("_", append([]routeView(nil), anyHost...)))
+	for _, h := range hosts {
+		routes := append([]routeView(nil), byHost[h]...)
+		for _, r := range anyHost {
+			if p := strings.TrimPrefix(r.Locations[0], "= "); !prefixes[h][p] {
+				routes = append(routes, r)
+			}
+		}
+		v.Servers = append(v.Servers, server(h, routes))
+	}
+}
+
+// canaryView routes the canary of named service svc (one at a time): its
+// upstream, the split at the stack's weight and the match, as the seed's
+// single service has them. It returns what the service's route passes to.
+func canaryView(v *nginxView, s stack.Stack, svc string) string {
+	stable, canary := accesslog.PoolFor(svc, stack.TrackStable), accesslog.PoolFor(svc, stack.TrackCanary)
+	v.StablePool, v.CanaryPool = stable, canary
+	pool := stable
+	match := s.FrontDoor.Match != nil
+	if s.CanaryWeight == 0 && !match {
+		return pool // the canary runs, unrouted
+	}
+	v.Upstreams = append(v.Upstreams, upstreamView{Name: canary, Service: svc, Track: stack.TrackCanary, Revision: trackRevision(s.Canary), Servers: addrs(s.Canary)})
+	v.CanaryWeight = s.CanaryWeight
+	v.Status.Canary = containerNames(s.Canary)
+	switch s.CanaryWeight {
+	case 0:
+	case 100:
+		pool = canary
+	default:
+		v.Split = true
+		pool = poolSplit
+	}
+	if match {
+		m := s.FrontDoor.Match
+		if m.Header != "" {
+			v.MatchVar = "http_" + strings.ReplaceAll(strings.ToLower(m.Header), "-", "_")
+			v.MatchWhat = "header " + m.Header
+		} else {
+			v.MatchVar = "cookie_" + m.Cookie
+			v.MatchWhat = "cookie " + m.Cookie
+		}
+		v.MatchValue = m.Value
+		v.BasePool = pool
+		pool = poolMatch
+	}
+	return pool
 }
 
 // trackRevision is the config hash of a track's containers: every

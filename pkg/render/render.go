@@ -70,7 +70,9 @@ func checkStack(s stack.Stack) error {
 			if err := checkImage(a.Image); err != nil {
 				bad(field+".image", "%v", err)
 			}
-			if a.Port < 1 || a.Port > 65535 {
+			// A worker has no port; an accessory may have one (not routed).
+			portless := a.Kind == manifest.KindWorker || a.Kind == manifest.KindAccessory && a.Port == 0
+			if !portless && (a.Port < 1 || a.Port > 65535) {
 				bad(field+".port", "must be 1-65535, got %d", a.Port)
 			}
 			for k := range a.Env {

@@ -20,12 +20,14 @@ var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // goldenCases are the directories under testdata/ holding a manifest.yaml
 // and the expected renderings of it.
-var goldenCases = []string{"seed", "replicas3", "canary20", "bind6", "frontdoor", "proxyprotocol", "paused", "stopped", "container"}
+var goldenCases = []string{"seed", "replicas3", "canary20", "bind6", "frontdoor", "proxyprotocol", "paused", "stopped", "container", "services", "services_paused", "services_canary"}
 
 // goldenTraffic is the swiftctl traffic hold in force for a golden case.
 var goldenTraffic = map[string]stack.Traffic{
 	"paused":  {Mode: stack.TrafficPause, Max: 45 * time.Second},
 	"stopped": {Mode: stack.TrafficStop, Message: "Back at 14:00 UTC: database migration"},
+	// The named form's routes held, each resuming at its own service.
+	"services_paused": {Mode: stack.TrafficPause, Max: 45 * time.Second},
 }
 
 // loadStack derives the stack of testdata/<name>/manifest.yaml.

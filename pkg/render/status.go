@@ -229,6 +229,9 @@ func containerList(s string) ([]string, error) {
 // renderWithRevision executes the nginx template twice: with an empty
 // revision, whose digest is the revision, then with it.
 func renderWithRevision(v nginxView) ([]byte, error) {
+	if v.Servers == nil { // the seed form: one catch-all server
+		v.Servers = []serverView{{nginxView: &v, ServerName: "_"}}
+	}
 	v.Status.Revision = ""
 	v.StatusBody = statusBody(v.Status)
 	v.StatusSets = statusSets(v.Status)

@@ -10,6 +10,9 @@ const (
 	LabelReplica    = LabelPrefix + "replica"     // 1-based replica number
 	LabelConfigHash = LabelPrefix + "config-hash" // spec digest, replicas left out
 	LabelImage      = LabelPrefix + "image"       // image reference as written in the manifest
+	// LabelService names the service of a named-form manifest (absent in
+	// the seed form: its containers keep the labels they always had).
+	LabelService = LabelPrefix + "service"
 	// LabelMounts (nginx only) identifies the host directories bind-mounted
 	// into the container (device and inode of each). A bind mount pins the
 	// directory it was made from: once that directory is removed and
@@ -20,7 +23,7 @@ const (
 
 // Labels returns the labels for an application container.
 func (a App) Labels(project string) map[string]string {
-	return map[string]string{
+	l := map[string]string{
 		LabelProject:    project,
 		LabelRole:       RoleApp,
 		LabelTrack:      a.Track,
@@ -28,6 +31,10 @@ func (a App) Labels(project string) map[string]string {
 		LabelConfigHash: a.Hash,
 		LabelImage:      a.Image,
 	}
+	if a.Service != "" {
+		l[LabelService] = a.Service
+	}
+	return l
 }
 
 // Labels returns the labels for the nginx container.

@@ -69,6 +69,56 @@ type Stack struct {
 	// FrontDoor is how nginx treats requests (nginx.conf only: no
 	// container changes with it).
 	FrontDoor FrontDoor
+	// Services are the services of a named-form manifest, in start order
+	// (every service after the accessories it depends on); nil in the
+	// seed form. Their containers are in Stable too, in the same order,
+	// so what does not care about services (names, ownership, the plan's
+	// starts and removals) sees every container.
+	Services []Service `json:",omitempty"`
+	// CanaryService is the named service Canary belongs to ("" in the
+	// seed form): one service runs a canary at a time.
+	CanaryService string `json:",omitempty"`
+	// Primary is the named service the daemon's canary, promotion and
+	// live figures are about (manifest.Primary); "" in the seed form.
+	Primary string `json:",omitempty"`
+}
+
+// MainStable is the stable containers of the primary service: the seed's
+// Stable, or the primary named service's.
+func (s Stack) MainStable() []App {
+	if svc := s.Service(s.Primary); s.Primary != "" && svc != nil {
+		return svc.Stable
+	}
+	return s.Stable
+}
+
+// Service is one service of the named form and its containers.
+type Service struct {
+	Name      string
+	Kind      string // manifest.KindWeb, KindWorker or KindAccessory
+	Route     Route  // web services only
+	DependsOn []string
+	Stable    []App
+}
+
+// Route is where nginx sends a web service's requests.
+type Route struct {
+	Host   string // "" for any host
+	Prefix string // "/" for every path
+	Strip  bool   // remove Prefix before passing the request on
+}
+
+// Routed reports whether nginx sends the service requests.
+func (s Service) Routed() bool { return s.Kind == manifest.KindWeb }
+
+// Service returns the named service name, or nil.
+func (s Stack) Service(name string) *Service {
+	for i := range s.Services {
+		if s.Services[i].Name == name {
+			return &s.Services[i]
+		}
+	}
+	return nil
 }
 
 // FrontDoor is the request handling of the nginx front door.
@@ -114,11 +164,11 @@ type App struct {
 	Image      string
 	Track      string
 	Replica    int
-	Port       int
-	Env        map[string]string // includes PORT and MODE
+	Port       int               // 0 for a worker (and an accessory without one)
+	Env        map[string]string // includes PORT and MODE (web), MODE (worker)
 	CPUs       float64
 	Memory     string
-	HealthPath string
+	HealthPath string // "" for a service judged healthy by running
 
 	// What the container needs (manifest container.go). New fields are
 	// omitted from the hash while empty, so that containers of a manifest
@@ -139,7 +189,12 @@ type App struct {
 	EnvFiles    []string          `json:",omitempty"`
 	Secrets     []manifest.Secret `json:",omitempty"`
 	FilesDigest string            `json:",omitempty"`
-
+	// Service and Kind name the service of a named-form manifest ("" in
+	// the seed form, which leaves them out of the hash: the seed's
+	// containers keep their names). Other services reach its containers
+	// by the service name, a network alias.
+	Service string `json:",omitempty"`
+	Kind    string `json:",omitempty"`
 	// Hash covers everything that requires replacing the container when it
 	// changes (image, port, env, limits, track); replica count is left out.
 	Hash string
@@ -212,24 +267,10 @@ func FromManifest(m *manifest.Manifest, o Options) Stack {
 		MetricsPath:  m.Metrics.Path,
 		FrontDoor:    frontDoor(&m.Nginx, o.Traffic),
 	}
-	if c := m.Services.Canary; c != nil && c.Match != nil {
-		match := *c.Match
-		s.FrontDoor.Match = &match
-	}
-	stableImage := m.Services.Image
-	if o.StableImage != "" {
-		stableImage = o.StableImage
-	}
-	s.Stable = apps(m, TrackStable, stableImage, m.Services.Replicas)
-	if c := m.Services.Canary; c != nil && !o.NoCanary && c.Image != stableImage {
-		s.Canary = apps(m, TrackCanary, c.Image, c.Replicas)
-		s.CanaryWeight = c.Weight
-		if len(c.Steps) > 0 { // a stepped canary starts at its first step
-			s.CanaryWeight = c.Steps[0].Weight
-		}
-		if o.CanaryWeight > 0 {
-			s.CanaryWeight = o.CanaryWeight
-		}
+	if m.IsNamed() {
+		named(&s, m, o)
+	} else {
+		seed(&s, m, o)
 	}
 	s.Nginx = Nginx{
 		Name:  m.Project + "-nginx",
@@ -268,6 +309,60 @@ func FromManifest(m *manifest.Manifest, o Options) Stack {
 	return s
 }
 
+// seed fills the stack of the seed's single service.
+func seed(s *Stack, m *manifest.Manifest, o Options) {
+	s.Stable = tracks(s, m.Project, "", &m.Services, o)
+}
+
+// tracks returns the stable containers of the service that the options
+// refine (the primary, manifest.Primary), and sets the stack's canary
+// when it runs one.
+func tracks(s *Stack, project, name string, svc *manifest.Services, o Options) []App {
+	if c := svc.Canary; c != nil && c.Match != nil {
+		match := *c.Match
+		s.FrontDoor.Match = &match
+	}
+	stableImage := svc.Image
+	if o.StableImage != "" {
+		stableImage = o.StableImage
+	}
+	stable := apps(project, name, svc, TrackStable, stableImage, svc.Replicas)
+	if c := svc.Canary; c != nil && !o.NoCanary && c.Image != stableImage {
+		s.CanaryService = name
+		s.Canary = apps(project, name, svc, TrackCanary, c.Image, c.Replicas)
+		s.CanaryWeight = c.Weight
+		if len(c.Steps) > 0 { // a stepped canary starts at its first step
+			s.CanaryWeight = c.Steps[0].Weight
+		}
+		if o.CanaryWeight > 0 {
+			s.CanaryWeight = o.CanaryWeight
+		}
+	}
+	return stable
+}
+
+// named fills the stack of a named-form manifest: every service's stable
+// containers, in start order. The primary service (the one with a canary)
+// takes the options, as the seed's single service does.
+func named(s *Stack, m *manifest.Manifest, o Options) {
+	primary, _ := m.Primary()
+	s.Primary = primary
+	for _, name := range m.StartOrder() {
+		spec := m.Named[name]
+		svc := Service{Name: name, Kind: spec.EffectiveKind(), DependsOn: append([]string(nil), spec.DependsOn...)}
+		if svc.Routed() {
+			svc.Route = Route{Host: spec.Route.HostName(), Prefix: spec.Route.Prefix(), Strip: spec.Route != nil && spec.Route.StripPrefix}
+		}
+		if name == primary {
+			svc.Stable = tracks(s, m.Project, name, spec, o)
+		} else {
+			svc.Stable = apps(m.Project, name, spec, TrackStable, spec.Image, spec.Replicas)
+		}
+		s.Services = append(s.Services, svc)
+		s.Stable = append(s.Stable, svc.Stable...)
+	}
+}
+
 func frontDoor(n *manifest.Nginx, t Traffic) FrontDoor {
 	f := FrontDoor{
 		ClientMaxBodySize: n.ClientMaxBodySize,
@@ -297,29 +392,43 @@ func canonicalAddr(s string) string {
 	return s
 }
 
-func apps(m *manifest.Manifest, track, image string, replicas int) []App {
+// apps are the containers of one track of service svc ("" for the seed's
+// single service, whose names and hashes stay what they always were).
+func apps(project, service string, svc *manifest.Services, track, image string, replicas int) []App {
+	kind := svc.EffectiveKind()
 	env := map[string]string{}
-	for k, v := range m.Services.Env {
+	for k, v := range svc.Env {
 		env[k] = v
 	}
-	env["PORT"] = strconv.Itoa(m.Services.Port)
-	env["MODE"] = track
+	// An accessory's image is someone else's (a database): nothing is
+	// added to what the manifest sets.
+	if kind != manifest.KindAccessory {
+		env["MODE"] = track
+	}
+	if kind == manifest.KindWeb {
+		env["PORT"] = strconv.Itoa(svc.Port)
+	}
 	spec := App{
 		Image:      image,
 		Track:      track,
-		Port:       m.Services.Port,
+		Port:       svc.Port,
 		Env:        env,
-		CPUs:       m.Services.Resources.CPUs,
-		Memory:     m.Services.Resources.Memory,
-		HealthPath: m.Services.HealthPath,
+		CPUs:       svc.Resources.CPUs,
+		Memory:     svc.Resources.Memory,
+		HealthPath: svc.HealthPath,
 	}
-	withContainer(&spec, &m.Services)
+	prefix := project
+	if service != "" {
+		spec.Service, spec.Kind = service, kind
+		prefix += "-" + service
+	}
+	withContainer(&spec, svc)
 	spec.Hash = hash(spec)
 	out := make([]App, replicas)
 	for i := range out {
 		a := spec
 		a.Replica = i + 1
-		a.Name = fmt.Sprintf("%s-%s-%s-%d", m.Project, track, spec.Hash[:8], a.Replica)
+		a.Name = fmt.Sprintf("%s-%s-%s-%d", prefix, track, spec.Hash[:8], a.Replica)
 		out[i] = a
 	}
 	return out

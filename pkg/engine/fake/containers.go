@@ -96,6 +96,7 @@ func (c *container) toEngine(networkName string) engine.Container {
 		Image:   l[stack.LabelImage],
 		Role:    l[stack.LabelRole],
 		Track:   l[stack.LabelTrack],
+		Service: l[stack.LabelService],
 		Hash:    l[stack.LabelConfigHash],
 		Mounts:  l[stack.LabelMounts],
 		State:   c.state,

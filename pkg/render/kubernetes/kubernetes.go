@@ -122,6 +122,11 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 }
 
 func (o Options) withDefaults(m *manifest.Manifest) (Options, error) {
+	if m.IsNamed() {
+		// Rendering the first service's containers as the app would be
+		// a silently wrong cluster.
+		return o, fmt.Errorf("services: several services (the named form: %s) are rendered for the Docker target only so far; Kubernetes takes the single-service form", strings.Join(m.ServiceNames(), ", "))
+	}
 	if o.Namespace == "" {
 		o.Namespace = DefaultNamespace
 	}

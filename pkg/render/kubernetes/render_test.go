@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -73,5 +74,29 @@ func TestGolden(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestNamedFormRefused: a manifest with several services is refused by
+// every Kubernetes renderer, naming services, rather than rendered as one
+// of its services.
+func TestNamedFormRefused(t *testing.T) {
+	m, err := manifest.Parse([]byte(`
+services:
+  web: {image: a:1, port: 80}
+  db: {image: d:1, kind: accessory}
+nginx: {image: nginx:latest, port: 8080}
+network: {name: net}
+`), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, render := range map[string]func(*manifest.Manifest, Options) ([]Object, error){"Kubernetes": Kubernetes, "ArgoRollouts": ArgoRollouts} {
+		if _, err := render(m, Options{}); err == nil || !strings.Contains(err.Error(), "services: several services") {
+			t.Errorf("%s of the named form: %v, want a refusal naming services", name, err)
+		}
+	}
+	if _, err := NetworkPolicy(m, Options{}); err == nil {
+		t.Errorf("NetworkPolicy of the named form rendered")
 	}
 }
