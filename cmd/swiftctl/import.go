@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -32,8 +35,11 @@ and resource limits.
 
 Everything the manifest cannot express is listed on stderr, and at the top
 of the manifest, by its path in the compose file: nothing is dropped
-silently. The manifest holds one service today: the one publishing a port
-is imported (--service picks another); the others are listed.
+silently. Several services become the named form: a database or cache
+image, or a service others depend on without publishing a port, is an
+accessory; one publishing a port is a web service (the one nothing depends
+on is the front door, the others are routed at /NAME); the rest are
+workers. --service NAME imports that one service alone.
 
 Variables are taken from the .env file beside the compose file only, not
 from your shell (a password in your environment must not land in the
@@ -92,7 +98,11 @@ anything was not expressed.`,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stderr, "wrote %s from %s (service %s)\n", out, src, r.Service)
+		what := "service " + r.Service
+		if r.Manifest.Named != nil {
+			what = "services " + strings.Join(slices.Sorted(maps.Keys(r.Manifest.Named)), ", ")
+		}
+		fmt.Fprintf(a.stderr, "wrote %s from %s (%s)\n", out, src, what)
 		return nil
 	})
 	return cmd

@@ -35,8 +35,8 @@ func TestImportCommand(t *testing.T) {
 	}
 
 	_, stderr, code = swiftctlRun(t, "import", src, "-o", out)
-	if code != exitOK || !strings.Contains(stderr, `services.db: a second service, image "postgres:16": not imported`) ||
-		!strings.Contains(stderr, "wrote "+out) {
+	if code != exitOK || !strings.Contains(stderr, `services.db.healthcheck.test: ["CMD", "pg_isready"] (an accessory is judged healthy by running and accepting connections on port 5432)`) ||
+		!strings.Contains(stderr, "wrote "+out+" from "+src+" (services db, redis, web)") {
 		t.Fatalf("import: exit %d, stderr:\n%s", code, stderr)
 	}
 	fi, err := os.Stat(out)
@@ -47,8 +47,9 @@ func TestImportCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the written manifest does not load: %v", err)
 	}
-	if m.Services.Image != "example/shop-web:1.8.2" || m.Services.Port != 5000 || m.Nginx.Port != 8000 || m.Services.Replicas != 2 {
-		t.Errorf("manifest %+v", m.Services)
+	if w := m.Named["web"]; w == nil || w.Image != "example/shop-web:1.8.2" || w.Port != 5000 || m.Nginx.Port != 8000 || w.Replicas != 2 ||
+		m.Named["db"] == nil || m.Named["db"].Kind != manifest.KindAccessory || m.Named["redis"] == nil {
+		t.Errorf("manifest %+v", m.Named)
 	}
 
 	_, stderr, code = swiftctlRun(t, "import", src, "-o", out)

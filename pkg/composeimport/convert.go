@@ -26,8 +26,9 @@ type Options struct {
 // Convert maps p onto a manifest. Each attribute of each service goes
 // through serviceFields (fields.go); whatever no entry expressed, at any
 // depth, is listed by its path, as is every top-level section the
-// manifest has no place for. The manifest holds one service today: the
-// others are listed whole, with what their own mapping could not express.
+// manifest has no place for. A compose file of several services becomes
+// the named form (named.go) unless o.Service picks one, which becomes
+// the single service (the others are then listed whole).
 func Convert(p *types.Project, o Options) (*Result, error) {
 	if len(p.Services) == 0 {
 		return nil, errors.New("the compose file has no services")
@@ -36,43 +37,21 @@ func Convert(p *types.Project, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	primary, err := pickService(p, o.Service)
-	if err != nil {
-		return nil, err
-	}
 	project := manifest.SanitizeProject(p.Name)
-	r := &Result{Service: primary, Manifest: Manifest{
+	r := &Result{Manifest: Manifest{
 		Project: project,
 		Nginx:   Nginx{Image: DefaultNginxImage, Port: DefaultNginxPort},
 		Network: Network{Name: project + "-net"},
 	}}
 	services, _ := model["services"].(map[string]any)
-	// The top-level volumes and secrets the imported service expresses.
+	// The top-level volumes and secrets the imported services express.
 	used := map[string]map[string]bool{"volumes": {}, "secrets": {}}
-	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
-		svc := p.Services[name]
-		c := &conv{project: p.Name, name: name, at: "services." + name, svc: &svc, consumed: map[string]bool{},
-			projectSecrets: p.Secrets, volumes: map[string]bool{}, secrets: map[string]bool{}}
-		if name == primary {
-			c.out, c.nginx = &r.Manifest.Services, &r.Manifest.Nginx
-			c.volumes, c.secrets = used["volumes"], used["secrets"]
-		} else {
-			c.out, c.nginx = &Service{}, &Nginx{}
-			c.notef(c.at, "a second service, image %q: not imported (the manifest holds one service today; %s is the one imported, --service %s imports this one instead)", svc.Image, primary, name)
+	if len(p.Services) > 1 && o.Service == "" {
+		if err := convertNamed(p, services, used, r); err != nil {
+			return nil, err
 		}
-		attrs, _ := services[name].(map[string]any)
-		for _, f := range serviceFields {
-			if _, ok := attrs[f.key]; ok {
-				f.set(c)
-			}
-		}
-		for _, key := range slices.Sorted(maps.Keys(attrs)) {
-			c.leftovers(attrs[key], c.at+"."+key)
-		}
-		if name == primary && c.out.Port == 0 {
-			return nil, fmt.Errorf("services.%s: no port: SwiftDeploy routes HTTP to one port of the service (ports or expose)", name)
-		}
-		r.NotExpressed = append(r.NotExpressed, c.notes...)
+	} else if err := convertOne(p, services, o.Service, used, r); err != nil {
+		return nil, err
 	}
 	for _, key := range slices.Sorted(maps.Keys(model)) {
 		switch key {
@@ -83,6 +62,52 @@ func Convert(p *types.Project, o Options) (*Result, error) {
 	}
 	sort.SliceStable(r.NotExpressed, func(i, j int) bool { return r.NotExpressed[i].Path < r.NotExpressed[j].Path })
 	return r, nil
+}
+
+// convertOne makes the single service of the one compose service picked.
+func convertOne(p *types.Project, services map[string]any, pick string, used map[string]map[string]bool, r *Result) error {
+	primary, err := pickService(p, pick)
+	if err != nil {
+		return err
+	}
+	r.Service = primary
+	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
+		c := newConv(p, name)
+		if name == primary {
+			c.out, c.nginx = &r.Manifest.Services, &r.Manifest.Nginx
+			c.volumes, c.secrets = used["volumes"], used["secrets"]
+		} else {
+			c.notef(c.at, "image %q: not imported (--service %s imports that one service; without --service every service is)", c.svc.Image, primary)
+		}
+		c.run(services[name])
+		if name == primary && c.out.Port == 0 {
+			return fmt.Errorf("services.%s: no port: SwiftDeploy routes HTTP to one port of the service (ports or expose)", name)
+		}
+		r.NotExpressed = append(r.NotExpressed, c.notes...)
+	}
+	return nil
+}
+
+// newConv starts the conversion of one service, into throwaway outputs
+// until the caller points them at the manifest.
+func newConv(p *types.Project, name string) *conv {
+	svc := p.Services[name]
+	return &conv{project: p.Name, name: name, at: "services." + name, svc: &svc, consumed: map[string]bool{},
+		out: &Service{}, nginx: &Nginx{}, projectSecrets: p.Secrets, volumes: map[string]bool{}, secrets: map[string]bool{}}
+}
+
+// run maps every attribute of the service (model is its compose model)
+// through the table, then lists what is left.
+func (c *conv) run(model any) {
+	attrs, _ := model.(map[string]any)
+	for _, f := range serviceFields {
+		if _, ok := attrs[f.key]; ok {
+			f.set(c)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(attrs)) {
+		c.leftovers(attrs[key], c.at+"."+key)
+	}
 }
 
 // modelOf is p as compose writes it back (`docker compose config`):
@@ -143,6 +168,9 @@ type conv struct {
 	// and secrets collect the top-level ones the service expresses.
 	projectSecrets   types.Secrets
 	volumes, secrets map[string]bool
+	// kinds are the named form's services' kinds; nil for the single
+	// service.
+	kinds map[string]string
 }
 
 // done marks path as expressed in the manifest.

@@ -54,6 +54,7 @@ func TestConvertMapping(t *testing.T) {
 		notes   []string // each must be listed (a substring of one note)
 		nonotes bool     // nothing may be listed
 		check   func(Service) bool
+		named   func(map[string]*Service) bool
 	}{
 		{
 			name:    "published port: the service's port and the front door's",
@@ -147,22 +148,59 @@ func TestConvertMapping(t *testing.T) {
 			notes:   []string{"volumes.pgdata: {external} (the manifest's named volumes are the project's own, on the default driver)"},
 		},
 		{
-			name:    "command, entrypoint, user, working_dir, env_file, secrets; depends_on not yet",
+			name:    "command, entrypoint, user, working_dir, env_file, secrets, depends_on (an accessory)",
 			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    command: serve --fast\n    entrypoint: [/init]\n    user: \"1000:1000\"\n    working_dir: /app\n    env_file: [web.env]\n    secrets: [pw]\n    depends_on: [cache]\n  cache:\n    image: redis:7\nsecrets:\n  pw: {file: pw.txt}\n",
 			files:   map[string]string{"web.env": "A=1\n"},
-			check: func(s Service) bool {
+			named: func(n map[string]*Service) bool {
+				s := n["web"]
 				return reflect.DeepEqual(s.Command, []string{"serve", "--fast"}) && reflect.DeepEqual(s.Entrypoint, []string{"/init"}) &&
 					s.User == "1000:1000" && s.WorkingDir == "/app" && reflect.DeepEqual(s.EnvFile, []string{"web.env"}) &&
-					reflect.DeepEqual(s.Secrets, map[string]Secret{"pw": {File: "pw.txt"}})
+					reflect.DeepEqual(s.Secrets, map[string]Secret{"pw": {File: "pw.txt"}}) &&
+					n["cache"].Kind == "accessory" && reflect.DeepEqual(s.DependsOn, []string{"cache"})
 			},
-			notes: []string{"services.web.depends_on.cache: service_started (the manifest holds one service today)",
-				`services.cache: a second service, image "redis:7": not imported`},
+			nonotes: true,
 		},
 		{
 			name:    "secrets it cannot hold are listed",
 			compose: "services:\n  web:\n    image: a:1\n    expose: [3000]\n    secrets: [{source: pw, target: /etc/pw}, tok]\nsecrets:\n  pw: {file: pw.txt}\n  tok: {environment: TOKEN}\n",
 			notes: []string{`services.web.secrets[0]: secret "pw" at /etc/pw (the manifest mounts it at /run/secrets/pw)`,
 				`services.web.secrets[1]: secret "tok" (not a file: the manifest's secrets are files)`, "secrets.pw: a secret the imported service does not use as a file"},
+		},
+		{
+			name: "several services: the named form, kinds told from how the file uses them",
+			compose: `services:
+  web:
+    image: shop-web:1
+    ports: ["8080:3000"]
+    depends_on: {db: {condition: service_healthy}, api: {condition: service_started}}
+    healthcheck: {test: "curl -f http://localhost:3000/up"}
+  api:
+    image: shop-api:1
+    ports: ["8081:8000"]
+  worker:
+    image: shop-worker:1
+    expose: ["9000"]
+    depends_on: [db]
+    healthcheck: {test: "wget -q http://localhost:9000/ok"}
+  db:
+    image: postgres:16
+    ports: ["5432"]
+    expose: ["5432"]
+  Bad_Name:
+    image: x:1
+`,
+			named: func(n map[string]*Service) bool {
+				w, a, k, d := n["web"], n["api"], n["worker"], n["db"]
+				return len(n) == 4 && w.Kind == "" && w.Route == nil && w.Port == 3000 && w.HealthPath == "/up" && reflect.DeepEqual(w.DependsOn, []string{"db"}) &&
+					a.Port == 8000 && *a.Route == Route{PathPrefix: "/api", StripPrefix: true} &&
+					k.Kind == "" && k.Port == 0 && k.HealthPath == "" && reflect.DeepEqual(k.DependsOn, []string{"db"}) &&
+					d.Kind == "accessory" && d.Port == 5432
+			},
+			notes: []string{"services.web.depends_on.api: api is a web (depends_on names accessories only: services started first and kept running)",
+				"services.api.ports[0]: 8081:8000 (nginx publishes one port: api is routed at /api on it, the prefix stripped)",
+				"services.worker.expose: port 9000 (a worker is not routed; other services still reach it at worker:9000)",
+				`services.worker.healthcheck.test: ["CMD-SHELL", "wget -q http://localhost:9000/ok"] (a worker is judged healthy by running)`,
+				`services.Bad_Name: image "x:1": not imported: the manifest's service names are lower-case letters`},
 		},
 		{
 			name:    "anything else is listed by the walk, extensions too",
@@ -175,7 +213,7 @@ func TestConvertMapping(t *testing.T) {
 			compose: "services:\n  web:\n    image: a:1\n    ports: [\"80:3000\"]\n  admin:\n    image: b:1\n    expose: [\"9000\"]\n",
 			opts:    Options{Service: "admin"},
 			want:    Manifest{Services: Service{Image: "b:1", Port: 9000}},
-			notes:   []string{`services.web: a second service, image "a:1": not imported (the manifest holds one service today; admin is the one imported, --service web imports this one instead)`},
+			notes:   []string{`services.web: image "a:1": not imported (--service admin imports that one service; without --service every service is)`},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,6 +238,12 @@ func TestConvertMapping(t *testing.T) {
 			}
 			if tc.check != nil && !tc.check(got.Services) {
 				t.Errorf("services %+v (health %+v)", got.Services, got.Services.Health)
+			}
+			if tc.named != nil && (got.Named == nil || !tc.named(got.Named)) {
+				for n, s := range got.Named {
+					t.Logf("%s: %+v (route %+v)", n, *s, s.Route)
+				}
+				t.Errorf("named services not as wanted")
 			}
 			all := strings.Join(noteStrings(r.NotExpressed), "\n")
 			for _, n := range tc.notes {
@@ -235,7 +279,7 @@ func TestNotesNeverShowEnvironmentValues(t *testing.T) {
 // What cannot be imported at all is an error naming why.
 func TestConvertErrors(t *testing.T) {
 	for _, tc := range []struct{ name, compose, service, want string }{
-		{"no port anywhere", "services:\n  a:\n    image: a:1\n  b:\n    image: b:1\n", "", "no service publishes or exposes a port: name the one to import with --service (one of a, b)"},
+		{"no port anywhere", "services:\n  a:\n    image: a:1\n  b:\n    image: b:1\n", "", "no service publishes or exposes a port: nginx would have nothing to route to"},
 		{"the one service has no port", "services:\n  worker:\n    image: a:1\n", "", "services.worker: no port"},
 		{"--service names none", "services:\n  web:\n    image: a:1\n    expose: [3000]\n", "api", `--service: the compose file has no service "api"; it has web`},
 		{"not compose", "services: [1, 2]\n", "", "compose file"},

@@ -45,7 +45,6 @@ var serviceFields = []field{
 	{"volumes", volumes},
 	{"secrets", secrets},
 
-	// Not in the manifest on main yet (issue 18 adds it).
 	{"depends_on", dependsOn},
 }
 
@@ -461,12 +460,14 @@ func secrets(c *conv) {
 
 var secretName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
+// dependsOn: in the named form the kinds decide (settle); the single
+// service depends on nothing.
 func dependsOn(c *conv) {
+	if c.kinds != nil {
+		c.done(c.at + ".depends_on")
+		return
+	}
 	for _, n := range slices.Sorted(maps.Keys(c.svc.DependsOn)) {
-		cond := c.svc.DependsOn[n].Condition
-		if cond == "" {
-			cond = types.ServiceConditionStarted
-		}
-		c.notef(c.at+".depends_on."+n, "%s (the manifest holds one service today)", cond)
+		c.notef(c.at+".depends_on."+n, "%s is not imported", n)
 	}
 }

@@ -3,6 +3,8 @@ package composeimport
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -17,14 +19,35 @@ import (
 type Manifest struct {
 	Project  string  `yaml:"project,omitempty"`
 	Services Service `yaml:"services"`
-	Nginx    Nginx   `yaml:"nginx"`
-	Network  Network `yaml:"network"`
+	// Named, when set, is the named form's services: written as services
+	// instead of Services.
+	Named   map[string]*Service `yaml:"-"`
+	Nginx   Nginx               `yaml:"nginx"`
+	Network Network             `yaml:"network"`
 }
 
-// Service is the manifest's one service.
+// MarshalYAML writes Named as services when it is set.
+func (m Manifest) MarshalYAML() (any, error) {
+	type plain Manifest // no methods: no recursion
+	if m.Named == nil {
+		return plain(m), nil
+	}
+	return struct {
+		Project  string              `yaml:"project,omitempty"`
+		Services map[string]*Service `yaml:"services"`
+		Nginx    Nginx               `yaml:"nginx"`
+		Network  Network             `yaml:"network"`
+	}{m.Project, m.Named, m.Nginx, m.Network}, nil
+}
+
+// Service is one service of the manifest.
 type Service struct {
+	// Kind, Route and DependsOn are the named form's.
+	Kind       string            `yaml:"kind,omitempty"`
 	Image      string            `yaml:"image"`
-	Port       int               `yaml:"port"`
+	Port       int               `yaml:"port,omitempty"`
+	Route      *Route            `yaml:"route,omitempty"`
+	DependsOn  []string          `yaml:"depends_on,omitempty,flow"`
 	Replicas   int               `yaml:"replicas,omitempty"`
 	HealthPath string            `yaml:"health_path,omitempty"`
 	Env        map[string]string `yaml:"env,omitempty"`
@@ -54,6 +77,13 @@ type Health struct {
 // directory), mounted at /run/secrets/NAME.
 type Secret struct {
 	File string `yaml:"file"`
+}
+
+// Route is where nginx sends a web service's requests.
+type Route struct {
+	Host        string `yaml:"host,omitempty"`
+	PathPrefix  string `yaml:"path_prefix,omitempty"`
+	StripPrefix bool   `yaml:"strip_prefix,omitempty"`
 }
 
 // Resources are per-container limits.
@@ -103,7 +133,11 @@ type Result struct {
 // import never writes a manifest the daemon would refuse.
 func (r *Result) YAML(source string) ([]byte, error) {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# Imported from %s by swiftctl import (service %q).\n", source, r.Service)
+	if r.Manifest.Named != nil {
+		fmt.Fprintf(&b, "# Imported from %s by swiftctl import (services %s; %s is the front door's).\n", source, strings.Join(slices.Sorted(maps.Keys(r.Manifest.Named)), ", "), r.Service)
+	} else {
+		fmt.Fprintf(&b, "# Imported from %s by swiftctl import (service %q).\n", source, r.Service)
+	}
 	if len(r.NotExpressed) > 0 {
 		b.WriteString("# Not expressed in this manifest:\n")
 		for _, n := range r.NotExpressed {

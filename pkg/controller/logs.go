@@ -19,15 +19,23 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
-// checkService: "" is every service; anything else must name one of m's
-// (serviceNames, releases.go: the single service is named after the
-// project).
+// logServices are the services of m that logs SERVICE may name: the
+// named form's, or the single service, named after the project as
+// releases names it (serviceNames).
+func logServices(m *manifest.Manifest) []string {
+	if m.IsNamed() {
+		return m.ServiceNames()
+	}
+	return serviceNames(m)
+}
+
+// checkService: "" is every service; anything else must name one of m's.
 func checkService(m *manifest.Manifest, name string) error {
-	if name == "" {
+	names := logServices(m)
+	if name == "" || slices.Contains(names, name) {
 		return nil
 	}
-	_, err := resolveService(m, name)
-	return err
+	return fmt.Errorf("no service %q in the manifest: its services are %v", name, names)
 }
 
 // maxLogReaders bounds the logs answers served at once: each holds an
@@ -91,7 +99,7 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(srcs) == 0 {
-		what := "service " + strings.Join(serviceNames(m), ", ")
+		what := "service " + strings.Join(logServices(m), ", ")
 		if q.Service != "" {
 			what = "service " + q.Service
 		}
@@ -276,8 +284,9 @@ func closeSources(srcs []LogSource) {
 	}
 }
 
-// LogReplicas are the project's app containers on q's track, stopped
-// ones too (their last lines are often the point).
+// LogReplicas are the project's app containers of q's service (every
+// service's when it names none) on q's track, stopped ones too (their
+// last lines are often the point).
 func (t dockerTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]Replica, error) {
 	cs, err := t.d.eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {
@@ -285,7 +294,7 @@ func (t dockerTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q a
 	}
 	var out []Replica
 	for _, c := range cs {
-		if c.Role == stack.RoleApp && (q.Track == "" || c.Track == q.Track) {
+		if c.Role == stack.RoleApp && (q.Track == "" || c.Track == q.Track) && (q.Service == "" || !m.IsNamed() || c.Service == q.Service) {
 			out = append(out, Replica{ID: c.ID, Name: c.Name, Running: c.Running()})
 		}
 	}

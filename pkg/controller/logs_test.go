@@ -18,6 +18,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // sliceStream yields fixed lines, then err (io.EOF for a clean end), and
@@ -432,5 +433,50 @@ func TestHandleLogsBoundsReaders(t *testing.T) {
 	h.d.handleLogs(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "again") {
 		t.Errorf("once the first ended: %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+// In the named form, logs SERVICE reads that service's containers only;
+// no SERVICE reads every service's; a name the manifest lacks is refused
+// naming the ones it has.
+func TestLogReplicasOfANamedService(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	m := &manifest.Manifest{Project: "shop", Network: manifest.Network{Name: "shop-net"},
+		Named: map[string]*manifest.Services{"web": {Image: "web:1", Port: 3000}, "db": {Image: "db:1", Port: 5432, Kind: manifest.KindAccessory}}}
+	h.fe.AddImage("img:1")
+	for _, c := range []struct{ name, service string }{
+		{"shop-web-stable-1", "web"}, {"shop-web-stable-2", "web"}, {"shop-db-stable-1", "db"},
+	} {
+		s := engineSpec(c.name, "img:1", "shop", stack.RoleApp)
+		s.Labels[stack.LabelService], s.Labels[stack.LabelTrack] = c.service, "stable"
+		if _, err := h.fe.Run(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := func(service string) string {
+		reps, err := dockerTarget{h.d}.LogReplicas(context.Background(), m, api.LogQuery{Service: service})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range reps {
+			out = append(out, r.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := names("web"); got != "shop-web-stable-1,shop-web-stable-2" {
+		t.Errorf("web: %s", got)
+	}
+	if got := names("db"); got != "shop-db-stable-1" {
+		t.Errorf("db: %s", got)
+	}
+	if got := names(""); got != "shop-db-stable-1,shop-web-stable-1,shop-web-stable-2" {
+		t.Errorf("every service: %s", got)
+	}
+	if err := checkService(m, "shop"); err == nil || !strings.Contains(err.Error(), `no service "shop" in the manifest: its services are [db web]`) {
+		t.Errorf("checkService(shop): %v", err)
+	}
+	if err := checkService(m, "db"); err != nil {
+		t.Errorf("checkService(db): %v", err)
 	}
 }
