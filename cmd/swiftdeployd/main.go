@@ -37,9 +37,12 @@ func run() error {
 	keepReleases := fs.Int("keep-releases", controller.DefaultKeepReleases, "how many stable releases of each service are listed for swiftctl rollback --to; their images are never removed")
 	journalRetainAge := fs.Duration("journal-retain-age", controller.DefaultJournalRetainAge, "delete rotated journal files whose last record is older than this; negative keeps them")
 	target := fs.String("target", "docker", "what to converge: docker (this host's Docker Engine) or kubernetes (a namespace, by server-side apply)")
-	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "with --target kubernetes: the kubeconfig naming the API server and the daemon's credentials (default $KUBECONFIG)")
+	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "with --target kubernetes: the kubeconfig naming the API server and the daemon's credentials, exec credential plugins included (default $KUBECONFIG; none: the in-cluster ServiceAccount, its rotating token re-read)")
 	namespace := fs.String("namespace", "", "with --target kubernetes: the namespace to converge (it must exist)")
 	gateway := fs.String("gateway", "", "with --target kubernetes: the Gateway the HTTPRoute attaches to (none by default)")
+	noElection := fs.Bool("no-leader-election", false, "with --target kubernetes: act without holding the namespace's Lease (only when this daemon is known to be alone on the namespace)")
+	leaderID := fs.String("leader-identity", "", "with --target kubernetes: this daemon's identity in the Lease (default: host name and the manifest's directory)")
+	leaseDuration := fs.Duration("lease-duration", 0, "with --target kubernetes: a leader that stops renewing is replaced within this (default 15s)")
 	deadline := fs.Duration("progress-deadline", 0, "with --target kubernetes: each Deployment's progressDeadlineSeconds; a rollout without progress this long is reported failed and a promotion aborted (default 2m)")
 	metricsListen := fs.String("metrics-listen", "", "serve the daemon's own Prometheus metrics (swiftdeploy_*) at http://ADDR/metrics; off by default; ADDR must be a loopback or private address (e.g. 127.0.0.1:9464)")
 	authzConfig := authz.RegisterFlags(fs)
@@ -90,7 +93,8 @@ func run() error {
 			return errors.New("--namespace and --gateway need --target kubernetes")
 		}
 	case "kubernetes":
-		cfg.Kube = &controller.KubeConfig{Kubeconfig: *kubeconfig, Namespace: *namespace, Gateway: *gateway, ProgressDeadline: *deadline}
+		cfg.Kube = &controller.KubeConfig{Kubeconfig: *kubeconfig, Namespace: *namespace, Gateway: *gateway, ProgressDeadline: *deadline,
+			NoLeaderElection: *noElection, Identity: *leaderID, LeaseDuration: *leaseDuration}
 	default:
 		return fmt.Errorf("--target: want docker or kubernetes, got %q", *target)
 	}

@@ -37,6 +37,10 @@ type kubeDaemon struct {
 type daemonOpts struct {
 	deadline time.Duration
 	resync   time.Duration
+	// identity and lease: the daemon's name in the leader election and
+	// its lease duration (defaults: the daemon's own, 15s).
+	identity string
+	lease    time.Duration
 	// dockerConfig is the daemon's Docker client configuration
 	// directory (pull credentials); default: an empty one.
 	dockerConfig string
@@ -71,7 +75,8 @@ func startDaemon(t *testing.T, c *cluster, ns, manifest string, o daemonOpts) *k
 	d, err := controller.New(controller.Config{
 		ManifestPath: k.manifest, Socket: sock, Log: log,
 		Resync: k.resync, Debounce: 100 * time.Millisecond, DockerConfig: o.dockerConfig,
-		Kube: &controller.KubeConfig{Kubeconfig: c.kubeconfig, Namespace: ns, ProgressDeadline: o.deadline, Poll: 100 * time.Millisecond},
+		Kube: &controller.KubeConfig{Kubeconfig: c.kubeconfig, Namespace: ns, ProgressDeadline: o.deadline, Poll: 100 * time.Millisecond,
+			Identity: o.identity, LeaseDuration: o.lease},
 	})
 	if err != nil {
 		t.Fatal(err)

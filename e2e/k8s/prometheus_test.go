@@ -180,12 +180,35 @@ func TestPrometheusGatesPromotion(t *testing.T) {
 
 	canary.errPermille.Store(0)
 	waitErrorRate(func(v float64) bool { return v == 0 }, "Prometheus sees the healthy canary")
+	// Every change of the stable Service's endpoints is recorded: until
+	// the route switches to the promoted image, they hold app:1 alone.
+	eps := watchStableEndpoints(ctx, t, c, ns, "shop-stable", "shop", "app:1")
 	start := time.Now()
+	committedAt := make(chan time.Time, 1)
+	go func() {
+		for ctx.Err() == nil {
+			if w := c.routeWeightsOf(ctx, ns, "shop"); w != nil && w["shop-stable"] == 0 {
+				committedAt <- time.Now()
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 	p = k.call(ctx, api.PathPromote, nil)
 	if p.Error != "" {
 		t.Fatalf("promotion of a healthy canary: %+v", p)
 	}
-	t.Logf("promotion, from the request to committed (stable rolled out on the canary's image, canary deleted): %.2fs", time.Since(start).Seconds())
+	t.Logf("promotion, from the request to converged (stable rolled out on the canary's image, canary deleted): %.2fs", time.Since(start).Seconds())
+	select {
+	case at := <-committedAt:
+		t.Logf("promotion, from the request to committed (the route sends every request to the promoted image): %.2fs", at.Sub(start).Seconds())
+	default:
+	}
+	changes, violations, switched := eps.stop()
+	if len(violations) > 0 || !switched {
+		t.Fatalf("stable Service endpoints over %d changes: switched %v, pods of the unpromoted image serving stable traffic before the switch: %q", changes, switched, violations)
+	}
+	t.Logf("stable Service's EndpointSlices: %d changes watched, every Ready endpoint app:1 until the switch", changes)
 	// Committed means observed: all of it is true when the call returns.
 	if d, _ := c.deployment(ctx, t, ns, "shop-stable"); d.Spec.Template.Spec.Containers[0].Image != "app:2" {
 		t.Fatalf("promoted, but stable runs %s", d.Spec.Template.Spec.Containers[0].Image)
@@ -261,10 +284,12 @@ func waitCanaryData(ctx context.Context, t *testing.T, promURL, ns, hash string,
 
 // TestPromotionThatCannotRollOutIsAborted: the canary passes canary
 // safety and the cluster gate allows the promotion, but every node is
-// then tainted NoSchedule (the cluster policy does not judge taints), so
-// the promoted stable pod is never scheduled and never available. At the
-// progress deadline the transaction is dropped (promote_failed, never
-// promoted), the loop puts stable's image back, and the canary split
+// then tainted NoSchedule (the cluster policy does not judge taints). The
+// promotion's first stage scales the canary to the stable's two replicas
+// before any request moves; the new canary pod is never scheduled and
+// never available. At the progress deadline the transaction is dropped
+// (promote_failed, never promoted), the loop puts the canary back to its
+// size, the stable Deployment was never touched, and the canary split
 // kept serving throughout.
 func TestPromotionThatCannotRollOutIsAborted(t *testing.T) {
 	c := connect(t)
@@ -275,7 +300,7 @@ func TestPromotionThatCannotRollOutIsAborted(t *testing.T) {
 	canary, host := startFakeCanary(t)
 	canary.errPermille.Store(0)
 	extra := fmt.Sprintf("metrics:\n  prometheus: %s\n  scrape_interval: 1s\n  window: 5s\n", promURL)
-	k := startDaemon(t, c, ns, manifestYAML("app:1", 1, "0.1", canaryYAML("app:2", 25, 1), extra), daemonOpts{deadline: 5 * time.Second})
+	k := startDaemon(t, c, ns, manifestYAML("app:1", 2, "0.1", canaryYAML("app:2", 25, 1), extra), daemonOpts{deadline: 5 * time.Second})
 	c.waitRolledOut(ctx, t, ns, "shop-canary", 1, "app:2")
 	eventually(ctx, t, "canary routed", func() (bool, string) {
 		w := c.routeWeights(ctx, t, ns, "shop")
@@ -305,15 +330,21 @@ func TestPromotionThatCannotRollOutIsAborted(t *testing.T) {
 	}
 
 	p := k.call(ctx, api.PathPromote, nil)
-	if p.Error == "" || !strings.Contains(p.Error, "did not take effect") || !strings.Contains(p.Error, "progress deadline exceeded") {
+	// A scale-up makes no new ReplicaSet, so the Deployment controller
+	// never reports ProgressDeadlineExceeded for it: the transaction's own
+	// deadline (the progress deadline and 10s) ends it.
+	if p.Error == "" || !strings.Contains(p.Error, "did not take effect") || !strings.Contains(p.Error, "not rolled out within 5s") {
 		t.Fatalf("promotion that cannot roll out: %+v, want it aborted at the progress deadline", p)
 	}
 	if n := len(k.events(journal.EventPromoteFailed)); n != 1 {
 		t.Fatalf("%d promote_failed, want 1", n)
 	}
-	// The old state comes back (its pods were never taken away): stable's
-	// image, the canary and its share.
-	c.waitRolledOut(ctx, t, ns, "shop-stable", 1, "app:1")
+	// The stable Deployment was never changed, and the old state comes
+	// back: the canary at its size, its share.
+	if d, _ := c.deployment(ctx, t, ns, "shop-stable"); d.Spec.Template.Spec.Containers[0].Image != "app:1" || d.Generation != 1 {
+		t.Fatalf("the aborted promotion changed the stable Deployment: image %s generation %d", d.Spec.Template.Spec.Containers[0].Image, d.Generation)
+	}
+	c.waitRolledOut(ctx, t, ns, "shop-stable", 2, "app:1")
 	if w := c.routeWeights(ctx, t, ns, "shop"); w != "shop-canary=25 shop-stable=75" {
 		t.Fatalf("after the aborted promotion the route is %s", w)
 	}

@@ -54,7 +54,9 @@ func TestStepsWalkAndPromoteOnKubernetes(t *testing.T) {
 			walk = append(walk, w)
 		}
 	}
-	if want := []string{"shop-canary=10 shop-stable=90", "shop-canary=25 shop-stable=75", "shop-canary=50 shop-stable=50"}; strings.Join(walk, "|") != strings.Join(want, "|") {
+	// The steps, then the promotion's switch: every request on the canary,
+	// scaled to the stable's size, before the stable Deployment rolls.
+	if want := []string{"shop-canary=10 shop-stable=90", "shop-canary=25 shop-stable=75", "shop-canary=50 shop-stable=50", "shop-canary=100 shop-stable=0"}; strings.Join(walk, "|") != strings.Join(want, "|") {
 		t.Errorf("the canary's weights walked %v, want %v", walk, want)
 	}
 	c.waitRolledOut(ctx, t, ns, "shop-stable", 2, "app:2")

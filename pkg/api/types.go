@@ -110,6 +110,10 @@ type KubeStatus struct {
 	// Route is the HTTPRoute's name and its backends' weights by Service.
 	Route        string         `json:"route,omitempty"`
 	RouteWeights map[string]int `json:"route_weights,omitempty"`
+	// Leading: this daemon holds the namespace's Lease and applies;
+	// Leader is who holds it ("" when no leader election runs).
+	Leading bool   `json:"leading"`
+	Leader  string `json:"leader,omitempty"`
 }
 
 // KubeDeployment is one Deployment as its controller reports it.

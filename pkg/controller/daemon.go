@@ -29,7 +29,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
+	"k8s.io/klog/v2"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
@@ -354,6 +356,9 @@ func New(cfg Config) (*Daemon, error) {
 	d.target = dockerTarget{d}
 	if d.kt != nil {
 		d.kt.d = d
+		// client-go logs through klog (the informers' retries, the leader
+		// election): into the daemon's log, in its format.
+		klog.SetLogger(zapr.NewLogger(d.log.Named("client-go")))
 		d.target = d.kt
 	}
 	return d, nil

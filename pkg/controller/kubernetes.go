@@ -11,10 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
-	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -44,6 +42,17 @@ type KubeConfig struct {
 	// Poll is how often a transaction or a deploy looks at a rollout in
 	// progress (default 250ms).
 	Poll time.Duration
+	// NoLeaderElection: act without holding the namespace's Lease (one
+	// daemon known to be alone). By default daemons of one project in
+	// one namespace elect a leader, which alone applies (leader.go).
+	NoLeaderElection bool
+	// Identity names this daemon in the Lease (default: the host name
+	// and the manifest's directory, stable across restarts, so a
+	// restarted leader takes its lease back at once).
+	Identity string
+	// LeaseDuration: a leader that stops renewing (killed) is replaced
+	// within this (default 15s).
+	LeaseDuration time.Duration
 }
 
 // eventDriftReverted journals an apply that took back fields someone else
@@ -57,18 +66,14 @@ type kubeTarget struct {
 	cfg    KubeConfig
 	api    kubeAPI
 	server string // the API server's address, for the journal
-
-	mu       sync.Mutex
-	planKey  string // what lastPlan was computed for (plan)
-	lastPlan kubetarget.Plan
+	// elect runs the leader election (nil: this daemon always acts).
+	elect func(ctx context.Context, e kube.Election, lead func(context.Context), lost func()) error
+	lead  leadership
 }
 
 func newKubeTarget(cfg KubeConfig) (*kubeTarget, error) {
 	if cfg.Namespace == "" {
 		return nil, errors.New("--namespace is required with --target kubernetes")
-	}
-	if cfg.Kubeconfig == "" {
-		return nil, errors.New("--kubeconfig is required with --target kubernetes")
 	}
 	c, err := kube.FromKubeconfig(cfg.Kubeconfig)
 	if err != nil {
@@ -80,57 +85,38 @@ func newKubeTarget(cfg KubeConfig) (*kubeTarget, error) {
 	if cfg.Poll <= 0 {
 		cfg.Poll = 250 * time.Millisecond
 	}
-	return &kubeTarget{cfg: cfg, api: c, server: c.Server}, nil
+	t := &kubeTarget{cfg: cfg, api: kubetarget.NewLive(c, cfg.Namespace), server: c.Server}
+	if !cfg.NoLeaderElection {
+		// Not acting until elected, from the first reconcile on.
+		t.elect, t.lead.elected = c.Elect, true
+	}
+	return t, nil
 }
 
-// watchKube watches what the daemon owns (Deployments, Services,
-// HTTPRoutes with the project's swiftdeploy labels) and enqueues a
-// reconcile after a burst of events settles: a deleted canary Service or
-// an edited image is reverted, a rollout's progress is noticed.
+// Watch runs the informers' events into reconciles (a deleted canary
+// Service or an edited image is reverted, a rollout's progress is
+// noticed): a burst of events settles for the debounce, then one
+// reconcile is enqueued. It also runs the leader election.
 func (t *kubeTarget) Watch(ctx context.Context, kick func()) {
 	d := t.d
 	events := make(chan struct{}, 1)
-	var wg sync.WaitGroup
-	for _, r := range []kube.Resource{kube.Deployments, kube.Services, kube.HTTPRoutes} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			backoff := 250 * time.Millisecond
-			for ctx.Err() == nil {
-				project := d.project()
-				if project == "" {
-					sleepCtx(ctx, backoff)
-					continue
-				}
-				err := t.api.Watch(ctx, r, t.cfg.Namespace, kubetarget.Selector(project), "", func(ev kube.WatchEvent) error {
-					if ev.Type != "BOOKMARK" {
-						select {
-						case events <- struct{}{}:
-						default:
-						}
-					}
-					backoff = 250 * time.Millisecond
-					return nil
-				})
-				if ctx.Err() != nil {
-					return
-				}
-				if err != nil {
-					d.log.Warn("kubernetes watch ended", zap.String("resource", r.Plural), zap.Error(err))
-					sleepCtx(ctx, backoff)
-					backoff = min(2*backoff, 5*time.Second)
-				}
-				// A watch that ends (the server's timeout) restarts; its
-				// first events list what exists, and enqueue a reconcile:
-				// whatever was missed meanwhile is caught up.
-			}
-		}()
-	}
+	t.api.OnChange(func() {
+		select {
+		case events <- struct{}{}:
+		default:
+		}
+	})
+	defer t.api.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t.runElection(ctx)
+	}()
+	defer func() { <-done }()
 	var debounce <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
 			return
 		case <-events:
 			if debounce == nil {
@@ -150,11 +136,14 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// kubeAPI is what the target needs of the API server (pkg/kube's client;
-// tests use a fake).
+// kubeAPI is what the target needs of the API server: writes, the
+// cluster policy's lists, and the project's objects from the informers'
+// cache (kubetarget.Live; tests use a fake).
 type kubeAPI interface {
 	kubetarget.API
-	Watch(ctx context.Context, r kube.Resource, ns, selector, rv string, fn func(kube.WatchEvent) error) error
+	Observe(ctx context.Context, project string, x kubetarget.Extras) (kubetarget.Observed, error)
+	OnChange(func())
+	Close()
 }
 
 // kubeChange is a plan of pkg/kubetarget.
@@ -213,10 +202,16 @@ func hasClaims(m *manifest.Manifest) bool {
 	return false
 }
 
-// observe lists what the project owns; its Secrets and volume claims only
+// extras: the Secrets and claims the manifest needs (the Role grants
+// them only then).
+func extras(m *manifest.Manifest) kubetarget.Extras {
+	return kubetarget.Extras{Secrets: hasSecrets(m), Claims: hasClaims(m)}
+}
+
+// observe reads what the project owns from the informers' cache; its Secrets and volume claims only
 // when the manifest has some (the daemon's Role grants them only then).
 func (t *kubeTarget) observe(ctx context.Context, m *manifest.Manifest) (kubetarget.Observed, error) {
-	obs, err := kubetarget.ObserveAll(ctx, t.api, t.cfg.Namespace, m.Project, hasSecrets(m), hasClaims(m))
+	obs, err := t.api.Observe(ctx, m.Project, extras(m))
 	t.d.setEngineErr(err)
 	return obs, err
 }
@@ -248,29 +243,15 @@ func (t *kubeTarget) replan(ctx context.Context, c *kubeChange) error {
 	return nil
 }
 
-// plan computes the plan from obs to desired. Computing asks the API
-// server for one dry-run apply per object; the plan is kept and reused
-// while neither what is desired (rev) nor any observed object (its
-// resourceVersion) changed, so status, diff and a converged resync cost
-// lists, not a dry run per object per call.
-func (t *kubeTarget) plan(ctx context.Context, desired kubetarget.Desired, rev string, obs kubetarget.Observed) (kubetarget.Plan, error) {
-	key := rev + "|" + kubetarget.ObservedKey(obs)
-	t.mu.Lock()
-	if key == t.planKey {
-		p := t.lastPlan
-		t.mu.Unlock()
-		return p, nil
-	}
-	t.mu.Unlock()
-	plan, err := kubetarget.Compute(ctx, t.api, desired, obs)
+// plan computes the plan from obs to desired: from the informers' cache
+// alone, no call to the API server, so status and diff may plan on every
+// call.
+func (t *kubeTarget) plan(_ context.Context, desired kubetarget.Desired, _ string, obs kubetarget.Observed) (kubetarget.Plan, error) {
+	plan, err := kubetarget.Compute(desired, obs)
 	if err != nil {
 		return plan, err
 	}
-	plan = kubetarget.Regate(plan, desired, obs)
-	t.mu.Lock()
-	t.planKey, t.lastPlan = key, plan
-	t.mu.Unlock()
-	return plan, nil
+	return kubetarget.Regate(plan, desired, obs), nil
 }
 
 // Apply applies c's plan; with h.Wait it converges until c has rolled out,
@@ -327,6 +308,9 @@ func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h Hooks) ([]string
 	if c.plan.Empty() {
 		return nil, nil
 	}
+	if err := t.acting(); err != nil {
+		return nil, err
+	}
 	if c.plan.Gated() {
 		if dec := h.Gate(ctx); !dec.Allowed {
 			return nil, &reconciler.DeniedError{Reasons: dec.Reasons, Transient: dec.Transient, Codes: dec.Codes}
@@ -334,8 +318,12 @@ func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h Hooks) ([]string
 	}
 	var ran []string
 	for _, op := range c.plan.Ops {
-		if err := kubetarget.Apply(ctx, t.api, kubetarget.Plan{Ops: []kubetarget.Op{op}}, h.Progress); err != nil {
+		op, err := kubetarget.RunOp(ctx, t.api, op)
+		if err != nil {
 			return ran, err
+		}
+		if h.Progress != nil {
+			h.Progress(op.String())
 		}
 		ran = append(ran, op.String())
 		if op.Force {
@@ -405,7 +393,7 @@ func (t *kubeTarget) Rolled(ctx context.Context, m *manifest.Manifest, s State) 
 	if f := progressFailed(desired, obs); f != "" {
 		return RolloutStatus{Failed: f}, nil
 	}
-	for _, o := range desired.Objects {
+	for _, o := range kubetarget.ForObserved(desired, obs).Objects {
 		if v, ok := o.(*appsv1.Deployment); ok {
 			live, ok := obs.Deployments[v.Name]
 			if !ok {
@@ -432,7 +420,7 @@ func (t *kubeTarget) Await() (poll, deadline time.Duration) {
 // progressFailed names a desired Deployment whose rollout exceeded its
 // progress deadline.
 func progressFailed(desired kubetarget.Desired, obs kubetarget.Observed) string {
-	for _, obj := range desired.Objects {
+	for _, obj := range kubetarget.ForObserved(desired, obs).Objects {
 		if live, ok := obs.Deployments[obj.GetName()]; ok {
 			if f := kubetarget.ProgressFailed(live); f != "" {
 				return "Deployment " + live.Name + ": " + f + "; the previous pods keep serving"
@@ -498,7 +486,12 @@ func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes
 	for _, ref := range refs {
 		ref := ref
 		plan = append(plan, Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
-			run: func(ctx context.Context) error { return t.api.Delete(ctx, ref) }})
+			run: func(ctx context.Context) error {
+				if err := t.acting(); err != nil {
+					return err
+				}
+				return t.api.Delete(ctx, ref)
+			}})
 	}
 	return plan, nil
 }

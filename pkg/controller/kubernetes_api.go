@@ -23,6 +23,17 @@ func (d *Daemon) kubeRoutes(next *authz.Mux) *authz.Mux {
 	mux.HandleFunc("POST "+api.PathChaos, func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotImplemented, errors.New("chaos is not available on the Kubernetes target"))
 	})
+	// A daemon that does not hold the namespace's Lease changes nothing:
+	// what would is refused, naming the leader to ask instead.
+	for _, path := range []string{api.PathDeploy, api.PathDown, api.PathPromote, api.PathRollback, api.PathAbort, api.PathPause, api.PathResume, api.PathTraffic} {
+		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
+			if err := d.kt.acting(); err != nil {
+				writeErr(w, http.StatusServiceUnavailable, err)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 	mux.Handle("/", next)
 	return mux
 }

@@ -208,10 +208,13 @@ func (f *fakeKube) List(_ context.Context, r kube.Resource, _, _ string, v any) 
 	return json.Unmarshal(b, v)
 }
 
-func (f *fakeKube) Watch(ctx context.Context, _ kube.Resource, _, _, _ string, _ func(kube.WatchEvent) error) error {
-	<-ctx.Done()
-	return ctx.Err()
+// Observe lists, as the informers' cache would hold it.
+func (f *fakeKube) Observe(ctx context.Context, project string, x kubetarget.Extras) (kubetarget.Observed, error) {
+	return kubetarget.ObserveAll(ctx, f, "ns", project, x.Secrets, x.Claims)
 }
+
+func (f *fakeKube) OnChange(func()) {}
+func (f *fakeKube) Close()          {}
 
 func (f *fakeKube) has(kindName string) bool {
 	f.mu.Lock()
@@ -226,6 +229,17 @@ func (f *fakeKube) image(dep string) string {
 	var d appsv1.Deployment
 	_ = json.Unmarshal(f.objs["Deployment/"+dep], &d)
 	return kubetarget.ImageOf(d)
+}
+
+func (f *fakeKube) replicas(dep string) int32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var d appsv1.Deployment
+	_ = json.Unmarshal(f.objs["Deployment/"+dep], &d)
+	if d.Spec.Replicas == nil {
+		return 0
+	}
+	return *d.Spec.Replicas
 }
 
 func (f *fakeKube) weights(route string) map[string]int {
@@ -262,6 +276,8 @@ func (f *fakeKube) drift(dep, image string) {
 	var d appsv1.Deployment
 	_ = json.Unmarshal(f.objs[k], &d)
 	d.Spec.Template.Spec.Containers[0].Image = image
+	d.ManagedFields = append(d.ManagedFields, metav1.ManagedFieldsEntry{Manager: "kubectl-edit", Operation: metav1.ManagedFieldsOperationUpdate,
+		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{}}`)}})
 	f.rv++
 	d.ResourceVersion = fmt.Sprint(f.rv)
 	f.objs[k], _ = json.Marshal(d)

@@ -12,16 +12,20 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
+	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 )
 
 // On Kubernetes, logs lists the project's app pods of the track by their
 // selector labels and reads each running pod's app container through
-// the API (pkg/kube's client against a stand-in API server), timestamped;
+// the API (pkg/kube's client-go client against a stand-in API server),
+// timestamped;
 // a pending pod (no log yet) is left out.
 func TestKubeLogsReadThePodsOfTheTrack(t *testing.T) {
 	var queries []string
@@ -33,9 +37,10 @@ func TestKubeLogsReadThePodsOfTheTrack(t *testing.T) {
 				return
 			}
 			pod := func(name string, phase corev1.PodPhase) corev1.Pod {
-				return corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.PodStatus{Phase: phase}}
+				return corev1.Pod{TypeMeta: metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"}, ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name)}, Status: corev1.PodStatus{Phase: phase}}
 			}
-			_ = json.NewEncoder(w).Encode(corev1.PodList{Items: []corev1.Pod{
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, Items: []corev1.Pod{
 				pod("shop-stable-b", corev1.PodRunning), pod("shop-stable-c", corev1.PodPending), pod("shop-stable-a", corev1.PodRunning)}})
 		case strings.HasSuffix(r.URL.Path, "/log"):
 			queries = append(queries, r.URL.RawQuery)
@@ -51,7 +56,11 @@ func TestKubeLogsReadThePodsOfTheTrack(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	kt := &kubeTarget{cfg: KubeConfig{Namespace: "apps"}, api: kube.New(srv.URL, "token", srv.Client().Transport)}
+	c, err := kube.NewForConfig(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kt := &kubeTarget{cfg: KubeConfig{Namespace: "apps"}, api: kubetarget.NewLive(c, "apps")}
 	m := &manifest.Manifest{Project: "shop"}
 	since := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
 	reps, err := kt.LogReplicas(context.Background(), m, api.LogQuery{Track: "stable"})

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
-	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
@@ -20,21 +18,23 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/verdict"
 )
 
-// Report is status on the Kubernetes target: everything from a fresh
-// read of the API (Deployments' generation, observedGeneration and
-// replica counts, the HTTPRoute's weights, the pods), the figures from
-// Prometheus, never from what was applied. The plan is the cached one
-// while nothing changed (plan): no dry run per call.
+// Report is status on the Kubernetes target: everything from the
+// informers' cache of the API (Deployments' generation,
+// observedGeneration and replica counts, the HTTPRoute's weights, the
+// pods), the figures from Prometheus, never from what was applied. The
+// plan is computed from the cache too: no call to the API server, no dry
+// run.
 func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State, s *api.Status) {
 	d := t.d
 	ctx, cancel := context.WithTimeout(ctx, statusObserveTimeout)
 	defer cancel()
-	obs, err := kubetarget.ObserveAll(ctx, t.api, t.cfg.Namespace, m.Project, hasSecrets(m), hasClaims(m))
+	obs, err := t.api.Observe(ctx, m.Project, extras(m))
 	if err != nil {
 		s.EngineError = err.Error()
 		return
 	}
 	ks := &api.KubeStatus{Namespace: t.cfg.Namespace, Deployments: []api.KubeDeployment{}}
+	ks.Leading, ks.Leader = t.Leader()
 	for _, track := range []string{stack.TrackStable, stack.TrackCanary} {
 		dep, ok := obs.Deployments[m.Project+"-"+track]
 		if !ok {
@@ -143,29 +143,6 @@ type kubeTrack struct {
 	why []string // why figures are missing
 }
 
-// currentPodTemplateHash is the pod-template-hash of a Deployment's
-// current ReplicaSet (the one at the Deployment's revision): Prometheus's
-// figures of that revision's pods only, as on Docker a new canary starts
-// from no data.
-func (t *kubeTarget) currentPodTemplateHash(ctx context.Context, project string, dep appsv1.Deployment, track string) (string, error) {
-	var rl appsv1.ReplicaSetList
-	sel := k8srender.LabelProject + "=" + project + "," + k8srender.LabelTrack + "=" + track
-	if err := t.api.List(ctx, kube.ReplicaSets, t.cfg.Namespace, sel, &rl); err != nil {
-		return "", err
-	}
-	rev := dep.Annotations["deployment.kubernetes.io/revision"]
-	for _, rs := range rl.Items {
-		owned := false
-		for _, o := range rs.OwnerReferences {
-			owned = owned || o.UID == dep.UID
-		}
-		if owned && rev != "" && rs.Annotations["deployment.kubernetes.io/revision"] == rev {
-			return rs.Labels["pod-template-hash"], nil
-		}
-	}
-	return "", fmt.Errorf("no ReplicaSet of Deployment %s at revision %q yet", dep.Name, rev)
-}
-
 // kubeTrackStats asks Prometheus for a track's figures over
 // metrics.window. No Prometheus named, no current ReplicaSet, a query
 // without data: each leaves the figures nil with its reason, so the
@@ -185,7 +162,7 @@ func (t *kubeTarget) trackStats(ctx context.Context, m *manifest.Manifest, obs k
 	if !ok {
 		return fail("no Deployment for the " + track + " track")
 	}
-	hash, err := t.currentPodTemplateHash(ctx, m.Project, dep, track)
+	hash, err := kubetarget.CurrentPodTemplateHash(obs, dep)
 	if err != nil {
 		return fail(err.Error())
 	}

@@ -88,29 +88,31 @@ func TestKubeInterruptedPromotionSettlesFromTheRoute(t *testing.T) {
 	}
 }
 
-// After a promotion that did not roll out, restoring the image that was
-// serving is never gated: a cluster the policy denies changes on still
-// gets its stable back.
+// After a promotion that did not roll out, restoring what was serving is
+// never gated: a cluster the policy denies changes on still gets its
+// canary back to its size. The stable Deployment was never touched: the
+// promotion's first stage scales the canary, and it never became
+// available.
 func TestKubeRestoringIsNotGated(t *testing.T) {
 	h, fk := kubeHarness(t, fakeManifest("app:1", 2, kubeCanary))
 	if err := h.deploy(); err != nil {
 		t.Fatal(err)
 	}
-	fk.stall["demo-stable"] = true
+	fk.stall["demo-canary"] = true
 	err := promoteTxn(h)
 	if err == nil || !strings.Contains(err.Error(), "did not take effect") {
 		t.Fatalf("promote: %v, want it not to take effect", err)
 	}
-	if fk.image("demo-stable") != "app:2" {
-		t.Fatalf("stable image %s: the stalled promotion should have left app:2 applied", fk.image("demo-stable"))
+	if fk.image("demo-stable") != "app:1" || fk.replicas("demo-canary") != 2 {
+		t.Fatalf("stable image %s canary replicas %d: want the stable untouched, the stalled canary scaled to 2", fk.image("demo-stable"), fk.replicas("demo-canary"))
 	}
-	delete(fk.stall, "demo-stable")
+	delete(fk.stall, "demo-canary")
 	fk.nodeDown = true // the cluster policy now denies every gated change
 	if err := h.reconcile(); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
-	if fk.image("demo-stable") != "app:1" {
-		t.Fatalf("stable image %s after the restore, want app:1 (restoring must not be gated)", fk.image("demo-stable"))
+	if fk.image("demo-stable") != "app:1" || fk.replicas("demo-canary") != 1 {
+		t.Fatalf("stable %s canary replicas %d after the restore, want app:1 and 1 (restoring must not be gated)", fk.image("demo-stable"), fk.replicas("demo-canary"))
 	}
 	if ev := h.events(); count(ev, journal.EventPromoteFailed) != 1 {
 		t.Fatalf("events %v: want one promote_failed", ev)

@@ -139,6 +139,17 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		d.recordRun(time.Now(), nil, err)
 		return nil, err
 	}
+	if d.kt != nil {
+		// Another daemon leads the namespace: it applies, this one only
+		// observes; it has read the manifest, whose project names the
+		// Lease (status reads the informers' cache).
+		if err := d.kt.acting(); err != nil {
+			if deploy {
+				return nil, err
+			}
+			return nil, nil
+		}
+	}
 	if deploy { // only deploy waits on a reconcile: it ends down
 		d.mu.Lock()
 		if d.state.Down {

@@ -88,6 +88,11 @@ const (
 	EventEngineReconnected   = "engine_reconnected"
 	EventDaemonStarted       = "daemon_started"
 	EventDaemonStopped       = "daemon_stopped"
+	// EventLeaderElected and EventLeaderLost (Kubernetes target): this
+	// daemon took, or stopped holding, its namespace's Lease; only the
+	// leader applies.
+	EventLeaderElected = "leader_elected"
+	EventLeaderLost    = "leader_lost"
 
 	// Progressive delivery (services.canary.steps). EventCanaryStep: a
 	// step's weight took effect (nginx serves it). EventCheckPassed and

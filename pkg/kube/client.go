@@ -1,35 +1,35 @@
-// Package kube is a small client of the Kubernetes API over plain REST:
-// server-side apply (PATCH application/apply-patch+yaml with a field
-// manager, never forced), get, list and watch by label selector, and
-// delete. It reads the kubeconfig's server, CA and credentials (bearer
-// token, token file or client certificate) and nothing else.
+// Package kube is swiftdeployd's client of the Kubernetes API, on
+// client-go: kubeconfig loading by clientcmd (exec credential plugins,
+// token files, client certificates, auth providers) or the in-cluster
+// config (whose bound ServiceAccount token client-go re-reads as it
+// rotates); server-side apply with the swiftdeploy field manager, never
+// forced unless the plan says so; namespace-scoped, label-selected
+// informers (cache.go) that the target observes and watches through; and
+// leader election on a coordination.k8s.io Lease (leader.go).
 //
-// client-go is deliberately not used: the daemon needs a handful of calls,
-// and client-go would bring more into go.mod than the rest of the project.
-// Objects are decoded into the typed k8s.io/api structs the renderer
-// already builds.
+// Objects travel as JSON of the typed k8s.io/api structs the renderer
+// builds; the dynamic client carries them, so one code path serves every
+// kind, the Gateway API's HTTPRoute included.
 package kube
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 )
 
 // FieldManager is the field manager of every apply: the fields
@@ -38,160 +38,72 @@ const FieldManager = "swiftdeploy"
 
 // Client talks to one API server as one identity.
 type Client struct {
+	// Server is the API server's address, for the journal.
 	Server string
-	token  string
-	http   *http.Client
-	// stream has no overall timeout: watches last minutes.
-	stream *http.Client
 	// Timeout bounds every call but watches (default 15s).
 	Timeout time.Duration
+	cs      kubernetes.Interface
+	gw      gatewayclient.Interface
+	dyn     dynamic.Interface
 }
 
-// kubeconfig is the part of a kubeconfig file the client reads.
-type kubeconfig struct {
-	CurrentContext string `json:"current-context"`
-	Clusters       []struct {
-		Name    string `json:"name"`
-		Cluster struct {
-			Server                   string `json:"server"`
-			CertificateAuthority     string `json:"certificate-authority"`
-			CertificateAuthorityData string `json:"certificate-authority-data"`
-		} `json:"cluster"`
-	} `json:"clusters"`
-	Users []struct {
-		Name string `json:"name"`
-		User struct {
-			Token                 string `json:"token"`
-			TokenFile             string `json:"tokenFile"`
-			ClientCertificate     string `json:"client-certificate"`
-			ClientCertificateData string `json:"client-certificate-data"`
-			ClientKey             string `json:"client-key"`
-			ClientKeyData         string `json:"client-key-data"`
-		} `json:"user"`
-	} `json:"users"`
-	Contexts []struct {
-		Name    string `json:"name"`
-		Context struct {
-			Cluster string `json:"cluster"`
-			User    string `json:"user"`
-		} `json:"context"`
-	} `json:"contexts"`
-}
-
-// FromKubeconfig builds a client from a kubeconfig file: its current
-// context, or its only cluster and user when it names no context.
+// FromKubeconfig builds a client from a kubeconfig file (its current
+// context), as kubectl reads it: exec credential plugins and token files
+// included. An empty path is the in-cluster config: the pod's
+// ServiceAccount token, which client-go re-reads from its file, so a
+// bound token that rotates keeps working.
 func FromKubeconfig(path string) (*Client, error) {
-	b, err := os.ReadFile(path)
+	var cfg *rest.Config
+	var err error
+	if path == "" {
+		cfg, err = rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config (no kubeconfig given): %w", err)
+		}
+	} else {
+		rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+		}
+	}
+	return NewForConfig(cfg)
+}
+
+// NewForConfig is a client of the API server cfg names.
+func NewForConfig(cfg *rest.Config) (*Client, error) {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "swiftdeployd"
+	}
+	// client-go's default (5 per second) would make a status call queue
+	// behind a rollout's polling.
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
+		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	var kc kubeconfig
-	if err := yaml.Unmarshal(b, &kc); err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	gw, err := gatewayclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("gateway API client: %w", err)
 	}
-	clusterName, userName := "", ""
-	if kc.CurrentContext != "" {
-		found := false
-		for _, c := range kc.Contexts {
-			if c.Name == kc.CurrentContext {
-				clusterName, userName, found = c.Context.Cluster, c.Context.User, true
-			}
-		}
-		if !found {
-			return nil, fmt.Errorf("kubeconfig %s: current-context %q is not among its contexts", path, kc.CurrentContext)
-		}
-	} else if len(kc.Clusters) != 1 || len(kc.Users) != 1 {
-		return nil, fmt.Errorf("kubeconfig %s: no current-context, and not exactly one cluster and one user", path)
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client: %w", err)
 	}
-	dir := filepath.Dir(path)
-	rel := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
-	}
-	tlsc := &tls.Config{MinVersion: tls.VersionTLS12}
-	c := &Client{Timeout: 15 * time.Second}
-	clusterOK := false
-	for _, cl := range kc.Clusters {
-		if clusterName != "" && cl.Name != clusterName {
-			continue
-		}
-		clusterOK = true
-		c.Server = strings.TrimRight(cl.Cluster.Server, "/")
-		ca, err := pemOf(cl.Cluster.CertificateAuthorityData, rel(cl.Cluster.CertificateAuthority))
-		if err != nil {
-			return nil, fmt.Errorf("kubeconfig %s: cluster %s: certificate authority: %w", path, cl.Name, err)
-		}
-		if ca != nil {
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(ca) {
-				return nil, fmt.Errorf("kubeconfig %s: cluster %s: no certificate in its certificate authority", path, cl.Name)
-			}
-			tlsc.RootCAs = pool
-		}
-		break
-	}
-	if !clusterOK {
-		return nil, fmt.Errorf("kubeconfig %s: no cluster %q", path, clusterName)
-	}
-	userOK := false
-	for _, u := range kc.Users {
-		if userName != "" && u.Name != userName {
-			continue
-		}
-		userOK = true
-		c.token = u.User.Token
-		if c.token == "" && u.User.TokenFile != "" {
-			t, err := os.ReadFile(rel(u.User.TokenFile))
-			if err != nil {
-				return nil, fmt.Errorf("kubeconfig %s: user %s: token file: %w", path, u.Name, err)
-			}
-			c.token = strings.TrimSpace(string(t))
-		}
-		cert, err := pemOf(u.User.ClientCertificateData, rel(u.User.ClientCertificate))
-		if err != nil {
-			return nil, fmt.Errorf("kubeconfig %s: user %s: client certificate: %w", path, u.Name, err)
-		}
-		if cert != nil {
-			key, err := pemOf(u.User.ClientKeyData, rel(u.User.ClientKey))
-			if err != nil {
-				return nil, fmt.Errorf("kubeconfig %s: user %s: client key: %w", path, u.Name, err)
-			}
-			pair, err := tls.X509KeyPair(cert, key)
-			if err != nil {
-				return nil, fmt.Errorf("kubeconfig %s: user %s: client certificate: %w", path, u.Name, err)
-			}
-			tlsc.Certificates = []tls.Certificate{pair}
-		}
-		break
-	}
-	if !userOK {
-		return nil, fmt.Errorf("kubeconfig %s: no user %q", path, userName)
-	}
-	if c.Server == "" {
-		return nil, fmt.Errorf("kubeconfig %s: the cluster has no server", path)
-	}
-	tr := &http.Transport{TLSClientConfig: tlsc, Proxy: nil, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
-	c.http = &http.Client{Transport: tr}
-	c.stream = &http.Client{Transport: tr}
-	return c, nil
+	return &Client{Server: cfg.Host, Timeout: 15 * time.Second, cs: cs, gw: gw, dyn: dyn}, nil
 }
 
-// New is a client of server with a bearer token over tr (tests).
-func New(server, token string, tr http.RoundTripper) *Client {
-	return &Client{Server: strings.TrimRight(server, "/"), token: token, http: &http.Client{Transport: tr}, stream: &http.Client{Transport: tr}, Timeout: 15 * time.Second}
+// NewFromClients is a client over given clientsets (tests: client-go's
+// fakes).
+func NewFromClients(cs kubernetes.Interface, gw gatewayclient.Interface, dyn dynamic.Interface) *Client {
+	return &Client{Server: "fake", Timeout: 15 * time.Second, cs: cs, gw: gw, dyn: dyn}
 }
 
-func pemOf(data, file string) ([]byte, error) {
-	if data != "" {
-		return base64.StdEncoding.DecodeString(data)
-	}
-	if file != "" {
-		return os.ReadFile(file)
-	}
-	return nil, nil
-}
+// Clientset is the typed client (leader election, tests).
+func (c *Client) Clientset() kubernetes.Interface { return c.cs }
 
 // Error is a non-2xx answer of the API server, with the Status it sent.
 type Error struct {
@@ -227,6 +139,25 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %d %s: %s", e.What, e.Code, e.Reason, msg)
 }
 
+// wrap names the request in err; an API Status becomes an *Error.
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var st apierrors.APIStatus
+	if errors.As(err, &st) {
+		s := st.Status()
+		e := &Error{Code: int(s.Code), Reason: string(s.Reason), Message: s.Message, What: what}
+		if s.Details != nil {
+			for _, c := range s.Details.Causes {
+				e.Causes = append(e.Causes, Cause{Reason: string(c.Type), Message: c.Message, Field: c.Field})
+			}
+		}
+		return e
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
 // IsNotFound reports a 404 answer.
 func IsNotFound(err error) bool {
 	var e *Error
@@ -240,56 +171,6 @@ func IsConflict(err error) bool {
 	return errors.As(err, &e) && e.Code == http.StatusConflict
 }
 
-func (c *Client) request(ctx context.Context, method, path string, body []byte, contentType string) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.Server+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	req.Header.Set("Accept", "application/json")
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	return req, nil
-}
-
-// Do sends one request and returns the body of a 2xx answer; what names
-// the request in errors.
-func (c *Client) Do(ctx context.Context, what, method, path string, body []byte, contentType string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
-	defer cancel()
-	req, err := c.request(ctx, method, path, body, contentType)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s: read answer: %w", what, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		e := &Error{Code: resp.StatusCode, What: what}
-		var st struct {
-			Reason, Message string
-			Details         struct{ Causes []Cause }
-		}
-		if json.Unmarshal(out, &st) == nil {
-			e.Reason, e.Message, e.Causes = st.Reason, st.Message, st.Details.Causes
-		}
-		if e.Message == "" {
-			e.Message = strings.TrimSpace(string(out))
-		}
-		return out, e
-	}
-	return out, nil
-}
-
 // Ref names one namespaced object of a resource.
 type Ref struct {
 	Resource  Resource
@@ -299,37 +180,36 @@ type Ref struct {
 
 func (r Ref) String() string { return r.Resource.Kind + " " + r.Namespace + "/" + r.Name }
 
-func (r Ref) path() string {
-	return r.Resource.collection(r.Namespace) + "/" + url.PathEscape(r.Name)
-}
-
-// Resource is one API resource: its path prefix, plural and kind.
+// Resource is one API resource.
 type Resource struct {
-	Prefix string // /api/v1 or /apis/<group>/<version>
-	Plural string
-	Kind   string
+	Group, Version, Plural, Kind string
 	// Cluster: not namespaced (nodes).
 	Cluster bool
 }
 
-func (r Resource) collection(ns string) string {
-	if r.Cluster || ns == "" {
-		return r.Prefix + "/" + r.Plural
-	}
-	return r.Prefix + "/namespaces/" + url.PathEscape(ns) + "/" + r.Plural
+// GVR is the resource for the dynamic client.
+func (r Resource) GVR() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Plural}
 }
 
 // The resources the daemon uses.
 var (
-	Deployments = Resource{Prefix: "/apis/apps/v1", Plural: "deployments", Kind: "Deployment"}
-	ReplicaSets = Resource{Prefix: "/apis/apps/v1", Plural: "replicasets", Kind: "ReplicaSet"}
-	Services    = Resource{Prefix: "/api/v1", Plural: "services", Kind: "Service"}
-	Pods        = Resource{Prefix: "/api/v1", Plural: "pods", Kind: "Pod"}
-	Nodes       = Resource{Prefix: "/api/v1", Plural: "nodes", Kind: "Node", Cluster: true}
-	HTTPRoutes  = Resource{Prefix: "/apis/gateway.networking.k8s.io/v1", Plural: "httproutes", Kind: "HTTPRoute"}
-	Secrets     = Resource{Prefix: "/api/v1", Plural: "secrets", Kind: "Secret"}
-	Claims      = Resource{Prefix: "/api/v1", Plural: "persistentvolumeclaims", Kind: "PersistentVolumeClaim"}
+	Deployments = Resource{Group: "apps", Version: "v1", Plural: "deployments", Kind: "Deployment"}
+	ReplicaSets = Resource{Group: "apps", Version: "v1", Plural: "replicasets", Kind: "ReplicaSet"}
+	Services    = Resource{Version: "v1", Plural: "services", Kind: "Service"}
+	Pods        = Resource{Version: "v1", Plural: "pods", Kind: "Pod"}
+	Nodes       = Resource{Version: "v1", Plural: "nodes", Kind: "Node", Cluster: true}
+	HTTPRoutes  = Resource{Group: "gateway.networking.k8s.io", Version: "v1", Plural: "httproutes", Kind: "HTTPRoute"}
+	Secrets     = Resource{Version: "v1", Plural: "secrets", Kind: "Secret"}
+	Claims      = Resource{Version: "v1", Plural: "persistentvolumeclaims", Kind: "PersistentVolumeClaim"}
 )
+
+func (c *Client) resource(r Resource, ns string) dynamic.ResourceInterface {
+	if r.Cluster || ns == "" {
+		return c.dyn.Resource(r.GVR())
+	}
+	return c.dyn.Resource(r.GVR()).Namespace(ns)
+}
 
 // ApplyOptions tune a server-side apply.
 type ApplyOptions struct {
@@ -343,115 +223,88 @@ type ApplyOptions struct {
 }
 
 // Apply server-side applies body (JSON or YAML of one object) to ref as
-// FieldManager with strict field validation, never forced: a field owned
-// by another manager is a conflict, returned as an error naming the
-// object and the fields. It returns the object as the server has it.
+// FieldManager with strict field validation, never forced unless o says
+// so: a field owned by another manager is a conflict, returned as an
+// error naming the object and the fields. It returns the object as the
+// server has it, as JSON.
 func (c *Client) Apply(ctx context.Context, ref Ref, body []byte, o ApplyOptions) ([]byte, error) {
-	q := url.Values{"fieldManager": {FieldManager}, "fieldValidation": {"Strict"}, "force": {strconv.FormatBool(o.Force)}}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
 	what := "apply " + ref.String()
+	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &o.Force, FieldValidation: "Strict"}
 	if o.DryRun {
-		q.Set("dryRun", "All")
+		opts.DryRun = []string{metav1.DryRunAll}
 		what = "dry-run " + what
 	}
-	out, err := c.Do(ctx, what, http.MethodPatch, ref.path()+"?"+q.Encode(), body, "application/apply-patch+yaml")
-	return out, err
+	out, err := c.resource(ref.Resource, ref.Namespace).Patch(ctx, ref.Name, types.ApplyPatchType, body, opts)
+	if err != nil {
+		return nil, wrap(what, err)
+	}
+	b, err := out.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode answer: %w", what, err)
+	}
+	return b, nil
 }
 
 // Get reads one object into v.
 func (c *Client) Get(ctx context.Context, ref Ref, v any) error {
-	out, err := c.Do(ctx, "get "+ref.String(), http.MethodGet, ref.path(), nil, "")
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	out, err := c.resource(ref.Resource, ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return wrap("get "+ref.String(), err)
+	}
+	b, err := out.MarshalJSON()
 	if err != nil {
 		return err
 	}
-	return json.Unmarshal(out, v)
+	return json.Unmarshal(b, v)
 }
 
 // Delete deletes one object, its dependents in the background. A missing
 // object is not an error: it is already what was wanted.
 func (c *Client) Delete(ctx context.Context, ref Ref) error {
-	body := []byte(`{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background"}`)
-	_, err := c.Do(ctx, "delete "+ref.String(), http.MethodDelete, ref.path(), body, "application/json")
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	bg := metav1.DeletePropagationBackground
+	err := wrap("delete "+ref.String(), c.resource(ref.Resource, ref.Namespace).Delete(ctx, ref.Name, metav1.DeleteOptions{PropagationPolicy: &bg}))
 	if IsNotFound(err) {
 		return nil
 	}
 	return err
 }
 
-// List lists a resource in ns ("" for cluster-scoped) matching the label
-// selector into v (a *List type such as appsv1.DeploymentList).
+// List lists a resource in ns ("" for cluster-scoped or every namespace)
+// matching the label selector into v (a *List type such as
+// appsv1.DeploymentList). The daemon's own objects come from the
+// informers' cache; List is for what they do not hold (the cluster
+// policy's nodes and pods).
 func (c *Client) List(ctx context.Context, r Resource, ns, selector string, v any) error {
-	p := r.collection(ns)
-	if selector != "" {
-		p += "?labelSelector=" + url.QueryEscape(selector)
-	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
 	what := "list " + r.Plural
 	if ns != "" && !r.Cluster {
 		what += " in " + ns
 	}
-	out, err := c.Do(ctx, what, http.MethodGet, p, nil, "")
+	out, err := c.resource(r, ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
-		return err
+		return wrap(what, err)
 	}
-	if err := json.Unmarshal(out, v); err != nil {
+	b, err := out.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("%s: encode: %w", what, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%s: decode: %w", what, err)
-	}
-	return nil
-}
-
-// WatchEvent is one event of a watch.
-type WatchEvent struct {
-	Type   string          `json:"type"` // ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
-	Object json.RawMessage `json:"object"`
-}
-
-// Watch streams the events of r in ns matching selector from
-// resourceVersion rv ("" for "now"), calling fn for each, until ctx ends,
-// the server closes the stream (it does after its timeout) or fn returns
-// an error. A watch that ends is restarted by the caller, re-listing.
-func (c *Client) Watch(ctx context.Context, r Resource, ns, selector, rv string, fn func(WatchEvent) error) error {
-	q := url.Values{"watch": {"true"}, "allowWatchBookmarks": {"true"}, "timeoutSeconds": {"300"}}
-	if selector != "" {
-		q.Set("labelSelector", selector)
-	}
-	if rv != "" {
-		q.Set("resourceVersion", rv)
-	}
-	what := "watch " + r.Plural
-	req, err := c.request(ctx, http.MethodGet, r.collection(ns)+"?"+q.Encode(), nil, "")
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	resp, err := c.stream.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return &Error{Code: resp.StatusCode, What: what, Message: strings.TrimSpace(string(b))}
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
-	for sc.Scan() {
-		var ev WatchEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return fmt.Errorf("%s: decode event: %w", what, err)
-		}
-		if ev.Type == "ERROR" {
-			return fmt.Errorf("%s: %s", what, string(ev.Object))
-		}
-		if err := fn(ev); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
 
 // Ready asks the server's /readyz.
 func (c *Client) Ready(ctx context.Context) error {
-	_, err := c.Do(ctx, "readyz", http.MethodGet, "/readyz", nil, "")
-	return err
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	_, err := c.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	return wrap("readyz", err)
 }

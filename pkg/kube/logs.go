@@ -4,44 +4,39 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // PodLogOptions select the part of a pod container's log PodLogs reads.
 type PodLogOptions struct {
 	Container string
-	// Since, when not zero, leaves out lines written before it.
+	// Since, when not zero, leaves out lines written before it (the API
+	// takes whole seconds: the caller drops what is left of that second).
 	Since time.Time
 	// Tail, when 0 or more, starts at the last Tail lines.
 	Tail   int
 	Follow bool
 }
 
-// PodLogs opens a container's log of pod in ns (GET .../pods/NAME/log),
+// PodLogs opens a container's log of pod in ns (client-go's GetLogs),
 // every line starting with the kubelet's RFC 3339 timestamp. Not
 // following, the whole read is bounded by four times c.Timeout; following,
 // only the time the server takes to answer, and the stream lasts until
 // ctx ends or the container stops. The caller closes the reader.
 func (c *Client) PodLogs(ctx context.Context, ns, pod string, o PodLogOptions) (io.ReadCloser, error) {
-	q := url.Values{"timestamps": {"true"}}
-	if o.Container != "" {
-		q.Set("container", o.Container)
-	}
+	opts := &corev1.PodLogOptions{Container: o.Container, Timestamps: true, Follow: o.Follow}
 	if !o.Since.IsZero() {
-		q.Set("sinceTime", o.Since.UTC().Format(time.RFC3339))
+		t := metav1.NewTime(o.Since)
+		opts.SinceTime = &t
 	}
 	if o.Tail >= 0 {
-		q.Set("tailLines", strconv.Itoa(o.Tail))
-	}
-	if o.Follow {
-		q.Set("follow", "true")
+		n := int64(o.Tail)
+		opts.TailLines = &n
 	}
 	what := "logs of pod " + ns + "/" + pod
-	path := Pods.collection(ns) + "/" + url.PathEscape(pod) + "/log?" + q.Encode()
 	var (
 		cctx   context.Context
 		cancel context.CancelFunc
@@ -53,28 +48,16 @@ func (c *Client) PodLogs(ctx context.Context, ns, pod string, o PodLogOptions) (
 	} else {
 		cctx, cancel = context.WithTimeout(ctx, 4*c.Timeout)
 	}
-	req, err := c.request(cctx, http.MethodGet, path, nil, "")
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	req.Header.Set("Accept", "*/*")
-	resp, err := c.stream.Do(req)
+	rc, err := c.cs.CoreV1().Pods(ns).GetLogs(pod, opts).Stream(cctx)
 	if timer != nil && !timer.Stop() && err == nil {
-		resp.Body.Close()
+		rc.Close()
 		err = fmt.Errorf("the API server did not answer within %s: %w", c.Timeout, context.DeadlineExceeded)
 	}
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, wrap(what, err)
 	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		defer cancel()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return nil, &Error{Code: resp.StatusCode, What: what, Message: strings.TrimSpace(string(b))}
-	}
-	return &cancelBody{ReadCloser: resp.Body, cancel: cancel}, nil
+	return &cancelBody{ReadCloser: rc, cancel: cancel}, nil
 }
 
 // cancelBody releases a request's context with its body.

@@ -3,8 +3,6 @@ package kubetarget
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"sort"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +15,10 @@ import (
 // has the desired weights, and every Deployment it sends traffic to has
 // rolled out the desired image.
 func Serves(desired Desired, obs Observed) bool {
+	if servesBridge(desired, obs) {
+		return true // a promotion's traffic is all on the promoted image
+	}
+	desired = ForObserved(desired, obs)
 	deps := map[string]*appsv1.Deployment{}
 	var route *gatewayv1.HTTPRoute
 	for _, o := range desired.Objects {
@@ -66,32 +68,4 @@ func Revision(desired Desired) string {
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
-}
-
-// ObservedKey names every observed object at its resourceVersion.
-func ObservedKey(obs Observed) string {
-	var parts []string
-	for n, o := range obs.Deployments {
-		parts = append(parts, "d/"+n+"@"+o.ResourceVersion)
-	}
-	for n, o := range obs.Services {
-		parts = append(parts, "s/"+n+"@"+o.ResourceVersion)
-	}
-	for n, o := range obs.Routes {
-		parts = append(parts, "r/"+n+"@"+o.ResourceVersion)
-	}
-	for n, o := range obs.Claims {
-		parts = append(parts, "c/"+n+"@"+o.ResourceVersion)
-	}
-	for n, o := range obs.Secrets {
-		parts = append(parts, "x/"+n+"@"+o.ResourceVersion)
-	}
-	for _, p := range obs.Pods {
-		parts = append(parts, "p/"+p.Name+"@"+p.ResourceVersion)
-	}
-	if s := obs.PullSecret; s != nil {
-		parts = append(parts, "sec/"+s.Name+"@"+s.ResourceVersion)
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
 }

@@ -2,9 +2,12 @@
 // desired objects come from pkg/render/kubernetes, what exists is read
 // from the API (only objects carrying the project's swiftdeploy labels),
 // and the plan is a list of server-side applies and deletes, each shown
-// before it runs. Whether an object differs is the API server's own
-// answer: a dry-run apply of the desired object is compared with the live
-// one, so defaulted fields never look like drift and a hand edit of a
+// before it runs. Whether an object differs is read from the informers'
+// cache, never asked of the server per call: the hash of what was last
+// applied (an annotation) says whether the manifest changed it, and the
+// fields the desired object sets, compared with the live ones, say
+// whether someone changed them (compare.go). Fields the server defaults
+// are never compared, so they never look like drift; a hand edit of a
 // field swiftdeploy sets always does.
 //
 // Order matters as it does on Docker: a Deployment rolls out before the
@@ -13,9 +16,7 @@
 package kubetarget
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -53,6 +54,13 @@ type Desired struct {
 	// order. The RBAC the renderer also writes is not applied by the
 	// daemon: it cannot grant itself permissions.
 	Objects []k8srender.Object
+	// Keep names objects ("Kind/name") left as they are for now: not
+	// applied, not deleted (a promotion's stable Deployment while its
+	// traffic moves to the canary; see stage.go).
+	Keep map[string]bool
+	// Bridge, for a promotion of the manifest's canary, is the stage that
+	// moves every request to the canary at the stable's size first.
+	Bridge *Bridge
 	// Secrets are the project's Secrets with their content (secrets.go),
 	// applied before the objects and kept out of Revision: their content
 	// reaches the pods' template only as the keyed digest in the config
@@ -64,6 +72,27 @@ type Desired struct {
 // pullSecret, when set, is the .dockerconfigjson of the image pull Secret
 // (k8srender.Options.PullSecret).
 func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
+	d, err := render(m, o, ns, gateway, deadline, pullSecret)
+	if err != nil {
+		return d, err
+	}
+	if c := m.Services.Canary; c != nil && o.StableImage != "" && c.Image == o.StableImage {
+		// A promotion of the manifest's canary: its traffic moves to the
+		// canary at full size before the stable Deployment rolls
+		// (stage.go). The bridge is the pre-promotion stack with every
+		// request on the canary.
+		bo := o
+		bo.StableImage, bo.NoCanary, bo.CanaryWeight = "", false, 100
+		b, err := render(m, bo, ns, gateway, deadline, pullSecret)
+		if err != nil {
+			return d, err
+		}
+		d.Bridge = bridgeOf(b, d)
+	}
+	return d, nil
+}
+
+func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
 	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o, PullSecret: pullSecret})
 	if err != nil {
 		return Desired{}, err
@@ -88,6 +117,9 @@ func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadl
 			d.Objects = append(d.Objects, v)
 		}
 	}
+	for _, o := range d.Objects {
+		seal(o)
+	}
 	return d, nil
 }
 
@@ -107,115 +139,6 @@ func RefOf(o k8srender.Object) kube.Ref {
 		r = kube.Claims
 	}
 	return kube.Ref{Resource: r, Namespace: o.GetNamespace(), Name: o.GetName()}
-}
-
-// Observed is what the namespace holds of the project, by name.
-type Observed struct {
-	Deployments map[string]appsv1.Deployment
-	Services    map[string]corev1.Service
-	Routes      map[string]gatewayv1.HTTPRoute
-	Pods        []corev1.Pod
-	// PullSecret is the project's image pull Secret (read by name: without
-	// services.secrets the daemon may not list the namespace's Secrets);
-	// nil when absent.
-	PullSecret *corev1.Secret
-	// Secrets are listed only when the project has some (Observe's
-	// withSecrets): the daemon's Role grants secrets only then. The pull
-	// Secret is among them then, and is not theirs to delete.
-	Secrets map[string]corev1.Secret
-	// Claims are the named volumes' claims, listed only when the project
-	// has named volumes (ObserveAll): the Role grants them only then.
-	Claims map[string]corev1.PersistentVolumeClaim
-}
-
-// API is what the target needs of the API server.
-type API interface {
-	Apply(ctx context.Context, ref kube.Ref, body []byte, o kube.ApplyOptions) ([]byte, error)
-	Delete(ctx context.Context, ref kube.Ref) error
-	List(ctx context.Context, r kube.Resource, ns, selector string, v any) error
-}
-
-// Observe lists the project's objects in ns.
-func Observe(ctx context.Context, c API, ns, project string) (Observed, error) {
-	return ObserveWith(ctx, c, ns, project, false)
-}
-
-// ObserveWith is Observe that also lists the project's Secrets when
-// withSecrets.
-func ObserveWith(ctx context.Context, c API, ns, project string, withSecrets bool) (Observed, error) {
-	return ObserveAll(ctx, c, ns, project, withSecrets, false)
-}
-
-// ObserveAll is Observe that also lists the project's Secrets and its
-// volume claims when asked.
-func ObserveAll(ctx context.Context, c API, ns, project string, withSecrets, withClaims bool) (Observed, error) {
-	sel := Selector(project)
-	o := Observed{Deployments: map[string]appsv1.Deployment{}, Services: map[string]corev1.Service{}, Routes: map[string]gatewayv1.HTTPRoute{}, Secrets: map[string]corev1.Secret{}, Claims: map[string]corev1.PersistentVolumeClaim{}}
-	if withClaims {
-		var cl corev1.PersistentVolumeClaimList
-		if err := c.List(ctx, kube.Claims, ns, sel, &cl); err != nil {
-			return o, err
-		}
-		for _, pvc := range cl.Items {
-			o.Claims[pvc.Name] = pvc
-		}
-	}
-	if withSecrets {
-		var sl corev1.SecretList
-		if err := c.List(ctx, kube.Secrets, ns, sel, &sl); err != nil {
-			return o, err
-		}
-		for _, s := range sl.Items {
-			o.Secrets[s.Name] = s
-		}
-	}
-	var dl appsv1.DeploymentList
-	if err := c.List(ctx, kube.Deployments, ns, sel, &dl); err != nil {
-		return o, err
-	}
-	for _, d := range dl.Items {
-		o.Deployments[d.Name] = d
-	}
-	var sl corev1.ServiceList
-	if err := c.List(ctx, kube.Services, ns, sel, &sl); err != nil {
-		return o, err
-	}
-	for _, s := range sl.Items {
-		o.Services[s.Name] = s
-	}
-	var rl gatewayv1.HTTPRouteList
-	if err := c.List(ctx, kube.HTTPRoutes, ns, sel, &rl); err != nil {
-		return o, err
-	}
-	for _, r := range rl.Items {
-		o.Routes[r.Name] = r
-	}
-	// Pods carry only the selector labels (no managed-by): they are the
-	// Deployments' doing, selected by project and role.
-	var pl corev1.PodList
-	if err := c.List(ctx, kube.Pods, ns, k8srender.LabelProject+"="+project+","+k8srender.LabelRole+"="+stack.RoleApp, &pl); err != nil {
-		return o, err
-	}
-	o.Pods = pl.Items
-	sort.Slice(o.Pods, func(i, j int) bool { return o.Pods[i].Name < o.Pods[j].Name })
-	if g, ok := c.(getter); ok {
-		var sec corev1.Secret
-		err := g.Get(ctx, kube.Ref{Resource: kube.Secrets, Namespace: ns, Name: k8srender.PullSecretName(project)}, &sec)
-		switch {
-		case kube.IsNotFound(err):
-		case err != nil:
-			return o, err
-		case sec.Labels[k8srender.LabelManagedBy] == k8srender.ManagedBy && sec.Labels[k8srender.LabelProject] == project:
-			o.PullSecret = &sec // someone else's Secret of that name is never touched
-		}
-	}
-	return o, nil
-}
-
-// getter reads one object by name (kube.Client); an API without it
-// observes no pull Secret.
-type getter interface {
-	Get(ctx context.Context, ref kube.Ref, v any) error
 }
 
 // Op kinds.
@@ -280,13 +203,21 @@ func (p Plan) Lines() []string {
 	return out
 }
 
-// Compute plans the converge of obs to desired. It asks the server (dry
-// run) what each desired object would become and plans an apply only
-// where that differs from what is live.
-func Compute(ctx context.Context, c API, desired Desired, obs Observed) (Plan, error) {
+// Compute plans the converge of obs to desired, from what is observed
+// alone (no call to the API server: status and diff plan on every call).
+// An object is applied when the hash of what swiftdeploy would apply
+// differs from the one it last applied (AnnotationApplied), or when a
+// field swiftdeploy sets no longer holds the value it set (drift: reverted
+// by a forced apply this op names). Fields the server defaults or others
+// add are not compared: only what the desired object sets is.
+func Compute(desired Desired, obs Observed) (Plan, error) {
 	var plan Plan
+	desired = ForObserved(desired, obs)
 	plan.Ops = secretOps(desired, obs)
 	want := map[string]bool{}
+	for k := range desired.Keep {
+		want[k] = true // not deleted either
+	}
 	pendingDeploy := map[string]bool{} // Deployments this plan changes
 	var routeOps []Op
 	for _, obj := range desired.Objects {
@@ -296,42 +227,38 @@ func Compute(ctx context.Context, c API, desired Desired, obs Observed) (Plan, e
 		if err != nil {
 			return plan, fmt.Errorf("encode %s: %w", ref, err)
 		}
-		live, exists := liveJSON(obs, ref)
 		why, force := "create", false
+		live, exists := liveObject(obs, ref)
 		if exists {
-			dry, err := c.Apply(ctx, ref, body, kube.ApplyOptions{DryRun: true})
-			if kube.IsConflict(err) {
-				// Someone changed a field swiftdeploy sets (an edit is an
-				// update: it takes the field's ownership). On an object
-				// swiftdeploy applied, that is drift, reverted by a forced
-				// apply that this op names; anything else is refused.
-				if !appliedBySwiftdeploy(live) {
-					return plan, fmt.Errorf("%w; %s was not applied by swiftdeploy, so it is not taken over", err, ref)
+			if !appliedBySwiftdeploy(live) {
+				return plan, fmt.Errorf("%s exists and was not applied by swiftdeploy (field managers: %s), so it is not taken over", ref, strings.Join(managers(live, false), ", "))
+			}
+			// A manifest change applies the new values (a field someone
+			// else took meanwhile conflicts: ForceAfterConflict). Without
+			// one, a field swiftdeploy set that no longer holds its value
+			// is drift.
+			changed := liveAnnotation(live, AnnotationApplied) != obj.GetAnnotations()[AnnotationApplied]
+			path, drifted := "", false
+			if !changed {
+				var err error
+				if path, drifted, err = drift(obj, live); err != nil {
+					return plan, fmt.Errorf("compare %s: %w", ref, err)
 				}
-				force = true
-				why = "revert drift: " + conflictText(err)
-				dry, err = c.Apply(ctx, ref, body, kube.ApplyOptions{DryRun: true, Force: true})
 			}
-			if err != nil {
-				return plan, err
-			}
-			// The live object went through the typed structs (Observe);
-			// so must the server's answer, or their encodings differ
-			// where the structs add empty fields.
-			if dry, err = roundTrip(ref.Resource.Kind, dry); err != nil {
-				return plan, fmt.Errorf("decode dry run of %s: %w", ref, err)
-			}
-			same, err := sameObject(live, dry)
-			if err != nil {
-				return plan, fmt.Errorf("compare %s: %w", ref, err)
-			}
-			if same {
+			if !changed && !drifted {
 				continue
 			}
-			if !force {
-				why = describeChange(obs, obj)
-			} else {
-				why = describeChange(obs, obj) + "; " + why
+			why = describeChange(obs, obj)
+			if drifted {
+				// Someone changed a field swiftdeploy sets (an edit is an
+				// update: it takes the field's ownership, so a plain apply
+				// would conflict): reverted by a forced apply.
+				force = true
+				by := managers(live, true)
+				if len(by) == 0 {
+					by = []string{"unknown field manager"}
+				}
+				why += "; revert drift: " + path + " changed by " + strings.Join(by, ", ")
 			}
 		}
 		op := Op{Kind: OpApply, Ref: ref, Body: body, Why: why, Force: force}
@@ -479,117 +406,6 @@ func ProgressFailed(d appsv1.Deployment) string {
 	return ""
 }
 
-// liveJSON is the live object named by ref, as JSON.
-func liveJSON(obs Observed, ref kube.Ref) ([]byte, bool) {
-	var v any
-	switch ref.Resource.Kind {
-	case "Deployment":
-		d, ok := obs.Deployments[ref.Name]
-		if !ok {
-			return nil, false
-		}
-		v = d
-	case "Service":
-		s, ok := obs.Services[ref.Name]
-		if !ok {
-			return nil, false
-		}
-		v = s
-	case "HTTPRoute":
-		r, ok := obs.Routes[ref.Name]
-		if !ok {
-			return nil, false
-		}
-		v = r
-	case "Secret":
-		if obs.PullSecret == nil || obs.PullSecret.Name != ref.Name {
-			return nil, false
-		}
-		v = obs.PullSecret
-	case "PersistentVolumeClaim":
-		c, ok := obs.Claims[ref.Name]
-		if !ok {
-			return nil, false
-		}
-		v = c
-	default:
-		return nil, false
-	}
-	b, err := json.Marshal(v)
-	return b, err == nil
-}
-
-// roundTrip decodes raw into kind's typed struct and encodes it again.
-func roundTrip(kind string, raw []byte) ([]byte, error) {
-	var v any
-	switch kind {
-	case "Deployment":
-		v = &appsv1.Deployment{}
-	case "Service":
-		v = &corev1.Service{}
-	case "HTTPRoute":
-		v = &gatewayv1.HTTPRoute{}
-	case "Secret":
-		v = &corev1.Secret{}
-	case "PersistentVolumeClaim":
-		v = &corev1.PersistentVolumeClaim{}
-	default:
-		return raw, nil
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return nil, err
-	}
-	return json.Marshal(v)
-}
-
-// sameObject compares what an apply would change: labels, annotations
-// and spec (a Secret's type and data) of the live object and of the
-// dry-run result.
-func sameObject(live, dry []byte) (bool, error) {
-	type shape struct {
-		Metadata struct {
-			Labels      map[string]string `json:"labels"`
-			Annotations map[string]string `json:"annotations"`
-		} `json:"metadata"`
-		Spec json.RawMessage `json:"spec"`
-		Type string          `json:"type"`
-		Data json.RawMessage `json:"data"`
-	}
-	var a, b shape
-	if err := json.Unmarshal(live, &a); err != nil {
-		return false, err
-	}
-	if err := json.Unmarshal(dry, &b); err != nil {
-		return false, err
-	}
-	la, _ := json.Marshal(a.Metadata)
-	lb, _ := json.Marshal(b.Metadata)
-	if !bytes.Equal(la, lb) || a.Type != b.Type {
-		return false, nil
-	}
-	if same, err := jsonEqual(a.Data, b.Data); err != nil || !same {
-		return false, err
-	}
-	return jsonEqual(a.Spec, b.Spec)
-}
-
-func jsonEqual(a, b json.RawMessage) (bool, error) {
-	var x, y any
-	if len(a) > 0 {
-		if err := json.Unmarshal(a, &x); err != nil {
-			return false, err
-		}
-	}
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &y); err != nil {
-			return false, err
-		}
-	}
-	xb, _ := json.Marshal(x) // maps marshal with sorted keys
-	yb, _ := json.Marshal(y)
-	return bytes.Equal(xb, yb), nil
-}
-
 // describeChange says, for people, what an apply of obj changes.
 func describeChange(obs Observed, obj k8srender.Object) string {
 	switch v := obj.(type) {
@@ -599,7 +415,7 @@ func describeChange(obs Observed, obj k8srender.Object) string {
 		if li, di := ImageOf(live), ImageOf(*v); li != di {
 			parts = append(parts, "image "+li+" → "+di)
 		}
-		if lr, dr := replicas(live), replicas(*v); lr != dr {
+		if lr, dr := replicas(live), replicas(*v); v.Spec.Replicas != nil && lr != dr {
 			parts = append(parts, fmt.Sprintf("replicas %d → %d", lr, dr))
 		}
 		if len(parts) == 0 {
@@ -676,21 +492,40 @@ func WeightsText(w map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
+// ForceAfterConflict: an apply of a changed object that conflicts (someone
+// else took a field swiftdeploy sets, since its last apply) becomes a
+// forced apply, the drift it reverts named from the conflict: the fields
+// and who changed them. Any other error stays.
+func ForceAfterConflict(op Op, err error) (Op, bool) {
+	if op.Kind != OpApply || op.Force || !kube.IsConflict(err) {
+		return op, false
+	}
+	op.Force = true
+	op.Why += "; revert drift: " + conflictText(err)
+	return op, true
+}
+
+// conflictText names the fields of a conflict and their managers.
+func conflictText(err error) string {
+	var e *kube.Error
+	if !errors.As(err, &e) || len(e.Causes) == 0 {
+		return err.Error()
+	}
+	var parts []string
+	for _, c := range e.Causes {
+		parts = append(parts, c.Field+" "+c.Message)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
 // Apply runs the plan's ops in order; the first error stops it, naming
 // the op.
 func Apply(ctx context.Context, c API, plan Plan, progress func(string)) error {
 	for _, op := range plan.Ops {
-		var err error
-		switch op.Kind {
-		case OpApply:
-			_, err = c.Apply(ctx, op.Ref, op.Body, kube.ApplyOptions{Force: op.Force})
-		case OpDelete:
-			err = c.Delete(ctx, op.Ref)
-		default:
-			err = fmt.Errorf("unknown op %q", op.Kind)
-		}
+		op, err := RunOp(ctx, c, op)
 		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+			return err
 		}
 		if progress != nil {
 			progress(op.String())
@@ -699,9 +534,32 @@ func Apply(ctx context.Context, c API, plan Plan, progress func(string)) error {
 	return nil
 }
 
+// RunOp runs one op and returns it as it ran: an apply that conflicted
+// and was forced (ForceAfterConflict) says so. An error names the op.
+func RunOp(ctx context.Context, c API, op Op) (Op, error) {
+	var err error
+	switch op.Kind {
+	case OpApply:
+		_, err = c.Apply(ctx, op.Ref, op.Body, kube.ApplyOptions{Force: op.Force})
+		if forced, ok := ForceAfterConflict(op, err); ok {
+			op = forced
+			_, err = c.Apply(ctx, op.Ref, op.Body, kube.ApplyOptions{Force: true})
+		}
+	case OpDelete:
+		err = c.Delete(ctx, op.Ref)
+	default:
+		err = fmt.Errorf("unknown op %q", op.Kind)
+	}
+	if err != nil {
+		return op, fmt.Errorf("%s: %w", op, err)
+	}
+	return op, nil
+}
+
 // Converged reports whether obs is desired, rolled out: the plan is
 // empty, nothing waits, and every desired Deployment has rolled out.
 func Converged(desired Desired, obs Observed, plan Plan) (bool, string) {
+	desired = ForObserved(desired, obs)
 	if !plan.Empty() {
 		return false, plan.Ops[0].String()
 	}
@@ -720,40 +578,4 @@ func Converged(desired Desired, obs Observed, plan Plan) (bool, string) {
 		}
 	}
 	return true, ""
-}
-
-// appliedBySwiftdeploy reports whether swiftdeploy's field manager has
-// applied the live object.
-func appliedBySwiftdeploy(live []byte) bool {
-	var v struct {
-		Metadata struct {
-			ManagedFields []struct {
-				Manager   string `json:"manager"`
-				Operation string `json:"operation"`
-			} `json:"managedFields"`
-		} `json:"metadata"`
-	}
-	if json.Unmarshal(live, &v) != nil {
-		return false
-	}
-	for _, f := range v.Metadata.ManagedFields {
-		if f.Manager == kube.FieldManager && f.Operation == "Apply" {
-			return true
-		}
-	}
-	return false
-}
-
-// conflictText names the fields of a conflict and their managers.
-func conflictText(err error) string {
-	var e *kube.Error
-	if !errors.As(err, &e) || len(e.Causes) == 0 {
-		return err.Error()
-	}
-	var parts []string
-	for _, c := range e.Causes {
-		parts = append(parts, c.Field+" "+c.Message)
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ", ")
 }

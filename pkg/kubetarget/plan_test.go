@@ -3,7 +3,6 @@ package kubetarget
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -31,7 +30,7 @@ func newFake() *fakeAPI {
 func (f *fakeAPI) Apply(_ context.Context, ref kube.Ref, body []byte, o kube.ApplyOptions) ([]byte, error) {
 	key := ref.Resource.Kind + "/" + ref.Name
 	if f.conflicts[key] && !o.Force {
-		return nil, &kube.Error{Code: http.StatusConflict, Reason: "Conflict", What: "apply " + ref.String(),
+		return nil, &kube.Error{Code: 409, Reason: "Conflict", What: "apply " + ref.String(),
 			Causes: []kube.Cause{{Reason: "FieldManagerConflict", Message: `conflict with "kubectl-edit"`, Field: ".spec.template.spec.containers[name=\"app\"].image"}}}
 	}
 	if o.DryRun {
@@ -109,11 +108,11 @@ func plan(t *testing.T, f *fakeAPI, m *manifest.Manifest, o stack.Options) (Desi
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs, err := Observe(context.Background(), f, "ns", m.Project)
+	obs, err := ListObserve(context.Background(), f, "ns", m.Project)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Compute(context.Background(), f, d, obs)
+	p, err := Compute(d, obs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +162,7 @@ func TestRouteWaitsForItsDeploymentsThenDeletesWaitForTheRoute(t *testing.T) {
 	if err := Apply(ctx, f, p, nil); err != nil {
 		t.Fatal(err)
 	}
-	obs, _ := Observe(ctx, f, "ns", "shop")
+	obs, _ := ListObserve(ctx, f, "ns", "shop")
 	_, p = plan(t, f, m, stack.Options{})
 	if done, why := Converged(d, obs, p); !done {
 		t.Fatalf("not converged: %s", why)
@@ -182,41 +181,136 @@ func TestRouteWaitsForItsDeploymentsThenDeletesWaitForTheRoute(t *testing.T) {
 		t.Fatal("a rollback only withdraws traffic: it must not be gated")
 	}
 
-	// Promotion: stable takes the canary's image; until it has rolled out
-	// the route keeps the split and the canary is not deleted.
-	_, p = plan(t, f, m, stack.Options{StableImage: "app:2", NoCanary: true})
-	if got, want := strings.Join(kinds(p), ","), "apply Deployment/shop-stable"; got != want {
-		t.Fatalf("promotion plan = %s, want %s (route and deletes waiting)", got, want)
+}
+
+// A promotion of the canary never puts a pod of the promoted image in
+// the stable Service while the route sends it traffic: the canary scales
+// to the stable's size, takes every request (the commit), and only then
+// does the stable Deployment roll; the route returns to it, the canary
+// goes.
+func TestPromotionMovesTrafficToTheFullCanaryBeforeStableRolls(t *testing.T) {
+	f := newFake()
+	ctx := context.Background()
+	m := testManifest(t, withCanary)
+	for range 3 { // deploy the canary: Deployments, roll out, route
+		_, p := plan(t, f, m, stack.Options{})
+		if err := Apply(ctx, f, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		f.rollOut("shop-stable")
+		f.rollOut("shop-canary")
 	}
-	if !strings.Contains(p.Ops[0].Why, "image app:1 → app:2") {
-		t.Fatalf("why = %q", p.Ops[0].Why)
+	promo := stack.Options{StableImage: "app:2", NoCanary: true}
+	step := func(want string) (Desired, Plan) {
+		t.Helper()
+		d, p := plan(t, f, m, promo)
+		if got := strings.Join(kinds(p), ","); got != want {
+			t.Fatalf("plan = %s (%q), want %s", got, p.Lines(), want)
+		}
+		if err := Apply(ctx, f, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		return d, p
 	}
-	if len(p.Waiting) != 3 {
-		t.Fatalf("waiting = %q, want the route and both canary deletes", p.Waiting)
+	stableImage := func() string {
+		return f.objs["Deployment/shop-stable"]["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["image"].(string)
+	}
+	d, p := step("apply Deployment/shop-canary")
+	if !strings.Contains(p.Ops[0].Why, "replicas 1 → 2") || len(p.Waiting) != 1 || !p.Gated() {
+		t.Fatalf("first stage: %q waiting %q gated %v, want the canary scaled to 2, gated, the route waiting", p.Lines(), p.Waiting, p.Gated())
+	}
+	obs, _ := ListObserve(ctx, f, "ns", "shop")
+	if Serves(d, obs) {
+		t.Fatal("served before any request moved")
+	}
+	f.rollOut("shop-canary")
+	step("apply HTTPRoute/shop")
+	obs, _ = ListObserve(ctx, f, "ns", "shop")
+	if w := WeightsText(Weights(obs.Routes["shop"])); w != "shop-canary=100 shop-stable=0" || stableImage() != "app:1" {
+		t.Fatalf("after the switch: weights %s stable %s, want every request on the canary, stable untouched", w, stableImage())
+	}
+	if !Serves(d, obs) {
+		t.Fatal("the route serves the promoted image: that is the commit")
+	}
+	_, p = step("apply Deployment/shop-stable")
+	if !strings.Contains(p.Ops[0].Why, "image app:1 → app:2") || len(p.Waiting) != 3 {
+		t.Fatalf("third stage %q waiting %q: want the stable rolled, the route and the canary's deletes waiting", p.Lines(), p.Waiting)
+	}
+	f.rollOut("shop-stable")
+	step("apply HTTPRoute/shop,delete Deployment/shop-canary,delete Service/shop-canary")
+	d, p = plan(t, f, m, promo)
+	obs, _ = ListObserve(ctx, f, "ns", "shop")
+	if done, why := Converged(d, obs, p); !done || WeightsText(Weights(obs.Routes["shop"])) != "shop-stable=100" {
+		t.Fatalf("not converged: %s", why)
 	}
 }
 
-func TestConflictOnAnObjectSwiftdeployDidNotApplyIsAnError(t *testing.T) {
+func TestDriftIsRevertedAndObjectsOthersAppliedAreRefused(t *testing.T) {
 	f := newFake()
 	m := testManifest(t, "")
 	_, p := plan(t, f, m, stack.Options{})
 	if err := Apply(context.Background(), f, p, nil); err != nil {
 		t.Fatal(err)
 	}
-	// Drift on an object swiftdeploy applied: a forced apply, named.
-	f.conflicts["Deployment/shop-stable"] = true
-	f.objs["Deployment/shop-stable"]["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["image"] = "evil:1"
-	_, p = plan(t, f, m, stack.Options{})
-	if len(p.Ops) != 1 || !p.Ops[0].Force || !strings.Contains(p.Ops[0].Why, "revert drift") || !strings.Contains(p.Ops[0].Why, "kubectl-edit") || !strings.Contains(p.Ops[0].Why, "image evil:1 → app:1") {
-		t.Fatalf("drift plan = %q, want one forced apply naming the field manager and the image", p.Lines())
+	f.rollOut("shop-stable")
+	if _, p = plan(t, f, m, stack.Options{}); len(p.Ops) != 1 || p.Ops[0].Ref.Resource.Kind != "HTTPRoute" {
+		t.Fatalf("plan after the Deployment rolled out = %q, want the route alone", p.Lines())
 	}
-	// The same conflict on an object someone else applied: refused.
+	// What the server adds (defaults, the controller's annotation, a
+	// status) is not drift: nothing to apply.
+	dep := f.objs["Deployment/shop-stable"]
+	dep["metadata"].(map[string]any)["annotations"].(map[string]any)["deployment.kubernetes.io/revision"] = "1"
+	dep["spec"].(map[string]any)["revisionHistoryLimit"] = 10.0
+	ct := dep["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+	ct["terminationMessagePath"] = "/dev/termination-log"
+	ct["readinessProbe"].(map[string]any)["successThreshold"] = 1.0
+	// Another manager's env var beside swiftdeploy's is theirs: not drift.
+	ct["env"] = append(ct["env"].([]any), map[string]any{"name": "SIDECAR", "value": "x"})
+	svc := f.objs["Service/shop-stable"]
+	svc["spec"].(map[string]any)["clusterIP"] = "10.0.0.7"
+	svc["spec"].(map[string]any)["ports"].([]any)[0].(map[string]any)["targetPort"] = "http"
+	if err := Apply(context.Background(), f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.objs["HTTPRoute/shop"]["spec"].(map[string]any)["rules"].([]any)[2].(map[string]any)["backendRefs"].([]any)[0].(map[string]any)["kind"] = "Service"
+	if _, p = plan(t, f, m, stack.Options{}); !p.Empty() {
+		t.Fatalf("server defaults planned as changes: %q", p.Lines())
+	}
+	// Drift on an object swiftdeploy applied: a forced apply, named.
+	ct["image"] = "evil:1"
+	f.objs["Deployment/shop-stable"]["metadata"].(map[string]any)["managedFields"] = []any{
+		map[string]any{"manager": "swiftdeploy", "operation": "Apply"},
+		map[string]any{"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": map[string]any{"f:metadata": map[string]any{"f:annotations": map[string]any{"f:deployment.kubernetes.io/revision": map[string]any{}}}}},
+		map[string]any{"manager": "kubectl-edit", "operation": "Update", "fieldsV1": map[string]any{"f:spec": map[string]any{}}},
+	}
+	_, p = plan(t, f, m, stack.Options{})
+	if len(p.Ops) != 1 || !p.Ops[0].Force || !strings.Contains(p.Ops[0].Why, "revert drift") || !strings.Contains(p.Ops[0].Why, "changed by kubectl-edit;") && !strings.HasSuffix(p.Ops[0].Why, "changed by kubectl-edit") || !strings.Contains(p.Ops[0].Why, "image evil:1 → app:1") {
+		t.Fatalf("drift plan = %q, want one forced apply naming the field manager (not the Deployment controller) and the image", p.Lines())
+	}
+	// An object someone else applied: refused, whatever it holds.
 	f.objs["Deployment/shop-stable"]["metadata"].(map[string]any)["managedFields"] = []any{map[string]any{"manager": "helm", "operation": "Apply"}}
-	obs, _ := Observe(context.Background(), f, "ns", "shop")
+	obs, _ := ListObserve(context.Background(), f, "ns", "shop")
 	d, _ := DesiredFor(m, stack.Options{}, "ns", "", 0, nil)
-	_, err := Compute(context.Background(), f, d, obs)
-	if err == nil || !kube.IsConflict(err) || !strings.Contains(err.Error(), "not applied by swiftdeploy") || !strings.Contains(err.Error(), "Deployment ns/shop-stable") {
-		t.Fatalf("err = %v, want a conflict naming the object, not taken over", err)
+	_, err := Compute(d, obs)
+	if err == nil || !strings.Contains(err.Error(), "not applied by swiftdeploy") || !strings.Contains(err.Error(), "Deployment ns/shop-stable") || !strings.Contains(err.Error(), "helm") {
+		t.Fatalf("err = %v, want the object and its manager named, not taken over", err)
+	}
+}
+
+// A manifest edit is a change even where the server's copy would pass
+// the drift comparison (a removed env var): the applied hash says so.
+func TestRemovedFieldIsAChange(t *testing.T) {
+	f := newFake()
+	m := testManifest(t, "")
+	m.Services.Env = map[string]string{"A": "1", "B": "2"}
+	_, p := plan(t, f, m, stack.Options{})
+	if err := Apply(context.Background(), f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	delete(m.Services.Env, "B")
+	_, p = plan(t, f, m, stack.Options{})
+	if got := strings.Join(kinds(p), ","); got != "apply Deployment/shop-stable" {
+		t.Fatalf("plan after removing an env var = %s, want the Deployment applied", got)
 	}
 }
 
@@ -248,5 +342,104 @@ func TestRolledOut(t *testing.T) {
 		if done != (tc.want == "") || !strings.Contains(why, tc.want) {
 			t.Errorf("%s: RolledOut = %v %q, want %q", tc.name, done, why, tc.want)
 		}
+	}
+}
+
+// A manifest change is applied as a change, not called drift; if someone
+// took a field it sets meanwhile, the apply conflicts and is forced,
+// naming the field and the manager from the conflict.
+func TestChangedObjectThatConflictsIsForcedAndNamed(t *testing.T) {
+	f := newFake()
+	m := testManifest(t, "")
+	_, p := plan(t, f, m, stack.Options{})
+	if err := Apply(context.Background(), f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Services.Replicas = 3
+	_, p = plan(t, f, m, stack.Options{})
+	if len(p.Ops) != 1 || p.Ops[0].Force || strings.Contains(p.Ops[0].Why, "drift") {
+		t.Fatalf("plan %q: want a plain apply of the change", p.Lines())
+	}
+	f.conflicts["Deployment/shop-stable"] = true
+	op, err := RunOp(context.Background(), f, p.Ops[0])
+	if err != nil || !op.Force || !strings.Contains(op.Why, `revert drift: .spec.template.spec.containers[name="app"].image conflict with "kubectl-edit"`) {
+		t.Fatalf("ran %+v err %v, want forced naming the conflict", op, err)
+	}
+}
+
+// A Deployment an HPA targets keeps the HPA's replicas: no drift revert,
+// no apply once it converged; before the HPA owns the field, it is
+// applied at the live count (dropping it would reset it to 1).
+func TestHPAOwnsReplicas(t *testing.T) {
+	f := newFake()
+	m := testManifest(t, "")
+	_, p := plan(t, f, m, stack.Options{})
+	if err := Apply(context.Background(), f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.rollOut("shop-stable")
+	_, p = plan(t, f, m, stack.Options{})
+	if err := Apply(context.Background(), f, p, nil); err != nil { // the route
+		t.Fatal(err)
+	}
+	d, _ := DesiredFor(m, stack.Options{}, "ns", "", 0, nil)
+	observe := func() Observed {
+		obs, _ := ListObserve(context.Background(), f, "ns", "shop")
+		obs.Scaled["shop-stable"] = "web"
+		return obs
+	}
+	spec := func() map[string]any { return f.objs["Deployment/shop-stable"]["spec"].(map[string]any) }
+	// The HPA exists and has not scaled yet: replicas stay at the live 2,
+	// whatever the manifest says now (nothing to apply).
+	m.Services.Replicas = 4
+	d, _ = DesiredFor(m, stack.Options{}, "ns", "", 0, nil)
+	if p, err := Compute(d, observe()); err != nil || !p.Empty() {
+		t.Fatalf("plan %q err %v: want nothing, the replicas are the HPA's", p.Lines(), err)
+	}
+	// The HPA scales to 5 through the scale subresource: its field now.
+	hpaScales := func() {
+		spec()["replicas"] = 5.0
+		md := f.objs["Deployment/shop-stable"]["metadata"].(map[string]any)
+		md["managedFields"] = append(md["managedFields"].([]any), map[string]any{"manager": "horizontal-pod-autoscaler", "operation": "Update", "subresource": "scale",
+			"fieldsV1": map[string]any{"f:spec": map[string]any{"f:replicas": map[string]any{}}}})
+	}
+	hpaScales()
+	p, err := Compute(d, observe())
+	if err != nil || len(p.Ops) != 1 || p.Ops[0].Force || strings.Contains(p.Ops[0].Why, "drift") {
+		t.Fatalf("plan %q err %v: want one plain apply without replicas, never a drift revert", p.Lines(), err)
+	}
+	if err := Apply(context.Background(), f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, set := spec()["replicas"]; set {
+		t.Fatalf("applied replicas %v: the HPA owns them", spec()["replicas"])
+	}
+	hpaScales() // the server keeps the HPA's value and its ownership
+	if p, _ = Compute(d, observe()); !p.Empty() {
+		t.Fatalf("plan %q after the hand-over: want nothing", p.Lines())
+	}
+}
+
+// Under an HPA, a promotion's canary takes the stable's live count (what
+// carries its traffic now), not the manifest's.
+func TestPromotionCanaryFollowsTheHPAsCount(t *testing.T) {
+	f := newFake()
+	ctx := context.Background()
+	m := testManifest(t, withCanary)
+	for range 3 {
+		_, p := plan(t, f, m, stack.Options{})
+		if err := Apply(ctx, f, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		f.rollOut("shop-stable")
+		f.rollOut("shop-canary")
+	}
+	f.objs["Deployment/shop-stable"]["spec"].(map[string]any)["replicas"] = 4.0
+	d, _ := DesiredFor(m, stack.Options{StableImage: "app:2", NoCanary: true}, "ns", "", 0, nil)
+	obs, _ := ListObserve(ctx, f, "ns", "shop")
+	obs.Scaled["shop-stable"] = "web"
+	p, err := Compute(d, obs)
+	if err != nil || len(p.Ops) != 1 || !strings.Contains(p.Ops[0].Why, "replicas 1 → 4") {
+		t.Fatalf("plan %q err %v: want the canary scaled to the HPA's 4", p.Lines(), err)
 	}
 }

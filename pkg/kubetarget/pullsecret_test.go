@@ -44,7 +44,7 @@ func TestPullSecretPlan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := Compute(ctx, f, d, obs)
+		p, err := Compute(d, obs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func TestPullSecretBesideServiceSecrets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := Compute(ctx, f, d, obs)
+		p, err := Compute(d, obs)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -35,7 +35,7 @@ func TestSecretsAppliedFirstAndNeverShown(t *testing.T) {
 		return d
 	}
 	d := desired(pw)
-	p, err := Compute(ctx, f, d, observe())
+	p, err := Compute(d, observe())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestSecretsAppliedFirstAndNeverShown(t *testing.T) {
 	if err := Apply(ctx, f, p, nil); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := Compute(ctx, f, d, observe()); strings.Contains(strings.Join(kinds(p), ","), "Secret") {
+	if p, _ := Compute(d, observe()); strings.Contains(strings.Join(kinds(p), ","), "Secret") {
 		t.Errorf("unchanged Secrets applied again: %v", kinds(p))
 	}
 	rev := Revision(d)
@@ -54,7 +54,7 @@ func TestSecretsAppliedFirstAndNeverShown(t *testing.T) {
 	if Revision(d2) != rev {
 		t.Error("the revision depends on the Secrets' content")
 	}
-	p, err = Compute(ctx, f, d2, observe())
+	p, err = Compute(d2, observe())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestSecretsAppliedFirstAndNeverShown(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p, err = Compute(ctx, f, desired(""), observe())
+	p, err = Compute(desired(""), observe())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestClaimsAppliedFirstAndNeverDeletedByAPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Compute(ctx, f, d, obs)
+	p, err := Compute(d, obs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestClaimsAppliedFirstAndNeverDeletedByAPlan(t *testing.T) {
 	without := testManifest(t, "")
 	d, _ = DesiredFor(without, stack.Options{}, "ns", "", 0, nil)
 	obs, _ = ObserveAll(ctx, f, "ns", "shop", false, true)
-	p, err = Compute(ctx, f, d, obs)
+	p, err = Compute(d, obs)
 	if err != nil {
 		t.Fatal(err)
 	}

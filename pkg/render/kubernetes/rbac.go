@@ -13,8 +13,9 @@ const DaemonName = "swiftdeployd"
 // rbac is what swiftdeployd needs to converge one project in one
 // namespace: the objects it renders, read and written by server-side
 // apply (get, list and watch to observe them, patch to apply, delete to
-// remove a canary), pods and events read-only, for status, and pods' logs
-// read-only, for swiftctl logs. It is a
+// remove a canary), pods and events read-only, for status, pods' logs
+// read-only, for swiftctl logs, its Lease and the namespace's
+// HorizontalPodAutoscalers (read). It is a
 // Role, not a ClusterRole: the daemon never needs another namespace.
 // The cluster policy's facts are cluster-scoped, so the plain target also
 // gets a ClusterRole, read-only: nodes (readiness, pressure, allocatable)
@@ -57,6 +58,15 @@ func rbac(project, namespace string, argo, secrets, claims bool) []Object {
 	// The daemon applies the HTTPRoute on both targets (on argo-rollouts
 	// the plugin then moves its weights).
 	rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes"}, Verbs: write})
+	if !argo {
+		// Leader election: daemons of the project on this namespace hold
+		// one Lease, and only its holder applies. An HPA that targets a
+		// Deployment owns its replicas: the daemon reads them to leave
+		// them alone.
+		rules = append(rules,
+			rbacv1.PolicyRule{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+			rbacv1.PolicyRule{APIGroups: []string{"autoscaling"}, Resources: []string{"horizontalpodautoscalers"}, Verbs: read})
+	}
 	objs := []Object{
 		&corev1.ServiceAccount{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},

@@ -1,0 +1,275 @@
+package kubetarget
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
+	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// Observed is what the namespace holds of the project, by name.
+type Observed struct {
+	Deployments map[string]appsv1.Deployment
+	Services    map[string]corev1.Service
+	Routes      map[string]gatewayv1.HTTPRoute
+	Pods        []corev1.Pod
+	// ReplicaSets of the project's Deployments (their pod-template-hash).
+	ReplicaSets []appsv1.ReplicaSet
+	// Scaled names, by Deployment, the HorizontalPodAutoscaler that
+	// targets it: its replicas are the HPA's, not the manifest's.
+	Scaled map[string]string
+	// Secrets are listed only when the project has some (the daemon's
+	// Role grants secrets only then); they are not in the informers'
+	// cache: read from the API when asked (Live.Observe).
+	Secrets map[string]corev1.Secret
+	// Claims are the named volumes' claims, listed only when the project
+	// has named volumes (the Role grants them only then), likewise.
+	Claims map[string]corev1.PersistentVolumeClaim
+	// PullSecret is the project's image pull Secret (read by name: without
+	// services.secrets the daemon may not list the namespace's Secrets);
+	// nil when absent.
+	PullSecret *corev1.Secret
+}
+
+// Extras are the kinds the daemon's Role grants only when the manifest
+// needs them: observed by list, when asked, beside the cache.
+type Extras struct {
+	Secrets, Claims bool
+}
+
+// listExtras lists the project's Secrets and claims when asked.
+func listExtras(ctx context.Context, c API, ns, project string, x Extras, o *Observed) error {
+	sel := Selector(project)
+	if x.Claims {
+		var cl corev1.PersistentVolumeClaimList
+		if err := c.List(ctx, kube.Claims, ns, sel, &cl); err != nil {
+			return err
+		}
+		for _, pvc := range cl.Items {
+			o.Claims[pvc.Name] = pvc
+		}
+	}
+	if x.Secrets {
+		var sl corev1.SecretList
+		if err := c.List(ctx, kube.Secrets, ns, sel, &sl); err != nil {
+			return err
+		}
+		for _, s := range sl.Items {
+			o.Secrets[s.Name] = s
+		}
+	}
+	if g, ok := c.(getter); ok {
+		var sec corev1.Secret
+		err := g.Get(ctx, kube.Ref{Resource: kube.Secrets, Namespace: ns, Name: k8srender.PullSecretName(project)}, &sec)
+		switch {
+		case kube.IsNotFound(err):
+		case err != nil:
+			return err
+		case sec.Labels[k8srender.LabelManagedBy] == k8srender.ManagedBy && sec.Labels[k8srender.LabelProject] == project:
+			o.PullSecret = &sec // someone else's Secret of that name is never touched
+		}
+	}
+	return nil
+}
+
+// getter reads one object by name (kube.Client); an API without it
+// observes no pull Secret.
+type getter interface {
+	Get(ctx context.Context, ref kube.Ref, v any) error
+}
+
+// API is what the target needs of the API server beyond the informers.
+type API interface {
+	Apply(ctx context.Context, ref kube.Ref, body []byte, o kube.ApplyOptions) ([]byte, error)
+	Delete(ctx context.Context, ref kube.Ref) error
+	List(ctx context.Context, r kube.Resource, ns, selector string, v any) error
+}
+
+// CacheSelectors select the project's objects for the informers.
+func CacheSelectors(project string) kube.CacheSelectors {
+	return kube.CacheSelectors{Owned: Selector(project), Pods: PodSelector(project)}
+}
+
+// PodSelector selects the project's pods and ReplicaSets: they carry the
+// pod template's labels (no managed-by), the Deployments' doing.
+func PodSelector(project string) string {
+	return k8srender.LabelProject + "=" + project + "," + k8srender.LabelRole + "=" + stack.RoleApp
+}
+
+// FromCache reads the project's objects from the informers' cache (the
+// cache's informers select them by label already).
+func FromCache(c *kube.Cache) (Observed, error) {
+	o := emptyObserved()
+	all := labels.Everything()
+	deps, err := c.Deployments.List(all)
+	if err != nil {
+		return o, fmt.Errorf("Deployments from the cache: %w", err)
+	}
+	for _, d := range deps {
+		o.Deployments[d.Name] = *d
+	}
+	svcs, err := c.Services.List(all)
+	if err != nil {
+		return o, fmt.Errorf("Services from the cache: %w", err)
+	}
+	for _, s := range svcs {
+		o.Services[s.Name] = *s
+	}
+	routes, err := c.Routes.List(all)
+	if err != nil {
+		return o, fmt.Errorf("HTTPRoutes from the cache: %w", err)
+	}
+	for _, r := range routes {
+		o.Routes[r.Name] = *r
+	}
+	pods, err := c.Pods.List(all)
+	if err != nil {
+		return o, fmt.Errorf("Pods from the cache: %w", err)
+	}
+	for _, p := range pods {
+		o.Pods = append(o.Pods, *p)
+	}
+	rss, err := c.ReplicaSets.List(all)
+	if err != nil {
+		return o, fmt.Errorf("ReplicaSets from the cache: %w", err)
+	}
+	for _, rs := range rss {
+		o.ReplicaSets = append(o.ReplicaSets, *rs)
+	}
+	hpas, err := c.HPAs.List(all)
+	if err != nil {
+		return o, fmt.Errorf("HorizontalPodAutoscalers from the cache: %w", err)
+	}
+	for _, h := range hpas {
+		if ref := h.Spec.ScaleTargetRef; ref.Kind == "Deployment" && (ref.APIVersion == "" || ref.APIVersion == "apps/v1") {
+			o.Scaled[ref.Name] = h.Name
+		}
+	}
+	o.sort()
+	return o, nil
+}
+
+func emptyObserved() Observed {
+	return Observed{Deployments: map[string]appsv1.Deployment{}, Services: map[string]corev1.Service{},
+		Routes: map[string]gatewayv1.HTTPRoute{}, Scaled: map[string]string{},
+		Secrets: map[string]corev1.Secret{}, Claims: map[string]corev1.PersistentVolumeClaim{}}
+}
+
+func (o *Observed) sort() {
+	sort.Slice(o.Pods, func(i, j int) bool { return o.Pods[i].Name < o.Pods[j].Name })
+	sort.Slice(o.ReplicaSets, func(i, j int) bool { return o.ReplicaSets[i].Name < o.ReplicaSets[j].Name })
+}
+
+// Observe is ListObserve (the name the API fakes' tests use).
+func Observe(ctx context.Context, c API, ns, project string) (Observed, error) {
+	return ListObserve(ctx, c, ns, project)
+}
+
+// ListObserve lists the project's objects in ns, one list per kind (for
+// API fakes without informers; the daemon reads FromCache).
+func ListObserve(ctx context.Context, c API, ns, project string) (Observed, error) {
+	return ObserveAll(ctx, c, ns, project, false, false)
+}
+
+// ObserveWith is ListObserve that also lists the project's Secrets when
+// withSecrets.
+func ObserveWith(ctx context.Context, c API, ns, project string, withSecrets bool) (Observed, error) {
+	return ObserveAll(ctx, c, ns, project, withSecrets, false)
+}
+
+// ObserveAll is ListObserve that also lists the project's Secrets and its
+// volume claims when asked.
+func ObserveAll(ctx context.Context, c API, ns, project string, withSecrets, withClaims bool) (Observed, error) {
+	sel := Selector(project)
+	o := emptyObserved()
+	if err := listExtras(ctx, c, ns, project, Extras{Secrets: withSecrets, Claims: withClaims}, &o); err != nil {
+		return o, err
+	}
+	var dl appsv1.DeploymentList
+	if err := c.List(ctx, kube.Deployments, ns, sel, &dl); err != nil {
+		return o, err
+	}
+	for _, d := range dl.Items {
+		o.Deployments[d.Name] = d
+	}
+	var sl corev1.ServiceList
+	if err := c.List(ctx, kube.Services, ns, sel, &sl); err != nil {
+		return o, err
+	}
+	for _, s := range sl.Items {
+		o.Services[s.Name] = s
+	}
+	var rl gatewayv1.HTTPRouteList
+	if err := c.List(ctx, kube.HTTPRoutes, ns, sel, &rl); err != nil {
+		return o, err
+	}
+	for _, r := range rl.Items {
+		o.Routes[r.Name] = r
+	}
+	var pl corev1.PodList
+	if err := c.List(ctx, kube.Pods, ns, PodSelector(project), &pl); err != nil {
+		return o, err
+	}
+	o.Pods = pl.Items
+	var rsl appsv1.ReplicaSetList
+	if err := c.List(ctx, kube.ReplicaSets, ns, PodSelector(project), &rsl); err != nil {
+		return o, err
+	}
+	o.ReplicaSets = rsl.Items
+	o.sort()
+	return o, nil
+}
+
+// liveObject is the live object named by ref, as a JSON map.
+func liveObject(obs Observed, ref kube.Ref) (map[string]any, bool) {
+	var v any
+	var ok bool
+	switch ref.Resource.Kind {
+	case "Deployment":
+		v, ok = obs.Deployments[ref.Name]
+	case "Service":
+		v, ok = obs.Services[ref.Name]
+	case "HTTPRoute":
+		v, ok = obs.Routes[ref.Name]
+	case "PersistentVolumeClaim":
+		v, ok = obs.Claims[ref.Name]
+	case "Secret":
+		if obs.PullSecret != nil && obs.PullSecret.Name == ref.Name {
+			v, ok = obs.PullSecret, true
+		}
+	}
+	if !ok {
+		return nil, false
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, false
+	}
+	var m map[string]any
+	return m, json.Unmarshal(b, &m) == nil
+}
+
+// CurrentPodTemplateHash is the pod-template-hash of a Deployment's
+// current ReplicaSet (the one at the Deployment's revision).
+func CurrentPodTemplateHash(obs Observed, dep appsv1.Deployment) (string, error) {
+	rev := dep.Annotations["deployment.kubernetes.io/revision"]
+	for _, rs := range obs.ReplicaSets {
+		owned := false
+		for _, o := range rs.OwnerReferences {
+			owned = owned || o.UID == dep.UID
+		}
+		if owned && rev != "" && rs.Annotations["deployment.kubernetes.io/revision"] == rev {
+			return rs.Labels["pod-template-hash"], nil
+		}
+	}
+	return "", fmt.Errorf("no ReplicaSet of Deployment %s at revision %q yet", dep.Name, rev)
+}
