@@ -48,6 +48,10 @@ func (r *renderTarget) files(m *manifest.Manifest) ([]renderedFile, error) {
 		return nil, fmt.Errorf("--target %q: want %s, %s or %s", r.name, targetDocker, targetKubernetes, targetArgoRollouts)
 	}
 	o := r.k8s
+	// Several services render here though the daemon's Kubernetes target
+	// does not converge them yet (docs/kubernetes.md); argo-rollouts
+	// refuses them.
+	o.NamedForm = true
 	if o.PrometheusURL == "" {
 		o.PrometheusURL = m.Metrics.Prometheus // the manifest's, unless the flag says otherwise
 	}

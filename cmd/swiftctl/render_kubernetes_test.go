@@ -88,3 +88,44 @@ func TestRenderKubernetesRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderKubernetesNamedForm: swiftctl render --target kubernetes
+// writes the named form (several services) as the renderer renders it;
+// argo-rollouts refuses it, naming services.
+func TestRenderKubernetesNamedForm(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shop")
+	path := filepath.Join(dir, manifestFile)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, string(readFile(t, "../../pkg/render/kubernetes/testdata/services/manifest.yaml")))
+	m, err := manifest.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "k8s")
+	if _, stderr, code := runCLI(t, "render", "--manifest", path, "--out", out, "--target", "kubernetes", "--namespace", "apps"); code != exitOK {
+		t.Fatalf("render --target kubernetes of the named form exited %d: %s", code, stderr)
+	}
+	o := k8srender.Options{Namespace: "apps", NamedForm: true}
+	objs, err := k8srender.Kubernetes(m, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	np, err := k8srender.NetworkPolicy(m, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := k8srender.YAML(append(objs, np))
+	got := readFile(t, filepath.Join(out, "kubernetes.yaml"))
+	if !bytes.Equal(got, want) {
+		t.Errorf("kubernetes.yaml is not the renderer's output:\n%s", got)
+	}
+	if !strings.Contains(string(got), "kind: StatefulSet") {
+		t.Errorf("kubernetes.yaml has no StatefulSet:\n%s", got)
+	}
+	_, stderr, code := runCLI(t, "render", "--manifest", path, "--out", filepath.Join(dir, "argo"), "--target", "argo-rollouts", "--prometheus", "http://prom:9090")
+	if code == exitOK || !strings.Contains(stderr, "services: several services") {
+		t.Errorf("render --target argo-rollouts of the named form: exit %d, %s; want a refusal naming services", code, stderr)
+	}
+}

@@ -151,6 +151,7 @@ func (c *cluster) do(ctx context.Context, method, path string, body []byte, cont
 // resources maps a rendered kind to its API path and plural name.
 var resources = map[string]struct{ prefix, plural string }{
 	"Deployment":     {"/apis/apps/v1", "deployments"},
+	"StatefulSet":    {"/apis/apps/v1", "statefulsets"},
 	"Service":        {"/api/v1", "services"},
 	"ServiceAccount": {"/api/v1", "serviceaccounts"},
 	"Role":           {"/apis/rbac.authorization.k8s.io/v1", "roles"},

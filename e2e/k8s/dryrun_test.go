@@ -58,7 +58,13 @@ func TestRenderedObjectsPassServerDryRun(t *testing.T) {
 		for target, render := range targets {
 			// With pull credentials: the Secret and the pods' imagePullSecrets.
 			objs, err := render(m, k8srender.Options{Namespace: ns, Gateway: "public", PrometheusURL: "http://prometheus.monitoring:9090",
-				PullSecret: []byte(`{"auths":{"registry.example.com:5000":{"username":"u","password":"p","auth":"dTpw"}}}`)})
+				PullSecret: []byte(`{"auths":{"registry.example.com:5000":{"username":"u","password":"p","auth":"dTpw"}}}`), NamedForm: true})
+			if m.IsNamed() && target == "argo-rollouts" {
+				if err == nil {
+					t.Errorf("%s/%s: the named form rendered, want it refused", name, target)
+				}
+				continue
+			}
 			if err != nil {
 				t.Fatalf("%s/%s: %v", name, target, err)
 			}
@@ -75,7 +81,7 @@ func TestRenderedObjectsPassServerDryRun(t *testing.T) {
 			}
 		}
 	}
-	for _, kind := range []string{"Deployment", "Service", "Secret", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Rollout", "AnalysisTemplate", "NetworkPolicy", "PersistentVolumeClaim"} {
+	for _, kind := range []string{"Deployment", "Service", "Secret", "HTTPRoute", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Rollout", "AnalysisTemplate", "NetworkPolicy", "PersistentVolumeClaim", "StatefulSet"} {
 		if checked[kind] == 0 {
 			t.Errorf("no %s was checked", kind)
 		}
@@ -119,6 +125,30 @@ func TestDryRunRefusesUnknownFields(t *testing.T) {
 	}
 	if tried < 2 { // the Deployment and the Rollout at least
 		t.Errorf("misspelt a field in %d workloads, want the Deployment and the Rollout", tried)
+	}
+	// The named form's StatefulSet, in its claim templates.
+	objs, err := k8srender.Kubernetes(testManifests(t)["services"], k8srender.Options{Namespace: ns, NamedForm: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts := 0
+	for _, o := range objs {
+		if o.GetObjectKind().GroupVersionKind().Kind != "StatefulSet" {
+			continue
+		}
+		body, _ := k8srender.JSON(o)
+		if !strings.Contains(string(body), `"accessModes":`) {
+			continue // an accessory without a volume
+		}
+		sts++
+		bad := strings.Replace(string(body), `"accessModes":`, `"accessMode":`, 1)
+		_, _, err := c.do(ctx, http.MethodPatch, objectPath(t, o)+"?fieldManager=swiftdeploy&fieldValidation=Strict&dryRun=All", []byte(bad), "application/apply-patch+yaml")
+		if err == nil || !strings.Contains(err.Error(), "accessMode") {
+			t.Errorf("StatefulSet %s with a misspelt claim template field: err %v, want a strict-validation error naming it", o.GetName(), err)
+		}
+	}
+	if sts == 0 {
+		t.Errorf("no StatefulSet with a claim template in the services case")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -169,6 +170,11 @@ const canaryHashArg = "canary-hash"
 // to 100% (there is no stable yet): apply the manifest without its canary
 // first. See docs/kubernetes.md.
 func ArgoRollouts(m *manifest.Manifest, o Options) ([]Object, error) {
+	if m.IsNamed() {
+		// One Rollout per service, each with its own analysis, is not
+		// written yet; rendering one service as the app would be wrong.
+		return nil, fmt.Errorf("services: several services (the named form: %s) are not rendered for the argo-rollouts target; use --target kubernetes", strings.Join(m.ServiceNames(), ", "))
+	}
 	o, err := o.withDefaults(m)
 	if err != nil {
 		return nil, err
@@ -250,7 +256,7 @@ func ArgoRollouts(m *manifest.Manifest, o Options) ([]Object, error) {
 		return nil, err
 	}
 	objs = append(objs, claims...)
-	return append(objs, rbac(s.Project, o.Namespace, true, usesSecrets(s), len(claims) > 0)...), nil
+	return append(objs, rbacFor(s.Project, o.Namespace, rbacNeeds{argo: true, secrets: usesSecrets(s), claims: len(claims) > 0})...), nil
 }
 
 // analysisTemplate holds the canary safety policy's figures as PromQL over

@@ -30,7 +30,11 @@ func TestArgoObjectsMatchCRDSchema(t *testing.T) {
 	}
 	checked := 0
 	for _, d := range caseDirs(t) {
-		objs, err := ArgoRollouts(loadManifest(t, d), testOptions)
+		m := loadManifest(t, d)
+		if m.IsNamed() {
+			continue // refused by this target (TestGolden)
+		}
+		objs, err := ArgoRollouts(m, testOptions)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,9 @@ func TestStrictDecode(t *testing.T) {
 	for _, dir := range caseDirs(t) {
 		m := loadManifest(t, dir)
 		for _, tg := range targets {
+			if m.IsNamed() && tg.file == "argo-rollouts.yaml" {
+				continue // refused by this target (TestGolden)
+			}
 			objs, err := tg.render(m, testOptions)
 			if err != nil {
 				t.Fatal(err)

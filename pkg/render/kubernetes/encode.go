@@ -49,6 +49,17 @@ func documentJSON(o Object) ([]byte, error) {
 		return nil, fmt.Errorf("encode %s %s: %w", kind, o.GetName(), err)
 	}
 	delete(doc, "status")
+	// A StatefulSet's claim templates are PersistentVolumeClaims, with
+	// their (empty) status too.
+	if spec, ok := doc["spec"].(map[string]any); ok {
+		if tmpls, ok := spec["volumeClaimTemplates"].([]any); ok {
+			for _, t := range tmpls {
+				if m, ok := t.(map[string]any); ok {
+					delete(m, "status")
+				}
+			}
+		}
+	}
 	dropNullCreationTimestamps(doc)
 	return json.Marshal(doc)
 }

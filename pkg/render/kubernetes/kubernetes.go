@@ -62,11 +62,30 @@ type Options struct {
 	// imagePullSecrets. The daemon reads it from the same Docker config
 	// as a pull on the Docker target; it is secret (never printed).
 	PullSecret []byte
+	// NamedForm renders a manifest of several services (named.go); without
+	// it the named form is refused. swiftctl render sets it; the daemon's
+	// Kubernetes target does not yet: it cannot converge a StatefulSet or
+	// several routes, and its validate must not pass a manifest its
+	// deploy refuses. The argo-rollouts target refuses the named form
+	// whatever this says.
+	NamedForm bool
 }
 
 // httpPort names the app's container and Service port; probes and the
 // Service's targetPort refer to it by name, so the number lives in one place.
 const httpPort = "http"
+
+// tcpPort names an accessory's port instead: what it speaks is its own (a
+// database's protocol), and tools read a port named http as HTTP.
+const tcpPort = "tcp"
+
+// portName is the name of a's port.
+func portName(a stack.App) string {
+	if a.Kind == manifest.KindAccessory {
+		return tcpPort
+	}
+	return httpPort
+}
 
 // appContainer is the name of the app's container in every pod.
 const appContainer = "app"
@@ -77,14 +96,18 @@ const AppContainer = appContainer
 // Kubernetes renders m for a plain cluster with the Gateway API: a stable
 // Deployment and Service, with a canary a canary Deployment and Service,
 // an HTTPRoute whose backendRefs carry the stable and canary weights, and
-// the daemon's RBAC. An error names the manifest field that cannot be
-// expressed on Kubernetes.
+// the daemon's RBAC. The named form (several services, with
+// Options.NamedForm) is rendered by namedObjects (named.go). An error
+// names the manifest field that cannot be expressed on Kubernetes.
 func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 	o, err := o.withDefaults(m)
 	if err != nil {
 		return nil, err
 	}
 	s := stack.FromManifest(m, o.Stack)
+	if m.IsNamed() {
+		return namedObjects(s, o)
+	}
 	var objs []Object
 	if o.PullSecret != nil {
 		objs = append(objs, pullSecret(s.Project, o.Namespace, o.PullSecret))
@@ -107,7 +130,7 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 			withPullSecret(&tmpl, s.Project)
 		}
 		objs = append(objs,
-			deployment(s.Project, o.Namespace, a, int32(len(t.apps)), tmpl),
+			deployment(trackName(s.Project, a.Track), s.Project, o.Namespace, a, int32(len(t.apps)), tmpl),
 			service(s.Project, o.Namespace, a.Track, a.Port, selectorLabels(s.Project, a.Track)))
 		refs = append(refs, backendRef(trackName(s.Project, a.Track), a.Port, t.weight))
 	}
@@ -117,15 +140,20 @@ func Kubernetes(m *manifest.Manifest, o Options) ([]Object, error) {
 		return nil, err
 	}
 	objs = append(objs, claims...)
-	objs = append(objs, rbac(s.Project, o.Namespace, false, usesSecrets(s), len(claims) > 0)...)
+	objs = append(objs, rbacFor(s.Project, o.Namespace, rbacNeeds{secrets: usesSecrets(s), claims: len(claims) > 0})...)
 	return objs, nil
 }
 
 func (o Options) withDefaults(m *manifest.Manifest) (Options, error) {
-	if m.IsNamed() {
+	if m.IsNamed() && !o.NamedForm {
 		// Rendering the first service's containers as the app would be
 		// a silently wrong cluster.
-		return o, fmt.Errorf("services: several services (the named form: %s) are rendered for the Docker target only so far; Kubernetes takes the single-service form", strings.Join(m.ServiceNames(), ", "))
+		return o, fmt.Errorf("services: several services (the named form: %s) are not converged by the Kubernetes target yet; swiftctl render --target kubernetes renders them", strings.Join(m.ServiceNames(), ", "))
+	}
+	if m.IsNamed() {
+		if err := checkNamed(m); err != nil {
+			return o, err
+		}
 	}
 	if o.Namespace == "" {
 		o.Namespace = DefaultNamespace
@@ -155,13 +183,15 @@ func meta(name, namespace string, labels map[string]string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels}
 }
 
-func deployment(project, namespace string, a stack.App, replicas int32, tmpl corev1.PodTemplateSpec) *appsv1.Deployment {
+// deployment runs a track of app a (name: trackName in the seed form,
+// workloadName in the named form).
+func deployment(name, project, namespace string, a stack.App, replicas int32, tmpl corev1.PodTemplateSpec) *appsv1.Deployment {
 	d := &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: meta(trackName(project, a.Track), namespace, objectLabels(project, stack.RoleApp, a.Track)),
+		ObjectMeta: meta(name, namespace, appLabels(project, a)),
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(project, a.Track)},
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels(project, a)},
 			Template: tmpl,
 			// As on Docker, what runs is never taken away before its
 			// replacement is ready: one extra pod at a time, none missing.
@@ -190,11 +220,21 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 	}
 	h := a.Timings()
 	interval, retries := int32(h.Interval.D().Seconds()), int32(h.Retries)
+	// An app with a health path is probed over HTTP; an accessory of the
+	// named form with a port, as the Docker target judges it, by a TCP
+	// connection; a worker (no port) by running alone: no probe.
+	var handler *corev1.ProbeHandler
+	switch {
+	case a.HealthPath != "":
+		handler = &corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: a.HealthPath, Port: intstr.FromString(httpPort), Scheme: corev1.URISchemeHTTP,
+		}}
+	case a.Port > 0:
+		handler = &corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString(portName(a))}}
+	}
 	probe := func(period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: a.HealthPath, Port: intstr.FromString(httpPort), Scheme: corev1.URISchemeHTTP,
-			}},
+			ProbeHandler:     *handler,
 			PeriodSeconds:    period,
 			TimeoutSeconds:   int32(h.Timeout.D().Seconds()),
 			FailureThreshold: failures,
@@ -204,11 +244,15 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 	if err != nil {
 		return corev1.PodTemplateSpec{}, err
 	}
-	podVolumes, err := volumeMounts(project, a, &c)
-	if err != nil {
+	var podVolumes []corev1.Volume
+	if a.Kind == manifest.KindAccessory {
+		// An accessory's named volumes are its StatefulSet's claim
+		// templates, mounted by the template's name.
+		claimMounts(a, &c)
+	} else if podVolumes, err = volumeMounts(project, a, &c); err != nil {
 		return corev1.PodTemplateSpec{}, err
 	}
-	labels := selectorLabels(project, a.Track)
+	labels := podLabels(project, a)
 	annotations := map[string]string{AnnotationConfigHash: a.Hash, AnnotationImage: a.Image}
 	if modeFromLabel {
 		// The track is the Rollout's business, and so is the config hash:
@@ -219,7 +263,9 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 		delete(annotations, AnnotationConfigHash)
 	}
 	c.Name, c.Image = appContainer, a.Image
-	c.Ports = []corev1.ContainerPort{{Name: httpPort, ContainerPort: int32(a.Port), Protocol: corev1.ProtocolTCP}}
+	if a.Port > 0 {
+		c.Ports = []corev1.ContainerPort{{Name: portName(a), ContainerPort: int32(a.Port), Protocol: corev1.ProtocolTCP}}
+	}
 	c.Env = env(a.Env, modeFromLabel)
 	secretVolume := secretRefs(project, a, &c)
 	c.Resources = res
@@ -228,9 +274,11 @@ func podTemplate(project string, a stack.App, modeFromLabel bool) (corev1.PodTem
 	// intervals, twice the retries), so that a slow start is not a crash
 	// loop. The defaults (2 s, 3 retries, 2 s timeout) give the probes
 	// rendered before services.health existed.
-	c.ReadinessProbe = probe(interval, retries)
-	c.LivenessProbe = probe(5*interval, 2*retries)
-	if a.Health != nil {
+	if handler != nil {
+		c.ReadinessProbe = probe(interval, retries)
+		c.LivenessProbe = probe(5*interval, 2*retries)
+	}
+	if handler != nil && a.Health != nil {
 		// A written start period is the startup probe's budget, during
 		// which the other probes wait.
 		c.StartupProbe = probe(interval, int32(math.Ceil(h.StartPeriod.D().Seconds()/float64(interval))))
@@ -265,7 +313,7 @@ func containerFields(a stack.App) (corev1.Container, error) {
 	if a.User != "" {
 		uid, gid, ok := manifest.NumericUser(a.User)
 		if !ok {
-			return c, fmt.Errorf("services.user: Kubernetes takes a numeric user (runAsUser), got %q: write UID or UID:GID", a.User)
+			return c, fmt.Errorf("%s: Kubernetes takes a numeric user (runAsUser), got %q: write UID or UID:GID", field(a, "user"), a.User)
 		}
 		c.SecurityContext = &corev1.SecurityContext{RunAsUser: &uid}
 		if gid >= 0 {
@@ -306,14 +354,14 @@ func resources(a stack.App) (corev1.ResourceRequirements, error) {
 	if a.CPUs > 0 {
 		milli := int64(math.Round(a.CPUs * 1000))
 		if milli < 1 {
-			return corev1.ResourceRequirements{}, fmt.Errorf("services.resources.cpus: %v is below Kubernetes' smallest CPU quantity, 0.001", a.CPUs)
+			return corev1.ResourceRequirements{}, fmt.Errorf("%s: %v is below Kubernetes' smallest CPU quantity, 0.001", field(a, "resources.cpus"), a.CPUs)
 		}
 		list[corev1.ResourceCPU] = *resource.NewMilliQuantity(milli, resource.DecimalSI)
 	}
 	if a.Memory != "" {
 		b, err := manifest.ParseMemory(a.Memory)
 		if err != nil {
-			return corev1.ResourceRequirements{}, fmt.Errorf("services.resources.memory: %w", err)
+			return corev1.ResourceRequirements{}, fmt.Errorf("%s: %w", field(a, "resources.memory"), err)
 		}
 		list[corev1.ResourceMemory] = *resource.NewQuantity(b, resource.BinarySI)
 	}
@@ -373,34 +421,13 @@ func httpRoute(s stack.Stack, o Options, refs []gatewayv1.HTTPBackendRef) *gatew
 			r.Spec.Hostnames = append(r.Spec.Hostnames, gatewayv1.Hostname(h))
 		}
 	}
-	prefixes := manifest.RefusedPrefixes(s.FrontDoor.Refused)
-	var refused []gatewayv1.HTTPRouteMatch
-	for _, p := range prefixes {
-		refused = append(refused, gatewayv1.HTTPRouteMatch{Path: &gatewayv1.HTTPPathMatch{
-			Type:  ptr(gatewayv1.PathMatchPathPrefix),
-			Value: ptr(strings.TrimSuffix(p, "/")),
-		}})
-	}
-	r.Spec.Rules = []gatewayv1.HTTPRouteRule{
-		{Name: ptr(gatewayv1.SectionName("refused")), Matches: refused},
-		{Name: ptr(gatewayv1.SectionName("refused-any-case")), Matches: []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{
-			Type:  ptr(gatewayv1.PathMatchRegularExpression),
-			Value: ptr(RefusedPathRegex(prefixes)),
-		}}}},
-	}
+	r.Spec.Rules = refusedRules(s)
 	if m := s.FrontDoor.Match; m != nil && len(s.Canary) > 0 {
-		header := gatewayv1.HTTPHeaderMatch{Type: ptr(gatewayv1.HeaderMatchExact), Name: gatewayv1.HTTPHeaderName(m.Header), Value: m.Value}
-		if m.Cookie != "" {
-			// The Gateway API has no cookie match: the Cookie header, by a
-			// regular expression (implementation-specific support).
-			header = gatewayv1.HTTPHeaderMatch{Type: ptr(gatewayv1.HeaderMatchRegularExpression), Name: "Cookie",
-				Value: `(^|.*;\s*)` + regexp.QuoteMeta(m.Cookie+"="+m.Value) + `(;.*|$)`}
-		}
 		r.Spec.Rules = append(r.Spec.Rules, gatewayv1.HTTPRouteRule{
 			Name: ptr(gatewayv1.SectionName(MatchRule)),
 			Matches: []gatewayv1.HTTPRouteMatch{{
 				Path:    &gatewayv1.HTTPPathMatch{Type: ptr(gatewayv1.PathMatchPathPrefix), Value: ptr("/")},
-				Headers: []gatewayv1.HTTPHeaderMatch{header},
+				Headers: []gatewayv1.HTTPHeaderMatch{matchHeader(m)},
 			}},
 			BackendRefs: []gatewayv1.HTTPBackendRef{backendRef(trackName(project, stack.TrackCanary), s.Canary[0].Port, 1)},
 		})
@@ -411,6 +438,37 @@ func httpRoute(s stack.Stack, o Options, refs []gatewayv1.HTTPBackendRef) *gatew
 		BackendRefs: refs,
 	})
 	return r
+}
+
+// refusedRules are the rules without backends of the paths the front
+// door refuses (see httpRoute), on every route.
+func refusedRules(s stack.Stack) []gatewayv1.HTTPRouteRule {
+	prefixes := manifest.RefusedPrefixes(s.FrontDoor.Refused)
+	var refused []gatewayv1.HTTPRouteMatch
+	for _, p := range prefixes {
+		refused = append(refused, gatewayv1.HTTPRouteMatch{Path: &gatewayv1.HTTPPathMatch{
+			Type:  ptr(gatewayv1.PathMatchPathPrefix),
+			Value: ptr(strings.TrimSuffix(p, "/")),
+		}})
+	}
+	return []gatewayv1.HTTPRouteRule{
+		{Name: ptr(gatewayv1.SectionName("refused")), Matches: refused},
+		{Name: ptr(gatewayv1.SectionName("refused-any-case")), Matches: []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{
+			Type:  ptr(gatewayv1.PathMatchRegularExpression),
+			Value: ptr(RefusedPathRegex(prefixes)),
+		}}}},
+	}
+}
+
+// matchHeader is services.canary.match as a header match.
+func matchHeader(m *manifest.Match) gatewayv1.HTTPHeaderMatch {
+	if m.Cookie != "" {
+		// The Gateway API has no cookie match: the Cookie header, by a
+		// regular expression (implementation-specific support).
+		return gatewayv1.HTTPHeaderMatch{Type: ptr(gatewayv1.HeaderMatchRegularExpression), Name: "Cookie",
+			Value: `(^|.*;\s*)` + regexp.QuoteMeta(m.Cookie+"="+m.Value) + `(;.*|$)`}
+	}
+	return gatewayv1.HTTPHeaderMatch{Type: ptr(gatewayv1.HeaderMatchExact), Name: gatewayv1.HTTPHeaderName(m.Header), Value: m.Value}
 }
 
 // MatchRule names the HTTPRoute rule of services.canary.match; its
@@ -435,3 +493,12 @@ func RefusedPathRegex(prefixes []string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// field names a manifest field of app a's service: services.NAME.rest in
+// the named form, services.rest in the single-service form.
+func field(a stack.App, rest string) string {
+	if a.Service != "" {
+		return "services." + a.Service + "." + rest
+	}
+	return "services." + rest
+}

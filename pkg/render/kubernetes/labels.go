@@ -12,6 +12,8 @@ const (
 	LabelProject = stack.LabelProject
 	LabelRole    = stack.LabelRole
 	LabelTrack   = stack.LabelTrack
+	// LabelService names the service of a named-form manifest.
+	LabelService = stack.LabelService
 
 	// LabelManagedBy and LabelName are the recommended app.kubernetes.io
 	// labels, for tools that group objects by them.
@@ -52,4 +54,25 @@ func selectorLabels(project, track string) map[string]string {
 		LabelRole:    stack.RoleApp,
 		LabelTrack:   track,
 	}
+}
+
+// podLabels are the labels of an app's pods, and the selector of its
+// workload: selectorLabels, and in the named form the service's name, so
+// that each service's workloads and Services select its pods alone.
+func podLabels(project string, a stack.App) map[string]string {
+	l := selectorLabels(project, a.Track)
+	if a.Service != "" {
+		l[LabelService] = a.Service
+	}
+	return l
+}
+
+// appLabels are the labels of a workload (or Service) of app a's track:
+// objectLabels, and in the named form the service's name.
+func appLabels(project string, a stack.App) map[string]string {
+	l := objectLabels(project, stack.RoleApp, a.Track)
+	if a.Service != "" {
+		l[LabelService] = a.Service
+	}
+	return l
 }

@@ -6,6 +6,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// rbacNeeds are what the rendered objects need the daemon to write
+// beyond Deployments (or Rollouts), Services and HTTPRoutes.
+type rbacNeeds struct {
+	argo, secrets, claims, statefulSets bool
+}
+
 // DaemonName names swiftdeployd's ServiceAccount, Role and RoleBinding
 // (prefixed with the project).
 const DaemonName = "swiftdeployd"
@@ -27,7 +33,13 @@ const DaemonName = "swiftdeployd"
 //
 // With named volumes, the daemon applies their claims: the Role grants
 // persistentvolumeclaims then.
-func rbac(project, namespace string, argo, secrets, claims bool) []Object {
+//
+// With accessories (the named form), the daemon applies their
+// StatefulSets: the Role grants statefulsets then, and
+// persistentvolumeclaims when they have claim templates (`down
+// --volumes` deletes the claims the StatefulSet controller made).
+func rbacFor(project, namespace string, n rbacNeeds) []Object {
+	argo, secrets, claims := n.argo, n.secrets, n.claims
 	name := project + "-" + DaemonName
 	labels := objectLabels(project, RoleDaemon, "")
 	write := []string{"get", "list", "watch", "create", "patch", "update", "delete"}
@@ -51,6 +63,9 @@ func rbac(project, namespace string, argo, secrets, claims bool) []Object {
 	}
 	if secrets {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: write})
+	}
+	if n.statefulSets {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: write})
 	}
 	if claims {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: write})

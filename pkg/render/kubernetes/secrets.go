@@ -31,7 +31,14 @@ const secretVolume = "secrets"
 // volume, nil when no secret is a file.
 func secretRefs(project string, a stack.App, c *corev1.Container) *corev1.Volume {
 	if len(a.EnvFiles) > 0 {
-		c.EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: EnvSecretName(project)}}}}
+		// In the named form each service has env files of its own: a
+		// Secret per service, so that no service sees another's variables
+		// (on Docker each container reads its own files).
+		name := EnvSecretName(project)
+		if a.Service != "" {
+			name = EnvSecretName(project + "-" + a.Service)
+		}
+		c.EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}}}}
 	}
 	var items []corev1.KeyToPath
 	for _, s := range a.Secrets {

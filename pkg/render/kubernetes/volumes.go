@@ -24,7 +24,7 @@ func ClaimName(project, volume string) string { return project + "-" + volume }
 func volumeMounts(project string, a stack.App, c *corev1.Container) ([]corev1.Volume, error) {
 	var out []corev1.Volume
 	for i, v := range a.Volumes {
-		field := "services.volumes[" + strconv.Itoa(i) + "]"
+		field := field(a, "volumes["+strconv.Itoa(i)+"]")
 		if v.Type != manifest.VolumeNamed {
 			return nil, fmt.Errorf("%s: a bind mount (a host path) cannot be expressed on Kubernetes; use a named volume", field)
 		}
@@ -60,7 +60,7 @@ func volumeClaims(s stack.Stack, namespace string) ([]Object, error) {
 			}
 			n, err := manifest.ParseMemory(size)
 			if err != nil {
-				return nil, fmt.Errorf("services.volumes[%d].size: %w", i, err)
+				return nil, fmt.Errorf("%s: %w", field(a, "volumes["+strconv.Itoa(i)+"].size"), err)
 			}
 			out = append(out, &corev1.PersistentVolumeClaim{
 				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
