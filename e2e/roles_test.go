@@ -66,27 +66,36 @@ func TestReadGroupUserCanLookButNotPromote(t *testing.T) {
 	}
 	before := names(e.status().Containers)
 
-	asAlice := func(args ...string) (string, int) {
+	asUser := func(u testUser, args ...string) (string, int) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, cli, append([]string{"--socket", e.socket}, args...)...)
 		cmd.Dir = world
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + world}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: alice.cred}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.cred}
 		out, err := cmd.CombinedOutput()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
 			code = ee.ExitCode()
 		} else if err != nil {
-			t.Fatalf("swiftctl %v as %s: %v", args, alice.name, err)
+			t.Fatalf("swiftctl %v as %s: %v", args, u.name, err)
 		}
 		return string(out), code
 	}
+	asAlice := func(args ...string) (string, int) { t.Helper(); return asUser(alice, args...) }
 
 	out, code := asAlice("status")
 	if code != 0 || !contains(out, "Mode: canary") {
 		t.Errorf("swiftctl status as %s (read): exit %d, output:\n%s", alice.name, code, out)
+	}
+	// logs is a read: alice sees every replica's lines, each prefixed
+	// with its container.
+	out, code = asAlice("logs")
+	for _, c := range e.status().Containers {
+		if c.Role == "app" && (code != 0 || !contains(out, c.Name+" | ")) {
+			t.Errorf("swiftctl logs as %s (read): exit %d, want 0 and lines of %s, output:\n%s", alice.name, code, c.Name, out)
+		}
 	}
 	out, code = asAlice("promote")
 	want := fmt.Sprintf("promote needs role operate; user %s (uid %d) has read", alice.name, alice.uid)
@@ -117,6 +126,15 @@ func TestReadGroupUserCanLookButNotPromote(t *testing.T) {
 	}
 	if p := e.events(journal.EventPromoted); len(p) != 0 {
 		t.Errorf("a refused promote journaled %d promotions", len(p))
+	}
+
+	// bob can open the socket (its group) but has no role: even logs is
+	// refused, naming the role it needs.
+	bob := addTestUser(t, "sdb"+sfx, sockGroup)
+	out, code = asUser(bob, "logs")
+	want = fmt.Sprintf("logs needs role read; user %s (uid %d) has no role", bob.name, bob.uid)
+	if code != 1 || !contains(out, want) || contains(out, " | ") {
+		t.Errorf("swiftctl logs as %s (no role): exit %d, want 1 and %q and no line, output:\n%s", bob.name, code, want, out)
 	}
 }
 

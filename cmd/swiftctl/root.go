@@ -143,7 +143,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 const rootLong = `swiftctl drives SwiftDeploy: a manifest.yaml reconciled into containers on
 this Docker host by the swiftdeployd daemon, behind nginx, gated by policies.
 
-init, render, audit and policy replay work offline; every other command talks to
+init, import, render, audit and policy replay work offline; every other command talks to
 swiftdeployd over its control socket.
 
 Exit codes:
@@ -172,11 +172,11 @@ func (a *app) newRootCmd() *cobra.Command {
 		&cobra.Group{ID: "test", Title: "Testing:"},
 	)
 	root.AddCommand(
-		a.newInitCmd(), a.newRenderCmd(), a.newAuditCmd(), a.newPolicyCmd(),
+		a.newInitCmd(), a.newImportCmd(), a.newRenderCmd(), a.newAuditCmd(), a.newPolicyCmd(),
 		a.newValidateCmd(), a.newDeployCmd(), a.newDiffCmd(), a.newDownCmd(),
 		a.newPromoteCmd(), a.newRollbackCmd(), a.newReleasesCmd(),
 		a.newAbortCmd(), a.newPauseCmd(), a.newResumeCmd(), a.newTrafficCmd(),
-		a.newStatusCmd(), a.newHistoryCmd(), a.newDashboardCmd(),
+		a.newStatusCmd(), a.newHistoryCmd(), a.newLogsCmd(), a.newDashboardCmd(),
 		a.newChaosCmd(), a.newLoadCmd(),
 	)
 	return root

@@ -21,6 +21,7 @@ const (
 	PathTraffic  = "/v1/traffic"
 	PathMetrics  = "/metrics"
 	PathWhoami   = "/v1/whoami"
+	PathLogs     = "/v1/logs"
 	PathReleases = "/v1/releases"
 )
 

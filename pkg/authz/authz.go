@@ -5,7 +5,7 @@
 //
 // Every route needs one of three roles, admin ⊇ operate ⊇ read:
 //
-//	read     status, history, diff, metrics
+//	read     status, history, diff, metrics, logs
 //	operate  validate, deploy, promote, rollback, abort, pause, resume
 //	admin    chaos, down, and any route not in the table
 //
@@ -30,7 +30,7 @@ type Role int
 // The roles, lowest first.
 const (
 	RoleNone    Role = iota // may call nothing
-	RoleRead                // may look: status, history, diff, metrics
+	RoleRead                // may look: status, history, diff, metrics, logs
 	RoleOperate             // may start containers or change what runs: validate, deploy, promote, rollback, abort, pause, resume
 	RoleAdmin               // may break or remove it: chaos, down
 )
@@ -135,6 +135,9 @@ var routes = []Route{
 	{http.MethodGet, api.PathDiff, RoleRead},
 	{http.MethodGet, api.PathMetrics, RoleRead},
 	{http.MethodGet, api.PathWhoami, RoleRead},
+	// The app's own output: what a person may read of it is what status
+	// shows them anyway, so read.
+	{http.MethodGet, api.PathLogs, RoleRead},
 	{http.MethodGet, api.PathReleases, RoleRead},
 	// validate runs `nginx -t` in a throwaway container: whatever can
 	// start a container is operate at least.

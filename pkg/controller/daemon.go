@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/zapr"
@@ -221,6 +222,13 @@ type Daemon struct {
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
+	// stopping ends when Run's loop has returned: answers that stream
+	// until the client leaves (swiftctl logs -f) end then, or the server's
+	// shutdown would wait for them.
+	stopping    context.Context
+	stopStreams context.CancelFunc
+	// logReaders counts the logs answers being served (maxLogReaders).
+	logReaders atomic.Int32
 	// pullSecrets are the secret values of the registry credentials the
 	// pulls have sent (registries.go), scrubbed too; under mu.
 	pullSecrets []string
@@ -288,6 +296,7 @@ func New(cfg Config) (*Daemon, error) {
 		logWake:  make(chan struct{}, 1),
 		metrics:  newDaemonMetrics(cfg.Metrics),
 	}
+	d.stopping, d.stopStreams = context.WithCancel(context.Background())
 	if err := atomicfile.MkdirAll(d.stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
 	}
@@ -429,6 +438,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.Enqueue()
 	d.loop(ctx)
+	d.stopStreams()
 
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

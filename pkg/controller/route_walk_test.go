@@ -27,6 +27,7 @@ var routeRoles = map[string]authz.Role{
 	"GET /v1/diff":      authz.RoleRead,
 	"GET /metrics":      authz.RoleRead,
 	"GET /v1/whoami":    authz.RoleRead, // the caller's own role, for the dashboard
+	"GET /v1/logs":      authz.RoleRead, // the app's output, as status shows what runs
 	"GET /v1/releases":  authz.RoleRead,
 	"POST /v1/validate": authz.RoleOperate, // runs a throwaway container
 	"POST /v1/deploy":   authz.RoleOperate,

@@ -224,6 +224,7 @@ func (d *Daemon) routes() *authz.Mux {
 	mux.HandleFunc("POST "+api.PathTraffic, d.handleTraffic)
 	mux.Handle("GET "+api.PathMetrics, d.metrics.Handler())
 	mux.HandleFunc("GET "+api.PathWhoami, d.handleWhoami)
+	mux.HandleFunc("GET "+api.PathLogs, d.handleLogs)
 	mux.HandleFunc("GET "+api.PathReleases, d.handleReleases)
 	if d.kt != nil {
 		return d.kubeRoutes(mux)

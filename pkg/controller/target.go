@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
@@ -149,3 +150,32 @@ type Removal struct {
 }
 
 func (r Removal) String() string { return fmt.Sprintf("%-14s %s", r.Op, r.Target) }
+
+// LogReader is a target that reads its replicas' logs (swiftctl logs).
+// The control plane decides which replicas to open, from when, and how
+// to merge them (logs.go, logs_follow.go): a target only lists a
+// service's replicas and opens one's log. Both targets are LogReaders; it
+// is its own interface so that a target (or a test's) need not be.
+type LogReader interface {
+	// LogReplicas lists the replicas of q's service and track whose log
+	// can be read, stopped ones too.
+	LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]Replica, error)
+	// OpenLog opens r's log. An error wrapping errReplicaGone means r no
+	// longer exists (a deploy replaced it): it is left out.
+	OpenLog(ctx context.Context, m *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error)
+}
+
+// Replica is one container (Docker) or pod (Kubernetes) of a service.
+type Replica struct {
+	// ID tells a replacement under the same name from the replica it
+	// replaces: the container's ID, the pod's UID.
+	ID      string
+	Name    string
+	Running bool
+}
+
+// LogSource is one replica's log, opened.
+type LogSource struct {
+	Name   string // the container (Docker) or pod (Kubernetes)
+	Stream engine.LogStream
+}

@@ -16,6 +16,10 @@ type Timeouts struct {
 	Call time.Duration // list, inspect, create, exec, remove...
 	Pull time.Duration // an image pull
 	Once time.Duration // a throwaway container run to completion (nginx -t)
+	// Logs bounds reading a container's log to its end (swiftctl logs
+	// without -f); a followed log is bounded only in how long it takes to
+	// open, and ends with the request.
+	Logs time.Duration
 }
 
 func (t Timeouts) withDefaults() Timeouts {
@@ -27,6 +31,9 @@ func (t Timeouts) withDefaults() Timeouts {
 	}
 	if t.Once <= 0 {
 		t.Once = 2 * t.Call
+	}
+	if t.Logs <= 0 {
+		t.Logs = 4 * t.Call
 	}
 	return t
 }
@@ -187,5 +194,70 @@ type cancelOnClose struct {
 func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
 	c.cancel()
+	return err
+}
+
+// logsEngine is an engine that reads containers' logs (the real one; the
+// fake has no app output to read).
+type logsEngine interface {
+	Logs(ctx context.Context, id string, o engine.LogOptions) (engine.LogStream, error)
+}
+
+// Logs bounds a read to the end by t.Logs as a whole, and a follow by
+// t.Call until the engine answers; the followed stream then lasts until
+// ctx ends or the container stops.
+func (e *timed) Logs(ctx context.Context, id string, o engine.LogOptions) (engine.LogStream, error) {
+	le, ok := e.Engine.(logsEngine)
+	if !ok {
+		return nil, fmt.Errorf("logs of container %s: this engine cannot read logs", id)
+	}
+	if !o.Follow {
+		c, cancel := e.ctx(ctx, e.t.Logs)
+		s, err := le.Logs(c, id, o)
+		if err != nil {
+			cancel()
+			return nil, e.wrap(c, "logs of "+id, e.t.Logs, err)
+		}
+		return &timedLogs{LogStream: s, ctx: c, cancel: cancel, what: "logs of " + id, d: e.t.Logs, e: e}, nil
+	}
+	c, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(e.t.Call, cancel)
+	s, err := le.Logs(c, id, o)
+	if !timer.Stop() {
+		if err == nil {
+			s.Close()
+		}
+		cancel()
+		return nil, fmt.Errorf("docker engine did not answer follow logs of %s within %s: %w", id, e.t.Call, context.DeadlineExceeded)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &timedLogs{LogStream: s, ctx: c, cancel: cancel}, nil
+}
+
+// timedLogs releases the stream's context when it is closed and names the
+// deadline when a read to the end ran out of time.
+type timedLogs struct {
+	engine.LogStream
+	ctx    context.Context
+	cancel context.CancelFunc
+	what   string
+	d      time.Duration
+	e      *timed
+}
+
+func (t *timedLogs) Next() (engine.LogLine, error) {
+	l, err := t.LogStream.Next()
+	if err != nil && err != io.EOF && t.e != nil {
+		err = t.e.wrap(t.ctx, t.what, t.d, err)
+	}
+	return l, err
+}
+
+func (t *timedLogs) Close() error {
+	err := t.LogStream.Close()
+	t.cancel()
 	return err
 }

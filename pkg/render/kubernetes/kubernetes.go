@@ -90,6 +90,9 @@ func portName(a stack.App) string {
 // appContainer is the name of the app's container in every pod.
 const appContainer = "app"
 
+// AppContainer is appContainer for readers of the pods (swiftctl logs).
+const AppContainer = appContainer
+
 // Kubernetes renders m for a plain cluster with the Gateway API: a stable
 // Deployment and Service, with a canary a canary Deployment and Service,
 // an HTTPRoute whose backendRefs carry the stable and canary weights, and

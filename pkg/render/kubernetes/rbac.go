@@ -19,8 +19,9 @@ const DaemonName = "swiftdeployd"
 // rbac is what swiftdeployd needs to converge one project in one
 // namespace: the objects it renders, read and written by server-side
 // apply (get, list and watch to observe them, patch to apply, delete to
-// remove a canary), pods and events read-only, for status, its Lease
-// and the namespace's HorizontalPodAutoscalers (read). It is a
+// remove a canary), pods and events read-only, for status, pods' logs
+// read-only, for swiftctl logs, its Lease and the namespace's
+// HorizontalPodAutoscalers (read). It is a
 // Role, not a ClusterRole: the daemon never needs another namespace.
 // The cluster policy's facts are cluster-scoped, so the plain target also
 // gets a ClusterRole, read-only: nodes (readiness, pressure, allocatable)
@@ -46,6 +47,7 @@ func rbacFor(project, namespace string, n rbacNeeds) []Object {
 	rules := []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: write},
 		{APIGroups: []string{""}, Resources: []string{"pods", "events"}, Verbs: read},
+		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 		// The image pull Secret, and no other: the daemon reads it by
 		// name (never lists the namespace's Secrets). create cannot be
 		// limited to a name (the object does not exist yet).

@@ -1,0 +1,482 @@
+package controller
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// sliceStream yields fixed lines, then err (io.EOF for a clean end), and
+// records that it was closed.
+type sliceStream struct {
+	lines  []engine.LogLine
+	err    error
+	mu     sync.Mutex
+	closed bool
+}
+
+func (s *sliceStream) Next() (engine.LogLine, error) {
+	if len(s.lines) == 0 {
+		return engine.LogLine{}, s.err
+	}
+	l := s.lines[0]
+	s.lines = s.lines[1:]
+	return l, nil
+}
+
+func (s *sliceStream) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *sliceStream) wasClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func at(sec int, text string) engine.LogLine {
+	return engine.LogLine{Time: time.Date(2026, 12, 7, 5, 0, sec, 0, time.UTC), Stream: "stdout", Text: text}
+}
+
+// Not following, the replicas' lines come out in time order, each named
+// by its source; equal times keep the sources' order; a source that fails
+// is named after the others' lines, and every source is closed.
+func TestMergeLogsByTime(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		srcs    map[string]*sliceStream
+		order   []string
+		want    []string
+		wantErr string
+	}{
+		{
+			name: "interleaved",
+			srcs: map[string]*sliceStream{
+				"a": {lines: []engine.LogLine{at(1, "a1"), at(4, "a4"), at(5, "a5")}, err: io.EOF},
+				"b": {lines: []engine.LogLine{at(2, "b2"), at(3, "b3"), at(6, "b6")}, err: io.EOF},
+			},
+			order: []string{"a", "b"},
+			want:  []string{"a|a1", "b|b2", "b|b3", "a|a4", "a|a5", "b|b6"},
+		},
+		{
+			name: "equal times keep the sources' order",
+			srcs: map[string]*sliceStream{
+				"a": {lines: []engine.LogLine{at(1, "a1")}, err: io.EOF},
+				"b": {lines: []engine.LogLine{at(1, "b1")}, err: io.EOF},
+			},
+			order: []string{"b", "a"},
+			want:  []string{"b|b1", "a|a1"},
+		},
+		{
+			name: "an empty source",
+			srcs: map[string]*sliceStream{
+				"a": {err: io.EOF},
+				"b": {lines: []engine.LogLine{at(1, "b1")}, err: io.EOF},
+			},
+			order: []string{"a", "b"},
+			want:  []string{"b|b1"},
+		},
+		{
+			name: "a failing source is named, the others still read",
+			srcs: map[string]*sliceStream{
+				"a": {lines: []engine.LogLine{at(1, "a1")}, err: errors.New("connection reset")},
+				"b": {lines: []engine.LogLine{at(2, "b2"), at(3, "b3")}, err: io.EOF},
+			},
+			order:   []string{"a", "b"},
+			want:    []string{"a|a1", "b|b2", "b|b3"},
+			wantErr: "a: connection reset",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var srcs []LogSource
+			for _, n := range tc.order {
+				srcs = append(srcs, LogSource{Name: n, Stream: tc.srcs[n]})
+			}
+			var got []string
+			err := mergeLogs(context.Background(), srcs, func(l api.LogLine) error {
+				got = append(got, l.Container+"|"+l.Line)
+				return nil
+			})
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("lines %v, want %v", got, tc.want)
+			}
+			if (err == nil) != (tc.wantErr == "") || (err != nil && err.Error() != tc.wantErr) {
+				t.Errorf("err %v, want %q", err, tc.wantErr)
+			}
+			for n, s := range tc.srcs {
+				if !s.wasClosed() {
+					t.Errorf("source %s left open", n)
+				}
+			}
+		})
+	}
+}
+
+// logsTarget is the fake engine's target with logs: the replicas and
+// streams a test hands it, changed as the test goes.
+type logsTarget struct {
+	Target
+	mu      sync.Mutex
+	q       api.LogQuery
+	reps    []Replica
+	streams map[string]engine.LogStream // by replica ID; taken when opened
+	opens   []engine.LogOptions
+}
+
+func (t *logsTarget) LogReplicas(_ context.Context, _ *manifest.Manifest, q api.LogQuery) ([]Replica, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.q = q
+	return slices.Clone(t.reps), nil
+}
+
+func (t *logsTarget) OpenLog(_ context.Context, _ *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.streams[r.ID]
+	if !ok {
+		return nil, fmt.Errorf("%w: no stream for %s", errReplicaGone, r.ID)
+	}
+	delete(t.streams, r.ID)
+	t.opens = append(t.opens, o)
+	return s, nil
+}
+
+// add makes a replica appear with a stream.
+func (t *logsTarget) add(r Replica, s engine.LogStream) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.streams == nil {
+		t.streams = map[string]engine.LogStream{}
+	}
+	if i := slices.IndexFunc(t.reps, func(x Replica) bool { return x.ID == r.ID }); i >= 0 {
+		t.reps[i] = r
+	} else {
+		t.reps = append(t.reps, r)
+	}
+	t.streams[r.ID] = s
+}
+
+func (t *logsTarget) lastOpen() engine.LogOptions {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.opens[len(t.opens)-1]
+}
+
+// pipeStream is a followed replica: lines written to w come out.
+func pipeStream(name string) (engine.LogStream, *io.PipeWriter) {
+	pr, pw := io.Pipe()
+	return engine.NewLogStream(name, pr, false), pw
+}
+
+// serveLogs runs GET /v1/logs?query on d's handler and returns the
+// answer's lines as they come; cancel ends the request (the client
+// leaving).
+func serveLogs(t *testing.T, d *Daemon, query string) (lines <-chan api.LogLine, code func() int, cancel func()) {
+	t.Helper()
+	ctx, cancelReq := context.WithCancel(context.Background())
+	req := httptest.NewRequest(http.MethodGet, api.PathLogs+"?"+query, nil).WithContext(ctx)
+	pr, pw := io.Pipe()
+	w := &pipeWriter{h: http.Header{}, w: pw}
+	done := make(chan struct{})
+	go func() {
+		d.handleLogs(w, req)
+		pw.Close()
+		close(done)
+	}()
+	out := make(chan api.LogLine)
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			var l api.LogLine
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				l = api.LogLine{Done: true, Error: "not JSON: " + sc.Text()}
+			}
+			out <- l
+		}
+	}()
+	t.Cleanup(func() { cancelReq(); pr.Close(); <-done })
+	return out, func() int { <-done; return w.code }, cancelReq
+}
+
+// pipeWriter is a ResponseWriter whose body a test reads as it is written.
+type pipeWriter struct {
+	h    http.Header
+	code int
+	w    *io.PipeWriter
+}
+
+func (p *pipeWriter) Header() http.Header { return p.h }
+func (p *pipeWriter) WriteHeader(code int) {
+	if p.code == 0 {
+		p.code = code
+	}
+}
+func (p *pipeWriter) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return p.w.Write(b)
+}
+func (p *pipeWriter) Flush() {}
+
+func next(t *testing.T, lines <-chan api.LogLine) api.LogLine {
+	t.Helper()
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			t.Fatal("the answer ended")
+		}
+		return l
+	case <-time.After(30 * time.Second): // a hang, not a margin
+		t.Fatal("no record within 30s")
+	}
+	return api.LogLine{}
+}
+
+// The answer: each line names its container, in time order, then the
+// last record; the query reaches the target as given.
+func TestHandleLogsMerged(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, ""))
+	a := &sliceStream{lines: []engine.LogLine{at(1, "a1"), at(3, "a3")}, err: io.EOF}
+	b := &sliceStream{lines: []engine.LogLine{at(2, "b2")}, err: io.EOF}
+	lt := &logsTarget{Target: h.d.target}
+	lt.add(Replica{ID: "1", Name: "p-stable-1"}, a)
+	lt.add(Replica{ID: "2", Name: "p-stable-2"}, b)
+	h.d.target = lt
+	lines, _, _ := serveLogs(t, h.d, "service=demo&track=stable&tail=10&since=2026-12-07T05:00:00Z")
+	var got []string
+	for l := range lines {
+		if l.Done {
+			if l.Error != "" || l.Stopped {
+				t.Errorf("last record %+v, want a clean end", l)
+			}
+			break
+		}
+		got = append(got, l.Container+" "+l.Line)
+	}
+	if want := "p-stable-1 a1,p-stable-2 b2,p-stable-1 a3"; strings.Join(got, ",") != want {
+		t.Errorf("lines %q, want %q", strings.Join(got, ","), want)
+	}
+	if q := lt.q; q.Service != "demo" || q.Track != "stable" || q.Tail != 10 || q.Follow || !q.Since.Equal(time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)) {
+		t.Errorf("the target got %+v", q)
+	}
+}
+
+// A bad request is refused before any log is opened, naming what is
+// wrong.
+func TestHandleLogsRefusals(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	lt := &logsTarget{Target: h.d.target}
+	h.d.target = lt
+	for _, tc := range []struct{ query, want string }{
+		{"service=worker", `no service "worker" in the manifest: its services are [demo]`},
+		{"track=blue", "track: want stable or canary"},
+		{"tail=-3&since=yesterday", "tail: want a whole number"},
+		{"follow=maybe", "follow: want true or false"},
+		{"", "no replica of service demo exists"},
+	} {
+		rec := httptest.NewRecorder()
+		h.d.handleLogs(rec, httptest.NewRequest(http.MethodGet, api.PathLogs+"?"+tc.query, nil))
+		var e api.Error
+		_ = json.Unmarshal(rec.Body.Bytes(), &e)
+		if rec.Code < 400 || !strings.Contains(e.Error, tc.want) {
+			t.Errorf("?%s: %d %s, want an error with %q", tc.query, rec.Code, rec.Body.String(), tc.want)
+		}
+	}
+}
+
+// -f: lines come as they are written; the answer ends when the daemon
+// stops (saying so) and every replica's stream is closed.
+func TestHandleLogsFollowEndsWhenTheDaemonStops(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 2, ""))
+	s1, w1 := pipeStream("r1")
+	s2, w2 := pipeStream("r2")
+	lt := &logsTarget{Target: h.d.target}
+	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	lt.add(Replica{ID: "2", Name: "r2", Running: true}, s2)
+	h.d.target = lt
+	lines, _, _ := serveLogs(t, h.d, "follow=true")
+	go w2.Write([]byte("2026-12-07T05:00:09Z from r2\n"))
+	if l := next(t, lines); l.Container != "r2" || l.Line != "from r2" {
+		t.Fatalf("first line %+v, want r2's", l)
+	}
+	go w1.Write([]byte("2026-12-07T05:00:01Z from r1\n"))
+	if l := next(t, lines); l.Container != "r1" || l.Line != "from r1" {
+		t.Fatalf("second line %+v, want r1's (as it came, not by time)", l)
+	}
+	h.d.stopStreams()
+	if l := next(t, lines); !l.Done || !l.Stopped {
+		t.Fatalf("after the daemon stops: %+v, want the last record saying so", l)
+	}
+	for _, w := range []*io.PipeWriter{w1, w2} {
+		if _, err := w.Write([]byte("more\n")); err == nil {
+			t.Error("a replica's stream is still open after the answer ended")
+		}
+	}
+}
+
+// -f: a client that goes away ends the answer and closes the streams.
+func TestHandleLogsFollowEndsWhenTheClientLeaves(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	s1, w1 := pipeStream("r1")
+	lt := &logsTarget{Target: h.d.target}
+	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	h.d.target = lt
+	lines, code, cancel := serveLogs(t, h.d, "follow=true")
+	go w1.Write([]byte("line\n"))
+	next(t, lines)
+	cancel()
+	if c := code(); c != http.StatusOK {
+		t.Errorf("status %d", c)
+	}
+	if _, err := w1.Write([]byte("more\n")); err == nil {
+		t.Error("the replica's stream is still open after the client left")
+	}
+}
+
+// -f picks up what a deploy brings: a new replica's lines (from its
+// start), and a replica whose stream ended and that runs again, from
+// just after its last line; a replica whose log breaks is named without
+// ending the others.
+func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
+	defer func(d time.Duration) { logRescan = d }(logRescan)
+	logRescan = 10 * time.Millisecond // how often to look, not a margin
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	s1, w1 := pipeStream("r1")
+	lt := &logsTarget{Target: h.d.target}
+	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	h.d.target = lt
+	lines, _, _ := serveLogs(t, h.d, "follow=true&since=2026-12-07T05:00:00Z&tail=5")
+	go w1.Write([]byte("2026-12-07T05:00:01Z first\n"))
+	next(t, lines)
+
+	// A new replica: opened from the request's since, all of it.
+	s2, w2 := pipeStream("r2")
+	lt.add(Replica{ID: "2", Name: "r2", Running: true}, s2)
+	go w2.Write([]byte("2026-12-07T05:00:02Z new replica\n"))
+	if l := next(t, lines); l.Container != "r2" || l.Line != "new replica" {
+		t.Fatalf("got %+v, want the new replica's line", l)
+	}
+	if o := lt.lastOpen(); !o.Follow || o.Tail != -1 || !o.Since.Equal(time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)) {
+		t.Errorf("the new replica was opened with %+v", o)
+	}
+
+	// r1's stream ends (the container stopped); it runs again (restarted
+	// under the same ID): opened again from just after its last line, and
+	// nothing from before it is shown again.
+	w1.Close()
+	s1b, w1b := pipeStream("r1")
+	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1b)
+	// (The Kubernetes API reads sinceTime in whole seconds: a line
+	// already shown comes again and must be dropped.)
+	go w1b.Write([]byte("2026-12-07T05:00:01Z first\n2026-12-07T05:00:03Z back\n"))
+	if l := next(t, lines); l.Container != "r1" || l.Line != "back" {
+		t.Fatalf("got %+v, want r1's line after its restart", l)
+	}
+	if o := lt.lastOpen(); !o.Since.Equal(time.Date(2026, 12, 7, 5, 0, 1, 1, time.UTC)) {
+		t.Errorf("r1 reopened from %s, want just after its last line", o.Since)
+	}
+
+	// r2's log breaks: named, the follow goes on.
+	w2.CloseWithError(errors.New("connection reset"))
+	if l := next(t, lines); l.Done || l.Container != "r2" || !strings.Contains(l.Error, "connection reset") {
+		t.Fatalf("got %+v, want r2's failure named", l)
+	}
+	go w1b.Write([]byte("2026-12-07T05:00:04Z still here\n"))
+	if l := next(t, lines); l.Line != "still here" {
+		t.Fatalf("got %+v, want the follow to go on", l)
+	}
+}
+
+// The logs answers served at once are bounded: one more is refused with
+// 429, saying why, and the bound frees up as answers end.
+func TestHandleLogsBoundsReaders(t *testing.T) {
+	defer func(n int32) { maxLogReaders = n }(maxLogReaders)
+	maxLogReaders = 1
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	s1, w1 := pipeStream("r1")
+	lt := &logsTarget{Target: h.d.target}
+	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	h.d.target = lt
+	lines, code, cancel := serveLogs(t, h.d, "follow=true")
+	go w1.Write([]byte("line\n"))
+	next(t, lines)
+
+	rec := httptest.NewRecorder()
+	h.d.handleLogs(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "1 logs readers already") {
+		t.Fatalf("a second reader: %d %s, want 429", rec.Code, rec.Body.String())
+	}
+	cancel()
+	code()
+	s2 := &sliceStream{lines: []engine.LogLine{at(1, "again")}, err: io.EOF}
+	lt.add(Replica{ID: "1", Name: "r1"}, s2)
+	rec = httptest.NewRecorder()
+	h.d.handleLogs(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "again") {
+		t.Errorf("once the first ended: %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+// In the named form, logs SERVICE reads that service's containers only;
+// no SERVICE reads every service's; a name the manifest lacks is refused
+// naming the ones it has.
+func TestLogReplicasOfANamedService(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	m := &manifest.Manifest{Project: "shop", Network: manifest.Network{Name: "shop-net"},
+		Named: map[string]*manifest.Services{"web": {Image: "web:1", Port: 3000}, "db": {Image: "db:1", Port: 5432, Kind: manifest.KindAccessory}}}
+	h.fe.AddImage("img:1")
+	for _, c := range []struct{ name, service string }{
+		{"shop-web-stable-1", "web"}, {"shop-web-stable-2", "web"}, {"shop-db-stable-1", "db"},
+	} {
+		s := engineSpec(c.name, "img:1", "shop", stack.RoleApp)
+		s.Labels[stack.LabelService], s.Labels[stack.LabelTrack] = c.service, "stable"
+		if _, err := h.fe.Run(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := func(service string) string {
+		reps, err := dockerTarget{h.d}.LogReplicas(context.Background(), m, api.LogQuery{Service: service})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range reps {
+			out = append(out, r.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := names("web"); got != "shop-web-stable-1,shop-web-stable-2" {
+		t.Errorf("web: %s", got)
+	}
+	if got := names("db"); got != "shop-db-stable-1" {
+		t.Errorf("db: %s", got)
+	}
+	if got := names(""); got != "shop-db-stable-1,shop-web-stable-1,shop-web-stable-2" {
+		t.Errorf("every service: %s", got)
+	}
+	if err := checkService(m, "shop"); err == nil || !strings.Contains(err.Error(), `no service "shop" in the manifest: its services are [db web]`) {
+		t.Errorf("checkService(shop): %v", err)
+	}
+	if err := checkService(m, "db"); err != nil {
+		t.Errorf("checkService(db): %v", err)
+	}
+}
