@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -261,6 +262,12 @@ func (s *stack) close() {
 		case <-time.After(20 * time.Second):
 			_ = s.daemon.Process.Kill()
 		}
+	}
+	// The names that kept the release's image (swiftdeploy-release/
+	// PROJECT/SERVICE:REV; `down` keeps them for a rollback): the
+	// project is gone, so are they.
+	if tags, err := docker(ctx, "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=swiftdeploy-release/"+s.project+"/*"); err == nil && tags != "" {
+		_, _ = docker(ctx, append([]string{"rmi"}, strings.Fields(tags)...)...)
 	}
 	_ = os.RemoveAll(s.dir)
 }
