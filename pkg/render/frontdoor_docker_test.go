@@ -69,10 +69,40 @@ func newRequest(t *testing.T, method, url string, body io.Reader) *http.Request 
 	return req
 }
 
+// acceptingWorkers are the PIDs of nginx's workers that may still accept
+// a connection: a worker told to quit by a reload retitles itself "worker
+// process is shutting down" as it closes its listening sockets.
+func acceptingWorkers(t *testing.T, cli *client.Client, id string) map[string]bool {
+	t.Helper()
+	res, err := cli.ContainerTop(context.Background(), id, client.ContainerTopOptions{})
+	if err != nil {
+		t.Fatalf("list nginx's processes: %v", err)
+	}
+	pid, cmd := -1, -1
+	for i, title := range res.Titles {
+		switch title {
+		case "PID":
+			pid = i
+		case "CMD", "COMMAND":
+			cmd = i
+		}
+	}
+	out := map[string]bool{}
+	for _, p := range res.Processes {
+		if pid >= 0 && cmd >= 0 && strings.TrimSpace(p[cmd]) == "nginx: worker process" {
+			out[p[pid]] = true
+		}
+	}
+	return out
+}
+
 // reloadNginx installs s's config in the running container and waits for
-// nginx to report it loaded.
+// nginx to report it loaded and for the workers of the config before to
+// stop accepting: until then a new connection may still land on one (seen:
+// a request answered by the app right after a pause was loaded).
 func reloadNginx(t *testing.T, cli *client.Client, ngx servedNginx, s stack.Stack) {
 	t.Helper()
+	old := acceptingWorkers(t, cli, ngx.id)
 	conf, err := Nginx(s)
 	if err != nil {
 		t.Fatal(err)
@@ -96,12 +126,27 @@ func reloadNginx(t *testing.T, cli *client.Client, ngx servedNginx, s stack.Stac
 	for {
 		_, _, body := unixGet(t, sock, stack.NginxStatusPath)
 		if c, err := ParseLoadedConfig([]byte(body)); err == nil && c.Revision == rev {
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("nginx never loaded revision %s", rev)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		still := 0
+		for pid := range acceptingWorkers(t, cli, ngx.id) {
+			if old[pid] {
+				still++
+			}
+		}
+		if still == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers of the config before the reload still accept connections", still)
+		}
+		time.Sleep(25 * time.Millisecond)
 	}
 }
 
