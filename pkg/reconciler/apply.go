@@ -245,6 +245,8 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 			r.record(ctx, "nginx_config_rejected", err.Error(), nil)
 			return err
 		}
+		// Served means only the new configuration takes new connections.
+		r.oldStopAccepting(ctx, d.Stack.Nginx.Name, old)
 		say("Nginx config valid")
 		say("Nginx reloaded: %s", op.Cause)
 		details := map[string]any{"revision": d.Revision}

@@ -96,3 +96,37 @@ func TestDrainWaitsForEveryOldWorker(t *testing.T) {
 		})
 	}
 }
+
+// After a reload, the commit waits until no worker of the config before
+// still accepts connections (a worker not yet retitled "is shutting down"
+// can still take a new connection and serve it by the old config), up to
+// acceptWait; a list that cannot be taken ends the wait.
+func TestOldWorkersStopAccepting(t *testing.T) {
+	master := engine.Process{PID: 1, Cmd: "nginx: master process nginx -c /etc/nginx/x.conf"}
+	w := func(pid int) engine.Process { return engine.Process{PID: pid, Cmd: "nginx: worker process"} }
+	down := func(pid int) engine.Process {
+		return engine.Process{PID: pid, Cmd: "nginx: worker process is shutting down"}
+	}
+	for _, tc := range []struct {
+		name      string
+		lists     [][]engine.Process
+		err       error
+		old       []int
+		wantCalls int
+	}{
+		{"old workers still accept, then shut down", [][]engine.Process{{master, w(7), w(8), w(9)}, {master, down(7), w(8), w(9)}, {master, down(7), down(8), w(9)}}, nil, []int{7, 8}, 3},
+		{"already shutting down", [][]engine.Process{{master, down(7), w(9)}}, nil, []int{7}, 1},
+		{"already gone", [][]engine.Process{{master, w(9)}}, nil, []int{7}, 1},
+		{"no process list", nil, errors.New("injected"), []int{7}, 1},
+		{"no old workers listed", [][]engine.Process{{master, w(9)}}, nil, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &scriptedTop{lists: tc.lists, err: tc.err}
+			r := &Reconciler{Engine: e}
+			r.oldStopAccepting(context.Background(), "nginx", tc.old)
+			if e.calls != tc.wantCalls {
+				t.Errorf("%d process lists taken, want %d", e.calls, tc.wantCalls)
+			}
+		})
+	}
+}

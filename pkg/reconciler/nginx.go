@@ -317,6 +317,57 @@ func anyOf(ps []engine.Process, pids []int) bool {
 	return false
 }
 
+// oldStopAccepting waits, at most acceptWait, until none of the workers
+// that served before a reload still accepts connections. nginx reports the
+// new revision as soon as one new worker answers, but an old worker closes
+// its listening sockets only when it handles the master's quit, retitling
+// itself "... is shutting down": until then a new connection can land on
+// it and be served by the old configuration (seen: a request answered by
+// the app right after a pause had loaded). A list that cannot be taken
+// ends the wait: the new configuration is loaded either way.
+func (r *Reconciler) oldStopAccepting(ctx context.Context, name string, old []int) {
+	if len(old) == 0 {
+		return
+	}
+	end := trace.Begin(ctx, "old workers stop accepting", name)
+	deadline := time.Now().Add(acceptWait)
+	for polls := 1; ; polls++ {
+		ps, err := r.Engine.Top(ctx, name)
+		switch {
+		case err != nil:
+			end("cannot list nginx's processes: " + err.Error())
+			return
+		case !acceptingAny(ps, old):
+			end(fmt.Sprintf("%d polls", polls))
+			return
+		case time.Now().After(deadline):
+			end("still accepting after " + acceptWait.String())
+			return
+		}
+		select {
+		case <-time.After(drainPoll):
+		case <-ctx.Done():
+			end(ctx.Err().Error())
+			return
+		}
+	}
+}
+
+// acceptWait bounds oldStopAccepting: a worker handles its quit signal in
+// its next event-loop turn, milliseconds even on a busy host.
+const acceptWait = 5 * time.Second
+
+// acceptingAny reports whether a worker of pids is still a plain worker
+// (not one shutting down).
+func acceptingAny(ps []engine.Process, pids []int) bool {
+	for _, p := range ps {
+		if slices.Contains(pids, p.PID) && strings.TrimSpace(p.Cmd) == nginxWorkerTitle {
+			return true
+		}
+	}
+	return false
+}
+
 // hupWait bounds the wait for nginx to load a new config after SIGHUP
 // before falling back to `nginx -s reload`. A master that handles the
 // signal loads a config in milliseconds, tens of them on a busy host.
