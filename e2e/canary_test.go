@@ -105,12 +105,16 @@ func TestCanaryChaosAndGatedPromotion(t *testing.T) {
 	e.chaos(api.ChaosRequest{Mode: "slow", Duration: 0.7})
 	took := e.waitCanaryReason("P99 latency exceeds 500ms")
 	t.Logf("chaos slow injected → status FAIL in %s", took.Round(time.Millisecond))
-	out, code := e.swiftctl("status")
 	// Both views see the slow canary: its own histogram and nginx's
-	// request times.
-	if !contains(out, "Mode: canary") || !contains(out, "Canary Safety: FAIL (latency too high, proxy latency too high)") || !contains(out, "Infrastructure: PASS") {
-		t.Errorf("swiftctl status under slow chaos:\n%s", out)
-	}
+	// request times. nginx logs a request when it ends and flushes its
+	// log at most 250 ms later, so its view may come a moment after the
+	// app's.
+	var out string
+	var code int
+	e.waitFor(10*time.Second, "both views see the slow canary", func() (bool, string) {
+		out, _ = e.swiftctl("status")
+		return contains(out, "Mode: canary") && contains(out, "Canary Safety: FAIL (latency too high, proxy latency too high)") && contains(out, "Infrastructure: PASS"), out
+	})
 	out, code = e.swiftctl("promote")
 	if code != 1 || !contains(out, "DENIED: P99 latency exceeds 500ms") {
 		t.Errorf("swiftctl promote under slow chaos: exit %d, output:\n%s", code, out)
