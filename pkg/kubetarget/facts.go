@@ -103,3 +103,36 @@ func need(desired Desired) (cpu, mem int64) {
 	}
 	return cpu, mem
 }
+
+// clusterInformers are the cluster policy's nodes and scheduled pods.
+type clusterInformers struct {
+	nodes, pods *kube.Informer
+}
+
+// ClusterObjects are the cluster policy's nodes and the pods scheduled on
+// them, from informers started on the first call: ok is false until both
+// have listed (the caller lists from the API meanwhile).
+func (l *Live) ClusterObjects() (nodes []corev1.Node, pods []corev1.Pod, ok bool) {
+	l.mu.Lock()
+	if l.cluster.nodes == nil {
+		l.cluster.nodes, l.cluster.pods = l.StartNodes(l.base), l.StartScheduledPods(l.base)
+	}
+	ci := l.cluster
+	l.mu.Unlock()
+	if !ci.nodes.Synced() || !ci.pods.Synced() {
+		return nil, nil, false
+	}
+	for _, v := range ci.nodes.List() {
+		nodes = append(nodes, *v.(*corev1.Node))
+	}
+	for _, v := range ci.pods.List() {
+		pods = append(pods, *v.(*corev1.Pod))
+	}
+	return nodes, pods, true
+}
+
+// clusterCache serves the cluster policy's objects from memory once it
+// can (Live).
+type clusterCache interface {
+	ClusterObjects() (nodes []corev1.Node, pods []corev1.Pod, ok bool)
+}
