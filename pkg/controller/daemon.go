@@ -29,6 +29,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"k8s.io/klog/v2"
@@ -209,7 +211,7 @@ type Daemon struct {
 	// (guarded by runMu).
 	trafficAdopted bool
 	// target is what the control plane converges: Docker or kt.
-	target Target
+	target target.Target
 	// rollout is a deploy's change awaited (guarded by runMu).
 	rollout *rolloutWatch
 	// releases is the release book (releases.go), loaded once; under

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
@@ -26,7 +28,7 @@ type rolloutWatch struct {
 // noteRollout journals the outcome of the deploy's change once, when the
 // target shows it: rolled out, or stopped by its progress deadline.
 // Callers hold d.runMu.
-func (d *Daemon) noteRollout(ctx context.Context, m *manifest.Manifest, s State) RolloutStatus {
+func (d *Daemon) noteRollout(ctx context.Context, m *manifest.Manifest, s State) target.RolloutStatus {
 	st, err := d.target.Rolled(ctx, m, s)
 	if err != nil || d.rollout == nil {
 		if d.rollout == nil && err == nil && st.Failed == "" {
@@ -59,11 +61,11 @@ func (d *Daemon) awaitRollout(ctx context.Context, m *manifest.Manifest, progres
 		d.mu.Lock()
 		s := d.state
 		d.mu.Unlock()
-		var st RolloutStatus
+		var st target.RolloutStatus
 		ch, err := d.target.Change(ctx, m, s)
 		if err == nil && !ch.Empty() && ch.Blocked() == "" {
 			var lines []string
-			lines, err = d.target.Apply(ctx, ch, Hooks{Gate: func(ctx context.Context) reconciler.Decision { return d.gate(ctx, ch) }, Progress: progress, Deploy: true})
+			lines, err = d.target.Apply(ctx, ch, target.Hooks{Gate: func(ctx context.Context) reconciler.Decision { return d.gate(ctx, ch) }, Progress: progress, Deploy: true})
 			if d.rollout != nil {
 				d.rollout.ops = append(d.rollout.ops, lines...)
 			}
@@ -97,18 +99,10 @@ func (d *Daemon) awaitRollout(ctx context.Context, m *manifest.Manifest, progres
 	}
 }
 
-// planError is a change that could not be planned (the API server refused
-// a dry run): a failed deploy, unlike a target that cannot be reached
-// (setEngineErr journals that).
-type planError struct{ err error }
-
-func (e *planError) Error() string { return e.err.Error() }
-func (e *planError) Unwrap() error { return e.err }
-
 // planFailed journals a reconcile that could not plan, coalesced with the
 // retries that fail the same way.
 func (d *Daemon) planFailed(err error) {
-	var pe *planError
+	var pe *target.PlanError
 	if errors.As(err, &pe) {
 		d.deployFailed(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
@@ -45,27 +47,27 @@ func (c *dockerChange) Lines() []string {
 	return out
 }
 
-func (c *dockerChange) Serving() Serving { return dockerServing(c.obs, c.desired) }
+func (c *dockerChange) Serving() target.Serving { return dockerServing(c.obs, c.desired) }
 
 func (t dockerTarget) Name() string { return "docker" }
 
 // Heal restores the applied record's containers and nginx config.
-func (t dockerTarget) Heal(ctx context.Context, ch Change, progress reconciler.Progress) {
+func (t dockerTarget) Heal(ctx context.Context, ch target.Change, progress reconciler.Progress) {
 	c := ch.(*dockerChange)
 	t.d.healWhileDenied(ctx, c.desired, c.obs, progress)
 }
 
 // Rolled: the reconciler's apply waits for health and for nginx to load
 // the revision, so what it applied has rolled out when it returns.
-func (t dockerTarget) Rolled(context.Context, *manifest.Manifest, State) (RolloutStatus, error) {
-	return RolloutStatus{Done: true}, nil
+func (t dockerTarget) Rolled(context.Context, *manifest.Manifest, target.Decisions) (target.RolloutStatus, error) {
+	return target.RolloutStatus{Done: true}, nil
 }
 
 func (t dockerTarget) Await() (poll, deadline time.Duration) {
 	return time.Second, t.d.cfg.HealthTimeout
 }
 
-func (t dockerTarget) Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error) {
+func (t dockerTarget) Change(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.Change, error) {
 	desired, err := t.d.desiredWith(m, s)
 	if err != nil {
 		return nil, err
@@ -85,7 +87,7 @@ func (t dockerTarget) Change(ctx context.Context, m *manifest.Manifest, s State)
 
 // Apply runs the reconciler's plan; it always waits for health (h.Wait is
 // what it does anyway) and calls h.Served when nginx loads the revision.
-func (t dockerTarget) Apply(ctx context.Context, ch Change, h Hooks) ([]string, error) {
+func (t dockerTarget) Apply(ctx context.Context, ch target.Change, h target.Hooks) ([]string, error) {
 	c := ch.(*dockerChange)
 	gate := func(ctx context.Context, _ reconciler.Plan) reconciler.Decision { return h.Gate(ctx) }
 	err := t.d.rec.ApplyServed(ctx, c.desired, c.plan, gate, h.Served, h.Progress)
@@ -98,40 +100,40 @@ func (t dockerTarget) Apply(ctx context.Context, ch Change, h Hooks) ([]string, 
 }
 
 // Serves: nginx has loaded the change's configuration revision.
-func (t dockerTarget) Serves(ctx context.Context, ch Change) (Verdict, Serving, error) {
+func (t dockerTarget) Serves(ctx context.Context, ch target.Change) (target.Verdict, target.Serving, error) {
 	c := ch.(*dockerChange)
 	after, err := t.d.rec.Observe(ctx, c.desired)
 	if err != nil {
 		t.d.setEngineErr(err)
-		return ServesUnknown, Serving{}, err
+		return target.ServesUnknown, target.Serving{}, err
 	}
 	sv := dockerServing(after, c.desired)
 	switch {
 	case after.Loaded != nil && after.Loaded.Revision == c.desired.Revision:
-		return ServesYes, sv, nil
+		return target.ServesYes, sv, nil
 	case after.Loaded == nil && after.LoadedErr != "":
-		return ServesUnknown, sv, nil
+		return target.ServesUnknown, sv, nil
 	}
-	return ServesNo, sv, nil
+	return target.ServesNo, sv, nil
 }
 
-func (t dockerTarget) Serving(ctx context.Context, m *manifest.Manifest) (Serving, error) {
+func (t dockerTarget) Serving(ctx context.Context, m *manifest.Manifest) (target.Serving, error) {
 	cur, err := t.d.desired(m)
 	if err != nil {
-		return Serving{}, err
+		return target.Serving{}, err
 	}
 	obs, err := t.d.rec.Observe(ctx, cur)
 	if err != nil {
 		t.d.setEngineErr(err)
-		return Serving{}, err
+		return target.Serving{}, err
 	}
 	return dockerServing(obs, cur), nil
 }
 
 // dockerServing reads the route from the configuration nginx has loaded.
-func dockerServing(obs reconciler.Observed, cur reconciler.Desired) Serving {
+func dockerServing(obs reconciler.Observed, cur reconciler.Desired) target.Serving {
 	obs = primaryObserved(obs, cur.Stack.Primary)
-	s := Serving{Mode: servingMode(obs), CanaryRunning: len(cur.Stack.Canary) > 0}
+	s := target.Serving{Mode: servingMode(obs), CanaryRunning: len(cur.Stack.Canary) > 0}
 	if s.Mode == stack.TrackCanary {
 		s.CanaryImage, s.CanaryWeight = imageOf(obs, obs.Loaded.Canary), obs.Loaded.Weight
 	}
@@ -145,11 +147,11 @@ func dockerServing(obs reconciler.Observed, cur reconciler.Desired) Serving {
 	return s
 }
 
-func (t dockerTarget) Decide(ctx context.Context, ch Change) policy.Decision {
+func (t dockerTarget) Decide(ctx context.Context, ch target.Change) policy.Decision {
 	return t.d.infraDecision(ctx, ch.(*dockerChange).m)
 }
 
-func (t dockerTarget) Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, statsView) {
+func (t dockerTarget) Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, target.Figures) {
 	return t.d.judge(ctx, m, revision)
 }
 
@@ -159,13 +161,13 @@ func (t dockerTarget) Watch(ctx context.Context, _ func()) { t.d.watchEngine(ctx
 // m's project: nginx first so that no request reaches an app container
 // being removed, then the apps, then anything else labelled with the
 // project, then the network.
-func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]Removal, error) {
+func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]target.Removal, error) {
 	eng := t.d.eng
 	cs, err := eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {
 		return nil, err
 	}
-	var plan []Removal
+	var plan []target.Removal
 	for _, role := range []string{stack.RoleNginx, stack.RoleApp, ""} {
 		op := "remove-" + role
 		if role == "" {
@@ -177,8 +179,8 @@ func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest, volume
 				continue // each container is removed in exactly one pass
 			}
 			id := c.ID
-			r := Removal{Op: op, Target: c.Name, Event: journal.EventContainerRemoved,
-				run: func(ctx context.Context) error { return eng.Remove(ctx, id, 10*time.Second) }}
+			r := target.Removal{Op: op, Target: c.Name, Event: journal.EventContainerRemoved,
+				Run: func(ctx context.Context) error { return eng.Remove(ctx, id, 10*time.Second) }}
 			if role == stack.RoleNginx {
 				r.After = failpoint.DownRemoved
 			}
@@ -191,8 +193,8 @@ func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest, volume
 	}
 	if n != nil && n.Owned {
 		id := n.ID
-		plan = append(plan, Removal{Op: "remove-network", Target: n.Name, Event: journal.EventNetworkRemoved,
-			run: func(ctx context.Context) error { return eng.RemoveNetwork(ctx, id) }})
+		plan = append(plan, target.Removal{Op: "remove-network", Target: n.Name, Event: journal.EventNetworkRemoved,
+			Run: func(ctx context.Context) error { return eng.RemoveNetwork(ctx, id) }})
 	}
 	if !volumes {
 		return plan, nil
@@ -205,8 +207,8 @@ func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest, volume
 	}
 	for _, v := range vs {
 		name := v.Name
-		plan = append(plan, Removal{Op: "remove-volume", Target: name, Event: journal.EventVolumeRemoved,
-			run: func(ctx context.Context) error { return eng.RemoveVolume(ctx, name) }})
+		plan = append(plan, target.Removal{Op: "remove-volume", Target: name, Event: journal.EventVolumeRemoved,
+			Run: func(ctx context.Context) error { return eng.RemoveVolume(ctx, name) }})
 	}
 	return plan, nil
 }
@@ -214,8 +216,8 @@ func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest, volume
 func (t dockerTarget) Forget() error { return t.d.rec.ForgetApplied() }
 
 // desired computes what to converge to from m and the recorded state s.
-func desiredFor(m *manifest.Manifest, s State) (reconciler.Desired, error) {
-	st := stack.FromManifest(m, s.options(m))
+func desiredFor(m *manifest.Manifest, s target.Decisions) (reconciler.Desired, error) {
+	st := stack.FromManifest(m, s.Options(m))
 	conf, err := render.Nginx(st)
 	if err != nil {
 		return reconciler.Desired{}, fmt.Errorf("render nginx config: %w", err)
@@ -236,7 +238,7 @@ func (d *Daemon) desired(m *manifest.Manifest) (reconciler.Desired, error) {
 
 // desiredWith is desiredFor of m with its files' digest (withFiles), and
 // where the pulls' credentials are.
-func (d *Daemon) desiredWith(m *manifest.Manifest, s State) (reconciler.Desired, error) {
+func (d *Daemon) desiredWith(m *manifest.Manifest, s target.Decisions) (reconciler.Desired, error) {
 	m, err := d.withFiles(m)
 	if err != nil {
 		return reconciler.Desired{}, err

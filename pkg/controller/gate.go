@@ -7,9 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"go.uber.org/zap"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/hostfacts"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -17,16 +18,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
-
-func thresholds(m *manifest.Manifest) policy.Thresholds {
-	return policy.Thresholds{
-		MinDiskGB:    m.Policy.MinDiskGB,
-		MaxCPULoad:   m.Policy.MaxCPULoad,
-		MaxErrorRate: m.Policy.MaxErrorRate,
-		MaxP99Ms:     m.Policy.MaxP99Ms,
-		MinRequests:  m.Policy.MinRequests,
-	}
-}
 
 // infraDecision evaluates the infrastructure policy on fresh host facts.
 func (d *Daemon) infraDecision(ctx context.Context, m *manifest.Manifest) policy.Decision {
@@ -40,14 +31,14 @@ func (d *Daemon) infraDecision(ctx context.Context, m *manifest.Manifest) policy
 	end()
 	end = trace.Begin(ctx, "gate: policy", "infrastructure")
 	defer end()
-	return d.policies.Infrastructure(ctx, in, thresholds(m))
+	return d.policies.Infrastructure(ctx, in, target.Thresholds(m))
 }
 
 // gate is the gate of every apply, on any target: the infrastructure
 // (Docker) or cluster (Kubernetes) policy on fresh facts before the first
 // operation that adds capacity or traffic; the decision is journaled and
 // counted, and a denial is shown in status.
-func (d *Daemon) gate(ctx context.Context, ch Change) reconciler.Decision {
+func (d *Daemon) gate(ctx context.Context, ch target.Change) reconciler.Decision {
 	dec := d.target.Decide(ctx, ch)
 	d.metrics.observeDecision(dec)
 	end := trace.Begin(ctx, "journal", "decision")
@@ -55,7 +46,7 @@ func (d *Daemon) gate(ctx context.Context, ch Change) reconciler.Decision {
 	end()
 	if !dec.Allowed {
 		d.mu.Lock()
-		d.denial = toAPIDecision(dec)
+		d.denial = target.APIDecision(dec)
 		d.mu.Unlock()
 		d.log.Warn("change denied by "+d.gatePolicy()+" policy", zap.Strings("reasons", dec.Reasons))
 	}
@@ -162,8 +153,4 @@ func (d *Daemon) decision(dec policy.Decision, user string) {
 	if err != nil {
 		d.log.Error("journal append failed", zap.String("decision", dec.Policy), zap.Error(err))
 	}
-}
-
-func toAPIDecision(dec policy.Decision) *api.Decision {
-	return &api.Decision{Policy: dec.Policy, Allowed: dec.Allowed, Reasons: dec.Reasons, Input: dec.Input, Transient: dec.Transient}
 }

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -155,16 +157,16 @@ type kubeChange struct {
 	rev     string
 }
 
-func (c *kubeChange) Revision() string { return c.rev }
-func (c *kubeChange) Blocked() string  { return "" }
-func (c *kubeChange) Gated() bool      { return c.plan.Gated() }
-func (c *kubeChange) Empty() bool      { return c.plan.Empty() }
-func (c *kubeChange) Lines() []string  { return c.plan.Lines() }
-func (c *kubeChange) Serving() Serving { return kubeServing(c.m.Project, c.obs) }
+func (c *kubeChange) Revision() string        { return c.rev }
+func (c *kubeChange) Blocked() string         { return "" }
+func (c *kubeChange) Gated() bool             { return c.plan.Gated() }
+func (c *kubeChange) Empty() bool             { return c.plan.Empty() }
+func (c *kubeChange) Lines() []string         { return c.plan.Lines() }
+func (c *kubeChange) Serving() target.Serving { return kubeServing(c.m.Project, c.obs) }
 
 func (t *kubeTarget) Name() string { return "kubernetes" }
 
-func (t *kubeTarget) desired(m *manifest.Manifest, s State) (kubetarget.Desired, error) {
+func (t *kubeTarget) desired(m *manifest.Manifest, s target.Decisions) (kubetarget.Desired, error) {
 	pull, err := t.d.pullSecret(m, s)
 	if err != nil {
 		return kubetarget.Desired{}, err
@@ -175,7 +177,7 @@ func (t *kubeTarget) desired(m *manifest.Manifest, s State) (kubetarget.Desired,
 	if err != nil {
 		return kubetarget.Desired{}, err
 	}
-	d, err := kubetarget.DesiredFor(m, s.options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline, pull)
+	d, err := kubetarget.DesiredFor(m, s.Options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline, pull)
 	if err != nil || !hasSecrets(m) {
 		return d, err
 	}
@@ -216,7 +218,7 @@ func (t *kubeTarget) observe(ctx context.Context, m *manifest.Manifest) (kubetar
 	return obs, err
 }
 
-func (t *kubeTarget) Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error) {
+func (t *kubeTarget) Change(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.Change, error) {
 	if m.IsNamed() {
 		// Refused before anything is rendered: what runs keeps running.
 		return nil, fmt.Errorf("project %s: several services (the named form of services) run on the Docker target only so far; the Kubernetes target renders the single-service form", m.Project)
@@ -237,7 +239,7 @@ func (t *kubeTarget) replan(ctx context.Context, c *kubeChange) error {
 	}
 	plan, err := t.plan(ctx, c.desired, c.rev, obs)
 	if err != nil {
-		return &planError{err}
+		return &target.PlanError{Err: err}
 	}
 	c.obs, c.plan = obs, plan
 	return nil
@@ -256,7 +258,7 @@ func (t *kubeTarget) plan(_ context.Context, desired kubetarget.Desired, _ strin
 
 // Apply applies c's plan; with h.Wait it converges until c has rolled out,
 // calling h.Served the moment the route serves c (the commit point).
-func (t *kubeTarget) Apply(ctx context.Context, ch Change, h Hooks) ([]string, error) {
+func (t *kubeTarget) Apply(ctx context.Context, ch target.Change, h target.Hooks) ([]string, error) {
 	c := ch.(*kubeChange)
 	if !h.Wait {
 		return t.step(ctx, c, h)
@@ -304,7 +306,7 @@ func (t *kubeTarget) Apply(ctx context.Context, ch Change, h Hooks) ([]string, e
 
 // step gates and applies c's plan once, op by op, and returns the ops that
 // ran: a drift revert is journaled only once its op has run.
-func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h Hooks) ([]string, error) {
+func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h target.Hooks) ([]string, error) {
 	if c.plan.Empty() {
 		return nil, nil
 	}
@@ -333,37 +335,37 @@ func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h Hooks) ([]string
 	return ran, nil
 }
 
-func (t *kubeTarget) Serves(ctx context.Context, ch Change) (Verdict, Serving, error) {
+func (t *kubeTarget) Serves(ctx context.Context, ch target.Change) (target.Verdict, target.Serving, error) {
 	c := ch.(*kubeChange)
 	obs, err := t.observe(ctx, c.m)
 	if err != nil {
-		return ServesUnknown, Serving{}, err
+		return target.ServesUnknown, target.Serving{}, err
 	}
 	sv := kubeServing(c.m.Project, obs)
 	if kubetarget.Serves(c.desired, obs) {
-		return ServesYes, sv, nil
+		return target.ServesYes, sv, nil
 	}
-	return ServesNo, sv, nil
+	return target.ServesNo, sv, nil
 }
 
-func (t *kubeTarget) Serving(ctx context.Context, m *manifest.Manifest) (Serving, error) {
+func (t *kubeTarget) Serving(ctx context.Context, m *manifest.Manifest) (target.Serving, error) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
-		return Serving{}, err
+		return target.Serving{}, err
 	}
 	return kubeServing(m.Project, obs), nil
 }
 
 // kubeServing reads the mode from the live route's weights and the images
 // from the live Deployments.
-func kubeServing(project string, obs kubetarget.Observed) Serving {
+func kubeServing(project string, obs kubetarget.Observed) target.Serving {
 	r, ok := obs.Routes[project]
 	if !ok {
-		return Serving{}
+		return target.Serving{}
 	}
 	w := kubetarget.Weights(r)
 	stableName, canaryName := project+"-"+stack.TrackStable, project+"-"+stack.TrackCanary
-	s := Serving{Mode: stack.TrackStable}
+	s := target.Serving{Mode: stack.TrackStable}
 	if dep, ok := obs.Deployments[stableName]; ok {
 		s.StableImage = kubetarget.ImageOf(dep)
 	}
@@ -381,36 +383,36 @@ func kubeServing(project string, obs kubetarget.Observed) Serving {
 // Rolled looks at the rollout of m under s without a dry run: every
 // desired Deployment rolled out with its image, the route's weights in
 // force, or the reason it is not yet.
-func (t *kubeTarget) Rolled(ctx context.Context, m *manifest.Manifest, s State) (RolloutStatus, error) {
+func (t *kubeTarget) Rolled(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.RolloutStatus, error) {
 	desired, err := t.desired(m, s)
 	if err != nil {
-		return RolloutStatus{}, err
+		return target.RolloutStatus{}, err
 	}
 	obs, err := t.observe(ctx, m)
 	if err != nil {
-		return RolloutStatus{}, err
+		return target.RolloutStatus{}, err
 	}
 	if f := progressFailed(desired, obs); f != "" {
-		return RolloutStatus{Failed: f}, nil
+		return target.RolloutStatus{Failed: f}, nil
 	}
 	for _, o := range kubetarget.ForObserved(desired, obs).Objects {
 		if v, ok := o.(*appsv1.Deployment); ok {
 			live, ok := obs.Deployments[v.Name]
 			if !ok {
-				return RolloutStatus{Waiting: "Deployment " + v.Name + " missing"}, nil
+				return target.RolloutStatus{Waiting: "Deployment " + v.Name + " missing"}, nil
 			}
 			if kubetarget.ImageOf(live) != kubetarget.ImageOf(*v) {
-				return RolloutStatus{Waiting: "Deployment " + v.Name + " not yet at " + kubetarget.ImageOf(*v)}, nil
+				return target.RolloutStatus{Waiting: "Deployment " + v.Name + " not yet at " + kubetarget.ImageOf(*v)}, nil
 			}
 			if done, why := kubetarget.RolledOut(live); !done {
-				return RolloutStatus{Waiting: "Deployment " + v.Name + ": " + why}, nil
+				return target.RolloutStatus{Waiting: "Deployment " + v.Name + ": " + why}, nil
 			}
 		}
 	}
 	if !kubetarget.Serves(desired, obs) {
-		return RolloutStatus{Waiting: "the route does not serve the desired weights yet"}, nil
+		return target.RolloutStatus{Waiting: "the route does not serve the desired weights yet"}, nil
 	}
-	return RolloutStatus{Done: true}, nil
+	return target.RolloutStatus{Done: true}, nil
 }
 
 func (t *kubeTarget) Await() (poll, deadline time.Duration) {
@@ -431,19 +433,19 @@ func progressFailed(desired kubetarget.Desired, obs kubetarget.Observed) string 
 }
 
 // Decide is the cluster policy on the cluster's facts.
-func (t *kubeTarget) Decide(ctx context.Context, ch Change) policy.Decision {
+func (t *kubeTarget) Decide(ctx context.Context, ch target.Change) policy.Decision {
 	return t.d.policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, ch.(*kubeChange).desired))
 }
 
 // Judge is canary safety from Prometheus's figures of the canary's
 // current pods (the revision is the pod-template hash it finds).
-func (t *kubeTarget) Judge(ctx context.Context, m *manifest.Manifest, _ string) (policy.Decision, statsView) {
+func (t *kubeTarget) Judge(ctx context.Context, m *manifest.Manifest, _ string) (policy.Decision, target.Figures) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
-		return policy.Decision{Reasons: []string{err.Error()}}, statsView{Outcome: metrics.MissingData, NoProxy: true}
+		return policy.Decision{Reasons: []string{err.Error()}}, target.Figures{Outcome: metrics.MissingData, NoProxy: true}
 	}
 	dec, ts := t.canaryDecision(ctx, m, obs)
-	v := statsView{Outcome: metrics.Outcome(ts.api.Outcome), NoProxy: true, Requests: ts.api.Requests,
+	v := target.Figures{Outcome: metrics.Outcome(ts.api.Outcome), NoProxy: true, Requests: ts.api.Requests,
 		ErrorRate: ts.api.ErrorRate, P99Ms: ts.api.P99Ms, ReqPerSec: ts.api.ReqPerSec}
 	return dec, v
 }
@@ -452,13 +454,13 @@ func (t *kubeTarget) Forget() error { return nil }
 
 // Heal: the cluster's own controllers restore crashed pods; a denied
 // change leaves the live objects as they are.
-func (t *kubeTarget) Heal(context.Context, Change, reconciler.Progress) {}
+func (t *kubeTarget) Heal(context.Context, target.Change, reconciler.Progress) {}
 
 // Teardown plans the deletion of every object the project owns: the
 // route first, so that nothing is sent to a Service being deleted.
 // The project's Secrets go last; its volume claims, with the data, only
 // with volumes (`down --volumes`), after everything else.
-func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]Removal, error) {
+func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]target.Removal, error) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return nil, err
@@ -482,11 +484,11 @@ func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes
 			refs = append(refs, kube.Ref{Resource: kube.Claims, Namespace: ns, Name: n})
 		}
 	}
-	plan := make([]Removal, 0, len(refs))
+	plan := make([]target.Removal, 0, len(refs))
 	for _, ref := range refs {
 		ref := ref
-		plan = append(plan, Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
-			run: func(ctx context.Context) error {
+		plan = append(plan, target.Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
+			Run: func(ctx context.Context) error {
 				if err := t.acting(); err != nil {
 					return err
 				}

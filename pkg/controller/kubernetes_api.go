@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
@@ -41,7 +43,7 @@ func (d *Daemon) kubeRoutes(next *authz.Mux) *authz.Mux {
 // Check is validate on Kubernetes: the objects render, and the API server
 // accepts every one (a strict server-side dry-run apply, which also runs
 // admission).
-func (t *kubeTarget) Check(ctx context.Context, m *manifest.Manifest, st State) []api.Check {
+func (t *kubeTarget) Check(ctx context.Context, m *manifest.Manifest, st target.Decisions) []api.Check {
 	desired, err := t.desired(m, st)
 	if err != nil {
 		return []api.Check{{Name: "Kubernetes objects render", Detail: err.Error()}}

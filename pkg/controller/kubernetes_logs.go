@@ -7,6 +7,8 @@ import (
 	"io"
 	"sort"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -27,7 +29,7 @@ type podLogs interface {
 // LogReplicas are the project's app pods on q's track (the pods carry
 // the Deployments' selector labels) that have started: a pending pod's
 // container has no log yet.
-func (t *kubeTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]Replica, error) {
+func (t *kubeTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]target.Replica, error) {
 	sel := k8srender.LabelProject + "=" + m.Project + "," + k8srender.LabelRole + "=" + stack.RoleApp
 	if q.Track != "" {
 		sel += "," + k8srender.LabelTrack + "=" + q.Track
@@ -37,19 +39,19 @@ func (t *kubeTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q ap
 		return nil, err
 	}
 	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
-	var out []Replica
+	var out []target.Replica
 	for _, p := range pods.Items {
 		if p.Status.Phase == corev1.PodPending {
 			continue
 		}
-		out = append(out, Replica{ID: string(p.UID), Name: p.Name, Running: p.Status.Phase == corev1.PodRunning})
+		out = append(out, target.Replica{ID: string(p.UID), Name: p.Name, Running: p.Status.Phase == corev1.PodRunning})
 	}
 	return out, nil
 }
 
 // OpenLog opens the app container's log of a pod through the API server;
 // it merges stdout and stderr into plain lines.
-func (t *kubeTarget) OpenLog(ctx context.Context, _ *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error) {
+func (t *kubeTarget) OpenLog(ctx context.Context, _ *manifest.Manifest, r target.Replica, o engine.LogOptions) (engine.LogStream, error) {
 	pl, ok := t.api.(podLogs)
 	if !ok {
 		return nil, errors.New("this Kubernetes client cannot read pods' logs")
@@ -57,7 +59,7 @@ func (t *kubeTarget) OpenLog(ctx context.Context, _ *manifest.Manifest, r Replic
 	rc, err := pl.PodLogs(ctx, t.cfg.Namespace, r.Name, kube.PodLogOptions{
 		Container: k8srender.AppContainer, Since: o.Since, Tail: o.Tail, Follow: o.Follow})
 	if kube.IsNotFound(err) {
-		return nil, fmt.Errorf("%w: %v", errReplicaGone, err)
+		return nil, fmt.Errorf("%w: %v", target.ErrReplicaGone, err)
 	}
 	if err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -24,9 +26,9 @@ import (
 // pods), the figures from Prometheus, never from what was applied. The
 // plan is computed from the cache too: no call to the API server, no dry
 // run.
-func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State, s *api.Status) {
+func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st target.Decisions, s *api.Status) {
 	d := t.d
-	ctx, cancel := context.WithTimeout(ctx, statusObserveTimeout)
+	ctx, cancel := context.WithTimeout(ctx, target.ReportTimeout)
 	defer cancel()
 	obs, err := t.api.Observe(ctx, m.Project, extras(m))
 	if err != nil {
@@ -77,7 +79,7 @@ func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State,
 				}
 			}
 		}
-		s.Policies = append(s.Policies, *toAPIDecision(d.policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, desired))))
+		s.Policies = append(s.Policies, *target.APIDecision(d.policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, desired))))
 	}
 	tracks := []string{stack.TrackStable}
 	if s.Mode == stack.TrackCanary {
@@ -89,7 +91,7 @@ func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State,
 	}
 	if s.Mode == stack.TrackCanary {
 		dec, _ := t.canaryDecision(ctx, m, obs)
-		s.Policies = append(s.Policies, *toAPIDecision(dec))
+		s.Policies = append(s.Policies, *target.APIDecision(dec))
 	}
 	return
 }
@@ -182,8 +184,8 @@ func (t *kubeTarget) trackStats(ctx context.Context, m *manifest.Manifest, obs k
 		}
 		return *f
 	}
-	out.api.Requests, out.api.ReqPerSec = round2(val(st.Requests)), round2(val(st.ReqPerSec))
-	out.api.ErrorRate, out.api.P99Ms = round4(val(st.ErrorRate)), round2(val(st.P99Ms))
+	out.api.Requests, out.api.ReqPerSec = target.Round2(val(st.Requests)), target.Round2(val(st.ReqPerSec))
+	out.api.ErrorRate, out.api.P99Ms = target.Round4(val(st.ErrorRate)), target.Round2(val(st.P99Ms))
 	switch {
 	case len(st.Missing) > 0:
 		out.why = append(out.why, "Prometheus has no data for "+strings.Join(st.Missing, "; "))
@@ -207,7 +209,7 @@ func (t *kubeTarget) canaryDecision(ctx context.Context, m *manifest.Manifest, o
 		cfg := verdict.Config{Confidence: r.Confidence, MinRequests: float64(r.MinRequests), MaxP99Factor: r.MaxP99Factor}
 		ts.in.Relative = verdict.Compare(promSample(ts), promSample(st), cfg).Input()
 	}
-	dec := t.d.policies.CanarySafety(ctx, ts.in, thresholds(m))
+	dec := t.d.policies.CanarySafety(ctx, ts.in, target.Thresholds(m))
 	if !dec.Allowed {
 		dec.Reasons = append(dec.Reasons, ts.why...)
 	}

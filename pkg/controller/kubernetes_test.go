@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 )
 
@@ -76,7 +78,7 @@ func TestKubeInterruptedPromotionSettlesFromTheRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.d.target.Apply(context.Background(), ch, Hooks{Gate: func(ctx context.Context) reconcilerDecision { return allow() }, Wait: true}); err == nil {
+	if _, err := h.d.target.Apply(context.Background(), ch, target.Hooks{Gate: func(ctx context.Context) reconcilerDecision { return allow() }, Wait: true}); err == nil {
 		t.Fatal("apply: want the canary's deletion to fail")
 	}
 	if err := h.d.resolvePending(context.Background(), h.d.readManifest()); err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -95,13 +97,13 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 		rev := latestRevision(cs, track)
 		st := d.obs.Stats(track, rev, m.Policy.MinRequests)
 		px := d.proxy.Stats(track, rev, m.Policy.MinRequests)
-		dec := d.policies.CanarySafety(ctx, canaryInput(track, st, px), thresholds(m))
+		dec := d.policies.CanarySafety(ctx, canaryInput(track, st, px), target.Thresholds(m))
 		verdict := map[string]string{outcomePass: "PASS", outcomeFail: "FAIL", outcomeNoData: "NO_DATA"}[checkOutcome(dec, st.Outcome, px.Outcome)]
 		rec := journal.Record{
 			Type: journal.TypeSnapshot, Timestamp: now.UTC(), Mode: mode, Track: track, Policy: verdict,
 		}
 		if st.Outcome == metrics.OK {
-			rps, p99, er := round2(st.ReqPerSec), round2(st.P99Ms), round4(st.ErrorRate)
+			rps, p99, er := target.Round2(st.ReqPerSec), target.Round2(st.P99Ms), target.Round4(st.ErrorRate)
 			rec.ReqPerSec, rec.P99Latency, rec.ErrorRate = &rps, &p99, &er
 		}
 		d.snapshot(rec)
@@ -138,9 +140,6 @@ func servedRevision(obs reconciler.Observed, track string) string {
 	}
 	return latestRevision(obs.Containers, track)
 }
-
-func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
-func round4(f float64) float64 { return float64(int64(f*10000+0.5)) / 10000 }
 
 // canaryInput turns a revision's figures, the app's (st) and nginx's
 // (px), into the canary-safety policy input; unless a view's outcome is OK
@@ -193,9 +192,9 @@ func (d *Daemon) addLiveStatus(ctx context.Context, s *api.Status, m *manifest.M
 				ErrorRate: px.ErrorRate, P99Ms: px.P99Ms},
 		})
 	}
-	s.Policies = append(s.Policies, *toAPIDecision(d.infraDecision(ctx, m)))
+	s.Policies = append(s.Policies, *target.APIDecision(d.infraDecision(ctx, m)))
 	if s.Mode == stack.TrackCanary {
-		s.Policies = append(s.Policies, *toAPIDecision(d.canaryDecision(ctx, m, servedRevision(obs, stack.TrackCanary))))
+		s.Policies = append(s.Policies, *target.APIDecision(d.canaryDecision(ctx, m, servedRevision(obs, stack.TrackCanary))))
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"github.com/containerd/errdefs"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -72,7 +74,7 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, err)
 		return
 	}
-	lr, ok := d.target.(LogReader)
+	lr, ok := d.target.(target.LogReader)
 	if !ok {
 		writeErr(w, http.StatusNotImplemented, fmt.Errorf("the %s target cannot read logs", d.target.Name()))
 		return
@@ -145,14 +147,16 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 	_ = rc.Flush()
 }
 
-// errReplicaGone: a replica listed no longer exists (a deploy replaced
-// it between the list and the open).
-var errReplicaGone = errors.New("replica gone")
-
 // opened is a replica whose log is open.
 type opened struct {
-	Replica
+	target.Replica
 	stream engine.LogStream
+}
+
+// LogSource is one replica's log, opened.
+type LogSource struct {
+	Name   string // the container (Docker) or pod (Kubernetes)
+	Stream engine.LogStream
 }
 
 func sourcesOf(os []opened) []LogSource {
@@ -165,11 +169,11 @@ func sourcesOf(os []opened) []LogSource {
 
 // openLogs opens every replica's log; one that is gone is left out; any
 // other failure closes what was opened and names the replica.
-func openLogs(ctx context.Context, lr LogReader, m *manifest.Manifest, reps []Replica, o engine.LogOptions) ([]opened, error) {
+func openLogs(ctx context.Context, lr target.LogReader, m *manifest.Manifest, reps []target.Replica, o engine.LogOptions) ([]opened, error) {
 	var out []opened
 	for _, r := range reps {
 		s, err := lr.OpenLog(ctx, m, r, o)
-		if errors.Is(err, errReplicaGone) {
+		if errors.Is(err, target.ErrReplicaGone) {
 			continue
 		}
 		if err != nil {
@@ -287,29 +291,29 @@ func closeSources(srcs []LogSource) {
 // LogReplicas are the project's app containers of q's service (every
 // service's when it names none) on q's track, stopped ones too (their
 // last lines are often the point).
-func (t dockerTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]Replica, error) {
+func (t dockerTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]target.Replica, error) {
 	cs, err := t.d.eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {
 		return nil, err
 	}
-	var out []Replica
+	var out []target.Replica
 	for _, c := range cs {
 		if c.Role == stack.RoleApp && (q.Track == "" || c.Track == q.Track) && (q.Service == "" || !m.IsNamed() || c.Service == q.Service) {
-			out = append(out, Replica{ID: c.ID, Name: c.Name, Running: c.Running()})
+			out = append(out, target.Replica{ID: c.ID, Name: c.Name, Running: c.Running()})
 		}
 	}
 	return out, nil
 }
 
 // OpenLog opens a container's log through the timed engine.
-func (t dockerTarget) OpenLog(ctx context.Context, _ *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error) {
+func (t dockerTarget) OpenLog(ctx context.Context, _ *manifest.Manifest, r target.Replica, o engine.LogOptions) (engine.LogStream, error) {
 	le, ok := t.d.eng.(logsEngine)
 	if !ok {
 		return nil, errors.New("this engine cannot read logs")
 	}
 	s, err := le.Logs(ctx, r.ID, o)
 	if errdefs.IsNotFound(err) {
-		return nil, fmt.Errorf("%w: %v", errReplicaGone, err)
+		return nil, fmt.Errorf("%w: %v", target.ErrReplicaGone, err)
 	}
 	return s, err
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -25,7 +27,7 @@ var logRescan = 2 * time.Second
 // open replica, one line in flight each: memory is bounded by the number
 // of replicas.
 type follower struct {
-	lr    LogReader
+	lr    target.LogReader
 	m     *manifest.Manifest
 	q     api.LogQuery
 	items chan followItem
@@ -48,7 +50,7 @@ type followItem struct {
 	err  error
 }
 
-func newFollower(lr LogReader, m *manifest.Manifest, q api.LogQuery) *follower {
+func newFollower(lr target.LogReader, m *manifest.Manifest, q api.LogQuery) *follower {
 	return &follower{lr: lr, m: m, q: q, items: make(chan followItem), seen: map[string]*followed{}}
 }
 

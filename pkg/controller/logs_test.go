@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -133,27 +135,27 @@ func TestMergeLogsByTime(t *testing.T) {
 // logsTarget is the fake engine's target with logs: the replicas and
 // streams a test hands it, changed as the test goes.
 type logsTarget struct {
-	Target
+	target.Target
 	mu      sync.Mutex
 	q       api.LogQuery
-	reps    []Replica
+	reps    []target.Replica
 	streams map[string]engine.LogStream // by replica ID; taken when opened
 	opens   []engine.LogOptions
 }
 
-func (t *logsTarget) LogReplicas(_ context.Context, _ *manifest.Manifest, q api.LogQuery) ([]Replica, error) {
+func (t *logsTarget) LogReplicas(_ context.Context, _ *manifest.Manifest, q api.LogQuery) ([]target.Replica, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.q = q
 	return slices.Clone(t.reps), nil
 }
 
-func (t *logsTarget) OpenLog(_ context.Context, _ *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error) {
+func (t *logsTarget) OpenLog(_ context.Context, _ *manifest.Manifest, r target.Replica, o engine.LogOptions) (engine.LogStream, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.streams[r.ID]
 	if !ok {
-		return nil, fmt.Errorf("%w: no stream for %s", errReplicaGone, r.ID)
+		return nil, fmt.Errorf("%w: no stream for %s", target.ErrReplicaGone, r.ID)
 	}
 	delete(t.streams, r.ID)
 	t.opens = append(t.opens, o)
@@ -161,13 +163,13 @@ func (t *logsTarget) OpenLog(_ context.Context, _ *manifest.Manifest, r Replica,
 }
 
 // add makes a replica appear with a stream.
-func (t *logsTarget) add(r Replica, s engine.LogStream) {
+func (t *logsTarget) add(r target.Replica, s engine.LogStream) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.streams == nil {
 		t.streams = map[string]engine.LogStream{}
 	}
-	if i := slices.IndexFunc(t.reps, func(x Replica) bool { return x.ID == r.ID }); i >= 0 {
+	if i := slices.IndexFunc(t.reps, func(x target.Replica) bool { return x.ID == r.ID }); i >= 0 {
 		t.reps[i] = r
 	} else {
 		t.reps = append(t.reps, r)
@@ -258,8 +260,8 @@ func TestHandleLogsMerged(t *testing.T) {
 	a := &sliceStream{lines: []engine.LogLine{at(1, "a1"), at(3, "a3")}, err: io.EOF}
 	b := &sliceStream{lines: []engine.LogLine{at(2, "b2")}, err: io.EOF}
 	lt := &logsTarget{Target: h.d.target}
-	lt.add(Replica{ID: "1", Name: "p-stable-1"}, a)
-	lt.add(Replica{ID: "2", Name: "p-stable-2"}, b)
+	lt.add(target.Replica{ID: "1", Name: "p-stable-1"}, a)
+	lt.add(target.Replica{ID: "2", Name: "p-stable-2"}, b)
 	h.d.target = lt
 	lines, _, _ := serveLogs(t, h.d, "service=demo&track=stable&tail=10&since=2026-12-07T05:00:00Z")
 	var got []string
@@ -310,8 +312,8 @@ func TestHandleLogsFollowEndsWhenTheDaemonStops(t *testing.T) {
 	s1, w1 := pipeStream("r1")
 	s2, w2 := pipeStream("r2")
 	lt := &logsTarget{Target: h.d.target}
-	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
-	lt.add(Replica{ID: "2", Name: "r2", Running: true}, s2)
+	lt.add(target.Replica{ID: "1", Name: "r1", Running: true}, s1)
+	lt.add(target.Replica{ID: "2", Name: "r2", Running: true}, s2)
 	h.d.target = lt
 	lines, _, _ := serveLogs(t, h.d, "follow=true")
 	go w2.Write([]byte("2026-12-07T05:00:09Z from r2\n"))
@@ -338,7 +340,7 @@ func TestHandleLogsFollowEndsWhenTheClientLeaves(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 1, ""))
 	s1, w1 := pipeStream("r1")
 	lt := &logsTarget{Target: h.d.target}
-	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	lt.add(target.Replica{ID: "1", Name: "r1", Running: true}, s1)
 	h.d.target = lt
 	lines, code, cancel := serveLogs(t, h.d, "follow=true")
 	go w1.Write([]byte("line\n"))
@@ -362,7 +364,7 @@ func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 1, ""))
 	s1, w1 := pipeStream("r1")
 	lt := &logsTarget{Target: h.d.target}
-	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	lt.add(target.Replica{ID: "1", Name: "r1", Running: true}, s1)
 	h.d.target = lt
 	lines, _, _ := serveLogs(t, h.d, "follow=true&since=2026-12-07T05:00:00Z&tail=5")
 	go w1.Write([]byte("2026-12-07T05:00:01Z first\n"))
@@ -370,7 +372,7 @@ func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
 
 	// A new replica: opened from the request's since, all of it.
 	s2, w2 := pipeStream("r2")
-	lt.add(Replica{ID: "2", Name: "r2", Running: true}, s2)
+	lt.add(target.Replica{ID: "2", Name: "r2", Running: true}, s2)
 	go w2.Write([]byte("2026-12-07T05:00:02Z new replica\n"))
 	if l := next(t, lines); l.Container != "r2" || l.Line != "new replica" {
 		t.Fatalf("got %+v, want the new replica's line", l)
@@ -384,7 +386,7 @@ func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
 	// nothing from before it is shown again.
 	w1.Close()
 	s1b, w1b := pipeStream("r1")
-	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1b)
+	lt.add(target.Replica{ID: "1", Name: "r1", Running: true}, s1b)
 	// (The Kubernetes API reads sinceTime in whole seconds: a line
 	// already shown comes again and must be dropped.)
 	go w1b.Write([]byte("2026-12-07T05:00:01Z first\n2026-12-07T05:00:03Z back\n"))
@@ -414,7 +416,7 @@ func TestHandleLogsBoundsReaders(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 1, ""))
 	s1, w1 := pipeStream("r1")
 	lt := &logsTarget{Target: h.d.target}
-	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	lt.add(target.Replica{ID: "1", Name: "r1", Running: true}, s1)
 	h.d.target = lt
 	lines, code, cancel := serveLogs(t, h.d, "follow=true")
 	go w1.Write([]byte("line\n"))
@@ -428,7 +430,7 @@ func TestHandleLogsBoundsReaders(t *testing.T) {
 	cancel()
 	code()
 	s2 := &sliceStream{lines: []engine.LogLine{at(1, "again")}, err: io.EOF}
-	lt.add(Replica{ID: "1", Name: "r1"}, s2)
+	lt.add(target.Replica{ID: "1", Name: "r1"}, s2)
 	rec = httptest.NewRecorder()
 	h.d.handleLogs(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "again") {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -220,7 +222,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 				zap.Bool("ok", err == nil), zap.Any("spans", tr.Spans()))
 		}()
 	}
-	lines, err := d.target.Apply(ctx, ch, Hooks{Gate: func(ctx context.Context) reconciler.Decision { return d.gate(ctx, ch) }, Progress: progress, Deploy: true})
+	lines, err := d.target.Apply(ctx, ch, target.Hooks{Gate: func(ctx context.Context) reconciler.Decision { return d.gate(ctx, ch) }, Progress: progress, Deploy: true})
 	var denied *reconciler.DeniedError
 	switch {
 	case errors.As(err, &denied):
@@ -349,7 +351,7 @@ func (d *Daemon) failWaiters(err error) {
 
 // noteServing journals a change of the mode the route serves, once, when
 // it has taken effect.
-func (d *Daemon) noteServing(sv Serving) {
+func (d *Daemon) noteServing(sv target.Serving) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	if sv.Mode == "" {
 		return

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
@@ -45,8 +47,8 @@ func (d *Daemon) registrySource(m *manifest.Manifest) registryauth.Source {
 // credentials, from the same Docker configuration a pull on the Docker
 // target reads, of the registries m's images are on (nil when none has
 // any). An unreadable configuration fails the reconcile, naming the file.
-func (d *Daemon) pullSecret(m *manifest.Manifest, s State) ([]byte, error) {
-	st := stack.FromManifest(m, s.options(m))
+func (d *Daemon) pullSecret(m *manifest.Manifest, s target.Decisions) ([]byte, error) {
+	st := stack.FromManifest(m, s.Options(m))
 	var refs []string
 	for _, apps := range [][]stack.App{st.Stable, st.Canary} {
 		for _, a := range apps {

@@ -29,7 +29,7 @@ func (d *Daemon) withRelative(in *policy.CanaryInput, m *manifest.Manifest, cana
 	if withFiles, err := d.withFiles(m); err == nil {
 		m = withFiles
 	}
-	if st := stack.FromManifest(m, state.options(m)).MainStable(); len(st) > 0 {
+	if st := stack.FromManifest(m, state.Options(m)).MainStable(); len(st) > 0 {
 		stable = d.obs.Stats(stack.TrackStable, st[0].Hash, r.MinRequests)
 	}
 	v := verdict.Compare(sample(canary), sample(stable), cfg)

@@ -4,14 +4,13 @@ import (
 	"context"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
-
-// statusObserveTimeout bounds the fresh look status takes at the engine.
-const statusObserveTimeout = 5 * time.Second
 
 // Status assembles the daemon's view from what runs: a fresh observation
 // of the engine and of the configuration nginx has loaded. While that
@@ -45,7 +44,7 @@ func (d *Daemon) Status(ctx context.Context) api.Status {
 
 // Report fills status from a fresh look at the engine and at the
 // configuration nginx has loaded, and the live figures.
-func (t dockerTarget) Report(ctx context.Context, m *manifest.Manifest, _ State, s *api.Status) {
+func (t dockerTarget) Report(ctx context.Context, m *manifest.Manifest, _ target.Decisions, s *api.Status) {
 	d := t.d
 	s.NginxPort = m.Nginx.Port
 	desired, err := d.desired(m)
@@ -53,7 +52,7 @@ func (t dockerTarget) Report(ctx context.Context, m *manifest.Manifest, _ State,
 		s.EngineError = err.Error()
 		return
 	}
-	octx, cancel := context.WithTimeout(ctx, statusObserveTimeout)
+	octx, cancel := context.WithTimeout(ctx, target.ReportTimeout)
 	obs, err := d.rec.Observe(octx, desired)
 	cancel()
 	if err != nil {

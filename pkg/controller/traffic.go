@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -131,7 +133,7 @@ func (d *Daemon) setTraffic(ctx context.Context, user string, target *stack.Traf
 // syncHold keeps the hold socket open exactly while nginx's loaded
 // configuration pauses: a restarted daemon reopens it, a resume closes it
 // (sending every held request on to the app).
-func (d *Daemon) syncHold(sv Serving) {
+func (d *Daemon) syncHold(sv target.Serving) {
 	if sv.Mode == "" { // nothing serves, or nginx cannot be read
 		return
 	}
@@ -148,7 +150,7 @@ func (d *Daemon) syncHold(sv Serving) {
 // state disagrees and no transition is pending (a state file lost or
 // restored from before the hold): the front door keeps doing what it does
 // instead of a reconcile silently resuming or stopping traffic.
-func (d *Daemon) adoptTraffic(sv Serving) {
+func (d *Daemon) adoptTraffic(sv target.Serving) {
 	loaded := sv.Traffic
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -53,7 +55,7 @@ func (d *Daemon) Validate(ctx context.Context) api.Validation {
 
 // Check is validate on the Docker host: the images exist locally and
 // nginx accepts the configuration the manifest renders.
-func (t dockerTarget) Check(ctx context.Context, m *manifest.Manifest, st State) []api.Check {
+func (t dockerTarget) Check(ctx context.Context, m *manifest.Manifest, st target.Decisions) []api.Check {
 	var out []api.Check
 	if s := &m.Services; len(s.EnvFile) > 0 || len(s.Secrets) > 0 {
 		// Read as a deploy reads them; the check names the field and the
@@ -66,7 +68,7 @@ func (t dockerTarget) Check(ctx context.Context, m *manifest.Manifest, st State)
 			out = append(out, api.Check{Name: "Env files and secrets readable", OK: true})
 		}
 	}
-	desired := stack.FromManifest(m, st.options(m))
+	desired := stack.FromManifest(m, st.Options(m))
 	missing, err := t.d.eng.MissingImages(ctx, desired.Images())
 	if err != nil {
 		return append(out, api.Check{Name: "Docker image found", Detail: err.Error()})
