@@ -14,7 +14,8 @@
 //     API on the Unix socket;
 //   - gate.go, journal.go: policy decisions and the journal;
 //   - docker.go (with live.go, proxy.go, watch.go): the Docker target;
-//   - kubernetes*.go: the Kubernetes target.
+//   - kubernetes_api.go: the socket API's refusals on the Kubernetes
+//     target, which is pkg/target/kubernetes.
 package controller
 
 import (
@@ -28,8 +29,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
@@ -48,6 +47,8 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target/kubernetes"
 )
 
 // Engine is what the daemon needs of the Docker Engine: the reconciler's
@@ -126,8 +127,8 @@ type Config struct {
 	// Notify tunes webhook delivery (tests shorten its timeouts).
 	Notify notify.Options
 	// Kube, when set, converges a Kubernetes namespace instead of the
-	// Docker host (kube.go); Engine is then unused.
-	Kube *KubeConfig
+	// Docker host (pkg/target/kubernetes); Engine is then unused.
+	Kube *kubernetes.Config
 	// DockerConfig is the Docker client configuration directory whose
 	// config.json holds the registries' pull credentials (default:
 	// DOCKER_CONFIG, else ~/.docker of the daemon's user, as docker pull).
@@ -204,7 +205,7 @@ type Daemon struct {
 	queued uint64 // events ever queued in outbox
 	// jmu keeps drained events in outbox order across goroutines.
 	jmu sync.Mutex
-	kt  *kubeTarget // the Kubernetes target; nil on Docker
+	kt  *kubernetes.Target // the Kubernetes target; nil on Docker
 	// hold parks the requests of a paused front door (traffic.go).
 	hold hold.Hold
 	// trafficAdopted: nginx's traffic hold was read once since start
@@ -303,11 +304,7 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
 	}
 	d.eng = cfg.Engine
-	if cfg.Kube != nil {
-		if d.kt, err = newKubeTarget(*cfg.Kube); err != nil {
-			return nil, err
-		}
-	} else if d.eng == nil {
+	if cfg.Kube == nil && d.eng == nil {
 		e, err := engine.New()
 		if err != nil {
 			return nil, err
@@ -356,14 +353,39 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d.certs = d.newCertManager(d.rec.ConfigDir)
 	d.target = dockerTarget{d}
-	if d.kt != nil {
-		d.kt.d = d
+	if cfg.Kube != nil {
+		if d.kt, err = kubernetes.New(*cfg.Kube, d.kubeDeps()); err != nil {
+			return nil, err
+		}
 		// client-go logs through klog (the informers' retries, the leader
 		// election): into the daemon's log, in its format.
 		klog.SetLogger(zapr.NewLogger(d.log.Named("client-go")))
 		d.target = d.kt
 	}
 	return d, nil
+}
+
+// controllerDeps is what every target calls back into the daemon for.
+func (d *Daemon) controllerDeps() target.Controller {
+	return target.Controller{
+		Log:       d.log,
+		Event:     func(typ, msg string, details map[string]any) { d.event(typ, msg, "", details) },
+		Reached:   d.setEngineErr,
+		WithFiles: d.withFiles,
+	}
+}
+
+// kubeDeps is what the Kubernetes target calls back into the daemon for.
+func (d *Daemon) kubeDeps() kubernetes.Deps {
+	return kubernetes.Deps{
+		Controller: d.controllerDeps(),
+		Policies:   d.policies,
+		PullSecret: d.pullSecret,
+		Project:    d.project,
+		Wake:       d.Wake,
+		Debounce:   d.cfg.Debounce,
+		Dir:        d.dir,
+	}
 }
 
 // loadPolicies uses a policies/ directory beside the manifest if there is
@@ -414,7 +436,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.serve(srv, ln)
 	started := "swiftdeployd started for " + d.cfg.ManifestPath
 	if d.kt != nil {
-		started += fmt.Sprintf(" (kubernetes namespace %s at %s)", d.kt.cfg.Namespace, d.kt.server)
+		started += " (" + d.kt.String() + ")"
 	}
 	d.event(journal.EventDaemonStarted, started, "", nil)
 	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket),

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
@@ -20,6 +18,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/secretfiles"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
@@ -288,25 +287,6 @@ func (d *Daemon) withFiles(m *manifest.Manifest) (*manifest.Manifest, error) {
 		}
 	}
 	return &c, nil
-}
-
-// readSecrets reads m's secret files (by name) and env files (merged) for
-// the Kubernetes target's Secrets. Errors name the field, never content.
-func (d *Daemon) readSecrets(m *manifest.Manifest) (map[string][]byte, map[string]string, error) {
-	s := &m.Services
-	env, err := secretfiles.EnvFiles("services", d.dir, s.EnvFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	files := map[string][]byte{}
-	for _, sec := range s.Secrets {
-		b, err := secretfiles.Read("services.secrets."+sec.Name, d.dir, sec.File)
-		if err != nil {
-			return nil, nil, err
-		}
-		files[sec.Name] = b
-	}
-	return files, env, nil
 }
 
 // writeArtifacts writes docker-compose.yml and nginx.conf beside the

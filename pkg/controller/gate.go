@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/hostfacts"
@@ -16,6 +14,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 

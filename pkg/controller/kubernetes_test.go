@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target/kubernetes"
 )
 
 const kubeCanary = "  canary: {image: app:2, weight: 20}"
@@ -158,7 +158,7 @@ func TestKubeDriftRevertedOnlyForOpsThatRan(t *testing.T) {
 	fk.failApply["Deployment/demo-canary"] = errBoom
 	fk.failApply["Deployment/demo-stable"] = errBoom
 	_ = h.reconcile()
-	if n := count(h.events(), eventDriftReverted); n != 0 {
+	if n := count(h.events(), kubernetes.EventDriftReverted); n != 0 {
 		t.Fatalf("%d drift_reverted journaled for reverts that never ran", n)
 	}
 	delete(fk.failApply, "Deployment/demo-stable")
@@ -167,7 +167,7 @@ func TestKubeDriftRevertedOnlyForOpsThatRan(t *testing.T) {
 	if err := h.reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(h.events(), eventDriftReverted); n != 2 {
+	if n := count(h.events(), kubernetes.EventDriftReverted); n != 2 {
 		t.Fatalf("%d drift_reverted, want 2 (one per revert that ran)", n)
 	}
 }

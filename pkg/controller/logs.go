@@ -11,14 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-
 	"github.com/containerd/errdefs"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 )
 
 // logServices are the services of m that logs SERVICE may name: the

@@ -7,11 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 )
 
 // logRescan is how often a follow looks for replicas to add: a deploy

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -16,6 +14,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
@@ -145,7 +144,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		// Another daemon leads the namespace: it applies, this one only
 		// observes; it has read the manifest, whose project names the
 		// Lease (status reads the informers' cache).
-		if err := d.kt.acting(); err != nil {
+		if err := d.kt.Acting(); err != nil {
 			if deploy {
 				return nil, err
 			}

@@ -7,14 +7,13 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 )
 
 // policyRegistry names a registry's refusal in status's denial: not a

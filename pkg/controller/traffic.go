@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
@@ -16,6 +14,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 )
 
 // swiftctl traffic pause|stop|resume: the operator's hold on the front

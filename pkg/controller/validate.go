@@ -9,13 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 )
 
 func renderNginx(s stack.Stack) ([]byte, error) {

@@ -1,4 +1,4 @@
-package controller
+package kubernetes
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -17,10 +15,11 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 )
 
 // podLogs is what the Kubernetes target needs to read pods' logs: one
-// call, kept apart from kubeAPI so that the client behind it can change
+// call, kept apart from API so that the client behind it can change
 // (pkg/kube today) without the target's other calls.
 type podLogs interface {
 	PodLogs(ctx context.Context, ns, pod string, o kube.PodLogOptions) (io.ReadCloser, error)
@@ -29,7 +28,7 @@ type podLogs interface {
 // LogReplicas are the project's app pods on q's track (the pods carry
 // the Deployments' selector labels) that have started: a pending pod's
 // container has no log yet.
-func (t *kubeTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]target.Replica, error) {
+func (t *Target) LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]target.Replica, error) {
 	sel := k8srender.LabelProject + "=" + m.Project + "," + k8srender.LabelRole + "=" + stack.RoleApp
 	if q.Track != "" {
 		sel += "," + k8srender.LabelTrack + "=" + q.Track
@@ -51,7 +50,7 @@ func (t *kubeTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q ap
 
 // OpenLog opens the app container's log of a pod through the API server;
 // it merges stdout and stderr into plain lines.
-func (t *kubeTarget) OpenLog(ctx context.Context, _ *manifest.Manifest, r target.Replica, o engine.LogOptions) (engine.LogStream, error) {
+func (t *Target) OpenLog(ctx context.Context, _ *manifest.Manifest, r target.Replica, o engine.LogOptions) (engine.LogStream, error) {
 	pl, ok := t.api.(podLogs)
 	if !ok {
 		return nil, errors.New("this Kubernetes client cannot read pods' logs")

@@ -1,19 +1,17 @@
-package controller
-
-// The Kubernetes target (swiftdeployd --target kubernetes): the same
-// control loop, journal, policies, state and control socket as on Docker,
-// converging a namespace by server-side apply instead of containers and
-// nginx. pkg/kubetarget plans; this file runs the plans; kube_status.go
-// reports what the API says; kube_rollout.go makes promotion and
-// rollback transactions.
+// Package kubernetes is the Kubernetes target (swiftdeployd --target
+// kubernetes): the controller's Target on a namespace, converged by
+// server-side apply instead of containers and nginx, under the same
+// control loop, journal, policies, state and control socket as on Docker.
+// pkg/kubetarget plans; target.go runs the plans; status.go reports what
+// the API says; leader.go elects the one daemon of a namespace that
+// applies; the controller makes promotion and rollback transactions.
+package kubernetes
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 
 	appsv1 "k8s.io/api/apps/v1"
 
@@ -25,10 +23,11 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 )
 
-// KubeConfig selects the Kubernetes target.
-type KubeConfig struct {
+// Config selects the Kubernetes target.
+type Config struct {
 	// Kubeconfig is the file with the API server, its CA and the
 	// daemon's credentials.
 	Kubeconfig string
@@ -55,25 +54,51 @@ type KubeConfig struct {
 	// LeaseDuration: a leader that stops renewing (killed) is replaced
 	// within this (default 15s).
 	LeaseDuration time.Duration
+	// Elect, when set, replaces the client's leader election (tests).
+	Elect func(ctx context.Context, e kube.Election, lead func(context.Context), lost func()) error
 }
 
-// eventDriftReverted journals an apply that took back fields someone else
-// changed on an object swiftdeploy applied.
-const eventDriftReverted = "drift_reverted"
+// Deps is what the Kubernetes target calls back into the controller for,
+// given at construction.
+type Deps struct {
+	target.Controller
+	// Policies decides the cluster policy and canary safety (reloaded in
+	// place on SIGHUP).
+	Policies *policy.Engine
+	// PullSecret is the image pull Secret's payload for m under s (nil
+	// when no registry m's images are on has credentials).
+	PullSecret func(m *manifest.Manifest, s target.Decisions) ([]byte, error)
+	// Project is the project of the manifest last read ("" until one
+	// was): it names the Lease.
+	Project func() string
+	// Wake asks for a reconcile now (this daemon was elected).
+	Wake func()
+	// Debounce: a burst of the informers' events settles this long
+	// before one reconcile is asked for.
+	Debounce time.Duration
+	// Dir is the manifest's directory: env and secret files are relative
+	// to it, and it names this daemon in the Lease.
+	Dir string
+}
 
-// kubeTarget is the Kubernetes target: Deployments per track behind an
+// EventDriftReverted journals an apply that took back fields someone else
+// changed on an object swiftdeploy applied.
+const EventDriftReverted = "drift_reverted"
+
+// Target is the Kubernetes target: Deployments per track behind an
 // HTTPRoute whose weights are the route.
-type kubeTarget struct {
-	d      *Daemon
-	cfg    KubeConfig
-	api    kubeAPI
+type Target struct {
+	d      Deps
+	cfg    Config
+	api    API
 	server string // the API server's address, for the journal
 	// elect runs the leader election (nil: this daemon always acts).
 	elect func(ctx context.Context, e kube.Election, lead func(context.Context), lost func()) error
 	lead  leadership
 }
 
-func newKubeTarget(cfg KubeConfig) (*kubeTarget, error) {
+// New connects to the API server of cfg's kubeconfig.
+func New(cfg Config, d Deps) (*Target, error) {
 	if cfg.Namespace == "" {
 		return nil, errors.New("--namespace is required with --target kubernetes")
 	}
@@ -81,25 +106,41 @@ func newKubeTarget(cfg KubeConfig) (*kubeTarget, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Elect == nil {
+		cfg.Elect = c.Elect
+	}
+	t := NewOn(cfg, kubetarget.NewLive(c, cfg.Namespace), d)
+	t.server = c.Server
+	return t, nil
+}
+
+// NewOn is the target on api (tests: a fake API server). It elects with
+// cfg.Elect, when set and not NoLeaderElection.
+func NewOn(cfg Config, api API, d Deps) *Target {
 	if cfg.ProgressDeadline <= 0 {
 		cfg.ProgressDeadline = kubetarget.DefaultProgressDeadline
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 250 * time.Millisecond
 	}
-	t := &kubeTarget{cfg: cfg, api: kubetarget.NewLive(c, cfg.Namespace), server: c.Server}
-	if !cfg.NoLeaderElection {
+	t := &Target{d: d, cfg: cfg, api: api}
+	if !cfg.NoLeaderElection && cfg.Elect != nil {
 		// Not acting until elected, from the first reconcile on.
-		t.elect, t.lead.elected = c.Elect, true
+		t.elect, t.lead.elected = cfg.Elect, true
 	}
-	return t, nil
+	return t
+}
+
+// String names the namespace and the API server, for the journal.
+func (t *Target) String() string {
+	return fmt.Sprintf("kubernetes namespace %s at %s", t.cfg.Namespace, t.server)
 }
 
 // Watch runs the informers' events into reconciles (a deleted canary
 // Service or an edited image is reverted, a rollout's progress is
 // noticed): a burst of events settles for the debounce, then one
 // reconcile is enqueued. It also runs the leader election.
-func (t *kubeTarget) Watch(ctx context.Context, kick func()) {
+func (t *Target) Watch(ctx context.Context, kick func()) {
 	d := t.d
 	events := make(chan struct{}, 1)
 	t.api.OnChange(func() {
@@ -122,7 +163,7 @@ func (t *kubeTarget) Watch(ctx context.Context, kick func()) {
 			return
 		case <-events:
 			if debounce == nil {
-				debounce = time.After(d.cfg.Debounce)
+				debounce = time.After(d.Debounce)
 			}
 		case <-debounce:
 			debounce = nil
@@ -138,18 +179,18 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// kubeAPI is what the target needs of the API server: writes, the
+// API is what the target needs of the API server: writes, the
 // cluster policy's lists, and the project's objects from the informers'
 // cache (kubetarget.Live; tests use a fake).
-type kubeAPI interface {
+type API interface {
 	kubetarget.API
 	Observe(ctx context.Context, project string, x kubetarget.Extras) (kubetarget.Observed, error)
 	OnChange(func())
 	Close()
 }
 
-// kubeChange is a plan of pkg/kubetarget.
-type kubeChange struct {
+// change is a plan of pkg/kubetarget.
+type change struct {
 	m       *manifest.Manifest
 	desired kubetarget.Desired
 	obs     kubetarget.Observed
@@ -157,23 +198,23 @@ type kubeChange struct {
 	rev     string
 }
 
-func (c *kubeChange) Revision() string        { return c.rev }
-func (c *kubeChange) Blocked() string         { return "" }
-func (c *kubeChange) Gated() bool             { return c.plan.Gated() }
-func (c *kubeChange) Empty() bool             { return c.plan.Empty() }
-func (c *kubeChange) Lines() []string         { return c.plan.Lines() }
-func (c *kubeChange) Serving() target.Serving { return kubeServing(c.m.Project, c.obs) }
+func (c *change) Revision() string        { return c.rev }
+func (c *change) Blocked() string         { return "" }
+func (c *change) Gated() bool             { return c.plan.Gated() }
+func (c *change) Empty() bool             { return c.plan.Empty() }
+func (c *change) Lines() []string         { return c.plan.Lines() }
+func (c *change) Serving() target.Serving { return serving(c.m.Project, c.obs) }
 
-func (t *kubeTarget) Name() string { return "kubernetes" }
+func (t *Target) Name() string { return "kubernetes" }
 
-func (t *kubeTarget) desired(m *manifest.Manifest, s target.Decisions) (kubetarget.Desired, error) {
-	pull, err := t.d.pullSecret(m, s)
+func (t *Target) desired(m *manifest.Manifest, s target.Decisions) (kubetarget.Desired, error) {
+	pull, err := t.d.PullSecret(m, s)
 	if err != nil {
 		return kubetarget.Desired{}, err
 	}
 	// The files' keyed digest goes into the pods' config hash (a changed
 	// secret rolls them); their content into the Secrets only.
-	m, err = t.d.withFiles(m)
+	m, err = t.d.WithFiles(m)
 	if err != nil {
 		return kubetarget.Desired{}, err
 	}
@@ -181,7 +222,7 @@ func (t *kubeTarget) desired(m *manifest.Manifest, s target.Decisions) (kubetarg
 	if err != nil || !hasSecrets(m) {
 		return d, err
 	}
-	files, env, err := t.d.readSecrets(m)
+	files, env, err := t.readSecrets(m)
 	if err != nil {
 		return kubetarget.Desired{}, err
 	}
@@ -212,13 +253,13 @@ func extras(m *manifest.Manifest) kubetarget.Extras {
 
 // observe reads what the project owns from the informers' cache; its Secrets and volume claims only
 // when the manifest has some (the daemon's Role grants them only then).
-func (t *kubeTarget) observe(ctx context.Context, m *manifest.Manifest) (kubetarget.Observed, error) {
+func (t *Target) observe(ctx context.Context, m *manifest.Manifest) (kubetarget.Observed, error) {
 	obs, err := t.api.Observe(ctx, m.Project, extras(m))
-	t.d.setEngineErr(err)
+	t.d.Reached(err)
 	return obs, err
 }
 
-func (t *kubeTarget) Change(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.Change, error) {
+func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.Change, error) {
 	if m.IsNamed() {
 		// Refused before anything is rendered: what runs keeps running.
 		return nil, fmt.Errorf("project %s: several services (the named form of services) run on the Docker target only so far; the Kubernetes target renders the single-service form", m.Project)
@@ -227,12 +268,12 @@ func (t *kubeTarget) Change(ctx context.Context, m *manifest.Manifest, s target.
 	if err != nil {
 		return nil, err
 	}
-	c := &kubeChange{m: m, desired: desired, rev: kubetarget.Revision(desired)}
+	c := &change{m: m, desired: desired, rev: kubetarget.Revision(desired)}
 	return c, t.replan(ctx, c)
 }
 
 // replan observes and plans c again.
-func (t *kubeTarget) replan(ctx context.Context, c *kubeChange) error {
+func (t *Target) replan(ctx context.Context, c *change) error {
 	obs, err := t.observe(ctx, c.m)
 	if err != nil {
 		return err
@@ -248,7 +289,7 @@ func (t *kubeTarget) replan(ctx context.Context, c *kubeChange) error {
 // plan computes the plan from obs to desired: from the informers' cache
 // alone, no call to the API server, so status and diff may plan on every
 // call.
-func (t *kubeTarget) plan(_ context.Context, desired kubetarget.Desired, _ string, obs kubetarget.Observed) (kubetarget.Plan, error) {
+func (t *Target) plan(_ context.Context, desired kubetarget.Desired, _ string, obs kubetarget.Observed) (kubetarget.Plan, error) {
 	plan, err := kubetarget.Compute(desired, obs)
 	if err != nil {
 		return plan, err
@@ -258,8 +299,8 @@ func (t *kubeTarget) plan(_ context.Context, desired kubetarget.Desired, _ strin
 
 // Apply applies c's plan; with h.Wait it converges until c has rolled out,
 // calling h.Served the moment the route serves c (the commit point).
-func (t *kubeTarget) Apply(ctx context.Context, ch target.Change, h target.Hooks) ([]string, error) {
-	c := ch.(*kubeChange)
+func (t *Target) Apply(ctx context.Context, ch target.Change, h target.Hooks) ([]string, error) {
+	c := ch.(*change)
 	if !h.Wait {
 		return t.step(ctx, c, h)
 	}
@@ -306,11 +347,11 @@ func (t *kubeTarget) Apply(ctx context.Context, ch target.Change, h target.Hooks
 
 // step gates and applies c's plan once, op by op, and returns the ops that
 // ran: a drift revert is journaled only once its op has run.
-func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h target.Hooks) ([]string, error) {
+func (t *Target) step(ctx context.Context, c *change, h target.Hooks) ([]string, error) {
 	if c.plan.Empty() {
 		return nil, nil
 	}
-	if err := t.acting(); err != nil {
+	if err := t.Acting(); err != nil {
 		return nil, err
 	}
 	if c.plan.Gated() {
@@ -329,36 +370,36 @@ func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h target.Hooks) ([
 		}
 		ran = append(ran, op.String())
 		if op.Force {
-			t.d.event(eventDriftReverted, op.String(), "", map[string]any{"object": op.Ref.String()})
+			t.d.Event(EventDriftReverted, op.String(), map[string]any{"object": op.Ref.String()})
 		}
 	}
 	return ran, nil
 }
 
-func (t *kubeTarget) Serves(ctx context.Context, ch target.Change) (target.Verdict, target.Serving, error) {
-	c := ch.(*kubeChange)
+func (t *Target) Serves(ctx context.Context, ch target.Change) (target.Verdict, target.Serving, error) {
+	c := ch.(*change)
 	obs, err := t.observe(ctx, c.m)
 	if err != nil {
 		return target.ServesUnknown, target.Serving{}, err
 	}
-	sv := kubeServing(c.m.Project, obs)
+	sv := serving(c.m.Project, obs)
 	if kubetarget.Serves(c.desired, obs) {
 		return target.ServesYes, sv, nil
 	}
 	return target.ServesNo, sv, nil
 }
 
-func (t *kubeTarget) Serving(ctx context.Context, m *manifest.Manifest) (target.Serving, error) {
+func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (target.Serving, error) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return target.Serving{}, err
 	}
-	return kubeServing(m.Project, obs), nil
+	return serving(m.Project, obs), nil
 }
 
-// kubeServing reads the mode from the live route's weights and the images
+// serving reads the mode from the live route's weights and the images
 // from the live Deployments.
-func kubeServing(project string, obs kubetarget.Observed) target.Serving {
+func serving(project string, obs kubetarget.Observed) target.Serving {
 	r, ok := obs.Routes[project]
 	if !ok {
 		return target.Serving{}
@@ -383,7 +424,7 @@ func kubeServing(project string, obs kubetarget.Observed) target.Serving {
 // Rolled looks at the rollout of m under s without a dry run: every
 // desired Deployment rolled out with its image, the route's weights in
 // force, or the reason it is not yet.
-func (t *kubeTarget) Rolled(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.RolloutStatus, error) {
+func (t *Target) Rolled(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.RolloutStatus, error) {
 	desired, err := t.desired(m, s)
 	if err != nil {
 		return target.RolloutStatus{}, err
@@ -415,7 +456,7 @@ func (t *kubeTarget) Rolled(ctx context.Context, m *manifest.Manifest, s target.
 	return target.RolloutStatus{Done: true}, nil
 }
 
-func (t *kubeTarget) Await() (poll, deadline time.Duration) {
+func (t *Target) Await() (poll, deadline time.Duration) {
 	return t.cfg.Poll, t.cfg.ProgressDeadline + 10*time.Second
 }
 
@@ -433,13 +474,13 @@ func progressFailed(desired kubetarget.Desired, obs kubetarget.Observed) string 
 }
 
 // Decide is the cluster policy on the cluster's facts.
-func (t *kubeTarget) Decide(ctx context.Context, ch target.Change) policy.Decision {
-	return t.d.policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, ch.(*kubeChange).desired))
+func (t *Target) Decide(ctx context.Context, ch target.Change) policy.Decision {
+	return t.d.Policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, ch.(*change).desired))
 }
 
 // Judge is canary safety from Prometheus's figures of the canary's
 // current pods (the revision is the pod-template hash it finds).
-func (t *kubeTarget) Judge(ctx context.Context, m *manifest.Manifest, _ string) (policy.Decision, target.Figures) {
+func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, _ string) (policy.Decision, target.Figures) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return policy.Decision{Reasons: []string{err.Error()}}, target.Figures{Outcome: metrics.MissingData, NoProxy: true}
@@ -450,17 +491,17 @@ func (t *kubeTarget) Judge(ctx context.Context, m *manifest.Manifest, _ string) 
 	return dec, v
 }
 
-func (t *kubeTarget) Forget() error { return nil }
+func (t *Target) Forget() error { return nil }
 
 // Heal: the cluster's own controllers restore crashed pods; a denied
 // change leaves the live objects as they are.
-func (t *kubeTarget) Heal(context.Context, target.Change, reconciler.Progress) {}
+func (t *Target) Heal(context.Context, target.Change, reconciler.Progress) {}
 
 // Teardown plans the deletion of every object the project owns: the
 // route first, so that nothing is sent to a Service being deleted.
 // The project's Secrets go last; its volume claims, with the data, only
 // with volumes (`down --volumes`), after everything else.
-func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]target.Removal, error) {
+func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]target.Removal, error) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return nil, err
@@ -489,7 +530,7 @@ func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes
 		ref := ref
 		plan = append(plan, target.Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
 			Run: func(ctx context.Context) error {
-				if err := t.acting(); err != nil {
+				if err := t.Acting(); err != nil {
 					return err
 				}
 				return t.api.Delete(ctx, ref)
