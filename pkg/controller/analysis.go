@@ -13,11 +13,8 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
-	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
-	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-	"github.com/swiftdeploy/swiftdeploy/pkg/verdict"
 )
 
 // Progressive delivery: a canary with services.canary.steps walks its
@@ -358,29 +355,6 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 		d.eventLocked(journal.EventCheckFailed, fmt.Sprintf("canary check failed %d/%d (%s): %s", r.Failures, a.FailureLimit, where, strings.Join(reasons, "; ")), "", details)
 	}
 	return *r, true
-}
-
-// judge is the canary-safety decision on the revision's own windows, the
-// app's and nginx's, with why data is missing added to the reasons.
-func (d *Daemon) judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, target.Figures) {
-	st := d.obs.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
-	px := d.proxy.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
-	in := canaryInput(stack.TrackCanary, st, px)
-	rel := d.withRelative(&in, m, st)
-	dec := d.policies.CanarySafety(ctx, in, target.Thresholds(m))
-	if !dec.Allowed && st.Outcome != metrics.OK && st.Reason != "" {
-		dec.Reasons = append(dec.Reasons, st.Reason)
-	}
-	if !dec.Allowed && px.Outcome != metrics.OK && px.Reason != "" {
-		dec.Reasons = append(dec.Reasons, px.Reason)
-	}
-	outcome := st.Outcome
-	if rel == verdict.InsufficientData && outcome == metrics.OK {
-		// Too few requests to compare with stable is no data, not a
-		// failure of the canary (and never a pass).
-		outcome = metrics.InsufficientData
-	}
-	return dec, target.Figures{Outcome: outcome, Relative: in.Relative, Requests: st.Requests, ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, ReqPerSec: st.ReqPerSec, Proxy: px}
 }
 
 // autoAbort rolls the canary back for its failed checks.

@@ -13,7 +13,10 @@
 //   - status.go, validate.go, server.go: status, validate and the control
 //     API on the Unix socket;
 //   - gate.go, journal.go: policy decisions and the journal;
-//   - docker.go (with live.go, proxy.go, watch.go): the Docker target;
+//   - live.go, proxy.go, certs.go: what the Docker target judges and
+//     serves with (the app's metrics scrape, nginx's access log, the
+//     certificates), run by the daemon; the Docker target itself is
+//     pkg/target/docker;
 //   - kubernetes_api.go: the socket API's refusals on the Kubernetes
 //     target, which is pkg/target/kubernetes.
 package controller
@@ -48,6 +51,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/target/docker"
 	"github.com/swiftdeploy/swiftdeploy/pkg/target/kubernetes"
 )
 
@@ -158,12 +162,8 @@ type Daemon struct {
 	policies *policy.Engine
 	metrics  *daemonMetrics
 	obs      *observe.Observer
-	// validating names the validate containers this process is running
-	// (validate.go): a concurrent validate must not remove one as a
-	// leftover before its logs are read.
-	validating sync.Map
-	proxy      *observe.Proxy // nginx's view, from its access log (proxy.go)
-	certs      *certs.Manager // nginx.tls's certificate (certs.go)
+	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
+	certs    *certs.Manager // nginx.tls's certificate (certs.go)
 	// certHosts are the hosts the certificate metric was last set for
 	// (recordCertExpiry; reconciles only).
 	certHosts map[string]bool
@@ -352,16 +352,17 @@ func New(cfg Config) (*Daemon, error) {
 		NginxStatus:   cfg.NginxStatus,
 	}
 	d.certs = d.newCertManager(d.rec.ConfigDir)
-	d.target = dockerTarget{d}
-	if cfg.Kube != nil {
-		if d.kt, err = kubernetes.New(*cfg.Kube, d.kubeDeps()); err != nil {
-			return nil, err
-		}
-		// client-go logs through klog (the informers' retries, the leader
-		// election): into the daemon's log, in its format.
-		klog.SetLogger(zapr.NewLogger(d.log.Named("client-go")))
-		d.target = d.kt
+	if cfg.Kube == nil {
+		d.target = docker.New(d.dockerDeps())
+		return d, nil
 	}
+	if d.kt, err = kubernetes.New(*cfg.Kube, d.kubeDeps()); err != nil {
+		return nil, err
+	}
+	// client-go logs through klog (the informers' retries, the leader
+	// election): into the daemon's log, in its format.
+	klog.SetLogger(zapr.NewLogger(d.log.Named("client-go")))
+	d.target = d.kt
 	return d, nil
 }
 
@@ -372,6 +373,34 @@ func (d *Daemon) controllerDeps() target.Controller {
 		Event:     func(typ, msg string, details map[string]any) { d.event(typ, msg, "", details) },
 		Reached:   d.setEngineErr,
 		WithFiles: d.withFiles,
+	}
+}
+
+// dockerDeps is what the Docker target works with and calls back into
+// the daemon for.
+func (d *Daemon) dockerDeps() docker.Deps {
+	return docker.Deps{
+		Controller: d.controllerDeps(),
+		Engine:     d.eng,
+		Rec:        d.rec,
+		Policies:   d.policies,
+		Observer:   d.obs,
+		Proxy:      d.proxy,
+		Decisions: func() target.Decisions {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return d.state
+		},
+		Registries:    d.registrySource,
+		HostFacts:     d.cfg.HostFacts,
+		TLS:           d.tlsStatus,
+		CertDir:       d.certs.Store.Dir,
+		Project:       d.project,
+		Wake:          d.Wake,
+		NginxStarted:  d.wakeAccessLog,
+		Dir:           d.dir,
+		StateDir:      d.stateDir,
+		HealthTimeout: d.cfg.HealthTimeout,
 	}
 }
 

@@ -9,29 +9,12 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/hostfacts"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
-	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
-
-// infraDecision evaluates the infrastructure policy on fresh host facts.
-func (d *Daemon) infraDecision(ctx context.Context, m *manifest.Manifest) policy.Decision {
-	var in policy.InfraInput
-	end := trace.Begin(ctx, "gate: host facts", m.Policy.DiskPath)
-	if d.cfg.HostFacts != nil {
-		in = d.cfg.HostFacts(m.Policy.DiskPath)
-	} else {
-		in = hostfacts.Collect(m.Policy.DiskPath).InfraInput()
-	}
-	end()
-	end = trace.Begin(ctx, "gate: policy", "infrastructure")
-	defer end()
-	return d.policies.Infrastructure(ctx, in, target.Thresholds(m))
-}
 
 // gate is the gate of every apply, on any target: the infrastructure
 // (Docker) or cluster (Kubernetes) policy on fresh facts before the first

@@ -61,15 +61,11 @@ func TestPullRunsAfterTheGate(t *testing.T) {
 		t.Errorf("pulled before the gate allowed: %v", pulls)
 	}
 	// diff shows the pull as an operation of the plan.
-	desired, err := h.d.desired(h.d.manifestNow())
+	ch, err := h.d.target.Change(context.Background(), h.d.manifestNow(), h.state())
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs, err := h.d.rec.Observe(context.Background(), desired)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if plan := reconciler.Compute(desired, obs); !strings.Contains(plan.String(), "pull-image") {
+	if plan := strings.Join(ch.Lines(), "\n"); !strings.Contains(plan, "pull-image") {
 		t.Errorf("plan lacks the pull:\n%s", plan)
 	}
 	h.setLoad(idle)

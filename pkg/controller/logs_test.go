@@ -455,7 +455,7 @@ func TestLogReplicasOfANamedService(t *testing.T) {
 		}
 	}
 	names := func(service string) string {
-		reps, err := dockerTarget{h.d}.LogReplicas(context.Background(), m, api.LogQuery{Service: service})
+		reps, err := h.d.target.(target.LogReader).LogReplicas(context.Background(), m, api.LogQuery{Service: service})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -59,30 +58,6 @@ func (d *Daemon) pullSecret(m *manifest.Manifest, s target.Decisions) ([]byte, e
 		return nil, fmt.Errorf("image pull secret: %w", err)
 	}
 	return b, nil
-}
-
-// checkPullCredentials reads, for validate, the credentials the pulls of
-// the missing images would send: where they come from, or why they cannot
-// be read (a missing registries file, a malformed config.json, a failing
-// credential helper). It never says what they are.
-func (d *Daemon) checkPullCredentials(m *manifest.Manifest, missing []string) api.Check {
-	c := api.Check{Name: "Registry credentials readable", OK: true}
-	src := d.registrySource(m)
-	var notes []string
-	seen := map[string]bool{}
-	for _, ref := range missing {
-		a, err := src.For(ref)
-		if err != nil {
-			c.OK, c.Detail = false, err.Error()
-			return c
-		}
-		if note := a.String(); !seen[note] {
-			seen[note] = true
-			notes = append(notes, note)
-		}
-	}
-	c.Detail = strings.Join(notes, "; ")
-	return c
 }
 
 // notePullSecrets adds the secret values of credentials a pull sends to

@@ -176,15 +176,3 @@ func (d *Daemon) adoptTraffic(sv target.Serving) {
 	}
 	d.log.Info("adopted the traffic hold nginx serves", zap.String("mode", loaded.Mode))
 }
-
-// trafficStatus is the hold nginx applies, for status.
-func trafficStatus(l *reconciler.Loaded) *api.Traffic {
-	if l == nil || l.Traffic.Mode == stack.TrafficRun {
-		return nil
-	}
-	t := &api.Traffic{Mode: l.Traffic.Mode, Message: l.Traffic.Message}
-	if l.Traffic.Mode == stack.TrafficPause {
-		t.Max = l.Traffic.Max.String()
-	}
-	return t
-}

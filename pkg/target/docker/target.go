@@ -1,44 +1,117 @@
-package controller
+// Package docker is the Docker target (swiftdeployd's default): the
+// controller's Target on one Docker host, app containers behind one nginx
+// whose loaded configuration is the route. pkg/reconciler observes, plans
+// and applies; target.go runs it for the controller; status.go reports
+// what runs and serves; judge.go decides the infrastructure policy and
+// canary safety on the app's and nginx's figures; validate.go, logs.go
+// and watch.go are validate, logs and the engine's event watch.
+package docker
 
 import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/failpoint"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
-	"github.com/swiftdeploy/swiftdeploy/pkg/secretfiles"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/target"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
-// dockerTarget is the Docker host: app containers behind one nginx, whose
-// loaded configuration is the route (its revision is what serves).
-type dockerTarget struct{ d *Daemon }
+// Engine is what the Docker target needs of the Docker Engine: the
+// reconciler's calls, the volumes down removes, a ping and the event
+// stream.
+type Engine interface {
+	reconciler.Engine
+	ListVolumes(ctx context.Context, project string) ([]engine.Volume, error)
+	RemoveVolume(ctx context.Context, name string) error
+	Ping(ctx context.Context) error
+	Watch(ctx context.Context, project string) (<-chan engine.Event, <-chan error)
+}
 
-// dockerChange is a plan of the reconciler.
-type dockerChange struct {
+// Deps is what the Docker target works with, given at construction: the
+// engine and reconciler it drives, the figures and policies it judges
+// on, and what it calls back into the controller for.
+type Deps struct {
+	target.Controller
+	Engine Engine
+	Rec    *reconciler.Reconciler
+	// Policies decides the infrastructure policy and canary safety
+	// (reloaded in place on SIGHUP).
+	Policies *policy.Engine
+	// Observer and Proxy are the app's and nginx's figures per revision,
+	// which the controller's scrape and access-log loops feed.
+	Observer *observe.Observer
+	Proxy    *observe.Proxy
+	// Decisions are the recorded decisions in force now.
+	Decisions func() target.Decisions
+	// Registries is where m's images' pull credentials are.
+	Registries func(m *manifest.Manifest) registryauth.Source
+	// HostFacts, when set, replaces the host readings of the
+	// infrastructure policy (tests).
+	HostFacts func(diskPath string) policy.InfraInput
+	// TLS is nginx.tls's certificate for status, given the one nginx
+	// serves (the controller's certificate manager).
+	TLS func(served string) *api.TLSStatus
+	// CertDir is the certificate store's directory, which nginx reads
+	// (validate's nginx -t mounts it).
+	CertDir string
+	// Project is the project of the manifest last read ("" until one
+	// was).
+	Project func() string
+	// Wake asks for a reconcile now (the engine answers again).
+	Wake func()
+	// NginxStarted: an nginx container started (follow its access log
+	// from its first line).
+	NginxStarted func()
+	// Dir is the manifest's directory (the generated files go there),
+	// StateDir its .swiftdeploy (validate's scratch files).
+	Dir, StateDir string
+	// HealthTimeout bounds how long new containers may take to get
+	// healthy: a deploy awaits its rollout that long.
+	HealthTimeout time.Duration
+}
+
+// Target is the Docker host: app containers behind one nginx, whose
+// loaded configuration is the route (its revision is what serves).
+type Target struct {
+	Deps
+	// validating names the validate containers this process is running
+	// (validate.go): a concurrent validate must not remove one as a
+	// leftover before its logs are read.
+	validating sync.Map
+}
+
+// New is the Docker target working with d.
+func New(d Deps) *Target { return &Target{Deps: d} }
+
+// change is a plan of the reconciler.
+type change struct {
 	m       *manifest.Manifest
 	desired reconciler.Desired
 	obs     reconciler.Observed
 	plan    reconciler.Plan
 }
 
-func (c *dockerChange) Revision() string { return c.desired.Revision }
-func (c *dockerChange) Blocked() string  { return c.plan.Blocked }
-func (c *dockerChange) Gated() bool      { return c.plan.Gated() }
-func (c *dockerChange) Empty() bool      { return c.plan.Empty() }
-func (c *dockerChange) Lines() []string {
+func (c *change) Revision() string { return c.desired.Revision }
+func (c *change) Blocked() string  { return c.plan.Blocked }
+func (c *change) Gated() bool      { return c.plan.Gated() }
+func (c *change) Empty() bool      { return c.plan.Empty() }
+func (c *change) Lines() []string {
 	out := make([]string, 0, len(c.plan.Ops))
 	for _, op := range c.plan.Ops {
 		out = append(out, op.String())
@@ -46,67 +119,67 @@ func (c *dockerChange) Lines() []string {
 	return out
 }
 
-func (c *dockerChange) Serving() target.Serving { return dockerServing(c.obs, c.desired) }
+func (c *change) Serving() target.Serving { return serving(c.obs, c.desired) }
 
-func (t dockerTarget) Name() string { return "docker" }
+func (t *Target) Name() string { return "docker" }
 
 // Heal restores the applied record's containers and nginx config.
-func (t dockerTarget) Heal(ctx context.Context, ch target.Change, progress reconciler.Progress) {
-	c := ch.(*dockerChange)
-	t.d.healWhileDenied(ctx, c.desired, c.obs, progress)
+func (t *Target) Heal(ctx context.Context, ch target.Change, progress reconciler.Progress) {
+	c := ch.(*change)
+	t.healWhileDenied(ctx, c.desired, c.obs, progress)
 }
 
 // Rolled: the reconciler's apply waits for health and for nginx to load
 // the revision, so what it applied has rolled out when it returns.
-func (t dockerTarget) Rolled(context.Context, *manifest.Manifest, target.Decisions) (target.RolloutStatus, error) {
+func (t *Target) Rolled(context.Context, *manifest.Manifest, target.Decisions) (target.RolloutStatus, error) {
 	return target.RolloutStatus{Done: true}, nil
 }
 
-func (t dockerTarget) Await() (poll, deadline time.Duration) {
-	return time.Second, t.d.cfg.HealthTimeout
+func (t *Target) Await() (poll, deadline time.Duration) {
+	return time.Second, t.HealthTimeout
 }
 
-func (t dockerTarget) Change(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.Change, error) {
-	desired, err := t.d.desiredWith(m, s)
+func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.Change, error) {
+	desired, err := t.desiredWith(m, s)
 	if err != nil {
 		return nil, err
 	}
 	end := trace.Begin(ctx, "observe", "")
-	obs, err := t.d.rec.Observe(ctx, desired)
+	obs, err := t.Rec.Observe(ctx, desired)
 	end()
 	if err != nil {
-		t.d.setEngineErr(err)
+		t.Reached(err)
 		return nil, err
 	}
 	end = trace.Begin(ctx, "plan", "")
 	plan := reconciler.Compute(desired, obs)
 	end(fmt.Sprintf("%d ops", len(plan.Ops)))
-	return &dockerChange{m: m, desired: desired, obs: obs, plan: plan}, nil
+	return &change{m: m, desired: desired, obs: obs, plan: plan}, nil
 }
 
 // Apply runs the reconciler's plan; it always waits for health (h.Wait is
 // what it does anyway) and calls h.Served when nginx loads the revision.
-func (t dockerTarget) Apply(ctx context.Context, ch target.Change, h target.Hooks) ([]string, error) {
-	c := ch.(*dockerChange)
+func (t *Target) Apply(ctx context.Context, ch target.Change, h target.Hooks) ([]string, error) {
+	c := ch.(*change)
 	gate := func(ctx context.Context, _ reconciler.Plan) reconciler.Decision { return h.Gate(ctx) }
-	err := t.d.rec.ApplyServed(ctx, c.desired, c.plan, gate, h.Served, h.Progress)
+	err := t.Rec.ApplyServed(ctx, c.desired, c.plan, gate, h.Served, h.Progress)
 	if err == nil {
-		if werr := t.d.writeArtifacts(c.desired); werr != nil {
-			t.d.log.Error("write generated files", zap.Error(werr))
+		if werr := t.writeArtifacts(c.desired); werr != nil {
+			t.Log.Error("write generated files", zap.Error(werr))
 		}
 	}
 	return c.Lines(), err
 }
 
 // Serves: nginx has loaded the change's configuration revision.
-func (t dockerTarget) Serves(ctx context.Context, ch target.Change) (target.Verdict, target.Serving, error) {
-	c := ch.(*dockerChange)
-	after, err := t.d.rec.Observe(ctx, c.desired)
+func (t *Target) Serves(ctx context.Context, ch target.Change) (target.Verdict, target.Serving, error) {
+	c := ch.(*change)
+	after, err := t.Rec.Observe(ctx, c.desired)
 	if err != nil {
-		t.d.setEngineErr(err)
+		t.Reached(err)
 		return target.ServesUnknown, target.Serving{}, err
 	}
-	sv := dockerServing(after, c.desired)
+	sv := serving(after, c.desired)
 	switch {
 	case after.Loaded != nil && after.Loaded.Revision == c.desired.Revision:
 		return target.ServesYes, sv, nil
@@ -116,21 +189,21 @@ func (t dockerTarget) Serves(ctx context.Context, ch target.Change) (target.Verd
 	return target.ServesNo, sv, nil
 }
 
-func (t dockerTarget) Serving(ctx context.Context, m *manifest.Manifest) (target.Serving, error) {
-	cur, err := t.d.desired(m)
+func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (target.Serving, error) {
+	cur, err := t.desired(m)
 	if err != nil {
 		return target.Serving{}, err
 	}
-	obs, err := t.d.rec.Observe(ctx, cur)
+	obs, err := t.Rec.Observe(ctx, cur)
 	if err != nil {
-		t.d.setEngineErr(err)
+		t.Reached(err)
 		return target.Serving{}, err
 	}
-	return dockerServing(obs, cur), nil
+	return serving(obs, cur), nil
 }
 
-// dockerServing reads the route from the configuration nginx has loaded.
-func dockerServing(obs reconciler.Observed, cur reconciler.Desired) target.Serving {
+// serving reads the route from the configuration nginx has loaded.
+func serving(obs reconciler.Observed, cur reconciler.Desired) target.Serving {
 	obs = primaryObserved(obs, cur.Stack.Primary)
 	s := target.Serving{Mode: servingMode(obs), CanaryRunning: len(cur.Stack.Canary) > 0}
 	if s.Mode == stack.TrackCanary {
@@ -146,22 +219,22 @@ func dockerServing(obs reconciler.Observed, cur reconciler.Desired) target.Servi
 	return s
 }
 
-func (t dockerTarget) Decide(ctx context.Context, ch target.Change) policy.Decision {
-	return t.d.infraDecision(ctx, ch.(*dockerChange).m)
+func (t *Target) Decide(ctx context.Context, ch target.Change) policy.Decision {
+	return t.infraDecision(ctx, ch.(*change).m)
 }
 
-func (t dockerTarget) Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, target.Figures) {
-	return t.d.judge(ctx, m, revision)
+func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, target.Figures) {
+	return t.judge(ctx, m, revision)
 }
 
-func (t dockerTarget) Watch(ctx context.Context, _ func()) { t.d.watchEngine(ctx) }
+func (t *Target) Watch(ctx context.Context, kick func()) { t.watchEngine(ctx, kick) }
 
 // Teardown plans the removal of every container and the owned network of
 // m's project: nginx first so that no request reaches an app container
 // being removed, then the apps, then anything else labelled with the
 // project, then the network.
-func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]target.Removal, error) {
-	eng := t.d.eng
+func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]target.Removal, error) {
+	eng := t.Engine
 	cs, err := eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {
 		return nil, err
@@ -212,7 +285,7 @@ func (t dockerTarget) Teardown(ctx context.Context, m *manifest.Manifest, volume
 	return plan, nil
 }
 
-func (t dockerTarget) Forget() error { return t.d.rec.ForgetApplied() }
+func (t *Target) Forget() error { return t.Rec.ForgetApplied() }
 
 // desired computes what to converge to from m and the recorded state s.
 func desiredFor(m *manifest.Manifest, s target.Decisions) (reconciler.Desired, error) {
@@ -228,17 +301,14 @@ func desiredFor(m *manifest.Manifest, s target.Decisions) (reconciler.Desired, e
 	return reconciler.Desired{Stack: st, Conf: conf, Revision: rev}, nil
 }
 
-func (d *Daemon) desired(m *manifest.Manifest) (reconciler.Desired, error) {
-	d.mu.Lock()
-	s := d.state
-	d.mu.Unlock()
-	return d.desiredWith(m, s)
+func (t *Target) desired(m *manifest.Manifest) (reconciler.Desired, error) {
+	return t.desiredWith(m, t.Decisions())
 }
 
 // desiredWith is desiredFor of m with its files' digest (withFiles), and
 // where the pulls' credentials are.
-func (d *Daemon) desiredWith(m *manifest.Manifest, s target.Decisions) (reconciler.Desired, error) {
-	m, err := d.withFiles(m)
+func (t *Target) desiredWith(m *manifest.Manifest, s target.Decisions) (reconciler.Desired, error) {
+	m, err := t.WithFiles(m)
 	if err != nil {
 		return reconciler.Desired{}, err
 	}
@@ -246,53 +316,14 @@ func (d *Daemon) desiredWith(m *manifest.Manifest, s target.Decisions) (reconcil
 	if err != nil {
 		return desired, err
 	}
-	desired.Registries, desired.Spec = d.registrySource(m), m.Hash()
+	desired.Registries, desired.Spec = t.Registries(m), m.Hash()
 	return desired, nil
-}
-
-// withFiles returns m with each service's FilesDigest set from what its
-// env files and secrets hold now (m itself is shared, and left alone): a
-// changed secret file is a changed service. The digest's key lives in the
-// state directory, 0600.
-func (d *Daemon) withFiles(m *manifest.Manifest) (*manifest.Manifest, error) {
-	uses := func(s *manifest.Services) bool { return len(s.EnvFile) > 0 || len(s.Secrets) > 0 }
-	any := uses(&m.Services)
-	for _, s := range m.Named {
-		any = any || uses(s)
-	}
-	if !any {
-		return m, nil
-	}
-	key, err := secretfiles.Key(d.stateDir)
-	if err != nil {
-		return nil, err
-	}
-	c := *m
-	if uses(&m.Services) {
-		if c.Services.FilesDigest, err = secretfiles.Digest("services", d.dir, key, &m.Services); err != nil {
-			return nil, err
-		}
-	}
-	if m.IsNamed() {
-		// Each service's own files, on copies: m is shared.
-		c.Named = make(map[string]*manifest.Services, len(m.Named))
-		for name, s := range m.Named {
-			cp := *s
-			if uses(s) {
-				if cp.FilesDigest, err = secretfiles.Digest("services."+name, d.dir, key, s); err != nil {
-					return nil, err
-				}
-			}
-			c.Named[name] = &cp
-		}
-	}
-	return &c, nil
 }
 
 // writeArtifacts writes docker-compose.yml and nginx.conf beside the
 // manifest, only when their bytes changed. It runs after a successful
 // apply, so nginx.conf there is what nginx has loaded.
-func (d *Daemon) writeArtifacts(desired reconciler.Desired) error {
+func (t *Target) writeArtifacts(desired reconciler.Desired) error {
 	compose, err := render.Compose(desired.Stack)
 	if err != nil {
 		return err
@@ -300,10 +331,10 @@ func (d *Daemon) writeArtifacts(desired reconciler.Desired) error {
 	// docker-compose.yml holds every env value: owner only. nginx.conf
 	// holds none, but it is derived from the manifest and no one else
 	// needs it: owner and the daemon's group.
-	if _, err := atomicfile.WriteIfChanged(filepath.Join(d.dir, "docker-compose.yml"), compose, 0o600); err != nil {
+	if _, err := atomicfile.WriteIfChanged(filepath.Join(t.Dir, "docker-compose.yml"), compose, 0o600); err != nil {
 		return err
 	}
-	_, err = atomicfile.WriteIfChanged(filepath.Join(d.dir, "nginx.conf"), desired.Conf, 0o640)
+	_, err = atomicfile.WriteIfChanged(filepath.Join(t.Dir, "nginx.conf"), desired.Conf, 0o640)
 	return err
 }
 
@@ -369,14 +400,14 @@ func imageOf(obs reconciler.Observed, names []string) string {
 // healWhileDenied restores what was applied while the change the manifest
 // asks for is denied: a busy host must not keep a crashed replica or a
 // removed front door down just because a change is waiting.
-func (d *Daemon) healWhileDenied(ctx context.Context, desired reconciler.Desired, obs reconciler.Observed, progress reconciler.Progress) {
-	restore, heal := reconciler.HealPlan(desired, obs, d.rec.LiveConfig())
+func (t *Target) healWhileDenied(ctx context.Context, desired reconciler.Desired, obs reconciler.Observed, progress reconciler.Progress) {
+	restore, heal := reconciler.HealPlan(desired, obs, t.Rec.LiveConfig())
 	if heal.Empty() || heal.Blocked != "" {
 		return
 	}
-	d.log.Info("change denied; restoring what was applied", zap.String("ops", heal.String()))
-	if err := d.rec.ApplyGated(ctx, restore, heal, nil, progress); err != nil {
-		d.log.Warn("restoring what was applied failed", zap.Error(err))
+	t.Log.Info("change denied; restoring what was applied", zap.String("ops", heal.String()))
+	if err := t.Rec.ApplyGated(ctx, restore, heal, nil, progress); err != nil {
+		t.Log.Warn("restoring what was applied failed", zap.Error(err))
 	}
 }
 
