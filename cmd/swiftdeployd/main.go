@@ -19,7 +19,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/controller"
 	"github.com/swiftdeploy/swiftdeploy/pkg/selfmetrics"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 func main() {

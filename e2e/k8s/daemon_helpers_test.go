@@ -21,7 +21,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/controller"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 // kubeDaemon is a swiftdeployd --target kubernetes run in the test's

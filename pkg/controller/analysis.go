@@ -14,7 +14,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // Progressive delivery: a canary with services.canary.steps walks its
@@ -307,10 +307,10 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 		figures["relative"] = st.Relative
 	}
 	if st.Outcome == metrics.OK {
-		figures["error_rate"], figures["p99_latency_ms"], figures["req_per_sec"] = target.Round4(st.ErrorRate), target.Round2(st.P99Ms), target.Round2(st.ReqPerSec)
+		figures["error_rate"], figures["p99_latency_ms"], figures["req_per_sec"] = targets.Round4(st.ErrorRate), targets.Round2(st.P99Ms), targets.Round2(st.ReqPerSec)
 	}
 	if !st.NoProxy && st.Proxy.Outcome == metrics.OK {
-		figures["proxy_error_rate"], figures["proxy_p99_latency_ms"] = target.Round4(st.Proxy.ErrorRate), target.Round2(st.Proxy.P99Ms)
+		figures["proxy_error_rate"], figures["proxy_p99_latency_ms"] = targets.Round4(st.Proxy.ErrorRate), targets.Round2(st.Proxy.P99Ms)
 	}
 	a := m.Main().Canary.Analysis
 	d.mu.Lock()

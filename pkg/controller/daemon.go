@@ -16,9 +16,9 @@
 //   - live.go, proxy.go, certs.go: what the Docker target judges and
 //     serves with (the app's metrics scrape, nginx's access log, the
 //     certificates), run by the daemon; the Docker target itself is
-//     pkg/target/docker;
+//     pkg/targets/docker;
 //   - kubernetes_api.go: the socket API's refusals on the Kubernetes
-//     target, which is pkg/target/kubernetes.
+//     target, which is pkg/targets/kubernetes.
 package controller
 
 import (
@@ -50,9 +50,9 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target/docker"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 // Engine is what the daemon needs of the Docker Engine: the reconciler's
@@ -131,7 +131,7 @@ type Config struct {
 	// Notify tunes webhook delivery (tests shorten its timeouts).
 	Notify notify.Options
 	// Kube, when set, converges a Kubernetes namespace instead of the
-	// Docker host (pkg/target/kubernetes); Engine is then unused.
+	// Docker host (pkg/targets/kubernetes); Engine is then unused.
 	Kube *kubernetes.Config
 	// DockerConfig is the Docker client configuration directory whose
 	// config.json holds the registries' pull credentials (default:
@@ -212,7 +212,7 @@ type Daemon struct {
 	// (guarded by runMu).
 	trafficAdopted bool
 	// target is what the control plane converges: Docker or kt.
-	target target.Target
+	target targets.Target
 	// rollout is a deploy's change awaited (guarded by runMu).
 	rollout *rolloutWatch
 	// releases is the release book (releases.go), loaded once; under
@@ -367,8 +367,8 @@ func New(cfg Config) (*Daemon, error) {
 }
 
 // controllerDeps is what every target calls back into the daemon for.
-func (d *Daemon) controllerDeps() target.Controller {
-	return target.Controller{
+func (d *Daemon) controllerDeps() targets.Controller {
+	return targets.Controller{
 		Log:       d.log,
 		Event:     func(typ, msg string, details map[string]any) { d.event(typ, msg, "", details) },
 		Reached:   d.setEngineErr,
@@ -386,7 +386,7 @@ func (d *Daemon) dockerDeps() docker.Deps {
 		Policies:   d.policies,
 		Observer:   d.obs,
 		Proxy:      d.proxy,
-		Decisions: func() target.Decisions {
+		Decisions: func() targets.Decisions {
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			return d.state

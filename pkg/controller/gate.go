@@ -12,7 +12,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
@@ -20,7 +20,7 @@ import (
 // (Docker) or cluster (Kubernetes) policy on fresh facts before the first
 // operation that adds capacity or traffic; the decision is journaled and
 // counted, and a denial is shown in status.
-func (d *Daemon) gate(ctx context.Context, ch target.Change) reconciler.Decision {
+func (d *Daemon) gate(ctx context.Context, ch targets.Change) reconciler.Decision {
 	dec := d.target.Decide(ctx, ch)
 	d.metrics.observeDecision(dec)
 	end := trace.Begin(ctx, "journal", "decision")
@@ -28,7 +28,7 @@ func (d *Daemon) gate(ctx context.Context, ch target.Change) reconciler.Decision
 	end()
 	if !dec.Allowed {
 		d.mu.Lock()
-		d.denial = target.APIDecision(dec)
+		d.denial = targets.APIDecision(dec)
 		d.mu.Unlock()
 		d.log.Warn("change denied by "+d.gatePolicy()+" policy", zap.Strings("reasons", dec.Reasons))
 	}

@@ -25,7 +25,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 // fakeKube is an in-memory API server for the Kubernetes target: applies

@@ -9,7 +9,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 // A daemon that does not hold the namespace's Lease applies nothing: its

@@ -20,7 +20,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 // On Kubernetes, logs lists the project's app pods of the track by their

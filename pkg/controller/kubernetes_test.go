@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 const kubeCanary = "  canary: {image: app:2, weight: 20}"
@@ -78,7 +78,7 @@ func TestKubeInterruptedPromotionSettlesFromTheRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.d.target.Apply(context.Background(), ch, target.Hooks{Gate: func(ctx context.Context) reconcilerDecision { return allow() }, Wait: true}); err == nil {
+	if _, err := h.d.target.Apply(context.Background(), ch, targets.Hooks{Gate: func(ctx context.Context) reconcilerDecision { return allow() }, Wait: true}); err == nil {
 		t.Fatal("apply: want the canary's deletion to fail")
 	}
 	if err := h.d.resolvePending(context.Background(), h.d.readManifest()); err != nil {

@@ -21,8 +21,8 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target/docker"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
 )
 
 // scrapeLoop scrapes every running app container's metrics directly on the
@@ -60,18 +60,18 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 	d.obs.SetTiming(m.Metrics.Window.D(), m.Metrics.ScrapeInterval.D())
 	d.proxy.SetTiming(m.Metrics.Window.D(), m.Metrics.ScrapeInterval.D())
 	d.proxy.Sample()
-	var targets []observe.Target
+	var endpoints []observe.Target // the app containers to scrape
 	for _, c := range cs {
 		port := appPort(m, c)
 		if c.Role != stack.RoleApp || !c.Running() || c.IP == "" || port == 0 {
 			continue
 		}
-		targets = append(targets, observe.Target{
+		endpoints = append(endpoints, observe.Target{
 			Name: c.Name, Track: c.Track, Revision: c.Hash,
 			URL: "http://" + net.JoinHostPort(c.IP, strconv.Itoa(port)) + m.Metrics.Path,
 		})
 	}
-	for _, ch := range d.obs.Scrape(ctx, targets) {
+	for _, ch := range d.obs.Scrape(ctx, endpoints) {
 		details := map[string]any{"container": ch.Target.Name, "track": ch.Target.Track, "revision": ch.Target.Revision}
 		switch ch.Kind {
 		case observe.Failing:
@@ -95,13 +95,13 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 		rev := docker.LatestRevision(cs, track)
 		st := d.obs.Stats(track, rev, m.Policy.MinRequests)
 		px := d.proxy.Stats(track, rev, m.Policy.MinRequests)
-		dec := d.policies.CanarySafety(ctx, docker.CanaryInput(track, st, px), target.Thresholds(m))
+		dec := d.policies.CanarySafety(ctx, docker.CanaryInput(track, st, px), targets.Thresholds(m))
 		verdict := map[string]string{outcomePass: "PASS", outcomeFail: "FAIL", outcomeNoData: "NO_DATA"}[checkOutcome(dec, st.Outcome, px.Outcome)]
 		rec := journal.Record{
 			Type: journal.TypeSnapshot, Timestamp: now.UTC(), Mode: mode, Track: track, Policy: verdict,
 		}
 		if st.Outcome == metrics.OK {
-			rps, p99, er := target.Round2(st.ReqPerSec), target.Round2(st.P99Ms), target.Round4(st.ErrorRate)
+			rps, p99, er := targets.Round2(st.ReqPerSec), targets.Round2(st.P99Ms), targets.Round4(st.ErrorRate)
 			rec.ReqPerSec, rec.P99Latency, rec.ErrorRate = &rps, &p99, &er
 		}
 		d.snapshot(rec)

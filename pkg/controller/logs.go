@@ -14,7 +14,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // logServices are the services of m that logs SERVICE may name: the
@@ -70,7 +70,7 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, err)
 		return
 	}
-	lr, ok := d.target.(target.LogReader)
+	lr, ok := d.target.(targets.LogReader)
 	if !ok {
 		writeErr(w, http.StatusNotImplemented, fmt.Errorf("the %s target cannot read logs", d.target.Name()))
 		return
@@ -145,7 +145,7 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 
 // opened is a replica whose log is open.
 type opened struct {
-	target.Replica
+	targets.Replica
 	stream engine.LogStream
 }
 
@@ -165,11 +165,11 @@ func sourcesOf(os []opened) []LogSource {
 
 // openLogs opens every replica's log; one that is gone is left out; any
 // other failure closes what was opened and names the replica.
-func openLogs(ctx context.Context, lr target.LogReader, m *manifest.Manifest, reps []target.Replica, o engine.LogOptions) ([]opened, error) {
+func openLogs(ctx context.Context, lr targets.LogReader, m *manifest.Manifest, reps []targets.Replica, o engine.LogOptions) ([]opened, error) {
 	var out []opened
 	for _, r := range reps {
 		s, err := lr.OpenLog(ctx, m, r, o)
-		if errors.Is(err, target.ErrReplicaGone) {
+		if errors.Is(err, targets.ErrReplicaGone) {
 			continue
 		}
 		if err != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // policyRegistry names a registry's refusal in status's denial: not a
@@ -45,7 +45,7 @@ func (d *Daemon) registrySource(m *manifest.Manifest) registryauth.Source {
 // credentials, from the same Docker configuration a pull on the Docker
 // target reads, of the registries m's images are on (nil when none has
 // any). An unreadable configuration fails the reconcile, naming the file.
-func (d *Daemon) pullSecret(m *manifest.Manifest, s target.Decisions) ([]byte, error) {
+func (d *Daemon) pullSecret(m *manifest.Manifest, s targets.Decisions) ([]byte, error) {
 	st := stack.FromManifest(m, s.Options(m))
 	var refs []string
 	for _, apps := range [][]stack.App{st.Stable, st.Canary} {

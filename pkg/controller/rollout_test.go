@@ -12,7 +12,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target/docker"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
 )
 
 const withCanary = "  canary: {image: app:2, weight: 20}"

@@ -149,7 +149,7 @@ func (d *Daemon) saveStateLocked() error {
 }
 
 // Options applies the recorded decisions that still match m: State is
-// the target.Decisions a target renders a manifest under.
+// the targets.Decisions a target renders a manifest under.
 func (s State) Options(m *manifest.Manifest) stack.Options {
 	var o stack.Options
 	if p := s.Promoted; p != nil && p.ManifestStable == m.Main().Image && p.Image != m.Main().Image {

@@ -14,7 +14,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // swiftctl traffic pause|stop|resume: the operator's hold on the front
@@ -132,7 +132,7 @@ func (d *Daemon) setTraffic(ctx context.Context, user string, target *stack.Traf
 // syncHold keeps the hold socket open exactly while nginx's loaded
 // configuration pauses: a restarted daemon reopens it, a resume closes it
 // (sending every held request on to the app).
-func (d *Daemon) syncHold(sv target.Serving) {
+func (d *Daemon) syncHold(sv targets.Serving) {
 	if sv.Mode == "" { // nothing serves, or nginx cannot be read
 		return
 	}
@@ -149,7 +149,7 @@ func (d *Daemon) syncHold(sv target.Serving) {
 // state disagrees and no transition is pending (a state file lost or
 // restored from before the hold): the front door keeps doing what it does
 // instead of a reconcile silently resuming or stopping traffic.
-func (d *Daemon) adoptTraffic(sv target.Serving) {
+func (d *Daemon) adoptTraffic(sv targets.Serving) {
 	loaded := sv.Traffic
 	d.mu.Lock()
 	defer d.mu.Unlock()

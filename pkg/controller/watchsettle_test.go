@@ -7,7 +7,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target/docker"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
 )
 
 // triggered drains the loop's trigger and reports whether a reconcile was

@@ -28,7 +28,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
@@ -47,7 +47,7 @@ type Engine interface {
 // engine and reconciler it drives, the figures and policies it judges
 // on, and what it calls back into the controller for.
 type Deps struct {
-	target.Controller
+	targets.Controller
 	Engine Engine
 	Rec    *reconciler.Reconciler
 	// Policies decides the infrastructure policy and canary safety
@@ -58,7 +58,7 @@ type Deps struct {
 	Observer *observe.Observer
 	Proxy    *observe.Proxy
 	// Decisions are the recorded decisions in force now.
-	Decisions func() target.Decisions
+	Decisions func() targets.Decisions
 	// Registries is where m's images' pull credentials are.
 	Registries func(m *manifest.Manifest) registryauth.Source
 	// HostFacts, when set, replaces the host readings of the
@@ -119,27 +119,27 @@ func (c *change) Lines() []string {
 	return out
 }
 
-func (c *change) Serving() target.Serving { return serving(c.obs, c.desired) }
+func (c *change) Serving() targets.Serving { return serving(c.obs, c.desired) }
 
 func (t *Target) Name() string { return "docker" }
 
 // Heal restores the applied record's containers and nginx config.
-func (t *Target) Heal(ctx context.Context, ch target.Change, progress reconciler.Progress) {
+func (t *Target) Heal(ctx context.Context, ch targets.Change, progress reconciler.Progress) {
 	c := ch.(*change)
 	t.healWhileDenied(ctx, c.desired, c.obs, progress)
 }
 
 // Rolled: the reconciler's apply waits for health and for nginx to load
 // the revision, so what it applied has rolled out when it returns.
-func (t *Target) Rolled(context.Context, *manifest.Manifest, target.Decisions) (target.RolloutStatus, error) {
-	return target.RolloutStatus{Done: true}, nil
+func (t *Target) Rolled(context.Context, *manifest.Manifest, targets.Decisions) (targets.RolloutStatus, error) {
+	return targets.RolloutStatus{Done: true}, nil
 }
 
 func (t *Target) Await() (poll, deadline time.Duration) {
 	return time.Second, t.HealthTimeout
 }
 
-func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.Change, error) {
+func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s targets.Decisions) (targets.Change, error) {
 	desired, err := t.desiredWith(m, s)
 	if err != nil {
 		return nil, err
@@ -159,7 +159,7 @@ func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s target.Deci
 
 // Apply runs the reconciler's plan; it always waits for health (h.Wait is
 // what it does anyway) and calls h.Served when nginx loads the revision.
-func (t *Target) Apply(ctx context.Context, ch target.Change, h target.Hooks) ([]string, error) {
+func (t *Target) Apply(ctx context.Context, ch targets.Change, h targets.Hooks) ([]string, error) {
 	c := ch.(*change)
 	gate := func(ctx context.Context, _ reconciler.Plan) reconciler.Decision { return h.Gate(ctx) }
 	err := t.Rec.ApplyServed(ctx, c.desired, c.plan, gate, h.Served, h.Progress)
@@ -172,40 +172,40 @@ func (t *Target) Apply(ctx context.Context, ch target.Change, h target.Hooks) ([
 }
 
 // Serves: nginx has loaded the change's configuration revision.
-func (t *Target) Serves(ctx context.Context, ch target.Change) (target.Verdict, target.Serving, error) {
+func (t *Target) Serves(ctx context.Context, ch targets.Change) (targets.Verdict, targets.Serving, error) {
 	c := ch.(*change)
 	after, err := t.Rec.Observe(ctx, c.desired)
 	if err != nil {
 		t.Reached(err)
-		return target.ServesUnknown, target.Serving{}, err
+		return targets.ServesUnknown, targets.Serving{}, err
 	}
 	sv := serving(after, c.desired)
 	switch {
 	case after.Loaded != nil && after.Loaded.Revision == c.desired.Revision:
-		return target.ServesYes, sv, nil
+		return targets.ServesYes, sv, nil
 	case after.Loaded == nil && after.LoadedErr != "":
-		return target.ServesUnknown, sv, nil
+		return targets.ServesUnknown, sv, nil
 	}
-	return target.ServesNo, sv, nil
+	return targets.ServesNo, sv, nil
 }
 
-func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (target.Serving, error) {
+func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Serving, error) {
 	cur, err := t.desired(m)
 	if err != nil {
-		return target.Serving{}, err
+		return targets.Serving{}, err
 	}
 	obs, err := t.Rec.Observe(ctx, cur)
 	if err != nil {
 		t.Reached(err)
-		return target.Serving{}, err
+		return targets.Serving{}, err
 	}
 	return serving(obs, cur), nil
 }
 
 // serving reads the route from the configuration nginx has loaded.
-func serving(obs reconciler.Observed, cur reconciler.Desired) target.Serving {
+func serving(obs reconciler.Observed, cur reconciler.Desired) targets.Serving {
 	obs = primaryObserved(obs, cur.Stack.Primary)
-	s := target.Serving{Mode: servingMode(obs), CanaryRunning: len(cur.Stack.Canary) > 0}
+	s := targets.Serving{Mode: servingMode(obs), CanaryRunning: len(cur.Stack.Canary) > 0}
 	if s.Mode == stack.TrackCanary {
 		s.CanaryImage, s.CanaryWeight = imageOf(obs, obs.Loaded.Canary), obs.Loaded.Weight
 	}
@@ -219,11 +219,11 @@ func serving(obs reconciler.Observed, cur reconciler.Desired) target.Serving {
 	return s
 }
 
-func (t *Target) Decide(ctx context.Context, ch target.Change) policy.Decision {
+func (t *Target) Decide(ctx context.Context, ch targets.Change) policy.Decision {
 	return t.infraDecision(ctx, ch.(*change).m)
 }
 
-func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, target.Figures) {
+func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, targets.Figures) {
 	return t.judge(ctx, m, revision)
 }
 
@@ -233,13 +233,13 @@ func (t *Target) Watch(ctx context.Context, kick func()) { t.watchEngine(ctx, ki
 // m's project: nginx first so that no request reaches an app container
 // being removed, then the apps, then anything else labelled with the
 // project, then the network.
-func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]target.Removal, error) {
+func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]targets.Removal, error) {
 	eng := t.Engine
 	cs, err := eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {
 		return nil, err
 	}
-	var plan []target.Removal
+	var plan []targets.Removal
 	for _, role := range []string{stack.RoleNginx, stack.RoleApp, ""} {
 		op := "remove-" + role
 		if role == "" {
@@ -251,7 +251,7 @@ func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes boo
 				continue // each container is removed in exactly one pass
 			}
 			id := c.ID
-			r := target.Removal{Op: op, Target: c.Name, Event: journal.EventContainerRemoved,
+			r := targets.Removal{Op: op, Target: c.Name, Event: journal.EventContainerRemoved,
 				Run: func(ctx context.Context) error { return eng.Remove(ctx, id, 10*time.Second) }}
 			if role == stack.RoleNginx {
 				r.After = failpoint.DownRemoved
@@ -265,7 +265,7 @@ func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes boo
 	}
 	if n != nil && n.Owned {
 		id := n.ID
-		plan = append(plan, target.Removal{Op: "remove-network", Target: n.Name, Event: journal.EventNetworkRemoved,
+		plan = append(plan, targets.Removal{Op: "remove-network", Target: n.Name, Event: journal.EventNetworkRemoved,
 			Run: func(ctx context.Context) error { return eng.RemoveNetwork(ctx, id) }})
 	}
 	if !volumes {
@@ -279,7 +279,7 @@ func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes boo
 	}
 	for _, v := range vs {
 		name := v.Name
-		plan = append(plan, target.Removal{Op: "remove-volume", Target: name, Event: journal.EventVolumeRemoved,
+		plan = append(plan, targets.Removal{Op: "remove-volume", Target: name, Event: journal.EventVolumeRemoved,
 			Run: func(ctx context.Context) error { return eng.RemoveVolume(ctx, name) }})
 	}
 	return plan, nil
@@ -288,7 +288,7 @@ func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes boo
 func (t *Target) Forget() error { return t.Rec.ForgetApplied() }
 
 // desired computes what to converge to from m and the recorded state s.
-func desiredFor(m *manifest.Manifest, s target.Decisions) (reconciler.Desired, error) {
+func desiredFor(m *manifest.Manifest, s targets.Decisions) (reconciler.Desired, error) {
 	st := stack.FromManifest(m, s.Options(m))
 	conf, err := render.Nginx(st)
 	if err != nil {
@@ -307,7 +307,7 @@ func (t *Target) desired(m *manifest.Manifest) (reconciler.Desired, error) {
 
 // desiredWith is desiredFor of m with its files' digest (withFiles), and
 // where the pulls' credentials are.
-func (t *Target) desiredWith(m *manifest.Manifest, s target.Decisions) (reconciler.Desired, error) {
+func (t *Target) desiredWith(m *manifest.Manifest, s targets.Decisions) (reconciler.Desired, error) {
 	m, err := t.WithFiles(m)
 	if err != nil {
 		return reconciler.Desired{}, err

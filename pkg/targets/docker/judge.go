@@ -9,19 +9,19 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 	"github.com/swiftdeploy/swiftdeploy/pkg/verdict"
 )
 
 // judge is the canary-safety decision on the revision's own windows, the
 // app's and nginx's, with why data is missing added to the reasons.
-func (t *Target) judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, target.Figures) {
+func (t *Target) judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, targets.Figures) {
 	st := t.Observer.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
 	px := t.Proxy.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
 	in := CanaryInput(stack.TrackCanary, st, px)
 	rel := t.withRelative(&in, m, st)
-	dec := t.Policies.CanarySafety(ctx, in, target.Thresholds(m))
+	dec := t.Policies.CanarySafety(ctx, in, targets.Thresholds(m))
 	if !dec.Allowed && st.Outcome != metrics.OK && st.Reason != "" {
 		dec.Reasons = append(dec.Reasons, st.Reason)
 	}
@@ -34,7 +34,7 @@ func (t *Target) judge(ctx context.Context, m *manifest.Manifest, revision strin
 		// failure of the canary (and never a pass).
 		outcome = metrics.InsufficientData
 	}
-	return dec, target.Figures{Outcome: outcome, Relative: in.Relative, Requests: st.Requests, ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, ReqPerSec: st.ReqPerSec, Proxy: px}
+	return dec, targets.Figures{Outcome: outcome, Relative: in.Relative, Requests: st.Requests, ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, ReqPerSec: st.ReqPerSec, Proxy: px}
 }
 
 // CanaryInput turns a revision's figures, the app's (st) and nginx's
@@ -77,5 +77,5 @@ func (t *Target) infraDecision(ctx context.Context, m *manifest.Manifest) policy
 	end()
 	end = trace.Begin(ctx, "gate: policy", "infrastructure")
 	defer end()
-	return t.Policies.Infrastructure(ctx, in, target.Thresholds(m))
+	return t.Policies.Infrastructure(ctx, in, targets.Thresholds(m))
 }

@@ -9,19 +9,19 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // Report fills status from a fresh look at the engine and at the
 // configuration nginx has loaded, and the live figures.
-func (t *Target) Report(ctx context.Context, m *manifest.Manifest, _ target.Decisions, s *api.Status) {
+func (t *Target) Report(ctx context.Context, m *manifest.Manifest, _ targets.Decisions, s *api.Status) {
 	s.NginxPort = m.Nginx.Port
 	desired, err := t.desired(m)
 	if err != nil {
 		s.EngineError = err.Error()
 		return
 	}
-	octx, cancel := context.WithTimeout(ctx, target.ReportTimeout)
+	octx, cancel := context.WithTimeout(ctx, targets.ReportTimeout)
 	obs, err := t.Rec.Observe(octx, desired)
 	cancel()
 	if err != nil {
@@ -130,9 +130,9 @@ func (t *Target) addLiveStatus(ctx context.Context, s *api.Status, m *manifest.M
 				ErrorRate: px.ErrorRate, P99Ms: px.P99Ms},
 		})
 	}
-	s.Policies = append(s.Policies, *target.APIDecision(t.infraDecision(ctx, m)))
+	s.Policies = append(s.Policies, *targets.APIDecision(t.infraDecision(ctx, m)))
 	if s.Mode == stack.TrackCanary {
-		s.Policies = append(s.Policies, *target.APIDecision(t.canaryDecision(ctx, m, servedRevision(obs, stack.TrackCanary))))
+		s.Policies = append(s.Policies, *targets.APIDecision(t.canaryDecision(ctx, m, servedRevision(obs, stack.TrackCanary))))
 	}
 }
 

@@ -23,7 +23,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // Config selects the Kubernetes target.
@@ -61,13 +61,13 @@ type Config struct {
 // Deps is what the Kubernetes target calls back into the controller for,
 // given at construction.
 type Deps struct {
-	target.Controller
+	targets.Controller
 	// Policies decides the cluster policy and canary safety (reloaded in
 	// place on SIGHUP).
 	Policies *policy.Engine
 	// PullSecret is the image pull Secret's payload for m under s (nil
 	// when no registry m's images are on has credentials).
-	PullSecret func(m *manifest.Manifest, s target.Decisions) ([]byte, error)
+	PullSecret func(m *manifest.Manifest, s targets.Decisions) ([]byte, error)
 	// Project is the project of the manifest last read ("" until one
 	// was): it names the Lease.
 	Project func() string
@@ -198,16 +198,16 @@ type change struct {
 	rev     string
 }
 
-func (c *change) Revision() string        { return c.rev }
-func (c *change) Blocked() string         { return "" }
-func (c *change) Gated() bool             { return c.plan.Gated() }
-func (c *change) Empty() bool             { return c.plan.Empty() }
-func (c *change) Lines() []string         { return c.plan.Lines() }
-func (c *change) Serving() target.Serving { return serving(c.m.Project, c.obs) }
+func (c *change) Revision() string         { return c.rev }
+func (c *change) Blocked() string          { return "" }
+func (c *change) Gated() bool              { return c.plan.Gated() }
+func (c *change) Empty() bool              { return c.plan.Empty() }
+func (c *change) Lines() []string          { return c.plan.Lines() }
+func (c *change) Serving() targets.Serving { return serving(c.m.Project, c.obs) }
 
 func (t *Target) Name() string { return "kubernetes" }
 
-func (t *Target) desired(m *manifest.Manifest, s target.Decisions) (kubetarget.Desired, error) {
+func (t *Target) desired(m *manifest.Manifest, s targets.Decisions) (kubetarget.Desired, error) {
 	pull, err := t.d.PullSecret(m, s)
 	if err != nil {
 		return kubetarget.Desired{}, err
@@ -259,7 +259,7 @@ func (t *Target) observe(ctx context.Context, m *manifest.Manifest) (kubetarget.
 	return obs, err
 }
 
-func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.Change, error) {
+func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s targets.Decisions) (targets.Change, error) {
 	if m.IsNamed() {
 		// Refused before anything is rendered: what runs keeps running.
 		return nil, fmt.Errorf("project %s: several services (the named form of services) run on the Docker target only so far; the Kubernetes target renders the single-service form", m.Project)
@@ -280,7 +280,7 @@ func (t *Target) replan(ctx context.Context, c *change) error {
 	}
 	plan, err := t.plan(ctx, c.desired, c.rev, obs)
 	if err != nil {
-		return &target.PlanError{Err: err}
+		return &targets.PlanError{Err: err}
 	}
 	c.obs, c.plan = obs, plan
 	return nil
@@ -299,7 +299,7 @@ func (t *Target) plan(_ context.Context, desired kubetarget.Desired, _ string, o
 
 // Apply applies c's plan; with h.Wait it converges until c has rolled out,
 // calling h.Served the moment the route serves c (the commit point).
-func (t *Target) Apply(ctx context.Context, ch target.Change, h target.Hooks) ([]string, error) {
+func (t *Target) Apply(ctx context.Context, ch targets.Change, h targets.Hooks) ([]string, error) {
 	c := ch.(*change)
 	if !h.Wait {
 		return t.step(ctx, c, h)
@@ -347,7 +347,7 @@ func (t *Target) Apply(ctx context.Context, ch target.Change, h target.Hooks) ([
 
 // step gates and applies c's plan once, op by op, and returns the ops that
 // ran: a drift revert is journaled only once its op has run.
-func (t *Target) step(ctx context.Context, c *change, h target.Hooks) ([]string, error) {
+func (t *Target) step(ctx context.Context, c *change, h targets.Hooks) ([]string, error) {
 	if c.plan.Empty() {
 		return nil, nil
 	}
@@ -376,37 +376,37 @@ func (t *Target) step(ctx context.Context, c *change, h target.Hooks) ([]string,
 	return ran, nil
 }
 
-func (t *Target) Serves(ctx context.Context, ch target.Change) (target.Verdict, target.Serving, error) {
+func (t *Target) Serves(ctx context.Context, ch targets.Change) (targets.Verdict, targets.Serving, error) {
 	c := ch.(*change)
 	obs, err := t.observe(ctx, c.m)
 	if err != nil {
-		return target.ServesUnknown, target.Serving{}, err
+		return targets.ServesUnknown, targets.Serving{}, err
 	}
 	sv := serving(c.m.Project, obs)
 	if kubetarget.Serves(c.desired, obs) {
-		return target.ServesYes, sv, nil
+		return targets.ServesYes, sv, nil
 	}
-	return target.ServesNo, sv, nil
+	return targets.ServesNo, sv, nil
 }
 
-func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (target.Serving, error) {
+func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Serving, error) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
-		return target.Serving{}, err
+		return targets.Serving{}, err
 	}
 	return serving(m.Project, obs), nil
 }
 
 // serving reads the mode from the live route's weights and the images
 // from the live Deployments.
-func serving(project string, obs kubetarget.Observed) target.Serving {
+func serving(project string, obs kubetarget.Observed) targets.Serving {
 	r, ok := obs.Routes[project]
 	if !ok {
-		return target.Serving{}
+		return targets.Serving{}
 	}
 	w := kubetarget.Weights(r)
 	stableName, canaryName := project+"-"+stack.TrackStable, project+"-"+stack.TrackCanary
-	s := target.Serving{Mode: stack.TrackStable}
+	s := targets.Serving{Mode: stack.TrackStable}
 	if dep, ok := obs.Deployments[stableName]; ok {
 		s.StableImage = kubetarget.ImageOf(dep)
 	}
@@ -424,36 +424,36 @@ func serving(project string, obs kubetarget.Observed) target.Serving {
 // Rolled looks at the rollout of m under s without a dry run: every
 // desired Deployment rolled out with its image, the route's weights in
 // force, or the reason it is not yet.
-func (t *Target) Rolled(ctx context.Context, m *manifest.Manifest, s target.Decisions) (target.RolloutStatus, error) {
+func (t *Target) Rolled(ctx context.Context, m *manifest.Manifest, s targets.Decisions) (targets.RolloutStatus, error) {
 	desired, err := t.desired(m, s)
 	if err != nil {
-		return target.RolloutStatus{}, err
+		return targets.RolloutStatus{}, err
 	}
 	obs, err := t.observe(ctx, m)
 	if err != nil {
-		return target.RolloutStatus{}, err
+		return targets.RolloutStatus{}, err
 	}
 	if f := progressFailed(desired, obs); f != "" {
-		return target.RolloutStatus{Failed: f}, nil
+		return targets.RolloutStatus{Failed: f}, nil
 	}
 	for _, o := range kubetarget.ForObserved(desired, obs).Objects {
 		if v, ok := o.(*appsv1.Deployment); ok {
 			live, ok := obs.Deployments[v.Name]
 			if !ok {
-				return target.RolloutStatus{Waiting: "Deployment " + v.Name + " missing"}, nil
+				return targets.RolloutStatus{Waiting: "Deployment " + v.Name + " missing"}, nil
 			}
 			if kubetarget.ImageOf(live) != kubetarget.ImageOf(*v) {
-				return target.RolloutStatus{Waiting: "Deployment " + v.Name + " not yet at " + kubetarget.ImageOf(*v)}, nil
+				return targets.RolloutStatus{Waiting: "Deployment " + v.Name + " not yet at " + kubetarget.ImageOf(*v)}, nil
 			}
 			if done, why := kubetarget.RolledOut(live); !done {
-				return target.RolloutStatus{Waiting: "Deployment " + v.Name + ": " + why}, nil
+				return targets.RolloutStatus{Waiting: "Deployment " + v.Name + ": " + why}, nil
 			}
 		}
 	}
 	if !kubetarget.Serves(desired, obs) {
-		return target.RolloutStatus{Waiting: "the route does not serve the desired weights yet"}, nil
+		return targets.RolloutStatus{Waiting: "the route does not serve the desired weights yet"}, nil
 	}
-	return target.RolloutStatus{Done: true}, nil
+	return targets.RolloutStatus{Done: true}, nil
 }
 
 func (t *Target) Await() (poll, deadline time.Duration) {
@@ -474,19 +474,19 @@ func progressFailed(desired kubetarget.Desired, obs kubetarget.Observed) string 
 }
 
 // Decide is the cluster policy on the cluster's facts.
-func (t *Target) Decide(ctx context.Context, ch target.Change) policy.Decision {
+func (t *Target) Decide(ctx context.Context, ch targets.Change) policy.Decision {
 	return t.d.Policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, ch.(*change).desired))
 }
 
 // Judge is canary safety from Prometheus's figures of the canary's
 // current pods (the revision is the pod-template hash it finds).
-func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, _ string) (policy.Decision, target.Figures) {
+func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, _ string) (policy.Decision, targets.Figures) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
-		return policy.Decision{Reasons: []string{err.Error()}}, target.Figures{Outcome: metrics.MissingData, NoProxy: true}
+		return policy.Decision{Reasons: []string{err.Error()}}, targets.Figures{Outcome: metrics.MissingData, NoProxy: true}
 	}
 	dec, ts := t.canaryDecision(ctx, m, obs)
-	v := target.Figures{Outcome: metrics.Outcome(ts.api.Outcome), NoProxy: true, Requests: ts.api.Requests,
+	v := targets.Figures{Outcome: metrics.Outcome(ts.api.Outcome), NoProxy: true, Requests: ts.api.Requests,
 		ErrorRate: ts.api.ErrorRate, P99Ms: ts.api.P99Ms, ReqPerSec: ts.api.ReqPerSec}
 	return dec, v
 }
@@ -495,13 +495,13 @@ func (t *Target) Forget() error { return nil }
 
 // Heal: the cluster's own controllers restore crashed pods; a denied
 // change leaves the live objects as they are.
-func (t *Target) Heal(context.Context, target.Change, reconciler.Progress) {}
+func (t *Target) Heal(context.Context, targets.Change, reconciler.Progress) {}
 
 // Teardown plans the deletion of every object the project owns: the
 // route first, so that nothing is sent to a Service being deleted.
 // The project's Secrets go last; its volume claims, with the data, only
 // with volumes (`down --volumes`), after everything else.
-func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]target.Removal, error) {
+func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]targets.Removal, error) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return nil, err
@@ -525,10 +525,10 @@ func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes boo
 			refs = append(refs, kube.Ref{Resource: kube.Claims, Namespace: ns, Name: n})
 		}
 	}
-	plan := make([]target.Removal, 0, len(refs))
+	plan := make([]targets.Removal, 0, len(refs))
 	for _, ref := range refs {
 		ref := ref
-		plan = append(plan, target.Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
+		plan = append(plan, targets.Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
 			Run: func(ctx context.Context) error {
 				if err := t.Acting(); err != nil {
 					return err

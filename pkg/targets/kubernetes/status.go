@@ -15,7 +15,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 	"github.com/swiftdeploy/swiftdeploy/pkg/verdict"
 )
 
@@ -25,9 +25,9 @@ import (
 // pods), the figures from Prometheus, never from what was applied. The
 // plan is computed from the cache too: no call to the API server, no dry
 // run.
-func (t *Target) Report(ctx context.Context, m *manifest.Manifest, st target.Decisions, s *api.Status) {
+func (t *Target) Report(ctx context.Context, m *manifest.Manifest, st targets.Decisions, s *api.Status) {
 	d := t.d
-	ctx, cancel := context.WithTimeout(ctx, target.ReportTimeout)
+	ctx, cancel := context.WithTimeout(ctx, targets.ReportTimeout)
 	defer cancel()
 	obs, err := t.api.Observe(ctx, m.Project, extras(m))
 	if err != nil {
@@ -78,7 +78,7 @@ func (t *Target) Report(ctx context.Context, m *manifest.Manifest, st target.Dec
 				}
 			}
 		}
-		s.Policies = append(s.Policies, *target.APIDecision(d.Policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, desired))))
+		s.Policies = append(s.Policies, *targets.APIDecision(d.Policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, desired))))
 	}
 	tracks := []string{stack.TrackStable}
 	if s.Mode == stack.TrackCanary {
@@ -90,7 +90,7 @@ func (t *Target) Report(ctx context.Context, m *manifest.Manifest, st target.Dec
 	}
 	if s.Mode == stack.TrackCanary {
 		dec, _ := t.canaryDecision(ctx, m, obs)
-		s.Policies = append(s.Policies, *target.APIDecision(dec))
+		s.Policies = append(s.Policies, *targets.APIDecision(dec))
 	}
 	return
 }
@@ -183,8 +183,8 @@ func (t *Target) trackStats(ctx context.Context, m *manifest.Manifest, obs kubet
 		}
 		return *f
 	}
-	out.api.Requests, out.api.ReqPerSec = target.Round2(val(st.Requests)), target.Round2(val(st.ReqPerSec))
-	out.api.ErrorRate, out.api.P99Ms = target.Round4(val(st.ErrorRate)), target.Round2(val(st.P99Ms))
+	out.api.Requests, out.api.ReqPerSec = targets.Round2(val(st.Requests)), targets.Round2(val(st.ReqPerSec))
+	out.api.ErrorRate, out.api.P99Ms = targets.Round4(val(st.ErrorRate)), targets.Round2(val(st.P99Ms))
 	switch {
 	case len(st.Missing) > 0:
 		out.why = append(out.why, "Prometheus has no data for "+strings.Join(st.Missing, "; "))
@@ -208,7 +208,7 @@ func (t *Target) canaryDecision(ctx context.Context, m *manifest.Manifest, obs k
 		cfg := verdict.Config{Confidence: r.Confidence, MinRequests: float64(r.MinRequests), MaxP99Factor: r.MaxP99Factor}
 		ts.in.Relative = verdict.Compare(promSample(ts), promSample(st), cfg).Input()
 	}
-	dec := t.d.Policies.CanarySafety(ctx, ts.in, target.Thresholds(m))
+	dec := t.d.Policies.CanarySafety(ctx, ts.in, targets.Thresholds(m))
 	if !dec.Allowed {
 		dec.Reasons = append(dec.Reasons, ts.why...)
 	}

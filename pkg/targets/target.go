@@ -2,10 +2,10 @@
 // platform it converges: the Target interface and the types its methods
 // speak. The control plane (the loop, the transactions, the analysis
 // walk, status, diff, validate) is written once over it; each platform is
-// its own package that implements it: the Docker host (pkg/target/docker)
-// and a Kubernetes namespace (pkg/target/kubernetes). A target imports
+// its own package that implements it: the Docker host (pkg/targets/docker)
+// and a Kubernetes namespace (pkg/targets/kubernetes). A target imports
 // this package, never the controller.
-package target
+package targets
 
 import (
 	"context"
@@ -28,8 +28,8 @@ type Decisions interface {
 }
 
 // Target is one platform the controller converges: the Docker host
-// (containers behind nginx, pkg/target/docker) or a Kubernetes namespace
-// (Deployments behind an HTTPRoute, pkg/target/kubernetes). The control plane
+// (containers behind nginx, pkg/targets/docker) or a Kubernetes namespace
+// (Deployments behind an HTTPRoute, pkg/targets/kubernetes). The control plane
 // (the loop, the transactions, the analysis walk) is written once over it;
 // a target only observes, plans, applies, says what serves now (the commit
 // predicate) and removes everything.

@@ -15,12 +15,12 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/target"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // Check is validate on the Docker host: the images exist locally and
 // nginx accepts the configuration the manifest renders.
-func (t *Target) Check(ctx context.Context, m *manifest.Manifest, st target.Decisions) []api.Check {
+func (t *Target) Check(ctx context.Context, m *manifest.Manifest, st targets.Decisions) []api.Check {
 	var out []api.Check
 	if s := &m.Services; len(s.EnvFile) > 0 || len(s.Secrets) > 0 {
 		// Read as a deploy reads them; the check names the field and the
