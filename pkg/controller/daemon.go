@@ -55,14 +55,11 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
-// Engine is what the daemon needs of the Docker Engine: the reconciler's
-// calls plus a ping and the container event stream.
+// Engine is what the daemon needs of the Docker Engine: the Docker
+// target's calls (the reconciler's, the volumes, a ping and the
+// container event stream) and the releases' and access log's.
 type Engine interface {
-	reconciler.Engine
-	// ListVolumes and RemoveVolume serve `down --volumes`.
-	ListVolumes(ctx context.Context, project string) ([]engine.Volume, error)
-	RemoveVolume(ctx context.Context, name string) error
-	Ping(ctx context.Context) error
+	docker.Engine
 	// InspectImage is a local image's ID and repo digests (a release
 	// records them; a rollback checks the image is still there).
 	InspectImage(ctx context.Context, ref string) (engine.Image, error)
@@ -70,7 +67,6 @@ type Engine interface {
 	// listed release's image on the host (releases.go).
 	TagImage(ctx context.Context, source, target string) error
 	UntagImage(ctx context.Context, ref string) error
-	Watch(ctx context.Context, project string) (<-chan engine.Event, <-chan error)
 	// FollowLogs streams a container's standard output from since on
 	// (nginx's access log); see engine.Engine.FollowLogs.
 	FollowLogs(ctx context.Context, id string, since time.Time) (io.ReadCloser, error)
@@ -373,6 +369,9 @@ func (d *Daemon) controllerDeps() targets.Controller {
 		Event:     func(typ, msg string, details map[string]any) { d.event(typ, msg, "", details) },
 		Reached:   d.setEngineErr,
 		WithFiles: d.withFiles,
+		Policies:  d.policies,
+		Project:   d.project,
+		Wake:      d.Wake,
 	}
 }
 
@@ -383,7 +382,6 @@ func (d *Daemon) dockerDeps() docker.Deps {
 		Controller: d.controllerDeps(),
 		Engine:     d.eng,
 		Rec:        d.rec,
-		Policies:   d.policies,
 		Observer:   d.obs,
 		Proxy:      d.proxy,
 		Decisions: func() targets.Decisions {
@@ -395,8 +393,6 @@ func (d *Daemon) dockerDeps() docker.Deps {
 		HostFacts:     d.cfg.HostFacts,
 		TLS:           d.tlsStatus,
 		CertDir:       d.certs.Store.Dir,
-		Project:       d.project,
-		Wake:          d.Wake,
 		NginxStarted:  d.wakeAccessLog,
 		Dir:           d.dir,
 		StateDir:      d.stateDir,
@@ -408,10 +404,7 @@ func (d *Daemon) dockerDeps() docker.Deps {
 func (d *Daemon) kubeDeps() kubernetes.Deps {
 	return kubernetes.Deps{
 		Controller: d.controllerDeps(),
-		Policies:   d.policies,
 		PullSecret: d.pullSecret,
-		Project:    d.project,
-		Wake:       d.Wake,
 		Debounce:   d.cfg.Debounce,
 		Dir:        d.dir,
 	}

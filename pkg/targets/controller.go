@@ -4,6 +4,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 )
 
 // Controller is what every target calls back into the controller for,
@@ -20,4 +21,13 @@ type Controller struct {
 	// digest set (m itself is shared and left alone): a changed secret
 	// file is a changed service.
 	WithFiles func(m *manifest.Manifest) (*manifest.Manifest, error)
+	// Policies decides the gate's policy (infrastructure or cluster) and
+	// canary safety; reloaded in place on SIGHUP.
+	Policies *policy.Engine
+	// Project is the project of the manifest last read ("" until one
+	// was): a target watches (and Kubernetes elects) per project.
+	Project func() string
+	// Wake asks for a reconcile now, cutting a retry's backoff short
+	// (the engine answers again; this daemon was elected).
+	Wake func()
 }

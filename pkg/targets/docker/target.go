@@ -37,6 +37,7 @@ import (
 // stream.
 type Engine interface {
 	reconciler.Engine
+	// ListVolumes and RemoveVolume serve `down --volumes`.
 	ListVolumes(ctx context.Context, project string) ([]engine.Volume, error)
 	RemoveVolume(ctx context.Context, name string) error
 	Ping(ctx context.Context) error
@@ -50,9 +51,6 @@ type Deps struct {
 	targets.Controller
 	Engine Engine
 	Rec    *reconciler.Reconciler
-	// Policies decides the infrastructure policy and canary safety
-	// (reloaded in place on SIGHUP).
-	Policies *policy.Engine
 	// Observer and Proxy are the app's and nginx's figures per revision,
 	// which the controller's scrape and access-log loops feed.
 	Observer *observe.Observer
@@ -70,11 +68,6 @@ type Deps struct {
 	// CertDir is the certificate store's directory, which nginx reads
 	// (validate's nginx -t mounts it).
 	CertDir string
-	// Project is the project of the manifest last read ("" until one
-	// was).
-	Project func() string
-	// Wake asks for a reconcile now (the engine answers again).
-	Wake func()
 	// NginxStarted: an nginx container started (follow its access log
 	// from its first line).
 	NginxStarted func()

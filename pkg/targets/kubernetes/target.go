@@ -62,17 +62,9 @@ type Config struct {
 // given at construction.
 type Deps struct {
 	targets.Controller
-	// Policies decides the cluster policy and canary safety (reloaded in
-	// place on SIGHUP).
-	Policies *policy.Engine
 	// PullSecret is the image pull Secret's payload for m under s (nil
 	// when no registry m's images are on has credentials).
 	PullSecret func(m *manifest.Manifest, s targets.Decisions) ([]byte, error)
-	// Project is the project of the manifest last read ("" until one
-	// was): it names the Lease.
-	Project func() string
-	// Wake asks for a reconcile now (this daemon was elected).
-	Wake func()
 	// Debounce: a burst of the informers' events settles this long
 	// before one reconcile is asked for.
 	Debounce time.Duration
