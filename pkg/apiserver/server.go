@@ -1,8 +1,14 @@
-package controller
+// Package apiserver serves swiftdeployd's control API over its Unix
+// socket: the socket itself (made 0660, made again when removed), the
+// routes of pkg/api with the role each needs (pkg/authz), refusals passed
+// to the journal, request decoding, status codes and the streamed answers
+// (a transition's progress, swiftctl logs -f). What each route does is the
+// control plane's: the server calls it through Controller (controller.go)
+// and never imports pkg/controller, which builds a Server over its Daemon.
+package apiserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -18,8 +24,157 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
-	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 )
+
+// Options configure a Server.
+type Options struct {
+	// Socket is the control socket's path (Listen).
+	Socket string
+	// Authz maps Unix groups to roles.
+	Authz authz.Config
+	Log   *zap.Logger
+	// SocketDirBack reports whether the directory of a removed socket may
+	// be used again (nil: once it exists): the controller decides which
+	// directories it makes again.
+	SocketDirBack func(socket string) error
+	// GuardEvery is how often Guard checks that the socket is still at its
+	// path (default 500ms).
+	GuardEvery time.Duration
+	// MaxLogReaders bounds the logs answers served at once (default
+	// DefaultMaxLogReaders).
+	MaxLogReaders int32
+}
+
+// DefaultMaxLogReaders bounds the logs answers served at once: each holds
+// an engine connection per replica (and, following, for as long as its
+// client likes), and the read role may ask for them.
+const DefaultMaxLogReaders = 16
+
+// Server is the control API over one Controller.
+type Server struct {
+	c    Controller
+	opts Options
+	log  *zap.Logger
+	// stopping ends with StopStreams: answers that stream until the
+	// client leaves (swiftctl logs -f) end then, or Shutdown would wait
+	// for them.
+	stopping    context.Context
+	stopStreams context.CancelFunc
+	// logReaders counts the logs answers being served.
+	logReaders logReaders
+
+	mu  sync.Mutex
+	srv *http.Server // serving the socket, once Listen made it
+	ln  net.Listener
+}
+
+// New builds the control API over c; Listen makes its socket.
+func New(c Controller, opts Options) *Server {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.GuardEvery == 0 {
+		opts.GuardEvery = 500 * time.Millisecond
+	}
+	if opts.MaxLogReaders == 0 {
+		opts.MaxLogReaders = DefaultMaxLogReaders
+	}
+	s := &Server{c: c, opts: opts, log: opts.Log}
+	s.logReaders.max = opts.MaxLogReaders
+	s.stopping, s.stopStreams = context.WithCancel(context.Background())
+	return s
+}
+
+// Routes registers every control API route, with no role check: Handler
+// adds it. The returned Mux knows its patterns, so a test walks every
+// route the server serves with every role and fails on one missing from
+// authz's table.
+func (s *Server) Routes() *authz.Mux {
+	mux := authz.NewMux()
+	mux.HandleFunc("GET "+api.PathStatus, s.handleStatus)
+	mux.HandleFunc("POST "+api.PathDeploy, s.acting(s.handleDeploy))
+	mux.HandleFunc("POST "+api.PathValidate, s.handleValidate)
+	mux.HandleFunc("GET "+api.PathDiff, s.handleDiff)
+	mux.HandleFunc("POST "+api.PathDown, s.acting(s.handleDown))
+	mux.HandleFunc("GET "+api.PathHistory, s.handleHistory)
+	mux.HandleFunc("POST "+api.PathPromote, s.acting(s.handlePromote))
+	mux.HandleFunc("POST "+api.PathRollback, s.acting(s.handleRollback))
+	mux.HandleFunc("POST "+api.PathChaos, s.handleChaos)
+	mux.HandleFunc("POST "+api.PathAbort, s.acting(s.handleAbort))
+	mux.HandleFunc("POST "+api.PathPause, s.acting(s.handlePause))
+	mux.HandleFunc("POST "+api.PathResume, s.acting(s.handleResume))
+	mux.HandleFunc("POST "+api.PathTraffic, s.acting(s.handleTraffic))
+	mux.Handle("GET "+api.PathMetrics, s.c.Metrics())
+	mux.HandleFunc("GET "+api.PathWhoami, s.handleWhoami)
+	mux.HandleFunc("GET "+api.PathLogs, s.handleLogs)
+	mux.HandleFunc("GET "+api.PathReleases, s.handleReleases)
+	return mux
+}
+
+// acting refuses a mutating call, naming why, while the controller may
+// not change what runs (a Kubernetes daemon that is not the leader):
+// nothing is half done.
+func (s *Server) acting(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := s.c.Acting(); err != nil {
+			writeErr(w, statusOf(err, http.StatusServiceUnavailable), err)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// Handler is the routes behind the role checks: a call the caller's role
+// does not allow is refused with 403 and journaled (onDeny).
+func (s *Server) Handler() http.Handler {
+	return authz.Middleware(s.opts.Authz, s.Routes(), s.onDeny)
+}
+
+// HTTPServer is a new http.Server serving Handler, reading the caller's
+// peer credentials from the socket.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		// An idle keep-alive connection is closed: a caller cannot hold
+		// connections (and their goroutines) open for ever. Bodies have
+		// their own deadline (api.DecodeBody); there is no ReadTimeout,
+		// which would cut the streamed answers of deploy and promote.
+		IdleTimeout: 2 * time.Minute,
+		ConnContext: authz.ConnContext,
+	}
+}
+
+// Listen makes the control socket at Options.Socket and serves it.
+func (s *Server) Listen() error {
+	ln, err := listen(s.opts.Socket)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.srv, s.ln = s.HTTPServer(), ln
+	srv := s.srv
+	s.mu.Unlock()
+	s.serve(srv, ln)
+	return nil
+}
+
+// StopStreams ends the answers that stream until their client leaves
+// (swiftctl logs -f), telling the client the daemon stops.
+func (s *Server) StopStreams() { s.stopStreams() }
+
+// Shutdown ends the streams, then stops serving, waiting (up to ctx) for
+// the answers in flight.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopStreams()
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Shutdown(ctx)
+}
 
 // listen creates the control socket, readable and writable by its owner and
 // group only (0660): the API can start containers, so it is as sensitive as
@@ -70,25 +225,32 @@ func listen(path string) (net.Listener, error) {
 var afterBind func(path string)
 
 // serve serves the control API on ln until the server shuts down or ln is
-// closed (replaced by guardSocket).
-func (d *Daemon) serve(srv *http.Server, ln net.Listener) {
+// closed (replaced by Guard).
+func (s *Server) serve(srv *http.Server, ln net.Listener) {
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			d.log.Error("control API stopped", zap.Error(err))
+			s.log.Error("control API stopped", zap.Error(err))
 		}
 	}()
 }
 
-// guardSocket keeps the control socket reachable at its path. Removing the
-// directory it lives in (by default the manifest's) unlinks it, and the
-// daemon would go on listening on a socket no one can connect to: every
-// swiftctl command would fail until a restart. When the path no longer
-// names our socket and the directory above the socket's can be used, the
-// socket is made again and served by the same server.
-func (d *Daemon) guardSocket(ctx context.Context, srv *http.Server, ln net.Listener) {
-	path := d.cfg.Socket
+// Guard keeps the control socket reachable at its path until ctx ends.
+// Removing the directory it lives in (by default the manifest's) unlinks
+// it, and the daemon would go on listening on a socket no one can connect
+// to: every swiftctl command would fail until a restart. When the path no
+// longer names our socket and its directory may be used
+// (Options.SocketDirBack), the socket is made again and served by the
+// same server.
+func (s *Server) Guard(ctx context.Context) {
+	s.mu.Lock()
+	srv, ln := s.srv, s.ln
+	s.mu.Unlock()
+	if srv == nil {
+		return // not listening
+	}
+	path := s.opts.Socket
 	ours, _ := os.Stat(path)
-	t := time.NewTicker(watchRetry)
+	t := time.NewTicker(s.opts.GuardEvery)
 	defer t.Stop()
 	warned := false
 	for {
@@ -101,9 +263,9 @@ func (d *Daemon) guardSocket(ctx context.Context, srv *http.Server, ln net.Liste
 		if err == nil && ours != nil && os.SameFile(fi, ours) {
 			continue
 		}
-		if perr := d.socketDirBack(path); perr != nil {
+		if perr := s.socketDirBack(path); perr != nil {
 			if !warned {
-				d.log.Warn("control socket removed with its directory; it is made again once the directory is back", zap.String("socket", path), zap.Error(perr))
+				s.log.Warn("control socket removed with its directory; it is made again once the directory is back", zap.String("socket", path), zap.Error(perr))
 				warned = true
 			}
 			continue
@@ -111,7 +273,7 @@ func (d *Daemon) guardSocket(ctx context.Context, srv *http.Server, ln net.Liste
 		nl, err := listen(path)
 		if err != nil {
 			if !warned {
-				d.log.Warn("control socket removed or replaced; cannot make it again yet", zap.String("socket", path), zap.Error(err))
+				s.log.Warn("control socket removed or replaced; cannot make it again yet", zap.String("socket", path), zap.Error(err))
 				warned = true
 			}
 			continue
@@ -123,23 +285,21 @@ func (d *Daemon) guardSocket(ctx context.Context, srv *http.Server, ln net.Liste
 		}
 		_ = ln.Close()
 		ln, warned = nl, false
+		s.mu.Lock()
+		s.ln = nl
+		s.mu.Unlock()
 		ours, _ = os.Stat(path)
-		d.serve(srv, nl)
-		d.log.Warn("control socket was removed or replaced; listening again", zap.String("socket", path))
-		d.event(eventSocketRecreated, "control socket "+path+" was removed or replaced (its directory deleted?); listening on it again", "", map[string]any{"socket": path})
+		s.serve(srv, nl)
+		s.log.Warn("control socket was removed or replaced; listening again", zap.String("socket", path))
+		s.c.SocketRecreated(path)
 	}
 }
 
-// socketDirBack reports whether the socket's directory may be used again:
-// it exists, or it is the daemon's state directory and the manifest's
-// directory is back. No other directory is recreated: a removed manifest
-// directory must not come back by the daemon's hand.
-func (d *Daemon) socketDirBack(path string) error {
-	dir := filepath.Dir(path)
-	_, err := os.Stat(dir)
-	if err != nil && dir == d.stateDir {
-		_, err = os.Stat(d.dir)
+func (s *Server) socketDirBack(path string) error {
+	if s.opts.SocketDirBack != nil {
+		return s.opts.SocketDirBack(path)
 	}
+	_, err := os.Stat(filepath.Dir(path))
 	return err
 }
 
@@ -153,18 +313,11 @@ func userOf(r *http.Request) string {
 	return p.Name()
 }
 
-// handleWhoami says who the caller is and which role it has.
-func (d *Daemon) handleWhoami(w http.ResponseWriter, r *http.Request) {
-	p, _ := authz.PeerFrom(r.Context())
-	writeJSON(w, http.StatusOK, api.Whoami{User: p.Name(), Role: d.cfg.Authz.RoleOf(p).String()})
-}
-
-// onDeny journals a refusal. Refusals are counted, not journaled one by
-// one: the first of each (uid, route, reason) is written at once, its
-// repeats are summed into one record with a count and first and last
-// times when the streak ends (a minute at most, see refusalSweep), so a
-// caller with no role cannot grow the journal without bound.
-func (d *Daemon) onDeny(p authz.Peer, need authz.Role, r *http.Request) {
+// onDeny passes a refusal to the journal. The controller counts them
+// rather than journaling each (Controller.Refused): key is the caller's
+// uid, the route and the reason, so a caller with no role cannot grow the
+// journal without bound.
+func (s *Server) onDeny(p authz.Peer, need authz.Role, r *http.Request) {
 	den := authz.DenialOf(r)
 	if den == nil { // Middleware always sets it; be safe
 		den = &authz.DeniedError{Peer: p, Method: r.Method, Path: r.URL.Path, Need: need}
@@ -177,285 +330,5 @@ func (d *Daemon) onDeny(p authz.Peer, need authz.Role, r *http.Request) {
 		Codes: []string{authz.RefusalCode(den)},
 		Details: map[string]any{"method": r.Method, "path": path,
 			"need": need.String(), "have": den.Have.String(), "uid": p.UID, "gid": p.GID, "pid": p.PID}}
-	d.noteJournal("refusal", d.refusals.Append(d.jr, authz.RefusalKey(den), rec))
-}
-
-// refusalSweep writes the summaries of refusal streaks that stopped, so a
-// count is in the journal within a minute of its last refusal.
-func (d *Daemon) refusalSweep(ctx context.Context) {
-	t := time.NewTicker(refusalWindow / 4)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			logErr(d.log, "journal: sweep refusal summaries", d.refusals.Sweep(d.jr))
-		}
-	}
-}
-
-func writeRequestErr(w http.ResponseWriter, err error) {
-	var re *api.RequestError
-	if errors.As(err, &re) {
-		writeErr(w, re.Status, re)
-		return
-	}
-	writeErr(w, http.StatusBadRequest, err)
-}
-
-// routes registers every control API route. The returned Mux knows its
-// patterns, so a test walks every route the server serves with every role
-// (route_walk_test.go) and fails on one missing from authz's table.
-func (d *Daemon) routes() *authz.Mux {
-	mux := authz.NewMux()
-	mux.HandleFunc("GET "+api.PathStatus, d.handleStatus)
-	mux.HandleFunc("POST "+api.PathDeploy, d.handleDeploy)
-	mux.HandleFunc("POST "+api.PathValidate, d.handleValidate)
-	mux.HandleFunc("GET "+api.PathDiff, d.handleDiff)
-	mux.HandleFunc("POST "+api.PathDown, d.handleDown)
-	mux.HandleFunc("GET "+api.PathHistory, d.handleHistory)
-	mux.HandleFunc("POST "+api.PathPromote, d.handlePromote)
-	mux.HandleFunc("POST "+api.PathRollback, d.handleRollback)
-	mux.HandleFunc("POST "+api.PathChaos, d.handleChaos)
-	mux.HandleFunc("POST "+api.PathAbort, d.handleAbort)
-	mux.HandleFunc("POST "+api.PathPause, d.handlePause)
-	mux.HandleFunc("POST "+api.PathResume, d.handleResume)
-	mux.HandleFunc("POST "+api.PathTraffic, d.handleTraffic)
-	mux.Handle("GET "+api.PathMetrics, d.metrics.Handler())
-	mux.HandleFunc("GET "+api.PathWhoami, d.handleWhoami)
-	mux.HandleFunc("GET "+api.PathLogs, d.handleLogs)
-	mux.HandleFunc("GET "+api.PathReleases, d.handleReleases)
-	if d.kt != nil {
-		return d.kubeRoutes(mux)
-	}
-	return mux
-}
-
-func (d *Daemon) server() *http.Server {
-	return &http.Server{
-		Handler:           authz.Middleware(d.cfg.Authz, d.routes(), d.onDeny),
-		ReadHeaderTimeout: 5 * time.Second,
-		// An idle keep-alive connection is closed: a caller cannot hold
-		// connections (and their goroutines) open for ever. Bodies have
-		// their own deadline (api.DecodeBody); there is no ReadTimeout,
-		// which would cut the streamed answers of deploy and promote.
-		IdleTimeout: 2 * time.Minute,
-		ConnContext: authz.ConnContext,
-	}
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-func writeErr(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, api.Error{Error: err.Error()})
-}
-
-func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, d.Status(r.Context()))
-}
-
-// streamer writes NDJSON progress lines; safe to call from the reconcile
-// goroutine even after the client went away.
-type streamer struct {
-	mu     sync.Mutex
-	w      http.ResponseWriter
-	closed bool
-}
-
-func newStreamer(w http.ResponseWriter) *streamer {
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	return &streamer{w: w}
-}
-
-func (s *streamer) send(p api.Progress) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	b, _ := json.Marshal(p)
-	_, _ = s.w.Write(append(b, '\n'))
-	if f, ok := s.w.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (s *streamer) line(l string) { s.send(api.Progress{Line: l}) }
-
-func (s *streamer) finish(err error) {
-	p := api.Progress{Done: true}
-	var denied *reconciler.DeniedError
-	var pdenied *promoteDenied
-	switch {
-	case errors.As(err, &denied):
-		p.Denied = denied.Reasons
-		p.Transient = denied.Transient
-		p.Error = err.Error()
-	case errors.As(err, &pdenied):
-		p.Denied = pdenied.reasons
-		p.Error = err.Error()
-	case err != nil:
-		p.Error = err.Error()
-	}
-	s.send(p)
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-}
-
-func (d *Daemon) handlePromote(w http.ResponseWriter, r *http.Request) {
-	var req api.PromoteRequest
-	if r.ContentLength != 0 { // older clients send no body
-		if err := api.DecodeBody(w, r, &req); err != nil {
-			writeRequestErr(w, err)
-			return
-		}
-	}
-	st := newStreamer(w)
-	st.finish(d.promoteRequest(context.WithoutCancel(r.Context()), userOf(r), req.Full, st.line))
-}
-
-// handleRollback drops the canary, or with a body naming a release
-// (RollbackRequest.To) brings that release back (restore.go).
-func (d *Daemon) handleRollback(w http.ResponseWriter, r *http.Request) {
-	var req api.RollbackRequest
-	if r.ContentLength != 0 { // older clients send no body
-		if err := api.DecodeBody(w, r, &req); err != nil {
-			writeRequestErr(w, err)
-			return
-		}
-	}
-	st := newStreamer(w)
-	ctx := context.WithoutCancel(r.Context())
-	if req.To == "" {
-		if req.Service != "" {
-			if m := d.readManifest(); m != nil {
-				if _, err := resolveService(m, req.Service); err != nil {
-					st.finish(err)
-					return
-				}
-			}
-		}
-		st.finish(d.rollback(ctx, userOf(r), st.line))
-		return
-	}
-	st.finish(d.rollbackTo(ctx, userOf(r), req.Service, req.To, st.line))
-}
-
-// handleReleases lists a service's releases, newest first.
-func (d *Daemon) handleReleases(w http.ResponseWriter, r *http.Request) {
-	m := d.readManifest()
-	if m == nil {
-		writeErr(w, http.StatusConflict, fmt.Errorf("no valid manifest: %v", d.manifestErrors()))
-		return
-	}
-	svc, err := resolveService(m, r.URL.Query().Get("service"))
-	if err != nil {
-		writeErr(w, http.StatusNotFound, err)
-		return
-	}
-	out, err := d.releasesOf(r.Context(), svc)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// handleDown removes everything the project owns and pauses reconciling
-// until the next deploy.
-func (d *Daemon) handleDown(w http.ResponseWriter, r *http.Request) {
-	st := newStreamer(w)
-	// A client that goes away must not cut a transaction short.
-	volumes := r.URL.Query().Get("volumes") == "true"
-	st.finish(d.down(context.WithoutCancel(r.Context()), userOf(r), volumes, st.line))
-}
-
-func (d *Daemon) handleDeploy(w http.ResponseWriter, r *http.Request) {
-	user := userOf(r)
-	d.event(journal.EventDeployStarted, "deploy requested", user, nil)
-	st := newStreamer(w)
-	// The reconcile journals the outcome (deploy_succeeded/failed/denied).
-	st.finish(d.waitAs(r.Context(), user, st.line))
-}
-
-func (d *Daemon) handleDiff(w http.ResponseWriter, r *http.Request) {
-	m := d.readManifest()
-	if m == nil {
-		writeErr(w, http.StatusConflict, fmt.Errorf("no valid manifest: %v", d.manifestErrors()))
-		return
-	}
-	d.mu.Lock()
-	s := d.state
-	d.mu.Unlock()
-	if r.URL.Query().Get("down") == "true" || s.Down {
-		// What `swiftctl down` would remove, or, while down, what the
-		// next reconcile removes of what is left.
-		plan, err := d.target.Teardown(r.Context(), m, r.URL.Query().Get("volumes") == "true" || s.DownVolumes)
-		if err != nil {
-			writeErr(w, http.StatusServiceUnavailable, err)
-			return
-		}
-		out := api.Diff{Plan: []string{}, Teardown: true}
-		for _, op := range plan {
-			out.Plan = append(out.Plan, op.String())
-		}
-		writeJSON(w, http.StatusOK, out)
-		return
-	}
-	ch, err := d.target.Change(r.Context(), m, s)
-	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err)
-		return
-	}
-	out := api.Diff{Blocked: ch.Blocked(), Plan: []string{}, Gated: ch.Gated()}
-	out.Plan = append(out.Plan, ch.Lines()...)
-	writeJSON(w, http.StatusOK, out)
-}
-
-func (d *Daemon) handleHistory(w http.ResponseWriter, r *http.Request) {
-	var f journal.Filter
-	q := r.URL.Query()
-	if t := q.Get("type"); t != "" {
-		f.Types = []string{t}
-	}
-	if s := q.Get("since"); s != "" {
-		ts, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			writeErr(w, http.StatusBadRequest, fmt.Errorf("since: want RFC 3339 time, got %q", s))
-			return
-		}
-		f.Since = ts
-	}
-	limit, err := api.ParseLimit(q.Get("limit"), api.DefaultHistoryLimit, api.MaxHistoryLimit)
-	if err != nil {
-		writeRequestErr(w, err)
-		return
-	}
-	_ = d.jr.Flush()
-	// Only the newest files that hold the last limit records are read,
-	// not every rotated file on each call.
-	recs, err := journal.Tail(d.journalPath(), f, limit)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, err)
-		return
-	}
-	if recs == nil {
-		recs = []journal.Record{}
-	}
-	writeJSON(w, http.StatusOK, recs)
-}
-
-func logErr(log *zap.Logger, msg string, err error) {
-	if err != nil {
-		log.Error(msg, zap.Error(err))
-	}
+	s.c.Refused(authz.RefusalKey(den), rec)
 }
