@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
 
@@ -10,14 +9,9 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 )
 
-// handleValidate runs the article's checks on the manifest as it is on
-// disk now: it parses, its images exist, and the nginx config it renders
-// passes a real `nginx -t`.
-func (d *Daemon) handleValidate(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, d.Validate(r.Context()))
-}
-
-// Validate checks the manifest on disk without changing anything.
+// Validate runs the article's checks on the manifest as it is on disk
+// now, without changing anything: it parses, its images exist, and the
+// nginx config it renders passes a real `nginx -t`.
 func (d *Daemon) Validate(ctx context.Context) api.Validation {
 	var v api.Validation
 	data, err := os.ReadFile(d.cfg.ManifestPath)
