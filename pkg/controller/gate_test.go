@@ -13,6 +13,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
 )
 
 // Scaling up changes what runs: on a busy host it is denied before any
@@ -225,6 +226,7 @@ func TestHungEngineIsReported(t *testing.T) {
 	h.mustConverge()
 	h.d.eng = withTimeouts(h.fe, Timeouts{Call: 100 * time.Millisecond})
 	h.d.rec.Engine = h.d.eng
+	h.d.target = docker.New(h.d.dockerDeps()) // the target's own calls timed too
 	h.fe.Hang(fake.OpListContainers)
 	start := time.Now()
 	err := h.reconcile()
