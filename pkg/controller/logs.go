@@ -2,21 +2,18 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/containerd/errdefs"
-
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/apiserver"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
-	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // logServices are the services of m that logs SERVICE may name: the
@@ -38,24 +35,12 @@ func checkService(m *manifest.Manifest, name string) error {
 	return fmt.Errorf("no service %q in the manifest: its services are %v", name, names)
 }
 
-// maxLogReaders bounds the logs answers served at once: each holds an
-// engine connection per replica (and, following, for as long as its
-// client likes), and the read role may ask for them. A variable for tests.
-var maxLogReaders int32 = 16
-
-// logWriteTimeout bounds one write of a logs answer: a client that stops
-// reading without going away does not hold the streams open for ever.
-const logWriteTimeout = 30 * time.Second
-
-// handleLogs serves GET /v1/logs: the replicas' lines, merged, NDJSON,
-// each naming its container. The lines are the app's own: they go to the
-// caller only, never to the daemon's log or the journal.
-func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
-	q, err := api.ParseLogQuery(r.URL.Query())
-	if err != nil {
-		writeRequestErr(w, err)
-		return
-	}
+// Logs opens the logs q asks for (swiftctl logs): the replicas' lines,
+// merged, each naming its container; copy sends them until they end, or,
+// following, until ctx does (the client leaves or the daemon stops). The
+// lines are the app's own: they go to the caller only, never to the
+// daemon's log or the journal.
+func (d *Daemon) Logs(ctx context.Context, q api.LogQuery) (func(emit func(api.LogLine) error) error, error) {
 	m := d.readManifest()
 	if m == nil {
 		// A broken manifest is when the logs are most wanted: read
@@ -65,38 +50,22 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		d.mu.Unlock()
 	}
 	if m == nil {
-		writeErr(w, http.StatusConflict, fmt.Errorf("no valid manifest: %v", d.manifestErrors()))
-		return
+		return nil, d.noManifest()
 	}
 	if err := checkService(m, q.Service); err != nil {
-		writeErr(w, http.StatusNotFound, err)
-		return
+		return nil, apiserver.NotFound(err)
 	}
-	lr, ok := d.target.(LogReader)
+	lr, ok := d.target.(targets.LogReader)
 	if !ok {
-		writeErr(w, http.StatusNotImplemented, fmt.Errorf("the %s target cannot read logs", d.target.Name()))
-		return
+		return nil, apiserver.NotImplemented(fmt.Errorf("the %s target cannot read logs", d.target.Name()))
 	}
-	if d.logReaders.Add(1) > maxLogReaders {
-		d.logReaders.Add(-1)
-		writeErr(w, http.StatusTooManyRequests, fmt.Errorf("%d logs readers already (the most the daemon serves at once); try again when one ends", maxLogReaders))
-		return
-	}
-	defer d.logReaders.Add(-1)
-	// The streams end with the request (the client went away) or with
-	// the daemon.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	defer context.AfterFunc(d.stopping, cancel)()
 	reps, err := lr.LogReplicas(ctx, m, q)
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err)
-		return
+		return nil, apiserver.Unavailable(err)
 	}
 	srcs, err := openLogs(ctx, lr, m, reps, engine.LogOptions{Since: q.Since, Tail: q.Tail, Follow: q.Follow})
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err)
-		return
+		return nil, apiserver.Unavailable(err)
 	}
 	if len(srcs) == 0 {
 		what := "service " + strings.Join(logServices(m), ", ")
@@ -106,53 +75,26 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		if q.Track != "" {
 			what += " on track " + q.Track
 		}
-		writeErr(w, http.StatusNotFound, fmt.Errorf("no replica of %s exists", what))
-		return
+		return nil, apiserver.NotFound(fmt.Errorf("no replica of %s exists", what))
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	write := func(l api.LogLine) error {
-		b, err := json.Marshal(l)
-		if err != nil {
-			return err
-		}
-		_ = rc.SetWriteDeadline(time.Now().Add(logWriteTimeout))
-		if _, err := w.Write(append(b, '\n')); err != nil {
-			return err
-		}
+	return func(emit func(api.LogLine) error) error {
 		if q.Follow {
-			return rc.Flush()
+			return newFollower(lr, m, q).run(ctx, srcs, emit)
 		}
-		return nil
-	}
-	if q.Follow {
-		f := newFollower(lr, m, q)
-		err = f.run(ctx, srcs, write)
-	} else {
-		err = mergeLogs(ctx, sourcesOf(srcs), write)
-	}
-	last := api.LogLine{Done: true}
-	switch {
-	case r.Context().Err() != nil:
-		return // the client went away: no one to tell
-	case d.stopping.Err() != nil:
-		last.Stopped = true
-	case err != nil:
-		last.Error = err.Error()
-	}
-	_ = write(last)
-	_ = rc.Flush()
+		return mergeLogs(ctx, sourcesOf(srcs), emit)
+	}, nil
 }
-
-// errReplicaGone: a replica listed no longer exists (a deploy replaced
-// it between the list and the open).
-var errReplicaGone = errors.New("replica gone")
 
 // opened is a replica whose log is open.
 type opened struct {
-	Replica
+	targets.Replica
 	stream engine.LogStream
+}
+
+// LogSource is one replica's log, opened.
+type LogSource struct {
+	Name   string // the container (Docker) or pod (Kubernetes)
+	Stream engine.LogStream
 }
 
 func sourcesOf(os []opened) []LogSource {
@@ -165,11 +107,11 @@ func sourcesOf(os []opened) []LogSource {
 
 // openLogs opens every replica's log; one that is gone is left out; any
 // other failure closes what was opened and names the replica.
-func openLogs(ctx context.Context, lr LogReader, m *manifest.Manifest, reps []Replica, o engine.LogOptions) ([]opened, error) {
+func openLogs(ctx context.Context, lr targets.LogReader, m *manifest.Manifest, reps []targets.Replica, o engine.LogOptions) ([]opened, error) {
 	var out []opened
 	for _, r := range reps {
 		s, err := lr.OpenLog(ctx, m, r, o)
-		if errors.Is(err, errReplicaGone) {
+		if errors.Is(err, targets.ErrReplicaGone) {
 			continue
 		}
 		if err != nil {
@@ -282,34 +224,4 @@ func closeSources(srcs []LogSource) {
 	for _, s := range srcs {
 		s.Stream.Close()
 	}
-}
-
-// LogReplicas are the project's app containers of q's service (every
-// service's when it names none) on q's track, stopped ones too (their
-// last lines are often the point).
-func (t dockerTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]Replica, error) {
-	cs, err := t.d.eng.ListContainers(ctx, m.Project, m.Network.Name)
-	if err != nil {
-		return nil, err
-	}
-	var out []Replica
-	for _, c := range cs {
-		if c.Role == stack.RoleApp && (q.Track == "" || c.Track == q.Track) && (q.Service == "" || !m.IsNamed() || c.Service == q.Service) {
-			out = append(out, Replica{ID: c.ID, Name: c.Name, Running: c.Running()})
-		}
-	}
-	return out, nil
-}
-
-// OpenLog opens a container's log through the timed engine.
-func (t dockerTarget) OpenLog(ctx context.Context, _ *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error) {
-	le, ok := t.d.eng.(logsEngine)
-	if !ok {
-		return nil, errors.New("this engine cannot read logs")
-	}
-	s, err := le.Logs(ctx, r.ID, o)
-	if errdefs.IsNotFound(err) {
-		return nil, fmt.Errorf("%w: %v", errReplicaGone, err)
-	}
-	return s, err
 }
