@@ -29,8 +29,10 @@ func Regate(plan Plan, desired Desired, obs Observed) Plan {
 			switch v := want[op.Ref.String()].(type) {
 			case *appsv1.Deployment:
 				op.Gated = !restores(v, obs)
+			case *appsv1.StatefulSet:
+				op.Gated = true // an accessory is never canaried: its change starts its pod
 			case *gatewayv1.HTTPRoute:
-				op.Gated = raisesCanary(v, obs)
+				op.Gated = raisesCanary(v, desired, obs)
 			}
 		}
 		ops[i] = op
@@ -65,16 +67,25 @@ func podReady(p corev1.Pod) bool {
 	return false
 }
 
-// raisesCanary: the route gives a backend other than stable's more weight
-// than the live route does.
-func raisesCanary(want *gatewayv1.HTTPRoute, obs Observed) bool {
+// raisesCanary: the route gives a canary's Service more weight than the
+// live route does (a backend is a canary's when its desired Service
+// selects the canary track; in the single-service form its name ends in
+// -canary too, in the named form a web service's stable Service is named
+// after the service).
+func raisesCanary(want *gatewayv1.HTTPRoute, desired Desired, obs Observed) bool {
 	live, ok := obs.Routes[want.Name]
 	var was map[string]int
 	if ok {
 		was = Weights(live)
 	}
+	stable := map[string]bool{}
+	for _, o := range desired.Objects {
+		if s, ok := o.(*corev1.Service); ok && s.Spec.Selector[k8srender.LabelTrack] == stack.TrackStable {
+			stable[s.Name] = true
+		}
+	}
 	for name, w := range Weights(*want) {
-		if !strings.HasSuffix(name, "-"+stack.TrackStable) && w > was[name] {
+		if !stable[name] && !strings.HasSuffix(name, "-"+stack.TrackStable) && w > was[name] {
 			return true
 		}
 	}

@@ -120,6 +120,11 @@ func (l *Live) Observe(ctx context.Context, project string, x Extras) (Observed,
 	if err != nil {
 		return emptyObserved(), err
 	}
+	if x.StatefulSets {
+		if err := k.StartStatefulSets(ctx, l.SyncTimeout); err != nil {
+			return emptyObserved(), err
+		}
+	}
 	o, err := FromCache(k)
 	if err != nil {
 		return o, err
@@ -162,8 +167,11 @@ func (l *Live) await(ctx context.Context, ref kube.Ref, done func(rv string, ok 
 	l.mu.Lock()
 	k := l.cache
 	l.mu.Unlock()
-	if k == nil || (ref.Resource != kube.Deployments && ref.Resource != kube.Services && ref.Resource != kube.HTTPRoutes) {
+	if k == nil || (ref.Resource != kube.Deployments && ref.Resource != kube.StatefulSets && ref.Resource != kube.Services && ref.Resource != kube.HTTPRoutes) {
 		return
+	}
+	if ref.Resource == kube.StatefulSets && k.StatefulSets() == nil {
+		return // not observed: nothing to wait for
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
@@ -180,6 +188,12 @@ func cachedVersion(k *kube.Cache, ref kube.Ref) (string, bool) {
 	case "Deployment":
 		if d, err := k.Deployments.Deployments(ref.Namespace).Get(ref.Name); err == nil {
 			return d.ResourceVersion, d.DeletionTimestamp == nil
+		}
+	case "StatefulSet":
+		if l := k.StatefulSets(); l != nil {
+			if s, err := l.StatefulSets(ref.Namespace).Get(ref.Name); err == nil {
+				return s.ResourceVersion, s.DeletionTimestamp == nil
+			}
 		}
 	case "Service":
 		if s, err := k.Services.Services(ref.Namespace).Get(ref.Name); err == nil {
