@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -174,5 +176,44 @@ func TestKubeRolledWaitsForStatefulSets(t *testing.T) {
 	}
 	if st.Done || !strings.Contains(st.Waiting, "StatefulSet demo-db") {
 		t.Fatalf("Rolled = %+v, want waiting on StatefulSet demo-db", st)
+	}
+}
+
+// The named form's Secrets: every service's secret files in
+// <project>-secrets (the name the pods refer to), each service's env
+// files in its own <project>-<service>-env; two services naming one
+// secret with different content are refused, naming both.
+func TestKubeNamedFormSecrets(t *testing.T) {
+	withSecrets := strings.Replace(namedKubeManifest("app:1"), "    depends_on: [db]\n",
+		"    depends_on: [db]\n    secrets:\n      db_password: {file: ./secrets/db}\n", 1)
+	withSecrets = strings.Replace(withSecrets, "  worker:\n    image: app:1\n", "  worker:\n    image: app:1\n    env_file: ./worker.env\n", 1)
+	h, fk := kubeHarness(t, withSecrets)
+	writeFile(t, filepath.Join(h.dir, "secrets", "db"), "NAMED-PW-1")
+	writeFile(t, filepath.Join(h.dir, "worker.env"), "QUEUE=NAMED-ENV-2\n")
+	if err := h.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	secret := func(name string) corev1.Secret {
+		fk.mu.Lock()
+		defer fk.mu.Unlock()
+		var s corev1.Secret
+		if err := json.Unmarshal(fk.objs["Secret/"+name], &s); err != nil {
+			t.Fatalf("Secret %s: %v", name, err)
+		}
+		return s
+	}
+	if s := secret("demo-secrets"); string(s.Data["db_password"]) != "NAMED-PW-1" {
+		t.Errorf("Secret demo-secrets holds %q", s.Data)
+	}
+	if s := secret("demo-worker-env"); string(s.Data["QUEUE"]) != "NAMED-ENV-2" || s.Labels[k8srender.LabelProject] != "demo" {
+		t.Errorf("Secret demo-worker-env holds %q, labels %v", s.Data, s.Labels)
+	}
+
+	clash := strings.Replace(withSecrets, "    env_file: ./worker.env\n", "    secrets:\n      db_password: {file: ./secrets/other}\n", 1)
+	writeFile(t, filepath.Join(h.dir, "secrets", "other"), "NAMED-PW-3")
+	h.write(clash)
+	err := h.deploy()
+	if err == nil || !strings.Contains(err.Error(), "services.worker.secrets.db_password") || !strings.Contains(err.Error(), "services.web.secrets.db_password") {
+		t.Fatalf("two services, one secret name, two contents: %v, want a refusal naming both", err)
 	}
 }
