@@ -239,11 +239,6 @@ func TestCrashSuite(t *testing.T) {
 	if out := os.Getenv("SWIFTDEPLOY_CHAOS_OUT"); out != "" {
 		_ = os.WriteFile(out, []byte(table), 0o644)
 	}
-	for _, r := range results {
-		if len(r.problems) > 0 {
-			t.Errorf("%s: %s", r.trial, strings.Join(r.problems, "; "))
-		}
-	}
 }
 
 // figuresTable is the Markdown table of docs/reliability.md.
@@ -527,8 +522,11 @@ wait:
 		r.problems = append(r.problems, fmt.Sprintf("%d requests failed while nginx was running (e.g. %v)", unexplained, samples))
 	}
 	if len(r.problems) > 0 {
+		// The problems first: CI keeps the head and tail of a long
+		// output, and the log below can push them out of both.
+		c.t.Errorf("%s: %s", tr, strings.Join(r.problems, "; "))
 		b, _ := os.ReadFile(filepath.Join(e.dir, "daemon.log"))
-		c.t.Logf("%s daemon log:\n%s", tr, lastLines(string(b), 40))
+		c.t.Logf("%s daemon log (last 40 lines):\n%s", tr, lastLines(string(b), 40))
 	}
 	// Move to the next trial's starting state, then stop the daemon.
 	c.prepareNext(r.outcome)

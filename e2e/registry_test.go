@@ -26,6 +26,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/deploy/images"
 	"github.com/swiftdeploy/swiftdeploy/internal/citest"
 	"github.com/swiftdeploy/swiftdeploy/internal/testenv"
+	"github.com/swiftdeploy/swiftdeploy/internal/testproc"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 )
 
@@ -80,29 +81,10 @@ auth:
 	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(r.log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	cmd.Stdout, cmd.Stderr = logf, logf
 	// OTEL exporters are on by default in distribution v3: nothing to send to.
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
-	})
+	testproc.Start(t, "registry", cmd, r.log)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + r.host + "/v2/")

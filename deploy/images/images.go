@@ -73,6 +73,18 @@ func EnsureAll(ctx context.Context, cli *client.Client, log io.Writer) error {
 	return err
 }
 
+// present reports whether ref is there locally already, and logs it when
+// it is: an image built from Debian's packages (nginx, redis) is never
+// rebuilt over one that exists.
+func present(ctx context.Context, cli *client.Client, ref string, log io.Writer) (bool, error) {
+	_, found, err := inspectImage(ctx, cli, ref)
+	if err != nil || !found {
+		return false, err
+	}
+	fmt.Fprintf(log, "%s: %s\n", ref, OutcomePresent)
+	return true, nil
+}
+
 // localImage is what ensuring an image needs to know about an existing one.
 type localImage struct {
 	id     string

@@ -53,12 +53,9 @@ func EnsureNginx(ctx context.Context, cli *client.Client, log io.Writer) (string
 
 // ensureNginx is EnsureNginx for any image reference.
 func ensureNginx(ctx context.Context, cli *client.Client, ref string, log io.Writer) (string, error) {
-	_, found, err := inspectImage(ctx, cli, ref)
-	if err != nil {
+	if found, err := present(ctx, cli, ref, log); err != nil {
 		return "", err
-	}
-	if found {
-		fmt.Fprintf(log, "%s: %s\n", ref, OutcomePresent)
+	} else if found {
 		return OutcomePresent, nil
 	}
 	pullErr := pull(ctx, cli, ref)

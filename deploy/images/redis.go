@@ -46,12 +46,9 @@ func EnsureRedis(ctx context.Context, cli *client.Client, log io.Writer) (string
 
 // ensureRedis is EnsureRedis for any image reference.
 func ensureRedis(ctx context.Context, cli *client.Client, ref string, log io.Writer) (string, error) {
-	_, found, err := inspectImage(ctx, cli, ref)
-	if err != nil {
+	if found, err := present(ctx, cli, ref, log); err != nil {
 		return "", err
-	}
-	if found {
-		fmt.Fprintf(log, "%s: %s\n", ref, OutcomePresent)
+	} else if found {
 		return OutcomePresent, nil
 	}
 	if err := buildRedis(ctx, cli, ref, log); err != nil {

@@ -13,12 +13,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/swiftdeploy/swiftdeploy/internal/testproc"
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
@@ -82,31 +82,7 @@ func startPrometheus(t *testing.T) (string, string) {
 	l.Close()
 	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
-	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("prometheus log:\n%s", tail(string(b), 40))
-		}
-	})
+	testproc.Start(t, "prometheus", cmd, filepath.Join(dir, "prometheus.log"))
 	url := "http://" + addr
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -121,6 +97,44 @@ func startPrometheus(t *testing.T) (string, string) {
 	return url, targets
 }
 
+// promCanary is the set-up of the tests judged on Prometheus's figures: a
+// namespace, a real Prometheus reading its targets from a file, and a fake
+// canary whose requests fail errPermille in 1,000.
+type promCanary struct {
+	c                          *cluster
+	ns, promURL, targets, host string
+	canary                     *fakeCanary
+}
+
+func newPromCanary(t *testing.T, name string, errPermille int64) *promCanary {
+	t.Helper()
+	p := &promCanary{c: connect(t)}
+	p.promURL, p.targets = startPrometheus(t)
+	p.ns = p.c.namespace(t, name)
+	p.canary, p.host = startFakeCanary(t)
+	p.canary.errPermille.Store(errPermille)
+	return p
+}
+
+// metricsYAML is the manifest's metrics section on this Prometheus, and
+// the policy's thresholds too when withPolicy.
+func (p *promCanary) metricsYAML(withPolicy bool) string {
+	y := fmt.Sprintf("metrics:\n  prometheus: %s\n  scrape_interval: 1s\n  window: 5s\n", p.promURL)
+	if withPolicy {
+		y += "policy:\n  max_error_rate: 0.01\n  max_p99_ms: 500\n  min_requests: 20\n"
+	}
+	return y
+}
+
+// scrape has Prometheus scrape the fake canary as the pods of deployment's
+// current revision and returns that revision's pod-template hash.
+func (p *promCanary) scrape(ctx context.Context, t *testing.T, deployment string) string {
+	t.Helper()
+	hash := p.c.podTemplateHash(ctx, t, p.ns, deployment)
+	writeTargets(t, p.targets, p.host, p.ns, hash)
+	return hash
+}
+
 // TestPrometheusGatesPromotion: the real Prometheus scrapes a loopback
 // target standing in for the canary's pods, labelled as Kubernetes pod
 // discovery labels them. With no series the promotion is denied (no
@@ -129,16 +143,11 @@ func startPrometheus(t *testing.T) (string, string) {
 // shows the stable Deployment rolled out on the canary's image, the route
 // at stable 100 and the canary deleted, journaled once.
 func TestPrometheusGatesPromotion(t *testing.T) {
-	c := connect(t)
-	promURL, targets := startPrometheus(t)
-	ns := c.namespace(t, "promote")
+	pc := newPromCanary(t, "promote", 500)
+	c, ns, promURL, canary := pc.c, pc.ns, pc.promURL, pc.canary
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-
-	canary, host := startFakeCanary(t)
-	canary.errPermille.Store(500)
-	extra := fmt.Sprintf("metrics:\n  prometheus: %s\n  scrape_interval: 1s\n  window: 5s\npolicy:\n  max_error_rate: 0.01\n  max_p99_ms: 500\n  min_requests: 20\n", promURL)
-	k := startDaemon(t, c, ns, manifestYAML("app:1", 2, "0.1", canaryYAML("app:2", 25, 1), extra), daemonOpts{})
+	k := startDaemon(t, c, ns, manifestYAML("app:1", 2, "0.1", canaryYAML("app:2", 25, 1), pc.metricsYAML(true)), daemonOpts{})
 	c.waitRolledOut(ctx, t, ns, "shop-canary", 1, "app:2")
 	eventually(ctx, t, "canary routed", func() (bool, string) {
 		w := c.routeWeights(ctx, t, ns, "shop")
@@ -153,8 +162,7 @@ func TestPrometheusGatesPromotion(t *testing.T) {
 	}
 
 	// The target, labelled as the canary's current pods.
-	hash := c.podTemplateHash(ctx, t, ns, "shop-canary")
-	writeTargets(t, targets, host, ns, hash)
+	hash := pc.scrape(ctx, t, "shop-canary")
 	prom := kubetarget.Prometheus{URL: promURL}
 	q := kubetarget.QueriesFor(kubetarget.TrackSelector(ns, "shop", "canary", hash), 5*time.Second)
 	waitErrorRate := func(want func(float64) bool, what string) {
@@ -292,23 +300,18 @@ func waitCanaryData(ctx context.Context, t *testing.T, promURL, ns, hash string,
 // size, the stable Deployment was never touched, and the canary split
 // kept serving throughout.
 func TestPromotionThatCannotRollOutIsAborted(t *testing.T) {
-	c := connect(t)
-	promURL, targets := startPrometheus(t)
-	ns := c.namespace(t, "abortpromo")
+	pc := newPromCanary(t, "abortpromo", 0)
+	c, ns := pc.c, pc.ns
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	canary, host := startFakeCanary(t)
-	canary.errPermille.Store(0)
-	extra := fmt.Sprintf("metrics:\n  prometheus: %s\n  scrape_interval: 1s\n  window: 5s\n", promURL)
-	k := startDaemon(t, c, ns, manifestYAML("app:1", 2, "0.1", canaryYAML("app:2", 25, 1), extra), daemonOpts{deadline: 5 * time.Second})
+	k := startDaemon(t, c, ns, manifestYAML("app:1", 2, "0.1", canaryYAML("app:2", 25, 1), pc.metricsYAML(false)), daemonOpts{deadline: 5 * time.Second})
 	c.waitRolledOut(ctx, t, ns, "shop-canary", 1, "app:2")
 	eventually(ctx, t, "canary routed", func() (bool, string) {
 		w := c.routeWeights(ctx, t, ns, "shop")
 		return w == "shop-canary=25 shop-stable=75", w
 	})
-	hash := c.podTemplateHash(ctx, t, ns, "shop-canary")
-	writeTargets(t, targets, host, ns, hash)
-	waitCanaryData(ctx, t, promURL, ns, hash, 5*time.Second, func(v float64) bool { return v == 0 }, "Prometheus sees the healthy canary")
+	hash := pc.scrape(ctx, t, "shop-canary")
+	waitCanaryData(ctx, t, pc.promURL, ns, hash, 5*time.Second, func(v float64) bool { return v == 0 }, "Prometheus sees the healthy canary")
 
 	var nl corev1.NodeList
 	if err := c.get(ctx, "/api/v1/nodes", &nl); err != nil {

@@ -20,22 +20,17 @@ func stepsYAML(image string, replicas int, steps, analysis string) string {
 // the route through each weight in order and promotes itself after the
 // last, journaled once; stable then runs the canary's image alone.
 func TestStepsWalkAndPromoteOnKubernetes(t *testing.T) {
-	c := connect(t)
-	promURL, targets := startPrometheus(t)
-	ns := c.namespace(t, "steps")
+	pc := newPromCanary(t, "steps", 0)
+	c, ns := pc.c, pc.ns
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-
-	canary, host := startFakeCanary(t)
-	canary.errPermille.Store(0)
-	extra := fmt.Sprintf("metrics:\n  prometheus: %s\n  scrape_interval: 1s\n  window: 5s\npolicy:\n  max_error_rate: 0.01\n  max_p99_ms: 500\n  min_requests: 20\n", promURL)
+	extra := pc.metricsYAML(true)
 	steps := "      - {weight: 10, pause: 4s}\n      - {weight: 25, pause: 4s}\n      - {weight: 50, pause: 4s}\n"
 	// Checks before Prometheus has the canary's series fail for no data:
 	// the failure limit leaves room for them.
 	k := startDaemon(t, c, ns, manifestYAML("app:1", 2, "0.1", stepsYAML("app:2", 1, steps, "{interval: 1s, failure_limit: 30, auto_promote: true}"), extra), daemonOpts{})
 	c.waitRolledOut(ctx, t, ns, "shop-canary", 1, "app:2")
-	hash := c.podTemplateHash(ctx, t, ns, "shop-canary")
-	writeTargets(t, targets, host, ns, hash)
+	pc.scrape(ctx, t, "shop-canary")
 
 	// The route's weights, in the order they were seen, until promoted.
 	var seen []string
@@ -83,22 +78,17 @@ func TestStepsWalkAndPromoteOnKubernetes(t *testing.T) {
 // limit: journaled once, the route back on stable 100, the canary gone,
 // stable's image unchanged.
 func TestFailingCanaryAbortsItselfOnKubernetes(t *testing.T) {
-	c := connect(t)
-	promURL, targets := startPrometheus(t)
-	ns := c.namespace(t, "stepabort")
+	pc := newPromCanary(t, "stepabort", 500)
+	c, ns := pc.c, pc.ns
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-
-	canary, host := startFakeCanary(t)
-	canary.errPermille.Store(500)
-	extra := fmt.Sprintf("metrics:\n  prometheus: %s\n  scrape_interval: 1s\n  window: 5s\npolicy:\n  max_error_rate: 0.01\n  max_p99_ms: 500\n  min_requests: 20\n", promURL)
+	extra := pc.metricsYAML(true)
 	steps := "      - {weight: 10, pause: 60s}\n      - {weight: 50, pause: 60s}\n"
 	// Room for the no-data checks before Prometheus has the series; the
 	// last checks, those that reach the limit, judge the error rate.
 	k := startDaemon(t, c, ns, manifestYAML("app:1", 2, "0.1", stepsYAML("app:2", 1, steps, "{interval: 1s, failure_limit: 12, auto_promote: true}"), extra), daemonOpts{})
 	c.waitRolledOut(ctx, t, ns, "shop-canary", 1, "app:2")
-	hash := c.podTemplateHash(ctx, t, ns, "shop-canary")
-	writeTargets(t, targets, host, ns, hash)
+	pc.scrape(ctx, t, "shop-canary")
 
 	eventually(ctx, t, "aborted by itself", func() (bool, string) {
 		return len(k.events(journal.EventAborted)) > 0, fmt.Sprintf("%d failed checks", len(k.events(journal.EventCheckFailed)))

@@ -383,6 +383,14 @@ type ChaosRequest struct {
 	Track    string  `json:"track,omitempty"`
 }
 
+// ChaosResult is POST /v1/chaos's answer: the app containers the chaos
+// reached.
+type ChaosResult struct {
+	Mode       string   `json:"mode"`
+	Track      string   `json:"track"`
+	Containers []string `json:"containers"`
+}
+
 // Whoami is GET /v1/whoami: the caller as the daemon sees it (from the
 // socket's peer credentials) and the role it has, so that a client (the
 // dashboard) offers only what the caller may do.

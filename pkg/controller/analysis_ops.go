@@ -6,7 +6,6 @@ package controller
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"time"
 
@@ -136,27 +135,4 @@ func (d *Daemon) rolloutStatus(m *manifest.Manifest, now time.Time) *api.Rollout
 		out.NextIn = max(next.Sub(now), 0).Round(time.Second).String()
 	}
 	return out
-}
-
-func (d *Daemon) handleAbort(w http.ResponseWriter, r *http.Request) {
-	var req api.AbortRequest
-	if r.ContentLength != 0 {
-		if err := api.DecodeBody(w, r, &req); err != nil {
-			writeRequestErr(w, err)
-			return
-		}
-	}
-	st := newStreamer(w)
-	st.finish(d.abortCanary(r.Context(), userOf(r), req.Reason, st.line))
-}
-
-func (d *Daemon) handlePause(w http.ResponseWriter, r *http.Request)  { d.handleSetPaused(w, r, true) }
-func (d *Daemon) handleResume(w http.ResponseWriter, r *http.Request) { d.handleSetPaused(w, r, false) }
-
-func (d *Daemon) handleSetPaused(w http.ResponseWriter, r *http.Request, paused bool) {
-	if err := d.setPaused(userOf(r), paused); err != nil {
-		writeErr(w, http.StatusConflict, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"paused": paused})
 }

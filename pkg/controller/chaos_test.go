@@ -36,7 +36,7 @@ func TestPartialChaosIsJournaled(t *testing.T) {
 	h.mustConverge()
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodPost, "/v1/chaos", strings.NewReader(`{"mode":"error","rate":0.5,"track":"stable"}`))
-	h.d.handleChaos(rec, req)
+	serveAPI(h.d, rec, req)
 	if rec.Code == http.StatusOK {
 		t.Fatalf("chaos that failed on one container answered 200: %s", rec.Body)
 	}

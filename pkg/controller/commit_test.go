@@ -306,7 +306,7 @@ func TestManifestAppliedJournaledWhenItTakesEffect(t *testing.T) {
 	}
 	h.write(fakeManifest("app:2", 1, ""))
 	h.status()
-	h.d.handleDiff(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/diff", nil))
+	serveAPI(h.d, httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/diff", nil))
 	if n := applied(); n != 1 {
 		t.Errorf("after status and diff read the edited manifest: %d manifest_applied, want still 1", n)
 	}

@@ -10,8 +10,9 @@
 //     says the route serves the new revision;
 //   - analysis.go: the stepped canary's walk (checks, pause, abort,
 //     auto-promotion);
-//   - status.go, validate.go, server.go: status, validate and the control
-//     API on the Unix socket;
+//   - status.go, validate.go: status and validate;
+//   - api.go: the daemon's side of the control API, which pkg/apiserver
+//     serves on the Unix socket;
 //   - gate.go, journal.go: policy decisions and the journal;
 //   - docker.go (with live.go, proxy.go, watch.go): the Docker target;
 //   - kubernetes*.go: the Kubernetes target.
@@ -26,7 +27,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/zapr"
@@ -150,7 +150,7 @@ type Daemon struct {
 	jr       *journal.Journal
 	repeats  journal.Repeats // coalesces identical repeated records
 	// refusals coalesces refused calls per (uid, route, reason): a first
-	// record, then one summary a refusalWindow at most (server.go onDeny).
+	// record, then one summary a refusalWindow at most (api.go Refused).
 	refusals journal.Repeats
 	policies *policy.Engine
 	metrics  *daemonMetrics
@@ -222,13 +222,6 @@ type Daemon struct {
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
-	// stopping ends when Run's loop has returned: answers that stream
-	// until the client leaves (swiftctl logs -f) end then, or the server's
-	// shutdown would wait for them.
-	stopping    context.Context
-	stopStreams context.CancelFunc
-	// logReaders counts the logs answers being served (maxLogReaders).
-	logReaders atomic.Int32
 	// pullSecrets are the secret values of the registry credentials the
 	// pulls have sent (registries.go), scrubbed too; under mu.
 	pullSecrets []string
@@ -296,7 +289,6 @@ func New(cfg Config) (*Daemon, error) {
 		logWake:  make(chan struct{}, 1),
 		metrics:  newDaemonMetrics(cfg.Metrics),
 	}
-	d.stopping, d.stopStreams = context.WithCancel(context.Background())
 	if err := atomicfile.MkdirAll(d.stateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
 	}
@@ -404,12 +396,10 @@ const refusalWindow = time.Minute
 // Run serves until ctx is cancelled. The workload keeps running after it
 // returns: stopping the daemon never stops the service.
 func (d *Daemon) Run(ctx context.Context) error {
-	ln, err := listen(d.cfg.Socket)
-	if err != nil {
+	srv := d.newAPI()
+	if err := srv.Listen(); err != nil {
 		return err
 	}
-	srv := d.server()
-	d.serve(srv, ln)
 	started := "swiftdeployd started for " + d.cfg.ManifestPath
 	if d.kt != nil {
 		started += fmt.Sprintf(" (kubernetes namespace %s at %s)", d.kt.cfg.Namespace, d.kt.server)
@@ -423,7 +413,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
-	run(func(ctx context.Context) { d.guardSocket(ctx, srv, ln) })
+	run(srv.Guard)
 	run(d.refusalSweep)
 	run(d.analysisLoop)
 	run(d.watchManifest)
@@ -438,8 +428,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.Enqueue()
 	d.loop(ctx)
-	d.stopStreams()
 
+	// The streamed answers end first (swiftctl logs -f hears that the
+	// daemon stops), then the answers in flight get 5 s.
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdown)

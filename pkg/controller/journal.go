@@ -158,3 +158,10 @@ func secretsOf(m *manifest.Manifest) []string {
 	}
 	return out
 }
+
+// logErr logs err, if any, as msg.
+func logErr(log *zap.Logger, msg string, err error) {
+	if err != nil {
+		log.Error(msg, zap.Error(err))
+	}
+}

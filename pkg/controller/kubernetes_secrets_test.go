@@ -62,7 +62,7 @@ func TestKubeSecretsFromFiles(t *testing.T) {
 	st, _ := json.Marshal(h.status())
 	answers = append(answers, string(st), strings.Join(h.diff("").Plan, "\n"))
 	rec := httptest.NewRecorder()
-	h.d.handleHistory(rec, httptest.NewRequest(http.MethodGet, api.PathHistory+"?limit=1000", nil))
+	serveAPI(h.d, rec, httptest.NewRequest(http.MethodGet, api.PathHistory+"?limit=1000", nil))
 	answers = append(answers, rec.Body.String())
 	b, _ := os.ReadFile(filepath.Join(h.dir, "history.jsonl"))
 	answers = append(answers, string(b))

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/apiserver"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -199,18 +200,17 @@ func (d *Daemon) addLiveStatus(ctx context.Context, s *api.Status, m *manifest.M
 	}
 }
 
-// handleChaos delivers a chaos request to every container of a track over
-// the project network (nginx refuses /chaos from outside).
-func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
-	var req api.ChaosRequest
-	if err := api.DecodeBody(w, r, &req); err != nil {
-		writeRequestErr(w, err)
-		return
+// Chaos delivers a chaos request to every container of a track over the
+// project network (nginx refuses /chaos from outside). Every container
+// hit is journaled, also when a later one fails: the ones already hit run
+// the chaos whatever happens to the rest.
+func (d *Daemon) Chaos(ctx context.Context, user string, req api.ChaosRequest) (api.ChaosResult, error) {
+	if d.kt != nil {
+		return api.ChaosResult{}, apiserver.NotImplemented(errors.New("chaos is not available on the Kubernetes target"))
 	}
 	m := d.manifestNow()
 	if m == nil {
-		writeErr(w, http.StatusConflict, errors.New("no manifest loaded"))
-		return
+		return api.ChaosResult{}, apiserver.Conflict(errors.New("no manifest loaded"))
 	}
 	body := map[string]any{"mode": req.Mode}
 	switch req.Mode {
@@ -220,40 +220,34 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 		body["rate"] = req.Rate
 	case "hang", "recover":
 	default:
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("mode: want slow, error, crash, hang or recover, got %q", req.Mode))
-		return
+		return api.ChaosResult{}, apiserver.BadRequest(fmt.Errorf("mode: want slow, error, crash, hang or recover, got %q", req.Mode))
 	}
 	payload, _ := json.Marshal(body)
-	cs, err := d.eng.ListContainers(r.Context(), m.Project, m.Network.Name)
+	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err)
-		return
+		return api.ChaosResult{}, apiserver.Unavailable(err)
 	}
 	cs = primaryContainers(m, cs) // the service a canary is judged for
 	if req.Track == "" {
 		req.Track = runningMode(cs) // aimed at the canary while one runs
 	}
 	if req.Track != stack.TrackStable && req.Track != stack.TrackCanary {
-		writeErr(w, http.StatusBadRequest, fmt.Errorf("track: want stable or canary, got %q", req.Track))
-		return
+		return api.ChaosResult{}, apiserver.BadRequest(fmt.Errorf("track: want stable or canary, got %q", req.Track))
 	}
-	// Every container hit is journaled, also when a later one fails: the
-	// ones already hit run the chaos whatever happens to the rest.
 	var hit []string
 	var failErr error
-	status := http.StatusOK
 	for _, c := range cs {
 		port := appPort(m, c)
 		if c.Role != stack.RoleApp || c.Track != req.Track || !c.Running() || c.IP == "" || port == 0 {
 			continue
 		}
 		url := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(port)) + "/chaos"
-		code, msg, err := d.chaosPost(r.Context(), url, payload)
+		code, msg, err := d.chaosPost(ctx, url, payload)
 		switch {
 		case err != nil:
-			status, failErr = http.StatusBadGateway, fmt.Errorf("chaos to %s: %w", c.Name, err)
+			failErr = apiserver.BadGateway(fmt.Errorf("chaos to %s: %w", c.Name, err))
 		case code != http.StatusOK:
-			status, failErr = http.StatusBadRequest, fmt.Errorf("chaos to %s: %s", c.Name, msg)
+			failErr = apiserver.BadRequest(fmt.Errorf("chaos to %s: %s", c.Name, msg))
 		default:
 			hit = append(hit, c.Name)
 			continue
@@ -271,20 +265,18 @@ func (d *Daemon) handleChaos(w http.ResponseWriter, r *http.Request) {
 			msg += "; stopped at: " + failErr.Error()
 			details["error"] = failErr.Error()
 		}
-		d.event(event, msg, userOf(r), details)
+		d.event(event, msg, user, details)
 	}
 	if failErr != nil {
 		if len(hit) > 0 {
 			failErr = fmt.Errorf("%w (already applied to %s)", failErr, strings.Join(hit, ", "))
 		}
-		writeErr(w, status, failErr)
-		return
+		return api.ChaosResult{}, failErr
 	}
 	if len(hit) == 0 {
-		writeErr(w, http.StatusConflict, fmt.Errorf("no running %s containers", req.Track))
-		return
+		return api.ChaosResult{}, apiserver.Conflict(fmt.Errorf("no running %s containers", req.Track))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"mode": req.Mode, "track": req.Track, "containers": hit})
+	return api.ChaosResult{Mode: req.Mode, Track: req.Track, Containers: hit}, nil
 }
 
 // chaosPost delivers one chaos request to an app container and returns its

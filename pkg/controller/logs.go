@@ -2,11 +2,9 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/apiserver"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
@@ -38,24 +37,12 @@ func checkService(m *manifest.Manifest, name string) error {
 	return fmt.Errorf("no service %q in the manifest: its services are %v", name, names)
 }
 
-// maxLogReaders bounds the logs answers served at once: each holds an
-// engine connection per replica (and, following, for as long as its
-// client likes), and the read role may ask for them. A variable for tests.
-var maxLogReaders int32 = 16
-
-// logWriteTimeout bounds one write of a logs answer: a client that stops
-// reading without going away does not hold the streams open for ever.
-const logWriteTimeout = 30 * time.Second
-
-// handleLogs serves GET /v1/logs: the replicas' lines, merged, NDJSON,
-// each naming its container. The lines are the app's own: they go to the
-// caller only, never to the daemon's log or the journal.
-func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
-	q, err := api.ParseLogQuery(r.URL.Query())
-	if err != nil {
-		writeRequestErr(w, err)
-		return
-	}
+// Logs opens the logs q asks for (swiftctl logs): the replicas' lines,
+// merged, each naming its container; copy sends them until they end, or,
+// following, until ctx does (the client leaves or the daemon stops). The
+// lines are the app's own: they go to the caller only, never to the
+// daemon's log or the journal.
+func (d *Daemon) Logs(ctx context.Context, q api.LogQuery) (func(emit func(api.LogLine) error) error, error) {
 	m := d.readManifest()
 	if m == nil {
 		// A broken manifest is when the logs are most wanted: read
@@ -65,38 +52,22 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		d.mu.Unlock()
 	}
 	if m == nil {
-		writeErr(w, http.StatusConflict, fmt.Errorf("no valid manifest: %v", d.manifestErrors()))
-		return
+		return nil, d.noManifest()
 	}
 	if err := checkService(m, q.Service); err != nil {
-		writeErr(w, http.StatusNotFound, err)
-		return
+		return nil, apiserver.NotFound(err)
 	}
 	lr, ok := d.target.(LogReader)
 	if !ok {
-		writeErr(w, http.StatusNotImplemented, fmt.Errorf("the %s target cannot read logs", d.target.Name()))
-		return
+		return nil, apiserver.NotImplemented(fmt.Errorf("the %s target cannot read logs", d.target.Name()))
 	}
-	if d.logReaders.Add(1) > maxLogReaders {
-		d.logReaders.Add(-1)
-		writeErr(w, http.StatusTooManyRequests, fmt.Errorf("%d logs readers already (the most the daemon serves at once); try again when one ends", maxLogReaders))
-		return
-	}
-	defer d.logReaders.Add(-1)
-	// The streams end with the request (the client went away) or with
-	// the daemon.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	defer context.AfterFunc(d.stopping, cancel)()
 	reps, err := lr.LogReplicas(ctx, m, q)
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err)
-		return
+		return nil, apiserver.Unavailable(err)
 	}
 	srcs, err := openLogs(ctx, lr, m, reps, engine.LogOptions{Since: q.Since, Tail: q.Tail, Follow: q.Follow})
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err)
-		return
+		return nil, apiserver.Unavailable(err)
 	}
 	if len(srcs) == 0 {
 		what := "service " + strings.Join(logServices(m), ", ")
@@ -106,43 +77,14 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		if q.Track != "" {
 			what += " on track " + q.Track
 		}
-		writeErr(w, http.StatusNotFound, fmt.Errorf("no replica of %s exists", what))
-		return
+		return nil, apiserver.NotFound(fmt.Errorf("no replica of %s exists", what))
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	write := func(l api.LogLine) error {
-		b, err := json.Marshal(l)
-		if err != nil {
-			return err
-		}
-		_ = rc.SetWriteDeadline(time.Now().Add(logWriteTimeout))
-		if _, err := w.Write(append(b, '\n')); err != nil {
-			return err
-		}
+	return func(emit func(api.LogLine) error) error {
 		if q.Follow {
-			return rc.Flush()
+			return newFollower(lr, m, q).run(ctx, srcs, emit)
 		}
-		return nil
-	}
-	if q.Follow {
-		f := newFollower(lr, m, q)
-		err = f.run(ctx, srcs, write)
-	} else {
-		err = mergeLogs(ctx, sourcesOf(srcs), write)
-	}
-	last := api.LogLine{Done: true}
-	switch {
-	case r.Context().Err() != nil:
-		return // the client went away: no one to tell
-	case d.stopping.Err() != nil:
-		last.Stopped = true
-	case err != nil:
-		last.Error = err.Error()
-	}
-	_ = write(last)
-	_ = rc.Flush()
+		return mergeLogs(ctx, sourcesOf(srcs), emit)
+	}, nil
 }
 
 // errReplicaGone: a replica listed no longer exists (a deploy replaced

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/apiserver"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
@@ -187,10 +188,10 @@ func pipeStream(name string) (engine.LogStream, *io.PipeWriter) {
 	return engine.NewLogStream(name, pr, false), pw
 }
 
-// serveLogs runs GET /v1/logs?query on d's handler and returns the
+// serveLogs runs GET /v1/logs?query on srv's routes and returns the
 // answer's lines as they come; cancel ends the request (the client
 // leaving).
-func serveLogs(t *testing.T, d *Daemon, query string) (lines <-chan api.LogLine, code func() int, cancel func()) {
+func serveLogs(t *testing.T, srv *apiserver.Server, query string) (lines <-chan api.LogLine, code func() int, cancel func()) {
 	t.Helper()
 	ctx, cancelReq := context.WithCancel(context.Background())
 	req := httptest.NewRequest(http.MethodGet, api.PathLogs+"?"+query, nil).WithContext(ctx)
@@ -198,7 +199,7 @@ func serveLogs(t *testing.T, d *Daemon, query string) (lines <-chan api.LogLine,
 	w := &pipeWriter{h: http.Header{}, w: pw}
 	done := make(chan struct{})
 	go func() {
-		d.handleLogs(w, req)
+		srv.Routes().ServeHTTP(w, req)
 		pw.Close()
 		close(done)
 	}()
@@ -261,7 +262,7 @@ func TestHandleLogsMerged(t *testing.T) {
 	lt.add(Replica{ID: "1", Name: "p-stable-1"}, a)
 	lt.add(Replica{ID: "2", Name: "p-stable-2"}, b)
 	h.d.target = lt
-	lines, _, _ := serveLogs(t, h.d, "service=demo&track=stable&tail=10&since=2026-12-07T05:00:00Z")
+	lines, _, _ := serveLogs(t, h.d.newAPI(), "service=demo&track=stable&tail=10&since=2026-12-07T05:00:00Z")
 	var got []string
 	for l := range lines {
 		if l.Done {
@@ -294,7 +295,7 @@ func TestHandleLogsRefusals(t *testing.T) {
 		{"", "no replica of service demo exists"},
 	} {
 		rec := httptest.NewRecorder()
-		h.d.handleLogs(rec, httptest.NewRequest(http.MethodGet, api.PathLogs+"?"+tc.query, nil))
+		serveAPI(h.d, rec, httptest.NewRequest(http.MethodGet, api.PathLogs+"?"+tc.query, nil))
 		var e api.Error
 		_ = json.Unmarshal(rec.Body.Bytes(), &e)
 		if rec.Code < 400 || !strings.Contains(e.Error, tc.want) {
@@ -313,7 +314,8 @@ func TestHandleLogsFollowEndsWhenTheDaemonStops(t *testing.T) {
 	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
 	lt.add(Replica{ID: "2", Name: "r2", Running: true}, s2)
 	h.d.target = lt
-	lines, _, _ := serveLogs(t, h.d, "follow=true")
+	srv := h.d.newAPI()
+	lines, _, _ := serveLogs(t, srv, "follow=true")
 	go w2.Write([]byte("2026-12-07T05:00:09Z from r2\n"))
 	if l := next(t, lines); l.Container != "r2" || l.Line != "from r2" {
 		t.Fatalf("first line %+v, want r2's", l)
@@ -322,7 +324,7 @@ func TestHandleLogsFollowEndsWhenTheDaemonStops(t *testing.T) {
 	if l := next(t, lines); l.Container != "r1" || l.Line != "from r1" {
 		t.Fatalf("second line %+v, want r1's (as it came, not by time)", l)
 	}
-	h.d.stopStreams()
+	srv.StopStreams() // as Run does once its loop returned
 	if l := next(t, lines); !l.Done || !l.Stopped {
 		t.Fatalf("after the daemon stops: %+v, want the last record saying so", l)
 	}
@@ -340,7 +342,7 @@ func TestHandleLogsFollowEndsWhenTheClientLeaves(t *testing.T) {
 	lt := &logsTarget{Target: h.d.target}
 	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
 	h.d.target = lt
-	lines, code, cancel := serveLogs(t, h.d, "follow=true")
+	lines, code, cancel := serveLogs(t, h.d.newAPI(), "follow=true")
 	go w1.Write([]byte("line\n"))
 	next(t, lines)
 	cancel()
@@ -364,7 +366,7 @@ func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
 	lt := &logsTarget{Target: h.d.target}
 	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
 	h.d.target = lt
-	lines, _, _ := serveLogs(t, h.d, "follow=true&since=2026-12-07T05:00:00Z&tail=5")
+	lines, _, _ := serveLogs(t, h.d.newAPI(), "follow=true&since=2026-12-07T05:00:00Z&tail=5")
 	go w1.Write([]byte("2026-12-07T05:00:01Z first\n"))
 	next(t, lines)
 
@@ -409,19 +411,18 @@ func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
 // The logs answers served at once are bounded: one more is refused with
 // 429, saying why, and the bound frees up as answers end.
 func TestHandleLogsBoundsReaders(t *testing.T) {
-	defer func(n int32) { maxLogReaders = n }(maxLogReaders)
-	maxLogReaders = 1
 	h := newHarness(t, fakeManifest("app:1", 1, ""))
+	srv := apiserver.New(h.d, apiserver.Options{MaxLogReaders: 1})
 	s1, w1 := pipeStream("r1")
 	lt := &logsTarget{Target: h.d.target}
 	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
 	h.d.target = lt
-	lines, code, cancel := serveLogs(t, h.d, "follow=true")
+	lines, code, cancel := serveLogs(t, srv, "follow=true")
 	go w1.Write([]byte("line\n"))
 	next(t, lines)
 
 	rec := httptest.NewRecorder()
-	h.d.handleLogs(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))
+	srv.Routes().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))
 	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "1 logs readers already") {
 		t.Fatalf("a second reader: %d %s, want 429", rec.Code, rec.Body.String())
 	}
@@ -430,7 +431,7 @@ func TestHandleLogsBoundsReaders(t *testing.T) {
 	s2 := &sliceStream{lines: []engine.LogLine{at(1, "again")}, err: io.EOF}
 	lt.add(Replica{ID: "1", Name: "r1"}, s2)
 	rec = httptest.NewRecorder()
-	h.d.handleLogs(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))
+	srv.Routes().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "again") {
 		t.Errorf("once the first ended: %d %s", rec.Code, rec.Body.String())
 	}

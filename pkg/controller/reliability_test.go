@@ -460,7 +460,7 @@ func TestHistoryReadsOnlyTheNewestFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	h.d.handleHistory(rec, httptest.NewRequest(http.MethodGet, "/v1/history?limit=3", nil))
+	serveAPI(h.d, rec, httptest.NewRequest(http.MethodGet, "/v1/history?limit=3", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("history?limit=3 with an unreadable old file: %d %s, want the last 3 records", rec.Code, rec.Body)
 	}

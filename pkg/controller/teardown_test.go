@@ -18,7 +18,7 @@ import (
 func (h *harness) diff(query string) api.Diff {
 	h.t.Helper()
 	rec := httptest.NewRecorder()
-	h.d.handleDiff(rec, httptest.NewRequest(http.MethodGet, "/v1/diff"+query, nil))
+	serveAPI(h.d, rec, httptest.NewRequest(http.MethodGet, "/v1/diff"+query, nil))
 	var d api.Diff
 	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &d) != nil {
 		h.t.Fatalf("diff%s: %d %s", query, rec.Code, rec.Body)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"go.uber.org/zap"
@@ -12,7 +11,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
-	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -21,51 +19,6 @@ import (
 // gated, applied by the reconciler's plan (a reload), journaled once when
 // nginx serves it, and recorded in the state. What nginx has loaded is the
 // truth: status shows it, and a daemon that lost its state adopts it.
-
-// Bounds of swiftctl traffic pause --max.
-const (
-	DefaultTrafficHold = 30 * time.Second
-	MaxTrafficHold     = 10 * time.Minute
-)
-
-// trafficTarget reads a traffic request into the hold it asks for (nil:
-// resume), or an error naming the bad value.
-func trafficTarget(req api.TrafficRequest) (*stack.Traffic, error) {
-	switch req.Action {
-	case api.TrafficResume:
-		if req.Message != "" || req.Max != "" {
-			return nil, errors.New("traffic resume takes no message or max")
-		}
-		return nil, nil
-	case api.TrafficStop:
-		if req.Max != "" {
-			return nil, errors.New("traffic stop takes no max (that is pause)")
-		}
-		msg := req.Message
-		if msg == "" {
-			msg = render.DefaultStopMessage
-		}
-		if err := render.CheckStopMessage(msg); err != nil {
-			return nil, err
-		}
-		return &stack.Traffic{Mode: stack.TrafficStop, Message: msg}, nil
-	case api.TrafficPause:
-		if req.Message != "" {
-			return nil, errors.New("traffic pause takes no message (that is stop)")
-		}
-		max := DefaultTrafficHold
-		if req.Max != "" {
-			d, err := time.ParseDuration(req.Max)
-			if err != nil || d < time.Second || d > MaxTrafficHold || d%time.Second != 0 {
-				return nil, fmt.Errorf("max must be whole seconds, 1s-%s, got %q", MaxTrafficHold, req.Max)
-			}
-			max = d
-		}
-		return &stack.Traffic{Mode: stack.TrafficPause, Max: max}, nil
-	default:
-		return nil, fmt.Errorf("action must be %s, %s or %s, got %q", api.TrafficPause, api.TrafficStop, api.TrafficResume, req.Action)
-	}
-}
 
 // trafficEvent is how a traffic transition is journaled.
 func trafficEvent(t *stack.Traffic) (event, msg string, details map[string]any) {
@@ -79,21 +32,6 @@ func trafficEvent(t *stack.Traffic) (event, msg string, details map[string]any) 
 		return journal.EventTrafficStopped, "traffic stopped: requests answered 503 " + fmt.Sprintf("%q", t.Message),
 			map[string]any{"mode": t.Mode, "message": t.Message}
 	}
-}
-
-func (d *Daemon) handleTraffic(w http.ResponseWriter, r *http.Request) {
-	var req api.TrafficRequest
-	if err := api.DecodeBody(w, r, &req); err != nil {
-		writeRequestErr(w, err)
-		return
-	}
-	target, err := trafficTarget(req)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, err)
-		return
-	}
-	st := newStreamer(w)
-	st.finish(d.setTraffic(context.WithoutCancel(r.Context()), userOf(r), target, st.line))
 }
 
 // setTraffic puts target in force. A pause opens the hold socket before

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,14 +23,9 @@ func renderNginx(s stack.Stack) ([]byte, error) {
 	return b, nil
 }
 
-// handleValidate runs the article's checks on the manifest as it is on
-// disk now: it parses, its images exist, and the nginx config it renders
-// passes a real `nginx -t`.
-func (d *Daemon) handleValidate(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, d.Validate(r.Context()))
-}
-
-// Validate checks the manifest on disk without changing anything.
+// Validate runs the article's checks on the manifest as it is on disk
+// now, without changing anything: it parses, its images exist, and the
+// nginx config it renders passes a real `nginx -t`.
 func (d *Daemon) Validate(ctx context.Context) api.Validation {
 	var v api.Validation
 	data, err := os.ReadFile(d.cfg.ManifestPath)
