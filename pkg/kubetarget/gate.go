@@ -42,20 +42,34 @@ func Regate(plan Plan, desired Desired, obs Observed) Plan {
 }
 
 // restores: the live Deployment has at least as many replicas as wanted,
-// and as many Ready pods of its track run the wanted image.
+// and as many Ready pods it selects run the wanted image.
 func restores(want *appsv1.Deployment, obs Observed) bool {
 	live, ok := obs.Deployments[want.Name]
 	if !ok || want.Spec.Replicas == nil || live.Spec.Replicas == nil || *want.Spec.Replicas > *live.Spec.Replicas {
 		return false
 	}
-	image, track := ImageOf(*want), want.Spec.Template.Labels[k8srender.LabelTrack]
+	image := ImageOf(*want)
 	ready := int32(0)
 	for _, p := range obs.Pods {
-		if p.Labels[k8srender.LabelTrack] == track && appImage(p) == image && podReady(p) {
+		if selects(want, p) && appImage(p) == image && podReady(p) {
 			ready++
 		}
 	}
 	return ready >= *want.Spec.Replicas
+}
+
+// selects: the pod is one of want's (its track's; in the named form its
+// service's too: another service's pods may run the same image).
+func selects(want *appsv1.Deployment, p corev1.Pod) bool {
+	if want.Spec.Selector == nil {
+		return p.Labels[k8srender.LabelTrack] == want.Spec.Template.Labels[k8srender.LabelTrack]
+	}
+	for k, v := range want.Spec.Selector.MatchLabels {
+		if p.Labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 func podReady(p corev1.Pod) bool {
