@@ -109,9 +109,14 @@ func TestDaemonConvergesThreeServices(t *testing.T) {
 			t.Errorf("no Service %s", svc)
 		}
 	}
-	if n := len(k.events(journal.EventDeploySucceeded)); n != 1 {
-		t.Errorf("%d deploy_succeeded, want 1", n)
+	succeeded := func(n int) {
+		t.Helper()
+		eventually(ctx, t, fmt.Sprintf("%d deploy_succeeded", n), func() (bool, string) {
+			got := len(k.events(journal.EventDeploySucceeded))
+			return got == n, fmt.Sprint(got)
+		})
 	}
+	succeeded(1)
 
 	// web's image: web rolls, db is not touched.
 	dbPod := c.pod(ctx, t, ns, "shop-db-0")
@@ -125,6 +130,7 @@ func TestDaemonConvergesThreeServices(t *testing.T) {
 	if p := c.pod(ctx, t, ns, "shop-db-0"); p.UID != dbPod.UID {
 		t.Errorf("web's change replaced db's pod: UID %s → %s", dbPod.UID, p.UID)
 	}
+	succeeded(2)
 	if d, _ := c.deployment(ctx, t, ns, "shop-worker"); d.Generation != 1 {
 		t.Errorf("web's change touched the worker's Deployment: generation %d", d.Generation)
 	}
