@@ -14,6 +14,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 )
 
 // threeServices is the named form's three services: web, routed by host
@@ -46,7 +47,8 @@ network: {name: shop}
 }
 
 // TestDaemonConvergesThreeServices: swiftdeployd --target kubernetes
-// converges the named form on the real API server: the accessory's
+// converges the named form on the real API server, as the ServiceAccount
+// the rendered RBAC makes: the accessory's
 // StatefulSet with its claim (bound to a volume the test provides: the
 // harness has no provisioner), web's and the worker's Deployments, the
 // HTTPRoute with web's host and path rule. A change of web's image rolls
@@ -60,8 +62,16 @@ func TestDaemonConvergesThreeServices(t *testing.T) {
 	const claim = "pgdata-shop-db-0"
 	c.persistentVolume(t, ns, claim)
 
+	// The daemon runs as the ServiceAccount of the rendered RBAC: the Role
+	// must grant what the named form needs (StatefulSets to apply and
+	// watch, the claims to delete).
+	m, err := manifest.Parse([]byte(threeServices("web:1")), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := c.asServiceAccount(ctx, t, ns, m)
 	start := time.Now()
-	k := startDaemon(t, c, ns, threeServices("web:1"), daemonOpts{})
+	k := startDaemon(t, sa, ns, threeServices("web:1"), daemonOpts{})
 	converged := func(webImage string) api.Status {
 		t.Helper()
 		var s api.Status
