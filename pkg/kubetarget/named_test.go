@@ -216,3 +216,60 @@ func TestStatefulSetRolledOut(t *testing.T) {
 		}
 	}
 }
+
+// A promotion of the named form's web canary walks as the single
+// service's (the canary at the stable's size, every request of web on it,
+// then web's Deployment rolls, the route returns, the canary goes),
+// while the accessory and the other objects stay as they are: the bridge
+// replaces the routes and keeps web's stable Deployment, nothing else.
+func TestNamedFormPromotionBridge(t *testing.T) {
+	f := newFake()
+	ctx := context.Background()
+	m := namedManifest(t, "web:1", "    replicas: 2\n    canary: {image: web:2, weight: 10}\n", true)
+	for range 3 {
+		_, _, p := planNamed(t, f, m, stack.Options{})
+		if err := Apply(ctx, f, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{"shop-web", "shop-web-canary", "shop-worker"} {
+			f.rollOut(d)
+		}
+		f.rollOutSTS("shop-db")
+	}
+	promo := stack.Options{StableImage: "web:2", NoCanary: true}
+	step := func(want string) (Desired, Plan) {
+		t.Helper()
+		d, _, p := planNamed(t, f, m, promo)
+		if got := strings.Join(kinds(p), ","); got != want {
+			t.Fatalf("plan = %s (%q), want %s", got, p.Lines(), want)
+		}
+		if err := Apply(ctx, f, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		return d, p
+	}
+	const route = "shop-shop.example.com"
+	_, p := step("apply Deployment/shop-web-canary")
+	if !strings.Contains(p.Ops[0].Why, "replicas 1 → 2") || len(p.Waiting) != 1 {
+		t.Fatalf("first stage %q waiting %q, want the canary scaled to web's 2, the route waiting", p.Lines(), p.Waiting)
+	}
+	f.rollOut("shop-web-canary")
+	d, _ := step("apply HTTPRoute/" + route)
+	obs, _ := ListObserveExtras(ctx, f, "ns", "shop", namedExtras)
+	if w := WeightsText(Weights(obs.Routes[route])); w != "shop-web-canary=100 web=0" || ImageOf(obs.Deployments["shop-web"]) != "web:1" {
+		t.Fatalf("after the switch: weights %s, web at %s; want every request on the canary, web untouched", w, ImageOf(obs.Deployments["shop-web"]))
+	}
+	if !Serves(d, obs) {
+		t.Fatal("the route serves the promoted image: that is the commit")
+	}
+	step("apply Deployment/shop-web")
+	f.rollOut("shop-web")
+	step("apply HTTPRoute/" + route + ",delete Deployment/shop-web-canary,delete Service/shop-web-canary")
+	d, obs, p = planNamed(t, f, m, promo)
+	if done, why := Converged(d, obs, p); !done || WeightsText(Weights(obs.Routes[route])) != "web=100" {
+		t.Fatalf("not converged: %s", why)
+	}
+	if _, ok := obs.StatefulSets["shop-db"]; !ok {
+		t.Fatal("the promotion of web deleted db's StatefulSet")
+	}
+}
