@@ -19,6 +19,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/controller"
 	"github.com/swiftdeploy/swiftdeploy/pkg/selfmetrics"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 func main() {
@@ -98,7 +99,7 @@ func run() error {
 			return errors.New("--namespace and --gateway need --target kubernetes")
 		}
 	case "kubernetes":
-		cfg.Kube = &controller.KubeConfig{Kubeconfig: *kubeconfig, Namespace: *namespace, Gateway: *gateway, ProgressDeadline: *deadline,
+		cfg.Kube = &kubernetes.Config{Kubeconfig: *kubeconfig, Namespace: *namespace, Gateway: *gateway, ProgressDeadline: *deadline,
 			NoLeaderElection: *noElection, Identity: *leaderID, LeaseDuration: *leaseDuration}
 	default:
 		return fmt.Errorf("--target: want docker or kubernetes, got %q", *target)

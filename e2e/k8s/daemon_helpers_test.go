@@ -21,6 +21,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/controller"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 // kubeDaemon is a swiftdeployd --target kubernetes run in the test's
@@ -75,7 +76,7 @@ func startDaemon(t *testing.T, c *cluster, ns, manifest string, o daemonOpts) *k
 	d, err := controller.New(controller.Config{
 		ManifestPath: k.manifest, Socket: sock, Log: log,
 		Resync: k.resync, Debounce: 100 * time.Millisecond, DockerConfig: o.dockerConfig,
-		Kube: &controller.KubeConfig{Kubeconfig: c.kubeconfig, Namespace: ns, ProgressDeadline: o.deadline, Poll: 100 * time.Millisecond,
+		Kube: &kubernetes.Config{Kubeconfig: c.kubeconfig, Namespace: ns, ProgressDeadline: o.deadline, Poll: 100 * time.Millisecond,
 			Identity: o.identity, LeaseDuration: o.lease},
 	})
 	if err != nil {

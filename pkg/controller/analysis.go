@@ -13,10 +13,8 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
-	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
-	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/verdict"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // Progressive delivery: a canary with services.canary.steps walks its
@@ -309,10 +307,10 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 		figures["relative"] = st.Relative
 	}
 	if st.Outcome == metrics.OK {
-		figures["error_rate"], figures["p99_latency_ms"], figures["req_per_sec"] = round4(st.ErrorRate), round2(st.P99Ms), round2(st.ReqPerSec)
+		figures["error_rate"], figures["p99_latency_ms"], figures["req_per_sec"] = targets.Round4(st.ErrorRate), targets.Round2(st.P99Ms), targets.Round2(st.ReqPerSec)
 	}
 	if !st.NoProxy && st.Proxy.Outcome == metrics.OK {
-		figures["proxy_error_rate"], figures["proxy_p99_latency_ms"] = round4(st.Proxy.ErrorRate), round2(st.Proxy.P99Ms)
+		figures["proxy_error_rate"], figures["proxy_p99_latency_ms"] = targets.Round4(st.Proxy.ErrorRate), targets.Round2(st.Proxy.P99Ms)
 	}
 	a := m.Main().Canary.Analysis
 	d.mu.Lock()
@@ -357,40 +355,6 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 		d.eventLocked(journal.EventCheckFailed, fmt.Sprintf("canary check failed %d/%d (%s): %s", r.Failures, a.FailureLimit, where, strings.Join(reasons, "; ")), "", details)
 	}
 	return *r, true
-}
-
-// judge is the canary-safety decision on the revision's own windows, the
-// app's and nginx's, with why data is missing added to the reasons.
-func (d *Daemon) judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, statsView) {
-	st := d.obs.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
-	px := d.proxy.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
-	in := canaryInput(stack.TrackCanary, st, px)
-	rel := d.withRelative(&in, m, st)
-	dec := d.policies.CanarySafety(ctx, in, thresholds(m))
-	if !dec.Allowed && st.Outcome != metrics.OK && st.Reason != "" {
-		dec.Reasons = append(dec.Reasons, st.Reason)
-	}
-	if !dec.Allowed && px.Outcome != metrics.OK && px.Reason != "" {
-		dec.Reasons = append(dec.Reasons, px.Reason)
-	}
-	outcome := st.Outcome
-	if rel == verdict.InsufficientData && outcome == metrics.OK {
-		// Too few requests to compare with stable is no data, not a
-		// failure of the canary (and never a pass).
-		outcome = metrics.InsufficientData
-	}
-	return dec, statsView{Outcome: outcome, Relative: in.Relative, Requests: st.Requests, ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, ReqPerSec: st.ReqPerSec, Proxy: px}
-}
-
-// statsView is the part of a window's figures a check reports.
-type statsView struct {
-	Outcome                               metrics.Outcome
-	Requests, ErrorRate, P99Ms, ReqPerSec float64
-	Relative                              map[string]any // the verdict's input, if any
-	Proxy                                 metrics.Stats  // nginx's figures
-	// NoProxy: the target has no proxy view (Kubernetes: Prometheus's
-	// figures of the app only).
-	NoProxy bool
 }
 
 // autoAbort rolls the canary back for its failed checks.

@@ -64,7 +64,7 @@ func (d *Daemon) Acting() error {
 	if d.kt == nil {
 		return nil
 	}
-	if err := d.kt.acting(); err != nil {
+	if err := d.kt.Acting(); err != nil {
 		return apiserver.Unavailable(err)
 	}
 	return nil

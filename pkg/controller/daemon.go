@@ -1,5 +1,6 @@
 // Package controller is swiftdeployd's control plane, written once over
-// the Target interface (target.go). Its parts:
+// the Target interface (pkg/targets); the targets are pkg/targets/docker
+// and pkg/targets/kubernetes. Its parts:
 //
 //   - daemon.go: configuration, construction, the goroutines of Run;
 //   - loop.go: the control loop (triggers only enqueue; one reconcile at a
@@ -14,8 +15,9 @@
 //   - api.go: the daemon's side of the control API, which pkg/apiserver
 //     serves on the Unix socket;
 //   - gate.go, journal.go: policy decisions and the journal;
-//   - docker.go (with live.go, proxy.go, watch.go): the Docker target;
-//   - kubernetes*.go: the Kubernetes target.
+//   - live.go, proxy.go, certs.go: what the Docker target judges and
+//     serves with (the app's metrics scrape, nginx's access log, the
+//     certificates), run by the daemon.
 package controller
 
 import (
@@ -46,16 +48,16 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
-// Engine is what the daemon needs of the Docker Engine: the reconciler's
-// calls plus a ping and the container event stream.
+// Engine is what the daemon needs of the Docker Engine: the Docker
+// target's calls (the reconciler's, the volumes, a ping and the
+// container event stream) and the releases' and access log's.
 type Engine interface {
-	reconciler.Engine
-	// ListVolumes and RemoveVolume serve `down --volumes`.
-	ListVolumes(ctx context.Context, project string) ([]engine.Volume, error)
-	RemoveVolume(ctx context.Context, name string) error
-	Ping(ctx context.Context) error
+	docker.Engine
 	// InspectImage is a local image's ID and repo digests (a release
 	// records them; a rollback checks the image is still there).
 	InspectImage(ctx context.Context, ref string) (engine.Image, error)
@@ -63,7 +65,6 @@ type Engine interface {
 	// listed release's image on the host (releases.go).
 	TagImage(ctx context.Context, source, target string) error
 	UntagImage(ctx context.Context, ref string) error
-	Watch(ctx context.Context, project string) (<-chan engine.Event, <-chan error)
 	// FollowLogs streams a container's standard output from since on
 	// (nginx's access log); see engine.Engine.FollowLogs.
 	FollowLogs(ctx context.Context, id string, since time.Time) (io.ReadCloser, error)
@@ -124,8 +125,8 @@ type Config struct {
 	// Notify tunes webhook delivery (tests shorten its timeouts).
 	Notify notify.Options
 	// Kube, when set, converges a Kubernetes namespace instead of the
-	// Docker host (kube.go); Engine is then unused.
-	Kube *KubeConfig
+	// Docker host (pkg/targets/kubernetes); Engine is then unused.
+	Kube *kubernetes.Config
 	// DockerConfig is the Docker client configuration directory whose
 	// config.json holds the registries' pull credentials (default:
 	// DOCKER_CONFIG, else ~/.docker of the daemon's user, as docker pull).
@@ -155,12 +156,8 @@ type Daemon struct {
 	policies *policy.Engine
 	metrics  *daemonMetrics
 	obs      *observe.Observer
-	// validating names the validate containers this process is running
-	// (validate.go): a concurrent validate must not remove one as a
-	// leftover before its logs are read.
-	validating sync.Map
-	proxy      *observe.Proxy // nginx's view, from its access log (proxy.go)
-	certs      *certs.Manager // nginx.tls's certificate (certs.go)
+	proxy    *observe.Proxy // nginx's view, from its access log (proxy.go)
+	certs    *certs.Manager // nginx.tls's certificate (certs.go)
 	// certHosts are the hosts the certificate metric was last set for
 	// (recordCertExpiry; reconciles only).
 	certHosts map[string]bool
@@ -202,14 +199,14 @@ type Daemon struct {
 	queued uint64 // events ever queued in outbox
 	// jmu keeps drained events in outbox order across goroutines.
 	jmu sync.Mutex
-	kt  *kubeTarget // the Kubernetes target; nil on Docker
+	kt  *kubernetes.Target // the Kubernetes target; nil on Docker
 	// hold parks the requests of a paused front door (traffic.go).
 	hold hold.Hold
 	// trafficAdopted: nginx's traffic hold was read once since start
 	// (guarded by runMu).
 	trafficAdopted bool
 	// target is what the control plane converges: Docker or kt.
-	target Target
+	target targets.Target
 	// rollout is a deploy's change awaited (guarded by runMu).
 	rollout *rolloutWatch
 	// releases is the release book (releases.go), loaded once; under
@@ -293,11 +290,7 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("create state dir %s: %w", d.stateDir, err)
 	}
 	d.eng = cfg.Engine
-	if cfg.Kube != nil {
-		if d.kt, err = newKubeTarget(*cfg.Kube); err != nil {
-			return nil, err
-		}
-	} else if d.eng == nil {
+	if cfg.Kube == nil && d.eng == nil {
 		e, err := engine.New()
 		if err != nil {
 			return nil, err
@@ -345,15 +338,66 @@ func New(cfg Config) (*Daemon, error) {
 		NginxStatus:   cfg.NginxStatus,
 	}
 	d.certs = d.newCertManager(d.rec.ConfigDir)
-	d.target = dockerTarget{d}
-	if d.kt != nil {
-		d.kt.d = d
-		// client-go logs through klog (the informers' retries, the leader
-		// election): into the daemon's log, in its format.
-		klog.SetLogger(zapr.NewLogger(d.log.Named("client-go")))
-		d.target = d.kt
+	if cfg.Kube == nil {
+		d.target = docker.New(d.dockerDeps())
+		return d, nil
 	}
+	if d.kt, err = kubernetes.New(*cfg.Kube, d.kubeDeps()); err != nil {
+		return nil, err
+	}
+	// client-go logs through klog (the informers' retries, the leader
+	// election): into the daemon's log, in its format.
+	klog.SetLogger(zapr.NewLogger(d.log.Named("client-go")))
+	d.target = d.kt
 	return d, nil
+}
+
+// controllerDeps is what every target calls back into the daemon for.
+func (d *Daemon) controllerDeps() targets.Controller {
+	return targets.Controller{
+		Log:       d.log,
+		Event:     func(typ, msg string, details map[string]any) { d.event(typ, msg, "", details) },
+		Reached:   d.setEngineErr,
+		WithFiles: d.withFiles,
+		Policies:  d.policies,
+		Project:   d.project,
+		Wake:      d.Wake,
+	}
+}
+
+// dockerDeps is what the Docker target works with and calls back into
+// the daemon for.
+func (d *Daemon) dockerDeps() docker.Deps {
+	return docker.Deps{
+		Controller: d.controllerDeps(),
+		Engine:     d.eng,
+		Rec:        d.rec,
+		Observer:   d.obs,
+		Proxy:      d.proxy,
+		Decisions: func() targets.Decisions {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return d.state
+		},
+		Registries:    d.registrySource,
+		HostFacts:     d.cfg.HostFacts,
+		TLS:           d.tlsStatus,
+		CertDir:       d.certs.Store.Dir,
+		NginxStarted:  d.wakeAccessLog,
+		Dir:           d.dir,
+		StateDir:      d.stateDir,
+		HealthTimeout: d.cfg.HealthTimeout,
+	}
+}
+
+// kubeDeps is what the Kubernetes target calls back into the daemon for.
+func (d *Daemon) kubeDeps() kubernetes.Deps {
+	return kubernetes.Deps{
+		Controller: d.controllerDeps(),
+		PullSecret: d.pullSecret,
+		Debounce:   d.cfg.Debounce,
+		Dir:        d.dir,
+	}
 }
 
 // loadPolicies uses a policies/ directory beside the manifest if there is
@@ -402,7 +446,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	started := "swiftdeployd started for " + d.cfg.ManifestPath
 	if d.kt != nil {
-		started += fmt.Sprintf(" (kubernetes namespace %s at %s)", d.kt.cfg.Namespace, d.kt.server)
+		started += " (" + d.kt.String() + ")"
 	}
 	d.event(journal.EventDaemonStarted, started, "", nil)
 	d.log.Info("swiftdeployd started", zap.String("manifest", d.cfg.ManifestPath), zap.String("socket", d.cfg.Socket),

@@ -117,7 +117,7 @@ func TestStackOptions(t *testing.T) {
 			m := manifest.Defaults()
 			m.Services.Image = "app:1"
 			tc.mutate(&m)
-			o := tc.state.options(&m)
+			o := tc.state.Options(&m)
 			if o.StableImage != tc.wantStable || o.NoCanary != tc.noCanary {
 				t.Errorf("options %+v, want StableImage %q NoCanary %v", o, tc.wantStable, tc.noCanary)
 			}

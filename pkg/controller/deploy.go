@@ -13,6 +13,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // rolloutWatch is a deploy's gated change applied and not yet observed
@@ -26,7 +27,7 @@ type rolloutWatch struct {
 // noteRollout journals the outcome of the deploy's change once, when the
 // target shows it: rolled out, or stopped by its progress deadline.
 // Callers hold d.runMu.
-func (d *Daemon) noteRollout(ctx context.Context, m *manifest.Manifest, s State) RolloutStatus {
+func (d *Daemon) noteRollout(ctx context.Context, m *manifest.Manifest, s State) targets.RolloutStatus {
 	st, err := d.target.Rolled(ctx, m, s)
 	if err != nil || d.rollout == nil {
 		if d.rollout == nil && err == nil && st.Failed == "" {
@@ -59,11 +60,11 @@ func (d *Daemon) awaitRollout(ctx context.Context, m *manifest.Manifest, progres
 		d.mu.Lock()
 		s := d.state
 		d.mu.Unlock()
-		var st RolloutStatus
+		var st targets.RolloutStatus
 		ch, err := d.target.Change(ctx, m, s)
 		if err == nil && !ch.Empty() && ch.Blocked() == "" {
 			var lines []string
-			lines, err = d.target.Apply(ctx, ch, Hooks{Gate: func(ctx context.Context) reconciler.Decision { return d.gate(ctx, ch) }, Progress: progress, Deploy: true})
+			lines, err = d.target.Apply(ctx, ch, targets.Hooks{Gate: func(ctx context.Context) reconciler.Decision { return d.gate(ctx, ch) }, Progress: progress, Deploy: true})
 			if d.rollout != nil {
 				d.rollout.ops = append(d.rollout.ops, lines...)
 			}
@@ -97,18 +98,10 @@ func (d *Daemon) awaitRollout(ctx context.Context, m *manifest.Manifest, progres
 	}
 }
 
-// planError is a change that could not be planned (the API server refused
-// a dry run): a failed deploy, unlike a target that cannot be reached
-// (setEngineErr journals that).
-type planError struct{ err error }
-
-func (e *planError) Error() string { return e.err.Error() }
-func (e *planError) Unwrap() error { return e.err }
-
 // planFailed journals a reconcile that could not plan, coalesced with the
 // retries that fail the same way.
 func (d *Daemon) planFailed(err error) {
-	var pe *planError
+	var pe *targets.PlanError
 	if errors.As(err, &pe) {
 		d.deployFailed(err)
 	}

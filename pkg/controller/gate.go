@@ -9,45 +9,18 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/api"
-	"github.com/swiftdeploy/swiftdeploy/pkg/hostfacts"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
-	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
-
-func thresholds(m *manifest.Manifest) policy.Thresholds {
-	return policy.Thresholds{
-		MinDiskGB:    m.Policy.MinDiskGB,
-		MaxCPULoad:   m.Policy.MaxCPULoad,
-		MaxErrorRate: m.Policy.MaxErrorRate,
-		MaxP99Ms:     m.Policy.MaxP99Ms,
-		MinRequests:  m.Policy.MinRequests,
-	}
-}
-
-// infraDecision evaluates the infrastructure policy on fresh host facts.
-func (d *Daemon) infraDecision(ctx context.Context, m *manifest.Manifest) policy.Decision {
-	var in policy.InfraInput
-	end := trace.Begin(ctx, "gate: host facts", m.Policy.DiskPath)
-	if d.cfg.HostFacts != nil {
-		in = d.cfg.HostFacts(m.Policy.DiskPath)
-	} else {
-		in = hostfacts.Collect(m.Policy.DiskPath).InfraInput()
-	}
-	end()
-	end = trace.Begin(ctx, "gate: policy", "infrastructure")
-	defer end()
-	return d.policies.Infrastructure(ctx, in, thresholds(m))
-}
 
 // gate is the gate of every apply, on any target: the infrastructure
 // (Docker) or cluster (Kubernetes) policy on fresh facts before the first
 // operation that adds capacity or traffic; the decision is journaled and
 // counted, and a denial is shown in status.
-func (d *Daemon) gate(ctx context.Context, ch Change) reconciler.Decision {
+func (d *Daemon) gate(ctx context.Context, ch targets.Change) reconciler.Decision {
 	dec := d.target.Decide(ctx, ch)
 	d.metrics.observeDecision(dec)
 	end := trace.Begin(ctx, "journal", "decision")
@@ -55,7 +28,7 @@ func (d *Daemon) gate(ctx context.Context, ch Change) reconciler.Decision {
 	end()
 	if !dec.Allowed {
 		d.mu.Lock()
-		d.denial = toAPIDecision(dec)
+		d.denial = targets.APIDecision(dec)
 		d.mu.Unlock()
 		d.log.Warn("change denied by "+d.gatePolicy()+" policy", zap.Strings("reasons", dec.Reasons))
 	}
@@ -162,8 +135,4 @@ func (d *Daemon) decision(dec policy.Decision, user string) {
 	if err != nil {
 		d.log.Error("journal append failed", zap.String("decision", dec.Policy), zap.Error(err))
 	}
-}
-
-func toAPIDecision(dec policy.Decision) *api.Decision {
-	return &api.Decision{Policy: dec.Policy, Allowed: dec.Allowed, Reasons: dec.Reasons, Input: dec.Input, Transient: dec.Transient}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
 )
 
 // Scaling up changes what runs: on a busy host it is denied before any
@@ -61,15 +62,11 @@ func TestPullRunsAfterTheGate(t *testing.T) {
 		t.Errorf("pulled before the gate allowed: %v", pulls)
 	}
 	// diff shows the pull as an operation of the plan.
-	desired, err := h.d.desired(h.d.manifestNow())
+	ch, err := h.d.target.Change(context.Background(), h.d.manifestNow(), h.state())
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs, err := h.d.rec.Observe(context.Background(), desired)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if plan := reconciler.Compute(desired, obs); !strings.Contains(plan.String(), "pull-image") {
+	if plan := strings.Join(ch.Lines(), "\n"); !strings.Contains(plan, "pull-image") {
 		t.Errorf("plan lacks the pull:\n%s", plan)
 	}
 	h.setLoad(idle)
@@ -229,6 +226,7 @@ func TestHungEngineIsReported(t *testing.T) {
 	h.mustConverge()
 	h.d.eng = withTimeouts(h.fe, Timeouts{Call: 100 * time.Millisecond})
 	h.d.rec.Engine = h.d.eng
+	h.d.target = docker.New(h.d.dockerDeps()) // the target's own calls timed too
 	h.fe.Hang(fake.OpListContainers)
 	start := time.Now()
 	err := h.reconcile()

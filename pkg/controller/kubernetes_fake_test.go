@@ -25,6 +25,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 // fakeKube is an in-memory API server for the Kubernetes target: applies
@@ -255,12 +256,16 @@ func (f *fakeKube) weights(route string) map[string]int {
 }
 
 // kubeHarness is the harness with the Kubernetes target on fakeKube in
-// place of Docker.
-func kubeHarness(t *testing.T, manifest string) (*harness, *fakeKube) {
+// place of Docker; with, when given, tunes its configuration.
+func kubeHarness(t *testing.T, manifest string, with ...func(*kubernetes.Config)) (*harness, *fakeKube) {
 	t.Helper()
 	h := newHarness(t, manifest)
 	fk := newFakeKube()
-	kt := &kubeTarget{d: h.d, cfg: KubeConfig{Namespace: "ns", ProgressDeadline: 2 * time.Second, Poll: 5 * time.Millisecond}, api: fk, server: "fake"}
+	cfg := kubernetes.Config{Namespace: "ns", ProgressDeadline: 2 * time.Second, Poll: 5 * time.Millisecond}
+	for _, f := range with {
+		f(&cfg)
+	}
+	kt := kubernetes.NewOn(cfg, fk, h.d.kubeDeps())
 	h.d.kt, h.d.target = kt, kt
 	return h, fk
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 // A daemon that does not hold the namespace's Lease applies nothing: its
@@ -16,20 +17,22 @@ import (
 // and the API refuses what would change the cluster. Once it leads, the
 // same reconcile applies, and leader_elected is journaled once.
 func TestKubeFollowerAppliesNothing(t *testing.T) {
-	h, fk := kubeHarness(t, fakeManifest("app:1", 2, kubeCanary))
-	kt := h.d.kt
 	elected := make(chan func(context.Context), 1)
-	kt.elect = func(ctx context.Context, e kube.Election, lead func(context.Context), lost func()) error {
+	elect := func(ctx context.Context, e kube.Election, lead func(context.Context), lost func()) error {
 		e.OnNewLeader("daemon-b")
 		elected <- lead
 		<-ctx.Done()
 		lost()
 		return nil
 	}
-	kt.cfg.Identity, kt.lead.elected = "daemon-a", true
+	h, fk := kubeHarness(t, fakeManifest("app:1", 2, kubeCanary), func(c *kubernetes.Config) {
+		c.Identity, c.Elect = "daemon-a", elect
+	})
+	kt := h.d.kt
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { kt.runElection(ctx); close(done) }()
+	// Watch runs the election (the fake API server sends no events).
+	go func() { kt.Watch(ctx, func() {}); close(done) }()
 	defer func() { cancel(); <-done }()
 	// Before the election decides, and after (another daemon leads), a
 	// reconcile applies nothing; it reads the manifest, whose project

@@ -20,6 +20,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 // On Kubernetes, logs lists the project's app pods of the track by their
@@ -60,7 +61,7 @@ func TestKubeLogsReadThePodsOfTheTrack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kt := &kubeTarget{cfg: KubeConfig{Namespace: "apps"}, api: kubetarget.NewLive(c, "apps")}
+	kt := kubernetes.NewOn(kubernetes.Config{Namespace: "apps"}, kubetarget.NewLive(c, "apps"), kubernetes.Deps{})
 	m := &manifest.Manifest{Project: "shop"}
 	since := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
 	reps, err := kt.LogReplicas(context.Background(), m, api.LogQuery{Track: "stable"})

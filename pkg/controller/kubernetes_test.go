@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 const kubeCanary = "  canary: {image: app:2, weight: 20}"
@@ -76,7 +78,7 @@ func TestKubeInterruptedPromotionSettlesFromTheRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.d.target.Apply(context.Background(), ch, Hooks{Gate: func(ctx context.Context) reconcilerDecision { return allow() }, Wait: true}); err == nil {
+	if _, err := h.d.target.Apply(context.Background(), ch, targets.Hooks{Gate: func(ctx context.Context) reconcilerDecision { return allow() }, Wait: true}); err == nil {
 		t.Fatal("apply: want the canary's deletion to fail")
 	}
 	if err := h.d.resolvePending(context.Background(), h.d.readManifest()); err != nil {
@@ -156,7 +158,7 @@ func TestKubeDriftRevertedOnlyForOpsThatRan(t *testing.T) {
 	fk.failApply["Deployment/demo-canary"] = errBoom
 	fk.failApply["Deployment/demo-stable"] = errBoom
 	_ = h.reconcile()
-	if n := count(h.events(), eventDriftReverted); n != 0 {
+	if n := count(h.events(), kubernetes.EventDriftReverted); n != 0 {
 		t.Fatalf("%d drift_reverted journaled for reverts that never ran", n)
 	}
 	delete(fk.failApply, "Deployment/demo-stable")
@@ -165,7 +167,7 @@ func TestKubeDriftRevertedOnlyForOpsThatRan(t *testing.T) {
 	if err := h.reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(h.events(), eventDriftReverted); n != 2 {
+	if n := count(h.events(), kubernetes.EventDriftReverted); n != 2 {
 		t.Fatalf("%d drift_reverted, want 2 (one per revert that ran)", n)
 	}
 }

@@ -21,9 +21,9 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/observe"
-	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
-	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
 )
 
 // scrapeLoop scrapes every running app container's metrics directly on the
@@ -61,18 +61,18 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 	d.obs.SetTiming(m.Metrics.Window.D(), m.Metrics.ScrapeInterval.D())
 	d.proxy.SetTiming(m.Metrics.Window.D(), m.Metrics.ScrapeInterval.D())
 	d.proxy.Sample()
-	var targets []observe.Target
+	var endpoints []observe.Target // the app containers to scrape
 	for _, c := range cs {
 		port := appPort(m, c)
 		if c.Role != stack.RoleApp || !c.Running() || c.IP == "" || port == 0 {
 			continue
 		}
-		targets = append(targets, observe.Target{
+		endpoints = append(endpoints, observe.Target{
 			Name: c.Name, Track: c.Track, Revision: c.Hash,
 			URL: "http://" + net.JoinHostPort(c.IP, strconv.Itoa(port)) + m.Metrics.Path,
 		})
 	}
-	for _, ch := range d.obs.Scrape(ctx, targets) {
+	for _, ch := range d.obs.Scrape(ctx, endpoints) {
 		details := map[string]any{"container": ch.Target.Name, "track": ch.Target.Track, "revision": ch.Target.Revision}
 		switch ch.Kind {
 		case observe.Failing:
@@ -93,70 +93,20 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 		if track == stack.TrackCanary && mode != stack.TrackCanary {
 			continue
 		}
-		rev := latestRevision(cs, track)
+		rev := docker.LatestRevision(cs, track)
 		st := d.obs.Stats(track, rev, m.Policy.MinRequests)
 		px := d.proxy.Stats(track, rev, m.Policy.MinRequests)
-		dec := d.policies.CanarySafety(ctx, canaryInput(track, st, px), thresholds(m))
+		dec := d.policies.CanarySafety(ctx, docker.CanaryInput(track, st, px), targets.Thresholds(m))
 		verdict := map[string]string{outcomePass: "PASS", outcomeFail: "FAIL", outcomeNoData: "NO_DATA"}[checkOutcome(dec, st.Outcome, px.Outcome)]
 		rec := journal.Record{
 			Type: journal.TypeSnapshot, Timestamp: now.UTC(), Mode: mode, Track: track, Policy: verdict,
 		}
 		if st.Outcome == metrics.OK {
-			rps, p99, er := round2(st.ReqPerSec), round2(st.P99Ms), round4(st.ErrorRate)
+			rps, p99, er := targets.Round2(st.ReqPerSec), targets.Round2(st.P99Ms), targets.Round4(st.ErrorRate)
 			rec.ReqPerSec, rec.P99Latency, rec.ErrorRate = &rps, &p99, &er
 		}
 		d.snapshot(rec)
 	}
-}
-
-// latestRevision is the config hash of the newest running container of a
-// track: during a rollout, the revision being rolled out.
-func latestRevision(cs []engine.Container, track string) string {
-	var best engine.Container
-	for _, c := range cs {
-		if c.Role == stack.RoleApp && c.Track == track && c.Running() && (best.Name == "" || c.Created.After(best.Created)) {
-			best = c
-		}
-	}
-	return best.Hash
-}
-
-// servedRevision is the config hash of the containers nginx routes a
-// track's traffic to (falling back to the newest running one).
-func servedRevision(obs reconciler.Observed, track string) string {
-	if obs.Loaded != nil {
-		names := obs.Loaded.Stable
-		if track == stack.TrackCanary {
-			names = obs.Loaded.Canary
-		}
-		for _, n := range names {
-			for _, c := range obs.Containers {
-				if c.Name == n {
-					return c.Hash
-				}
-			}
-		}
-	}
-	return latestRevision(obs.Containers, track)
-}
-
-func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
-func round4(f float64) float64 { return float64(int64(f*10000+0.5)) / 10000 }
-
-// canaryInput turns a revision's figures, the app's (st) and nginx's
-// (px), into the canary-safety policy input; unless a view's outcome is OK
-// (fresh data, enough requests) its figures stay nil so the policy denies
-// (fail closed).
-func canaryInput(track string, st observe.Stats, px metrics.Stats) policy.CanaryInput {
-	in := policy.CanaryInput{Mode: track}
-	req := st.Requests
-	in.Requests = &req
-	if st.Outcome == metrics.OK {
-		rps, er, p99 := st.ReqPerSec, st.ErrorRate, st.P99Ms
-		in.ReqPerSec, in.ErrorRate, in.P99Ms = &rps, &er, &p99
-	}
-	withProxy(&in, px)
-	return in
 }
 
 // runningMode is canary when a canary container runs, from the engine's
@@ -168,36 +118,6 @@ func runningMode(cs []engine.Container) string {
 		}
 	}
 	return stack.TrackStable
-}
-
-// canaryDecision judges the canary revision's own figures, the app's and
-// nginx's (judge).
-func (d *Daemon) canaryDecision(ctx context.Context, m *manifest.Manifest, revision string) policy.Decision {
-	dec, _ := d.judge(ctx, m, revision)
-	return dec
-}
-
-// addLiveStatus fills the per-track figures (of the revision nginx serves)
-// and the current policy verdicts.
-func (d *Daemon) addLiveStatus(ctx context.Context, s *api.Status, m *manifest.Manifest, obs reconciler.Observed) {
-	for _, track := range []string{stack.TrackStable, stack.TrackCanary} {
-		if track == stack.TrackCanary && s.Mode != stack.TrackCanary {
-			continue
-		}
-		rev := servedRevision(obs, track)
-		st := d.obs.Stats(track, rev, m.Policy.MinRequests)
-		px := d.proxy.Stats(track, rev, m.Policy.MinRequests)
-		s.Tracks = append(s.Tracks, api.TrackStats{
-			Track: track, Revision: rev, Outcome: string(st.Outcome), Reason: st.Reason, Requests: st.Requests, ReqPerSec: st.ReqPerSec,
-			ErrorRate: st.ErrorRate, P99Ms: st.P99Ms, Targets: st.Targets,
-			Proxy: &api.ProxyStats{Outcome: string(px.Outcome), Reason: px.Reason, Requests: px.Requests, ReqPerSec: px.ReqPerSec,
-				ErrorRate: px.ErrorRate, P99Ms: px.P99Ms},
-		})
-	}
-	s.Policies = append(s.Policies, *toAPIDecision(d.infraDecision(ctx, m)))
-	if s.Mode == stack.TrackCanary {
-		s.Policies = append(s.Policies, *toAPIDecision(d.canaryDecision(ctx, m, servedRevision(obs, stack.TrackCanary))))
-	}
 }
 
 // Chaos delivers a chaos request to every container of a track over the

@@ -9,13 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/errdefs"
-
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/apiserver"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
-	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // logServices are the services of m that logs SERVICE may name: the
@@ -57,7 +55,7 @@ func (d *Daemon) Logs(ctx context.Context, q api.LogQuery) (func(emit func(api.L
 	if err := checkService(m, q.Service); err != nil {
 		return nil, apiserver.NotFound(err)
 	}
-	lr, ok := d.target.(LogReader)
+	lr, ok := d.target.(targets.LogReader)
 	if !ok {
 		return nil, apiserver.NotImplemented(fmt.Errorf("the %s target cannot read logs", d.target.Name()))
 	}
@@ -87,14 +85,16 @@ func (d *Daemon) Logs(ctx context.Context, q api.LogQuery) (func(emit func(api.L
 	}, nil
 }
 
-// errReplicaGone: a replica listed no longer exists (a deploy replaced
-// it between the list and the open).
-var errReplicaGone = errors.New("replica gone")
-
 // opened is a replica whose log is open.
 type opened struct {
-	Replica
+	targets.Replica
 	stream engine.LogStream
+}
+
+// LogSource is one replica's log, opened.
+type LogSource struct {
+	Name   string // the container (Docker) or pod (Kubernetes)
+	Stream engine.LogStream
 }
 
 func sourcesOf(os []opened) []LogSource {
@@ -107,11 +107,11 @@ func sourcesOf(os []opened) []LogSource {
 
 // openLogs opens every replica's log; one that is gone is left out; any
 // other failure closes what was opened and names the replica.
-func openLogs(ctx context.Context, lr LogReader, m *manifest.Manifest, reps []Replica, o engine.LogOptions) ([]opened, error) {
+func openLogs(ctx context.Context, lr targets.LogReader, m *manifest.Manifest, reps []targets.Replica, o engine.LogOptions) ([]opened, error) {
 	var out []opened
 	for _, r := range reps {
 		s, err := lr.OpenLog(ctx, m, r, o)
-		if errors.Is(err, errReplicaGone) {
+		if errors.Is(err, targets.ErrReplicaGone) {
 			continue
 		}
 		if err != nil {
@@ -224,34 +224,4 @@ func closeSources(srcs []LogSource) {
 	for _, s := range srcs {
 		s.Stream.Close()
 	}
-}
-
-// LogReplicas are the project's app containers of q's service (every
-// service's when it names none) on q's track, stopped ones too (their
-// last lines are often the point).
-func (t dockerTarget) LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]Replica, error) {
-	cs, err := t.d.eng.ListContainers(ctx, m.Project, m.Network.Name)
-	if err != nil {
-		return nil, err
-	}
-	var out []Replica
-	for _, c := range cs {
-		if c.Role == stack.RoleApp && (q.Track == "" || c.Track == q.Track) && (q.Service == "" || !m.IsNamed() || c.Service == q.Service) {
-			out = append(out, Replica{ID: c.ID, Name: c.Name, Running: c.Running()})
-		}
-	}
-	return out, nil
-}
-
-// OpenLog opens a container's log through the timed engine.
-func (t dockerTarget) OpenLog(ctx context.Context, _ *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error) {
-	le, ok := t.d.eng.(logsEngine)
-	if !ok {
-		return nil, errors.New("this engine cannot read logs")
-	}
-	s, err := le.Logs(ctx, r.ID, o)
-	if errdefs.IsNotFound(err) {
-		return nil, fmt.Errorf("%w: %v", errReplicaGone, err)
-	}
-	return s, err
 }

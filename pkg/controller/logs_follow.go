@@ -10,6 +10,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // logRescan is how often a follow looks for replicas to add: a deploy
@@ -25,7 +26,7 @@ var logRescan = 2 * time.Second
 // open replica, one line in flight each: memory is bounded by the number
 // of replicas.
 type follower struct {
-	lr    LogReader
+	lr    targets.LogReader
 	m     *manifest.Manifest
 	q     api.LogQuery
 	items chan followItem
@@ -48,7 +49,7 @@ type followItem struct {
 	err  error
 }
 
-func newFollower(lr LogReader, m *manifest.Manifest, q api.LogQuery) *follower {
+func newFollower(lr targets.LogReader, m *manifest.Manifest, q api.LogQuery) *follower {
 	return &follower{lr: lr, m: m, q: q, items: make(chan followItem), seen: map[string]*followed{}}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // sliceStream yields fixed lines, then err (io.EOF for a clean end), and
@@ -134,27 +135,27 @@ func TestMergeLogsByTime(t *testing.T) {
 // logsTarget is the fake engine's target with logs: the replicas and
 // streams a test hands it, changed as the test goes.
 type logsTarget struct {
-	Target
+	targets.Target
 	mu      sync.Mutex
 	q       api.LogQuery
-	reps    []Replica
+	reps    []targets.Replica
 	streams map[string]engine.LogStream // by replica ID; taken when opened
 	opens   []engine.LogOptions
 }
 
-func (t *logsTarget) LogReplicas(_ context.Context, _ *manifest.Manifest, q api.LogQuery) ([]Replica, error) {
+func (t *logsTarget) LogReplicas(_ context.Context, _ *manifest.Manifest, q api.LogQuery) ([]targets.Replica, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.q = q
 	return slices.Clone(t.reps), nil
 }
 
-func (t *logsTarget) OpenLog(_ context.Context, _ *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error) {
+func (t *logsTarget) OpenLog(_ context.Context, _ *manifest.Manifest, r targets.Replica, o engine.LogOptions) (engine.LogStream, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.streams[r.ID]
 	if !ok {
-		return nil, fmt.Errorf("%w: no stream for %s", errReplicaGone, r.ID)
+		return nil, fmt.Errorf("%w: no stream for %s", targets.ErrReplicaGone, r.ID)
 	}
 	delete(t.streams, r.ID)
 	t.opens = append(t.opens, o)
@@ -162,13 +163,13 @@ func (t *logsTarget) OpenLog(_ context.Context, _ *manifest.Manifest, r Replica,
 }
 
 // add makes a replica appear with a stream.
-func (t *logsTarget) add(r Replica, s engine.LogStream) {
+func (t *logsTarget) add(r targets.Replica, s engine.LogStream) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.streams == nil {
 		t.streams = map[string]engine.LogStream{}
 	}
-	if i := slices.IndexFunc(t.reps, func(x Replica) bool { return x.ID == r.ID }); i >= 0 {
+	if i := slices.IndexFunc(t.reps, func(x targets.Replica) bool { return x.ID == r.ID }); i >= 0 {
 		t.reps[i] = r
 	} else {
 		t.reps = append(t.reps, r)
@@ -259,8 +260,8 @@ func TestHandleLogsMerged(t *testing.T) {
 	a := &sliceStream{lines: []engine.LogLine{at(1, "a1"), at(3, "a3")}, err: io.EOF}
 	b := &sliceStream{lines: []engine.LogLine{at(2, "b2")}, err: io.EOF}
 	lt := &logsTarget{Target: h.d.target}
-	lt.add(Replica{ID: "1", Name: "p-stable-1"}, a)
-	lt.add(Replica{ID: "2", Name: "p-stable-2"}, b)
+	lt.add(targets.Replica{ID: "1", Name: "p-stable-1"}, a)
+	lt.add(targets.Replica{ID: "2", Name: "p-stable-2"}, b)
 	h.d.target = lt
 	lines, _, _ := serveLogs(t, h.d.newAPI(), "service=demo&track=stable&tail=10&since=2026-12-07T05:00:00Z")
 	var got []string
@@ -311,8 +312,8 @@ func TestHandleLogsFollowEndsWhenTheDaemonStops(t *testing.T) {
 	s1, w1 := pipeStream("r1")
 	s2, w2 := pipeStream("r2")
 	lt := &logsTarget{Target: h.d.target}
-	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
-	lt.add(Replica{ID: "2", Name: "r2", Running: true}, s2)
+	lt.add(targets.Replica{ID: "1", Name: "r1", Running: true}, s1)
+	lt.add(targets.Replica{ID: "2", Name: "r2", Running: true}, s2)
 	h.d.target = lt
 	srv := h.d.newAPI()
 	lines, _, _ := serveLogs(t, srv, "follow=true")
@@ -340,7 +341,7 @@ func TestHandleLogsFollowEndsWhenTheClientLeaves(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 1, ""))
 	s1, w1 := pipeStream("r1")
 	lt := &logsTarget{Target: h.d.target}
-	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	lt.add(targets.Replica{ID: "1", Name: "r1", Running: true}, s1)
 	h.d.target = lt
 	lines, code, cancel := serveLogs(t, h.d.newAPI(), "follow=true")
 	go w1.Write([]byte("line\n"))
@@ -364,7 +365,7 @@ func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 1, ""))
 	s1, w1 := pipeStream("r1")
 	lt := &logsTarget{Target: h.d.target}
-	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	lt.add(targets.Replica{ID: "1", Name: "r1", Running: true}, s1)
 	h.d.target = lt
 	lines, _, _ := serveLogs(t, h.d.newAPI(), "follow=true&since=2026-12-07T05:00:00Z&tail=5")
 	go w1.Write([]byte("2026-12-07T05:00:01Z first\n"))
@@ -372,7 +373,7 @@ func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
 
 	// A new replica: opened from the request's since, all of it.
 	s2, w2 := pipeStream("r2")
-	lt.add(Replica{ID: "2", Name: "r2", Running: true}, s2)
+	lt.add(targets.Replica{ID: "2", Name: "r2", Running: true}, s2)
 	go w2.Write([]byte("2026-12-07T05:00:02Z new replica\n"))
 	if l := next(t, lines); l.Container != "r2" || l.Line != "new replica" {
 		t.Fatalf("got %+v, want the new replica's line", l)
@@ -386,7 +387,7 @@ func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
 	// nothing from before it is shown again.
 	w1.Close()
 	s1b, w1b := pipeStream("r1")
-	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1b)
+	lt.add(targets.Replica{ID: "1", Name: "r1", Running: true}, s1b)
 	// (The Kubernetes API reads sinceTime in whole seconds: a line
 	// already shown comes again and must be dropped.)
 	go w1b.Write([]byte("2026-12-07T05:00:01Z first\n2026-12-07T05:00:03Z back\n"))
@@ -415,7 +416,7 @@ func TestHandleLogsBoundsReaders(t *testing.T) {
 	srv := apiserver.New(h.d, apiserver.Options{MaxLogReaders: 1})
 	s1, w1 := pipeStream("r1")
 	lt := &logsTarget{Target: h.d.target}
-	lt.add(Replica{ID: "1", Name: "r1", Running: true}, s1)
+	lt.add(targets.Replica{ID: "1", Name: "r1", Running: true}, s1)
 	h.d.target = lt
 	lines, code, cancel := serveLogs(t, srv, "follow=true")
 	go w1.Write([]byte("line\n"))
@@ -429,7 +430,7 @@ func TestHandleLogsBoundsReaders(t *testing.T) {
 	cancel()
 	code()
 	s2 := &sliceStream{lines: []engine.LogLine{at(1, "again")}, err: io.EOF}
-	lt.add(Replica{ID: "1", Name: "r1"}, s2)
+	lt.add(targets.Replica{ID: "1", Name: "r1"}, s2)
 	rec = httptest.NewRecorder()
 	srv.Routes().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "again") {
@@ -455,7 +456,7 @@ func TestLogReplicasOfANamedService(t *testing.T) {
 		}
 	}
 	names := func(service string) string {
-		reps, err := dockerTarget{h.d}.LogReplicas(context.Background(), m, api.LogQuery{Service: service})
+		reps, err := h.d.target.(targets.LogReader).LogReplicas(context.Background(), m, api.LogQuery{Service: service})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
@@ -143,7 +144,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		// Another daemon leads the namespace: it applies, this one only
 		// observes; it has read the manifest, whose project names the
 		// Lease (status reads the informers' cache).
-		if err := d.kt.acting(); err != nil {
+		if err := d.kt.Acting(); err != nil {
 			if deploy {
 				return nil, err
 			}
@@ -220,7 +221,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 				zap.Bool("ok", err == nil), zap.Any("spans", tr.Spans()))
 		}()
 	}
-	lines, err := d.target.Apply(ctx, ch, Hooks{Gate: func(ctx context.Context) reconciler.Decision { return d.gate(ctx, ch) }, Progress: progress, Deploy: true})
+	lines, err := d.target.Apply(ctx, ch, targets.Hooks{Gate: func(ctx context.Context) reconciler.Decision { return d.gate(ctx, ch) }, Progress: progress, Deploy: true})
 	var denied *reconciler.DeniedError
 	switch {
 	case errors.As(err, &denied):
@@ -349,7 +350,7 @@ func (d *Daemon) failWaiters(err error) {
 
 // noteServing journals a change of the mode the route serves, once, when
 // it has taken effect.
-func (d *Daemon) noteServing(sv Serving) {
+func (d *Daemon) noteServing(sv targets.Serving) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	if sv.Mode == "" {
 		return

@@ -236,15 +236,3 @@ func checkOutcome(dec policy.Decision, app, proxy metrics.Outcome) string {
 	}
 	return outcomePass
 }
-
-// withProxy adds nginx's figures to a canary-safety input: the request
-// count always, the error rate and p99 only when the outcome is OK, so
-// that the policy denies on missing data (fail closed).
-func withProxy(in *policy.CanaryInput, px metrics.Stats) {
-	req := px.Requests
-	in.ProxyRequests = &req
-	if px.Outcome == metrics.OK {
-		er, p99 := px.ErrorRate, px.P99Ms
-		in.ProxyErrorRate, in.ProxyP99Ms = &er, &p99
-	}
-}

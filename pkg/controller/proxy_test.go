@@ -433,7 +433,7 @@ func TestFollowerWokenByNginxStart(t *testing.T) {
 		t.Fatal("manifest not read")
 	}
 	wg.Go(func() { h.d.accessLogLoop(ctx) })
-	wg.Go(func() { h.d.watchEngine(ctx) })
+	wg.Go(func() { h.d.target.Watch(ctx, h.d.Enqueue) })
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if _, lost := h.d.proxy.State(); lost != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -13,6 +12,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // policyRegistry names a registry's refusal in status's denial: not a
@@ -45,8 +45,8 @@ func (d *Daemon) registrySource(m *manifest.Manifest) registryauth.Source {
 // credentials, from the same Docker configuration a pull on the Docker
 // target reads, of the registries m's images are on (nil when none has
 // any). An unreadable configuration fails the reconcile, naming the file.
-func (d *Daemon) pullSecret(m *manifest.Manifest, s State) ([]byte, error) {
-	st := stack.FromManifest(m, s.options(m))
+func (d *Daemon) pullSecret(m *manifest.Manifest, s targets.Decisions) ([]byte, error) {
+	st := stack.FromManifest(m, s.Options(m))
 	var refs []string
 	for _, apps := range [][]stack.App{st.Stable, st.Canary} {
 		for _, a := range apps {
@@ -58,30 +58,6 @@ func (d *Daemon) pullSecret(m *manifest.Manifest, s State) ([]byte, error) {
 		return nil, fmt.Errorf("image pull secret: %w", err)
 	}
 	return b, nil
-}
-
-// checkPullCredentials reads, for validate, the credentials the pulls of
-// the missing images would send: where they come from, or why they cannot
-// be read (a missing registries file, a malformed config.json, a failing
-// credential helper). It never says what they are.
-func (d *Daemon) checkPullCredentials(m *manifest.Manifest, missing []string) api.Check {
-	c := api.Check{Name: "Registry credentials readable", OK: true}
-	src := d.registrySource(m)
-	var notes []string
-	seen := map[string]bool{}
-	for _, ref := range missing {
-		a, err := src.For(ref)
-		if err != nil {
-			c.OK, c.Detail = false, err.Error()
-			return c
-		}
-		if note := a.String(); !seen[note] {
-			seen[note] = true
-			notes = append(notes, note)
-		}
-	}
-	c.Detail = strings.Join(notes, "; ")
-	return c
 }
 
 // notePullSecrets adds the secret values of credentials a pull sends to

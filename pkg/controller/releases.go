@@ -398,7 +398,7 @@ func (d *Daemon) noteReleased(rec journal.Record) {
 func stableSpec(m *manifest.Manifest, s State) (image, specHash string) {
 	// The primary service's: in the named form, the one a promotion or a
 	// rollback acts on.
-	st := stack.FromManifest(m, s.options(m)).MainStable()
+	st := stack.FromManifest(m, s.Options(m)).MainStable()
 	if len(st) == 0 {
 		return "", ""
 	}

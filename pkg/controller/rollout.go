@@ -15,6 +15,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
@@ -88,7 +89,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 		d.commitTxn(t, false)
 		committed = true
 	}
-	_, applyErr := d.target.Apply(ctx, ch, Hooks{Gate: gate, Served: served, Progress: progress, Wait: true})
+	_, applyErr := d.target.Apply(ctx, ch, targets.Hooks{Gate: gate, Served: served, Progress: progress, Wait: true})
 	failpoint.Hit(transitionPoint(t.Kind, "applied"))
 	var denied *reconciler.DeniedError
 	if errors.As(applyErr, &denied) && gateErr == nil && !wrote {
@@ -107,8 +108,8 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	// A successful apply already saw the route serve t's revision: it
 	// took effect even if this second look fails on a busy host.
-	took := committed || applyErr == nil || verdict == ServesYes
-	if !took && verdict == ServesUnknown {
+	took := committed || applyErr == nil || verdict == targets.ServesYes
+	if !took && verdict == targets.ServesUnknown {
 		// What serves is unknown: keep the transition pending, and let
 		// resolvePending settle it once the route can be read.
 		d.Wake()
@@ -300,11 +301,11 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 	switch {
 	case err != nil:
 		return err
-	case verdict == ServesUnknown:
+	case verdict == targets.ServesUnknown:
 		// The route cannot be read: settling now could undo a transition
 		// that took effect. Retry later.
 		return fmt.Errorf("settle interrupted %s: what serves cannot be read", t.Kind)
-	case verdict == ServesYes:
+	case verdict == targets.ServesYes:
 		d.log.Info("settling an interrupted "+t.Kind+": it took effect", zap.String("txn", t.ID))
 		if err := d.commit(t); err != nil {
 			return fmt.Errorf("settle interrupted %s: %w", t.Kind, err)
@@ -486,7 +487,7 @@ func (d *Daemon) removeAll(ctx context.Context, m *manifest.Manifest, say func(s
 	// and the restarted daemon plans (and journals) the rest.
 	var removed []string
 	for _, r := range plan {
-		if err := r.run(ctx); err != nil {
+		if err := r.Run(ctx); err != nil {
 			return removed, fmt.Errorf("%s %s: %w", r.Op, r.Target, err)
 		}
 		removed = append(removed, r.Target)

@@ -12,6 +12,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
 )
 
 const withCanary = "  canary: {image: app:2, weight: 20}"
@@ -286,7 +287,7 @@ func TestRenameRefusedAfterRestart(t *testing.T) {
 func TestValidateUniqueAndCleansUp(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 1, ""))
 	h.mustConverge()
-	if _, err := h.fe.AddContainer(engineSpec("demo-nginx-validate", "nginx:latest", "demo", roleValidate), fake.StateExited); err != nil {
+	if _, err := h.fe.AddContainer(engineSpec("demo-nginx-validate", "nginx:latest", "demo", docker.RoleValidate), fake.StateExited); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan []string, 2)
@@ -308,7 +309,7 @@ func TestValidateUniqueAndCleansUp(t *testing.T) {
 		}
 	}
 	for _, c := range h.fe.Snapshot() {
-		if c.Role == roleValidate {
+		if c.Role == docker.RoleValidate {
 			t.Errorf("validate container %s left behind", c.Name)
 		}
 	}
@@ -323,11 +324,11 @@ func TestPendingLeftByADeadDaemonIsSettled(t *testing.T) {
 	m := h.d.manifestNow()
 	tr := &Transition{ID: "deadbeef", Kind: kindPromote, Started: time.Now().UTC(), User: "alice",
 		Promoted: &Promotion{ManifestStable: "app:1", Image: "app:2"}}
-	next, err := desiredFor(m, h.d.state.with(tr))
+	next, err := h.d.target.Change(context.Background(), m, h.d.state.with(tr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.Revision = next.Revision
+	tr.Revision = next.Revision()
 	h.d.mu.Lock()
 	h.d.state.Pending = tr
 	if err := h.d.saveStateLocked(); err != nil {
@@ -396,30 +397,5 @@ func TestSpentDecisionsNeverReapply(t *testing.T) {
 	h.mustConverge()
 	if got := h.running(); got != "stable:app:1×2 canary:app:3×1" {
 		t.Errorf("app:3 named again after another canary: running %s, want it run", got)
-	}
-}
-
-// A validate removes exited validate containers as leftovers, but not one
-// of a validate of this process still under way: it may have exited and
-// not yet had its output read (seen once as "No such container" when two
-// validates ran at once).
-func TestStaleValidatorsSpareOnesUnderWay(t *testing.T) {
-	h := newHarness(t, fakeManifest("app:1", 1, ""))
-	h.mustConverge()
-	for _, name := range []string{"demo-nginx-validate-underway", "demo-nginx-validate-leftover"} {
-		if _, err := h.fe.AddContainer(engineSpec(name, "nginx:latest", "demo", roleValidate), fake.StateExited); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h.d.validating.Store("demo-nginx-validate-underway", true)
-	h.d.removeStaleValidators(context.Background(), "demo")
-	left := map[string]bool{}
-	for _, c := range h.fe.Snapshot() {
-		if c.Role == roleValidate {
-			left[c.Name] = true
-		}
-	}
-	if !left["demo-nginx-validate-underway"] || left["demo-nginx-validate-leftover"] {
-		t.Errorf("validate containers left: %v; want the one under way kept and the leftover removed", left)
 	}
 }

@@ -148,8 +148,9 @@ func (d *Daemon) saveStateLocked() error {
 	return atomicfile.Write(filepath.Join(d.stateDir, stateFile), b, 0o640)
 }
 
-// options applies the recorded decisions that still match m.
-func (s State) options(m *manifest.Manifest) stack.Options {
+// Options applies the recorded decisions that still match m: State is
+// the targets.Decisions a target renders a manifest under.
+func (s State) Options(m *manifest.Manifest) stack.Options {
 	var o stack.Options
 	if p := s.Promoted; p != nil && p.ManifestStable == m.Main().Image && p.Image != m.Main().Image {
 		o.StableImage = p.Image

@@ -8,10 +8,10 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // swiftctl traffic pause|stop|resume: the operator's hold on the front
@@ -69,7 +69,7 @@ func (d *Daemon) setTraffic(ctx context.Context, user string, target *stack.Traf
 // syncHold keeps the hold socket open exactly while nginx's loaded
 // configuration pauses: a restarted daemon reopens it, a resume closes it
 // (sending every held request on to the app).
-func (d *Daemon) syncHold(sv Serving) {
+func (d *Daemon) syncHold(sv targets.Serving) {
 	if sv.Mode == "" { // nothing serves, or nginx cannot be read
 		return
 	}
@@ -86,7 +86,7 @@ func (d *Daemon) syncHold(sv Serving) {
 // state disagrees and no transition is pending (a state file lost or
 // restored from before the hold): the front door keeps doing what it does
 // instead of a reconcile silently resuming or stopping traffic.
-func (d *Daemon) adoptTraffic(sv Serving) {
+func (d *Daemon) adoptTraffic(sv targets.Serving) {
 	loaded := sv.Traffic
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -112,16 +112,4 @@ func (d *Daemon) adoptTraffic(sv Serving) {
 		return
 	}
 	d.log.Info("adopted the traffic hold nginx serves", zap.String("mode", loaded.Mode))
-}
-
-// trafficStatus is the hold nginx applies, for status.
-func trafficStatus(l *reconciler.Loaded) *api.Traffic {
-	if l == nil || l.Traffic.Mode == stack.TrafficRun {
-		return nil
-	}
-	t := &api.Traffic{Mode: l.Traffic.Mode, Message: l.Traffic.Message}
-	if l.Traffic.Mode == stack.TrafficPause {
-		t.Max = l.Traffic.Max.String()
-	}
-	return t
 }

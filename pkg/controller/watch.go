@@ -8,8 +8,6 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
-
-	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // watchManifest watches the manifest's directory (editors replace files by
@@ -118,16 +116,6 @@ func (d *Daemon) watchManifest(ctx context.Context) {
 	}
 }
 
-// sighup is SIGHUP's number, as a kill event reports it.
-const sighup = "1"
-
-// eventSettle is how long after an owned container's last event the
-// daemon reconciles once more. Docker (20.10) sends "die" before its
-// container list shows the container exited: the reconcile the event
-// starts at once can still see it running and plan nothing, and the
-// container stayed dead until the next resync (30 s).
-const eventSettle = time.Second
-
 // watchRetry is how often a lost watch of the manifest directory is retried.
 const watchRetry = 500 * time.Millisecond
 
@@ -136,100 +124,6 @@ const watchRetry = 500 * time.Millisecond
 // follows when a writer creates the file in place instead, which turns the
 // burst into one that waits the full debounce.
 const renameSettle = 20 * time.Millisecond
-
-// watchEngine enqueues a reconcile on every lifecycle event of an owned
-// container (self-heal). When the engine goes away it pings with backoff
-// and, once the engine answers again, wakes the reconcile loop at once.
-func (d *Daemon) watchEngine(ctx context.Context) {
-	const maxBackoff = 5 * time.Second
-	backoff := 250 * time.Millisecond
-	lost := false
-	sleep := func() bool {
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, maxBackoff)
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	for ctx.Err() == nil {
-		project := d.project()
-		if project == "" {
-			if !sleep() {
-				return
-			}
-			continue
-		}
-		if err := d.eng.Ping(ctx); err != nil {
-			if ctx.Err() == nil {
-				lost = true
-				d.setEngineErr(err)
-			}
-			if !sleep() {
-				return
-			}
-			continue
-		}
-		if lost {
-			d.log.Info("docker engine reachable again")
-			lost = false
-			d.Wake() // level-triggered: catch up on whatever was missed
-		}
-		backoff = 250 * time.Millisecond
-		if err := d.watchEvents(ctx, project); err != nil && ctx.Err() == nil {
-			d.log.Warn("docker event stream lost", zap.Error(err))
-			d.setEngineErr(err)
-			lost = true
-		}
-	}
-}
-
-// watchEvents streams owned containers' events until the stream fails.
-func (d *Daemon) watchEvents(ctx context.Context, project string) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	evs, errc := d.eng.Watch(wctx, project)
-	// A second reconcile eventSettle after the last event (see there).
-	// It is armed at once too: what happened before the stream was open
-	// (a container killed while the daemon was starting) sent no event
-	// this stream will deliver.
-	settle := time.AfterFunc(eventSettle, d.Enqueue)
-	defer settle.Stop()
-	for {
-		select {
-		case ev, ok := <-evs:
-			if !ok {
-				// The stream sends its error, then closes: do not lose it.
-				select {
-				case err := <-errc:
-					return err
-				default:
-					return nil
-				}
-			}
-			if ev.Role != stack.RoleApp && ev.Role != stack.RoleNginx {
-				continue // throwaway check containers
-			}
-			if ev.Action == "kill" && ev.Signal == sighup {
-				continue // the reconciler's own nginx reload
-			}
-			if ev.Role == stack.RoleNginx && ev.Action == "start" {
-				d.wakeAccessLog() // follow the new nginx's log from its first line
-			}
-			switch ev.Action {
-			case "die", "destroy", "stop", "kill", "oom":
-				d.log.Info("owned container changed", zap.String("container", ev.Name), zap.String("action", ev.Action))
-				d.Enqueue()
-				settle.Reset(eventSettle)
-			}
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
 
 func (d *Daemon) project() string {
 	d.mu.Lock()

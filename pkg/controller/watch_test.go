@@ -118,7 +118,7 @@ func TestNginxReloadSignalDoesNotEnqueue(t *testing.T) {
 	h.mustConverge()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = h.d.watchEvents(ctx, "demo") }()
+	go func() { defer close(done); h.d.target.Watch(ctx, h.d.Enqueue) }()
 	defer func() { cancel(); <-done }()
 	time.Sleep(50 * time.Millisecond) // subscribed
 	select {

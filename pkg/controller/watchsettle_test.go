@@ -7,6 +7,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
 )
 
 // triggered drains the loop's trigger and reports whether a reconcile was
@@ -36,10 +37,10 @@ func TestWatchCatchesUpOnWhatHappenedBeforeItOpened(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); h.d.watchEvents(ctx, "demo") }()
+	go func() { defer close(done); h.d.target.Watch(ctx, h.d.Enqueue) }()
 	defer func() { cancel(); <-done }()
-	// eventSettle is a second; ten leave room for a loaded host.
-	if !triggered(h.d, 10*eventSettle) {
+	// docker.EventSettle is a second; ten leave room for a loaded host.
+	if !triggered(h.d, 10*docker.EventSettle) {
 		t.Fatal("the watch opened after a kill asked for no reconcile")
 	}
 	h.mustConverge()
@@ -49,28 +50,28 @@ func TestWatchCatchesUpOnWhatHappenedBeforeItOpened(t *testing.T) {
 }
 
 // An owned container's event asks for a reconcile at once and for another
-// eventSettle after the last event: Docker lists a container as running
+// docker.EventSettle after the last event: Docker lists a container as running
 // for a moment after its die event, so the first may see nothing to heal.
 func TestWatchReconcilesAgainAfterTheEventsSettle(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 2, ""))
 	h.mustConverge()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); h.d.watchEvents(ctx, "demo") }()
+	go func() { defer close(done); h.d.target.Watch(ctx, h.d.Enqueue) }()
 	defer func() { cancel(); <-done }()
-	if !triggered(h.d, 10*eventSettle) { // the catch-up of the opening
+	if !triggered(h.d, 10*docker.EventSettle) { // the catch-up of the opening
 		t.Fatal("no reconcile asked for when the watch opened")
 	}
 	apps := fake.Names(h.fe.ByRole(stack.RoleApp))
 	if err := h.fe.Kill(apps[0]); err != nil {
 		t.Fatal(err)
 	}
-	if !triggered(h.d, 10*eventSettle) {
+	if !triggered(h.d, 10*docker.EventSettle) {
 		t.Fatal("the die event asked for no reconcile")
 	}
 	// The loop ran that reconcile (the trigger is drained); a second one
 	// follows the settle.
-	if !triggered(h.d, 10*eventSettle) {
+	if !triggered(h.d, 10*docker.EventSettle) {
 		t.Fatal("no second reconcile after the events settled")
 	}
 }

@@ -1,4 +1,4 @@
-package controller
+package kubernetes
 
 import (
 	"context"
@@ -8,12 +8,13 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // Check is validate on Kubernetes: the objects render, and the API server
 // accepts every one (a strict server-side dry-run apply, which also runs
 // admission).
-func (t *kubeTarget) Check(ctx context.Context, m *manifest.Manifest, st State) []api.Check {
+func (t *Target) Check(ctx context.Context, m *manifest.Manifest, st targets.Decisions) []api.Check {
 	desired, err := t.desired(m, st)
 	if err != nil {
 		return []api.Check{{Name: "Kubernetes objects render", Detail: err.Error()}}

@@ -1,4 +1,4 @@
-package controller
+package docker
 
 import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -13,24 +13,22 @@ import (
 // when the manifest asks for one (policy.relative): the canary's window
 // against the stable revision's over the same span. It returns the
 // verdict's outcome ("" without one).
-func (d *Daemon) withRelative(in *policy.CanaryInput, m *manifest.Manifest, canary observe.Stats) verdict.Outcome {
+func (t *Target) withRelative(in *policy.CanaryInput, m *manifest.Manifest, canary observe.Stats) verdict.Outcome {
 	r := m.Policy.Relative
 	if r == nil {
 		return ""
 	}
 	cfg := verdict.Config{Confidence: r.Confidence, MinRequests: float64(r.MinRequests), MaxP99Factor: r.MaxP99Factor}
 	// Stable's revision is the desired stack's; deriving the stack alone
-	// (not rendering nginx.conf, as d.desired does) keeps an analysis
+	// (not rendering nginx.conf, as t.desired does) keeps an analysis
 	// check cheap.
-	d.mu.Lock()
-	state := d.state
-	d.mu.Unlock()
+	state := t.Decisions()
 	var stable observe.Stats
-	if withFiles, err := d.withFiles(m); err == nil {
+	if withFiles, err := t.WithFiles(m); err == nil {
 		m = withFiles
 	}
-	if st := stack.FromManifest(m, state.options(m)).MainStable(); len(st) > 0 {
-		stable = d.obs.Stats(stack.TrackStable, st[0].Hash, r.MinRequests)
+	if st := stack.FromManifest(m, state.Options(m)).MainStable(); len(st) > 0 {
+		stable = t.Observer.Stats(stack.TrackStable, st[0].Hash, r.MinRequests)
 	}
 	v := verdict.Compare(sample(canary), sample(stable), cfg)
 	in.Relative = v.Input()

@@ -1,4 +1,4 @@
-package controller
+package kubernetes
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 	"github.com/swiftdeploy/swiftdeploy/pkg/verdict"
 )
 
@@ -24,9 +25,9 @@ import (
 // pods), the figures from Prometheus, never from what was applied. The
 // plan is computed from the cache too: no call to the API server, no dry
 // run.
-func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State, s *api.Status) {
+func (t *Target) Report(ctx context.Context, m *manifest.Manifest, st targets.Decisions, s *api.Status) {
 	d := t.d
-	ctx, cancel := context.WithTimeout(ctx, statusObserveTimeout)
+	ctx, cancel := context.WithTimeout(ctx, targets.ReportTimeout)
 	defer cancel()
 	obs, err := t.api.Observe(ctx, m.Project, extras(m))
 	if err != nil {
@@ -38,11 +39,11 @@ func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State,
 	names := kubetarget.PrimaryNames(m)
 	if m.IsNamed() {
 		ks.Deployments = append(ks.Deployments, kubeWorkloads(obs)...)
-		s.Services = kubeServicesStatus(stack.FromManifest(m, st.options(m)), obs)
+		s.Services = kubeServicesStatus(stack.FromManifest(m, st.Options(m)), obs)
 	} else {
 		for _, tr := range []struct{ track, name string }{{stack.TrackStable, names.StableDeployment}, {stack.TrackCanary, names.CanaryDeployment}} {
 			if dep, ok := obs.Deployments[tr.name]; ok {
-				ks.Deployments = append(ks.Deployments, kubeDeploymentStatus(dep, tr.track))
+				ks.Deployments = append(ks.Deployments, deploymentStatus(dep, tr.track))
 			}
 		}
 	}
@@ -53,7 +54,7 @@ func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State,
 		ks.Route, ks.RouteWeights = route, weights
 	}
 	s.Kubernetes = ks
-	if sv := kubeServing(m, obs); sv.Mode != "" {
+	if sv := serving(m, obs); sv.Mode != "" {
 		s.Mode, s.StableImage = sv.Mode, sv.StableImage
 		if sv.Mode == stack.TrackCanary {
 			s.CanaryImage, s.CanaryWeight = sv.CanaryImage, sv.CanaryWeight
@@ -88,7 +89,7 @@ func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State,
 				}
 			}
 		}
-		s.Policies = append(s.Policies, *toAPIDecision(d.policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, desired))))
+		s.Policies = append(s.Policies, *targets.APIDecision(d.Policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, desired))))
 	}
 	tracks := []string{stack.TrackStable}
 	if s.Mode == stack.TrackCanary {
@@ -100,12 +101,12 @@ func (t *kubeTarget) Report(ctx context.Context, m *manifest.Manifest, st State,
 	}
 	if s.Mode == stack.TrackCanary {
 		dec, _ := t.canaryDecision(ctx, m, obs)
-		s.Policies = append(s.Policies, *toAPIDecision(dec))
+		s.Policies = append(s.Policies, *targets.APIDecision(dec))
 	}
 	return
 }
 
-func kubeDeploymentStatus(dep appsv1.Deployment, track string) api.KubeDeployment {
+func deploymentStatus(dep appsv1.Deployment, track string) api.KubeDeployment {
 	done, why := kubetarget.RolledOut(dep)
 	k := api.KubeDeployment{
 		Name: dep.Name, Track: track, Image: kubetarget.ImageOf(dep),
@@ -146,22 +147,22 @@ func podState(p corev1.Pod) string {
 	return state
 }
 
-// kubeTrack is one track's figures from Prometheus, for status and for
+// trackFigures is one track's figures from Prometheus, for status and for
 // the canary-safety policy.
-type kubeTrack struct {
+type trackFigures struct {
 	api api.TrackStats
 	in  policy.CanaryInput
 	why []string // why figures are missing
 }
 
-// kubeTrackStats asks Prometheus for a track's figures over
+// trackStats asks Prometheus for a track's figures over
 // metrics.window. No Prometheus named, no current ReplicaSet, a query
 // without data: each leaves the figures nil with its reason, so the
 // policy denies.
-func (t *kubeTarget) trackStats(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed, track string) (kubeTrack, error) {
+func (t *Target) trackStats(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed, track string) (trackFigures, error) {
 	noProxy := false // no nginx here: the Gateway's figures are not read, only the app's are judged
-	out := kubeTrack{api: api.TrackStats{Track: track, Outcome: string(metrics.MissingData)}, in: policy.CanaryInput{Mode: track, ProxyView: &noProxy}}
-	fail := func(why string) (kubeTrack, error) {
+	out := trackFigures{api: api.TrackStats{Track: track, Outcome: string(metrics.MissingData)}, in: policy.CanaryInput{Mode: track, ProxyView: &noProxy}}
+	fail := func(why string) (trackFigures, error) {
 		out.why = append(out.why, why)
 		out.api.Reason = why
 		return out, nil
@@ -198,8 +199,8 @@ func (t *kubeTarget) trackStats(ctx context.Context, m *manifest.Manifest, obs k
 		}
 		return *f
 	}
-	out.api.Requests, out.api.ReqPerSec = round2(val(st.Requests)), round2(val(st.ReqPerSec))
-	out.api.ErrorRate, out.api.P99Ms = round4(val(st.ErrorRate)), round2(val(st.P99Ms))
+	out.api.Requests, out.api.ReqPerSec = targets.Round2(val(st.Requests)), targets.Round2(val(st.ReqPerSec))
+	out.api.ErrorRate, out.api.P99Ms = targets.Round4(val(st.ErrorRate)), targets.Round2(val(st.P99Ms))
 	switch {
 	case len(st.Missing) > 0:
 		out.why = append(out.why, "Prometheus has no data for "+strings.Join(st.Missing, "; "))
@@ -212,9 +213,9 @@ func (t *kubeTarget) trackStats(ctx context.Context, m *manifest.Manifest, obs k
 	return out, nil
 }
 
-// kubeCanaryDecision is canary safety on Kubernetes, from Prometheus;
+// canaryDecision is canary safety on Kubernetes, from Prometheus;
 // why figures are missing is added to the policy's reasons.
-func (t *kubeTarget) canaryDecision(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed) (policy.Decision, kubeTrack) {
+func (t *Target) canaryDecision(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed) (policy.Decision, trackFigures) {
 	ts, _ := t.trackStats(ctx, m, obs, stack.TrackCanary)
 	if r := m.Policy.Relative; r != nil {
 		// The canary-vs-stable verdict, on both tracks' figures from
@@ -223,7 +224,7 @@ func (t *kubeTarget) canaryDecision(ctx context.Context, m *manifest.Manifest, o
 		cfg := verdict.Config{Confidence: r.Confidence, MinRequests: float64(r.MinRequests), MaxP99Factor: r.MaxP99Factor}
 		ts.in.Relative = verdict.Compare(promSample(ts), promSample(st), cfg).Input()
 	}
-	dec := t.d.policies.CanarySafety(ctx, ts.in, thresholds(m))
+	dec := t.d.Policies.CanarySafety(ctx, ts.in, targets.Thresholds(m))
 	if !dec.Allowed {
 		dec.Reasons = append(dec.Reasons, ts.why...)
 	}
@@ -232,7 +233,7 @@ func (t *kubeTarget) canaryDecision(ctx context.Context, m *manifest.Manifest, o
 
 // promSample is a track's figures for the verdict; a track without data
 // counts as no requests (the verdict then says insufficient data).
-func promSample(ts kubeTrack) verdict.Sample {
+func promSample(ts trackFigures) verdict.Sample {
 	val := func(f *float64) float64 {
 		if f == nil {
 			return 0

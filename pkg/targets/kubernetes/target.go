@@ -1,11 +1,11 @@
-package controller
-
-// The Kubernetes target (swiftdeployd --target kubernetes): the same
-// control loop, journal, policies, state and control socket as on Docker,
-// converging a namespace by server-side apply instead of containers and
-// nginx. pkg/kubetarget plans; this file runs the plans; kube_status.go
-// reports what the API says; kube_rollout.go makes promotion and
-// rollback transactions.
+// Package kubernetes is the Kubernetes target (swiftdeployd --target
+// kubernetes): the controller's Target on a namespace, converged by
+// server-side apply instead of containers and nginx, under the same
+// control loop, journal, policies, state and control socket as on Docker.
+// pkg/kubetarget plans; target.go runs the plans; status.go reports what
+// the API says; leader.go elects the one daemon of a namespace that
+// applies; the controller makes promotion and rollback transactions.
+package kubernetes
 
 import (
 	"context"
@@ -26,10 +26,11 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
-// KubeConfig selects the Kubernetes target.
-type KubeConfig struct {
+// Config selects the Kubernetes target.
+type Config struct {
 	// Kubeconfig is the file with the API server, its CA and the
 	// daemon's credentials.
 	Kubeconfig string
@@ -56,25 +57,43 @@ type KubeConfig struct {
 	// LeaseDuration: a leader that stops renewing (killed) is replaced
 	// within this (default 15s).
 	LeaseDuration time.Duration
+	// Elect, when set, replaces the client's leader election (tests).
+	Elect func(ctx context.Context, e kube.Election, lead func(context.Context), lost func()) error
 }
 
-// eventDriftReverted journals an apply that took back fields someone else
-// changed on an object swiftdeploy applied.
-const eventDriftReverted = "drift_reverted"
+// Deps is what the Kubernetes target calls back into the controller for,
+// given at construction.
+type Deps struct {
+	targets.Controller
+	// PullSecret is the image pull Secret's payload for m under s (nil
+	// when no registry m's images are on has credentials).
+	PullSecret func(m *manifest.Manifest, s targets.Decisions) ([]byte, error)
+	// Debounce: a burst of the informers' events settles this long
+	// before one reconcile is asked for.
+	Debounce time.Duration
+	// Dir is the manifest's directory: env and secret files are relative
+	// to it, and it names this daemon in the Lease.
+	Dir string
+}
 
-// kubeTarget is the Kubernetes target: Deployments per track behind an
+// EventDriftReverted journals an apply that took back fields someone else
+// changed on an object swiftdeploy applied.
+const EventDriftReverted = "drift_reverted"
+
+// Target is the Kubernetes target: Deployments per track behind an
 // HTTPRoute whose weights are the route.
-type kubeTarget struct {
-	d      *Daemon
-	cfg    KubeConfig
-	api    kubeAPI
+type Target struct {
+	d      Deps
+	cfg    Config
+	api    API
 	server string // the API server's address, for the journal
 	// elect runs the leader election (nil: this daemon always acts).
 	elect func(ctx context.Context, e kube.Election, lead func(context.Context), lost func()) error
 	lead  leadership
 }
 
-func newKubeTarget(cfg KubeConfig) (*kubeTarget, error) {
+// New connects to the API server of cfg's kubeconfig.
+func New(cfg Config, d Deps) (*Target, error) {
 	if cfg.Namespace == "" {
 		return nil, errors.New("--namespace is required with --target kubernetes")
 	}
@@ -82,25 +101,41 @@ func newKubeTarget(cfg KubeConfig) (*kubeTarget, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Elect == nil {
+		cfg.Elect = c.Elect
+	}
+	t := NewOn(cfg, kubetarget.NewLive(c, cfg.Namespace), d)
+	t.server = c.Server
+	return t, nil
+}
+
+// NewOn is the target on api (tests: a fake API server). It elects with
+// cfg.Elect, when set and not NoLeaderElection.
+func NewOn(cfg Config, api API, d Deps) *Target {
 	if cfg.ProgressDeadline <= 0 {
 		cfg.ProgressDeadline = kubetarget.DefaultProgressDeadline
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 250 * time.Millisecond
 	}
-	t := &kubeTarget{cfg: cfg, api: kubetarget.NewLive(c, cfg.Namespace), server: c.Server}
-	if !cfg.NoLeaderElection {
+	t := &Target{d: d, cfg: cfg, api: api}
+	if !cfg.NoLeaderElection && cfg.Elect != nil {
 		// Not acting until elected, from the first reconcile on.
-		t.elect, t.lead.elected = c.Elect, true
+		t.elect, t.lead.elected = cfg.Elect, true
 	}
-	return t, nil
+	return t
+}
+
+// String names the namespace and the API server, for the journal.
+func (t *Target) String() string {
+	return fmt.Sprintf("kubernetes namespace %s at %s", t.cfg.Namespace, t.server)
 }
 
 // Watch runs the informers' events into reconciles (a deleted canary
 // Service or an edited image is reverted, a rollout's progress is
 // noticed): a burst of events settles for the debounce, then one
 // reconcile is enqueued. It also runs the leader election.
-func (t *kubeTarget) Watch(ctx context.Context, kick func()) {
+func (t *Target) Watch(ctx context.Context, kick func()) {
 	d := t.d
 	events := make(chan struct{}, 1)
 	t.api.OnChange(func() {
@@ -123,7 +158,7 @@ func (t *kubeTarget) Watch(ctx context.Context, kick func()) {
 			return
 		case <-events:
 			if debounce == nil {
-				debounce = time.After(d.cfg.Debounce)
+				debounce = time.After(d.Debounce)
 			}
 		case <-debounce:
 			debounce = nil
@@ -139,18 +174,18 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// kubeAPI is what the target needs of the API server: writes, the
+// API is what the target needs of the API server: writes, the
 // cluster policy's lists, and the project's objects from the informers'
 // cache (kubetarget.Live; tests use a fake).
-type kubeAPI interface {
+type API interface {
 	kubetarget.API
 	Observe(ctx context.Context, project string, x kubetarget.Extras) (kubetarget.Observed, error)
 	OnChange(func())
 	Close()
 }
 
-// kubeChange is a plan of pkg/kubetarget.
-type kubeChange struct {
+// change is a plan of pkg/kubetarget.
+type change struct {
 	m       *manifest.Manifest
 	desired kubetarget.Desired
 	obs     kubetarget.Observed
@@ -158,35 +193,35 @@ type kubeChange struct {
 	rev     string
 }
 
-func (c *kubeChange) Revision() string { return c.rev }
-func (c *kubeChange) Blocked() string  { return "" }
-func (c *kubeChange) Gated() bool      { return c.plan.Gated() }
-func (c *kubeChange) Empty() bool      { return c.plan.Empty() }
-func (c *kubeChange) Lines() []string  { return c.plan.Lines() }
-func (c *kubeChange) Serving() Serving { return kubeServing(c.m, c.obs) }
+func (c *change) Revision() string         { return c.rev }
+func (c *change) Blocked() string          { return "" }
+func (c *change) Gated() bool              { return c.plan.Gated() }
+func (c *change) Empty() bool              { return c.plan.Empty() }
+func (c *change) Lines() []string          { return c.plan.Lines() }
+func (c *change) Serving() targets.Serving { return serving(c.m, c.obs) }
 
-func (t *kubeTarget) Name() string { return "kubernetes" }
+func (t *Target) Name() string { return "kubernetes" }
 
-func (t *kubeTarget) desired(m *manifest.Manifest, s State) (kubetarget.Desired, error) {
-	pull, err := t.d.pullSecret(m, s)
+func (t *Target) desired(m *manifest.Manifest, s targets.Decisions) (kubetarget.Desired, error) {
+	pull, err := t.d.PullSecret(m, s)
 	if err != nil {
 		return kubetarget.Desired{}, err
 	}
 	// The files' keyed digest goes into the pods' config hash (a changed
 	// secret rolls them); their content into the Secrets only.
-	m, err = t.d.withFiles(m)
+	m, err = t.d.WithFiles(m)
 	if err != nil {
 		return kubetarget.Desired{}, err
 	}
-	d, err := kubetarget.DesiredFor(m, s.options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline, pull)
+	d, err := kubetarget.DesiredFor(m, s.Options(m), t.cfg.Namespace, t.cfg.Gateway, t.cfg.ProgressDeadline, pull)
 	if err != nil || !hasSecrets(m) {
 		return d, err
 	}
 	if m.IsNamed() {
-		d.Secrets, err = t.d.namedSecrets(m, t.cfg.Namespace)
+		d.Secrets, err = t.namedSecrets(m, t.cfg.Namespace)
 		return d, err
 	}
-	files, env, err := t.d.readSecrets(m)
+	files, env, err := t.readSecrets(m)
 	if err != nil {
 		return kubetarget.Desired{}, err
 	}
@@ -225,30 +260,30 @@ func extras(m *manifest.Manifest) kubetarget.Extras {
 
 // observe reads what the project owns from the informers' cache; its Secrets and volume claims only
 // when the manifest has some (the daemon's Role grants them only then).
-func (t *kubeTarget) observe(ctx context.Context, m *manifest.Manifest) (kubetarget.Observed, error) {
+func (t *Target) observe(ctx context.Context, m *manifest.Manifest) (kubetarget.Observed, error) {
 	obs, err := t.api.Observe(ctx, m.Project, extras(m))
-	t.d.setEngineErr(err)
+	t.d.Reached(err)
 	return obs, err
 }
 
-func (t *kubeTarget) Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error) {
+func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s targets.Decisions) (targets.Change, error) {
 	desired, err := t.desired(m, s)
 	if err != nil {
 		return nil, err
 	}
-	c := &kubeChange{m: m, desired: desired, rev: kubetarget.Revision(desired)}
+	c := &change{m: m, desired: desired, rev: kubetarget.Revision(desired)}
 	return c, t.replan(ctx, c)
 }
 
 // replan observes and plans c again.
-func (t *kubeTarget) replan(ctx context.Context, c *kubeChange) error {
+func (t *Target) replan(ctx context.Context, c *change) error {
 	obs, err := t.observe(ctx, c.m)
 	if err != nil {
 		return err
 	}
 	plan, err := t.plan(ctx, c.desired, c.rev, obs)
 	if err != nil {
-		return &planError{err}
+		return &targets.PlanError{Err: err}
 	}
 	c.obs, c.plan = obs, plan
 	return nil
@@ -257,7 +292,7 @@ func (t *kubeTarget) replan(ctx context.Context, c *kubeChange) error {
 // plan computes the plan from obs to desired: from the informers' cache
 // alone, no call to the API server, so status and diff may plan on every
 // call.
-func (t *kubeTarget) plan(_ context.Context, desired kubetarget.Desired, _ string, obs kubetarget.Observed) (kubetarget.Plan, error) {
+func (t *Target) plan(_ context.Context, desired kubetarget.Desired, _ string, obs kubetarget.Observed) (kubetarget.Plan, error) {
 	plan, err := kubetarget.Compute(desired, obs)
 	if err != nil {
 		return plan, err
@@ -267,8 +302,8 @@ func (t *kubeTarget) plan(_ context.Context, desired kubetarget.Desired, _ strin
 
 // Apply applies c's plan; with h.Wait it converges until c has rolled out,
 // calling h.Served the moment the route serves c (the commit point).
-func (t *kubeTarget) Apply(ctx context.Context, ch Change, h Hooks) ([]string, error) {
-	c := ch.(*kubeChange)
+func (t *Target) Apply(ctx context.Context, ch targets.Change, h targets.Hooks) ([]string, error) {
+	c := ch.(*change)
 	if !h.Wait {
 		return t.step(ctx, c, h)
 	}
@@ -315,11 +350,11 @@ func (t *kubeTarget) Apply(ctx context.Context, ch Change, h Hooks) ([]string, e
 
 // step gates and applies c's plan once, op by op, and returns the ops that
 // ran: a drift revert is journaled only once its op has run.
-func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h Hooks) ([]string, error) {
+func (t *Target) step(ctx context.Context, c *change, h targets.Hooks) ([]string, error) {
 	if c.plan.Empty() {
 		return nil, nil
 	}
-	if err := t.acting(); err != nil {
+	if err := t.Acting(); err != nil {
 		return nil, err
 	}
 	if c.plan.Gated() {
@@ -338,43 +373,43 @@ func (t *kubeTarget) step(ctx context.Context, c *kubeChange, h Hooks) ([]string
 		}
 		ran = append(ran, op.String())
 		if op.Force {
-			t.d.event(eventDriftReverted, op.String(), "", map[string]any{"object": op.Ref.String()})
+			t.d.Event(EventDriftReverted, op.String(), map[string]any{"object": op.Ref.String()})
 		}
 	}
 	return ran, nil
 }
 
-func (t *kubeTarget) Serves(ctx context.Context, ch Change) (Verdict, Serving, error) {
-	c := ch.(*kubeChange)
+func (t *Target) Serves(ctx context.Context, ch targets.Change) (targets.Verdict, targets.Serving, error) {
+	c := ch.(*change)
 	obs, err := t.observe(ctx, c.m)
 	if err != nil {
-		return ServesUnknown, Serving{}, err
+		return targets.ServesUnknown, targets.Serving{}, err
 	}
-	sv := kubeServing(c.m, obs)
+	sv := serving(c.m, obs)
 	if kubetarget.Serves(c.desired, obs) {
-		return ServesYes, sv, nil
+		return targets.ServesYes, sv, nil
 	}
-	return ServesNo, sv, nil
+	return targets.ServesNo, sv, nil
 }
 
-func (t *kubeTarget) Serving(ctx context.Context, m *manifest.Manifest) (Serving, error) {
+func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Serving, error) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
-		return Serving{}, err
+		return targets.Serving{}, err
 	}
-	return kubeServing(m, obs), nil
+	return serving(m, obs), nil
 }
 
-// kubeServing reads the mode from the live route's weights and the images
+// serving reads the mode from the live route's weights and the images
 // from the live Deployments: the primary service's, the one a canary is
 // about (in the named form, its rule's split in the route).
-func kubeServing(m *manifest.Manifest, obs kubetarget.Observed) Serving {
+func serving(m *manifest.Manifest, obs kubetarget.Observed) targets.Serving {
 	n := kubetarget.PrimaryNames(m)
 	_, w, ok := kubetarget.PrimaryWeights(obs, n)
 	if !ok {
-		return Serving{}
+		return targets.Serving{}
 	}
-	s := Serving{Mode: stack.TrackStable}
+	s := targets.Serving{Mode: stack.TrackStable}
 	if dep, ok := obs.Deployments[n.StableDeployment]; ok {
 		s.StableImage = kubetarget.ImageOf(dep)
 	}
@@ -392,44 +427,44 @@ func kubeServing(m *manifest.Manifest, obs kubetarget.Observed) Serving {
 // Rolled looks at the rollout of m under s without a dry run: every
 // desired Deployment and StatefulSet rolled out with its image, the route's weights in
 // force, or the reason it is not yet.
-func (t *kubeTarget) Rolled(ctx context.Context, m *manifest.Manifest, s State) (RolloutStatus, error) {
+func (t *Target) Rolled(ctx context.Context, m *manifest.Manifest, s targets.Decisions) (targets.RolloutStatus, error) {
 	desired, err := t.desired(m, s)
 	if err != nil {
-		return RolloutStatus{}, err
+		return targets.RolloutStatus{}, err
 	}
 	obs, err := t.observe(ctx, m)
 	if err != nil {
-		return RolloutStatus{}, err
+		return targets.RolloutStatus{}, err
 	}
 	if f := progressFailed(desired, obs); f != "" {
-		return RolloutStatus{Failed: f}, nil
+		return targets.RolloutStatus{Failed: f}, nil
 	}
 	for _, o := range kubetarget.ForObserved(desired, obs).Objects {
 		if v, ok := o.(*appsv1.StatefulSet); ok {
 			if why := rolledStatefulSet(v, obs); why != "" {
-				return RolloutStatus{Waiting: why}, nil
+				return targets.RolloutStatus{Waiting: why}, nil
 			}
 		}
 		if v, ok := o.(*appsv1.Deployment); ok {
 			live, ok := obs.Deployments[v.Name]
 			if !ok {
-				return RolloutStatus{Waiting: "Deployment " + v.Name + " missing"}, nil
+				return targets.RolloutStatus{Waiting: "Deployment " + v.Name + " missing"}, nil
 			}
 			if kubetarget.ImageOf(live) != kubetarget.ImageOf(*v) {
-				return RolloutStatus{Waiting: "Deployment " + v.Name + " not yet at " + kubetarget.ImageOf(*v)}, nil
+				return targets.RolloutStatus{Waiting: "Deployment " + v.Name + " not yet at " + kubetarget.ImageOf(*v)}, nil
 			}
 			if done, why := kubetarget.RolledOut(live); !done {
-				return RolloutStatus{Waiting: "Deployment " + v.Name + ": " + why}, nil
+				return targets.RolloutStatus{Waiting: "Deployment " + v.Name + ": " + why}, nil
 			}
 		}
 	}
 	if !kubetarget.Serves(desired, obs) {
-		return RolloutStatus{Waiting: "the route does not serve the desired weights yet"}, nil
+		return targets.RolloutStatus{Waiting: "the route does not serve the desired weights yet"}, nil
 	}
-	return RolloutStatus{Done: true}, nil
+	return targets.RolloutStatus{Done: true}, nil
 }
 
-func (t *kubeTarget) Await() (poll, deadline time.Duration) {
+func (t *Target) Await() (poll, deadline time.Duration) {
 	return t.cfg.Poll, t.cfg.ProgressDeadline + 10*time.Second
 }
 
@@ -447,35 +482,35 @@ func progressFailed(desired kubetarget.Desired, obs kubetarget.Observed) string 
 }
 
 // Decide is the cluster policy on the cluster's facts.
-func (t *kubeTarget) Decide(ctx context.Context, ch Change) policy.Decision {
-	return t.d.policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, ch.(*kubeChange).desired))
+func (t *Target) Decide(ctx context.Context, ch targets.Change) policy.Decision {
+	return t.d.Policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, ch.(*change).desired))
 }
 
 // Judge is canary safety from Prometheus's figures of the canary's
 // current pods (the revision is the pod-template hash it finds).
-func (t *kubeTarget) Judge(ctx context.Context, m *manifest.Manifest, _ string) (policy.Decision, statsView) {
+func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, _ string) (policy.Decision, targets.Figures) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
-		return policy.Decision{Reasons: []string{err.Error()}}, statsView{Outcome: metrics.MissingData, NoProxy: true}
+		return policy.Decision{Reasons: []string{err.Error()}}, targets.Figures{Outcome: metrics.MissingData, NoProxy: true}
 	}
 	dec, ts := t.canaryDecision(ctx, m, obs)
-	v := statsView{Outcome: metrics.Outcome(ts.api.Outcome), NoProxy: true, Requests: ts.api.Requests,
+	v := targets.Figures{Outcome: metrics.Outcome(ts.api.Outcome), NoProxy: true, Requests: ts.api.Requests,
 		ErrorRate: ts.api.ErrorRate, P99Ms: ts.api.P99Ms, ReqPerSec: ts.api.ReqPerSec}
 	return dec, v
 }
 
-func (t *kubeTarget) Forget() error { return nil }
+func (t *Target) Forget() error { return nil }
 
 // Heal: the cluster's own controllers restore crashed pods; a denied
 // change leaves the live objects as they are.
-func (t *kubeTarget) Heal(context.Context, Change, reconciler.Progress) {}
+func (t *Target) Heal(context.Context, targets.Change, reconciler.Progress) {}
 
 // Teardown plans the deletion of every object the project owns: the
 // routes first, so that nothing is sent to a Service being deleted, then
 // the Services and workloads (Deployments, the accessories' StatefulSets).
 // The project's Secrets go last; its volume claims, with the data, only
 // with volumes (`down --volumes`), after everything else.
-func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]Removal, error) {
+func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]targets.Removal, error) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return nil, err
@@ -496,12 +531,12 @@ func (t *kubeTarget) Teardown(ctx context.Context, m *manifest.Manifest, volumes
 	if volumes { // the data goes only when asked for
 		add(kube.Claims, slices.Collect(maps.Keys(obs.Claims)))
 	}
-	plan := make([]Removal, 0, len(refs))
+	plan := make([]targets.Removal, 0, len(refs))
 	for _, ref := range refs {
 		ref := ref
-		plan = append(plan, Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
-			run: func(ctx context.Context) error {
-				if err := t.acting(); err != nil {
+		plan = append(plan, targets.Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
+			Run: func(ctx context.Context) error {
+				if err := t.Acting(); err != nil {
 					return err
 				}
 				return t.api.Delete(ctx, ref)

@@ -1,4 +1,11 @@
-package controller
+// Package target is what the controller (pkg/controller) asks of a
+// platform it converges: the Target interface and the types its methods
+// speak. The control plane (the loop, the transactions, the analysis
+// walk, status, diff, validate) is written once over it; each platform is
+// its own package that implements it: the Docker host (pkg/targets/docker)
+// and a Kubernetes namespace (pkg/targets/kubernetes). A target imports
+// this package, never the controller.
+package targets
 
 import (
 	"context"
@@ -13,9 +20,16 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
+// Decisions are the controller's recorded decisions (a promotion, a
+// rollback, a canary's step, a traffic hold) that refine a manifest: what
+// a target renders for m is m under Options(m).
+type Decisions interface {
+	Options(m *manifest.Manifest) stack.Options
+}
+
 // Target is one platform the controller converges: the Docker host
-// (containers behind nginx, docker.go) or a Kubernetes namespace
-// (Deployments behind an HTTPRoute, kubernetes.go). The control plane
+// (containers behind nginx, pkg/targets/docker) or a Kubernetes namespace
+// (Deployments behind an HTTPRoute, pkg/targets/kubernetes). The control plane
 // (the loop, the transactions, the analysis walk) is written once over it;
 // a target only observes, plans, applies, says what serves now (the commit
 // predicate) and removes everything.
@@ -24,7 +38,7 @@ type Target interface {
 	Name() string
 	// Change is what would run for m under the recorded decisions s, and
 	// the plan from what runs now to it. It changes nothing.
-	Change(ctx context.Context, m *manifest.Manifest, s State) (Change, error)
+	Change(ctx context.Context, m *manifest.Manifest, s Decisions) (Change, error)
 	// Apply runs ch's plan. h.Gate runs before the first operation that
 	// adds capacity or traffic (never before one that restores what was
 	// serving); h.Served runs once, the moment the route serves ch's
@@ -43,7 +57,7 @@ type Target interface {
 	Decide(ctx context.Context, ch Change) policy.Decision
 	// Judge is canary safety on the figures of the canary revision, from
 	// the app's and nginx's windows (Docker) or Prometheus (Kubernetes).
-	Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, statsView)
+	Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, Figures)
 	// Teardown is the plan that removes everything the project owns, the
 	// route first, in the order it runs. It changes nothing: down runs it
 	// operation by operation, journaling each as it runs, and diff shows
@@ -60,15 +74,15 @@ type Target interface {
 	Heal(ctx context.Context, ch Change, progress reconciler.Progress)
 	// Rolled is the rollout of what m under s asks for: done, failed (its
 	// progress deadline passed), or still rolling and why.
-	Rolled(ctx context.Context, m *manifest.Manifest, s State) (RolloutStatus, error)
+	Rolled(ctx context.Context, m *manifest.Manifest, s Decisions) (RolloutStatus, error)
 	// Await is how often, and how long at most, a deploy looks at its
 	// rollout.
 	Await() (poll, deadline time.Duration)
 	// Report fills the target's part of status from a fresh look: what
 	// runs, what serves, what is pending, the live figures and policies.
-	Report(ctx context.Context, m *manifest.Manifest, s State, out *api.Status)
+	Report(ctx context.Context, m *manifest.Manifest, s Decisions, out *api.Status)
 	// Check is the target's part of validate: it changes nothing.
-	Check(ctx context.Context, m *manifest.Manifest, s State) []api.Check
+	Check(ctx context.Context, m *manifest.Manifest, s Decisions) []api.Check
 	// Watch runs until ctx ends, calling kick (a coalesced hint that
 	// carries no state) when something the project owns changed.
 	Watch(ctx context.Context, kick func())
@@ -146,21 +160,22 @@ type Removal struct {
 	// After is the failpoint hit once it ran, if any (the crash suite's
 	// down/removed: nginx gone, apps still there).
 	After string
-	run   func(ctx context.Context) error
+	// Run removes it; the controller runs a plan's removals in order.
+	Run func(ctx context.Context) error
 }
 
 func (r Removal) String() string { return fmt.Sprintf("%-14s %s", r.Op, r.Target) }
 
 // LogReader is a target that reads its replicas' logs (swiftctl logs).
 // The control plane decides which replicas to open, from when, and how
-// to merge them (logs.go, logs_follow.go): a target only lists a
-// service's replicas and opens one's log. Both targets are LogReaders; it
+// to merge them (pkg/controller's logs.go, logs_follow.go): a target only
+// lists a service's replicas and opens one's log. Both targets are LogReaders; it
 // is its own interface so that a target (or a test's) need not be.
 type LogReader interface {
 	// LogReplicas lists the replicas of q's service and track whose log
 	// can be read, stopped ones too.
 	LogReplicas(ctx context.Context, m *manifest.Manifest, q api.LogQuery) ([]Replica, error)
-	// OpenLog opens r's log. An error wrapping errReplicaGone means r no
+	// OpenLog opens r's log. An error wrapping ErrReplicaGone means r no
 	// longer exists (a deploy replaced it): it is left out.
 	OpenLog(ctx context.Context, m *manifest.Manifest, r Replica, o engine.LogOptions) (engine.LogStream, error)
 }
@@ -172,10 +187,4 @@ type Replica struct {
 	ID      string
 	Name    string
 	Running bool
-}
-
-// LogSource is one replica's log, opened.
-type LogSource struct {
-	Name   string // the container (Docker) or pod (Kubernetes)
-	Stream engine.LogStream
 }

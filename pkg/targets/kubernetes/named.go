@@ -1,4 +1,4 @@
-package controller
+package kubernetes
 
 // The named form (several services) on the Kubernetes target: what the
 // target needs of the manifest's services beyond the single service's
@@ -48,7 +48,7 @@ func hasAccessories(m *manifest.Manifest) bool {
 // to), the env files' variables by service. Two services naming one
 // secret with different content are refused: the pods of both would read
 // one key.
-func (d *Daemon) namedSecrets(m *manifest.Manifest, ns string) ([]*corev1.Secret, error) {
+func (t *Target) namedSecrets(m *manifest.Manifest, ns string) ([]*corev1.Secret, error) {
 	files := map[string][]byte{}
 	from := map[string]string{}
 	env := map[string]map[string]string{}
@@ -56,7 +56,7 @@ func (d *Daemon) namedSecrets(m *manifest.Manifest, ns string) ([]*corev1.Secret
 		s := m.Named[name]
 		at := "services." + name
 		if len(s.EnvFile) > 0 {
-			e, err := secretfiles.EnvFiles(at, d.dir, s.EnvFile)
+			e, err := secretfiles.EnvFiles(at, t.d.Dir, s.EnvFile)
 			if err != nil {
 				return nil, err
 			}
@@ -64,7 +64,7 @@ func (d *Daemon) namedSecrets(m *manifest.Manifest, ns string) ([]*corev1.Secret
 		}
 		for _, sec := range s.Secrets {
 			field := at + ".secrets." + sec.Name
-			b, err := secretfiles.Read(field, d.dir, sec.File)
+			b, err := secretfiles.Read(field, t.d.Dir, sec.File)
 			if err != nil {
 				return nil, err
 			}
@@ -82,7 +82,7 @@ func (d *Daemon) namedSecrets(m *manifest.Manifest, ns string) ([]*corev1.Secret
 func kubeWorkloads(obs kubetarget.Observed) []api.KubeDeployment {
 	var out []api.KubeDeployment
 	for _, dep := range obs.Deployments {
-		out = append(out, kubeDeploymentStatus(dep, dep.Labels[k8srender.LabelTrack]))
+		out = append(out, deploymentStatus(dep, dep.Labels[k8srender.LabelTrack]))
 	}
 	for _, sts := range obs.StatefulSets {
 		out = append(out, kubeStatefulSetStatus(sts))

@@ -1,4 +1,4 @@
-package controller
+package kubernetes
 
 import (
 	"context"
@@ -30,9 +30,9 @@ type leadership struct {
 	lease    string
 }
 
-// acting is nil when this daemon may change the cluster: it leads, or
+// Acting is nil when this daemon may change the cluster: it leads, or
 // no election runs.
-func (t *kubeTarget) acting() error {
+func (t *Target) Acting() error {
 	l := &t.lead
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -49,7 +49,7 @@ func (t *kubeTarget) acting() error {
 
 // Leader reports the election for status: whether this daemon leads, and
 // who does ("" when no election runs).
-func (t *kubeTarget) Leader() (leading bool, holder string) {
+func (t *Target) Leader() (leading bool, holder string) {
 	l := &t.lead
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -62,19 +62,19 @@ func (t *kubeTarget) Leader() (leading bool, holder string) {
 // identity names this daemon in the Lease: stable across restarts (the
 // host and the manifest's directory), so a restarted leader renews its
 // own lease at once instead of waiting for it to expire.
-func (t *kubeTarget) identity() string {
+func (t *Target) identity() string {
 	if t.cfg.Identity != "" {
 		return t.cfg.Identity
 	}
 	host, _ := os.Hostname()
-	dir, _ := filepath.Abs(filepath.Dir(t.d.cfg.ManifestPath))
+	dir, _ := filepath.Abs(t.d.Dir)
 	return host + ":" + dir
 }
 
 // runElection campaigns for the project's Lease until ctx ends. Until the
 // manifest names the project (the Lease is the project's), it waits; a
 // daemon that cannot act does not apply meanwhile.
-func (t *kubeTarget) runElection(ctx context.Context) {
+func (t *Target) runElection(ctx context.Context) {
 	if t.elect == nil {
 		return
 	}
@@ -83,10 +83,10 @@ func (t *kubeTarget) runElection(ctx context.Context) {
 	l.mu.Lock()
 	l.identity = t.identity()
 	l.mu.Unlock()
-	project := d.project()
+	project := d.Project()
 	for project == "" && ctx.Err() == nil {
 		sleepCtx(ctx, 250*time.Millisecond)
-		project = d.project()
+		project = d.Project()
 	}
 	if ctx.Err() != nil {
 		return
@@ -100,14 +100,14 @@ func (t *kubeTarget) runElection(ctx context.Context) {
 			l.mu.Lock()
 			l.holder = id
 			l.mu.Unlock()
-			d.log.Info("leader of the namespace", zap.String("lease", lease), zap.String("identity", id))
+			d.Log.Info("leader of the namespace", zap.String("lease", lease), zap.String("identity", id))
 		}}
 	lead := func(context.Context) {
 		l.mu.Lock()
 		l.leading, l.holder = true, l.identity
 		l.mu.Unlock()
-		d.event(journal.EventLeaderElected, fmt.Sprintf("this daemon (%s) leads namespace %s (Lease %s): it applies", l.identity, t.cfg.Namespace, lease),
-			"", map[string]any{"identity": l.identity, "lease": lease, "namespace": t.cfg.Namespace})
+		d.Event(journal.EventLeaderElected, fmt.Sprintf("this daemon (%s) leads namespace %s (Lease %s): it applies", l.identity, t.cfg.Namespace, lease),
+			map[string]any{"identity": l.identity, "lease": lease, "namespace": t.cfg.Namespace})
 		d.Wake()
 	}
 	lost := func() {
@@ -116,11 +116,11 @@ func (t *kubeTarget) runElection(ctx context.Context) {
 		l.leading = false
 		l.mu.Unlock()
 		if was {
-			d.event(journal.EventLeaderLost, fmt.Sprintf("this daemon (%s) no longer leads namespace %s (Lease %s): it stops applying", l.identity, t.cfg.Namespace, lease),
-				"", map[string]any{"identity": l.identity, "lease": lease, "namespace": t.cfg.Namespace})
+			d.Event(journal.EventLeaderLost, fmt.Sprintf("this daemon (%s) no longer leads namespace %s (Lease %s): it stops applying", l.identity, t.cfg.Namespace, lease),
+				map[string]any{"identity": l.identity, "lease": lease, "namespace": t.cfg.Namespace})
 		}
 	}
 	if err := t.elect(ctx, e, lead, lost); err != nil {
-		d.log.Error("leader election", zap.Error(err))
+		d.Log.Error("leader election", zap.Error(err))
 	}
 }

@@ -1,0 +1,45 @@
+package controller
+
+import (
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/secretfiles"
+)
+
+// withFiles returns m with each service's FilesDigest set from what its
+// env files and secrets hold now (m itself is shared, and left alone): a
+// changed secret file is a changed service. The digest's key lives in the
+// state directory, 0600.
+func (d *Daemon) withFiles(m *manifest.Manifest) (*manifest.Manifest, error) {
+	uses := func(s *manifest.Services) bool { return len(s.EnvFile) > 0 || len(s.Secrets) > 0 }
+	any := uses(&m.Services)
+	for _, s := range m.Named {
+		any = any || uses(s)
+	}
+	if !any {
+		return m, nil
+	}
+	key, err := secretfiles.Key(d.stateDir)
+	if err != nil {
+		return nil, err
+	}
+	c := *m
+	if uses(&m.Services) {
+		if c.Services.FilesDigest, err = secretfiles.Digest("services", d.dir, key, &m.Services); err != nil {
+			return nil, err
+		}
+	}
+	if m.IsNamed() {
+		// Each service's own files, on copies: m is shared.
+		c.Named = make(map[string]*manifest.Services, len(m.Named))
+		for name, s := range m.Named {
+			cp := *s
+			if uses(s) {
+				if cp.FilesDigest, err = secretfiles.Digest("services."+name, d.dir, key, s); err != nil {
+					return nil, err
+				}
+			}
+			c.Named[name] = &cp
+		}
+	}
+	return &c, nil
+}
