@@ -20,14 +20,18 @@ import (
 // threeServices is the named form's three services: web, routed by host
 // and path prefix, a worker, and db, an accessory with a named volume
 // (a StatefulSet whose claim template is the volume).
-func threeServices(webImage string) string {
+func threeServices(webImage string) string { return threeServicesCanary(webImage, "") }
+
+// threeServicesCanary is threeServices with web's canary (YAML at the
+// service's level) when canary is set.
+func threeServicesCanary(webImage, canary string) string {
 	return `project: shop
 services:
   web:
     image: ` + webImage + `
     port: 3000
     replicas: 2
-    health_path: /healthz
+` + canary + `    health_path: /healthz
     route: {host: shop.example.com, path_prefix: /app}
     depends_on: [db]
     resources: {cpus: 0.1, memory: 64m}
@@ -53,7 +57,8 @@ network: {name: shop}
 // harness has no provisioner), web's and the worker's Deployments, the
 // HTTPRoute with web's host and path rule. A change of web's image rolls
 // web alone: db's StatefulSet keeps its resourceVersion and its pod its
-// UID. down removes everything but the claim; down --volumes the claim.
+// UID; nor does a canary of web and its rollback. down removes
+// everything but the claim; down --volumes the claim.
 func TestDaemonConvergesThreeServices(t *testing.T) {
 	c := connect(t)
 	ns := c.namespace(t, "named")
@@ -143,6 +148,35 @@ func TestDaemonConvergesThreeServices(t *testing.T) {
 	succeeded(2)
 	if d, _ := c.deployment(ctx, t, ns, "shop-worker"); d.Generation != 1 {
 		t.Errorf("web's change touched the worker's Deployment: generation %d", d.Generation)
+	}
+
+	// A canary of web, the primary service: its Deployment and Service
+	// beside web's, its share on web's rule; status reads the mode from
+	// that rule. A rollback withdraws it; db is never touched.
+	k.write(threeServicesCanary("web:2", "    canary: {image: web:3, weight: 20}\n"))
+	c.waitRolledOut(ctx, t, ns, "shop-web-canary", 1, "web:3")
+	eventually(ctx, t, "web's canary routed", func() (bool, string) {
+		w := c.routeWeights(ctx, t, ns, "shop-shop.example.com")
+		s := k.status(ctx)
+		return w == "shop-web-canary=20 web=80" && s.Mode == "canary" && s.CanaryImage == "web:3" && s.CanaryWeight == 20 && s.StableImage == "web:2" && s.Converged,
+			fmt.Sprintf("weights %s mode %q canary %q@%d stable %q converged %v pending %q", w, s.Mode, s.CanaryImage, s.CanaryWeight, s.StableImage, s.Converged, s.Pending)
+	})
+	if p := k.call(ctx, api.PathRollback, nil); p.Error != "" {
+		t.Fatalf("rollback of web's canary: %s", p.Error)
+	}
+	if w := c.routeWeights(ctx, t, ns, "shop-shop.example.com"); w != "web=100" {
+		t.Fatalf("after the rollback the route is %s", w)
+	}
+	for _, path := range []string{"/apis/apps/v1/namespaces/" + ns + "/deployments/shop-web-canary", "/api/v1/namespaces/" + ns + "/services/shop-web-canary"} {
+		if c.exists(ctx, t, path) {
+			t.Fatalf("%s still there after the rollback", path)
+		}
+	}
+	if after := c.statefulSet(ctx, t, ns, "shop-db"); after.ResourceVersion != sts.ResourceVersion {
+		t.Errorf("web's canary touched db's StatefulSet: resourceVersion %s → %s", sts.ResourceVersion, after.ResourceVersion)
+	}
+	if p := c.pod(ctx, t, ns, "shop-db-0"); p.UID != dbPod.UID {
+		t.Errorf("web's canary replaced db's pod: UID %s → %s", dbPod.UID, p.UID)
 	}
 
 	// down: everything but the claim.
