@@ -302,7 +302,7 @@ func TestDaemonRunsWithTheRenderedRBAC(t *testing.T) {
 // returns the cluster as seen with a token of the daemon's ServiceAccount.
 func (c *cluster) asServiceAccount(ctx context.Context, t *testing.T, ns string, m *manifest.Manifest) *cluster {
 	t.Helper()
-	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns})
+	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, NamedForm: true})
 	if err != nil {
 		t.Fatal(err)
 	}

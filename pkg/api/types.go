@@ -118,7 +118,9 @@ type KubeStatus struct {
 
 // KubeDeployment is one Deployment as its controller reports it.
 type KubeDeployment struct {
-	Name               string `json:"name"`
+	Name string `json:"name"`
+	// Kind is StatefulSet for a named form's accessory ("" a Deployment).
+	Kind               string `json:"kind,omitempty"`
 	Track              string `json:"track"`
 	Image              string `json:"image"`
 	Generation         int64  `json:"generation"`

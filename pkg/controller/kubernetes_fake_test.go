@@ -91,6 +91,9 @@ func (f *fakeKube) Apply(_ context.Context, ref kube.Ref, body []byte, o kube.Ap
 	delete(f.conflict, k)
 	f.rv++
 	f.gen[k]++
+	if ref.Resource.Kind == "StatefulSet" {
+		return f.applyStatefulSet(k, body)
+	}
 	if ref.Resource.Kind != "Deployment" {
 		var m map[string]any
 		_ = json.Unmarshal(body, &m)
@@ -131,7 +134,8 @@ func (f *fakeKube) Apply(_ context.Context, ref kube.Ref, body []byte, o kube.Ap
 		for i := range want {
 			pods = append(pods, corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d-%d", d.Name, f.gen[k], i), ResourceVersion: fmt.Sprint(f.rv),
-					Labels: map[string]string{k8srender.LabelProject: d.Labels[k8srender.LabelProject], k8srender.LabelRole: stack.RoleApp, k8srender.LabelTrack: track}},
+					Labels: map[string]string{k8srender.LabelProject: d.Labels[k8srender.LabelProject], k8srender.LabelRole: stack.RoleApp, k8srender.LabelTrack: track,
+						k8srender.LabelService: d.Spec.Template.Labels[k8srender.LabelService]}},
 				Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
 				Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
 			})
@@ -211,7 +215,7 @@ func (f *fakeKube) List(_ context.Context, r kube.Resource, _, _ string, v any) 
 
 // Observe lists, as the informers' cache would hold it.
 func (f *fakeKube) Observe(ctx context.Context, project string, x kubetarget.Extras) (kubetarget.Observed, error) {
-	return kubetarget.ObserveAll(ctx, f, "ns", project, x.Secrets, x.Claims)
+	return kubetarget.ListObserveExtras(ctx, f, "ns", project, x)
 }
 
 func (f *fakeKube) OnChange(func()) {}

@@ -3,10 +3,12 @@ package kube
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	autoscalinglisters "k8s.io/client-go/listers/autoscaling/v2"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -30,6 +32,15 @@ type Cache struct {
 	ReplicaSets appslisters.ReplicaSetLister
 	HPAs        autoscalinglisters.HorizontalPodAutoscalerLister
 	cancel      context.CancelFunc
+
+	// The StatefulSets' informer starts only when asked (statefulsets.go).
+	ctx     context.Context
+	cs      kubernetes.Interface
+	owned   string
+	handler cache.ResourceEventHandler
+	stsMu   sync.Mutex
+	sts     appslisters.StatefulSetLister
+	stsStop context.CancelFunc
 }
 
 // CacheSelectors are the label selectors of a Cache's informers.
@@ -56,7 +67,10 @@ func (c *Client) StartCache(ctx context.Context, ns string, sel CacheSelectors, 
 		UpdateFunc: func(any, any) { changed() },
 		DeleteFunc: func(any) { changed() },
 	}
-	k := &Cache{Namespace: ns, cancel: cancel}
+	k := &Cache{Namespace: ns, cancel: cancel, ctx: ctx, cs: c.cs, owned: sel.Owned}
+	if changed != nil {
+		k.handler = h
+	}
 	dep := owned.Apps().V1().Deployments()
 	svc := owned.Core().V1().Services()
 	route := gw.Gateway().V1().HTTPRoutes()
@@ -108,4 +122,4 @@ func (c *Client) StartCache(ctx context.Context, ns string, sel CacheSelectors, 
 }
 
 // Stop ends the cache's informers.
-func (k *Cache) Stop() { k.cancel() }
+func (k *Cache) Stop() { k.cancel() } // the StatefulSets' informer too: its context is a child

@@ -214,6 +214,9 @@ var (
 	Claims      = Resource{Version: "v1", Plural: "persistentvolumeclaims", Kind: "PersistentVolumeClaim"}
 )
 
+// StatefulSets run the named form's accessories.
+var StatefulSets = Resource{Group: "apps", Version: "v1", Plural: "statefulsets", Kind: "StatefulSet"}
+
 func (c *Client) resource(r Resource, ns string) dynamic.ResourceInterface {
 	if r.Cluster || ns == "" {
 		return c.dyn.Resource(r.GVR())

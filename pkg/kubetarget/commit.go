@@ -11,45 +11,49 @@ import (
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 )
 
-// Serves is the commit predicate on one observation: the live route
-// has the desired weights, and every Deployment it sends traffic to has
-// rolled out the desired image.
+// Serves is the commit predicate on one observation: every live route
+// has the desired weights, and every Deployment a route sends traffic to
+// has rolled out the desired image (in the named form, the routes of
+// each host and the Deployments of each web service).
 func Serves(desired Desired, obs Observed) bool {
 	if servesBridge(desired, obs) {
 		return true // a promotion's traffic is all on the promoted image
 	}
 	desired = ForObserved(desired, obs)
 	deps := map[string]*appsv1.Deployment{}
-	var route *gatewayv1.HTTPRoute
+	var routes []*gatewayv1.HTTPRoute
 	for _, o := range desired.Objects {
 		switch v := o.(type) {
 		case *appsv1.Deployment:
 			deps[v.Name] = v
 		case *gatewayv1.HTTPRoute:
-			route = v
+			routes = append(routes, v)
 		}
 	}
-	if route == nil {
+	if len(routes) == 0 {
 		return false
 	}
-	live, ok := obs.Routes[route.Name]
-	if !ok {
-		return false
-	}
-	want := Weights(*route)
-	if WeightsText(want) != WeightsText(Weights(live)) {
-		return false
-	}
-	for name, w := range want {
-		if w == 0 {
-			continue
-		}
-		dep, ok := obs.Deployments[name]
-		if !ok || deps[name] == nil || ImageOf(dep) != ImageOf(*deps[name]) {
+	for _, route := range routes {
+		live, ok := obs.Routes[route.Name]
+		if !ok {
 			return false
 		}
-		if done, _ := RolledOut(dep); !done {
+		want := Weights(*route)
+		if WeightsText(want) != WeightsText(Weights(live)) {
 			return false
+		}
+		for svc, w := range want {
+			if w == 0 {
+				continue
+			}
+			name := workloadOf(desired, svc)
+			dep, ok := obs.Deployments[name]
+			if !ok || deps[name] == nil || ImageOf(dep) != ImageOf(*deps[name]) {
+				return false
+			}
+			if done, _ := RolledOut(dep); !done {
+				return false
+			}
 		}
 	}
 	return true

@@ -85,18 +85,27 @@ func ClusterFacts(ctx context.Context, c API, desired Desired) policy.ClusterInp
 }
 
 // need sums the requests of every desired pod plus one surge pod per
-// Deployment: the most a rolling update asks of the cluster at once.
+// Deployment: the most a rolling update asks of the cluster at once. A
+// StatefulSet replaces its pods stop-first: no surge.
 func need(desired Desired) (cpu, mem int64) {
 	for _, obj := range desired.Objects {
-		d, ok := obj.(*appsv1.Deployment)
-		if !ok {
+		var pods int64
+		var spec corev1.PodSpec
+		switch d := obj.(type) {
+		case *appsv1.Deployment:
+			pods, spec = 1, d.Spec.Template.Spec // the surge pod
+			if d.Spec.Replicas != nil {
+				pods += int64(*d.Spec.Replicas)
+			}
+		case *appsv1.StatefulSet:
+			pods, spec = 1, d.Spec.Template.Spec // stop-first: no surge
+			if d.Spec.Replicas != nil {
+				pods = int64(*d.Spec.Replicas)
+			}
+		default:
 			continue
 		}
-		pods := int64(1) // the surge pod
-		if d.Spec.Replicas != nil {
-			pods += int64(*d.Spec.Replicas)
-		}
-		for _, ct := range d.Spec.Template.Spec.Containers {
+		for _, ct := range spec.Containers {
 			cpu += pods * ct.Resources.Requests.Cpu().MilliValue()
 			mem += pods * ct.Resources.Requests.Memory().Value()
 		}

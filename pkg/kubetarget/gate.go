@@ -29,8 +29,10 @@ func Regate(plan Plan, desired Desired, obs Observed) Plan {
 			switch v := want[op.Ref.String()].(type) {
 			case *appsv1.Deployment:
 				op.Gated = !restores(v, obs)
+			case *appsv1.StatefulSet:
+				op.Gated = true // an accessory is never canaried: its change starts its pod
 			case *gatewayv1.HTTPRoute:
-				op.Gated = raisesCanary(v, obs)
+				op.Gated = raisesCanary(v, desired, obs)
 			}
 		}
 		ops[i] = op
@@ -40,20 +42,34 @@ func Regate(plan Plan, desired Desired, obs Observed) Plan {
 }
 
 // restores: the live Deployment has at least as many replicas as wanted,
-// and as many Ready pods of its track run the wanted image.
+// and as many Ready pods it selects run the wanted image.
 func restores(want *appsv1.Deployment, obs Observed) bool {
 	live, ok := obs.Deployments[want.Name]
 	if !ok || want.Spec.Replicas == nil || live.Spec.Replicas == nil || *want.Spec.Replicas > *live.Spec.Replicas {
 		return false
 	}
-	image, track := ImageOf(*want), want.Spec.Template.Labels[k8srender.LabelTrack]
+	image := ImageOf(*want)
 	ready := int32(0)
 	for _, p := range obs.Pods {
-		if p.Labels[k8srender.LabelTrack] == track && appImage(p) == image && podReady(p) {
+		if selects(want, p) && appImage(p) == image && podReady(p) {
 			ready++
 		}
 	}
 	return ready >= *want.Spec.Replicas
+}
+
+// selects: the pod is one of want's (its track's; in the named form its
+// service's too: another service's pods may run the same image).
+func selects(want *appsv1.Deployment, p corev1.Pod) bool {
+	if want.Spec.Selector == nil {
+		return p.Labels[k8srender.LabelTrack] == want.Spec.Template.Labels[k8srender.LabelTrack]
+	}
+	for k, v := range want.Spec.Selector.MatchLabels {
+		if p.Labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 func podReady(p corev1.Pod) bool {
@@ -65,16 +81,25 @@ func podReady(p corev1.Pod) bool {
 	return false
 }
 
-// raisesCanary: the route gives a backend other than stable's more weight
-// than the live route does.
-func raisesCanary(want *gatewayv1.HTTPRoute, obs Observed) bool {
+// raisesCanary: the route gives a canary's Service more weight than the
+// live route does (a backend is a canary's when its desired Service
+// selects the canary track; in the single-service form its name ends in
+// -canary too, in the named form a web service's stable Service is named
+// after the service).
+func raisesCanary(want *gatewayv1.HTTPRoute, desired Desired, obs Observed) bool {
 	live, ok := obs.Routes[want.Name]
 	var was map[string]int
 	if ok {
 		was = Weights(live)
 	}
+	stable := map[string]bool{}
+	for _, o := range desired.Objects {
+		if s, ok := o.(*corev1.Service); ok && s.Spec.Selector[k8srender.LabelTrack] == stack.TrackStable {
+			stable[s.Name] = true
+		}
+	}
 	for name, w := range Weights(*want) {
-		if !strings.HasSuffix(name, "-"+stack.TrackStable) && w > was[name] {
+		if !stable[name] && !strings.HasSuffix(name, "-"+stack.TrackStable) && w > was[name] {
 			return true
 		}
 	}

@@ -125,6 +125,11 @@ func (l *Live) Observe(ctx context.Context, project string, x Extras) (Observed,
 	if err != nil {
 		return emptyObserved(), err
 	}
+	if x.StatefulSets {
+		if err := k.StartStatefulSets(ctx, l.SyncTimeout); err != nil {
+			return emptyObserved(), err
+		}
+	}
 	o, err := FromCache(k)
 	if err != nil {
 		return o, err
@@ -168,11 +173,14 @@ func (l *Live) await(ctx context.Context, ref kube.Ref, done func(rv string, ok 
 	k := l.cache
 	l.mu.Unlock()
 	version := l.extraVersion(ref)
-	if k != nil && (ref.Resource == kube.Deployments || ref.Resource == kube.Services || ref.Resource == kube.HTTPRoutes) {
+	if k != nil && (ref.Resource == kube.Deployments || ref.Resource == kube.StatefulSets || ref.Resource == kube.Services || ref.Resource == kube.HTTPRoutes) {
 		version = func() (string, bool) { return cachedVersion(k, ref) }
 	}
 	if version == nil {
 		return
+	}
+	if ref.Resource == kube.StatefulSets && k.StatefulSets() == nil {
+		return // not observed: nothing to wait for
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
@@ -189,6 +197,12 @@ func cachedVersion(k *kube.Cache, ref kube.Ref) (string, bool) {
 	case "Deployment":
 		if d, err := k.Deployments.Deployments(ref.Namespace).Get(ref.Name); err == nil {
 			return d.ResourceVersion, d.DeletionTimestamp == nil
+		}
+	case "StatefulSet":
+		if l := k.StatefulSets(); l != nil {
+			if s, err := l.StatefulSets(ref.Namespace).Get(ref.Name); err == nil {
+				return s.ResourceVersion, s.DeletionTimestamp == nil
+			}
 		}
 	case "Service":
 		if s, err := k.Services.Services(ref.Namespace).Get(ref.Name); err == nil {

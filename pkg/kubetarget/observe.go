@@ -22,6 +22,9 @@ type Observed struct {
 	Services    map[string]corev1.Service
 	Routes      map[string]gatewayv1.HTTPRoute
 	Pods        []corev1.Pod
+	// StatefulSets run the named form's accessories; observed only when
+	// the manifest has one (Extras.StatefulSets).
+	StatefulSets map[string]appsv1.StatefulSet
 	// ReplicaSets of the project's Deployments (their pod-template-hash).
 	ReplicaSets []appsv1.ReplicaSet
 	// Scaled names, by Deployment, the HorizontalPodAutoscaler that
@@ -44,6 +47,10 @@ type Observed struct {
 // needs them: observed when asked, beside the cache.
 type Extras struct {
 	Secrets, Claims bool
+	// StatefulSets: the manifest has accessories (the Role grants
+	// statefulsets only then). Unlike Secrets and claims they are read
+	// from an informer, started when first asked for (kube.Cache).
+	StatefulSets bool
 }
 
 // listExtras lists the project's Secrets and claims when asked, and
@@ -81,6 +88,15 @@ func FromCache(c *kube.Cache) (Observed, error) {
 	}
 	for _, d := range deps {
 		o.Deployments[d.Name] = *d
+	}
+	if l := c.StatefulSets(); l != nil {
+		sts, err := l.List(all)
+		if err != nil {
+			return o, fmt.Errorf("StatefulSets from the cache: %w", err)
+		}
+		for _, s := range sts {
+			o.StatefulSets[s.Name] = *s
+		}
 	}
 	svcs, err := c.Services.List(all)
 	if err != nil {
@@ -124,7 +140,7 @@ func FromCache(c *kube.Cache) (Observed, error) {
 }
 
 func emptyObserved() Observed {
-	return Observed{Deployments: map[string]appsv1.Deployment{}, Services: map[string]corev1.Service{},
+	return Observed{Deployments: map[string]appsv1.Deployment{}, StatefulSets: map[string]appsv1.StatefulSet{}, Services: map[string]corev1.Service{},
 		Routes: map[string]gatewayv1.HTTPRoute{}, Scaled: map[string]string{},
 		Secrets: map[string]corev1.Secret{}, Claims: map[string]corev1.PersistentVolumeClaim{}}
 }
@@ -154,9 +170,14 @@ func ObserveWith(ctx context.Context, c API, ns, project string, withSecrets boo
 // ObserveAll is ListObserve that also lists the project's Secrets and its
 // volume claims when asked.
 func ObserveAll(ctx context.Context, c API, ns, project string, withSecrets, withClaims bool) (Observed, error) {
+	return ListObserveExtras(ctx, c, ns, project, Extras{Secrets: withSecrets, Claims: withClaims})
+}
+
+// ListObserveExtras is ListObserve with the kinds x asks for.
+func ListObserveExtras(ctx context.Context, c API, ns, project string, x Extras) (Observed, error) {
 	sel := Selector(project)
 	o := emptyObserved()
-	if err := listExtras(ctx, c, ns, project, Extras{Secrets: withSecrets, Claims: withClaims}, &o); err != nil {
+	if err := listExtras(ctx, c, ns, project, x, &o); err != nil {
 		return o, err
 	}
 	var dl appsv1.DeploymentList
@@ -165,6 +186,15 @@ func ObserveAll(ctx context.Context, c API, ns, project string, withSecrets, wit
 	}
 	for _, d := range dl.Items {
 		o.Deployments[d.Name] = d
+	}
+	if x.StatefulSets {
+		var sl appsv1.StatefulSetList
+		if err := c.List(ctx, kube.StatefulSets, ns, sel, &sl); err != nil {
+			return o, err
+		}
+		for _, s := range sl.Items {
+			o.StatefulSets[s.Name] = s
+		}
 	}
 	var sl corev1.ServiceList
 	if err := c.List(ctx, kube.Services, ns, sel, &sl); err != nil {
@@ -201,6 +231,8 @@ func liveObject(obs Observed, ref kube.Ref) (map[string]any, bool) {
 	switch ref.Resource.Kind {
 	case "Deployment":
 		v, ok = obs.Deployments[ref.Name]
+	case "StatefulSet":
+		v, ok = obs.StatefulSets[ref.Name]
 	case "Service":
 		v, ok = obs.Services[ref.Name]
 	case "HTTPRoute":

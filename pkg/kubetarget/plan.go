@@ -76,7 +76,7 @@ func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadl
 	if err != nil {
 		return d, err
 	}
-	if c := m.Services.Canary; c != nil && o.StableImage != "" && c.Image == o.StableImage {
+	if c := m.Main().Canary; c != nil && o.StableImage != "" && c.Image == o.StableImage {
 		// A promotion of the manifest's canary: its traffic moves to the
 		// canary at full size before the stable Deployment rolls
 		// (stage.go). The bridge is the pre-promotion stack with every
@@ -93,7 +93,7 @@ func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadl
 }
 
 func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
-	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o, PullSecret: pullSecret})
+	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o, PullSecret: pullSecret, NamedForm: true})
 	if err != nil {
 		return Desired{}, err
 	}
@@ -101,7 +101,9 @@ func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline 
 		deadline = DefaultProgressDeadline
 	}
 	d := Desired{Project: m.Project, Namespace: ns, Stack: stack.FromManifest(m, o)}
-	// Claims first: the pods a Deployment starts mount them.
+	// Claims first: the pods a Deployment starts mount them. The rest in
+	// the renderer's order: the named form's services in start order (an
+	// accessory's StatefulSet before the Deployments that depend on it).
 	for _, obj := range objs {
 		if v, ok := obj.(*corev1.PersistentVolumeClaim); ok {
 			d.Objects = append(d.Objects, v)
@@ -113,7 +115,7 @@ func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline 
 			secs := int32(deadline / time.Second)
 			v.Spec.ProgressDeadlineSeconds = &secs
 			d.Objects = append(d.Objects, v)
-		case *corev1.Service, *gatewayv1.HTTPRoute, *corev1.Secret:
+		case *appsv1.StatefulSet, *corev1.Service, *gatewayv1.HTTPRoute, *corev1.Secret:
 			d.Objects = append(d.Objects, v)
 		}
 	}
@@ -129,6 +131,8 @@ func RefOf(o k8srender.Object) kube.Ref {
 	switch o.(type) {
 	case *appsv1.Deployment:
 		r = kube.Deployments
+	case *appsv1.StatefulSet:
+		r = kube.StatefulSets
 	case *corev1.Service:
 		r = kube.Services
 	case *gatewayv1.HTTPRoute:
@@ -267,6 +271,11 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 			op.Gated = true
 			pendingDeploy[v.Name] = true
 			plan.Ops = append(plan.Ops, op)
+		case *appsv1.StatefulSet:
+			// It starts pods as a Deployment does (stop-first: its pod
+			// is replaced, not joined). Its claims are its controller's.
+			op.Gated = true
+			plan.Ops = append(plan.Ops, op)
 		case *corev1.PersistentVolumeClaim:
 			// A new claim takes storage: gated, as a Docker volume is.
 			// Claims are never deleted by a plan (only down --volumes).
@@ -302,17 +311,22 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 		}
 		dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.Services, Namespace: desired.Namespace, Name: name}, Why: "not in the manifest"})
 	}
-	for name := range obs.Deployments {
+	for name, dep := range obs.Deployments {
 		if want["Deployment/"+name] {
 			continue
 		}
-		if svc, ok := obs.Services[name]; ok && !want["Service/"+name] {
-			if r := routedBy(obs, svc.Name); r != "" && !routeApplied {
-				plan.Waiting = append(plan.Waiting, fmt.Sprintf("delete Deployment %s once HTTPRoute %s no longer sends it traffic", name, r))
-				continue
-			}
+		if r := routedVia(obs, dep, want); r != "" && !routeApplied {
+			plan.Waiting = append(plan.Waiting, fmt.Sprintf("delete Deployment %s once HTTPRoute %s no longer sends it traffic", name, r))
+			continue
 		}
 		dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.Deployments, Namespace: desired.Namespace, Name: name}, Why: "not in the manifest"})
+	}
+	for name := range obs.StatefulSets {
+		// An accessory taken out of the manifest: its claims stay (only
+		// down --volumes deletes them), as a Docker volume does.
+		if !want["StatefulSet/"+name] {
+			dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.StatefulSets, Namespace: desired.Namespace, Name: name}, Why: "not in the manifest"})
+		}
 	}
 	if s := obs.PullSecret; s != nil && !want["Secret/"+s.Name] {
 		dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.Secrets, Namespace: desired.Namespace, Name: s.Name}, Why: "no registry credentials in use"})
@@ -333,7 +347,7 @@ func routeBlockers(r *gatewayv1.HTTPRoute, desired Desired, obs Observed, pendin
 			if b.Weight != nil && *b.Weight == 0 {
 				continue
 			}
-			name := string(b.Name) // a track's Service and Deployment share a name
+			name := workloadOf(desired, string(b.Name))
 			if pending[name] {
 				out = append(out, fmt.Sprintf("HTTPRoute %s waits for Deployment %s to roll out", r.Name, name))
 				continue
@@ -422,6 +436,10 @@ func describeChange(obs Observed, obj k8srender.Object) string {
 			return "spec differs from the manifest"
 		}
 		return strings.Join(parts, ", ")
+	case *appsv1.StatefulSet:
+		if li, di := StatefulSetImage(obs.StatefulSets[v.Name]), StatefulSetImage(*v); li != di {
+			return "image " + li + " → " + di
+		}
 	case *gatewayv1.HTTPRoute:
 		live := obs.Routes[v.Name]
 		lw, dw := WeightsText(Weights(live)), WeightsText(Weights(*v))
@@ -567,13 +585,22 @@ func Converged(desired Desired, obs Observed, plan Plan) (bool, string) {
 		return false, plan.Waiting[0]
 	}
 	for _, obj := range desired.Objects {
-		if d, ok := obj.(*appsv1.Deployment); ok {
+		switch d := obj.(type) {
+		case *appsv1.Deployment:
 			live, ok := obs.Deployments[d.Name]
 			if !ok {
 				return false, "Deployment " + d.Name + " missing"
 			}
 			if done, why := RolledOut(live); !done {
 				return false, "Deployment " + d.Name + ": " + why
+			}
+		case *appsv1.StatefulSet:
+			live, ok := obs.StatefulSets[d.Name]
+			if !ok {
+				return false, "StatefulSet " + d.Name + " missing"
+			}
+			if done, why := StatefulSetRolledOut(live); !done {
+				return false, "StatefulSet " + d.Name + ": " + why
 			}
 		}
 	}

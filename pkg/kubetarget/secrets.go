@@ -62,3 +62,24 @@ func secretDeletes(desired Desired, obs Observed) []Op {
 func SecretsFor(project, namespace string, files map[string][]byte, env map[string]string) []*corev1.Secret {
 	return k8srender.SecretObjects(project, namespace, files, env)
 }
+
+// NamedSecretsFor are the Secrets of the named form: every service's
+// files (services.NAME.secrets, by name) in one Secret, the name the pods
+// refer to (k8srender.SecretName), and each service's env files'
+// variables in a Secret of its own (env: by service), so that no service
+// sees another's variables.
+func NamedSecretsFor(project, namespace string, files map[string][]byte, env map[string]map[string]string) []*corev1.Secret {
+	out := k8srender.SecretObjects(project, namespace, files, nil)
+	names := make([]string, 0, len(env))
+	for n := range env {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for _, s := range k8srender.SecretObjects(project, namespace, nil, env[n]) {
+			s.Name = k8srender.EnvSecretName(project + "-" + n)
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
-	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // Bridge is how a promotion keeps its promise that no pod of an
@@ -27,24 +26,34 @@ import (
 type Bridge struct {
 	Canary  *appsv1.Deployment
 	Service *corev1.Service
-	Route   *gatewayv1.HTTPRoute
+	// Routes are every route of the pre-promotion stack at canary weight
+	// 100: one in the single-service form; in the named form a route per
+	// host, those holding the promoted service's rule changed.
+	Routes []*gatewayv1.HTTPRoute
+	names  Names
+}
+
+// namesOf are the names of desired's primary service's objects.
+func namesOf(d Desired) Names {
+	return namesFor(d.Project, d.Stack.Primary)
 }
 
 // bridgeOf picks the bridge's objects from b (the pre-promotion stack at
 // canary weight 100) for the promotion d: the canary at the size of d's
 // stable.
 func bridgeOf(b, d Desired) *Bridge {
-	out := &Bridge{}
+	n := namesOf(d)
+	out := &Bridge{names: n}
 	var replicas *int32
 	for _, o := range d.Objects {
-		if dep, ok := o.(*appsv1.Deployment); ok && dep.Name == b.Project+"-"+stack.TrackStable {
+		if dep, ok := o.(*appsv1.Deployment); ok && dep.Name == n.StableDeployment {
 			replicas = dep.Spec.Replicas
 		}
 	}
 	for _, o := range b.Objects {
 		switch v := o.(type) {
 		case *appsv1.Deployment:
-			if v.Name == b.Project+"-"+stack.TrackCanary {
+			if v.Name == n.CanaryDeployment {
 				c := v.DeepCopy()
 				if replicas != nil {
 					r := *replicas
@@ -54,39 +63,43 @@ func bridgeOf(b, d Desired) *Bridge {
 				out.Canary = c
 			}
 		case *corev1.Service:
-			if v.Name == b.Project+"-"+stack.TrackCanary {
+			if v.Name == n.CanaryService {
 				out.Service = v
 			}
 		case *gatewayv1.HTTPRoute:
-			out.Route = v
+			out.Routes = append(out.Routes, v)
 		}
 	}
-	if out.Canary == nil || out.Service == nil || out.Route == nil {
+	if out.Canary == nil || out.Service == nil || len(out.Routes) == 0 {
 		return nil
 	}
 	return out
 }
 
 // bridging: d is a promotion whose stable Deployment has not the
-// promoted image yet while the live route still sends the stable Service
+// promoted image yet while a live route still sends the stable Service
 // traffic: the bridge stage is in force.
 func bridging(d Desired, obs Observed) bool {
 	if d.Bridge == nil {
 		return false
 	}
-	stable := d.Project + "-" + stack.TrackStable
+	n := d.Bridge.names
 	var want *appsv1.Deployment
 	for _, o := range d.Objects {
-		if dep, ok := o.(*appsv1.Deployment); ok && dep.Name == stable {
+		if dep, ok := o.(*appsv1.Deployment); ok && dep.Name == n.StableDeployment {
 			want = dep
 		}
 	}
-	live, ok := obs.Deployments[stable]
-	route, rok := obs.Routes[d.Bridge.Route.Name]
-	if want == nil || !ok || !rok || ImageOf(live) == ImageOf(*want) {
+	live, ok := obs.Deployments[n.StableDeployment]
+	if want == nil || !ok || ImageOf(live) == ImageOf(*want) {
 		return false
 	}
-	return Weights(route)[stable] > 0
+	for _, r := range d.Bridge.Routes {
+		if route, ok := obs.Routes[r.Name]; ok && Weights(route)[n.StableService] > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // ForObserved is what desired means given what is observed:
@@ -99,15 +112,21 @@ func bridging(d Desired, obs Observed) bool {
 func ForObserved(d Desired, obs Observed) Desired {
 	out := d
 	if bridging(d, obs) {
+		// Everything the promotion leaves as it is (Services, claims,
+		// the pull Secret; the named form's other services) stays
+		// desired; the stable Deployment is kept as it runs, the routes
+		// are the bridge's.
+		n := d.Bridge.names
 		out.Objects = nil
-		out.Keep = map[string]bool{"Deployment/" + d.Project + "-" + stack.TrackStable: true}
+		out.Keep = map[string]bool{"Deployment/" + n.StableDeployment: true}
 		for _, o := range d.Objects {
-			if _, ok := o.(*corev1.Service); ok {
-				out.Objects = append(out.Objects, o)
+			if _, ok := o.(*gatewayv1.HTTPRoute); ok || o.GetName() == n.StableDeployment && RefOf(o).Resource.Kind == "Deployment" {
+				continue
 			}
+			out.Objects = append(out.Objects, o)
 		}
 		canary := d.Bridge.Canary
-		if live, ok := obs.Deployments[d.Project+"-"+stack.TrackStable]; ok && obs.Scaled[live.Name] != "" {
+		if live, ok := obs.Deployments[n.StableDeployment]; ok && obs.Scaled[live.Name] != "" {
 			// The HPA's count, not the manifest's, is what carries the
 			// stable's traffic now.
 			canary = canary.DeepCopy()
@@ -115,7 +134,10 @@ func ForObserved(d Desired, obs Observed) Desired {
 			canary.Spec.Replicas = &r
 			seal(canary)
 		}
-		out.Objects = append(out.Objects, canary, d.Bridge.Service, d.Bridge.Route)
+		out.Objects = append(out.Objects, canary, d.Bridge.Service)
+		for _, r := range d.Bridge.Routes {
+			out.Objects = append(out.Objects, r)
+		}
 		out.Bridge = nil
 		d = out
 	}
@@ -166,16 +188,19 @@ func replicasOwnedByOthers(d appsv1.Deployment) bool {
 	return false
 }
 
-// servesBridge: the live route sends every request to the canary at the
-// bridge's weights, and the canary has rolled out the promoted image.
+// servesBridge: every live route has the bridge's weights (every
+// request of the promoted service on its canary), and the canary has
+// rolled out the promoted image.
 func servesBridge(d Desired, obs Observed) bool {
 	b := d.Bridge
 	if b == nil {
 		return false
 	}
-	live, ok := obs.Routes[b.Route.Name]
-	if !ok || WeightsText(Weights(*b.Route)) != WeightsText(Weights(live)) {
-		return false
+	for _, r := range b.Routes {
+		live, ok := obs.Routes[r.Name]
+		if !ok || WeightsText(Weights(*r)) != WeightsText(Weights(live)) {
+			return false
+		}
 	}
 	dep, ok := obs.Deployments[b.Canary.Name]
 	if !ok || ImageOf(dep) != ImageOf(*b.Canary) {

@@ -63,11 +63,10 @@ type Options struct {
 	// as a pull on the Docker target; it is secret (never printed).
 	PullSecret []byte
 	// NamedForm renders a manifest of several services (named.go); without
-	// it the named form is refused. swiftctl render sets it; the daemon's
-	// Kubernetes target does not yet: it cannot converge a StatefulSet or
-	// several routes, and its validate must not pass a manifest its
-	// deploy refuses. The argo-rollouts target refuses the named form
-	// whatever this says.
+	// it the named form is refused, so that a caller that handles one
+	// service's objects only never gets several. swiftctl render and the
+	// daemon's Kubernetes target (pkg/kubetarget) set it. The
+	// argo-rollouts target refuses the named form whatever this says.
 	NamedForm bool
 }
 
@@ -148,7 +147,7 @@ func (o Options) withDefaults(m *manifest.Manifest) (Options, error) {
 	if m.IsNamed() && !o.NamedForm {
 		// Rendering the first service's containers as the app would be
 		// a silently wrong cluster.
-		return o, fmt.Errorf("services: several services (the named form: %s) are not converged by the Kubernetes target yet; swiftctl render --target kubernetes renders them", strings.Join(m.ServiceNames(), ", "))
+		return o, fmt.Errorf("services: several services (the named form: %s) are rendered only when asked for (Options.NamedForm)", strings.Join(m.ServiceNames(), ", "))
 	}
 	if m.IsNamed() {
 		if err := checkNamed(m); err != nil {

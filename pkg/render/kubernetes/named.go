@@ -273,8 +273,10 @@ func statefulSet(project, namespace string, a stack.App, replicas int32, tmpl co
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", field(a, "volumes["+strconv.Itoa(i)+"].size"), err)
 		}
+		// No apiVersion and kind: the API server does not keep them in a
+		// template (the live StatefulSet has none), so rendered they would
+		// read as drift on every compare.
 		sts.Spec.VolumeClaimTemplates = append(sts.Spec.VolumeClaimTemplates, corev1.PersistentVolumeClaim{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
 			ObjectMeta: metav1.ObjectMeta{Name: v.Source, Labels: appLabels(project, a)},
 			Spec: corev1.PersistentVolumeClaimSpec{
 				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},

@@ -89,9 +89,9 @@ func TestGolden(t *testing.T) {
 
 // TestNamedFormRefused: a manifest with several services is refused by
 // every Kubernetes renderer, naming services, rather than rendered as one
-// of its services, unless Options.NamedForm asks for it (swiftctl render;
-// the daemon's target does not converge it yet); argo-rollouts refuses it
-// whatever the options.
+// of its services, unless Options.NamedForm asks for it (swiftctl render,
+// the daemon's Kubernetes target); argo-rollouts refuses it whatever the
+// options.
 func TestNamedFormRefused(t *testing.T) {
 	m, err := manifest.Parse([]byte(`
 services:

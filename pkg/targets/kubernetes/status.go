@@ -36,27 +36,34 @@ func (t *Target) Report(ctx context.Context, m *manifest.Manifest, st targets.De
 	}
 	ks := &api.KubeStatus{Namespace: t.cfg.Namespace, Deployments: []api.KubeDeployment{}}
 	ks.Leading, ks.Leader = t.Leader()
-	for _, track := range []string{stack.TrackStable, stack.TrackCanary} {
-		dep, ok := obs.Deployments[m.Project+"-"+track]
-		if !ok {
-			continue
+	names := kubetarget.PrimaryNames(m)
+	if m.IsNamed() {
+		ks.Deployments = append(ks.Deployments, kubeWorkloads(obs)...)
+		s.Services = kubeServicesStatus(stack.FromManifest(m, st.Options(m)), obs)
+	} else {
+		for _, tr := range []struct{ track, name string }{{stack.TrackStable, names.StableDeployment}, {stack.TrackCanary, names.CanaryDeployment}} {
+			if dep, ok := obs.Deployments[tr.name]; ok {
+				ks.Deployments = append(ks.Deployments, deploymentStatus(dep, tr.track))
+			}
 		}
-		ks.Deployments = append(ks.Deployments, deploymentStatus(dep, track))
 	}
-	if r, ok := obs.Routes[m.Project]; ok {
-		ks.Route, ks.RouteWeights = r.Name, kubetarget.Weights(r)
+	// The route of the primary service (in the named form, the weights of
+	// its rule).
+	route, weights, routed := kubetarget.PrimaryWeights(obs, names)
+	if routed {
+		ks.Route, ks.RouteWeights = route, weights
 	}
 	s.Kubernetes = ks
-	if sv := serving(m.Project, obs); sv.Mode != "" {
+	if sv := serving(m, obs); sv.Mode != "" {
 		s.Mode, s.StableImage = sv.Mode, sv.StableImage
 		if sv.Mode == stack.TrackCanary {
 			s.CanaryImage, s.CanaryWeight = sv.CanaryImage, sv.CanaryWeight
 		}
-		s.Revision = obs.Routes[m.Project].ResourceVersion
+		s.Revision = obs.Routes[route].ResourceVersion
 	}
 	for _, p := range obs.Pods {
 		s.Containers = append(s.Containers, api.Container{Name: p.Name, Role: stack.RoleApp, Track: p.Labels[k8srender.LabelTrack],
-			Image: podImage(p), State: podState(p), IP: p.Status.PodIP})
+			Service: p.Labels[k8srender.LabelService], Image: podImage(p), State: podState(p), IP: p.Status.PodIP})
 	}
 	if !s.Down {
 		desired, err := t.desired(m, st)
@@ -74,7 +81,11 @@ func (t *Target) Report(ctx context.Context, m *manifest.Manifest, st targets.De
 			// What has not rolled out is pending too: the route waits.
 			for _, dep := range ks.Deployments {
 				if !dep.RolledOut && len(plan.Ops) == 0 {
-					s.Pending = append(s.Pending, "rollout: Deployment "+dep.Name+": "+dep.Problem)
+					kind := dep.Kind
+					if kind == "" {
+						kind = "Deployment"
+					}
+					s.Pending = append(s.Pending, "rollout: "+kind+" "+dep.Name+": "+dep.Problem)
 				}
 			}
 		}
@@ -159,7 +170,12 @@ func (t *Target) trackStats(ctx context.Context, m *manifest.Manifest, obs kubet
 	if m.Metrics.Prometheus == "" {
 		return fail("metrics.prometheus is not set: the Kubernetes target reads the canary's figures from Prometheus")
 	}
-	dep, ok := obs.Deployments[m.Project+"-"+track]
+	n := kubetarget.PrimaryNames(m)
+	name := n.StableDeployment
+	if track == stack.TrackCanary {
+		name = n.CanaryDeployment
+	}
+	dep, ok := obs.Deployments[name]
 	if !ok {
 		return fail("no Deployment for the " + track + " track")
 	}

@@ -11,6 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sort"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -195,7 +198,7 @@ func (c *change) Blocked() string          { return "" }
 func (c *change) Gated() bool              { return c.plan.Gated() }
 func (c *change) Empty() bool              { return c.plan.Empty() }
 func (c *change) Lines() []string          { return c.plan.Lines() }
-func (c *change) Serving() targets.Serving { return serving(c.m.Project, c.obs) }
+func (c *change) Serving() targets.Serving { return serving(c.m, c.obs) }
 
 func (t *Target) Name() string { return "kubernetes" }
 
@@ -214,6 +217,10 @@ func (t *Target) desired(m *manifest.Manifest, s targets.Decisions) (kubetarget.
 	if err != nil || !hasSecrets(m) {
 		return d, err
 	}
+	if m.IsNamed() {
+		d.Secrets, err = t.namedSecrets(m, t.cfg.Namespace)
+		return d, err
+	}
 	files, env, err := t.readSecrets(m)
 	if err != nil {
 		return kubetarget.Desired{}, err
@@ -224,23 +231,31 @@ func (t *Target) desired(m *manifest.Manifest, s targets.Decisions) (kubetarget.
 
 // hasSecrets: the manifest's services have env files or secrets.
 func hasSecrets(m *manifest.Manifest) bool {
-	return len(m.Services.EnvFile) > 0 || len(m.Services.Secrets) > 0
-}
-
-// hasClaims: the manifest's services have named volumes.
-func hasClaims(m *manifest.Manifest) bool {
-	for _, v := range m.Services.Volumes {
-		if v.Type == manifest.VolumeNamed {
+	for _, s := range allServices(m) {
+		if len(s.EnvFile) > 0 || len(s.Secrets) > 0 {
 			return true
 		}
 	}
 	return false
 }
 
-// extras: the Secrets and claims the manifest needs (the Role grants
-// them only then).
+// hasClaims: the manifest's services have named volumes (an accessory's
+// are its StatefulSet's claims).
+func hasClaims(m *manifest.Manifest) bool {
+	for _, s := range allServices(m) {
+		for _, v := range s.Volumes {
+			if v.Type == manifest.VolumeNamed {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// extras: the Secrets, claims and StatefulSets the manifest needs (the
+// Role grants them only then).
 func extras(m *manifest.Manifest) kubetarget.Extras {
-	return kubetarget.Extras{Secrets: hasSecrets(m), Claims: hasClaims(m)}
+	return kubetarget.Extras{Secrets: hasSecrets(m), Claims: hasClaims(m), StatefulSets: hasAccessories(m)}
 }
 
 // observe reads what the project owns from the informers' cache; its Secrets and volume claims only
@@ -252,10 +267,6 @@ func (t *Target) observe(ctx context.Context, m *manifest.Manifest) (kubetarget.
 }
 
 func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s targets.Decisions) (targets.Change, error) {
-	if m.IsNamed() {
-		// Refused before anything is rendered: what runs keeps running.
-		return nil, fmt.Errorf("project %s: several services (the named form of services) run on the Docker target only so far; the Kubernetes target renders the single-service form", m.Project)
-	}
 	desired, err := t.desired(m, s)
 	if err != nil {
 		return nil, err
@@ -374,7 +385,7 @@ func (t *Target) Serves(ctx context.Context, ch targets.Change) (targets.Verdict
 	if err != nil {
 		return targets.ServesUnknown, targets.Serving{}, err
 	}
-	sv := serving(c.m.Project, obs)
+	sv := serving(c.m, obs)
 	if kubetarget.Serves(c.desired, obs) {
 		return targets.ServesYes, sv, nil
 	}
@@ -386,35 +397,35 @@ func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Ser
 	if err != nil {
 		return targets.Serving{}, err
 	}
-	return serving(m.Project, obs), nil
+	return serving(m, obs), nil
 }
 
 // serving reads the mode from the live route's weights and the images
-// from the live Deployments.
-func serving(project string, obs kubetarget.Observed) targets.Serving {
-	r, ok := obs.Routes[project]
+// from the live Deployments: the primary service's, the one a canary is
+// about (in the named form, its rule's split in the route).
+func serving(m *manifest.Manifest, obs kubetarget.Observed) targets.Serving {
+	n := kubetarget.PrimaryNames(m)
+	_, w, ok := kubetarget.PrimaryWeights(obs, n)
 	if !ok {
 		return targets.Serving{}
 	}
-	w := kubetarget.Weights(r)
-	stableName, canaryName := project+"-"+stack.TrackStable, project+"-"+stack.TrackCanary
 	s := targets.Serving{Mode: stack.TrackStable}
-	if dep, ok := obs.Deployments[stableName]; ok {
+	if dep, ok := obs.Deployments[n.StableDeployment]; ok {
 		s.StableImage = kubetarget.ImageOf(dep)
 	}
-	dep, ok := obs.Deployments[canaryName]
+	dep, ok := obs.Deployments[n.CanaryDeployment]
 	s.CanaryRunning = ok
-	if ok && w[canaryName] > 0 {
+	if ok && w[n.CanaryService] > 0 {
 		s.Mode = stack.TrackCanary
 		s.CanaryImage = kubetarget.ImageOf(dep)
-		s.CanaryWeight = w[canaryName]
+		s.CanaryWeight = w[n.CanaryService]
 		s.CanaryLive, _ = kubetarget.RolledOut(dep)
 	}
 	return s
 }
 
 // Rolled looks at the rollout of m under s without a dry run: every
-// desired Deployment rolled out with its image, the route's weights in
+// desired Deployment and StatefulSet rolled out with its image, the route's weights in
 // force, or the reason it is not yet.
 func (t *Target) Rolled(ctx context.Context, m *manifest.Manifest, s targets.Decisions) (targets.RolloutStatus, error) {
 	desired, err := t.desired(m, s)
@@ -429,6 +440,11 @@ func (t *Target) Rolled(ctx context.Context, m *manifest.Manifest, s targets.Dec
 		return targets.RolloutStatus{Failed: f}, nil
 	}
 	for _, o := range kubetarget.ForObserved(desired, obs).Objects {
+		if v, ok := o.(*appsv1.StatefulSet); ok {
+			if why := rolledStatefulSet(v, obs); why != "" {
+				return targets.RolloutStatus{Waiting: why}, nil
+			}
+		}
 		if v, ok := o.(*appsv1.Deployment); ok {
 			live, ok := obs.Deployments[v.Name]
 			if !ok {
@@ -490,7 +506,8 @@ func (t *Target) Forget() error { return nil }
 func (t *Target) Heal(context.Context, targets.Change, reconciler.Progress) {}
 
 // Teardown plans the deletion of every object the project owns: the
-// route first, so that nothing is sent to a Service being deleted.
+// routes first, so that nothing is sent to a Service being deleted, then
+// the Services and workloads (Deployments, the accessories' StatefulSets).
 // The project's Secrets go last; its volume claims, with the data, only
 // with volumes (`down --volumes`), after everything else.
 func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]targets.Removal, error) {
@@ -500,22 +517,19 @@ func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes boo
 	}
 	var refs []kube.Ref
 	ns := t.cfg.Namespace
-	for n := range obs.Routes {
-		refs = append(refs, kube.Ref{Resource: kube.HTTPRoutes, Namespace: ns, Name: n})
-	}
-	for n := range obs.Services {
-		refs = append(refs, kube.Ref{Resource: kube.Services, Namespace: ns, Name: n})
-	}
-	for n := range obs.Deployments {
-		refs = append(refs, kube.Ref{Resource: kube.Deployments, Namespace: ns, Name: n})
-	}
-	for n := range obs.Secrets {
-		refs = append(refs, kube.Ref{Resource: kube.Secrets, Namespace: ns, Name: n})
-	}
-	if volumes { // the data goes only when asked for
-		for n := range obs.Claims {
-			refs = append(refs, kube.Ref{Resource: kube.Claims, Namespace: ns, Name: n})
+	add := func(r kube.Resource, names []string) {
+		sort.Strings(names)
+		for _, n := range names {
+			refs = append(refs, kube.Ref{Resource: r, Namespace: ns, Name: n})
 		}
+	}
+	add(kube.HTTPRoutes, slices.Collect(maps.Keys(obs.Routes)))
+	add(kube.Services, slices.Collect(maps.Keys(obs.Services)))
+	add(kube.Deployments, slices.Collect(maps.Keys(obs.Deployments)))
+	add(kube.StatefulSets, slices.Collect(maps.Keys(obs.StatefulSets)))
+	add(kube.Secrets, slices.Collect(maps.Keys(obs.Secrets)))
+	if volumes { // the data goes only when asked for
+		add(kube.Claims, slices.Collect(maps.Keys(obs.Claims)))
 	}
 	plan := make([]targets.Removal, 0, len(refs))
 	for _, ref := range refs {

@@ -1,0 +1,219 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// applyStatefulSet stores a StatefulSet as its controller would leave it
+// rolled out: its pods Ready with its image, a claim per template and
+// pod (labelled as the template is), which outlive it. Called locked.
+func (f *fakeKube) applyStatefulSet(k string, body []byte) ([]byte, error) {
+	var s appsv1.StatefulSet
+	if err := json.Unmarshal(body, &s); err != nil {
+		return nil, err
+	}
+	s.Generation, s.ResourceVersion = f.gen[k], fmt.Sprint(f.rv)
+	s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: kube.FieldManager, Operation: "Apply"}}
+	want := int32(1)
+	if s.Spec.Replicas != nil {
+		want = *s.Spec.Replicas
+	}
+	rev := fmt.Sprintf("%s-%d", s.Name, f.gen[k])
+	s.Status = appsv1.StatefulSetStatus{ObservedGeneration: s.Generation, Replicas: want, UpdatedReplicas: want, ReadyReplicas: want,
+		AvailableReplicas: want, CurrentRevision: rev, UpdateRevision: rev}
+	var pods []corev1.Pod
+	for i := range want {
+		pods = append(pods, corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", s.Name, i), UID: k8stypes.UID(fmt.Sprintf("uid-%s-%d", rev, i)), Labels: s.Spec.Template.Labels},
+			Spec:       s.Spec.Template.Spec,
+			Status:     corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
+		})
+		for _, ct := range s.Spec.VolumeClaimTemplates {
+			c := ct.DeepCopy()
+			c.Name = fmt.Sprintf("%s-%s-%d", ct.Name, s.Name, i)
+			c.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"}
+			if _, ok := f.objs["PersistentVolumeClaim/"+c.Name]; !ok {
+				f.objs["PersistentVolumeClaim/"+c.Name], _ = json.Marshal(c)
+			}
+		}
+	}
+	f.pods[s.Name] = pods
+	f.objs[k], _ = json.Marshal(s)
+	return f.objs[k], nil
+}
+
+// namedKubeManifest: web (routed by host), a worker and db, an
+// accessory with a named volume.
+func namedKubeManifest(webImage string) string {
+	return `project: demo
+services:
+  web:
+    image: ` + webImage + `
+    port: 3000
+    route: {host: demo.example.com}
+    depends_on: [db]
+  worker:
+    image: app:1
+  db:
+    kind: accessory
+    image: app:3
+    port: 5432
+    volumes: [{source: pgdata, target: /data}]
+nginx: {image: nginx:latest, port: 8080}
+network: {name: demo-net}
+`
+}
+
+// The named form converges on the Kubernetes target: the accessory's
+// StatefulSet, two Deployments, the route by host; status reports each
+// service and workload; a change of web's image applies web's Deployment
+// alone (the StatefulSet is not applied again); down deletes the route
+// first and keeps the claim, down --volumes deletes it.
+func TestKubeNamedFormConverges(t *testing.T) {
+	h, fk := kubeHarness(t, namedKubeManifest("app:1"))
+	if err := h.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []string{"StatefulSet/demo-db", "Service/db", "Deployment/demo-web", "Service/web", "Deployment/demo-worker", "HTTPRoute/demo-demo.example.com", "PersistentVolumeClaim/pgdata-demo-db-0"} {
+		if !fk.has(o) {
+			t.Errorf("no %s after the deploy", o)
+		}
+	}
+	if w := fk.weights("demo-demo.example.com"); w["web"] != 100 {
+		t.Errorf("route weights %v, want web=100", w)
+	}
+	if ev := h.events(); count(ev, journal.EventDeploySucceeded) != 1 {
+		t.Fatalf("events %v: want one deploy_succeeded", ev)
+	}
+	s := h.status()
+	if !s.Converged || s.Mode != stack.TrackStable || s.StableImage != "app:1" || s.Kubernetes == nil || s.Kubernetes.Route != "demo-demo.example.com" {
+		t.Fatalf("status: converged %v mode %q stable %q pending %q kube %+v", s.Converged, s.Mode, s.StableImage, s.Pending, s.Kubernetes)
+	}
+	var workloads []string
+	for _, d := range s.Kubernetes.Deployments {
+		workloads = append(workloads, fmt.Sprintf("%s %s %v", d.Kind, d.Name, d.RolledOut))
+	}
+	if got := strings.Join(workloads, ","); got != "StatefulSet demo-db true, demo-web true, demo-worker true" {
+		t.Errorf("status workloads %q", got)
+	}
+	var services []string
+	for _, ss := range s.Services {
+		services = append(services, fmt.Sprintf("%s %s %s %d/%d", ss.Name, ss.Kind, ss.Route, ss.Running, ss.Desired))
+	}
+	if got := strings.Join(services, ","); got != "db accessory  1/1,web web demo.example.com/ 1/1,worker worker  1/1" {
+		t.Errorf("status services %q", got)
+	}
+
+	fk.mu.Lock()
+	fk.ops = nil
+	fk.mu.Unlock()
+	h.write(namedKubeManifest("app:2"))
+	if err := h.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(fk.ops, ","); got != "apply Deployment/demo-web" {
+		t.Fatalf("web's image changed: ops %s, want web's Deployment alone", got)
+	}
+	if s := h.status(); !s.Converged || s.StableImage != "app:2" {
+		t.Fatalf("after web's change: converged %v stable %q pending %q", s.Converged, s.StableImage, s.Pending)
+	}
+
+	fk.ops = nil
+	if err := h.d.down(context.Background(), "alice", false, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	want := "delete HTTPRoute/demo-demo.example.com,delete Service/db,delete Service/web,delete Deployment/demo-web,delete Deployment/demo-worker,delete StatefulSet/demo-db"
+	if got := strings.Join(fk.ops, ","); got != want {
+		t.Fatalf("down: %s, want %s", got, want)
+	}
+	if !fk.has("PersistentVolumeClaim/pgdata-demo-db-0") {
+		t.Fatal("down deleted the accessory's claim")
+	}
+	if err := h.d.down(context.Background(), "alice", true, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	if fk.has("PersistentVolumeClaim/pgdata-demo-db-0") {
+		t.Fatal("down --volumes left the accessory's claim")
+	}
+}
+
+// Rolled (the deploy's wait) counts StatefulSets: an accessory whose new
+// pod is not ready yet keeps the rollout waiting, naming it.
+func TestKubeRolledWaitsForStatefulSets(t *testing.T) {
+	h, fk := kubeHarness(t, namedKubeManifest("app:1"))
+	if err := h.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	fk.mu.Lock()
+	var s appsv1.StatefulSet
+	_ = json.Unmarshal(fk.objs["StatefulSet/demo-db"], &s)
+	s.Status.ReadyReplicas = 0
+	fk.objs["StatefulSet/demo-db"], _ = json.Marshal(s)
+	fk.mu.Unlock()
+	m, err := manifest.Parse([]byte(namedKubeManifest("app:1")), "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := h.d.kt.Rolled(context.Background(), m, h.state())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Done || !strings.Contains(st.Waiting, "StatefulSet demo-db") {
+		t.Fatalf("Rolled = %+v, want waiting on StatefulSet demo-db", st)
+	}
+}
+
+// The named form's Secrets: every service's secret files in
+// <project>-secrets (the name the pods refer to), each service's env
+// files in its own <project>-<service>-env; two services naming one
+// secret with different content are refused, naming both.
+func TestKubeNamedFormSecrets(t *testing.T) {
+	withSecrets := strings.Replace(namedKubeManifest("app:1"), "    depends_on: [db]\n",
+		"    depends_on: [db]\n    secrets:\n      db_password: {file: ./secrets/db}\n", 1)
+	withSecrets = strings.Replace(withSecrets, "  worker:\n    image: app:1\n", "  worker:\n    image: app:1\n    env_file: ./worker.env\n", 1)
+	h, fk := kubeHarness(t, withSecrets)
+	writeFile(t, filepath.Join(h.dir, "secrets", "db"), "NAMED-PW-1")
+	writeFile(t, filepath.Join(h.dir, "worker.env"), "QUEUE=NAMED-ENV-2\n")
+	if err := h.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	secret := func(name string) corev1.Secret {
+		fk.mu.Lock()
+		defer fk.mu.Unlock()
+		var s corev1.Secret
+		if err := json.Unmarshal(fk.objs["Secret/"+name], &s); err != nil {
+			t.Fatalf("Secret %s: %v", name, err)
+		}
+		return s
+	}
+	if s := secret("demo-secrets"); string(s.Data["db_password"]) != "NAMED-PW-1" {
+		t.Errorf("Secret demo-secrets holds %q", s.Data)
+	}
+	if s := secret("demo-worker-env"); string(s.Data["QUEUE"]) != "NAMED-ENV-2" || s.Labels[k8srender.LabelProject] != "demo" {
+		t.Errorf("Secret demo-worker-env holds %q, labels %v", s.Data, s.Labels)
+	}
+
+	clash := strings.Replace(withSecrets, "    env_file: ./worker.env\n", "    secrets:\n      db_password: {file: ./secrets/other}\n", 1)
+	writeFile(t, filepath.Join(h.dir, "secrets", "other"), "NAMED-PW-3")
+	h.write(clash)
+	err := h.deploy()
+	if err == nil || !strings.Contains(err.Error(), "services.worker.secrets.db_password") || !strings.Contains(err.Error(), "services.web.secrets.db_password") {
+		t.Fatalf("two services, one secret name, two contents: %v, want a refusal naming both", err)
+	}
+}
