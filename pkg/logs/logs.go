@@ -1,4 +1,10 @@
-package controller
+// Package logs reads what `swiftctl logs` shows: the lines of a service's
+// replicas, from any target that can list them and open one's log
+// (targets.LogReader), merged in time order, or, following (-f), as they
+// come, picking up the replicas a deploy brings. The lines are the app's
+// own: they go to the caller only, never to the daemon's log or the
+// journal.
+package logs
 
 import (
 	"context"
@@ -6,82 +12,47 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
-	"github.com/swiftdeploy/swiftdeploy/pkg/apiserver"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
-// logServices are the services of m that logs SERVICE may name: the
-// named form's, or the single service, named after the project as
-// releases names it (serviceNames).
-func logServices(m *manifest.Manifest) []string {
-	if m.IsNamed() {
-		return m.ServiceNames()
-	}
-	return serviceNames(m)
-}
+// ErrNoReplica is Open's error when no replica of the query's service
+// and track exists (or every one was gone by the time it was opened).
+var ErrNoReplica = errors.New("no replica exists")
 
-// checkService: "" is every service; anything else must name one of m's.
-func checkService(m *manifest.Manifest, name string) error {
-	names := logServices(m)
-	if name == "" || slices.Contains(names, name) {
-		return nil
-	}
-	return fmt.Errorf("no service %q in the manifest: its services are %v", name, names)
-}
+// Copy sends the lines of the logs Open opened through emit until they
+// end (following: until the context given to Open ends, or emit fails),
+// and closes them. It is called once.
+type Copy func(emit func(api.LogLine) error) error
 
-// Logs opens the logs q asks for (swiftctl logs): the replicas' lines,
-// merged, each naming its container; copy sends them until they end, or,
-// following, until ctx does (the client leaves or the daemon stops). The
-// lines are the app's own: they go to the caller only, never to the
-// daemon's log or the journal.
-func (d *Daemon) Logs(ctx context.Context, q api.LogQuery) (func(emit func(api.LogLine) error) error, error) {
-	m := d.readManifest()
-	if m == nil {
-		// A broken manifest is when the logs are most wanted: read
-		// those of the last good one.
-		d.mu.Lock()
-		m = d.current
-		d.mu.Unlock()
-	}
-	if m == nil {
-		return nil, d.noManifest()
-	}
-	if err := checkService(m, q.Service); err != nil {
-		return nil, apiserver.NotFound(err)
-	}
-	lr, ok := d.target.(targets.LogReader)
-	if !ok {
-		return nil, apiserver.NotImplemented(fmt.Errorf("the %s target cannot read logs", d.target.Name()))
-	}
+// Open lists the replicas of q's service and track through lr, opens
+// their logs (from q.Since, the last q.Tail lines) and returns what sends
+// them: merged in time order, or, q.Follow, as they come until ctx ends.
+// A replica gone by the time it is opened is left out; none left is
+// ErrNoReplica. Any other failure to list or open names the replica, and
+// closes what was opened. Once Open returns nil, the caller must call the
+// Copy.
+func Open(ctx context.Context, lr targets.LogReader, m *manifest.Manifest, q api.LogQuery) (Copy, error) {
 	reps, err := lr.LogReplicas(ctx, m, q)
 	if err != nil {
-		return nil, apiserver.Unavailable(err)
+		return nil, fmt.Errorf("list the replicas: %w", err)
 	}
 	srcs, err := openLogs(ctx, lr, m, reps, engine.LogOptions{Since: q.Since, Tail: q.Tail, Follow: q.Follow})
 	if err != nil {
-		return nil, apiserver.Unavailable(err)
+		return nil, err
 	}
 	if len(srcs) == 0 {
-		what := "service " + strings.Join(logServices(m), ", ")
-		if q.Service != "" {
-			what = "service " + q.Service
-		}
-		if q.Track != "" {
-			what += " on track " + q.Track
-		}
-		return nil, apiserver.NotFound(fmt.Errorf("no replica of %s exists", what))
+		return nil, ErrNoReplica
 	}
 	return func(emit func(api.LogLine) error) error {
 		if q.Follow {
 			return newFollower(lr, m, q).run(ctx, srcs, emit)
 		}
-		return mergeLogs(ctx, sourcesOf(srcs), emit)
+		return merge(ctx, sourcesOf(srcs), emit)
 	}, nil
 }
 
@@ -91,16 +62,16 @@ type opened struct {
 	stream engine.LogStream
 }
 
-// LogSource is one replica's log, opened.
-type LogSource struct {
+// source is one replica's log, opened.
+type source struct {
 	Name   string // the container (Docker) or pod (Kubernetes)
 	Stream engine.LogStream
 }
 
-func sourcesOf(os []opened) []LogSource {
-	out := make([]LogSource, len(os))
+func sourcesOf(os []opened) []source {
+	out := make([]source, len(os))
 	for i, o := range os {
-		out[i] = LogSource{Name: o.Name, Stream: o.stream}
+		out[i] = source{Name: o.Name, Stream: o.stream}
 	}
 	return out
 }
@@ -149,11 +120,11 @@ func (s *sinceStream) Next() (engine.LogLine, error) {
 	}
 }
 
-// mergeLogs writes the sources' lines through emit in time order and
+// merge writes the sources' lines through emit in time order and
 // closes them. Each source is in time order, so a k-way merge holds one
 // line per source whatever the logs' size. A source that fails is named
 // in the error, after the others' lines.
-func mergeLogs(ctx context.Context, srcs []LogSource, emit func(api.LogLine) error) error {
+func merge(ctx context.Context, srcs []source, emit func(api.LogLine) error) error {
 	defer closeSources(srcs)
 	// Closing unblocks a Next waiting on a stream whose engine call does
 	// not watch ctx.
@@ -173,7 +144,7 @@ func sourceErr(ctx context.Context, name string, err error) error {
 	return fmt.Errorf("%s: %w", name, err)
 }
 
-func mergeByTime(ctx context.Context, srcs []LogSource, emit func(api.LogLine) error) error {
+func mergeByTime(ctx context.Context, srcs []source, emit func(api.LogLine) error) error {
 	type head struct {
 		src  int
 		line engine.LogLine
@@ -220,7 +191,7 @@ func mergeByTime(ctx context.Context, srcs []LogSource, emit func(api.LogLine) e
 }
 
 // closeSources closes every source (Close may be called more than once).
-func closeSources(srcs []LogSource) {
+func closeSources(srcs []source) {
 	for _, s := range srcs {
 		s.Stream.Close()
 	}
