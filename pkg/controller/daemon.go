@@ -48,6 +48,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
+	"github.com/swiftdeploy/swiftdeploy/pkg/releases"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
@@ -212,7 +213,7 @@ type Daemon struct {
 	// releases is the release book (releases.go), loaded once; under
 	// relMu, never taken with mu held.
 	relMu    sync.Mutex
-	releases *releaseBook
+	releases *releases.Book
 	// relSettled: releases.json written and the kept names made, once
 	// per daemon by the reconcile (settleReleases); under relMu.
 	relSettled bool
