@@ -400,32 +400,7 @@ func TestRollbackToInterrupted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := threeReleases(t, nil)
 			before := len(h.events())
-			frozen, release := make(chan struct{}), make(chan struct{})
-			var mu sync.Mutex
-			fired := false
-			h.d.rec.Hook = func(point string, op reconciler.Op) error {
-				mu.Lock()
-				if !fired && (point != tc.point || op.Kind != tc.op) {
-					mu.Unlock()
-					return nil
-				}
-				if !fired {
-					fired = true
-					close(frozen)
-				}
-				mu.Unlock()
-				<-release
-				return errors.New("crashed")
-			}
-			done := make(chan error, 1)
-			go func() { done <- h.rollbackTo(api.RollbackPrevious) }()
-			select {
-			case <-frozen:
-			case err := <-done:
-				t.Fatalf("the rollback ended (%v) before %s %s", err, tc.point, tc.op)
-			case <-time.After(10 * time.Second):
-				t.Fatalf("never reached %s %s", tc.point, tc.op)
-			}
+			thaw := h.freezeAt(tc.point, tc.op, func() error { return h.rollbackTo(api.RollbackPrevious) })
 			if st := h.state(); tc.rolled == 0 && (st.Pending == nil || st.Pending.Kind != kindRestore) {
 				t.Fatalf("no write-ahead before the reload: %+v", st)
 			}
@@ -449,8 +424,7 @@ func TestRollbackToInterrupted(t *testing.T) {
 			if st := h.state(); st.Pending != nil {
 				t.Errorf("still pending: %+v", st.Pending)
 			}
-			close(release)
-			<-done
+			_ = thaw()
 		})
 	}
 }
