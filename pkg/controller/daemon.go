@@ -185,7 +185,7 @@ type Daemon struct {
 	lastMode    string // the mode last journaled (from what nginx serves)
 	an          analysisMem
 	notifier    *notify.Notifier
-	journal     journalHealth
+	journal     journal.Health
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
