@@ -1,8 +1,9 @@
 // Package kube is swiftdeployd's client of the Kubernetes API, on
 // client-go: kubeconfig loading by clientcmd (exec credential plugins,
 // token files, client certificates, auth providers) or the in-cluster
-// config (whose bound ServiceAccount token client-go re-reads as it
-// rotates); server-side apply with the swiftdeploy field manager, never
+// config; a token file (the in-cluster bound ServiceAccount token) is
+// re-read as it rotates, at once when the server refuses the old one
+// (auth.go); server-side apply with the swiftdeploy field manager, never
 // forced unless the plan says so; namespace-scoped, label-selected
 // informers (cache.go) that the target observes and watches through; and
 // leader election on a coordination.k8s.io Lease (leader.go).
@@ -50,8 +51,8 @@ type Client struct {
 // FromKubeconfig builds a client from a kubeconfig file (its current
 // context), as kubectl reads it: exec credential plugins and token files
 // included. An empty path is the in-cluster config: the pod's
-// ServiceAccount token, which client-go re-reads from its file, so a
-// bound token that rotates keeps working.
+// ServiceAccount token, re-read from its file (auth.go), so a bound
+// token that rotates keeps working.
 func FromKubeconfig(path string) (*Client, error) {
 	var cfg *rest.Config
 	var err error
@@ -81,15 +82,24 @@ func NewForConfig(cfg *rest.Config) (*Client, error) {
 	if cfg.QPS == 0 {
 		cfg.QPS, cfg.Burst = 50, 100
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	if err := refreshTokenFile(cfg); err != nil {
+		return nil, err
+	}
+	// One HTTP client for the three clientsets (one connection pool), its
+	// transport replaying a request refused with 401 (auth.go).
+	hc, err := httpClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfigAndClient(cfg, hc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	gw, err := gatewayclient.NewForConfig(cfg)
+	gw, err := gatewayclient.NewForConfigAndClient(cfg, hc)
 	if err != nil {
 		return nil, fmt.Errorf("gateway API client: %w", err)
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
+	dyn, err := dynamic.NewForConfigAndClient(cfg, hc)
 	if err != nil {
 		return nil, fmt.Errorf("dynamic client: %w", err)
 	}

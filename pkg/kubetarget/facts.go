@@ -17,24 +17,36 @@ var pressureConditions = []corev1.NodeConditionType{corev1.NodeDiskPressure, cor
 
 // ClusterFacts reads the cluster policy's input: every node's readiness,
 // pressure and capacity left (allocatable minus the requests of pods that
-// are not project's own in any namespace), and what desired requests. A
-// failed read leaves Nodes nil with the error, so the policy denies.
+// are not project's own in any namespace), and what desired requests.
+// Nodes and pods come from informers when c has them and they have listed
+// (Live: a gate or a status call then asks the API server nothing), else
+// from one list each. A failed read leaves Nodes nil with the error, so
+// the policy denies.
 func ClusterFacts(ctx context.Context, c API, desired Desired) policy.ClusterInput {
 	in := policy.ClusterInput{}
 	in.NeedCPUMillis, in.NeedMemory = need(desired)
-	var nl corev1.NodeList
-	if err := c.List(ctx, kube.Nodes, "", "", &nl); err != nil {
-		in.Error = err.Error()
-		return in
+	var nodes []corev1.Node
+	var pods []corev1.Pod
+	cached := false
+	if cc, ok := c.(clusterCache); ok {
+		nodes, pods, cached = cc.ClusterObjects()
 	}
-	var pl corev1.PodList
-	if err := c.List(ctx, kube.Pods, "", "", &pl); err != nil {
-		in.Error = err.Error()
-		return in
+	if !cached {
+		var nl corev1.NodeList
+		if err := c.List(ctx, kube.Nodes, "", "", &nl); err != nil {
+			in.Error = err.Error()
+			return in
+		}
+		var pl corev1.PodList
+		if err := c.List(ctx, kube.Pods, "", "", &pl); err != nil {
+			in.Error = err.Error()
+			return in
+		}
+		nodes, pods = nl.Items, pl.Items
 	}
 	type use struct{ cpu, mem int64 }
 	used := map[string]use{}
-	for _, p := range pl.Items {
+	for _, p := range pods {
 		if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
@@ -49,7 +61,7 @@ func ClusterFacts(ctx context.Context, c API, desired Desired) policy.ClusterInp
 		used[p.Spec.NodeName] = u
 	}
 	in.Nodes = []policy.ClusterNode{}
-	for _, n := range nl.Items {
+	for _, n := range nodes {
 		cn := policy.ClusterNode{
 			Name:                 n.Name,
 			Unschedulable:        n.Spec.Unschedulable,
@@ -90,4 +102,37 @@ func need(desired Desired) (cpu, mem int64) {
 		}
 	}
 	return cpu, mem
+}
+
+// clusterInformers are the cluster policy's nodes and scheduled pods.
+type clusterInformers struct {
+	nodes, pods *kube.Informer
+}
+
+// ClusterObjects are the cluster policy's nodes and the pods scheduled on
+// them, from informers started on the first call: ok is false until both
+// have listed (the caller lists from the API meanwhile).
+func (l *Live) ClusterObjects() (nodes []corev1.Node, pods []corev1.Pod, ok bool) {
+	l.mu.Lock()
+	if l.cluster.nodes == nil {
+		l.cluster.nodes, l.cluster.pods = l.StartNodes(l.base), l.StartScheduledPods(l.base)
+	}
+	ci := l.cluster
+	l.mu.Unlock()
+	if !ci.nodes.Synced() || !ci.pods.Synced() {
+		return nil, nil, false
+	}
+	for _, v := range ci.nodes.List() {
+		nodes = append(nodes, *v.(*corev1.Node))
+	}
+	for _, v := range ci.pods.List() {
+		pods = append(pods, *v.(*corev1.Pod))
+	}
+	return nodes, pods, true
+}
+
+// clusterCache serves the cluster policy's objects from memory once it
+// can (Live).
+type clusterCache interface {
+	ClusterObjects() (nodes []corev1.Node, pods []corev1.Pod, ok bool)
 }

@@ -30,6 +30,9 @@ type Live struct {
 	changed  func()
 	base     context.Context
 	stop     context.CancelFunc
+	// extras and cluster are informers started on demand (extras.go).
+	extras  extraInformers
+	cluster clusterInformers
 }
 
 // NewLive is Live over c for namespace ns.
@@ -60,6 +63,7 @@ func (l *Live) Close() {
 	l.stop()
 	l.mu.Lock()
 	l.cache, l.starting = nil, nil
+	l.extras, l.cluster = extraInformers{}, clusterInformers{}
 	l.mu.Unlock()
 }
 
@@ -113,8 +117,9 @@ type start struct {
 }
 
 // Observe reads the project's objects from the cache; its Secrets and
-// volume claims, when x asks, from the API (the Role grants them only
-// when the manifest has some, so no informer can count on them).
+// volume claims, when x asks (the Role grants them only when the manifest
+// has some), and its pull Secret from informers started on demand, from
+// the API until those have listed (extras.go).
 func (l *Live) Observe(ctx context.Context, project string, x Extras) (Observed, error) {
 	k, err := l.Cache(ctx, project)
 	if err != nil {
@@ -124,7 +129,7 @@ func (l *Live) Observe(ctx context.Context, project string, x Extras) (Observed,
 	if err != nil {
 		return o, err
 	}
-	return o, listExtras(ctx, l.Client, l.ns, project, x, &o)
+	return o, l.observeExtras(ctx, project, x, &o)
 }
 
 // Apply applies, then waits until the cache holds the answer.
@@ -162,12 +167,16 @@ func (l *Live) await(ctx context.Context, ref kube.Ref, done func(rv string, ok 
 	l.mu.Lock()
 	k := l.cache
 	l.mu.Unlock()
-	if k == nil || (ref.Resource != kube.Deployments && ref.Resource != kube.Services && ref.Resource != kube.HTTPRoutes) {
+	version := l.extraVersion(ref)
+	if k != nil && (ref.Resource == kube.Deployments || ref.Resource == kube.Services || ref.Resource == kube.HTTPRoutes) {
+		version = func() (string, bool) { return cachedVersion(k, ref) }
+	}
+	if version == nil {
 		return
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		rv, ok := cachedVersion(k, ref)
+		rv, ok := version()
 		if done(rv, ok) {
 			return
 		}

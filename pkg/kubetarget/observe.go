@@ -27,12 +27,12 @@ type Observed struct {
 	// Scaled names, by Deployment, the HorizontalPodAutoscaler that
 	// targets it: its replicas are the HPA's, not the manifest's.
 	Scaled map[string]string
-	// Secrets are listed only when the project has some (the daemon's
-	// Role grants secrets only then); they are not in the informers'
-	// cache: read from the API when asked (Live.Observe).
+	// Secrets are observed only when the project has some (the daemon's
+	// Role grants secrets only then): from an informer started when first
+	// asked, from the API until it has listed (Live.Observe).
 	Secrets map[string]corev1.Secret
-	// Claims are the named volumes' claims, listed only when the project
-	// has named volumes (the Role grants them only then), likewise.
+	// Claims are the named volumes' claims, observed only when the
+	// project has named volumes (the Role grants them only then), likewise.
 	Claims map[string]corev1.PersistentVolumeClaim
 	// PullSecret is the project's image pull Secret (read by name: without
 	// services.secrets the daemon may not list the namespace's Secrets);
@@ -41,50 +41,15 @@ type Observed struct {
 }
 
 // Extras are the kinds the daemon's Role grants only when the manifest
-// needs them: observed by list, when asked, beside the cache.
+// needs them: observed when asked, beside the cache.
 type Extras struct {
 	Secrets, Claims bool
 }
 
-// listExtras lists the project's Secrets and claims when asked.
+// listExtras lists the project's Secrets and claims when asked, and
+// reads its image pull Secret, from the API (extras.go).
 func listExtras(ctx context.Context, c API, ns, project string, x Extras, o *Observed) error {
-	sel := Selector(project)
-	if x.Claims {
-		var cl corev1.PersistentVolumeClaimList
-		if err := c.List(ctx, kube.Claims, ns, sel, &cl); err != nil {
-			return err
-		}
-		for _, pvc := range cl.Items {
-			o.Claims[pvc.Name] = pvc
-		}
-	}
-	if x.Secrets {
-		var sl corev1.SecretList
-		if err := c.List(ctx, kube.Secrets, ns, sel, &sl); err != nil {
-			return err
-		}
-		for _, s := range sl.Items {
-			o.Secrets[s.Name] = s
-		}
-	}
-	if g, ok := c.(getter); ok {
-		var sec corev1.Secret
-		err := g.Get(ctx, kube.Ref{Resource: kube.Secrets, Namespace: ns, Name: k8srender.PullSecretName(project)}, &sec)
-		switch {
-		case kube.IsNotFound(err):
-		case err != nil:
-			return err
-		case sec.Labels[k8srender.LabelManagedBy] == k8srender.ManagedBy && sec.Labels[k8srender.LabelProject] == project:
-			o.PullSecret = &sec // someone else's Secret of that name is never touched
-		}
-	}
-	return nil
-}
-
-// getter reads one object by name (kube.Client); an API without it
-// observes no pull Secret.
-type getter interface {
-	Get(ctx context.Context, ref kube.Ref, v any) error
+	return readExtras(ctx, c, ns, project, x, true, o)
 }
 
 // API is what the target needs of the API server beyond the informers.

@@ -25,7 +25,8 @@ const DaemonName = "swiftdeployd"
 // Role, not a ClusterRole: the daemon never needs another namespace.
 // The cluster policy's facts are cluster-scoped, so the plain target also
 // gets a ClusterRole, read-only: nodes (readiness, pressure, allocatable)
-// and pods in every namespace (the requests already placed on each node).
+// and pods in every namespace (the requests already placed on each node),
+// listed and watched by informers.
 //
 // With secrets (services.secrets, services.env_file), the daemon also
 // writes the project's Secret objects: the Role then grants secrets too,
@@ -49,9 +50,11 @@ func rbacFor(project, namespace string, n rbacNeeds) []Object {
 		{APIGroups: []string{""}, Resources: []string{"pods", "events"}, Verbs: read},
 		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 		// The image pull Secret, and no other: the daemon reads it by
-		// name (never lists the namespace's Secrets). create cannot be
-		// limited to a name (the object does not exist yet).
-		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{PullSecretName(project)}, Verbs: []string{"get", "patch", "update", "delete"}},
+		// name (never lists the namespace's Secrets; its informer lists
+		// and watches with a metadata.name field selector, which
+		// resourceNames authorizes). create cannot be limited to a name
+		// (the object does not exist yet).
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{PullSecretName(project)}, Verbs: []string{"get", "list", "watch", "patch", "update", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
 	}
 	if argo {
@@ -111,7 +114,7 @@ func rbacFor(project, namespace string, n rbacNeeds) []Object {
 			ObjectMeta: metav1.ObjectMeta{Name: cname, Labels: labels},
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: read},
-				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
+				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
 			},
 		},
 		&rbacv1.ClusterRoleBinding{
