@@ -7,8 +7,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,35 +67,7 @@ func TestTransitionJournaledWhenNginxServesIt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := tc.harness(t)
 			before := count(h.events(), tc.event)
-			// From the freeze point on, every operation (removals run in
-			// parallel) stops there, as a crash would stop them all.
-			frozen, release := make(chan struct{}), make(chan struct{})
-			crashed := errors.New("crashed")
-			var mu sync.Mutex
-			fired := false
-			h.d.rec.Hook = func(point string, op reconciler.Op) error {
-				mu.Lock()
-				if !fired && (point != tc.point || op.Kind != tc.op) {
-					mu.Unlock()
-					return nil
-				}
-				if !fired {
-					fired = true
-					close(frozen)
-				}
-				mu.Unlock()
-				<-release
-				return crashed
-			}
-			done := make(chan error, 1)
-			go func() { done <- tc.run(h, context.Background()) }()
-			select {
-			case <-frozen:
-			case err := <-done:
-				t.Fatalf("the transition ended (%v) without reaching %s %s", err, tc.point, tc.op)
-			case <-time.After(10 * time.Second):
-				t.Fatalf("never reached %s %s", tc.point, tc.op)
-			}
+			thaw := h.freezeAt(tc.point, tc.op, func() error { return tc.run(h, context.Background()) })
 
 			// What a crash here leaves on disk.
 			recs := readEvents(t, h)
@@ -133,8 +103,7 @@ func TestTransitionJournaledWhenNginxServesIt(t *testing.T) {
 			if st := h.state(); st.Pending != nil || !tc.state(st) {
 				t.Errorf("state after the restart: %+v", st)
 			}
-			close(release)
-			if err := <-done; err != nil && !strings.Contains(err.Error(), crashed.Error()) {
+			if err := thaw(); err != nil && !errors.Is(err, errCrashed) {
 				t.Logf("the frozen transition ended with %v", err)
 			}
 		})

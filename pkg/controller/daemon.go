@@ -48,6 +48,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
+	"github.com/swiftdeploy/swiftdeploy/pkg/releases"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
@@ -184,7 +185,7 @@ type Daemon struct {
 	lastMode    string // the mode last journaled (from what nginx serves)
 	an          analysisMem
 	notifier    *notify.Notifier
-	journal     journalHealth
+	journal     journal.Health
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent
@@ -212,7 +213,7 @@ type Daemon struct {
 	// releases is the release book (releases.go), loaded once; under
 	// relMu, never taken with mu held.
 	relMu    sync.Mutex
-	releases *releaseBook
+	releases *releases.Book
 	// relSettled: releases.json written and the kept names made, once
 	// per daemon by the reconcile (settleReleases); under relMu.
 	relSettled bool

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -326,4 +328,54 @@ func (a *appMetrics) accessLog() []string {
 
 func engineSpec(name, image, project, role string) engine.Spec {
 	return engine.Spec{Name: name, Image: image, Labels: map[string]string{stack.LabelProject: project, stack.LabelRole: role}}
+}
+
+// errCrashed is what the operations frozen by freezeAt fail with once
+// thawed: the crash they stand for.
+var errCrashed = errors.New("crashed")
+
+// freezeAt runs transition and freezes the daemon at the first apply
+// operation op at point ("before" or "after" it): from there on every
+// operation (removals run in parallel) stops, as a crash would stop them
+// all. It returns once the freeze is reached, failing the test if the
+// transition ends first or never reaches it (a freeze that never fired
+// proves nothing). What the frozen daemon left on disk is then the
+// crash's; the test starts a new daemon on it. thaw lets the frozen
+// operations fail with errCrashed and returns the transition's error.
+func (h *harness) freezeAt(point string, op reconciler.OpKind, transition func() error) (thaw func() error) {
+	h.t.Helper()
+	frozen, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	fired := false
+	h.d.rec.Hook = func(p string, o reconciler.Op) error {
+		mu.Lock()
+		if !fired && (p != point || o.Kind != op) {
+			mu.Unlock()
+			return nil
+		}
+		if !fired {
+			fired = true
+			close(frozen)
+		}
+		mu.Unlock()
+		<-release
+		return errCrashed
+	}
+	var once sync.Once
+	unfreeze := func() { once.Do(func() { close(release) }) }
+	// A test that stops early does not leave the transition frozen.
+	h.t.Cleanup(unfreeze)
+	done := make(chan error, 1)
+	go func() { done <- transition() }()
+	select {
+	case <-frozen:
+	case err := <-done:
+		h.t.Fatalf("the transition ended (%v) without reaching %s %s", err, point, op)
+	case <-time.After(10 * time.Second):
+		h.t.Fatalf("never reached %s %s", point, op)
+	}
+	return func() error {
+		unfreeze()
+		return <-done
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/releases"
 )
 
 // event journals an event durably; a journal failure is logged, never
@@ -134,13 +135,13 @@ func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, u
 		}
 		d.mu.Unlock()
 		image, spec := stableSpec(m, s)
-		rel, isNew := d.newRelease(ctx, serviceName(m), image, spec, user, causeDeploy)
+		rel, isNew := d.newRelease(ctx, serviceName(m), image, spec, user, releases.CauseDeploy)
 		if isNew {
-			det["release"] = releaseDetails(rel)
+			det["release"] = releases.Details(rel)
 		}
 		d.event(journal.EventManifestApplied, "manifest applied: what runs follows it", user, det)
 		if isNew {
-			d.noteReleased(journal.Record{Event: journal.EventManifestApplied, Details: map[string]any{"release": releaseDetails(rel)}})
+			d.noteReleased(journal.Record{Event: journal.EventManifestApplied, Details: map[string]any{"release": releases.Details(rel)}})
 		}
 	}
 	d.mu.Lock()

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -28,28 +27,19 @@ const (
 // Journal events of the daemon's own health.
 const (
 	eventJournalTornTail  = "journal_torn_tail"
-	eventJournalRecovered = "journal_recovered"
+	eventJournalRecovered = journal.EventJournalRecovered
 	// eventSocketRecreated: the control socket was removed (its directory
 	// deleted) and the daemon listens on its path again.
 	eventSocketRecreated = "control_socket_recreated"
 )
 
-// journalHealth is what status says of the journal. A failing journal
-// (disk full, read-only file system) never stops the daemon: what runs
-// keeps running and converging, and status says what is not recorded.
-type journalHealth struct {
-	err      string    // the last append failure; "" while appends succeed
-	since    time.Time // first failure of the current run of failures
-	lost     int       // records not written since
-	tornFile string    // where Open set aside a torn tail found at start
-	reopened time.Time // when the journal last reopened its removed or replaced file
-}
-
-// noteJournal records the outcome of an append. Once the journal works
-// again after failing, the failure itself is journaled with how many
-// records it lost, so the gap in the history is explained. That record is
-// written (and fsynced) after d.mu is released: a slow disk must not stall
-// status, the scrape loop and manifest reads.
+// noteJournal records the outcome of an append in d.journal (a
+// journal.Health: a failing journal never stops the daemon, what runs
+// keeps running and converging, and status says what is not recorded).
+// Once the journal works again after failing, the failure itself is
+// journaled with how many records it lost, so the gap in the history is
+// explained. That record is written (and fsynced) after d.mu is released:
+// a slow disk must not stall status, the scrape loop and manifest reads.
 func (d *Daemon) noteJournal(what string, err error) {
 	d.mu.Lock()
 	rec, was := d.noteJournalLocked(what, err)
@@ -57,54 +47,33 @@ func (d *Daemon) noteJournal(what string, err error) {
 	if rec == nil {
 		return
 	}
-	rerr := d.jr.Append(*rec)
-	if rerr == nil {
-		return
+	if rerr := d.jr.Append(*rec); rerr != nil {
+		// Still failing: the gap goes on, from when it started.
+		d.mu.Lock()
+		d.journal.RecoveryFailed(was, rerr)
+		d.mu.Unlock()
 	}
-	// Still failing: the gap goes on, from when it started.
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	h := &d.journal
-	if h.err == "" {
-		h.since, h.lost = was.since, was.lost
-	} else {
-		// Failures noted meanwhile started a run of their own: one gap.
-		h.since, h.lost = was.since, h.lost+was.lost
-	}
-	h.err = rerr.Error()
 }
 
 // noteJournalLocked updates the journal's health with an append's outcome
 // and returns the journal_recovered record to write, if the journal just
 // recovered, with the health as it was before.
-func (d *Daemon) noteJournalLocked(what string, err error) (*journal.Record, journalHealth) {
+func (d *Daemon) noteJournalLocked(what string, err error) (*journal.Record, journal.Health) {
 	d.metrics.JournalAppend(err)
-	h := &d.journal
-	if err == nil {
-		if r := d.jr.TakeReopened(); r != nil {
-			d.journalReopenedLocked(r)
-		}
-	}
 	if err != nil {
-		if h.err == "" {
-			h.since = time.Now().UTC()
+		if d.journal.Failed(err, time.Now().UTC()) {
 			d.log.Error("journal failing: records are not being written; the daemon keeps converging", zap.String("record", what), zap.Error(err))
 		}
-		h.err = err.Error()
-		h.lost++
-		return nil, journalHealth{}
+		return nil, journal.Health{}
 	}
-	if h.err == "" {
-		return nil, journalHealth{}
+	if r := d.jr.TakeReopened(); r != nil {
+		d.journalReopenedLocked(r)
 	}
-	was := *h
-	h.err, h.lost, h.since = "", 0, time.Time{}
-	d.log.Info("journal writable again", zap.Int("lost", was.lost))
-	return &journal.Record{
-		Type: journal.TypeEvent, Timestamp: time.Now().UTC(), Event: eventJournalRecovered,
-		Message: fmt.Sprintf("journal writable again; %d record(s) could not be written since %s: %s", was.lost, was.since.Format(time.RFC3339), was.err),
-		Details: map[string]any{"lost": was.lost, "since": was.since.Format(time.RFC3339Nano), "error": was.err},
-	}, was
+	rec, was := d.journal.Succeeded(time.Now().UTC())
+	if rec != nil {
+		d.log.Info("journal writable again", zap.Int("lost", was.Lost))
+	}
+	return rec, was
 }
 
 // journalReopenedLocked notes that the journal's file was removed or
@@ -112,22 +81,22 @@ func (d *Daemon) noteJournalLocked(what string, err error) (*journal.Record, jou
 // itself wrote journal_reopened first into it. Status says so until the
 // daemon restarts.
 func (d *Daemon) journalReopenedLocked(r *journal.Reopened) {
-	d.journal.reopened = time.Now().UTC()
+	d.journal.Reopened = time.Now().UTC()
 	d.log.Warn("journal file was removed or replaced; writing to the file now at its path", zap.String("path", d.cfg.JournalPath), zap.String("previous_head", r.PrevHead))
 }
 
 // journalStatusLocked is the journal's part of status; nil when healthy.
 func (d *Daemon) journalStatusLocked() *api.JournalStatus {
 	h := d.journal
-	if h.err == "" && h.tornFile == "" && h.reopened.IsZero() {
+	if h.Healthy() {
 		return nil
 	}
-	s := &api.JournalStatus{Error: h.err, LostRecords: h.lost, TornTail: h.tornFile}
-	if !h.since.IsZero() {
-		s.FailingSince = h.since
+	s := &api.JournalStatus{Error: h.Err, LostRecords: h.Lost, TornTail: h.TornFile}
+	if !h.Since.IsZero() {
+		s.FailingSince = h.Since
 	}
-	if !h.reopened.IsZero() {
-		t := h.reopened
+	if !h.Reopened.IsZero() {
+		t := h.Reopened
 		s.Reopened = &t
 	}
 	return s
@@ -141,7 +110,7 @@ func (d *Daemon) noteTornTail() {
 		return
 	}
 	d.mu.Lock()
-	d.journal.tornFile = torn
+	d.journal.TornFile = torn
 	d.mu.Unlock()
 	d.log.Warn("journal had a torn tail (a write cut by a crash); set aside, the chain continues from the last whole record", zap.String("file", torn))
 	d.event(eventJournalTornTail, "journal had a torn tail at start (a write cut by a crash); its bytes were set aside in "+torn, "", map[string]any{"file": torn})

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/apiserver"
-	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
+	"github.com/swiftdeploy/swiftdeploy/pkg/logs"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
@@ -35,11 +33,9 @@ func checkService(m *manifest.Manifest, name string) error {
 	return fmt.Errorf("no service %q in the manifest: its services are %v", name, names)
 }
 
-// Logs opens the logs q asks for (swiftctl logs): the replicas' lines,
-// merged, each naming its container; copy sends them until they end, or,
-// following, until ctx does (the client leaves or the daemon stops). The
-// lines are the app's own: they go to the caller only, never to the
-// daemon's log or the journal.
+// Logs opens the logs q asks for (swiftctl logs) through pkg/logs, which
+// merges and follows them; here, only which manifest they are read under
+// and the refusals' status codes.
 func (d *Daemon) Logs(ctx context.Context, q api.LogQuery) (func(emit func(api.LogLine) error) error, error) {
 	m := d.readManifest()
 	if m == nil {
@@ -59,15 +55,8 @@ func (d *Daemon) Logs(ctx context.Context, q api.LogQuery) (func(emit func(api.L
 	if !ok {
 		return nil, apiserver.NotImplemented(fmt.Errorf("the %s target cannot read logs", d.target.Name()))
 	}
-	reps, err := lr.LogReplicas(ctx, m, q)
-	if err != nil {
-		return nil, apiserver.Unavailable(err)
-	}
-	srcs, err := openLogs(ctx, lr, m, reps, engine.LogOptions{Since: q.Since, Tail: q.Tail, Follow: q.Follow})
-	if err != nil {
-		return nil, apiserver.Unavailable(err)
-	}
-	if len(srcs) == 0 {
+	copyLogs, err := logs.Open(ctx, lr, m, q)
+	if errors.Is(err, logs.ErrNoReplica) {
 		what := "service " + strings.Join(logServices(m), ", ")
 		if q.Service != "" {
 			what = "service " + q.Service
@@ -77,151 +66,8 @@ func (d *Daemon) Logs(ctx context.Context, q api.LogQuery) (func(emit func(api.L
 		}
 		return nil, apiserver.NotFound(fmt.Errorf("no replica of %s exists", what))
 	}
-	return func(emit func(api.LogLine) error) error {
-		if q.Follow {
-			return newFollower(lr, m, q).run(ctx, srcs, emit)
-		}
-		return mergeLogs(ctx, sourcesOf(srcs), emit)
-	}, nil
-}
-
-// opened is a replica whose log is open.
-type opened struct {
-	targets.Replica
-	stream engine.LogStream
-}
-
-// LogSource is one replica's log, opened.
-type LogSource struct {
-	Name   string // the container (Docker) or pod (Kubernetes)
-	Stream engine.LogStream
-}
-
-func sourcesOf(os []opened) []LogSource {
-	out := make([]LogSource, len(os))
-	for i, o := range os {
-		out[i] = LogSource{Name: o.Name, Stream: o.stream}
+	if err != nil {
+		return nil, apiserver.Unavailable(err)
 	}
-	return out
-}
-
-// openLogs opens every replica's log; one that is gone is left out; any
-// other failure closes what was opened and names the replica.
-func openLogs(ctx context.Context, lr targets.LogReader, m *manifest.Manifest, reps []targets.Replica, o engine.LogOptions) ([]opened, error) {
-	var out []opened
-	for _, r := range reps {
-		s, err := lr.OpenLog(ctx, m, r, o)
-		if errors.Is(err, targets.ErrReplicaGone) {
-			continue
-		}
-		if err != nil {
-			for _, o := range out {
-				o.stream.Close()
-			}
-			return nil, fmt.Errorf("%s: %w", r.Name, err)
-		}
-		out = append(out, opened{Replica: r, stream: since(s, o.Since)})
-	}
-	return out, nil
-}
-
-// since drops the lines a stream yields from before t: the Kubernetes API
-// takes sinceTime in whole seconds, so a follow reopened just after its
-// last line would repeat that second's lines without it.
-func since(s engine.LogStream, t time.Time) engine.LogStream {
-	if t.IsZero() {
-		return s
-	}
-	return &sinceStream{LogStream: s, t: t}
-}
-
-type sinceStream struct {
-	engine.LogStream
-	t time.Time
-}
-
-func (s *sinceStream) Next() (engine.LogLine, error) {
-	for {
-		l, err := s.LogStream.Next()
-		if err != nil || l.Time.IsZero() || !l.Time.Before(s.t) {
-			return l, err
-		}
-	}
-}
-
-// mergeLogs writes the sources' lines through emit in time order and
-// closes them. Each source is in time order, so a k-way merge holds one
-// line per source whatever the logs' size. A source that fails is named
-// in the error, after the others' lines.
-func mergeLogs(ctx context.Context, srcs []LogSource, emit func(api.LogLine) error) error {
-	defer closeSources(srcs)
-	// Closing unblocks a Next waiting on a stream whose engine call does
-	// not watch ctx.
-	defer context.AfterFunc(ctx, func() { closeSources(srcs) })()
-	return mergeByTime(ctx, srcs, emit)
-}
-
-func toAPI(name string, l engine.LogLine) api.LogLine {
-	return api.LogLine{Time: l.Time, Container: name, Stream: l.Stream, Line: l.Text}
-}
-
-// sourceErr names the source of a failed read; nil at a clean end.
-func sourceErr(ctx context.Context, name string, err error) error {
-	if err == nil || errors.Is(err, io.EOF) || ctx.Err() != nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", name, err)
-}
-
-func mergeByTime(ctx context.Context, srcs []LogSource, emit func(api.LogLine) error) error {
-	type head struct {
-		src  int
-		line engine.LogLine
-	}
-	var errs []error
-	heads := make([]head, 0, len(srcs))
-	next := func(i int) (head, bool) {
-		l, err := srcs[i].Stream.Next()
-		if err != nil {
-			if e := sourceErr(ctx, srcs[i].Name, err); e != nil {
-				errs = append(errs, e)
-			}
-			return head{}, false
-		}
-		return head{src: i, line: l}, true
-	}
-	for i := range srcs {
-		if h, ok := next(i); ok {
-			heads = append(heads, h)
-		}
-	}
-	for len(heads) > 0 {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		// The earliest line; between equal times, the source listed first.
-		k := 0
-		for j := 1; j < len(heads); j++ {
-			if heads[j].line.Time.Before(heads[k].line.Time) {
-				k = j
-			}
-		}
-		h := heads[k]
-		if err := emit(toAPI(srcs[h.src].Name, h.line)); err != nil {
-			return err
-		}
-		if nh, ok := next(h.src); ok {
-			heads[k] = nh
-		} else {
-			heads = slices.Delete(heads, k, k+1)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// closeSources closes every source (Close may be called more than once).
-func closeSources(srcs []LogSource) {
-	for _, s := range srcs {
-		s.Stream.Close()
-	}
+	return copyLogs, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,113 +22,10 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
-// sliceStream yields fixed lines, then err (io.EOF for a clean end), and
-// records that it was closed.
-type sliceStream struct {
-	lines  []engine.LogLine
-	err    error
-	mu     sync.Mutex
-	closed bool
-}
-
-func (s *sliceStream) Next() (engine.LogLine, error) {
-	if len(s.lines) == 0 {
-		return engine.LogLine{}, s.err
-	}
-	l := s.lines[0]
-	s.lines = s.lines[1:]
-	return l, nil
-}
-
-func (s *sliceStream) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	return nil
-}
-
-func (s *sliceStream) wasClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
-func at(sec int, text string) engine.LogLine {
-	return engine.LogLine{Time: time.Date(2026, 12, 7, 5, 0, sec, 0, time.UTC), Stream: "stdout", Text: text}
-}
-
-// Not following, the replicas' lines come out in time order, each named
-// by its source; equal times keep the sources' order; a source that fails
-// is named after the others' lines, and every source is closed.
-func TestMergeLogsByTime(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		srcs    map[string]*sliceStream
-		order   []string
-		want    []string
-		wantErr string
-	}{
-		{
-			name: "interleaved",
-			srcs: map[string]*sliceStream{
-				"a": {lines: []engine.LogLine{at(1, "a1"), at(4, "a4"), at(5, "a5")}, err: io.EOF},
-				"b": {lines: []engine.LogLine{at(2, "b2"), at(3, "b3"), at(6, "b6")}, err: io.EOF},
-			},
-			order: []string{"a", "b"},
-			want:  []string{"a|a1", "b|b2", "b|b3", "a|a4", "a|a5", "b|b6"},
-		},
-		{
-			name: "equal times keep the sources' order",
-			srcs: map[string]*sliceStream{
-				"a": {lines: []engine.LogLine{at(1, "a1")}, err: io.EOF},
-				"b": {lines: []engine.LogLine{at(1, "b1")}, err: io.EOF},
-			},
-			order: []string{"b", "a"},
-			want:  []string{"b|b1", "a|a1"},
-		},
-		{
-			name: "an empty source",
-			srcs: map[string]*sliceStream{
-				"a": {err: io.EOF},
-				"b": {lines: []engine.LogLine{at(1, "b1")}, err: io.EOF},
-			},
-			order: []string{"a", "b"},
-			want:  []string{"b|b1"},
-		},
-		{
-			name: "a failing source is named, the others still read",
-			srcs: map[string]*sliceStream{
-				"a": {lines: []engine.LogLine{at(1, "a1")}, err: errors.New("connection reset")},
-				"b": {lines: []engine.LogLine{at(2, "b2"), at(3, "b3")}, err: io.EOF},
-			},
-			order:   []string{"a", "b"},
-			want:    []string{"a|a1", "b|b2", "b|b3"},
-			wantErr: "a: connection reset",
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var srcs []LogSource
-			for _, n := range tc.order {
-				srcs = append(srcs, LogSource{Name: n, Stream: tc.srcs[n]})
-			}
-			var got []string
-			err := mergeLogs(context.Background(), srcs, func(l api.LogLine) error {
-				got = append(got, l.Container+"|"+l.Line)
-				return nil
-			})
-			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
-				t.Errorf("lines %v, want %v", got, tc.want)
-			}
-			if (err == nil) != (tc.wantErr == "") || (err != nil && err.Error() != tc.wantErr) {
-				t.Errorf("err %v, want %q", err, tc.wantErr)
-			}
-			for n, s := range tc.srcs {
-				if !s.wasClosed() {
-					t.Errorf("source %s left open", n)
-				}
-			}
-		})
-	}
+// textStream is a replica's log that yields text's lines
+// ("TIME TEXT\n") and ends.
+func textStream(name, text string) engine.LogStream {
+	return engine.NewLogStream(name, io.NopCloser(strings.NewReader(text)), false)
 }
 
 // logsTarget is the fake engine's target with logs: the replicas and
@@ -257,8 +153,8 @@ func next(t *testing.T, lines <-chan api.LogLine) api.LogLine {
 // last record; the query reaches the target as given.
 func TestHandleLogsMerged(t *testing.T) {
 	h := newHarness(t, fakeManifest("app:1", 2, ""))
-	a := &sliceStream{lines: []engine.LogLine{at(1, "a1"), at(3, "a3")}, err: io.EOF}
-	b := &sliceStream{lines: []engine.LogLine{at(2, "b2")}, err: io.EOF}
+	a := textStream("a", "2026-12-07T05:00:01Z a1\n2026-12-07T05:00:03Z a3\n")
+	b := textStream("b", "2026-12-07T05:00:02Z b2\n")
 	lt := &logsTarget{Target: h.d.target}
 	lt.add(targets.Replica{ID: "1", Name: "p-stable-1"}, a)
 	lt.add(targets.Replica{ID: "2", Name: "p-stable-2"}, b)
@@ -355,60 +251,6 @@ func TestHandleLogsFollowEndsWhenTheClientLeaves(t *testing.T) {
 	}
 }
 
-// -f picks up what a deploy brings: a new replica's lines (from its
-// start), and a replica whose stream ended and that runs again, from
-// just after its last line; a replica whose log breaks is named without
-// ending the others.
-func TestHandleLogsFollowPicksUpNewReplicas(t *testing.T) {
-	defer func(d time.Duration) { logRescan = d }(logRescan)
-	logRescan = 10 * time.Millisecond // how often to look, not a margin
-	h := newHarness(t, fakeManifest("app:1", 1, ""))
-	s1, w1 := pipeStream("r1")
-	lt := &logsTarget{Target: h.d.target}
-	lt.add(targets.Replica{ID: "1", Name: "r1", Running: true}, s1)
-	h.d.target = lt
-	lines, _, _ := serveLogs(t, h.d.newAPI(), "follow=true&since=2026-12-07T05:00:00Z&tail=5")
-	go w1.Write([]byte("2026-12-07T05:00:01Z first\n"))
-	next(t, lines)
-
-	// A new replica: opened from the request's since, all of it.
-	s2, w2 := pipeStream("r2")
-	lt.add(targets.Replica{ID: "2", Name: "r2", Running: true}, s2)
-	go w2.Write([]byte("2026-12-07T05:00:02Z new replica\n"))
-	if l := next(t, lines); l.Container != "r2" || l.Line != "new replica" {
-		t.Fatalf("got %+v, want the new replica's line", l)
-	}
-	if o := lt.lastOpen(); !o.Follow || o.Tail != -1 || !o.Since.Equal(time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)) {
-		t.Errorf("the new replica was opened with %+v", o)
-	}
-
-	// r1's stream ends (the container stopped); it runs again (restarted
-	// under the same ID): opened again from just after its last line, and
-	// nothing from before it is shown again.
-	w1.Close()
-	s1b, w1b := pipeStream("r1")
-	lt.add(targets.Replica{ID: "1", Name: "r1", Running: true}, s1b)
-	// (The Kubernetes API reads sinceTime in whole seconds: a line
-	// already shown comes again and must be dropped.)
-	go w1b.Write([]byte("2026-12-07T05:00:01Z first\n2026-12-07T05:00:03Z back\n"))
-	if l := next(t, lines); l.Container != "r1" || l.Line != "back" {
-		t.Fatalf("got %+v, want r1's line after its restart", l)
-	}
-	if o := lt.lastOpen(); !o.Since.Equal(time.Date(2026, 12, 7, 5, 0, 1, 1, time.UTC)) {
-		t.Errorf("r1 reopened from %s, want just after its last line", o.Since)
-	}
-
-	// r2's log breaks: named, the follow goes on.
-	w2.CloseWithError(errors.New("connection reset"))
-	if l := next(t, lines); l.Done || l.Container != "r2" || !strings.Contains(l.Error, "connection reset") {
-		t.Fatalf("got %+v, want r2's failure named", l)
-	}
-	go w1b.Write([]byte("2026-12-07T05:00:04Z still here\n"))
-	if l := next(t, lines); l.Line != "still here" {
-		t.Fatalf("got %+v, want the follow to go on", l)
-	}
-}
-
 // The logs answers served at once are bounded: one more is refused with
 // 429, saying why, and the bound frees up as answers end.
 func TestHandleLogsBoundsReaders(t *testing.T) {
@@ -429,7 +271,7 @@ func TestHandleLogsBoundsReaders(t *testing.T) {
 	}
 	cancel()
 	code()
-	s2 := &sliceStream{lines: []engine.LogLine{at(1, "again")}, err: io.EOF}
+	s2 := textStream("r1", "2026-12-07T05:00:01Z again\n")
 	lt.add(targets.Replica{ID: "1", Name: "r1"}, s2)
 	rec = httptest.NewRecorder()
 	srv.Routes().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, api.PathLogs, nil))

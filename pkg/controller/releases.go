@@ -1,43 +1,31 @@
 package controller
 
-// Releases: every stable release that took effect, as a projection of the
-// journal. A release rides in the record of the event that made it take
-// effect (details.release of manifest_applied or promoted), so it is
-// journaled exactly once, atomically with that event; a rollback to one
-// is `rolled_back` with from_rev and to_rev. releases.json beside
-// state.json (0600) keeps the last Keep releases of each service across
-// the journal's retention; it is written after the journal and, when
-// missing or behind, rebuilt from the journal at load.
+// Releases: the controller's side of the release book (pkg/releases). The
+// book decides (which revision is next, which release `rollback --to`
+// names, what a pruned release lets go of); here it is loaded once and
+// saved under relMu, a release is journaled in the record of the event
+// that made it take effect (journal.go's manifest_applied, rollout.go's
+// promoted) and noted in the book after, and the engine keeps the images
+// of listed releases under their kept names.
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
-	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/releases"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
-const (
-	releasesFile = "releases.json"
-	// DefaultKeepReleases is how many releases of a service are listed
-	// (and their images kept) unless Config.KeepReleases says otherwise.
-	DefaultKeepReleases = 5
-	// Causes of a release.
-	causeDeploy  = "deploy"
-	causePromote = "promote"
-)
+// DefaultKeepReleases is how many releases of a service are listed (and
+// their images kept) unless Config.KeepReleases says otherwise.
+const DefaultKeepReleases = releases.DefaultKeep
 
 // serviceName is the name of m's single service: the project's. Every
 // place that maps a SERVICE argument to a service goes through it and
@@ -65,155 +53,6 @@ func resolveService(m *manifest.Manifest, arg string) (string, error) {
 	return "", fmt.Errorf("no service %q in the manifest: its services are %v", arg, names)
 }
 
-// serviceBook is one service's releases.
-type serviceBook struct {
-	// Releases, oldest first, the last Keep of them.
-	Releases []api.Release `json:"releases"`
-	// LastRev is the highest revision ever given (kept when the oldest
-	// release is dropped, so a revision is never reused).
-	LastRev int `json:"last_rev"`
-	// Current is the revision in force: the newest release, or the one a
-	// rollback brought back.
-	Current int `json:"current"`
-	// Image and SpecHash are what runs as stable in force: the current
-	// release's image under the manifest's spec (a rollback restores the
-	// image, not the rest of the spec). A deploy whose stable differs is
-	// a new release.
-	Image    string `json:"image"`
-	SpecHash string `json:"spec_hash"`
-}
-
-// releaseBook is the releases of every service.
-type releaseBook struct {
-	Services map[string]*serviceBook `json:"services"`
-}
-
-func (b *releaseBook) service(name string) *serviceBook {
-	if b.Services == nil {
-		b.Services = map[string]*serviceBook{}
-	}
-	s := b.Services[name]
-	if s == nil {
-		s = &serviceBook{}
-		b.Services[name] = s
-	}
-	return s
-}
-
-// add records r (idempotent: a revision already known is kept as is) and
-// makes it current. It returns the releases that fell out of the last
-// keep.
-func (s *serviceBook) add(r api.Release, keep int) []api.Release {
-	r.Current, r.Local = false, nil
-	known := false
-	for _, have := range s.Releases {
-		if have.Rev == r.Rev {
-			known = true
-		}
-	}
-	if !known {
-		s.Releases = append(s.Releases, r)
-		sort.Slice(s.Releases, func(i, j int) bool { return s.Releases[i].Rev < s.Releases[j].Rev })
-	}
-	if r.Rev > s.LastRev {
-		s.LastRev = r.Rev
-	}
-	if r.Rev >= s.Current {
-		s.Current, s.Image, s.SpecHash = r.Rev, r.Image, r.SpecHash
-	}
-	return s.trim(keep)
-}
-
-// restored makes rev current again, with what now runs.
-func (s *serviceBook) restored(rev int, image, specHash string) {
-	s.Current, s.Image, s.SpecHash = rev, image, specHash
-}
-
-func (s *serviceBook) trim(keep int) (dropped []api.Release) {
-	if keep > 0 && len(s.Releases) > keep {
-		dropped = append(dropped, s.Releases[:len(s.Releases)-keep]...)
-		s.Releases = append([]api.Release(nil), s.Releases[len(s.Releases)-keep:]...)
-	}
-	return dropped
-}
-
-func (s *serviceBook) find(rev int) (api.Release, bool) {
-	for _, r := range s.Releases {
-		if r.Rev == rev {
-			return r, true
-		}
-	}
-	return api.Release{}, false
-}
-
-// previous is the release before the current one.
-func (s *serviceBook) previous() (api.Release, bool) {
-	var prev api.Release
-	ok := false
-	for _, r := range s.Releases {
-		if r.Rev < s.Current {
-			prev, ok = r, true
-		}
-	}
-	return prev, ok
-}
-
-// releaseDetails is a release as it rides in a journal record.
-func releaseDetails(r api.Release) map[string]any {
-	r.Current, r.Local = false, nil
-	var out map[string]any
-	b, _ := json.Marshal(r)
-	_ = json.Unmarshal(b, &out)
-	return out
-}
-
-func releaseOfDetails(v any) (api.Release, bool) {
-	var r api.Release
-	b, err := json.Marshal(v)
-	if err != nil || json.Unmarshal(b, &r) != nil || r.Rev <= 0 || r.Service == "" {
-		return api.Release{}, false
-	}
-	return r, true
-}
-
-// replay applies one journal record to b. It returns the releases that
-// fell out of the list.
-func (b *releaseBook) replay(rec journal.Record, keep int) (dropped []api.Release) {
-	switch rec.Event {
-	case journal.EventManifestApplied, journal.EventPromoted:
-		if r, ok := releaseOfDetails(rec.Details["release"]); ok {
-			return b.service(r.Service).add(r, keep)
-		}
-	case journal.EventRolledBack:
-		svc, _ := rec.Details["service"].(string)
-		to := intOf(rec.Details["to_rev"])
-		if svc == "" || to <= 0 {
-			return nil // a canary's rollback
-		}
-		// What runs: the release's image, or the name that kept it when
-		// its tag has moved on.
-		image, _ := rec.Details["image"].(string)
-		if run, _ := rec.Details["run"].(string); run != "" {
-			image = run
-		}
-		spec, _ := rec.Details["spec_hash"].(string)
-		b.service(svc).restored(to, image, spec)
-	}
-	return nil
-}
-
-// intOf reads a number of a record's details: an int as journaled, a
-// float64 as read back.
-func intOf(v any) int {
-	switch n := v.(type) {
-	case int:
-		return n
-	case float64:
-		return int(n)
-	}
-	return 0
-}
-
 func (d *Daemon) keepReleases() int {
 	if d.cfg.KeepReleases > 0 {
 		return d.cfg.KeepReleases
@@ -227,34 +66,22 @@ func (d *Daemon) keepReleases() int {
 // It changes nothing on disk or on the engine: a reader (swiftctl
 // releases, role read) may be the first to call it; settleReleases, from
 // the reconcile, writes what it rebuilt.
-func (d *Daemon) loadReleases() (*releaseBook, error) {
+func (d *Daemon) loadReleases() (*releases.Book, error) {
 	d.relMu.Lock()
 	defer d.relMu.Unlock()
 	if d.releases != nil {
 		return d.releases, nil
 	}
-	b := &releaseBook{}
-	path := filepath.Join(d.stateDir, releasesFile)
-	raw, err := os.ReadFile(path)
+	b, err := releases.ReadFile(d.stateDir)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, releases.ErrUnreadable):
+		d.log.Warn("releases.json unreadable; rebuilding it from the journal", zap.Error(err))
 	case err != nil:
-		return nil, fmt.Errorf("read releases: %w", err)
-	default:
-		if err := json.Unmarshal(raw, b); err != nil {
-			d.log.Warn("releases.json unreadable; rebuilding it from the journal")
-			b = &releaseBook{}
-		}
+		return nil, err
 	}
 	_ = d.jr.Flush()
-	keep := d.keepReleases()
-	err = journal.Read(d.journalPath(), journal.Filter{Types: []string{journal.TypeEvent},
-		Events: []string{journal.EventManifestApplied, journal.EventPromoted, journal.EventRolledBack}}, func(r journal.Record) error {
-		b.replay(r, keep)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read releases from the journal: %w", err)
+	if err := b.CatchUp(d.journalPath(), d.keepReleases()); err != nil {
+		return nil, err
 	}
 	d.releases = b
 	return b, nil
@@ -281,7 +108,7 @@ func (d *Daemon) settleReleases(ctx context.Context) {
 		return
 	}
 	d.relSettled = true
-	logErr(d.log, "save releases", d.saveReleasesLocked())
+	logErr(d.log, "save releases", releases.WriteFile(d.stateDir, d.releases))
 	for svc, sb := range b.Services {
 		for _, r := range sb.Releases {
 			keep = append(keep, listed{svc, r})
@@ -298,21 +125,20 @@ func (d *Daemon) settleReleases(ctx context.Context) {
 // there. On Kubernetes the nodes pull: none of that applies.
 func (d *Daemon) localImages() bool { return d.kt == nil && d.eng != nil }
 
-// keepRef is the name that keeps release rev of service on the host while
-// it is listed, swiftdeploy-release/PROJECT/SERVICE:REV: a named image is
-// never dangling, so no prune of dangling images removes it, and it
-// survives its own tag moving on (a rebuild). Callers do not hold d.mu.
-func (d *Daemon) keepRef(service string, rev int) string {
-	project := service
+// releaseProject is the project whose kept names hold service's images:
+// the manifest's. Callers do not hold d.mu.
+func (d *Daemon) releaseProject(service string) string {
 	if m := d.manifestNow(); m != nil {
-		project = m.Project
+		return m.Project
 	}
-	return fmt.Sprintf("%s/%s/%s:%d", KeepRepository, project, service, rev)
+	return service
 }
 
-// KeepRepository is the repository of the names that keep the images of
-// listed releases (keepRef).
-const KeepRepository = "swiftdeploy-release"
+// keepRef is the name that keeps release rev of service on the host while
+// it is listed (releases.KeepRef). Callers do not hold d.mu.
+func (d *Daemon) keepRef(service string, rev int) string {
+	return releases.KeepRef(d.releaseProject(service), service, rev)
+}
 
 // keepImage names r's image with keepRef. Best effort: a release whose
 // image was not inspected (no ID) or cannot be named is still listed; a
@@ -331,39 +157,16 @@ func (d *Daemon) keepImage(ctx context.Context, service string, r api.Release) {
 }
 
 // dropImage lets go of the names that kept a release no longer listed
-// (its own, and the kept name it ran under when it was made while a
-// rollback ran one): its image goes if nothing else names or runs it. A
-// name inUse (what a listed release, or the stable in force, runs under)
-// stays: the stable containers run under it, and a heal or a replica more
-// needs it.
+// (releases.Unkeep): its image goes if nothing else names or runs it.
 func (d *Daemon) dropImage(ctx context.Context, service string, r api.Release, inUse map[string]bool) {
 	if !d.localImages() {
 		return
 	}
-	names := []string{d.keepRef(service, r.Rev)}
-	if strings.HasPrefix(r.Image, KeepRepository+"/") && r.Image != names[0] {
-		names = append(names, r.Image)
-	}
-	for _, ref := range names {
-		if inUse[ref] {
-			continue
-		}
+	for _, ref := range releases.Unkeep(d.releaseProject(service), service, r, inUse) {
 		if err := d.eng.UntagImage(ctx, ref); err != nil {
 			d.log.Warn("name of a release no longer listed not removed", zap.Int("rev", r.Rev), zap.String("name", ref), zap.Error(err))
 		}
 	}
-}
-
-// saveReleasesLocked writes releases.json; callers hold d.relMu.
-func (d *Daemon) saveReleasesLocked() error {
-	b, err := json.MarshalIndent(d.releases, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(d.stateDir, 0o750); err != nil {
-		return err
-	}
-	return atomicfile.Write(filepath.Join(d.stateDir, releasesFile), b, 0o600)
 }
 
 // noteReleased records a journaled release (or a rollback to one, applied
@@ -374,16 +177,12 @@ func (d *Daemon) noteReleased(rec journal.Record) {
 		return
 	}
 	d.relMu.Lock()
-	dropped := d.releases.replay(rec, d.keepReleases())
-	logErr(d.log, "save releases", d.saveReleasesLocked())
-	r, isRelease := releaseOfDetails(rec.Details["release"])
-	inUse := map[string]bool{}
+	dropped := d.releases.Replay(rec, d.keepReleases())
+	logErr(d.log, "save releases", releases.WriteFile(d.stateDir, d.releases))
+	r, isRelease := releases.OfDetails(rec.Details["release"])
+	var inUse map[string]bool
 	if isRelease {
-		sb := d.releases.service(r.Service)
-		inUse[sb.Image] = true
-		for _, listed := range sb.Releases {
-			inUse[listed.Image] = true
-		}
+		inUse = d.releases.Service(r.Service).InUse()
 	}
 	d.relMu.Unlock()
 	if isRelease {
@@ -416,11 +215,9 @@ func (d *Daemon) newRelease(ctx context.Context, service, image, specHash, user,
 		return api.Release{}, false
 	}
 	d.relMu.Lock()
-	sb := b.service(service)
-	same := sb.Image == image && sb.SpecHash == specHash
-	rev := sb.LastRev + 1
+	rev, ok := b.Service(service).Next(image, specHash)
 	d.relMu.Unlock()
-	if same || image == "" {
+	if !ok {
 		return api.Release{}, false
 	}
 	r := api.Release{Rev: rev, Service: service, Image: image, SpecHash: specHash, At: time.Now().UTC(), User: user, Cause: cause}
@@ -440,22 +237,16 @@ func (d *Daemon) releasesOf(ctx context.Context, service string) (api.Releases, 
 		return api.Releases{}, err
 	}
 	d.relMu.Lock()
-	sb := b.service(service)
-	list := append([]api.Release(nil), sb.Releases...)
-	cur := sb.Current
+	list := b.Service(service).List()
 	d.relMu.Unlock()
-	out := api.Releases{Service: service, Keep: d.keepReleases(), Releases: []api.Release{}}
-	for i := len(list) - 1; i >= 0; i-- {
-		r := list[i]
-		r.Current = r.Rev == cur
-		if d.localImages() {
+	if d.localImages() {
+		for i, r := range list {
 			_, err := d.runRef(ctx, service, r)
 			local := err == nil
-			r.Local = &local
+			list[i].Local = &local
 		}
-		out.Releases = append(out.Releases, r)
 	}
-	return out, nil
+	return api.Releases{Service: service, Keep: d.keepReleases(), Releases: list}, nil
 }
 
 // runRef is the name a rollback to r runs: r's own image while its tag

@@ -21,6 +21,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/releases"
 )
 
 // threeReleases deploys app:1, app:2 and app:3 in turn (two replicas).
@@ -97,7 +98,7 @@ func TestReleasesRecordedWhenTheyTakeEffect(t *testing.T) {
 		t.Fatalf("releases %q, want %q", got, want)
 	}
 	for _, r := range rs.Releases {
-		if !strings.HasPrefix(r.ImageID, "sha256:") || r.Digest != r.ImageID || r.SpecHash == "" || r.User != "alice" || r.Cause != causeDeploy ||
+		if !strings.HasPrefix(r.ImageID, "sha256:") || r.Digest != r.ImageID || r.SpecHash == "" || r.User != "alice" || r.Cause != releases.CauseDeploy ||
 			r.Local == nil || !*r.Local || r.Service != "demo" {
 			t.Errorf("release %d: %+v", r.Rev, r)
 		}
@@ -134,7 +135,7 @@ func TestReleasesRecordedWhenTheyTakeEffect(t *testing.T) {
 	if got := revs(rs); got != "4*:app:4 3:app:3 2:app:2 1:app:1" {
 		t.Fatalf("after the promotion: %q", got)
 	}
-	if r := rs.Releases[0]; r.Cause != causePromote || r.User != "alice" || r.ImageID == "" {
+	if r := rs.Releases[0]; r.Cause != releases.CausePromote || r.User != "alice" || r.ImageID == "" {
 		t.Errorf("promoted release: %+v", r)
 	}
 	// The manifest catching up with the promotion is no new release.
@@ -168,7 +169,7 @@ func TestRollbackToPrevious(t *testing.T) {
 			t.Errorf("a rollback made a new release: %s %v", r.Event, r.Details)
 		}
 	}
-	if len(rolled) != 1 || intOf(rolled[0].Details["from_rev"]) != 3 || intOf(rolled[0].Details["to_rev"]) != 2 || rolled[0].User != "bob" {
+	if len(rolled) != 1 || releases.IntOf(rolled[0].Details["from_rev"]) != 3 || releases.IntOf(rolled[0].Details["to_rev"]) != 2 || rolled[0].User != "bob" {
 		t.Fatalf("rolled_back records %+v, want one from 3 to 2 by bob", rolled)
 	}
 	if reloaded := lastIndex(recs, journal.EventNginxReloaded); reloaded < 0 || reloaded > lastIndex(recs, journal.EventRolledBack) {
@@ -399,32 +400,7 @@ func TestRollbackToInterrupted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := threeReleases(t, nil)
 			before := len(h.events())
-			frozen, release := make(chan struct{}), make(chan struct{})
-			var mu sync.Mutex
-			fired := false
-			h.d.rec.Hook = func(point string, op reconciler.Op) error {
-				mu.Lock()
-				if !fired && (point != tc.point || op.Kind != tc.op) {
-					mu.Unlock()
-					return nil
-				}
-				if !fired {
-					fired = true
-					close(frozen)
-				}
-				mu.Unlock()
-				<-release
-				return errors.New("crashed")
-			}
-			done := make(chan error, 1)
-			go func() { done <- h.rollbackTo(api.RollbackPrevious) }()
-			select {
-			case <-frozen:
-			case err := <-done:
-				t.Fatalf("the rollback ended (%v) before %s %s", err, tc.point, tc.op)
-			case <-time.After(10 * time.Second):
-				t.Fatalf("never reached %s %s", tc.point, tc.op)
-			}
+			thaw := h.freezeAt(tc.point, tc.op, func() error { return h.rollbackTo(api.RollbackPrevious) })
 			if st := h.state(); tc.rolled == 0 && (st.Pending == nil || st.Pending.Kind != kindRestore) {
 				t.Fatalf("no write-ahead before the reload: %+v", st)
 			}
@@ -448,8 +424,7 @@ func TestRollbackToInterrupted(t *testing.T) {
 			if st := h.state(); st.Pending != nil {
 				t.Errorf("still pending: %+v", st.Pending)
 			}
-			close(release)
-			<-done
+			_ = thaw()
 		})
 	}
 }
@@ -461,7 +436,7 @@ func TestRollbackToInterrupted(t *testing.T) {
 // journal.
 func TestRollbackToJournaledNotRecorded(t *testing.T) {
 	h := threeReleases(t, nil)
-	relPath := filepath.Join(h.dir, ".swiftdeploy", releasesFile)
+	relPath := filepath.Join(h.dir, ".swiftdeploy", releases.File)
 	before, err := os.ReadFile(relPath)
 	if err != nil {
 		t.Fatal(err)
@@ -505,7 +480,7 @@ func TestRollbackToJournaledNotRecorded(t *testing.T) {
 // is refused.
 func TestReleasesFileRebuiltAndTrimmed(t *testing.T) {
 	h := threeReleases(t, func(c *Config) { c.KeepReleases = 2 })
-	path := filepath.Join(h.dir, ".swiftdeploy", releasesFile)
+	path := filepath.Join(h.dir, ".swiftdeploy", releases.File)
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -600,7 +575,7 @@ func TestRollbackToNotesASpecChange(t *testing.T) {
 func TestReleasesReadChangesNothing(t *testing.T) {
 	h := threeReleases(t, nil)
 	h.d.jr.Close()
-	relPath := filepath.Join(h.dir, ".swiftdeploy", releasesFile)
+	relPath := filepath.Join(h.dir, ".swiftdeploy", releases.File)
 	if err := os.Remove(relPath); err != nil {
 		t.Fatal(err)
 	}

@@ -13,11 +13,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 )
@@ -40,30 +38,10 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 		return err
 	}
 	d.relMu.Lock()
-	sb := *b.service(svc)
+	rel, fromRev, err := b.Choose(svc, to, d.keepReleases())
 	d.relMu.Unlock()
-	if sb.Current == 0 {
-		return fmt.Errorf("service %s has no release recorded yet: nothing to roll back to", svc)
-	}
-	var rel api.Release
-	switch to {
-	case api.RollbackPrevious:
-		var ok bool
-		if rel, ok = sb.previous(); !ok {
-			return fmt.Errorf("service %s has no release before the current one (%d): nothing to roll back to", svc, sb.Current)
-		}
-	default:
-		rev, err := strconv.Atoi(to)
-		if err != nil || rev <= 0 {
-			return fmt.Errorf("--to: want %q or a release number, got %q", api.RollbackPrevious, to)
-		}
-		var ok bool
-		if rel, ok = sb.find(rev); !ok {
-			return fmt.Errorf("--to: service %s has no release %d listed (the last %d are kept: swiftctl releases)", svc, rev, d.keepReleases())
-		}
-		if rev == sb.Current {
-			return fmt.Errorf("--to: release %d of %s is the current one already", rev, svc)
-		}
+	if err != nil {
+		return err
 	}
 	sv, err := d.target.Serving(ctx, m)
 	if err != nil {
@@ -85,7 +63,7 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	}
 	now := time.Now().UTC()
 	t := &Transition{ID: newID(), Kind: kindRestore, Started: now, User: user,
-		Restored: &Restore{Service: svc, Rev: rel.Rev, FromRev: sb.Current, Image: run, ImageID: rel.ImageID, Digest: rel.Digest,
+		Restored: &Restore{Service: svc, Rev: rel.Rev, FromRev: fromRev, Image: run, ImageID: rel.ImageID, Digest: rel.Digest,
 			ReleaseImage: rel.Image, ManifestStable: m.Main().Image, At: now, User: user}}
 	if c := m.Main().Canary; c != nil {
 		// The canary the manifest still declares (promoted, or dropped)
@@ -114,7 +92,7 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 			rel.Rev, short(specAsRelease), short(rel.SpecHash)))
 	}
 	d.event(journal.EventRollbackRequested, fmt.Sprintf("rollback of %s to release %d (%s) requested", svc, rel.Rev, rel.Image), user,
-		map[string]any{"service": svc, "from_rev": sb.Current, "to_rev": rel.Rev, "image": rel.Image})
+		map[string]any{"service": svc, "from_rev": fromRev, "to_rev": rel.Rev, "image": rel.Image})
 	err = d.transact(ctx, m, t, progress)
 	var denied *reconciler.DeniedError
 	var nr notRecorded

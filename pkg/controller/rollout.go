@@ -14,6 +14,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/releases"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
@@ -175,7 +176,7 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 		// promoted record, so it is journaled exactly when that is.
 		var rel *api.Release
 		if t.Kind == kindPromote && t.Release != nil {
-			if r, ok := d.newRelease(context.Background(), t.Release.Service, t.Release.Image, t.Release.SpecHash, t.User, causePromote); ok {
+			if r, ok := d.newRelease(context.Background(), t.Release.Service, t.Release.Image, t.Release.SpecHash, t.User, releases.CausePromote); ok {
 				rel = &r
 			}
 		}
@@ -185,8 +186,8 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 			// weight: the image's share of traffic after the event.
 			det := map[string]any{"image": t.Promoted.Image, "txn": t.ID, "weight": 100}
 			if rel != nil {
-				det["release"] = releaseDetails(*rel)
-				released = &journal.Record{Event: journal.EventPromoted, Details: map[string]any{"release": releaseDetails(*rel)}}
+				det["release"] = releases.Details(*rel)
+				released = &journal.Record{Event: journal.EventPromoted, Details: map[string]any{"release": releases.Details(*rel)}}
 			}
 			d.eventLocked(journal.EventPromoted, t.Promoted.Image+" is now stable; 100% of traffic on it", t.User, det)
 		case kindRestore:

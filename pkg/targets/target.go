@@ -167,9 +167,9 @@ type Removal struct {
 func (r Removal) String() string { return fmt.Sprintf("%-14s %s", r.Op, r.Target) }
 
 // LogReader is a target that reads its replicas' logs (swiftctl logs).
-// The control plane decides which replicas to open, from when, and how
-// to merge them (pkg/controller's logs.go, logs_follow.go): a target only
-// lists a service's replicas and opens one's log. Both targets are LogReaders; it
+// pkg/logs decides which replicas to open, from when, and how to merge
+// and follow them: a target only lists a service's replicas and opens
+// one's log. Both targets are LogReaders; it
 // is its own interface so that a target (or a test's) need not be.
 type LogReader interface {
 	// LogReplicas lists the replicas of q's service and track whose log

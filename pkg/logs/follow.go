@@ -1,4 +1,4 @@
-package controller
+package logs
 
 import (
 	"context"
@@ -13,14 +13,14 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
-// logRescan is how often a follow looks for replicas to add: a deploy
+// rescanEvery is how often a follow looks for replicas to add: a deploy
 // replaces them (new containers), a crashed one comes back. A variable
 // for tests.
-var logRescan = 2 * time.Second
+var rescanEvery = 2 * time.Second
 
 // follower streams the lines of a service's replicas as they come (swiftctl
 // logs -f) until ctx ends: the client leaves or the daemon stops. Every
-// logRescan it lists the replicas again and opens those it has not seen
+// rescanEvery it lists the replicas again and opens those it has not seen
 // (from q.Since, all of it: they are new) and those seen whose stream ended
 // and that run again (from just after their last line). One goroutine per
 // open replica, one line in flight each: memory is bounded by the number
@@ -66,7 +66,7 @@ func (f *follower) run(ctx context.Context, initial []opened, emit func(api.LogL
 	for _, o := range initial {
 		f.start(ctx, o, time.Now())
 	}
-	tick := time.NewTicker(logRescan)
+	tick := time.NewTicker(rescanEvery)
 	defer tick.Stop()
 	for {
 		select {

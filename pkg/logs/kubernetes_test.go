@@ -1,4 +1,4 @@
-package controller
+package logs
 
 import (
 	"context"
@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
-	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -64,16 +63,12 @@ func TestKubeLogsReadThePodsOfTheTrack(t *testing.T) {
 	kt := kubernetes.NewOn(kubernetes.Config{Namespace: "apps"}, kubetarget.NewLive(c, "apps"), kubernetes.Deps{})
 	m := &manifest.Manifest{Project: "shop"}
 	since := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
-	reps, err := kt.LogReplicas(context.Background(), m, api.LogQuery{Track: "stable"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcs, err := openLogs(context.Background(), kt, m, reps, engine.LogOptions{Since: since, Tail: 20})
+	copyLogs, err := Open(context.Background(), kt, m, api.LogQuery{Track: "stable", Since: since, Tail: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	if err := mergeLogs(context.Background(), sourcesOf(srcs), func(l api.LogLine) error {
+	if err := copyLogs(func(l api.LogLine) error {
 		got = append(got, l.Container+" | "+l.Line)
 		return nil
 	}); err != nil {
