@@ -38,9 +38,11 @@ type Cache struct {
 	cs      kubernetes.Interface
 	owned   string
 	handler cache.ResourceEventHandler
-	stsMu   sync.Mutex
-	sts     appslisters.StatefulSetLister
-	stsStop context.CancelFunc
+	stsMu      sync.Mutex
+	sts        *stsRun
+	stsErr     error     // the last failed wait's
+	stsRetryAt time.Time // until then a call answers stsErr at once
+	stsWait    time.Duration
 }
 
 // CacheSelectors are the label selectors of a Cache's informers.
@@ -122,4 +124,4 @@ func (c *Client) StartCache(ctx context.Context, ns string, sel CacheSelectors, 
 }
 
 // Stop ends the cache's informers.
-func (k *Cache) Stop() { k.cancel() } // the StatefulSets' informer too: its context is a child
+func (k *Cache) Stop() { k.cancel() } // the StatefulSets' informer too: it runs on k.ctx
