@@ -49,13 +49,15 @@ type fakeKube struct {
 	// a dry run without force conflicts.
 	slow, conflict map[string]bool
 	nodeDown       bool // the one node is NotReady: the cluster policy denies
+	// forbid: kinds whose list the daemon's Role does not grant (403).
+	forbid map[string]bool
 	dryRuns        int
 	ops            []string // real ops, in order
 }
 
 func newFakeKube() *fakeKube {
 	return &fakeKube{objs: map[string][]byte{}, gen: map[string]int64{}, pods: map[string][]corev1.Pod{}, nodeCPU: "64",
-		stall: map[string]bool{}, slow: map[string]bool{}, conflict: map[string]bool{}, failApply: map[string]error{}, failDelete: map[string]error{}}
+		stall: map[string]bool{}, slow: map[string]bool{}, forbid: map[string]bool{}, conflict: map[string]bool{}, failApply: map[string]error{}, failDelete: map[string]error{}}
 }
 
 func key(ref kube.Ref) string { return ref.Resource.Kind + "/" + ref.Name }
@@ -162,6 +164,9 @@ func (f *fakeKube) Delete(_ context.Context, ref kube.Ref) error {
 func (f *fakeKube) List(_ context.Context, r kube.Resource, _, _ string, v any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.forbid[r.Kind] {
+		return &kube.Error{Code: 403, Reason: "Forbidden", What: "list " + r.Plural, Message: r.Plural + " is forbidden"}
+	}
 	var items []json.RawMessage
 	switch r.Kind {
 	case "Pod":

@@ -23,7 +23,9 @@ func readExtras(ctx context.Context, c API, ns, project string, x Extras, pull b
 	sel := Selector(project)
 	if x.Claims {
 		var cl corev1.PersistentVolumeClaimList
-		if err := c.List(ctx, kube.Claims, ns, sel, &cl); err != nil {
+		if err := c.List(ctx, kube.Claims, ns, sel, &cl); kube.IsForbidden(err) {
+			o.unseen(UnseenClaims, err)
+		} else if err != nil {
 			return err
 		}
 		for _, pvc := range cl.Items {
