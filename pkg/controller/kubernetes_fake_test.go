@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -161,7 +162,18 @@ func (f *fakeKube) Delete(_ context.Context, ref kube.Ref) error {
 	return nil
 }
 
-func (f *fakeKube) List(_ context.Context, r kube.Resource, _, _ string, v any) error {
+// Get reads one object by name (404 when there is none).
+func (f *fakeKube) Get(_ context.Context, ref kube.Ref, v any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.objs[key(ref)]
+	if !ok {
+		return &kube.Error{Code: 404, Reason: "NotFound", What: "get " + ref.String()}
+	}
+	return json.Unmarshal(b, v)
+}
+
+func (f *fakeKube) List(_ context.Context, r kube.Resource, _, selector string, v any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.forbid[r.Kind] {
@@ -208,9 +220,19 @@ func (f *fakeKube) List(_ context.Context, r kube.Resource, _, _ string, v any) 
 		b, _ := json.Marshal(n)
 		items = append(items, b)
 	default:
+		// The objects the selector selects: two projects in one
+		// namespace each see their own.
+		sel, err := labels.Parse(selector)
+		if err != nil {
+			return err
+		}
 		for k, b := range f.objs {
 			if len(k) > len(r.Kind) && k[:len(r.Kind)+1] == r.Kind+"/" {
-				items = append(items, b)
+				var o metav1.PartialObjectMetadata
+				_ = json.Unmarshal(b, &o)
+				if sel.Matches(labels.Set(o.Labels)) {
+					items = append(items, b)
+				}
 			}
 		}
 	}

@@ -324,3 +324,70 @@ func TestKubeUnseenStatefulSetsAreWarnedOf(t *testing.T) {
 		t.Fatalf("an accessory under a Role without statefulsets: %v, want an error", err)
 	}
 }
+
+// Two projects in one namespace: `shop-web` (one service with a canary,
+// Deployment and Service shop-web-canary) and `shop`, whose service web's
+// canary takes the same names. shop's plan sees only its own objects, so
+// those look missing: the deploy is refused, naming the object and its
+// project, nothing is applied and shop-web's objects keep their content
+// and labels; diff and status say why. A Service made by hand with the
+// name of a service is refused the same way.
+func TestKubeRefusesAnotherProjectsObject(t *testing.T) {
+	canary := "  canary:\n    image: app:2\n    weight: 10\n    replicas: 1\n"
+	h1, fk := kubeHarness(t, strings.Replace(fakeManifest("app:1", 1, canary), "project: demo", "project: shop-web", 1))
+	if err := h1.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	theirs := map[string]string{}
+	for _, o := range []string{"Deployment/shop-web-canary", "Service/shop-web-canary"} {
+		if !fk.has(o) {
+			t.Fatalf("project shop-web has no %s", o)
+		}
+		theirs[o] = string(fk.objs[o])
+	}
+	fk.ops = nil
+
+	const shop = `project: shop
+services:
+  web:
+    image: app:1
+    port: 3000
+    canary: {image: app:2, weight: 10}
+nginx: {image: nginx:latest, port: 8080}
+network: {name: shop-net}
+`
+	h2 := newHarness(t, shop)
+	kt := kubernetes.NewOn(kubernetes.Config{Namespace: "ns", ProgressDeadline: 2 * time.Second, Poll: 5 * time.Millisecond}, fk, h2.d.kubeDeps())
+	h2.d.kt, h2.d.target = kt, kt
+	err := h2.deploy()
+	if err == nil || !strings.Contains(err.Error(), "shop-web-canary") || !strings.Contains(err.Error(), "belongs to project shop-web") {
+		t.Fatalf("shop's deploy over shop-web's canary: %v, want a refusal naming the object and its project", err)
+	}
+	if len(fk.ops) != 0 {
+		t.Fatalf("a refused plan ran ops %v", fk.ops)
+	}
+	for o, was := range theirs {
+		if string(fk.objs[o]) != was {
+			t.Errorf("%s of project shop-web changed:\n%s\nwas\n%s", o, fk.objs[o], was)
+		}
+	}
+	if d := h2.diff(""); !strings.Contains(d.Blocked, "belongs to project shop-web") {
+		t.Errorf("diff blocked %q", d.Blocked)
+	}
+	if s := h2.status(); s.LastReconcile == nil || !strings.Contains(s.LastReconcile.Error, "belongs to project shop-web") {
+		t.Errorf("status last reconcile %+v, want the refusal", s.LastReconcile)
+	}
+
+	// A Service web made by hand, in a namespace of its own.
+	fk2 := newFakeKube()
+	fk2.objs["Service/web"] = []byte(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"ns","labels":{"app":"web"}}}`)
+	h3 := newHarness(t, strings.Replace(shop, "    canary: {image: app:2, weight: 10}\n", "", 1))
+	kt3 := kubernetes.NewOn(kubernetes.Config{Namespace: "ns", ProgressDeadline: 2 * time.Second, Poll: 5 * time.Millisecond}, fk2, h3.d.kubeDeps())
+	h3.d.kt, h3.d.target = kt3, kt3
+	if err := h3.deploy(); err == nil || !strings.Contains(err.Error(), "Service ns/web exists and was not made by swiftdeploy") {
+		t.Fatalf("deploy over a hand-made Service web: %v, want a refusal", err)
+	}
+	if string(fk2.objs["Service/web"]) != `{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"ns","labels":{"app":"web"}}}` {
+		t.Fatalf("the hand-made Service changed: %s", fk2.objs["Service/web"])
+	}
+}

@@ -179,6 +179,9 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // cache (kubetarget.Live; tests use a fake).
 type API interface {
 	kubetarget.API
+	// Get reads an object by name: one a plan creates, which may be
+	// another project's (kubetarget.CheckCreates).
+	kubetarget.Getter
 	Observe(ctx context.Context, project string, x kubetarget.Extras) (kubetarget.Observed, error)
 	OnChange(func())
 	Close()
@@ -191,12 +194,15 @@ type change struct {
 	obs     kubetarget.Observed
 	plan    kubetarget.Plan
 	rev     string
+	// blocked: an object the plan creates exists and is not the
+	// project's (kubetarget.CheckCreates); nothing is applied.
+	blocked string
 }
 
 func (c *change) Revision() string         { return c.rev }
-func (c *change) Blocked() string          { return "" }
+func (c *change) Blocked() string          { return c.blocked }
 func (c *change) Gated() bool              { return c.plan.Gated() }
-func (c *change) Empty() bool              { return c.plan.Empty() }
+func (c *change) Empty() bool              { return c.plan.Empty() && c.blocked == "" }
 func (c *change) Lines() []string          { return c.plan.Lines() }
 func (c *change) Serving() targets.Serving { return serving(c.m, c.obs) }
 
@@ -301,7 +307,14 @@ func (t *Target) replan(ctx context.Context, c *change) error {
 	if err != nil {
 		return &targets.PlanError{Err: err}
 	}
-	c.obs, c.plan = obs, plan
+	// The plan sees the project's objects only: what it creates is read
+	// by name first, so that another project's object of that name is
+	// refused, not taken over by the apply.
+	blocked, err := kubetarget.CheckCreates(ctx, t.api, c.desired.Project, plan)
+	if err != nil {
+		return err
+	}
+	c.obs, c.plan, c.blocked = obs, plan, blocked
 	return nil
 }
 
@@ -367,6 +380,9 @@ func (t *Target) Apply(ctx context.Context, ch targets.Change, h targets.Hooks) 
 // step gates and applies c's plan once, op by op, and returns the ops that
 // ran: a drift revert is journaled only once its op has run.
 func (t *Target) step(ctx context.Context, c *change, h targets.Hooks) ([]string, error) {
+	if c.blocked != "" {
+		return nil, errors.New(c.blocked)
+	}
 	if c.plan.Empty() {
 		return nil, nil
 	}
