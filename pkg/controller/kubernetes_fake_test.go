@@ -162,17 +162,6 @@ func (f *fakeKube) Delete(_ context.Context, ref kube.Ref) error {
 	return nil
 }
 
-// Get reads one object by name (404 when there is none).
-func (f *fakeKube) Get(_ context.Context, ref kube.Ref, v any) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	b, ok := f.objs[key(ref)]
-	if !ok {
-		return &kube.Error{Code: 404, Reason: "NotFound", What: "get " + ref.String()}
-	}
-	return json.Unmarshal(b, v)
-}
-
 func (f *fakeKube) List(_ context.Context, r kube.Resource, _, selector string, v any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -237,6 +226,18 @@ func (f *fakeKube) List(_ context.Context, r kube.Resource, _, selector string, 
 		}
 	}
 	b, _ := json.Marshal(map[string]any{"items": items})
+	return json.Unmarshal(b, v)
+}
+
+// Get reads one object by name (the pull Secret is read so, apart from
+// the project's labelled lists).
+func (f *fakeKube) Get(_ context.Context, ref kube.Ref, v any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.objs[key(ref)]
+	if !ok {
+		return &kube.Error{Code: 404, Reason: "NotFound", Message: key(ref) + " not found", What: "get " + key(ref)}
+	}
 	return json.Unmarshal(b, v)
 }
 
