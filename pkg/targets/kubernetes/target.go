@@ -439,13 +439,19 @@ func (t *Target) Rolled(ctx context.Context, m *manifest.Manifest, s targets.Dec
 	if f := progressFailed(desired, obs); f != "" {
 		return targets.RolloutStatus{Failed: f}, nil
 	}
-	for _, o := range kubetarget.ForObserved(desired, obs).Objects {
+	now := kubetarget.ForObserved(desired, obs)
+	for _, o := range now.Objects {
 		if v, ok := o.(*appsv1.StatefulSet); ok {
 			if why := rolledStatefulSet(v, obs); why != "" {
 				return targets.RolloutStatus{Waiting: why}, nil
 			}
 		}
 		if v, ok := o.(*appsv1.Deployment); ok {
+			// A dependent held back for its accessory still runs the
+			// previous spec, rolled out: not done until it is applied.
+			if why := kubetarget.DependentPending(now, obs, v); why != "" {
+				return targets.RolloutStatus{Waiting: why}, nil
+			}
 			live, ok := obs.Deployments[v.Name]
 			if !ok {
 				return targets.RolloutStatus{Waiting: "Deployment " + v.Name + " missing"}, nil
