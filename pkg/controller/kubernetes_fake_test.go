@@ -163,17 +163,6 @@ func (f *fakeKube) Apply(_ context.Context, ref kube.Ref, body []byte, o kube.Ap
 	return f.objs[k], nil
 }
 
-// Get reads a stored object (the image pull Secret, read by name).
-func (f *fakeKube) Get(_ context.Context, ref kube.Ref, v any) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	b, ok := f.objs[key(ref)]
-	if !ok {
-		return &kube.Error{Code: http.StatusNotFound, Reason: "NotFound", What: "get " + key(ref)}
-	}
-	return json.Unmarshal(b, v)
-}
-
 // setWaiting is the kubelet's next report on dep's pods waiting for
 // their image.
 func (f *fakeKube) setWaiting(dep, reason, msg string) {
