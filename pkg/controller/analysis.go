@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -26,37 +27,6 @@ import (
 // when nginx serves it. The progress is State.Rollout, saved in
 // state.json, so a restarted daemon carries on.
 
-// Rollout is a stepped canary's progress. It is changed only under d.mu,
-// in place on d.state.Rollout; State.with copies it (at) before a step.
-type Rollout struct {
-	CanaryImage string `json:"canary_image"`
-	// Revision is the config hash of the canary being judged, from the
-	// containers nginx routes the canary's share to.
-	Revision string `json:"revision,omitempty"`
-	// Step indexes services.canary.steps: the step in force.
-	Step int `json:"step"`
-	// StepStarted is when nginx began serving the step's weight; zero
-	// until it does. The pause counts from here.
-	StepStarted time.Time `json:"step_started,omitzero"`
-	LastCheck   time.Time `json:"last_check,omitzero"`
-	Checks      int       `json:"checks"`      // over the rollout
-	StepPasses  int       `json:"step_passes"` // in the step in force
-	Failures    int       `json:"failures"`    // over the rollout
-	Paused      bool      `json:"paused,omitempty"`
-	PausedAt    time.Time `json:"paused_at,omitzero"`
-	// Completed: the last step's pause passed with its checks.
-	Completed bool               `json:"completed,omitempty"`
-	Last      *api.AnalysisCheck `json:"last,omitempty"`
-}
-
-// StepMove is a step transition: the canary goes to steps[Step].
-type StepMove struct {
-	Image  string `json:"image"`
-	Step   int    `json:"step"` // index
-	Steps  int    `json:"steps"`
-	Weight int    `json:"weight"`
-}
-
 // analysisMem is what the analysis keeps in memory only: how many checks
 // this process made of the rollout (the first may find no data without
 // failing: the grace), and when a failed step or promotion may be retried.
@@ -66,31 +36,11 @@ type analysisMem struct {
 	retryAt time.Time
 }
 
-// weight is the step's weight in force for m, 0 when the rollout is not
-// m's (another canary image, no steps). Nil-safe.
-func (r *Rollout) weight(m *manifest.Manifest) int {
-	c := m.Main().Canary
-	if r == nil || c == nil || len(c.Steps) == 0 || r.CanaryImage != c.Image || r.Step < 0 || r.Step >= len(c.Steps) {
-		return 0
-	}
-	return c.Steps[r.Step].Weight
-}
-
-// at returns a copy of r moved to mv's step, not started yet.
-func (r *Rollout) at(mv *StepMove) *Rollout {
-	n := Rollout{CanaryImage: mv.Image}
-	if r != nil && r.CanaryImage == mv.Image {
-		n = *r
-	}
-	n.Step, n.StepStarted, n.StepPasses, n.Completed = mv.Step, time.Time{}, 0, false
-	return &n
-}
-
-func stepText(mv *StepMove) string {
+func stepText(mv *analysis.StepMove) string {
 	return fmt.Sprintf("Step %d/%d: %d%% of traffic on canary %s", mv.Step+1, mv.Steps, mv.Weight, mv.Image)
 }
 
-func stepDetails(mv *StepMove, txn string) map[string]any {
+func stepDetails(mv *analysis.StepMove, txn string) map[string]any {
 	det := map[string]any{"image": mv.Image, "step": mv.Step + 1, "steps": mv.Steps, "weight": mv.Weight}
 	if txn != "" {
 		det["txn"] = txn
@@ -136,7 +86,7 @@ func (d *Daemon) analysisLoop(ctx context.Context) {
 // activeRolloutLocked is the rollout of m's stepped canary, started if
 // need be, or nil when none is under way: no steps, down, rolled back or
 // aborted, promoted, or a transition in flight.
-func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *Rollout {
+func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *analysis.Rollout {
 	c := m.Main().Canary
 	s := d.state
 	switch {
@@ -150,7 +100,7 @@ func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *Rollout {
 		return nil
 	}
 	if s.Rollout == nil || s.Rollout.CanaryImage != c.Image {
-		d.state.Rollout = &Rollout{CanaryImage: c.Image}
+		d.state.Rollout = &analysis.Rollout{CanaryImage: c.Image}
 		logErr(d.log, "save state", d.saveStateLocked())
 	}
 	if d.an.image != c.Image {
@@ -252,7 +202,7 @@ func (d *Daemon) setRetry(t time.Time) {
 // startStep starts the step's pause once nginx serves its weight to the
 // rollout's canary. The first step is journaled here (it took effect
 // through a reconcile); later ones by their transaction's commit.
-func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) {
+func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur analysis.Rollout, now time.Time) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	sv, err := d.target.Serving(ctx, m)
 	if err != nil {
@@ -272,23 +222,15 @@ func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur Rollou
 	r.Revision = sv.CanaryRevision
 	d.stepStartedLocked(now)
 	if r.Step == 0 {
-		mv := &StepMove{Image: c.Image, Step: 0, Steps: len(c.Steps), Weight: want}
+		mv := &analysis.StepMove{Image: c.Image, Step: 0, Steps: len(c.Steps), Weight: want}
 		d.eventLocked(journal.EventCanaryStep, stepText(mv), "", stepDetails(mv, ""))
 	}
 	logErr(d.log, "save state", d.saveStateLocked())
 }
 
-// Check outcomes.
-const (
-	outcomePass   = "pass"
-	outcomeFail   = "fail"
-	outcomeNoData = "no_data"
-	outcomeGrace  = "grace"
-)
-
 // check judges the canary revision's window once, records and journals
 // the verdict, and returns the rollout after it.
-func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) (Rollout, bool) {
+func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur analysis.Rollout, now time.Time) (analysis.Rollout, bool) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	rev := cur.Revision
 	dec, st := d.target.Judge(ctx, m, rev)
@@ -298,7 +240,7 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 	if st.NoProxy {
 		proxyOutcome = metrics.OK // no proxy view on this target: the app's figures decide
 	}
-	outcome := checkOutcome(dec, st.Outcome, proxyOutcome)
+	outcome := analysis.Classify(dec, st.Outcome, proxyOutcome)
 	figures := map[string]any{"requests": st.Requests}
 	if !st.NoProxy {
 		figures["proxy_requests"] = st.Proxy.Requests
@@ -317,24 +259,24 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 	defer d.mu.Unlock()
 	r := d.state.Rollout
 	if r == nil || r.CanaryImage != cur.CanaryImage || r.Step != cur.Step || r.Paused || d.state.Pending != nil {
-		return Rollout{}, false // it moved on while the policy judged
+		return analysis.Rollout{}, false // it moved on while the policy judged
 	}
-	if outcome == outcomeNoData && d.an.checks == 0 {
+	if outcome == analysis.NoData && d.an.checks == 0 {
 		// The first check of a rollout, or of this daemon (its windows
 		// start empty), may find no data: one interval of grace.
-		outcome = outcomeGrace
+		outcome = analysis.Grace
 	}
 	d.an.checks++
 	r.Checks++
 	r.LastCheck = now.UTC()
 	switch outcome {
-	case outcomePass:
+	case analysis.Pass:
 		r.StepPasses++
-	case outcomeFail, outcomeNoData:
+	case analysis.Fail, analysis.NoData:
 		r.Failures++
 	}
 	var reasons []string
-	if outcome != outcomePass {
+	if outcome != analysis.Pass {
 		reasons = dec.Reasons
 	}
 	r.Last = &api.AnalysisCheck{At: now.UTC(), Outcome: outcome, Reasons: reasons, Figures: figures}
@@ -345,9 +287,9 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 		"outcome": outcome, "failed_checks": r.Failures, "failure_limit": a.FailureLimit, "figures": figures}
 	where := fmt.Sprintf("step %d/%d at %d%%", r.Step+1, len(c.Steps), weight)
 	switch outcome {
-	case outcomePass:
+	case analysis.Pass:
 		d.eventLocked(journal.EventCheckPassed, "canary check passed ("+where+")", "", details)
-	case outcomeGrace:
+	case analysis.Grace:
 		details["reasons"] = reasons
 		d.eventLocked(journal.EventCheckGrace, "canary check found no data during its grace interval, not counted ("+where+"): "+strings.Join(reasons, "; "), "", details)
 	default:
@@ -358,7 +300,7 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 }
 
 // autoAbort rolls the canary back for its failed checks.
-func (d *Daemon) autoAbort(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) {
+func (d *Daemon) autoAbort(ctx context.Context, m *manifest.Manifest, cur analysis.Rollout, now time.Time) {
 	a := m.Main().Canary.Analysis
 	reasons := []string{fmt.Sprintf("%d of %d allowed failed checks reached", cur.Failures, a.FailureLimit)}
 	if cur.Last != nil {
@@ -388,7 +330,7 @@ func (d *Daemon) advance(ctx context.Context, user string, to int, progress reco
 	if !ok {
 		return errors.New("no canary step to move to: the rollout moved on")
 	}
-	mv := &StepMove{Image: c.Image, Step: to, Steps: len(c.Steps), Weight: c.Steps[to].Weight}
+	mv := &analysis.StepMove{Image: c.Image, Step: to, Steps: len(c.Steps), Weight: c.Steps[to].Weight}
 	t := &Transition{ID: newID(), Kind: kindStep, Started: time.Now().UTC(), User: user, Step: mv}
 	if err := d.transact(ctx, m, t, progress); err != nil {
 		return err

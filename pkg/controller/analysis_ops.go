@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -25,7 +26,7 @@ func (d *Daemon) promoteRequest(ctx context.Context, user string, full bool, pro
 	}
 	d.mu.Lock()
 	r := d.activeRolloutLocked(m)
-	var cur Rollout
+	var cur analysis.Rollout
 	if r != nil {
 		cur = *r
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
@@ -30,8 +31,8 @@ func goldenState() State {
 		RolledBack: &Rollback{CanaryImage: "app:9", At: at, User: "bob", Aborted: true, Reasons: []string{"2 of 2 allowed failed checks reached", "Error rate exceeds 1% threshold"}},
 		Restored:   &Restore{Service: "web", Rev: 3, FromRev: 5, Image: "app:0", ReleaseImage: "app:0", ImageID: "sha256:aa", Digest: "sha256:bb", ManifestStable: "app:1", SpecHash: "cc", At: at, User: "carol"},
 		Pending: &Transition{ID: "0123456789ab", Kind: kindStep, Started: at, User: "alice", Revision: "rev-2",
-			Step: &StepMove{Image: "app:2", Step: 2, Steps: 3, Weight: 50}},
-		Rollout: &Rollout{
+			Step: &analysis.StepMove{Image: "app:2", Step: 2, Steps: 3, Weight: 50}},
+		Rollout: &analysis.Rollout{
 			CanaryImage: "app:2", Revision: "rev-1", Step: 1,
 			StepStarted: at.Add(-2 * time.Second), LastCheck: at.Add(-time.Second),
 			Checks: 4, StepPasses: 1, Failures: 1, Paused: true, PausedAt: at, Completed: true,
