@@ -106,7 +106,21 @@ func TestRefusedCallsNeverReachTheController(t *testing.T) {
 func TestNotActingRefusesMutations(t *testing.T) {
 	f := &fakeController{actErr: Unavailable(errors.New("not the leader: daemon-b holds the Lease"))}
 	s := New(f, Options{Authz: testAuthz})
-	for _, path := range []string{api.PathDeploy, api.PathDown, api.PathPromote, api.PathRollback, api.PathAbort, api.PathPause, api.PathResume, api.PathTraffic} {
+	// Every route that needs operate or more, from the server's own table
+	// (a route added later without the check fails here), but validate,
+	// which changes nothing, and chaos, which the Kubernetes target itself
+	// refuses (501).
+	var mutating []string
+	for _, pat := range s.Routes().Patterns() {
+		method, path, _ := strings.Cut(pat, " ")
+		if need, _ := authz.Required(method, path); need >= authz.RoleOperate && path != api.PathValidate && path != api.PathChaos {
+			mutating = append(mutating, path)
+		}
+	}
+	if len(mutating) < 8 {
+		t.Fatalf("%d mutating routes found in %v", len(mutating), s.Routes().Patterns())
+	}
+	for _, path := range mutating {
 		rec := request(s, authz.RoleAdmin, http.MethodPost, path, `{"action":"pause"}`)
 		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "daemon-b") {
 			t.Errorf("POST %s on a follower: %d %s, want 503 naming the leader", path, rec.Code, rec.Body.String())

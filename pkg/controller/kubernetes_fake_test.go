@@ -213,6 +213,18 @@ func (f *fakeKube) List(_ context.Context, r kube.Resource, _, _ string, v any) 
 	return json.Unmarshal(b, v)
 }
 
+// Get reads one object by name (the pull Secret is read so, apart from
+// the project's labelled lists).
+func (f *fakeKube) Get(_ context.Context, ref kube.Ref, v any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.objs[key(ref)]
+	if !ok {
+		return &kube.Error{Code: 404, Reason: "NotFound", Message: key(ref) + " not found", What: "get " + key(ref)}
+	}
+	return json.Unmarshal(b, v)
+}
+
 // Observe lists, as the informers' cache would hold it.
 func (f *fakeKube) Observe(ctx context.Context, project string, x kubetarget.Extras) (kubetarget.Observed, error) {
 	return kubetarget.ListObserveExtras(ctx, f, "ns", project, x)

@@ -123,3 +123,26 @@ func TestKubeVolumeClaimKeptUntilDownVolumes(t *testing.T) {
 		t.Error("down --volumes left the claim")
 	}
 }
+
+// down deletes the image pull Secret too: it holds the registry
+// credentials and is read by name, apart from the project's other Secrets
+// (a manifest with registries and no secrets of its own left it behind).
+func TestKubeDownDeletesThePullSecret(t *testing.T) {
+	const ref = "registry.example.com:5000/shop/app:9"
+	cfg := filepath.Join(t.TempDir(), "docker-config.json")
+	writeFile(t, cfg, `{"auths":{"registry.example.com:5000":{"auth":"ZGVwbG95ZXI6cGFzcw=="}}}`)
+	h, fk := kubeHarness(t, fakeManifest(ref, 1, "")+"registries:\n  - host: registry.example.com:5000\n    config: "+cfg+"\n")
+	if err := h.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	name := "Secret/" + k8srender.PullSecretName("demo")
+	if !fk.has(name) {
+		t.Fatalf("no %s after the deploy", name)
+	}
+	if err := h.d.down(context.Background(), "alice", false, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	if fk.has(name) {
+		t.Errorf("down left %s (the registry credentials) in the cluster", name)
+	}
+}

@@ -5,12 +5,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"k8s.io/client-go/rest"
@@ -192,5 +194,44 @@ func TestWrongTokenIsReplayedOnceOnly(t *testing.T) {
 	}
 	if ok, refused := srv.counts(); ok != 0 || refused != 2 {
 		t.Fatalf("server answered %d ok and %d 401, want 0 and 2 (one replay)", ok, refused)
+	}
+}
+
+// A refused request is replayed only when it can be sent again whole: a
+// body that cannot be read again (no GetBody) or a caller's own
+// Authorization header gets the 401 as it is, after one round trip.
+func TestUnauthorizedNotReplayedWhenItCannotBe(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  func(url string) *http.Request
+	}{
+		{"body read once", func(url string) *http.Request {
+			r, _ := http.NewRequest(http.MethodPost, url, io.MultiReader(strings.NewReader(`{"kind":"Secret"}`)))
+			r.GetBody = nil
+			return r
+		}},
+		{"caller's own Authorization", func(url string) *http.Request {
+			r, _ := http.NewRequest(http.MethodGet, url, nil)
+			r.Header.Set("Authorization", "Bearer callers-own")
+			return r
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.WriteHeader(http.StatusUnauthorized)
+			}))
+			defer srv.Close()
+			resp, err := retryUnauthorized{rt: http.DefaultTransport}.RoundTrip(tc.req(srv.URL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized || calls.Load() != 1 {
+				t.Errorf("status %d after %d round trips, want 401 after 1", resp.StatusCode, calls.Load())
+			}
+		})
 	}
 }

@@ -508,7 +508,7 @@ func (t *Target) Heal(context.Context, targets.Change, reconciler.Progress) {}
 // Teardown plans the deletion of every object the project owns: the
 // routes first, so that nothing is sent to a Service being deleted, then
 // the Services and workloads (Deployments, the accessories' StatefulSets).
-// The project's Secrets go last; its volume claims, with the data, only
+// The project's Secrets (its image pull Secret too) go last; its volume claims, with the data, only
 // with volumes (`down --volumes`), after everything else.
 func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]targets.Removal, error) {
 	obs, err := t.observe(ctx, m)
@@ -527,7 +527,13 @@ func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes boo
 	add(kube.Services, slices.Collect(maps.Keys(obs.Services)))
 	add(kube.Deployments, slices.Collect(maps.Keys(obs.Deployments)))
 	add(kube.StatefulSets, slices.Collect(maps.Keys(obs.StatefulSets)))
-	add(kube.Secrets, slices.Collect(maps.Keys(obs.Secrets)))
+	secrets := slices.Collect(maps.Keys(obs.Secrets))
+	if ps := obs.PullSecret; ps != nil && !slices.Contains(secrets, ps.Name) {
+		// The registry credentials are read by name, apart from the
+		// project's other Secrets: down must not leave them behind.
+		secrets = append(secrets, ps.Name)
+	}
+	add(kube.Secrets, secrets)
 	if volumes { // the data goes only when asked for
 		add(kube.Claims, slices.Collect(maps.Keys(obs.Claims)))
 	}
