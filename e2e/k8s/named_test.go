@@ -59,13 +59,18 @@ network: {name: shop}
 // web alone: db's StatefulSet keeps its resourceVersion and its pod its
 // UID; nor does a canary of web and its rollback. down removes
 // everything but the claim; down --volumes the claim.
+//
+// depends_on: the volume is provided only after the daemon has applied
+// db's StatefulSet, so db's pod cannot be scheduled (its claim is
+// unbound) and is not Ready meanwhile: web's and the worker's
+// Deployments (both depend on db) are not created, status says they
+// wait for db, and they are created once db's pod is Ready.
 func TestDaemonConvergesThreeServices(t *testing.T) {
 	c := connect(t)
 	ns := c.namespace(t, "named")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	const claim = "pgdata-shop-db-0"
-	c.persistentVolume(t, ns, claim)
 
 	// The daemon runs as the ServiceAccount of the rendered RBAC: the Role
 	// must grant what the named form needs (StatefulSets to apply and
@@ -93,8 +98,39 @@ func TestDaemonConvergesThreeServices(t *testing.T) {
 		})
 		return s
 	}
+	eventually(ctx, t, "web and the worker waiting for db", func() (bool, string) {
+		p := strings.Join(k.status(ctx).Pending, "\n")
+		return strings.Contains(p, "wait: apply Deployment shop-web (create) waits for accessory db (depends_on): StatefulSet shop-db") &&
+			strings.Contains(p, "wait: apply Deployment shop-worker (create) waits for accessory db (depends_on)"), p
+	})
+	// Held through the StatefulSet's and its pod's events (each one
+	// re-queues a reconcile), not just the first pass.
+	time.Sleep(3 * time.Second)
+	for _, dep := range []string{"shop-web", "shop-worker"} {
+		if d, ok := c.deployment(ctx, t, ns, dep); ok {
+			t.Fatalf("Deployment %s created at %s while db's pod is not Ready", dep, d.CreationTimestamp)
+		}
+	}
+	if p := c.pod(ctx, t, ns, "shop-db-0"); podIsReady(p) {
+		t.Fatalf("db's pod is Ready without its volume: the test holds nothing back")
+	}
+	held := time.Now()
+	c.persistentVolume(t, ns, claim)
 	converged("web:1")
-	t.Logf("three services from nothing to converged: %.2fs", time.Since(start).Seconds())
+	t.Logf("three services from nothing to converged: %.2fs (the volume given after %.2fs)", time.Since(start).Seconds(), held.Sub(start).Seconds())
+	var dbReady time.Time
+	for _, cond := range c.pod(ctx, t, ns, "shop-db-0").Status.Conditions {
+		if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+			dbReady = cond.LastTransitionTime.Time
+		}
+	}
+	for _, dep := range []string{"shop-web", "shop-worker"} {
+		// Both times are whole seconds: created in db's second at the
+		// earliest.
+		if d, _ := c.deployment(ctx, t, ns, dep); d.CreationTimestamp.Time.Before(dbReady) {
+			t.Errorf("Deployment %s created at %s, before db's pod was Ready at %s", dep, d.CreationTimestamp, dbReady)
+		}
+	}
 
 	c.waitRolledOut(ctx, t, ns, "shop-web", 2, "web:1")
 	c.waitRolledOut(ctx, t, ns, "shop-worker", 1, "worker:1")
@@ -225,6 +261,15 @@ func routesPrefixTo(r gatewayv1.HTTPRoute, prefix, backend string) bool {
 			if len(rule.BackendRefs) == 1 && string(rule.BackendRefs[0].Name) == backend {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+func podIsReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
 		}
 	}
 	return false

@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
@@ -18,44 +18,16 @@ import (
 )
 
 // Progressive delivery: a canary with services.canary.steps walks its
-// weight up by itself. The analysis loop judges the canary revision's own
-// window every analysis.interval with the canary-safety policy; a step's
-// next weight is a transaction (kindStep) like a promotion, the promotion
-// after the last step is d.promote itself, and an abort is d.rollbackWith,
-// so every change of what runs is a plan behind the gate, journaled once
-// when nginx serves it. The progress is State.Rollout, saved in
-// state.json, so a restarted daemon carries on.
-
-// Rollout is a stepped canary's progress. It is changed only under d.mu,
-// in place on d.state.Rollout; State.with copies it (at) before a step.
-type Rollout struct {
-	CanaryImage string `json:"canary_image"`
-	// Revision is the config hash of the canary being judged, from the
-	// containers nginx routes the canary's share to.
-	Revision string `json:"revision,omitempty"`
-	// Step indexes services.canary.steps: the step in force.
-	Step int `json:"step"`
-	// StepStarted is when nginx began serving the step's weight; zero
-	// until it does. The pause counts from here.
-	StepStarted time.Time `json:"step_started,omitzero"`
-	LastCheck   time.Time `json:"last_check,omitzero"`
-	Checks      int       `json:"checks"`      // over the rollout
-	StepPasses  int       `json:"step_passes"` // in the step in force
-	Failures    int       `json:"failures"`    // over the rollout
-	Paused      bool      `json:"paused,omitempty"`
-	PausedAt    time.Time `json:"paused_at,omitzero"`
-	// Completed: the last step's pause passed with its checks.
-	Completed bool               `json:"completed,omitempty"`
-	Last      *api.AnalysisCheck `json:"last,omitempty"`
-}
-
-// StepMove is a step transition: the canary goes to steps[Step].
-type StepMove struct {
-	Image  string `json:"image"`
-	Step   int    `json:"step"` // index
-	Steps  int    `json:"steps"`
-	Weight int    `json:"weight"`
-}
+// weight up by itself. What the walk does next is decided by
+// pkg/analysis (analysis.Next) from the progress, the manifest, the
+// verdict and the time; this file is the glue that runs it: it holds
+// d.mu over the progress (State.Rollout, saved in state.json, so a
+// restarted daemon carries on), observes the route and judges the canary
+// through the target, journals, and runs the action. A step's next weight
+// is a transaction (kindStep) like a promotion, the promotion after the
+// last step is d.promote itself, and an abort is d.rollbackWith, so every
+// change of what runs is a plan behind the gate, journaled once when the
+// route serves it.
 
 // analysisMem is what the analysis keeps in memory only: how many checks
 // this process made of the rollout (the first may find no data without
@@ -66,43 +38,16 @@ type analysisMem struct {
 	retryAt time.Time
 }
 
-// weight is the step's weight in force for m, 0 when the rollout is not
-// m's (another canary image, no steps). Nil-safe.
-func (r *Rollout) weight(m *manifest.Manifest) int {
-	c := m.Main().Canary
-	if r == nil || c == nil || len(c.Steps) == 0 || r.CanaryImage != c.Image || r.Step < 0 || r.Step >= len(c.Steps) {
-		return 0
-	}
-	return c.Steps[r.Step].Weight
-}
-
-// at returns a copy of r moved to mv's step, not started yet.
-func (r *Rollout) at(mv *StepMove) *Rollout {
-	n := Rollout{CanaryImage: mv.Image}
-	if r != nil && r.CanaryImage == mv.Image {
-		n = *r
-	}
-	n.Step, n.StepStarted, n.StepPasses, n.Completed = mv.Step, time.Time{}, 0, false
-	return &n
-}
-
-func stepText(mv *StepMove) string {
+func stepText(mv *analysis.StepMove) string {
 	return fmt.Sprintf("Step %d/%d: %d%% of traffic on canary %s", mv.Step+1, mv.Steps, mv.Weight, mv.Image)
 }
 
-func stepDetails(mv *StepMove, txn string) map[string]any {
+func stepDetails(mv *analysis.StepMove, txn string) map[string]any {
 	det := map[string]any{"image": mv.Image, "step": mv.Step + 1, "steps": mv.Steps, "weight": mv.Weight}
 	if txn != "" {
 		det["txn"] = txn
 	}
 	return det
-}
-
-// stepStartedLocked starts the pause of the step nginx now serves.
-func (d *Daemon) stepStartedLocked(now time.Time) {
-	if r := d.state.Rollout; r != nil {
-		r.StepStarted, r.LastCheck = now.UTC(), now.UTC()
-	}
 }
 
 // analysisTick is how often the analysis loop looks: a fraction of the
@@ -136,7 +81,7 @@ func (d *Daemon) analysisLoop(ctx context.Context) {
 // activeRolloutLocked is the rollout of m's stepped canary, started if
 // need be, or nil when none is under way: no steps, down, rolled back or
 // aborted, promoted, or a transition in flight.
-func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *Rollout {
+func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *analysis.Rollout {
 	c := m.Main().Canary
 	s := d.state
 	switch {
@@ -150,7 +95,7 @@ func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *Rollout {
 		return nil
 	}
 	if s.Rollout == nil || s.Rollout.CanaryImage != c.Image {
-		d.state.Rollout = &Rollout{CanaryImage: c.Image}
+		d.state.Rollout = &analysis.Rollout{CanaryImage: c.Image}
 		logErr(d.log, "save state", d.saveStateLocked())
 	}
 	if d.an.image != c.Image {
@@ -159,10 +104,10 @@ func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *Rollout {
 	return d.state.Rollout
 }
 
-// analyze is one look of the analysis at time now: start the step nginx
-// serves, make the check that is due, abort at the failure limit, move to
-// the next step or promote when the step's pause has passed. Tests call it
-// with a clock of their own.
+// analyze is one look of the analysis at time now: it asks analysis.Next
+// what is due (start the step the route serves, make the check, abort at
+// the failure limit, move to the next step or promote when the step's
+// pause has passed) and runs it. Tests call it with a clock of their own.
 func (d *Daemon) analyze(ctx context.Context, now time.Time) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	defer func() {
@@ -176,44 +121,37 @@ func (d *Daemon) analyze(ctx context.Context, now time.Time) {
 	}
 	d.mu.Lock()
 	r := d.activeRolloutLocked(m)
-	if r == nil || r.Paused {
+	if r == nil {
 		d.mu.Unlock()
 		return
 	}
-	cur := *r
+	cur, in := *r, analysis.Input{Now: now, RetryAt: d.an.retryAt}
 	d.mu.Unlock()
-	c, a := m.Main().Canary, m.Main().Canary.Analysis
-	if cur.Step >= len(c.Steps) { // the manifest lost steps meanwhile
-		cur.Step = len(c.Steps) - 1
-	}
-	if cur.StepStarted.IsZero() {
-		d.startStep(ctx, m, cur, now)
+	c := m.Main().Canary
+	act, _ := analysis.Next(cur, c, in)
+	switch act.Kind {
+	case analysis.Observe:
+		d.startStep(ctx, m, cur, in)
 		return
-	}
-	interval := a.Interval.D()
-	if now.Sub(cur.LastCheck) >= interval {
+	case analysis.Check:
 		var ok bool
-		if cur, ok = d.check(ctx, m, cur, now); !ok {
+		if act, ok = d.check(ctx, m, cur, in); !ok {
 			return
 		}
 	}
-	if cur.Failures >= a.FailureLimit {
-		if now.After(d.retryAt()) {
-			d.autoAbort(ctx, m, cur, now)
+	interval := c.Analysis.Interval.D()
+	switch act.Kind {
+	case analysis.Abort:
+		if err := d.rollbackWith(ctx, "", act.Reasons, func(string) {}); err != nil {
+			d.log.Error("automatic abort not applied; retrying after an interval", zap.Error(err))
+			d.setRetry(now.Add(interval))
 		}
-		return
-	}
-	if now.Sub(cur.StepStarted) < c.Steps[cur.Step].Pause.D() || cur.StepPasses == 0 || !now.After(d.retryAt()) {
-		return
-	}
-	if cur.Step+1 < len(c.Steps) {
-		if err := d.advance(ctx, "", cur.Step+1, func(string) {}); err != nil {
+	case analysis.Advance:
+		if err := d.advance(ctx, "", act.Move.Step, func(string) {}); err != nil {
 			d.log.Warn("next canary step not applied; retrying after an interval", zap.Error(err))
 			d.setRetry(now.Add(interval))
 		}
-		return
-	}
-	if !a.AutoPromote {
+	case analysis.Complete:
 		d.mu.Lock()
 		if r := d.state.Rollout; r != nil && r.CanaryImage == cur.CanaryImage && !r.Completed {
 			r.Completed = true
@@ -222,25 +160,19 @@ func (d *Daemon) analyze(ctx context.Context, now time.Time) {
 				map[string]any{"image": c.Image, "steps": len(c.Steps)})
 		}
 		d.mu.Unlock()
-		return
+	case analysis.AutoPromote:
+		d.mu.Lock()
+		if r := d.state.Rollout; r != nil {
+			r.Completed = true
+		}
+		d.mu.Unlock()
+		// The same gated transaction as `swiftctl promote`, canary safety
+		// included; a denial is journaled there and retried an interval on.
+		if err := d.promote(ctx, "", func(string) {}); err != nil {
+			d.log.Warn("automatic promotion not applied; retrying after an interval", zap.Error(err))
+			d.setRetry(now.Add(interval))
+		}
 	}
-	d.mu.Lock()
-	if r := d.state.Rollout; r != nil {
-		r.Completed = true
-	}
-	d.mu.Unlock()
-	// The same gated transaction as `swiftctl promote`, canary safety
-	// included; a denial is journaled there and retried an interval on.
-	if err := d.promote(ctx, "", func(string) {}); err != nil {
-		d.log.Warn("automatic promotion not applied; retrying after an interval", zap.Error(err))
-		d.setRetry(now.Add(interval))
-	}
-}
-
-func (d *Daemon) retryAt() time.Time {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.an.retryAt
 }
 
 func (d *Daemon) setRetry(t time.Time) {
@@ -249,46 +181,60 @@ func (d *Daemon) setRetry(t time.Time) {
 	d.mu.Unlock()
 }
 
-// startStep starts the step's pause once nginx serves its weight to the
-// rollout's canary. The first step is journaled here (it took effect
+// moved reports whether the rollout in force, r, is no longer the one
+// the analysis looked at: gone, another canary or another step.
+func moved(r *analysis.Rollout, cur analysis.Rollout) bool {
+	return r == nil || r.CanaryImage != cur.CanaryImage || r.Step != cur.Step
+}
+
+// nextLocked is analysis.Next on the rollout in force, r, once what the
+// analysis looked at outside d.mu (cur) is still r: the decision is
+// remade on r itself, so a change made meanwhile (a pause) is kept.
+// False when r moved on, or Next does not decide want.
+func nextLocked(r *analysis.Rollout, cur analysis.Rollout, c *manifest.Canary, in analysis.Input, want analysis.Kind) (analysis.Action, analysis.Rollout, bool) {
+	if moved(r, cur) {
+		return analysis.Action{}, analysis.Rollout{}, false
+	}
+	act, next := analysis.Next(*r, c, in)
+	switch {
+	case want == analysis.StartStep && act.Kind != want:
+		return act, next, false
+	case want == analysis.Check && (r.Paused || r.StepStarted.IsZero()):
+		return act, next, false // Next records no check: it is paused, or its step not started
+	case moved(r, next): // the manifest lost steps meanwhile
+		return act, next, false
+	}
+	return act, next, true
+}
+
+// startStep starts the step's pause once the route serves its weight to
+// the rollout's canary. The first step is journaled here (it took effect
 // through a reconcile); later ones by their transaction's commit.
-func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) {
+func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur analysis.Rollout, in analysis.Input) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	sv, err := d.target.Serving(ctx, m)
 	if err != nil {
 		return
 	}
-	c := m.Main().Canary
-	want := c.Steps[cur.Step].Weight
-	if !sv.CanaryLive || sv.CanaryImage != c.Image || sv.CanaryWeight != want {
-		return
-	}
+	in.Serving = &analysis.Serving{Live: sv.CanaryLive, Image: sv.CanaryImage, Weight: sv.CanaryWeight, Revision: sv.CanaryRevision}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r := d.state.Rollout
-	if r == nil || r.CanaryImage != cur.CanaryImage || !r.StepStarted.IsZero() || r.Step != cur.Step {
-		return // something moved it meanwhile
+	act, next, ok := nextLocked(r, cur, m.Main().Canary, in, analysis.StartStep)
+	if !ok {
+		return // not served yet, or something moved it meanwhile
 	}
-	r.Revision = sv.CanaryRevision
-	d.stepStartedLocked(now)
+	*r = next
 	if r.Step == 0 {
-		mv := &StepMove{Image: c.Image, Step: 0, Steps: len(c.Steps), Weight: want}
-		d.eventLocked(journal.EventCanaryStep, stepText(mv), "", stepDetails(mv, ""))
+		d.eventLocked(journal.EventCanaryStep, stepText(act.Move), "", stepDetails(act.Move, ""))
 	}
 	logErr(d.log, "save state", d.saveStateLocked())
 }
 
-// Check outcomes.
-const (
-	outcomePass   = "pass"
-	outcomeFail   = "fail"
-	outcomeNoData = "no_data"
-	outcomeGrace  = "grace"
-)
-
 // check judges the canary revision's window once, records and journals
-// the verdict, and returns the rollout after it.
-func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) (Rollout, bool) {
+// the verdict, and returns what analysis.Next decides after it; false if
+// the rollout moved on while the policy judged.
+func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur analysis.Rollout, in analysis.Input) (analysis.Action, bool) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	rev := cur.Revision
 	dec, st := d.target.Judge(ctx, m, rev)
@@ -298,7 +244,6 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 	if st.NoProxy {
 		proxyOutcome = metrics.OK // no proxy view on this target: the app's figures decide
 	}
-	outcome := checkOutcome(dec, st.Outcome, proxyOutcome)
 	figures := map[string]any{"requests": st.Requests}
 	if !st.NoProxy {
 		figures["proxy_requests"] = st.Proxy.Requests
@@ -312,66 +257,46 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur Rollout, n
 	if !st.NoProxy && st.Proxy.Outcome == metrics.OK {
 		figures["proxy_error_rate"], figures["proxy_p99_latency_ms"] = targets.Round4(st.Proxy.ErrorRate), targets.Round2(st.Proxy.P99Ms)
 	}
-	a := m.Main().Canary.Analysis
+	c := m.Main().Canary
+	a := c.Analysis
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r := d.state.Rollout
-	if r == nil || r.CanaryImage != cur.CanaryImage || r.Step != cur.Step || r.Paused || d.state.Pending != nil {
-		return Rollout{}, false // it moved on while the policy judged
+	if d.state.Pending != nil {
+		return analysis.Action{}, false // a transition is in flight
 	}
-	if outcome == outcomeNoData && d.an.checks == 0 {
-		// The first check of a rollout, or of this daemon (its windows
-		// start empty), may find no data: one interval of grace.
-		outcome = outcomeGrace
+	in.Verdict = &analysis.Verdict{Outcome: analysis.Classify(dec, st.Outcome, proxyOutcome), Reasons: dec.Reasons, Figures: figures, First: d.an.checks == 0}
+	act, next, ok := nextLocked(r, cur, c, in, analysis.Check)
+	if !ok {
+		return analysis.Action{}, false // it moved on while the policy judged
 	}
 	d.an.checks++
-	r.Checks++
-	r.LastCheck = now.UTC()
-	switch outcome {
-	case outcomePass:
-		r.StepPasses++
-	case outcomeFail, outcomeNoData:
-		r.Failures++
-	}
-	var reasons []string
-	if outcome != outcomePass {
-		reasons = dec.Reasons
-	}
-	r.Last = &api.AnalysisCheck{At: now.UTC(), Outcome: outcome, Reasons: reasons, Figures: figures}
+	// The check is recorded here; Completed, Next's mark for Complete or
+	// AutoPromote, is recorded with its action (analyze), which journals
+	// steps_completed once, when it sets it.
+	next.Completed = r.Completed
+	*r = next
 	logErr(d.log, "save state", d.saveStateLocked())
-	c := m.Main().Canary
+	outcome, reasons := next.Last.Outcome, next.Last.Reasons
 	weight := c.Steps[r.Step].Weight
 	details := map[string]any{"image": r.CanaryImage, "revision": rev, "step": r.Step + 1, "steps": len(c.Steps), "weight": weight,
 		"outcome": outcome, "failed_checks": r.Failures, "failure_limit": a.FailureLimit, "figures": figures}
 	where := fmt.Sprintf("step %d/%d at %d%%", r.Step+1, len(c.Steps), weight)
 	switch outcome {
-	case outcomePass:
+	case analysis.Pass:
 		d.eventLocked(journal.EventCheckPassed, "canary check passed ("+where+")", "", details)
-	case outcomeGrace:
+	case analysis.Grace:
 		details["reasons"] = reasons
 		d.eventLocked(journal.EventCheckGrace, "canary check found no data during its grace interval, not counted ("+where+"): "+strings.Join(reasons, "; "), "", details)
 	default:
 		details["reasons"] = reasons
 		d.eventLocked(journal.EventCheckFailed, fmt.Sprintf("canary check failed %d/%d (%s): %s", r.Failures, a.FailureLimit, where, strings.Join(reasons, "; ")), "", details)
 	}
-	return *r, true
-}
-
-// autoAbort rolls the canary back for its failed checks.
-func (d *Daemon) autoAbort(ctx context.Context, m *manifest.Manifest, cur Rollout, now time.Time) {
-	a := m.Main().Canary.Analysis
-	reasons := []string{fmt.Sprintf("%d of %d allowed failed checks reached", cur.Failures, a.FailureLimit)}
-	if cur.Last != nil {
-		reasons = append(reasons, cur.Last.Reasons...)
-	}
-	if err := d.rollbackWith(ctx, "", reasons, func(string) {}); err != nil {
-		d.log.Error("automatic abort not applied; retrying after an interval", zap.Error(err))
-		d.setRetry(now.Add(a.Interval.D()))
-	}
+	return act, true
 }
 
 // advance moves the canary to steps[to] through a transaction: gated (it
-// sends the canary more traffic), committed and journaled once nginx
+// sends the canary more traffic), committed and journaled once the route
 // serves the new weight.
 func (d *Daemon) advance(ctx context.Context, user string, to int, progress reconciler.Progress) error {
 	d.runMu.Lock()
@@ -388,7 +313,7 @@ func (d *Daemon) advance(ctx context.Context, user string, to int, progress reco
 	if !ok {
 		return errors.New("no canary step to move to: the rollout moved on")
 	}
-	mv := &StepMove{Image: c.Image, Step: to, Steps: len(c.Steps), Weight: c.Steps[to].Weight}
+	mv := analysis.MoveTo(c, to)
 	t := &Transition{ID: newID(), Kind: kindStep, Started: time.Now().UTC(), User: user, Step: mv}
 	if err := d.transact(ctx, m, t, progress); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
 )
 
@@ -54,7 +55,7 @@ func BenchmarkAnalysisTick(b *testing.B) {
 		for b.Loop() {
 			cur := *h.rollout()
 			now = now.Add(time.Second)
-			if _, ok := h.d.check(ctx, m, cur, now); !ok {
+			if _, ok := h.d.check(ctx, m, cur, analysis.Input{Now: now}); !ok {
 				b.Fatal("the check found the rollout moved")
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -25,7 +26,7 @@ func (d *Daemon) promoteRequest(ctx context.Context, user string, full bool, pro
 	}
 	d.mu.Lock()
 	r := d.activeRolloutLocked(m)
-	var cur Rollout
+	var cur analysis.Rollout
 	if r != nil {
 		cur = *r
 	}
@@ -67,25 +68,18 @@ func (d *Daemon) setPaused(user string, paused bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r := d.activeRolloutLocked(m)
-	switch {
-	case r == nil:
+	if r == nil {
 		return errors.New("no stepped canary is rolling out (services.canary.steps)")
-	case r.Paused == paused && paused:
-		return errors.New("the rollout is already paused")
-	case r.Paused == paused:
-		return errors.New("the rollout is not paused")
 	}
-	now := time.Now().UTC()
-	event, msg := journal.EventRolloutPaused, "rollout of canary "+r.CanaryImage+" paused: its weight holds, no checks run"
-	if paused {
-		r.Paused, r.PausedAt = true, now
-	} else {
-		if !r.StepStarted.IsZero() { // the paused time does not count
-			r.StepStarted = r.StepStarted.Add(now.Sub(r.PausedAt))
-		}
-		r.Paused, r.PausedAt, r.LastCheck = false, time.Time{}, now
-		event, msg = journal.EventRolloutResumed, "rollout of canary "+r.CanaryImage+" resumed"
+	change, event, msg := r.Pause, journal.EventRolloutPaused, "rollout of canary "+r.CanaryImage+" paused: its weight holds, no checks run"
+	if !paused {
+		change, event, msg = r.Resume, journal.EventRolloutResumed, "rollout of canary "+r.CanaryImage+" resumed"
 	}
+	next, err := change(time.Now())
+	if err != nil {
+		return err
+	}
+	*r = next
 	if err := d.saveStateLocked(); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
@@ -41,7 +42,7 @@ func steppedHarness(t *testing.T, limit int, autoPromote bool) *harness {
 func (h *harness) analyze(now time.Time) { h.d.analyze(context.Background(), now) }
 
 // rollout is a copy of the daemon's rollout state.
-func (h *harness) rollout() *Rollout {
+func (h *harness) rollout() *analysis.Rollout {
 	h.d.mu.Lock()
 	defer h.d.mu.Unlock()
 	if h.d.state.Rollout == nil {
@@ -135,7 +136,7 @@ func TestFailingCanaryAbortsItself(t *testing.T) {
 	h.app.set(func(a *appMetrics) { a.errRate[stack.TrackCanary] = 0.2 })
 	h.scrape(3)
 	h.analyze(h.after(time.Second))
-	if r := h.rollout(); r.Failures != 1 || r.Last.Outcome != outcomeFail {
+	if r := h.rollout(); r.Failures != 1 || r.Last.Outcome != analysis.Fail {
 		t.Fatalf("after one bad check: %+v", r)
 	}
 	if s := h.status(); s.Rollout.Failures != 1 || s.Rollout.FailureLimit != 2 || s.Mode != stack.TrackCanary {
@@ -189,7 +190,7 @@ func TestSilentCanaryIsAborted(t *testing.T) {
 	h.app.set(func(a *appMetrics) { a.fail[stack.TrackCanary] = errors.New("context deadline exceeded") })
 	h.scrape(2)
 	h.analyze(h.after(time.Second))
-	if r := h.rollout(); r.Failures != 0 || r.Last.Outcome != outcomeGrace {
+	if r := h.rollout(); r.Failures != 0 || r.Last.Outcome != analysis.Grace {
 		t.Fatalf("first check with no data: %+v, want the grace", r.Last)
 	}
 	for i := 2; i <= 3; i++ {
@@ -246,7 +247,7 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 		t.Fatalf("status after restart: %+v", s.Rollout)
 	}
 	h.analyze(h.after(time.Second)) // no figures yet: graced
-	if r := h.rollout(); r.Failures != 0 || r.Last.Outcome != outcomeGrace {
+	if r := h.rollout(); r.Failures != 0 || r.Last.Outcome != analysis.Grace {
 		t.Fatalf("first check after a restart: %+v", r.Last)
 	}
 	h.scrape(3)
@@ -385,7 +386,7 @@ func TestRelativeVerdictOffByDefault(t *testing.T) {
 	h.app.set(func(a *appMetrics) { a.errRate[stack.TrackCanary] = 0.03 })
 	h.scrape(4)
 	h.analyze(h.after(time.Second))
-	if r := h.rollout(); r.Failures != 0 || r.Last.Outcome != outcomePass {
+	if r := h.rollout(); r.Failures != 0 || r.Last.Outcome != analysis.Pass {
 		t.Errorf("without a relative verdict 3%% under a 5%% threshold: %+v", r.Last)
 	}
 }

@@ -29,6 +29,9 @@ type rolloutWatch struct {
 // Callers hold d.runMu.
 func (d *Daemon) noteRollout(ctx context.Context, m *manifest.Manifest, s State) targets.RolloutStatus {
 	st, err := d.target.Rolled(ctx, m, s)
+	if err == nil && d.rolloutDenied(st.Denied) {
+		return st
+	}
 	if err != nil || d.rollout == nil {
 		if d.rollout == nil && err == nil && st.Failed == "" {
 			d.endFailures()

@@ -49,16 +49,20 @@ type fakeKube struct {
 	// cleared. conflict: someone else changed a field of "Kind/name":
 	// a dry run without force conflicts.
 	slow, conflict map[string]bool
-	nodeDown       bool // the one node is NotReady: the cluster policy denies
+	// pullFail: Deployments whose new pod waits for its image with this
+	// kubelet message (ErrImagePull); the old pods keep running.
+	pullFail map[string]string
+	nodeDown bool // the one node is NotReady: the cluster policy denies
 	// forbid: kinds whose list the daemon's Role does not grant (403).
-	forbid map[string]bool
-	dryRuns        int
-	ops            []string // real ops, in order
+	forbid  map[string]bool
+	dryRuns int
+	ops     []string // real ops, in order
 }
 
 func newFakeKube() *fakeKube {
 	return &fakeKube{objs: map[string][]byte{}, gen: map[string]int64{}, pods: map[string][]corev1.Pod{}, nodeCPU: "64",
-		stall: map[string]bool{}, slow: map[string]bool{}, forbid: map[string]bool{}, conflict: map[string]bool{}, failApply: map[string]error{}, failDelete: map[string]error{}}
+		stall: map[string]bool{}, slow: map[string]bool{}, forbid: map[string]bool{}, conflict: map[string]bool{}, failApply: map[string]error{}, failDelete: map[string]error{},
+		pullFail: map[string]string{}}
 }
 
 func key(ref kube.Ref) string { return ref.Resource.Kind + "/" + ref.Name }
@@ -132,13 +136,26 @@ func (f *fakeKube) Apply(_ context.Context, ref kube.Ref, body []byte, o kube.Ap
 		d.Status.AvailableReplicas = want
 		d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse,
 			Reason: "ProgressDeadlineExceeded", Message: "ReplicaSet has timed out progressing"}}
+	} else if msg, ok := f.pullFail[d.Name]; ok {
+		// The surge pod of the new ReplicaSet waits for its image; the
+		// old pods keep running (maxSurge 1); no deadline yet.
+		d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.AvailableReplicas = want+1, 1, want
+		name := fmt.Sprintf("%s-%d-0", d.Name, f.gen[k])
+		f.pods[d.Name] = append(f.pods[d.Name], corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(name), ResourceVersion: fmt.Sprint(f.rv),
+				Labels: map[string]string{k8srender.LabelProject: d.Labels[k8srender.LabelProject], k8srender.LabelRole: stack.RoleApp, k8srender.LabelTrack: track,
+					k8srender.LabelService: d.Spec.Template.Labels[k8srender.LabelService], "pod-template-hash": fmt.Sprint("h", f.gen[k])}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+			Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: image,
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: msg}}}}},
+		})
 	} else {
 		var pods []corev1.Pod
 		for i := range want {
 			pods = append(pods, corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d-%d", d.Name, f.gen[k], i), ResourceVersion: fmt.Sprint(f.rv),
 					Labels: map[string]string{k8srender.LabelProject: d.Labels[k8srender.LabelProject], k8srender.LabelRole: stack.RoleApp, k8srender.LabelTrack: track,
-						k8srender.LabelService: d.Spec.Template.Labels[k8srender.LabelService]}},
+						k8srender.LabelService: d.Spec.Template.Labels[k8srender.LabelService], "pod-template-hash": fmt.Sprint("h", f.gen[k])}},
 				Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
 				Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
 			})
@@ -147,6 +164,20 @@ func (f *fakeKube) Apply(_ context.Context, ref kube.Ref, body []byte, o kube.Ap
 	}
 	f.objs[k], _ = json.Marshal(d)
 	return f.objs[k], nil
+}
+
+// setWaiting is the kubelet's next report on dep's pods waiting for
+// their image.
+func (f *fakeKube) setWaiting(dep, reason, msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, p := range f.pods[dep] {
+		for j, cs := range p.Status.ContainerStatuses {
+			if cs.State.Waiting != nil {
+				f.pods[dep][i].Status.ContainerStatuses[j].State.Waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: msg}
+			}
+		}
+	}
 }
 
 func (f *fakeKube) Delete(_ context.Context, ref kube.Ref) error {

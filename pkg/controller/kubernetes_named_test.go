@@ -391,3 +391,74 @@ network: {name: shop-net}
 		t.Fatalf("the hand-made Service changed: %s", fk2.objs["Service/web"])
 	}
 }
+
+// setStatefulSetReady sets how many of a StatefulSet's pods are Ready.
+func (f *fakeKube) setStatefulSetReady(name string, ready int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var s appsv1.StatefulSet
+	_ = json.Unmarshal(f.objs["StatefulSet/"+name], &s)
+	s.Status.ReadyReplicas, s.Status.AvailableReplicas = ready, ready
+	f.objs["StatefulSet/"+name], _ = json.Marshal(s)
+}
+
+// depends_on through the daemon: web (depends_on db) is not applied
+// while db's pod is not Ready, status shows it waiting for db, the
+// rollout is not done (no deploy_succeeded) meanwhile; once db is Ready
+// web is applied and the deploy succeeds once. db restarting later
+// touches nothing.
+func TestKubeDependentWaitsForItsAccessory(t *testing.T) {
+	h, fk := kubeHarness(t, namedKubeManifest("app:1"))
+	if err := h.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	fk.setStatefulSetReady("demo-db", 0)
+	if err := h.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range fk.ops {
+		if strings.Contains(op, "demo-web") && strings.HasPrefix(op, "apply Deployment") {
+			t.Fatalf("ops %q: web's Deployment applied before db is Ready", fk.ops)
+		}
+	}
+	if !fk.has("Deployment/demo-worker") {
+		t.Fatal("the worker, which depends on nothing, waits too")
+	}
+	s := h.status()
+	if p := strings.Join(s.Pending, "\n"); s.Converged || !strings.Contains(p, "wait: apply Deployment demo-web (create) waits for accessory db (depends_on): StatefulSet demo-db: 0 of 1 replicas ready") {
+		t.Fatalf("status converged %v pending %q, want web waiting for db", s.Converged, s.Pending)
+	}
+	m, err := manifest.Parse([]byte(namedKubeManifest("app:1")), "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := h.d.kt.Rolled(context.Background(), m, h.state()); err != nil || st.Done {
+		t.Fatalf("Rolled = %+v, %v: done while web waits", st, err)
+	}
+	if ev := h.events(); count(ev, journal.EventDeploySucceeded) != 0 {
+		t.Fatalf("events %v: deploy_succeeded while web waits for db", ev)
+	}
+
+	fk.setStatefulSetReady("demo-db", 1)
+	if err := h.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	if !fk.has("Deployment/demo-web") || !fk.has("HTTPRoute/demo-demo.example.com") {
+		t.Fatalf("db Ready: ops %q, want web's Deployment and the route", fk.ops)
+	}
+	if ev := h.events(); count(ev, journal.EventDeploySucceeded) != 1 {
+		t.Fatalf("events %v: want one deploy_succeeded", ev)
+	}
+
+	// db restarts: nothing is applied, web is left running.
+	fk.mu.Lock()
+	fk.ops = nil
+	fk.mu.Unlock()
+	fk.setStatefulSetReady("demo-db", 0)
+	if err := h.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if len(fk.ops) != 0 || !fk.has("Deployment/demo-web") {
+		t.Fatalf("db restarting: ops %q, want nothing (web keeps running)", fk.ops)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/apiserver"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
@@ -97,7 +98,7 @@ func (d *Daemon) scrapeOnce(ctx context.Context, m *manifest.Manifest) {
 		st := d.obs.Stats(track, rev, m.Policy.MinRequests)
 		px := d.proxy.Stats(track, rev, m.Policy.MinRequests)
 		dec := d.policies.CanarySafety(ctx, docker.CanaryInput(track, st, px), targets.Thresholds(m))
-		verdict := map[string]string{outcomePass: "PASS", outcomeFail: "FAIL", outcomeNoData: "NO_DATA"}[checkOutcome(dec, st.Outcome, px.Outcome)]
+		verdict := map[string]string{analysis.Pass: "PASS", analysis.Fail: "FAIL", analysis.NoData: "NO_DATA"}[analysis.Classify(dec, st.Outcome, px.Outcome)]
 		rec := journal.Record{
 			Type: journal.TypeSnapshot, Timestamp: now.UTC(), Mode: mode, Track: track, Policy: verdict,
 		}

@@ -237,7 +237,10 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		}
 	case err == nil:
 		d.endDenials()
-		d.clearDenial()
+		// A registry's refusal of the rollout's pods (Kubernetes) is
+		// noteRollout's to keep or lift: clearing it here would blank
+		// status for a moment on every resync.
+		d.clearDenialExcept(policyRegistry)
 		d.manifestTookEffect(ctx, m, user)
 		if ch.Gated() && len(lines) > 0 && d.rollout == nil {
 			d.rollout = &rolloutWatch{started: start}
@@ -300,6 +303,15 @@ func (d *Daemon) setEngineErr(err error) {
 func (d *Daemon) clearDenial() {
 	d.mu.Lock()
 	d.denial = nil
+	d.mu.Unlock()
+}
+
+// clearDenialExcept clears status's denial unless policy made it.
+func (d *Daemon) clearDenialExcept(policy string) {
+	d.mu.Lock()
+	if d.denial != nil && d.denial.Policy != policy {
+		d.denial = nil
+	}
 	d.mu.Unlock()
 }
 

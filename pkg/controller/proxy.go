@@ -13,8 +13,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/accesslog"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
-	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
-	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
@@ -196,43 +194,4 @@ func (d *Daemon) proxyLine(e *accesslog.Entry, line, container string, reported 
 		return
 	}
 	d.proxy.Observe(e)
-}
-
-// Canary-safety codes that say a figure is missing or too thin to judge,
-// not that one crossed a limit.
-var noDataCodes = map[string]bool{
-	"requests_unknown": true, "requests_low": true, "error_rate_unknown": true, "p99_latency_unknown": true,
-	"proxy_requests_unknown": true, "proxy_requests_low": true, "proxy_error_rate_unknown": true, "proxy_p99_latency_unknown": true,
-	"relative_insufficient_data": true,
-}
-
-// breach reports whether a denial rests on a figure the policy had: a
-// reason with a code that is not a no-data code. A canary whose app
-// metrics fell silent while nginx saw it fail is failing, not merely
-// unknown.
-func breach(dec policy.Decision) bool {
-	if dec.Allowed {
-		return false
-	}
-	for _, c := range dec.Codes {
-		if c != "" && !noDataCodes[c] {
-			return true
-		}
-	}
-	return false
-}
-
-// checkOutcome is a check's outcome from its decision and the outcomes of
-// both views: a breach fails whatever else is missing; otherwise a view
-// without data is no data (never a pass); otherwise the decision.
-func checkOutcome(dec policy.Decision, app, proxy metrics.Outcome) string {
-	switch {
-	case breach(dec):
-		return outcomeFail
-	case app != metrics.OK || proxy != metrics.OK:
-		return outcomeNoData
-	case !dec.Allowed:
-		return outcomeFail
-	}
-	return outcomePass
 }

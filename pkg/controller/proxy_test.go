@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/accesslog"
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -45,7 +46,7 @@ func TestCanaryFailedByNginxAlone(t *testing.T) {
 	h.scrape(3)
 	h.analyze(h.after(time.Second))
 	r := h.rollout()
-	if r.Failures != 1 || r.Last.Outcome != outcomeFail {
+	if r.Failures != 1 || r.Last.Outcome != analysis.Fail {
 		t.Fatalf("after one check: %+v (last %+v), want a failed check", r, r.Last)
 	}
 	if got := strings.Join(r.Last.Reasons, "; "); got != "Proxy error rate exceeds 1% threshold" {
@@ -82,7 +83,7 @@ func TestHungCanaryFailedByNginx(t *testing.T) {
 	h.scrape(3)
 	h.analyze(h.after(time.Second))
 	r := h.rollout()
-	if r.Failures != 1 || r.Last.Outcome != outcomeFail {
+	if r.Failures != 1 || r.Last.Outcome != analysis.Fail {
 		t.Fatalf("first check of a hung canary: %+v, want failed (not graced)", r.Last)
 	}
 	reasons := strings.Join(r.Last.Reasons, "; ")
@@ -109,13 +110,13 @@ func TestNoProxyFiguresIsNoData(t *testing.T) {
 	h.d.proxy.Lost(errors.New("unexpected EOF"))
 	h.scrape(3)
 	h.analyze(h.after(time.Second))
-	if r := h.rollout(); r.Last.Outcome != outcomeGrace {
+	if r := h.rollout(); r.Last.Outcome != analysis.Grace {
 		t.Fatalf("first check without nginx's figures: %+v", r.Last)
 	}
 	h.scrape(1)
 	h.analyze(h.after(3 * time.Second)) // the pause is over
 	r := h.rollout()
-	if r.Last.Outcome != outcomeNoData || r.Failures != 1 || h.weight() != 10 {
+	if r.Last.Outcome != analysis.NoData || r.Failures != 1 || h.weight() != 10 {
 		t.Fatalf("second check: %+v, weight %d; want a failed no-data check at 10%%", r.Last, h.weight())
 	}
 	if got := strings.Join(r.Last.Reasons, "; "); !strings.Contains(got, "nginx's access log not followed") || !strings.Contains(got, "unexpected EOF") {
@@ -157,42 +158,6 @@ func TestStatusShowsBothViews(t *testing.T) {
 	}
 	if cs == nil || cs.Allowed || !strings.Contains(strings.Join(cs.Reasons, " "), "Proxy error rate exceeds 1% threshold") {
 		t.Errorf("canary safety in status: %+v", cs)
-	}
-}
-
-// checkOutcome: a breach fails whatever view lacks data; otherwise no
-// data is its own outcome; only two complete views that the policy allows
-// pass.
-func TestCheckOutcome(t *testing.T) {
-	deny := func(codes ...string) policy.Decision {
-		return policy.Decision{Reasons: codes, Codes: codes}
-	}
-	ok, missing, thin := metrics.OK, metrics.MissingData, metrics.InsufficientData
-	tests := []struct {
-		name       string
-		dec        policy.Decision
-		app, proxy metrics.Outcome
-		want       string
-	}{
-		{"allowed, both views", policy.Decision{Allowed: true}, ok, ok, outcomePass},
-		{"allowed by a lax policy without nginx's data", policy.Decision{Allowed: true}, ok, missing, outcomeNoData},
-		{"app breach", deny("error_rate_high"), ok, ok, outcomeFail},
-		{"nginx breach while the app is silent", deny("error_rate_unknown", "p99_latency_unknown", "proxy_error_rate_high"), missing, ok, outcomeFail},
-		{"nginx's latency breach", deny("proxy_p99_latency_high"), ok, ok, outcomeFail},
-		{"both silent", deny("error_rate_unknown", "proxy_error_rate_unknown"), missing, missing, outcomeNoData},
-		{"too few requests through nginx", deny("proxy_requests_low", "proxy_error_rate_unknown"), ok, thin, outcomeNoData},
-		{"relative verdict short of data", deny("relative_insufficient_data"), thin, ok, outcomeNoData},
-		{"relative fail", deny("relative_fail"), ok, ok, outcomeFail},
-		{"a custom policy's own code is a breach", deny("my_slo_burn"), missing, ok, outcomeFail},
-		{"a reason without a code and no data", policy.Decision{Reasons: []string{"policy evaluation failed: x"}}, missing, ok, outcomeNoData},
-		{"a reason without a code, all data", policy.Decision{Reasons: []string{"policy evaluation failed: x"}}, ok, ok, outcomeFail},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := checkOutcome(tt.dec, tt.app, tt.proxy); got != tt.want {
-				t.Errorf("checkOutcome = %s, want %s", got, tt.want)
-			}
-		})
 	}
 }
 

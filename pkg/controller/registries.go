@@ -104,10 +104,37 @@ func pullDenied(err error) *reconciler.PullDeniedError {
 }
 
 // notePullDenied shows a registry's refusal in status until a reconcile
-// succeeds (clearDenial).
-func (d *Daemon) notePullDenied(pd *reconciler.PullDeniedError) {
+// succeeds (clearDenial) or, for a rollout's, until the rollout is no
+// longer denied (rolloutDenied). It reports whether the refusal is new
+// (status showed another one, or none).
+func (d *Daemon) notePullDenied(pd *reconciler.PullDeniedError) bool {
+	msg := d.scrubText(pd.Error()) // the registry's text is not ours
 	d.mu.Lock()
-	d.denial = &api.Decision{Policy: policyRegistry, Reasons: []string{pd.Error()},
+	defer d.mu.Unlock()
+	same := d.denial != nil && d.denial.Policy == policyRegistry && len(d.denial.Reasons) == 1 && d.denial.Reasons[0] == msg
+	d.denial = &api.Decision{Policy: policyRegistry, Reasons: []string{msg},
 		Input: map[string]any{"registry": pd.Registry, "image": pd.Image}}
-	d.mu.Unlock()
+	return !same
+}
+
+// rolloutDenied keeps status's registry denial in step with a rollout's
+// (Kubernetes: the kubelet pulls, and a refusal shows on the pods, after
+// the apply succeeded): a new one fails the rollout at once, journaled
+// deploy_failed once, as a refused pull on Docker; one that no longer
+// holds (the manifest or the pull Secret changed) is lifted. It reports
+// whether pd is the rollout's outcome.
+func (d *Daemon) rolloutDenied(pd *reconciler.PullDeniedError) bool {
+	if pd == nil {
+		d.mu.Lock()
+		if d.denial != nil && d.denial.Policy == policyRegistry {
+			d.denial = nil
+		}
+		d.mu.Unlock()
+		return false
+	}
+	d.rollout = nil // its outcome is this denial
+	if d.notePullDenied(pd) {
+		d.deployFailed(pd)
+	}
+	return true
 }

@@ -225,8 +225,8 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.state = d.state.with(t)
-	if t.Kind == kindStep {
-		d.stepStartedLocked(time.Now())
+	if r := d.state.Rollout; t.Kind == kindStep && r != nil {
+		*r = r.Started(time.Now()) // the route serves the step: its pause starts
 	}
 	logErr(d.log, "save state", d.saveStateLocked())
 }

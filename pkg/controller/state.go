@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -46,8 +47,9 @@ type State struct {
 	// change is under way. A daemon that finds one at start settles it from
 	// what nginx serves: the new state if it took effect, else the old.
 	Pending *Transition `json:"pending,omitempty"`
-	// Rollout is the progress of a stepped canary (analysis.go).
-	Rollout *Rollout `json:"rollout,omitempty"`
+	// Rollout is the progress of a stepped canary (pkg/analysis; run by
+	// analysis.go).
+	Rollout *analysis.Rollout `json:"rollout,omitempty"`
 	// TLSCert is the certificate nginx.tls serves, as the certificate
 	// store names it (certs.go); the store keeps it, not this file.
 	TLSCert string `json:"-"`
@@ -106,8 +108,8 @@ type Transition struct {
 	Restored   *Restore   `json:"restored,omitempty"`
 	// Release is the release a promotion makes, its revision given when
 	// it is committed.
-	Release *api.Release `json:"release,omitempty"`
-	Step    *StepMove    `json:"step,omitempty"`
+	Release *api.Release       `json:"release,omitempty"`
+	Step    *analysis.StepMove `json:"step,omitempty"`
 	// Traffic is the hold a traffic transition puts in force (nil: resume).
 	Traffic *stack.Traffic `json:"traffic,omitempty"`
 	// Revision is the nginx configuration that makes it take effect.
@@ -161,7 +163,7 @@ func (s State) Options(m *manifest.Manifest) stack.Options {
 	if r := s.RolledBack; r != nil && m.Main().Canary != nil && m.Main().Canary.Image == r.CanaryImage {
 		o.NoCanary = true
 	}
-	o.CanaryWeight = s.Rollout.weight(m)
+	o.CanaryWeight = s.Rollout.Weight(m.Main().Canary)
 	o.TLSCert = s.TLSCert
 	if s.Traffic != nil {
 		o.Traffic = *s.Traffic
@@ -221,7 +223,7 @@ func (s State) with(t *Transition) State {
 	case kindRollback:
 		s.RolledBack = t.RolledBack
 	case kindStep:
-		s.Rollout = s.Rollout.at(t.Step)
+		s.Rollout = s.Rollout.At(t.Step)
 	case kindTraffic:
 		s.Traffic = t.Traffic
 	}

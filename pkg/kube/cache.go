@@ -3,9 +3,11 @@ package kube
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -53,7 +55,8 @@ type CacheSelectors struct {
 // StartCache starts the informers of ns and waits (up to timeout) until
 // each has listed once. changed is called on every add, update and delete
 // of an owned object or an HPA (pods and ReplicaSets change with their
-// Deployment's status, which is watched). Stop ends the informers.
+// Deployment's status, which is watched), and on a pod's new image pull
+// failure (which does not change the Deployment). Stop ends the informers.
 func (c *Client) StartCache(ctx context.Context, ns string, sel CacheSelectors, timeout time.Duration, changed func()) (*Cache, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	tweak := func(s string) func(*metav1.ListOptions) {
@@ -86,6 +89,20 @@ func (c *Client) StartCache(ctx context.Context, ns string, sel CacheSelectors, 
 		}
 	}
 	k.Deployments, k.Services, k.Routes, k.HPAs = dep.Lister(), svc.Lister(), route.Lister(), hpa.Lister()
+	podInf := pods.Core().V1().Pods().Informer()
+	if changed != nil {
+		// A pod's status changes with its Deployment's, which is watched,
+		// except a pull failure: a registry's refusal is a lasting
+		// denial, reported at once rather than at the next resync.
+		if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(old, cur any) {
+			if pullWaitChanged(old, cur) {
+				changed()
+			}
+		}}); err != nil {
+			cancel()
+			return nil, fmt.Errorf("informer handler: %w", err)
+		}
+	}
 	k.Pods = pods.Core().V1().Pods().Lister()
 	k.ReplicaSets = pods.Apps().V1().ReplicaSets().Lister()
 
@@ -121,6 +138,33 @@ func (c *Client) StartCache(ctx context.Context, ns string, sel CacheSelectors, 
 		return nil, fmt.Errorf("informers of namespace %s not synced within %s (can the daemon list and watch them?): %v", ns, timeout, missing)
 	}
 	return k, nil
+}
+
+// pullWaitChanged: a container of the pod now waits for its image
+// (ErrImagePull, ImagePullBackOff) with a reason or message it did not
+// have before.
+func pullWaitChanged(old, cur any) bool {
+	o, ok1 := old.(*corev1.Pod)
+	c, ok2 := cur.(*corev1.Pod)
+	if !ok1 || !ok2 {
+		return false
+	}
+	was := map[string]corev1.ContainerStateWaiting{}
+	for _, cs := range append(slices.Clone(o.Status.InitContainerStatuses), o.Status.ContainerStatuses...) {
+		if w := cs.State.Waiting; w != nil {
+			was[cs.Name] = *w
+		}
+	}
+	for _, cs := range append(slices.Clone(c.Status.InitContainerStatuses), c.Status.ContainerStatuses...) {
+		w := cs.State.Waiting
+		if w == nil || (w.Reason != "ErrImagePull" && w.Reason != "ImagePullBackOff") {
+			continue
+		}
+		if p, ok := was[cs.Name]; !ok || p.Reason != w.Reason || p.Message != w.Message {
+			return true
+		}
+	}
+	return false
 }
 
 // Stop ends the cache's informers.

@@ -16,6 +16,12 @@ import (
 // when canary is set.
 func namedManifest(t *testing.T, webImage, canary string, worker bool) *manifest.Manifest {
 	t.Helper()
+	return namedManifestWith(t, webImage, "db:1", canary, worker)
+}
+
+// namedManifestWith is namedManifest with db's image.
+func namedManifestWith(t *testing.T, webImage, dbImage, canary string, worker bool) *manifest.Manifest {
+	t.Helper()
 	src := `project: shop
 services:
   web:
@@ -31,7 +37,7 @@ services:
 	}
 	src += `  db:
     kind: accessory
-    image: db:1
+    image: ` + dbImage + `
     port: 5432
     volumes: [{source: pgdata, target: /data}]
 nginx: {image: nginx:1, port: 8080}
@@ -63,6 +69,36 @@ func planNamed(t *testing.T, f *fakeAPI, m *manifest.Manifest, o stack.Options) 
 	return d, obs, Regate(p, d, obs)
 }
 
+// convergeNamed plans and applies m until nothing is left to do, each
+// workload rolling out as soon as it is applied (the accessory first,
+// then what depends on it, then the route).
+func convergeNamed(t *testing.T, f *fakeAPI, m *manifest.Manifest) {
+	t.Helper()
+	for range 4 {
+		_, _, p := planNamed(t, f, m, stack.Options{})
+		if err := Apply(context.Background(), f, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		for key := range f.objs {
+			if name, ok := strings.CutPrefix(key, "Deployment/"); ok {
+				f.rollOut(name)
+			}
+			if name, ok := strings.CutPrefix(key, "StatefulSet/"); ok {
+				f.rollOutSTS(name)
+			}
+		}
+	}
+}
+
+// stsNotReady marks a StatefulSet's pods not Ready (starting, or
+// restarting), at its spec's revision.
+func (f *fakeAPI) stsNotReady(name string) {
+	s := f.objs["StatefulSet/"+name]
+	n := s["spec"].(map[string]any)["replicas"]
+	s["status"] = map[string]any{"observedGeneration": 0, "replicas": n, "updatedReplicas": n, "readyReplicas": 0, "availableReplicas": 0,
+		"currentRevision": "r1", "updateRevision": "r1"}
+}
+
 // rollOutSTS marks a StatefulSet rolled out at its spec.
 func (f *fakeAPI) rollOutSTS(name string) {
 	s := f.objs["StatefulSet/"+name]
@@ -71,18 +107,19 @@ func (f *fakeAPI) rollOutSTS(name string) {
 		"currentRevision": "r1", "updateRevision": "r1"}
 }
 
-// The named form converges: the accessory's StatefulSet first (its
-// dependents start after it), each service's Deployment, the route once
-// the web service's Deployment (not a Deployment named like its Service)
-// has rolled out; then nothing to do and converged. A change of web's
-// image applies web's Deployment alone: the accessory and the worker are
-// not touched. A service taken out of the manifest is deleted.
+// The named form converges: the accessory's StatefulSet first, web's
+// Deployment (web depends_on db) once db has rolled out
+// (TestDependentWaitsForItsAccessory), the worker's at once, the route
+// once the web service's Deployment (not a Deployment named like its
+// Service) has rolled out; then nothing to do and converged. A change of
+// web's image applies web's Deployment alone: the accessory and the
+// worker are not touched. A service taken out of the manifest is deleted.
 func TestNamedFormConverges(t *testing.T) {
 	f := newFake()
 	ctx := context.Background()
 	m := namedManifest(t, "web:1", "", true)
 	_, _, p := planNamed(t, f, m, stack.Options{})
-	want := "apply StatefulSet/shop-db,apply Service/db,apply Deployment/shop-web,apply Service/web,apply Deployment/shop-worker"
+	want := "apply StatefulSet/shop-db,apply Service/db,apply Service/web,apply Deployment/shop-worker"
 	if got := strings.Join(kinds(p), ","); got != want {
 		t.Fatalf("first plan = %s, want %s", got, want)
 	}
@@ -91,6 +128,23 @@ func TestNamedFormConverges(t *testing.T) {
 			t.Errorf("%s not gated: it starts a pod", op)
 		}
 	}
+	if err := Apply(ctx, f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.rollOut("shop-worker")
+	f.stsNotReady("shop-db")
+	d, obs, p := planNamed(t, f, m, stack.Options{})
+	if !p.Empty() {
+		t.Fatalf("db not ready: plan %q, want nothing to do", p.Lines())
+	}
+	if done, why := Converged(d, obs, p); done || !strings.Contains(why, "shop-web") || !strings.Contains(why, "accessory db") {
+		t.Fatalf("converged %v (%s) while web waits for db", done, why)
+	}
+	f.rollOutSTS("shop-db")
+	_, _, p = planNamed(t, f, m, stack.Options{})
+	if got := strings.Join(kinds(p), ","); got != "apply Deployment/shop-web" {
+		t.Fatalf("db ready: plan %q, want web's Deployment", p.Lines())
+	}
 	if len(p.Waiting) != 1 || !strings.Contains(p.Waiting[0], "HTTPRoute shop-shop.example.com waits for Deployment shop-web") {
 		t.Fatalf("waiting %q, want the route waiting for shop-web", p.Waiting)
 	}
@@ -98,8 +152,7 @@ func TestNamedFormConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.rollOut("shop-web")
-	f.rollOut("shop-worker")
-	d, obs, p := planNamed(t, f, m, stack.Options{})
+	d, obs, p = planNamed(t, f, m, stack.Options{})
 	if got := strings.Join(kinds(p), ","); got != "apply HTTPRoute/shop-shop.example.com" || p.Gated() {
 		t.Fatalf("after the rollout: plan %s gated %v, want the route alone, ungated (it sends nothing to a canary)", got, p.Gated())
 	}
@@ -110,17 +163,9 @@ func TestNamedFormConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, obs, p = planNamed(t, f, m, stack.Options{})
-	if !p.Empty() || len(p.Waiting) != 0 {
-		t.Fatalf("plan %q waiting %q, want nothing", p.Lines(), p.Waiting)
-	}
-	if done, why := Converged(d, obs, p); done || !strings.Contains(why, "StatefulSet shop-db") {
-		t.Fatalf("converged %v (%s) while the StatefulSet has not rolled out", done, why)
-	}
 	if !Serves(d, obs) {
 		t.Fatal("the route serves web's rolled-out Deployment: Serves says no")
 	}
-	f.rollOutSTS("shop-db")
-	d, obs, p = planNamed(t, f, m, stack.Options{})
 	if done, why := Converged(d, obs, p); !done {
 		t.Fatalf("not converged: %s", why)
 	}
@@ -153,17 +198,8 @@ func TestNamedFormConverges(t *testing.T) {
 // route first and then deletes the canary's objects in the same plan.
 func TestNamedFormCanaryAndRollback(t *testing.T) {
 	f := newFake()
-	ctx := context.Background()
 	m := namedManifest(t, "web:1", "    canary: {image: web:2, weight: 10}\n", false)
-	for range 3 {
-		_, _, p := planNamed(t, f, m, stack.Options{})
-		if err := Apply(ctx, f, p, nil); err != nil {
-			t.Fatal(err)
-		}
-		f.rollOut("shop-web")
-		f.rollOut("shop-web-canary")
-		f.rollOutSTS("shop-db")
-	}
+	convergeNamed(t, f, m)
 	d, obs, p := planNamed(t, f, m, stack.Options{})
 	if done, why := Converged(d, obs, p); !done {
 		t.Fatalf("not converged: %s (%q)", why, p.Lines())
@@ -226,16 +262,7 @@ func TestNamedFormPromotionBridge(t *testing.T) {
 	f := newFake()
 	ctx := context.Background()
 	m := namedManifest(t, "web:1", "    replicas: 2\n    canary: {image: web:2, weight: 10}\n", true)
-	for range 3 {
-		_, _, p := planNamed(t, f, m, stack.Options{})
-		if err := Apply(ctx, f, p, nil); err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range []string{"shop-web", "shop-web-canary", "shop-worker"} {
-			f.rollOut(d)
-		}
-		f.rollOutSTS("shop-db")
-	}
+	convergeNamed(t, f, m)
 	promo := stack.Options{StableImage: "web:2", NoCanary: true}
 	step := func(want string) (Desired, Plan) {
 		t.Helper()

@@ -225,7 +225,8 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 	for k := range desired.Keep {
 		want[k] = true // not deleted either
 	}
-	pendingDeploy := map[string]bool{} // Deployments this plan changes
+	pendingDeploy := map[string]bool{} // Deployments this plan changes (or holds back)
+	applyingSets := map[string]bool{}  // StatefulSets this plan applies
 	var routeOps []Op
 	for _, obj := range desired.Objects {
 		ref := RefOf(obj)
@@ -234,7 +235,7 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 		if err != nil {
 			return plan, fmt.Errorf("encode %s: %w", ref, err)
 		}
-		why, force := "create", false
+		why, force, changed := "create", false, true
 		live, exists := liveObject(obs, ref)
 		if exists {
 			if !appliedBySwiftdeploy(live) {
@@ -244,7 +245,7 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 			// else took meanwhile conflicts: ForceAfterConflict). Without
 			// one, a field swiftdeploy set that no longer holds its value
 			// is drift.
-			changed := liveAnnotation(live, AnnotationApplied) != obj.GetAnnotations()[AnnotationApplied]
+			changed = liveAnnotation(live, AnnotationApplied) != obj.GetAnnotations()[AnnotationApplied]
 			path, drifted := "", false
 			if !changed {
 				var err error
@@ -271,13 +272,25 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 		op := Op{Kind: OpApply, Ref: ref, Body: body, Why: why, Force: force, Create: !exists}
 		switch v := obj.(type) {
 		case *appsv1.Deployment:
-			op.Gated = true
 			pendingDeploy[v.Name] = true
+			// New pods of a service that depends_on an accessory start
+			// once the accessory is ready (depends.go); a drift revert
+			// restores what ran and does not wait. The StatefulSets come
+			// first in desired.Objects (start order), so applyingSets
+			// is complete here.
+			if changed {
+				if w := holdFor(desired, obs, v, applyingSets); w != "" {
+					plan.Waiting = append(plan.Waiting, op.String()+" "+w)
+					continue
+				}
+			}
+			op.Gated = true
 			plan.Ops = append(plan.Ops, op)
 		case *appsv1.StatefulSet:
 			// It starts pods as a Deployment does (stop-first: its pod
 			// is replaced, not joined). Its claims are its controller's.
 			op.Gated = true
+			applyingSets[v.Name] = true
 			plan.Ops = append(plan.Ops, op)
 		case *corev1.PersistentVolumeClaim:
 			// A new claim takes storage: gated, as a Docker volume is.

@@ -108,6 +108,9 @@ type RolloutStatus struct {
 	Done    bool
 	Failed  string
 	Waiting string
+	// Denied, with Failed, is a registry's refusal of the rollout's
+	// image: a lasting denial, shown in status until it is lifted.
+	Denied *reconciler.PullDeniedError
 }
 
 // Hooks are the controller's part in an apply.

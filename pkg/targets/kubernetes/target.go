@@ -90,6 +90,9 @@ type Target struct {
 	// elect runs the leader election (nil: this daemon always acts).
 	elect func(ctx context.Context, e kube.Election, lead func(context.Context), lost func()) error
 	lead  leadership
+	// pulls remembers the registries' refusals of the kubelet's pulls
+	// (pulldeny.go).
+	pulls pullDenials
 }
 
 // New connects to the API server of cfg's kubeconfig.
@@ -348,7 +351,9 @@ func (t *Target) Apply(ctx context.Context, ch targets.Change, h targets.Hooks) 
 		if done {
 			return applied, nil
 		}
-		if f := progressFailed(c.desired, c.obs); f != "" {
+		if f, pd := t.rolloutFailed(c.desired, c.rev, c.obs); pd != nil {
+			return applied, pd
+		} else if f != "" {
 			return applied, errors.New(f)
 		}
 		if time.Now().After(deadline) {
@@ -468,16 +473,24 @@ func (t *Target) Rolled(ctx context.Context, m *manifest.Manifest, s targets.Dec
 	if err != nil {
 		return targets.RolloutStatus{}, err
 	}
-	if f := progressFailed(desired, obs); f != "" {
+	if f, pd := t.rolloutFailed(desired, kubetarget.Revision(desired), obs); pd != nil {
+		return targets.RolloutStatus{Failed: pd.Error(), Denied: pd}, nil
+	} else if f != "" {
 		return targets.RolloutStatus{Failed: f}, nil
 	}
-	for _, o := range kubetarget.ForObserved(desired, obs).Objects {
+	now := kubetarget.ForObserved(desired, obs)
+	for _, o := range now.Objects {
 		if v, ok := o.(*appsv1.StatefulSet); ok {
 			if why := rolledStatefulSet(v, obs); why != "" {
 				return targets.RolloutStatus{Waiting: why}, nil
 			}
 		}
 		if v, ok := o.(*appsv1.Deployment); ok {
+			// A dependent held back for its accessory still runs the
+			// previous spec, rolled out: not done until it is applied.
+			if why := kubetarget.DependentPending(now, obs, v); why != "" {
+				return targets.RolloutStatus{Waiting: why}, nil
+			}
 			live, ok := obs.Deployments[v.Name]
 			if !ok {
 				return targets.RolloutStatus{Waiting: "Deployment " + v.Name + " missing"}, nil
@@ -498,6 +511,16 @@ func (t *Target) Rolled(ctx context.Context, m *manifest.Manifest, s targets.Dec
 
 func (t *Target) Await() (poll, deadline time.Duration) {
 	return t.cfg.Poll, t.cfg.ProgressDeadline + 10*time.Second
+}
+
+// rolloutFailed says why the rollout of desired (revision rev) failed: a
+// registry refused its pods' image (a lasting denial, at once), or a
+// Deployment exceeded its progress deadline; "" and nil while it has not.
+func (t *Target) rolloutFailed(desired kubetarget.Desired, rev string, obs kubetarget.Observed) (string, *reconciler.PullDeniedError) {
+	if pd := t.pulls.denied(desired, rev, obs); pd != nil {
+		return pd.Error(), pd
+	}
+	return progressFailed(desired, obs), nil
 }
 
 // progressFailed names a desired Deployment whose rollout exceeded its
