@@ -36,10 +36,10 @@ type Cache struct {
 	cancel      context.CancelFunc
 
 	// The StatefulSets' informer starts only when asked (statefulsets.go).
-	ctx     context.Context
-	cs      kubernetes.Interface
-	owned   string
-	handler cache.ResourceEventHandler
+	ctx        context.Context
+	cs         kubernetes.Interface
+	owned      string
+	handler    cache.ResourceEventHandler
 	stsMu      sync.Mutex
 	sts        *stsRun
 	stsErr     error     // the last failed wait's

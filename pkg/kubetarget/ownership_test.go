@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
-	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // nameReader answers a Get from objs by "Kind/name", 404 otherwise, or err.
