@@ -315,3 +315,63 @@ func (c *cluster) persistentVolume(t *testing.T, ns, claim string) {
 		}
 	})
 }
+
+// TestRemovedAccessoryAfterARestart: db taken out of the manifest while
+// no daemon runs, and the Role applied again from the new manifest (as an
+// admin re-applying `swiftctl render`'s RBAC would): the daemon started
+// then deletes db's StatefulSet (its claim kept) and down --volumes
+// deletes the claim, though the manifest names no accessory and no volume
+// any more.
+func TestRemovedAccessoryAfterARestart(t *testing.T) {
+	c := connect(t)
+	ns := c.namespace(t, "named-restart")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	const claim = "pgdata-shop-db-0"
+	c.persistentVolume(t, ns, claim)
+	m, err := manifest.Parse([]byte(threeServices("web:1")), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("first daemon", func(t *testing.T) {
+		k := startDaemon(t, c.asServiceAccount(ctx, t, ns, m), ns, threeServices("web:1"), daemonOpts{})
+		eventually(ctx, t, "db's StatefulSet ready", func() (bool, string) {
+			var s appsv1.StatefulSet
+			err := c.get(ctx, "/apis/apps/v1/namespaces/"+ns+"/statefulsets/shop-db", &s)
+			st := k.status(ctx)
+			return err == nil && s.Status.ReadyReplicas == 1 && st.Converged, fmt.Sprintf("err %v ready %d converged %v pending %q", err, s.Status.ReadyReplicas, st.Converged, st.Pending)
+		})
+	}) // the daemon stops with the subtest
+	withoutDB := strings.Replace(strings.Replace(threeServices("web:1"), `  db:
+    kind: accessory
+    image: db:1
+    port: 5432
+    volumes: [{source: pgdata, target: /var/lib/db, size: 1g}]
+    resources: {cpus: 0.1, memory: 64m}
+`, "", 1), "    depends_on: [db]\n", "", 2)
+	m2, err := manifest.Parse([]byte(withoutDB), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := startDaemon(t, c.asServiceAccount(ctx, t, ns, m2), ns, withoutDB, daemonOpts{})
+	stsPath := "/apis/apps/v1/namespaces/" + ns + "/statefulsets/shop-db"
+	eventually(ctx, t, "db's StatefulSet deleted by the restarted daemon", func() (bool, string) {
+		s := k.status(ctx)
+		return !c.exists(ctx, t, stsPath) && s.Converged, fmt.Sprintf("converged %v pending %q last %+v kube %+v", s.Converged, s.Pending, s.LastReconcile, s.Kubernetes)
+	})
+	claimPath := "/api/v1/namespaces/" + ns + "/persistentvolumeclaims/" + claim
+	if !c.exists(ctx, t, claimPath) {
+		t.Fatal("the removed accessory's claim was deleted by a plan")
+	}
+	if p := k.call(ctx, api.PathDown+"?volumes=true", nil); p.Error != "" {
+		t.Fatalf("down --volumes: %s", p.Error)
+	}
+	eventually(ctx, t, "claim deleted by down --volumes", func() (bool, string) {
+		var pvc corev1.PersistentVolumeClaim
+		err := c.get(ctx, claimPath, &pvc)
+		if isAPIError(err, http.StatusNotFound) {
+			return true, ""
+		}
+		return false, fmt.Sprintf("err %v, deletionTimestamp %v, finalizers %v", err, pvc.DeletionTimestamp, pvc.Finalizers)
+	})
+}

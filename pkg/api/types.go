@@ -114,6 +114,9 @@ type KubeStatus struct {
 	// Leader is who holds it ("" when no leader election runs).
 	Leading bool   `json:"leading"`
 	Leader  string `json:"leader,omitempty"`
+	// Warnings name what the daemon cannot see (a kind its Role does not
+	// grant: what it leaves behind is not deleted).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // KubeDeployment is one Deployment as its controller reports it.

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -52,13 +53,15 @@ type fakeKube struct {
 	// kubelet message (ErrImagePull); the old pods keep running.
 	pullFail map[string]string
 	nodeDown bool // the one node is NotReady: the cluster policy denies
-	dryRuns  int
-	ops      []string // real ops, in order
+	// forbid: kinds whose list the daemon's Role does not grant (403).
+	forbid  map[string]bool
+	dryRuns int
+	ops     []string // real ops, in order
 }
 
 func newFakeKube() *fakeKube {
 	return &fakeKube{objs: map[string][]byte{}, gen: map[string]int64{}, pods: map[string][]corev1.Pod{}, nodeCPU: "64",
-		stall: map[string]bool{}, slow: map[string]bool{}, conflict: map[string]bool{}, failApply: map[string]error{}, failDelete: map[string]error{},
+		stall: map[string]bool{}, slow: map[string]bool{}, forbid: map[string]bool{}, conflict: map[string]bool{}, failApply: map[string]error{}, failDelete: map[string]error{},
 		pullFail: map[string]string{}}
 }
 
@@ -190,9 +193,12 @@ func (f *fakeKube) Delete(_ context.Context, ref kube.Ref) error {
 	return nil
 }
 
-func (f *fakeKube) List(_ context.Context, r kube.Resource, _, _ string, v any) error {
+func (f *fakeKube) List(_ context.Context, r kube.Resource, _, selector string, v any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.forbid[r.Kind] {
+		return &kube.Error{Code: 403, Reason: "Forbidden", What: "list " + r.Plural, Message: r.Plural + " is forbidden"}
+	}
 	var items []json.RawMessage
 	switch r.Kind {
 	case "Pod":
@@ -234,9 +240,19 @@ func (f *fakeKube) List(_ context.Context, r kube.Resource, _, _ string, v any) 
 		b, _ := json.Marshal(n)
 		items = append(items, b)
 	default:
+		// The objects the selector selects: two projects in one
+		// namespace each see their own.
+		sel, err := labels.Parse(selector)
+		if err != nil {
+			return err
+		}
 		for k, b := range f.objs {
 			if len(k) > len(r.Kind) && k[:len(r.Kind)+1] == r.Kind+"/" {
-				items = append(items, b)
+				var o metav1.PartialObjectMetadata
+				_ = json.Unmarshal(b, &o)
+				if sel.Matches(labels.Set(o.Labels)) {
+					items = append(items, b)
+				}
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
 
 // applyStatefulSet stores a StatefulSet as its controller would leave it
@@ -215,6 +217,178 @@ func TestKubeNamedFormSecrets(t *testing.T) {
 	err := h.deploy()
 	if err == nil || !strings.Contains(err.Error(), "services.worker.secrets.db_password") || !strings.Contains(err.Error(), "services.web.secrets.db_password") {
 		t.Fatalf("two services, one secret name, two contents: %v, want a refusal naming both", err)
+	}
+}
+
+// namedKubeWithoutDB is namedKubeManifest with db taken out: no
+// accessory and no named volume left.
+func namedKubeWithoutDB(webImage string) string {
+	return `project: demo
+services:
+  web:
+    image: ` + webImage + `
+    port: 3000
+    route: {host: demo.example.com}
+  worker:
+    image: app:1
+nginx: {image: nginx:latest, port: 8080}
+network: {name: demo-net}
+`
+}
+
+// restartKube gives the harness a new Kubernetes target on the same API
+// (a restarted daemon, or a new leader): what it knows comes from the
+// manifest on disk and the API alone.
+func restartKube(h *harness, fk *fakeKube) {
+	kt := kubernetes.NewOn(kubernetes.Config{Namespace: "ns", ProgressDeadline: 2 * time.Second, Poll: 5 * time.Millisecond}, fk, h.d.kubeDeps())
+	h.d.kt, h.d.target = kt, kt
+}
+
+// An accessory taken out of the manifest, seen by a daemon started after
+// it was: the next reconcile deletes its StatefulSet (its claim kept);
+// taken out and then down: down deletes the StatefulSet; down --volumes
+// deletes the claims though the manifest has no volume left.
+func TestKubeRemovedAccessoryAfterARestart(t *testing.T) {
+	t.Run("reconcile", func(t *testing.T) {
+		h, fk := kubeHarness(t, namedKubeManifest("app:1"))
+		if err := h.deploy(); err != nil {
+			t.Fatal(err)
+		}
+		restartKube(h, fk)
+		h.write(namedKubeWithoutDB("app:1"))
+		if err := h.deploy(); err != nil {
+			t.Fatal(err)
+		}
+		if fk.has("StatefulSet/demo-db") {
+			t.Fatalf("db taken out of the manifest: its StatefulSet still runs (ops %v)", fk.ops)
+		}
+		if !fk.has("PersistentVolumeClaim/pgdata-demo-db-0") {
+			t.Fatal("the removed accessory's claim was deleted by a plan")
+		}
+		if s := h.status(); !s.Converged || len(s.Pending) != 0 {
+			t.Fatalf("status: converged %v pending %q", s.Converged, s.Pending)
+		}
+	})
+	t.Run("down", func(t *testing.T) {
+		h, fk := kubeHarness(t, namedKubeManifest("app:1"))
+		if err := h.deploy(); err != nil {
+			t.Fatal(err)
+		}
+		h.write(namedKubeWithoutDB("app:1"))
+		restartKube(h, fk)
+		if err := h.d.down(context.Background(), "alice", false, func(string) {}); err != nil {
+			t.Fatal(err)
+		}
+		if fk.has("StatefulSet/demo-db") {
+			t.Fatalf("down left the removed accessory's StatefulSet (ops %v)", fk.ops)
+		}
+		if !fk.has("PersistentVolumeClaim/pgdata-demo-db-0") {
+			t.Fatal("down without --volumes deleted a claim")
+		}
+		restartKube(h, fk)
+		if err := h.d.down(context.Background(), "alice", true, func(string) {}); err != nil {
+			t.Fatal(err)
+		}
+		if fk.has("PersistentVolumeClaim/pgdata-demo-db-0") {
+			t.Fatal("down --volumes left the claim of a volume no longer in the manifest")
+		}
+	})
+}
+
+// A Role that does not grant statefulsets and persistentvolumeclaims (one
+// rendered before the named form observed them always): a manifest
+// without accessories still converges, status warns that the daemon
+// cannot see them, and down ends with an error naming them instead of
+// leaving a StatefulSet silently.
+func TestKubeUnseenStatefulSetsAreWarnedOf(t *testing.T) {
+	h, fk := kubeHarness(t, namedKubeWithoutDB("app:1"))
+	fk.forbid["StatefulSet"], fk.forbid["PersistentVolumeClaim"] = true, true
+	if err := h.deploy(); err != nil {
+		t.Fatalf("a named form without accessories under an older Role: %v", err)
+	}
+	s := h.status()
+	if s.Kubernetes == nil || len(s.Kubernetes.Warnings) != 2 || !strings.Contains(strings.Join(s.Kubernetes.Warnings, "\n"), "cannot see the project's StatefulSets") {
+		t.Fatalf("status warnings %+v, want StatefulSets and claims unseen", s.Kubernetes)
+	}
+	err := h.d.down(context.Background(), "alice", false, func(string) {})
+	if err == nil || !strings.Contains(err.Error(), "StatefulSet") || !strings.Contains(err.Error(), "RBAC") {
+		t.Fatalf("down under an older Role: %v, want an error naming the StatefulSets it cannot see", err)
+	}
+	if fk.has("Deployment/demo-web") {
+		t.Fatal("down stopped before what it can see")
+	}
+	// With an accessory, its StatefulSet is needed: an error, as before.
+	fk.forbid["PersistentVolumeClaim"] = false
+	h.write(strings.Replace(namedKubeManifest("app:1"), "    volumes: [{source: pgdata, target: /data}]\n", "", 1))
+	if err := h.deploy(); err == nil || !strings.Contains(err.Error(), "StatefulSet") {
+		t.Fatalf("an accessory under a Role without statefulsets: %v, want an error", err)
+	}
+}
+
+// Two projects in one namespace: `shop-web` (one service with a canary,
+// Deployment and Service shop-web-canary) and `shop`, whose service web's
+// canary takes the same names. shop's plan sees only its own objects, so
+// those look missing: the deploy is refused, naming the object and its
+// project, nothing is applied and shop-web's objects keep their content
+// and labels; diff and status say why. A Service made by hand with the
+// name of a service is refused the same way.
+func TestKubeRefusesAnotherProjectsObject(t *testing.T) {
+	canary := "  canary:\n    image: app:2\n    weight: 10\n    replicas: 1\n"
+	h1, fk := kubeHarness(t, strings.Replace(fakeManifest("app:1", 1, canary), "project: demo", "project: shop-web", 1))
+	if err := h1.deploy(); err != nil {
+		t.Fatal(err)
+	}
+	theirs := map[string]string{}
+	for _, o := range []string{"Deployment/shop-web-canary", "Service/shop-web-canary"} {
+		if !fk.has(o) {
+			t.Fatalf("project shop-web has no %s", o)
+		}
+		theirs[o] = string(fk.objs[o])
+	}
+	fk.ops = nil
+
+	const shop = `project: shop
+services:
+  web:
+    image: app:1
+    port: 3000
+    canary: {image: app:2, weight: 10}
+nginx: {image: nginx:latest, port: 8080}
+network: {name: shop-net}
+`
+	h2 := newHarness(t, shop)
+	kt := kubernetes.NewOn(kubernetes.Config{Namespace: "ns", ProgressDeadline: 2 * time.Second, Poll: 5 * time.Millisecond}, fk, h2.d.kubeDeps())
+	h2.d.kt, h2.d.target = kt, kt
+	err := h2.deploy()
+	if err == nil || !strings.Contains(err.Error(), "shop-web-canary") || !strings.Contains(err.Error(), "belongs to project shop-web") {
+		t.Fatalf("shop's deploy over shop-web's canary: %v, want a refusal naming the object and its project", err)
+	}
+	if len(fk.ops) != 0 {
+		t.Fatalf("a refused plan ran ops %v", fk.ops)
+	}
+	for o, was := range theirs {
+		if string(fk.objs[o]) != was {
+			t.Errorf("%s of project shop-web changed:\n%s\nwas\n%s", o, fk.objs[o], was)
+		}
+	}
+	if d := h2.diff(""); !strings.Contains(d.Blocked, "belongs to project shop-web") {
+		t.Errorf("diff blocked %q", d.Blocked)
+	}
+	if s := h2.status(); s.LastReconcile == nil || !strings.Contains(s.LastReconcile.Error, "belongs to project shop-web") {
+		t.Errorf("status last reconcile %+v, want the refusal", s.LastReconcile)
+	}
+
+	// A Service web made by hand, in a namespace of its own.
+	fk2 := newFakeKube()
+	fk2.objs["Service/web"] = []byte(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"ns","labels":{"app":"web"}}}`)
+	h3 := newHarness(t, strings.Replace(shop, "    canary: {image: app:2, weight: 10}\n", "", 1))
+	kt3 := kubernetes.NewOn(kubernetes.Config{Namespace: "ns", ProgressDeadline: 2 * time.Second, Poll: 5 * time.Millisecond}, fk2, h3.d.kubeDeps())
+	h3.d.kt, h3.d.target = kt3, kt3
+	if err := h3.deploy(); err == nil || !strings.Contains(err.Error(), "Service ns/web exists and was not made by swiftdeploy") {
+		t.Fatalf("deploy over a hand-made Service web: %v, want a refusal", err)
+	}
+	if string(fk2.objs["Service/web"]) != `{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"ns","labels":{"app":"web"}}}` {
+		t.Fatalf("the hand-made Service changed: %s", fk2.objs["Service/web"])
 	}
 }
 

@@ -36,13 +36,15 @@ type Cache struct {
 	cancel      context.CancelFunc
 
 	// The StatefulSets' informer starts only when asked (statefulsets.go).
-	ctx     context.Context
-	cs      kubernetes.Interface
-	owned   string
-	handler cache.ResourceEventHandler
-	stsMu   sync.Mutex
-	sts     appslisters.StatefulSetLister
-	stsStop context.CancelFunc
+	ctx        context.Context
+	cs         kubernetes.Interface
+	owned      string
+	handler    cache.ResourceEventHandler
+	stsMu      sync.Mutex
+	sts        *stsRun
+	stsErr     error     // the last failed wait's
+	stsRetryAt time.Time // until then a call answers stsErr at once
+	stsWait    time.Duration
 }
 
 // CacheSelectors are the label selectors of a Cache's informers.
@@ -166,4 +168,4 @@ func pullWaitChanged(old, cur any) bool {
 }
 
 // Stop ends the cache's informers.
-func (k *Cache) Stop() { k.cancel() } // the StatefulSets' informer too: its context is a child
+func (k *Cache) Stop() { k.cancel() } // the StatefulSets' informer too: it runs on k.ctx

@@ -23,7 +23,9 @@ func readExtras(ctx context.Context, c API, ns, project string, x Extras, pull b
 	sel := Selector(project)
 	if x.Claims {
 		var cl corev1.PersistentVolumeClaimList
-		if err := c.List(ctx, kube.Claims, ns, sel, &cl); err != nil {
+		if err := c.List(ctx, kube.Claims, ns, sel, &cl); kube.IsForbidden(err) {
+			o.unseen(UnseenClaims, err)
+		} else if err != nil {
 			return err
 		}
 		for _, pvc := range cl.Items {
@@ -39,7 +41,7 @@ func readExtras(ctx context.Context, c API, ns, project string, x Extras, pull b
 			o.Secrets[s.Name] = s
 		}
 	}
-	if g, ok := c.(getter); ok && pull {
+	if g, ok := c.(Getter); ok && pull {
 		var sec corev1.Secret
 		err := g.Get(ctx, kube.Ref{Resource: kube.Secrets, Namespace: ns, Name: k8srender.PullSecretName(project)}, &sec)
 		switch {
@@ -59,11 +61,7 @@ func ownPullSecret(sec *corev1.Secret, project string) bool {
 	return sec.Labels[k8srender.LabelManagedBy] == k8srender.ManagedBy && sec.Labels[k8srender.LabelProject] == project
 }
 
-// getter reads one object by name (kube.Client); an API without it
-// observes no pull Secret.
-type getter interface {
-	Get(ctx context.Context, ref kube.Ref, v any) error
-}
+// An API without Get (a Getter, kube.Client) observes no pull Secret.
 
 // extraInformers are the informers of one project's extras.
 type extraInformers struct {

@@ -117,22 +117,29 @@ type start struct {
 }
 
 // Observe reads the project's objects from the cache; its Secrets and
-// volume claims, when x asks (the Role grants them only when the manifest
-// has some), and its pull Secret from informers started on demand, from
-// the API until those have listed (extras.go).
+// volume claims, when x asks (the Role grants them only for some
+// manifests), and its pull Secret from informers started on demand, from
+// the API until those have listed (extras.go). StatefulSets the Role
+// does not grant are Unseen, not an error.
 func (l *Live) Observe(ctx context.Context, project string, x Extras) (Observed, error) {
 	k, err := l.Cache(ctx, project)
 	if err != nil {
 		return emptyObserved(), err
 	}
+	var forbidden error
 	if x.StatefulSets {
-		if err := k.StartStatefulSets(ctx, l.SyncTimeout); err != nil {
+		if err := k.StartStatefulSets(ctx, l.SyncTimeout); kube.IsForbidden(err) {
+			forbidden = err
+		} else if err != nil {
 			return emptyObserved(), err
 		}
 	}
 	o, err := FromCache(k)
 	if err != nil {
 		return o, err
+	}
+	if forbidden != nil {
+		o.unseen(UnseenStatefulSets, forbidden)
 	}
 	return o, l.observeExtras(ctx, project, x, &o)
 }

@@ -2,6 +2,7 @@ package kubetarget
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,11 +10,14 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gatewayfake "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/fake"
 
@@ -106,5 +110,46 @@ func TestLiveObserveReturnsWithItsContextWhileTheServerIsAway(t *testing.T) {
 	_, err = l.Observe(ctx, "shop", Extras{})
 	if err == nil || !strings.Contains(err.Error(), "have not listed yet") {
 		t.Fatalf("err = %v, want the informers not listed yet", err)
+	}
+}
+
+// A restarted daemon observes the project's StatefulSets when asked (the
+// named form, accessory or not) from its own informer; a Role that does
+// not grant them leaves them Unseen, saying so, instead of failing the
+// observe or seeing nothing silently.
+func TestLiveObservesStatefulSetsOrSaysItCannot(t *testing.T) {
+	owned := map[string]string{k8srender.LabelProject: "shop", k8srender.LabelManagedBy: k8srender.ManagedBy}
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "shop-db", Namespace: "ns", Labels: owned}}
+	forbid := func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if r := a.GetResource().Resource; r == "statefulsets" || r == "persistentvolumeclaims" {
+			return true, nil, apierrors.NewForbidden(a.GetResource().GroupResource(), "", errors.New("RBAC: no rule"))
+		}
+		return false, nil, nil
+	}
+	live := func(cs *fake.Clientset, forbidden bool) *Live {
+		dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{kube.Claims.GVR(): "PersistentVolumeClaimList"})
+		if forbidden {
+			cs.PrependReactor("list", "*", forbid)
+			dyn.PrependReactor("list", "*", forbid)
+		}
+		l := NewLive(kube.NewFromClients(cs, gatewayfake.NewSimpleClientset(), dyn), "ns")
+		l.SyncTimeout = 10 * time.Second
+		t.Cleanup(l.Close)
+		return l
+	}
+	obs, err := live(fake.NewClientset(sts), false).Observe(context.Background(), "shop", Extras{StatefulSets: true, Claims: true})
+	if err != nil || len(obs.StatefulSets) != 1 || len(obs.Unseen) != 0 {
+		t.Fatalf("observe: %v, StatefulSets %v, unseen %v", err, keys(obs.StatefulSets), obs.Unseen)
+	}
+	start := time.Now()
+	obs, err = live(fake.NewClientset(sts), true).Observe(context.Background(), "shop", Extras{StatefulSets: true, Claims: true})
+	if err != nil {
+		t.Fatalf("observe under a Role without statefulsets: %v", err)
+	}
+	if !strings.Contains(obs.Unseen[UnseenStatefulSets], "cannot see") || !strings.Contains(obs.Unseen[UnseenClaims], "cannot see") {
+		t.Fatalf("unseen %v, want StatefulSets and claims", obs.Unseen)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a forbidden list took %s", d)
 	}
 }

@@ -22,8 +22,9 @@ type Observed struct {
 	Services    map[string]corev1.Service
 	Routes      map[string]gatewayv1.HTTPRoute
 	Pods        []corev1.Pod
-	// StatefulSets run the named form's accessories; observed only when
-	// the manifest has one (Extras.StatefulSets).
+	// StatefulSets run the named form's accessories; observed in the
+	// named form (Extras.StatefulSets), accessory or not: one removed from
+	// the manifest is still the project's, to delete.
 	StatefulSets map[string]appsv1.StatefulSet
 	// ReplicaSets of the project's Deployments (their pod-template-hash).
 	ReplicaSets []appsv1.ReplicaSet
@@ -34,23 +35,43 @@ type Observed struct {
 	// Role grants secrets only then): from an informer started when first
 	// asked, from the API until it has listed (Live.Observe).
 	Secrets map[string]corev1.Secret
-	// Claims are the named volumes' claims, observed only when the
-	// project has named volumes (the Role grants them only then), likewise.
+	// Claims are the named volumes' claims, observed when the project
+	// has named volumes, and always in the named form (`down --volumes`
+	// deletes them after the last volume left the manifest), likewise.
 	Claims map[string]corev1.PersistentVolumeClaim
+	// Unseen are the kinds asked for that the daemon may not list (a 403:
+	// a Role rendered before it observed them), by kind, saying why: they
+	// are observed as none, which status says (nothing silently).
+	Unseen map[string]string
 	// PullSecret is the project's image pull Secret (read by name: without
 	// services.secrets the daemon may not list the namespace's Secrets);
 	// nil when absent.
 	PullSecret *corev1.Secret
 }
 
-// Extras are the kinds the daemon's Role grants only when the manifest
-// needs them: observed when asked, beside the cache.
+// Extras are the kinds the daemon's Role grants only for some
+// manifests: observed when asked, beside the cache. A list of claims or
+// StatefulSets the server forbids is not an error: the kind is Unseen.
 type Extras struct {
 	Secrets, Claims bool
-	// StatefulSets: the manifest has accessories (the Role grants
-	// statefulsets only then). Unlike Secrets and claims they are read
-	// from an informer, started when first asked for (kube.Cache).
+	// StatefulSets: the named form (the Role grants statefulsets to it).
+	// Unlike Secrets and claims they are read from an informer, started
+	// when first asked for (kube.Cache).
 	StatefulSets bool
+}
+
+// Kinds an Observed may not have seen (Observed.Unseen).
+const (
+	UnseenStatefulSets = "StatefulSet"
+	UnseenClaims       = "PersistentVolumeClaim"
+)
+
+// unseen records that the daemon may not list kind.
+func (o *Observed) unseen(kind string, err error) {
+	if o.Unseen == nil {
+		o.Unseen = map[string]string{}
+	}
+	o.Unseen[kind] = fmt.Sprintf("cannot see the project's %ss (the daemon's Role does not grant listing them: apply the RBAC swiftctl render writes): %v", kind, err)
 }
 
 // listExtras lists the project's Secrets and claims when asked, and
@@ -189,7 +210,9 @@ func ListObserveExtras(ctx context.Context, c API, ns, project string, x Extras)
 	}
 	if x.StatefulSets {
 		var sl appsv1.StatefulSetList
-		if err := c.List(ctx, kube.StatefulSets, ns, sel, &sl); err != nil {
+		if err := c.List(ctx, kube.StatefulSets, ns, sel, &sl); kube.IsForbidden(err) {
+			o.unseen(UnseenStatefulSets, err)
+		} else if err != nil {
 			return o, err
 		}
 		for _, s := range sl.Items {

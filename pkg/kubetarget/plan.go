@@ -160,6 +160,9 @@ type Op struct {
 	Why string
 	// Force: a drift revert (see Compute).
 	Force bool
+	// Create: the object was not observed as the project's (read by
+	// name before it is applied: CheckCreates).
+	Create bool
 	// Gated: the op starts pods (a Deployment created or changed), so the
 	// infrastructure policy must allow the plan first. Routing traffic
 	// back and deleting never need its permission.
@@ -266,7 +269,7 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 				why += "; revert drift: " + path + " changed by " + strings.Join(by, ", ")
 			}
 		}
-		op := Op{Kind: OpApply, Ref: ref, Body: body, Why: why, Force: force}
+		op := Op{Kind: OpApply, Ref: ref, Body: body, Why: why, Force: force, Create: !exists}
 		switch v := obj.(type) {
 		case *appsv1.Deployment:
 			pendingDeploy[v.Name] = true

@@ -23,7 +23,8 @@ func secretOps(desired Desired, obs Observed) []Op {
 	for _, s := range desired.Secrets {
 		ref := kube.Ref{Resource: kube.Secrets, Namespace: s.Namespace, Name: s.Name}
 		why := "create"
-		if live, ok := obs.Secrets[s.Name]; ok {
+		live, ok := obs.Secrets[s.Name]
+		if ok {
 			if maps.Equal(live.Labels, s.Labels) && live.Type == s.Type && maps.EqualFunc(live.Data, s.Data, bytes.Equal) {
 				continue
 			}
@@ -33,7 +34,7 @@ func secretOps(desired Desired, obs Observed) []Op {
 		if err != nil {
 			continue // plain data always encodes
 		}
-		ops = append(ops, Op{Kind: OpApply, Ref: ref, Body: body, Why: why})
+		ops = append(ops, Op{Kind: OpApply, Ref: ref, Body: body, Why: why, Create: !ok})
 	}
 	return ops
 }

@@ -125,7 +125,6 @@ func namedObjects(s stack.Stack, o Options) ([]Object, error) {
 	if o.PullSecret != nil {
 		objs = append(objs, pullSecret(s.Project, o.Namespace, o.PullSecret))
 	}
-	templates := false
 	for _, svc := range s.Services {
 		tracks := [][]stack.App{svc.Stable}
 		if s.CanaryService == svc.Name && len(s.Canary) > 0 {
@@ -147,7 +146,6 @@ func namedObjects(s stack.Stack, o Options) ([]Object, error) {
 				if err != nil {
 					return nil, err
 				}
-				templates = templates || len(sts.Spec.VolumeClaimTemplates) > 0
 				objs = append(objs, sts, namedService(svc.Name, s.Project, o.Namespace, a, true))
 			case a.Track == stack.TrackCanary:
 				objs = append(objs, deployment(CanaryName(s.Project, svc.Name), s.Project, o.Namespace, a, replicas, tmpl),
@@ -168,8 +166,14 @@ func namedObjects(s stack.Stack, o Options) ([]Object, error) {
 		return nil, err
 	}
 	objs = append(objs, claims...)
+	// statefulsets and persistentvolumeclaims whether or not the manifest
+	// has an accessory or a volume now: the daemon observes them in the
+	// named form always, to delete the StatefulSet of an accessory taken
+	// out of the manifest and, on `down --volumes`, the claims of a volume
+	// taken out, also after a restart (a Role rendered from the new
+	// manifest must not lose sight of them).
 	objs = append(objs, rbacFor(s.Project, o.Namespace, rbacNeeds{
-		secrets: usesSecrets(s), claims: len(claims) > 0 || templates, statefulSets: hasAccessory(s),
+		secrets: usesSecrets(s), claims: true, statefulSets: true,
 	})...)
 	if err := uniqueNames(objs); err != nil {
 		return nil, err
@@ -186,15 +190,6 @@ func withoutAccessories(s stack.Stack) stack.Stack {
 		}
 	}
 	return out
-}
-
-func hasAccessory(s stack.Stack) bool {
-	for _, svc := range s.Services {
-		if svc.Kind == manifest.KindAccessory {
-			return true
-		}
-	}
-	return false
 }
 
 // uniqueNames refuses two objects of one kind and name: service names

@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
@@ -300,5 +301,40 @@ func TestNamedRefusals(t *testing.T) {
 				t.Errorf("err %v, want one containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// The named form's Role grants statefulsets and persistentvolumeclaims
+// with no accessory and no volume left: the daemon still observes them,
+// to delete what a removed accessory left and, on down --volumes, the
+// claims of a removed volume. The single service's Role does not.
+func TestNamedRoleKeepsStatefulSetsAndClaims(t *testing.T) {
+	grants := func(text string, named bool) map[string]bool {
+		t.Helper()
+		objs, err := Kubernetes(parse(t, text), Options{NamedForm: named})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, o := range objs {
+			if r, ok := o.(*rbacv1.Role); ok {
+				for _, rule := range r.Rules {
+					for _, res := range rule.Resources {
+						out[res] = out[res] || len(rule.ResourceNames) == 0 && strings.Contains(strings.Join(rule.Verbs, ","), "delete")
+					}
+				}
+			}
+		}
+		return out
+	}
+	named := grants("project: shop\nservices:\n  web:\n    image: web:1\n    port: 3000\n  worker:\n    image: worker:1\nnginx: {image: nginx:1, port: 8080}\nnetwork: {name: shop}\n", true)
+	for _, res := range []string{"statefulsets", "persistentvolumeclaims"} {
+		if !named[res] {
+			t.Errorf("the named form without accessories or volumes: the Role does not grant %s (list, watch, delete)", res)
+		}
+	}
+	single := grants("project: shop\nservices:\n  image: web:1\n  port: 3000\nnginx: {image: nginx:1, port: 8080}\nnetwork: {name: shop}\n", false)
+	if single["statefulsets"] || single["persistentvolumeclaims"] {
+		t.Errorf("the single service without volumes: the Role grants %v", single)
 	}
 }

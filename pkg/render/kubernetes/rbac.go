@@ -35,10 +35,11 @@ const DaemonName = "swiftdeployd"
 // With named volumes, the daemon applies their claims: the Role grants
 // persistentvolumeclaims then.
 //
-// With accessories (the named form), the daemon applies their
-// StatefulSets: the Role grants statefulsets then, and
-// persistentvolumeclaims when they have claim templates (`down
-// --volumes` deletes the claims the StatefulSet controller made).
+// In the named form the Role always grants statefulsets (its
+// accessories) and persistentvolumeclaims (its volumes, and the claims the
+// StatefulSet controller made, which `down --volumes` deletes): the
+// daemon observes both even once the manifest has none left, to delete
+// what a removed accessory or volume left behind.
 func rbacFor(project, namespace string, n rbacNeeds) []Object {
 	argo, secrets, claims := n.argo, n.secrets, n.claims
 	name := project + "-" + DaemonName

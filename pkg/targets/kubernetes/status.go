@@ -2,6 +2,8 @@ package kubernetes
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +38,9 @@ func (t *Target) Report(ctx context.Context, m *manifest.Manifest, st targets.De
 	}
 	ks := &api.KubeStatus{Namespace: t.cfg.Namespace, Deployments: []api.KubeDeployment{}}
 	ks.Leading, ks.Leader = t.Leader()
+	for _, kind := range slices.Sorted(maps.Keys(obs.Unseen)) {
+		ks.Warnings = append(ks.Warnings, obs.Unseen[kind])
+	}
 	names := kubetarget.PrimaryNames(m)
 	if m.IsNamed() {
 		ks.Deployments = append(ks.Deployments, kubeWorkloads(obs)...)

@@ -182,6 +182,9 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // cache (kubetarget.Live; tests use a fake).
 type API interface {
 	kubetarget.API
+	// Get reads an object by name: one a plan creates, which may be
+	// another project's (kubetarget.CheckCreates).
+	kubetarget.Getter
 	Observe(ctx context.Context, project string, x kubetarget.Extras) (kubetarget.Observed, error)
 	OnChange(func())
 	Close()
@@ -194,12 +197,15 @@ type change struct {
 	obs     kubetarget.Observed
 	plan    kubetarget.Plan
 	rev     string
+	// blocked: an object the plan creates exists and is not the
+	// project's (kubetarget.CheckCreates); nothing is applied.
+	blocked string
 }
 
 func (c *change) Revision() string         { return c.rev }
-func (c *change) Blocked() string          { return "" }
+func (c *change) Blocked() string          { return c.blocked }
 func (c *change) Gated() bool              { return c.plan.Gated() }
-func (c *change) Empty() bool              { return c.plan.Empty() }
+func (c *change) Empty() bool              { return c.plan.Empty() && c.blocked == "" }
 func (c *change) Lines() []string          { return c.plan.Lines() }
 func (c *change) Serving() targets.Serving { return serving(c.m, c.obs) }
 
@@ -255,18 +261,34 @@ func hasClaims(m *manifest.Manifest) bool {
 	return false
 }
 
-// extras: the Secrets, claims and StatefulSets the manifest needs (the
-// Role grants them only then).
+// extras: the Secrets, claims and StatefulSets to observe. Secrets only
+// when the manifest has some (the Role grants them only then). In the
+// named form, StatefulSets and claims always (its Role grants them): an
+// accessory or a volume taken out of the manifest leaves its StatefulSet
+// and claims behind, which the plan deletes (the StatefulSet) and `down`
+// (`--volumes`: the claims) must see, on a daemon started after the
+// change too. The single service's claims when it has named volumes.
 func extras(m *manifest.Manifest) kubetarget.Extras {
-	return kubetarget.Extras{Secrets: hasSecrets(m), Claims: hasClaims(m), StatefulSets: hasAccessories(m)}
+	named := m.IsNamed()
+	return kubetarget.Extras{Secrets: hasSecrets(m), Claims: named || hasClaims(m), StatefulSets: named}
 }
 
-// observe reads what the project owns from the informers' cache; its Secrets and volume claims only
-// when the manifest has some (the daemon's Role grants them only then).
+// observe reads what the project owns from the informers' cache. A kind
+// the manifest needs that the daemon may not list is an error; one it
+// observes only to find leftovers is Unseen (status says so).
 func (t *Target) observe(ctx context.Context, m *manifest.Manifest) (kubetarget.Observed, error) {
 	obs, err := t.api.Observe(ctx, m.Project, extras(m))
 	t.d.Reached(err)
-	return obs, err
+	if err != nil {
+		return obs, err
+	}
+	if why, ok := obs.Unseen[kubetarget.UnseenStatefulSets]; ok && hasAccessories(m) {
+		return obs, errors.New(why)
+	}
+	if why, ok := obs.Unseen[kubetarget.UnseenClaims]; ok && hasClaims(m) {
+		return obs, errors.New(why)
+	}
+	return obs, nil
 }
 
 func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s targets.Decisions) (targets.Change, error) {
@@ -288,7 +310,14 @@ func (t *Target) replan(ctx context.Context, c *change) error {
 	if err != nil {
 		return &targets.PlanError{Err: err}
 	}
-	c.obs, c.plan = obs, plan
+	// The plan sees the project's objects only: what it creates is read
+	// by name first, so that another project's object of that name is
+	// refused, not taken over by the apply.
+	blocked, err := kubetarget.CheckCreates(ctx, t.api, c.desired.Project, plan)
+	if err != nil {
+		return err
+	}
+	c.obs, c.plan, c.blocked = obs, plan, blocked
 	return nil
 }
 
@@ -356,6 +385,9 @@ func (t *Target) Apply(ctx context.Context, ch targets.Change, h targets.Hooks) 
 // step gates and applies c's plan once, op by op, and returns the ops that
 // ran: a drift revert is journaled only once its op has run.
 func (t *Target) step(ctx context.Context, c *change, h targets.Hooks) ([]string, error) {
+	if c.blocked != "" {
+		return nil, errors.New(c.blocked)
+	}
 	if c.plan.Empty() {
 		return nil, nil
 	}
@@ -560,7 +592,7 @@ func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes boo
 	if volumes { // the data goes only when asked for
 		add(kube.Claims, slices.Collect(maps.Keys(obs.Claims)))
 	}
-	plan := make([]targets.Removal, 0, len(refs))
+	plan := make([]targets.Removal, 0, len(refs)+1)
 	for _, ref := range refs {
 		ref := ref
 		plan = append(plan, targets.Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
@@ -571,5 +603,26 @@ func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes boo
 				return t.api.Delete(ctx, ref)
 			}})
 	}
+	// What the daemon may not see may still run: the down ends failing,
+	// naming it (a down recorded and not finished is finished by a later
+	// reconcile, once the Role grants it), not silently.
+	for _, kind := range unseenLeft(obs, volumes) {
+		why := obs.Unseen[kind]
+		plan = append(plan, targets.Removal{Op: "delete", Target: "the project's " + kind + "s (not visible)", Event: journal.EventObjectDeleted,
+			Run: func(context.Context) error { return errors.New(why) }})
+	}
 	return plan, nil
+}
+
+// unseenLeft are the kinds a teardown should delete that the daemon may
+// not list: StatefulSets, and claims with volumes.
+func unseenLeft(obs kubetarget.Observed, volumes bool) []string {
+	var out []string
+	if _, ok := obs.Unseen[kubetarget.UnseenStatefulSets]; ok {
+		out = append(out, kubetarget.UnseenStatefulSets)
+	}
+	if _, ok := obs.Unseen[kubetarget.UnseenClaims]; ok && volumes {
+		out = append(out, kubetarget.UnseenClaims)
+	}
+	return out
 }
