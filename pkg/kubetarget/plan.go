@@ -16,8 +16,6 @@
 package kubetarget
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -28,128 +26,13 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
-	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
-	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // DefaultProgressDeadline is a Deployment's progressDeadlineSeconds when
 // the daemon sets none: a rollout that makes no progress for this long is
 // reported as failed (the old pods keep serving: maxUnavailable is 0).
 const DefaultProgressDeadline = 120 * time.Second
-
-// Selector selects every object the daemon owns for project: both the
-// project label and the managed-by label must be there, so an object
-// someone else labelled with the project alone is never touched.
-func Selector(project string) string {
-	return k8srender.LabelProject + "=" + project + "," + k8srender.LabelManagedBy + "=" + k8srender.ManagedBy
-}
-
-// Desired is what the namespace should hold for a manifest.
-type Desired struct {
-	Project   string
-	Namespace string
-	Stack     stack.Stack
-	// Objects are the Deployments, Services and the HTTPRoute, in apply
-	// order. The RBAC the renderer also writes is not applied by the
-	// daemon: it cannot grant itself permissions.
-	Objects []k8srender.Object
-	// Keep names objects ("Kind/name") left as they are for now: not
-	// applied, not deleted (a promotion's stable Deployment while its
-	// traffic moves to the canary; see stage.go).
-	Keep map[string]bool
-	// Bridge, for a promotion of the manifest's canary, is the stage that
-	// moves every request to the canary at the stable's size first.
-	Bridge *Bridge
-	// Secrets are the project's Secrets with their content (secrets.go),
-	// applied before the objects and kept out of Revision: their content
-	// reaches the pods' template only as the keyed digest in the config
-	// hash.
-	Secrets []*corev1.Secret
-}
-
-// DesiredFor renders m refined by o (a promotion, a rollback) for ns;
-// pullSecret, when set, is the .dockerconfigjson of the image pull Secret
-// (k8srender.Options.PullSecret).
-func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
-	d, err := render(m, o, ns, gateway, deadline, pullSecret)
-	if err != nil {
-		return d, err
-	}
-	if c := m.Main().Canary; c != nil && o.StableImage != "" && c.Image == o.StableImage {
-		// A promotion of the manifest's canary: its traffic moves to the
-		// canary at full size before the stable Deployment rolls
-		// (stage.go). The bridge is the pre-promotion stack with every
-		// request on the canary.
-		bo := o
-		bo.StableImage, bo.NoCanary, bo.CanaryWeight = "", false, 100
-		b, err := render(m, bo, ns, gateway, deadline, pullSecret)
-		if err != nil {
-			return d, err
-		}
-		d.Bridge = bridgeOf(b, d)
-	}
-	return d, nil
-}
-
-func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
-	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o, PullSecret: pullSecret, NamedForm: true})
-	if err != nil {
-		return Desired{}, err
-	}
-	if deadline <= 0 {
-		deadline = DefaultProgressDeadline
-	}
-	d := Desired{Project: m.Project, Namespace: ns, Stack: stack.FromManifest(m, o)}
-	// Claims first: the pods a Deployment starts mount them. The rest in
-	// the renderer's order: the named form's services in start order (an
-	// accessory's StatefulSet before the Deployments that depend on it).
-	for _, obj := range objs {
-		if v, ok := obj.(*corev1.PersistentVolumeClaim); ok {
-			d.Objects = append(d.Objects, v)
-		}
-	}
-	for _, obj := range objs {
-		switch v := obj.(type) {
-		case *appsv1.Deployment:
-			secs := int32(deadline / time.Second)
-			v.Spec.ProgressDeadlineSeconds = &secs
-			d.Objects = append(d.Objects, v)
-		case *appsv1.StatefulSet, *corev1.Service, *gatewayv1.HTTPRoute, *corev1.Secret:
-			d.Objects = append(d.Objects, v)
-		}
-	}
-	for _, o := range d.Objects {
-		seal(o)
-	}
-	return d, nil
-}
-
-// RefOf names a rendered object for the API.
-func RefOf(o k8srender.Object) kube.Ref {
-	var r kube.Resource
-	switch o.(type) {
-	case *appsv1.Deployment:
-		r = kube.Deployments
-	case *appsv1.StatefulSet:
-		r = kube.StatefulSets
-	case *corev1.Service:
-		r = kube.Services
-	case *gatewayv1.HTTPRoute:
-		r = kube.HTTPRoutes
-	case *corev1.Secret:
-		r = kube.Secrets
-	case *corev1.PersistentVolumeClaim:
-		r = kube.Claims
-	}
-	return kube.Ref{Resource: r, Namespace: o.GetNamespace(), Name: o.GetName()}
-}
-
-// Op kinds.
-const (
-	OpApply  = "apply"
-	OpDelete = "delete"
-)
 
 // Op is one change of the plan.
 type Op struct {
@@ -524,101 +407,4 @@ func WeightsText(w map[string]int) string {
 		return "none"
 	}
 	return strings.Join(parts, " ")
-}
-
-// ForceAfterConflict: an apply of a changed object that conflicts (someone
-// else took a field swiftdeploy sets, since its last apply) becomes a
-// forced apply, the drift it reverts named from the conflict: the fields
-// and who changed them. Any other error stays.
-func ForceAfterConflict(op Op, err error) (Op, bool) {
-	if op.Kind != OpApply || op.Force || !kube.IsConflict(err) {
-		return op, false
-	}
-	op.Force = true
-	op.Why += "; revert drift: " + conflictText(err)
-	return op, true
-}
-
-// conflictText names the fields of a conflict and their managers.
-func conflictText(err error) string {
-	var e *kube.Error
-	if !errors.As(err, &e) || len(e.Causes) == 0 {
-		return err.Error()
-	}
-	var parts []string
-	for _, c := range e.Causes {
-		parts = append(parts, c.Field+" "+c.Message)
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ", ")
-}
-
-// Apply runs the plan's ops in order; the first error stops it, naming
-// the op.
-func Apply(ctx context.Context, c API, plan Plan, progress func(string)) error {
-	for _, op := range plan.Ops {
-		op, err := RunOp(ctx, c, op)
-		if err != nil {
-			return err
-		}
-		if progress != nil {
-			progress(op.String())
-		}
-	}
-	return nil
-}
-
-// RunOp runs one op and returns it as it ran: an apply that conflicted
-// and was forced (ForceAfterConflict) says so. An error names the op.
-func RunOp(ctx context.Context, c API, op Op) (Op, error) {
-	var err error
-	switch op.Kind {
-	case OpApply:
-		_, err = c.Apply(ctx, op.Ref, op.Body, kube.ApplyOptions{Force: op.Force})
-		if forced, ok := ForceAfterConflict(op, err); ok {
-			op = forced
-			_, err = c.Apply(ctx, op.Ref, op.Body, kube.ApplyOptions{Force: true})
-		}
-	case OpDelete:
-		err = c.Delete(ctx, op.Ref)
-	default:
-		err = fmt.Errorf("unknown op %q", op.Kind)
-	}
-	if err != nil {
-		return op, fmt.Errorf("%s: %w", op, err)
-	}
-	return op, nil
-}
-
-// Converged reports whether obs is desired, rolled out: the plan is
-// empty, nothing waits, and every desired Deployment has rolled out.
-func Converged(desired Desired, obs Observed, plan Plan) (bool, string) {
-	desired = ForObserved(desired, obs)
-	if !plan.Empty() {
-		return false, plan.Ops[0].String()
-	}
-	if len(plan.Waiting) > 0 {
-		return false, plan.Waiting[0]
-	}
-	for _, obj := range desired.Objects {
-		switch d := obj.(type) {
-		case *appsv1.Deployment:
-			live, ok := obs.Deployments[d.Name]
-			if !ok {
-				return false, "Deployment " + d.Name + " missing"
-			}
-			if done, why := RolledOut(live); !done {
-				return false, "Deployment " + d.Name + ": " + why
-			}
-		case *appsv1.StatefulSet:
-			live, ok := obs.StatefulSets[d.Name]
-			if !ok {
-				return false, "StatefulSet " + d.Name + " missing"
-			}
-			if done, why := StatefulSetRolledOut(live); !done {
-				return false, "StatefulSet " + d.Name + ": " + why
-			}
-		}
-	}
-	return true, ""
 }

@@ -11,14 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"sort"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-
-	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/kubetarget"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -132,49 +126,6 @@ func NewOn(cfg Config, api API, d Deps) *Target {
 // String names the namespace and the API server, for the journal.
 func (t *Target) String() string {
 	return fmt.Sprintf("kubernetes namespace %s at %s", t.cfg.Namespace, t.server)
-}
-
-// Watch runs the informers' events into reconciles (a deleted canary
-// Service or an edited image is reverted, a rollout's progress is
-// noticed): a burst of events settles for the debounce, then one
-// reconcile is enqueued. It also runs the leader election.
-func (t *Target) Watch(ctx context.Context, kick func()) {
-	d := t.d
-	events := make(chan struct{}, 1)
-	t.api.OnChange(func() {
-		select {
-		case events <- struct{}{}:
-		default:
-		}
-	})
-	defer t.api.Close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t.runElection(ctx)
-	}()
-	defer func() { <-done }()
-	var debounce <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-events:
-			if debounce == nil {
-				debounce = time.After(d.Debounce)
-			}
-		case <-debounce:
-			debounce = nil
-			kick()
-		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }
 
 // API is what the target needs of the API server: writes, the
@@ -461,81 +412,6 @@ func serving(m *manifest.Manifest, obs kubetarget.Observed) targets.Serving {
 	return s
 }
 
-// Rolled looks at the rollout of m under s without a dry run: every
-// desired Deployment and StatefulSet rolled out with its image, the route's weights in
-// force, or the reason it is not yet.
-func (t *Target) Rolled(ctx context.Context, m *manifest.Manifest, s targets.Decisions) (targets.RolloutStatus, error) {
-	desired, err := t.desired(m, s)
-	if err != nil {
-		return targets.RolloutStatus{}, err
-	}
-	obs, err := t.observe(ctx, m)
-	if err != nil {
-		return targets.RolloutStatus{}, err
-	}
-	if f, pd := t.rolloutFailed(desired, kubetarget.Revision(desired), obs); pd != nil {
-		return targets.RolloutStatus{Failed: pd.Error(), Denied: pd}, nil
-	} else if f != "" {
-		return targets.RolloutStatus{Failed: f}, nil
-	}
-	now := kubetarget.ForObserved(desired, obs)
-	for _, o := range now.Objects {
-		if v, ok := o.(*appsv1.StatefulSet); ok {
-			if why := rolledStatefulSet(v, obs); why != "" {
-				return targets.RolloutStatus{Waiting: why}, nil
-			}
-		}
-		if v, ok := o.(*appsv1.Deployment); ok {
-			// A dependent held back for its accessory still runs the
-			// previous spec, rolled out: not done until it is applied.
-			if why := kubetarget.DependentPending(now, obs, v); why != "" {
-				return targets.RolloutStatus{Waiting: why}, nil
-			}
-			live, ok := obs.Deployments[v.Name]
-			if !ok {
-				return targets.RolloutStatus{Waiting: "Deployment " + v.Name + " missing"}, nil
-			}
-			if kubetarget.ImageOf(live) != kubetarget.ImageOf(*v) {
-				return targets.RolloutStatus{Waiting: "Deployment " + v.Name + " not yet at " + kubetarget.ImageOf(*v)}, nil
-			}
-			if done, why := kubetarget.RolledOut(live); !done {
-				return targets.RolloutStatus{Waiting: "Deployment " + v.Name + ": " + why}, nil
-			}
-		}
-	}
-	if !kubetarget.Serves(desired, obs) {
-		return targets.RolloutStatus{Waiting: "the route does not serve the desired weights yet"}, nil
-	}
-	return targets.RolloutStatus{Done: true}, nil
-}
-
-func (t *Target) Await() (poll, deadline time.Duration) {
-	return t.cfg.Poll, t.cfg.ProgressDeadline + 10*time.Second
-}
-
-// rolloutFailed says why the rollout of desired (revision rev) failed: a
-// registry refused its pods' image (a lasting denial, at once), or a
-// Deployment exceeded its progress deadline; "" and nil while it has not.
-func (t *Target) rolloutFailed(desired kubetarget.Desired, rev string, obs kubetarget.Observed) (string, *reconciler.PullDeniedError) {
-	if pd := t.pulls.denied(desired, rev, obs); pd != nil {
-		return pd.Error(), pd
-	}
-	return progressFailed(desired, obs), nil
-}
-
-// progressFailed names a desired Deployment whose rollout exceeded its
-// progress deadline.
-func progressFailed(desired kubetarget.Desired, obs kubetarget.Observed) string {
-	for _, obj := range kubetarget.ForObserved(desired, obs).Objects {
-		if live, ok := obs.Deployments[obj.GetName()]; ok {
-			if f := kubetarget.ProgressFailed(live); f != "" {
-				return "Deployment " + live.Name + ": " + f + "; the previous pods keep serving"
-			}
-		}
-	}
-	return ""
-}
-
 // Decide is the cluster policy on the cluster's facts.
 func (t *Target) Decide(ctx context.Context, ch targets.Change) policy.Decision {
 	return t.d.Policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, ch.(*change).desired))
@@ -559,70 +435,3 @@ func (t *Target) Forget() error { return nil }
 // Heal: the cluster's own controllers restore crashed pods; a denied
 // change leaves the live objects as they are.
 func (t *Target) Heal(context.Context, targets.Change, reconciler.Progress) {}
-
-// Teardown plans the deletion of every object the project owns: the
-// routes first, so that nothing is sent to a Service being deleted, then
-// the Services and workloads (Deployments, the accessories' StatefulSets).
-// The project's Secrets (its image pull Secret too) go last; its volume claims, with the data, only
-// with volumes (`down --volumes`), after everything else.
-func (t *Target) Teardown(ctx context.Context, m *manifest.Manifest, volumes bool) ([]targets.Removal, error) {
-	obs, err := t.observe(ctx, m)
-	if err != nil {
-		return nil, err
-	}
-	var refs []kube.Ref
-	ns := t.cfg.Namespace
-	add := func(r kube.Resource, names []string) {
-		sort.Strings(names)
-		for _, n := range names {
-			refs = append(refs, kube.Ref{Resource: r, Namespace: ns, Name: n})
-		}
-	}
-	add(kube.HTTPRoutes, slices.Collect(maps.Keys(obs.Routes)))
-	add(kube.Services, slices.Collect(maps.Keys(obs.Services)))
-	add(kube.Deployments, slices.Collect(maps.Keys(obs.Deployments)))
-	add(kube.StatefulSets, slices.Collect(maps.Keys(obs.StatefulSets)))
-	secrets := slices.Collect(maps.Keys(obs.Secrets))
-	if ps := obs.PullSecret; ps != nil && !slices.Contains(secrets, ps.Name) {
-		// The registry credentials are read by name, apart from the
-		// project's other Secrets: down must not leave them behind.
-		secrets = append(secrets, ps.Name)
-	}
-	add(kube.Secrets, secrets)
-	if volumes { // the data goes only when asked for
-		add(kube.Claims, slices.Collect(maps.Keys(obs.Claims)))
-	}
-	plan := make([]targets.Removal, 0, len(refs)+1)
-	for _, ref := range refs {
-		ref := ref
-		plan = append(plan, targets.Removal{Op: "delete", Target: ref.String(), Event: journal.EventObjectDeleted,
-			Run: func(ctx context.Context) error {
-				if err := t.Acting(); err != nil {
-					return err
-				}
-				return t.api.Delete(ctx, ref)
-			}})
-	}
-	// What the daemon may not see may still run: the down ends failing,
-	// naming it (a down recorded and not finished is finished by a later
-	// reconcile, once the Role grants it), not silently.
-	for _, kind := range unseenLeft(obs, volumes) {
-		why := obs.Unseen[kind]
-		plan = append(plan, targets.Removal{Op: "delete", Target: "the project's " + kind + "s (not visible)", Event: journal.EventObjectDeleted,
-			Run: func(context.Context) error { return errors.New(why) }})
-	}
-	return plan, nil
-}
-
-// unseenLeft are the kinds a teardown should delete that the daemon may
-// not list: StatefulSets, and claims with volumes.
-func unseenLeft(obs kubetarget.Observed, volumes bool) []string {
-	var out []string
-	if _, ok := obs.Unseen[kubetarget.UnseenStatefulSets]; ok {
-		out = append(out, kubetarget.UnseenStatefulSets)
-	}
-	if _, ok := obs.Unseen[kubetarget.UnseenClaims]; ok && volumes {
-		out = append(out, kubetarget.UnseenClaims)
-	}
-	return out
-}
