@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -183,7 +184,10 @@ func TestStepsChaosAbort(t *testing.T) {
 	l := startTimedLoad(e.url("/"), 5*time.Millisecond)
 	e.waitFor(30*time.Second, "step 1 under way with a passing check", func() (bool, string) {
 		s := e.status()
-		return s.Rollout != nil && s.Rollout.StepPasses > 0, fmt.Sprintf("%+v", s.Rollout)
+		// The whole rollout, its last check's reasons and figures
+		// included: a healthy canary failing its checks must say why.
+		b, _ := json.Marshal(s.Rollout)
+		return s.Rollout != nil && s.Rollout.StepPasses > 0, string(b)
 	})
 	e.chaos(api.ChaosRequest{Mode: "error", Rate: 1})
 	chaosAt := time.Now()
