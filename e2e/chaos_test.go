@@ -479,6 +479,15 @@ wait:
 			_ = proc.Process.Signal(syscall.SIGKILL)
 		case <-poll.C:
 			if !killedByUs && c.actionComplete(actionDone) {
+				// The CLI call also returns when the daemon dies (its
+				// socket closes): an exit under way is seen first, or a
+				// kill at the failpoint would count as ours (seen: "never
+				// fired" after the log said it fired).
+				select {
+				case <-exited:
+					break wait
+				case <-time.After(time.Second):
+				}
 				killedByUs = true
 				_ = proc.Process.Signal(syscall.SIGKILL)
 			}
