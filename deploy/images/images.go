@@ -85,6 +85,18 @@ func present(ctx context.Context, cli *client.Client, ref string, log io.Writer)
 	return true, nil
 }
 
+// removeIfBroken removes ref when its check after the build failed
+// (checkErr), so that a broken image is never taken as present next time.
+func removeIfBroken(ctx context.Context, cli *client.Client, ref string, checkErr error) error {
+	if checkErr == nil {
+		return nil
+	}
+	if _, err := cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil {
+		return errors.Join(checkErr, fmt.Errorf("remove broken image %s: %w", ref, err))
+	}
+	return checkErr
+}
+
 // localImage is what ensuring an image needs to know about an existing one.
 type localImage struct {
 	id     string

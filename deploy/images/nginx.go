@@ -110,13 +110,7 @@ func buildNginx(ctx context.Context, cli *client.Client, ref string, log io.Writ
 	if err != nil {
 		return err
 	}
-	if err := checkNginxImage(ctx, cli, ref); err != nil {
-		if _, rmErr := cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true}); rmErr != nil {
-			err = errors.Join(err, fmt.Errorf("remove broken image %s: %w", ref, rmErr))
-		}
-		return err
-	}
-	return nil
+	return removeIfBroken(ctx, cli, ref, checkNginxImage(ctx, cli, ref))
 }
 
 // addNginxRootfs adds rootfs/, the nginx image's whole filesystem.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -122,13 +121,7 @@ func buildRedis(ctx context.Context, cli *client.Client, ref string, log io.Writ
 	if err != nil {
 		return err
 	}
-	if err := checkRedisImage(ctx, cli, ref); err != nil {
-		if _, rmErr := cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true}); rmErr != nil {
-			err = errors.Join(err, fmt.Errorf("remove broken image %s: %w", ref, rmErr))
-		}
-		return err
-	}
-	return nil
+	return removeIfBroken(ctx, cli, ref, checkRedisImage(ctx, cli, ref))
 }
 
 // downloadDebs fetches Debian packages with apt-get download into dir and
