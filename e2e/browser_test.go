@@ -60,9 +60,11 @@ key_file: key.pem
 	e.deploy()
 	e.converged(map[string]int{images.AppImage: 1})
 
-	// Chromium trusts the test's leaf by its public key (the only
-	// certificate it accepts beyond its own roots) and resolves the test
-	// host name to loopback.
+	// Chromium, in a network namespace of its own (browserns_test.go:
+	// on the Docker host it would see the new container's veth as a
+	// network change and drop its connections), trusts the test's leaf by
+	// its public key (the only certificate it accepts beyond its own roots)
+	// and resolves the test host name to the host's end of its veth pair.
 	blk, _ := pem.Decode(certPEM)
 	leaf, err := x509.ParseCertificate(blk.Bytes)
 	if err != nil {
@@ -71,11 +73,10 @@ key_file: key.pem
 	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	actx, cancelA := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("host-resolver-rules", "MAP "+testHost+" 127.0.0.1"),
-		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])))...)
-	defer cancelA()
+	bh := newBrowserHost(t)
+	actx := bh.chromium(t, ctx, chromium,
+		"host-resolver-rules=MAP "+testHost+" "+bh.hostIP,
+		"ignore-certificate-errors-spki-list="+base64.StdEncoding.EncodeToString(spki[:]))
 	tab, cancelTab := chromedp.NewContext(actx)
 	defer cancelTab()
 
