@@ -48,9 +48,9 @@ func (r *renderTarget) files(m *manifest.Manifest) ([]renderedFile, error) {
 		return nil, fmt.Errorf("--target %q: want %s, %s or %s", r.name, targetDocker, targetKubernetes, targetArgoRollouts)
 	}
 	o := r.k8s
-	// Several services render here though the daemon's Kubernetes target
-	// does not converge them yet (docs/kubernetes.md); argo-rollouts
-	// refuses them.
+	// Several services render as the daemon's Kubernetes target converges
+	// them, except depends_on, which only the daemon's plan honours
+	// (docs/kubernetes.md); argo-rollouts refuses them.
 	o.NamedForm = true
 	if o.PrometheusURL == "" {
 		o.PrometheusURL = m.Metrics.Prometheus // the manifest's, unless the flag says otherwise
