@@ -135,3 +135,17 @@ func prunedHeads(r Record) []string {
 	}
 	return out
 }
+
+// retain applies the retention after a rotation, once nothing buffered is
+// chained past the head. r is durable already: a failure is reported once
+// by the next AppendBuffered, Flush or Close, and retried at the next
+// rotation.
+func (j *Journal) retain() {
+	if !j.rotatedNow || len(j.pending) > 0 {
+		return
+	}
+	j.rotatedNow = false
+	if err := j.prune(); err != nil && j.flushErr == nil {
+		j.flushErr = err
+	}
+}
