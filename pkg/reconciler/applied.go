@@ -14,6 +14,39 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
+// Applied records the last desired state whose plan was applied in full.
+// It tells a heal (restoring what was deployed) from a change.
+type Applied struct {
+	// Project is the project applied: a daemon restarted on a manifest
+	// that renames it must refuse, not deploy a second stack beside it.
+	Project  string   `json:"project,omitempty"`
+	Apps     []string `json:"apps"`     // container names (they encode spec hash and replica)
+	Nginx    string   `json:"nginx"`    // nginx spec hash
+	Revision string   `json:"revision"` // nginx config revision
+	Weight   int      `json:"weight"`
+	Stable   []string `json:"stable,omitempty"`
+	Canary   []string `json:"canary,omitempty"`
+	// Stack is the stack applied, so that a heal while a change is denied
+	// restores the applied containers (their image, env, limits), not the
+	// denied change's. Absent in records written before it existed.
+	Stack *stack.Stack `json:"stack,omitempty"`
+}
+
+// AppliedFor is the record Apply writes once desired has been applied.
+func AppliedFor(d Desired) *Applied {
+	st := d.Stack
+	a := &Applied{Project: d.Stack.Project, Nginx: d.Stack.Nginx.Hash, Revision: d.Revision, Weight: d.Stack.CanaryWeight, Stack: &st}
+	for _, app := range d.Stack.Stable {
+		a.Apps = append(a.Apps, app.Name)
+		a.Stable = append(a.Stable, app.Name)
+	}
+	for _, app := range d.Stack.Canary {
+		a.Apps = append(a.Apps, app.Name)
+		a.Canary = append(a.Canary, app.Name)
+	}
+	return a
+}
+
 func (r *Reconciler) readApplied() (*Applied, error) {
 	if r.AppliedPath == "" {
 		return nil, nil
