@@ -252,8 +252,8 @@ func (c *cluster) routeWeights(ctx context.Context, t *testing.T, ns, name strin
 	return kubetarget.WeightsText(kubetarget.Weights(r))
 }
 
-// canaryPodTemplateHash is the pod-template-hash of the canary
-// Deployment's current ReplicaSet.
+// podTemplateHash is the pod-template-hash of deployment's current
+// ReplicaSet.
 func (c *cluster) podTemplateHash(ctx context.Context, t *testing.T, ns, deployment string) string {
 	t.Helper()
 	d, ok := c.deployment(ctx, t, ns, deployment)
@@ -265,7 +265,13 @@ func (c *cluster) podTemplateHash(ctx context.Context, t *testing.T, ns, deploym
 		t.Fatal(err)
 	}
 	for _, rs := range rl.Items {
-		if rs.Annotations["deployment.kubernetes.io/revision"] == d.Annotations["deployment.kubernetes.io/revision"] {
+		// Owned by d: in the named form several services' Deployments
+		// share a track, and their ReplicaSets' revisions.
+		owned := false
+		for _, o := range rs.OwnerReferences {
+			owned = owned || o.UID == d.UID
+		}
+		if owned && rs.Annotations["deployment.kubernetes.io/revision"] == d.Annotations["deployment.kubernetes.io/revision"] {
 			return rs.Labels["pod-template-hash"]
 		}
 	}
