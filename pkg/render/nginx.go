@@ -84,6 +84,27 @@ type nginxView struct {
 	// routes everything to Pool.
 	Upstreams []upstreamView
 	Servers   []serverView
+	// Sticky: some split hashes the per-client cookie (Split, or one of
+	// OtherCanaries'), so its maps are emitted.
+	Sticky bool
+	// OtherCanaries are the splits and matches of the named services
+	// other than the primary that route a canary (stack.OtherCanaries);
+	// the primary's are Split, MatchVar and the fields beside them.
+	OtherCanaries []otherCanaryView
+}
+
+// otherCanaryView is the split and match of one named service's canary
+// other than the primary's, each in variables of its own.
+type otherCanaryView struct {
+	Service                string
+	Weight                 int
+	StablePool, CanaryPool string
+	Split                  bool
+	SplitVar               string // the service's split_clients variable
+	SplitKey               string // what it hashes
+	MatchVar, MatchWhat    string // as nginxView's ("" for no match)
+	MatchValue, BasePool   string
+	PoolVar                string // the match map's variable
 }
 
 // upstreamView is one web service's upstream group (named form).
@@ -217,19 +238,13 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		case 100:
 			v.Pool = poolCanary
 		default:
-			v.Split = true
+			v.Split, v.Sticky = true, true
 			v.Pool = poolSplit
 		}
 	}
 	if match {
 		m := s.FrontDoor.Match
-		if m.Header != "" {
-			v.MatchVar = "http_" + strings.ReplaceAll(strings.ToLower(m.Header), "-", "_")
-			v.MatchWhat = "header " + m.Header
-		} else {
-			v.MatchVar = "cookie_" + m.Cookie
-			v.MatchWhat = "cookie " + m.Cookie
-		}
+		v.MatchVar, v.MatchWhat = matchVar(m)
 		v.MatchValue = m.Value
 		v.BasePool = v.Pool
 		v.Pool = poolMatch
@@ -259,6 +274,8 @@ func namedView(v *nginxView, s stack.Stack) {
 		r := routeView{Service: svc.Name, Name: "route_" + strings.ReplaceAll(svc.Name, "-", "_"), Pool: pool, Strip: svc.Route.Strip}
 		if svc.Name == s.CanaryService && len(s.Canary) > 0 {
 			r.Pool, r.SetCookie = canaryView(v, s, svc.Name), v.Split
+		} else if apps, _ := s.CanaryOf(svc.Name); len(apps) > 0 {
+			r.Pool, r.SetCookie = otherCanaryRoute(v, s, svc.Name)
 		}
 		host := svc.Route.Host
 		what := "every host"
@@ -333,23 +350,67 @@ func canaryView(v *nginxView, s stack.Stack, svc string) string {
 	case 100:
 		pool = canary
 	default:
-		v.Split = true
+		v.Split, v.Sticky = true, true
 		pool = poolSplit
 	}
 	if match {
 		m := s.FrontDoor.Match
-		if m.Header != "" {
-			v.MatchVar = "http_" + strings.ReplaceAll(strings.ToLower(m.Header), "-", "_")
-			v.MatchWhat = "header " + m.Header
-		} else {
-			v.MatchVar = "cookie_" + m.Cookie
-			v.MatchWhat = "cookie " + m.Cookie
-		}
+		v.MatchVar, v.MatchWhat = matchVar(m)
 		v.MatchValue = m.Value
 		v.BasePool = pool
 		pool = poolMatch
 	}
 	return pool
+}
+
+// otherCanaryRoute routes the canary of named service svc, not the
+// primary: as canaryView does, but in variables of the service's own
+// (the primary's keep their names, so a config with one canary reads as
+// it did), and hashing the client's cookie with the service's name, so
+// that each service's split draws its clients apart from the others'.
+// The sticky cookie is the one every split shares. It returns what the
+// service's route passes to and whether the route sets the cookie.
+func otherCanaryRoute(v *nginxView, s stack.Stack, svc string) (string, bool) {
+	apps, weight := s.CanaryOf(svc)
+	m := s.CanaryMatch(svc)
+	stable, canary := accesslog.PoolFor(svc, stack.TrackStable), accesslog.PoolFor(svc, stack.TrackCanary)
+	if weight == 0 && m == nil {
+		return stable, false // the canary runs, unrouted
+	}
+	id := strings.ReplaceAll(svc, "-", "_") // service names hold no '_'
+	c := otherCanaryView{Service: svc, Weight: weight, StablePool: stable, CanaryPool: canary,
+		SplitVar: "swiftdeploy_split_" + id, SplitKey: "$swiftdeploy_client:" + svc, PoolVar: "swiftdeploy_pool_" + id}
+	v.Upstreams = append(v.Upstreams, upstreamView{Name: canary, Service: svc, Track: stack.TrackCanary, Revision: trackRevision(apps), Servers: addrs(apps)})
+	v.Status.Canary = append(v.Status.Canary, containerNames(apps)...)
+	if v.Status.Weights == nil {
+		v.Status.Weights = map[string]int{}
+	}
+	v.Status.Weights[svc] = weight
+	pool := stable
+	switch weight {
+	case 0:
+	case 100:
+		pool = canary
+	default:
+		c.Split, v.Sticky = true, true
+		pool = "$" + c.SplitVar
+	}
+	if m != nil {
+		c.MatchVar, c.MatchWhat = matchVar(m)
+		c.MatchValue, c.BasePool = m.Value, pool
+		pool = "$" + c.PoolVar
+	}
+	v.OtherCanaries = append(v.OtherCanaries, c)
+	return pool, c.Split
+}
+
+// matchVar is the nginx variable a canary's match reads, and how the
+// config's comments name it.
+func matchVar(m *manifest.Match) (name, what string) {
+	if m.Header != "" {
+		return "http_" + strings.ReplaceAll(strings.ToLower(m.Header), "-", "_"), "header " + m.Header
+	}
+	return "cookie_" + m.Cookie, "cookie " + m.Cookie
 }
 
 // trackRevision is the config hash of a track's containers: every
