@@ -448,8 +448,7 @@ func canary(project, name string, svc *manifest.Services, stableImage string, o 
 
 // named fills the stack of a named-form manifest: every service's stable
 // containers, in start order. The primary service (the one with a canary)
-// takes the options, as the seed's single service does; another web
-// service's canary goes to OtherCanaries, refined by Options.Canaries.
+// takes the options, as the seed's single service does.
 func named(s *Stack, m *manifest.Manifest, o Options) {
 	primary, _ := m.Primary()
 	s.Primary = primary
@@ -466,8 +465,10 @@ func named(s *Stack, m *manifest.Manifest, o Options) {
 		}
 		s.Services = append(s.Services, svc)
 		s.Stable = append(s.Stable, svc.Stable...)
-		// The canary is compared with the image the stable containers
-		// run (an override's, when one applies), as the primary's is.
+		// Another web service's canary goes to OtherCanaries, refined by
+		// Options.Canaries. It is compared with the image the stable
+		// containers run (an override's, when one applies), as the
+		// primary's is.
 		if name != primary && svc.Routed() && len(svc.Stable) > 0 {
 			if c, ok := canary(m.Project, name, spec, svc.Stable[0].Image, o.Canaries[name]); ok {
 				s.OtherCanaries = append(s.OtherCanaries, c)
