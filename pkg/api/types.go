@@ -319,6 +319,9 @@ type ServiceStatus struct {
 	Image   string `json:"image"`           // the stable image desired
 	Running int    `json:"running"`         // running containers, every track
 	Desired int    `json:"desired"`
+	// CanaryWeight is the share of the service's requests nginx's loaded
+	// configuration sends to its canary (web, while one runs).
+	CanaryWeight int `json:"canary_weight,omitempty"`
 	// Revisions are nginx's figures per track and revision routed (web).
 	Revisions []ServiceRevision `json:"revisions,omitempty"`
 }

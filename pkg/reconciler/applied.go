@@ -23,9 +23,11 @@ type Applied struct {
 	Apps     []string `json:"apps"`     // container names (they encode spec hash and replica)
 	Nginx    string   `json:"nginx"`    // nginx spec hash
 	Revision string   `json:"revision"` // nginx config revision
-	Weight   int      `json:"weight"`
+	Weight   int      `json:"weight"`   // the primary's canary's (stack.Stack.CanaryWeight)
 	Stable   []string `json:"stable,omitempty"`
-	Canary   []string `json:"canary,omitempty"`
+	// Canary names every canary container, the primary's first
+	// (stack.Stack.Canaries); the other services' weights are in Stack.
+	Canary []string `json:"canary,omitempty"`
 	// Stack is the stack applied, so that a heal while a change is denied
 	// restores the applied containers (their image, env, limits), not the
 	// denied change's. Absent in records written before it existed.
@@ -40,7 +42,7 @@ func AppliedFor(d Desired) *Applied {
 		a.Apps = append(a.Apps, app.Name)
 		a.Stable = append(a.Stable, app.Name)
 	}
-	for _, app := range d.Stack.Canary {
+	for _, app := range d.Stack.Canaries() {
 		a.Apps = append(a.Apps, app.Name)
 		a.Canary = append(a.Canary, app.Name)
 	}

@@ -35,9 +35,7 @@ func removeCause(c engine.Container, desired stack.Stack) string {
 	var track []stack.App
 	switch {
 	case c.Service != "" && c.Track == stack.TrackCanary:
-		if c.Service == desired.CanaryService {
-			track = desired.Canary
-		}
+		track, _ = desired.CanaryOf(c.Service)
 	case c.Service != "":
 		svc := desired.Service(c.Service)
 		if svc == nil {

@@ -55,5 +55,5 @@ func ParseLoaded(body []byte) (*Loaded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read nginx status: %w", err)
 	}
-	return &Loaded{Revision: c.Revision, Weight: c.Weight, Stable: c.Stable, Canary: c.Canary, Cert: c.Cert, Traffic: c.Traffic}, nil
+	return &Loaded{Revision: c.Revision, Weight: c.Weight, Stable: c.Stable, Canary: c.Canary, Weights: c.Weights, Cert: c.Cert, Traffic: c.Traffic}, nil
 }

@@ -136,7 +136,7 @@ func Compute(d Desired, obs Observed) Plan {
 	if desired.Services == nil {
 		others = desired.Apps()
 	} else {
-		others = append(others, desired.Canary...) // a web service's
+		others = append(others, desired.Canaries()...) // web services'
 	}
 	var accessoryStarted []string
 	accessoryStarted, started = started, append(started, startOps(others)...)
@@ -286,8 +286,19 @@ func reloadGated(d Desired, obs Observed) bool {
 			return true
 		}
 	}
-	for _, app := range d.Stack.Canary {
+	for _, app := range d.Stack.Canaries() {
 		if !slices.Contains(a.Canary, app.Name) {
+			return true
+		}
+	}
+	// Another service's canary taking more of its traffic than applied
+	// (a record without its stack: than none).
+	for _, c := range d.Stack.OtherCanaries {
+		applied := 0
+		if a.Stack != nil {
+			_, applied = a.Stack.CanaryOf(c.Service)
+		}
+		if c.Weight > applied {
 			return true
 		}
 	}

@@ -25,9 +25,12 @@ type Desired struct {
 // configuration, the canary weight and the upstream containers per track.
 type Loaded struct {
 	Revision string
-	Weight   int
+	Weight   int // the primary's canary's
 	Stable   []string
-	Canary   []string
+	Canary   []string // every service's canary nginx routes, the primary's first
+	// Weights are the canary weights of the other named services nginx
+	// routes a canary of (render.LoadedConfig.Weights); nil for none.
+	Weights map[string]int
 	// Cert is the id of the certificate nginx serves on its HTTPS port
 	// ("" without one).
 	Cert string

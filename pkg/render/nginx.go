@@ -84,6 +84,13 @@ type nginxView struct {
 	// routes everything to Pool.
 	Upstreams []upstreamView
 	Servers   []serverView
+	// Sticky: some split hashes the per-client cookie (Split, or one of
+	// OtherCanaries'), so its maps are emitted.
+	Sticky bool
+	// OtherCanaries are the splits and matches of the named services
+	// other than the primary that route a canary (stack.OtherCanaries);
+	// the primary's are Split, MatchVar and the fields beside them.
+	OtherCanaries []otherCanaryView
 }
 
 // upstreamView is one web service's upstream group (named form).
@@ -217,19 +224,13 @@ func Nginx(s stack.Stack) ([]byte, error) {
 		case 100:
 			v.Pool = poolCanary
 		default:
-			v.Split = true
+			v.Split, v.Sticky = true, true
 			v.Pool = poolSplit
 		}
 	}
 	if match {
 		m := s.FrontDoor.Match
-		if m.Header != "" {
-			v.MatchVar = "http_" + strings.ReplaceAll(strings.ToLower(m.Header), "-", "_")
-			v.MatchWhat = "header " + m.Header
-		} else {
-			v.MatchVar = "cookie_" + m.Cookie
-			v.MatchWhat = "cookie " + m.Cookie
-		}
+		v.MatchVar, v.MatchWhat = matchVar(m)
 		v.MatchValue = m.Value
 		v.BasePool = v.Pool
 		v.Pool = poolMatch
@@ -259,6 +260,8 @@ func namedView(v *nginxView, s stack.Stack) {
 		r := routeView{Service: svc.Name, Name: "route_" + strings.ReplaceAll(svc.Name, "-", "_"), Pool: pool, Strip: svc.Route.Strip}
 		if svc.Name == s.CanaryService && len(s.Canary) > 0 {
 			r.Pool, r.SetCookie = canaryView(v, s, svc.Name), v.Split
+		} else if apps, _ := s.CanaryOf(svc.Name); len(apps) > 0 {
+			r.Pool, r.SetCookie = otherCanaryRoute(v, s, svc.Name)
 		}
 		host := svc.Route.Host
 		what := "every host"
@@ -312,44 +315,6 @@ func namedView(v *nginxView, s stack.Stack) {
 		}
 		v.Servers = append(v.Servers, server(h, routes))
 	}
-}
-
-// canaryView routes the canary of named service svc (one at a time): its
-// upstream, the split at the stack's weight and the match, as the seed's
-// single service has them. It returns what the service's route passes to.
-func canaryView(v *nginxView, s stack.Stack, svc string) string {
-	stable, canary := accesslog.PoolFor(svc, stack.TrackStable), accesslog.PoolFor(svc, stack.TrackCanary)
-	v.StablePool, v.CanaryPool = stable, canary
-	pool := stable
-	match := s.FrontDoor.Match != nil
-	if s.CanaryWeight == 0 && !match {
-		return pool // the canary runs, unrouted
-	}
-	v.Upstreams = append(v.Upstreams, upstreamView{Name: canary, Service: svc, Track: stack.TrackCanary, Revision: trackRevision(s.Canary), Servers: addrs(s.Canary)})
-	v.CanaryWeight = s.CanaryWeight
-	v.Status.Canary = containerNames(s.Canary)
-	switch s.CanaryWeight {
-	case 0:
-	case 100:
-		pool = canary
-	default:
-		v.Split = true
-		pool = poolSplit
-	}
-	if match {
-		m := s.FrontDoor.Match
-		if m.Header != "" {
-			v.MatchVar = "http_" + strings.ReplaceAll(strings.ToLower(m.Header), "-", "_")
-			v.MatchWhat = "header " + m.Header
-		} else {
-			v.MatchVar = "cookie_" + m.Cookie
-			v.MatchWhat = "cookie " + m.Cookie
-		}
-		v.MatchValue = m.Value
-		v.BasePool = pool
-		pool = poolMatch
-	}
-	return pool
 }
 
 // trackRevision is the config hash of a track's containers: every

@@ -210,7 +210,14 @@ func serveNginx(t *testing.T, cli *client.Client, project string, s stack.Stack,
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := startNginx(t, cli, project, withBackends(conf, s.Stable[0].Port), hosts, "nginx", "-c", stack.ConfigDir+"/"+NginxConfigFile, "-g", "daemon off;")
+	return serveConf(t, cli, project, withBackends(conf, s.Stable[0].Port), s.Nginx.Port, hosts)
+}
+
+// serveConf runs conf, the front door listening on port, and returns the
+// container once it listens.
+func serveConf(t *testing.T, cli *client.Client, project string, conf []byte, port int, hosts map[string]string) servedNginx {
+	t.Helper()
+	c := startNginx(t, cli, project, conf, hosts, "nginx", "-c", stack.ConfigDir+"/"+NginxConfigFile, "-g", "daemon off;")
 	id := c.id
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -228,7 +235,7 @@ func serveNginx(t *testing.T, cli *client.Client, project string, s stack.Stack,
 	if !ip.IsValid() {
 		t.Fatalf("nginx container has no IP address")
 	}
-	addr := net.JoinHostPort(ip.String(), fmt.Sprint(s.Nginx.Port))
+	addr := net.JoinHostPort(ip.String(), fmt.Sprint(port))
 	// Readiness, not a timing assertion: wait for nginx to listen.
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -99,6 +99,35 @@ func checkStack(s stack.Stack) error {
 		bad("canary_weight", "is %d but no canary containers run", s.CanaryWeight)
 	}
 
+	seen := map[string]bool{}
+	for i, c := range s.OtherCanaries {
+		at := fmt.Sprintf("other_canaries[%d]", i)
+		checkApps(at, c.Apps)
+		switch svc := s.Service(c.Service); {
+		case svc == nil || !svc.Routed():
+			bad(at+".service", "names no web service of the stack, got %q", c.Service)
+		case c.Service == s.Primary:
+			bad(at+".service", "%s is the primary, whose canary is canary", c.Service)
+		case seen[c.Service]:
+			bad(at+".service", "%s has two canaries", c.Service)
+		}
+		seen[c.Service] = true
+		if len(c.Apps) == 0 {
+			bad(at, "no canary containers for %s", c.Service)
+		}
+		for j, a := range c.Apps {
+			if a.Service != c.Service {
+				bad(fmt.Sprintf("%s[%d].service", at, j), "is %q, not the canary's %q", a.Service, c.Service)
+			}
+		}
+		if c.Weight < 0 || c.Weight > 100 {
+			bad(at+".weight", "must be 0-100, got %d", c.Weight)
+		}
+		if c.Match != nil {
+			checkMatch(at+".match", c.Match, bad)
+		}
+	}
+
 	if !dockerNameRE.MatchString(s.Nginx.Name) {
 		bad("nginx.name", "invalid container name %q", s.Nginx.Name)
 	}
@@ -179,17 +208,7 @@ func checkFrontDoor(f stack.FrontDoor, bad func(field, format string, a ...any))
 		}
 	}
 	if m := f.Match; m != nil {
-		switch {
-		case (m.Header == "") == (m.Cookie == ""):
-			bad("front_door.match", "needs exactly one of header and cookie")
-		case m.Header != "" && !headerRE.MatchString(m.Header):
-			bad("front_door.match.header", "invalid header name %q", m.Header)
-		case m.Cookie != "" && !cookieRE.MatchString(m.Cookie):
-			bad("front_door.match.cookie", "invalid cookie name %q", m.Cookie)
-		}
-		if !matchValueRE.MatchString(m.Value) {
-			bad("front_door.match.value", "invalid value %q", m.Value)
-		}
+		checkMatch("front_door.match", m, bad)
 	}
 	switch f.Traffic.Mode {
 	case stack.TrafficRun, stack.TrafficPause:
@@ -199,6 +218,21 @@ func checkFrontDoor(f stack.FrontDoor, bad func(field, format string, a ...any))
 		}
 	default:
 		bad("front_door.traffic", "unknown mode %q", f.Traffic.Mode)
+	}
+}
+
+// checkMatch checks a canary's match, written into nginx map keys.
+func checkMatch(field string, m *manifest.Match, bad func(field, format string, a ...any)) {
+	switch {
+	case (m.Header == "") == (m.Cookie == ""):
+		bad(field, "needs exactly one of header and cookie")
+	case m.Header != "" && !headerRE.MatchString(m.Header):
+		bad(field+".header", "invalid header name %q", m.Header)
+	case m.Cookie != "" && !cookieRE.MatchString(m.Cookie):
+		bad(field+".cookie", "invalid cookie name %q", m.Cookie)
+	}
+	if !matchValueRE.MatchString(m.Value) {
+		bad(field+".value", "invalid value %q", m.Value)
 	}
 }
 

@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // goldenCases are the directories under testdata/ holding a manifest.yaml
 // and the expected renderings of it.
-var goldenCases = []string{"seed", "replicas3", "canary20", "bind6", "frontdoor", "proxyprotocol", "paused", "stopped", "container", "services", "services_paused", "services_canary"}
+var goldenCases = []string{"seed", "replicas3", "canary20", "bind6", "frontdoor", "proxyprotocol", "paused", "stopped", "container", "services", "services_paused", "services_canary", "services_canaries"}
 
 // goldenTraffic is the swiftctl traffic hold in force for a golden case.
 var goldenTraffic = map[string]stack.Traffic{
@@ -30,6 +30,16 @@ var goldenTraffic = map[string]stack.Traffic{
 	"services_paused": {Mode: stack.TrafficPause, Max: 45 * time.Second},
 }
 
+// goldenEdits change a golden case's manifest after it is parsed: what
+// the stack can run but manifest validation does not take yet.
+var goldenEdits = map[string]func(*manifest.Manifest){
+	// A second canary (validation allows one while the controller judges
+	// one at a time).
+	"services_canaries": func(m *manifest.Manifest) {
+		m.Named["web"].Canary = &manifest.Canary{Image: "shop-web:1.5.0", Weight: 10, Replicas: 1, Match: &manifest.Match{Cookie: "web_canary", Value: "yes"}}
+	},
+}
+
 // loadStack derives the stack of testdata/<name>/manifest.yaml.
 func loadStack(t testing.TB, name string) stack.Stack {
 	t.Helper()
@@ -37,18 +47,27 @@ func loadStack(t testing.TB, name string) stack.Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := parseStack(t, string(data))
+	m := parseManifest(t, string(data))
+	if edit := goldenEdits[name]; edit != nil {
+		edit(m)
+	}
+	s := stack.FromManifest(m, stack.Options{})
 	s.FrontDoor.Traffic = goldenTraffic[name]
 	return s
 }
 
-func parseStack(t testing.TB, manifestYAML string) stack.Stack {
+func parseManifest(t testing.TB, manifestYAML string) *manifest.Manifest {
 	t.Helper()
 	m, err := manifest.Parse([]byte(manifestYAML), "swiftdeploy")
 	if err != nil {
 		t.Fatalf("parse manifest: %v", err)
 	}
-	return stack.FromManifest(m, stack.Options{})
+	return m
+}
+
+func parseStack(t testing.TB, manifestYAML string) stack.Stack {
+	t.Helper()
+	return stack.FromManifest(parseManifest(t, manifestYAML), stack.Options{})
 }
 
 // largestStack is the stack with the most and longest container names a

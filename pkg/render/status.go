@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -56,8 +57,15 @@ type LoadedConfig struct {
 	Weight int
 	// Stable and Canary are the container names in the app_stable and
 	// app_canary upstreams. Canary is empty when nginx sends the canary no
-	// traffic (no canary, or weight 0).
+	// traffic (no canary, or weight 0). In the named form they hold every
+	// service's (the primary's canary first): a reader about one service
+	// narrows them by its containers.
 	Stable, Canary []string
+	// Weights are the canary weights of the named services other than
+	// the primary (whose weight is Weight) that nginx routes a canary of,
+	// by service; nil when there is none (the line is absent, as it was
+	// before several canaries could run).
+	Weights map[string]int
 	// Cert is the id of the certificate nginx serves on its HTTPS port;
 	// "" without one (the line is absent).
 	Cert string
@@ -119,6 +127,17 @@ func statusSets(c LoadedConfig) []statusSet {
 // the variables statusSets fills.
 func statusBody(c LoadedConfig) string {
 	body := fmt.Sprintf(`revision %s\nweight %d\nstable $%s\ncanary $%s\n`, c.Revision, c.Weight, statusStableVar, statusCanaryVar)
+	if len(c.Weights) > 0 {
+		services := make([]string, 0, len(c.Weights))
+		for svc := range c.Weights {
+			services = append(services, svc)
+		}
+		sort.Strings(services)
+		for i, svc := range services {
+			services[i] = fmt.Sprintf("%s=%d", svc, c.Weights[svc])
+		}
+		body += `weights ` + strings.Join(services, ",") + `\n`
+	}
 	if c.Cert != "" {
 		body += fmt.Sprintf(`cert %s\n`, c.Cert)
 	}
@@ -190,6 +209,8 @@ func ParseLoadedConfig(body []byte) (LoadedConfig, error) {
 			}
 		case "canary":
 			c.Canary, err = containerList(value)
+		case "weights": // optional: only with other services' canaries
+			c.Weights, err = parseWeights(value)
 		case "cert": // optional: only with a certificate
 			if !certIDRE.MatchString(value) {
 				err = fmt.Errorf("must be a certificate id (hex), got %q", value)
@@ -210,6 +231,29 @@ func ParseLoadedConfig(body []byte) (LoadedConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// serviceRE is a named service's name (manifest's rule).
+var serviceRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+
+// parseWeights reads "api=30,web=10" into weights by service.
+func parseWeights(s string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, f := range strings.Split(s, ",") {
+		svc, w, ok := strings.Cut(f, "=")
+		n, err := strconv.Atoi(w)
+		switch {
+		case !ok || !serviceRE.MatchString(svc):
+			return nil, fmt.Errorf("want SERVICE=WEIGHT, got %q in %q", f, s)
+		case err != nil || n < 0 || n > 100:
+			return nil, fmt.Errorf("%s: weight must be 0-100, got %q", svc, w)
+		}
+		if _, twice := out[svc]; twice {
+			return nil, fmt.Errorf("%s given twice in %q", svc, s)
+		}
+		out[svc] = n
+	}
+	return out, nil
 }
 
 // containerList reads "a,b" (or "-" for none) into container names.

@@ -230,6 +230,11 @@ func TestParseLoadedConfig(t *testing.T) {
 			LoadedConfig{Revision: rev, Weight: 0, Stable: []string{"a-1", "a-2"}}, ""},
 		{"canary", "revision " + rev + "\nweight 20\nstable a-1\ncanary c-1,c-2\n",
 			LoadedConfig{Revision: rev, Weight: 20, Stable: []string{"a-1"}, Canary: []string{"c-1", "c-2"}}, ""},
+		{"other services' weights", "revision " + rev + "\nweight 30\nstable a-1\ncanary c-1,w-1\nweights web=10,web-2=0\n",
+			LoadedConfig{Revision: rev, Weight: 30, Stable: []string{"a-1"}, Canary: []string{"c-1", "w-1"}, Weights: map[string]int{"web": 10, "web-2": 0}}, ""},
+		{"bad weights", "revision " + rev + "\nweight 0\nstable a\ncanary -\nweights web:10\n", LoadedConfig{}, `weights: want SERVICE=WEIGHT, got "web:10"`},
+		{"weights out of range", "revision " + rev + "\nweight 0\nstable a\ncanary -\nweights web=101\n", LoadedConfig{}, `weights: web: weight must be 0-100, got "101"`},
+		{"a service's weight twice", "revision " + rev + "\nweight 0\nstable a\ncanary -\nweights web=1,web=2\n", LoadedConfig{}, `weights: web given twice`},
 		{"any order, no final newline", "canary -\nstable a\nweight 100\nrevision " + rev,
 			LoadedConfig{Revision: rev, Weight: 100, Stable: []string{"a"}}, ""},
 

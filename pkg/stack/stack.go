@@ -76,11 +76,89 @@ type Stack struct {
 	// starts and removals) sees every container.
 	Services []Service `json:",omitempty"`
 	// CanaryService is the named service Canary belongs to ("" in the
-	// seed form): one service runs a canary at a time.
+	// seed form, and when the primary runs no canary): Canary and
+	// CanaryWeight are always the primary's canary.
 	CanaryService string `json:",omitempty"`
 	// Primary is the named service the daemon's canary, promotion and
 	// live figures are about (manifest.Primary); "" in the seed form.
 	Primary string `json:",omitempty"`
+	// OtherCanaries are the canaries of named web services other than
+	// the primary, in start order; the primary's is Canary, CanaryWeight
+	// and CanaryService above, never in here, so that a stack with one
+	// canary reads (and is recorded) as it did before several could run.
+	// Read one service's canary with CanaryOf, every one with
+	// CanaryServices and Canaries.
+	OtherCanaries []ServiceCanary `json:",omitempty"`
+}
+
+// ServiceCanary is the canary of one named web service.
+type ServiceCanary struct {
+	Service string
+	// Apps are its containers, ordered by replica number.
+	Apps []App
+	// Weight is the percentage of the service's requests nginx sends to
+	// it, split on their own: each service's clients are drawn apart.
+	Weight int
+	// Match sends the service's requests that carry it to the canary
+	// whatever the weight (the primary's is FrontDoor.Match).
+	Match *manifest.Match `json:",omitempty"`
+}
+
+// CanaryOf returns the canary containers of named service name (the
+// seed's single service for "") and the weight they take; nil and 0 when
+// it runs none.
+func (s Stack) CanaryOf(name string) ([]App, int) {
+	if c := s.otherCanary(name); c != nil {
+		return c.Apps, c.Weight
+	}
+	if name == s.CanaryService && len(s.Canary) > 0 {
+		return s.Canary, s.CanaryWeight
+	}
+	return nil, 0
+}
+
+// CanaryMatch is the match of named service name's canary (nil for none).
+func (s Stack) CanaryMatch(name string) *manifest.Match {
+	if c := s.otherCanary(name); c != nil {
+		return c.Match
+	}
+	if name == s.CanaryService && len(s.Canary) > 0 {
+		return s.FrontDoor.Match
+	}
+	return nil
+}
+
+func (s Stack) otherCanary(name string) *ServiceCanary {
+	for i := range s.OtherCanaries {
+		if s.OtherCanaries[i].Service == name && name != "" {
+			return &s.OtherCanaries[i]
+		}
+	}
+	return nil
+}
+
+// CanaryServices names the services that run a canary: the primary's
+// (CanaryService, "" for the seed's) first, then the others in start
+// order.
+func (s Stack) CanaryServices() []string {
+	var out []string
+	if len(s.Canary) > 0 {
+		out = append(out, s.CanaryService)
+	}
+	for _, c := range s.OtherCanaries {
+		out = append(out, c.Service)
+	}
+	return out
+}
+
+// Canaries returns every canary container: the primary's (Canary) first,
+// then the other services'.
+func (s Stack) Canaries() []App {
+	out := append([]App(nil), s.Canary...)
+	for _, c := range s.OtherCanaries {
+		out = append(out, c.Apps...)
+	}
+	return out
 }
 
 // MainStable is the stable containers of the primary service: the seed's
@@ -251,11 +329,24 @@ type Options struct {
 	// force (services.canary.steps). It only changes nginx's split, never
 	// a container: weights are not in any container's hash.
 	CanaryWeight int
+	// Canaries are NoCanary and CanaryWeight for the canaries of named
+	// services other than the primary (which takes the two fields
+	// above), by service name; a service left out takes its manifest's.
+	Canaries map[string]CanaryOptions
 	// TLSCert is the id of the certificate nginx.tls serves, from the
 	// daemon's certificate store ("" while there is none).
 	TLSCert string
 	// Traffic is the operator's hold on traffic in force.
 	Traffic Traffic
+}
+
+// CanaryOptions refine one named service's canary as Options.NoCanary
+// and Options.CanaryWeight refine the primary's.
+type CanaryOptions struct {
+	// Weight, when not 0, is the weight of the rollout step in force.
+	Weight int
+	// Off suppresses the service's canary (after a rollback).
+	Off bool
 }
 
 // FromManifest computes the desired stack.
@@ -327,18 +418,32 @@ func tracks(s *Stack, project, name string, svc *manifest.Services, o Options) [
 		stableImage = o.StableImage
 	}
 	stable := apps(project, name, svc, TrackStable, stableImage, svc.Replicas)
-	if c := svc.Canary; c != nil && !o.NoCanary && c.Image != stableImage {
+	if c, ok := canary(project, name, svc, stableImage, CanaryOptions{Weight: o.CanaryWeight, Off: o.NoCanary}); ok {
 		s.CanaryService = name
-		s.Canary = apps(project, name, svc, TrackCanary, c.Image, c.Replicas)
-		s.CanaryWeight = c.Weight
-		if len(c.Steps) > 0 { // a stepped canary starts at its first step
-			s.CanaryWeight = c.Steps[0].Weight
-		}
-		if o.CanaryWeight > 0 {
-			s.CanaryWeight = o.CanaryWeight
-		}
+		s.Canary, s.CanaryWeight = c.Apps, c.Weight
 	}
 	return stable
+}
+
+// canary is the canary service svc runs beside stable containers of
+// stableImage, refined by o, if it runs one.
+func canary(project, name string, svc *manifest.Services, stableImage string, o CanaryOptions) (ServiceCanary, bool) {
+	c := svc.Canary
+	if c == nil || o.Off || c.Image == stableImage {
+		return ServiceCanary{}, false
+	}
+	out := ServiceCanary{Service: name, Apps: apps(project, name, svc, TrackCanary, c.Image, c.Replicas), Weight: c.Weight}
+	if len(c.Steps) > 0 { // a stepped canary starts at its first step
+		out.Weight = c.Steps[0].Weight
+	}
+	if o.Weight > 0 {
+		out.Weight = o.Weight
+	}
+	if c.Match != nil {
+		m := *c.Match
+		out.Match = &m
+	}
+	return out, true
 }
 
 // named fills the stack of a named-form manifest: every service's stable
@@ -360,6 +465,15 @@ func named(s *Stack, m *manifest.Manifest, o Options) {
 		}
 		s.Services = append(s.Services, svc)
 		s.Stable = append(s.Stable, svc.Stable...)
+		// Another web service's canary goes to OtherCanaries, refined by
+		// Options.Canaries. It is compared with the image the stable
+		// containers run (an override's, when one applies), as the
+		// primary's is.
+		if name != primary && svc.Routed() && len(svc.Stable) > 0 {
+			if c, ok := canary(m.Project, name, spec, svc.Stable[0].Image, o.Canaries[name]); ok {
+				s.OtherCanaries = append(s.OtherCanaries, c)
+			}
+		}
 	}
 }
 
@@ -444,9 +558,10 @@ func hash(v any) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Apps returns every application container, stable first.
+// Apps returns every application container, stable first, then the
+// canaries (Canaries).
 func (s Stack) Apps() []App {
-	return append(append([]App(nil), s.Stable...), s.Canary...)
+	return append(append([]App(nil), s.Stable...), s.Canaries()...)
 }
 
 // Images returns each image the stack runs once: nginx first, then the

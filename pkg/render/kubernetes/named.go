@@ -183,7 +183,7 @@ func namedObjects(s stack.Stack, o Options) ([]Object, error) {
 
 func withoutAccessories(s stack.Stack) stack.Stack {
 	out := s
-	out.Stable, out.Canary = nil, nil
+	out.Stable, out.Canary, out.OtherCanaries = nil, nil, nil // all in Stable below: Apps() must list each once
 	for _, a := range s.Apps() {
 		if a.Kind != manifest.KindAccessory {
 			out.Stable = append(out.Stable, a)

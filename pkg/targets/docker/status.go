@@ -75,12 +75,13 @@ func (t *Target) servicesStatus(m *manifest.Manifest, st stack.Stack, obs reconc
 				track string
 				apps  []stack.App
 			}{{stack.TrackStable, svc.Stable}}
-			if svc.Name == st.CanaryService {
+			if canary, _ := st.CanaryOf(svc.Name); len(canary) > 0 {
 				tracks = append(tracks, struct {
 					track string
 					apps  []stack.App
-				}{stack.TrackCanary, st.Canary})
-				ss.Desired += len(st.Canary)
+				}{stack.TrackCanary, canary})
+				ss.Desired += len(canary)
+				ss.CanaryWeight = loadedWeight(obs.Loaded, st, svc.Name)
 			}
 			for _, tr := range tracks {
 				if len(tr.apps) == 0 {
@@ -95,6 +96,20 @@ func (t *Target) servicesStatus(m *manifest.Manifest, st stack.Stack, obs reconc
 		out = append(out, ss)
 	}
 	return out
+}
+
+// loadedWeight is the weight nginx's loaded configuration gives named
+// service svc's canary: the primary's is its weight, the others' are on
+// a line of their own.
+func loadedWeight(l *reconciler.Loaded, st stack.Stack, svc string) int {
+	switch {
+	case l == nil:
+		return 0
+	case svc == st.CanaryService:
+		return l.Weight
+	default:
+		return l.Weights[svc]
+	}
 }
 
 // fillServing sets mode, images and weight from nginx's loaded
