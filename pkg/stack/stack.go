@@ -323,6 +323,11 @@ type Options struct {
 	// StableImage, when set, overrides services.image: a promoted canary
 	// image that the manifest has not caught up with yet.
 	StableImage string
+	// ServiceImages, in the named form, override services.NAME.image of
+	// services other than the primary (which takes StableImage): a
+	// release of that service brought back (swiftctl rollback SERVICE
+	// --to) that the manifest has not moved past yet.
+	ServiceImages map[string]string
 	// NoCanary suppresses the manifest's canary (after a rollback).
 	NoCanary bool
 	// CanaryWeight, when not 0, is the weight of the rollout step in
@@ -448,7 +453,8 @@ func canary(project, name string, svc *manifest.Services, stableImage string, o 
 
 // named fills the stack of a named-form manifest: every service's stable
 // containers, in start order. The primary service (the one with a canary)
-// takes the options, as the seed's single service does.
+// takes the options, as the seed's single service does; the others take
+// only their image override (ServiceImages).
 func named(s *Stack, m *manifest.Manifest, o Options) {
 	primary, _ := m.Primary()
 	s.Primary = primary
@@ -461,7 +467,11 @@ func named(s *Stack, m *manifest.Manifest, o Options) {
 		if name == primary {
 			svc.Stable = tracks(s, m.Project, name, spec, o)
 		} else {
-			svc.Stable = apps(m.Project, name, spec, TrackStable, spec.Image, spec.Replicas)
+			image := spec.Image
+			if o.ServiceImages[name] != "" {
+				image = o.ServiceImages[name]
+			}
+			svc.Stable = apps(m.Project, name, spec, TrackStable, image, spec.Replicas)
 		}
 		s.Services = append(s.Services, svc)
 		s.Stable = append(s.Stable, svc.Stable...)

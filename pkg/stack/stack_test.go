@@ -195,3 +195,32 @@ func TestNginxBind(t *testing.T) {
 		t.Error("two spellings of ::1 give different nginx hashes")
 	}
 }
+
+// ServiceImages changes the image of the named services it names, and
+// only theirs: the primary takes StableImage, and every other service's
+// containers keep their names and hashes.
+func TestServiceImages(t *testing.T) {
+	m, err := manifest.Parse([]byte(`project: demo
+services:
+  web: {image: app:2, port: 3000}
+  worker: {image: app:2}
+  db: {image: db:2, kind: accessory}
+nginx: {image: nginx:latest, port: 8080}
+network: {name: demo-net}
+`), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := FromManifest(m, Options{})
+	got := FromManifest(m, Options{StableImage: "app:1", ServiceImages: map[string]string{"worker": "app:0", "web": "ignored"}})
+	for _, name := range []string{"web", "worker", "db"} {
+		b, g := base.Service(name).Stable[0], got.Service(name).Stable[0]
+		want := map[string]string{"web": "app:1", "worker": "app:0", "db": "db:2"}[name]
+		if g.Image != want {
+			t.Errorf("%s runs %s, want %s", name, g.Image, want)
+		}
+		if changed := g.Name != b.Name; changed != (name != "db") {
+			t.Errorf("%s: container %s (was %s)", name, g.Name, b.Name)
+		}
+	}
+}
