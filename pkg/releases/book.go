@@ -1,7 +1,8 @@
 // Package releases is the release book: every stable release that took
 // effect, as a projection of the journal. A release rides in the record
 // of the event that made it take effect (details.release of
-// manifest_applied or promoted), so it is journaled exactly once,
+// manifest_applied or promoted; details.releases when one deploy of the
+// named form changed several services), so it is journaled exactly once,
 // atomically with that event; a rollback to one is `rolled_back` with
 // from_rev and to_rev. The book keeps the last Keep releases of each
 // service (releases.json, file.go), decides which is next, which one
@@ -235,17 +236,60 @@ func OfDetails(v any) (api.Release, bool) {
 	return r, true
 }
 
+// Put adds rs to a record's details: one release as details.release (the
+// seed form's only shape, and the named form's when one service changed),
+// several (services of the named form changed by one deploy) as
+// details.releases, each naming its service.
+func Put(details map[string]any, rs []api.Release) {
+	switch len(rs) {
+	case 0:
+	case 1:
+		details["release"] = Details(rs[0])
+	default:
+		list := make([]any, 0, len(rs))
+		for _, r := range rs {
+			list = append(list, Details(r))
+		}
+		details["releases"] = list
+	}
+}
+
+// InRecord is the releases a record carries (Put), as journaled or as
+// read back.
+func InRecord(rec journal.Record) []api.Release {
+	var out []api.Release
+	if r, ok := OfDetails(rec.Details["release"]); ok {
+		out = append(out, r)
+	}
+	switch list := rec.Details["releases"].(type) {
+	case []any:
+		for _, v := range list {
+			if r, ok := OfDetails(v); ok {
+				out = append(out, r)
+			}
+		}
+	case []map[string]any:
+		for _, v := range list {
+			if r, ok := OfDetails(v); ok {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
 // Events are the journal events Replay reads.
 var Events = []string{journal.EventManifestApplied, journal.EventPromoted, journal.EventRolledBack}
 
 // Replay applies one journal record to b. It returns the releases that
-// fell out of the list.
+// fell out of the list (each naming its service).
 func (b *Book) Replay(rec journal.Record, keep int) (dropped []api.Release) {
 	switch rec.Event {
 	case journal.EventManifestApplied, journal.EventPromoted:
-		if r, ok := OfDetails(rec.Details["release"]); ok {
-			return b.Service(r.Service).add(r, keep)
+		for _, r := range InRecord(rec) {
+			dropped = append(dropped, b.Service(r.Service).add(r, keep)...)
 		}
+		return dropped
 	case journal.EventRolledBack:
 		svc, _ := rec.Details["service"].(string)
 		to := IntOf(rec.Details["to_rev"])

@@ -1,6 +1,7 @@
 package releases
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -371,4 +372,65 @@ func TestFileAndCatchUp(t *testing.T) {
 		t.Errorf("rebuilt from the journal alone: %q, %v", summary(b.Service("demo")), err)
 	}
 	j.Close()
+}
+
+// A record may carry several releases, of several services (a deploy of
+// the named form): Put writes one as details.release and several as
+// details.releases; InRecord reads either back, journaled or read back
+// from JSON; Replay adds each to its service's book and returns what fell
+// out of each, naming its service.
+func TestSeveralReleasesInARecord(t *testing.T) {
+	of := func(service string, rev int, image string) api.Release {
+		r := rel(rev, image)
+		r.Service = service
+		return r
+	}
+	one := map[string]any{}
+	Put(one, []api.Release{of("web", 1, "app:1")})
+	if one["release"] == nil || one["releases"] != nil {
+		t.Fatalf("one release: %v", one)
+	}
+	none := map[string]any{}
+	Put(none, nil)
+	if len(none) != 0 {
+		t.Fatalf("no release: %v", none)
+	}
+	b := &Book{}
+	for i := 1; i <= 3; i++ {
+		det := map[string]any{}
+		img := fmt.Sprintf("app:%d", i)
+		Put(det, []api.Release{of("web", i, img), of("worker", i, img)})
+		rec := journal.Record{Type: journal.TypeEvent, Event: journal.EventManifestApplied, Details: det}
+		if i == 3 { // as read back from the journal's JSON
+			raw, err := json.Marshal(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec = journal.Record{}
+			if err := json.Unmarshal(raw, &rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := len(InRecord(rec)); got != 2 {
+			t.Fatalf("record %d carries %d releases, want 2: %v", i, got, rec.Details)
+		}
+		dropped := b.Replay(rec, 2)
+		if i < 3 && len(dropped) != 0 {
+			t.Fatalf("record %d dropped %v", i, dropped)
+		}
+		if i == 3 {
+			var got []string
+			for _, r := range dropped {
+				got = append(got, fmt.Sprintf("%s:%d", r.Service, r.Rev))
+			}
+			if strings.Join(got, " ") != "web:1 worker:1" {
+				t.Errorf("dropped %v, want web:1 worker:1", got)
+			}
+		}
+	}
+	for _, svc := range []string{"web", "worker"} {
+		if got, want := summary(b.Service(svc)), "2:app:2 3:app:3 | current 3 app:3 spec-app:3 last 3"; got != want {
+			t.Errorf("%s: %q, want %q", svc, got, want)
+		}
+	}
 }
