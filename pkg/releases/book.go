@@ -56,10 +56,59 @@ type Service struct {
 // Book is the releases of every service.
 type Book struct {
 	Services map[string]*Service `json:"services"`
+	// Renamed maps the name records of a service were made under to the
+	// name its releases are kept under now (Rename).
+	Renamed map[string]string `json:"renamed,omitempty"`
 }
 
-// Service is name's releases, made empty if the book has none yet.
+// Rename makes the releases of service from those of service to, once:
+// the ones listed, and those of every record under from replayed after.
+// A manifest of the seed form records its single service's releases under
+// the project's name; once it has the named form, they are its primary
+// service's. A book that has renamed from already keeps its first rename.
+// It reports whether it moved listed releases.
+func (b *Book) Rename(from, to string) (moved bool) {
+	if from == "" || to == "" || from == to || b.Renamed[from] != "" {
+		return false
+	}
+	if b.Renamed == nil {
+		b.Renamed = map[string]string{}
+	}
+	b.Renamed[from] = to
+	old := b.Services[from]
+	if old == nil {
+		return false
+	}
+	delete(b.Services, from)
+	s := b.Service(to)
+	for _, r := range old.Releases {
+		if _, known := s.find(r.Rev); !known {
+			r.Service = to
+			s.Releases = append(s.Releases, r)
+		}
+	}
+	sort.Slice(s.Releases, func(i, j int) bool { return s.Releases[i].Rev < s.Releases[j].Rev })
+	s.LastRev = max(s.LastRev, old.LastRev)
+	if s.Current == 0 {
+		s.Current, s.Image, s.SpecHash = old.Current, old.Image, old.SpecHash
+	}
+	return len(old.Releases) > 0
+}
+
+// Name is the name service's releases are kept under (Rename).
+func (b *Book) Name(service string) string { return b.name(service) }
+
+func (b *Book) name(service string) string {
+	if to := b.Renamed[service]; to != "" {
+		return to
+	}
+	return service
+}
+
+// Service is name's releases (under the name they were renamed to, if
+// any), made empty if the book has none yet.
 func (b *Book) Service(name string) *Service {
+	name = b.name(name)
 	if b.Services == nil {
 		b.Services = map[string]*Service{}
 	}
@@ -287,6 +336,7 @@ func (b *Book) Replay(rec journal.Record, keep int) (dropped []api.Release) {
 	switch rec.Event {
 	case journal.EventManifestApplied, journal.EventPromoted:
 		for _, r := range InRecord(rec) {
+			r.Service = b.name(r.Service)
 			dropped = append(dropped, b.Service(r.Service).add(r, keep)...)
 		}
 		return dropped

@@ -434,3 +434,42 @@ func TestSeveralReleasesInARecord(t *testing.T) {
 		}
 	}
 }
+
+// Rename makes one service's releases another's, once: those listed, and
+// those of records under the old name replayed after (a rebuild from the
+// journal); the revisions go on from the old ones; a second Rename of the
+// same name (the primary changed since) moves nothing.
+func TestRename(t *testing.T) {
+	b := &Book{}
+	b.Replay(released(journal.EventManifestApplied, rel(1, "app:1")), 5)
+	b.Replay(released(journal.EventManifestApplied, rel(2, "app:2")), 5)
+	if !b.Rename("demo", "web") {
+		t.Fatal("Rename moved nothing")
+	}
+	if _, ok := b.Services["demo"]; ok {
+		t.Errorf("demo still has releases of its own: %+v", b.Services["demo"])
+	}
+	if got, want := summary(b.Service("web")), "1:app:1 2:app:2 | current 2 app:2 spec-app:2 last 2"; got != want {
+		t.Errorf("web: %q, want %q", got, want)
+	}
+	if rev, _ := b.Service("web").Next("app:3", "x"); rev != 3 {
+		t.Errorf("web's next release is %d, want 3", rev)
+	}
+	for _, r := range b.Service("web").Releases {
+		if r.Service != "web" {
+			t.Errorf("release %d names %q", r.Rev, r.Service)
+		}
+	}
+	if b.Rename("demo", "api") || b.Name("demo") != "web" {
+		t.Errorf("a second rename of demo took: %v", b.Renamed)
+	}
+	// A rebuild: an empty book renamed first, then the journal replayed.
+	c := &Book{}
+	c.Rename("demo", "web")
+	c.Replay(released(journal.EventManifestApplied, rel(1, "app:1")), 5)
+	c.Replay(released(journal.EventManifestApplied, rel(2, "app:2")), 5)
+	c.Replay(rolledBack(2, 1, "app:1", ""), 5)
+	if got, want := summary(c.Service("web")), "1:app:1 2:app:2 | current 1 app:1 spec-app:1 last 2"; got != want {
+		t.Errorf("rebuilt: %q, want %q", got, want)
+	}
+}
