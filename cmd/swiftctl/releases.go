@@ -23,8 +23,12 @@ new stable image or spec, a promotion), newest first: revision, image, its
 digest (the registry digest, else the image ID), when, who, and which one is
 current. The last releases are kept (swiftdeployd --keep-releases, default 5),
 their images never removed from the host: swiftctl rollback --to REV brings
-one back without a pull. SERVICE may be left out while the manifest holds
-one service.`,
+one back without a pull.
+
+Each service has releases of its own: the single service of a manifest of
+the seed form (named after the project), every service of the named form
+(services: {web: ..., worker: ..., db: ...}). Without SERVICE it lists the
+single service's, or in the named form every service's, one table each.`,
 		GroupID: "observe",
 		Args:    cobra.MaximumNArgs(1),
 	}
@@ -46,6 +50,9 @@ one service.`,
 		}
 		if f == formatJSON {
 			return writeJSON(a.stdout, out)
+		}
+		if out.Services != nil {
+			return writeServicesReleases(a.stdout, out.Services)
 		}
 		return writeReleases(a.stdout, out)
 	})
@@ -83,6 +90,20 @@ func writeReleases(w io.Writer, rs api.Releases) error {
 	return tw.Flush()
 }
 
+// writeServicesReleases prints each service's releases under its name.
+func writeServicesReleases(w io.Writer, all []api.Releases) error {
+	for i, rs := range all {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s:\n", rs.Service)
+		if err := writeReleases(w, rs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (a *app) newRollbackCmd() *cobra.Command {
 	var to string
 	cmd := &cobra.Command{
@@ -99,7 +120,16 @@ switches to them, journaled once (rolled_back, with from_rev and to_rev)
 when nginx serves them. The image must still be on the host: nothing is
 pulled. The release's image runs with the manifest's env, port and
 resources, and stays stable until services.image in the manifest changes.
-SERVICE may be left out while the manifest holds one service.`,
+
+In the named form SERVICE names the service (it may be left out while the
+manifest holds one service): --to brings back that service's image only,
+and the other services' containers are left alone; a worker's new
+containers start (and pass their health check) before the old ones go, an
+accessory's old container stops first, as for any change of it. Its
+release stays until services.SERVICE.image changes. On Kubernetes only the
+primary service (the one with the canary, else the first web service)
+rolls back to a release. Without --to, SERVICE can only name the primary:
+only it runs a canary.`,
 		GroupID: "deploy",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: action(func(cmd *cobra.Command, args []string) error {

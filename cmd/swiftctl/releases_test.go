@@ -42,3 +42,23 @@ func TestWriteReleases(t *testing.T) {
 		})
 	}
 }
+
+// Without SERVICE in the named form every service's releases are listed,
+// one table each under its name.
+func TestWriteServicesReleases(t *testing.T) {
+	at := time.Date(2026, 12, 7, 5, 39, 15, 0, time.UTC)
+	all := []api.Releases{
+		{Service: "db"},
+		{Service: "web", Keep: 5, Releases: []api.Release{{Rev: 1, Image: "shop:1", At: at, User: "alice", Cause: "deploy", Current: true}}},
+	}
+	var b bytes.Buffer
+	if err := writeServicesReleases(&b, all); err != nil {
+		t.Fatal(err)
+	}
+	want := "db:\nNo releases of db yet.\n\nweb:\n" +
+		"   REV  IMAGE   DIGEST  WHEN                  WHO    CAUSE   LOCAL\n" +
+		"*  1    shop:1  -       2026-12-07T05:39:15Z  alice  deploy  -\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}

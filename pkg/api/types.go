@@ -232,10 +232,13 @@ type Release struct {
 }
 
 // Releases is the answer of GET /v1/releases: newest first, the last Keep.
+// Asked for no service of a named-form manifest, it lists every service's
+// in Services (by name; Service and Releases then empty).
 type Releases struct {
-	Service  string    `json:"service"`
-	Keep     int       `json:"keep"`
-	Releases []Release `json:"releases"`
+	Service  string     `json:"service"`
+	Keep     int        `json:"keep"`
+	Releases []Release  `json:"releases"`
+	Services []Releases `json:"services,omitempty"`
 }
 
 // AbortRequest is the body of POST /v1/abort.

@@ -113,11 +113,26 @@ func (d *Daemon) History(f journal.Filter, limit int) ([]journal.Record, error) 
 	return journal.Tail(d.journalPath(), f, limit)
 }
 
-// Releases lists a service's releases, newest first.
+// Releases lists a service's releases, newest first; with no service in
+// the named form, every service's, in Services (by name).
 func (d *Daemon) Releases(ctx context.Context, service string) (api.Releases, error) {
 	m := d.readManifest()
 	if m == nil {
 		return api.Releases{}, d.noManifest()
+	}
+	if _, err := d.releasesFor(m); err != nil {
+		return api.Releases{}, err
+	}
+	if service == "" && m.IsNamed() {
+		out := api.Releases{Keep: d.keepReleases(), Releases: []api.Release{}}
+		for _, svc := range serviceNames(m) {
+			rs, err := d.releasesOf(ctx, svc)
+			if err != nil {
+				return api.Releases{}, err
+			}
+			out.Services = append(out.Services, rs)
+		}
+		return out, nil
 	}
 	svc, err := resolveService(m, service)
 	if err != nil {
@@ -148,6 +163,10 @@ func (d *Daemon) Rollback(ctx context.Context, user string, req api.RollbackRequ
 		if m := d.readManifest(); m != nil {
 			if _, err := resolveService(m, req.Service); err != nil {
 				return err
+			}
+			// Only the primary runs a canary: rolling one back is about it.
+			if p := serviceName(m); req.Service != p {
+				return fmt.Errorf("rollback without --to drops the canary, which only %s runs; to bring an earlier release of %s back: swiftctl rollback %s --to previous|REV", p, req.Service, req.Service)
 			}
 		}
 	}

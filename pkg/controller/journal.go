@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/releases"
@@ -134,14 +135,22 @@ func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, u
 			}
 		}
 		d.mu.Unlock()
-		image, spec := stableSpec(m, s)
-		rel, isNew := d.newRelease(ctx, serviceName(m), image, spec, user, releases.CauseDeploy)
-		if isNew {
-			det["release"] = releases.Details(rel)
+		// Every service's: in the named form each service whose stable
+		// spec changed is a release of its own, all in this one record.
+		var made []api.Release
+		_, _ = d.releasesFor(m) // newRelease says why when the book is not loaded
+		for _, svc := range serviceNames(m) {
+			image, spec := stableSpecOf(m, s, svc)
+			if rel, isNew := d.newRelease(ctx, svc, image, spec, user, releases.CauseDeploy); isNew {
+				made = append(made, rel)
+			}
 		}
+		releases.Put(det, made)
 		d.event(journal.EventManifestApplied, "manifest applied: what runs follows it", user, det)
-		if isNew {
-			d.noteReleased(journal.Record{Event: journal.EventManifestApplied, Details: map[string]any{"release": releases.Details(rel)}})
+		if len(made) > 0 {
+			rec := journal.Record{Event: journal.EventManifestApplied, Details: map[string]any{}}
+			releases.Put(rec.Details, made)
+			d.noteReleased(rec)
 		}
 	}
 	d.mu.Lock()

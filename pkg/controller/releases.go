@@ -27,13 +27,26 @@ import (
 // their images kept) unless Config.KeepReleases says otherwise.
 const DefaultKeepReleases = releases.DefaultKeep
 
-// serviceName is the name of m's single service: the project's. Every
-// place that maps a SERVICE argument to a service goes through it and
-// serviceNames, so a manifest of several services only changes them.
-func serviceName(m *manifest.Manifest) string { return m.Project }
+// serviceName is the name of m's primary service as releases know it:
+// the project's in the seed form (its single service), the primary's
+// (manifest.Primary) in the named form. Every place that maps a SERVICE
+// argument to a service goes through it and serviceNames.
+func serviceName(m *manifest.Manifest) string {
+	if name, _ := m.Primary(); m.IsNamed() && name != "" {
+		return name
+	}
+	return m.Project
+}
 
-// serviceNames lists m's services.
-func serviceNames(m *manifest.Manifest) []string { return []string{serviceName(m)} }
+// serviceNames lists m's services as releases know them: the seed's
+// single one under the project's name, or every named service (each has
+// releases of its own, kept under its name).
+func serviceNames(m *manifest.Manifest) []string {
+	if m.IsNamed() {
+		return m.ServiceNames()
+	}
+	return []string{serviceName(m)}
+}
 
 // resolveService maps the SERVICE argument to a service of m: empty means
 // the only one.
@@ -67,6 +80,7 @@ func (d *Daemon) keepReleases() int {
 // releases, role read) may be the first to call it; settleReleases, from
 // the reconcile, writes what it rebuilt.
 func (d *Daemon) loadReleases() (*releases.Book, error) {
+	m := d.manifestNow() // d.mu is never taken under d.relMu
 	d.relMu.Lock()
 	defer d.relMu.Unlock()
 	if d.releases != nil {
@@ -79,12 +93,42 @@ func (d *Daemon) loadReleases() (*releases.Book, error) {
 	case err != nil:
 		return nil, err
 	}
+	if m != nil {
+		renameLegacy(b, m)
+	}
 	_ = d.jr.Flush()
 	if err := b.CatchUp(d.journalPath(), d.keepReleases()); err != nil {
 		return nil, err
 	}
 	d.releases = b
 	return b, nil
+}
+
+// releasesFor is loadReleases for m: the book, with the releases of m's
+// primary recorded under the project's name made the primary's
+// (renameLegacy). Callers do not hold d.mu or d.relMu.
+func (d *Daemon) releasesFor(m *manifest.Manifest) (*releases.Book, error) {
+	b, err := d.loadReleases()
+	if err != nil {
+		return nil, err
+	}
+	d.relMu.Lock()
+	if renameLegacy(b, m) {
+		// The next reconcile keeps their images under their new names
+		// (settleReleases); a reader changes nothing on the engine.
+		d.relSettled = false
+	}
+	d.relMu.Unlock()
+	return b, nil
+}
+
+// renameLegacy: in the named form, the releases recorded under the
+// project's name (the seed form's single service, or the primary's before
+// every service had releases of its own) are the primary's. Once per book:
+// the rename is kept in releases.json, so a later change of primary does
+// not move them again.
+func renameLegacy(b *releases.Book, m *manifest.Manifest) (moved bool) {
+	return m.IsNamed() && m.Named[m.Project] == nil && b.Rename(m.Project, serviceName(m))
 }
 
 // settleReleases, once per daemon and from the reconcile (callers hold
@@ -102,13 +146,21 @@ func (d *Daemon) settleReleases(ctx context.Context) {
 		r       api.Release
 	}
 	var keep []listed
+	m := d.manifestNow()
 	d.relMu.Lock()
 	if d.relSettled {
 		d.relMu.Unlock()
 		return
 	}
 	d.relSettled = true
+	if m != nil {
+		renameLegacy(b, m)
+	}
 	logErr(d.log, "save releases", releases.WriteFile(d.stateDir, d.releases))
+	renamedFrom := map[string][]string{}
+	for from, to := range b.Renamed {
+		renamedFrom[to] = append(renamedFrom[to], from)
+	}
 	for svc, sb := range b.Services {
 		for _, r := range sb.Releases {
 			keep = append(keep, listed{svc, r})
@@ -117,6 +169,29 @@ func (d *Daemon) settleReleases(ctx context.Context) {
 	d.relMu.Unlock()
 	for _, k := range keep {
 		d.keepImage(ctx, k.service, k.r)
+		for _, from := range renamedFrom[k.service] {
+			d.dropRenamedName(ctx, from, k.r)
+		}
+	}
+}
+
+// dropRenamedName removes the name that kept r while its service's
+// releases were recorded under from (releases.Book.Rename), once r is kept
+// under its service's name: else that name would keep the image after r
+// is no longer listed.
+func (d *Daemon) dropRenamedName(ctx context.Context, from string, r api.Release) {
+	if !d.localImages() || r.ImageID == "" {
+		return
+	}
+	old := releases.KeepRef(d.releaseProject(from), from, r.Rev)
+	if img, err := d.eng.InspectImage(ctx, old); err != nil || img.ID != r.ImageID || old == r.Image {
+		return
+	}
+	if now, err := d.eng.InspectImage(ctx, d.keepRef(r.Service, r.Rev)); err != nil || now.ID != r.ImageID {
+		return // not kept under its new name: the old one still keeps it
+	}
+	if err := d.eng.UntagImage(ctx, old); err != nil {
+		d.log.Warn("name of a renamed release not removed", zap.Int("rev", r.Rev), zap.String("name", old), zap.Error(err))
 	}
 }
 
@@ -169,8 +244,9 @@ func (d *Daemon) dropImage(ctx context.Context, service string, r api.Release, i
 	}
 }
 
-// noteReleased records a journaled release (or a rollback to one, applied
-// by the same replay) in the book and its file.
+// noteReleased records a journaled release (or several, or a rollback to
+// one, applied by the same replay) in the book and its file, and keeps
+// the images of the releases it lists.
 func (d *Daemon) noteReleased(rec journal.Record) {
 	if _, err := d.loadReleases(); err != nil {
 		d.log.Warn("releases not loaded; they are rebuilt from the journal at the next look")
@@ -179,29 +255,46 @@ func (d *Daemon) noteReleased(rec journal.Record) {
 	d.relMu.Lock()
 	dropped := d.releases.Replay(rec, d.keepReleases())
 	logErr(d.log, "save releases", releases.WriteFile(d.stateDir, d.releases))
-	r, isRelease := releases.OfDetails(rec.Details["release"])
-	var inUse map[string]bool
-	if isRelease {
-		inUse = d.releases.Service(r.Service).InUse()
+	made := releases.InRecord(rec)
+	for i, r := range made {
+		made[i].Service = d.releases.Name(r.Service)
+	}
+	inUse := map[string]map[string]bool{}
+	for _, r := range append(append([]api.Release(nil), made...), dropped...) {
+		if inUse[r.Service] == nil {
+			inUse[r.Service] = d.releases.Service(r.Service).InUse()
+		}
 	}
 	d.relMu.Unlock()
-	if isRelease {
+	for _, r := range made {
 		d.keepImage(context.Background(), r.Service, r)
-		for _, old := range dropped {
-			d.dropImage(context.Background(), r.Service, old, inUse)
-		}
+	}
+	for _, old := range dropped {
+		d.dropImage(context.Background(), old.Service, old, inUse[old.Service])
 	}
 }
 
-// stableSpec is the stable image and its spec hash m runs under s.
+// stableSpec is the stable image and its spec hash of m's primary service
+// under s: the one a promotion acts on.
 func stableSpec(m *manifest.Manifest, s State) (image, specHash string) {
-	// The primary service's: in the named form, the one a promotion or a
-	// rollback acts on.
-	st := stack.FromManifest(m, s.Options(m)).MainStable()
-	if len(st) == 0 {
+	return stableSpecOf(m, s, serviceName(m))
+}
+
+// stableSpecOf is the stable image and its spec hash of service (as
+// serviceNames names it) under s; empty when it runs no container.
+func stableSpecOf(m *manifest.Manifest, s State, service string) (image, specHash string) {
+	st := stack.FromManifest(m, s.Options(m))
+	apps := st.MainStable()
+	if m.IsNamed() {
+		apps = nil
+		if svc := st.Service(service); svc != nil {
+			apps = svc.Stable
+		}
+	}
+	if len(apps) == 0 {
 		return "", ""
 	}
-	return st[0].Image, st[0].Hash
+	return apps[0].Image, apps[0].Hash
 }
 
 // newRelease is the next release of service if image under specHash is

@@ -8,6 +8,12 @@ package controller
 // new stable containers start and pass their health check before nginx
 // switches to them and the old ones drain, so no request fails; the image
 // is on the host already (checked first), so nothing is pulled.
+//
+// In the named form every service has releases: the primary's restore is
+// State.Restored (as the seed's), another service's State.Restores, which
+// changes that service's image only (stack.Options.ServiceImages). Nginx's
+// revision covers every stable container's name (its status block), so a
+// worker's or accessory's new containers are in the commit predicate too.
 
 import (
 	"context"
@@ -33,7 +39,14 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	if err != nil {
 		return err
 	}
-	b, err := d.loadReleases()
+	if d.kt != nil && svc != serviceName(m) {
+		// The route's commit predicate (kubetarget.Serves) looks at the
+		// Deployments the route sends traffic to: a worker's Deployment
+		// or an accessory's StatefulSet rolling out would not be seen,
+		// and the rollback would be journaled before it took effect.
+		return fmt.Errorf("--to: on Kubernetes only the primary service %s rolls back to an earlier release, not %s", serviceName(m), svc)
+	}
+	b, err := d.releasesFor(m)
 	if err != nil {
 		return err
 	}
@@ -62,31 +75,44 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 		}
 	}
 	now := time.Now().UTC()
-	t := &Transition{ID: newID(), Kind: kindRestore, Started: now, User: user,
-		Restored: &Restore{Service: svc, Rev: rel.Rev, FromRev: fromRev, Image: run, ImageID: rel.ImageID, Digest: rel.Digest,
-			ReleaseImage: rel.Image, ManifestStable: m.Main().Image, At: now, User: user}}
-	if c := m.Main().Canary; c != nil {
-		// The canary the manifest still declares (promoted, or dropped)
-		// must not start again beside the release brought back: it stays
-		// dropped until the manifest names another canary image.
-		t.RolledBack = &Rollback{CanaryImage: c.Image, At: now, User: user}
+	restore := &Restore{Service: svc, Rev: rel.Rev, FromRev: fromRev, Image: run, ImageID: rel.ImageID, Digest: rel.Digest,
+		ReleaseImage: rel.Image, ManifestStable: m.Main().Image, At: now, User: user}
+	t := &Transition{ID: newID(), Kind: kindRestore, Started: now, User: user}
+	if svc == serviceName(m) {
+		t.Restored = restore
+		if c := m.Main().Canary; c != nil {
+			// The canary the manifest still declares (promoted, or dropped)
+			// must not start again beside the release brought back: it stays
+			// dropped until the manifest names another canary image.
+			t.RolledBack = &Rollback{CanaryImage: c.Image, At: now, User: user}
+		}
+	} else {
+		// Another service of the named form: its image only; the
+		// primary's decisions, and the other services, stay as they are.
+		restore.ManifestStable = m.Named[svc].Image
+		t.ServiceRestored = restore
 	}
 	// The spec in force once it takes effect; and whether the manifest's
 	// env, port and resources differ from the release's (judged under the
 	// release's own image name, not the kept one).
 	asRelease := *t
-	asRelease.Restored = &Restore{ManifestStable: m.Main().Image, Image: rel.Image}
+	asRestore := &Restore{Service: svc, ManifestStable: restore.ManifestStable, Image: rel.Image}
+	if t.Restored != nil {
+		asRelease.Restored = asRestore
+	} else {
+		asRelease.ServiceRestored = asRestore
+	}
 	d.mu.Lock()
-	_, spec := stableSpec(m, d.state.with(t))
-	_, specAsRelease := stableSpec(m, d.state.with(&asRelease))
-	_, specNow := stableSpec(m, d.state)
+	_, spec := stableSpecOf(m, d.state.with(t), svc)
+	_, specAsRelease := stableSpecOf(m, d.state.with(&asRelease), svc)
+	_, specNow := stableSpecOf(m, d.state, svc)
 	d.mu.Unlock()
 	if spec == specNow {
 		// Only the image comes back, and it is what runs: journaling a
 		// rollback would report a change that never happened.
 		return fmt.Errorf("--to: release %d's image %s runs as stable already, with the manifest's env, port and resources (a rollback brings back the image only): nothing would change", rel.Rev, rel.Image)
 	}
-	t.Restored.SpecHash = spec
+	restore.SpecHash = spec
 	if specAsRelease != rel.SpecHash {
 		progress(fmt.Sprintf("Note: release %d's image runs with the manifest's env, port and resources, which differ from the release's (spec %s, the release had %s)",
 			rel.Rev, short(specAsRelease), short(rel.SpecHash)))
@@ -126,7 +152,7 @@ func short(h string) string {
 // release: image is the release's, run the name it runs under (the kept
 // name when the image's own tag has moved on).
 func restoreEvent(t *Transition) journal.Record {
-	r := t.Restored
+	r := t.restore()
 	det := map[string]any{"service": r.Service, "from_rev": r.FromRev, "to_rev": r.Rev, "image": r.ReleaseImage,
 		"digest": r.Digest, "spec_hash": r.SpecHash, "txn": t.ID}
 	if r.Image != r.ReleaseImage {

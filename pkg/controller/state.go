@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"go.uber.org/zap"
@@ -37,6 +38,11 @@ type State struct {
 	// --to): its image runs as stable while the manifest still names
 	// ManifestStable as services.image.
 	Restored *Restore `json:"restored,omitempty"`
+	// Restores are the rollbacks to an earlier release of the named
+	// form's other services (not the primary, whose is Restored), keyed
+	// by service: each one's image runs while the manifest still names
+	// its ManifestStable as services.NAME.image.
+	Restores map[string]*Restore `json:"service_restores,omitempty"`
 	// Down is set by `swiftctl down` and cleared by the next deploy: until
 	// then the daemon does not bring the stack back.
 	Down bool `json:"down,omitempty"`
@@ -81,7 +87,8 @@ type Rollback struct {
 
 // Restore: release Rev of Service was brought back as stable (its image;
 // the rest of the spec is the manifest's) while the manifest named
-// ManifestStable as services.image.
+// ManifestStable as that service's image (services.image, or
+// services.NAME.image in the named form).
 type Restore struct {
 	Service string `json:"service"`
 	Rev     int    `json:"rev"`
@@ -106,6 +113,10 @@ type Transition struct {
 	Promoted   *Promotion `json:"promoted,omitempty"`
 	RolledBack *Rollback  `json:"rolled_back,omitempty"`
 	Restored   *Restore   `json:"restored,omitempty"`
+	// ServiceRestored is a rollback to an earlier release of a named
+	// service other than the primary (kind restore, Restored nil): it
+	// changes that service's image only.
+	ServiceRestored *Restore `json:"service_restored,omitempty"`
 	// Release is the release a promotion makes, its revision given when
 	// it is committed.
 	Release *api.Release       `json:"release,omitempty"`
@@ -116,6 +127,15 @@ type Transition struct {
 	Revision string    `json:"revision"`
 	Started  time.Time `json:"started"`
 	User     string    `json:"user,omitempty"`
+}
+
+// restore is the release a restore transition brings back, of the
+// primary or of another service.
+func (t *Transition) restore() *Restore {
+	if t.Restored != nil {
+		return t.Restored
+	}
+	return t.ServiceRestored
 }
 
 const (
@@ -157,8 +177,19 @@ func (s State) Options(m *manifest.Manifest) stack.Options {
 	if p := s.Promoted; p != nil && p.ManifestStable == m.Main().Image && p.Image != m.Main().Image {
 		o.StableImage = p.Image
 	}
-	if r := s.Restored; r != nil && r.ManifestStable == m.Main().Image && r.Image != m.Main().Image {
-		o.StableImage = r.Image
+	for _, r := range s.restores() {
+		name, svc, primary := restoreTarget(m, r)
+		if svc == nil || r.ManifestStable != svc.Image || r.Image == svc.Image {
+			continue
+		}
+		if primary {
+			o.StableImage = r.Image
+			continue
+		}
+		if o.ServiceImages == nil {
+			o.ServiceImages = map[string]string{}
+		}
+		o.ServiceImages[name] = r.Image
 	}
 	if r := s.RolledBack; r != nil && m.Main().Canary != nil && m.Main().Canary.Image == r.CanaryImage {
 		o.NoCanary = true
@@ -171,23 +202,90 @@ func (s State) Options(m *manifest.Manifest) stack.Options {
 	return o
 }
 
+// restores are the restored releases in force: the primary's (Restored)
+// first, then the other services' by name, so that the result does not
+// depend on map order.
+func (s State) restores() []*Restore {
+	var out []*Restore
+	if s.Restored != nil {
+		out = append(out, s.Restored)
+	}
+	names := make([]string, 0, len(s.Restores))
+	for n := range s.Restores {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if r := s.Restores[n]; r != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// restoreTarget is the service of m that r restores: a named service
+// other than the primary when r names one (a state.json or book of the
+// seed form names the project, the primary's single service), else the
+// primary. svc is nil when r names no service of m any more.
+func restoreTarget(m *manifest.Manifest, r *Restore) (name string, svc *manifest.Services, primary bool) {
+	pname, _ := m.Primary()
+	if m.IsNamed() && r.Service != pname {
+		if s := m.Named[r.Service]; s != nil {
+			return r.Service, s, false
+		}
+		if r.Service != m.Project {
+			return r.Service, nil, false
+		}
+	}
+	// The seed's single service, the named form's primary, or a restore
+	// recorded under the project's name before services had releases of
+	// their own (the primary's then).
+	_, s := m.Primary()
+	return pname, s, true
+}
+
 // spent drops the decisions the manifest has moved past: a promotion or a
-// restored release once services.image no longer names the image it was
-// made over (the manifest caught up, or names another), a rollback once the manifest no
-// longer names its canary image. Kept, they would apply again the moment
-// the manifest returned to that image, overriding a deliberate edit.
+// restored release once its service's image no longer names the image it
+// was made over (the manifest caught up, or names another; for a restored
+// release, the image of the service it restored), a rollback once the
+// manifest no longer names its canary image. Kept, they would apply again
+// the moment the manifest returned to that image, overriding a deliberate
+// edit.
 func (s State) spent(m *manifest.Manifest) (State, bool) {
 	changed := false
 	if p := s.Promoted; p != nil && m.Main().Image != p.ManifestStable {
 		s.Promoted, changed = nil, true
 	}
-	if r := s.Restored; r != nil && m.Main().Image != r.ManifestStable {
-		s.Restored, changed = nil, true
+	if r := s.Restored; r != nil {
+		if _, svc, _ := restoreTarget(m, r); svc == nil || svc.Image != r.ManifestStable {
+			s.Restored, changed = nil, true
+		}
+	}
+	for name, r := range s.Restores {
+		if _, svc, _ := restoreTarget(m, r); r == nil || svc == nil || svc.Image != r.ManifestStable {
+			s.Restores = withoutRestore(s.Restores, name)
+			changed = true
+		}
 	}
 	if r := s.RolledBack; r != nil && (m.Main().Canary == nil || m.Main().Canary.Image != r.CanaryImage) {
 		s.RolledBack, changed = nil, true
 	}
 	return s, changed
+}
+
+// withoutRestore is restores less name's, copied: a State is a value, and
+// the one it was copied from must not change with it.
+func withoutRestore(restores map[string]*Restore, name string) map[string]*Restore {
+	out := map[string]*Restore{}
+	for n, r := range restores {
+		if n != name {
+			out[n] = r
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // spendDecisions drops the recorded decisions m has moved past (spent).
@@ -216,6 +314,15 @@ func (s State) with(t *Transition) State {
 	case kindPromote:
 		s.Promoted, s.RolledBack, s.Rollout, s.Restored = t.Promoted, nil, nil, nil
 	case kindRestore:
+		if r := t.ServiceRestored; r != nil {
+			// Another service's image: the primary's decisions stand.
+			s.Restores = withoutRestore(s.Restores, r.Service)
+			if s.Restores == nil {
+				s.Restores = map[string]*Restore{}
+			}
+			s.Restores[r.Service] = r
+			break
+		}
 		s.Restored, s.Promoted, s.Rollout = t.Restored, nil, nil
 		if t.RolledBack != nil { // the manifest's canary stays dropped
 			s.RolledBack = t.RolledBack
