@@ -77,7 +77,7 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	now := time.Now().UTC()
 	restore := &Restore{Service: svc, Rev: rel.Rev, FromRev: fromRev, Image: run, ImageID: rel.ImageID, Digest: rel.Digest,
 		ReleaseImage: rel.Image, ManifestStable: m.Main().Image, At: now, User: user}
-	t := &Transition{ID: newID(), Kind: kindRestore, Started: now, User: user}
+	t := &Transition{ID: newID(), Kind: kindRestore, Project: m.Project, Started: now, User: user}
 	if svc == serviceName(m) {
 		t.Restored = restore
 		if c := m.Main().Canary; c != nil {

@@ -370,8 +370,8 @@ func (d *Daemon) promote(ctx context.Context, user string, progress reconciler.P
 	}
 	progress("Canary safety: PASS")
 	d.event(journal.EventPromoteAllowed, "promotion of "+image+" allowed by canary safety", user, nil)
-	t := &Transition{ID: newID(), Kind: kindPromote, Started: time.Now().UTC(), User: user,
-		Promoted: &Promotion{ManifestStable: m.Main().Image, Image: image, At: time.Now().UTC(), User: user}}
+	t := &Transition{ID: newID(), Kind: kindPromote, Project: m.Project, Started: time.Now().UTC(), User: user,
+		Promoted: &Promotion{Service: serviceName(m), ManifestStable: m.Main().Image, Image: image, At: time.Now().UTC(), User: user}}
 	d.mu.Lock()
 	relImage, relSpec := stableSpec(m, d.state.with(t))
 	d.mu.Unlock()

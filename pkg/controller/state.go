@@ -67,6 +67,13 @@ type State struct {
 // Promotion: the canary image became stable while the manifest still named
 // ManifestStable as services.image.
 type Promotion struct {
+	// Service is the service promoted, as releases name it (the project's
+	// name in the seed form, the primary's name in the named form); ""
+	// in a state.json from before it was recorded: the primary's then.
+	// The primary can change (a canary added to another web service), so
+	// the decision is applied to, and spent by, the service it was made
+	// for.
+	Service        string    `json:"service,omitempty"`
 	ManifestStable string    `json:"manifest_stable"`
 	Image          string    `json:"image"`
 	At             time.Time `json:"at"`
@@ -108,8 +115,13 @@ type Restore struct {
 
 // Transition is a promotion or rollback in flight.
 type Transition struct {
-	ID         string     `json:"id"`
-	Kind       string     `json:"kind"` // promote | rollback
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // promote | rollback
+	// Project is the manifest's project: a restore recorded under it (the
+	// primary's, before services had releases of their own) is told from
+	// one of a named service when the decisions are updated (with). ""
+	// in a pending transition from before it was recorded.
+	Project    string     `json:"project,omitempty"`
 	Promoted   *Promotion `json:"promoted,omitempty"`
 	RolledBack *Rollback  `json:"rolled_back,omitempty"`
 	Restored   *Restore   `json:"restored,omitempty"`
@@ -174,22 +186,27 @@ func (d *Daemon) saveStateLocked() error {
 // the targets.Decisions a target renders a manifest under.
 func (s State) Options(m *manifest.Manifest) stack.Options {
 	var o stack.Options
-	if p := s.Promoted; p != nil && p.ManifestStable == m.Main().Image && p.Image != m.Main().Image {
-		o.StableImage = p.Image
+	stableImage := func(name string, primary bool, image string) {
+		if primary {
+			o.StableImage = image
+			return
+		}
+		if o.ServiceImages == nil {
+			o.ServiceImages = map[string]string{}
+		}
+		o.ServiceImages[name] = image
+	}
+	if p := s.Promoted; p != nil {
+		if name, svc, primary := decisionTarget(m, p.Service); svc != nil && p.ManifestStable == svc.Image && p.Image != svc.Image {
+			stableImage(name, primary, p.Image)
+		}
 	}
 	for _, r := range s.restores() {
 		name, svc, primary := restoreTarget(m, r)
 		if svc == nil || r.ManifestStable != svc.Image || r.Image == svc.Image {
 			continue
 		}
-		if primary {
-			o.StableImage = r.Image
-			continue
-		}
-		if o.ServiceImages == nil {
-			o.ServiceImages = map[string]string{}
-		}
-		o.ServiceImages[name] = r.Image
+		stableImage(name, primary, r.Image)
 	}
 	if r := s.RolledBack; r != nil && m.Main().Canary != nil && m.Main().Canary.Image == r.CanaryImage {
 		o.NoCanary = true
@@ -228,13 +245,20 @@ func (s State) restores() []*Restore {
 // seed form names the project, the primary's single service), else the
 // primary. svc is nil when r names no service of m any more.
 func restoreTarget(m *manifest.Manifest, r *Restore) (name string, svc *manifest.Services, primary bool) {
+	return decisionTarget(m, r.Service)
+}
+
+// decisionTarget is the service of m that a decision made for service
+// (as releases name it) applies to; see restoreTarget. "" (a promotion
+// recorded before promotions named their service) is the primary.
+func decisionTarget(m *manifest.Manifest, service string) (name string, svc *manifest.Services, primary bool) {
 	pname, _ := m.Primary()
-	if m.IsNamed() && r.Service != pname {
-		if s := m.Named[r.Service]; s != nil {
-			return r.Service, s, false
+	if m.IsNamed() && service != pname && service != "" {
+		if s := m.Named[service]; s != nil {
+			return service, s, false
 		}
-		if r.Service != m.Project {
-			return r.Service, nil, false
+		if service != m.Project {
+			return service, nil, false
 		}
 	}
 	// The seed's single service, the named form's primary, or a restore
@@ -253,8 +277,10 @@ func restoreTarget(m *manifest.Manifest, r *Restore) (name string, svc *manifest
 // edit.
 func (s State) spent(m *manifest.Manifest) (State, bool) {
 	changed := false
-	if p := s.Promoted; p != nil && m.Main().Image != p.ManifestStable {
-		s.Promoted, changed = nil, true
+	if p := s.Promoted; p != nil {
+		if _, svc, _ := decisionTarget(m, p.Service); svc == nil || svc.Image != p.ManifestStable {
+			s.Promoted, changed = nil, true
+		}
 	}
 	if r := s.Restored; r != nil {
 		if _, svc, _ := restoreTarget(m, r); svc == nil || svc.Image != r.ManifestStable {
@@ -288,6 +314,27 @@ func withoutRestore(restores map[string]*Restore, name string) map[string]*Resto
 	return out
 }
 
+// parkRestored moves a restore of a named service kept as the primary's
+// (it was the primary when it was brought back) among the other
+// services' restores, so that a decision about today's primary cannot
+// overwrite or drop it. A restore under the project's name (the seed
+// form's, or the primary's before services had releases of their own)
+// stays: it is the primary's. project "" (a pending transition from
+// before transitions named it) parks nothing.
+func (s State) parkRestored(project string) State {
+	r := s.Restored
+	if r == nil || project == "" || r.Service == project || r.Service == "" {
+		return s
+	}
+	restores := withoutRestore(s.Restores, r.Service)
+	if restores == nil {
+		restores = map[string]*Restore{}
+	}
+	restores[r.Service] = r
+	s.Restores, s.Restored = restores, nil
+	return s
+}
+
 // spendDecisions drops the recorded decisions m has moved past (spent).
 func (d *Daemon) spendDecisions(m *manifest.Manifest) {
 	d.mu.Lock()
@@ -312,18 +359,39 @@ func (s State) with(t *Transition) State {
 	s.Pending = nil
 	switch t.Kind {
 	case kindPromote:
-		s.Promoted, s.RolledBack, s.Rollout, s.Restored = t.Promoted, nil, nil, nil
+		// The promoted service's stable image is the canary's now: a
+		// release of it brought back earlier is spent. Another service's
+		// (one that was the primary when it was brought back) stands.
+		s = s.parkRestored(t.Project)
+		svc := t.Promoted.Service
+		s.Restores = withoutRestore(s.Restores, svc)
+		if r := s.Restored; r != nil && (svc == "" || t.Project == "" || r.Service == svc || r.Service == t.Project) {
+			s.Restored = nil
+		}
+		s.Promoted, s.RolledBack, s.Rollout = t.Promoted, nil, nil
 	case kindRestore:
 		if r := t.ServiceRestored; r != nil {
-			// Another service's image: the primary's decisions stand.
+			// Another service's image: the primary's decisions stand, and
+			// this service's earlier ones are spent.
 			s.Restores = withoutRestore(s.Restores, r.Service)
 			if s.Restores == nil {
 				s.Restores = map[string]*Restore{}
 			}
 			s.Restores[r.Service] = r
+			if old := s.Restored; old != nil && old.Service == r.Service {
+				s.Restored = nil
+			}
+			if p := s.Promoted; p != nil && p.Service == r.Service {
+				s.Promoted = nil
+			}
 			break
 		}
-		s.Restored, s.Promoted, s.Rollout = t.Restored, nil, nil
+		s = s.parkRestored(t.Project)
+		s.Restores = withoutRestore(s.Restores, t.Restored.Service)
+		if p := s.Promoted; p != nil && (p.Service == "" || t.Project == "" || p.Service == t.Restored.Service || p.Service == t.Project) {
+			s.Promoted = nil
+		}
+		s.Restored, s.Rollout = t.Restored, nil
 		if t.RolledBack != nil { // the manifest's canary stays dropped
 			s.RolledBack = t.RolledBack
 		}
