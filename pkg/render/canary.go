@@ -39,7 +39,9 @@ func canaryView(v *nginxView, s stack.Stack, svc string) string {
 	}
 	v.Upstreams = append(v.Upstreams, upstreamView{Name: canary, Service: svc, Track: stack.TrackCanary, Revision: trackRevision(s.Canary), Servers: addrs(s.Canary)})
 	v.CanaryWeight = s.CanaryWeight
-	v.Status.Canary = containerNames(s.Canary)
+	// The primary's canary is listed first, whichever service's route
+	// was rendered before it (otherCanaryRoute appends the others').
+	v.Status.Canary = append(containerNames(s.Canary), v.Status.Canary...)
 	switch s.CanaryWeight {
 	case 0:
 	case 100:
