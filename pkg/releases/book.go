@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -59,15 +60,35 @@ type Book struct {
 	// Renamed maps the name records of a service were made under to the
 	// name its releases are kept under now (Rename).
 	Renamed map[string]string `json:"renamed,omitempty"`
+	// RenamedAt is when each rename took effect: the time of the journal
+	// record that carries it (Continues). Only records under the old
+	// name made before it are the new name's: one made after is the old
+	// name's own (a service of the named form named like the project). A
+	// rename without a time (a file of an earlier version, or Rename)
+	// applies to every record under the old name, as it did then.
+	RenamedAt map[string]time.Time `json:"renamed_at,omitempty"`
 }
+
+// Retired is the name the releases recorded under project (the seed
+// form's single service) are kept under once the named form took effect
+// and none of its services continues them (Continuing): an underscore is
+// in no service's name (manifest: lower-case letters, digits, '-'), so
+// they are listed for no service and no rollback picks one.
+func Retired(project string) string { return project + "_seed" }
 
 // Rename makes the releases of service from those of service to, once:
 // the ones listed, and those of every record under from replayed after.
-// A manifest of the seed form records its single service's releases under
-// the project's name; once it has the named form, they are its primary
-// service's. A book that has renamed from already keeps its first rename.
-// It reports whether it moved listed releases.
+// A book that has renamed from already keeps its first rename. It
+// reports whether it moved listed releases.
 func (b *Book) Rename(from, to string) (moved bool) {
+	return b.RenameAt(from, to, time.Time{})
+}
+
+// RenameAt is Rename taking effect at at: the releases listed under from
+// move to to, and of the records replayed after, those under from made
+// before at (a rebuild from the journal) go to to as well, while those
+// made from at on stay from's (a zero at: every one goes to to).
+func (b *Book) RenameAt(from, to string, at time.Time) (moved bool) {
 	if from == "" || to == "" || from == to || b.Renamed[from] != "" {
 		return false
 	}
@@ -75,6 +96,12 @@ func (b *Book) Rename(from, to string) (moved bool) {
 		b.Renamed = map[string]string{}
 	}
 	b.Renamed[from] = to
+	if !at.IsZero() {
+		if b.RenamedAt == nil {
+			b.RenamedAt = map[string]time.Time{}
+		}
+		b.RenamedAt[from] = at.UTC()
+	}
 	old := b.Services[from]
 	if old == nil {
 		return false
@@ -95,20 +122,65 @@ func (b *Book) Rename(from, to string) (moved bool) {
 	return len(old.Releases) > 0
 }
 
-// Name is the name service's releases are kept under (Rename).
-func (b *Book) Name(service string) string { return b.name(service) }
+// Name is the name service's releases made now are kept under: its own,
+// unless a rename without a time (RenameAt) sends them elsewhere.
+func (b *Book) Name(service string) string { return b.nameAt(service, time.Time{}, true) }
 
-func (b *Book) name(service string) string {
-	if to := b.Renamed[service]; to != "" {
+// nameAt is the name a record under service made at at is kept under.
+// now: the record is made now, after every rename with a time.
+func (b *Book) nameAt(service string, at time.Time, now bool) string {
+	to := b.Renamed[service]
+	if to == "" {
+		return service
+	}
+	since := b.RenamedAt[service]
+	if since.IsZero() || (!now && at.Before(since)) {
 		return to
 	}
 	return service
 }
 
+// Continuing is the service of the named form that continues the
+// releases recorded under project (the seed form's), once the named form
+// took effect: the one whose image (images, by service) is the image of
+// the project's current release, the primary if several are. None does
+// (retired is true, to Retired(project), why says why) when no image
+// matches: a guess would let a rollback run another service's image. ok
+// is false when there is nothing to decide: no release under project, or
+// decided already.
+func (b *Book) Continuing(project string, images map[string]string, primary string) (to string, retired bool, why string, ok bool) {
+	legacy := b.Services[project]
+	if b.Renamed[project] != "" || legacy == nil || legacy.Current == 0 || len(legacy.Releases) == 0 {
+		return "", false, "", false
+	}
+	image := legacy.Image
+	if r, found := legacy.find(legacy.Current); found {
+		image = r.Image
+	}
+	var match []string
+	for svc, img := range images {
+		if img == image {
+			match = append(match, svc)
+		}
+	}
+	sort.Strings(match)
+	switch {
+	case len(match) == 0:
+		return Retired(project), true, fmt.Sprintf("no service of the named form runs %s, the image of release %d recorded under %s: those releases are kept under %s, listed for no service", image, legacy.Current, project, Retired(project)), true
+	case len(match) > 1:
+		for _, svc := range match {
+			if svc == primary {
+				return svc, false, "", true
+			}
+		}
+	}
+	return match[0], false, "", true
+}
+
 // Service is name's releases (under the name they were renamed to, if
 // any), made empty if the book has none yet.
 func (b *Book) Service(name string) *Service {
-	name = b.name(name)
+	name = b.Name(name)
 	if b.Services == nil {
 		b.Services = map[string]*Service{}
 	}
@@ -248,13 +320,19 @@ func KeepRef(project, service string, rev int) string {
 }
 
 // Unkeep is the names to remove once r, of service, is no longer listed:
-// its kept name, and the kept name it ran under when it was made while a
-// rollback ran one; a name inUse stays.
-func Unkeep(project, service string, r api.Release, inUse map[string]bool) []string {
+// its kept name, the kept name it ran under when it was made while a
+// rollback ran one, and the names it was kept under before its releases
+// were renamed from each of renamedFrom (RenamedFrom); a name inUse stays.
+func Unkeep(project, service string, r api.Release, inUse map[string]bool, renamedFrom ...string) []string {
 	own := KeepRef(project, service, r.Rev)
 	names := []string{own}
 	if strings.HasPrefix(r.Image, KeepRepository+"/") && r.Image != own {
 		names = append(names, r.Image)
+	}
+	for _, from := range renamedFrom {
+		if old := KeepRef(project, from, r.Rev); old != own && old != r.Image {
+			names = append(names, old)
+		}
 	}
 	out := names[:0]
 	for _, n := range names {
@@ -263,6 +341,45 @@ func Unkeep(project, service string, r api.Release, inUse map[string]bool) []str
 		}
 	}
 	return out
+}
+
+// RenamedFrom is the names whose releases were renamed to service
+// (Rename), sorted.
+func (b *Book) RenamedFrom(service string) []string {
+	var out []string
+	for from, to := range b.Renamed {
+		if to == service {
+			out = append(out, from)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// PutContinues notes in a record's details (the manifest_applied that
+// made the named form take effect) that service to continues the
+// releases recorded under from: the journal carries the rename, so a
+// book rebuilt from it alone renames the same (Replay).
+func PutContinues(details map[string]any, from, to string) {
+	details["continues"] = map[string]any{"from": from, "service": to}
+}
+
+// Continues is the rename a record carries (PutContinues), as journaled
+// or as read back.
+func Continues(rec journal.Record) (from, to string, ok bool) {
+	var c struct {
+		From    string `json:"from"`
+		Service string `json:"service"`
+	}
+	v, found := rec.Details["continues"]
+	if !found {
+		return "", "", false
+	}
+	raw, err := json.Marshal(v)
+	if err != nil || json.Unmarshal(raw, &c) != nil || c.From == "" || c.Service == "" {
+		return "", "", false
+	}
+	return c.From, c.Service, true
 }
 
 // Details is a release as it rides in a journal record.
@@ -335,8 +452,11 @@ var Events = []string{journal.EventManifestApplied, journal.EventPromoted, journ
 func (b *Book) Replay(rec journal.Record, keep int) (dropped []api.Release) {
 	switch rec.Event {
 	case journal.EventManifestApplied, journal.EventPromoted:
+		if from, to, ok := Continues(rec); ok {
+			b.RenameAt(from, to, rec.Timestamp)
+		}
 		for _, r := range InRecord(rec) {
-			r.Service = b.name(r.Service)
+			r.Service = b.nameAt(r.Service, rec.Timestamp, false)
 			dropped = append(dropped, b.Service(r.Service).add(r, keep)...)
 		}
 		return dropped
@@ -353,7 +473,7 @@ func (b *Book) Replay(rec journal.Record, keep int) (dropped []api.Release) {
 			image = run
 		}
 		spec, _ := rec.Details["spec_hash"].(string)
-		b.Service(svc).restored(to, image, spec)
+		b.Service(b.nameAt(svc, rec.Timestamp, false)).restored(to, image, spec)
 	}
 	return nil
 }
