@@ -138,7 +138,7 @@ func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, u
 		// Every service's: in the named form each service whose stable
 		// spec changed is a release of its own, all in this one record.
 		var made []api.Release
-		_, _ = d.releasesFor(m) // newRelease says why when the book is not loaded
+		d.continueLegacy(m, det)
 		for _, svc := range serviceNames(m) {
 			image, spec := stableSpecOf(m, s, svc)
 			if rel, isNew := d.newRelease(ctx, svc, image, spec, user, releases.CauseDeploy); isNew {

@@ -80,7 +80,6 @@ func (d *Daemon) keepReleases() int {
 // releases, role read) may be the first to call it; settleReleases, from
 // the reconcile, writes what it rebuilt.
 func (d *Daemon) loadReleases() (*releases.Book, error) {
-	m := d.manifestNow() // d.mu is never taken under d.relMu
 	d.relMu.Lock()
 	defer d.relMu.Unlock()
 	if d.releases != nil {
@@ -93,9 +92,6 @@ func (d *Daemon) loadReleases() (*releases.Book, error) {
 	case err != nil:
 		return nil, err
 	}
-	if m != nil {
-		renameLegacy(b, m)
-	}
 	_ = d.jr.Flush()
 	if err := b.CatchUp(d.journalPath(), d.keepReleases()); err != nil {
 		return nil, err
@@ -104,31 +100,58 @@ func (d *Daemon) loadReleases() (*releases.Book, error) {
 	return b, nil
 }
 
-// releasesFor is loadReleases for m: the book, with the releases of m's
-// primary recorded under the project's name made the primary's
-// (renameLegacy). Callers do not hold d.mu or d.relMu.
-func (d *Daemon) releasesFor(m *manifest.Manifest) (*releases.Book, error) {
+// releasesFor is loadReleases for a reader of m's releases. It renames
+// nothing: which service continues the releases recorded under the
+// project's name is decided once, when a manifest of the named form has
+// taken effect (continueLegacy), never from a manifest read. Callers do
+// not hold d.mu or d.relMu.
+func (d *Daemon) releasesFor(_ *manifest.Manifest) (*releases.Book, error) {
+	return d.loadReleases()
+}
+
+// continueLegacy, when the named form m has just taken effect (called by
+// manifestTookEffect before m's releases are made, so the continuing
+// service's next revision follows the project's; callers hold d.runMu),
+// decides which of m's services continues the releases recorded under
+// the project's name (the seed form's single service): the one whose
+// image is that of the project's current release (releases.Book.
+// Continuing). The book renames them and det, the details of the
+// manifest_applied record about to be journaled, carries the rename: a
+// book rebuilt from the journal alone renames the same. When no service
+// runs that image, they are kept under a name no service has, listed for
+// none and never rolled back to: a guess would run another service's
+// image. Once per book.
+func (d *Daemon) continueLegacy(m *manifest.Manifest, det map[string]any) {
+	if !m.IsNamed() {
+		return
+	}
 	b, err := d.loadReleases()
 	if err != nil {
-		return nil, err
+		return // newRelease says why
 	}
+	images := map[string]string{}
+	for _, svc := range m.ServiceNames() {
+		images[svc] = m.Named[svc].Image
+	}
+	primary, _ := m.Primary()
 	d.relMu.Lock()
-	if renameLegacy(b, m) {
+	to, retired, why, ok := b.Continuing(m.Project, images, primary)
+	if ok {
+		b.RenameAt(m.Project, to, time.Now())
 		// The next reconcile keeps their images under their new names
-		// (settleReleases); a reader changes nothing on the engine.
+		// (settleReleases) and writes releases.json.
 		d.relSettled = false
 	}
 	d.relMu.Unlock()
-	return b, nil
-}
-
-// renameLegacy: in the named form, the releases recorded under the
-// project's name (the seed form's single service, or the primary's before
-// every service had releases of its own) are the primary's. Once per book:
-// the rename is kept in releases.json, so a later change of primary does
-// not move them again.
-func renameLegacy(b *releases.Book, m *manifest.Manifest) (moved bool) {
-	return m.IsNamed() && m.Named[m.Project] == nil && b.Rename(m.Project, serviceName(m))
+	if !ok {
+		return
+	}
+	releases.PutContinues(det, m.Project, to)
+	if retired {
+		d.log.Warn("releases of the seed form continued by no service", zap.String("project", m.Project), zap.String("why", why))
+		return
+	}
+	d.log.Info("releases of the seed form continued by a service of the named form", zap.String("project", m.Project), zap.String("service", to))
 }
 
 // settleReleases, once per daemon and from the reconcile (callers hold
@@ -146,16 +169,12 @@ func (d *Daemon) settleReleases(ctx context.Context) {
 		r       api.Release
 	}
 	var keep []listed
-	m := d.manifestNow()
 	d.relMu.Lock()
 	if d.relSettled {
 		d.relMu.Unlock()
 		return
 	}
 	d.relSettled = true
-	if m != nil {
-		renameLegacy(b, m)
-	}
 	logErr(d.log, "save releases", releases.WriteFile(d.stateDir, d.releases))
 	renamedFrom := map[string][]string{}
 	for from, to := range b.Renamed {
@@ -233,11 +252,20 @@ func (d *Daemon) keepImage(ctx context.Context, service string, r api.Release) {
 
 // dropImage lets go of the names that kept a release no longer listed
 // (releases.Unkeep): its image goes if nothing else names or runs it.
-func (d *Daemon) dropImage(ctx context.Context, service string, r api.Release, inUse map[string]bool) {
+func (d *Daemon) dropImage(ctx context.Context, service string, r api.Release, inUse map[string]bool, renamedFrom []string) {
 	if !d.localImages() {
 		return
 	}
-	for _, ref := range releases.Unkeep(d.releaseProject(service), service, r, inUse) {
+	own := d.keepRef(service, r.Rev)
+	for _, ref := range releases.Unkeep(d.releaseProject(service), service, r, inUse, renamedFrom...) {
+		if ref != own && ref != r.Image {
+			// A name r had before its service's releases were renamed:
+			// removed only while it still names r's image (a service
+			// named like the project keeps its own under that name).
+			if img, err := d.eng.InspectImage(ctx, ref); err != nil || r.ImageID == "" || img.ID != r.ImageID {
+				continue
+			}
+		}
 		if err := d.eng.UntagImage(ctx, ref); err != nil {
 			d.log.Warn("name of a release no longer listed not removed", zap.Int("rev", r.Rev), zap.String("name", ref), zap.Error(err))
 		}
@@ -248,6 +276,10 @@ func (d *Daemon) dropImage(ctx context.Context, service string, r api.Release, i
 // one, applied by the same replay) in the book and its file, and keeps
 // the images of the releases it lists.
 func (d *Daemon) noteReleased(rec journal.Record) {
+	if rec.Timestamp.IsZero() {
+		// Made now: after any rename (releases.Book.RenameAt).
+		rec.Timestamp = time.Now().UTC()
+	}
 	if _, err := d.loadReleases(); err != nil {
 		d.log.Warn("releases not loaded; they are rebuilt from the journal at the next look")
 		return
@@ -260,9 +292,11 @@ func (d *Daemon) noteReleased(rec journal.Record) {
 		made[i].Service = d.releases.Name(r.Service)
 	}
 	inUse := map[string]map[string]bool{}
+	renamedFrom := map[string][]string{}
 	for _, r := range append(append([]api.Release(nil), made...), dropped...) {
 		if inUse[r.Service] == nil {
 			inUse[r.Service] = d.releases.Service(r.Service).InUse()
+			renamedFrom[r.Service] = d.releases.RenamedFrom(r.Service)
 		}
 	}
 	d.relMu.Unlock()
@@ -270,7 +304,7 @@ func (d *Daemon) noteReleased(rec journal.Record) {
 		d.keepImage(context.Background(), r.Service, r)
 	}
 	for _, old := range dropped {
-		d.dropImage(context.Background(), old.Service, old, inUse[old.Service])
+		d.dropImage(context.Background(), old.Service, old, inUse[old.Service], renamedFrom[old.Service])
 	}
 }
 
