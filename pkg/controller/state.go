@@ -56,6 +56,13 @@ type State struct {
 	// Rollout is the progress of a stepped canary (pkg/analysis; run by
 	// analysis.go).
 	Rollout *analysis.Rollout `json:"rollout,omitempty"`
+	// ServicePromoted, ServiceRolledBack and Rollouts are Promoted,
+	// RolledBack and Rollout of the canaries of named web services other
+	// than the primary (whose are the fields above), keyed by service
+	// (canaries.go).
+	ServicePromoted   map[string]*Promotion        `json:"service_promoted,omitempty"`
+	ServiceRolledBack map[string]*Rollback         `json:"service_rolled_back,omitempty"`
+	Rollouts          map[string]*analysis.Rollout `json:"service_rollouts,omitempty"`
 	// TLSCert is the certificate nginx.tls serves, as the certificate
 	// store names it (certs.go); the store keeps it, not this file.
 	TLSCert string `json:"-"`
@@ -129,6 +136,9 @@ type Transition struct {
 	// service other than the primary (kind restore, Restored nil): it
 	// changes that service's image only.
 	ServiceRestored *Restore `json:"service_restored,omitempty"`
+	// Service names the named web service other than the primary whose
+	// canary a promote, rollback or step changes ("": the primary's).
+	Service string `json:"service,omitempty"`
 	// Release is the release a promotion makes, its revision given when
 	// it is committed.
 	Release *api.Release       `json:"release,omitempty"`
@@ -212,6 +222,7 @@ func (s State) Options(m *manifest.Manifest) stack.Options {
 		o.NoCanary = true
 	}
 	o.CanaryWeight = s.Rollout.Weight(m.Main().Canary)
+	s.serviceCanaryOptions(m, &o)
 	o.TLSCert = s.TLSCert
 	if s.Traffic != nil {
 		o.Traffic = *s.Traffic
@@ -296,7 +307,8 @@ func (s State) spent(m *manifest.Manifest) (State, bool) {
 	if r := s.RolledBack; r != nil && (m.Main().Canary == nil || m.Main().Canary.Image != r.CanaryImage) {
 		s.RolledBack, changed = nil, true
 	}
-	return s, changed
+	s, others := s.spentServiceCanaries(m)
+	return s, changed || others
 }
 
 // withoutRestore is restores less name's, copied: a State is a value, and
@@ -357,6 +369,9 @@ func (d *Daemon) spendDecisions(m *manifest.Manifest) {
 // with returns s with t's decision recorded (and no pending transition).
 func (s State) with(t *Transition) State {
 	s.Pending = nil
+	if t.Service != "" {
+		return s.withService(t)
+	}
 	switch t.Kind {
 	case kindPromote:
 		// The promoted service's stable image is the canary's now: a
@@ -384,6 +399,7 @@ func (s State) with(t *Transition) State {
 			if p := s.Promoted; p != nil && p.Service == r.Service {
 				s.Promoted = nil
 			}
+			s.ServicePromoted = withEntry(s.ServicePromoted, r.Service, nil)
 			break
 		}
 		s = s.parkRestored(t.Project)

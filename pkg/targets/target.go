@@ -52,6 +52,10 @@ type Target interface {
 	Serves(ctx context.Context, ch Change) (Verdict, Serving, error)
 	// Serving is what the route in force sends traffic to now.
 	Serving(ctx context.Context, m *manifest.Manifest) (Serving, error)
+	// ServingOf is Serving of named web service service's own route and
+	// canary ("" or the primary's name: Serving), for the canaries of
+	// services other than the primary.
+	ServingOf(ctx context.Context, m *manifest.Manifest, service string) (Serving, error)
 	// Decide is the infrastructure (Docker) or cluster (Kubernetes)
 	// policy on the target's facts for ch, evaluated fresh.
 	Decide(ctx context.Context, ch Change) policy.Decision

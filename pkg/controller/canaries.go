@@ -1,0 +1,224 @@
+package controller
+
+// Several canaries at once: every named web service may run a canary of
+// its own, walked, judged, promoted and dropped on its own. The primary's
+// (manifest.Primary) decisions stay in State's single fields, so that a
+// state.json written before keeps its meaning; the other services' are
+// in maps keyed by service name. Inside the controller a canary is named
+// by its key: "" for the primary's (the seed's single service included),
+// else the service's name, as Transition.Service records it.
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// canarySpec is the service of m that key names: the primary's for "",
+// nil when m has no such named service.
+func canarySpec(m *manifest.Manifest, key string) *manifest.Services {
+	if key == "" {
+		return m.Main()
+	}
+	return m.Named[key]
+}
+
+// canaryKey is the key of service (a name as the operator gives it, ""
+// for the primary): "" for the primary, else the named service's own.
+// It refuses a name that is no web service of m with a canary.
+func canaryKey(m *manifest.Manifest, service string) (string, error) {
+	if p, _ := m.Primary(); service == "" || service == p || (!m.IsNamed() && service == m.Project) {
+		return "", nil
+	}
+	svc := m.Named[service]
+	switch {
+	case svc == nil:
+		return "", fmt.Errorf("service %q: the manifest has no such service (%v)", service, m.ServiceNames())
+	case svc.EffectiveKind() != manifest.KindWeb:
+		return "", fmt.Errorf("service %q: a %s runs no canary", service, svc.EffectiveKind())
+	case svc.Canary == nil:
+		return "", fmt.Errorf("service %q: no canary declared (services.%s.canary)", service, service)
+	}
+	return service, nil
+}
+
+// canaryKeys are the keys of m's canaries: the primary's first (when it
+// declares one), then the other web services' by name.
+func canaryKeys(m *manifest.Manifest) []string {
+	var out []string
+	if m.Main().Canary != nil {
+		out = append(out, "")
+	}
+	return append(out, otherCanaried(m)...)
+}
+
+// otherCanaried names the web services of m other than the primary that
+// declare a canary, sorted.
+func otherCanaried(m *manifest.Manifest) []string {
+	if !m.IsNamed() {
+		return nil
+	}
+	p, _ := m.Primary()
+	var out []string
+	for _, n := range m.ServiceNames() {
+		if s := m.Named[n]; n != p && s.EffectiveKind() == manifest.KindWeb && s.Canary != nil {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// keyLabel names a canary's service in messages: "" for the primary's.
+func keyLabel(key string) string {
+	if key == "" {
+		return ""
+	}
+	return key + ": "
+}
+
+func (s State) rolloutOf(key string) *analysis.Rollout {
+	if key == "" {
+		return s.Rollout
+	}
+	return s.Rollouts[key]
+}
+
+func (s State) promotedOf(key string) *Promotion {
+	if key == "" {
+		return s.Promoted
+	}
+	return s.ServicePromoted[key]
+}
+
+func (s State) rolledBackOf(key string) *Rollback {
+	if key == "" {
+		return s.RolledBack
+	}
+	return s.ServiceRolledBack[key]
+}
+
+// setRollout records r as key's rollout (nil drops it).
+func (s *State) setRollout(key string, r *analysis.Rollout) {
+	if key == "" {
+		s.Rollout = r
+		return
+	}
+	s.Rollouts = withEntry(s.Rollouts, key, r)
+}
+
+// withEntry is m with k set to v (dropped when v is nil), copied: a State
+// is a value, and the one it was copied from must not change with it.
+func withEntry[T any](m map[string]*T, k string, v *T) map[string]*T {
+	out := map[string]*T{}
+	for n, x := range m {
+		if n != k {
+			out[n] = x
+		}
+	}
+	if v != nil {
+		out[k] = v
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// serviceCanaryOptions are the decisions on the canaries of services
+// other than the primary in force for m: a promotion runs the canary's
+// image as the service's stable (ServiceImages; the canary then stops, its
+// image being stable's), a rollback drops the canary, a rollout's step
+// sets its weight.
+func (s State) serviceCanaryOptions(m *manifest.Manifest, o *stack.Options) {
+	if !m.IsNamed() {
+		return
+	}
+	p, _ := m.Primary()
+	names := make([]string, 0, len(s.ServicePromoted))
+	for n := range s.ServicePromoted {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		pr, svc := s.ServicePromoted[n], m.Named[n]
+		if n == p || pr == nil || svc == nil || pr.ManifestStable != svc.Image || pr.Image == svc.Image {
+			continue
+		}
+		if _, restored := o.ServiceImages[n]; restored {
+			continue // a release brought back after the promotion
+		}
+		if o.ServiceImages == nil {
+			o.ServiceImages = map[string]string{}
+		}
+		o.ServiceImages[n] = pr.Image
+	}
+	for _, n := range otherCanaried(m) {
+		c := m.Named[n].Canary
+		co := stack.CanaryOptions{Weight: s.Rollouts[n].Weight(c)}
+		if rb := s.ServiceRolledBack[n]; rb != nil && rb.CanaryImage == c.Image {
+			co.Off = true
+		}
+		if co == (stack.CanaryOptions{}) {
+			continue
+		}
+		if o.Canaries == nil {
+			o.Canaries = map[string]stack.CanaryOptions{}
+		}
+		o.Canaries[n] = co
+	}
+}
+
+// spentServiceCanaries drops the other services' canary decisions m has
+// moved past, as spent does the primary's: a promotion once its service's
+// image no longer names the image it was made over, a rollback once the
+// service no longer names its canary image, a rollout once the service
+// declares no canary of its image.
+func (s State) spentServiceCanaries(m *manifest.Manifest) (State, bool) {
+	changed := false
+	for n, p := range s.ServicePromoted {
+		if svc := m.Named[n]; p == nil || svc == nil || svc.Image != p.ManifestStable {
+			s.ServicePromoted, changed = withEntry(s.ServicePromoted, n, nil), true
+		}
+	}
+	for n, rb := range s.ServiceRolledBack {
+		if svc := m.Named[n]; rb == nil || svc == nil || svc.Canary == nil || svc.Canary.Image != rb.CanaryImage {
+			s.ServiceRolledBack, changed = withEntry(s.ServiceRolledBack, n, nil), true
+		}
+	}
+	for n, r := range s.Rollouts {
+		if svc := m.Named[n]; r == nil || svc == nil || svc.Canary == nil || svc.Canary.Image != r.CanaryImage {
+			s.Rollouts, changed = withEntry(s.Rollouts, n, nil), true
+		}
+	}
+	return s, changed
+}
+
+// withService records t's decision on the canary of service t.Service
+// (not the primary): the primary's decisions stand.
+func (s State) withService(t *Transition) State {
+	k := t.Service
+	switch t.Kind {
+	case kindPromote:
+		s.ServicePromoted = withEntry(s.ServicePromoted, k, t.Promoted)
+		s.ServiceRolledBack = withEntry(s.ServiceRolledBack, k, nil)
+		s.Rollouts = withEntry(s.Rollouts, k, nil)
+		s.Restores = withoutRestore(s.Restores, k)
+		// Its decisions kept in the primary's fields (it was the primary
+		// when they were made) are spent too.
+		if p := s.Promoted; p != nil && p.Service == k {
+			s.Promoted = nil
+		}
+		if r := s.Restored; r != nil && r.Service == k {
+			s.Restored = nil
+		}
+	case kindRollback:
+		s.ServiceRolledBack = withEntry(s.ServiceRolledBack, k, t.RolledBack)
+	case kindStep:
+		s.Rollouts = withEntry(s.Rollouts, k, s.Rollouts[k].At(t.Step))
+	}
+	return s
+}
