@@ -1,0 +1,232 @@
+package controller
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+)
+
+// twoCanaries: two web services on one nginx, api routed by path prefix
+// (the primary: the first canaried one by name) and web by host name,
+// each with a stepped canary of its own at its own weights: api 30 → 60,
+// web 10 → 20. With steps false, plain canaries at 30 and 10.
+func twoCanaries(steps bool) string {
+	canary := func(image string, w1, w2 int) string {
+		if !steps {
+			return "\n    canary: {image: " + image + ", weight: " + itoa(w1) + "}"
+		}
+		return `
+    canary:
+      image: ` + image + `
+      steps: [{weight: ` + itoa(w1) + `, pause: 2s}, {weight: ` + itoa(w2) + `, pause: 2s}]
+      analysis: {interval: 1s, failure_limit: 2, auto_promote: true}`
+	}
+	return `project: demo
+services:
+  api:
+    image: app:1
+    port: 3000
+    route: {path_prefix: /api}` + canary("app:2", 30, 60) + `
+  web:
+    image: app:1
+    port: 3000
+    route: {host: web.test}` + canary("app:3", 10, 20) + `
+nginx: {image: nginx:latest, port: 8080}
+network: {name: demo-net}
+metrics: {scrape_interval: 1s, window: 10s}
+policy: {min_requests: 10}
+`
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// serviceWeights are the canary weights nginx serves, by service.
+func (h *harness) serviceWeights() map[string]int {
+	out := map[string]int{}
+	for _, s := range h.status().Services {
+		out[s.Name] = s.CanaryWeight
+	}
+	return out
+}
+
+// rolloutOf is a copy of the rollout of the canary of key ("" the primary's).
+func (h *harness) rolloutOf(key string) *analysis.Rollout {
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	r := h.d.state.rolloutOf(key)
+	if r == nil {
+		return nil
+	}
+	c := *r
+	return &c
+}
+
+// Two services' canaries walk their steps independently, each judged on
+// its own figures: web's fails its checks and is aborted on its own while
+// api's passes, steps on and is promoted; each change journaled once and
+// naming its service; the other service's containers untouched.
+func TestTwoCanariesJudgedOnTheirOwn(t *testing.T) {
+	h := newHarness(t, twoCanaries(true))
+	h.mustConverge()
+	t0 := time.Now()
+	h.analyze(t0)
+	api, web := h.rolloutOf(""), h.rolloutOf("web")
+	if api == nil || web == nil || api.StepStarted.IsZero() || web.StepStarted.IsZero() {
+		t.Fatalf("both first steps should start: api %+v web %+v", api, web)
+	}
+	if w := h.serviceWeights(); w["api"] != 30 || w["web"] != 10 {
+		t.Fatalf("weights %v, want api 30 web 10", w)
+	}
+	apiIDs := h.serviceIDs("api")
+
+	// web's canary errs; api's does not.
+	h.app.set(func(a *appMetrics) { a.svcErrRate["web/"+stack.TrackCanary] = 0.2 })
+	h.scrape(3)
+	h.analyze(t0.Add(time.Second))
+	if r := h.rolloutOf("web"); r.Failures != 1 || r.Last == nil || r.Last.Outcome != analysis.Fail {
+		t.Fatalf("web after a bad check: %+v", r)
+	}
+	if r := h.rolloutOf(""); r.Failures != 0 || r.Last == nil || r.Last.Outcome != analysis.Pass {
+		t.Fatalf("api judged on web's figures: %+v", r.Last)
+	}
+	h.scrape(1)
+	h.analyze(t0.Add(2 * time.Second)) // web: 2/2 failed, aborted; api: pause over, next step
+	if w := h.serviceWeights(); w["api"] != 60 || w["web"] != 0 {
+		t.Fatalf("weights %v, want api 60 (its second step), web 0 (aborted); events %v", w, h.events())
+	}
+	if got := h.serviceImages("web"); got != "app:1×1" {
+		t.Errorf("web runs %s after its abort, want its stable only", got)
+	}
+	st := h.state()
+	if rb := st.ServiceRolledBack["web"]; rb == nil || !rb.Aborted || rb.CanaryImage != "app:3" {
+		t.Fatalf("web's abort not recorded: %+v", st.ServiceRolledBack)
+	}
+	if st.RolledBack != nil {
+		t.Fatalf("web's abort recorded as the primary's: %+v", st.RolledBack)
+	}
+	var aborted []journal.Record
+	for _, r := range h.records(journal.TypeEvent) {
+		if r.Event == journal.EventAborted {
+			aborted = append(aborted, r)
+		}
+	}
+	if len(aborted) != 1 || aborted[0].Details["service"] != "web" || aborted[0].Details["figures"] == nil {
+		t.Fatalf("aborted records %+v, want one naming web with its figures", aborted)
+	}
+	if !slices.Equal(h.serviceIDs("api"), apiIDs) {
+		t.Errorf("web's abort replaced api's containers")
+	}
+
+	// api walks on to its promotion; web's canary stays dropped.
+	h.scrape(3)
+	h.analyze(h.rolloutOf("").StepStarted.Add(time.Second))
+	h.scrape(1)
+	h.analyze(h.rolloutOf("").StepStarted.Add(2 * time.Second))
+	if got, want := h.serviceImages("api"), "app:2×1"; got != want {
+		t.Fatalf("api runs %s after its last step, want %s promoted; events %v", got, want, h.events())
+	}
+	h.mustConverge()
+	if got := h.serviceImages("web"); got != "app:1×1" {
+		t.Errorf("web runs %s, want its stable only (its canary stays aborted)", got)
+	}
+	ev := h.events()
+	for name, n := range map[string]int{journal.EventPromoted: 1, journal.EventAborted: 1, journal.EventCanaryStep: 3} {
+		if got := count(ev, name); got != n {
+			t.Errorf("%s journaled %d times, want %d: %v", name, got, n, ev)
+		}
+	}
+	if st := h.state(); st.Promoted == nil || st.Promoted.Image != "app:2" || st.ServicePromoted["web"] != nil {
+		t.Errorf("state after api's promotion: primary %+v, others %+v", st.Promoted, st.ServicePromoted)
+	}
+}
+
+// Promoting a service's canary other than the primary's (web) is the
+// same write-ahead transaction: a daemon that dies before nginx serves it
+// drops it (transition_aborted, web's canary back), one that dies after
+// commits it, journaled once; api's canary is untouched either way.
+func TestServiceCanaryPromotionInterrupted(t *testing.T) {
+	tests := []struct {
+		name              string
+		op                reconciler.OpKind
+		promoted, aborted int
+		web               string
+	}{
+		{name: "before the commit", op: reconciler.OpReloadNginx, promoted: 0, aborted: 1, web: "app:1×1 app:3×1"},
+		{name: "after the commit", op: reconciler.OpRemoveApp, promoted: 1, aborted: 0, web: "app:3×1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, twoCanaries(false))
+			h.mustConverge()
+			if w := h.serviceWeights(); w["api"] != 30 || w["web"] != 10 {
+				t.Fatalf("weights %v, want api 30 web 10", w)
+			}
+			h.scrape(3)
+			apiIDs := h.serviceIDs("api")
+			before := len(h.events())
+			thaw := h.freezeAt("before", tc.op, func() error {
+				return h.d.promoteRequest(context.Background(), "alice", "web", false, func(string) {})
+			})
+			if st := h.state(); tc.promoted == 0 && (st.Pending == nil || st.Pending.Kind != kindPromote || st.Pending.Service != "web") {
+				t.Fatalf("no write-ahead naming web before the commit: %+v", st.Pending)
+			}
+			h.d.jr.Close()
+			h.d = h.newDaemon()
+			h.mustConverge()
+			recs := h.records(journal.TypeEvent)[before:]
+			if n := countRecs(recs, journal.EventPromoted); n != tc.promoted {
+				t.Errorf("promoted journaled %d times, want %d: %v", n, tc.promoted, names(recs))
+			}
+			if n := countRecs(recs, journal.EventTransitionAborted); n != tc.aborted {
+				t.Errorf("transition_aborted journaled %d times, want %d: %v", n, tc.aborted, names(recs))
+			}
+			if got := h.serviceImages("web"); got != tc.web {
+				t.Errorf("web runs %s, want %s", got, tc.web)
+			}
+			if !slices.Equal(h.serviceIDs("api"), apiIDs) {
+				t.Errorf("web's promotion replaced api's containers")
+			}
+			st := h.state()
+			if st.Pending != nil || st.Promoted != nil {
+				t.Errorf("pending %+v, primary promoted %+v", st.Pending, st.Promoted)
+			}
+			if p := st.ServicePromoted["web"]; (p != nil) != (tc.promoted == 1) || (p != nil && p.Image != "app:3") {
+				t.Errorf("web's promotion recorded %+v", st.ServicePromoted)
+			}
+			if w := h.serviceWeights(); w["api"] != 30 {
+				t.Errorf("api's canary weight %d after web's promotion, want 30", w["api"])
+			}
+			_ = thaw()
+		})
+	}
+}
+
+// An operator drops one service's canary by name (swiftctl rollback web);
+// the primary's stays. A service without a canary is refused by name.
+func TestServiceCanaryRollbackByName(t *testing.T) {
+	h := newHarness(t, twoCanaries(false))
+	h.mustConverge()
+	if err := h.d.rollback(context.Background(), "alice", "web", func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	h.mustConverge()
+	if w := h.serviceWeights(); w["api"] != 30 || w["web"] != 0 {
+		t.Fatalf("weights %v after web's rollback, want api 30 web 0", w)
+	}
+	if st := h.state(); st.ServiceRolledBack["web"] == nil || st.RolledBack != nil {
+		t.Fatalf("state: primary %+v others %+v", st.RolledBack, st.ServiceRolledBack)
+	}
+	if n := count(h.events(), journal.EventRolledBack); n != 1 {
+		t.Errorf("rolled_back journaled %d times", n)
+	}
+	if err := h.d.promoteRequest(context.Background(), "alice", "nope", false, func(string) {}); err == nil {
+		t.Errorf("promote of an unknown service accepted")
+	}
+}
