@@ -148,9 +148,9 @@ func (d *Daemon) Deploy(ctx context.Context, user string, progress func(string))
 	return apiFailure(d.waitAs(ctx, user, progress))
 }
 
-// Promote is `swiftctl promote [--full]`.
-func (d *Daemon) Promote(ctx context.Context, user string, full bool, progress func(string)) error {
-	return apiFailure(d.promoteRequest(ctx, user, "", full, progress))
+// Promote is `swiftctl promote [SERVICE] [--full]`.
+func (d *Daemon) Promote(ctx context.Context, user string, req api.PromoteRequest, progress func(string)) error {
+	return apiFailure(d.promoteRequest(ctx, user, req.Service, req.Full, progress))
 }
 
 // Rollback drops the canary, or with req.To brings that release back
@@ -174,9 +174,9 @@ func (d *Daemon) Rollback(ctx context.Context, user string, req api.RollbackRequ
 	return apiFailure(d.rollback(ctx, user, key, progress))
 }
 
-// Abort is `swiftctl abort`.
-func (d *Daemon) Abort(ctx context.Context, user, reason string, progress func(string)) error {
-	return apiFailure(d.abortCanary(ctx, user, "", reason, progress))
+// Abort is `swiftctl abort [SERVICE]`.
+func (d *Daemon) Abort(ctx context.Context, user string, req api.AbortRequest, progress func(string)) error {
+	return apiFailure(d.abortCanary(ctx, user, req.Service, req.Reason, progress))
 }
 
 // Down is `swiftctl down`.
@@ -189,9 +189,9 @@ func (d *Daemon) Traffic(ctx context.Context, user string, hold *stack.Traffic, 
 	return apiFailure(d.setTraffic(ctx, user, hold, progress))
 }
 
-// SetPaused is `swiftctl pause` and `resume`.
-func (d *Daemon) SetPaused(user string, paused bool) error {
-	if err := d.setPaused(user, "", paused); err != nil {
+// SetPaused is `swiftctl pause` and `resume` [SERVICE].
+func (d *Daemon) SetPaused(user, service string, paused bool) error {
+	if err := d.setPaused(user, service, paused); err != nil {
 		return apiserver.Conflict(err)
 	}
 	return nil

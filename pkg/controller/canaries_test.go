@@ -4,10 +4,12 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
@@ -213,7 +215,7 @@ func TestServiceCanaryPromotionInterrupted(t *testing.T) {
 func TestServiceCanaryRollbackByName(t *testing.T) {
 	h := newHarness(t, twoCanaries(false))
 	h.mustConverge()
-	if err := h.d.rollback(context.Background(), "alice", "web", func(string) {}); err != nil {
+	if err := h.d.Rollback(context.Background(), "alice", api.RollbackRequest{Service: "web"}, func(string) {}); err != nil {
 		t.Fatal(err)
 	}
 	h.mustConverge()
@@ -226,7 +228,17 @@ func TestServiceCanaryRollbackByName(t *testing.T) {
 	if n := count(h.events(), journal.EventRolledBack); n != 1 {
 		t.Errorf("rolled_back journaled %d times", n)
 	}
-	if err := h.d.promoteRequest(context.Background(), "alice", "nope", false, func(string) {}); err == nil {
-		t.Errorf("promote of an unknown service accepted")
+	if err := h.d.Promote(context.Background(), "alice", api.PromoteRequest{Service: "nope"}, func(string) {}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("promote of an unknown service: %v", err)
+	}
+	if err := h.d.SetPaused("alice", "web", true); err == nil {
+		t.Errorf("pause of web's plain canary (no steps) accepted")
+	}
+	// The primary's canary is aborted by name as by default.
+	if err := h.d.Abort(context.Background(), "alice", api.AbortRequest{Service: "api", Reason: "slow"}, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.state(); st.RolledBack == nil || !st.RolledBack.Aborted || st.ServiceRolledBack["api"] != nil {
+		t.Fatalf("api's abort: primary %+v others %+v", st.RolledBack, st.ServiceRolledBack)
 	}
 }
