@@ -339,6 +339,10 @@ type ServiceStatus struct {
 	// CanaryWeight is the share of the service's requests nginx's loaded
 	// configuration sends to its canary (web, while one runs).
 	CanaryWeight int `json:"canary_weight,omitempty"`
+	// Rollout is the progress of the service's stepped canary (or its
+	// abort), walked on its own: several web services may run one at
+	// once. The primary's is Status.Rollout too.
+	Rollout *Rollout `json:"rollout,omitempty"`
 	// Revisions are nginx's figures per track and revision routed (web).
 	Revisions []ServiceRevision `json:"revisions,omitempty"`
 }

@@ -106,9 +106,14 @@ func (d *Daemon) setPaused(user, service string, paused bool) error {
 	return nil
 }
 
-// rolloutStatus describes a stepped canary's progress, or its abort.
-func (d *Daemon) rolloutStatus(m *manifest.Manifest, now time.Time) *api.Rollout {
-	c := m.Main().Canary
+// rolloutStatus describes the progress of the stepped canary of m's
+// service key (canaries.go: "" the primary's), or its abort.
+func (d *Daemon) rolloutStatus(m *manifest.Manifest, key string, now time.Time) *api.Rollout {
+	svc := canarySpec(m, key)
+	if svc == nil {
+		return nil
+	}
+	c := svc.Canary
 	if c == nil || len(c.Steps) == 0 || c.Analysis == nil {
 		return nil
 	}
@@ -117,19 +122,19 @@ func (d *Daemon) rolloutStatus(m *manifest.Manifest, now time.Time) *api.Rollout
 	a := c.Analysis
 	out := &api.Rollout{Image: c.Image, Steps: len(c.Steps), FailureLimit: a.FailureLimit, Interval: a.Interval.D().String(), AutoPromote: a.AutoPromote}
 	s := d.state
-	if rb := s.RolledBack; rb != nil && rb.CanaryImage == c.Image {
+	if rb := s.rolledBackOf(key); rb != nil && rb.CanaryImage == c.Image {
 		out.Phase = api.PhaseAborted
 		out.Aborted = &api.Abort{At: rb.At, By: rb.User, Reasons: rb.Reasons}
 		if !rb.Aborted {
 			out.Aborted.Reasons = []string{"rolled back"}
 		}
-		if r := s.Rollout; r != nil && r.CanaryImage == c.Image {
+		if r := s.rolloutOf(key); r != nil && r.CanaryImage == c.Image {
 			out.Step, out.Failures, out.LastCheck = r.Step+1, r.Failures, r.Last
 		}
 		return out
 	}
-	r := s.Rollout
-	if r == nil || r.CanaryImage != c.Image || (s.Promoted != nil && s.Promoted.Image == c.Image) {
+	r, p := s.rolloutOf(key), s.promotedOf(key)
+	if r == nil || r.CanaryImage != c.Image || (p != nil && p.Image == c.Image) {
 		return nil
 	}
 	step := min(r.Step, len(c.Steps)-1)

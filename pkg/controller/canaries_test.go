@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,6 +126,16 @@ func TestTwoCanariesJudgedOnTheirOwn(t *testing.T) {
 	}
 	if !slices.Equal(h.serviceIDs("api"), apiIDs) {
 		t.Errorf("web's abort replaced api's containers")
+	}
+	// Status shows each service's own rollout beside its weight.
+	phases := map[string]string{}
+	for _, s := range h.status().Services {
+		if r := s.Rollout; r != nil {
+			phases[s.Name] = fmt.Sprintf("%s %d/%d %d", r.Phase, r.Step, r.Steps, s.CanaryWeight)
+		}
+	}
+	if want := map[string]string{"api": "progressing 2/2 60", "web": "aborted 1/2 0"}; !maps.Equal(phases, want) {
+		t.Errorf("services' rollouts in status %v, want %v", phases, want)
 	}
 
 	// api walks on to its promotion; web's canary stays dropped.
