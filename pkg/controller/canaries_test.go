@@ -254,3 +254,30 @@ func TestServiceCanaryRollbackByName(t *testing.T) {
 		t.Fatalf("api's abort: primary %+v others %+v", st.RolledBack, st.ServiceRolledBack)
 	}
 }
+
+// A promoted canary of a service other than the primary is a release of
+// that service: rollback web --to previous brings web's former image
+// back, and web's canary (promoted) stays dropped beside it, while api's
+// canary runs on.
+func TestServiceCanaryPromotedThenRolledBackTo(t *testing.T) {
+	h := newHarness(t, twoCanaries(false))
+	h.deployBy("alice")
+	h.scrape(3)
+	if err := h.d.promoteRequest(context.Background(), "alice", "web", false, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	h.mustConverge()
+	if got := h.serviceImages("web"); got != "app:3×1" {
+		t.Fatalf("web runs %s after its promotion, want app:3", got)
+	}
+	if err := h.rollbackService("web", "previous"); err != nil {
+		t.Fatal(err)
+	}
+	h.mustConverge()
+	if got := h.serviceImages("web"); got != "app:1×1" {
+		t.Errorf("web runs %s after rollback --to previous, want app:1 only (its canary stays dropped)", got)
+	}
+	if w := h.serviceWeights(); w["api"] != 30 || w["web"] != 0 {
+		t.Errorf("weights %v, want api 30, web 0", w)
+	}
+}

@@ -400,6 +400,9 @@ func (s State) with(t *Transition) State {
 				s.Promoted = nil
 			}
 			s.ServicePromoted = withEntry(s.ServicePromoted, r.Service, nil)
+			if t.RolledBack != nil { // its canary stays dropped
+				s.ServiceRolledBack = withEntry(s.ServiceRolledBack, r.Service, t.RolledBack)
+			}
 			break
 		}
 		s = s.parkRestored(t.Project)
