@@ -281,3 +281,24 @@ func TestServiceCanaryPromotedThenRolledBackTo(t *testing.T) {
 		t.Errorf("weights %v, want api 30, web 0", w)
 	}
 }
+
+// With policy.relative, a canary is compared with its own service's
+// stable, not the primary's: web's canary at 3% errors fails against
+// web's stable at 0% although api's stable errs at 3% too.
+func TestServiceCanaryRelativeToItsOwnStable(t *testing.T) {
+	h := newHarness(t, strings.Replace(twoCanaries(true), "policy: {min_requests: 10}",
+		"policy: {min_requests: 10, max_error_rate: 0.05, relative: {confidence: 0.95, min_requests: 100}}", 1))
+	h.mustConverge()
+	t0 := time.Now()
+	h.analyze(t0)
+	h.app.set(func(a *appMetrics) {
+		a.svcErrRate["web/"+stack.TrackCanary] = 0.03
+		a.svcErrRate["api/"+stack.TrackStable] = 0.03
+	})
+	h.scrape(4)
+	h.analyze(t0.Add(time.Second))
+	r := h.rolloutOf("web")
+	if r == nil || r.Failures != 1 || r.Last == nil || r.Last.Outcome != analysis.Fail || !strings.Contains(strings.Join(r.Last.Reasons, ";"), "than stable's 0.00%") {
+		t.Fatalf("web's canary 3%% worse than web's stable: %+v", r)
+	}
+}
