@@ -408,6 +408,9 @@ type ChaosRequest struct {
 	Duration float64 `json:"duration,omitempty"`
 	Rate     float64 `json:"rate,omitempty"`
 	Track    string  `json:"track,omitempty"`
+	// Service names the web service whose containers it hits (several may
+	// run a canary at once); empty: the primary's.
+	Service string `json:"service,omitempty"`
 }
 
 // ChaosResult is POST /v1/chaos's answer: the app containers the chaos

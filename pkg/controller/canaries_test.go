@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -300,5 +301,28 @@ func TestServiceCanaryRelativeToItsOwnStable(t *testing.T) {
 	r := h.rolloutOf("web")
 	if r == nil || r.Failures != 1 || r.Last == nil || r.Last.Outcome != analysis.Fail || !strings.Contains(strings.Join(r.Last.Reasons, ";"), "than stable's 0.00%") {
 		t.Fatalf("web's canary 3%% worse than web's stable: %+v", r)
+	}
+}
+
+// Chaos aims at one of several canaried services by name: web's canary
+// only (its track by default), not the primary's; a name that is no web
+// service is refused.
+func TestChaosAimsAtOneService(t *testing.T) {
+	h := newHarness(t, twoCanaries(false))
+	h.mustConverge()
+	h.d.jr.Close()
+	h.d = h.newDaemonWith(func(c *Config) {
+		c.ChaosPost = func(context.Context, string, []byte) (int, string, error) { return http.StatusOK, "ok", nil }
+	})
+	h.mustConverge()
+	res, err := h.d.Chaos(context.Background(), "alice", api.ChaosRequest{Mode: "error", Rate: 1, Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Track != stack.TrackCanary || len(res.Containers) != 1 || !strings.Contains(res.Containers[0], "-web-canary-") {
+		t.Errorf("chaos on web hit %s %v, want web's canary only", res.Track, res.Containers)
+	}
+	if _, err := h.d.Chaos(context.Background(), "alice", api.ChaosRequest{Mode: "error", Rate: 1, Service: "nope"}); err == nil {
+		t.Errorf("chaos on an unknown service accepted")
 	}
 }
