@@ -105,7 +105,7 @@ func (d *Daemon) activeRolloutLocked(m *manifest.Manifest, key string) *analysis
 	}
 	c := svc.Canary
 	s := d.state
-	rb, p := s.rolledBackOf(key), s.promotedOf(key)
+	rb, p := s.rolledBackOf(key), s.promotedOf(m, key)
 	switch {
 	case c == nil || len(c.Steps) == 0 || c.Analysis == nil || s.Down || s.Pending != nil:
 		return nil

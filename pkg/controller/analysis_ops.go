@@ -133,7 +133,7 @@ func (d *Daemon) rolloutStatus(m *manifest.Manifest, key string, now time.Time) 
 		}
 		return out
 	}
-	r, p := s.rolloutOf(key), s.promotedOf(key)
+	r, p := s.rolloutOf(key), s.promotedOf(m, key)
 	if r == nil || r.CanaryImage != c.Image || (p != nil && p.Image == c.Image) {
 		return nil
 	}

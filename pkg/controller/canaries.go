@@ -72,6 +72,16 @@ func otherCanaried(m *manifest.Manifest) []string {
 	return out
 }
 
+// canaryName is the service name key stands for: the primary's own
+// name for "" ("" in the seed form).
+func canaryName(m *manifest.Manifest, key string) string {
+	if key == "" {
+		p, _ := m.Primary()
+		return p
+	}
+	return key
+}
+
 // keyLabel names a canary's service in messages: "" for the primary's.
 func keyLabel(key string) string {
 	if key == "" {
@@ -87,11 +97,19 @@ func (s State) rolloutOf(key string) *analysis.Rollout {
 	return s.Rollouts[key]
 }
 
-func (s State) promotedOf(key string) *Promotion {
-	if key == "" {
-		return s.Promoted
+// promotedOf is the promotion of key's canary in force for m: the single
+// field holds the primary's, unless it names another service (made
+// when that one was the primary; decisionTarget).
+func (s State) promotedOf(m *manifest.Manifest, key string) *Promotion {
+	if key != "" {
+		return s.ServicePromoted[key]
 	}
-	return s.ServicePromoted[key]
+	if p := s.Promoted; p != nil {
+		if _, _, primary := decisionTarget(m, p.Service); primary {
+			return p
+		}
+	}
+	return nil
 }
 
 func (s State) rolledBackOf(key string) *Rollback {
@@ -126,6 +144,51 @@ func withEntry[T any](m map[string]*T, k string, v *T) map[string]*T {
 		return nil
 	}
 	return out
+}
+
+// mine reports whether a rollback recorded for service (its Service
+// field) is the primary's, named primary: "" is, from the seed form or a
+// state.json written before several services could run a canary.
+func mine(service, primary string) bool { return service == "" || service == primary }
+
+// rekeyed moves the canary decisions to where m keeps them when another
+// service became the primary (its canary was removed from the manifest,
+// or another service's canary sorts first now): the primary's recorded
+// for another service go to the maps, the new primary's come out of them.
+// A rollout left in State.Rollout is dropped when the new primary has one
+// of its own (the former primary's walk starts again from its first step
+// should its canary still be declared).
+func (s State) rekeyed(m *manifest.Manifest) (State, bool) {
+	if !m.IsNamed() {
+		return s, false
+	}
+	p, _ := m.Primary()
+	changed := false
+	// A promotion names its service as releases do (decisionTarget): one
+	// of another service stands, but the single field goes to the new
+	// primary's own if it has one.
+	if pr := s.ServicePromoted[p]; pr != nil {
+		if old := s.Promoted; old != nil && old.Service != "" && old.Service != p && m.Named[old.Service] != nil {
+			s.ServicePromoted = withEntry(s.ServicePromoted, old.Service, old)
+			s.Promoted = nil
+		}
+		if s.Promoted == nil {
+			s.Promoted, s.ServicePromoted, changed = pr, withEntry(s.ServicePromoted, p, nil), true
+		}
+	}
+	if rb := s.RolledBack; rb != nil && !mine(rb.Service, p) {
+		if m.Named[rb.Service] != nil {
+			s.ServiceRolledBack = withEntry(s.ServiceRolledBack, rb.Service, rb)
+		}
+		s.RolledBack, changed = nil, true
+	}
+	if rb := s.ServiceRolledBack[p]; rb != nil && s.RolledBack == nil {
+		s.RolledBack, s.ServiceRolledBack, changed = rb, withEntry(s.ServiceRolledBack, p, nil), true
+	}
+	if r := s.Rollouts[p]; r != nil {
+		s.Rollout, s.Rollouts, changed = r, withEntry(s.Rollouts, p, nil), true
+	}
+	return s, changed
 }
 
 // serviceCanaryOptions are the decisions on the canaries of services

@@ -326,3 +326,37 @@ func TestChaosAimsAtOneService(t *testing.T) {
 		t.Errorf("chaos on an unknown service accepted")
 	}
 }
+
+// When another service becomes the primary (api's canary leaves the
+// manifest, its image not caught up), each decision stays its service's:
+// api keeps its promoted image, web's aborted canary stays dropped, and
+// web's stable is not given api's promotion.
+func TestDecisionsStayTheirServicesWhenThePrimaryChanges(t *testing.T) {
+	h := newHarness(t, twoCanaries(false))
+	h.mustConverge()
+	h.scrape(3)
+	if err := h.d.promoteRequest(context.Background(), "alice", "", false, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.d.abortCanary(context.Background(), "alice", "web", "bad", func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	h.mustConverge()
+	if st := h.state(); st.Promoted == nil || st.Promoted.Service != "api" || st.ServiceRolledBack["web"] == nil {
+		t.Fatalf("state before: %+v %+v", st.Promoted, st.ServiceRolledBack)
+	}
+	// api's canary leaves the manifest (api's image still app:1): web,
+	// the only canaried service, is the primary now.
+	h.write(strings.Replace(twoCanaries(false), "\n    canary: {image: app:2, weight: 30}", "", 1))
+	h.mustConverge()
+	if got := h.serviceImages("api"); got != "app:2×1" {
+		t.Errorf("api runs %s, want its promoted app:2", got)
+	}
+	if got := h.serviceImages("web"); got != "app:1×1" {
+		t.Errorf("web runs %s, want app:1 only (its canary aborted, api's promotion not applied to it)", got)
+	}
+	st := h.state()
+	if st.Promoted == nil || st.Promoted.Service != "api" || st.RolledBack == nil || st.RolledBack.Service != "web" || st.ServiceRolledBack != nil {
+		t.Errorf("state after: promoted %+v %+v, rolled back %+v %+v", st.Promoted, st.ServicePromoted, st.RolledBack, st.ServiceRolledBack)
+	}
+}

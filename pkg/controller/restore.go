@@ -88,7 +88,7 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 			// The canary the manifest still declares (promoted, or dropped)
 			// must not start again beside the release brought back: it stays
 			// dropped until the manifest names another canary image.
-			t.RolledBack = &Rollback{CanaryImage: c.Image, At: now, User: user}
+			t.RolledBack = &Rollback{Service: canaryName(m, ""), CanaryImage: c.Image, At: now, User: user}
 		}
 	} else {
 		// Another service of the named form: its image only; the
@@ -98,7 +98,7 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 		if c := m.Named[svc].Canary; c != nil {
 			// As the primary's: its canary (promoted, or dropped) stays
 			// dropped beside the release brought back.
-			t.RolledBack = &Rollback{CanaryImage: c.Image, At: now, User: user}
+			t.RolledBack = &Rollback{Service: svc, CanaryImage: c.Image, At: now, User: user}
 		}
 	}
 	// The spec in force once it takes effect; and whether the manifest's

@@ -441,7 +441,7 @@ func (d *Daemon) rollbackWith(ctx context.Context, user, key string, abortReason
 		// The record names the manifest's canary image: that is what the
 		// options compare, so whatever canary the manifest names (even one
 		// other than the image serving now) stays suppressed.
-		RolledBack: &Rollback{CanaryImage: svc.Canary.Image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
+		RolledBack: &Rollback{Service: canaryName(m, key), CanaryImage: svc.Canary.Image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
 	if err := d.transact(ctx, m, t, progress); err != nil {
 		return err
 	}

@@ -90,6 +90,8 @@ type Promotion struct {
 // Rollback: the canary image was dropped; it is not run again until the
 // manifest names another canary image.
 type Rollback struct {
+	// Service: as Promotion.Service.
+	Service     string    `json:"service,omitempty"`
 	CanaryImage string    `json:"canary_image"`
 	At          time.Time `json:"at"`
 	User        string    `json:"user,omitempty"`
@@ -196,6 +198,7 @@ func (d *Daemon) saveStateLocked() error {
 // the targets.Decisions a target renders a manifest under.
 func (s State) Options(m *manifest.Manifest) stack.Options {
 	var o stack.Options
+	primary, _ := m.Primary()
 	stableImage := func(name string, primary bool, image string) {
 		if primary {
 			o.StableImage = image
@@ -218,7 +221,7 @@ func (s State) Options(m *manifest.Manifest) stack.Options {
 		}
 		stableImage(name, primary, r.Image)
 	}
-	if r := s.RolledBack; r != nil && m.Main().Canary != nil && m.Main().Canary.Image == r.CanaryImage {
+	if r := s.RolledBack; r != nil && mine(r.Service, primary) && m.Main().Canary != nil && m.Main().Canary.Image == r.CanaryImage {
 		o.NoCanary = true
 	}
 	o.CanaryWeight = s.Rollout.Weight(m.Main().Canary)
@@ -287,7 +290,7 @@ func decisionTarget(m *manifest.Manifest, service string) (name string, svc *man
 // the moment the manifest returned to that image, overriding a deliberate
 // edit.
 func (s State) spent(m *manifest.Manifest) (State, bool) {
-	changed := false
+	s, changed := s.rekeyed(m)
 	if p := s.Promoted; p != nil {
 		if _, svc, _ := decisionTarget(m, p.Service); svc == nil || svc.Image != p.ManifestStable {
 			s.Promoted, changed = nil, true
