@@ -171,3 +171,70 @@ func openLoopHost(url, host string, every time.Duration, fn func(sent time.Time,
 	}()
 	return func() { close(stopc); <-done }
 }
+
+// TestSeveralCanariesJudgedApart walks two stepped canaries at once under
+// load on the real engine, each judged on its own figures: web's canary,
+// made to fail (chaos on web's canary only), is aborted by the analysis
+// while api's walks on and is promoted; neither is stopped by the other,
+// and no api request fails.
+func TestSeveralCanariesJudgedApart(t *testing.T) {
+	e := newEnv(t)
+	v1, v2 := images.AppImage, images.AppImageV2
+	base := strings.Replace(e.namedManifest(v1, v1, v1, v1), "  min_disk_gb: 0.1\n", "  min_disk_gb: 0.1\n  min_requests: 10\n  max_p99_ms: 3000\n", 1)
+	e.writeManifest(base)
+	e.startDaemon()
+	if out, code := e.swiftctl("deploy"); code != 0 {
+		t.Fatalf("swiftctl deploy: exit %d:\n%s", code, out)
+	}
+	e.converged(map[string]int{v1: 5})
+	webLoad := startLoadHost(e.url("/"), "web.test", 5*time.Millisecond)
+	apiLoad := startLoad(e.url("/v2/"), 5*time.Millisecond)
+
+	m := strings.Replace(base, "    route: {host: web.test}\n", "    route: {host: web.test}\n    canary:\n      image: "+v2+
+		"\n      steps: [{weight: 20, pause: 60s}]\n      analysis: {interval: 1s, failure_limit: 3}\n", 1)
+	m = strings.Replace(m, "    route: {path_prefix: /v2, strip_prefix: true}\n", "    route: {path_prefix: /v2, strip_prefix: true}\n    canary:\n      image: "+v2+
+		"\n      steps: [{weight: 30, pause: 8s}, {weight: 60, pause: 8s}]\n      analysis: {interval: 1s, failure_limit: 3, auto_promote: true}\n", 1)
+	start := time.Now()
+	e.writeManifest(m)
+	e.waitFor(90*time.Second, "both canaries' first steps under way", func() (bool, string) {
+		got := map[string]string{}
+		for _, s := range e.status().Services {
+			if r := s.Rollout; r != nil {
+				got[s.Name] = fmt.Sprintf("%s %d%%", r.Phase, s.CanaryWeight)
+			}
+		}
+		return got["web"] == "progressing 20%" && got["api"] == "progressing 30%", fmt.Sprint(got)
+	})
+	var hit api.ChaosResult
+	if err := e.api.Post(context.Background(), api.PathChaos, api.ChaosRequest{Mode: "error", Rate: 1, Service: "web"}, &hit); err != nil {
+		t.Fatalf("chaos on web's canary: %v", err)
+	}
+	t.Logf("chaos error 100%% on %s %v", hit.Track, hit.Containers)
+	chaosAt := time.Now()
+	e.waitFor(120*time.Second, "web aborted and api promoted, each on its own", func() (bool, string) {
+		ab, pr := e.events(journal.EventAborted), e.events(journal.EventPromoted)
+		return len(ab) == 1 && len(pr) == 1, fmt.Sprintf("%d aborted, %d promoted", len(ab), len(pr))
+	})
+	ab, pr := e.events(journal.EventAborted)[0], e.events(journal.EventPromoted)[0]
+	t.Logf("web aborted %s after the chaos (%s); api promoted %s after the manifest edit",
+		ab.Timestamp.Sub(chaosAt).Round(100*time.Millisecond), ab.Message, pr.Timestamp.Sub(start).Round(100*time.Millisecond))
+	if ab.Details["service"] != "web" || pr.Details["service"] != nil || pr.Details["image"] != v2 {
+		t.Errorf("aborted %v, promoted %v: want web's abort and api's (the primary's) promotion", ab.Details, pr.Details)
+	}
+	e.converged(map[string]int{v1: 3, v2: 2})
+	e.routes([]routeWant{{"", "/v2/", 200, "2.0.0"}})
+	webOK, webFailed, _ := webLoad.finish()
+	apiOK, apiFailed, samples := apiLoad.finish()
+	t.Logf("requests: api %d ok, %d failed; web %d ok, %d failed (web's canary failing on purpose until its abort)", apiOK, apiFailed, webOK, webFailed)
+	if apiFailed != 0 {
+		t.Errorf("%d of api's requests failed (e.g. %v)", apiFailed, samples)
+	}
+	for _, r := range e.events(journal.EventCheckFailed) {
+		if r.Details["service"] != "web" {
+			t.Errorf("a check of api failed: %s", r.Message)
+		}
+	}
+	if got := e.events(journal.EventCanaryStep); len(got) != 3 {
+		t.Errorf("%d canary_step records, want 3 (web's first, api's two)", len(got))
+	}
+}
