@@ -371,11 +371,15 @@ func (d *Daemon) promote(ctx context.Context, user, key string, progress reconci
 	d.metrics.observeDecision(dec)
 	d.decision(dec, user)
 	if !dec.Allowed {
-		d.event(journal.EventPromoteDenied, "promotion of "+image+" denied: "+strings.Join(dec.Reasons, "; "), user, map[string]any{"reasons": dec.Reasons, "policy": dec.Policy})
+		d.event(journal.EventPromoteDenied, keyLabel(key)+"promotion of "+image+" denied: "+strings.Join(dec.Reasons, "; "), user, withServiceDetail(map[string]any{"reasons": dec.Reasons, "policy": dec.Policy}, key))
 		return &promoteDenied{reasons: dec.Reasons}
 	}
 	progress("Canary safety: PASS")
-	d.event(journal.EventPromoteAllowed, "promotion of "+image+" allowed by canary safety", user, nil)
+	var allowed map[string]any // the primary's carries no details, as before
+	if key != "" {
+		allowed = map[string]any{"service": key}
+	}
+	d.event(journal.EventPromoteAllowed, keyLabel(key)+"promotion of "+image+" allowed by canary safety", user, allowed)
 	relService := serviceName(m)
 	if key != "" {
 		relService = key
@@ -389,7 +393,7 @@ func (d *Daemon) promote(ctx context.Context, user, key string, progress reconci
 	err = d.transact(ctx, m, t, progress)
 	var denied *reconciler.DeniedError
 	if errors.As(err, &denied) {
-		d.event(journal.EventPromoteDenied, "promotion of "+image+" denied: "+strings.Join(denied.Reasons, "; "), user, map[string]any{"reasons": denied.Reasons, "policy": d.gatePolicy()})
+		d.event(journal.EventPromoteDenied, keyLabel(key)+"promotion of "+image+" denied: "+strings.Join(denied.Reasons, "; "), user, withServiceDetail(map[string]any{"reasons": denied.Reasons, "policy": d.gatePolicy()}, key))
 		return err
 	}
 	if err == nil {
