@@ -134,8 +134,11 @@ const (
 // OneCanary refuses a manifest in which more than one service declares a
 // canary: a namespace runs one canary at a time (the route's split,
 // the commit predicate and the Prometheus figures are the primary
-// service's, manifest.Primary). Refused when planned, before anything
-// is applied or removed.
+// service's, manifest.Primary). The controller refuses such a manifest
+// when it reads it (the Kubernetes target's Accept), so the last good one
+// stays in force and the canary running can still be aborted; planning
+// refuses it again, before anything is applied or removed. The error is
+// a *manifest.ValidationError naming each canaried service's field.
 func OneCanary(m *manifest.Manifest) error {
 	if !m.IsNamed() {
 		return nil
@@ -146,8 +149,13 @@ func OneCanary(m *manifest.Manifest) error {
 			canaried = append(canaried, n)
 		}
 	}
-	if len(canaried) > 1 {
-		return fmt.Errorf("services %s each declare a canary: on --target kubernetes only one service may run a canary at a time; promote or remove all but one", strings.Join(canaried, ", "))
+	if len(canaried) < 2 {
+		return nil
 	}
-	return nil
+	msg := fmt.Sprintf("services %s each declare a canary: on --target kubernetes only one service may run a canary at a time; promote or remove all but one", strings.Join(canaried, ", "))
+	ve := &manifest.ValidationError{}
+	for _, n := range canaried {
+		ve.Problems = append(ve.Problems, manifest.Problem{Field: "services." + n + ".canary", Msg: msg})
+	}
+	return ve
 }

@@ -1,6 +1,7 @@
 package kubetarget
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -9,8 +10,9 @@ import (
 )
 
 // A namespace runs one canary: a manifest whose web services declare two
-// is refused when planned, naming both, before anything is rendered (so
-// nothing is applied or torn down); one canary, and the seed form, pass.
+// is refused (when read, and again when planned, before anything is
+// rendered, so nothing is applied or torn down), naming both fields; one
+// canary, and the seed form, pass.
 func TestOneCanaryOnKubernetes(t *testing.T) {
 	web := func(canary bool) *manifest.Services {
 		s := &manifest.Services{Image: "app:1", Port: 3000, Replicas: 1}
@@ -40,6 +42,12 @@ func TestOneCanaryOnKubernetes(t *testing.T) {
 			}
 			if tt.want == "" {
 				return
+			}
+			// A validation error, as the daemon reports any invalid
+			// manifest: one problem per canaried service's field.
+			var ve *manifest.ValidationError
+			if !errors.As(err, &ve) || len(ve.Problems) != 2 || ve.Problems[0].Field != "services.api.canary" || ve.Problems[1].Field != "services.web.canary" {
+				t.Fatalf("OneCanary: %#v, want a validation error on services.api.canary and services.web.canary", err)
 			}
 			if _, err := DesiredFor(m, stack.Options{}, "ns", "gw", 0, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("DesiredFor: %v, want the refusal", err)

@@ -182,6 +182,9 @@ func (t *Target) Serves(ctx context.Context, ch targets.Change) (targets.Verdict
 	return targets.ServesNo, sv, nil
 }
 
+// Accept: the Docker host runs every manifest that validates and renders.
+func (t *Target) Accept(*manifest.Manifest) error { return nil }
+
 func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Serving, error) {
 	cur, err := t.desired(m)
 	if err != nil {
