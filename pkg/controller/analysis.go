@@ -104,6 +104,9 @@ func (d *Daemon) activeRolloutLocked(m *manifest.Manifest, key string) *analysis
 		return nil
 	}
 	c := svc.Canary
+	if d.state.Pending == nil {
+		d.state, _ = d.state.rekeyed(m) // key "" is m's primary
+	}
 	s := d.state
 	rb, p := s.rolledBackOf(key), s.promotedOf(m, key)
 	switch {
