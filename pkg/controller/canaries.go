@@ -186,6 +186,9 @@ func (s State) keyOf(service string) string {
 // they are normalised for: they are stamped then.
 func (s State) rekeyed(m *manifest.Manifest) (State, bool) {
 	if !m.IsNamed() {
+		// The seed's single service is the primary: its decisions are
+		// the primary's of the named form it may become.
+		s.Primary = ""
 		return s, false
 	}
 	p, _ := m.Primary()

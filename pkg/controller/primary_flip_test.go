@@ -269,3 +269,32 @@ func TestAPendingTransitionNamesItsService(t *testing.T) {
 		t.Errorf("settled and normalised: primary's rollback %+v, api's %+v; want api's only", next.RolledBack, next.ServiceRolledBack["api"])
 	}
 }
+
+// Finding 3, in memory: what the analysis keeps of a rollout (checks,
+// retry) is kept by service, so a primary change neither hands the
+// former primary's to the new one nor loses it.
+func TestAnalysisMemoryStaysWithItsService(t *testing.T) {
+	d := &Daemon{}
+	d.state.Primary = "api"
+	*d.memLocked("") = analysisMem{image: "app:2", checks: 5}
+	d.state.Primary = "aaa"
+	if got := *d.memLocked(""); got.checks != 0 {
+		t.Errorf("aaa (the primary now) has api's analysis memory %+v", got)
+	}
+	if got := *d.memLocked("api"); got.checks != 5 {
+		t.Errorf("api's analysis memory %+v, want its 5 checks kept", got)
+	}
+}
+
+// The seed form's single service is the primary: decisions made under it
+// are the primary's of the named form it may become, not those of the
+// named primary before it.
+func TestRekeyedSeedFormForgetsTheNamedPrimary(t *testing.T) {
+	seed, err := manifest.Parse([]byte(fakeManifest("app:3", 2, "")), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := (State{Primary: "api"}).rekeyed(seed); s.Primary != "" {
+		t.Errorf("under the seed form the single fields are said to be %q's", s.Primary)
+	}
+}
