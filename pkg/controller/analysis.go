@@ -104,6 +104,9 @@ func (d *Daemon) activeRolloutLocked(m *manifest.Manifest, key string) *analysis
 		return nil
 	}
 	c := svc.Canary
+	if d.state.Pending == nil {
+		d.state, _ = d.state.rekeyed(m) // key "" is m's primary
+	}
 	s := d.state
 	rb, p := s.rolledBackOf(key), s.promotedOf(m, key)
 	switch {
@@ -126,9 +129,15 @@ func (d *Daemon) activeRolloutLocked(m *manifest.Manifest, key string) *analysis
 	return d.state.rolloutOf(key)
 }
 
-// memLocked is what the analysis keeps in memory of key's rollout.
+// memLocked is what the analysis keeps in memory of key's rollout, by
+// service name: the primary's is another service's after a manifest
+// edit (d.state.Primary, normalised by activeRolloutLocked), and must not
+// be handed over with it.
 func (d *Daemon) memLocked(key string) *analysisMem {
 	if key == "" {
+		key = d.state.Primary
+	}
+	if key == "" { // the seed form's
 		return &d.an
 	}
 	if d.ans == nil {

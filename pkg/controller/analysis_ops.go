@@ -121,7 +121,7 @@ func (d *Daemon) rolloutStatus(m *manifest.Manifest, key string, now time.Time) 
 	defer d.mu.Unlock()
 	a := c.Analysis
 	out := &api.Rollout{Image: c.Image, Steps: len(c.Steps), FailureLimit: a.FailureLimit, Interval: a.Interval.D().String(), AutoPromote: a.AutoPromote}
-	s := d.state
+	s, _ := d.state.rekeyed(m) // key "" is m's primary
 	if rb := s.rolledBackOf(key); rb != nil && rb.CanaryImage == c.Image {
 		out.Phase = api.PhaseAborted
 		out.Aborted = &api.Abort{At: rb.At, By: rb.User, Reasons: rb.Reasons}

@@ -4,9 +4,12 @@ package controller
 // its own, walked, judged, promoted and dropped on its own. The primary's
 // (manifest.Primary) decisions stay in State's single fields, so that a
 // state.json written before keeps its meaning; the other services' are
-// in maps keyed by service name. Inside the controller a canary is named
-// by its key: "" for the primary's (the seed's single service included),
-// else the service's name, as Transition.Service records it.
+// in maps keyed by service name, and State.Primary names the service the
+// single fields are for: when the primary changes, rekeyed moves each
+// decision to where the new manifest keeps it. Inside the controller a
+// canary is named by its key: "" for the primary's (the seed's single
+// service included), else the service's name; a transition records the
+// service's name (State.keyOf gives its key).
 
 import (
 	"fmt"
@@ -102,7 +105,15 @@ func (s State) rolloutOf(key string) *analysis.Rollout {
 // when that one was the primary; decisionTarget).
 func (s State) promotedOf(m *manifest.Manifest, key string) *Promotion {
 	if key != "" {
-		return s.ServicePromoted[key]
+		if p := s.ServicePromoted[key]; p != nil {
+			return p
+		}
+		// Made when key was the primary, and not normalised yet
+		// (rekeyed).
+		if p := s.Promoted; p != nil && p.Service == key {
+			return p
+		}
+		return nil
 	}
 	if p := s.Promoted; p != nil {
 		if _, _, primary := decisionTarget(m, p.Service); primary {
@@ -151,43 +162,109 @@ func withEntry[T any](m map[string]*T, k string, v *T) map[string]*T {
 // state.json written before several services could run a canary.
 func mine(service, primary string) bool { return service == "" || service == primary }
 
-// rekeyed moves the canary decisions to where m keeps them when another
-// service became the primary (its canary was removed from the manifest,
-// or another service's canary sorts first now): the primary's recorded
-// for another service go to the maps, the new primary's come out of them.
-// A rollout left in State.Rollout is dropped when the new primary has one
-// of its own (the former primary's walk starts again from its first step
-// should its canary still be declared).
+// keyOf is the key (canaries.go) of the canary a transition names by
+// service: "" for the service whose decisions the single fields hold
+// (s.Primary), and for "" (a transition from before transitions named
+// their service: the primary's then).
+func (s State) keyOf(service string) string {
+	if service == "" || service == s.Primary {
+		return ""
+	}
+	return service
+}
+
+// rekeyed normalises s for m: the single fields (Promoted, RolledBack,
+// Rollout, Restored) hold the decisions of m's primary only, and
+// s.Primary names it. When another service became the primary (its
+// canary was removed from the manifest, or another service's canary
+// sorts first now) the former primary's decisions move to the maps under
+// its name, the new primary's come out of them: a decision stays with
+// the service it was made for, its rollout keeps its step, revision and
+// failure budget, and a decision about the new primary cannot overwrite
+// or drop another's. Decisions from a state.json of the previous version
+// (no s.Primary, no Service) are the primary's of the first manifest
+// they are normalised for: they are stamped then.
 func (s State) rekeyed(m *manifest.Manifest) (State, bool) {
 	if !m.IsNamed() {
+		// The seed's single service is the primary: its decisions are
+		// the primary's of the named form it may become.
+		s.Primary = ""
 		return s, false
 	}
 	p, _ := m.Primary()
+	owner := s.Primary
+	if owner == "" {
+		owner = p
+	}
 	changed := false
-	// A promotion names its service as releases do (decisionTarget): one
-	// of another service stands, but the single field goes to the new
-	// primary's own if it has one.
+	// whose names the service a decision recorded for service in the
+	// single fields was made for.
+	whose := func(service string) string {
+		if service == "" || (service == m.Project && m.Named[service] == nil) {
+			return owner
+		}
+		return service
+	}
+	if pr := s.Promoted; pr != nil {
+		if n := whose(pr.Service); n != p {
+			cp := *pr
+			cp.Service = n
+			s.Promoted, changed = nil, true
+			if m.Named[n] != nil && s.ServicePromoted[n] == nil {
+				s.ServicePromoted = withEntry(s.ServicePromoted, n, &cp)
+			}
+		}
+	}
 	if pr := s.ServicePromoted[p]; pr != nil {
-		if old := s.Promoted; old != nil && old.Service != "" && old.Service != p && m.Named[old.Service] != nil {
-			s.ServicePromoted = withEntry(s.ServicePromoted, old.Service, old)
-			s.Promoted = nil
+		if s.Promoted == nil || s.Promoted.At.Before(pr.At) {
+			s.Promoted = pr
 		}
-		if s.Promoted == nil {
-			s.Promoted, s.ServicePromoted, changed = pr, withEntry(s.ServicePromoted, p, nil), true
+		s.ServicePromoted, changed = withEntry(s.ServicePromoted, p, nil), true
+	}
+	if rb := s.RolledBack; rb != nil {
+		if n := whose(rb.Service); n != p {
+			cp := *rb
+			cp.Service = n
+			s.RolledBack, changed = nil, true
+			if m.Named[n] != nil && s.ServiceRolledBack[n] == nil {
+				s.ServiceRolledBack = withEntry(s.ServiceRolledBack, n, &cp)
+			}
 		}
 	}
-	if rb := s.RolledBack; rb != nil && !mine(rb.Service, p) {
-		if m.Named[rb.Service] != nil {
-			s.ServiceRolledBack = withEntry(s.ServiceRolledBack, rb.Service, rb)
+	if rb := s.ServiceRolledBack[p]; rb != nil {
+		if s.RolledBack == nil || s.RolledBack.At.Before(rb.At) {
+			s.RolledBack = rb
 		}
-		s.RolledBack, changed = nil, true
+		s.ServiceRolledBack, changed = withEntry(s.ServiceRolledBack, p, nil), true
 	}
-	if rb := s.ServiceRolledBack[p]; rb != nil && s.RolledBack == nil {
-		s.RolledBack, s.ServiceRolledBack, changed = rb, withEntry(s.ServiceRolledBack, p, nil), true
+	// The rollout names no service: it is the owner's.
+	if owner != p {
+		if r := s.Rollout; r != nil {
+			if m.Named[owner] != nil && s.Rollouts[owner] == nil {
+				s.Rollouts = withEntry(s.Rollouts, owner, r)
+			}
+			s.Rollout, changed = nil, true
+		}
 	}
 	if r := s.Rollouts[p]; r != nil {
 		s.Rollout, s.Rollouts, changed = r, withEntry(s.Rollouts, p, nil), true
 	}
+	// A restore already names its service (restoreTarget); one recorded
+	// under the project's name (before services had releases of their own)
+	// is the owner's.
+	if r := s.Restored; r != nil {
+		if n := whose(r.Service); n != p && m.Named[n] != nil {
+			cp := *r
+			cp.Service = n
+			s.Restored, changed = nil, true
+			if s.Restores[n] == nil {
+				s.Restores = withEntry(s.Restores, n, &cp)
+			}
+		}
+	}
+	// changed reports decisions moved; a stamp alone changes nothing
+	// they mean (spendDecisions records it).
+	s.Primary = p
 	return s, changed
 }
 
@@ -262,8 +339,7 @@ func (s State) spentServiceCanaries(m *manifest.Manifest) (State, bool) {
 
 // withService records t's decision on the canary of service t.Service
 // (not the primary): the primary's decisions stand.
-func (s State) withService(t *Transition) State {
-	k := t.Service
+func (s State) withService(t *Transition, k string) State {
 	switch t.Kind {
 	case kindPromote:
 		s.ServicePromoted = withEntry(s.ServicePromoted, k, t.Promoted)

@@ -356,7 +356,9 @@ func TestDecisionsStayTheirServicesWhenThePrimaryChanges(t *testing.T) {
 		t.Errorf("web runs %s, want app:1 only (its canary aborted, api's promotion not applied to it)", got)
 	}
 	st := h.state()
-	if st.Promoted == nil || st.Promoted.Service != "api" || st.RolledBack == nil || st.RolledBack.Service != "web" || st.ServiceRolledBack != nil {
+	// The single fields are web's (the primary's) now; api's promotion is
+	// kept under its name.
+	if p := st.ServicePromoted["api"]; st.Promoted != nil || p == nil || p.Service != "api" || st.RolledBack == nil || st.RolledBack.Service != "web" || st.ServiceRolledBack != nil {
 		t.Errorf("state after: promoted %+v %+v, rolled back %+v %+v", st.Promoted, st.ServicePromoted, st.RolledBack, st.ServiceRolledBack)
 	}
 }

@@ -41,6 +41,13 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 			zap.Duration("cpu", cpuTime()-cpu0), zap.Bool("ok", err == nil), zap.Any("spans", tr.Spans()))
 	}()
 	d.mu.Lock()
+	// The decisions where m keeps them (rekeyed), so that t's is recorded
+	// beside, never over, another service's; and t names its service, so
+	// that it settles against it whatever the primary is then.
+	d.state, _ = d.state.rekeyed(m)
+	if t.Service == "" && (t.Kind == kindPromote || t.Kind == kindRollback || t.Kind == kindStep) {
+		t.Service = canaryName(m, "")
+	}
 	next := d.state.with(t)
 	d.mu.Unlock()
 	end := tr.Begin("plan", "")
@@ -170,6 +177,9 @@ func (d *Daemon) commit(t *Transition) error {
 // commitTxn is commit once it is known whether t is journaled already (a
 // daemon that died between journaling and recording it).
 func (d *Daemon) commitTxn(t *Transition, journaled bool) {
+	d.mu.Lock()
+	key := d.state.keyOf(t.Service) // "" for the primary's canary
+	d.mu.Unlock()
 	var released *journal.Record // a release made or restored, for the book once journaled
 	if !journaled {
 		// A promotion's release gets its revision now; it rides in the
@@ -184,30 +194,30 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 		switch t.Kind {
 		case kindPromote:
 			// weight: the image's share of traffic after the event.
-			det := withServiceDetail(map[string]any{"image": t.Promoted.Image, "txn": t.ID, "weight": 100}, t.Service)
+			det := withServiceDetail(map[string]any{"image": t.Promoted.Image, "txn": t.ID, "weight": 100}, key)
 			if rel != nil {
 				det["release"] = releases.Details(*rel)
 				released = &journal.Record{Event: journal.EventPromoted, Details: map[string]any{"release": releases.Details(*rel)}}
 			}
-			d.eventLocked(journal.EventPromoted, keyLabel(t.Service)+t.Promoted.Image+" is now stable; 100% of traffic on it", t.User, det)
+			d.eventLocked(journal.EventPromoted, keyLabel(key)+t.Promoted.Image+" is now stable; 100% of traffic on it", t.User, det)
 		case kindRestore:
 			rec := restoreEvent(t)
 			d.eventLocked(rec.Event, rec.Message, rec.User, rec.Details)
 			released = &rec
 		case kindRollback:
 			if rb := t.RolledBack; rb.Aborted {
-				det := withServiceDetail(map[string]any{"image": rb.CanaryImage, "txn": t.ID, "reasons": rb.Reasons, "weight": 0}, t.Service)
+				det := withServiceDetail(map[string]any{"image": rb.CanaryImage, "txn": t.ID, "reasons": rb.Reasons, "weight": 0}, key)
 				// The figures the analysis last judged: why it aborted.
-				if r := d.state.rolloutOf(t.Service); r != nil && r.CanaryImage == rb.CanaryImage && r.Last != nil && len(r.Last.Figures) > 0 {
+				if r := d.state.rolloutOf(key); r != nil && r.CanaryImage == rb.CanaryImage && r.Last != nil && len(r.Last.Figures) > 0 {
 					det["figures"] = r.Last.Figures
 				}
-				d.eventLocked(journal.EventAborted, keyLabel(t.Service)+"canary "+rb.CanaryImage+" aborted: "+strings.Join(rb.Reasons, "; ")+"; all traffic on stable", t.User, det)
+				d.eventLocked(journal.EventAborted, keyLabel(key)+"canary "+rb.CanaryImage+" aborted: "+strings.Join(rb.Reasons, "; ")+"; all traffic on stable", t.User, det)
 			} else {
-				d.eventLocked(journal.EventRolledBack, keyLabel(t.Service)+"canary "+rb.CanaryImage+" rolled back; all traffic on stable", t.User,
-					withServiceDetail(map[string]any{"image": rb.CanaryImage, "txn": t.ID}, t.Service))
+				d.eventLocked(journal.EventRolledBack, keyLabel(key)+"canary "+rb.CanaryImage+" rolled back; all traffic on stable", t.User,
+					withServiceDetail(map[string]any{"image": rb.CanaryImage, "txn": t.ID}, key))
 			}
 		case kindStep:
-			d.eventLocked(journal.EventCanaryStep, stepText(t.Service, t.Step), t.User, stepDetails(t.Service, t.Step, t.ID))
+			d.eventLocked(journal.EventCanaryStep, stepText(key, t.Step), t.User, stepDetails(key, t.Step, t.ID))
 		case kindTraffic:
 			event, msg, det := trafficEvent(t.Traffic)
 			det["txn"] = t.ID
@@ -225,7 +235,7 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.state = d.state.with(t)
-	if r := d.state.rolloutOf(t.Service); t.Kind == kindStep && r != nil {
+	if r := d.state.rolloutOf(key); t.Kind == kindStep && r != nil {
 		*r = r.Started(time.Now()) // the route serves the step: its pause starts
 	}
 	logErr(d.log, "save state", d.saveStateLocked())

@@ -63,6 +63,12 @@ type State struct {
 	ServicePromoted   map[string]*Promotion        `json:"service_promoted,omitempty"`
 	ServiceRolledBack map[string]*Rollback         `json:"service_rolled_back,omitempty"`
 	Rollouts          map[string]*analysis.Rollout `json:"service_rollouts,omitempty"`
+	// Primary names the service whose decisions the single fields above
+	// hold (Promoted, RolledBack, Rollout, Restored): the primary of the
+	// manifest they were last normalised for (rekeyed). "" in the seed
+	// form and in a state.json from before it was recorded: the
+	// primary's of the manifest in force when it is first normalised.
+	Primary string `json:"primary,omitempty"`
 	// TLSCert is the certificate nginx.tls serves, as the certificate
 	// store names it (certs.go); the store keeps it, not this file.
 	TLSCert string `json:"-"`
@@ -138,8 +144,11 @@ type Transition struct {
 	// service other than the primary (kind restore, Restored nil): it
 	// changes that service's image only.
 	ServiceRestored *Restore `json:"service_restored,omitempty"`
-	// Service names the named web service other than the primary whose
-	// canary a promote, rollback or step changes ("": the primary's).
+	// Service names the web service whose canary a promote, rollback or
+	// step changes, by name, so that a transition settled after a
+	// manifest edit that changed the primary still applies to it ("" in
+	// the seed form, and from a version that recorded only the other
+	// services' names: the primary's; State.keyOf).
 	Service string `json:"service,omitempty"`
 	// Release is the release a promotion makes, its revision given when
 	// it is committed.
@@ -198,6 +207,7 @@ func (d *Daemon) saveStateLocked() error {
 // the targets.Decisions a target renders a manifest under.
 func (s State) Options(m *manifest.Manifest) stack.Options {
 	var o stack.Options
+	s, _ = s.rekeyed(m)
 	primary, _ := m.Primary()
 	stableImage := func(name string, primary bool, image string) {
 		if primary {
@@ -358,7 +368,7 @@ func (d *Daemon) spendDecisions(m *manifest.Manifest) {
 		return
 	}
 	s, changed := d.state.spent(m)
-	if !changed {
+	if !changed && s.Primary == d.state.Primary {
 		return
 	}
 	was := d.state
@@ -372,8 +382,8 @@ func (d *Daemon) spendDecisions(m *manifest.Manifest) {
 // with returns s with t's decision recorded (and no pending transition).
 func (s State) with(t *Transition) State {
 	s.Pending = nil
-	if t.Service != "" {
-		return s.withService(t)
+	if k := s.keyOf(t.Service); k != "" && (t.Kind == kindPromote || t.Kind == kindRollback || t.Kind == kindStep) {
+		return s.withService(t, k)
 	}
 	switch t.Kind {
 	case kindPromote:
