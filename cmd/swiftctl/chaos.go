@@ -30,7 +30,8 @@ the canary-safety policy react:
                                        stuck process: only nginx's figures see it
   swiftctl chaos recover               back to normal
 
---track picks stable or canary (default: the canary while one runs).`,
+--track picks stable or canary (default: the canary while one runs);
+--service, in the named form, the web service (default: the primary).`,
 		GroupID: "test",
 		Args:    cobra.NoArgs,
 		RunE: action(func(*cobra.Command, []string) error {
@@ -38,6 +39,8 @@ the canary-safety policy react:
 		}),
 	}
 	cmd.PersistentFlags().StringVar(&track, "track", "", "stable or canary (default: the canary while one runs, else stable)")
+	var service string
+	cmd.PersistentFlags().StringVar(&service, "service", "", "the web service whose containers it hits (default: the primary)")
 
 	send := func(ctx context.Context, req api.ChaosRequest) error {
 		switch track {
@@ -45,7 +48,7 @@ the canary-safety policy react:
 		default:
 			return usageErrorf("--track: want stable or canary, got %q", track)
 		}
-		req.Track = track
+		req.Track, req.Service = track, service
 		var resp struct {
 			Mode       string   `json:"mode"`
 			Track      string   `json:"track"`

@@ -46,7 +46,11 @@ reason is printed as "DENIED: <reason>" and swiftctl exits 1.
 
 For a canary with steps (services.canary.steps), promote moves it to the
 next step, still judged by the canary-safety policy; --full skips the
-remaining steps and promotes it (gated just the same).`,
+remaining steps and promotes it (gated just the same).
+
+In the named form several web services may run a canary at once: SERVICE
+names the one to promote, judged on its own figures; without it, promote
+acts on the primary's (the first web service by name with a canary).`,
 		path: api.PathPromote,
 	}
 )

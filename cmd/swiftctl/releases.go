@@ -128,8 +128,9 @@ containers start (and pass their health check) before the old ones go, an
 accessory's old container stops first, as for any change of it. Its
 release stays until services.SERVICE.image changes. On Kubernetes only the
 primary service (the one with the canary, else the first web service)
-rolls back to a release. Without --to, SERVICE can only name the primary:
-only it runs a canary.`,
+rolls back to a release. Without --to, SERVICE names the web service whose
+canary it drops (several may run one at once; without SERVICE, the
+primary's).`,
 		GroupID: "deploy",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: action(func(cmd *cobra.Command, args []string) error {

@@ -12,12 +12,15 @@ import (
 
 func (a *app) newPromoteCmd() *cobra.Command {
 	cmd := a.newOperationCmd(promoteOp)
+	cmd.Use = "promote [SERVICE]"
+	cmd.Args = cobra.MaximumNArgs(1)
 	var full bool
 	cmd.Flags().BoolVar(&full, "full", false, "skip the remaining canary steps and promote now (still gated)")
 	cmd.RunE = action(func(cmd *cobra.Command, args []string) error {
+		req := api.PromoteRequest{Full: full, Service: serviceArg(args)}
 		var body any
-		if full {
-			body = api.PromoteRequest{Full: true}
+		if req != (api.PromoteRequest{}) {
+			body = req
 		}
 		return a.streamBody(cmd.Context(), promoteOp.use, promoteOp.path, body)
 	})
@@ -27,13 +30,14 @@ func (a *app) newPromoteCmd() *cobra.Command {
 func (a *app) newAbortCmd() *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
-		Use: "abort", Short: "Roll the canary back now, journaled as aborted with a reason", GroupID: "deploy",
+		Use: "abort [SERVICE]", Short: "Roll the canary back now, journaled as aborted with a reason", GroupID: "deploy",
 		Long: `abort sends all traffic to stable and removes the canary, like rollback, and
 journals it as "aborted" with the reason given. The canary is not run again
-until the manifest names another canary image.`,
-		Args: cobra.NoArgs,
+until the manifest names another canary image. SERVICE names the web
+service whose canary it aborts (the primary's without it).`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
-			return a.streamBody(cmd.Context(), "abort", api.PathAbort, api.AbortRequest{Reason: reason})
+			return a.streamBody(cmd.Context(), "abort", api.PathAbort, api.AbortRequest{Reason: reason, Service: serviceArg(args)})
 		}),
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the journal and status")
@@ -50,19 +54,28 @@ func (a *app) newResumeCmd() *cobra.Command {
 
 func (a *app) newPausedCmd(use, short, path string) *cobra.Command {
 	return &cobra.Command{
-		Use: use, Short: short, GroupID: "deploy", Args: cobra.NoArgs,
+		Use: use + " [SERVICE]", Short: short, GroupID: "deploy", Args: cobra.MaximumNArgs(1),
 		Long: short + `.
 
 While paused, the step's pause does not run: after resume the step lasts
-as long as it had left.`,
+as long as it had left. SERVICE names the web service whose canary it is
+(the primary's without it).`,
 		RunE: action(func(cmd *cobra.Command, args []string) error {
-			if err := a.client().Post(cmd.Context(), path, struct{}{}, nil); err != nil {
+			if err := a.client().Post(cmd.Context(), path, api.PauseRequest{Service: serviceArg(args)}, nil); err != nil {
 				return a.daemonError(err)
 			}
 			fmt.Fprintln(a.stdout, map[string]string{"pause": "Rollout paused", "resume": "Rollout resumed"}[use])
 			return nil
 		}),
 	}
+}
+
+// serviceArg is a command's optional SERVICE argument ("": the primary).
+func serviceArg(args []string) string {
+	if len(args) == 1 {
+		return args[0]
+	}
+	return ""
 }
 
 // writeRollout writes a stepped canary's progress:

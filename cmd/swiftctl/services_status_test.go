@@ -27,6 +27,20 @@ func TestWriteServices(t *testing.T) {
 			"canary fedcba98 n/a n/a n/a",
 			"db accessory - 1/1 pg:16 - - - - -",
 		}},
+		{"two canaries, one aborted", []api.ServiceStatus{
+			{Name: "api", Kind: "web", Route: "*/api", Image: "api:1", Running: 2, Desired: 2, CanaryWeight: 30,
+				Rollout: &api.Rollout{Image: "api:2", Step: 1, Steps: 2, Phase: api.PhaseProgressing}},
+			{Name: "web", Kind: "web", Route: "web.test/", Image: "web:1", Running: 1, Desired: 1,
+				Rollout: &api.Rollout{Image: "web:2", Step: 1, Steps: 2, Phase: api.PhaseAborted, Aborted: &api.Abort{Reasons: []string{"error rate 20%"}}}},
+		}, []string{
+			"Services:",
+			"SERVICE KIND ROUTE RUNNING IMAGE TRACK REVISION REQ/S ERROR RATE P99",
+			"api web */api 2/2 api:1 - - - - -",
+			"web web web.test/ 1/1 web:1 - - - - -",
+			"Canaries:",
+			"api: 30% of traffic on api:2, step 1/2, progressing",
+			"web: 0% of traffic on web:2, step 1/2, aborted: error rate 20%",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -408,6 +408,35 @@ func writeServices(b *strings.Builder, services []api.ServiceStatus) {
 		}
 	}
 	tw.Flush()
+	writeServiceCanaries(b, services)
+}
+
+// writeServiceCanaries gives each service's canary a line: its weight
+// and, for a stepped one, its step and phase (several web services may
+// run a canary at once, each walked on its own).
+func writeServiceCanaries(b *strings.Builder, services []api.ServiceStatus) {
+	first := true
+	for _, svc := range services {
+		r := svc.Rollout
+		if svc.CanaryWeight == 0 && r == nil {
+			continue
+		}
+		if first {
+			b.WriteString("Canaries:\n")
+			first = false
+		}
+		line := fmt.Sprintf("  %s: %d%% of traffic", svc.Name, svc.CanaryWeight)
+		if r != nil {
+			if r.Image != "" {
+				line += " on " + r.Image
+			}
+			line += fmt.Sprintf(", step %d/%d, %s", r.Step, r.Steps, r.Phase)
+			if r.Phase == api.PhaseAborted && r.Aborted != nil && len(r.Aborted.Reasons) > 0 {
+				line += ": " + strings.Join(r.Aborted.Reasons, "; ")
+			}
+		}
+		b.WriteString(line + "\n")
+	}
 }
 
 func shortRev(r string) string {

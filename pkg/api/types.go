@@ -190,12 +190,17 @@ type AnalysisCheck struct {
 // PromoteRequest is the optional body of POST /v1/promote. Full skips the
 // remaining steps of a stepped canary; without it promote advances one
 // step (and after the last one, promotes). Both are gated.
+//
+// Service names the web service whose canary it promotes (several may
+// run one at once); empty: the primary's, as before.
 type PromoteRequest struct {
-	Full bool `json:"full,omitempty"`
+	Full    bool   `json:"full,omitempty"`
+	Service string `json:"service,omitempty"`
 }
 
 // RollbackRequest is the optional body of POST /v1/rollback. Without To
-// (or without a body: older clients) rollback drops the canary. With To
+// (or without a body: older clients) rollback drops the canary (of
+// Service when given: a web service that runs one). With To
 // ("previous" or a release's revision number) it brings that release of
 // Service back as stable. Service is optional while the manifest holds one
 // service; when given it must name it.
@@ -241,9 +246,18 @@ type Releases struct {
 	Services []Releases `json:"services,omitempty"`
 }
 
-// AbortRequest is the body of POST /v1/abort.
+// AbortRequest is the body of POST /v1/abort. Service names the web
+// service whose canary it aborts; empty: the primary's.
 type AbortRequest struct {
-	Reason string `json:"reason,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Service string `json:"service,omitempty"`
+}
+
+// PauseRequest is the optional body of POST /v1/pause and /v1/resume:
+// Service names the web service whose stepped canary it holds or resumes;
+// empty (or no body: older clients): the primary's.
+type PauseRequest struct {
+	Service string `json:"service,omitempty"`
 }
 
 // JournalStatus is the journal's health when it needs attention.
@@ -325,6 +339,10 @@ type ServiceStatus struct {
 	// CanaryWeight is the share of the service's requests nginx's loaded
 	// configuration sends to its canary (web, while one runs).
 	CanaryWeight int `json:"canary_weight,omitempty"`
+	// Rollout is the progress of the service's stepped canary (or its
+	// abort), walked on its own: several web services may run one at
+	// once. The primary's is Status.Rollout too.
+	Rollout *Rollout `json:"rollout,omitempty"`
 	// Revisions are nginx's figures per track and revision routed (web).
 	Revisions []ServiceRevision `json:"revisions,omitempty"`
 }
@@ -390,6 +408,9 @@ type ChaosRequest struct {
 	Duration float64 `json:"duration,omitempty"`
 	Rate     float64 `json:"rate,omitempty"`
 	Track    string  `json:"track,omitempty"`
+	// Service names the web service whose containers it hits (several may
+	// run a canary at once); empty: the primary's.
+	Service string `json:"service,omitempty"`
 }
 
 // ChaosResult is POST /v1/chaos's answer: the app containers the chaos

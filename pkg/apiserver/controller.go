@@ -38,17 +38,17 @@ type Controller interface {
 	// Deploy waits for a reconcile of the manifest as it is now.
 	Deploy(ctx context.Context, user string, progress func(string)) error
 	// Promote promotes the canary (or moves it one step on, unless full).
-	Promote(ctx context.Context, user string, full bool, progress func(string)) error
+	Promote(ctx context.Context, user string, req api.PromoteRequest, progress func(string)) error
 	// Rollback drops the canary, or brings back the release req.To.
 	Rollback(ctx context.Context, user string, req api.RollbackRequest, progress func(string)) error
 	// Abort rolls the canary back now, journaled with reason.
-	Abort(ctx context.Context, user, reason string, progress func(string)) error
+	Abort(ctx context.Context, user string, req api.AbortRequest, progress func(string)) error
 	// Down removes what the project runs (and its volumes with volumes).
 	Down(ctx context.Context, user string, volumes bool, progress func(string)) error
 	// Traffic puts a hold on the front door (nil: requests pass again).
 	Traffic(ctx context.Context, user string, hold *stack.Traffic, progress func(string)) error
 	// SetPaused pauses or resumes the stepped canary's walk.
-	SetPaused(user string, paused bool) error
+	SetPaused(user, service string, paused bool) error
 	// Chaos injects req's failure into a track's app containers.
 	Chaos(ctx context.Context, user string, req api.ChaosRequest) (api.ChaosResult, error)
 

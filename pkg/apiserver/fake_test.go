@@ -87,13 +87,13 @@ func (f *fakeController) Logs(ctx context.Context, q api.LogQuery) (func(emit fu
 func (f *fakeController) Deploy(_ context.Context, _ string, p func(string)) error {
 	return f.transition("deploy", p)
 }
-func (f *fakeController) Promote(_ context.Context, _ string, _ bool, p func(string)) error {
+func (f *fakeController) Promote(_ context.Context, _ string, _ api.PromoteRequest, p func(string)) error {
 	return f.transition("promote", p)
 }
 func (f *fakeController) Rollback(_ context.Context, _ string, _ api.RollbackRequest, p func(string)) error {
 	return f.transition("rollback", p)
 }
-func (f *fakeController) Abort(_ context.Context, _, _ string, p func(string)) error {
+func (f *fakeController) Abort(_ context.Context, _ string, _ api.AbortRequest, p func(string)) error {
 	return f.transition("abort", p)
 }
 func (f *fakeController) Down(_ context.Context, _ string, _ bool, p func(string)) error {
@@ -105,7 +105,7 @@ func (f *fakeController) Traffic(_ context.Context, _ string, hold *stack.Traffi
 	f.mu.Unlock()
 	return f.transition("traffic", p)
 }
-func (f *fakeController) SetPaused(string, bool) error { f.call("pause"); return f.err }
+func (f *fakeController) SetPaused(string, string, bool) error { f.call("pause"); return f.err }
 func (f *fakeController) Chaos(context.Context, string, api.ChaosRequest) (api.ChaosResult, error) {
 	f.call("chaos")
 	return f.chaos, f.err

@@ -104,7 +104,7 @@ func (s *Server) handlePromote(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := newStreamer(w)
-	st.finish(s.c.Promote(context.WithoutCancel(r.Context()), userOf(r), req.Full, st.line))
+	st.finish(s.c.Promote(context.WithoutCancel(r.Context()), userOf(r), req, st.line))
 }
 
 // handleRollback drops the canary, or with a body naming a release
@@ -124,7 +124,7 @@ func (s *Server) handleAbort(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := newStreamer(w)
-	st.finish(s.c.Abort(r.Context(), userOf(r), req.Reason, st.line))
+	st.finish(s.c.Abort(r.Context(), userOf(r), req, st.line))
 }
 
 // handleDown removes everything the project owns and pauses reconciling
@@ -154,7 +154,11 @@ func (s *Server) handlePause(w http.ResponseWriter, r *http.Request)  { s.handle
 func (s *Server) handleResume(w http.ResponseWriter, r *http.Request) { s.handleSetPaused(w, r, false) }
 
 func (s *Server) handleSetPaused(w http.ResponseWriter, r *http.Request, paused bool) {
-	if err := s.c.SetPaused(userOf(r), paused); err != nil {
+	var req api.PauseRequest
+	if !decodeOptional(w, r, &req) {
+		return
+	}
+	if err := s.c.SetPaused(userOf(r), req.Service, paused); err != nil {
 		writeFailure(w, err, http.StatusConflict)
 		return
 	}

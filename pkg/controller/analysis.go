@@ -38,14 +38,24 @@ type analysisMem struct {
 	retryAt time.Time
 }
 
-func stepText(mv *analysis.StepMove) string {
-	return fmt.Sprintf("Step %d/%d: %d%% of traffic on canary %s", mv.Step+1, mv.Steps, mv.Weight, mv.Image)
+func stepText(key string, mv *analysis.StepMove) string {
+	return fmt.Sprintf("%sStep %d/%d: %d%% of traffic on canary %s", keyLabel(key), mv.Step+1, mv.Steps, mv.Weight, mv.Image)
 }
 
-func stepDetails(mv *analysis.StepMove, txn string) map[string]any {
+func stepDetails(key string, mv *analysis.StepMove, txn string) map[string]any {
 	det := map[string]any{"image": mv.Image, "step": mv.Step + 1, "steps": mv.Steps, "weight": mv.Weight}
 	if txn != "" {
 		det["txn"] = txn
+	}
+	withServiceDetail(det, key)
+	return det
+}
+
+// withServiceDetail names the service of a canary other than the
+// primary's in an event's details.
+func withServiceDetail(det map[string]any, key string) map[string]any {
+	if key != "" {
+		det["service"] = key
 	}
 	return det
 }
@@ -67,8 +77,14 @@ func (d *Daemon) analysisLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			if m := d.manifestNow(); m != nil && m.Main().Canary != nil && m.Main().Canary.Analysis != nil {
-				if p := analysisTick(m.Main().Canary.Analysis.Interval.D()); p != period {
+			if m := d.manifestNow(); m != nil {
+				p := time.Second
+				for _, k := range canaryKeys(m) {
+					if c := canarySpec(m, k).Canary; c.Analysis != nil {
+						p = min(p, analysisTick(c.Analysis.Interval.D()))
+					}
+				}
+				if p != period {
 					period = p
 					tick.Reset(p)
 				}
@@ -78,106 +94,145 @@ func (d *Daemon) analysisLoop(ctx context.Context) {
 	}
 }
 
-// activeRolloutLocked is the rollout of m's stepped canary, started if
-// need be, or nil when none is under way: no steps, down, rolled back or
-// aborted, promoted, or a transition in flight.
-func (d *Daemon) activeRolloutLocked(m *manifest.Manifest) *analysis.Rollout {
-	c := m.Main().Canary
+// activeRolloutLocked is the rollout of the stepped canary of m's
+// service key (canaries.go), started if need be, or nil when none is
+// under way: no steps, down, rolled back or aborted, promoted, or a
+// transition in flight.
+func (d *Daemon) activeRolloutLocked(m *manifest.Manifest, key string) *analysis.Rollout {
+	svc := canarySpec(m, key)
+	if svc == nil {
+		return nil
+	}
+	c := svc.Canary
+	if d.state.Pending == nil {
+		d.state, _ = d.state.rekeyed(m) // key "" is m's primary
+	}
 	s := d.state
+	rb, p := s.rolledBackOf(key), s.promotedOf(m, key)
 	switch {
 	case c == nil || len(c.Steps) == 0 || c.Analysis == nil || s.Down || s.Pending != nil:
 		return nil
-	case s.RolledBack != nil && s.RolledBack.CanaryImage == c.Image:
+	case rb != nil && rb.CanaryImage == c.Image:
 		return nil
-	case s.Promoted != nil && s.Promoted.Image == c.Image && s.Promoted.ManifestStable == m.Main().Image:
+	case p != nil && p.Image == c.Image && p.ManifestStable == svc.Image:
 		return nil
-	case c.Image == m.Main().Image:
+	case c.Image == svc.Image:
 		return nil
 	}
-	if s.Rollout == nil || s.Rollout.CanaryImage != c.Image {
-		d.state.Rollout = &analysis.Rollout{CanaryImage: c.Image}
+	if r := s.rolloutOf(key); r == nil || r.CanaryImage != c.Image {
+		d.state.setRollout(key, &analysis.Rollout{CanaryImage: c.Image})
 		logErr(d.log, "save state", d.saveStateLocked())
 	}
-	if d.an.image != c.Image {
-		d.an = analysisMem{image: c.Image}
+	if mem := d.memLocked(key); mem.image != c.Image {
+		*mem = analysisMem{image: c.Image}
 	}
-	return d.state.Rollout
+	return d.state.rolloutOf(key)
 }
 
-// analyze is one look of the analysis at time now: it asks analysis.Next
-// what is due (start the step the route serves, make the check, abort at
-// the failure limit, move to the next step or promote when the step's
-// pause has passed) and runs it. Tests call it with a clock of their own.
+// memLocked is what the analysis keeps in memory of key's rollout, by
+// service name: the primary's is another service's after a manifest
+// edit (d.state.Primary, normalised by activeRolloutLocked), and must not
+// be handed over with it.
+func (d *Daemon) memLocked(key string) *analysisMem {
+	if key == "" {
+		key = d.state.Primary
+	}
+	if key == "" { // the seed form's
+		return &d.an
+	}
+	if d.ans == nil {
+		d.ans = map[string]*analysisMem{}
+	}
+	if d.ans[key] == nil {
+		d.ans[key] = &analysisMem{}
+	}
+	return d.ans[key]
+}
+
+// analyze is one look of the analysis at time now at every stepped
+// canary, the primary's first, each on its own (analyzeOne). Tests call
+// it with a clock of their own.
 func (d *Daemon) analyze(ctx context.Context, now time.Time) {
-	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
-	defer func() {
-		if p := recover(); p != nil { // the daemon never crashes
-			d.log.Error("analysis panicked", zap.Any("panic", p), zap.Stack("stack"))
-		}
-	}()
 	m := d.manifestNow()
 	if m == nil {
 		return
 	}
+	for _, key := range canaryKeys(m) {
+		d.analyzeOne(ctx, m, key, now)
+	}
+}
+
+// analyzeOne is one look of the analysis at the stepped canary of m's
+// service key: it asks analysis.Next what is due (start the step the
+// route serves, make the check, abort at the failure limit, move to the
+// next step or promote when the step's pause has passed) and runs it.
+func (d *Daemon) analyzeOne(ctx context.Context, m *manifest.Manifest, key string, now time.Time) {
+	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
+	defer func() {
+		if p := recover(); p != nil { // the daemon never crashes
+			d.log.Error("analysis panicked", zap.String("service", key), zap.Any("panic", p), zap.Stack("stack"))
+		}
+	}()
 	d.mu.Lock()
-	r := d.activeRolloutLocked(m)
+	r := d.activeRolloutLocked(m, key)
 	if r == nil {
 		d.mu.Unlock()
 		return
 	}
-	cur, in := *r, analysis.Input{Now: now, RetryAt: d.an.retryAt}
+	cur, in := *r, analysis.Input{Now: now, RetryAt: d.memLocked(key).retryAt}
 	d.mu.Unlock()
-	c := m.Main().Canary
+	c := canarySpec(m, key).Canary
 	act, _ := analysis.Next(cur, c, in)
 	switch act.Kind {
 	case analysis.Observe:
-		d.startStep(ctx, m, cur, in)
+		d.startStep(ctx, m, key, cur, in)
 		return
 	case analysis.Check:
 		var ok bool
-		if act, ok = d.check(ctx, m, cur, in); !ok {
+		if act, ok = d.check(ctx, m, key, cur, in); !ok {
 			return
 		}
 	}
 	interval := c.Analysis.Interval.D()
+	log := d.log.With(zap.String("service", key))
 	switch act.Kind {
 	case analysis.Abort:
-		if err := d.rollbackWith(ctx, "", act.Reasons, func(string) {}); err != nil {
-			d.log.Error("automatic abort not applied; retrying after an interval", zap.Error(err))
-			d.setRetry(now.Add(interval))
+		if err := d.rollbackWith(ctx, "", key, act.Reasons, func(string) {}); err != nil {
+			log.Error("automatic abort not applied; retrying after an interval", zap.Error(err))
+			d.setRetry(key, now.Add(interval))
 		}
 	case analysis.Advance:
-		if err := d.advance(ctx, "", act.Move.Step, func(string) {}); err != nil {
-			d.log.Warn("next canary step not applied; retrying after an interval", zap.Error(err))
-			d.setRetry(now.Add(interval))
+		if err := d.advance(ctx, "", key, act.Move.Step, func(string) {}); err != nil {
+			log.Warn("next canary step not applied; retrying after an interval", zap.Error(err))
+			d.setRetry(key, now.Add(interval))
 		}
 	case analysis.Complete:
 		d.mu.Lock()
-		if r := d.state.Rollout; r != nil && r.CanaryImage == cur.CanaryImage && !r.Completed {
+		if r := d.state.rolloutOf(key); r != nil && r.CanaryImage == cur.CanaryImage && !r.Completed {
 			r.Completed = true
 			logErr(d.log, "save state", d.saveStateLocked())
-			d.eventLocked(journal.EventStepsCompleted, fmt.Sprintf("all %d steps of canary %s passed; waiting for swiftctl promote", len(c.Steps), c.Image), "",
-				map[string]any{"image": c.Image, "steps": len(c.Steps)})
+			d.eventLocked(journal.EventStepsCompleted, fmt.Sprintf("%sall %d steps of canary %s passed; waiting for swiftctl promote", keyLabel(key), len(c.Steps), c.Image), "",
+				withServiceDetail(map[string]any{"image": c.Image, "steps": len(c.Steps)}, key))
 		}
 		d.mu.Unlock()
 	case analysis.AutoPromote:
 		d.mu.Lock()
-		if r := d.state.Rollout; r != nil {
+		if r := d.state.rolloutOf(key); r != nil {
 			r.Completed = true
 		}
 		d.mu.Unlock()
 		// The same gated transaction as `swiftctl promote`, canary safety
 		// included; a denial is journaled there and retried an interval on.
-		if err := d.promote(ctx, "", func(string) {}); err != nil {
-			d.log.Warn("automatic promotion not applied; retrying after an interval", zap.Error(err))
-			d.setRetry(now.Add(interval))
+		if err := d.promote(ctx, "", key, func(string) {}); err != nil {
+			log.Warn("automatic promotion not applied; retrying after an interval", zap.Error(err))
+			d.setRetry(key, now.Add(interval))
 		}
 	}
 }
 
-func (d *Daemon) setRetry(t time.Time) {
+func (d *Daemon) setRetry(key string, t time.Time) {
 	d.mu.Lock()
-	d.an.retryAt = t
+	d.memLocked(key).retryAt = t
 	d.mu.Unlock()
 }
 
@@ -210,23 +265,23 @@ func nextLocked(r *analysis.Rollout, cur analysis.Rollout, c *manifest.Canary, i
 // startStep starts the step's pause once the route serves its weight to
 // the rollout's canary. The first step is journaled here (it took effect
 // through a reconcile); later ones by their transaction's commit.
-func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur analysis.Rollout, in analysis.Input) {
+func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, key string, cur analysis.Rollout, in analysis.Input) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
-	sv, err := d.target.Serving(ctx, m)
+	sv, err := d.target.ServingOf(ctx, m, key)
 	if err != nil {
 		return
 	}
 	in.Serving = &analysis.Serving{Live: sv.CanaryLive, Image: sv.CanaryImage, Weight: sv.CanaryWeight, Revision: sv.CanaryRevision}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r := d.state.Rollout
-	act, next, ok := nextLocked(r, cur, m.Main().Canary, in, analysis.StartStep)
+	r := d.state.rolloutOf(key)
+	act, next, ok := nextLocked(r, cur, canarySpec(m, key).Canary, in, analysis.StartStep)
 	if !ok {
 		return // not served yet, or something moved it meanwhile
 	}
 	*r = next
 	if r.Step == 0 {
-		d.eventLocked(journal.EventCanaryStep, stepText(act.Move), "", stepDetails(act.Move, ""))
+		d.eventLocked(journal.EventCanaryStep, stepText(key, act.Move), "", stepDetails(key, act.Move, ""))
 	}
 	logErr(d.log, "save state", d.saveStateLocked())
 }
@@ -234,7 +289,7 @@ func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, cur analys
 // check judges the canary revision's window once, records and journals
 // the verdict, and returns what analysis.Next decides after it; false if
 // the rollout moved on while the policy judged.
-func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur analysis.Rollout, in analysis.Input) (analysis.Action, bool) {
+func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, key string, cur analysis.Rollout, in analysis.Input) (analysis.Action, bool) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	rev := cur.Revision
 	dec, st := d.target.Judge(ctx, m, rev)
@@ -257,20 +312,21 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur analysis.R
 	if !st.NoProxy && st.Proxy.Outcome == metrics.OK {
 		figures["proxy_error_rate"], figures["proxy_p99_latency_ms"] = targets.Round4(st.Proxy.ErrorRate), targets.Round2(st.Proxy.P99Ms)
 	}
-	c := m.Main().Canary
+	c := canarySpec(m, key).Canary
 	a := c.Analysis
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r := d.state.Rollout
+	r := d.state.rolloutOf(key)
 	if d.state.Pending != nil {
 		return analysis.Action{}, false // a transition is in flight
 	}
-	in.Verdict = &analysis.Verdict{Outcome: analysis.Classify(dec, st.Outcome, proxyOutcome), Reasons: dec.Reasons, Figures: figures, First: d.an.checks == 0}
+	mem := d.memLocked(key)
+	in.Verdict = &analysis.Verdict{Outcome: analysis.Classify(dec, st.Outcome, proxyOutcome), Reasons: dec.Reasons, Figures: figures, First: mem.checks == 0}
 	act, next, ok := nextLocked(r, cur, c, in, analysis.Check)
 	if !ok {
 		return analysis.Action{}, false // it moved on while the policy judged
 	}
-	d.an.checks++
+	mem.checks++
 	// The check is recorded here; Completed, Next's mark for Complete or
 	// AutoPromote, is recorded with its action (analyze), which journals
 	// steps_completed once, when it sets it.
@@ -281,7 +337,8 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur analysis.R
 	weight := c.Steps[r.Step].Weight
 	details := map[string]any{"image": r.CanaryImage, "revision": rev, "step": r.Step + 1, "steps": len(c.Steps), "weight": weight,
 		"outcome": outcome, "failed_checks": r.Failures, "failure_limit": a.FailureLimit, "figures": figures}
-	where := fmt.Sprintf("step %d/%d at %d%%", r.Step+1, len(c.Steps), weight)
+	withServiceDetail(details, key)
+	where := fmt.Sprintf("%sstep %d/%d at %d%%", keyLabel(key), r.Step+1, len(c.Steps), weight)
 	switch outcome {
 	case analysis.Pass:
 		d.eventLocked(journal.EventCheckPassed, "canary check passed ("+where+")", "", details)
@@ -298,26 +355,30 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, cur analysis.R
 // advance moves the canary to steps[to] through a transaction: gated (it
 // sends the canary more traffic), committed and journaled once the route
 // serves the new weight.
-func (d *Daemon) advance(ctx context.Context, user string, to int, progress reconciler.Progress) error {
+func (d *Daemon) advance(ctx context.Context, user, key string, to int, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	m, err := d.transitionStart(ctx)
 	if err != nil {
 		return err
 	}
-	c := m.Main().Canary
+	svc := canarySpec(m, key)
+	if svc == nil || svc.Canary == nil {
+		return errors.New("no canary step to move to: the manifest no longer declares the canary")
+	}
+	c := svc.Canary
 	d.mu.Lock()
-	r := d.activeRolloutLocked(m)
+	r := d.activeRolloutLocked(m, key)
 	ok := r != nil && !r.StepStarted.IsZero() && r.Step+1 == to && to < len(c.Steps)
 	d.mu.Unlock()
 	if !ok {
 		return errors.New("no canary step to move to: the rollout moved on")
 	}
 	mv := analysis.MoveTo(c, to)
-	t := &Transition{ID: newID(), Kind: kindStep, Started: time.Now().UTC(), User: user, Step: mv}
+	t := &Transition{ID: newID(), Kind: kindStep, Started: time.Now().UTC(), User: user, Step: mv, Service: key}
 	if err := d.transact(ctx, m, t, progress); err != nil {
 		return err
 	}
-	progress(stepText(mv))
+	progress(stepText(key, mv))
 	return nil
 }

@@ -55,7 +55,7 @@ func BenchmarkAnalysisTick(b *testing.B) {
 		for b.Loop() {
 			cur := *h.rollout()
 			now = now.Add(time.Second)
-			if _, ok := h.d.check(ctx, m, cur, analysis.Input{Now: now}); !ok {
+			if _, ok := h.d.check(ctx, m, "", cur, analysis.Input{Now: now}); !ok {
 				b.Fatal("the check found the rollout moved")
 			}
 		}

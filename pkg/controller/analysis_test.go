@@ -264,10 +264,10 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 // on; promote moves one step, promote --full skips the rest.
 func TestOperatorCommands(t *testing.T) {
 	h := steppedHarness(t, 2, false)
-	if err := h.d.setPaused("alice", true); err != nil {
+	if err := h.d.setPaused("alice", "", true); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.d.setPaused("alice", true); err == nil {
+	if err := h.d.setPaused("alice", "", true); err == nil {
 		t.Error("pausing twice succeeded")
 	}
 	h.scrape(3)
@@ -278,16 +278,16 @@ func TestOperatorCommands(t *testing.T) {
 	if s := h.status(); s.Rollout.Phase != api.PhasePaused {
 		t.Errorf("phase %q, want paused", s.Rollout.Phase)
 	}
-	if err := h.d.setPaused("alice", false); err != nil {
+	if err := h.d.setPaused("alice", "", false); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.d.promoteRequest(context.Background(), "alice", false, func(string) {}); err != nil {
+	if err := h.d.promoteRequest(context.Background(), "alice", "", false, func(string) {}); err != nil {
 		t.Fatalf("promote one step: %v", err)
 	}
 	if w := h.weight(); w != 25 {
 		t.Fatalf("promote without --full: %d%%, want the next step's 25%%", w)
 	}
-	if err := h.d.promoteRequest(context.Background(), "alice", true, func(string) {}); err != nil {
+	if err := h.d.promoteRequest(context.Background(), "alice", "", true, func(string) {}); err != nil {
 		t.Fatalf("promote --full: %v", err)
 	}
 	if got := h.running(); got != "stable:app:2×2" {
@@ -302,7 +302,7 @@ func TestOperatorCommands(t *testing.T) {
 // swiftctl abort rolls back now, journaled as aborted with the reason.
 func TestAbortByOperator(t *testing.T) {
 	h := steppedHarness(t, 2, true)
-	if err := h.d.abortCanary(context.Background(), "alice", "checkout latency", func(string) {}); err != nil {
+	if err := h.d.abortCanary(context.Background(), "alice", "", "checkout latency", func(string) {}); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.running(); got != "stable:app:1×2" {

@@ -148,9 +148,9 @@ func (d *Daemon) Deploy(ctx context.Context, user string, progress func(string))
 	return apiFailure(d.waitAs(ctx, user, progress))
 }
 
-// Promote is `swiftctl promote [--full]`.
-func (d *Daemon) Promote(ctx context.Context, user string, full bool, progress func(string)) error {
-	return apiFailure(d.promoteRequest(ctx, user, full, progress))
+// Promote is `swiftctl promote [SERVICE] [--full]`.
+func (d *Daemon) Promote(ctx context.Context, user string, req api.PromoteRequest, progress func(string)) error {
+	return apiFailure(d.promoteRequest(ctx, user, req.Service, req.Full, progress))
 }
 
 // Rollback drops the canary, or with req.To brings that release back
@@ -159,23 +159,24 @@ func (d *Daemon) Rollback(ctx context.Context, user string, req api.RollbackRequ
 	if req.To != "" {
 		return apiFailure(d.rollbackTo(ctx, user, req.Service, req.To, progress))
 	}
+	key := ""
 	if req.Service != "" {
 		if m := d.readManifest(); m != nil {
 			if _, err := resolveService(m, req.Service); err != nil {
 				return err
 			}
-			// Only the primary runs a canary: rolling one back is about it.
-			if p := serviceName(m); req.Service != p {
-				return fmt.Errorf("rollback without --to drops the canary, which only %s runs; to bring an earlier release of %s back: swiftctl rollback %s --to previous|REV", p, req.Service, req.Service)
+			var err error
+			if key, err = canaryKey(m, req.Service); err != nil {
+				return fmt.Errorf("rollback without --to drops %s's canary: %w; to bring an earlier release of %s back: swiftctl rollback %s --to previous|REV", req.Service, err, req.Service, req.Service)
 			}
 		}
 	}
-	return apiFailure(d.rollback(ctx, user, progress))
+	return apiFailure(d.rollback(ctx, user, key, progress))
 }
 
-// Abort is `swiftctl abort`.
-func (d *Daemon) Abort(ctx context.Context, user, reason string, progress func(string)) error {
-	return apiFailure(d.abortCanary(ctx, user, reason, progress))
+// Abort is `swiftctl abort [SERVICE]`.
+func (d *Daemon) Abort(ctx context.Context, user string, req api.AbortRequest, progress func(string)) error {
+	return apiFailure(d.abortCanary(ctx, user, req.Service, req.Reason, progress))
 }
 
 // Down is `swiftctl down`.
@@ -188,9 +189,9 @@ func (d *Daemon) Traffic(ctx context.Context, user string, hold *stack.Traffic, 
 	return apiFailure(d.setTraffic(ctx, user, hold, progress))
 }
 
-// SetPaused is `swiftctl pause` and `resume`.
-func (d *Daemon) SetPaused(user string, paused bool) error {
-	if err := d.setPaused(user, paused); err != nil {
+// SetPaused is `swiftctl pause` and `resume` [SERVICE].
+func (d *Daemon) SetPaused(user, service string, paused bool) error {
+	if err := d.setPaused(user, service, paused); err != nil {
 		return apiserver.Conflict(err)
 	}
 	return nil

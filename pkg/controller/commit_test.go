@@ -37,27 +37,27 @@ func TestTransitionJournaledWhenNginxServesIt(t *testing.T) {
 		{
 			name: "abort", harness: func(t *testing.T) *harness { return steppedHarness(t, 3, true) },
 			run: func(h *harness, ctx context.Context) error {
-				return h.d.abortCanary(ctx, "alice", "bad canary", func(string) {})
+				return h.d.abortCanary(ctx, "alice", "", "bad canary", func(string) {})
 			},
 			event: journal.EventAborted, point: "before", op: reconciler.OpRemoveApp, running: "stable:app:1×2",
 			state: func(s State) bool { return s.RolledBack != nil && s.RolledBack.Aborted },
 		},
 		{
 			name: "rollback", harness: canaryHarness,
-			run:   func(h *harness, ctx context.Context) error { return h.d.rollback(ctx, "alice", func(string) {}) },
+			run:   func(h *harness, ctx context.Context) error { return h.d.rollback(ctx, "alice", "", func(string) {}) },
 			event: journal.EventRolledBack, point: "before", op: reconciler.OpRemoveApp, running: "stable:app:1×2",
 			state: func(s State) bool { return s.RolledBack != nil && !s.RolledBack.Aborted },
 		},
 		{
 			name: "promotion", harness: canaryHarness,
-			run:   func(h *harness, ctx context.Context) error { return h.d.promote(ctx, "alice", func(string) {}) },
+			run:   func(h *harness, ctx context.Context) error { return h.d.promote(ctx, "alice", "", func(string) {}) },
 			event: journal.EventPromoted, point: "before", op: reconciler.OpRemoveApp, running: "stable:app:2×2",
 			state: func(s State) bool { return s.Promoted != nil && s.Promoted.Image == "app:2" },
 		},
 		{
 			name: "step", harness: func(t *testing.T) *harness { return steppedHarness(t, 3, true) },
 			run: func(h *harness, ctx context.Context) error {
-				return h.d.advance(ctx, "", 1, func(string) {})
+				return h.d.advance(ctx, "", "", 1, func(string) {})
 			},
 			event: journal.EventCanaryStep, point: "after", op: reconciler.OpReloadNginx, running: "stable:app:1×2 canary:app:2×1",
 			state: func(s State) bool { return s.Rollout != nil && s.Rollout.Step == 1 && !s.Rollout.StepStarted.IsZero() },
@@ -237,7 +237,7 @@ func TestFailuresJournaledUnderTheirOwnNames(t *testing.T) {
 	t.Run("step", func(t *testing.T) {
 		h := steppedHarness(t, 3, false)
 		h.fe.FailReload(errors.New("nginx: [emerg] reload refused"))
-		if err := h.d.advance(context.Background(), "", 1, func(string) {}); err == nil {
+		if err := h.d.advance(context.Background(), "", "", 1, func(string) {}); err == nil {
 			t.Fatal("a step whose reload failed succeeded")
 		}
 		ev := h.events()

@@ -184,8 +184,11 @@ type Daemon struct {
 	state       State
 	lastMode    string // the mode last journaled (from what nginx serves)
 	an          analysisMem
-	notifier    *notify.Notifier
-	journal     journal.Health
+	// ans is an of the canaries of services other than the primary, by
+	// service (canaries.go).
+	ans      map[string]*analysisMem
+	notifier *notify.Notifier
+	journal  journal.Health
 	// manifestEvent times the file event that asked for the next
 	// reconcile, for its trace.
 	manifestEvent manifestEvent

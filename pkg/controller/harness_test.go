@@ -216,11 +216,14 @@ type appMetrics struct {
 	proxyErrRate map[string]float64
 	proxySlow    map[string]bool
 	proxyOff     map[string]bool
+	// svcErrRate, keyed "service/track", overrides both views' error
+	// rate of one named service's track (several canaries at once).
+	svcErrRate map[string]float64
 }
 
 func newAppMetrics(fe *fake.Engine) *appMetrics {
 	return &appMetrics{fe: fe, n: map[string]int{}, errRate: map[string]float64{}, slow: map[string]bool{}, fail: map[string]error{},
-		proxyErrRate: map[string]float64{}, proxySlow: map[string]bool{}, proxyOff: map[string]bool{}}
+		proxyErrRate: map[string]float64{}, proxySlow: map[string]bool{}, proxyOff: map[string]bool{}, svcErrRate: map[string]float64{}}
 }
 
 func (a *appMetrics) set(f func(a *appMetrics)) {
@@ -251,6 +254,9 @@ func (a *appMetrics) Fetch(ctx context.Context, rawURL string) (metrics.Scrape, 
 	}
 	a.n[c.Name]++
 	k, rate, slow := a.n[c.Name], a.errRate[c.Track], a.slow[c.Track]
+	if r, ok := a.svcErrRate[c.Service+"/"+c.Track]; ok {
+		rate = r
+	}
 	a.mu.Unlock()
 	total := 100 * k
 	errs := int(float64(total) * rate)
@@ -299,6 +305,9 @@ func (a *appMetrics) accessLog() []string {
 		rate, ok := a.proxyErrRate[c.Track]
 		if !ok {
 			rate = a.errRate[c.Track]
+		}
+		if r, ok := a.svcErrRate[c.Service+"/"+c.Track]; ok {
+			rate = r
 		}
 		slow, ok := a.proxySlow[c.Track]
 		if !ok {

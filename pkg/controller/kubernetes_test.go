@@ -271,7 +271,7 @@ func TestKubeNothingChangesWhileTheManifestDirIsGone(t *testing.T) {
 	if err := h.reconcile(); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("reconcile: %v, want the missing directory refused", err)
 	}
-	if err := h.d.rollbackWith(context.Background(), "", nil, func(string) {}); err == nil {
+	if err := h.d.rollbackWith(context.Background(), "", "", nil, func(string) {}); err == nil {
 		t.Fatal("rollback went ahead without the manifest directory")
 	}
 	if len(fk.ops) != 0 {

@@ -148,7 +148,11 @@ func (d *Daemon) Chaos(ctx context.Context, user string, req api.ChaosRequest) (
 	if err != nil {
 		return api.ChaosResult{}, apiserver.Unavailable(err)
 	}
-	cs = primaryContainers(m, cs) // the service a canary is judged for
+	if req.Service == "" {
+		cs = primaryContainers(m, cs) // the service a canary is judged for
+	} else if cs, err = serviceContainers(m, req.Service, cs); err != nil {
+		return api.ChaosResult{}, apiserver.BadRequest(err)
+	}
 	if req.Track == "" {
 		req.Track = runningMode(cs) // aimed at the canary while one runs
 	}
@@ -239,6 +243,21 @@ func appPort(m *manifest.Manifest, c engine.Container) int {
 		return s.Port
 	}
 	return 0
+}
+
+// serviceContainers narrows cs to named web service name's app
+// containers (chaos aimed at one of several canaried services).
+func serviceContainers(m *manifest.Manifest, name string, cs []engine.Container) ([]engine.Container, error) {
+	if s := m.Named[name]; s == nil || s.EffectiveKind() != manifest.KindWeb {
+		return nil, fmt.Errorf("service: %q is no web service of the manifest (%v)", name, m.ServiceNames())
+	}
+	var own []engine.Container
+	for _, c := range cs {
+		if c.Role == stack.RoleApp && c.Service == name {
+			own = append(own, c)
+		}
+	}
+	return own, nil
 }
 
 // primaryContainers narrows cs to the primary service's app containers in

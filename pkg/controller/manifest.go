@@ -80,7 +80,7 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 	err := rerr
 	if err == nil {
 		d.lastBytes = data
-		m, err = accept(data, filepath.Base(d.dir))
+		m, err = d.accept(data)
 	}
 	if err != nil {
 		var ve *manifest.ValidationError
@@ -128,9 +128,21 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 }
 
 // accept parses a manifest and proves it can be deployed: the stack
-// derives and both files render (render.Accept).
-func accept(data []byte, defaultProject string) (*manifest.Manifest, error) {
-	return render.Accept(data, defaultProject)
+// derives and both files render (render.Accept), and the target can run
+// it (Target.Accept: on Kubernetes, one canary at a time). A manifest
+// refused here never becomes the one in force.
+func (d *Daemon) accept(data []byte) (*manifest.Manifest, error) {
+	m, err := render.Accept(data, filepath.Base(d.dir))
+	if err != nil {
+		return nil, err
+	}
+	if d.target == nil { // a bare daemon of a test: no target to ask
+		return m, nil
+	}
+	if err := d.target.Accept(m); err != nil {
+		return nil, fmt.Errorf("target %s: %w", d.target.Name(), err)
+	}
+	return m, nil
 }
 
 func (d *Daemon) manifestErrors() []string {

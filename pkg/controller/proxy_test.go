@@ -123,7 +123,7 @@ func TestNoProxyFiguresIsNoData(t *testing.T) {
 		t.Errorf("reasons %q do not say nginx's log is not followed", got)
 	}
 	// A manual promotion is refused too.
-	if err := h.d.promote(context.Background(), "alice", func(string) {}); err == nil || !strings.Contains(err.Error(), "Proxy error rate unknown") {
+	if err := h.d.promote(context.Background(), "alice", "", func(string) {}); err == nil || !strings.Contains(err.Error(), "Proxy error rate unknown") {
 		t.Errorf("promote without nginx's figures: %v", err)
 	}
 }

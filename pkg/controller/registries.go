@@ -48,10 +48,9 @@ func (d *Daemon) registrySource(m *manifest.Manifest) registryauth.Source {
 func (d *Daemon) pullSecret(m *manifest.Manifest, s targets.Decisions) ([]byte, error) {
 	st := stack.FromManifest(m, s.Options(m))
 	var refs []string
-	for _, apps := range [][]stack.App{st.Stable, st.Canary} {
-		for _, a := range apps {
-			refs = append(refs, a.Image)
-		}
+	// Every service's canary, not only the primary's: each pulls.
+	for _, a := range st.Apps() {
+		refs = append(refs, a.Image)
 	}
 	b, err := d.registrySource(m).DockerConfigJSON(refs)
 	if err != nil {

@@ -56,12 +56,16 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	if err != nil {
 		return err
 	}
-	sv, err := d.target.Serving(ctx, m)
+	key := "" // the service's own canary (canaries.go): several may run one
+	if svc != serviceName(m) {
+		key = svc
+	}
+	sv, err := d.target.ServingOf(ctx, m, key)
 	if err != nil {
 		return err
 	}
 	if sv.CanaryRunning || sv.CanaryLive {
-		return errors.New("a canary is running: promote it or drop it (swiftctl rollback) before rolling back to an earlier release")
+		return fmt.Errorf("a canary is running (of %s): promote it or drop it (swiftctl rollback %s) before rolling back to an earlier release", svc, svc)
 	}
 	// No pull: the image must be on the host, and still be the image the
 	// release ran. Checked before anything is journaled or changed.
@@ -84,13 +88,18 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 			// The canary the manifest still declares (promoted, or dropped)
 			// must not start again beside the release brought back: it stays
 			// dropped until the manifest names another canary image.
-			t.RolledBack = &Rollback{CanaryImage: c.Image, At: now, User: user}
+			t.RolledBack = &Rollback{Service: canaryName(m, ""), CanaryImage: c.Image, At: now, User: user}
 		}
 	} else {
 		// Another service of the named form: its image only; the
 		// primary's decisions, and the other services, stay as they are.
 		restore.ManifestStable = m.Named[svc].Image
 		t.ServiceRestored = restore
+		if c := m.Named[svc].Canary; c != nil {
+			// As the primary's: its canary (promoted, or dropped) stays
+			// dropped beside the release brought back.
+			t.RolledBack = &Rollback{Service: svc, CanaryImage: c.Image, At: now, User: user}
+		}
 	}
 	// The spec in force once it takes effect; and whether the manifest's
 	// env, port and resources differ from the release's (judged under the

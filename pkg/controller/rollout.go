@@ -41,6 +41,13 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 			zap.Duration("cpu", cpuTime()-cpu0), zap.Bool("ok", err == nil), zap.Any("spans", tr.Spans()))
 	}()
 	d.mu.Lock()
+	// The decisions where m keeps them (rekeyed), so that t's is recorded
+	// beside, never over, another service's; and t names its service, so
+	// that it settles against it whatever the primary is then.
+	d.state, _ = d.state.rekeyed(m)
+	if t.Service == "" && (t.Kind == kindPromote || t.Kind == kindRollback || t.Kind == kindStep) {
+		t.Service = canaryName(m, "")
+	}
 	next := d.state.with(t)
 	d.mu.Unlock()
 	end := tr.Begin("plan", "")
@@ -170,6 +177,9 @@ func (d *Daemon) commit(t *Transition) error {
 // commitTxn is commit once it is known whether t is journaled already (a
 // daemon that died between journaling and recording it).
 func (d *Daemon) commitTxn(t *Transition, journaled bool) {
+	d.mu.Lock()
+	key := d.state.keyOf(t.Service) // "" for the primary's canary
+	d.mu.Unlock()
 	var released *journal.Record // a release made or restored, for the book once journaled
 	if !journaled {
 		// A promotion's release gets its revision now; it rides in the
@@ -184,30 +194,30 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 		switch t.Kind {
 		case kindPromote:
 			// weight: the image's share of traffic after the event.
-			det := map[string]any{"image": t.Promoted.Image, "txn": t.ID, "weight": 100}
+			det := withServiceDetail(map[string]any{"image": t.Promoted.Image, "txn": t.ID, "weight": 100}, key)
 			if rel != nil {
 				det["release"] = releases.Details(*rel)
 				released = &journal.Record{Event: journal.EventPromoted, Details: map[string]any{"release": releases.Details(*rel)}}
 			}
-			d.eventLocked(journal.EventPromoted, t.Promoted.Image+" is now stable; 100% of traffic on it", t.User, det)
+			d.eventLocked(journal.EventPromoted, keyLabel(key)+t.Promoted.Image+" is now stable; 100% of traffic on it", t.User, det)
 		case kindRestore:
 			rec := restoreEvent(t)
 			d.eventLocked(rec.Event, rec.Message, rec.User, rec.Details)
 			released = &rec
 		case kindRollback:
 			if rb := t.RolledBack; rb.Aborted {
-				det := map[string]any{"image": rb.CanaryImage, "txn": t.ID, "reasons": rb.Reasons, "weight": 0}
+				det := withServiceDetail(map[string]any{"image": rb.CanaryImage, "txn": t.ID, "reasons": rb.Reasons, "weight": 0}, key)
 				// The figures the analysis last judged: why it aborted.
-				if r := d.state.Rollout; r != nil && r.CanaryImage == rb.CanaryImage && r.Last != nil && len(r.Last.Figures) > 0 {
+				if r := d.state.rolloutOf(key); r != nil && r.CanaryImage == rb.CanaryImage && r.Last != nil && len(r.Last.Figures) > 0 {
 					det["figures"] = r.Last.Figures
 				}
-				d.eventLocked(journal.EventAborted, "canary "+rb.CanaryImage+" aborted: "+strings.Join(rb.Reasons, "; ")+"; all traffic on stable", t.User, det)
+				d.eventLocked(journal.EventAborted, keyLabel(key)+"canary "+rb.CanaryImage+" aborted: "+strings.Join(rb.Reasons, "; ")+"; all traffic on stable", t.User, det)
 			} else {
-				d.eventLocked(journal.EventRolledBack, "canary "+rb.CanaryImage+" rolled back; all traffic on stable", t.User,
-					map[string]any{"image": rb.CanaryImage, "txn": t.ID})
+				d.eventLocked(journal.EventRolledBack, keyLabel(key)+"canary "+rb.CanaryImage+" rolled back; all traffic on stable", t.User,
+					withServiceDetail(map[string]any{"image": rb.CanaryImage, "txn": t.ID}, key))
 			}
 		case kindStep:
-			d.eventLocked(journal.EventCanaryStep, stepText(t.Step), t.User, stepDetails(t.Step, t.ID))
+			d.eventLocked(journal.EventCanaryStep, stepText(key, t.Step), t.User, stepDetails(key, t.Step, t.ID))
 		case kindTraffic:
 			event, msg, det := trafficEvent(t.Traffic)
 			det["txn"] = t.ID
@@ -225,7 +235,7 @@ func (d *Daemon) commitTxn(t *Transition, journaled bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.state = d.state.with(t)
-	if r := d.state.Rollout; t.Kind == kindStep && r != nil {
+	if r := d.state.rolloutOf(key); t.Kind == kindStep && r != nil {
 		*r = r.Started(time.Now()) // the route serves the step: its pause starts
 	}
 	logErr(d.log, "save state", d.saveStateLocked())
@@ -345,41 +355,55 @@ func (d *Daemon) transitionStart(ctx context.Context) (*manifest.Manifest, error
 // promote makes the serving canary stable, gated by the canary-safety
 // policy on the canary revision's own figures and by the infrastructure
 // (cluster) policy when the change is applied.
-func (d *Daemon) promote(ctx context.Context, user string, progress reconciler.Progress) error {
+//
+// key names the canary's service (canaries.go): "" for the primary's.
+func (d *Daemon) promote(ctx context.Context, user, key string, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	m, err := d.transitionStart(ctx)
 	if err != nil {
 		return err
 	}
-	sv, err := d.target.Serving(ctx, m)
+	svc := canarySpec(m, key)
+	if svc == nil {
+		return fmt.Errorf("service %s: no longer in the manifest", key)
+	}
+	sv, err := d.target.ServingOf(ctx, m, key)
 	if err != nil {
 		return err
 	}
 	if !sv.CanaryLive {
-		return errors.New("no canary is serving traffic: declare services.canary in the manifest and wait for it to converge")
+		return errors.New(keyLabel(key) + "no canary is serving traffic: declare services.canary in the manifest and wait for it to converge")
 	}
 	image := sv.CanaryImage
-	d.event(journal.EventPromoteRequested, "promotion of "+image+" requested", user, map[string]any{"image": image})
+	d.event(journal.EventPromoteRequested, keyLabel(key)+"promotion of "+image+" requested", user, withServiceDetail(map[string]any{"image": image}, key))
 	dec, _ := d.target.Judge(ctx, m, sv.CanaryRevision)
 	d.metrics.observeDecision(dec)
 	d.decision(dec, user)
 	if !dec.Allowed {
-		d.event(journal.EventPromoteDenied, "promotion of "+image+" denied: "+strings.Join(dec.Reasons, "; "), user, map[string]any{"reasons": dec.Reasons, "policy": dec.Policy})
+		d.event(journal.EventPromoteDenied, keyLabel(key)+"promotion of "+image+" denied: "+strings.Join(dec.Reasons, "; "), user, withServiceDetail(map[string]any{"reasons": dec.Reasons, "policy": dec.Policy}, key))
 		return &promoteDenied{reasons: dec.Reasons}
 	}
 	progress("Canary safety: PASS")
-	d.event(journal.EventPromoteAllowed, "promotion of "+image+" allowed by canary safety", user, nil)
-	t := &Transition{ID: newID(), Kind: kindPromote, Project: m.Project, Started: time.Now().UTC(), User: user,
-		Promoted: &Promotion{Service: serviceName(m), ManifestStable: m.Main().Image, Image: image, At: time.Now().UTC(), User: user}}
+	var allowed map[string]any // the primary's carries no details, as before
+	if key != "" {
+		allowed = map[string]any{"service": key}
+	}
+	d.event(journal.EventPromoteAllowed, keyLabel(key)+"promotion of "+image+" allowed by canary safety", user, allowed)
+	relService := serviceName(m)
+	if key != "" {
+		relService = key
+	}
+	t := &Transition{ID: newID(), Kind: kindPromote, Project: m.Project, Started: time.Now().UTC(), User: user, Service: key,
+		Promoted: &Promotion{Service: relService, ManifestStable: svc.Image, Image: image, At: time.Now().UTC(), User: user}}
 	d.mu.Lock()
-	relImage, relSpec := stableSpec(m, d.state.with(t))
+	relImage, relSpec := stableSpecOf(m, d.state.with(t), relService)
 	d.mu.Unlock()
-	t.Release = &api.Release{Service: serviceName(m), Image: relImage, SpecHash: relSpec}
+	t.Release = &api.Release{Service: relService, Image: relImage, SpecHash: relSpec}
 	err = d.transact(ctx, m, t, progress)
 	var denied *reconciler.DeniedError
 	if errors.As(err, &denied) {
-		d.event(journal.EventPromoteDenied, "promotion of "+image+" denied: "+strings.Join(denied.Reasons, "; "), user, map[string]any{"reasons": denied.Reasons, "policy": d.gatePolicy()})
+		d.event(journal.EventPromoteDenied, keyLabel(key)+"promotion of "+image+" denied: "+strings.Join(denied.Reasons, "; "), user, withServiceDetail(map[string]any{"reasons": denied.Reasons, "policy": d.gatePolicy()}, key))
 		return err
 	}
 	if err == nil {
@@ -397,42 +421,45 @@ func (e *promoteDenied) Error() string {
 
 // rollback drops the serving canary: all traffic to stable. It only
 // withdraws traffic, so the infrastructure gate does not stand in its way.
-func (d *Daemon) rollback(ctx context.Context, user string, progress reconciler.Progress) error {
-	return d.rollbackWith(ctx, user, nil, progress)
+func (d *Daemon) rollback(ctx context.Context, user, key string, progress reconciler.Progress) error {
+	return d.rollbackWith(ctx, user, key, nil, progress)
 }
 
-// rollbackWith is rollback; with reasons it is an abort, journaled as
+// rollbackWith is rollback of the canary of service key (canaries.go:
+// "" for the primary's); with reasons it is an abort, journaled as
 // `aborted` with them.
-func (d *Daemon) rollbackWith(ctx context.Context, user string, abortReasons []string, progress reconciler.Progress) error {
+func (d *Daemon) rollbackWith(ctx context.Context, user, key string, abortReasons []string, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	m, err := d.transitionStart(ctx)
 	if err != nil {
 		return err
 	}
-	if m.Main().Canary == nil {
-		return errors.New("no canary declared in the manifest: nothing to roll back")
+	svc := canarySpec(m, key)
+	if svc == nil || svc.Canary == nil {
+		return errors.New(keyLabel(key) + "no canary declared in the manifest: nothing to roll back")
 	}
-	sv, err := d.target.Serving(ctx, m)
+	sv, err := d.target.ServingOf(ctx, m, key)
 	if err != nil {
 		return err
 	}
-	image := m.Main().Canary.Image
+	image := svc.Canary.Image
 	if sv.CanaryLive {
 		image = sv.CanaryImage
 	} else if !sv.CanaryRunning {
-		return errors.New("no canary is running: nothing to roll back")
+		return errors.New(keyLabel(key) + "no canary is running: nothing to roll back")
 	}
-	d.event(journal.EventRollbackRequested, "rollback of canary "+image+" requested", user, map[string]any{"image": image, "reasons": abortReasons})
-	t := &Transition{ID: newID(), Kind: kindRollback, Started: time.Now().UTC(), User: user,
+	d.event(journal.EventRollbackRequested, keyLabel(key)+"rollback of canary "+image+" requested", user,
+		withServiceDetail(map[string]any{"image": image, "reasons": abortReasons}, key))
+	t := &Transition{ID: newID(), Kind: kindRollback, Started: time.Now().UTC(), User: user, Service: key,
 		// The record names the manifest's canary image: that is what the
 		// options compare, so whatever canary the manifest names (even one
 		// other than the image serving now) stays suppressed.
-		RolledBack: &Rollback{CanaryImage: m.Main().Canary.Image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
+		RolledBack: &Rollback{Service: canaryName(m, key), CanaryImage: svc.Canary.Image, At: time.Now().UTC(), User: user, Aborted: abortReasons != nil, Reasons: abortReasons}}
 	if err := d.transact(ctx, m, t, progress); err != nil {
 		return err
 	}
-	progress("Rolled back: all traffic on stable")
+	progress(keyLabel(key) + "Rolled back: all traffic on stable")
 	return nil
 }
 

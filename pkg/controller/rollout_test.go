@@ -28,11 +28,11 @@ func canaryHarness(t *testing.T) *harness {
 }
 
 func (h *harness) promote() error {
-	return h.d.promote(context.Background(), "alice", func(string) {})
+	return h.d.promote(context.Background(), "alice", "", func(string) {})
 }
 
 func (h *harness) rollback() error {
-	return h.d.rollback(context.Background(), "alice", func(string) {})
+	return h.d.rollback(context.Background(), "alice", "", func(string) {})
 }
 
 // The seed's latch: canary safety allowed a promotion, the infrastructure
@@ -158,7 +158,7 @@ func TestPromotionInterruptedSettlesOnRestart(t *testing.T) {
 					crash()
 				}
 			})
-			_ = h.d.promote(ctx, "alice", func(string) {})
+			_ = h.d.promote(ctx, "alice", "", func(string) {})
 			h.fe.BeforeCall(nil)
 			h.d.jr.Close()
 

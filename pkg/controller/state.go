@@ -56,6 +56,19 @@ type State struct {
 	// Rollout is the progress of a stepped canary (pkg/analysis; run by
 	// analysis.go).
 	Rollout *analysis.Rollout `json:"rollout,omitempty"`
+	// ServicePromoted, ServiceRolledBack and Rollouts are Promoted,
+	// RolledBack and Rollout of the canaries of named web services other
+	// than the primary (whose are the fields above), keyed by service
+	// (canaries.go).
+	ServicePromoted   map[string]*Promotion        `json:"service_promoted,omitempty"`
+	ServiceRolledBack map[string]*Rollback         `json:"service_rolled_back,omitempty"`
+	Rollouts          map[string]*analysis.Rollout `json:"service_rollouts,omitempty"`
+	// Primary names the service whose decisions the single fields above
+	// hold (Promoted, RolledBack, Rollout, Restored): the primary of the
+	// manifest they were last normalised for (rekeyed). "" in the seed
+	// form and in a state.json from before it was recorded: the
+	// primary's of the manifest in force when it is first normalised.
+	Primary string `json:"primary,omitempty"`
 	// TLSCert is the certificate nginx.tls serves, as the certificate
 	// store names it (certs.go); the store keeps it, not this file.
 	TLSCert string `json:"-"`
@@ -83,6 +96,8 @@ type Promotion struct {
 // Rollback: the canary image was dropped; it is not run again until the
 // manifest names another canary image.
 type Rollback struct {
+	// Service: as Promotion.Service.
+	Service     string    `json:"service,omitempty"`
 	CanaryImage string    `json:"canary_image"`
 	At          time.Time `json:"at"`
 	User        string    `json:"user,omitempty"`
@@ -129,6 +144,12 @@ type Transition struct {
 	// service other than the primary (kind restore, Restored nil): it
 	// changes that service's image only.
 	ServiceRestored *Restore `json:"service_restored,omitempty"`
+	// Service names the web service whose canary a promote, rollback or
+	// step changes, by name, so that a transition settled after a
+	// manifest edit that changed the primary still applies to it ("" in
+	// the seed form, and from a version that recorded only the other
+	// services' names: the primary's; State.keyOf).
+	Service string `json:"service,omitempty"`
 	// Release is the release a promotion makes, its revision given when
 	// it is committed.
 	Release *api.Release       `json:"release,omitempty"`
@@ -186,6 +207,8 @@ func (d *Daemon) saveStateLocked() error {
 // the targets.Decisions a target renders a manifest under.
 func (s State) Options(m *manifest.Manifest) stack.Options {
 	var o stack.Options
+	s, _ = s.rekeyed(m)
+	primary, _ := m.Primary()
 	stableImage := func(name string, primary bool, image string) {
 		if primary {
 			o.StableImage = image
@@ -208,10 +231,11 @@ func (s State) Options(m *manifest.Manifest) stack.Options {
 		}
 		stableImage(name, primary, r.Image)
 	}
-	if r := s.RolledBack; r != nil && m.Main().Canary != nil && m.Main().Canary.Image == r.CanaryImage {
+	if r := s.RolledBack; r != nil && mine(r.Service, primary) && m.Main().Canary != nil && m.Main().Canary.Image == r.CanaryImage {
 		o.NoCanary = true
 	}
 	o.CanaryWeight = s.Rollout.Weight(m.Main().Canary)
+	s.serviceCanaryOptions(m, &o)
 	o.TLSCert = s.TLSCert
 	if s.Traffic != nil {
 		o.Traffic = *s.Traffic
@@ -276,7 +300,7 @@ func decisionTarget(m *manifest.Manifest, service string) (name string, svc *man
 // the moment the manifest returned to that image, overriding a deliberate
 // edit.
 func (s State) spent(m *manifest.Manifest) (State, bool) {
-	changed := false
+	s, changed := s.rekeyed(m)
 	if p := s.Promoted; p != nil {
 		if _, svc, _ := decisionTarget(m, p.Service); svc == nil || svc.Image != p.ManifestStable {
 			s.Promoted, changed = nil, true
@@ -296,7 +320,8 @@ func (s State) spent(m *manifest.Manifest) (State, bool) {
 	if r := s.RolledBack; r != nil && (m.Main().Canary == nil || m.Main().Canary.Image != r.CanaryImage) {
 		s.RolledBack, changed = nil, true
 	}
-	return s, changed
+	s, others := s.spentServiceCanaries(m)
+	return s, changed || others
 }
 
 // withoutRestore is restores less name's, copied: a State is a value, and
@@ -343,7 +368,7 @@ func (d *Daemon) spendDecisions(m *manifest.Manifest) {
 		return
 	}
 	s, changed := d.state.spent(m)
-	if !changed {
+	if !changed && s.Primary == d.state.Primary {
 		return
 	}
 	was := d.state
@@ -357,6 +382,9 @@ func (d *Daemon) spendDecisions(m *manifest.Manifest) {
 // with returns s with t's decision recorded (and no pending transition).
 func (s State) with(t *Transition) State {
 	s.Pending = nil
+	if k := s.keyOf(t.Service); k != "" && (t.Kind == kindPromote || t.Kind == kindRollback || t.Kind == kindStep) {
+		return s.withService(t, k)
+	}
 	switch t.Kind {
 	case kindPromote:
 		// The promoted service's stable image is the canary's now: a
@@ -383,6 +411,10 @@ func (s State) with(t *Transition) State {
 			}
 			if p := s.Promoted; p != nil && p.Service == r.Service {
 				s.Promoted = nil
+			}
+			s.ServicePromoted = withEntry(s.ServicePromoted, r.Service, nil)
+			if t.RolledBack != nil { // its canary stays dropped
+				s.ServiceRolledBack = withEntry(s.ServiceRolledBack, r.Service, t.RolledBack)
 			}
 			break
 		}

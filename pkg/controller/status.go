@@ -33,6 +33,18 @@ func (d *Daemon) Status(ctx context.Context) api.Status {
 	}
 	s.Project = m.Project
 	d.target.Report(ctx, m, st, &s)
-	s.Rollout = d.rolloutStatus(m, time.Now())
+	now := time.Now()
+	s.Rollout = d.rolloutStatus(m, "", now)
+	// Each canaried service's rollout beside its weight: the primary's
+	// (the one above) and the others', each walked on its own.
+	p, _ := m.Primary()
+	for i := range s.Services {
+		switch name := s.Services[i].Name; {
+		case name == p:
+			s.Services[i].Rollout = s.Rollout
+		case m.Named[name] != nil && m.Named[name].Canary != nil:
+			s.Services[i].Rollout = d.rolloutStatus(m, name, now)
+		}
+	}
 	return s
 }

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"os"
-	"path/filepath"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -17,7 +16,7 @@ func (d *Daemon) Validate(ctx context.Context) api.Validation {
 	data, err := os.ReadFile(d.cfg.ManifestPath)
 	var m *manifest.Manifest
 	if err == nil {
-		m, err = accept(data, filepath.Base(d.dir))
+		m, err = d.accept(data)
 	}
 	if err != nil {
 		v.Checks = append(v.Checks, api.Check{Name: "Manifest valid", Detail: err.Error()})

@@ -1,6 +1,8 @@
 package kubetarget
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -47,6 +49,9 @@ type Desired struct {
 // pullSecret, when set, is the .dockerconfigjson of the image pull Secret
 // (k8srender.Options.PullSecret).
 func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
+	if err := OneCanary(m); err != nil {
+		return Desired{}, err
+	}
 	d, err := render(m, o, ns, gateway, deadline, pullSecret)
 	if err != nil {
 		return d, err
@@ -125,3 +130,32 @@ const (
 	OpApply  = "apply"
 	OpDelete = "delete"
 )
+
+// OneCanary refuses a manifest in which more than one service declares a
+// canary: a namespace runs one canary at a time (the route's split,
+// the commit predicate and the Prometheus figures are the primary
+// service's, manifest.Primary). The controller refuses such a manifest
+// when it reads it (the Kubernetes target's Accept), so the last good one
+// stays in force and the canary running can still be aborted; planning
+// refuses it again, before anything is applied or removed. The error is
+// a *manifest.ValidationError naming each canaried service's field.
+func OneCanary(m *manifest.Manifest) error {
+	if !m.IsNamed() {
+		return nil
+	}
+	var canaried []string
+	for _, n := range m.ServiceNames() {
+		if s := m.Named[n]; s.Canary != nil && s.EffectiveKind() == manifest.KindWeb {
+			canaried = append(canaried, n)
+		}
+	}
+	if len(canaried) < 2 {
+		return nil
+	}
+	msg := fmt.Sprintf("services %s each declare a canary: on --target kubernetes only one service may run a canary at a time; promote or remove all but one", strings.Join(canaried, ", "))
+	ve := &manifest.ValidationError{}
+	for _, n := range canaried {
+		ve.Problems = append(ve.Problems, manifest.Problem{Field: "services." + n + ".canary", Msg: msg})
+	}
+	return ve
+}

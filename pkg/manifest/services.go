@@ -80,10 +80,12 @@ func (s *Services) EffectiveKind() string {
 	}
 }
 
-// Primary is the service the controller's canary, promotion and rollback
-// act on: the single service of the seed form; in the named form the web
-// service with a canary (at most one has one), or else the first web
-// service by name. Its name is "" in the seed form. It is nil only for a
+// Primary is the service whose canary, promotion and rollback the
+// controller records in its single fields (and the one a command without
+// SERVICE acts on): the single service of the seed form; in the named
+// form the first web service by name with a canary (each web service may
+// run one; the others' are keyed by name), or else the first web service
+// by name. Its name is "" in the seed form. It is nil only for a
 // named form without a web service, which is invalid.
 func (m *Manifest) Primary() (string, *Services) {
 	if !m.IsNamed() {
@@ -229,7 +231,6 @@ func (ps *problemList) namedServices(m *Manifest, deny []string) {
 	names := m.ServiceNames()
 	routes := map[string]string{} // host + prefix -> the service routed there
 	webs := 0
-	var canaried []string
 	for _, name := range names {
 		s := m.Named[name]
 		at := "services." + name
@@ -287,7 +288,6 @@ func (ps *problemList) namedServices(m *Manifest, deny []string) {
 				// yet to judge a canary on.
 				ps.addf(at+".canary", "a worker is not canaried (it has no route to split); deploy the new image")
 			default:
-				canaried = append(canaried, name)
 				ps.canaryAt(at, s.Canary, s.Image)
 				ps.stepsAt(at+".canary", s.Canary, m.Metrics.ScrapeInterval.D())
 			}
@@ -305,10 +305,6 @@ func (ps *problemList) namedServices(m *Manifest, deny []string) {
 				ps.addf(f, "names %q twice", dep)
 			}
 		}
-	}
-	if len(canaried) > 1 {
-		// The controller walks, judges and promotes one canary at a time.
-		ps.addf("services."+canaried[1]+".canary", "only one service may run a canary at a time, services.%s has one; promote or remove it first", canaried[0])
 	}
 	if webs == 0 && len(m.Named) > 0 {
 		ps.addf("services", "needs at least one web service (one with a port): nginx has nothing to route to")

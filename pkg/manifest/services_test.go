@@ -137,9 +137,6 @@ func TestNamedFormProblems(t *testing.T) {
   web: {image: a:1, port: 80, canary: {image: a:2, weight: 10}}
   jobs: {image: b:1, canary: {image: b:2, weight: 10}}
   db: {image: c:1, kind: accessory, canary: {image: c:2, weight: 10}}`, []string{"services.jobs.canary", "services.db.canary"}},
-		{"two canaries at once", `
-  a: {image: a:1, port: 80, route: {host: a.example}, canary: {image: a:2, weight: 10}}
-  b: {image: b:1, port: 80, canary: {image: b:2, weight: 10}}`, []string{"services.b.canary"}},
 		{"canary fields named by service", `
   web: {image: a:1, port: 80, canary: {image: a:1, weight: 101, match: {header: "a b", value: x}, steps: [{weight: 50, pause: 1s}], analysis: {interval: 1s}}}`,
 			[]string{"services.web.canary.image", "services.web.canary.weight", "services.web.canary.match.header", "services.web.canary.weight", "services.web.canary.analysis.interval"}},
@@ -273,5 +270,27 @@ services:
 		if !slices.Contains(got, f) {
 			t.Errorf("no problem at %s; got:\n%v", f, err)
 		}
+	}
+}
+
+// TestSeveralCanaries: every web service may run a canary of its own, each
+// validated under its own name; the primary is the first canaried one by
+// name.
+func TestSeveralCanaries(t *testing.T) {
+	m, err := Parse([]byte(`
+services:
+  web: {image: w:1, port: 80, route: {host: web.test}, canary: {image: w:2, weight: 10}}
+  api: {image: a:1, port: 80, route: {path_prefix: /api}, canary: {image: a:2, steps: [{weight: 30, pause: 30s}]}}
+nginx: {image: nginx:latest, port: 8080}
+network: {name: net}
+`), "x")
+	if err != nil {
+		t.Fatalf("two web services with a canary each: %v", err)
+	}
+	if name, _ := m.Primary(); name != "api" {
+		t.Errorf("primary %q, want api (the first canaried service by name)", name)
+	}
+	if c := m.Named["web"].Canary; c == nil || c.Weight != 10 {
+		t.Errorf("web's canary: %+v", c)
 	}
 }

@@ -137,3 +137,96 @@ func TestParseLoadedWeights(t *testing.T) {
 		t.Errorf("ParseLoaded = %+v", l)
 	}
 }
+
+// canaryEditStack is the shop stack with api's and web's canaries at the
+// given weights, a weight of 0 leaving that service's canary out: which
+// service is the primary follows the manifest (the first canaried web
+// service by name), as after an edit.
+func canaryEditStack(t *testing.T, apiWeight, webWeight int) stack.Stack {
+	t.Helper()
+	m, err := manifest.Parse([]byte(`project: shop
+services:
+  web: {image: web:1, port: 3000, route: {host: shop.example.com}}
+  api: {image: api:1, port: 8000, route: {path_prefix: /api}}
+nginx: {image: nginx:latest, port: 8080}
+network: {name: shop-net}
+`), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if apiWeight > 0 {
+		m.Named["api"].Canary = &manifest.Canary{Image: "api:2", Weight: apiWeight, Replicas: 1}
+	}
+	if webWeight > 0 {
+		m.Named["web"].Canary = &manifest.Canary{Image: "web:2", Weight: webWeight, Replicas: 1}
+	}
+	return stack.FromManifest(m, stack.Options{})
+}
+
+// A reload that raises any service's canary weight above that service's
+// applied weight is gated, even when the edit also changes the primary:
+// api (the primary) at 60 and web at 10; api's canary removed and web's
+// raised to 50 makes web the primary, and 50 is below api's old 60 but
+// five times web's own.
+func TestReloadGatedPerServiceWeight(t *testing.T) {
+	applied := servingNamed(canaryEditStack(t, 60, 10), "r1")
+	for _, tt := range []struct {
+		name           string
+		api, web       int
+		gated          bool
+		wantPrimary    string
+		wantOnlyReload bool
+	}{
+		{"api's canary removed, web's raised past its own weight", 0, 50, true, "web", false},
+		{"api's canary removed, web's unchanged", 0, 10, false, "web", false},
+		{"api's canary removed, web's lowered", 0, 5, false, "web", false},
+		{"both kept, web's raised", 60, 50, true, "api", true},
+		{"both kept, api's lowered", 40, 10, false, "api", true},
+		{"both kept, api's raised", 70, 10, true, "api", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := canaryEditStack(t, tt.api, tt.web)
+			if d.Primary != tt.wantPrimary {
+				t.Fatalf("primary %q, want %q", d.Primary, tt.wantPrimary)
+			}
+			p := Compute(desiredOf(d, "r2"), applied)
+			var reload *Op
+			for i, op := range p.Ops {
+				if op.Kind == OpReloadNginx {
+					reload = &p.Ops[i]
+				}
+				if op.Kind == OpStartApp {
+					t.Errorf("op %s: every canary wanted already runs", op)
+				}
+			}
+			if reload == nil {
+				t.Fatalf("plan %s has no reload", p)
+			}
+			if reload.Gated != tt.gated {
+				t.Errorf("reload gated = %v, want %v: %s", reload.Gated, tt.gated, p)
+			}
+			if tt.wantOnlyReload && len(p.Ops) != 1 {
+				t.Errorf("plan %s, want only the reload", p)
+			}
+		})
+	}
+	// A record without its stack (written before it existed) knows only
+	// the primary's weight: it is what the primary's raise is judged on.
+	old := servingNamed(canaryEditStack(t, 60, 0), "r1")
+	old.Applied.Stack = nil
+	for _, tt := range []struct {
+		api, web int
+		gated    bool
+	}{{70, 0, true}, {50, 0, false}, {60, 10, true}} {
+		p := Compute(desiredOf(canaryEditStack(t, tt.api, tt.web), "r2"), old)
+		gated := false
+		for _, op := range p.Ops {
+			if op.Kind == OpReloadNginx {
+				gated = op.Gated
+			}
+		}
+		if gated != tt.gated {
+			t.Errorf("api %d web %d on a record without its stack: reload gated = %v, want %v: %s", tt.api, tt.web, gated, tt.gated, p)
+		}
+	}
+}

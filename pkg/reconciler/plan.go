@@ -291,18 +291,32 @@ func reloadGated(d Desired, obs Observed) bool {
 			return true
 		}
 	}
-	// Another service's canary taking more of its traffic than applied
-	// (a record without its stack: than none).
-	for _, c := range d.Stack.OtherCanaries {
-		applied := 0
-		if a.Stack != nil {
-			_, applied = a.Stack.CanaryOf(c.Service)
-		}
-		if c.Weight > applied {
+	// Any service's canary, the primary's included, taking more of that
+	// service's traffic than applied. Compared service by service: the
+	// primary may have changed with the edit (its canary removed, another
+	// service's becoming the primary's), and the new primary's weight
+	// against the old primary's would let a raise through ungated.
+	for _, svc := range d.Stack.CanaryServices() {
+		_, want := d.Stack.CanaryOf(svc)
+		if want > appliedWeight(a, svc, d.Stack.CanaryService) {
 			return true
 		}
 	}
-	return d.Stack.CanaryWeight > a.Weight
+	return false
+}
+
+// appliedWeight is the weight named service svc's canary took in the
+// applied record a; 0 when it ran none. A record without its stack
+// (written before it existed) knows only the primary's weight.
+func appliedWeight(a *Applied, svc, primary string) int {
+	if a.Stack == nil {
+		if svc == primary {
+			return a.Weight
+		}
+		return 0
+	}
+	_, w := a.Stack.CanaryOf(svc)
+	return w
 }
 
 // sameSpec: a container with c's spec hash is wanted (c is only a replica

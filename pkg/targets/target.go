@@ -36,6 +36,11 @@ type Decisions interface {
 type Target interface {
 	// Name is "docker" or "kubernetes", for logs.
 	Name() string
+	// Accept refuses a manifest the target cannot run, when the daemon
+	// reads it (a *manifest.ValidationError naming the fields): such a
+	// manifest never becomes the one in force, which would make every
+	// change fail to plan, the abort of a failing canary included.
+	Accept(m *manifest.Manifest) error
 	// Change is what would run for m under the recorded decisions s, and
 	// the plan from what runs now to it. It changes nothing.
 	Change(ctx context.Context, m *manifest.Manifest, s Decisions) (Change, error)
@@ -52,6 +57,10 @@ type Target interface {
 	Serves(ctx context.Context, ch Change) (Verdict, Serving, error)
 	// Serving is what the route in force sends traffic to now.
 	Serving(ctx context.Context, m *manifest.Manifest) (Serving, error)
+	// ServingOf is Serving of named web service service's own route and
+	// canary ("" or the primary's name: Serving), for the canaries of
+	// services other than the primary.
+	ServingOf(ctx context.Context, m *manifest.Manifest, service string) (Serving, error)
 	// Decide is the infrastructure (Docker) or cluster (Kubernetes)
 	// policy on the target's facts for ch, evaluated fresh.
 	Decide(ctx context.Context, ch Change) policy.Decision

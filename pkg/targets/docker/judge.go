@@ -20,7 +20,7 @@ func (t *Target) judge(ctx context.Context, m *manifest.Manifest, revision strin
 	st := t.Observer.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
 	px := t.Proxy.Stats(stack.TrackCanary, revision, m.Policy.MinRequests)
 	in := CanaryInput(stack.TrackCanary, st, px)
-	rel := t.withRelative(&in, m, st)
+	rel := t.withRelative(&in, m, revision, st)
 	dec := t.Policies.CanarySafety(ctx, in, targets.Thresholds(m))
 	if !dec.Allowed && st.Outcome != metrics.OK && st.Reason != "" {
 		dec.Reasons = append(dec.Reasons, st.Reason)

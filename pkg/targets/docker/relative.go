@@ -13,7 +13,7 @@ import (
 // when the manifest asks for one (policy.relative): the canary's window
 // against the stable revision's over the same span. It returns the
 // verdict's outcome ("" without one).
-func (t *Target) withRelative(in *policy.CanaryInput, m *manifest.Manifest, canary observe.Stats) verdict.Outcome {
+func (t *Target) withRelative(in *policy.CanaryInput, m *manifest.Manifest, revision string, canary observe.Stats) verdict.Outcome {
 	r := m.Policy.Relative
 	if r == nil {
 		return ""
@@ -27,12 +27,29 @@ func (t *Target) withRelative(in *policy.CanaryInput, m *manifest.Manifest, cana
 	if withFiles, err := t.WithFiles(m); err == nil {
 		m = withFiles
 	}
-	if st := stack.FromManifest(m, state.Options(m)).MainStable(); len(st) > 0 {
+	if st := stableOf(stack.FromManifest(m, state.Options(m)), revision); len(st) > 0 {
 		stable = t.Observer.Stats(stack.TrackStable, st[0].Hash, r.MinRequests)
 	}
 	v := verdict.Compare(sample(canary), sample(stable), cfg)
 	in.Relative = v.Input()
 	return v.Outcome
+}
+
+// stableOf is the stable containers a canary revision is compared with:
+// its own service's (several web services may run a canary at once), the
+// primary's when no other service's canary has that revision.
+func stableOf(st stack.Stack, revision string) []stack.App {
+	for _, name := range st.CanaryServices() {
+		if name == "" || name == st.CanaryService {
+			continue
+		}
+		if apps, _ := st.CanaryOf(name); len(apps) > 0 && apps[0].Hash == revision {
+			if svc := st.Service(name); svc != nil {
+				return svc.Stable
+			}
+		}
+	}
+	return st.MainStable()
 }
 
 // sample is a window's figures for the verdict; figures that are not

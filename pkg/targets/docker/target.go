@@ -182,6 +182,9 @@ func (t *Target) Serves(ctx context.Context, ch targets.Change) (targets.Verdict
 	return targets.ServesNo, sv, nil
 }
 
+// Accept: the Docker host runs every manifest that validates and renders.
+func (t *Target) Accept(*manifest.Manifest) error { return nil }
+
 func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Serving, error) {
 	cur, err := t.desired(m)
 	if err != nil {
@@ -193,6 +196,48 @@ func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Ser
 		return targets.Serving{}, err
 	}
 	return serving(obs, cur), nil
+}
+
+func (t *Target) ServingOf(ctx context.Context, m *manifest.Manifest, service string) (targets.Serving, error) {
+	cur, err := t.desired(m)
+	if err != nil {
+		return targets.Serving{}, err
+	}
+	obs, err := t.Rec.Observe(ctx, cur)
+	if err != nil {
+		t.Reached(err)
+		return targets.Serving{}, err
+	}
+	if service == "" || service == cur.Stack.Primary {
+		return serving(obs, cur), nil
+	}
+	return servingService(obs, cur, service), nil
+}
+
+// servingService is serving of named service svc other than the primary:
+// its containers only, its canary's weight from its own line of nginx's
+// status (Loaded.Weights).
+func servingService(obs reconciler.Observed, cur reconciler.Desired, svc string) targets.Serving {
+	obs = primaryObserved(obs, svc)
+	apps, _ := cur.Stack.CanaryOf(svc)
+	s := targets.Serving{CanaryRunning: len(apps) > 0}
+	if obs.Loaded == nil {
+		return s
+	}
+	weight := loadedWeight(obs.Loaded, cur.Stack, svc)
+	narrowed := *obs.Loaded
+	narrowed.Weight = weight // servingMode and servingCanary read the primary's field
+	obs.Loaded = &narrowed
+	s.Mode = servingMode(obs)
+	if s.Mode == stack.TrackCanary {
+		s.CanaryImage, s.CanaryWeight = imageOf(obs, obs.Loaded.Canary), weight
+	}
+	if c, ok := servingCanary(obs); ok {
+		s.CanaryImage, s.CanaryRevision, s.CanaryLive = c.Image, c.Hash, true
+	}
+	s.StableImage = imageOf(obs, obs.Loaded.Stable)
+	s.Traffic = obs.Loaded.Traffic
+	return s
 }
 
 // serving reads the route from the configuration nginx has loaded.

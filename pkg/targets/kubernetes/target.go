@@ -388,6 +388,19 @@ func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Ser
 	return serving(m, obs), nil
 }
 
+// Accept refuses a manifest with more than one canaried web service: a
+// namespace runs one canary at a time (kubetarget.OneCanary).
+func (t *Target) Accept(m *manifest.Manifest) error { return kubetarget.OneCanary(m) }
+
+// ServingOf: a namespace runs the primary's canary only (Check refuses a
+// manifest with more than one canaried service).
+func (t *Target) ServingOf(ctx context.Context, m *manifest.Manifest, service string) (targets.Serving, error) {
+	if p, _ := m.Primary(); service != "" && service != p {
+		return targets.Serving{}, fmt.Errorf("service %s: on Kubernetes only the primary service %s runs a canary", service, p)
+	}
+	return t.Serving(ctx, m)
+}
+
 // serving reads the mode from the live route's weights and the images
 // from the live Deployments: the primary service's, the one a canary is
 // about (in the named form, its rule's split in the route).
