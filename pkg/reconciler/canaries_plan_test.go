@@ -11,8 +11,7 @@ import (
 
 // canariedStack is a named form whose web services both run a canary:
 // api's (the primary) at 30% and, unless webCanary is "", web's at 10%.
-// Validation still refuses a second canary, so web's is added after
-// parsing.
+// web's is added after parsing, so that one manifest text serves both.
 func canariedStack(t *testing.T, webCanary string, o stack.Options) stack.Stack {
 	t.Helper()
 	m, err := manifest.Parse([]byte(`project: shop

@@ -30,11 +30,10 @@ var goldenTraffic = map[string]stack.Traffic{
 	"services_paused": {Mode: stack.TrafficPause, Max: 45 * time.Second},
 }
 
-// goldenEdits change a golden case's manifest after it is parsed: what
-// the stack can run but manifest validation does not take yet.
+// goldenEdits change a golden case's manifest after it is parsed.
 var goldenEdits = map[string]func(*manifest.Manifest){
-	// A second canary (validation allows one while the controller judges
-	// one at a time).
+	// A second canary, with a cookie match (written before validation
+	// took several canaries; the golden output is what it renders).
 	"services_canaries": func(m *manifest.Manifest) {
 		m.Named["web"].Canary = &manifest.Canary{Image: "shop-web:1.5.0", Weight: 10, Replicas: 1, Match: &manifest.Match{Cookie: "web_canary", Value: "yes"}}
 	},
