@@ -195,9 +195,12 @@ func (d *Daemon) analyzeOne(ctx context.Context, m *manifest.Manifest, key strin
 	}
 	interval := c.Analysis.Interval.D()
 	log := d.log.With(zap.String("service", key))
+	// The action re-reads the manifest under the run lock: an edit during
+	// the check may have changed the primary, and with it what key means.
+	judged := &judgedCanary{service: canaryName(m, key), image: c.Image}
 	switch act.Kind {
 	case analysis.Abort:
-		if err := d.rollbackWith(ctx, "", key, act.Reasons, func(string) {}); err != nil {
+		if err := d.rollbackJudged(ctx, "", key, judged, act.Reasons, func(string) {}); err != nil {
 			log.Error("automatic abort not applied; retrying after an interval", zap.Error(err))
 			d.setRetry(key, now.Add(interval))
 		}
@@ -223,7 +226,7 @@ func (d *Daemon) analyzeOne(ctx context.Context, m *manifest.Manifest, key strin
 		d.mu.Unlock()
 		// The same gated transaction as `swiftctl promote`, canary safety
 		// included; a denial is journaled there and retried an interval on.
-		if err := d.promote(ctx, "", key, func(string) {}); err != nil {
+		if err := d.promoteJudged(ctx, "", key, judged, func(string) {}); err != nil {
 			log.Warn("automatic promotion not applied; retrying after an interval", zap.Error(err))
 			d.setRetry(key, now.Add(interval))
 		}

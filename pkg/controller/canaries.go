@@ -85,6 +85,26 @@ func canaryName(m *manifest.Manifest, key string) string {
 	return key
 }
 
+// judgedCanary is the canary an analysis judged, by its service's name
+// and its image. The verdict's action (an abort, a promotion) re-finds
+// it in the manifest read under the run lock: a manifest edit during the
+// check may have changed the primary, and so the key that names it, or
+// replaced the canary. The action is never taken on another canary.
+type judgedCanary struct{ service, image string }
+
+// keyIn is the judged canary's key in m, or an error when m no longer
+// declares it (the next check judges what m declares).
+func (j judgedCanary) keyIn(m *manifest.Manifest) (string, error) {
+	key, err := canaryKey(m, j.service)
+	if err != nil {
+		return "", fmt.Errorf("the canary judged (%s): %w", j.image, err)
+	}
+	if svc := canarySpec(m, key); svc == nil || svc.Canary == nil || svc.Canary.Image != j.image {
+		return "", fmt.Errorf("service %s: the canary judged (%s) is no longer the manifest's; the next check judges what it declares", j.service, j.image)
+	}
+	return key, nil
+}
+
 // keyLabel names a canary's service in messages: "" for the primary's.
 func keyLabel(key string) string {
 	if key == "" {

@@ -358,11 +358,22 @@ func (d *Daemon) transitionStart(ctx context.Context) (*manifest.Manifest, error
 //
 // key names the canary's service (canaries.go): "" for the primary's.
 func (d *Daemon) promote(ctx context.Context, user, key string, progress reconciler.Progress) error {
+	return d.promoteJudged(ctx, user, key, nil, progress)
+}
+
+// promoteJudged is promote of the canary an analysis judged (judged nil:
+// the canary of key, as the operator named it).
+func (d *Daemon) promoteJudged(ctx context.Context, user, key string, judged *judgedCanary, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	m, err := d.transitionStart(ctx)
 	if err != nil {
 		return err
+	}
+	if judged != nil {
+		if key, err = judged.keyIn(m); err != nil {
+			return err
+		}
 	}
 	svc := canarySpec(m, key)
 	if svc == nil {
@@ -429,11 +440,22 @@ func (d *Daemon) rollback(ctx context.Context, user, key string, progress reconc
 // "" for the primary's); with reasons it is an abort, journaled as
 // `aborted` with them.
 func (d *Daemon) rollbackWith(ctx context.Context, user, key string, abortReasons []string, progress reconciler.Progress) error {
+	return d.rollbackJudged(ctx, user, key, nil, abortReasons, progress)
+}
+
+// rollbackJudged is rollbackWith of the canary an analysis judged
+// (judged nil: the canary of key, as the operator named it).
+func (d *Daemon) rollbackJudged(ctx context.Context, user, key string, judged *judgedCanary, abortReasons []string, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	m, err := d.transitionStart(ctx)
 	if err != nil {
 		return err
+	}
+	if judged != nil {
+		if key, err = judged.keyIn(m); err != nil {
+			return err
+		}
 	}
 	svc := canarySpec(m, key)
 	if svc == nil || svc.Canary == nil {
