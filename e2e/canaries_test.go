@@ -3,11 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -109,67 +106,6 @@ func TestSeveralCanaries(t *testing.T) {
 	if len(promoted) != 1 || promoted[0].Details["service"] != "web" {
 		t.Errorf("promoted records %+v, want one naming web", promoted)
 	}
-}
-
-// startLoadHost is startLoad with a Host header.
-func startLoadHost(url, host string, every time.Duration) *load {
-	l := &load{modes: map[string]int{}}
-	l.stop = openLoopHost(url, host, every, func(_ time.Time, mode string, err error) {
-		if err == nil {
-			l.ok.Add(1)
-			return
-		}
-		l.failed.Add(1)
-		l.mu.Lock()
-		if len(l.failures) < 20 {
-			l.failures = append(l.failures, err.Error())
-		}
-		l.mu.Unlock()
-	})
-	return l
-}
-
-// openLoopHost is openLoop with a Host header (a service routed by host).
-func openLoopHost(url, host string, every time.Duration, fn func(sent time.Time, mode string, err error)) (stop func()) {
-	stopc, done := make(chan struct{}), make(chan struct{})
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	go func() {
-		defer close(done)
-		var wg sync.WaitGroup
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopc:
-				wg.Wait()
-				return
-			case <-tick.C:
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					sent := time.Now()
-					req, err := http.NewRequest(http.MethodGet, url, nil)
-					if err != nil {
-						fn(sent, "", err)
-						return
-					}
-					req.Host = host
-					resp, err := c.Do(req)
-					mode := ""
-					if err == nil {
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						mode = resp.Header.Get("X-App-Mode")
-						if resp.StatusCode != http.StatusOK {
-							err = fmt.Errorf("status %d", resp.StatusCode)
-						}
-					}
-					fn(sent, mode, err)
-				}()
-			}
-		}
-	}()
-	return func() { close(stopc); <-done }
 }
 
 // TestSeveralCanariesJudgedApart walks two stepped canaries at once under

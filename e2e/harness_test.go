@@ -282,6 +282,12 @@ type load struct {
 // answered, and reports each result to fn (sent time, X-App-Mode of a 200,
 // or the error). The returned stop waits for requests in flight.
 func openLoop(url string, every time.Duration, fn func(sent time.Time, mode string, err error)) (stop func()) {
+	return openLoopHost(url, "", every, fn)
+}
+
+// openLoopHost is openLoop with a Host header (a service routed by host;
+// "" sends the URL's).
+func openLoopHost(url, host string, every time.Duration, fn func(sent time.Time, mode string, err error)) (stop func()) {
 	stopc, done := make(chan struct{}), make(chan struct{})
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	go func() {
@@ -299,7 +305,15 @@ func openLoop(url string, every time.Duration, fn func(sent time.Time, mode stri
 				go func() {
 					defer wg.Done()
 					sent := time.Now()
-					resp, err := c.Get(url)
+					req, err := http.NewRequest(http.MethodGet, url, nil)
+					if err != nil {
+						fn(sent, "", err)
+						return
+					}
+					if host != "" {
+						req.Host = host
+					}
+					resp, err := c.Do(req)
 					mode := ""
 					if err == nil {
 						io.Copy(io.Discard, resp.Body)
@@ -318,8 +332,13 @@ func openLoop(url string, every time.Duration, fn func(sent time.Time, mode stri
 }
 
 func startLoad(url string, every time.Duration) *load {
+	return startLoadHost(url, "", every)
+}
+
+// startLoadHost is startLoad with a Host header ("" sends the URL's).
+func startLoadHost(url, host string, every time.Duration) *load {
 	l := &load{modes: map[string]int{}}
-	l.stop = openLoop(url, every, func(_ time.Time, mode string, err error) {
+	l.stop = openLoopHost(url, host, every, func(_ time.Time, mode string, err error) {
 		if err == nil {
 			l.ok.Add(1)
 			l.mu.Lock()
