@@ -201,7 +201,9 @@ func (h browserHost) chromium(t *testing.T, ctx context.Context, path string, fl
 				defer c.Close()
 				d, err := h.dial(inner)
 				if err != nil {
-					t.Logf("DevTools forwarder: %v", err)
+					if t.Context().Err() == nil { // never log after the test ended
+						t.Logf("DevTools forwarder: %v", err)
+					}
 					return
 				}
 				defer d.Close()
