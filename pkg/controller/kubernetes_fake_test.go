@@ -359,6 +359,37 @@ type fakeProm struct {
 	errRate   float64 // the canary's
 	stableErr float64
 	queries   int
+	// svcErr is the canary's error rate of a named service, by its
+	// service label in the query; seen the services queries selected.
+	svcErr map[string]float64
+	seen   map[string]bool
+}
+
+// setService sets named service svc's canary error rate.
+func (p *fakeProm) setService(svc string, errRate float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.svcErr == nil {
+		p.svcErr = map[string]float64{}
+	}
+	p.svcErr[svc] = errRate
+}
+
+// askedFor: a query selected named service svc's series.
+func (p *fakeProm) askedFor(svc string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen[svc]
+}
+
+// serviceOf is the service a query selects by its label ("" for none).
+func serviceOf(q string) string {
+	_, rest, ok := strings.Cut(q, `io_swiftdeploy_service="`)
+	if !ok {
+		return ""
+	}
+	svc, _, _ := strings.Cut(rest, `"`)
+	return svc
 }
 
 func (p *fakeProm) set(errRate float64) {
@@ -372,8 +403,18 @@ func (p *fakeProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer p.mu.Unlock()
 	p.queries++
 	q := r.URL.Query().Get("query")
+	svc := serviceOf(q)
+	if svc != "" {
+		if p.seen == nil {
+			p.seen = map[string]bool{}
+		}
+		p.seen[svc] = true
+	}
 	v := 5.0
+	svcErr, hasSvcErr := p.svcErr[svc]
 	switch {
+	case strings.Contains(q, `status=~`) && hasSvcErr && strings.Contains(q, `io_swiftdeploy_track="canary"`):
+		v = svcErr
 	case strings.Contains(q, `status=~`) && strings.Contains(q, `io_swiftdeploy_track="stable"`):
 		v = p.stableErr
 	case strings.Contains(q, `status=~`):

@@ -19,7 +19,14 @@ func Serves(desired Desired, obs Observed) bool {
 	if servesBridge(desired, obs) {
 		return true // a promotion's traffic is all on the promoted image
 	}
-	desired = ForObserved(desired, obs)
+	return servesExactly(ForObserved(desired, obs), obs)
+}
+
+// servesExactly: every route of desired is live with its weights, and
+// every Deployment a route sends traffic to has rolled out its image.
+// Each web service's canary is a weighted backend of its own rule, so
+// this is each service's "the route serves its revision" at once.
+func servesExactly(desired Desired, obs Observed) bool {
 	deps := map[string]*appsv1.Deployment{}
 	var routes []*gatewayv1.HTTPRoute
 	for _, o := range desired.Objects {

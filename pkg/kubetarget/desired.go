@@ -1,8 +1,6 @@
 package kubetarget
 
 import (
-	"fmt"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -35,9 +33,11 @@ type Desired struct {
 	// applied, not deleted (a promotion's stable Deployment while its
 	// traffic moves to the canary; see stage.go).
 	Keep map[string]bool
-	// Bridge, for a promotion of the manifest's canary, is the stage that
-	// moves every request to the canary at the stable's size first.
-	Bridge *Bridge
+	// Bridges, one per promotion of a web service's canary the manifest
+	// has not caught up with (the primary's, or another service's), are
+	// the stages that move every request of that service to its canary
+	// at the stable's size first (stage.go).
+	Bridges []*Bridge
 	// Secrets are the project's Secrets with their content (secrets.go),
 	// applied before the objects and kept out of Revision: their content
 	// reaches the pods' template only as the keyed digest in the config
@@ -49,27 +49,73 @@ type Desired struct {
 // pullSecret, when set, is the .dockerconfigjson of the image pull Secret
 // (k8srender.Options.PullSecret).
 func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
-	if err := OneCanary(m); err != nil {
-		return Desired{}, err
-	}
 	d, err := render(m, o, ns, gateway, deadline, pullSecret)
 	if err != nil {
 		return d, err
 	}
 	if c := m.Main().Canary; c != nil && o.StableImage != "" && c.Image == o.StableImage {
-		// A promotion of the manifest's canary: its traffic moves to the
+		// A promotion of the primary's canary: its traffic moves to the
 		// canary at full size before the stable Deployment rolls
 		// (stage.go). The bridge is the pre-promotion stack with every
 		// request on the canary.
 		bo := o
 		bo.StableImage, bo.NoCanary, bo.CanaryWeight = "", false, 100
-		b, err := render(m, bo, ns, gateway, deadline, pullSecret)
-		if err != nil {
+		if err := addBridge(&d, m, bo, d.Stack.Primary, ns, gateway, deadline, pullSecret); err != nil {
 			return d, err
 		}
-		d.Bridge = bridgeOf(b, d)
+	}
+	for _, n := range promotedOthers(m, o) {
+		// The same for another web service's promotion (its image
+		// override is its canary's image): that service's canary at 100,
+		// every other service as o has it.
+		bo := o
+		bo.ServiceImages = map[string]string{}
+		for k, v := range o.ServiceImages {
+			if k != n {
+				bo.ServiceImages[k] = v
+			}
+		}
+		bo.Canaries = map[string]stack.CanaryOptions{}
+		for k, v := range o.Canaries {
+			bo.Canaries[k] = v
+		}
+		bo.Canaries[n] = stack.CanaryOptions{Weight: 100}
+		if err := addBridge(&d, m, bo, n, ns, gateway, deadline, pullSecret); err != nil {
+			return d, err
+		}
 	}
 	return d, nil
+}
+
+// promotedOthers names the web services other than the primary whose
+// image override (o.ServiceImages) is the canary image the manifest still
+// declares for them: a promotion the manifest has not caught up with.
+func promotedOthers(m *manifest.Manifest, o stack.Options) []string {
+	if !m.IsNamed() {
+		return nil
+	}
+	p, _ := m.Primary()
+	var out []string
+	for _, n := range m.ServiceNames() {
+		s := m.Named[n]
+		if n != p && s.EffectiveKind() == manifest.KindWeb && s.Canary != nil && o.ServiceImages[n] != "" && o.ServiceImages[n] == s.Canary.Image && s.Image != s.Canary.Image {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// addBridge renders m under bo (the pre-promotion stack with service's
+// canary at 100) and adds the bridge of service's promotion to d.
+func addBridge(d *Desired, m *manifest.Manifest, bo stack.Options, service, ns, gateway string, deadline time.Duration, pullSecret []byte) error {
+	b, err := render(m, bo, ns, gateway, deadline, pullSecret)
+	if err != nil {
+		return err
+	}
+	if br := bridgeOf(b, *d, namesFor(d.Project, service)); br != nil {
+		d.Bridges = append(d.Bridges, br)
+	}
+	return nil
 }
 
 func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
@@ -130,32 +176,3 @@ const (
 	OpApply  = "apply"
 	OpDelete = "delete"
 )
-
-// OneCanary refuses a manifest in which more than one service declares a
-// canary: a namespace runs one canary at a time (the route's split,
-// the commit predicate and the Prometheus figures are the primary
-// service's, manifest.Primary). The controller refuses such a manifest
-// when it reads it (the Kubernetes target's Accept), so the last good one
-// stays in force and the canary running can still be aborted; planning
-// refuses it again, before anything is applied or removed. The error is
-// a *manifest.ValidationError naming each canaried service's field.
-func OneCanary(m *manifest.Manifest) error {
-	if !m.IsNamed() {
-		return nil
-	}
-	var canaried []string
-	for _, n := range m.ServiceNames() {
-		if s := m.Named[n]; s.Canary != nil && s.EffectiveKind() == manifest.KindWeb {
-			canaried = append(canaried, n)
-		}
-	}
-	if len(canaried) < 2 {
-		return nil
-	}
-	msg := fmt.Sprintf("services %s each declare a canary: on --target kubernetes only one service may run a canary at a time; promote or remove all but one", strings.Join(canaried, ", "))
-	ve := &manifest.ValidationError{}
-	for _, n := range canaried {
-		ve.Problems = append(ve.Problems, manifest.Problem{Field: "services." + n + ".canary", Msg: msg})
-	}
-	return ve
-}

@@ -378,7 +378,7 @@ func ImageOf(d appsv1.Deployment) string {
 func Weights(r gatewayv1.HTTPRoute) map[string]int {
 	w := map[string]int{}
 	for _, rule := range r.Spec.Rules {
-		if rule.Name != nil && *rule.Name == k8srender.MatchRule {
+		if rule.Name != nil && k8srender.IsMatchRule(string(*rule.Name)) {
 			continue // matching requests only, not a share of the split
 		}
 		for _, b := range rule.BackendRefs {

@@ -108,6 +108,12 @@ func TrackSelector(namespace, project, track, podTemplateHash string) string {
 	return sel
 }
 
+// ServiceSelector narrows a track's selector to named service service's
+// pods (their service label, as the usual labelmap names it).
+func ServiceSelector(sel, service string) string {
+	return sel + fmt.Sprintf(`,io_swiftdeploy_service=%q`, service)
+}
+
 func promDuration(d time.Duration) string {
 	if d%time.Second == 0 {
 		return strconv.FormatInt(int64(d/time.Second), 10) + "s"

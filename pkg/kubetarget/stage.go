@@ -33,16 +33,10 @@ type Bridge struct {
 	names  Names
 }
 
-// namesOf are the names of desired's primary service's objects.
-func namesOf(d Desired) Names {
-	return namesFor(d.Project, d.Stack.Primary)
-}
-
-// bridgeOf picks the bridge's objects from b (the pre-promotion stack at
-// canary weight 100) for the promotion d: the canary at the size of d's
-// stable.
-func bridgeOf(b, d Desired) *Bridge {
-	n := namesOf(d)
+// bridgeOf picks the bridge's objects from b (the pre-promotion stack
+// with the promoted service's canary at weight 100) for the promotion d
+// of the service named by n: its canary at the size of d's stable.
+func bridgeOf(b, d Desired, n Names) *Bridge {
 	out := &Bridge{names: n}
 	var replicas *int32
 	for _, o := range d.Objects {
@@ -76,14 +70,25 @@ func bridgeOf(b, d Desired) *Bridge {
 	return out
 }
 
-// bridging: d is a promotion whose stable Deployment has not the
-// promoted image yet while a live route still sends the stable Service
-// traffic: the bridge stage is in force.
-func bridging(d Desired, obs Observed) bool {
-	if d.Bridge == nil {
-		return false
+// bridging is the bridge of d's promotions in force: one whose stable
+// Deployment has not the promoted image yet while a live route still
+// sends its stable Service traffic; nil when none is. Promotions are
+// transactions run one at a time, each converged through its bridge
+// before the next: should two be found (a crash between two), the first
+// is bridged now and the other once it is done.
+func bridging(d Desired, obs Observed) *Bridge {
+	for _, b := range d.Bridges {
+		if b.inForce(d, obs) {
+			return b
+		}
 	}
-	n := d.Bridge.names
+	return nil
+}
+
+// inForce: b's stable Deployment has not the promoted image yet while a
+// live route still sends its stable Service traffic.
+func (b *Bridge) inForce(d Desired, obs Observed) bool {
+	n := b.names
 	var want *appsv1.Deployment
 	for _, o := range d.Objects {
 		if dep, ok := o.(*appsv1.Deployment); ok && dep.Name == n.StableDeployment {
@@ -94,7 +99,7 @@ func bridging(d Desired, obs Observed) bool {
 	if want == nil || !ok || ImageOf(live) == ImageOf(*want) {
 		return false
 	}
-	for _, r := range d.Bridge.Routes {
+	for _, r := range b.Routes {
 		if route, ok := obs.Routes[r.Name]; ok && Weights(route)[n.StableService] > 0 {
 			return true
 		}
@@ -111,35 +116,9 @@ func bridging(d Desired, obs Observed) bool {
 //     drift_reverted each time).
 func ForObserved(d Desired, obs Observed) Desired {
 	out := d
-	if bridging(d, obs) {
-		// Everything the promotion leaves as it is (Services, claims,
-		// the pull Secret; the named form's other services) stays
-		// desired; the stable Deployment is kept as it runs, the routes
-		// are the bridge's.
-		n := d.Bridge.names
-		out.Objects = nil
-		out.Keep = map[string]bool{"Deployment/" + n.StableDeployment: true}
-		for _, o := range d.Objects {
-			if _, ok := o.(*gatewayv1.HTTPRoute); ok || o.GetName() == n.StableDeployment && RefOf(o).Resource.Kind == "Deployment" {
-				continue
-			}
-			out.Objects = append(out.Objects, o)
-		}
-		canary := d.Bridge.Canary
-		if live, ok := obs.Deployments[n.StableDeployment]; ok && obs.Scaled[live.Name] != "" {
-			// The HPA's count, not the manifest's, is what carries the
-			// stable's traffic now.
-			canary = canary.DeepCopy()
-			r := replicas(live)
-			canary.Spec.Replicas = &r
-			seal(canary)
-		}
-		out.Objects = append(out.Objects, canary, d.Bridge.Service)
-		for _, r := range d.Bridge.Routes {
-			out.Objects = append(out.Objects, r)
-		}
-		out.Bridge = nil
-		d = out
+	if b := bridging(d, obs); b != nil {
+		d = bridged(d, b, obs)
+		out = d
 	}
 	out.Objects = make([]k8srender.Object, 0, len(d.Objects))
 	for _, o := range d.Objects {
@@ -148,6 +127,37 @@ func ForObserved(d Desired, obs Observed) Desired {
 		}
 		out.Objects = append(out.Objects, o)
 	}
+	return out
+}
+
+// bridged is d with bridge b's stage in force: everything the promotion
+// leaves as it is (Services, claims, the pull Secret; the named form's
+// other services) stays desired; the promoted service's stable
+// Deployment is kept as it runs, the routes are the bridge's.
+func bridged(d Desired, b *Bridge, obs Observed) Desired {
+	out, n := d, b.names
+	out.Objects = nil
+	out.Keep = map[string]bool{"Deployment/" + n.StableDeployment: true}
+	for _, o := range d.Objects {
+		if _, ok := o.(*gatewayv1.HTTPRoute); ok || o.GetName() == n.StableDeployment && RefOf(o).Resource.Kind == "Deployment" {
+			continue
+		}
+		out.Objects = append(out.Objects, o)
+	}
+	canary := b.Canary
+	if live, ok := obs.Deployments[n.StableDeployment]; ok && obs.Scaled[live.Name] != "" {
+		// The HPA's count, not the manifest's, is what carries the
+		// stable's traffic now.
+		canary = canary.DeepCopy()
+		r := replicas(live)
+		canary.Spec.Replicas = &r
+		seal(canary)
+	}
+	out.Objects = append(out.Objects, canary, b.Service)
+	for _, r := range b.Routes {
+		out.Objects = append(out.Objects, r)
+	}
+	out.Bridges = nil
 	return out
 }
 
@@ -188,24 +198,16 @@ func replicasOwnedByOthers(d appsv1.Deployment) bool {
 	return false
 }
 
-// servesBridge: every live route has the bridge's weights (every
-// request of the promoted service on its canary), and the canary has
-// rolled out the promoted image.
+// servesBridge: for one of d's promotions, every live route has its
+// bridge's weights (every request of the promoted service on its
+// canary, every other service's split as desired) and every Deployment
+// those routes send traffic to has rolled out its desired image, the
+// promoted canary's included.
 func servesBridge(d Desired, obs Observed) bool {
-	b := d.Bridge
-	if b == nil {
-		return false
-	}
-	for _, r := range b.Routes {
-		live, ok := obs.Routes[r.Name]
-		if !ok || WeightsText(Weights(*r)) != WeightsText(Weights(live)) {
-			return false
+	for _, b := range d.Bridges {
+		if servesExactly(bridged(d, b, obs), obs) {
+			return true
 		}
 	}
-	dep, ok := obs.Deployments[b.Canary.Name]
-	if !ok || ImageOf(dep) != ImageOf(*b.Canary) {
-		return false
-	}
-	done, _ := RolledOut(dep)
-	return done
+	return false
 }

@@ -128,6 +128,15 @@ func PrimaryNames(m *manifest.Manifest) Names {
 	return namesFor(m.Project, name)
 }
 
+// NamesOf are the object names of m's web service service ("" the
+// primary's).
+func NamesOf(m *manifest.Manifest, service string) Names {
+	if service == "" {
+		return PrimaryNames(m)
+	}
+	return namesFor(m.Project, service)
+}
+
 // namesFor: primary "" is the single-service form.
 func namesFor(p, primary string) Names {
 	if primary == "" {

@@ -127,8 +127,11 @@ func namedObjects(s stack.Stack, o Options) ([]Object, error) {
 	}
 	for _, svc := range s.Services {
 		tracks := [][]stack.App{svc.Stable}
-		if s.CanaryService == svc.Name && len(s.Canary) > 0 {
-			tracks = append(tracks, s.Canary)
+		if canary, _ := s.CanaryOf(svc.Name); len(canary) > 0 {
+			// Every web service's own canary (the primary's and the
+			// others', stack.CanaryServices): each its own Deployment,
+			// Service and split.
+			tracks = append(tracks, canary)
 		}
 		for _, apps := range tracks {
 			a := apps[0]
@@ -379,17 +382,17 @@ func serviceRules(s stack.Stack, svc stack.Service) []gatewayv1.HTTPRouteRule {
 	}
 	refs := []gatewayv1.HTTPBackendRef{backendRef(svc.Name, port, 100)}
 	var rules []gatewayv1.HTTPRouteRule
-	if s.CanaryService == svc.Name && len(s.Canary) > 0 {
+	if canary, weight := s.CanaryOf(svc.Name); len(canary) > 0 {
 		refs = []gatewayv1.HTTPBackendRef{
-			backendRef(svc.Name, port, int32(100-s.CanaryWeight)),
-			backendRef(CanaryName(s.Project, svc.Name), s.Canary[0].Port, int32(s.CanaryWeight)),
+			backendRef(svc.Name, port, int32(100-weight)),
+			backendRef(CanaryName(s.Project, svc.Name), canary[0].Port, int32(weight)),
 		}
-		if m := s.FrontDoor.Match; m != nil {
+		if m := s.CanaryMatch(svc.Name); m != nil {
 			rules = append(rules, gatewayv1.HTTPRouteRule{
-				Name:        ptr(gatewayv1.SectionName(MatchRule)),
+				Name:        ptr(gatewayv1.SectionName(MatchRuleOf(s, svc.Name))),
 				Matches:     []gatewayv1.HTTPRouteMatch{{Path: path, Headers: []gatewayv1.HTTPHeaderMatch{matchHeader(m)}}},
 				Filters:     filters,
-				BackendRefs: []gatewayv1.HTTPBackendRef{backendRef(CanaryName(s.Project, svc.Name), s.Canary[0].Port, 1)},
+				BackendRefs: []gatewayv1.HTTPBackendRef{backendRef(CanaryName(s.Project, svc.Name), canary[0].Port, 1)},
 			})
 		}
 	}
@@ -405,3 +408,20 @@ func serviceRules(s stack.Stack, svc stack.Service) []gatewayv1.HTTPRouteRule {
 // the name, so that no service's rule takes the name of a refused rule or
 // of the match rule.
 func ServiceRule(service string) string { return "app-" + service }
+
+// MatchRuleOf names the match rule of named service service's canary:
+// MatchRule for the primary's (as it always was), MatchRule-SERVICE for
+// another's, since a host's route may hold several services' rules and
+// a route's rule names are unique.
+func MatchRuleOf(s stack.Stack, service string) string {
+	if service == s.Primary || service == "" {
+		return MatchRule
+	}
+	return MatchRule + "-" + service
+}
+
+// IsMatchRule: a rule named name sends a canary's matching requests
+// (MatchRuleOf), not a share of the weighted split.
+func IsMatchRule(name string) bool {
+	return name == MatchRule || strings.HasPrefix(name, MatchRule+"-")
+}

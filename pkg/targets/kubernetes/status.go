@@ -101,11 +101,11 @@ func (t *Target) Report(ctx context.Context, m *manifest.Manifest, st targets.De
 		tracks = append(tracks, stack.TrackCanary)
 	}
 	for _, track := range tracks {
-		ts, _ := t.trackStats(ctx, m, obs, track)
+		ts, _ := t.trackStats(ctx, m, "", obs, track)
 		s.Tracks = append(s.Tracks, ts.api)
 	}
 	if s.Mode == stack.TrackCanary {
-		dec, _ := t.canaryDecision(ctx, m, obs)
+		dec, _ := t.canaryDecision(ctx, m, "", obs)
 		s.Policies = append(s.Policies, *targets.APIDecision(dec))
 	}
 	return
@@ -164,7 +164,10 @@ type trackFigures struct {
 // metrics.window. No Prometheus named, no current ReplicaSet, a query
 // without data: each leaves the figures nil with its reason, so the
 // policy denies.
-func (t *Target) trackStats(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed, track string) (trackFigures, error) {
+//
+// service names the named web service ("" the primary): its track's
+// pods only, by their service label too in the named form.
+func (t *Target) trackStats(ctx context.Context, m *manifest.Manifest, service string, obs kubetarget.Observed, track string) (trackFigures, error) {
 	noProxy := false // no nginx here: the Gateway's figures are not read, only the app's are judged
 	out := trackFigures{api: api.TrackStats{Track: track, Outcome: string(metrics.MissingData)}, in: policy.CanaryInput{Mode: track, ProxyView: &noProxy}}
 	fail := func(why string) (trackFigures, error) {
@@ -175,7 +178,7 @@ func (t *Target) trackStats(ctx context.Context, m *manifest.Manifest, obs kubet
 	if m.Metrics.Prometheus == "" {
 		return fail("metrics.prometheus is not set: the Kubernetes target reads the canary's figures from Prometheus")
 	}
-	n := kubetarget.PrimaryNames(m)
+	n := kubetarget.NamesOf(m, service)
 	name := n.StableDeployment
 	if track == stack.TrackCanary {
 		name = n.CanaryDeployment
@@ -189,7 +192,13 @@ func (t *Target) trackStats(ctx context.Context, m *manifest.Manifest, obs kubet
 		return fail(err.Error())
 	}
 	out.api.Revision = hash
-	q := kubetarget.QueriesFor(kubetarget.TrackSelector(t.cfg.Namespace, m.Project, track, hash), m.Metrics.Window.D())
+	sel := kubetarget.TrackSelector(t.cfg.Namespace, m.Project, track, hash)
+	if service != "" {
+		// Another service's pods may share the primary's track and, in
+		// principle, a template hash: its own label tells them apart.
+		sel = kubetarget.ServiceSelector(sel, service)
+	}
+	q := kubetarget.QueriesFor(sel, m.Metrics.Window.D())
 	p := kubetarget.Prometheus{URL: m.Metrics.Prometheus}
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -220,12 +229,12 @@ func (t *Target) trackStats(ctx context.Context, m *manifest.Manifest, obs kubet
 
 // canaryDecision is canary safety on Kubernetes, from Prometheus;
 // why figures are missing is added to the policy's reasons.
-func (t *Target) canaryDecision(ctx context.Context, m *manifest.Manifest, obs kubetarget.Observed) (policy.Decision, trackFigures) {
-	ts, _ := t.trackStats(ctx, m, obs, stack.TrackCanary)
+func (t *Target) canaryDecision(ctx context.Context, m *manifest.Manifest, service string, obs kubetarget.Observed) (policy.Decision, trackFigures) {
+	ts, _ := t.trackStats(ctx, m, service, obs, stack.TrackCanary)
 	if r := m.Policy.Relative; r != nil {
 		// The canary-vs-stable verdict, on both tracks' figures from
 		// Prometheus over the same window (as Docker's withRelative).
-		st, _ := t.trackStats(ctx, m, obs, stack.TrackStable)
+		st, _ := t.trackStats(ctx, m, service, obs, stack.TrackStable)
 		cfg := verdict.Config{Confidence: r.Confidence, MinRequests: float64(r.MinRequests), MaxP99Factor: r.MaxP99Factor}
 		ts.in.Relative = verdict.Compare(promSample(ts), promSample(st), cfg).Input()
 	}

@@ -388,24 +388,41 @@ func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Ser
 	return serving(m, obs), nil
 }
 
-// Accept refuses a manifest with more than one canaried web service: a
-// namespace runs one canary at a time (kubetarget.OneCanary).
-func (t *Target) Accept(m *manifest.Manifest) error { return kubetarget.OneCanary(m) }
+// Accept: every web service's canary runs beside the others', each
+// with its own Deployment, Service and weighted rule in its route.
+func (t *Target) Accept(*manifest.Manifest) error { return nil }
 
-// ServingOf: a namespace runs the primary's canary only (Check refuses a
-// manifest with more than one canaried service).
+// ServingOf is serving of named web service service's own rule and
+// Deployments ("" or the primary: Serving). Its CanaryRevision names
+// the service's canary Deployment, which Judge reads the figures of.
 func (t *Target) ServingOf(ctx context.Context, m *manifest.Manifest, service string) (targets.Serving, error) {
-	if p, _ := m.Primary(); service != "" && service != p {
-		return targets.Serving{}, fmt.Errorf("service %s: on Kubernetes only the primary service %s runs a canary", service, p)
+	if p, _ := m.Primary(); service == "" || service == p {
+		return t.Serving(ctx, m)
 	}
-	return t.Serving(ctx, m)
+	if svc := m.Named[service]; svc == nil || svc.EffectiveKind() != manifest.KindWeb {
+		return targets.Serving{}, fmt.Errorf("service %s: no web service of the manifest", service)
+	}
+	obs, err := t.observe(ctx, m)
+	if err != nil {
+		return targets.Serving{}, err
+	}
+	n := kubetarget.NamesOf(m, service)
+	sv := servingNames(obs, n)
+	if sv.CanaryRunning {
+		sv.CanaryRevision = n.CanaryDeployment
+	}
+	return sv, nil
 }
 
 // serving reads the mode from the live route's weights and the images
 // from the live Deployments: the primary service's, the one a canary is
 // about (in the named form, its rule's split in the route).
 func serving(m *manifest.Manifest, obs kubetarget.Observed) targets.Serving {
-	n := kubetarget.PrimaryNames(m)
+	return servingNames(obs, kubetarget.PrimaryNames(m))
+}
+
+// servingNames is serving of the service whose objects n names.
+func servingNames(obs kubetarget.Observed, n kubetarget.Names) targets.Serving {
 	_, w, ok := kubetarget.PrimaryWeights(obs, n)
 	if !ok {
 		return targets.Serving{}
@@ -431,13 +448,15 @@ func (t *Target) Decide(ctx context.Context, ch targets.Change) policy.Decision 
 }
 
 // Judge is canary safety from Prometheus's figures of the canary's
-// current pods (the revision is the pod-template hash it finds).
-func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, _ string) (policy.Decision, targets.Figures) {
+// current pods (their pod-template hash is the revision judged): the
+// primary's canary, or the one whose Deployment revision names (ServingOf
+// of another service).
+func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, targets.Figures) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return policy.Decision{Reasons: []string{err.Error()}}, targets.Figures{Outcome: metrics.MissingData, NoProxy: true}
 	}
-	dec, ts := t.canaryDecision(ctx, m, obs)
+	dec, ts := t.canaryDecision(ctx, m, judgedService(m, revision), obs)
 	v := targets.Figures{Outcome: metrics.Outcome(ts.api.Outcome), NoProxy: true, Requests: ts.api.Requests,
 		ErrorRate: ts.api.ErrorRate, P99Ms: ts.api.P99Ms, ReqPerSec: ts.api.ReqPerSec}
 	return dec, v
@@ -448,3 +467,17 @@ func (t *Target) Forget() error { return nil }
 // Heal: the cluster's own controllers restore crashed pods; a denied
 // change leaves the live objects as they are.
 func (t *Target) Heal(context.Context, targets.Change, reconciler.Progress) {}
+
+// judgedService is the service whose canary revision names (ServingOf):
+// "" (the primary's) for any other.
+func judgedService(m *manifest.Manifest, revision string) string {
+	if revision == "" || !m.IsNamed() {
+		return ""
+	}
+	for _, n := range m.ServiceNames() {
+		if kubetarget.NamesOf(m, n).CanaryDeployment == revision {
+			return n
+		}
+	}
+	return ""
+}
