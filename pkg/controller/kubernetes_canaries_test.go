@@ -64,6 +64,10 @@ func kubeTwoCanariesHarness(t *testing.T, steps bool) (*harness, *fakeKube, *fak
 	if !fk.has("Deployment/demo-api-canary") || !fk.has("Deployment/demo-web-canary") || !fk.has("Service/demo-web-canary") {
 		t.Fatal("two canary Deployments and Services expected")
 	}
+	// Status shows each service's own split, as on Docker.
+	if w := h.serviceWeights(); w["api"] != 30 || w["web"] != 10 {
+		t.Fatalf("status weights %v, want api 30 web 10", w)
+	}
 	return h, fk, prom
 }
 

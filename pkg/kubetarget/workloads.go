@@ -137,6 +137,9 @@ func NamesOf(m *manifest.Manifest, service string) Names {
 	return namesFor(m.Project, service)
 }
 
+// NamesFor are the object names of project's named service service.
+func NamesFor(project, service string) Names { return namesFor(project, service) }
+
 // namesFor: primary "" is the single-service form.
 func namesFor(p, primary string) Names {
 	if primary == "" {

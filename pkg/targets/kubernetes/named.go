@@ -109,7 +109,8 @@ func kubeStatefulSetStatus(s appsv1.StatefulSet) api.KubeDeployment {
 // Docker: each service's kind, route, desired image and count, and its
 // pods that run and are Ready (every track). The proxy's figures per
 // revision are Docker's (nginx's access log); here Prometheus's are the
-// primary service's tracks (status.tracks).
+// primary service's tracks (status.tracks). Each web service's canary
+// weight is its own rule's split in the live route.
 func kubeServicesStatus(st stack.Stack, obs kubetarget.Observed) []api.ServiceStatus {
 	var out []api.ServiceStatus
 	for _, svc := range st.Services {
@@ -117,8 +118,14 @@ func kubeServicesStatus(st stack.Stack, obs kubetarget.Observed) []api.ServiceSt
 		if len(svc.Stable) > 0 {
 			ss.Image = svc.Stable[0].Image
 		}
-		if svc.Name == st.CanaryService {
-			ss.Desired += len(st.Canary)
+		canary, _ := st.CanaryOf(svc.Name)
+		ss.Desired += len(canary)
+		if svc.Kind == manifest.KindWeb {
+			// The share the live route's rule of the service sends its
+			// canary: each service's own split.
+			if _, w, ok := kubetarget.PrimaryWeights(obs, kubetarget.NamesFor(st.Project, svc.Name)); ok {
+				ss.CanaryWeight = w[k8srender.CanaryName(st.Project, svc.Name)]
+			}
 		}
 		if svc.Routed() {
 			host := svc.Route.Host
