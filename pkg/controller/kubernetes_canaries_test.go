@@ -222,3 +222,47 @@ func TestKubeTwoCanariesJudgedOnTheirOwn(t *testing.T) {
 		t.Fatal("no query selected web's pods by their service label")
 	}
 }
+
+// A daemon that died after web's promotion was written ahead but before
+// web's route switched (its bridge's route apply failed: web's canary
+// at web's size, no request moved) settles it as not taken effect: no
+// promotion, transition_aborted once, web's stable never rolled, and the
+// next reconcile puts web's canary back at its weight and size; api's
+// canary is never applied.
+func TestKubeServicePromotionInterruptedBeforeTheCommit(t *testing.T) {
+	h, fk, _ := kubeTwoCanariesHarness(t, false)
+	apiBefore := fk.appliesOf(kubeAPIObjects...)
+	fk.failApply["HTTPRoute/"+kubeWebRoute] = errBoom
+	h.d.mu.Lock()
+	h.d.state.Pending = &Transition{ID: "t1", Kind: kindPromote, Started: time.Now().UTC(), Service: "web",
+		Promoted: &Promotion{Service: "web", ManifestStable: "app:1", Image: "app:3", At: time.Now().UTC()}}
+	next := h.d.state.with(h.d.state.Pending)
+	h.d.mu.Unlock()
+	ch, err := h.d.target.Change(context.Background(), h.d.readManifest(), next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.d.target.Apply(context.Background(), ch, targets.Hooks{Gate: func(ctx context.Context) reconcilerDecision { return allow() }, Wait: true}); err == nil {
+		t.Fatal("apply: want web's route switch to fail")
+	}
+	if fk.image("demo-web") != "app:1" || fk.weights(kubeWebRoute)["demo-web-canary"] != 10 {
+		t.Fatalf("web %s, route %v: before the commit web's stable must not roll nor its route move", fk.image("demo-web"), fk.weights(kubeWebRoute))
+	}
+	delete(fk.failApply, "HTTPRoute/"+kubeWebRoute)
+	if err := h.d.resolvePending(context.Background(), h.d.readManifest()); err != nil {
+		t.Fatal(err)
+	}
+	ev := h.events()
+	if count(ev, journal.EventPromoted) != 0 || count(ev, journal.EventTransitionAborted) != 1 {
+		t.Fatalf("events %v: want the interrupted promotion aborted once, never promoted", ev)
+	}
+	if err := h.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if w := fk.weights(kubeWebRoute); fk.image("demo-web") != "app:1" || w["demo-web-canary"] != 10 || fk.replicas("demo-web-canary") != 1 {
+		t.Fatalf("after the restore: web %s, canary replicas %d, route %v; want web's canary back at 10", fk.image("demo-web"), fk.replicas("demo-web-canary"), w)
+	}
+	if after := fk.appliesOf(kubeAPIObjects...); !maps.Equal(apiBefore, after) {
+		t.Fatalf("web's interrupted promotion applied api's objects: before %v after %v", apiBefore, after)
+	}
+}
