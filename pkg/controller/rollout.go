@@ -295,6 +295,10 @@ func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
 // middle of it: committed if the route serves its revision, else dropped
 // (the loop then converges back to the state before it). Callers hold
 // d.runMu, so no transaction of this process is in flight.
+//
+// m is the manifest read now, which may have been edited while the daemon
+// was down (another image, replicas, a canary removed): t settles by the
+// revision it made serve.
 func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
@@ -308,20 +312,24 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 	if err != nil {
 		return err
 	}
-	verdict, _, err := d.target.Serves(ctx, ch)
+	verdict, sv, err := d.target.Serves(ctx, ch)
+	// What serves decides, not what m asks for: t's revision (made from
+	// the manifest of then) serving means it took effect, even if m,
+	// edited since, renders another one under t's decision.
+	took := verdict == targets.ServesYes || (t.Revision != "" && sv.Revision == t.Revision)
 	switch {
 	case err != nil:
 		return err
-	case verdict == targets.ServesUnknown:
-		// The route cannot be read: settling now could undo a transition
-		// that took effect. Retry later.
-		return fmt.Errorf("settle interrupted %s: what serves cannot be read", t.Kind)
-	case verdict == targets.ServesYes:
+	case took:
 		d.log.Info("settling an interrupted "+t.Kind+": it took effect", zap.String("txn", t.ID))
 		if err := d.commit(t); err != nil {
 			return fmt.Errorf("settle interrupted %s: %w", t.Kind, err)
 		}
 		return nil
+	case verdict == targets.ServesUnknown:
+		// The route cannot be read: settling now could undo a transition
+		// that took effect. Retry later.
+		return fmt.Errorf("settle interrupted %s: what serves cannot be read", t.Kind)
 	}
 	d.log.Info("settling an interrupted "+t.Kind+": it did not take effect", zap.String("txn", t.ID))
 	d.mu.Lock()

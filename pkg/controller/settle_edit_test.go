@@ -1,0 +1,163 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
+	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+)
+
+// freezeServed runs transition and freezes the daemon the moment nginx
+// has loaded its configuration, before the daemon reads that back: what
+// a crash there leaves is a route serving the transition, state.json
+// holding it pending, and no journal record of it. It returns once the
+// freeze is reached; thaw ends the transition's context, lets the frozen
+// reads fail with errCrashed and returns the transition's error.
+func (h *harness) freezeServed(transition func(ctx context.Context) error) (thaw func() error) {
+	h.t.Helper()
+	var hup atomic.Bool
+	frozen, release := make(chan struct{}), make(chan struct{})
+	var fired, unfreeze sync.Once
+	status := h.fe.NginxStatus("demo-nginx")
+	h.d.rec.NginxStatus = func(ctx context.Context) (*reconciler.Loaded, error) {
+		if hup.Load() {
+			fired.Do(func() { close(frozen) })
+			<-release
+			return nil, errCrashed
+		}
+		return status(ctx)
+	}
+	h.fe.BeforeCall(func(op, _ string) {
+		if op == fake.OpSignal { // the fake's nginx loads the new file on this very call
+			hup.Store(true)
+		}
+	})
+	h.t.Cleanup(func() { unfreeze.Do(func() { close(release) }) })
+	// Thawed, the frozen daemon stops (its context ends) rather than wait
+	// out nginx's load timeout on reads that fail.
+	ctx, cancel := context.WithCancel(context.Background())
+	h.t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- transition(ctx) }()
+	select {
+	case <-frozen:
+	case err := <-done:
+		h.t.Fatalf("the transition ended (%v) without nginx loading it", err)
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("nginx never loaded the transition")
+	}
+	h.fe.BeforeCall(nil)
+	return func() error {
+		cancel()
+		unfreeze.Do(func() { close(release) })
+		return <-done
+	}
+}
+
+// A daemon dies after nginx loaded a transition and before it committed
+// it; the manifest is edited while it is down. The restarted daemon
+// settles the transition from what nginx serves, the revision the
+// transition made: it took effect, so it is journaled once, under its own
+// service's name (the primary's carries none), never dropped as one that
+// did not take effect.
+func TestSettlingAfterAManifestEditJournalsWhatTookEffect(t *testing.T) {
+	tests := []struct {
+		name     string
+		manifest string
+		run      func(ctx context.Context, h *harness) error
+		edit     string
+		event    string
+		service  string // the record's details.service ("": none, the primary's)
+		check    func(t *testing.T, h *harness)
+	}{
+		{
+			// The promotion took effect, then the manifest moved past it:
+			// journaled, then spent (the edit is deployed).
+			name:     "promotion, stable image edited",
+			manifest: fakeManifest("app:1", 2, withCanary),
+			run:      func(ctx context.Context, h *harness) error { return h.d.promote(ctx, "alice", "", func(string) {}) },
+			edit:     fakeManifest("app:3", 2, withCanary),
+			event:    journal.EventPromoted,
+			check: func(t *testing.T, h *harness) {
+				if got := h.running(); got != "stable:app:3×2 canary:app:2×1" {
+					t.Errorf("running %s, want stable:app:3×2 canary:app:2×1 (the edit deployed)", got)
+				}
+			},
+		},
+		{
+			name:     "promotion, replicas edited",
+			manifest: fakeManifest("app:1", 2, withCanary),
+			run:      func(ctx context.Context, h *harness) error { return h.d.promote(ctx, "alice", "", func(string) {}) },
+			edit:     fakeManifest("app:1", 3, withCanary),
+			event:    journal.EventPromoted,
+			check: func(t *testing.T, h *harness) {
+				if got := h.running(); got != "stable:app:2×3" {
+					t.Errorf("running %s, want stable:app:2×3 (the promotion stands)", got)
+				}
+			},
+		},
+		{
+			name:     "rollback of another service's canary, its canary removed",
+			manifest: twoCanaries(false),
+			run: func(ctx context.Context, h *harness) error {
+				return h.d.rollback(ctx, "alice", "web", func(string) {})
+			},
+			edit:    strings.Replace(twoCanaries(false), "\n    canary: {image: app:3, weight: 10}", "", 1),
+			event:   journal.EventRolledBack,
+			service: "web",
+			check: func(t *testing.T, h *harness) {
+				if w := h.serviceWeights(); w["api"] != 30 || w["web"] != 0 {
+					t.Errorf("weights %v, want api 30, web 0", w)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.manifest)
+			h.mustConverge()
+			h.scrape(4)
+			thaw := h.freezeServed(func(ctx context.Context) error { return tc.run(ctx, h) })
+			pending := h.state().Pending
+			if pending == nil {
+				t.Fatal("nothing pending once nginx loaded the transition")
+			}
+			if n := countRecs(readEvents(t, h), tc.event); n != 0 {
+				t.Fatalf("%s journaled before the daemon saw nginx serve it", tc.event)
+			}
+			// The crash; the manifest edited while the daemon is down.
+			h.d.jr.Close()
+			h.write(tc.edit)
+			h.d = h.newDaemon()
+			h.mustConverge()
+
+			recs := readEvents(t, h)
+			var mine []journal.Record
+			for _, r := range recs {
+				if r.Details["txn"] == pending.ID {
+					mine = append(mine, r)
+				}
+			}
+			if len(mine) != 1 || mine[0].Event != tc.event {
+				t.Fatalf("records of the transition %s: %v, want one %s; events %v", pending.ID, names(mine), tc.event, names(recs))
+			}
+			if got, _ := mine[0].Details["service"].(string); got != tc.service {
+				t.Errorf("%s names service %q, want %q: %+v", tc.event, got, tc.service, mine[0].Details)
+			}
+			if n := countRecs(recs, journal.EventTransitionAborted); n != 0 {
+				t.Errorf("the restart dropped a transition that had taken effect: %v", names(recs))
+			}
+			if st := h.state(); st.Pending != nil {
+				t.Errorf("still pending after the restart: %+v", st.Pending)
+			}
+			tc.check(t, h)
+			_ = thaw() // the crashed daemon's end; nothing of it is checked
+		})
+	}
+}
