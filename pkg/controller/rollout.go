@@ -297,12 +297,24 @@ func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
 // d.runMu, so no transaction of this process is in flight.
 //
 // m is the manifest read now, which may have been edited while the daemon
-// was down (another image, replicas, a canary removed): t settles by the
-// revision it made serve.
+// was down (another primary, a service or canary removed, another image):
+// t settles by its service's name, and by the revision it made serve.
 func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	t := d.state.Pending
+	if t != nil {
+		// A version that named only the other services' canaries left
+		// the primary's unnamed: the primary of then, whose decisions the
+		// single fields hold (State.Primary), not m's.
+		if t.Service == "" && d.state.Primary != "" && (t.Kind == kindPromote || t.Kind == kindRollback || t.Kind == kindStep) {
+			t.Service = d.state.Primary
+		}
+		// The decisions where m keeps them, as transact does: t is then
+		// recorded and journaled as its service's (keyOf), whichever
+		// service m makes the primary.
+		d.state, _ = d.state.rekeyed(m)
+	}
 	next := d.state
 	d.mu.Unlock()
 	if t == nil {
@@ -335,7 +347,8 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 	d.mu.Lock()
 	d.state.Pending = nil
 	logErr(d.log, "save state", d.saveStateLocked())
-	d.eventLocked(journal.EventTransitionAborted, "interrupted "+t.Kind+" did not take effect; the previous state stays in force", t.User, map[string]any{"txn": t.ID})
+	d.eventLocked(journal.EventTransitionAborted, keyLabel(d.state.keyOf(t.Service))+"interrupted "+t.Kind+" did not take effect; the previous state stays in force", t.User,
+		withServiceDetail(map[string]any{"txn": t.ID}, d.state.keyOf(t.Service)))
 	d.mu.Unlock()
 	return nil
 }

@@ -103,6 +103,24 @@ func TestSettlingAfterAManifestEditJournalsWhatTookEffect(t *testing.T) {
 			},
 		},
 		{
+			name:     "abort of the primary's canary, another service made the primary",
+			manifest: withAAA(twoCanaries(false), false),
+			run: func(ctx context.Context, h *harness) error {
+				return h.d.abortCanary(ctx, "alice", "", "bad", func(string) {})
+			},
+			edit:    withAAA(twoCanaries(false), true),
+			event:   journal.EventAborted,
+			service: "api",
+			check: func(t *testing.T, h *harness) {
+				if w := h.serviceWeights(); w["api"] != 0 || w["aaa"] != 5 || w["web"] != 10 {
+					t.Errorf("weights %v, want api 0 (aborted), aaa 5, web 10", w)
+				}
+				if st := h.state(); st.ServiceRolledBack["api"] == nil || st.RolledBack != nil {
+					t.Errorf("rollbacks: primary's %+v, api's %+v; want api's only", st.RolledBack, st.ServiceRolledBack["api"])
+				}
+			},
+		},
+		{
 			name:     "rollback of another service's canary, its canary removed",
 			manifest: twoCanaries(false),
 			run: func(ctx context.Context, h *harness) error {
@@ -160,4 +178,42 @@ func TestSettlingAfterAManifestEditJournalsWhatTookEffect(t *testing.T) {
 			_ = thaw() // the crashed daemon's end; nothing of it is checked
 		})
 	}
+}
+
+// A transition written by a version that named only the other services'
+// canaries (Service "" for the primary's, State.Primary naming it),
+// settled after an edit that made another service the primary: it is
+// still the former primary's, recorded and journaled as api's, not
+// handed to aaa.
+func TestSettlingATransitionWithoutItsServiceAfterAPrimaryChange(t *testing.T) {
+	h := newHarness(t, withAAA(twoCanaries(false), false))
+	h.mustConverge()
+	thaw := h.freezeServed(func(ctx context.Context) error {
+		return h.d.abortCanary(ctx, "alice", "", "bad", func(string) {})
+	})
+	st := h.state()
+	if st.Pending == nil || st.Primary != "api" {
+		t.Fatalf("state at the freeze: %+v", st)
+	}
+	// As the previous version wrote it.
+	st.Pending.Service = ""
+	h.d.jr.Close()
+	h.d.mu.Lock()
+	h.d.state = st
+	logErr(h.d.log, "save", h.d.saveStateLocked())
+	h.d.mu.Unlock()
+	txn := st.Pending.ID
+
+	h.write(withAAA(twoCanaries(false), true))
+	h.d = h.newDaemon()
+	h.mustConverge()
+	recs := readEvents(t, h)
+	i := lastIndex(recs, journal.EventAborted)
+	if i < 0 || recs[i].Details["txn"] != txn || recs[i].Details["service"] != "api" || countRecs(recs, journal.EventAborted) != 1 {
+		t.Fatalf("want one %s of txn %s naming api; events %v, last %+v", journal.EventAborted, txn, names(recs), recs[max(i, 0)].Details)
+	}
+	if w := h.serviceWeights(); w["api"] != 0 || w["aaa"] != 5 {
+		t.Errorf("weights %v, want api 0 (its canary aborted), aaa 5 (untouched)", w)
+	}
+	_ = thaw()
 }
