@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
@@ -216,4 +217,51 @@ func TestSettlingATransitionWithoutItsServiceAfterAPrimaryChange(t *testing.T) {
 		t.Errorf("weights %v, want api 0 (its canary aborted), aaa 5 (untouched)", w)
 	}
 	_ = thaw()
+}
+
+// A check of api's canary (the primary's, key "") is judged while an
+// edit makes aaa the primary, aaa's stepped canary of the same image at
+// the same step: the check's result goes to api's rollout, the one
+// judged, not to the rollout key "" names once the check ends (aaa's).
+func TestACheckAcrossAPrimaryChangeLandsOnTheRolloutJudged(t *testing.T) {
+	stepped := "\n    canary:\n      image: app:2\n      steps: [{weight: 30, pause: 2s}, {weight: 60, pause: 2s}]\n      analysis: {interval: 1s, failure_limit: 2, auto_promote: false}"
+	h := newHarness(t, withAAA(twoCanaries(true), false))
+	h.mustConverge()
+	t0 := time.Now()
+	h.analyze(t0)
+	before := h.rolloutOf("")
+	if before == nil || before.StepStarted.IsZero() || before.Step != 0 {
+		t.Fatalf("api's rollout %+v, want its first step started", before)
+	}
+	old := h.d.readManifest()
+
+	// The edit, while the check is judged (outside the daemon's lock).
+	h.write(withAAACanary(twoCanaries(true), stepped))
+	h.mustConverge()
+	h.analyze(t0) // aaa's first step starts; no check is due for api at t0
+	aaa := h.rolloutOf("")
+	if aaa == nil || aaa.StepStarted.IsZero() || aaa.CanaryImage != before.CanaryImage || aaa.Step != before.Step {
+		t.Fatalf("aaa's rollout %+v, want its first step of app:2 started", aaa)
+	}
+	api := h.rolloutOf("api")
+	if api == nil {
+		t.Fatal("api's rollout lost in the flip")
+	}
+
+	// The check that began before the edit ends now: key "" was api's.
+	h.scrape(3)
+	if _, ok := h.d.check(context.Background(), old, "", *before, analysis.Input{Now: t0.Add(time.Second)}); !ok {
+		t.Fatal("the check was not recorded")
+	}
+	if got := h.rolloutOf(""); got.Checks != aaa.Checks {
+		t.Errorf("aaa's rollout has %d checks, want %d: api's check landed on it", got.Checks, aaa.Checks)
+	}
+	if got := h.rolloutOf("api"); got == nil || got.Checks != api.Checks+1 {
+		t.Errorf("api's rollout %+v, want one more check than %d", got, api.Checks)
+	}
+	recs := readEvents(t, h)
+	i := max(lastIndex(recs, journal.EventCheckPassed), lastIndex(recs, journal.EventCheckFailed), lastIndex(recs, journal.EventCheckGrace))
+	if i < 0 || recs[i].Details["service"] != "api" {
+		t.Errorf("the check is not journaled as api's: %v", recs[max(i, 0)].Details)
+	}
 }
