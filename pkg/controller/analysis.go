@@ -205,7 +205,7 @@ func (d *Daemon) analyzeOne(ctx context.Context, m *manifest.Manifest, key strin
 			d.setRetry(judged.service, now.Add(interval))
 		}
 	case analysis.Advance:
-		if err := d.advance(ctx, "", key, act.Move.Step, func(string) {}); err != nil {
+		if err := d.advanceJudged(ctx, "", key, judged, act.Move.Step, func(string) {}); err != nil {
 			log.Warn("next canary step not applied; retrying after an interval", zap.Error(err))
 			d.setRetry(judged.service, now.Add(interval))
 		}
@@ -369,11 +369,24 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, key string, cu
 // sends the canary more traffic), committed and journaled once the route
 // serves the new weight.
 func (d *Daemon) advance(ctx context.Context, user, key string, to int, progress reconciler.Progress) error {
+	return d.advanceJudged(ctx, user, key, nil, to, progress)
+}
+
+// advanceJudged is advance of the canary an analysis judged (judged nil:
+// the canary of key, as the operator named it): an edit since it looked
+// may have made another service the primary, whose canary key "" names
+// now, maybe at the same step.
+func (d *Daemon) advanceJudged(ctx context.Context, user, key string, judged *judgedCanary, to int, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	m, err := d.transitionStart(ctx)
 	if err != nil {
 		return err
+	}
+	if judged != nil {
+		if key, err = judged.keyIn(m); err != nil {
+			return err
+		}
 	}
 	svc := canarySpec(m, key)
 	if svc == nil || svc.Canary == nil {

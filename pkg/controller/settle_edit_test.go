@@ -265,3 +265,36 @@ func TestACheckAcrossAPrimaryChangeLandsOnTheRolloutJudged(t *testing.T) {
 		t.Errorf("the check is not journaled as api's: %v", recs[max(i, 0)].Details)
 	}
 }
+
+// The analysis decided api's next step (key "" then) from the manifest it
+// read; an edit made aaa the primary, aaa's stepped canary at the same
+// step, before the step's transaction read the manifest again: the step
+// moves api's canary, the one judged, never aaa's (which has passed no
+// check and whose pause has not run).
+func TestAStepAcrossAPrimaryChangeMovesTheCanaryJudged(t *testing.T) {
+	stepped := "\n    canary:\n      image: app:2\n      steps: [{weight: 30, pause: 2s}, {weight: 60, pause: 2s}]\n      analysis: {interval: 1s, failure_limit: 2, auto_promote: false}"
+	h := newHarness(t, withAAA(twoCanaries(true), false))
+	h.mustConverge()
+	t0 := time.Now()
+	h.analyze(t0)
+	h.scrape(3)
+	h.analyze(t0.Add(time.Second)) // api's first check passes
+	if r := h.rolloutOf(""); r == nil || r.StepPasses == 0 || r.Step != 0 {
+		t.Fatalf("api's rollout %+v, want a passed check at its first step", r)
+	}
+	old := h.d.readManifest()
+
+	h.write(withAAACanary(twoCanaries(true), stepped))
+	h.mustConverge()
+	h.analyze(t0.Add(time.Second)) // aaa's first step starts
+	if r := h.rolloutOf(""); r == nil || r.StepStarted.IsZero() || r.Step != 0 {
+		t.Fatalf("aaa's rollout %+v, want its first step started", r)
+	}
+	// The look that began before the edit: api's pause has passed.
+	h.scrape(1)
+	h.d.analyzeOne(context.Background(), old, "", t0.Add(3*time.Second))
+	h.mustConverge()
+	if w := h.serviceWeights(); w["api"] != 60 || w["aaa"] != 30 {
+		t.Errorf("weights %v, want api 60 (its step), aaa 30 (untouched)", w)
+	}
+}
