@@ -202,25 +202,26 @@ func (d *Daemon) analyzeOne(ctx context.Context, m *manifest.Manifest, key strin
 	case analysis.Abort:
 		if err := d.rollbackJudged(ctx, "", key, judged, act.Reasons, func(string) {}); err != nil {
 			log.Error("automatic abort not applied; retrying after an interval", zap.Error(err))
-			d.setRetry(key, now.Add(interval))
+			d.setRetry(judged.service, now.Add(interval))
 		}
 	case analysis.Advance:
-		if err := d.advance(ctx, "", key, act.Move.Step, func(string) {}); err != nil {
+		if err := d.advanceJudged(ctx, "", key, judged, act.Move.Step, func(string) {}); err != nil {
 			log.Warn("next canary step not applied; retrying after an interval", zap.Error(err))
-			d.setRetry(key, now.Add(interval))
+			d.setRetry(judged.service, now.Add(interval))
 		}
 	case analysis.Complete:
 		d.mu.Lock()
-		if r := d.state.rolloutOf(key); r != nil && r.CanaryImage == cur.CanaryImage && !r.Completed {
+		k := d.state.keyOf(judged.service) // key now: the primary may have changed since the check
+		if r := d.state.rolloutOf(k); r != nil && r.CanaryImage == cur.CanaryImage && !r.Completed {
 			r.Completed = true
 			logErr(d.log, "save state", d.saveStateLocked())
-			d.eventLocked(journal.EventStepsCompleted, fmt.Sprintf("%sall %d steps of canary %s passed; waiting for swiftctl promote", keyLabel(key), len(c.Steps), c.Image), "",
-				withServiceDetail(map[string]any{"image": c.Image, "steps": len(c.Steps)}, key))
+			d.eventLocked(journal.EventStepsCompleted, fmt.Sprintf("%sall %d steps of canary %s passed; waiting for swiftctl promote", keyLabel(k), len(c.Steps), c.Image), "",
+				withServiceDetail(map[string]any{"image": c.Image, "steps": len(c.Steps)}, k))
 		}
 		d.mu.Unlock()
 	case analysis.AutoPromote:
 		d.mu.Lock()
-		if r := d.state.rolloutOf(key); r != nil {
+		if r := d.state.rolloutOf(d.state.keyOf(judged.service)); r != nil && r.CanaryImage == cur.CanaryImage {
 			r.Completed = true
 		}
 		d.mu.Unlock()
@@ -228,14 +229,16 @@ func (d *Daemon) analyzeOne(ctx context.Context, m *manifest.Manifest, key strin
 		// included; a denial is journaled there and retried an interval on.
 		if err := d.promoteJudged(ctx, "", key, judged, func(string) {}); err != nil {
 			log.Warn("automatic promotion not applied; retrying after an interval", zap.Error(err))
-			d.setRetry(key, now.Add(interval))
+			d.setRetry(judged.service, now.Add(interval))
 		}
 	}
 }
 
-func (d *Daemon) setRetry(key string, t time.Time) {
+// setRetry delays the next action on the canary of service name (by
+// name: the primary may have changed since the analysis looked).
+func (d *Daemon) setRetry(name string, t time.Time) {
 	d.mu.Lock()
-	d.memLocked(key).retryAt = t
+	d.memLocked(d.state.keyOf(name)).retryAt = t
 	d.mu.Unlock()
 }
 
@@ -275,10 +278,12 @@ func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, key string
 		return
 	}
 	in.Serving = &analysis.Serving{Live: sv.CanaryLive, Image: sv.CanaryImage, Weight: sv.CanaryWeight, Revision: sv.CanaryRevision}
+	c, name := canarySpec(m, key).Canary, canaryName(m, key)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	key = d.state.keyOf(name) // as check: the rollout looked at, whatever the primary is now
 	r := d.state.rolloutOf(key)
-	act, next, ok := nextLocked(r, cur, canarySpec(m, key).Canary, in, analysis.StartStep)
+	act, next, ok := nextLocked(r, cur, c, in, analysis.StartStep)
 	if !ok {
 		return // not served yet, or something moved it meanwhile
 	}
@@ -317,8 +322,13 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, key string, cu
 	}
 	c := canarySpec(m, key).Canary
 	a := c.Analysis
+	name := canaryName(m, key)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// The rollout judged, by its service's name: an edit while the
+	// policy judged may have made another service the primary (rekeyed),
+	// whose rollout key "" names now, maybe of the same image and step.
+	key = d.state.keyOf(name)
 	r := d.state.rolloutOf(key)
 	if d.state.Pending != nil {
 		return analysis.Action{}, false // a transition is in flight
@@ -359,11 +369,24 @@ func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, key string, cu
 // sends the canary more traffic), committed and journaled once the route
 // serves the new weight.
 func (d *Daemon) advance(ctx context.Context, user, key string, to int, progress reconciler.Progress) error {
+	return d.advanceJudged(ctx, user, key, nil, to, progress)
+}
+
+// advanceJudged is advance of the canary an analysis judged (judged nil:
+// the canary of key, as the operator named it): an edit since it looked
+// may have made another service the primary, whose canary key "" names
+// now, maybe at the same step.
+func (d *Daemon) advanceJudged(ctx context.Context, user, key string, judged *judgedCanary, to int, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	m, err := d.transitionStart(ctx)
 	if err != nil {
 		return err
+	}
+	if judged != nil {
+		if key, err = judged.keyIn(m); err != nil {
+			return err
+		}
 	}
 	svc := canarySpec(m, key)
 	if svc == nil || svc.Canary == nil {

@@ -295,10 +295,26 @@ func (d *Daemon) journaledTxn(t *Transition) (bool, error) {
 // middle of it: committed if the route serves its revision, else dropped
 // (the loop then converges back to the state before it). Callers hold
 // d.runMu, so no transaction of this process is in flight.
+//
+// m is the manifest read now, which may have been edited while the daemon
+// was down (another primary, a service or canary removed, another image):
+// t settles by its service's name, and by the revision it made serve.
 func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	d.mu.Lock()
 	t := d.state.Pending
+	if t != nil {
+		// A version that named only the other services' canaries left
+		// the primary's unnamed: the primary of then, whose decisions the
+		// single fields hold (State.Primary), not m's.
+		if t.Service == "" && d.state.Primary != "" && (t.Kind == kindPromote || t.Kind == kindRollback || t.Kind == kindStep) {
+			t.Service = d.state.Primary
+		}
+		// The decisions where m keeps them, as transact does: t is then
+		// recorded and journaled as its service's (keyOf), whichever
+		// service m makes the primary.
+		d.state, _ = d.state.rekeyed(m)
+	}
 	next := d.state
 	d.mu.Unlock()
 	if t == nil {
@@ -308,26 +324,31 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 	if err != nil {
 		return err
 	}
-	verdict, _, err := d.target.Serves(ctx, ch)
+	verdict, sv, err := d.target.Serves(ctx, ch)
+	// What serves decides, not what m asks for: t's revision (made from
+	// the manifest of then) serving means it took effect, even if m,
+	// edited since, renders another one under t's decision.
+	took := verdict == targets.ServesYes || (t.Revision != "" && sv.Revision == t.Revision)
 	switch {
 	case err != nil:
 		return err
-	case verdict == targets.ServesUnknown:
-		// The route cannot be read: settling now could undo a transition
-		// that took effect. Retry later.
-		return fmt.Errorf("settle interrupted %s: what serves cannot be read", t.Kind)
-	case verdict == targets.ServesYes:
+	case took:
 		d.log.Info("settling an interrupted "+t.Kind+": it took effect", zap.String("txn", t.ID))
 		if err := d.commit(t); err != nil {
 			return fmt.Errorf("settle interrupted %s: %w", t.Kind, err)
 		}
 		return nil
+	case verdict == targets.ServesUnknown:
+		// The route cannot be read: settling now could undo a transition
+		// that took effect. Retry later.
+		return fmt.Errorf("settle interrupted %s: what serves cannot be read", t.Kind)
 	}
 	d.log.Info("settling an interrupted "+t.Kind+": it did not take effect", zap.String("txn", t.ID))
 	d.mu.Lock()
 	d.state.Pending = nil
 	logErr(d.log, "save state", d.saveStateLocked())
-	d.eventLocked(journal.EventTransitionAborted, "interrupted "+t.Kind+" did not take effect; the previous state stays in force", t.User, map[string]any{"txn": t.ID})
+	d.eventLocked(journal.EventTransitionAborted, keyLabel(d.state.keyOf(t.Service))+"interrupted "+t.Kind+" did not take effect; the previous state stays in force", t.User,
+		withServiceDetail(map[string]any{"txn": t.ID}, d.state.keyOf(t.Service)))
 	d.mu.Unlock()
 	return nil
 }

@@ -160,6 +160,12 @@ type Serving struct {
 	// Traffic is the operator's hold on traffic the route applies
 	// (swiftctl traffic; Docker only).
 	Traffic stack.Traffic
+	// Revision is the revision the route in force serves (Docker: the
+	// nginx configuration loaded), as Change.Revision names it; "" when
+	// the target cannot name it (Kubernetes). A transition interrupted
+	// by a crash took effect if it is its own revision, whatever the
+	// manifest says now.
+	Revision string
 }
 
 // Removal is one operation of a teardown plan.

@@ -237,6 +237,7 @@ func servingService(obs reconciler.Observed, cur reconciler.Desired, svc string)
 	}
 	s.StableImage = imageOf(obs, obs.Loaded.Stable)
 	s.Traffic = obs.Loaded.Traffic
+	s.Revision = obs.Loaded.Revision
 	return s
 }
 
@@ -253,6 +254,7 @@ func serving(obs reconciler.Observed, cur reconciler.Desired) targets.Serving {
 	if obs.Loaded != nil {
 		s.StableImage = imageOf(obs, obs.Loaded.Stable)
 		s.Traffic = obs.Loaded.Traffic
+		s.Revision = obs.Loaded.Revision
 	}
 	return s
 }
