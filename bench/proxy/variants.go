@@ -38,7 +38,7 @@ var variants = []variant{
 	{"nginx: access_log off", replaceOnce(regexp.MustCompile(`access_log /dev/stdout[^;]*;`), "access_log off;")},
 	{"nginx: worker_processes 1", replaceOnce(regexp.MustCompile(`worker_processes auto;`), "worker_processes 1;")},
 	{"nginx: proxy_buffering off", replaceOnce(regexp.MustCompile(`proxy_buffering on;`), "proxy_buffering off;")},
-	{"nginx: upstream keepalive 64", replaceOnce(regexp.MustCompile(`keepalive 16;`), "keepalive 64;")},
+	{"nginx: upstream keepalive 16 (before)", replaceOnce(regexp.MustCompile(`keepalive 64;`), "keepalive 16;")},
 	{"nginx: listen reuseport", func(c string, port int) (string, error) {
 		return replaceOnce(regexp.MustCompile(fmt.Sprintf(`listen %d;`, port)), fmt.Sprintf("listen %d reuseport;", port))(c, port)
 	}},
