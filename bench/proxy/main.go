@@ -168,7 +168,7 @@ func run() error {
 	loadEnd := strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " ")
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "Offered: %.0f req/s keep-alive, %.0f req/s new connections (open loop); closed loop: %d workers back to back over %d keep-alive connections. %s per cell after %s of unmeasured warm-up on the same client, %d rounds, each in its own order (seed %d), medians. Load average %s at the start, %s at the end. \"ratio\" divides the row's req/s and p99 by the reference row's in this run; \"p99 < ref\" counts the rounds in which the row's p99 was below the reference's of the same round. \"failed\" counts requests not answered, the load generator's skips (%d in flight) included.\n\n",
+	fmt.Fprintf(&b, "Offered: %.0f req/s keep-alive, %.0f req/s new connections (open loop); closed loop: %d workers back to back over %d keep-alive connections. %s per cell after %s of unmeasured warm-up on the same client, %d rounds, each in its own order (seed %d), medians. Load average %s at the start, %s at the end. \"ratio\" divides the row's req/s and p99 by the reference row's in this run; \"p99 < reference's\" counts the rounds in which the row's p99 was below the reference's of the same round. \"failed\" counts requests not answered, the load generator's skips (%d in flight) included.\n\n",
 		o.rps, o.connRPS, keepAliveConns, keepAliveConns, o.duration, o.warmup, o.rounds, o.seed, loadStart, loadEnd, maxInFlight)
 	writeTable(&b, cells, results, func(c cell) bool { return !c.t.breakdown })
 	if o.breakdown {
