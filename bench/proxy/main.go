@@ -2,12 +2,21 @@
 // directly, through SwiftDeploy's front door (nginx as swiftdeployd renders
 // it) and through kamal-proxy, over plain HTTP and TLS, with keep-alive and
 // with a new connection per request. Load comes from pkg/loadgen (open
-// loop, a fixed offered rate), on loopback only; every cell is bounded in
-// rate and time, and the cells are interleaved over several rounds so that
-// a busy host weighs on all of them alike. It prints one markdown table of
-// medians with same-run ratios.
+// loop, a fixed offered rate), on loopback only; closed-loop cells (32
+// workers back to back) measure the highest rate each target gives. Every
+// cell is bounded in rate and time and preceded by an unmeasured warm-up;
+// the cells run in several rounds, each round in its own seeded order, so
+// a busy host weighs on all of them alike and no cell always follows the
+// same one. It prints markdown tables of medians with same-run ratios.
 //
-//	go run ./bench/proxy [-duration 3s] [-rounds 3] [-rps 3000] [-conn-rps 800] [-kamal /path/to/kamal-proxy]
+// -breakdown adds cells that take the front door's plain-HTTP path apart,
+// each beside its reference in the same rounds: nginx and kamal-proxy
+// reached at their container addresses instead of the published port, and
+// copies of the front door's nginx with one setting changed (access log,
+// workers, response buffering, upstream keep-alive, reuseport) beside an
+// unchanged copy.
+//
+//	go run ./bench/proxy [-duration 3s] [-warmup 500ms] [-rounds 3] [-seed N] [-rps 3000] [-conn-rps 800] [-saturate=true] [-breakdown] [-kamal /path/to/kamal-proxy]
 //
 // kamal-proxy is not part of this module: build it from its public source
 // (github.com/basecamp/kamal-proxy, CGO_ENABLED=0 go build ./cmd/kamal-proxy)
@@ -24,12 +33,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,25 +66,36 @@ func main() {
 }
 
 type options struct {
-	duration time.Duration
-	rounds   int
-	rps      float64 // keep-alive cells
-	connRPS  float64 // new-connection cells
-	kamal    string
-	out      string
+	duration  time.Duration
+	warmup    time.Duration
+	rounds    int
+	rps       float64 // keep-alive cells
+	connRPS   float64 // new-connection cells
+	seed      uint64
+	saturate  bool
+	breakdown bool
+	kamal     string
+	out       string
 }
 
 func run() error {
 	var o options
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of one cell (at most 30s)")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of all cells, interleaved; the table shows medians")
+	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured load on the same client before each cell")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of all cells, each round in its own shuffled order; the table shows medians")
 	flag.Float64Var(&o.rps, "rps", 3000, "offered rate of keep-alive cells (at most loadgen.MaxRPS)")
 	flag.Float64Var(&o.connRPS, "conn-rps", 800, "offered rate of new-connection cells")
+	flag.Uint64Var(&o.seed, "seed", 0, "seed of the per-round cell order (0: from the clock; printed either way)")
+	flag.BoolVar(&o.saturate, "saturate", true, "add closed-loop cells (32 workers back to back, keep-alive) that measure the highest req/s")
+	flag.BoolVar(&o.breakdown, "breakdown", false, "add the plain-HTTP breakdown cells: container addresses and nginx variants (docs/benchmarks.md)")
 	flag.StringVar(&o.kamal, "kamal", os.Getenv("KAMAL_PROXY_BIN"), "kamal-proxy binary (static), built outside this tree")
-	flag.StringVar(&o.out, "out", "", "also write the table to this file")
+	flag.StringVar(&o.out, "out", "", "also write the tables to this file")
 	flag.Parse()
-	if o.duration <= 0 || o.duration > 30*time.Second || o.rounds < 1 || o.rounds > 10 {
-		return errors.New("-duration must be 1ms-30s and -rounds 1-10")
+	if o.duration <= 0 || o.duration > 30*time.Second || o.rounds < 1 || o.rounds > 20 || o.warmup < 0 || o.warmup > 5*time.Second {
+		return errors.New("-duration must be 1ms-30s, -warmup 0-5s and -rounds 1-20")
+	}
+	if o.seed == 0 {
+		o.seed = uint64(time.Now().UnixNano())
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
@@ -84,81 +105,75 @@ func run() error {
 		return err
 	}
 	defer st.close()
-	targets := []target{
-		{name: "app directly", plain: fmt.Sprintf("http://%s:3000/", st.appIP)},
-		{name: "front door (nginx)", plain: fmt.Sprintf("http://%s:%d/", host, st.port), tls: fmt.Sprintf("https://%s:%d/", host, st.tlsPort)},
+	const fdName, kpName = "front door (nginx)", "kamal-proxy"
+	app := target{name: "app directly", ip: st.appIP, plain: 3000}
+	fd := target{name: fdName, ip: "127.0.0.1", plain: st.port, tls: st.tlsPort}
+	cells := []cell{{app, "http", keepAlive, fdName}, {app, "http", newConns, fdName}}
+	for _, sc := range []string{"http", "https"} {
+		for _, c := range []string{keepAlive, newConns} {
+			cells = append(cells, cell{fd, sc, c, fdName})
+		}
 	}
+	var kp target
 	if o.kamal != "" {
-		kp, err := st.startKamal(ctx, o.kamal)
+		ports, err := st.startKamal(ctx, o.kamal)
 		if err != nil {
 			return fmt.Errorf("kamal-proxy: %w", err)
 		}
-		targets = append(targets, target{name: "kamal-proxy", plain: fmt.Sprintf("http://%s:%d/", host, kp.port), tls: fmt.Sprintf("https://%s:%d/", host, kp.tlsPort)})
+		kp = target{name: kpName, ip: "127.0.0.1", plain: ports.port, tls: ports.tlsPort}
+		for _, sc := range []string{"http", "https"} {
+			for _, c := range []string{keepAlive, newConns} {
+				cells = append(cells, cell{kp, sc, c, fdName})
+			}
+		}
 	} else {
 		fmt.Fprintln(os.Stderr, "no -kamal binary: kamal-proxy rows left out")
 	}
-
-	type cellKey struct{ target, scheme, conns string }
-	results := map[cellKey][]loadgen.Result{}
-	var order []cellKey
-	for round := 1; round <= o.rounds; round++ {
-		for _, t := range targets {
-			for _, scheme := range []string{"http", "https"} {
-				url := t.plain
-				if scheme == "https" {
-					url = t.tls
-				}
-				if url == "" {
-					continue
-				}
-				for _, keep := range []bool{true, false} {
-					conns, rps := "keep-alive", o.rps
-					if !keep {
-						conns, rps = "new", o.connRPS
-					}
-					k := cellKey{t.name, scheme, conns}
-					if round == 1 {
-						order = append(order, k)
-					}
-					r, err := loadgen.Run(ctx, loadgen.Config{URL: url, RPS: rps, Duration: o.duration, Client: st.client(keep), MaxInFlight: maxInFlight})
-					if err != nil {
-						return fmt.Errorf("%s %s %s: %w", t.name, scheme, conns, err)
-					}
-					fmt.Fprintf(os.Stderr, "round %d %-20s %-5s %-10s %7.0f req/s ok, p50 %v p99 %v, failed %v\n", round, t.name, scheme, conns, float64(r.Success)/r.Elapsed.Seconds(), r.P50, r.P99, r.Failures)
-					results[k] = append(results[k], r)
-				}
-			}
+	if o.saturate {
+		cells = append(cells, cell{app, "http", closed, fdName}, cell{fd, "http", closed, fdName}, cell{fd, "https", closed, fdName})
+		if kp.name != "" {
+			cells = append(cells, cell{kp, "http", closed, fdName}, cell{kp, "https", closed, fdName})
 		}
 	}
+	if o.breakdown {
+		more, err := breakdownCells(ctx, st, fd, kp)
+		if err != nil {
+			return fmt.Errorf("breakdown: %w", err)
+		}
+		cells = append(cells, more...)
+	}
+
+	load, _ := os.ReadFile("/proc/loadavg")
+	loadStart := strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " ")
+	fmt.Fprintf(os.Stderr, "%d cells a round, %d rounds, seed %d, load average %s\n", len(cells), o.rounds, o.seed, loadStart)
+	rng := rand.New(rand.NewPCG(o.seed, 0x5eed))
+	results := map[string][]loadgen.Result{}
+	for round := 1; round <= o.rounds; round++ {
+		// A new order every round: no cell always follows the same one
+		// (a cell right after another target's new-connection cell meets
+		// the host still busy with its TIME_WAITs and the other proxy's
+		// wake-ups).
+		order := slices.Clone(cells)
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, c := range order {
+			r, err := runCell(ctx, st, c, o)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.key(), err)
+			}
+			fmt.Fprintf(os.Stderr, "round %d %-32s %-5s %-11s %7.0f req/s ok, p50 %v p99 %v, failed %v\n", round, c.t.name, c.scheme, c.conns, float64(r.Success)/r.Elapsed.Seconds(), r.P50, r.P99, r.Failures)
+			results[c.key()] = append(results[c.key()], r)
+		}
+	}
+	load, _ = os.ReadFile("/proc/loadavg")
+	loadEnd := strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " ")
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "Offered: %.0f req/s keep-alive, %.0f req/s new connections; %s per cell, %d rounds interleaved, medians. The two ratio columns divide the row's req/s and p99 by the front door's for the same scheme and connections in this run (req/s above 1: more than the front door; p99 above 1: slower). \"failed\" counts requests not answered, the load generator's skips (%d in flight) included.\n\n", o.rps, o.connRPS, o.duration, o.rounds, maxInFlight)
-	b.WriteString("| target | scheme | connections | ok req/s | p50 | p99 | failed | req/s vs front door | p99 vs front door |\n|---|---|---|---|---|---|---|---|---|\n")
-	med := func(k cellKey) (rps float64, p50, p99 time.Duration, failed int) {
-		rs := results[k]
-		var rv []float64
-		var a, c []time.Duration
-		for _, r := range rs {
-			rv = append(rv, float64(r.Success)/r.Elapsed.Seconds())
-			a, c = append(a, r.P50), append(c, r.P99)
-			failed += r.Failed()
-		}
-		sort.Float64s(rv)
-		sort.Slice(a, func(i, j int) bool { return a[i] < a[j] })
-		sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
-		return rv[len(rv)/2], a[len(a)/2], c[len(c)/2], failed
-	}
-	for _, k := range order {
-		rps, p50, p99, failed := med(k)
-		fdRPS, _, fdP99, _ := med(cellKey{"front door (nginx)", k.scheme, k.conns})
-		ratio := func(x, y float64) string {
-			if y == 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%.2f", x/y)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %s | %s | %d | %s | %s |\n", k.target, k.scheme, k.conns, rps, ms(p50), ms(p99), failed,
-			ratio(rps, fdRPS), ratio(float64(p99), float64(fdP99)))
+	fmt.Fprintf(&b, "Offered: %.0f req/s keep-alive, %.0f req/s new connections (open loop); closed loop: %d workers back to back over %d keep-alive connections. %s per cell after %s of unmeasured warm-up on the same client, %d rounds, each in its own order (seed %d), medians. Load average %s at the start, %s at the end. \"ratio\" divides the row's req/s and p99 by the reference row's in this run; \"p99 < reference's\" counts the rounds in which the row's p99 was below the reference's of the same round. \"failed\" counts requests not answered, the load generator's skips (%d in flight) included.\n\n",
+		o.rps, o.connRPS, keepAliveConns, keepAliveConns, o.duration, o.warmup, o.rounds, o.seed, loadStart, loadEnd, maxInFlight)
+	writeTable(&b, cells, results, func(c cell) bool { return !c.t.breakdown })
+	if o.breakdown {
+		b.WriteString("\nBreakdown of the plain-HTTP path (same run, same rounds):\n\n")
+		writeTable(&b, cells, results, func(c cell) bool { return c.t.breakdown })
 	}
 	fmt.Print(b.String())
 	if o.out != "" {
@@ -167,21 +182,39 @@ func run() error {
 	return nil
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
-
-type target struct {
-	name       string
-	plain, tls string
+// runCell warms the cell's client up unmeasured, then measures.
+func runCell(ctx context.Context, st *stack, c cell, o options) (loadgen.Result, error) {
+	client := st.client(c.t.ip, c.conns != newConns)
+	defer client.CloseIdleConnections()
+	url := c.url()
+	measure := func(d time.Duration) (loadgen.Result, error) {
+		switch c.conns {
+		case closed:
+			return closedLoop(ctx, client, url, keepAliveConns, d)
+		case newConns:
+			return loadgen.Run(ctx, loadgen.Config{URL: url, RPS: o.connRPS, Duration: d, Client: client, MaxInFlight: maxInFlight})
+		default:
+			return loadgen.Run(ctx, loadgen.Config{URL: url, RPS: o.rps, Duration: d, Client: client, MaxInFlight: maxInFlight})
+		}
+	}
+	if o.warmup > 0 {
+		if _, err := measure(o.warmup); err != nil {
+			return loadgen.Result{}, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	return measure(o.duration)
 }
 
-// client dials 127.0.0.1 whatever the URL's host (the name is for Host and
-// SNI), trusts the run's CA only, and keeps connections alive or not.
-func (s *stack) client(keepAlive bool) *http.Client {
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+// client dials ip whatever the URL's host (the name is for Host and SNI),
+// trusts the run's CA only, and keeps connections alive or not.
+func (s *stack) client(ip string, keepAlive bool) *http.Client {
 	dial := &net.Dialer{Timeout: 5 * time.Second}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if h, port, err := net.SplitHostPort(addr); err == nil && h == host {
-				addr = net.JoinHostPort("127.0.0.1", port)
+				addr = net.JoinHostPort(ip, port)
 			}
 			return dial.DialContext(ctx, network, addr)
 		},

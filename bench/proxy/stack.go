@@ -81,6 +81,8 @@ type stack struct {
 	dir, project, network string
 	port, tlsPort         int
 	appIP, appName        string
+	nginxName             string   // the front door's container
+	variants              []string // nginx variant containers, when started
 	ca                    *ca
 	daemon                *exec.Cmd
 	api                   *api.Client
@@ -181,9 +183,12 @@ policy:
 		if c.Role == "app" && c.State == "running" {
 			s.appIP, s.appName = c.IP, c.Name
 		}
+		if c.Role == "nginx" && c.State == "running" {
+			s.nginxName = c.Name
+		}
 	}
-	if s.appIP == "" {
-		return nil, fmt.Errorf("no running app container in %+v", st.Containers)
+	if s.appIP == "" || s.nginxName == "" {
+		return nil, fmt.Errorf("no running app or nginx container in %+v", st.Containers)
 	}
 	ok = true
 	return s, nil
@@ -245,6 +250,9 @@ func (s *stack) close() {
 	defer cancel()
 	if s.kamal != "" {
 		_, _ = docker(ctx, "rm", "-f", s.kamal)
+	}
+	if len(s.variants) > 0 {
+		_, _ = docker(ctx, append([]string{"rm", "-f"}, s.variants...)...)
 	}
 	if s.kamalImage != "" {
 		_, _ = docker(ctx, "rmi", "-f", s.kamalImage)
