@@ -31,6 +31,15 @@ network: {name: shop-net}
 // when there is nothing to go back to or nothing new to judge.
 func TestComputeJudgesARolledWorker(t *testing.T) {
 	v1 := judgedStack(t, "worker:1", 1)
+	v2 := judgedStack(t, "worker:2", 1)
+	// A daemon died mid-roll: the new worker runs beside the old one.
+	midRoll := servingNamed(v1, "r1")
+	for _, c := range running(v2) {
+		if c.Name == v2.Service("worker").Stable[0].Name {
+			c.Service = "worker"
+			midRoll.Containers = append(midRoll.Containers, c)
+		}
+	}
 	tests := []struct {
 		name    string
 		desired stack.Stack
@@ -39,6 +48,8 @@ func TestComputeJudgesARolledWorker(t *testing.T) {
 	}{
 		{"a roll is judged before the old container goes", judgedStack(t, "worker:2", 1), servingNamed(v1, "r1"),
 			[]string{"start-app shop-worker", "wait-healthy 1 app container(s)", "judge-worker worker", "reload-nginx shop-nginx", "remove-app shop-worker"}},
+		{"a roll a crash interrupted is judged still", v2, midRoll,
+			[]string{"wait-healthy 1 app container(s)", "judge-worker worker", "reload-nginx shop-nginx", "remove-app shop-worker"}},
 		{"a first start has nothing to go back to", v1, Observed{Network: ownedNet(v1)},
 			[]string{"start-app shop-web", "start-app shop-worker", "wait-healthy 2 app container(s)", "start-nginx shop-nginx"}},
 		{"a scale-up starts nothing new", judgedStack(t, "worker:1", 2), servingNamed(v1, "r1"),

@@ -203,7 +203,7 @@ func Compute(d Desired, obs Observed) Plan {
 	// containers are judged on their figures before anything else, and
 	// before its old containers go (last, below).
 	for _, svc := range desired.Services {
-		if op, ok := judgeOp(svc, apps, wanted, isStarted); ok {
+		if op, ok := judgeOp(svc, apps, wanted); ok {
 			add(op)
 		}
 	}
@@ -358,19 +358,19 @@ func staleMounts(c engine.Container, obs Observed) bool {
 }
 
 // judgeOp is the judgement of worker svc's new containers, when svc has
-// metrics of its own (stack.Judge) and this plan starts containers of a
-// new spec while ones of another still run: a roll, which can be undone.
-// A first start has nothing to go back to, a scale-up or a restart of
-// the same spec nothing new to judge.
-func judgeOp(svc stack.Service, apps []engine.Container, wanted, started map[string]bool) (Op, bool) {
+// metrics of its own (stack.Judge) and containers of another spec still
+// run: a roll, which can be undone. The new containers are judged whether
+// this plan starts them or a daemon that died mid-roll did (the old ones
+// still running say the roll is not over): a crash never lets a revision
+// through unjudged. A first start has nothing to go back to, a scale-up
+// or a restart of the same spec nothing new to judge.
+func judgeOp(svc stack.Service, apps []engine.Container, wanted map[string]bool) (Op, bool) {
 	if svc.Judge == nil {
 		return Op{}, false
 	}
 	var targets []string
 	for _, a := range svc.Stable {
-		if started[a.Name] {
-			targets = append(targets, a.Name)
-		}
+		targets = append(targets, a.Name)
 	}
 	rolled := false
 	for _, c := range apps {
