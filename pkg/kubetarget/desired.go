@@ -1,6 +1,7 @@
 package kubetarget
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -49,7 +50,7 @@ type Desired struct {
 // pullSecret, when set, is the .dockerconfigjson of the image pull Secret
 // (k8srender.Options.PullSecret).
 func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
-	if err := OneCanary(m); err != nil {
+	if err := Accept(m); err != nil {
 		return Desired{}, err
 	}
 	d, err := render(m, o, ns, gateway, deadline, pullSecret)
@@ -158,4 +159,42 @@ func OneCanary(m *manifest.Manifest) error {
 		ve.Problems = append(ve.Problems, manifest.Problem{Field: "services." + n + ".canary", Msg: msg})
 	}
 	return ve
+}
+
+// WorkerMetrics refuses a worker with metrics of its own
+// (services.NAME.metrics): the Kubernetes target rolls a worker's
+// Deployment on readiness and does not judge it on its figures yet, and a
+// judgement asked for must not be dropped in silence.
+func WorkerMetrics(m *manifest.Manifest) error {
+	ve := &manifest.ValidationError{}
+	for _, n := range m.ServiceNames() {
+		if s := m.Named[n]; s.Metrics != nil {
+			ve.Problems = append(ve.Problems, manifest.Problem{Field: "services." + n + ".metrics",
+				Msg: "on --target kubernetes a worker is not judged on its own metrics yet (its Deployment rolls on readiness); remove metrics or deploy with the docker target"})
+		}
+	}
+	if len(ve.Problems) == 0 {
+		return nil
+	}
+	return ve
+}
+
+// Accept is every refusal of a manifest the Kubernetes target cannot run
+// as written (OneCanary, WorkerMetrics), as one validation error.
+func Accept(m *manifest.Manifest) error {
+	all := &manifest.ValidationError{}
+	for _, err := range []error{OneCanary(m), WorkerMetrics(m)} {
+		var ve *manifest.ValidationError
+		switch {
+		case err == nil:
+		case errors.As(err, &ve):
+			all.Problems = append(all.Problems, ve.Problems...)
+		default:
+			return err
+		}
+	}
+	if len(all.Problems) == 0 {
+		return nil
+	}
+	return all
 }

@@ -55,3 +55,26 @@ func TestOneCanaryOnKubernetes(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkerMetricsOnKubernetes: a worker with metrics of its own is
+// refused on Kubernetes, naming the field (it would not be judged), when
+// read and when planned; beside two canaries every problem is reported.
+func TestWorkerMetricsOnKubernetes(t *testing.T) {
+	m := &manifest.Manifest{Project: "demo", Named: map[string]*manifest.Services{
+		"web":  {Image: "app:1", Port: 3000, Replicas: 1, Canary: &manifest.Canary{Image: "app:2", Weight: 10}},
+		"api":  {Image: "app:1", Port: 3000, Replicas: 1, Canary: &manifest.Canary{Image: "app:2", Weight: 10}},
+		"jobs": {Image: "app:1", Replicas: 1, Metrics: &manifest.ServiceMetrics{Port: 9100, Path: "/metrics"}},
+	}}
+	var ve *manifest.ValidationError
+	if err := Accept(m); !errors.As(err, &ve) || len(ve.Problems) != 3 || ve.Problems[2].Field != "services.jobs.metrics" {
+		t.Fatalf("Accept: %v, want the two canaries and services.jobs.metrics", err)
+	}
+	delete(m.Named, "api")
+	if _, err := DesiredFor(m, stack.Options{}, "ns", "gw", 0, nil); err == nil || !strings.Contains(err.Error(), "services.jobs.metrics") {
+		t.Fatalf("DesiredFor: %v, want the refusal of services.jobs.metrics", err)
+	}
+	m.Named["jobs"].Metrics = nil
+	if err := Accept(m); err != nil {
+		t.Fatalf("without metrics: %v", err)
+	}
+}

@@ -388,9 +388,10 @@ func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Ser
 	return serving(m, obs), nil
 }
 
-// Accept refuses a manifest with more than one canaried web service: a
-// namespace runs one canary at a time (kubetarget.OneCanary).
-func (t *Target) Accept(m *manifest.Manifest) error { return kubetarget.OneCanary(m) }
+// Accept refuses a manifest with more than one canaried web service (a
+// namespace runs one canary at a time) or a worker with metrics of its
+// own, which it does not judge yet (kubetarget.Accept).
+func (t *Target) Accept(m *manifest.Manifest) error { return kubetarget.Accept(m) }
 
 // ServingOf: a namespace runs the primary's canary only (Check refuses a
 // manifest with more than one canaried service).
