@@ -70,7 +70,11 @@ type kvResponse struct {
 // runWorker is the app's worker mode (-worker): it increments workerKey
 // in Redis every period until ctx ends, logging failures and carrying on
 // (Redis may be restarting; the worker must outlive that).
-func runWorker(ctx context.Context, rc *redisClient, period time.Duration, logger *slog.Logger) {
+//
+// Each tick is a job, counted by job (when set) as it ends: SwiftDeploy
+// judges a new revision of the worker on these figures
+// (services.NAME.metrics).
+func runWorker(ctx context.Context, rc *redisClient, period time.Duration, logger *slog.Logger, job func(err error, took time.Duration)) {
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	failing := false
@@ -80,7 +84,11 @@ func runWorker(ctx context.Context, rc *redisClient, period time.Duration, logge
 			return
 		case <-tick.C:
 		}
+		start := time.Now()
 		n, err := rc.incr(ctx, workerKey)
+		if job != nil && ctx.Err() == nil {
+			job(err, time.Since(start))
+		}
 		switch {
 		case err != nil && !failing:
 			logger.Warn("worker tick failed", "err", err)

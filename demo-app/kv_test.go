@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -253,7 +254,7 @@ func TestWorkerCounts(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		runWorker(ctx, &redisClient{addr: f.addr()}, time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		runWorker(ctx, &redisClient{addr: f.addr()}, time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	}()
 	count := func() int { n, _ := strconv.Atoi(f.value(workerKey)); return n }
 	commands := func() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.commands) }
@@ -275,5 +276,38 @@ func TestWorkerCounts(t *testing.T) {
 	<-done
 	if got := f.value(workerKey); got == "" {
 		t.Fatal("the worker never counted")
+	}
+}
+
+// TestWorkerJobsCounted: each tick of the worker is a job in the standard
+// families (method JOB, path worker), 200 when Redis took it and 503 when
+// it failed: the figures a new revision of the worker is judged on.
+func TestWorkerJobsCounted(t *testing.T) {
+	f := startFakeRedis(t)
+	m := newMetrics(0, func() float64 { return 1 }, func() float64 { return 0 })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runWorker(ctx, &redisClient{addr: f.addr()}, time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)), m.countJob)
+	}()
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		m.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		return rec.Body.String()
+	}
+	for !strings.Contains(scrape(), `http_requests_total{method="JOB",path="worker",status="200"}`) {
+		time.Sleep(time.Millisecond)
+	}
+	f.mu.Lock()
+	f.fail = true
+	f.mu.Unlock()
+	for !strings.Contains(scrape(), `http_requests_total{method="JOB",path="worker",status="503"}`) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if !strings.Contains(scrape(), `http_request_duration_seconds_count{method="JOB",path="worker"}`) {
+		t.Errorf("jobs not timed:\n%s", scrape())
 	}
 }

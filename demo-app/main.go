@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if app.redis == nil {
 			return errors.New("-worker needs REDIS_ADDR (host:port of the Redis it counts in)")
 		}
-		go runWorker(ctx, app.redis, workerPeriod, logger)
+		go runWorker(ctx, app.redis, workerPeriod, logger, app.metrics.countJob)
 	}
 
 	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.port))

@@ -89,6 +89,25 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 	})
 }
 
+// countJob counts one job of the worker (-worker) in the standard
+// families, as a request with method JOB and path "worker": 200 when it
+// succeeded, 503 when its store failed. A worker serves no requests of
+// its own, and its jobs are what a new revision of it is judged on.
+func (m *metrics) countJob(err error, took time.Duration) {
+	status := http.StatusOK
+	if err != nil {
+		status = http.StatusServiceUnavailable
+	}
+	m.requests.WithLabelValues(methodJob, pathWorker, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(methodJob, pathWorker).Observe(took.Seconds())
+}
+
+// The labels of a worker's jobs (countJob).
+const (
+	methodJob  = "JOB"
+	pathWorker = "worker"
+)
+
 func pathLabel(path string) string {
 	switch path {
 	case pathRoot, pathChaos:

@@ -340,6 +340,8 @@ func New(cfg Config) (*Daemon, error) {
 		Drain:         cfg.Drain,
 		Probe:         cfg.Probe,
 		NginxStatus:   cfg.NginxStatus,
+		JudgeWorker:   d.judgeWorker,
+		Fetch:         fetcher.Fetch,
 	}
 	d.certs = d.newCertManager(d.rec.ConfigDir)
 	if cfg.Kube == nil {

@@ -49,14 +49,15 @@ func (d *Daemon) loop(ctx context.Context) {
 			backoff, retry, lasting = 0, nil, ""
 		case ctx.Err() != nil:
 			return
-		case pullDenied(err) != nil:
-			// A registry's refusal does not change by retrying: no
-			// backoff loop. A manifest edit, a deploy or the resync
-			// (which sees changed credentials) tries again.
+		case pullDenied(err) != nil, workerRejected(err) != nil:
+			// A registry's refusal, or a worker revision judged failing,
+			// does not change by retrying: no backoff loop. A manifest
+			// edit, a deploy or the resync (which sees changed
+			// credentials) tries again.
 			backoff, retry = 0, nil
 			if msg := err.Error(); msg != lasting {
 				lasting = msg
-				d.log.Warn("reconcile failed: pull denied by the registry; not retried until the manifest or the credentials change", zap.Error(err))
+				d.log.Warn("reconcile failed lastingly; not retried until the manifest (or the credentials) change", zap.Error(err))
 			}
 		default:
 			backoff = min(max(2*backoff, time.Second), 2*time.Minute)
@@ -234,6 +235,9 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		d.deployFailed(err)
 		if pd := pullDenied(err); pd != nil {
 			d.notePullDenied(pd)
+		}
+		if wr := workerRejected(err); wr != nil {
+			d.noteWorkerRejected(wr)
 		}
 	case err == nil:
 		d.endDenials()

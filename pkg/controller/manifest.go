@@ -129,7 +129,7 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 
 // accept parses a manifest and proves it can be deployed: the stack
 // derives and both files render (render.Accept), and the target can run
-// it (Target.Accept: on Kubernetes, one canary at a time). A manifest
+// it (Target.Accept: on Kubernetes, no worker with metrics of its own). A manifest
 // refused here never becomes the one in force.
 func (d *Daemon) accept(data []byte) (*manifest.Manifest, error) {
 	m, err := render.Accept(data, filepath.Base(d.dir))

@@ -49,6 +49,9 @@ type Desired struct {
 // pullSecret, when set, is the .dockerconfigjson of the image pull Secret
 // (k8srender.Options.PullSecret).
 func DesiredFor(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
+	if err := Accept(m); err != nil {
+		return Desired{}, err
+	}
 	d, err := render(m, o, ns, gateway, deadline, pullSecret)
 	if err != nil {
 		return d, err
@@ -176,3 +179,29 @@ const (
 	OpApply  = "apply"
 	OpDelete = "delete"
 )
+
+// WorkerMetrics refuses a worker with metrics of its own
+// (services.NAME.metrics): the Kubernetes target rolls a worker's
+// Deployment on readiness and does not judge it on its figures yet, and a
+// judgement asked for must not be dropped in silence.
+func WorkerMetrics(m *manifest.Manifest) error {
+	ve := &manifest.ValidationError{}
+	for _, n := range m.ServiceNames() {
+		if s := m.Named[n]; s.Metrics != nil {
+			ve.Problems = append(ve.Problems, manifest.Problem{Field: "services." + n + ".metrics",
+				Msg: "on --target kubernetes a worker is not judged on its own metrics yet (its Deployment rolls on readiness); remove metrics or deploy with the docker target"})
+		}
+	}
+	if len(ve.Problems) == 0 {
+		return nil
+	}
+	return ve
+}
+
+// Accept is every refusal of a manifest the Kubernetes target cannot run
+// as written (today WorkerMetrics), as one validation error. The
+// controller asks it when it reads a manifest, so the last good one stays
+// in force, and planning asks it again before anything is applied.
+func Accept(m *manifest.Manifest) error {
+	return WorkerMetrics(m)
+}

@@ -102,6 +102,10 @@ type Services struct {
 	Kind      string   `json:"kind,omitempty"`
 	Route     *Route   `json:"route,omitempty"`
 	DependsOn []string `json:"depends_on,omitempty"`
+	// Metrics is a worker's own Prometheus endpoint (workermetrics.go):
+	// with it, a worker's new revision is judged on its figures before
+	// its old containers go.
+	Metrics *ServiceMetrics `json:"metrics,omitempty"`
 }
 
 // Resources are per-container limits; zero means unlimited.

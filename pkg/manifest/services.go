@@ -183,7 +183,14 @@ func namedForm(n *yaml3.Node) bool {
 	return true
 }
 
-var serviceFields = jsonFields(reflect.TypeFor[Services]())
+// serviceFields are the single service's fields that tell the seed form.
+// metrics is left out: it was a valid service name before a worker could
+// have metrics of its own (the single service never has), and stays one.
+var serviceFields = func() map[string]int {
+	f := jsonFields(reflect.TypeFor[Services]())
+	delete(f, "metrics")
+	return f
+}()
 
 // namedServices decodes the named form: each service onto the defaults
 // of one service.
@@ -214,6 +221,7 @@ func defaultNamed(root *yaml3.Node, m *Manifest) []Problem {
 		if s.EffectiveKind() != KindWeb && lookup(root, at+".health_path") == nil {
 			s.HealthPath = ""
 		}
+		defaultServiceMetrics(root, at, s.Metrics)
 		ps = append(ps, defaultHealth(root, at, s)...)
 	}
 	return ps
@@ -279,6 +287,7 @@ func (ps *problemList) namedServices(m *Manifest, deny []string) {
 				ps.addf(at+".health_path", "only a web service is probed over HTTP; a %s is judged healthy by running", kind)
 			}
 		}
+		ps.serviceMetrics(at, s)
 		if s.Canary != nil {
 			switch s.EffectiveKind() {
 			case KindAccessory:

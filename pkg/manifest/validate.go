@@ -159,7 +159,7 @@ func (ps *problemList) services(s *Services) {
 	for _, f := range []struct {
 		field string
 		set   bool
-	}{{"kind", s.Kind != ""}, {"route", s.Route != nil}, {"depends_on", len(s.DependsOn) > 0}} {
+	}{{"kind", s.Kind != ""}, {"route", s.Route != nil}, {"depends_on", len(s.DependsOn) > 0}, {"metrics", s.Metrics != nil}} {
 		if f.set {
 			field := f.field
 			ps.addf("services."+field, "belongs to the named form (services: {web: {image: ..., %s: ...}}); the single service is a web service routed everything", field)

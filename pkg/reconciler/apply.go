@@ -47,6 +47,11 @@ func (r *Reconciler) ApplyServed(ctx context.Context, d Desired, plan Plan, gate
 	if plan.Blocked != "" {
 		return errors.New(plan.Blocked)
 	}
+	// A worker revision judged failing stays refused, before the gate
+	// and any operation, until the manifest changes.
+	if err := r.stillRejected(d, plan); err != nil {
+		return err
+	}
 	if plan.Gated() {
 		if gate == nil {
 			return &DeniedError{Reasons: []string{"no infrastructure gate configured"}}
@@ -224,6 +229,8 @@ func (r *Reconciler) apply(ctx context.Context, d Desired, plan Plan, i int, say
 			return err
 		}
 		say("Health check passed (%d containers)", len(op.Targets))
+	case OpJudgeWorker:
+		return r.judgeWorker(ctx, d, op, say)
 	case OpCheckNginx:
 		if err := r.checkNginx(ctx, d); err != nil {
 			r.record(ctx, "nginx_config_rejected", err.Error(), map[string]any{"image": desired.Nginx.Image})

@@ -18,6 +18,7 @@ const (
 	OpRemoveDead    OpKind = "remove-dead"    // exited/dead owned container
 	OpStartApp      OpKind = "start-app"      // create and start an app container
 	OpWaitHealthy   OpKind = "wait-healthy"   // HTTP health check of app containers
+	OpJudgeWorker   OpKind = "judge-worker"   // a worker's new revision judged on its own metrics (undone if it fails)
 	OpCheckNginx    OpKind = "check-nginx"    // nginx -t of the config with a new nginx image
 	OpRemoveNginx   OpKind = "remove-nginx"   // replaced or duplicate nginx
 	OpStartNginx    OpKind = "start-nginx"    // (re)create nginx with the new config
@@ -34,7 +35,8 @@ type Op struct {
 	App *stack.App
 	// ID of the container to remove.
 	ID string
-	// Targets lists the containers to health-check (OpWaitHealthy).
+	// Targets lists the containers to health-check (OpWaitHealthy), or
+	// to judge (OpJudgeWorker, whose Target is the service).
 	Targets []string
 	// Accessory marks the health check of an accessory's new containers,
 	// which what depends on it waits for (the named form): a heal keeps

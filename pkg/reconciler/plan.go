@@ -199,6 +199,14 @@ func Compute(d Desired, obs Observed) Plan {
 	if len(check) > 0 {
 		add(Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d app container(s)", len(check)), Targets: check, Cause: "only healthy containers receive traffic"})
 	}
+	// A worker with metrics of its own that this plan rolls: its new
+	// containers are judged on their figures before anything else, and
+	// before its old containers go (last, below).
+	for _, svc := range desired.Services {
+		if op, ok := judgeOp(svc, apps, wanted); ok {
+			add(op)
+		}
+	}
 	restoring := obs.Applied != nil && obs.Applied.Nginx == desired.Nginx.Hash && obs.Applied.Revision == d.Revision
 	var live *engine.Container // an nginx that serves and is being replaced
 	for i, c := range replaced {
@@ -347,4 +355,32 @@ func missing(as []stack.App, byName map[string]engine.Container) bool {
 // it would only recreate what someone removed.
 func staleMounts(c engine.Container, obs Observed) bool {
 	return c.Mounts != "" && obs.Mounts != "" && !strings.Contains(obs.Mounts, "-") && c.Mounts != obs.Mounts
+}
+
+// judgeOp is the judgement of worker svc's new containers, when svc has
+// metrics of its own (stack.Judge) and containers of another spec still
+// run: a roll, which can be undone. The new containers are judged whether
+// this plan starts them or a daemon that died mid-roll did (the old ones
+// still running say the roll is not over): a crash never lets a revision
+// through unjudged. A first start has nothing to go back to, a scale-up
+// or a restart of the same spec nothing new to judge.
+func judgeOp(svc stack.Service, apps []engine.Container, wanted map[string]bool) (Op, bool) {
+	if svc.Judge == nil {
+		return Op{}, false
+	}
+	var targets []string
+	for _, a := range svc.Stable {
+		targets = append(targets, a.Name)
+	}
+	rolled := false
+	for _, c := range apps {
+		if c.Service == svc.Name && c.Running() && !wanted[c.Name] && !sameSpec(c, svc.Stable) {
+			rolled = true
+		}
+	}
+	if len(targets) == 0 || !rolled {
+		return Op{}, false
+	}
+	return Op{Kind: OpJudgeWorker, Target: svc.Name, Targets: targets,
+		Cause: fmt.Sprintf("worker %s's new revision (%s) judged on its own metrics over %s before its old containers go", svc.Name, svc.Stable[0].Image, svc.Judge.Window)}, true
 }

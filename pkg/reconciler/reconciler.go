@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/trace"
 )
 
@@ -99,6 +100,18 @@ type Reconciler struct {
 	// StartParallel bounds how many app containers start at once; default
 	// defaultParallel. Removals run removeParallel at a time.
 	StartParallel int
+
+	// JudgeWorker decides a worker's new revision on its own figures over
+	// the window (the daemon: the canary-safety policy); nil refuses
+	// every one, as no policy allows nothing.
+	JudgeWorker func(ctx context.Context, service, image string, st metrics.Stats) Decision
+	// Fetch scrapes one container's metrics URL (default: metrics.Fetch
+	// over HTTP, bounded by the scrape interval).
+	Fetch func(ctx context.Context, url string) (metrics.Scrape, error)
+
+	// rejected remembers the worker revisions judged failing (judge.go).
+	judgeMu  sync.Mutex
+	rejected map[string]*WorkerRejectedError
 
 	// pullDenied remembers the pulls a registry refused (pull.go).
 	pullMu     sync.Mutex

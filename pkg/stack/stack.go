@@ -177,6 +177,22 @@ type Service struct {
 	Route     Route  // web services only
 	DependsOn []string
 	Stable    []App
+	// Judge, on a worker with services.NAME.metrics, is how its new
+	// revision is judged on its own figures before the old containers
+	// go; nil for a service judged healthy by running (or probed).
+	Judge *Judge `json:",omitempty"`
+}
+
+// Judge is how a worker's new revision is judged: its containers'
+// Prometheus endpoint (Port, Path) scraped every Interval over Window,
+// the canary-safety policy over the figures, at least MinRequests
+// requests (policy.min_requests) for them to count.
+type Judge struct {
+	Port        int
+	Path        string
+	Interval    time.Duration
+	Window      time.Duration
+	MinRequests int
 }
 
 // Route is where nginx sends a web service's requests.
@@ -461,6 +477,9 @@ func named(s *Stack, m *manifest.Manifest, o Options) {
 	for _, name := range m.StartOrder() {
 		spec := m.Named[name]
 		svc := Service{Name: name, Kind: spec.EffectiveKind(), DependsOn: append([]string(nil), spec.DependsOn...)}
+		if sm := spec.Metrics; sm != nil && svc.Kind == manifest.KindWorker {
+			svc.Judge = &Judge{Port: sm.Port, Path: sm.Path, Interval: m.Metrics.ScrapeInterval.D(), Window: m.Metrics.Window.D(), MinRequests: m.Policy.MinRequests}
+		}
 		if svc.Routed() {
 			svc.Route = Route{Host: spec.Route.HostName(), Prefix: spec.Route.Prefix(), Strip: spec.Route != nil && spec.Route.StripPrefix}
 		}

@@ -388,9 +388,10 @@ func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Ser
 	return serving(m, obs), nil
 }
 
-// Accept: every web service's canary runs beside the others', each
-// with its own Deployment, Service and weighted rule in its route.
-func (t *Target) Accept(*manifest.Manifest) error { return nil }
+// Accept refuses a worker with metrics of its own, which this target
+// does not judge yet (kubetarget.Accept); every web service's canary runs
+// beside the others', each with its own Deployment, Service and rule.
+func (t *Target) Accept(m *manifest.Manifest) error { return kubetarget.Accept(m) }
 
 // ServingOf is serving of named web service service's own rule and
 // Deployments ("" or the primary: Serving). Its CanaryRevision names

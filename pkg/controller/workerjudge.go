@@ -1,0 +1,66 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
+	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
+	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
+)
+
+// judgeWorker is the reconciler's JudgeWorker: the canary-safety policy,
+// as a canary is judged, over a worker's new revision's own figures (mode
+// "worker"; no proxy view: nginx never routes to a worker). A figure
+// missing denies (fail closed), with why it is missing among the reasons.
+// The decision is journaled like the gate's.
+func (d *Daemon) judgeWorker(ctx context.Context, service, image string, st metrics.Stats) reconciler.Decision {
+	m := d.manifestNow()
+	if m == nil {
+		return reconciler.Decision{Reasons: []string{"no manifest in force to judge worker " + service + " by"}}
+	}
+	noProxy := false
+	in := policy.CanaryInput{Mode: "worker", ProxyView: &noProxy}
+	if st.Targets > 0 {
+		req := st.Requests
+		in.Requests = &req
+	}
+	if st.Outcome == metrics.OK {
+		rps, er, p99 := st.ReqPerSec, st.ErrorRate, st.P99Ms
+		in.ReqPerSec, in.ErrorRate, in.P99Ms = &rps, &er, &p99
+	}
+	dec := d.policies.CanarySafety(ctx, in, targets.Thresholds(m))
+	if !dec.Allowed && st.Outcome != metrics.OK && st.Reason != "" {
+		dec.Reasons = append(dec.Reasons, st.Reason)
+	}
+	if dec.Input != nil {
+		dec.Input["service"], dec.Input["image"] = service, image
+	}
+	d.decision(dec, "")
+	return reconciler.Decision{Allowed: dec.Allowed, Reasons: dec.Reasons, Codes: dec.Codes}
+}
+
+// workerRejected is a worker revision's failed judgement in err, if any.
+func workerRejected(err error) *reconciler.WorkerRejectedError {
+	var wr *reconciler.WorkerRejectedError
+	if errors.As(err, &wr) {
+		return wr
+	}
+	return nil
+}
+
+// noteWorkerRejected shows a worker's failed judgement in status, as a
+// canary-safety denial, until a reconcile succeeds (clearDenial).
+func (d *Daemon) noteWorkerRejected(wr *reconciler.WorkerRejectedError) {
+	reasons := make([]string, 0, len(wr.Reasons))
+	for _, r := range wr.Reasons {
+		reasons = append(reasons, fmt.Sprintf("worker %s (%s): %s", wr.Service, wr.Image, r))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.denial = &api.Decision{Policy: policy.CanarySafety, Reasons: reasons,
+		Input: map[string]any{"service": wr.Service, "image": wr.Image}}
+}
