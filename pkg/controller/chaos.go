@@ -77,6 +77,11 @@ func (d *Daemon) Chaos(ctx context.Context, user string, req api.ChaosRequest) (
 	// transition for it), as every mutation of what runs does.
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		// The caller gave up while a transition held the lock: nothing
+		// is decided or hit for it.
+		return api.ChaosResult{}, apiserver.Unavailable(fmt.Errorf("chaos: waiting for the run lock: %w", err))
+	}
 	m, err := d.transitionStart(ctx)
 	if err != nil {
 		return api.ChaosResult{}, apiserver.Conflict(err)

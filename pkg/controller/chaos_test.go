@@ -212,6 +212,16 @@ func TestChaosWaitsForTheRunLock(t *testing.T) {
 	if n := posts.Load(); n != 0 {
 		t.Fatalf("chaos reached %d containers while a reconcile was under way", n)
 	}
+	// A caller that gives up while waiting: nothing decided, hit or
+	// journaled for it once the lock is free.
+	gaveUp := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_, err := h.d.Chaos(ctx, "", api.ChaosRequest{Mode: "hang", Track: "stable"})
+		gaveUp <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
 	_ = thaw() // the frozen reconcile fails (a crash stands for it)
 	select {
 	case rec := <-done:
@@ -223,6 +233,15 @@ func TestChaosWaitsForTheRunLock(t *testing.T) {
 	}
 	if posts.Load() == 0 {
 		t.Error("chaos reached no container once the run lock was free")
+	}
+	if err := <-gaveUp; err == nil {
+		t.Error("chaos whose caller gave up while waiting succeeded")
+	}
+	if n := posts.Load(); n != 3 {
+		t.Errorf("%d chaos posts, want the 3 of the one chaos that ran", n)
+	}
+	if got := eventsNamed(t, h, journal.EventChaosDenied); len(got) != 0 {
+		t.Errorf("a chaos whose caller gave up was journaled denied: %v", got)
 	}
 }
 
