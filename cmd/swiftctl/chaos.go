@@ -31,7 +31,13 @@ the canary-safety policy react:
   swiftctl chaos recover               back to normal
 
 --track picks stable or canary (default: the canary while one runs);
---service, in the named form, the web service (default: the primary).`,
+--service, in the named form, the web service (default: the primary).
+
+Chaos is a plan: one operation per container, run under the daemon's run
+lock (it waits for a deploy or promotion under way), gated by the chaos
+policy (policies/chaos.rego) before the first one, each journaled as it
+runs. A denial hits nothing. recover is never gated. --dry-run prints the
+plan and hits nothing.`,
 		GroupID: "test",
 		Args:    cobra.NoArgs,
 		RunE: action(func(*cobra.Command, []string) error {
@@ -41,6 +47,8 @@ the canary-safety policy react:
 	cmd.PersistentFlags().StringVar(&track, "track", "", "stable or canary (default: the canary while one runs, else stable)")
 	var service string
 	cmd.PersistentFlags().StringVar(&service, "service", "", "the web service whose containers it hits (default: the primary)")
+	var dryRun bool
+	cmd.PersistentFlags().BoolVar(&dryRun, "dry-run", false, "print the chaos plan (one operation per container, gated by the chaos policy) and hit nothing")
 
 	send := func(ctx context.Context, req api.ChaosRequest) error {
 		switch track {
@@ -48,16 +56,23 @@ the canary-safety policy react:
 		default:
 			return usageErrorf("--track: want stable or canary, got %q", track)
 		}
-		req.Track, req.Service = track, service
-		var resp struct {
-			Mode       string   `json:"mode"`
-			Track      string   `json:"track"`
-			Containers []string `json:"containers"`
-		}
+		req.Track, req.Service, req.DryRun = track, service, dryRun
+		var resp api.ChaosResult
 		ctx, cancel := context.WithTimeout(ctx, readTimeout)
 		defer cancel()
 		if err := a.client().Post(ctx, api.PathChaos, req, &resp); err != nil {
 			return a.daemonError(err)
+		}
+		if dryRun {
+			gate := "not gated (recover undoes chaos)"
+			if resp.Gated {
+				gate = "gated by the chaos policy before the first operation"
+			}
+			fmt.Fprintf(a.stdout, "Chaos plan on the %s track (%s):\n", resp.Track, gate)
+			for _, line := range resp.Plan {
+				fmt.Fprintln(a.stdout, "  "+line)
+			}
+			return nil
 		}
 		what := map[string]string{
 			"slow":    fmt.Sprintf("slow (%s delay per request)", time.Duration(req.Duration*float64(time.Second))),

@@ -411,6 +411,10 @@ type ChaosRequest struct {
 	// Service names the web service whose containers it hits (several may
 	// run a canary at once); empty: the primary's.
 	Service string `json:"service,omitempty"`
+	// DryRun asks for the plan only: the operations the chaos would run
+	// (one per container) and whether the chaos policy gates them; nothing
+	// is hit, nothing is decided or journaled.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // ChaosResult is POST /v1/chaos's answer: the app containers the chaos
@@ -419,6 +423,12 @@ type ChaosResult struct {
 	Mode       string   `json:"mode"`
 	Track      string   `json:"track"`
 	Containers []string `json:"containers"`
+	// Plan is the chaos plan, one operation per line, in the form of
+	// diff's (dry_run only; Containers is then empty: nothing was hit).
+	Plan []string `json:"plan,omitempty"`
+	// Gated: the chaos policy decides before the plan's first operation
+	// (every mode but recover).
+	Gated bool `json:"gated,omitempty"`
 }
 
 // Whoami is GET /v1/whoami: the caller as the daemon sees it (from the

@@ -690,3 +690,23 @@ func TestDenialRuns(t *testing.T) {
 		})
 	}
 }
+
+// Chaos is journaled once per container it reaches (details.op 1/3, 2/3,
+// 3/3); the summary counts each chaos once, records of daemons before
+// chaos plans (no details.op) included.
+func TestChaosCountedOncePerPlan(t *testing.T) {
+	op := func(sec int, name, o string) journal.Record {
+		r := event(sec, name, "chaos", "alice")
+		r.Details = map[string]any{"op": o}
+		return r
+	}
+	recs := []journal.Record{
+		op(0, journal.EventChaosInjected, "1/3"), op(0, journal.EventChaosInjected, "2/3"), op(0, journal.EventChaosInjected, "3/3"),
+		event(5, journal.EventChaosInjected, "chaos slow on canary track (a, b)", "alice"),
+		op(10, journal.EventChaosRecovered, "1/2"), op(10, journal.EventChaosRecovered, "2/2"),
+	}
+	report := string(Render(Input{Journal: "history.jsonl", Records: recs}))
+	if want := "| Chaos injected | 2 |"; !strings.Contains(report, want) {
+		t.Errorf("report lacks %q:\n%s", want, report)
+	}
+}

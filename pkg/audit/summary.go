@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"strings"
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
@@ -57,9 +58,13 @@ func (c *counts) add(rec journal.Record, n int) {
 		case journal.EventPromoteDenied:
 			c.promoteDenied += n
 		case journal.EventChaosInjected:
-			c.chaos += n
+			if firstChaosOp(rec) {
+				c.chaos += n
+			}
 		case journal.EventChaosRecovered:
-			c.recovered += n
+			if firstChaosOp(rec) {
+				c.recovered += n
+			}
 		case journal.EventRolledBack, journal.EventRollback:
 			c.rollbacks += n
 		case journal.EventManifestRejected:
@@ -118,4 +123,13 @@ func (r *report) summary() {
 		r.printf("| %s | %d |\n", row.name, row.n)
 	}
 	r.printf("\n")
+}
+
+// firstChaosOp reports whether rec is the first operation of its chaos
+// plan: chaos is journaled once per container it reaches (details.op
+// "1/3", "2/3", ...), and the summary counts each chaos once. A record
+// without details.op (daemons before chaos plans) stands for its chaos.
+func firstChaosOp(rec journal.Record) bool {
+	op, _ := rec.Details["op"].(string)
+	return op == "" || strings.HasPrefix(op, "1/")
 }

@@ -45,6 +45,8 @@ var timelineTitles = map[string]string{
 	journal.EventModeSwitched:        "Mode switched",
 	journal.EventChaosInjected:       "Chaos injected",
 	journal.EventChaosRecovered:      "Chaos recovered",
+	journal.EventChaosDenied:         "Chaos denied",
+	journal.EventChaosFailed:         "Chaos failed",
 	journal.EventPromoteDenied:       "Promotion denied",
 	journal.EventPromoted:            "Promoted",
 	journal.EventRollback:            "Rolled back",

@@ -3,8 +3,6 @@ package controller
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,8 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/analysis"
-	"github.com/swiftdeploy/swiftdeploy/pkg/api"
-	"github.com/swiftdeploy/swiftdeploy/pkg/apiserver"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -119,89 +115,6 @@ func runningMode(cs []engine.Container) string {
 		}
 	}
 	return stack.TrackStable
-}
-
-// Chaos delivers a chaos request to every container of a track over the
-// project network (nginx refuses /chaos from outside). Every container
-// hit is journaled, also when a later one fails: the ones already hit run
-// the chaos whatever happens to the rest.
-func (d *Daemon) Chaos(ctx context.Context, user string, req api.ChaosRequest) (api.ChaosResult, error) {
-	if d.kt != nil {
-		return api.ChaosResult{}, apiserver.NotImplemented(errors.New("chaos is not available on the Kubernetes target"))
-	}
-	m := d.manifestNow()
-	if m == nil {
-		return api.ChaosResult{}, apiserver.Conflict(errors.New("no manifest loaded"))
-	}
-	body := map[string]any{"mode": req.Mode}
-	switch req.Mode {
-	case "slow":
-		body["duration"] = req.Duration
-	case "error", "crash":
-		body["rate"] = req.Rate
-	case "hang", "recover":
-	default:
-		return api.ChaosResult{}, apiserver.BadRequest(fmt.Errorf("mode: want slow, error, crash, hang or recover, got %q", req.Mode))
-	}
-	payload, _ := json.Marshal(body)
-	cs, err := d.eng.ListContainers(ctx, m.Project, m.Network.Name)
-	if err != nil {
-		return api.ChaosResult{}, apiserver.Unavailable(err)
-	}
-	if req.Service == "" {
-		cs = primaryContainers(m, cs) // the service a canary is judged for
-	} else if cs, err = serviceContainers(m, req.Service, cs); err != nil {
-		return api.ChaosResult{}, apiserver.BadRequest(err)
-	}
-	if req.Track == "" {
-		req.Track = runningMode(cs) // aimed at the canary while one runs
-	}
-	if req.Track != stack.TrackStable && req.Track != stack.TrackCanary {
-		return api.ChaosResult{}, apiserver.BadRequest(fmt.Errorf("track: want stable or canary, got %q", req.Track))
-	}
-	var hit []string
-	var failErr error
-	for _, c := range cs {
-		port := appPort(m, c)
-		if c.Role != stack.RoleApp || c.Track != req.Track || !c.Running() || c.IP == "" || port == 0 {
-			continue
-		}
-		url := "http://" + net.JoinHostPort(c.IP, strconv.Itoa(port)) + "/chaos"
-		code, msg, err := d.chaosPost(ctx, url, payload)
-		switch {
-		case err != nil:
-			failErr = apiserver.BadGateway(fmt.Errorf("chaos to %s: %w", c.Name, err))
-		case code != http.StatusOK:
-			failErr = apiserver.BadRequest(fmt.Errorf("chaos to %s: %s", c.Name, msg))
-		default:
-			hit = append(hit, c.Name)
-			continue
-		}
-		break
-	}
-	if len(hit) > 0 {
-		event := journal.EventChaosInjected
-		if req.Mode == "recover" {
-			event = journal.EventChaosRecovered
-		}
-		msg := fmt.Sprintf("chaos %s on %s track (%s)", req.Mode, req.Track, strings.Join(hit, ", "))
-		details := map[string]any{"mode": req.Mode, "track": req.Track, "duration": req.Duration, "rate": req.Rate, "containers": hit}
-		if failErr != nil {
-			msg += "; stopped at: " + failErr.Error()
-			details["error"] = failErr.Error()
-		}
-		d.event(event, msg, user, details)
-	}
-	if failErr != nil {
-		if len(hit) > 0 {
-			failErr = fmt.Errorf("%w (already applied to %s)", failErr, strings.Join(hit, ", "))
-		}
-		return api.ChaosResult{}, failErr
-	}
-	if len(hit) == 0 {
-		return api.ChaosResult{}, apiserver.Conflict(fmt.Errorf("no running %s containers", req.Track))
-	}
-	return api.ChaosResult{Mode: req.Mode, Track: req.Track, Containers: hit}, nil
 }
 
 // chaosPost delivers one chaos request to an app container and returns its

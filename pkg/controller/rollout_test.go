@@ -12,7 +12,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
-	"github.com/swiftdeploy/swiftdeploy/pkg/targets/docker"
 )
 
 const withCanary = "  canary: {image: app:2, weight: 20}"
@@ -279,39 +278,6 @@ func TestRenameRefusedAfterRestart(t *testing.T) {
 	h.mustConverge()
 	if errs := h.d.manifestErrors(); len(errs) != 0 {
 		t.Errorf("manifest errors after naming the project back: %v", errs)
-	}
-}
-
-// validate uses a unique container name and removes what a crashed
-// validate left behind; two validates at once both work.
-func TestValidateUniqueAndCleansUp(t *testing.T) {
-	h := newHarness(t, fakeManifest("app:1", 1, ""))
-	h.mustConverge()
-	if _, err := h.fe.AddContainer(engineSpec("demo-nginx-validate", "nginx:latest", "demo", docker.RoleValidate), fake.StateExited); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan []string, 2)
-	for range 2 {
-		go func() {
-			v := h.d.Validate(context.Background())
-			var failed []string
-			for _, c := range v.Checks {
-				if !c.OK {
-					failed = append(failed, c.Name+": "+c.Detail)
-				}
-			}
-			done <- failed
-		}()
-	}
-	for range 2 {
-		if failed := <-done; len(failed) != 0 {
-			t.Errorf("validate failed: %v", failed)
-		}
-	}
-	for _, c := range h.fe.Snapshot() {
-		if c.Role == docker.RoleValidate {
-			t.Errorf("validate container %s left behind", c.Name)
-		}
 	}
 }
 

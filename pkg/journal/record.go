@@ -36,13 +36,18 @@ const (
 // Event names. Readers must tolerate names not listed here: newer daemons
 // may add events.
 const (
-	EventDeployStarted    = "deploy_started"
-	EventDeploySucceeded  = "deploy_succeeded"
-	EventDeployFailed     = "deploy_failed"
-	EventDeployDenied     = "deploy_denied"
-	EventModeSwitched     = "mode_switched"
-	EventChaosInjected    = "chaos_injected"
-	EventChaosRecovered   = "chaos_recovered"
+	EventDeployStarted   = "deploy_started"
+	EventDeploySucceeded = "deploy_succeeded"
+	EventDeployFailed    = "deploy_failed"
+	EventDeployDenied    = "deploy_denied"
+	EventModeSwitched    = "mode_switched"
+	EventChaosInjected   = "chaos_injected"
+	EventChaosRecovered  = "chaos_recovered"
+	// EventChaosDenied: the chaos policy denied a chaos plan; nothing was
+	// hit. EventChaosFailed: an operation of a chaos plan failed; the
+	// ones before it ran (each journaled as it ran), the rest did not.
+	EventChaosDenied      = "chaos_denied"
+	EventChaosFailed      = "chaos_failed"
 	EventPromoteRequested = "promote_requested"
 	EventPromoteAllowed   = "promote_allowed"
 	EventPromoteDenied    = "promote_denied"

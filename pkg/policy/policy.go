@@ -34,7 +34,7 @@ const (
 )
 
 // names lists every policy the engine prepares a query for.
-var names = []string{Infrastructure, CanarySafety, Cluster}
+var names = []string{Infrastructure, CanarySafety, Cluster, Chaos}
 
 // packagePrefix is the Rego package namespace of SwiftDeploy policies.
 const packagePrefix = "swiftdeploy."

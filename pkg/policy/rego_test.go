@@ -39,7 +39,7 @@ func TestRegoPolicyTests(t *testing.T) {
 	}
 	// A renamed package or a test file that stopped loading would otherwise
 	// pass silently with nothing run.
-	for _, pkg := range []string{"data.swiftdeploy.infrastructure_test", "data.swiftdeploy.canary_safety_test", "data.swiftdeploy.cluster_test"} {
+	for _, pkg := range []string{"data.swiftdeploy.infrastructure_test", "data.swiftdeploy.canary_safety_test", "data.swiftdeploy.cluster_test", "data.swiftdeploy.chaos_test"} {
 		if ran[pkg] < 5 {
 			t.Errorf("%s: ran %d Rego tests, want at least 5", pkg, ran[pkg])
 		}

@@ -26,6 +26,11 @@ const (
 	OpRemoveApp     OpKind = "remove-app"     // drain then stop an obsolete app container
 )
 
+// OpChaos delivers a chaos request (or its recovery) to one app container:
+// the operation of `swiftctl chaos`'s own plan, never of a reconcile's.
+// Injecting chaos is gated (the chaos policy); recovering is not.
+const OpChaos OpKind = "chaos"
+
 // Op is one step of a plan, with its cause.
 type Op struct {
 	Kind   OpKind

@@ -11,7 +11,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -83,10 +82,6 @@ type Deps struct {
 // loaded configuration is the route (its revision is what serves).
 type Target struct {
 	Deps
-	// validating names the validate containers this process is running
-	// (validate.go): a concurrent validate must not remove one as a
-	// leftover before its logs are read.
-	validating sync.Map
 }
 
 // New is the Docker target working with d.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 )
 
 // Check is validate on the Docker host: the images exist locally and
-// nginx accepts the configuration the manifest renders.
+// nginx accepts the configuration the manifest renders. It changes
+// nothing: its engine calls are reads and an `nginx -t` exec in the
+// running nginx, each with a timeout.
 func (t *Target) Check(ctx context.Context, m *manifest.Manifest, st targets.Decisions) []api.Check {
 	var out []api.Check
 	if s := &m.Services; len(s.EnvFile) > 0 || len(s.Secrets) > 0 {
@@ -34,7 +37,9 @@ func (t *Target) Check(ctx context.Context, m *manifest.Manifest, st targets.Dec
 		}
 	}
 	desired := stack.FromManifest(m, st.Options(m))
-	missing, err := t.Engine.MissingImages(ctx, desired.Images())
+	ictx, cancel := context.WithTimeout(ctx, validateListTimeout)
+	missing, err := t.Engine.MissingImages(ictx, desired.Images())
+	cancel()
 	if err != nil {
 		return append(out, api.Check{Name: "Docker image found", Detail: err.Error()})
 	}
@@ -47,20 +52,28 @@ func (t *Target) Check(ctx context.Context, m *manifest.Manifest, st targets.Dec
 	return append(out, t.checkNginxAccepted(ctx, desired))
 }
 
-// checkNginxAccepted runs checkNginx in the nginx image of the stack a
-// deploy last applied, never in an image only named on disk: the file has
-// been through no gate, and validate must not be a way to make the daemon
-// run any local image. With nothing applied yet, nginx -t is not run.
+// checkNginxAccepted runs `nginx -t` on the candidate configuration inside
+// the project's running nginx container (docker exec), so that validate
+// creates, starts and removes nothing: no container outside a plan, and
+// no image that has not been through a deploy's gates. With no nginx
+// running yet (nothing deployed), nginx -t is not run, and the check says
+// so.
 func (t *Target) checkNginxAccepted(ctx context.Context, desired stack.Stack) api.Check {
-	applied := t.Rec.AppliedStack()
-	if applied == nil || applied.Nginx.Image == "" {
-		return api.Check{Name: "Nginx config valid", Detail: "not checked: no deploy has been applied yet, and nginx -t runs only in the nginx image of an applied deploy (deploy, then validate)"}
+	c := api.Check{Name: "Nginx config valid"}
+	lctx, cancel := context.WithTimeout(ctx, validateListTimeout)
+	ngx, err := t.runningNginx(lctx, desired)
+	cancel()
+	switch {
+	case err != nil:
+		c.Detail = "not checked: " + err.Error()
+		return c
+	case ngx == nil:
+		c.Detail = "not checked: no nginx container of project " + desired.Project + " runs (no deploy has been applied yet, or it is down); validate runs nginx -t only inside the running nginx and never starts a container for it (deploy, then validate)"
+		return c
 	}
-	named := desired.Nginx.Image
-	desired.Nginx.Image = applied.Nginx.Image
-	c := t.checkNginx(ctx, desired)
-	if named != applied.Nginx.Image {
-		note := fmt.Sprintf("checked with the applied nginx image %s, not with %s, which runs only once a deploy accepts it", applied.Nginx.Image, named)
+	c = t.checkNginx(ctx, *ngx, desired)
+	if named := desired.Nginx.Image; named != ngx.Image {
+		note := fmt.Sprintf("checked with the running nginx image %s, not with %s, which runs only once a deploy accepts it", ngx.Image, named)
 		if c.Detail != "" {
 			note = c.Detail + " (" + note + ")"
 		}
@@ -69,66 +82,64 @@ func (t *Target) checkNginxAccepted(ctx context.Context, desired stack.Stack) ap
 	return c
 }
 
-// checkNginx runs `nginx -t` on the rendered config in a throwaway
-// container where every upstream name resolves.
-func (t *Target) checkNginx(ctx context.Context, desired stack.Stack) api.Check {
+// Timeouts of validate's engine calls: validate waits for no rollout, and
+// a hung engine must not hang the caller.
+const (
+	validateListTimeout = 10 * time.Second
+	validateExecTimeout = 20 * time.Second
+)
+
+// runningNginx is the project's running nginx container (the desired
+// one's name first), or nil when none runs.
+func (t *Target) runningNginx(ctx context.Context, desired stack.Stack) (*engine.Container, error) {
+	cs, err := t.Engine.ListContainers(ctx, desired.Project, "")
+	if err != nil {
+		return nil, fmt.Errorf("list containers of project %s: %w", desired.Project, err)
+	}
+	var found *engine.Container
+	for i, c := range cs {
+		if c.Role != stack.RoleNginx || !c.Running() {
+			continue
+		}
+		if found == nil || c.Name == desired.Nginx.Name {
+			found = &cs[i]
+		}
+	}
+	return found, nil
+}
+
+// checkNginx runs `nginx -t` on the rendered config inside the running
+// nginx ngx. The candidate is written to a file of its own in the
+// configuration directory nginx already mounts (never the live file nor
+// the reconciler's staged one), and removed afterwards. Its upstream
+// hosts are loopback addresses: the containers the candidate would start
+// do not exist yet, and nginx -t resolves every upstream name.
+func (t *Target) checkNginx(ctx context.Context, ngx engine.Container, desired stack.Stack) api.Check {
 	c := api.Check{Name: "Nginx config valid"}
 	conf, err := renderNginx(desired)
 	if err != nil {
 		c.Detail = err.Error()
 		return c
 	}
-	dir, err := os.MkdirTemp(t.StateDir, "validate-")
-	if err != nil {
-		c.Detail = err.Error()
-		return c
-	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		c.Detail = err.Error()
-		return c
-	}
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), conf, 0o644); err != nil {
-		c.Detail = err.Error()
-		return c
-	}
-	run := filepath.Join(dir, "run")
-	if err := os.Mkdir(run, 0o755); err != nil {
-		c.Detail = err.Error()
-		return c
-	}
-	var hosts []string
-	for _, a := range desired.Apps() {
-		hosts = append(hosts, a.Name+":127.0.0.1")
-	}
-	// A unique name: two validates may run at once, and a leftover of a
-	// crashed one must not block the next.
-	t.removeStaleValidators(ctx, desired.Project)
-	binds := []engine.Bind{
-		{Source: dir, Target: stack.ConfigDir, ReadOnly: true},
-		{Source: run, Target: stack.NginxRunDir}, // nginx -t needs its run directory
-	}
-	if tls := desired.Nginx.TLS; tls != nil && tls.Cert != "" {
-		// The certificate the config names, from the store, where nginx
-		// reads it.
-		binds = append(binds, engine.Bind{Source: t.CertDir, Target: stack.ConfigDir + "/" + stack.TLSDir, ReadOnly: true})
-	}
+	conf = loopbackUpstreams(conf, desired.Apps())
+	dir := t.Rec.ConfigDir
+	t.removeStaleCandidates(dir)
 	var id [6]byte
 	_, _ = rand.Read(id[:])
-	name := desired.Project + "-nginx-validate-" + hex.EncodeToString(id[:])
-	t.validating.Store(name, true)
-	defer t.validating.Delete(name)
-	code, out, err := t.Engine.RunOnce(ctx, engine.Spec{
-		Name:       name,
-		Image:      desired.Nginx.Image,
-		Cmd:        []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/nginx.conf"},
-		Labels:     map[string]string{stack.LabelProject: desired.Project, stack.LabelRole: RoleValidate},
-		Binds:      binds,
-		ExtraHosts: hosts,
-	})
+	name := validatePrefix + hex.EncodeToString(id[:]) + ".conf"
+	path := filepath.Join(dir, name)
+	// 0644: nginx reads it as its own (unprivileged) user.
+	if err := os.WriteFile(path, conf, 0o644); err != nil {
+		c.Detail = fmt.Sprintf("write candidate config %s: %v", path, err)
+		return c
+	}
+	defer os.Remove(path)
+	ectx, cancel := context.WithTimeout(ctx, validateExecTimeout)
+	defer cancel()
+	code, out, err := t.Engine.Exec(ectx, ngx.Name, []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/" + name})
 	switch {
 	case err != nil:
-		c.Detail = err.Error()
+		c.Detail = fmt.Sprintf("nginx -t in %s: %v", ngx.Name, err)
 	case code != 0:
 		c.Detail = strings.TrimSpace(out)
 	default:
@@ -137,30 +148,44 @@ func (t *Target) checkNginx(ctx context.Context, desired stack.Stack) api.Check 
 	return c
 }
 
-// staleValidator is how long a validate container may live before a later
-// validate removes it as a leftover (a validate takes a second or two).
-const staleValidator = 2 * time.Minute
+// validatePrefix names validate's candidate files in the configuration
+// directory.
+const validatePrefix = "validate-"
 
-func (t *Target) removeStaleValidators(ctx context.Context, project string) {
-	cs, err := t.Engine.ListContainers(ctx, project, "")
-	if err != nil {
-		return
-	}
-	for _, c := range cs {
-		// Finished ones, or old ones, but none of a validate of this
-		// process still under way: one that has exited may not have had
-		// its output read yet (seen: "No such container" reading it).
-		if _, busy := t.validating.Load(c.Name); busy {
-			continue
-		}
-		if c.Role == RoleValidate && (c.State == "exited" || c.State == "dead" || time.Since(c.Created) > staleValidator) {
-			_ = t.Engine.Remove(ctx, c.ID, 0)
+// staleCandidate is how long a candidate file may stay before a later
+// validate removes it as the leftover of a validate that crashed (one
+// takes a second or two).
+const staleCandidate = 2 * time.Minute
+
+// removeStaleCandidates removes what validates that crashed left in dir:
+// files only validate writes, never anything nginx serves from.
+func (t *Target) removeStaleCandidates(dir string) {
+	old, _ := filepath.Glob(filepath.Join(dir, validatePrefix+"*.conf"))
+	for _, p := range old {
+		if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > staleCandidate {
+			_ = os.Remove(p)
 		}
 	}
 }
 
-// RoleValidate labels the throwaway containers validate runs nginx -t in:
-// neither app nor nginx, so the event watch and status pass them over.
+// loopbackUpstreams points every app container's upstream server line of
+// conf at a loopback address of its own (127.0.0.1, 127.0.0.2, ...), as
+// the throwaway validate container's extra hosts once did: nginx -t then
+// checks everything but name resolution, for containers that may not run
+// yet.
+func loopbackUpstreams(conf []byte, apps []stack.App) []byte {
+	pairs := make([]string, 0, 2*len(apps))
+	for i, a := range apps {
+		ip := fmt.Sprintf("127.0.%d.%d", i/250, i%250+1)
+		pairs = append(pairs, "server "+a.Addr()+" ", "server "+ip+":"+strconv.Itoa(a.Port)+" ")
+	}
+	return []byte(strings.NewReplacer(pairs...).Replace(string(conf)))
+}
+
+// RoleValidate labels the throwaway containers the validate of daemons
+// before this one ran nginx -t in (this one runs none): neither app nor
+// nginx, so the event watch and status pass them over, and down's
+// teardown removes a leftover.
 const RoleValidate = "validate"
 
 func renderNginx(s stack.Stack) ([]byte, error) {
