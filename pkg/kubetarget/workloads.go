@@ -128,6 +128,12 @@ func PrimaryNames(m *manifest.Manifest) Names {
 	return namesFor(m.Project, name)
 }
 
+// ServiceNames are the object names of named web service service (the
+// primary's or another's): its Deployments, Services and route rule.
+func ServiceNames(m *manifest.Manifest, service string) Names {
+	return namesFor(m.Project, service)
+}
+
 // namesFor: primary "" is the single-service form.
 func namesFor(p, primary string) Names {
 	if primary == "" {
