@@ -128,9 +128,12 @@ func PrimaryNames(m *manifest.Manifest) Names {
 	return namesFor(m.Project, name)
 }
 
-// ServiceNames are the object names of named web service service (the
-// primary's or another's): its Deployments, Services and route rule.
-func ServiceNames(m *manifest.Manifest, service string) Names {
+// NamesOf are the object names of m's web service service ("" the
+// primary's).
+func NamesOf(m *manifest.Manifest, service string) Names {
+	if service == "" {
+		return PrimaryNames(m)
+	}
 	return namesFor(m.Project, service)
 }
 

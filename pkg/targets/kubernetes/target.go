@@ -392,38 +392,40 @@ func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Ser
 // namespace runs one canary at a time (kubetarget.OneCanary).
 func (t *Target) Accept(m *manifest.Manifest) error { return kubetarget.OneCanary(m) }
 
-// ServingOf is Serving of named service service: another web service's
-// own rule and Deployments, or what a worker's Deployment or an
-// accessory's StatefulSet, which no route sends traffic to, runs
-// (servingUnrouted): what a rollback of that service to an earlier
+// ServingOf is serving of named web service service's own rule and
+// Deployments ("" or the primary: Serving); of a worker or an accessory,
+// which no route sends traffic to, what its Deployment or StatefulSet
+// runs (servingUnrouted): what a rollback of that service to an earlier
 // release commits on.
 func (t *Target) ServingOf(ctx context.Context, m *manifest.Manifest, service string) (targets.Serving, error) {
 	if p, _ := m.Primary(); service == "" || service == p {
 		return t.Serving(ctx, m)
 	}
-	spec, ok := m.Named[service]
-	if !ok {
-		return targets.Serving{}, nil // not in the manifest: nothing of it serves
+	svc := m.Named[service]
+	if svc == nil {
+		// Not in the manifest (any more): nothing of it serves, so a
+		// rollback of it left pending is settled as not taken effect.
+		return targets.Serving{}, nil
 	}
 	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return targets.Serving{}, err
 	}
-	if spec.EffectiveKind() != manifest.KindWeb {
-		return servingUnrouted(m, spec, service, obs), nil
+	if svc.EffectiveKind() != manifest.KindWeb {
+		return servingUnrouted(m, svc, service, obs), nil
 	}
-	return servingNames(kubetarget.ServiceNames(m, service), obs), nil
+	return servingNames(obs, kubetarget.NamesOf(m, service)), nil
 }
 
 // serving reads the mode from the live route's weights and the images
 // from the live Deployments: the primary service's, the one a canary is
 // about (in the named form, its rule's split in the route).
 func serving(m *manifest.Manifest, obs kubetarget.Observed) targets.Serving {
-	return servingNames(kubetarget.PrimaryNames(m), obs)
+	return servingNames(obs, kubetarget.PrimaryNames(m))
 }
 
-// servingNames is serving of the web service whose objects n names.
-func servingNames(n kubetarget.Names, obs kubetarget.Observed) targets.Serving {
+// servingNames is serving of the service whose objects n names.
+func servingNames(obs kubetarget.Observed, n kubetarget.Names) targets.Serving {
 	_, w, ok := kubetarget.PrimaryWeights(obs, n)
 	if !ok {
 		return targets.Serving{}
