@@ -39,6 +39,10 @@ func (f *fakeKube) applyStatefulSet(k string, body []byte) ([]byte, error) {
 	rev := fmt.Sprintf("%s-%d", s.Name, f.gen[k])
 	s.Status = appsv1.StatefulSetStatus{ObservedGeneration: s.Generation, Replicas: want, UpdatedReplicas: want, ReadyReplicas: want,
 		AvailableReplicas: want, CurrentRevision: rev, UpdateRevision: rev}
+	if f.slow[s.Name] {
+		// No pod at the update revision yet (rollOut finishes it).
+		s.Status.UpdatedReplicas, s.Status.CurrentRevision = 0, fmt.Sprintf("%s-%d", s.Name, f.gen[k]-1)
+	}
 	var pods []corev1.Pod
 	for i := range want {
 		pods = append(pods, corev1.Pod{

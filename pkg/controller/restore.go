@@ -13,7 +13,9 @@ package controller
 // State.Restored (as the seed's), another service's State.Restores, which
 // changes that service's image only (stack.Options.ServiceImages). Nginx's
 // revision covers every stable container's name (its status block), so a
-// worker's or accessory's new containers are in the commit predicate too.
+// worker's or accessory's new containers are in Docker's commit predicate
+// too; a Kubernetes route never sends traffic to them, so such a rollback
+// also waits for the service to serve the image (restoredServes).
 
 import (
 	"context"
@@ -23,7 +25,9 @@ import (
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // rollbackTo brings release `to` ("previous" or a revision) of service
@@ -38,13 +42,6 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	svc, err := resolveService(m, service)
 	if err != nil {
 		return err
-	}
-	if d.kt != nil && svc != serviceName(m) {
-		// The route's commit predicate (kubetarget.Serves) looks at the
-		// Deployments the route sends traffic to: a worker's Deployment
-		// or an accessory's StatefulSet rolling out would not be seen,
-		// and the rollback would be journaled before it took effect.
-		return fmt.Errorf("--to: on Kubernetes only the primary service %s rolls back to an earlier release, not %s", serviceName(m), svc)
 	}
 	b, err := d.releasesFor(m)
 	if err != nil {
@@ -148,6 +145,41 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	}
 	progress(fmt.Sprintf("Rolled back %s to release %d (%s): all traffic on it", svc, rel.Rev, rel.Image))
 	return nil
+}
+
+// restoredServes is what a rollback of a service other than the
+// primary (t.ServiceRestored) adds to the route's commit predicate: that
+// service serves the restored image (Target.ServingOf). On Docker nginx's
+// revision names every stable container, a worker's and an accessory's
+// too, so this adds nothing there; on Kubernetes no route sends traffic
+// to a worker's Deployment or an accessory's StatefulSet, and without it
+// the route alone would commit the rollback before the workload rolled
+// out. Yes for every other transition.
+func (d *Daemon) restoredServes(ctx context.Context, m *manifest.Manifest, t *Transition) targets.Verdict {
+	r := t.ServiceRestored
+	if t.Kind != kindRestore || r == nil {
+		return targets.ServesYes
+	}
+	sv, err := d.target.ServingOf(ctx, m, r.Service)
+	switch {
+	case err != nil:
+		return targets.ServesUnknown
+	case sv.StableImage != r.Image:
+		return targets.ServesNo
+	}
+	return targets.ServesYes
+}
+
+// bothServe is the verdict of two predicates that must both hold: no
+// when either says no, unknown when either cannot tell.
+func bothServe(a, b targets.Verdict) targets.Verdict {
+	switch {
+	case a == targets.ServesNo || b == targets.ServesNo:
+		return targets.ServesNo
+	case a == targets.ServesUnknown || b == targets.ServesUnknown:
+		return targets.ServesUnknown
+	}
+	return targets.ServesYes
 }
 
 func short(h string) string {

@@ -93,6 +93,12 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	committed := false
 	served := func() {
+		if d.restoredServes(ctx, m, t) != targets.ServesYes {
+			// A route that serves t's revision says nothing of a worker
+			// or an accessory: committed once it serves the image (below,
+			// or when the pending transition is settled).
+			return
+		}
 		// t was made by this call: nothing can have journaled it yet.
 		d.commitTxn(t, false)
 		committed = true
@@ -113,6 +119,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	end()
 	if oerr == nil {
 		d.noteServing(after)
+		verdict = bothServe(verdict, d.restoredServes(context.WithoutCancel(ctx), m, t))
 	}
 	// A successful apply already saw the route serve t's revision: it
 	// took effect even if this second look fails on a busy host.
@@ -325,10 +332,17 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 		return err
 	}
 	verdict, sv, err := d.target.Serves(ctx, ch)
-	// What serves decides, not what m asks for: t's revision (made from
-	// the manifest of then) serving means it took effect, even if m,
-	// edited since, renders another one under t's decision.
-	took := verdict == targets.ServesYes || (t.Revision != "" && sv.Revision == t.Revision)
+	if err == nil {
+		// What serves decides, not what m asks for: t's revision (made
+		// from the manifest of then) serving means it took effect, even
+		// if m, edited since, renders another one under t's decision. A
+		// restored release of a service must also run in that service.
+		if t.Revision != "" && sv.Revision == t.Revision {
+			verdict = targets.ServesYes
+		}
+		verdict = bothServe(verdict, d.restoredServes(ctx, m, t))
+	}
+	took := verdict == targets.ServesYes
 	switch {
 	case err != nil:
 		return err

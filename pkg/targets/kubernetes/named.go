@@ -18,6 +18,7 @@ import (
 	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 	"github.com/swiftdeploy/swiftdeploy/pkg/secretfiles"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
+	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
 
 // allServices are the manifest's services, both forms, with the field
@@ -158,4 +159,31 @@ func rolledStatefulSet(want *appsv1.StatefulSet, obs kubetarget.Observed) string
 		return "StatefulSet " + want.Name + ": " + why
 	}
 	return ""
+}
+
+// servingUnrouted is what a worker's Deployment or an accessory's
+// StatefulSet serves: its template's image once rolled out (every pod
+// runs the template and is available, or ready and at the update
+// revision: StatefulSetRolledOut), nothing while a rollout is under way
+// or the workload is missing. No route sends traffic to it, so the
+// route's commit predicate (kubetarget.Serves) never looks at it: a
+// rollback of such a service to an earlier release commits on this.
+func servingUnrouted(m *manifest.Manifest, spec *manifest.Services, service string, obs kubetarget.Observed) targets.Serving {
+	name := k8srender.WorkloadName(m.Project, service)
+	image := ""
+	if spec.EffectiveKind() == manifest.KindAccessory {
+		if s, ok := obs.StatefulSets[name]; ok {
+			if done, _ := kubetarget.StatefulSetRolledOut(s); done {
+				image = kubetarget.StatefulSetImage(s)
+			}
+		}
+	} else if d, ok := obs.Deployments[name]; ok {
+		if done, _ := kubetarget.RolledOut(d); done {
+			image = kubetarget.ImageOf(d)
+		}
+	}
+	if image == "" {
+		return targets.Serving{}
+	}
+	return targets.Serving{Mode: stack.TrackStable, StableImage: image}
 }

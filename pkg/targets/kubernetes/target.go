@@ -394,18 +394,27 @@ func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Ser
 func (t *Target) Accept(m *manifest.Manifest) error { return kubetarget.Accept(m) }
 
 // ServingOf is serving of named web service service's own rule and
-// Deployments ("" or the primary: Serving). Its CanaryRevision names
-// the service's canary Deployment, which Judge reads the figures of.
+// Deployments ("" or the primary: Serving), its CanaryRevision naming
+// the service's canary Deployment, which Judge reads the figures of; of a
+// worker or an accessory, which no route sends traffic to, what its
+// Deployment or StatefulSet runs (servingUnrouted): what a rollback of
+// that service to an earlier release commits on.
 func (t *Target) ServingOf(ctx context.Context, m *manifest.Manifest, service string) (targets.Serving, error) {
 	if p, _ := m.Primary(); service == "" || service == p {
 		return t.Serving(ctx, m)
 	}
-	if svc := m.Named[service]; svc == nil || svc.EffectiveKind() != manifest.KindWeb {
-		return targets.Serving{}, fmt.Errorf("service %s: no web service of the manifest", service)
+	svc := m.Named[service]
+	if svc == nil {
+		// Not in the manifest (any more): nothing of it serves, so a
+		// rollback of it left pending is settled as not taken effect.
+		return targets.Serving{}, nil
 	}
 	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return targets.Serving{}, err
+	}
+	if svc.EffectiveKind() != manifest.KindWeb {
+		return servingUnrouted(m, svc, service, obs), nil
 	}
 	n := kubetarget.NamesOf(m, service)
 	sv := servingNames(obs, n)
