@@ -394,7 +394,8 @@ func (t *Target) Accept(*manifest.Manifest) error { return nil }
 
 // ServingOf is serving of named web service service's own rule and
 // Deployments ("" or the primary: Serving). Its CanaryRevision names
-// the service's canary Deployment, which Judge reads the figures of.
+// the service's canary Deployment, for the record only: Judge is told
+// the service.
 func (t *Target) ServingOf(ctx context.Context, m *manifest.Manifest, service string) (targets.Serving, error) {
 	if p, _ := m.Primary(); service == "" || service == p {
 		return t.Serving(ctx, m)
@@ -447,16 +448,16 @@ func (t *Target) Decide(ctx context.Context, ch targets.Change) policy.Decision 
 	return t.d.Policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, ch.(*change).desired))
 }
 
-// Judge is canary safety from Prometheus's figures of the canary's
-// current pods (their pod-template hash is the revision judged): the
-// primary's canary, or the one whose Deployment revision names (ServingOf
-// of another service).
-func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, targets.Figures) {
+// Judge is canary safety from Prometheus's figures of the current pods
+// of service's canary (their pod-template hash is the revision judged;
+// revision, from ServingOf, is not needed: the service names the
+// Deployment, whoever the primary is now).
+func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, service, _ string) (policy.Decision, targets.Figures) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return policy.Decision{Reasons: []string{err.Error()}}, targets.Figures{Outcome: metrics.MissingData, NoProxy: true}
 	}
-	dec, ts := t.canaryDecision(ctx, m, judgedService(m, revision), obs)
+	dec, ts := t.canaryDecision(ctx, m, judgedService(m, service), obs)
 	v := targets.Figures{Outcome: metrics.Outcome(ts.api.Outcome), NoProxy: true, Requests: ts.api.Requests,
 		ErrorRate: ts.api.ErrorRate, P99Ms: ts.api.P99Ms, ReqPerSec: ts.api.ReqPerSec}
 	return dec, v
@@ -468,16 +469,11 @@ func (t *Target) Forget() error { return nil }
 // change leaves the live objects as they are.
 func (t *Target) Heal(context.Context, targets.Change, reconciler.Progress) {}
 
-// judgedService is the service whose canary revision names (ServingOf):
-// "" (the primary's) for any other.
-func judgedService(m *manifest.Manifest, revision string) string {
-	if revision == "" || !m.IsNamed() {
+// judgedService is the service canaryDecision reads: "" for the primary
+// (named as such or by its name), else service itself.
+func judgedService(m *manifest.Manifest, service string) string {
+	if p, _ := m.Primary(); !m.IsNamed() || service == p {
 		return ""
 	}
-	for _, n := range m.ServiceNames() {
-		if kubetarget.NamesOf(m, n).CanaryDeployment == revision {
-			return n
-		}
-	}
-	return ""
+	return service
 }
