@@ -19,6 +19,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
+	k8srender "github.com/swiftdeploy/swiftdeploy/pkg/render/kubernetes"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
@@ -389,8 +390,11 @@ func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Ser
 }
 
 // Accept: every web service's canary runs beside the others', each
-// with its own Deployment, Service and weighted rule in its route.
-func (t *Target) Accept(*manifest.Manifest) error { return nil }
+// with its own Deployment, Service and weighted rule in its route; a
+// manifest whose routes would hold more rules than the Gateway API
+// allows is refused when read (k8srender.RouteRules), so that the last
+// good manifest stays in force rather than one no plan can apply.
+func (t *Target) Accept(m *manifest.Manifest) error { return k8srender.RouteRules(m) }
 
 // ServingOf is serving of named web service service's own rule and
 // Deployments ("" or the primary: Serving). Its CanaryRevision names
