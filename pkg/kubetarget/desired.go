@@ -1,6 +1,7 @@
 package kubetarget
 
 import (
+	"fmt"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -110,7 +111,11 @@ func promotedOthers(m *manifest.Manifest, o stack.Options) []string {
 func addBridge(d *Desired, m *manifest.Manifest, bo stack.Options, service, ns, gateway string, deadline time.Duration, pullSecret []byte) error {
 	b, err := render(m, bo, ns, gateway, deadline, pullSecret)
 	if err != nil {
-		return err
+		who := service
+		if who == "" {
+			who = m.Project // the single-service form
+		}
+		return fmt.Errorf("bridge of %s's promotion: %w", who, err)
 	}
 	if br := bridgeOf(b, *d, namesFor(d.Project, service)); br != nil {
 		d.Bridges = append(d.Bridges, br)
@@ -118,8 +123,11 @@ func addBridge(d *Desired, m *manifest.Manifest, bo stack.Options, service, ns, 
 	return nil
 }
 
+// renderObjects is the renderer; a test makes one render fail.
+var renderObjects = k8srender.Kubernetes
+
 func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
-	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o, PullSecret: pullSecret, NamedForm: true})
+	objs, err := renderObjects(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o, PullSecret: pullSecret, NamedForm: true})
 	if err != nil {
 		return Desired{}, err
 	}
