@@ -300,7 +300,7 @@ func (d *Daemon) startStep(ctx context.Context, m *manifest.Manifest, key string
 func (d *Daemon) check(ctx context.Context, m *manifest.Manifest, key string, cur analysis.Rollout, in analysis.Input) (analysis.Action, bool) {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	rev := cur.Revision
-	dec, st := d.target.Judge(ctx, m, rev)
+	dec, st := d.target.Judge(ctx, m, key, rev)
 	d.metrics.observeDecision(dec)
 	d.decision(dec, "")
 	proxyOutcome := st.Proxy.Outcome

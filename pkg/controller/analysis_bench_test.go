@@ -38,13 +38,13 @@ func BenchmarkAnalysisTick(b *testing.B) {
 		b.Fatal("no rollout under way")
 	}
 	ctx := context.Background()
-	if dec, st := h.d.target.Judge(ctx, m, r.Revision); st.Outcome != metrics.OK || !dec.Allowed || st.Relative == nil {
+	if dec, st := h.d.target.Judge(ctx, m, "", r.Revision); st.Outcome != metrics.OK || !dec.Allowed || st.Relative == nil {
 		b.Fatalf("the canary is not judged on a full window: outcome %s, allowed %v %v, relative %v", st.Outcome, dec.Allowed, dec.Reasons, st.Relative)
 	}
 	b.Run("judge", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if dec, _ := h.d.target.Judge(ctx, m, r.Revision); !dec.Allowed {
+			if dec, _ := h.d.target.Judge(ctx, m, "", r.Revision); !dec.Allowed {
 				b.Fatal(dec.Reasons)
 			}
 		}

@@ -42,7 +42,7 @@ func (d *Daemon) promoteRequest(ctx context.Context, user, service string, full 
 	if cur.StepStarted.IsZero() {
 		return errors.New(keyLabel(key) + "the canary's current step has not taken effect yet")
 	}
-	dec, _ := d.target.Judge(ctx, m, cur.Revision)
+	dec, _ := d.target.Judge(ctx, m, key, cur.Revision)
 	d.metrics.observeDecision(dec)
 	d.decision(dec, user)
 	if !dec.Allowed {

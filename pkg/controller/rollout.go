@@ -423,7 +423,7 @@ func (d *Daemon) promoteJudged(ctx context.Context, user, key string, judged *ju
 	}
 	image := sv.CanaryImage
 	d.event(journal.EventPromoteRequested, keyLabel(key)+"promotion of "+image+" requested", user, withServiceDetail(map[string]any{"image": image}, key))
-	dec, _ := d.target.Judge(ctx, m, sv.CanaryRevision)
+	dec, _ := d.target.Judge(ctx, m, key, sv.CanaryRevision)
 	d.metrics.observeDecision(dec)
 	d.decision(dec, user)
 	if !dec.Allowed {

@@ -1,6 +1,8 @@
 package kubetarget
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -113,7 +115,11 @@ func promotedOthers(m *manifest.Manifest, o stack.Options) []string {
 func addBridge(d *Desired, m *manifest.Manifest, bo stack.Options, service, ns, gateway string, deadline time.Duration, pullSecret []byte) error {
 	b, err := render(m, bo, ns, gateway, deadline, pullSecret)
 	if err != nil {
-		return err
+		who := service
+		if who == "" {
+			who = m.Project // the single-service form
+		}
+		return fmt.Errorf("bridge of %s's promotion: %w", who, err)
 	}
 	if br := bridgeOf(b, *d, namesFor(d.Project, service)); br != nil {
 		d.Bridges = append(d.Bridges, br)
@@ -121,8 +127,11 @@ func addBridge(d *Desired, m *manifest.Manifest, bo stack.Options, service, ns, 
 	return nil
 }
 
+// renderObjects is the renderer; a test makes one render fail.
+var renderObjects = k8srender.Kubernetes
+
 func render(m *manifest.Manifest, o stack.Options, ns, gateway string, deadline time.Duration, pullSecret []byte) (Desired, error) {
-	objs, err := k8srender.Kubernetes(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o, PullSecret: pullSecret, NamedForm: true})
+	objs, err := renderObjects(m, k8srender.Options{Namespace: ns, Gateway: gateway, Stack: o, PullSecret: pullSecret, NamedForm: true})
 	if err != nil {
 		return Desired{}, err
 	}
@@ -199,9 +208,24 @@ func WorkerMetrics(m *manifest.Manifest) error {
 }
 
 // Accept is every refusal of a manifest the Kubernetes target cannot run
-// as written (today WorkerMetrics), as one validation error. The
-// controller asks it when it reads a manifest, so the last good one stays
-// in force, and planning asks it again before anything is applied.
+// as written (WorkerMetrics, k8srender.RouteRules), as one validation
+// error. The controller asks it when it reads a manifest, so the last good
+// one stays in force, and planning asks it again before anything is
+// applied.
 func Accept(m *manifest.Manifest) error {
-	return WorkerMetrics(m)
+	all := &manifest.ValidationError{}
+	for _, err := range []error{WorkerMetrics(m), k8srender.RouteRules(m)} {
+		var ve *manifest.ValidationError
+		switch {
+		case err == nil:
+		case errors.As(err, &ve):
+			all.Problems = append(all.Problems, ve.Problems...)
+		default:
+			return err
+		}
+	}
+	if len(all.Problems) == 0 {
+		return nil
+	}
+	return all
 }

@@ -109,6 +109,7 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 		want[k] = true // not deleted either
 	}
 	pendingDeploy := map[string]bool{} // Deployments this plan changes (or holds back)
+	over := overweighted(desired, obs) // canaries held until their route lowers their share
 	applyingSets := map[string]bool{}  // StatefulSets this plan applies
 	var routeOps []Op
 	for _, obj := range desired.Objects {
@@ -155,6 +156,12 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 		op := Op{Kind: OpApply, Ref: ref, Body: body, Why: why, Force: force, Create: !exists}
 		switch v := obj.(type) {
 		case *appsv1.Deployment:
+			if r := over[v.Name]; r != "" && changed {
+				// Not pending: what runs now (rolled out) may take the
+				// route's lowered share meanwhile.
+				plan.Waiting = append(plan.Waiting, op.String()+" once HTTPRoute "+r+" no longer sends it more than its weight")
+				continue
+			}
 			pendingDeploy[v.Name] = true
 			// New pods of a service that depends_on an accessory start
 			// once the accessory is ready (depends.go); a drift revert

@@ -64,9 +64,13 @@ type Target interface {
 	// Decide is the infrastructure (Docker) or cluster (Kubernetes)
 	// policy on the target's facts for ch, evaluated fresh.
 	Decide(ctx context.Context, ch Change) policy.Decision
-	// Judge is canary safety on the figures of the canary revision, from
-	// the app's and nginx's windows (Docker) or Prometheus (Kubernetes).
-	Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, Figures)
+	// Judge is canary safety on the figures of the canary revision of
+	// named web service service ("" or the primary's name: the primary's,
+	// as ServingOf), from the app's and nginx's windows (Docker) or
+	// Prometheus (Kubernetes). The service is explicit because a
+	// revision need not tell whose canary it is: a rollout's stored
+	// revision outlives a change of the primary.
+	Judge(ctx context.Context, m *manifest.Manifest, service, revision string) (policy.Decision, Figures)
 	// Teardown is the plan that removes everything the project owns, the
 	// route first, in the order it runs. It changes nothing: down runs it
 	// operation by operation, journaling each as it runs, and diff shows

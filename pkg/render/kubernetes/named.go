@@ -161,7 +161,11 @@ func namedObjects(s stack.Stack, o Options) ([]Object, error) {
 			}
 		}
 	}
-	objs = append(objs, namedRoutes(s, o)...)
+	routes := namedRoutes(s, o)
+	if err := checkRouteRules(routes); err != nil {
+		return nil, err
+	}
+	objs = append(objs, routes...)
 	// Claims of the web services' and workers' named volumes; an
 	// accessory's are its StatefulSet's templates.
 	claims, err := volumeClaims(withoutAccessories(s), o.Namespace)

@@ -258,7 +258,9 @@ func (t *Target) Decide(ctx context.Context, ch targets.Change) policy.Decision 
 	return t.infraDecision(ctx, ch.(*change).m)
 }
 
-func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, targets.Figures) {
+// Judge: a canary's revision is its config hash, which names one
+// service's canary containers whoever the primary is: service is not needed.
+func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, _, revision string) (policy.Decision, targets.Figures) {
 	return t.judge(ctx, m, revision)
 }
 

@@ -388,17 +388,19 @@ func (t *Target) Serving(ctx context.Context, m *manifest.Manifest) (targets.Ser
 	return serving(m, obs), nil
 }
 
-// Accept refuses a worker with metrics of its own, which this target
-// does not judge yet (kubetarget.Accept); every web service's canary runs
-// beside the others', each with its own Deployment, Service and rule.
+// Accept refuses what this target cannot run as written
+// (kubetarget.Accept): a worker with metrics of its own, which it does not
+// judge yet, and routes holding more rules than the Gateway API allows.
+// Every web service's canary runs beside the others', each with its own
+// Deployment, Service and weighted rule in its route.
 func (t *Target) Accept(m *manifest.Manifest) error { return kubetarget.Accept(m) }
 
 // ServingOf is serving of named web service service's own rule and
-// Deployments ("" or the primary: Serving), its CanaryRevision naming
-// the service's canary Deployment, which Judge reads the figures of; of a
-// worker or an accessory, which no route sends traffic to, what its
-// Deployment or StatefulSet runs (servingUnrouted): what a rollback of
-// that service to an earlier release commits on.
+// Deployments ("" or the primary: Serving), its CanaryRevision naming the
+// service's canary Deployment (for the record: Judge is told the
+// service); of a worker or an accessory, which no route sends traffic to,
+// what its Deployment or StatefulSet runs (servingUnrouted): what a
+// rollback of that service to an earlier release commits on.
 func (t *Target) ServingOf(ctx context.Context, m *manifest.Manifest, service string) (targets.Serving, error) {
 	if p, _ := m.Primary(); service == "" || service == p {
 		return t.Serving(ctx, m)
@@ -457,16 +459,16 @@ func (t *Target) Decide(ctx context.Context, ch targets.Change) policy.Decision 
 	return t.d.Policies.ClusterDecision(ctx, kubetarget.ClusterFacts(ctx, t.api, ch.(*change).desired))
 }
 
-// Judge is canary safety from Prometheus's figures of the canary's
-// current pods (their pod-template hash is the revision judged): the
-// primary's canary, or the one whose Deployment revision names (ServingOf
-// of another service).
-func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, revision string) (policy.Decision, targets.Figures) {
+// Judge is canary safety from Prometheus's figures of the current pods
+// of service's canary (their pod-template hash is the revision judged;
+// revision, from ServingOf, is not needed: the service names the
+// Deployment, whoever the primary is now).
+func (t *Target) Judge(ctx context.Context, m *manifest.Manifest, service, _ string) (policy.Decision, targets.Figures) {
 	obs, err := t.observe(ctx, m)
 	if err != nil {
 		return policy.Decision{Reasons: []string{err.Error()}}, targets.Figures{Outcome: metrics.MissingData, NoProxy: true}
 	}
-	dec, ts := t.canaryDecision(ctx, m, judgedService(m, revision), obs)
+	dec, ts := t.canaryDecision(ctx, m, judgedService(m, service), obs)
 	v := targets.Figures{Outcome: metrics.Outcome(ts.api.Outcome), NoProxy: true, Requests: ts.api.Requests,
 		ErrorRate: ts.api.ErrorRate, P99Ms: ts.api.P99Ms, ReqPerSec: ts.api.ReqPerSec}
 	return dec, v
@@ -478,16 +480,11 @@ func (t *Target) Forget() error { return nil }
 // change leaves the live objects as they are.
 func (t *Target) Heal(context.Context, targets.Change, reconciler.Progress) {}
 
-// judgedService is the service whose canary revision names (ServingOf):
-// "" (the primary's) for any other.
-func judgedService(m *manifest.Manifest, revision string) string {
-	if revision == "" || !m.IsNamed() {
+// judgedService is the service canaryDecision reads: "" for the primary
+// (named as such or by its name), else service itself.
+func judgedService(m *manifest.Manifest, service string) string {
+	if p, _ := m.Primary(); !m.IsNamed() || service == p {
 		return ""
 	}
-	for _, n := range m.ServiceNames() {
-		if kubetarget.NamesOf(m, n).CanaryDeployment == revision {
-			return n
-		}
-	}
-	return ""
+	return service
 }
