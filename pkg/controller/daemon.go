@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -322,7 +321,9 @@ func New(cfg Config) (*Daemon, error) {
 	d.notifier = notify.New(nopts)
 	fetcher := cfg.Fetcher
 	if fetcher == nil {
-		fetcher = observe.HTTPFetcher{Client: &http.Client{Timeout: 2 * time.Second}}
+		// Its default client follows no redirect (an app must not steer
+		// the daemon elsewhere); the Observer bounds each fetch (2 s).
+		fetcher = observe.HTTPFetcher{}
 	}
 	d.obs = observe.New(fetcher, observe.Options{})
 	d.proxy = observe.NewProxy(observe.Options{})
