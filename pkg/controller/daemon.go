@@ -222,9 +222,15 @@ type Daemon struct {
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
-	// pullSecrets are the secret values of the registry credentials the
-	// pulls have sent (registries.go), scrubbed too; under mu.
-	pullSecrets []string
+	// learnedSecrets are secret values learned after the manifest was
+	// read, scrubbed too: those of the registry credentials the pulls
+	// have sent (registries.go) and what env files and secret files held
+	// when their digest changed (files.go); under mu. The list only grows.
+	learnedSecrets []string
+	// filesDigest is the digests of the files withFiles last read: a
+	// change is a change of content, whose values are then learned;
+	// under mu.
+	filesDigest string
 }
 
 // waiter is an API call waiting for the next complete reconcile.
