@@ -97,9 +97,10 @@ func checkModes(t *testing.T, dir, after string) {
 }
 
 // TestFileModesAfterEveryApply drives every kind of apply (first deploy, a
-// change, a canary, its promotion, a rollback, down and a redeploy, and a
-// start over files an older version left 0644) and checks the modes
-// after each.
+// change, a canary, its promotion, a rollback, down and a redeploy, a
+// start over files an older version left 0644, env files and secrets,
+// rollback --to, traffic stop/pause/resume, a named volume and down
+// --volumes) and checks the modes after each.
 func TestFileModesAfterEveryApply(t *testing.T) {
 	env := "  env:\n    API_TOKEN: " + modeCanary + "\n"
 	h := newHarness(t, fakeManifest("app:1", 2, env))
