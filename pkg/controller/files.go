@@ -59,10 +59,15 @@ func (d *Daemon) learnFileSecrets(c *manifest.Manifest) {
 		sum.WriteString("," + name + "=" + c.Named[name].FilesDigest)
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if sum.String() == d.filesDigest {
+	same := sum.String() == d.filesDigest
+	d.filesDigest = sum.String()
+	d.mu.Unlock()
+	if same {
 		return
 	}
-	d.filesDigest = sum.String()
-	d.learnSecretsLocked(fileSecretsOf(d.dir, c))
+	// Read outside d.mu: status and the scrape loop never wait on a disk.
+	values := fileSecretsOf(d.dir, c)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.learnSecretsLocked(values)
 }
