@@ -164,11 +164,11 @@ func canary(kind string) string {
 // found nowhere in what the project wrote or answered: the journal, the
 // daemon's log, the state directory, the rendered files (but the 0600
 // holders), status, history, diff, validate, metrics, the audit report,
-// webhook bodies and the containers' labels, after a deploy, a promotion
-// denied by policy, a webhook that fails, manifests rejected for a NUL in
-// an env value and a malformed webhook URL (both quoting a canary before
-// the fix), a deploy denied by the infrastructure policy, a failed deploy
-// and an audit.
+// webhook bodies, releases, the replicas' logs and the containers' labels,
+// after a deploy, a promotion denied by policy, a webhook that fails,
+// manifests rejected for a NUL in an env value and a malformed webhook URL
+// (both quoting a canary before the fix), a deploy denied by the
+// infrastructure policy, a failed deploy and an audit.
 func TestSecretsNeverLeak(t *testing.T) {
 	// The webhook receiver fails every delivery (so notify_failed is
 	// journaled) and keeps what it was sent.
@@ -295,6 +295,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	for _, args := range [][]string{
 		{"status"}, {"status", "-o", "json"}, {"history", "-o", "json", "--limit", "10000"}, {"history"},
 		{"diff"}, {"diff", "-o", "json"}, {"validate", "-o", "json"}, {"audit"},
+		{"releases"}, {"releases", "-o", "json"}, {"logs", "--tail", "500"},
 	} {
 		out, _ := e.swiftctl(args...)
 		answers = append(answers, strings.Join(args, " ")+": "+out)
@@ -307,6 +308,15 @@ func TestSecretsNeverLeak(t *testing.T) {
 		answers = append(answers, fmt.Sprintf("GET %s: %v", p, raw))
 	}
 	answers = append(answers, rawGet(t, e.socket, api.PathMetrics))
+	// The release book and the replicas' logs (the app's own lines: it
+	// prints no env value, so a canary there is the daemon's doing).
+	for _, p := range []string{api.PathReleases, api.PathLogs + "?tail=500", api.PathLogs + "?track=canary"} {
+		a := rawGet(t, e.socket, p)
+		if !strings.Contains(a, "{") {
+			t.Errorf("%s: no JSON answer, the grep would check nothing: %s", p, a)
+		}
+		answers = append(answers, a)
+	}
 
 	// The containers' labels (what `docker inspect` shows to anyone with
 	// Docker) carry no env value.

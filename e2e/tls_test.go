@@ -628,6 +628,9 @@ acme:
 	if out, _ := e.swiftctl("status"); !strings.Contains(out, "Certificate renewal failing") {
 		t.Errorf("swiftctl status does not show the failure:\n%s", out)
 	}
+	// After an order, a renewal and a failure: the account key is
+	// private and nowhere else.
+	checkACMEAccountKey(t, e)
 	_ = api.PathStatus
 	_ = errors.New
 }

@@ -70,7 +70,7 @@ func (a *app) init(dir string, force bool) error {
 		return fmt.Errorf("create %s: %w", filepath.Join(dir, policiesDir), err)
 	}
 	manifestPath := filepath.Join(dir, manifestFile)
-	if err := a.place(manifestPath, []byte(articleManifest), force); err != nil {
+	if err := a.place(manifestPath, []byte(articleManifest), 0o644, force); err != nil {
 		return err
 	}
 	regos, err := fs.Glob(policies.FS, "*.rego")
@@ -82,7 +82,7 @@ func (a *app) init(dir string, force bool) error {
 		if err != nil {
 			return fmt.Errorf("read embedded policy %s: %w", name, err)
 		}
-		if err := a.place(filepath.Join(dir, policiesDir, name), data, force); err != nil {
+		if err := a.place(filepath.Join(dir, policiesDir, name), data, 0o644, force); err != nil {
 			return err
 		}
 	}
@@ -98,7 +98,7 @@ func (a *app) init(dir string, force bool) error {
 		return err
 	}
 	for _, r := range rendered {
-		if err := a.place(filepath.Join(dir, r.name), r.data, force); err != nil {
+		if err := a.place(filepath.Join(dir, r.name), r.data, generatedMode, force); err != nil {
 			return err
 		}
 	}
@@ -110,24 +110,31 @@ func (a *app) init(dir string, force bool) error {
 	return nil
 }
 
-// place writes data to path unless a file is there and force is off, and
-// says which it did.
-func (a *app) place(path string, data []byte, force bool) error {
+// place writes data to path with mode perm unless a file is there and
+// force is off, and says which it did.
+func (a *app) place(path string, data []byte, perm os.FileMode, force bool) error {
 	old, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := createExclusive(path, data); err != nil {
+		if err := createExclusive(path, data, perm); err != nil {
 			return err
 		}
 		fmt.Fprintf(a.stdout, "wrote        %s\n", path)
 	case err != nil:
 		return fmt.Errorf("read %s: %w", path, err)
 	case bytes.Equal(old, data):
+		if perm == generatedMode {
+			// A generated file an older version wrote 0644 is
+			// tightened: its env values are what the mode protects.
+			if _, err := atomicfile.WriteIfChanged(path, data, perm); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(a.stdout, "unchanged    %s\n", path)
 	case !force:
 		fmt.Fprintf(a.stdout, "kept         %s (yours differs; --force overwrites it)\n", path)
 	default:
-		if err := atomicfile.Write(path, data, 0o644); err != nil {
+		if err := atomicfile.Write(path, data, perm); err != nil {
 			return err
 		}
 		fmt.Fprintf(a.stdout, "overwrote    %s\n", path)
@@ -138,8 +145,8 @@ func (a *app) place(path string, data []byte, force bool) error {
 // createExclusive creates path with data, failing if anything (a file
 // created meanwhile, a symlink) is already there: a user's file is never
 // replaced behind the check in place.
-func createExclusive(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+func createExclusive(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
@@ -170,6 +177,11 @@ func loadManifest(stderr io.Writer, path string) (*manifest.Manifest, error) {
 	}
 	return m, nil
 }
+
+// generatedMode is the mode of every file rendered from the manifest:
+// docker-compose.yml and the Kubernetes files carry env values inline, so
+// only their owner reads them (the daemon writes its own copy 0600 too).
+const generatedMode os.FileMode = 0o600
 
 type renderedFile struct {
 	name string
@@ -219,17 +231,20 @@ and the RBAC). See docs/kubernetes.md.`,
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
+			// A directory render makes is 0750; one that exists (the
+			// project's) keeps the mode its owner gave it.
+			if err := os.MkdirAll(out, 0o750); err != nil {
 				return fmt.Errorf("create %s: %w", out, err)
 			}
 			for _, f := range files {
 				p := filepath.Join(out, f.name)
-				if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, f.data) {
+				wrote, err := atomicfile.WriteIfChanged(p, f.data, generatedMode)
+				if err != nil {
+					return err
+				}
+				if !wrote {
 					fmt.Fprintf(a.stdout, "unchanged    %s\n", p)
 					continue
-				}
-				if err := atomicfile.Write(p, f.data, 0o644); err != nil {
-					return err
 				}
 				fmt.Fprintf(a.stdout, "wrote        %s\n", p)
 			}

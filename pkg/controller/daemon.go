@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -223,9 +222,15 @@ type Daemon struct {
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
-	// pullSecrets are the secret values of the registry credentials the
-	// pulls have sent (registries.go), scrubbed too; under mu.
-	pullSecrets []string
+	// learnedSecrets are secret values learned after the manifest was
+	// read, scrubbed too: those of the registry credentials the pulls
+	// have sent (registries.go) and what env files and secret files held
+	// when their digest changed (files.go); under mu. The list only grows.
+	learnedSecrets []string
+	// filesDigest is the digests of the files withFiles last read: a
+	// change is a change of content, whose values are then learned;
+	// under mu.
+	filesDigest string
 }
 
 // waiter is an API call waiting for the next complete reconcile.
@@ -322,7 +327,9 @@ func New(cfg Config) (*Daemon, error) {
 	d.notifier = notify.New(nopts)
 	fetcher := cfg.Fetcher
 	if fetcher == nil {
-		fetcher = observe.HTTPFetcher{Client: &http.Client{Timeout: 2 * time.Second}}
+		// Its default client follows no redirect (an app must not steer
+		// the daemon elsewhere); the Observer bounds each fetch (2 s).
+		fetcher = observe.HTTPFetcher{}
 	}
 	d.obs = observe.New(fetcher, observe.Options{})
 	d.proxy = observe.NewProxy(observe.Options{})

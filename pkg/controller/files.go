@@ -1,6 +1,10 @@
 package controller
 
 import (
+	"maps"
+	"slices"
+	"strings"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/secretfiles"
 )
@@ -41,5 +45,29 @@ func (d *Daemon) withFiles(m *manifest.Manifest) (*manifest.Manifest, error) {
 			c.Named[name] = &cp
 		}
 	}
+	d.learnFileSecrets(&c)
 	return &c, nil
+}
+
+// learnFileSecrets gives the journal's scrubber what c's env files and
+// secret files hold when their digests differ from the last read: a
+// secret file rotated under an unchanged manifest is scrubbed too.
+func (d *Daemon) learnFileSecrets(c *manifest.Manifest) {
+	var sum strings.Builder
+	sum.WriteString(c.Services.FilesDigest)
+	for _, name := range slices.Sorted(maps.Keys(c.Named)) {
+		sum.WriteString("," + name + "=" + c.Named[name].FilesDigest)
+	}
+	d.mu.Lock()
+	same := sum.String() == d.filesDigest
+	d.filesDigest = sum.String()
+	d.mu.Unlock()
+	if same {
+		return
+	}
+	// Read outside d.mu: status and the scrape loop never wait on a disk.
+	values := fileSecretsOf(d.dir, c)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.learnSecretsLocked(values)
 }

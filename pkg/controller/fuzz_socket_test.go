@@ -172,6 +172,13 @@ func FuzzControlSocket(f *testing.F) {
 		"HEAD /v1/status HTTP/1.0\r\n\r\n",
 		"POST /v1/chaos HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n{",
 		"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\nPOST /v1/deploy HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /v1/releases HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /v1/releases?service=%2e%2e%2fweb&service=x HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /v1/logs?tail=5&track=canary HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /v1/logs?service=../../etc&since=-99999999h&tail=-1 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /v1/traffic HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n{\"action\":\"stop\",\"message\":\"bye\"}\r\n",
+		"POST /v1/traffic HTTP/1.1\r\nHost: x\r\nContent-Length: 32\r\n\r\n{\"action\":\"pause\",\"max\":\"-1s\"}\r\n",
+		"POST /v1/rollback HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n{\"to\":\"99\"}\n",
 		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
 		"\x00\xff\r\n\r\n",
 	} {

@@ -130,7 +130,7 @@ func (d *Daemon) chaosPost(ctx context.Context, url string, payload []byte) (int
 		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := chaosClient.Do(req)
 	if err != nil {
 		return 0, "", err
 	}

@@ -118,7 +118,7 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 	}
 	d.manifestErr = nil
 	if d.current == nil || d.current.Hash() != m.Hash() {
-		d.scrub = redact.NewScrubber(append(secretsOf(m), d.pullSecrets...)...)
+		d.scrub = redact.NewScrubber(append(secretsOf(d.dir, m), d.learnedSecrets...)...)
 	}
 	// Parsing is not applying: manifest_applied is journaled by the
 	// reconcile that makes the change take effect (manifestTookEffect),

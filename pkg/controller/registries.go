@@ -66,10 +66,16 @@ func (d *Daemon) pullSecret(m *manifest.Manifest, s targets.Decisions) ([]byte, 
 func (d *Daemon) notePullSecrets(values []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.learnSecretsLocked(values)
+}
+
+// learnSecretsLocked adds values to the scrubber's learned secrets and
+// rebuilds it if any is new; the caller holds d.mu.
+func (d *Daemon) learnSecretsLocked(values []string) {
 	added := false
 	for _, v := range values {
-		if !slices.Contains(d.pullSecrets, v) {
-			d.pullSecrets = append(d.pullSecrets, v)
+		if !slices.Contains(d.learnedSecrets, v) {
+			d.learnedSecrets = append(d.learnedSecrets, v)
 			added = true
 		}
 	}
@@ -78,9 +84,9 @@ func (d *Daemon) notePullSecrets(values []string) {
 	}
 	var base []string
 	if d.current != nil {
-		base = secretsOf(d.current)
+		base = secretsOf(d.dir, d.current)
 	}
-	d.scrub = redact.NewScrubber(append(base, d.pullSecrets...)...)
+	d.scrub = redact.NewScrubber(append(base, d.learnedSecrets...)...)
 }
 
 // scrubText is s without any secret value the scrubber knows.

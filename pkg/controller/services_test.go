@@ -25,7 +25,7 @@ func TestSecretsOfNamedServices(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := secretsOf(m)
+			got := secretsOf(t.TempDir(), m)
 			for _, w := range tt.want {
 				if !slices.Contains(got, w) {
 					t.Errorf("secretsOf misses %q: %v", w, got)

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/appclient"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
 )
 
@@ -51,16 +52,20 @@ type Fetcher interface {
 	Fetch(ctx context.Context, url string) (metrics.Scrape, error)
 }
 
-// HTTPFetcher fetches over HTTP with metrics.Fetch. A nil Client is
-// http.DefaultClient; the Observer bounds each fetch with its own timeout
-// either way.
+// HTTPFetcher fetches over HTTP with metrics.Fetch. A nil Client is an
+// appclient one, which follows no redirect (a 3xx is an unexpected status:
+// an app cannot steer the daemon's scrape elsewhere); the Observer bounds
+// each fetch with its own timeout either way.
 type HTTPFetcher struct{ Client *http.Client }
+
+// appClient is HTTPFetcher's default client.
+var appClient = appclient.New(0)
 
 // Fetch implements Fetcher.
 func (f HTTPFetcher) Fetch(ctx context.Context, url string) (metrics.Scrape, error) {
 	c := f.Client
 	if c == nil {
-		c = http.DefaultClient
+		c = appClient
 	}
 	return metrics.Fetch(ctx, c, url)
 }

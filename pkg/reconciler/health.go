@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/pkg/appclient"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
@@ -151,7 +152,10 @@ const (
 	healthListEvery = 250 * time.Millisecond
 )
 
-var probeClient = &http.Client{}
+// probeClient follows no redirect: a 3xx is a non-2xx answer, so a failed
+// probe, and an app cannot bounce the daemon (root) to loopback or cloud
+// metadata. It reads no body.
+var probeClient = appclient.New(0)
 
 // probe GETs url once, within timeout (services.health.timeout).
 func (r *Reconciler) probe(ctx context.Context, url string, timeout time.Duration) error {

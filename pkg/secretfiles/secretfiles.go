@@ -161,3 +161,48 @@ func Digest(field, dir string, key []byte, s *manifest.Services) (string, error)
 	}
 	return hex.EncodeToString(mac.Sum(nil)), nil
 }
+
+// Values lists what s's env files and secret files hold that may be
+// secret, for the journal's scrubber (the last line of the redaction rule:
+// nothing quotes them by design): every env file's values, and every
+// secret file's content, whole and line by line (a message quoting a line
+// of a multi-line secret is caught too). A file that cannot be read or
+// parsed is skipped: the apply that reads it reports that, naming only
+// the field and the file.
+func Values(dir string, s *manifest.Services) []string {
+	var out []string
+	for _, p := range s.EnvFile {
+		b, err := Read("env_file", dir, p)
+		if err != nil {
+			continue
+		}
+		vars, err := dotenv.UnmarshalBytesWithLookup(b, func(string) (string, bool) { return "", false })
+		if err != nil {
+			out = append(out, lines(b)...) // unparsable: every line
+			continue
+		}
+		for _, v := range vars {
+			out = append(out, v)
+		}
+	}
+	for _, sec := range s.Secrets {
+		b, err := Read("secrets", dir, sec.File)
+		if err != nil {
+			continue
+		}
+		out = append(out, string(b), string(bytes.TrimSpace(b)))
+		out = append(out, lines(b)...)
+	}
+	return out
+}
+
+// lines are b's non-empty lines, trimmed.
+func lines(b []byte) []string {
+	var out []string
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if l = bytes.TrimSpace(l); len(l) > 0 {
+			out = append(out, string(l))
+		}
+	}
+	return out
+}
