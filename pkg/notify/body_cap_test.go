@@ -75,6 +75,11 @@ func TestResponseBodyIsCapped(t *testing.T) {
 	if got := read.Load(); got > MaxResponseBody {
 		t.Errorf("read %d bytes of the answer, want at most %d", got, MaxResponseBody)
 	}
+	// The handler counts a write once it returns, which may be after the
+	// notifier closed the answer: wait for it rather than race it.
+	for wait := time.Now().Add(5 * time.Second); sent.Load() <= MaxResponseBody && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if sent.Load() <= MaxResponseBody {
 		t.Fatalf("the receiver sent only %d bytes: the cap was not exercised", sent.Load())
 	}
