@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -137,6 +139,13 @@ func (t *Target) checkNginx(ctx context.Context, ngx engine.Container, desired s
 	ectx, cancel := context.WithTimeout(ctx, validateExecTimeout)
 	defer cancel()
 	code, out, err := t.Engine.Exec(ectx, ngx.Name, []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/" + name})
+	if (err != nil || code != 0) && t.nginxGone(ctx, desired.Project, ngx, err) {
+		// Validate takes no run lock: a deploy may have stopped or
+		// replaced this nginx during the exec, which then says nothing of
+		// the candidate.
+		c.Detail = "not checked: nginx container " + ngx.Name + " stopped or was replaced while nginx -t ran in it (a deploy under way?); validate again once it is done"
+		return c
+	}
 	switch {
 	case err != nil:
 		c.Detail = fmt.Sprintf("nginx -t in %s: %v", ngx.Name, err)
@@ -146,6 +155,28 @@ func (t *Target) checkNginx(ctx context.Context, ngx engine.Container, desired s
 		c.OK = true
 	}
 	return c
+}
+
+// nginxGone tells whether the nginx container ngx validate ran nginx -t
+// in no longer runs: the exec failed with execErr saying so (no such
+// container, or not running), or ngx, by its ID, is no longer among the
+// project's running containers.
+func (t *Target) nginxGone(ctx context.Context, project string, ngx engine.Container, execErr error) bool {
+	if execErr != nil && (errdefs.IsNotFound(execErr) || errdefs.IsConflict(execErr)) {
+		return true
+	}
+	lctx, cancel := context.WithTimeout(ctx, validateListTimeout)
+	defer cancel()
+	cs, err := t.Engine.ListContainers(lctx, project, "")
+	if err != nil {
+		return false // cannot tell: the exec's own answer stands
+	}
+	for _, c := range cs {
+		if c.ID == ngx.ID && c.Running() {
+			return false
+		}
+	}
+	return true
 }
 
 // validatePrefix names validate's candidate files in the configuration
