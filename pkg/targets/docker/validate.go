@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"regexp"
 	"strings"
 	"time"
 
@@ -203,15 +203,26 @@ func (t *Target) removeStaleCandidates(dir string) {
 // conf at a loopback address of its own (127.0.0.1, 127.0.0.2, ...), as
 // the throwaway validate container's extra hosts once did: nginx -t then
 // checks everything but name resolution, for containers that may not run
-// yet.
+// yet. It rewrites the address of each `server` directive, whatever
+// follows it (parameters, or the `;` right after), not one exact layout of
+// the template; comments and everything else are left alone.
 func loopbackUpstreams(conf []byte, apps []stack.App) []byte {
-	pairs := make([]string, 0, 2*len(apps))
+	to := make(map[string]string, len(apps))
 	for i, a := range apps {
-		ip := fmt.Sprintf("127.0.%d.%d", i/250, i%250+1)
-		pairs = append(pairs, "server "+a.Addr()+" ", "server "+ip+":"+strconv.Itoa(a.Port)+" ")
+		to[a.Addr()] = fmt.Sprintf("127.0.%d.%d:%d", i/250, i%250+1, a.Port)
 	}
-	return []byte(strings.NewReplacer(pairs...).Replace(string(conf)))
+	return upstreamServer.ReplaceAllFunc(conf, func(line []byte) []byte {
+		sub := upstreamServer.FindSubmatch(line)
+		if ip, ok := to[string(sub[2])]; ok {
+			return append(append([]byte{}, sub[1]...), ip...)
+		}
+		return line
+	})
 }
+
+// upstreamServer is a server directive of an upstream block up to its
+// address: the leading text and the address.
+var upstreamServer = regexp.MustCompile(`(?m)^([ \t]*server[ \t]+)([^\s;]+)`)
 
 // RoleValidate labels the throwaway containers the validate of daemons
 // before this one ran nginx -t in (this one runs none): neither app nor
