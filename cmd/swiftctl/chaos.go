@@ -37,7 +37,8 @@ Chaos is a plan: one operation per container, run under the daemon's run
 lock (it waits for a deploy or promotion under way), gated by the chaos
 policy (policies/chaos.rego) before the first one, each journaled as it
 runs. A denial hits nothing. recover is never gated. --dry-run prints the
-plan and hits nothing.`,
+plan and what the chaos policy answers now (exit 1 if it denies), and hits
+and journals nothing.`,
 		GroupID: "test",
 		Args:    cobra.NoArgs,
 		RunE: action(func(*cobra.Command, []string) error {
@@ -48,7 +49,7 @@ plan and hits nothing.`,
 	var service string
 	cmd.PersistentFlags().StringVar(&service, "service", "", "the web service whose containers it hits (default: the primary)")
 	var dryRun bool
-	cmd.PersistentFlags().BoolVar(&dryRun, "dry-run", false, "print the chaos plan (one operation per container, gated by the chaos policy) and hit nothing")
+	cmd.PersistentFlags().BoolVar(&dryRun, "dry-run", false, "print the chaos plan (one operation per container) and the chaos policy's answer, and hit nothing")
 
 	send := func(ctx context.Context, req api.ChaosRequest) error {
 		switch track {
@@ -71,6 +72,15 @@ plan and hits nothing.`,
 			fmt.Fprintf(a.stdout, "Chaos plan on the %s track (%s):\n", resp.Track, gate)
 			for _, line := range resp.Plan {
 				fmt.Fprintln(a.stdout, "  "+line)
+			}
+			switch {
+			case resp.Allowed == nil:
+			case *resp.Allowed:
+				fmt.Fprintln(a.stdout, "The chaos policy allows it now.")
+			default:
+				// As the chaos itself would end: denied, exit 1.
+				fmt.Fprintf(a.stdout, "DENIED by chaos policy: %s\n", strings.Join(resp.Reasons, "; "))
+				return failed
 			}
 			return nil
 		}

@@ -412,8 +412,8 @@ type ChaosRequest struct {
 	// run a canary at once); empty: the primary's.
 	Service string `json:"service,omitempty"`
 	// DryRun asks for the plan only: the operations the chaos would run
-	// (one per container) and whether the chaos policy gates them; nothing
-	// is hit, nothing is decided or journaled.
+	// (one per container), whether the chaos policy gates them and what it
+	// answers now; nothing is hit, nothing is journaled.
 	DryRun bool `json:"dry_run,omitempty"`
 }
 
@@ -429,6 +429,11 @@ type ChaosResult struct {
 	// Gated: the chaos policy decides before the plan's first operation
 	// (every mode but recover).
 	Gated bool `json:"gated,omitempty"`
+	// Allowed is, for a gated dry run, the chaos policy's answer to the
+	// plan now (nil when not gated); Reasons are its deny reasons. The
+	// dry run neither journals nor counts this decision.
+	Allowed *bool    `json:"allowed,omitempty"`
+	Reasons []string `json:"reasons,omitempty"`
 }
 
 // Whoami is GET /v1/whoami: the caller as the daemon sees it (from the

@@ -41,7 +41,8 @@ type chaosStep struct {
 // gated: it undoes chaos, as restoring what was deployed is never gated.
 // A crash between two operations leaves the journal saying which
 // containers were hit; nothing is resumed (chaos recover undoes it).
-// With req.DryRun, it only answers the plan.
+// With req.DryRun, it only answers the plan and what the chaos policy
+// says of it now.
 func (d *Daemon) Chaos(ctx context.Context, user string, req api.ChaosRequest) (api.ChaosResult, error) {
 	if d.kt != nil {
 		return api.ChaosResult{}, apiserver.NotImplemented(errors.New("chaos is not available on the Kubernetes target"))
@@ -58,19 +59,7 @@ func (d *Daemon) Chaos(ctx context.Context, user string, req api.ChaosRequest) (
 	}
 	payload, _ := json.Marshal(body)
 	if req.DryRun {
-		m := d.manifestNow()
-		if m == nil {
-			return api.ChaosResult{}, apiserver.Conflict(errors.New("no manifest loaded"))
-		}
-		steps, track, _, err := d.chaosPlan(ctx, m, req)
-		if err != nil {
-			return api.ChaosResult{}, err
-		}
-		out := api.ChaosResult{Mode: req.Mode, Track: track, Containers: []string{}, Plan: []string{}, Gated: req.Mode != "recover"}
-		for _, s := range steps {
-			out.Plan = append(out.Plan, s.op.String())
-		}
-		return out, nil
+		return d.chaosDryRun(ctx, req)
 	}
 
 	// Under the run lock: chaos waits for a transition under way (and a
@@ -82,7 +71,7 @@ func (d *Daemon) Chaos(ctx context.Context, user string, req api.ChaosRequest) (
 		// is decided or hit for it.
 		return api.ChaosResult{}, apiserver.Unavailable(fmt.Errorf("chaos: waiting for the run lock: %w", err))
 	}
-	m, err := d.transitionStart(ctx)
+	m, err := d.chaosStart(ctx, req.Mode)
 	if err != nil {
 		return api.ChaosResult{}, apiserver.Conflict(err)
 	}
@@ -98,22 +87,10 @@ func (d *Daemon) Chaos(ctx context.Context, user string, req api.ChaosRequest) (
 		return map[string]any{"mode": req.Mode, "track": req.Track, "duration": req.Duration, "rate": req.Rate}
 	}
 	if steps[0].op.Gated {
-		var names []string
-		for _, s := range steps {
-			names = append(names, s.op.Target)
-		}
-		dec := d.policies.ChaosDecision(ctx, policy.ChaosInput{
-			Mode: req.Mode, Rate: req.Rate, Duration: req.Duration, Track: req.Track, Service: req.Service,
-			Project: m.Project, CanaryRunning: canary, Containers: names,
-		})
+		dec, reasons, names := d.chaosDecision(ctx, m, req, steps, canary)
 		d.metrics.observeDecision(dec)
 		d.decision(dec, user)
 		if !dec.Allowed {
-			reasons := dec.Reasons
-			if dec.Failure == policy.FailureUndefined {
-				// A policies/ directory written before chaos was gated.
-				reasons = append(reasons, "the policies directory has no chaos.rego (swiftctl init --force writes the default)")
-			}
 			dt := details()
 			dt["reasons"], dt["containers"] = reasons, names
 			if len(dec.Codes) > 0 {
@@ -132,9 +109,11 @@ func (d *Daemon) Chaos(ctx context.Context, user string, req api.ChaosRequest) (
 	for i, s := range steps {
 		code, msg, err := d.chaosPost(ctx, s.url, payload)
 		var failErr error
+		maybe := false // the container may have applied it
 		switch {
 		case err != nil:
 			failErr = apiserver.BadGateway(fmt.Errorf("chaos to %s: %w", s.op.Target, err))
+			maybe = chaosMayHaveArrived(err)
 		case code != http.StatusOK:
 			failErr = apiserver.BadRequest(fmt.Errorf("chaos to %s: %s", s.op.Target, msg))
 		}
@@ -142,9 +121,18 @@ func (d *Daemon) Chaos(ctx context.Context, user string, req api.ChaosRequest) (
 			dt := details()
 			dt["container"], dt["error"], dt["applied"] = s.op.Target, failErr.Error(), hit
 			text := fmt.Sprintf("chaos %s on %s track stopped at %s: %v", req.Mode, req.Track, s.op.Target, failErr)
+			var notes []string
+			if maybe {
+				dt["maybe_applied"] = s.op.Target
+				notes = append(notes, fmt.Sprintf("%s may have applied it (the request was sent but its answer never came)", s.op.Target))
+			}
 			if len(hit) > 0 {
-				text += "; already applied to " + strings.Join(hit, ", ")
-				failErr = fmt.Errorf("%w (already applied to %s)", failErr, strings.Join(hit, ", "))
+				notes = append(notes, "already applied to "+strings.Join(hit, ", "))
+			}
+			if maybe || len(hit) > 0 {
+				notes = append(notes, chaosRecoverHint(req))
+				text += "; " + strings.Join(notes, "; ")
+				failErr = fmt.Errorf("%w (%s)", failErr, strings.Join(notes, "; "))
 			}
 			d.event(journal.EventChaosFailed, text, user, dt)
 			return api.ChaosResult{}, failErr
@@ -157,6 +145,94 @@ func (d *Daemon) Chaos(ctx context.Context, user string, req api.ChaosRequest) (
 		d.event(event, fmt.Sprintf("chaos %s on %s track (%s)", req.Mode, req.Track, s.op.Target), user, dt)
 	}
 	return api.ChaosResult{Mode: req.Mode, Track: req.Track, Containers: hit}, nil
+}
+
+// chaosDryRun answers the plan of req and, when it is gated, what the
+// chaos policy answers now: the same decision the chaos would ask for,
+// neither journaled nor counted, and nothing hit. It takes no run lock:
+// it changes nothing.
+func (d *Daemon) chaosDryRun(ctx context.Context, req api.ChaosRequest) (api.ChaosResult, error) {
+	m := d.manifestNow()
+	if m == nil {
+		return api.ChaosResult{}, apiserver.Conflict(errors.New("no manifest loaded"))
+	}
+	steps, track, canary, err := d.chaosPlan(ctx, m, req)
+	if err != nil {
+		return api.ChaosResult{}, err
+	}
+	req.Track = track
+	out := api.ChaosResult{Mode: req.Mode, Track: track, Containers: []string{}, Plan: []string{}, Gated: req.Mode != "recover"}
+	for _, s := range steps {
+		out.Plan = append(out.Plan, s.op.String())
+	}
+	if out.Gated {
+		dec, reasons, _ := d.chaosDecision(ctx, m, req, steps, canary)
+		out.Allowed = &dec.Allowed
+		if !dec.Allowed {
+			out.Reasons = reasons
+		}
+	}
+	return out, nil
+}
+
+// chaosStart is the manifest a chaos plan is made from. Chaos begins as
+// every transition does (transitionStart: not while down, nor while the
+// manifest's directory is broken, after settling a pending transition).
+// recover only undoes chaos in the containers that run, so it is refused
+// in none of those states: it needs only the manifest in force (the last
+// good one while the file is missing or broken) to find them, and stays
+// under the run lock.
+func (d *Daemon) chaosStart(ctx context.Context, mode string) (*manifest.Manifest, error) {
+	if mode != "recover" {
+		return d.transitionStart(ctx)
+	}
+	m := d.readManifest()
+	if m == nil {
+		return nil, errors.New("no manifest loaded")
+	}
+	return m, nil
+}
+
+// chaosDecision is the chaos policy's decision on the plan steps of req
+// (req.Track resolved), its reasons for a reader (saying so when the
+// policies directory predates chaos.rego) and the containers it names.
+func (d *Daemon) chaosDecision(ctx context.Context, m *manifest.Manifest, req api.ChaosRequest, steps []chaosStep, canary bool) (policy.Decision, []string, []string) {
+	names := make([]string, 0, len(steps))
+	for _, s := range steps {
+		names = append(names, s.op.Target)
+	}
+	dec := d.policies.ChaosDecision(ctx, policy.ChaosInput{
+		Mode: req.Mode, Rate: req.Rate, Duration: req.Duration, Track: req.Track, Service: req.Service,
+		Project: m.Project, CanaryRunning: canary, Containers: names,
+	})
+	reasons := dec.Reasons
+	if !dec.Allowed && dec.Failure == policy.FailureUndefined {
+		// A policies/ directory written before chaos was gated.
+		reasons = append(reasons, "the policies directory has no chaos.rego (swiftctl init --force writes the default)")
+	}
+	return dec, reasons, names
+}
+
+// chaosMayHaveArrived tells whether a POST that failed with err may still
+// have reached the container, which then applied the chaos: every failure
+// but one to connect (a timeout or a reset after sending leaves it
+// unknown).
+func chaosMayHaveArrived(err error) bool {
+	var op *net.OpError
+	return !errors.As(err, &op) || op.Op != "dial"
+}
+
+// chaosRecoverHint is the command that undoes what a failed chaos req may
+// have left in effect.
+func chaosRecoverHint(req api.ChaosRequest) string {
+	cmd := "swiftctl chaos recover --track " + req.Track
+	if req.Service != "" {
+		cmd += " --service " + req.Service
+	}
+	if req.Mode == "recover" {
+		return "run `" + cmd + "` again to be sure"
+	}
+	return "`" + cmd + "` undoes it"
 }
 
 // chaosPlan is the plan of chaos req on m: one OpChaos per running app

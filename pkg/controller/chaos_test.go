@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -293,5 +296,125 @@ func TestChaosRefusedOnKubernetes(t *testing.T) {
 		if got := eventsNamed(t, h, name); len(got) != 0 {
 			t.Errorf("%s journaled on Kubernetes: %v", name, got)
 		}
+	}
+}
+
+// A dry run asks the chaos policy what the chaos itself would ask, and
+// answers its decision: a request the policy denies (a rate above its
+// limit, sent around swiftctl's own check) is answered denied with the
+// reasons, one it allows allowed, recover not gated. Nothing is hit, and
+// no decision or event is journaled.
+func TestChaosDryRunAsksThePolicy(t *testing.T) {
+	h, posts := chaosHarness(t, nil, nil)
+	events, decisions := len(readEvents(t, h)), len(h.records(journal.TypeDecision))
+	dryRun := func(body string) api.ChaosResult {
+		t.Helper()
+		rec := postChaos(h, body)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("dry run %s: %d %s", body, rec.Code, rec.Body)
+		}
+		var res api.ChaosResult
+		if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := dryRun(`{"mode":"error","rate":1.5,"track":"stable","dry_run":true}`)
+	if res.Allowed == nil || *res.Allowed || len(res.Reasons) == 0 || !strings.Contains(strings.Join(res.Reasons, "; "), "rate 1.5") {
+		t.Errorf("dry run of a rate the policy denies: allowed=%v reasons=%q, want denied naming the rate", res.Allowed, res.Reasons)
+	}
+	if len(res.Plan) != 3 {
+		t.Errorf("dry run of a denied chaos: plan %q, want the 3 operations it would have run", res.Plan)
+	}
+	if res := dryRun(`{"mode":"error","rate":0.5,"track":"stable","dry_run":true}`); res.Allowed == nil || !*res.Allowed || len(res.Reasons) != 0 {
+		t.Errorf("dry run of an allowed chaos: allowed=%v reasons=%q, want allowed", res.Allowed, res.Reasons)
+	}
+	if res := dryRun(`{"mode":"recover","track":"stable","dry_run":true}`); res.Allowed != nil || res.Gated {
+		t.Errorf("dry run of recover: gated=%v allowed=%v, want not gated, no decision", res.Gated, res.Allowed)
+	}
+	if n := posts.Load(); n != 0 {
+		t.Errorf("dry runs hit %d containers", n)
+	}
+	if n := len(readEvents(t, h)); n != events {
+		t.Errorf("dry runs journaled %d events", n-events)
+	}
+	if n := len(h.records(journal.TypeDecision)); n != decisions {
+		t.Errorf("dry runs journaled %d decisions", n-decisions)
+	}
+}
+
+// recover only undoes chaos: it runs (under the run lock, ungated) while
+// the manifest is missing or its whole directory is gone, the states in
+// which chaos itself, like every transition, is refused and hits nothing.
+func TestChaosRecoverWithTheManifestDirectoryBroken(t *testing.T) {
+	for _, broken := range []struct {
+		name    string
+		breakIt func(h *harness) error
+	}{
+		{"manifest missing", func(h *harness) error { return os.Remove(filepath.Join(h.dir, "manifest.yaml")) }},
+		{"directory gone", func(h *harness) error { return os.RemoveAll(h.dir) }},
+	} {
+		t.Run(broken.name, func(t *testing.T) {
+			h, posts := chaosHarness(t, nil, nil)
+			if err := broken.breakIt(h); err != nil {
+				t.Fatal(err)
+			}
+			if rec := postChaos(h, `{"mode":"hang","track":"stable"}`); rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), "missing") {
+				t.Fatalf("chaos with the %s: %d %s, want 409 naming what is missing", broken.name, rec.Code, rec.Body)
+			}
+			if n := posts.Load(); n != 0 {
+				t.Fatalf("chaos with the %s hit %d containers", broken.name, n)
+			}
+			rec := postChaos(h, `{"mode":"recover","track":"stable"}`)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("recover with the %s: %d %s, want it to run", broken.name, rec.Code, rec.Body)
+			}
+			if n := posts.Load(); n != 3 {
+				t.Errorf("recover with the %s reached %d containers, want 3", broken.name, n)
+			}
+		})
+	}
+}
+
+// A POST that fails once sent (a timeout, a reset) may have reached the
+// container, which then runs the chaos: the chaos_failed event and the
+// answer say so and name the command that undoes it. A POST that could
+// not connect reached nothing, and says nothing of the kind.
+func TestChaosTimeoutMayHaveApplied(t *testing.T) {
+	timeout := &url.Error{Op: "Post", URL: "http://10.0.0.2:3000/chaos", Err: context.DeadlineExceeded}
+	h, _ := chaosHarness(t, func(n int64) (int, string, error) {
+		if n == 2 {
+			return 0, "", timeout
+		}
+		return http.StatusOK, "ok", nil
+	}, nil)
+	rec := postChaos(h, `{"mode":"error","rate":0.5,"track":"stable"}`)
+	if rec.Code == http.StatusOK {
+		t.Fatalf("chaos whose POST timed out answered 200: %s", rec.Body)
+	}
+	failed := eventsNamed(t, h, journal.EventChaosFailed)
+	if len(failed) != 1 {
+		t.Fatalf("%s events %v, want one", journal.EventChaosFailed, failed)
+	}
+	target, _ := failed[0].Details["container"].(string)
+	for what, text := range map[string]string{"event": failed[0].Message, "answer": rec.Body.String()} {
+		for _, want := range []string{target + " may have applied it", "swiftctl chaos recover --track stable"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s %q lacks %q", what, text, want)
+			}
+		}
+	}
+	if failed[0].Details["maybe_applied"] != target {
+		t.Errorf("chaos_failed details %v, want maybe_applied %s", failed[0].Details, target)
+	}
+
+	refused := &url.Error{Op: "Post", URL: "http://10.0.0.2:3000/chaos", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	h2, _ := chaosHarness(t, func(n int64) (int, string, error) { return 0, "", refused }, nil)
+	rec = postChaos(h2, `{"mode":"error","rate":0.5,"track":"stable"}`)
+	if rec.Code == http.StatusOK || strings.Contains(rec.Body.String(), "may have applied") || strings.Contains(rec.Body.String(), "chaos recover") {
+		t.Errorf("chaos that could not connect to its first container: %d %s, want failed without saying it may have applied", rec.Code, rec.Body)
+	}
+	if failed := eventsNamed(t, h2, journal.EventChaosFailed); len(failed) != 1 || strings.Contains(failed[0].Message, "may have applied") {
+		t.Errorf("%s events %v, want one not saying it may have applied", journal.EventChaosFailed, failed)
 	}
 }

@@ -2,12 +2,15 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
+	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 )
 
 // Validate changes nothing the engine runs: with a deploy in force, two
@@ -68,5 +71,51 @@ func TestValidateMutatesNothing(t *testing.T) {
 	}
 	if m := h.fe.Mutations(); len(m) != 0 {
 		t.Errorf("validate of a rejected candidate made engine mutations %v", m)
+	}
+}
+
+// Validate takes no run lock, so a deploy may stop or replace the nginx it
+// runs nginx -t in during the exec: that says nothing of the candidate, so
+// the check says "not checked" (as with no nginx running), never that the
+// config failed. An exec that fails while the nginx still runs is still a
+// failure.
+func TestValidateNginxGoneMidExec(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		gone   bool
+		during func(h *harness, nginx string)
+	}{
+		{"stopped", true, func(h *harness, nginx string) { _ = h.fe.Kill(nginx) }},
+		{"removed", true, func(h *harness, nginx string) { _ = h.fe.Remove(context.Background(), nginx, 0) }},
+		{"died with the exec's stream cut", true, func(h *harness, nginx string) {
+			_ = h.fe.Kill(nginx)
+			h.fe.FailNext(fake.OpExec, errors.New("read output: unexpected EOF"))
+		}},
+		{"exec failed, nginx still runs", false, func(h *harness, nginx string) {
+			h.fe.FailNext(fake.OpExec, errors.New("read output: unexpected EOF"))
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, fakeManifest("app:1", 2, ""))
+			h.mustConverge()
+			ngx := h.fe.ByRole(stack.RoleNginx)
+			if len(ngx) != 1 {
+				t.Fatalf("%d nginx containers", len(ngx))
+			}
+			var once sync.Once
+			h.fe.BeforeCall(func(op, target string) {
+				if op == fake.OpExec {
+					once.Do(func() { c.during(h, ngx[0].Name) })
+				}
+			})
+			defer h.fe.BeforeCall(nil)
+			ok, detail := checkOf(h.d.Validate(context.Background()), "Nginx config valid")
+			if ok {
+				t.Fatalf("nginx check passed (%q) with no nginx -t run", detail)
+			}
+			if got := strings.HasPrefix(detail, "not checked: "); got != c.gone {
+				t.Errorf("nginx check %q: not checked=%v, want %v", detail, got, c.gone)
+			}
+		})
 	}
 }

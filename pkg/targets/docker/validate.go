@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"regexp"
 	"strings"
 	"time"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
@@ -137,6 +139,13 @@ func (t *Target) checkNginx(ctx context.Context, ngx engine.Container, desired s
 	ectx, cancel := context.WithTimeout(ctx, validateExecTimeout)
 	defer cancel()
 	code, out, err := t.Engine.Exec(ectx, ngx.Name, []string{"nginx", "-t", "-q", "-c", stack.ConfigDir + "/" + name})
+	if (err != nil || code != 0) && t.nginxGone(ctx, desired.Project, ngx, err) {
+		// Validate takes no run lock: a deploy may have stopped or
+		// replaced this nginx during the exec, which then says nothing of
+		// the candidate.
+		c.Detail = "not checked: nginx container " + ngx.Name + " stopped or was replaced while nginx -t ran in it (a deploy under way?); validate again once it is done"
+		return c
+	}
 	switch {
 	case err != nil:
 		c.Detail = fmt.Sprintf("nginx -t in %s: %v", ngx.Name, err)
@@ -146,6 +155,28 @@ func (t *Target) checkNginx(ctx context.Context, ngx engine.Container, desired s
 		c.OK = true
 	}
 	return c
+}
+
+// nginxGone tells whether the nginx container ngx validate ran nginx -t
+// in no longer runs: the exec failed with execErr saying so (no such
+// container, or not running), or ngx, by its ID, is no longer among the
+// project's running containers.
+func (t *Target) nginxGone(ctx context.Context, project string, ngx engine.Container, execErr error) bool {
+	if execErr != nil && (errdefs.IsNotFound(execErr) || errdefs.IsConflict(execErr)) {
+		return true
+	}
+	lctx, cancel := context.WithTimeout(ctx, validateListTimeout)
+	defer cancel()
+	cs, err := t.Engine.ListContainers(lctx, project, "")
+	if err != nil {
+		return false // cannot tell: the exec's own answer stands
+	}
+	for _, c := range cs {
+		if c.ID == ngx.ID && c.Running() {
+			return false
+		}
+	}
+	return true
 }
 
 // validatePrefix names validate's candidate files in the configuration
@@ -172,15 +203,26 @@ func (t *Target) removeStaleCandidates(dir string) {
 // conf at a loopback address of its own (127.0.0.1, 127.0.0.2, ...), as
 // the throwaway validate container's extra hosts once did: nginx -t then
 // checks everything but name resolution, for containers that may not run
-// yet.
+// yet. It rewrites the address of each `server` directive, whatever
+// follows it (parameters, or the `;` right after), not one exact layout of
+// the template; comments and everything else are left alone.
 func loopbackUpstreams(conf []byte, apps []stack.App) []byte {
-	pairs := make([]string, 0, 2*len(apps))
+	to := make(map[string]string, len(apps))
 	for i, a := range apps {
-		ip := fmt.Sprintf("127.0.%d.%d", i/250, i%250+1)
-		pairs = append(pairs, "server "+a.Addr()+" ", "server "+ip+":"+strconv.Itoa(a.Port)+" ")
+		to[a.Addr()] = fmt.Sprintf("127.0.%d.%d:%d", i/250, i%250+1, a.Port)
 	}
-	return []byte(strings.NewReplacer(pairs...).Replace(string(conf)))
+	return upstreamServer.ReplaceAllFunc(conf, func(line []byte) []byte {
+		sub := upstreamServer.FindSubmatch(line)
+		if ip, ok := to[string(sub[2])]; ok {
+			return append(append([]byte{}, sub[1]...), ip...)
+		}
+		return line
+	})
 }
+
+// upstreamServer is a server directive of an upstream block up to its
+// address: the leading text and the address.
+var upstreamServer = regexp.MustCompile(`(?m)^([ \t]*server[ \t]+)([^\s;]+)`)
 
 // RoleValidate labels the throwaway containers the validate of daemons
 // before this one ran nginx -t in (this one runs none): neither app nor
