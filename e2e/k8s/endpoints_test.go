@@ -106,6 +106,34 @@ func (s *stableEndpoints) stop() (changes int, violations []string, switched boo
 	return s.changes, s.violations, s.switched
 }
 
+// readyImages are the images of the Ready endpoints of a Service's
+// EndpointSlices, each with its count ("app:1" → 2).
+func (c *cluster) readyImages(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, service string) map[string]int {
+	t.Helper()
+	slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + service})
+	if err != nil {
+		t.Fatalf("list the EndpointSlices of %s: %v", service, err)
+	}
+	out := map[string]int{}
+	for _, es := range slices.Items {
+		for _, e := range es.Endpoints {
+			if e.Conditions.Ready == nil || !*e.Conditions.Ready || e.TargetRef == nil {
+				continue
+			}
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, e.TargetRef.Name, metav1.GetOptions{})
+			if err != nil {
+				continue // deleted meanwhile: not serving
+			}
+			for _, ct := range p.Spec.Containers {
+				if ct.Name == "app" {
+					out[ct.Image]++
+				}
+			}
+		}
+	}
+	return out
+}
+
 // routeWeightsOf reads a route's weights by backend (nil when missing).
 func (c *cluster) routeWeightsOf(ctx context.Context, ns, name string) map[string]int {
 	var r struct {
