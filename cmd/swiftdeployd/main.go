@@ -18,6 +18,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/controller"
+	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/selfmetrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
@@ -99,6 +100,9 @@ func run() error {
 			return errors.New("--namespace and --gateway need --target kubernetes")
 		}
 	case "kubernetes":
+		if err := kube.CheckLeaseDuration(*leaseDuration); err != nil {
+			return fmt.Errorf("--lease-duration: %w", err)
+		}
 		cfg.Kube = &kubernetes.Config{Kubeconfig: *kubeconfig, Namespace: *namespace, Gateway: *gateway, ProgressDeadline: *deadline,
 			NoLeaderElection: *noElection, Identity: *leaderID, LeaseDuration: *leaseDuration}
 	default:

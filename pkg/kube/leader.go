@@ -92,3 +92,25 @@ func DefaultRetryPeriod(lease time.Duration) time.Duration {
 func TakeoverSlack(rp time.Duration) time.Duration {
 	return 2 * time.Duration(float64(rp)*(1+leaderelection.JitterFactor))
 }
+
+// MinLeaseDuration is the shortest lease that keeps one leader: a killed
+// leader stops acting within its renew deadline (2/3 of the lease) and
+// two retry periods, and a candidate may take over up to one second and
+// a retry period before the lease runs out (the record's renew time is
+// in whole seconds: renewals within a second look alike to it).
+const MinLeaseDuration = 4 * time.Second
+
+// CheckLeaseDuration refuses a lease the election cannot keep: under
+// MinLeaseDuration, or not whole seconds (the Lease records whole
+// seconds; the rest would be dropped). 0 is the default, 15s.
+func CheckLeaseDuration(d time.Duration) error {
+	switch {
+	case d == 0:
+		return nil
+	case d < MinLeaseDuration:
+		return fmt.Errorf("%s is under %s: a killed leader could still be acting when another takes over", d, MinLeaseDuration)
+	case d%time.Second != 0:
+		return fmt.Errorf("%s is not whole seconds (the Lease records whole seconds)", d)
+	}
+	return nil
+}

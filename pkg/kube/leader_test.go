@@ -86,3 +86,12 @@ func TestKilledLeaderIsReplacedWithinTheLeaseAndTheSlack(t *testing.T) {
 		t.Errorf("b took over %s after the kill, before the lease can have run out (%s)", took, least)
 	}
 }
+
+func TestCheckLeaseDuration(t *testing.T) {
+	for d, ok := range map[time.Duration]bool{0: true, 4 * time.Second: true, 15 * time.Second: true,
+		time.Second: false, 3 * time.Second: false, 5500 * time.Millisecond: false} {
+		if err := CheckLeaseDuration(d); (err == nil) != ok {
+			t.Errorf("CheckLeaseDuration(%s) = %v, want ok %v", d, err, ok)
+		}
+	}
+}
