@@ -18,6 +18,7 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/authz"
 	"github.com/swiftdeploy/swiftdeploy/pkg/controller"
+	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 	"github.com/swiftdeploy/swiftdeploy/pkg/selfmetrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets/kubernetes"
 )
@@ -45,7 +46,7 @@ func run() error {
 	gateway := fs.String("gateway", "", "with --target kubernetes: the Gateway the HTTPRoute attaches to (none by default)")
 	noElection := fs.Bool("no-leader-election", false, "with --target kubernetes: act without holding the namespace's Lease (only when this daemon is known to be alone on the namespace)")
 	leaderID := fs.String("leader-identity", "", "with --target kubernetes: this daemon's identity in the Lease (default: host name and the manifest's directory)")
-	leaseDuration := fs.Duration("lease-duration", 0, "with --target kubernetes: a leader that stops renewing is replaced within this (default 15s)")
+	leaseDuration := fs.Duration("lease-duration", 0, "with --target kubernetes: a leader that stops renewing is replaced within this and 4.4 retry periods (1/30 of it each) more (default 15s)")
 	deadline := fs.Duration("progress-deadline", 0, "with --target kubernetes: each Deployment's progressDeadlineSeconds; a rollout without progress this long is reported failed and a promotion aborted (default 2m)")
 	metricsListen := fs.String("metrics-listen", "", "serve the daemon's own Prometheus metrics (swiftdeploy_*) at http://ADDR/metrics; off by default; ADDR must be a loopback or private address (e.g. 127.0.0.1:9464)")
 	authzConfig := authz.RegisterFlags(fs)
@@ -99,6 +100,9 @@ func run() error {
 			return errors.New("--namespace and --gateway need --target kubernetes")
 		}
 	case "kubernetes":
+		if err := kube.CheckLeaseDuration(*leaseDuration); err != nil {
+			return fmt.Errorf("--lease-duration: %w", err)
+		}
 		cfg.Kube = &kubernetes.Config{Kubeconfig: *kubeconfig, Namespace: *namespace, Gateway: *gateway, ProgressDeadline: *deadline,
 			NoLeaderElection: *noElection, Identity: *leaderID, LeaseDuration: *leaseDuration}
 	default:

@@ -37,6 +37,7 @@ type stableEndpoints struct {
 	changes    int
 	violations []string
 	switched   bool
+	seen       []string // each change: the route's weights and the Ready endpoints' images
 	cancel     context.CancelFunc
 	done       chan struct{}
 }
@@ -68,7 +69,7 @@ func watchStableEndpoints(ctx context.Context, t *testing.T, c *cluster, ns, ser
 				continue
 			}
 			weights := c.routeWeightsOf(ctx, ns, route)
-			var bad []string
+			var bad, images []string
 			for _, e := range es.Endpoints {
 				if e.Conditions.Ready == nil || !*e.Conditions.Ready || e.TargetRef == nil {
 					continue
@@ -78,12 +79,16 @@ func watchStableEndpoints(ctx context.Context, t *testing.T, c *cluster, ns, ser
 					continue // deleted meanwhile: not serving
 				}
 				for _, ct := range p.Spec.Containers {
+					if ct.Name == "app" {
+						images = append(images, ct.Image)
+					}
 					if ct.Name == "app" && ct.Image != want {
 						bad = append(bad, fmt.Sprintf("%s runs %s (route %v)", p.Name, ct.Image, weights))
 					}
 				}
 			}
 			s.mu.Lock()
+			s.seen = append(s.seen, fmt.Sprintf("%s %s: route %v, ready %v", ev.Type, es.Name, weights, images))
 			s.changes++
 			if weights[service] == 0 {
 				s.switched = true
@@ -104,6 +109,41 @@ func (s *stableEndpoints) stop() (changes int, violations []string, switched boo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.changes, s.violations, s.switched
+}
+
+// readyImages are the images of the Ready endpoints of a Service's
+// EndpointSlices, each with its count ("app:1" → 2).
+func (c *cluster) readyImages(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, service string) map[string]int {
+	t.Helper()
+	slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + service})
+	if err != nil {
+		t.Fatalf("list the EndpointSlices of %s: %v", service, err)
+	}
+	out := map[string]int{}
+	for _, es := range slices.Items {
+		for _, e := range es.Endpoints {
+			if e.Conditions.Ready == nil || !*e.Conditions.Ready || e.TargetRef == nil {
+				continue
+			}
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, e.TargetRef.Name, metav1.GetOptions{})
+			if err != nil {
+				continue // deleted meanwhile: not serving
+			}
+			for _, ct := range p.Spec.Containers {
+				if ct.Name == "app" {
+					out[ct.Image]++
+				}
+			}
+		}
+	}
+	return out
+}
+
+// changesSeen is each change the watch saw, for a failure's message.
+func (s *stableEndpoints) changesSeen() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.seen...)
 }
 
 // routeWeightsOf reads a route's weights by backend (nil when missing).

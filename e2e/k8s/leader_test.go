@@ -13,6 +13,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/kube"
 )
 
 // startDaemonProcess runs swiftdeployd --target kubernetes as a process
@@ -70,7 +71,9 @@ func startDaemonProcess(t *testing.T, c *cluster, ns, manifest, identity string,
 // status from its own informers and refuses deploy naming the leader.
 // The leader is SIGKILLed (its Lease is not released): the other takes
 // the Lease once it expires, journals leader_elected, and converges a
-// manifest edit. The failover time is reported.
+// manifest edit within the lease duration + one reconcile, and the
+// election's polling slack (kube.TakeoverSlack of the retry period:
+// 0.88s with this 6s lease; see docs/kubernetes.md).
 func TestTwoDaemonsOneLeader(t *testing.T) {
 	c := connect(t)
 	ns := c.namespace(t, "leader")
@@ -111,20 +114,39 @@ func TestTwoDaemonsOneLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = proc.Wait()
+	var elected time.Time
 	eventually(ctx, t, "daemon-b takes over", func() (bool, string) {
 		e := b.events(journal.EventLeaderElected)
+		if len(e) == 1 {
+			elected = e[0].Timestamp // when it was journaled, not when this poll saw it
+		}
 		return len(e) == 1 && strings.Contains(e[0].Message, "daemon-b"), fmt.Sprint(e)
 	})
-	elected := time.Now()
 	eventually(ctx, t, "daemon-b applies the edit", func() (bool, string) {
 		d, _ := c.deployment(ctx, t, ns, "shop-stable")
 		img := d.Spec.Template.Spec.Containers[0].Image
 		return img == "app:2", img
 	})
-	applied := time.Now()
+	applied := time.Now() // at most one 100ms poll late
 	c.waitRolledOut(ctx, t, ns, "shop-stable", 2, "app:2")
-	t.Logf("leader SIGKILLed → daemon-b elected: %.2fs (lease %s); → edit applied: %.2fs; → rolled out: %.2fs",
-		elected.Sub(killed).Seconds(), lease, applied.Sub(killed).Seconds(), time.Since(killed).Seconds())
+	// The promise (docs/kubernetes.md): a takeover within the lease and
+	// under 15% of it more, the election's worst case (kube.TakeoverSlack
+	// of the retry period, 0.88s here) included.
+	slack := lease * 15 / 100
+	if worst := kube.TakeoverSlack(kube.DefaultRetryPeriod(lease)); worst > slack {
+		t.Errorf("the election's worst case passes the lease by %s, more than the %s promised", worst, slack)
+	}
+	t.Logf("leader SIGKILLed → daemon-b elected: %.2fs (lease %s, election slack %s); → edit applied: %.2fs; → rolled out: %.2fs",
+		elected.Sub(killed).Seconds(), lease, slack, applied.Sub(killed).Seconds(), time.Since(killed).Seconds())
+	// The takeover: the lease, the election's slack and 250ms for the
+	// API calls and the journal. The edit: one reconcile more (woken by
+	// the election: measured 0.01-0.12s; 1s allowed, the test's poll in it).
+	if took, most := elected.Sub(killed), lease+slack+250*time.Millisecond; took > most {
+		t.Errorf("daemon-b took over %.2fs after the leader was killed, want at most %s (lease %s + election slack %s + 250ms)", took.Seconds(), most, lease, slack)
+	}
+	if took, most := applied.Sub(killed), lease+slack+250*time.Millisecond+time.Second; took > most {
+		t.Errorf("the edit was applied %.2fs after the leader was killed, want at most %s (the takeover's bound + one reconcile, 1s)", took.Seconds(), most)
+	}
 	eventually(ctx, t, "daemon-b converged", func() (bool, string) {
 		s := b.status(ctx)
 		return s.Converged && s.Kubernetes != nil && s.Kubernetes.Leading, fmt.Sprintf("%v %q", s.Converged, s.Pending)

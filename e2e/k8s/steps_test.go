@@ -18,7 +18,11 @@ func stepsYAML(image string, replicas int, steps, analysis string) string {
 // TestStepsWalkAndPromoteOnKubernetes: on the real API server, a canary of
 // three steps (10, 25, 50) judged on the real Prometheus's figures walks
 // the route through each weight in order and promotes itself after the
-// last, journaled once; stable then runs the canary's image alone.
+// last, journaled once; stable then runs the canary's image alone. At
+// every step the stable Service's EndpointSlices hold only stable's two
+// app:1 pods, and through the walk and the auto-promotion every change of
+// them is watched: no Ready pod of app:2 is behind the stable Service
+// while the route still sends it traffic.
 func TestStepsWalkAndPromoteOnKubernetes(t *testing.T) {
 	pc := newPromCanary(t, "steps", 0)
 	c, ns := pc.c, pc.ns
@@ -30,15 +34,28 @@ func TestStepsWalkAndPromoteOnKubernetes(t *testing.T) {
 	// the failure limit leaves room for them.
 	k := startDaemon(t, c, ns, manifestYAML("app:1", 2, "0.1", stepsYAML("app:2", 1, steps, "{interval: 1s, failure_limit: 30, auto_promote: true}"), extra), daemonOpts{})
 	c.waitRolledOut(ctx, t, ns, "shop-canary", 1, "app:2")
+	c.waitRolledOut(ctx, t, ns, "shop-stable", 2, "app:1")
+	// Every change of the stable Service's endpoints from here on, until
+	// the promotion's switch gives it no share.
+	eps := watchStableEndpoints(ctx, t, c, ns, "shop-stable", "shop", "app:1")
+	cs := c.clientset(t)
 	pc.scrape(ctx, t, "shop-canary")
 
-	// The route's weights, in the order they were seen, until promoted.
-	var seen []string
+	// The route's weights, in the order they were seen, until promoted;
+	// at each, while stable has a share and until the promotion's switch
+	// took it away, what its endpoints serve.
+	var seen, stableAt []string
+	switched := false
 	start := time.Now()
 	eventually(ctx, t, "promoted by itself", func() (bool, string) {
 		w := c.routeWeights(ctx, t, ns, "shop")
 		if len(seen) == 0 || seen[len(seen)-1] != w {
 			seen = append(seen, w)
+			weights := c.routeWeightsOf(ctx, ns, "shop")
+			switched = switched || weights != nil && weights["shop-stable"] == 0
+			if weights["shop-stable"] > 0 && !switched {
+				stableAt = append(stableAt, fmt.Sprintf("%s: %v", w, c.readyImages(ctx, t, cs, ns, "shop-stable")))
+			}
 		}
 		return len(k.events(journal.EventPromoted)) > 0, strings.Join(seen, " → ")
 	})
@@ -60,6 +77,28 @@ func TestStepsWalkAndPromoteOnKubernetes(t *testing.T) {
 		gone := !c.exists(ctx, t, "/apis/apps/v1/namespaces/"+ns+"/deployments/shop-canary")
 		return w == "shop-stable=100" && gone, fmt.Sprintf("route %s, canary gone %v", w, gone)
 	})
+	changes, violations, epsSwitched := eps.stop()
+	if len(violations) > 0 || !epsSwitched {
+		t.Errorf("stable Service endpoints over %d changes: switched %v, pods of the unpromoted image serving stable traffic before the switch: %q; changes:\n%s",
+			changes, epsSwitched, violations, strings.Join(eps.changesSeen(), "\n"))
+	}
+	// Read at each of the three steps, and at whatever else was seen
+	// while stable had a share: app:1's two pods alone.
+	for _, at := range stableAt {
+		if !strings.HasSuffix(at, ": map[app:1:2]") {
+			t.Errorf("the stable Service's Ready endpoints at route %s, want app:1's two pods alone", at)
+		}
+	}
+	for _, step := range []string{"shop-canary=10 shop-stable=90", "shop-canary=25 shop-stable=75", "shop-canary=50 shop-stable=50"} {
+		read := false
+		for _, at := range stableAt {
+			read = read || strings.HasPrefix(at, step+": ")
+		}
+		if !read {
+			t.Errorf("the stable Service's endpoints were not read at step %s (read at %q)", step, stableAt)
+		}
+	}
+	t.Logf("stable Service's EndpointSlices: %d changes watched through the walk and the promotion; at each step %q; changes:\n%s", changes, stableAt, strings.Join(eps.changesSeen(), "\n"))
 	time.Sleep(k.resync + time.Second)
 	if n := len(k.events(journal.EventPromoted)); n != 1 {
 		t.Errorf("%d promoted events, want 1", n)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/swiftdeploy/swiftdeploy/internal/ctxio"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine"
 )
 
@@ -182,19 +183,7 @@ func (e *timed) FollowLogs(ctx context.Context, id string, since time.Time) (io.
 		cancel()
 		return nil, err
 	}
-	return &cancelOnClose{ReadCloser: rc, cancel: cancel}, nil
-}
-
-// cancelOnClose releases the stream's context when it is closed.
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+	return ctxio.CancelOnClose(rc, cancel), nil
 }
 
 // logsEngine is an engine that reads containers' logs (the real one; the

@@ -8,6 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/swiftdeploy/swiftdeploy/internal/ctxio"
 )
 
 // PodLogOptions select the part of a pod container's log PodLogs reads.
@@ -57,17 +59,5 @@ func (c *Client) PodLogs(ctx context.Context, ns, pod string, o PodLogOptions) (
 		cancel()
 		return nil, wrap(what, err)
 	}
-	return &cancelBody{ReadCloser: rc, cancel: cancel}, nil
-}
-
-// cancelBody releases a request's context with its body.
-type cancelBody struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
+	return ctxio.CancelOnClose(rc, cancel), nil
 }

@@ -49,7 +49,8 @@ type Config struct {
 	// restarted leader takes its lease back at once).
 	Identity string
 	// LeaseDuration: a leader that stops renewing (killed) is replaced
-	// within this (default 15s).
+	// within this and kube.TakeoverSlack of the retry period (default
+	// 15s).
 	LeaseDuration time.Duration
 	// Elect, when set, replaces the client's leader election (tests).
 	Elect func(ctx context.Context, e kube.Election, lead func(context.Context), lost func()) error
