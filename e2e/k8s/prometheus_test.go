@@ -267,8 +267,19 @@ func startFakeCanary(t *testing.T) (*fakeCanary, string) {
 // Kubernetes pod discovery labels the canary's current pods.
 func writeTargets(t *testing.T, targets, host, ns, hash string) {
 	t.Helper()
-	sd, _ := json.Marshal([]map[string]any{{"targets": []string{host}, "labels": map[string]string{
-		"namespace": ns, "io_swiftdeploy_project": "shop", "io_swiftdeploy_track": "canary", "pod_template_hash": hash}}})
+	writeServiceTargets(t, targets, host, ns, hash, "")
+}
+
+// writeServiceTargets is writeTargets for named service service's canary
+// pods (their service label too, which the daemon selects a service's
+// figures by, the primary's excepted); "" leaves the label out.
+func writeServiceTargets(t *testing.T, targets, host, ns, hash, service string) {
+	t.Helper()
+	labels := map[string]string{"namespace": ns, "io_swiftdeploy_project": "shop", "io_swiftdeploy_track": "canary", "pod_template_hash": hash}
+	if service != "" {
+		labels["io_swiftdeploy_service"] = service
+	}
+	sd, _ := json.Marshal([]map[string]any{{"targets": []string{host}, "labels": labels}})
 	if err := os.WriteFile(targets+".tmp", sd, 0o644); err != nil {
 		t.Fatal(err)
 	}
