@@ -516,7 +516,11 @@ func (d *Daemon) rollbackJudged(ctx context.Context, user, key string, judged *j
 	if err := d.transact(ctx, m, t, progress); err != nil {
 		return err
 	}
-	progress(keyLabel(key) + "Rolled back: all traffic on stable")
+	if abortReasons != nil {
+		progress(keyLabel(key) + "Aborted: all traffic on stable")
+	} else {
+		progress(keyLabel(key) + "Rolled back: all traffic on stable")
+	}
 	return nil
 }
 

@@ -215,7 +215,7 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 			plan.Waiting = append(plan.Waiting, fmt.Sprintf("delete Service %s once HTTPRoute %s no longer sends it traffic", name, r))
 			continue
 		}
-		dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.Services, Namespace: desired.Namespace, Name: name}, Why: "not in the manifest"})
+		dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.Services, Namespace: desired.Namespace, Name: name}, Why: "not desired (gone from the manifest, or a canary promoted or dropped)"})
 	}
 	for name, dep := range obs.Deployments {
 		if want["Deployment/"+name] {
@@ -225,7 +225,7 @@ func Compute(desired Desired, obs Observed) (Plan, error) {
 			plan.Waiting = append(plan.Waiting, fmt.Sprintf("delete Deployment %s once HTTPRoute %s no longer sends it traffic", name, r))
 			continue
 		}
-		dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.Deployments, Namespace: desired.Namespace, Name: name}, Why: "not in the manifest"})
+		dels = append(dels, Op{Kind: OpDelete, Ref: kube.Ref{Resource: kube.Deployments, Namespace: desired.Namespace, Name: name}, Why: "not desired (gone from the manifest, or a canary promoted or dropped)"})
 	}
 	for name := range obs.StatefulSets {
 		// An accessory taken out of the manifest: its claims stay (only
