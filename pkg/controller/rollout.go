@@ -343,11 +343,17 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 			// ran. The route, checked against m, says nothing of it: an
 			// edit of another service's image meanwhile must not drop it.
 			verdict = v
-		} else if t.Revision != "" && sv.Revision == t.Revision {
-			// t's revision (made from the manifest of then) serving means
-			// it took effect, even if m, edited since, renders another
-			// one under t's decision.
-			verdict = targets.ServesYes
+		} else if t.Revision != "" && sv.Revision != "" {
+			// The revision nginx serves (Docker) decides alone: t's
+			// serving means it took effect even if m renders another
+			// one under t's decision; another one serving means it did
+			// not, even if m, edited since, renders that very one under
+			// t's decision (a step whose weight an edit of the steps
+			// gave to another step).
+			verdict = targets.ServesNo
+			if sv.Revision == t.Revision {
+				verdict = targets.ServesYes
+			}
 		}
 	}
 	took := verdict == targets.ServesYes
