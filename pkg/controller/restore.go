@@ -169,13 +169,9 @@ func (d *Daemon) restoredRuns(ctx context.Context, m *manifest.Manifest, t *Tran
 	if t.Kind != kindRestore || r == nil || !ok {
 		return targets.ServesYes, false
 	}
-	project := t.Project
-	if project == "" {
-		project = m.Project
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoredLookTimeout)
 	defer cancel()
-	runs, err := wr.WorkloadRuns(ctx, project, r.Service, r.Image)
+	runs, err := wr.WorkloadRuns(ctx, m, r.Service, r.Image)
 	switch {
 	case err != nil:
 		d.log.Warn("cannot tell whether the rolled back service runs its release", zap.String("service", r.Service), zap.Error(err))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/engine/fake"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
 )
@@ -76,7 +77,7 @@ type ctxReader struct {
 	image string
 }
 
-func (c ctxReader) WorkloadRuns(ctx context.Context, _, _, image string) (bool, error) {
+func (c ctxReader) WorkloadRuns(ctx context.Context, _ *manifest.Manifest, _, image string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}

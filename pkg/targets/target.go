@@ -195,13 +195,13 @@ func (r Removal) String() string { return fmt.Sprintf("%-14s %s", r.Op, r.Target
 // container (their names carry the spec hash), a worker's and an
 // accessory's too.
 type WorkloadReader interface {
-	// WorkloadRuns reports whether project's service's own workload has
-	// rolled out image (every replica at a template naming it). It is
+	// WorkloadRuns reports whether service's own workload in m's project
+	// has rolled out image (every replica at a template naming it). It is
 	// read by the workload's object name, as a Deployment or a
-	// StatefulSet, whichever exists: whatever the manifest says of the
-	// service now (removed, renamed away, another kind), what runs in the
-	// cluster is what the rollback did.
-	WorkloadRuns(ctx context.Context, project, service, image string) (bool, error)
+	// StatefulSet, whichever exists: whatever m says of the service now
+	// (removed, renamed away, another kind), what runs in the cluster is
+	// what the rollback did.
+	WorkloadRuns(ctx context.Context, m *manifest.Manifest, service, image string) (bool, error)
 }
 
 // LogReader is a target that reads its replicas' logs (swiftctl logs).
