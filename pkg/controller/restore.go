@@ -14,8 +14,10 @@ package controller
 // changes that service's image only (stack.Options.ServiceImages). Nginx's
 // revision covers every stable container's name (its status block), so a
 // worker's or accessory's new containers are in Docker's commit predicate
-// too; a Kubernetes route never sends traffic to them, so such a rollback
-// also waits for the service to serve the image (restoredServes).
+// too; a Kubernetes route never sends traffic to them, so there such a
+// rollback also waits for the service's own workload to roll out the
+// image, and an interrupted one is settled from that workload alone
+// (restoredRuns).
 
 import (
 	"context"
@@ -23,6 +25,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -147,28 +151,40 @@ func (d *Daemon) rollbackTo(ctx context.Context, user, service, to string, progr
 	return nil
 }
 
-// restoredServes is what a rollback of a service other than the
-// primary (t.ServiceRestored) adds to the route's commit predicate: that
-// service serves the restored image (Target.ServingOf). On Docker nginx's
-// revision names every stable container, a worker's and an accessory's
-// too, so this adds nothing there; on Kubernetes no route sends traffic
-// to a worker's Deployment or an accessory's StatefulSet, and without it
-// the route alone would commit the rollback before the workload rolled
-// out. Yes for every other transition.
-func (d *Daemon) restoredServes(ctx context.Context, m *manifest.Manifest, t *Transition) targets.Verdict {
+// restoredRuns is the commit predicate of a rollback of a service other
+// than the primary (t.ServiceRestored) on a target whose route does not
+// cover that service's workload (targets.WorkloadReader: Kubernetes): the
+// workload, read by its name, has rolled out the restored image. own is
+// false, and the verdict yes, for every other transition, and on Docker,
+// where nginx's revision names every stable container (their names carry
+// the spec hash), a worker's and an accessory's too: the route's
+// predicate covers the service there, and nothing more is looked at.
+//
+// The look is detached from ctx, and bounded: a client that hung up
+// must not leave a rollback that took effect uncommitted (an unknown
+// verdict) until its apply has drained what no longer serves.
+func (d *Daemon) restoredRuns(ctx context.Context, m *manifest.Manifest, t *Transition) (v targets.Verdict, own bool) {
 	r := t.ServiceRestored
-	if t.Kind != kindRestore || r == nil {
-		return targets.ServesYes
+	wr, ok := d.target.(targets.WorkloadReader)
+	if t.Kind != kindRestore || r == nil || !ok {
+		return targets.ServesYes, false
 	}
-	sv, err := d.target.ServingOf(ctx, m, r.Service)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoredLookTimeout)
+	defer cancel()
+	runs, err := wr.WorkloadRuns(ctx, m, r.Service, r.Image)
 	switch {
 	case err != nil:
-		return targets.ServesUnknown
-	case sv.StableImage != r.Image:
-		return targets.ServesNo
+		d.log.Warn("cannot tell whether the rolled back service runs its release", zap.String("service", r.Service), zap.Error(err))
+		return targets.ServesUnknown, true
+	case !runs:
+		return targets.ServesNo, true
 	}
-	return targets.ServesYes
+	return targets.ServesYes, true
 }
+
+// restoredLookTimeout bounds restoredRuns' look at the cluster (its
+// informers' cache, or the API while they list).
+const restoredLookTimeout = 30 * time.Second
 
 // bothServe is the verdict of two predicates that must both hold: no
 // when either says no, unknown when either cannot tell.

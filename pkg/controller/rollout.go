@@ -93,10 +93,10 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	committed := false
 	served := func() {
-		if d.restoredServes(ctx, m, t) != targets.ServesYes {
-			// A route that serves t's revision says nothing of a worker
-			// or an accessory: committed once it serves the image (below,
-			// or when the pending transition is settled).
+		if v, own := d.restoredRuns(ctx, m, t); own && v != targets.ServesYes {
+			// A Kubernetes route that serves t's revision says nothing of
+			// a worker or an accessory: committed once its workload runs
+			// the image (below, or when the pending transition is settled).
 			return
 		}
 		// t was made by this call: nothing can have journaled it yet.
@@ -119,7 +119,9 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	end()
 	if oerr == nil {
 		d.noteServing(after)
-		verdict = bothServe(verdict, d.restoredServes(context.WithoutCancel(ctx), m, t))
+		if v, own := d.restoredRuns(ctx, m, t); own {
+			verdict = bothServe(verdict, v)
+		}
 	}
 	// A successful apply already saw the route serve t's revision: it
 	// took effect even if this second look fails on a busy host.
@@ -333,14 +335,26 @@ func (d *Daemon) resolvePending(ctx context.Context, m *manifest.Manifest) error
 	}
 	verdict, sv, err := d.target.Serves(ctx, ch)
 	if err == nil {
-		// What serves decides, not what m asks for: t's revision (made
-		// from the manifest of then) serving means it took effect, even
-		// if m, edited since, renders another one under t's decision. A
-		// restored release of a service must also run in that service.
-		if t.Revision != "" && sv.Revision == t.Revision {
-			verdict = targets.ServesYes
+		// What serves decides, not what m asks for: m may have been
+		// edited since t was made from the manifest of then.
+		if v, own := d.restoredRuns(ctx, m, t); own {
+			// A rollback of one service's workload, which no route
+			// covers (Kubernetes): that workload alone says whether it
+			// ran. The route, checked against m, says nothing of it: an
+			// edit of another service's image meanwhile must not drop it.
+			verdict = v
+		} else if t.Revision != "" && sv.Revision != "" {
+			// The revision nginx serves (Docker) decides alone: t's
+			// serving means it took effect even if m renders another
+			// one under t's decision; another one serving means it did
+			// not, even if m, edited since, renders that very one under
+			// t's decision (a step whose weight an edit of the steps
+			// gave to another step).
+			verdict = targets.ServesNo
+			if sv.Revision == t.Revision {
+				verdict = targets.ServesYes
+			}
 		}
-		verdict = bothServe(verdict, d.restoredServes(ctx, m, t))
 	}
 	took := verdict == targets.ServesYes
 	switch {

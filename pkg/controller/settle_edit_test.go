@@ -298,3 +298,50 @@ func TestAStepAcrossAPrimaryChangeMovesTheCanaryJudged(t *testing.T) {
 		t.Errorf("weights %v, want api 60 (its step), aaa 30 (untouched)", w)
 	}
 }
+
+// A daemon dies in a step's transaction (steps 10, 20, 50; the canary at
+// 10%, the step to 20% written ahead) before nginx loaded it; while it is
+// down the steps are edited to 5, 10, 50. Under the edited steps the
+// pending step (the second) renders 10%, what nginx still serves: the
+// route check on the manifest read now would say it took effect. The
+// revision nginx serves is not the one the step made, so it did not: it
+// is dropped (transition_aborted once), never journaled as a step to 20%
+// that served no request.
+func TestSettlingAStepThatNeverServedAfterAStepsEdit(t *testing.T) {
+	canary := func(steps string) string {
+		return "  canary:\n    image: app:2\n    steps: [" + steps + "]\n    analysis: {interval: 1s, failure_limit: 2, auto_promote: false}"
+	}
+	h := newHarness(t, fakeManifest("app:1", 2, canary("{weight: 10, pause: 2s}, {weight: 20, pause: 2s}, {weight: 50, pause: 2s}")))
+	h.mustConverge()
+	h.analyze(time.Now())
+	if w := h.weight(); w != 10 {
+		t.Fatalf("first step serves %d%%, want 10", w)
+	}
+	thaw := h.freezeAt("before", reconciler.OpReloadNginx, func() error {
+		return h.d.advance(context.Background(), "alice", "", 1, func(string) {})
+	})
+	pending := h.state().Pending
+	if pending == nil || pending.Kind != kindStep || pending.Step == nil || pending.Step.Weight != 20 {
+		t.Fatalf("pending %+v, want the step to 20%% written ahead", pending)
+	}
+	// The crash; the steps edited while the daemon is down.
+	h.d.jr.Close()
+	h.write(fakeManifest("app:1", 2, canary("{weight: 5, pause: 2s}, {weight: 10, pause: 2s}, {weight: 50, pause: 2s}")))
+	h.d = h.newDaemon()
+	h.mustConverge()
+
+	recs := readEvents(t, h)
+	var mine []journal.Record
+	for _, r := range recs {
+		if r.Details["txn"] == pending.ID {
+			mine = append(mine, r)
+		}
+	}
+	if len(mine) != 1 || mine[0].Event != journal.EventTransitionAborted {
+		t.Fatalf("records of the step %s: %v, want one transition_aborted; events %v", pending.ID, names(mine), names(recs))
+	}
+	if st := h.state(); st.Pending != nil || st.Rollout == nil || st.Rollout.Step != 0 {
+		t.Fatalf("state after the restart: pending %+v rollout %+v, want the rollout at its first step", st.Pending, st.Rollout)
+	}
+	_ = thaw() // the crashed daemon's end; nothing of it is checked
+}

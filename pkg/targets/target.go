@@ -188,6 +188,26 @@ type Removal struct {
 
 func (r Removal) String() string { return fmt.Sprintf("%-14s %s", r.Op, r.Target) }
 
+// WorkloadReader is a target whose commit predicate (Serves) does not
+// cover every service's workload: Kubernetes, whose route sends no
+// traffic to a worker's Deployment or an accessory's StatefulSet, and
+// which cannot name the revision that serves (Serving.Revision), so that
+// a settled transition's route is checked against the manifest read now.
+// A change to one service's workload alone (a rollback of a service
+// other than the primary to an earlier release) commits on WorkloadRuns
+// instead. Docker is not one: nginx's loaded revision names every stable
+// container (their names carry the spec hash), a worker's and an
+// accessory's too.
+type WorkloadReader interface {
+	// WorkloadRuns reports whether service's own workload in m's project
+	// has rolled out image (every replica at a template naming it). It is
+	// read by the workload's object name, as a Deployment or a
+	// StatefulSet, whichever exists: whatever m says of the service now
+	// (removed, renamed away, another kind), what runs in the cluster is
+	// what the rollback did.
+	WorkloadRuns(ctx context.Context, m *manifest.Manifest, service, image string) (bool, error)
+}
+
 // LogReader is a target that reads its replicas' logs (swiftctl logs).
 // pkg/logs decides which replicas to open, from when, and how to merge
 // and follow them: a target only lists a service's replicas and opens

@@ -167,7 +167,8 @@ func rolledStatefulSet(want *appsv1.StatefulSet, obs kubetarget.Observed) string
 // revision: StatefulSetRolledOut), nothing while a rollout is under way
 // or the workload is missing. No route sends traffic to it, so the
 // route's commit predicate (kubetarget.Serves) never looks at it: a
-// rollback of such a service to an earlier release commits on this.
+// rollback of such a service to an earlier release commits on
+// WorkloadRuns (workload.go).
 func servingUnrouted(m *manifest.Manifest, spec *manifest.Services, service string, obs kubetarget.Observed) targets.Serving {
 	name := k8srender.WorkloadName(m.Project, service)
 	image := ""

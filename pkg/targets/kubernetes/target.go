@@ -400,16 +400,16 @@ func (t *Target) Accept(m *manifest.Manifest) error { return kubetarget.Accept(m
 // Deployments ("" or the primary: Serving), its CanaryRevision naming the
 // service's canary Deployment (for the record: Judge is told the
 // service); of a worker or an accessory, which no route sends traffic to,
-// what its Deployment or StatefulSet runs (servingUnrouted): what a
-// rollback of that service to an earlier release commits on.
+// what its Deployment or StatefulSet runs (servingUnrouted). A rollback of
+// such a service commits on WorkloadRuns, which reads the workload by its
+// name whatever the manifest says of the service now.
 func (t *Target) ServingOf(ctx context.Context, m *manifest.Manifest, service string) (targets.Serving, error) {
 	if p, _ := m.Primary(); service == "" || service == p {
 		return t.Serving(ctx, m)
 	}
 	svc := m.Named[service]
 	if svc == nil {
-		// Not in the manifest (any more): nothing of it serves, so a
-		// rollback of it left pending is settled as not taken effect.
+		// Not in the manifest (any more): no route or canary of it.
 		return targets.Serving{}, nil
 	}
 	obs, err := t.observe(ctx, m)
