@@ -55,7 +55,7 @@ func (h *harness) oneWorker(image string) fake.ContainerInfo {
 // roll: its container removed, the old one (same ID) still running, the
 // failure journaled once (deploy_failed naming the judge and the
 // reasons, with the policy's decision) and shown in status; a resync
-// does not start it again while the manifest is the same.
+// leaves the worker as it runs while the manifest is the same.
 func TestWorkerJudgedOnItsMetricsRolledBack(t *testing.T) {
 	h := newHarness(t, workerManifest("app:1"))
 	if err := h.deploy(); err != nil {
@@ -96,10 +96,15 @@ func TestWorkerJudgedOnItsMetricsRolledBack(t *testing.T) {
 		t.Errorf("status denial %+v, want canary_safety's reasons", st.Denial)
 	}
 
-	// The resync: the manifest is the same, the judgement stands.
+	// The resync: the manifest is the same, the judgement stands: the
+	// worker is left as it runs (the rest of the stack converges), and
+	// status still shows the rejection.
 	created := count(ev, journal.EventContainerCreated)
-	if err := h.reconcile(); err == nil {
-		t.Fatalf("resync after a failed judgement succeeded")
+	if err := h.reconcile(); err != nil {
+		t.Fatalf("resync after a failed judgement: %v, want the worker left as it runs", err)
+	}
+	if st := h.status(); st.Denial == nil || st.Denial.Policy != policy.CanarySafety {
+		t.Errorf("status after the resync lost the rejection: %+v", st.Denial)
 	}
 	ev = h.events()
 	if n := count(ev, journal.EventContainerCreated); n != created {

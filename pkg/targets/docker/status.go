@@ -42,7 +42,7 @@ func (t *Target) Report(ctx context.Context, m *manifest.Manifest, _ targets.Dec
 	}
 	s.TLS = t.TLS(served)
 	if !s.Down {
-		plan := reconciler.Compute(desired, obs)
+		plan := reconciler.Compute(t.Rec.Unrejected(desired, obs), obs)
 		s.Pending = plan.Lines()
 		s.Converged = plan.Empty() && s.LastReconcile != nil && s.LastReconcile.Error == ""
 	}

@@ -139,6 +139,9 @@ func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s targets.Dec
 		t.Reached(err)
 		return nil, err
 	}
+	// A worker revision judged failing stays as it runs: the rest of
+	// the stack still converges (a canary's rollback among it).
+	desired = t.Rec.Unrejected(desired, obs)
 	end = trace.Begin(ctx, "plan", "")
 	plan := reconciler.Compute(desired, obs)
 	end(fmt.Sprintf("%d ops", len(plan.Ops)))
