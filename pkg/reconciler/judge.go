@@ -207,6 +207,11 @@ func (r *Reconciler) stillRejected(d Desired, plan Plan) error {
 	return nil
 }
 
+// Its engine calls (the listing each round, the undo's removals) are
+// bounded one by one as every reconciler call is: the daemon's Engine
+// carries a deadline per call (controller.Timeouts.Call); the scrapes are
+// bounded by the interval, the whole by ctx.
+
 // scrapeWindow scrapes names every j.Interval until j.Window has passed
 // (at least two scrapes: a rate needs two), and returns their figures over
 // it with the containers' IDs. A container that stopped, or whose last

@@ -68,3 +68,19 @@ func TestScrapeWindowNeedsEveryReplicasFigures(t *testing.T) {
 		return
 	}
 }
+
+// TestScrapeWindowEndsWithItsContext: a judgement under way ends at once
+// when its context does (a stopping daemon), not at the window's end.
+func TestScrapeWindowEndsWithItsContext(t *testing.T) {
+	cs := []engine.Container{{ID: "a", Name: "w-1", State: "running", IP: "10.0.0.1"}}
+	r := &Reconciler{Engine: listing{cs: cs}, Fetch: func(context.Context, string) (metrics.Scrape, error) {
+		return metrics.Scrape{Time: time.Now()}, nil
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	began := time.Now()
+	_, _, err := r.scrapeWindow(ctx, stack.Stack{}, stack.Judge{Interval: 10 * time.Millisecond, Window: time.Minute}, []string{"w-1"})
+	if !errors.Is(err, context.Canceled) || time.Since(began) > 5*time.Second {
+		t.Fatalf("scrapeWindow returned %v after %s, want context.Canceled at once", err, time.Since(began))
+	}
+}
