@@ -83,3 +83,17 @@ func (d *Daemon) workerStillRejected(m *manifest.Manifest) bool {
 	d.noteWorkerRejected(wrs...)
 	return true
 }
+
+// standingRejection is the failure of a deploy of m while a worker
+// revision of it stands rejected: the plans left that worker as it runs,
+// so what the deploy asked for is not what runs.
+func (d *Daemon) standingRejection(m *manifest.Manifest) error {
+	if d.rec == nil || m == nil {
+		return nil
+	}
+	var errs []error
+	for _, wr := range d.rec.Rejected(m.Hash()) {
+		errs = append(errs, fmt.Errorf("judge-worker %s: %w", wr.Service, wr))
+	}
+	return errors.Join(errs...)
+}

@@ -106,6 +106,11 @@ func TestWorkerJudgedOnItsMetricsRolledBack(t *testing.T) {
 	if st := h.status(); st.Denial == nil || st.Denial.Policy != policy.CanarySafety {
 		t.Errorf("status after the resync lost the rejection: %+v", st.Denial)
 	}
+	// A deploy of it again fails with the standing rejection (journaled
+	// once already), though the rest of the stack converges.
+	if err := h.deploy(); err == nil || !strings.Contains(err.Error(), "judge-worker jobs") || !strings.Contains(err.Error(), "Error rate exceeds") {
+		t.Errorf("deploy of the rejected manifest again: %v, want its standing rejection", err)
+	}
 	ev = h.events()
 	if n := count(ev, journal.EventContainerCreated); n != created {
 		t.Errorf("resync started the rejected worker again (%d container_created, was %d)", n, created)
