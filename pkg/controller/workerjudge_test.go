@@ -100,6 +100,7 @@ func TestWorkerJudgedOnItsMetricsRolledBack(t *testing.T) {
 	// worker is left as it runs (the rest of the stack converges), and
 	// status still shows the rejection.
 	created := count(ev, journal.EventContainerCreated)
+	reloads := count(ev, journal.EventNginxReloaded)
 	if err := h.reconcile(); err != nil {
 		t.Fatalf("resync after a failed judgement: %v, want the worker left as it runs", err)
 	}
@@ -112,6 +113,12 @@ func TestWorkerJudgedOnItsMetricsRolledBack(t *testing.T) {
 		t.Errorf("deploy of the rejected manifest again: %v, want its standing rejection", err)
 	}
 	ev = h.events()
+	// nginx's configuration lists every stable container: rendered
+	// from the stack that leaves the worker as it runs, it is the one
+	// nginx serves already (no reload naming the rejected container).
+	if n := count(ev, journal.EventNginxReloaded); n != reloads {
+		t.Errorf("resync reloaded nginx (%d nginx_reloaded, was %d): its configuration names the rejected worker", n, reloads)
+	}
 	if n := count(ev, journal.EventContainerCreated); n != created {
 		t.Errorf("resync started the rejected worker again (%d container_created, was %d)", n, created)
 	}

@@ -105,9 +105,12 @@ func rejectKey(spec, container string) string { return spec + "\x00" + container
 // service's canary promoted, rolled back or aborted) goes through. Without
 // an applied stack to take the old revision from, d is unchanged and
 // stillRejected refuses the plan instead.
-func (r *Reconciler) Unrejected(d Desired, obs Observed) Desired {
+// The bool says whether a worker was left so: d's nginx configuration,
+// which lists every stable container, is then to be rendered again from
+// the stack returned.
+func (r *Reconciler) Unrejected(d Desired, obs Observed) (Desired, bool) {
 	if obs.Applied == nil || obs.Applied.Stack == nil {
-		return d
+		return d, false
 	}
 	pinned := map[string][]stack.App{}
 	for _, svc := range d.Stack.Services {
@@ -121,7 +124,7 @@ func (r *Reconciler) Unrejected(d Desired, obs Observed) Desired {
 		pinned[svc.Name] = old.Stable
 	}
 	if len(pinned) == 0 {
-		return d
+		return d, false
 	}
 	st := d.Stack
 	st.Services = append([]stack.Service(nil), st.Services...)
@@ -144,7 +147,7 @@ func (r *Reconciler) Unrejected(d Desired, obs Observed) Desired {
 		st.Stable = append(st.Stable, a)
 	}
 	d.Stack = st
-	return d
+	return d, true
 }
 
 // rejectedOf is the standing rejection of svc's revision under spec.
