@@ -116,6 +116,12 @@ func (d *Daemon) reconcileOnce(ctx context.Context) (err error) {
 	if err != nil || m == nil || len(waiters) == 0 {
 		return err
 	}
+	// A deploy of a manifest whose worker revision stands rejected fails
+	// with the rejection: the rest converged, but not what it asked for
+	// (journaled once already, when judged).
+	if err := d.standingRejection(m); err != nil {
+		return err
+	}
 	// A deploy waits for what it asked for to roll out.
 	if err := d.awaitRollout(ctx, m, progress); err != nil {
 		return err
@@ -245,7 +251,9 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		// noteRollout's to keep or lift: clearing it here would blank
 		// status for a moment on every resync.
 		d.clearDenialExcept(policyRegistry)
-		d.manifestTookEffect(ctx, m, user)
+		if !d.workerStillRejected(m) {
+			d.manifestTookEffect(ctx, m, user)
+		}
 		if ch.Gated() && len(lines) > 0 && d.rollout == nil {
 			d.rollout = &rolloutWatch{started: start}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/metrics"
 	"github.com/swiftdeploy/swiftdeploy/pkg/policy"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
@@ -52,15 +53,47 @@ func workerRejected(err error) *reconciler.WorkerRejectedError {
 	return nil
 }
 
-// noteWorkerRejected shows a worker's failed judgement in status, as a
-// canary-safety denial, until a reconcile succeeds (clearDenial).
-func (d *Daemon) noteWorkerRejected(wr *reconciler.WorkerRejectedError) {
-	reasons := make([]string, 0, len(wr.Reasons))
-	for _, r := range wr.Reasons {
-		reasons = append(reasons, fmt.Sprintf("worker %s (%s): %s", wr.Service, wr.Image, r))
+// noteWorkerRejected shows workers' failed judgements in status, as a
+// canary-safety denial, while they stand (workerStillRejected).
+func (d *Daemon) noteWorkerRejected(wrs ...*reconciler.WorkerRejectedError) {
+	var reasons []string
+	for _, wr := range wrs {
+		for _, r := range wr.Reasons {
+			reasons = append(reasons, fmt.Sprintf("worker %s (%s): %s", wr.Service, wr.Image, r))
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.denial = &api.Decision{Policy: policy.CanarySafety, Reasons: reasons,
-		Input: map[string]any{"service": wr.Service, "image": wr.Image}}
+		Input: map[string]any{"service": wrs[0].Service, "image": wrs[0].Image}}
+}
+
+// workerStillRejected: a worker revision of m stands rejected. Its plans
+// leave that worker as it runs (reconciler.Unrejected) and succeed, but m
+// has not taken effect: status keeps showing the rejection, and the
+// caller journals nothing of m taking effect.
+func (d *Daemon) workerStillRejected(m *manifest.Manifest) bool {
+	if d.rec == nil || m == nil {
+		return false
+	}
+	wrs := d.rec.Rejected(m.Hash())
+	if len(wrs) == 0 {
+		return false
+	}
+	d.noteWorkerRejected(wrs...)
+	return true
+}
+
+// standingRejection is the failure of a deploy of m while a worker
+// revision of it stands rejected: the plans left that worker as it runs,
+// so what the deploy asked for is not what runs.
+func (d *Daemon) standingRejection(m *manifest.Manifest) error {
+	if d.rec == nil || m == nil {
+		return nil
+	}
+	var errs []error
+	for _, wr := range d.rec.Rejected(m.Hash()) {
+		errs = append(errs, fmt.Errorf("judge-worker %s: %w", wr.Service, wr))
+	}
+	return errors.Join(errs...)
 }

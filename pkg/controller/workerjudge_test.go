@@ -55,7 +55,7 @@ func (h *harness) oneWorker(image string) fake.ContainerInfo {
 // roll: its container removed, the old one (same ID) still running, the
 // failure journaled once (deploy_failed naming the judge and the
 // reasons, with the policy's decision) and shown in status; a resync
-// does not start it again while the manifest is the same.
+// leaves the worker as it runs while the manifest is the same.
 func TestWorkerJudgedOnItsMetricsRolledBack(t *testing.T) {
 	h := newHarness(t, workerManifest("app:1"))
 	if err := h.deploy(); err != nil {
@@ -96,12 +96,29 @@ func TestWorkerJudgedOnItsMetricsRolledBack(t *testing.T) {
 		t.Errorf("status denial %+v, want canary_safety's reasons", st.Denial)
 	}
 
-	// The resync: the manifest is the same, the judgement stands.
+	// The resync: the manifest is the same, the judgement stands: the
+	// worker is left as it runs (the rest of the stack converges), and
+	// status still shows the rejection.
 	created := count(ev, journal.EventContainerCreated)
-	if err := h.reconcile(); err == nil {
-		t.Fatalf("resync after a failed judgement succeeded")
+	reloads := count(ev, journal.EventNginxReloaded)
+	if err := h.reconcile(); err != nil {
+		t.Fatalf("resync after a failed judgement: %v, want the worker left as it runs", err)
+	}
+	if st := h.status(); st.Denial == nil || st.Denial.Policy != policy.CanarySafety {
+		t.Errorf("status after the resync lost the rejection: %+v", st.Denial)
+	}
+	// A deploy of it again fails with the standing rejection (journaled
+	// once already), though the rest of the stack converges.
+	if err := h.deploy(); err == nil || !strings.Contains(err.Error(), "judge-worker jobs") || !strings.Contains(err.Error(), "Error rate exceeds") {
+		t.Errorf("deploy of the rejected manifest again: %v, want its standing rejection", err)
 	}
 	ev = h.events()
+	// nginx's configuration lists every stable container: rendered
+	// from the stack that leaves the worker as it runs, it is the one
+	// nginx serves already (no reload naming the rejected container).
+	if n := count(ev, journal.EventNginxReloaded); n != reloads {
+		t.Errorf("resync reloaded nginx (%d nginx_reloaded, was %d): its configuration names the rejected worker", n, reloads)
+	}
 	if n := count(ev, journal.EventContainerCreated); n != created {
 		t.Errorf("resync started the rejected worker again (%d container_created, was %d)", n, created)
 	}

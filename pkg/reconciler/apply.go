@@ -72,7 +72,7 @@ func (r *Reconciler) ApplyServed(ctx context.Context, d Desired, plan Plan, gate
 		if plan.Partial {
 			return nil
 		}
-		return r.writeApplied(ctx, AppliedFor(d))
+		return r.appliedDone(ctx, d)
 	}
 	for i := 0; i < len(plan.Ops); {
 		if err := ctx.Err(); err != nil {
@@ -100,7 +100,17 @@ func (r *Reconciler) ApplyServed(ctx context.Context, d Desired, plan Plan, gate
 	if plan.Partial {
 		return nil
 	}
-	return r.writeApplied(ctx, AppliedFor(d))
+	return r.appliedDone(ctx, d)
+}
+
+// appliedDone records d as applied, and lifts the worker rejections of other
+// manifests (forgetRejected).
+func (r *Reconciler) appliedDone(ctx context.Context, d Desired) error {
+	if err := r.writeApplied(ctx, AppliedFor(d)); err != nil {
+		return err
+	}
+	r.forgetRejected(d.Spec)
+	return nil
 }
 
 func hasKind(p Plan, k OpKind) bool {

@@ -98,6 +98,99 @@ func (r *Reconciler) judgeWorker(ctx context.Context, d Desired, op Op, say func
 // makes any edit of it a new chance.
 func rejectKey(spec, container string) string { return spec + "\x00" + container }
 
+// Unrejected is d with every worker whose revision stands rejected under
+// d's manifest left as it runs: that service's containers are the applied
+// record's (its last good revision), so a plan neither starts, judges nor
+// removes anything of it while the rest of the stack (a resync, another
+// service's canary promoted, rolled back or aborted) goes through. Without
+// an applied stack to take the old revision from, d is unchanged and
+// stillRejected refuses the plan instead.
+// The bool says whether a worker was left so: d's nginx configuration,
+// which lists every stable container, is then to be rendered again from
+// the stack returned.
+func (r *Reconciler) Unrejected(d Desired, obs Observed) (Desired, bool) {
+	if obs.Applied == nil || obs.Applied.Stack == nil {
+		return d, false
+	}
+	pinned := map[string][]stack.App{}
+	for _, svc := range d.Stack.Services {
+		if svc.Judge == nil || r.rejectedOf(d.Spec, svc) == nil {
+			continue
+		}
+		old := obs.Applied.Stack.Service(svc.Name)
+		if old == nil || len(old.Stable) == 0 {
+			continue
+		}
+		pinned[svc.Name] = old.Stable
+	}
+	if len(pinned) == 0 {
+		return d, false
+	}
+	st := d.Stack
+	st.Services = append([]stack.Service(nil), st.Services...)
+	st.Stable = nil
+	for i, svc := range st.Services {
+		if apps, ok := pinned[svc.Name]; ok {
+			st.Services[i].Stable = append([]stack.App(nil), apps...)
+		}
+	}
+	// Stable holds every service's containers in the services' order.
+	done := map[string]bool{}
+	for _, a := range d.Stack.Stable {
+		if apps, ok := pinned[a.Service]; ok {
+			if !done[a.Service] {
+				st.Stable = append(st.Stable, apps...)
+				done[a.Service] = true
+			}
+			continue
+		}
+		st.Stable = append(st.Stable, a)
+	}
+	d.Stack = st
+	return d, true
+}
+
+// rejectedOf is the standing rejection of svc's revision under spec.
+func (r *Reconciler) rejectedOf(spec string, svc stack.Service) *WorkerRejectedError {
+	r.judgeMu.Lock()
+	defer r.judgeMu.Unlock()
+	for _, a := range svc.Stable {
+		if rej := r.rejected[rejectKey(spec, a.Name)]; rej != nil {
+			return rej
+		}
+	}
+	return nil
+}
+
+// Rejected is the worker revisions that stand rejected under the manifest
+// whose hash is spec, one per service, in service order.
+func (r *Reconciler) Rejected(spec string) []*WorkerRejectedError {
+	r.judgeMu.Lock()
+	defer r.judgeMu.Unlock()
+	var out []*WorkerRejectedError
+	for k, v := range r.rejected {
+		if strings.HasPrefix(k, spec+"\x00") && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b *WorkerRejectedError) int { return strings.Compare(a.Service, b.Service) })
+	return out
+}
+
+// forgetRejected lifts the rejections made under another manifest than
+// spec once a plan of spec has been applied: what runs is no longer what
+// they refused, and asking for the revision again (the same manifest's
+// bytes included) judges it again.
+func (r *Reconciler) forgetRejected(spec string) {
+	r.judgeMu.Lock()
+	defer r.judgeMu.Unlock()
+	for k := range r.rejected {
+		if !strings.HasPrefix(k, spec+"\x00") {
+			delete(r.rejected, k)
+		}
+	}
+}
+
 // stillRejected refuses a plan that would judge a worker revision again
 // that was judged failing under the same manifest, as the same failed
 // operation (so a retry is the same failure, journaled once).
@@ -116,6 +209,11 @@ func (r *Reconciler) stillRejected(d Desired, plan Plan) error {
 	}
 	return nil
 }
+
+// Its engine calls (the listing each round, the undo's removals) are
+// bounded one by one as every reconciler call is: the daemon's Engine
+// carries a deadline per call (controller.Timeouts.Call); the scrapes are
+// bounded by the interval, the whole by ctx.
 
 // scrapeWindow scrapes names every j.Interval until j.Window has passed
 // (at least two scrapes: a rate needs two), and returns their figures over
@@ -180,6 +278,13 @@ func (r *Reconciler) scrapeWindow(ctx context.Context, desired stack.Stack, j st
 		}
 	}
 	st := w.Stats(time.Now(), j.MinRequests)
+	if len(failing) == 0 && st.Targets < len(names) {
+		// Every last scrape answered, yet a replica has no rate over the
+		// window (one good scrape after failing ones): the figures are
+		// the others', and a replica without figures is not a good one.
+		st.Outcome, st.Reason = metrics.MissingData, fmt.Sprintf("no figures from the new container(s): figures over the window from %d of %d", st.Targets, len(names))
+		return st, ids, nil
+	}
 	if len(failing) > 0 {
 		var why []string
 		for _, n := range names {

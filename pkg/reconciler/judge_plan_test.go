@@ -12,14 +12,20 @@ import (
 // judgedStack is web and a worker with metrics of its own.
 func judgedStack(t *testing.T, worker string, replicas int) stack.Stack {
 	t.Helper()
+	return mixedStack(t, "web:1", worker, replicas)
+}
+
+// mixedStack is judgedStack with web running web.
+func mixedStack(t *testing.T, web, worker string, replicas int) stack.Stack {
+	t.Helper()
 	m, err := manifest.Parse([]byte(fmt.Sprintf(`
 project: shop
 services:
-  web: {image: "web:1", port: 3000}
+  web: {image: %q, port: 3000}
   worker: {image: %q, replicas: %d, metrics: {port: 9100}}
 nginx: {image: "nginx:latest", port: 8080}
 network: {name: shop-net}
-`, worker, replicas)), "shop")
+`, web, worker, replicas)), "shop")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,9 +53,12 @@ func TestComputeJudgesARolledWorker(t *testing.T) {
 		want    []string
 	}{
 		{"a roll is judged before the old container goes", judgedStack(t, "worker:2", 1), servingNamed(v1, "r1"),
-			[]string{"start-app shop-worker", "wait-healthy 1 app container(s)", "judge-worker worker", "reload-nginx shop-nginx", "remove-app shop-worker"}},
+			[]string{"start-app shop-worker", "wait-healthy 1 worker container(s)", "judge-worker worker", "reload-nginx shop-nginx", "remove-app shop-worker"}},
 		{"a roll a crash interrupted is judged still", v2, midRoll,
-			[]string{"wait-healthy 1 app container(s)", "judge-worker worker", "reload-nginx shop-nginx", "remove-app shop-worker"}},
+			[]string{"judge-worker worker", "reload-nginx shop-nginx", "remove-app shop-worker"}},
+		{"a mixed roll judges the worker before the web service starts", mixedStack(t, "web:2", "worker:2", 1), servingNamed(v1, "r1"),
+			[]string{"start-app shop-worker", "wait-healthy 1 worker container(s)", "judge-worker worker", "start-app shop-web",
+				"wait-healthy 1 app container(s)", "reload-nginx shop-nginx", "remove-app shop-web", "remove-app shop-worker"}},
 		{"a first start has nothing to go back to", v1, Observed{Network: ownedNet(v1)},
 			[]string{"start-app shop-web", "start-app shop-worker", "wait-healthy 2 app container(s)", "start-nginx shop-nginx"}},
 		{"a scale-up starts nothing new", judgedStack(t, "worker:1", 2), servingNamed(v1, "r1"),

@@ -111,7 +111,21 @@ func Compute(d Desired, obs Observed) Plan {
 	// anything that depends on them starts.
 	removed := map[string]bool{}
 	var others []stack.App
+	// A worker with metrics of its own that this plan rolls starts and is
+	// judged before any other service's new containers (after the
+	// accessories, which it may need): a failing judgement undoes its
+	// start and leaves nothing else half-rolled (another service's new
+	// containers started and never served).
+	judged := map[string]Op{}
 	for _, svc := range desired.Services {
+		if op, ok := judgeOp(svc, apps, wanted); ok {
+			judged[svc.Name] = op
+		}
+	}
+	for _, svc := range desired.Services {
+		if _, ok := judged[svc.Name]; ok {
+			continue
+		}
 		if svc.Kind != manifest.KindAccessory {
 			others = append(others, svc.Stable...)
 			continue
@@ -138,7 +152,22 @@ func Compute(d Desired, obs Observed) Plan {
 	} else {
 		others = append(others, desired.Canaries()...) // web services'
 	}
-	var accessoryStarted []string
+	var judgedApps []string // judged, so checked already
+	for _, svc := range desired.Services {
+		op, ok := judged[svc.Name]
+		if !ok {
+			continue
+		}
+		if s := startOps(svc.Stable); len(s) > 0 {
+			add(Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d %s container(s)", len(s), svc.Name), Targets: s, Cause: "worker " + svc.Name + "'s new containers run before they are judged"})
+			started = append(started, s...)
+		}
+		add(op)
+		for _, a := range svc.Stable {
+			judgedApps = append(judgedApps, a.Name)
+		}
+	}
+	var accessoryStarted []string // and judged workers': checked already
 	accessoryStarted, started = started, append(started, startOps(others)...)
 	var obsolete []engine.Container
 	for _, c := range apps {
@@ -186,7 +215,7 @@ func Compute(d Desired, obs Observed) Plan {
 		isStarted[n] = true
 	}
 	checked := map[string]bool{} // accessories, checked as they started
-	for _, n := range accessoryStarted {
+	for _, n := range append(accessoryStarted, judgedApps...) {
 		checked[n] = true
 	}
 	if len(started) > 0 || needNginx || needReload {
@@ -198,14 +227,6 @@ func Compute(d Desired, obs Observed) Plan {
 	}
 	if len(check) > 0 {
 		add(Op{Kind: OpWaitHealthy, Target: fmt.Sprintf("%d app container(s)", len(check)), Targets: check, Cause: "only healthy containers receive traffic"})
-	}
-	// A worker with metrics of its own that this plan rolls: its new
-	// containers are judged on their figures before anything else, and
-	// before its old containers go (last, below).
-	for _, svc := range desired.Services {
-		if op, ok := judgeOp(svc, apps, wanted); ok {
-			add(op)
-		}
 	}
 	restoring := obs.Applied != nil && obs.Applied.Nginx == desired.Nginx.Hash && obs.Applied.Revision == d.Revision
 	var live *engine.Container // an nginx that serves and is being replaced

@@ -42,7 +42,11 @@ func (t *Target) Report(ctx context.Context, m *manifest.Manifest, _ targets.Dec
 	}
 	s.TLS = t.TLS(served)
 	if !s.Down {
-		plan := reconciler.Compute(desired, obs)
+		pinned, err := unrejected(t.Rec, desired, obs)
+		if err != nil {
+			pinned = desired
+		}
+		plan := reconciler.Compute(pinned, obs)
 		s.Pending = plan.Lines()
 		s.Converged = plan.Empty() && s.LastReconcile != nil && s.LastReconcile.Error == ""
 	}

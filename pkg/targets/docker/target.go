@@ -139,6 +139,11 @@ func (t *Target) Change(ctx context.Context, m *manifest.Manifest, s targets.Dec
 		t.Reached(err)
 		return nil, err
 	}
+	// A worker revision judged failing stays as it runs: the rest of
+	// the stack still converges (a canary's rollback among it).
+	if desired, err = unrejected(t.Rec, desired, obs); err != nil {
+		return nil, err
+	}
 	end = trace.Begin(ctx, "plan", "")
 	plan := reconciler.Compute(desired, obs)
 	end(fmt.Sprintf("%d ops", len(plan.Ops)))
@@ -336,6 +341,25 @@ func desiredFor(m *manifest.Manifest, s targets.Decisions) (reconciler.Desired, 
 		return reconciler.Desired{}, err
 	}
 	return reconciler.Desired{Stack: st, Conf: conf, Revision: rev}, nil
+}
+
+// unrejected is rec.Unrejected of d, its nginx configuration rendered
+// again when a worker was left as it runs (the configuration's status
+// lists every stable container, a worker's included).
+func unrejected(rec *reconciler.Reconciler, d reconciler.Desired, obs reconciler.Observed) (reconciler.Desired, error) {
+	p, ok := rec.Unrejected(d, obs)
+	if !ok {
+		return d, nil
+	}
+	conf, err := render.Nginx(p.Stack)
+	if err != nil {
+		return d, fmt.Errorf("render nginx config: %w", err)
+	}
+	if p.Revision, err = render.NginxRevision(conf); err != nil {
+		return d, err
+	}
+	p.Conf = conf
+	return p, nil
 }
 
 func (t *Target) desired(m *manifest.Manifest) (reconciler.Desired, error) {
