@@ -1,14 +1,18 @@
 package controller
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
+	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/releases"
 )
 
 // The journal's last-line scrubber knows what env files, secret files
@@ -73,4 +77,115 @@ func TestScrubberKnowsFileSecrets(t *testing.T) {
 	writeFile(t, filepath.Join(h.dir, "secrets", "db"), rotated)
 	h.mustConverge()
 	leaks(rotated)
+}
+
+// A value the manifest prints in clear is not a secret, and the scrubber
+// must not rewrite it in journal details the release book is rebuilt
+// from: an env file holding the image's tag (APP_VERSION=2024.06.1
+// beside image shop/web:2024.06.1) and the service's name
+// (OTEL_SERVICE_NAME=checkout, service checkout) leaves the journaled
+// release whole, and a release book rebuilt from the journal (releases.json
+// lost) lists the right image under the right service. A real secret in
+// the same file is still scrubbed.
+func TestScrubberKeepsManifestIdentifiers(t *testing.T) {
+	const image, service, secret = "shop/web:2024.06.1", "checkout", "PUBLIC-FILTER-SECRET-75"
+	h := newHarness(t, `project: demo
+services:
+  `+service+`:
+    image: `+image+`
+    port: 3000
+    env_file: ./app.env
+nginx: {image: nginx:latest, port: 8080}
+network: {name: demo-net}
+`)
+	h.fe.AddImage(image)
+	writeFile(t, filepath.Join(h.dir, "app.env"), "APP_VERSION=2024.06.1\nOTEL_SERVICE_NAME="+service+"\nDB_PASSWORD="+secret+"\n")
+	h.mustConverge()
+
+	var applied []journal.Record
+	for _, r := range h.records(journal.TypeEvent) {
+		if r.Event == journal.EventManifestApplied {
+			applied = append(applied, r)
+		}
+	}
+	if len(applied) != 1 {
+		t.Fatalf("%d manifest_applied records, want 1", len(applied))
+	}
+	b, err := json.Marshal(applied[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw := string(b); strings.Contains(raw, "[redacted]") || !strings.Contains(raw, `"`+image+`"`) {
+		t.Errorf("the journaled release is not whole: %s", raw)
+	}
+	h.d.event("scrub_probe_public", "the app said "+secret, "", nil)
+	if got := h.d.scrubText("the app said " + secret); strings.Contains(got, secret) {
+		t.Errorf("the secret beside the public values is not scrubbed: %s", got)
+	}
+
+	h.d.jr.Close()
+	if err := os.Remove(filepath.Join(h.dir, ".swiftdeploy", releases.File)); err != nil {
+		t.Fatal(err)
+	}
+	h.d = h.newDaemon()
+	rs, err := h.d.releasesOf(context.Background(), service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := revs(rs); got != "1*:"+image {
+		t.Fatalf("releases rebuilt from the journal: %q, want 1*:%s", got, image)
+	}
+}
+
+// Rebuilding the scrubber reads no file under d.mu: while a read of the
+// secret files hangs (a slow disk, a FUSE mount), status answers, both
+// when a pull teaches new credentials and when a new manifest is read.
+func TestScrubberReadsNoFileUnderTheLock(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, "  env_file: ./app.env\n"))
+	writeFile(t, filepath.Join(h.dir, "app.env"), "DB_PASSWORD=LOCK-SCRUB-CANARY-76\n")
+	h.mustConverge()
+
+	orig := readFileSecrets
+	t.Cleanup(func() { readFileSecrets = orig })
+	check := func(what string, fn func()) {
+		t.Helper()
+		var once sync.Once
+		entered, release := make(chan struct{}), make(chan struct{})
+		// Only the first read hangs: status may read the new manifest too.
+		readFileSecrets = func(dir string, m *manifest.Manifest) []string {
+			hang := false
+			once.Do(func() { hang = true })
+			if hang {
+				close(entered)
+				<-release
+			}
+			return orig(dir, m)
+		}
+		done := make(chan struct{})
+		go func() { fn(); close(done) }()
+		select {
+		case <-entered:
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: neither read the files nor returned", what)
+		}
+		answered := make(chan struct{})
+		go func() { h.d.Status(context.Background()); close(answered) }()
+		select {
+		case <-answered:
+		case <-time.After(3 * time.Second):
+			t.Errorf("%s: status waits on a read of the secret files", what)
+		}
+		close(release)
+		<-done
+		<-answered
+	}
+	check("a pull's new credentials", func() { h.d.notePullSecrets([]string{"PULL-SCRUB-CANARY-77"}) })
+	h.write(fakeManifest("app:2", 1, "  env_file: ./app.env\n"))
+	check("a new manifest", func() { h.d.readManifest() })
+	for _, c := range []string{"LOCK-SCRUB-CANARY-76", "PULL-SCRUB-CANARY-77"} {
+		if got := h.d.scrubText("said " + c); strings.Contains(got, c) {
+			t.Errorf("the scrubber does not know %s after the reads: %s", c, got)
+		}
+	}
 }
