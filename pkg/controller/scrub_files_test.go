@@ -77,6 +77,63 @@ func TestScrubberKnowsFileSecrets(t *testing.T) {
 	writeFile(t, filepath.Join(h.dir, "secrets", "db"), rotated)
 	h.mustConverge()
 	leaks(rotated)
+
+	// The front door's key rewritten in place, the manifest and every
+	// service's files unchanged: its new lines are learned too.
+	writePair(t, h.dir, "shop.example.com", 72*time.Hour)
+	keyPEM, err = os.ReadFile(filepath.Join(h.dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKeyLine := strings.Split(string(keyPEM), "\n")[1]
+	if newKeyLine == keyLine {
+		t.Fatal("writePair wrote the same key again: the test shows nothing")
+	}
+	h.mustConverge()
+	leaks(newKeyLine)
+}
+
+// A withFiles that starts while another is still reading a rotated
+// file's values does not take the new digest for learned: it learns the
+// values itself before it returns, so nothing it journals next quotes
+// them.
+func TestScrubberConcurrentRotation(t *testing.T) {
+	h := newHarness(t, fakeManifest("app:1", 1, "  secrets:\n    db_password: {file: ./secrets/db}\n"))
+	writeFile(t, filepath.Join(h.dir, "secrets", "db"), "BEFORE-SCRUB-CANARY-78")
+	h.mustConverge()
+
+	const rotated = "AFTER-SCRUB-CANARY-79"
+	writeFile(t, filepath.Join(h.dir, "secrets", "db"), rotated)
+	orig := readFileSecrets
+	t.Cleanup(func() { readFileSecrets = orig })
+	var once sync.Once
+	entered, release := make(chan struct{}), make(chan struct{})
+	readFileSecrets = func(dir string, m *manifest.Manifest) []string {
+		hang := false
+		once.Do(func() { hang = true })
+		if hang {
+			close(entered)
+			<-release
+		}
+		return orig(dir, m)
+	}
+	m := h.d.manifestNow()
+	first := make(chan error)
+	go func() {
+		_, err := h.d.withFiles(m)
+		first <- err
+	}()
+	<-entered
+	if _, err := h.d.withFiles(m); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.d.scrubText("said " + rotated); strings.Contains(got, rotated) {
+		t.Errorf("a withFiles returned before the rotated value was learned: %s", got)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A value the manifest prints in clear is not a secret, and the scrubber
