@@ -12,6 +12,7 @@ import (
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
+	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 	"github.com/swiftdeploy/swiftdeploy/pkg/releases"
 )
 
@@ -244,5 +245,38 @@ func TestScrubberReadsNoFileUnderTheLock(t *testing.T) {
 		if got := h.d.scrubText("said " + c); strings.Contains(got, c) {
 			t.Errorf("the scrubber does not know %s after the reads: %s", c, got)
 		}
+	}
+}
+
+// publicOf names every identifier the manifest prints in clear, of both
+// forms: services' and canaries' images, nginx's, service names, hosts.
+func TestPublicOfNamesTheManifestIdentifiers(t *testing.T) {
+	m, err := manifest.Parse([]byte(`project: shop
+services:
+  checkout:
+    image: shop/web:2024.06.1
+    port: 3000
+    health_path: /healthz-checkout
+    canary: {image: shop/web:2024.07.0-rc1, weight: 10}
+  worker:
+    image: registry.example.com/shop/worker@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+nginx:
+  image: nginx:1.27.0-alpine
+  port: 8080
+  tls: {hosts: [shop.example.com], cert_file: tls.crt, key_file: tls.key}
+network: {name: shop-net}
+`), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := publicOf(m)
+	for _, v := range []string{"shop", "checkout", "worker", "2024.06.1", "2024.07.0-rc1", "1.27.0-alpine",
+		"0123456789abcdef0123456789abcdef", "registry.example.com", "shop.example.com", "/healthz-checkout"} {
+		if !redact.Public(v, pub) {
+			t.Errorf("%q is not public in %q", v, pub)
+		}
+	}
+	if redact.Public("not-in-the-manifest", pub) {
+		t.Errorf("public %q holds what the manifest does not say", pub)
 	}
 }
