@@ -66,7 +66,9 @@ nginx.conf rendered from the manifest. An existing file is kept unless
 }
 
 func (a *app) init(dir string, force bool) error {
-	if err := os.MkdirAll(filepath.Join(dir, policiesDir), 0o755); err != nil {
+	// 0750 as every directory swiftctl and the daemon make: the project's
+	// holds the manifest, whose env values only its owner and group read.
+	if err := os.MkdirAll(filepath.Join(dir, policiesDir), 0o750); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Join(dir, policiesDir), err)
 	}
 	manifestPath := filepath.Join(dir, manifestFile)
@@ -98,7 +100,7 @@ func (a *app) init(dir string, force bool) error {
 		return err
 	}
 	for _, r := range rendered {
-		if err := a.place(filepath.Join(dir, r.name), r.data, generatedMode, force); err != nil {
+		if err := a.place(filepath.Join(dir, r.name), r.data, r.perm(), force); err != nil {
 			return err
 		}
 	}
@@ -123,7 +125,7 @@ func (a *app) place(path string, data []byte, perm os.FileMode, force bool) erro
 	case err != nil:
 		return fmt.Errorf("read %s: %w", path, err)
 	case bytes.Equal(old, data):
-		if perm == generatedMode {
+		if perm == generatedMode || perm == nginxMode {
 			// A generated file an older version wrote 0644 is
 			// tightened: its env values are what the mode protects.
 			if _, err := atomicfile.WriteIfChanged(path, data, perm); err != nil {
@@ -180,12 +182,25 @@ func loadManifest(stderr io.Writer, path string) (*manifest.Manifest, error) {
 
 // generatedMode is the mode of every file rendered from the manifest:
 // docker-compose.yml and the Kubernetes files carry env values inline, so
-// only their owner reads them (the daemon writes its own copy 0600 too).
+// only their owner reads them (the daemon writes its own docker-compose.yml
+// 0600 too).
 const generatedMode os.FileMode = 0o600
+
+// nginxMode is nginx.conf's: it holds no env value, and the daemon writes
+// its own copy 0640 (owner and the daemon's group), so render does too.
+const nginxMode os.FileMode = 0o640
 
 type renderedFile struct {
 	name string
 	data []byte
+	mode os.FileMode // 0: generatedMode
+}
+
+func (f renderedFile) perm() os.FileMode {
+	if f.mode == 0 {
+		return generatedMode
+	}
+	return f.mode
 }
 
 // renderFiles renders the generated files of m's stack, as the daemon
@@ -200,7 +215,7 @@ func renderFiles(m *manifest.Manifest) ([]renderedFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", nginxFile, err)
 	}
-	return []renderedFile{{composeFile, compose}, {nginxFile, nginx}}, nil
+	return []renderedFile{{name: composeFile, data: compose}, {name: nginxFile, data: nginx, mode: nginxMode}}, nil
 }
 
 func (a *app) newRenderCmd() *cobra.Command {
@@ -238,7 +253,7 @@ and the RBAC). See docs/kubernetes.md.`,
 			}
 			for _, f := range files {
 				p := filepath.Join(out, f.name)
-				wrote, err := atomicfile.WriteIfChanged(p, f.data, generatedMode)
+				wrote, err := atomicfile.WriteIfChanged(p, f.data, f.perm())
 				if err != nil {
 					return err
 				}

@@ -70,5 +70,5 @@ func (r *renderTarget) files(m *manifest.Manifest) ([]renderedFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", name, err)
 	}
-	return []renderedFile{{name, data}}, nil
+	return []renderedFile{{name: name, data: data}}, nil
 }

@@ -37,9 +37,9 @@ func TestRenderedFilesAreOwnerOnly(t *testing.T) {
 		if !strings.Contains(string(readFile(t, filepath.Join(dir, composeFile))), secret) {
 			t.Fatal("the env value is not in docker-compose.yml: the test no longer shows what the mode protects")
 		}
-		for _, name := range []string{composeFile, nginxFile} {
-			assertMode(t, filepath.Join(dir, name), 0o600)
-		}
+		// nginx.conf holds no env value: 0640, as the daemon's own copy.
+		assertMode(t, filepath.Join(dir, composeFile), 0o600)
+		assertMode(t, filepath.Join(dir, nginxFile), 0o640)
 		// An older version's 0644 copy with the same bytes: "unchanged",
 		// but no longer world-readable.
 		if err := os.Chmod(filepath.Join(dir, composeFile), 0o644); err != nil {
@@ -77,7 +77,11 @@ func TestRenderedFilesAreOwnerOnly(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, e := range entries {
-				assertMode(t, filepath.Join(out, e.Name()), 0o600)
+				want := os.FileMode(0o600)
+				if e.Name() == nginxFile {
+					want = 0o640
+				}
+				assertMode(t, filepath.Join(out, e.Name()), want)
 			}
 			assertMode(t, out, 0o750)
 			assertMode(t, filepath.Dir(out), 0o750)
@@ -90,16 +94,30 @@ func TestRenderedFilesAreOwnerOnly(t *testing.T) {
 		if _, stderr, code := runCLI(t, "init", initDir); code != exitOK {
 			t.Fatalf("init exited %d: %s", code, stderr)
 		}
+		assertMode(t, filepath.Join(initDir, composeFile), 0o600)
+		assertMode(t, filepath.Join(initDir, nginxFile), 0o640)
+		// init again over 0644 copies with the same bytes tightens them.
 		for _, name := range []string{composeFile, nginxFile} {
-			assertMode(t, filepath.Join(initDir, name), 0o600)
-		}
-		// init again over a 0644 copy with the same bytes tightens it.
-		if err := os.Chmod(filepath.Join(initDir, composeFile), 0o644); err != nil {
-			t.Fatal(err)
+			if err := os.Chmod(filepath.Join(initDir, name), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if _, stderr, code := runCLI(t, "init", initDir); code != exitOK {
 			t.Fatalf("init exited %d: %s", code, stderr)
 		}
 		assertMode(t, filepath.Join(initDir, composeFile), 0o600)
+		assertMode(t, filepath.Join(initDir, nginxFile), 0o640)
+	})
+
+	// init makes the project's directory and policies/ 0750, as every
+	// directory swiftctl and the daemon make: the manifest in it holds
+	// env values.
+	t.Run("init new directory", func(t *testing.T) {
+		initDir := filepath.Join(t.TempDir(), "fresh")
+		if _, stderr, code := runCLI(t, "init", initDir); code != exitOK {
+			t.Fatalf("init exited %d: %s", code, stderr)
+		}
+		assertMode(t, initDir, 0o750)
+		assertMode(t, filepath.Join(initDir, policiesDir), 0o750)
 	})
 }

@@ -222,6 +222,10 @@ type Daemon struct {
 	// scrub removes the current manifest's secret values from journaled
 	// text (redact.Scrubber); under mu.
 	scrub *redact.Scrubber
+	// scrubBase is secretsOf the manifest in force and scrubPublic the
+	// strings it names in clear (publicOf), both computed when it was
+	// read, outside mu: rebuilding the scrubber under mu reads no file.
+	scrubBase, scrubPublic []string
 	// learnedSecrets are secret values learned after the manifest was
 	// read, scrubbed too: those of the registry credentials the pulls
 	// have sent (registries.go) and what env files and secret files held

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -20,6 +22,9 @@ func (d *Daemon) withFiles(m *manifest.Manifest) (*manifest.Manifest, error) {
 		any = any || uses(s)
 	}
 	if !any {
+		// No service reads a file, but the front door's key may have
+		// been rotated in place under the same manifest.
+		d.learnFileSecrets(m)
 		return m, nil
 	}
 	key, err := secretfiles.Key(d.stateDir)
@@ -49,18 +54,25 @@ func (d *Daemon) withFiles(m *manifest.Manifest) (*manifest.Manifest, error) {
 	return &c, nil
 }
 
-// learnFileSecrets gives the journal's scrubber what c's env files and
-// secret files hold when their digests differ from the last read: a
-// secret file rotated under an unchanged manifest is scrubbed too.
+// learnFileSecrets gives the journal's scrubber what c's env files,
+// secret files and the front door's key file hold when their digests
+// differ from the last read: a file rotated under an unchanged manifest
+// is scrubbed too.
 func (d *Daemon) learnFileSecrets(c *manifest.Manifest) {
 	var sum strings.Builder
 	sum.WriteString(c.Services.FilesDigest)
 	for _, name := range slices.Sorted(maps.Keys(c.Named)) {
 		sum.WriteString("," + name + "=" + c.Named[name].FilesDigest)
 	}
+	if t := c.Nginx.TLS; t != nil && t.KeyFile != "" {
+		// In memory only, never written: a plain hash of the key's bytes
+		// tells a rotation.
+		if b, err := secretfiles.Read("nginx.tls.key_file", d.dir, t.KeyFile); err == nil {
+			sum.WriteString(fmt.Sprintf(",tls=%x", sha256.Sum256(b)))
+		}
+	}
 	d.mu.Lock()
 	same := sum.String() == d.filesDigest
-	d.filesDigest = sum.String()
 	d.mu.Unlock()
 	if same {
 		return
@@ -70,4 +82,7 @@ func (d *Daemon) learnFileSecrets(c *manifest.Manifest) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.learnSecretsLocked(values)
+	// Only now, with the swap: a concurrent withFiles that saw this
+	// digest already would journal before the values were learned.
+	d.filesDigest = sum.String()
 }

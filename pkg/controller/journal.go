@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -11,7 +10,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/releases"
-	"github.com/swiftdeploy/swiftdeploy/pkg/secretfiles"
 )
 
 // event journals an event durably; a journal failure is logged, never
@@ -158,40 +156,6 @@ func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, u
 	d.mu.Lock()
 	d.appliedManifest, d.appliedManifestKnown = h, true
 	d.mu.Unlock()
-}
-
-// secretsOf lists the values of m, whose files are relative to dir, that
-// may be secret: every env value, every webhook URL, what the env files
-// and secret files hold now and the lines of the front door's key file.
-// Registry credentials are learned as a pull sends them
-// (notePullSecrets), and files changed since by withFiles
-// (learnFileSecrets).
-func secretsOf(dir string, m *manifest.Manifest) []string {
-	out := m.AllEnv() // every service's, in both forms
-	for _, h := range m.Notify {
-		out = append(out, h.URL)
-	}
-	return append(out, fileSecretsOf(dir, m)...)
-}
-
-// fileSecretsOf is what every service's env files and secret files hold
-// (secretfiles.Values), and the lines of nginx.tls.key_file but its PEM
-// armour.
-func fileSecretsOf(dir string, m *manifest.Manifest) []string {
-	out := secretfiles.Values(dir, &m.Services)
-	for _, s := range m.Named {
-		out = append(out, secretfiles.Values(dir, s)...)
-	}
-	if t := m.Nginx.TLS; t != nil && t.KeyFile != "" {
-		if b, err := secretfiles.Read("nginx.tls.key_file", dir, t.KeyFile); err == nil {
-			for _, l := range strings.Split(string(b), "\n") {
-				if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "-----") {
-					out = append(out, l)
-				}
-			}
-		}
-	}
-	return out
 }
 
 // logErr logs err, if any, as msg.

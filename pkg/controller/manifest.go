@@ -17,7 +17,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/atomicfile"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
-	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 	"github.com/swiftdeploy/swiftdeploy/pkg/render"
 )
 
@@ -72,15 +71,30 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 	defer d.drainJournalAfter(d.journalMark()) // events it queues under d.mu are written once d.mu is released
 	data, rerr := os.ReadFile(d.cfg.ManifestPath)
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if rerr == nil && bytes.Equal(data, d.lastBytes) && d.current != nil {
-		return d.current
+		m := d.current
+		d.mu.Unlock()
+		return m
 	}
+	d.mu.Unlock()
+	// A new version: parsed, and the values its scrubber needs read from
+	// its env files, secret files and key file (up to 512 KiB each),
+	// outside d.mu: status and the scrape loop never wait on a disk.
 	var m *manifest.Manifest
+	var base, public []string
 	err := rerr
 	if err == nil {
+		if m, err = d.accept(data); err == nil {
+			base, public = secretsOf(d.dir, m), publicOf(m)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if rerr == nil && bytes.Equal(data, d.lastBytes) && d.current != nil {
+		return d.current // a concurrent read took this version in
+	}
+	if rerr == nil {
 		d.lastBytes = data
-		m, err = d.accept(data)
 	}
 	if err != nil {
 		var ve *manifest.ValidationError
@@ -118,7 +132,8 @@ func (d *Daemon) readManifest() *manifest.Manifest {
 	}
 	d.manifestErr = nil
 	if d.current == nil || d.current.Hash() != m.Hash() {
-		d.scrub = redact.NewScrubber(append(secretsOf(d.dir, m), d.learnedSecrets...)...)
+		d.scrubBase, d.scrubPublic = base, public
+		d.scrub = newScrubber(public, base, d.learnedSecrets)
 	}
 	// Parsing is not applying: manifest_applied is journaled by the
 	// reconcile that makes the change take effect (manifestTookEffect),

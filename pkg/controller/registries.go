@@ -9,7 +9,6 @@ import (
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
 	"github.com/swiftdeploy/swiftdeploy/pkg/reconciler"
-	"github.com/swiftdeploy/swiftdeploy/pkg/redact"
 	"github.com/swiftdeploy/swiftdeploy/pkg/registryauth"
 	"github.com/swiftdeploy/swiftdeploy/pkg/stack"
 	"github.com/swiftdeploy/swiftdeploy/pkg/targets"
@@ -82,11 +81,9 @@ func (d *Daemon) learnSecretsLocked(values []string) {
 	if !added {
 		return
 	}
-	var base []string
-	if d.current != nil {
-		base = secretsOf(d.dir, d.current)
-	}
-	d.scrub = redact.NewScrubber(append(base, d.learnedSecrets...)...)
+	// The manifest's part as computed when it was read: no file is read
+	// under d.mu (status and the scrape loop wait on it).
+	d.scrub = newScrubber(d.scrubPublic, d.scrubBase, d.learnedSecrets)
 }
 
 // scrubText is s without any secret value the scrubber knows.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,8 +182,34 @@ func (r *Reconciler) probe(ctx context.Context, url string, timeout time.Duratio
 		return err
 	}
 	resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		// Not followed (probeClient): say so, or "status 301" reads as a
+		// broken app when it is an app redirecting /healthz (to a login,
+		// to HTTPS) that Kubernetes' kubelet would have counted as healthy.
+		return fmt.Errorf("GET %s: status %d: redirect to %s not followed (answer 2xx on the health path)",
+			url, resp.StatusCode, redirectTarget(resp.Header.Get("Location")))
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
 	}
 	return nil
+}
+
+// redirectTarget is a redirect's Location as an error may quote it: no
+// userinfo, query or fragment (a login redirect's ?session= or
+// #access_token=), at most 200 bytes; "(no Location)" when absent.
+func redirectTarget(loc string) string {
+	if loc == "" {
+		return "(no Location)"
+	}
+	u, err := neturl.Parse(loc)
+	if err != nil {
+		return "(invalid Location)"
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	s := u.String()
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return strconv.Quote(s)
 }

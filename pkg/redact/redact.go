@@ -87,10 +87,16 @@ const MinSecret = 6
 // NewScrubber returns a Scrubber for values. For each URL-looking value,
 // its userinfo, password, path and query are secrets too, and net/http's
 // masked rendering of it.
-func NewScrubber(values ...string) *Scrubber {
+func NewScrubber(values ...string) *Scrubber { return NewScrubberExcept(nil, values...) }
+
+// NewScrubberExcept is NewScrubber without any value that Public finds
+// in public: text that is not secret (the manifest's project, service
+// names, image references, hosts) and that structured details must keep
+// whole, since the release book is rebuilt from them.
+func NewScrubberExcept(public []string, values ...string) *Scrubber {
 	seen := map[string]bool{}
 	add := func(v string) {
-		if len(v) >= MinSecret && !seen[v] {
+		if len(v) >= MinSecret && !seen[v] && !Public(v, public) {
 			seen[v] = true
 		}
 	}
@@ -123,6 +129,19 @@ func NewScrubber(values ...string) *Scrubber {
 		return s.secrets[i] < s.secrets[j]
 	})
 	return s
+}
+
+// Public reports whether v is, or is part of, one of public: such a
+// value is printed in clear by whatever names the public string (an env
+// value equal to an image's tag is in every image reference), so
+// replacing it hides nothing and corrupts the identifier.
+func Public(v string, public []string) bool {
+	for _, p := range public {
+		if strings.Contains(p, v) {
+			return true
+		}
+	}
+	return false
 }
 
 // String replaces every known secret in text with Mask.

@@ -71,3 +71,26 @@ func TestScrubber(t *testing.T) {
 		t.Error("nil scrubber changed text")
 	}
 }
+
+// A value the manifest prints in clear (an image's tag, a service's name)
+// is not learned: scrubbing it would turn shop/web:2024.06.1 into
+// shop/web:[redacted] in the journal the release book is rebuilt from.
+// A secret that merely contains a public string is still scrubbed.
+func TestScrubberExceptKeepsPublicText(t *testing.T) {
+	public := []string{"shop/web:2024.06.1", "checkout", "shop.example.com"}
+	s := NewScrubberExcept(public, "2024.06.1", "checkout", "example", "checkout-db-PASSWORD", "unrelated-secret")
+	for in, want := range map[string]string{
+		"image shop/web:2024.06.1":     "image shop/web:2024.06.1",
+		"service checkout":             "service checkout",
+		"host shop.example.com":        "host shop.example.com",
+		"pw checkout-db-PASSWORD":      "pw " + Mask,
+		"said unrelated-secret, again": "said " + Mask + ", again",
+	} {
+		if got := s.String(in); got != want {
+			t.Errorf("String(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if !Public("2024.06.1", public) || Public("2024.06.2", public) {
+		t.Error("Public: a tag of a public image reference is public, another is not")
+	}
+}
