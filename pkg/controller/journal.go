@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -100,7 +102,15 @@ func (d *Daemon) journalPath() string { return d.cfg.JournalPath }
 // does not journal the same manifest again. Called from the reconcile
 // only (callers hold d.runMu), so the read and the write cannot race.
 func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, user string) {
+	// A worker whose new revision stands rejected runs its old one while
+	// the rest of m took effect: that is journaled too (the other
+	// services' releases went live), the worker named as held, and the
+	// worker's revision recorded as no release. The key tells such a
+	// partial apply from m's whole one, which is journaled again if the
+	// worker passes later under the same m (after a restart).
+	held := d.heldWorkers(m)
 	h := m.Hash()
+	key := appliedKey(h, held)
 	d.mu.Lock()
 	last, known := d.appliedManifest, d.appliedManifestKnown
 	d.mu.Unlock()
@@ -114,11 +124,17 @@ func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, u
 			return
 		}
 		if ok {
-			last, _ = r.Details["manifest_hash"].(string)
+			hash, _ := r.Details["manifest_hash"].(string)
+			last = appliedKey(hash, heldOf(r.Details))
 		}
 	}
-	if last != h {
+	if last != key {
 		det := map[string]any{"stable_image": m.Main().Image, "manifest_hash": h}
+		msg := "manifest applied: what runs follows it"
+		if len(held) > 0 {
+			det["held"] = held
+			msg = "manifest applied but for " + strings.Join(held, ", ") + ": held at the revision running (its new one failed its judgement on its own metrics)"
+		}
 		// A stable that differs from the one in force is a new release:
 		// it rides in this record, journaled once with it.
 		d.mu.Lock()
@@ -140,13 +156,16 @@ func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, u
 		var made []api.Release
 		d.continueLegacy(m, det)
 		for _, svc := range serviceNames(m) {
+			if slices.Contains(held, svc) {
+				continue
+			}
 			image, spec := stableSpecOf(m, s, svc)
 			if rel, isNew := d.newRelease(ctx, svc, image, spec, user, releases.CauseDeploy); isNew {
 				made = append(made, rel)
 			}
 		}
 		releases.Put(det, made)
-		d.event(journal.EventManifestApplied, "manifest applied: what runs follows it", user, det)
+		d.event(journal.EventManifestApplied, msg, user, det)
 		if len(made) > 0 {
 			rec := journal.Record{Event: journal.EventManifestApplied, Details: map[string]any{}}
 			releases.Put(rec.Details, made)
@@ -154,8 +173,33 @@ func (d *Daemon) manifestTookEffect(ctx context.Context, m *manifest.Manifest, u
 		}
 	}
 	d.mu.Lock()
-	d.appliedManifest, d.appliedManifestKnown = h, true
+	d.appliedManifest, d.appliedManifestKnown = key, true
 	d.mu.Unlock()
+}
+
+// appliedKey is what manifestTookEffect compares: the manifest's hash,
+// and the workers held at their running revision, if any.
+func appliedKey(hash string, held []string) string {
+	if len(held) == 0 {
+		return hash
+	}
+	return hash + " held:" + strings.Join(held, ",")
+}
+
+// heldOf is a manifest_applied record's held workers.
+func heldOf(det map[string]any) []string {
+	var out []string
+	switch v := det["held"].(type) {
+	case []string:
+		out = v
+	case []any:
+		for _, x := range v {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 // logErr logs err, if any, as msg.

@@ -251,9 +251,8 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		// noteRollout's to keep or lift: clearing it here would blank
 		// status for a moment on every resync.
 		d.clearDenialExcept(policyRegistry)
-		if !d.workerStillRejected(m) {
-			d.manifestTookEffect(ctx, m, user)
-		}
+		d.workerStillRejected(m) // status keeps a standing rejection
+		d.manifestTookEffect(ctx, m, user)
 		if ch.Gated() && len(lines) > 0 && d.rollout == nil {
 			d.rollout = &rolloutWatch{started: start}
 		}

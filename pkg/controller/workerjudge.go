@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/manifest"
@@ -82,6 +83,22 @@ func (d *Daemon) workerStillRejected(m *manifest.Manifest) bool {
 	}
 	d.noteWorkerRejected(wrs...)
 	return true
+}
+
+// heldWorkers are the services of m whose new revision stands rejected,
+// sorted: the plans leave them at the revision running.
+func (d *Daemon) heldWorkers(m *manifest.Manifest) []string {
+	if d.rec == nil || m == nil {
+		return nil
+	}
+	var out []string
+	for _, wr := range d.rec.Rejected(m.Hash()) {
+		if !slices.Contains(out, wr.Service) {
+			out = append(out, wr.Service)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // standingRejection is the failure of a deploy of m while a worker

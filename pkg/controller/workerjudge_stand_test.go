@@ -157,3 +157,63 @@ func TestWorkerRejectionLiftedByAnotherManifest(t *testing.T) {
 		t.Errorf("status still shows a denial: %+v", st.Denial)
 	}
 }
+
+// What took effect while a worker stands rejected is journaled: web's new
+// image went live on the resync, so manifest_applied records it (with
+// web's release, and the worker named as held, its rejected revision no
+// release), once; rollback web --to previous then means web's app:1.
+// Going back to the manifest of before is journaled again.
+func TestPartialApplyWithARejectedWorkerIsJournaled(t *testing.T) {
+	before := canaryWorker("app:1", "app:1", false)
+	h := newHarness(t, before)
+	if err := h.deploy(); err != nil {
+		t.Fatalf("first deploy: %v", err)
+	}
+	h.app.set(func(a *appMetrics) { a.svcErrRate["jobs/stable"] = 0.2 })
+	h.write(canaryWorker("app:3", "app:2", false))
+	if err := h.deploy(); err == nil {
+		t.Fatal("mixed deploy with a failing worker succeeded")
+	}
+	applied := func() []journal.Record {
+		var out []journal.Record
+		for _, r := range h.records(journal.TypeEvent) {
+			if r.Event == journal.EventManifestApplied {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	n := len(applied())
+	for range 2 {
+		if err := h.reconcile(); err != nil {
+			t.Fatalf("resync: %v", err)
+		}
+	}
+	if got := h.serviceImages("web"); got != "app:3×1" {
+		t.Fatalf("web runs %s after the resync, want app:3×1", got)
+	}
+	recs := applied()
+	if len(recs) != n+1 {
+		t.Fatalf("%d manifest_applied records after web's app:3 went live, want %d (journaled once)", len(recs), n+1)
+	}
+	last := recs[len(recs)-1]
+	if held := heldOf(last.Details); len(held) != 1 || held[0] != "jobs" {
+		t.Errorf("held = %v, want [jobs]: %v", held, last.Details)
+	}
+	if web := h.releasesOfService("web"); len(web.Releases) == 0 || web.Releases[0].Image != "app:3" {
+		t.Errorf("web's releases %+v, want app:3 current", web.Releases)
+	}
+	for _, r := range h.releasesOfService("jobs").Releases {
+		if r.Image == "app:2" {
+			t.Errorf("jobs' rejected app:2 recorded as a release: %+v", r)
+		}
+	}
+	h.app.set(func(a *appMetrics) { delete(a.svcErrRate, "jobs/stable") })
+	h.write(before)
+	if err := h.deploy(); err != nil {
+		t.Fatalf("back to the manifest of before: %v", err)
+	}
+	if got := len(applied()); got != n+2 {
+		t.Errorf("%d manifest_applied records after going back, want %d", got, n+2)
+	}
+}
