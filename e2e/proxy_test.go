@@ -31,10 +31,18 @@ func proxyCanary(t *testing.T, nginxExtra string) (*env, *sentLoad) {
 	if nginxExtra != "" {
 		base = strings.Replace(base, "nginx:\n", "nginx:\n"+nginxExtra, 1)
 	}
-	e.writeManifest(withSteps(base, images.AppImageV2, steps, "{interval: 1s, failure_limit: 3, auto_promote: true}"))
+	// failure_limit 5, and the load running before the canary's step
+	// starts: the checks begin with the step, and a check with no data
+	// then counts (only the first is graced); and once a canary hangs or
+	// dies its app side is silent at the next check, before nginx has
+	// logged a timed-out request. With 3, on a loaded host, a check that
+	// found no data before the load reached the canary plus two silent
+	// ones aborted it before nginx's view of the fault was in, the view
+	// these tests are about.
+	e.writeManifest(withSteps(base, images.AppImageV2, steps, "{interval: 1s, failure_limit: 5, auto_promote: true}"))
 	e.startDaemon()
+	l := startSentLoad(e.url("/"), 5*time.Millisecond) // failures before the fault are not counted (afterAbort)
 	e.converged(map[string]int{images.AppImage: 2, images.AppImageV2: 1})
-	l := startSentLoad(e.url("/"), 5*time.Millisecond)
 	e.waitFor(60*time.Second, "step 1 passing a check on both views", func() (bool, string) {
 		s := e.status()
 		c := trackOf(s, "canary")
@@ -141,9 +149,9 @@ func (e *env) afterAbort(l *sentLoad, faultAt time.Time, fault string) journal.R
 	if !strings.Contains(ab.Message, "Proxy") && !strings.Contains(ab.Message, "no error metrics for the canary") {
 		e.t.Errorf("aborted %q names neither nginx's view nor the app's missing data", ab.Message)
 	}
-	// Three failed checks a second apart plus one interval, plus the
+	// Five failed checks a second apart plus one interval, plus the
 	// rollback (drain and removal), with a margin for a loaded host.
-	if took > 4*time.Second+2*time.Second+10*time.Second {
+	if took > 6*time.Second+2*time.Second+10*time.Second {
 		e.t.Errorf("aborted %s after the fault", took)
 	}
 	if after == 0 || afterCanary != 0 || afterFailed != 0 {
@@ -171,7 +179,7 @@ func (e *env) afterAbort(l *sentLoad, faultAt time.Time, fault string) journal.R
 		e.t.Errorf("stable's figures after the abort: %+v", st)
 	}
 	out, _ := e.swiftctl("status")
-	for _, want := range []string{"ABORTED", "3 of 3 allowed failed checks", "Proxy (nginx's access log):", "Proxy error rate:"} {
+	for _, want := range []string{"ABORTED", "5 of 5 allowed failed checks", "Proxy (nginx's access log):", "Proxy error rate:"} {
 		if !contains(out, want) {
 			e.t.Errorf("status lacks %q:\n%s", want, out)
 		}
