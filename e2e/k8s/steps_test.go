@@ -83,10 +83,13 @@ func TestStepsWalkAndPromoteOnKubernetes(t *testing.T) {
 			changes, epsSwitched, violations, strings.Join(eps.changesSeen(), "\n"))
 	}
 	// Read at each of the three steps, and at whatever else was seen
-	// while stable had a share: app:1's two pods alone.
+	// while stable had a share: app:1's pods alone (one of the two may be
+	// between Ready states at the moment of a read: seen once in a suite
+	// run, 1 Ready of 2; what the issue asks is that no pod of the
+	// unpromoted image is there).
 	for _, at := range stableAt {
-		if !strings.HasSuffix(at, ": map[app:1:2]") {
-			t.Errorf("the stable Service's Ready endpoints at route %s, want app:1's two pods alone", at)
+		if !strings.HasSuffix(at, ": map[app:1:2]") && !strings.HasSuffix(at, ": map[app:1:1]") {
+			t.Errorf("the stable Service's Ready endpoints at route %s, want app:1's pods alone", at)
 		}
 	}
 	for _, step := range []string{"shop-canary=10 shop-stable=90", "shop-canary=25 shop-stable=75", "shop-canary=50 shop-stable=50"} {
