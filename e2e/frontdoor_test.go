@@ -31,6 +31,18 @@ func withServices(m string, lines ...string) string {
 	return strings.Replace(m, "\nnginx:\n", "\n  "+strings.Join(lines, "\n  ")+"\nnginx:\n", 1)
 }
 
+// reloaded reports whether nginx_reloaded is journaled for revision rev:
+// the reload op journals it once the old workers no longer accept.
+func (e *env) reloaded(rev string) bool {
+	e.t.Helper()
+	for _, r := range e.events("nginx_reloaded") {
+		if r.Details["revision"] == rev {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *env) deploy() {
 	e.t.Helper()
 	if out, code := e.swiftctl("deploy"); code != 0 {
@@ -199,11 +211,19 @@ func TestFrontDoorStickyAndMatch(t *testing.T) {
 		}
 	}
 
+	// Status shows the weight as soon as one new nginx worker answers; the
+	// reload is done (journaled) once every old worker has stopped
+	// accepting. nginx's master tells the old workers to quit 100 ms after
+	// starting the new ones: a request sent in between can land on an old
+	// worker (weight 0: no cookie; failed CI once), so wait for both.
 	weightServed := func(w int) {
 		e.writeManifest(doc(w))
 		e.waitFor(60*time.Second, fmt.Sprintf("nginx serving weight %d", w), func() (bool, string) {
 			s := e.status()
-			return s.CanaryWeight == w, fmt.Sprint("weight ", s.CanaryWeight)
+			if s.CanaryWeight != w {
+				return false, fmt.Sprint("weight ", s.CanaryWeight)
+			}
+			return e.reloaded(s.Revision), "weight served, reload of revision " + s.Revision + " not journaled"
 		})
 	}
 	weightServed(10)

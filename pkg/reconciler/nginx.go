@@ -320,8 +320,9 @@ func anyOf(ps []engine.Process, pids []int) bool {
 // oldStopAccepting waits, at most acceptWait, until none of the workers
 // that served before a reload still accepts connections. nginx reports the
 // new revision as soon as one new worker answers, but an old worker closes
-// its listening sockets only when it handles the master's quit, retitling
-// itself "... is shutting down": until then a new connection can land on
+// its listening sockets only when it handles the master's quit (which the
+// master sends 100 ms after starting the new workers), retitling itself
+// "... is shutting down": until then a new connection can land on
 // it and be served by the old configuration (seen: a request answered by
 // the app right after a pause had loaded). A list that cannot be taken
 // ends the wait: the new configuration is loaded either way.
