@@ -207,22 +207,6 @@ func startTLSLoad(c *http.Client, url string, every time.Duration) *tlsLoad {
 	return l
 }
 
-// journalEvents returns the journal's events named name, oldest first.
-func (e *env) journalEvents(name string) []journal.Record {
-	e.t.Helper()
-	var out []journal.Record
-	err := journal.Read(filepath.Join(e.dir, "history.jsonl"), journal.Filter{Types: []string{journal.TypeEvent}}, func(r journal.Record) error {
-		if r.Event == name {
-			out = append(out, r)
-		}
-		return nil
-	})
-	if err != nil {
-		e.t.Fatalf("read journal: %v", err)
-	}
-	return out
-}
-
 // noSecretIn fails if any file under dir (but the certificate store)
 // holds the key's PEM body or any part of it.
 func noKeyOutsideStore(t *testing.T, root, store string, keyPEMs ...[]byte) {
@@ -384,7 +368,7 @@ key_file: key.pem
 	if load.failed.Load() != 0 || load.ok.Load() < 50 {
 		t.Errorf("during the renewal reload: %d ok, %d failed %v", load.ok.Load(), load.failed.Load(), load.failures)
 	}
-	if evs := e.journalEvents(journal.EventNginxReloaded); len(evs) == 0 || !strings.Contains(evs[len(evs)-1].Message, "serve certificate") {
+	if evs := e.events(journal.EventNginxReloaded); len(evs) == 0 || !strings.Contains(evs[len(evs)-1].Message, "serve certificate") {
 		t.Errorf("no nginx_reloaded event for the certificate: %+v", evs)
 	}
 	if s := e.status(); s.TLS == nil || s.TLS.DaysLeft != 2 {
@@ -583,7 +567,7 @@ acme:
 	if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
 		t.Fatalf("HTTPS answer %d %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
 	}
-	if n := len(e.journalEvents("certificate_issued")); n != 1 {
+	if n := len(e.events("certificate_issued")); n != 1 {
 		t.Errorf("%d certificate_issued events, want 1", n)
 	}
 
@@ -602,7 +586,7 @@ acme:
 	if load.failed.Load() != 0 || load.ok.Load() < 50 {
 		t.Errorf("during the renewal reload: %d ok, %d failed %v", load.ok.Load(), load.failed.Load(), load.failures)
 	}
-	reloads := e.journalEvents(journal.EventNginxReloaded)
+	reloads := e.events(journal.EventNginxReloaded)
 	if len(reloads) == 0 || !strings.Contains(reloads[len(reloads)-1].Message, "serve certificate") {
 		t.Errorf("the renewal's reload is not journaled: %+v", reloads)
 	}
@@ -611,10 +595,10 @@ acme:
 	// left, shows in status, and the renewed certificate keeps serving.
 	ca.stop()
 	e.waitFor(90*time.Second, "a failed renewal journaled", func() (bool, string) {
-		evs := e.journalEvents("certificate_failed")
+		evs := e.events("certificate_failed")
 		return len(evs) > 0, "none yet"
 	})
-	failed := e.journalEvents("certificate_failed")[0]
+	failed := e.events("certificate_failed")[0]
 	if _, ok := failed.Details["days_left"]; !ok || failed.Details["serving"] == nil {
 		t.Errorf("failure record %+v lacks days_left or serving", failed)
 	}

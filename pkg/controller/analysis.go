@@ -379,16 +379,10 @@ func (d *Daemon) advance(ctx context.Context, user, key string, to int, progress
 func (d *Daemon) advanceJudged(ctx context.Context, user, key string, judged *judgedCanary, to int, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
-	m, err := d.transitionStart(ctx)
+	m, key, svc, err := d.canaryTransitionStart(ctx, key, judged)
 	if err != nil {
 		return err
 	}
-	if judged != nil {
-		if key, err = judged.keyIn(m); err != nil {
-			return err
-		}
-	}
-	svc := canarySpec(m, key)
 	if svc == nil || svc.Canary == nil {
 		return errors.New("no canary step to move to: the manifest no longer declares the canary")
 	}

@@ -12,6 +12,7 @@ package controller
 // service's name (State.keyOf gives its key).
 
 import (
+	"context"
 	"fmt"
 	"sort"
 
@@ -103,6 +104,23 @@ func (j judgedCanary) keyIn(m *manifest.Manifest) (string, error) {
 		return "", fmt.Errorf("service %s: the canary judged (%s) is no longer the manifest's; the next check judges what it declares", j.service, j.image)
 	}
 	return key, nil
+}
+
+// canaryTransitionStart begins a transition (transitionStart) on the
+// canary of key or, judged non-nil, on the canary an analysis judged,
+// keyed anew in the manifest now in force: an edit since the analysis
+// looked may have made another service the primary. svc is nil when the
+// manifest no longer declares the service. Callers hold d.runMu.
+func (d *Daemon) canaryTransitionStart(ctx context.Context, key string, judged *judgedCanary) (m *manifest.Manifest, _ string, svc *manifest.Services, err error) {
+	if m, err = d.transitionStart(ctx); err != nil {
+		return nil, "", nil, err
+	}
+	if judged != nil {
+		if key, err = judged.keyIn(m); err != nil {
+			return nil, "", nil, err
+		}
+	}
+	return m, key, canarySpec(m, key), nil
 }
 
 // keyLabel names a canary's service in messages: "" for the primary's.

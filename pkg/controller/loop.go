@@ -251,7 +251,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, tr *trace.Trace, trigger s
 		// noteRollout's to keep or lift: clearing it here would blank
 		// status for a moment on every resync.
 		d.clearDenialExcept(policyRegistry)
-		d.workerStillRejected(m) // status keeps a standing rejection
+		d.noteStandingRejection(m)
 		d.manifestTookEffect(ctx, m, user)
 		if ch.Gated() && len(lines) > 0 && d.rollout == nil {
 			d.rollout = &rolloutWatch{started: start}

@@ -26,16 +26,10 @@ func (d *Daemon) promote(ctx context.Context, user, key string, progress reconci
 func (d *Daemon) promoteJudged(ctx context.Context, user, key string, judged *judgedCanary, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
-	m, err := d.transitionStart(ctx)
+	m, key, svc, err := d.canaryTransitionStart(ctx, key, judged)
 	if err != nil {
 		return err
 	}
-	if judged != nil {
-		if key, err = judged.keyIn(m); err != nil {
-			return err
-		}
-	}
-	svc := canarySpec(m, key)
 	if svc == nil {
 		return fmt.Errorf("service %s: no longer in the manifest", key)
 	}
@@ -108,16 +102,10 @@ func (d *Daemon) rollbackWith(ctx context.Context, user, key string, abortReason
 func (d *Daemon) rollbackJudged(ctx context.Context, user, key string, judged *judgedCanary, abortReasons []string, progress reconciler.Progress) error {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
-	m, err := d.transitionStart(ctx)
+	m, key, svc, err := d.canaryTransitionStart(ctx, key, judged)
 	if err != nil {
 		return err
 	}
-	if judged != nil {
-		if key, err = judged.keyIn(m); err != nil {
-			return err
-		}
-	}
-	svc := canarySpec(m, key)
 	if svc == nil || svc.Canary == nil {
 		return errors.New(keyLabel(key) + "no canary declared in the manifest: nothing to roll back")
 	}

@@ -110,7 +110,7 @@ func (d *Daemon) transact(ctx context.Context, m *manifest.Manifest, t *Transiti
 	}
 	if applyErr == nil {
 		d.clearDenial()
-		d.workerStillRejected(m)
+		d.noteStandingRejection(m)
 	}
 	// Settle from what the route serves now, not from what the apply
 	// returned: the commit point is the route serving the new revision.

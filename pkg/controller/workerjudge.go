@@ -55,7 +55,7 @@ func workerRejected(err error) *reconciler.WorkerRejectedError {
 }
 
 // noteWorkerRejected shows workers' failed judgements in status, as a
-// canary-safety denial, while they stand (workerStillRejected).
+// canary-safety denial, while they stand (noteStandingRejection).
 func (d *Daemon) noteWorkerRejected(wrs ...*reconciler.WorkerRejectedError) {
 	var reasons []string
 	for _, wr := range wrs {
@@ -69,20 +69,17 @@ func (d *Daemon) noteWorkerRejected(wrs ...*reconciler.WorkerRejectedError) {
 		Input: map[string]any{"service": wrs[0].Service, "image": wrs[0].Image}}
 }
 
-// workerStillRejected: a worker revision of m stands rejected. Its plans
-// leave that worker as it runs (reconciler.Unrejected) and succeed, but m
-// has not taken effect: status keeps showing the rejection, and the
-// caller journals nothing of m taking effect.
-func (d *Daemon) workerStillRejected(m *manifest.Manifest) bool {
+// noteStandingRejection keeps a standing rejection of a worker revision of
+// m in status. Its plans leave that worker as it runs
+// (reconciler.Unrejected) and succeed, but m has not fully taken effect:
+// status shows why until m changes.
+func (d *Daemon) noteStandingRejection(m *manifest.Manifest) {
 	if d.rec == nil || m == nil {
-		return false
+		return
 	}
-	wrs := d.rec.Rejected(m.Hash())
-	if len(wrs) == 0 {
-		return false
+	if wrs := d.rec.Rejected(m.Hash()); len(wrs) > 0 {
+		d.noteWorkerRejected(wrs...)
 	}
-	d.noteWorkerRejected(wrs...)
-	return true
 }
 
 // heldWorkers are the services of m whose new revision stands rejected,
