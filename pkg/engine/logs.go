@@ -207,3 +207,43 @@ func ParseLogLine(s string) LogLine {
 	}
 	return LogLine{Text: s}
 }
+
+// FollowLogs streams what a container writes to its standard output from
+// since on (stderr is left out), demultiplexed, until ctx ends, the
+// container stops (io.EOF, as Docker ends a follow then) or the connection
+// breaks. The caller bounds how long establishing the stream may take
+// through ctx and must Close the reader; cancelling ctx also ends it.
+func (e *Engine) FollowLogs(ctx context.Context, id string, since time.Time) (io.ReadCloser, error) {
+	rc, err := e.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{
+		ShowStdout: true,
+		Follow:     true,
+		Since:      since.UTC().Format(time.RFC3339Nano),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow logs of container %s: %w", id, err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		// The stream is multiplexed (the container has no TTY): stdout
+		// frames go to the pipe, anything else is dropped.
+		if _, err := stdcopy.StdCopy(pw, io.Discard, rc); err != nil {
+			pw.CloseWithError(fmt.Errorf("logs of container %s: %w", id, err))
+		} else {
+			pw.Close() // the container stopped: io.EOF
+		}
+		rc.Close()
+	}()
+	return &logStream{PipeReader: pr, rc: rc}, nil
+}
+
+// logStream is FollowLogs' reader: closing it ends the engine's stream.
+type logStream struct {
+	*io.PipeReader
+	rc io.Closer
+}
+
+func (s *logStream) Close() error {
+	err := s.rc.Close()
+	s.PipeReader.Close()
+	return err
+}
