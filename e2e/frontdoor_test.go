@@ -32,7 +32,12 @@ func withServices(m string, lines ...string) string {
 }
 
 // reloaded reports whether nginx_reloaded is journaled for revision rev:
-// the reload op journals it once the old workers no longer accept.
+// the reload op journals it once the old workers no longer accept. The
+// revision is the configuration's hash, so a configuration the test
+// served before is journaled already: use it on a new one. Measured
+// (16 reloads, 8 clients for 300 ms after the wait): with status alone,
+// 69 of 7,372 requests were answered by the old configuration, in 2
+// reloads, up to 98 ms after; with this too, none of 8,981.
 func (e *env) reloaded(rev string) bool {
 	e.t.Helper()
 	for _, r := range e.events("nginx_reloaded") {
