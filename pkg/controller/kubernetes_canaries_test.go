@@ -162,16 +162,7 @@ func TestKubeEachCanaryWeightRaiseIsGated(t *testing.T) {
 func TestKubeInterruptedServicePromotionSettlesFromTheRoute(t *testing.T) {
 	h, fk, _ := kubeTwoCanariesHarness(t, false)
 	fk.failDelete["Deployment/demo-web-canary"] = errBoom
-	h.d.mu.Lock()
-	h.d.state.Pending = &Transition{ID: "t1", Kind: kindPromote, Started: time.Now().UTC(), Service: "web",
-		Promoted: &Promotion{Service: "web", ManifestStable: "app:1", Image: "app:3", At: time.Now().UTC()}}
-	next := h.d.state.with(h.d.state.Pending)
-	h.d.mu.Unlock()
-	ch, err := h.d.target.Change(context.Background(), h.d.readManifest(), next)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.d.target.Apply(context.Background(), ch, targets.Hooks{Gate: func(ctx context.Context) reconcilerDecision { return allow() }, Wait: true}); err == nil {
+	if err := applyWebPromotionWrittenAhead(t, h); err == nil {
 		t.Fatal("apply: want web's canary's deletion to fail")
 	}
 	if w := fk.weights(kubeWebRoute); w["web"] != 100 || fk.image("demo-web") != "app:3" {
@@ -194,6 +185,24 @@ func TestKubeInterruptedServicePromotionSettlesFromTheRoute(t *testing.T) {
 	if fk.has("Deployment/demo-web-canary") || fk.weights(kubeWebRoute)["demo-api-canary"] != 30 || !fk.has("Deployment/demo-api-canary") {
 		t.Fatalf("after the cleanup: web's canary left %v, route %v", fk.has("Deployment/demo-web-canary"), fk.weights(kubeWebRoute))
 	}
+}
+
+// applyWebPromotionWrittenAhead writes web's promotion to app:3 ahead, as
+// a daemon does before it applies, and applies it as that daemon would
+// have (the caller's fake fails one of its calls: the daemon died there).
+func applyWebPromotionWrittenAhead(t *testing.T, h *harness) error {
+	t.Helper()
+	h.d.mu.Lock()
+	h.d.state.Pending = &Transition{ID: "t1", Kind: kindPromote, Started: time.Now().UTC(), Service: "web",
+		Promoted: &Promotion{Service: "web", ManifestStable: "app:1", Image: "app:3", At: time.Now().UTC()}}
+	next := h.d.state.with(h.d.state.Pending)
+	h.d.mu.Unlock()
+	ch, err := h.d.target.Change(context.Background(), h.d.readManifest(), next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.d.target.Apply(context.Background(), ch, targets.Hooks{Gate: func(ctx context.Context) reconcilerDecision { return allow() }, Wait: true})
+	return err
 }
 
 // Each canary is judged on its own service's figures from Prometheus:
@@ -233,16 +242,7 @@ func TestKubeServicePromotionInterruptedBeforeTheCommit(t *testing.T) {
 	h, fk, _ := kubeTwoCanariesHarness(t, false)
 	apiBefore := fk.appliesOf(kubeAPIObjects...)
 	fk.failApply["HTTPRoute/"+kubeWebRoute] = errBoom
-	h.d.mu.Lock()
-	h.d.state.Pending = &Transition{ID: "t1", Kind: kindPromote, Started: time.Now().UTC(), Service: "web",
-		Promoted: &Promotion{Service: "web", ManifestStable: "app:1", Image: "app:3", At: time.Now().UTC()}}
-	next := h.d.state.with(h.d.state.Pending)
-	h.d.mu.Unlock()
-	ch, err := h.d.target.Change(context.Background(), h.d.readManifest(), next)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.d.target.Apply(context.Background(), ch, targets.Hooks{Gate: func(ctx context.Context) reconcilerDecision { return allow() }, Wait: true}); err == nil {
+	if err := applyWebPromotionWrittenAhead(t, h); err == nil {
 		t.Fatal("apply: want web's route switch to fail")
 	}
 	if fk.image("demo-web") != "app:1" || fk.weights(kubeWebRoute)["demo-web-canary"] != 10 {

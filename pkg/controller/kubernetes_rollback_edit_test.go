@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/swiftdeploy/swiftdeploy/pkg/api"
 	"github.com/swiftdeploy/swiftdeploy/pkg/journal"
 )
 
@@ -39,20 +38,7 @@ func TestKubeInterruptedServiceRollbackSettlesAfterAnEdit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h, fk := kubeThreeReleases(t)
 			h.d.target = &crashingTarget{Target: h.d.kt, apply: true}
-			func() {
-				defer func() {
-					// nil: the test failed (t.Fatalf's Goexit), not killed.
-					if r := recover(); r != nil && r != errKilled {
-						panic(r)
-					}
-				}()
-				err := h.rollbackService(tc.service, api.RollbackPrevious)
-				t.Fatalf("rollback %s returned %v: want it killed in its apply", tc.service, err)
-			}()
-			st := h.state()
-			if st.Pending == nil || st.Pending.ServiceRestored == nil || st.Pending.ServiceRestored.Service != tc.service {
-				t.Fatalf("after the crash: pending %+v, want the rollback written ahead", st.Pending)
-			}
+			st := killedRollback(t, h, tc.service)
 			txn := st.Pending.ID
 			if got := fk.workloadImage(tc.workload); got != tc.image {
 				t.Fatalf("after the crash %s runs %s, want %s rolled out", tc.workload, got, tc.image)

@@ -286,20 +286,7 @@ func TestKubeInterruptedServiceRollbackSettlesFromTheCluster(t *testing.T) {
 			fk.slow[tc.workload] = tc.slow
 			fk.mu.Unlock()
 			h.d.target = &crashingTarget{Target: h.d.kt, apply: tc.apply}
-			func() {
-				defer func() {
-					// nil: the test failed (t.Fatalf's Goexit), not killed.
-					if r := recover(); r != nil && r != errKilled {
-						panic(r)
-					}
-				}()
-				err := h.rollbackService(tc.service, api.RollbackPrevious)
-				t.Fatalf("rollback %s returned %v: want it killed in its apply", tc.service, err)
-			}()
-			st := h.state()
-			if st.Pending == nil || st.Pending.ServiceRestored == nil || st.Pending.ServiceRestored.Service != tc.service {
-				t.Fatalf("after the crash: pending %+v, want the rollback written ahead", st.Pending)
-			}
+			st := killedRollback(t, h, tc.service)
 			if applied := fk.workloadImage(tc.workload) == tc.image; applied != tc.apply {
 				t.Fatalf("after the crash %s runs %s", tc.workload, fk.workloadImage(tc.workload))
 			}
@@ -332,4 +319,26 @@ func TestKubeInterruptedServiceRollbackSettlesFromTheCluster(t *testing.T) {
 			}
 		})
 	}
+}
+
+// killedRollback runs `rollback SERVICE --to previous` on a daemon whose
+// target is killed in its apply (crashingTarget), and returns the state
+// it left: the rollback must be written ahead.
+func killedRollback(t *testing.T, h *harness, service string) State {
+	t.Helper()
+	func() {
+		defer func() {
+			// nil: the test failed (t.Fatalf's Goexit), not killed.
+			if r := recover(); r != nil && r != errKilled {
+				panic(r)
+			}
+		}()
+		err := h.rollbackService(service, api.RollbackPrevious)
+		t.Fatalf("rollback %s returned %v: want it killed in its apply", service, err)
+	}()
+	st := h.state()
+	if st.Pending == nil || st.Pending.ServiceRestored == nil || st.Pending.ServiceRestored.Service != service {
+		t.Fatalf("after the crash: pending %+v, want the rollback written ahead", st.Pending)
+	}
+	return st
 }

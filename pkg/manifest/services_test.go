@@ -154,24 +154,7 @@ func TestNamedFormProblems(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte("services:"+tt.services+"\n"+tail), "x")
-			var ve *ValidationError
-			if !errors.As(err, &ve) {
-				t.Fatalf("want a validation error, got %v", err)
-			}
-			var got []string
-			for _, p := range ve.Problems {
-				got = append(got, p.Field)
-			}
-			for _, f := range tt.want {
-				if !slices.Contains(got, f) {
-					t.Errorf("no problem at %s; got:\n%v", f, err)
-				}
-			}
-			for _, f := range got {
-				if !slices.Contains(tt.want, f) {
-					t.Errorf("unexpected problem at %s; got:\n%v", f, err)
-				}
-			}
+			problemsAt(t, err, tt.want)
 		})
 	}
 }
@@ -292,5 +275,29 @@ network: {name: net}
 	}
 	if c := m.Named["web"].Canary; c == nil || c.Weight != 10 {
 		t.Errorf("web's canary: %+v", c)
+	}
+}
+
+// problemsAt fails t unless err is a *ValidationError with a problem at
+// each of the fields want and at no other.
+func problemsAt(t *testing.T, err error, want []string) {
+	t.Helper()
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want a validation error, got %v", err)
+	}
+	var got []string
+	for _, p := range ve.Problems {
+		got = append(got, p.Field)
+	}
+	for _, f := range want {
+		if !slices.Contains(got, f) {
+			t.Errorf("no problem at %s; got:\n%v", f, err)
+		}
+	}
+	for _, f := range got {
+		if !slices.Contains(want, f) {
+			t.Errorf("unexpected problem at %s; got:\n%v", f, err)
+		}
 	}
 }
